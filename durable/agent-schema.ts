@@ -1,0 +1,81 @@
+import type { Sql } from './sql';
+
+/**
+ * The AgentDO's schema, as an ordered list of migrations. Never edit an entry that has
+ * shipped: append a new one. Applied at start-up inside blockConcurrencyWhile, in one
+ * transaction, with the applied count stored in `meta`.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE agent (
+    singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
+    tenant_id   TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    rev         INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE TABLE context (
+    singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version     INTEGER NOT NULL,
+    data        TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+  );
+  CREATE TABLE history (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_id  TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+  );
+  CREATE TABLE executions (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    intent           TEXT NOT NULL,
+    input            TEXT,
+    status           TEXT NOT NULL,
+    output           TEXT,
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    upstream         TEXT,
+    idempotency_key  TEXT,
+    deadline_at      INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    rev              INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE INDEX executions_by_status ON executions(status, seq);
+  CREATE TABLE idempotency (
+    key           TEXT PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    execution_id  TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+  );
+  CREATE TABLE outbox (
+    key         TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    rev         INTEGER NOT NULL,
+    payload     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     INTEGER NOT NULL,
+    last_error  TEXT
+  );
+  CREATE INDEX outbox_due ON outbox(next_at);
+  `,
+];
+
+export function migrate(sql: Sql, storage: DurableObjectStorage): void {
+  storage.transactionSync(() => {
+    const hasMeta = sql.one<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+    const applied = hasMeta?.n ? Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0) : 0;
+    for (let i = applied; i < MIGRATIONS.length; i++) {
+      for (const statement of (MIGRATIONS[i] ?? '').split(';').map((s) => s.trim()).filter(Boolean)) sql.run(statement);
+    }
+    if (applied < MIGRATIONS.length) {
+      sql.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(MIGRATIONS.length));
+    }
+  });
+}

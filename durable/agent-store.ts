@@ -1,0 +1,236 @@
+import type { Agent, AgentConfig, AgentContext, AgentState } from '../worker/schemas/agent';
+import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
+import { iso, isoOrUndefined } from '../worker/lib/time';
+import { maskUpstream } from '../worker/upstream/resolve';
+import type { HistoryEntry } from '../worker/upstream/types';
+import type { Sql } from './sql';
+
+/** Conversation turns kept per agent; older ones are trimmed (the D1 history keeps everything). */
+export const HISTORY_LIMIT = 50;
+
+export interface AgentRow extends Record<string, string | number> {
+  tenant_id: string;
+  config: string;
+  paused: number;
+  created_at: number;
+  updated_at: number;
+  rev: number;
+}
+
+export interface ExecutionRow extends Record<string, string | number | null> {
+  seq: number;
+  id: string;
+  intent: string;
+  input: string | null;
+  status: ExecutionStatus;
+  output: string | null;
+  error: string | null;
+  attempts: number;
+  upstream: string | null;
+  idempotency_key: string | null;
+  deadline_at: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  rev: number;
+}
+
+export interface OutboxRow extends Record<string, string | number | null> {
+  key: string;
+  kind: 'agent' | 'execution';
+  rev: number;
+  payload: string;
+  attempts: number;
+  next_at: number;
+}
+
+const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
+
+export function toExecution(row: ExecutionRow, agentId: string): Execution {
+  const execution: Execution = {
+    id: row.id,
+    agentId,
+    intent: row.intent,
+    input: parse(row.input) ?? null,
+    status: row.status,
+    attempts: row.attempts,
+    createdAt: iso(row.created_at),
+  };
+  if (row.output !== null) execution.output = parse(row.output);
+  if (row.error !== null) execution.error = parse(row.error) as ExecutionError;
+  if (row.upstream !== null) execution.upstream = row.upstream;
+  const startedAt = isoOrUndefined(row.started_at);
+  if (startedAt) execution.startedAt = startedAt;
+  const finishedAt = isoOrUndefined(row.finished_at);
+  if (finishedAt) execution.finishedAt = finishedAt;
+  if (row.finished_at !== null && row.started_at !== null) execution.durationMs = row.finished_at - row.started_at;
+  return execution;
+}
+
+/** Rows of one agent's SQLite storage, and the outbox entries that mirror them to D1. */
+export class AgentStore {
+  constructor(private readonly sql: Sql) {}
+
+  agentRow(): AgentRow | undefined {
+    return this.sql.one<AgentRow>('SELECT tenant_id, config, paused, created_at, updated_at, rev FROM agent WHERE singleton = 1');
+  }
+
+  config(row: AgentRow): AgentConfig {
+    return JSON.parse(row.config) as AgentConfig;
+  }
+
+  insertAgent(tenantId: string, config: AgentConfig, now: number): void {
+    this.sql.run('INSERT INTO agent (singleton, tenant_id, config, paused, created_at, updated_at, rev) VALUES (1, ?, ?, 0, ?, ?, 1)', tenantId, JSON.stringify(config), now, now);
+    this.sql.run('INSERT INTO context (singleton, version, data, updated_at) VALUES (1, 0, ?, ?)', '{}', now);
+  }
+
+  updateAgent(config: AgentConfig, paused: boolean, now: number): void {
+    this.sql.run('UPDATE agent SET config = ?, paused = ?, updated_at = ?, rev = rev + 1 WHERE singleton = 1', JSON.stringify(config), paused ? 1 : 0, now);
+  }
+
+  counts(): { running: number; queued: number } {
+    const rows = this.sql.all<{ status: string; n: number }>("SELECT status, count(*) AS n FROM executions WHERE status IN ('running', 'queued') GROUP BY status");
+    return {
+      running: rows.find((r) => r.status === 'running')?.n ?? 0,
+      queued: rows.find((r) => r.status === 'queued')?.n ?? 0,
+    };
+  }
+
+  state(row: AgentRow): AgentState {
+    if (row.paused) return 'paused';
+    return this.counts().running > 0 ? 'running' : 'idle';
+  }
+
+  agentView(row: AgentRow): Agent {
+    const config = this.config(row);
+    return { ...config, upstream: maskUpstream(config.upstream), state: this.state(row), createdAt: iso(row.created_at), updatedAt: iso(row.updated_at) };
+  }
+
+  // --- context and history ---
+
+  context(): AgentContext {
+    const row = this.sql.one<{ version: number; data: string }>('SELECT version, data FROM context WHERE singleton = 1');
+    return row ? { version: row.version, data: JSON.parse(row.data) as Record<string, unknown> } : { version: 0, data: {} };
+  }
+
+  writeContext(data: Record<string, unknown>, now: number): number {
+    this.sql.run('UPDATE context SET version = version + 1, data = ?, updated_at = ? WHERE singleton = 1', JSON.stringify(data), now);
+    return this.context().version;
+  }
+
+  history(): HistoryEntry[] {
+    return this.sql
+      .all<{ role: string; content: string }>('SELECT role, content FROM history ORDER BY seq DESC LIMIT ?', HISTORY_LIMIT)
+      .reverse()
+      .map((r) => ({ role: r.role === 'assistant' ? 'assistant' : 'user', content: r.content }));
+  }
+
+  appendHistory(executionId: string, entries: HistoryEntry[], now: number): void {
+    for (const entry of entries) {
+      this.sql.run('INSERT INTO history (execution_id, role, content, created_at) VALUES (?, ?, ?, ?)', executionId, entry.role, entry.content, now);
+    }
+    this.sql.run('DELETE FROM history WHERE seq <= (SELECT max(seq) FROM history) - ?', HISTORY_LIMIT);
+  }
+
+  // --- executions ---
+
+  execution(id: string): ExecutionRow | undefined {
+    return this.sql.one<ExecutionRow>('SELECT * FROM executions WHERE id = ?', id);
+  }
+
+  lastExecution(): ExecutionRow | undefined {
+    return this.sql.one<ExecutionRow>('SELECT * FROM executions ORDER BY seq DESC LIMIT 1');
+  }
+
+  insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number }): void {
+    this.sql.run(
+      "INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, rev) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, 1)",
+      e.id, e.intent, JSON.stringify(e.input ?? null), e.idempotencyKey, e.deadlineAt, e.now,
+    );
+  }
+
+  nextQueued(): ExecutionRow | undefined {
+    return this.sql.one<ExecutionRow>("SELECT * FROM executions WHERE status = 'queued' ORDER BY seq LIMIT 1");
+  }
+
+  byStatus(status: ExecutionStatus): ExecutionRow[] {
+    return this.sql.all<ExecutionRow>('SELECT * FROM executions WHERE status = ? ORDER BY seq', status);
+  }
+
+  markRunning(id: string, now: number): void {
+    this.sql.run("UPDATE executions SET status = 'running', started_at = ?, rev = rev + 1 WHERE id = ? AND status = 'queued'", now, id);
+  }
+
+  recordAttempt(id: string, upstream: string): void {
+    this.sql.run('UPDATE executions SET attempts = attempts + 1, upstream = ?, rev = rev + 1 WHERE id = ?', upstream, id);
+  }
+
+  /** Moves an unfinished execution to a terminal state; returns false if it had already finished. */
+  finishExecution(id: string, status: 'succeeded' | 'failed' | 'cancelled', result: { output?: unknown; error?: ExecutionError }, now: number): boolean {
+    const written = this.sql.run(
+      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?), rev = rev + 1 WHERE id = ? AND status IN ('queued', 'running')",
+      status,
+      result.output === undefined ? null : JSON.stringify(result.output),
+      result.error === undefined ? null : JSON.stringify(result.error),
+      now, now, id,
+    );
+    return written > 0;
+  }
+
+  // --- idempotency ---
+
+  idempotency(key: string): { fingerprint: string; execution_id: string } | undefined {
+    return this.sql.one<{ fingerprint: string; execution_id: string }>('SELECT fingerprint, execution_id FROM idempotency WHERE key = ?', key);
+  }
+
+  /** Records a key; replaces a stale one whose execution was pruned. */
+  putIdempotency(key: string, fingerprint: string, executionId: string, now: number): void {
+    this.sql.run(
+      `INSERT INTO idempotency (key, fingerprint, execution_id, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint, execution_id = excluded.execution_id, created_at = excluded.created_at`,
+      key, fingerprint, executionId, now,
+    );
+  }
+
+  /** Next value of a named counter kept in `meta`. */
+  nextCounter(name: string): number {
+    this.sql.run("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", name);
+    return Number(this.sql.one<{ value: string }>('SELECT value FROM meta WHERE key = ?', name)?.value ?? 1);
+  }
+
+  /** Forgets idempotency keys older than `olderThan` and finished executions beyond the newest `keep`. */
+  prune(olderThan: number, keep: number): void {
+    this.sql.run('DELETE FROM idempotency WHERE created_at < ?', olderThan);
+    this.sql.run(
+      "DELETE FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq < (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM executions ORDER BY seq DESC LIMIT ?))",
+      keep,
+    );
+  }
+
+  // --- outbox ---
+
+  enqueue(key: string, kind: OutboxRow['kind'], rev: number, payload: unknown, now: number): void {
+    this.sql.run(
+      `INSERT INTO outbox (key, kind, rev, payload, attempts, next_at) VALUES (?, ?, ?, ?, 0, ?)
+       ON CONFLICT(key) DO UPDATE SET rev = excluded.rev, payload = excluded.payload, attempts = 0, next_at = excluded.next_at, last_error = NULL`,
+      key, kind, rev, JSON.stringify(payload), now,
+    );
+  }
+
+  dueOutbox(now: number, limit: number): OutboxRow[] {
+    return this.sql.all<OutboxRow>('SELECT key, kind, rev, payload, attempts, next_at FROM outbox WHERE next_at <= ? ORDER BY next_at LIMIT ?', now, limit);
+  }
+
+  /** Removes delivered rows, unless they were rewritten (a newer rev) while in flight. */
+  ackOutbox(rows: OutboxRow[]): void {
+    for (const row of rows) this.sql.run('DELETE FROM outbox WHERE key = ? AND rev = ?', row.key, row.rev);
+  }
+
+  retryOutbox(row: OutboxRow, nextAt: number, error: string): void {
+    this.sql.run('UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE key = ? AND rev = ?', nextAt, error.slice(0, 500), row.key, row.rev);
+  }
+
+  nextOutboxAt(): number | undefined {
+    return this.sql.one<{ at: number | null }>('SELECT min(next_at) AS at FROM outbox')?.at ?? undefined;
+  }
+}

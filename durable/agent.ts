@@ -1,0 +1,449 @@
+import { DurableObject } from 'cloudflare:workers';
+import type { Env } from '../worker/env';
+import { fail, ok, type Result } from '../worker/errors';
+import { mergePatch } from '../worker/lib/json-merge-patch';
+import { newId } from '../worker/lib/ids';
+import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
+import { TERMINAL, type Execution } from '../worker/schemas/execution';
+import { allowsPrivate } from '../worker/upstream/outbound-guard';
+import { invokeUpstream } from '../worker/upstream/invoke';
+import { resolveUpstream } from '../worker/upstream/resolve';
+import { messageOf } from '../worker/upstream/builtin';
+import type { InvokeOutcome } from '../worker/upstream/types';
+import { AgentStore, toExecution, type AgentRow } from './agent-store';
+import { migrate } from './agent-schema';
+import { drainOutbox, type AgentSnapshot } from './outbox';
+import { Sql } from './sql';
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** Upper bound on upstream attempts for one execution, across restarts of the object. */
+const MAX_TOTAL_ATTEMPTS = 5;
+/** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
+const WATCHDOG_MS = 30_000;
+/** Fallback delivery of the outbox when the immediate flush did not get it all out. */
+const OUTBOX_RETRY_MS = 5_000;
+const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
+const KEEP_FINISHED = 1_000;
+/** Largest context document, well under the 2 MB row limit. */
+export const MAX_CONTEXT_BYTES = 1_000_000;
+
+export interface CreateAgentInput {
+  tenantId: string;
+  config: AgentConfig;
+}
+
+export interface ExecuteInput {
+  intent: string;
+  input: unknown;
+  mode: 'sync' | 'async';
+  timeoutMs?: number;
+  idempotencyKey?: string;
+  /** Hash of the request body, to tell a replay from a reused key. */
+  fingerprint: string;
+}
+
+export interface ExecuteResult {
+  execution: Execution;
+  replayed: boolean;
+}
+
+/**
+ * One agent: its config, context, conversation history, executions, idempotency keys and
+ * outbox, all in this object's SQLite storage. The single writer for the agent: every state
+ * change is one synchronous SQLite transaction, so concurrent requests serialise here.
+ */
+export class AgentDO extends DurableObject<Env> {
+  private readonly store: AgentStore;
+  /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
+  private readonly inflight = new Map<string, AbortController>();
+  private readonly waiters = new Map<string, (() => void)[]>();
+  private orphansResumed = false;
+  private flushChain: Promise<void> = Promise.resolve();
+  private flushPending = false;
+  private alarmAt: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    const sql = new Sql(ctx.storage.sql);
+    this.store = new AgentStore(sql);
+    void ctx.blockConcurrencyWhile(async () => {
+      migrate(sql, ctx.storage);
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  // --- agent ---
+
+  async create(input: CreateAgentInput): Promise<Result<Agent>> {
+    if (this.store.agentRow()) return fail('conflict', `agent ${input.config.id} already exists`);
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.store.insertAgent(input.tenantId, input.config, now);
+      this.enqueueAgent(now);
+    });
+    this.afterChange();
+    return ok(this.view());
+  }
+
+  async get(): Promise<Result<Agent>> {
+    return this.store.agentRow() ? ok(this.view()) : this.notFound();
+  }
+
+  async update(patch: UpdateAgentBody): Promise<Result<Agent>> {
+    const row = this.store.agentRow();
+    if (!row) return this.notFound();
+    const current = this.store.config(row);
+    const next: AgentConfig = {
+      ...current,
+      ...(patch.name !== undefined && { name: patch.name }),
+      ...(patch.instructions !== undefined && { instructions: patch.instructions }),
+      ...(patch.upstream !== undefined && { upstream: patch.upstream }),
+      ...(patch.concurrency !== undefined && { concurrency: patch.concurrency }),
+      ...(patch.metadata !== undefined && { metadata: patch.metadata }),
+    };
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);
+      this.enqueueAgent(now);
+    });
+    this.pump();
+    this.afterChange();
+    return ok(this.view());
+  }
+
+  /** Deletes everything the agent holds; the Worker then removes its D1 rows. */
+  async destroy(): Promise<Result<{ deleted: true }>> {
+    if (!this.store.agentRow()) return this.notFound();
+    for (const controller of this.inflight.values()) controller.abort();
+    await this.flushChain;
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.alarmAt = null;
+    migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
+    for (const id of [...this.waiters.keys()]) this.notify(id);
+    return ok({ deleted: true });
+  }
+
+  // --- executions ---
+
+  async execute(request: ExecuteInput): Promise<Result<ExecuteResult>> {
+    const row = this.store.agentRow();
+    if (!row) return this.notFound();
+    const { agentId } = this.ids(row);
+    // Everything from the key lookup to the insert runs without an await, so concurrent
+    // requests with one key cannot both miss it: the first inserts, the rest replay.
+    if (request.idempotencyKey) {
+      const seen = this.store.idempotency(request.idempotencyKey);
+      const first = seen && this.store.execution(seen.execution_id);
+      if (seen && first) {
+        if (seen.fingerprint !== request.fingerprint) {
+          return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
+        }
+        const execution = request.mode === 'sync' ? await this.waitForFinish(first.id) : toExecution(first, agentId);
+        return execution ? ok({ execution, replayed: true }) : this.notFound();
+      }
+    }
+    if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
+    const now = Date.now();
+    const id = newId('ex');
+    this.ctx.storage.transactionSync(() => {
+      this.store.insertExecution({
+        id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
+        deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now,
+      });
+      if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
+      this.enqueueExecution(id, now);
+    });
+    const queued = this.executionView(id);
+    this.pump();
+    this.afterChange();
+    if (request.mode === 'async') return ok({ execution: queued, replayed: false });
+    const finished = await this.waitForFinish(id);
+    return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
+  }
+
+  async getExecution(id: string): Promise<Result<Execution>> {
+    const row = this.store.agentRow();
+    if (!row) return this.notFound();
+    const execution = this.store.execution(id);
+    return execution ? ok(toExecution(execution, this.ids(row).agentId)) : fail('not_found', `execution ${id} not found`);
+  }
+
+  async cancel(id: string): Promise<Result<Execution>> {
+    const row = this.store.agentRow();
+    if (!row) return this.notFound();
+    const execution = this.store.execution(id);
+    if (!execution) return fail('not_found', `execution ${id} not found`);
+    if (TERMINAL.has(execution.status)) {
+      return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.ids(row).agentId) });
+    }
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.store.finishExecution(id, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
+      this.enqueueExecution(id, now);
+      this.enqueueAgent(now);
+    });
+    this.inflight.get(id)?.abort();
+    this.notify(id);
+    this.pump();
+    this.afterChange();
+    return ok(this.executionView(id));
+  }
+
+  async status(): Promise<Result<AgentStatus>> {
+    const row = this.store.agentRow();
+    if (!row) return this.notFound();
+    const last = this.store.lastExecution();
+    return ok({
+      state: this.store.state(row),
+      ...this.store.counts(),
+      contextVersion: this.store.context().version,
+      lastExecution: last ? { id: last.id, status: last.status, finishedAt: last.finished_at === null ? null : new Date(last.finished_at).toISOString() } : null,
+    });
+  }
+
+  // --- context ---
+
+  async getContext(): Promise<Result<AgentContext>> {
+    return this.store.agentRow() ? ok(this.store.context()) : this.notFound();
+  }
+
+  async patchContext(patch: Record<string, unknown>, ifVersion?: number): Promise<Result<AgentContext>> {
+    if (!this.store.agentRow()) return this.notFound();
+    const current = this.store.context();
+    if (ifVersion !== undefined && ifVersion !== current.version) {
+      return fail('version_mismatch', `context is at version ${current.version}, not ${ifVersion}`, { version: current.version });
+    }
+    const data = mergePatch(current.data, patch) as Record<string, unknown>;
+    if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.store.writeContext(data, now);
+      this.enqueueAgent(now);
+    });
+    this.afterChange();
+    return ok(this.store.context());
+  }
+
+  // --- the alarm: watchdog for orphaned work, and outbox delivery ---
+
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    this.resumeOrphans();
+    this.pump();
+    const row = this.store.agentRow();
+    if (row) {
+      await this.flush();
+      this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, KEEP_FINISHED);
+    }
+    await this.armAlarm();
+  }
+
+  // --- scheduling ---
+
+  /** Starts queued executions while slots are free (none while paused); fails expired ones. */
+  private pump(): void {
+    const row = this.store.agentRow();
+    if (!row) return;
+    if (!this.orphansResumed) this.resumeOrphans();
+    const now = Date.now();
+    for (const expired of this.store.byStatus('queued').filter((e) => e.deadline_at <= now)) {
+      this.finish(expired.id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
+    }
+    if (row.paused) return;
+    const { concurrency } = this.store.config(row);
+    let running = this.store.counts().running;
+    while (running < concurrency) {
+      const next = this.store.nextQueued();
+      if (!next) break;
+      this.ctx.storage.transactionSync(() => {
+        this.store.markRunning(next.id, now);
+        this.enqueueExecution(next.id, now);
+        this.enqueueAgent(now);
+      });
+      running++;
+      void this.run(next.id);
+    }
+  }
+
+  /** Executions left `running` by an earlier instance of this object are run again. */
+  private resumeOrphans(): void {
+    this.orphansResumed = true;
+    for (const orphan of this.store.byStatus('running')) {
+      if (!this.inflight.has(orphan.id)) void this.run(orphan.id);
+    }
+  }
+
+  private async run(id: string): Promise<void> {
+    const controller = new AbortController();
+    this.inflight.set(id, controller);
+    try {
+      const row = this.store.agentRow();
+      const execution = this.store.execution(id);
+      if (!row || !execution || execution.status !== 'running') return;
+      const config = this.store.config(row);
+      const remaining = MAX_TOTAL_ATTEMPTS - execution.attempts;
+      if (remaining <= 0) {
+        this.finish(id, { ok: false, attempts: execution.attempts, cancelled: false, error: { code: 'upstream_failed', message: 'attempts exhausted across restarts' } });
+        return;
+      }
+      const upstream = resolveUpstream(config.upstream, allowsPrivate(this.env));
+      const outcome = await invokeUpstream(
+        upstream,
+        {
+          executionId: id, agentId: config.id, intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown,
+          instructions: config.instructions, context: this.store.context().data, history: this.store.history(),
+        },
+        {
+          deadlineAt: execution.deadline_at,
+          signal: controller.signal,
+          maxAttempts: Math.min(3, remaining),
+          onAttempt: () => this.store.recordAttempt(id, upstream.label),
+        },
+      );
+      this.finish(id, outcome);
+    } catch (error) {
+      this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
+    } finally {
+      this.inflight.delete(id);
+      this.notify(id);
+      this.pump();
+      this.afterChange();
+    }
+  }
+
+  /** Records an outcome in one transaction: the execution, and on success the context and history. */
+  private finish(id: string, outcome: InvokeOutcome): void {
+    if (!outcome.ok && outcome.cancelled) return; // cancel() already wrote the terminal state
+    const execution = this.store.execution(id);
+    if (!execution || TERMINAL.has(execution.status)) return;
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      if (outcome.ok) {
+        const { output, contextPatch } = outcome.reply;
+        if (contextPatch) {
+          const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
+          if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) {
+            this.store.finishExecution(id, 'failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } }, now);
+            this.enqueueExecution(id, now);
+            return;
+          }
+          this.store.writeContext(data, now);
+        }
+        const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
+        this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
+        this.store.finishExecution(id, 'succeeded', { output }, now);
+      } else {
+        this.store.finishExecution(id, 'failed', { error: outcome.error }, now);
+      }
+      this.enqueueExecution(id, now);
+      this.enqueueAgent(now);
+    });
+    this.notify(id);
+  }
+
+  /**
+   * Resolves with the execution once it is finished (or its deadline has passed), or null if
+   * the agent was deleted meanwhile.
+   */
+  private waitForFinish(id: string): Promise<Execution | null> {
+    const current = this.store.execution(id);
+    if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.executionOrNull(id));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);
+      const done = () => { clearTimeout(timer); resolve(this.executionOrNull(id)); };
+      this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
+    });
+  }
+
+  private notify(id: string): void {
+    const execution = this.store.execution(id);
+    if (execution && !TERMINAL.has(execution.status)) return;
+    const waiting = this.waiters.get(id);
+    this.waiters.delete(id);
+    for (const resolve of waiting ?? []) resolve();
+  }
+
+  // --- outbox and alarm ---
+
+  private enqueueExecution(id: string, now: number): void {
+    const row = this.store.agentRow();
+    const execution = this.store.execution(id);
+    if (!row || !execution) return;
+    this.store.enqueue(`execution:${id}`, 'execution', execution.rev, toExecution(execution, this.ids(row).agentId), now);
+  }
+
+  private enqueueAgent(now: number): void {
+    const row = this.store.agentRow();
+    if (!row) return;
+    const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.context().version };
+    // The snapshot changes with context and execution state too, so it has its own counter.
+    this.store.enqueue('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), snapshot, now);
+  }
+
+  /** After a change: deliver the outbox now (off the request's path) and keep the alarm armed. */
+  private afterChange(): void {
+    if (!this.flushPending) {
+      this.flushPending = true;
+      setTimeout(() => {
+        this.flushPending = false;
+        void this.flush().then(() => this.armAlarm());
+      }, 0);
+    }
+    void this.armAlarm();
+  }
+
+  private flush(): Promise<void> {
+    this.flushChain = this.flushChain.then(async () => {
+      const row = this.store.agentRow();
+      if (!row) return;
+      const { tenantId, agentId } = this.ids(row);
+      while ((await drainOutbox(this.env.DB, this.store, tenantId, agentId)) > 0) { /* drain everything due */ }
+    }).catch((error: unknown) => console.error(JSON.stringify({ msg: 'outbox flush failed', error: String(error) })));
+    return this.flushChain;
+  }
+
+  private async armAlarm(): Promise<void> {
+    if (!this.store.agentRow()) return;
+    const now = Date.now();
+    const { running, queued } = this.store.counts();
+    const outboxAt = this.store.nextOutboxAt();
+    const candidates = [
+      running + queued > 0 ? now + WATCHDOG_MS : Infinity,
+      outboxAt === undefined ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
+    ];
+    const due = Math.min(...candidates);
+    if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
+    this.alarmAt = due;
+    await this.ctx.storage.setAlarm(due);
+  }
+
+  // --- views ---
+
+  private ids(row: AgentRow): { tenantId: string; agentId: string } {
+    return { tenantId: row.tenant_id, agentId: this.store.config(row).id };
+  }
+
+  private view(): Agent {
+    const row = this.store.agentRow();
+    if (!row) throw new Error('agent row vanished');
+    return this.store.agentView(row);
+  }
+
+  private executionOrNull(id: string): Execution | null {
+    const row = this.store.agentRow();
+    const execution = this.store.execution(id);
+    return row && execution ? toExecution(execution, this.ids(row).agentId) : null;
+  }
+
+  private executionView(id: string): Execution {
+    const row = this.store.agentRow();
+    const execution = this.store.execution(id);
+    if (!row || !execution) throw new Error(`execution ${id} vanished`);
+    return toExecution(execution, this.ids(row).agentId);
+  }
+
+  private notFound(): Result<never> {
+    return fail('not_found', 'agent not found');
+  }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// `npm run dev`: local gateway with working defaults. Creates .dev.vars on first start,
+// applies the D1 migrations to the local database, makes the demo tenant and its API key
+// (idempotently), starts `wrangler dev`, and prints the key once the gateway answers.
+//
+// Options (or env): --port N (PORT, default 8787), --persist-to DIR (STATE_DIR, default
+// .wrangler/state), --quiet (no wrangler output).
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env.PORT ?? '8787' },
+    'persist-to': { type: 'string', default: process.env.STATE_DIR ?? '.wrangler/state' },
+    quiet: { type: 'boolean', default: false },
+  },
+});
+const port = Number(values.port);
+const persistTo = values['persist-to'];
+const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
+const wranglerBin = 'node_modules/.bin/wrangler';
+const DATABASE = 'edge-agent-gateway';
+const DEMO_TENANT = 'demo';
+
+function devVars() {
+  if (!existsSync('.dev.vars')) {
+    copyFileSync('.dev.vars.example', '.dev.vars');
+    const filled = readFileSync('.dev.vars', 'utf8')
+      .replace(/^ADMIN_TOKEN=generate$/m, `ADMIN_TOKEN=adm_${randomBytes(24).toString('base64url')}`)
+      .replace(/^DEMO_API_KEY=generate$/m, `DEMO_API_KEY=eag_${randomBytes(32).toString('base64url')}`);
+    writeFileSync('.dev.vars', filled);
+    console.log('created .dev.vars with a random ADMIN_TOKEN and DEMO_API_KEY');
+  }
+  return Object.fromEntries(
+    readFileSync('.dev.vars', 'utf8')
+      .split('\n')
+      .filter((line) => /^[A-Z_]+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1).trim()]),
+  );
+}
+
+function wrangler(args) {
+  const result = spawnSync(wranglerBin, args, { env, encoding: 'utf8' });
+  if (result.status !== 0) {
+    console.error(result.stdout, result.stderr);
+    throw new Error(`wrangler ${args.slice(0, 3).join(' ')} failed`);
+  }
+  return result.stdout;
+}
+
+const vars = devVars();
+const demoKey = vars.DEMO_API_KEY;
+if (!demoKey?.startsWith('eag_')) throw new Error('DEMO_API_KEY in .dev.vars must start with eag_');
+
+wrangler(['d1', 'migrations', 'apply', DATABASE, '--local', '--persist-to', persistTo]);
+const hash = createHash('sha256').update(demoKey).digest('hex');
+const now = Date.now();
+wrangler([
+  'd1', 'execute', DATABASE, '--local', '--persist-to', persistTo, '--command',
+  `INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES ('${DEMO_TENANT}', 'Demo tenant', ${now});
+   INSERT OR IGNORE INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', '${DEMO_TENANT}', '${hash}', '${demoKey.slice(0, 12)}', 'demo key', ${now});`,
+]);
+
+const child = spawn(
+  wranglerBin,
+  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persistTo, '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log'],
+  { env, stdio: ['ignore', values.quiet ? 'ignore' : 'inherit', 'inherit'] },
+);
+const stop = (signal) => child.kill(signal);
+process.on('SIGINT', () => stop('SIGINT'));
+process.on('SIGTERM', () => stop('SIGTERM'));
+child.on('exit', (code) => process.exit(code ?? 0));
+
+const base = `http://127.0.0.1:${port}`;
+for (let i = 0; i < 600; i++) {
+  try {
+    if ((await fetch(`${base}/healthz`)).ok) break;
+  } catch {
+    /* not up yet */
+  }
+  await new Promise((r) => setTimeout(r, 200));
+}
+console.log(`
+  edge-agent-gateway is running on ${base}
+
+  demo tenant:  ${DEMO_TENANT}
+  demo API key: ${demoKey}
+  admin token:  ${vars.ADMIN_TOKEN}   (for /v1/admin routes; both live in .dev.vars)
+
+  try:  curl -s ${base}/v1/agents -H "Authorization: Bearer ${demoKey}"
+`);

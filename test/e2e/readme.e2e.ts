@@ -1,0 +1,95 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** The bash block between the walkthrough markers of the README. */
+function readmeWalkthrough(): string {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const block = /<!-- walkthrough:start -->\s*```bash\n([\s\S]*?)```\s*<!-- walkthrough:end -->/.exec(readme);
+  if (!block?.[1]) throw new Error('README has no walkthrough block');
+  return block[1];
+}
+
+describe('README quickstart, end to end against `npm run dev`', () => {
+  let dev: ChildProcess;
+  let base: string;
+  let stateDir: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    stateDir = mkdtempSync(path.join(tmpdir(), 'eag-e2e-'));
+    base = `http://127.0.0.1:${port}`;
+    dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir, '--quiet'], {
+      cwd: root,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+    });
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`dev server did not start:\n${output}`)), 150_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('demo API key:')) { clearTimeout(timer); resolve(); }
+      };
+      dev.stdout?.on('data', onData);
+      dev.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+      dev.on('exit', (code) => { clearTimeout(timer); reject(new Error(`dev server exited with ${code}:\n${output}`)); });
+    });
+  });
+
+  afterAll(() => {
+    if (dev?.pid) {
+      try { process.kill(-dev.pid, 'SIGTERM'); } catch { /* already gone */ }
+    }
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('prints a working demo key', async () => {
+    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1];
+    const res = await fetch(`${base}/v1/agents`, { headers: { authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+  });
+
+  it('runs every command of the README walk-through as written', () => {
+    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', readmeWalkthrough()], {
+      cwd: root,
+      env: { ...process.env, BASE: base, KEY: key },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const out = run.stdout;
+    expect(out).toContain('"topic":"refunds"');
+    expect(out).toMatch(/idempotent-replayed: true/i);
+    expect(out).toContain('"status":"cancelled"');
+    expect(out).toContain('"code":"already_finished"');
+    expect(out).toContain('"code":"version_mismatch"');
+    expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
+  });
+
+  it('has deleted the walk-through agent', async () => {
+    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1];
+    const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(404);
+  });
+});

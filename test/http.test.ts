@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { api, newTenant } from './support/api';
+
+describe('edge router', () => {
+  it('answers /healthz without auth', async () => {
+    const res = await api('/healthz');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ok' });
+  });
+
+  it('puts a request id on every response and honours a valid incoming one', async () => {
+    const fresh = await api('/healthz');
+    expect(fresh.headers.get('x-request-id')).toMatch(/^[\w-]{8,}$/);
+    const given = await api('/healthz', { headers: { 'x-request-id': 'client-req-42' } });
+    expect(given.headers.get('x-request-id')).toBe('client-req-42');
+    const invalid = await api('/healthz', { headers: { 'x-request-id': 'bad id with spaces' } });
+    expect(invalid.headers.get('x-request-id')).not.toBe('bad id with spaces');
+  });
+
+  it('renders errors in one envelope carrying the request id', async () => {
+    const res = await api('/nope', { headers: { 'x-request-id': 'trace-1' } });
+    expect(res.status).toBe(404);
+    expect(res.body).toEqual({ error: { code: 'not_found', message: expect.any(String), requestId: 'trace-1' } });
+  });
+
+  it('answers 405 with Allow for a known path and an unknown method', async () => {
+    const res = await api('/healthz', { method: 'DELETE' });
+    expect(res.status).toBe(405);
+    expect(res.body.error.code).toBe('method_not_allowed');
+    expect(res.headers.get('allow')).toContain('GET');
+  });
+
+  it('requires a bearer key on /v1 routes', async () => {
+    const missing = await api('/v1/agents');
+    expect(missing.status).toBe(401);
+    expect(missing.body.error.code).toBe('unauthorized');
+    const wrong = await api('/v1/agents', { key: 'eag_not-a-real-key' });
+    expect(wrong.status).toBe(401);
+  });
+
+  it('rejects bodies over 1 MiB with 413', async () => {
+    const { key } = await newTenant();
+    const res = await api('/v1/agents', { key, rawBody: JSON.stringify({ name: 'x'.repeat(1024 * 1024 + 10) }), headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('payload_too_large');
+  });
+
+  it('rejects non-JSON bodies with 415 and malformed JSON with 400', async () => {
+    const { key } = await newTenant();
+    const text = await api('/v1/agents', { key, rawBody: 'hello', headers: { 'content-type': 'text/plain' } });
+    expect(text.status).toBe(415);
+    expect(text.body.error.code).toBe('unsupported_media_type');
+    const broken = await api('/v1/agents', { key, rawBody: '{"id": ', headers: { 'content-type': 'application/json' } });
+    expect(broken.status).toBe(400);
+    expect(broken.body.error.code).toBe('invalid_request');
+  });
+
+  it('reports zod issues in details', async () => {
+    const { key } = await newTenant();
+    const res = await api('/v1/agents', { key, body: { id: 'not valid!', concurrency: 99 } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('invalid_request');
+    const paths = res.body.error.details.map((d: { path: string[] }) => d.path.join('.'));
+    expect(paths).toEqual(expect.arrayContaining(['id', 'concurrency']));
+  });
+
+  it('serves the OpenAPI 3.1 document', async () => {
+    const res = await api('/openapi.json');
+    expect(res.status).toBe(200);
+    expect(res.body.openapi).toBe('3.1.0');
+    expect(Object.keys(res.body.paths)).toEqual(expect.arrayContaining(['/v1/agents', '/v1/agents/{id}/executions', '/healthz']));
+  });
+});

@@ -1,0 +1,121 @@
+// A real HTTP upstream for tests and benchmarks, able to delay, fail, hang and drop
+// connections on command. It speaks both upstream protocols the gateway calls:
+//   POST /agent                  agent-http: {executionId, agentId, intent, input, context, history}
+//   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
+// Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
+// message: {delayMs, hang, reset, failTimes, failStatus, status, body, contextPatch}.
+// `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed.
+// GET /requests?key=K lists what arrived with that Idempotency-Key.
+import http from 'node:http';
+
+/**
+ * @param {{ port?: number, host?: string }} [options]
+ * @returns {Promise<{ url: string, close: () => Promise<void>, requests: Map<string, object[]> }>}
+ */
+export async function startMockUpstream(options = {}) {
+  /** @type {Map<string, object[]>} */
+  const requests = new Map();
+  const sockets = new Set();
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://mock');
+    if (req.method === 'GET' && url.pathname === '/requests') {
+      const key = url.searchParams.get('key') ?? '';
+      return send(res, 200, { key, count: requests.get(key)?.length ?? 0, requests: requests.get(key) ?? [] });
+    }
+    if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
+    if (req.method !== 'POST') return send(res, 404, { error: 'not found' });
+
+    let body;
+    try {
+      body = JSON.parse(await readBody(req));
+    } catch {
+      return send(res, 400, { error: 'body is not JSON' });
+    }
+    const key = String(req.headers['idempotency-key'] ?? '');
+    const seen = requests.get(key) ?? [];
+    seen.push({ path: url.pathname, body, headers: req.headers, at: Date.now() });
+    if (key) requests.set(key, seen);
+    const attempt = seen.length;
+
+    const isChat = url.pathname.endsWith('/chat/completions');
+    const mock = isChat ? chatMock(body) : (body?.input?.mock ?? {});
+
+    if (mock.delayMs) await sleep(Math.min(Number(mock.delayMs), 120_000));
+    if (mock.hang) return; // never answers; the client's timeout or abort ends it
+    const failing = mock.failTimes === undefined ? Boolean(mock.failStatus || mock.reset) : attempt <= Number(mock.failTimes);
+    if (failing && mock.reset) return req.socket.destroy();
+    if (failing) return send(res, Number(mock.failStatus ?? 503), { error: `injected failure on attempt ${attempt}` });
+    if (mock.status) return send(res, Number(mock.status), { error: 'injected status' });
+    if (mock.body !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(String(mock.body));
+    }
+    if (isChat) {
+      const last = body?.messages?.at(-1)?.content ?? '';
+      return send(res, 200, {
+        id: `chatcmpl-${attempt}`,
+        object: 'chat.completion',
+        created: Math.floor(Date.now() / 1000),
+        model: body?.model ?? 'mock',
+        choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: `mock reply to: ${String(last).split('\nmock:')[0]}` } }],
+        usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+      });
+    }
+    return send(res, 200, {
+      output: { echo: body?.input ?? null, intent: body?.intent, attempt, historyLength: body?.history?.length ?? 0 },
+      ...(mock.contextPatch ? { contextPatch: mock.contextPatch } : {}),
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.keepAliveTimeout = 5_000;
+
+  await new Promise((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(undefined)));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function chatMock(body) {
+  const content = String(body?.messages?.at(-1)?.content ?? '');
+  const index = content.indexOf('\nmock:');
+  if (index < 0) return {};
+  try {
+    return JSON.parse(content.slice(index + 6));
+  } catch {
+    return {};
+  }
+}
+
+function send(res, status, payload) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(payload));
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// `node test/support/mock-upstream.mjs [port]` serves it standalone (benchmarks, manual tests).
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const upstream = await startMockUpstream({ port: Number(process.argv[2] ?? 8788) });
+  console.log(`mock upstream on ${upstream.url}`);
+}

@@ -1,0 +1,47 @@
+import path from 'node:path';
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
+import { defineConfig } from 'vitest/config';
+
+const migrations = await readD1Migrations(path.join(import.meta.dirname, 'migrations'));
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        // Integration and unit tests inside workerd: real Durable Objects, D1 and KV.
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            main: './worker/index.ts',
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: migrations,
+                ADMIN_TOKEN: 'test-admin-token-0123456789',
+                ALLOW_PRIVATE_UPSTREAMS: 'true',
+                MOCK_UPSTREAM_URL: inject('mockUpstreamUrl'),
+              },
+            },
+          })),
+        ],
+        test: {
+          name: 'workers',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/e2e/**'],
+          globalSetup: ['./test/support/global-setup.ts'],
+          setupFiles: ['./test/support/apply-migrations.ts'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        // End-to-end: the README's quickstart, driven over HTTP against `npm run dev`.
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.e2e.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
+    ],
+  },
+});

@@ -1,0 +1,31 @@
+import type { Region } from '../schemas/agent';
+
+/** The part of `request.cf` that placement reads (tests pass it explicitly). */
+export interface GeoHints {
+  continent?: string;
+  longitude?: string;
+}
+
+/**
+ * Location hint for a new agent's Durable Object: the agent's own `region` if it names one,
+ * otherwise the caller's continent. Honoured only when the object is first created.
+ */
+export function locationHintFor(region: Region | null | undefined, geo: GeoHints | undefined): Region | null {
+  if (region) return region;
+  switch (geo?.continent) {
+    case 'NA':
+      return Number(geo.longitude) < -100 ? 'wnam' : 'enam';
+    case 'SA':
+      return 'sam';
+    case 'EU':
+      return Number(geo.longitude) > 20 ? 'eeur' : 'weur';
+    case 'AS':
+      return 'apac';
+    case 'OC':
+      return 'oc';
+    case 'AF':
+      return 'afr';
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,112 @@
+import type { AgentDO } from '../../durable/agent';
+import type { Env } from '../env';
+import { ApiError } from '../errors';
+import type { Agent, Jurisdiction, Region } from '../schemas/agent';
+
+/** Where an agent's Durable Object lives; fixed when the agent is created. */
+export interface AgentRoute {
+  jurisdiction: Jurisdiction | null;
+  locationHint: Region | null;
+}
+
+const ROUTE_TTL_MS = 5 * 60_000;
+const ROUTE_KV_TTL_S = 24 * 60 * 60;
+const routeCache = new Map<string, { route: AgentRoute; expires: number }>();
+const routeKey = (tenantId: string, agentId: string) => `route:v1:${tenantId}:${agentId}`;
+
+/**
+ * Claims an agent id for a tenant in the D1 registry, with a provisional snapshot for list
+ * reads until the agent's outbox refreshes it. Returns false when the id is taken.
+ */
+export async function registerAgent(env: Env, tenantId: string, agent: Agent, route: AgentRoute, now: number): Promise<boolean> {
+  const result = await env.DB.prepare(
+    `INSERT INTO agents (tenant_id, id, jurisdiction, location_hint, name, state, snapshot, rev, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, 'idle', ?, 0, ?, ?) ON CONFLICT (tenant_id, id) DO NOTHING`,
+  )
+    .bind(tenantId, agent.id, route.jurisdiction, route.locationHint, agent.name, JSON.stringify({ agent, contextVersion: 0 }), now, now)
+    .run();
+  if (result.meta.changes === 0) return false;
+  remember(tenantId, agent.id, route);
+  return true;
+}
+
+export async function unregisterAgent(env: Env, tenantId: string, agentId: string): Promise<void> {
+  await env.DB.batch([
+    env.DB.prepare('DELETE FROM executions WHERE tenant_id = ? AND agent_id = ?').bind(tenantId, agentId),
+    env.DB.prepare('DELETE FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, agentId),
+  ]);
+  routeCache.delete(routeKey(tenantId, agentId));
+  await env.CACHE.delete(routeKey(tenantId, agentId));
+}
+
+/** The route of a tenant's agent, or null: isolate cache, then KV, then the D1 registry. */
+export async function findAgent(env: Env, tenantId: string, agentId: string): Promise<AgentRoute | null> {
+  const key = routeKey(tenantId, agentId);
+  const cached = routeCache.get(key);
+  if (cached && cached.expires > Date.now()) return cached.route;
+  let route = await env.CACHE.get<AgentRoute>(key, 'json').catch(() => null);
+  if (!route) {
+    const row = await env.DB.prepare('SELECT jurisdiction, location_hint FROM agents WHERE tenant_id = ? AND id = ?')
+      .bind(tenantId, agentId)
+      .first<{ jurisdiction: Jurisdiction | null; location_hint: Region | null }>();
+    if (!row) return null;
+    route = { jurisdiction: row.jurisdiction, locationHint: row.location_hint };
+    await env.CACHE.put(key, JSON.stringify(route), { expirationTtl: ROUTE_KV_TTL_S }).catch(() => undefined);
+  }
+  remember(tenantId, agentId, route);
+  return route;
+}
+
+export async function requireAgent(env: Env, tenantId: string, agentId: string): Promise<AgentRoute> {
+  const route = await findAgent(env, tenantId, agentId);
+  if (!route) throw new ApiError('not_found', `agent ${agentId} not found`);
+  return route;
+}
+
+export function forgetRoute(tenantId: string, agentId: string): void {
+  routeCache.delete(routeKey(tenantId, agentId));
+}
+
+function remember(tenantId: string, agentId: string, route: AgentRoute): void {
+  if (routeCache.size >= 50_000) routeCache.clear();
+  routeCache.set(routeKey(tenantId, agentId), { route, expires: Date.now() + ROUTE_TTL_MS });
+}
+
+/**
+ * The RPC surface of an agent. Its methods return plain result objects that structured clone
+ * carries unchanged; the platform's generated stub types lose JSON-valued (`unknown`) fields,
+ * so the stub is viewed through the class's own signatures instead.
+ */
+export type AgentRpc = Pick<AgentDO, 'create' | 'get' | 'update' | 'destroy' | 'execute' | 'getExecution' | 'cancel' | 'status' | 'getContext' | 'patchContext'>;
+
+/** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
+export function agentStub(env: Env, tenantId: string, agentId: string, route: AgentRoute): AgentRpc {
+  const namespace = route.jurisdiction ? env.AGENTS.jurisdiction(route.jurisdiction) : env.AGENTS;
+  const id = namespace.idFromName(`${tenantId}/${agentId}`);
+  const stub = route.locationHint ? namespace.get(id, { locationHint: route.locationHint }) : namespace.get(id);
+  return stub as unknown as AgentRpc;
+}
+
+interface DurableObjectError extends Error {
+  retryable?: boolean;
+  overloaded?: boolean;
+}
+
+/**
+ * Calls an agent's Durable Object. A retryable platform error is retried once with a fresh
+ * stub (the callers' operations are idempotent or keyed); an overloaded object sheds load
+ * with 503 and Retry-After; an unreachable one is a 503 too.
+ */
+export async function callAgent<T>(env: Env, tenantId: string, agentId: string, route: AgentRoute, fn: (stub: AgentRpc) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn(agentStub(env, tenantId, agentId, route));
+    } catch (error) {
+      const e = error as DurableObjectError;
+      if (e.overloaded) throw new ApiError('unavailable', 'agent is overloaded; retry later', undefined, { 'retry-after': '1' });
+      if (e.retryable && attempt < 2) continue;
+      if (e.retryable) throw new ApiError('unavailable', 'agent is temporarily unreachable; retry later', undefined, { 'retry-after': '1' });
+      throw error;
+    }
+  }
+}

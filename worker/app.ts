@@ -1,0 +1,78 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { methodNotAllowed } from 'hono/method-not-allowed';
+import { requestId } from 'hono/request-id';
+import type { ZodError } from 'zod';
+import type { AppEnv } from './env';
+import { ApiError } from './errors';
+import { adminAuth } from './middleware/admin-auth';
+import { apiKeyAuth } from './middleware/api-key-auth';
+import { onError, onNotFound, renderError } from './middleware/error-handler';
+import { admin } from './routes/admin';
+import { agentState } from './routes/agent-state';
+import { agents } from './routes/agents';
+import { executions } from './routes/executions';
+import { health } from './routes/health';
+
+/** Largest request body the API reads. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+function validationError(error: ZodError): ApiError {
+  const details = error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: issue.code }));
+  return new ApiError('invalid_request', details.map((d) => (d.path.length ? `${d.path.join('.')}: ${d.message}` : d.message)).join('; '), details);
+}
+
+/**
+ * The edge API: request id, 405s, body limit, auth, then one router per resource. Every route
+ * is declared with @hono/zod-openapi, so the schemas that validate also document it.
+ */
+export function createApp(): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) throw validationError(result.error);
+    },
+  });
+
+  app.use(requestId({ headerName: 'x-request-id', limitLength: 128 }));
+  app.use(
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, allowed) =>
+        renderError(c, new ApiError('method_not_allowed', `${c.req.method} is not allowed here; use ${allowed.join(', ')}`, { allowed }, { allow: allowed.join(', ') })),
+    }),
+  );
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError('payload_too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+  app.use('/v1/admin/*', adminAuth());
+  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') ? next() : apiKeyAuth()(c, next)));
+
+  app.route('/', health);
+  app.route('/', admin);
+  app.route('/', agents);
+  app.route('/', executions);
+  app.route('/', agentState);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'a tenant API key (eag_…), or the operator token for /v1/admin routes',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'edge-agent-gateway',
+      version: '0.1.0',
+      description: 'High-availability gateway for enterprise AI agents. Errors use one envelope: {"error":{"code","message","requestId","details"?}}.',
+    },
+  });
+
+  app.onError(onError);
+  app.notFound(onNotFound);
+  return app;
+}

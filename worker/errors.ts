@@ -1,0 +1,78 @@
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+/**
+ * Every error the API can answer with, and its HTTP status. The codes are public API:
+ * clients branch on them, so add new ones rather than renaming.
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  already_finished: 409,
+  execution_cancelled: 409,
+  agent_paused: 409,
+  version_mismatch: 412,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  idempotency_key_reused: 422,
+  upstream_failed: 502,
+  unavailable: 503,
+  upstream_timeout: 504,
+  internal_error: 500,
+} as const satisfies Record<string, ContentfulStatusCode>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** An expected failure, carried as data (it has to cross Durable Object RPC intact). */
+export interface Failure {
+  ok: false;
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+export type Result<T> = { ok: true; value: T } | Failure;
+
+export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+
+export const fail = (code: ErrorCode, message: string, details?: unknown): Failure =>
+  details === undefined ? { ok: false, code, message } : { ok: false, code, message, details };
+
+/** The one error type of the edge: thrown anywhere, rendered by the app's error handler. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  readonly status: ContentfulStatusCode;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+    this.status = ERROR_STATUS[code];
+  }
+
+  static from(failure: Failure): ApiError {
+    return new ApiError(failure.code, failure.message, failure.details);
+  }
+}
+
+/** Returns the value of a successful result, or throws its failure as an ApiError. */
+export function unwrap<T>(result: Result<T>): T {
+  if (result.ok) return result.value;
+  throw ApiError.from(result);
+}
+
+export interface ErrorEnvelope {
+  error: { code: ErrorCode; message: string; requestId: string; details?: unknown };
+}
+
+export function envelope(error: ApiError, requestId: string): ErrorEnvelope {
+  const body: ErrorEnvelope['error'] = { code: error.code, message: error.message, requestId };
+  if (error.details !== undefined) body.details = error.details;
+  return { error: body };
+}

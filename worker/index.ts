@@ -1,0 +1,10 @@
+import { createApp } from './app';
+import type { Env } from './env';
+
+export { AgentDO } from '../durable/agent';
+
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,18 @@
+import { ApiError } from '../errors';
+
+/** Opaque pagination cursors: base64url of the last key seen, so clients cannot depend on its shape. */
+export function encodeCursor(lastKey: string): string {
+  return btoa(lastKey).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
+}
+
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined || cursor === '') return undefined;
+  try {
+    const padded = cursor.replaceAll('-', '+').replaceAll('_', '/');
+    const key = atob(padded + '='.repeat((4 - (padded.length % 4)) % 4));
+    if (!/^[a-zA-Z0-9_-]{1,80}$/.test(key)) throw new Error('bad key');
+    return key;
+  } catch {
+    throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor from this API' }]);
+  }
+}

@@ -1,0 +1,35 @@
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { AppEnv } from '../env';
+import { ApiError, envelope, type ErrorCode } from '../errors';
+
+const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
+
+/** Maps whatever was thrown to the one error type. Unknown errors are 500s, logged, never echoed. */
+export function toApiError(error: unknown, requestId: string): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) {
+    const code = HTTP_CODES[error.status];
+    if (code === 'invalid_request') return new ApiError(code, error.message.includes('JSON') ? 'request body is not valid JSON' : error.message || 'invalid request');
+    if (code) return new ApiError(code, error.message || code.replaceAll('_', ' '));
+  }
+  console.error(JSON.stringify({ level: 'error', msg: 'unhandled error', requestId, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error), stack: error instanceof Error ? error.stack : undefined }));
+  return new ApiError('internal_error', 'internal error');
+}
+
+export function renderError(c: Context<AppEnv>, error: ApiError): Response {
+  const requestId = c.get('requestId') ?? '';
+  return c.json(envelope(error, requestId), error.status, error.headers);
+}
+
+export const onError: ErrorHandler<AppEnv> = (error, c) => renderError(c, toApiError(error, c.get('requestId') ?? ''));
+
+export const onNotFound: NotFoundHandler<AppEnv> = (c) => renderError(c, new ApiError('not_found', `no route for ${c.req.method} ${c.req.path}`));

@@ -1,0 +1,79 @@
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import type { AppEnv } from '../env';
+import { ApiError } from '../errors';
+import { AgentContext, AgentStatus, ContextPatch } from '../schemas/agent';
+import { AgentIdParams } from '../schemas/common';
+import { onAgent } from './executions';
+import { commonErrors, errorResponse, json, security } from './openapi';
+
+export const agentState = new OpenAPIHono<AppEnv>();
+
+agentState.openapi(
+  createRoute({
+    method: 'get',
+    path: '/v1/agents/{id}/status',
+    tags: ['agents'],
+    summary: 'State of the agent: running and queued counts, context version, last execution',
+    security,
+    request: { params: AgentIdParams },
+    responses: { 200: json(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
+  }),
+  async (c) => c.json(await onAgent(c, c.req.valid('param').id, (stub) => stub.status()), 200),
+);
+
+const etag = (version: number) => `"${version}"`;
+
+/** Parses If-Match: `"3"`, `3` or `W/"3"` name version 3; `*` matches any version. */
+function parseIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined || header.trim() === '*') return undefined;
+  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
+  if (!match?.[1]) throw new ApiError('invalid_request', 'If-Match must be an ETag from GET /context, like "3"', [{ path: ['if-match'], message: 'not an ETag of this API' }]);
+  return Number(match[1]);
+}
+
+agentState.openapi(
+  createRoute({
+    method: 'get',
+    path: '/v1/agents/{id}/context',
+    tags: ['context'],
+    summary: "The agent's context document and its version (also the ETag)",
+    security,
+    request: { params: AgentIdParams },
+    responses: { 200: json(AgentContext, 'the context'), 404: errorResponse('not_found'), ...commonErrors },
+  }),
+  async (c) => {
+    const context = await onAgent(c, c.req.valid('param').id, (stub) => stub.getContext());
+    return c.json(context, 200, { etag: etag(context.version) });
+  },
+);
+
+agentState.openapi(
+  createRoute({
+    method: 'patch',
+    path: '/v1/agents/{id}/context',
+    tags: ['context'],
+    summary: 'Apply a JSON Merge Patch (RFC 7396) to the context; If-Match makes it conditional',
+    security,
+    request: {
+      params: AgentIdParams,
+      headers: z.object({ 'if-match': z.string().max(100).optional() }),
+      body: {
+        required: true,
+        content: { 'application/merge-patch+json': { schema: ContextPatch }, 'application/json': { schema: ContextPatch } },
+      },
+    },
+    responses: {
+      200: json(AgentContext, 'the patched context'),
+      404: errorResponse('not_found'),
+      412: errorResponse('version_mismatch: If-Match names an older version'),
+      ...commonErrors,
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid('param');
+    const ifVersion = parseIfMatch(c.req.valid('header')['if-match']);
+    const patch = c.req.valid('json');
+    const context = await onAgent(c, id, (stub) => stub.patchContext(patch, ifVersion));
+    return c.json(context, 200, { etag: etag(context.version) });
+  },
+);

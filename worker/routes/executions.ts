@@ -1,0 +1,142 @@
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import type { AppEnv } from '../env';
+import { ApiError, unwrap, type Result } from '../errors';
+import { callAgent, requireAgent, type AgentRpc } from '../agents/registry';
+import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { canonicalJson, sha256Hex } from '../lib/hash';
+import { AgentIdParams, page } from '../schemas/common';
+import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
+import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+
+export const executions = new OpenAPIHono<AppEnv>();
+
+const IdempotencyHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+    .optional()
+    .openapi({ description: 'the same key for the same agent returns the first execution and never runs it twice' }),
+});
+
+/** A finished sync execution that did not succeed is an error whose details carry the record. */
+function syncFailure(execution: Execution): ApiError {
+  const details = { executionId: execution.id, execution };
+  if (execution.status === 'cancelled') return new ApiError('execution_cancelled', 'the execution was cancelled', details);
+  if (execution.status !== 'failed' || execution.error?.code === 'upstream_timeout') {
+    return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details);
+  }
+  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details);
+}
+
+executions.openapi(
+  createRoute({
+    method: 'post',
+    path: '/v1/agents/{id}/executions',
+    tags: ['executions'],
+    summary: 'Run an intent on the agent: sync (default) waits for the result, async answers 202',
+    security,
+    request: { params: AgentIdParams, headers: IdempotencyHeaders, ...jsonBody(CreateExecutionBody) },
+    responses: {
+      200: json(Execution, 'sync: the succeeded execution'),
+      202: json(Execution, 'async: the queued execution; poll its Location'),
+      404: errorResponse('not_found'),
+      409: errorResponse('execution_cancelled or agent_paused'),
+      422: errorResponse('idempotency_key_reused: same key, different body'),
+      502: errorResponse('upstream_failed (details.executionId)'),
+      504: errorResponse('upstream_timeout (details.executionId)'),
+      ...commonErrors,
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const idempotencyKey = c.req.valid('header')['idempotency-key'];
+    const { tenantId } = c.get('principal');
+    const route = await requireAgent(c.env, tenantId, id);
+    const fingerprint = await sha256Hex(canonicalJson(body));
+    const { execution, replayed } = unwrap(
+      await callAgent(c.env, tenantId, id, route, (stub) =>
+        stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), ...(idempotencyKey !== undefined && { idempotencyKey }), fingerprint }),
+      ),
+    );
+    const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
+    if (replayed) headers['idempotent-replayed'] = 'true';
+    if (body.mode === 'async') return c.json(execution, 202, headers);
+    if (execution.status !== 'succeeded') {
+      const failure = syncFailure(execution);
+      throw new ApiError(failure.code, failure.message, failure.details, headers);
+    }
+    return c.json(execution, 200, headers);
+  },
+);
+
+executions.openapi(
+  createRoute({
+    method: 'get',
+    path: '/v1/agents/{id}/executions',
+    tags: ['executions'],
+    summary: "List the agent's executions, newest first (from D1; eventually consistent)",
+    security,
+    request: { params: AgentIdParams, query: ListExecutionsQuery },
+    responses: { 200: json(page(Execution), 'a page of executions'), 404: errorResponse('not_found'), ...commonErrors },
+  }),
+  async (c) => {
+    const { id } = c.req.valid('param');
+    const { status, limit, cursor } = c.req.valid('query');
+    const { tenantId } = c.get('principal');
+    await requireAgent(c.env, tenantId, id);
+    const before = decodeCursor(cursor);
+    const where = ['tenant_id = ?', 'agent_id = ?'];
+    const params: (string | number)[] = [tenantId, id];
+    if (status) { where.push('status = ?'); params.push(status); }
+    if (before) { where.push('id < ?'); params.push(before); }
+    const { results } = await c.env.DB.prepare(`SELECT id, record FROM executions WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`)
+      .bind(...params, limit + 1)
+      .all<{ id: string; record: string }>();
+    const rows = results.slice(0, limit);
+    const last = rows.at(-1);
+    return c.json({ data: rows.map((r) => JSON.parse(r.record) as Execution), nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
+  },
+);
+
+executions.openapi(
+  createRoute({
+    method: 'get',
+    path: '/v1/agents/{id}/executions/{eid}',
+    tags: ['executions'],
+    summary: 'Read one execution (from the agent: strongly consistent)',
+    security,
+    request: { params: ExecutionParams },
+    responses: { 200: json(Execution, 'the execution'), 404: errorResponse('not_found'), ...commonErrors },
+  }),
+  async (c) => {
+    const { id, eid } = c.req.valid('param');
+    return c.json(await onAgent(c, id, (stub) => stub.getExecution(eid)), 200);
+  },
+);
+
+executions.openapi(
+  createRoute({
+    method: 'post',
+    path: '/v1/agents/{id}/executions/{eid}/cancel',
+    tags: ['executions'],
+    summary: 'Cancel a queued or running execution (a running upstream call is aborted)',
+    security,
+    request: { params: ExecutionParams },
+    responses: { 200: json(Execution, 'the cancelled execution'), 404: errorResponse('not_found'), 409: errorResponse('already_finished'), ...commonErrors },
+  }),
+  async (c) => {
+    const { id, eid } = c.req.valid('param');
+    return c.json(await onAgent(c, id, (stub) => stub.cancel(eid)), 200);
+  },
+);
+
+/** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
+export async function onAgent<T>(c: Context<AppEnv>, agentId: string, fn: (stub: AgentRpc) => Promise<Result<T>>): Promise<T> {
+  const { tenantId } = c.get('principal');
+  const route = await requireAgent(c.env, tenantId, agentId);
+  return unwrap(await callAgent(c.env, tenantId, agentId, route, fn));
+}

@@ -1,0 +1,110 @@
+import { z } from '@hono/zod-openapi';
+import { AgentId, Metadata } from './common';
+
+/** Durable Object location hints (best effort, honoured when an object is first created). */
+export const Region = z.enum(['wnam', 'enam', 'sam', 'weur', 'eeur', 'apac', 'oc', 'afr', 'me']);
+export type Region = z.infer<typeof Region>;
+
+export const Jurisdiction = z.enum(['eu']);
+export type Jurisdiction = z.infer<typeof Jurisdiction>;
+
+const TimeoutMs = z.number().int().min(100).max(300_000);
+
+export const BuiltinUpstream = z.object({ kind: z.literal('builtin') });
+
+export const AgentHttpUpstream = z.object({
+  kind: z.literal('agent-http'),
+  url: z.url({ protocol: /^https?$/ }).max(2048),
+  timeoutMs: TimeoutMs.optional(),
+});
+
+export const OpenAIChatUpstream = z.object({
+  kind: z.literal('openai-chat'),
+  baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
+  model: z.string().min(1).max(200),
+  apiKey: z.string().min(1).max(1024).optional(),
+  timeoutMs: TimeoutMs.optional(),
+});
+
+export const UpstreamConfig = z
+  .discriminatedUnion('kind', [BuiltinUpstream, AgentHttpUpstream, OpenAIChatUpstream])
+  .openapi('Upstream', { example: { kind: 'builtin' } });
+export type UpstreamConfig = z.infer<typeof UpstreamConfig>;
+
+export const AgentState = z.enum(['idle', 'running', 'paused']);
+export type AgentState = z.infer<typeof AgentState>;
+
+const Name = z.string().min(1).max(200);
+const Instructions = z.string().max(32_000);
+const Concurrency = z.number().int().min(1).max(32);
+
+export const CreateAgentBody = z
+  .object({
+    id: AgentId.optional(),
+    name: Name.optional(),
+    instructions: Instructions.optional(),
+    upstream: UpstreamConfig.optional(),
+    concurrency: Concurrency.default(1),
+    region: Region.optional(),
+    jurisdiction: Jurisdiction.optional(),
+    metadata: Metadata.optional(),
+  })
+  .strict()
+  .openapi('CreateAgent');
+export type CreateAgentBody = z.infer<typeof CreateAgentBody>;
+
+export const UpdateAgentBody = z
+  .object({
+    name: Name.nullable().optional(),
+    instructions: Instructions.nullable().optional(),
+    upstream: UpstreamConfig.optional(),
+    concurrency: Concurrency.optional(),
+    metadata: Metadata.nullable().optional(),
+    paused: z.boolean().optional().openapi({ description: 'a paused agent queues executions without starting them' }),
+  })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, 'nothing to update')
+  .openapi('UpdateAgent');
+export type UpdateAgentBody = z.infer<typeof UpdateAgentBody>;
+
+/** What an agent stores about itself (the API view masks upstream credentials). */
+export const AgentConfig = z.object({
+  id: AgentId,
+  name: Name.nullable(),
+  instructions: Instructions.nullable(),
+  upstream: UpstreamConfig,
+  concurrency: Concurrency,
+  region: Region.nullable(),
+  jurisdiction: Jurisdiction.nullable(),
+  metadata: Metadata.nullable(),
+});
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+export const Agent = AgentConfig.extend({
+  state: AgentState,
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+}).openapi('Agent');
+export type Agent = z.infer<typeof Agent>;
+
+export const AgentStatus = z
+  .object({
+    state: AgentState,
+    running: z.number().int(),
+    queued: z.number().int(),
+    contextVersion: z.number().int(),
+    lastExecution: z
+      .object({ id: z.string(), status: z.string(), finishedAt: z.string().nullable() })
+      .nullable(),
+  })
+  .openapi('AgentStatus');
+export type AgentStatus = z.infer<typeof AgentStatus>;
+
+export const AgentContext = z
+  .object({ version: z.number().int(), data: z.record(z.string(), z.unknown()) })
+  .openapi('AgentContext');
+export type AgentContext = z.infer<typeof AgentContext>;
+
+export const ContextPatch = z
+  .record(z.string().max(256), z.unknown())
+  .openapi('ContextPatch', { description: 'JSON Merge Patch (RFC 7396) applied to the context' });

@@ -1,0 +1,56 @@
+import { z } from '@hono/zod-openapi';
+import { AgentId, JsonValue } from './common';
+
+export const ExecutionStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
+
+export const TERMINAL: ReadonlySet<ExecutionStatus> = new Set(['succeeded', 'failed', 'cancelled']);
+
+export const Intent = z.string().min(1).max(256).openapi({ example: 'support.reply' });
+
+export const CreateExecutionBody = z
+  .object({
+    intent: Intent,
+    input: JsonValue.optional(),
+    mode: z.enum(['sync', 'async']).default('sync'),
+    timeoutMs: z.number().int().min(100).max(300_000).optional(),
+  })
+  .strict()
+  .openapi('CreateExecution', {
+    example: { intent: 'support.reply', input: { message: 'Where is my order?' } },
+  });
+export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
+
+export const ExecutionError = z.object({
+  code: z.string(),
+  message: z.string(),
+  status: z.number().int().optional(),
+});
+export type ExecutionError = z.infer<typeof ExecutionError>;
+
+export const Execution = z
+  .object({
+    id: z.string(),
+    agentId: AgentId,
+    intent: Intent,
+    input: JsonValue,
+    status: ExecutionStatus,
+    output: JsonValue.optional(),
+    error: ExecutionError.optional(),
+    attempts: z.number().int(),
+    upstream: z.string().optional(),
+    createdAt: z.iso.datetime(),
+    startedAt: z.iso.datetime().optional(),
+    finishedAt: z.iso.datetime().optional(),
+    durationMs: z.number().int().optional(),
+  })
+  .openapi('Execution');
+export type Execution = z.infer<typeof Execution>;
+
+export const ListExecutionsQuery = z.object({
+  status: ExecutionStatus.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(512).optional(),
+});
+
+export const ExecutionParams = z.object({ id: AgentId, eid: z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/) });

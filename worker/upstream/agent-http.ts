@@ -1,0 +1,35 @@
+import { postJson } from './http-attempt';
+import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * An agent back end speaking the gateway's own protocol: POST
+ * `{executionId, agentId, intent, input, context, history}`, reply `{output, contextPatch?}`.
+ * `Idempotency-Key` carries the execution id so a retried or resumed call can be deduplicated.
+ */
+export function agentHttpUpstream(url: string, timeoutMs?: number): Upstream {
+  return {
+    label: `agent-http ${new URL(url).host}`,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    async call(request: UpstreamRequest, { signal }: AttemptOptions): Promise<UpstreamReply> {
+      const body = {
+        executionId: request.executionId,
+        agentId: request.agentId,
+        intent: request.intent,
+        input: request.input ?? null,
+        context: request.context,
+        history: request.history,
+      };
+      const reply = await postJson(url, body, { 'idempotency-key': request.executionId }, signal);
+      if (!isRecord(reply) || !('output' in reply)) {
+        throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
+      }
+      const { contextPatch } = reply;
+      if (contextPatch !== undefined && contextPatch !== null && !isRecord(contextPatch)) {
+        throw new UpstreamError('invalid_response', 'upstream "contextPatch" is not an object', false);
+      }
+      return isRecord(contextPatch) ? { output: reply.output, contextPatch } : { output: reply.output };
+    },
+  };
+}

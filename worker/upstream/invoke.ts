@@ -1,0 +1,73 @@
+import { UpstreamError, type InvokeOutcome, type Upstream, type UpstreamRequest } from './types';
+
+export interface InvokeOptions {
+  /** Epoch ms after which no attempt may run: the execution's total deadline. */
+  deadlineAt: number;
+  /** Aborted when the execution is cancelled. */
+  signal: AbortSignal;
+  maxAttempts?: number;
+  /** Called before each attempt with its number (1-based), so the attempt is recorded first. */
+  onAttempt?: (attempt: number) => void;
+}
+
+const BASE_DELAY_MS = 100;
+const MAX_DELAY_MS = 2_000;
+
+/** Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer. */
+export function backoffMs(attempt: number, retryAfterMs?: number, random = Math.random): number {
+  const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** (attempt - 1));
+  const jittered = Math.round(random() * ceiling);
+  return retryAfterMs === undefined ? jittered : Math.max(jittered, retryAfterMs);
+}
+
+function toUpstreamError(error: unknown): UpstreamError {
+  if (error instanceof UpstreamError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new UpstreamError('invalid_response', `upstream failed: ${message}`, false);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+/**
+ * Runs one execution against an upstream: a timeout per attempt (the target's own, never past
+ * the deadline), up to `maxAttempts` attempts with backoff and jitter on network errors,
+ * timeouts, 429 and 5xx, and nothing after the deadline or a cancel.
+ */
+export async function invokeUpstream(upstream: Upstream, request: UpstreamRequest, options: InvokeOptions): Promise<InvokeOutcome> {
+  const maxAttempts = options.maxAttempts ?? 3;
+  let last: UpstreamError = new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
+  let attempts = 0;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    if (options.signal.aborted) break;
+    const remaining = options.deadlineAt - Date.now();
+    if (remaining <= 0) {
+      last = new UpstreamError('timeout', 'execution deadline passed', false);
+      break;
+    }
+    attempts = attempt;
+    options.onAttempt?.(attempt);
+    const attemptTimeout = Math.min(upstream.timeoutMs ?? remaining, remaining);
+    const signal = AbortSignal.any([options.signal, AbortSignal.timeout(attemptTimeout)]);
+    try {
+      const reply = await upstream.call(request, { signal });
+      return { ok: true, reply, attempts };
+    } catch (error) {
+      last = toUpstreamError(error);
+    }
+    if (options.signal.aborted || !last.retryable || attempt === maxAttempts) break;
+    const delay = backoffMs(attempt, last.retryAfterMs);
+    if (Date.now() + delay >= options.deadlineAt) break;
+    await sleep(delay, options.signal);
+  }
+  if (options.signal.aborted) {
+    return { ok: false, attempts, cancelled: true, error: { code: 'cancelled', message: 'execution was cancelled' } };
+  }
+  const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
+  const error = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
+  return { ok: false, attempts, cancelled: false, error };
+}

@@ -1,0 +1,35 @@
+import { postJson } from './http-attempt';
+import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
+
+interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export function chatMessages(request: UpstreamRequest): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  if (request.instructions) messages.push({ role: 'system', content: request.instructions });
+  for (const entry of request.history) messages.push({ role: entry.role, content: entry.content });
+  const input = request.input === undefined || request.input === null ? '' : `\n\n${typeof request.input === 'string' ? request.input : JSON.stringify(request.input)}`;
+  messages.push({ role: 'user', content: `${request.intent}${input}` });
+  return messages;
+}
+
+/** An OpenAI-compatible chat completions back end (non-streaming). */
+export function openAIChatUpstream(baseUrl: string, model: string, apiKey: string | undefined, timeoutMs?: number): Upstream {
+  const url = `${baseUrl.replace(/\/+$/, '')}/chat/completions`;
+  return {
+    label: `openai-chat ${new URL(baseUrl).host} ${model}`,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    async call(request: UpstreamRequest, { signal }: AttemptOptions): Promise<UpstreamReply> {
+      const headers: Record<string, string> = { 'idempotency-key': request.executionId };
+      if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+      const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal);
+      const content = (reply as { choices?: { message?: { content?: unknown } }[] } | null)?.choices?.[0]?.message?.content;
+      if (typeof content !== 'string') {
+        throw new UpstreamError('invalid_response', 'chat completion has no choices[0].message.content', false);
+      }
+      return { output: { reply: content, model } };
+    },
+  };
+}

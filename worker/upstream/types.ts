@@ -1,0 +1,58 @@
+import type { ExecutionError } from '../schemas/execution';
+
+export interface HistoryEntry {
+  role: 'user' | 'assistant';
+  content: string;
+}
+
+/** What an agent sends to its upstream for one execution. */
+export interface UpstreamRequest {
+  executionId: string;
+  agentId: string;
+  intent: string;
+  input: unknown;
+  instructions: string | null;
+  context: Record<string, unknown>;
+  history: HistoryEntry[];
+}
+
+export interface UpstreamReply {
+  output: unknown;
+  /** JSON Merge Patch the agent applies to its context when the execution succeeds. */
+  contextPatch?: Record<string, unknown>;
+}
+
+export interface AttemptOptions {
+  signal: AbortSignal;
+}
+
+/**
+ * One upstream back end. `call` makes a single attempt; retries, timeouts and (later)
+ * failover across pool targets live in `invokeUpstream`, so a pool can replace this.
+ */
+export interface Upstream {
+  readonly label: string;
+  /** Per-attempt timeout the target asks for, if any. */
+  readonly timeoutMs?: number;
+  call(request: UpstreamRequest, options: AttemptOptions): Promise<UpstreamReply>;
+}
+
+export type UpstreamFailureKind = 'timeout' | 'network' | 'http' | 'invalid_response' | 'refused' | 'cancelled';
+
+/** A failed attempt. `retryable` says whether another attempt may succeed. */
+export class UpstreamError extends Error {
+  override readonly name = 'UpstreamError';
+  constructor(
+    readonly kind: UpstreamFailureKind,
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+export type InvokeOutcome =
+  | { ok: true; reply: UpstreamReply; attempts: number }
+  | { ok: false; error: ExecutionError; attempts: number; cancelled: boolean };
