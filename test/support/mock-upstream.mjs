@@ -34,7 +34,10 @@ export async function startMockUpstream(options = {}) {
     }
     const key = String(req.headers['idempotency-key'] ?? '');
     const seen = requests.get(key) ?? [];
-    seen.push({ path: url.pathname, body, headers: req.headers, at: Date.now() });
+    const entry = { path: url.pathname, body, headers: req.headers, at: Date.now(), aborted: false };
+    // A client that gives up (timeout, cancel) closes the connection before the answer.
+    res.on('close', () => { if (!res.writableEnded) entry.aborted = true; });
+    seen.push(entry);
     if (key) requests.set(key, seen);
     const attempt = seen.length;
 

@@ -81,10 +81,24 @@ export type AgentRpc = Pick<AgentDO, 'create' | 'get' | 'update' | 'destroy' | '
 
 /** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
 export function agentStub(env: Env, tenantId: string, agentId: string, route: AgentRoute): AgentRpc {
-  const namespace = route.jurisdiction ? env.AGENTS.jurisdiction(route.jurisdiction) : env.AGENTS;
+  const namespace = route.jurisdiction ? jurisdictionNamespace(env, route.jurisdiction) : env.AGENTS;
   const id = namespace.idFromName(`${tenantId}/${agentId}`);
   const stub = route.locationHint ? namespace.get(id, { locationHint: route.locationHint }) : namespace.get(id);
   return stub as unknown as AgentRpc;
+}
+
+/**
+ * The namespace restricted to a jurisdiction. Local workerd does not implement jurisdictions
+ * (it throws "… not implemented in workerd"); there, and only there, the agent lives in the
+ * default namespace. Any other error is raised: a residency rule is never dropped silently.
+ */
+function jurisdictionNamespace(env: Env, jurisdiction: Jurisdiction): DurableObjectNamespace<AgentDO> {
+  try {
+    return env.AGENTS.jurisdiction(jurisdiction);
+  } catch (error) {
+    if (error instanceof Error && error.message.includes('not implemented in workerd')) return env.AGENTS;
+    throw error;
+  }
 }
 
 interface DurableObjectError extends Error {

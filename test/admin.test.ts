@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { ADMIN, api, newTenant } from './support/api';
+
+describe('tenants and keys (admin API)', () => {
+  it('refuses admin routes without the operator token', async () => {
+    expect((await api('/v1/admin/tenants', { body: {} })).status).toBe(401);
+    expect((await api('/v1/admin/tenants', { key: 'wrong-token-wrong-token', body: {} })).status).toBe(401);
+  });
+
+  it('refuses a tenant API key on admin routes', async () => {
+    const { key } = await newTenant();
+    const res = await api('/v1/admin/tenants', { key, body: {} });
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('unauthorized');
+  });
+
+  it('creates a tenant, and 409s a taken id', async () => {
+    const created = await api('/v1/admin/tenants', { key: ADMIN(), body: { id: 'acme-admin-test', name: 'Acme' } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ id: 'acme-admin-test', name: 'Acme' });
+    const again = await api('/v1/admin/tenants', { key: ADMIN(), body: { id: 'acme-admin-test' } });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('conflict');
+  });
+
+  it('shows a new key once, stores only its hash, and lists keys without secrets', async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'keys' } });
+    const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: 'ci' } });
+    expect(created.status).toBe(201);
+    expect(created.body.key).toMatch(/^eag_[A-Za-z0-9_-]{43}$/);
+    const listed = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
+    expect(listed.status).toBe(200);
+    expect(listed.body.data).toHaveLength(1);
+    expect(JSON.stringify(listed.body)).not.toContain(created.body.key);
+    const { env } = await import('cloudflare:test');
+    const row = await env.DB.prepare('SELECT hash FROM api_keys WHERE id = ?').bind(created.body.id).first<{ hash: string }>();
+    expect(row?.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(row?.hash).not.toContain(created.body.key);
+  });
+
+  it('404s a key for an unknown tenant', async () => {
+    const res = await api('/v1/admin/tenants/no-such-tenant/keys', { key: ADMIN(), body: {} });
+    expect(res.status).toBe(404);
+  });
+
+  it('revokes a key: it stops working at once where it was revoked', async () => {
+    const { key, keyId } = await newTenant();
+    expect((await api('/v1/agents', { key })).status).toBe(200);
+    const revoked = await api(`/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() });
+    expect(revoked.status).toBe(204);
+    const after = await api('/v1/agents', { key });
+    expect(after.status).toBe(401);
+    expect(after.body.error.code).toBe('unauthorized');
+    expect((await api('/v1/admin/keys/key_unknown', { method: 'DELETE', key: ADMIN() })).status).toBe(404);
+  });
+});

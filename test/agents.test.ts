@@ -1,0 +1,145 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
+
+describe('agents API', () => {
+  it('creates an agent with defaults and reads it back', async () => {
+    const { key } = await newTenant();
+    const id = uniqueId();
+    const created = await api('/v1/agents', { key, body: { id, name: 'Support', instructions: 'Be kind.' } });
+    expect(created.status).toBe(201);
+    expect(created.headers.get('location')).toBe(`/v1/agents/${id}`);
+    expect(created.body).toMatchObject({ id, name: 'Support', instructions: 'Be kind.', concurrency: 1, upstream: { kind: 'builtin' }, state: 'idle', region: null, jurisdiction: null });
+    const read = await api(`/v1/agents/${id}`, { key });
+    expect(read.status).toBe(200);
+    expect(read.body).toEqual(created.body);
+  });
+
+  it('makes an id when none is given', async () => {
+    const { key } = await newTenant();
+    const created = await api('/v1/agents', { key, body: {} });
+    expect(created.status).toBe(201);
+    expect(created.body.id).toMatch(/^[a-zA-Z0-9_-]{1,64}$/);
+  });
+
+  it('answers 409 conflict for an existing id', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const again = await api('/v1/agents', { key, body: { id } });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('conflict');
+  });
+
+  it('validates ids, concurrency and upstreams', async () => {
+    const { key } = await newTenant();
+    for (const body of [{ id: 'a'.repeat(65) }, { id: 'has space' }, { concurrency: 0 }, { concurrency: 33 }, { upstream: { kind: 'nope' } }, { jurisdiction: 'us' }, { extra: true }]) {
+      const res = await api('/v1/agents', { key, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+    expect((await api('/v1/agents/bad%20id', { key })).status).toBe(400);
+  });
+
+  it('never returns an upstream API key', async () => {
+    const { key } = await newTenant();
+    const res = await api('/v1/agents', { key, body: { upstream: { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: 'sk-secret-abcd1234' } } });
+    expect(res.status).toBe(201);
+    expect(res.body.upstream.apiKey).toBe('…1234');
+    expect(JSON.stringify((await api(`/v1/agents/${res.body.id}`, { key })).body)).not.toContain('sk-secret');
+  });
+
+  it('updates name, concurrency and pause state', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'Renamed', concurrency: 4, paused: true } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ name: 'Renamed', concurrency: 4, state: 'paused' });
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: {} })).status).toBe(400);
+  });
+
+  it('lists agents from D1 with cursor pagination', async () => {
+    const { key } = await newTenant();
+    const ids = ['p-a', 'p-b', 'p-c', 'p-d', 'p-e'];
+    for (const id of ids) await newAgent(key, { id });
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor ? `?limit=2&cursor=${cursor}` : '?limit=2';
+      const page = await api(`/v1/agents${query}`, { key });
+      expect(page.status).toBe(200);
+      expect(page.body.data.length).toBeLessThanOrEqual(2);
+      seen.push(...page.body.data.map((a: { id: string }) => a.id));
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    expect(seen).toEqual(ids);
+    expect((await api('/v1/agents?cursor=%%%', { key })).status).toBe(400);
+    expect((await api('/v1/agents?limit=1000', { key })).status).toBe(400);
+  });
+
+  it('deletes an agent with its state; the id can be used again', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
+    expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
+    expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(404);
+    const rows = await env.DB.prepare('SELECT count(*) AS n FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ n: number }>();
+    expect(rows?.n).toBe(0);
+    const recreated = await api('/v1/agents', { key, body: { id } });
+    expect(recreated.status).toBe(201);
+    const context = await api(`/v1/agents/${id}/context`, { key });
+    expect(context.body).toEqual({ version: 0, data: {} });
+  });
+
+  it('places a jurisdiction agent in the EU namespace', async () => {
+    const { key } = await newTenant();
+    const res = await api('/v1/agents', { key, body: { jurisdiction: 'eu' } });
+    expect(res.status).toBe(201);
+    expect(res.body.jurisdiction).toBe('eu');
+    const exec = await api(`/v1/agents/${res.body.id}/executions`, { key, body: { intent: 'hello' } });
+    expect(exec.status).toBe(200);
+  });
+
+  it('projects agent snapshots to D1 through the outbox', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'Projected' } });
+    const row = await eventually(() =>
+      env.DB.prepare('SELECT name, snapshot FROM agents WHERE tenant_id = ? AND id = ? AND name = ?').bind(tenantId, id, 'Projected').first<{ name: string; snapshot: string }>(),
+    );
+    expect(JSON.parse(row.snapshot).agent.name).toBe('Projected');
+  });
+});
+
+describe('tenant isolation', () => {
+  it("answers 404 for another tenant's agent on every agent route, never its data", async () => {
+    const owner = await newTenant();
+    const other = await newTenant();
+    const id = await newAgent(owner.key);
+    const exec = await api(`/v1/agents/${id}/executions`, { key: owner.key, body: { intent: 'secret-intent', input: { message: 'private' } } });
+    const eid = exec.body.id;
+    const attempts: [string, string, unknown?][] = [
+      ['GET', `/v1/agents/${id}`],
+      ['PATCH', `/v1/agents/${id}`, { name: 'stolen' }],
+      ['DELETE', `/v1/agents/${id}`],
+      ['POST', `/v1/agents/${id}/executions`, { intent: 'x' }],
+      ['GET', `/v1/agents/${id}/executions`],
+      ['GET', `/v1/agents/${id}/executions/${eid}`],
+      ['POST', `/v1/agents/${id}/executions/${eid}/cancel`],
+      ['GET', `/v1/agents/${id}/status`],
+      ['GET', `/v1/agents/${id}/context`],
+      ['PATCH', `/v1/agents/${id}/context`, { stolen: true }],
+    ];
+    for (const [method, path, body] of attempts) {
+      const res = await api(path, { method, key: other.key, ...(body === undefined ? {} : { body }) });
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(JSON.stringify(res.body)).not.toContain('private');
+    }
+    const list = await api('/v1/agents', { key: other.key });
+    expect(list.body.data.map((a: { id: string }) => a.id)).not.toContain(id);
+    // The owner's agent is untouched.
+    const mine = await api(`/v1/agents/${id}`, { key: owner.key });
+    expect(mine.status).toBe(200);
+    expect(mine.body.name).toBeNull();
+  });
+});

@@ -1,0 +1,68 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+describe('cancel', () => {
+  it('cancels a queued execution: it never runs', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 300 }, mode: 'async' } });
+    const queued = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'next', mode: 'async' } });
+    const cancelled = await api(`/v1/agents/${id}/executions/${queued.body.id}/cancel`, { key, method: 'POST' });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body).toMatchObject({ id: queued.body.id, status: 'cancelled', attempts: 0 });
+    await eventually(async () => (await api(`/v1/agents/${id}/executions/${running.body.id}`, { key })).body.status === 'succeeded');
+    const later = await api(`/v1/agents/${id}/executions/${queued.body.id}`, { key });
+    expect(later.body).toMatchObject({ status: 'cancelled', attempts: 0 });
+  });
+
+  it('cancels a running execution and aborts its upstream call', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { mock: { delayMs: 5000 } }, mode: 'async' } });
+    await eventually(async () => (await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key })).body.status === 'running');
+    const cancelled = await api(`/v1/agents/${id}/executions/${exec.body.id}/cancel`, { key, method: 'POST' });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.status).toBe('cancelled');
+    await eventually(async () => {
+      const seen = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${exec.body.id}`)).json()) as { requests: { aborted: boolean }[] };
+      return seen.requests[0]?.aborted === true;
+    });
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body).toMatchObject({ running: 0, queued: 0, state: 'idle' });
+  });
+
+  it('frees the slot: the next queued execution starts', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const first = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 }, mode: 'async' } });
+    const second = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello', mode: 'async' } });
+    await api(`/v1/agents/${id}/executions/${first.body.id}/cancel`, { key, method: 'POST' });
+    await eventually(async () => (await api(`/v1/agents/${id}/executions/${second.body.id}`, { key })).body.status === 'succeeded');
+  });
+
+  it('answers a waiting sync caller with 409 execution_cancelled', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const pending = api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 } } });
+    const running = await eventually(async () => {
+      const status = await api(`/v1/agents/${id}/status`, { key });
+      return status.body.running === 1 && status.body.lastExecution.id;
+    });
+    await api(`/v1/agents/${id}/executions/${running}/cancel`, { key, method: 'POST' });
+    const res = await pending;
+    expect(res.status).toBe(409);
+    expect(res.body.error).toMatchObject({ code: 'execution_cancelled', details: { executionId: running } });
+  });
+
+  it('answers 409 already_finished for a finished execution and 404 for an unknown one', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const done = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const res = await api(`/v1/agents/${id}/executions/${done.body.id}/cancel`, { key, method: 'POST' });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('already_finished');
+    expect((await api(`/v1/agents/${id}/executions/ex_unknown/cancel`, { key, method: 'POST' })).status).toBe(404);
+    expect((await api(`/v1/agents/${id}/executions/ex_unknown`, { key })).status).toBe(404);
+  });
+});

@@ -1,0 +1,185 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+const mockUpstream = () => ({ kind: 'agent-http', url: mockUrl() });
+
+async function mockRequests(key: string): Promise<{ count: number; requests: { body: any; headers: Record<string, string> }[] }> {
+  const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${encodeURIComponent(key)}`);
+  return res.json();
+}
+
+describe('executions: sync', () => {
+  it('runs an intent on the builtin upstream and answers 200 with the finished execution', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: { message: 'How long does shipping take?' } } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ agentId: id, intent: 'support.reply', status: 'succeeded', attempts: 1, upstream: 'builtin', output: { topic: 'shipping', answered: true } });
+    expect(res.body.id).toMatch(/^ex_/);
+    expect(res.body.durationMs).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(res.body.finishedAt)).toBeGreaterThanOrEqual(Date.parse(res.body.startedAt));
+    expect(res.headers.get('location')).toBe(`/v1/agents/${id}/executions/${res.body.id}`);
+  });
+
+  it('sends the agent-http protocol with Idempotency-Key = execution id, and merges contextPatch', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'classify', input: { text: 'hi', mock: { contextPatch: { lastLabel: 'greeting' } } } } });
+    expect(res.status).toBe(200);
+    expect(res.body.output).toMatchObject({ intent: 'classify', attempt: 1 });
+    const seen = await mockRequests(res.body.id);
+    expect(seen.count).toBe(1);
+    expect(seen.requests[0]?.body).toMatchObject({ executionId: res.body.id, agentId: id, intent: 'classify', context: {}, history: [] });
+    const context = await api(`/v1/agents/${id}/context`, { key });
+    expect(context.body).toEqual({ version: 1, data: { lastLabel: 'greeting' } });
+    // The next call sees the conversation so far.
+    const next = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'classify', input: { text: 'again' } } });
+    expect(next.body.output.historyLength).toBe(2);
+  });
+
+  it('retries 5xx and connection resets, then succeeds', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const flaky = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { failTimes: 2, failStatus: 503 } } } });
+    expect(flaky.status).toBe(200);
+    expect(flaky.body.attempts).toBe(3);
+    const reset = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { failTimes: 1, reset: true } } } });
+    expect(reset.status).toBe(200);
+    expect(reset.body.attempts).toBe(2);
+  });
+
+  it('answers 502 upstream_failed with the execution id when the upstream keeps failing', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { failStatus: 500 } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('upstream_failed');
+    const eid = res.body.error.details.executionId;
+    expect(res.body.error.details.execution).toMatchObject({ id: eid, status: 'failed', attempts: 3, error: { code: 'upstream_failed', status: 500 } });
+    const stored = await api(`/v1/agents/${id}/executions/${eid}`, { key });
+    expect(stored.body.status).toBe('failed');
+  });
+
+  it('does not retry a 4xx', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { status: 400 } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution.attempts).toBe(1);
+  });
+
+  it('answers 502 when the upstream reply is not the protocol', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: 'not json' } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution.error.code).toBe('upstream_failed');
+  });
+
+  it('answers 504 upstream_timeout when the deadline passes', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', timeoutMs: 300, input: { mock: { hang: true } } } });
+    expect(res.status).toBe(504);
+    expect(res.body.error.code).toBe('upstream_timeout');
+    expect(res.body.error.details.execution.status).toBe('failed');
+  });
+
+  it('uses the openai-chat protocol with the agent instructions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { instructions: 'You are terse.', upstream: { kind: 'openai-chat', baseUrl: mockUrl('/v1'), model: 'mock-1', apiKey: 'sk-test-9999' } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'Say hi' } });
+    expect(res.status).toBe(200);
+    expect(res.body.output).toEqual({ reply: 'mock reply to: Say hi', model: 'mock-1' });
+    const seen = await mockRequests(res.body.id);
+    expect(seen.requests[0]?.headers.authorization).toBe('Bearer sk-test-9999');
+    expect(seen.requests[0]?.body.messages[0]).toEqual({ role: 'system', content: 'You are terse.' });
+  });
+
+  it('refuses sync work on a paused agent with 409 agent_paused', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('agent_paused');
+  });
+
+  it('validates the body', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const body of [{}, { intent: '' }, { intent: 'x', mode: 'later' }, { intent: 'x', timeoutMs: 5 }, { intent: 'x', bogus: 1 }]) {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+    }
+    expect((await api('/v1/agents/nobody/executions', { key, body: { intent: 'x' } })).status).toBe(404);
+  });
+});
+
+describe('executions: async, polling and listing', () => {
+  it('answers 202 with Location and status queued, then finishes', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: 'hello', mode: 'async' } });
+    expect(res.status).toBe(202);
+    expect(res.body.status).toBe('queued');
+    expect(res.headers.get('location')).toBe(`/v1/agents/${id}/executions/${res.body.id}`);
+    const done = await eventually(async () => {
+      const poll = await api(res.headers.get('location') ?? '', { key });
+      return poll.body.status === 'succeeded' && poll.body;
+    });
+    expect(done.output.topic).toBe('greeting');
+  });
+
+  it('runs at most `concurrency` at once and the rest in order', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 2 });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: `job ${i}`, input: { simulateLatencyMs: 150 }, mode: 'async' } });
+      ids.push(res.body.id);
+    }
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body).toMatchObject({ state: 'running', running: 2, queued: 3 });
+    const finished = await eventually(async () => {
+      const all = await Promise.all(ids.map(async (eid) => (await api(`/v1/agents/${id}/executions/${eid}`, { key })).body));
+      return all.every((e) => e.status === 'succeeded') && all;
+    });
+    const starts = finished.map((e) => Date.parse(e.startedAt));
+    expect([...starts].sort((a, b) => a - b)).toEqual(starts);
+  });
+
+  it('lists executions newest first from D1, filtered by status, with a cursor', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) made.push((await api(`/v1/agents/${id}/executions`, { key, body: { intent: `n${i}` } })).body.id);
+    const failing = await newAgent(key, { upstream: mockUpstream() });
+    await api(`/v1/agents/${failing}/executions`, { key, body: { intent: 'x', input: { mock: { status: 400 } } } });
+    const all = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions?limit=2`, { key });
+      return res.body.data.length === 2 && res.body.nextCursor && res.body;
+    });
+    expect(all.data.map((e: { id: string }) => e.id)).toEqual([made[2], made[1]]);
+    const rest = await api(`/v1/agents/${id}/executions?limit=2&cursor=${all.nextCursor}`, { key });
+    expect(rest.body.data.map((e: { id: string }) => e.id)).toEqual([made[0]]);
+    expect(rest.body.nextCursor).toBeNull();
+    const failed = await eventually(async () => {
+      const res = await api(`/v1/agents/${failing}/executions?status=failed`, { key });
+      return res.body.data.length === 1 && res.body;
+    });
+    expect(failed.data[0].status).toBe('failed');
+    expect((await api(`/v1/agents/${id}/executions?status=weird`, { key })).status).toBe(400);
+  });
+
+  it('reports the agent status', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const idle = await api(`/v1/agents/${id}/status`, { key });
+    expect(idle.body).toEqual({ state: 'idle', running: 0, queued: 0, contextVersion: 0, lastExecution: null });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const after = await api(`/v1/agents/${id}/status`, { key });
+    expect(after.body).toMatchObject({ state: 'idle', contextVersion: 1, lastExecution: { id: exec.body.id, status: 'succeeded' } });
+  });
+});

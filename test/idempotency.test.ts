@@ -1,0 +1,85 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, mockUrl, newAgent, newTenant } from './support/api';
+
+async function upstreamCalls(executionId: string): Promise<number> {
+  const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${executionId}`);
+  return ((await res.json()) as { count: number }).count;
+}
+
+describe('idempotency keys', () => {
+  it('returns the first execution for a repeated key and never runs it again', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const body = { intent: 'charge', input: { amount: 10 } };
+    const first = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'order-1' } });
+    const second = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'order-1' } });
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(200);
+    expect(second.body.id).toBe(first.body.id);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    expect(await upstreamCalls(first.body.id)).toBe(1);
+  });
+
+  it('treats the same body with keys in another order as the same request', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const a = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { a: 1, b: 2 } }, headers: { 'idempotency-key': 'k' } });
+    const b = await api(`/v1/agents/${id}/executions`, { key, rawBody: '{"input":{"b":2,"a":1},"intent":"x"}', headers: { 'content-type': 'application/json', 'idempotency-key': 'k' } });
+    expect(b.body.id).toBe(a.body.id);
+  });
+
+  it('answers 422 idempotency_key_reused for the same key with a different body', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' }, headers: { 'idempotency-key': 'k2' } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'y' }, headers: { 'idempotency-key': 'k2' } });
+    expect(res.status).toBe(422);
+    expect(res.body.error.code).toBe('idempotency_key_reused');
+  });
+
+  it('runs once for 20 concurrent requests with one key', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() }, concurrency: 8 });
+    const body = { intent: 'concurrent', input: { mock: { delayMs: 100 } } };
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'burst' } })),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
+    const ids = new Set(results.map((r) => r.body.id));
+    expect(ids.size).toBe(1);
+    expect(results.filter((r) => r.headers.get('idempotent-replayed') === 'true')).toHaveLength(19);
+    expect(await upstreamCalls([...ids][0] as string)).toBe(1);
+    const list = await api(`/v1/agents/${id}/status`, { key });
+    expect(list.body.lastExecution.id).toBe([...ids][0]);
+  });
+
+  it('replays an async execution with its current state', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const body = { intent: 'x', mode: 'async', input: { simulateLatencyMs: 100 } };
+    const first = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'a1' } });
+    expect(first.status).toBe(202);
+    const again = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'a1' } });
+    expect(again.status).toBe(202);
+    expect(again.body.id).toBe(first.body.id);
+    expect(['queued', 'running']).toContain(again.body.status);
+  });
+
+  it('scopes keys to one agent', async () => {
+    const { key } = await newTenant();
+    const a = await newAgent(key);
+    const b = await newAgent(key);
+    const ra = await api(`/v1/agents/${a}/executions`, { key, body: { intent: 'x' }, headers: { 'idempotency-key': 'shared' } });
+    const rb = await api(`/v1/agents/${b}/executions`, { key, body: { intent: 'x' }, headers: { 'idempotency-key': 'shared' } });
+    expect(rb.body.id).not.toBe(ra.body.id);
+  });
+
+  it('rejects malformed keys', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' }, headers: { 'idempotency-key': 'x'.repeat(300) } });
+    expect(res.status).toBe(400);
+  });
+});

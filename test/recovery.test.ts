@@ -1,0 +1,89 @@
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+
+async function upstreamRequests(executionId: string): Promise<{ headers: Record<string, string> }[]> {
+  const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${executionId}`);
+  return ((await res.json()) as { requests: { headers: Record<string, string> }[] }).requests;
+}
+
+describe('recovery and the outbox', () => {
+  it('resumes an execution that was running when the object restarted, with the same Idempotency-Key', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'long', input: { mock: { delayMs: 400 } }, mode: 'async', timeoutMs: 20_000 } });
+    await eventually(async () => (await upstreamRequests(exec.body.id)).length === 1);
+
+    await abortAllDurableObjects(); // the object restarts: in-memory work is gone, storage stays
+    expect(await runDurableObjectAlarm(stubOf(tenantId, id))).toBe(true);
+
+    const done = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key });
+      return res.body.status === 'succeeded' && res.body;
+    });
+    const requests = await upstreamRequests(exec.body.id);
+    expect(requests.length).toBeGreaterThanOrEqual(2);
+    expect(requests.every((r) => r.headers['idempotency-key'] === exec.body.id)).toBe(true);
+    expect(done.attempts).toBeGreaterThanOrEqual(2);
+  });
+
+  it('starts executions that were queued when the object restarted', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const first = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'a', input: { mock: { delayMs: 300 } }, mode: 'async' } });
+    const second = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'b', mode: 'async' } });
+    expect((await api(`/v1/agents/${id}/executions/${second.body.id}`, { key })).body.status).toBe('queued');
+    await abortAllDurableObjects();
+    await runDurableObjectAlarm(stubOf(tenantId, id));
+    for (const eid of [first.body.id, second.body.id]) {
+      await eventually(async () => (await api(`/v1/agents/${id}/executions/${eid}`, { key })).body.status === 'succeeded');
+    }
+  });
+
+  it('carries executions to D1 through the outbox, in their final state', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const row = await eventually(() =>
+      env.DB.prepare("SELECT status, record, rev FROM executions WHERE tenant_id = ? AND agent_id = ? AND id = ? AND status = 'succeeded'")
+        .bind(tenantId, id, exec.body.id)
+        .first<{ status: string; record: string; rev: number }>(),
+    );
+    expect(JSON.parse(row.record)).toEqual(exec.body);
+    const snapshot = await eventually(() =>
+      env.DB.prepare('SELECT snapshot FROM agents WHERE tenant_id = ? AND id = ? AND rev > 1').bind(tenantId, id).first<{ snapshot: string }>(),
+    );
+    expect(JSON.parse(snapshot.snapshot).contextVersion).toBe(1);
+  });
+
+  it('keeps undelivered rows in the outbox when D1 refuses them, and delivers them from the alarm', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // Break the projection table for a moment: the agent keeps working regardless.
+    await env.DB.exec('ALTER TABLE executions RENAME TO executions_offline');
+    let exec;
+    try {
+      exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      expect(exec.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await env.DB.exec('ALTER TABLE executions_offline RENAME TO executions');
+    }
+    const pending = await outboxSize(tenantId, id);
+    expect(pending).toBeGreaterThan(0);
+    await eventually(async () => {
+      await runDurableObjectAlarm(stubOf(tenantId, id));
+      return env.DB.prepare('SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, exec.body.id).first();
+    }, 15_000, 200);
+  });
+});
+
+/** Number of rows waiting in the agent's outbox. */
+function outboxSize(tenantId: string, agentId: string): Promise<number> {
+  return runInDurableObject(stubOf(tenantId, agentId), (_instance, state) => {
+    const row = state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox').one();
+    return row.n;
+  });
+}
