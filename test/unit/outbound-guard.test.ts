@@ -41,11 +41,8 @@ describe('outboundUrlProblem with the guard on', () => {
     expect(outboundUrlProblem(url, false)).toMatch(/private|loopback|link-local/);
   });
 
-  // BUG: the WHATWG URL parser serialises an IPv4-mapped IPv6 host in hex
-  // (`[::ffff:127.0.0.1]` → hostname `[::ffff:7f00:1]`), but isPrivateV6 only recognises the
-  // dotted form `::ffff:a.b.c.d`, and `::ffff:7f00:1` matches none of its other prefixes; so
-  // every IPv4-mapped address, loopback and metadata included, passes the guard.
-  it.fails.each([
+  // The URL parser serialises an IPv4-mapped host in hex ([::ffff:127.0.0.1] → [::ffff:7f00:1]).
+  it.each([
     'https://[::ffff:127.0.0.1]/',
     'https://[::ffff:169.254.169.254]/',
     'https://[::ffff:10.0.0.1]/',

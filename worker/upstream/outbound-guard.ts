@@ -50,5 +50,12 @@ function isPrivateV6(host: string): boolean {
     const v4 = parseIPv4(mapped[1]);
     return v4 ? isPrivateV4(v4) : true;
   }
+  // The URL parser normalises ::ffff:127.0.0.1 to ::ffff:7f00:1: decode the two hex groups.
+  const mappedHex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+  if (mappedHex?.[1] && mappedHex[2]) {
+    const hi = parseInt(mappedHex[1], 16);
+    const lo = parseInt(mappedHex[2], 16);
+    return isPrivateV4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
+  }
   return /^(fc|fd|fe8|fe9|fea|feb|ff)/.test(host);
 }
