@@ -157,6 +157,10 @@ export class AgentStore {
     return this.sql.all<ExecutionRow>('SELECT * FROM executions WHERE status = ? ORDER BY seq', status);
   }
 
+  expiredQueued(now: number): { id: string }[] {
+    return this.sql.all<{ id: string }>("SELECT id FROM executions WHERE status = 'queued' AND deadline_at <= ?", now);
+  }
+
   markRunning(id: string, now: number): void {
     this.sql.run("UPDATE executions SET status = 'running', started_at = ?, rev = rev + 1 WHERE id = ? AND status = 'queued'", now, id);
   }

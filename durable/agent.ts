@@ -22,6 +22,8 @@ const MAX_TOTAL_ATTEMPTS = 5;
 const WATCHDOG_MS = 30_000;
 /** Fallback delivery of the outbox when the immediate flush did not get it all out. */
 const OUTBOX_RETRY_MS = 5_000;
+/** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
+const FLUSH_DELAY_MS = 250;
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 const KEEP_FINISHED = 1_000;
 /** Largest context document, well under the 2 MB row limit. */
@@ -247,7 +249,7 @@ export class AgentDO extends DurableObject<Env> {
     if (!row) return;
     if (!this.orphansResumed) this.resumeOrphans();
     const now = Date.now();
-    for (const expired of this.store.byStatus('queued').filter((e) => e.deadline_at <= now)) {
+    for (const expired of this.store.expiredQueued(now)) {
       this.finish(expired.id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
     }
     if (row.paused) return;
@@ -388,7 +390,7 @@ export class AgentDO extends DurableObject<Env> {
       setTimeout(() => {
         this.flushPending = false;
         void this.flush().then(() => this.armAlarm());
-      }, 0);
+      }, FLUSH_DELAY_MS);
     }
     void this.armAlarm();
   }

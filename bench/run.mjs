@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+// `npm run bench`: first-cut benchmark of the spine. Starts the gateway with `npm run dev`'s
+// script on a free port and a fresh state directory, creates 100 agents, then measures with
+// autocannon in one run against the same server:
+//   healthz      GET /healthz (the baseline: router only, no auth, no storage)
+//   get-agent-100  GET /v1/agents/:id over 100 agents: auth, routing and a read-only RPC
+//   sync-100     POST /v1/agents/:id/executions, sync, builtin upstream, rotating over 100 agents
+// Results print as a markdown table and land in bench/results/latest.json.
+// Note: `wrangler dev` puts its own proxy in front of the Worker and caps a hello world near
+// 1,400 req/s on a 2-core machine, so these figures measure wrangler as much as the gateway.
+//
+// Options: --duration S (default 10), --connections N (default 32), --agents N (default 100).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '32' },
+    agents: { type: 'string', default: '100' },
+  },
+});
+const duration = Number(values.duration);
+const connections = Number(values.connections);
+const agentCount = Number(values.agents);
+const root = path.resolve(import.meta.dirname, '..');
+
+const port = await new Promise((resolve) => {
+  const server = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = server.address();
+    server.close(() => resolve(port));
+  });
+});
+const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-bench-'));
+const base = `http://127.0.0.1:${port}`;
+const dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir, '--quiet'], {
+  cwd: root,
+  detached: true,
+  stdio: ['ignore', 'pipe', 'inherit'],
+  env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+});
+const stop = () => {
+  try { process.kill(-dev.pid, 'SIGTERM'); } catch { /* gone */ }
+  rmSync(stateDir, { recursive: true, force: true });
+};
+process.on('exit', stop);
+
+await new Promise((resolve, reject) => {
+  let out = '';
+  dev.stdout.on('data', (chunk) => {
+    out += chunk;
+    if (out.includes('demo API key:')) resolve();
+  });
+  dev.on('exit', (code) => reject(new Error(`dev server exited ${code}`)));
+});
+const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))[1];
+const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+
+const agents = Array.from({ length: agentCount }, (_, i) => `bench-${i}`);
+for (const id of agents) {
+  const res = await fetch(`${base}/v1/agents`, { method: 'POST', headers, body: JSON.stringify({ id, concurrency: 32 }) });
+  if (res.status !== 201) throw new Error(`creating ${id}: ${res.status} ${await res.text()}`);
+}
+
+function run(title, options) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url: base, connections, duration, ...options }, (error, result) => (error ? reject(error) : resolve({ title, result })));
+  });
+}
+
+const executionBody = JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } });
+let next = 0;
+const scenarios = [
+  ['healthz', { requests: [{ method: 'GET', path: '/healthz' }] }],
+  [
+    `get-agent-${agentCount}`,
+    {
+      requests: [{
+        method: 'GET',
+        headers,
+        setupRequest: (req) => ({ ...req, path: `/v1/agents/${agents[next++ % agents.length]}` }),
+      }],
+    },
+  ],
+  [
+    `sync-${agentCount}`,
+    {
+      requests: [{
+        method: 'POST',
+        headers,
+        body: executionBody,
+        setupRequest: (req) => ({ ...req, path: `/v1/agents/${agents[next++ % agents.length]}/executions` }),
+      }],
+    },
+  ],
+];
+
+// Warm-up: both paths once for a few seconds so isolates and objects are hot.
+for (const [, options] of scenarios) await new Promise((r) => autocannon({ url: base, connections: 8, duration: 2, ...options }, r));
+
+const results = [];
+for (const [title, options] of scenarios) {
+  const { result } = await run(title, options);
+  results.push({
+    scenario: title,
+    rps: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    total: result.requests.total,
+  });
+}
+const baseline = results[0].rps;
+console.log(`\nserver: wrangler dev (npm run dev), ${connections} connections, ${duration} s per scenario, ${agentCount} agents\n`);
+console.log('| scenario | req/s | vs healthz | p50 ms | p99 ms | non-2xx | errors |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+for (const r of results) {
+  console.log(`| ${r.scenario} | ${r.rps} | ${(r.rps / baseline).toFixed(2)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} |`);
+}
+writeFileSync(path.join(root, 'bench/results/latest.json'), JSON.stringify({ at: new Date().toISOString(), connections, duration, agents: agentCount, results }, null, 2));
+stop();
+process.exit(results.some((r) => r.non2xx > 0 || r.errors > 0) ? 1 : 0);
