@@ -202,9 +202,14 @@ export class AgentStore {
     return Number(this.sql.one<{ value: string }>('SELECT value FROM meta WHERE key = ?', name)?.value ?? 1);
   }
 
-  /** Forgets idempotency keys older than `olderThan` and finished executions beyond the newest `keep`. */
-  prune(olderThan: number, keep: number): void {
+  /**
+   * Forgets client idempotency keys older than `olderThan`, the edge's own retry keys (which
+   * start with "edge ") older than `edgeOlderThan`, and finished executions beyond the newest
+   * `keep`.
+   */
+  prune(olderThan: number, edgeOlderThan: number, keep: number): void {
     this.sql.run('DELETE FROM idempotency WHERE created_at < ?', olderThan);
+    this.sql.run("DELETE FROM idempotency WHERE key LIKE 'edge %' AND created_at < ?", edgeOlderThan);
     this.sql.run(
       "DELETE FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq < (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM executions ORDER BY seq DESC LIMIT ?))",
       keep,

@@ -25,6 +25,8 @@ const OUTBOX_RETRY_MS = 5_000;
 /** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
 const FLUSH_DELAY_MS = 250;
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
+/** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
+const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
 /** Largest context document, well under the 2 MB row limit. */
 export const MAX_CONTEXT_BYTES = 1_000_000;
@@ -32,6 +34,8 @@ export const MAX_CONTEXT_BYTES = 1_000_000;
 export interface CreateAgentInput {
   tenantId: string;
   config: AgentConfig;
+  /** Creation time chosen by the edge, so the registry's provisional snapshot matches. */
+  createdAt: number;
 }
 
 export interface ExecuteInput {
@@ -77,8 +81,13 @@ export class AgentDO extends DurableObject<Env> {
   // --- agent ---
 
   async create(input: CreateAgentInput): Promise<Result<Agent>> {
-    if (this.store.agentRow()) return fail('conflict', `agent ${input.config.id} already exists`);
-    const now = Date.now();
+    const existing = this.store.agentRow();
+    if (existing) {
+      // The same create again (an RPC retried after a transient error) succeeds once more.
+      const same = existing.tenant_id === input.tenantId && existing.created_at === input.createdAt && existing.config === JSON.stringify(input.config);
+      return same ? ok(this.view()) : fail('conflict', `agent ${input.config.id} already exists`);
+    }
+    const now = input.createdAt;
     this.ctx.storage.transactionSync(() => {
       this.store.insertAgent(input.tenantId, input.config, now);
       this.enqueueAgent(now);
@@ -236,7 +245,7 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (row) {
       await this.flush();
-      this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, KEEP_FINISHED);
+      this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
     }
     await this.armAlarm();
   }

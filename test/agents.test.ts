@@ -100,6 +100,28 @@ describe('agents API', () => {
     expect(exec.status).toBe(200);
   });
 
+  it("places a new agent by the caller's continent, or by its own region", async () => {
+    const { key, tenantId } = await newTenant();
+    const byGeo = await api('/v1/agents', { key, body: {}, cf: { continent: 'EU', longitude: '2.35' } });
+    const byRegion = await api('/v1/agents', { key, body: { region: 'apac' }, cf: { continent: 'EU', longitude: '2.35' } });
+    const hint = async (id: string) =>
+      (await env.DB.prepare('SELECT location_hint FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ location_hint: string }>())?.location_hint;
+    expect(await hint(byGeo.body.id)).toBe('weur');
+    expect(await hint(byRegion.body.id)).toBe('apac');
+    expect(byRegion.body.region).toBe('apac');
+  });
+
+  it('treats a repeated create RPC (a retry) as the same create, and anything else as a conflict', async () => {
+    const { tenantId } = await newTenant();
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/retry-me`));
+    const config = { id: 'retry-me', name: null, instructions: null, upstream: { kind: 'builtin' as const }, concurrency: 1, region: null, jurisdiction: null, metadata: null };
+    const input = { tenantId, config, createdAt: 1_700_000_000_000 };
+    expect((await stub.create(input)).ok).toBe(true);
+    expect((await stub.create(input)).ok).toBe(true);
+    const other = await stub.create({ ...input, config: { ...config, name: 'other' } });
+    expect(other).toMatchObject({ ok: false, code: 'conflict' });
+  });
+
   it('projects agent snapshots to D1 through the outbox', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);

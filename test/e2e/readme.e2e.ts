@@ -19,12 +19,21 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The bash block between the walkthrough markers of the README. */
-function readmeWalkthrough(): string {
+/** The bash block between `<!-- name:start -->` and `<!-- name:end -->` in the README. */
+function readmeBlock(name: string): string {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  const block = /<!-- walkthrough:start -->\s*```bash\n([\s\S]*?)```\s*<!-- walkthrough:end -->/.exec(readme);
-  if (!block?.[1]) throw new Error('README has no walkthrough block');
+  const block = new RegExp(`<!-- ${name}:start -->\\s*\`\`\`bash\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(readme);
+  if (!block?.[1]) throw new Error(`README has no ${name} block`);
   return block[1];
+}
+
+function runBlock(name: string, env: Record<string, string>) {
+  return spawnSync('bash', ['-euo', 'pipefail', '-c', readmeBlock(name)], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 }
 
 describe('README quickstart, end to end against `npm run dev`', () => {
@@ -70,12 +79,7 @@ describe('README quickstart, end to end against `npm run dev`', () => {
 
   it('runs every command of the README walk-through as written', () => {
     const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
-    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', readmeWalkthrough()], {
-      cwd: root,
-      env: { ...process.env, BASE: base, KEY: key },
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+    const run = runBlock('walkthrough', { BASE: base, KEY: key });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const out = run.stdout;
@@ -85,6 +89,16 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toContain('"code":"already_finished"');
     expect(out).toContain('"code":"version_mismatch"');
     expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
+  });
+
+  it('runs the operator block: tenant, key, listing, revocation', () => {
+    const run = runBlock('operator', { BASE: base });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(JSON.parse(lines[0] ?? '')).toEqual({ data: [], nextCursor: null });
+    expect(JSON.parse(lines[1] ?? '').data).toHaveLength(1);
+    expect(JSON.parse(lines[2] ?? '').error.code).toBe('unauthorized');
   });
 
   it('has deleted the walk-through agent', async () => {

@@ -107,18 +107,25 @@ interface DurableObjectError extends Error {
 }
 
 /**
- * Calls an agent's Durable Object. A retryable platform error is retried once with a fresh
- * stub (the callers' operations are idempotent or keyed); an overloaded object sheds load
- * with 503 and Retry-After; an unreachable one is a 503 too.
+ * Calls an agent's Durable Object. With `retry` (only for operations that are idempotent or
+ * keyed), a retryable platform error is retried once with a fresh stub. An overloaded object
+ * sheds load with 503 and Retry-After; an unreachable one is a 503 too.
  */
-export async function callAgent<T>(env: Env, tenantId: string, agentId: string, route: AgentRoute, fn: (stub: AgentRpc) => Promise<T>): Promise<T> {
+export async function callAgent<T>(
+  env: Env,
+  tenantId: string,
+  agentId: string,
+  route: AgentRoute,
+  fn: (stub: AgentRpc) => Promise<T>,
+  options: { retry?: boolean } = {},
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(agentStub(env, tenantId, agentId, route));
     } catch (error) {
       const e = error as DurableObjectError;
       if (e.overloaded) throw new ApiError('unavailable', 'agent is overloaded; retry later', undefined, { 'retry-after': '1' });
-      if (e.retryable && attempt < 2) continue;
+      if (e.retryable && options.retry && attempt < 2) continue;
       if (e.retryable) throw new ApiError('unavailable', 'agent is temporarily unreachable; retry later', undefined, { 'retry-after': '1' });
       throw error;
     }

@@ -18,7 +18,7 @@ agentState.openapi(
     request: { params: AgentIdParams },
     responses: { 200: json(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
   }),
-  async (c) => c.json(await onAgent(c, c.req.valid('param').id, (stub) => stub.status()), 200),
+  async (c) => c.json(await onAgent(c, c.req.valid('param').id, (stub) => stub.status(), { retry: true }), 200),
 );
 
 const etag = (version: number) => `"${version}"`;
@@ -42,7 +42,7 @@ agentState.openapi(
     responses: { 200: json(AgentContext, 'the context'), 404: errorResponse('not_found'), ...commonErrors },
   }),
   async (c) => {
-    const context = await onAgent(c, c.req.valid('param').id, (stub) => stub.getContext());
+    const context = await onAgent(c, c.req.valid('param').id, (stub) => stub.getContext(), { retry: true });
     return c.json(context, 200, { etag: etag(context.version) });
   },
 );

@@ -60,7 +60,7 @@ agents.openapi(
       throw new ApiError('conflict', `agent ${config.id} already exists`);
     }
     try {
-      const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config })));
+      const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now }), { retry: true }));
       return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
     } catch (error) {
       // The object refused or was unreachable: release the id unless the object holds the agent.
@@ -109,7 +109,7 @@ agents.openapi(
     const { id } = c.req.valid('param');
     const { tenantId } = c.get('principal');
     const route = await requireAgent(c.env, tenantId, id);
-    return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get())), 200);
+    return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true })), 200);
   },
 );
 
@@ -129,7 +129,7 @@ agents.openapi(
     const { tenantId } = c.get('principal');
     checkUpstreamUrl(patch.upstream, allowsPrivate(c.env));
     const route = await requireAgent(c.env, tenantId, id);
-    return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch))), 200);
+    return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true })), 200);
   },
 );
 
@@ -147,7 +147,7 @@ agents.openapi(
     const { id } = c.req.valid('param');
     const { tenantId } = c.get('principal');
     const route = await requireAgent(c.env, tenantId, id);
-    const result = await callAgent(c.env, tenantId, id, route, (stub) => stub.destroy());
+    const result = await callAgent(c.env, tenantId, id, route, (stub) => stub.destroy(), { retry: true });
     // A registry row without an object (a failed create) is cleaned up the same way.
     if (!result.ok && result.code !== 'not_found') unwrap(result);
     await unregisterAgent(c.env, tenantId, id);

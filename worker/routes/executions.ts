@@ -57,13 +57,18 @@ executions.openapi(
     const { tenantId } = c.get('principal');
     const route = await requireAgent(c.env, tenantId, id);
     const fingerprint = await sha256Hex(canonicalJson(body));
+    // Without a client key the edge keys the call itself (a space makes it unlike any client
+    // key), so retrying the RPC after a transient platform error can never run it twice.
+    const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
     const { execution, replayed } = unwrap(
-      await callAgent(c.env, tenantId, id, route, (stub) =>
-        stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), ...(idempotencyKey !== undefined && { idempotencyKey }), fingerprint }),
+      await callAgent(
+        c.env, tenantId, id, route,
+        (stub) => stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), idempotencyKey: key, fingerprint }),
+        { retry: true },
       ),
     );
     const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
-    if (replayed) headers['idempotent-replayed'] = 'true';
+    if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';
     if (body.mode === 'async') return c.json(execution, 202, headers);
     if (execution.status !== 'succeeded') {
       const failure = syncFailure(execution);
@@ -114,7 +119,7 @@ executions.openapi(
   }),
   async (c) => {
     const { id, eid } = c.req.valid('param');
-    return c.json(await onAgent(c, id, (stub) => stub.getExecution(eid)), 200);
+    return c.json(await onAgent(c, id, (stub) => stub.getExecution(eid), { retry: true }), 200);
   },
 );
 
@@ -135,8 +140,8 @@ executions.openapi(
 );
 
 /** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
-export async function onAgent<T>(c: Context<AppEnv>, agentId: string, fn: (stub: AgentRpc) => Promise<Result<T>>): Promise<T> {
+export async function onAgent<T>(c: Context<AppEnv>, agentId: string, fn: (stub: AgentRpc) => Promise<Result<T>>, options: { retry?: boolean } = {}): Promise<T> {
   const { tenantId } = c.get('principal');
   const route = await requireAgent(c.env, tenantId, agentId);
-  return unwrap(await callAgent(c.env, tenantId, agentId, route, fn));
+  return unwrap(await callAgent(c.env, tenantId, agentId, route, fn, options));
 }
