@@ -1,4 +1,4 @@
-import type { Agent, AgentConfig, AgentContext, AgentState } from '../worker/schemas/agent';
+import type { Agent, AgentConfig, AgentContext, AgentState, Region } from '../worker/schemas/agent';
 import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
 import { iso, isoOrUndefined } from '../worker/lib/time';
 import { maskUpstream } from '../worker/upstream/resolve';
@@ -194,6 +194,14 @@ export class AgentStore {
        ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint, execution_id = excluded.execution_id, created_at = excluded.created_at`,
       key, fingerprint, executionId, now,
     );
+  }
+
+  setMeta(key: string, value: string): void {
+    this.sql.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', key, value);
+  }
+
+  locationHint(): Region | null {
+    return (this.sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'location_hint'")?.value as Region | undefined) ?? null;
   }
 
   /** Next value of a named counter kept in `meta`. */

@@ -3,11 +3,12 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
-import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
+import type { Agent, AgentConfig, AgentContext, AgentStatus, Region, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { allowsPrivate } from '../worker/upstream/outbound-guard';
 import { invokeUpstream } from '../worker/upstream/invoke';
 import { resolveUpstream } from '../worker/upstream/resolve';
+import { regionTags } from '../worker/agents/placement';
 import { messageOf } from '../worker/upstream/builtin';
 import type { InvokeOutcome } from '../worker/upstream/types';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
@@ -36,6 +37,8 @@ export interface CreateAgentInput {
   config: AgentConfig;
   /** Creation time chosen by the edge, so the registry's provisional snapshot matches. */
   createdAt: number;
+  /** Where the object was placed: its region for preferring pool targets. */
+  locationHint?: Region | null;
 }
 
 export interface ExecuteInput {
@@ -90,6 +93,7 @@ export class AgentDO extends DurableObject<Env> {
     const now = input.createdAt;
     this.ctx.storage.transactionSync(() => {
       this.store.insertAgent(input.tenantId, input.config, now);
+      if (input.locationHint) this.store.setMeta('location_hint', input.locationHint);
       this.enqueueAgent(now);
     });
     this.afterChange();
@@ -298,7 +302,13 @@ export class AgentDO extends DurableObject<Env> {
         this.finish(id, { ok: false, attempts: execution.attempts, cancelled: false, error: { code: 'upstream_failed', message: 'attempts exhausted across restarts' } });
         return;
       }
-      const upstream = resolveUpstream(config.upstream, allowsPrivate(this.env));
+      const { upstream, maxAttempts, totalMs } = await resolveUpstream(config.upstream, {
+        env: this.env,
+        tenantId: row.tenant_id,
+        regions: regionTags(config.region ?? this.store.locationHint()),
+        allowPrivate: allowsPrivate(this.env),
+      });
+      if (this.store.execution(id)?.status !== 'running') return; // cancelled while the pool loaded
       const outcome = await invokeUpstream(
         upstream,
         {
@@ -306,10 +316,10 @@ export class AgentDO extends DurableObject<Env> {
           instructions: config.instructions, context: this.store.context().data, history: this.store.history(),
         },
         {
-          deadlineAt: execution.deadline_at,
+          deadlineAt: totalMs === undefined ? execution.deadline_at : Math.min(execution.deadline_at, Date.now() + totalMs),
           signal: controller.signal,
-          maxAttempts: Math.min(3, remaining),
-          onAttempt: () => this.store.recordAttempt(id, upstream.label),
+          maxAttempts: Math.min(maxAttempts ?? 3, remaining),
+          onAttempt: (_attempt, label) => this.store.recordAttempt(id, label),
         },
       );
       this.finish(id, outcome);

@@ -29,9 +29,15 @@ function devVars() {
     copyFileSync('.dev.vars.example', '.dev.vars');
     const filled = readFileSync('.dev.vars', 'utf8')
       .replace(/^ADMIN_TOKEN=generate$/m, `ADMIN_TOKEN=adm_${randomBytes(24).toString('base64url')}`)
-      .replace(/^DEMO_API_KEY=generate$/m, `DEMO_API_KEY=eag_${randomBytes(32).toString('base64url')}`);
+      .replace(/^DEMO_API_KEY=generate$/m, `DEMO_API_KEY=eag_${randomBytes(32).toString('base64url')}`)
+      .replace(/^UPSTREAM_ENCRYPTION_KEY=generate$/m, `UPSTREAM_ENCRYPTION_KEY=${randomBytes(32).toString('base64')}`);
     writeFileSync('.dev.vars', filled);
     console.log('created .dev.vars with a random ADMIN_TOKEN and DEMO_API_KEY');
+  }
+  // .dev.vars made before a newer secret was added gets that secret appended.
+  const current = readFileSync('.dev.vars', 'utf8');
+  if (!/^UPSTREAM_ENCRYPTION_KEY=/m.test(current)) {
+    writeFileSync('.dev.vars', `${current.trimEnd()}\nUPSTREAM_ENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`);
   }
   return Object.fromEntries(
     readFileSync('.dev.vars', 'utf8')

@@ -7,6 +7,8 @@ export interface Env {
   CACHE: KVNamespace;
   /** Operator token for /v1/admin routes (secret). */
   ADMIN_TOKEN?: string;
+  /** Base64 of 32 bytes: the AES-GCM key that seals upstream credentials at rest (secret). */
+  UPSTREAM_ENCRYPTION_KEY?: string;
   /** "true" lets tenants point upstreams and webhooks at private or loopback addresses. */
   ALLOW_PRIVATE_UPSTREAMS?: string;
 }

@@ -5,7 +5,8 @@
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, status, body, contextPatch}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed.
-// GET /requests?key=K lists what arrived with that Idempotency-Key.
+// GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
+// requests per `?target=` name. Faults may also sit in a target URL's query string.
 import http from 'node:http';
 
 /**
@@ -15,6 +16,8 @@ import http from 'node:http';
 export async function startMockUpstream(options = {}) {
   /** @type {Map<string, object[]>} */
   const requests = new Map();
+  /** Requests per `?target=` name. @type {Map<string, number>} */
+  const counts = new Map();
   const sockets = new Set();
 
   const server = http.createServer(async (req, res) => {
@@ -23,6 +26,7 @@ export async function startMockUpstream(options = {}) {
       const key = url.searchParams.get('key') ?? '';
       return send(res, 200, { key, count: requests.get(key)?.length ?? 0, requests: requests.get(key) ?? [] });
     }
+    if (req.method === 'GET' && url.pathname === '/counts') return send(res, 200, Object.fromEntries(counts));
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
     if (req.method !== 'POST') return send(res, 404, { error: 'not found' });
 
@@ -41,8 +45,11 @@ export async function startMockUpstream(options = {}) {
     if (key) requests.set(key, seen);
     const attempt = seen.length;
 
+    const target = url.searchParams.get('target');
+    if (target) counts.set(target, (counts.get(target) ?? 0) + 1);
     const isChat = url.pathname.endsWith('/chat/completions');
-    const mock = isChat ? chatMock(body) : (body?.input?.mock ?? {});
+    // Faults set per target in the URL's query, or per request in the body.
+    const mock = { ...queryMock(url.searchParams), ...(isChat ? chatMock(body) : (body?.input?.mock ?? {})) };
 
     if (mock.delayMs) await sleep(Math.min(Number(mock.delayMs), 120_000));
     if (mock.hang) return; // never answers; the client's timeout or abort ends it
@@ -88,6 +95,13 @@ export async function startMockUpstream(options = {}) {
         server.close(() => resolve());
       }),
   };
+}
+
+function queryMock(params) {
+  const mock = {};
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['hang', 'reset']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  return mock;
 }
 
 function chatMock(body) {

@@ -29,3 +29,18 @@ export function locationHintFor(region: Region | null | undefined, geo: GeoHints
       return null;
   }
 }
+
+const CONTINENT_OF: Record<Region, string> = { wnam: 'NA', enam: 'NA', sam: 'SA', weur: 'EU', eeur: 'EU', apac: 'AS', oc: 'OC', afr: 'AF', me: 'AS' };
+
+/** Region tags a pool target's `region` may match: the location hint and its continent. */
+export function regionTags(hint: Region | null | undefined): string[] {
+  return hint ? [hint, CONTINENT_OF[hint]] : [];
+}
+
+/** Region tags of a caller, from `request.cf`: its location hint, continent and colo. */
+export function callerRegionTags(geo: (GeoHints & { colo?: string }) | undefined): string[] {
+  const tags = regionTags(locationHintFor(null, geo));
+  if (geo?.continent && !tags.includes(geo.continent)) tags.push(geo.continent);
+  if (geo?.colo) tags.push(geo.colo);
+  return tags;
+}

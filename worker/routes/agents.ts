@@ -1,5 +1,5 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import type { AppEnv } from '../env';
+import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { callAgent, forgetRoute, registerAgent, requireAgent, unregisterAgent, type AgentRoute } from '../agents/registry';
 import { locationHintFor, type GeoHints } from '../agents/placement';
@@ -10,6 +10,7 @@ import type { AgentConfig} from '../schemas/agent';
 import { Agent, CreateAgentBody, UpdateAgentBody } from '../schemas/agent';
 import { AgentIdParams, page } from '../schemas/common';
 import { maskUpstream } from '../upstream/resolve';
+import { getPool } from '../pools/store';
 import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
 import type { AgentSnapshot } from '../../durable/outbox';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
@@ -18,9 +19,19 @@ export const agents = new OpenAPIHono<AppEnv>();
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
 
-/** Refuses upstream URLs the outbound guard would refuse at call time, so they fail early. */
-export function checkUpstreamUrl(config: z.infer<typeof AgentConfig>['upstream'] | undefined, allowPrivate: boolean): void {
+/**
+ * Refuses what would fail at call time, so it fails early: URLs the outbound guard refuses,
+ * and pools the tenant does not have.
+ */
+export async function checkUpstream(env: Env, tenantId: string, config: AgentConfig['upstream'] | undefined): Promise<void> {
   if (!config || config.kind === 'builtin') return;
+  if (config.kind === 'pool') {
+    if (!(await getPool(env, tenantId, config.pool))) {
+      throw new ApiError('invalid_request', `pool ${config.pool} does not exist`, [{ path: ['upstream', 'pool'], message: 'no such pool' }]);
+    }
+    return;
+  }
+  const allowPrivate = allowsPrivate(env);
   const url = config.kind === 'agent-http' ? config.url : config.baseUrl;
   const problem = outboundUrlProblem(url, allowPrivate);
   if (problem) throw new ApiError('invalid_request', `upstream URL refused: ${problem}`, [{ path: ['upstream'], message: problem }]);
@@ -39,7 +50,7 @@ agents.openapi(
   async (c) => {
     const body = c.req.valid('json');
     const { tenantId } = c.get('principal');
-    checkUpstreamUrl(body.upstream, allowsPrivate(c.env));
+    await checkUpstream(c.env, tenantId, body.upstream);
     const config: AgentConfig = {
       id: body.id ?? newId('ag'),
       name: body.name ?? null,
@@ -60,7 +71,7 @@ agents.openapi(
       throw new ApiError('conflict', `agent ${config.id} already exists`);
     }
     try {
-      const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now }), { retry: true }));
+      const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint }), { retry: true }));
       return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
     } catch (error) {
       // The object refused or was unreachable: release the id unless the object holds the agent.
@@ -127,7 +138,7 @@ agents.openapi(
     const { id } = c.req.valid('param');
     const patch = c.req.valid('json');
     const { tenantId } = c.get('principal');
-    checkUpstreamUrl(patch.upstream, allowsPrivate(c.env));
+    await checkUpstream(c.env, tenantId, patch.upstream);
     const route = await requireAgent(c.env, tenantId, id);
     return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true })), 200);
   },

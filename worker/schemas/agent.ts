@@ -26,8 +26,13 @@ export const OpenAIChatUpstream = z.object({
   timeoutMs: TimeoutMs.optional(),
 });
 
+export const PoolUpstream = z.object({
+  kind: z.literal('pool'),
+  pool: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/).openapi({ description: 'name of one of the tenant\'s pools' }),
+});
+
 export const UpstreamConfig = z
-  .discriminatedUnion('kind', [BuiltinUpstream, AgentHttpUpstream, OpenAIChatUpstream])
+  .discriminatedUnion('kind', [BuiltinUpstream, AgentHttpUpstream, OpenAIChatUpstream, PoolUpstream])
   .openapi('Upstream', { example: { kind: 'builtin' } });
 export type UpstreamConfig = z.infer<typeof UpstreamConfig>;
 

@@ -11,7 +11,7 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
 
 /**
  * POSTs JSON and returns the parsed JSON reply, classifying every failure: network errors,
- * 429 and 5xx are retryable; other statuses and unparseable bodies are not.
+ * 408, 429 and 5xx are retryable; other statuses and unparseable bodies are not.
  */
 export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal): Promise<unknown> {
   let response: Response;
@@ -32,7 +32,7 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
     throw classifyThrown(error, signal);
   }
   if (!response.ok) {
-    const retryable = response.status === 429 || response.status >= 500;
+    const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
     throw new UpstreamError(
       'http',
       `upstream answered ${response.status}: ${text.slice(0, 200)}`,

@@ -6,8 +6,8 @@ export interface InvokeOptions {
   /** Aborted when the execution is cancelled. */
   signal: AbortSignal;
   maxAttempts?: number;
-  /** Called before each attempt with its number (1-based), so the attempt is recorded first. */
-  onAttempt?: (attempt: number) => void;
+  /** Called before each attempt with its number (1-based) and target, so it is recorded first. */
+  onAttempt?: (attempt: number, label: string) => void;
 }
 
 const BASE_DELAY_MS = 100;
@@ -50,8 +50,15 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       break;
     }
     attempts = attempt;
-    options.onAttempt?.(attempt);
-    const attemptTimeout = Math.min(upstream.timeoutMs ?? remaining, remaining);
+    let choice: { label: string; timeoutMs?: number };
+    try {
+      choice = upstream.next?.() ?? { label: upstream.label, ...(upstream.timeoutMs !== undefined && { timeoutMs: upstream.timeoutMs }) };
+    } catch (error) {
+      last = toUpstreamError(error);
+      break;
+    }
+    options.onAttempt?.(attempt, choice.label);
+    const attemptTimeout = Math.min(choice.timeoutMs ?? remaining, remaining);
     const signal = AbortSignal.any([options.signal, AbortSignal.timeout(attemptTimeout)]);
     try {
       const reply = await upstream.call(request, { signal });

@@ -2,11 +2,44 @@ import type { UpstreamConfig } from '../schemas/agent';
 import { agentHttpUpstream } from './agent-http';
 import { builtinUpstream } from './builtin';
 import { openAIChatUpstream } from './openai-chat';
-import { outboundUrlProblem } from './outbound-guard';
+import { guarded } from './guarded';
+import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
+import type { Env } from '../env';
+import { loadPoolRuntime } from '../pools/runtime';
 
-/** Turns an agent's upstream config into the thing that calls it. Pools replace this later. */
-export function resolveUpstream(config: UpstreamConfig, allowPrivate: boolean): Upstream {
+export interface ResolveContext {
+  env: Env;
+  tenantId: string;
+  /** Region tags of the agent, preferred among a pool's targets. */
+  regions: readonly string[];
+  allowPrivate: boolean;
+}
+
+export interface ResolvedUpstream {
+  upstream: Upstream;
+  /** Attempts the upstream allows per execution (a pool's `retry.attempts`). */
+  maxAttempts?: number;
+  /** Deadline of one call, retries included (a pool's `timeouts.totalMs`). */
+  totalMs?: number;
+}
+
+/** Turns an agent's upstream config into the thing that calls it, loading a named pool. */
+export async function resolveUpstream(config: UpstreamConfig, context: ResolveContext): Promise<ResolvedUpstream> {
+  if (config.kind !== 'pool') return { upstream: directUpstream(config, context.allowPrivate) };
+  const runtime = await loadPoolRuntime(context.env, context.tenantId, config.pool);
+  if (!runtime) {
+    return { upstream: { label: `pool ${config.pool}`, call: () => Promise.reject(new UpstreamError('refused', `pool ${config.pool} does not exist`, false)) } };
+  }
+  const { retry, timeouts } = runtime.pool;
+  return {
+    upstream: poolUpstream(runtime, context.regions, context.allowPrivate),
+    ...(retry && { maxAttempts: retry.attempts }),
+    ...(timeouts?.totalMs !== undefined && { totalMs: timeouts.totalMs }),
+  };
+}
+
+function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, allowPrivate: boolean): Upstream {
   switch (config.kind) {
     case 'builtin':
       return builtinUpstream;
@@ -17,17 +50,6 @@ export function resolveUpstream(config: UpstreamConfig, allowPrivate: boolean): 
   }
 }
 
-/** Re-checks the URL before every call: the guard's setting may have changed since it was stored. */
-function guarded(upstream: Upstream, url: string, allowPrivate: boolean): Upstream {
-  return {
-    ...upstream,
-    call(request, options) {
-      const problem = outboundUrlProblem(url, allowPrivate);
-      if (problem) return Promise.reject(new UpstreamError('refused', `upstream URL refused: ${problem}`, false));
-      return upstream.call(request, options);
-    },
-  };
-}
 
 /** Masks credentials for every view of a config that leaves the agent (API, D1 snapshot). */
 export function maskUpstream(config: UpstreamConfig): UpstreamConfig {

@@ -1,4 +1,5 @@
 import type { ExecutionError } from '../schemas/execution';
+export type { Lease } from '../pools/runtime';
 
 export interface HistoryEntry {
   role: 'user' | 'assistant';
@@ -34,6 +35,11 @@ export interface Upstream {
   readonly label: string;
   /** Per-attempt timeout the target asks for, if any. */
   readonly timeoutMs?: number;
+  /**
+   * Chooses where the next attempt goes (a pool picks a target) and returns its label and
+   * per-attempt timeout. Single-target upstreams do not need it.
+   */
+  next?(): { label: string; timeoutMs?: number };
   call(request: UpstreamRequest, options: AttemptOptions): Promise<UpstreamReply>;
 }
 

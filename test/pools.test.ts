@@ -1,0 +1,123 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, mockUrl, newAgent, newTenant } from './support/api';
+
+const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
+
+async function counts(): Promise<Record<string, number>> {
+  return (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json();
+}
+
+describe('pools API', () => {
+  it('creates (201), replaces (200), reads, lists and deletes a pool', async () => {
+    const { key } = await newTenant();
+    const body = { strategy: 'least-inflight', targets: [target('a'), target('b', { weight: 3, priority: 1, region: 'weur' })] };
+    const created = await api('/v1/pools/main', { method: 'PUT', key, body });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'main', strategy: 'least-inflight', targets: [{ id: 'a', weight: 1, priority: 0 }, { id: 'b', weight: 3, priority: 1, region: 'weur' }] });
+    const replaced = await api('/v1/pools/main', { method: 'PUT', key, body: { targets: [target('a')] } });
+    expect(replaced.status).toBe(200);
+    expect(replaced.body.createdAt).toBe(created.body.createdAt);
+    const read = await api('/v1/pools/main', { key });
+    expect(read.status).toBe(200);
+    expect(read.body.targets).toHaveLength(1);
+    expect(read.body.targets[0].health).toMatchObject({ circuit: 'closed', inflight: 0, healthy: true });
+    const list = await api('/v1/pools', { key });
+    expect(list.body.data.map((p: { name: string }) => p.name)).toEqual(['main']);
+    expect((await api('/v1/pools/main', { method: 'DELETE', key })).status).toBe(204);
+    expect((await api('/v1/pools/main', { key })).status).toBe(404);
+    expect((await api('/v1/pools/main', { method: 'DELETE', key })).status).toBe(404);
+  });
+
+  it('seals credentials at rest and never returns them', async () => {
+    const { key, tenantId } = await newTenant();
+    const res = await api('/v1/pools/secret', { method: 'PUT', key, body: { targets: [{ id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', apiKey: 'sk-live-abcdef9876' }] } });
+    expect(res.status).toBe(201);
+    expect(res.body.targets[0].apiKey).toBe('…9876');
+    const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, 'secret').first<{ config: string }>();
+    expect(row?.config).not.toContain('sk-live');
+    expect(row?.config).toContain('enc:v1:');
+    expect(JSON.stringify((await api('/v1/pools/secret', { key })).body)).not.toContain('sk-live');
+  });
+
+  it('rejects bad definitions with 400 and details, storing nothing', async () => {
+    const { key } = await newTenant();
+    const bad = [
+      { targets: [] },
+      { targets: [target('a', { weight: -1 })] },
+      { targets: [{ id: 'x', kind: 'grpc', url: 'https://x.example' }] },
+      { targets: [{ id: 'x', kind: 'agent-http' }] },
+      { targets: [target('a'), target('a')] },
+      { strategy: 'random', targets: [target('a')] },
+    ];
+    for (const body of bad) {
+      const res = await api('/v1/pools/bad', { method: 'PUT', key, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.details.length).toBeGreaterThan(0);
+    }
+    expect((await api('/v1/pools/bad', { key })).status).toBe(404);
+    expect((await api('/v1/pools/bad%20name', { key })).status).toBe(400);
+  });
+
+  it("keeps pools per tenant: another tenant's pool is a 404 and cannot be named by an agent", async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    await api('/v1/pools/shared-name', { method: 'PUT', key: a.key, body: { targets: [target('a')] } });
+    expect((await api('/v1/pools/shared-name', { key: b.key })).status).toBe(404);
+    const agent = await api('/v1/agents', { key: b.key, body: { upstream: { kind: 'pool', pool: 'shared-name' } } });
+    expect(agent.status).toBe(400);
+  });
+});
+
+describe('agents on pools', () => {
+  it('spreads executions by weight across a pool', async () => {
+    const { key } = await newTenant();
+    const tag = `w${Date.now()}`;
+    await api('/v1/pools/wrr', { method: 'PUT', key, body: { targets: [target(`${tag}-a`, { weight: 3 }), target(`${tag}-b`, { weight: 1 })] } });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'wrr' }, concurrency: 8 });
+    for (let i = 0; i < 40; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } })).status).toBe(200);
+    const seen = await counts();
+    expect(seen[`${tag}-a`]).toBe(30);
+    expect(seen[`${tag}-b`]).toBe(10);
+  });
+
+  it('fails over to the next target and records which one served', async () => {
+    const { key } = await newTenant();
+    const tag = `f${Date.now()}`;
+    await api('/v1/pools/failover', {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-dead`, { url: mockUrl(`/agent?target=${tag}-dead&failStatus=503`) }), target(`${tag}-standby`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'failover' } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(200);
+    expect(res.body.attempts).toBe(2);
+    expect(res.body.upstream).toBe(`pool failover/${tag}-standby`);
+  });
+
+  it('stops sending to a target whose circuit opened, and uses the standby meanwhile', async () => {
+    const { key } = await newTenant();
+    const tag = `c${Date.now()}`;
+    await api('/v1/pools/breaker', {
+      method: 'PUT',
+      key,
+      body: { retry: { attempts: 2 }, targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&failStatus=500`) }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'breaker' } });
+    for (let i = 0; i < 12; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } })).status).toBe(200);
+    const seen = await counts();
+    expect(seen[`${tag}-s`]).toBe(12);
+    expect(seen[`${tag}-p`]).toBe(5); // the breaker's threshold, then no more
+  });
+
+  it('answers 502 when every target fails', async () => {
+    const { key } = await newTenant();
+    await api('/v1/pools/dead', { method: 'PUT', key, body: { targets: [target('d1', { url: mockUrl('/agent?failStatus=500') }), target('d2', { url: mockUrl('/agent?failStatus=502') })] } });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'dead' } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution.attempts).toBe(3);
+  });
+});

@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest';
+import { pickTarget, peakEwma, smoothWeighted, type BalancedTarget, type TargetState } from '../../worker/pools/balancer';
+import { CircuitBreaker } from '../../worker/pools/circuit-breaker';
+
+type T = BalancedTarget;
+
+function states(ids: string[]): Map<string, TargetState> {
+  return new Map(ids.map((id) => [id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false }]));
+}
+
+function picker(targets: T[], strategy: 'weighted-round-robin' | 'least-inflight' | 'latency', s = states(targets.map((t) => t.id)), regions: string[] = []) {
+  const wrr = new Map<string, number>();
+  return {
+    s,
+    pick: (exclude: Set<string> = new Set(), random?: () => number) =>
+      pickTarget({ targets, state: (id) => s.get(id) as TargetState, strategy, regions, exclude, wrr, ...(random && { random }) }),
+  };
+}
+
+function tally(n: number, pick: () => T | null): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (let i = 0; i < n; i++) {
+    const id = pick()?.id ?? 'none';
+    counts[id] = (counts[id] ?? 0) + 1;
+  }
+  return counts;
+}
+
+describe('weighted round robin (smooth)', () => {
+  it('gives weights 3:1 a 3:1 split within a few percent over 1000 requests', () => {
+    const { pick } = picker([{ id: 'a', weight: 3, priority: 0 }, { id: 'b', weight: 1, priority: 0 }], 'weighted-round-robin');
+    const counts = tally(1000, () => pick());
+    expect((counts.a ?? 0) / 1000).toBeCloseTo(0.75, 1);
+    expect(Math.abs((counts.a ?? 0) - 750)).toBeLessThanOrEqual(20);
+  });
+
+  it('interleaves instead of bursting: 3:1 gives a a b a', () => {
+    const wrr = new Map<string, number>();
+    const ts = [{ id: 'a', weight: 3, priority: 0 }, { id: 'b', weight: 1, priority: 0 }];
+    expect(Array.from({ length: 4 }, () => smoothWeighted(ts, wrr)?.id)).toEqual(['a', 'a', 'b', 'a']);
+  });
+});
+
+describe('health, tiers and regions', () => {
+  const tiers = [
+    { id: 'p1', weight: 1, priority: 0 },
+    { id: 'p2', weight: 1, priority: 0 },
+    { id: 's1', weight: 1, priority: 1 },
+  ];
+
+  function open(s: Map<string, TargetState>, id: string) {
+    const breaker = s.get(id)?.breaker as CircuitBreaker;
+    for (let i = 0; i < 5; i++) breaker.failure();
+  }
+
+  it('uses the standby tier only when every primary is unhealthy, and releases it on recovery', () => {
+    const { s, pick } = picker(tiers, 'weighted-round-robin');
+    expect(Object.keys(tally(50, () => pick())).sort()).toEqual(['p1', 'p2']);
+    open(s, 'p1');
+    expect(Object.keys(tally(50, () => pick()))).toEqual(['p2']);
+    open(s, 'p2');
+    expect(Object.keys(tally(50, () => pick()))).toEqual(['s1']);
+    s.get('p1')?.breaker.success();
+    expect(Object.keys(tally(50, () => pick()))).toEqual(['p1']);
+  });
+
+  it('treats a target whose active probe failed as unhealthy', () => {
+    const { s, pick } = picker(tiers, 'weighted-round-robin');
+    (s.get('p1') as TargetState).probeDown = true;
+    expect(Object.keys(tally(20, () => pick()))).toEqual(['p2']);
+  });
+
+  it('prefers targets in the caller region and spills over when none is healthy', () => {
+    const ts = [
+      { id: 'eu', weight: 1, priority: 0, region: 'weur' },
+      { id: 'us', weight: 1, priority: 0, region: 'enam' },
+    ];
+    const { s, pick } = picker(ts, 'weighted-round-robin', undefined, ['weur', 'EU']);
+    expect(Object.keys(tally(20, () => pick()))).toEqual(['eu']);
+    open(s, 'eu');
+    expect(Object.keys(tally(20, () => pick()))).toEqual(['us']);
+  });
+
+  it('moves a retry to a target not yet tried', () => {
+    const { pick } = picker(tiers, 'weighted-round-robin');
+    expect(pick(new Set(['p1']))?.id).toBe('p2');
+    expect(pick(new Set(['p1', 'p2']))?.id).toBe('s1');
+  });
+
+  it('tries the least recently failed target when every circuit is open', () => {
+    const { s, pick } = picker(tiers, 'weighted-round-robin');
+    const t0 = 1_000_000;
+    for (const [id, at] of [['p1', t0 + 300], ['p2', t0 + 100], ['s1', t0 + 200]] as const) {
+      const breaker = s.get(id)?.breaker as CircuitBreaker;
+      for (let i = 0; i < 5; i++) breaker.failure(at);
+    }
+    expect(pickTarget({ targets: tiers, state: (id) => s.get(id) as TargetState, strategy: 'latency', regions: [], exclude: new Set(), wrr: new Map() }, t0 + 400)?.id).toBe('p2');
+    expect(pick()).not.toBeNull();
+  });
+});
+
+describe('least-inflight and latency', () => {
+  const ts = [
+    { id: 'fast', weight: 1, priority: 0 },
+    { id: 'slow', weight: 1, priority: 0 },
+  ];
+
+  it('least-inflight steers away from a target with requests piling up', () => {
+    const { s, pick } = picker(ts, 'least-inflight');
+    (s.get('slow') as TargetState).inflight = 5;
+    expect(Object.keys(tally(20, () => pick()))).toEqual(['fast']);
+  });
+
+  it('latency (power of two choices on peak-EWMA) steers away from a slow target', () => {
+    const { s, pick } = picker(ts, 'latency');
+    (s.get('fast') as TargetState).latencyMs = 20;
+    (s.get('slow') as TargetState).latencyMs = 800;
+    expect(Object.keys(tally(50, () => pick()))).toEqual(['fast']);
+  });
+
+  it('peak-EWMA jumps up at once and decays down gradually', () => {
+    expect(peakEwma(null, 100)).toBe(100);
+    expect(peakEwma(100, 500)).toBe(500);
+    const decayed = peakEwma(500, 100);
+    expect(decayed).toBeLessThan(500);
+    expect(decayed).toBeGreaterThan(100);
+  });
+});
+
+describe('circuit breaker', () => {
+  it('opens on consecutive failures, half-opens after the cooldown, closes on success', () => {
+    const b = new CircuitBreaker({ failureThreshold: 3, errorRate: 1, windowMs: 30_000, minRequests: 100, cooldownMs: 1_000 });
+    b.failure(0);
+    b.failure(1);
+    expect(b.current(2)).toBe('closed');
+    b.failure(2);
+    expect(b.current(3)).toBe('open');
+    expect(b.available(500)).toBe(false);
+    expect(b.current(1_100)).toBe('half-open');
+    expect(b.available(1_100)).toBe(true);
+    b.acquire(1_100);
+    expect(b.available(1_101)).toBe(false); // one probe at a time
+    b.success(1_200);
+    expect(b.current(1_201)).toBe('closed');
+  });
+
+  it('re-opens when the half-open probe fails', () => {
+    const b = new CircuitBreaker({ failureThreshold: 1, errorRate: 1, windowMs: 30_000, minRequests: 100, cooldownMs: 1_000 });
+    b.failure(0);
+    b.acquire(1_500);
+    b.failure(1_600);
+    expect(b.current(1_700)).toBe('open');
+  });
+
+  it('opens on an error rate over the window even without a long streak', () => {
+    const b = new CircuitBreaker({ failureThreshold: 100, errorRate: 0.5, windowMs: 10_000, minRequests: 10, cooldownMs: 1_000 });
+    for (let i = 0; i < 9; i++) {
+      if (i % 2 === 0) b.failure(i);
+      else b.success(i);
+    }
+    expect(b.current(9)).toBe('closed'); // fewer than minRequests outcomes
+    b.failure(10); // the failure that takes the window to 10 outcomes at 60 % errors
+    expect(b.current(11)).toBe('open');
+  });
+});

@@ -1,0 +1,111 @@
+import type { Strategy } from '../schemas/pool';
+import type { CircuitBreaker } from './circuit-breaker';
+
+export interface BalancedTarget {
+  id: string;
+  weight: number;
+  priority: number;
+  region?: string;
+}
+
+/** What the balancer knows about a target right now. */
+export interface TargetState {
+  breaker: CircuitBreaker;
+  inflight: number;
+  /** Peak-EWMA of latency in ms (null until the first response). */
+  latencyMs: number | null;
+  /** The last active probe failed (and is recent). */
+  probeDown: boolean;
+}
+
+export interface PickInput<T extends BalancedTarget> {
+  targets: readonly T[];
+  state: (id: string) => TargetState;
+  strategy: Strategy;
+  /** Region tags of the caller (location hint and continent); matching targets are preferred. */
+  regions: readonly string[];
+  /** Targets already tried for this request: the next attempt goes elsewhere when it can. */
+  exclude: ReadonlySet<string>;
+  /** Smooth weighted round robin's running weights, kept per pool. */
+  wrr: Map<string, number>;
+  random?: () => number;
+}
+
+const healthy = (s: TargetState, now: number) => s.breaker.available(now) && !s.probeDown;
+
+/**
+ * Picks the target for the next attempt. Eligible: healthy targets not yet tried, of the
+ * lowest priority tier that has any (a standby tier serves only when every target above it is
+ * unhealthy); among them the caller's region first, the rest as spill-over. When no target is
+ * healthy, the least recently failed one is tried rather than refusing.
+ */
+export function pickTarget<T extends BalancedTarget>(input: PickInput<T>, now = Date.now()): T | null {
+  const untried = input.targets.filter((t) => !input.exclude.has(t.id));
+  const candidates = untried.length > 0 ? untried : [...input.targets];
+  if (candidates.length === 0) return null;
+  const up = candidates.filter((t) => healthy(input.state(t.id), now));
+  if (up.length === 0) {
+    return [...candidates].sort((a, b) => input.state(a.id).breaker.lastFailureAt - input.state(b.id).breaker.lastFailureAt)[0] ?? null;
+  }
+  const tier = Math.min(...up.map((t) => t.priority));
+  const eligible = up.filter((t) => t.priority === tier);
+  const local = eligible.filter((t) => t.region !== undefined && input.regions.includes(t.region));
+  const pool = local.length > 0 ? local : eligible;
+  const random = input.random ?? Math.random;
+  switch (input.strategy) {
+    case 'weighted-round-robin':
+      return smoothWeighted(pool, input.wrr);
+    case 'least-inflight':
+      return leastInflight(pool, input.state, input.wrr);
+    case 'latency':
+      return powerOfTwo(pool, input.state, random);
+  }
+}
+
+/** Nginx's smooth weighted round robin: weights 3:1 give A A B A, evenly interleaved. */
+export function smoothWeighted<T extends BalancedTarget>(targets: readonly T[], current: Map<string, number>): T | null {
+  let best: T | null = null;
+  let bestWeight = -Infinity;
+  let total = 0;
+  for (const t of targets) {
+    const w = (current.get(t.id) ?? 0) + t.weight;
+    current.set(t.id, w);
+    total += t.weight;
+    if (w > bestWeight) {
+      best = t;
+      bestWeight = w;
+    }
+  }
+  if (best) current.set(best.id, bestWeight - total);
+  return best;
+}
+
+function leastInflight<T extends BalancedTarget>(targets: readonly T[], state: (id: string) => TargetState, wrr: Map<string, number>): T | null {
+  const least = Math.min(...targets.map((t) => state(t.id).inflight / t.weight));
+  // Ties (an idle pool) are broken by weighted round robin so weights still count.
+  return smoothWeighted(targets.filter((t) => state(t.id).inflight / t.weight === least), wrr);
+}
+
+/** Power of two choices on peak-EWMA latency × (in-flight + 1); unmeasured targets get tried. */
+function powerOfTwo<T extends BalancedTarget>(targets: readonly T[], state: (id: string) => TargetState, random: () => number): T | null {
+  if (targets.length <= 1) return targets[0] ?? null;
+  const i = Math.floor(random() * targets.length);
+  let j = Math.floor(random() * (targets.length - 1));
+  if (j >= i) j++;
+  const a = targets[i] as T;
+  const b = targets[j] as T;
+  const cost = (t: T) => {
+    const s = state(t.id);
+    return (s.latencyMs ?? 0) * (s.inflight + 1);
+  };
+  return cost(a) <= cost(b) ? a : b;
+}
+
+/**
+ * Peak-EWMA: a slower sample is taken at once, a faster one decays in, so a target that
+ * turns slow is avoided immediately and trusted again gradually.
+ */
+export function peakEwma(previous: number | null, sample: number, alpha = 0.3): number {
+  if (previous === null || sample > previous) return sample;
+  return previous + alpha * (sample - previous);
+}

@@ -1,0 +1,109 @@
+import type { Env } from '../env';
+import type { PutPoolBody, StoredPool } from '../schemas/pool';
+import { pickTarget, peakEwma, type TargetState } from './balancer';
+import { CircuitBreaker } from './circuit-breaker';
+import { getPool, openTargets } from './store';
+
+export type PoolTarget = PutPoolBody['targets'][number];
+
+/** Result of an active probe, shared through KV so every isolate sees it. */
+export interface ProbeResult {
+  ok: boolean;
+  checkedAt: string;
+  latencyMs: number | null;
+  error?: string;
+}
+
+export const healthKey = (tenantId: string, pool: string) => `health:v1:${tenantId}:${pool}`;
+/** A failed probe marks a target down for this long unless a newer probe says otherwise. */
+const PROBE_FRESH_MS = 3 * 60_000;
+const PROBE_RELOAD_MS = 15_000;
+
+/** One attempt on a target: report how it went. */
+export interface Lease {
+  target: PoolTarget;
+  done(outcome: 'success' | 'failure' | 'cancelled', latencyMs?: number): void;
+}
+
+/**
+ * The live state of one pool in this isolate: breakers, in-flight counts, latency and the
+ * balancer's weights. Rebuilt when the pool's definition changes.
+ */
+export class PoolRuntime {
+  private readonly states = new Map<string, TargetState>();
+  private readonly wrr = new Map<string, number>();
+  probes: Record<string, ProbeResult> = {};
+  probesLoadedAt = 0;
+
+  constructor(
+    readonly tenantId: string,
+    readonly pool: StoredPool,
+    readonly targets: readonly PoolTarget[],
+  ) {
+    for (const t of targets) this.states.set(t.id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false });
+  }
+
+  state(id: string): TargetState {
+    const state = this.states.get(id);
+    if (!state) throw new Error(`unknown target ${id}`);
+    return state;
+  }
+
+  applyProbes(probes: Record<string, ProbeResult>, now = Date.now()): void {
+    this.probes = probes;
+    this.probesLoadedAt = now;
+    for (const [id, state] of this.states) {
+      const probe = probes[id];
+      state.probeDown = probe !== undefined && !probe.ok && now - Date.parse(probe.checkedAt) < PROBE_FRESH_MS;
+    }
+  }
+
+  /** Chooses a target for the next attempt and counts it in flight until `done`. */
+  lease(regions: readonly string[], exclude: ReadonlySet<string>): Lease | null {
+    const target = pickTarget({ targets: this.targets, state: (id) => this.state(id), strategy: this.pool.strategy, regions, exclude, wrr: this.wrr });
+    if (!target) return null;
+    const state = this.state(target.id);
+    state.inflight++;
+    state.breaker.acquire();
+    let finished = false;
+    return {
+      target,
+      done: (outcome, latencyMs) => {
+        if (finished) return;
+        finished = true;
+        state.inflight--;
+        if (outcome === 'success') state.breaker.success();
+        else if (outcome === 'failure') state.breaker.failure();
+        else state.breaker.release();
+        if (latencyMs !== undefined && outcome !== 'cancelled') state.latencyMs = peakEwma(state.latencyMs, latencyMs);
+      },
+    };
+  }
+}
+
+const runtimes = new Map<string, PoolRuntime>();
+
+/**
+ * The runtime for a tenant's pool, or null if there is no such pool. Balancer and breaker
+ * state live in this isolate (a Durable Object's, or the edge's); active probe results come
+ * from KV every 15 s.
+ */
+export async function loadPoolRuntime(env: Env, tenantId: string, name: string): Promise<PoolRuntime | null> {
+  const pool = await getPool(env, tenantId, name);
+  if (!pool) return null;
+  const key = `${tenantId}/${name}`;
+  let runtime = runtimes.get(key);
+  if (!runtime || runtime.pool.updatedAt !== pool.updatedAt) {
+    runtime = new PoolRuntime(tenantId, pool, await openTargets(env, tenantId, pool));
+    if (runtimes.size > 5_000) runtimes.clear();
+    runtimes.set(key, runtime);
+  }
+  if (Date.now() - runtime.probesLoadedAt > PROBE_RELOAD_MS) {
+    const probes = await env.CACHE.get<Record<string, ProbeResult>>(healthKey(tenantId, name), 'json').catch(() => null);
+    runtime.applyProbes(probes ?? {});
+  }
+  return runtime;
+}
+
+/** The runtime if this isolate has one (for health views), without loading anything. */
+export const cachedRuntime = (tenantId: string, name: string): PoolRuntime | undefined => runtimes.get(`${tenantId}/${name}`);

@@ -1,0 +1,89 @@
+import type { Env } from '../env';
+import { iso } from '../lib/time';
+import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
+import { openSecret, sealSecret } from './secrets';
+
+/** A stored target: the credential sealed, with its last four characters for display. */
+type StoredTarget = PutPoolBody['targets'][number] & { apiKeyLast4?: string };
+
+/** How long an isolate trusts its copy of a pool; KV holds one for 60 s (its minimum). */
+const POOL_ISOLATE_TTL_MS = 10_000;
+const POOL_KV_TTL_S = 60;
+const cache = new Map<string, { pool: StoredPool | null; expires: number }>();
+const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
+const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
+
+/** Stores a pool (create or replace), sealing every credential. Returns whether it was new. */
+export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, tenantId: string, name: string, body: PutPoolBody): Promise<{ pool: StoredPool; created: boolean }> {
+  const now = Date.now();
+  const targets: StoredTarget[] = await Promise.all(
+    body.targets.map(async (t) =>
+      t.apiKey === undefined
+        ? t
+        : { ...t, apiKey: await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, t.apiKey, secretContext(tenantId, name, t.id)), apiKeyLast4: t.apiKey.slice(-4) },
+    ),
+  );
+  const existing = await env.DB.prepare('SELECT created_at FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ created_at: number }>();
+  const createdAt = existing?.created_at ?? now;
+  const pool: StoredPool = { ...body, targets, name, createdAt: iso(createdAt), updatedAt: iso(now) };
+  await env.DB.prepare(
+    `INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (tenant_id, name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
+  )
+    .bind(tenantId, name, JSON.stringify(pool), createdAt, now)
+    .run();
+  cache.set(kvKey(tenantId, name), { pool, expires: now + POOL_ISOLATE_TTL_MS });
+  await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
+  return { pool, created: existing === null };
+}
+
+/** A tenant's pool as stored (credentials sealed): isolate cache, then KV, then D1. */
+export async function getPool(env: Env, tenantId: string, name: string): Promise<StoredPool | null> {
+  const key = kvKey(tenantId, name);
+  const now = Date.now();
+  const cached = cache.get(key);
+  if (cached && cached.expires > now) return cached.pool;
+  let pool = await env.CACHE.get<StoredPool>(key, 'json').catch(() => null);
+  if (!pool) {
+    const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ config: string }>();
+    pool = row ? (JSON.parse(row.config) as StoredPool) : null;
+    if (pool) await env.CACHE.put(key, JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
+  }
+  if (cache.size > 10_000) cache.clear();
+  cache.set(key, { pool, expires: now + POOL_ISOLATE_TTL_MS });
+  return pool;
+}
+
+export async function listPools(env: Env, tenantId: string): Promise<StoredPool[]> {
+  const { results } = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? ORDER BY name LIMIT 500').bind(tenantId).all<{ config: string }>();
+  return results.map((r) => JSON.parse(r.config) as StoredPool);
+}
+
+export async function deletePool(env: Env, tenantId: string, name: string): Promise<boolean> {
+  const result = await env.DB.prepare('DELETE FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).run();
+  cache.delete(kvKey(tenantId, name));
+  await env.CACHE.delete(kvKey(tenantId, name));
+  return result.meta.changes > 0;
+}
+
+/** The pool's targets with their credentials opened, for calling them. */
+export async function openTargets(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, tenantId: string, pool: StoredPool): Promise<PutPoolBody['targets']> {
+  return Promise.all(
+    pool.targets.map(async (t) => {
+      const { apiKeyLast4: _last4, ...target } = t as StoredTarget;
+      if (target.apiKey === undefined) return target;
+      return { ...target, apiKey: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, target.apiKey, secretContext(tenantId, pool.name, t.id)) };
+    }),
+  );
+}
+
+/** The API view: credentials masked as "…last4". */
+export function poolView(pool: StoredPool): PoolView {
+  return {
+    ...pool,
+    targets: pool.targets.map((t) => {
+      const { apiKeyLast4, apiKey, ...rest } = t as StoredTarget;
+      return apiKey === undefined ? rest : { ...rest, apiKey: `…${apiKeyLast4 ?? ''}` };
+    }),
+  };
+}

@@ -1,0 +1,115 @@
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import type { AppEnv } from '../env';
+import { ApiError } from '../errors';
+import { cachedRuntime, healthKey, type ProbeResult } from '../pools/runtime';
+import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
+import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
+import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+
+export const pools = new OpenAPIHono<AppEnv>();
+
+const NameParams = z.object({ name: PoolName });
+
+/** URLs the outbound guard refuses are a 400 with one issue per target; nothing is stored. */
+function checkTargets(body: PutPoolBody, allowPrivate: boolean): void {
+  const issues = body.targets.flatMap((t, i) => {
+    const url = t.kind === 'agent-http' ? t.url : t.kind === 'openai-chat' ? t.baseUrl : undefined;
+    const problem = url === undefined ? null : outboundUrlProblem(url, allowPrivate);
+    return problem ? [{ path: ['targets', String(i), t.kind === 'agent-http' ? 'url' : 'baseUrl'], message: problem }] : [];
+  });
+  if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
+}
+
+/** The pool with each target's live health as this isolate and the last active probe see it. */
+async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool: StoredPool): Promise<PoolView> {
+  const view = poolView(pool);
+  const probes = (await c.env.CACHE.get<Record<string, ProbeResult>>(healthKey(tenantId, pool.name), 'json').catch(() => null)) ?? {};
+  const runtime = cachedRuntime(tenantId, pool.name);
+  return {
+    ...view,
+    targets: view.targets.map((t) => {
+      const state = runtime?.pool.updatedAt === pool.updatedAt ? runtime.state(t.id) : undefined;
+      const probe = probes[t.id] ?? null;
+      const circuit = state?.breaker.current() ?? 'closed';
+      return {
+        ...t,
+        health: {
+          circuit,
+          inflight: state?.inflight ?? 0,
+          latencyMs: state?.latencyMs === null || state?.latencyMs === undefined ? null : Math.round(state.latencyMs),
+          probe,
+          healthy: circuit !== 'open' && (probe === null || probe.ok),
+        },
+      };
+    }),
+  };
+}
+
+pools.openapi(
+  createRoute({
+    method: 'put',
+    path: '/v1/pools/{name}',
+    tags: ['pools'],
+    summary: 'Create or replace a pool of upstream targets',
+    security,
+    request: { params: NameParams, ...jsonBody(PutPoolBody) },
+    responses: { 200: json(PoolView, 'the pool, replaced'), 201: json(PoolView, 'the pool, created'), ...commonErrors },
+  }),
+  async (c) => {
+    const { name } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const { tenantId } = c.get('principal');
+    checkTargets(body, allowsPrivate(c.env));
+    const { pool, created } = await putPool(c.env, tenantId, name, body);
+    return c.json(poolView(pool), created ? 201 : 200);
+  },
+);
+
+pools.openapi(
+  createRoute({
+    method: 'get',
+    path: '/v1/pools',
+    tags: ['pools'],
+    summary: "The tenant's pools",
+    security,
+    responses: { 200: json(z.object({ data: z.array(PoolView) }), 'the pools'), ...commonErrors },
+  }),
+  async (c) => c.json({ data: (await listPools(c.env, c.get('principal').tenantId)).map(poolView) }, 200),
+);
+
+pools.openapi(
+  createRoute({
+    method: 'get',
+    path: '/v1/pools/{name}',
+    tags: ['pools'],
+    summary: "A pool with each target's live health (circuit, in-flight, latency, last probe)",
+    security,
+    request: { params: NameParams },
+    responses: { 200: json(PoolView, 'the pool'), 404: errorResponse('not_found'), ...commonErrors },
+  }),
+  async (c) => {
+    const { name } = c.req.valid('param');
+    const { tenantId } = c.get('principal');
+    const pool = await getPool(c.env, tenantId, name);
+    if (!pool) throw new ApiError('not_found', `pool ${name} not found`);
+    return c.json(await withHealth(c, tenantId, pool), 200);
+  },
+);
+
+pools.openapi(
+  createRoute({
+    method: 'delete',
+    path: '/v1/pools/{name}',
+    tags: ['pools'],
+    summary: 'Delete a pool (agents that name it fail their executions until it exists again)',
+    security,
+    request: { params: NameParams },
+    responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
+  }),
+  async (c) => {
+    const { name } = c.req.valid('param');
+    if (!(await deletePool(c.env, c.get('principal').tenantId, name))) throw new ApiError('not_found', `pool ${name} not found`);
+    return c.body(null, 204);
+  },
+);

@@ -1,0 +1,109 @@
+import { z } from '@hono/zod-openapi';
+
+export const PoolName = z
+  .string()
+  .regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'pool names are 1-64 characters of a-z, A-Z, 0-9, _, . and -')
+  .openapi({ example: 'gpt-pool' });
+
+export const Strategy = z.enum(['weighted-round-robin', 'least-inflight', 'latency']);
+export type Strategy = z.infer<typeof Strategy>;
+
+const TimeoutMs = z.number().int().min(50).max(300_000);
+const Url = z.url({ protocol: /^https?$/ }).max(2048);
+
+/** A region tag: a Durable Object location hint (weur, enam, …) or a continent code (EU, NA, …). */
+export const RegionTag = z.string().regex(/^[a-zA-Z]{2,8}$/);
+
+export const PoolTargetInput = z
+  .object({
+    id: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/),
+    kind: z.enum(['openai-chat', 'agent-http', 'builtin']),
+    url: Url.optional(),
+    baseUrl: Url.optional(),
+    model: z.string().min(1).max(200).optional(),
+    apiKey: z.string().min(1).max(1024).optional(),
+    weight: z.number().int().min(1).max(1000).default(1),
+    priority: z.number().int().min(0).max(9).default(0),
+    region: RegionTag.optional(),
+    timeoutMs: TimeoutMs.optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.kind === 'agent-http' && !t.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'agent-http targets need a url' });
+    if (t.kind === 'openai-chat' && !t.baseUrl) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'openai-chat targets need a baseUrl' });
+    if (t.kind === 'openai-chat' && !t.model) ctx.addIssue({ code: 'custom', path: ['model'], message: 'openai-chat targets need a model' });
+  });
+export type PoolTargetInput = z.infer<typeof PoolTargetInput>;
+
+export const PoolRetry = z
+  .object({ attempts: z.number().int().min(1).max(5).default(3) })
+  .strict();
+
+export const PoolTimeouts = z
+  .object({
+    firstByteMs: TimeoutMs.optional().openapi({ description: 'time to response headers, per attempt' }),
+    idleMs: TimeoutMs.optional().openapi({ description: 'longest pause between streamed chunks' }),
+    totalMs: TimeoutMs.optional().openapi({ description: 'deadline for the whole call, retries included' }),
+  })
+  .strict();
+export type PoolTimeouts = z.infer<typeof PoolTimeouts>;
+
+export const PoolCache = z
+  .object({ ttlSeconds: z.number().int().min(1).max(86_400) })
+  .strict()
+  .openapi({ description: 'cache deterministic (temperature 0, non-streamed) chat completions' });
+
+export const PutPoolBody = z
+  .object({
+    strategy: Strategy.default('weighted-round-robin'),
+    targets: z
+      .array(PoolTargetInput)
+      .min(1, 'a pool needs at least one target')
+      .max(32)
+      .refine((ts) => new Set(ts.map((t) => t.id)).size === ts.length, 'target ids must be unique'),
+    retry: PoolRetry.optional(),
+    timeouts: PoolTimeouts.optional(),
+    cache: PoolCache.optional(),
+  })
+  .strict()
+  .openapi('PutPool');
+export type PutPoolBody = z.infer<typeof PutPoolBody>;
+
+/** What is stored: the input with credentials encrypted (`enc:v1:…`). */
+export type StoredPool = PutPoolBody & { name: string; createdAt: string; updatedAt: string };
+
+export const TargetHealth = z.object({
+  circuit: z.enum(['closed', 'open', 'half-open']),
+  inflight: z.number().int(),
+  latencyMs: z.number().nullable(),
+  probe: z.object({ ok: z.boolean(), checkedAt: z.string(), latencyMs: z.number().nullable(), error: z.string().optional() }).nullable(),
+  healthy: z.boolean(),
+});
+
+export const PoolView = z
+  .object({
+    name: PoolName,
+    strategy: Strategy,
+    targets: z.array(
+      z.object({
+        id: z.string(),
+        kind: z.string(),
+        url: z.string().optional(),
+        baseUrl: z.string().optional(),
+        model: z.string().optional(),
+        apiKey: z.string().optional().openapi({ description: 'never returned: "…last4"' }),
+        weight: z.number(),
+        priority: z.number(),
+        region: z.string().optional(),
+        timeoutMs: z.number().optional(),
+        health: TargetHealth.optional(),
+      }),
+    ),
+    retry: PoolRetry.optional(),
+    timeouts: PoolTimeouts.optional(),
+    cache: PoolCache.optional(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Pool');
+export type PoolView = z.infer<typeof PoolView>;

@@ -1,0 +1,62 @@
+import type { PoolRuntime, PoolTarget } from '../pools/runtime';
+import { agentHttpUpstream } from './agent-http';
+import { builtinUpstream } from './builtin';
+import { openAIChatUpstream } from './openai-chat';
+import { guarded } from './guarded';
+import { UpstreamError, type Lease, type Upstream } from './types';
+
+/** A single pool target as an Upstream (credentials already opened). */
+export function targetUpstream(target: PoolTarget, allowPrivate: boolean): Upstream {
+  switch (target.kind) {
+    case 'builtin':
+      return builtinUpstream;
+    case 'agent-http':
+      return guarded(agentHttpUpstream(target.url ?? '', target.timeoutMs), target.url ?? '', allowPrivate);
+    case 'openai-chat':
+      return guarded(openAIChatUpstream(target.baseUrl ?? '', target.model ?? '', target.apiKey, target.timeoutMs), target.baseUrl ?? '', allowPrivate);
+  }
+}
+
+/** How an attempt's failure counts for the target's health: a 4xx is the caller's fault. */
+export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelled' {
+  if (!(error instanceof UpstreamError)) return 'failure';
+  if (error.kind === 'cancelled') return 'cancelled';
+  if (error.kind === 'http' && !error.retryable) return 'success';
+  if (error.kind === 'refused') return 'success';
+  return 'failure';
+}
+
+/**
+ * An upstream backed by a pool: every attempt goes to the target the balancer picks, a retry
+ * to another target when there is one, and every outcome feeds the target's circuit breaker
+ * and latency.
+ */
+export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], allowPrivate: boolean): Upstream {
+  const tried = new Set<string>();
+  let current: { lease: Lease; upstream: Upstream } | null = null;
+  const name = runtime.pool.name;
+  return {
+    label: `pool ${name}`,
+    next() {
+      const lease = runtime.lease(regions, tried);
+      if (!lease) throw new UpstreamError('refused', `pool ${name} has no targets`, false);
+      tried.add(lease.target.id);
+      current = { lease, upstream: targetUpstream(lease.target, allowPrivate) };
+      const timeoutMs = lease.target.timeoutMs ?? runtime.pool.timeouts?.firstByteMs;
+      return { label: `pool ${name}/${lease.target.id}`, ...(timeoutMs !== undefined && { timeoutMs }) };
+    },
+    async call(request, options) {
+      const attempt = current;
+      if (!attempt) throw new UpstreamError('refused', 'no target chosen', false);
+      const started = Date.now();
+      try {
+        const reply = await attempt.upstream.call(request, options);
+        attempt.lease.done('success', Date.now() - started);
+        return reply;
+      } catch (error) {
+        attempt.lease.done(healthOutcome(error), Date.now() - started);
+        throw error;
+      }
+    },
+  };
+}
