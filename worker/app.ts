@@ -14,6 +14,7 @@ import { agents } from './routes/agents';
 import { executions } from './routes/executions';
 import { health } from './routes/health';
 import { pools } from './routes/pools';
+import { openai } from './routes/openai';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -59,6 +60,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route('/', executions);
   app.route('/', agentState);
   app.route('/', pools);
+  app.route('/', openai);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

@@ -22,6 +22,14 @@ export async function startMockUpstream(options = {}) {
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://mock');
+    // `/t/<target>/<faults>/…`: a target's name and faults in the path, for base URLs that
+    // get a path appended (`<baseUrl>/chat/completions`). Faults: `ok` or `k=v,k=v`.
+    const prefixed = /^\/t\/([^/]+)\/([^/]+)(\/.*)$/.exec(url.pathname);
+    if (prefixed) {
+      url.searchParams.set('target', decodeURIComponent(prefixed[1]));
+      if (prefixed[2] !== 'ok') for (const pair of decodeURIComponent(prefixed[2]).split(',')) url.searchParams.set(...pair.split('='));
+      url.pathname = prefixed[3];
+    }
     if (req.method === 'GET' && url.pathname === '/requests') {
       const key = url.searchParams.get('key') ?? '';
       return send(res, 200, { key, count: requests.get(key)?.length ?? 0, requests: requests.get(key) ?? [] });
@@ -61,6 +69,7 @@ export async function startMockUpstream(options = {}) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(String(mock.body));
     }
+    if (isChat && body?.stream) return streamChat(res, body, mock, attempt);
     if (isChat) {
       const last = body?.messages?.at(-1)?.content ?? '';
       return send(res, 200, {
@@ -97,9 +106,30 @@ export async function startMockUpstream(options = {}) {
   };
 }
 
+// Streams the reply as chat.completion.chunk events, one word each, `chunkDelayMs` apart;
+// `cutAfter: n` drops the connection after n chunks (no [DONE]), like a crashed upstream.
+async function streamChat(res, body, mock, attempt) {
+  const last = String(body?.messages?.at(-1)?.content ?? '').split('\nmock:')[0];
+  const words = `mock reply to: ${last}`.split(' ');
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  const base = { id: `chatcmpl-stream-${attempt}`, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: body?.model ?? 'mock' };
+  const send = (payload) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+  send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+  for (let i = 0; i < words.length; i++) {
+    if (mock.cutAfter !== undefined && i >= Number(mock.cutAfter)) {
+      await sleep(30); // let what was written reach the client first
+      return res.socket?.destroy();
+    }
+    if (mock.chunkDelayMs) await sleep(Number(mock.chunkDelayMs));
+    send({ ...base, choices: [{ index: 0, delta: { content: (i ? ' ' : '') + words[i] }, finish_reason: null }] });
+  }
+  send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+  res.end('data: [DONE]\n\n');
+}
+
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   return mock;
 }

@@ -10,9 +10,16 @@ export function chatMessages(request: UpstreamRequest): ChatMessage[] {
   const messages: ChatMessage[] = [];
   if (request.instructions) messages.push({ role: 'system', content: request.instructions });
   for (const entry of request.history) messages.push({ role: entry.role, content: entry.content });
-  const input = request.input === undefined || request.input === null ? '' : `\n\n${typeof request.input === 'string' ? request.input : JSON.stringify(request.input)}`;
-  messages.push({ role: 'user', content: `${request.intent}${input}` });
+  messages.push({ role: 'user', content: userContent(request) });
   return messages;
+}
+
+/** The user turn: `input.message` when there is one (chat), else the intent and its input. */
+function userContent(request: UpstreamRequest): string {
+  const { input } = request;
+  if (input && typeof input === 'object' && 'message' in input && typeof input.message === 'string') return input.message;
+  if (input === undefined || input === null) return request.intent;
+  return `${request.intent}\n\n${typeof input === 'string' ? input : JSON.stringify(input)}`;
 }
 
 /** An OpenAI-compatible chat completions back end (non-streaming). */

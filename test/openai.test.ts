@@ -1,0 +1,174 @@
+import { env, SELF } from 'cloudflare:test';
+import OpenAI from 'openai';
+import { describe, expect, it } from 'vitest';
+import { api, BASE, newAgent, newTenant } from './support/api';
+
+/** A base URL on the mock upstream for one named target with faults (`ok` for none). */
+const chatTarget = (id: string, faults = 'ok', extra: Record<string, unknown> = {}) => ({
+  id,
+  kind: 'openai-chat',
+  baseUrl: `${env.MOCK_UPSTREAM_URL}/t/${id}/${encodeURIComponent(faults)}/v1`,
+  model: 'mock-model',
+  ...extra,
+});
+
+/** The official client, unmodified, pointed at the gateway. */
+const client = (key: string) => new OpenAI({ apiKey: key, baseURL: `${BASE}/v1`, fetch: (input: any, init?: any) => SELF.fetch(input, init), maxRetries: 0 });
+
+async function poolFor(key: string, name: string, targets: unknown[], extra: Record<string, unknown> = {}) {
+  const res = await api(`/v1/pools/${name}`, { method: 'PUT', key, body: { targets, ...extra } });
+  expect(res.status).toBe(201);
+}
+
+describe('OpenAI-compatible endpoint with the official client', () => {
+  it('answers a completion through a pool', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget(`a${Date.now()}`)]);
+    const completion = await client(key).chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'hello' }] });
+    expect(completion.choices[0]?.message.content).toBe('mock reply to: hello');
+    expect(completion.model).toBe('mock-model');
+  });
+
+  it('asks the targets for <pool>/<model>', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget(`m${Date.now()}`)]);
+    const completion = await client(key).chat.completions.create({ model: 'chat/other-model', messages: [{ role: 'user', content: 'hi' }] });
+    expect(completion.model).toBe('other-model');
+  });
+
+  it('streams a completion', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget(`s${Date.now()}`, 'chunkDelayMs=5')]);
+    const stream = await client(key).chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'tell me more' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('mock reply to: tell me more');
+  });
+
+  it('fails a stream over to the next target when the first fails before the first byte', async () => {
+    const { key } = await newTenant();
+    const tag = `fo${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(`${tag}-dead`, 'failStatus=503'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })]);
+    const stream = await client(key).chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'failover please' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('mock reply to: failover please');
+    const raw = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
+    expect(raw.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+  });
+
+  it('ends a stream cut by the upstream with an error event the client sees', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget(`cut${Date.now()}`, 'cutAfter=2')]);
+    const stream = await client(key).chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'a long answer please' }], stream: true });
+    let text = '';
+    await expect(async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    }).rejects.toThrow(/ended the stream|broke/);
+    expect(text).toBe('mock reply');
+  });
+
+  it('ends a stalled stream with an error event after the idle timeout', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget(`idle${Date.now()}`, 'chunkDelayMs=400')], { timeouts: { idleMs: 100 } });
+    const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'slow' }] }),
+    });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('"code":"upstream_timeout"');
+    expect(text).not.toContain('[DONE]');
+  });
+
+  it('reports attempts and the serving target, and 502 when every target fails', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'dead', [chatTarget('d1', 'failStatus=500'), chatTarget('d2', 'failStatus=503')]);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'dead', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('upstream_failed');
+    expect(res.headers.get('x-gateway-attempts')).toBe('3');
+  });
+
+  it('passes a 4xx from the upstream through without retrying', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'bad', [chatTarget(`b${Date.now()}`, 'status=400'), chatTarget('b2')]);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'bad', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+  });
+
+  it('answers from a builtin target offline', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'local', [{ id: 'faq', kind: 'builtin' }]);
+    const completion = await client(key).chat.completions.create({ model: 'local', messages: [{ role: 'user', content: 'How do refunds work?' }] });
+    expect(completion.choices[0]?.message.content).toMatch(/Refunds are issued/);
+  });
+
+  it('lists pools and their models', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget('x1'), chatTarget('x2', 'ok', { model: 'big' })]);
+    const models = await client(key).models.list();
+    expect(models.data.map((m) => m.id).sort()).toEqual(['chat', 'chat/big', 'chat/mock-model']);
+  });
+
+  it('answers 404 for an unknown pool and 400 for a bad request', async () => {
+    const { key } = await newTenant();
+    expect((await api('/v1/chat/completions', { key, body: { model: 'nope', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(404);
+    expect((await api('/v1/chat/completions', { key, body: { model: 'nope', messages: [] } })).status).toBe(400);
+    expect((await api('/v1/chat/completions', { key, body: { messages: [{ role: 'user', content: 'x' }] } })).status).toBe(400);
+  });
+});
+
+describe('chat through an agent', () => {
+  it('keeps the conversation in the agent (model "agent:<id>" or x-agent-id)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const first = await client(key).chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'When are you open?' }] });
+    expect(first.choices[0]?.message.content).toMatch(/Monday to Friday/);
+    const raw = await api('/v1/chat/completions', { key, headers: { 'x-agent-id': id }, body: { model: 'anything', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(raw.status).toBe(200);
+    expect(raw.headers.get('x-gateway-execution')).toMatch(/^ex_/);
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body.contextVersion).toBe(2);
+    const stream = await client(key).chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'shipping?' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toMatch(/Standard shipping/);
+  });
+
+  it("answers 404 for another tenant's agent", async () => {
+    const owner = await newTenant();
+    const other = await newTenant();
+    const id = await newAgent(owner.key);
+    const res = await api('/v1/chat/completions', { key: other.key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(404);
+  });
+});
+
+describe('response cache', () => {
+  it('caches deterministic requests when the pool opts in', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'cached', [chatTarget(`c${Date.now()}`)], { cache: { ttlSeconds: 60 } });
+    const body = { model: 'cached', temperature: 0, messages: [{ role: 'user', content: 'same question' }] };
+    const first = await api('/v1/chat/completions', { key, body });
+    const second = await api('/v1/chat/completions', { key, body });
+    expect(first.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(second.headers.get('x-gateway-cache')).toBe('HIT');
+    expect(second.body).toEqual(first.body);
+    const creative = await api('/v1/chat/completions', { key, body: { ...body, temperature: 0.8 } });
+    expect(creative.headers.get('x-gateway-cache')).toBeNull();
+  });
+
+  it('caches on request with x-gateway-cache-ttl, keyed per tenant', async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    for (const t of [a, b]) await poolFor(t.key, 'p', [chatTarget(`r${Date.now()}`)]);
+    const body = { model: 'p', temperature: 0.9, messages: [{ role: 'user', content: 'cache me' }] };
+    const headers = { 'x-gateway-cache-ttl': '60' };
+    expect((await api('/v1/chat/completions', { key: a.key, body, headers })).headers.get('x-gateway-cache')).toBe('MISS');
+    expect((await api('/v1/chat/completions', { key: a.key, body, headers })).headers.get('x-gateway-cache')).toBe('HIT');
+    expect((await api('/v1/chat/completions', { key: b.key, body, headers })).headers.get('x-gateway-cache')).toBe('MISS');
+  });
+});

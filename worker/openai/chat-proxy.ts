@@ -1,0 +1,167 @@
+import type { PoolRuntime, PoolTarget } from '../pools/runtime';
+import { contentText, type ChatCompletionRequest } from '../schemas/openai';
+import { builtinUpstream } from '../upstream/builtin';
+import { retryAfterMs } from '../upstream/http-attempt';
+import { backoffMs } from '../upstream/invoke';
+import { outboundUrlProblem } from '../upstream/outbound-guard';
+import { healthOutcome } from '../upstream/pool';
+import { UpstreamError } from '../upstream/types';
+import { SSE_HEADERS, completion, completionStream } from './completions';
+import { relayStream } from './stream-relay';
+
+const DEFAULT_TOTAL_MS = 60_000;
+const DEFAULT_FIRST_BYTE_MS = 30_000;
+const DEFAULT_IDLE_MS = 30_000;
+
+export interface ChatProxyOptions {
+  runtime: PoolRuntime;
+  body: ChatCompletionRequest;
+  /** Model to ask every target for (`<pool>/<model>`); otherwise each target's own. */
+  model?: string;
+  regions: readonly string[];
+  allowPrivate: boolean;
+  signal: AbortSignal;
+}
+
+export type ChatProxyResult =
+  | { ok: true; response: Response; target: string; attempts: number }
+  | { ok: false; error: UpstreamError; target?: string; attempts: number };
+
+interface Timeouts {
+  firstByteMs: number;
+  idleMs: number;
+  deadlineAt: number;
+}
+
+/**
+ * Sends a chat completion through a pool: each attempt to the target the balancer picks, a
+ * retry (connect errors, timeouts, 408, 429, 5xx) to the next one with backoff and jitter.
+ * Streams fail over only until their first chunk; after that a failure ends the stream with
+ * an error event. A 4xx other than 408/429 is the caller's and is passed through unchanged.
+ */
+export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyResult> {
+  const { runtime } = options;
+  const { timeouts, retry } = runtime.pool;
+  const deadlineAt = Date.now() + (timeouts?.totalMs ?? DEFAULT_TOTAL_MS);
+  const maxAttempts = retry?.attempts ?? 3;
+  // agent-http targets do not speak chat completions.
+  const tried = new Set(runtime.targets.filter((t) => t.kind === 'agent-http').map((t) => t.id));
+  let last = new UpstreamError('refused', `pool ${runtime.pool.name} has no chat-capable targets`, false);
+  let lastTarget: string | undefined;
+  let attempts = 0;
+  if (tried.size === runtime.targets.length) return { ok: false, error: last, attempts };
+
+  for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt && !options.signal.aborted; attempt++) {
+    const lease = runtime.lease(options.regions, tried);
+    if (!lease || lease.target.kind === 'agent-http') break;
+    tried.add(lease.target.id);
+    attempts = attempt;
+    lastTarget = `${runtime.pool.name}/${lease.target.id}`;
+    const started = Date.now();
+    try {
+      const { response, streaming } = await attemptChat(lease.target, options, {
+        firstByteMs: lease.target.timeoutMs ?? timeouts?.firstByteMs ?? DEFAULT_FIRST_BYTE_MS,
+        idleMs: timeouts?.idleMs ?? DEFAULT_IDLE_MS,
+        deadlineAt,
+      }, (ok) => lease.done(ok ? 'success' : 'failure', Date.now() - started));
+      // A stream stays in flight until it ends, and one that breaks counts against the target.
+      if (!streaming) lease.done('success', Date.now() - started);
+      return { ok: true, response, target: lastTarget, attempts };
+    } catch (error) {
+      last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
+      lease.done(healthOutcome(last), Date.now() - started);
+    }
+    if (!last.retryable || attempt === maxAttempts) break;
+    const delay = backoffMs(attempt, last.retryAfterMs);
+    if (Date.now() + delay >= deadlineAt) break;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+  return { ok: false, error: last, attempts, ...(lastTarget !== undefined && { target: lastTarget }) };
+}
+
+async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean }> {
+  const model = options.model ?? target.model ?? 'builtin';
+  if (target.kind === 'builtin') return { response: await builtinChat(options.body, model), streaming: false };
+
+  const baseUrl = target.baseUrl ?? '';
+  const problem = outboundUrlProblem(baseUrl, options.allowPrivate);
+  if (problem) throw new UpstreamError('refused', `upstream URL refused: ${problem}`, false);
+
+  // One controller for the whole attempt; timers abort it at each phase's limit.
+  const controller = new AbortController();
+  const signal = AbortSignal.any([options.signal, controller.signal]);
+  const timeoutError = (what: string) => new UpstreamError('timeout', what, true);
+  const firstByteLimit = Math.min(timeouts.firstByteMs, timeouts.deadlineAt - Date.now());
+  const firstByteTimer = setTimeout(() => controller.abort(timeoutError(`no response within ${firstByteLimit} ms`)), Math.max(0, firstByteLimit));
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: options.body.stream ? 'text/event-stream' : 'application/json' };
+  if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
+
+  try {
+    let response: Response;
+    try {
+      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...options.body, model }), signal });
+    } catch (error) {
+      throw abortReason(signal, error);
+    }
+    if (!response.ok) {
+      const text = await response.text().catch(() => '');
+      const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+      if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
+      throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
+    }
+    if (!options.body.stream) {
+      let text: string;
+      try {
+        text = await response.text();
+      } catch (error) {
+        throw abortReason(signal, error);
+      }
+      try {
+        JSON.parse(text);
+      } catch {
+        throw new UpstreamError('invalid_response', 'upstream reply is not JSON', true);
+      }
+      return { response: new Response(text, { status: 200, headers: { 'content-type': 'application/json' } }), streaming: false };
+    }
+    const reader = response.body?.getReader();
+    if (!reader) throw new UpstreamError('invalid_response', 'upstream stream has no body', true);
+    let first: ReadableStreamReadResult<Uint8Array>;
+    try {
+      first = await reader.read();
+    } catch (error) {
+      throw abortReason(signal, error);
+    }
+    if (first.done) throw new UpstreamError('invalid_response', 'upstream stream ended before its first chunk', true);
+    clearTimeout(firstByteTimer);
+    const stream = relayStream(first.value, reader, {
+      idleMs: timeouts.idleMs,
+      deadlineAt: timeouts.deadlineAt,
+      abort: (reason) => controller.abort(reason),
+      onEnd: onStreamEnd,
+    });
+    return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
+  } finally {
+    clearTimeout(firstByteTimer);
+  }
+}
+
+function abortReason(signal: AbortSignal, error: unknown): UpstreamError {
+  if (signal.aborted) {
+    const reason: unknown = signal.reason;
+    return reason instanceof UpstreamError ? reason : new UpstreamError('cancelled', 'the client went away', false);
+  }
+  return new UpstreamError('network', `upstream connection failed: ${error instanceof Error ? error.message : String(error)}`, true);
+}
+
+/** The built-in responder as a chat completions target: answers the last user message. */
+async function builtinChat(body: ChatCompletionRequest, model: string): Promise<Response> {
+  const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
+  const reply = await builtinUpstream.call(
+    { executionId: crypto.randomUUID(), agentId: '', intent: 'chat', input: { message: contentText(lastUser?.content) }, instructions: null, context: {}, history: [] },
+    { signal: new AbortController().signal },
+  );
+  const content = (reply.output as { reply: string }).reply;
+  const id = `chatcmpl-${crypto.randomUUID()}`;
+  if (body.stream) return new Response(completionStream(id, model, content), { status: 200, headers: SSE_HEADERS });
+  return Response.json(completion(id, model, content));
+}

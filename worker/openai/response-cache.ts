@@ -1,0 +1,34 @@
+import type { ChatCompletionRequest } from '../schemas/openai';
+import { canonicalJson, sha256Hex } from '../lib/hash';
+
+const CACHE_HOST = 'https://chat-cache.gateway.internal';
+
+/** Fields that do not change the answer and must not split the cache. */
+const IGNORED = new Set(['user', 'stream', 'stream_options', 'metadata', 'store']);
+
+/** Cache key: tenant, pool and the request with its keys sorted and non-semantic fields dropped. */
+export async function chatCacheKey(tenantId: string, pool: string, body: ChatCompletionRequest): Promise<string> {
+  const normalized = Object.fromEntries(Object.entries(body).filter(([k]) => !IGNORED.has(k)));
+  return `${CACHE_HOST}/${await sha256Hex(canonicalJson({ tenantId, pool, request: normalized }))}`;
+}
+
+/** A cached completion (x-gateway-cache: HIT), from this location's Cache API. */
+export async function cachedChat(key: string): Promise<Response | null> {
+  const hit = await caches.default.match(key);
+  if (!hit) return null;
+  const response = new Response(hit.body, hit);
+  response.headers.set('x-gateway-cache', 'HIT');
+  response.headers.delete('cache-control');
+  return response;
+}
+
+/** Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). */
+export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number): Promise<Response> {
+  const text = await response.text();
+  const headers = new Headers(response.headers);
+  headers.set('x-gateway-cache', 'MISS');
+  const stored = new Response(text, { status: 200, headers: new Headers(headers) });
+  stored.headers.set('cache-control', `max-age=${ttl}`);
+  ctx.waitUntil(caches.default.put(key, stored));
+  return new Response(text, { status: 200, headers });
+}

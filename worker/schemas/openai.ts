@@ -1,0 +1,44 @@
+import { z } from '@hono/zod-openapi';
+
+const ContentPart = z.looseObject({ type: z.string().max(64) });
+
+export const ChatMessage = z.looseObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
+  content: z.union([z.string().max(1_000_000), z.array(ContentPart).max(256), z.null()]).optional(),
+  name: z.string().max(256).optional(),
+});
+
+/**
+ * An OpenAI chat completions request. Known fields are validated; the rest pass through to
+ * the upstream unchanged, so new OpenAI parameters work without a gateway release.
+ */
+export const ChatCompletionRequest = z
+  .looseObject({
+    model: z.string().min(1).max(256).openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
+    messages: z.array(ChatMessage).min(1).max(2_000),
+    stream: z.boolean().optional(),
+    temperature: z.number().min(0).max(2).optional(),
+  })
+  .openapi('ChatCompletionRequest');
+export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
+
+export const ChatCompletion = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal('chat.completion'),
+    created: z.number().int(),
+    model: z.string(),
+    choices: z.array(z.looseObject({ index: z.number().int(), message: z.looseObject({ role: z.string(), content: z.string().nullable() }), finish_reason: z.string().nullable() })),
+  })
+  .openapi('ChatCompletion');
+
+export const ModelList = z
+  .object({ object: z.literal('list'), data: z.array(z.object({ id: z.string(), object: z.literal('model'), created: z.number().int(), owned_by: z.string() })) })
+  .openapi('ModelList');
+
+/** The text of a message's content (string, or the text parts of an array). */
+export function contentText(content: ChatCompletionRequest['messages'][number]['content']): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content.map((part) => (part.type === 'text' && typeof part.text === 'string' ? part.text : '')).join('');
+}
