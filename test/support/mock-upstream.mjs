@@ -18,6 +18,8 @@ export async function startMockUpstream(options = {}) {
   const requests = new Map();
   /** Requests per `?target=` name. @type {Map<string, number>} */
   const counts = new Map();
+  /** Targets stopped through /control. @type {Set<string>} */
+  const down = new Set();
   const sockets = new Set();
 
   const server = http.createServer(async (req, res) => {
@@ -35,8 +37,23 @@ export async function startMockUpstream(options = {}) {
       return send(res, 200, { key, count: requests.get(key)?.length ?? 0, requests: requests.get(key) ?? [] });
     }
     if (req.method === 'GET' && url.pathname === '/counts') return send(res, 200, Object.fromEntries(counts));
+    // POST /control?target=T&down=true|false: a stopped target drops every connection.
+    if (req.method === 'POST' && url.pathname === '/control') {
+      const name = url.searchParams.get('target') ?? '';
+      if (url.searchParams.get('down') === 'true') down.add(name);
+      else down.delete(name);
+      return send(res, 200, { down: [...down] });
+    }
+    if (url.searchParams.has('target') && down.has(url.searchParams.get('target'))) return req.socket.destroy();
+    if (req.method === 'GET' && url.pathname.endsWith('/models')) {
+      const failStatus = url.searchParams.get('failStatus') ?? url.searchParams.get('status');
+      return failStatus ? send(res, Number(failStatus), { error: 'injected' }) : send(res, 200, { object: 'list', data: [{ id: 'mock-model', object: 'model' }] });
+    }
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
-    if (req.method !== 'POST') return send(res, 404, { error: 'not found' });
+    if (req.method !== 'POST') {
+      const failStatus = url.searchParams.get('failStatus');
+      return failStatus ? send(res, Number(failStatus), { error: 'injected' }) : send(res, 404, { error: 'not found' });
+    }
 
     let body;
     try {

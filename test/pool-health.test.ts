@@ -1,0 +1,89 @@
+import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import worker from '../worker/index';
+import { api, mockUrl, newAgent, newTenant } from './support/api';
+
+const agentTarget = (id: string, query = '') => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}${query}`) });
+const chatTarget = (id: string, faults = 'ok', extra: Record<string, unknown> = {}) => ({
+  id,
+  kind: 'openai-chat',
+  baseUrl: `${env.MOCK_UPSTREAM_URL}/t/${id}/${encodeURIComponent(faults)}/v1`,
+  model: 'mock-model',
+  ...extra,
+});
+
+async function counts(): Promise<Record<string, number>> {
+  return (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json();
+}
+
+async function runCron(): Promise<void> {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ cron: '* * * * *' }), env, ctx);
+  await waitOnExecutionContext(ctx);
+}
+
+describe('active health checks (cron)', () => {
+  it('records each target probe where every isolate sees it, and routes around a down target', async () => {
+    const { key } = await newTenant();
+    const tag = `probe${Date.now()}`;
+    await api('/v1/pools/probed', { method: 'PUT', key, body: { targets: [agentTarget(`${tag}-up`), agentTarget(`${tag}-down`, '&failStatus=503'), { id: 'local', kind: 'builtin', priority: 1 }] } });
+    await runCron();
+    const pool = await api('/v1/pools/probed', { key });
+    const health = Object.fromEntries(pool.body.targets.map((t: { id: string; health: unknown }) => [t.id, t.health]));
+    expect(health[`${tag}-up`]).toMatchObject({ healthy: true, probe: { ok: true } });
+    expect(health[`${tag}-down`]).toMatchObject({ healthy: false, probe: { ok: false, error: 'HTTP 503' } });
+    expect(health.local).toMatchObject({ healthy: true, probe: { ok: true } });
+
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'probed' } });
+    for (let i = 0; i < 6; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } })).status).toBe(200);
+    const seen = await counts();
+    expect(seen[`${tag}-up`]).toBe(6);
+    expect(seen[`${tag}-down`]).toBeUndefined();
+  });
+
+  it('probes openai-chat targets with GET /models', async () => {
+    const { key } = await newTenant();
+    await api('/v1/pools/chat', { method: 'PUT', key, body: { targets: [chatTarget('ok1'), chatTarget('bad1', 'failStatus=500')] } });
+    await runCron();
+    const pool = await api('/v1/pools/chat', { key });
+    expect(pool.body.targets.map((t: { health: { probe: { ok: boolean } } }) => t.health.probe.ok)).toEqual([true, false]);
+  });
+});
+
+describe('timeouts and failover under load', () => {
+  it('fails over when a target does not answer within the first-byte timeout', async () => {
+    const { key } = await newTenant();
+    const tag = `ttfb${Date.now()}`;
+    await api('/v1/pools/slow', { method: 'PUT', key, body: { timeouts: { firstByteMs: 100 }, targets: [chatTarget(`${tag}-slow`, 'delayMs=1000'), chatTarget(`${tag}-fast`, 'ok', { priority: 1 })] } });
+    const res = await api('/v1/chat/completions', { key, body: { model: 'slow', messages: [{ role: 'user', content: 'quick' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+    expect(res.headers.get('x-gateway-upstream')).toBe(`slow/${tag}-fast`);
+  });
+
+  it('keeps every request succeeding when one of three targets stops mid-load', async () => {
+    const { key } = await newTenant();
+    const tag = `load${Date.now()}`;
+    const names = ['a', 'b', 'c'].map((n) => `${tag}-${n}`);
+    await api('/v1/pools/three', { method: 'PUT', key, body: { targets: names.map((n) => chatTarget(n, 'delayMs=5')) } });
+    const statuses: number[] = [];
+    const send = async () => {
+      const res = await api('/v1/chat/completions', { key, body: { model: 'three', messages: [{ role: 'user', content: 'load' }] } });
+      statuses.push(res.status);
+    };
+    const batch = () => Promise.all(Array.from({ length: 10 }, send));
+    await batch();
+    await batch();
+    await fetch(`${env.MOCK_UPSTREAM_URL}/control?target=${names[1]}&down=true`, { method: 'POST' });
+    try {
+      for (let i = 0; i < 4; i++) await batch();
+    } finally {
+      await fetch(`${env.MOCK_UPSTREAM_URL}/control?target=${names[1]}&down=false`, { method: 'POST' });
+    }
+    expect(statuses).toHaveLength(60);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    const pool = await api('/v1/pools/three', { key });
+    const stopped = pool.body.targets.find((t: { id: string }) => t.id === names[1]);
+    expect(stopped.health.circuit).toBe('open');
+  });
+});

@@ -1,0 +1,61 @@
+import type { Env } from '../env';
+import type { StoredPool } from '../schemas/pool';
+import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { healthKey, type PoolTarget, type ProbeResult } from './runtime';
+import { openTargets } from './store';
+
+const PROBE_TIMEOUT_MS = 5_000;
+/** Workers allow six simultaneous outgoing connections per invocation. */
+const PARALLEL = 6;
+const MAX_POOLS_PER_RUN = 1_000;
+const HEALTH_KV_TTL_S = 10 * 60;
+
+/**
+ * One active health check: openai-chat targets answer `GET <baseUrl>/models` with 2xx;
+ * agent-http targets answer their URL with anything below 500; builtin is always up.
+ */
+export async function probeTarget(target: PoolTarget, allowPrivate: boolean): Promise<ProbeResult> {
+  const checkedAt = new Date().toISOString();
+  if (target.kind === 'builtin') return { ok: true, checkedAt, latencyMs: 0 };
+  const url = target.kind === 'openai-chat' ? `${(target.baseUrl ?? '').replace(/\/+$/, '')}/models` : (target.url ?? '');
+  const problem = outboundUrlProblem(url, allowPrivate);
+  if (problem) return { ok: false, checkedAt, latencyMs: null, error: `refused: ${problem}` };
+  const started = Date.now();
+  try {
+    const headers: Record<string, string> = { 'user-agent': 'edge-agent-gateway health probe' };
+    if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
+    const response = await fetch(url, { method: 'GET', headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    await response.body?.cancel();
+    const ok = target.kind === 'openai-chat' ? response.ok : response.status < 500;
+    return ok ? { ok, checkedAt, latencyMs: Date.now() - started } : { ok, checkedAt, latencyMs: Date.now() - started, error: `HTTP ${response.status}` };
+  } catch (error) {
+    return { ok: false, checkedAt, latencyMs: null, error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return results;
+}
+
+/**
+ * The cron's job: probe every target of every pool and publish the results per pool in KV,
+ * where the balancer of every isolate (edge and agents) reads them.
+ */
+export async function probeAllPools(env: Env): Promise<{ pools: number; targets: number; down: number }> {
+  const { results } = await env.DB.prepare('SELECT tenant_id, config FROM pools ORDER BY updated_at DESC LIMIT ?').bind(MAX_POOLS_PER_RUN).all<{ tenant_id: string; config: string }>();
+  const allowPrivate = allowsPrivate(env);
+  let targets = 0;
+  let down = 0;
+  for (const row of results) {
+    const pool = JSON.parse(row.config) as StoredPool;
+    const opened = await openTargets(env, row.tenant_id, pool).catch(() => null);
+    if (!opened) continue;
+    const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, await probeTarget(t, allowPrivate)] as const);
+    targets += probes.length;
+    down += probes.filter(([, p]) => !p.ok).length;
+    await env.CACHE.put(healthKey(row.tenant_id, pool.name), JSON.stringify(Object.fromEntries(probes)), { expirationTtl: HEALTH_KV_TTL_S });
+  }
+  return { pools: results.length, targets, down };
+}
