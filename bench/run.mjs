@@ -3,6 +3,8 @@
 // script on a free port and a fresh state directory, creates 100 agents, then measures with
 // autocannon in one run against the same server:
 //   healthz      GET /healthz (the baseline: router only, no auth, no storage)
+//   chat-mock-direct            POST /v1/chat/completions on the mock upstream itself
+//   chat-via-gateway-2-targets  the same through the gateway and a two-target pool
 //   get-agent-100  GET /v1/agents/:id over 100 agents: auth, routing and a read-only RPC
 //   sync-100     POST /v1/agents/:id/executions, sync, builtin upstream, rotating over 100 agents
 // Results print as a markdown table and land in bench/results/latest.json.
@@ -17,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { startMockUpstream } from '../test/support/mock-upstream.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -61,6 +64,14 @@ await new Promise((resolve, reject) => {
 const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))[1];
 const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
 
+const mock = await startMockUpstream();
+const pool = {
+  strategy: 'least-inflight',
+  targets: ['a', 'b'].map((id) => ({ id, kind: 'openai-chat', baseUrl: `${mock.url}/t/${id}/ok/v1`, model: 'mock-model' })),
+};
+const poolRes = await fetch(`${base}/v1/pools/bench`, { method: 'PUT', headers, body: JSON.stringify(pool) });
+if (!poolRes.ok) throw new Error(`creating the pool: ${poolRes.status} ${await poolRes.text()}`);
+
 const agents = Array.from({ length: agentCount }, (_, i) => `bench-${i}`);
 for (const id of agents) {
   const res = await fetch(`${base}/v1/agents`, { method: 'POST', headers, body: JSON.stringify({ id, concurrency: 32 }) });
@@ -69,14 +80,18 @@ for (const id of agents) {
 
 function run(title, options) {
   return new Promise((resolve, reject) => {
-    autocannon({ url: base, connections, duration, ...options }, (error, result) => (error ? reject(error) : resolve({ title, result })));
+    autocannon({ url: options.url ?? base, connections, duration, ...options }, (error, result) => (error ? reject(error) : resolve({ title, result })));
   });
 }
+
+const chatBody = JSON.stringify({ model: 'mock-model', messages: [{ role: 'user', content: 'How do refunds work?' }] });
 
 const executionBody = JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } });
 let next = 0;
 const scenarios = [
   ['healthz', { requests: [{ method: 'GET', path: '/healthz' }] }],
+  ['chat-mock-direct', { url: mock.url, requests: [{ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody }] }],
+  ['chat-via-gateway-2-targets', { requests: [{ method: 'POST', path: '/v1/chat/completions', headers, body: chatBody.replace('"mock-model"', '"bench"') }] }],
   [
     `get-agent-${agentCount}`,
     {
@@ -101,7 +116,7 @@ const scenarios = [
 ];
 
 // Warm-up: both paths once for a few seconds so isolates and objects are hot.
-for (const [, options] of scenarios) await new Promise((r) => autocannon({ url: base, connections: 8, duration: 2, ...options }, r));
+for (const [, options] of scenarios) await new Promise((r) => autocannon({ url: options.url ?? base, connections: 8, duration: 2, ...options }, r));
 
 const results = [];
 for (const [title, options] of scenarios) {
@@ -117,12 +132,16 @@ for (const [title, options] of scenarios) {
   });
 }
 const baseline = results[0].rps;
+const direct = results.find((r) => r.scenario === 'chat-mock-direct');
+const viaGateway = results.find((r) => r.scenario === 'chat-via-gateway-2-targets');
 console.log(`\nserver: wrangler dev (npm run dev), ${connections} connections, ${duration} s per scenario, ${agentCount} agents\n`);
 console.log('| scenario | req/s | vs healthz | p50 ms | p99 ms | non-2xx | errors |');
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of results) {
   console.log(`| ${r.scenario} | ${r.rps} | ${(r.rps / baseline).toFixed(2)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} |`);
 }
+console.log(`\nchat through the gateway: ${(viaGateway.rps / direct.rps).toFixed(2)} of the mock called directly; added latency p50 ${viaGateway.p50 - direct.p50} ms, p99 ${viaGateway.p99 - direct.p99} ms`);
+await mock.close();
 writeFileSync(path.join(root, 'bench/results/latest.json'), JSON.stringify({ at: new Date().toISOString(), connections, duration, agents: agentCount, results }, null, 2));
 stop();
 process.exit(results.some((r) => r.non2xx > 0 || r.errors > 0) ? 1 : 0);

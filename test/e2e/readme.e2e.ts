@@ -89,6 +89,9 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toContain('"code":"already_finished"');
     expect(out).toContain('"code":"version_mismatch"');
     expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
+    expect(out).toMatch(/"object":"chat\.completion".*Standard shipping/);
+    expect(out).toContain('data: [DONE]');
+    expect(out).toContain('"id":"faq/builtin"');
   });
 
   it('runs the operator block: tenant, key, listing, revocation', () => {
