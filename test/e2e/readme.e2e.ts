@@ -91,7 +91,7 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
     expect(out).toMatch(/"object":"chat\.completion".*Standard shipping/);
     expect(out).toContain('data: [DONE]');
-    expect(out).toContain('"id":"faq/builtin"');
+    expect(out).toContain('{"object":"list","data":[{"id":"faq","object":"model"');
   });
 
   it('runs the operator block: tenant, key, listing, revocation', () => {
