@@ -3,7 +3,8 @@
 //   POST /agent                  agent-http: {executionId, agentId, intent, input, context, history}
 //   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
-// message: {delayMs, hang, reset, failTimes, failStatus, status, body, contextPatch}.
+// message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, body,
+// contextPatch, chunkDelayMs, cutAfter}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed.
 // GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
@@ -78,7 +79,9 @@ export async function startMockUpstream(options = {}) {
 
     if (mock.delayMs) await sleep(Math.min(Number(mock.delayMs), 120_000));
     if (mock.hang) return; // never answers; the client's timeout or abort ends it
-    const failing = mock.failTimes === undefined ? Boolean(mock.failStatus || mock.reset) : attempt <= Number(mock.failTimes);
+    // failTimes: the first N attempts fail; errorRate: each request fails with that chance.
+    const failing = mock.errorRate !== undefined ? Math.random() < Number(mock.errorRate)
+      : mock.failTimes === undefined ? Boolean(mock.failStatus || mock.reset) : attempt <= Number(mock.failTimes);
     if (failing && mock.reset) return req.socket.destroy();
     if (failing) return send(res, Number(mock.failStatus ?? 503), { error: `injected failure on attempt ${attempt}` });
     if (mock.status) return send(res, Number(mock.status), { error: 'injected status' });
@@ -146,7 +149,7 @@ async function streamChat(res, body, mock, attempt) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   return mock;
 }
