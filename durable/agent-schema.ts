@@ -65,6 +65,36 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX outbox_due ON outbox(next_at);
   `,
+  // Durable delivery: outgoing webhooks, their deliveries, and the event log for live streams.
+  `
+  CREATE TABLE webhooks (
+    id          TEXT PRIMARY KEY,
+    url         TEXT NOT NULL,
+    events      TEXT NOT NULL,
+    secret      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+  );
+  CREATE TABLE deliveries (
+    id            TEXT PRIMARY KEY,
+    webhook_id    TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       INTEGER,
+    last_status   INTEGER,
+    last_error    TEXT,
+    created_at    INTEGER NOT NULL,
+    delivered_at  INTEGER
+  );
+  CREATE INDEX deliveries_due ON deliveries(status, next_at);
+  CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    type        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+  );
+  `,
 ];
 
 export function migrate(sql: Sql, storage: DurableObjectStorage): void {

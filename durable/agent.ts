@@ -12,6 +12,9 @@ import { regionTags } from '../worker/agents/placement';
 import { messageOf } from '../worker/upstream/builtin';
 import type { InvokeOutcome } from '../worker/upstream/types';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
+import { AgentEvents } from './agent-events';
+import { AgentWebhooks } from './agent-webhooks';
+import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { migrate } from './agent-schema';
 import { drainOutbox, type AgentSnapshot } from './outbox';
 import { Sql } from './sql';
@@ -63,6 +66,8 @@ export interface ExecuteResult {
  */
 export class AgentDO extends DurableObject<Env> {
   private readonly store: AgentStore;
+  private readonly events: AgentEvents;
+  private readonly webhooks: AgentWebhooks;
   /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
   private readonly inflight = new Map<string, AbortController>();
   private readonly waiters = new Map<string, (() => void)[]>();
@@ -75,6 +80,8 @@ export class AgentDO extends DurableObject<Env> {
     super(ctx, env);
     const sql = new Sql(ctx.storage.sql);
     this.store = new AgentStore(sql);
+    this.events = new AgentEvents(sql, ctx);
+    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
     void ctx.blockConcurrencyWhile(async () => {
       migrate(sql, ctx.storage);
       this.alarmAt = await ctx.storage.getAlarm();
@@ -240,6 +247,63 @@ export class AgentDO extends DurableObject<Env> {
     return ok(this.store.context());
   }
 
+  // --- outgoing webhooks and the event stream ---
+
+  async createWebhook(input: CreateWebhookBody): Promise<Result<Webhook & { secret: string }>> {
+    if (!this.store.agentRow()) return this.notFound();
+    return ok(this.webhooks.create(input, Date.now()));
+  }
+
+  async listWebhooks(): Promise<Result<Webhook[]>> {
+    return this.store.agentRow() ? ok(this.webhooks.list()) : this.notFound();
+  }
+
+  async deleteWebhook(id: string): Promise<Result<{ deleted: true }>> {
+    if (!this.store.agentRow()) return this.notFound();
+    return this.webhooks.delete(id) ? ok({ deleted: true }) : fail('not_found', `webhook ${id} not found`);
+  }
+
+  async listDeliveries(options: { status?: string; limit: number; before?: string }): Promise<Result<Delivery[]>> {
+    return this.store.agentRow() ? ok(this.webhooks.listDeliveries(options)) : this.notFound();
+  }
+
+  async retryDelivery(id: string): Promise<Result<Delivery>> {
+    if (!this.store.agentRow()) return this.notFound();
+    const delivery = this.webhooks.retry(id, Date.now());
+    if (!delivery) return fail('not_found', `delivery ${id} not found`);
+    this.afterChange();
+    return ok(delivery);
+  }
+
+  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`. */
+  async subscribe(lastEventId: number | null): Promise<Result<ReadableStream<Uint8Array>>> {
+    return this.store.agentRow() ? ok(this.events.stream(lastEventId)) : this.notFound();
+  }
+
+  /**
+   * WebSocket upgrades only (RPC cannot carry a socket): the Worker has already authenticated
+   * the caller and resolved the agent. The socket hibernates between events.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket' || !this.store.agentRow()) return new Response('not found', { status: 404 });
+    const pair = new WebSocketPair();
+    const lastEventId = Number(new URL(request.url).searchParams.get('lastEventId') ?? NaN);
+    this.events.acceptSocket(pair[1], Number.isFinite(lastEventId) ? lastEventId : null);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (message === 'ping') socket.send('pong');
+  }
+
+  override async webSocketClose(socket: WebSocket, code: number): Promise<void> {
+    try {
+      socket.close(code === 1005 || code === 1006 ? 1000 : code, 'closing');
+    } catch {
+      /* already closed */
+    }
+  }
+
   // --- the alarm: watchdog for orphaned work, and outbox delivery ---
 
   override async alarm(): Promise<void> {
@@ -248,7 +312,7 @@ export class AgentDO extends DurableObject<Env> {
     this.pump();
     const row = this.store.agentRow();
     if (row) {
-      await this.flush();
+      await Promise.all([this.flush(), this.deliver()]);
       this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
     }
     await this.armAlarm();
@@ -387,11 +451,19 @@ export class AgentDO extends DurableObject<Env> {
 
   // --- outbox and alarm ---
 
+  /**
+   * Called in the transaction of every execution state change: the D1 projection, the
+   * lifecycle event for streams, and the webhook deliveries of terminal events.
+   */
   private enqueueExecution(id: string, now: number): void {
     const row = this.store.agentRow();
     const execution = this.store.execution(id);
     if (!row || !execution) return;
-    this.store.enqueue(`execution:${id}`, 'execution', execution.rev, toExecution(execution, this.ids(row).agentId), now);
+    const view = toExecution(execution, this.ids(row).agentId);
+    this.store.enqueue(`execution:${id}`, 'execution', execution.rev, view, now);
+    const type = `execution.${execution.status}`;
+    this.events.record(type, view, now);
+    if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
   }
 
   private enqueueAgent(now: number): void {
@@ -408,7 +480,7 @@ export class AgentDO extends DurableObject<Env> {
       this.flushPending = true;
       setTimeout(() => {
         this.flushPending = false;
-        void this.flush().then(() => this.armAlarm());
+        void Promise.all([this.flush(), this.deliver()]).then(() => this.armAlarm());
       }, FLUSH_DELAY_MS);
     }
     void this.armAlarm();
@@ -424,14 +496,24 @@ export class AgentDO extends DurableObject<Env> {
     return this.flushChain;
   }
 
+  private async deliver(): Promise<void> {
+    try {
+      await this.webhooks.deliverDue();
+    } catch (error) {
+      console.error(JSON.stringify({ level: 'error', msg: 'webhook delivery failed', error: String(error) }));
+    }
+  }
+
   private async armAlarm(): Promise<void> {
     if (!this.store.agentRow()) return;
     const now = Date.now();
     const { running, queued } = this.store.counts();
     const outboxAt = this.store.nextOutboxAt();
+    const deliveryAt = this.webhooks.nextDueAt();
     const candidates = [
       running + queued > 0 ? now + WATCHDOG_MS : Infinity,
       outboxAt === undefined ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
+      deliveryAt === undefined ? Infinity : Math.max(deliveryAt, now + 1_000),
     ];
     const due = Math.min(...candidates);
     if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;

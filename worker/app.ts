@@ -15,6 +15,8 @@ import { executions } from './routes/executions';
 import { health } from './routes/health';
 import { pools } from './routes/pools';
 import { openai } from './routes/openai';
+import { webhooks } from './routes/webhooks';
+import { events } from './routes/events';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -61,6 +63,8 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route('/', agentState);
   app.route('/', pools);
   app.route('/', openai);
+  app.route('/', webhooks);
+  app.route('/', events);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

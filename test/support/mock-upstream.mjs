@@ -57,14 +57,16 @@ export async function startMockUpstream(options = {}) {
     }
 
     let body;
+    const raw = await readBody(req);
     try {
-      body = JSON.parse(await readBody(req));
+      body = JSON.parse(raw);
     } catch {
       return send(res, 400, { error: 'body is not JSON' });
     }
-    const key = String(req.headers['idempotency-key'] ?? '');
+    // Requests are recorded by Idempotency-Key (upstream calls) or webhook-id (webhooks).
+    const key = String(req.headers['idempotency-key'] ?? req.headers['webhook-id'] ?? '');
     const seen = requests.get(key) ?? [];
-    const entry = { path: url.pathname, body, headers: req.headers, at: Date.now(), aborted: false };
+    const entry = { path: url.pathname, body, raw, headers: req.headers, at: Date.now(), aborted: false };
     // A client that gives up (timeout, cancel) closes the connection before the answer.
     res.on('close', () => { if (!res.writableEnded) entry.aborted = true; });
     seen.push(entry);

@@ -1,0 +1,108 @@
+import type { AgentEvent } from '../worker/schemas/webhook';
+import type { Sql } from './sql';
+
+/** Events kept for resuming streams; older ones are trimmed. */
+export const EVENT_RETENTION = 1_000;
+const HEARTBEAT_MS = 15_000;
+const encoder = new TextEncoder();
+
+export function sseFrame(event: AgentEvent): Uint8Array {
+  return encoder.encode(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+}
+
+/**
+ * The agent's event log (execution lifecycle, transactions) and its live subscribers: SSE
+ * streams held by this instance, and hibernatable WebSockets tagged "events".
+ */
+export class AgentEvents {
+  private readonly subscribers = new Set<(event: AgentEvent) => void>();
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly ctx: DurableObjectState,
+  ) {}
+
+  /** Appends an event (inside the caller's transaction) and pushes it to live subscribers. */
+  record(type: string, data: unknown, now: number): AgentEvent {
+    this.sql.run('INSERT INTO events (type, data, created_at) VALUES (?, ?, ?)', type, JSON.stringify(data), now);
+    const seq = this.sql.one<{ seq: number }>('SELECT last_insert_rowid() AS seq')?.seq ?? 0;
+    this.sql.run('DELETE FROM events WHERE seq <= ?', seq - EVENT_RETENTION);
+    const event: AgentEvent = { seq, type, timestamp: new Date(now).toISOString(), data };
+    for (const push of this.subscribers) push(event);
+    for (const socket of this.ctx.getWebSockets('events')) {
+      try {
+        socket.send(JSON.stringify(event));
+      } catch {
+        /* a closing socket: the runtime cleans it up */
+      }
+    }
+    return event;
+  }
+
+  since(seq: number, limit = EVENT_RETENTION): AgentEvent[] {
+    return this.sql
+      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?', seq, limit)
+      .map((r) => ({ seq: r.seq, type: r.type, timestamp: new Date(r.created_at).toISOString(), data: JSON.parse(r.data) as unknown }));
+  }
+
+  oldestSeq(): number | null {
+    return this.sql.one<{ seq: number | null }>('SELECT min(seq) AS seq FROM events')?.seq ?? null;
+  }
+
+  /**
+   * A server-sent event stream: first what happened after `lastEventId` (a `gap` event if some
+   * of it was already trimmed), then live events, with heartbeat comments.
+   */
+  stream(lastEventId: number | null): ReadableStream<Uint8Array> {
+    let push: ((event: AgentEvent) => void) | null = null;
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    const cleanup = () => {
+      if (push) this.subscribers.delete(push);
+      clearInterval(heartbeat);
+    };
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        controller.enqueue(encoder.encode(': connected\nretry: 2000\n\n'));
+        let last = lastEventId ?? this.lastSeq();
+        if (lastEventId !== null) {
+          const oldest = this.oldestSeq();
+          if (oldest !== null && lastEventId < oldest - 1) {
+            controller.enqueue(encoder.encode(`event: gap\ndata: ${JSON.stringify({ missedFrom: lastEventId + 1, missedTo: oldest - 1 })}\n\n`));
+          }
+          for (const event of this.since(lastEventId)) {
+            controller.enqueue(sseFrame(event));
+            last = event.seq;
+          }
+        }
+        push = (event) => {
+          if (event.seq <= last) return;
+          last = event.seq;
+          try {
+            controller.enqueue(sseFrame(event));
+          } catch {
+            cleanup();
+          }
+        };
+        this.subscribers.add(push);
+        heartbeat = setInterval(() => {
+          try {
+            controller.enqueue(encoder.encode(': heartbeat\n\n'));
+          } catch {
+            cleanup();
+          }
+        }, HEARTBEAT_MS);
+      },
+      cancel: cleanup,
+    });
+  }
+
+  lastSeq(): number {
+    return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;
+  }
+
+  /** Accepts a hibernatable WebSocket and sends it what it missed since `lastEventId`. */
+  acceptSocket(server: WebSocket, lastEventId: number | null): void {
+    this.ctx.acceptWebSocket(server, ['events']);
+    if (lastEventId !== null) for (const event of this.since(lastEventId)) server.send(JSON.stringify(event));
+  }
+}

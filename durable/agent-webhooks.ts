@@ -1,0 +1,196 @@
+import { Webhook as Signer } from 'standardwebhooks';
+import { newId } from '../worker/lib/ids';
+import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
+import { ALL_EVENTS } from '../worker/schemas/webhook';
+import { outboundUrlProblem } from '../worker/upstream/outbound-guard';
+import type { Sql } from './sql';
+
+/**
+ * Waits after a failed attempt, in the spirit of Standard Webhooks senders: 5 s, 5 min,
+ * 30 min, 2 h, 5 h, 10 h, 10 h — about 27.6 h of retries before a delivery is dead.
+ */
+export const RETRY_SCHEDULE_MS = [5_000, 5 * 60_000, 30 * 60_000, 2 * 3_600_000, 5 * 3_600_000, 10 * 3_600_000, 10 * 3_600_000];
+export const DELIVERY_TIMEOUT_MS = 10_000;
+const PARALLEL = 6;
+
+interface WebhookRow extends Record<string, string | number> {
+  id: string;
+  url: string;
+  events: string;
+  secret: string;
+  created_at: number;
+}
+
+interface DeliveryRow extends Record<string, string | number | null> {
+  id: string;
+  webhook_id: string;
+  event_type: string;
+  payload: string;
+  status: string;
+  attempts: number;
+  next_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+const isoOrNull = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function toWebhook(row: WebhookRow): Webhook {
+  return { id: row.id, url: row.url, events: JSON.parse(row.events) as EventType[], createdAt: new Date(row.created_at).toISOString() };
+}
+
+export function toDelivery(row: DeliveryRow): Delivery {
+  return {
+    id: row.id,
+    webhookId: row.webhook_id,
+    eventType: row.event_type as EventType,
+    status: row.status as Delivery['status'],
+    attempts: row.attempts,
+    nextAttemptAt: row.status === 'pending' ? isoOrNull(row.next_at) : null,
+    lastStatus: row.last_status,
+    lastError: row.last_error,
+    createdAt: new Date(row.created_at).toISOString(),
+    deliveredAt: isoOrNull(row.delivered_at),
+  };
+}
+
+/**
+ * Outgoing webhooks of one agent: registrations, and deliveries written in the same
+ * transaction as the event they carry, sent signed (Standard Webhooks) from the object and
+ * retried from its alarm until they land or die.
+ */
+export class AgentWebhooks {
+  private readonly sending = new Set<string>();
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly allowPrivate: () => boolean,
+  ) {}
+
+  create(input: CreateWebhookBody, now: number): Webhook & { secret: string } {
+    const id = newId('wh');
+    // Standard Webhooks format: "whsec_" and base64 of the key bytes (32 here).
+    const secret = input.secret ?? `whsec_${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))}`;
+    const events = input.events ?? [...ALL_EVENTS];
+    this.sql.run('INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)', id, input.url, JSON.stringify(events), secret, now);
+    return { id, url: input.url, events, secret, createdAt: new Date(now).toISOString() };
+  }
+
+  list(): Webhook[] {
+    return this.sql.all<WebhookRow>('SELECT * FROM webhooks ORDER BY created_at, id').map(toWebhook);
+  }
+
+  delete(id: string): boolean {
+    return this.sql.run('DELETE FROM webhooks WHERE id = ?', id) > 0;
+  }
+
+  /** Queues a delivery of `event` to every webhook subscribed to its type (same transaction). */
+  fanOut(type: EventType, data: unknown, now: number): number {
+    const hooks = this.sql.all<WebhookRow>('SELECT * FROM webhooks').filter((h) => (JSON.parse(h.events) as string[]).includes(type));
+    for (const hook of hooks) {
+      const id = newId('msg');
+      const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data });
+      this.sql.run(
+        "INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+        id, hook.id, type, payload, now, now,
+      );
+    }
+    return hooks.length;
+  }
+
+  listDeliveries(options: { status?: string | undefined; limit: number; before?: string | undefined }): Delivery[] {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (options.status) { where.push('status = ?'); params.push(options.status); }
+    if (options.before) { where.push('id < ?'); params.push(options.before); }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    return this.sql.all<DeliveryRow>(`SELECT * FROM deliveries ${clause} ORDER BY id DESC LIMIT ?`, ...params, options.limit).map(toDelivery);
+  }
+
+  /** Sends a delivery again now, with a fresh retry schedule; null if unknown. */
+  retry(id: string, now: number): Delivery | null {
+    const written = this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
+    if (written === 0) return null;
+    const row = this.sql.one<DeliveryRow>('SELECT * FROM deliveries WHERE id = ?', id);
+    return row ? toDelivery(row) : null;
+  }
+
+  nextDueAt(): number | undefined {
+    return this.sql.one<{ at: number | null }>("SELECT min(next_at) AS at FROM deliveries WHERE status = 'pending'")?.at ?? undefined;
+  }
+
+  /** Sends every due delivery (not already in flight here); returns how many landed. */
+  async deliverDue(now = Date.now()): Promise<number> {
+    const due = this.sql
+      .all<DeliveryRow & { url: string | null; secret: string | null }>(
+        `SELECT d.*, w.url AS url, w.secret AS secret FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id
+         WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT 50`,
+        now,
+      )
+      .filter((d) => !this.sending.has(d.id));
+    let landed = 0;
+    for (let i = 0; i < due.length; i += PARALLEL) {
+      const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
+      landed += results.filter(Boolean).length;
+    }
+    return landed;
+  }
+
+  private async send(delivery: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
+    if (delivery.url === null || delivery.secret === null) {
+      this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
+      return false;
+    }
+    const problem = outboundUrlProblem(delivery.url, this.allowPrivate());
+    if (problem) {
+      this.settle(delivery, { dead: true, error: `webhook URL refused: ${problem}` });
+      return false;
+    }
+    this.sending.add(delivery.id);
+    try {
+      const timestamp = new Date();
+      const signature = new Signer(delivery.secret).sign(delivery.id, timestamp, delivery.payload);
+      const response = await fetch(delivery.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'edge-agent-gateway webhooks',
+          'webhook-id': delivery.id,
+          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+          'webhook-signature': signature,
+        },
+        body: delivery.payload,
+        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      });
+      await response.body?.cancel();
+      if (response.ok) {
+        this.settle(delivery, { delivered: true, status: response.status });
+        return true;
+      }
+      this.settle(delivery, { status: response.status, error: `HTTP ${response.status}` });
+    } catch (error) {
+      this.settle(delivery, { error: error instanceof Error ? error.message : String(error) });
+    } finally {
+      this.sending.delete(delivery.id);
+    }
+    return false;
+  }
+
+  private settle(delivery: DeliveryRow, outcome: { delivered?: boolean; dead?: boolean; status?: number; error?: string }): void {
+    const now = Date.now();
+    const attempts = delivery.attempts + 1;
+    if (outcome.delivered) {
+      this.sql.run("UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, delivered_at = ?, next_at = NULL WHERE id = ?", attempts, outcome.status ?? null, now, delivery.id);
+      return;
+    }
+    const wait = RETRY_SCHEDULE_MS[attempts - 1];
+    const dead = outcome.dead === true || wait === undefined;
+    const jitter = wait === undefined ? 0 : Math.round(wait * 0.1 * Math.random());
+    this.sql.run(
+      'UPDATE deliveries SET status = ?, attempts = ?, last_status = ?, last_error = ?, next_at = ? WHERE id = ?',
+      dead ? 'dead' : 'pending', attempts, outcome.status ?? null, (outcome.error ?? '').slice(0, 500), dead ? null : now + (wait ?? 0) + jitter, delivery.id,
+    );
+  }
+}

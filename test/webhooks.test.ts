@@ -1,0 +1,202 @@
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { Webhook } from 'standardwebhooks';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+interface Received {
+  raw: string;
+  body: { type: string; data: { id: string; status: string } };
+  headers: Record<string, string>;
+}
+
+const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+
+async function received(webhookId: string): Promise<Received[]> {
+  return ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${webhookId}`)).json()) as { requests: Received[] }).requests;
+}
+
+const control = (target: string, down: boolean) => fetch(`${env.MOCK_UPSTREAM_URL}/control?target=${target}&down=${down}`, { method: 'POST' });
+
+/** Makes every pending delivery due now and runs the agent's alarm: time passing, compressed. */
+async function advance(tenantId: string, agentId: string): Promise<void> {
+  await runInDurableObject(stubOf(tenantId, agentId), (_instance, state) => {
+    state.storage.sql.exec("UPDATE deliveries SET next_at = 0 WHERE status = 'pending'");
+  });
+  await runDurableObjectAlarm(stubOf(tenantId, agentId));
+}
+
+async function deliveries(key: string, agentId: string, status?: string) {
+  return (await api(`/v1/agents/${agentId}/deliveries${status ? `?status=${status}` : ''}`, { key })).body.data as { id: string; status: string; attempts: number; eventType: string; lastError: string | null }[];
+}
+
+describe('outgoing webhooks', () => {
+  it('registers a webhook with a generated whsec_ secret shown once', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook') } });
+    expect(res.status).toBe(201);
+    expect(res.body.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    expect(res.body.events).toEqual(['execution.succeeded', 'execution.failed', 'execution.cancelled', 'transaction.committed', 'transaction.aborted']);
+    const list = await api(`/v1/agents/${id}/webhooks`, { key });
+    expect(list.body.data).toEqual([{ id: res.body.id, url: mockUrl('/hook'), events: res.body.events, createdAt: res.body.createdAt }]);
+    expect((await api(`/v1/agents/${id}/webhooks/${res.body.id}`, { key, method: 'DELETE' })).status).toBe(204);
+    expect((await api(`/v1/agents/${id}/webhooks/${res.body.id}`, { key, method: 'DELETE' })).status).toBe(404);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), events: ['nope'] } })).status).toBe(400);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), secret: 'plain' } })).status).toBe(400);
+  });
+
+  it('delivers each execution result signed per Standard Webhooks, verified by the standardwebhooks package', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const hook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=sig-${id}`), events: ['execution.succeeded', 'execution.failed'] } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const [delivery] = await eventually(async () => {
+      const list = await deliveries(key, id, 'delivered');
+      return list.length === 1 && list;
+    });
+    expect(delivery).toMatchObject({ eventType: 'execution.succeeded', attempts: 1 });
+    const [message] = await received(delivery?.id ?? '');
+    const verified = new Webhook(hook.body.secret).verify(message?.raw ?? '', message?.headers ?? {}) as Received['body'];
+    expect(verified).toMatchObject({ type: 'execution.succeeded', data: { id: exec.body.id, status: 'succeeded' } });
+    expect(() => new Webhook(hook.body.secret).verify(`${message?.raw} `, message?.headers ?? {})).toThrow();
+    expect(() => new Webhook(`whsec_${btoa('another secret of 24+ bytes!!')}`).verify(message?.raw ?? '', message?.headers ?? {})).toThrow();
+  });
+
+  it('retries a receiver that is down with the same webhook-id until it gets the event', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const target = `down-${id}`;
+    await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&failTimes=3&failStatus=503`) } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const [first] = await eventually(async () => {
+      const list = await deliveries(key, id);
+      return list.length === 1 && list[0]?.attempts === 1 && list;
+    });
+    expect(first?.status).toBe('pending');
+    for (let i = 0; i < 3; i++) await advance(tenantId, id);
+    const [done] = await eventually(async () => {
+      const list = await deliveries(key, id, 'delivered');
+      return list.length === 1 && list;
+    });
+    expect(done?.attempts).toBe(4);
+    const messages = await received(done?.id ?? '');
+    expect(messages).toHaveLength(4);
+    expect(new Set(messages.map((m) => m.headers['webhook-id']))).toEqual(new Set([done?.id]));
+  });
+
+  it('ends in a dead letter when the receiver never recovers, and a manual retry delivers', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const target = `dead-${id}`;
+    await control(target, true);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}`) } });
+      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => (await deliveries(key, id))[0]?.attempts === 1);
+      for (let i = 0; i < 7; i++) await advance(tenantId, id);
+      const [dead] = await eventually(async () => {
+        const list = await deliveries(key, id, 'dead');
+        return list.length === 1 && list;
+      });
+      expect(dead?.attempts).toBe(8);
+    } finally {
+      await control(target, false);
+    }
+    const [dead] = await deliveries(key, id, 'dead');
+    const retried = await api(`/v1/agents/${id}/deliveries/${dead?.id}/retry`, { key, method: 'POST' });
+    expect(retried.status).toBe(200);
+    expect(retried.body.status).toBe('pending');
+    await eventually(async () => (await deliveries(key, id, 'delivered')).length === 1);
+    expect((await api(`/v1/agents/${id}/deliveries/msg_unknown/retry`, { key, method: 'POST' })).status).toBe(404);
+  });
+
+  it('delivers after the object restarts mid-delivery (same webhook-id)', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=slow-${id}&delayMs=300`) } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const [pending] = await eventually(async () => {
+      const list = await deliveries(key, id);
+      return list.length === 1 && list;
+    });
+    await eventually(async () => (await received(pending?.id ?? '')).length === 1);
+    await abortAllDurableObjects();
+    await advance(tenantId, id);
+    await eventually(async () => (await deliveries(key, id, 'delivered')).length === 1);
+    const messages = await received(pending?.id ?? '');
+    expect(messages.length).toBeGreaterThanOrEqual(1);
+    expect(messages.every((m) => m.headers['webhook-id'] === pending?.id)).toBe(true);
+  });
+});
+
+describe('event stream', () => {
+  async function readEvents(res: Response, count: number): Promise<{ id: number; type: string; data: any }[]> {
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const events: { id: number; type: string; data: any }[] = [];
+    while (events.length < count) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = text.indexOf('\n\n')) >= 0) {
+        const frame = text.slice(0, end);
+        text = text.slice(end + 2);
+        const fields = Object.fromEntries(frame.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
+        if (fields.id) events.push({ id: Number(fields.id), type: fields.event ?? '', data: JSON.parse(fields.data ?? 'null') });
+      }
+    }
+    await reader.cancel();
+    return events;
+  }
+
+  const open = (key: string, id: string, lastEventId?: number) =>
+    import('cloudflare:test').then(({ SELF }) =>
+      SELF.fetch(`https://gateway.test/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}`, ...(lastEventId !== undefined && { 'last-event-id': String(lastEventId) }) } }),
+    );
+
+  it('shows queued, running and succeeded live, in order', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await open(key, id);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const pending = readEvents(res, 3);
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello', mode: 'async' } });
+    const events = await pending;
+    expect(events.map((e) => e.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded']);
+    expect(events.every((e) => e.data.data.id === exec.body.id)).toBe(true);
+    expect(events.map((e) => e.id)).toEqual([...events.map((e) => e.id)].sort((a, b) => a - b));
+  });
+
+  it('resumes after Last-Event-ID without gaps or repeats', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
+    const all = await readEvents(await open(key, id, 0), 6);
+    expect(all.map((e) => e.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
+    const resumed = await readEvents(await open(key, id, all[2]?.id), 3);
+    expect(resumed.map((e) => e.id)).toEqual(all.slice(3).map((e) => e.id));
+  });
+
+  it('offers the same events over a hibernating WebSocket', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'before' } });
+    const { SELF } = await import('cloudflare:test');
+    const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws?lastEventId=0`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
+    expect(res.status).toBe(101);
+    const socket = res.webSocket as WebSocket;
+    const messages: { type: string }[] = [];
+    socket.addEventListener('message', (m) => messages.push(JSON.parse(m.data as string)));
+    socket.accept();
+    await eventually(async () => messages.length >= 3);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'after' } });
+    await eventually(async () => messages.length >= 6);
+    expect(messages.map((m) => m.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
+    socket.close();
+    expect((await api(`/v1/agents/${id}/events/ws`, { key })).status).toBe(400);
+  });
+});

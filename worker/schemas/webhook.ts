@@ -1,0 +1,60 @@
+import { z } from '@hono/zod-openapi';
+
+export const EventType = z.enum(['execution.succeeded', 'execution.failed', 'execution.cancelled', 'transaction.committed', 'transaction.aborted']);
+export type EventType = z.infer<typeof EventType>;
+
+/** Every event a webhook can subscribe to, when it names none. */
+export const ALL_EVENTS: readonly EventType[] = EventType.options;
+
+export const WebhookSecret = z
+  .string()
+  .regex(/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/, 'a Standard Webhooks secret: "whsec_" and base64 of 24 or more bytes');
+
+export const CreateWebhookBody = z
+  .object({
+    url: z.url({ protocol: /^https?$/ }).max(2048),
+    events: z.array(EventType).min(1).max(EventType.options.length).optional(),
+    secret: WebhookSecret.optional(),
+  })
+  .strict()
+  .openapi('CreateWebhook');
+export type CreateWebhookBody = z.infer<typeof CreateWebhookBody>;
+
+export const Webhook = z
+  .object({ id: z.string(), url: z.string(), events: z.array(EventType), createdAt: z.string() })
+  .openapi('Webhook');
+export type Webhook = z.infer<typeof Webhook>;
+
+export const CreatedWebhook = Webhook.extend({ secret: z.string().openapi({ description: 'shown only in this response' }) }).openapi('CreatedWebhook');
+
+export const DeliveryStatus = z.enum(['pending', 'delivered', 'dead']);
+
+export const Delivery = z
+  .object({
+    id: z.string().openapi({ description: 'the webhook-id header: the same on every retry' }),
+    webhookId: z.string(),
+    eventType: EventType,
+    status: DeliveryStatus,
+    attempts: z.number().int(),
+    nextAttemptAt: z.string().nullable(),
+    lastStatus: z.number().int().nullable(),
+    lastError: z.string().nullable(),
+    createdAt: z.string(),
+    deliveredAt: z.string().nullable(),
+  })
+  .openapi('Delivery');
+export type Delivery = z.infer<typeof Delivery>;
+
+export const ListDeliveriesQuery = z.object({
+  status: DeliveryStatus.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(512).optional(),
+});
+
+/** An event as streamed (SSE `id` is `seq`) and as delivered to webhooks. */
+export interface AgentEvent {
+  seq: number;
+  type: string;
+  timestamp: string;
+  data: unknown;
+}
