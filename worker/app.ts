@@ -17,6 +17,7 @@ import { pools } from './routes/pools';
 import { openai } from './routes/openai';
 import { webhooks } from './routes/webhooks';
 import { events } from './routes/events';
+import { hooks } from './routes/hooks';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -54,7 +55,9 @@ export function createApp(): OpenAPIHono<AppEnv> {
     }),
   );
   app.use('/v1/admin/*', adminAuth());
-  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') ? next() : apiKeyAuth()(c, next)));
+  // Senders of incoming webhooks (POST /v1/hooks/:id) authenticate by signature, not by key.
+  const signedByScheme = (method: string, path: string) => method === 'POST' && /^\/v1\/hooks\/[^/]+$/.test(path);
+  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : apiKeyAuth()(c, next)));
 
   app.route('/', health);
   app.route('/', admin);
@@ -65,6 +68,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route('/', openai);
   app.route('/', webhooks);
   app.route('/', events);
+  app.route('/', hooks);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

@@ -1,0 +1,123 @@
+import { SELF } from 'cloudflare:test';
+import { sign as signGithub } from '@octokit/webhooks-methods';
+import { Webhook } from 'standardwebhooks';
+import Stripe from 'stripe';
+import { describe, expect, it } from 'vitest';
+import { api, BASE, eventually, newAgent, newTenant } from './support/api';
+
+const STANDARD_SECRET = `whsec_${btoa('0123456789abcdef0123456789abcdef')}`;
+const GITHUB_SECRET = 'github-secret-0123456789';
+const STRIPE_SECRET = 'whsec_stripe_test_secret_0123456789';
+
+const post = (id: string, body: string, headers: Record<string, string>) =>
+  SELF.fetch(`${BASE}/v1/hooks/${id}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+
+async function hookFor(key: string, agentId: string, scheme: string, secret: string): Promise<string> {
+  const id = `hook-${scheme}-${crypto.randomUUID().slice(0, 8)}`;
+  const res = await api(`/v1/hooks/${id}`, { method: 'PUT', key, body: { agentId, intent: `on.${scheme}`, scheme, secret } });
+  expect(res.status).toBe(201);
+  expect(res.body).toMatchObject({ id, agentId, scheme, url: `/v1/hooks/${id}` });
+  expect(JSON.stringify(res.body)).not.toContain(secret);
+  return id;
+}
+
+function standardHeaders(msgId: string, body: string, at = new Date(), secret = STANDARD_SECRET): Record<string, string> {
+  return { 'webhook-id': msgId, 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign(msgId, at, body) };
+}
+
+async function executions(key: string, agentId: string): Promise<{ intent: string; input: any }[]> {
+  return (await api(`/v1/agents/${agentId}/executions`, { key })).body.data;
+}
+
+describe('incoming webhooks', () => {
+  it('accepts a Standard Webhooks delivery, starts one async execution with the payload, and drops a redelivery', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const body = JSON.stringify({ type: 'order.created', data: { order: 42 } });
+    const first = await post(hook, body, standardHeaders('msg_1', body));
+    expect(first.status).toBe(202);
+    const accepted = (await first.json()) as { executionId: string; duplicate: boolean };
+    expect(accepted.duplicate).toBe(false);
+    const again = await post(hook, body, standardHeaders('msg_1', body));
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { executionId: string; duplicate: boolean })).toEqual({ executionId: accepted.executionId, status: expect.any(String), duplicate: true });
+    const exec = await eventually(async () => {
+      const res = await api(`/v1/agents/${agentId}/executions/${accepted.executionId}`, { key });
+      return res.body.status === 'succeeded' && res.body;
+    });
+    expect(exec).toMatchObject({ intent: 'on.standard', input: { hook, scheme: 'standard', deliveryId: 'msg_1', payload: { type: 'order.created', data: { order: 42 } } } });
+  });
+
+  it('refuses tampered bodies, wrong secrets, stale timestamps and missing signatures with 401, starting nothing', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const body = JSON.stringify({ type: 'x' });
+    const cases: [string, string, Record<string, string>][] = [
+      ['tampered', `${body} `, standardHeaders('m1', body)],
+      ['wrong secret', body, standardHeaders('m2', body, new Date(), `whsec_${btoa('another-secret-another-secret!!')}`)],
+      ['stale', body, standardHeaders('m3', body, new Date(Date.now() - 10 * 60_000))],
+      ['missing', body, {}],
+    ];
+    for (const [label, sent, headers] of cases) {
+      const res = await post(hook, sent, headers);
+      expect(res.status, label).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+    }
+    expect((await post('hook-does-not-exist', body, standardHeaders('m4', body))).status).toBe(401);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await executions(key, agentId)).toEqual([]);
+  });
+
+  it('accepts GitHub deliveries signed by @octokit/webhooks-methods and refuses bad ones', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'github', GITHUB_SECRET);
+    const body = JSON.stringify({ action: 'opened', number: 7 });
+    const headers = { 'x-github-event': 'pull_request', 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': await signGithub(GITHUB_SECRET, body) };
+    const ok = await post(hook, body, headers);
+    expect(ok.status).toBe(202);
+    expect((await post(hook, body, headers)).status).toBe(200);
+    expect((await post(hook, body.replace('7', '8'), headers)).status).toBe(401);
+    expect((await post(hook, body, { ...headers, 'x-hub-signature-256': await signGithub('wrong-secret-0123', body) })).status).toBe(401);
+    const { executionId } = (await ok.json()) as { executionId: string };
+    const exec = await api(`/v1/agents/${agentId}/executions/${executionId}`, { key });
+    expect(exec.body.input).toMatchObject({ scheme: 'github', event: 'pull_request', payload: { number: 7 } });
+  });
+
+  it("accepts Stripe deliveries signed by stripe's generateTestHeaderString and refuses bad ones", async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'stripe', STRIPE_SECRET);
+    const stripe = new Stripe('sk_test_unused');
+    const body = JSON.stringify({ id: 'evt_123', type: 'invoice.paid', data: { object: { amount: 100 } } });
+    const header = await stripe.webhooks.generateTestHeaderStringAsync({ payload: body, secret: STRIPE_SECRET });
+    const ok = await post(hook, body, { 'stripe-signature': header });
+    expect(ok.status).toBe(202);
+    expect((await post(hook, body, { 'stripe-signature': header })).status).toBe(200);
+    const stale = await stripe.webhooks.generateTestHeaderStringAsync({ payload: body, secret: STRIPE_SECRET, timestamp: Math.floor(Date.now() / 1000) - 600 });
+    expect((await post(hook, body, { 'stripe-signature': stale })).status).toBe(401);
+    const wrong = await stripe.webhooks.generateTestHeaderStringAsync({ payload: body, secret: 'whsec_someone_else_0123456789' });
+    expect((await post(hook, body, { 'stripe-signature': wrong })).status).toBe(401);
+    expect((await post(hook, body.replace('100', '999'), { 'stripe-signature': header })).status).toBe(401);
+  });
+
+  it('keeps hook ids per tenant and validates definitions', async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    const agentA = await newAgent(a.key);
+    const agentB = await newAgent(b.key);
+    const id = await hookFor(a.key, agentA, 'github', GITHUB_SECRET);
+    const taken = await api(`/v1/hooks/${id}`, { method: 'PUT', key: b.key, body: { agentId: agentB, intent: 'x', scheme: 'github', secret: GITHUB_SECRET } });
+    expect(taken.status).toBe(409);
+    expect((await api(`/v1/hooks/${id}`, { key: b.key })).status).toBe(404);
+    expect((await api(`/v1/hooks/${id}`, { key: a.key })).status).toBe(200);
+    expect((await api('/v1/hooks/new-hook-1', { method: 'PUT', key: a.key, body: { agentId: agentB, intent: 'x', scheme: 'github', secret: GITHUB_SECRET } })).status).toBe(404);
+    expect((await api('/v1/hooks/new-hook-2', { method: 'PUT', key: a.key, body: { agentId: agentA, intent: 'x', scheme: 'standard', secret: 'not-a-whsec-secret' } })).status).toBe(400);
+    expect((await api('/v1/hooks/short', { method: 'PUT', key: a.key, body: { agentId: agentA, intent: 'x', scheme: 'github', secret: GITHUB_SECRET } })).status).toBe(400);
+    expect((await api(`/v1/hooks/${id}`, { method: 'DELETE', key: a.key })).status).toBe(204);
+    const body = '{}';
+    expect((await post(id, body, { 'x-github-delivery': 'd', 'x-hub-signature-256': await signGithub(GITHUB_SECRET, body) })).status).toBe(401);
+  });
+});

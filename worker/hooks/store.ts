@@ -1,0 +1,80 @@
+import type { Env } from '../env';
+import { iso } from '../lib/time';
+import { openSecret, sealSecret } from '../pools/secrets';
+import type { Hook, HookScheme, PutHookBody } from '../schemas/hook';
+
+interface HookRow {
+  id: string;
+  tenant_id: string;
+  agent_id: string;
+  intent: string;
+  scheme: HookScheme;
+  secret: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ResolvedHook {
+  tenantId: string;
+  agentId: string;
+  intent: string;
+  scheme: HookScheme;
+  secret: string;
+}
+
+const CACHE_TTL_MS = 30_000;
+const cache = new Map<string, { hook: ResolvedHook | null; expires: number }>();
+const context = (id: string) => `hook/${id}`;
+
+export const hookView = (row: Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'scheme' | 'created_at' | 'updated_at'>): Hook => ({
+  id: row.id,
+  agentId: row.agent_id,
+  intent: row.intent,
+  scheme: row.scheme,
+  url: `/v1/hooks/${row.id}`,
+  createdAt: iso(row.created_at),
+  updatedAt: iso(row.updated_at),
+});
+
+/** Creates or replaces a tenant's hook; null when the id belongs to another tenant. */
+export async function putHook(env: Env, tenantId: string, id: string, body: PutHookBody): Promise<{ hook: Hook; created: boolean } | null> {
+  const now = Date.now();
+  const secret = await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, body.secret, context(id));
+  const existing = await env.DB.prepare('SELECT tenant_id, created_at FROM hooks WHERE id = ?').bind(id).first<{ tenant_id: string; created_at: number }>();
+  if (existing && existing.tenant_id !== tenantId) return null;
+  const createdAt = existing?.created_at ?? now;
+  const result = await env.DB.prepare(
+    `INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, intent = excluded.intent, scheme = excluded.scheme,
+       secret = excluded.secret, updated_at = excluded.updated_at WHERE hooks.tenant_id = excluded.tenant_id`,
+  )
+    .bind(id, tenantId, body.agentId, body.intent, body.scheme, secret, createdAt, now)
+    .run();
+  if (result.meta.changes === 0) return null;
+  cache.delete(id);
+  return { hook: hookView({ id, agent_id: body.agentId, intent: body.intent, scheme: body.scheme, created_at: createdAt, updated_at: now }), created: !existing };
+}
+
+export async function getHook(env: Env, tenantId: string, id: string): Promise<Hook | null> {
+  const row = await env.DB.prepare('SELECT * FROM hooks WHERE id = ? AND tenant_id = ?').bind(id, tenantId).first<HookRow>();
+  return row ? hookView(row) : null;
+}
+
+export async function deleteHook(env: Env, tenantId: string, id: string): Promise<boolean> {
+  const result = await env.DB.prepare('DELETE FROM hooks WHERE id = ? AND tenant_id = ?').bind(id, tenantId).run();
+  cache.delete(id);
+  return result.meta.changes > 0;
+}
+
+/** The hook a sender calls, with its secret opened (isolate cache 30 s, then D1). */
+export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | null> {
+  const cached = cache.get(id);
+  if (cached && cached.expires > Date.now()) return cached.hook;
+  const row = await env.DB.prepare('SELECT * FROM hooks WHERE id = ?').bind(id).first<HookRow>();
+  const hook = row
+    ? { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id)) }
+    : null;
+  if (cache.size > 10_000) cache.clear();
+  cache.set(id, { hook, expires: Date.now() + CACHE_TTL_MS });
+  return hook;
+}

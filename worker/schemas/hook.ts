@@ -1,0 +1,33 @@
+import { z } from '@hono/zod-openapi';
+import { AgentId } from './common';
+import { Intent } from './execution';
+
+export const HookId = z.string().regex(/^[a-zA-Z0-9_-]{8,64}$/, 'hook ids are 8-64 characters of a-z, A-Z, 0-9, _ and -: they are part of a public URL');
+
+export const HookScheme = z.enum(['standard', 'github', 'stripe']);
+export type HookScheme = z.infer<typeof HookScheme>;
+
+export const PutHookBody = z
+  .object({
+    agentId: AgentId,
+    intent: Intent,
+    scheme: HookScheme,
+    secret: z.string().min(16).max(512).openapi({ description: 'the signing secret the sender uses (whsec_… for standard and stripe)' }),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.scheme === 'standard' && !/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/.test(b.secret)) {
+      ctx.addIssue({ code: 'custom', path: ['secret'], message: 'standard webhooks secrets are "whsec_" and base64 of 24 or more bytes' });
+    }
+  })
+  .openapi('PutHook');
+export type PutHookBody = z.infer<typeof PutHookBody>;
+
+export const Hook = z
+  .object({ id: HookId, agentId: AgentId, intent: Intent, scheme: HookScheme, url: z.string(), createdAt: z.string(), updatedAt: z.string() })
+  .openapi('Hook');
+export type Hook = z.infer<typeof Hook>;
+
+export const HookAccepted = z
+  .object({ executionId: z.string(), status: z.string(), duplicate: z.boolean() })
+  .openapi('HookAccepted');
