@@ -6,6 +6,7 @@ import type { ZodError } from 'zod';
 import type { AppEnv } from './env';
 import { ApiError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
+import { d1Session } from './middleware/d1-session';
 import { apiKeyAuth } from './middleware/api-key-auth';
 import { onError, onNotFound, renderError } from './middleware/error-handler';
 import { admin } from './routes/admin';
@@ -54,6 +55,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
       },
     }),
   );
+  app.use('/v1/*', d1Session());
   app.use('/v1/admin/*', adminAuth());
   // Senders of incoming webhooks (POST /v1/hooks/:id) authenticate by signature, not by key.
   const signedByScheme = (method: string, path: string) => method === 'POST' && /^\/v1\/hooks\/[^/]+$/.test(path);

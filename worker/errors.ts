@@ -19,7 +19,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   idempotency_key_reused: 422,
   upstream_failed: 502,
-  unavailable: 503,
+  agent_unavailable: 503,
   upstream_timeout: 504,
   internal_error: 500,
 } as const satisfies Record<string, ContentfulStatusCode>;

@@ -110,10 +110,16 @@ interface DurableObjectError extends Error {
   overloaded?: boolean;
 }
 
+const RETRY_DELAYS_MS = [50, 200];
+
+/** Whether an error thrown by a stub is the platform's (unreachable, reset, overloaded). */
+const isPlatformError = (e: DurableObjectError): boolean => e.retryable === true || e.overloaded === true;
+
 /**
  * Calls an agent's Durable Object. With `retry` (only for operations that are idempotent or
- * keyed), a retryable platform error is retried once with a fresh stub. An overloaded object
- * sheds load with 503 and Retry-After; an unreachable one is a 503 too.
+ * keyed), a retryable platform error is retried with a fresh stub and backoff. When the object
+ * stays unreachable or is overloaded, `fallback` answers instead if given (reads serve the last
+ * D1 snapshot), otherwise the caller gets 503 `agent_unavailable` with Retry-After.
  */
 export async function callAgent<T>(
   env: Env,
@@ -121,17 +127,23 @@ export async function callAgent<T>(
   agentId: string,
   route: AgentRoute,
   fn: (stub: AgentRpc) => Promise<T>,
-  options: { retry?: boolean } = {},
+  options: { retry?: boolean; fallback?: () => Promise<T | null> } = {},
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = 0; ; attempt++) {
     try {
       return await fn(agentStub(env, tenantId, agentId, route));
     } catch (error) {
       const e = error as DurableObjectError;
-      if (e.overloaded) throw new ApiError('unavailable', 'agent is overloaded; retry later', undefined, { 'retry-after': '1' });
-      if (e.retryable && options.retry && attempt < 2) continue;
-      if (e.retryable) throw new ApiError('unavailable', 'agent is temporarily unreachable; retry later', undefined, { 'retry-after': '1' });
-      throw error;
+      if (!isPlatformError(e)) throw error;
+      const delay = RETRY_DELAYS_MS[attempt];
+      if (!e.overloaded && options.retry && delay !== undefined) {
+        await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay));
+        continue;
+      }
+      console.warn(JSON.stringify({ level: 'warn', msg: 'agent unavailable', tenantId, agentId, overloaded: e.overloaded === true, error: e.message }));
+      const fallback = options.fallback ? await options.fallback().catch(() => null) : null;
+      if (fallback !== null) return fallback;
+      throw new ApiError('agent_unavailable', e.overloaded ? 'the agent is overloaded; retry later' : 'the agent is temporarily unreachable; retry later', undefined, { 'retry-after': e.overloaded ? '2' : '1' });
     }
   }
 }

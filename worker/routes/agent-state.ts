@@ -4,6 +4,7 @@ import { ApiError } from '../errors';
 import { AgentContext, AgentStatus, ContextPatch } from '../schemas/agent';
 import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
+import { staleHeaders, staleStatus } from '../agents/snapshots';
 import { commonErrors, errorResponse, json, security } from './openapi';
 
 export const agentState = new OpenAPIHono<AppEnv>();
@@ -18,7 +19,12 @@ agentState.openapi(
     request: { params: AgentIdParams },
     responses: { 200: json(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
   }),
-  async (c) => c.json(await onAgent(c, c.req.valid('param').id, (stub) => stub.status(), { retry: true }), 200),
+  async (c) => {
+    const { id } = c.req.valid('param');
+    const { tenantId } = c.get('principal');
+    const status = await onAgent(c, id, (stub) => stub.status(), { retry: true, fallback: () => staleStatus(c.env, tenantId, id) });
+    return c.json(status, 200, staleHeaders(status));
+  },
 );
 
 const etag = (version: number) => `"${version}"`;

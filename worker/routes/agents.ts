@@ -11,6 +11,7 @@ import { Agent, CreateAgentBody, UpdateAgentBody } from '../schemas/agent';
 import { AgentIdParams, page } from '../schemas/common';
 import { maskUpstream } from '../upstream/resolve';
 import { getPool } from '../pools/store';
+import { staleAgent, staleHeaders } from '../agents/snapshots';
 import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
 import type { AgentSnapshot } from '../../durable/outbox';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
@@ -120,7 +121,8 @@ agents.openapi(
     const { id } = c.req.valid('param');
     const { tenantId } = c.get('principal');
     const route = await requireAgent(c.env, tenantId, id);
-    return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true })), 200);
+    const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true, fallback: () => staleAgent(c.env, tenantId, id) }));
+    return c.json(agent, 200, staleHeaders(agent));
   },
 );
 

@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap, type Result } from '../errors';
 import { callAgent, requireAgent, type AgentRpc } from '../agents/registry';
+import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { canonicalJson, sha256Hex } from '../lib/hash';
 import { AgentIdParams, page } from '../schemas/common';
@@ -119,7 +120,9 @@ executions.openapi(
   }),
   async (c) => {
     const { id, eid } = c.req.valid('param');
-    return c.json(await onAgent(c, id, (stub) => stub.getExecution(eid), { retry: true }), 200);
+    const { tenantId } = c.get('principal');
+    const execution = await onAgent(c, id, (stub) => stub.getExecution(eid), { retry: true, fallback: () => staleExecution(c.env, tenantId, id, eid) });
+    return c.json(execution, 200, staleHeaders(execution));
   },
 );
 
@@ -140,7 +143,12 @@ executions.openapi(
 );
 
 /** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
-export async function onAgent<T>(c: Context<AppEnv>, agentId: string, fn: (stub: AgentRpc) => Promise<Result<T>>, options: { retry?: boolean } = {}): Promise<T> {
+export async function onAgent<T>(
+  c: Context<AppEnv>,
+  agentId: string,
+  fn: (stub: AgentRpc) => Promise<Result<T>>,
+  options: { retry?: boolean; fallback?: () => Promise<Result<T> | null> } = {},
+): Promise<T> {
   const { tenantId } = c.get('principal');
   const route = await requireAgent(c.env, tenantId, agentId);
   return unwrap(await callAgent(c.env, tenantId, agentId, route, fn, options));

@@ -85,10 +85,14 @@ export const AgentConfig = z.object({
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
+/** Set on reads served from the last D1 snapshot while the agent's object is unreachable. */
+export const Stale = z.boolean().optional().openapi({ description: 'true when served from the last snapshot because the agent was unreachable' });
+
 export const Agent = AgentConfig.extend({
   state: AgentState,
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),
+  stale: Stale,
 }).openapi('Agent');
 export type Agent = z.infer<typeof Agent>;
 
@@ -101,6 +105,7 @@ export const AgentStatus = z
     lastExecution: z
       .object({ id: z.string(), status: z.string(), finishedAt: z.string().nullable() })
       .nullable(),
+    stale: Stale,
   })
   .openapi('AgentStatus');
 export type AgentStatus = z.infer<typeof AgentStatus>;

@@ -43,6 +43,7 @@ export const Execution = z
     startedAt: z.iso.datetime().optional(),
     finishedAt: z.iso.datetime().optional(),
     durationMs: z.number().int().optional(),
+    stale: z.boolean().optional().openapi({ description: 'true when served from the last snapshot because the agent was unreachable' }),
   })
   .openapi('Execution');
 export type Execution = z.infer<typeof Execution>;

@@ -1,0 +1,91 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../worker/app';
+import { api, eventually, newAgent, newTenant } from './support/api';
+
+/** An AGENTS binding whose objects cannot be reached: every RPC fails as the platform's would. */
+function unreachable(kind: 'retryable' | 'overloaded'): DurableObjectNamespace {
+  const failing = new Proxy({}, {
+    get: () => async () => {
+      const error = new Error(kind === 'overloaded' ? 'Durable Object is overloaded' : 'Network connection lost.') as Error & { retryable?: boolean; overloaded?: boolean };
+      if (kind === 'overloaded') error.overloaded = true;
+      else error.retryable = true;
+      throw error;
+    },
+  });
+  const namespace = env.AGENTS;
+  return new Proxy(namespace, {
+    get: (target, prop) => {
+      if (prop === 'get') return () => failing;
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+const app = createApp();
+const call = (kind: 'retryable' | 'overloaded', key: string, path: string, init: RequestInit = {}) =>
+  app.request(path, { ...init, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } }, { ...env, AGENTS: unreachable(kind) });
+
+describe('read failover', () => {
+  it('answers reads from the last D1 snapshot with stale: true while the object is unreachable', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { name: 'Snapshotted' });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    await eventually(() => env.DB.prepare("SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ? AND status = 'succeeded'").bind(tenantId, exec.body.id).first());
+    await eventually(() => env.DB.prepare('SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND rev > 1').bind(tenantId, id).first());
+
+    for (const kind of ['retryable', 'overloaded'] as const) {
+      const agent = await call(kind, key, `/v1/agents/${id}`);
+      expect(agent.status).toBe(200);
+      expect(agent.headers.get('x-gateway-stale')).toBe('1');
+      expect(await agent.json()).toMatchObject({ id, name: 'Snapshotted', stale: true });
+
+      const status = await call(kind, key, `/v1/agents/${id}/status`);
+      expect(status.headers.get('x-gateway-stale')).toBe('1');
+      expect(await status.json()).toMatchObject({ stale: true, contextVersion: 1, lastExecution: { id: exec.body.id, status: 'succeeded' } });
+
+      const execution = await call(kind, key, `/v1/agents/${id}/executions/${exec.body.id}`);
+      expect(execution.headers.get('x-gateway-stale')).toBe('1');
+      expect(await execution.json()).toMatchObject({ ...exec.body, stale: true });
+    }
+  });
+
+  it('answers writes with 503 agent_unavailable and Retry-After, and runs nothing', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const writes: [string, string, unknown][] = [
+      ['POST', `/v1/agents/${id}/executions`, { intent: 'x' }],
+      ['PATCH', `/v1/agents/${id}/context`, { a: 1 }],
+      ['PATCH', `/v1/agents/${id}`, { name: 'n' }],
+    ];
+    for (const [method, path, body] of writes) {
+      const res = await call('retryable', key, path, { method, body: JSON.stringify(body) });
+      expect(res.status, `${method} ${path}`).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
+    }
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body).toMatchObject({ contextVersion: 0, lastExecution: null });
+    expect(status.body.stale).toBeUndefined();
+  });
+
+  it('answers 503 for a read D1 cannot serve either', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await call('retryable', key, `/v1/agents/${id}/executions/ex_never_projected`);
+    expect(res.status).toBe(503);
+  });
+});
+
+describe('D1 sessions', () => {
+  it('returns a bookmark and accepts it (or a bad one) on the next request', async () => {
+    const { key } = await newTenant();
+    const created = await api('/v1/agents', { key, body: {} });
+    const bookmark = created.headers.get('x-d1-bookmark');
+    const next = await api('/v1/agents', { key, headers: bookmark ? { 'x-d1-bookmark': bookmark } : {} });
+    expect(next.status).toBe(200);
+    expect(next.body.data.map((a: { id: string }) => a.id)).toContain(created.body.id);
+    expect((await api('/v1/agents', { key, headers: { 'x-d1-bookmark': 'garbage bookmark!' } })).status).toBe(200);
+  });
+});
