@@ -4,7 +4,7 @@ import { createApp } from '../worker/app';
 import { api, eventually, newAgent, newTenant } from './support/api';
 
 /** An AGENTS binding whose objects cannot be reached: every RPC fails as the platform's would. */
-function unreachable(kind: 'retryable' | 'overloaded'): DurableObjectNamespace {
+function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
   const failing = new Proxy({}, {
     get: () => async () => {
       const error = new Error(kind === 'overloaded' ? 'Durable Object is overloaded' : 'Network connection lost.') as Error & { retryable?: boolean; overloaded?: boolean };
