@@ -91,6 +91,9 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
     expect(out).toMatch(/"object":"chat\.completion".*Standard shipping/);
     expect(out).toContain('data: [DONE]');
+    expect(out).toMatch(/"eventType":"execution\.succeeded","status":"delivered"/);
+    expect(out).toMatch(/"intent":"review","input":\{"hook":"support-results","scheme":"standard"/);
+    expect(out).toMatch(/event: execution\.succeeded/);
     expect(out).toContain('{"object":"list","data":[{"id":"faq","object":"model"');
   });
 
