@@ -7,6 +7,9 @@ import type { AppEnv } from './env';
 import { ApiError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
+import { requestLog } from './middleware/request-log';
+import { Scalar } from '@scalar/hono-api-reference';
+import { stats } from './routes/stats';
 import { apiKeyAuth } from './middleware/api-key-auth';
 import { onError, onNotFound, renderError } from './middleware/error-handler';
 import { admin } from './routes/admin';
@@ -40,6 +43,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   app.use(requestId({ headerName: 'x-request-id', limitLength: 128 }));
+  app.use(requestLog());
   app.use(
     methodNotAllowed({
       app,
@@ -71,6 +75,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route('/', webhooks);
   app.route('/', events);
   app.route('/', hooks);
+  app.route('/', stats);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',
@@ -85,6 +90,8 @@ export function createApp(): OpenAPIHono<AppEnv> {
       description: 'High-availability gateway for enterprise AI agents. Errors use one envelope: {"error":{"code","message","requestId","details"?}}.',
     },
   });
+
+  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API' }));
 
   app.onError(onError);
   app.notFound(onNotFound);

@@ -22,6 +22,8 @@ export interface Principal {
 export interface AppVariables {
   requestId: string;
   principal: Principal;
+  /** Fields handlers add to the request's log line (agent, execution, upstream, …). */
+  log: Record<string, string | number | boolean | undefined>;
 }
 
 export interface AppEnv {

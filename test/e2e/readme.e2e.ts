@@ -107,6 +107,16 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(JSON.parse(lines[2] ?? '').error.code).toBe('unauthorized');
   });
 
+  it('serves an OpenAPI 3.1 document that a real validator accepts', async () => {
+    const { Validator } = await import('@seriousme/openapi-schema-validator');
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as Record<string, unknown>;
+    const validator = new Validator();
+    const result = await validator.validate(doc);
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe('3.1');
+  });
+
   it('has deleted the walk-through agent', async () => {
     const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1];
     const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });

@@ -68,6 +68,7 @@ executions.openapi(
         { retry: true },
       ),
     );
+    Object.assign(c.get('log'), { agent: id, execution: execution.id, executionStatus: execution.status, upstream: execution.upstream, attempts: execution.attempts, durationMs: execution.durationMs });
     const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
     if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';
     if (body.mode === 'async') return c.json(execution, 202, headers);

@@ -57,6 +57,7 @@ openai.openapi(
     }
 
     const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), allowPrivate: allowsPrivate(c.env), signal: c.req.raw.signal });
+    Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
     const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
     if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;
     if (!result.ok) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// `npm run deploy:check`: bundles the Worker exactly as `wrangler deploy` would (dry run, for
+// every environment in wrangler.toml) and fails on a bundle error or a bundle over the Workers
+// size limit. The limit is the free plan's 3 MiB compressed, so the gateway deploys anywhere.
+import { spawnSync } from 'node:child_process';
+
+const LIMIT_KIB = 3 * 1024;
+const environments = [null, 'staging', 'production'];
+let failed = false;
+
+for (const environment of environments) {
+  const args = ['deploy', '--dry-run', '--outdir', `dist/${environment ?? 'default'}`, ...(environment ? ['--env', environment] : [])];
+  const run = spawnSync('node_modules/.bin/wrangler', args, { encoding: 'utf8', env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } });
+  const output = `${run.stdout}\n${run.stderr}`;
+  const size = /Total Upload: ([\d.]+) KiB \/ gzip: ([\d.]+) KiB/.exec(output);
+  const label = environment ?? '(default)';
+  if (run.status !== 0 || !size) {
+    console.error(`deploy check ${label}: bundling failed\n${output}`);
+    failed = true;
+    continue;
+  }
+  const gzip = Number(size[2]);
+  const ok = gzip <= LIMIT_KIB;
+  console.log(`deploy check ${label}: ${size[1]} KiB, ${gzip} KiB gzip (limit ${LIMIT_KIB} KiB) ${ok ? 'ok' : 'TOO LARGE'}`);
+  if (!ok) failed = true;
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../worker/app';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+describe('OpenAPI document and docs page', () => {
+  it('documents every registered route, with the error envelope', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const documented = new Set(
+      Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)),
+    );
+    const undocumentedOnPurpose = new Set(['GET /openapi.json', 'GET /docs']);
+    const registered = createApp()
+      .routes.filter((r) => r.method !== 'ALL')
+      .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`)
+      .filter((r) => !undocumentedOnPurpose.has(r));
+    expect(registered.length).toBeGreaterThan(30);
+    for (const route of registered) expect(documented, route).toContain(route);
+    expect(doc.components.schemas.Error).toBeDefined();
+    expect(doc.paths['/v1/agents'].post.responses['400'].content['application/json'].schema.$ref).toBe('#/components/schemas/Error');
+  });
+
+  it('serves the API reference page at /docs', async () => {
+    const res = await api('/docs');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    expect(res.body).toContain('/openapi.json');
+  });
+});
+
+describe('GET /v1/stats', () => {
+  it("summarises the tenant's executions, latency and upstream error rates", async () => {
+    const { key } = await newTenant();
+    const ok = await newAgent(key);
+    const bad = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?status=400') } });
+    for (let i = 0; i < 3; i++) await api(`/v1/agents/${ok}/executions`, { key, body: { intent: 'hello' } });
+    await api(`/v1/agents/${bad}/executions`, { key, body: { intent: 'x' } });
+    const stats = await eventually(async () => {
+      const res = await api('/v1/stats?windowMinutes=5', { key });
+      return res.body.executions?.succeeded === 3 && res.body.executions?.failed === 1 && res.body;
+    });
+    expect(stats.latencyMs.samples).toBe(4);
+    expect(stats.latencyMs.p50).toBeGreaterThanOrEqual(0);
+    const byUpstream = Object.fromEntries(stats.upstreams.map((u: { upstream: string }) => [u.upstream, u]));
+    expect(byUpstream.builtin).toMatchObject({ total: 3, failed: 0, errorRate: 0 });
+    expect(Object.values(byUpstream).find((u: any) => u.failed === 1)).toMatchObject({ total: 1, errorRate: 1 });
+    const other = await newTenant();
+    expect((await api('/v1/stats', { key: other.key })).body).toMatchObject({ executions: {}, latencyMs: { samples: 0 }, upstreams: [] });
+  });
+});

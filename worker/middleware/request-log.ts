@@ -1,0 +1,30 @@
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv } from '../env';
+
+/**
+ * One structured JSON log line per request (Workers Logs indexes the fields): request id,
+ * method, path, status, latency, tenant, and whatever handlers add with `c.get('log')`
+ * (agent, execution, upstream). Health checks are not logged.
+ *
+ * @example app.use(requestLog())
+ */
+export function requestLog(): MiddlewareHandler<AppEnv> {
+  return async function requestLog(c, next) {
+    const started = Date.now();
+    c.set('log', {});
+    await next();
+    if (c.req.path === '/healthz') return;
+    const line = {
+      level: c.res.status >= 500 ? 'error' : c.res.status >= 400 ? 'warn' : 'info',
+      msg: 'request',
+      requestId: c.get('requestId'),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      latencyMs: Date.now() - started,
+      tenant: c.get('principal')?.tenantId,
+      ...c.get('log'),
+    };
+    console.log(JSON.stringify(line));
+  };
+}
