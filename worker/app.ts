@@ -13,6 +13,7 @@ import { agentState } from './routes/agent-state';
 import { agents } from './routes/agents';
 import { executions } from './routes/executions';
 import { health } from './routes/health';
+import { transactions } from './routes/transactions';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -57,6 +58,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route('/', agents);
   app.route('/', executions);
   app.route('/', agentState);
+  app.route('/', transactions);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

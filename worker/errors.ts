@@ -14,6 +14,8 @@ export const ERROR_STATUS = {
   already_finished: 409,
   execution_cancelled: 409,
   agent_paused: 409,
+  agent_locked: 409,
+  guard_failed: 409,
   version_mismatch: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,

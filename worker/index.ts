@@ -2,6 +2,7 @@ import { createApp } from './app';
 import type { Env } from './env';
 
 export { AgentDO } from '../durable/agent';
+export { TransactionDO } from '../durable/transaction';
 
 const app = createApp();
 

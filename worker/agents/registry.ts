@@ -77,7 +77,7 @@ function remember(tenantId: string, agentId: string, route: AgentRoute): void {
  * carries unchanged; the platform's generated stub types lose JSON-valued (`unknown`) fields,
  * so the stub is viewed through the class's own signatures instead.
  */
-export type AgentRpc = Pick<AgentDO, 'create' | 'get' | 'update' | 'destroy' | 'execute' | 'getExecution' | 'cancel' | 'status' | 'getContext' | 'patchContext'>;
+export type AgentRpc = Pick<AgentDO, 'create' | 'get' | 'update' | 'destroy' | 'execute' | 'getExecution' | 'cancel' | 'status' | 'getContext' | 'patchContext' | 'prepare' | 'commit' | 'abort'>;
 
 /** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
 export function agentStub(env: Env, tenantId: string, agentId: string, route: AgentRoute): AgentRpc {
