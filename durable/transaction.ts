@@ -170,7 +170,9 @@ export class TransactionDO extends DurableObject<Env> {
   private drive(): Promise<void> {
     this.driving ??= (async () => {
       await this.armAlarm();
-      await this.index();
+      // A keyed coordinator can only be found through the index, so it is written before phase
+      // one; an unkeyed one is named from its id and indexed with the decision, off the lock path.
+      if (this.log.tx()?.fingerprint !== null) await this.index();
       await this.prepareAll();
       this.decide();
       await this.finishUp();
@@ -189,8 +191,7 @@ export class TransactionDO extends DurableObject<Env> {
   }
 
   private async finishUp(): Promise<void> {
-    await this.phaseTwo();
-    await this.index();
+    await Promise.all([this.phaseTwo(), this.index()]);
     await this.armAlarm();
   }
 
