@@ -1,6 +1,8 @@
+import { env, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { newId } from '../worker/lib/ids';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
-import { agentStub, agentWith, contextOf, locksOf, transfer } from './support/transactions';
+import { agentStub, agentWith, contextOf, coordinatorStub, locksOf, transfer } from './support/transactions';
 
 describe('transactions: the API', () => {
   it('commits a transfer across two agents and reports the new versions', async () => {
@@ -188,5 +190,58 @@ describe('transactions: locks and conflicts', () => {
     const ctx = await contextOf(key, a);
     expect(ctx.data.balance).toBe(100 - 10 * committed);
     expect(ctx.version).toBe(1 + committed);
+  });
+});
+
+describe('transactions: edges', () => {
+  it('is documented in the OpenAPI document from the same schemas', async () => {
+    const doc = (await api('/openapi.json')).body;
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/transactions', '/v1/transactions/{id}']));
+    expect(Object.keys(doc.paths['/v1/transactions'].post.responses)).toEqual(expect.arrayContaining(['200', '404', '409', '422']));
+    expect(doc.components.schemas).toHaveProperty('TransactionAborted');
+  });
+
+  it('commits across the maximum of 16 agents', async () => {
+    const { key } = await newTenant();
+    const agents = await Promise.all(Array.from({ length: 16 }, () => agentWith(key, { n: 1 })));
+    const res = await api('/v1/transactions', { key, body: { operations: agents.map((agentId) => ({ agentId, increment: { n: 1 } })) } });
+    expect(res.status).toBe(200);
+    expect(Object.values(res.body.versions)).toEqual(Array(16).fill(2));
+    for (const a of agents) expect((await contextOf(key, a)).data.n).toBe(2);
+  });
+
+  it('aborts with reason not_found when an agent vanished between the edge check and its prepare', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const txId = newId('tx');
+    const name = `${tenantId}/${txId}`;
+    const route = { jurisdiction: null, locationHint: null };
+    const result = await coordinatorStub(name).run({
+      txId, tenantId, coordinatorName: name, fingerprint: null, timeoutMs: 5_000,
+      operations: [{ agentId: a, route, operation: { increment: { n: 1 } } }, { agentId: 'deleted-meanwhile', route, operation: { increment: { n: 1 } } }],
+    });
+    expect(result.value.transaction).toMatchObject({ status: 'aborted', reason: 'not_found', agentId: 'deleted-meanwhile', completed: true });
+    expect(await locksOf(tenantId, a)).toBe(0);
+    expect((await contextOf(key, a)).data.n).toBe(1);
+  });
+
+  it('answers GET from the coordinator while D1 is unreachable, and indexes the transaction later from its alarm', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+    let id: string;
+    try {
+      const res = await api('/v1/transactions', { key, body: transfer(a, b, 5) });
+      expect(res.status).toBe(200);
+      id = res.body.id;
+      const got = await api(`/v1/transactions/${id}`, { key });
+      expect(got.body).toMatchObject({ status: 'committed', completed: true });
+    } finally {
+      await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+    }
+    expect(await env.DB.prepare('SELECT status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toBeNull();
+    expect(await runDurableObjectAlarm(coordinatorStub(`${tenantId}/${id}`))).toBe(true);
+    expect(await env.DB.prepare('SELECT status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toEqual({ status: 'committed' });
   });
 });
