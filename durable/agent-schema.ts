@@ -95,17 +95,42 @@ const MIGRATIONS: readonly string[] = [
     created_at  INTEGER NOT NULL
   );
   `,
+  // Two-phase commit participant: a prepared row is the agent's lock (at most one, enforced
+  // in code); outcomes are tombstones so a late prepare or repeated commit/abort is answered.
+  `
+  CREATE TABLE tx_prepared (
+    tx_id             TEXT PRIMARY KEY,
+    coordinator_name  TEXT NOT NULL,
+    data              TEXT NOT NULL,
+    base_version      INTEGER NOT NULL,
+    new_version       INTEGER NOT NULL,
+    prepared_at       INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL
+  );
+  CREATE TABLE tx_outcomes (
+    tx_id       TEXT PRIMARY KEY,
+    outcome     TEXT NOT NULL,
+    version     INTEGER,
+    decided_at  INTEGER NOT NULL
+  );
+  CREATE INDEX tx_outcomes_by_age ON tx_outcomes(decided_at);
+  `,
 ];
 
 export function migrate(sql: Sql, storage: DurableObjectStorage): void {
+  runMigrations(sql, storage, MIGRATIONS);
+}
+
+/** Applies the entries of `migrations` not yet applied, in one transaction. */
+export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[]): void {
   storage.transactionSync(() => {
     const hasMeta = sql.one<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
     const applied = hasMeta?.n ? Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0) : 0;
-    for (let i = applied; i < MIGRATIONS.length; i++) {
-      for (const statement of (MIGRATIONS[i] ?? '').split(';').map((s) => s.trim()).filter(Boolean)) sql.run(statement);
+    for (let i = applied; i < migrations.length; i++) {
+      for (const statement of (migrations[i] ?? '').split(';').map((s) => s.trim()).filter(Boolean)) sql.run(statement);
     }
-    if (applied < MIGRATIONS.length) {
-      sql.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(MIGRATIONS.length));
+    if (applied < migrations.length) {
+      sql.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(migrations.length));
     }
   });
 }

@@ -15,6 +15,7 @@ import { AgentStore, toExecution, type AgentRow } from './agent-store';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
+import { AgentTransactions, type CoordinatorAnswer, type PrepareInput } from './agent-transactions';
 import { migrate } from './agent-schema';
 import { drainOutbox, type AgentSnapshot } from './outbox';
 import { Sql } from './sql';
@@ -68,6 +69,7 @@ export class AgentDO extends DurableObject<Env> {
   private readonly store: AgentStore;
   private readonly events: AgentEvents;
   private readonly webhooks: AgentWebhooks;
+  private readonly tx: AgentTransactions;
   /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
   private readonly inflight = new Map<string, AbortController>();
   private readonly waiters = new Map<string, (() => void)[]>();
@@ -82,6 +84,11 @@ export class AgentDO extends DurableObject<Env> {
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
+    this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
+      maxContextBytes: MAX_CONTEXT_BYTES,
+      enqueueAgent: (now) => this.enqueueAgent(now),
+      onOutcome: (txId, outcome, version, now) => this.transactionEvent(txId, outcome, version, now),
+    });
     void ctx.blockConcurrencyWhile(async () => {
       migrate(sql, ctx.storage);
       this.alarmAt = await ctx.storage.getAlarm();
@@ -136,6 +143,9 @@ export class AgentDO extends DurableObject<Env> {
   /** Deletes everything the agent holds; the Worker then removes its D1 rows. */
   async destroy(): Promise<Result<{ deleted: true }>> {
     if (!this.store.agentRow()) return this.notFound();
+    const lock = this.tx.lock();
+    // Deleting would drop the lock and leave the coordinator committing into nothing.
+    if (lock) return this.locked(lock.tx_id);
     for (const controller of this.inflight.values()) controller.abort();
     await this.flushChain;
     await this.ctx.storage.deleteAlarm();
@@ -232,6 +242,8 @@ export class AgentDO extends DurableObject<Env> {
 
   async patchContext(patch: Record<string, unknown>, ifVersion?: number): Promise<Result<AgentContext>> {
     if (!this.store.agentRow()) return this.notFound();
+    const lock = this.tx.lock();
+    if (lock) return this.locked(lock.tx_id);
     const current = this.store.context();
     if (ifVersion !== undefined && ifVersion !== current.version) {
       return fail('version_mismatch', `context is at version ${current.version}, not ${ifVersion}`, { version: current.version });
@@ -305,6 +317,39 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   // --- the alarm: watchdog for orphaned work, and outbox delivery ---
+  // --- two-phase commit participant (durable/agent-transactions.ts) ---
+
+  /** Phase one: validates the operation against the current context and, on a yes, locks the agent. */
+  async prepare(txId: string, input: PrepareInput): Promise<Result<{ version: number }>> {
+    if (!this.store.agentRow()) return this.notFound();
+    const vote = this.tx.prepare(txId, input, Date.now());
+    if (vote.ok) await this.armAlarm();
+    return vote;
+  }
+
+  async commit(txId: string): Promise<Result<{ version: number }>> {
+    const result = this.tx.commit(txId, Date.now());
+    if (result.ok && this.store.agentRow()) this.afterChange();
+    return result;
+  }
+
+  async abort(txId: string): Promise<Result<{ aborted: true }>> {
+    const result = this.tx.abort(txId, Date.now());
+    if (result.ok && this.store.agentRow()) this.afterChange();
+    return result;
+  }
+
+  /** `transaction.committed` / `transaction.aborted` for this agent: event log and webhooks. */
+  private transactionEvent(txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number): void {
+    const row = this.store.agentRow();
+    if (!row) return;
+    const type = `transaction.${outcome}` as const;
+    const data = { transactionId: txId, agentId: this.ids(row).agentId, status: outcome, contextVersion: version };
+    this.events.record(type, data, now);
+    this.webhooks.fanOut(type, data, now);
+  }
+
+  // --- the alarm: watchdog for orphaned work, outbox delivery, prepared transactions ---
 
   override async alarm(): Promise<void> {
     this.alarmAt = null;
@@ -313,7 +358,10 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (row) {
       await Promise.all([this.flush(), this.deliver()]);
+      await this.tx.resolveExpired((prepared) => this.askCoordinator(prepared.coordinator_name, prepared.tx_id), Date.now());
+      await this.flush();
       this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
+      this.tx.prune(Date.now());
     }
     await this.armAlarm();
   }
@@ -406,6 +454,14 @@ export class AgentDO extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       if (outcome.ok) {
         const { output, contextPatch } = outcome.reply;
+        if (contextPatch && this.tx.lock()) {
+          // The context belongs to a prepared transaction: writing over it would be lost or
+          // overwritten by the commit, so the execution fails and the client may run it again.
+          this.store.finishExecution(id, 'failed', { error: { code: 'agent_locked', message: 'a transaction holds this agent\'s context; the context patch was not applied' } }, now);
+          this.enqueueExecution(id, now);
+          this.enqueueAgent(now);
+          return;
+        }
         if (contextPatch) {
           const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
           if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) {
@@ -510,10 +566,12 @@ export class AgentDO extends DurableObject<Env> {
     const { running, queued } = this.store.counts();
     const outboxAt = this.store.nextOutboxAt();
     const deliveryAt = this.webhooks.nextDueAt();
+    const preparedExpiry = this.tx.nextExpiry();
     const candidates = [
       running + queued > 0 ? now + WATCHDOG_MS : Infinity,
       outboxAt === undefined ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
       deliveryAt === undefined ? Infinity : Math.max(deliveryAt, now + 1_000),
+      preparedExpiry ?? Infinity,
     ];
     const due = Math.min(...candidates);
     if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
@@ -544,6 +602,16 @@ export class AgentDO extends DurableObject<Env> {
     const execution = this.store.execution(id);
     if (!row || !execution) throw new Error(`execution ${id} vanished`);
     return toExecution(execution, this.ids(row).agentId);
+  }
+
+  private async askCoordinator(name: string, txId: string): Promise<CoordinatorAnswer> {
+    const coordinator = this.env.TRANSACTIONS.get(this.env.TRANSACTIONS.idFromName(name));
+    const answer = await coordinator.status(txId);
+    return answer.ok ? answer.value.status : 'preparing';
+  }
+
+  private locked(txId: string): Result<never> {
+    return fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId });
   }
 
   private notFound(): Result<never> {

@@ -200,3 +200,31 @@ describe('event stream', () => {
     expect((await api(`/v1/agents/${id}/events/ws`, { key })).status).toBe(400);
   });
 });
+
+describe('transaction events', () => {
+  it("sends transaction.committed and transaction.aborted to each participant's webhooks and event log, once", async () => {
+    const { key } = await newTenant();
+    const a = await newAgent(key);
+    const b = await newAgent(key);
+    await api(`/v1/agents/${a}/webhooks`, { key, body: { url: mockUrl(`/hook?target=tx-${a}`), events: ['transaction.committed', 'transaction.aborted'] } });
+    const committed = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, patch: { x: 1 } }, { agentId: b, patch: { y: 1 } }] } });
+    expect(committed.status).toBe(200);
+    const aborted = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, patch: { x: 2 } }, { agentId: b, patch: { y: 2 }, ifVersion: 0 }] } });
+    expect(aborted.status).toBe(409);
+    const delivered = await eventually(async () => {
+      const list = await deliveries(key, a, 'delivered');
+      return list.length === 2 && list;
+    });
+    expect(delivered.map((d) => d.eventType).sort()).toEqual(['transaction.aborted', 'transaction.committed']);
+    const [message] = await received(delivered.find((d) => d.eventType === 'transaction.committed')?.id ?? '');
+    expect(JSON.parse(message?.raw ?? '{}')).toMatchObject({ type: 'transaction.committed', data: { transactionId: committed.body.id, agentId: a, status: 'committed', contextVersion: 1 } });
+    const { SELF } = await import('cloudflare:test');
+    const stream = await SELF.fetch(`https://gateway.test/v1/agents/${b}/events?lastEventId=0`, { headers: { authorization: `Bearer ${key}` } });
+    const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('transaction.aborted')) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    expect(text.match(/event: transaction\.committed/g)).toHaveLength(1);
+    expect(text.match(/event: transaction\.aborted/g)).toHaveLength(1);
+  });
+});

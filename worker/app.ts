@@ -22,6 +22,7 @@ import { openai } from './routes/openai';
 import { webhooks } from './routes/webhooks';
 import { events } from './routes/events';
 import { hooks } from './routes/hooks';
+import { transactions } from './routes/transactions';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -76,6 +77,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route('/', events);
   app.route('/', hooks);
   app.route('/', stats);
+  app.route('/', transactions);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

@@ -1,8 +1,11 @@
 import type { AgentDO } from '../durable/agent';
+import type { TransactionDO } from '../durable/transaction';
 
 /** Bindings of the Worker, as declared in wrangler.toml (plus secrets from .dev.vars). */
 export interface Env {
   AGENTS: DurableObjectNamespace<AgentDO>;
+  /** One coordinator per multi-agent transaction (two-phase commit). */
+  TRANSACTIONS: DurableObjectNamespace<TransactionDO>;
   DB: D1Database;
   CACHE: KVNamespace;
   /** Operator token for /v1/admin routes (secret). */

@@ -3,6 +3,7 @@ import type { Env } from './env';
 import { probeAllPools } from './pools/probe';
 
 export { AgentDO } from '../durable/agent';
+export { TransactionDO } from '../durable/transaction';
 
 const app = createApp();
 

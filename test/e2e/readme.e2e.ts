@@ -117,6 +117,18 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(validator.version).toBe('3.1');
   });
 
+  it('runs the transactions block: a committed transfer, a guarded abort, the record', () => {
+    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const run = runBlock('transactions', { BASE: base, KEY: key });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const out = run.stdout;
+    expect(out).toMatch(/"status":"committed","versions":\{"wallet-a":2,"wallet-b":1\}/);
+    expect(out).toContain('"status":"aborted"');
+    expect(out).toContain('"reason":"guard_failed"');
+    expect(out).toContain('{"version":1,"data":{"lastTransfer":"transfer-7","balance":30}}');
+  });
+
   it('has deleted the walk-through agent', async () => {
     const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1];
     const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });

@@ -1,0 +1,160 @@
+import { fail, ok, type Result } from '../worker/errors';
+import { mergePatch } from '../worker/lib/json-merge-patch';
+import type { AgentContext } from '../worker/schemas/agent';
+import type { ParticipantOperation } from '../worker/schemas/transaction';
+import type { AgentStore } from './agent-store';
+import type { Sql } from './sql';
+
+/** How long past the transaction's deadline a prepared agent waits before it asks the coordinator. */
+export const PREPARED_GRACE_MS = 2_000;
+/** Next inquiry after the coordinator was unreachable or still undecided. */
+const INQUIRY_RETRY_MS = 2_000;
+/** Tombstones answer late prepares and repeated commits; a day outlives any retry. */
+const OUTCOME_TTL_MS = 24 * 60 * 60_000;
+
+export interface PrepareInput {
+  /** Name of the coordinating TransactionDO, so the agent can ask it after a silence. */
+  coordinatorName: string;
+  operation: ParticipantOperation;
+  /** The end of phase one: a prepare arriving later votes no. */
+  deadlineAt: number;
+}
+
+export interface PreparedRow extends Record<string, string | number> {
+  tx_id: string;
+  coordinator_name: string;
+  data: string;
+  base_version: number;
+  new_version: number;
+  prepared_at: number;
+  expires_at: number;
+}
+
+export type CoordinatorAnswer = 'preparing' | 'committed' | 'aborted';
+
+/**
+ * Applies one operation to a context: merge patch, then increments, then guards. Pure, so the
+ * rules are the same for the vote and for a unit test.
+ */
+export function applyOperation(current: AgentContext, op: ParticipantOperation, maxBytes: number): Result<{ data: Record<string, unknown>; version: number }> {
+  if (op.ifVersion !== undefined && op.ifVersion !== current.version) {
+    return fail('version_mismatch', `context is at version ${current.version}, not ${op.ifVersion}`, { version: current.version });
+  }
+  const data = (op.patch ? mergePatch(current.data, op.patch) : { ...current.data }) as Record<string, unknown>;
+  for (const [key, delta] of Object.entries(op.increment ?? {})) {
+    const value = Object.hasOwn(data, key) ? data[key] : 0;
+    if (typeof value !== 'number') return fail('invalid_request', `cannot increment "${key}": it is not a number`, { key });
+    const next = value + delta;
+    if (!Number.isFinite(next)) return fail('invalid_request', `incrementing "${key}" overflows`, { key });
+    Object.defineProperty(data, key, { value: next, enumerable: true, writable: true, configurable: true });
+  }
+  for (const [key, min] of Object.entries(op.min ?? {})) {
+    const value = Object.hasOwn(data, key) ? data[key] : undefined;
+    if (typeof value !== 'number') return fail('invalid_request', `guard on "${key}": it is not a number`, { key });
+    if (value < min) return fail('guard_failed', `"${key}" would be ${value}, below its minimum ${min}`, { key, value, min });
+  }
+  if (JSON.stringify(data).length > maxBytes) return fail('payload_too_large', `context would exceed ${maxBytes} bytes`);
+  return ok({ data, version: current.version + 1 });
+}
+
+/**
+ * The participant side of two-phase commit for one agent. A prepared row is the agent's only
+ * lock: one transaction at a time, and a second prepare votes no instead of waiting, so two
+ * transactions can never wait for each other.
+ */
+export class AgentTransactions {
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly sql: Sql,
+    private readonly store: AgentStore,
+    private readonly options: {
+      maxContextBytes: number;
+      enqueueAgent: (now: number) => void;
+      /** Called once per transaction, inside the transaction that records its outcome here. */
+      onOutcome?: (txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number) => void;
+    },
+  ) {}
+
+  /** The transaction holding the agent, if any. */
+  lock(): PreparedRow | undefined {
+    return this.sql.one<PreparedRow>('SELECT * FROM tx_prepared ORDER BY prepared_at LIMIT 1');
+  }
+
+  prepare(txId: string, input: PrepareInput, now: number): Result<{ version: number }> {
+    const held = this.lock();
+    if (held?.tx_id === txId) return ok({ version: held.new_version }); // a repeated prepare
+    const outcome = this.outcome(txId);
+    if (outcome) return fail('conflict', `transaction ${txId} was already ${outcome.outcome} here`);
+    if (held) return fail('agent_locked', 'another transaction holds this agent', { transactionId: held.tx_id });
+    if (now > input.deadlineAt) return fail('conflict', 'the transaction deadline passed before this agent prepared');
+    const applied = applyOperation(this.store.context(), input.operation, this.options.maxContextBytes);
+    if (!applied.ok) return applied;
+    this.sql.run(
+      'INSERT INTO tx_prepared (tx_id, coordinator_name, data, base_version, new_version, prepared_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      txId, input.coordinatorName, JSON.stringify(applied.value.data), applied.value.version - 1, applied.value.version, now, input.deadlineAt + PREPARED_GRACE_MS,
+    );
+    return ok({ version: applied.value.version });
+  }
+
+  /** Applies the prepared change and releases the lock; a repeated commit answers the same version. */
+  commit(txId: string, now: number): Result<{ version: number }> {
+    const prepared = this.sql.one<PreparedRow>('SELECT * FROM tx_prepared WHERE tx_id = ?', txId);
+    if (!prepared) {
+      const outcome = this.outcome(txId);
+      if (outcome?.outcome === 'aborted') return fail('conflict', `transaction ${txId} was aborted here`);
+      return ok({ version: outcome?.version ?? this.store.context().version });
+    }
+    this.storage.transactionSync(() => {
+      this.store.writeContext(JSON.parse(prepared.data) as Record<string, unknown>, now);
+      this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
+      this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'committed', ?, ?)", txId, prepared.new_version, now);
+      this.options.enqueueAgent(now);
+      this.options.onOutcome?.(txId, 'committed', prepared.new_version, now);
+    });
+    return ok({ version: this.store.context().version });
+  }
+
+  /** Releases the lock if this transaction holds it, and remembers the abort against a late prepare. */
+  abort(txId: string, now: number): Result<{ aborted: true }> {
+    const known = this.outcome(txId);
+    if (known?.outcome === 'committed') return fail('conflict', `transaction ${txId} was committed here`);
+    this.storage.transactionSync(() => {
+      this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
+      this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'aborted', NULL, ?)", txId, now);
+      if (!known) this.options.onOutcome?.(txId, 'aborted', null, now);
+    });
+    return ok({ aborted: true });
+  }
+
+  nextExpiry(): number | undefined {
+    return this.sql.one<{ at: number | null }>('SELECT min(expires_at) AS at FROM tx_prepared')?.at ?? undefined;
+  }
+
+  /**
+   * For every prepared transaction past its expiry, asks the coordinator for the decision and
+   * applies it. An unreachable or undecided coordinator is asked again later; the lock stays,
+   * because deciding alone could contradict a commit the coordinator already logged.
+   */
+  async resolveExpired(ask: (row: PreparedRow) => Promise<CoordinatorAnswer>, now: number): Promise<void> {
+    const expired = this.sql.all<PreparedRow>('SELECT * FROM tx_prepared WHERE expires_at <= ?', now);
+    for (const row of expired) {
+      let answer: CoordinatorAnswer = 'preparing';
+      try {
+        answer = await ask(row);
+      } catch (error) {
+        console.error(JSON.stringify({ msg: 'transaction inquiry failed', txId: row.tx_id, error: String(error) }));
+      }
+      if (answer === 'committed') this.commit(row.tx_id, Date.now());
+      else if (answer === 'aborted') this.abort(row.tx_id, Date.now());
+      else this.sql.run('UPDATE tx_prepared SET expires_at = ? WHERE tx_id = ?', Date.now() + INQUIRY_RETRY_MS, row.tx_id);
+    }
+  }
+
+  prune(now: number): void {
+    this.sql.run('DELETE FROM tx_outcomes WHERE decided_at < ?', now - OUTCOME_TTL_MS);
+  }
+
+  private outcome(txId: string): { outcome: 'committed' | 'aborted'; version: number | null } | undefined {
+    return this.sql.one<{ outcome: 'committed' | 'aborted'; version: number | null }>('SELECT outcome, version FROM tx_outcomes WHERE tx_id = ?', txId);
+  }
+}

@@ -1,0 +1,161 @@
+import type { AgentRoute } from '../worker/agents/registry';
+import { iso } from '../worker/lib/time';
+import type { AbortReason, ParticipantOperation, Transaction, TransactionStatus } from '../worker/schemas/transaction';
+import { runMigrations } from './agent-schema';
+import type { Sql } from './sql';
+
+/**
+ * The coordinator's schema: an ordered, append-only list like the AgentDO's. `tx` is the
+ * durable log of one transaction (`preparing → committed | aborted`, then `completed_at` once
+ * every participant acknowledged); `participants` holds each agent's operation, vote and ack.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE tx (
+    singleton         INTEGER PRIMARY KEY CHECK (singleton = 1),
+    id                TEXT NOT NULL,
+    tenant_id         TEXT NOT NULL,
+    coordinator_name  TEXT NOT NULL,
+    fingerprint       TEXT,
+    status            TEXT NOT NULL,
+    reason            TEXT,
+    reason_agent      TEXT,
+    message           TEXT,
+    created_at        INTEGER NOT NULL,
+    deadline_at       INTEGER NOT NULL,
+    decided_at        INTEGER,
+    completed_at      INTEGER,
+    phase_two_tries   INTEGER NOT NULL DEFAULT 0,
+    indexed_status    TEXT
+  );
+  CREATE TABLE participants (
+    seq           INTEGER PRIMARY KEY,
+    agent_id      TEXT NOT NULL UNIQUE,
+    jurisdiction  TEXT,
+    location_hint TEXT,
+    operation     TEXT NOT NULL,
+    vote          TEXT,
+    version       INTEGER,
+    acked         INTEGER NOT NULL DEFAULT 0
+  );
+  `,
+];
+
+export interface TxRow extends Record<string, string | number | null> {
+  id: string;
+  tenant_id: string;
+  coordinator_name: string;
+  fingerprint: string | null;
+  status: TransactionStatus;
+  reason: AbortReason | null;
+  reason_agent: string | null;
+  message: string | null;
+  created_at: number;
+  deadline_at: number;
+  decided_at: number | null;
+  completed_at: number | null;
+  phase_two_tries: number;
+  indexed_status: string | null;
+}
+
+export interface ParticipantRow extends Record<string, string | number | null> {
+  seq: number;
+  agent_id: string;
+  jurisdiction: string | null;
+  location_hint: string | null;
+  operation: string;
+  vote: 'yes' | 'no' | null;
+  version: number | null;
+  acked: number;
+}
+
+export interface NewParticipant {
+  agentId: string;
+  route: AgentRoute;
+  operation: ParticipantOperation;
+}
+
+/** Rows of one coordinator's SQLite storage. Every method is one statement or one transaction. */
+export class TransactionLog {
+  constructor(
+    private readonly sql: Sql,
+    private readonly storage: DurableObjectStorage,
+  ) {}
+
+  /** Brings the schema up to date; run at start-up inside blockConcurrencyWhile. */
+  migrate(): void {
+    runMigrations(this.sql, this.storage, MIGRATIONS);
+  }
+
+  tx(): TxRow | undefined {
+    return this.sql.one<TxRow>('SELECT * FROM tx WHERE singleton = 1');
+  }
+
+  participants(): ParticipantRow[] {
+    return this.sql.all<ParticipantRow>('SELECT * FROM participants ORDER BY seq');
+  }
+
+  begin(t: { id: string; tenantId: string; coordinatorName: string; fingerprint: string | null; deadlineAt: number; now: number }, participants: NewParticipant[]): void {
+    this.storage.transactionSync(() => {
+      this.sql.run(
+        "INSERT INTO tx (singleton, id, tenant_id, coordinator_name, fingerprint, status, created_at, deadline_at) VALUES (1, ?, ?, ?, ?, 'preparing', ?, ?)",
+        t.id, t.tenantId, t.coordinatorName, t.fingerprint, t.now, t.deadlineAt,
+      );
+      for (const p of participants) {
+        this.sql.run(
+          'INSERT INTO participants (agent_id, jurisdiction, location_hint, operation) VALUES (?, ?, ?, ?)',
+          p.agentId, p.route.jurisdiction, p.route.locationHint, JSON.stringify(p.operation),
+        );
+      }
+    });
+  }
+
+  recordVote(agentId: string, vote: 'yes' | 'no', version: number | null): void {
+    this.sql.run('UPDATE participants SET vote = ?, version = ? WHERE agent_id = ? AND vote IS NULL', vote, version, agentId);
+  }
+
+  /** Writes the decision once; a later call finds it taken and changes nothing. Returns the status. */
+  decide(status: 'committed' | 'aborted', why: { reason?: AbortReason; agentId?: string; message?: string }, now: number): TransactionStatus {
+    this.sql.run(
+      "UPDATE tx SET status = ?, reason = ?, reason_agent = ?, message = ?, decided_at = ? WHERE singleton = 1 AND status = 'preparing'",
+      status, why.reason ?? null, why.agentId ?? null, why.message?.slice(0, 500) ?? null, now,
+    );
+    return this.tx()?.status ?? status;
+  }
+
+  ack(agentId: string, version: number | null): void {
+    this.sql.run('UPDATE participants SET acked = 1, version = coalesce(?, version) WHERE agent_id = ?', version, agentId);
+  }
+
+  complete(now: number): void {
+    this.sql.run('UPDATE tx SET completed_at = ? WHERE singleton = 1 AND completed_at IS NULL', now);
+  }
+
+  phaseTwoFailed(): number {
+    this.sql.run('UPDATE tx SET phase_two_tries = phase_two_tries + 1 WHERE singleton = 1');
+    return this.tx()?.phase_two_tries ?? 0;
+  }
+
+  indexed(status: string): void {
+    this.sql.run('UPDATE tx SET indexed_status = ? WHERE singleton = 1', status);
+  }
+}
+
+/** The API view of a transaction's log. */
+export function toTransaction(tx: TxRow, participants: ParticipantRow[]): Transaction {
+  const view: Transaction = {
+    id: tx.id,
+    status: tx.status,
+    completed: tx.completed_at !== null,
+    participants: participants.map((p) => ({ agentId: p.agent_id, vote: p.vote, acknowledged: p.acked === 1 })),
+    createdAt: iso(tx.created_at),
+  };
+  if (tx.status === 'committed') view.versions = Object.fromEntries(participants.map((p) => [p.agent_id, p.version ?? 0]));
+  if (tx.reason !== null) view.reason = tx.reason;
+  if (tx.reason_agent !== null) view.agentId = tx.reason_agent;
+  if (tx.message !== null) view.message = tx.message;
+  if (tx.decided_at !== null) view.decidedAt = iso(tx.decided_at);
+  if (tx.completed_at !== null) view.completedAt = iso(tx.completed_at);
+  return view;
+}

@@ -1,0 +1,271 @@
+import { DurableObject } from 'cloudflare:workers';
+import { agentStub, type AgentRoute } from '../worker/agents/registry';
+import type { Env } from '../worker/env';
+import { fail, ok, type Failure, type Result } from '../worker/errors';
+import type { Jurisdiction, Region } from '../worker/schemas/agent';
+import { AbortReason, type ParticipantOperation, type Transaction } from '../worker/schemas/transaction';
+import type { CoordinatorAnswer } from './agent-transactions';
+import { Sql } from './sql';
+import { TransactionLog, toTransaction, type NewParticipant, type ParticipantRow, type TxRow } from './transaction-log';
+
+/** How long after the deadline an undecided log is taken for a crashed coordinator. */
+const DECISION_GRACE_MS = 1_000;
+/** Phase-two retries back off from 1 s to a minute, and never stop until every ack is in. */
+const PHASE_TWO_MAX_BACKOFF_MS = 60_000;
+const INDEX_RETRY_MS = 5_000;
+
+export interface RunInput {
+  txId: string;
+  tenantId: string;
+  /** This object's own name, which participants use to ask for the decision. */
+  coordinatorName: string;
+  /** SHA-256 of the request when it carried an Idempotency-Key, to tell a replay from a reused key. */
+  fingerprint: string | null;
+  operations: NewParticipant[];
+  timeoutMs: number;
+}
+
+export interface RunResult {
+  transaction: Transaction;
+  replayed: boolean;
+}
+
+const routeOf = (p: ParticipantRow): AgentRoute => ({ jurisdiction: p.jurisdiction as Jurisdiction | null, locationHint: p.location_hint as Region | null });
+
+const reasonOf = (failure: Failure): AbortReason => (AbortReason.safeParse(failure.code).success ? (failure.code as AbortReason) : 'internal_error');
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), Math.max(0, ms)); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Coordinator of one multi-agent transaction (two-phase commit). Its SQLite log is durable
+ * before anyone is told anything: the log row exists before the first prepare, and the
+ * decision is written before the first commit or abort. Phase two is retried from the alarm
+ * until every participant has acknowledged; a log found undecided after a crash is aborted.
+ */
+export class TransactionDO extends DurableObject<Env> {
+  private readonly log: TransactionLog;
+  /** The run in progress in this instance; absent after a restart. */
+  private driving: Promise<void> | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.log = new TransactionLog(new Sql(ctx.storage.sql), ctx.storage);
+    void ctx.blockConcurrencyWhile(async () => this.log.migrate());
+  }
+
+  /**
+   * Runs the transaction to its decision and tries phase two once. A repeated call (the same
+   * Idempotency-Key, or the edge retrying the RPC) returns the recorded outcome.
+   */
+  async run(input: RunInput): Promise<Result<RunResult>> {
+    const existing = this.log.tx();
+    if (existing) {
+      if (existing.tenant_id !== input.tenantId || existing.fingerprint !== input.fingerprint) {
+        return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different transaction', { transactionId: existing.id });
+      }
+      await this.settle();
+      return ok({ transaction: this.view(), replayed: true });
+    }
+    this.writeBegin(input);
+    await this.drive();
+    return ok({ transaction: this.view(), replayed: false });
+  }
+
+  async get(tenantId: string, txId: string): Promise<Result<Transaction>> {
+    const tx = this.log.tx();
+    if (!tx || tx.tenant_id !== tenantId || tx.id !== txId) return fail('not_found', `transaction ${txId} not found`);
+    return ok(this.view());
+  }
+
+  /**
+   * A prepared participant asking for the decision. No record means the transaction never
+   * began here, so it is aborted (presumed abort); an undecided log past its deadline is
+   * decided abort now, since the run that owned it can no longer commit.
+   */
+  async status(txId: string): Promise<Result<{ status: CoordinatorAnswer }>> {
+    const tx = this.log.tx();
+    if (!tx || tx.id !== txId) return ok({ status: 'aborted' });
+    if (tx.status === 'preparing' && Date.now() > tx.deadline_at + DECISION_GRACE_MS) {
+      this.log.decide('aborted', { reason: 'timeout', message: 'no decision by the deadline' }, Date.now());
+      void this.finishUp();
+    }
+    return ok({ status: this.log.tx()?.status ?? 'aborted' });
+  }
+
+  override async alarm(): Promise<void> {
+    const tx = this.log.tx();
+    if (!tx) return;
+    if (tx.status === 'preparing') {
+      if (this.driving && Date.now() < tx.deadline_at + DECISION_GRACE_MS) return this.armAlarm();
+      // The run that owned phase one is gone (a crash or restart): presumed abort.
+      this.log.decide('aborted', { reason: 'timeout', message: 'the coordinator restarted before deciding' }, Date.now());
+    }
+    await this.finishUp();
+  }
+
+  // --- the steps of run(), public so the crash tests can stop between any two of them ---
+
+  /** Writes the log row (`preparing`) with every participant, and arms the recovery alarm. */
+  async begin(input: RunInput): Promise<void> {
+    this.writeBegin(input);
+    await this.armAlarm();
+  }
+
+  /**
+   * Phase one: asks every participant that has not voted, in parallel, to prepare. Returns
+   * when all have voted or at the first no, which is logged as the decision at once so the
+   * others' locks are released without waiting for stragglers.
+   */
+  async prepareAll(): Promise<void> {
+    const tx = this.log.tx();
+    if (!tx || tx.status !== 'preparing') return;
+    const pending = this.log.participants().filter((p) => p.vote === null);
+    if (pending.length === 0) return;
+    await new Promise<void>((resolve) => {
+      let left = pending.length;
+      for (const p of pending) {
+        void this.prepareOne(tx, p).then((vote) => {
+          left--;
+          if (vote === 'no' || left === 0) resolve();
+        });
+      }
+    });
+  }
+
+  /** Logs the decision from the votes: commit only if every participant voted yes. */
+  decide(): string {
+    const tx = this.log.tx();
+    if (!tx || tx.status !== 'preparing') return tx?.status ?? 'aborted';
+    const all = this.log.participants();
+    if (all.every((p) => p.vote === 'yes')) return this.log.decide('committed', {}, Date.now());
+    return this.log.decide('aborted', { reason: 'timeout', message: 'not every participant voted by the deadline' }, Date.now());
+  }
+
+  /** Phase two: tells every participant that has not acknowledged. Returns true once all have. */
+  async phaseTwo(): Promise<boolean> {
+    const tx = this.log.tx();
+    if (!tx || tx.status === 'preparing') return false;
+    if (tx.completed_at !== null) return true;
+    await Promise.all(this.log.participants().filter((p) => !p.acked).map((p) => this.tellOne(tx, p)));
+    if (this.log.participants().every((p) => p.acked)) {
+      this.log.complete(Date.now());
+      return true;
+    }
+    this.log.phaseTwoFailed();
+    return false;
+  }
+
+  // --- internals ---
+
+  private writeBegin(input: RunInput): void {
+    const now = Date.now();
+    const t = { id: input.txId, tenantId: input.tenantId, coordinatorName: input.coordinatorName, fingerprint: input.fingerprint, deadlineAt: now + input.timeoutMs, now };
+    this.log.begin(t, input.operations);
+  }
+
+  private drive(): Promise<void> {
+    this.driving ??= (async () => {
+      await this.armAlarm();
+      // A keyed coordinator can only be found through the index, so it is written before phase
+      // one; an unkeyed one is named from its id and indexed with the decision, off the lock path.
+      if (this.log.tx()?.fingerprint !== null) await this.index();
+      await this.prepareAll();
+      this.decide();
+      await this.finishUp();
+    })().finally(() => {
+      this.driving = null;
+    });
+    return this.driving;
+  }
+
+  /** A replay: waits for the run in progress, or finishes what a crashed one left. */
+  private async settle(): Promise<void> {
+    if (this.driving) return this.driving;
+    const tx = this.log.tx();
+    if (tx?.status === 'preparing') this.log.decide('aborted', { reason: 'timeout', message: 'the coordinator restarted before deciding' }, Date.now());
+    await this.finishUp();
+  }
+
+  private async finishUp(): Promise<void> {
+    await Promise.all([this.phaseTwo(), this.index()]);
+    await this.armAlarm();
+  }
+
+  private async prepareOne(tx: TxRow, p: ParticipantRow): Promise<'yes' | 'no'> {
+    const operation = JSON.parse(p.operation) as ParticipantOperation;
+    let result: Result<{ version: number }> | 'timeout';
+    try {
+      const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
+      result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at }), tx.deadline_at - Date.now());
+    } catch (error) {
+      result = fail('agent_unavailable', `agent ${p.agent_id} could not be reached: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (result !== 'timeout' && result.ok) {
+      this.log.recordVote(p.agent_id, 'yes', result.value.version);
+      return 'yes';
+    }
+    this.ctx.storage.transactionSync(() => {
+      this.log.recordVote(p.agent_id, 'no', null);
+      if (result === 'timeout') this.log.decide('aborted', { reason: 'timeout', agentId: p.agent_id, message: `agent ${p.agent_id} did not vote by the deadline` }, Date.now());
+      else if (!result.ok) this.log.decide('aborted', { reason: reasonOf(result), agentId: p.agent_id, message: result.message }, Date.now());
+    });
+    return 'no';
+  }
+
+  private async tellOne(tx: TxRow, p: ParticipantRow): Promise<void> {
+    try {
+      const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
+      if (tx.status === 'committed') {
+        const result = await stub.commit(tx.id);
+        if (result.ok) this.log.ack(p.agent_id, result.value.version);
+        else console.error(JSON.stringify({ msg: 'participant refused commit', txId: tx.id, agentId: p.agent_id, code: result.code }));
+      } else {
+        const result = await stub.abort(tx.id);
+        if (result.ok) this.log.ack(p.agent_id, null);
+        else console.error(JSON.stringify({ msg: 'participant refused abort', txId: tx.id, agentId: p.agent_id, code: result.code }));
+      }
+    } catch (error) {
+      console.error(JSON.stringify({ msg: 'phase two delivery failed', txId: tx.id, agentId: p.agent_id, error: String(error) }));
+    }
+  }
+
+  /** Projects id → coordinator name and status into D1 for GET; retried from the alarm. */
+  private async index(): Promise<void> {
+    const tx = this.log.tx();
+    if (!tx || tx.indexed_status === tx.status) return;
+    try {
+      await this.env.DB.prepare(
+        `INSERT INTO transactions (tenant_id, id, coordinator_name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tenant_id, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at WHERE transactions.status = 'preparing'`,
+      )
+        .bind(tx.tenant_id, tx.id, tx.coordinator_name, tx.status, tx.created_at, Date.now())
+        .run();
+      this.log.indexed(tx.status);
+    } catch (error) {
+      console.error(JSON.stringify({ msg: 'transaction index write failed', txId: tx.id, error: String(error) }));
+    }
+  }
+
+  /** One alarm for all due work: the phase-one deadline, phase-two retries, the D1 index. */
+  private async armAlarm(): Promise<void> {
+    const tx = this.log.tx();
+    if (!tx) return;
+    const now = Date.now();
+    let at: number | null = null;
+    if (tx.status === 'preparing') at = tx.deadline_at + DECISION_GRACE_MS;
+    else if (tx.completed_at === null) at = now + Math.min(PHASE_TWO_MAX_BACKOFF_MS, 1_000 * 2 ** Math.min(tx.phase_two_tries, 16));
+    else if (tx.indexed_status !== tx.status) at = now + INDEX_RETRY_MS;
+    if (at === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(at);
+  }
+
+  private view(): Transaction {
+    const tx = this.log.tx();
+    if (!tx) throw new Error('transaction log vanished');
+    return toTransaction(tx, this.log.participants());
+  }
+}

@@ -1,0 +1,39 @@
+import { env, runInDurableObject } from 'cloudflare:test';
+import { api, newAgent } from './api';
+
+export const agentStub = (tenantId: string, agentId: string): any => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+
+export const coordinatorStub = (name: string): any => env.TRANSACTIONS.get(env.TRANSACTIONS.idFromName(name));
+
+/** Creates an agent whose context is `data` (version 1), and returns its id. */
+export async function agentWith(key: string, data: Record<string, unknown>): Promise<string> {
+  const id = await newAgent(key);
+  const res = await api(`/v1/agents/${id}/context`, { method: 'PATCH', key, body: data });
+  if (res.status !== 200) throw new Error(`context patch failed: ${res.status}`);
+  return id;
+}
+
+export async function contextOf(key: string, agentId: string): Promise<{ version: number; data: Record<string, any> }> {
+  const res = await api(`/v1/agents/${agentId}/context`, { key });
+  if (res.status !== 200) throw new Error(`context read failed: ${res.status}`);
+  return res.body;
+}
+
+/** Prepared transactions (locks) the agent holds, read from its storage. */
+export function locksOf(tenantId: string, agentId: string): Promise<number> {
+  return runInDurableObject(agentStub(tenantId, agentId), (_instance, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM tx_prepared').one().n);
+}
+
+/** Moves the agent's prepared rows past their expiry, as if the coordinator had gone silent. */
+export function expirePrepared(tenantId: string, agentId: string): Promise<void> {
+  return runInDurableObject(agentStub(tenantId, agentId), (_instance, state) => {
+    state.storage.sql.exec('UPDATE tx_prepared SET expires_at = ?', Date.now() - 1);
+  });
+}
+
+export const transfer = (from: string, to: string, amount: number) => ({
+  operations: [
+    { agentId: from, increment: { balance: -amount }, min: { balance: 0 } },
+    { agentId: to, increment: { balance: amount } },
+  ],
+});

@@ -1,0 +1,197 @@
+import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson, sha256Hex } from '../worker/lib/hash';
+import { newId } from '../worker/lib/ids';
+import { api, eventually, newTenant } from './support/api';
+import { agentStub, agentWith, contextOf, coordinatorStub, expirePrepared, locksOf, transfer } from './support/transactions';
+
+// Crash injection. The coordinator's steps (begin, prepareAll, decide, phaseTwo) are callable
+// one by one, so a test stops between two of them; abortAllDurableObjects() then throws away
+// every object's memory as a crash would (storage stays), and recovery runs from the alarms.
+
+interface Setup {
+  key: string;
+  tenantId: string;
+  agents: string[];
+  txId: string;
+  name: string;
+  input: Record<string, unknown>;
+}
+
+/** n agents holding 100 each, and a transaction moving 10 from the first to each of the others. */
+async function setup(n: number, options: { keyed?: string; amount?: number } = {}): Promise<Setup> {
+  const { key, tenantId } = await newTenant();
+  const agents: string[] = [];
+  for (let i = 0; i < n; i++) agents.push(await agentWith(key, { balance: 100 }));
+  const amount = options.amount ?? 10;
+  const txId = newId('tx');
+  const name = options.keyed ? `${tenantId}/key/${options.keyed}` : `${tenantId}/${txId}`;
+  const operations = agents.map((agentId, i) => ({
+    agentId,
+    route: { jurisdiction: null, locationHint: null },
+    operation: i === 0 ? { increment: { balance: -amount * (n - 1) }, min: { balance: 0 } } : { increment: { balance: amount } },
+  }));
+  return { key, tenantId, agents, txId, name, input: { txId, tenantId, coordinatorName: name, fingerprint: null, operations, timeoutMs: 5_000 } };
+}
+
+const prepareDirectly = (s: Setup, i: number) => {
+  const op = (s.input.operations as { operation: unknown }[])[i]?.operation;
+  return agentStub(s.tenantId, s.agents[i] ?? '').prepare(s.txId, { coordinatorName: s.name, operation: op, deadlineAt: Date.now() + 5_000 });
+};
+
+async function balances(s: Setup): Promise<number[]> {
+  return Promise.all(s.agents.map(async (a) => (await contextOf(s.key, a)).data.balance as number));
+}
+
+async function expectNoLocks(s: Setup): Promise<void> {
+  for (const a of s.agents) expect(await locksOf(s.tenantId, a), `lock left on ${a}`).toBe(0);
+}
+
+async function expectAllOrNothing(s: Setup, outcome: 'committed' | 'aborted'): Promise<void> {
+  const tx = await api(`/v1/transactions/${s.txId}`, { key: s.key });
+  expect(tx.status).toBe(200);
+  expect(tx.body).toMatchObject({ status: outcome, completed: true });
+  const values = await balances(s);
+  const n = s.agents.length;
+  expect(values).toEqual(outcome === 'committed' ? [100 - 10 * (n - 1), ...Array(n - 1).fill(110)] : Array(n).fill(100));
+  expect(values.reduce((x, y) => x + y, 0)).toBe(100 * n);
+  await expectNoLocks(s);
+}
+
+describe('transactions: crash injection and recovery', () => {
+  it.each([0, 1, 2, 3])('coordinator crashes after %i of 3 prepares: the alarm presumes abort and releases every lock', async (k) => {
+    const s = await setup(3);
+    await coordinatorStub(s.name).begin(s.input);
+    for (let i = 0; i < k; i++) expect((await prepareDirectly(s, i)).ok).toBe(true);
+    await abortAllDurableObjects();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    await expectAllOrNothing(s, 'aborted');
+    const tx = await api(`/v1/transactions/${s.txId}`, { key: s.key });
+    expect(tx.body.reason).toBe('timeout');
+    // A commit that could still be in flight from before the crash is refused where it aborted.
+    if (k > 0) expect((await agentStub(s.tenantId, s.agents[0] ?? '').commit(s.txId)).ok).toBe(false);
+  });
+
+  it('a prepared participant whose coordinator went silent asks it from its own alarm, and aborts', async () => {
+    const s = await setup(2);
+    await coordinatorStub(s.name).begin(s.input);
+    expect((await prepareDirectly(s, 0)).ok).toBe(true);
+    await abortAllDurableObjects();
+    // Phase one's deadline has passed and the participant's lock has expired.
+    await runInDurableObject(coordinatorStub(s.name), (_i, state) => { state.storage.sql.exec('UPDATE tx SET deadline_at = 0'); });
+    await expirePrepared(s.tenantId, s.agents[0] ?? '');
+    expect(await runDurableObjectAlarm(agentStub(s.tenantId, s.agents[0] ?? ''))).toBe(true);
+    expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(0);
+    await eventually(async () => (await api(`/v1/transactions/${s.txId}`, { key: s.key })).body.completed);
+    await expectAllOrNothing(s, 'aborted');
+  });
+
+  it('a participant prepared for a transaction its coordinator never logged is aborted (presumed abort)', async () => {
+    const s = await setup(2);
+    expect((await prepareDirectly(s, 1)).ok).toBe(true);
+    await abortAllDurableObjects();
+    await expirePrepared(s.tenantId, s.agents[1] ?? '');
+    expect(await runDurableObjectAlarm(agentStub(s.tenantId, s.agents[1] ?? ''))).toBe(true);
+    await expectNoLocks(s);
+    expect(await balances(s)).toEqual([100, 100]);
+  });
+
+  it('coordinator crashes after logging commit, before phase two: the alarm commits every participant', async () => {
+    const s = await setup(4);
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('committed');
+    await abortAllDurableObjects();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    await expectAllOrNothing(s, 'committed');
+  });
+
+  it('after the commit decision, participants that hear nothing ask the coordinator and commit themselves', async () => {
+    const s = await setup(3);
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('committed');
+    await abortAllDurableObjects();
+    for (const a of s.agents) {
+      await expirePrepared(s.tenantId, a);
+      expect(await runDurableObjectAlarm(agentStub(s.tenantId, a))).toBe(true);
+      expect(await locksOf(s.tenantId, a)).toBe(0);
+    }
+    expect(await balances(s)).toEqual([80, 110, 110]);
+    // The coordinator's own phase two then finds every commit already applied: no double apply.
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    await expectAllOrNothing(s, 'committed');
+    expect((await contextOf(s.key, s.agents[1] ?? '')).version).toBe(2);
+  });
+
+  it('coordinator crashes in the middle of phase two (commit): the rest is committed, the first exactly once', async () => {
+    const s = await setup(3);
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('committed');
+    expect(await agentStub(s.tenantId, s.agents[0] ?? '').commit(s.txId)).toEqual({ ok: true, value: { version: 2 } });
+    await abortAllDurableObjects();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    await expectAllOrNothing(s, 'committed');
+    const tx = await api(`/v1/transactions/${s.txId}`, { key: s.key });
+    expect(tx.body.versions).toEqual(Object.fromEntries(s.agents.map((a) => [a, 2])));
+  });
+
+  it('coordinator crashes in the middle of phase two (abort): every lock is released, nothing applied', async () => {
+    const s = await setup(3, { amount: 60 }); // 120 out of a balance of 100: the guard refuses
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('aborted');
+    // Prepares after the no (if any were still pending) may hold locks: abort only one of them.
+    await agentStub(s.tenantId, s.agents[1] ?? '').abort(s.txId);
+    await abortAllDurableObjects();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    const tx = await api(`/v1/transactions/${s.txId}`, { key: s.key });
+    expect(tx.body).toMatchObject({ status: 'aborted', reason: 'guard_failed', agentId: s.agents[0], completed: true });
+    expect(await balances(s)).toEqual([100, 100, 100]);
+    await expectNoLocks(s);
+  });
+
+  it('participants crash between prepare and commit: their prepared rows survive and the commit lands', async () => {
+    const s = await setup(3);
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    await abortAllDurableObjects(); // every participant restarts while prepared
+    for (const a of s.agents) expect(await locksOf(s.tenantId, a)).toBe(1);
+    expect((await api(`/v1/agents/${s.agents[0]}/context`, { method: 'PATCH', key: s.key, body: { x: 1 } })).status).toBe(409);
+
+    const fresh = coordinatorStub(s.name);
+    expect(await fresh.decide()).toBe('committed');
+    expect(await fresh.phaseTwo()).toBe(true);
+    await expectAllOrNothing(s, 'committed');
+  });
+
+  it('a keyed transaction replayed after its coordinator crashed mid-prepare returns the recovered outcome', async () => {
+    const idempotencyKey = `crash-${Date.now()}`;
+    const s = await setup(2, { keyed: idempotencyKey });
+    const body = { ...transfer(s.agents[0] ?? '', s.agents[1] ?? '', 10), timeoutMs: 5_000 };
+    const fingerprint = await sha256Hex(canonicalJson(body));
+    const operations = [
+      { agentId: s.agents[0], route: { jurisdiction: null, locationHint: null }, operation: body.operations[0] && { increment: body.operations[0].increment, min: body.operations[0].min } },
+      { agentId: s.agents[1], route: { jurisdiction: null, locationHint: null }, operation: { increment: { balance: 10 } } },
+    ];
+    await coordinatorStub(s.name).begin({ ...s.input, fingerprint, operations });
+    expect((await prepareDirectly(s, 1)).ok).toBe(true);
+    await abortAllDurableObjects();
+
+    const replay = await api('/v1/transactions', { key: s.key, body, headers: { 'idempotency-key': idempotencyKey } });
+    expect(replay.status).toBe(409);
+    expect(replay.body).toMatchObject({ id: s.txId, status: 'aborted', reason: 'timeout' });
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    await expectAllOrNothing(s, 'aborted');
+  });
+});

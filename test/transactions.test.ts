@@ -1,0 +1,247 @@
+import { env, runDurableObjectAlarm } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { newId } from '../worker/lib/ids';
+import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { agentStub, agentWith, contextOf, coordinatorStub, locksOf, transfer } from './support/transactions';
+
+describe('transactions: the API', () => {
+  it('commits a transfer across two agents and reports the new versions', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 5, owner: 'bob' });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 30) });
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ id: expect.stringMatching(/^tx_/), status: 'committed', versions: { [a]: 2, [b]: 2 } });
+    expect(await contextOf(key, a)).toEqual({ version: 2, data: { balance: 70 } });
+    expect(await contextOf(key, b)).toEqual({ version: 2, data: { balance: 35, owner: 'bob' } });
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+
+    const got = await api(`/v1/transactions/${res.body.id}`, { key });
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ id: res.body.id, status: 'committed', completed: true, versions: { [a]: 2, [b]: 2 } });
+    expect(got.body.participants).toEqual([{ agentId: a, vote: 'yes', acknowledged: true }, { agentId: b, vote: 'yes', acknowledged: true }]);
+  });
+
+  it('applies patches and increments together, a missing counter starting at 0', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { profile: { name: 'Ada' } });
+    const b = await agentWith(key, { tags: ['x'] });
+    const res = await api('/v1/transactions', {
+      key,
+      body: { operations: [{ agentId: a, patch: { profile: { tier: 'gold' } }, increment: { points: 10 } }, { agentId: b, patch: { tags: null, done: true } }] },
+    });
+    expect(res.status).toBe(200);
+    expect((await contextOf(key, a)).data).toEqual({ profile: { name: 'Ada', tier: 'gold' }, points: 10 });
+    expect((await contextOf(key, b)).data).toEqual({ done: true });
+  });
+
+  it('aborts a transfer that would break a min guard, applying nothing', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 20 });
+    const b = await agentWith(key, { balance: 0 });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 30) });
+    expect(res.status).toBe(409);
+    expect(res.body).toMatchObject({ status: 'aborted', reason: 'guard_failed', agentId: a });
+    expect(await contextOf(key, a)).toEqual({ version: 1, data: { balance: 20 } });
+    expect(await contextOf(key, b)).toEqual({ version: 1, data: { balance: 0 } });
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    const got = await api(`/v1/transactions/${res.body.id}`, { key });
+    expect(got.body).toMatchObject({ status: 'aborted', reason: 'guard_failed', agentId: a, completed: true });
+  });
+
+  it('aborts on an ifVersion mismatch and on an increment of a non-number', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 20, name: 'x' });
+    const b = await agentWith(key, { balance: 0 });
+    const stale = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, patch: { n: 1 }, ifVersion: 0 }, { agentId: b, patch: { n: 1 }, ifVersion: 1 }] } });
+    expect(stale.status).toBe(409);
+    expect(stale.body).toMatchObject({ reason: 'version_mismatch', agentId: a });
+    const nan = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { name: 1 } }, { agentId: b, increment: { balance: 1 } }] } });
+    expect(nan.status).toBe(409);
+    expect(nan.body).toMatchObject({ reason: 'invalid_request', agentId: a });
+    expect((await contextOf(key, b)).version).toBe(1);
+    const fresh = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, patch: { n: 1 }, ifVersion: 1 }, { agentId: b, patch: { n: 1 }, ifVersion: 1 }] } });
+    expect(fresh.status).toBe(200);
+  });
+
+  it('replays an Idempotency-Key without running twice, and refuses it with another body', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const headers = { 'idempotency-key': 'transfer-1' };
+    const first = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    const again = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(first.status).toBe(200);
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((await contextOf(key, a)).data.balance).toBe(90);
+    const reused = await api('/v1/transactions', { key, body: transfer(a, b, 20), headers });
+    expect(reused.status).toBe(422);
+    expect(reused.body.error.code).toBe('idempotency_key_reused');
+    const got = await api(`/v1/transactions/${first.body.id}`, { key });
+    expect(got.status).toBe(200);
+    expect(got.body.status).toBe('committed');
+  });
+
+  it("hides one tenant's transactions from another", async () => {
+    const owner = await newTenant();
+    const other = await newTenant();
+    const a = await agentWith(owner.key, { balance: 1 });
+    const b = await agentWith(owner.key, { balance: 1 });
+    const res = await api('/v1/transactions', { key: owner.key, body: transfer(a, b, 1) });
+    expect((await api(`/v1/transactions/${res.body.id}`, { key: other.key })).status).toBe(404);
+    expect((await api('/v1/transactions/tx_01jzzzzzzzzzzzzzzzzzzzzzzz', { key: owner.key })).status).toBe(404);
+    expect((await api('/v1/transactions/nope', { key: owner.key })).status).toBe(404);
+  });
+});
+
+describe('transactions: bad input is refused before anything is locked', () => {
+  it('answers 400 for empty, duplicate, oversized and non-object operations, 404 for unknown agents', async () => {
+    const { key, tenantId } = await newTenant();
+    const other = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    const foreign = await agentWith(other.key, { balance: 10 });
+    const post = (body: unknown) => api('/v1/transactions', { key, body });
+    const cases: [unknown, number][] = [
+      [{ operations: [] }, 400],
+      [{}, 400],
+      [{ operations: [{ agentId: a, patch: { x: 1 } }, { agentId: a, patch: { y: 1 } }] }, 400],
+      [{ operations: Array.from({ length: 17 }, (_, i) => ({ agentId: `agent-${i}`, patch: { x: 1 } })) }, 400],
+      [{ operations: [{ agentId: a, patch: [1, 2] }, { agentId: b, patch: { x: 1 } }] }, 400],
+      [{ operations: [{ agentId: a, patch: 'text' }, { agentId: b, patch: { x: 1 } }] }, 400],
+      [{ operations: [{ agentId: a }, { agentId: b, patch: { x: 1 } }] }, 400],
+      [{ operations: [{ agentId: a, increment: { balance: 'ten' } }] }, 400],
+      [{ operations: [{ agentId: a, patch: { x: 1 }, extra: true }] }, 400],
+      [{ operations: [{ agentId: a, patch: { x: 1 } }], timeoutMs: 10 }, 400],
+      [{ operations: [{ agentId: a, patch: { x: 1 } }, { agentId: foreign, patch: { x: 1 } }] }, 404],
+      [{ operations: [{ agentId: a, patch: { x: 1 } }, { agentId: 'no-such-agent', patch: { x: 1 } }] }, 404],
+    ];
+    for (const [body, status] of cases) {
+      const res = await post(body);
+      expect(res.status, JSON.stringify(body).slice(0, 120)).toBe(status);
+      expect(res.body.error.code).toBe(status === 400 ? 'invalid_request' : 'not_found');
+    }
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b), await locksOf(other.tenantId, foreign)]).toEqual([0, 0, 0]);
+    expect((await contextOf(key, a)).version).toBe(1);
+    expect((await contextOf(other.key, foreign)).version).toBe(1);
+    expect((await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { ok: true } })).status).toBe(200);
+  });
+});
+
+describe('transactions: locks and conflicts', () => {
+  it('refuses writes to a prepared agent with 409 agent_locked until the transaction ends', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const b = await agentWith(key, { balance: 1 });
+    const stub = agentStub(tenantId, a);
+    const vote = await stub.prepare('tx_held', { coordinatorName: `${tenantId}/tx_held`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 });
+    expect(vote).toEqual({ ok: true, value: { version: 1 } });
+
+    const patch = await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { x: 1 } });
+    expect(patch.status).toBe(409);
+    expect(patch.body.error).toMatchObject({ code: 'agent_locked', details: { transactionId: 'tx_held' } });
+    const tx = await api('/v1/transactions', { key, body: { operations: [{ agentId: b, patch: { y: 1 } }, { agentId: a, patch: { y: 1 } }] } });
+    expect(tx.status).toBe(409);
+    expect(tx.body).toMatchObject({ status: 'aborted', reason: 'agent_locked', agentId: a });
+    expect(await locksOf(tenantId, b)).toBe(0);
+    const exec = await api(`/v1/agents/${a}/executions`, { key, body: { intent: 'x', input: { mock: { contextPatch: { fromExecution: true } } } } });
+    expect(exec.status).toBe(502);
+    expect(exec.body.error.details.execution.error.code).toBe('agent_locked');
+    expect((await api(`/v1/agents/${a}`, { method: 'DELETE', key })).status).toBe(409);
+
+    expect(await stub.abort('tx_held')).toEqual({ ok: true, value: { aborted: true } });
+    expect(await stub.abort('tx_held')).toEqual({ ok: true, value: { aborted: true } });
+    expect(await locksOf(tenantId, a)).toBe(0);
+    expect((await contextOf(key, a)).data).toEqual({});
+    expect((await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { x: 1 } })).status).toBe(200);
+    // A prepare arriving after the abort (a late message) is refused, so it cannot re-lock.
+    const late = await stub.prepare('tx_held', { coordinatorName: `${tenantId}/tx_held`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 });
+    expect(late.ok).toBe(false);
+    expect(await locksOf(tenantId, a)).toBe(0);
+  });
+
+  it('lets one of two concurrent transactions on the same versions commit, and aborts the other', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    const c = await agentWith(key, { balance: 10 });
+    const [first, second] = await Promise.all([
+      api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { balance: -5 }, ifVersion: 1 }, { agentId: b, increment: { balance: 5 }, ifVersion: 1 }] } }),
+      api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { balance: -7 }, ifVersion: 1 }, { agentId: c, increment: { balance: 7 }, ifVersion: 1 }] } }),
+    ]);
+    expect([first.status, second.status].sort()).toEqual([200, 409]);
+    const loser = first.status === 409 ? first : second;
+    expect(['agent_locked', 'version_mismatch']).toContain(loser.body.reason);
+    const balances = [(await contextOf(key, a)).data.balance, (await contextOf(key, b)).data.balance, (await contextOf(key, c)).data.balance];
+    expect(balances[0] === 5 ? balances : null).toEqual([5, 15, 10]);
+    for (const id of [a, b, c]) expect(await locksOf(tenantId, id)).toBe(0);
+  });
+
+  it('never applies two transactions over each other on one agent without versions either', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const others = await Promise.all([1, 2, 3, 4, 5].map(() => agentWith(key, { balance: 0 })));
+    const results = await Promise.all(others.map((o) => api('/v1/transactions', { key, body: transfer(a, o, 10) })));
+    const committed = results.filter((r) => r.status === 200).length;
+    expect(committed).toBeGreaterThanOrEqual(1);
+    expect(results.every((r) => r.status === 200 || (r.status === 409 && r.body.reason === 'agent_locked'))).toBe(true);
+    const ctx = await contextOf(key, a);
+    expect(ctx.data.balance).toBe(100 - 10 * committed);
+    expect(ctx.version).toBe(1 + committed);
+  });
+});
+
+describe('transactions: edges', () => {
+  it('is documented in the OpenAPI document from the same schemas', async () => {
+    const doc = (await api('/openapi.json')).body;
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/transactions', '/v1/transactions/{id}']));
+    expect(Object.keys(doc.paths['/v1/transactions'].post.responses)).toEqual(expect.arrayContaining(['200', '404', '409', '422']));
+    expect(doc.components.schemas).toHaveProperty('TransactionAborted');
+  });
+
+  it('commits across the maximum of 16 agents', async () => {
+    const { key } = await newTenant();
+    const agents = await Promise.all(Array.from({ length: 16 }, () => agentWith(key, { n: 1 })));
+    const res = await api('/v1/transactions', { key, body: { operations: agents.map((agentId) => ({ agentId, increment: { n: 1 } })) } });
+    expect(res.status).toBe(200);
+    expect(Object.values(res.body.versions)).toEqual(Array(16).fill(2));
+    for (const a of agents) expect((await contextOf(key, a)).data.n).toBe(2);
+  });
+
+  it('aborts with reason not_found when an agent vanished between the edge check and its prepare', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const txId = newId('tx');
+    const name = `${tenantId}/${txId}`;
+    const route = { jurisdiction: null, locationHint: null };
+    const result = await coordinatorStub(name).run({
+      txId, tenantId, coordinatorName: name, fingerprint: null, timeoutMs: 5_000,
+      operations: [{ agentId: a, route, operation: { increment: { n: 1 } } }, { agentId: 'deleted-meanwhile', route, operation: { increment: { n: 1 } } }],
+    });
+    expect(result.value.transaction).toMatchObject({ status: 'aborted', reason: 'not_found', agentId: 'deleted-meanwhile', completed: true });
+    expect(await locksOf(tenantId, a)).toBe(0);
+    expect((await contextOf(key, a)).data.n).toBe(1);
+  });
+
+  it('answers GET from the coordinator while D1 is unreachable, and indexes the transaction later from its alarm', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+    let id: string;
+    try {
+      const res = await api('/v1/transactions', { key, body: transfer(a, b, 5) });
+      expect(res.status).toBe(200);
+      id = res.body.id;
+      const got = await api(`/v1/transactions/${id}`, { key });
+      expect(got.body).toMatchObject({ status: 'committed', completed: true });
+    } finally {
+      await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+    }
+    expect(await env.DB.prepare('SELECT status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toBeNull();
+    expect(await runDurableObjectAlarm(coordinatorStub(`${tenantId}/${id}`))).toBe(true);
+    expect(await env.DB.prepare('SELECT status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toEqual({ status: 'committed' });
+  });
+});

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { applyOperation } from '../../durable/agent-transactions';
+
+const ctx = (data: Record<string, unknown>, version = 3) => ({ version, data });
+
+describe('applyOperation', () => {
+  it('applies the merge patch, then increments, and bumps the version', () => {
+    expect(applyOperation(ctx({ balance: 10, a: { b: 1 } }), { patch: { a: { c: 2 } }, increment: { balance: 5 } }, 1_000)).toEqual({
+      ok: true,
+      value: { data: { balance: 15, a: { b: 1, c: 2 } }, version: 4 },
+    });
+  });
+
+  it('counts a missing key as 0 and may increment a key the patch just set', () => {
+    expect(applyOperation(ctx({}), { increment: { n: 2 } }, 1_000)).toMatchObject({ ok: true, value: { data: { n: 2 } } });
+    expect(applyOperation(ctx({ n: 'x' }), { patch: { n: 1 }, increment: { n: 2 } }, 1_000)).toMatchObject({ ok: true, value: { data: { n: 3 } } });
+  });
+
+  it('refuses a stale ifVersion, a non-number increment, a broken guard and an oversized result', () => {
+    expect(applyOperation(ctx({}), { patch: { a: 1 }, ifVersion: 2 }, 1_000)).toMatchObject({ ok: false, code: 'version_mismatch', details: { version: 3 } });
+    expect(applyOperation(ctx({ n: 'x' }), { increment: { n: 1 } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });
+    expect(applyOperation(ctx({ balance: 20 }), { increment: { balance: -30 }, min: { balance: 0 } }, 1_000)).toMatchObject({ ok: false, code: 'guard_failed', details: { key: 'balance', value: -10, min: 0 } });
+    expect(applyOperation(ctx({ balance: 20 }), { increment: { balance: -20 }, min: { balance: 0 } }, 1_000)).toMatchObject({ ok: true });
+    expect(applyOperation(ctx({ s: 'x' }), { patch: { a: 1 }, min: { s: 0 } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });
+    expect(applyOperation(ctx({}), { patch: { big: 'x'.repeat(100) } }, 50)).toMatchObject({ ok: false, code: 'payload_too_large' });
+    expect(applyOperation(ctx({ n: Number.MAX_VALUE }), { increment: { n: Number.MAX_VALUE } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });
+  });
+
+  it('treats "__proto__" as data and never mutates the current context', () => {
+    const current = ctx({ balance: 1 });
+    const result = applyOperation(current, { increment: { ['__proto__']: 1, balance: 1 } }, 1_000);
+    expect(result.ok && Object.hasOwn(result.value.data, '__proto__')).toBe(true);
+    expect(current.data).toEqual({ balance: 1 });
+  });
+});

@@ -1,0 +1,87 @@
+import { z } from '@hono/zod-openapi';
+import { ContextPatch } from './agent';
+import { AgentId, ResourceId } from './common';
+
+/** Most agents one transaction may touch: bounds the coordinator's fan-out and lock set. */
+export const MAX_TRANSACTION_AGENTS = 16;
+
+const TopLevelKey = z.string().min(1).max(256);
+const Numbers = z
+  .record(TopLevelKey, z.number())
+  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32, '1 to 32 keys');
+
+/** What one participant is asked to do; the part of an operation an AgentDO sees. */
+export const ParticipantOperation = z.object({
+  patch: ContextPatch.optional().openapi({ description: 'JSON Merge Patch (RFC 7396) applied to the context' }),
+  increment: Numbers.optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0)', example: { balance: -30 } }),
+  min: Numbers.optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum', example: { balance: 0 } }),
+  ifVersion: z.number().int().min(0).optional().openapi({ description: 'abort unless the context is at exactly this version' }),
+});
+export type ParticipantOperation = z.infer<typeof ParticipantOperation>;
+
+export const TransactionOperation = ParticipantOperation.extend({ agentId: AgentId })
+  .strict()
+  .refine((op) => op.patch !== undefined || op.increment !== undefined, 'an operation needs a patch, an increment, or both');
+export type TransactionOperation = z.infer<typeof TransactionOperation>;
+
+export const CreateTransactionBody = z
+  .object({
+    operations: z
+      .array(TransactionOperation)
+      .min(1)
+      .max(MAX_TRANSACTION_AGENTS)
+      .superRefine((ops, ctx) => {
+        const seen = new Set<string>();
+        ops.forEach((op, i) => {
+          if (seen.has(op.agentId)) ctx.addIssue({ code: 'custom', path: [i, 'agentId'], message: `agent ${op.agentId} appears twice; one operation per agent` });
+          seen.add(op.agentId);
+        });
+      }),
+    timeoutMs: z.number().int().min(100).max(30_000).default(5_000).openapi({ description: 'phase one must finish within this time, or the transaction aborts' }),
+  })
+  .strict()
+  .openapi('CreateTransaction', {
+    example: {
+      operations: [
+        { agentId: 'wallet-a', increment: { balance: -30 }, min: { balance: 0 } },
+        { agentId: 'wallet-b', increment: { balance: 30 } },
+      ],
+    },
+  });
+export type CreateTransactionBody = z.infer<typeof CreateTransactionBody>;
+
+export const TransactionStatus = z.enum(['preparing', 'committed', 'aborted']);
+export type TransactionStatus = z.infer<typeof TransactionStatus>;
+
+/** Why a transaction aborted: a participant's refusal, or the coordinator giving up. */
+export const AbortReason = z.enum([
+  'version_mismatch', 'agent_locked', 'guard_failed', 'invalid_request', 'not_found', 'payload_too_large', 'conflict', 'timeout', 'unavailable', 'internal_error',
+]);
+export type AbortReason = z.infer<typeof AbortReason>;
+
+export const TransactionCommitted = z
+  .object({ id: z.string(), status: z.literal('committed'), versions: z.record(z.string(), z.number().int()) })
+  .openapi('TransactionCommitted');
+
+export const TransactionAborted = z
+  .object({ id: z.string(), status: z.literal('aborted'), reason: AbortReason, agentId: AgentId.optional(), message: z.string().optional() })
+  .openapi('TransactionAborted');
+
+export const Transaction = z
+  .object({
+    id: z.string(),
+    status: TransactionStatus,
+    completed: z.boolean().openapi({ description: 'every participant has acknowledged the decision' }),
+    versions: z.record(z.string(), z.number().int()).optional(),
+    reason: AbortReason.optional(),
+    agentId: AgentId.optional(),
+    message: z.string().optional(),
+    participants: z.array(z.object({ agentId: AgentId, vote: z.enum(['yes', 'no']).nullable(), acknowledged: z.boolean() })),
+    createdAt: z.iso.datetime(),
+    decidedAt: z.iso.datetime().optional(),
+    completedAt: z.iso.datetime().optional(),
+  })
+  .openapi('Transaction');
+export type Transaction = z.infer<typeof Transaction>;
+
+export const TransactionParams = z.object({ id: ResourceId });
