@@ -36,7 +36,7 @@ function validationError(error: ZodError): ApiError {
  * The edge API: request id, 405s, body limit, auth, then one router per resource. Every route
  * is declared with @hono/zod-openapi, so the schemas that validate also document it.
  */
-export function createApp(): OpenAPIHono<AppEnv> {
+export function createApp() {
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) throw validationError(result.error);
@@ -66,18 +66,20 @@ export function createApp(): OpenAPIHono<AppEnv> {
   const signedByScheme = (method: string, path: string) => method === 'POST' && /^\/v1\/hooks\/[^/]+$/.test(path);
   app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : apiKeyAuth()(c, next)));
 
-  app.route('/', health);
-  app.route('/', admin);
-  app.route('/', agents);
-  app.route('/', executions);
-  app.route('/', agentState);
-  app.route('/', pools);
-  app.route('/', openai);
-  app.route('/', webhooks);
-  app.route('/', events);
-  app.route('/', hooks);
-  app.route('/', stats);
-  app.route('/', transactions);
+  // Chained, so the app's type carries every route for `hono/client` (see AppType).
+  const routes = app
+    .route('/', health)
+    .route('/', admin)
+    .route('/', agents)
+    .route('/', executions)
+    .route('/', agentState)
+    .route('/', pools)
+    .route('/', openai)
+    .route('/', webhooks)
+    .route('/', events)
+    .route('/', hooks)
+    .route('/', stats)
+    .route('/', transactions);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',
@@ -97,5 +99,11 @@ export function createApp(): OpenAPIHono<AppEnv> {
 
   app.onError(onError);
   app.notFound(onNotFound);
-  return app;
+  return routes;
 }
+
+/**
+ * The API's type, for a typed client: `hc<AppType>(baseUrl, { headers })` from `hono/client`
+ * (see docs/CLIENT.md).
+ */
+export type AppType = ReturnType<typeof createApp>;

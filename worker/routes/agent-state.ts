@@ -7,26 +7,6 @@ import { onAgent } from './executions';
 import { staleHeaders, staleStatus } from '../agents/snapshots';
 import { commonErrors, errorResponse, json, security } from './openapi';
 
-export const agentState = new OpenAPIHono<AppEnv>();
-
-agentState.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/status',
-    tags: ['agents'],
-    summary: 'State of the agent: running and queued counts, context version, last execution',
-    security,
-    request: { params: AgentIdParams },
-    responses: { 200: json(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const { tenantId } = c.get('principal');
-    const status = await onAgent(c, id, (stub) => stub.status(), { retry: true, fallback: () => staleStatus(c.env, tenantId, id) });
-    return c.json(status, 200, staleHeaders(status));
-  },
-);
-
 const etag = (version: number) => `"${version}"`;
 
 /** Parses If-Match: `"3"`, `3` or `W/"3"` name version 3; `*` matches any version. */
@@ -37,49 +17,66 @@ function parseIfMatch(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
-agentState.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/context',
-    tags: ['context'],
-    summary: "The agent's context document and its version (also the ETag)",
-    security,
-    request: { params: AgentIdParams },
-    responses: { 200: json(AgentContext, 'the context'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const context = await onAgent(c, c.req.valid('param').id, (stub) => stub.getContext(), { retry: true });
-    return c.json(context, 200, { etag: etag(context.version) });
-  },
-);
-
-agentState.openapi(
-  createRoute({
-    method: 'patch',
-    path: '/v1/agents/{id}/context',
-    tags: ['context'],
-    summary: 'Apply a JSON Merge Patch (RFC 7396) to the context; If-Match makes it conditional',
-    security,
-    request: {
-      params: AgentIdParams,
-      headers: z.object({ 'if-match': z.string().max(100).optional() }),
-      body: {
-        required: true,
-        content: { 'application/merge-patch+json': { schema: ContextPatch }, 'application/json': { schema: ContextPatch } },
+export const agentState = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/status',
+      tags: ['agents'],
+      summary: 'State of the agent: running and queued counts, context version, last execution',
+      security,
+      request: { params: AgentIdParams },
+      responses: { 200: json(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { tenantId } = c.get('principal');
+      const status = await onAgent(c, id, (stub) => stub.status(), { retry: true, fallback: () => staleStatus(c.env, tenantId, id) });
+      return c.json(status, 200, staleHeaders(status));
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/context',
+      tags: ['context'],
+      summary: "The agent's context document and its version (also the ETag)",
+      security,
+      request: { params: AgentIdParams },
+      responses: { 200: json(AgentContext, 'the context'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const context = await onAgent(c, c.req.valid('param').id, (stub) => stub.getContext(), { retry: true });
+      return c.json(context, 200, { etag: etag(context.version) });
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'patch',
+      path: '/v1/agents/{id}/context',
+      tags: ['context'],
+      summary: 'Apply a JSON Merge Patch (RFC 7396) to the context; If-Match makes it conditional',
+      security,
+      request: {
+        params: AgentIdParams,
+        headers: z.object({ 'if-match': z.string().max(100).optional() }),
+        body: {
+          required: true,
+          content: { 'application/merge-patch+json': { schema: ContextPatch }, 'application/json': { schema: ContextPatch } },
+        },
       },
+      responses: {
+        200: json(AgentContext, 'the patched context'),
+        404: errorResponse('not_found'),
+        412: errorResponse('version_mismatch: If-Match names an older version'),
+        ...commonErrors,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const ifVersion = parseIfMatch(c.req.valid('header')['if-match']);
+      const patch = c.req.valid('json');
+      const context = await onAgent(c, id, (stub) => stub.patchContext(patch, ifVersion));
+      return c.json(context, 200, { etag: etag(context.version) });
     },
-    responses: {
-      200: json(AgentContext, 'the patched context'),
-      404: errorResponse('not_found'),
-      412: errorResponse('version_mismatch: If-Match names an older version'),
-      ...commonErrors,
-    },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const ifVersion = parseIfMatch(c.req.valid('header')['if-match']);
-    const patch = c.req.valid('json');
-    const context = await onAgent(c, id, (stub) => stub.patchContext(patch, ifVersion));
-    return c.json(context, 200, { etag: etag(context.version) });
-  },
-);
+  );

@@ -16,8 +16,6 @@ import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
 import type { AgentSnapshot } from '../../durable/outbox';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const agents = new OpenAPIHono<AppEnv>();
-
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
 
 /**
@@ -38,134 +36,130 @@ export async function checkUpstream(env: Env, tenantId: string, config: AgentCon
   if (problem) throw new ApiError('invalid_request', `upstream URL refused: ${problem}`, [{ path: ['upstream'], message: problem }]);
 }
 
-agents.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/agents',
-    tags: ['agents'],
-    summary: 'Create an agent',
-    security,
-    request: jsonBody(CreateAgentBody),
-    responses: { 201: json(Agent, 'the agent'), 409: errorResponse('conflict: an agent with this id exists'), ...commonErrors },
-  }),
-  async (c) => {
-    const body = c.req.valid('json');
-    const { tenantId } = c.get('principal');
-    await checkUpstream(c.env, tenantId, body.upstream);
-    const config: AgentConfig = {
-      id: body.id ?? newId('ag'),
-      name: body.name ?? null,
-      instructions: body.instructions ?? null,
-      upstream: body.upstream ?? { kind: 'builtin' },
-      concurrency: body.concurrency,
-      region: body.region ?? null,
-      jurisdiction: body.jurisdiction ?? null,
-      metadata: body.metadata ?? null,
-    };
-    const route: AgentRoute = {
-      jurisdiction: config.jurisdiction,
-      locationHint: locationHintFor(config.region, c.req.raw.cf as GeoHints | undefined),
-    };
-    const now = Date.now();
-    const provisional: Agent = { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) };
-    if (!(await registerAgent(c.env, tenantId, provisional, route, now))) {
-      throw new ApiError('conflict', `agent ${config.id} already exists`);
-    }
-    try {
-      const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint }), { retry: true }));
-      return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
-    } catch (error) {
-      // The object refused or was unreachable: release the id unless the object holds the agent.
-      if (!(error instanceof ApiError && error.code === 'conflict')) await unregisterAgent(c.env, tenantId, config.id).catch(() => undefined);
-      throw error;
-    }
-  },
-);
-
 const ListQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(512).optional() });
 
-agents.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents',
-    tags: ['agents'],
-    summary: "List the tenant's agents (from D1, ordered by id; eventually consistent)",
-    security,
-    request: { query: ListQuery },
-    responses: { 200: json(page(Agent), 'a page of agents'), ...commonErrors },
-  }),
-  async (c) => {
-    const { limit, cursor } = c.req.valid('query');
-    const after = decodeCursor(cursor) ?? '';
-    const { results } = await c.env.DB.prepare('SELECT id, snapshot FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?')
-      .bind(c.get('principal').tenantId, after, limit + 1)
-      .all<{ id: string; snapshot: string }>();
-    const rows = results.slice(0, limit);
-    const data = rows.map((r) => (JSON.parse(r.snapshot) as AgentSnapshot).agent);
-    const last = rows.at(-1);
-    return c.json({ data, nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
-  },
-);
-
-agents.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}',
-    tags: ['agents'],
-    summary: 'Read an agent (from its Durable Object: strongly consistent)',
-    security,
-    request: { params: AgentIdParams },
-    responses: { 200: json(Agent, 'the agent'), ...notFound, ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const { tenantId } = c.get('principal');
-    const route = await requireAgent(c.env, tenantId, id);
-    const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true, fallback: () => staleAgent(c.env, tenantId, id) }));
-    return c.json(agent, 200, staleHeaders(agent));
-  },
-);
-
-agents.openapi(
-  createRoute({
-    method: 'patch',
-    path: '/v1/agents/{id}',
-    tags: ['agents'],
-    summary: 'Update an agent (name, instructions, upstream, concurrency, metadata, paused)',
-    security,
-    request: { params: AgentIdParams, ...jsonBody(UpdateAgentBody) },
-    responses: { 200: json(Agent, 'the agent'), ...notFound, ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const patch = c.req.valid('json');
-    const { tenantId } = c.get('principal');
-    await checkUpstream(c.env, tenantId, patch.upstream);
-    const route = await requireAgent(c.env, tenantId, id);
-    return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true })), 200);
-  },
-);
-
-agents.openapi(
-  createRoute({
-    method: 'delete',
-    path: '/v1/agents/{id}',
-    tags: ['agents'],
-    summary: 'Delete an agent with its context, executions and history',
-    security,
-    request: { params: AgentIdParams },
-    responses: { 204: { description: 'deleted' }, ...notFound, ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const { tenantId } = c.get('principal');
-    const route = await requireAgent(c.env, tenantId, id);
-    const result = await callAgent(c.env, tenantId, id, route, (stub) => stub.destroy(), { retry: true });
-    // A registry row without an object (a failed create) is cleaned up the same way.
-    if (!result.ok && result.code !== 'not_found') unwrap(result);
-    await unregisterAgent(c.env, tenantId, id);
-    forgetRoute(tenantId, id);
-    return c.body(null, 204);
-  },
-);
-
+export const agents = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/agents',
+      tags: ['agents'],
+      summary: 'Create an agent',
+      security,
+      request: jsonBody(CreateAgentBody),
+      responses: { 201: json(Agent, 'the agent'), 409: errorResponse('conflict: an agent with this id exists'), ...commonErrors },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const { tenantId } = c.get('principal');
+      await checkUpstream(c.env, tenantId, body.upstream);
+      const config: AgentConfig = {
+        id: body.id ?? newId('ag'),
+        name: body.name ?? null,
+        instructions: body.instructions ?? null,
+        upstream: body.upstream ?? { kind: 'builtin' },
+        concurrency: body.concurrency,
+        region: body.region ?? null,
+        jurisdiction: body.jurisdiction ?? null,
+        metadata: body.metadata ?? null,
+      };
+      const route: AgentRoute = {
+        jurisdiction: config.jurisdiction,
+        locationHint: locationHintFor(config.region, c.req.raw.cf as GeoHints | undefined),
+      };
+      const now = Date.now();
+      const provisional: Agent = { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) };
+      if (!(await registerAgent(c.env, tenantId, provisional, route, now))) {
+        throw new ApiError('conflict', `agent ${config.id} already exists`);
+      }
+      try {
+        const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint }), { retry: true }));
+        return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
+      } catch (error) {
+        // The object refused or was unreachable: release the id unless the object holds the agent.
+        if (!(error instanceof ApiError && error.code === 'conflict')) await unregisterAgent(c.env, tenantId, config.id).catch(() => undefined);
+        throw error;
+      }
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents',
+      tags: ['agents'],
+      summary: "List the tenant's agents (from D1, ordered by id; eventually consistent)",
+      security,
+      request: { query: ListQuery },
+      responses: { 200: json(page(Agent), 'a page of agents'), ...commonErrors },
+    }),
+    async (c) => {
+      const { limit, cursor } = c.req.valid('query');
+      const after = decodeCursor(cursor) ?? '';
+      const { results } = await c.env.DB.prepare('SELECT id, snapshot FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?')
+        .bind(c.get('principal').tenantId, after, limit + 1)
+        .all<{ id: string; snapshot: string }>();
+      const rows = results.slice(0, limit);
+      const data = rows.map((r) => (JSON.parse(r.snapshot) as AgentSnapshot).agent);
+      const last = rows.at(-1);
+      return c.json({ data, nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}',
+      tags: ['agents'],
+      summary: 'Read an agent (from its Durable Object: strongly consistent)',
+      security,
+      request: { params: AgentIdParams },
+      responses: { 200: json(Agent, 'the agent'), ...notFound, ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { tenantId } = c.get('principal');
+      const route = await requireAgent(c.env, tenantId, id);
+      const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true, fallback: () => staleAgent(c.env, tenantId, id) }));
+      return c.json(agent, 200, staleHeaders(agent));
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'patch',
+      path: '/v1/agents/{id}',
+      tags: ['agents'],
+      summary: 'Update an agent (name, instructions, upstream, concurrency, metadata, paused)',
+      security,
+      request: { params: AgentIdParams, ...jsonBody(UpdateAgentBody) },
+      responses: { 200: json(Agent, 'the agent'), ...notFound, ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const patch = c.req.valid('json');
+      const { tenantId } = c.get('principal');
+      await checkUpstream(c.env, tenantId, patch.upstream);
+      const route = await requireAgent(c.env, tenantId, id);
+      return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true })), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/agents/{id}',
+      tags: ['agents'],
+      summary: 'Delete an agent with its context, executions and history',
+      security,
+      request: { params: AgentIdParams },
+      responses: { 204: { description: 'deleted' }, ...notFound, ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { tenantId } = c.get('principal');
+      const route = await requireAgent(c.env, tenantId, id);
+      const result = await callAgent(c.env, tenantId, id, route, (stub) => stub.destroy(), { retry: true });
+      // A registry row without an object (a failed create) is cleaned up the same way.
+      if (!result.ok && result.code !== 'not_found') unwrap(result);
+      await unregisterAgent(c.env, tenantId, id);
+      forgetRoute(tenantId, id);
+      return c.body(null, 204);
+    },
+  );

@@ -6,8 +6,6 @@ import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, security } from './openapi';
 
-export const events = new OpenAPIHono<AppEnv>();
-
 const Resume = z.object({
   'last-event-id': z.string().regex(/^\d{1,15}$/).optional().openapi({ description: 'resume after this event (SSE reconnects send it)' }),
 });
@@ -16,42 +14,42 @@ const ResumeQuery = z.object({ lastEventId: z.string().regex(/^\d{1,15}$/).optio
 const lastId = (header: string | undefined, query: string | undefined): number | null =>
   header !== undefined ? Number(header) : query !== undefined ? Number(query) : null;
 
-events.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/events',
-    tags: ['events'],
-    summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
-    security,
-    request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
-    responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream' }, 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId)));
-    return new Response(stream, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } });
-  },
-);
-
-events.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/events/ws',
-    tags: ['events'],
-    summary: 'The same events over a WebSocket (hibernating); `?lastEventId=` replays what was missed',
-    security,
-    request: { params: AgentIdParams, query: ResumeQuery },
-    responses: { 101: { description: 'switching to WebSocket' }, 404: errorResponse('not_found'), 426: errorResponse('invalid_request: not a WebSocket upgrade'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('invalid_request', 'this route needs a WebSocket upgrade (Upgrade: websocket)');
-    const { tenantId } = c.get('principal');
-    const route = await requireAgent(c.env, tenantId, id);
-    const url = new URL('https://agent/events/ws');
-    const since = c.req.valid('query').lastEventId;
-    if (since !== undefined) url.searchParams.set('lastEventId', since);
-    const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
-    return stub.fetch(new Request(url, { headers: { upgrade: 'websocket' } }));
-  },
-);
+export const events = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/events',
+      tags: ['events'],
+      summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
+      security,
+      request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
+      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream' }, 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId)));
+      return new Response(stream, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } });
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/events/ws',
+      tags: ['events'],
+      summary: 'The same events over a WebSocket (hibernating); `?lastEventId=` replays what was missed',
+      security,
+      request: { params: AgentIdParams, query: ResumeQuery },
+      responses: { 101: { description: 'switching to WebSocket' }, 404: errorResponse('not_found'), 426: errorResponse('invalid_request: not a WebSocket upgrade'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('invalid_request', 'this route needs a WebSocket upgrade (Upgrade: websocket)');
+      const { tenantId } = c.get('principal');
+      const route = await requireAgent(c.env, tenantId, id);
+      const url = new URL('https://agent/events/ws');
+      const since = c.req.valid('query').lastEventId;
+      if (since !== undefined) url.searchParams.set('lastEventId', since);
+      const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
+      return stub.fetch(new Request(url, { headers: { upgrade: 'websocket' } }));
+    },
+  );

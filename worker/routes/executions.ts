@@ -10,8 +10,6 @@ import { AgentIdParams, page } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const executions = new OpenAPIHono<AppEnv>();
-
 const IdempotencyHeaders = z.object({
   'idempotency-key': z
     .string()
@@ -32,117 +30,6 @@ function syncFailure(execution: Execution): ApiError {
   return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details);
 }
 
-executions.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/agents/{id}/executions',
-    tags: ['executions'],
-    summary: 'Run an intent on the agent: sync (default) waits for the result, async answers 202',
-    security,
-    request: { params: AgentIdParams, headers: IdempotencyHeaders, ...jsonBody(CreateExecutionBody) },
-    responses: {
-      200: json(Execution, 'sync: the succeeded execution'),
-      202: json(Execution, 'async: the queued execution; poll its Location'),
-      404: errorResponse('not_found'),
-      409: errorResponse('execution_cancelled or agent_paused'),
-      422: errorResponse('idempotency_key_reused: same key, different body'),
-      502: errorResponse('upstream_failed (details.executionId)'),
-      504: errorResponse('upstream_timeout (details.executionId)'),
-      ...commonErrors,
-    },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const body = c.req.valid('json');
-    const idempotencyKey = c.req.valid('header')['idempotency-key'];
-    const { tenantId } = c.get('principal');
-    const route = await requireAgent(c.env, tenantId, id);
-    const fingerprint = await sha256Hex(canonicalJson(body));
-    // Without a client key the edge keys the call itself (a space makes it unlike any client
-    // key), so retrying the RPC after a transient platform error can never run it twice.
-    const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
-    const { execution, replayed } = unwrap(
-      await callAgent(
-        c.env, tenantId, id, route,
-        (stub) => stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), idempotencyKey: key, fingerprint }),
-        { retry: true },
-      ),
-    );
-    Object.assign(c.get('log'), { agent: id, execution: execution.id, executionStatus: execution.status, upstream: execution.upstream, attempts: execution.attempts, durationMs: execution.durationMs });
-    const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
-    if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';
-    if (body.mode === 'async') return c.json(execution, 202, headers);
-    if (execution.status !== 'succeeded') {
-      const failure = syncFailure(execution);
-      throw new ApiError(failure.code, failure.message, failure.details, headers);
-    }
-    return c.json(execution, 200, headers);
-  },
-);
-
-executions.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/executions',
-    tags: ['executions'],
-    summary: "List the agent's executions, newest first (from D1; eventually consistent)",
-    security,
-    request: { params: AgentIdParams, query: ListExecutionsQuery },
-    responses: { 200: json(page(Execution), 'a page of executions'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const { status, limit, cursor } = c.req.valid('query');
-    const { tenantId } = c.get('principal');
-    await requireAgent(c.env, tenantId, id);
-    const before = decodeCursor(cursor);
-    const where = ['tenant_id = ?', 'agent_id = ?'];
-    const params: (string | number)[] = [tenantId, id];
-    if (status) { where.push('status = ?'); params.push(status); }
-    if (before) { where.push('id < ?'); params.push(before); }
-    const { results } = await c.env.DB.prepare(`SELECT id, record FROM executions WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`)
-      .bind(...params, limit + 1)
-      .all<{ id: string; record: string }>();
-    const rows = results.slice(0, limit);
-    const last = rows.at(-1);
-    return c.json({ data: rows.map((r) => JSON.parse(r.record) as Execution), nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
-  },
-);
-
-executions.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/executions/{eid}',
-    tags: ['executions'],
-    summary: 'Read one execution (from the agent: strongly consistent)',
-    security,
-    request: { params: ExecutionParams },
-    responses: { 200: json(Execution, 'the execution'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id, eid } = c.req.valid('param');
-    const { tenantId } = c.get('principal');
-    const execution = await onAgent(c, id, (stub) => stub.getExecution(eid), { retry: true, fallback: () => staleExecution(c.env, tenantId, id, eid) });
-    return c.json(execution, 200, staleHeaders(execution));
-  },
-);
-
-executions.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/agents/{id}/executions/{eid}/cancel',
-    tags: ['executions'],
-    summary: 'Cancel a queued or running execution (a running upstream call is aborted)',
-    security,
-    request: { params: ExecutionParams },
-    responses: { 200: json(Execution, 'the cancelled execution'), 404: errorResponse('not_found'), 409: errorResponse('already_finished'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id, eid } = c.req.valid('param');
-    return c.json(await onAgent(c, id, (stub) => stub.cancel(eid)), 200);
-  },
-);
-
 /** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
 export async function onAgent<T>(
   c: Context<AppEnv>,
@@ -154,3 +41,112 @@ export async function onAgent<T>(
   const route = await requireAgent(c.env, tenantId, agentId);
   return unwrap(await callAgent(c.env, tenantId, agentId, route, fn, options));
 }
+
+export const executions = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/agents/{id}/executions',
+      tags: ['executions'],
+      summary: 'Run an intent on the agent: sync (default) waits for the result, async answers 202',
+      security,
+      request: { params: AgentIdParams, headers: IdempotencyHeaders, ...jsonBody(CreateExecutionBody) },
+      responses: {
+        200: json(Execution, 'sync: the succeeded execution'),
+        202: json(Execution, 'async: the queued execution; poll its Location'),
+        404: errorResponse('not_found'),
+        409: errorResponse('execution_cancelled or agent_paused'),
+        422: errorResponse('idempotency_key_reused: same key, different body'),
+        502: errorResponse('upstream_failed (details.executionId)'),
+        504: errorResponse('upstream_timeout (details.executionId)'),
+        ...commonErrors,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const idempotencyKey = c.req.valid('header')['idempotency-key'];
+      const { tenantId } = c.get('principal');
+      const route = await requireAgent(c.env, tenantId, id);
+      const fingerprint = await sha256Hex(canonicalJson(body));
+      // Without a client key the edge keys the call itself (a space makes it unlike any client
+      // key), so retrying the RPC after a transient platform error can never run it twice.
+      const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
+      const { execution, replayed } = unwrap(
+        await callAgent(
+          c.env, tenantId, id, route,
+          (stub) => stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), idempotencyKey: key, fingerprint }),
+          { retry: true },
+        ),
+      );
+      Object.assign(c.get('log'), { agent: id, execution: execution.id, executionStatus: execution.status, upstream: execution.upstream, attempts: execution.attempts, durationMs: execution.durationMs });
+      const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
+      if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';
+      if (body.mode === 'async') return c.json(execution, 202, headers);
+      if (execution.status !== 'succeeded') {
+        const failure = syncFailure(execution);
+        throw new ApiError(failure.code, failure.message, failure.details, headers);
+      }
+      return c.json(execution, 200, headers);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/executions',
+      tags: ['executions'],
+      summary: "List the agent's executions, newest first (from D1; eventually consistent)",
+      security,
+      request: { params: AgentIdParams, query: ListExecutionsQuery },
+      responses: { 200: json(page(Execution), 'a page of executions'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { status, limit, cursor } = c.req.valid('query');
+      const { tenantId } = c.get('principal');
+      await requireAgent(c.env, tenantId, id);
+      const before = decodeCursor(cursor);
+      const where = ['tenant_id = ?', 'agent_id = ?'];
+      const params: (string | number)[] = [tenantId, id];
+      if (status) { where.push('status = ?'); params.push(status); }
+      if (before) { where.push('id < ?'); params.push(before); }
+      const { results } = await c.env.DB.prepare(`SELECT id, record FROM executions WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`)
+        .bind(...params, limit + 1)
+        .all<{ id: string; record: string }>();
+      const rows = results.slice(0, limit);
+      const last = rows.at(-1);
+      return c.json({ data: rows.map((r) => JSON.parse(r.record) as Execution), nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/executions/{eid}',
+      tags: ['executions'],
+      summary: 'Read one execution (from the agent: strongly consistent)',
+      security,
+      request: { params: ExecutionParams },
+      responses: { 200: json(Execution, 'the execution'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id, eid } = c.req.valid('param');
+      const { tenantId } = c.get('principal');
+      const execution = await onAgent(c, id, (stub) => stub.getExecution(eid), { retry: true, fallback: () => staleExecution(c.env, tenantId, id, eid) });
+      return c.json(execution, 200, staleHeaders(execution));
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/agents/{id}/executions/{eid}/cancel',
+      tags: ['executions'],
+      summary: 'Cancel a queued or running execution (a running upstream call is aborted)',
+      security,
+      request: { params: ExecutionParams },
+      responses: { 200: json(Execution, 'the cancelled execution'), 404: errorResponse('not_found'), 409: errorResponse('already_finished'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id, eid } = c.req.valid('param');
+      return c.json(await onAgent(c, id, (stub) => stub.cancel(eid)), 200);
+    },
+  );

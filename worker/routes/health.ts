@@ -2,14 +2,13 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { json } from './openapi';
 
-export const health = new OpenAPIHono<AppEnv>();
-
-health.openapi(
-  createRoute({
-    method: 'get',
-    path: '/healthz',
-    summary: 'Liveness of the edge Worker (no auth)',
-    responses: { 200: json(z.object({ status: z.literal('ok') }), 'the Worker is serving') },
-  }),
-  (c) => c.json({ status: 'ok' as const }, 200),
-);
+export const health = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/healthz',
+      summary: 'Liveness of the edge Worker (no auth)',
+      responses: { 200: json(z.object({ status: z.literal('ok') }), 'the Worker is serving') },
+    }),
+    (c) => c.json({ status: 'ok' as const }, 200),
+  );

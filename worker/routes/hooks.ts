@@ -8,106 +8,102 @@ import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const hooks = new OpenAPIHono<AppEnv>();
-
 const Params = z.object({ id: HookId });
 
 /** The one answer to every refused delivery, so a prober learns nothing about the hook. */
 const refused = () => new ApiError('unauthorized', 'signature verification failed');
 
-hooks.openapi(
-  createRoute({
-    method: 'put',
-    path: '/v1/hooks/{id}',
-    tags: ['hooks'],
-    summary: 'Create or replace an incoming webhook that starts executions on an agent',
-    security,
-    request: { params: Params, ...jsonBody(PutHookBody) },
-    responses: { 200: json(Hook, 'replaced'), 201: json(Hook, 'created'), 404: errorResponse('not_found: no such agent'), 409: errorResponse('conflict: the id is taken'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const body = c.req.valid('json');
-    const { tenantId } = c.get('principal');
-    await requireAgent(c.env, tenantId, body.agentId);
-    const result = await putHook(c.env, tenantId, id, body);
-    if (!result) throw new ApiError('conflict', `hook id ${id} is taken`);
-    return c.json(result.hook, result.created ? 201 : 200);
-  },
-);
-
-hooks.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/hooks/{id}',
-    tags: ['hooks'],
-    summary: 'An incoming webhook (never its secret)',
-    security,
-    request: { params: Params },
-    responses: { 200: json(Hook, 'the hook'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const hook = await getHook(c.env, c.get('principal').tenantId, c.req.valid('param').id);
-    if (!hook) throw new ApiError('not_found', 'hook not found');
-    return c.json(hook, 200);
-  },
-);
-
-hooks.openapi(
-  createRoute({
-    method: 'delete',
-    path: '/v1/hooks/{id}',
-    tags: ['hooks'],
-    summary: 'Remove an incoming webhook',
-    security,
-    request: { params: Params },
-    responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    if (!(await deleteHook(c.env, c.get('principal').tenantId, c.req.valid('param').id))) throw new ApiError('not_found', 'hook not found');
-    return c.body(null, 204);
-  },
-);
-
-hooks.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/hooks/{id}',
-    tags: ['hooks'],
-    summary: "A sender's delivery (no API key: its signature authenticates it); starts an async execution",
-    request: { params: Params },
-    responses: {
-      202: json(HookAccepted, 'accepted: the execution is queued'),
-      200: json(HookAccepted, 'a delivery id seen before: nothing new started'),
-      401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
-      413: errorResponse('payload_too_large'),
+export const hooks = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'put',
+      path: '/v1/hooks/{id}',
+      tags: ['hooks'],
+      summary: 'Create or replace an incoming webhook that starts executions on an agent',
+      security,
+      request: { params: Params, ...jsonBody(PutHookBody) },
+      responses: { 200: json(Hook, 'replaced'), 201: json(Hook, 'created'), 404: errorResponse('not_found: no such agent'), 409: errorResponse('conflict: the id is taken'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const { tenantId } = c.get('principal');
+      await requireAgent(c.env, tenantId, body.agentId);
+      const result = await putHook(c.env, tenantId, id, body);
+      if (!result) throw new ApiError('conflict', `hook id ${id} is taken`);
+      return c.json(result.hook, result.created ? 201 : 200);
     },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const body = await c.req.text();
-    const hook = await resolveHook(c.env, id);
-    if (!hook) throw refused();
-    const verified = await verifyDelivery(hook.scheme, hook.secret, body, c.req.raw.headers);
-    if (!verified.ok || !verified.deliveryId) {
-      console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook refused', hook: id, reason: verified.ok ? 'no delivery id' : verified.reason, requestId: c.get('requestId') }));
-      throw refused();
-    }
-    let payload: unknown = body;
-    try {
-      payload = JSON.parse(body);
-    } catch {
-      /* a non-JSON payload is passed on as text */
-    }
-    const route = await findAgent(c.env, hook.tenantId, hook.agentId);
-    if (!route) throw new ApiError('not_found', 'the agent of this hook no longer exists');
-    const input = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
-    // The delivery id is the idempotency key: a redelivery replays, never runs twice.
-    const { execution, replayed } = unwrap(
-      await callAgent(c.env, hook.tenantId, hook.agentId, route, async (stub) =>
-        stub.execute({ intent: hook.intent, input, mode: 'async', idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint: await sha256Hex(body) }),
-      { retry: true }),
-    );
-    return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
-  },
-);
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/hooks/{id}',
+      tags: ['hooks'],
+      summary: 'An incoming webhook (never its secret)',
+      security,
+      request: { params: Params },
+      responses: { 200: json(Hook, 'the hook'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const hook = await getHook(c.env, c.get('principal').tenantId, c.req.valid('param').id);
+      if (!hook) throw new ApiError('not_found', 'hook not found');
+      return c.json(hook, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/hooks/{id}',
+      tags: ['hooks'],
+      summary: 'Remove an incoming webhook',
+      security,
+      request: { params: Params },
+      responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      if (!(await deleteHook(c.env, c.get('principal').tenantId, c.req.valid('param').id))) throw new ApiError('not_found', 'hook not found');
+      return c.body(null, 204);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/hooks/{id}',
+      tags: ['hooks'],
+      summary: "A sender's delivery (no API key: its signature authenticates it); starts an async execution",
+      request: { params: Params },
+      responses: {
+        202: json(HookAccepted, 'accepted: the execution is queued'),
+        200: json(HookAccepted, 'a delivery id seen before: nothing new started'),
+        401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
+        413: errorResponse('payload_too_large'),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const body = await c.req.text();
+      const hook = await resolveHook(c.env, id);
+      if (!hook) throw refused();
+      const verified = await verifyDelivery(hook.scheme, hook.secret, body, c.req.raw.headers);
+      if (!verified.ok || !verified.deliveryId) {
+        console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook refused', hook: id, reason: verified.ok ? 'no delivery id' : verified.reason, requestId: c.get('requestId') }));
+        throw refused();
+      }
+      let payload: unknown = body;
+      try {
+        payload = JSON.parse(body);
+      } catch {
+        /* a non-JSON payload is passed on as text */
+      }
+      const route = await findAgent(c.env, hook.tenantId, hook.agentId);
+      if (!route) throw new ApiError('not_found', 'the agent of this hook no longer exists');
+      const input = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
+      // The delivery id is the idempotency key: a redelivery replays, never runs twice.
+      const { execution, replayed } = unwrap(
+        await callAgent(c.env, hook.tenantId, hook.agentId, route, async (stub) =>
+          stub.execute({ intent: hook.intent, input, mode: 'async', idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint: await sha256Hex(body) }),
+        { retry: true }),
+      );
+      return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
+    },
+  );

@@ -13,65 +13,10 @@ import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '.
 import { allowsPrivate } from '../upstream/outbound-guard';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const openai = new OpenAPIHono<AppEnv>();
-
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
   'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'cache this response for N seconds (0: bypass)' }),
 });
-
-openai.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/chat/completions',
-    tags: ['openai'],
-    summary: 'OpenAI-compatible chat completions through a pool or an agent (stream or not)',
-    security,
-    request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
-    responses: {
-      200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream' },
-      404: errorResponse('not_found: no such pool or agent'),
-      502: errorResponse('upstream_failed: every attempt failed'),
-      504: errorResponse('upstream_timeout'),
-      ...commonErrors,
-    },
-  }),
-  async (c) => {
-    const body = c.req.valid('json');
-    const headers = c.req.valid('header');
-    const agentId = headers['x-agent-id'] ?? (body.model.startsWith('agent:') ? body.model.slice('agent:'.length) : undefined);
-    if (agentId !== undefined) return agentChat(c, agentId, body);
-
-    const { tenantId } = c.get('principal');
-    const slash = body.model.indexOf('/');
-    const poolName = slash < 0 ? body.model : body.model.slice(0, slash);
-    const model = slash < 0 ? undefined : body.model.slice(slash + 1);
-    const runtime = await loadPoolRuntime(c.env, tenantId, poolName);
-    if (!runtime) throw new ApiError('not_found', `model ${body.model}: no pool named ${poolName}`);
-
-    const ttl = cacheTtl(headers['x-gateway-cache-ttl'], runtime.pool.cache?.ttlSeconds, body);
-    const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, poolName, body) : null;
-    if (cacheKey) {
-      const hit = await cachedChat(cacheKey);
-      if (hit) return hit;
-    }
-
-    const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), allowPrivate: allowsPrivate(c.env), signal: c.req.raw.signal });
-    Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
-    const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
-    if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;
-    if (!result.ok) {
-      const { error } = result;
-      if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
-      throw new ApiError(error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed', error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
-    }
-    const response = new Response(result.response.body, result.response);
-    for (const [name, value] of Object.entries(gatewayHeaders)) response.headers.set(name, value);
-    if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl);
-    if (ttl > 0) response.headers.set('x-gateway-cache', 'BYPASS');
-    return response;
-  },
-);
 
 /**
  * Seconds to cache a completion for: what the request asks (it may ask for any request but a
@@ -113,22 +58,75 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   return Response.json(completion(id, model, content, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
 }
 
-openai.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/models',
-    tags: ['openai'],
-    summary: 'Models: every pool ("<pool>") and each model its targets name ("<pool>/<model>")',
-    security,
-    responses: { 200: json(ModelList, 'the models'), ...commonErrors },
-  }),
-  async (c) => {
-    const pools = await listPools(c.env, c.get('principal').tenantId);
-    const data = pools.flatMap((pool) => {
-      const created = Math.floor(Date.parse(pool.createdAt) / 1000);
-      const models = [...new Set(pool.targets.map((t) => t.model).filter((m): m is string => m !== undefined))];
-      return [pool.name, ...models.map((m) => `${pool.name}/${m}`)].map((id) => ({ id, object: 'model' as const, created, owned_by: 'edge-agent-gateway' }));
-    });
-    return c.json({ object: 'list' as const, data }, 200);
-  },
-);
+export const openai = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/chat/completions',
+      tags: ['openai'],
+      summary: 'OpenAI-compatible chat completions through a pool or an agent (stream or not)',
+      security,
+      request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
+      responses: {
+        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream' },
+        404: errorResponse('not_found: no such pool or agent'),
+        502: errorResponse('upstream_failed: every attempt failed'),
+        504: errorResponse('upstream_timeout'),
+        ...commonErrors,
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const headers = c.req.valid('header');
+      const agentId = headers['x-agent-id'] ?? (body.model.startsWith('agent:') ? body.model.slice('agent:'.length) : undefined);
+      if (agentId !== undefined) return agentChat(c, agentId, body);
+  
+      const { tenantId } = c.get('principal');
+      const slash = body.model.indexOf('/');
+      const poolName = slash < 0 ? body.model : body.model.slice(0, slash);
+      const model = slash < 0 ? undefined : body.model.slice(slash + 1);
+      const runtime = await loadPoolRuntime(c.env, tenantId, poolName);
+      if (!runtime) throw new ApiError('not_found', `model ${body.model}: no pool named ${poolName}`);
+  
+      const ttl = cacheTtl(headers['x-gateway-cache-ttl'], runtime.pool.cache?.ttlSeconds, body);
+      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, poolName, body) : null;
+      if (cacheKey) {
+        const hit = await cachedChat(cacheKey);
+        if (hit) return hit;
+      }
+  
+      const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), allowPrivate: allowsPrivate(c.env), signal: c.req.raw.signal });
+      Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
+      const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
+      if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;
+      if (!result.ok) {
+        const { error } = result;
+        if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
+        throw new ApiError(error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed', error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
+      }
+      const response = new Response(result.response.body, result.response);
+      for (const [name, value] of Object.entries(gatewayHeaders)) response.headers.set(name, value);
+      if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl);
+      if (ttl > 0) response.headers.set('x-gateway-cache', 'BYPASS');
+      return response;
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/models',
+      tags: ['openai'],
+      summary: 'Models: every pool ("<pool>") and each model its targets name ("<pool>/<model>")',
+      security,
+      responses: { 200: json(ModelList, 'the models'), ...commonErrors },
+    }),
+    async (c) => {
+      const pools = await listPools(c.env, c.get('principal').tenantId);
+      const data = pools.flatMap((pool) => {
+        const created = Math.floor(Date.parse(pool.createdAt) / 1000);
+        const models = [...new Set(pool.targets.map((t) => t.model).filter((m): m is string => m !== undefined))];
+        return [pool.name, ...models.map((m) => `${pool.name}/${m}`)].map((id) => ({ id, object: 'model' as const, created, owned_by: 'edge-agent-gateway' }));
+      });
+      return c.json({ object: 'list' as const, data }, 200);
+    },
+  );

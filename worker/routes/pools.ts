@@ -7,8 +7,6 @@ import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/poo
 import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const pools = new OpenAPIHono<AppEnv>();
-
 const NameParams = z.object({ name: PoolName });
 
 /** URLs the outbound guard refuses are a 400 with one issue per target; nothing is stored. */
@@ -46,70 +44,68 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
   };
 }
 
-pools.openapi(
-  createRoute({
-    method: 'put',
-    path: '/v1/pools/{name}',
-    tags: ['pools'],
-    summary: 'Create or replace a pool of upstream targets',
-    security,
-    request: { params: NameParams, ...jsonBody(PutPoolBody) },
-    responses: { 200: json(PoolView, 'the pool, replaced'), 201: json(PoolView, 'the pool, created'), ...commonErrors },
-  }),
-  async (c) => {
-    const { name } = c.req.valid('param');
-    const body = c.req.valid('json');
-    const { tenantId } = c.get('principal');
-    checkTargets(body, allowsPrivate(c.env));
-    const { pool, created } = await putPool(c.env, tenantId, name, body);
-    return c.json(poolView(pool), created ? 201 : 200);
-  },
-);
-
-pools.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/pools',
-    tags: ['pools'],
-    summary: "The tenant's pools",
-    security,
-    responses: { 200: json(z.object({ data: z.array(PoolView) }), 'the pools'), ...commonErrors },
-  }),
-  async (c) => c.json({ data: (await listPools(c.env, c.get('principal').tenantId)).map(poolView) }, 200),
-);
-
-pools.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/pools/{name}',
-    tags: ['pools'],
-    summary: "A pool with each target's live health (circuit, in-flight, latency, last probe)",
-    security,
-    request: { params: NameParams },
-    responses: { 200: json(PoolView, 'the pool'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { name } = c.req.valid('param');
-    const { tenantId } = c.get('principal');
-    const pool = await getPool(c.env, tenantId, name);
-    if (!pool) throw new ApiError('not_found', `pool ${name} not found`);
-    return c.json(await withHealth(c, tenantId, pool), 200);
-  },
-);
-
-pools.openapi(
-  createRoute({
-    method: 'delete',
-    path: '/v1/pools/{name}',
-    tags: ['pools'],
-    summary: 'Delete a pool (agents that name it fail their executions until it exists again)',
-    security,
-    request: { params: NameParams },
-    responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { name } = c.req.valid('param');
-    if (!(await deletePool(c.env, c.get('principal').tenantId, name))) throw new ApiError('not_found', `pool ${name} not found`);
-    return c.body(null, 204);
-  },
-);
+export const pools = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'put',
+      path: '/v1/pools/{name}',
+      tags: ['pools'],
+      summary: 'Create or replace a pool of upstream targets',
+      security,
+      request: { params: NameParams, ...jsonBody(PutPoolBody) },
+      responses: { 200: json(PoolView, 'the pool, replaced'), 201: json(PoolView, 'the pool, created'), ...commonErrors },
+    }),
+    async (c) => {
+      const { name } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const { tenantId } = c.get('principal');
+      checkTargets(body, allowsPrivate(c.env));
+      const { pool, created } = await putPool(c.env, tenantId, name, body);
+      return c.json(poolView(pool), created ? 201 : 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/pools',
+      tags: ['pools'],
+      summary: "The tenant's pools",
+      security,
+      responses: { 200: json(z.object({ data: z.array(PoolView) }), 'the pools'), ...commonErrors },
+    }),
+    async (c) => c.json({ data: (await listPools(c.env, c.get('principal').tenantId)).map(poolView) }, 200),
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/pools/{name}',
+      tags: ['pools'],
+      summary: "A pool with each target's live health (circuit, in-flight, latency, last probe)",
+      security,
+      request: { params: NameParams },
+      responses: { 200: json(PoolView, 'the pool'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { name } = c.req.valid('param');
+      const { tenantId } = c.get('principal');
+      const pool = await getPool(c.env, tenantId, name);
+      if (!pool) throw new ApiError('not_found', `pool ${name} not found`);
+      return c.json(await withHealth(c, tenantId, pool), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/pools/{name}',
+      tags: ['pools'],
+      summary: 'Delete a pool (agents that name it fail their executions until it exists again)',
+      security,
+      request: { params: NameParams },
+      responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { name } = c.req.valid('param');
+      if (!(await deletePool(c.env, c.get('principal').tenantId, name))) throw new ApiError('not_found', `pool ${name} not found`);
+      return c.body(null, 204);
+    },
+  );

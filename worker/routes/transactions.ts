@@ -8,8 +8,6 @@ import { newId } from '../lib/ids';
 import { CreateTransactionBody, Transaction, TransactionAborted, TransactionCommitted, TransactionParams } from '../schemas/transaction';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const transactions = new OpenAPIHono<AppEnv>();
-
 const IdempotencyHeaders = z.object({
   'idempotency-key': z
     .string()
@@ -40,55 +38,6 @@ interface DurableObjectError extends Error {
   overloaded?: boolean;
 }
 
-transactions.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/transactions',
-    tags: ['transactions'],
-    summary: "Apply operations to up to 16 of the tenant's agents, all or nothing (two-phase commit)",
-    security,
-    request: { headers: IdempotencyHeaders, ...jsonBody(CreateTransactionBody) },
-    responses: {
-      200: json(TransactionCommitted, 'committed: every operation applied; the new context version of each agent'),
-      404: errorResponse('not_found: an agent of the operations does not exist for this tenant (nothing was locked)'),
-      409: json(TransactionAborted, 'aborted: nothing applied; reason names why (version_mismatch, agent_locked, guard_failed, …) and agentId which agent'),
-      422: errorResponse('idempotency_key_reused: same key, different body'),
-      ...commonErrors,
-    },
-  }),
-  async (c) => {
-    const body = c.req.valid('json');
-    const key = c.req.valid('header')['idempotency-key'];
-    const { tenantId } = c.get('principal');
-    // Every agent is resolved before anything is locked: an unknown one (or another
-    // tenant's, which is the same thing from here) is a 404 that touched nothing.
-    const routes = await Promise.all(body.operations.map((op) => findAgent(c.env, tenantId, op.agentId)));
-    const missing = body.operations.findIndex((_op, i) => !routes[i]);
-    if (missing >= 0) throw new ApiError('not_found', `agent ${body.operations[missing]?.agentId} not found`, { agentId: body.operations[missing]?.agentId });
-
-    const txId = newId('tx');
-    const name = coordinatorName(tenantId, txId, key);
-    const input: RunInput = {
-      txId,
-      tenantId,
-      coordinatorName: name,
-      fingerprint: key ? await sha256Hex(canonicalJson(body)) : null,
-      timeoutMs: body.timeoutMs,
-      operations: body.operations.map(({ agentId, ...operation }, i) => {
-        const route = routes[i];
-        if (!route) throw new Error('route vanished');
-        return { agentId, route, operation };
-      }),
-    };
-    const { transaction, replayed } = unwrap(await runOnce(c.env, name, input));
-    const headers: Record<string, string> = { location: `/v1/transactions/${transaction.id}` };
-    if (replayed && key) headers['idempotent-replayed'] = 'true';
-    if (transaction.status === 'committed') return c.json({ id: transaction.id, status: 'committed' as const, versions: transaction.versions ?? {} }, 200, headers);
-    const aborted = { id: transaction.id, status: 'aborted' as const, reason: transaction.reason ?? 'internal_error', ...(transaction.agentId && { agentId: transaction.agentId }), ...(transaction.message && { message: transaction.message }) };
-    return c.json(aborted, 409, headers);
-  },
-);
-
 /**
  * Calls the coordinator, retrying once with a fresh stub on a retryable platform error: `run`
  * is idempotent for one coordinator name (a second call returns the recorded outcome).
@@ -107,27 +56,76 @@ async function runOnce(env: Env, name: string, input: RunInput) {
   }
 }
 
-transactions.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/transactions/{id}',
-    tags: ['transactions'],
-    summary: 'Read a transaction: its decision, votes and acknowledgements (from its coordinator)',
-    security,
-    request: { params: TransactionParams },
-    responses: { 200: json(Transaction, 'the transaction'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const { tenantId } = c.get('principal');
-    // Unkeyed coordinators are named from the id, so GET still works while D1 is unreachable;
-    // only ids the gateway could have made are tried that way, to not create objects for junk.
-    const row = await c.env.DB.prepare('SELECT coordinator_name FROM transactions WHERE tenant_id = ? AND id = ?')
-      .bind(tenantId, id)
-      .first<{ coordinator_name: string }>()
-      .catch(() => null);
-    const name = row?.coordinator_name ?? (TX_ID.test(id) ? `${tenantId}/${id}` : null);
-    if (!name) throw new ApiError('not_found', `transaction ${id} not found`);
-    return c.json(unwrap(await coordinator(c.env, name).get(tenantId, id)), 200);
-  },
-);
+export const transactions = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/transactions',
+      tags: ['transactions'],
+      summary: "Apply operations to up to 16 of the tenant's agents, all or nothing (two-phase commit)",
+      security,
+      request: { headers: IdempotencyHeaders, ...jsonBody(CreateTransactionBody) },
+      responses: {
+        200: json(TransactionCommitted, 'committed: every operation applied; the new context version of each agent'),
+        404: errorResponse('not_found: an agent of the operations does not exist for this tenant (nothing was locked)'),
+        409: json(TransactionAborted, 'aborted: nothing applied; reason names why (version_mismatch, agent_locked, guard_failed, …) and agentId which agent'),
+        422: errorResponse('idempotency_key_reused: same key, different body'),
+        ...commonErrors,
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const key = c.req.valid('header')['idempotency-key'];
+      const { tenantId } = c.get('principal');
+      // Every agent is resolved before anything is locked: an unknown one (or another
+      // tenant's, which is the same thing from here) is a 404 that touched nothing.
+      const routes = await Promise.all(body.operations.map((op) => findAgent(c.env, tenantId, op.agentId)));
+      const missing = body.operations.findIndex((_op, i) => !routes[i]);
+      if (missing >= 0) throw new ApiError('not_found', `agent ${body.operations[missing]?.agentId} not found`, { agentId: body.operations[missing]?.agentId });
+  
+      const txId = newId('tx');
+      const name = coordinatorName(tenantId, txId, key);
+      const input: RunInput = {
+        txId,
+        tenantId,
+        coordinatorName: name,
+        fingerprint: key ? await sha256Hex(canonicalJson(body)) : null,
+        timeoutMs: body.timeoutMs,
+        operations: body.operations.map(({ agentId, ...operation }, i) => {
+          const route = routes[i];
+          if (!route) throw new Error('route vanished');
+          return { agentId, route, operation };
+        }),
+      };
+      const { transaction, replayed } = unwrap(await runOnce(c.env, name, input));
+      const headers: Record<string, string> = { location: `/v1/transactions/${transaction.id}` };
+      if (replayed && key) headers['idempotent-replayed'] = 'true';
+      if (transaction.status === 'committed') return c.json({ id: transaction.id, status: 'committed' as const, versions: transaction.versions ?? {} }, 200, headers);
+      const aborted = { id: transaction.id, status: 'aborted' as const, reason: transaction.reason ?? 'internal_error', ...(transaction.agentId && { agentId: transaction.agentId }), ...(transaction.message && { message: transaction.message }) };
+      return c.json(aborted, 409, headers);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/transactions/{id}',
+      tags: ['transactions'],
+      summary: 'Read a transaction: its decision, votes and acknowledgements (from its coordinator)',
+      security,
+      request: { params: TransactionParams },
+      responses: { 200: json(Transaction, 'the transaction'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { tenantId } = c.get('principal');
+      // Unkeyed coordinators are named from the id, so GET still works while D1 is unreachable;
+      // only ids the gateway could have made are tried that way, to not create objects for junk.
+      const row = await c.env.DB.prepare('SELECT coordinator_name FROM transactions WHERE tenant_id = ? AND id = ?')
+        .bind(tenantId, id)
+        .first<{ coordinator_name: string }>()
+        .catch(() => null);
+      const name = row?.coordinator_name ?? (TX_ID.test(id) ? `${tenantId}/${id}` : null);
+      if (!name) throw new ApiError('not_found', `transaction ${id} not found`);
+      return c.json(unwrap(await coordinator(c.env, name).get(tenantId, id)), 200);
+    },
+  );

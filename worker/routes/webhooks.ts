@@ -8,92 +8,87 @@ import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-export const webhooks = new OpenAPIHono<AppEnv>();
-
 const ChildId = z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/);
 
-webhooks.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/agents/{id}/webhooks',
-    tags: ['webhooks'],
-    summary: "Register an endpoint for the agent's events, signed per Standard Webhooks",
-    security,
-    request: { params: AgentIdParams, ...jsonBody(CreateWebhookBody) },
-    responses: { 201: json(CreatedWebhook, 'the webhook, with its secret (shown only here)'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const body = c.req.valid('json');
-    const problem = outboundUrlProblem(body.url, allowsPrivate(c.env));
-    if (problem) throw new ApiError('invalid_request', `webhook URL refused: ${problem}`, [{ path: ['url'], message: problem }]);
-    return c.json(await onAgent(c, id, (stub) => stub.createWebhook(body)), 201);
-  },
-);
-
-webhooks.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/webhooks',
-    tags: ['webhooks'],
-    summary: "The agent's webhooks (without secrets)",
-    security,
-    request: { params: AgentIdParams },
-    responses: { 200: json(z.object({ data: z.array(Webhook) }), 'the webhooks'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => c.json({ data: await onAgent(c, c.req.valid('param').id, (stub) => stub.listWebhooks(), { retry: true }) }, 200),
-);
-
-webhooks.openapi(
-  createRoute({
-    method: 'delete',
-    path: '/v1/agents/{id}/webhooks/{wid}',
-    tags: ['webhooks'],
-    summary: 'Remove a webhook (its pending deliveries die)',
-    security,
-    request: { params: AgentIdParams.extend({ wid: ChildId }) },
-    responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id, wid } = c.req.valid('param');
-    await onAgent(c, id, (stub) => stub.deleteWebhook(wid), { retry: true });
-    return c.body(null, 204);
-  },
-);
-
-webhooks.openapi(
-  createRoute({
-    method: 'get',
-    path: '/v1/agents/{id}/deliveries',
-    tags: ['webhooks'],
-    summary: 'Webhook deliveries, newest first: pending (with the next attempt), delivered, dead',
-    security,
-    request: { params: AgentIdParams, query: ListDeliveriesQuery },
-    responses: { 200: json(z.object({ data: z.array(Delivery), nextCursor: z.string().nullable() }), 'a page of deliveries'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id } = c.req.valid('param');
-    const { status, limit, cursor } = c.req.valid('query');
-    const before = decodeCursor(cursor);
-    const rows = await onAgent(c, id, (stub) => stub.listDeliveries({ ...(status && { status }), limit: limit + 1, ...(before && { before }) }), { retry: true });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return c.json({ data: page, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }, 200);
-  },
-);
-
-webhooks.openapi(
-  createRoute({
-    method: 'post',
-    path: '/v1/agents/{id}/deliveries/{did}/retry',
-    tags: ['webhooks'],
-    summary: 'Send a delivery again now (a dead letter gets a fresh retry schedule)',
-    security,
-    request: { params: AgentIdParams.extend({ did: ChildId }) },
-    responses: { 200: json(Delivery, 'the delivery, pending'), 404: errorResponse('not_found'), ...commonErrors },
-  }),
-  async (c) => {
-    const { id, did } = c.req.valid('param');
-    return c.json(await onAgent(c, id, (stub) => stub.retryDelivery(did)), 200);
-  },
-);
+export const webhooks = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/agents/{id}/webhooks',
+      tags: ['webhooks'],
+      summary: "Register an endpoint for the agent's events, signed per Standard Webhooks",
+      security,
+      request: { params: AgentIdParams, ...jsonBody(CreateWebhookBody) },
+      responses: { 201: json(CreatedWebhook, 'the webhook, with its secret (shown only here)'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const problem = outboundUrlProblem(body.url, allowsPrivate(c.env));
+      if (problem) throw new ApiError('invalid_request', `webhook URL refused: ${problem}`, [{ path: ['url'], message: problem }]);
+      return c.json(await onAgent(c, id, (stub) => stub.createWebhook(body)), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/webhooks',
+      tags: ['webhooks'],
+      summary: "The agent's webhooks (without secrets)",
+      security,
+      request: { params: AgentIdParams },
+      responses: { 200: json(z.object({ data: z.array(Webhook) }), 'the webhooks'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => c.json({ data: await onAgent(c, c.req.valid('param').id, (stub) => stub.listWebhooks(), { retry: true }) }, 200),
+  )
+  .openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/agents/{id}/webhooks/{wid}',
+      tags: ['webhooks'],
+      summary: 'Remove a webhook (its pending deliveries die)',
+      security,
+      request: { params: AgentIdParams.extend({ wid: ChildId }) },
+      responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id, wid } = c.req.valid('param');
+      await onAgent(c, id, (stub) => stub.deleteWebhook(wid), { retry: true });
+      return c.body(null, 204);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agents/{id}/deliveries',
+      tags: ['webhooks'],
+      summary: 'Webhook deliveries, newest first: pending (with the next attempt), delivered, dead',
+      security,
+      request: { params: AgentIdParams, query: ListDeliveriesQuery },
+      responses: { 200: json(z.object({ data: z.array(Delivery), nextCursor: z.string().nullable() }), 'a page of deliveries'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { status, limit, cursor } = c.req.valid('query');
+      const before = decodeCursor(cursor);
+      const rows = await onAgent(c, id, (stub) => stub.listDeliveries({ ...(status && { status }), limit: limit + 1, ...(before && { before }) }), { retry: true });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return c.json({ data: page, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/agents/{id}/deliveries/{did}/retry',
+      tags: ['webhooks'],
+      summary: 'Send a delivery again now (a dead letter gets a fresh retry schedule)',
+      security,
+      request: { params: AgentIdParams.extend({ did: ChildId }) },
+      responses: { 200: json(Delivery, 'the delivery, pending'), 404: errorResponse('not_found'), ...commonErrors },
+    }),
+    async (c) => {
+      const { id, did } = c.req.valid('param');
+      return c.json(await onAgent(c, id, (stub) => stub.retryDelivery(did)), 200);
+    },
+  );
