@@ -6,7 +6,7 @@ describe('cancel', () => {
   it('cancels a queued execution: it never runs', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
-    const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 300 }, mode: 'async' } });
+    const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 1500 }, mode: 'async' } });
     const queued = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'next', mode: 'async' } });
     const cancelled = await api(`/v1/agents/${id}/executions/${queued.body.id}/cancel`, { key, method: 'POST' });
     expect(cancelled.status).toBe(200);

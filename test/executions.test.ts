@@ -137,17 +137,31 @@ describe('executions: async, polling and listing', () => {
     const id = await newAgent(key, { concurrency: 2 });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: `job ${i}`, input: { simulateLatencyMs: 150 }, mode: 'async' } });
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: `job ${i}`, input: { simulateLatencyMs: 300 }, mode: 'async' } });
       ids.push(res.body.id);
     }
-    const status = await api(`/v1/agents/${id}/status`, { key });
-    expect(status.body).toMatchObject({ state: 'running', running: 2, queued: 3 });
     const finished = await eventually(async () => {
       const all = await Promise.all(ids.map(async (eid) => (await api(`/v1/agents/${id}/executions/${eid}`, { key })).body));
       return all.every((e) => e.status === 'succeeded') && all;
     });
+    // Never more than two running at any instant, judged from the recorded intervals.
+    const edges = finished.flatMap((e) => [[Date.parse(e.startedAt), 1], [Date.parse(e.finishedAt), -1]] as const).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+    let running = 0;
+    let most = 0;
+    for (const [, delta] of edges) most = Math.max(most, (running += delta));
+    expect(most).toBe(2);
     const starts = finished.map((e) => Date.parse(e.startedAt));
     expect([...starts].sort((a, b) => a - b)).toEqual(starts);
+  });
+
+  it('reports running and queued counts while work waits', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 1 });
+    const first = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 }, mode: 'async' } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'next', mode: 'async' } });
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body).toMatchObject({ state: 'running', running: 1, queued: 1 });
+    await api(`/v1/agents/${id}/executions/${first.body.id}/cancel`, { key, method: 'POST' });
   });
 
   it('lists executions newest first from D1, filtered by status, with a cursor', async () => {

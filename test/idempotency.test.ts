@@ -58,7 +58,7 @@ describe('idempotency keys', () => {
   it('replays an async execution with its current state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
-    const body = { intent: 'x', mode: 'async', input: { simulateLatencyMs: 100 } };
+    const body = { intent: 'x', mode: 'async', input: { simulateLatencyMs: 2000 } };
     const first = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'a1' } });
     expect(first.status).toBe(202);
     const again = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'a1' } });

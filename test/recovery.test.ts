@@ -13,7 +13,7 @@ describe('recovery and the outbox', () => {
   it('resumes an execution that was running when the object restarted, with the same Idempotency-Key', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
-    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'long', input: { mock: { delayMs: 400 } }, mode: 'async', timeoutMs: 20_000 } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'long', input: { mock: { delayMs: 2000 } }, mode: 'async', timeoutMs: 20_000 } });
     await eventually(async () => (await upstreamRequests(exec.body.id)).length === 1);
 
     await abortAllDurableObjects(); // the object restarts: in-memory work is gone, storage stays
@@ -32,7 +32,7 @@ describe('recovery and the outbox', () => {
   it('starts executions that were queued when the object restarted', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
-    const first = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'a', input: { mock: { delayMs: 300 } }, mode: 'async' } });
+    const first = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'a', input: { mock: { delayMs: 2000 } }, mode: 'async' } });
     const second = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'b', mode: 'async' } });
     expect((await api(`/v1/agents/${id}/executions/${second.body.id}`, { key })).body.status).toBe('queued');
     await abortAllDurableObjects();

@@ -12,6 +12,8 @@ export interface Env {
   ADMIN_TOKEN?: string;
   /** Base64 of 32 bytes: the AES-GCM key that seals upstream credentials at rest (secret). */
   UPSTREAM_ENCRYPTION_KEY?: string;
+  /** Lowest level of request log lines written: debug | info (default) | warn | error. */
+  LOG_LEVEL?: string;
   /** "true" lets tenants point upstreams and webhooks at private or loopback addresses. */
   ALLOW_PRIVATE_UPSTREAMS?: string;
 }

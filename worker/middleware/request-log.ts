@@ -1,10 +1,13 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 
+const RANK: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
 /**
  * One structured JSON log line per request (Workers Logs indexes the fields): request id,
  * method, path, status, latency, tenant, and whatever handlers add with `c.get('log')`
- * (agent, execution, upstream). Health checks are not logged.
+ * (agent, execution, upstream). Health checks are not logged; `LOG_LEVEL` (debug, info, warn,
+ * error; default info) drops lines below it.
  *
  * @example app.use(requestLog())
  */
@@ -14,8 +17,10 @@ export function requestLog(): MiddlewareHandler<AppEnv> {
     c.set('log', {});
     await next();
     if (c.req.path === '/healthz') return;
+    const level = c.res.status >= 500 ? 'error' : c.res.status >= 400 ? 'warn' : 'info';
+    if ((RANK[level] ?? 1) < (RANK[c.env.LOG_LEVEL ?? 'info'] ?? 1)) return;
     const line = {
-      level: c.res.status >= 500 ? 'error' : c.res.status >= 400 ? 'warn' : 'info',
+      level,
       msg: 'request',
       requestId: c.get('requestId'),
       method: c.req.method,
