@@ -211,6 +211,25 @@ describe('transactions: edges', () => {
     for (const a of agents) expect((await contextOf(key, a)).data.n).toBe(2);
   });
 
+  it('aborts when phase one outlives its deadline, leaving no lock behind', async () => {
+    const { key, tenantId } = await newTenant();
+    const agents = await Promise.all([1, 2, 3].map(() => agentWith(key, { n: 1 })));
+    const txId = newId('tx');
+    const name = `${tenantId}/${txId}`;
+    const route = { jurisdiction: null, locationHint: null };
+    // 1 ms (the API's minimum is 100): the deadline passes while the prepares are in flight.
+    const result = await coordinatorStub(name).run({
+      txId, tenantId, coordinatorName: name, fingerprint: null, timeoutMs: 1,
+      operations: agents.map((agentId) => ({ agentId, route, operation: { increment: { n: 1 } } })),
+    });
+    expect(result.value.transaction.status).toBe('aborted');
+    expect(['timeout', 'conflict']).toContain(result.value.transaction.reason);
+    for (const a of agents) {
+      expect(await locksOf(tenantId, a)).toBe(0);
+      expect((await contextOf(key, a)).data.n).toBe(1);
+    }
+  });
+
   it('aborts with reason not_found when an agent vanished between the edge check and its prepare', async () => {
     const { key, tenantId } = await newTenant();
     const a = await agentWith(key, { n: 1 });
