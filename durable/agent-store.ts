@@ -69,22 +69,45 @@ export function toExecution(row: ExecutionRow, agentId: string): Execution {
 
 /** Rows of one agent's SQLite storage, and the outbox entries that mirror them to D1. */
 export class AgentStore {
+  /**
+   * The agent row and its parsed config, cached: this object is the agent's only writer, so
+   * the copy stays right as long as every write goes through here (which drops it).
+   */
+  private cachedRow: AgentRow | null | undefined;
+  private cachedConfig: { row: AgentRow; config: AgentConfig } | undefined;
+
   constructor(private readonly sql: Sql) {}
 
   agentRow(): AgentRow | undefined {
-    return this.sql.one<AgentRow>('SELECT tenant_id, config, paused, created_at, updated_at, rev FROM agent WHERE singleton = 1');
+    if (this.cachedRow === undefined) {
+      this.cachedRow = this.sql.one<AgentRow>('SELECT tenant_id, config, paused, created_at, updated_at, rev FROM agent WHERE singleton = 1') ?? null;
+    }
+    return this.cachedRow ?? undefined;
+  }
+
+  /** Forgets cached rows (after a write, a rollback or deleteAll). */
+  invalidate(): void {
+    this.cachedRow = undefined;
+    this.cachedConfig = undefined;
   }
 
   config(row: AgentRow): AgentConfig {
-    return JSON.parse(row.config) as AgentConfig;
+    if (this.cachedConfig?.row !== row) this.cachedConfig = { row, config: JSON.parse(row.config) as AgentConfig };
+    return this.cachedConfig.config;
+  }
+
+  contextVersion(): number {
+    return this.sql.one<{ version: number }>('SELECT version FROM context WHERE singleton = 1')?.version ?? 0;
   }
 
   insertAgent(tenantId: string, config: AgentConfig, now: number): void {
+    this.invalidate();
     this.sql.run('INSERT INTO agent (singleton, tenant_id, config, paused, created_at, updated_at, rev) VALUES (1, ?, ?, 0, ?, ?, 1)', tenantId, JSON.stringify(config), now, now);
     this.sql.run('INSERT INTO context (singleton, version, data, updated_at) VALUES (1, 0, ?, ?)', '{}', now);
   }
 
   updateAgent(config: AgentConfig, paused: boolean, now: number): void {
+    this.invalidate();
     this.sql.run('UPDATE agent SET config = ?, paused = ?, updated_at = ?, rev = rev + 1 WHERE singleton = 1', JSON.stringify(config), paused ? 1 : 0, now);
   }
 
@@ -206,8 +229,8 @@ export class AgentStore {
 
   /** Next value of a named counter kept in `meta`. */
   nextCounter(name: string): number {
-    this.sql.run("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", name);
-    return Number(this.sql.one<{ value: string }>('SELECT value FROM meta WHERE key = ?', name)?.value ?? 1);
+    const row = this.sql.one<{ value: string }>("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value", name);
+    return Number(row?.value ?? 1);
   }
 
   /**

@@ -63,6 +63,8 @@ export function toDelivery(row: DeliveryRow): Delivery {
  */
 export class AgentWebhooks {
   private readonly sending = new Set<string>();
+  /** Registrations with their parsed event lists; dropped on every change. */
+  private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
 
   constructor(
     private readonly sql: Sql,
@@ -75,6 +77,7 @@ export class AgentWebhooks {
     const secret = input.secret ?? `whsec_${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))}`;
     const events = input.events ?? [...ALL_EVENTS];
     this.sql.run('INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)', id, input.url, JSON.stringify(events), secret, now);
+    this.hooks = undefined;
     return { id, url: input.url, events, secret, createdAt: new Date(now).toISOString() };
   }
 
@@ -83,12 +86,19 @@ export class AgentWebhooks {
   }
 
   delete(id: string): boolean {
+    this.hooks = undefined;
     return this.sql.run('DELETE FROM webhooks WHERE id = ?', id) > 0;
+  }
+
+  /** Forgets cached registrations (after deleteAll). */
+  invalidate(): void {
+    this.hooks = undefined;
   }
 
   /** Queues a delivery of `event` to every webhook subscribed to its type (same transaction). */
   fanOut(type: EventType, data: unknown, now: number): number {
-    const hooks = this.sql.all<WebhookRow>('SELECT * FROM webhooks').filter((h) => (JSON.parse(h.events) as string[]).includes(type));
+    this.hooks ??= this.sql.all<WebhookRow>('SELECT * FROM webhooks').map((row) => ({ row, events: new Set(JSON.parse(row.events) as string[]) }));
+    const hooks = this.hooks.filter((h) => h.events.has(type)).map((h) => h.row);
     for (const hook of hooks) {
       const id = newId('msg');
       const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data });

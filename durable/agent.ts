@@ -150,6 +150,8 @@ export class AgentDO extends DurableObject<Env> {
     await this.flushChain;
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.store.invalidate();
+    this.webhooks.invalidate();
     this.alarmAt = null;
     migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
     for (const id of [...this.waiters.keys()]) this.notify(id);
@@ -522,10 +524,19 @@ export class AgentDO extends DurableObject<Env> {
     if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
   }
 
-  private enqueueAgent(now: number): void {
+  /**
+   * Marks the agent's D1 snapshot out of date. The snapshot row is written once per flush, not
+   * once per change: it only summarises state that is durable here already.
+   */
+  private enqueueAgent(_now: number): void {
+    this.snapshotDirty = true;
+  }
+  private snapshotDirty = true;
+
+  private writeSnapshot(now: number): void {
     const row = this.store.agentRow();
     if (!row) return;
-    const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.context().version };
+    const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.contextVersion() };
     // The snapshot changes with context and execution state too, so it has its own counter.
     this.store.enqueue('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), snapshot, now);
   }
@@ -546,6 +557,10 @@ export class AgentDO extends DurableObject<Env> {
     this.flushChain = this.flushChain.then(async () => {
       const row = this.store.agentRow();
       if (!row) return;
+      if (this.snapshotDirty) {
+        this.snapshotDirty = false;
+        this.ctx.storage.transactionSync(() => this.writeSnapshot(Date.now()));
+      }
       const { tenantId, agentId } = this.ids(row);
       while ((await drainOutbox(this.env.DB, this.store, tenantId, agentId)) > 0) { /* drain everything due */ }
     }).catch((error: unknown) => console.error(JSON.stringify({ msg: 'outbox flush failed', error: String(error) })));
@@ -561,8 +576,10 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   private async armAlarm(): Promise<void> {
-    if (!this.store.agentRow()) return;
     const now = Date.now();
+    // Nothing is ever due sooner than a second from now: an alarm that close needs no checks.
+    if (this.alarmAt !== null && this.alarmAt <= now + 1_000) return;
+    if (!this.store.agentRow()) return;
     const { running, queued } = this.store.counts();
     const outboxAt = this.store.nextOutboxAt();
     const deliveryAt = this.webhooks.nextDueAt();

@@ -33,7 +33,7 @@ describe('read failover', () => {
     const id = await newAgent(key, { name: 'Snapshotted' });
     const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
     await eventually(() => env.DB.prepare("SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ? AND status = 'succeeded'").bind(tenantId, exec.body.id).first());
-    await eventually(() => env.DB.prepare('SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND rev > 1').bind(tenantId, id).first());
+    await eventually(() => env.DB.prepare(`SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND json_extract(snapshot, '$.contextVersion') = 1`).bind(tenantId, id).first());
 
     for (const kind of ['retryable', 'overloaded'] as const) {
       const agent = await call(kind, key, `/v1/agents/${id}`);

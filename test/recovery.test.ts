@@ -53,7 +53,7 @@ describe('recovery and the outbox', () => {
     );
     expect(JSON.parse(row.record)).toEqual(exec.body);
     const snapshot = await eventually(() =>
-      env.DB.prepare('SELECT snapshot FROM agents WHERE tenant_id = ? AND id = ? AND rev > 1').bind(tenantId, id).first<{ snapshot: string }>(),
+      env.DB.prepare(`SELECT snapshot FROM agents WHERE tenant_id = ? AND id = ? AND json_extract(snapshot, '$.contextVersion') = 1`).bind(tenantId, id).first<{ snapshot: string }>(),
     );
     expect(JSON.parse(snapshot.snapshot).contextVersion).toBe(1);
   });

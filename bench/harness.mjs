@@ -1,0 +1,290 @@
+#!/usr/bin/env node
+// `npm run bench`: measures the gateway on the runtime, not on a dev server.
+//
+// 1. Builds the Worker as a deploy would (`wrangler deploy --dry-run --outdir`), and the bare
+//    Hono fetch-and-return Worker of bench/bare (the ceiling for a proxy).
+// 2. Measures the hello-world ceiling of three ways to serve a Worker here: plain
+//    `workerd serve`, Miniflare through its entry proxy, and Miniflare with
+//    `unsafeDirectSockets` (workerd listens for the Worker itself). The gateway runs on the
+//    last: the fastest that still gives real Durable Objects, D1 and KV.
+// 3. Starts the fault-injecting mock upstream in its own process, then drives every scenario
+//    with autocannon at fixed concurrency after a warm-up, in one run: the mock called
+//    directly and the bare proxy as baselines, then the gateway's scenarios.
+//
+// Options: --quick (short runs; under 2 minutes), --json FILE (results as JSON),
+// --connections N (default 50), --duration S (default 10, quick 3).
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { Miniflare } from 'miniflare';
+import { chartSvg } from './chart.mjs';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    duration: { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+const quick = values.quick;
+const connections = Number(values.connections);
+const duration = Number(values.duration ?? (quick ? 3 : 10));
+const warmup = quick ? 1 : 3;
+const root = path.resolve(import.meta.dirname, '..');
+const build = path.join(root, 'bench/.build');
+const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
+const wrangler = path.join(root, 'node_modules/.bin/wrangler');
+const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+const compatibilityDate = '2026-04-20';
+
+const log = (...args) => console.error('[bench]', ...args);
+const freePort = () =>
+  new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function bundle(config, outdir) {
+  const run = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, ...(config ? ['--config', config] : [])], { cwd: root, env, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`bundling failed:\n${run.stdout}\n${run.stderr}`);
+  return path.join(outdir, 'index.js');
+}
+
+/** Runs autocannon and returns req/s and latency percentiles. */
+function load(url, requests, seconds = duration, conns = connections) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections: conns, duration: seconds, requests }, (error, result) => {
+      if (error) return reject(error);
+      resolve({
+        rps: Math.round(result.requests.average),
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        p999: result.latency.p99_9 ?? result.latency.p999 ?? result.latency.p99,
+        non2xx: result.non2xx,
+        errors: result.errors + result.timeouts,
+        total: result.requests.total,
+      });
+    });
+  });
+}
+
+async function measure(url, requests) {
+  await load(url, requests, warmup);
+  return load(url, requests);
+}
+
+async function waitFor(url) {
+  for (let i = 0; i < 200; i++) {
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+rmSync(build, { recursive: true, force: true });
+mkdirSync(build, { recursive: true });
+log('building the gateway and the bare proxy');
+const gatewayScript = bundle(null, path.join(build, 'gateway'));
+const bareScript = bundle(path.join(root, 'bench/bare/wrangler.toml'), path.join(build, 'bare'));
+const helloScript = path.join(build, 'hello.js');
+writeFileSync(helloScript, "export default { fetch() { return new Response('ok'); } };\n");
+
+const mockPort = await freePort();
+const mock = spawn(process.execPath, [path.join(root, 'test/support/mock-upstream.mjs'), String(mockPort)], { stdio: 'ignore' });
+const mockUrl = `http://127.0.0.1:${mockPort}`;
+const children = [mock];
+process.on('exit', () => children.forEach((c) => c.kill()));
+await waitFor(`${mockUrl}/health`);
+
+const results = [];
+const ceilings = [];
+const record = (scenario, r, baseline) => {
+  results.push({ scenario, ...r, baseline: baseline?.scenario ?? null, ratio: baseline ? Math.round((r.rps / baseline.rps) * 100) / 100 : null });
+  log(`${scenario}: ${r.rps} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.non2xx ? `, ${r.non2xx} non-2xx` : ''}${r.errors ? `, ${r.errors} errors` : ''}`);
+};
+const hello = [{ method: 'GET', path: '/' }];
+
+// --- hello-world ceilings -----------------------------------------------------------------------
+{
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'bench-workerd-'));
+  writeFileSync(path.join(dir, 'hello.js'), readFileSync(helloScript));
+  writeFileSync(
+    path.join(dir, 'config.capnp'),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .hello) ],
+  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
+);
+const hello :Workerd.Worker = ( modules = [ (name = "hello.js", esModule = embed "hello.js") ], compatibilityDate = "${compatibilityDate}" );
+`,
+  );
+  const workerdBin = path.join(root, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+  const workerd = spawn(workerdBin, ['serve', path.join(dir, 'config.capnp')], { stdio: 'ignore' });
+  children.push(workerd);
+  await waitFor(`http://127.0.0.1:${port}/`);
+  ceilings.push({ server: 'plain `workerd serve` (no Durable Objects, D1 or KV without hand-written config)', ...(await measure(`http://127.0.0.1:${port}`, hello)) });
+  workerd.kill();
+  rmSync(dir, { recursive: true, force: true });
+
+  const viaEntry = new Miniflare({ modules: true, scriptPath: helloScript, compatibilityDate });
+  ceilings.push({ server: 'Miniflare, through its entry proxy', ...(await measure((await viaEntry.ready).toString(), hello)) });
+  await viaEntry.dispose();
+
+  const direct = new Miniflare({ name: 'hello', modules: true, scriptPath: helloScript, compatibilityDate, unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] });
+  await direct.ready;
+  ceilings.push({ server: 'Miniflare with unsafeDirectSockets (chosen)', ...(await measure((await direct.unsafeGetDirectURL('hello')).toString(), hello)) });
+  await direct.dispose();
+  for (const c of ceilings) log(`hello world, ${c.server}: ${c.rps} req/s`);
+}
+
+// --- baselines ----------------------------------------------------------------------------------
+const chatBody = (model) => JSON.stringify({ model, messages: [{ role: 'user', content: 'How do refunds work?' }] });
+const json = { 'content-type': 'application/json' };
+const mockDirect = await measure(mockUrl, [{ method: 'POST', path: '/v1/chat/completions', headers: json, body: chatBody('mock-model') }]);
+record('mock-direct', mockDirect, null);
+const mockBaseline = results.at(-1);
+
+const bare = new Miniflare({
+  name: 'bare',
+  modules: true,
+  scriptPath: bareScript,
+  compatibilityDate,
+  bindings: { UPSTREAM_URL: mockUrl },
+  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+});
+await bare.ready;
+const bareUrl = (await bare.unsafeGetDirectURL('bare')).toString();
+record('bare-proxy', await measure(bareUrl, [{ method: 'POST', path: '/v1/chat/completions', headers: json, body: chatBody('mock-model') }]), mockBaseline);
+const bareBaseline = results.at(-1);
+await bare.dispose();
+
+// --- the gateway --------------------------------------------------------------------------------
+const gateway = new Miniflare({
+  name: 'gateway',
+  modules: true,
+  scriptPath: gatewayScript,
+  compatibilityDate,
+  compatibilityFlags: ['nodejs_compat'],
+  durableObjects: { AGENTS: { className: 'AgentDO', useSQLite: true }, TRANSACTIONS: { className: 'TransactionDO', useSQLite: true } },
+  d1Databases: { DB: 'bench-db' },
+  kvNamespaces: { CACHE: 'bench-kv' },
+  bindings: { ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' },
+  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+  ...(process.env.BENCH_PERSIST && { defaultPersistRoot: process.env.BENCH_PERSIST, durableObjectsPersist: true, d1Persist: true, kvPersist: true }),
+});
+await gateway.ready;
+const db = await gateway.getD1Database('DB');
+for (const file of readdirSync(path.join(root, 'migrations')).sort()) {
+  const sql = readFileSync(path.join(root, 'migrations', file), 'utf8').replace(/--.*$/gm, '');
+  const statements = sql.split(';').map((s) => s.trim()).filter(Boolean);
+  await db.batch(statements.map((s) => db.prepare(s)));
+}
+const base = (await gateway.unsafeGetDirectURL('gateway')).toString().replace(/\/$/, '');
+
+/** Set-up calls; a dropped keep-alive connection is retried (409 then means it had landed). */
+async function call(pathname, init = {}, { allowConflict = false } = {}) {
+  for (let attempt = 1; ; attempt++) {
+    let res;
+    try {
+      res = await fetch(`${base}${pathname}`, init);
+    } catch (error) {
+      if (attempt < 5) { await sleep(50 * attempt); continue; }
+      throw error;
+    }
+    if (res.status === 409 && allowConflict && attempt > 1) return null;
+    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${pathname}: ${res.status} ${await res.text()}`);
+    return res.json();
+  }
+}
+const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` }, body: '{}' });
+const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` }, body: '{}' });
+const auth = { ...json, authorization: `Bearer ${key}` };
+
+async function createAgents(prefix, count, extra = {}) {
+  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+  for (let i = 0; i < ids.length; i += 32) {
+    await Promise.all(ids.slice(i, i + 32).map((id) => call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id, concurrency: 32, ...extra }) }, { allowConflict: true })));
+  }
+  return ids;
+}
+
+await call('/v1/pools/bench', {
+  method: 'PUT',
+  headers: auth,
+  body: JSON.stringify({ strategy: 'least-inflight', targets: ['a', 'b'].map((id) => ({ id, kind: 'openai-chat', baseUrl: `${mockUrl}/t/${id}/ok/v1`, model: 'mock-model' })) }),
+});
+
+const rotate = (ids, make) => {
+  let i = 0;
+  return (req) => ({ ...req, ...make(ids[i++ % ids.length]) });
+};
+const execBody = JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } });
+const execOn = (ids, body = execBody) => [{ method: 'POST', headers: auth, body, setupRequest: rotate(ids, (id) => ({ path: `/v1/agents/${id}/executions` })) }];
+
+const want = values.only ? new Set(values.only.split(',')) : null;
+async function scenario(id, requests, baseline = bareBaseline) {
+  if (want && !want.has(id)) return;
+  record(id, await measure(base, requests), baseline);
+}
+
+log('creating agents');
+const hundred = await createAgents('a100', 100);
+const [one] = await createAgents('scale1', 1);
+const [hotC1] = await createAgents('hot-c1', 1, { concurrency: 1 });
+const [hotC32] = await createAgents('hot-c32', 1, { concurrency: 32 });
+const [longHistory] = await createAgents('long', 1);
+for (let i = 0; i < 60; i++) await call(`/v1/agents/${longHistory}/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: { message: `question ${i} about refunds ${'x'.repeat(400)}` } }) });
+await call(`/v1/agents/${longHistory}/context`, { method: 'PATCH', headers: auth, body: JSON.stringify({ notes: 'y'.repeat(200_000) }) });
+const tenThousand = want && !want.has('scale-10000') ? [] : await createAgents('a10k', 10_000);
+log('agents ready');
+
+await scenario('healthz', [{ method: 'GET', path: '/healthz' }]);
+await scenario('chat-proxy', [{ method: 'POST', path: '/v1/chat/completions', headers: auth, body: chatBody('bench') }]);
+await scenario('get-agent-100', [{ method: 'GET', headers: auth, setupRequest: rotate(hundred, (id) => ({ path: `/v1/agents/${id}` })) }]);
+await scenario('sync-exec-100', execOn(hundred));
+await scenario('async-enqueue', execOn(hundred, JSON.stringify({ intent: 'support.reply', input: 'hello', mode: 'async' })));
+await scenario('hot-agent-c1', execOn([hotC1]));
+await scenario('hot-agent-c32', execOn([hotC32]));
+await scenario('context-patch', [{ method: 'PATCH', headers: auth, body: JSON.stringify({ n: 1 }), setupRequest: rotate(hundred, (id) => ({ path: `/v1/agents/${id}/context` })) }]);
+{
+  const pairs = [];
+  for (let i = 0; i + 1 < hundred.length; i += 2) pairs.push(JSON.stringify({ operations: [{ agentId: hundred[i], increment: { n: 1 } }, { agentId: hundred[i + 1], increment: { n: -1 } }] }));
+  await scenario('txn-2', [{ method: 'POST', path: '/v1/transactions', headers: auth, setupRequest: rotate(pairs, (body) => ({ body })) }]);
+}
+await scenario('scale-1', execOn([one]));
+await scenario('scale-100', execOn(hundred));
+if (tenThousand.length) await scenario('scale-10000', execOn(tenThousand));
+await scenario('long-history', execOn([longHistory]));
+
+await gateway.dispose();
+
+// --- report -------------------------------------------------------------------------------------
+const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}`;
+console.log(`\n${machine}; ${connections} connections, ${duration} s per scenario after ${warmup} s warm-up\n`);
+console.log('| hello world served by | req/s | p50 ms | p99 ms |\n| --- | ---: | ---: | ---: |');
+for (const c of ceilings) console.log(`| ${c.server} | ${c.rps} | ${c.p50} | ${c.p99} |`);
+console.log('\n| scenario | req/s | ratio | vs | p50 ms | p99 ms | p99.9 ms | non-2xx | errors |\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+for (const r of results) console.log(`| ${r.scenario} | ${r.rps} | ${r.ratio ?? ''} | ${r.baseline ?? ''} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.non2xx} | ${r.errors} |`);
+
+mkdirSync(path.join(root, 'bench/results'), { recursive: true });
+writeFileSync(path.join(root, 'bench/results/latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, connections, duration, ceilings, results }, null, 2));
+writeFileSync(path.join(root, 'bench/results/latest.svg'), chartSvg(results, `edge-agent-gateway bench, ${connections} connections (${new Date().toISOString().slice(0, 10)})`));
+if (values.json) writeFileSync(values.json, JSON.stringify(results.map(({ scenario, rps, p50, p99, baseline, ratio }) => ({ scenario, rps, p50, p99, baseline, ratio })), null, 2));
+children.forEach((c) => c.kill());
+process.exit(0);
