@@ -282,6 +282,8 @@ for (const c of ceilings) console.log(`| ${c.server} | ${c.rps} | ${c.p50} | ${c
 console.log('\n| scenario | req/s | ratio | vs | p50 ms | p99 ms | p99.9 ms | non-2xx | errors |\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
 for (const r of results) console.log(`| ${r.scenario} | ${r.rps} | ${r.ratio ?? ''} | ${r.baseline ?? ''} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.non2xx} | ${r.errors} |`);
 
+const chat = results.find((r) => r.scenario === 'chat-proxy');
+if (chat) console.log(`\nchat-proxy adds ${chat.p50 - mockDirect.p50} ms at p50 and ${chat.p99 - mockDirect.p99} ms at p99 over the mock called directly; the bare proxy adds ${bareBaseline.p50 - mockDirect.p50} / ${bareBaseline.p99 - mockDirect.p99} ms.`);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
 writeFileSync(path.join(root, 'bench/results/latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, connections, duration, ceilings, results }, null, 2));
 writeFileSync(path.join(root, 'bench/results/latest.svg'), chartSvg(results, `edge-agent-gateway bench, ${connections} connections (${new Date().toISOString().slice(0, 10)})`));
