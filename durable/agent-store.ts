@@ -137,8 +137,7 @@ export class AgentStore {
   }
 
   writeContext(data: Record<string, unknown>, now: number): number {
-    this.sql.run('UPDATE context SET version = version + 1, data = ?, updated_at = ? WHERE singleton = 1', JSON.stringify(data), now);
-    return this.context().version;
+    return this.sql.one<{ version: number }>('UPDATE context SET version = version + 1, data = ?, updated_at = ? WHERE singleton = 1 RETURNING version', JSON.stringify(data), now)?.version ?? 0;
   }
 
   history(): HistoryEntry[] {
