@@ -259,6 +259,16 @@ function parseFrame(frame) {
   return event;
 }
 
+/** Wakes a waiting reconnect at once (the browser came back online). */
+let wakeStream = () => undefined;
+/** Drops the current stream connection (the browser went offline, or the stream went quiet). */
+let dropStream = () => undefined;
+window.addEventListener('offline', () => dropStream());
+window.addEventListener('online', () => wakeStream());
+
+/** The server sends a heartbeat every 15 s: a stream silent for longer is dead. */
+const SILENT_STREAM_MS = 40_000;
+
 /**
  * Follows the agent's event stream with fetch (EventSource cannot send an Authorization
  * header), resuming with Last-Event-ID after a drop so no event is missed.
@@ -269,10 +279,20 @@ async function follow(target) {
   let retryMs = 2000;
   let failures = 0;
   while (!signal.aborted) {
+    const connection = new AbortController();
+    const abortConnection = () => connection.abort();
+    signal.addEventListener('abort', abortConnection);
+    dropStream = abortConnection;
+    let watchdog;
+    const quiet = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(abortConnection, SILENT_STREAM_MS);
+    };
     try {
       const headers = { authorization: `Bearer ${apiKey}`, accept: 'text/event-stream' };
       if (lastEventId !== null) headers['last-event-id'] = lastEventId;
-      const res = await fetch(`${agentPath(target.id)}/events`, { headers, signal, cache: 'no-store' });
+      quiet();
+      const res = await fetch(`${agentPath(target.id)}/events`, { headers, signal: connection.signal, cache: 'no-store' });
       if (res.status === 401) return onUnauthorized();
       if (res.status === 404) return setText($('stream-state'), 'agent not found');
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
@@ -286,6 +306,7 @@ async function follow(target) {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        quiet();
         buffer = (buffer + value).replace(/\r\n?/g, '\n');
         let end;
         while ((end = buffer.indexOf('\n\n')) >= 0) {
@@ -300,13 +321,22 @@ async function follow(target) {
         }
       }
     } catch {
-      if (signal.aborted) return;
+      /* dropped: reconnect below */
+    } finally {
+      clearTimeout(watchdog);
+      signal.removeEventListener('abort', abortConnection);
+      connection.abort();
     }
     if (signal.aborted) return;
     failures += 1;
     $('stream-state').dataset.live = 'false';
-    setText($('stream-state'), 'reconnecting…');
-    await new Promise((resolve) => setTimeout(resolve, Math.min(retryMs * 2 ** Math.min(failures - 1, 3), 15_000)));
+    setText($('stream-state'), navigator.onLine ? 'reconnecting…' : 'offline, reconnecting…');
+    const delay = Math.min(retryMs * 2 ** Math.min(failures - 1, 3), 15_000);
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, delay);
+      wakeStream = () => { clearTimeout(timer); resolve(); };
+    });
+    wakeStream = () => undefined;
   }
 }
 

@@ -151,6 +151,27 @@ describe('dashboard, end to end in Chromium against `npm run dev`', () => {
     const res = await fetch(`${base}/v1/agents/dash-e2e/executions/${executionId}`, { headers: auth });
     expect(((await res.json()) as { status: string }).status).toBe('succeeded');
 
+    // The stream drops (the browser goes offline); meanwhile an execution runs to the end. Back
+    // online, the page reconnects with Last-Event-ID and the missed events are replayed.
+    const streamRequests: (string | undefined)[] = [];
+    page.on('request', (request) => { if (request.url().endsWith('/v1/agents/dash-e2e/events')) streamRequests.push(request.headers()['last-event-id']); });
+    await context.setOffline(true);
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toMatch(/reconnecting/);
+    const missed = (await (await fetch(`${base}/v1/agents/dash-e2e/executions`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ intent: 'support.reply', input: { message: 'When are you open?' } }),
+    })).json()) as { id: string; status: string };
+    expect(missed.status).toBe('succeeded');
+    await context.setOffline(false);
+    const replayed = page.locator(`[data-testid="execution-row"][data-execution-id="${missed.id}"]`);
+    await expect.poll(() => replayed.getAttribute('data-events'), { timeout: 30_000 }).toBe('queued,running,succeeded');
+    expect(streamRequests.length).toBeGreaterThan(0);
+    expect(streamRequests.at(-1)).toMatch(/^\d+$/);
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    // Newest first.
+    expect(await page.locator('[data-testid="execution-row"]').first().getAttribute('data-execution-id')).toBe(missed.id);
+
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(existsSync(SCREENSHOT)).toBe(true);
