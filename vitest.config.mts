@@ -40,6 +40,9 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.e2e.ts'],
           environment: 'node',
+          // One dev server at a time: each file starts `npm run dev`, which creates .dev.vars
+          // (and its demo key) on first start; in parallel two servers could race on it.
+          fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },

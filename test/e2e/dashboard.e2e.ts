@@ -1,0 +1,183 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// The dashboard (public/dashboard/, served by Workers static assets), driven in Debian's
+// Chromium against `npm run dev`: paste the demo key, create an agent, run an execution and
+// watch it go queued → running → succeeded on the live event stream.
+
+const root = path.resolve(import.meta.dirname, '../..');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SCREENSHOT = path.join(root, 'test-results', 'dashboard.png');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+describe('dashboard, end to end in Chromium against `npm run dev`', () => {
+  let dev: ChildProcess;
+  let browser: Browser | undefined;
+  let base: string;
+  let stateDir: string;
+  let key: string;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`);
+    const port = await freePort();
+    stateDir = mkdtempSync(path.join(tmpdir(), 'eag-dash-'));
+    base = `http://127.0.0.1:${port}`;
+    dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir, '--quiet'], {
+      cwd: root,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+    });
+    let output = '';
+    const [launched] = await Promise.all([
+      chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      }),
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`dev server did not start:\n${output}`)), 150_000);
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('demo API key:')) { clearTimeout(timer); resolve(); }
+        };
+        dev.stdout?.on('data', onData);
+        dev.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+        dev.on('exit', (code) => { clearTimeout(timer); reject(new Error(`dev server exited with ${code}:\n${output}`)); });
+      }),
+    ]);
+    browser = launched;
+    key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+  });
+
+  afterAll(async () => {
+    await browser?.close().catch(() => undefined);
+    if (dev?.pid) {
+      try { process.kill(-dev.pid, 'SIGTERM'); } catch { /* already gone */ }
+    }
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('serves the dashboard as static assets next to the API', async () => {
+    const redirect = await fetch(`${base}/dashboard`, { redirect: 'manual' });
+    expect([301, 307, 308]).toContain(redirect.status);
+    expect(redirect.headers.get('location')).toMatch(/\/dashboard\/$/);
+    const page = await fetch(`${base}/dashboard/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(await page.text()).toContain('data-testid="key-input"');
+    expect((await fetch(`${base}/dashboard/app.js`)).headers.get('content-type')).toMatch(/javascript/);
+    // The API still answers from the Worker, and the headers file is not served.
+    expect((await fetch(`${base}/v1/agents`)).status).toBe(401);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/_headers`)).status).toBe(404);
+  });
+
+  it('creates an agent, runs an execution and shows it live, queued → running → succeeded', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const pool = await fetch(`${base}/v1/pools/dash-pool`, {
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ targets: [{ id: 'local', kind: 'builtin' }] }),
+    });
+    expect(pool.status).toBe(201);
+
+    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+    page.on('console', (message) => { if (message.type() === 'error') problems.push(`console: ${message.text()}`); });
+    const foreign: string[] = [];
+    page.on('request', (request) => { if (!request.url().startsWith(base) && !request.url().startsWith('data:')) foreign.push(request.url()); });
+
+    const started = Date.now();
+    await page.goto(`${base}/dashboard`);
+    expect(page.url()).toBe(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.getByTestId('agent-form').waitFor();
+
+    await page.getByLabel('New agent id (optional)').fill('dash-e2e');
+    await page.getByTestId('agent-create').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-e2e"]').waitFor();
+    await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe('dash-e2e');
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+
+    // The built-in responder thinks for a moment, so the running state is observable.
+    await page.getByLabel('Input (JSON)').fill('{"message":"How do refunds work? <b>bold</b>","simulateLatencyMs":1500}');
+    await page.getByTestId('run-submit').click();
+    const row = page.locator('[data-testid="execution-row"]').first();
+    await row.waitFor();
+    await expect.poll(() => row.getAttribute('data-status'), { timeout: 20_000 }).toBe('succeeded');
+    const executionId = await row.getAttribute('data-execution-id');
+    expect(executionId).toBeTruthy();
+    // Every transition came over the live event stream, in order.
+    expect(await row.getAttribute('data-events')).toBe('queued,running,succeeded');
+    expect(await row.getByTestId('execution-status').textContent()).toBe('succeeded');
+    const liveMs = Date.now() - started;
+
+    // The agent list shows the agent's state and counts (polled), and the pools panel its target.
+    const agentRow = page.locator('[data-testid="agent-row"][data-agent-id="dash-e2e"]');
+    await expect.poll(() => agentRow.getByTestId('agent-state').textContent(), { timeout: 10_000 }).toBe('idle');
+    expect(await agentRow.getByTestId('agent-running').textContent()).toBe('0');
+    expect(await agentRow.getByTestId('agent-queued').textContent()).toBe('0');
+    const target = page.getByTestId('pool-target-row').first();
+    await target.waitFor({ timeout: 10_000 });
+    expect(await target.textContent()).toContain('dash-pool');
+    expect(await target.textContent()).toContain('closed');
+
+    // Data is text, never markup; the key stays in this tab's sessionStorage only.
+    expect(await page.locator('#executions-body b').count()).toBe(0);
+    expect(await page.evaluate(() => Object.keys(localStorage).length)).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
+
+    // The API agrees with what the page shows.
+    const res = await fetch(`${base}/v1/agents/dash-e2e/executions/${executionId}`, { headers: auth });
+    expect(((await res.json()) as { status: string }).status).toBe('succeeded');
+
+    // The stream drops (the browser goes offline); meanwhile an execution runs to the end. Back
+    // online, the page reconnects with Last-Event-ID and the missed events are replayed.
+    const streamRequests: (string | undefined)[] = [];
+    page.on('request', (request) => { if (request.url().endsWith('/v1/agents/dash-e2e/events')) streamRequests.push(request.headers()['last-event-id']); });
+    await context.setOffline(true);
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toMatch(/reconnecting/);
+    const missed = (await (await fetch(`${base}/v1/agents/dash-e2e/executions`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ intent: 'support.reply', input: { message: 'When are you open?' } }),
+    })).json()) as { id: string; status: string };
+    expect(missed.status).toBe('succeeded');
+    await context.setOffline(false);
+    const replayed = page.locator(`[data-testid="execution-row"][data-execution-id="${missed.id}"]`);
+    await expect.poll(() => replayed.getAttribute('data-events'), { timeout: 30_000 }).toBe('queued,running,succeeded');
+    expect(streamRequests.length).toBeGreaterThan(0);
+    expect(streamRequests.at(-1)).toMatch(/^\d+$/);
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    // Newest first.
+    expect(await page.locator('[data-testid="execution-row"]').first().getAttribute('data-execution-id')).toBe(missed.id);
+
+    mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect(existsSync(SCREENSHOT)).toBe(true);
+    expect(problems).toEqual([]);
+    expect(foreign).toEqual([]);
+    console.log(`dashboard e2e: key → agent → execution seen succeeded live in ${liveMs} ms`);
+    await context.close();
+  });
+});
