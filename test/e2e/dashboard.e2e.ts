@@ -97,6 +97,11 @@ describe('dashboard, end to end in Chromium against `npm run dev`', () => {
       body: JSON.stringify({ targets: [{ id: 'local', kind: 'builtin' }] }),
     });
     expect(pool.status).toBe(201);
+    // An agent behind the pool runs once, so the pool's target has a recent latency to show.
+    const pooled = await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-pooled', upstream: { kind: 'pool', pool: 'dash-pool' } }) });
+    expect(pooled.status).toBe(201);
+    const viaPool = await fetch(`${base}/v1/agents/dash-pooled/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: { message: 'hi', simulateLatencyMs: 50 } }) });
+    expect(viaPool.status).toBe(200);
 
     const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
@@ -141,6 +146,7 @@ describe('dashboard, end to end in Chromium against `npm run dev`', () => {
     await target.waitFor({ timeout: 10_000 });
     expect(await target.textContent()).toContain('dash-pool');
     expect(await target.textContent()).toContain('closed');
+    expect(await target.locator('td').nth(5).textContent()).toMatch(/^\d+ ms$/);
 
     // Data is text, never markup; the key stays in this tab's sessionStorage only.
     expect(await page.locator('#executions-body b').count()).toBe(0);
