@@ -6,12 +6,8 @@ import { newId } from '../worker/lib/ids';
 import type { Agent, AgentConfig, AgentContext, AgentStatus, Region, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { allowsPrivate } from '../worker/upstream/outbound-guard';
-import { invokeUpstream } from '../worker/upstream/invoke';
-import { resolveUpstream } from '../worker/upstream/resolve';
-import { regionTags } from '../worker/agents/placement';
-import { messageOf } from '../worker/upstream/builtin';
-import type { InvokeOutcome } from '../worker/upstream/types';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
+import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
@@ -21,8 +17,6 @@ import { drainOutbox, type AgentSnapshot } from './outbox';
 import { Sql } from './sql';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
-/** Upper bound on upstream attempts for one execution, across restarts of the object. */
-const MAX_TOTAL_ATTEMPTS = 5;
 /** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
 const WATCHDOG_MS = 30_000;
 /** Fallback delivery of the outbox when the immediate flush did not get it all out. */
@@ -33,8 +27,7 @@ const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
 const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
-/** Largest context document, well under the 2 MB row limit. */
-export const MAX_CONTEXT_BYTES = 1_000_000;
+export { MAX_CONTEXT_BYTES };
 
 export interface CreateAgentInput {
   tenantId: string;
@@ -71,9 +64,7 @@ export class AgentDO extends DurableObject<Env> {
   private readonly webhooks: AgentWebhooks;
   private readonly tx: AgentTransactions;
   /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
-  private readonly inflight = new Map<string, AbortController>();
-  private readonly waiters = new Map<string, (() => void)[]>();
-  private orphansResumed = false;
+  private readonly runner: ExecutionRunner;
   private flushChain: Promise<void> = Promise.resolve();
   private flushPending = false;
   private alarmAt: number | null = null;
@@ -84,6 +75,15 @@ export class AgentDO extends DurableObject<Env> {
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
+    this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
+      changed: (id, now) => {
+        this.enqueueExecution(id, now);
+        this.enqueueAgent(now);
+      },
+      settled: () => this.afterChange(),
+      contextLocked: () => this.tx.lock() !== undefined,
+      view: (id) => this.executionOrNull(id),
+    });
     this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
       enqueueAgent: (now) => this.enqueueAgent(now),
@@ -135,7 +135,7 @@ export class AgentDO extends DurableObject<Env> {
       this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);
       this.enqueueAgent(now);
     });
-    this.pump();
+    this.runner.pump();
     this.afterChange();
     return ok(this.view());
   }
@@ -146,7 +146,7 @@ export class AgentDO extends DurableObject<Env> {
     const lock = this.tx.lock();
     // Deleting would drop the lock and leave the coordinator committing into nothing.
     if (lock) return this.locked(lock.tx_id);
-    for (const controller of this.inflight.values()) controller.abort();
+    this.runner.abortAll();
     await this.flushChain;
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
@@ -154,7 +154,6 @@ export class AgentDO extends DurableObject<Env> {
     this.webhooks.invalidate();
     this.alarmAt = null;
     migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
-    for (const id of [...this.waiters.keys()]) this.notify(id);
     return ok({ deleted: true });
   }
 
@@ -173,7 +172,7 @@ export class AgentDO extends DurableObject<Env> {
         if (seen.fingerprint !== request.fingerprint) {
           return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
         }
-        const execution = request.mode === 'sync' ? await this.waitForFinish(first.id) : toExecution(first, agentId);
+        const execution = request.mode === 'sync' ? await this.runner.waitForFinish(first.id) : toExecution(first, agentId);
         return execution ? ok({ execution, replayed: true }) : this.notFound();
       }
     }
@@ -189,10 +188,10 @@ export class AgentDO extends DurableObject<Env> {
       this.enqueueExecution(id, now);
     });
     const queued = this.executionView(id);
-    this.pump();
+    this.runner.pump();
     this.afterChange();
     if (request.mode === 'async') return ok({ execution: queued, replayed: false });
-    const finished = await this.waitForFinish(id);
+    const finished = await this.runner.waitForFinish(id);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
 
@@ -217,9 +216,9 @@ export class AgentDO extends DurableObject<Env> {
       this.enqueueExecution(id, now);
       this.enqueueAgent(now);
     });
-    this.inflight.get(id)?.abort();
-    this.notify(id);
-    this.pump();
+    this.runner.abort(id);
+    this.runner.notify(id);
+    this.runner.pump();
     this.afterChange();
     return ok(this.executionView(id));
   }
@@ -355,8 +354,8 @@ export class AgentDO extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.alarmAt = null;
-    this.resumeOrphans();
-    this.pump();
+    this.runner.resumeOrphans();
+    this.runner.pump();
     const row = this.store.agentRow();
     if (row) {
       await Promise.all([this.flush(), this.deliver()]);
@@ -366,145 +365,6 @@ export class AgentDO extends DurableObject<Env> {
       this.tx.prune(Date.now());
     }
     await this.armAlarm();
-  }
-
-  // --- scheduling ---
-
-  /** Starts queued executions while slots are free (none while paused); fails expired ones. */
-  private pump(): void {
-    const row = this.store.agentRow();
-    if (!row) return;
-    if (!this.orphansResumed) this.resumeOrphans();
-    const now = Date.now();
-    for (const expired of this.store.expiredQueued(now)) {
-      this.finish(expired.id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
-    }
-    if (row.paused) return;
-    const { concurrency } = this.store.config(row);
-    let running = this.store.counts().running;
-    while (running < concurrency) {
-      const next = this.store.nextQueued();
-      if (!next) break;
-      this.ctx.storage.transactionSync(() => {
-        this.store.markRunning(next.id, now);
-        this.enqueueExecution(next.id, now);
-        this.enqueueAgent(now);
-      });
-      running++;
-      void this.run(next.id);
-    }
-  }
-
-  /** Executions left `running` by an earlier instance of this object are run again. */
-  private resumeOrphans(): void {
-    this.orphansResumed = true;
-    for (const orphan of this.store.byStatus('running')) {
-      if (!this.inflight.has(orphan.id)) void this.run(orphan.id);
-    }
-  }
-
-  private async run(id: string): Promise<void> {
-    const controller = new AbortController();
-    this.inflight.set(id, controller);
-    try {
-      const row = this.store.agentRow();
-      const execution = this.store.execution(id);
-      if (!row || !execution || execution.status !== 'running') return;
-      const config = this.store.config(row);
-      const remaining = MAX_TOTAL_ATTEMPTS - execution.attempts;
-      if (remaining <= 0) {
-        this.finish(id, { ok: false, attempts: execution.attempts, cancelled: false, error: { code: 'upstream_failed', message: 'attempts exhausted across restarts' } });
-        return;
-      }
-      const { upstream, maxAttempts, totalMs } = await resolveUpstream(config.upstream, {
-        env: this.env,
-        tenantId: row.tenant_id,
-        regions: regionTags(config.region ?? this.store.locationHint()),
-        allowPrivate: allowsPrivate(this.env),
-      });
-      if (this.store.execution(id)?.status !== 'running') return; // cancelled while the pool loaded
-      const outcome = await invokeUpstream(
-        upstream,
-        {
-          executionId: id, agentId: config.id, intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown,
-          instructions: config.instructions, context: this.store.context().data, history: this.store.history(),
-        },
-        {
-          deadlineAt: totalMs === undefined ? execution.deadline_at : Math.min(execution.deadline_at, Date.now() + totalMs),
-          signal: controller.signal,
-          maxAttempts: Math.min(maxAttempts ?? 3, remaining),
-          onAttempt: (_attempt, label) => this.store.recordAttempt(id, label),
-        },
-      );
-      this.finish(id, outcome);
-    } catch (error) {
-      this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
-    } finally {
-      this.inflight.delete(id);
-      this.notify(id);
-      this.pump();
-      this.afterChange();
-    }
-  }
-
-  /** Records an outcome in one transaction: the execution, and on success the context and history. */
-  private finish(id: string, outcome: InvokeOutcome): void {
-    if (!outcome.ok && outcome.cancelled) return; // cancel() already wrote the terminal state
-    const execution = this.store.execution(id);
-    if (!execution || TERMINAL.has(execution.status)) return;
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      if (outcome.ok) {
-        const { output, contextPatch } = outcome.reply;
-        if (contextPatch && this.tx.lock()) {
-          // The context belongs to a prepared transaction: writing over it would be lost or
-          // overwritten by the commit, so the execution fails and the client may run it again.
-          this.store.finishExecution(id, 'failed', { error: { code: 'agent_locked', message: 'a transaction holds this agent\'s context; the context patch was not applied' } }, now);
-          this.enqueueExecution(id, now);
-          this.enqueueAgent(now);
-          return;
-        }
-        if (contextPatch) {
-          const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
-          if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) {
-            this.store.finishExecution(id, 'failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } }, now);
-            this.enqueueExecution(id, now);
-            return;
-          }
-          this.store.writeContext(data, now);
-        }
-        const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
-        this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
-        this.store.finishExecution(id, 'succeeded', { output }, now);
-      } else {
-        this.store.finishExecution(id, 'failed', { error: outcome.error }, now);
-      }
-      this.enqueueExecution(id, now);
-      this.enqueueAgent(now);
-    });
-    this.notify(id);
-  }
-
-  /**
-   * Resolves with the execution once it is finished (or its deadline has passed), or null if
-   * the agent was deleted meanwhile.
-   */
-  private waitForFinish(id: string): Promise<Execution | null> {
-    const current = this.store.execution(id);
-    if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.executionOrNull(id));
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);
-      const done = () => { clearTimeout(timer); resolve(this.executionOrNull(id)); };
-      this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
-    });
-  }
-
-  private notify(id: string): void {
-    const execution = this.store.execution(id);
-    if (execution && !TERMINAL.has(execution.status)) return;
-    const waiting = this.waiters.get(id);
-    this.waiters.delete(id);
-    for (const resolve of waiting ?? []) resolve();
   }
 
   // --- outbox and alarm ---

@@ -1,0 +1,192 @@
+import type { Env } from '../worker/env';
+import { regionTags } from '../worker/agents/placement';
+import { mergePatch } from '../worker/lib/json-merge-patch';
+import { TERMINAL, type Execution } from '../worker/schemas/execution';
+import { messageOf } from '../worker/upstream/builtin';
+import { invokeUpstream } from '../worker/upstream/invoke';
+import { allowsPrivate } from '../worker/upstream/outbound-guard';
+import { resolveUpstream } from '../worker/upstream/resolve';
+import type { InvokeOutcome } from '../worker/upstream/types';
+import type { AgentStore } from './agent-store';
+
+/** Upper bound on upstream attempts for one execution, across restarts of the object. */
+export const MAX_TOTAL_ATTEMPTS = 5;
+/** Largest context document, well under the 2 MB row limit. */
+export const MAX_CONTEXT_BYTES = 1_000_000;
+
+/** What the runner needs from the agent object around it. */
+export interface RunnerHooks {
+  /** Records an execution's state change (outbox, event log, webhooks), inside its transaction. */
+  changed(id: string, now: number): void;
+  /** After changes, outside any transaction: deliver the outbox and keep the alarm armed. */
+  settled(): void;
+  /** Whether a prepared transaction holds the context (a context patch must not land). */
+  contextLocked(): boolean;
+  /** The execution as the API shows it, or null if the agent is gone. */
+  view(id: string): Execution | null;
+}
+
+/**
+ * Runs one agent's executions: at most `concurrency` at once, the rest in order; each against
+ * its upstream with retries and a deadline; every outcome written in one transaction. Running
+ * work is tracked in memory, so a row `running` that this instance does not hold was left by an
+ * earlier instance (a restart) and is run again, with the same Idempotency-Key upstream.
+ */
+export class ExecutionRunner {
+  private readonly inflight = new Map<string, AbortController>();
+  private readonly waiters = new Map<string, (() => void)[]>();
+  private orphansResumed = false;
+
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly env: Env,
+    private readonly store: AgentStore,
+    private readonly hooks: RunnerHooks,
+  ) {}
+
+  /** Aborts the upstream call of a running execution (its state was written by the caller). */
+  abort(id: string): void {
+    this.inflight.get(id)?.abort();
+  }
+
+  /** Aborts everything in flight and releases every waiter (the agent is being deleted). */
+  abortAll(): void {
+    for (const controller of this.inflight.values()) controller.abort();
+    for (const id of [...this.waiters.keys()]) this.notify(id);
+  }
+
+  /** Starts queued executions while slots are free (none while paused); fails expired ones. */
+  pump(): void {
+    const row = this.store.agentRow();
+    if (!row) return;
+    if (!this.orphansResumed) this.resumeOrphans();
+    const now = Date.now();
+    for (const expired of this.store.expiredQueued(now)) {
+      this.finish(expired.id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
+    }
+    if (row.paused) return;
+    const { concurrency } = this.store.config(row);
+    let running = this.store.counts().running;
+    while (running < concurrency) {
+      const next = this.store.nextQueued();
+      if (!next) break;
+      this.storage.transactionSync(() => {
+        this.store.markRunning(next.id, now);
+        this.hooks.changed(next.id, now);
+      });
+      running++;
+      void this.run(next.id);
+    }
+  }
+
+  /** Executions left `running` by an earlier instance of this object are run again. */
+  resumeOrphans(): void {
+    this.orphansResumed = true;
+    for (const orphan of this.store.byStatus('running')) {
+      if (!this.inflight.has(orphan.id)) void this.run(orphan.id);
+    }
+  }
+
+  private async run(id: string): Promise<void> {
+    const controller = new AbortController();
+    this.inflight.set(id, controller);
+    try {
+      const row = this.store.agentRow();
+      const execution = this.store.execution(id);
+      if (!row || !execution || execution.status !== 'running') return;
+      const config = this.store.config(row);
+      const remaining = MAX_TOTAL_ATTEMPTS - execution.attempts;
+      if (remaining <= 0) {
+        this.finish(id, { ok: false, attempts: execution.attempts, cancelled: false, error: { code: 'upstream_failed', message: 'attempts exhausted across restarts' } });
+        return;
+      }
+      const { upstream, maxAttempts, totalMs } = await resolveUpstream(config.upstream, {
+        env: this.env,
+        tenantId: row.tenant_id,
+        regions: regionTags(config.region ?? this.store.locationHint()),
+        allowPrivate: allowsPrivate(this.env),
+      });
+      if (this.store.execution(id)?.status !== 'running') return; // cancelled while the pool loaded
+      const outcome = await invokeUpstream(
+        upstream,
+        {
+          executionId: id, agentId: config.id, intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown,
+          instructions: config.instructions, context: this.store.context().data, history: this.store.history(),
+        },
+        {
+          deadlineAt: totalMs === undefined ? execution.deadline_at : Math.min(execution.deadline_at, Date.now() + totalMs),
+          signal: controller.signal,
+          maxAttempts: Math.min(maxAttempts ?? 3, remaining),
+          onAttempt: (_attempt, label) => this.store.recordAttempt(id, label),
+        },
+      );
+      this.finish(id, outcome);
+    } catch (error) {
+      this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
+    } finally {
+      this.inflight.delete(id);
+      this.notify(id);
+      this.pump();
+      this.hooks.settled();
+    }
+  }
+
+  /** Records an outcome in one transaction: the execution, and on success the context and history. */
+  finish(id: string, outcome: InvokeOutcome): void {
+    if (!outcome.ok && outcome.cancelled) return; // cancel() already wrote the terminal state
+    const execution = this.store.execution(id);
+    if (!execution || TERMINAL.has(execution.status)) return;
+    const now = Date.now();
+    this.storage.transactionSync(() => {
+      if (outcome.ok) {
+        const { output, contextPatch } = outcome.reply;
+        if (contextPatch && this.hooks.contextLocked()) {
+          // The context belongs to a prepared transaction: writing over it would be lost or
+          // overwritten by the commit, so the execution fails and the client may run it again.
+          this.store.finishExecution(id, 'failed', { error: { code: 'agent_locked', message: 'a transaction holds this agent\'s context; the context patch was not applied' } }, now);
+          this.hooks.changed(id, now);
+          return;
+        }
+        if (contextPatch) {
+          const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
+          if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) {
+            this.store.finishExecution(id, 'failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } }, now);
+            this.hooks.changed(id, now);
+            return;
+          }
+          this.store.writeContext(data, now);
+        }
+        const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
+        this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
+        this.store.finishExecution(id, 'succeeded', { output }, now);
+      } else {
+        this.store.finishExecution(id, 'failed', { error: outcome.error }, now);
+      }
+      this.hooks.changed(id, now);
+    });
+    this.notify(id);
+  }
+
+  /**
+   * Resolves with the execution once it is finished (or its deadline has passed), or null if
+   * the agent was deleted meanwhile.
+   */
+  waitForFinish(id: string): Promise<Execution | null> {
+    const current = this.store.execution(id);
+    if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.hooks.view(id));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);
+      const done = () => { clearTimeout(timer); resolve(this.hooks.view(id)); };
+      this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
+    });
+  }
+
+  notify(id: string): void {
+    const execution = this.store.execution(id);
+    if (execution && !TERMINAL.has(execution.status)) return;
+    const waiting = this.waiters.get(id);
+    this.waiters.delete(id);
+    for (const resolve of waiting ?? []) resolve();
+  }
+
+}
