@@ -230,7 +230,7 @@ export class AgentDO extends DurableObject<Env> {
     return ok({
       state: this.store.state(row),
       ...this.store.counts(),
-      contextVersion: this.store.context().version,
+      contextVersion: this.store.contextVersion(),
       lastExecution: last ? { id: last.id, status: last.status, finishedAt: last.finished_at === null ? null : new Date(last.finished_at).toISOString() } : null,
     });
   }
