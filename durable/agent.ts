@@ -27,6 +27,8 @@ const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
 const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
+/** Retention (old idempotency keys, finished executions, transaction outcomes) at most this often. */
+const PRUNE_EVERY_MS = 5 * 60_000;
 export { MAX_CONTEXT_BYTES };
 
 export interface CreateAgentInput {
@@ -68,6 +70,7 @@ export class AgentDO extends DurableObject<Env> {
   private flushChain: Promise<void> = Promise.resolve();
   private flushPending = false;
   private alarmAt: number | null = null;
+  private prunedAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -361,8 +364,12 @@ export class AgentDO extends DurableObject<Env> {
       await Promise.all([this.flush(), this.deliver()]);
       await this.tx.resolveExpired((prepared) => this.askCoordinator(prepared.coordinator_name, prepared.tx_id), Date.now());
       await this.flush();
-      this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
-      this.tx.prune(Date.now());
+      // Retention work is cheap to postpone and the alarm fires often while the agent is busy.
+      if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
+        this.prunedAt = Date.now();
+        this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
+        this.tx.prune(Date.now());
+      }
     }
     await this.armAlarm();
   }

@@ -59,12 +59,17 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
     }
     options.onAttempt?.(attempt, choice.label);
     const attemptTimeout = Math.min(choice.timeoutMs ?? remaining, remaining);
-    const signal = AbortSignal.any([options.signal, AbortSignal.timeout(attemptTimeout)]);
+    // A timer cleared when the attempt ends (AbortSignal.timeout would outlive it, one per call).
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new DOMException('upstream attempt timed out', 'TimeoutError')), attemptTimeout);
+    const signal = AbortSignal.any([options.signal, timeout.signal]);
     try {
       const reply = await upstream.call(request, { signal });
       return { ok: true, reply, attempts };
     } catch (error) {
       last = toUpstreamError(error);
+    } finally {
+      clearTimeout(timer);
     }
     if (options.signal.aborted || !last.retryable || attempt === maxAttempts) break;
     const delay = backoffMs(attempt, last.retryAfterMs);
