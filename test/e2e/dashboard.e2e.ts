@@ -1,76 +1,40 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { root, startDevServer, type DevServer } from './dev-server';
 
 // The dashboard (public/dashboard/, served by Workers static assets), driven in Debian's
 // Chromium against `npm run dev`: paste the demo key, create an agent, run an execution and
 // watch it go queued → running → succeeded on the live event stream.
 
-const root = path.resolve(import.meta.dirname, '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = path.join(root, 'test-results', 'dashboard.png');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
 describe('dashboard, end to end in Chromium against `npm run dev`', () => {
-  let dev: ChildProcess;
+  let server: DevServer;
   let browser: Browser | undefined;
   let base: string;
-  let stateDir: string;
   let key: string;
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`);
-    const port = await freePort();
-    stateDir = mkdtempSync(path.join(tmpdir(), 'eag-dash-'));
-    base = `http://127.0.0.1:${port}`;
-    dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir, '--quiet'], {
-      cwd: root,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-    });
-    let output = '';
-    const [launched] = await Promise.all([
+    const [launched, started] = await Promise.all([
       chromium.launch({
         executablePath: CHROMIUM,
         args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
       }),
-      new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`dev server did not start:\n${output}`)), 150_000);
-        const onData = (chunk: Buffer) => {
-          output += chunk.toString();
-          if (output.includes('demo API key:')) { clearTimeout(timer); resolve(); }
-        };
-        dev.stdout?.on('data', onData);
-        dev.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-        dev.on('exit', (code) => { clearTimeout(timer); reject(new Error(`dev server exited with ${code}:\n${output}`)); });
-      }),
+      startDevServer('eag-dash-'),
     ]);
     browser = launched;
-    key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    server = started;
+    base = server.base;
+    key = server.key;
   });
 
   afterAll(async () => {
     await browser?.close().catch(() => undefined);
-    if (dev?.pid) {
-      try { process.kill(-dev.pid, 'SIGTERM'); } catch { /* already gone */ }
-    }
-    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    server?.stop();
   });
 
   it('serves the dashboard as static assets next to the API', async () => {

@@ -1,23 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { root, startDevServer, type DevServer } from './dev-server';
 
-const root = path.resolve(import.meta.dirname, '../..');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** The bash block between `<!-- name:start -->` and `<!-- name:end -->` in the README. */
 function readmeBlock(name: string): string {
@@ -37,48 +23,24 @@ function runBlock(name: string, env: Record<string, string>) {
 }
 
 describe('README quickstart, end to end against `npm run dev`', () => {
-  let dev: ChildProcess;
+  let server: DevServer;
   let base: string;
-  let stateDir: string;
 
   beforeAll(async () => {
-    const port = await freePort();
-    stateDir = mkdtempSync(path.join(tmpdir(), 'eag-e2e-'));
-    base = `http://127.0.0.1:${port}`;
-    dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir, '--quiet'], {
-      cwd: root,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-    });
-    let output = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`dev server did not start:\n${output}`)), 150_000);
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('demo API key:')) { clearTimeout(timer); resolve(); }
-      };
-      dev.stdout?.on('data', onData);
-      dev.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-      dev.on('exit', (code) => { clearTimeout(timer); reject(new Error(`dev server exited with ${code}:\n${output}`)); });
-    });
+    server = await startDevServer('eag-e2e-');
+    base = server.base;
   });
 
-  afterAll(() => {
-    if (dev?.pid) {
-      try { process.kill(-dev.pid, 'SIGTERM'); } catch { /* already gone */ }
-    }
-    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
-  });
+  afterAll(() => server?.stop());
 
   it('prints a working demo key', async () => {
-    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1];
+    const key = server.key;
     const res = await fetch(`${base}/v1/agents`, { headers: { authorization: `Bearer ${key}` } });
     expect(res.status).toBe(200);
   });
 
   it('runs every command of the README walk-through as written', () => {
-    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const key = server.key;
     const run = runBlock('walkthrough', { BASE: base, KEY: key });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
@@ -118,7 +80,7 @@ describe('README quickstart, end to end against `npm run dev`', () => {
   });
 
   it('runs the transactions block: a committed transfer, a guarded abort, the record', () => {
-    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const key = server.key;
     const run = runBlock('transactions', { BASE: base, KEY: key });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
@@ -130,7 +92,7 @@ describe('README quickstart, end to end against `npm run dev`', () => {
   });
 
   it('has deleted the walk-through agent', async () => {
-    const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1];
+    const key = server.key;
     const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });
     expect(res.status).toBe(404);
   });

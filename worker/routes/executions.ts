@@ -1,4 +1,4 @@
-import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap, type Result } from '../errors';
@@ -6,19 +6,11 @@ import { callAgent, requireAgent, type AgentRpc } from '../agents/registry';
 import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { canonicalJson, sha256Hex } from '../lib/hash';
-import { AgentIdParams, page } from '../schemas/common';
+import { AgentIdParams, page, idempotencyHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-const IdempotencyHeaders = z.object({
-  'idempotency-key': z
-    .string()
-    .min(1)
-    .max(255)
-    .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
-    .optional()
-    .openapi({ description: 'the same key for the same agent returns the first execution and never runs it twice' }),
-});
+const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
 
 /** A finished sync execution that did not succeed is an error whose details carry the record. */
 function syncFailure(execution: Execution): ApiError {

@@ -1,4 +1,4 @@
-import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { RunInput, TransactionDO } from '../../durable/transaction';
 import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
@@ -6,17 +6,10 @@ import { findAgent } from '../agents/registry';
 import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import { CreateTransactionBody, Transaction, TransactionAborted, TransactionCommitted, TransactionParams } from '../schemas/transaction';
+import { idempotencyHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-const IdempotencyHeaders = z.object({
-  'idempotency-key': z
-    .string()
-    .min(1)
-    .max(255)
-    .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
-    .optional()
-    .openapi({ description: 'the same key returns the recorded outcome and never runs the transaction twice' }),
-});
+const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice');
 
 /**
  * The coordinator's RPC surface, viewed through the class's own signatures (the generated

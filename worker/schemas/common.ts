@@ -36,3 +36,15 @@ export const JsonValue = z.unknown().openapi({ description: 'any JSON value' });
 export function page<T extends z.ZodType>(item: T) {
   return z.object({ data: z.array(item), nextCursor: z.string().nullable() });
 }
+
+/** The `Idempotency-Key` request header, described for the operation it protects. */
+export const idempotencyHeaders = (description: string) =>
+  z.object({
+    'idempotency-key': z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+      .optional()
+      .openapi({ description }),
+  });
