@@ -11,7 +11,12 @@ import { root, startDevServer, type DevServer } from './dev-server';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = path.join(root, 'test-results', 'dashboard.png');
 
-describe('dashboard, end to end in Chromium against `npm run dev`', () => {
+// CI installs Chromium (.ci/run) and fails without it; a developer machine without it skips
+// this file with a note instead of failing the whole `npm test`.
+const browserMissing = !existsSync(CHROMIUM) && !process.env.CI;
+if (browserMissing) console.warn(`skipping the dashboard e2e test: ${CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)`);
+
+describe.skipIf(browserMissing)('dashboard, end to end in Chromium against `npm run dev`', () => {
   let server: DevServer;
   let browser: Browser | undefined;
   let base: string;
