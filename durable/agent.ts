@@ -3,7 +3,7 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
-import type { Agent, AgentConfig, AgentContext, AgentStatus, Region, UpdateAgentBody } from '../worker/schemas/agent';
+import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { allowsPrivate } from '../worker/upstream/outbound-guard';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
@@ -13,47 +13,16 @@ import { AgentWebhooks } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { AgentTransactions, type CoordinatorAnswer, type PrepareInput } from './agent-transactions';
 import { migrate } from './agent-schema';
-import { drainOutbox, type AgentSnapshot } from './outbox';
+import { BackgroundWork } from './agent-background';
+import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 
-export const DEFAULT_TIMEOUT_MS = 30_000;
-/** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
-const WATCHDOG_MS = 30_000;
-/** Fallback delivery of the outbox when the immediate flush did not get it all out. */
-const OUTBOX_RETRY_MS = 5_000;
-/** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
-const FLUSH_DELAY_MS = 250;
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
 const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
 /** Retention (old idempotency keys, finished executions, transaction outcomes) at most this often. */
 const PRUNE_EVERY_MS = 5 * 60_000;
-export { MAX_CONTEXT_BYTES };
-
-export interface CreateAgentInput {
-  tenantId: string;
-  config: AgentConfig;
-  /** Creation time chosen by the edge, so the registry's provisional snapshot matches. */
-  createdAt: number;
-  /** Where the object was placed: its region for preferring pool targets. */
-  locationHint?: Region | null;
-}
-
-export interface ExecuteInput {
-  intent: string;
-  input: unknown;
-  mode: 'sync' | 'async';
-  timeoutMs?: number;
-  idempotencyKey?: string;
-  /** Hash of the request body, to tell a replay from a reused key. */
-  fingerprint: string;
-}
-
-export interface ExecuteResult {
-  execution: Execution;
-  replayed: boolean;
-}
 
 /**
  * One agent: its config, context, conversation history, executions, idempotency keys and
@@ -67,9 +36,7 @@ export class AgentDO extends DurableObject<Env> {
   private readonly tx: AgentTransactions;
   /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
   private readonly runner: ExecutionRunner;
-  private flushChain: Promise<void> = Promise.resolve();
-  private flushPending = false;
-  private alarmAt: number | null = null;
+  private readonly background: BackgroundWork;
   private prunedAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -78,10 +45,11 @@ export class AgentDO extends DurableObject<Env> {
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
+    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, () => this.tx.nextExpiry());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now) => {
         this.enqueueExecution(id, now);
-        this.enqueueAgent(now);
+        this.background.snapshotStale();
       },
       settled: () => this.afterChange(),
       contextLocked: () => this.tx.lock() !== undefined,
@@ -89,12 +57,12 @@ export class AgentDO extends DurableObject<Env> {
     });
     this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
-      enqueueAgent: (now) => this.enqueueAgent(now),
+      enqueueAgent: () => this.background.snapshotStale(),
       onOutcome: (txId, outcome, version, now) => this.transactionEvent(txId, outcome, version, now),
     });
     void ctx.blockConcurrencyWhile(async () => {
       migrate(sql, ctx.storage);
-      this.alarmAt = await ctx.storage.getAlarm();
+      this.background.alarmAt = await ctx.storage.getAlarm();
     });
   }
 
@@ -111,7 +79,7 @@ export class AgentDO extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.store.insertAgent(input.tenantId, input.config, now);
       if (input.locationHint) this.store.setMeta('location_hint', input.locationHint);
-      this.enqueueAgent(now);
+      this.background.snapshotStale();
     });
     this.afterChange();
     return ok(this.view());
@@ -136,7 +104,7 @@ export class AgentDO extends DurableObject<Env> {
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);
-      this.enqueueAgent(now);
+      this.background.snapshotStale();
     });
     this.runner.pump();
     this.afterChange();
@@ -150,12 +118,12 @@ export class AgentDO extends DurableObject<Env> {
     // Deleting would drop the lock and leave the coordinator committing into nothing.
     if (lock) return this.locked(lock.tx_id);
     this.runner.abortAll();
-    await this.flushChain;
+    await this.background.idle();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.store.invalidate();
     this.webhooks.invalidate();
-    this.alarmAt = null;
+    this.background.alarmAt = null;
     migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
     return ok({ deleted: true });
   }
@@ -217,7 +185,7 @@ export class AgentDO extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.store.finishExecution(id, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
       this.enqueueExecution(id, now);
-      this.enqueueAgent(now);
+      this.background.snapshotStale();
     });
     this.runner.abort(id);
     this.runner.notify(id);
@@ -257,7 +225,7 @@ export class AgentDO extends DurableObject<Env> {
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.writeContext(data, now);
-      this.enqueueAgent(now);
+      this.background.snapshotStale();
     });
     this.afterChange();
     return ok(this.store.context());
@@ -320,14 +288,13 @@ export class AgentDO extends DurableObject<Env> {
     }
   }
 
-  // --- the alarm: watchdog for orphaned work, and outbox delivery ---
   // --- two-phase commit participant (durable/agent-transactions.ts) ---
 
   /** Phase one: validates the operation against the current context and, on a yes, locks the agent. */
   async prepare(txId: string, input: PrepareInput): Promise<Result<{ version: number }>> {
     if (!this.store.agentRow()) return this.notFound();
     const vote = this.tx.prepare(txId, input, Date.now());
-    if (vote.ok) await this.armAlarm();
+    if (vote.ok) await this.background.armAlarm();
     return vote;
   }
 
@@ -356,14 +323,14 @@ export class AgentDO extends DurableObject<Env> {
   // --- the alarm: watchdog for orphaned work, outbox delivery, prepared transactions ---
 
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
+    this.background.alarmAt = null;
     this.runner.resumeOrphans();
     this.runner.pump();
     const row = this.store.agentRow();
     if (row) {
-      await Promise.all([this.flush(), this.deliver()]);
+      await Promise.all([this.background.flush(), this.background.deliver()]);
       await this.tx.resolveExpired((prepared) => this.askCoordinator(prepared.coordinator_name, prepared.tx_id), Date.now());
-      await this.flush();
+      await this.background.flush();
       // Retention work is cheap to postpone and the alarm fires often while the agent is busy.
       if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
         this.prunedAt = Date.now();
@@ -371,7 +338,7 @@ export class AgentDO extends DurableObject<Env> {
         this.tx.prune(Date.now());
       }
     }
-    await this.armAlarm();
+    await this.background.armAlarm();
   }
 
   // --- outbox and alarm ---
@@ -391,76 +358,8 @@ export class AgentDO extends DurableObject<Env> {
     if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
   }
 
-  /**
-   * Marks the agent's D1 snapshot out of date. The snapshot row is written once per flush, not
-   * once per change: it only summarises state that is durable here already.
-   */
-  private enqueueAgent(_now: number): void {
-    this.snapshotDirty = true;
-  }
-  private snapshotDirty = true;
-
-  private writeSnapshot(now: number): void {
-    const row = this.store.agentRow();
-    if (!row) return;
-    const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.contextVersion() };
-    // The snapshot changes with context and execution state too, so it has its own counter.
-    this.store.enqueue('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), snapshot, now);
-  }
-
-  /** After a change: deliver the outbox now (off the request's path) and keep the alarm armed. */
   private afterChange(): void {
-    if (!this.flushPending) {
-      this.flushPending = true;
-      setTimeout(() => {
-        this.flushPending = false;
-        void Promise.all([this.flush(), this.deliver()]).then(() => this.armAlarm());
-      }, FLUSH_DELAY_MS);
-    }
-    void this.armAlarm();
-  }
-
-  private flush(): Promise<void> {
-    this.flushChain = this.flushChain.then(async () => {
-      const row = this.store.agentRow();
-      if (!row) return;
-      if (this.snapshotDirty) {
-        this.snapshotDirty = false;
-        this.ctx.storage.transactionSync(() => this.writeSnapshot(Date.now()));
-      }
-      const { tenantId, agentId } = this.ids(row);
-      while ((await drainOutbox(this.env.DB, this.store, tenantId, agentId)) > 0) { /* drain everything due */ }
-    }).catch((error: unknown) => console.error(JSON.stringify({ msg: 'outbox flush failed', error: String(error) })));
-    return this.flushChain;
-  }
-
-  private async deliver(): Promise<void> {
-    try {
-      await this.webhooks.deliverDue();
-    } catch (error) {
-      console.error(JSON.stringify({ level: 'error', msg: 'webhook delivery failed', error: String(error) }));
-    }
-  }
-
-  private async armAlarm(): Promise<void> {
-    const now = Date.now();
-    // Nothing is ever due sooner than a second from now: an alarm that close needs no checks.
-    if (this.alarmAt !== null && this.alarmAt <= now + 1_000) return;
-    if (!this.store.agentRow()) return;
-    const { running, queued } = this.store.counts();
-    const outboxAt = this.store.nextOutboxAt();
-    const deliveryAt = this.webhooks.nextDueAt();
-    const preparedExpiry = this.tx.nextExpiry();
-    const candidates = [
-      running + queued > 0 ? now + WATCHDOG_MS : Infinity,
-      outboxAt === undefined ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
-      deliveryAt === undefined ? Infinity : Math.max(deliveryAt, now + 1_000),
-      preparedExpiry ?? Infinity,
-    ];
-    const due = Math.min(...candidates);
-    if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
-    this.alarmAt = due;
-    await this.ctx.storage.setAlarm(due);
+    this.background.afterChange();
   }
 
   // --- views ---
@@ -482,10 +381,9 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   private executionView(id: string): Execution {
-    const row = this.store.agentRow();
-    const execution = this.store.execution(id);
-    if (!row || !execution) throw new Error(`execution ${id} vanished`);
-    return toExecution(execution, this.ids(row).agentId);
+    const execution = this.executionOrNull(id);
+    if (!execution) throw new Error(`execution ${id} vanished`);
+    return execution;
   }
 
   private async askCoordinator(name: string, txId: string): Promise<CoordinatorAnswer> {

@@ -1,16 +1,8 @@
-import { env, SELF } from 'cloudflare:test';
+import { SELF } from 'cloudflare:test';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
-import { api, BASE, newAgent, newTenant } from './support/api';
+import { api, BASE, newAgent, newTenant, chatTarget } from './support/api';
 
-/** A base URL on the mock upstream for one named target with faults (`ok` for none). */
-const chatTarget = (id: string, faults = 'ok', extra: Record<string, unknown> = {}) => ({
-  id,
-  kind: 'openai-chat',
-  baseUrl: `${env.MOCK_UPSTREAM_URL}/t/${id}/${encodeURIComponent(faults)}/v1`,
-  model: 'mock-model',
-  ...extra,
-});
 
 /** The official client, unmodified, pointed at the gateway. */
 const client = (key: string) => new OpenAI({ apiKey: key, baseURL: `${BASE}/v1`, fetch: (input: any, init?: any) => SELF.fetch(input, init), maxRetries: 0 });

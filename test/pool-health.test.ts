@@ -1,16 +1,9 @@
 import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import worker from '../worker/index';
-import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { api, mockUrl, newAgent, newTenant, chatTarget } from './support/api';
 
 const agentTarget = (id: string, query = '') => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}${query}`) });
-const chatTarget = (id: string, faults = 'ok', extra: Record<string, unknown> = {}) => ({
-  id,
-  kind: 'openai-chat',
-  baseUrl: `${env.MOCK_UPSTREAM_URL}/t/${id}/${encodeURIComponent(faults)}/v1`,
-  model: 'mock-model',
-  ...extra,
-});
 
 async function counts(): Promise<Record<string, number>> {
   return (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json();

@@ -62,6 +62,15 @@ export async function newAgent(key: string, body: Record<string, unknown> = {}):
 
 export const mockUrl = (path = '/agent'): string => `${env.MOCK_UPSTREAM_URL}${path}`;
 
+/** An openai-chat pool target on the mock upstream, named `id`, with faults in its path (`ok` for none). */
+export const chatTarget = (id: string, faults = 'ok', extra: Record<string, unknown> = {}) => ({
+  id,
+  kind: 'openai-chat',
+  baseUrl: `${env.MOCK_UPSTREAM_URL}/t/${id}/${encodeURIComponent(faults)}/v1`,
+  model: 'mock-model',
+  ...extra,
+});
+
 /** Polls `fn` until it returns a truthy value or the timeout passes. */
 export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { builtinUpstream, messageOf } from '../../worker/upstream/builtin';
-import { UpstreamError, type UpstreamRequest } from '../../worker/upstream/types';
+import { UpstreamError } from '../../worker/upstream/types';
+import { upstreamRequest } from './fixtures';
 
-function request(overrides: Partial<UpstreamRequest> = {}): UpstreamRequest {
-  return {
-    executionId: 'exe_test',
-    agentId: 'agt_test',
-    intent: 'chat',
-    input: { message: 'hello' },
-    instructions: null,
-    context: {},
-    history: [],
-    ...overrides,
-  };
-}
+const request = upstreamRequest;
 
 const live = () => ({ signal: new AbortController().signal });
 

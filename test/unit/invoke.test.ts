@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { backoffMs, invokeUpstream, type InvokeOptions } from '../../worker/upstream/invoke';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from '../../worker/upstream/types';
+import { upstreamRequest } from './fixtures';
 
-const REQUEST: UpstreamRequest = {
-  executionId: 'exe_test',
-  agentId: 'agt_test',
-  intent: 'chat',
-  input: { message: 'hello' },
-  instructions: null,
-  context: {},
-  history: [],
-};
+const REQUEST = upstreamRequest();
 
 const REPLY: UpstreamReply = { output: { reply: 'hi' }, contextPatch: { turns: 1 } };
 

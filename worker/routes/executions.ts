@@ -60,7 +60,8 @@ export const executions = new OpenAPIHono<AppEnv>()
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
       const { tenantId } = c.get('principal');
       const route = await requireAgent(c.env, tenantId, id);
-      const fingerprint = await sha256Hex(canonicalJson(body));
+      // Only a client's key can be reused with another body; an edge key is unique by construction.
+      const fingerprint = idempotencyKey === undefined ? 'edge' : await sha256Hex(canonicalJson(body));
       // Without a client key the edge keys the call itself (a space makes it unlike any client
       // key), so retrying the RPC after a transient platform error can never run it twice.
       const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;

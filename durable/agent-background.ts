@@ -1,0 +1,109 @@
+import type { AgentStore } from './agent-store';
+import type { AgentWebhooks } from './agent-webhooks';
+import { drainOutbox, type AgentSnapshot } from './outbox';
+
+/** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
+const WATCHDOG_MS = 30_000;
+/** Fallback delivery of the outbox when the immediate flush did not get it all out. */
+const OUTBOX_RETRY_MS = 5_000;
+/** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
+const FLUSH_DELAY_MS = 250;
+
+/**
+ * The agent's work off the request path: the outbox to D1 (with the agent's snapshot, written
+ * once per flush), webhook deliveries, and the one alarm, re-armed to the earliest need.
+ */
+export class BackgroundWork {
+  /** When the alarm is set for, as this instance last set or read it. */
+  alarmAt: number | null = null;
+  private flushChain: Promise<void> = Promise.resolve();
+  private flushPending = false;
+  /** A restart may have lost a snapshot that was due, so a new instance writes one. */
+  private snapshotDirty = true;
+
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly db: D1Database,
+    private readonly store: AgentStore,
+    private readonly webhooks: AgentWebhooks,
+    private readonly preparedExpiry: () => number | undefined,
+  ) {}
+
+  /**
+   * Marks the agent's D1 snapshot out of date. The snapshot row is written once per flush, not
+   * once per change: it only summarises state that is durable here already.
+   */
+  snapshotStale(): void {
+    this.snapshotDirty = true;
+  }
+
+  /** After a change: deliver the outbox soon (off the request's path) and keep the alarm armed. */
+  afterChange(): void {
+    if (!this.flushPending) {
+      this.flushPending = true;
+      setTimeout(() => {
+        this.flushPending = false;
+        void Promise.all([this.flush(), this.deliver()]).then(() => this.armAlarm());
+      }, FLUSH_DELAY_MS);
+    }
+    void this.armAlarm();
+  }
+
+  /** Resolves when the flush in progress (if any) has ended. */
+  idle(): Promise<void> {
+    return this.flushChain;
+  }
+
+  flush(): Promise<void> {
+    this.flushChain = this.flushChain
+      .then(async () => {
+        const row = this.store.agentRow();
+        if (!row) return;
+        if (this.snapshotDirty) {
+          this.snapshotDirty = false;
+          this.storage.transactionSync(() => this.writeSnapshot(Date.now()));
+        }
+        const agentId = this.store.config(row).id;
+        while ((await drainOutbox(this.db, this.store, row.tenant_id, agentId)) > 0) { /* drain everything due */ }
+      })
+      .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'outbox flush failed', error: String(error) })));
+    return this.flushChain;
+  }
+
+  async deliver(): Promise<void> {
+    try {
+      await this.webhooks.deliverDue();
+    } catch (error) {
+      console.error(JSON.stringify({ level: 'error', msg: 'webhook delivery failed', error: String(error) }));
+    }
+  }
+
+  async armAlarm(): Promise<void> {
+    const now = Date.now();
+    // Nothing is ever due sooner than a second from now: an alarm that close needs no checks.
+    if (this.alarmAt !== null && this.alarmAt <= now + 1_000) return;
+    if (!this.store.agentRow()) return;
+    const { running, queued } = this.store.counts();
+    const outboxAt = this.store.nextOutboxAt();
+    const deliveryAt = this.webhooks.nextDueAt();
+    const preparedExpiry = this.preparedExpiry();
+    const candidates = [
+      running + queued > 0 ? now + WATCHDOG_MS : Infinity,
+      outboxAt === undefined ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
+      deliveryAt === undefined ? Infinity : Math.max(deliveryAt, now + 1_000),
+      preparedExpiry ?? Infinity,
+    ];
+    const due = Math.min(...candidates);
+    if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
+    this.alarmAt = due;
+    await this.storage.setAlarm(due);
+  }
+
+  private writeSnapshot(now: number): void {
+    const row = this.store.agentRow();
+    if (!row) return;
+    const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.contextVersion() };
+    // The snapshot changes with context and execution state too, so it has its own counter.
+    this.store.enqueue('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), snapshot, now);
+  }
+}

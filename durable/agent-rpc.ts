@@ -1,0 +1,31 @@
+import type { AgentConfig, Region } from '../worker/schemas/agent';
+import type { Execution } from '../worker/schemas/execution';
+
+/** The inputs and outputs of AgentDO's RPC methods that are not API schemas themselves. */
+
+/** An execution's deadline when the request names none. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+export interface CreateAgentInput {
+  tenantId: string;
+  config: AgentConfig;
+  /** Creation time chosen by the edge, so the registry's provisional snapshot matches. */
+  createdAt: number;
+  /** Where the object was placed: its region for preferring pool targets. */
+  locationHint?: Region | null;
+}
+
+export interface ExecuteInput {
+  intent: string;
+  input: unknown;
+  mode: 'sync' | 'async';
+  timeoutMs?: number;
+  idempotencyKey?: string;
+  /** Hash of the request body, to tell a replay from a reused key. */
+  fingerprint: string;
+}
+
+export interface ExecuteResult {
+  execution: Execution;
+  replayed: boolean;
+}
