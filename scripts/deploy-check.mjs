@@ -2,11 +2,15 @@
 // `npm run deploy:check`: bundles the Worker exactly as `wrangler deploy` would (dry run, for
 // every environment in wrangler.toml) and fails on a bundle error or a bundle over the Workers
 // size limit. The limit is the free plan's 3 MiB compressed, so the gateway deploys anywhere.
+// Bindings are not inherited by wrangler environments, so it also fails when an environment
+// lacks a binding the top level declares (the Worker would throw on first use there).
 import { spawnSync } from 'node:child_process';
 
 const LIMIT_KIB = 3 * 1024;
 const environments = [null, 'staging', 'production'];
 let failed = false;
+let expectedBindings = null;
+const bindingsOf = (output) => new Set([...output.matchAll(/^env\.([A-Z0-9_]+) /gm)].map((m) => m[1]));
 
 for (const environment of environments) {
   const args = ['deploy', '--dry-run', '--outdir', `dist/${environment ?? 'default'}`, ...(environment ? ['--env', environment] : [])];
@@ -23,5 +27,12 @@ for (const environment of environments) {
   const ok = gzip <= LIMIT_KIB;
   console.log(`deploy check ${label}: ${size[1]} KiB, ${gzip} KiB gzip (limit ${LIMIT_KIB} KiB) ${ok ? 'ok' : 'TOO LARGE'}`);
   if (!ok) failed = true;
+  const bindings = bindingsOf(output);
+  expectedBindings ??= bindings;
+  const missing = [...expectedBindings].filter((name) => !bindings.has(name));
+  if (missing.length) {
+    console.error(`deploy check ${label}: missing bindings ${missing.join(', ')}`);
+    failed = true;
+  }
 }
 process.exit(failed ? 1 : 0);
