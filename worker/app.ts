@@ -23,6 +23,9 @@ import { webhooks } from './routes/webhooks';
 import { events } from './routes/events';
 import { hooks } from './routes/hooks';
 import { transactions } from './routes/transactions';
+import { audit } from './routes/audit';
+import { usage } from './routes/usage';
+import { keyLimits } from './limits/middleware';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -65,6 +68,8 @@ export function createApp() {
   // Senders of incoming webhooks (POST /v1/hooks/:id) authenticate by signature, not by key.
   const signedByScheme = (method: string, path: string) => method === 'POST' && /^\/v1\/hooks\/[^/]+$/.test(path);
   app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : apiKeyAuth()(c, next)));
+  // After auth: a key's rate limits and budgets (nothing for keys without limits).
+  app.use('/v1/*', keyLimits());
 
   // Chained, so the app's type carries every route for `hono/client` (see AppType).
   const routes = app
@@ -79,7 +84,9 @@ export function createApp() {
     .route('/', events)
     .route('/', hooks)
     .route('/', stats)
-    .route('/', transactions);
+    .route('/', transactions)
+    .route('/', audit)
+    .route('/', usage);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

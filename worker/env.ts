@@ -1,11 +1,15 @@
 import type { AgentDO } from '../durable/agent';
+import type { KeyLimiterDO } from '../durable/key-limiter';
 import type { TransactionDO } from '../durable/transaction';
+import type { KeyLimits } from './schemas/limits';
 
 /** Bindings of the Worker, as declared in wrangler.toml (plus secrets from .dev.vars). */
 export interface Env {
   AGENTS: DurableObjectNamespace<AgentDO>;
   /** One coordinator per multi-agent transaction (two-phase commit). */
   TRANSACTIONS: DurableObjectNamespace<TransactionDO>;
+  /** One rate/budget limiter per API key that has limits (plus rate shards of hot keys). */
+  KEY_LIMITS: DurableObjectNamespace<KeyLimiterDO>;
   DB: D1Database;
   CACHE: KVNamespace;
   /** Operator token for /v1/admin routes (secret). */
@@ -22,6 +26,8 @@ export interface Env {
 export interface Principal {
   tenantId: string;
   keyId: string;
+  /** The key's rate limits and budgets; absent for an unlimited key (no limiter round trip). */
+  limits?: KeyLimits;
 }
 
 export interface AppVariables {

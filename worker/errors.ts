@@ -20,6 +20,8 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_key_reused: 422,
+  rate_limited: 429,
+  budget_exhausted: 429,
   upstream_failed: 502,
   agent_unavailable: 503,
   unavailable: 503,

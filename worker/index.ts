@@ -4,6 +4,7 @@ import { probeAllPools } from './pools/probe';
 
 export { AgentDO } from '../durable/agent';
 export { TransactionDO } from '../durable/transaction';
+export { KeyLimiterDO } from '../durable/key-limiter';
 
 const app = createApp();
 

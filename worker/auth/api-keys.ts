@@ -1,4 +1,7 @@
+import type { AuditEntry } from '../audit/log';
+import { auditStatement } from '../audit/log';
 import type { Env, Principal } from '../env';
+import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
 import { sha256Hex } from '../lib/hash';
 
@@ -8,7 +11,8 @@ export const KEY_ISOLATE_TTL_MS = 30_000;
 /** …plus this long where KV still serves the cached lookup (KV's minimum TTL). */
 export const KEY_KV_TTL_S = 60;
 
-const kvKey = (hash: string) => `apikey:v1:${hash}`;
+// v2: the cached principal carries the key's limits (v1 entries lacked them).
+const kvKey = (hash: string) => `apikey:v2:${hash}`;
 const isolateCache = new Map<string, { principal: Principal; expires: number }>();
 const ISOLATE_CACHE_MAX = 10_000;
 
@@ -38,14 +42,15 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
 
   let principal = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
   if (!principal) {
-    const row = await env.DB.prepare('SELECT id, tenant_id FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
+    const row = await env.DB.prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
       .bind(hash)
-      .first<{ id: string; tenant_id: string }>();
+      .first<{ id: string; tenant_id: string; limits: string | null }>();
     if (!row) {
       isolateCache.delete(hash);
       return null;
     }
-    principal = { tenantId: row.tenant_id, keyId: row.id };
+    const limits = parseLimits(row.limits);
+    principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
     await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
   }
   if (isolateCache.size >= ISOLATE_CACHE_MAX) isolateCache.clear();
@@ -53,12 +58,57 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
   return principal;
 }
 
+/** Stored limits, or null for none (or for a row that no longer parses: never a 500 on auth). */
+export function parseLimits(json: string | null): KeyLimits | null {
+  if (json === null) return null;
+  try {
+    const parsed = KeyLimits.safeParse(JSON.parse(json));
+    return parsed.success && Object.keys(parsed.data).length > 0 ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Drops the cached lookups of a key where this runs (elsewhere they expire within 90 s). */
+async function forgetKey(env: Env, hash: string): Promise<void> {
+  isolateCache.delete(hash);
+  await env.CACHE.delete(kvKey(hash));
+}
+
 /** Revokes a key in D1 and drops the caches this location holds; returns false if unknown. */
-export async function revokeKey(env: Env, keyId: string): Promise<boolean> {
+export async function revokeKey(env: Env, keyId: string, audit?: AuditEntry): Promise<boolean> {
   const row = await env.DB.prepare('SELECT hash FROM api_keys WHERE id = ?').bind(keyId).first<{ hash: string }>();
   if (!row) return false;
-  await env.DB.prepare('UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').bind(Date.now(), keyId).run();
-  isolateCache.delete(row.hash);
-  await env.CACHE.delete(kvKey(row.hash));
+  const revoke = env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(Date.now(), keyId);
+  await env.DB.batch(audit ? [revoke, auditStatement(env.DB, audit)] : [revoke]);
+  await forgetKey(env, row.hash);
   return true;
+}
+
+export interface KeyRow {
+  id: string;
+  tenant_id: string;
+  prefix: string;
+  name: string | null;
+  created_at: number;
+  revoked_at: number | null;
+  limits: string | null;
+}
+
+export async function getKeyRow(env: Env, keyId: string): Promise<(KeyRow & { hash: string }) | null> {
+  return env.DB.prepare('SELECT id, tenant_id, hash, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE id = ?').bind(keyId).first<KeyRow & { hash: string }>();
+}
+
+/**
+ * Writes a key's name and limits (with its audit entry, in one batch) and drops the cached
+ * lookups here, so the new limits apply at once where they were changed.
+ */
+export async function updateKey(env: Env, key: KeyRow & { hash: string }, change: { name: string | null; limits: KeyLimits | null }, audit: AuditEntry): Promise<KeyRow> {
+  const limits = change.limits && Object.keys(change.limits).length > 0 ? JSON.stringify(change.limits) : null;
+  await env.DB.batch([
+    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ?').bind(change.name, limits, key.id),
+    auditStatement(env.DB, audit),
+  ]);
+  await forgetKey(env, key.hash);
+  return { ...key, name: change.name, limits };
 }

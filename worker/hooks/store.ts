@@ -1,3 +1,4 @@
+import { auditStatement, type AuditEntry } from '../audit/log';
 import type { Env } from '../env';
 import { iso } from '../lib/time';
 import { openSecret, sealSecret } from '../pools/secrets';
@@ -37,20 +38,19 @@ export const hookView = (row: Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'sche
 });
 
 /** Creates or replaces a tenant's hook; null when the id belongs to another tenant. */
-export async function putHook(env: Env, tenantId: string, id: string, body: PutHookBody): Promise<{ hook: Hook; created: boolean } | null> {
+export async function putHook(env: Env, tenantId: string, id: string, body: PutHookBody, audit?: AuditEntry): Promise<{ hook: Hook; created: boolean } | null> {
   const now = Date.now();
   const secret = await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, body.secret, context(id));
   const existing = await env.DB.prepare('SELECT tenant_id, created_at FROM hooks WHERE id = ?').bind(id).first<{ tenant_id: string; created_at: number }>();
   if (existing && existing.tenant_id !== tenantId) return null;
   const createdAt = existing?.created_at ?? now;
-  const result = await env.DB.prepare(
+  const write = env.DB.prepare(
     `INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, intent = excluded.intent, scheme = excluded.scheme,
        secret = excluded.secret, updated_at = excluded.updated_at WHERE hooks.tenant_id = excluded.tenant_id`,
-  )
-    .bind(id, tenantId, body.agentId, body.intent, body.scheme, secret, createdAt, now)
-    .run();
-  if (result.meta.changes === 0) return null;
+  ).bind(id, tenantId, body.agentId, body.intent, body.scheme, secret, createdAt, now);
+  const [result] = await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
+  if (!result || result.meta.changes === 0) return null;
   cache.delete(id);
   return { hook: hookView({ id, agent_id: body.agentId, intent: body.intent, scheme: body.scheme, created_at: createdAt, updated_at: now }), created: !existing };
 }
@@ -60,8 +60,10 @@ export async function getHook(env: Env, tenantId: string, id: string): Promise<H
   return row ? hookView(row) : null;
 }
 
-export async function deleteHook(env: Env, tenantId: string, id: string): Promise<boolean> {
-  const result = await env.DB.prepare('DELETE FROM hooks WHERE id = ? AND tenant_id = ?').bind(id, tenantId).run();
+export async function deleteHook(env: Env, tenantId: string, id: string, audit?: AuditEntry): Promise<boolean> {
+  const remove = env.DB.prepare('DELETE FROM hooks WHERE id = ? AND tenant_id = ?').bind(id, tenantId);
+  const [result] = await env.DB.batch(audit ? [remove, auditStatement(env.DB, audit)] : [remove]);
+  if (!result) return false;
   cache.delete(id);
   return result.meta.changes > 0;
 }

@@ -1,3 +1,4 @@
+import { auditStatement, type AuditEntry } from '../audit/log';
 import type { Env } from '../env';
 import { iso } from '../lib/time';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
@@ -14,7 +15,7 @@ const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
 /** Stores a pool (create or replace), sealing every credential. Returns whether it was new. */
-export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, tenantId: string, name: string, body: PutPoolBody): Promise<{ pool: StoredPool; created: boolean }> {
+export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, tenantId: string, name: string, body: PutPoolBody, audit?: AuditEntry): Promise<{ pool: StoredPool; created: boolean }> {
   const now = Date.now();
   const targets: StoredTarget[] = await Promise.all(
     body.targets.map(async (t) =>
@@ -26,12 +27,11 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
   const existing = await env.DB.prepare('SELECT created_at FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ created_at: number }>();
   const createdAt = existing?.created_at ?? now;
   const pool: StoredPool = { ...body, targets, name, createdAt: iso(createdAt), updatedAt: iso(now) };
-  await env.DB.prepare(
+  const write = env.DB.prepare(
     `INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
      ON CONFLICT (tenant_id, name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
-  )
-    .bind(tenantId, name, JSON.stringify(pool), createdAt, now)
-    .run();
+  ).bind(tenantId, name, JSON.stringify(pool), createdAt, now);
+  await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
   cache.set(kvKey(tenantId, name), { pool, expires: now + POOL_ISOLATE_TTL_MS });
   await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
   return { pool, created: existing === null };
@@ -59,8 +59,10 @@ export async function listPools(env: Env, tenantId: string): Promise<StoredPool[
   return results.map((r) => JSON.parse(r.config) as StoredPool);
 }
 
-export async function deletePool(env: Env, tenantId: string, name: string): Promise<boolean> {
-  const result = await env.DB.prepare('DELETE FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).run();
+export async function deletePool(env: Env, tenantId: string, name: string, audit?: AuditEntry): Promise<boolean> {
+  const remove = env.DB.prepare('DELETE FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name);
+  const [result] = await env.DB.batch(audit ? [remove, auditStatement(env.DB, audit)] : [remove]);
+  if (!result) return false;
   cache.delete(kvKey(tenantId, name));
   await env.CACHE.delete(kvKey(tenantId, name));
   return result.meta.changes > 0;

@@ -1,15 +1,37 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
-import { generateKey, revokeKey } from '../auth/api-keys';
+import { auditEntry, auditStatement } from '../audit/log';
+import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
 import { newId } from '../lib/ids';
+import { mergePatch } from '../lib/json-merge-patch';
 import { iso } from '../lib/time';
-import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyParams, Tenant, TenantParams } from '../schemas/admin';
+import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyParams, KeySummary, Tenant, TenantParams, UpdateKeyBody } from '../schemas/admin';
+import { KeyLimits } from '../schemas/limits';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
-const KeySummary = z
-  .object({ id: z.string(), prefix: z.string(), name: z.string().nullable(), createdAt: z.string(), revokedAt: z.string().nullable() })
-  .openapi('KeySummary');
+const keySummary = (r: KeyRow): KeySummary => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  prefix: r.prefix,
+  name: r.name,
+  limits: parseLimits(r.limits),
+  createdAt: iso(r.created_at),
+  revokedAt: r.revoked_at === null ? null : iso(r.revoked_at),
+});
+type KeySummary = z.infer<typeof KeySummary>;
+
+/** Limits after a merge patch, validated as a whole (a budget must keep its period). */
+function patchedLimits(current: KeyLimits | null, patch: unknown): KeyLimits | null {
+  if (patch === null) return null;
+  if (patch === undefined) return current;
+  const parsed = KeyLimits.safeParse(mergePatch(current ?? {}, patch));
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((i) => ({ path: ['limits', ...i.path.map(String)], message: i.message, code: i.code }));
+    throw new ApiError('invalid_request', details.map((d) => `${d.path.join('.')}: ${d.message}`).join('; '), details);
+  }
+  return Object.keys(parsed.data).length > 0 ? parsed.data : null;
+}
 
 export const admin = new OpenAPIHono<AppEnv>()
   .openapi(
@@ -26,10 +48,11 @@ export const admin = new OpenAPIHono<AppEnv>()
       const body = c.req.valid('json');
       const id = body.id ?? newId('tn');
       const now = Date.now();
-      const result = await c.env.DB.prepare('INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING')
-        .bind(id, body.name ?? null, now)
-        .run();
-      if (result.meta.changes === 0) throw new ApiError('conflict', `tenant ${id} already exists`);
+      const [result] = await c.env.DB.batch([
+        c.env.DB.prepare('INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING').bind(id, body.name ?? null, now),
+        auditStatement(c.env.DB, auditEntry(c, 'tenant.create', id, { tenantId: id, details: { name: body.name ?? null } })),
+      ]);
+      if (!result || result.meta.changes === 0) throw new ApiError('conflict', `tenant ${id} already exists`);
       return c.json({ id, name: body.name ?? null, createdAt: iso(now) }, 201);
     },
   )
@@ -38,7 +61,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       method: 'post',
       path: '/v1/admin/tenants/{tenant}/keys',
       tags: ['admin'],
-      summary: 'Create an API key for a tenant; the key is shown only in this response',
+      summary: 'Create an API key for a tenant, optionally with rate limits and budgets; the key is shown only in this response',
       security,
       request: { params: TenantParams, ...jsonBody(CreateKeyBody) },
       responses: { 201: json(CreatedKey, 'the new key'), 404: errorResponse('not_found: no such tenant'), ...commonErrors },
@@ -50,10 +73,14 @@ export const admin = new OpenAPIHono<AppEnv>()
       if (!exists) throw new ApiError('not_found', `tenant ${tenant} not found`);
       const key = await generateKey();
       const now = Date.now();
-      await c.env.DB.prepare('INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .bind(key.id, tenant, key.hash, key.prefix, body.name ?? null, now)
-        .run();
-      return c.json({ id: key.id, tenantId: tenant, key: key.key, prefix: key.prefix, name: body.name ?? null, createdAt: iso(now) }, 201);
+      const limits = body.limits && Object.keys(body.limits).length > 0 ? body.limits : null;
+      await c.env.DB.batch([
+        c.env.DB.prepare('INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?)').bind(
+          key.id, tenant, key.hash, key.prefix, body.name ?? null, now, limits ? JSON.stringify(limits) : null,
+        ),
+        auditStatement(c.env.DB, auditEntry(c, 'key.create', key.id, { tenantId: tenant, details: { name: body.name ?? null, prefix: key.prefix, limits } })),
+      ]);
+      return c.json({ id: key.id, tenantId: tenant, key: key.key, prefix: key.prefix, name: body.name ?? null, limits, createdAt: iso(now) }, 201);
     },
   )
   .openapi(
@@ -61,18 +88,38 @@ export const admin = new OpenAPIHono<AppEnv>()
       method: 'get',
       path: '/v1/admin/tenants/{tenant}/keys',
       tags: ['admin'],
-      summary: "List a tenant's keys (never the secrets)",
+      summary: "List a tenant's keys and their limits (never the secrets)",
       security,
       request: { params: TenantParams },
       responses: { 200: json(z.object({ data: z.array(KeySummary) }), 'the keys'), ...commonErrors },
     }),
     async (c) => {
       const { tenant } = c.req.valid('param');
-      const { results } = await c.env.DB.prepare('SELECT id, prefix, name, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at LIMIT 1000')
+      const { results } = await c.env.DB.prepare('SELECT id, tenant_id, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE tenant_id = ? ORDER BY created_at LIMIT 1000')
         .bind(tenant)
-        .all<{ id: string; prefix: string; name: string | null; created_at: number; revoked_at: number | null }>();
-      const data = results.map((r) => ({ id: r.id, prefix: r.prefix, name: r.name, createdAt: iso(r.created_at), revokedAt: r.revoked_at === null ? null : iso(r.revoked_at) }));
-      return c.json({ data }, 200);
+        .all<KeyRow>();
+      return c.json({ data: results.map(keySummary) }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'patch',
+      path: '/v1/admin/keys/{keyId}',
+      tags: ['admin'],
+      summary: "Change a key's name or limits (limits: JSON Merge Patch; null removes them). At once where changed, everywhere within 90 s",
+      security,
+      request: { params: KeyParams, ...jsonBody(UpdateKeyBody) },
+      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), ...commonErrors },
+    }),
+    async (c) => {
+      const { keyId } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const key = await getKeyRow(c.env, keyId);
+      if (!key) throw new ApiError('not_found', `key ${keyId} not found`);
+      const limits = patchedLimits(parseLimits(key.limits), body.limits);
+      const name = body.name === undefined ? key.name : body.name;
+      const updated = await updateKey(c.env, key, { name, limits }, auditEntry(c, 'key.update', keyId, { tenantId: key.tenant_id, details: { ...(body.name !== undefined && { name }), ...(body.limits !== undefined && { limits }) } }));
+      return c.json(keySummary(updated), 200);
     },
   )
   .openapi(
@@ -87,7 +134,8 @@ export const admin = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');
-      if (!(await revokeKey(c.env, keyId))) throw new ApiError('not_found', `key ${keyId} not found`);
+      const key = await getKeyRow(c.env, keyId);
+      if (!key || !(await revokeKey(c.env, keyId, auditEntry(c, 'key.revoke', keyId, { tenantId: key.tenant_id })))) throw new ApiError('not_found', `key ${keyId} not found`);
       return c.body(null, 204);
     },
   );

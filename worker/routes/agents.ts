@@ -1,6 +1,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
+import { auditEntry, recordAudit } from '../audit/log';
 import { callAgent, forgetRoute, registerAgent, requireAgent, unregisterAgent, type AgentRoute } from '../agents/registry';
 import { locationHintFor, type GeoHints } from '../agents/placement';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
@@ -74,6 +75,7 @@ export const agents = new OpenAPIHono<AppEnv>()
       }
       try {
         const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint }), { retry: true }));
+        await recordAudit(c.env, auditEntry(c, 'agent.create', config.id, { details: { upstream: config.upstream.kind, jurisdiction: config.jurisdiction } }));
         return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
       } catch (error) {
         // The object refused or was unreachable: release the id unless the object holds the agent.
@@ -160,6 +162,7 @@ export const agents = new OpenAPIHono<AppEnv>()
       if (!result.ok && result.code !== 'not_found') unwrap(result);
       await unregisterAgent(c.env, tenantId, id);
       forgetRoute(tenantId, id);
+      await recordAudit(c.env, auditEntry(c, 'agent.delete', id));
       return c.body(null, 204);
     },
   );

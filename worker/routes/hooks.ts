@@ -1,6 +1,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
+import { auditEntry } from '../audit/log';
 import { callAgent, findAgent, requireAgent } from '../agents/registry';
 import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
 import { verifyDelivery } from '../hooks/verify';
@@ -29,7 +30,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
       const body = c.req.valid('json');
       const { tenantId } = c.get('principal');
       await requireAgent(c.env, tenantId, body.agentId);
-      const result = await putHook(c.env, tenantId, id, body);
+      const result = await putHook(c.env, tenantId, id, body, auditEntry(c, 'hook.put', id, { details: { agentId: body.agentId, intent: body.intent, scheme: body.scheme } }));
       if (!result) throw new ApiError('conflict', `hook id ${id} is taken`);
       return c.json(result.hook, result.created ? 201 : 200);
     },
@@ -61,7 +62,8 @@ export const hooks = new OpenAPIHono<AppEnv>()
       responses: { 204: { description: 'deleted' }, 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
-      if (!(await deleteHook(c.env, c.get('principal').tenantId, c.req.valid('param').id))) throw new ApiError('not_found', 'hook not found');
+      const { id } = c.req.valid('param');
+      if (!(await deleteHook(c.env, c.get('principal').tenantId, id, auditEntry(c, 'hook.delete', id)))) throw new ApiError('not_found', 'hook not found');
       return c.body(null, 204);
     },
   )

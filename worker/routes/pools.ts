@@ -1,6 +1,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { auditEntry } from '../audit/log';
 import { cachedRuntime, healthKey, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
 import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
@@ -60,7 +61,8 @@ export const pools = new OpenAPIHono<AppEnv>()
       const body = c.req.valid('json');
       const { tenantId } = c.get('principal');
       checkTargets(body, allowsPrivate(c.env));
-      const { pool, created } = await putPool(c.env, tenantId, name, body);
+      const targets = body.targets.map((t) => ({ id: t.id, kind: t.kind }));
+      const { pool, created } = await putPool(c.env, tenantId, name, body, auditEntry(c, 'pool.put', name, { details: { targets } }));
       return c.json(poolView(pool), created ? 201 : 200);
     },
   )
@@ -105,7 +107,7 @@ export const pools = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { name } = c.req.valid('param');
-      if (!(await deletePool(c.env, c.get('principal').tenantId, name))) throw new ApiError('not_found', `pool ${name} not found`);
+      if (!(await deletePool(c.env, c.get('principal').tenantId, name, auditEntry(c, 'pool.delete', name)))) throw new ApiError('not_found', `pool ${name} not found`);
       return c.body(null, 204);
     },
   );

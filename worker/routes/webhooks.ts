@@ -1,6 +1,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { auditEntry, recordAudit } from '../audit/log';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams } from '../schemas/common';
 import { CreateWebhookBody, CreatedWebhook, Delivery, ListDeliveriesQuery, Webhook } from '../schemas/webhook';
@@ -26,7 +27,9 @@ export const webhooks = new OpenAPIHono<AppEnv>()
       const body = c.req.valid('json');
       const problem = outboundUrlProblem(body.url, allowsPrivate(c.env));
       if (problem) throw new ApiError('invalid_request', `webhook URL refused: ${problem}`, [{ path: ['url'], message: problem }]);
-      return c.json(await onAgent(c, id, (stub) => stub.createWebhook(body)), 201);
+      const webhook = await onAgent(c, id, (stub) => stub.createWebhook(body));
+      await recordAudit(c.env, auditEntry(c, 'webhook.create', webhook.id, { details: { agentId: id, host: new URL(webhook.url).host } }));
+      return c.json(webhook, 201);
     },
   )
   .openapi(
@@ -54,6 +57,7 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id, wid } = c.req.valid('param');
       await onAgent(c, id, (stub) => stub.deleteWebhook(wid), { retry: true });
+      await recordAudit(c.env, auditEntry(c, 'webhook.delete', wid, { details: { agentId: id } }));
       return c.body(null, 204);
     },
   )

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { KeyLimits, KeyLimitsPatch } from './limits';
 
 export const CreateTenantBody = z
   .object({ name: z.string().min(1).max(200).optional(), id: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional() })
@@ -8,9 +9,29 @@ export const CreateTenantBody = z
 export const Tenant = z.object({ id: z.string(), name: z.string().nullable(), createdAt: z.iso.datetime() }).openapi('Tenant');
 
 export const CreateKeyBody = z
-  .object({ name: z.string().min(1).max(200).optional() })
+  .object({ name: z.string().min(1).max(200).optional(), limits: KeyLimits.optional() })
   .strict()
   .openapi('CreateKey');
+
+export const UpdateKeyBody = z
+  .object({
+    name: z.string().min(1).max(200).nullable().optional(),
+    limits: KeyLimitsPatch.nullable().optional().openapi({ description: 'JSON Merge Patch of the limits; null removes them all' }),
+  })
+  .strict()
+  .openapi('UpdateKey');
+
+export const KeySummary = z
+  .object({
+    id: z.string(),
+    tenantId: z.string(),
+    prefix: z.string(),
+    name: z.string().nullable(),
+    limits: KeyLimits.nullable(),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi('KeySummary');
 
 export const CreatedKey = z
   .object({
@@ -19,9 +40,32 @@ export const CreatedKey = z
     key: z.string().openapi({ description: 'the secret key; shown only in this response' }),
     prefix: z.string(),
     name: z.string().nullable(),
+    limits: KeyLimits.nullable(),
     createdAt: z.iso.datetime(),
   })
   .openapi('CreatedKey');
 
 export const TenantParams = z.object({ tenant: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/) });
 export const KeyParams = z.object({ keyId: z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/) });
+
+export const AuditAction = z.string().regex(/^[a-z]+\.[a-z]+$/).max(64);
+
+export const AuditQuery = z.object({
+  tenant: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional(),
+  action: AuditAction.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(512).optional(),
+});
+
+export const AuditRecord = z
+  .object({
+    id: z.string(),
+    at: z.iso.datetime(),
+    actor: z.string().openapi({ description: '"operator" or the id of the API key that acted' }),
+    tenantId: z.string().nullable(),
+    action: z.string().openapi({ example: 'key.create' }),
+    target: z.string().nullable(),
+    requestId: z.string().nullable(),
+    details: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .openapi('AuditRecord');

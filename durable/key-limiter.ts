@@ -1,0 +1,184 @@
+import { DurableObject } from 'cloudflare:workers';
+import type { Env } from '../worker/env';
+import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
+import { runMigrations } from './agent-schema';
+import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
+import { Sql } from './sql';
+
+/** A concurrency slot or token reservation not released within this is given back (a crashed isolate). */
+export const LEASE_MS = 330_000;
+
+export interface AdmitRequest {
+  limits: KeyLimits;
+  /** The request calls an upstream: concurrency and budgets apply to it. */
+  upstream: boolean;
+  /** Tokens to reserve against the token budget until the request settles. */
+  tokens: number;
+}
+
+export type Admission =
+  | { ok: true; leaseId: string | null; policy: PolicyState | null }
+  | { ok: false; code: 'rate_limited' | 'budget_exhausted'; message: string; limit: string; retryAfter: number; policy: PolicyState };
+
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE budget (
+    period    TEXT PRIMARY KEY,
+    requests  INTEGER NOT NULL DEFAULT 0,
+    tokens    INTEGER NOT NULL DEFAULT 0,
+    reserved  INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE leases (
+    id          TEXT PRIMARY KEY,
+    expires_at  INTEGER NOT NULL,
+    slot        INTEGER NOT NULL,
+    period      TEXT,
+    reserved    INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX leases_by_expiry ON leases(expires_at);
+  `,
+];
+
+interface BudgetRow extends Record<string, string | number> {
+  period: string;
+  requests: number;
+  tokens: number;
+  reserved: number;
+}
+
+/**
+ * The limiter of one API key (named `key:<id>`; rate shards `key:<id>:r<n>`). One object is
+ * single-threaded and every method below runs without an `await`, so a check and the count it
+ * guards are one atomic step: 50 concurrent requests against a budget of 10 admit exactly 10.
+ * Rate windows (GCRA) live in memory: losing them on eviction (only after the object is idle)
+ * is lenient by at most one burst. Concurrency leases and budgets are in SQLite.
+ */
+export class KeyLimiterDO extends DurableObject<Env> {
+  private readonly sql: Sql;
+  /** Theoretical arrival time per rate window ('s', 'm'), with the limit it was computed for. */
+  private readonly tat = new Map<string, { tat: number; limit: number }>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = new Sql(ctx.storage.sql);
+    void ctx.blockConcurrencyWhile(async () => runMigrations(this.sql, ctx.storage, MIGRATIONS));
+  }
+
+  /** Admits or refuses one request, reserving what it may use (rate, slot, budget) at once. */
+  admit(request: AdmitRequest): Admission {
+    const now = Date.now();
+    const { limits } = request;
+    const states: PolicyState[] = [];
+
+    const windows: [string, number | undefined, number][] = [['s', limits.perSecond, 1_000], ['m', limits.perMinute, 60_000]];
+    const passed: [string, number, number][] = [];
+    for (const [name, limit, periodMs] of windows) {
+      if (limit === undefined) continue;
+      const stored = this.tat.get(name);
+      const check = gcra(stored && rescaleTat(stored.tat, now, stored.limit, limit, periodMs), now, limit, periodMs);
+      if (!check.allowed) {
+        return { ok: false, code: 'rate_limited', limit: name === 's' ? 'perSecond' : 'perMinute', message: `rate limit of ${limit} requests per ${name === 's' ? 'second' : 'minute'} exceeded`, retryAfter: check.retryAfter, policy: check.state };
+      }
+      passed.push([name, check.tat, limit]);
+      states.push(check.state);
+    }
+
+    const needsSlot = request.upstream && limits.concurrency !== undefined;
+    const budget = request.upstream ? limits.budget : undefined;
+    let period: ReturnType<typeof budgetPeriod> | null = null;
+    const reserve = budget?.tokens !== undefined ? Math.max(0, Math.ceil(request.tokens)) : 0;
+
+    if (needsSlot || budget) this.expireLeases(now);
+    if (needsSlot && limits.concurrency !== undefined) {
+      const inFlight = this.inFlight();
+      if (inFlight >= limits.concurrency) {
+        return { ok: false, code: 'rate_limited', limit: 'concurrency', message: `${limits.concurrency} requests already in flight for this key`, retryAfter: 1, policy: { limit: limits.concurrency, remaining: 0, reset: 1 } };
+      }
+    }
+    if (budget) {
+      period = budgetPeriod(budget.period, now);
+      const row = this.budgetRow(period.key);
+      const resetIn = Math.max(1, Math.ceil((period.end - now) / 1000));
+      if (budget.requests !== undefined && row.requests >= budget.requests) {
+        return { ok: false, code: 'budget_exhausted', limit: 'budget.requests', message: `request budget of ${budget.requests} per ${budget.period} is used up`, retryAfter: resetIn, policy: { limit: budget.requests, remaining: 0, reset: resetIn } };
+      }
+      if (budget.tokens !== undefined && (row.tokens >= budget.tokens || row.tokens + row.reserved + reserve > budget.tokens)) {
+        return { ok: false, code: 'budget_exhausted', limit: 'budget.tokens', message: `token budget of ${budget.tokens} per ${budget.period} is used up (or reserved by requests in flight)`, retryAfter: resetIn, policy: { limit: budget.tokens, remaining: Math.max(0, budget.tokens - row.tokens - row.reserved), reset: resetIn } };
+      }
+      if (budget.requests !== undefined) states.push({ limit: budget.requests, remaining: budget.requests - row.requests - 1, reset: resetIn });
+    }
+
+    // Every check passed: take what was checked, in one synchronous transaction.
+    for (const [name, tat, limit] of passed) this.tat.set(name, { tat, limit });
+    let leaseId: string | null = null;
+    this.ctx.storage.transactionSync(() => {
+      if (period) this.sql.run('UPDATE budget SET requests = requests + 1, reserved = reserved + ? WHERE period = ?', reserve, period.key);
+      if (needsSlot || reserve > 0) {
+        leaseId = crypto.randomUUID();
+        this.sql.run('INSERT INTO leases (id, expires_at, slot, period, reserved) VALUES (?, ?, ?, ?, ?)', leaseId, now + LEASE_MS, needsSlot ? 1 : 0, period?.key ?? null, reserve);
+      }
+    });
+    return { ok: true, leaseId, policy: tightest(states) };
+  }
+
+  /**
+   * Ends a lease: frees its slot and settles its token reservation with what the request used
+   * (`tokens`), or with the reservation itself when the usage is unknown (null). Idempotent.
+   */
+  release(leaseId: string, tokens: number | null): void {
+    this.ctx.storage.transactionSync(() => this.settle(leaseId, tokens));
+  }
+
+  /** What the key has used in the current period, and its requests in flight. */
+  usage(limits: KeyLimits): Omit<KeyUsage, 'limits'> {
+    const now = Date.now();
+    this.expireLeases(now);
+    const inFlight = limits.concurrency === undefined ? null : this.inFlight();
+    if (!limits.budget) return { inFlight, budget: null };
+    const period = budgetPeriod(limits.budget.period, now);
+    const row = this.sql.one<BudgetRow>('SELECT * FROM budget WHERE period = ?', period.key);
+    return {
+      inFlight,
+      budget: {
+        period: limits.budget.period,
+        periodStart: new Date(period.start).toISOString(),
+        resetsAt: new Date(period.end).toISOString(),
+        requests: row?.requests ?? 0,
+        tokens: row?.tokens ?? 0,
+        reservedTokens: row?.reserved ?? 0,
+      },
+    };
+  }
+
+  private inFlight(): number {
+    return this.sql.one<{ n: number }>('SELECT count(*) AS n FROM leases WHERE slot = 1')?.n ?? 0;
+  }
+
+  /** The period's row, created on first use; older periods are dropped once nothing refers to them. */
+  private budgetRow(key: string): BudgetRow {
+    const row = this.sql.one<BudgetRow>('SELECT * FROM budget WHERE period = ?', key);
+    if (row) return row;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.run('DELETE FROM budget WHERE period <> ? AND period NOT IN (SELECT period FROM leases WHERE period IS NOT NULL)', key);
+      this.sql.run('INSERT INTO budget (period) VALUES (?)', key);
+    });
+    return { period: key, requests: 0, tokens: 0, reserved: 0 };
+  }
+
+  /** Leases of requests that never reported back: free the slot, charge the reservation. */
+  private expireLeases(now: number): void {
+    const expired = this.sql.all<{ id: string }>('SELECT id FROM leases WHERE expires_at <= ?', now);
+    if (expired.length === 0) return;
+    this.ctx.storage.transactionSync(() => {
+      for (const { id } of expired) this.settle(id, null);
+    });
+  }
+
+  private settle(leaseId: string, tokens: number | null): void {
+    const lease = this.sql.one<{ period: string | null; reserved: number }>('DELETE FROM leases WHERE id = ? RETURNING period, reserved', leaseId);
+    if (!lease || lease.period === null) return;
+    const used = tokens === null ? lease.reserved : Math.max(0, Math.ceil(tokens));
+    this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?), tokens = tokens + ? WHERE period = ?', lease.reserved, used, lease.period);
+  }
+}

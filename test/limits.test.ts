@@ -1,0 +1,218 @@
+import { describe, expect, it } from 'vitest';
+import { ADMIN, api, chatTarget, eventually, newAgent, newTenant } from './support/api';
+
+/** A tenant with a key that has `limits`, and a chat pool on the mock upstream. */
+async function limitedKey(limits: Record<string, unknown>, faults = 'ok') {
+  const { tenantId, key: adminKey } = await newTenant();
+  const created = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'limited', limits } });
+  expect(created.status).toBe(201);
+  const tag = `lim${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const pool = await api('/v1/pools/chat', { method: 'PUT', key: adminKey, body: { targets: [chatTarget(tag, faults)] } });
+  expect(pool.status).toBe(201);
+  return { tenantId, key: created.body.key as string, keyId: created.body.id as string, otherKey: adminKey };
+}
+
+const chat = (key: string, content = 'hi', extra: Record<string, unknown> = {}) =>
+  api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content }], ...extra } });
+
+const count = (statuses: number[], status: number) => statuses.filter((s) => s === status).length;
+
+describe('budgets', () => {
+  it('admits exactly 10 of 50 concurrent requests against a request budget of 10', async () => {
+    const { key } = await limitedKey({ budget: { requests: 10, period: 'day' } });
+    const results = await Promise.all(Array.from({ length: 50 }, () => chat(key)));
+    expect(count(results.map((r) => r.status), 200)).toBe(10);
+    const refused = results.filter((r) => r.status === 429);
+    expect(refused).toHaveLength(40);
+    for (const r of refused) {
+      expect(r.body.error.code).toBe('budget_exhausted');
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(r.headers.get('ratelimit-limit')).toBe('10');
+      expect(r.headers.get('ratelimit-remaining')).toBe('0');
+      expect(Number(r.headers.get('ratelimit-reset'))).toBeGreaterThan(0);
+      expect(Number(r.headers.get('ratelimit-reset'))).toBeLessThanOrEqual(86_400);
+    }
+    const admitted = results.filter((r) => r.status === 200);
+    expect(admitted.map((r) => r.headers.get('ratelimit-remaining')).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    const usage = await api('/v1/usage', { key });
+    expect(usage.body.budget).toMatchObject({ period: 'day', requests: 10 });
+  });
+
+  it('counts executions against the request budget; other routes only against rate windows', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { requests: 2, period: 'month' } });
+    const agent = await newAgent(otherKey);
+    for (let i = 0; i < 5; i++) expect((await api('/v1/agents', { key })).status).toBe(200);
+    expect((await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'echo' } })).status).toBe(200);
+    expect((await chat(key)).status).toBe(200);
+    const third = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'echo' } });
+    expect(third.status).toBe(429);
+    expect(third.body.error.code).toBe('budget_exhausted');
+    expect((await api('/v1/agents', { key })).status).toBe(200);
+  });
+
+  it('settles a token budget with the usage the upstream reports, not the estimate', async () => {
+    // The estimate of each chat is 6 tokens (max_tokens 5 + "hi"); the mock reports 15 used.
+    // Settled with real usage: 0 → 15 → 30 → 45, so the fourth is refused. Settled with the
+    // estimate it would take six.
+    const { key } = await limitedKey({ budget: { tokens: 40, period: 'day' } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await chat(key, 'hi', { max_tokens: 5 });
+      statuses.push(res.status);
+      if (res.status === 200) await eventually(async () => (await api('/v1/usage', { key })).body.budget.reservedTokens === 0);
+      else expect(res.body.error.code).toBe('budget_exhausted');
+    }
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    const usage = await api('/v1/usage', { key });
+    expect(usage.body.budget).toMatchObject({ tokens: 45, reservedTokens: 0, requests: 3 });
+  });
+
+  it('refuses a chat whose reservation does not fit the tokens left', async () => {
+    const { key } = await limitedKey({ budget: { tokens: 100, period: 'day' } });
+    const res = await chat(key, 'hi', { max_tokens: 500 });
+    expect(res.status).toBe(429);
+    expect(res.body.error.code).toBe('budget_exhausted');
+    expect((await chat(key, 'hi', { max_tokens: 50 })).status).toBe(200);
+  });
+});
+
+describe('rate windows', () => {
+  it('answers 429 rate_limited with Retry-After past the per-minute limit, on any route', async () => {
+    const { key } = await limitedKey({ perMinute: 5 });
+    const results = [];
+    for (let i = 0; i < 8; i++) results.push(await api('/v1/agents', { key }));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
+    expect(results[0]?.headers.get('ratelimit-limit')).toBe('5');
+    expect(results[0]?.headers.get('ratelimit-remaining')).toBe('4');
+    const refused = results[5];
+    expect(refused?.body.error.code).toBe('rate_limited');
+    expect(refused?.body.error.details).toMatchObject({ limit: 'perMinute' });
+    expect(Number(refused?.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(Number(refused?.headers.get('retry-after'))).toBeLessThanOrEqual(60);
+    expect(refused?.headers.get('ratelimit-remaining')).toBe('0');
+  });
+
+  it('recovers after the per-second window', async () => {
+    const { key } = await limitedKey({ perSecond: 2 });
+    const burst = await Promise.all(Array.from({ length: 6 }, () => api('/v1/agents', { key })));
+    const refused = burst.filter((r) => r.status === 429);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]?.headers.get('retry-after')).toBe('1');
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect((await api('/v1/agents', { key })).status).toBe(200);
+  });
+
+  it('splits rate windows over shards for a hot key: each shard admits its share', async () => {
+    // 4 shards of perMinute 8 allow 2 each: at most 8 in all, and some refused among 40.
+    const { key } = await limitedKey({ perMinute: 8, shards: 4 });
+    const results = await Promise.all(Array.from({ length: 40 }, () => api('/v1/agents', { key })));
+    const ok = count(results.map((r) => r.status), 200);
+    expect(ok).toBeGreaterThan(0);
+    expect(ok).toBeLessThanOrEqual(8);
+    expect(results.find((r) => r.status === 429)?.headers.get('ratelimit-limit')).toBe('2');
+  });
+});
+
+describe('concurrency cap', () => {
+  it('admits exactly N slow requests in flight and frees the slots when they finish', async () => {
+    const { key } = await limitedKey({ concurrency: 2 }, 'delayMs=2500');
+    const results = await Promise.all(Array.from({ length: 6 }, () => chat(key)));
+    const statuses = results.map((r) => r.status);
+    expect(count(statuses, 200)).toBe(2);
+    expect(count(statuses, 429)).toBe(4);
+    const refused = results.find((r) => r.status === 429);
+    expect(refused?.body.error.code).toBe('rate_limited');
+    expect(refused?.body.error.details).toMatchObject({ limit: 'concurrency' });
+    expect(refused?.headers.get('retry-after')).toBe('1');
+    await eventually(async () => (await api('/v1/usage', { key })).body.inFlight === 0);
+    const again = await Promise.all([chat(key), chat(key)]);
+    expect(again.map((r) => r.status)).toEqual([200, 200]);
+  });
+
+  it('frees the slot after an upstream failure', async () => {
+    const { key } = await limitedKey({ concurrency: 1 }, 'failStatus=500');
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(key);
+      expect(res.status).toBe(502);
+      await eventually(async () => (await api('/v1/usage', { key })).body.inFlight === 0);
+    }
+  });
+
+  it('does not hold slots for requests that call no upstream', async () => {
+    const { key } = await limitedKey({ concurrency: 1 });
+    const results = await Promise.all(Array.from({ length: 5 }, () => api('/v1/agents', { key })));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+  });
+});
+
+describe('limits on keys (admin API)', () => {
+  it('changes limits at once with PATCH (merge patch; null removes)', async () => {
+    const { key, keyId } = await limitedKey({ perMinute: 1 });
+    expect((await api('/v1/agents', { key })).status).toBe(200);
+    expect((await api('/v1/agents', { key })).status).toBe(429);
+
+    const raised = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { perMinute: 100, budget: { requests: 5, period: 'day' } } } });
+    expect(raised.status).toBe(200);
+    expect(raised.body.limits).toEqual({ perMinute: 100, budget: { requests: 5, period: 'day' } });
+    expect((await api('/v1/agents', { key })).status).toBe(200);
+
+    const merged = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { budget: { requests: 7 }, perSecond: 50 } } });
+    expect(merged.body.limits).toEqual({ perMinute: 100, perSecond: 50, budget: { requests: 7, period: 'day' } });
+
+    const removed = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: null } });
+    expect(removed.status).toBe(200);
+    expect(removed.body.limits).toBeNull();
+    const free = await api('/v1/agents', { key });
+    expect(free.status).toBe(200);
+    expect(free.headers.get('ratelimit-limit')).toBeNull();
+  });
+
+  it('shows limits when creating and listing keys', async () => {
+    const { tenantId } = await limitedKey({ perSecond: 3, concurrency: 4, budget: { tokens: 1000, period: 'month' } });
+    const listed = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    const limited = listed.body.data.find((k: { name: string | null }) => k.name === 'limited');
+    expect(limited.limits).toEqual({ perSecond: 3, concurrency: 4, budget: { tokens: 1000, period: 'month' } });
+    expect(listed.body.data.find((k: { name: string | null }) => k.name === null).limits).toBeNull();
+  });
+
+  it('refuses invalid limits with 400 and stores nothing', async () => {
+    const { tenantId, keyId } = await limitedKey({ perMinute: 10 });
+    const bad: unknown[] = [
+      { perSecond: 0 },
+      { perMinute: -1 },
+      { concurrency: 1.5 },
+      { budget: { requests: 10 } },
+      { budget: { requests: 10, period: 'week' } },
+      { budget: { period: 'day' } },
+      { perHour: 10 },
+      { shards: 17 },
+      'many',
+    ];
+    for (const limits of bad) {
+      const res = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { limits } });
+      expect(res.status, JSON.stringify(limits)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+    const patchBad = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { budget: { requests: 5 } } } });
+    expect(patchBad.status).toBe(400);
+    expect(patchBad.body.error.details[0].path).toEqual(['limits', 'budget', 'period']);
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { perMinute: 0 } } })).status).toBe(400);
+    const listed = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(listed.body.data.filter((k: { name: string | null }) => k.name === 'limited')[0].limits).toEqual({ perMinute: 10 });
+  });
+
+  it('404s PATCH of an unknown key and refuses it to tenant keys', async () => {
+    expect((await api('/v1/admin/keys/key_nope', { method: 'PATCH', key: ADMIN(), body: { limits: null } })).status).toBe(404);
+    const { key, keyId } = await newTenant();
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key, body: { limits: null } })).status).toBe(401);
+  });
+});
+
+describe('keys without limits', () => {
+  it('are not limited and carry no RateLimit headers', async () => {
+    const { key } = await newTenant();
+    const results = await Promise.all(Array.from({ length: 30 }, () => api('/v1/agents', { key })));
+    expect(results.every((r) => r.status === 200 && r.headers.get('ratelimit-limit') === null)).toBe(true);
+    expect((await api('/v1/usage', { key })).body).toEqual({ limits: null, inFlight: null, budget: null });
+  });
+});

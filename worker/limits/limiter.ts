@@ -1,0 +1,56 @@
+import type { Admission, AdmitRequest } from '../../durable/key-limiter';
+import { tightest } from '../../durable/key-limiter-policy';
+import type { Env } from '../env';
+import type { KeyLimits } from '../schemas/limits';
+
+/** The key's main limiter: rate windows (unless sharded), concurrency and budgets, exactly. */
+export const limiterName = (keyId: string): string => `key:${keyId}`;
+export const shardName = (keyId: string, shard: number): string => `key:${keyId}:r${shard}`;
+
+export const limiter = (env: Env, name: string) => env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(name));
+
+/** A key's rate windows split over `shards` objects: each allows limit/shards (at least 1). */
+export function shardLimits(limits: KeyLimits, shards: number): KeyLimits {
+  const part = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n / shards)));
+  const perSecond = part(limits.perSecond);
+  const perMinute = part(limits.perMinute);
+  return { ...(perSecond !== undefined && { perSecond }), ...(perMinute !== undefined && { perMinute }) };
+}
+
+export interface Admitted {
+  ok: true;
+  /** Where to release the lease, if one was taken. */
+  lease: { name: string; id: string } | null;
+  policy: ReturnType<typeof tightest>;
+}
+
+/**
+ * Admits a request against the key's limits. Unsharded keys take one round trip to the key's
+ * object. With `shards` > 1 the rate windows go to one shard chosen at random (so a hot key's
+ * rate checks spread over several objects), and only requests that call an upstream, on keys
+ * with a concurrency cap or a budget, take a second trip to the main object.
+ */
+export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, tokens: number): Promise<Admitted | Extract<Admission, { ok: false }>> {
+  const shards = limits.shards ?? 1;
+  const exact = upstream && (limits.concurrency !== undefined || limits.budget !== undefined);
+  if (shards <= 1) {
+    const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens });
+    if (!result.ok) return result;
+    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy };
+  }
+  const policies = [];
+  const rates = shardLimits(limits, shards);
+  if (rates.perSecond !== undefined || rates.perMinute !== undefined) {
+    const shard = Math.floor(Math.random() * shards);
+    const result = await limiter(env, shardName(keyId, shard)).admit({ limits: rates, upstream: false, tokens: 0 });
+    if (!result.ok) return result;
+    if (result.policy) policies.push(result.policy);
+  }
+  if (!exact) return { ok: true, lease: null, policy: tightest(policies) };
+  const { perSecond: _s, perMinute: _m, ...rest } = limits;
+  const request: AdmitRequest = { limits: rest, upstream, tokens };
+  const result = await limiter(env, limiterName(keyId)).admit(request);
+  if (!result.ok) return result;
+  if (result.policy) policies.push(result.policy);
+  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: tightest(policies) };
+}

@@ -1,0 +1,69 @@
+import type { ChatCompletionRequest } from '../schemas/openai';
+
+/** Completion tokens reserved for a chat that does not say (no max_tokens). */
+export const DEFAULT_COMPLETION_TOKENS = 256;
+/** Most of a response read for its `usage`; larger bodies settle at the reservation. */
+const MAX_USAGE_BODY = 256 * 1024;
+
+/**
+ * Tokens to reserve for a chat completion before calling the upstream: the completion's cap
+ * (max_completion_tokens, max_tokens, else a default) plus the prompt at ~4 characters per
+ * token. It only needs to be an upper-ish bound: the reservation is settled with the real
+ * `usage.total_tokens` afterwards.
+ */
+export function estimateChatTokens(body: unknown): number {
+  if (typeof body !== 'object' || body === null) return DEFAULT_COMPLETION_TOKENS;
+  const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown };
+  const cap = [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
+  let chars = 0;
+  for (const message of Array.isArray(chat.messages) ? chat.messages : []) {
+    const content: unknown = (message as { content?: unknown } | null)?.content;
+    chars += typeof content === 'string' ? content.length : content == null ? 0 : JSON.stringify(content).length;
+  }
+  return Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) + Math.ceil(chars / 4);
+}
+
+/** `usage.total_tokens` of an OpenAI JSON response, or null when it has none. */
+export function totalTokens(text: string): number | null {
+  try {
+    const total: unknown = (JSON.parse(text) as { usage?: { total_tokens?: unknown } } | null)?.usage?.total_tokens;
+    return typeof total === 'number' && Number.isFinite(total) && total >= 0 ? total : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Passes `response` through unchanged and calls `done` once its body has been delivered
+ * (with the text, when `collect` and it fit) or abandoned — the client went away, the stream
+ * broke — with null. Lets a lease live exactly as long as the response does.
+ */
+export function onBodyEnd(response: Response, collect: boolean, done: (text: string | null) => Promise<void>, waitUntil: (p: Promise<unknown>) => void): Response {
+  if (!response.body) {
+    waitUntil(done(null));
+    return response;
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      if (collect && size <= MAX_USAGE_BODY) {
+        chunks.push(chunk);
+        size += chunk.byteLength;
+      }
+      controller.enqueue(chunk);
+    },
+  });
+  const text = (): string | null => {
+    if (!collect || size > MAX_USAGE_BODY) return null;
+    const all = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) {
+      all.set(c, at);
+      at += c.byteLength;
+    }
+    return new TextDecoder().decode(all);
+  };
+  waitUntil(response.body.pipeTo(writable).then(text, () => null).then(done));
+  return new Response(readable, response);
+}

@@ -1,0 +1,56 @@
+import { z } from '@hono/zod-openapi';
+
+const Count = (max: number) => z.number().int().min(1).max(max);
+
+export const BudgetPeriod = z.enum(['day', 'month']).openapi({ description: 'calendar day or month in UTC' });
+
+export const KeyBudget = z
+  .object({
+    requests: Count(1_000_000_000).optional().openapi({ description: 'requests that call an upstream (chat completions, executions) per period' }),
+    tokens: Count(1_000_000_000_000).optional().openapi({ description: 'upstream tokens per period (usage.total_tokens)' }),
+    period: BudgetPeriod,
+  })
+  .strict()
+  .refine((b) => b.requests !== undefined || b.tokens !== undefined, { message: 'a budget needs requests or tokens' })
+  .openapi('KeyBudget');
+
+/** Limits of one API key. Every field is optional; an absent field is not limited. */
+export const KeyLimits = z
+  .object({
+    perSecond: Count(100_000).optional().openapi({ description: 'requests per second (GCRA: a burst of this many, then one every 1/n s)' }),
+    perMinute: Count(6_000_000).optional().openapi({ description: 'requests per minute (GCRA)' }),
+    concurrency: Count(10_000).optional().openapi({ description: 'requests calling an upstream in flight at once' }),
+    budget: KeyBudget.optional(),
+    shards: Count(16).optional().openapi({ description: 'split the rate windows over this many objects (each allows limit/shards) for a hot key; budgets and concurrency stay exact in one' }),
+  })
+  .strict()
+  .openapi('KeyLimits');
+export type KeyLimits = z.infer<typeof KeyLimits>;
+
+const Nullable = <T extends z.ZodType>(schema: T) => schema.nullable().optional();
+
+/** A JSON Merge Patch of a key's limits: a member set to null is removed. */
+export const KeyLimitsPatch = z
+  .object({
+    perSecond: Nullable(Count(100_000)),
+    perMinute: Nullable(Count(6_000_000)),
+    concurrency: Nullable(Count(10_000)),
+    budget: Nullable(
+      z.object({ requests: Nullable(Count(1_000_000_000)), tokens: Nullable(Count(1_000_000_000_000)), period: Nullable(BudgetPeriod) }).strict(),
+    ),
+    shards: Nullable(Count(16)),
+  })
+  .strict()
+  .openapi('KeyLimitsPatch');
+
+/** What a key has used of its limits (GET /v1/usage). */
+export const KeyUsage = z
+  .object({
+    limits: KeyLimits.nullable(),
+    inFlight: z.number().int().nullable(),
+    budget: z
+      .object({ period: BudgetPeriod, periodStart: z.iso.datetime(), resetsAt: z.iso.datetime(), requests: z.number().int(), tokens: z.number().int(), reservedTokens: z.number().int() })
+      .nullable(),
+  })
+  .openapi('KeyUsage');
+export type KeyUsage = z.infer<typeof KeyUsage>;
