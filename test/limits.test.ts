@@ -1,3 +1,4 @@
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { ADMIN, api, chatTarget, eventually, newAgent, newTenant } from './support/api';
 
@@ -9,7 +10,7 @@ async function limitedKey(limits: Record<string, unknown>, faults = 'ok') {
   const tag = `lim${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const pool = await api('/v1/pools/chat', { method: 'PUT', key: adminKey, body: { targets: [chatTarget(tag, faults)] } });
   expect(pool.status).toBe(201);
-  return { tenantId, key: created.body.key as string, keyId: created.body.id as string, otherKey: adminKey };
+  return { tenantId, key: created.body.key as string, keyId: created.body.id as string, otherKey: adminKey, tag };
 }
 
 const chat = (key: string, content = 'hi', extra: Record<string, unknown> = {}) =>
@@ -214,5 +215,38 @@ describe('keys without limits', () => {
     const results = await Promise.all(Array.from({ length: 30 }, () => api('/v1/agents', { key })));
     expect(results.every((r) => r.status === 200 && r.headers.get('ratelimit-limit') === null)).toBe(true);
     expect((await api('/v1/usage', { key })).body).toEqual({ limits: null, inFlight: null, budget: null });
+  });
+});
+
+describe('when the limiter fails', () => {
+  /** Breaks the key's limiter: its SQLite tables are gone, so every lease or budget check throws. */
+  async function breakLimiter(keyId: string) {
+    const stub = env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`));
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec('DROP TABLE leases');
+      state.storage.sql.exec('DROP TABLE budget');
+    });
+  }
+
+  it('fails open for a concurrency cap (availability first)', async () => {
+    const { key, keyId } = await limitedKey({ concurrency: 1 });
+    await breakLimiter(keyId);
+    const res = await chat(key);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('ratelimit-limit')).toBeNull();
+  });
+
+  it('fails closed for a budget: 503 unavailable with Retry-After, the upstream never called', async () => {
+    const { key, keyId, otherKey, tag } = await limitedKey({ budget: { requests: 100, period: 'day' } });
+    await breakLimiter(keyId);
+    const res = await chat(key);
+    expect(res.status).toBe(503);
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(counts[tag]).toBeUndefined();
+    expect(res.body.error.code).toBe('unavailable');
+    expect(res.headers.get('retry-after')).toBe('1');
+    // Requests that call no upstream are not budgeted, so they still pass.
+    expect((await api('/v1/agents', { key })).status).toBe(200);
+    expect((await chat(otherKey)).status).toBe(200);
   });
 });

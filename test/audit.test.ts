@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { ADMIN, api, chatTarget, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
+
+interface Entry {
+  id: string;
+  at: string;
+  actor: string;
+  tenantId: string | null;
+  action: string;
+  target: string | null;
+  requestId: string | null;
+  details: Record<string, unknown> | null;
+}
+
+const auditOf = async (tenantId: string, query = ''): Promise<Entry[]> => {
+  const res = await api(`/v1/admin/audit?tenant=${tenantId}&limit=200${query}`, { key: ADMIN() });
+  expect(res.status).toBe(200);
+  return res.body.data as Entry[];
+};
+
+/** Runs a request with a known request id and returns the entry it left. */
+async function audited(tenantId: string, action: string, path: string, init: Parameters<typeof api>[1]): Promise<Entry> {
+  const requestId = `req-${uniqueId('audit')}`;
+  const res = await api(path, { ...init, headers: { 'x-request-id': requestId } });
+  expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
+  const entry = (await auditOf(tenantId, `&action=${action}`)).find((e) => e.requestId === requestId);
+  expect(entry, `${action} with ${requestId}`).toBeDefined();
+  return entry as Entry;
+}
+
+describe('audit log', () => {
+  it('records operator actions on tenants and keys, with request id, and no secrets', async () => {
+    const requestId = `req-${uniqueId('tenant')}`;
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'audited' }, headers: { 'x-request-id': requestId } });
+    const tenantId = tenant.body.id as string;
+    const [created] = await auditOf(tenantId, '&action=tenant.create');
+    expect(created).toMatchObject({ actor: 'operator', tenantId, action: 'tenant.create', target: tenantId, requestId, details: { name: 'audited' } });
+    expect(Date.parse(created?.at ?? '')).toBeGreaterThan(Date.now() - 60_000);
+
+    const keyRequest = `req-${uniqueId('key')}`;
+    const key = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'k', limits: { perMinute: 60 } }, headers: { 'x-request-id': keyRequest } });
+    const keyId = key.body.id as string;
+    const [keyCreate] = await auditOf(tenantId, '&action=key.create');
+    expect(keyCreate).toMatchObject({ actor: 'operator', action: 'key.create', target: keyId, requestId: keyRequest, details: { name: 'k', limits: { perMinute: 60 } } });
+    expect(JSON.stringify(await auditOf(tenantId))).not.toContain(key.body.key);
+
+    const update = await audited(tenantId, 'key.update', `/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { perMinute: 120 } } });
+    expect(update).toMatchObject({ actor: 'operator', target: keyId, details: { limits: { perMinute: 120 } } });
+    await audited(tenantId, 'key.revoke', `/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() });
+    // A repeated revoke changes nothing and records nothing.
+    await api(`/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() });
+    expect(await auditOf(tenantId, '&action=key.revoke')).toHaveLength(1);
+  });
+
+  it('records key actions (pools, hooks, agents, webhooks) with the key as actor', async () => {
+    const { tenantId, key, keyId } = await newTenant();
+    const pool = await audited(tenantId, 'pool.put', '/v1/pools/p1', { method: 'PUT', key, body: { targets: [chatTarget('t1', 'ok', { apiKey: 'sk-very-secret-credential' })] } });
+    expect(pool).toMatchObject({ actor: keyId, tenantId, target: 'p1', details: { targets: [{ id: 't1', kind: 'openai-chat' }] } });
+    const agentId = uniqueId();
+    await audited(tenantId, 'agent.create', '/v1/agents', { key, body: { id: agentId, upstream: { kind: 'agent-http', url: mockUrl() } } });
+    const hookId = uniqueId('hook');
+    const hook = await audited(tenantId, 'hook.put', `/v1/hooks/${hookId}`, { method: 'PUT', key, body: { agentId, intent: 'on.github', scheme: 'github', secret: 'gh-secret-value-0123456789' } });
+    expect(hook.details).toEqual({ agentId, intent: 'on.github', scheme: 'github' });
+    await audited(tenantId, 'hook.delete', `/v1/hooks/${hookId}`, { method: 'DELETE', key });
+    const webhook = await api(`/v1/agents/${agentId}/webhooks`, { key, body: { url: mockUrl('/receiver?token=abc') } });
+    expect(webhook.status).toBe(201);
+    const [webhookCreate] = await auditOf(tenantId, '&action=webhook.create');
+    expect(webhookCreate).toMatchObject({ actor: keyId, target: webhook.body.id, details: { agentId } });
+    await audited(tenantId, 'webhook.delete', `/v1/agents/${agentId}/webhooks/${webhook.body.id}`, { method: 'DELETE', key });
+    await audited(tenantId, 'pool.delete', '/v1/pools/p1', { method: 'DELETE', key });
+    await audited(tenantId, 'agent.delete', `/v1/agents/${agentId}`, { method: 'DELETE', key });
+
+    const all = JSON.stringify(await auditOf(tenantId));
+    for (const secret of ['sk-very-secret-credential', 'gh-secret-value-0123456789', 'token=abc']) expect(all).not.toContain(secret);
+    // A failed change leaves no entry.
+    expect((await api('/v1/pools/none', { method: 'DELETE', key })).status).toBe(404);
+    expect(await auditOf(tenantId, '&action=pool.delete')).toHaveLength(1);
+  });
+
+  it('filters by tenant and action, newest first, with cursor pages', async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    for (const name of ['p1', 'p2', 'p3']) await api(`/v1/pools/${name}`, { method: 'PUT', key: a.key, body: { targets: [chatTarget(name)] } });
+    await api('/v1/pools/other', { method: 'PUT', key: b.key, body: { targets: [chatTarget('other')] } });
+
+    const pools = await auditOf(a.tenantId, '&action=pool.put');
+    expect(pools.map((e) => e.target)).toEqual(['p3', 'p2', 'p1']);
+    expect((await auditOf(a.tenantId)).every((e) => e.tenantId === a.tenantId)).toBe(true);
+
+    const first = await api(`/v1/admin/audit?tenant=${a.tenantId}&action=pool.put&limit=2`, { key: ADMIN() });
+    expect(first.body.data.map((e: Entry) => e.target)).toEqual(['p3', 'p2']);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await api(`/v1/admin/audit?tenant=${a.tenantId}&action=pool.put&limit=2&cursor=${first.body.nextCursor}`, { key: ADMIN() });
+    expect(second.body.data.map((e: Entry) => e.target)).toEqual(['p1']);
+    expect(second.body.nextCursor).toBeNull();
+  });
+
+  it('lets a key read only its own tenant, and never the admin log', async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    await api('/v1/pools/mine', { method: 'PUT', key: a.key, body: { targets: [chatTarget('mine')] } });
+    await api('/v1/pools/theirs', { method: 'PUT', key: b.key, body: { targets: [chatTarget('theirs')] } });
+    const own = await api('/v1/audit', { key: a.key });
+    expect(own.status).toBe(200);
+    expect(own.body.data.map((e: Entry) => e.target)).toContain('mine');
+    expect(own.body.data.every((e: Entry) => e.tenantId === a.tenantId)).toBe(true);
+    // No tenant parameter here: asking for another tenant's entries still answers one's own.
+    const asked = await api(`/v1/audit?tenant=${b.tenantId}`, { key: a.key });
+    expect(asked.body.data.length).toBeGreaterThan(0);
+    expect(asked.body.data.every((e: Entry) => e.tenantId === a.tenantId)).toBe(true);
+
+    const admin = await api('/v1/admin/audit', { key: a.key });
+    expect(admin.status).toBe(401);
+    expect(admin.body.error.code).toBe('unauthorized');
+    expect((await api('/v1/admin/audit')).status).toBe(401);
+  });
+
+  it('refuses bad queries with 400', async () => {
+    for (const query of ['limit=0', 'limit=1000', 'action=DROP TABLE', 'cursor=%%%', 'tenant=a/b']) {
+      const res = await api(`/v1/admin/audit?${query}`, { key: ADMIN() });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+  });
+});

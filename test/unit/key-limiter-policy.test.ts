@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { budgetPeriod, gcra, rescaleTat, tightest } from '../../durable/key-limiter-policy';
+import { estimateChatTokens, totalTokens } from '../../worker/limits/usage';
+
+describe('GCRA rate window', () => {
+  it('allows a burst of the limit, then refuses until one interval has passed', () => {
+    let tat: number | undefined;
+    const remaining: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const check = gcra(tat, 0, 3, 1_000);
+      expect(check.allowed).toBe(true);
+      remaining.push(check.state.remaining);
+      tat = check.tat;
+    }
+    expect(remaining).toEqual([2, 1, 0]);
+    const refused = gcra(tat, 0, 3, 1_000);
+    expect(refused).toMatchObject({ allowed: false, retryAfter: 1, state: { limit: 3, remaining: 0, reset: 1 } });
+    expect(gcra(tat, 334, 3, 1_000).allowed).toBe(true);
+    expect(gcra(tat, 1_000, 3, 1_000).state.remaining).toBe(2);
+  });
+
+  it('reports Retry-After in whole seconds for a per-minute window', () => {
+    let tat: number | undefined;
+    for (let i = 0; i < 2; i++) tat = gcra(tat, 0, 2, 60_000).tat;
+    expect(gcra(tat, 0, 2, 60_000)).toMatchObject({ allowed: false, retryAfter: 30 });
+  });
+
+  it('keeps what was used when a limit changes', () => {
+    // One request used of 1/min (TAT one minute ahead) is one of 100/min: 0.6 s ahead.
+    expect(rescaleTat(60_000, 0, 1, 100, 60_000)).toBeCloseTo(600);
+    expect(rescaleTat(600, 0, 100, 1, 60_000)).toBeCloseTo(60_000);
+    expect(rescaleTat(undefined, 0, 1, 2, 1_000)).toBeUndefined();
+  });
+});
+
+describe('budget periods (UTC)', () => {
+  it('names and bounds days and months', () => {
+    const now = Date.UTC(2026, 10, 26, 23, 59, 59);
+    expect(budgetPeriod('day', now)).toEqual({ key: 'd:2026-11-26', start: Date.UTC(2026, 10, 26), end: Date.UTC(2026, 10, 27) });
+    expect(budgetPeriod('month', now)).toEqual({ key: 'm:2026-11', start: Date.UTC(2026, 10, 1), end: Date.UTC(2026, 11, 1) });
+    expect(budgetPeriod('month', Date.UTC(2026, 11, 31, 12)).end).toBe(Date.UTC(2027, 0, 1));
+  });
+});
+
+describe('headers and tokens', () => {
+  it('reports the policy closest to refusing', () => {
+    expect(tightest([{ limit: 10, remaining: 5, reset: 1 }, { limit: 100, remaining: 2, reset: 60 }])).toEqual({ limit: 100, remaining: 2, reset: 60 });
+    expect(tightest([])).toBeNull();
+  });
+
+  it('estimates a chat from its cap and prompt, and reads usage.total_tokens', () => {
+    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toBe(6);
+    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toBe(20);
+    expect(estimateChatTokens({ messages: [] })).toBe(256);
+    expect(estimateChatTokens(null)).toBe(256);
+    expect(totalTokens('{"usage":{"total_tokens":15}}')).toBe(15);
+    expect(totalTokens('{"usage":{}}')).toBeNull();
+    expect(totalTokens('not json')).toBeNull();
+  });
+});
