@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ADMIN, api, chatTarget, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
+import { ADMIN, api, chatTarget, mockUrl, newTenant, uniqueId } from './support/api';
 
 interface Entry {
   id: string;
