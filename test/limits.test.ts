@@ -1,6 +1,6 @@
-import { env, runInDurableObject } from 'cloudflare:test';
+import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { ADMIN, api, chatTarget, eventually, newAgent, newTenant } from './support/api';
+import { ADMIN, api, BASE, chatTarget, eventually, newAgent, newTenant } from './support/api';
 
 /** A tenant with a key that has `limits`, and a chat pool on the mock upstream. */
 async function limitedKey(limits: Record<string, unknown>, faults = 'ok') {
@@ -137,6 +137,30 @@ describe('concurrency cap', () => {
       expect(res.status).toBe(502);
       await eventually(async () => (await api('/v1/usage', { key })).body.inFlight === 0);
     }
+  });
+
+  it('holds the slot of a stream until it ends, and charges its reservation (no usage in a stream)', async () => {
+    const { key } = await limitedKey({ concurrency: 1, budget: { tokens: 1000, period: 'day' } }, 'chunkDelayMs=20');
+    const streamed = await chat(key, 'hi', { stream: true, max_tokens: 10 });
+    expect(streamed.status).toBe(200);
+    expect(String(streamed.body)).toContain('[DONE]');
+    await eventually(async () => (await api('/v1/usage', { key })).body.inFlight === 0);
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ tokens: 11, reservedTokens: 0 });
+  });
+
+  it('frees the slot when the client abandons a stream', async () => {
+    const { key } = await limitedKey({ concurrency: 1 }, 'chunkDelayMs=300');
+    const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'a long story please' }] }),
+    });
+    expect(res.status).toBe(200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    expect((await chat(key)).status).toBe(429);
+    await reader.cancel();
+    await eventually(async () => (await api('/v1/usage', { key })).body.inFlight === 0);
   });
 
   it('does not hold slots for requests that call no upstream', async () => {
