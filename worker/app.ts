@@ -23,6 +23,7 @@ import { webhooks } from './routes/webhooks';
 import { events } from './routes/events';
 import { hooks } from './routes/hooks';
 import { transactions } from './routes/transactions';
+import { mcp } from './routes/mcp';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -79,7 +80,8 @@ export function createApp() {
     .route('/', events)
     .route('/', hooks)
     .route('/', stats)
-    .route('/', transactions);
+    .route('/', transactions)
+    .route('/', mcp);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',
