@@ -4,7 +4,10 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { describe, expect, it } from 'vitest';
 import { api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
-/** An MCP client from the official SDK, talking to the Worker with the tenant's key. */
+/**
+ * An MCP client from the official SDK, talking to the Worker with the tenant's key. It lists
+ * the tools first, so it checks every structured result against the tool's output schema.
+ */
 async function connect(key: string): Promise<Client> {
   const client = new Client({ name: 'gateway-test', version: '1.0.0' });
   const transport = new StreamableHTTPClientTransport(new URL(`${BASE}/mcp`), {
@@ -15,6 +18,7 @@ async function connect(key: string): Promise<Client> {
     },
   });
   await client.connect(transport);
+  await client.listTools();
   return client;
 }
 
@@ -40,7 +44,8 @@ async function value(client: Client, name: string, args: Record<string, unknown>
 async function toolError(client: Client, name: string, args: Record<string, unknown>): Promise<{ code: string; message: string; details?: any }> {
   const result = await call(client, name, args);
   expect(result.isError).toBe(true);
-  return result.structuredContent.error;
+  expect(result.structuredContent).toBeUndefined();
+  return JSON.parse(result.content[0]?.text ?? 'null').error;
 }
 
 const initialize = {
@@ -55,7 +60,7 @@ function post(headers: Record<string, string>, body: string = JSON.stringify(ini
 }
 
 describe('MCP: tools', () => {
-  it('initializes and lists exactly the five tools, each with an input schema', async () => {
+  it('initializes and lists exactly the five tools, each with input and output schemas', async () => {
     const { key } = await newTenant();
     const client = await connect(key);
     expect(client.getServerVersion()).toMatchObject({ name: 'edge-agent-gateway' });
@@ -65,6 +70,7 @@ describe('MCP: tools', () => {
     for (const tool of tools) {
       expect(tool.inputSchema.type).toBe('object');
       expect(tool.description).toBeTruthy();
+      expect(tool.outputSchema?.type).toBe('object');
     }
     expect(byName.execute_intent?.inputSchema.required).toEqual(expect.arrayContaining(['agentId', 'intent']));
     expect(Object.keys(byName.execute_intent?.inputSchema.properties ?? {})).toEqual(expect.arrayContaining(['agentId', 'intent', 'input', 'wait']));
@@ -124,6 +130,15 @@ describe('MCP: tools', () => {
     expect((await api(`/v1/agents/${id}/executions/${error.details.executionId}`, { key })).body.status).toBe('failed');
   });
 
+  it('execute_intent with wait gives up at its deadline with upstream_timeout', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const error = await toolError(client, 'execute_intent', { agentId: id, intent: 'slow', input: { simulateLatencyMs: 20_000 }, wait: true, timeoutMs: 300 });
+    expect(error.code).toBe('upstream_timeout');
+    expect(error.details.execution).toMatchObject({ status: 'failed', error: { code: 'upstream_timeout' } });
+  });
+
   it('cancel_execution cancels a queued execution, then reports already_finished', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
@@ -153,6 +168,19 @@ describe('MCP: tools', () => {
     const client = await connect(key);
     expect((await toolError(client, 'get_context', { agentId: 'no-such-agent' })).code).toBe('not_found');
     expect((await toolError(client, 'get_execution', { agentId: id, executionId: 'ex_missing' })).code).toBe('not_found');
+  });
+});
+
+describe('MCP: plain HTTP', () => {
+  it('answers a bare tools/call (no initialize, as curl would send it) as an SSE message', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await post({ authorization: `Bearer ${key}` }, JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'execute_intent', arguments: { agentId: id, intent: 'support.reply', input: 'Can I get a refund?', wait: true } } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const data = /^data: (.*)$/m.exec(await res.text())?.[1];
+    const message = JSON.parse(data ?? 'null');
+    expect(message).toMatchObject({ jsonrpc: '2.0', id: 7, result: { structuredContent: { agentId: id, status: 'succeeded', output: { topic: 'refunds' } } } });
   });
 });
 

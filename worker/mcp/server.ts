@@ -5,8 +5,9 @@ import { envelope } from '../errors';
 import { toApiError } from '../middleware/error-handler';
 import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
 import { staleExecution } from '../agents/snapshots';
-import { AgentId, Cursor, JsonValue, ResourceId } from '../schemas/common';
-import { Intent } from '../schemas/execution';
+import { AgentId, Cursor, JsonValue, page, ResourceId } from '../schemas/common';
+import { Execution, Intent } from '../schemas/execution';
+import { Agent, AgentContext } from '../schemas/agent';
 
 /** Longest an `execute_intent` call with `wait` holds the MCP request open. */
 export const MAX_WAIT_MS = 30_000;
@@ -47,9 +48,9 @@ const result = (value: Record<string, unknown>): CallToolResult => ({
 });
 
 /**
- * Runs a tool's work and answers with its value, or with a tool error carrying the gateway's
- * error envelope (the same code and message the REST API would answer with), so the model
- * can read why and the host can branch on the code.
+ * Runs a tool's work and answers with its value, or with a tool error whose text is the
+ * gateway's error envelope (the same code and message the REST API would answer with), so the
+ * model can read why and the host can branch on the code.
  */
 async function run(caller: McpCaller, tool: string, work: () => Promise<Record<string, unknown>>): Promise<CallToolResult> {
   caller.log.mcpTool = tool;
@@ -59,7 +60,9 @@ async function run(caller: McpCaller, tool: string, work: () => Promise<Record<s
     const apiError = toApiError(error, caller.requestId);
     caller.log.mcpError = apiError.code;
     const body = envelope(apiError, caller.requestId);
-    return { content: [{ type: 'text', text: JSON.stringify(body) }], structuredContent: { ...body }, isError: true };
+    // No structuredContent: when present it must match the tool's output schema, and clients
+    // check that even on errors; the envelope travels as the text content.
+    return { content: [{ type: 'text', text: JSON.stringify(body) }], isError: true };
   }
 }
 
@@ -79,6 +82,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       title: 'List agents',
       description: "Lists this tenant's agents, ordered by id, one page at a time (eventually consistent, like GET /v1/agents).",
       inputSchema: ListAgentsArgs,
+      outputSchema: page(Agent),
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     ({ limit, cursor }) => run(caller, 'list_agents', async () => ({ ...(await listAgents(env, tenantId, limit, cursor)) })),
@@ -91,11 +95,15 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       description:
         'Runs an intent on an agent. With wait, answers with the finished execution (an error naming upstream_failed, upstream_timeout or execution_cancelled when it did not succeed); without, answers at once with the queued execution to poll with get_execution.',
       inputSchema: ExecuteIntentArgs,
+      outputSchema: Execution,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     },
     ({ agentId, intent, input, wait, timeoutMs }) =>
       run(caller, 'execute_intent', async () => {
-        const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(timeoutMs !== undefined && { timeoutMs }) };
+        // Waiting runs in sync mode with a deadline of at most MAX_WAIT_MS (queue time included),
+        // so the call cannot outlive it whatever the agent's default deadline becomes.
+        const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
+        const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
         const { execution } = await startExecution(env, tenantId, agentId, body);
         Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status });
         if (wait && execution.status !== 'succeeded') throw syncFailure(execution);
@@ -109,6 +117,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       title: 'Get an execution',
       description: "Reads one execution of an agent: status, output or error (strongly consistent; marked stale when served from the last snapshot).",
       inputSchema: ExecutionArgs,
+      outputSchema: Execution,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     ({ agentId, executionId }) =>
@@ -123,6 +132,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       title: 'Cancel an execution',
       description: 'Cancels a queued or running execution (a running upstream call is aborted); already_finished when it has ended.',
       inputSchema: ExecutionArgs,
+      outputSchema: Execution,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     },
     ({ agentId, executionId }) => run(caller, 'cancel_execution', () => onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId))),
@@ -134,6 +144,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       title: "Get an agent's context",
       description: "Reads the agent's context document and its version (what PATCH /v1/agents/{id}/context writes).",
       inputSchema: AgentArgs,
+      outputSchema: AgentContext,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     ({ agentId }) => run(caller, 'get_context', () => onTenantAgent(env, tenantId, agentId, (stub) => stub.getContext(), { retry: true })),
