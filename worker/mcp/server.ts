@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Env, Principal } from '../env';
 import { envelope } from '../errors';
 import { toApiError } from '../middleware/error-handler';
+import { logs } from '../middleware/request-log';
 import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
 import { staleExecution } from '../agents/snapshots';
 import { AgentId, Cursor, JsonValue, page, ResourceId } from '../schemas/common';
@@ -53,17 +54,24 @@ const result = (value: Record<string, unknown>): CallToolResult => ({
  * model can read why and the host can branch on the code.
  */
 async function run(caller: McpCaller, tool: string, work: () => Promise<Record<string, unknown>>): Promise<CallToolResult> {
-  caller.log.mcpTool = tool;
+  const started = Date.now();
+  let outcome: CallToolResult;
+  let code: string | undefined;
   try {
-    return result(await work());
+    outcome = result(await work());
   } catch (error) {
     const apiError = toApiError(error, caller.requestId);
-    caller.log.mcpError = apiError.code;
-    const body = envelope(apiError, caller.requestId);
+    code = apiError.code;
     // No structuredContent: when present it must match the tool's output schema, and clients
     // check that even on errors; the envelope travels as the text content.
-    return { content: [{ type: 'text', text: JSON.stringify(body) }], isError: true };
+    outcome = { content: [{ type: 'text', text: JSON.stringify(envelope(apiError, caller.requestId)) }], isError: true };
   }
+  // Its own line: request-log may write a streamed (SSE) MCP response's line before the tool ends.
+  const level = code === undefined ? 'info' : code === 'internal_error' ? 'error' : 'warn';
+  if (logs(caller.env.LOG_LEVEL, level)) {
+    console.log(JSON.stringify({ level, msg: 'mcp tool', requestId: caller.requestId, tenant: caller.principal.tenantId, tool, code, latencyMs: Date.now() - started, ...caller.log }));
+  }
+  return outcome;
 }
 
 /**
