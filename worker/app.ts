@@ -26,6 +26,7 @@ import { transactions } from './routes/transactions';
 import { audit } from './routes/audit';
 import { usage } from './routes/usage';
 import { keyLimits } from './limits/middleware';
+import { mcp } from './routes/mcp';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -86,7 +87,8 @@ export function createApp() {
     .route('/', stats)
     .route('/', transactions)
     .route('/', audit)
-    .route('/', usage);
+    .route('/', usage)
+    .route('/', mcp);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

@@ -20,6 +20,10 @@ export interface Env {
   LOG_LEVEL?: string;
   /** "true" lets tenants point upstreams and webhooks at private or loopback addresses. */
   ALLOW_PRIVATE_UPSTREAMS?: string;
+  /** Comma-separated origins (`https://app.example`) whose browser requests may call /mcp. */
+  MCP_ALLOWED_ORIGINS?: string;
+  /** Comma-separated Host values (`gateway.example.com`) /mcp answers on; unset: any. */
+  MCP_ALLOWED_HOSTS?: string;
 }
 
 /** The authenticated caller of a /v1 route. */

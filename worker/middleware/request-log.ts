@@ -3,6 +3,9 @@ import type { AppEnv } from '../env';
 
 const RANK: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
+/** Whether a line at `level` passes the operator's `LOG_LEVEL` (default info). */
+export const logs = (configured: string | undefined, level: string): boolean => (RANK[level] ?? 1) >= (RANK[configured ?? 'info'] ?? 1);
+
 /**
  * One structured JSON log line per request (Workers Logs indexes the fields): request id,
  * method, path, status, latency, tenant, and whatever handlers add with `c.get('log')`
@@ -18,7 +21,7 @@ export function requestLog(): MiddlewareHandler<AppEnv> {
     await next();
     if (c.req.path === '/healthz') return;
     const level = c.res.status >= 500 ? 'error' : c.res.status >= 400 ? 'warn' : 'info';
-    if ((RANK[level] ?? 1) < (RANK[c.env.LOG_LEVEL ?? 'info'] ?? 1)) return;
+    if (!logs(c.env.LOG_LEVEL, level)) return;
     const line = {
       level,
       msg: 'request',

@@ -4,7 +4,6 @@ import { ApiError, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
 import { callAgent, forgetRoute, registerAgent, requireAgent, unregisterAgent, type AgentRoute } from '../agents/registry';
 import { locationHintFor, type GeoHints } from '../agents/placement';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { iso } from '../lib/time';
 import type { AgentConfig} from '../schemas/agent';
@@ -14,7 +13,7 @@ import { maskUpstream } from '../upstream/resolve';
 import { getPool } from '../pools/store';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
 import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
-import type { AgentSnapshot } from '../../durable/outbox';
+import { listAgents } from '../agents/operations';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
@@ -96,14 +95,7 @@ export const agents = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { limit, cursor } = c.req.valid('query');
-      const after = decodeCursor(cursor) ?? '';
-      const { results } = await c.env.DB.prepare('SELECT id, snapshot FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?')
-        .bind(c.get('principal').tenantId, after, limit + 1)
-        .all<{ id: string; snapshot: string }>();
-      const rows = results.slice(0, limit);
-      const data = rows.map((r) => (JSON.parse(r.snapshot) as AgentSnapshot).agent);
-      const last = rows.at(-1);
-      return c.json({ data, nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
+      return c.json(await listAgents(c.env, c.get('principal').tenantId, limit, cursor), 200);
     },
   )
   .openapi(

@@ -1,26 +1,16 @@
 import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
-import { ApiError, unwrap, type Result } from '../errors';
-import { callAgent, requireAgent, type AgentRpc } from '../agents/registry';
+import { ApiError, type Result } from '../errors';
+import { requireAgent, type AgentRpc } from '../agents/registry';
+import { onTenantAgent, startExecution, syncFailure } from '../agents/operations';
 import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
-import { canonicalJson, sha256Hex } from '../lib/hash';
 import { AgentIdParams, page, idempotencyHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
-
-/** A finished sync execution that did not succeed is an error whose details carry the record. */
-function syncFailure(execution: Execution): ApiError {
-  const details = { executionId: execution.id, execution };
-  if (execution.status === 'cancelled') return new ApiError('execution_cancelled', 'the execution was cancelled', details);
-  if (execution.status !== 'failed' || execution.error?.code === 'upstream_timeout') {
-    return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details);
-  }
-  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details);
-}
 
 /** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
 export async function onAgent<T>(
@@ -29,9 +19,7 @@ export async function onAgent<T>(
   fn: (stub: AgentRpc) => Promise<Result<T>>,
   options: { retry?: boolean; fallback?: () => Promise<Result<T> | null> } = {},
 ): Promise<T> {
-  const { tenantId } = c.get('principal');
-  const route = await requireAgent(c.env, tenantId, agentId);
-  return unwrap(await callAgent(c.env, tenantId, agentId, route, fn, options));
+  return onTenantAgent(c.env, c.get('principal').tenantId, agentId, fn, options);
 }
 
 export const executions = new OpenAPIHono<AppEnv>()
@@ -59,19 +47,7 @@ export const executions = new OpenAPIHono<AppEnv>()
       const body = c.req.valid('json');
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
       const { tenantId } = c.get('principal');
-      const route = await requireAgent(c.env, tenantId, id);
-      // Only a client's key can be reused with another body; an edge key is unique by construction.
-      const fingerprint = idempotencyKey === undefined ? 'edge' : await sha256Hex(canonicalJson(body));
-      // Without a client key the edge keys the call itself (a space makes it unlike any client
-      // key), so retrying the RPC after a transient platform error can never run it twice.
-      const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
-      const { execution, replayed } = unwrap(
-        await callAgent(
-          c.env, tenantId, id, route,
-          (stub) => stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), idempotencyKey: key, fingerprint }),
-          { retry: true },
-        ),
-      );
+      const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey);
       Object.assign(c.get('log'), { agent: id, execution: execution.id, executionStatus: execution.status, upstream: execution.upstream, attempts: execution.attempts, durationMs: execution.durationMs });
       const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
       if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';

@@ -1,0 +1,294 @@
+import { SELF } from 'cloudflare:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { describe, expect, it } from 'vitest';
+import { api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+/**
+ * An MCP client from the official SDK, talking to the Worker with the tenant's key. It lists
+ * the tools first, so it checks every structured result against the tool's output schema.
+ */
+async function connect(key: string): Promise<Client> {
+  const client = new Client({ name: 'gateway-test', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(`${BASE}/mcp`), {
+    fetch: (url, init) => {
+      const headers = new Headers(init?.headers);
+      headers.set('authorization', `Bearer ${key}`);
+      return SELF.fetch(String(url), { ...init, headers });
+    },
+  });
+  await client.connect(transport);
+  await client.listTools();
+  return client;
+}
+
+interface ToolResult {
+  isError?: boolean;
+  structuredContent?: any;
+  content: { type: string; text?: string }[];
+}
+
+async function call(client: Client, name: string, args: Record<string, unknown>): Promise<ToolResult> {
+  return (await client.callTool({ name, arguments: args })) as ToolResult;
+}
+
+/** The structured value of a successful tool call; fails the test on a tool error. */
+async function value(client: Client, name: string, args: Record<string, unknown>): Promise<any> {
+  const result = await call(client, name, args);
+  expect(result.isError ?? false, JSON.stringify(result.content)).toBe(false);
+  expect(JSON.parse(result.content[0]?.text ?? 'null')).toEqual(result.structuredContent);
+  return result.structuredContent;
+}
+
+/** The gateway error of a failed tool call. */
+async function toolError(client: Client, name: string, args: Record<string, unknown>): Promise<{ code: string; message: string; details?: any }> {
+  const result = await call(client, name, args);
+  expect(result.isError).toBe(true);
+  expect(result.structuredContent).toBeUndefined();
+  return JSON.parse(result.content[0]?.text ?? 'null').error;
+}
+
+const initialize = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+};
+
+function post(headers: Record<string, string>, body: string = JSON.stringify(initialize)) {
+  return SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body });
+}
+
+describe('MCP: tools', () => {
+  it('initializes and lists exactly the five tools, each with input and output schemas', async () => {
+    const { key } = await newTenant();
+    const client = await connect(key);
+    expect(client.getServerVersion()).toMatchObject({ name: 'edge-agent-gateway' });
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => t.name).sort()).toEqual(['cancel_execution', 'execute_intent', 'get_context', 'get_execution', 'list_agents']);
+    const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
+    for (const tool of tools) {
+      expect(tool.inputSchema.type).toBe('object');
+      expect(tool.description).toBeTruthy();
+      expect(tool.outputSchema?.type).toBe('object');
+    }
+    expect(byName.execute_intent?.inputSchema.required).toEqual(expect.arrayContaining(['agentId', 'intent']));
+    expect(Object.keys(byName.execute_intent?.inputSchema.properties ?? {})).toEqual(expect.arrayContaining(['agentId', 'intent', 'input', 'wait']));
+    expect(byName.get_execution?.inputSchema.required).toEqual(expect.arrayContaining(['agentId', 'executionId']));
+    expect(byName.get_context?.inputSchema.required).toEqual(['agentId']);
+    expect(byName.list_agents?.annotations?.readOnlyHint).toBe(true);
+    await client.close();
+  });
+
+  it("list_agents pages through the tenant's agents by id", async () => {
+    const { key } = await newTenant();
+    const a = await newAgent(key, { id: 'mcp-list-a' });
+    const b = await newAgent(key, { id: 'mcp-list-b' });
+    const client = await connect(key);
+    const all = await value(client, 'list_agents', {});
+    expect(all.data.map((x: { id: string }) => x.id)).toEqual([a, b]);
+    expect(all.nextCursor).toBeNull();
+    const first = await value(client, 'list_agents', { limit: 1 });
+    expect(first.data.map((x: { id: string }) => x.id)).toEqual([a]);
+    const second = await value(client, 'list_agents', { limit: 1, cursor: first.nextCursor });
+    expect(second.data.map((x: { id: string }) => x.id)).toEqual([b]);
+    // The same page REST answers.
+    expect((await api('/v1/agents', { key })).body.data).toEqual(all.data);
+  });
+
+  it('execute_intent with wait returns the succeeded execution, readable through REST', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const execution = await value(client, 'execute_intent', { agentId: id, intent: 'support.reply', input: { message: 'How long does shipping take?' }, wait: true });
+    expect(execution).toMatchObject({ agentId: id, intent: 'support.reply', status: 'succeeded', upstream: 'builtin', output: { topic: 'shipping', answered: true } });
+    const rest = await api(`/v1/agents/${id}/executions/${execution.id}`, { key });
+    expect(rest.status).toBe(200);
+    expect(rest.body).toEqual(execution);
+  });
+
+  it('execute_intent without wait returns the queued execution; get_execution follows it to the end', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const queued = await value(client, 'execute_intent', { agentId: id, intent: 'greet', input: 'hello there' });
+    expect(queued).toMatchObject({ agentId: id, intent: 'greet', status: 'queued' });
+    const done = await eventually(async () => {
+      const current = await value(client, 'get_execution', { agentId: id, executionId: queued.id });
+      return current.status === 'succeeded' && current;
+    });
+    expect(done.output).toMatchObject({ topic: 'greeting' });
+  });
+
+  it('execute_intent with wait on a failing upstream is a tool error carrying the execution', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const client = await connect(key);
+    const error = await toolError(client, 'execute_intent', { agentId: id, intent: 'x', input: { mock: { failStatus: 500 } }, wait: true });
+    expect(error.code).toBe('upstream_failed');
+    expect(error.details.execution).toMatchObject({ id: error.details.executionId, status: 'failed' });
+    expect((await api(`/v1/agents/${id}/executions/${error.details.executionId}`, { key })).body.status).toBe('failed');
+  });
+
+  it('execute_intent with wait gives up at its deadline with upstream_timeout', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const error = await toolError(client, 'execute_intent', { agentId: id, intent: 'slow', input: { simulateLatencyMs: 20_000 }, wait: true, timeoutMs: 300 });
+    expect(error.code).toBe('upstream_timeout');
+    expect(error.details.execution).toMatchObject({ status: 'failed', error: { code: 'upstream_timeout' } });
+  });
+
+  it('cancel_execution cancels a queued execution, then reports already_finished', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const running = await value(client, 'execute_intent', { agentId: id, intent: 'slow', input: { simulateLatencyMs: 1500 } });
+    const queued = await value(client, 'execute_intent', { agentId: id, intent: 'next' });
+    const cancelled = await value(client, 'cancel_execution', { agentId: id, executionId: queued.id });
+    expect(cancelled).toMatchObject({ id: queued.id, status: 'cancelled', attempts: 0 });
+    expect((await api(`/v1/agents/${id}/executions/${queued.id}`, { key })).body.status).toBe('cancelled');
+    const again = await toolError(client, 'cancel_execution', { agentId: id, executionId: queued.id });
+    expect(again.code).toBe('already_finished');
+    await eventually(async () => (await api(`/v1/agents/${id}/executions/${running.id}`, { key })).body.status === 'succeeded');
+  });
+
+  it('get_context returns what PATCH /v1/agents/:id/context wrote', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const patched = await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { customer: { tier: 'gold' }, locale: 'de' } });
+    expect(patched.status).toBe(200);
+    const client = await connect(key);
+    expect(await value(client, 'get_context', { agentId: id })).toEqual({ version: 1, data: { customer: { tier: 'gold' }, locale: 'de' } });
+  });
+
+  it('answers not_found for unknown agents and executions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    expect((await toolError(client, 'get_context', { agentId: 'no-such-agent' })).code).toBe('not_found');
+    expect((await toolError(client, 'get_execution', { agentId: id, executionId: 'ex_missing' })).code).toBe('not_found');
+  });
+});
+
+describe('MCP: plain HTTP', () => {
+  it('answers a bare tools/call (no initialize, as curl would send it) as an SSE message', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await post({ authorization: `Bearer ${key}` }, JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'execute_intent', arguments: { agentId: id, intent: 'support.reply', input: 'Can I get a refund?', wait: true } } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const data = /^data: (.*)$/m.exec(await res.text())?.[1];
+    const message = JSON.parse(data ?? 'null');
+    expect(message).toMatchObject({ jsonrpc: '2.0', id: 7, result: { structuredContent: { agentId: id, status: 'succeeded', output: { topic: 'refunds' } } } });
+  });
+});
+
+describe('MCP: tenant isolation', () => {
+  it("another tenant's key neither sees nor touches the agents", async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    const agentA = await newAgent(a.key);
+    const agentB = await newAgent(b.key);
+    const clientA = await connect(a.key);
+    const execution = await value(clientA, 'execute_intent', { agentId: agentA, intent: 'hello', wait: true });
+    await api(`/v1/agents/${agentA}/context`, { key: a.key, method: 'PATCH', body: { secret: 'only-a' } });
+    const before = { status: (await api(`/v1/agents/${agentA}/status`, { key: a.key })).body, context: (await api(`/v1/agents/${agentA}/context`, { key: a.key })).body };
+
+    const clientB = await connect(b.key);
+    const list = await value(clientB, 'list_agents', {});
+    expect(list.data.map((x: { id: string }) => x.id)).toEqual([agentB]);
+    for (const [tool, args] of [
+      ['get_context', { agentId: agentA }],
+      ['get_execution', { agentId: agentA, executionId: execution.id }],
+      ['cancel_execution', { agentId: agentA, executionId: execution.id }],
+      ['execute_intent', { agentId: agentA, intent: 'steal', wait: true }],
+    ] as const) {
+      const error = await toolError(clientB, tool, args);
+      expect(error.code, tool).toBe('not_found');
+      expect(JSON.stringify(error)).not.toContain('only-a');
+    }
+    // Nothing B tried reached A's agent: the same last execution, still succeeded, context untouched.
+    expect(before.status).toMatchObject({ running: 0, queued: 0, lastExecution: { id: execution.id, status: 'succeeded' } });
+    expect(before.context.data).toMatchObject({ secret: 'only-a' });
+    expect((await api(`/v1/agents/${agentA}/status`, { key: a.key })).body).toEqual(before.status);
+    expect((await api(`/v1/agents/${agentA}/context`, { key: a.key })).body).toEqual(before.context);
+  });
+});
+
+describe('MCP: invalid input', () => {
+  it('refuses invalid tool arguments with a tool error and changes nothing', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const invalid: [string, Record<string, unknown>][] = [
+      ['execute_intent', { agentId: id }],
+      ['execute_intent', { agentId: id, intent: '' }],
+      ['execute_intent', { agentId: id, intent: 'x', wait: true, timeoutMs: 60_000 }],
+      ['execute_intent', { agentId: id, intent: 'x', unexpected: true }],
+      ['execute_intent', { agentId: 'not an id!', intent: 'x' }],
+      ['list_agents', { limit: 1000 }],
+      ['get_execution', { agentId: id, executionId: '../x' }],
+    ];
+    for (const [tool, args] of invalid) {
+      const result = await call(client, tool, args);
+      expect(result.isError, `${tool} ${JSON.stringify(args)}`).toBe(true);
+      expect(result.content[0]?.text).toMatch(/validation/i);
+    }
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body).toMatchObject({ running: 0, queued: 0, lastExecution: null });
+  });
+
+  it('answers an unknown tool and malformed JSON-RPC with protocol errors', async () => {
+    const { key } = await newTenant();
+    const client = await connect(key);
+    await expect(client.callTool({ name: 'delete_everything', arguments: {} })).rejects.toThrow(/not found/i);
+    const res = await post({ authorization: `Bearer ${key}` }, '{"jsonrpc":');
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32700 } });
+  });
+});
+
+describe('MCP: HTTP guard', () => {
+  it('answers 401 with the envelope and WWW-Authenticate without a valid key', async () => {
+    for (const headers of [{}, { authorization: 'Bearer eag_not-a-real-key' }, { authorization: 'Basic abc' }] as Record<string, string>[]) {
+      const res = await post(headers);
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer');
+      expect(await res.json()).toMatchObject({ error: { code: 'unauthorized' } });
+    }
+    await expect(connect('eag_not-a-real-key')).rejects.toThrow();
+  });
+
+  it("answers 403 forbidden to a browser Origin that is not the endpoint's own", async () => {
+    const { key } = await newTenant();
+    const res = await post({ authorization: `Bearer ${key}`, origin: 'https://evil.example' });
+    expect(res.status).toBe(403);
+    expect(await res.json()).toMatchObject({ error: { code: 'forbidden' } });
+    // Refused before the key is even looked at.
+    expect((await post({ origin: 'https://evil.example' })).status).toBe(403);
+    const same = await post({ authorization: `Bearer ${key}`, origin: BASE });
+    expect(same.status).toBe(200);
+  });
+
+  it('answers GET and DELETE with 405 and Allow: POST (no sessions)', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const res = await SELF.fetch(`${BASE}/mcp`, { method, headers: { accept: 'text/event-stream' } });
+      expect(res.status).toBe(405);
+      expect(res.headers.get('allow')).toBe('POST');
+      expect(await res.json()).toMatchObject({ error: { code: 'method_not_allowed' } });
+    }
+  });
+
+  it('refuses a body over the limit with 413', async () => {
+    const { key } = await newTenant();
+    const big = JSON.stringify({ ...initialize, params: { ...initialize.params, padding: 'x'.repeat(1024 * 1024) } });
+    const res = await post({ authorization: `Bearer ${key}` }, big);
+    expect(res.status).toBe(413);
+  });
+
+  it('is described in /openapi.json', async () => {
+    const doc = await api('/openapi.json');
+    expect(doc.body.paths['/mcp'].post.summary).toMatch(/Model Context Protocol/);
+  });
+});

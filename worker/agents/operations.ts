@@ -1,0 +1,72 @@
+import type { AgentSnapshot } from '../../durable/outbox';
+import type { ExecuteResult } from '../../durable/agent-rpc';
+import type { Env } from '../env';
+import { ApiError, unwrap, type Result } from '../errors';
+import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { canonicalJson, sha256Hex } from '../lib/hash';
+import type { Agent } from '../schemas/agent';
+import type { CreateExecutionBody, Execution } from '../schemas/execution';
+import { callAgent, requireAgent, type AgentRpc } from './registry';
+
+/**
+ * What the API does to a tenant's agents, shared by every front door (REST under /v1, MCP at
+ * /mcp), so the protocols differ only in how they carry requests and errors.
+ */
+
+/** Resolves the tenant's agent and runs one RPC on it, unwrapping its result. */
+export async function onTenantAgent<T>(
+  env: Env,
+  tenantId: string,
+  agentId: string,
+  fn: (stub: AgentRpc) => Promise<Result<T>>,
+  options: { retry?: boolean; fallback?: () => Promise<Result<T> | null> } = {},
+): Promise<T> {
+  const route = await requireAgent(env, tenantId, agentId);
+  return unwrap(await callAgent(env, tenantId, agentId, route, fn, options));
+}
+
+export interface AgentPage {
+  data: Agent[];
+  nextCursor: string | null;
+}
+
+/** A page of the tenant's agents from the D1 registry, ordered by id (eventually consistent). */
+export async function listAgents(env: Env, tenantId: string, limit: number, cursor: string | undefined): Promise<AgentPage> {
+  const after = decodeCursor(cursor) ?? '';
+  const { results } = await env.DB.prepare('SELECT id, snapshot FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?')
+    .bind(tenantId, after, limit + 1)
+    .all<{ id: string; snapshot: string }>();
+  const rows = results.slice(0, limit);
+  const data = rows.map((r) => (JSON.parse(r.snapshot) as AgentSnapshot).agent);
+  const last = rows.at(-1);
+  return { data, nextCursor: results.length > limit && last ? encodeCursor(last.id) : null };
+}
+
+/**
+ * Runs an intent on the tenant's agent: sync waits for the end, async returns it queued. Only a
+ * client's idempotency key can be reused with another body; without one the edge keys the call
+ * itself (a space makes it unlike any client key), so retrying the RPC after a transient
+ * platform error can never run it twice.
+ */
+export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string): Promise<ExecuteResult> {
+  const route = await requireAgent(env, tenantId, agentId);
+  const fingerprint = idempotencyKey === undefined ? 'edge' : await sha256Hex(canonicalJson(body));
+  const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
+  return unwrap(
+    await callAgent(
+      env, tenantId, agentId, route,
+      (stub) => stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), idempotencyKey: key, fingerprint }),
+      { retry: true },
+    ),
+  );
+}
+
+/** A finished sync execution that did not succeed is an error whose details carry the record. */
+export function syncFailure(execution: Execution): ApiError {
+  const details = { executionId: execution.id, execution };
+  if (execution.status === 'cancelled') return new ApiError('execution_cancelled', 'the execution was cancelled', details);
+  if (execution.status !== 'failed' || execution.error?.code === 'upstream_timeout') {
+    return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details);
+  }
+  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details);
+}

@@ -1,0 +1,162 @@
+import { McpServer, type CallToolResult } from '@modelcontextprotocol/server';
+import { z } from 'zod';
+import type { Env, Principal } from '../env';
+import { envelope } from '../errors';
+import { toApiError } from '../middleware/error-handler';
+import { logs } from '../middleware/request-log';
+import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
+import { staleExecution } from '../agents/snapshots';
+import { AgentId, Cursor, JsonValue, page, ResourceId } from '../schemas/common';
+import { Execution, Intent } from '../schemas/execution';
+import { Agent, AgentContext } from '../schemas/agent';
+
+/** Longest an `execute_intent` call with `wait` holds the MCP request open. */
+export const MAX_WAIT_MS = 30_000;
+
+const ListAgentsArgs = z
+  .object({
+    limit: z.number().int().min(1).max(100).default(20).describe('page size'),
+    cursor: Cursor.describe('nextCursor of the previous page'),
+  })
+  .strict();
+
+const ExecuteIntentArgs = z
+  .object({
+    agentId: AgentId,
+    intent: Intent.describe("the intent to run, as in POST /v1/agents/{id}/executions, e.g. 'support.reply'"),
+    input: JsonValue.optional().describe('any JSON value, passed to the agent'),
+    wait: z.boolean().default(false).describe('true: wait for the end (at most 30 s) and return the finished execution; false: return it queued'),
+    timeoutMs: z.number().int().min(100).max(300_000).optional().describe('deadline of the execution (with wait: at most 30000)'),
+  })
+  .strict()
+  .refine((a) => !a.wait || a.timeoutMs === undefined || a.timeoutMs <= MAX_WAIT_MS, { message: `with wait, timeoutMs is at most ${MAX_WAIT_MS}`, path: ['timeoutMs'] });
+
+const ExecutionArgs = z.object({ agentId: AgentId, executionId: ResourceId }).strict();
+
+const AgentArgs = z.object({ agentId: AgentId }).strict();
+
+/** Who is calling and where their request is logged; one per HTTP request. */
+export interface McpCaller {
+  env: Env;
+  principal: Principal;
+  requestId: string;
+  log: Record<string, string | number | boolean | undefined>;
+}
+
+const result = (value: Record<string, unknown>): CallToolResult => ({
+  content: [{ type: 'text', text: JSON.stringify(value) }],
+  structuredContent: value,
+});
+
+/**
+ * Runs a tool's work and answers with its value, or with a tool error whose text is the
+ * gateway's error envelope (the same code and message the REST API would answer with), so the
+ * model can read why and the host can branch on the code.
+ */
+async function run(caller: McpCaller, tool: string, work: () => Promise<Record<string, unknown>>): Promise<CallToolResult> {
+  const started = Date.now();
+  let outcome: CallToolResult;
+  let code: string | undefined;
+  try {
+    outcome = result(await work());
+  } catch (error) {
+    const apiError = toApiError(error, caller.requestId);
+    code = apiError.code;
+    // No structuredContent: when present it must match the tool's output schema, and clients
+    // check that even on errors; the envelope travels as the text content.
+    outcome = { content: [{ type: 'text', text: JSON.stringify(envelope(apiError, caller.requestId)) }], isError: true };
+  }
+  // Its own line: request-log may write a streamed (SSE) MCP response's line before the tool ends.
+  const level = code === undefined ? 'info' : code === 'internal_error' ? 'error' : 'warn';
+  if (logs(caller.env.LOG_LEVEL, level)) {
+    console.log(JSON.stringify({ level, msg: 'mcp tool', requestId: caller.requestId, tenant: caller.principal.tenantId, tool, code, latencyMs: Date.now() - started, ...caller.log }));
+  }
+  return outcome;
+}
+
+/**
+ * The gateway's MCP server for one request, bound to the caller's tenant: every tool goes
+ * through the same functions as the REST API (D1 registry for lists, the agent's Durable
+ * Object by RPC for everything else), so tenant scoping and behaviour cannot drift apart.
+ */
+export function createGatewayMcpServer(caller: McpCaller): McpServer {
+  const { env } = caller;
+  const { tenantId } = caller.principal;
+  const server = new McpServer({ name: 'edge-agent-gateway', version: '0.1.0' });
+
+  server.registerTool(
+    'list_agents',
+    {
+      title: 'List agents',
+      description: "Lists this tenant's agents, ordered by id, one page at a time (eventually consistent, like GET /v1/agents).",
+      inputSchema: ListAgentsArgs,
+      outputSchema: page(Agent),
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    ({ limit, cursor }) => run(caller, 'list_agents', async () => ({ ...(await listAgents(env, tenantId, limit, cursor)) })),
+  );
+
+  server.registerTool(
+    'execute_intent',
+    {
+      title: 'Execute an intent',
+      description:
+        'Runs an intent on an agent. With wait, answers with the finished execution (an error naming upstream_failed, upstream_timeout or execution_cancelled when it did not succeed); without, answers at once with the queued execution to poll with get_execution.',
+      inputSchema: ExecuteIntentArgs,
+      outputSchema: Execution,
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+    },
+    ({ agentId, intent, input, wait, timeoutMs }) =>
+      run(caller, 'execute_intent', async () => {
+        // Waiting runs in sync mode with a deadline of at most MAX_WAIT_MS (queue time included),
+        // so the call cannot outlive it whatever the agent's default deadline becomes.
+        const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
+        const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
+        const { execution } = await startExecution(env, tenantId, agentId, body);
+        Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status });
+        if (wait && execution.status !== 'succeeded') throw syncFailure(execution);
+        return execution;
+      }),
+  );
+
+  server.registerTool(
+    'get_execution',
+    {
+      title: 'Get an execution',
+      description: "Reads one execution of an agent: status, output or error (strongly consistent; marked stale when served from the last snapshot).",
+      inputSchema: ExecutionArgs,
+      outputSchema: Execution,
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    ({ agentId, executionId }) =>
+      run(caller, 'get_execution', () =>
+        onTenantAgent(env, tenantId, agentId, (stub) => stub.getExecution(executionId), { retry: true, fallback: () => staleExecution(env, tenantId, agentId, executionId) }),
+      ),
+  );
+
+  server.registerTool(
+    'cancel_execution',
+    {
+      title: 'Cancel an execution',
+      description: 'Cancels a queued or running execution (a running upstream call is aborted); already_finished when it has ended.',
+      inputSchema: ExecutionArgs,
+      outputSchema: Execution,
+      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+    },
+    ({ agentId, executionId }) => run(caller, 'cancel_execution', () => onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId))),
+  );
+
+  server.registerTool(
+    'get_context',
+    {
+      title: "Get an agent's context",
+      description: "Reads the agent's context document and its version (what PATCH /v1/agents/{id}/context writes).",
+      inputSchema: AgentArgs,
+      outputSchema: AgentContext,
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    ({ agentId }) => run(caller, 'get_context', () => onTenantAgent(env, tenantId, agentId, (stub) => stub.getContext(), { retry: true })),
+  );
+
+  return server;
+}

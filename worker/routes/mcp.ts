@@ -1,0 +1,51 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { createMcpHandler } from '@modelcontextprotocol/server';
+import type { AppEnv } from '../env';
+import { apiKeyAuth } from '../middleware/api-key-auth';
+import { d1Session } from '../middleware/d1-session';
+import { mcpGuard } from '../middleware/mcp-guard';
+import { createGatewayMcpServer } from '../mcp/server';
+import { ErrorBody } from '../schemas/common';
+import { security } from './openapi';
+
+/** Same bound as the API's body limit (app.ts), applied again by the MCP handler's own reader. */
+const MCP_MAX_BODY_BYTES = 1024 * 1024;
+
+const error = (description: string) => ({ content: { 'application/json': { schema: ErrorBody } }, description });
+
+const router = new OpenAPIHono<AppEnv>();
+
+router.openAPIRegistry.registerPath({
+  method: 'post',
+  path: '/mcp',
+  tags: ['mcp'],
+  summary: 'Model Context Protocol endpoint (Streamable HTTP, stateless)',
+  description:
+    "JSON-RPC 2.0 per the MCP specification (2025-era clients: initialize, tools/list, tools/call; 2026-07-28 per-request envelopes), for the key's tenant. Tools: list_agents, execute_intent, get_execution, cancel_execution, get_context. Tool failures are results with isError and the API's error envelope; protocol failures are JSON-RPC errors. Send `Accept: application/json, text/event-stream`. A browser Origin must be the endpoint's own or listed in MCP_ALLOWED_ORIGINS; MCP_ALLOWED_HOSTS restricts Host.",
+  security,
+  request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
+  responses: {
+    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
+    202: { description: 'a notification, accepted' },
+    401: error('unauthorized: missing, invalid or revoked key (WWW-Authenticate: Bearer)'),
+    403: error('forbidden: Origin or Host not allowed'),
+    405: error('method_not_allowed: GET and DELETE (no sessions); Allow: POST'),
+    413: error('payload_too_large: body over 1 MiB'),
+  },
+});
+
+/**
+ * MCP (Streamable HTTP, stateless) for the key's tenant. The SDK parses and answers JSON-RPC
+ * and validates tool arguments with the tools' zod schemas; this route adds what it leaves to
+ * the server: Origin/Host checks, the tenant's Bearer key, and a fresh server per request bound
+ * to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
+ * DELETE (ending a session) have nothing to act on and get 405 from the app.
+ */
+export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), async function mcpEndpoint(c) {
+  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log') };
+  const handler = createMcpHandler(() => createGatewayMcpServer(caller), {
+    maxRequestBodySize: MCP_MAX_BODY_BYTES,
+    onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
+  });
+  return handler.fetch(c.req.raw);
+});
