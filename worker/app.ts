@@ -23,6 +23,7 @@ import { webhooks } from './routes/webhooks';
 import { events } from './routes/events';
 import { hooks } from './routes/hooks';
 import { transactions } from './routes/transactions';
+import { a2a, a2aRpc } from './routes/a2a';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -80,6 +81,8 @@ export function createApp() {
     .route('/', hooks)
     .route('/', stats)
     .route('/', transactions);
+  // A2A is a JSON-RPC protocol with its own clients: in the OpenAPI document, not in AppType.
+  app.route('/', a2a).route('/', a2aRpc);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

@@ -16,6 +16,8 @@ export interface Env {
   LOG_LEVEL?: string;
   /** "true" lets tenants point upstreams and webhooks at private or loopback addresses. */
   ALLOW_PRIVATE_UPSTREAMS?: string;
+  /** "true" allows the scripted `builtin` upstream mode "a2a-conformance" (A2A conformance runs). */
+  ENABLE_CONFORMANCE_UPSTREAM?: string;
 }
 
 /** The authenticated caller of a /v1 route. */
