@@ -1,4 +1,5 @@
-import { Artifact, Part, Role, Task, TaskState, type Message, type TaskStatus } from '@a2a-js/sdk';
+import type { Artifact} from '@a2a-js/sdk';
+import { Part, Role, Task, TaskState, type Message, type TaskStatus } from '@a2a-js/sdk';
 import { messageOf } from '../worker/upstream/builtin';
 import type { A2AOutcome } from '../worker/upstream/conformance';
 import type { ExecutionError } from '../worker/schemas/execution';

@@ -4,7 +4,8 @@ import {
   CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest, SubscribeToTaskRequest, TaskPushNotificationConfig, TaskState,
   type StreamResponse, type Task,
 } from '@a2a-js/sdk';
-import { Client, ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
+import type { Client} from '@a2a-js/sdk/client';
+import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
 import { api, BASE, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 import { checkUpstream } from '../worker/routes/agents';
 
