@@ -102,6 +102,9 @@ export class GatewayExecutor implements AgentExecutor {
         this.canceled.delete(executionId);
         return;
       }
+      // A paused agent queues work (as async REST executions do): the caller gets the
+      // SUBMITTED task now instead of waiting until the agent is resumed.
+      if (row.status === 'queued' && this.host.store.agentRow()?.paused) return;
       await changed;
     }
   }

@@ -90,6 +90,11 @@ describe('A2A agent card', () => {
     expect(open.headers.get('cache-control')).toMatch(/^public, max-age=\d+/);
     expect(open.body.name).toBe(id);
   });
+
+  it('is in the OpenAPI document with the JSON-RPC endpoint', async () => {
+    const doc = await api<{ paths: Record<string, unknown> }>('/openapi.json');
+    expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/a2a/{id}/.well-known/agent-card.json', '/a2a/{id}/']));
+  });
 });
 
 describe('A2A tasks are gateway executions', () => {
@@ -160,6 +165,18 @@ describe('A2A tasks are gateway executions', () => {
     const task = await sendTask(client, send('wait', { messageId: `tck-cancel-${uniqueId()}`, returnImmediately: true }));
     expect((await api(`/v1/agents/${id}/executions/${task.id}/cancel`, { method: 'POST', key })).status).toBe(200);
     await waitForState(client, task.id, TaskState.TASK_STATE_CANCELED);
+  });
+
+  it('on a paused agent a blocking SendMessage answers the submitted task, which runs once resumed', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const client = await a2aClient(key, id);
+    const task = await sendTask(client, send('hello'));
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_SUBMITTED);
+    expect((await api(`/v1/agents/${id}/executions/${task.id}`, { key })).body.status).toBe('queued');
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: false } });
+    await waitForState(client, task.id, TaskState.TASK_STATE_COMPLETED);
   });
 
   it('GetTask of an unknown task is -32001', async () => {
