@@ -111,6 +111,8 @@ describe('A2A tasks are gateway executions', () => {
     expect(execution.status).toBe(200);
     expect(execution.body).toMatchObject({ id: task.id, intent: 'a2a.message', status: 'succeeded', input: { message: 'How do refunds work?' } });
     expect(execution.body.output.reply).toBe(textOf(task)[0]);
+    // …and in the agent's execution list (the D1 projection, eventually).
+    await eventually(async () => (await api(`/v1/agents/${id}/executions`, { key })).body.data?.some((e: { id: string }) => e.id === task.id));
 
     expect((await getTask(client, task.id)).history.length).toBeGreaterThanOrEqual(1);
     expect((await getTask(client, task.id, 0)).history).toEqual([]);
