@@ -34,6 +34,9 @@ export interface A2AStoreHooks {
  * or without a live executor) and the REST API's cancel are one operation.
  */
 export class A2AStore implements TaskStore {
+  /** Whether any push config exists: most agents have none, so most changes skip the lookups. */
+  private anyPushConfig: boolean | undefined;
+
   constructor(
     private readonly sql: Sql,
     private readonly store: AgentStore,
@@ -85,6 +88,7 @@ export class A2AStore implements TaskStore {
     this.sql.run('DELETE FROM a2a_turns WHERE execution_id NOT IN (SELECT id FROM executions)');
     this.sql.run('DELETE FROM a2a_tasks WHERE id NOT IN (SELECT task_id FROM a2a_turns) AND id NOT IN (SELECT id FROM executions)');
     this.sql.run('DELETE FROM a2a_push_configs WHERE task_id NOT IN (SELECT id FROM a2a_tasks) AND task_id NOT IN (SELECT id FROM executions)');
+    this.invalidate();
   }
 
   // --- TaskStore ---
@@ -162,6 +166,17 @@ export class A2AStore implements TaskStore {
        ON CONFLICT(task_id, id) DO UPDATE SET config = excluded.config`,
       taskId, id, JSON.stringify(PushConfigCodec.toJSON(config)), Date.now(),
     );
+    this.anyPushConfig = true;
+  }
+
+  /** Forgets what it knows of push configs (after one is deleted, or deleteAll). */
+  invalidate(): void {
+    this.anyPushConfig = undefined;
+  }
+
+  hasPushConfigs(): boolean {
+    this.anyPushConfig ??= this.sql.one('SELECT 1 AS one FROM a2a_push_configs LIMIT 1') !== undefined;
+    return this.anyPushConfig;
   }
 
   configs(taskId: string): TaskPushNotificationConfig[] {
@@ -178,6 +193,7 @@ export function pushStore(store: A2AStore, sql: Sql): PushNotificationStore {
     load: async (taskId) => store.configs(taskId),
     delete: async (taskId, _context, configId) => {
       sql.run('DELETE FROM a2a_push_configs WHERE task_id = ? AND id = ?', taskId, configId ?? taskId);
+      store.invalidate();
     },
   };
 }

@@ -109,6 +109,7 @@ export class A2AServer {
   executionChanged(executionId: string, now: number): void {
     const listeners = this.watchers.get(executionId);
     if (listeners) queueMicrotask(() => { for (const listener of [...listeners]) listener(); });
+    if (!this.tasks.hasPushConfigs()) return;
     const taskId = this.tasks.taskIdOf(executionId);
     const configs = this.tasks.configs(taskId);
     if (configs.length === 0) return;

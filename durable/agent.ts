@@ -141,6 +141,7 @@ export class AgentDO extends DurableObject<Env> {
     await this.ctx.storage.deleteAll();
     this.store.invalidate();
     this.webhooks.invalidate();
+    this.a2aServer.tasks.invalidate();
     this.background.alarmAt = null;
     migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
     return ok({ deleted: true });
