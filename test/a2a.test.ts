@@ -132,6 +132,27 @@ describe('A2A tasks are gateway executions', () => {
     expect(list.tasks.map((t) => t.id)).toContain(exec.body.id);
   });
 
+  it('an upstream may ask for input; the next message is a new turn of the same task', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    const asks = JSON.stringify({ output: { reply: 'Which order?', a2a: { state: 'input-required' } } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: { mock: { body: asks } } } });
+    expect(exec.body.status).toBe('succeeded');
+    const client = await a2aClient(key, id);
+    const asking = await getTask(client, exec.body.id);
+    expect(asking.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    expect(asking.status?.message?.parts[0]?.content).toEqual({ $case: 'text', value: 'Which order?' });
+
+    const answered = await sendTask(client, send('order 42', { taskId: exec.body.id, contextId: asking.contextId }));
+    expect(answered.id).toBe(exec.body.id);
+    expect(answered.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    // The follow-up turn is an execution of its own, not a task of its own.
+    const list = await client.listTasks(ListTasksRequest.fromJSON({ status: 'TASK_STATE_UNSPECIFIED' }));
+    expect(list.tasks.map((t) => t.id)).toEqual([exec.body.id]);
+    const executions = await eventually(async () => { const r = await api(`/v1/agents/${id}/executions`, { key }); return r.body.data?.length === 2 && r.body.data; });
+    expect(executions.map((e: { intent: string }) => e.intent).sort()).toEqual(['a2a.message', 'support.reply']);
+  });
+
   it('non-blocking SendMessage returns at once; GetTask later sees it completed', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: CONFORMANCE });
