@@ -18,6 +18,7 @@ export default defineConfig({
                 TEST_MIGRATIONS: migrations,
                 ADMIN_TOKEN: 'test-admin-token-0123456789',
                 ALLOW_PRIVATE_UPSTREAMS: 'true',
+                ENABLE_CONFORMANCE_UPSTREAM: 'true',
                 LOG_LEVEL: 'error',
                 UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
                 MOCK_UPSTREAM_URL: inject('mockUpstreamUrl'),

@@ -115,6 +115,34 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX tx_outcomes_by_age ON tx_outcomes(decided_at);
   `,
+  // Agent2Agent: a task is an execution (its id is the id of the task's first execution);
+  // these rows hold only what A2A adds: the context id, the message history and artifacts as
+  // the SDK saved them, which execution runs the latest turn, and push-notification configs.
+  `
+  CREATE TABLE a2a_tasks (
+    id            TEXT PRIMARY KEY,
+    context_id    TEXT NOT NULL,
+    execution_id  TEXT NOT NULL,
+    task          TEXT NOT NULL,
+    closed_state  INTEGER,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+  );
+  CREATE INDEX a2a_tasks_by_context ON a2a_tasks(context_id);
+  CREATE TABLE a2a_turns (
+    execution_id  TEXT PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    turn          INTEGER NOT NULL
+  );
+  CREATE INDEX a2a_turns_by_task ON a2a_turns(task_id);
+  CREATE TABLE a2a_push_configs (
+    task_id     TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (task_id, id)
+  );
+  `,
 ];
 
 export function migrate(sql: Sql, storage: DurableObjectStorage): void {

@@ -66,10 +66,23 @@ export class AgentWebhooks {
   /** Registrations with their parsed event lists; dropped on every change. */
   private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
 
+  /**
+   * @param pushTarget where a delivery that belongs to no webhook goes (A2A push
+   *   notifications: their own URL and auth headers instead of a signature), or null if gone.
+   */
   constructor(
     private readonly sql: Sql,
     private readonly allowPrivate: () => boolean,
+    private readonly pushTarget: (target: string) => { url: string; headers: Record<string, string> } | null = () => null,
   ) {}
+
+  /** Queues one delivery to a target that is not a webhook registration (same transaction as its event). */
+  queue(target: string, eventType: string, payload: string, now: number): void {
+    this.sql.run(
+      "INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+      newId('msg'), target, eventType, payload, now, now,
+    );
+  }
 
   create(input: CreateWebhookBody, now: number): Webhook & { secret: string } {
     const id = newId('wh');
@@ -111,7 +124,8 @@ export class AgentWebhooks {
   }
 
   listDeliveries(options: { status?: string | undefined; limit: number; before?: string | undefined }): Delivery[] {
-    const where: string[] = [];
+    // A2A push notifications share the machinery but are not webhook deliveries.
+    const where: string[] = ["webhook_id NOT LIKE 'a2a:%'"];
     const params: (string | number)[] = [];
     if (options.status) { where.push('status = ?'); params.push(options.status); }
     if (options.before) { where.push('id < ?'); params.push(options.before); }
@@ -149,28 +163,22 @@ export class AgentWebhooks {
   }
 
   private async send(delivery: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
-    if (delivery.url === null || delivery.secret === null) {
+    const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
+    const url = push?.url ?? delivery.url;
+    if (url === null || (push === null && delivery.secret === null)) {
       this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
       return false;
     }
-    const problem = outboundUrlProblem(delivery.url, this.allowPrivate());
+    const problem = outboundUrlProblem(url, this.allowPrivate());
     if (problem) {
       this.settle(delivery, { dead: true, error: `webhook URL refused: ${problem}` });
       return false;
     }
     this.sending.add(delivery.id);
     try {
-      const timestamp = new Date();
-      const signature = new Signer(delivery.secret).sign(delivery.id, timestamp, delivery.payload);
-      const response = await fetch(delivery.url, {
+      const response = await fetch(url, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'edge-agent-gateway webhooks',
-          'webhook-id': delivery.id,
-          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
-          'webhook-signature': signature,
-        },
+        headers: push ? { 'user-agent': 'edge-agent-gateway a2a', ...push.headers } : this.signedHeaders(delivery),
         body: delivery.payload,
         signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
       });
@@ -186,6 +194,17 @@ export class AgentWebhooks {
       this.sending.delete(delivery.id);
     }
     return false;
+  }
+
+  private signedHeaders(delivery: DeliveryRow & { secret: string | null }): Record<string, string> {
+    const timestamp = new Date();
+    return {
+      'content-type': 'application/json',
+      'user-agent': 'edge-agent-gateway webhooks',
+      'webhook-id': delivery.id,
+      'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+      'webhook-signature': new Signer(delivery.secret ?? '').sign(delivery.id, timestamp, delivery.payload),
+    };
   }
 
   private settle(delivery: DeliveryRow, outcome: { delivered?: boolean; dead?: boolean; status?: number; error?: string }): void {

@@ -16,6 +16,7 @@ import { migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
+import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
@@ -37,6 +38,7 @@ export class AgentDO extends DurableObject<Env> {
   /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
   private readonly runner: ExecutionRunner;
   private readonly background: BackgroundWork;
+  private readonly a2aServer: A2AServer;
   private prunedAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -44,7 +46,21 @@ export class AgentDO extends DurableObject<Env> {
     const sql = new Sql(ctx.storage.sql);
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
-    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
+    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env), (target) => this.a2aServer.pushTarget(target));
+    this.a2aServer = new A2AServer(sql, this.store, {
+      cancel: (id) => this.cancelExecution(id),
+      allowPrivate: () => allowsPrivate(env),
+      startTurn: (id, insert) => {
+        const now = Date.now();
+        this.ctx.storage.transactionSync(() => {
+          insert(now);
+          this.enqueueExecution(id, now);
+        });
+        this.runner.pump();
+        this.afterChange();
+      },
+      queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
+    });
     this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, () => this.tx.nextExpiry());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now) => {
@@ -101,6 +117,8 @@ export class AgentDO extends DurableObject<Env> {
       ...(patch.concurrency !== undefined && { concurrency: patch.concurrency }),
       ...(patch.metadata !== undefined && { metadata: patch.metadata }),
     };
+    if (patch.a2a === null) delete next.a2a;
+    else if (patch.a2a !== undefined) next.a2a = patch.a2a;
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);
@@ -123,6 +141,7 @@ export class AgentDO extends DurableObject<Env> {
     await this.ctx.storage.deleteAll();
     this.store.invalidate();
     this.webhooks.invalidate();
+    this.a2aServer.tasks.invalidate();
     this.background.alarmAt = null;
     migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
     return ok({ deleted: true });
@@ -178,9 +197,16 @@ export class AgentDO extends DurableObject<Env> {
     if (!row) return this.notFound();
     const execution = this.store.execution(id);
     if (!execution) return fail('not_found', `execution ${id} not found`);
-    if (TERMINAL.has(execution.status)) {
+    if (!this.cancelExecution(id)) {
       return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.ids(row).agentId) });
     }
+    return ok(this.executionView(id));
+  }
+
+  /** Cancels an unfinished execution (REST and A2A alike); false if it had finished. */
+  private cancelExecution(id: string): boolean {
+    const execution = this.store.execution(id);
+    if (!execution || TERMINAL.has(execution.status)) return false;
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.finishExecution(id, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
@@ -191,7 +217,16 @@ export class AgentDO extends DurableObject<Env> {
     this.runner.notify(id);
     this.runner.pump();
     this.afterChange();
-    return ok(this.executionView(id));
+    return true;
+  }
+
+  // --- Agent2Agent (durable/a2a.ts) ---
+
+  /** One A2A JSON-RPC request; the edge has authenticated the caller and checked A2A-Version. */
+  async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
+    const row = this.store.agentRow();
+    if (!row) return this.notFound();
+    return ok(await this.a2aServer.handle(this.store.config(row), request));
   }
 
   async status(): Promise<Result<AgentStatus>> {
@@ -336,6 +371,7 @@ export class AgentDO extends DurableObject<Env> {
         this.prunedAt = Date.now();
         this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
         this.tx.prune(Date.now());
+        this.a2aServer.tasks.prune();
       }
     }
     await this.background.armAlarm();
@@ -356,6 +392,7 @@ export class AgentDO extends DurableObject<Env> {
     const type = `execution.${execution.status}`;
     this.events.record(type, view, now);
     if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
+    this.a2aServer.executionChanged(id, now);
   }
 
   private afterChange(): void {

@@ -39,6 +39,10 @@ function devVars() {
   if (!/^UPSTREAM_ENCRYPTION_KEY=/m.test(current)) {
     writeFileSync('.dev.vars', `${current.trimEnd()}\nUPSTREAM_ENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`);
   }
+  const withKey = readFileSync('.dev.vars', 'utf8');
+  if (!/^ENABLE_CONFORMANCE_UPSTREAM=/m.test(withKey)) {
+    writeFileSync('.dev.vars', `${withKey.trimEnd()}\nENABLE_CONFORMANCE_UPSTREAM=true\n`);
+  }
   return Object.fromEntries(
     readFileSync('.dev.vars', 'utf8')
       .split('\n')

@@ -27,6 +27,7 @@ import { audit } from './routes/audit';
 import { usage } from './routes/usage';
 import { keyLimits } from './limits/middleware';
 import { mcp } from './routes/mcp';
+import { a2a, a2aRpc } from './routes/a2a';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -89,6 +90,8 @@ export function createApp() {
     .route('/', audit)
     .route('/', usage)
     .route('/', mcp);
+  // A2A is a JSON-RPC protocol with its own clients: in the OpenAPI document, not in AppType.
+  app.route('/', a2a).route('/', a2aRpc);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

@@ -24,6 +24,8 @@ export interface Env {
   MCP_ALLOWED_ORIGINS?: string;
   /** Comma-separated Host values (`gateway.example.com`) /mcp answers on; unset: any. */
   MCP_ALLOWED_HOSTS?: string;
+  /** "true" allows the scripted `builtin` upstream mode "a2a-conformance" (A2A conformance runs). */
+  ENABLE_CONFORMANCE_UPSTREAM?: string;
 }
 
 /** The authenticated caller of a /v1 route. */

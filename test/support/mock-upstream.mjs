@@ -63,8 +63,9 @@ export async function startMockUpstream(options = {}) {
     } catch {
       return send(res, 400, { error: 'body is not JSON' });
     }
-    // Requests are recorded by Idempotency-Key (upstream calls) or webhook-id (webhooks).
-    const key = String(req.headers['idempotency-key'] ?? req.headers['webhook-id'] ?? '');
+    // Requests are recorded by Idempotency-Key (upstream calls), webhook-id (webhooks) or
+    // X-A2A-Notification-Token (A2A push notifications).
+    const key = String(req.headers['idempotency-key'] ?? req.headers['webhook-id'] ?? req.headers['x-a2a-notification-token'] ?? '');
     const seen = requests.get(key) ?? [];
     const entry = { path: url.pathname, body, raw, headers: req.headers, at: Date.now(), aborted: false };
     // A client that gives up (timeout, cancel) closes the connection before the answer.

@@ -81,7 +81,7 @@ export type AgentRpc = Pick<
   AgentDO,
   | 'create' | 'get' | 'update' | 'destroy' | 'execute' | 'getExecution' | 'cancel' | 'status' | 'getContext' | 'patchContext'
   | 'createWebhook' | 'listWebhooks' | 'deleteWebhook' | 'listDeliveries' | 'retryDelivery' | 'subscribe'
-  | 'prepare' | 'commit' | 'abort'
+  | 'prepare' | 'commit' | 'abort' | 'a2a'
 >;
 
 /** The agent's Durable Object: named by tenant and id, so tenants can never share one. */

@@ -14,6 +14,7 @@ import { getPool } from '../pools/store';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
 import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
 import { listAgents } from '../agents/operations';
+import { conformanceEnabled } from '../upstream/conformance';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
@@ -23,6 +24,9 @@ const notFound = { 404: errorResponse('not_found: no such agent for this tenant'
  * and pools the tenant does not have.
  */
 export async function checkUpstream(env: Env, tenantId: string, config: AgentConfig['upstream'] | undefined): Promise<void> {
+  if (config?.kind === 'builtin' && config.mode === 'a2a-conformance' && !conformanceEnabled(env)) {
+    throw new ApiError('invalid_request', 'the a2a-conformance upstream is disabled on this gateway (ENABLE_CONFORMANCE_UPSTREAM)', [{ path: ['upstream', 'mode'], message: 'not enabled' }]);
+  }
   if (!config || config.kind === 'builtin') return;
   if (config.kind === 'pool') {
     if (!(await getPool(env, tenantId, config.pool))) {
@@ -62,6 +66,7 @@ export const agents = new OpenAPIHono<AppEnv>()
         region: body.region ?? null,
         jurisdiction: body.jurisdiction ?? null,
         metadata: body.metadata ?? null,
+        ...(body.a2a && { a2a: body.a2a }),
       };
       const route: AgentRoute = {
         jurisdiction: config.jurisdiction,

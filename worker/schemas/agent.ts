@@ -10,7 +10,12 @@ export type Jurisdiction = z.infer<typeof Jurisdiction>;
 
 const TimeoutMs = z.number().int().min(100).max(300_000);
 
-export const BuiltinUpstream = z.object({ kind: z.literal('builtin') });
+export const BuiltinUpstream = z.object({
+  kind: z.literal('builtin'),
+  mode: z.enum(['faq', 'a2a-conformance']).optional().openapi({
+    description: '"faq" (default): the offline customer-service responder; "a2a-conformance": the A2A conformance suite\'s scripted behaviours, allowed only when the operator sets ENABLE_CONFORMANCE_UPSTREAM="true"',
+  }),
+});
 
 export const AgentHttpUpstream = z.object({
   kind: z.literal('agent-http'),
@@ -40,6 +45,27 @@ export const AgentState = z.enum(['idle', 'running', 'paused']);
 export type AgentState = z.infer<typeof AgentState>;
 
 const Name = z.string().min(1).max(200);
+
+export const A2ASkill = z
+  .object({
+    id: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/),
+    name: z.string().min(1).max(200),
+    description: z.string().min(1).max(2_000),
+    tags: z.array(z.string().min(1).max(64)).max(16).default([]),
+    examples: z.array(z.string().min(1).max(500)).max(8).optional(),
+  })
+  .strict();
+
+/** How the agent presents itself as an Agent2Agent server (docs/A2A.md). */
+export const A2AConfig = z
+  .object({
+    publicCard: z.boolean().optional().openapi({ description: 'serve the agent card without an API key' }),
+    description: z.string().min(1).max(2_000).optional().openapi({ description: 'the agent card\'s description (instructions are never shown)' }),
+    skills: z.array(A2ASkill).min(1).max(32).optional().openapi({ description: 'skills on the agent card; one derived from the agent when absent' }),
+  })
+  .strict()
+  .openapi('A2AConfig');
+export type A2AConfig = z.infer<typeof A2AConfig>;
 const Instructions = z.string().max(32_000);
 const Concurrency = z.number().int().min(1).max(32);
 
@@ -53,6 +79,7 @@ export const CreateAgentBody = z
     region: Region.optional(),
     jurisdiction: Jurisdiction.optional(),
     metadata: Metadata.optional(),
+    a2a: A2AConfig.optional(),
   })
   .strict()
   .openapi('CreateAgent');
@@ -65,6 +92,7 @@ export const UpdateAgentBody = z
     upstream: UpstreamConfig.optional(),
     concurrency: Concurrency.optional(),
     metadata: Metadata.nullable().optional(),
+    a2a: A2AConfig.nullable().optional(),
     paused: z.boolean().optional().openapi({ description: 'a paused agent queues executions without starting them' }),
   })
   .strict()
@@ -82,6 +110,8 @@ export const AgentConfig = z.object({
   region: Region.nullable(),
   jurisdiction: Jurisdiction.nullable(),
   metadata: Metadata.nullable(),
+  /** Absent on agents created before A2A, and when never set. */
+  a2a: A2AConfig.optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 

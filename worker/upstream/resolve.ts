@@ -1,6 +1,7 @@
 import type { UpstreamConfig } from '../schemas/agent';
 import { agentHttpUpstream } from './agent-http';
 import { builtinUpstream } from './builtin';
+import { conformanceEnabled, conformanceUpstream } from './conformance';
 import { openAIChatUpstream } from './openai-chat';
 import { guarded } from './guarded';
 import { poolUpstream } from './pool';
@@ -26,10 +27,15 @@ export interface ResolvedUpstream {
 
 /** Turns an agent's upstream config into the thing that calls it, loading a named pool. */
 export async function resolveUpstream(config: UpstreamConfig, context: ResolveContext): Promise<ResolvedUpstream> {
+  if (config.kind === 'builtin' && config.mode === 'a2a-conformance') {
+    // Checked again at call time: the operator may have turned it off since the agent was saved.
+    if (!conformanceEnabled(context.env)) return { upstream: refused('builtin a2a-conformance', 'the a2a-conformance upstream is disabled on this gateway') };
+    return { upstream: conformanceUpstream, maxAttempts: 1 };
+  }
   if (config.kind !== 'pool') return { upstream: directUpstream(config, context.allowPrivate) };
   const runtime = await loadPoolRuntime(context.env, context.tenantId, config.pool);
   if (!runtime) {
-    return { upstream: { label: `pool ${config.pool}`, call: () => Promise.reject(new UpstreamError('refused', `pool ${config.pool} does not exist`, false)) } };
+    return { upstream: refused(`pool ${config.pool}`, `pool ${config.pool} does not exist`) };
   }
   const { retry, timeouts } = runtime.pool;
   return {
@@ -37,6 +43,10 @@ export async function resolveUpstream(config: UpstreamConfig, context: ResolveCo
     ...(retry && { maxAttempts: retry.attempts }),
     ...(timeouts?.totalMs !== undefined && { totalMs: timeouts.totalMs }),
   };
+}
+
+function refused(label: string, message: string): Upstream {
+  return { label, call: () => Promise.reject(new UpstreamError('refused', message, false)) };
 }
 
 function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, allowPrivate: boolean): Upstream {

@@ -1,0 +1,124 @@
+import { Part, TaskState, type Message, type Task } from '@a2a-js/sdk';
+import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
+import { newId } from '../worker/lib/ids';
+import { TERMINAL } from '../worker/schemas/execution';
+import type { A2AStore } from './a2a-store';
+import { agentMessage, artifactsOf, stateOf, statusMessage, textPart } from './a2a-view';
+import type { AgentStore } from './agent-store';
+
+/** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
+export const A2A_TURN_TIMEOUT_MS = 300_000;
+/** A missed change notification costs at most this much latency, never a hung request. */
+const RECHECK_MS = 5_000;
+
+export interface TurnInput {
+  executionId: string;
+  taskId: string;
+  contextId: string;
+  turn: number;
+  input: Record<string, unknown>;
+  /** The task as it stands when the turn starts, saved with the link (first turn). */
+  task: Task;
+}
+
+/** What the executor needs from the agent object: the same runner the REST API uses. */
+export interface ExecutorHost {
+  readonly store: AgentStore;
+  readonly tasks: A2AStore;
+  /** Inserts the turn's execution and its task link in one transaction, then lets the runner start it. */
+  startTurn(turn: TurnInput): void;
+  /** Calls `listener` after each state change of the execution; returns the unsubscribe. */
+  watch(executionId: string, listener: () => void): () => void;
+}
+
+/** The upstream's input for one A2A message: its text, and the parts as A2A JSON. */
+export function turnInput(message: Message, turn: number): Record<string, unknown> {
+  const text = message.parts.flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : [])).join('\n');
+  return { message: text, messageId: message.messageId, contextId: message.contextId, taskId: message.taskId, turn, parts: message.parts.map((p) => Part.toJSON(p)) };
+}
+
+/**
+ * Runs A2A messages as gateway executions. Each message is one turn: an execution (the
+ * first turn's id is the task id) scheduled by the agent's runner, so concurrency, retries,
+ * the outbox, webhooks and events apply as for the REST API. The executor only translates the
+ * execution's state changes into A2A events while a request is listening; the state itself
+ * lives in the execution row, so nothing is lost when no one listens.
+ */
+export class GatewayExecutor implements AgentExecutor {
+  /** Executions whose CANCELED event the cancel path already published. */
+  private readonly canceled = new Set<string>();
+
+  constructor(private readonly host: ExecutorHost) {}
+
+  execute = async (context: RequestContext, bus: ExecutionEventBus): Promise<void> => {
+    const { taskId, contextId } = context;
+    const message = context.userMessage;
+    // A task made through the REST API has no turn rows: its execution is turn 1.
+    const turn = context.task ? Math.max(this.host.tasks.turns(taskId), 1) + 1 : 1;
+    const executionId = turn === 1 ? taskId : newId('ex');
+    const initial: Task = context.task ?? {
+      id: taskId, contextId, status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: new Date().toISOString() },
+      artifacts: [], history: [message], metadata: undefined,
+    };
+    this.host.startTurn({ executionId, taskId, contextId, turn, input: turnInput(message, turn), task: initial });
+    const task = this.host.tasks.view(taskId);
+    if (!task) throw new Error(`task ${taskId} vanished`);
+    bus.publish(AgentEvent.task(task));
+    await this.follow(taskId, contextId, executionId, task.status?.state, bus);
+  };
+
+  cancelTask = async (taskId: string, bus: ExecutionEventBus): Promise<void> => {
+    const record = this.host.tasks.record(taskId);
+    if (!record) return;
+    if (record.execution) this.canceled.add(record.execution.id);
+    // Saving this status (the SDK's result manager does) cancels the execution: see A2AStore.save.
+    bus.publish(AgentEvent.statusUpdate({
+      taskId, contextId: record.contextId, metadata: undefined,
+      status: { state: TaskState.TASK_STATE_CANCELED, message: agentMessage(newId('msg'), taskId, record.contextId, [textPart('cancelled by request')]), timestamp: new Date().toISOString() },
+    }));
+  };
+
+  /** Publishes the execution's state changes until it finishes. */
+  private async follow(taskId: string, contextId: string, executionId: string, published: TaskState | undefined, bus: ExecutionEventBus): Promise<void> {
+    let last = published;
+    for (;;) {
+      const changed = this.nextChange(executionId);
+      const row = this.host.store.execution(executionId);
+      if (!row) throw new Error(`execution ${executionId} vanished`);
+      const state = stateOf(row);
+      const finished = TERMINAL.has(row.status);
+      // A cancel through A2A has published its own CANCELED event already.
+      const announced = row.status === 'cancelled' && this.canceled.has(executionId);
+      if (state !== last && !announced) {
+        for (const artifact of artifactsOf(row)) {
+          bus.publish(AgentEvent.artifactUpdate({ taskId, contextId, artifact, append: false, lastChunk: true, metadata: undefined }));
+        }
+        bus.publish(AgentEvent.statusUpdate({
+          taskId, contextId, metadata: undefined,
+          status: { state, message: statusMessage(row, taskId, contextId, state), timestamp: new Date(row.finished_at ?? row.started_at ?? row.created_at).toISOString() },
+        }));
+        last = state;
+      }
+      if (finished) {
+        this.canceled.delete(executionId);
+        return;
+      }
+      // A paused agent queues work (as async REST executions do): the caller gets the
+      // SUBMITTED task now instead of waiting until the agent is resumed.
+      if (row.status === 'queued' && this.host.store.agentRow()?.paused) return;
+      await changed;
+    }
+  }
+
+  private nextChange(executionId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, RECHECK_MS);
+      const unwatch = this.host.watch(executionId, done);
+      function done() {
+        clearTimeout(timer);
+        unwatch();
+        resolve();
+      }
+    });
+  }
+}

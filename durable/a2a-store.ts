@@ -1,0 +1,199 @@
+import { TaskState, type ListTasksRequest, type ListTasksResponse, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
+import { RequestMalformedError } from '@a2a-js/sdk/errors';
+import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
+import { TaskPushNotificationConfig as PushConfigCodec } from '@a2a-js/sdk';
+import { TERMINAL } from '../worker/schemas/execution';
+import { outboundUrlProblem } from '../worker/upstream/outbound-guard';
+import type { AgentStore } from './agent-store';
+import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
+import type { Sql } from './sql';
+
+interface TaskRow extends Record<string, string | number | null> {
+  id: string;
+  context_id: string;
+  execution_id: string;
+  task: string;
+  closed_state: number | null;
+}
+
+/** Push configs per task; more is a client bug or abuse. */
+const MAX_PUSH_CONFIGS = 10;
+const MAX_PAGE_TOKEN = /^\d{1,15}$/;
+
+export interface A2AStoreHooks {
+  /** Cancels an unfinished execution (the REST API's cancel); false if it had finished. */
+  cancel(executionId: string): boolean;
+  allowPrivate(): boolean;
+}
+
+/**
+ * The A2A SDK's `TaskStore` and `PushNotificationStore` on the agent's SQLite. A task is an
+ * execution: loading one reads its execution row (the state) and its `a2a_tasks` row (history,
+ * artifacts, context); an execution made through the REST API is a task too, shown from its
+ * row alone. Saving a CANCELED task cancels its execution, so the SDK's own cancel path (with
+ * or without a live executor) and the REST API's cancel are one operation.
+ */
+export class A2AStore implements TaskStore {
+  /** Whether any push config exists: most agents have none, so most changes skip the lookups. */
+  private anyPushConfig: boolean | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly store: AgentStore,
+    private readonly hooks: A2AStoreHooks,
+  ) {}
+
+  // --- links between tasks and executions ---
+
+  /** Records that `executionId` runs turn `turn` of `taskId` (turn 1 creates the task row). */
+  link(taskId: string, contextId: string, executionId: string, turn: number, task: Task, now: number): void {
+    this.sql.run('INSERT INTO a2a_turns (execution_id, task_id, turn) VALUES (?, ?, ?) ON CONFLICT(execution_id) DO NOTHING', executionId, taskId, turn);
+    this.sql.run(
+      `INSERT INTO a2a_tasks (id, context_id, execution_id, task, closed_state, created_at, updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET execution_id = excluded.execution_id, updated_at = excluded.updated_at`,
+      taskId, contextId, executionId, encodeTask(task), now, now,
+    );
+  }
+
+  /** The task an execution belongs to (an execution without A2A rows is its own task). */
+  taskIdOf(executionId: string): string {
+    return this.sql.one<{ task_id: string }>('SELECT task_id FROM a2a_turns WHERE execution_id = ?', executionId)?.task_id ?? executionId;
+  }
+
+  /** How many turns the task has had. */
+  turns(taskId: string): number {
+    return this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_turns WHERE task_id = ?', taskId)?.n ?? 0;
+  }
+
+  record(taskId: string): TaskRecord | undefined {
+    const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', taskId);
+    const execution = this.store.execution(row?.execution_id ?? taskId);
+    if (!row && !execution) return undefined;
+    return {
+      taskId,
+      contextId: row?.context_id ?? taskId,
+      saved: row ? decodeTask(row.task) : undefined,
+      execution,
+      closedState: (row?.closed_state ?? null) as TaskState | null,
+    };
+  }
+
+  view(taskId: string): Task | undefined {
+    const record = this.record(taskId);
+    return record && taskView(record);
+  }
+
+  /** Drops A2A rows whose executions retention has removed. */
+  prune(): void {
+    this.sql.run('DELETE FROM a2a_turns WHERE execution_id NOT IN (SELECT id FROM executions)');
+    this.sql.run('DELETE FROM a2a_tasks WHERE id NOT IN (SELECT task_id FROM a2a_turns) AND id NOT IN (SELECT id FROM executions)');
+    this.sql.run('DELETE FROM a2a_push_configs WHERE task_id NOT IN (SELECT id FROM a2a_tasks) AND task_id NOT IN (SELECT id FROM executions)');
+    this.invalidate();
+  }
+
+  // --- TaskStore ---
+
+  async load(taskId: string): Promise<Task | undefined> {
+    return this.view(taskId);
+  }
+
+  async save(task: Task): Promise<void> {
+    const now = Date.now();
+    const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', task.id);
+    const executionId = row?.execution_id ?? task.id;
+    this.sql.run(
+      `INSERT INTO a2a_tasks (id, context_id, execution_id, task, closed_state, created_at, updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET task = excluded.task, updated_at = excluded.updated_at`,
+      task.id, task.contextId, executionId, encodeTask(task), now, now,
+    );
+    if (task.status?.state !== TaskState.TASK_STATE_CANCELED) return;
+    const execution = this.store.execution(executionId);
+    if (!execution) return;
+    if (!TERMINAL.has(execution.status)) {
+      this.hooks.cancel(executionId);
+    } else if (INTERRUPTED_TASK_STATES.has(stateOf(execution))) {
+      // Waiting for input, its execution finished: the cancel closes the task itself.
+      this.sql.run('UPDATE a2a_tasks SET closed_state = ? WHERE id = ?', TaskState.TASK_STATE_CANCELED, task.id);
+    }
+  }
+
+  /** Newest first; the page token is the position of the last task of the previous page. */
+  async list(params: ListTasksRequest): Promise<ListTasksResponse> {
+    const pageSize = params.pageSize ?? 50;
+    if (params.pageToken && !MAX_PAGE_TOKEN.test(params.pageToken)) throw new RequestMalformedError('pageToken is not one this server issued');
+    const before = params.pageToken ? Number(params.pageToken) : Number.MAX_SAFE_INTEGER;
+    const after = params.statusTimestampAfter ? Date.parse(params.statusTimestampAfter) : null;
+    // Every execution that is not a follow-up turn is a task; its state is its latest turn's.
+    const rows = this.sql.all<{ seq: number; id: string; context_id: string; status: string; asked: string | null; closed_state: number | null; at: number }>(
+      `SELECT e.seq AS seq, e.id AS id, coalesce(t.context_id, e.id) AS context_id, c.status AS status,
+              CASE WHEN c.status = 'succeeded' THEN json_extract(c.output, '$.a2a.state') END AS asked,
+              t.closed_state AS closed_state, coalesce(c.finished_at, c.started_at, c.created_at) AS at
+       FROM executions e
+       LEFT JOIN a2a_tasks t ON t.id = e.id
+       JOIN executions c ON c.id = coalesce(t.execution_id, e.id)
+       WHERE e.id NOT IN (SELECT execution_id FROM a2a_turns WHERE turn > 1)
+         AND (? IS NULL OR coalesce(t.context_id, e.id) = ?)
+       ORDER BY e.seq DESC`,
+      params.contextId || null, params.contextId || null,
+    );
+    const matching = rows.filter((r) => {
+      const state = (r.closed_state as TaskState | null) ?? stateOf({ status: r.status as never, output: r.asked === null ? null : JSON.stringify({ a2a: { state: r.asked } }) });
+      if (params.status && state !== params.status) return false;
+      return after === null || r.at > after;
+    });
+    const page = matching.filter((r) => r.seq < before).slice(0, pageSize + 1);
+    const more = page.length > pageSize;
+    const shown = page.slice(0, pageSize);
+    const tasks = shown.map((r) => this.view(r.id)).filter((t): t is Task => t !== undefined);
+    if (!params.includeArtifacts) for (const task of tasks) task.artifacts = [];
+    return { tasks, nextPageToken: more ? String(shown.at(-1)?.seq ?? '') : '', pageSize, totalSize: matching.length };
+  }
+
+  // --- PushNotificationStore ---
+  // The SDK's signature is (taskId, context, config); the context adds nothing here, since
+  // this object is one tenant's one agent.
+
+  async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
+    const problem = outboundUrlProblem(config.url, this.hooks.allowPrivate());
+    if (problem) throw new RequestMalformedError(`push notification URL refused: ${problem}`);
+    const id = config.id || crypto.randomUUID();
+    const count = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, id)?.n ?? 0;
+    if (count >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
+    config.id = id;
+    config.taskId = taskId;
+    this.sql.run(
+      `INSERT INTO a2a_push_configs (task_id, id, config, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(task_id, id) DO UPDATE SET config = excluded.config`,
+      taskId, id, JSON.stringify(PushConfigCodec.toJSON(config)), Date.now(),
+    );
+    this.anyPushConfig = true;
+  }
+
+  /** Forgets what it knows of push configs (after one is deleted, or deleteAll). */
+  invalidate(): void {
+    this.anyPushConfig = undefined;
+  }
+
+  hasPushConfigs(): boolean {
+    this.anyPushConfig ??= this.sql.one('SELECT 1 AS one FROM a2a_push_configs LIMIT 1') !== undefined;
+    return this.anyPushConfig;
+  }
+
+  configs(taskId: string): TaskPushNotificationConfig[] {
+    return this.sql
+      .all<{ config: string }>('SELECT config FROM a2a_push_configs WHERE task_id = ? ORDER BY created_at, id', taskId)
+      .map((r) => PushConfigCodec.fromJSON(JSON.parse(r.config)));
+  }
+}
+
+/** The SDK-facing push store: the same rows, with the SDK's argument order. */
+export function pushStore(store: A2AStore, sql: Sql): PushNotificationStore {
+  return {
+    save: (taskId, _context, config) => store.saveConfig(taskId, config),
+    load: async (taskId) => store.configs(taskId),
+    delete: async (taskId, _context, configId) => {
+      sql.run('DELETE FROM a2a_push_configs WHERE task_id = ? AND id = ?', taskId, configId ?? taskId);
+      store.invalidate();
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import type { Artifact} from '@a2a-js/sdk';
+import { Part, Role, Task, TaskState, type Message, type TaskStatus } from '@a2a-js/sdk';
+import { messageOf } from '../worker/upstream/builtin';
+import type { A2AOutcome } from '../worker/upstream/conformance';
+import type { ExecutionError } from '../worker/schemas/execution';
+import type { ExecutionRow } from './agent-store';
+
+/**
+ * How an execution looks as an A2A task. The execution row is the truth for the state; the
+ * A2A rows add history, context id and artifacts. Pure functions: no storage here.
+ */
+
+export const TERMINAL_TASK_STATES: ReadonlySet<TaskState> = new Set([
+  TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED,
+]);
+/** States where the task waits for the client: not terminal, but its execution has finished. */
+export const INTERRUPTED_TASK_STATES: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED]);
+
+const OUTCOME_STATES: Record<string, TaskState> = {
+  'input-required': TaskState.TASK_STATE_INPUT_REQUIRED,
+  'auth-required': TaskState.TASK_STATE_AUTH_REQUIRED,
+  rejected: TaskState.TASK_STATE_REJECTED,
+};
+
+const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
+
+/** What an upstream asked of A2A in its output (`output.a2a`), if anything. */
+export function outcomeOf(output: unknown): A2AOutcome {
+  if (output && typeof output === 'object' && 'a2a' in output && output.a2a && typeof output.a2a === 'object') return output.a2a as A2AOutcome;
+  return {};
+}
+
+/** queued → SUBMITTED, running → WORKING, succeeded → COMPLETED (or what its output asks), failed → FAILED, cancelled → CANCELED. */
+export function stateOf(row: Pick<ExecutionRow, 'status' | 'output'>): TaskState {
+  switch (row.status) {
+    case 'queued': return TaskState.TASK_STATE_SUBMITTED;
+    case 'running': return TaskState.TASK_STATE_WORKING;
+    case 'failed': return TaskState.TASK_STATE_FAILED;
+    case 'cancelled': return TaskState.TASK_STATE_CANCELED;
+    case 'succeeded': {
+      const asked = outcomeOf(parse(row.output)).state;
+      return (asked && OUTCOME_STATES[asked]) ?? TaskState.TASK_STATE_COMPLETED;
+    }
+  }
+}
+
+export const textPart = (text: string): Part => ({ content: { $case: 'text', value: text }, mediaType: 'text/plain', filename: '', metadata: undefined });
+const dataPart = (value: unknown): Part => ({ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined });
+
+export function agentMessage(messageId: string, taskId: string, contextId: string, parts: Part[]): Message {
+  return { messageId, taskId, contextId, role: Role.ROLE_AGENT, parts, metadata: undefined, extensions: [], referenceTaskIds: [] };
+}
+
+/** The reply text of an output: `output.reply` when it is a string, else its JSON. */
+export function replyOf(output: unknown): string {
+  if (output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string') return output.reply;
+  return JSON.stringify(output ?? null);
+}
+
+/** The user's turn of an execution created through the REST API (A2A turns keep their own message). */
+export function inputMessage(row: ExecutionRow, contextId: string): Message {
+  const input = parse(row.input) ?? null;
+  const parts = [textPart(messageOf({ intent: row.intent, input }))];
+  if (input !== null && typeof input === 'object') parts.push(dataPart(input));
+  return { messageId: `${row.id}-input`, taskId: row.id, contextId, role: Role.ROLE_USER, parts, metadata: { intent: row.intent }, extensions: [], referenceTaskIds: [] };
+}
+
+/**
+ * The artifacts of a succeeded execution: the ones its output names (`output.a2a.artifacts`),
+ * or else one `output` artifact with the reply text and the output as data. Ids are derived
+ * from the execution, so the SDK's merge by artifact id never duplicates them.
+ */
+export function artifactsOf(row: ExecutionRow): Artifact[] {
+  if (row.status !== 'succeeded') return [];
+  const output = parse(row.output);
+  const outcome = outcomeOf(output);
+  if (outcome.state) return [];
+  if (outcome.artifacts?.length) {
+    return outcome.artifacts.map((a, i) => ({
+      artifactId: `${row.id}-artifact-${i}`, name: a.name, description: '', parts: a.parts.map((p) => Part.fromJSON(p)), metadata: undefined, extensions: [],
+    }));
+  }
+  const parts = [textPart(replyOf(output))];
+  if (output !== null && typeof output === 'object') parts.push(dataPart(output));
+  return [{ artifactId: `${row.id}-output`, name: 'output', description: '', parts, metadata: undefined, extensions: [] }];
+}
+
+/** The status message of a finished execution: the reply, or the error; none while it runs. */
+export function statusMessage(row: ExecutionRow, taskId: string, contextId: string, state: TaskState): Message | undefined {
+  if (row.status === 'queued' || row.status === 'running') return undefined;
+  let text: string;
+  if (row.status === 'succeeded') {
+    if (state === TaskState.TASK_STATE_COMPLETED) return undefined; // the artifact carries the answer
+    text = replyOf(parse(row.output));
+  } else {
+    const error = parse(row.error) as ExecutionError | undefined;
+    text = error ? `${error.code}: ${error.message}` : row.status;
+  }
+  return agentMessage(`${row.id}-status`, taskId, contextId, [textPart(text)]);
+}
+
+const timestampOf = (row: ExecutionRow): string => new Date(row.finished_at ?? row.started_at ?? row.created_at).toISOString();
+
+export interface TaskRecord {
+  taskId: string;
+  contextId: string;
+  /** The task as the SDK last saved it; undefined for an execution made through the REST API. */
+  saved: Task | undefined;
+  /** The execution of the latest turn; undefined once retention has removed it. */
+  execution: ExecutionRow | undefined;
+  /** Set when an interrupted task was canceled between turns (its execution had finished). */
+  closedState: TaskState | null;
+}
+
+/**
+ * The task as A2A shows it: the saved history and artifacts, with the state of its current
+ * execution. The saved status is kept when it agrees with the execution (it carries the
+ * SDK's message and timestamp); otherwise it is rebuilt from the row, which happens after a
+ * restart or when the REST API changed the execution.
+ */
+export function taskView(record: TaskRecord): Task {
+  const { taskId, contextId, saved, execution } = record;
+  const base: Task = saved ?? { id: taskId, contextId, status: undefined, artifacts: [], history: execution ? [inputMessage(execution, contextId)] : [], metadata: undefined };
+  const task: Task = { ...base, artifacts: [...base.artifacts], history: [...base.history] };
+  if (record.closedState !== null) {
+    if (task.status?.state !== record.closedState) task.status = { state: record.closedState, message: undefined, timestamp: new Date().toISOString() };
+    return task;
+  }
+  if (!execution) return task;
+  const state = stateOf(execution);
+  if (task.status?.state !== state) {
+    const status: TaskStatus = { state, message: statusMessage(execution, taskId, contextId, state), timestamp: timestampOf(execution) };
+    task.status = status;
+    if (status.message && !task.history.some((m) => m.messageId === status.message?.messageId)) task.history.push(status.message);
+  }
+  for (const artifact of artifactsOf(execution)) {
+    if (!task.artifacts.some((a) => a.artifactId === artifact.artifactId)) task.artifacts.push(artifact);
+  }
+  return task;
+}
+
+export const encodeTask = (task: Task): string => JSON.stringify(Task.toJSON(task));
+export const decodeTask = (text: string): Task => Task.fromJSON(JSON.parse(text));

@@ -1,0 +1,184 @@
+import { AgentCard, StreamResponse, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
+import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
+import {
+  DefaultExecutionEventBusManager, DefaultRequestHandler, JsonRpcTransportHandler, RequestContext, ServerCallContext,
+  type PushNotificationSender,
+} from '@a2a-js/sdk/server';
+import { agentCard } from '../worker/a2a/card';
+import { newId } from '../worker/lib/ids';
+import type { AgentConfig } from '../worker/schemas/agent';
+import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
+import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
+import type { AgentStore } from './agent-store';
+import type { Sql } from './sql';
+
+/** A JSON-RPC answer, or an SSE stream of them (SendStreamingMessage, SubscribeToTask). */
+export type A2AReply = { kind: 'json'; body: unknown } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };
+
+export interface A2ARequest {
+  body: unknown;
+  /** "1.0", or "0.3" for the v0.3 method names (the edge has checked the A2A-Version header). */
+  version: '1.0' | '0.3';
+  /** The gateway's origin as the client sees it, for the card's interface URL. */
+  origin: string;
+}
+
+/** Webhook id of the deliveries of a task's push notifications (they share the webhook machinery). */
+export const pushDeliveryTarget = (taskId: string, configId: string): string => `a2a:${taskId}:${configId}`;
+
+export interface A2AHooks extends A2AStoreHooks {
+  /** Runs `insert` (a turn's execution and its link) in one transaction with the change's records, then starts it. */
+  startTurn(executionId: string, insert: (now: number) => void): void;
+  /** Queues one delivery in the webhook machinery (inside the caller's transaction). */
+  queueDelivery(target: string, eventType: string, payload: string, now: number): void;
+}
+
+/** The SDK would send push notifications itself, once, from memory: the durable path below does. */
+const noPushSender: PushNotificationSender = { send: async () => undefined };
+
+/**
+ * The agent as an A2A server: the SDK's JSON-RPC handlers (v1.0, and v0.3 through its
+ * compatibility layer) over `DefaultRequestHandler`, with the task store on this object's
+ * SQLite and executions run by the agent's own runner.
+ */
+export class A2AServer {
+  readonly tasks: A2AStore;
+  private readonly executor: GatewayExecutor;
+  private readonly buses = new DefaultExecutionEventBusManager();
+  private readonly watchers = new Map<string, Set<() => void>>();
+  private handlers: { key: string; v1: JsonRpcTransportHandler; legacy: LegacyJsonRpcTransportHandler } | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly store: AgentStore,
+    private readonly hooks: A2AHooks,
+  ) {
+    this.tasks = new A2AStore(sql, store, hooks);
+    const host: ExecutorHost = {
+      store,
+      tasks: this.tasks,
+      startTurn: (turn) => this.startTurn(turn),
+      watch: (id, listener) => this.watch(id, listener),
+    };
+    this.executor = new GatewayExecutor(host);
+  }
+
+  async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
+    const { v1, legacy } = this.handlersFor(config, request.origin);
+    const context = new ServerCallContext({ requestedVersion: request.version });
+    const body = request.body as Record<string, unknown>;
+    const answer = await (request.version === '0.3' ? legacy : v1).handle(body, context);
+    if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: answer };
+    // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.
+    const iterator = answer[Symbol.asyncIterator]();
+    const requestId = (body.id as string | number | null | undefined) ?? null;
+    const mapError = request.version === '0.3' ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError : JsonRpcTransportHandler.mapToJSONRPCError;
+    let first: IteratorResult<unknown>;
+    try {
+      first = await iterator.next();
+    } catch (error) {
+      return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(error) } };
+    }
+    const encoder = new TextEncoder();
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (!first.done) controller.enqueue(encoder.encode(formatSSEEvent(first.value)));
+        if (first.done) controller.close();
+      },
+      async pull(controller) {
+        try {
+          const next = await iterator.next();
+          if (next.done) controller.close();
+          else controller.enqueue(encoder.encode(formatSSEEvent(next.value)));
+        } catch (error) {
+          controller.enqueue(encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) })));
+          controller.close();
+        }
+      },
+      async cancel() {
+        await iterator.return?.(undefined);
+      },
+    });
+    return { kind: 'stream', stream };
+  }
+
+  /**
+   * After every state change of an execution (inside its transaction): wakes the executor
+   * following it, and queues a push notification of the task to each of its configs.
+   */
+  executionChanged(executionId: string, now: number): void {
+    const listeners = this.watchers.get(executionId);
+    if (listeners) queueMicrotask(() => { for (const listener of [...listeners]) listener(); });
+    if (!this.tasks.hasPushConfigs()) return;
+    const taskId = this.tasks.taskIdOf(executionId);
+    const configs = this.tasks.configs(taskId);
+    if (configs.length === 0) return;
+    const record = this.tasks.record(taskId);
+    // Only the task's current turn speaks for it.
+    if (!record || record.execution?.id !== executionId) return;
+    const task = this.tasks.view(taskId);
+    if (!task) return;
+    const payload = JSON.stringify(StreamResponse.toJSON({ payload: { $case: 'task', value: task } }));
+    for (const config of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, payload, now);
+  }
+
+  /** The URL and headers of a push delivery (A2A's auth, not Standard Webhooks signing); null if the config is gone. */
+  pushTarget(target: string): { url: string; headers: Record<string, string> } | null {
+    const [, taskId, configId] = /^a2a:([^:]+):(.+)$/.exec(target) ?? [];
+    const config = taskId && configId ? this.tasks.configs(taskId).find((c) => c.id === configId) : undefined;
+    if (!config) return null;
+    const headers: Record<string, string> = { 'content-type': 'application/a2a+json' };
+    if (config.token) headers['x-a2a-notification-token'] = config.token;
+    if (config.authentication?.scheme && config.authentication.credentials) headers.authorization = `${config.authentication.scheme} ${config.authentication.credentials}`;
+    return { url: config.url, headers };
+  }
+
+  private startTurn(turn: TurnInput): void {
+    this.hooks.startTurn(turn.executionId, (now) => {
+      this.store.insertExecution({ id: turn.executionId, intent: 'a2a.message', input: turn.input, idempotencyKey: null, deadlineAt: now + A2A_TURN_TIMEOUT_MS, now });
+      this.tasks.link(turn.taskId, turn.contextId, turn.executionId, turn.turn, turn.task, now);
+    });
+  }
+
+  private watch(executionId: string, listener: () => void): () => void {
+    const set = this.watchers.get(executionId) ?? new Set();
+    set.add(listener);
+    this.watchers.set(executionId, set);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.watchers.delete(executionId);
+    };
+  }
+
+  /** The handlers for the current card; rebuilt when the config or origin changes it. */
+  private handlersFor(config: AgentConfig, origin: string) {
+    const card = agentCard(config, origin);
+    const key = JSON.stringify(card);
+    if (this.handlers?.key === key) return this.handlers;
+    const handler = new DefaultRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql), noPushSender);
+    withExecutionIds(handler);
+    this.handlers = { key, v1: new JsonRpcTransportHandler(handler), legacy: new LegacyJsonRpcTransportHandler(handler) };
+    return this.handlers;
+  }
+}
+
+type ContextFactory = (request: { message?: { taskId?: string } }, context: ServerCallContext) => Promise<RequestContext>;
+
+/**
+ * New tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's execution lists
+ * sort and page by) instead of the SDK's random UUIDs: the task IS the execution. The SDK has
+ * no option for this, so its request-context factory is wrapped; a follow-up message (with a
+ * task id) is left alone.
+ */
+function withExecutionIds(handler: DefaultRequestHandler): void {
+  const target = handler as unknown as { _createRequestContext: ContextFactory };
+  const original = target._createRequestContext.bind(handler);
+  if (typeof original !== 'function') throw new Error('@a2a-js/sdk changed: DefaultRequestHandler._createRequestContext is gone');
+  target._createRequestContext = async (request, context) => {
+    const made = await original(request, context);
+    if (request.message?.taskId) return made;
+    const taskId = newId('ex');
+    const message = { ...made.userMessage, taskId };
+    return new RequestContext({ ...made.request, message }, taskId, made.contextId, made.context, made.task, made.referenceTasks);
+  };
+}

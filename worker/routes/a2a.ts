@@ -1,0 +1,151 @@
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { VersionNotSupportedError } from '@a2a-js/sdk/errors';
+import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
+import type { Context } from 'hono';
+import type { AppEnv, Principal } from '../env';
+import { ApiError, unwrap } from '../errors';
+import { lookupKey } from '../auth/api-keys';
+import { bearerToken } from '../middleware/api-key-auth';
+import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
+import { agentCard } from '../a2a/card';
+import { sha256Hex } from '../lib/hash';
+import { AgentIdParams } from '../schemas/common';
+import { errorResponse, security } from './openapi';
+import type { A2ARequest } from '../../durable/a2a';
+
+/** Cache lifetimes of the agent card: shared caches may keep a public card, never a private one. */
+const PUBLIC_CARD_CACHE = 'public, max-age=300';
+const PRIVATE_CARD_CACHE = 'private, max-age=60';
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
+
+/** The JSON-RPC envelope; the SDK validates each method's params. */
+const JsonRpcRequest = z.object({
+  jsonrpc: z.literal('2.0'),
+  method: z.string().min(1).max(128),
+  id: z.union([z.string().max(256), z.number().int(), z.null()]).optional(),
+  params: z.record(z.string(), z.unknown()).optional(),
+});
+
+const rpcError = (id: unknown, error: { code: number; message: string; data?: unknown }) => ({ jsonrpc: '2.0', id: id ?? null, error });
+
+/**
+ * The A2A-Version header: absent or empty means 0.3 (the spec's rule), served through the
+ * SDK's v0.3 compatibility layer; 1.0 is the current version; anything else is -32009.
+ */
+export function a2aVersion(header: string | undefined): A2ARequest['version'] | null {
+  const value = (header ?? '').trim();
+  if (value === '' || /^0\.3(\.\d+)?$/.test(value)) return '0.3';
+  if (/^1\.0(\.\d+)?$/.test(value)) return '1.0';
+  return null;
+}
+
+async function principalOf(c: Context<AppEnv>): Promise<Principal> {
+  const principal = await lookupKey(c.env, bearerToken(c.req.header('authorization')));
+  if (!principal) throw new ApiError('unauthorized', 'invalid or revoked API key', undefined, { 'www-authenticate': 'Bearer' });
+  return principal;
+}
+
+/**
+ * The tenant whose agent `agentId` has a public card. Agent ids are unique per tenant only,
+ * so the D1 registry is asked; an id that several tenants publish is nobody's (no card).
+ */
+async function publicCardOwner(c: Context<AppEnv>, agentId: string): Promise<string | null> {
+  const rows = await c.env.DB.prepare(
+    "SELECT tenant_id FROM agents WHERE id = ? AND json_extract(snapshot, '$.agent.a2a.publicCard') = 1 LIMIT 2",
+  ).bind(agentId).all<{ tenant_id: string }>();
+  return rows.results.length === 1 ? (rows.results[0]?.tenant_id ?? null) : null;
+}
+
+const Card = z.record(z.string(), z.unknown()).openapi('A2AAgentCard');
+
+export const a2a = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/a2a/{id}/.well-known/agent-card.json',
+      tags: ['a2a'],
+      summary: "The agent's A2A agent card (public when the agent's config says a2a.publicCard, else it needs the API key)",
+      security: [...security, {}],
+      request: { params: AgentIdParams },
+      responses: {
+        200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)' },
+        304: { description: 'not modified (If-None-Match)' },
+        401: errorResponse('unauthorized: the card is not public and no valid key was given'),
+        404: errorResponse('not_found'),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const authenticated = c.req.header('authorization') !== undefined;
+      const tenantId = authenticated ? (await principalOf(c)).tenantId : await publicCardOwner(c, id);
+      if (!tenantId) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
+      const route = await requireAgent(c.env, tenantId, id);
+      const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true }));
+      const isPublic = agent.a2a?.publicCard === true;
+      // The registry's snapshot may lag a change; the agent's own config decides.
+      if (!authenticated && !isPublic) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
+      const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin));
+      const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;
+      const headers = { etag, 'cache-control': isPublic ? PUBLIC_CARD_CACHE : PRIVATE_CARD_CACHE, vary: 'Authorization' };
+      if (c.req.header('if-none-match')?.split(',').some((tag) => tag.trim() === etag)) return c.body(null, 304, headers);
+      return c.body(body, 200, { ...headers, 'content-type': 'application/json' });
+    },
+  );
+
+/**
+ * `POST /a2a/{id}/`: one JSON-RPC request (A2A v1.0 binding, v0.3 names with an A2A-Version
+ * of 0.3 or none). Authentication and the agent lookup fail as the REST API does (401 / 404
+ * envelopes), since there is no JSON-RPC exchange without a caller; everything after is
+ * JSON-RPC: HTTP 200 with `error`, the A2A codes and ErrorInfo from the SDK.
+ */
+async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
+  const { tenantId } = await principalOf(c);
+  const route: AgentRoute = await requireAgent(c.env, tenantId, agentId);
+  const contentType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
+  if (contentType !== 'application/json' && contentType !== 'application/a2a+json') {
+    throw new ApiError('unsupported_media_type', 'A2A JSON-RPC requests are application/json or application/a2a+json');
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(await c.req.text());
+  } catch {
+    return c.json(rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }), 200);
+  }
+  const envelope = JsonRpcRequest.safeParse(body);
+  if (!envelope.success) {
+    const id = body && typeof body === 'object' && 'id' in body ? body.id : null;
+    return c.json(rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }), 200);
+  }
+  const version = a2aVersion(c.req.header('a2a-version'));
+  if (!version) {
+    const error = JsonRpcTransportHandler.mapToJSONRPCError(new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
+    return c.json(rpcError(envelope.data.id, error), 200);
+  }
+  c.get('log').agentId = agentId;
+  c.get('log').a2aMethod = envelope.data.method;
+  const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: envelope.data, version, origin: new URL(c.req.url).origin })));
+  if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
+  return c.json(reply.body as Record<string, unknown>, 200);
+}
+
+const rpcRoute = (path: string) =>
+  createRoute({
+    method: 'post',
+    path,
+    tags: ['a2a'],
+    summary: 'A2A JSON-RPC (SendMessage, GetTask, ListTasks, CancelTask, SendStreamingMessage, SubscribeToTask, push-notification configs); SSE for the streaming methods',
+    security,
+    request: { params: AgentIdParams },
+    responses: {
+      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them' },
+      401: errorResponse('unauthorized'),
+      404: errorResponse('not_found: no such agent for this tenant'),
+      413: errorResponse('payload_too_large'),
+      415: errorResponse('unsupported_media_type'),
+    },
+  });
+
+export const a2aRpc = new OpenAPIHono<AppEnv>()
+  .openapi(rpcRoute('/a2a/{id}/'), (c) => jsonRpc(c, c.req.valid('param').id))
+  .openapi(rpcRoute('/a2a/{id}'), (c) => jsonRpc(c, c.req.valid('param').id));
