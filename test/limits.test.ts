@@ -51,6 +51,32 @@ describe('budgets', () => {
     expect((await api('/v1/agents', { key })).status).toBe(200);
   });
 
+  it('counts A2A sends and MCP execute_intent calls against the budget; other JSON-RPC calls only against rate windows', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { requests: 2, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const a2a = (method: string, params: Record<string, unknown>) =>
+      api(`/a2a/${agent}/`, { key, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 1, method, params } });
+    const mcp = (method: string, params: Record<string, unknown>) =>
+      api('/mcp', { key, headers: { accept: 'application/json, text/event-stream' }, body: { jsonrpc: '2.0', id: 1, method, params } });
+    const send = () => a2a('SendMessage', { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } });
+    const execute = () => mcp('tools/call', { name: 'execute_intent', arguments: { agentId: agent, intent: 'echo', input: { text: 'hi' } } });
+
+    const sent = await send();
+    expect(sent.status).toBe(200);
+    expect(sent.body.error).toBeUndefined();
+    const executed = await execute();
+    expect(executed.status).toBe(200);
+    expect(JSON.stringify(executed.body)).not.toContain('"isError":true');
+    for (let i = 0; i < 3; i++) {
+      expect((await a2a('GetTask', { id: sent.body.result.task?.id ?? sent.body.result.id })).status).toBe(200);
+      expect((await mcp('tools/call', { name: 'list_agents', arguments: {} })).status).toBe(200);
+    }
+    for (const refused of [await send(), await execute()]) {
+      expect(refused.status).toBe(429);
+      expect(refused.body.error.code).toBe('budget_exhausted');
+    }
+  });
+
   it('settles a token budget with the usage the upstream reports, not the estimate', async () => {
     // The estimate of each chat is 6 tokens (max_tokens 5 + "hi"); the mock reports 15 used.
     // Settled with real usage: 0 → 15 → 30 → 45, so the fourth is refused. Settled with the

@@ -10,7 +10,9 @@ import { estimateChatTokens, onBodyEnd, totalTokens } from './usage';
  * Requests that call an upstream: concurrency caps and budgets apply to these. Every other
  * tenant request counts only against the rate windows.
  */
-export function callsUpstream(method: string, path: string): 'chat' | 'execution' | null {
+export type UpstreamKind = 'chat' | 'execution';
+
+export function callsUpstream(method: string, path: string): UpstreamKind | null {
   if (method !== 'POST') return null;
   if (path === '/v1/chat/completions') return 'chat';
   if (/^\/v1\/agents\/[^/]+\/executions$/.test(path)) return 'execution';
@@ -21,7 +23,31 @@ export function rateLimitHeaders(policy: PolicyState): Record<string, string> {
   return { 'ratelimit-limit': String(policy.limit), 'ratelimit-remaining': String(Math.max(0, policy.remaining)), 'ratelimit-reset': String(policy.reset) };
 }
 
-async function tokensToReserve(c: Context<AppEnv>, kind: 'chat' | 'execution' | null, limits: KeyLimits): Promise<number> {
+/** Decides whether a request calls an upstream (so concurrency caps and budgets apply). */
+export type UpstreamClassifier = (c: Context<AppEnv>) => UpstreamKind | null | Promise<UpstreamKind | null>;
+
+const byRoute: UpstreamClassifier = (c) => callsUpstream(c.req.method, c.req.path);
+
+/**
+ * For JSON-RPC endpoints (A2A, MCP), where one path carries every method: a request starts
+ * upstream work when `startsWork` says so of its method (or of any call in a batch). Hono
+ * caches the body text, so the endpoint reads it again.
+ */
+export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown) => boolean): UpstreamClassifier {
+  return async (c) => {
+    let body: unknown;
+    try {
+      body = JSON.parse(await c.req.text());
+    } catch {
+      return null; // the endpoint answers its parse error
+    }
+    const calls: unknown[] = Array.isArray(body) ? body : [body];
+    const works = calls.some((call) => typeof call === 'object' && call !== null && startsWork((call as { method?: unknown }).method, (call as { params?: unknown }).params));
+    return works ? 'execution' : null;
+  };
+}
+
+async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<number> {
   // Executions do not report token usage, so they reserve (and are charged) none; they are
   // still refused once the token budget is used up.
   if (kind !== 'chat' || limits.budget?.tokens === undefined) return 0;
@@ -41,12 +67,12 @@ async function tokensToReserve(c: Context<AppEnv>, kind: 'chat' | 'execution' | 
  *
  * @example app.use('/v1/*', keyLimits())
  */
-export function keyLimits(): MiddlewareHandler<AppEnv> {
+export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHandler<AppEnv> {
   return async function keyLimits(c, next) {
     const principal = c.get('principal');
     const limits = principal?.limits;
     if (!limits) return next();
-    const kind = callsUpstream(c.req.method, c.req.path);
+    const kind = await classify(c);
     const tokens = await tokensToReserve(c, kind, limits);
 
     let admitted: Awaited<ReturnType<typeof admit>>;

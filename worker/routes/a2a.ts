@@ -5,7 +5,8 @@ import type { Context } from 'hono';
 import type { AppEnv, Principal } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { lookupKey } from '../auth/api-keys';
-import { bearerToken } from '../middleware/api-key-auth';
+import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
+import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { agentCard } from '../a2a/card';
 import { sha256Hex } from '../lib/hash';
@@ -100,7 +101,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
  * JSON-RPC: HTTP 200 with `error`, the A2A codes and ErrorInfo from the SDK.
  */
 async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
-  const { tenantId } = await principalOf(c);
+  const { tenantId } = c.get('principal');
   const route: AgentRoute = await requireAgent(c.env, tenantId, agentId);
   const contentType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
   if (contentType !== 'application/json' && contentType !== 'application/a2a+json') {
@@ -146,6 +147,13 @@ const rpcRoute = (path: string) =>
     },
   });
 
-export const a2aRpc = new OpenAPIHono<AppEnv>()
+/** The A2A methods (v1.0 and v0.3 names) that start an execution: they count against budgets. */
+const A2A_SENDS = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream']);
+
+const rpcRouter = new OpenAPIHono<AppEnv>();
+// The caller's key, then its rate limits and budgets, as for /v1 (the card stays public-able).
+rpcRouter.on('POST', ['/a2a/:id/', '/a2a/:id'], apiKeyAuth(), keyLimits(jsonRpcStartsWork((method) => typeof method === 'string' && A2A_SENDS.has(method))));
+
+export const a2aRpc = rpcRouter
   .openapi(rpcRoute('/a2a/{id}/'), (c) => jsonRpc(c, c.req.valid('param').id))
   .openapi(rpcRoute('/a2a/{id}'), (c) => jsonRpc(c, c.req.valid('param').id));

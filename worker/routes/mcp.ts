@@ -4,6 +4,7 @@ import type { AppEnv } from '../env';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
+import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
 import { security } from './openapi';
@@ -41,11 +42,17 @@ router.openAPIRegistry.registerPath({
  * to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
  * DELETE (ending a session) have nothing to act on and get 405 from the app.
  */
-export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), async function mcpEndpoint(c) {
+/** Tool calls that start an execution count against the key's budgets and concurrency cap. */
+const startsExecution = (method: unknown, params: unknown) =>
+  method === 'tools/call' && typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
+
+export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution)), async function mcpEndpoint(c) {
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log') };
   const handler = createMcpHandler(() => createGatewayMcpServer(caller), {
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
-  return handler.fetch(c.req.raw);
+  // A limited key's request was read to classify it: hand the SDK the same bytes again.
+  const request = c.req.raw.bodyUsed ? new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: await c.req.text() }) : c.req.raw;
+  return handler.fetch(request);
 });
