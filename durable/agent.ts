@@ -9,7 +9,7 @@ import { allowsPrivate } from '../worker/upstream/outbound-guard';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
-import { AgentWebhooks } from './agent-webhooks';
+import { AgentWebhooks, retrySchedule } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { AgentTransactions, type CoordinatorAnswer, type PrepareInput } from './agent-transactions';
 import { migrate } from './agent-schema';
@@ -44,7 +44,7 @@ export class AgentDO extends DurableObject<Env> {
     const sql = new Sql(ctx.storage.sql);
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
-    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
+    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
     this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, () => this.tx.nextExpiry());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now) => {

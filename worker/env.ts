@@ -16,6 +16,8 @@ export interface Env {
   LOG_LEVEL?: string;
   /** "true" lets tenants point upstreams and webhooks at private or loopback addresses. */
   ALLOW_PRIVATE_UPSTREAMS?: string;
+  /** Waits between outgoing webhook attempts, comma-separated ms (default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+  WEBHOOK_RETRY_SCHEDULE_MS?: string;
 }
 
 /** The authenticated caller of a /v1 route. */
