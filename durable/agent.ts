@@ -320,6 +320,19 @@ export class AgentDO extends DurableObject<Env> {
     this.webhooks.fanOut(type, data, now);
   }
 
+  // --- chaos testing ---
+
+  /**
+   * Resets this object as a crash would (memory and in-flight work gone, storage kept), for
+   * the chaos suite. Only when the operator sets `ENABLE_CHAOS="true"`, which no wrangler.toml
+   * environment does; no route calls it (the suite calls the object through Miniflare).
+   */
+  async chaosRestart(): Promise<Result<never>> {
+    if (this.env.ENABLE_CHAOS !== 'true') return fail('not_found', 'chaos hooks are disabled');
+    this.ctx.abort('restarted by the chaos suite');
+    return fail('internal_error', 'the object did not abort');
+  }
+
   // --- the alarm: watchdog for orphaned work, outbox delivery, prepared transactions ---
 
   override async alarm(): Promise<void> {
