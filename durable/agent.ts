@@ -143,6 +143,9 @@ export class AgentDO extends DurableObject<Env> {
         if (seen.fingerprint !== request.fingerprint) {
           return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
         }
+        // A fresh instance (after a reset) resumes orphaned work now, not at the next watchdog
+        // alarm, so a replayed sync call does not wait for it.
+        this.runner.pump();
         const execution = request.mode === 'sync' ? await this.runner.waitForFinish(first.id) : toExecution(first, agentId);
         return execution ? ok({ execution, replayed: true }) : this.notFound();
       }

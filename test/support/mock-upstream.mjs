@@ -63,7 +63,12 @@ export async function startMockUpstream(options = {}) {
     }
 
     let body;
-    const raw = await readBody(req);
+    let raw;
+    try {
+      raw = await readBody(req);
+    } catch {
+      return; // the client went away mid-request (a timeout or a crash): nothing to answer
+    }
     try {
       body = JSON.parse(raw);
     } catch {
