@@ -116,7 +116,8 @@ let auth = {};
 async function call(method, pathname, body, headers = {}, { tries = 200 } = {}) {
   for (let attempt = 1; ; attempt++) {
     try {
-      const res = await fetch(`${base}${pathname}`, { method, headers: { ...json, ...auth, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+      // A client gives up on a silent server and retries (safe: every write here is keyed or final).
+      const res = await fetch(`${base}${pathname}`, { method, headers: { ...json, ...auth, ...headers }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
       const text = await res.text();
       if (res.status >= 500 && attempt < tries) throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);
       return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
