@@ -13,14 +13,14 @@
 //
 // Options: --quick (short runs; under 2 minutes), --json FILE (results as JSON),
 // --connections N (default 50), --duration S (default 10, quick 3).
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Miniflare } from 'miniflare';
+import { applyMigrations, bundle, compatibilityDate, freePort, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
 
 const { values } = parseArgs({
@@ -36,28 +36,10 @@ const quick = values.quick;
 const connections = Number(values.connections);
 const duration = Number(values.duration ?? (quick ? 3 : 10));
 const warmup = quick ? 1 : 3;
-const root = path.resolve(import.meta.dirname, '..');
 const build = path.join(root, 'bench/.build');
-const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
-const wrangler = path.join(root, 'node_modules/.bin/wrangler');
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
-const compatibilityDate = '2026-04-20';
 
 const log = (...args) => console.error('[bench]', ...args);
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function bundle(config, outdir) {
-  const run = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, ...(config ? ['--config', config] : [])], { cwd: root, env, encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`bundling failed:\n${run.stdout}\n${run.stderr}`);
-  return path.join(outdir, 'index.js');
-}
 
 /** Runs autocannon and returns req/s and latency percentiles. */
 function load(url, requests, seconds = duration, conns = connections) {
@@ -80,18 +62,6 @@ function load(url, requests, seconds = duration, conns = connections) {
 async function measure(url, requests) {
   await load(url, requests, warmup);
   return load(url, requests);
-}
-
-async function waitFor(url) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(`${url} did not come up`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,27 +145,12 @@ const bareBaseline = results.at(-1);
 await bare.dispose();
 
 // --- the gateway --------------------------------------------------------------------------------
-const gateway = new Miniflare({
-  name: 'gateway',
-  modules: true,
+const { mf: gateway, base } = await startGateway({
   scriptPath: gatewayScript,
-  compatibilityDate,
-  compatibilityFlags: ['nodejs_compat'],
-  durableObjects: { AGENTS: { className: 'AgentDO', useSQLite: true }, TRANSACTIONS: { className: 'TransactionDO', useSQLite: true } },
-  d1Databases: { DB: 'bench-db' },
-  kvNamespaces: { CACHE: 'bench-kv' },
   bindings: { ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' },
-  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
-  ...(process.env.BENCH_PERSIST && { defaultPersistRoot: process.env.BENCH_PERSIST, durableObjectsPersist: true, d1Persist: true, kvPersist: true }),
+  persist: process.env.BENCH_PERSIST,
 });
-await gateway.ready;
-const db = await gateway.getD1Database('DB');
-for (const file of readdirSync(path.join(root, 'migrations')).sort()) {
-  const sql = readFileSync(path.join(root, 'migrations', file), 'utf8').replace(/--.*$/gm, '');
-  const statements = sql.split(';').map((s) => s.trim()).filter(Boolean);
-  await db.batch(statements.map((s) => db.prepare(s)));
-}
-const base = (await gateway.unsafeGetDirectURL('gateway')).toString().replace(/\/$/, '');
+await applyMigrations(gateway);
 
 /** Set-up calls; a dropped keep-alive connection is retried (409 then means it had landed). */
 async function call(pathname, init = {}, { allowConflict = false } = {}) {

@@ -9,7 +9,22 @@ import type { Sql } from './sql';
  * Waits after a failed attempt, in the spirit of Standard Webhooks senders: 5 s, 5 min,
  * 30 min, 2 h, 5 h, 10 h, 10 h — about 27.6 h of retries before a delivery is dead.
  */
-export const RETRY_SCHEDULE_MS = [5_000, 5 * 60_000, 30 * 60_000, 2 * 3_600_000, 5 * 3_600_000, 10 * 3_600_000, 10 * 3_600_000];
+export const RETRY_SCHEDULE_MS: readonly number[] = [5_000, 5 * 60_000, 30 * 60_000, 2 * 3_600_000, 5 * 3_600_000, 10 * 3_600_000, 10 * 3_600_000];
+const MAX_SCHEDULE_STEPS = 20;
+const MAX_STEP_MS = 24 * 3_600_000;
+
+/**
+ * The retry schedule an operator set in `WEBHOOK_RETRY_SCHEDULE_MS` (comma-separated waits in
+ * milliseconds, 1-20 of them, each 100 ms to 24 h), else the default. A malformed value falls
+ * back to the default rather than failing deliveries: it is a tuning knob (the chaos suite
+ * shortens it so a run ends in minutes), never needed for correctness.
+ */
+export function retrySchedule(setting: string | undefined): readonly number[] {
+  if (setting === undefined || setting.trim() === '') return RETRY_SCHEDULE_MS;
+  const steps = setting.split(',').map((s) => Number(s.trim()));
+  const valid = steps.length <= MAX_SCHEDULE_STEPS && steps.every((ms) => Number.isInteger(ms) && ms >= 100 && ms <= MAX_STEP_MS);
+  return valid ? steps : RETRY_SCHEDULE_MS;
+}
 export const DELIVERY_TIMEOUT_MS = 10_000;
 const PARALLEL = 6;
 
@@ -74,6 +89,7 @@ export class AgentWebhooks {
     private readonly sql: Sql,
     private readonly allowPrivate: () => boolean,
     private readonly pushTarget: (target: string) => { url: string; headers: Record<string, string> } | null = () => null,
+    private readonly schedule: readonly number[] = RETRY_SCHEDULE_MS,
   ) {}
 
   /** Queues one delivery to a target that is not a webhook registration (same transaction as its event). */
@@ -214,7 +230,7 @@ export class AgentWebhooks {
       this.sql.run("UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, delivered_at = ?, next_at = NULL WHERE id = ?", attempts, outcome.status ?? null, now, delivery.id);
       return;
     }
-    const wait = RETRY_SCHEDULE_MS[attempts - 1];
+    const wait = this.schedule[attempts - 1];
     const dead = outcome.dead === true || wait === undefined;
     const jitter = wait === undefined ? 0 : Math.round(wait * 0.1 * Math.random());
     this.sql.run(

@@ -9,7 +9,7 @@ import { allowsPrivate } from '../worker/upstream/outbound-guard';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
-import { AgentWebhooks } from './agent-webhooks';
+import { AgentWebhooks, retrySchedule } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { AgentTransactions, type CoordinatorAnswer, type PrepareInput } from './agent-transactions';
 import { migrate } from './agent-schema';
@@ -46,7 +46,7 @@ export class AgentDO extends DurableObject<Env> {
     const sql = new Sql(ctx.storage.sql);
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
-    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env), (target) => this.a2aServer.pushTarget(target));
+    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
     this.a2aServer = new A2AServer(sql, this.store, {
       cancel: (id) => this.cancelExecution(id),
       allowPrivate: () => allowsPrivate(env),
@@ -162,6 +162,9 @@ export class AgentDO extends DurableObject<Env> {
         if (seen.fingerprint !== request.fingerprint) {
           return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
         }
+        // A fresh instance (after a reset) resumes orphaned work now, not at the next watchdog
+        // alarm, so a replayed sync call does not wait for it.
+        this.runner.pump();
         const execution = request.mode === 'sync' ? await this.runner.waitForFinish(first.id) : toExecution(first, agentId);
         return execution ? ok({ execution, replayed: true }) : this.notFound();
       }
@@ -353,6 +356,19 @@ export class AgentDO extends DurableObject<Env> {
     const data = { transactionId: txId, agentId: this.ids(row).agentId, status: outcome, contextVersion: version };
     this.events.record(type, data, now);
     this.webhooks.fanOut(type, data, now);
+  }
+
+  // --- chaos testing ---
+
+  /**
+   * Resets this object as a crash would (memory and in-flight work gone, storage kept), for
+   * the chaos suite. Only when the operator sets `ENABLE_CHAOS="true"`, which no wrangler.toml
+   * environment does; no route calls it (the suite calls the object through Miniflare).
+   */
+  async chaosRestart(): Promise<Result<never>> {
+    if (this.env.ENABLE_CHAOS !== 'true') return fail('not_found', 'chaos hooks are disabled');
+    this.ctx.abort('restarted by the chaos suite');
+    return fail('internal_error', 'the object did not abort');
   }
 
   // --- the alarm: watchdog for orphaned work, outbox delivery, prepared transactions ---

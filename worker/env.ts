@@ -26,6 +26,10 @@ export interface Env {
   MCP_ALLOWED_HOSTS?: string;
   /** "true" allows the scripted `builtin` upstream mode "a2a-conformance" (A2A conformance runs). */
   ENABLE_CONFORMANCE_UPSTREAM?: string;
+  /** Waits between outgoing webhook attempts, comma-separated ms (default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+  WEBHOOK_RETRY_SCHEDULE_MS?: string;
+  /** "true" enables the chaos suite's hook that resets an agent's object (never set in wrangler.toml). */
+  ENABLE_CHAOS?: string;
 }
 
 /** The authenticated caller of a /v1 route. */

@@ -3,4 +3,4 @@ export interface MockUpstream {
   requests: Map<string, object[]>;
   close(): Promise<void>;
 }
-export function startMockUpstream(options?: { port?: number; host?: string }): Promise<MockUpstream>;
+export function startMockUpstream(options?: { port?: number; host?: string; keepBodies?: boolean }): Promise<MockUpstream>;

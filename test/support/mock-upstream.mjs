@@ -4,14 +4,18 @@
 //   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, body,
-// contextPatch, chunkDelayMs, cutAfter}.
-// `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed.
+// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs}.
+// `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
+// faults are independent chances per request: `errorRate` (503, or a dropped connection with
+// `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
 // GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
 import http from 'node:http';
 
 /**
- * @param {{ port?: number, host?: string }} [options]
+ * `keepBodies: false` records only each request's metadata (long runs: the chaos suite).
+ * Every recorded request gets its `outcome` once answered: the status sent, or 'reset'.
+ * @param {{ port?: number, host?: string, keepBodies?: boolean }} [options]
  * @returns {Promise<{ url: string, close: () => Promise<void>, requests: Map<string, object[]> }>}
  */
 export async function startMockUpstream(options = {}) {
@@ -22,6 +26,8 @@ export async function startMockUpstream(options = {}) {
   /** Targets stopped through /control. @type {Set<string>} */
   const down = new Set();
   const sockets = new Set();
+  /** Numbers every request (`<port>.<n>`), so a reply names the call that produced it (`output.call`). */
+  let calls = 0;
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://mock');
@@ -57,7 +63,12 @@ export async function startMockUpstream(options = {}) {
     }
 
     let body;
-    const raw = await readBody(req);
+    let raw;
+    try {
+      raw = await readBody(req);
+    } catch {
+      return; // the client went away mid-request (a timeout or a crash): nothing to answer
+    }
     try {
       body = JSON.parse(raw);
     } catch {
@@ -67,7 +78,11 @@ export async function startMockUpstream(options = {}) {
     // X-A2A-Notification-Token (A2A push notifications).
     const key = String(req.headers['idempotency-key'] ?? req.headers['webhook-id'] ?? req.headers['x-a2a-notification-token'] ?? '');
     const seen = requests.get(key) ?? [];
-    const entry = { path: url.pathname, body, raw, headers: req.headers, at: Date.now(), aborted: false };
+    const entry = options.keepBodies === false
+      ? { path: url.pathname, at: Date.now(), aborted: false, outcome: null }
+      : { path: url.pathname, body, raw, headers: req.headers, at: Date.now(), aborted: false, outcome: null };
+    entry.call = `${port}.${++calls}`;
+    res.on('finish', () => { entry.outcome = res.statusCode; entry.answeredAt = Date.now(); });
     // A client that gives up (timeout, cancel) closes the connection before the answer.
     res.on('close', () => { if (!res.writableEnded) entry.aborted = true; });
     seen.push(entry);
@@ -81,11 +96,20 @@ export async function startMockUpstream(options = {}) {
     const mock = { ...queryMock(url.searchParams), ...(isChat ? chatMock(body) : (body?.input?.mock ?? {})) };
 
     if (mock.delayMs) await sleep(Math.min(Number(mock.delayMs), 120_000));
+    if (mock.spikeRate !== undefined && Math.random() < Number(mock.spikeRate)) entry.spiked = true;
+    if (entry.spiked) await sleep(Math.random() * Math.min(Number(mock.spikeMs ?? 1_000), 120_000));
     if (mock.hang) return; // never answers; the client's timeout or abort ends it
+    if (mock.resetRate !== undefined && Math.random() < Number(mock.resetRate)) {
+      entry.outcome = 'reset';
+      return req.socket.destroy();
+    }
     // failTimes: the first N attempts fail; errorRate: each request fails with that chance.
     const failing = mock.errorRate !== undefined ? Math.random() < Number(mock.errorRate)
       : mock.failTimes === undefined ? Boolean(mock.failStatus || mock.reset) : attempt <= Number(mock.failTimes);
-    if (failing && mock.reset) return req.socket.destroy();
+    if (failing && mock.reset) {
+      entry.outcome = 'reset';
+      return req.socket.destroy();
+    }
     if (failing) return send(res, Number(mock.failStatus ?? 503), { error: `injected failure on attempt ${attempt}` });
     if (mock.status) return send(res, Number(mock.status), { error: 'injected status' });
     if (mock.body !== undefined) {
@@ -105,7 +129,7 @@ export async function startMockUpstream(options = {}) {
       });
     }
     return send(res, 200, {
-      output: { echo: body?.input ?? null, intent: body?.intent, attempt, historyLength: body?.history?.length ?? 0 },
+      output: { echo: body?.input ?? null, intent: body?.intent, attempt, historyLength: body?.history?.length ?? 0, call: entry.call },
       ...(mock.contextPatch ? { contextPatch: mock.contextPatch } : {}),
     });
   });
@@ -152,7 +176,7 @@ async function streamChat(res, body, mock, attempt) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   return mock;
 }

@@ -109,12 +109,16 @@ function jurisdictionNamespace(env: Env, jurisdiction: Jurisdiction): DurableObj
 interface DurableObjectError extends Error {
   retryable?: boolean;
   overloaded?: boolean;
+  /** Set when the object was reset under the call (a crash, a code update, `ctx.abort()`). */
+  durableObjectReset?: boolean;
 }
 
 const RETRY_DELAYS_MS = [50, 200];
 
 /** Whether an error thrown by a stub is the platform's (unreachable, reset, overloaded). */
-const isPlatformError = (e: DurableObjectError): boolean => e.retryable === true || e.overloaded === true;
+// A reset carries neither `retryable` nor `overloaded`, yet the next call reaches a fresh
+// instance: treating it as our own exception answered 500 (found by the chaos suite).
+const isPlatformError = (e: DurableObjectError): boolean => e.retryable === true || e.overloaded === true || e.durableObjectReset === true;
 
 /**
  * Calls an agent's Durable Object. With `retry` (only for operations that are idempotent or

@@ -1,0 +1,87 @@
+// Serving the built Worker on the runtime without a dev server: shared by `npm run bench`
+// (bench/harness.mjs) and `npm run test:chaos` (test/chaos/chaos.mjs). The Worker is bundled
+// as a deploy would bundle it and served by Miniflare with `unsafeDirectSockets` (workerd
+// listens for the Worker itself): real Durable Objects, D1 and KV at about 10k req/s here.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { Miniflare } from 'miniflare';
+
+export const root = path.resolve(import.meta.dirname, '../..');
+export const compatibilityDate = '2026-04-20';
+const wrangler = path.join(root, 'node_modules/.bin/wrangler');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A TCP port that was free a moment ago. */
+export const freePort = () =>
+  new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+
+/** Resolves once `url` answers at all (any status). */
+export async function waitFor(url, tries = 200) {
+  for (let i = 0; i < tries; i++) {
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+/** Bundles a Worker with `wrangler deploy --dry-run --outdir`; returns the script's path. */
+export function bundle(config, outdir) {
+  const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
+  const run = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, ...(config ? ['--config', config] : [])], { cwd: root, env, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`bundling failed:\n${run.stdout}\n${run.stderr}`);
+  return path.join(outdir, 'index.js');
+}
+
+/**
+ * Miniflare options for the gateway: the bindings of wrangler.toml, `bindings` as vars and
+ * secrets, `port` for the direct socket (0: any), and `persist` (a directory) to keep Durable
+ * Object, D1 and KV storage across instances — which is how a process crash is simulated.
+ */
+export function gatewayOptions({ scriptPath, bindings, port = 0, persist }) {
+  return {
+    name: 'gateway',
+    modules: true,
+    scriptPath,
+    // Module names are paths relative to this; the build may live outside the project.
+    modulesRoot: path.dirname(scriptPath),
+    compatibilityDate,
+    compatibilityFlags: ['nodejs_compat'],
+    durableObjects: { AGENTS: { className: 'AgentDO', useSQLite: true }, TRANSACTIONS: { className: 'TransactionDO', useSQLite: true } },
+    d1Databases: { DB: 'gateway-db' },
+    kvNamespaces: { CACHE: 'gateway-kv' },
+    bindings,
+    unsafeDirectSockets: [{ host: '127.0.0.1', port }],
+    ...(persist && { defaultPersistRoot: persist, durableObjectsPersist: true, d1Persist: true, kvPersist: true }),
+  };
+}
+
+/** Starts the gateway; returns the instance and its base URL (no trailing slash). */
+export async function startGateway(options) {
+  const mf = new Miniflare(gatewayOptions(options));
+  await mf.ready;
+  const base = (await mf.unsafeGetDirectURL('gateway')).toString().replace(/\/$/, '');
+  return { mf, base };
+}
+
+/** Applies migrations/*.sql to the gateway's D1 database, in order. */
+export async function applyMigrations(mf) {
+  const db = await mf.getD1Database('DB');
+  for (const file of readdirSync(path.join(root, 'migrations')).sort()) {
+    const sql = readFileSync(path.join(root, 'migrations', file), 'utf8').replace(/--.*$/gm, '');
+    const statements = sql.split(';').map((s) => s.trim()).filter(Boolean);
+    await db.batch(statements.map((s) => db.prepare(s)));
+  }
+  return db;
+}
