@@ -4,7 +4,7 @@ import { mergePatch } from '../worker/lib/json-merge-patch';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { messageOf } from '../worker/upstream/builtin';
 import { invokeUpstream } from '../worker/upstream/invoke';
-import { allowsPrivate } from '../worker/upstream/outbound-guard';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { resolveUpstream } from '../worker/upstream/resolve';
 import type { InvokeOutcome } from '../worker/upstream/types';
 import type { AgentStore } from './agent-store';
@@ -104,7 +104,7 @@ export class ExecutionRunner {
         env: this.env,
         tenantId: row.tenant_id,
         regions: regionTags(config.region ?? this.store.locationHint()),
-        allowPrivate: allowsPrivate(this.env),
+        policy: outboundPolicy(this.env),
       });
       if (this.store.execution(id)?.status !== 'running') return; // cancelled while the pool loaded
       const outcome = await invokeUpstream(

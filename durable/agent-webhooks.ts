@@ -2,7 +2,7 @@ import { Webhook as Signer } from 'standardwebhooks';
 import { newId } from '../worker/lib/ids';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
-import { outboundUrlProblem } from '../worker/upstream/outbound-guard';
+import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
 import type { Sql } from './sql';
 
 /**
@@ -68,7 +68,7 @@ export class AgentWebhooks {
 
   constructor(
     private readonly sql: Sql,
-    private readonly allowPrivate: () => boolean,
+    private readonly policy: () => OutboundPolicy,
   ) {}
 
   create(input: CreateWebhookBody, now: number): Webhook & { secret: string } {
@@ -153,13 +153,15 @@ export class AgentWebhooks {
       this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
       return false;
     }
-    const problem = outboundUrlProblem(delivery.url, this.allowPrivate());
-    if (problem) {
-      this.settle(delivery, { dead: true, error: `webhook URL refused: ${problem}` });
-      return false;
-    }
     this.sending.add(delivery.id);
     try {
+      // Checked again right before the call: the name may point elsewhere since it was stored.
+      // A URL that can never pass is dead at once; a refused answer fails this attempt only.
+      const check = await checkOutboundUrl(delivery.url, this.policy());
+      if (!check.ok) {
+        this.settle(delivery, { dead: check.stage === 'url', error: `webhook URL refused: ${check.reason}` });
+        return false;
+      }
       const timestamp = new Date();
       const signature = new Signer(delivery.secret).sign(delivery.id, timestamp, delivery.payload);
       const response = await fetch(delivery.url, {

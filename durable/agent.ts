@@ -5,7 +5,7 @@ import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
 import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
-import { allowsPrivate } from '../worker/upstream/outbound-guard';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
@@ -44,7 +44,7 @@ export class AgentDO extends DurableObject<Env> {
     const sql = new Sql(ctx.storage.sql);
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
-    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
+    this.webhooks = new AgentWebhooks(sql, () => outboundPolicy(env));
     this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, () => this.tx.nextExpiry());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now) => {

@@ -16,6 +16,10 @@ export interface Env {
   LOG_LEVEL?: string;
   /** "true" lets tenants point upstreams and webhooks at private or loopback addresses. */
   ALLOW_PRIVATE_UPSTREAMS?: string;
+  /** DNS-over-HTTPS JSON endpoint the outbound guard resolves names with (default Cloudflare's). */
+  DNS_RESOLVER_URL?: string;
+  /** Comma-separated CIDRs the outbound guard permits although private (e.g. an operator's VPC). */
+  OUTBOUND_ALLOW_CIDRS?: string;
 }
 
 /** The authenticated caller of a /v1 route. */

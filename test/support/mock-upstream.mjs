@@ -8,6 +8,9 @@
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed.
 // GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
+// It is also a DNS-over-HTTPS resolver (JSON API) for the outbound guard's tests:
+//   GET /dns-query?name=N&type=A|AAAA   answers what POST /dns?name=N set; unknown: NXDOMAIN
+//   POST /dns?name=N  {A?, AAAA?, ttl?, status?, httpStatus?}   sets (or replaces) N's answers
 import http from 'node:http';
 
 /**
@@ -22,6 +25,8 @@ export async function startMockUpstream(options = {}) {
   /** Targets stopped through /control. @type {Set<string>} */
   const down = new Set();
   const sockets = new Set();
+  /** DNS answers per name. @type {Map<string, {A?: string[], AAAA?: string[], ttl?: number, status?: number, httpStatus?: number}>} */
+  const dns = new Map();
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://mock');
@@ -36,6 +41,12 @@ export async function startMockUpstream(options = {}) {
     if (req.method === 'GET' && url.pathname === '/requests') {
       const key = url.searchParams.get('key') ?? '';
       return send(res, 200, { key, count: requests.get(key)?.length ?? 0, requests: requests.get(key) ?? [] });
+    }
+    if (req.method === 'GET' && url.pathname === '/dns-query') return answerDns(res, url, dns);
+    if (req.method === 'POST' && url.pathname === '/dns') {
+      const name = (url.searchParams.get('name') ?? '').toLowerCase();
+      dns.set(name, JSON.parse((await readBody(req)) || '{}'));
+      return send(res, 200, { name, ...dns.get(name) });
     }
     if (req.method === 'GET' && url.pathname === '/counts') return send(res, 200, Object.fromEntries(counts));
     // POST /control?target=T&down=true|false: a stopped target drops every connection.
@@ -147,6 +158,19 @@ async function streamChat(res, body, mock, attempt) {
   }
   send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
   res.end('data: [DONE]\n\n');
+}
+
+// The JSON form of DNS over HTTPS (as cloudflare-dns.com and dns.google answer it).
+function answerDns(res, url, dns) {
+  const name = (url.searchParams.get('name') ?? '').toLowerCase().replace(/\.$/, '');
+  const type = url.searchParams.get('type') ?? 'A';
+  const entry = dns.get(name);
+  if (entry?.httpStatus) return send(res, entry.httpStatus, { error: 'injected resolver failure' });
+  const code = type === 'AAAA' ? 28 : 1;
+  const status = entry ? (entry.status ?? 0) : 3;
+  const answers = (entry?.[type === 'AAAA' ? 'AAAA' : 'A'] ?? []).map((data) => ({ name: `${name}.`, type: code, TTL: entry?.ttl ?? 0, data }));
+  res.writeHead(200, { 'content-type': 'application/dns-json' });
+  res.end(JSON.stringify({ Status: status, Question: [{ name: `${name}.`, type: code }], ...(answers.length && { Answer: answers }) }));
 }
 
 function queryMock(params) {

@@ -4,7 +4,7 @@ import { ApiError } from '../errors';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams } from '../schemas/common';
 import { CreateWebhookBody, CreatedWebhook, Delivery, ListDeliveriesQuery, Webhook } from '../schemas/webhook';
-import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
@@ -24,8 +24,8 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const body = c.req.valid('json');
-      const problem = outboundUrlProblem(body.url, allowsPrivate(c.env));
-      if (problem) throw new ApiError('invalid_request', `webhook URL refused: ${problem}`, [{ path: ['url'], message: problem }]);
+      const check = await checkOutboundUrl(body.url, outboundPolicy(c.env));
+      if (!check.ok) throw new ApiError('invalid_request', `webhook URL refused: ${check.reason}`, [{ path: ['url'], message: check.reason, code: 'outbound_refused' }]);
       return c.json(await onAgent(c, id, (stub) => stub.createWebhook(body)), 201);
     },
   )

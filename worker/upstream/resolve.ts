@@ -3,6 +3,7 @@ import { agentHttpUpstream } from './agent-http';
 import { builtinUpstream } from './builtin';
 import { openAIChatUpstream } from './openai-chat';
 import { guarded } from './guarded';
+import type { OutboundPolicy } from './outbound-guard';
 import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
 import type { Env } from '../env';
@@ -13,7 +14,8 @@ export interface ResolveContext {
   tenantId: string;
   /** Region tags of the agent, preferred among a pool's targets. */
   regions: readonly string[];
-  allowPrivate: boolean;
+  /** The outbound guard's settings (see outbound-guard.ts). */
+  policy: OutboundPolicy;
 }
 
 export interface ResolvedUpstream {
@@ -26,27 +28,27 @@ export interface ResolvedUpstream {
 
 /** Turns an agent's upstream config into the thing that calls it, loading a named pool. */
 export async function resolveUpstream(config: UpstreamConfig, context: ResolveContext): Promise<ResolvedUpstream> {
-  if (config.kind !== 'pool') return { upstream: directUpstream(config, context.allowPrivate) };
+  if (config.kind !== 'pool') return { upstream: directUpstream(config, context.policy) };
   const runtime = await loadPoolRuntime(context.env, context.tenantId, config.pool);
   if (!runtime) {
     return { upstream: { label: `pool ${config.pool}`, call: () => Promise.reject(new UpstreamError('refused', `pool ${config.pool} does not exist`, false)) } };
   }
   const { retry, timeouts } = runtime.pool;
   return {
-    upstream: poolUpstream(runtime, context.regions, context.allowPrivate),
+    upstream: poolUpstream(runtime, context.regions, context.policy),
     ...(retry && { maxAttempts: retry.attempts }),
     ...(timeouts?.totalMs !== undefined && { totalMs: timeouts.totalMs }),
   };
 }
 
-function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, allowPrivate: boolean): Upstream {
+function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, policy: OutboundPolicy): Upstream {
   switch (config.kind) {
     case 'builtin':
       return builtinUpstream;
     case 'agent-http':
-      return guarded(agentHttpUpstream(config.url, config.timeoutMs), config.url, allowPrivate);
+      return guarded(agentHttpUpstream(config.url, config.timeoutMs), config.url, policy);
     case 'openai-chat':
-      return guarded(openAIChatUpstream(config.baseUrl, config.model, config.apiKey, config.timeoutMs), config.baseUrl, allowPrivate);
+      return guarded(openAIChatUpstream(config.baseUrl, config.model, config.apiKey, config.timeoutMs), config.baseUrl, policy);
   }
 }
 
