@@ -3,6 +3,7 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
+import { jsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
@@ -221,7 +222,7 @@ export class AgentDO extends DurableObject<Env> {
       return fail('version_mismatch', `context is at version ${current.version}, not ${ifVersion}`, { version: current.version });
     }
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
-    if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
+    if (jsonBytes(data) > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.writeContext(data, now);
