@@ -75,3 +75,17 @@ describe('input limits', () => {
     }
   });
 });
+
+describe('upstream output limit', () => {
+  it('fails an execution whose output exceeds 1 MiB instead of writing an oversized row', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?outputBytes=1200000') } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run' } });
+    expect(res.status).toBe(502);
+    const execution = await api(`/v1/agents/${id}/executions/${res.body.error.details.executionId}`, { key });
+    expect(execution.body).toMatchObject({ status: 'failed', error: { code: 'output_too_large' } });
+    // The agent keeps working.
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { kind: 'builtin' } } })).status).toBe(200);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run' } })).status).toBe(200);
+  });
+});

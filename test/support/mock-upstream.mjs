@@ -4,7 +4,7 @@
 //   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, body,
-// contextPatch, chunkDelayMs, cutAfter}.
+// contextPatch, chunkDelayMs, cutAfter, outputBytes}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed.
 // GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
@@ -114,6 +114,7 @@ export async function startMockUpstream(options = {}) {
         usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
       });
     }
+    if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
     return send(res, 200, {
       output: { echo: body?.input ?? null, intent: body?.intent, attempt, historyLength: body?.history?.length ?? 0 },
       ...(mock.contextPatch ? { contextPatch: mock.contextPatch } : {}),
@@ -175,7 +176,7 @@ function answerDns(res, url, dns) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate', 'outputBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   return mock;
 }
