@@ -3,7 +3,7 @@ import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
 import { TaskPushNotificationConfig as PushConfigCodec } from '@a2a-js/sdk';
 import { TERMINAL } from '../worker/schemas/execution';
-import { outboundUrlProblem } from '../worker/upstream/outbound-guard';
+import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import type { Sql } from './sql';
@@ -23,7 +23,8 @@ const MAX_PAGE_TOKEN = /^\d{1,15}$/;
 export interface A2AStoreHooks {
   /** Cancels an unfinished execution (the REST API's cancel); false if it had finished. */
   cancel(executionId: string): boolean;
-  allowPrivate(): boolean;
+  /** The outgoing-request guard's policy for push notification URLs. */
+  outboundPolicy(): OutboundPolicy;
 }
 
 /**
@@ -154,8 +155,9 @@ export class A2AStore implements TaskStore {
   // this object is one tenant's one agent.
 
   async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
-    const problem = outboundUrlProblem(config.url, this.hooks.allowPrivate());
-    if (problem) throw new RequestMalformedError(`push notification URL refused: ${problem}`);
+    // The full guard (names resolved), as for webhooks; checked again before every send.
+    const check = await checkOutboundUrl(config.url, this.hooks.outboundPolicy());
+    if (!check.ok) throw new RequestMalformedError(`push notification URL refused: ${check.reason}`);
     const id = config.id || crypto.randomUUID();
     const count = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, id)?.n ?? 0;
     if (count >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);

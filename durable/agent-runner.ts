@@ -1,18 +1,21 @@
 import type { Env } from '../worker/env';
 import { regionTags } from '../worker/agents/placement';
 import { mergePatch } from '../worker/lib/json-merge-patch';
+import { jsonBytes } from '../worker/lib/json-limits';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
+import { MAX_CONTEXT_BYTES } from '../worker/schemas/agent';
 import { messageOf } from '../worker/upstream/builtin';
 import { invokeUpstream } from '../worker/upstream/invoke';
-import { allowsPrivate } from '../worker/upstream/outbound-guard';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { resolveUpstream } from '../worker/upstream/resolve';
 import type { InvokeOutcome } from '../worker/upstream/types';
 import type { AgentStore } from './agent-store';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
-/** Largest context document, well under the 2 MB row limit. */
-export const MAX_CONTEXT_BYTES = 1_000_000;
+export { MAX_CONTEXT_BYTES };
+/** Largest output stored: with the input (≤ 256 KiB) it stays well under the 2 MB row limit. */
+export const MAX_OUTPUT_BYTES = 1024 * 1024;
 
 /** What the runner needs from the agent object around it. */
 export interface RunnerHooks {
@@ -104,7 +107,7 @@ export class ExecutionRunner {
         env: this.env,
         tenantId: row.tenant_id,
         regions: regionTags(config.region ?? this.store.locationHint()),
-        allowPrivate: allowsPrivate(this.env),
+        policy: outboundPolicy(this.env),
       });
       if (this.store.execution(id)?.status !== 'running') return; // cancelled while the pool loaded
       const outcome = await invokeUpstream(
@@ -147,9 +150,14 @@ export class ExecutionRunner {
           this.hooks.changed(id, now);
           return;
         }
+        if (jsonBytes(output ?? null) > MAX_OUTPUT_BYTES) {
+          this.store.finishExecution(id, 'failed', { error: { code: 'output_too_large', message: `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes` } }, now);
+          this.hooks.changed(id, now);
+          return;
+        }
         if (contextPatch) {
           const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
-          if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) {
+          if (jsonBytes(data) > MAX_CONTEXT_BYTES) {
             this.store.finishExecution(id, 'failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } }, now);
             this.hooks.changed(id, now);
             return;

@@ -1,12 +1,15 @@
 import type { Agent, AgentConfig, AgentContext, AgentState, Region } from '../worker/schemas/agent';
 import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
 import { iso, isoOrUndefined } from '../worker/lib/time';
+import { truncateText } from '../worker/lib/json-limits';
 import { maskUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry } from '../worker/upstream/types';
 import type { Sql } from './sql';
 
 /** Conversation turns kept per agent; older ones are trimmed (the D1 history keeps everything). */
 export const HISTORY_LIMIT = 50;
+/** Longest stored turn (characters): a single huge reply cannot approach the 2 MB row limit. */
+export const MAX_TURN_CHARS = 32_000;
 
 export interface AgentRow extends Record<string, string | number> {
   tenant_id: string;
@@ -149,7 +152,7 @@ export class AgentStore {
 
   appendHistory(executionId: string, entries: HistoryEntry[], now: number): void {
     for (const entry of entries) {
-      this.sql.run('INSERT INTO history (execution_id, role, content, created_at) VALUES (?, ?, ?, ?)', executionId, entry.role, entry.content, now);
+      this.sql.run('INSERT INTO history (execution_id, role, content, created_at) VALUES (?, ?, ?, ?)', executionId, entry.role, truncateText(entry.content, MAX_TURN_CHARS), now);
     }
     this.sql.run('DELETE FROM history WHERE seq <= (SELECT max(seq) FROM history) - ?', HISTORY_LIMIT);
   }

@@ -2,7 +2,7 @@ import { Webhook as Signer } from 'standardwebhooks';
 import { newId } from '../worker/lib/ids';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
-import { outboundUrlProblem } from '../worker/upstream/outbound-guard';
+import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
 import type { Sql } from './sql';
 
 /**
@@ -87,7 +87,7 @@ export class AgentWebhooks {
    */
   constructor(
     private readonly sql: Sql,
-    private readonly allowPrivate: () => boolean,
+    private readonly policy: () => OutboundPolicy,
     private readonly pushTarget: (target: string) => { url: string; headers: Record<string, string> } | null = () => null,
     private readonly schedule: readonly number[] = RETRY_SCHEDULE_MS,
   ) {}
@@ -185,13 +185,15 @@ export class AgentWebhooks {
       this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
       return false;
     }
-    const problem = outboundUrlProblem(url, this.allowPrivate());
-    if (problem) {
-      this.settle(delivery, { dead: true, error: `webhook URL refused: ${problem}` });
-      return false;
-    }
     this.sending.add(delivery.id);
     try {
+      // Checked again right before the call: the name may point elsewhere since it was stored.
+      // A URL that can never pass is dead at once; a refused answer fails this attempt only.
+      const check = await checkOutboundUrl(url, this.policy());
+      if (!check.ok) {
+        this.settle(delivery, { dead: check.stage === 'url', error: `webhook URL refused: ${check.reason}` });
+        return false;
+      }
       const response = await fetch(url, {
         method: 'POST',
         headers: push ? { 'user-agent': 'edge-agent-gateway a2a', ...push.headers } : this.signedHeaders(delivery),

@@ -3,9 +3,10 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
+import { jsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
-import { allowsPrivate } from '../worker/upstream/outbound-guard';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { AgentStore, toExecution, type AgentRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
@@ -46,10 +47,10 @@ export class AgentDO extends DurableObject<Env> {
     const sql = new Sql(ctx.storage.sql);
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
-    this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
+    this.webhooks = new AgentWebhooks(sql, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
     this.a2aServer = new A2AServer(sql, this.store, {
       cancel: (id) => this.cancelExecution(id),
-      allowPrivate: () => allowsPrivate(env),
+      outboundPolicy: () => outboundPolicy(env),
       startTurn: (id, insert) => {
         const now = Date.now();
         this.ctx.storage.transactionSync(() => {
@@ -259,7 +260,7 @@ export class AgentDO extends DurableObject<Env> {
       return fail('version_mismatch', `context is at version ${current.version}, not ${ifVersion}`, { version: current.version });
     }
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
-    if (JSON.stringify(data).length > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
+    if (jsonBytes(data) > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.writeContext(data, now);

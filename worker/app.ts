@@ -8,6 +8,7 @@ import { ApiError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
+import { headerLimits } from './middleware/header-limits';
 import { Scalar } from '@scalar/hono-api-reference';
 import { stats } from './routes/stats';
 import { apiKeyAuth } from './middleware/api-key-auth';
@@ -31,6 +32,8 @@ import { a2a, a2aRpc } from './routes/a2a';
 
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
+/** Largest request headers: in total, and any one of them. */
+export const MAX_HEADER_BYTES = { total: 16 * 1024, each: 8 * 1024 };
 
 function validationError(error: ZodError): ApiError {
   const details = error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: issue.code }));
@@ -50,6 +53,7 @@ export function createApp() {
 
   app.use(requestId({ headerName: 'x-request-id', limitLength: 128 }));
   app.use(requestLog());
+  app.use(headerLimits({ maxTotalBytes: MAX_HEADER_BYTES.total, maxHeaderBytes: MAX_HEADER_BYTES.each }));
   app.use(
     methodNotAllowed({
       app,

@@ -30,6 +30,10 @@ export interface Env {
   WEBHOOK_RETRY_SCHEDULE_MS?: string;
   /** "true" enables the chaos suite's hook that resets an agent's object (never set in wrangler.toml). */
   ENABLE_CHAOS?: string;
+  /** DNS-over-HTTPS JSON endpoint the outbound guard resolves names with (default Cloudflare's). */
+  DNS_RESOLVER_URL?: string;
+  /** Comma-separated CIDRs the outbound guard permits although private (e.g. an operator's VPC). */
+  OUTBOUND_ALLOW_CIDRS?: string;
 }
 
 /** The authenticated caller of a /v1 route. */

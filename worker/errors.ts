@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   version_mismatch: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  headers_too_large: 431,
   idempotency_key_reused: 422,
   rate_limited: 429,
   budget_exhausted: 429,

@@ -4,12 +4,15 @@
 //   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, body,
-// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs}.
+// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
 // GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
+// It is also a DNS-over-HTTPS resolver (JSON API) for the outbound guard's tests:
+//   GET /dns-query?name=N&type=A|AAAA   answers what POST /dns?name=N set; unknown: NXDOMAIN
+//   POST /dns?name=N  {A?, AAAA?, ttl?, status?, httpStatus?}   sets (or replaces) N's answers
 import http from 'node:http';
 
 /**
@@ -28,6 +31,8 @@ export async function startMockUpstream(options = {}) {
   const sockets = new Set();
   /** Numbers every request (`<port>.<n>`), so a reply names the call that produced it (`output.call`). */
   let calls = 0;
+  /** DNS answers per name. @type {Map<string, {A?: string[], AAAA?: string[], ttl?: number, status?: number, httpStatus?: number}>} */
+  const dns = new Map();
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://mock');
@@ -42,6 +47,12 @@ export async function startMockUpstream(options = {}) {
     if (req.method === 'GET' && url.pathname === '/requests') {
       const key = url.searchParams.get('key') ?? '';
       return send(res, 200, { key, count: requests.get(key)?.length ?? 0, requests: requests.get(key) ?? [] });
+    }
+    if (req.method === 'GET' && url.pathname === '/dns-query') return answerDns(res, url, dns);
+    if (req.method === 'POST' && url.pathname === '/dns') {
+      const name = (url.searchParams.get('name') ?? '').toLowerCase();
+      dns.set(name, JSON.parse((await readBody(req)) || '{}'));
+      return send(res, 200, { name, ...dns.get(name) });
     }
     if (req.method === 'GET' && url.pathname === '/counts') return send(res, 200, Object.fromEntries(counts));
     // POST /control?target=T&down=true|false: a stopped target drops every connection.
@@ -128,6 +139,7 @@ export async function startMockUpstream(options = {}) {
         usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
       });
     }
+    if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
     return send(res, 200, {
       output: { echo: body?.input ?? null, intent: body?.intent, attempt, historyLength: body?.history?.length ?? 0, call: entry.call },
       ...(mock.contextPatch ? { contextPatch: mock.contextPatch } : {}),
@@ -174,9 +186,22 @@ async function streamChat(res, body, mock, attempt) {
   res.end('data: [DONE]\n\n');
 }
 
+// The JSON form of DNS over HTTPS (as cloudflare-dns.com and dns.google answer it).
+function answerDns(res, url, dns) {
+  const name = (url.searchParams.get('name') ?? '').toLowerCase().replace(/\.$/, '');
+  const type = url.searchParams.get('type') ?? 'A';
+  const entry = dns.get(name);
+  if (entry?.httpStatus) return send(res, entry.httpStatus, { error: 'injected resolver failure' });
+  const code = type === 'AAAA' ? 28 : 1;
+  const status = entry ? (entry.status ?? 0) : 3;
+  const answers = (entry?.[type === 'AAAA' ? 'AAAA' : 'A'] ?? []).map((data) => ({ name: `${name}.`, type: code, TTL: entry?.ttl ?? 0, data }));
+  res.writeHead(200, { 'content-type': 'application/dns-json' });
+  res.end(JSON.stringify({ Status: status, Question: [{ name: `${name}.`, type: code }], ...(answers.length && { Answer: answers }) }));
+}
+
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   return mock;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { allowsPrivate, outboundUrlProblem } from '../../worker/upstream/outbound-guard';
+import { allowsPrivate, outboundUrlProblem, parseAllowCidrs } from '../../worker/upstream/outbound-guard';
+import { allowedByCidrs, blockedReason, parseCidr, parseIp } from '../../worker/upstream/ip-ranges';
 
 describe('outboundUrlProblem with the guard on', () => {
   it.each([
@@ -91,5 +92,45 @@ describe('allowsPrivate', () => {
     expect(allowsPrivate({ ALLOW_PRIVATE_UPSTREAMS: 'TRUE' })).toBe(false);
     expect(allowsPrivate({ ALLOW_PRIVATE_UPSTREAMS: '1' })).toBe(false);
     expect(allowsPrivate({})).toBe(false);
+  });
+});
+
+describe('ip-ranges: which resolved addresses are refused', () => {
+  const reason = (text: string) => {
+    const ip = parseIp(text);
+    if (!ip) throw new Error(`unparseable ${text}`);
+    return blockedReason(ip);
+  };
+
+  it.each([
+    '0.0.0.0', '0.255.1.1', '10.0.0.1', '100.64.0.1', '127.0.0.1', '169.254.169.254', '172.16.0.1', '192.0.0.8', '192.0.2.1',
+    '192.168.0.1', '198.18.0.1', '198.19.255.255', '198.51.100.7', '203.0.113.9', '224.0.0.1', '239.255.255.250', '240.0.0.1', '255.255.255.255',
+    '::', '::1', '::127.0.0.1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.1.2.3', '64:ff9b::a9fe:a9fe', '64:ff9b::192.168.0.1', '64:ff9b:1::1',
+    '2002:a00:1::', '2001::1', '2001:db8::1', 'fc00::1', 'fd00:ec2::254', 'fe80::1%eth0', 'fec0::1', 'ff02::1', '100::1', '3fff::1', '4000::1', '1::1',
+  ])('refuses %s', (address) => {
+    expect(reason(address)).not.toBeNull();
+  });
+
+  it.each(['1.1.1.1', '8.8.8.8', '93.184.215.14', '172.32.0.1', '100.128.0.1', '198.20.0.1', '223.255.255.255', '2606:4700:4700::1111', '2a00:1450::1', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1'])(
+    'accepts the public address %s',
+    (address) => {
+      expect(reason(address)).toBeNull();
+    },
+  );
+
+  it('parses every IPv6 spelling to the same number', () => {
+    expect(parseIp('::ffff:127.0.0.1')).toEqual(parseIp('0:0:0:0:0:ffff:7f00:1'));
+    expect(parseIp('[fe80::1]')).toEqual(parseIp('fe80:0:0:0:0:0:0:1'));
+    for (const bad of ['1::2::3', '1:2:3:4:5:6:7:8:9', '12345::', '1.2.3', '256.1.1.1', 'example.com', ':::']) expect(parseIp(bad), bad).toBeNull();
+  });
+
+  it('matches CIDRs, through embedded IPv4 too, and rejects malformed ones', () => {
+    const allow = parseAllowCidrs('10.20.0.0/16,fd12::/16,bogus,1.2.3.4/33');
+    expect(allow).toHaveLength(2);
+    expect(allowedByCidrs(parseIp('10.20.255.1')!, allow)).toBe(true);
+    expect(allowedByCidrs(parseIp('::ffff:10.20.0.1')!, allow)).toBe(true);
+    expect(allowedByCidrs(parseIp('10.21.0.1')!, allow)).toBe(false);
+    expect(allowedByCidrs(parseIp('fd12:abcd::1')!, allow)).toBe(true);
+    expect(parseCidr('0.0.0.0/0')).not.toBeNull();
   });
 });

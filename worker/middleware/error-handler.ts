@@ -11,6 +11,7 @@ const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
   405: 'method_not_allowed',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  431: 'headers_too_large',
 };
 
 /** Maps whatever was thrown to the one error type. Unknown errors are 500s, logged, never echoed. */

@@ -3,7 +3,7 @@ import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
 import { retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs } from '../upstream/invoke';
-import { outboundUrlProblem } from '../upstream/outbound-guard';
+import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome } from '../upstream/pool';
 import { UpstreamError } from '../upstream/types';
 import { SSE_HEADERS, completion, completionStream } from './completions';
@@ -19,7 +19,7 @@ export interface ChatProxyOptions {
   /** Model to ask every target for (`<pool>/<model>`); otherwise each target's own. */
   model?: string;
   regions: readonly string[];
-  allowPrivate: boolean;
+  policy: OutboundPolicy;
   signal: AbortSignal;
 }
 
@@ -84,8 +84,8 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   if (target.kind === 'builtin') return { response: await builtinChat(options.body, model), streaming: false };
 
   const baseUrl = target.baseUrl ?? '';
-  const problem = outboundUrlProblem(baseUrl, options.allowPrivate);
-  if (problem) throw new UpstreamError('refused', `upstream URL refused: ${problem}`, false);
+  const check = await checkOutboundUrl(baseUrl, options.policy);
+  if (!check.ok) throw new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
 
   // One controller for the whole attempt; timers abort it at each phase's limit.
   const controller = new AbortController();

@@ -1,6 +1,6 @@
 import type { Env } from '../env';
 import type { StoredPool } from '../schemas/pool';
-import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthKey, type PoolTarget, type ProbeResult } from './runtime';
 import { openTargets } from './store';
 
@@ -14,12 +14,12 @@ const HEALTH_KV_TTL_S = 10 * 60;
  * One active health check: openai-chat targets answer `GET <baseUrl>/models` with 2xx;
  * agent-http targets answer their URL with anything below 500; builtin is always up.
  */
-export async function probeTarget(target: PoolTarget, allowPrivate: boolean): Promise<ProbeResult> {
+export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): Promise<ProbeResult> {
   const checkedAt = new Date().toISOString();
   if (target.kind === 'builtin') return { ok: true, checkedAt, latencyMs: 0 };
   const url = target.kind === 'openai-chat' ? `${(target.baseUrl ?? '').replace(/\/+$/, '')}/models` : (target.url ?? '');
-  const problem = outboundUrlProblem(url, allowPrivate);
-  if (problem) return { ok: false, checkedAt, latencyMs: null, error: `refused: ${problem}` };
+  const check = await checkOutboundUrl(url, policy);
+  if (!check.ok) return { ok: false, checkedAt, latencyMs: null, error: `refused: ${check.reason}` };
   const started = Date.now();
   try {
     const headers: Record<string, string> = { 'user-agent': 'edge-agent-gateway health probe' };
@@ -45,14 +45,14 @@ async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) 
  */
 export async function probeAllPools(env: Env): Promise<{ pools: number; targets: number; down: number }> {
   const { results } = await env.DB.prepare('SELECT tenant_id, config FROM pools ORDER BY updated_at DESC LIMIT ?').bind(MAX_POOLS_PER_RUN).all<{ tenant_id: string; config: string }>();
-  const allowPrivate = allowsPrivate(env);
+  const policy = outboundPolicy(env);
   let targets = 0;
   let down = 0;
   for (const row of results) {
     const pool = JSON.parse(row.config) as StoredPool;
     const opened = await openTargets(env, row.tenant_id, pool).catch(() => null);
     if (!opened) continue;
-    const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, await probeTarget(t, allowPrivate)] as const);
+    const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, await probeTarget(t, policy)] as const);
     targets += probes.length;
     down += probes.filter(([, p]) => !p.ok).length;
     await env.CACHE.put(healthKey(row.tenant_id, pool.name), JSON.stringify(Object.fromEntries(probes)), { expirationTtl: HEALTH_KV_TTL_S });

@@ -12,7 +12,7 @@ import { AgentIdParams, page } from '../schemas/common';
 import { maskUpstream } from '../upstream/resolve';
 import { getPool } from '../pools/store';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
-import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { listAgents } from '../agents/operations';
 import { conformanceEnabled } from '../upstream/conformance';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
@@ -34,10 +34,9 @@ export async function checkUpstream(env: Env, tenantId: string, config: AgentCon
     }
     return;
   }
-  const allowPrivate = allowsPrivate(env);
   const url = config.kind === 'agent-http' ? config.url : config.baseUrl;
-  const problem = outboundUrlProblem(url, allowPrivate);
-  if (problem) throw new ApiError('invalid_request', `upstream URL refused: ${problem}`, [{ path: ['upstream'], message: problem }]);
+  const check = await checkOutboundUrl(url, outboundPolicy(env));
+  if (!check.ok) throw new ApiError('invalid_request', `upstream URL refused: ${check.reason}`, [{ path: ['upstream'], message: check.reason, code: 'outbound_refused' }]);
 }
 
 const ListQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(512).optional() });

@@ -10,7 +10,7 @@ import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
 import { listPools } from '../pools/store';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
-import { allowsPrivate } from '../upstream/outbound-guard';
+import { outboundPolicy } from '../upstream/outbound-guard';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const CacheHeaders = z.object({
@@ -95,7 +95,7 @@ export const openai = new OpenAPIHono<AppEnv>()
         if (hit) return hit;
       }
   
-      const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), allowPrivate: allowsPrivate(c.env), signal: c.req.raw.signal });
+      const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env), signal: c.req.raw.signal });
       Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
       const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
       if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;

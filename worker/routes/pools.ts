@@ -5,18 +5,21 @@ import { auditEntry } from '../audit/log';
 import { cachedRuntime, healthKey, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
 import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
-import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const NameParams = z.object({ name: PoolName });
 
 /** URLs the outbound guard refuses are a 400 with one issue per target; nothing is stored. */
-function checkTargets(body: PutPoolBody, allowPrivate: boolean): void {
-  const issues = body.targets.flatMap((t, i) => {
-    const url = t.kind === 'agent-http' ? t.url : t.kind === 'openai-chat' ? t.baseUrl : undefined;
-    const problem = url === undefined ? null : outboundUrlProblem(url, allowPrivate);
-    return problem ? [{ path: ['targets', String(i), t.kind === 'agent-http' ? 'url' : 'baseUrl'], message: problem }] : [];
-  });
+async function checkTargets(body: PutPoolBody, policy: OutboundPolicy): Promise<void> {
+  const checked = await Promise.all(
+    body.targets.map(async (t, i) => {
+      const url = t.kind === 'agent-http' ? t.url : t.kind === 'openai-chat' ? t.baseUrl : undefined;
+      const check = url === undefined ? null : await checkOutboundUrl(url, policy);
+      return check && !check.ok ? [{ path: ['targets', String(i), t.kind === 'agent-http' ? 'url' : 'baseUrl'], message: check.reason, code: 'outbound_refused' }] : [];
+    }),
+  );
+  const issues = checked.flat();
   if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
 }
 
@@ -60,7 +63,7 @@ export const pools = new OpenAPIHono<AppEnv>()
       const { name } = c.req.valid('param');
       const body = c.req.valid('json');
       const { tenantId } = c.get('principal');
-      checkTargets(body, allowsPrivate(c.env));
+      await checkTargets(body, outboundPolicy(c.env));
       const targets = body.targets.map((t) => ({ id: t.id, kind: t.kind }));
       const { pool, created } = await putPool(c.env, tenantId, name, body, auditEntry(c, 'pool.put', name, { details: { targets } }));
       return c.json(poolView(pool), created ? 201 : 200);

@@ -5,7 +5,7 @@ import { auditEntry, recordAudit } from '../audit/log';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams } from '../schemas/common';
 import { CreateWebhookBody, CreatedWebhook, Delivery, ListDeliveriesQuery, Webhook } from '../schemas/webhook';
-import { allowsPrivate, outboundUrlProblem } from '../upstream/outbound-guard';
+import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
@@ -25,8 +25,8 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const body = c.req.valid('json');
-      const problem = outboundUrlProblem(body.url, allowsPrivate(c.env));
-      if (problem) throw new ApiError('invalid_request', `webhook URL refused: ${problem}`, [{ path: ['url'], message: problem }]);
+      const check = await checkOutboundUrl(body.url, outboundPolicy(c.env));
+      if (!check.ok) throw new ApiError('invalid_request', `webhook URL refused: ${check.reason}`, [{ path: ['url'], message: check.reason, code: 'outbound_refused' }]);
       const webhook = await onAgent(c, id, (stub) => stub.createWebhook(body));
       await recordAudit(c.env, auditEntry(c, 'webhook.create', webhook.id, { details: { agentId: id, host: new URL(webhook.url).host } }));
       return c.json(webhook, 201);

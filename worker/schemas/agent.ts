@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { AgentId, Metadata } from './common';
+import { AgentId, Metadata, boundedJson } from './common';
 
 /** Durable Object location hints (best effort, honoured when an object is first created). */
 export const Region = z.enum(['wnam', 'enam', 'sam', 'weur', 'eeur', 'apac', 'oc', 'afr', 'me']);
@@ -145,6 +145,8 @@ export const AgentContext = z
   .openapi('AgentContext');
 export type AgentContext = z.infer<typeof AgentContext>;
 
-export const ContextPatch = z
-  .record(z.string().max(256), z.unknown())
+/** Largest context document (UTF-8 bytes of its JSON), well under the 2 MB row limit. */
+export const MAX_CONTEXT_BYTES = 1024 * 1024;
+
+export const ContextPatch = boundedJson(z.record(z.string().max(256), z.unknown()), MAX_CONTEXT_BYTES)
   .openapi('ContextPatch', { description: 'JSON Merge Patch (RFC 7396) applied to the context' });

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { MAX_JSON_DEPTH, jsonLimitProblem } from '../lib/json-limits';
 
 export const AgentId = z
   .string()
@@ -30,8 +31,22 @@ export const ErrorBody = z
 
 export const AgentIdParams = z.object({ id: AgentId });
 
-/** A JSON value, bounded in depth by the parser and in size by the body limit. */
-export const JsonValue = z.unknown().openapi({ description: 'any JSON value' });
+/**
+ * Free-form JSON bounded in nesting depth and serialized size (UTF-8 bytes), so nothing a
+ * client sends can exceed a storage row or make a walk over it expensive.
+ */
+export function boundedJson<T extends z.ZodType>(schema: T, maxBytes: number, maxDepth = MAX_JSON_DEPTH) {
+  return schema.superRefine((value, ctx) => {
+    const problem = jsonLimitProblem(value, { maxBytes, maxDepth });
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+/** Largest execution input: its row also holds the output (≤ 1 MiB), under the 2 MB limit. */
+export const MAX_INPUT_BYTES = 256 * 1024;
+
+/** A JSON value, bounded in depth and size. */
+export const JsonValue = boundedJson(z.unknown(), MAX_INPUT_BYTES).openapi({ description: `any JSON value (at most ${MAX_INPUT_BYTES} bytes, ${MAX_JSON_DEPTH} levels deep)` });
 
 export function page<T extends z.ZodType>(item: T) {
   return z.object({ data: z.array(item), nextCursor: z.string().nullable() });

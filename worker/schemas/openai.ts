@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { boundedJson } from './common';
 
 const ContentPart = z.looseObject({ type: z.string().max(64) });
 
@@ -12,14 +13,16 @@ export const ChatMessage = z.looseObject({
  * An OpenAI chat completions request. Known fields are validated; the rest pass through to
  * the upstream unchanged, so new OpenAI parameters work without a gateway release.
  */
-export const ChatCompletionRequest = z
-  .looseObject({
+// Unknown fields pass through, so their nesting is bounded here (size by the body limit).
+export const ChatCompletionRequest = boundedJson(
+  z.looseObject({
     model: z.string().min(1).max(256).openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
     messages: z.array(ChatMessage).min(1).max(2_000),
     stream: z.boolean().optional(),
     temperature: z.number().min(0).max(2).optional(),
-  })
-  .openapi('ChatCompletionRequest');
+  }),
+  1024 * 1024,
+).openapi('ChatCompletionRequest');
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
 export const ChatCompletion = z

@@ -8,6 +8,7 @@ export const ALL_EVENTS: readonly EventType[] = EventType.options;
 
 export const WebhookSecret = z
   .string()
+  .max(512)
   .regex(/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/, 'a Standard Webhooks secret: "whsec_" and base64 of 24 or more bytes');
 
 export const CreateWebhookBody = z

@@ -1,13 +1,16 @@
-import { outboundUrlProblem } from './outbound-guard';
+import { checkOutboundUrl, type OutboundPolicy } from './outbound-guard';
 import { UpstreamError, type Upstream } from './types';
 
-/** Re-checks the URL before every call: the guard's setting may have changed since it was stored. */
-export function guarded(upstream: Upstream, url: string, allowPrivate: boolean): Upstream {
+/**
+ * Re-checks the URL (and what its name resolves to now) before every call: the answer may
+ * have been re-pointed, or the guard's setting changed, since the URL was stored.
+ */
+export function guarded(upstream: Upstream, url: string, policy: OutboundPolicy): Upstream {
   return {
     ...upstream,
-    call(request, options) {
-      const problem = outboundUrlProblem(url, allowPrivate);
-      if (problem) return Promise.reject(new UpstreamError('refused', `upstream URL refused: ${problem}`, false));
+    async call(request, options) {
+      const check = await checkOutboundUrl(url, policy);
+      if (!check.ok) throw new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
       return upstream.call(request, options);
     },
   };

@@ -1,10 +1,71 @@
+import { DEFAULT_DNS_RESOLVER_URL, resolveName } from './dns-resolver';
+import { allowedByCidrs, blockedReason, parseCidr, parseIp, type Cidr } from './ip-ranges';
+
 /**
- * First line of the SSRF guard: tenant-supplied URLs must be https and must not name a
- * private, loopback, link-local or metadata host literally. (Resolving names to catch a
- * hostname that points at 127.0.0.1 is the hardening issue's part.) Operators turn the guard
- * off for local development with ALLOW_PRIVATE_UPSTREAMS="true".
+ * The SSRF guard for tenant-supplied URLs (upstream targets, webhook endpoints): https only,
+ * no credentials, and no host that is — or resolves to — a private, loopback, link-local,
+ * multicast, metadata or otherwise reserved address. Checked when a URL is stored and again
+ * before every call, so a name re-pointed at 127.0.0.1 after it was stored is refused.
  */
-export function outboundUrlProblem(raw: string, allowPrivate: boolean): string | null {
+export interface OutboundPolicy {
+  /** ALLOW_PRIVATE_UPSTREAMS="true": local development, the guard is off. */
+  allowPrivate: boolean;
+  /** DNS-over-HTTPS JSON endpoint (operator config, so not itself subject to the guard). */
+  resolverUrl: string;
+  /** Ranges permitted even though private (an operator's VPC). */
+  allowCidrs: readonly Cidr[];
+}
+
+export interface OutboundEnv {
+  ALLOW_PRIVATE_UPSTREAMS?: string | undefined;
+  DNS_RESOLVER_URL?: string | undefined;
+  OUTBOUND_ALLOW_CIDRS?: string | undefined;
+}
+
+/**
+ * `stage: 'url'`: the URL's text can never pass; `'dns'`: what the name resolves to now was
+ * refused (or could not be resolved), which can change.
+ */
+export type OutboundCheck = { ok: true } | { ok: false; reason: string; stage: 'url' | 'dns' };
+
+export const allowsPrivate = (env: { ALLOW_PRIVATE_UPSTREAMS?: string | undefined }): boolean => env.ALLOW_PRIVATE_UPSTREAMS === 'true';
+
+const parsedCidrs = new Map<string, Cidr[]>();
+
+/** Malformed entries are skipped: a typo must never widen what is allowed. */
+export function parseAllowCidrs(list: string | undefined): Cidr[] {
+  if (!list) return [];
+  let parsed = parsedCidrs.get(list);
+  if (!parsed) {
+    parsed = list.split(',').filter((s) => s.trim()).map(parseCidr).filter((c): c is Cidr => c !== null);
+    if (parsedCidrs.size > 16) parsedCidrs.clear();
+    parsedCidrs.set(list, parsed);
+  }
+  return parsed;
+}
+
+export function outboundPolicy(env: OutboundEnv): OutboundPolicy {
+  return {
+    allowPrivate: allowsPrivate(env),
+    resolverUrl: env.DNS_RESOLVER_URL || DEFAULT_DNS_RESOLVER_URL,
+    allowCidrs: parseAllowCidrs(env.OUTBOUND_ALLOW_CIDRS),
+  };
+}
+
+const asPolicy = (policy: OutboundPolicy | boolean): OutboundPolicy =>
+  typeof policy === 'boolean' ? { allowPrivate: policy, resolverUrl: DEFAULT_DNS_RESOLVER_URL, allowCidrs: [] } : policy;
+
+const hostOf = (url: URL) => url.hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+
+const isLocalName = (host: string) =>
+  host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.internal') || host.endsWith('.local') || host.endsWith('.home.arpa');
+
+/**
+ * What can be told without DNS: the URL's form, and a host that is a literal address or a
+ * local-only name. Null when the URL may be called as far as its text goes.
+ */
+export function outboundUrlProblem(raw: string, policyOrAllowPrivate: OutboundPolicy | boolean): string | null {
+  const policy = asPolicy(policyOrAllowPrivate);
   let url: URL;
   try {
     url = new URL(raw);
@@ -12,50 +73,37 @@ export function outboundUrlProblem(raw: string, allowPrivate: boolean): string |
     return 'not a valid URL';
   }
   if (url.username || url.password) return 'URLs with credentials are not allowed';
-  if (allowPrivate) return url.protocol === 'https:' || url.protocol === 'http:' ? null : 'only http(s) URLs are allowed';
+  if (policy.allowPrivate) return url.protocol === 'https:' || url.protocol === 'http:' ? null : 'only http(s) URLs are allowed';
   if (url.protocol !== 'https:') return 'only https URLs are allowed';
-  if (isPrivateHost(url.hostname)) return 'private, loopback and link-local addresses are not allowed';
-  return null;
+  const host = hostOf(url);
+  if (isLocalName(host)) return `private, loopback and link-local addresses are not allowed (${host} is a local name)`;
+  const ip = parseIp(host);
+  return ip ? addressProblem(host, ip, policy) : null;
 }
 
-export const allowsPrivate = (env: { ALLOW_PRIVATE_UPSTREAMS?: string }): boolean => env.ALLOW_PRIVATE_UPSTREAMS === 'true';
-
-function isPrivateHost(hostname: string): boolean {
-  const host = hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
-  if (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.internal') || host.endsWith('.local')) return true;
-  const v4 = parseIPv4(host);
-  if (v4) return isPrivateV4(v4);
-  if (host.includes(':')) return isPrivateV6(host);
-  return false;
+function addressProblem(text: string, ip: NonNullable<ReturnType<typeof parseIp>>, policy: OutboundPolicy): string | null {
+  const reason = blockedReason(ip);
+  if (!reason || allowedByCidrs(ip, policy.allowCidrs)) return null;
+  return `private, loopback, link-local and reserved addresses are not allowed (${text}: ${reason})`;
 }
 
-function parseIPv4(host: string): number[] | null {
-  const parts = host.split('.');
-  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p))) return null;
-  const nums = parts.map(Number);
-  return nums.every((n) => n <= 255) ? nums : null;
-}
-
-function isPrivateV4([a = 0, b = 0]: number[]): boolean {
-  return (
-    a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) ||
-    (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127) || a >= 224
-  );
-}
-
-function isPrivateV6(host: string): boolean {
-  if (host === '::1' || host === '::') return true;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host);
-  if (mapped?.[1]) {
-    const v4 = parseIPv4(mapped[1]);
-    return v4 ? isPrivateV4(v4) : true;
+/**
+ * The full check: the URL's text, then every A and AAAA answer for its host name. Refuses if
+ * ANY answer is not allowed, and if the name cannot be resolved (fail closed).
+ */
+export async function checkOutboundUrl(raw: string, policy: OutboundPolicy): Promise<OutboundCheck> {
+  const problem = outboundUrlProblem(raw, policy);
+  if (problem) return { ok: false, reason: problem, stage: 'url' };
+  if (policy.allowPrivate) return { ok: true };
+  const host = hostOf(new URL(raw));
+  if (parseIp(host)) return { ok: true };
+  const resolved = await resolveName(host, policy.resolverUrl);
+  if (!resolved.ok) return { ok: false, reason: `cannot verify the host's addresses: ${resolved.reason}`, stage: 'dns' };
+  for (const address of resolved.addresses) {
+    const ip = parseIp(address);
+    if (!ip) return { ok: false, reason: `${host} resolves to an unparseable address (${address})`, stage: 'dns' };
+    const refused = addressProblem(address, ip, policy);
+    if (refused) return { ok: false, reason: `${host} resolves to a refused address: ${refused}`, stage: 'dns' };
   }
-  // The URL parser normalises ::ffff:127.0.0.1 to ::ffff:7f00:1: decode the two hex groups.
-  const mappedHex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
-  if (mappedHex?.[1] && mappedHex[2]) {
-    const hi = parseInt(mappedHex[1], 16);
-    const lo = parseInt(mappedHex[2], 16);
-    return isPrivateV4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
-  }
-  return /^(fc|fd|fe8|fe9|fea|feb|ff)/.test(host);
+  return { ok: true };
 }

@@ -3,17 +3,18 @@ import { agentHttpUpstream } from './agent-http';
 import { builtinUpstream } from './builtin';
 import { openAIChatUpstream } from './openai-chat';
 import { guarded } from './guarded';
+import type { OutboundPolicy } from './outbound-guard';
 import { UpstreamError, type Lease, type Upstream } from './types';
 
 /** A single pool target as an Upstream (credentials already opened). */
-export function targetUpstream(target: PoolTarget, allowPrivate: boolean): Upstream {
+export function targetUpstream(target: PoolTarget, policy: OutboundPolicy): Upstream {
   switch (target.kind) {
     case 'builtin':
       return builtinUpstream;
     case 'agent-http':
-      return guarded(agentHttpUpstream(target.url ?? '', target.timeoutMs), target.url ?? '', allowPrivate);
+      return guarded(agentHttpUpstream(target.url ?? '', target.timeoutMs), target.url ?? '', policy);
     case 'openai-chat':
-      return guarded(openAIChatUpstream(target.baseUrl ?? '', target.model ?? '', target.apiKey, target.timeoutMs), target.baseUrl ?? '', allowPrivate);
+      return guarded(openAIChatUpstream(target.baseUrl ?? '', target.model ?? '', target.apiKey, target.timeoutMs), target.baseUrl ?? '', policy);
   }
 }
 
@@ -31,7 +32,7 @@ export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelle
  * to another target when there is one, and every outcome feeds the target's circuit breaker
  * and latency.
  */
-export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], allowPrivate: boolean): Upstream {
+export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], policy: OutboundPolicy): Upstream {
   const tried = new Set<string>();
   let current: { lease: Lease; upstream: Upstream } | null = null;
   const name = runtime.pool.name;
@@ -41,7 +42,7 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], a
       const lease = runtime.lease(regions, tried);
       if (!lease) throw new UpstreamError('refused', `pool ${name} has no targets`, false);
       tried.add(lease.target.id);
-      current = { lease, upstream: targetUpstream(lease.target, allowPrivate) };
+      current = { lease, upstream: targetUpstream(lease.target, policy) };
       const timeoutMs = lease.target.timeoutMs ?? runtime.pool.timeouts?.firstByteMs;
       return { label: `pool ${name}/${lease.target.id}`, ...(timeoutMs !== undefined && { timeoutMs }) };
     },

@@ -4,6 +4,7 @@ import { builtinUpstream } from './builtin';
 import { conformanceEnabled, conformanceUpstream } from './conformance';
 import { openAIChatUpstream } from './openai-chat';
 import { guarded } from './guarded';
+import type { OutboundPolicy } from './outbound-guard';
 import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
 import type { Env } from '../env';
@@ -14,7 +15,8 @@ export interface ResolveContext {
   tenantId: string;
   /** Region tags of the agent, preferred among a pool's targets. */
   regions: readonly string[];
-  allowPrivate: boolean;
+  /** The outbound guard's settings (see outbound-guard.ts). */
+  policy: OutboundPolicy;
 }
 
 export interface ResolvedUpstream {
@@ -32,14 +34,14 @@ export async function resolveUpstream(config: UpstreamConfig, context: ResolveCo
     if (!conformanceEnabled(context.env)) return { upstream: refused('builtin a2a-conformance', 'the a2a-conformance upstream is disabled on this gateway') };
     return { upstream: conformanceUpstream, maxAttempts: 1 };
   }
-  if (config.kind !== 'pool') return { upstream: directUpstream(config, context.allowPrivate) };
+  if (config.kind !== 'pool') return { upstream: directUpstream(config, context.policy) };
   const runtime = await loadPoolRuntime(context.env, context.tenantId, config.pool);
   if (!runtime) {
     return { upstream: refused(`pool ${config.pool}`, `pool ${config.pool} does not exist`) };
   }
   const { retry, timeouts } = runtime.pool;
   return {
-    upstream: poolUpstream(runtime, context.regions, context.allowPrivate),
+    upstream: poolUpstream(runtime, context.regions, context.policy),
     ...(retry && { maxAttempts: retry.attempts }),
     ...(timeouts?.totalMs !== undefined && { totalMs: timeouts.totalMs }),
   };
@@ -49,14 +51,14 @@ function refused(label: string, message: string): Upstream {
   return { label, call: () => Promise.reject(new UpstreamError('refused', message, false)) };
 }
 
-function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, allowPrivate: boolean): Upstream {
+function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, policy: OutboundPolicy): Upstream {
   switch (config.kind) {
     case 'builtin':
       return builtinUpstream;
     case 'agent-http':
-      return guarded(agentHttpUpstream(config.url, config.timeoutMs), config.url, allowPrivate);
+      return guarded(agentHttpUpstream(config.url, config.timeoutMs), config.url, policy);
     case 'openai-chat':
-      return guarded(openAIChatUpstream(config.baseUrl, config.model, config.apiKey, config.timeoutMs), config.baseUrl, allowPrivate);
+      return guarded(openAIChatUpstream(config.baseUrl, config.model, config.apiKey, config.timeoutMs), config.baseUrl, policy);
   }
 }
 

@@ -1,0 +1,91 @@
+import { env, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { MAX_TURN_CHARS } from '../durable/agent-store';
+import { api, mockUrl, newAgent, newTenant } from './support/api';
+
+const nested = (depth: number): unknown => {
+  let value: unknown = 'leaf';
+  for (let i = 0; i < depth; i++) value = { a: value };
+  return value;
+};
+
+const patchContext = (key: string, id: string, body: unknown) =>
+  api(`/v1/agents/${id}/context`, { method: 'PATCH', key, body, headers: { 'content-type': 'application/merge-patch+json' } });
+
+describe('input limits', () => {
+  it('refuses execution input nested deeper than 32 levels, or larger than 256 KiB, creating nothing', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const input of [nested(33), { text: 'x'.repeat(300_000) }]) {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input } });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: nested(31) } })).status).toBe(200);
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body.lastExecution).not.toBeNull();
+  });
+
+  it('bounds the context in UTF-8 bytes, so multi-byte text cannot pass a character count', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    // 300,000 three-byte characters: 900 KB, under the 1 MiB limit.
+    const wide = '€'.repeat(300_000);
+    expect((await patchContext(key, id, { a: wide })).status).toBe(200);
+    // A second one: 1.8 MB in bytes although only 600,000 characters, near the 2 MB row limit.
+    const tooBig = await patchContext(key, id, { b: wide });
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.error.code).toBe('payload_too_large');
+    const context = await api(`/v1/agents/${id}/context`, { key });
+    expect(context.body.version).toBe(1);
+    expect(Object.keys(context.body.data)).toEqual(['a']);
+  });
+
+  it('refuses a context patch nested deeper than 32 levels', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await patchContext(key, id, { deep: nested(40) });
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toMatch(/deeper than 32/);
+  });
+
+  it('answers 431 headers_too_large for an oversized header or header block, in the error envelope', async () => {
+    const { key } = await newTenant();
+    const one = await api('/v1/agents', { key, headers: { 'x-filler': 'a'.repeat(9_000) } });
+    expect(one.status).toBe(431);
+    expect(one.body.error).toMatchObject({ code: 'headers_too_large' });
+    expect(typeof one.body.error.requestId).toBe('string');
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 5; i++) many[`x-filler-${i}`] = 'b'.repeat(4_000);
+    expect((await api('/v1/agents', { key, headers: many })).status).toBe(431);
+    expect((await api('/v1/agents', { key, headers: { 'x-filler': 'a'.repeat(1_000) } })).status).toBe(200);
+  });
+
+  it('stores a huge conversation turn truncated with a marker', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { message: 'y'.repeat(200_000) } } });
+    expect(res.status).toBe(200);
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const turns = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec<{ role: string; content: string }>('SELECT role, content FROM history ORDER BY seq').toArray());
+    expect(turns).toHaveLength(2);
+    for (const turn of turns) {
+      expect(turn.content.length).toBeLessThanOrEqual(MAX_TURN_CHARS);
+      expect(turn.content).toMatch(/… \[truncated \d+ characters\]$/);
+    }
+  });
+});
+
+describe('upstream output limit', () => {
+  it('fails an execution whose output exceeds 1 MiB instead of writing an oversized row', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?outputBytes=1200000') } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run' } });
+    expect(res.status).toBe(502);
+    const execution = await api(`/v1/agents/${id}/executions/${res.body.error.details.executionId}`, { key });
+    expect(execution.body).toMatchObject({ status: 'failed', error: { code: 'output_too_large' } });
+    // The agent keeps working.
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { kind: 'builtin' } } })).status).toBe(200);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run' } })).status).toBe(200);
+  });
+});
