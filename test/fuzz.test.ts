@@ -116,7 +116,8 @@ function fuzzCase(op: Operation, w: World): fc.Arbitrary<FuzzCase> {
 async function snapshot(w: World): Promise<string> {
   const get = async (path: string, key = w.key) => {
     const res = await api(path, { key });
-    return res.body as Record<string, unknown>;
+    // An error's requestId differs on every call; its code is the state.
+    return (res.status >= 400 ? { status: res.status, code: res.body?.error?.code } : res.body) as Record<string, unknown>;
   };
   const list = (body: Record<string, unknown>, field = 'id') => ((body.data as Record<string, unknown>[] | undefined) ?? []).map((x) => String(x[field])).sort();
   const [agents, pools, keys, hook, tx, ...perAgent] = await Promise.all([
@@ -141,14 +142,18 @@ async function snapshot(w: World): Promise<string> {
 }
 
 /** After a change: waits until nothing is queued or running and two snapshots agree. */
-async function settled(w: World): Promise<string> {
+async function settled(w: World, after = 'set-up'): Promise<string> {
   let last = '';
-  return eventually(async () => {
-    const next = await snapshot(w);
-    const same = next === last && !/"(running|queued)":[1-9]/.test(next);
-    last = next;
-    return same ? next : undefined;
-  }, 15_000, 100);
+  try {
+    return await eventually(async () => {
+      const next = await snapshot(w);
+      const same = next === last && !/"(running|queued)":[1-9]/.test(next);
+      last = next;
+      return same ? next : undefined;
+    }, 15_000, 100);
+  } catch {
+    throw new Error(`state did not settle after ${after}; last snapshot: ${last.slice(0, 2000)}`);
+  }
 }
 
 async function send(op: Operation, w: World, c: FuzzCase): Promise<{ status: number; text: string; contentType: string }> {
@@ -221,7 +226,7 @@ describe('fuzzing every route', () => {
             const after = await snapshot(world);
             expect(after, `${op.method} ${op.path} answered ${status} but changed state`).toBe(before);
           } else if (status < 400 && op.method !== 'GET') {
-            before = await settled(world);
+            before = await settled(world, `${op.method} ${op.path} → ${status}`);
           }
         }),
         { numRuns: RUNS, seed: SEED + index, endOnFailure: true },
