@@ -12,7 +12,9 @@
 //    directly and the bare proxy as baselines, then the gateway's scenarios.
 //
 // Options: --quick (short runs; under 2 minutes), --json FILE (results as JSON),
-// --connections N (default 50), --duration S (default 10, quick 3).
+// --connections N (default 50), --duration S (default 10, quick 3), --only id,id (a subset of
+// scenarios), --profile DIR (a CPU profile of the gateway's isolate per scenario, through
+// workerd's inspector: DIR/<scenario>.cpuprofile, and the top functions by self time).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -22,6 +24,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Miniflare } from 'miniflare';
 import { chartSvg } from './chart.mjs';
+import { startProfile, summarise } from './profile.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     duration: { type: 'string' },
     only: { type: 'string' },
+    profile: { type: 'string' },
   },
 });
 const quick = values.quick;
@@ -52,6 +56,17 @@ const freePort = () =>
     });
   });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Wall-clock time per phase of the run, printed at the end. */
+const started = Date.now();
+const phases = [];
+let phaseStart = started;
+const phase = (name) => {
+  const now = Date.now();
+  phases.push({ name, seconds: (now - phaseStart) / 1000 });
+  log(`${name}: ${((now - phaseStart) / 1000).toFixed(1)} s`);
+  phaseStart = now;
+};
 
 function bundle(config, outdir) {
   const run = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, ...(config ? ['--config', config] : [])], { cwd: root, env, encoding: 'utf8' });
@@ -110,6 +125,7 @@ const mockUrl = `http://127.0.0.1:${mockPort}`;
 const children = [mock];
 process.on('exit', () => children.forEach((c) => c.kill()));
 await waitFor(`${mockUrl}/health`);
+phase('build and start the mock');
 
 const results = [];
 const ceilings = [];
@@ -151,6 +167,7 @@ const hello :Workerd.Worker = ( modules = [ (name = "hello.js", esModule = embed
   ceilings.push({ server: 'Miniflare with unsafeDirectSockets (chosen)', ...(await measure((await direct.unsafeGetDirectURL('hello')).toString(), hello)) });
   await direct.dispose();
   for (const c of ceilings) log(`hello world, ${c.server}: ${c.rps} req/s`);
+  phase('hello-world ceilings');
 }
 
 // --- baselines ----------------------------------------------------------------------------------
@@ -173,8 +190,10 @@ const bareUrl = (await bare.unsafeGetDirectURL('bare')).toString();
 record('bare-proxy', await measure(bareUrl, [{ method: 'POST', path: '/v1/chat/completions', headers: json, body: chatBody('mock-model') }]), mockBaseline);
 const bareBaseline = results.at(-1);
 await bare.dispose();
+phase('baselines');
 
 // --- the gateway --------------------------------------------------------------------------------
+const profilePort = values.profile ? await freePort() : undefined;
 const gateway = new Miniflare({
   name: 'gateway',
   modules: true,
@@ -186,6 +205,7 @@ const gateway = new Miniflare({
   kvNamespaces: { CACHE: 'bench-kv' },
   bindings: { ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' },
   unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+  ...(profilePort && { inspectorPort: profilePort }),
   ...(process.env.BENCH_PERSIST && { defaultPersistRoot: process.env.BENCH_PERSIST, durableObjectsPersist: true, d1Persist: true, kvPersist: true }),
 });
 await gateway.ready;
@@ -216,11 +236,20 @@ const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: { ...j
 const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` }, body: '{}' });
 const auth = { ...json, authorization: `Bearer ${key}` };
 
-async function createAgents(prefix, count, extra = {}) {
+/**
+ * Creates agents through the API (D1 registry row, then the object's own initialisation), with
+ * `parallel` requests in flight at any time: no batch waits for its slowest member.
+ */
+async function createAgents(prefix, count, extra = {}, parallel = 32) {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
-  for (let i = 0; i < ids.length; i += 32) {
-    await Promise.all(ids.slice(i, i + 32).map((id) => call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id, concurrency: 32, ...extra }) }, { allowConflict: true })));
-  }
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length) {
+      const id = ids[next++];
+      await call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id, concurrency: 32, ...extra }) }, { allowConflict: true });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, count) }, worker));
   return ids;
 }
 
@@ -240,7 +269,15 @@ const execOn = (ids, body = execBody) => [{ method: 'POST', headers: auth, body,
 const want = values.only ? new Set(values.only.split(',')) : null;
 async function scenario(id, requests, baseline = bareBaseline) {
   if (want && !want.has(id)) return;
-  record(id, await measure(base, requests), baseline);
+  if (!values.profile) return record(id, await measure(base, requests), baseline);
+  await load(base, requests, warmup);
+  const profiler = await startProfile(profilePort);
+  const result = await load(base, requests);
+  const profile = await profiler.stop();
+  mkdirSync(values.profile, { recursive: true });
+  writeFileSync(path.join(values.profile, `${id}.cpuprofile`), JSON.stringify(profile));
+  log(`${id}: CPU by self time\n${summarise(profile)}`);
+  record(id, result, baseline);
 }
 
 log('creating agents');
@@ -251,7 +288,7 @@ const [hotC32] = await createAgents('hot-c32', 1, { concurrency: 32 });
 const [longHistory] = await createAgents('long', 1);
 for (let i = 0; i < 60; i++) await call(`/v1/agents/${longHistory}/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: { message: `question ${i} about refunds ${'x'.repeat(400)}` } }) });
 await call(`/v1/agents/${longHistory}/context`, { method: 'PATCH', headers: auth, body: JSON.stringify({ notes: 'y'.repeat(200_000) }) });
-log('agents ready');
+phase('start the gateway, create the scenarios\' agents');
 await sleep(2_000); // let the creations' outbox flushes reach D1 before measuring
 
 await scenario('healthz', [{ method: 'GET', path: '/healthz' }]);

@@ -127,10 +127,6 @@ export class AgentWebhooks {
     return row ? toDelivery(row) : null;
   }
 
-  nextDueAt(): number | undefined {
-    return this.sql.one<{ at: number | null }>("SELECT min(next_at) AS at FROM deliveries WHERE status = 'pending'")?.at ?? undefined;
-  }
-
   /** Sends every due delivery (not already in flight here); returns how many landed. */
   async deliverDue(now = Date.now()): Promise<number> {
     const due = this.sql

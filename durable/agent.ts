@@ -6,7 +6,7 @@ import { newId } from '../worker/lib/ids';
 import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { allowsPrivate } from '../worker/upstream/outbound-guard';
-import { AgentStore, toExecution, type AgentRow } from './agent-store';
+import { AgentStore, toExecution, type AgentRow, type ExecutionRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks } from './agent-webhooks';
@@ -45,15 +45,15 @@ export class AgentDO extends DurableObject<Env> {
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
-    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, () => this.tx.nextExpiry());
+    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks);
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
-      changed: (id, now) => {
-        this.enqueueExecution(id, now);
+      changed: (id, now, row) => {
+        this.enqueueExecution(id, now, row);
         this.background.snapshotStale();
       },
       settled: () => this.afterChange(),
       contextLocked: () => this.tx.lock() !== undefined,
-      view: (id) => this.executionOrNull(id),
+      view: (id, row) => this.executionOrNull(id, row),
     });
     this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
@@ -79,9 +79,10 @@ export class AgentDO extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.store.insertAgent(input.tenantId, input.config, now);
       if (input.locationHint) this.store.setMeta('location_hint', input.locationHint);
-      this.background.snapshotStale();
     });
-    this.afterChange();
+    // The Worker registered the agent in D1 with this very snapshot before calling: a new
+    // agent has nothing to send, so creation costs no flush and no alarm.
+    this.background.snapshotCurrent();
     return ok(this.view());
   }
 
@@ -150,18 +151,18 @@ export class AgentDO extends DurableObject<Env> {
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = newId('ex');
-    this.ctx.storage.transactionSync(() => {
-      this.store.insertExecution({
+    const inserted = this.ctx.storage.transactionSync(() => {
+      const written = this.store.insertExecution({
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
         deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now,
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
-      this.enqueueExecution(id, now);
+      this.enqueueExecution(id, now, written);
+      return written;
     });
-    const queued = this.executionView(id);
-    this.runner.pump();
+    this.runner.pump({ queued: true });
     this.afterChange();
-    if (request.mode === 'async') return ok({ execution: queued, replayed: false });
+    if (request.mode === 'async') return ok({ execution: toExecution(inserted, agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
@@ -347,9 +348,9 @@ export class AgentDO extends DurableObject<Env> {
    * Called in the transaction of every execution state change: the D1 projection, the
    * lifecycle event for streams, and the webhook deliveries of terminal events.
    */
-  private enqueueExecution(id: string, now: number): void {
+  private enqueueExecution(id: string, now: number, written?: ExecutionRow): void {
     const row = this.store.agentRow();
-    const execution = this.store.execution(id);
+    const execution = written ?? this.store.execution(id);
     if (!row || !execution) return;
     const view = toExecution(execution, this.ids(row).agentId);
     this.store.enqueue(`execution:${id}`, 'execution', execution.rev, view, now);
@@ -374,9 +375,9 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentView(row);
   }
 
-  private executionOrNull(id: string): Execution | null {
+  private executionOrNull(id: string, known?: ExecutionRow): Execution | null {
     const row = this.store.agentRow();
-    const execution = this.store.execution(id);
+    const execution = known ?? this.store.execution(id);
     return row && execution ? toExecution(execution, this.ids(row).agentId) : null;
   }
 
