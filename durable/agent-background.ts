@@ -52,7 +52,7 @@ export class BackgroundWork {
       this.flushPending = true;
       setTimeout(() => {
         this.flushPending = false;
-        void Promise.all([this.flush(), this.deliver()]).then(() => this.settle());
+        void Promise.all([this.flush(), this.webhooks.hasQueued() ? this.deliver() : undefined]).then(() => this.settle());
       }, FLUSH_DELAY_MS);
     }
     if (this.alarmAt === null || this.alarmAt > Date.now() + OUTBOX_RETRY_MS) void this.armAlarm();

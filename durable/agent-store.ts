@@ -271,9 +271,13 @@ export class AgentStore {
     return this.sql.all<OutboxRow>('SELECT key, kind, rev, payload, attempts, next_at FROM outbox WHERE next_at <= ? ORDER BY next_at LIMIT ?', now, limit);
   }
 
-  /** Removes delivered rows, unless they were rewritten (a newer rev) while in flight. */
+  /** Removes delivered rows, unless they were rewritten (a newer rev) while in flight; one statement for the batch. */
   ackOutbox(rows: OutboxRow[]): void {
-    for (const row of rows) this.sql.run('DELETE FROM outbox WHERE key = ? AND rev = ?', row.key, row.rev);
+    if (rows.length === 0) return;
+    this.sql.run(
+      "DELETE FROM outbox WHERE rowid IN (SELECT o.rowid FROM json_each(?) AS j JOIN outbox AS o ON o.key = j.value ->> '$[0]' AND o.rev = j.value ->> '$[1]')",
+      JSON.stringify(rows.map((row) => [row.key, row.rev])),
+    );
   }
 
   retryOutbox(row: OutboxRow, nextAt: number, error: string): void {
