@@ -68,7 +68,7 @@ describe('the execution hot path in the agent object', () => {
     expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
     await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (_i, state) => state.storage.sql.exec('SELECT count(*) AS n FROM outbox').one().n)) === 0);
     const recorded = await executeRecorded(key, tenantId, id);
-    // 34 when this test was written (54 before the hot-path work): accept, start and finish with
+    // 34 when this test was written (59 before the hot-path work): accept, start and finish with
     // their outbox rows and events, context and history, the D1 snapshot and the outbox ack,
     // and the alarm's bookkeeping. A statement added to the hot path shows up here first.
     expect(recorded.length).toBeLessThanOrEqual(36);
