@@ -8,6 +8,8 @@ const WATCHDOG_MS = 30_000;
 const OUTBOX_RETRY_MS = 5_000;
 /** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
 const FLUSH_DELAY_MS = 250;
+/** Retention (old keys, finished executions, transaction outcomes) at most this often. */
+const RETAIN_EVERY_MS = 5 * 60_000;
 
 /**
  * The agent's work off the request path: the outbox to D1 (with the agent's snapshot, written
@@ -20,12 +22,15 @@ export class BackgroundWork {
   private flushPending = false;
   /** A restart may have lost a snapshot that was due, so a new instance writes one. */
   private snapshotDirty = true;
+  /** When retention last ran in this instance (0: not yet, so a new instance runs it once). */
+  private retainedAt = 0;
 
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly db: D1Database,
     private readonly store: AgentStore,
     private readonly webhooks: AgentWebhooks,
+    private readonly retain: (now: number) => void,
   ) {}
 
   /**
@@ -52,10 +57,24 @@ export class BackgroundWork {
       this.flushPending = true;
       setTimeout(() => {
         this.flushPending = false;
-        void Promise.all([this.flush(), this.webhooks.hasQueued() ? this.deliver() : undefined]).then(() => this.settle());
+        void Promise.all([this.flush(), this.webhooks.hasQueued() ? this.deliver() : undefined]).then(() => {
+          this.retainIfDue();
+          return this.settle();
+        });
       }, FLUSH_DELAY_MS);
     }
     if (this.alarmAt === null || this.alarmAt > Date.now() + OUTBOX_RETRY_MS) void this.armAlarm();
+  }
+
+  /**
+   * Runs retention if it is due. From the flush as well as the alarm: a healthy agent's alarm
+   * is deleted after each flush and may never fire, and retention must not depend on it.
+   */
+  retainIfDue(): void {
+    const now = Date.now();
+    if (now - this.retainedAt < RETAIN_EVERY_MS || !this.store.agentRow()) return;
+    this.retainedAt = now;
+    this.retain(now);
   }
 
   /** Resolves when the flush in progress (if any) has ended. */

@@ -21,8 +21,6 @@ const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
 const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
-/** Retention (old idempotency keys, finished executions, transaction outcomes) at most this often. */
-const PRUNE_EVERY_MS = 5 * 60_000;
 
 /**
  * One agent: its config, context, conversation history, executions, idempotency keys and
@@ -37,7 +35,6 @@ export class AgentDO extends DurableObject<Env> {
   /** Executions this instance is running, by id: anything `running` but not here is orphaned. */
   private readonly runner: ExecutionRunner;
   private readonly background: BackgroundWork;
-  private prunedAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -45,7 +42,7 @@ export class AgentDO extends DurableObject<Env> {
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, () => allowsPrivate(env));
-    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks);
+    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, (now) => this.prune(now));
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now, row) => {
         this.enqueueExecution(id, now, row);
@@ -332,14 +329,15 @@ export class AgentDO extends DurableObject<Env> {
       await Promise.all([this.background.flush(), this.background.deliver()]);
       await this.tx.resolveExpired((prepared) => this.askCoordinator(prepared.coordinator_name, prepared.tx_id), Date.now());
       await this.background.flush();
-      // Retention work is cheap to postpone and the alarm fires often while the agent is busy.
-      if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
-        this.prunedAt = Date.now();
-        this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
-        this.tx.prune(Date.now());
-      }
+      this.background.retainIfDue();
     }
     await this.background.armAlarm();
+  }
+
+  /** Retention: old idempotency keys, finished executions beyond the newest 1,000, transaction outcomes. */
+  private prune(now: number): void {
+    this.store.prune(now - IDEMPOTENCY_TTL_MS, now - EDGE_KEY_TTL_MS, KEEP_FINISHED);
+    this.tx.prune(now);
   }
 
   // --- outbox and alarm ---

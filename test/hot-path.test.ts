@@ -1,4 +1,4 @@
-import { env, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, newAgent, newTenant } from './support/api';
 
@@ -40,6 +40,8 @@ describe('the execution hot path in the agent object', () => {
     const id = await newAgent(key);
     // Some history first, so the tables are not trivially empty.
     for (let i = 0; i < 3; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm', input: i } })).status).toBe(200);
+    // Their flush (and the instance's first retention pass, which is not per execution) first.
+    await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (_i, state) => state.storage.sql.exec('SELECT count(*) AS n FROM outbox').one().n)) === 0);
     const recorded = await executeRecorded(key, tenantId, id);
 
     const distinct = new Map(recorded.map((r) => [r.query, r.params]));
@@ -72,5 +74,21 @@ describe('the execution hot path in the agent object', () => {
     // their outbox rows and events, context and history, the D1 snapshot and the outbox ack,
     // and the alarm's bookkeeping. A statement added to the hot path shows up here first.
     expect(recorded.length).toBeLessThanOrEqual(36);
+  });
+
+  it('runs retention from the flush and leaves no alarm behind once everything reached D1', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'old' } })).status).toBe(200);
+    // The first execution's edge key, aged past its 10-minute retention.
+    await runInDurableObject(stubOf(tenantId, id), (_i, state) => {
+      state.storage.sql.exec('UPDATE idempotency SET created_at = 0');
+    });
+    await abortAllDurableObjects(); // a new instance, for which retention is due at once
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'new' } })).status).toBe(200);
+    const inObject = <T>(fn: (state: DurableObjectState) => T) => runInDurableObject(stubOf(tenantId, id), (_i, state) => fn(state));
+    await eventually(async () => (await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM idempotency WHERE created_at = 0').one().n)) === 0);
+    await eventually(async () => (await inObject((state) => state.storage.getAlarm())) === null);
+    expect(await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM idempotency').one().n)).toBe(1);
   });
 });
