@@ -11,8 +11,11 @@
 //    with autocannon at fixed concurrency after a warm-up, in one run: the mock called
 //    directly and the bare proxy as baselines, then the gateway's scenarios.
 //
-// Options: --quick (short runs; under 2 minutes), --json FILE (results as JSON),
-// --connections N (default 50), --duration S (default 10, quick 3).
+// Options: --quick (short runs, no hello-world ceilings unless --ceilings; under 2 minutes),
+// --json FILE (results as JSON),
+// --connections N (default 50), --duration S (default 10, quick 3), --only id,id (a subset of
+// scenarios), --profile DIR (a CPU profile of the gateway's isolate per scenario, through
+// workerd's inspector: DIR/<scenario>.cpuprofile, and the top functions by self time).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -22,6 +25,7 @@ import autocannon from 'autocannon';
 import { Miniflare } from 'miniflare';
 import { applyMigrations, bundle, compatibilityDate, freePort, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
+import { startProfile, summarise } from './profile.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -30,6 +34,8 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     duration: { type: 'string' },
     only: { type: 'string' },
+    profile: { type: 'string' },
+    ceilings: { type: 'boolean' },
   },
 });
 const quick = values.quick;
@@ -40,6 +46,17 @@ const build = path.join(root, 'bench/.build');
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
 const log = (...args) => console.error('[bench]', ...args);
+/** Wall-clock time per phase of the run, printed at the end. */
+const started = Date.now();
+const phases = [];
+let phaseStart = started;
+const phase = (name) => {
+  const now = Date.now();
+  phases.push({ name, seconds: (now - phaseStart) / 1000 });
+  log(`${name}: ${((now - phaseStart) / 1000).toFixed(1)} s`);
+  phaseStart = now;
+};
+
 
 /** Runs autocannon and returns req/s and latency percentiles. */
 function load(url, requests, seconds = duration, conns = connections) {
@@ -80,6 +97,7 @@ const mockUrl = `http://127.0.0.1:${mockPort}`;
 const children = [mock];
 process.on('exit', () => children.forEach((c) => c.kill()));
 await waitFor(`${mockUrl}/health`);
+phase('build and start the mock');
 
 const results = [];
 const ceilings = [];
@@ -89,8 +107,8 @@ const record = (scenario, r, baseline) => {
 };
 const hello = [{ method: 'GET', path: '/' }];
 
-// --- hello-world ceilings -----------------------------------------------------------------------
-{
+// --- hello-world ceilings (which server to run on; a --quick run skips them) ----------------------
+if (values.ceilings ?? !quick) {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-workerd-'));
   writeFileSync(path.join(dir, 'hello.js'), readFileSync(helloScript));
@@ -121,6 +139,7 @@ const hello :Workerd.Worker = ( modules = [ (name = "hello.js", esModule = embed
   ceilings.push({ server: 'Miniflare with unsafeDirectSockets (chosen)', ...(await measure((await direct.unsafeGetDirectURL('hello')).toString(), hello)) });
   await direct.dispose();
   for (const c of ceilings) log(`hello world, ${c.server}: ${c.rps} req/s`);
+  phase('hello-world ceilings');
 }
 
 // --- baselines ----------------------------------------------------------------------------------
@@ -143,12 +162,15 @@ const bareUrl = (await bare.unsafeGetDirectURL('bare')).toString();
 record('bare-proxy', await measure(bareUrl, [{ method: 'POST', path: '/v1/chat/completions', headers: json, body: chatBody('mock-model') }]), mockBaseline);
 const bareBaseline = results.at(-1);
 await bare.dispose();
+phase('baselines');
 
 // --- the gateway --------------------------------------------------------------------------------
+const profilePort = values.profile ? await freePort() : undefined;
 const { mf: gateway, base } = await startGateway({
   scriptPath: gatewayScript,
   bindings: { ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' },
   persist: process.env.BENCH_PERSIST,
+  inspectorPort: profilePort,
 });
 await applyMigrations(gateway);
 
@@ -171,11 +193,20 @@ const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: { ...j
 const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` }, body: '{}' });
 const auth = { ...json, authorization: `Bearer ${key}` };
 
-async function createAgents(prefix, count, extra = {}) {
+/**
+ * Creates agents through the API (D1 registry row, then the object's own initialisation), with
+ * `parallel` requests in flight at any time: no batch waits for its slowest member.
+ */
+async function createAgents(prefix, count, extra = {}, parallel = 32) {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
-  for (let i = 0; i < ids.length; i += 32) {
-    await Promise.all(ids.slice(i, i + 32).map((id) => call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id, concurrency: 32, ...extra }) }, { allowConflict: true })));
-  }
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length) {
+      const id = ids[next++];
+      await call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id, concurrency: 32, ...extra }) }, { allowConflict: true });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, count) }, worker));
   return ids;
 }
 
@@ -195,7 +226,15 @@ const execOn = (ids, body = execBody) => [{ method: 'POST', headers: auth, body,
 const want = values.only ? new Set(values.only.split(',')) : null;
 async function scenario(id, requests, baseline = bareBaseline) {
   if (want && !want.has(id)) return;
-  record(id, await measure(base, requests), baseline);
+  if (!values.profile) return record(id, await measure(base, requests), baseline);
+  await load(base, requests, warmup);
+  const profiler = await startProfile(profilePort);
+  const result = await load(base, requests);
+  const profile = await profiler.stop();
+  mkdirSync(values.profile, { recursive: true });
+  writeFileSync(path.join(values.profile, `${id}.cpuprofile`), JSON.stringify(profile));
+  log(`${id}: CPU by self time\n${summarise(profile)}`);
+  record(id, result, baseline);
 }
 
 log('creating agents');
@@ -204,9 +243,11 @@ const [one] = await createAgents('scale1', 1);
 const [hotC1] = await createAgents('hot-c1', 1, { concurrency: 1 });
 const [hotC32] = await createAgents('hot-c32', 1, { concurrency: 32 });
 const [longHistory] = await createAgents('long', 1);
-for (let i = 0; i < 60; i++) await call(`/v1/agents/${longHistory}/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: { message: `question ${i} about refunds ${'x'.repeat(400)}` } }) });
-await call(`/v1/agents/${longHistory}/context`, { method: 'PATCH', headers: auth, body: JSON.stringify({ notes: 'y'.repeat(200_000) }) });
-log('agents ready');
+if (!want || want.has('long-history')) {
+  for (let i = 0; i < 60; i++) await call(`/v1/agents/${longHistory}/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: { message: `question ${i} about refunds ${'x'.repeat(400)}` } }) });
+  await call(`/v1/agents/${longHistory}/context`, { method: 'PATCH', headers: auth, body: JSON.stringify({ notes: 'y'.repeat(200_000) }) });
+}
+phase('start the gateway, create the scenarios\' agents');
 await sleep(2_000); // let the creations' outbox flushes reach D1 before measuring
 
 await scenario('healthz', [{ method: 'GET', path: '/healthz' }]);
@@ -225,12 +266,16 @@ await scenario('context-patch', [{ method: 'PATCH', headers: auth, body: JSON.st
 await scenario('scale-1', execOn([one]));
 await scenario('scale-100', execOn(hundred));
 await scenario('long-history', execOn([longHistory]));
+phase('scenarios');
 if (!want || want.has('scale-10000')) {
-  // Last, because creating 10,000 agents leaves 10,000 objects flushing their first snapshot.
+  // Last: 10,000 objects stay resident in the one workerd process for the rest of the run.
   log('creating 10,000 agents');
   const tenThousand = await createAgents('a10k', 10_000);
-  await sleep(5_000);
+  // Creation leaves nothing behind (no flush, no alarm: the registry row is the snapshot), so
+  // the scenario starts at once: every execution is the first on its agent.
+  phase('create 10,000 agents');
   await scenario('scale-10000', execOn(tenThousand));
+  phase('scale-10000');
 }
 
 await gateway.dispose();
@@ -243,6 +288,7 @@ for (const c of ceilings) console.log(`| ${c.server} | ${c.rps} | ${c.p50} | ${c
 console.log('\n| scenario | req/s | ratio | vs | p50 ms | p99 ms | p99.9 ms | non-2xx | errors |\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
 for (const r of results) console.log(`| ${r.scenario} | ${r.rps} | ${r.ratio ?? ''} | ${r.baseline ?? ''} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.non2xx} | ${r.errors} |`);
 
+console.log(`\nwall time ${((Date.now() - started) / 1000).toFixed(0)} s: ${phases.map((p) => `${p.name} ${p.seconds.toFixed(1)} s`).join('; ')}`);
 const chat = results.find((r) => r.scenario === 'chat-proxy');
 if (chat) console.log(`\nchat-proxy adds ${chat.p50 - mockDirect.p50} ms at p50 and ${chat.p99 - mockDirect.p99} ms at p99 over the mock called directly; the bare proxy adds ${bareBaseline.p50 - mockDirect.p50} / ${bareBaseline.p99 - mockDirect.p99} ms.`);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });

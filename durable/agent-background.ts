@@ -1,6 +1,6 @@
 import type { AgentStore } from './agent-store';
 import type { AgentWebhooks } from './agent-webhooks';
-import { drainOutbox, type AgentSnapshot } from './outbox';
+import { drainOutbox, OUTBOX_BATCH, type AgentSnapshot } from './outbox';
 
 /** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
 const WATCHDOG_MS = 30_000;
@@ -8,6 +8,8 @@ const WATCHDOG_MS = 30_000;
 const OUTBOX_RETRY_MS = 5_000;
 /** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
 const FLUSH_DELAY_MS = 250;
+/** Retention (old keys, finished executions, transaction outcomes) at most this often. */
+const RETAIN_EVERY_MS = 5 * 60_000;
 
 /**
  * The agent's work off the request path: the outbox to D1 (with the agent's snapshot, written
@@ -20,13 +22,15 @@ export class BackgroundWork {
   private flushPending = false;
   /** A restart may have lost a snapshot that was due, so a new instance writes one. */
   private snapshotDirty = true;
+  /** When retention last ran in this instance (0: not yet, so a new instance runs it once). */
+  private retainedAt = 0;
 
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly db: D1Database,
     private readonly store: AgentStore,
     private readonly webhooks: AgentWebhooks,
-    private readonly preparedExpiry: () => number | undefined,
+    private readonly retain: (now: number) => void,
   ) {}
 
   /**
@@ -37,16 +41,40 @@ export class BackgroundWork {
     this.snapshotDirty = true;
   }
 
-  /** After a change: deliver the outbox soon (off the request's path) and keep the alarm armed. */
+  /** The D1 registry already holds the current snapshot (creation: the Worker wrote it). */
+  snapshotCurrent(): void {
+    this.snapshotDirty = false;
+  }
+
+  /**
+   * After a change: deliver the outbox soon (off the request's path) and keep the alarm armed
+   * as the fallback should this instance go away before then. An alarm already due within the
+   * outbox's retry delay covers any change (the flush re-arms precisely), so most changes of a
+   * busy agent cost no alarm bookkeeping at all.
+   */
   afterChange(): void {
     if (!this.flushPending) {
       this.flushPending = true;
       setTimeout(() => {
         this.flushPending = false;
-        void Promise.all([this.flush(), this.deliver()]).then(() => this.armAlarm());
+        void Promise.all([this.flush(), this.webhooks.hasQueued() ? this.deliver() : undefined]).then(() => {
+          this.retainIfDue();
+          return this.settle();
+        });
       }, FLUSH_DELAY_MS);
     }
-    void this.armAlarm();
+    if (this.alarmAt === null || this.alarmAt > Date.now() + OUTBOX_RETRY_MS) void this.armAlarm();
+  }
+
+  /**
+   * Runs retention if it is due. From the flush as well as the alarm: a healthy agent's alarm
+   * is deleted after each flush and may never fire, and retention must not depend on it.
+   */
+  retainIfDue(): void {
+    const now = Date.now();
+    if (now - this.retainedAt < RETAIN_EVERY_MS || !this.store.agentRow()) return;
+    this.retainedAt = now;
+    this.retain(now);
   }
 
   /** Resolves when the flush in progress (if any) has ended. */
@@ -64,7 +92,8 @@ export class BackgroundWork {
           this.storage.transactionSync(() => this.writeSnapshot(Date.now()));
         }
         const agentId = this.store.config(row).id;
-        while ((await drainOutbox(this.db, this.store, row.tenant_id, agentId)) > 0) { /* drain everything due */ }
+        // A batch short of full (or refused in part) ends the flush: what is left waits for the next.
+        while ((await drainOutbox(this.db, this.store, row.tenant_id, agentId)) === OUTBOX_BATCH) { /* drain everything due */ }
       })
       .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'outbox flush failed', error: String(error) })));
     return this.flushChain;
@@ -82,21 +111,37 @@ export class BackgroundWork {
     const now = Date.now();
     // Nothing is ever due sooner than a second from now: an alarm that close needs no checks.
     if (this.alarmAt !== null && this.alarmAt <= now + 1_000) return;
-    if (!this.store.agentRow()) return;
-    const { running, queued } = this.store.counts();
-    const outboxAt = this.store.nextOutboxAt();
-    const deliveryAt = this.webhooks.nextDueAt();
-    const preparedExpiry = this.preparedExpiry();
-    const candidates = [
-      running + queued > 0 ? now + WATCHDOG_MS : Infinity,
-      outboxAt === undefined ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
-      deliveryAt === undefined ? Infinity : Math.max(deliveryAt, now + 1_000),
-      preparedExpiry ?? Infinity,
-    ];
-    const due = Math.min(...candidates);
+    const due = this.nextNeed(now);
     if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
     this.alarmAt = due;
     await this.storage.setAlarm(due);
+  }
+
+  /**
+   * After a flush: when nothing is left for the alarm (outbox delivered, no work in flight, no
+   * delivery or prepared transaction waiting), the fallback alarm is removed, so an agent used
+   * once does not wake again seconds later only to find nothing to do; otherwise it is armed
+   * for the earliest need.
+   */
+  private async settle(): Promise<void> {
+    if (this.alarmAt !== null && this.nextNeed(Date.now()) === Infinity) {
+      this.alarmAt = null;
+      await this.storage.deleteAlarm();
+      return;
+    }
+    await this.armAlarm();
+  }
+
+  /** When the alarm is next needed (Infinity: never, as things stand). */
+  private nextNeed(now: number): number {
+    if (!this.store.agentRow()) return Infinity;
+    const { active, outboxAt, deliveryAt, preparedExpiry } = this.store.alarmNeeds();
+    return Math.min(
+      active > 0 ? now + WATCHDOG_MS : Infinity,
+      outboxAt === null ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
+      deliveryAt === null ? Infinity : Math.max(deliveryAt, now + 1_000),
+      preparedExpiry ?? Infinity,
+    );
   }
 
   private writeSnapshot(now: number): void {

@@ -9,7 +9,7 @@ import { invokeUpstream } from '../worker/upstream/invoke';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { resolveUpstream } from '../worker/upstream/resolve';
 import type { InvokeOutcome } from '../worker/upstream/types';
-import type { AgentStore } from './agent-store';
+import type { AgentStore, ExecutionRow } from './agent-store';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
@@ -19,14 +19,14 @@ export const MAX_OUTPUT_BYTES = 1024 * 1024;
 
 /** What the runner needs from the agent object around it. */
 export interface RunnerHooks {
-  /** Records an execution's state change (outbox, event log, webhooks), inside its transaction. */
-  changed(id: string, now: number): void;
+  /** Records an execution's state change (outbox, event log, webhooks), inside its transaction; `row` as just written. */
+  changed(id: string, now: number, row?: ExecutionRow): void;
   /** After changes, outside any transaction: deliver the outbox and keep the alarm armed. */
   settled(): void;
   /** Whether a prepared transaction holds the context (a context patch must not land). */
   contextLocked(): boolean;
-  /** The execution as the API shows it, or null if the agent is gone. */
-  view(id: string): Execution | null;
+  /** The execution as the API shows it (from `row` when the caller has it), or null if the agent is gone. */
+  view(id: string, row?: ExecutionRow): Execution | null;
 }
 
 /**
@@ -37,8 +37,13 @@ export interface RunnerHooks {
  */
 export class ExecutionRunner {
   private readonly inflight = new Map<string, AbortController>();
-  private readonly waiters = new Map<string, (() => void)[]>();
+  private readonly waiters = new Map<string, ((finished?: ExecutionRow) => void)[]>();
   private orphansResumed = false;
+  /**
+   * Set once the queue was seen empty, cleared by every new execution (`pump({ queued: true })`):
+   * while set, pumping costs no statement. A new instance knows nothing, so it looks.
+   */
+  private queueEmpty = false;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -59,26 +64,39 @@ export class ExecutionRunner {
   }
 
   /** Starts queued executions while slots are free (none while paused); fails expired ones. */
-  pump(): void {
+  pump(options: { queued?: boolean } = {}): void {
+    if (options.queued) this.queueEmpty = false;
     const row = this.store.agentRow();
     if (!row) return;
     if (!this.orphansResumed) this.resumeOrphans();
+    if (this.queueEmpty) return;
+    // The head of the queue first: an empty queue (the usual case after a run) costs one read.
+    let next = this.store.nextQueued();
+    if (!next) {
+      this.queueEmpty = true;
+      return;
+    }
     const now = Date.now();
-    for (const expired of this.store.expiredQueued(now)) {
-      this.finish(expired.id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
+    const expired = this.store.expiredQueued(now);
+    for (const { id } of expired) {
+      this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
     }
     if (row.paused) return;
     const { concurrency } = this.store.config(row);
     let running = this.store.counts().running;
-    while (running < concurrency) {
-      const next = this.store.nextQueued();
-      if (!next) break;
-      this.storage.transactionSync(() => {
-        this.store.markRunning(next.id, now);
-        this.hooks.changed(next.id, now);
+    if (expired.length > 0) next = this.store.nextQueued();
+    while (running < concurrency && next) {
+      const id = next.id;
+      // The row as marked (RETURNING) goes to the run: it need not read it back.
+      const marked = this.storage.transactionSync(() => {
+        const written = this.store.markRunning(id, now);
+        this.hooks.changed(id, now, written);
+        return written;
       });
       running++;
-      void this.run(next.id);
+      void this.run(id, marked);
+      next = running < concurrency ? this.store.nextQueued() : undefined;
+      if (!next && running < concurrency) this.queueEmpty = true;
     }
   }
 
@@ -86,16 +104,17 @@ export class ExecutionRunner {
   resumeOrphans(): void {
     this.orphansResumed = true;
     for (const orphan of this.store.byStatus('running')) {
-      if (!this.inflight.has(orphan.id)) void this.run(orphan.id);
+      if (!this.inflight.has(orphan.id)) void this.run(orphan.id, orphan);
     }
   }
 
-  private async run(id: string): Promise<void> {
+  /** Runs one execution; `current` is its row as just read or written in this same turn. */
+  private async run(id: string, current: ExecutionRow | undefined): Promise<void> {
     const controller = new AbortController();
     this.inflight.set(id, controller);
     try {
       const row = this.store.agentRow();
-      const execution = this.store.execution(id);
+      const execution = current;
       if (!row || !execution || execution.status !== 'running') return;
       const config = this.store.config(row);
       const remaining = MAX_TOTAL_ATTEMPTS - execution.attempts;
@@ -109,7 +128,8 @@ export class ExecutionRunner {
         regions: regionTags(config.region ?? this.store.locationHint()),
         policy: outboundPolicy(this.env),
       });
-      if (this.store.execution(id)?.status !== 'running') return; // cancelled while the pool loaded
+      // Cancelled (or the agent deleted) while the pool loaded: both abort this controller.
+      if (controller.signal.aborted) return;
       const outcome = await invokeUpstream(
         upstream,
         {
@@ -140,39 +160,34 @@ export class ExecutionRunner {
     const execution = this.store.execution(id);
     if (!execution || TERMINAL.has(execution.status)) return;
     const now = Date.now();
+    let finished: ExecutionRow | undefined;
+    const end = (status: 'succeeded' | 'failed', result: Parameters<AgentStore['finishExecution']>[2]) => {
+      finished = this.store.finishExecution(id, status, result, now);
+      this.hooks.changed(id, now, finished);
+    };
     this.storage.transactionSync(() => {
-      if (outcome.ok) {
-        const { output, contextPatch } = outcome.reply;
-        if (contextPatch && this.hooks.contextLocked()) {
-          // The context belongs to a prepared transaction: writing over it would be lost or
-          // overwritten by the commit, so the execution fails and the client may run it again.
-          this.store.finishExecution(id, 'failed', { error: { code: 'agent_locked', message: 'a transaction holds this agent\'s context; the context patch was not applied' } }, now);
-          this.hooks.changed(id, now);
-          return;
-        }
-        if (jsonBytes(output ?? null) > MAX_OUTPUT_BYTES) {
-          this.store.finishExecution(id, 'failed', { error: { code: 'output_too_large', message: `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes` } }, now);
-          this.hooks.changed(id, now);
-          return;
-        }
-        if (contextPatch) {
-          const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
-          if (jsonBytes(data) > MAX_CONTEXT_BYTES) {
-            this.store.finishExecution(id, 'failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } }, now);
-            this.hooks.changed(id, now);
-            return;
-          }
-          this.store.writeContext(data, now);
-        }
-        const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
-        this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
-        this.store.finishExecution(id, 'succeeded', { output }, now);
-      } else {
-        this.store.finishExecution(id, 'failed', { error: outcome.error }, now);
+      if (!outcome.ok) return end('failed', { error: outcome.error });
+      const { output, contextPatch } = outcome.reply;
+      if (contextPatch && this.hooks.contextLocked()) {
+        // The context belongs to a prepared transaction: writing over it would be lost or
+        // overwritten by the commit, so the execution fails and the client may run it again.
+        return end('failed', { error: { code: 'agent_locked', message: 'a transaction holds this agent\'s context; the context patch was not applied' } });
       }
-      this.hooks.changed(id, now);
+      if (jsonBytes(output ?? null) > MAX_OUTPUT_BYTES) {
+        return end('failed', { error: { code: 'output_too_large', message: `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes` } });
+      }
+      if (contextPatch) {
+        const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
+        if (jsonBytes(data) > MAX_CONTEXT_BYTES) {
+          return end('failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } });
+        }
+        this.store.writeContext(data, now);
+      }
+      const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
+      this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
+      end('succeeded', { output });
     });
-    this.notify(id);
+    this.notify(id, finished);
   }
 
   /**
@@ -181,20 +196,22 @@ export class ExecutionRunner {
    */
   waitForFinish(id: string): Promise<Execution | null> {
     const current = this.store.execution(id);
-    if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.hooks.view(id));
+    if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.hooks.view(id, current));
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);
-      const done = () => { clearTimeout(timer); resolve(this.hooks.view(id)); };
+      const done = (finished?: ExecutionRow) => { clearTimeout(timer); resolve(this.hooks.view(id, finished)); };
       this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
     });
   }
 
-  notify(id: string): void {
-    const execution = this.store.execution(id);
-    if (execution && !TERMINAL.has(execution.status)) return;
+  /** Releases the waiters of an execution once it is finished (`finished`: its final row, if the caller has it). */
+  notify(id: string, finished?: ExecutionRow): void {
     const waiting = this.waiters.get(id);
+    if (!waiting) return;
+    const execution = finished ?? this.store.execution(id);
+    if (execution && !TERMINAL.has(execution.status)) return;
     this.waiters.delete(id);
-    for (const resolve of waiting ?? []) resolve();
+    for (const resolve of waiting) resolve(execution);
   }
 
 }

@@ -146,7 +146,19 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 export function migrate(sql: Sql, storage: DurableObjectStorage): void {
+  // Every start of the object comes here, and almost always the schema is current: one read
+  // decides that, and only a new or older object pays for the transaction below.
+  if (storedVersion(sql) === MIGRATIONS.length) return;
   runMigrations(sql, storage, MIGRATIONS);
+}
+
+/** The applied count, or 0 for a new object (no `meta` table yet: the read fails). */
+function storedVersion(sql: Sql): number {
+  try {
+    return Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** Applies the entries of `migrations` not yet applied, in one transaction. */

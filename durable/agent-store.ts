@@ -78,6 +78,8 @@ export class AgentStore {
    */
   private cachedRow: AgentRow | null | undefined;
   private cachedConfig: { row: AgentRow; config: AgentConfig } | undefined;
+  /** Read by every execution (placement tags for pools), written once at creation. */
+  private cachedHint: Region | null | undefined;
 
   constructor(private readonly sql: Sql) {}
 
@@ -92,6 +94,7 @@ export class AgentStore {
   invalidate(): void {
     this.cachedRow = undefined;
     this.cachedConfig = undefined;
+    this.cachedHint = undefined;
   }
 
   config(row: AgentRow): AgentConfig {
@@ -167,11 +170,16 @@ export class AgentStore {
     return this.sql.one<ExecutionRow>('SELECT * FROM executions ORDER BY seq DESC LIMIT 1');
   }
 
-  insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number }): void {
-    this.sql.run(
-      "INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, rev) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, 1)",
+  // Writes return the row they wrote (RETURNING): the outbox, the event log and the caller's
+  // view need it, and reading it back would be one more statement per state change.
+
+  insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number }): ExecutionRow {
+    const row = this.sql.one<ExecutionRow>(
+      "INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, rev) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, 1) RETURNING *",
       e.id, e.intent, JSON.stringify(e.input ?? null), e.idempotencyKey, e.deadlineAt, e.now,
     );
+    if (!row) throw new Error(`execution ${e.id} was not written`);
+    return row;
   }
 
   nextQueued(): ExecutionRow | undefined {
@@ -186,24 +194,23 @@ export class AgentStore {
     return this.sql.all<{ id: string }>("SELECT id FROM executions WHERE status = 'queued' AND deadline_at <= ?", now);
   }
 
-  markRunning(id: string, now: number): void {
-    this.sql.run("UPDATE executions SET status = 'running', started_at = ?, rev = rev + 1 WHERE id = ? AND status = 'queued'", now, id);
+  markRunning(id: string, now: number): ExecutionRow | undefined {
+    return this.sql.one<ExecutionRow>("UPDATE executions SET status = 'running', started_at = ?, rev = rev + 1 WHERE id = ? AND status = 'queued' RETURNING *", now, id);
   }
 
   recordAttempt(id: string, upstream: string): void {
     this.sql.run('UPDATE executions SET attempts = attempts + 1, upstream = ?, rev = rev + 1 WHERE id = ?', upstream, id);
   }
 
-  /** Moves an unfinished execution to a terminal state; returns false if it had already finished. */
-  finishExecution(id: string, status: 'succeeded' | 'failed' | 'cancelled', result: { output?: unknown; error?: ExecutionError }, now: number): boolean {
-    const written = this.sql.run(
-      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?), rev = rev + 1 WHERE id = ? AND status IN ('queued', 'running')",
+  /** Moves an unfinished execution to a terminal state; returns undefined if it had already finished. */
+  finishExecution(id: string, status: 'succeeded' | 'failed' | 'cancelled', result: { output?: unknown; error?: ExecutionError }, now: number): ExecutionRow | undefined {
+    return this.sql.one<ExecutionRow>(
+      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?), rev = rev + 1 WHERE id = ? AND status IN ('queued', 'running') RETURNING *",
       status,
       result.output === undefined ? null : JSON.stringify(result.output),
       result.error === undefined ? null : JSON.stringify(result.error),
       now, now, id,
     );
-    return written > 0;
   }
 
   // --- idempotency ---
@@ -222,11 +229,15 @@ export class AgentStore {
   }
 
   setMeta(key: string, value: string): void {
+    if (key === 'location_hint') this.cachedHint = undefined;
     this.sql.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', key, value);
   }
 
   locationHint(): Region | null {
-    return (this.sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'location_hint'")?.value as Region | undefined) ?? null;
+    if (this.cachedHint === undefined) {
+      this.cachedHint = (this.sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'location_hint'")?.value as Region | undefined) ?? null;
+    }
+    return this.cachedHint;
   }
 
   /** Next value of a named counter kept in `meta`. */
@@ -263,16 +274,30 @@ export class AgentStore {
     return this.sql.all<OutboxRow>('SELECT key, kind, rev, payload, attempts, next_at FROM outbox WHERE next_at <= ? ORDER BY next_at LIMIT ?', now, limit);
   }
 
-  /** Removes delivered rows, unless they were rewritten (a newer rev) while in flight. */
+  /** Removes delivered rows, unless they were rewritten (a newer rev) while in flight; one statement for the batch. */
   ackOutbox(rows: OutboxRow[]): void {
-    for (const row of rows) this.sql.run('DELETE FROM outbox WHERE key = ? AND rev = ?', row.key, row.rev);
+    if (rows.length === 0) return;
+    this.sql.run(
+      "DELETE FROM outbox WHERE rowid IN (SELECT o.rowid FROM json_each(?) AS j JOIN outbox AS o ON o.key = j.value ->> '$[0]' AND o.rev = j.value ->> '$[1]')",
+      JSON.stringify(rows.map((row) => [row.key, row.rev])),
+    );
   }
 
   retryOutbox(row: OutboxRow, nextAt: number, error: string): void {
     this.sql.run('UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE key = ? AND rev = ?', nextAt, error.slice(0, 500), row.key, row.rev);
   }
 
-  nextOutboxAt(): number | undefined {
-    return this.sql.one<{ at: number | null }>('SELECT min(next_at) AS at FROM outbox')?.at ?? undefined;
+  /**
+   * Everything the alarm may be needed for, in one read (it runs after every flush): unfinished
+   * executions, the earliest outbox row, pending webhook delivery and prepared transaction.
+   */
+  alarmNeeds(): { active: number; outboxAt: number | null; deliveryAt: number | null; preparedExpiry: number | null } {
+    const row = this.sql.one<{ active: number; outbox_at: number | null; delivery_at: number | null; prepared_expiry: number | null }>(
+      `SELECT (SELECT count(*) FROM executions WHERE status IN ('running', 'queued')) AS active,
+              (SELECT min(next_at) FROM outbox) AS outbox_at,
+              (SELECT min(next_at) FROM deliveries WHERE status = 'pending') AS delivery_at,
+              (SELECT min(expires_at) FROM tx_prepared) AS prepared_expiry`,
+    );
+    return { active: row?.active ?? 0, outboxAt: row?.outbox_at ?? null, deliveryAt: row?.delivery_at ?? null, preparedExpiry: row?.prepared_expiry ?? null };
   }
 }

@@ -127,10 +127,6 @@ export class AgentTransactions {
     return ok({ aborted: true });
   }
 
-  nextExpiry(): number | undefined {
-    return this.sql.one<{ at: number | null }>('SELECT min(expires_at) AS at FROM tx_prepared')?.at ?? undefined;
-  }
-
   /**
    * For every prepared transaction past its expiry, asks the coordinator for the decision and
    * applies it. An unreachable or undecided coordinator is asked again later; the lock stays,

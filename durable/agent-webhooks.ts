@@ -80,6 +80,12 @@ export class AgentWebhooks {
   private readonly sending = new Set<string>();
   /** Registrations with their parsed event lists; dropped on every change. */
   private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
+  /**
+   * Deliveries were queued (fan-out, manual retry) since the last send. The send after a change
+   * runs only then, so an agent without webhooks reads no deliveries per execution; retries and
+   * a new instance's leftovers go out from the alarm, which always looks.
+   */
+  private queued = true;
 
   /**
    * @param pushTarget where a delivery that belongs to no webhook goes (A2A push
@@ -136,6 +142,7 @@ export class AgentWebhooks {
         id, hook.id, type, payload, now, now,
       );
     }
+    if (hooks.length > 0) this.queued = true;
     return hooks.length;
   }
 
@@ -153,16 +160,19 @@ export class AgentWebhooks {
   retry(id: string, now: number): Delivery | null {
     const written = this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
     if (written === 0) return null;
+    this.queued = true;
     const row = this.sql.one<DeliveryRow>('SELECT * FROM deliveries WHERE id = ?', id);
     return row ? toDelivery(row) : null;
   }
 
-  nextDueAt(): number | undefined {
-    return this.sql.one<{ at: number | null }>("SELECT min(next_at) AS at FROM deliveries WHERE status = 'pending'")?.at ?? undefined;
+  /** Whether deliveries were queued since the last send (see `queued`). */
+  hasQueued(): boolean {
+    return this.queued;
   }
 
   /** Sends every due delivery (not already in flight here); returns how many landed. */
   async deliverDue(now = Date.now()): Promise<number> {
+    this.queued = false;
     const due = this.sql
       .all<DeliveryRow & { url: string | null; secret: string | null }>(
         `SELECT d.*, w.url AS url, w.secret AS secret FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id

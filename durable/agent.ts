@@ -7,7 +7,7 @@ import { jsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
-import { AgentStore, toExecution, type AgentRow } from './agent-store';
+import { AgentStore, toExecution, type AgentRow, type ExecutionRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
@@ -23,8 +23,6 @@ const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
 const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
-/** Retention (old idempotency keys, finished executions, transaction outcomes) at most this often. */
-const PRUNE_EVERY_MS = 5 * 60_000;
 
 /**
  * One agent: its config, context, conversation history, executions, idempotency keys and
@@ -40,7 +38,6 @@ export class AgentDO extends DurableObject<Env> {
   private readonly runner: ExecutionRunner;
   private readonly background: BackgroundWork;
   private readonly a2aServer: A2AServer;
-  private prunedAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -62,15 +59,15 @@ export class AgentDO extends DurableObject<Env> {
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
-    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, () => this.tx.nextExpiry());
+    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, (now) => this.prune(now));
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
-      changed: (id, now) => {
-        this.enqueueExecution(id, now);
+      changed: (id, now, row) => {
+        this.enqueueExecution(id, now, row);
         this.background.snapshotStale();
       },
       settled: () => this.afterChange(),
       contextLocked: () => this.tx.lock() !== undefined,
-      view: (id) => this.executionOrNull(id),
+      view: (id, row) => this.executionOrNull(id, row),
     });
     this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
@@ -96,9 +93,10 @@ export class AgentDO extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.store.insertAgent(input.tenantId, input.config, now);
       if (input.locationHint) this.store.setMeta('location_hint', input.locationHint);
-      this.background.snapshotStale();
     });
-    this.afterChange();
+    // The Worker registered the agent in D1 with this very snapshot before calling: a new
+    // agent has nothing to send, so creation costs no flush and no alarm.
+    this.background.snapshotCurrent();
     return ok(this.view());
   }
 
@@ -173,18 +171,18 @@ export class AgentDO extends DurableObject<Env> {
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = newId('ex');
-    this.ctx.storage.transactionSync(() => {
-      this.store.insertExecution({
+    const inserted = this.ctx.storage.transactionSync(() => {
+      const written = this.store.insertExecution({
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
         deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now,
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
-      this.enqueueExecution(id, now);
+      this.enqueueExecution(id, now, written);
+      return written;
     });
-    const queued = this.executionView(id);
-    this.runner.pump();
+    this.runner.pump({ queued: true });
     this.afterChange();
-    if (request.mode === 'async') return ok({ execution: queued, replayed: false });
+    if (request.mode === 'async') return ok({ execution: toExecution(inserted, agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
@@ -383,15 +381,16 @@ export class AgentDO extends DurableObject<Env> {
       await Promise.all([this.background.flush(), this.background.deliver()]);
       await this.tx.resolveExpired((prepared) => this.askCoordinator(prepared.coordinator_name, prepared.tx_id), Date.now());
       await this.background.flush();
-      // Retention work is cheap to postpone and the alarm fires often while the agent is busy.
-      if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
-        this.prunedAt = Date.now();
-        this.store.prune(Date.now() - IDEMPOTENCY_TTL_MS, Date.now() - EDGE_KEY_TTL_MS, KEEP_FINISHED);
-        this.tx.prune(Date.now());
-        this.a2aServer.tasks.prune();
-      }
+      this.background.retainIfDue();
     }
     await this.background.armAlarm();
+  }
+
+  /** Retention: old idempotency keys, finished executions beyond the newest 1,000, transaction outcomes, A2A tasks of pruned executions. */
+  private prune(now: number): void {
+    this.store.prune(now - IDEMPOTENCY_TTL_MS, now - EDGE_KEY_TTL_MS, KEEP_FINISHED);
+    this.tx.prune(now);
+    this.a2aServer.tasks.prune();
   }
 
   // --- outbox and alarm ---
@@ -400,9 +399,9 @@ export class AgentDO extends DurableObject<Env> {
    * Called in the transaction of every execution state change: the D1 projection, the
    * lifecycle event for streams, and the webhook deliveries of terminal events.
    */
-  private enqueueExecution(id: string, now: number): void {
+  private enqueueExecution(id: string, now: number, written?: ExecutionRow): void {
     const row = this.store.agentRow();
-    const execution = this.store.execution(id);
+    const execution = written ?? this.store.execution(id);
     if (!row || !execution) return;
     const view = toExecution(execution, this.ids(row).agentId);
     this.store.enqueue(`execution:${id}`, 'execution', execution.rev, view, now);
@@ -428,9 +427,9 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentView(row);
   }
 
-  private executionOrNull(id: string): Execution | null {
+  private executionOrNull(id: string, known?: ExecutionRow): Execution | null {
     const row = this.store.agentRow();
-    const execution = this.store.execution(id);
+    const execution = known ?? this.store.execution(id);
     return row && execution ? toExecution(execution, this.ids(row).agentId) : null;
   }
 

@@ -7,7 +7,8 @@ export interface AgentSnapshot {
   contextVersion: number;
 }
 
-const BATCH = 50;
+/** Rows per D1 batch: a flush that sent fewer has sent everything that was due. */
+export const OUTBOX_BATCH = 50;
 const MAX_BACKOFF_MS = 5 * 60_000;
 
 /** Backoff for a row D1 refused: 1 s, 2 s, 4 s … capped at 5 minutes, with jitter. */
@@ -47,7 +48,7 @@ function statement(db: D1Database, row: OutboxRow, tenantId: string, agentId: st
  */
 export async function drainOutbox(db: D1Database, store: AgentStore, tenantId: string, agentId: string): Promise<number> {
   const now = Date.now();
-  const rows = store.dueOutbox(now, BATCH);
+  const rows = store.dueOutbox(now, OUTBOX_BATCH);
   if (rows.length === 0) return 0;
   try {
     await db.batch(rows.map((row) => statement(db, row, tenantId, agentId, now)));

@@ -47,9 +47,10 @@ export function bundle(config, outdir) {
 /**
  * Miniflare options for the gateway: the bindings of wrangler.toml, `bindings` as vars and
  * secrets, `port` for the direct socket (0: any), and `persist` (a directory) to keep Durable
- * Object, D1 and KV storage across instances — which is how a process crash is simulated.
+ * Object, D1 and KV storage across instances — which is how a process crash is simulated;
+ * `inspectorPort` opens workerd's inspector (CPU profiles of the gateway's isolate).
  */
-export function gatewayOptions({ scriptPath, bindings, port = 0, persist }) {
+export function gatewayOptions({ scriptPath, bindings, port = 0, persist, inspectorPort }) {
   return {
     name: 'gateway',
     modules: true,
@@ -58,11 +59,16 @@ export function gatewayOptions({ scriptPath, bindings, port = 0, persist }) {
     modulesRoot: path.dirname(scriptPath),
     compatibilityDate,
     compatibilityFlags: ['nodejs_compat'],
-    durableObjects: { AGENTS: { className: 'AgentDO', useSQLite: true }, TRANSACTIONS: { className: 'TransactionDO', useSQLite: true } },
+    durableObjects: {
+      AGENTS: { className: 'AgentDO', useSQLite: true },
+      TRANSACTIONS: { className: 'TransactionDO', useSQLite: true },
+      KEY_LIMITS: { className: 'KeyLimiterDO', useSQLite: true },
+    },
     d1Databases: { DB: 'gateway-db' },
     kvNamespaces: { CACHE: 'gateway-kv' },
     bindings,
     unsafeDirectSockets: [{ host: '127.0.0.1', port }],
+    ...(inspectorPort && { inspectorPort }),
     ...(persist && { defaultPersistRoot: persist, durableObjectsPersist: true, d1Persist: true, kvPersist: true }),
   };
 }

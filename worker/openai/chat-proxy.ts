@@ -46,10 +46,12 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   const maxAttempts = retry?.attempts ?? 3;
   // agent-http targets do not speak chat completions.
   const tried = new Set(runtime.targets.filter((t) => t.kind === 'agent-http').map((t) => t.id));
-  let last = new UpstreamError('refused', `pool ${runtime.pool.name} has no chat-capable targets`, false);
+  // Built only when needed: an Error captures a stack trace, a cost every request would pay.
+  const noTargets = () => new UpstreamError('refused', `pool ${runtime.pool.name} has no chat-capable targets`, false);
+  let last: UpstreamError | undefined;
   let lastTarget: string | undefined;
   let attempts = 0;
-  if (tried.size === runtime.targets.length) return { ok: false, error: last, attempts };
+  if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt && !options.signal.aborted; attempt++) {
     const lease = runtime.lease(options.regions, tried);
@@ -76,7 +78,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
     if (Date.now() + delay >= deadlineAt) break;
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
-  return { ok: false, error: last, attempts, ...(lastTarget !== undefined && { target: lastTarget }) };
+  return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }) };
 }
 
 async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean }> {

@@ -40,7 +40,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  */
 export async function invokeUpstream(upstream: Upstream, request: UpstreamRequest, options: InvokeOptions): Promise<InvokeOutcome> {
   const maxAttempts = options.maxAttempts ?? 3;
-  let last: UpstreamError = new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
+  // Set by the first failure; an Error captures a stack trace, so a success never builds one.
+  let last: UpstreamError | undefined;
   let attempts = 0;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (options.signal.aborted) break;
@@ -79,6 +80,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   if (options.signal.aborted) {
     return { ok: false, attempts, cancelled: true, error: { code: 'cancelled', message: 'execution was cancelled' } };
   }
+  last ??= new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
   const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
   const error = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
   return { ok: false, attempts, cancelled: false, error };

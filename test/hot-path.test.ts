@@ -1,0 +1,94 @@
+import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, newAgent, newTenant } from './support/api';
+
+// The agent's SQL hot path, measured by statement rather than by clock (the machine's speed
+// does not matter): every statement an execution runs is recorded, then planned with EXPLAIN
+// QUERY PLAN against the same object's schema.
+
+type SqlValue = ArrayBuffer | string | number | null;
+interface Recorded { query: string; params: SqlValue[] }
+
+const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+
+/** Wraps the object's SQL handle (shared by its store, events, webhooks and transactions) to record statements. */
+function record(instance: unknown, into: Recorded[]): void {
+  const holder = (instance as { store: { sql: { sql: SqlStorage } } }).store.sql;
+  const real = holder.sql;
+  holder.sql = {
+    exec: (query: string, ...params: SqlValue[]) => {
+      into.push({ query, params });
+      return real.exec(query, ...params);
+    },
+  } as unknown as SqlStorage;
+}
+
+async function executeRecorded(key: string, tenantId: string, agentId: string): Promise<Recorded[]> {
+  const recorded: Recorded[] = [];
+  await runInDurableObject(stubOf(tenantId, agentId), (instance) => record(instance, recorded));
+  const res = await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'support.reply', input: { message: 'How do refunds work?' } } });
+  expect(res.status).toBe(200);
+  // The outbox flush follows the request shortly; wait until it has reached D1.
+  await eventually(() => env.DB.prepare('SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ? AND status = ?').bind(tenantId, res.body.id, 'succeeded').first());
+  await eventually(async () => (await runInDurableObject(stubOf(tenantId, agentId), (_i, state) => state.storage.sql.exec('SELECT count(*) AS n FROM outbox').one().n)) === 0);
+  return recorded;
+}
+
+describe('the execution hot path in the agent object', () => {
+  it('plans every statement of a sync execution without a full scan of a growing table', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // Some history first, so the tables are not trivially empty.
+    for (let i = 0; i < 3; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm', input: i } })).status).toBe(200);
+    // Their flush (and the instance's first retention pass, which is not per execution) first.
+    await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (_i, state) => state.storage.sql.exec('SELECT count(*) AS n FROM outbox').one().n)) === 0);
+    const recorded = await executeRecorded(key, tenantId, id);
+
+    const distinct = new Map(recorded.map((r) => [r.query, r.params]));
+    const scans = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      const found: string[] = [];
+      for (const [query, params] of distinct) {
+        const plan = state.storage.sql.exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${query}`, ...params).toArray();
+        // "SCAN t" without an index reads every row. Not counted: the singleton tables (agent,
+        // context, meta), tx_prepared (at most one row: the lock), and a walk of the rowid
+        // from the end that stops at its LIMIT (the newest history turns).
+        const rowidWalk = /ORDER BY seq DESC LIMIT \?$/.test(query.trim());
+        for (const { detail } of plan) {
+          if (!rowidWalk && /^SCAN (executions|history|events|outbox|idempotency|deliveries|webhooks|tx_outcomes)\b/.test(detail) && !/USING (COVERING )?INDEX/.test(detail)) {
+            found.push(`${detail}  ←  ${query.replace(/\s+/g, ' ').slice(0, 120)}`);
+          }
+        }
+      }
+      return found;
+    });
+    expect(scans).toEqual([]);
+  });
+
+  it('runs a bounded number of statements per sync execution, flush included', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
+    await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (_i, state) => state.storage.sql.exec('SELECT count(*) AS n FROM outbox').one().n)) === 0);
+    const recorded = await executeRecorded(key, tenantId, id);
+    // 34 when this test was written (59 before the hot-path work): accept, start and finish with
+    // their outbox rows and events, context and history, the D1 snapshot and the outbox ack,
+    // and the alarm's bookkeeping. A statement added to the hot path shows up here first.
+    expect(recorded.length).toBeLessThanOrEqual(36);
+  });
+
+  it('runs retention from the flush and leaves no alarm behind once everything reached D1', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'old' } })).status).toBe(200);
+    // The first execution's edge key, aged past its 10-minute retention.
+    await runInDurableObject(stubOf(tenantId, id), (_i, state) => {
+      state.storage.sql.exec('UPDATE idempotency SET created_at = 0');
+    });
+    await abortAllDurableObjects(); // a new instance, for which retention is due at once
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'new' } })).status).toBe(200);
+    const inObject = <T>(fn: (state: DurableObjectState) => T) => runInDurableObject(stubOf(tenantId, id), (_i, state) => fn(state));
+    await eventually(async () => (await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM idempotency WHERE created_at = 0').one().n)) === 0);
+    await eventually(async () => (await inObject((state) => state.storage.getAlarm())) === null);
+    expect(await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM idempotency').one().n)).toBe(1);
+  });
+});
