@@ -54,7 +54,7 @@ export class AgentDO extends DurableObject<Env> {
           insert(now);
           this.enqueueExecution(id, now);
         });
-        this.runner.pump();
+        this.runner.pump({ queued: true });
         this.afterChange();
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
