@@ -105,4 +105,26 @@ export class AgentEvents {
     this.ctx.acceptWebSocket(server, ['events']);
     if (lastEventId !== null) for (const event of this.since(lastEventId)) server.send(JSON.stringify(event));
   }
+
+  /** Answers a WebSocket upgrade (`?lastEventId=` resumes) with a hibernatable event socket. */
+  upgrade(request: Request): Response {
+    const pair = new WebSocketPair();
+    const lastEventId = Number(new URL(request.url).searchParams.get('lastEventId') ?? NaN);
+    this.acceptSocket(pair[1], Number.isFinite(lastEventId) ? lastEventId : null);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  /** A client's message: `ping` is answered, anything else ignored. */
+  socketMessage(socket: WebSocket, message: string | ArrayBuffer): void {
+    if (message === 'ping') socket.send('pong');
+  }
+
+  /** A client's close: completes the closing handshake (1005/1006 cannot be sent back). */
+  socketClose(socket: WebSocket, code: number): void {
+    try {
+      socket.close(code === 1005 || code === 1006 ? 1000 : code, 'closing');
+    } catch {
+      /* already closed */
+    }
+  }
 }

@@ -1,4 +1,4 @@
-import type { Agent, AgentConfig, AgentContext, AgentState, Region } from '../worker/schemas/agent';
+import type { Agent, AgentConfig, AgentContext, AgentState, AgentStatus, Region, UpdateAgentBody } from '../worker/schemas/agent';
 import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
 import { iso, isoOrUndefined } from '../worker/lib/time';
 import { truncateText } from '../worker/lib/json-limits';
@@ -48,6 +48,26 @@ export interface OutboxRow extends Record<string, string | number | null> {
 }
 
 const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
+
+const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
+/** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
+const EDGE_KEY_TTL_MS = 10 * 60_000;
+const KEEP_FINISHED = 1_000;
+
+/** An agent's config with an update applied: fields given replace, `a2a: null` removes. */
+export function patchedConfig(current: AgentConfig, patch: UpdateAgentBody): AgentConfig {
+  const next: AgentConfig = {
+    ...current,
+    ...(patch.name !== undefined && { name: patch.name }),
+    ...(patch.instructions !== undefined && { instructions: patch.instructions }),
+    ...(patch.upstream !== undefined && { upstream: patch.upstream }),
+    ...(patch.concurrency !== undefined && { concurrency: patch.concurrency }),
+    ...(patch.metadata !== undefined && { metadata: patch.metadata }),
+  };
+  if (patch.a2a === null) delete next.a2a;
+  else if (patch.a2a !== undefined) next.a2a = patch.a2a;
+  return next;
+}
 
 export function toExecution(row: ExecutionRow, agentId: string): Execution {
   const execution: Execution = {
@@ -128,6 +148,30 @@ export class AgentStore {
   state(row: AgentRow): AgentState {
     if (row.paused) return 'paused';
     return this.counts().running > 0 ? 'running' : 'idle';
+  }
+
+  /** An execution as the API shows it (`known`: its row, if the caller has it), or null if it or the agent is gone. */
+  executionOrNull(id: string, known?: ExecutionRow): Execution | null {
+    const row = this.agentRow();
+    const execution = known ?? this.execution(id);
+    return row && execution ? toExecution(execution, this.config(row).id) : null;
+  }
+
+  /** An execution the caller has just written: its absence is a bug, not a state. */
+  executionView(id: string): Execution {
+    const execution = this.executionOrNull(id);
+    if (!execution) throw new Error(`execution ${id} vanished`);
+    return execution;
+  }
+
+  statusView(row: AgentRow): AgentStatus {
+    const last = this.lastExecution();
+    return {
+      state: this.state(row),
+      ...this.counts(),
+      contextVersion: this.contextVersion(),
+      lastExecution: last ? { id: last.id, status: last.status, finishedAt: last.finished_at === null ? null : new Date(last.finished_at).toISOString() } : null,
+    };
   }
 
   agentView(row: AgentRow): Agent {
@@ -251,9 +295,10 @@ export class AgentStore {
    * start with "edge ") older than `edgeOlderThan`, and finished executions beyond the newest
    * `keep`.
    */
-  prune(olderThan: number, edgeOlderThan: number, keep: number): void {
-    this.sql.run('DELETE FROM idempotency WHERE created_at < ?', olderThan);
-    this.sql.run("DELETE FROM idempotency WHERE key LIKE 'edge %' AND created_at < ?", edgeOlderThan);
+  /** Retention: idempotency keys past their TTL, finished executions beyond the newest `keep`. */
+  prune(now: number, keep = KEEP_FINISHED): void {
+    this.sql.run('DELETE FROM idempotency WHERE created_at < ?', now - IDEMPOTENCY_TTL_MS);
+    this.sql.run("DELETE FROM idempotency WHERE key LIKE 'edge %' AND created_at < ?", now - EDGE_KEY_TTL_MS);
     this.sql.run(
       "DELETE FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq < (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM executions ORDER BY seq DESC LIMIT ?))",
       keep,

@@ -1,3 +1,4 @@
+import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { jsonBytes } from '../worker/lib/json-limits';
@@ -32,6 +33,13 @@ export interface PreparedRow extends Record<string, string | number> {
 }
 
 export type CoordinatorAnswer = 'preparing' | 'committed' | 'aborted';
+
+/** Asks a transaction's coordinator for its decision; an unreadable answer counts as undecided. */
+export async function askCoordinator(env: Pick<Env, 'TRANSACTIONS'>, name: string, txId: string): Promise<CoordinatorAnswer> {
+  const coordinator = env.TRANSACTIONS.get(env.TRANSACTIONS.idFromName(name));
+  const answer = await coordinator.status(txId);
+  return answer.ok ? answer.value.status : 'preparing';
+}
 
 /**
  * Applies one operation to a context: merge patch, then increments, then guards. Pure, so the

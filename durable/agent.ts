@@ -4,25 +4,20 @@ import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
 import { jsonBytes } from '../worker/lib/json-limits';
-import type { Agent, AgentConfig, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
+import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
-import { AgentStore, toExecution, type AgentRow, type ExecutionRow } from './agent-store';
+import { AgentStore, patchedConfig, toExecution, type ExecutionRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
-import { AgentTransactions, type CoordinatorAnswer, type PrepareInput } from './agent-transactions';
+import { AgentTransactions, askCoordinator, type PrepareInput } from './agent-transactions';
 import { migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
-
-const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
-/** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
-const EDGE_KEY_TTL_MS = 10 * 60_000;
-const KEEP_FINISHED = 1_000;
 
 /**
  * One agent: its config, context, conversation history, executions, idempotency keys and
@@ -55,7 +50,7 @@ export class AgentDO extends DurableObject<Env> {
           this.enqueueExecution(id, now);
         });
         this.runner.pump({ queued: true });
-        this.afterChange();
+        this.background.afterChange();
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
@@ -65,9 +60,9 @@ export class AgentDO extends DurableObject<Env> {
         this.enqueueExecution(id, now, row);
         this.background.snapshotStale();
       },
-      settled: () => this.afterChange(),
+      settled: () => this.background.afterChange(),
       contextLocked: () => this.tx.lock() !== undefined,
-      view: (id, row) => this.executionOrNull(id, row),
+      view: (id, row) => this.store.executionOrNull(id, row),
     });
     this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
@@ -107,24 +102,14 @@ export class AgentDO extends DurableObject<Env> {
   async update(patch: UpdateAgentBody): Promise<Result<Agent>> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();
-    const current = this.store.config(row);
-    const next: AgentConfig = {
-      ...current,
-      ...(patch.name !== undefined && { name: patch.name }),
-      ...(patch.instructions !== undefined && { instructions: patch.instructions }),
-      ...(patch.upstream !== undefined && { upstream: patch.upstream }),
-      ...(patch.concurrency !== undefined && { concurrency: patch.concurrency }),
-      ...(patch.metadata !== undefined && { metadata: patch.metadata }),
-    };
-    if (patch.a2a === null) delete next.a2a;
-    else if (patch.a2a !== undefined) next.a2a = patch.a2a;
+    const next = patchedConfig(this.store.config(row), patch);
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);
       this.background.snapshotStale();
     });
     this.runner.pump();
-    this.afterChange();
+    this.background.afterChange();
     return ok(this.view());
   }
 
@@ -151,7 +136,7 @@ export class AgentDO extends DurableObject<Env> {
   async execute(request: ExecuteInput): Promise<Result<ExecuteResult>> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();
-    const { agentId } = this.ids(row);
+    const agentId = this.store.config(row).id;
     // Everything from the key lookup to the insert runs without an await, so concurrent
     // requests with one key cannot both miss it: the first inserts, the rest replay.
     if (request.idempotencyKey) {
@@ -181,17 +166,16 @@ export class AgentDO extends DurableObject<Env> {
       return written;
     });
     this.runner.pump({ queued: true });
-    this.afterChange();
+    this.background.afterChange();
     if (request.mode === 'async') return ok({ execution: toExecution(inserted, agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
 
   async getExecution(id: string): Promise<Result<Execution>> {
-    const row = this.store.agentRow();
-    if (!row) return this.notFound();
-    const execution = this.store.execution(id);
-    return execution ? ok(toExecution(execution, this.ids(row).agentId)) : fail('not_found', `execution ${id} not found`);
+    if (!this.store.agentRow()) return this.notFound();
+    const execution = this.store.executionOrNull(id);
+    return execution ? ok(execution) : fail('not_found', `execution ${id} not found`);
   }
 
   async cancel(id: string): Promise<Result<Execution>> {
@@ -200,9 +184,9 @@ export class AgentDO extends DurableObject<Env> {
     const execution = this.store.execution(id);
     if (!execution) return fail('not_found', `execution ${id} not found`);
     if (!this.cancelExecution(id)) {
-      return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.ids(row).agentId) });
+      return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.store.config(row).id) });
     }
-    return ok(this.executionView(id));
+    return ok(this.store.executionView(id));
   }
 
   /** Cancels an unfinished execution (REST and A2A alike); false if it had finished. */
@@ -218,7 +202,7 @@ export class AgentDO extends DurableObject<Env> {
     this.runner.abort(id);
     this.runner.notify(id);
     this.runner.pump();
-    this.afterChange();
+    this.background.afterChange();
     return true;
   }
 
@@ -234,13 +218,7 @@ export class AgentDO extends DurableObject<Env> {
   async status(): Promise<Result<AgentStatus>> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();
-    const last = this.store.lastExecution();
-    return ok({
-      state: this.store.state(row),
-      ...this.store.counts(),
-      contextVersion: this.store.contextVersion(),
-      lastExecution: last ? { id: last.id, status: last.status, finishedAt: last.finished_at === null ? null : new Date(last.finished_at).toISOString() } : null,
-    });
+    return ok(this.store.statusView(row));
   }
 
   // --- context ---
@@ -264,7 +242,7 @@ export class AgentDO extends DurableObject<Env> {
       this.store.writeContext(data, now);
       this.background.snapshotStale();
     });
-    this.afterChange();
+    this.background.afterChange();
     return ok(this.store.context());
   }
 
@@ -292,7 +270,7 @@ export class AgentDO extends DurableObject<Env> {
     if (!this.store.agentRow()) return this.notFound();
     const delivery = this.webhooks.retry(id, Date.now());
     if (!delivery) return fail('not_found', `delivery ${id} not found`);
-    this.afterChange();
+    this.background.afterChange();
     return ok(delivery);
   }
 
@@ -307,22 +285,15 @@ export class AgentDO extends DurableObject<Env> {
    */
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket' || !this.store.agentRow()) return new Response('not found', { status: 404 });
-    const pair = new WebSocketPair();
-    const lastEventId = Number(new URL(request.url).searchParams.get('lastEventId') ?? NaN);
-    this.events.acceptSocket(pair[1], Number.isFinite(lastEventId) ? lastEventId : null);
-    return new Response(null, { status: 101, webSocket: pair[0] });
+    return this.events.upgrade(request);
   }
 
   override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (message === 'ping') socket.send('pong');
+    this.events.socketMessage(socket, message);
   }
 
   override async webSocketClose(socket: WebSocket, code: number): Promise<void> {
-    try {
-      socket.close(code === 1005 || code === 1006 ? 1000 : code, 'closing');
-    } catch {
-      /* already closed */
-    }
+    this.events.socketClose(socket, code);
   }
 
   // --- two-phase commit participant (durable/agent-transactions.ts) ---
@@ -337,13 +308,13 @@ export class AgentDO extends DurableObject<Env> {
 
   async commit(txId: string): Promise<Result<{ version: number }>> {
     const result = this.tx.commit(txId, Date.now());
-    if (result.ok && this.store.agentRow()) this.afterChange();
+    if (result.ok && this.store.agentRow()) this.background.afterChange();
     return result;
   }
 
   async abort(txId: string): Promise<Result<{ aborted: true }>> {
     const result = this.tx.abort(txId, Date.now());
-    if (result.ok && this.store.agentRow()) this.afterChange();
+    if (result.ok && this.store.agentRow()) this.background.afterChange();
     return result;
   }
 
@@ -352,7 +323,7 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (!row) return;
     const type = `transaction.${outcome}` as const;
-    const data = { transactionId: txId, agentId: this.ids(row).agentId, status: outcome, contextVersion: version };
+    const data = { transactionId: txId, agentId: this.store.config(row).id, status: outcome, contextVersion: version };
     this.events.record(type, data, now);
     this.webhooks.fanOut(type, data, now);
   }
@@ -379,7 +350,7 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (row) {
       await Promise.all([this.background.flush(), this.background.deliver()]);
-      await this.tx.resolveExpired((prepared) => this.askCoordinator(prepared.coordinator_name, prepared.tx_id), Date.now());
+      await this.tx.resolveExpired((prepared) => askCoordinator(this.env, prepared.coordinator_name, prepared.tx_id), Date.now());
       await this.background.flush();
       this.background.retainIfDue();
     }
@@ -388,7 +359,7 @@ export class AgentDO extends DurableObject<Env> {
 
   /** Retention: old idempotency keys, finished executions beyond the newest 1,000, transaction outcomes, A2A tasks of pruned executions. */
   private prune(now: number): void {
-    this.store.prune(now - IDEMPOTENCY_TTL_MS, now - EDGE_KEY_TTL_MS, KEEP_FINISHED);
+    this.store.prune(now);
     this.tx.prune(now);
     this.a2aServer.tasks.prune();
   }
@@ -403,7 +374,7 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     const execution = written ?? this.store.execution(id);
     if (!row || !execution) return;
-    const view = toExecution(execution, this.ids(row).agentId);
+    const view = toExecution(execution, this.store.config(row).id);
     this.store.enqueue(`execution:${id}`, 'execution', execution.rev, view, now);
     const type = `execution.${execution.status}`;
     this.events.record(type, view, now);
@@ -411,38 +382,12 @@ export class AgentDO extends DurableObject<Env> {
     this.a2aServer.executionChanged(id, now);
   }
 
-  private afterChange(): void {
-    this.background.afterChange();
-  }
-
   // --- views ---
-
-  private ids(row: AgentRow): { tenantId: string; agentId: string } {
-    return { tenantId: row.tenant_id, agentId: this.store.config(row).id };
-  }
 
   private view(): Agent {
     const row = this.store.agentRow();
     if (!row) throw new Error('agent row vanished');
     return this.store.agentView(row);
-  }
-
-  private executionOrNull(id: string, known?: ExecutionRow): Execution | null {
-    const row = this.store.agentRow();
-    const execution = known ?? this.store.execution(id);
-    return row && execution ? toExecution(execution, this.ids(row).agentId) : null;
-  }
-
-  private executionView(id: string): Execution {
-    const execution = this.executionOrNull(id);
-    if (!execution) throw new Error(`execution ${id} vanished`);
-    return execution;
-  }
-
-  private async askCoordinator(name: string, txId: string): Promise<CoordinatorAnswer> {
-    const coordinator = this.env.TRANSACTIONS.get(this.env.TRANSACTIONS.idFromName(name));
-    const answer = await coordinator.status(txId);
-    return answer.ok ? answer.value.status : 'preparing';
   }
 
   private locked(txId: string): Result<never> {

@@ -22,7 +22,7 @@ export interface Env {
   ALLOW_PRIVATE_UPSTREAMS?: string;
   /** Comma-separated origins (`https://app.example`) whose browser requests may call /mcp. */
   MCP_ALLOWED_ORIGINS?: string;
-  /** Comma-separated Host values (`gateway.example.com`) /mcp answers on; unset: any. */
+  /** Comma-separated Host values (`gateway.example.com`) /mcp answers on; unset: every Host is accepted. */
   MCP_ALLOWED_HOSTS?: string;
   /** "true" allows the scripted `builtin` upstream mode "a2a-conformance" (A2A conformance runs). */
   ENABLE_CONFORMANCE_UPSTREAM?: string;
