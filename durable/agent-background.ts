@@ -8,6 +8,8 @@ const WATCHDOG_MS = 30_000;
 const OUTBOX_RETRY_MS = 5_000;
 /** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
 const FLUSH_DELAY_MS = 250;
+/** Flushes closer together than this mark the agent busy: its fallback alarm is left armed. */
+const BUSY_WINDOW_MS = 2_000;
 /** Retention (old keys, finished executions, transaction outcomes) at most this often. */
 const RETAIN_EVERY_MS = 5 * 60_000;
 
@@ -22,6 +24,10 @@ export class BackgroundWork {
   private flushPending = false;
   /** A restart may have lost a snapshot that was due, so a new instance writes one. */
   private snapshotDirty = true;
+  /** The snapshot this instance last put in the outbox (durable there until D1 has it). */
+  private lastSnapshot: string | undefined;
+  /** When the last flush settled the alarm (an agent flushing again within BUSY_WINDOW_MS is busy). */
+  private settledAt = 0;
   /** When retention last ran in this instance (0: not yet, so a new instance runs it once). */
   private retainedAt = 0;
 
@@ -124,7 +130,14 @@ export class BackgroundWork {
    * for the earliest need.
    */
   private async settle(): Promise<void> {
-    if (this.alarmAt !== null && this.nextNeed(Date.now()) === Infinity) {
+    const now = Date.now();
+    const busy = now - this.settledAt < BUSY_WINDOW_MS;
+    this.settledAt = now;
+    if (this.alarmAt !== null && this.nextNeed(now) === Infinity) {
+      // A busy agent keeps its armed alarm: removing it after every flush only to set it again
+      // at the next change cost two storage operations per flush. It fires once after the
+      // agent goes quiet, finds nothing to do, and is not set again.
+      if (busy) return;
       this.alarmAt = null;
       await this.storage.deleteAlarm();
       return;
@@ -148,7 +161,12 @@ export class BackgroundWork {
     const row = this.store.agentRow();
     if (!row) return;
     const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.contextVersion() };
+    const json = JSON.stringify(snapshot);
+    // A busy agent is mostly idle again by the time its flush runs, with the same context:
+    // the same snapshot as last time, already in the outbox or in D1, need not go again.
+    if (json === this.lastSnapshot) return;
     // The snapshot changes with context and execution state too, so it has its own counter.
-    this.store.enqueue('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), snapshot, now);
+    this.store.enqueueJson('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), json, now);
+    this.lastSnapshot = json;
   }
 }

@@ -161,6 +161,7 @@ export class ExecutionRunner {
     if (!execution || TERMINAL.has(execution.status)) return;
     const now = Date.now();
     let finished: ExecutionRow | undefined;
+    let historyCommitted: (() => void) | undefined;
     const end = (status: 'succeeded' | 'failed', result: Parameters<AgentStore['finishExecution']>[2]) => {
       finished = this.store.finishExecution(id, status, result, now);
       this.hooks.changed(id, now, finished);
@@ -184,9 +185,10 @@ export class ExecutionRunner {
         this.store.writeContext(data, now);
       }
       const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
-      this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
+      historyCommitted = this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
       end('succeeded', { output });
     });
+    historyCommitted?.();
     this.notify(id, finished);
   }
 

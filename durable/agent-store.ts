@@ -100,6 +100,7 @@ export class AgentStore {
   private cachedConfig: { row: AgentRow; config: AgentConfig } | undefined;
   /** Read by every execution (placement tags for pools), written once at creation. */
   private cachedHint: Region | null | undefined;
+  private cachedHistory: readonly HistoryEntry[] | undefined;
 
   constructor(private readonly sql: Sql) {}
 
@@ -115,6 +116,7 @@ export class AgentStore {
     this.cachedRow = undefined;
     this.cachedConfig = undefined;
     this.cachedHint = undefined;
+    this.cachedHistory = undefined;
   }
 
   config(row: AgentRow): AgentConfig {
@@ -190,18 +192,33 @@ export class AgentStore {
     return this.sql.one<{ version: number }>('UPDATE context SET version = version + 1, data = ?, updated_at = ? WHERE singleton = 1 RETURNING version', JSON.stringify(data), now)?.version ?? 0;
   }
 
-  history(): HistoryEntry[] {
-    return this.sql
+  /**
+   * The last turns, oldest first. Cached: every execution reads them and this object is their
+   * only writer; the copy follows an append only once the append's transaction has committed.
+   */
+  history(): readonly HistoryEntry[] {
+    this.cachedHistory ??= this.sql
       .all<{ role: string; content: string }>('SELECT role, content FROM history ORDER BY seq DESC LIMIT ?', HISTORY_LIMIT)
       .reverse()
       .map((r) => ({ role: r.role === 'assistant' ? 'assistant' : 'user', content: r.content }));
+    return this.cachedHistory;
   }
 
-  appendHistory(executionId: string, entries: HistoryEntry[], now: number): void {
-    for (const entry of entries) {
-      this.sql.run('INSERT INTO history (execution_id, role, content, created_at) VALUES (?, ?, ?, ?)', executionId, entry.role, truncateText(entry.content, MAX_TURN_CHARS), now);
+  /**
+   * Appends turns inside the caller's transaction. Returns what to call once that transaction
+   * has committed, to bring the cached history along (a rolled-back append leaves it dropped).
+   */
+  appendHistory(executionId: string, entries: HistoryEntry[], now: number): () => void {
+    const before = this.cachedHistory;
+    this.cachedHistory = undefined;
+    const stored = entries.map((entry) => ({ role: entry.role, content: truncateText(entry.content, MAX_TURN_CHARS) }));
+    for (const entry of stored) {
+      this.sql.run('INSERT INTO history (execution_id, role, content, created_at) VALUES (?, ?, ?, ?)', executionId, entry.role, entry.content, now);
     }
     this.sql.run('DELETE FROM history WHERE seq <= (SELECT max(seq) FROM history) - ?', HISTORY_LIMIT);
+    return () => {
+      if (before) this.cachedHistory = [...before, ...stored].slice(-HISTORY_LIMIT);
+    };
   }
 
   // --- executions ---
@@ -308,10 +325,15 @@ export class AgentStore {
   // --- outbox ---
 
   enqueue(key: string, kind: OutboxRow['kind'], rev: number, payload: unknown, now: number): void {
+    this.enqueueJson(key, kind, rev, JSON.stringify(payload), now);
+  }
+
+  /** `enqueue` with the payload already serialised. */
+  enqueueJson(key: string, kind: OutboxRow['kind'], rev: number, payload: string, now: number): void {
     this.sql.run(
       `INSERT INTO outbox (key, kind, rev, payload, attempts, next_at) VALUES (?, ?, ?, ?, 0, ?)
        ON CONFLICT(key) DO UPDATE SET rev = excluded.rev, payload = excluded.payload, attempts = 0, next_at = excluded.next_at, last_error = NULL`,
-      key, kind, rev, JSON.stringify(payload), now,
+      key, kind, rev, payload, now,
     );
   }
 

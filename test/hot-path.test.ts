@@ -1,4 +1,4 @@
-import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, newAgent, newTenant } from './support/api';
 
@@ -90,5 +90,21 @@ describe('the execution hot path in the agent object', () => {
     await eventually(async () => (await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM idempotency WHERE created_at = 0').one().n)) === 0);
     await eventually(async () => (await inObject((state) => state.storage.getAlarm())) === null);
     expect(await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM idempotency').one().n)).toBe(1);
+  });
+
+  it('leaves a busy agent\'s fallback alarm armed between flushes, and lets it lapse once the agent is quiet', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const inObject = <T>(fn: (state: DurableObjectState) => T) => runInDurableObject(stubOf(tenantId, id), (_i, state) => fn(state));
+    const run = async () => expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'busy' } })).status).toBe(200);
+    await run();
+    await new Promise((resolve) => setTimeout(resolve, 400)); // past the first flush
+    await run();
+    await eventually(async () => (await inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox').one().n)) === 0);
+    // Two flushes within the busy window: the alarm stays rather than being deleted and set again.
+    expect(await inObject((state) => state.storage.getAlarm())).not.toBeNull();
+    // It fires with nothing left to do and does not set itself again.
+    expect(await runDurableObjectAlarm(stubOf(tenantId, id))).toBe(true);
+    expect(await inObject((state) => state.storage.getAlarm())).toBeNull();
   });
 });

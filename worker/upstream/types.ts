@@ -14,7 +14,7 @@ export interface UpstreamRequest {
   input: unknown;
   instructions: string | null;
   context: Record<string, unknown>;
-  history: HistoryEntry[];
+  history: readonly HistoryEntry[];
 }
 
 export interface UpstreamReply {
