@@ -8,6 +8,12 @@ const WATCHDOG_MS = 30_000;
 const OUTBOX_RETRY_MS = 5_000;
 /** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
 const FLUSH_DELAY_MS = 250;
+/**
+ * The window of a busy agent (one that flushed within BUSY_WINDOW_MS): D1 is the one writer
+ * every agent's outbox shares, so under load each agent sends fewer, larger batches, and D1
+ * lags the agent by up to this much instead of FLUSH_DELAY_MS.
+ */
+const BUSY_FLUSH_DELAY_MS = 1_000;
 /** Flushes closer together than this mark the agent busy: its fallback alarm is left armed. */
 const BUSY_WINDOW_MS = 2_000;
 /** Retention (old keys, finished executions, transaction outcomes) at most this often. */
@@ -67,7 +73,7 @@ export class BackgroundWork {
           this.retainIfDue();
           return this.settle();
         });
-      }, FLUSH_DELAY_MS);
+      }, Date.now() - this.settledAt < BUSY_WINDOW_MS ? BUSY_FLUSH_DELAY_MS : FLUSH_DELAY_MS);
     }
     if (this.alarmAt === null || this.alarmAt > Date.now() + OUTBOX_RETRY_MS) void this.armAlarm();
   }

@@ -238,12 +238,12 @@ export class AgentDO extends DurableObject<Env> {
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
     if (jsonBytes(data) > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
     const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      this.store.writeContext(data, now);
+    const version = this.ctx.storage.transactionSync(() => {
       this.background.snapshotStale();
+      return this.store.writeContext(data, now);
     });
     this.background.afterChange();
-    return ok(this.store.context());
+    return ok({ version, data }); // as written: no read back
   }
 
   // --- outgoing webhooks and the event stream ---
@@ -375,9 +375,10 @@ export class AgentDO extends DurableObject<Env> {
     const execution = written ?? this.store.execution(id);
     if (!row || !execution) return;
     const view = toExecution(execution, this.store.config(row).id);
-    this.store.enqueue(`execution:${id}`, 'execution', execution.rev, view, now);
+    const json = JSON.stringify(view); // once, for the outbox row and the event alike
+    this.store.enqueueJson(`execution:${id}`, 'execution', execution.rev, json, now);
     const type = `execution.${execution.status}`;
-    this.events.record(type, view, now);
+    this.events.record(type, view, now, json);
     if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
     this.a2aServer.executionChanged(id, now);
   }
