@@ -11,9 +11,10 @@
 //    with autocannon at fixed concurrency after a warm-up, in one run: the mock called
 //    directly and the bare proxy as baselines, then the gateway's scenarios.
 //
-// Options: --quick (short runs, no hello-world ceilings unless --ceilings; under 2 minutes),
+// Options: --quick (2 s per scenario after 0.5 s of warm-up, no hello-world ceilings unless
+// --ceilings; under 2 minutes),
 // --json FILE (results as JSON),
-// --connections N (default 50), --duration S (default 10, quick 3), --only id,id (a subset of
+// --connections N (default 50), --duration S (default 10, quick 2), --only id,id (a subset of
 // scenarios), --profile DIR (a CPU profile of the gateway's isolate per scenario, through
 // workerd's inspector: DIR/<scenario>.cpuprofile, and the top functions by self time),
 // --disk (keep the runtime's storage on the temporary directory's disk instead of tmpfs).
@@ -52,8 +53,8 @@ const storage = !values.disk && existsSync('/dev/shm') ? '/dev/shm (tmpfs)' : `$
 if (storage.startsWith('/dev/shm')) process.env.TMPDIR = '/dev/shm';
 const quick = values.quick;
 const connections = Number(values.connections);
-const duration = Number(values.duration ?? (quick ? 3 : 10));
-const warmup = quick ? 1 : 3;
+const duration = Number(values.duration ?? (quick ? 2 : 10));
+const warmup = quick ? 0.5 : 3;
 const build = path.join(root, 'bench/.build');
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
@@ -260,7 +261,6 @@ if (!want || want.has('long-history')) {
   await call(`/v1/agents/${longHistory}/context`, { method: 'PATCH', headers: auth, body: JSON.stringify({ notes: 'y'.repeat(200_000) }) });
 }
 phase('start the gateway, create the scenarios\' agents');
-await sleep(2_000); // let the creations' outbox flushes reach D1 before measuring
 
 await scenario('healthz', [{ method: 'GET', path: '/healthz' }]);
 await scenario('chat-proxy', [{ method: 'POST', path: '/v1/chat/completions', headers: auth, body: chatBody('bench') }]);

@@ -3,9 +3,9 @@
 import WebSocket from 'ws';
 
 /** Starts the sampling profiler on the first inspector target; `stop()` returns the profile. */
-export async function startProfile(inspectorPort) {
+export async function startProfile(inspectorPort, title = 'core:user:gateway') {
   const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
-  const target = targets.find((t) => t.webSocketDebuggerUrl);
+  const target = targets.find((t) => t.webSocketDebuggerUrl && t.title.includes(title)) ?? targets.find((t) => t.webSocketDebuggerUrl);
   if (!target) throw new Error('no inspector target');
   const socket = new WebSocket(target.webSocketDebuggerUrl);
   await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject); });

@@ -4,6 +4,7 @@ import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
 import { TaskPushNotificationConfig as PushConfigCodec } from '@a2a-js/sdk';
 import { TERMINAL } from '../worker/schemas/execution';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
+import { createDeferred, hasDeferred } from './agent-schema';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import type { Sql } from './sql';
@@ -37,12 +38,28 @@ export interface A2AStoreHooks {
 export class A2AStore implements TaskStore {
   /** Whether any push config exists: most agents have none, so most changes skip the lookups. */
   private anyPushConfig: boolean | undefined;
+  /** Whether the A2A tables exist (cached: only `ready()` creates them, only deleteAll drops them). */
+  private schema: boolean | undefined;
 
   constructor(
     private readonly sql: Sql,
+    private readonly storage: DurableObjectStorage,
     private readonly store: AgentStore,
     private readonly hooks: A2AStoreHooks,
   ) {}
+
+  /** Before any A2A request: the tables exist from here on. */
+  ready(): void {
+    if (this.hasSchema()) return;
+    createDeferred(this.sql, this.storage, 'a2a');
+    this.schema = true;
+  }
+
+  /** Whether the A2A tables exist; without them there are no tasks rows, configs or turns. */
+  hasSchema(): boolean {
+    this.schema ??= hasDeferred(this.sql, 'a2a');
+    return this.schema;
+  }
 
   // --- links between tasks and executions ---
 
@@ -86,6 +103,7 @@ export class A2AStore implements TaskStore {
 
   /** Drops A2A rows whose executions retention has removed. */
   prune(): void {
+    if (!this.hasSchema()) return;
     this.sql.run('DELETE FROM a2a_turns WHERE execution_id NOT IN (SELECT id FROM executions)');
     this.sql.run('DELETE FROM a2a_tasks WHERE id NOT IN (SELECT task_id FROM a2a_turns) AND id NOT IN (SELECT id FROM executions)');
     this.sql.run('DELETE FROM a2a_push_configs WHERE task_id NOT IN (SELECT id FROM a2a_tasks) AND task_id NOT IN (SELECT id FROM executions)');
@@ -174,14 +192,16 @@ export class A2AStore implements TaskStore {
   /** Forgets what it knows of push configs (after one is deleted, or deleteAll). */
   invalidate(): void {
     this.anyPushConfig = undefined;
+    this.schema = undefined;
   }
 
   hasPushConfigs(): boolean {
-    this.anyPushConfig ??= this.sql.one('SELECT 1 AS one FROM a2a_push_configs LIMIT 1') !== undefined;
+    this.anyPushConfig ??= this.hasSchema() && this.sql.one('SELECT 1 AS one FROM a2a_push_configs LIMIT 1') !== undefined;
     return this.anyPushConfig;
   }
 
   configs(taskId: string): TaskPushNotificationConfig[] {
+    if (!this.hasSchema()) return [];
     return this.sql
       .all<{ config: string }>('SELECT config FROM a2a_push_configs WHERE task_id = ? ORDER BY created_at, id', taskId)
       .map((r) => PushConfigCodec.fromJSON(JSON.parse(r.config)));

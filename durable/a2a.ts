@@ -50,10 +50,11 @@ export class A2AServer {
 
   constructor(
     private readonly sql: Sql,
+    storage: DurableObjectStorage,
     private readonly store: AgentStore,
     private readonly hooks: A2AHooks,
   ) {
-    this.tasks = new A2AStore(sql, store, hooks);
+    this.tasks = new A2AStore(sql, storage, store, hooks);
     const host: ExecutorHost = {
       store,
       tasks: this.tasks,
@@ -64,6 +65,7 @@ export class A2AServer {
   }
 
   async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
+    this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
     const context = new ServerCallContext({ requestedVersion: request.version });
     const body = request.body as Record<string, unknown>;

@@ -145,11 +145,35 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/**
+ * Entries a new object skips and creates on first use instead (`createDeferred`): the A2A
+ * tables were a fifth of a new object's start-up (DDL is most of creating an agent), and most
+ * agents never speak A2A. An object that existed before an entry shipped applies it as usual.
+ * A later entry must not touch a deferred entry's tables (a new object may lack them): such a
+ * change is a deferred entry of its own.
+ */
+const DEFERRED = { a2a: 3 } as const;
+
+/** The first table a deferred entry creates: its presence says the entry was applied. */
+const firstTable = (feature: keyof typeof DEFERRED): string => /CREATE TABLE (\w+)/.exec(MIGRATIONS[DEFERRED[feature]] ?? '')?.[1] ?? '';
+
+/** Whether a deferred entry's tables exist in this object. */
+export function hasDeferred(sql: Sql, feature: keyof typeof DEFERRED): boolean {
+  return sql.one("SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?", firstTable(feature)) !== undefined;
+}
+
+/** Creates the tables of a deferred entry, in one transaction, unless this object has them. */
+export function createDeferred(sql: Sql, storage: DurableObjectStorage, feature: keyof typeof DEFERRED): void {
+  storage.transactionSync(() => {
+    if (!hasDeferred(sql, feature)) runStatements(sql, MIGRATIONS[DEFERRED[feature]] ?? '');
+  });
+}
+
 export function migrate(sql: Sql, storage: DurableObjectStorage): void {
   // Every start of the object comes here, and almost always the schema is current: one read
   // decides that, and only a new or older object pays for the transaction below.
   if (storedVersion(sql) === MIGRATIONS.length) return;
-  runMigrations(sql, storage, MIGRATIONS);
+  runMigrations(sql, storage, MIGRATIONS, new Set(Object.values(DEFERRED)));
 }
 
 /** The applied count, or 0 for a new object (no `meta` table yet: the read fails). */
@@ -161,13 +185,21 @@ function storedVersion(sql: Sql): number {
   }
 }
 
-/** Applies the entries of `migrations` not yet applied, in one transaction. */
-export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[]): void {
+function runStatements(sql: Sql, migration: string): void {
+  for (const statement of migration.split(';').map((s) => s.trim()).filter(Boolean)) sql.run(statement);
+}
+
+/**
+ * Applies the entries of `migrations` not yet applied, in one transaction; a new object (none
+ * applied) skips the entries in `deferred`, which are created on first use.
+ */
+export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[], deferred: ReadonlySet<number> = new Set()): void {
   storage.transactionSync(() => {
     const hasMeta = sql.one<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
     const applied = hasMeta?.n ? Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0) : 0;
     for (let i = applied; i < migrations.length; i++) {
-      for (const statement of (migrations[i] ?? '').split(';').map((s) => s.trim()).filter(Boolean)) sql.run(statement);
+      if (applied === 0 && deferred.has(i)) continue;
+      runStatements(sql, migrations[i] ?? '');
     }
     if (applied < migrations.length) {
       sql.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(migrations.length));

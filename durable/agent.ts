@@ -40,7 +40,7 @@ export class AgentDO extends DurableObject<Env> {
     this.store = new AgentStore(sql);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
-    this.a2aServer = new A2AServer(sql, this.store, {
+    this.a2aServer = new A2AServer(sql, ctx.storage, this.store, {
       cancel: (id) => this.cancelExecution(id),
       outboundPolicy: () => outboundPolicy(env),
       startTurn: (id, insert) => {

@@ -1,4 +1,4 @@
-import { abortAllDurableObjects, env, runDurableObjectAlarm, SELF } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import {
   CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest, SubscribeToTaskRequest, TaskPushNotificationConfig, TaskState,
@@ -329,6 +329,26 @@ describe('A2A durability', () => {
     expect(after.history.map((m) => m.messageId)).toEqual(finished.history.map((m) => m.messageId));
     const resumed = await waitForState(client, running.id, TaskState.TASK_STATE_COMPLETED);
     expect(textOf(resumed)).toEqual(['long running work finished']);
+  });
+});
+
+describe('A2A storage', () => {
+  it('a new agent creates its A2A tables at its first A2A request; REST work before that needs none and is a task after', async () => {
+    const { key, tenantId } = await newTenant();
+    const agentId = await newAgent(key);
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+    const tables = () => runInDurableObject(stub, (_i, state) =>
+      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'a2a%' ORDER BY name").toArray().map((r) => r.name));
+    expect(await tables()).toEqual([]);
+    const rest = await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'before-a2a' } });
+    expect(rest.status).toBe(200);
+    // The flush after it (outbox, retention, push-config check) runs without the tables.
+    await eventually(() => env.DB.prepare('SELECT 1 AS one FROM executions WHERE id = ? AND status = ?').bind(rest.body.id, 'succeeded').first());
+    expect(await tables()).toEqual([]);
+    const task = await getTask(await a2aClient(key, agentId), rest.body.id);
+    expect(task.id).toBe(rest.body.id);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(await tables()).toEqual(['a2a_push_configs', 'a2a_tasks', 'a2a_turns']);
   });
 });
 
