@@ -99,8 +99,7 @@ async function measure(url, requests) {
 rmSync(build, { recursive: true, force: true });
 mkdirSync(build, { recursive: true });
 log('building the gateway and the bare proxy');
-const gatewayScript = bundle(null, path.join(build, 'gateway'));
-const bareScript = bundle(path.join(root, 'bench/bare/wrangler.toml'), path.join(build, 'bare'));
+const [gatewayScript, bareScript] = await Promise.all([bundle(null, path.join(build, 'gateway')), bundle(path.join(root, 'bench/bare/wrangler.toml'), path.join(build, 'bare'))]);
 const helloScript = path.join(build, 'hello.js');
 writeFileSync(helloScript, "export default { fetch() { return new Response('ok'); } };\n");
 

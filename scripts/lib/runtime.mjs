@@ -2,7 +2,7 @@
 // (bench/harness.mjs) and `npm run test:chaos` (test/chaos/chaos.mjs). The Worker is bundled
 // as a deploy would bundle it and served by Miniflare with `unsafeDirectSockets` (workerd
 // listens for the Worker itself): real Durable Objects, D1 and KV at about 10k req/s here.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -36,12 +36,17 @@ export async function waitFor(url, tries = 200) {
   throw new Error(`${url} did not come up`);
 }
 
-/** Bundles a Worker with `wrangler deploy --dry-run --outdir`; returns the script's path. */
+/** Bundles a Worker with `wrangler deploy --dry-run --outdir`; resolves to the script's path. */
 export function bundle(config, outdir) {
   const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
-  const run = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, ...(config ? ['--config', config] : [])], { cwd: root, env, encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`bundling failed:\n${run.stdout}\n${run.stderr}`);
-  return path.join(outdir, 'index.js');
+  const child = spawn(wrangler, ['deploy', '--dry-run', '--outdir', outdir, ...(config ? ['--config', config] : [])], { cwd: root, env });
+  let output = '';
+  child.stdout.on('data', (chunk) => { output += chunk; });
+  child.stderr.on('data', (chunk) => { output += chunk; });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(path.join(outdir, 'index.js')) : reject(new Error(`bundling failed:\n${output}`))));
+  });
 }
 
 /**

@@ -77,7 +77,7 @@ const pick = (share) => Math.random() < share;
 const work = mkdtempSync(path.join(tmpdir(), 'chaos-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 log(`building the Worker; ${EXECUTIONS} executions across ${AGENTS} agents, ${RESTARTS} restarts`);
-const scriptPath = bundle(null, path.join(work, 'build'));
+const scriptPath = await bundle(null, path.join(work, 'build'));
 const persist = path.join(work, 'state');
 
 const upstreams = await Promise.all([1, 2, 3].map(() => startMockUpstream({ keepBodies: false })));
