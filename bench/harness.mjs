@@ -11,7 +11,7 @@
 //    with autocannon at fixed concurrency after a warm-up, in one run: the mock called
 //    directly and the bare proxy as baselines, then the gateway's scenarios.
 //
-// Options: --quick (2 s per scenario after 0.5 s of warm-up, no hello-world ceilings unless
+// Options: --quick (2 s per scenario after 1 s of warm-up, no hello-world ceilings unless
 // --ceilings; under 2 minutes),
 // --json FILE (results as JSON),
 // --connections N (default 50), --duration S (default 10, quick 2), --only id,id (a subset of
@@ -53,8 +53,10 @@ const storage = !values.disk && existsSync('/dev/shm') ? '/dev/shm (tmpfs)' : `$
 if (storage.startsWith('/dev/shm')) process.env.TMPDIR = '/dev/shm';
 const quick = values.quick;
 const connections = Number(values.connections);
+// Whole seconds: autocannon ends a run on its one-second tick and averages per-second counts,
+// so a fractional window saves no time and biases the average down.
 const duration = Number(values.duration ?? (quick ? 2 : 10));
-const warmup = quick ? 0.5 : 3;
+const warmup = quick ? 1 : 3;
 const build = path.join(root, 'bench/.build');
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
