@@ -9,7 +9,7 @@ import { invokeUpstream } from '../worker/upstream/invoke';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { resolveUpstream } from '../worker/upstream/resolve';
 import type { InvokeOutcome } from '../worker/upstream/types';
-import type { AgentStore, ExecutionRow } from './agent-store';
+import type { AgentRow, AgentStore, ExecutionRow } from './agent-store';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
@@ -98,6 +98,20 @@ export class ExecutionRunner {
       next = running < concurrency ? this.store.nextQueued() : undefined;
       if (!next && running < concurrency) this.queueEmpty = true;
     }
+  }
+
+  /**
+   * Marks a just-inserted execution running inside the caller's transaction when it may start
+   * at once (not paused, nothing queued ahead of it as far as this instance knows, a slot
+   * free), which spares `pump` its queue reads. Returns what starts it, to call once the
+   * transaction is over; undefined: leave it to `pump`.
+   */
+  claimAtOnce(id: string, row: AgentRow, now: number): (() => void) | undefined {
+    if (!this.orphansResumed || !this.queueEmpty || row.paused || this.inflight.size >= this.store.config(row).concurrency) return undefined;
+    const marked = this.store.markRunning(id, now);
+    if (!marked) return undefined;
+    this.hooks.changed(id, now, marked);
+    return () => void this.run(id, marked);
   }
 
   /** Executions left `running` by an earlier instance of this object are run again. */

@@ -156,6 +156,7 @@ export class AgentDO extends DurableObject<Env> {
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = newId('ex');
+    let begin = () => this.runner.pump({ queued: true });
     const inserted = this.ctx.storage.transactionSync(() => {
       const written = this.store.insertExecution({
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
@@ -163,9 +164,10 @@ export class AgentDO extends DurableObject<Env> {
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
       this.enqueueExecution(id, now, written);
+      begin = this.runner.claimAtOnce(id, row, now) ?? begin;
       return written;
     });
-    this.runner.pump({ queued: true });
+    begin();
     this.background.afterChange();
     if (request.mode === 'async') return ok({ execution: toExecution(inserted, agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id);
