@@ -4,7 +4,7 @@ import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
 import { TaskPushNotificationConfig as PushConfigCodec } from '@a2a-js/sdk';
 import { TERMINAL } from '../worker/schemas/execution';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
-import { createDeferred, hasDeferred } from './agent-schema';
+import type { DeferredSchema } from './agent-schema';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import type { Sql } from './sql';
@@ -38,27 +38,22 @@ export interface A2AStoreHooks {
 export class A2AStore implements TaskStore {
   /** Whether any push config exists: most agents have none, so most changes skip the lookups. */
   private anyPushConfig: boolean | undefined;
-  /** Whether the A2A tables exist (cached: only `ready()` creates them, only deleteAll drops them). */
-  private schema: boolean | undefined;
 
   constructor(
     private readonly sql: Sql,
-    private readonly storage: DurableObjectStorage,
+    private readonly schema: DeferredSchema,
     private readonly store: AgentStore,
     private readonly hooks: A2AStoreHooks,
   ) {}
 
   /** Before any A2A request: the tables exist from here on. */
   ready(): void {
-    if (this.hasSchema()) return;
-    createDeferred(this.sql, this.storage, 'a2a');
-    this.schema = true;
+    this.schema.ensure('a2a');
   }
 
-  /** Whether the A2A tables exist; without them there are no tasks rows, configs or turns. */
+  /** Whether the A2A tables exist; without them there are no task rows, configs or turns. */
   hasSchema(): boolean {
-    this.schema ??= hasDeferred(this.sql, 'a2a');
-    return this.schema;
+    return this.schema.has('a2a');
   }
 
   // --- links between tasks and executions ---
@@ -192,7 +187,6 @@ export class A2AStore implements TaskStore {
   /** Forgets what it knows of push configs (after one is deleted, or deleteAll). */
   invalidate(): void {
     this.anyPushConfig = undefined;
-    this.schema = undefined;
   }
 
   hasPushConfigs(): boolean {

@@ -10,6 +10,7 @@ import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
 import type { AgentStore } from './agent-store';
+import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
 /** A JSON-RPC answer, or an SSE stream of them (SendStreamingMessage, SubscribeToTask). */
@@ -50,11 +51,11 @@ export class A2AServer {
 
   constructor(
     private readonly sql: Sql,
-    storage: DurableObjectStorage,
+    schema: DeferredSchema,
     private readonly store: AgentStore,
     private readonly hooks: A2AHooks,
   ) {
-    this.tasks = new A2AStore(sql, storage, store, hooks);
+    this.tasks = new A2AStore(sql, schema, store, hooks);
     const host: ExecutorHost = {
       store,
       tasks: this.tasks,

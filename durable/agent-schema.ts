@@ -146,34 +146,78 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 /**
- * Entries a new object skips and creates on first use instead (`createDeferred`): the A2A
- * tables were a fifth of a new object's start-up (DDL is most of creating an agent), and most
- * agents never speak A2A. An object that existed before an entry shipped applies it as usual.
- * A later entry must not touch a deferred entry's tables (a new object may lack them): such a
- * change is a deferred entry of its own.
+ * Tables a new object creates on first use instead of at creation, by feature. DDL is most of
+ * creating an agent (a CPU profile of creation: a third of the isolate's time in migrations;
+ * SQLite re-parses the schema after every CREATE), and most agents never use A2A, outgoing
+ * webhooks or multi-agent transactions. A new object skips every statement on these tables;
+ * `DeferredSchema.ensure` runs them, from every entry in order, at the feature's first write.
+ * Objects that existed before keep applying entries as usual; a later entry's statement on a
+ * deferred table runs only where the table exists (and `ensure` runs it where it does not).
  */
-const DEFERRED = { a2a: 3 } as const;
+const DEFERRED = {
+  a2a: ['a2a_tasks', 'a2a_turns', 'a2a_push_configs'],
+  webhooks: ['webhooks', 'deliveries'],
+  transactions: ['tx_prepared', 'tx_outcomes'],
+} as const satisfies Record<string, readonly string[]>;
+export type DeferredFeature = keyof typeof DEFERRED;
 
-/** The first table a deferred entry creates: its presence says the entry was applied. */
-const firstTable = (feature: keyof typeof DEFERRED): string => /CREATE TABLE (\w+)/.exec(MIGRATIONS[DEFERRED[feature]] ?? '')?.[1] ?? '';
+const statementsOf = (migration: string): string[] => migration.split(';').map((s) => s.trim()).filter(Boolean);
 
-/** Whether a deferred entry's tables exist in this object. */
-export function hasDeferred(sql: Sql, feature: keyof typeof DEFERRED): boolean {
-  return sql.one("SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?", firstTable(feature)) !== undefined;
+/** The table a statement creates, indexes or alters, if it is a deferred one. */
+function deferredTable(statement: string): string | undefined {
+  const table = /^(?:CREATE TABLE|CREATE INDEX \w+ ON|ALTER TABLE)\s+(\w+)/i.exec(statement)?.[1];
+  return table && Object.values(DEFERRED).some((tables: readonly string[]) => tables.includes(table)) ? table : undefined;
 }
 
-/** Creates the tables of a deferred entry, in one transaction, unless this object has them. */
-export function createDeferred(sql: Sql, storage: DurableObjectStorage, feature: keyof typeof DEFERRED): void {
-  storage.transactionSync(() => {
-    if (!hasDeferred(sql, feature)) runStatements(sql, MIGRATIONS[DEFERRED[feature]] ?? '');
-  });
+const tableExists = (sql: Sql, table: string): boolean =>
+  sql.one("SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?", table) !== undefined;
+
+/**
+ * Which deferred features this object has the tables of: asked once per instance (only
+ * `ensure` creates them, only deleteAll drops them: `forget`), so the hot paths that look at
+ * a feature's rows first ask `has` and treat "no tables" as "no rows".
+ */
+export class DeferredSchema {
+  private readonly present = new Map<DeferredFeature, boolean>();
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly storage: DurableObjectStorage,
+  ) {}
+
+  has(feature: DeferredFeature): boolean {
+    let present = this.present.get(feature);
+    if (present === undefined) {
+      present = tableExists(this.sql, DEFERRED[feature][0]);
+      this.present.set(feature, present);
+    }
+    return present;
+  }
+
+  /** Creates the feature's tables (every statement on them, in order) unless they exist. */
+  ensure(feature: DeferredFeature): void {
+    if (this.has(feature)) return;
+    const tables: readonly string[] = DEFERRED[feature];
+    this.storage.transactionSync(() => {
+      for (const statement of MIGRATIONS.flatMap(statementsOf)) {
+        const table = deferredTable(statement);
+        if (table && tables.includes(table)) this.sql.run(statement);
+      }
+    });
+    this.present.set(feature, true);
+  }
+
+  /** After deleteAll: the object starts over without them. */
+  forget(): void {
+    this.present.clear();
+  }
 }
 
 export function migrate(sql: Sql, storage: DurableObjectStorage): void {
   // Every start of the object comes here, and almost always the schema is current: one read
   // decides that, and only a new or older object pays for the transaction below.
   if (storedVersion(sql) === MIGRATIONS.length) return;
-  runMigrations(sql, storage, MIGRATIONS, new Set(Object.values(DEFERRED)));
+  runMigrations(sql, storage, MIGRATIONS, deferredTable);
 }
 
 /** The applied count, or 0 for a new object (no `meta` table yet: the read fails). */
@@ -185,21 +229,22 @@ function storedVersion(sql: Sql): number {
   }
 }
 
-function runStatements(sql: Sql, migration: string): void {
-  for (const statement of migration.split(';').map((s) => s.trim()).filter(Boolean)) sql.run(statement);
-}
-
 /**
- * Applies the entries of `migrations` not yet applied, in one transaction; a new object (none
- * applied) skips the entries in `deferred`, which are created on first use.
+ * Applies the entries of `migrations` not yet applied, in one transaction. `deferred` names
+ * the deferred table a statement is on, if any: a new object (none applied) skips those
+ * statements, and any object skips one whose table it does not have.
  */
-export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[], deferred: ReadonlySet<number> = new Set()): void {
+export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[], deferred: (statement: string) => string | undefined = () => undefined): void {
   storage.transactionSync(() => {
     const hasMeta = sql.one<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
     const applied = hasMeta?.n ? Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0) : 0;
     for (let i = applied; i < migrations.length; i++) {
-      if (applied === 0 && deferred.has(i)) continue;
-      runStatements(sql, migrations[i] ?? '');
+      for (const statement of statementsOf(migrations[i] ?? '')) {
+        const table = deferred(statement);
+        const creates = table !== undefined && /^CREATE TABLE/i.test(statement);
+        if (table !== undefined && (applied === 0 || (!creates && !tableExists(sql, table)))) continue;
+        sql.run(statement);
+      }
     }
     if (applied < migrations.length) {
       sql.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(migrations.length));

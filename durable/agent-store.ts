@@ -4,6 +4,7 @@ import { iso, isoOrUndefined } from '../worker/lib/time';
 import { truncateText } from '../worker/lib/json-limits';
 import { maskUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry } from '../worker/upstream/types';
+import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
 /** Conversation turns kept per agent; older ones are trimmed (the D1 history keeps everything). */
@@ -102,7 +103,10 @@ export class AgentStore {
   private cachedHint: Region | null | undefined;
   private cachedHistory: readonly HistoryEntry[] | undefined;
 
-  constructor(private readonly sql: Sql) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly schema: DeferredSchema,
+  ) {}
 
   agentRow(): AgentRow | undefined {
     if (this.cachedRow === undefined) {
@@ -359,11 +363,12 @@ export class AgentStore {
    * executions, the earliest outbox row, pending webhook delivery and prepared transaction.
    */
   alarmNeeds(): { active: number; outboxAt: number | null; deliveryAt: number | null; preparedExpiry: number | null } {
+    // Tables created on first use are left out while this object has none of them.
     const row = this.sql.one<{ active: number; outbox_at: number | null; delivery_at: number | null; prepared_expiry: number | null }>(
       `SELECT (SELECT count(*) FROM executions WHERE status IN ('running', 'queued')) AS active,
               (SELECT min(next_at) FROM outbox) AS outbox_at,
-              (SELECT min(next_at) FROM deliveries WHERE status = 'pending') AS delivery_at,
-              (SELECT min(expires_at) FROM tx_prepared) AS prepared_expiry`,
+              ${this.schema.has('webhooks') ? "(SELECT min(next_at) FROM deliveries WHERE status = 'pending')" : 'NULL'} AS delivery_at,
+              ${this.schema.has('transactions') ? '(SELECT min(expires_at) FROM tx_prepared)' : 'NULL'} AS prepared_expiry`,
     );
     return { active: row?.active ?? 0, outboxAt: row?.outbox_at ?? null, deliveryAt: row?.delivery_at ?? null, preparedExpiry: row?.prepared_expiry ?? null };
   }

@@ -5,6 +5,7 @@ import { jsonBytes } from '../worker/lib/json-limits';
 import type { AgentContext } from '../worker/schemas/agent';
 import type { ParticipantOperation } from '../worker/schemas/transaction';
 import type { AgentStore } from './agent-store';
+import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
 /** How long past the transaction's deadline a prepared agent waits before it asks the coordinator. */
@@ -75,6 +76,7 @@ export class AgentTransactions {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly sql: Sql,
+    private readonly schema: DeferredSchema,
     private readonly store: AgentStore,
     private readonly options: {
       maxContextBytes: number;
@@ -86,10 +88,12 @@ export class AgentTransactions {
 
   /** The transaction holding the agent, if any. */
   lock(): PreparedRow | undefined {
+    if (!this.schema.has('transactions')) return undefined; // never prepared here: no lock
     return this.sql.one<PreparedRow>('SELECT * FROM tx_prepared ORDER BY prepared_at LIMIT 1');
   }
 
   prepare(txId: string, input: PrepareInput, now: number): Result<{ version: number }> {
+    this.schema.ensure('transactions');
     const held = this.lock();
     if (held?.tx_id === txId) return ok({ version: held.new_version }); // a repeated prepare
     const outcome = this.outcome(txId);
@@ -107,7 +111,7 @@ export class AgentTransactions {
 
   /** Applies the prepared change and releases the lock; a repeated commit answers the same version. */
   commit(txId: string, now: number): Result<{ version: number }> {
-    const prepared = this.sql.one<PreparedRow>('SELECT * FROM tx_prepared WHERE tx_id = ?', txId);
+    const prepared = this.lockOf(txId);
     if (!prepared) {
       const outcome = this.outcome(txId);
       if (outcome?.outcome === 'aborted') return fail('conflict', `transaction ${txId} was aborted here`);
@@ -125,6 +129,7 @@ export class AgentTransactions {
 
   /** Releases the lock if this transaction holds it, and remembers the abort against a late prepare. */
   abort(txId: string, now: number): Result<{ aborted: true }> {
+    this.schema.ensure('transactions'); // the tombstone answers a prepare that arrives late
     const known = this.outcome(txId);
     if (known?.outcome === 'committed') return fail('conflict', `transaction ${txId} was committed here`);
     this.storage.transactionSync(() => {
@@ -141,6 +146,7 @@ export class AgentTransactions {
    * because deciding alone could contradict a commit the coordinator already logged.
    */
   async resolveExpired(ask: (row: PreparedRow) => Promise<CoordinatorAnswer>, now: number): Promise<void> {
+    if (!this.schema.has('transactions')) return;
     const expired = this.sql.all<PreparedRow>('SELECT * FROM tx_prepared WHERE expires_at <= ?', now);
     for (const row of expired) {
       let answer: CoordinatorAnswer = 'preparing';
@@ -156,10 +162,18 @@ export class AgentTransactions {
   }
 
   prune(now: number): void {
+    if (!this.schema.has('transactions')) return;
     this.sql.run('DELETE FROM tx_outcomes WHERE decided_at < ?', now - OUTCOME_TTL_MS);
   }
 
+  /** The prepared row of `txId`, if it holds the lock here. */
+  private lockOf(txId: string): PreparedRow | undefined {
+    if (!this.schema.has('transactions')) return undefined;
+    return this.sql.one<PreparedRow>('SELECT * FROM tx_prepared WHERE tx_id = ?', txId);
+  }
+
   private outcome(txId: string): { outcome: 'committed' | 'aborted'; version: number | null } | undefined {
+    if (!this.schema.has('transactions')) return undefined;
     return this.sql.one<{ outcome: 'committed' | 'aborted'; version: number | null }>('SELECT outcome, version FROM tx_outcomes WHERE tx_id = ?', txId);
   }
 }

@@ -3,6 +3,7 @@ import { newId } from '../worker/lib/ids';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
+import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
 /**
@@ -93,6 +94,7 @@ export class AgentWebhooks {
    */
   constructor(
     private readonly sql: Sql,
+    private readonly schema: DeferredSchema,
     private readonly policy: () => OutboundPolicy,
     private readonly pushTarget: (target: string) => { url: string; headers: Record<string, string> } | null = () => null,
     private readonly schedule: readonly number[] = RETRY_SCHEDULE_MS,
@@ -100,6 +102,7 @@ export class AgentWebhooks {
 
   /** Queues one delivery to a target that is not a webhook registration (same transaction as its event). */
   queue(target: string, eventType: string, payload: string, now: number): void {
+    this.schema.ensure('webhooks');
     this.sql.run(
       "INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
       newId('msg'), target, eventType, payload, now, now,
@@ -111,18 +114,20 @@ export class AgentWebhooks {
     // Standard Webhooks format: "whsec_" and base64 of the key bytes (32 here).
     const secret = input.secret ?? `whsec_${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))}`;
     const events = input.events ?? [...ALL_EVENTS];
+    this.schema.ensure('webhooks');
     this.sql.run('INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)', id, input.url, JSON.stringify(events), secret, now);
     this.hooks = undefined;
     return { id, url: input.url, events, secret, createdAt: new Date(now).toISOString() };
   }
 
   list(): Webhook[] {
+    if (!this.schema.has('webhooks')) return [];
     return this.sql.all<WebhookRow>('SELECT * FROM webhooks ORDER BY created_at, id').map(toWebhook);
   }
 
   delete(id: string): boolean {
     this.hooks = undefined;
-    return this.sql.run('DELETE FROM webhooks WHERE id = ?', id) > 0;
+    return this.schema.has('webhooks') && this.sql.run('DELETE FROM webhooks WHERE id = ?', id) > 0;
   }
 
   /** Forgets cached registrations (after deleteAll). */
@@ -132,7 +137,8 @@ export class AgentWebhooks {
 
   /** Queues a delivery of `event` to every webhook subscribed to its type (same transaction). */
   fanOut(type: EventType, data: unknown, now: number): number {
-    this.hooks ??= this.sql.all<WebhookRow>('SELECT * FROM webhooks').map((row) => ({ row, events: new Set(JSON.parse(row.events) as string[]) }));
+    // Without the tables there are no registrations (the usual agent: no read per event).
+    this.hooks ??= !this.schema.has('webhooks') ? [] : this.sql.all<WebhookRow>('SELECT * FROM webhooks').map((row) => ({ row, events: new Set(JSON.parse(row.events) as string[]) }));
     const hooks = this.hooks.filter((h) => h.events.has(type)).map((h) => h.row);
     for (const hook of hooks) {
       const id = newId('msg');
@@ -148,6 +154,7 @@ export class AgentWebhooks {
 
   listDeliveries(options: { status?: string | undefined; limit: number; before?: string | undefined }): Delivery[] {
     // A2A push notifications share the machinery but are not webhook deliveries.
+    if (!this.schema.has('webhooks')) return [];
     const where: string[] = ["webhook_id NOT LIKE 'a2a:%'"];
     const params: (string | number)[] = [];
     if (options.status) { where.push('status = ?'); params.push(options.status); }
@@ -158,6 +165,7 @@ export class AgentWebhooks {
 
   /** Sends a delivery again now, with a fresh retry schedule; null if unknown. */
   retry(id: string, now: number): Delivery | null {
+    if (!this.schema.has('webhooks')) return null;
     const written = this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
     if (written === 0) return null;
     this.queued = true;
@@ -173,6 +181,7 @@ export class AgentWebhooks {
   /** Sends every due delivery (not already in flight here); returns how many landed. */
   async deliverDue(now = Date.now()): Promise<number> {
     this.queued = false;
+    if (!this.schema.has('webhooks')) return 0;
     const due = this.sql
       .all<DeliveryRow & { url: string | null; secret: string | null }>(
         `SELECT d.*, w.url AS url, w.secret AS secret FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id

@@ -13,7 +13,7 @@ import { AgentEvents } from './agent-events';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { AgentTransactions, askCoordinator, type PrepareInput } from './agent-transactions';
-import { migrate } from './agent-schema';
+import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
@@ -26,6 +26,8 @@ import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
  */
 export class AgentDO extends DurableObject<Env> {
   private readonly store: AgentStore;
+  /** Which of the tables created on first use (A2A, webhooks, transactions) exist here. */
+  private readonly schema: DeferredSchema;
   private readonly events: AgentEvents;
   private readonly webhooks: AgentWebhooks;
   private readonly tx: AgentTransactions;
@@ -37,10 +39,11 @@ export class AgentDO extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const sql = new Sql(ctx.storage.sql);
-    this.store = new AgentStore(sql);
+    this.schema = new DeferredSchema(sql, ctx.storage);
+    this.store = new AgentStore(sql, this.schema);
     this.events = new AgentEvents(sql, ctx);
-    this.webhooks = new AgentWebhooks(sql, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
-    this.a2aServer = new A2AServer(sql, ctx.storage, this.store, {
+    this.webhooks = new AgentWebhooks(sql, this.schema, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
+    this.a2aServer = new A2AServer(sql, this.schema, this.store, {
       cancel: (id) => this.cancelExecution(id),
       outboundPolicy: () => outboundPolicy(env),
       startTurn: (id, insert) => {
@@ -64,7 +67,7 @@ export class AgentDO extends DurableObject<Env> {
       contextLocked: () => this.tx.lock() !== undefined,
       view: (id, row) => this.store.executionOrNull(id, row),
     });
-    this.tx = new AgentTransactions(ctx.storage, sql, this.store, {
+    this.tx = new AgentTransactions(ctx.storage, sql, this.schema, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
       enqueueAgent: () => this.background.snapshotStale(),
       onOutcome: (txId, outcome, version, now) => this.transactionEvent(txId, outcome, version, now),
@@ -124,6 +127,7 @@ export class AgentDO extends DurableObject<Env> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.store.invalidate();
+    this.schema.forget();
     this.webhooks.invalidate();
     this.a2aServer.tasks.invalidate();
     this.background.alarmAt = null;

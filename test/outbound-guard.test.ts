@@ -2,6 +2,7 @@ import { env, runInDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { AgentWebhooks } from '../durable/agent-webhooks';
+import { DeferredSchema } from '../durable/agent-schema';
 import { Sql } from '../durable/sql';
 import { clearDnsCache, resolveName } from '../worker/upstream/dns-resolver';
 import { checkOutboundUrl, outboundPolicy } from '../worker/upstream/outbound-guard';
@@ -182,7 +183,8 @@ describe('outgoing-request guard: re-checked before every call', () => {
     await setDns(host, { A: ['127.0.0.1'] });
     const delivery = await runInDurableObject(stub, async (_instance, state) => {
       // The object's own delivery code, on its own storage, with the guard on.
-      const webhooks = new AgentWebhooks(new Sql(state.storage.sql), () => policy);
+      const sql = new Sql(state.storage.sql);
+      const webhooks = new AgentWebhooks(sql, new DeferredSchema(sql, state.storage), () => policy);
       webhooks.create({ url: `https://${host}/hook` }, Date.now());
       expect(webhooks.fanOut('execution.succeeded', { id: 'ex_x' }, Date.now())).toBe(1);
       expect(await webhooks.deliverDue(Date.now() + 1)).toBe(0);

@@ -19,9 +19,12 @@ export async function contextOf(key: string, agentId: string): Promise<{ version
   return res.body;
 }
 
-/** Prepared transactions (locks) the agent holds, read from its storage. */
+/** Prepared transactions (locks) the agent holds, read from its storage (no table yet: none). */
 export function locksOf(tenantId: string, agentId: string): Promise<number> {
-  return runInDurableObject(agentStub(tenantId, agentId), (_instance, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM tx_prepared').one().n);
+  return runInDurableObject(agentStub(tenantId, agentId), (_instance, state) => {
+    const created = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'tx_prepared'").toArray().length > 0;
+    return created ? state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM tx_prepared').one().n : 0;
+  });
 }
 
 /** Moves the agent's prepared rows past their expiry, as if the coordinator had gone silent. */

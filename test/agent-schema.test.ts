@@ -1,0 +1,54 @@
+import { env, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { transfer } from './support/transactions';
+
+// A new agent's object creates only the tables every agent uses; those of A2A, outgoing
+// webhooks and transactions appear at the feature's first write (creating an agent is mostly
+// its DDL). Everything else must behave the same without them.
+
+const FIRST_USE = ['a2a_push_configs', 'a2a_tasks', 'a2a_turns', 'deliveries', 'tx_outcomes', 'tx_prepared', 'webhooks'];
+
+function tablesOf(tenantId: string, agentId: string): Promise<string[]> {
+  const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+  return runInDurableObject(stub, (_i, state) =>
+    state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name));
+}
+
+describe('tables created on first use', () => {
+  it('a new agent has none of them, and executions, context, status and listings work without them', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await tablesOf(tenantId, id)).filter((t) => FIRST_USE.includes(t))).toEqual([]);
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'plain' } });
+    expect(run.status).toBe(200);
+    expect((await api(`/v1/agents/${id}/context`, { method: 'PATCH', key, body: { a: 1 } })).status).toBe(200);
+    expect((await api(`/v1/agents/${id}/status`, { key })).body).toMatchObject({ state: 'idle', running: 0, queued: 0 });
+    expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data).toEqual([]);
+    expect((await api(`/v1/agents/${id}/deliveries`, { key })).body.data).toEqual([]);
+    // The flush (outbox, retention, the alarm's needs) runs without them too.
+    await eventually(() => env.DB.prepare('SELECT 1 AS one FROM executions WHERE id = ? AND status = ?').bind(run.body.id, 'succeeded').first());
+    expect((await tablesOf(tenantId, id)).filter((t) => FIRST_USE.includes(t))).toEqual([]);
+  });
+
+  it('registering a webhook creates the webhook tables, and deliveries follow', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/schema-hook') } })).status).toBe(201);
+    expect(await tablesOf(tenantId, id)).toEqual(expect.arrayContaining(['deliveries', 'webhooks']));
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hooked' } })).status).toBe(200);
+    const delivered = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/deliveries`, { key });
+      return res.body.data.some((d: { status: string }) => d.status === 'delivered') && res.body.data;
+    });
+    expect(delivered[0]).toMatchObject({ eventType: 'execution.succeeded' });
+  });
+
+  it('a transaction creates the transaction tables on the agents it prepares', async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b] = [await newAgent(key), await newAgent(key)];
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 0) });
+    expect(res.body.status).toBe('committed');
+    for (const agent of [a, b]) expect(await tablesOf(tenantId, agent)).toEqual(expect.arrayContaining(['tx_outcomes', 'tx_prepared']));
+  });
+});
