@@ -172,6 +172,9 @@ export class A2AStore implements TaskStore {
     const check = await checkOutboundUrl(config.url, this.hooks.outboundPolicy());
     if (!check.ok) throw new RequestMalformedError(`push notification URL refused: ${check.reason}`);
     const id = config.id || crypto.randomUUID();
+    // Pushes go out through the webhook deliveries: their tables exist before any push is
+    // queued (inside a change's transaction, where creating them could be rolled back).
+    this.schema.ensure('webhooks');
     const count = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, id)?.n ?? 0;
     if (count >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
     config.id = id;
