@@ -75,6 +75,8 @@ const pick = (share) => Math.random() < share;
 // --- the world around the gateway ----------------------------------------------------------------
 
 const work = mkdtempSync(path.join(tmpdir(), 'chaos-'));
+// Miniflare's own temporary storage goes here too, so the exit removes all of it.
+process.env.TMPDIR = work;
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 log(`building the Worker; ${EXECUTIONS} executions across ${AGENTS} agents, ${RESTARTS} restarts`);
 const scriptPath = await bundle(null, path.join(work, 'build'));

@@ -118,7 +118,13 @@ const RETRY_DELAYS_MS = [50, 200];
 /** Whether an error thrown by a stub is the platform's (unreachable, reset, overloaded). */
 // A reset carries neither `retryable` nor `overloaded`, yet the next call reaches a fresh
 // instance: treating it as our own exception answered 500 (found by the chaos suite).
-const isPlatformError = (e: DurableObjectError): boolean => e.retryable === true || e.overloaded === true || e.durableObjectReset === true;
+// The runtime's own failures inside the object (its storage refusing a statement, say SQLite
+// out of memory or file handles with 10,000 objects open in one local process) reach the
+// caller as an opaque "internal error; reference = …": not our exception either, and the
+// call's keyed retry is safe, so they are treated the same way (found by the bench).
+const INTERNAL = /internal error; reference = /;
+const isPlatformError = (e: DurableObjectError): boolean =>
+  e.retryable === true || e.overloaded === true || e.durableObjectReset === true || (e instanceof Error && INTERNAL.test(e.message));
 
 /**
  * Calls an agent's Durable Object. With `retry` (only for operations that are idempotent or

@@ -1,0 +1,28 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { callAgent } from '../../worker/agents/registry';
+import { ApiError } from '../../worker/errors';
+
+const route = { jurisdiction: null, locationHint: null };
+
+describe('callAgent', () => {
+  it('retries a runtime internal error when asked to, and answers with the next attempt', async () => {
+    let calls = 0;
+    const result = await callAgent(env, 't', 'a', route, async () => {
+      calls++;
+      if (calls === 1) throw new Error('internal error; reference = 0m49h5p513e5i2c5d3dkpag1');
+      return 'second';
+    }, { retry: true });
+    expect([result, calls]).toEqual(['second', 2]);
+  });
+
+  it('answers 503 agent_unavailable with Retry-After, not 500, when internal errors persist', async () => {
+    const failing = callAgent(env, 't', 'a', route, async () => { throw new Error('SQL failed (internal error; reference = abc): INSERT …'); }, { retry: true });
+    await expect(failing).rejects.toSatisfy((e) => e instanceof ApiError && e.code === 'agent_unavailable' && e.headers?.['retry-after'] === '1');
+  });
+
+  it('passes the object\'s own exceptions through untouched', async () => {
+    const own = new Error('a bug of ours');
+    await expect(callAgent(env, 't', 'a', route, async () => { throw own; }, { retry: true })).rejects.toBe(own);
+  });
+});
