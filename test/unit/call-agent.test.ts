@@ -17,7 +17,7 @@ describe('callAgent', () => {
   });
 
   it('answers 503 agent_unavailable with Retry-After, not 500, when internal errors persist', async () => {
-    const failing = callAgent(env, 't', 'a', route, async () => { throw new Error('SQL failed (internal error; reference = abc): INSERT …'); }, { retry: true });
+    const failing = callAgent(env, 't', 'a', route, async () => { throw new Error('SQL failed (out of memory: SQLITE_NOMEM): INSERT INTO executions …'); }, { retry: true });
     await expect(failing).rejects.toSatisfy((e) => e instanceof ApiError && e.code === 'agent_unavailable' && e.headers?.['retry-after'] === '1');
   });
 

@@ -120,9 +120,10 @@ const RETRY_DELAYS_MS = [50, 200];
 // instance: treating it as our own exception answered 500 (found by the chaos suite).
 // The runtime's own failures inside the object (its storage refusing a statement, say SQLite
 // out of memory or file handles with 10,000 objects open in one local process) reach the
-// caller as an opaque "internal error; reference = …": not our exception either, and the
+// caller as an opaque "internal error; reference = …" or as the SQLite code inside our SQL
+// helper's message: not a bug of ours either. The statement's transaction rolled back, and the
 // call's keyed retry is safe, so they are treated the same way (found by the bench).
-const INTERNAL = /internal error; reference = /;
+const INTERNAL = /internal error; reference = |\bSQLITE_(?:NOMEM|IOERR|FULL|CANTOPEN|BUSY)\b/;
 const isPlatformError = (e: DurableObjectError): boolean =>
   e.retryable === true || e.overloaded === true || e.durableObjectReset === true || (e instanceof Error && INTERNAL.test(e.message));
 
