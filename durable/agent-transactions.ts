@@ -67,6 +67,14 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
   return ok({ data, version: current.version + 1 });
 }
 
+/** What a transaction's outcome event carries for one participant. */
+export interface TransactionEvent {
+  transactionId: string;
+  agentId: string;
+  status: 'committed' | 'aborted';
+  contextVersion: number | null;
+}
+
 /**
  * The participant side of two-phase commit for one agent. A prepared row is the agent's only
  * lock: one transaction at a time, and a second prepare votes no instead of waiting, so two
@@ -81,8 +89,8 @@ export class AgentTransactions {
     private readonly options: {
       maxContextBytes: number;
       enqueueAgent: (now: number) => void;
-      /** Called once per transaction, inside the transaction that records its outcome here. */
-      onOutcome?: (txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number) => void;
+      /** Publishes an event (event log and webhooks), inside the transaction that records it. */
+      publish?: (type: 'transaction.committed' | 'transaction.aborted', data: TransactionEvent, now: number) => void;
     },
   ) {}
 
@@ -122,7 +130,7 @@ export class AgentTransactions {
       this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
       this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'committed', ?, ?)", txId, prepared.new_version, now);
       this.options.enqueueAgent(now);
-      this.options.onOutcome?.(txId, 'committed', prepared.new_version, now);
+      this.outcomeEvent(txId, 'committed', prepared.new_version, now);
     });
     return ok({ version: this.store.context().version });
   }
@@ -135,7 +143,7 @@ export class AgentTransactions {
     this.storage.transactionSync(() => {
       this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
       this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'aborted', NULL, ?)", txId, now);
-      if (!known) this.options.onOutcome?.(txId, 'aborted', null, now);
+      if (!known) this.outcomeEvent(txId, 'aborted', null, now);
     });
     return ok({ aborted: true });
   }
@@ -164,6 +172,14 @@ export class AgentTransactions {
   prune(now: number): void {
     if (!this.schema.has('transactions')) return;
     this.sql.run('DELETE FROM tx_outcomes WHERE decided_at < ?', now - OUTCOME_TTL_MS);
+  }
+
+  /** `transaction.committed` / `transaction.aborted` for this agent, once per transaction. */
+  private outcomeEvent(txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number): void {
+    const row = this.store.agentRow();
+    if (!row || !this.options.publish) return;
+    const data = { transactionId: txId, agentId: this.store.config(row).id, status: outcome, contextVersion: version };
+    this.options.publish(`transaction.${outcome}`, data, now);
   }
 
   /** The prepared row of `txId`, if it holds the lock here. */

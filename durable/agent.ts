@@ -70,7 +70,10 @@ export class AgentDO extends DurableObject<Env> {
     this.tx = new AgentTransactions(ctx.storage, sql, this.schema, this.store, {
       maxContextBytes: MAX_CONTEXT_BYTES,
       enqueueAgent: () => this.background.snapshotStale(),
-      onOutcome: (txId, outcome, version, now) => this.transactionEvent(txId, outcome, version, now),
+      publish: (type, data, now) => {
+        this.events.record(type, data, now);
+        this.webhooks.fanOut(type, data, now);
+      },
     });
     void ctx.blockConcurrencyWhile(async () => {
       migrate(sql, ctx.storage);
@@ -322,16 +325,6 @@ export class AgentDO extends DurableObject<Env> {
     const result = this.tx.abort(txId, Date.now());
     if (result.ok && this.store.agentRow()) this.background.afterChange();
     return result;
-  }
-
-  /** `transaction.committed` / `transaction.aborted` for this agent: event log and webhooks. */
-  private transactionEvent(txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number): void {
-    const row = this.store.agentRow();
-    if (!row) return;
-    const type = `transaction.${outcome}` as const;
-    const data = { transactionId: txId, agentId: this.store.config(row).id, status: outcome, contextVersion: version };
-    this.events.record(type, data, now);
-    this.webhooks.fanOut(type, data, now);
   }
 
   // --- chaos testing ---
