@@ -138,7 +138,7 @@ export class A2AServer {
 
   private startTurn(turn: TurnInput): void {
     this.hooks.startTurn(turn.executionId, (now) => {
-      this.store.insertExecution({ id: turn.executionId, intent: 'a2a.message', input: turn.input, idempotencyKey: null, deadlineAt: now + A2A_TURN_TIMEOUT_MS, now });
+      this.store.insertExecution({ id: turn.executionId, intent: 'a2a.message', input: turn.input, idempotencyKey: null, deadlineAt: now + A2A_TURN_TIMEOUT_MS, now, running: false });
       this.tasks.link(turn.taskId, turn.contextId, turn.executionId, turn.turn, turn.task, now);
     });
   }

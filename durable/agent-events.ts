@@ -23,20 +23,37 @@ export class AgentEvents {
   ) {}
 
   /** Appends an event (inside the caller's transaction) and pushes it to live subscribers; `json`: `data` serialised, if the caller has it. */
-  record(type: string, data: unknown, now: number, json = JSON.stringify(data)): AgentEvent {
-    const seq = this.sql.one<{ seq: number }>('INSERT INTO events (type, data, created_at) VALUES (?, ?, ?) RETURNING seq', type, json, now)?.seq ?? 0;
-    // Trimming every hundredth event keeps between 1,000 and 1,100 for a fraction of the writes.
-    if (seq % 100 === 0) this.sql.run('DELETE FROM events WHERE seq <= ?', seq - EVENT_RETENTION);
-    const event: AgentEvent = { seq, type, timestamp: new Date(now).toISOString(), data };
-    for (const push of this.subscribers) push(event);
-    for (const socket of this.ctx.getWebSockets('events')) {
-      try {
-        socket.send(JSON.stringify(event));
-      } catch {
-        /* a closing socket: the runtime cleans it up */
+  record(type: string, data: unknown, now: number, json?: string): AgentEvent {
+    const [event] = this.recordAll([{ type, data, json }], now);
+    if (!event) throw new Error('event not recorded');
+    return event;
+  }
+
+  /** Appends events in order, in one statement (inside the caller's transaction), and pushes them. */
+  recordAll(entries: readonly { type: string; data: unknown; json?: string }[], now: number): AgentEvent[] {
+    // RETURNING lists rows in no promised order, but seqs grow in the order of VALUES.
+    const seqs = this.sql
+      .all<{ seq: number }>(
+        `INSERT INTO events (type, data, created_at) VALUES ${entries.map(() => '(?, ?, ?)').join(', ')} RETURNING seq`,
+        ...entries.flatMap((e) => [e.type, e.json ?? JSON.stringify(e.data), now]),
+      )
+      .map((r) => r.seq)
+      .sort((a, b) => a - b);
+    const newest = seqs.at(-1) ?? 0;
+    // Trimming as the seq crosses a hundred keeps between 1,000 and 1,100 for a fraction of the writes.
+    if (Math.floor(newest / 100) !== Math.floor((newest - entries.length) / 100)) this.sql.run('DELETE FROM events WHERE seq <= ?', newest - EVENT_RETENTION);
+    const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: new Date(now).toISOString(), data: e.data }));
+    for (const event of events) {
+      for (const push of this.subscribers) push(event);
+      for (const socket of this.ctx.getWebSockets('events')) {
+        try {
+          socket.send(JSON.stringify(event));
+        } catch {
+          /* a closing socket: the runtime cleans it up */
+        }
       }
     }
-    return event;
+    return events;
   }
 
   since(seq: number, limit = EVENT_RETENTION): AgentEvent[] {

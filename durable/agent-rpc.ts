@@ -21,6 +21,8 @@ export interface ExecuteInput {
   mode: 'sync' | 'async';
   timeoutMs?: number;
   idempotencyKey?: string;
+  /** The key was made by the edge for this call and this is its first delivery: it cannot exist yet. */
+  freshKey?: boolean;
   /** Hash of the request body, to tell a replay from a reused key. */
   fingerprint: string;
 }

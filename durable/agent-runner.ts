@@ -8,7 +8,7 @@ import { messageOf } from '../worker/upstream/builtin';
 import { invokeUpstream } from '../worker/upstream/invoke';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { resolveUpstream } from '../worker/upstream/resolve';
-import type { InvokeOutcome } from '../worker/upstream/types';
+import type { HistoryEntry, InvokeOutcome } from '../worker/upstream/types';
 import type { AgentRow, AgentStore, ExecutionRow } from './agent-store';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
@@ -16,6 +16,13 @@ export const MAX_TOTAL_ATTEMPTS = 5;
 export { MAX_CONTEXT_BYTES };
 /** Largest output stored: with the input (≤ 256 KiB) it stays well under the 2 MB row limit. */
 export const MAX_OUTPUT_BYTES = 1024 * 1024;
+
+type Decision = {
+  status: 'succeeded' | 'failed';
+  result: Parameters<AgentStore['finishExecution']>[2];
+  context?: Record<string, unknown>;
+  turns?: HistoryEntry[];
+};
 
 /** What the runner needs from the agent object around it. */
 export interface RunnerHooks {
@@ -101,17 +108,17 @@ export class ExecutionRunner {
   }
 
   /**
-   * Marks a just-inserted execution running inside the caller's transaction when it may start
-   * at once (not paused, nothing queued ahead of it as far as this instance knows, a slot
-   * free), which spares `pump` its queue reads. Returns what starts it, to call once the
-   * transaction is over; undefined: leave it to `pump`.
+   * Whether an execution accepted now may start at once (not paused, nothing queued ahead of it
+   * as far as this instance knows, a slot free): the caller then inserts it running, which
+   * spares it the queued row's update and `pump` its queue reads, and calls `start`.
    */
-  claimAtOnce(id: string, row: AgentRow, now: number): (() => void) | undefined {
-    if (!this.orphansResumed || !this.queueEmpty || row.paused || this.inflight.size >= this.store.config(row).concurrency) return undefined;
-    const marked = this.store.markRunning(id, now);
-    if (!marked) return undefined;
-    this.hooks.changed(id, now, marked);
-    return () => void this.run(id, marked);
+  mayStartAtOnce(row: AgentRow): boolean {
+    return this.orphansResumed && this.queueEmpty && !row.paused && this.inflight.size < this.store.config(row).concurrency;
+  }
+
+  /** Runs an execution inserted running (see `mayStartAtOnce`), once its transaction has committed. */
+  start(id: string, row: ExecutionRow): void {
+    void this.run(id, row);
   }
 
   /** Executions left `running` by an earlier instance of this object are run again. */
@@ -157,7 +164,7 @@ export class ExecutionRunner {
           onAttempt: (_attempt, label) => this.store.recordAttempt(id, label),
         },
       );
-      this.finish(id, outcome);
+      this.finish(id, outcome, execution);
     } catch (error) {
       this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
     } finally {
@@ -168,50 +175,61 @@ export class ExecutionRunner {
     }
   }
 
-  /** Records an outcome in one transaction: the execution, and on success the context and history. */
-  finish(id: string, outcome: InvokeOutcome): void {
+  /**
+   * Records an outcome in one transaction: the execution, and on success the context and
+   * history. `known`: the execution's row as the run started, if the caller has it (its
+   * status may be stale: the update only finishes an execution still unfinished).
+   */
+  finish(id: string, outcome: InvokeOutcome, known?: ExecutionRow): void {
     if (!outcome.ok && outcome.cancelled) return; // cancel() already wrote the terminal state
-    const execution = this.store.execution(id);
+    const execution = known ?? this.store.execution(id);
     if (!execution || TERMINAL.has(execution.status)) return;
     const now = Date.now();
+    const decided = this.decide(execution, outcome);
+    const committed: (() => void)[] = [];
     let finished: ExecutionRow | undefined;
-    let historyCommitted: (() => void) | undefined;
-    const end = (status: 'succeeded' | 'failed', result: Parameters<AgentStore['finishExecution']>[2]) => {
-      finished = this.store.finishExecution(id, status, result, now);
-      this.hooks.changed(id, now, finished);
-    };
     this.storage.transactionSync(() => {
-      if (!outcome.ok) return end('failed', { error: outcome.error });
-      const { output, contextPatch } = outcome.reply;
-      if (contextPatch && this.hooks.contextLocked()) {
-        // The context belongs to a prepared transaction: writing over it would be lost or
-        // overwritten by the commit, so the execution fails and the client may run it again.
-        return end('failed', { error: { code: 'agent_locked', message: 'a transaction holds this agent\'s context; the context patch was not applied' } });
-      }
-      if (jsonBytes(output ?? null) > MAX_OUTPUT_BYTES) {
-        return end('failed', { error: { code: 'output_too_large', message: `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes` } });
-      }
-      if (contextPatch) {
-        const data = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
-        if (jsonBytes(data) > MAX_CONTEXT_BYTES) {
-          return end('failed', { error: { code: 'context_too_large', message: `context would exceed ${MAX_CONTEXT_BYTES} bytes` } });
-        }
-        this.store.writeContext(data, now);
-      }
-      const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
-      historyCommitted = this.store.appendHistory(id, [{ role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) }, { role: 'assistant', content: reply }], now);
-      end('succeeded', { output });
+      finished = this.store.finishExecution(id, decided.status, decided.result, now);
+      if (!finished) return; // finished meanwhile (cancelled while the upstream answered)
+      if (decided.context) committed.push(this.store.writeContext(decided.context, now).committed);
+      if (decided.turns) committed.push(this.store.appendHistory(id, decided.turns, now));
+      this.hooks.changed(id, now, finished);
     });
-    historyCommitted?.();
+    for (const after of committed) after();
     this.notify(id, finished);
+  }
+
+  /** What an outcome makes of an execution: its end, and on success the new context and turns. */
+  private decide(execution: ExecutionRow, outcome: InvokeOutcome): Decision {
+    const failed = (code: string, message: string): Decision => ({ status: 'failed', result: { error: { code, message } } });
+    if (!outcome.ok) return { status: 'failed', result: { error: outcome.error } };
+    const { output, contextPatch } = outcome.reply;
+    if (contextPatch && this.hooks.contextLocked()) {
+      // The context belongs to a prepared transaction: writing over it would be lost or
+      // overwritten by the commit, so the execution fails and the client may run it again.
+      return failed('agent_locked', 'a transaction holds this agent\'s context; the context patch was not applied');
+    }
+    if (jsonBytes(output ?? null) > MAX_OUTPUT_BYTES) return failed('output_too_large', `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes`);
+    let context: Record<string, unknown> | undefined;
+    if (contextPatch) {
+      context = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
+      if (jsonBytes(context) > MAX_CONTEXT_BYTES) return failed('context_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
+    }
+    const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
+    const turns: HistoryEntry[] = [
+      { role: 'user', content: messageOf({ intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown }) },
+      { role: 'assistant', content: reply },
+    ];
+    return { status: 'succeeded', result: { output }, context, turns };
   }
 
   /**
    * Resolves with the execution once it is finished (or its deadline has passed), or null if
    * the agent was deleted meanwhile.
    */
-  waitForFinish(id: string): Promise<Execution | null> {
-    const current = this.store.execution(id);
+  waitForFinish(id: string, known?: ExecutionRow): Promise<Execution | null> {
+    // An execution this instance is running is unfinished (its end notifies): no read needed.
+    const current = known && this.inflight.has(id) ? known : this.store.execution(id);
     if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.hooks.view(id, current));
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);

@@ -11,6 +11,7 @@ import type { Sql } from './sql';
 export const HISTORY_LIMIT = 50;
 /** Longest stored turn (characters): a single huge reply cannot approach the 2 MB row limit. */
 export const MAX_TURN_CHARS = 32_000;
+const HISTORY_TRIM_EVERY = 16;
 
 export interface AgentRow extends Record<string, string | number> {
   tenant_id: string;
@@ -102,6 +103,7 @@ export class AgentStore {
   /** Read by every execution (placement tags for pools), written once at creation. */
   private cachedHint: Region | null | undefined;
   private cachedHistory: readonly HistoryEntry[] | undefined;
+  private cachedContext: AgentContext | undefined;
 
   constructor(
     private readonly sql: Sql,
@@ -121,6 +123,7 @@ export class AgentStore {
     this.cachedConfig = undefined;
     this.cachedHint = undefined;
     this.cachedHistory = undefined;
+    this.cachedContext = undefined;
   }
 
   config(row: AgentRow): AgentConfig {
@@ -129,7 +132,7 @@ export class AgentStore {
   }
 
   contextVersion(): number {
-    return this.sql.one<{ version: number }>('SELECT version FROM context WHERE singleton = 1')?.version ?? 0;
+    return this.context().version;
   }
 
   insertAgent(tenantId: string, config: AgentConfig, now: number): void {
@@ -187,13 +190,26 @@ export class AgentStore {
 
   // --- context and history ---
 
+  /**
+   * The context, cached as the history is (every execution reads it, this object is its only
+   * writer). Shared: callers must not modify it (mergePatch returns a new object).
+   */
   context(): AgentContext {
-    const row = this.sql.one<{ version: number; data: string }>('SELECT version, data FROM context WHERE singleton = 1');
-    return row ? { version: row.version, data: JSON.parse(row.data) as Record<string, unknown> } : { version: 0, data: {} };
+    if (!this.cachedContext) {
+      const row = this.sql.one<{ version: number; data: string }>('SELECT version, data FROM context WHERE singleton = 1');
+      this.cachedContext = row ? { version: row.version, data: JSON.parse(row.data) as Record<string, unknown> } : { version: 0, data: {} };
+    }
+    return this.cachedContext;
   }
 
-  writeContext(data: Record<string, unknown>, now: number): number {
-    return this.sql.one<{ version: number }>('UPDATE context SET version = version + 1, data = ?, updated_at = ? WHERE singleton = 1 RETURNING version', JSON.stringify(data), now)?.version ?? 0;
+  /**
+   * Writes the context inside the caller's transaction. Returns its version, and what to call
+   * once that transaction has committed to bring the cache along (a rollback leaves it dropped).
+   */
+  writeContext(data: Record<string, unknown>, now: number): { version: number; committed: () => void } {
+    this.cachedContext = undefined;
+    const version = this.sql.one<{ version: number }>('UPDATE context SET version = version + 1, data = ?, updated_at = ? WHERE singleton = 1 RETURNING version', JSON.stringify(data), now)?.version ?? 0;
+    return { version, committed: () => { this.cachedContext = { version, data }; } };
   }
 
   /**
@@ -216,10 +232,18 @@ export class AgentStore {
     const before = this.cachedHistory;
     this.cachedHistory = undefined;
     const stored = entries.map((entry) => ({ role: entry.role, content: truncateText(entry.content, MAX_TURN_CHARS) }));
-    for (const entry of stored) {
-      this.sql.run('INSERT INTO history (execution_id, role, content, created_at) VALUES (?, ?, ?, ?)', executionId, entry.role, entry.content, now);
+    if (stored.length === 0) return () => { this.cachedHistory = before; };
+    const newest = Math.max(...this.sql
+      .all<{ seq: number }>(
+        `INSERT INTO history (execution_id, role, content, created_at) VALUES ${stored.map(() => '(?, ?, ?, ?)').join(', ')} RETURNING seq`,
+        ...stored.flatMap((entry) => [executionId, entry.role, entry.content, now]),
+      )
+      .map((r) => r.seq));
+    // Trimmed when the newest seq crosses a multiple of HISTORY_TRIM_EVERY: between 50 and 66
+    // rows stay (only the newest 50 are read) for a fraction of the deletes.
+    if (Math.floor(newest / HISTORY_TRIM_EVERY) !== Math.floor((newest - stored.length) / HISTORY_TRIM_EVERY)) {
+      this.sql.run('DELETE FROM history WHERE seq <= ?', newest - HISTORY_LIMIT);
     }
-    this.sql.run('DELETE FROM history WHERE seq <= (SELECT max(seq) FROM history) - ?', HISTORY_LIMIT);
     return () => {
       if (before) this.cachedHistory = [...before, ...stored].slice(-HISTORY_LIMIT);
     };
@@ -238,10 +262,14 @@ export class AgentStore {
   // Writes return the row they wrote (RETURNING): the outbox, the event log and the caller's
   // view need it, and reading it back would be one more statement per state change.
 
-  insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number }): ExecutionRow {
+  /**
+   * Inserts an execution queued, or (`running`) already started: the revision it would have
+   * after queued (1) and marked running (2), in one statement instead of two.
+   */
+  insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number; running: boolean }): ExecutionRow {
     const row = this.sql.one<ExecutionRow>(
-      "INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, rev) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, 1) RETURNING *",
-      e.id, e.intent, JSON.stringify(e.input ?? null), e.idempotencyKey, e.deadlineAt, e.now,
+      'INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, started_at, rev) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?) RETURNING *',
+      e.id, e.intent, JSON.stringify(e.input ?? null), e.running ? 'running' : 'queued', e.idempotencyKey, e.deadlineAt, e.now, e.running ? e.now : null, e.running ? 2 : 1,
     );
     if (!row) throw new Error(`execution ${e.id} was not written`);
     return row;

@@ -125,13 +125,15 @@ export class AgentTransactions {
       if (outcome?.outcome === 'aborted') return fail('conflict', `transaction ${txId} was aborted here`);
       return ok({ version: outcome?.version ?? this.store.context().version });
     }
-    this.storage.transactionSync(() => {
-      this.store.writeContext(JSON.parse(prepared.data) as Record<string, unknown>, now);
+    const { committed } = this.storage.transactionSync(() => {
+      const written = this.store.writeContext(JSON.parse(prepared.data) as Record<string, unknown>, now);
       this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
       this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'committed', ?, ?)", txId, prepared.new_version, now);
       this.options.enqueueAgent(now);
       this.outcomeEvent(txId, 'committed', prepared.new_version, now);
+      return written;
     });
+    committed();
     return ok({ version: this.store.context().version });
   }
 

@@ -146,7 +146,8 @@ export class AgentDO extends DurableObject<Env> {
     const agentId = this.store.config(row).id;
     // Everything from the key lookup to the insert runs without an await, so concurrent
     // requests with one key cannot both miss it: the first inserts, the rest replay.
-    if (request.idempotencyKey) {
+    // A key the edge made for this very call cannot have been seen yet: no lookup.
+    if (request.idempotencyKey && !request.freshKey) {
       const seen = this.store.idempotency(request.idempotencyKey);
       const first = seen && this.store.execution(seen.execution_id);
       if (seen && first) {
@@ -163,21 +164,21 @@ export class AgentDO extends DurableObject<Env> {
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = newId('ex');
-    let begin = () => this.runner.pump({ queued: true });
+    const running = this.runner.mayStartAtOnce(row);
     const inserted = this.ctx.storage.transactionSync(() => {
       const written = this.store.insertExecution({
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
-        deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now,
+        deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now, running,
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
-      this.enqueueExecution(id, now, written);
-      begin = this.runner.claimAtOnce(id, row, now) ?? begin;
+      this.enqueueExecution(id, now, written, running);
       return written;
     });
-    begin();
+    if (running) this.runner.start(id, inserted);
+    else this.runner.pump({ queued: true });
     this.background.afterChange();
     if (request.mode === 'async') return ok({ execution: toExecution(inserted, agentId), replayed: false });
-    const finished = await this.runner.waitForFinish(id);
+    const finished = await this.runner.waitForFinish(id, inserted);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
 
@@ -247,10 +248,11 @@ export class AgentDO extends DurableObject<Env> {
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
     if (jsonBytes(data) > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
     const now = Date.now();
-    const version = this.ctx.storage.transactionSync(() => {
+    const { version, committed } = this.ctx.storage.transactionSync(() => {
       this.background.snapshotStale();
       return this.store.writeContext(data, now);
     });
+    committed();
     this.background.afterChange();
     return ok({ version, data }); // as written: no read back
   }
@@ -369,15 +371,20 @@ export class AgentDO extends DurableObject<Env> {
    * Called in the transaction of every execution state change: the D1 projection, the
    * lifecycle event for streams, and the webhook deliveries of terminal events.
    */
-  private enqueueExecution(id: string, now: number, written?: ExecutionRow): void {
+  private enqueueExecution(id: string, now: number, written?: ExecutionRow, insertedRunning = false): void {
     const row = this.store.agentRow();
     const execution = written ?? this.store.execution(id);
     if (!row || !execution) return;
-    const view = toExecution(execution, this.store.config(row).id);
+    const agentId = this.store.config(row).id;
+    const view = toExecution(execution, agentId);
     const json = JSON.stringify(view); // once, for the outbox row and the event alike
     this.store.enqueueJson(`execution:${id}`, 'execution', execution.rev, json, now);
     const type = `execution.${execution.status}`;
-    this.events.record(type, view, now, json);
+    // Inserted running, it was accepted (queued) first all the same: its stream says so.
+    const queued = insertedRunning
+      ? [{ type: 'execution.queued', data: toExecution({ ...execution, status: 'queued', started_at: null, rev: 1 }, agentId) }]
+      : [];
+    this.events.recordAll([...queued, { type, data: view, json }], now);
     if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
     this.a2aServer.executionChanged(id, now);
   }

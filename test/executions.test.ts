@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
@@ -36,6 +36,45 @@ describe('executions: sync', () => {
     // The next call sees the conversation so far.
     const next = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'classify', input: { text: 'again' } } });
     expect(next.body.output.historyLength).toBe(2);
+  });
+
+  it('shows the upstream the newest 50 turns however long the conversation, and stores a bounded history', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    let last = '';
+    for (let i = 0; i < 28; i++) {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'turn', input: `turn ${i}` } });
+      expect(res.status).toBe(200);
+      last = res.body.id;
+    }
+    const { history } = (await mockRequests(last)).requests[0]!.body as { history: { role: string; content: string }[] };
+    // 27 earlier executions made 54 turns: the oldest four are gone, the rest in order.
+    expect(history).toHaveLength(50);
+    expect(history[0]).toEqual({ role: 'user', content: 'turn 2' });
+    expect(history[48]).toEqual({ role: 'user', content: 'turn 26' });
+    expect(history[49]).toMatchObject({ role: 'assistant' });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const stored = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM history').one().n);
+    expect(stored).toBeGreaterThanOrEqual(50);
+    expect(stored).toBeLessThanOrEqual(66);
+  });
+
+  it('sends the context as last written, by a PATCH, an execution or a transaction', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const contextSeen = async (input: unknown) => {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'look', input } });
+      expect(res.status).toBe(200);
+      return (await mockRequests(res.body.id)).requests[0]?.body.context;
+    };
+    expect(await contextSeen({ mock: { contextPatch: { a: 1 } } })).toEqual({});
+    expect(await contextSeen({})).toEqual({ a: 1 });
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { b: 2 } })).status).toBe(200);
+    expect(await contextSeen({})).toEqual({ a: 1, b: 2 });
+    const other = await newAgent(key);
+    const tx = await api('/v1/transactions', { key, body: { operations: [{ agentId: id, patch: { c: 3 } }, { agentId: other, patch: { c: 3 } }] } });
+    expect(tx.status).toBe(200);
+    expect(await contextSeen({})).toEqual({ a: 1, b: 2, c: 3 });
   });
 
   it('retries 5xx and connection resets, then succeeds', async () => {

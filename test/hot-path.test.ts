@@ -70,10 +70,11 @@ describe('the execution hot path in the agent object', () => {
     expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
     await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (_i, state) => state.storage.sql.exec('SELECT count(*) AS n FROM outbox').one().n)) === 0);
     const recorded = await executeRecorded(key, tenantId, id);
-    // 29 (34 when this test was written, 59 before the hot-path work): accept and start in one
-    // transaction, finish, with their outbox rows and events, context and history, the outbox
-    // ack, and the alarm's bookkeeping. A statement added to the hot path shows up here first.
-    expect(recorded.length).toBeLessThanOrEqual(31);
+    // 17 (34 when this test was written, 59 before the hot-path work): accept, inserted running
+    // with its outbox row and both events in one transaction; the attempt; finish with its outbox
+    // row and event, context and history; the flush with the agent's snapshot, the outbox ack,
+    // and the alarm's bookkeeping. A statement added to the hot path shows up here first.
+    expect(recorded.length).toBeLessThanOrEqual(18);
   });
 
   it('runs retention from the flush and leaves no alarm behind once everything reached D1', async () => {

@@ -52,10 +52,14 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
   const route = await requireAgent(env, tenantId, agentId);
   const fingerprint = idempotencyKey === undefined ? 'edge' : await sha256Hex(canonicalJson(body));
   const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
+  let deliveries = 0;
   return unwrap(
     await callAgent(
       env, tenantId, agentId, route,
-      (stub) => stub.execute({ intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }), idempotencyKey: key, fingerprint }),
+      (stub) => stub.execute({
+        intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
+        idempotencyKey: key, fingerprint, freshKey: idempotencyKey === undefined && deliveries++ === 0,
+      }),
       { retry: true },
     ),
   );
