@@ -34,8 +34,8 @@ export class BackgroundWork {
   private lastSnapshot: string | undefined;
   /** When the last flush settled the alarm (an agent flushing again within BUSY_WINDOW_MS is busy). */
   private settledAt = 0;
-  /** When retention last ran in this instance (0: not yet, so a new instance runs it once). */
-  private retainedAt = 0;
+  /** When retention last ran, in any instance (undefined: not read yet; it is kept in `meta`). */
+  private retainedAt: number | undefined;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -84,9 +84,16 @@ export class BackgroundWork {
    */
   retainIfDue(): void {
     const now = Date.now();
-    if (now - this.retainedAt < RETAIN_EVERY_MS || !this.store.agentRow()) return;
+    if (!this.store.agentRow()) return;
+    // Kept in storage, not per instance: an agent whose object is evicted and started again
+    // between requests is pruned every RETAIN_EVERY_MS, not on every start.
+    this.retainedAt ??= Number(this.store.meta('retained_at') ?? 0);
+    if (now - this.retainedAt < RETAIN_EVERY_MS) return;
     this.retainedAt = now;
-    this.retain(now);
+    this.storage.transactionSync(() => {
+      this.retain(now);
+      this.store.setMeta('retained_at', String(now));
+    });
   }
 
   /** Resolves when the flush in progress (if any) has ended. */

@@ -113,12 +113,25 @@ export class ExecutionRunner {
    * spares it the queued row's update and `pump` its queue reads, and calls `start`.
    */
   mayStartAtOnce(row: AgentRow): boolean {
+    this.learnQueue();
     return this.orphansResumed && this.queueEmpty && !row.paused && this.inflight.size < this.store.config(row).concurrency;
   }
 
   /** Runs an execution inserted running (see `mayStartAtOnce`), once its transaction has committed. */
   start(id: string, row: ExecutionRow): void {
     void this.run(id, row);
+  }
+
+  /**
+   * What a new instance does not know yet (work orphaned by the last one, a queue), learnt in
+   * one read; with nothing unfinished, the usual case, its first execution starts at once too.
+   */
+  private learnQueue(): void {
+    if (this.orphansResumed) return;
+    const { running, queued } = this.store.counts();
+    if (running > 0) this.resumeOrphans();
+    else this.orphansResumed = true;
+    if (queued === 0) this.queueEmpty = true;
   }
 
   /** Executions left `running` by an earlier instance of this object are run again. */

@@ -186,12 +186,15 @@ export class DeferredSchema {
   ) {}
 
   has(feature: DeferredFeature): boolean {
-    let present = this.present.get(feature);
-    if (present === undefined) {
-      present = tableExists(this.sql, DEFERRED[feature][0]);
-      this.present.set(feature, present);
+    if (this.present.size === 0) {
+      // Every feature at once: a new instance asks about all of them within its first request.
+      const first = Object.entries(DEFERRED).map(([name, tables]) => [name as DeferredFeature, tables[0]] as const);
+      const found = new Set(this.sql
+        .all<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${first.map(() => '?').join(', ')})`, ...first.map(([, table]) => table))
+        .map((r) => r.name));
+      for (const [name, table] of first) this.present.set(name, found.has(table));
     }
-    return present;
+    return this.present.get(feature) ?? false;
   }
 
   /** Creates the feature's tables (every statement on them, in order) unless they exist. */

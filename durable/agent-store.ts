@@ -71,6 +71,11 @@ export function patchedConfig(current: AgentConfig, patch: UpdateAgentBody): Age
   return next;
 }
 
+/** An execution inserted running as it was accepted, queued (revision 1): what async callers and the event log are told first. */
+export function asAccepted(row: ExecutionRow): ExecutionRow {
+  return row.status === 'running' && row.rev === 2 ? { ...row, status: 'queued', started_at: null, rev: 1 } : row;
+}
+
 export function toExecution(row: ExecutionRow, agentId: string): Execution {
   const execution: Execution = {
     id: row.id,
@@ -139,6 +144,7 @@ export class AgentStore {
     this.invalidate();
     this.sql.run('INSERT INTO agent (singleton, tenant_id, config, paused, created_at, updated_at, rev) VALUES (1, ?, ?, 0, ?, ?, 1)', tenantId, JSON.stringify(config), now, now);
     this.sql.run('INSERT INTO context (singleton, version, data, updated_at) VALUES (1, 0, ?, ?)', '{}', now);
+    this.setMeta('retained_at', String(now)); // a new agent has nothing to retain for a while
   }
 
   updateAgent(config: AgentConfig, paused: boolean, now: number): void {
@@ -319,6 +325,10 @@ export class AgentStore {
        ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint, execution_id = excluded.execution_id, created_at = excluded.created_at`,
       key, fingerprint, executionId, now,
     );
+  }
+
+  meta(key: string): string | undefined {
+    return this.sql.one<{ value: string }>('SELECT value FROM meta WHERE key = ?', key)?.value;
   }
 
   setMeta(key: string, value: string): void {

@@ -7,7 +7,7 @@ import { jsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
-import { AgentStore, patchedConfig, toExecution, type ExecutionRow } from './agent-store';
+import { AgentStore, asAccepted, patchedConfig, toExecution, type ExecutionRow } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
@@ -20,9 +20,9 @@ import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 
 /**
- * One agent: its config, context, conversation history, executions, idempotency keys and
- * outbox, all in this object's SQLite storage. The single writer for the agent: every state
- * change is one synchronous SQLite transaction, so concurrent requests serialise here.
+ * One agent: config, context, history, executions, idempotency keys and outbox, all in this
+ * object's SQLite storage. Its single writer: every state change is one synchronous SQLite
+ * transaction, so concurrent requests serialise here.
  */
 export class AgentDO extends DurableObject<Env> {
   private readonly store: AgentStore;
@@ -144,9 +144,9 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();
     const agentId = this.store.config(row).id;
-    // Everything from the key lookup to the insert runs without an await, so concurrent
-    // requests with one key cannot both miss it: the first inserts, the rest replay.
-    // A key the edge made for this very call cannot have been seen yet: no lookup.
+    // Everything from the key lookup to the insert runs without an await, so concurrent requests
+    // with one key cannot both miss it (the first inserts, the rest replay). A key the edge made
+    // for this very call cannot have been seen yet: no lookup.
     if (request.idempotencyKey && !request.freshKey) {
       const seen = this.store.idempotency(request.idempotencyKey);
       const first = seen && this.store.execution(seen.execution_id);
@@ -177,7 +177,7 @@ export class AgentDO extends DurableObject<Env> {
     if (running) this.runner.start(id, inserted);
     else this.runner.pump({ queued: true });
     this.background.afterChange();
-    if (request.mode === 'async') return ok({ execution: toExecution(inserted, agentId), replayed: false });
+    if (request.mode === 'async') return ok({ execution: toExecution(asAccepted(inserted), agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id, inserted);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
@@ -290,10 +290,7 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentRow() ? ok(this.events.stream(lastEventId)) : this.notFound();
   }
 
-  /**
-   * WebSocket upgrades only (RPC cannot carry a socket): the Worker has already authenticated
-   * the caller and resolved the agent. The socket hibernates between events.
-   */
+  /** WebSocket upgrades only (RPC cannot carry a socket), authenticated by the Worker; the socket hibernates between events. */
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket' || !this.store.agentRow()) return new Response('not found', { status: 404 });
     return this.events.upgrade(request);
@@ -332,9 +329,8 @@ export class AgentDO extends DurableObject<Env> {
   // --- chaos testing ---
 
   /**
-   * Resets this object as a crash would (memory and in-flight work gone, storage kept), for
-   * the chaos suite. Only when the operator sets `ENABLE_CHAOS="true"`, which no wrangler.toml
-   * environment does; no route calls it (the suite calls the object through Miniflare).
+   * Resets this object as a crash would (memory and in-flight work gone, storage kept), for the
+   * chaos suite; only with `ENABLE_CHAOS="true"`, which no wrangler.toml environment sets.
    */
   async chaosRestart(): Promise<Result<never>> {
     if (this.env.ENABLE_CHAOS !== 'true') return fail('not_found', 'chaos hooks are disabled');
@@ -381,15 +377,11 @@ export class AgentDO extends DurableObject<Env> {
     this.store.enqueueJson(`execution:${id}`, 'execution', execution.rev, json, now);
     const type = `execution.${execution.status}`;
     // Inserted running, it was accepted (queued) first all the same: its stream says so.
-    const queued = insertedRunning
-      ? [{ type: 'execution.queued', data: toExecution({ ...execution, status: 'queued', started_at: null, rev: 1 }, agentId) }]
-      : [];
-    this.events.recordAll([...queued, { type, data: view, json }], now);
+    const accepted = insertedRunning ? [{ type: 'execution.queued', data: toExecution(asAccepted(execution), agentId) }] : [];
+    this.events.recordAll([...accepted, { type, data: view, json }], now);
     if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
     this.a2aServer.executionChanged(id, now);
   }
-
-  // --- views ---
 
   private view(): Agent {
     const row = this.store.agentRow();
