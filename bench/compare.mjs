@@ -31,8 +31,11 @@ if (positionals.length !== 2) {
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-compare-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-process.on('exit', () => rmSync(runDir, { recursive: true, force: true }));
-const { applyMigrations, freePort, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
+const { applyMigrations, freePort, killOwnWorkerd, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
+process.on('exit', () => {
+  killOwnWorkerd();
+  rmSync(runDir, { recursive: true, force: true });
+});
 
 const ADMIN = 'bench-admin-token-0123456789';
 const agents = Number(values.agents);

@@ -14,6 +14,23 @@ const wrangler = path.join(root, 'node_modules/.bin/wrangler');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Kills the workerd processes this process started. Miniflare's `dispose()` does that, but a
+ * run that dies on an error never gets there, and its runtime would go on using a core.
+ * Call from `process.on('exit')`: synchronous.
+ */
+export function killOwnWorkerd() {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const [comm, rest] = [stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), stat.slice(stat.lastIndexOf(')') + 2).split(' ')];
+      if (comm === 'workerd' && Number(rest[1]) === process.pid) process.kill(Number(pid));
+    } catch {
+      /* gone already, or not ours to read */
+    }
+  }
+}
+
 /** A TCP port that was free a moment ago. */
 export const freePort = () =>
   new Promise((resolve) => {
