@@ -4,9 +4,13 @@ import type { Env, Principal } from '../env';
 import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
 import { sha256Hex } from '../lib/hash';
+import { RefreshGate } from '../lib/refresh-gate';
 
 export const KEY_PREFIX = 'eag_';
-/** How long an isolate trusts a key lookup: a revoked key works at most this long here… */
+/**
+ * How long an isolate trusts a key lookup: a revoked key works at most this long here (and for
+ * the milliseconds the refresh after it takes, see RefreshGate)…
+ */
 export const KEY_ISOLATE_TTL_MS = 30_000;
 /** …plus this long where KV still serves the cached lookup (KV's minimum TTL). */
 export const KEY_KV_TTL_S = 60;
@@ -21,6 +25,8 @@ const ISOLATE_CACHE_MAX = 10_000;
  * 5 % of the edge's CPU. It only memoises the hash; validity is still the cache below.
  */
 const hashes = new Map<string, string>();
+/** One request refreshes an expired key; the rest keep the cached answer meanwhile. */
+const refreshes = new RefreshGate();
 
 export interface NewKey {
   id: string;
@@ -44,8 +50,12 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
   const hash = hashes.get(key) ?? (await sha256Hex(key));
   const now = Date.now();
   const cached = isolateCache.get(hash);
-  if (cached && cached.expires > now) return cached.principal;
+  if (cached && (cached.expires > now || refreshes.serveStale(hash, now))) return cached.principal;
+  return refreshes.refresh(hash, now, () => lookupStored(env, key, hash));
+}
 
+/** KV, then D1 (the source of truth); remembers a valid key in the isolate. */
+async function lookupStored(env: Env, key: string, hash: string): Promise<Principal | null> {
   let principal = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
   if (!principal) {
     const row = await env.DB.prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
@@ -60,7 +70,7 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
     await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
   }
   if (isolateCache.size >= ISOLATE_CACHE_MAX) isolateCache.clear();
-  isolateCache.set(hash, { principal, expires: now + KEY_ISOLATE_TTL_MS });
+  isolateCache.set(hash, { principal, expires: Date.now() + KEY_ISOLATE_TTL_MS });
   if (hashes.size >= ISOLATE_CACHE_MAX) hashes.clear();
   hashes.set(key, hash);
   return principal;

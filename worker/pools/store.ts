@@ -1,5 +1,6 @@
 import { auditStatement, type AuditEntry } from '../audit/log';
 import type { Env } from '../env';
+import { RefreshGate } from '../lib/refresh-gate';
 import { iso } from '../lib/time';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
 import { openSecret, sealSecret } from './secrets';
@@ -11,6 +12,8 @@ type StoredTarget = PutPoolBody['targets'][number] & { apiKeyLast4?: string };
 const POOL_ISOLATE_TTL_MS = 10_000;
 const POOL_KV_TTL_S = 60;
 const cache = new Map<string, { pool: StoredPool | null; expires: number }>();
+/** One request refreshes an expired pool; the rest keep the cached one meanwhile. */
+const refreshes = new RefreshGate();
 const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
@@ -42,16 +45,18 @@ export async function getPool(env: Env, tenantId: string, name: string): Promise
   const key = kvKey(tenantId, name);
   const now = Date.now();
   const cached = cache.get(key);
-  if (cached && cached.expires > now) return cached.pool;
-  let pool = await env.CACHE.get<StoredPool>(key, 'json').catch(() => null);
-  if (!pool) {
-    const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ config: string }>();
-    pool = row ? (JSON.parse(row.config) as StoredPool) : null;
-    if (pool) await env.CACHE.put(key, JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
-  }
-  if (cache.size > 10_000) cache.clear();
-  cache.set(key, { pool, expires: now + POOL_ISOLATE_TTL_MS });
-  return pool;
+  if (cached && (cached.expires > now || refreshes.serveStale(key, now))) return cached.pool;
+  return refreshes.refresh(key, now, async () => {
+    let pool = await env.CACHE.get<StoredPool>(key, 'json').catch(() => null);
+    if (!pool) {
+      const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ config: string }>();
+      pool = row ? (JSON.parse(row.config) as StoredPool) : null;
+      if (pool) await env.CACHE.put(key, JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
+    }
+    if (cache.size > 10_000) cache.clear();
+    cache.set(key, { pool, expires: Date.now() + POOL_ISOLATE_TTL_MS });
+    return pool;
+  });
 }
 
 export async function listPools(env: Env, tenantId: string): Promise<StoredPool[]> {
