@@ -1,6 +1,7 @@
 import type { AgentDO } from '../../durable/agent';
 import type { Env } from '../env';
 import { ApiError } from '../errors';
+import { IsolateCache } from '../lib/isolate-cache';
 import type { Agent, Jurisdiction, Region } from '../schemas/agent';
 
 /** Where an agent's Durable Object lives; fixed when the agent is created. */
@@ -11,7 +12,8 @@ export interface AgentRoute {
 
 const ROUTE_TTL_MS = 5 * 60_000;
 const ROUTE_KV_TTL_S = 24 * 60 * 60;
-const routeCache = new Map<string, { route: AgentRoute; expires: number }>();
+/** Known agents only: an id not found is looked up again, so a new agent is found at once. */
+const routeCache = new IsolateCache<AgentRoute | null>(ROUTE_TTL_MS, { maxEntries: 50_000 });
 const routeKey = (tenantId: string, agentId: string) => `route:v1:${tenantId}:${agentId}`;
 
 /**
@@ -42,19 +44,17 @@ export async function unregisterAgent(env: Env, tenantId: string, agentId: strin
 /** The route of a tenant's agent, or null: isolate cache, then KV, then the D1 registry. */
 export async function findAgent(env: Env, tenantId: string, agentId: string): Promise<AgentRoute | null> {
   const key = routeKey(tenantId, agentId);
-  const cached = routeCache.get(key);
-  if (cached && cached.expires > Date.now()) return cached.route;
-  let route = await env.CACHE.get<AgentRoute>(key, 'json').catch(() => null);
-  if (!route) {
+  return routeCache.get(key, async () => {
+    const cached = await env.CACHE.get<AgentRoute>(key, 'json').catch(() => null);
+    if (cached) return cached;
     const row = await env.DB.prepare('SELECT jurisdiction, location_hint FROM agents WHERE tenant_id = ? AND id = ?')
       .bind(tenantId, agentId)
       .first<{ jurisdiction: Jurisdiction | null; location_hint: Region | null }>();
     if (!row) return null;
-    route = { jurisdiction: row.jurisdiction, locationHint: row.location_hint };
+    const route: AgentRoute = { jurisdiction: row.jurisdiction, locationHint: row.location_hint };
     await env.CACHE.put(key, JSON.stringify(route), { expirationTtl: ROUTE_KV_TTL_S }).catch(() => undefined);
-  }
-  remember(tenantId, agentId, route);
-  return route;
+    return route;
+  }, (route) => route !== null);
 }
 
 export async function requireAgent(env: Env, tenantId: string, agentId: string): Promise<AgentRoute> {
@@ -68,8 +68,7 @@ export function forgetRoute(tenantId: string, agentId: string): void {
 }
 
 function remember(tenantId: string, agentId: string, route: AgentRoute): void {
-  if (routeCache.size >= 50_000) routeCache.clear();
-  routeCache.set(routeKey(tenantId, agentId), { route, expires: Date.now() + ROUTE_TTL_MS });
+  routeCache.set(routeKey(tenantId, agentId), route);
 }
 
 /**

@@ -4,12 +4,12 @@ import type { Env, Principal } from '../env';
 import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
 import { sha256Hex } from '../lib/hash';
-import { RefreshGate } from '../lib/refresh-gate';
+import { IsolateCache } from '../lib/isolate-cache';
 
 export const KEY_PREFIX = 'eag_';
 /**
  * How long an isolate trusts a key lookup: a revoked key works at most this long here (and for
- * the milliseconds the refresh after it takes, see RefreshGate)…
+ * the milliseconds the refresh after it takes, see IsolateCache)…
  */
 export const KEY_ISOLATE_TTL_MS = 30_000;
 /** …plus this long where KV still serves the cached lookup (KV's minimum TTL). */
@@ -17,7 +17,8 @@ export const KEY_KV_TTL_S = 60;
 
 // v2: the cached principal carries the key's limits (v1 entries lacked them).
 const kvKey = (hash: string) => `apikey:v2:${hash}`;
-const isolateCache = new Map<string, { principal: Principal; expires: number }>();
+/** Valid keys only: an unknown or revoked key is looked up again, so a new key works at once. */
+const isolateCache = new IsolateCache<Principal | null>(KEY_ISOLATE_TTL_MS);
 const ISOLATE_CACHE_MAX = 10_000;
 /**
  * SHA-256 of keys this isolate has seen (only keys that were valid when first looked up), so a
@@ -25,8 +26,6 @@ const ISOLATE_CACHE_MAX = 10_000;
  * 5 % of the edge's CPU. It only memoises the hash; validity is still the cache below.
  */
 const hashes = new Map<string, string>();
-/** One request refreshes an expired key; the rest keep the cached answer meanwhile. */
-const refreshes = new RefreshGate();
 
 export interface NewKey {
   id: string;
@@ -48,31 +47,25 @@ export async function generateKey(): Promise<NewKey> {
 export async function lookupKey(env: Env, key: string): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
-  const now = Date.now();
-  const cached = isolateCache.get(hash);
-  if (cached && (cached.expires > now || refreshes.serveStale(hash, now))) return cached.principal;
-  return refreshes.refresh(hash, now, () => lookupStored(env, key, hash));
+  const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null);
+  if (principal) {
+    if (hashes.size >= ISOLATE_CACHE_MAX) hashes.clear();
+    hashes.set(key, hash);
+  }
+  return principal;
 }
 
-/** KV, then D1 (the source of truth); remembers a valid key in the isolate. */
-async function lookupStored(env: Env, key: string, hash: string): Promise<Principal | null> {
-  let principal = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
-  if (!principal) {
-    const row = await env.DB.prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
-      .bind(hash)
-      .first<{ id: string; tenant_id: string; limits: string | null }>();
-    if (!row) {
-      isolateCache.delete(hash);
-      return null;
-    }
-    const limits = parseLimits(row.limits);
-    principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
-    await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
-  }
-  if (isolateCache.size >= ISOLATE_CACHE_MAX) isolateCache.clear();
-  isolateCache.set(hash, { principal, expires: Date.now() + KEY_ISOLATE_TTL_MS });
-  if (hashes.size >= ISOLATE_CACHE_MAX) hashes.clear();
-  hashes.set(key, hash);
+/** KV, then D1 (the source of truth), which refills KV. */
+async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
+  const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
+  if (cached) return cached;
+  const row = await env.DB.prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
+    .bind(hash)
+    .first<{ id: string; tenant_id: string; limits: string | null }>();
+  if (!row) return null;
+  const limits = parseLimits(row.limits);
+  const principal: Principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
+  await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
   return principal;
 }
 

@@ -1,5 +1,6 @@
 import { auditStatement, type AuditEntry } from '../audit/log';
 import type { Env } from '../env';
+import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
 import { openSecret, sealSecret } from '../pools/secrets';
 import type { Hook, HookScheme, PutHookBody } from '../schemas/hook';
@@ -24,7 +25,7 @@ export interface ResolvedHook {
 }
 
 const CACHE_TTL_MS = 30_000;
-const cache = new Map<string, { hook: ResolvedHook | null; expires: number }>();
+const cache = new IsolateCache<ResolvedHook | null>(CACHE_TTL_MS);
 const context = (id: string) => `hook/${id}`;
 
 export const hookView = (row: Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'scheme' | 'created_at' | 'updated_at'>): Hook => ({
@@ -70,13 +71,10 @@ export async function deleteHook(env: Env, tenantId: string, id: string, audit?:
 
 /** The hook a sender calls, with its secret opened (isolate cache 30 s, then D1). */
 export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | null> {
-  const cached = cache.get(id);
-  if (cached && cached.expires > Date.now()) return cached.hook;
-  const row = await env.DB.prepare('SELECT * FROM hooks WHERE id = ?').bind(id).first<HookRow>();
-  const hook = row
-    ? { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id)) }
-    : null;
-  if (cache.size > 10_000) cache.clear();
-  cache.set(id, { hook, expires: Date.now() + CACHE_TTL_MS });
-  return hook;
+  return cache.get(id, async () => {
+    const row = await env.DB.prepare('SELECT * FROM hooks WHERE id = ?').bind(id).first<HookRow>();
+    return row
+      ? { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id)) }
+      : null;
+  });
 }

@@ -1,6 +1,6 @@
 import { auditStatement, type AuditEntry } from '../audit/log';
 import type { Env } from '../env';
-import { RefreshGate } from '../lib/refresh-gate';
+import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
 import { openSecret, sealSecret } from './secrets';
@@ -11,9 +11,7 @@ type StoredTarget = PutPoolBody['targets'][number] & { apiKeyLast4?: string };
 /** How long an isolate trusts its copy of a pool; KV holds one for 60 s (its minimum). */
 const POOL_ISOLATE_TTL_MS = 10_000;
 const POOL_KV_TTL_S = 60;
-const cache = new Map<string, { pool: StoredPool | null; expires: number }>();
-/** One request refreshes an expired pool; the rest keep the cached one meanwhile. */
-const refreshes = new RefreshGate();
+const cache = new IsolateCache<StoredPool | null>(POOL_ISOLATE_TTL_MS);
 const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
@@ -35,7 +33,7 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
      ON CONFLICT (tenant_id, name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
   ).bind(tenantId, name, JSON.stringify(pool), createdAt, now);
   await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
-  cache.set(kvKey(tenantId, name), { pool, expires: now + POOL_ISOLATE_TTL_MS });
+  cache.set(kvKey(tenantId, name), pool);
   await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
   return { pool, created: existing === null };
 }
@@ -43,18 +41,12 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
 /** A tenant's pool as stored (credentials sealed): isolate cache, then KV, then D1. */
 export async function getPool(env: Env, tenantId: string, name: string): Promise<StoredPool | null> {
   const key = kvKey(tenantId, name);
-  const now = Date.now();
-  const cached = cache.get(key);
-  if (cached && (cached.expires > now || refreshes.serveStale(key, now))) return cached.pool;
-  return refreshes.refresh(key, now, async () => {
-    let pool = await env.CACHE.get<StoredPool>(key, 'json').catch(() => null);
-    if (!pool) {
-      const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ config: string }>();
-      pool = row ? (JSON.parse(row.config) as StoredPool) : null;
-      if (pool) await env.CACHE.put(key, JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
-    }
-    if (cache.size > 10_000) cache.clear();
-    cache.set(key, { pool, expires: Date.now() + POOL_ISOLATE_TTL_MS });
+  return cache.get(key, async () => {
+    const cached = await env.CACHE.get<StoredPool>(key, 'json').catch(() => null);
+    if (cached) return cached;
+    const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ config: string }>();
+    const pool = row ? (JSON.parse(row.config) as StoredPool) : null;
+    if (pool) await env.CACHE.put(key, JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
     return pool;
   });
 }

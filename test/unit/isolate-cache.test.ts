@@ -1,0 +1,93 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it, vi } from 'vitest';
+import { KEY_ISOLATE_TTL_MS, lookupKey } from '../../worker/auth/api-keys';
+import type { Env } from '../../worker/env';
+import { IsolateCache } from '../../worker/lib/isolate-cache';
+import { newTenant } from '../support/api';
+
+describe('IsolateCache', () => {
+  const TTL = 10_000;
+  const pending = <T>() => {
+    let resolve: (value: T) => void = () => undefined;
+    const promise = new Promise<T>((r) => { resolve = r; });
+    return { promise, resolve };
+  };
+
+  it('serves the expired value to everyone else while one request refreshes it, and not after', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const cache = new IsolateCache<string>(TTL, { staleForMs: 2_000 });
+      cache.set('k', 'old');
+      vi.setSystemTime(Date.now() + TTL + 1);
+      const refresh = pending<string>();
+      const refreshing = cache.get('k', () => refresh.promise);
+      let loads = 0;
+      const load = async () => { loads++; return 'mine'; };
+      expect(await cache.get('k', load)).toBe('old'); // someone is refreshing: no load of its own
+      expect(await cache.get('other', load)).toBe('mine');
+      refresh.resolve('fresh');
+      expect(await refreshing).toBe('fresh');
+      expect(await cache.get('k', load)).toBe('fresh');
+      vi.setSystemTime(Date.now() + TTL + 1);
+      expect(await cache.get('k', load)).toBe('mine'); // expired and nobody refreshing: it loads
+      expect(loads).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('lets the next request refresh when a refresh has taken too long (its request may be gone)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const cache = new IsolateCache<string>(TTL, { staleForMs: 2_000 });
+      cache.set('k', 'old');
+      vi.setSystemTime(Date.now() + TTL + 1);
+      void cache.get('k', () => new Promise<never>(() => undefined)); // never settles
+      vi.setSystemTime(Date.now() + 1_999);
+      expect(await cache.get('k', async () => 'mine')).toBe('old');
+      vi.setSystemTime(Date.now() + 1);
+      expect(await cache.get('k', async () => 'mine')).toBe('mine');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('is free again after a refresh that failed, and passes the failure to its caller', async () => {
+    const cache = new IsolateCache<string>(TTL);
+    await expect(cache.get('k', () => Promise.reject(new Error('KV down')))).rejects.toThrow('KV down');
+    expect(await cache.get('k', async () => 'mine')).toBe('mine');
+  });
+
+  it('drops a cached value that a lookup no longer keeps (a key revoked since)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const cache = new IsolateCache<string | null>(TTL);
+      const keep = (v: string | null) => v !== null;
+      cache.set('k', 'valid');
+      vi.setSystemTime(Date.now() + TTL + 1);
+      expect(await cache.get('k', async () => null, keep)).toBeNull();
+      expect(await cache.get('k', async () => 'again', keep)).toBe('again');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('API key lookups when the cached key expires', () => {
+  it('send one request to KV while the rest keep the cached answer', async () => {
+    const { key, tenantId } = await newTenant();
+    let reads = 0;
+    const counting = { ...env, CACHE: { get: (...args: Parameters<KVNamespace['get']>) => { reads++; return env.CACHE.get(...args); }, put: env.CACHE.put.bind(env.CACHE) } } as unknown as Env;
+    expect(await lookupKey(counting, key)).toMatchObject({ tenantId });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + KEY_ISOLATE_TTL_MS + 1_000);
+      reads = 0;
+      const principals = await Promise.all(Array.from({ length: 20 }, () => lookupKey(counting, key)));
+      expect(principals.every((p) => p?.tenantId === tenantId)).toBe(true);
+      expect(reads).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

@@ -1,0 +1,61 @@
+/**
+ * A per-isolate cache of lookups (API keys, pools, agent routes, hooks): entries live `ttlMs`,
+ * the map is cleared when it reaches `maxEntries`, and an expired entry is refreshed by one
+ * request while the others keep the value they had, for the few milliseconds that takes.
+ *
+ * Without that last part, when an entry every request uses (a busy client's API key) expired,
+ * each request in flight missed at once and went to KV and D1 itself, and each arriving while
+ * those were slow missed too: on the bench, a stampede that held every request up for 3–6
+ * seconds. Requests do not await another request's lookup (in Workers, I/O belongs to the
+ * request that started it and dies with it); a refresh that has not landed within
+ * `staleForMs` (its request was cancelled, or KV and D1 are that slow) lets the next request
+ * refresh instead.
+ */
+export class IsolateCache<T> {
+  private readonly entries = new Map<string, { value: T; expires: number }>();
+  /** Keys being refreshed, with when the refresh started. */
+  private readonly refreshing = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly options: { maxEntries?: number; staleForMs?: number } = {},
+  ) {}
+
+  /**
+   * The cached value of `key`, or what `load` finds (kept if `keep` says so; a value not kept
+   * also drops what was cached, as for a key revoked since).
+   */
+  async get(key: string, load: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
+    const now = Date.now();
+    const cached = this.entries.get(key);
+    if (cached && (cached.expires > now || this.beingRefreshed(key, now))) return cached.value;
+    if (this.refreshing.size >= this.max) this.refreshing.clear();
+    this.refreshing.set(key, now);
+    try {
+      const value = await load();
+      if (keep(value)) this.set(key, value);
+      else this.entries.delete(key);
+      return value;
+    } finally {
+      this.refreshing.delete(key);
+    }
+  }
+
+  set(key: string, value: T): void {
+    if (this.entries.size >= this.max) this.entries.clear();
+    this.entries.set(key, { value, expires: Date.now() + this.ttlMs });
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
+  private get max(): number {
+    return this.options.maxEntries ?? 10_000;
+  }
+
+  private beingRefreshed(key: string, now: number): boolean {
+    const since = this.refreshing.get(key);
+    return since !== undefined && now - since < (this.options.staleForMs ?? 2_000);
+  }
+}
