@@ -3,7 +3,7 @@ import { Part, Role, Task, TaskState, type Message, type TaskStatus } from '@a2a
 import { messageOf } from '../worker/upstream/builtin';
 import type { A2AOutcome } from '../worker/upstream/conformance';
 import type { ExecutionError } from '../worker/schemas/execution';
-import type { ExecutionRow } from './agent-store';
+import type { ExecutionRow } from './agent-rows';
 
 /**
  * How an execution looks as an A2A task. The execution row is the truth for the state; the

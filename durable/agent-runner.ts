@@ -9,7 +9,8 @@ import { invokeUpstream } from '../worker/upstream/invoke';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { resolveUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry, InvokeOutcome } from '../worker/upstream/types';
-import type { AgentRow, AgentStore, ExecutionRow } from './agent-store';
+import type { AgentRow, ExecutionRow } from './agent-rows';
+import type { AgentStore } from './agent-store';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;

@@ -1,10 +1,11 @@
-import type { Agent, AgentConfig, AgentContext, AgentState, AgentStatus, Region, UpdateAgentBody } from '../worker/schemas/agent';
+import type { Agent, AgentConfig, AgentContext, AgentState, AgentStatus, Region } from '../worker/schemas/agent';
 import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
-import { iso, isoOrUndefined } from '../worker/lib/time';
+import { iso } from '../worker/lib/time';
 import { truncateText } from '../worker/lib/json-limits';
 import { maskUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry } from '../worker/upstream/types';
 import type { DeferredSchema } from './agent-schema';
+import { toExecution, type AgentRow, type ExecutionRow, type OutboxRow } from './agent-rows';
 import type { Sql } from './sql';
 
 /** Conversation turns kept per agent; older ones are trimmed (the D1 history keeps everything). */
@@ -13,89 +14,10 @@ export const HISTORY_LIMIT = 50;
 export const MAX_TURN_CHARS = 32_000;
 const HISTORY_TRIM_EVERY = 16;
 
-export interface AgentRow extends Record<string, string | number> {
-  tenant_id: string;
-  config: string;
-  paused: number;
-  created_at: number;
-  updated_at: number;
-  rev: number;
-}
-
-export interface ExecutionRow extends Record<string, string | number | null> {
-  seq: number;
-  id: string;
-  intent: string;
-  input: string | null;
-  status: ExecutionStatus;
-  output: string | null;
-  error: string | null;
-  attempts: number;
-  upstream: string | null;
-  idempotency_key: string | null;
-  deadline_at: number;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  rev: number;
-}
-
-export interface OutboxRow extends Record<string, string | number | null> {
-  key: string;
-  kind: 'agent' | 'execution';
-  rev: number;
-  payload: string;
-  attempts: number;
-  next_at: number;
-}
-
-const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
-
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 /** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
 const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
-
-/** An agent's config with an update applied: fields given replace, `a2a: null` removes. */
-export function patchedConfig(current: AgentConfig, patch: UpdateAgentBody): AgentConfig {
-  const next: AgentConfig = {
-    ...current,
-    ...(patch.name !== undefined && { name: patch.name }),
-    ...(patch.instructions !== undefined && { instructions: patch.instructions }),
-    ...(patch.upstream !== undefined && { upstream: patch.upstream }),
-    ...(patch.concurrency !== undefined && { concurrency: patch.concurrency }),
-    ...(patch.metadata !== undefined && { metadata: patch.metadata }),
-  };
-  if (patch.a2a === null) delete next.a2a;
-  else if (patch.a2a !== undefined) next.a2a = patch.a2a;
-  return next;
-}
-
-/** An execution inserted running as it was accepted, queued (revision 1): what async callers and the event log are told first. */
-export function asAccepted(row: ExecutionRow): ExecutionRow {
-  return row.status === 'running' && row.rev === 2 ? { ...row, status: 'queued', started_at: null, rev: 1 } : row;
-}
-
-export function toExecution(row: ExecutionRow, agentId: string): Execution {
-  const execution: Execution = {
-    id: row.id,
-    agentId,
-    intent: row.intent,
-    input: parse(row.input) ?? null,
-    status: row.status,
-    attempts: row.attempts,
-    createdAt: iso(row.created_at),
-  };
-  if (row.output !== null) execution.output = parse(row.output);
-  if (row.error !== null) execution.error = parse(row.error) as ExecutionError;
-  if (row.upstream !== null) execution.upstream = row.upstream;
-  const startedAt = isoOrUndefined(row.started_at);
-  if (startedAt) execution.startedAt = startedAt;
-  const finishedAt = isoOrUndefined(row.finished_at);
-  if (finishedAt) execution.finishedAt = finishedAt;
-  if (row.finished_at !== null && row.started_at !== null) execution.durationMs = row.finished_at - row.started_at;
-  return execution;
-}
 
 /** Rows of one agent's SQLite storage, and the outbox entries that mirror them to D1. */
 export class AgentStore {
@@ -350,11 +272,9 @@ export class AgentStore {
   }
 
   /**
-   * Forgets client idempotency keys older than `olderThan`, the edge's own retry keys (which
-   * start with "edge ") older than `edgeOlderThan`, and finished executions beyond the newest
-   * `keep`.
+   * Retention: client idempotency keys past their day, the edge's own retry keys (which start
+   * with "edge ") past ten minutes, and finished executions beyond the newest `keep`.
    */
-  /** Retention: idempotency keys past their TTL, finished executions beyond the newest `keep`. */
   prune(now: number, keep = KEEP_FINISHED): void {
     this.sql.run('DELETE FROM idempotency WHERE created_at < ?', now - IDEMPOTENCY_TTL_MS);
     this.sql.run("DELETE FROM idempotency WHERE key LIKE 'edge %' AND created_at < ?", now - EDGE_KEY_TTL_MS);

@@ -1,6 +1,7 @@
 import type { Agent } from '../worker/schemas/agent';
 import type { Execution } from '../worker/schemas/execution';
-import type { AgentStore, OutboxRow } from './agent-store';
+import type { OutboxRow } from './agent-rows';
+import type { AgentStore } from './agent-store';
 
 export interface AgentSnapshot {
   agent: Agent;
