@@ -13,8 +13,8 @@ export interface AgentRow extends Record<string, string | number> {
   rev: number;
 }
 
+/** An execution's row (its `seq`, the order of acceptance, is used in SQL only). */
 export interface ExecutionRow extends Record<string, string | number | null> {
-  seq: number;
   id: string;
   intent: string;
   input: string | null;

@@ -149,7 +149,8 @@ export class ExecutionRunner {
     this.inflight.set(id, controller);
     try {
       const row = this.store.agentRow();
-      const execution = current;
+      // Kept as written (each attempt's count too), so the finish need not read it back.
+      let execution = current;
       if (!row || !execution || execution.status !== 'running') return;
       const config = this.store.config(row);
       const remaining = MAX_TOTAL_ATTEMPTS - execution.attempts;
@@ -175,7 +176,9 @@ export class ExecutionRunner {
           deadlineAt: totalMs === undefined ? execution.deadline_at : Math.min(execution.deadline_at, Date.now() + totalMs),
           signal: controller.signal,
           maxAttempts: Math.min(maxAttempts ?? 3, remaining),
-          onAttempt: (_attempt, label) => this.store.recordAttempt(id, label),
+          onAttempt: (_attempt, label) => {
+            if (execution) execution = this.store.recordAttempt(execution, label);
+          },
         },
       );
       this.finish(id, outcome, execution);
@@ -203,7 +206,7 @@ export class ExecutionRunner {
     const committed: (() => void)[] = [];
     let finished: ExecutionRow | undefined;
     this.storage.transactionSync(() => {
-      finished = this.store.finishExecution(id, decided.status, decided.result, now);
+      finished = this.store.finishExecution(execution, decided.status, decided.result, now);
       if (!finished) return; // finished meanwhile (cancelled while the upstream answered)
       if (decided.context) committed.push(this.store.writeContext(decided.context, now).committed);
       if (decided.turns) committed.push(this.store.appendHistory(id, decided.turns, now));

@@ -1,5 +1,5 @@
 import type { Agent, AgentConfig, AgentContext, AgentState, AgentStatus, Region } from '../worker/schemas/agent';
-import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
+import { TERMINAL, type Execution, type ExecutionError, type ExecutionStatus } from '../worker/schemas/execution';
 import { iso } from '../worker/lib/time';
 import { truncateText } from '../worker/lib/json-limits';
 import { maskUpstream } from '../worker/upstream/resolve';
@@ -187,19 +187,23 @@ export class AgentStore {
     return this.sql.one<ExecutionRow>('SELECT * FROM executions ORDER BY seq DESC LIMIT 1');
   }
 
-  // Writes return the row they wrote (RETURNING): the outbox, the event log and the caller's
-  // view need it, and reading it back would be one more statement per state change.
+  // Writes return the row they wrote, built from what was written rather than with RETURNING
+  // (which costs about as much again as the write) or a read back: the outbox, the event log
+  // and the caller's view need it.
 
   /**
    * Inserts an execution queued, or (`running`) already started: the revision it would have
    * after queued (1) and marked running (2), in one statement instead of two.
    */
   insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number; running: boolean }): ExecutionRow {
-    const row = this.sql.one<ExecutionRow>(
-      'INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, started_at, rev) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?) RETURNING *',
-      e.id, e.intent, JSON.stringify(e.input ?? null), e.running ? 'running' : 'queued', e.idempotencyKey, e.deadlineAt, e.now, e.running ? e.now : null, e.running ? 2 : 1,
+    const row: ExecutionRow = {
+      id: e.id, intent: e.intent, input: JSON.stringify(e.input ?? null), status: e.running ? 'running' : 'queued', output: null, error: null, attempts: 0, upstream: null,
+      idempotency_key: e.idempotencyKey, deadline_at: e.deadlineAt, created_at: e.now, started_at: e.running ? e.now : null, finished_at: null, rev: e.running ? 2 : 1,
+    };
+    this.sql.run(
+      'INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, started_at, rev) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)',
+      row.id, row.intent, row.input, row.status, row.idempotency_key, row.deadline_at, row.created_at, row.started_at, row.rev,
     );
-    if (!row) throw new Error(`execution ${e.id} was not written`);
     return row;
   }
 
@@ -219,19 +223,28 @@ export class AgentStore {
     return this.sql.one<ExecutionRow>("UPDATE executions SET status = 'running', started_at = ?, rev = rev + 1 WHERE id = ? AND status = 'queued' RETURNING *", now, id);
   }
 
-  recordAttempt(id: string, upstream: string): void {
-    this.sql.run('UPDATE executions SET attempts = attempts + 1, upstream = ?, rev = rev + 1 WHERE id = ?', upstream, id);
+  /** Counts an attempt about to start; returns the row as written (`from`: the row before). */
+  recordAttempt(from: ExecutionRow, upstream: string): ExecutionRow {
+    this.sql.run('UPDATE executions SET attempts = attempts + 1, upstream = ?, rev = rev + 1 WHERE id = ?', upstream, from.id);
+    return { ...from, attempts: from.attempts + 1, upstream, rev: from.rev + 1 };
   }
 
-  /** Moves an unfinished execution to a terminal state; returns undefined if it had already finished. */
-  finishExecution(id: string, status: 'succeeded' | 'failed' | 'cancelled', result: { output?: unknown; error?: ExecutionError }, now: number): ExecutionRow | undefined {
-    return this.sql.one<ExecutionRow>(
-      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?), rev = rev + 1 WHERE id = ? AND status IN ('queued', 'running') RETURNING *",
-      status,
-      result.output === undefined ? null : JSON.stringify(result.output),
-      result.error === undefined ? null : JSON.stringify(result.error),
-      now, now, id,
+  /**
+   * Moves an unfinished execution to a terminal state; returns undefined if it had already
+   * finished. `from`: its row as the caller knows it. The update is guarded by that row's
+   * revision, so a row that changed meanwhile is read again rather than overwritten blindly.
+   */
+  finishExecution(from: ExecutionRow, status: 'succeeded' | 'failed' | 'cancelled', result: { output?: unknown; error?: ExecutionError }, now: number): ExecutionRow | undefined {
+    const output = result.output === undefined ? null : JSON.stringify(result.output);
+    const error = result.error === undefined ? null : JSON.stringify(result.error);
+    const written = this.sql.run(
+      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?), rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
+      status, output, error, now, now, from.id, from.rev,
     );
+    if (written > 0) return { ...from, status, output, error, finished_at: now, started_at: from.started_at ?? now, rev: from.rev + 1 };
+    const current = this.execution(from.id);
+    if (!current || current.rev === from.rev || TERMINAL.has(current.status)) return undefined;
+    return this.finishExecution(current, status, result, now);
   }
 
   // --- idempotency ---

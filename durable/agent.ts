@@ -206,7 +206,7 @@ export class AgentDO extends DurableObject<Env> {
     if (!execution || TERMINAL.has(execution.status)) return false;
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
-      this.store.finishExecution(id, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
+      this.store.finishExecution(execution, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
       this.enqueueExecution(id, now);
       this.background.snapshotStale();
     });

@@ -131,3 +131,39 @@ describe('the execution hot path in the agent object', () => {
     expect(await inObject((state) => state.storage.getAlarm())).toBeNull();
   });
 });
+
+describe('writes that return the row they wrote without reading it back', () => {
+  type Store = {
+    insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number; running: boolean }): Record<string, unknown>;
+    recordAttempt(from: Record<string, unknown>, upstream: string): Record<string, unknown>;
+    finishExecution(from: Record<string, unknown>, status: 'succeeded' | 'failed' | 'cancelled', result: { output?: unknown }, now: number): Record<string, unknown> | undefined;
+  };
+  const storeOf = (instance: unknown) => (instance as { store: Store }).store;
+
+  it('gives the same row as the table holds, and finishes from a stale row by reading it again', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const result = await runInDurableObject(stubOf(tenantId, id), (instance, state) => {
+      const store = storeOf(instance);
+      const stored = (executionId: string) => {
+        const { seq: _seq, ...row } = state.storage.sql.exec<Record<string, unknown>>('SELECT * FROM executions WHERE id = ?', executionId).one();
+        return row;
+      };
+      const inserted = store.insertExecution({ id: 'ex_written', intent: 'i', input: { a: 1 }, idempotencyKey: null, deadlineAt: 9e12, now: 1_000, running: true });
+      expect(stored('ex_written')).toEqual(inserted);
+      const attempted = store.recordAttempt(inserted, 'builtin');
+      expect(stored('ex_written')).toEqual(attempted);
+      // Finishing from the row as inserted (before the attempt): the guard on its revision
+      // misses, and the finish reads the row again rather than losing the attempt.
+      // (That row is the stored one, which also has the `seq` no caller reads.)
+      const { seq: _seq, ...finished } = store.finishExecution(inserted, 'succeeded', { output: 'done' }, 2_000) ?? {};
+      expect(finished).toEqual(stored('ex_written'));
+      const again = store.finishExecution(attempted, 'failed', {}, 3_000);
+      return { finished, again, final: stored('ex_written') };
+    });
+    expect(result.finished).toMatchObject({ status: 'succeeded', attempts: 1, upstream: 'builtin', output: '"done"', finished_at: 2_000, rev: 4 });
+    // An execution that has finished is not finished again.
+    expect(result.again).toBeUndefined();
+    expect(result.final).toMatchObject({ status: 'succeeded', rev: 4 });
+  });
+});

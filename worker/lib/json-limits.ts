@@ -33,7 +33,11 @@ export function jsonDepth(value: unknown, stopAbove = Infinity): number {
 export function jsonLimitProblem(value: unknown, limits: { maxBytes: number; maxDepth?: number }): string | null {
   const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
   if (jsonDepth(value, maxDepth) > maxDepth) return `nested deeper than ${maxDepth} levels`;
-  const bytes = jsonBytes(value);
+  const json = JSON.stringify(value) ?? '';
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most values are clearly within the limit
+  // without encoding them.
+  if (json.length * 3 <= limits.maxBytes) return null;
+  const bytes = encoder.encode(json).byteLength;
   if (bytes > limits.maxBytes) return `${bytes} bytes of JSON exceed the limit of ${limits.maxBytes}`;
   return null;
 }

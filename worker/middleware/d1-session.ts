@@ -3,11 +3,36 @@ import type { AppEnv } from '../env';
 
 const BOOKMARK = /^[A-Za-z0-9_.:-]{1,256}$/;
 
+/** Opens the D1 session a request runs its queries in, on the first query: most hot requests make none. */
+class LazySession {
+  private session: D1DatabaseSession | undefined;
+
+  constructor(
+    private readonly db: D1Database,
+    private readonly asked: string | undefined,
+  ) {}
+
+  get(): D1DatabaseSession {
+    if (this.session) return this.session;
+    try {
+      this.session = this.db.withSession(this.asked ?? 'first-unconstrained');
+    } catch {
+      this.session = this.db.withSession('first-unconstrained');
+    }
+    return this.session;
+  }
+
+  /** The bookmark to hand back: the session's latest, else (no query ran) the one the client sent. */
+  bookmark(): string | null {
+    return this.session ? this.session.getBookmark() : (this.asked ?? null);
+  }
+}
+
 /** A session that stands in for the database: queries go through it, the rest to `db`. */
-function sessionAsDatabase(db: D1Database, session: D1DatabaseSession): D1Database {
+function sessionAsDatabase(db: D1Database, session: LazySession): D1Database {
   return Object.assign(Object.create(db) as D1Database, {
-    prepare: (query: string) => session.prepare(query),
-    batch: <T>(statements: D1PreparedStatement[]) => session.batch<T>(statements),
+    prepare: (query: string) => session.get().prepare(query),
+    batch: <T>(statements: D1PreparedStatement[]) => session.get().batch<T>(statements),
   });
 }
 
@@ -21,15 +46,10 @@ function sessionAsDatabase(db: D1Database, session: D1DatabaseSession): D1Databa
 export function d1Session(): MiddlewareHandler<AppEnv> {
   return async function d1Session(c, next) {
     const asked = c.req.header('x-d1-bookmark');
-    let session: D1DatabaseSession;
-    try {
-      session = c.env.DB.withSession(asked && BOOKMARK.test(asked) ? asked : 'first-unconstrained');
-    } catch {
-      session = c.env.DB.withSession('first-unconstrained');
-    }
+    const session = new LazySession(c.env.DB, asked && BOOKMARK.test(asked) ? asked : undefined);
     c.env = { ...c.env, DB: sessionAsDatabase(c.env.DB, session) };
     await next();
-    const bookmark = session.getBookmark();
+    const bookmark = session.bookmark();
     if (bookmark) c.res.headers.set('x-d1-bookmark', bookmark);
   };
 }

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { MAX_JSON_DEPTH, jsonLimitProblem } from '../lib/json-limits';
+import { MAX_JSON_DEPTH, jsonDepth, jsonLimitProblem } from '../lib/json-limits';
 
 export const AgentId = z
   .string()
@@ -39,6 +39,16 @@ export function boundedJson<T extends z.ZodType>(schema: T, maxBytes: number, ma
   return schema.superRefine((value, ctx) => {
     const problem = jsonLimitProblem(value, { maxBytes, maxDepth });
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+/**
+ * Free-form JSON bounded in nesting depth only, for a body whose size the request body limit
+ * already bounds (serializing it again to count its bytes would cost more than the check).
+ */
+export function boundedDepth<T extends z.ZodType>(schema: T, maxDepth = MAX_JSON_DEPTH) {
+  return schema.superRefine((value, ctx) => {
+    if (jsonDepth(value, maxDepth) > maxDepth) ctx.addIssue({ code: 'custom', message: `nested deeper than ${maxDepth} levels` });
   });
 }
 

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { boundedJson } from './common';
+import { boundedDepth } from './common';
 
 const ContentPart = z.looseObject({ type: z.string().max(64) });
 
@@ -14,14 +14,13 @@ export const ChatMessage = z.looseObject({
  * the upstream unchanged, so new OpenAI parameters work without a gateway release.
  */
 // Unknown fields pass through, so their nesting is bounded here (size by the body limit).
-export const ChatCompletionRequest = boundedJson(
+export const ChatCompletionRequest = boundedDepth(
   z.looseObject({
     model: z.string().min(1).max(256).openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
     messages: z.array(ChatMessage).min(1).max(2_000),
     stream: z.boolean().optional(),
     temperature: z.number().min(0).max(2).optional(),
   }),
-  1024 * 1024,
 ).openapi('ChatCompletionRequest');
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
