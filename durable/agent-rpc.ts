@@ -21,7 +21,12 @@ export interface ExecuteInput {
   mode: 'sync' | 'async';
   timeoutMs?: number;
   idempotencyKey?: string;
-  /** The key was made by the edge for this call and this is its first delivery: it cannot exist yet. */
+  /**
+   * The id the edge chose for this execution, when the client gave no idempotency key: a
+   * retried delivery of the call finds the execution by its id, so the call needs no key row.
+   */
+  executionId?: string;
+  /** This is the first delivery of a call the edge keyed itself (by `executionId`): nothing to look up. */
   freshKey?: boolean;
   /** Hash of the request body, to tell a replay from a reused key. */
   fingerprint: string;

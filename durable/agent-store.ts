@@ -15,8 +15,6 @@ export const MAX_TURN_CHARS = 32_000;
 const HISTORY_TRIM_EVERY = 16;
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
-/** Keys the edge adds for its own RPC retry are needed for seconds, not a day. */
-const EDGE_KEY_TTL_MS = 10 * 60_000;
 const KEEP_FINISHED = 1_000;
 
 /** Rows of one agent's SQLite storage, and the outbox entries that mirror them to D1. */
@@ -284,13 +282,9 @@ export class AgentStore {
     return Number(row?.value ?? 1);
   }
 
-  /**
-   * Retention: client idempotency keys past their day, the edge's own retry keys (which start
-   * with "edge ") past ten minutes, and finished executions beyond the newest `keep`.
-   */
+  /** Retention: idempotency keys past their day, and finished executions beyond the newest `keep`. */
   prune(now: number, keep = KEEP_FINISHED): void {
     this.sql.run('DELETE FROM idempotency WHERE created_at < ?', now - IDEMPOTENCY_TTL_MS);
-    this.sql.run("DELETE FROM idempotency WHERE key LIKE 'edge %' AND created_at < ?", now - EDGE_KEY_TTL_MS);
     this.sql.run(
       "DELETE FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq < (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM executions ORDER BY seq DESC LIMIT ?))",
       keep,

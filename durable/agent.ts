@@ -145,14 +145,14 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();
     const agentId = this.store.config(row).id;
-    // Everything from the key lookup to the insert runs without an await, so concurrent requests
-    // with one key cannot both miss it (the first inserts, the rest replay). A key the edge made
-    // for this very call cannot have been seen yet: no lookup.
-    if (request.idempotencyKey && !request.freshKey) {
-      const seen = this.store.idempotency(request.idempotencyKey);
-      const first = seen && this.store.execution(seen.execution_id);
-      if (seen && first) {
-        if (seen.fingerprint !== request.fingerprint) {
+    // No await from the lookup to the insert: concurrent deliveries of one call (or requests with
+    // one key) cannot both miss it. A call the edge named is new at its first delivery: no lookup.
+    if (!request.freshKey) {
+      const seen = request.idempotencyKey ? this.store.idempotency(request.idempotencyKey) : undefined;
+      const firstId = seen?.execution_id ?? request.executionId;
+      const first = firstId === undefined ? undefined : this.store.execution(firstId);
+      if (first) {
+        if (seen && seen.fingerprint !== request.fingerprint) {
           return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
         }
         // A fresh instance (after a reset) resumes orphaned work now, not at the next watchdog
@@ -164,7 +164,7 @@ export class AgentDO extends DurableObject<Env> {
     }
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
-    const id = newId('ex');
+    const id = request.executionId ?? newId('ex');
     const running = this.runner.mayStartAtOnce(row);
     const inserted = this.ctx.storage.transactionSync(() => {
       const written = this.store.insertExecution({

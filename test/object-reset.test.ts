@@ -21,7 +21,7 @@ describe('an object reset while a call is in flight', () => {
     const res = await pending;
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ status: 'succeeded' });
-    // The edge's own key made the retried RPC replay the execution, resumed by the new instance.
+    // The id the edge chose made the retried RPC replay the execution, resumed by the new instance.
     const list = await eventually(async () => {
       const page = await api(`/v1/agents/${id}/executions`, { key });
       return page.body.data.length === 1 && page.body.data;

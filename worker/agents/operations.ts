@@ -4,6 +4,7 @@ import type { Env } from '../env';
 import { ApiError, unwrap, type Result } from '../errors';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { canonicalJson, sha256Hex } from '../lib/hash';
+import { newId } from '../lib/ids';
 import type { Agent } from '../schemas/agent';
 import type { CreateExecutionBody, Execution } from '../schemas/execution';
 import { callAgent, requireAgent, type AgentRpc } from './registry';
@@ -44,21 +45,22 @@ export async function listAgents(env: Env, tenantId: string, limit: number, curs
 
 /**
  * Runs an intent on the tenant's agent: sync waits for the end, async returns it queued. Only a
- * client's idempotency key can be reused with another body; without one the edge keys the call
- * itself (a space makes it unlike any client key), so retrying the RPC after a transient
- * platform error can never run it twice.
+ * client's idempotency key can be reused with another body; without one the edge names the
+ * execution itself, so retrying the RPC after a transient platform error finds it by that id
+ * and can never run it twice.
  */
 export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string): Promise<ExecuteResult> {
   const route = await requireAgent(env, tenantId, agentId);
-  const fingerprint = idempotencyKey === undefined ? 'edge' : await sha256Hex(canonicalJson(body));
-  const key = idempotencyKey ?? `edge ${crypto.randomUUID()}`;
+  const keyed = idempotencyKey === undefined
+    ? { executionId: newId('ex'), fingerprint: 'edge' }
+    : { idempotencyKey, fingerprint: await sha256Hex(canonicalJson(body)) };
   let deliveries = 0;
   return unwrap(
     await callAgent(
       env, tenantId, agentId, route,
       (stub) => stub.execute({
         intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
-        idempotencyKey: key, fingerprint, freshKey: idempotencyKey === undefined && deliveries++ === 0,
+        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0,
       }),
       { retry: true },
     ),

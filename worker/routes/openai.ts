@@ -2,6 +2,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
+import { newId } from '../lib/ids';
 import { callAgent, requireAgent } from '../agents/registry';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
 import { proxyChat } from '../openai/chat-proxy';
@@ -40,9 +41,12 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
   if (!lastUser) throw new ApiError('invalid_request', 'messages need a user message', [{ path: ['messages'], message: 'no message with role "user"' }]);
   const message = contentText(lastUser.content);
+  // Named here, so a retried delivery finds the execution rather than running it twice.
+  const executionId = newId('ex');
+  let deliveries = 0;
   const { execution } = unwrap(
     await callAgent(c.env, tenantId, agentId, route, (stub) =>
-      stub.execute({ intent: 'chat', input: { message }, mode: 'sync', idempotencyKey: `edge ${crypto.randomUUID()}`, fingerprint: 'chat' }),
+      stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
     { retry: true }),
   );
   const headers = { 'x-gateway-upstream': execution.upstream ?? 'agent', 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id };
