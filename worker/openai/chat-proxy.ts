@@ -23,6 +23,7 @@ export interface ChatProxyOptions {
   signal: AbortSignal;
 }
 
+// `response` is built here, never a fetch's own, so the caller may add headers to it.
 export type ChatProxyResult =
   | { ok: true; response: Response; target: string; attempts: number }
   | { ok: false; error: UpstreamError; target?: string; attempts: number };

@@ -108,7 +108,8 @@ export const openai = new OpenAPIHono<AppEnv>()
         if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
         throw new ApiError(error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed', error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
       }
-      const response = new Response(result.response.body, result.response);
+      // The proxy built this response itself (never a fetch's, whose headers are immutable).
+      const { response } = result;
       for (const [name, value] of Object.entries(gatewayHeaders)) response.headers.set(name, value);
       if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl);
       if (ttl > 0) response.headers.set('x-gateway-cache', 'BYPASS');
