@@ -1,6 +1,7 @@
 import type { PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
+import { abortWith } from '../lib/abort';
 import { retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -90,9 +91,12 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   const check = await checkOutboundUrl(baseUrl, options.policy);
   if (!check.ok) throw new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
 
-  // One controller for the whole attempt; timers abort it at each phase's limit.
+  // One controller for the whole attempt: timers abort it at each phase's limit, and so does
+  // the client going away, until the attempt (or, for a stream, the relay) ends.
   const controller = new AbortController();
-  const signal = AbortSignal.any([options.signal, controller.signal]);
+  const { signal } = controller;
+  const unlink = abortWith(options.signal, controller);
+  let relaying = false;
   const timeoutError = (what: string) => new UpstreamError('timeout', what, true);
   const firstByteLimit = Math.min(timeouts.firstByteMs, timeouts.deadlineAt - Date.now());
   const firstByteTimer = setTimeout(() => controller.abort(timeoutError(`no response within ${firstByteLimit} ms`)), Math.max(0, firstByteLimit));
@@ -140,11 +144,16 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       idleMs: timeouts.idleMs,
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
-      onEnd: onStreamEnd,
+      onEnd: (ok) => {
+        unlink();
+        onStreamEnd(ok);
+      },
     });
+    relaying = true;
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
   } finally {
     clearTimeout(firstByteTimer);
+    if (!relaying) unlink();
   }
 }
 

@@ -1,3 +1,4 @@
+import { abortWith } from '../lib/abort';
 import { UpstreamError, type InvokeOutcome, type Upstream, type UpstreamRequest } from './types';
 
 export interface InvokeOptions {
@@ -61,16 +62,17 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
     options.onAttempt?.(attempt, choice.label);
     const attemptTimeout = Math.min(choice.timeoutMs ?? remaining, remaining);
     // A timer cleared when the attempt ends (AbortSignal.timeout would outlive it, one per call).
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new DOMException('upstream attempt timed out', 'TimeoutError')), attemptTimeout);
-    const signal = AbortSignal.any([options.signal, timeout.signal]);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException('upstream attempt timed out', 'TimeoutError')), attemptTimeout);
+    const unlink = abortWith(options.signal, controller);
     try {
-      const reply = await upstream.call(request, { signal });
+      const reply = await upstream.call(request, { signal: controller.signal });
       return { ok: true, reply, attempts };
     } catch (error) {
       last = toUpstreamError(error);
     } finally {
       clearTimeout(timer);
+      unlink();
     }
     if (options.signal.aborted || !last.retryable || attempt === maxAttempts) break;
     const delay = backoffMs(attempt, last.retryAfterMs);
