@@ -1,4 +1,5 @@
 import type { AgentEvent } from '../worker/schemas/webhook';
+import { iso } from '../worker/lib/time';
 import type { Sql } from './sql';
 
 /** Events kept for resuming streams; older ones are trimmed. */
@@ -42,7 +43,7 @@ export class AgentEvents {
     const newest = seqs.at(-1) ?? 0;
     // Trimming as the seq crosses a hundred keeps between 1,000 and 1,100 for a fraction of the writes.
     if (Math.floor(newest / 100) !== Math.floor((newest - entries.length) / 100)) this.sql.run('DELETE FROM events WHERE seq <= ?', newest - EVENT_RETENTION);
-    const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: new Date(now).toISOString(), data: e.data }));
+    const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: iso(now), data: e.data }));
     for (const event of events) {
       for (const push of this.subscribers) push(event);
       for (const socket of this.ctx.getWebSockets('events')) {
@@ -59,7 +60,7 @@ export class AgentEvents {
   since(seq: number, limit = EVENT_RETENTION): AgentEvent[] {
     return this.sql
       .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?', seq, limit)
-      .map((r) => ({ seq: r.seq, type: r.type, timestamp: new Date(r.created_at).toISOString(), data: JSON.parse(r.data) as unknown }));
+      .map((r) => ({ seq: r.seq, type: r.type, timestamp: iso(r.created_at), data: JSON.parse(r.data) as unknown }));
   }
 
   oldestSeq(): number | null {

@@ -1,5 +1,6 @@
 import { Webhook as Signer } from 'standardwebhooks';
 import { newId } from '../worker/lib/ids';
+import { iso } from '../worker/lib/time';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
@@ -142,7 +143,7 @@ export class AgentWebhooks {
     const hooks = this.hooks.filter((h) => h.events.has(type)).map((h) => h.row);
     for (const hook of hooks) {
       const id = newId('msg');
-      const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data });
+      const payload = JSON.stringify({ type, timestamp: iso(now), data });
       this.sql.run(
         "INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
         id, hook.id, type, payload, now, now,
