@@ -31,13 +31,12 @@ if (positionals.length !== 2) {
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-compare-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-const { applyMigrations, freePort, killOwnWorkerd, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
+const { applyMigrations, benchBindings, benchTenant, freePort, killOwnWorkerd, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
 process.on('exit', () => {
   killOwnWorkerd();
   rmSync(runDir, { recursive: true, force: true });
 });
 
-const ADMIN = 'bench-admin-token-0123456789';
 const agents = Number(values.agents);
 const log = (...args) => console.error('[compare]', ...args);
 
@@ -84,19 +83,10 @@ async function serve(label, rev) {
   log(`${label}: building ${rev}`);
   const scriptPath = build(rev, path.join(runDir, `build-${label}`));
   const before = workerdPids();
-  const { mf, base } = await startGateway({ scriptPath, bindings: { ADMIN_TOKEN: ADMIN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' } });
+  const { mf, base } = await startGateway({ scriptPath, bindings: benchBindings() });
   const pids = new Set([...workerdPids()].filter((pid) => !before.has(pid)));
   await applyMigrations(mf);
-  const json = { 'content-type': 'application/json' };
-  const call = async (p, init) => {
-    const res = await fetch(base + p, init);
-    if (!res.ok) throw new Error(`${p}: ${res.status} ${await res.text()}`);
-    return res.json();
-  };
-  const admin = { ...json, authorization: `Bearer ${ADMIN}` };
-  const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: admin, body: '{}' });
-  const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: admin, body: '{}' });
-  const auth = { ...json, authorization: `Bearer ${key}` };
+  const { call, auth } = await benchTenant(base);
   for (let i = 0; i < agents; i++) await call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id: `a-${i}`, concurrency: 32 }) });
   await call('/v1/pools/bench', { method: 'PUT', headers: auth, body: JSON.stringify({ strategy: 'least-inflight', targets: ['a', 'b'].map((id) => ({ id, kind: 'openai-chat', baseUrl: `${mockUrl}/t/${id}/ok/v1`, model: 'mock-model' })) }) });
   return { label, rev, mf, base, pids, auth };

@@ -30,7 +30,7 @@ if (positionals.length !== 2 || !['chat', 'sync', 'get'].includes(values.scenari
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-edge-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-const { applyMigrations, killOwnWorkerd, root, startGateway } = await import('../scripts/lib/runtime.mjs');
+const { applyMigrations, benchBindings, benchTenant, killOwnWorkerd, root, startGateway } = await import('../scripts/lib/runtime.mjs');
 process.on('exit', () => {
   killOwnWorkerd();
   rmSync(runDir, { recursive: true, force: true });
@@ -86,28 +86,18 @@ function build(rev, label) {
   }
 }
 
-const ADMIN = 'bench-admin-token-0123456789';
 
 async function serve(label, rev) {
   log(`${label}: building ${rev}`);
   const scriptPath = build(rev, label);
-  const { mf, base } = await startGateway({ scriptPath, bindings: { ADMIN_TOKEN: ADMIN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' } });
+  const { mf, base } = await startGateway({ scriptPath, bindings: benchBindings() });
   await applyMigrations(mf);
-  const json = { 'content-type': 'application/json' };
-  const call = async (p, init) => {
-    const res = await fetch(base + p, init);
-    if (!res.ok) throw new Error(`${p}: ${res.status} ${await res.text()}`);
-    return res.json();
-  };
-  const admin = { ...json, authorization: `Bearer ${ADMIN}` };
-  const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: admin, body: '{}' });
-  const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: admin, body: '{}' });
-  const auth = { ...json, authorization: `Bearer ${key}` };
+  const { call, auth } = await benchTenant(base);
   await call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id: 'a-0', concurrency: 32 }) });
   await call('/v1/pools/bench', { method: 'PUT', headers: auth, body: JSON.stringify({ targets: [{ id: 'local', kind: 'builtin' }] }) });
   const loop = async (n) => {
     const started = performance.now();
-    const res = await fetch(`${base}/__bench/edge-loop`, { method: 'POST', headers: json, body: JSON.stringify({ n, ...scenario(auth) }) });
+    const res = await fetch(`${base}/__bench/edge-loop`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n, ...scenario(auth) }) });
     const text = await res.text();
     if (!res.ok) throw new Error(`${label}: ${text}`);
     return ((performance.now() - started) * 1000) / n;

@@ -33,7 +33,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Miniflare } from 'miniflare';
-import { applyMigrations, bundle, compatibilityDate, freePort, killOwnWorkerd, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
+import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, compatibilityDate, freePort, killOwnWorkerd, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
 import { startProfile, summarise } from './profile.mjs';
 
@@ -66,7 +66,6 @@ const connections = Number(values.connections);
 const duration = Number(values.duration ?? (quick ? 2 : 10));
 const warmup = quick ? 1 : 3;
 const build = path.join(root, 'bench/.build');
-const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
 const log = (...args) => console.error('[bench]', ...args);
 /** Wall-clock time per phase of the run, printed at the end. */
@@ -195,7 +194,7 @@ phase('baselines');
 const profilePort = values.profile ? await freePort() : undefined;
 const { mf: gateway, base } = await startGateway({
   scriptPath: gatewayScript,
-  bindings: { ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' },
+  bindings: benchBindings(),
   persist: process.env.BENCH_PERSIST,
   inspectorPort: profilePort,
 });
@@ -223,8 +222,8 @@ async function call(pathname, init = {}, { allowConflict = false } = {}) {
     return res.json();
   }
 }
-const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` }, body: '{}' });
-const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` }, body: '{}' });
+const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: { ...json, authorization: `Bearer ${BENCH_ADMIN_TOKEN}` }, body: '{}' });
+const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: { ...json, authorization: `Bearer ${BENCH_ADMIN_TOKEN}` }, body: '{}' });
 const auth = { ...json, authorization: `Bearer ${key}` };
 
 /**

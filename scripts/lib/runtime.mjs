@@ -103,6 +103,29 @@ export async function startGateway(options) {
   return { mf, base };
 }
 
+/** The operator token the bench tools start the gateway with. */
+export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789';
+
+/** The gateway's bindings for the bench tools: local upstreams allowed, errors-only logs. */
+export const benchBindings = () => ({ ADMIN_TOKEN: BENCH_ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' });
+
+/**
+ * A tenant and an API key on a bench gateway at `base`. `call` is a JSON request that throws on
+ * any answer but 2xx; `auth` the headers of a JSON request with the key.
+ */
+export async function benchTenant(base) {
+  const json = { 'content-type': 'application/json' };
+  const call = async (pathname, init) => {
+    const res = await fetch(base + pathname, init);
+    if (!res.ok) throw new Error(`${pathname}: ${res.status} ${await res.text()}`);
+    return res.json();
+  };
+  const admin = { ...json, authorization: `Bearer ${BENCH_ADMIN_TOKEN}` };
+  const tenant = await call('/v1/admin/tenants', { method: 'POST', headers: admin, body: '{}' });
+  const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: admin, body: '{}' });
+  return { call, auth: { ...json, authorization: `Bearer ${key}` } };
+}
+
 /** Applies migrations/*.sql to the gateway's D1 database, in order. */
 export async function applyMigrations(mf) {
   const db = await mf.getD1Database('DB');

@@ -1,5 +1,5 @@
 import { env } from 'cloudflare:test';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { KEY_ISOLATE_TTL_MS, lookupKey } from '../../worker/auth/api-keys';
 import type { Env } from '../../worker/env';
 import { IsolateCache } from '../../worker/lib/isolate-cache';
@@ -12,44 +12,39 @@ describe('IsolateCache', () => {
     const promise = new Promise<T>((r) => { resolve = r; });
     return { promise, resolve };
   };
+  /** A cache whose entry 'k' (`value`) has just expired. */
+  const expired = <T>(value: T, options?: { staleForMs?: number }) => {
+    const cache = new IsolateCache<T>(TTL, options);
+    cache.set('k', value);
+    vi.setSystemTime(Date.now() + TTL + 1);
+    return cache;
+  };
+  beforeEach(() => { vi.useFakeTimers({ toFake: ['Date'] }); });
+  afterEach(() => { vi.useRealTimers(); });
 
   it('serves the expired value to everyone else while one request refreshes it, and not after', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
-      const cache = new IsolateCache<string>(TTL, { staleForMs: 2_000 });
-      cache.set('k', 'old');
-      vi.setSystemTime(Date.now() + TTL + 1);
-      const refresh = pending<string>();
-      const refreshing = cache.get('k', () => refresh.promise);
-      let loads = 0;
-      const load = async () => { loads++; return 'mine'; };
-      expect(await cache.get('k', load)).toBe('old'); // someone is refreshing: no load of its own
-      expect(await cache.get('other', load)).toBe('mine');
-      refresh.resolve('fresh');
-      expect(await refreshing).toBe('fresh');
-      expect(await cache.get('k', load)).toBe('fresh');
-      vi.setSystemTime(Date.now() + TTL + 1);
-      expect(await cache.get('k', load)).toBe('mine'); // expired and nobody refreshing: it loads
-      expect(loads).toBe(2);
-    } finally {
-      vi.useRealTimers();
-    }
+    const cache = expired('old', { staleForMs: 2_000 });
+    const refresh = pending<string>();
+    const refreshing = cache.get('k', () => refresh.promise);
+    let loads = 0;
+    const load = async () => { loads++; return 'mine'; };
+    expect(await cache.get('k', load)).toBe('old'); // someone is refreshing: no load of its own
+    expect(await cache.get('other', load)).toBe('mine');
+    refresh.resolve('fresh');
+    expect(await refreshing).toBe('fresh');
+    expect(await cache.get('k', load)).toBe('fresh');
+    vi.setSystemTime(Date.now() + TTL + 1);
+    expect(await cache.get('k', load)).toBe('mine'); // expired and nobody refreshing: it loads
+    expect(loads).toBe(2);
   });
 
   it('lets the next request refresh when a refresh has taken too long (its request may be gone)', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
-      const cache = new IsolateCache<string>(TTL, { staleForMs: 2_000 });
-      cache.set('k', 'old');
-      vi.setSystemTime(Date.now() + TTL + 1);
-      void cache.get('k', () => new Promise<never>(() => undefined)); // never settles
-      vi.setSystemTime(Date.now() + 1_999);
-      expect(await cache.get('k', async () => 'mine')).toBe('old');
-      vi.setSystemTime(Date.now() + 1);
-      expect(await cache.get('k', async () => 'mine')).toBe('mine');
-    } finally {
-      vi.useRealTimers();
-    }
+    const cache = expired('old', { staleForMs: 2_000 });
+    void cache.get('k', () => new Promise<never>(() => undefined)); // never settles
+    vi.setSystemTime(Date.now() + 1_999);
+    expect(await cache.get('k', async () => 'mine')).toBe('old');
+    vi.setSystemTime(Date.now() + 1);
+    expect(await cache.get('k', async () => 'mine')).toBe('mine');
   });
 
   it('is free again after a refresh that failed, and passes the failure to its caller', async () => {
@@ -59,17 +54,10 @@ describe('IsolateCache', () => {
   });
 
   it('drops a cached value that a lookup no longer keeps (a key revoked since)', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
-      const cache = new IsolateCache<string | null>(TTL);
-      const keep = (v: string | null) => v !== null;
-      cache.set('k', 'valid');
-      vi.setSystemTime(Date.now() + TTL + 1);
-      expect(await cache.get('k', async () => null, keep)).toBeNull();
-      expect(await cache.get('k', async () => 'again', keep)).toBe('again');
-    } finally {
-      vi.useRealTimers();
-    }
+    const cache = expired<string | null>('valid');
+    const keep = (v: string | null) => v !== null;
+    expect(await cache.get('k', async () => null, keep)).toBeNull();
+    expect(await cache.get('k', async () => 'again', keep)).toBe('again');
   });
 });
 
