@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { api, newTenant } from './support/api';
+import { api, newAgent, newTenant } from './support/api';
 
 describe('edge router', () => {
   it('answers /healthz without auth', async () => {
@@ -69,5 +69,28 @@ describe('edge router', () => {
     expect(res.status).toBe(200);
     expect(res.body.openapi).toBe('3.1.0');
     expect(Object.keys(res.body.paths)).toEqual(expect.arrayContaining(['/v1/agents', '/v1/agents/{id}/executions', '/healthz']));
+  });
+
+  it('documents the headers a route declares, and validates them whatever their case', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const headerNames = (operation: { parameters?: { in: string; name: string }[] }) => (operation.parameters ?? []).filter((p) => p.in === 'header').map((p) => p.name);
+    expect(headerNames(doc.paths['/v1/chat/completions'].post)).toEqual(expect.arrayContaining(['x-agent-id', 'x-gateway-cache-ttl']));
+    expect(headerNames(doc.paths['/v1/agents/{id}/executions'].post)).toEqual(['idempotency-key']);
+    expect(headerNames(doc.paths['/v1/agents/{id}/events'].get)).toEqual(['last-event-id']);
+
+    const { key } = await newTenant();
+    const chat = { model: 'nowhere', messages: [{ role: 'user', content: 'hi' }] };
+    const badTtl = await api('/v1/chat/completions', { key, headers: { 'X-Gateway-Cache-TTL': 'soon' }, body: chat });
+    expect(badTtl.status).toBe(400);
+    expect(badTtl.body.error.code).toBe('invalid_request');
+    expect(badTtl.body.error.details.map((d: { path: string[] }) => d.path)).toEqual([['x-gateway-cache-ttl']]);
+    // A valid header reaches the handler parsed: here, the agent that answers the chat.
+    const agent = await newAgent(key);
+    const viaAgent = await api('/v1/chat/completions', { key, headers: { 'X-Agent-Id': agent }, body: chat });
+    expect(viaAgent.status).toBe(200);
+    expect(viaAgent.body.model).toBe(`agent:${agent}`);
+    const badKey = await api(`/v1/agents/${agent}/executions`, { key, headers: { 'Idempotency-Key': 'x'.repeat(300) }, body: { intent: 'x' } });
+    expect(badKey.status).toBe(400);
+    expect(badKey.body.error.details[0].path).toEqual(['idempotency-key']);
   });
 });

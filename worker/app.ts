@@ -2,9 +2,8 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
-import type { ZodError } from 'zod';
 import type { AppEnv } from './env';
-import { ApiError } from './errors';
+import { ApiError, validationError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
@@ -34,11 +33,6 @@ import { a2a, a2aRpc } from './routes/a2a';
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest request headers: in total, and any one of them. */
 export const MAX_HEADER_BYTES = { total: 16 * 1024, each: 8 * 1024 };
-
-function validationError(error: ZodError): ApiError {
-  const details = error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: issue.code }));
-  return new ApiError('invalid_request', details.map((d) => (d.path.length ? `${d.path.join('.')}: ${d.message}` : d.message)).join('; '), details);
-}
 
 /**
  * The edge API: request id, 405s, body limit, auth, then one router per resource. Every route

@@ -1,4 +1,5 @@
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ZodError } from 'zod';
 
 /**
  * Every error the API can answer with, and its HTTP status. The codes are public API:
@@ -65,6 +66,12 @@ export class ApiError extends Error {
   static from(failure: Failure): ApiError {
     return new ApiError(failure.code, failure.message, failure.details);
   }
+}
+
+/** A failed validation as the one `invalid_request` error, each issue with its path. */
+export function validationError(error: ZodError): ApiError {
+  const details = error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: issue.code }));
+  return new ApiError('invalid_request', details.map((d) => (d.path.length ? `${d.path.join('.')}: ${d.message}` : d.message)).join('; '), details);
 }
 
 /** Returns the value of a successful result, or throws its failure as an ApiError. */

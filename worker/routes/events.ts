@@ -1,10 +1,10 @@
-import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import type { AppEnv } from '../env';
+import { createRoute, z } from '@hono/zod-openapi';
 import { ApiError } from '../errors';
 import { agentStub, requireAgent } from '../agents/registry';
 import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, security } from './openapi';
+import { router } from './router';
 
 const Resume = z.object({
   'last-event-id': z.string().regex(/^\d{1,15}$/).optional().openapi({ description: 'resume after this event (SSE reconnects send it)' }),
@@ -14,7 +14,7 @@ const ResumeQuery = z.object({ lastEventId: z.string().regex(/^\d{1,15}$/).optio
 const lastId = (header: string | undefined, query: string | undefined): number | null =>
   header !== undefined ? Number(header) : query !== undefined ? Number(query) : null;
 
-export const events = new OpenAPIHono<AppEnv>()
+export const events = router()
   .openapi(
     createRoute({
       method: 'get',

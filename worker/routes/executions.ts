@@ -1,4 +1,4 @@
-import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, type Result } from '../errors';
@@ -9,6 +9,7 @@ import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams, page, idempotencyHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { router } from './router';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
 
@@ -22,7 +23,7 @@ export async function onAgent<T>(
   return onTenantAgent(c.env, c.get('principal').tenantId, agentId, fn, options);
 }
 
-export const executions = new OpenAPIHono<AppEnv>()
+export const executions = router()
   .openapi(
     createRoute({
       method: 'post',

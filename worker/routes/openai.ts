@@ -1,4 +1,4 @@
-import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
@@ -13,6 +13,7 @@ import { listPools } from '../pools/store';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
 import { outboundPolicy } from '../upstream/outbound-guard';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { router } from './router';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
@@ -62,7 +63,7 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   return Response.json(completion(id, model, content, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
 }
 
-export const openai = new OpenAPIHono<AppEnv>()
+export const openai = router()
   .openapi(
     createRoute({
       method: 'post',

@@ -1,6 +1,6 @@
-import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import type { RunInput, TransactionDO } from '../../durable/transaction';
-import type { AppEnv, Env } from '../env';
+import type { Env } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { findAgent } from '../agents/registry';
 import { canonicalJson, sha256Hex } from '../lib/hash';
@@ -8,6 +8,7 @@ import { newId } from '../lib/ids';
 import { CreateTransactionBody, Transaction, TransactionAborted, TransactionCommitted, TransactionParams } from '../schemas/transaction';
 import { idempotencyHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { router } from './router';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice');
 
@@ -49,7 +50,7 @@ async function runOnce(env: Env, name: string, input: RunInput) {
   }
 }
 
-export const transactions = new OpenAPIHono<AppEnv>()
+export const transactions = router()
   .openapi(
     createRoute({
       method: 'post',
