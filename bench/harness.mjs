@@ -16,8 +16,9 @@
 // --ceilings; under 2 minutes),
 // --json FILE (results as JSON),
 // --connections N (default 50), --duration S (default 10, quick 2), --only id,id (a subset of
-// scenarios), --profile DIR (a CPU profile of the gateway's isolate per scenario, through
-// workerd's inspector: DIR/<scenario>.cpuprofile, and the top functions by self time),
+// scenarios; scale-1000 runs in --quick only when named here), --profile DIR (a CPU profile
+// of the gateway's isolate per scenario, through workerd's inspector: DIR/<scenario>.cpuprofile,
+// and the top functions by self time),
 // --disk (keep the runtime's storage on the temporary directory's disk instead of tmpfs).
 //
 // Storage: Miniflare keeps Durable Object, D1 and KV files under the temporary directory. On
@@ -97,6 +98,13 @@ function load(url, requests, seconds = duration, conns = connections) {
         total: result.requests.total,
       });
     });
+  });
+}
+
+/** Sends `amount` requests (at the usual concurrency) and waits for every answer: a warm-up pass. */
+function pass(url, requests, amount) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections, amount, requests }, (error, result) => (error ? reject(error) : resolve(result)));
   });
 }
 
@@ -315,6 +323,16 @@ await scenario('scale-1', execOn([one]));
 await scenario('scale-100', execOn(hundred));
 await scenario('long-history', execOn([longHistory]));
 phase('scenarios');
+if (want ? want.has('scale-1000') : !quick) {
+  // Between 100 and 10,000: where throughput falls off with the number of objects resident in
+  // the one process (see BENCHMARKS.md, sixth pass). A pass over every agent first, so what is
+  // measured is agents that have run before, as in scale-100. Not in --quick unless asked for.
+  const thousand = await createAgents('a1k', 1_000);
+  await pass(base, execOn(thousand), thousand.length);
+  phase('create and warm 1,000 agents');
+  await scenario('scale-1000', execOn(thousand));
+  phase('scale-1000');
+}
 if (!want || want.has('scale-10000')) {
   // Last: 10,000 objects stay resident in the one workerd process for the rest of the run.
   log('creating 10,000 agents');
