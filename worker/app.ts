@@ -67,7 +67,8 @@ export function createApp() {
   app.use('/v1/admin/*', adminAuth());
   // Senders of incoming webhooks (POST /v1/hooks/:id) authenticate by signature, not by key.
   const signedByScheme = (method: string, path: string) => method === 'POST' && /^\/v1\/hooks\/[^/]+$/.test(path);
-  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : apiKeyAuth()(c, next)));
+  const tenantAuth = apiKeyAuth();
+  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : tenantAuth(c, next)));
   // After auth: a key's rate limits and budgets (nothing for keys without limits).
   app.use('/v1/*', keyLimits());
 
