@@ -8,12 +8,12 @@ type HeaderSchema = z.ZodObject;
 /**
  * Validates the headers a route declares, and only those. zod-openapi's own header validator
  * first copies every request header into an object, maps their names, and parses it
- * asynchronously: a tenth of a proxied chat's time at the edge (bench:edge). This reads the
- * few names the schema has, parses synchronously, and hands the result to `c.req.valid('header')`
- * exactly as that validator would.
+ * asynchronously, whatever the schema names (BENCHMARKS.md, fifth and sixth passes). This
+ * reads the few names the schema has (`Headers.get` ignores case), parses synchronously, and
+ * hands the result to `c.req.valid('header')` as that validator would.
  */
 export function declaredHeaders(schema: HeaderSchema): MiddlewareHandler<AppEnv> {
-  const names = Object.keys(schema.shape).map((name) => name.toLowerCase());
+  const names = Object.keys(schema.shape);
   return async function declaredHeaders(c, next) {
     const value: Record<string, string> = {};
     for (const name of names) {
