@@ -6,6 +6,13 @@ import { drainOutbox, OUTBOX_BATCH, type AgentSnapshot } from './outbox';
 const WATCHDOG_MS = 30_000;
 /** Fallback delivery of the outbox when the immediate flush did not get it all out. */
 const OUTBOX_RETRY_MS = 5_000;
+/**
+ * How far out a change arms the alarm for the rows it just queued. This instance's own flush
+ * sends them within BUSY_FLUSH_DELAY_MS; the alarm only covers the instance going away first
+ * (and the agent's next request, on a new instance, flushes them sooner). At OUTBOX_RETRY_MS a
+ * busy agent's alarm fired every 5 s only to find its outbox already sent.
+ */
+const FLUSH_FALLBACK_MS = 30_000;
 /** Changes within this window reach D1 in one batch: bounds D1 writes for busy agents. */
 const FLUSH_DELAY_MS = 250;
 /**
@@ -14,7 +21,7 @@ const FLUSH_DELAY_MS = 250;
  * lags the agent by up to this much instead of FLUSH_DELAY_MS.
  */
 const BUSY_FLUSH_DELAY_MS = 1_000;
-/** Flushes closer together than this mark the agent busy: its fallback alarm is left armed. */
+/** Flushes closer together than this mark the agent busy: its changes reach D1 in larger batches. */
 const BUSY_WINDOW_MS = 2_000;
 /** Retention (old keys, finished executions, transaction outcomes) at most this often. */
 const RETAIN_EVERY_MS = 5 * 60_000;
@@ -60,9 +67,9 @@ export class BackgroundWork {
 
   /**
    * After a change: deliver the outbox soon (off the request's path) and keep the alarm armed
-   * as the fallback should this instance go away before then. An alarm already due within the
-   * outbox's retry delay covers any change (the flush re-arms precisely), so most changes of a
-   * busy agent cost no alarm bookkeeping at all.
+   * as the fallback should this instance go away before then. An alarm already due within
+   * FLUSH_FALLBACK_MS covers any change (a flush that leaves rows behind re-arms precisely), so
+   * most changes of a busy agent cost no alarm bookkeeping at all.
    */
   afterChange(): void {
     if (!this.flushPending) {
@@ -75,7 +82,7 @@ export class BackgroundWork {
         });
       }, Date.now() - this.settledAt < BUSY_WINDOW_MS ? BUSY_FLUSH_DELAY_MS : FLUSH_DELAY_MS);
     }
-    if (this.alarmAt === null || this.alarmAt > Date.now() + OUTBOX_RETRY_MS) void this.armAlarm();
+    if (this.alarmAt === null || this.alarmAt > Date.now() + FLUSH_FALLBACK_MS) void this.armAlarm(FLUSH_FALLBACK_MS);
   }
 
   /**
@@ -126,11 +133,12 @@ export class BackgroundWork {
     }
   }
 
-  async armAlarm(): Promise<void> {
+  /** Arms the alarm for the earliest need; `outboxLead`: how long due outbox rows are left to a flush first. */
+  async armAlarm(outboxLead = OUTBOX_RETRY_MS): Promise<void> {
     const now = Date.now();
     // Nothing is ever due sooner than a second from now: an alarm that close needs no checks.
     if (this.alarmAt !== null && this.alarmAt <= now + 1_000) return;
-    const due = this.nextNeed(now);
+    const due = this.nextNeed(now, outboxLead);
     if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
     this.alarmAt = due;
     await this.storage.setAlarm(due);
@@ -138,19 +146,21 @@ export class BackgroundWork {
 
   /**
    * After a flush: when nothing is left for the alarm (outbox delivered, no work in flight, no
-   * delivery or prepared transaction waiting), the fallback alarm is removed, so an agent used
-   * once does not wake again seconds later only to find nothing to do; otherwise it is armed
-   * for the earliest need.
+   * delivery or prepared transaction waiting), the fallback alarm of an agent not otherwise in
+   * use is removed, so an agent used once does not wake again later only to find nothing to
+   * do; otherwise it is armed for the earliest need.
    */
   private async settle(): Promise<void> {
     const now = Date.now();
-    const busy = now - this.settledAt < BUSY_WINDOW_MS;
+    // Flushed before within the alarm's own lead: the agent is in use, if not busy.
+    const inUse = now - this.settledAt < FLUSH_FALLBACK_MS;
     this.settledAt = now;
     if (this.alarmAt !== null && this.nextNeed(now) === Infinity) {
-      // A busy agent keeps its armed alarm: removing it after every flush only to set it again
-      // at the next change cost two storage operations per flush. It fires once after the
-      // agent goes quiet, finds nothing to do, and is not set again.
-      if (busy) return;
+      // An agent in use keeps its armed alarm: removing it after every flush only to set it
+      // again at the next change cost two storage operations per execution for an agent used
+      // every few seconds. It fires at most once per FLUSH_FALLBACK_MS, finds nothing to do, and
+      // is not set again until the next change.
+      if (inUse) return;
       this.alarmAt = null;
       await this.storage.deleteAlarm();
       return;
@@ -159,12 +169,12 @@ export class BackgroundWork {
   }
 
   /** When the alarm is next needed (Infinity: never, as things stand). */
-  private nextNeed(now: number): number {
+  private nextNeed(now: number, outboxLead = OUTBOX_RETRY_MS): number {
     if (!this.store.agentRow()) return Infinity;
     const { active, outboxAt, deliveryAt, preparedExpiry } = this.store.alarmNeeds();
     return Math.min(
       active > 0 ? now + WATCHDOG_MS : Infinity,
-      outboxAt === null ? Infinity : Math.max(outboxAt, now + OUTBOX_RETRY_MS),
+      outboxAt === null ? Infinity : Math.max(outboxAt, now + outboxLead),
       deliveryAt === null ? Infinity : Math.max(deliveryAt, now + 1_000),
       preparedExpiry ?? Infinity,
     );
