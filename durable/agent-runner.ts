@@ -1,7 +1,7 @@
 import type { Env } from '../worker/env';
 import { regionTags } from '../worker/agents/placement';
 import { mergePatch } from '../worker/lib/json-merge-patch';
-import { jsonBytes } from '../worker/lib/json-limits';
+import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { MAX_CONTEXT_BYTES } from '../worker/schemas/agent';
 import { messageOf } from '../worker/upstream/builtin';
@@ -226,11 +226,11 @@ export class ExecutionRunner {
       // overwritten by the commit, so the execution fails and the client may run it again.
       return failed('agent_locked', 'a transaction holds this agent\'s context; the context patch was not applied');
     }
-    if (jsonBytes(output ?? null) > MAX_OUTPUT_BYTES) return failed('output_too_large', `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes`);
+    if (exceedsJsonBytes(output ?? null, MAX_OUTPUT_BYTES)) return failed('output_too_large', `the upstream's output exceeds ${MAX_OUTPUT_BYTES} bytes`);
     let context: Record<string, unknown> | undefined;
     if (contextPatch) {
       context = mergePatch(this.store.context().data, contextPatch) as Record<string, unknown>;
-      if (jsonBytes(context) > MAX_CONTEXT_BYTES) return failed('context_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
+      if (exceedsJsonBytes(context, MAX_CONTEXT_BYTES)) return failed('context_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
     }
     const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
     const turns: HistoryEntry[] = [

@@ -1,7 +1,7 @@
 import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
-import { jsonBytes } from '../worker/lib/json-limits';
+import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import type { AgentContext } from '../worker/schemas/agent';
 import type { ParticipantOperation } from '../worker/schemas/transaction';
 import type { AgentStore } from './agent-store';
@@ -63,7 +63,7 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
     if (typeof value !== 'number') return fail('invalid_request', `guard on "${key}": it is not a number`, { key });
     if (value < min) return fail('guard_failed', `"${key}" would be ${value}, below its minimum ${min}`, { key, value, min });
   }
-  if (jsonBytes(data) > maxBytes) return fail('payload_too_large', `context would exceed ${maxBytes} bytes`);
+  if (exceedsJsonBytes(data, maxBytes)) return fail('payload_too_large', `context would exceed ${maxBytes} bytes`);
   return ok({ data, version: current.version + 1 });
 }
 

@@ -3,7 +3,7 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
-import { jsonBytes } from '../worker/lib/json-limits';
+import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
@@ -247,7 +247,7 @@ export class AgentDO extends DurableObject<Env> {
       return fail('version_mismatch', `context is at version ${current.version}, not ${ifVersion}`, { version: current.version });
     }
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
-    if (jsonBytes(data) > MAX_CONTEXT_BYTES) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
+    if (exceedsJsonBytes(data, MAX_CONTEXT_BYTES)) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);
     const now = Date.now();
     const { version, committed } = this.ctx.storage.transactionSync(() => {
       this.background.snapshotStale();

@@ -9,9 +9,20 @@ export const MAX_JSON_DEPTH = 32;
 
 const encoder = new TextEncoder();
 
-/** Bytes of the value's JSON in UTF-8. */
-export function jsonBytes(value: unknown): number {
-  return encoder.encode(JSON.stringify(value) ?? '').byteLength;
+/**
+ * Whether the value's JSON takes more than `maxBytes` in UTF-8. UTF-8 takes at most 3 bytes
+ * per UTF-16 unit, so most values are clearly within the limit without being encoded.
+ */
+export function exceedsJsonBytes(value: unknown, maxBytes: number): boolean {
+  return jsonBytesOver(value, maxBytes) !== null;
+}
+
+/** The value's JSON size in UTF-8 bytes when it is over `maxBytes`, else null. */
+function jsonBytesOver(value: unknown, maxBytes: number): number | null {
+  const json = JSON.stringify(value) ?? '';
+  if (json.length * 3 <= maxBytes) return null;
+  const bytes = encoder.encode(json).byteLength;
+  return bytes > maxBytes ? bytes : null;
 }
 
 /** Deepest nesting of arrays and objects (a scalar is 0), walked without recursion. */
@@ -33,13 +44,8 @@ export function jsonDepth(value: unknown, stopAbove = Infinity): number {
 export function jsonLimitProblem(value: unknown, limits: { maxBytes: number; maxDepth?: number }): string | null {
   const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
   if (jsonDepth(value, maxDepth) > maxDepth) return `nested deeper than ${maxDepth} levels`;
-  const json = JSON.stringify(value) ?? '';
-  // UTF-8 takes at most 3 bytes per UTF-16 unit: most values are clearly within the limit
-  // without encoding them.
-  if (json.length * 3 <= limits.maxBytes) return null;
-  const bytes = encoder.encode(json).byteLength;
-  if (bytes > limits.maxBytes) return `${bytes} bytes of JSON exceed the limit of ${limits.maxBytes}`;
-  return null;
+  const bytes = jsonBytesOver(value, limits.maxBytes);
+  return bytes === null ? null : `${bytes} bytes of JSON exceed the limit of ${limits.maxBytes}`;
 }
 
 /** Cuts text to at most `maxChars`, saying how much was dropped. */
