@@ -4,16 +4,7 @@
 // workerd freezes the clock while code runs, so the time is taken outside, around the request;
 // a loop doing nothing is the floor. Figures move with the VM's speed like everything here: they
 // say which primitives are cheap (a statement) and which are not (a commit, an RPC).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-
-const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-primitives-'));
-process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-process.on('exit', () => rmSync(runDir, { recursive: true, force: true }));
-const { Miniflare } = await import('miniflare');
-const { compatibilityDate } = await import('../scripts/lib/runtime.mjs');
+import { startProbeWorker } from './lib/probe-worker.mjs';
 
 const OPERATIONS = {
   loop: 'x++;',
@@ -59,9 +50,7 @@ export default {
   },
 };
 `;
-writeFileSync(path.join(runDir, 'probe.js'), script);
-const mf = new Miniflare({ modules: true, scriptPath: path.join(runDir, 'probe.js'), modulesRoot: runDir, compatibilityDate, durableObjects: { PROBE: { className: 'Probe', useSQLite: true } } });
-await mf.ready;
+const mf = await startProbeWorker(script, 'primitives');
 const time = async (op, n) => {
   const started = performance.now();
   await (await mf.dispatchFetch(`http://probe/?op=${op}&n=${n}`)).text();

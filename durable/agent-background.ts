@@ -1,6 +1,7 @@
+import type { AgentConfig } from '../worker/schemas/agent';
 import type { AgentStore } from './agent-store';
 import type { AgentWebhooks } from './agent-webhooks';
-import { drainOutbox, OUTBOX_BATCH, type AgentSnapshot } from './outbox';
+import { drainOutbox, type AgentSnapshot, type ProjectionSink } from './outbox';
 
 /** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
 const WATCHDOG_MS = 30_000;
@@ -46,7 +47,8 @@ export class BackgroundWork {
 
   constructor(
     private readonly storage: DurableObjectStorage,
-    private readonly db: D1Database,
+    /** The projection stage for this agent's rows (see durable/projector.ts). */
+    private readonly projection: (tenantId: string, config: AgentConfig) => ProjectionSink,
     private readonly store: AgentStore,
     private readonly webhooks: AgentWebhooks,
     private readonly retain: (now: number) => void,
@@ -117,9 +119,10 @@ export class BackgroundWork {
           this.snapshotDirty = false;
           this.storage.transactionSync(() => this.writeSnapshot(Date.now()));
         }
-        const agentId = this.store.config(row).id;
-        // A batch short of full (or refused in part) ends the flush: what is left waits for the next.
-        while ((await drainOutbox(this.db, this.store, row.tenant_id, agentId)) === OUTBOX_BATCH) { /* drain everything due */ }
+        const config = this.store.config(row);
+        const sink = this.projection(row.tenant_id, config);
+        // A batch short of full (or refused) ends the flush: what is left waits for the next.
+        while (await drainOutbox(sink, this.store, row.tenant_id, config.id)) { /* drain everything due */ }
       })
       .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'outbox flush failed', error: String(error) })));
     return this.flushChain;

@@ -161,6 +161,9 @@ const DEFERRED = {
 } as const satisfies Record<string, readonly string[]>;
 export type DeferredFeature = keyof typeof DEFERRED;
 
+/** Each feature's first table: its presence stands for the feature's. */
+const FIRST_TABLES: readonly string[] = Object.values(DEFERRED).map((tables) => tables[0]);
+
 const statementsOf = (migration: string): string[] => migration.split(';').map((s) => s.trim()).filter(Boolean);
 
 /** The table a statement creates, indexes or alters, if it is a deferred one. */
@@ -186,15 +189,13 @@ export class DeferredSchema {
   ) {}
 
   has(feature: DeferredFeature): boolean {
-    if (this.present.size === 0) {
-      // Every feature at once: a new instance asks about all of them within its first request.
-      const first = Object.entries(DEFERRED).map(([name, tables]) => [name as DeferredFeature, tables[0]] as const);
-      const found = new Set(this.sql
-        .all<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${first.map(() => '?').join(', ')})`, ...first.map(([, table]) => table))
-        .map((r) => r.name));
-      for (const [name, table] of first) this.present.set(name, found.has(table));
-    }
+    if (this.present.size === 0) this.seed(new Set(this.sql.all<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${FIRST_TABLES.map(() => '?').join(', ')})`, ...FIRST_TABLES).map((r) => r.name)));
     return this.present.get(feature) ?? false;
+  }
+
+  /** Records which features' tables exist, from `tables` (which must include every feature's first table that does). */
+  seed(tables: ReadonlySet<string>): void {
+    for (const [name, list] of Object.entries(DEFERRED)) this.present.set(name as DeferredFeature, tables.has(list[0]));
   }
 
   /** Creates the feature's tables (every statement on them, in order) unless they exist. */
@@ -216,20 +217,47 @@ export class DeferredSchema {
   }
 }
 
-export function migrate(sql: Sql, storage: DurableObjectStorage): void {
-  // Every start of the object comes here, and almost always the schema is current: one read
-  // decides that, and only a new or older object pays for the transaction below.
-  if (storedVersion(sql) === MIGRATIONS.length) return;
-  runMigrations(sql, storage, MIGRATIONS, deferredTable);
+/** What a starting instance reads once: its `meta` values, and which deferred features have tables. */
+export interface StartState {
+  meta: ReadonlyMap<string, string>;
+  tables: ReadonlySet<string>;
 }
 
-/** The applied count, or 0 for a new object (no `meta` table yet: the read fails). */
-function storedVersion(sql: Sql): number {
+/**
+ * Brings the schema up to date and returns the start state. Every start of the object comes
+ * here, and almost always the schema is current: one statement reads `meta` and the deferred
+ * tables together (a cold instance compiles every statement it runs, so each read folded in
+ * here is one compilation less per start), and only a new or older object pays for the
+ * transaction below and a second read.
+ */
+export function migrate(sql: Sql, storage: DurableObjectStorage): StartState {
+  const start = readStart(sql);
+  if (start && Number(start.meta.get('schema_version') ?? 0) === MIGRATIONS.length) return start;
+  runMigrations(sql, storage, MIGRATIONS, deferredTable);
+  const migrated = readStart(sql);
+  if (!migrated) throw new Error('meta table missing after migrations');
+  return migrated;
+}
+
+/** The start state, or null for a new object (no `meta` table yet: the read fails). */
+function readStart(sql: Sql): StartState | null {
+  let rows: { key: string; value: string | null }[];
   try {
-    return Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0);
+    rows = sql.all<{ key: string; value: string | null }>(
+      `SELECT key, value FROM meta
+       UNION ALL SELECT 'table:' || name, NULL FROM sqlite_master WHERE type = 'table' AND name IN (${FIRST_TABLES.map(() => '?').join(', ')})`,
+      ...FIRST_TABLES,
+    );
   } catch {
-    return 0;
+    return null;
   }
+  const meta = new Map<string, string>();
+  const tables = new Set<string>();
+  for (const { key, value } of rows) {
+    if (value === null) tables.add(key.slice('table:'.length));
+    else meta.set(key, value);
+  }
+  return { meta, tables };
 }
 
 /**

@@ -4,7 +4,7 @@ import { iso } from '../worker/lib/time';
 import { truncateText } from '../worker/lib/json-limits';
 import { maskUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry } from '../worker/upstream/types';
-import type { DeferredSchema } from './agent-schema';
+import type { DeferredSchema, StartState } from './agent-schema';
 import { toExecution, type AgentRow, type ExecutionRow, type OutboxRow } from './agent-rows';
 import type { Sql } from './sql';
 
@@ -29,6 +29,13 @@ export class AgentStore {
   private cachedHint: Region | null | undefined;
   private cachedHistory: readonly HistoryEntry[] | undefined;
   private cachedContext: AgentContext | undefined;
+  /**
+   * `meta` as the instance's start read found it (`seed`; null before it or after
+   * `invalidate`), and the keys written since, which are read from storage again: a
+   * rolled-back write cannot leave a value here that storage lacks.
+   */
+  private startMeta: ReadonlyMap<string, string> | null = null;
+  private readonly writtenMeta = new Set<string>();
 
   constructor(
     private readonly sql: Sql,
@@ -42,8 +49,19 @@ export class AgentStore {
     return this.cachedRow ?? undefined;
   }
 
+  /**
+   * Takes the instance's start read (see `migrate`): the `meta` values and the deferred
+   * features' tables, which would otherwise cost a statement each on first use.
+   */
+  seed(start: StartState): void {
+    this.startMeta = start.meta;
+    this.writtenMeta.clear();
+    this.schema.seed(start.tables);
+  }
+
   /** Forgets cached rows (after a write, a rollback or deleteAll). */
   invalidate(): void {
+    this.startMeta = null;
     this.cachedRow = undefined;
     this.cachedConfig = undefined;
     this.cachedHint = undefined;
@@ -261,23 +279,26 @@ export class AgentStore {
   }
 
   meta(key: string): string | undefined {
+    if (this.startMeta && !this.writtenMeta.has(key)) return this.startMeta.get(key);
     return this.sql.one<{ value: string }>('SELECT value FROM meta WHERE key = ?', key)?.value;
   }
 
   setMeta(key: string, value: string): void {
     if (key === 'location_hint') this.cachedHint = undefined;
+    this.writtenMeta.add(key);
     this.sql.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', key, value);
   }
 
   locationHint(): Region | null {
     if (this.cachedHint === undefined) {
-      this.cachedHint = (this.sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'location_hint'")?.value as Region | undefined) ?? null;
+      this.cachedHint = (this.meta('location_hint') as Region | undefined) ?? null;
     }
     return this.cachedHint;
   }
 
   /** Next value of a named counter kept in `meta`. */
   nextCounter(name: string): number {
+    this.writtenMeta.add(name);
     const row = this.sql.one<{ value: string }>("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value", name);
     return Number(row?.value ?? 1);
   }

@@ -16,6 +16,7 @@ import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/
 import { AgentTransactions, askCoordinator, type PrepareInput } from './agent-transactions';
 import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
+import { projectorFor } from './projector';
 import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
@@ -58,7 +59,7 @@ export class AgentDO extends DurableObject<Env> {
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
-    this.background = new BackgroundWork(ctx.storage, env.DB, this.store, this.webhooks, (now) => this.prune(now));
+    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now));
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now, row) => {
         this.enqueueExecution(id, now, row);
@@ -77,7 +78,7 @@ export class AgentDO extends DurableObject<Env> {
       },
     });
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(sql, ctx.storage);
+      this.store.seed(migrate(sql, ctx.storage));
       this.background.alarmAt = await ctx.storage.getAlarm();
     });
   }
@@ -135,7 +136,7 @@ export class AgentDO extends DurableObject<Env> {
     this.webhooks.invalidate();
     this.a2aServer.tasks.invalidate();
     this.background.alarmAt = null;
-    migrate(new Sql(this.ctx.storage.sql), this.ctx.storage);
+    this.store.seed(migrate(new Sql(this.ctx.storage.sql), this.ctx.storage));
     return ok({ deleted: true });
   }
 
@@ -394,7 +395,5 @@ export class AgentDO extends DurableObject<Env> {
     return fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId });
   }
 
-  private notFound(): Result<never> {
-    return fail('not_found', 'agent not found');
-  }
+  private notFound = (): Result<never> => fail('not_found', 'agent not found');
 }

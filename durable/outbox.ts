@@ -18,13 +18,29 @@ export function outboxBackoffMs(attempts: number, random = Math.random): number 
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
+/** An outbox row on its way to D1, with the agent it belongs to. */
+export interface ProjectionRow {
+  tenant_id: string;
+  agent_id: string;
+  key: string;
+  kind: OutboxRow['kind'];
+  rev: number;
+  payload: string;
+}
+
+/** Where an agent's flush hands its rows: the projection stage (durable/projector.ts). */
+export interface ProjectionSink {
+  append(rows: readonly ProjectionRow[]): Promise<void>;
+}
+
 /**
- * The statement that projects one outbox row into D1. Rows carry a revision and D1 keeps the
+ * The statement that projects one row into D1. Rows carry a revision and D1 keeps the
  * highest, so a late or repeated delivery never rolls a record back. Agent rows only ever
  * update the registry row that creation wrote (never re-create a deleted agent), and
  * execution rows land only while their agent is registered.
  */
-function statement(db: D1Database, row: OutboxRow, tenantId: string, agentId: string, now: number): D1PreparedStatement {
+export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1PreparedStatement {
+  const { tenant_id: tenantId, agent_id: agentId } = row;
   if (row.kind === 'agent') {
     const snapshot = JSON.parse(row.payload) as AgentSnapshot;
     return db
@@ -43,34 +59,27 @@ function statement(db: D1Database, row: OutboxRow, tenantId: string, agentId: st
 }
 
 /**
- * Sends due outbox rows to D1 in one batch (atomic); if the batch fails, row by row, so one
- * poison row cannot hold the others back. Failed rows are retried later with backoff.
- * Returns how many rows landed.
+ * Payload characters per hand-over: at most 3 bytes each in UTF-8, so one call stays well under
+ * the 32 MiB RPC limit however large the rows (an execution's is at most about 1.3 MB).
  */
-export async function drainOutbox(db: D1Database, store: AgentStore, tenantId: string, agentId: string): Promise<number> {
-  const now = Date.now();
-  const rows = store.dueOutbox(now, OUTBOX_BATCH);
-  if (rows.length === 0) return 0;
+const MAX_APPEND_CHARS = 8_000_000;
+
+/**
+ * Hands due outbox rows to the projection stage in one call, and removes them once it has
+ * them (unless rewritten meanwhile); if it cannot be reached, they are retried later with
+ * backoff. Returns whether more rows may be due (a full batch went, or one cut short by size).
+ */
+export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string): Promise<boolean> {
+  const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
+  let chars = 0;
+  const rows = due.filter((row, i) => (chars += row.payload.length) <= MAX_APPEND_CHARS || i === 0);
+  if (rows.length === 0) return false;
   try {
-    await db.batch(rows.map((row) => statement(db, row, tenantId, agentId, now)));
-    store.ackOutbox(rows);
-    return rows.length;
-  } catch (batchError) {
-    if (rows.length === 1) {
-      const [row] = rows as [OutboxRow];
-      store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), String(batchError));
-      return 0;
-    }
+    await sink.append(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload })));
+  } catch (error) {
+    for (const row of rows) store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), String(error));
+    return false;
   }
-  let landed = 0;
-  for (const row of rows) {
-    try {
-      await statement(db, row, tenantId, agentId, now).run();
-      store.ackOutbox([row]);
-      landed++;
-    } catch (error) {
-      store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), String(error));
-    }
-  }
-  return landed;
+  store.ackOutbox(rows);
+  return due.length === OUTBOX_BATCH || rows.length < due.length;
 }

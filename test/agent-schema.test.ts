@@ -1,4 +1,4 @@
-import { env, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { transfer } from './support/transactions';
@@ -37,6 +37,20 @@ describe('tables created on first use', () => {
     expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/schema-hook') } })).status).toBe(201);
     expect(await tablesOf(tenantId, id)).toEqual(expect.arrayContaining(['deliveries', 'webhooks']));
     expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hooked' } })).status).toBe(200);
+    const delivered = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/deliveries`, { key });
+      return res.body.data.some((d: { status: string }) => d.status === 'delivered') && res.body.data;
+    });
+    expect(delivered[0]).toMatchObject({ eventType: 'execution.succeeded' });
+  });
+
+  it('a new instance learns from its start read which tables exist: deliveries follow after a restart too', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/schema-hook-restart') } })).status).toBe(201);
+    await abortAllDurableObjects();
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hooked-after-restart' } });
+    expect(run.status).toBe(200);
     const delivered = await eventually(async () => {
       const res = await api(`/v1/agents/${id}/deliveries`, { key });
       return res.body.data.some((d: { status: string }) => d.status === 'delivered') && res.body.data;

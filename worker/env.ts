@@ -1,5 +1,6 @@
 import type { AgentDO } from '../durable/agent';
 import type { KeyLimiterDO } from '../durable/key-limiter';
+import type { ProjectorDO } from '../durable/projector';
 import type { TransactionDO } from '../durable/transaction';
 import type { KeyLimits } from './schemas/limits';
 
@@ -10,6 +11,8 @@ export interface Env {
   TRANSACTIONS: DurableObjectNamespace<TransactionDO>;
   /** One rate/budget limiter per API key that has limits (plus rate shards of hot keys). */
   KEY_LIMITS: DurableObjectNamespace<KeyLimiterDO>;
+  /** The projection stage: agents' outbox rows reach D1 through its few shards, batched. */
+  PROJECTOR: DurableObjectNamespace<ProjectorDO>;
   DB: D1Database;
   CACHE: KVNamespace;
   /** Operator token for /v1/admin routes (secret). */

@@ -5,6 +5,7 @@ import { probeAllPools } from './pools/probe';
 export { AgentDO } from '../durable/agent';
 export { TransactionDO } from '../durable/transaction';
 export { KeyLimiterDO } from '../durable/key-limiter';
+export { ProjectorDO } from '../durable/projector';
 
 const app = createApp();
 

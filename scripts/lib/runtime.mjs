@@ -85,6 +85,7 @@ export function gatewayOptions({ scriptPath, bindings, port = 0, persist, inspec
       AGENTS: { className: 'AgentDO', useSQLite: true },
       TRANSACTIONS: { className: 'TransactionDO', useSQLite: true },
       KEY_LIMITS: { className: 'KeyLimiterDO', useSQLite: true },
+      PROJECTOR: { className: 'ProjectorDO', useSQLite: true },
     },
     d1Databases: { DB: 'gateway-db' },
     kvNamespaces: { CACHE: 'gateway-kv' },

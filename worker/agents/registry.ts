@@ -85,7 +85,7 @@ export type AgentRpc = Pick<
 
 /** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
 export function agentStub(env: Env, tenantId: string, agentId: string, route: AgentRoute): AgentRpc {
-  const namespace = route.jurisdiction ? jurisdictionNamespace(env, route.jurisdiction) : env.AGENTS;
+  const namespace = route.jurisdiction ? inJurisdiction(env.AGENTS, route.jurisdiction) : env.AGENTS;
   const id = namespace.idFromName(`${tenantId}/${agentId}`);
   const stub = route.locationHint ? namespace.get(id, { locationHint: route.locationHint }) : namespace.get(id);
   return stub as unknown as AgentRpc;
@@ -93,14 +93,14 @@ export function agentStub(env: Env, tenantId: string, agentId: string, route: Ag
 
 /**
  * The namespace restricted to a jurisdiction. Local workerd does not implement jurisdictions
- * (it throws "… not implemented in workerd"); there, and only there, the agent lives in the
+ * (it throws "… not implemented in workerd"); there, and only there, objects live in the
  * default namespace. Any other error is raised: a residency rule is never dropped silently.
  */
-function jurisdictionNamespace(env: Env, jurisdiction: Jurisdiction): DurableObjectNamespace<AgentDO> {
+export function inJurisdiction<T extends Rpc.DurableObjectBranded | undefined>(namespace: DurableObjectNamespace<T>, jurisdiction: Jurisdiction): DurableObjectNamespace<T> {
   try {
-    return env.AGENTS.jurisdiction(jurisdiction);
+    return namespace.jurisdiction(jurisdiction);
   } catch (error) {
-    if (error instanceof Error && error.message.includes('not implemented in workerd')) return env.AGENTS;
+    if (error instanceof Error && error.message.includes('not implemented in workerd')) return namespace;
     throw error;
   }
 }
