@@ -28,9 +28,14 @@ export interface ProjectionRow {
   payload: string;
 }
 
+/** What the projection stage answers a hand-over: the rows D1 refused (the rest landed). */
+export interface ProjectionOutcome {
+  failed: { key: string; rev: number; error: string }[];
+}
+
 /** Where an agent's flush hands its rows: the projection stage (durable/projector.ts). */
 export interface ProjectionSink {
-  append(rows: readonly ProjectionRow[]): Promise<void>;
+  write(rows: readonly ProjectionRow[]): Promise<ProjectionOutcome>;
 }
 
 /**
@@ -62,24 +67,30 @@ export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1
  * Payload characters per hand-over: at most 3 bytes each in UTF-8, so one call stays well under
  * the 32 MiB RPC limit however large the rows (an execution's is at most about 1.3 MB).
  */
-const MAX_APPEND_CHARS = 8_000_000;
+const MAX_HANDOVER_CHARS = 8_000_000;
 
 /**
- * Hands due outbox rows to the projection stage in one call, and removes them once it has
- * them (unless rewritten meanwhile); if it cannot be reached, they are retried later with
- * backoff. Returns whether more rows may be due (a full batch went, or one cut short by size).
+ * Sends due outbox rows to D1 through the projection stage and removes those that landed
+ * (unless rewritten meanwhile: the ack is by revision). Rows D1 refused, or all of them if the
+ * stage cannot be reached, are retried later with backoff. Returns whether more rows may be
+ * due (a full batch went, or one cut short by size).
  */
 export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string): Promise<boolean> {
   const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
   let chars = 0;
-  const rows = due.filter((row, i) => (chars += row.payload.length) <= MAX_APPEND_CHARS || i === 0);
+  const rows = due.filter((row, i) => (chars += row.payload.length) <= MAX_HANDOVER_CHARS || i === 0);
   if (rows.length === 0) return false;
+  let outcome: ProjectionOutcome;
   try {
-    await sink.append(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload })));
+    outcome = await sink.write(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload })));
   } catch (error) {
-    for (const row of rows) store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), String(error));
-    return false;
+    outcome = { failed: rows.map((row) => ({ key: row.key, rev: row.rev, error: String(error) })) };
   }
-  store.ackOutbox(rows);
-  return due.length === OUTBOX_BATCH || rows.length < due.length;
+  const refused = new Map(outcome.failed.map((f) => [f.key, f.error]));
+  store.ackOutbox(rows.filter((row) => !refused.has(row.key)));
+  for (const row of rows) {
+    const error = refused.get(row.key);
+    if (error !== undefined) store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), error);
+  }
+  return refused.size < rows.length && (due.length === OUTBOX_BATCH || rows.length < due.length);
 }

@@ -2,38 +2,19 @@ import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
 import { inJurisdiction } from '../worker/agents/registry';
 import type { Jurisdiction } from '../worker/schemas/agent';
-import { runMigrations } from './agent-schema';
-import { d1Statement, outboxBackoffMs, OUTBOX_BATCH, type ProjectionRow } from './outbox';
-import { Sql } from './sql';
+import { d1Statement, OUTBOX_BATCH, type ProjectionOutcome, type ProjectionRow } from './outbox';
 
-/** Shards of the projection stage: each a single writer, so they bound its throughput together. */
+/** Shards of the projection stage: each a single thread, so they bound its throughput together. */
 export const PROJECTOR_SHARDS = 4;
-/** Rows wait this long for others to join their D1 batch. */
-const FLUSH_DELAY_MS = 200;
-/** The alarm's lead: it only covers an instance that goes away before its own flush. */
-const FALLBACK_MS = 10_000;
+/** How long a hand-over waits for others to join its D1 batch. */
+const GROUP_WINDOW_MS = 50;
+/** Payload characters per D1 batch (at most 3 bytes each): a group of large rows is cut short. */
+const MAX_GROUP_CHARS = 8_000_000;
 
-const MIGRATIONS: readonly string[] = [
-  `
-  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-  CREATE TABLE pending (
-    tenant_id   TEXT NOT NULL,
-    agent_id    TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    rev         INTEGER NOT NULL,
-    payload     TEXT NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    next_at     INTEGER NOT NULL,
-    last_error  TEXT,
-    PRIMARY KEY (tenant_id, agent_id, key)
-  );
-  CREATE INDEX pending_due ON pending(next_at);
-  `,
-];
-
-interface PendingRow extends ProjectionRow, Record<string, string | number | null> {
-  attempts: number;
+interface Waiting {
+  rows: readonly ProjectionRow[];
+  chars: number;
+  done: (outcome: ProjectionOutcome) => void;
 }
 
 /**
@@ -49,134 +30,74 @@ export function projectorFor(env: Pick<Env, 'PROJECTOR'>, tenantId: string, agen
 
 /**
  * The projection stage between the agents' outboxes and D1 (docs/ARCHITECTURE.md, "The
- * projection"). An agent flushing its outbox hands the rows here and forgets them once this
- * object has them in its own storage; rows of many agents then reach D1 together, one batch per
- * flush instead of one per agent flush, and an execution that changed several times while
- * waiting goes once, at its newest revision. D1 keeps the highest revision of every record, so
- * rows may arrive here (and leave) in any order and more than once.
+ * projection stage"): group commit. Agents flushing within the same few milliseconds have their
+ * rows written to D1 in one batch, and each hears back which of its rows landed. It holds
+ * nothing durable: an agent keeps its rows in its own outbox until this answers that D1 has
+ * them, so a shard that goes away loses only the answer, and the agent sends again (D1 keeps
+ * the highest revision of every record, so a row written twice is harmless).
  */
 export class ProjectorDO extends DurableObject<Env> {
-  private readonly sql: Sql;
-  private flushTimer: ReturnType<typeof setTimeout> | undefined;
-  private flushing: Promise<void> = Promise.resolve();
-  private alarmAt: number | null = null;
+  private group: Waiting[] = [];
+  private groupRows = 0;
+  private groupChars = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    this.sql = new Sql(ctx.storage.sql);
-    void ctx.blockConcurrencyWhile(async () => {
-      runMigrations(this.sql, ctx.storage, MIGRATIONS);
-      this.alarmAt = await ctx.storage.getAlarm();
-    });
+  /** Writes `rows` to D1 with whatever else arrives within the window; resolves with the rows D1 refused. */
+  write(rows: readonly ProjectionRow[]): Promise<ProjectionOutcome> {
+    const chars = rows.reduce((sum, row) => sum + row.payload.length, 0);
+    if (this.group.length > 0 && (this.groupRows + rows.length > OUTBOX_BATCH || this.groupChars + chars > MAX_GROUP_CHARS)) this.send();
+    const outcome = new Promise<ProjectionOutcome>((done) => this.group.push({ rows, chars, done }));
+    this.groupRows += rows.length;
+    this.groupChars += chars;
+    if (this.groupRows >= OUTBOX_BATCH) this.send();
+    else this.timer ??= setTimeout(() => this.send(), GROUP_WINDOW_MS);
+    return outcome;
   }
 
-  /** Takes rows for D1; durable here when this resolves. A row older than the one waiting for its key is dropped. */
-  async append(rows: readonly ProjectionRow[]): Promise<void> {
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      for (const row of rows) {
-        this.sql.run(
-          `INSERT INTO pending (tenant_id, agent_id, key, kind, rev, payload, attempts, next_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
-           ON CONFLICT (tenant_id, agent_id, key) DO UPDATE SET kind = excluded.kind, rev = excluded.rev, payload = excluded.payload,
-             attempts = 0, next_at = excluded.next_at, last_error = NULL WHERE excluded.rev > pending.rev`,
-          row.tenant_id, row.agent_id, row.key, row.kind, row.rev, row.payload, now,
-        );
-      }
-    });
-    this.flushSoon();
-    if (this.alarmAt === null) {
-      this.alarmAt = now + FALLBACK_MS;
-      await this.ctx.storage.setAlarm(this.alarmAt);
-    }
-  }
-
-  override async alarm(): Promise<void> {
-    this.alarmAt = null;
-    await this.flush();
-    const next = this.sql.one<{ at: number | null }>('SELECT min(next_at) AS at FROM pending')?.at ?? null;
-    if (next !== null) {
-      this.alarmAt = Math.max(next, Date.now() + 1_000);
-      await this.ctx.storage.setAlarm(this.alarmAt);
-    }
-  }
-
-  private flushSoon(): void {
-    if (this.flushTimer !== undefined) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flush().then(() => this.settle());
-    }, FLUSH_DELAY_MS);
-  }
-
-  /** Sends what is due, batch after batch, until a batch comes back short (or refused in part). */
-  private flush(): Promise<void> {
-    this.flushing = this.flushing
-      .then(async () => {
-        while ((await this.sendDue()) === OUTBOX_BATCH) { /* drain */ }
-      })
-      .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'projection flush failed', error: String(error) })));
-    return this.flushing;
-  }
-
-  /** After a flush: nothing left, no alarm; rows left (refused, backing off), the alarm at the earliest. */
-  private async settle(): Promise<void> {
-    const next = this.sql.one<{ at: number | null }>('SELECT min(next_at) AS at FROM pending')?.at ?? null;
-    if (next === null) {
-      if (this.alarmAt !== null) {
-        this.alarmAt = null;
-        await this.ctx.storage.deleteAlarm();
-      }
-      return;
-    }
-    const at = Math.max(next, Date.now() + 1_000);
-    if (this.alarmAt === null || this.alarmAt > at) {
-      this.alarmAt = at;
-      await this.ctx.storage.setAlarm(at);
-    }
+  /** Sends the group as it stands; a new one starts at once (D1 keeps the newest revision, so batches may overlap). */
+  private send(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const group = this.group;
+    this.group = [];
+    this.groupRows = 0;
+    this.groupChars = 0;
+    void this.writeGroup(group);
   }
 
   /**
-   * One D1 batch of due rows (atomic); if it fails, row by row, so one poison row cannot hold
-   * the others back. Rows are removed only at the revision sent: one rewritten meanwhile stays.
+   * One D1 batch (atomic) for the whole group. If D1 refuses it, each hand-over is tried on its
+   * own, and a refused one row by row, so one poison row holds back nothing but itself.
    */
-  private async sendDue(): Promise<number> {
+  private async writeGroup(group: readonly Waiting[]): Promise<void> {
     const now = Date.now();
-    const rows = this.sql.all<PendingRow>('SELECT tenant_id, agent_id, key, kind, rev, payload, attempts FROM pending WHERE next_at <= ? ORDER BY next_at LIMIT ?', now, OUTBOX_BATCH);
-    if (rows.length === 0) return 0;
+    if (group.length > 1 && (await this.batchError(group.flatMap((w) => w.rows), now)) === null) {
+      for (const w of group) w.done({ failed: [] });
+      return;
+    }
+    for (const w of group) w.done({ failed: await this.writeAlone(w.rows, now) });
+  }
+
+  /** One hand-over's rows in one batch, or if D1 refuses that, row by row; returns the rows it refused. */
+  private async writeAlone(rows: readonly ProjectionRow[], now: number): Promise<ProjectionOutcome['failed']> {
+    const error = await this.batchError(rows, now);
+    if (error === null) return [];
+    if (rows.length === 1) return rows.map((row) => ({ key: row.key, rev: row.rev, error }));
+    const failed: ProjectionOutcome['failed'] = [];
+    for (const row of rows) {
+      const rowError = await this.batchError([row], now);
+      if (rowError !== null) failed.push({ key: row.key, rev: row.rev, error: rowError });
+    }
+    return failed;
+  }
+
+  /** Why D1 refused `rows` as one batch, or null if it took them. */
+  private async batchError(rows: readonly ProjectionRow[], now: number): Promise<string | null> {
     try {
       await this.env.DB.batch(rows.map((row) => d1Statement(this.env.DB, row, now)));
-      this.remove(rows);
-      return rows.length;
-    } catch (batchError) {
-      if (rows.length === 1) {
-        this.retry(rows[0] as PendingRow, String(batchError));
-        return 0;
-      }
+      return null;
+    } catch (error) {
+      return String(error);
     }
-    let landed = 0;
-    for (const row of rows) {
-      try {
-        await d1Statement(this.env.DB, row, now).run();
-        this.remove([row]);
-        landed++;
-      } catch (error) {
-        this.retry(row, String(error));
-      }
-    }
-    return landed;
-  }
-
-  private remove(rows: readonly PendingRow[]): void {
-    this.sql.run(
-      "DELETE FROM pending WHERE rowid IN (SELECT p.rowid FROM json_each(?) AS j JOIN pending AS p ON p.tenant_id = j.value ->> '$[0]' AND p.agent_id = j.value ->> '$[1]' AND p.key = j.value ->> '$[2]' AND p.rev = j.value ->> '$[3]')",
-      JSON.stringify(rows.map((row) => [row.tenant_id, row.agent_id, row.key, row.rev])),
-    );
-  }
-
-  private retry(row: PendingRow, error: string): void {
-    this.sql.run(
-      'UPDATE pending SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE tenant_id = ? AND agent_id = ? AND key = ? AND rev = ?',
-      Date.now() + outboxBackoffMs(row.attempts), error.slice(0, 500), row.tenant_id, row.agent_id, row.key, row.rev,
-    );
   }
 }

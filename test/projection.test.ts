@@ -1,16 +1,17 @@
-import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AgentStore } from '../durable/agent-store';
-import { drainOutbox, type ProjectionRow } from '../durable/outbox';
+import { drainOutbox, type ProjectionRow, type ProjectionSink } from '../durable/outbox';
 import { projectorFor } from '../durable/projector';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 
 // The projection stage: agents hand their outbox rows to a projector shard, which writes the
-// rows of many agents to D1 together. It must never lose a row it accepted, never roll a
-// record back, and never let one bad row hold the others.
+// rows of agents flushing at about the same time to D1 in one batch, and tells each which of
+// its rows landed. An agent forgets a row only once D1 has it; one bad row holds back nothing
+// but itself; D1 never goes back to an older revision of a record.
 
-/** A projector of its own per test (not one of the shards agents use), so tests cannot meet each other's rows. */
-const projector = (name = uniqueId('projector-test')) => env.PROJECTOR.get(env.PROJECTOR.idFromName(name));
+/** A projector of its own per test (not one of the shards agents use). */
+const projector = () => env.PROJECTOR.get(env.PROJECTOR.idFromName(uniqueId('projector-test')));
 
 function executionRow(tenantId: string, agentId: string, id: string, status: string, rev: number): ProjectionRow {
   const payload = JSON.stringify({ id, agentId, intent: 'projected', status, createdAt: new Date().toISOString() });
@@ -20,54 +21,51 @@ function executionRow(tenantId: string, agentId: string, id: string, status: str
 const inD1 = (tenantId: string, id: string) =>
   env.DB.prepare('SELECT status, rev FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ status: string; rev: number }>();
 
-const pendingOf = (stub: DurableObjectStub) =>
-  runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ key: string; rev: number; attempts: number; next_at: number; last_error: string | null }>('SELECT key, rev, attempts, next_at, last_error FROM pending ORDER BY key').toArray());
+const agentStub = (tenantId: string, id: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+
+/** Queues one outbox row in the agent's object and drains it into the sink (made there: stubs belong to one object's I/O); returns the row if it is still there. */
+function drainThrough(tenantId: string, id: string, row: ProjectionRow, sink: () => ProjectionSink) {
+  return runInDurableObject(agentStub(tenantId, id), async (instance, state) => {
+    const store = (instance as unknown as { store: AgentStore }).store;
+    store.enqueueJson(row.key, row.kind, row.rev, row.payload, Date.now());
+    await drainOutbox(sink(), store, tenantId, id);
+    return state.storage.sql.exec<{ attempts: number; next_at: number; last_error: string | null }>('SELECT attempts, next_at, last_error FROM outbox WHERE key = ?', row.key).toArray()[0];
+  });
+}
 
 describe('the projection stage', () => {
-  it('writes the rows of several agents to D1, each record at its newest revision', async () => {
+  it("writes the rows of agents flushing together, and answers each that D1 has them", async () => {
+    const { key, tenantId } = await newTenant();
+    const agents = [await newAgent(key), await newAgent(key), await newAgent(key)];
+    const stub = projector();
+    const outcomes = await Promise.all(agents.map((agent, i) => stub.write([executionRow(tenantId, agent, `ex_group_${i}`, 'succeeded', 2)])));
+    expect(outcomes).toEqual(agents.map(() => ({ failed: [] })));
+    for (const i of [0, 1, 2]) expect(await inD1(tenantId, `ex_group_${i}`)).toEqual({ status: 'succeeded', rev: 2 });
+  });
+
+  it('never takes D1 back to an older revision (hand-overs may arrive late or twice)', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const stub = projector();
+    await stub.write([executionRow(tenantId, id, 'ex_late', 'succeeded', 3)]);
+    expect(await stub.write([executionRow(tenantId, id, 'ex_late', 'running', 2)])).toEqual({ failed: [] });
+    expect(await inD1(tenantId, 'ex_late')).toEqual({ status: 'succeeded', rev: 3 });
+  });
+
+  it('names a row D1 refuses and writes the rows around it, of the same agent and of others', async () => {
     const { key, tenantId } = await newTenant();
     const [a, b] = [await newAgent(key), await newAgent(key)];
     const stub = projector();
-    // Out of order, as flushes of different instances may arrive: rev 3 first, then rev 2.
-    await stub.append([executionRow(tenantId, a, 'ex_pa', 'succeeded', 3), executionRow(tenantId, b, 'ex_pb', 'running', 2)]);
-    await stub.append([executionRow(tenantId, a, 'ex_pa', 'running', 2)]);
-    await eventually(async () => (await inD1(tenantId, 'ex_pb'))?.status === 'running');
-    expect(await inD1(tenantId, 'ex_pa')).toEqual({ status: 'succeeded', rev: 3 });
-    await eventually(async () => (await pendingOf(stub)).length === 0);
-    // Delivered again (a retried hand-over): D1 keeps the newer record it has.
-    await stub.append([executionRow(tenantId, a, 'ex_pa', 'running', 2)]);
-    await eventually(async () => (await pendingOf(stub)).length === 0);
-    expect(await inD1(tenantId, 'ex_pa')).toEqual({ status: 'succeeded', rev: 3 });
-  });
-
-  it('keeps a row D1 refuses for a later retry, with backoff, and delivers the rows around it', async () => {
-    const { key, tenantId } = await newTenant();
-    const id = await newAgent(key);
-    const stub = projector();
-    const poison: ProjectionRow = { ...executionRow(tenantId, id, 'ex_bad', 'running', 1), payload: 'not json' };
-    await stub.append([poison, executionRow(tenantId, id, 'ex_good', 'succeeded', 1)]);
-    await eventually(async () => (await inD1(tenantId, 'ex_good'))?.status === 'succeeded');
-    const [left] = await eventually(async () => {
-      const rows = await pendingOf(stub);
-      return rows.length === 1 && rows[0]?.attempts === 1 && rows;
-    });
-    expect(left).toMatchObject({ key: 'execution:ex_bad', attempts: 1 });
-    expect(left?.next_at).toBeGreaterThan(Date.now());
-    expect(left?.last_error).toMatch(/JSON/);
-    // Its retry is armed.
-    expect(await runInDurableObject(stub, (_i, state) => state.storage.getAlarm())).not.toBeNull();
-  });
-
-  it('delivers rows it accepted after a restart, from its alarm', async () => {
-    const { key, tenantId } = await newTenant();
-    const id = await newAgent(key);
-    const name = uniqueId('projector-test');
-    await projector(name).append([executionRow(tenantId, id, 'ex_restart', 'succeeded', 1)]);
-    await abortAllDurableObjects(); // before its flush: the rows are only in its storage now
-    expect(await inD1(tenantId, 'ex_restart')).toBeNull();
-    expect(await runDurableObjectAlarm(projector(name))).toBe(true);
-    expect(await inD1(tenantId, 'ex_restart')).toEqual({ status: 'succeeded', rev: 1 });
-    expect(await pendingOf(projector(name))).toEqual([]);
+    const poison: ProjectionRow = { ...executionRow(tenantId, a, 'ex_bad', 'running', 1), payload: 'not json' };
+    const [forA, forB] = await Promise.all([
+      stub.write([poison, executionRow(tenantId, a, 'ex_good_a', 'succeeded', 1)]),
+      stub.write([executionRow(tenantId, b, 'ex_good_b', 'succeeded', 1)]),
+    ]);
+    expect(forA?.failed).toEqual([{ key: 'execution:ex_bad', rev: 1, error: expect.stringMatching(/JSON/) }]);
+    expect(forB).toEqual({ failed: [] });
+    expect(await inD1(tenantId, 'ex_good_a')).toMatchObject({ status: 'succeeded' });
+    expect(await inD1(tenantId, 'ex_good_b')).toMatchObject({ status: 'succeeded' });
+    expect(await inD1(tenantId, 'ex_bad')).toBeNull();
   });
 
   it('sends an agent to the same shard every time', () => {
@@ -77,20 +75,31 @@ describe('the projection stage', () => {
 });
 
 describe("an agent's flush into the projection stage", () => {
-  it('keeps its outbox rows, backing off, when the stage cannot take them', async () => {
+  it('removes a row once D1 has it', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
-    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    const rows = await runInDurableObject(stub, async (instance, state) => {
-      const store = (instance as unknown as { store: AgentStore }).store;
-      store.enqueueJson('execution:ex_kept', 'execution', 1, executionRow(tenantId, id, 'ex_kept', 'running', 1).payload, Date.now());
-      const more = await drainOutbox({ append: () => Promise.reject(new Error('projector unreachable')) }, store, tenantId, id);
-      expect(more).toBe(false);
-      return state.storage.sql.exec<{ key: string; attempts: number; next_at: number; last_error: string }>("SELECT key, attempts, next_at, last_error FROM outbox WHERE key = 'execution:ex_kept'").toArray();
-    });
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ attempts: 1, last_error: 'Error: projector unreachable' });
-    expect(rows[0]?.next_at).toBeGreaterThan(Date.now());
+    const row = executionRow(tenantId, id, 'ex_landed', 'succeeded', 1);
+    expect(await drainThrough(tenantId, id, row, () => projectorFor(env, tenantId, id))).toBeUndefined();
+    expect(await inD1(tenantId, 'ex_landed')).toEqual({ status: 'succeeded', rev: 1 });
+  });
+
+  it('keeps a row D1 refused, backing off', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const row = { ...executionRow(tenantId, id, 'ex_refused', 'running', 1), payload: 'not json' };
+    const kept = await drainThrough(tenantId, id, row, () => projectorFor(env, tenantId, id));
+    expect(kept).toMatchObject({ attempts: 1, last_error: expect.stringMatching(/JSON/) });
+    expect(kept?.next_at).toBeGreaterThan(Date.now());
+  });
+
+  it('keeps its rows, backing off, when the stage cannot be reached', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const unreachable: ProjectionSink = { write: () => Promise.reject(new Error('projector unreachable')) };
+    const kept = await drainThrough(tenantId, id, executionRow(tenantId, id, 'ex_kept', 'running', 1), () => unreachable);
+    expect(kept).toMatchObject({ attempts: 1, last_error: 'Error: projector unreachable' });
+    expect(kept?.next_at).toBeGreaterThan(Date.now());
+    expect(await inD1(tenantId, 'ex_kept')).toBeNull();
   });
 
   it('reaches D1 for an execution run through the API', async () => {
