@@ -324,9 +324,10 @@ await scenario('scale-100', execOn(hundred));
 await scenario('long-history', execOn([longHistory]));
 phase('scenarios');
 if (want ? want.has('scale-1000') : !quick) {
-  // Between 100 and 10,000: where throughput falls off with the number of objects resident in
-  // the one process (see BENCHMARKS.md, sixth pass). A pass over every agent first, so what is
-  // measured is agents that have run before, as in scale-100. Not in --quick unless asked for.
+  // Between 100 and 10,000: where throughput falls off as each agent is used less often (see
+  // BENCHMARKS.md, seventh pass). A pass over every agent first, so what is measured is agents
+  // that have run before, as in scale-100 (each is used again within about two seconds: well
+  // inside the runtime's 10 s idle eviction). Not in --quick unless asked for.
   const thousand = await createAgents('a1k', 1_000);
   await pass(base, execOn(thousand), thousand.length);
   phase('create and warm 1,000 agents');
@@ -334,7 +335,9 @@ if (want ? want.has('scale-1000') : !quick) {
   phase('scale-1000');
 }
 if (!want || want.has('scale-10000')) {
-  // Last: 10,000 objects stay resident in the one workerd process for the rest of the run.
+  // Last. The local runtime evicts an object idle for 10 s and holds about 3,000 at once
+  // (`npm run bench:residency`), so at this size nearly every execution meets a new instance
+  // of its agent: this measures cold starts, where scale-100 measures warm agents.
   log('creating 10,000 agents');
   const tenThousand = await createAgents('a10k', 10_000);
   // Creation leaves nothing behind (no flush, no alarm: the registry row is the snapshot), so
