@@ -43,6 +43,16 @@ describe('the projection stage', () => {
     for (const i of [0, 1, 2]) expect(await inD1(tenantId, `ex_group_${i}`)).toEqual({ status: 'succeeded', rev: 2 });
   });
 
+  it('splits hand-overs beyond one batch (50 rows) into the next, and answers all of them', async () => {
+    const { key, tenantId } = await newTenant();
+    const agents = [await newAgent(key), await newAgent(key), await newAgent(key)];
+    const stub = projector();
+    const writes = Array.from({ length: 60 }, (_, i) => stub.write([executionRow(tenantId, agents[i % 3] ?? '', `ex_many_${i}`, 'succeeded', 1)]));
+    expect(new Set((await Promise.all(writes)).map((o) => JSON.stringify(o)))).toEqual(new Set(['{"failed":[]}']));
+    const landed = await env.DB.prepare("SELECT count(*) AS n FROM executions WHERE tenant_id = ? AND id LIKE 'ex_many_%'").bind(tenantId).first<{ n: number }>();
+    expect(landed?.n).toBe(60);
+  });
+
   it('never takes D1 back to an older revision (hand-overs may arrive late or twice)', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
