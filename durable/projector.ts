@@ -29,12 +29,12 @@ export function projectorFor(env: Pick<Env, 'PROJECTOR'>, tenantId: string, agen
 }
 
 /**
- * The projection stage between the agents' outboxes and D1 (docs/ARCHITECTURE.md, "The
- * projection stage"): group commit. Agents flushing within the same few milliseconds have their
- * rows written to D1 in one batch, and each hears back which of its rows landed. It holds
- * nothing durable: an agent keeps its rows in its own outbox until this answers that D1 has
- * them, so a shard that goes away loses only the answer, and the agent sends again (D1 keeps
- * the highest revision of every record, so a row written twice is harmless).
+ * The projection stage between the agents' outboxes and D1 (docs/ARCHITECTURE.md, "Decision:
+ * group commit of the outboxes into D1"). Agents flushing within the same few milliseconds
+ * have their rows written to D1 in one batch, and each hears back which of its rows landed.
+ * It holds nothing durable: an agent keeps its rows in its own outbox until this answers that
+ * D1 has them, so a shard that goes away loses only the answer, and the agent sends again (D1
+ * keeps the highest revision of every record, so a row written twice is harmless).
  */
 export class ProjectorDO extends DurableObject<Env> {
   private group: Waiting[] = [];
