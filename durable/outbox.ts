@@ -68,23 +68,36 @@ export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1
  * the 32 MiB RPC limit however large the rows (an execution's is at most about 1.3 MB).
  */
 const MAX_HANDOVER_CHARS = 8_000_000;
+/**
+ * How long a flush waits for the projection stage's answer. An RPC has no deadline of its own,
+ * and a flush that never ends would hold every later one (and the agent's deletion) behind it.
+ * Rows not answered for are retried: D1 may have them already, which its revision rule makes
+ * harmless.
+ */
+export const HANDOVER_TIMEOUT_MS = 30_000;
 
 /**
  * Sends due outbox rows to D1 through the projection stage and removes those that landed
  * (unless rewritten meanwhile: the ack is by revision). Rows D1 refused, or all of them if the
- * stage cannot be reached, are retried later with backoff. Returns whether more rows may be
+ * stage cannot be reached or does not answer in time, are retried later with backoff. Returns whether more rows may be
  * due (a full batch went, or one cut short by size).
  */
-export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string): Promise<boolean> {
+export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, timeoutMs = HANDOVER_TIMEOUT_MS): Promise<boolean> {
   const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
   let chars = 0;
   const rows = due.filter((row, i) => (chars += row.payload.length) <= MAX_HANDOVER_CHARS || i === 0);
   if (rows.length === 0) return false;
   let outcome: ProjectionOutcome;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    outcome = await sink.write(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload })));
+    const unanswered = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the projection stage did not answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    outcome = await Promise.race([sink.write(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload }))), unanswered]);
   } catch (error) {
     outcome = { failed: rows.map((row) => ({ key: row.key, rev: row.rev, error: String(error) })) };
+  } finally {
+    clearTimeout(timer);
   }
   const refused = new Map(outcome.failed.map((f) => [f.key, f.error]));
   store.ackOutbox(rows.filter((row) => !refused.has(row.key)));

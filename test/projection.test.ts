@@ -112,6 +112,20 @@ describe("an agent's flush into the projection stage", () => {
     expect(await inD1(tenantId, 'ex_kept')).toBeNull();
   });
 
+  it('stops waiting for a stage that does not answer, and keeps its rows for a retry', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const silent: ProjectionSink = { write: () => new Promise(() => {}) };
+    const kept = await runInDurableObject(agentStub(tenantId, id), async (instance, state) => {
+      const store = (instance as unknown as { store: AgentStore }).store;
+      const row = executionRow(tenantId, id, 'ex_unanswered', 'running', 1);
+      store.enqueueJson(row.key, row.kind, row.rev, row.payload, Date.now());
+      expect(await drainOutbox(silent, store, tenantId, id, 50)).toBe(false);
+      return state.storage.sql.exec<{ attempts: number; last_error: string }>("SELECT attempts, last_error FROM outbox WHERE key = 'execution:ex_unanswered'").toArray()[0];
+    });
+    expect(kept).toMatchObject({ attempts: 1, last_error: 'Error: the projection stage did not answer within 50 ms' });
+  });
+
   it('reaches D1 for an execution run through the API', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
