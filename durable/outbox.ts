@@ -67,7 +67,7 @@ export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1
  * Payload characters per hand-over: at most 3 bytes each in UTF-8, so one call stays well under
  * the 32 MiB RPC limit however large the rows (an execution's is at most about 1.3 MB).
  */
-const MAX_HANDOVER_CHARS = 8_000_000;
+export const MAX_HANDOVER_CHARS = 8_000_000;
 /**
  * How long a flush waits for the projection stage's answer. An RPC has no deadline of its own,
  * and a flush that never ends would hold every later one (and the agent's deletion) behind it.

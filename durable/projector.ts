@@ -2,14 +2,12 @@ import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
 import { inJurisdiction } from '../worker/agents/registry';
 import type { Jurisdiction } from '../worker/schemas/agent';
-import { d1Statement, OUTBOX_BATCH, type ProjectionOutcome, type ProjectionRow } from './outbox';
+import { d1Statement, MAX_HANDOVER_CHARS, OUTBOX_BATCH, type ProjectionOutcome, type ProjectionRow } from './outbox';
 
 /** Shards of the projection stage: each a single thread, so they bound its throughput together. */
 export const PROJECTOR_SHARDS = 4;
 /** How long a hand-over waits for others to join its D1 batch. */
 const GROUP_WINDOW_MS = 50;
-/** Payload characters per D1 batch (at most 3 bytes each): a group of large rows is cut short. */
-const MAX_GROUP_CHARS = 8_000_000;
 
 interface Waiting {
   rows: readonly ProjectionRow[];
@@ -45,7 +43,8 @@ export class ProjectorDO extends DurableObject<Env> {
   /** Writes `rows` to D1 with whatever else arrives within the window; resolves with the rows D1 refused. */
   write(rows: readonly ProjectionRow[]): Promise<ProjectionOutcome> {
     const chars = rows.reduce((sum, row) => sum + row.payload.length, 0);
-    if (this.group.length > 0 && (this.groupRows + rows.length > OUTBOX_BATCH || this.groupChars + chars > MAX_GROUP_CHARS)) this.send();
+    // A group is bounded like one hand-over (rows and payload), so a D1 batch never exceeds either.
+    if (this.group.length > 0 && (this.groupRows + rows.length > OUTBOX_BATCH || this.groupChars + chars > MAX_HANDOVER_CHARS)) this.send();
     const outcome = new Promise<ProjectionOutcome>((done) => this.group.push({ rows, chars, done }));
     this.groupRows += rows.length;
     this.groupChars += chars;
