@@ -335,9 +335,10 @@ if (want ? want.has('scale-1000') : !quick) {
   phase('scale-1000');
 }
 if (!want || want.has('scale-10000')) {
-  // Last. The local runtime evicts an object idle for 10 s and holds about 3,000 at once
-  // (`npm run bench:residency`), so at this size nearly every execution meets a new instance
-  // of its agent: this measures cold starts, where scale-100 measures warm agents.
+  // Last. The local runtime evicts an object idle for 10 s, and its memory holds about 2,000
+  // agent-shaped objects at once (`npm run bench:residency`), so at this size nearly every
+  // execution meets a new instance of its agent (this measures cold starts, where scale-100
+  // measures warm agents), and the rate is bounded by about 2,000 / 10 s whatever each does.
   log('creating 10,000 agents');
   const tenThousand = await createAgents('a10k', 10_000);
   // Creation leaves nothing behind (no flush, no alarm: the registry row is the snapshot), so

@@ -4,7 +4,10 @@
 //
 // 1. Eviction: objects are touched once, then the workerd process's open files are watched
 //    until they drop (a resident SQLite-backed object holds its database, WAL and shared-memory
-//    files open); a second touch counts how many constructors ran again.
+//    files open); a second touch counts how many constructors ran again, and workerd's CPU for
+//    that touch (cold: every object starts again) is set against a third one straight after
+//    (warm). The objects are agent-shaped (--tables), so the difference is what a cold start
+//    costs the runtime for such an object, before any gateway code.
 // 2. Ceiling: objects are touched in batches, all within seconds (none idle long enough to be
 //    evicted), until a touch fails. This runs twice, each in a fresh process: with objects of one
 //    table and one row, and with objects of --tables tables, each with an index and a row (about
@@ -67,14 +70,19 @@ const openFiles = (pid) => readdirSync(`/proc/${pid}/fd`).length;
 // The workerd serving the probe: the one with the most open files once objects exist.
 const probePid = () => workerdPids().sort((a, b) => openFiles(b) - openFiles(a))[0];
 const limitOf = (pid) => /Max open files\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1];
+const cpuMs = (pid) => {
+  // utime and stime, fields 14 and 15 of /proc/PID/stat (after the parenthesised name), in ticks.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+};
 const residentMiB = (pid) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
 const toucher = (mf) => async (prefix, from, to, schema = 1) => (await mf.dispatchFetch(`http://probe/?prefix=${prefix}&from=${from}&to=${to}&tables=${schema}`)).json();
 
 // 1. Eviction.
 let mf = await startProbeWorker(script, 'residency');
 let touch = toucher(mf);
-const sample = 200;
-const before = await touch('idle-', 0, sample);
+const sample = 500;
+const before = await touch('idle-', 0, sample, tables);
 const pid = probePid();
 const resident = openFiles(pid);
 const started = Date.now();
@@ -86,8 +94,13 @@ while (Date.now() - started < 120_000) {
     break;
   }
 }
-const again = await touch('idle-', 0, sample);
-console.log(`eviction: ${sample} objects touched once held ${resident} open files; ${evictedAfter === null ? 'none were closed within 120 s' : `they were closed after ${evictedAfter.toFixed(0)} s idle (polled each second)`}; touching them again ran ${again.constructed - before.constructed} constructors`);
+const coldFrom = cpuMs(pid);
+const again = await touch('idle-', 0, sample, tables);
+const warmFrom = cpuMs(pid);
+await touch('idle-', 0, sample, tables);
+const [coldUs, warmUs] = [((warmFrom - coldFrom) * 1000) / sample, ((cpuMs(pid) - warmFrom) * 1000) / sample];
+console.log(`eviction: ${sample} objects of ${tables} tables touched once held ${resident} open files; ${evictedAfter === null ? 'none were closed within 120 s' : `they were closed after ${evictedAfter.toFixed(0)} s idle (polled each second)`}; touching them again ran ${again.constructed - before.constructed} constructors`);
+console.log(`cold start: workerd CPU per touch ${Math.round(coldUs)} µs for the touch that started them again, ${Math.round(warmUs)} µs for the same touch straight after (${(coldUs / Math.max(warmUs, 1)).toFixed(1)}×)`);
 await mf.dispose();
 
 // 2. Ceiling, for one-table objects and for agent-shaped ones, each in a fresh process.
