@@ -62,9 +62,14 @@ export class BackgroundWork {
     this.snapshotDirty = true;
   }
 
-  /** The D1 registry already holds the current snapshot (creation: the Worker wrote it). */
-  snapshotCurrent(): void {
-    this.snapshotDirty = false;
+  /**
+   * At creation: whether the D1 registry holds this agent's snapshot (the Worker wrote it with
+   * its claim), or another request's (a claim taken over, see `adoptOrphanedClaim`), which
+   * the agent's own snapshot then replaces through the outbox.
+   */
+  registryHolds(current: boolean): void {
+    this.snapshotDirty = !current;
+    if (!current) this.afterChange();
   }
 
   /**

@@ -13,6 +13,8 @@ export interface CreateAgentInput {
   createdAt: number;
   /** Where the object was placed: its region for preferring pool targets. */
   locationHint?: Region | null;
+  /** The Worker took over an orphaned D1 claim, which holds its snapshot, not the agent's. */
+  adoptedClaim?: boolean;
 }
 
 export interface ExecuteInput {

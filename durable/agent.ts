@@ -90,6 +90,7 @@ export class AgentDO extends DurableObject<Env> {
     if (existing) {
       // The same create again (an RPC retried after a transient error) succeeds once more.
       const same = existing.tenant_id === input.tenantId && existing.created_at === input.createdAt && existing.config === JSON.stringify(input.config);
+      if (input.adoptedClaim) this.background.registryHolds(false); // lost a race for the claim
       return same ? ok(this.view()) : fail('conflict', `agent ${input.config.id} already exists`);
     }
     const now = input.createdAt;
@@ -97,9 +98,9 @@ export class AgentDO extends DurableObject<Env> {
       this.store.insertAgent(input.tenantId, input.config, now);
       if (input.locationHint) this.store.setMeta('location_hint', input.locationHint);
     });
-    // The Worker registered the agent in D1 with this very snapshot before calling: a new
-    // agent has nothing to send, so creation costs no flush and no alarm.
-    this.background.snapshotCurrent();
+    // The Worker registered the agent in D1 with this very snapshot before calling (unless it
+    // took over a claim): a new agent has nothing to send, so creation costs no flush, no alarm.
+    this.background.registryHolds(!input.adoptedClaim);
     return ok(this.view());
   }
 

@@ -1,5 +1,6 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { releaseClaim } from '../worker/agents/registry';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 
 describe('agents API', () => {
@@ -120,6 +121,63 @@ describe('agents API', () => {
     expect((await stub.create(input)).ok).toBe(true);
     const other = await stub.create({ ...input, config: { ...config, name: 'other' } });
     expect(other).toMatchObject({ ok: false, code: 'conflict' });
+  });
+
+  describe('a claim left without an agent', () => {
+    // What a create leaves behind when the agent's object refused it and D1 then refused the
+    // release of its claim: the id claimed in the registry, no agent in the object.
+    const orphan = (tenantId: string, id: string, jurisdiction: string | null = null) =>
+      env.DB.prepare("INSERT INTO agents (tenant_id, id, jurisdiction, location_hint, name, state, snapshot, rev, created_at, updated_at) VALUES (?, ?, ?, NULL, 'Lost', 'idle', ?, 0, 1, 1)")
+        .bind(tenantId, id, jurisdiction, JSON.stringify({ agent: { id, name: 'Lost' }, contextVersion: 0 }))
+        .run();
+    const registryRow = (tenantId: string, id: string) =>
+      env.DB.prepare('SELECT name, rev, created_at FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ name: string | null; rev: number; created_at: number }>();
+
+    it('is taken over by the next create of the id, which then works like any agent', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      await orphan(tenantId, id);
+      expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
+      const created = await api('/v1/agents', { key, body: { id, name: 'Found' } });
+      expect(created.status).toBe(201);
+      expect(created.body).toMatchObject({ id, name: 'Found' });
+      expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } })).status).toBe(200);
+      // The agent sends its own snapshot over the claim's.
+      await eventually(async () => ((await registryRow(tenantId, id))?.rev ?? 0) > 0);
+      expect(await registryRow(tenantId, id)).toMatchObject({ name: 'Found' });
+      expect((await api('/v1/agents', { key, body: { id } })).status).toBe(409);
+    });
+
+    it('is not taken over across jurisdictions', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      await orphan(tenantId, id, 'eu');
+      const again = await api('/v1/agents', { key, body: { id } });
+      expect(again.status).toBe(409);
+      expect(again.body.error.code).toBe('conflict');
+    });
+
+    it('once taken over, cannot be released by the create that left it', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      await orphan(tenantId, id);
+      expect((await api('/v1/agents', { key, body: { id } })).status).toBe(201);
+      await releaseClaim(env, tenantId, id, 1);
+      expect(await registryRow(tenantId, id)).not.toBeNull();
+      expect((await api(`/v1/agents/${id}`, { key })).status).toBe(200);
+    });
+
+    it('lost to a create that reached the object first: the agent restores its own snapshot in the registry', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      expect((await api('/v1/agents', { key, body: { id, name: 'First' } })).status).toBe(201);
+      // The second request took the claim over (its snapshot in D1) before the first's create ran.
+      await env.DB.prepare("UPDATE agents SET name = 'Second' WHERE tenant_id = ? AND id = ?").bind(tenantId, id).run();
+      const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+      const config = { id, name: 'Second', instructions: null, upstream: { kind: 'builtin' as const }, concurrency: 1, region: null, jurisdiction: null, metadata: null };
+      expect(await stub.create({ tenantId, config, createdAt: Date.now(), adoptedClaim: true })).toMatchObject({ ok: false, code: 'conflict' });
+      await eventually(async () => (await registryRow(tenantId, id))?.name === 'First');
+    });
   });
 
   it('projects agent snapshots to D1 through the outbox', async () => {

@@ -32,6 +32,42 @@ export async function registerAgent(env: Env, tenantId: string, agent: Agent, ro
   return true;
 }
 
+/**
+ * Releases a claim this request made (`createdAt`: its creation time) after its object refused
+ * the agent. Only that claim: one taken over meanwhile (see `adoptOrphanedClaim`), or one an
+ * agent has projected into, is left alone.
+ */
+export async function releaseClaim(env: Env, tenantId: string, agentId: string, createdAt: number): Promise<void> {
+  await env.DB.prepare('DELETE FROM agents WHERE tenant_id = ? AND id = ? AND created_at = ? AND rev = 0').bind(tenantId, agentId, createdAt).run();
+  forgetRoute(tenantId, agentId);
+  await env.CACHE.delete(routeKey(tenantId, agentId));
+}
+
+/**
+ * Takes over a claim with no agent behind it and returns its route, or null when the id is
+ * taken. An id is claimed in D1 before its object creates the agent; a creation whose object
+ * refused, and whose release of the claim failed too, leaves a claim that would refuse every
+ * later create (409) while reads answer 404. The object, the agent's one writer, says whether
+ * it holds the agent; the claim then moves to this request by compare-and-set on its creation
+ * time, so the request that made it can no longer release it, and two requests cannot both
+ * take it over. The claim keeps its placement: one in another jurisdiction is not taken.
+ */
+export async function adoptOrphanedClaim(env: Env, tenantId: string, agent: Agent, jurisdiction: Jurisdiction | null, now: number): Promise<AgentRoute | null> {
+  const claim = await env.DB.prepare('SELECT jurisdiction, location_hint, created_at FROM agents WHERE tenant_id = ? AND id = ? AND rev = 0')
+    .bind(tenantId, agent.id)
+    .first<{ jurisdiction: Jurisdiction | null; location_hint: Region | null; created_at: number }>();
+  if (!claim || claim.jurisdiction !== jurisdiction) return null;
+  const route: AgentRoute = { jurisdiction: claim.jurisdiction, locationHint: claim.location_hint };
+  const held = await callAgent(env, tenantId, agent.id, route, (stub) => stub.get(), { retry: true });
+  if (held.ok || held.code !== 'not_found') return null;
+  const moved = await env.DB.prepare('UPDATE agents SET name = ?, snapshot = ?, created_at = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND created_at = ? AND rev = 0')
+    .bind(agent.name, JSON.stringify({ agent, contextVersion: 0 }), now, now, tenantId, agent.id, claim.created_at)
+    .run();
+  if (moved.meta.changes === 0) return null;
+  remember(tenantId, agent.id, route);
+  return route;
+}
+
 export async function unregisterAgent(env: Env, tenantId: string, agentId: string): Promise<void> {
   await env.DB.batch([
     env.DB.prepare('DELETE FROM executions WHERE tenant_id = ? AND agent_id = ?').bind(tenantId, agentId),

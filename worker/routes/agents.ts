@@ -2,7 +2,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
-import { callAgent, forgetRoute, registerAgent, requireAgent, unregisterAgent, type AgentRoute } from '../agents/registry';
+import { adoptOrphanedClaim, callAgent, forgetRoute, registerAgent, releaseClaim, requireAgent, unregisterAgent, type AgentRoute } from '../agents/registry';
 import { locationHintFor, type GeoHints } from '../agents/placement';
 import { newId } from '../lib/ids';
 import { iso } from '../lib/time';
@@ -67,22 +67,26 @@ export const agents = new OpenAPIHono<AppEnv>()
         metadata: body.metadata ?? null,
         ...(body.a2a && { a2a: body.a2a }),
       };
-      const route: AgentRoute = {
+      let route: AgentRoute = {
         jurisdiction: config.jurisdiction,
         locationHint: locationHintFor(config.region, c.req.raw.cf as GeoHints | undefined),
       };
       const now = Date.now();
       const provisional: Agent = { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) };
-      if (!(await registerAgent(c.env, tenantId, provisional, route, now))) {
-        throw new ApiError('conflict', `agent ${config.id} already exists`);
+      const claimed = await registerAgent(c.env, tenantId, provisional, route, now);
+      if (!claimed) {
+        const adopted = await adoptOrphanedClaim(c.env, tenantId, provisional, config.jurisdiction, now);
+        if (!adopted) throw new ApiError('conflict', `agent ${config.id} already exists`);
+        route = adopted;
       }
       try {
-        const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint }), { retry: true }));
+        const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint, adoptedClaim: !claimed }), { retry: true }));
         await recordAudit(c.env, auditEntry(c, 'agent.create', config.id, { details: { upstream: config.upstream.kind, jurisdiction: config.jurisdiction } }));
         return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
       } catch (error) {
-        // The object refused or was unreachable: release the id unless the object holds the agent.
-        if (!(error instanceof ApiError && error.code === 'conflict')) await unregisterAgent(c.env, tenantId, config.id).catch(() => undefined);
+        // The object refused or was unreachable: release the claim unless the object holds the
+        // agent. Should the release fail too, the next create of this id takes the claim over.
+        if (!(error instanceof ApiError && error.code === 'conflict')) await releaseClaim(c.env, tenantId, config.id, now).catch(() => undefined);
         throw error;
       }
     },
