@@ -23,6 +23,37 @@ function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
   });
 }
 
+/**
+ * A D1 binding that refuses the statements matching `refused` the way the runtime did when a
+ * local process ran out of SQLite memory (the bench, 10,000 agents), and runs the rest.
+ */
+function refusing(refused: RegExp): D1Database {
+  const refusal = () => Promise.reject(new Error('D1_ERROR: out of memory: SQLITE_NOMEM'));
+  const marked = new WeakSet<object>();
+  const statement = (stmt: D1PreparedStatement): D1PreparedStatement => {
+    const proxy = new Proxy(stmt, {
+      get: (target, prop) => {
+        if (prop === 'bind') return (...values: unknown[]) => statement(target.bind(...values));
+        if (prop === 'run' || prop === 'first' || prop === 'all' || prop === 'raw') return refusal;
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    marked.add(proxy);
+    return proxy;
+  };
+  const database = <T extends D1Database | D1DatabaseSession>(db: T): T => new Proxy(db, {
+    get: (target, prop) => {
+      if (prop === 'prepare') return (query: string) => (refused.test(query) ? statement(target.prepare(query)) : target.prepare(query));
+      if (prop === 'batch') return (statements: D1PreparedStatement[]) => (statements.some((s) => marked.has(s)) ? refusal() : target.batch(statements));
+      if (prop === 'withSession') return (constraint?: string) => database((target as D1Database).withSession(constraint));
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return database(env.DB);
+}
+
 const app = createApp();
 const call = (kind: 'retryable' | 'overloaded', key: string, path: string, init: RequestInit = {}) =>
   app.request(path, { ...init, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } }, { ...env, AGENTS: unreachable(kind) });
@@ -87,5 +118,23 @@ describe('D1 sessions', () => {
     expect(next.status).toBe(200);
     expect(next.body.data.map((a: { id: string }) => a.id)).toContain(created.body.id);
     expect((await api('/v1/agents', { key, headers: { 'x-d1-bookmark': 'garbage bookmark!' } })).status).toBe(200);
+  });
+});
+
+describe('a database that refuses writes', () => {
+  it('answers 503 unavailable with Retry-After, writes nothing, and the client\'s retry succeeds', async () => {
+    const { key } = await newTenant();
+    const id = `refused-${crypto.randomUUID().slice(0, 8)}`;
+    const res = await app.request('/v1/agents', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id }),
+    }, { ...env, DB: refusing(/^\s*INSERT INTO agents\b/) });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+
+    expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
+    expect((await api('/v1/agents', { key, body: { id } })).status).toBe(201);
   });
 });

@@ -2,6 +2,7 @@ import type { AgentDO } from '../../durable/agent';
 import type { Env } from '../env';
 import { ApiError } from '../errors';
 import { IsolateCache } from '../lib/isolate-cache';
+import { isTransientStorageError } from '../lib/storage-errors';
 import type { Agent, Jurisdiction, Region } from '../schemas/agent';
 
 /** Where an agent's Durable Object lives; fixed when the agent is created. */
@@ -158,9 +159,8 @@ const RETRY_DELAYS_MS = [50, 200];
 // caller as an opaque "internal error; reference = …" or as the SQLite code inside our SQL
 // helper's message: not a bug of ours either. The statement's transaction rolled back, and the
 // call's keyed retry is safe, so they are treated the same way (found by the bench).
-const INTERNAL = /internal error; reference = |\bSQLITE_(?:NOMEM|IOERR|FULL|CANTOPEN|BUSY)\b/;
 const isPlatformError = (e: DurableObjectError): boolean =>
-  e.retryable === true || e.overloaded === true || e.durableObjectReset === true || (e instanceof Error && INTERNAL.test(e.message));
+  e.retryable === true || e.overloaded === true || e.durableObjectReset === true || isTransientStorageError(e);
 
 /**
  * Calls an agent's Durable Object. With `retry` (only for operations that are idempotent or

@@ -2,6 +2,7 @@ import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { AppEnv } from '../env';
 import { ApiError, envelope, type ErrorCode } from '../errors';
+import { isTransientStorageError } from '../lib/storage-errors';
 
 const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
   400: 'invalid_request',
@@ -14,13 +15,21 @@ const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
   431: 'headers_too_large',
 };
 
-/** Maps whatever was thrown to the one error type. Unknown errors are 500s, logged, never echoed. */
+/**
+ * Maps whatever was thrown to the one error type. A transient failure of D1 or storage is a
+ * 503 with Retry-After (the client's retry is what helps, not a bug report); other unknown
+ * errors are 500s. Both are logged, never echoed.
+ */
 export function toApiError(error: unknown, requestId: string): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof HTTPException) {
     const code = HTTP_CODES[error.status];
     if (code === 'invalid_request') return new ApiError(code, error.message.includes('JSON') ? 'request body is not valid JSON' : error.message || 'invalid request');
     if (code) return new ApiError(code, error.message || code.replaceAll('_', ' '));
+  }
+  if (isTransientStorageError(error)) {
+    console.warn(JSON.stringify({ level: 'warn', msg: 'storage unavailable', requestId, error: String(error) }));
+    return new ApiError('unavailable', 'storage is temporarily unavailable; retry later', undefined, { 'retry-after': '1' });
   }
   console.error(JSON.stringify({ level: 'error', msg: 'unhandled error', requestId, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error), stack: error instanceof Error ? error.stack : undefined }));
   return new ApiError('internal_error', 'internal error');

@@ -10,7 +10,7 @@ export const commonErrors = {
   413: error('payload_too_large: body over 1 MiB'),
   415: error('unsupported_media_type: the body is not JSON'),
   500: error('internal_error'),
-  503: error('agent_unavailable: the agent could not be reached; retry later'),
+  503: error('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'),
 } as const;
 
 export const errorResponse = error;
