@@ -1,6 +1,7 @@
 import type { Env } from '../worker/env';
 import { regionTags } from '../worker/agents/placement';
 import { mergePatch } from '../worker/lib/json-merge-patch';
+import { isTransientStorageError } from '../worker/lib/storage-errors';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { MAX_CONTEXT_BYTES } from '../worker/schemas/agent';
@@ -17,6 +18,8 @@ export const MAX_TOTAL_ATTEMPTS = 5;
 export { MAX_CONTEXT_BYTES };
 /** Largest output stored: with the input (≤ 256 KiB) it stays well under the 2 MB row limit. */
 export const MAX_OUTPUT_BYTES = 1024 * 1024;
+/** Waits before writing an outcome again after storage refused it (its transaction rolled back). */
+const FINISH_RETRY_MS = [50, 250, 1_000];
 
 type Decision = {
   status: 'succeeded' | 'failed';
@@ -181,7 +184,7 @@ export class ExecutionRunner {
           },
         },
       );
-      this.finish(id, outcome, execution);
+      await this.finishRetrying(id, outcome, execution);
     } catch (error) {
       this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
     } finally {
@@ -214,6 +217,25 @@ export class ExecutionRunner {
     });
     for (const after of committed) after();
     this.notify(id, finished);
+  }
+
+  /**
+   * `finish`, written again after a transient refusal of storage (SQLite out of memory, say):
+   * the upstream has answered, and failing the execution for a write the runtime refused
+   * would make the client run it again, upstream side effects included.
+   */
+  private async finishRetrying(id: string, outcome: InvokeOutcome, known: ExecutionRow | undefined): Promise<void> {
+    for (const delay of FINISH_RETRY_MS) {
+      try {
+        this.finish(id, outcome, known);
+        return;
+      } catch (error) {
+        if (!isTransientStorageError(error)) throw error;
+        console.warn(JSON.stringify({ level: 'warn', msg: 'outcome not written; retrying', executionId: id, error: String(error) }));
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+    this.finish(id, outcome, known);
   }
 
   /** What an outcome makes of an execution: its end, and on success the new context and turns. */

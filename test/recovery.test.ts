@@ -78,6 +78,36 @@ describe('recovery and the outbox', () => {
       return env.DB.prepare('SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, exec.body.id).first();
     }, 15_000, 200);
   });
+  it('writes an outcome again when storage refused it for a moment, instead of failing an execution whose upstream answered', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
+    // The first write of an outcome is refused as the runtime refuses it when a process runs
+    // out of SQLite memory (seen in the bench at 10,000 agents); its transaction rolls back.
+    await runInDurableObject(stubOf(tenantId, id), (instance) => {
+      const holder = (instance as unknown as { store: { sql: { sql: SqlStorage } } }).store.sql;
+      const real = holder.sql;
+      let refused = 0;
+      holder.sql = {
+        exec: (query: string, ...params: (ArrayBuffer | string | number | null)[]) => {
+          if (refused === 0 && query.startsWith('UPDATE executions SET status = ?') && params[0] === 'succeeded') {
+            refused++;
+            throw new Error('out of memory: SQLITE_NOMEM');
+          }
+          return real.exec(query, ...params);
+        },
+      } as unknown as SqlStorage;
+    });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: { message: 'How do refunds work?' } } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'succeeded', attempts: 1 });
+    const written = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => ({
+      history: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM history').one().n,
+      succeeded: state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM events WHERE type = 'execution.succeeded'").one().n,
+    }));
+    // Two executions, two turns each: the refused write left nothing behind.
+    expect(written).toEqual({ history: 4, succeeded: 2 });
+  });
 });
 
 /** Number of rows waiting in the agent's outbox. */
