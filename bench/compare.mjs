@@ -10,7 +10,7 @@
 // patch: context PATCH), --rounds N (per build), --seconds S (per round), --connections C.
 import autocannon from 'autocannon';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,11 +31,8 @@ if (positionals.length !== 2) {
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-compare-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-const { applyMigrations, benchBindings, benchTenant, freePort, killOwnWorkerd, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
-process.on('exit', () => {
-  killOwnWorkerd();
-  rmSync(runDir, { recursive: true, force: true });
-});
+const { applyMigrations, benchBindings, benchTenant, cleanUpOnExit, freePort, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
+const children = cleanUpOnExit(runDir);
 
 const agents = Number(values.agents);
 const log = (...args) => console.error('[compare]', ...args);
@@ -75,7 +72,7 @@ const cpuTicks = (pids) => [...pids].reduce((sum, pid) => {
 
 const mockPort = await freePort();
 const mock = spawn(process.execPath, [path.join(root, 'test/support/mock-upstream.mjs'), String(mockPort)], { stdio: 'ignore' });
-process.on('exit', () => mock.kill());
+children.push(mock);
 const mockUrl = `http://127.0.0.1:${mockPort}`;
 await waitFor(`${mockUrl}/health`);
 

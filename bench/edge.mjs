@@ -30,11 +30,8 @@ if (positionals.length !== 2 || !['chat', 'sync', 'get'].includes(values.scenari
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-edge-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-const { applyMigrations, benchBindings, benchTenant, killOwnWorkerd, root, startGateway } = await import('../scripts/lib/runtime.mjs');
-process.on('exit', () => {
-  killOwnWorkerd();
-  rmSync(runDir, { recursive: true, force: true });
-});
+const { applyMigrations, benchBindings, benchTenant, cleanUpOnExit, root, startGateway } = await import('../scripts/lib/runtime.mjs');
+cleanUpOnExit(runDir);
 const log = (...args) => console.error('[edge]', ...args);
 
 // The wrapper: the gateway's module as it is, plus one route that replays a request N times

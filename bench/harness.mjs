@@ -34,7 +34,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Miniflare } from 'miniflare';
-import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, compatibilityDate, freePort, killOwnWorkerd, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
+import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, compatibilityDate, freePort, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
 import { startProfile, summarise } from './profile.mjs';
 
@@ -56,10 +56,8 @@ const { values } = parseArgs({
 const storage = !values.disk && existsSync('/dev/shm') ? '/dev/shm (tmpfs)' : `${tmpdir()} (disk)`;
 const runDir = mkdtempSync(path.join(storage.startsWith('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-bench-'));
 process.env.TMPDIR = runDir;
-process.on('exit', () => {
-  killOwnWorkerd(); // first: the runtime of a run that died on an error still has its files open
-  rmSync(runDir, { recursive: true, force: true });
-});
+/** Processes this run starts (the mock upstream, plain workerd): stopped on exit, error or not. */
+const children = cleanUpOnExit(runDir);
 const quick = values.quick;
 const connections = Number(values.connections);
 // Whole seconds: autocannon ends a run on its one-second tick and averages per-second counts,
@@ -125,8 +123,7 @@ writeFileSync(helloScript, "export default { fetch() { return new Response('ok')
 const mockPort = await freePort();
 const mock = spawn(process.execPath, [path.join(root, 'test/support/mock-upstream.mjs'), String(mockPort)], { stdio: 'ignore' });
 const mockUrl = `http://127.0.0.1:${mockPort}`;
-const children = [mock];
-process.on('exit', () => children.forEach((c) => c.kill()));
+children.push(mock);
 await waitFor(`${mockUrl}/health`);
 phase('build and start the mock');
 

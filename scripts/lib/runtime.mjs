@@ -3,7 +3,7 @@
 // as a deploy would bundle it and served by Miniflare with `unsafeDirectSockets` (workerd
 // listens for the Worker itself): real Durable Objects, D1 and KV at about 10k req/s here.
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { Miniflare } from 'miniflare';
@@ -29,6 +29,28 @@ export function killOwnWorkerd() {
       /* gone already, or not ours to read */
     }
   }
+}
+
+/**
+ * On exit, error or not: stops `children` (pushed as they start), then this process's workerd,
+ * then removes the run's directory. A removal racing a runtime still closing its files is said,
+ * not thrown: a throw in an exit handler would skip whatever work follows it.
+ */
+export function cleanUpOnExit(runDir) {
+  const children = [];
+  process.on('exit', () => {
+    for (const child of children) child.kill();
+    killOwnWorkerd(); // before the removal: the runtime of a run that died on an error still has its files open
+    try {
+      rmSync(runDir, { recursive: true, force: true });
+    } catch (error) {
+      console.error(`could not remove ${runDir}: ${error.message}`);
+    }
+  });
+  // Interrupted (Ctrl-C, a CI timeout): exit, so that the cleanup above runs, which a signal's
+  // default action would skip.
+  for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
+  return children;
 }
 
 /** A TCP port that was free a moment ago. */
