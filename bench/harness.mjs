@@ -82,7 +82,8 @@ const phase = (name) => {
 /** Runs autocannon and returns req/s and latency percentiles. */
 function load(url, requests, seconds = duration, conns = connections) {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: conns, duration: seconds, requests }, (error, result) => {
+    const failures = new Map();
+    const instance = autocannon({ url, connections: conns, duration: seconds, requests }, (error, result) => {
       if (error) return reject(error);
       resolve({
         rps: Math.round(result.requests.average),
@@ -92,9 +93,16 @@ function load(url, requests, seconds = duration, conns = connections) {
         non2xx: result.non2xx,
         // Which statuses the non-2xx answers were, for the log.
         codes: Object.keys(result.statusCodeStats ?? {}).filter((code) => !code.startsWith('2')).map((code) => `${code}×${result.statusCodeStats[code].count}`).join(' '),
-        errors: result.errors + result.timeouts,
+        // autocannon counts a timeout (no answer within its 10 s) as an error too.
+        errors: result.errors,
+        // What they were, by error code ('request timed out' for the timeouts).
+        failures: [...failures].map(([what, n]) => `${what}×${n}`).join(' '),
         total: result.requests.total,
       });
+    });
+    instance.on('reqError', (error) => {
+      const what = error.code ?? error.message;
+      failures.set(what, (failures.get(what) ?? 0) + 1);
     });
   });
 }
@@ -131,7 +139,7 @@ const results = [];
 const ceilings = [];
 const record = (scenario, r, baseline) => {
   results.push({ scenario, ...r, baseline: baseline?.scenario ?? null, ratio: baseline ? Math.round((r.rps / baseline.rps) * 100) / 100 : null });
-  log(`${scenario}: ${r.rps} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.non2xx ? `, ${r.non2xx} non-2xx (${r.codes})` : ''}${r.errors ? `, ${r.errors} errors` : ''}`);
+  log(`${scenario}: ${r.rps} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.non2xx ? `, ${r.non2xx} non-2xx (${r.codes})` : ''}${r.errors ? `, ${r.errors} errors (${r.failures})` : ''}`);
 };
 const hello = [{ method: 'GET', path: '/' }];
 

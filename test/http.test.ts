@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { env } from 'cloudflare:test';
+import { describe, expect, it, vi } from 'vitest';
+import { createApp } from '../worker/app';
 import { api, newAgent, newTenant } from './support/api';
 
 describe('edge router', () => {
@@ -93,4 +95,29 @@ describe('edge router', () => {
     expect(badKey.status).toBe(400);
     expect(badKey.body.error.details[0].path).toEqual(['idempotency-key']);
   });
+
+  it('logs a request answered in over a second as a warning with slow: true, even when only warnings are logged', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const app = createApp();
+    const lines: Record<string, unknown>[] = [];
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: unknown) => {
+      if (typeof line === 'string' && line.includes('"msg":"request"')) lines.push(JSON.parse(line) as Record<string, unknown>);
+    });
+    try {
+      const run = (input: unknown) => app.request(`/v1/agents/${id}/executions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ intent: 'x', input }),
+      }, { ...env, LOG_LEVEL: 'warn' });
+      expect((await run({ message: 'hi' })).status).toBe(200);
+      expect((await run({ message: 'hi', simulateLatencyMs: 1_100 })).status).toBe(200);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 'warn', status: 200, slow: true, path: `/v1/agents/${id}/executions` });
+    expect(lines[0]?.latencyMs).toBeGreaterThanOrEqual(1_000);
+  });
 });
+

@@ -129,8 +129,8 @@ export async function startGateway(options) {
 /** The operator token the bench tools start the gateway with. */
 export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
-/** The gateway's bindings for the bench tools: local upstreams allowed, errors-only logs. */
-export const benchBindings = () => ({ ADMIN_TOKEN: BENCH_ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: 'error' });
+/** The gateway's bindings for the bench tools: local upstreams allowed, errors-only logs (`BENCH_LOG_LEVEL=warn` adds 4xx and slow answers). */
+export const benchBindings = () => ({ ADMIN_TOKEN: BENCH_ADMIN_TOKEN, UPSTREAM_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'), ALLOW_PRIVATE_UPSTREAMS: 'true', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error' });
 
 /**
  * A tenant and an API key on a bench gateway at `base`. `call` is a JSON request that throws on

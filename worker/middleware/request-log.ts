@@ -2,6 +2,8 @@ import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 
 const RANK: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+/** A request answered later than this is logged at warn, with `slow: true`: the gateway's target is under 1 s. */
+export const SLOW_REQUEST_MS = 1_000;
 
 /** Whether a line at `level` passes the operator's `LOG_LEVEL` (default info). */
 export const logs = (configured: string | undefined, level: string): boolean => (RANK[level] ?? 1) >= (RANK[configured ?? 'info'] ?? 1);
@@ -10,7 +12,8 @@ export const logs = (configured: string | undefined, level: string): boolean => 
  * One structured JSON log line per request (Workers Logs indexes the fields): request id,
  * method, path, status, latency, tenant, and whatever handlers add with `c.get('log')`
  * (agent, execution, upstream). Health checks are not logged; `LOG_LEVEL` (debug, info, warn,
- * error; default info) drops lines below it.
+ * error; default info) drops lines below it. A slow answer is a warning whatever its status, so
+ * an operator who logs only warnings still sees the requests that missed the latency target.
  *
  * @example app.use(requestLog())
  */
@@ -20,7 +23,9 @@ export function requestLog(): MiddlewareHandler<AppEnv> {
     c.set('log', {});
     await next();
     if (c.req.path === '/healthz') return;
-    const level = c.res.status >= 500 ? 'error' : c.res.status >= 400 ? 'warn' : 'info';
+    const latencyMs = Date.now() - started;
+    const slow = latencyMs >= SLOW_REQUEST_MS;
+    const level = c.res.status >= 500 ? 'error' : c.res.status >= 400 || slow ? 'warn' : 'info';
     if (!logs(c.env.LOG_LEVEL, level)) return;
     const line = {
       level,
@@ -29,7 +34,8 @@ export function requestLog(): MiddlewareHandler<AppEnv> {
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,
-      latencyMs: Date.now() - started,
+      latencyMs,
+      ...(slow && { slow: true }),
       tenant: c.get('principal')?.tenantId,
       ...c.get('log'),
     };
