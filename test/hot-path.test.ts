@@ -1,26 +1,22 @@
 import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { interceptAgentSql, type SqlValue } from './support/agent-sql';
 import { api, eventually, newAgent, newTenant } from './support/api';
 
 // The agent's SQL hot path, measured by statement rather than by clock (the machine's speed
 // does not matter): every statement an execution runs is recorded, then planned with EXPLAIN
 // QUERY PLAN against the same object's schema.
 
-type SqlValue = ArrayBuffer | string | number | null;
 interface Recorded { query: string; params: SqlValue[] }
 
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
 
-/** Wraps the object's SQL handle (shared by its store, events, webhooks and transactions) to record statements. */
+/** Records every statement the object runs. */
 function record(instance: unknown, into: Recorded[]): void {
-  const holder = (instance as { store: { sql: { sql: SqlStorage } } }).store.sql;
-  const real = holder.sql;
-  holder.sql = {
-    exec: (query: string, ...params: SqlValue[]) => {
-      into.push({ query, params });
-      return real.exec(query, ...params);
-    },
-  } as unknown as SqlStorage;
+  interceptAgentSql(instance, (query, params, real) => {
+    into.push({ query, params });
+    return real.exec(query, ...params);
+  });
 }
 
 async function executeRecorded(key: string, tenantId: string, agentId: string): Promise<Recorded[]> {

@@ -120,4 +120,3 @@ describe('edge router', () => {
     expect(lines[0]?.latencyMs).toBeGreaterThanOrEqual(1_000);
   });
 });
-

@@ -1,5 +1,6 @@
 import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { interceptAgentSql } from './support/agent-sql';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
@@ -78,6 +79,7 @@ describe('recovery and the outbox', () => {
       return env.DB.prepare('SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, exec.body.id).first();
     }, 15_000, 200);
   });
+
   it('writes an outcome again when storage refused it for a moment, instead of failing an execution whose upstream answered', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
@@ -85,18 +87,14 @@ describe('recovery and the outbox', () => {
     // The first write of an outcome is refused as the runtime refuses it when a process runs
     // out of SQLite memory (seen in the bench at 10,000 agents); its transaction rolls back.
     await runInDurableObject(stubOf(tenantId, id), (instance) => {
-      const holder = (instance as unknown as { store: { sql: { sql: SqlStorage } } }).store.sql;
-      const real = holder.sql;
       let refused = 0;
-      holder.sql = {
-        exec: (query: string, ...params: (ArrayBuffer | string | number | null)[]) => {
-          if (refused === 0 && query.startsWith('UPDATE executions SET status = ?') && params[0] === 'succeeded') {
-            refused++;
-            throw new Error('out of memory: SQLITE_NOMEM');
-          }
-          return real.exec(query, ...params);
-        },
-      } as unknown as SqlStorage;
+      interceptAgentSql(instance, (query, params, real) => {
+        if (refused === 0 && query.startsWith('UPDATE executions SET status = ?') && params[0] === 'succeeded') {
+          refused++;
+          throw new Error('out of memory: SQLITE_NOMEM');
+        }
+        return real.exec(query, ...params);
+      });
     });
     const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: { message: 'How do refunds work?' } } });
     expect(res.status).toBe(200);

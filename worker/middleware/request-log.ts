@@ -3,7 +3,7 @@ import type { AppEnv } from '../env';
 
 const RANK: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 /** A request answered later than this is logged at warn, with `slow: true`: the gateway's target is under 1 s. */
-export const SLOW_REQUEST_MS = 1_000;
+const SLOW_REQUEST_MS = 1_000;
 
 /** Whether a line at `level` passes the operator's `LOG_LEVEL` (default info). */
 export const logs = (configured: string | undefined, level: string): boolean => (RANK[level] ?? 1) >= (RANK[configured ?? 'info'] ?? 1);
