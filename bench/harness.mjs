@@ -256,11 +256,10 @@ async function createAgents(prefix, count, extra = {}, parallel = 32) {
   return ids;
 }
 
-await call('/v1/pools/bench', {
-  method: 'PUT',
-  headers: auth,
-  body: JSON.stringify({ strategy: 'least-inflight', targets: ['a', 'b'].map((id) => ({ id, kind: 'openai-chat', baseUrl: `${mockUrl}/t/${id}/ok/v1`, model: 'mock-model' })) }),
-});
+const benchPool = { strategy: 'least-inflight', targets: ['a', 'b'].map((id) => ({ id, kind: 'openai-chat', baseUrl: `${mockUrl}/t/${id}/ok/v1`, model: 'mock-model' })) };
+await call('/v1/pools/bench', { method: 'PUT', headers: auth, body: JSON.stringify(benchPool) });
+// The same pool with `passThrough` (answers handed on unread): what reading and checking each answer costs.
+await call('/v1/pools/bench-pt', { method: 'PUT', headers: auth, body: JSON.stringify({ ...benchPool, passThrough: true }) });
 
 const rotate = (ids, make) => {
   let i = 0;
@@ -311,6 +310,7 @@ phase('start the gateway, create the scenarios\' agents');
 
 await scenario('healthz', [{ method: 'GET', path: '/healthz' }]);
 await scenario('chat-proxy', [{ method: 'POST', path: '/v1/chat/completions', headers: auth, body: chatBody('bench') }]);
+await scenario('chat-proxy-passthrough', [{ method: 'POST', path: '/v1/chat/completions', headers: auth, body: chatBody('bench-pt') }]);
 await scenario('get-agent-100', [{ method: 'GET', headers: auth, setupRequest: rotate(hundred, (id) => ({ path: `/v1/agents/${id}` })) }]);
 await scenario('sync-exec-100', execOn(hundred));
 await scenario('async-enqueue', execOn(hundred, JSON.stringify({ intent: 'support.reply', input: 'hello', mode: 'async' })));

@@ -83,6 +83,57 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-attempts')).toBe('3');
   });
 
+  for (const passThrough of [false, true]) {
+    it(`fails a completion over when a target answers 200 with an HTML page${passThrough ? ' (pool passes answers through)' : ''}`, async () => {
+      const { key } = await newTenant();
+      const tag = `html${Date.now()}`;
+      await poolFor(key, 'chat', [chatTarget(`${tag}-proxy`, 'body=<html>bad gateway</html>,contentType=text/html'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })], { passThrough });
+      const res = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'hello' }] } });
+      expect(res.status).toBe(200);
+      expect(res.body.choices[0].message.content).toBe('mock reply to: hello');
+      expect(res.headers.get('x-gateway-attempts')).toBe('2');
+      expect(res.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+    });
+  }
+
+  it('fails a completion over when a target says JSON but its body does not parse', async () => {
+    const { key } = await newTenant();
+    const tag = `torn${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(`${tag}-torn`, 'body={"choices":'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })]);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+  });
+
+  it('cuts off a completion whose body stalls after its headers, at the first-byte limit', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'chat', [chatTarget(`stall${Date.now()}`, 'stallBody=true', { timeoutMs: 200 })], { retry: { attempts: 2 } });
+    const res = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(504);
+    expect(res.body.error.code).toBe('upstream_timeout');
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+  });
+
+  it('hands an answer on unread when the pool passes answers through, and never caches one that does not parse', async () => {
+    const { key } = await newTenant();
+    const tag = `pt${Date.now()}`;
+    await poolFor(key, 'good', [chatTarget(`${tag}-ok`)], { passThrough: true });
+    const completion = await client(key).chat.completions.create({ model: 'good', messages: [{ role: 'user', content: 'hello' }] });
+    expect(completion.choices[0]?.message.content).toBe('mock reply to: hello');
+    expect((await api('/v1/pools/good', { key })).body.passThrough).toBe(true);
+
+    await poolFor(key, 'torn', [chatTarget(`${tag}-torn`, 'body={"choices":')], { passThrough: true });
+    for (const _ of [1, 2]) {
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-gateway-cache-ttl': '60' },
+        body: JSON.stringify({ model: 'torn', messages: [{ role: 'user', content: 'cache me' }] }),
+      });
+      expect(res.headers.get('x-gateway-cache')).toBe('BYPASS');
+      expect(await res.text()).toBe('{"choices":');
+    }
+  });
+
   it('passes a 4xx from the upstream through without retrying', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'bad', [chatTarget(`b${Date.now()}`, 'status=400'), chatTarget('b2')]);

@@ -39,7 +39,9 @@ interface Timeouts {
  * Sends a chat completion through a pool: each attempt to the target the balancer picks, a
  * retry (connect errors, timeouts, 408, 429, 5xx) to the next one with backoff and jitter.
  * Streams fail over only until their first chunk; after that a failure ends the stream with
- * an error event. A 4xx other than 408/429 is the caller's and is passed through unchanged.
+ * an error event. A non-stream answer is read whole and must parse before it is answered, or
+ * the attempt fails over (unless the pool passes answers through: see `passThrough`). A 4xx
+ * other than 408/429 is the caller's and is passed through unchanged.
  */
 export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyResult> {
   const { runtime } = options;
@@ -117,6 +119,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
     }
     if (!options.body.stream) {
+      if (options.runtime.pool.passThrough) return { response: passThrough(response), streaming: false };
       let text: string;
       try {
         text = await response.text();
@@ -155,6 +158,28 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     clearTimeout(firstByteTimer);
     if (!relaying) unlink();
   }
+}
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
+
+/**
+ * A non-stream answer of a `passThrough` pool, handed on as its headers arrive: the runtime
+ * pipes the body to the client natively, where reading it first (to check that it parses)
+ * costs about a tenth of a proxied request's CPU (BENCHMARKS.md, tenth pass). An answer that
+ * does not say it is JSON (an HTML page from a proxy in front of the model) still fails over
+ * like a 5xx. What it gives up, and why it is not the default: the body is not parsed, and
+ * nothing bounds it once handed on — the runtime runs no more of this request's JavaScript
+ * (timers included) while it pipes, so a body that stalls after its headers waits for the
+ * client's own timeout, and one that breaks reaches the client broken instead of being
+ * retried on another target.
+ */
+function passThrough(response: Response): Response {
+  const type = response.headers.get('content-type') ?? '';
+  if (!JSON_TYPE.test(type)) {
+    void response.body?.cancel().catch(() => {});
+    throw new UpstreamError('invalid_response', `upstream reply is not JSON (content-type: ${type.slice(0, 64) || 'none'})`, true);
+  }
+  return new Response(response.body, { status: 200, headers: { 'content-type': type } });
 }
 
 function abortReason(signal: AbortSignal, error: unknown): UpstreamError {

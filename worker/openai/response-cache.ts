@@ -22,13 +22,30 @@ export async function cachedChat(key: string): Promise<Response | null> {
   return response;
 }
 
-/** Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). */
+/**
+ * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). An answer that
+ * does not parse is handed on as it came but never stored (x-gateway-cache: BYPASS): the proxy
+ * passes bodies through unread, so this is where a broken one is kept out of the cache.
+ */
 export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number): Promise<Response> {
   const text = await response.text();
   const headers = new Headers(response.headers);
+  if (!parses(text)) {
+    headers.set('x-gateway-cache', 'BYPASS');
+    return new Response(text, { status: response.status, headers });
+  }
   headers.set('x-gateway-cache', 'MISS');
   const stored = new Response(text, { status: 200, headers: new Headers(headers) });
   stored.headers.set('cache-control', `max-age=${ttl}`);
   ctx.waitUntil(caches.default.put(key, stored));
   return new Response(text, { status: 200, headers });
+}
+
+function parses(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
