@@ -24,8 +24,8 @@ export async function cachedChat(key: string): Promise<Response | null> {
 
 /**
  * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). An answer that
- * does not parse is handed on as it came but never stored (x-gateway-cache: BYPASS): the proxy
- * passes bodies through unread, so this is where a broken one is kept out of the cache.
+ * does not parse is handed on as it came but never stored (x-gateway-cache: BYPASS): a pool
+ * with `passThrough` hands answers on unread, so this is where a broken one is kept out.
  */
 export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number): Promise<Response> {
   const text = await response.text();
