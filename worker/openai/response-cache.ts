@@ -23,14 +23,15 @@ export async function cachedChat(key: string): Promise<Response | null> {
 }
 
 /**
- * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). An answer that
- * does not parse is handed on as it came but never stored (x-gateway-cache: BYPASS): a pool
- * with `passThrough` hands answers on unread, so this is where a broken one is kept out.
+ * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). `unchecked`: the
+ * answer was handed on unread (a `passThrough` pool), so it is parsed here, and one that does
+ * not parse is answered as it came but never stored (x-gateway-cache: BYPASS). A checked answer
+ * already parsed in the proxy and is not parsed again.
  */
-export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number): Promise<Response> {
+export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number, unchecked: boolean): Promise<Response> {
   const text = await response.text();
   const headers = new Headers(response.headers);
-  if (!parses(text)) {
+  if (unchecked && !parses(text)) {
     headers.set('x-gateway-cache', 'BYPASS');
     return new Response(text, { status: response.status, headers });
   }

@@ -112,7 +112,7 @@ export const openai = router()
       // The proxy built this response itself (never a fetch's, whose headers are immutable).
       const { response } = result;
       for (const [name, value] of Object.entries(gatewayHeaders)) response.headers.set(name, value);
-      if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl);
+      if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl, runtime.pool.passThrough === true);
       if (ttl > 0) response.headers.set('x-gateway-cache', 'BYPASS');
       return response;
     },
