@@ -1,7 +1,6 @@
 import type { PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
-import { abortWith } from '../lib/abort';
 import { retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -21,7 +20,6 @@ export interface ChatProxyOptions {
   model?: string;
   regions: readonly string[];
   policy: OutboundPolicy;
-  signal: AbortSignal;
 }
 
 // `response` is built here, never a fetch's own, so the caller may add headers to it.
@@ -57,7 +55,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   let attempts = 0;
   if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
-  for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt && !options.signal.aborted; attempt++) {
+  for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
     const lease = runtime.lease(options.regions, tried);
     if (!lease || lease.target.kind === 'agent-http') break;
     tried.add(lease.target.id);
@@ -93,12 +91,11 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   const check = await checkOutboundUrl(baseUrl, options.policy);
   if (!check.ok) throw new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
 
-  // One controller for the whole attempt: timers abort it at each phase's limit, and so does
-  // the client going away, until the attempt (or, for a stream, the relay) ends.
+  // One controller for the whole attempt: timers abort it at each phase's limit. A client that
+  // goes away needs no link here: the platform cancels the invocation, its fetches with it
+  // (docs/ARCHITECTURE.md, "Decision: no link to the request's signal").
   const controller = new AbortController();
   const { signal } = controller;
-  const unlink = abortWith(options.signal, controller);
-  let relaying = false;
   const timeoutError = (what: string) => new UpstreamError('timeout', what, true);
   const firstByteLimit = Math.min(timeouts.firstByteMs, timeouts.deadlineAt - Date.now());
   const firstByteTimer = setTimeout(() => controller.abort(timeoutError(`no response within ${firstByteLimit} ms`)), Math.max(0, firstByteLimit));
@@ -147,16 +144,11 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       idleMs: timeouts.idleMs,
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
-      onEnd: (ok) => {
-        unlink();
-        onStreamEnd(ok);
-      },
+      onEnd: onStreamEnd,
     });
-    relaying = true;
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
   } finally {
     clearTimeout(firstByteTimer);
-    if (!relaying) unlink();
   }
 }
 
@@ -185,7 +177,7 @@ function passThrough(response: Response): Response {
 function abortReason(signal: AbortSignal, error: unknown): UpstreamError {
   if (signal.aborted) {
     const reason: unknown = signal.reason;
-    return reason instanceof UpstreamError ? reason : new UpstreamError('cancelled', 'the client went away', false);
+    return reason instanceof UpstreamError ? reason : new UpstreamError('cancelled', 'the attempt was aborted', false);
   }
   return new UpstreamError('network', `upstream connection failed: ${error instanceof Error ? error.message : String(error)}`, true);
 }

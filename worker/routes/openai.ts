@@ -100,7 +100,7 @@ export const openai = router()
         if (hit) return hit;
       }
   
-      const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env), signal: c.req.raw.signal });
+      const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env) });
       Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
       const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
       if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;
