@@ -38,6 +38,10 @@ export interface ProjectionSink {
   write(rows: readonly ProjectionRow[]): Promise<ProjectionOutcome>;
 }
 
+/** The revision rule of an execution row: D1 keeps the highest. */
+const UPSERT_EXECUTION = `ON CONFLICT (tenant_id, agent_id, id) DO UPDATE SET status = excluded.status, record = excluded.record,
+         rev = excluded.rev, updated_at = excluded.updated_at WHERE excluded.rev > executions.rev`;
+
 /**
  * The statement that projects one row into D1. Rows carry a revision and D1 keeps the
  * highest, so a late or repeated delivery never rolls a record back. Agent rows only ever
@@ -57,10 +61,63 @@ export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1
     .prepare(
       `INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
        SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = ? AND id = ?)
-       ON CONFLICT (tenant_id, agent_id, id) DO UPDATE SET status = excluded.status, record = excluded.record,
-         rev = excluded.rev, updated_at = excluded.updated_at WHERE excluded.rev > executions.rev`,
+       ${UPSERT_EXECUTION}`,
     )
     .bind(tenantId, agentId, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt), now, tenantId, agentId);
+}
+
+/**
+ * Characters of the one value a set of execution rows is bound as: under D1's 2 MB per value
+ * even if every character took 3 bytes in UTF-8. A row larger than this goes on its own.
+ */
+const MAX_SET_CHARS = 600_000;
+
+/**
+ * The statements that project `rows` into D1, with the rules of `d1Statement`. Execution rows
+ * go in as few statements as fit: all of a set in one, over `json_each` of one bound value (D1
+ * binds at most 100 parameters). One statement per row cost D1 about as much per row as the
+ * row's own write (BENCHMARKS.md, eleventh pass). Agent rows, one per flush, go one by one.
+ */
+export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now: number): D1PreparedStatement[] {
+  const statements: D1PreparedStatement[] = [];
+  let set: string[] = [];
+  let chars = 0;
+  const endSet = () => {
+    if (set.length > 0) statements.push(executionSetStatement(db, set, now));
+    set = [];
+    chars = 0;
+  };
+  for (const row of rows) {
+    const value = row.kind === 'execution' ? executionValue(row) : undefined;
+    if (value === undefined || value.length > MAX_SET_CHARS) {
+      statements.push(d1Statement(db, row, now));
+      continue;
+    }
+    if (chars + value.length > MAX_SET_CHARS) endSet();
+    set.push(value);
+    chars += value.length;
+  }
+  endSet();
+  return statements;
+}
+
+/** An execution row as a JSON array of the columns it sets (the record as a string, unchanged). */
+function executionValue(row: ProjectionRow): string {
+  const execution = JSON.parse(row.payload) as Execution;
+  return JSON.stringify([row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt)]);
+}
+
+function executionSetStatement(db: D1Database, values: readonly string[], now: number): D1PreparedStatement {
+  // The WHERE also keeps SQLite from reading ON CONFLICT as a join's ON.
+  return db
+    .prepare(
+      `INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
+       SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6, r.value ->> 7, ?2
+       FROM json_each(?1) AS r
+       WHERE EXISTS (SELECT 1 FROM agents AS a WHERE a.tenant_id = r.value ->> 0 AND a.id = r.value ->> 1)
+       ${UPSERT_EXECUTION}`,
+    )
+    .bind(`[${values.join(',')}]`, now);
 }
 
 /**

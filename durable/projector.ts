@@ -2,12 +2,20 @@ import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
 import { inJurisdiction } from '../worker/agents/registry';
 import type { Jurisdiction } from '../worker/schemas/agent';
-import { d1Statement, MAX_HANDOVER_CHARS, OUTBOX_BATCH, type ProjectionOutcome, type ProjectionRow } from './outbox';
+import { d1Statements, MAX_HANDOVER_CHARS, type ProjectionOutcome, type ProjectionRow } from './outbox';
 
 /** Shards of the projection stage: each a single thread, so they bound its throughput together. */
 export const PROJECTOR_SHARDS = 4;
 /** How long a hand-over waits for others to join its D1 batch. */
 const GROUP_WINDOW_MS = 50;
+/**
+ * Rows per group: ten agents' full hand-overs. Rows are cheap in a batch (a set of them is one
+ * statement) and batches are not: under load, groups grow while the batch before them is in
+ * flight, instead of piling batches up in D1 (BENCHMARKS.md, eleventh pass).
+ */
+export const GROUP_MAX_ROWS = 500;
+/** How long the next group waits for a batch in flight: one D1 never answers must not hold the rest. */
+const IN_FLIGHT_WAIT_MS = 5_000;
 
 interface Waiting {
   rows: readonly ProjectionRow[];
@@ -39,29 +47,46 @@ export class ProjectorDO extends DurableObject<Env> {
   private groupRows = 0;
   private groupChars = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Batches of this shard in D1, not answered yet and not past IN_FLIGHT_WAIT_MS. */
+  private inFlight = 0;
 
-  /** Writes `rows` to D1 with whatever else arrives within the window; resolves with the rows D1 refused. */
+  /**
+   * Writes `rows` to D1 with whatever else arrives within the window, or, while a batch of
+   * this shard is in flight, with whatever arrives until it ends; resolves with the rows D1
+   * refused.
+   */
   write(rows: readonly ProjectionRow[]): Promise<ProjectionOutcome> {
     const chars = rows.reduce((sum, row) => sum + row.payload.length, 0);
-    // A group is bounded like one hand-over (rows and payload), so a D1 batch never exceeds either.
-    if (this.group.length > 0 && (this.groupRows + rows.length > OUTBOX_BATCH || this.groupChars + chars > MAX_HANDOVER_CHARS)) this.send();
+    // A group is bounded in rows and payload, so no D1 batch grows without limit.
+    if (this.group.length > 0 && (this.groupRows + rows.length > GROUP_MAX_ROWS || this.groupChars + chars > MAX_HANDOVER_CHARS)) this.send();
     const outcome = new Promise<ProjectionOutcome>((done) => this.group.push({ rows, chars, done }));
     this.groupRows += rows.length;
     this.groupChars += chars;
-    if (this.groupRows >= OUTBOX_BATCH) this.send();
-    else this.timer ??= setTimeout(() => this.send(), GROUP_WINDOW_MS);
+    // A full group goes at once, even past one in flight; otherwise it waits for the window, or
+    // for the batch in flight (whichever ends it is sent from there).
+    if (this.groupRows >= GROUP_MAX_ROWS) this.send();
+    else if (this.inFlight === 0) this.timer ??= setTimeout(() => this.send(), GROUP_WINDOW_MS);
     return outcome;
   }
 
-  /** Sends the group as it stands; a new one starts at once (D1 keeps the newest revision, so batches may overlap). */
+  /** Sends the group as it stands (D1 keeps the newest revision, so batches may overlap). */
   private send(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     const group = this.group;
+    if (group.length === 0) return;
     this.group = [];
     this.groupRows = 0;
     this.groupChars = 0;
-    void this.writeGroup(group);
+    this.inFlight++;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, IN_FLIGHT_WAIT_MS); });
+    void Promise.race([this.writeGroup(group), waited]).finally(() => {
+      clearTimeout(timer);
+      this.inFlight--;
+      // What gathered meanwhile goes now: under load, one batch follows the other.
+      if (this.inFlight === 0 && this.group.length > 0) this.send();
+    });
   }
 
   /**
@@ -93,7 +118,7 @@ export class ProjectorDO extends DurableObject<Env> {
   /** Why D1 refused `rows` as one batch, or null if it took them. */
   private async batchError(rows: readonly ProjectionRow[], now: number): Promise<string | null> {
     try {
-      await this.env.DB.batch(rows.map((row) => d1Statement(this.env.DB, row, now)));
+      await this.env.DB.batch(d1Statements(this.env.DB, rows, now));
       return null;
     } catch (error) {
       return String(error);

@@ -2,7 +2,7 @@ import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AgentStore } from '../durable/agent-store';
 import { drainOutbox, type ProjectionRow, type ProjectionSink } from '../durable/outbox';
-import { projectorFor } from '../durable/projector';
+import { GROUP_MAX_ROWS, projectorFor } from '../durable/projector';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 
 // The projection stage: agents hand their outbox rows to a projector shard, which writes the
@@ -43,14 +43,64 @@ describe('the projection stage', () => {
     for (const i of [0, 1, 2]) expect(await inD1(tenantId, `ex_group_${i}`)).toEqual({ status: 'succeeded', rev: 2 });
   });
 
-  it('splits hand-overs beyond one batch (50 rows) into the next, and answers all of them', async () => {
+  it(`splits hand-overs beyond one group (${GROUP_MAX_ROWS} rows) into the next, and answers all of them`, async () => {
     const { key, tenantId } = await newTenant();
     const agents = [await newAgent(key), await newAgent(key), await newAgent(key)];
     const stub = projector();
-    const writes = Array.from({ length: 60 }, (_, i) => stub.write([executionRow(tenantId, agents[i % 3] ?? '', `ex_many_${i}`, 'succeeded', 1)]));
+    // Hand-overs of 50 rows, as agents send them, adding up to more than one group.
+    const handOvers = Math.ceil((GROUP_MAX_ROWS + 100) / 50);
+    const writes = Array.from({ length: handOvers }, (_, h) =>
+      stub.write(Array.from({ length: 50 }, (_, i) => executionRow(tenantId, agents[h % 3] ?? '', `ex_many_${h}_${i}`, 'succeeded', 1))),
+    );
     expect(new Set((await Promise.all(writes)).map((o) => JSON.stringify(o)))).toEqual(new Set(['{"failed":[]}']));
     const landed = await env.DB.prepare("SELECT count(*) AS n FROM executions WHERE tenant_id = ? AND id LIKE 'ex_many_%'").bind(tenantId).first<{ n: number }>();
-    expect(landed?.n).toBe(60);
+    expect(landed?.n).toBe(handOvers * 50);
+  });
+
+  it('writes every column of a row as the record says, the record itself unchanged', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const createdAt = '2026-12-01T10:00:00.000Z';
+    // Text that JSON escapes, and numbers whose text a re-encoding could change.
+    const payload = JSON.stringify({ id: 'ex_cols', agentId: id, intent: 'a "quoted" intent', status: 'succeeded', createdAt, output: { x: 0.1, big: 1e21, text: 'line\nbreak ünï' } });
+    const rows: ProjectionRow[] = [
+      { tenant_id: tenantId, agent_id: id, key: 'execution:ex_cols', kind: 'execution', rev: 4, payload },
+      executionRow(tenantId, id, 'ex_cols_other', 'running', 1),
+    ];
+    expect(await projector().write(rows)).toEqual({ failed: [] });
+    const stored = await env.DB.prepare('SELECT agent_id, status, intent, record, rev, created_at FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, 'ex_cols').first();
+    expect(stored).toEqual({ agent_id: id, status: 'succeeded', intent: 'a "quoted" intent', record: payload, rev: 4, created_at: Date.parse(createdAt) });
+  });
+
+  it('keeps the highest revision when one group carries a record twice, in either order', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const stub = projector();
+    await Promise.all([
+      stub.write([executionRow(tenantId, id, 'ex_twice_a', 'running', 1), executionRow(tenantId, id, 'ex_twice_b', 'succeeded', 2)]),
+      stub.write([executionRow(tenantId, id, 'ex_twice_a', 'succeeded', 2), executionRow(tenantId, id, 'ex_twice_b', 'running', 1)]),
+    ]);
+    expect(await inD1(tenantId, 'ex_twice_a')).toEqual({ status: 'succeeded', rev: 2 });
+    expect(await inD1(tenantId, 'ex_twice_b')).toEqual({ status: 'succeeded', rev: 2 });
+  });
+
+  it('writes a row too large to share a statement on its own, with the rows around it', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const large = executionRow(tenantId, id, 'ex_large', 'succeeded', 1);
+    large.payload = JSON.stringify({ ...(JSON.parse(large.payload) as object), output: 'y'.repeat(700_000) });
+    const rows = [executionRow(tenantId, id, 'ex_small_1', 'succeeded', 1), large, executionRow(tenantId, id, 'ex_small_2', 'succeeded', 1)];
+    expect(await projector().write(rows)).toEqual({ failed: [] });
+    for (const ex of ['ex_small_1', 'ex_large', 'ex_small_2']) expect(await inD1(tenantId, ex)).toEqual({ status: 'succeeded', rev: 1 });
+  });
+
+  it('projects no execution of an agent that is not registered, and the rest of its set all the same', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const rows = [executionRow(tenantId, 'ag_never_created', 'ex_orphan', 'succeeded', 1), executionRow(tenantId, id, 'ex_registered', 'succeeded', 1)];
+    expect(await projector().write(rows)).toEqual({ failed: [] });
+    expect(await inD1(tenantId, 'ex_orphan')).toBeNull();
+    expect(await inD1(tenantId, 'ex_registered')).toEqual({ status: 'succeeded', rev: 1 });
   });
 
   it('never takes D1 back to an older revision (hand-overs may arrive late or twice)', async () => {
