@@ -14,7 +14,7 @@ const GROUP_WINDOW_MS = 50;
  * flight, instead of piling batches up in D1 (BENCHMARKS.md, eleventh pass).
  */
 export const GROUP_MAX_ROWS = 500;
-/** How long the next group waits for a batch in flight: one D1 never answers must not hold the rest. */
+/** How long the next group waits for a batch in flight: a batch D1 never answers must not hold back the rest. */
 const IN_FLIGHT_WAIT_MS = 5_000;
 
 interface Waiting {

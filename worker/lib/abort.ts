@@ -3,7 +3,7 @@
  * function unlinks them. Used instead of `AbortSignal.any` on every upstream attempt: in
  * workerd here that costs about 14 µs against 3 for a listener added and removed
  * (`npm run bench:primitives`), and unlinking drops the listener from a long-lived parent
- * (the request's or the execution's signal) as soon as the attempt ends.
+ * (an execution's signal) as soon as the attempt ends.
  */
 export function abortWith(parent: AbortSignal, controller: AbortController): () => void {
   if (parent.aborted) {
