@@ -56,14 +56,25 @@ export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1
       .prepare('UPDATE agents SET name = ?, state = ?, snapshot = ?, rev = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND rev < ?')
       .bind(snapshot.agent.name, snapshot.agent.state, row.payload, row.rev, now, tenantId, agentId, row.rev);
   }
+  return executionStatement(db, executionColumns(row), now);
+}
+
+/** The columns an execution row sets, from its record, in the order of the INSERTs below. */
+type ExecutionColumns = [tenantId: string, agentId: string, id: string, status: string, intent: string, record: string, rev: number, createdAt: number];
+
+function executionColumns(row: ProjectionRow): ExecutionColumns {
   const execution = JSON.parse(row.payload) as Execution;
+  return [row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt)];
+}
+
+function executionStatement(db: D1Database, columns: ExecutionColumns, now: number): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
        SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = ? AND id = ?)
        ${UPSERT_EXECUTION}`,
     )
-    .bind(tenantId, agentId, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt), now, tenantId, agentId);
+    .bind(...columns, now, columns[0], columns[1]);
 }
 
 /**
@@ -88,9 +99,15 @@ export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now
     chars = 0;
   };
   for (const row of rows) {
-    const value = row.kind === 'execution' ? executionValue(row) : undefined;
-    if (value === undefined || value.length > MAX_SET_CHARS) {
+    if (row.kind !== 'execution') {
       statements.push(d1Statement(db, row, now));
+      continue;
+    }
+    const columns = executionColumns(row);
+    // The record travels as a string inside the set's JSON: its own value, escaped.
+    const value = JSON.stringify(columns);
+    if (value.length > MAX_SET_CHARS) {
+      statements.push(executionStatement(db, columns, now));
       continue;
     }
     if (chars + value.length > MAX_SET_CHARS) endSet();
@@ -99,12 +116,6 @@ export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now
   }
   endSet();
   return statements;
-}
-
-/** An execution row as a JSON array of the columns it sets (the record as a string, unchanged). */
-function executionValue(row: ProjectionRow): string {
-  const execution = JSON.parse(row.payload) as Execution;
-  return JSON.stringify([row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt)]);
 }
 
 function executionSetStatement(db: D1Database, values: readonly string[], now: number): D1PreparedStatement {
