@@ -1,13 +1,24 @@
 // Stalls under load: `npm run bench:stalls`. Runs sync executions across --agents agents in
 // --rounds rounds of --duration seconds (new connections each round, --pause seconds apart),
 // while a side client polls GET /healthz every 50 ms. Reports, per round, req/s and the latency
-// tail, then the side polls slower than 300 ms and the 250 ms windows inside a round that
-// answered under a fifth of the median window: the stalls that averages and p99 hide (see
-// BENCHMARKS.md, eleventh pass). --control serves, instead of the gateway, a Worker that costs
-// about as much CPU per request (a Durable Object call with SQLite writes across 100 objects),
-// to tell the runtime's own behaviour under saturation from the gateway's.
+// tail, then the side polls slower than 300 ms or failed (with when each ended, against its
+// round's end) and the 250 ms windows inside a round that answered under a fifth of the median
+// window: the stalls that averages and p99 hide.
+//
+// What they are (BENCHMARKS.md, twelfth pass): workerd's event loop (KJ) polls for I/O only
+// when its queue of ready work is empty. A sync execution on the built-in upstream never waits
+// for I/O in the local runtime (the object, its SQLite and D1 are in the same process), and 50
+// closed-loop clients keep the queue full. A connection whose next request arrives just after
+// workerd's read found nothing then waits for readiness that is not polled until the load
+// stops; past KJ's 5 s pipeline timeout, workerd closes it instead (the resets).
+//
+// --control serves, instead of the gateway, a Worker of about the same CPU per request whose
+// work never waits for I/O either (a Durable Object call with SQLite writes across the
+// objects). --yield puts one timer wait (`scheduler.wait(0)`) in front of every request of
+// either, without changing the gateway's source: the event loop then drains once per round
+// trip of the clients, and the stalls are gone.
 import autocannon from 'autocannon';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +32,7 @@ const { values } = parseArgs({
     agents: { type: 'string', default: '100' },
     connections: { type: 'string', default: '50' },
     control: { type: 'boolean', default: false },
+    yield: { type: 'boolean', default: false },
   },
 });
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-stalls-'));
@@ -30,7 +42,10 @@ cleanUpOnExit(runDir);
 const log = (...args) => console.error('[stalls]', ...args);
 const agents = Number(values.agents);
 
-/** The control: CPU per request like a sync execution's, in a Worker and an object's SQLite. */
+/**
+ * The control: CPU per request like a sync execution's, in a Worker and an object's SQLite, in
+ * several turns that, like the gateway's, wait for nothing outside the process.
+ */
 async function startControl() {
   const { Miniflare } = await import('miniflare');
   writeFileSync(path.join(runDir, 'control.js'), `import { DurableObject } from 'cloudflare:workers';
@@ -49,8 +64,9 @@ let next = 0;
 export default {
   async fetch(request, env) {
     if (new URL(request.url).pathname === '/healthz') return new Response('ok');
-    let x = 0;
-    for (let turn = 0; turn < 3; turn++) { for (let i = 0; i < 30_000; i++) x += Math.sqrt(i); await scheduler.wait(0); }
+    let x = 0;${values.yield ? `
+    await scheduler.wait(0);` : ''}
+    for (let turn = 0; turn < 3; turn++) { for (let i = 0; i < 30_000; i++) x += Math.sqrt(i); await Promise.resolve(); }
     x += await env.PROBE.get(env.PROBE.idFromName('o' + (next++ % ${agents}))).work('x'.repeat(800));
     return new Response(String(x));
   },
@@ -61,8 +77,21 @@ export default {
   return { mf, base, requests: [{ method: 'POST', path: '/' }] };
 }
 
+/** A module in front of the built gateway that waits for one timer before every request. */
+function withTimerYield(built) {
+  // Miniflare loads a `.js` module other than the entry as CommonJS: the bundle goes as `.mjs`.
+  const dir = path.dirname(built);
+  copyFileSync(built, path.join(dir, 'gateway.mjs'));
+  writeFileSync(path.join(dir, 'timer-yield.mjs'), `import gateway from './gateway.mjs';
+export * from './gateway.mjs';
+export default { ...gateway, async fetch(request, env, ctx) { await scheduler.wait(0); return gateway.fetch(request, env, ctx); } };
+`);
+  return path.join(dir, 'timer-yield.mjs');
+}
+
 async function startGatewayWithAgents() {
-  const script = await bundle(undefined, path.join(runDir, 'build'));
+  const built = await bundle(undefined, path.join(runDir, 'build'));
+  const script = values.yield ? withTimerYield(built) : built;
   const { mf, base } = await startGateway({ scriptPath: script, bindings: benchBindings() });
   await applyMigrations(mf);
   const { call, auth } = await benchTenant(base);
@@ -74,7 +103,7 @@ async function startGatewayWithAgents() {
 }
 
 const { mf, base, requests } = values.control ? await startControl() : await startGatewayWithAgents();
-log(values.control ? 'control Worker up' : `gateway up, ${agents} agents created`);
+log(`${values.control ? 'control Worker up' : `gateway up, ${agents} agents created`}${values.yield ? '; one timer wait before every request' : ''}`);
 
 const T0 = Date.now();
 const polls = [];
@@ -85,9 +114,9 @@ const poll = () => new Promise((resolve) => {
   const started = Date.now();
   const req = http.get(`${base}/healthz`, { agent: pollAgent }, (res) => {
     res.resume();
-    res.on('end', () => resolve([started - T0, Date.now() - started]));
+    res.on('end', () => resolve({ at: started - T0, ms: Date.now() - started }));
   });
-  req.on('error', (error) => resolve([started - T0, error.code ?? String(error)]));
+  req.on('error', (error) => resolve({ at: started - T0, ms: Date.now() - started, error: error.code ?? String(error) }));
 });
 const poller = (async () => {
   while (polling) {
@@ -126,7 +155,15 @@ await mf.dispose();
 const all = rounds.flatMap((r) => r.counts).sort((a, b) => a - b);
 const median = all[Math.floor(all.length / 2)] ?? 0;
 const quiet = rounds.flatMap((r) => r.counts.map((n, w) => [r.startedAt + w * WINDOW_MS, n]).filter(([, n]) => n < median / 5));
-const slowPolls = polls.filter(([, ms]) => typeof ms !== 'number' || ms > 300);
-console.log(`\nside polls of /healthz: ${polls.length}, slower than 300 ms or failed: ${slowPolls.length}${slowPolls.length ? ` ${JSON.stringify(slowPolls)}` : ''}`);
+const slowPolls = polls.filter((p) => p.error || p.ms > 300);
+/** When a poll ended, against the round it started in: "+12 ms after round 3's end". */
+const endedWhen = ({ at, ms }) => {
+  const round = rounds.findLast((r) => r.startedAt <= at);
+  if (!round || at > round.endedAt) return 'between rounds';
+  const offset = at + ms - round.endedAt;
+  return `${Math.abs(offset)} ms ${offset < 0 ? 'before' : 'after'} round ${round.round}'s end`;
+};
+console.log(`\nside polls of /healthz: ${polls.length}, slower than 300 ms or failed: ${slowPolls.length}`);
+for (const p of slowPolls) console.log(`  at ${p.at} ms: ${p.error ? `${p.error} after ${p.ms} ms` : `${p.ms} ms`}, ended ${endedWhen(p)}`);
 console.log(`250 ms windows inside rounds with under a fifth of the median (${median}) answers: ${quiet.length}${quiet.length ? ` ${JSON.stringify(quiet)}` : ''}`);
 console.log(`worst max latency of a round: ${Math.max(...rounds.map((r) => r.result.latency.max))} ms`);
