@@ -31,13 +31,13 @@ if (positionals.length !== 2) {
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-compare-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-const { applyMigrations, benchBindings, benchTenant, cleanUpOnExit, freePort, root, startGateway, waitFor } = await import('../scripts/lib/runtime.mjs');
+const { applyMigrations, benchBindings, benchTenant, cleanUpOnExit, freePort, root, startGateway, waitFor, wranglerCompat } = await import('../scripts/lib/runtime.mjs');
 const children = cleanUpOnExit(runDir);
 
 const agents = Number(values.agents);
 const log = (...args) => console.error('[compare]', ...args);
 
-/** Bundles revision `rev` (or the working tree) as a deploy would; resolves to the script. */
+/** Bundles revision `rev` (or the working tree) as a deploy would: its script, and its wrangler.toml's compatibility date and flags. */
 function build(rev, outdir) {
   let source = root;
   if (rev !== 'WORK') {
@@ -47,10 +47,10 @@ function build(rev, outdir) {
   }
   try {
     execFileSync(path.join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', outdir], { cwd: source, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: 'ignore' });
+    return { scriptPath: path.join(outdir, 'index.js'), compat: wranglerCompat(source) };
   } finally {
     if (source !== root) execFileSync('git', ['-C', root, 'worktree', 'remove', '--force', source]);
   }
-  return path.join(outdir, 'index.js');
 }
 
 const workerdPids = () => new Set(readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
@@ -78,9 +78,9 @@ await waitFor(`${mockUrl}/health`);
 
 async function serve(label, rev) {
   log(`${label}: building ${rev}`);
-  const scriptPath = build(rev, path.join(runDir, `build-${label}`));
+  const { scriptPath, compat } = build(rev, path.join(runDir, `build-${label}`));
   const before = workerdPids();
-  const { mf, base } = await startGateway({ scriptPath, bindings: benchBindings() });
+  const { mf, base } = await startGateway({ scriptPath, compat, bindings: benchBindings() });
   const pids = new Set([...workerdPids()].filter((pid) => !before.has(pid)));
   await applyMigrations(mf);
   const { call, auth } = await benchTenant(base);

@@ -19,7 +19,16 @@
 // scenarios; scale-1000 runs in --quick only when named here), --profile DIR (a CPU profile
 // of the gateway's isolate per scenario, through workerd's inspector: DIR/<scenario>.cpuprofile,
 // and the top functions by self time),
-// --disk (keep the runtime's storage on the temporary directory's disk instead of tmpfs).
+// --disk (keep the runtime's storage on the temporary directory's disk instead of tmpfs),
+// --pairs N (paired rounds per targeted scenario, below; default 4, and 0 with --quick, which
+// must stay under 2 minutes).
+//
+// Paired rounds: the ratio of a scenario to the bare proxy divides two windows minutes apart,
+// and this VM's speed drifts by tens of percent within a minute. So the scenarios with a
+// ratio target (chat-proxy, chat-proxy-passthrough, sync-exec-100) are also measured in N
+// pairs of short rounds right after their main window, the bare proxy and the scenario back
+// to back (in alternating order, so a steady drift falls on both alike). Their median ratio
+// is reported as `pairedRatio`, next to the usual ratio.
 //
 // Storage: Miniflare keeps Durable Object, D1 and KV files under the temporary directory. On
 // this VM that is ext4, and workerd's SQLite syncs every commit to it: the event loop then
@@ -28,7 +37,7 @@
 // the gateway, not the VM's fsync latency, so storage goes to /dev/shm when it exists;
 // `--disk` measures the other way.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,6 +57,7 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     ceilings: { type: 'boolean' },
     disk: { type: 'boolean', default: false },
+    pairs: { type: 'string' },
   },
 });
 // Before any Miniflare instance exists: it takes its storage directory from os.tmpdir(). The
@@ -64,6 +74,9 @@ const connections = Number(values.connections);
 // so a fractional window saves no time and biases the average down.
 const duration = Number(values.duration ?? (quick ? 2 : 10));
 const warmup = quick ? 1 : 3;
+const pairs = Number(values.pairs ?? (quick ? 0 : 4));
+/** Seconds per round of a pair: whole seconds, as for `duration`. */
+const pairSeconds = quick ? 2 : 3;
 const build = path.join(root, 'bench/.build');
 
 const log = (...args) => console.error('[bench]', ...args);
@@ -282,10 +295,84 @@ async function drain(ids, limitMs = 180_000) {
   }
 }
 
+/** CPU time (clock ticks) used so far by this process's children: both runtimes and the mock. */
+function childrenCpuTicks() {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === process.pid) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return ticks;
+}
+
+/**
+ * Waits (at most 10 s) until the children have used at most one tick (10 ms) in 250 ms. Under
+ * load the gateway's timers wait for its event loop to drain (BENCHMARKS.md, twelfth pass), so
+ * its outbox flushes run once the load stops: without this wait they would run inside the
+ * next round, the bare proxy's, and count against it.
+ */
+async function quiesce() {
+  const since = Date.now();
+  let last = childrenCpuTicks();
+  while (Date.now() - since < 10_000) {
+    await sleep(250);
+    const now = childrenCpuTicks();
+    if (now - last <= 1) break;
+    last = now;
+  }
+  return Date.now() - since;
+}
+
+/**
+ * The median ratio of `requests` to the bare proxy over `pairs` pairs of back-to-back rounds;
+ * each pair's order alternates (bare first, then the scenario first), so that a drift of the
+ * machine's speed during a pair counts against each side as often. Every round starts with
+ * the machine quiet.
+ */
+async function pairedRatio(requests) {
+  const ratios = [];
+  /** How long the machine took to go quiet after each of the scenario's rounds. */
+  const settled = [];
+  let afterScenario = false;
+  const round = async (url, reqs) => {
+    const waited = await quiesce();
+    if (afterScenario) settled.push(waited);
+    afterScenario = url === base;
+    return load(url, reqs, pairSeconds);
+  };
+  for (let i = 0; i < pairs; i++) {
+    const bareFirst = i % 2 === 0;
+    const first = await round(bareFirst ? bareUrl : base, bareFirst ? bareRequests : requests);
+    const second = await round(bareFirst ? base : bareUrl, bareFirst ? requests : bareRequests);
+    const [bareRound, scenarioRound] = bareFirst ? [first, second] : [second, first];
+    ratios.push(Math.round((scenarioRound.rps / bareRound.rps) * 100) / 100);
+  }
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 ? sorted[mid] : Math.round(((sorted[mid - 1] + sorted[mid]) / 2) * 100) / 100;
+  return { pairedRatio: median, pairedRatios: ratios, settledMs: settled };
+}
+
+/** Scenarios whose ratio to the bare proxy has a target (issue 7): measured in pairs too. */
+const TARGETED = new Set(['chat-proxy', 'chat-proxy-passthrough', 'sync-exec-100']);
+
 const want = values.only ? new Set(values.only.split(',')) : null;
 async function scenario(id, requests, baseline = bareBaseline) {
   if (want && !want.has(id)) return;
-  if (!values.profile) return record(id, await measure(base, requests), baseline);
+  if (!values.profile) {
+    record(id, await measure(base, requests), baseline);
+    if (TARGETED.has(id) && pairs > 0) {
+      const paired = await pairedRatio(requests);
+      Object.assign(results.at(-1), paired);
+      log(`${id}: paired with the bare proxy, ratio ${paired.pairedRatio} (median of ${paired.pairedRatios.join(', ')}; quiet ${paired.settledMs.join(', ')} ms after the scenario's rounds)`);
+    }
+    return;
+  }
   await load(base, requests, warmup);
   const profiler = await startProfile(profilePort);
   const result = await load(base, requests);
@@ -320,9 +407,9 @@ await scenario('hot-agent-c1', execOn([hotC1]));
 await scenario('hot-agent-c32', execOn([hotC32]));
 await scenario('context-patch', [{ method: 'PATCH', headers: auth, body: JSON.stringify({ n: 1 }), setupRequest: rotate(hundred, (id) => ({ path: `/v1/agents/${id}/context` })) }]);
 {
-  const pairs = [];
-  for (let i = 0; i + 1 < hundred.length; i += 2) pairs.push(JSON.stringify({ operations: [{ agentId: hundred[i], increment: { n: 1 } }, { agentId: hundred[i + 1], increment: { n: -1 } }] }));
-  await scenario('txn-2', [{ method: 'POST', path: '/v1/transactions', headers: auth, setupRequest: rotate(pairs, (body) => ({ body })) }]);
+  const agentPairs = [];
+  for (let i = 0; i + 1 < hundred.length; i += 2) agentPairs.push(JSON.stringify({ operations: [{ agentId: hundred[i], increment: { n: 1 } }, { agentId: hundred[i + 1], increment: { n: -1 } }] }));
+  await scenario('txn-2', [{ method: 'POST', path: '/v1/transactions', headers: auth, setupRequest: rotate(agentPairs, (body) => ({ body })) }]);
 }
 await scenario('scale-1', execOn([one]));
 await scenario('scale-100', execOn(hundred));
@@ -371,16 +458,17 @@ const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node
 console.log(`\n${machine}; ${connections} connections, ${duration} s per scenario after ${warmup} s warm-up\n`);
 console.log('| hello world served by | req/s | p50 ms | p99 ms |\n| --- | ---: | ---: | ---: |');
 for (const c of ceilings) console.log(`| ${c.server} | ${c.rps} | ${c.p50} | ${c.p99} |`);
-console.log('\n| scenario | req/s | ratio | vs | p50 ms | p99 ms | p99.9 ms | non-2xx | errors |\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
-for (const r of results) console.log(`| ${r.scenario} | ${r.rps} | ${r.ratio ?? ''} | ${r.baseline ?? ''} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.non2xx} | ${r.errors} |`);
+console.log('\n| scenario | req/s | ratio | paired ratio | vs | p50 ms | p99 ms | p99.9 ms | non-2xx | errors |\n| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+for (const r of results) console.log(`| ${r.scenario} | ${r.rps} | ${r.ratio ?? ''} | ${r.pairedRatio ?? ''} | ${r.baseline ?? ''} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.non2xx} | ${r.errors} |`);
 
 if (bareBaseline.rpsRuns) console.log(`\nbare-proxy is the mean of ${bareBaseline.rpsRuns.join(' req/s before and ')} req/s after the gateway's scenarios.`);
+if (results.some((r) => r.pairedRatios)) console.log(`paired ratio: the median of ${pairs} pairs of ${pairSeconds} s rounds, the bare proxy and the scenario back to back (${results.filter((r) => r.pairedRatios).map((r) => `${r.scenario}: ${r.pairedRatios.join(', ')}`).join('; ')}).`);
 console.log(`\nwall time ${((Date.now() - started) / 1000).toFixed(0)} s: ${phases.map((p) => `${p.name} ${p.seconds.toFixed(1)} s`).join('; ')}`);
 const chat = results.find((r) => r.scenario === 'chat-proxy');
 if (chat) console.log(`\nchat-proxy adds ${chat.p50 - mockDirect.p50} ms at p50 and ${chat.p99 - mockDirect.p99} ms at p99 over the mock called directly; the bare proxy adds ${bareBaseline.p50 - mockDirect.p50} / ${bareBaseline.p99 - mockDirect.p99} ms.`);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
 writeFileSync(path.join(root, 'bench/results/latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, connections, duration, ceilings, results }, null, 2));
 writeFileSync(path.join(root, 'bench/results/latest.svg'), chartSvg(results, `edge-agent-gateway bench, ${connections} connections (${new Date().toISOString().slice(0, 10)})`));
-if (values.json) writeFileSync(values.json, JSON.stringify(results.map(({ scenario, rps, p50, p99, baseline, ratio }) => ({ scenario, rps, p50, p99, baseline, ratio })), null, 2));
+if (values.json) writeFileSync(values.json, JSON.stringify(results.map(({ scenario, rps, p50, p99, baseline, ratio, pairedRatio }) => ({ scenario, rps, p50, p99, baseline, ratio, ...(pairedRatio !== undefined && { pairedRatio }) })), null, 2));
 children.forEach((c) => c.kill());
 process.exit(0);

@@ -13,9 +13,10 @@ export async function startProbeWorker(script, name) {
   process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
   process.on('exit', () => rmSync(runDir, { recursive: true, force: true }));
   const { Miniflare } = await import('miniflare');
-  const { compatibilityDate } = await import('../../scripts/lib/runtime.mjs');
+  // The gateway's compatibility date and flags: a flag can change what a primitive costs.
+  const { wranglerCompat } = await import('../../scripts/lib/runtime.mjs');
   writeFileSync(path.join(runDir, 'probe.js'), script);
-  const mf = new Miniflare({ modules: true, scriptPath: path.join(runDir, 'probe.js'), modulesRoot: runDir, compatibilityDate, durableObjects: { PROBE: { className: 'Probe', useSQLite: true } } });
+  const mf = new Miniflare({ modules: true, scriptPath: path.join(runDir, 'probe.js'), modulesRoot: runDir, ...wranglerCompat(), durableObjects: { PROBE: { className: 'Probe', useSQLite: true } } });
   await mf.ready;
   return mf;
 }

@@ -9,7 +9,20 @@ import path from 'node:path';
 import { Miniflare } from 'miniflare';
 
 export const root = path.resolve(import.meta.dirname, '../..');
-export const compatibilityDate = '2026-04-20';
+
+/**
+ * The compatibility date and flags of the wrangler.toml in `dir`: the tools serve a build with
+ * the same runtime behaviour a deploy of it gets (a flag changes what the runtime does, timers
+ * for one: BENCHMARKS.md, twelfth pass).
+ */
+export function wranglerCompat(dir = root) {
+  const toml = readFileSync(path.join(dir, 'wrangler.toml'), 'utf8');
+  const date = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)?.[1];
+  const flags = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml)?.[1];
+  if (!date) throw new Error(`no compatibility_date in ${dir}/wrangler.toml`);
+  return { compatibilityDate: date, compatibilityFlags: flags ? [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]) : [] };
+}
+export const { compatibilityDate } = wranglerCompat();
 const wrangler = path.join(root, 'node_modules/.bin/wrangler');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -90,19 +103,19 @@ export function bundle(config, outdir) {
 
 /**
  * Miniflare options for the gateway: the bindings of wrangler.toml, `bindings` as vars and
- * secrets, `port` for the direct socket (0: any), and `persist` (a directory) to keep Durable
+ * secrets, `port` for the direct socket (0: any), `compat` (the compatibility date and flags,
+ * by default this project's wrangler.toml's), and `persist` (a directory) to keep Durable
  * Object, D1 and KV storage across instances — which is how a process crash is simulated;
  * `inspectorPort` opens workerd's inspector (CPU profiles of the gateway's isolate).
  */
-export function gatewayOptions({ scriptPath, bindings, port = 0, persist, inspectorPort }) {
+export function gatewayOptions({ scriptPath, bindings, port = 0, persist, inspectorPort, compat = wranglerCompat() }) {
   return {
     name: 'gateway',
     modules: true,
     scriptPath,
     // Module names are paths relative to this; the build may live outside the project.
     modulesRoot: path.dirname(scriptPath),
-    compatibilityDate,
-    compatibilityFlags: ['nodejs_compat'],
+    ...compat,
     durableObjects: {
       AGENTS: { className: 'AgentDO', useSQLite: true },
       TRANSACTIONS: { className: 'TransactionDO', useSQLite: true },
