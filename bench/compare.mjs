@@ -11,7 +11,7 @@
 // patch: context PATCH), --rounds N (per build), --seconds S (per round), --connections C.
 import autocannon from 'autocannon';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,7 +32,7 @@ if (positionals.length !== 2) {
 }
 const runDir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'eag-compare-'));
 process.env.TMPDIR = runDir; // before Miniflare exists: it keeps its storage under os.tmpdir()
-const { applyMigrations, benchBindings, benchTenant, cleanUpOnExit, freePort, root, startGateway, waitFor, wranglerCompat } = await import('../scripts/lib/runtime.mjs');
+const { applyMigrations, benchBindings, benchTenant, cleanUpOnExit, cpuTicks, freePort, ownChildren, root, startGateway, untilQuiet, waitFor, wranglerCompat } = await import('../scripts/lib/runtime.mjs');
 const children = cleanUpOnExit(runDir);
 
 const agents = Number(values.agents);
@@ -54,36 +54,6 @@ function build(rev, outdir) {
   }
 }
 
-const workerdPids = () => new Set(readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
-  try {
-    return readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'workerd';
-  } catch {
-    return false;
-  }
-}));
-/** CPU ticks (1/100 s) used so far by these processes, user and system. */
-const cpuTicks = (pids) => [...pids].reduce((sum, pid) => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return sum + Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return sum;
-  }
-}, 0);
-
-/** The processes' CPU ticks once a 100 ms window has used at most one of them (at most 10 s). */
-async function quietTicks(pids) {
-  const since = Date.now();
-  let last = cpuTicks(pids);
-  while (Date.now() - since < 10_000) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const now = cpuTicks(pids);
-    if (now - last <= 1) return now;
-    last = now;
-  }
-  return last;
-}
-
 const mockPort = await freePort();
 const mock = spawn(process.execPath, [path.join(root, 'test/support/mock-upstream.mjs'), String(mockPort)], { stdio: 'ignore' });
 children.push(mock);
@@ -93,9 +63,9 @@ await waitFor(`${mockUrl}/health`);
 async function serve(label, rev) {
   log(`${label}: building ${rev}`);
   const { scriptPath, compat } = build(rev, path.join(runDir, `build-${label}`));
-  const before = workerdPids();
+  const before = ownChildren({ comm: 'workerd' });
   const { mf, base } = await startGateway({ scriptPath, compat, bindings: benchBindings() });
-  const pids = new Set([...workerdPids()].filter((pid) => !before.has(pid)));
+  const pids = new Set([...ownChildren({ comm: 'workerd' })].filter((pid) => !before.has(pid)));
   await applyMigrations(mf);
   const { call, auth } = await benchTenant(base);
   for (let i = 0; i < agents; i++) await call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id: `a-${i}`, concurrency: 32 }) });
@@ -145,7 +115,7 @@ for (let round = 0; round < Number(values.rounds); round++) {
     // Counted until the build is quiet: under load its timers wait for the event loop to
     // drain, so its outbox flushes run after the round (BENCHMARKS.md, twelfth pass), and
     // would otherwise run, uncounted, during the other build's round.
-    const ticks = (await quietTicks(gateway.pids)) - before;
+    const ticks = (await untilQuiet(gateway.pids)).ticks - before;
     const speed = (speedBefore + loopRate()) / 2;
     rounds[index].push({ rps: Math.round(result.requests.average), cpuUs: (ticks * 10_000) / result.requests.total, speed, non2xx: result.non2xx });
   }

@@ -41,13 +41,13 @@
 // the gateway, not the VM's fsync latency, so storage goes to /dev/shm when it exists;
 // `--disk` measures the other way.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Miniflare } from 'miniflare';
-import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, compatibilityDate, freePort, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
+import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, compatibilityDate, freePort, ownChildren, root, sleep, startGateway, untilQuiet, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
 import { startProfile, summarise } from './profile.mjs';
 
@@ -299,41 +299,6 @@ async function drain(ids, limitMs = 180_000) {
   }
 }
 
-/** CPU time (clock ticks) used so far by this process's children: both runtimes and the mock. */
-function childrenCpuTicks() {
-  let ticks = 0;
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === process.pid) ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return ticks;
-}
-
-/** The window in which the machine counts as quiet: its children used at most one tick (10 ms). */
-const QUIET_WINDOW_MS = 100;
-
-/**
- * Waits (at most 10 s) until the children are quiet, and returns how long they were busy
- * first (the quiet window itself not counted). What a round defers runs then: without this
- * wait it would run inside the next round and count against the other side.
- */
-async function quiesce() {
-  const since = Date.now();
-  let last = childrenCpuTicks();
-  while (Date.now() - since < 10_000) {
-    await sleep(QUIET_WINDOW_MS);
-    const now = childrenCpuTicks();
-    if (now - last <= 1) break;
-    last = now;
-  }
-  return Math.max(0, Date.now() - since - QUIET_WINDOW_MS);
-}
-
 /**
  * The median ratio of `requests` to `against` (a URL and its requests) over `pairs` pairs of
  * back-to-back rounds; each pair's order alternates (`against` first, then the scenario
@@ -347,11 +312,12 @@ async function pairedRatio(requests, against) {
   /** Requests answered per second of the round plus the time the machine then stayed busy. */
   const round = async (url, reqs) => {
     const { total } = await load(url, reqs, pairSeconds);
-    const busyMs = await quiesce();
+    // Both runtimes and the mock: what the round left behind runs in any of them.
+    const { busyMs } = await untilQuiet(ownChildren());
     if (reqs === requests) settled.push(busyMs);
     return total / (pairSeconds + busyMs / 1000);
   };
-  await quiesce();
+  await untilQuiet(ownChildren());
   for (let i = 0; i < pairs; i++) {
     const againstFirst = i % 2 === 0;
     const first = againstFirst ? await round(against.url, against.requests) : await round(base, requests);

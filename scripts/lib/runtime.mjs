@@ -27,19 +27,70 @@ const wrangler = path.join(root, 'node_modules/.bin/wrangler');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The processes this process started (`comm`: only those of that name, such as `workerd`). */
+export function ownChildren({ comm } = {}) {
+  const pids = new Set();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === process.pid && (comm === undefined || name === comm)) pids.add(Number(pid));
+    } catch {
+      /* gone already, or not ours to read */
+    }
+  }
+  return pids;
+}
+
+/** CPU ticks (1/100 s) used so far by these processes, user and system. */
+export function cpuTicks(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return ticks;
+}
+
+/** The window in which processes count as quiet: they used at most one tick (10 ms) in it. */
+const QUIET_WINDOW_MS = 100;
+
+/**
+ * Waits (at most 10 s) until `pids` are quiet; resolves to their CPU ticks then, and how long
+ * they stayed busy first (the quiet window itself not counted). Under load the gateway's
+ * timers wait for its event loop to drain (BENCHMARKS.md, twelfth pass), so the work a
+ * round of load defers (its outbox flushes) runs in this time: a measurement that ends with
+ * the load leaves it out, and the next round would pay for it.
+ */
+export async function untilQuiet(pids) {
+  const since = Date.now();
+  let last = cpuTicks(pids);
+  while (Date.now() - since < 10_000) {
+    await sleep(QUIET_WINDOW_MS);
+    const now = cpuTicks(pids);
+    if (now - last <= 1) return { ticks: now, busyMs: Math.max(0, Date.now() - since - QUIET_WINDOW_MS) };
+    last = now;
+  }
+  return { ticks: last, busyMs: Date.now() - since };
+}
+
 /**
  * Kills the workerd processes this process started. Miniflare's `dispose()` does that, but a
  * run that dies on an error never gets there, and its runtime would go on using a core.
  * Call from `process.on('exit')`: synchronous.
  */
 export function killOwnWorkerd() {
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+  for (const pid of ownChildren({ comm: 'workerd' })) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const [comm, rest] = [stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), stat.slice(stat.lastIndexOf(')') + 2).split(' ')];
-      if (comm === 'workerd' && Number(rest[1]) === process.pid) process.kill(Number(pid));
+      process.kill(pid);
     } catch {
-      /* gone already, or not ours to read */
+      /* gone already */
     }
   }
 }
