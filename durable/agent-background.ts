@@ -44,6 +44,8 @@ export class BackgroundWork {
   private settledAt = 0;
   /** When retention last ran, in any instance (undefined: not read yet; it is kept in `meta`). */
   private retainedAt: number | undefined;
+  /** Whether the last flush left rows in the outbox for a retry (or failed): the alarm must know. */
+  private heldBack = true;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -52,6 +54,8 @@ export class BackgroundWork {
     private readonly store: AgentStore,
     private readonly webhooks: AgentWebhooks,
     private readonly retain: (now: number) => void,
+    /** Whether the agent knows, without a read, that none of its executions is running. */
+    private readonly noneRunning: () => boolean,
   ) {}
 
   /**
@@ -76,9 +80,12 @@ export class BackgroundWork {
    * After a change: deliver the outbox soon (off the request's path) and keep the alarm armed
    * as the fallback should this instance go away before then. An alarm already due within
    * FLUSH_FALLBACK_MS covers any change (a flush that leaves rows behind re-arms precisely), so
-   * most changes of a busy agent cost no alarm bookkeeping at all.
+   * most changes of a busy agent cost no alarm bookkeeping at all. `queued`: the change put
+   * rows in the outbox, so the alarm is needed exactly FLUSH_FALLBACK_MS out (the earliest
+   * any row or running execution asks for) unless deliveries or a prepared transaction ask
+   * for sooner; without those, no read is needed to know it.
    */
-  afterChange(): void {
+  afterChange(queued = false): void {
     if (!this.flushPending) {
       this.flushPending = true;
       setTimeout(() => {
@@ -89,7 +96,9 @@ export class BackgroundWork {
         });
       }, Date.now() - this.settledAt < BUSY_WINDOW_MS ? BUSY_FLUSH_DELAY_MS : FLUSH_DELAY_MS);
     }
-    if (this.alarmAt === null || this.alarmAt > Date.now() + FLUSH_FALLBACK_MS) void this.armAlarm(FLUSH_FALLBACK_MS);
+    if (this.alarmAt === null || this.alarmAt > Date.now() + FLUSH_FALLBACK_MS) {
+      void (queued && !this.store.hasTimedFeatures() ? this.armAt(Date.now() + FLUSH_FALLBACK_MS) : this.armAlarm(FLUSH_FALLBACK_MS));
+    }
   }
 
   /**
@@ -118,6 +127,7 @@ export class BackgroundWork {
   flush(): Promise<void> {
     this.flushChain = this.flushChain
       .then(async () => {
+        this.heldBack = true;
         const row = this.store.agentRow();
         if (!row) return;
         if (this.snapshotDirty) {
@@ -127,7 +137,13 @@ export class BackgroundWork {
         const config = this.store.config(row);
         const sink = this.projection(row.tenant_id, config);
         // A batch short of full (or refused) ends the flush: what is left waits for the next.
-        while (await drainOutbox(sink, this.store, row.tenant_id, config.id)) { /* drain everything due */ }
+        let held = false;
+        for (;;) {
+          const drained = await drainOutbox(sink, this.store, row.tenant_id, config.id);
+          held ||= drained.held;
+          if (!drained.more) break;
+        }
+        this.heldBack = held;
       })
       .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'outbox flush failed', error: String(error) })));
     return this.flushChain;
@@ -146,7 +162,11 @@ export class BackgroundWork {
     const now = Date.now();
     // Nothing is ever due sooner than a second from now: an alarm that close needs no checks.
     if (this.alarmAt !== null && this.alarmAt <= now + 1_000) return;
-    const due = this.nextNeed(now, outboxLead);
+    await this.armAt(this.nextNeed(now, outboxLead));
+  }
+
+  /** Arms the alarm for `due` unless it is already set as early (Infinity: nothing to arm). */
+  private async armAt(due: number): Promise<void> {
     if (due === Infinity || (this.alarmAt !== null && this.alarmAt <= due)) return;
     this.alarmAt = due;
     await this.storage.setAlarm(due);
@@ -163,6 +183,12 @@ export class BackgroundWork {
     // Flushed before within the alarm's own lead: the agent is in use, if not busy.
     const inUse = now - this.settledAt < FLUSH_FALLBACK_MS;
     this.settledAt = now;
+    // An agent in use keeps its armed alarm as it is, unread, when this flush left nothing
+    // behind: every change leaves the alarm at most FLUSH_FALLBACK_MS out (`afterChange`), which
+    // covers the watchdog of anything still running, and a row written since the flush read the
+    // outbox has a flush of its own scheduled. Deliveries and prepared transactions have timings
+    // of their own that only the read knows: agents with those read.
+    if (inUse && this.alarmAt !== null && !this.heldBack && !this.store.hasTimedFeatures()) return;
     if (this.alarmAt !== null && this.nextNeed(now) === Infinity) {
       // An agent in use keeps its armed alarm: removing it after every flush only to set it
       // again at the next change cost two storage operations per execution for an agent used
@@ -191,7 +217,7 @@ export class BackgroundWork {
   private writeSnapshot(now: number): void {
     const row = this.store.agentRow();
     if (!row) return;
-    const snapshot: AgentSnapshot = { agent: this.store.agentView(row), contextVersion: this.store.contextVersion() };
+    const snapshot: AgentSnapshot = { agent: this.store.agentView(row, this.noneRunning() ? 0 : undefined), contextVersion: this.store.contextVersion() };
     const json = JSON.stringify(snapshot);
     // A busy agent is mostly idle again by the time its flush runs, with the same context:
     // the same snapshot as last time, already in the outbox or in D1, need not go again.

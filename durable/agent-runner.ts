@@ -55,6 +55,11 @@ export class ExecutionRunner {
    * while set, pumping costs no statement. A new instance knows nothing, so it looks.
    */
   private queueEmpty = false;
+  /**
+   * Set when a run ended without writing its outcome (storage refused even the failure): its
+   * row may still say `running` with nothing here running it, until the watchdog resumes it.
+   */
+  private outcomeUnwritten = false;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -62,6 +67,17 @@ export class ExecutionRunner {
     private readonly store: AgentStore,
     private readonly hooks: RunnerHooks,
   ) {}
+
+  /**
+   * Whether no execution of this agent is running, known without a read: this instance has
+   * taken over whatever an earlier one left running, runs nothing now, and wrote every
+   * outcome. Every row marked running has its run here from the same synchronous turn on, so
+   * nothing else can be running; while runs are in flight the rows are counted instead (a
+   * cancelled one is still here until its run unwinds).
+   */
+  knowsNoneRunning(): boolean {
+    return this.orphansResumed && this.inflight.size === 0 && !this.outcomeUnwritten;
+  }
 
   /** Aborts the upstream call of a running execution (its state was written by the caller). */
   abort(id: string): void {
@@ -186,7 +202,13 @@ export class ExecutionRunner {
       );
       await this.finishRetrying(id, outcome, execution);
     } catch (error) {
-      this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
+      try {
+        this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
+      } catch (unwritten) {
+        // The row stays `running`: the watchdog alarm runs it again later.
+        this.outcomeUnwritten = true;
+        console.error(JSON.stringify({ level: 'error', msg: 'outcome not written; left to the watchdog', executionId: id, error: String(unwritten) }));
+      }
     } finally {
       this.inflight.delete(id);
       this.notify(id);

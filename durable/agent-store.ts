@@ -98,9 +98,10 @@ export class AgentStore {
     };
   }
 
-  state(row: AgentRow): AgentState {
+  /** `running`: how many executions run, if the caller knows (it spares the count). */
+  state(row: AgentRow, running?: number): AgentState {
     if (row.paused) return 'paused';
-    return this.counts().running > 0 ? 'running' : 'idle';
+    return (running ?? this.counts().running) > 0 ? 'running' : 'idle';
   }
 
   /** An execution as the API shows it (`known`: its row, if the caller has it), or null if it or the agent is gone. */
@@ -119,17 +120,18 @@ export class AgentStore {
 
   statusView(row: AgentRow): AgentStatus {
     const last = this.lastExecution();
+    const counts = this.counts();
     return {
-      state: this.state(row),
-      ...this.counts(),
+      state: this.state(row, counts.running),
+      ...counts,
       contextVersion: this.contextVersion(),
       lastExecution: last ? { id: last.id, status: last.status, finishedAt: last.finished_at === null ? null : new Date(last.finished_at).toISOString() } : null,
     };
   }
 
-  agentView(row: AgentRow): Agent {
+  agentView(row: AgentRow, running?: number): Agent {
     const config = this.config(row);
-    return { ...config, upstream: maskUpstream(config.upstream), state: this.state(row), createdAt: iso(row.created_at), updatedAt: iso(row.updated_at) };
+    return { ...config, upstream: maskUpstream(config.upstream), state: this.state(row, running), createdAt: iso(row.created_at), updatedAt: iso(row.updated_at) };
   }
 
   // --- context and history ---
@@ -342,6 +344,14 @@ export class AgentStore {
 
   retryOutbox(row: OutboxRow, nextAt: number, error: string): void {
     this.sql.run('UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE key = ? AND rev = ?', nextAt, error.slice(0, 500), row.key, row.rev);
+  }
+
+  /**
+   * Whether this agent has webhook deliveries or prepared transactions: the alarm also serves
+   * their retries and expiries, which only `alarmNeeds` knows of.
+   */
+  hasTimedFeatures(): boolean {
+    return this.schema.has('webhooks') || this.schema.has('transactions');
   }
 
   /**

@@ -59,7 +59,7 @@ export class AgentDO extends DurableObject<Env> {
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
-    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now));
+    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.runner.knowsNoneRunning());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now, row) => {
         this.enqueueExecution(id, now, row);
@@ -175,11 +175,13 @@ export class AgentDO extends DurableObject<Env> {
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
       this.enqueueExecution(id, now, written, running);
+      // Inserted running, the agent may be projected running (a queued one is, once marked).
+      if (running) this.background.snapshotStale();
       return written;
     });
     if (running) this.runner.start(id, inserted);
     else this.runner.pump({ queued: true });
-    this.background.afterChange();
+    this.background.afterChange(true);
     if (request.mode === 'async') return ok({ execution: toExecution(asAccepted(inserted), agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id, inserted);
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();

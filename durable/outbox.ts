@@ -145,16 +145,24 @@ export const MAX_HANDOVER_CHARS = 8_000_000;
 export const HANDOVER_TIMEOUT_MS = 30_000;
 
 /**
+ * What one drain did: `more` when more rows may be due (a full batch went, or one cut short by
+ * size); `held` when rows stay in the outbox for a retry (refused, or not answered for).
+ */
+export interface Drained {
+  more: boolean;
+  held: boolean;
+}
+
+/**
  * Sends due outbox rows to D1 through the projection stage and removes those that landed
  * (unless rewritten meanwhile: the ack is by revision). Rows D1 refused, or all of them if the
- * stage cannot be reached or does not answer in time, are retried later with backoff. Returns whether more rows may be
- * due (a full batch went, or one cut short by size).
+ * stage cannot be reached or does not answer in time, are retried later with backoff.
  */
-export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, timeoutMs = HANDOVER_TIMEOUT_MS): Promise<boolean> {
+export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, timeoutMs = HANDOVER_TIMEOUT_MS): Promise<Drained> {
   const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
   let chars = 0;
   const rows = due.filter((row, i) => (chars += row.payload.length) <= MAX_HANDOVER_CHARS || i === 0);
-  if (rows.length === 0) return false;
+  if (rows.length === 0) return { more: false, held: false };
   let outcome: ProjectionOutcome;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -173,5 +181,5 @@ export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenan
     const error = refused.get(row.key);
     if (error !== undefined) store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), error);
   }
-  return refused.size < rows.length && (due.length === OUTBOX_BATCH || rows.length < due.length);
+  return { more: refused.size < rows.length && (due.length === OUTBOX_BATCH || rows.length < due.length), held: refused.size > 0 };
 }

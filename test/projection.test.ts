@@ -170,7 +170,7 @@ describe("an agent's flush into the projection stage", () => {
       const store = (instance as unknown as { store: AgentStore }).store;
       const row = executionRow(tenantId, id, 'ex_unanswered', 'running', 1);
       store.enqueueJson(row.key, row.kind, row.rev, row.payload, Date.now());
-      expect(await drainOutbox(silent, store, tenantId, id, 50)).toBe(false);
+      expect(await drainOutbox(silent, store, tenantId, id, 50)).toEqual({ more: false, held: true });
       return state.storage.sql.exec<{ attempts: number; last_error: string }>("SELECT attempts, last_error FROM outbox WHERE key = 'execution:ex_unanswered'").toArray()[0];
     });
     expect(kept).toMatchObject({ attempts: 1, last_error: 'Error: the projection stage did not answer within 50 ms' });

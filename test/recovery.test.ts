@@ -106,6 +106,41 @@ describe('recovery and the outbox', () => {
     // Two executions, two turns each: the refused write left nothing behind.
     expect(written).toEqual({ history: 4, succeeded: 2 });
   });
+
+  it('projects the agent running while an execution runs and idle once it finished, without counting when it knows', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const projectedState = () => env.DB.prepare('SELECT state FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ state: string }>().then((row) => row?.state);
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', mode: 'async', input: { message: 'hi', simulateLatencyMs: 2_500 } } });
+    expect(exec.status).toBe(202);
+    // The flush after the accept runs while the execution does.
+    await eventually(async () => (await projectedState()) === 'running');
+    await eventually(async () => (await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key })).body.status === 'succeeded');
+    await eventually(async () => (await projectedState()) === 'idle');
+  });
+
+  it('projects the agent running while an execution whose outcome storage refused waits for the watchdog', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
+    // Every outcome write refused: the run gives up with its row still `running` and nothing
+    // running it in this instance.
+    await runInDurableObject(stubOf(tenantId, id), (instance) => {
+      interceptAgentSql(instance, (query, params, real) => {
+        if (query.startsWith('UPDATE executions SET status = ?')) throw new Error('out of memory: SQLITE_NOMEM');
+        return real.exec(query, ...params);
+      });
+    });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'stuck', mode: 'async' } });
+    expect(exec.status).toBe(202);
+    const runningRows = () => runInDurableObject(stubOf(tenantId, id), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM executions WHERE status = 'running'").one().n);
+    // Past the run's last try (its retries wait 50, 250 and 1,000 ms).
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect(await runningRows()).toBe(1);
+    // A later change's snapshot still says running: the agent does not take its own word for it.
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { after: 'refusal' } })).status).toBe(200);
+    await eventually(() => env.DB.prepare(`SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND state = 'running' AND json_extract(snapshot, '$.contextVersion') = 2`).bind(tenantId, id).first());
+  });
 });
 
 /** Number of rows waiting in the agent's outbox. */
