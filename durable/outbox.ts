@@ -42,21 +42,25 @@ export interface ProjectionSink {
 const UPSERT_EXECUTION = `ON CONFLICT (tenant_id, agent_id, id) DO UPDATE SET status = excluded.status, record = excluded.record,
          rev = excluded.rev, updated_at = excluded.updated_at WHERE excluded.rev > executions.rev`;
 
-/**
- * The statement that projects one row into D1. Rows carry a revision and D1 keeps the
- * highest, so a late or repeated delivery never rolls a record back. Agent rows only ever
- * update the registry row that creation wrote (never re-create a deleted agent), and
- * execution rows land only while their agent is registered.
+/*
+ * How rows land in D1. Rows carry a revision and D1 keeps the highest, so a late or repeated
+ * delivery never rolls a record back. Agent rows only ever update the registry row that
+ * creation wrote (never re-create a deleted agent), and execution rows land only while their
+ * agent is registered.
  */
-export function d1Statement(db: D1Database, row: ProjectionRow, now: number): D1PreparedStatement {
-  const { tenant_id: tenantId, agent_id: agentId } = row;
-  if (row.kind === 'agent') {
-    const snapshot = JSON.parse(row.payload) as AgentSnapshot;
-    return db
-      .prepare('UPDATE agents SET name = ?, state = ?, snapshot = ?, rev = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND rev < ?')
-      .bind(snapshot.agent.name, snapshot.agent.state, row.payload, row.rev, now, tenantId, agentId, row.rev);
-  }
-  return executionStatement(db, executionColumns(row), now);
+
+/** The columns an agent row sets, from its snapshot, in the order of `agentSetStatement`'s values. */
+type AgentColumns = [tenantId: string, agentId: string, name: string | null, state: string, snapshot: string, rev: number];
+
+function agentColumns(row: ProjectionRow): AgentColumns {
+  const { agent } = JSON.parse(row.payload) as AgentSnapshot;
+  return [row.tenant_id, row.agent_id, agent.name ?? null, agent.state, row.payload, row.rev];
+}
+
+function agentStatement(db: D1Database, [tenantId, agentId, name, state, snapshot, rev]: AgentColumns, now: number): D1PreparedStatement {
+  return db
+    .prepare('UPDATE agents SET name = ?, state = ?, snapshot = ?, rev = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND rev < ?')
+    .bind(name, state, snapshot, rev, now, tenantId, agentId, rev);
 }
 
 /** The columns an execution row sets, from its record, in the order of the INSERTs below. */
@@ -78,44 +82,66 @@ function executionStatement(db: D1Database, columns: ExecutionColumns, now: numb
 }
 
 /**
- * Characters of the one value a set of execution rows is bound as: under D1's 2 MB per value
- * even if every character took 3 bytes in UTF-8. A row larger than this goes on its own.
+ * Characters of the one value a set of rows is bound as: under D1's 2 MB per value even if
+ * every character took 3 bytes in UTF-8. A row larger than this goes on its own.
  */
 const MAX_SET_CHARS = 600_000;
 
 /**
- * The statements that project `rows` into D1, with the rules of `d1Statement`. Execution rows
- * go in as few statements as fit: all of a set in one, over `json_each` of one bound value (D1
- * binds at most 100 parameters). One statement per row cost D1 about as much per row as the
- * row's own write (BENCHMARKS.md, eleventh pass). Agent rows, one per flush, go one by one.
+ * The statements that project `rows` into D1. Each kind goes in as few statements as fit: all
+ * of a set in one, over `json_each` of one bound value (D1 binds at most 100 parameters). One
+ * statement per row cost D1 about as much per row as the row's own write (BENCHMARKS.md,
+ * eleventh pass), and with one execution per flush, as at 1,000 agents on the bench, the
+ * agents' snapshots were half of a group's rows (thirteenth pass).
  */
 export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now: number): D1PreparedStatement[] {
-  const statements: D1PreparedStatement[] = [];
-  let set: string[] = [];
-  let chars = 0;
-  const endSet = () => {
-    if (set.length > 0) statements.push(executionSetStatement(db, set, now));
-    set = [];
-    chars = 0;
-  };
+  // One snapshot per agent, its newest: an UPDATE … FROM meeting an agent twice would apply an
+  // arbitrary one of the two, and the older one changes nothing in D1 anyway.
+  const snapshots = new Map<string, ProjectionRow>();
   for (const row of rows) {
-    if (row.kind !== 'execution') {
-      statements.push(d1Statement(db, row, now));
-      continue;
-    }
-    const columns = executionColumns(row);
-    // The record travels as a string inside the set's JSON: its own value, escaped.
+    if (row.kind !== 'agent') continue;
+    const key = `${row.tenant_id}/${row.agent_id}`;
+    const seen = snapshots.get(key);
+    if (!seen || seen.rev < row.rev) snapshots.set(key, row);
+  }
+  return [
+    ...inSets([...snapshots.values()].map(agentColumns), (columns) => agentStatement(db, columns, now), (values) => agentSetStatement(db, values, now)),
+    ...inSets(rows.filter((row) => row.kind === 'execution').map(executionColumns), (columns) => executionStatement(db, columns, now), (values) => executionSetStatement(db, values, now)),
+  ];
+}
+
+/** Statements for `list`: sets of at most MAX_SET_CHARS (each row's columns as one JSON value), a larger row alone. */
+function inSets<C>(list: readonly C[], alone: (columns: C) => D1PreparedStatement, set: (values: readonly string[]) => D1PreparedStatement): D1PreparedStatement[] {
+  const statements: D1PreparedStatement[] = [];
+  let values: string[] = [];
+  let chars = 0;
+  for (const columns of list) {
+    // A record travels as a string inside the set's JSON: its own value, escaped.
     const value = JSON.stringify(columns);
     if (value.length > MAX_SET_CHARS) {
-      statements.push(executionStatement(db, columns, now));
+      statements.push(alone(columns));
       continue;
     }
-    if (chars + value.length > MAX_SET_CHARS) endSet();
-    set.push(value);
+    if (chars + value.length > MAX_SET_CHARS) {
+      statements.push(set(values));
+      values = [];
+      chars = 0;
+    }
+    values.push(value);
     chars += value.length;
   }
-  endSet();
+  if (values.length > 0) statements.push(set(values));
   return statements;
+}
+
+function agentSetStatement(db: D1Database, values: readonly string[], now: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE agents SET name = r.value ->> 2, state = r.value ->> 3, snapshot = r.value ->> 4, rev = r.value ->> 5, updated_at = ?2
+       FROM json_each(?1) AS r
+       WHERE agents.tenant_id = r.value ->> 0 AND agents.id = r.value ->> 1 AND agents.rev < r.value ->> 5`,
+    )
+    .bind(`[${values.join(',')}]`, now);
 }
 
 function executionSetStatement(db: D1Database, values: readonly string[], now: number): D1PreparedStatement {

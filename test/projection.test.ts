@@ -1,7 +1,7 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AgentStore } from '../durable/agent-store';
-import { drainOutbox, type ProjectionRow, type ProjectionSink } from '../durable/outbox';
+import { d1Statements, drainOutbox, type ProjectionRow, type ProjectionSink } from '../durable/outbox';
 import { GROUP_MAX_ROWS, projectorFor } from '../durable/projector';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 
@@ -16,6 +16,11 @@ const projector = () => env.PROJECTOR.get(env.PROJECTOR.idFromName(uniqueId('pro
 function executionRow(tenantId: string, agentId: string, id: string, status: string, rev: number): ProjectionRow {
   const payload = JSON.stringify({ id, agentId, intent: 'projected', status, createdAt: new Date().toISOString() });
   return { tenant_id: tenantId, agent_id: agentId, key: `execution:${id}`, kind: 'execution', rev, payload };
+}
+
+function snapshotRow(tenantId: string, agentId: string, name: string, state: string, rev: number): ProjectionRow {
+  const payload = JSON.stringify({ agent: { id: agentId, name, state }, contextVersion: rev });
+  return { tenant_id: tenantId, agent_id: agentId, key: 'agent', kind: 'agent', rev, payload };
 }
 
 const inD1 = (tenantId: string, id: string) =>
@@ -101,6 +106,32 @@ describe('the projection stage', () => {
     expect(await projector().write(rows)).toEqual({ failed: [] });
     expect(await inD1(tenantId, 'ex_orphan')).toBeNull();
     expect(await inD1(tenantId, 'ex_registered')).toEqual({ status: 'succeeded', rev: 1 });
+  });
+
+  it("writes the snapshots of agents flushing together in one statement, the newest of each, and registers no agent", async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b] = [await newAgent(key), await newAgent(key)];
+    const stub = projector();
+    const outcomes = await Promise.all([
+      stub.write([snapshotRow(tenantId, a, 'a newest', 'running', 5), executionRow(tenantId, a, 'ex_snap_a', 'running', 2)]),
+      stub.write([snapshotRow(tenantId, a, 'a older', 'idle', 3)]),
+      stub.write([snapshotRow(tenantId, b, 'b', 'idle', 2)]),
+      stub.write([snapshotRow(tenantId, 'ag_never_created', 'ghost', 'idle', 1)]),
+    ]);
+    expect(outcomes).toEqual([{ failed: [] }, { failed: [] }, { failed: [] }, { failed: [] }]);
+    const agents = await env.DB.prepare('SELECT id, name, state, rev, json_extract(snapshot, \'$.contextVersion\') AS version FROM agents WHERE tenant_id = ? ORDER BY name').bind(tenantId).all();
+    expect(agents.results).toEqual([
+      { id: a, name: 'a newest', state: 'running', rev: 5, version: 5 },
+      { id: b, name: 'b', state: 'idle', rev: 2, version: 2 },
+    ]);
+    // A later, older snapshot changes nothing.
+    expect(await stub.write([snapshotRow(tenantId, b, 'b stale', 'running', 1)])).toEqual({ failed: [] });
+    expect(await env.DB.prepare('SELECT name, rev FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, b).first()).toEqual({ name: 'b', rev: 2 });
+  });
+
+  it('puts every agent snapshot of a batch in one statement, and every execution row in one more', () => {
+    const rows = [snapshotRow('tn', 'a', 'a', 'idle', 2), executionRow('tn', 'a', 'ex_1', 'succeeded', 4), snapshotRow('tn', 'b', 'b', 'idle', 7), executionRow('tn', 'b', 'ex_2', 'succeeded', 4)];
+    expect(d1Statements(env.DB, rows, Date.now())).toHaveLength(2);
   });
 
   it('never takes D1 back to an older revision (hand-overs may arrive late or twice)', async () => {
