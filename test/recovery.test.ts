@@ -107,7 +107,7 @@ describe('recovery and the outbox', () => {
     expect(written).toEqual({ history: 4, succeeded: 2 });
   });
 
-  it('projects the agent running while an execution runs and idle once it finished, without counting when it knows', async () => {
+  it('projects the agent running while an execution runs, and idle once it has finished', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
     const projectedState = () => env.DB.prepare('SELECT state FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ state: string }>().then((row) => row?.state);
