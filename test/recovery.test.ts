@@ -119,6 +119,21 @@ describe('recovery and the outbox', () => {
     await eventually(async () => (await projectedState()) === 'idle');
   });
 
+  it('numbers the agent\'s snapshots upward within an instance and across instances, so D1 takes each', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const projected = () => env.DB.prepare('SELECT rev, json_extract(snapshot, \'$.contextVersion\') AS version FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ rev: number; version: number }>();
+    const revs: number[] = [];
+    for (const restart of [false, false, true, false]) {
+      if (restart) await abortAllDurableObjects();
+      const version = revs.length + 1; // each builtin execution moves the context on by one
+      expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'count' } })).status).toBe(200);
+      revs.push((await eventually(async () => { const row = await projected(); return row?.version === version ? row : null; })).rev);
+    }
+    expect(revs).toEqual([...revs].sort((a, b) => a - b));
+    expect(new Set(revs).size).toBe(revs.length);
+  });
+
   it('projects the agent running while an execution whose outcome storage refused waits for the watchdog', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
