@@ -7,15 +7,16 @@ import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
-import { asAccepted, patchedConfig, toExecution, type ExecutionRow } from './agent-rows';
+import { asAccepted, patchedConfig, toExecution } from './agent-rows';
 import { AgentStore } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
-import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
+import type { CreateWebhookBody, Delivery, Webhook } from '../worker/schemas/webhook';
 import { AgentTransactions, askCoordinator, type PrepareInput } from './agent-transactions';
 import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
+import { ExecutionChanges } from './execution-changes';
 import { projectorFor } from './projector';
 import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
@@ -37,6 +38,8 @@ export class AgentDO extends DurableObject<Env> {
   private readonly runner: ExecutionRunner;
   private readonly background: BackgroundWork;
   private readonly a2aServer: A2AServer;
+  /** What each execution state change records (outbox row, events, webhooks, A2A pushes, snapshot). */
+  private readonly changes: ExecutionChanges;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -52,7 +55,7 @@ export class AgentDO extends DurableObject<Env> {
         const now = Date.now();
         this.ctx.storage.transactionSync(() => {
           insert(now);
-          this.enqueueExecution(id, now);
+          this.changes.record(id, now);
         });
         this.runner.pump({ queued: true });
         this.background.afterChange();
@@ -60,11 +63,9 @@ export class AgentDO extends DurableObject<Env> {
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
     this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.runner.knowsNoneRunning());
+    this.changes = new ExecutionChanges(this.store, this.events, this.webhooks, this.a2aServer, () => this.background.snapshotStale());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
-      changed: (id, now, row) => {
-        this.enqueueExecution(id, now, row);
-        this.background.snapshotStale();
-      },
+      changed: (id, now, row) => this.changes.record(id, now, row),
       settled: () => this.background.afterChange(),
       contextLocked: () => this.tx.lock() !== undefined,
       view: (id, row) => this.store.executionOrNull(id, row),
@@ -174,9 +175,7 @@ export class AgentDO extends DurableObject<Env> {
         deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now, running,
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
-      this.enqueueExecution(id, now, written, running);
-      // Inserted running, the agent may be projected running (a queued one is, once marked).
-      if (running) this.background.snapshotStale();
+      this.changes.record(id, now, written, running);
       return written;
     });
     if (running) this.runner.start(id, inserted);
@@ -211,8 +210,7 @@ export class AgentDO extends DurableObject<Env> {
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.finishExecution(execution, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
-      this.enqueueExecution(id, now);
-      this.background.snapshotStale();
+      this.changes.record(id, now);
     });
     this.runner.abort(id);
     this.runner.notify(id);
@@ -367,26 +365,6 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   // --- outbox and alarm ---
-
-  /**
-   * Called in the transaction of every execution state change: the D1 projection, the
-   * lifecycle event for streams, and the webhook deliveries of terminal events.
-   */
-  private enqueueExecution(id: string, now: number, written?: ExecutionRow, insertedRunning = false): void {
-    const row = this.store.agentRow();
-    const execution = written ?? this.store.execution(id);
-    if (!row || !execution) return;
-    const agentId = this.store.config(row).id;
-    const view = toExecution(execution, agentId);
-    const json = JSON.stringify(view); // once, for the outbox row and the event alike
-    this.store.enqueueJson(`execution:${id}`, 'execution', execution.rev, json, now);
-    const type = `execution.${execution.status}`;
-    // Inserted running, it was accepted (queued) first all the same: its stream says so.
-    const accepted = insertedRunning ? [{ type: 'execution.queued', data: toExecution(asAccepted(execution), agentId) }] : [];
-    this.events.recordAll([...accepted, { type, data: view, json }], now);
-    if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
-    this.a2aServer.executionChanged(id, now);
-  }
 
   private view(): Agent {
     const row = this.store.agentRow();
