@@ -154,9 +154,13 @@ export class ExecutionRunner {
     if (queued === 0) this.queueEmpty = true;
   }
 
-  /** Executions left `running` by an earlier instance of this object are run again. */
+  /**
+   * Executions left `running` by an earlier instance of this object, or by a run here whose
+   * outcome storage refused, are run again: afterwards every running row has its run here.
+   */
   resumeOrphans(): void {
     this.orphansResumed = true;
+    this.outcomeUnwritten = false;
     for (const orphan of this.store.byStatus('running')) {
       if (!this.inflight.has(orphan.id)) void this.run(orphan.id, orphan);
     }

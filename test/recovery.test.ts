@@ -134,15 +134,18 @@ describe('recovery and the outbox', () => {
     expect(new Set(revs).size).toBe(revs.length);
   });
 
-  it('projects the agent running while an execution whose outcome storage refused waits for the watchdog', async () => {
+  it('projects the agent running while an execution whose outcome storage refused waits for the watchdog, and knows it idle again without counting once the watchdog has run it', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
     expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
     // Every outcome write refused: the run gives up with its row still `running` and nothing
     // running it in this instance.
+    let refusing = true;
+    const recorded: string[] = [];
     await runInDurableObject(stubOf(tenantId, id), (instance) => {
       interceptAgentSql(instance, (query, params, real) => {
-        if (query.startsWith('UPDATE executions SET status = ?')) throw new Error('out of memory: SQLITE_NOMEM');
+        if (refusing && query.startsWith('UPDATE executions SET status = ?')) throw new Error('out of memory: SQLITE_NOMEM');
+        recorded.push(query);
         return real.exec(query, ...params);
       });
     });
@@ -155,6 +158,18 @@ describe('recovery and the outbox', () => {
     // A later change's snapshot still says running: the agent does not take its own word for it.
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { after: 'refusal' } })).status).toBe(200);
     await eventually(() => env.DB.prepare(`SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND state = 'running' AND json_extract(snapshot, '$.contextVersion') = 2`).bind(tenantId, id).first());
+
+    // Storage takes writes again; the watchdog runs the execution to its end.
+    refusing = false;
+    await runDurableObjectAlarm(stubOf(tenantId, id));
+    await eventually(async () => (await runningRows()) === 0);
+    // Every running row has its run here again, so the agent knows without counting that
+    // nothing runs: the next execution's snapshot says idle and needs no count of executions.
+    recorded.length = 0;
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'after' } })).status).toBe(200);
+    await eventually(async () => (await outboxSize(tenantId, id)) === 0);
+    await eventually(() => env.DB.prepare(`SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND state = 'idle'`).bind(tenantId, id).first());
+    expect(recorded.filter((query) => query.startsWith('SELECT status, count(*)'))).toEqual([]);
   });
 });
 
