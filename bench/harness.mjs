@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // `npm run bench`: measures the gateway on the runtime, not on a dev server.
 //
-// 1. Builds the Worker as a deploy would (`wrangler deploy --dry-run --outdir`), and the bare
-//    Hono fetch-and-return Worker of bench/bare (the ceiling for a proxy).
+// 1. Builds the Worker as a deploy would (`wrangler deploy --dry-run --outdir`), the bare
+//    Hono fetch-and-return Worker of bench/bare (the ceiling for a proxy), and the bare
+//    durable-execution Worker of bench/bare-object (one RPC and one committed row per request:
+//    the runtime's own cost of a request that must not be lost).
 // 2. Measures the hello-world ceiling of three ways to serve a Worker here: plain
 //    `workerd serve`, Miniflare through its entry proxy, and Miniflare with
 //    `unsafeDirectSockets` (workerd listens for the Worker itself). The gateway runs on the
 //    last: the fastest that still gives real Durable Objects, D1 and KV.
 // 3. Starts the fault-injecting mock upstream in its own process, then drives every scenario
 //    with autocannon at fixed concurrency after a warm-up, in one run: the mock called
-//    directly and the bare proxy as baselines, then the gateway's scenarios, then the bare
-//    proxy again (ratios use the mean of its two measurements).
+//    directly, the bare proxy and the bare object as baselines, then the gateway's scenarios,
+//    then the bare proxy again (ratios use the mean of its two measurements).
 //
 // Options: --quick (2 s per scenario after 1 s of warm-up, no hello-world ceilings unless
 // --ceilings; under 2 minutes),
@@ -28,7 +30,8 @@
 // target are also measured in N pairs of short rounds right after their main window, back to
 // back with what the target compares them to (in alternating order, so a steady drift falls
 // on both alike): chat-proxy, chat-proxy-passthrough and sync-exec-100 with the bare proxy,
-// scale-1000 with scale-100. A round's rate counts the time the machine then takes to go
+// scale-1000 with scale-100; sync-exec-100 also with the bare object (`alsoPaired`), which
+// says how much of the gap to the bare proxy is the runtime's and how much the gateway's. A round's rate counts the time the machine then takes to go
 // quiet: under load the gateway's timers wait for its event loop to drain (BENCHMARKS.md,
 // twelfth pass), so the work a round defers (its outbox flushes) runs after it and is part of
 // its cost. The median ratio is reported as `pairedRatio` (and what it is to, `pairedWith`),
@@ -140,8 +143,12 @@ async function measure(url, requests) {
 
 rmSync(build, { recursive: true, force: true });
 mkdirSync(build, { recursive: true });
-log('building the gateway and the bare proxy');
-const [gatewayScript, bareScript] = await Promise.all([bundle(null, path.join(build, 'gateway')), bundle(path.join(root, 'bench/bare/wrangler.toml'), path.join(build, 'bare'))]);
+log('building the gateway and the bare Workers');
+const [gatewayScript, bareScript, bareObjectScript] = await Promise.all([
+  bundle(null, path.join(build, 'gateway')),
+  bundle(path.join(root, 'bench/bare/wrangler.toml'), path.join(build, 'bare')),
+  bundle(path.join(root, 'bench/bare-object/wrangler.toml'), path.join(build, 'bare-object')),
+]);
 const helloScript = path.join(build, 'hello.js');
 writeFileSync(helloScript, "export default { fetch() { return new Response('ok'); } };\n");
 
@@ -196,6 +203,11 @@ const hello :Workerd.Worker = ( modules = [ (name = "hello.js", esModule = embed
 }
 
 // --- baselines ----------------------------------------------------------------------------------
+/** A request hook that sends each request to the next of `ids`, round robin. */
+const rotate = (ids, make) => {
+  let i = 0;
+  return (req) => ({ ...req, ...make(ids[i++ % ids.length]) });
+};
 const chatBody = (model) => JSON.stringify({ model, messages: [{ role: 'user', content: 'How do refunds work?' }] });
 const json = { 'content-type': 'application/json' };
 const mockDirect = await measure(mockUrl, [{ method: 'POST', path: '/v1/chat/completions', headers: json, body: chatBody('mock-model') }]);
@@ -218,6 +230,22 @@ record('bare-proxy', await measure(bareUrl, bareRequests), mockBaseline);
 // speed drifts by tens of percent within a minute, and the mean of both ends is a fairer
 // denominator for scenarios measured in between than either end alone.
 const bareBaseline = results.at(-1);
+
+// A sync execution's floor on this runtime: the same request shape over the same 100 agent
+// names, each a SQLite-backed object that records the request in one row before answering.
+const bareObject = new Miniflare({
+  name: 'bare-object',
+  modules: true,
+  scriptPath: bareObjectScript,
+  modulesRoot: path.dirname(bareObjectScript),
+  compatibilityDate,
+  durableObjects: { AGENTS: { className: 'BareAgent', useSQLite: true } },
+  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+});
+await bareObject.ready;
+const bareObjectUrl = (await bareObject.unsafeGetDirectURL('bare-object')).toString();
+const bareObjectRequests = [{ method: 'POST', headers: json, body: JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } }), setupRequest: rotate(Array.from({ length: 100 }, (_, i) => `a100-${i}`), (id) => ({ path: `/v1/agents/${id}/executions` })) }];
+record('bare-object', await measure(bareObjectUrl, bareObjectRequests), bareBaseline);
 phase('baselines');
 
 // --- the gateway --------------------------------------------------------------------------------
@@ -278,10 +306,6 @@ await call('/v1/pools/bench', { method: 'PUT', headers: auth, body: JSON.stringi
 // The same pool with `passThrough` (answers handed on unread): what reading and checking each answer costs.
 await call('/v1/pools/bench-pt', { method: 'PUT', headers: auth, body: JSON.stringify({ ...benchPool, passThrough: true }) });
 
-const rotate = (ids, make) => {
-  let i = 0;
-  return (req) => ({ ...req, ...make(ids[i++ % ids.length]) });
-};
 const execBody = JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } });
 const execOn = (ids, body = execBody) => [{ method: 'POST', headers: auth, body, setupRequest: rotate(ids, (id) => ({ path: `/v1/agents/${id}/executions` })) }];
 
@@ -331,24 +355,35 @@ async function pairedRatio(requests, against) {
   return { pairedWith: against.scenario, pairedRatio: median, pairedRatios: ratios, settledMs: settled };
 }
 
-/** Scenarios with a target (issue 7), measured in pairs too: what each is paired with. */
+/**
+ * Scenarios with a target (issue 7), measured in pairs too: what each is paired with, the
+ * target's comparison first (`pairedRatio`), then any others (`alsoPaired`).
+ */
+const bareProxyRounds = () => ({ scenario: 'bare-proxy', url: bareUrl, requests: bareRequests });
 const pairedWith = new Map([
-  ...['chat-proxy', 'chat-proxy-passthrough', 'sync-exec-100'].map((id) => [id, () => ({ scenario: 'bare-proxy', url: bareUrl, requests: bareRequests })]),
+  ...['chat-proxy', 'chat-proxy-passthrough'].map((id) => [id, [bareProxyRounds]]),
+  ['sync-exec-100', [bareProxyRounds, () => ({ scenario: 'bare-object', url: bareObjectUrl, requests: bareObjectRequests })]],
   // Not scale-10000: with 10,000 objects resident the runtime's memory refuses statements, and
   // scale-100's rounds would measure that instead (BENCHMARKS.md, twelfth pass).
-  ['scale-1000', () => ({ scenario: 'scale-100', url: base, requests: execOn(hundred) })],
+  ['scale-1000', [() => ({ scenario: 'scale-100', url: base, requests: execOn(hundred) })]],
 ]);
+const pairedLog = (id, p) => log(`${id}: paired with ${p.pairedWith}, ratio ${p.pairedRatio} (median of ${p.pairedRatios.join(', ')}; busy ${p.settledMs.join(', ')} ms after the scenario's rounds)`);
 
 const want = values.only ? new Set(values.only.split(',')) : null;
 async function scenario(id, requests, baseline = bareBaseline) {
   if (want && !want.has(id)) return;
   if (!values.profile) {
     record(id, await measure(base, requests), baseline);
-    const against = pairedWith.get(id);
-    if (against && pairs > 0) {
-      const paired = await pairedRatio(requests, against());
+    const [target, ...others] = pairedWith.get(id) ?? [];
+    if (target && pairs > 0) {
+      const paired = await pairedRatio(requests, target());
       Object.assign(results.at(-1), paired);
-      log(`${id}: paired with ${paired.pairedWith}, ratio ${paired.pairedRatio} (median of ${paired.pairedRatios.join(', ')}; busy ${paired.settledMs.join(', ')} ms after the scenario's rounds)`);
+      pairedLog(id, paired);
+      for (const other of others) {
+        const also = await pairedRatio(requests, other());
+        (results.at(-1).alsoPaired ??= []).push({ with: also.pairedWith, ratio: also.pairedRatio, ratios: also.pairedRatios });
+        pairedLog(id, also);
+      }
     }
     return;
   }
@@ -422,6 +457,7 @@ if (!want || want.has('scale-10000')) {
 await gateway.dispose();
 
 {
+  await bareObject.dispose();
   const again = await measure(bareUrl, bareRequests);
   await bare.dispose();
   log(`bare-proxy again after the gateway: ${again.rps} req/s (before: ${bareBaseline.rps}); ratios use the mean`);
@@ -441,6 +477,7 @@ console.log('\n| scenario | req/s | ratio | paired ratio | vs | p50 ms | p99 ms 
 for (const r of results) console.log(`| ${r.scenario} | ${r.rps} | ${r.ratio ?? ''} | ${r.pairedRatio === undefined ? '' : `${r.pairedRatio}${r.pairedWith === r.baseline ? '' : ` of ${r.pairedWith}`}`} | ${r.baseline ?? ''} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.non2xx} | ${r.errors} |`);
 
 if (bareBaseline.rpsRuns) console.log(`\nbare-proxy is the mean of ${bareBaseline.rpsRuns.join(' req/s before and ')} req/s after the gateway's scenarios.`);
+for (const r of results.filter((x) => x.alsoPaired)) for (const also of r.alsoPaired) console.log(`${r.scenario} paired with ${also.with}: ${also.ratio} (median of ${also.ratios.join(', ')}).`);
 if (results.some((r) => r.pairedRatios)) console.log(`paired ratio: the median of ${pairs} pairs of ${pairSeconds} s rounds, the scenario and what it is paired with back to back (${results.filter((r) => r.pairedRatios).map((r) => `${r.scenario} to ${r.pairedWith}: ${r.pairedRatios.join(', ')}`).join('; ')}).`);
 console.log(`\nwall time ${((Date.now() - started) / 1000).toFixed(0)} s: ${phases.map((p) => `${p.name} ${p.seconds.toFixed(1)} s`).join('; ')}`);
 const chat = results.find((r) => r.scenario === 'chat-proxy');
@@ -448,6 +485,6 @@ if (chat) console.log(`\nchat-proxy adds ${chat.p50 - mockDirect.p50} ms at p50 
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
 writeFileSync(path.join(root, 'bench/results/latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, connections, duration, ceilings, results }, null, 2));
 writeFileSync(path.join(root, 'bench/results/latest.svg'), chartSvg(results, `edge-agent-gateway bench, ${connections} connections (${new Date().toISOString().slice(0, 10)})`));
-if (values.json) writeFileSync(values.json, JSON.stringify(results.map(({ scenario, rps, p50, p99, baseline, ratio, pairedRatio, pairedWith }) => ({ scenario, rps, p50, p99, baseline, ratio, ...(pairedRatio !== undefined && { pairedRatio, pairedWith }) })), null, 2));
+if (values.json) writeFileSync(values.json, JSON.stringify(results.map(({ scenario, rps, p50, p99, baseline, ratio, pairedRatio, pairedWith, alsoPaired }) => ({ scenario, rps, p50, p99, baseline, ratio, ...(pairedRatio !== undefined && { pairedRatio, pairedWith }), ...(alsoPaired && { alsoPaired: alsoPaired.map((a) => ({ with: a.with, ratio: a.ratio })) }) })), null, 2));
 children.forEach((c) => c.kill());
 process.exit(0);
