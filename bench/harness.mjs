@@ -31,8 +31,8 @@
 // back with what the target compares them to (in alternating order, so a steady drift falls
 // on both alike): chat-proxy, chat-proxy-passthrough and sync-exec-100 with the bare proxy,
 // scale-1000 with scale-100; sync-exec-100 also with the bare object (`alsoPaired`), which
-// says how much of the gap to the bare proxy is the runtime's and how much the gateway's. A round's rate counts the time the machine then takes to go
-// quiet: under load the gateway's timers wait for its event loop to drain (BENCHMARKS.md,
+// says how much of the gap to the bare proxy is the runtime's and how much the gateway's. A
+// round's rate counts the time the machine then takes to go quiet: under load the gateway's timers wait for its event loop to drain (BENCHMARKS.md,
 // twelfth pass), so the work a round defers (its outbox flushes) runs after it and is part of
 // its cost. The median ratio is reported as `pairedRatio` (and what it is to, `pairedWith`),
 // next to the usual ratio, whose windows do not count that deferred work.

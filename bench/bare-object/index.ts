@@ -27,7 +27,7 @@ const app = new Hono<{ Bindings: { AGENTS: DurableObjectNamespace<BareAgent> } }
 app.post('/v1/agents/:id/executions', async (c) => {
   const body = await c.req.json<unknown>();
   const stub = c.env.AGENTS.get(c.env.AGENTS.idFromName(c.req.param('id')));
-  return c.json(await stub.execute(body), 201);
+  return c.json(await stub.execute(body), 200);
 });
 
 export default app;
