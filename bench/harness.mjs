@@ -44,14 +44,14 @@
 // the gateway, not the VM's fsync latency, so storage goes to /dev/shm when it exists;
 // `--disk` measures the other way.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
-import { Miniflare } from 'miniflare';
-import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, compatibilityDate, freePort, ownChildren, root, sleep, startGateway, untilQuiet, waitFor } from '../scripts/lib/runtime.mjs';
+import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, freePort, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
+import { loadGenerator } from './lib/load.mjs';
+import { helloCeilings, serveBareObject, serveBareProxy } from './lib/servers.mjs';
 import { startProfile, summarise } from './profile.mjs';
 
 const { values } = parseArgs({
@@ -99,45 +99,7 @@ const phase = (name) => {
 };
 
 
-/** Runs autocannon and returns req/s and latency percentiles. */
-function load(url, requests, seconds = duration, conns = connections) {
-  return new Promise((resolve, reject) => {
-    const failures = new Map();
-    const instance = autocannon({ url, connections: conns, duration: seconds, requests }, (error, result) => {
-      if (error) return reject(error);
-      resolve({
-        rps: Math.round(result.requests.average),
-        p50: result.latency.p50,
-        p99: result.latency.p99,
-        p999: result.latency.p99_9 ?? result.latency.p999 ?? result.latency.p99,
-        non2xx: result.non2xx,
-        // Which statuses the non-2xx answers were, for the log.
-        codes: Object.keys(result.statusCodeStats ?? {}).filter((code) => !code.startsWith('2')).map((code) => `${code}×${result.statusCodeStats[code].count}`).join(' '),
-        // autocannon counts a timeout (no answer within its 10 s) as an error too.
-        errors: result.errors,
-        // What they were, by error code ('request timed out' for the timeouts).
-        failures: [...failures].map(([what, n]) => `${what}×${n}`).join(' '),
-        total: result.requests.total,
-      });
-    });
-    instance.on('reqError', (error) => {
-      const what = error.code ?? error.message;
-      failures.set(what, (failures.get(what) ?? 0) + 1);
-    });
-  });
-}
-
-/** Sends `amount` requests (at the usual concurrency) and waits for every answer: a warm-up pass. */
-function pass(url, requests, amount) {
-  return new Promise((resolve, reject) => {
-    autocannon({ url, connections, amount, requests }, (error, result) => (error ? reject(error) : resolve(result)));
-  });
-}
-
-async function measure(url, requests) {
-  await load(url, requests, warmup);
-  return load(url, requests);
-}
+const { load, pass, measure, pairedRounds } = loadGenerator({ connections, duration, warmup });
 
 // ---------------------------------------------------------------------------------------------
 
@@ -160,44 +122,13 @@ await waitFor(`${mockUrl}/health`);
 phase('build and start the mock');
 
 const results = [];
-const ceilings = [];
 const record = (scenario, r, baseline) => {
   results.push({ scenario, ...r, baseline: baseline?.scenario ?? null, ratio: baseline ? Math.round((r.rps / baseline.rps) * 100) / 100 : null });
   log(`${scenario}: ${r.rps} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.non2xx ? `, ${r.non2xx} non-2xx (${r.codes})` : ''}${r.errors ? `, ${r.errors} errors (${r.failures})` : ''}`);
 };
-const hello = [{ method: 'GET', path: '/' }];
-
 // --- hello-world ceilings (which server to run on; a --quick run skips them) ----------------------
-if (values.ceilings ?? !quick) {
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-workerd-'));
-  writeFileSync(path.join(dir, 'hello.js'), readFileSync(helloScript));
-  writeFileSync(
-    path.join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = .hello) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
-);
-const hello :Workerd.Worker = ( modules = [ (name = "hello.js", esModule = embed "hello.js") ], compatibilityDate = "${compatibilityDate}" );
-`,
-  );
-  const workerdBin = path.join(root, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
-  const workerd = spawn(workerdBin, ['serve', path.join(dir, 'config.capnp')], { stdio: 'ignore' });
-  children.push(workerd);
-  await waitFor(`http://127.0.0.1:${port}/`);
-  ceilings.push({ server: 'plain `workerd serve` (no Durable Objects, D1 or KV without hand-written config)', ...(await measure(`http://127.0.0.1:${port}`, hello)) });
-  workerd.kill();
-  rmSync(dir, { recursive: true, force: true });
-
-  const viaEntry = new Miniflare({ modules: true, scriptPath: helloScript, compatibilityDate });
-  ceilings.push({ server: 'Miniflare, through its entry proxy', ...(await measure((await viaEntry.ready).toString(), hello)) });
-  await viaEntry.dispose();
-
-  const direct = new Miniflare({ name: 'hello', modules: true, scriptPath: helloScript, compatibilityDate, unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] });
-  await direct.ready;
-  ceilings.push({ server: 'Miniflare with unsafeDirectSockets (chosen)', ...(await measure((await direct.unsafeGetDirectURL('hello')).toString(), hello)) });
-  await direct.dispose();
+const ceilings = (values.ceilings ?? !quick) ? await helloCeilings(helloScript, measure, children) : [];
+if (ceilings.length) {
   for (const c of ceilings) log(`hello world, ${c.server}: ${c.rps} req/s`);
   phase('hello-world ceilings');
 }
@@ -214,16 +145,7 @@ const mockDirect = await measure(mockUrl, [{ method: 'POST', path: '/v1/chat/com
 record('mock-direct', mockDirect, null);
 const mockBaseline = results.at(-1);
 
-const bare = new Miniflare({
-  name: 'bare',
-  modules: true,
-  scriptPath: bareScript,
-  compatibilityDate,
-  bindings: { UPSTREAM_URL: mockUrl },
-  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
-});
-await bare.ready;
-const bareUrl = (await bare.unsafeGetDirectURL('bare')).toString();
+const { mf: bare, url: bareUrl } = await serveBareProxy(bareScript, mockUrl);
 const bareRequests = [{ method: 'POST', path: '/v1/chat/completions', headers: json, body: chatBody('mock-model') }];
 record('bare-proxy', await measure(bareUrl, bareRequests), mockBaseline);
 // The bare proxy is measured again after the gateway (it stays up, idle, meanwhile): this VM's
@@ -233,17 +155,7 @@ const bareBaseline = results.at(-1);
 
 // A sync execution's floor on this runtime: the same request shape over the same 100 agent
 // names, each a SQLite-backed object that records the request in one row before answering.
-const bareObject = new Miniflare({
-  name: 'bare-object',
-  modules: true,
-  scriptPath: bareObjectScript,
-  modulesRoot: path.dirname(bareObjectScript),
-  compatibilityDate,
-  durableObjects: { AGENTS: { className: 'BareAgent', useSQLite: true } },
-  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
-});
-await bareObject.ready;
-const bareObjectUrl = (await bareObject.unsafeGetDirectURL('bare-object')).toString();
+const { mf: bareObject, url: bareObjectUrl } = await serveBareObject(bareObjectScript);
 const bareObjectRequests = [{ method: 'POST', headers: json, body: JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } }), setupRequest: rotate(Array.from({ length: 100 }, (_, i) => `a100-${i}`), (id) => ({ path: `/v1/agents/${id}/executions` })) }];
 record('bare-object', await measure(bareObjectUrl, bareObjectRequests), bareBaseline);
 phase('baselines');
@@ -323,37 +235,8 @@ async function drain(ids, limitMs = 180_000) {
   }
 }
 
-/**
- * The median ratio of `requests` to `against` (a URL and its requests) over `pairs` pairs of
- * back-to-back rounds; each pair's order alternates (`against` first, then the scenario
- * first), so that a drift of the machine's speed during a pair counts against each side as
- * often. Every round starts with the machine quiet.
- */
-async function pairedRatio(requests, against) {
-  const ratios = [];
-  /** How long the machine stayed busy after each of the scenario's rounds. */
-  const settled = [];
-  /** Requests answered per second of the round plus the time the machine then stayed busy. */
-  const round = async (url, reqs) => {
-    const { total } = await load(url, reqs, pairSeconds);
-    // Both runtimes and the mock: what the round left behind runs in any of them.
-    const { busyMs } = await untilQuiet(ownChildren());
-    if (reqs === requests) settled.push(busyMs);
-    return total / (pairSeconds + busyMs / 1000);
-  };
-  await untilQuiet(ownChildren());
-  for (let i = 0; i < pairs; i++) {
-    const againstFirst = i % 2 === 0;
-    const first = againstFirst ? await round(against.url, against.requests) : await round(base, requests);
-    const second = againstFirst ? await round(base, requests) : await round(against.url, against.requests);
-    const [againstRate, scenarioRate] = againstFirst ? [first, second] : [second, first];
-    ratios.push(Math.round((scenarioRate / againstRate) * 100) / 100);
-  }
-  const sorted = [...ratios].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 ? sorted[mid] : Math.round(((sorted[mid - 1] + sorted[mid]) / 2) * 100) / 100;
-  return { pairedWith: against.scenario, pairedRatio: median, pairedRatios: ratios, settledMs: settled };
-}
+/** Paired rounds of a scenario on the gateway against what its target compares it to (bench/lib/load.mjs). */
+const pairedRatio = (requests, against) => pairedRounds({ url: base, requests }, against, pairs, pairSeconds);
 
 /**
  * Scenarios with a target (issue 7), measured in pairs too: what each is paired with, the
