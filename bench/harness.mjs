@@ -31,11 +31,13 @@
 // back with what the target compares them to (in alternating order, so a steady drift falls
 // on both alike): chat-proxy, chat-proxy-passthrough and sync-exec-100 with the bare proxy,
 // scale-1000 with scale-100; sync-exec-100 also with the bare object (`alsoPaired`), which
-// says how much of the gap to the bare proxy is the runtime's and how much the gateway's. A
-// round's rate counts the time the machine then takes to go quiet: under load the gateway's timers wait for its event loop to drain (BENCHMARKS.md,
-// twelfth pass), so the work a round defers (its outbox flushes) runs after it and is part of
-// its cost. The median ratio is reported as `pairedRatio` (and what it is to, `pairedWith`),
-// next to the usual ratio, whose windows do not count that deferred work.
+// says how much of the gap to the bare proxy is the runtime's and how much the gateway's. What
+// a scenario is paired with is warmed for 1 s first (its objects were evicted while idle). A
+// round's rate counts the time the machine then takes to go quiet: under load the gateway's
+// timers wait for its event loop to drain (BENCHMARKS.md, twelfth pass), so the work a round
+// defers (its outbox flushes) runs after it and is part of its cost. The median ratio is
+// reported as `pairedRatio` (and what it is to, `pairedWith`), next to the usual ratio, whose
+// windows do not count that deferred work.
 //
 // Storage: Miniflare keeps Durable Object, D1 and KV files under the temporary directory. On
 // this VM that is ext4, and workerd's SQLite syncs every commit to it: the event loop then
@@ -98,7 +100,6 @@ const phase = (name) => {
   phaseStart = now;
 };
 
-
 const { load, pass, measure, pairedRounds } = loadGenerator({ connections, duration, warmup });
 
 // ---------------------------------------------------------------------------------------------
@@ -153,8 +154,8 @@ record('bare-proxy', await measure(bareUrl, bareRequests), mockBaseline);
 // denominator for scenarios measured in between than either end alone.
 const bareBaseline = results.at(-1);
 
-// A sync execution's floor on this runtime: the same request shape over the same 100 agent
-// names, each a SQLite-backed object that records the request in one row before answering.
+// What a sync execution costs the runtime itself: the same request shape over the same 100
+// agent names, each a SQLite-backed object that records the request in one row before answering.
 const { mf: bareObject, url: bareObjectUrl } = await serveBareObject(bareObjectScript);
 const bareObjectRequests = [{ method: 'POST', headers: json, body: JSON.stringify({ intent: 'support.reply', input: { message: 'How do refunds work?' } }), setupRequest: rotate(Array.from({ length: 100 }, (_, i) => `a100-${i}`), (id) => ({ path: `/v1/agents/${id}/executions` })) }];
 record('bare-object', await measure(bareObjectUrl, bareObjectRequests), bareBaseline);
