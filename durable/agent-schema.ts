@@ -233,7 +233,11 @@ export interface StartState {
 export function migrate(sql: Sql, storage: DurableObjectStorage): StartState {
   const start = readStart(sql);
   if (start && Number(start.meta.get('schema_version') ?? 0) === MIGRATIONS.length) return start;
-  runMigrations(sql, storage, MIGRATIONS, deferredTable);
+  // A new object's state after its migrations is known without reading it: the schema version
+  // and no deferred tables (a new object skips them). Creating an agent reads nothing twice.
+  if (runMigrations(sql, storage, MIGRATIONS, deferredTable) === 0) {
+    return { meta: new Map([['schema_version', String(MIGRATIONS.length)]]), tables: new Set() };
+  }
   const migrated = readStart(sql);
   if (!migrated) throw new Error('meta table missing after migrations');
   return migrated;
@@ -261,12 +265,13 @@ function readStart(sql: Sql): StartState | null {
 }
 
 /**
- * Applies the entries of `migrations` not yet applied, in one transaction. `deferred` names
- * the deferred table a statement is on, if any: a new object (none applied) skips those
- * statements, and any object skips one whose table it does not have.
+ * Applies the entries of `migrations` not yet applied, in one transaction, and returns how many
+ * were applied before. `deferred` names the deferred table a statement is on, if any: a new
+ * object (none applied) skips those statements, and any object skips one whose table it does
+ * not have.
  */
-export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[], deferred: (statement: string) => string | undefined = () => undefined): void {
-  storage.transactionSync(() => {
+export function runMigrations(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[], deferred: (statement: string) => string | undefined = () => undefined): number {
+  return storage.transactionSync(() => {
     const hasMeta = sql.one<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
     const applied = hasMeta?.n ? Number(sql.one<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")?.value ?? 0) : 0;
     for (let i = applied; i < migrations.length; i++) {
@@ -280,5 +285,6 @@ export function runMigrations(sql: Sql, storage: DurableObjectStorage, migration
     if (applied < migrations.length) {
       sql.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(migrations.length));
     }
+    return applied;
   });
 }

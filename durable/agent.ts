@@ -102,7 +102,7 @@ export class AgentDO extends DurableObject<Env> {
     // The Worker registered the agent in D1 with this very snapshot before calling (unless it
     // took over a claim): a new agent has nothing to send, so creation costs no flush, no alarm.
     this.background.registryHolds(!input.adoptedClaim);
-    return ok(this.view());
+    return ok(this.view(0)); // nothing has run yet: no count needed
   }
 
   async get(): Promise<Result<Agent>> {
@@ -366,10 +366,11 @@ export class AgentDO extends DurableObject<Env> {
 
   // --- outbox and alarm ---
 
-  private view(): Agent {
+  /** `running`: how many executions run, if the caller knows; the runner may know none do. Either spares a count. */
+  private view(running?: number): Agent {
     const row = this.store.agentRow();
     if (!row) throw new Error('agent row vanished');
-    return this.store.agentView(row);
+    return this.store.agentView(row, running ?? (this.runner.knowsNoneRunning() ? 0 : undefined));
   }
 
   private locked(txId: string): Result<never> {

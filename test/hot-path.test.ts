@@ -76,6 +76,18 @@ describe('the execution hot path in the agent object', () => {
     expect(recorded.length).toBeLessThanOrEqual(13);
   });
 
+  it('answers a read of an agent whose runner knows nothing is running without counting its executions', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'warm' } })).status).toBe(200);
+    const recorded: Recorded[] = [];
+    await runInDurableObject(stubOf(tenantId, id), (instance) => record(instance, recorded));
+    const res = await api(`/v1/agents/${id}`, { key });
+    expect(res.status).toBe(200);
+    expect(res.body.state).toBe('idle');
+    expect(recorded.filter((r) => /count\(\*\)/.test(r.query))).toEqual([]);
+  });
+
   it('starts the first execution of a new instance of an agent at once, with few statements', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
