@@ -1,6 +1,7 @@
 import type { AgentConfig } from '../worker/schemas/agent';
 import type { AgentStore } from './agent-store';
 import type { AgentWebhooks } from './agent-webhooks';
+import type { OutboxRow } from './agent-rows';
 import { drainOutbox, type AgentSnapshot, type ProjectionSink } from './outbox';
 
 /** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
@@ -38,7 +39,7 @@ export class BackgroundWork {
   private flushPending = false;
   /** A restart may have lost a snapshot that was due, so a new instance writes one. */
   private snapshotDirty = true;
-  /** The snapshot this instance last put in the outbox (durable there until D1 has it). */
+  /** The snapshot this instance last handed over (or, refused, left in the outbox for the retry). */
   private lastSnapshot: string | undefined;
   /** When the last flush settled the alarm (an agent flushing again within BUSY_WINDOW_MS is busy). */
   private settledAt = 0;
@@ -130,19 +131,26 @@ export class BackgroundWork {
         this.heldBack = true;
         const row = this.store.agentRow();
         if (!row) return;
-        if (this.snapshotDirty) {
-          this.snapshotDirty = false;
-          this.storage.transactionSync(() => this.writeSnapshot(Date.now()));
-        }
+        const snapshot = this.snapshotDirty ? this.snapshotRow(Date.now()) : undefined;
+        this.snapshotDirty = false;
         const config = this.store.config(row);
         const sink = this.projection(row.tenant_id, config);
         // A batch short of full (or refused) ends the flush: what is left waits for the next.
         let held = false;
-        for (;;) {
-          const drained = await drainOutbox(sink, this.store, row.tenant_id, config.id);
-          held ||= drained.held;
-          if (!drained.more) break;
+        let pending = snapshot;
+        try {
+          for (;;) {
+            const drained = await drainOutbox(sink, this.store, row.tenant_id, config.id, { pending });
+            pending = undefined;
+            held ||= drained.held;
+            if (!drained.more) break;
+          }
+        } catch (error) {
+          if (pending) this.snapshotDirty = true; // never handed over: the next flush builds it again
+          throw error;
         }
+        // Landed, or written to the outbox for a retry: either way not to be sent again.
+        if (snapshot) this.lastSnapshot = snapshot.payload;
         this.heldBack = held;
       })
       .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'outbox flush failed', error: String(error) })));
@@ -214,16 +222,21 @@ export class BackgroundWork {
     );
   }
 
-  private writeSnapshot(now: number): void {
+  /**
+   * The agent's snapshot as a row for this flush, or nothing if D1 has it already. It is built
+   * here and handed over with the flush, not written to the outbox first: it only summarises
+   * state that is durable here already, and a new instance sends one anyway. So a flush costs
+   * no transaction of its own; only a refused snapshot is written, for the retry.
+   */
+  private snapshotRow(now: number): OutboxRow | undefined {
     const row = this.store.agentRow();
-    if (!row) return;
+    if (!row) return undefined;
     const snapshot: AgentSnapshot = { agent: this.store.agentView(row, this.noneRunning() ? 0 : undefined), contextVersion: this.store.contextVersion() };
     const json = JSON.stringify(snapshot);
     // A busy agent is mostly idle again by the time its flush runs, with the same context:
-    // the same snapshot as last time, already in the outbox or in D1, need not go again.
-    if (json === this.lastSnapshot) return;
+    // the same snapshot as last time, already in D1 or in the outbox, need not go again.
+    if (json === this.lastSnapshot) return undefined;
     // The snapshot changes with context and execution state too, so it has its own counter.
-    this.store.enqueueJson('agent', 'agent', this.store.nextCounter('agent_snapshot_rev'), json, now);
-    this.lastSnapshot = json;
+    return { key: 'agent', kind: 'agent', rev: this.store.nextCounter('agent_snapshot_rev'), payload: json, attempts: 0, next_at: now };
   }
 }

@@ -183,11 +183,18 @@ export interface Drained {
  * Sends due outbox rows to D1 through the projection stage and removes those that landed
  * (unless rewritten meanwhile: the ack is by revision). Rows D1 refused, or all of them if the
  * stage cannot be reached or does not answer in time, are retried later with backoff.
+ *
+ * `pending` is a row not in the table (the agent's snapshot, built at the flush): it goes
+ * first, and a durable row of its key, an older revision left by an earlier refusal, is
+ * removed once it has landed instead. If it is refused it is written to the outbox like any
+ * row refused, so a refusal loses nothing and the alarm retries it.
  */
-export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, timeoutMs = HANDOVER_TIMEOUT_MS): Promise<Drained> {
+export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, { pending, timeoutMs = HANDOVER_TIMEOUT_MS }: { pending?: OutboxRow; timeoutMs?: number } = {}): Promise<Drained> {
   const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
+  const superseded = pending && due.find((row) => row.key === pending.key);
+  const candidates = pending ? [pending, ...due.filter((row) => row !== superseded)] : due;
   let chars = 0;
-  const rows = due.filter((row, i) => (chars += row.payload.length) <= MAX_HANDOVER_CHARS || i === 0);
+  const rows = candidates.filter((row, i) => (chars += row.payload.length) <= MAX_HANDOVER_CHARS || i === 0);
   if (rows.length === 0) return { more: false, held: false };
   let outcome: ProjectionOutcome;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -202,10 +209,15 @@ export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenan
     clearTimeout(timer);
   }
   const refused = new Map(outcome.failed.map((f) => [f.key, f.error]));
-  store.ackOutbox(rows.filter((row) => !refused.has(row.key)));
-  for (const row of rows) {
+  const stored = rows.filter((row) => row !== pending);
+  const landed = stored.filter((row) => !refused.has(row.key));
+  if (pending && !refused.has(pending.key) && superseded) landed.push(superseded);
+  store.ackOutbox(landed);
+  for (const row of stored) {
     const error = refused.get(row.key);
     if (error !== undefined) store.retryOutbox(row, Date.now() + outboxBackoffMs(row.attempts), error);
   }
-  return { more: refused.size < rows.length && (due.length === OUTBOX_BATCH || rows.length < due.length), held: refused.size > 0 };
+  if (pending && refused.has(pending.key)) store.enqueueJson(pending.key, pending.kind, pending.rev, pending.payload, Date.now() + outboxBackoffMs(0));
+  const more = refused.size < rows.length && (due.length === OUTBOX_BATCH || rows.length < candidates.length);
+  return { more, held: refused.size > 0 };
 }

@@ -1,4 +1,4 @@
-import { env, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { AgentStore } from '../durable/agent-store';
 import { d1Statements, drainOutbox, type ProjectionRow, type ProjectionSink } from '../durable/outbox';
@@ -201,10 +201,59 @@ describe("an agent's flush into the projection stage", () => {
       const store = (instance as unknown as { store: AgentStore }).store;
       const row = executionRow(tenantId, id, 'ex_unanswered', 'running', 1);
       store.enqueueJson(row.key, row.kind, row.rev, row.payload, Date.now());
-      expect(await drainOutbox(silent, store, tenantId, id, 50)).toEqual({ more: false, held: true });
+      expect(await drainOutbox(silent, store, tenantId, id, { timeoutMs: 50 })).toEqual({ more: false, held: true });
       return state.storage.sql.exec<{ attempts: number; last_error: string }>("SELECT attempts, last_error FROM outbox WHERE key = 'execution:ex_unanswered'").toArray()[0];
     });
     expect(kept).toMatchObject({ attempts: 1, last_error: 'Error: the projection stage did not answer within 50 ms' });
+  });
+
+  it("hands over the agent's snapshot with the flush without writing it, and removes an older one left in the outbox once it lands", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const handedOver: ProjectionRow[][] = [];
+    const outbox = await runInDurableObject(agentStub(tenantId, id), async (instance, state) => {
+      const store = (instance as unknown as { store: AgentStore }).store;
+      const older = snapshotRow(tenantId, id, 'older', 'idle', 1);
+      store.enqueueJson(older.key, older.kind, older.rev, older.payload, Date.now());
+      const pending = { ...snapshotRow(tenantId, id, 'newer', 'idle', 2), attempts: 0, next_at: Date.now() };
+      const stage = projector();
+      const recording: ProjectionSink = { write: (rows) => { handedOver.push([...rows]); return stage.write(rows); } };
+      expect(await drainOutbox(recording, store, tenantId, id, { pending })).toEqual({ more: false, held: false });
+      return state.storage.sql.exec('SELECT key FROM outbox').toArray();
+    });
+    // One hand-over with the newer snapshot only; the older one went with it.
+    expect(handedOver.map((rows) => rows.map((r) => r.rev))).toEqual([[2]]);
+    expect(outbox).toEqual([]);
+    expect(await env.DB.prepare('SELECT name, rev FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toEqual({ name: 'newer', rev: 2 });
+  });
+
+  it('numbers snapshots from a block each instance reserves with one write, so revisions only grow across instances', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const take = () => runInDurableObject(agentStub(tenantId, id), (instance, state) => {
+      const store = (instance as unknown as { store: AgentStore }).store;
+      const revs = [store.nextCounter('probe_rev'), store.nextCounter('probe_rev'), store.nextCounter('probe_rev')];
+      return { revs, reserved: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'probe_rev'").one().value };
+    });
+    expect(await take()).toEqual({ revs: [1, 2, 3], reserved: '1000' });
+    await abortAllDurableObjects(); // a new instance: it starts above what the last one reserved
+    expect(await take()).toEqual({ revs: [1001, 1002, 1003], reserved: '2000' });
+  });
+
+  it("writes a refused snapshot to the outbox, with its revision, for the retry", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const unreachable: ProjectionSink = { write: () => Promise.reject(new Error('projector unreachable')) };
+    const kept = await runInDurableObject(agentStub(tenantId, id), async (instance, state) => {
+      const store = (instance as unknown as { store: AgentStore }).store;
+      const pending = { ...snapshotRow(tenantId, id, 'refused', 'idle', 7), attempts: 0, next_at: Date.now() };
+      expect(await drainOutbox(unreachable, store, tenantId, id, { pending })).toEqual({ more: false, held: true });
+      return state.storage.sql.exec<{ kind: string; rev: number; payload: string; next_at: number }>("SELECT kind, rev, payload, next_at FROM outbox WHERE key = 'agent'").toArray();
+    });
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatchObject({ kind: 'agent', rev: 7 });
+    expect(JSON.parse(kept[0]?.payload ?? '{}')).toMatchObject({ agent: { name: 'refused' } });
+    expect(kept[0]?.next_at).toBeGreaterThan(Date.now());
   });
 
   it('reaches D1 for an execution run through the API', async () => {
