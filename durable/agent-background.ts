@@ -1,4 +1,4 @@
-import type { AgentConfig } from '../worker/schemas/agent';
+import type { Agent, AgentConfig } from '../worker/schemas/agent';
 import type { AgentStore } from './agent-store';
 import type { AgentWebhooks } from './agent-webhooks';
 import type { OutboxRow } from './agent-rows';
@@ -55,8 +55,8 @@ export class BackgroundWork {
     private readonly store: AgentStore,
     private readonly webhooks: AgentWebhooks,
     private readonly retain: (now: number) => void,
-    /** Whether the agent knows, without a read, that none of its executions is running. */
-    private readonly noneRunning: () => boolean,
+    /** The agent as the API shows it (counting running executions only when the runner cannot tell). */
+    private readonly agentView: () => Agent,
   ) {}
 
   /**
@@ -229,9 +229,8 @@ export class BackgroundWork {
    * no transaction of its own; only a refused snapshot is written, for the retry.
    */
   private snapshotRow(now: number): OutboxRow | undefined {
-    const row = this.store.agentRow();
-    if (!row) return undefined;
-    const snapshot: AgentSnapshot = { agent: this.store.agentView(row, this.noneRunning() ? 0 : undefined), contextVersion: this.store.contextVersion() };
+    if (!this.store.agentRow()) return undefined;
+    const snapshot: AgentSnapshot = { agent: this.agentView(), contextVersion: this.store.contextVersion() };
     const json = JSON.stringify(snapshot);
     // A busy agent is mostly idle again by the time its flush runs, with the same context:
     // the same snapshot as last time, already in D1 or in the outbox, need not go again.

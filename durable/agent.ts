@@ -62,7 +62,7 @@ export class AgentDO extends DurableObject<Env> {
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
-    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.runner.knowsNoneRunning());
+    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.view());
     this.changes = new ExecutionChanges(this.store, this.events, this.webhooks, this.a2aServer, () => this.background.snapshotStale());
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now, row) => this.changes.record(id, now, row),
