@@ -171,8 +171,8 @@ const { mf: gateway, base } = await startGateway({
 });
 await applyMigrations(gateway);
 
-/** Set-up calls; a dropped keep-alive connection is retried (409 then means it had landed). */
-async function call(pathname, init = {}, { allowConflict = false } = {}) {
+/** Set-up calls; a dropped keep-alive connection is retried. */
+async function call(pathname, init = {}) {
   for (let attempt = 1; ; attempt++) {
     let res;
     try {
@@ -181,7 +181,6 @@ async function call(pathname, init = {}, { allowConflict = false } = {}) {
       if (attempt < 5) { await sleep(50 * attempt); continue; }
       throw error;
     }
-    if (res.status === 409 && allowConflict && attempt > 1) return null;
     // An object the runtime could not open (with 10,000 agents on one process, the file-handle
     // limit: see BENCHMARKS.md) is answered 503 with Retry-After; set-up waits and goes on.
     if (res.status === 503 && attempt < 8) {
@@ -198,19 +197,32 @@ const { key } = await call(`/v1/admin/tenants/${tenant.id}/keys`, { method: 'POS
 const auth = { ...json, authorization: `Bearer ${key}` };
 
 /**
- * Creates agents through the API (D1 registry row, then the object's own initialisation), with
- * `parallel` requests in flight at any time: no batch waits for its slowest member.
+ * Creates agents through the API (`POST /v1/agents/batch`: the D1 registry rows of a batch in
+ * one write, then each object's own initialisation), `parallel` batches of 100 in flight. An
+ * agent refused for a passing reason (503: an object the runtime could not open) is asked for
+ * again; 409 means an earlier attempt landed.
  */
-async function createAgents(prefix, count, extra = {}, parallel = 32) {
+async function createAgents(prefix, count, extra = {}, parallel = 4) {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+  const batches = [];
+  for (let i = 0; i < ids.length; i += 100) batches.push(ids.slice(i, i + 100));
   let next = 0;
+  let refused = 0;
   const worker = async () => {
-    while (next < ids.length) {
-      const id = ids[next++];
-      await call('/v1/agents', { method: 'POST', headers: auth, body: JSON.stringify({ id, concurrency: 32, ...extra }) }, { allowConflict: true });
+    while (next < batches.length) {
+      let todo = batches[next++];
+      for (let attempt = 1; todo.length > 0; attempt++) {
+        const { results } = await call('/v1/agents/batch', { method: 'POST', headers: auth, body: JSON.stringify({ agents: todo.map((id) => ({ id, concurrency: 32, ...extra })) }) });
+        const failed = results.filter((r) => r.status !== 201 && r.status !== 409);
+        if (failed.length > 0 && (attempt >= 8 || failed.some((r) => r.status !== 503))) throw new Error(`creating agents: ${JSON.stringify(failed[0])}`);
+        if (failed.length > 0) await sleep(1000);
+        refused += failed.length;
+        todo = failed.map((r) => r.id);
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(parallel, count) }, worker));
+  await Promise.all(Array.from({ length: Math.min(parallel, batches.length) }, worker));
+  if (refused > 0) log(`creating ${count} agents: ${refused} refused with 503 and asked again`);
   return ids;
 }
 

@@ -7,7 +7,7 @@ import {
 import type { Client} from '@a2a-js/sdk/client';
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
 import { api, BASE, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
-import { checkUpstream } from '../worker/routes/agents';
+import { checkUpstream } from '../worker/agents/upstream-check';
 
 const CONFORMANCE = { kind: 'builtin', mode: 'a2a-conformance' };
 

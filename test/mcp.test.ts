@@ -280,6 +280,17 @@ describe('MCP: HTTP guard', () => {
     }
   });
 
+  it('refuses a body that is not declared JSON with 415 in the envelope', async () => {
+    const { key } = await newTenant();
+    for (const type of [null, 'text/plain', 'application/x-www-form-urlencoded']) {
+      const headers = new Headers({ authorization: `Bearer ${key}`, accept: 'application/json, text/event-stream' });
+      if (type) headers.set('content-type', type);
+      const res = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers, body: JSON.stringify(initialize) });
+      expect(res.status, String(type)).toBe(415);
+      expect(await res.json()).toMatchObject({ error: { code: 'unsupported_media_type', requestId: expect.any(String) } });
+    }
+  });
+
   it('refuses a body over the limit with 413', async () => {
     const { key } = await newTenant();
     const big = JSON.stringify({ ...initialize, params: { ...initialize.params, padding: 'x'.repeat(1024 * 1024) } });

@@ -18,19 +18,24 @@ const routeCache = new IsolateCache<AgentRoute | null>(ROUTE_TTL_MS, { maxEntrie
 const routeKey = (tenantId: string, agentId: string) => `route:v1:${tenantId}:${agentId}`;
 
 /**
- * Claims an agent id for a tenant in the D1 registry, with a provisional snapshot for list
- * reads until the agent's outbox refreshes it. Returns false when the id is taken.
+ * Claims agent ids for a tenant in the D1 registry, in one batch (one commit however many),
+ * each with a provisional snapshot for list reads until the agent's outbox refreshes it.
+ * Returns, per agent, whether its id was claimed (false: taken).
  */
-export async function registerAgent(env: Env, tenantId: string, agent: Agent, route: AgentRoute, now: number): Promise<boolean> {
-  const result = await env.DB.prepare(
+export async function registerAgents(env: Env, tenantId: string, claims: readonly { agent: Agent; route: AgentRoute }[], now: number): Promise<boolean[]> {
+  if (claims.length === 0) return [];
+  const insert = env.DB.prepare(
     `INSERT INTO agents (tenant_id, id, jurisdiction, location_hint, name, state, snapshot, rev, created_at, updated_at)
      VALUES (?, ?, ?, ?, ?, 'idle', ?, 0, ?, ?) ON CONFLICT (tenant_id, id) DO NOTHING`,
-  )
-    .bind(tenantId, agent.id, route.jurisdiction, route.locationHint, agent.name, JSON.stringify({ agent, contextVersion: 0 }), now, now)
-    .run();
-  if (result.meta.changes === 0) return false;
-  remember(tenantId, agent.id, route);
-  return true;
+  );
+  const results = await env.DB.batch(
+    claims.map(({ agent, route }) => insert.bind(tenantId, agent.id, route.jurisdiction, route.locationHint, agent.name, JSON.stringify({ agent, contextVersion: 0 }), now, now)),
+  );
+  return claims.map(({ agent, route }, i) => {
+    const claimed = (results[i]?.meta.changes ?? 0) > 0;
+    if (claimed) remember(tenantId, agent.id, route);
+    return claimed;
+  });
 }
 
 /**

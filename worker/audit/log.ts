@@ -52,17 +52,18 @@ export function auditStatement(db: D1Database | D1DatabaseSession, entry: AuditE
 }
 
 /**
- * Records a change already made elsewhere (a Durable Object). The change stands even if this
- * write fails, so a failure is logged rather than turned into an error for a request that did
- * what it was asked.
+ * Records changes already made elsewhere (Durable Objects), in one D1 batch. The changes stand
+ * even if this write fails, so a failure is logged rather than turned into an error for a
+ * request that did what it was asked.
  */
-export async function recordAudit(env: Env, entry: AuditEntry): Promise<void> {
+export async function recordAudit(env: Env, ...entries: AuditEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const insert = env.DB.prepare('INSERT INTO audit_log (id, at, actor, tenant_id, action, target, request_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+  const at = Date.now();
   try {
-    await env.DB.prepare('INSERT INTO audit_log (id, at, actor, tenant_id, action, target, request_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .bind(newId('au'), Date.now(), entry.actor, entry.tenantId, entry.action, entry.target, entry.requestId, entry.details ? JSON.stringify(entry.details) : null)
-      .run();
+    await env.DB.batch(entries.map((e) => insert.bind(newId('au'), at, e.actor, e.tenantId, e.action, e.target, e.requestId, e.details ? JSON.stringify(e.details) : null)));
   } catch (error) {
-    console.error(JSON.stringify({ level: 'error', msg: 'audit write failed', ...entry, error: String(error) }));
+    for (const entry of entries) console.error(JSON.stringify({ level: 'error', msg: 'audit write failed', ...entry, error: String(error) }));
   }
 }
 

@@ -1,43 +1,17 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import type { AppEnv, Env } from '../env';
-import { ApiError, unwrap } from '../errors';
+import type { AppEnv } from '../env';
+import { envelope, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
-import { adoptOrphanedClaim, callAgent, forgetRoute, registerAgent, releaseClaim, requireAgent, unregisterAgent, type AgentRoute } from '../agents/registry';
-import { locationHintFor, type GeoHints } from '../agents/placement';
-import { newId } from '../lib/ids';
-import { iso } from '../lib/time';
-import type { AgentConfig} from '../schemas/agent';
-import { Agent, CreateAgentBody, UpdateAgentBody } from '../schemas/agent';
+import { callAgent, forgetRoute, requireAgent, unregisterAgent } from '../agents/registry';
+import { createAgent, createAgents } from '../agents/create';
+import { checkUpstream } from '../agents/upstream-check';
+import { Agent, BatchCreateAgentsBody, BatchCreateAgentsResponse, CreateAgentBody, MAX_BATCH_AGENTS, UpdateAgentBody } from '../schemas/agent';
 import { AgentIdParams, page } from '../schemas/common';
-import { maskUpstream } from '../upstream/resolve';
-import { getPool } from '../pools/store';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
-import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { listAgents } from '../agents/operations';
-import { conformanceEnabled } from '../upstream/conformance';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
-
-/**
- * Refuses what would fail at call time, so it fails early: URLs the outbound guard refuses,
- * and pools the tenant does not have.
- */
-export async function checkUpstream(env: Env, tenantId: string, config: AgentConfig['upstream'] | undefined): Promise<void> {
-  if (config?.kind === 'builtin' && config.mode === 'a2a-conformance' && !conformanceEnabled(env)) {
-    throw new ApiError('invalid_request', 'the a2a-conformance upstream is disabled on this gateway (ENABLE_CONFORMANCE_UPSTREAM)', [{ path: ['upstream', 'mode'], message: 'not enabled' }]);
-  }
-  if (!config || config.kind === 'builtin') return;
-  if (config.kind === 'pool') {
-    if (!(await getPool(env, tenantId, config.pool))) {
-      throw new ApiError('invalid_request', `pool ${config.pool} does not exist`, [{ path: ['upstream', 'pool'], message: 'no such pool' }]);
-    }
-    return;
-  }
-  const url = config.kind === 'agent-http' ? config.url : config.baseUrl;
-  const check = await checkOutboundUrl(url, outboundPolicy(env));
-  if (!check.ok) throw new ApiError('invalid_request', `upstream URL refused: ${check.reason}`, [{ path: ['upstream'], message: check.reason, code: 'outbound_refused' }]);
-}
 
 const ListQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(512).optional() });
 
@@ -53,42 +27,28 @@ export const agents = new OpenAPIHono<AppEnv>()
       responses: { 201: json(Agent, 'the agent'), 409: errorResponse('conflict: an agent with this id exists'), ...commonErrors },
     }),
     async (c) => {
-      const body = c.req.valid('json');
-      const { tenantId } = c.get('principal');
-      await checkUpstream(c.env, tenantId, body.upstream);
-      const config: AgentConfig = {
-        id: body.id ?? newId('ag'),
-        name: body.name ?? null,
-        instructions: body.instructions ?? null,
-        upstream: body.upstream ?? { kind: 'builtin' },
-        concurrency: body.concurrency,
-        region: body.region ?? null,
-        jurisdiction: body.jurisdiction ?? null,
-        metadata: body.metadata ?? null,
-        ...(body.a2a && { a2a: body.a2a }),
-      };
-      let route: AgentRoute = {
-        jurisdiction: config.jurisdiction,
-        locationHint: locationHintFor(config.region, c.req.raw.cf as GeoHints | undefined),
-      };
-      const now = Date.now();
-      const provisional: Agent = { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) };
-      const claimed = await registerAgent(c.env, tenantId, provisional, route, now);
-      if (!claimed) {
-        const adopted = await adoptOrphanedClaim(c.env, tenantId, provisional, config.jurisdiction, now);
-        if (!adopted) throw new ApiError('conflict', `agent ${config.id} already exists`);
-        route = adopted;
-      }
-      try {
-        const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint, adoptedClaim: !claimed }), { retry: true }));
-        await recordAudit(c.env, auditEntry(c, 'agent.create', config.id, { details: { upstream: config.upstream.kind, jurisdiction: config.jurisdiction } }));
-        return c.json(agent, 201, { location: `/v1/agents/${config.id}` });
-      } catch (error) {
-        // The object refused or was unreachable: release the claim unless the object holds the
-        // agent. Should the release fail too, the next create of this id takes the claim over.
-        if (!(error instanceof ApiError && error.code === 'conflict')) await releaseClaim(c.env, tenantId, config.id, now).catch(() => undefined);
-        throw error;
-      }
+      const agent = await createAgent(c, c.req.valid('json'));
+      return c.json(agent, 201, { location: `/v1/agents/${agent.id}` });
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/agents/batch',
+      tags: ['agents'],
+      summary: `Create up to ${MAX_BATCH_AGENTS} agents in one request`,
+      description:
+        'Each agent is created as POST /v1/agents would create it, and has its own outcome: `status` is what that request would have answered (201, or the error\'s status with `error` in the usual envelope). One refused leaves the others created. Ids must be distinct within the batch. The batch counts as one request against the key\'s rate limit.',
+      security,
+      request: jsonBody(BatchCreateAgentsBody),
+      responses: { 200: json(BatchCreateAgentsResponse, 'one result per agent, in the order asked'), ...commonErrors },
+    }),
+    async (c) => {
+      const outcomes = await createAgents(c, c.req.valid('json').agents);
+      const requestId = c.get('requestId');
+      const results = outcomes.map((o) => (o.ok ? { id: o.agent.id, status: 201, agent: o.agent } : { id: o.id, status: o.error.status, error: envelope(o.error, requestId).error }));
+      const created = results.filter((r) => r.status === 201).length;
+      return c.json({ created, failed: results.length - created, results }, 200);
     },
   )
   .openapi(

@@ -1,6 +1,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { AppEnv } from '../env';
+import { ApiError } from '../errors';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
@@ -32,6 +33,7 @@ router.openAPIRegistry.registerPath({
     403: error('forbidden: Origin or Host not allowed'),
     405: error('method_not_allowed: GET and DELETE (no sessions); Allow: POST'),
     413: error('payload_too_large: body over 1 MiB'),
+    415: error('unsupported_media_type: Content-Type is not application/json'),
   },
 });
 
@@ -47,6 +49,10 @@ const startsExecution = (method: unknown, params: unknown) =>
   method === 'tools/call' && typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
 
 export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution)), async function mcpEndpoint(c) {
+  // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
+  if (c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase() !== 'application/json') {
+    throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
+  }
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log') };
   const handler = createMcpHandler(() => createGatewayMcpServer(caller), {
     maxRequestBodySize: MCP_MAX_BODY_BYTES,

@@ -126,6 +126,41 @@ export const Agent = AgentConfig.extend({
 }).openapi('Agent');
 export type Agent = z.infer<typeof Agent>;
 
+/** Agents a batch create takes at once: its claims and audit rows are one D1 batch each. */
+export const MAX_BATCH_AGENTS = 100;
+
+export const BatchCreateAgentsBody = z
+  .object({ agents: z.array(CreateAgentBody).min(1).max(MAX_BATCH_AGENTS) })
+  .strict()
+  .superRefine(({ agents }, ctx) => {
+    const seen = new Set<string>();
+    agents.forEach(({ id }, i) => {
+      if (id === undefined) return;
+      if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'id'], message: `id ${id} appears more than once` });
+      seen.add(id);
+    });
+  })
+  .openapi('BatchCreateAgents');
+export type BatchCreateAgentsBody = z.infer<typeof BatchCreateAgentsBody>;
+
+export const BatchCreateResult = z
+  .object({
+    id: z.string(),
+    status: z.number().int().openapi({ description: 'what POST /v1/agents would have answered for this agent: 201, or its error status' }),
+    agent: Agent.optional(),
+    error: z.object({ code: z.string(), message: z.string(), requestId: z.string(), details: z.unknown().optional() }).optional(),
+  })
+  .openapi('BatchCreateResult');
+
+export const BatchCreateAgentsResponse = z
+  .object({
+    created: z.number().int(),
+    failed: z.number().int(),
+    results: z.array(BatchCreateResult).openapi({ description: 'one per agent asked for, in the order asked' }),
+  })
+  .openapi('BatchCreateAgentsResponse');
+export type BatchCreateAgentsResponse = z.infer<typeof BatchCreateAgentsResponse>;
+
 export const AgentStatus = z
   .object({
     state: AgentState,

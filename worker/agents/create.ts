@@ -1,0 +1,127 @@
+import type { Context } from 'hono';
+import type { AppEnv } from '../env';
+import { ApiError, unwrap } from '../errors';
+import { auditEntry, recordAudit } from '../audit/log';
+import { newId } from '../lib/ids';
+import { iso } from '../lib/time';
+import type { Agent, AgentConfig, CreateAgentBody } from '../schemas/agent';
+import { toApiError } from '../middleware/error-handler';
+import { maskUpstream } from '../upstream/resolve';
+import { checkUpstream } from './upstream-check';
+import { locationHintFor, type GeoHints } from './placement';
+import { adoptOrphanedClaim, callAgent, registerAgents, releaseClaim, type AgentRoute } from './registry';
+
+/** What creating one agent came to: the agent, or the error a single create would answer. */
+export type CreateOutcome = { ok: true; agent: Agent } | { ok: false; id: string; error: ApiError };
+
+/** One agent, as `POST /v1/agents` creates it: the agent, or its error thrown. */
+export async function createAgent(c: Context<AppEnv>, body: CreateAgentBody): Promise<Agent> {
+  const [outcome] = await createAgents(c, [body]);
+  if (outcome === undefined) throw new Error('createAgents gave no outcome');
+  if (!outcome.ok) throw outcome.error;
+  return outcome.agent;
+}
+
+/** Objects initialised at once by one request: enough to overlap their round trips. */
+const CREATE_PARALLELISM = 16;
+
+interface Pending {
+  index: number;
+  config: AgentConfig;
+  provisional: Agent;
+  route: AgentRoute;
+}
+
+/**
+ * Creates agents for the request's tenant, each as `POST /v1/agents` would: its upstream
+ * checked, its id claimed in the D1 registry, then its Durable Object initialised; a claim
+ * whose object refused is released. The claims of all of them go to D1 in one batch, and so
+ * do their audit entries, so n agents cost two D1 commits instead of 2n. Each agent's outcome
+ * is its own: one refused leaves the others created. Outcomes are in the order asked.
+ */
+export async function createAgents(c: Context<AppEnv>, bodies: readonly CreateAgentBody[]): Promise<CreateOutcome[]> {
+  const { tenantId } = c.get('principal');
+  const now = Date.now();
+  const outcomes: CreateOutcome[] = new Array<CreateOutcome>(bodies.length);
+  const checks = new Map<string, Promise<void>>();
+  const pending: Pending[] = [];
+
+  await Promise.all(
+    bodies.map(async (body, index) => {
+      const config = configOf(body);
+      // Agents of one batch mostly share an upstream: one check (one pool read) serves them all.
+      const key = JSON.stringify(body.upstream ?? null);
+      let check = checks.get(key);
+      if (!check) checks.set(key, (check = checkUpstream(c.env, tenantId, body.upstream)));
+      try {
+        await check;
+      } catch (error) {
+        outcomes[index] = { ok: false, id: config.id, error: toApiError(error, c.get('requestId')) };
+        return;
+      }
+      const route: AgentRoute = { jurisdiction: config.jurisdiction, locationHint: locationHintFor(config.region, c.req.raw.cf as GeoHints | undefined) };
+      pending.push({ index, config, route, provisional: { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) } });
+    }),
+  );
+  pending.sort((a, b) => a.index - b.index);
+
+  const claimed = await registerAgents(c.env, tenantId, pending.map(({ provisional, route }) => ({ agent: provisional, route })), now);
+  const created: Agent[] = [];
+  await eachLimited(pending, CREATE_PARALLELISM, async (item, i) => {
+    const outcome = await createOne(c, item, claimed[i] === true, now);
+    outcomes[item.index] = outcome;
+    if (outcome.ok) created.push(outcome.agent);
+  });
+  await recordAudit(c.env, ...created.map((agent) => auditEntry(c, 'agent.create', agent.id, { details: { upstream: agent.upstream.kind, jurisdiction: agent.jurisdiction } })));
+  return outcomes;
+}
+
+async function createOne(c: Context<AppEnv>, { config, provisional, route: asked }: Pending, claimed: boolean, now: number): Promise<CreateOutcome> {
+  const { tenantId } = c.get('principal');
+  let route = asked;
+  try {
+    if (!claimed) {
+      const adopted = await adoptOrphanedClaim(c.env, tenantId, provisional, config.jurisdiction, now);
+      if (!adopted) throw new ApiError('conflict', `agent ${config.id} already exists`);
+      route = adopted;
+    }
+  } catch (error) {
+    return { ok: false, id: config.id, error: toApiError(error, c.get('requestId')) };
+  }
+  try {
+    const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint, adoptedClaim: !claimed }), { retry: true }));
+    return { ok: true, agent };
+  } catch (error) {
+    // The object refused or was unreachable: release the claim unless the object holds the
+    // agent. Should the release fail too, the next create of this id takes the claim over.
+    if (!(error instanceof ApiError && error.code === 'conflict')) await releaseClaim(c.env, tenantId, config.id, now).catch(() => undefined);
+    return { ok: false, id: config.id, error: toApiError(error, c.get('requestId')) };
+  }
+}
+
+function configOf(body: CreateAgentBody): AgentConfig {
+  return {
+    id: body.id ?? newId('ag'),
+    name: body.name ?? null,
+    instructions: body.instructions ?? null,
+    upstream: body.upstream ?? { kind: 'builtin' },
+    concurrency: body.concurrency,
+    region: body.region ?? null,
+    jurisdiction: body.jurisdiction ?? null,
+    metadata: body.metadata ?? null,
+    ...(body.a2a && { a2a: body.a2a }),
+  };
+}
+
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
