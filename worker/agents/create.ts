@@ -113,7 +113,6 @@ function configOf(body: CreateAgentBody): AgentConfig {
   };
 }
 
-
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
   let next = 0;

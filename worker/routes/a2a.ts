@@ -4,6 +4,7 @@ import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import type { Context } from 'hono';
 import type { AppEnv, Principal } from '../env';
 import { ApiError, unwrap } from '../errors';
+import { mediaType } from '../lib/media-type';
 import { lookupKey } from '../auth/api-keys';
 import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
@@ -103,7 +104,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
 async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const { tenantId } = c.get('principal');
   const route: AgentRoute = await requireAgent(c.env, tenantId, agentId);
-  const contentType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
+  const contentType = mediaType(c.req.header('content-type'));
   if (contentType !== 'application/json' && contentType !== 'application/a2a+json') {
     throw new ApiError('unsupported_media_type', 'A2A JSON-RPC requests are application/json or application/a2a+json');
   }

@@ -2,6 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { mediaType } from '../lib/media-type';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
@@ -50,7 +51,7 @@ const startsExecution = (method: unknown, params: unknown) =>
 
 export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution)), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
-  if (c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase() !== 'application/json') {
+  if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
   }
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log') };

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { AgentId, Metadata, boundedJson } from './common';
+import { AgentId, ErrorBody, Metadata, boundedJson } from './common';
 
 /** Durable Object location hints (best effort, honoured when an object is first created). */
 export const Region = z.enum(['wnam', 'enam', 'sam', 'weur', 'eeur', 'apac', 'oc', 'afr', 'me']);
@@ -148,7 +148,7 @@ export const BatchCreateResult = z
     id: z.string(),
     status: z.number().int().openapi({ description: 'what POST /v1/agents would have answered for this agent: 201, or its error status' }),
     agent: Agent.optional(),
-    error: z.object({ code: z.string(), message: z.string(), requestId: z.string(), details: z.unknown().optional() }).optional(),
+    error: ErrorBody.shape.error.optional().openapi({ description: "the error, as the single create's envelope would carry it" }),
   })
   .openapi('BatchCreateResult');
 
