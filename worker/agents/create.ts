@@ -44,10 +44,10 @@ export async function createAgents(c: Context<AppEnv>, bodies: readonly CreateAg
   const now = Date.now();
   const outcomes: CreateOutcome[] = new Array<CreateOutcome>(bodies.length);
   const checks = new Map<string, Promise<void>>();
-  const pending: Pending[] = [];
 
-  await Promise.all(
-    bodies.map(async (body, index) => {
+  // Checked together; kept in the order asked, so outcomes and D1's batch follow it.
+  const checked = await Promise.all(
+    bodies.map(async (body, index): Promise<Pending | undefined> => {
       const config = configOf(body);
       // Agents of one batch mostly share an upstream: one check (one pool read) serves them all.
       const key = JSON.stringify(body.upstream ?? null);
@@ -57,13 +57,13 @@ export async function createAgents(c: Context<AppEnv>, bodies: readonly CreateAg
         await check;
       } catch (error) {
         outcomes[index] = { ok: false, id: config.id, error: toApiError(error, c.get('requestId')) };
-        return;
+        return undefined;
       }
       const route: AgentRoute = { jurisdiction: config.jurisdiction, locationHint: locationHintFor(config.region, c.req.raw.cf as GeoHints | undefined) };
-      pending.push({ index, config, route, provisional: { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) } });
+      return { index, config, route, provisional: { ...config, upstream: maskUpstream(config.upstream), state: 'idle', createdAt: iso(now), updatedAt: iso(now) } };
     }),
   );
-  pending.sort((a, b) => a.index - b.index);
+  const pending = checked.filter((item): item is Pending => item !== undefined);
 
   const claimed = await registerAgents(c.env, tenantId, pending.map(({ provisional, route }) => ({ agent: provisional, route })), now);
   const created: Agent[] = [];
