@@ -14,6 +14,12 @@ export interface AdmitRequest {
   upstream: boolean;
   /** Tokens to reserve against the token budget until the request settles. */
   tokens: number;
+  /**
+   * The least reservation the request can run with (default: all of `tokens`). Lower when part
+   * of the estimate is the gateway's own guess (a chat without max_tokens), so a budget smaller
+   * than the guess is not refused for it: the reservation shrinks to what is left instead.
+   */
+  minTokens?: number;
 }
 
 export type Admission =
@@ -87,7 +93,8 @@ export class KeyLimiterDO extends DurableObject<Env> {
     const needsSlot = request.upstream && limits.concurrency !== undefined;
     const budget = request.upstream ? limits.budget : undefined;
     let period: ReturnType<typeof budgetPeriod> | null = null;
-    const reserve = budget?.tokens !== undefined ? Math.max(0, Math.ceil(request.tokens)) : 0;
+    let reserve = budget?.tokens !== undefined ? Math.max(0, Math.ceil(request.tokens)) : 0;
+    let tokenState: PolicyState | null = null;
 
     if (needsSlot || budget) this.expireLeases(now);
     if (needsSlot && limits.concurrency !== undefined) {
@@ -95,6 +102,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
       if (inFlight >= limits.concurrency) {
         return { ok: false, code: 'rate_limited', limit: 'concurrency', message: `${limits.concurrency} requests already in flight for this key`, retryAfter: 1, policy: { limit: limits.concurrency, remaining: 0, reset: 1 } };
       }
+      states.push({ limit: limits.concurrency, remaining: limits.concurrency - inFlight - 1, reset: 1 });
     }
     if (budget) {
       period = budgetPeriod(budget.period, now);
@@ -103,18 +111,31 @@ export class KeyLimiterDO extends DurableObject<Env> {
       if (budget.requests !== undefined && row.requests >= budget.requests) {
         return { ok: false, code: 'budget_exhausted', limit: 'budget.requests', message: `request budget of ${budget.requests} per ${budget.period} is used up`, retryAfter: resetIn, policy: { limit: budget.requests, remaining: 0, reset: resetIn } };
       }
-      if (budget.tokens !== undefined && (row.tokens >= budget.tokens || row.tokens + row.reserved + reserve > budget.tokens)) {
-        return { ok: false, code: 'budget_exhausted', limit: 'budget.tokens', message: `token budget of ${budget.tokens} per ${budget.period} is used up (or reserved by requests in flight)`, retryAfter: resetIn, policy: { limit: budget.tokens, remaining: Math.max(0, budget.tokens - row.tokens - row.reserved), reset: resetIn } };
+      if (budget.tokens !== undefined) {
+        const free = budget.tokens - row.tokens - row.reserved;
+        const least = Math.min(reserve, Math.max(0, Math.ceil(request.minTokens ?? reserve)));
+        if (row.tokens >= budget.tokens || least > free) {
+          const message = row.tokens >= budget.tokens
+            ? `token budget of ${budget.tokens} per ${budget.period} is used up`
+            : `this request needs ${least} tokens of the token budget of ${budget.tokens} per ${budget.period}; ${Math.max(0, free)} are free (${row.tokens} used, ${row.reserved} reserved by requests in flight)`;
+          return { ok: false, code: 'budget_exhausted', limit: 'budget.tokens', message, retryAfter: resetIn, policy: { limit: budget.tokens, remaining: Math.max(0, free), reset: resetIn } };
+        }
+        reserve = Math.min(reserve, free);
+        tokenState = { limit: budget.tokens, remaining: free - reserve, reset: resetIn };
       }
       if (budget.requests !== undefined) states.push({ limit: budget.requests, remaining: budget.requests - row.requests - 1, reset: resetIn });
     }
+    // Token counts are in another unit than requests: they speak for the key only when nothing
+    // counted in requests limits it.
+    if (states.length === 0 && tokenState) states.push(tokenState);
 
     // Every check passed: take what was checked, in one synchronous transaction.
     for (const [name, tat, limit] of passed) this.tat.set(name, { tat, limit });
     let leaseId: string | null = null;
     this.ctx.storage.transactionSync(() => {
       if (period) this.sql.run('UPDATE budget SET requests = requests + 1, reserved = reserved + ? WHERE period = ?', reserve, period.key);
-      if (needsSlot || reserve > 0) {
+      // Every budgeted request gets a lease, so one the gateway refuses can be given back.
+      if (needsSlot || period) {
         leaseId = crypto.randomUUID();
         this.sql.run('INSERT INTO leases (id, expires_at, slot, period, reserved) VALUES (?, ?, ?, ?, ?)', leaseId, now + LEASE_MS, needsSlot ? 1 : 0, period?.key ?? null, reserve);
       }
@@ -124,10 +145,12 @@ export class KeyLimiterDO extends DurableObject<Env> {
 
   /**
    * Ends a lease: frees its slot and settles its token reservation with what the request used
-   * (`tokens`), or with the reservation itself when the usage is unknown (null). Idempotent.
+   * (`tokens`), or with the reservation itself when the usage is unknown (null). A request the
+   * gateway `refused` (a 4xx: it did no work) is not counted against the request budget either.
+   * Idempotent.
    */
-  release(leaseId: string, tokens: number | null): void {
-    this.ctx.storage.transactionSync(() => this.settle(leaseId, tokens));
+  release(leaseId: string, tokens: number | null, refused = false): void {
+    this.ctx.storage.transactionSync(() => this.settle(leaseId, tokens, refused));
   }
 
   /** What the key has used in the current period, and its requests in flight. */
@@ -175,10 +198,10 @@ export class KeyLimiterDO extends DurableObject<Env> {
     });
   }
 
-  private settle(leaseId: string, tokens: number | null): void {
+  private settle(leaseId: string, tokens: number | null, refused = false): void {
     const lease = this.sql.one<{ period: string | null; reserved: number }>('DELETE FROM leases WHERE id = ? RETURNING period, reserved', leaseId);
     if (!lease || lease.period === null) return;
     const used = tokens === null ? lease.reserved : Math.max(0, Math.ceil(tokens));
-    this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?), tokens = tokens + ? WHERE period = ?', lease.reserved, used, lease.period);
+    this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?), tokens = tokens + ?, requests = max(0, requests - ?) WHERE period = ?', lease.reserved, used, refused ? 1 : 0, lease.period);
   }
 }

@@ -62,17 +62,26 @@ export class TransactionDO extends DurableObject<Env> {
    * Idempotency-Key, or the edge retrying the RPC) returns the recorded outcome.
    */
   async run(input: RunInput): Promise<Result<RunResult>> {
-    const existing = this.log.tx();
-    if (existing) {
-      if (existing.tenant_id !== input.tenantId || existing.fingerprint !== input.fingerprint) {
-        return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different transaction', { transactionId: existing.id });
-      }
-      await this.settle();
-      return ok({ transaction: this.view(), replayed: true });
-    }
+    const recorded = await this.replay(input.tenantId, input.fingerprint);
+    if (recorded) return recorded;
     this.writeBegin(input);
     await this.drive();
     return ok({ transaction: this.view(), replayed: false });
+  }
+
+  /**
+   * The recorded outcome of the transaction this coordinator ran, for a repeat of its key; null
+   * when it ran none. The edge asks before its own checks too: a participant deleted since
+   * must not turn a recorded outcome into a 404.
+   */
+  async replay(tenantId: string, fingerprint: string | null): Promise<Result<RunResult> | null> {
+    const existing = this.log.tx();
+    if (!existing) return null;
+    if (existing.tenant_id !== tenantId || existing.fingerprint !== fingerprint) {
+      return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different transaction', { transactionId: existing.id });
+    }
+    await this.settle();
+    return ok({ transaction: this.view(), replayed: true });
   }
 
   async get(tenantId: string, txId: string): Promise<Result<Transaction>> {

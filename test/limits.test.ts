@@ -94,11 +94,36 @@ describe('budgets', () => {
     expect(usage.body.budget).toMatchObject({ tokens: 45, reservedTokens: 0, requests: 3 });
   });
 
+  it('does not count requests the gateway refuses (4xx) against the request budget', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { requests: 2, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    expect((await api(`/v1/agents/${agent}/executions`, { key, body: { nope: 1 } })).status).toBe(400);
+    expect((await api('/v1/agents/no-such-agent/executions', { key, body: { intent: 'echo' } })).status).toBe(404);
+    expect((await chat(key, 'hi', { model: 'no-such-pool' })).status).toBe(404);
+    await eventually(async () => (await api('/v1/usage', { key })).body.budget.requests === 0);
+    for (let i = 0; i < 2; i++) expect((await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'echo' } })).status).toBe(200);
+    const third = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'echo' } });
+    expect(third.status).toBe(429);
+    expect(third.body.error.code).toBe('budget_exhausted');
+  });
+
+  it('serves a token budget smaller than the default completion guess when the chat states no max_tokens', async () => {
+    // The guess alone (256) exceeds the budget: the reservation shrinks to the 200 left.
+    const { key } = await limitedKey({ budget: { tokens: 200, period: 'day' } });
+    const res = await chat(key, 'hi');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('ratelimit-limit')).toBe('200');
+    expect(res.headers.get('ratelimit-remaining')).toBe('0');
+    await eventually(async () => (await api('/v1/usage', { key })).body.budget.reservedTokens === 0);
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ tokens: 15, requests: 1 });
+  });
+
   it('refuses a chat whose reservation does not fit the tokens left', async () => {
     const { key } = await limitedKey({ budget: { tokens: 100, period: 'day' } });
     const res = await chat(key, 'hi', { max_tokens: 500 });
     expect(res.status).toBe(429);
     expect(res.body.error.code).toBe('budget_exhausted');
+    expect(res.body.error.message).toBe('this request needs 501 tokens of the token budget of 100 per day; 100 are free (0 used, 0 reserved by requests in flight)');
     expect((await chat(key, 'hi', { max_tokens: 50 })).status).toBe(200);
   });
 });
@@ -187,6 +212,14 @@ describe('concurrency cap', () => {
     expect((await chat(key)).status).toBe(429);
     await reader.cancel();
     await eventually(async () => (await api('/v1/usage', { key })).body.inFlight === 0);
+  });
+
+  it('reports a key with only a concurrency cap in the RateLimit-* headers', async () => {
+    const { key } = await limitedKey({ concurrency: 3 });
+    const res = await chat(key);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('ratelimit-limit')).toBe('3');
+    expect(res.headers.get('ratelimit-remaining')).toBe('2');
   });
 
   it('does not hold slots for requests that call no upstream', async () => {

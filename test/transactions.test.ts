@@ -84,6 +84,24 @@ describe('transactions: the API', () => {
     expect(got.body.status).toBe('committed');
   });
 
+  it('answers a repeated key with the recorded outcome even after a participant was deleted', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const headers = { 'idempotency-key': 'transfer-then-delete' };
+    const first = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(first.status).toBe(200);
+    expect((await api(`/v1/agents/${b}`, { key, method: 'DELETE' })).status).toBe(204);
+    const again = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    // Without the key, or with a key never used, the missing agent is a 404 as before.
+    expect((await api('/v1/transactions', { key, body: transfer(a, b, 10) })).status).toBe(404);
+    expect((await api('/v1/transactions', { key, body: transfer(a, b, 10), headers: { 'idempotency-key': 'never-used' } })).status).toBe(404);
+    expect((await contextOf(key, a)).data.balance).toBe(90);
+  });
+
   it("hides one tenant's transactions from another", async () => {
     const owner = await newTenant();
     const other = await newTenant();

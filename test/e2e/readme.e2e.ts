@@ -69,6 +69,18 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(JSON.parse(lines[2] ?? '').error.code).toBe('unauthorized');
   });
 
+  it('runs the limits block: a limited key, its PATCH, its usage and the audit log', () => {
+    const run = runBlock('limits', { BASE: base });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const [patched, usage, adminAudit, ownAudit] = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(patched.limits).toEqual({ perSecond: 50, perMinute: 600, concurrency: 4, budget: { requests: 10000, period: 'month' } });
+    expect(usage).toMatchObject({ limits: patched.limits, inFlight: 0, budget: { period: 'month', requests: 0 } });
+    expect(adminAudit.data.map((e: { action: string }) => e.action)).toEqual(['key.update']);
+    expect(ownAudit.data.map((e: { action: string }) => e.action)).toEqual(expect.arrayContaining(['key.update', 'key.create']));
+    expect(ownAudit.data[0].action).toBe('key.update');
+  });
+
   it('serves an OpenAPI 3.1 document that a real validator accepts', async () => {
     const { Validator } = await import('@seriousme/openapi-schema-validator');
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as Record<string, unknown>;

@@ -49,10 +49,12 @@ describe('headers and tokens', () => {
   });
 
   it('estimates a chat from its cap and prompt, and reads usage.total_tokens', () => {
-    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toBe(6);
-    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toBe(20);
-    expect(estimateChatTokens({ messages: [] })).toBe(256);
-    expect(estimateChatTokens(null)).toBe(256);
+    // A stated cap must fit whole; the default guess may shrink to the prompt and one token.
+    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 6, least: 6 });
+    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 20, least: 20 });
+    expect(estimateChatTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 266, least: 11 });
+    expect(estimateChatTokens({ messages: [] })).toEqual({ tokens: 256, least: 1 });
+    expect(estimateChatTokens(null)).toEqual({ tokens: 256, least: 1 });
     expect(totalTokens('{"usage":{"total_tokens":15}}')).toBe(15);
     expect(totalTokens('{"usage":{}}')).toBeNull();
     expect(totalTokens('not json')).toBeNull();

@@ -2,6 +2,7 @@ import type { Admission, AdmitRequest } from '../../durable/key-limiter';
 import { tightest } from '../../durable/key-limiter-policy';
 import type { Env } from '../env';
 import type { KeyLimits } from '../schemas/limits';
+import type { ChatTokenEstimate } from './usage';
 
 /** The key's main limiter: rate windows (unless sharded), concurrency and budgets, exactly. */
 export const limiterName = (keyId: string): string => `key:${keyId}`;
@@ -30,11 +31,11 @@ export interface Admitted {
  * rate checks spread over several objects), and only requests that call an upstream, on keys
  * with a concurrency cap or a budget, take a second trip to the main object.
  */
-export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, tokens: number): Promise<Admitted | Extract<Admission, { ok: false }>> {
+export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, estimate: ChatTokenEstimate): Promise<Admitted | Extract<Admission, { ok: false }>> {
   const shards = limits.shards ?? 1;
   const exact = upstream && (limits.concurrency !== undefined || limits.budget !== undefined);
   if (shards <= 1) {
-    const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens });
+    const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens: estimate.tokens, minTokens: estimate.least });
     if (!result.ok) return result;
     return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy };
   }
@@ -48,7 +49,7 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
   }
   if (!exact) return { ok: true, lease: null, policy: tightest(policies) };
   const { perSecond: _s, perMinute: _m, ...rest } = limits;
-  const request: AdmitRequest = { limits: rest, upstream, tokens };
+  const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least };
   const result = await limiter(env, limiterName(keyId)).admit(request);
   if (!result.ok) return result;
   if (result.policy) policies.push(result.policy);

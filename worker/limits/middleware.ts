@@ -4,7 +4,7 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
-import { estimateChatTokens, onBodyEnd, totalTokens } from './usage';
+import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
 
 /**
  * Requests that call an upstream: concurrency caps and budgets apply to these. Every other
@@ -47,10 +47,10 @@ export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown)
   };
 }
 
-async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<number> {
+async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<ChatTokenEstimate> {
   // Executions do not report token usage, so they reserve (and are charged) none; they are
   // still refused once the token budget is used up.
-  if (kind !== 'chat' || limits.budget?.tokens === undefined) return 0;
+  if (kind !== 'chat' || limits.budget?.tokens === undefined) return { tokens: 0, least: 0 };
   // Hono caches the text, so the route's validator reads the same body again.
   const text = await c.req.text();
   try {
@@ -73,11 +73,11 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     const limits = principal?.limits;
     if (!limits) return next();
     const kind = await classify(c);
-    const tokens = await tokensToReserve(c, kind, limits);
+    const estimate = await tokensToReserve(c, kind, limits);
 
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
-      admitted = await admit(c.env, principal.keyId, limits, kind !== null, tokens);
+      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate);
     } catch (error) {
       const closed = kind !== null && limits.budget !== undefined;
       console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: principal.keyId, failClosed: closed, error: String(error) }));
@@ -90,14 +90,15 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     }
 
     const lease = admitted.lease;
-    const release = (used: number | null) =>
+    // A request the gateway refused (4xx) did no work: it is not counted against the budget.
+    const release = (used: number | null, refused: boolean) =>
       limiter(c.env, lease?.name ?? '')
-        .release(lease?.id ?? '', used)
+        .release(lease?.id ?? '', used, refused)
         .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'lease release failed; it expires', key: principal.keyId, error: String(error) })));
     try {
       await next();
     } catch (error) {
-      if (lease) await release(0);
+      if (lease) await release(0, error instanceof ApiError && error.status < 500);
       throw error;
     }
     if (c.res.status === 101) return; // a WebSocket upgrade cannot be rewrapped
@@ -107,7 +108,7 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       const json = (response.headers.get('content-type') ?? '').includes('json');
       // Failed requests used no upstream tokens we can know of; successes settle with the
       // response's usage, or with the reservation when it has none (a stream, an agent chat).
-      response = onBodyEnd(response, status < 300 && json && kind === 'chat', (text) => release(status >= 400 ? 0 : text === null ? null : totalTokens(text)), (p) => c.executionCtx.waitUntil(p));
+      response = onBodyEnd(response, status < 300 && json && kind === 'chat', (text) => release(status >= 400 ? 0 : text === null ? null : totalTokens(text), status >= 400 && status < 500), (p) => c.executionCtx.waitUntil(p));
     }
     if (admitted.policy) for (const [name, value] of Object.entries(rateLimitHeaders(admitted.policy))) response.headers.set(name, value);
     c.res = undefined;

@@ -5,14 +5,25 @@ export const DEFAULT_COMPLETION_TOKENS = 256;
 /** Most of a response read for its `usage`; larger bodies settle at the reservation. */
 const MAX_USAGE_BODY = 256 * 1024;
 
+/** What a chat completion may use, as the key's token budget sees it before the call. */
+export interface ChatTokenEstimate {
+  /** To reserve: the completion's cap (or a default) plus the prompt. */
+  tokens: number;
+  /**
+   * The least it can run with: all of `tokens` when the client capped the completion; the
+   * prompt and one token when the cap is only the gateway's default.
+   */
+  least: number;
+}
+
 /**
  * Tokens to reserve for a chat completion before calling the upstream: the completion's cap
  * (max_completion_tokens, max_tokens, else a default) plus the prompt at ~4 characters per
  * token. It only needs to be an upper-ish bound: the reservation is settled with the real
  * `usage.total_tokens` afterwards.
  */
-export function estimateChatTokens(body: unknown): number {
-  if (typeof body !== 'object' || body === null) return DEFAULT_COMPLETION_TOKENS;
+export function estimateChatTokens(body: unknown): ChatTokenEstimate {
+  if (typeof body !== 'object' || body === null) return { tokens: DEFAULT_COMPLETION_TOKENS, least: 1 };
   const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown };
   const cap = [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
   let chars = 0;
@@ -20,7 +31,9 @@ export function estimateChatTokens(body: unknown): number {
     const content: unknown = (message as { content?: unknown } | null)?.content;
     chars += typeof content === 'string' ? content.length : content == null ? 0 : JSON.stringify(content).length;
   }
-  return Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) + Math.ceil(chars / 4);
+  const prompt = Math.ceil(chars / 4);
+  const tokens = Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) + prompt;
+  return { tokens, least: cap === undefined ? prompt + 1 : tokens };
 }
 
 /** `usage.total_tokens` of an OpenAI JSON response, or null when it has none. */

@@ -8,7 +8,7 @@ import { mergePatch } from '../lib/json-merge-patch';
 import { iso } from '../lib/time';
 import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyParams, KeySummary, Tenant, TenantParams, UpdateKeyBody } from '../schemas/admin';
 import { KeyLimits } from '../schemas/limits';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { adminErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const keySummary = (r: KeyRow): KeySummary => ({
   id: r.id,
@@ -42,7 +42,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: 'Create a tenant (operator token)',
       security,
       request: jsonBody(CreateTenantBody),
-      responses: { 201: json(Tenant, 'the tenant'), 409: errorResponse('conflict: the id is taken'), ...commonErrors },
+      responses: { 201: json(Tenant, 'the tenant'), 409: errorResponse('conflict: the id is taken'), ...adminErrors },
     }),
     async (c) => {
       const body = c.req.valid('json');
@@ -64,7 +64,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: 'Create an API key for a tenant, optionally with rate limits and budgets; the key is shown only in this response',
       security,
       request: { params: TenantParams, ...jsonBody(CreateKeyBody) },
-      responses: { 201: json(CreatedKey, 'the new key'), 404: errorResponse('not_found: no such tenant'), ...commonErrors },
+      responses: { 201: json(CreatedKey, 'the new key'), 404: errorResponse('not_found: no such tenant'), ...adminErrors },
     }),
     async (c) => {
       const { tenant } = c.req.valid('param');
@@ -91,7 +91,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "List a tenant's keys and their limits (never the secrets)",
       security,
       request: { params: TenantParams },
-      responses: { 200: json(z.object({ data: z.array(KeySummary) }), 'the keys'), ...commonErrors },
+      responses: { 200: json(z.object({ data: z.array(KeySummary) }), 'the keys'), ...adminErrors },
     }),
     async (c) => {
       const { tenant } = c.req.valid('param');
@@ -109,7 +109,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "Change a key's name or limits (limits: JSON Merge Patch; null removes them). At once where changed, everywhere within 90 s",
       security,
       request: { params: KeyParams, ...jsonBody(UpdateKeyBody) },
-      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), ...commonErrors },
+      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), ...adminErrors },
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');
@@ -130,7 +130,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: 'Revoke an API key (effective everywhere within 90 s, at once where it was revoked)',
       security,
       request: { params: KeyParams },
-      responses: { 204: { description: 'revoked' }, 404: errorResponse('not_found: no such key'), ...commonErrors },
+      responses: { 204: { description: 'revoked' }, 404: errorResponse('not_found: no such key'), ...adminErrors },
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');

@@ -68,6 +68,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
       responses: {
         200: json(AgentContext, 'the patched context'),
         404: errorResponse('not_found'),
+        409: errorResponse('agent_locked: a transaction has prepared this agent; retry when it ends'),
         412: errorResponse('version_mismatch: If-Match names an older version'),
         ...commonErrors,
       },

@@ -111,7 +111,7 @@ export const agents = new OpenAPIHono<AppEnv>()
       summary: 'Delete an agent with its context, executions and history',
       security,
       request: { params: AgentIdParams },
-      responses: { 204: { description: 'deleted' }, ...notFound, ...commonErrors },
+      responses: { 204: { description: 'deleted' }, ...notFound, 409: errorResponse('agent_locked: a transaction has prepared this agent; retry when it ends'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

@@ -77,6 +77,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
       responses: {
         202: json(HookAccepted, 'accepted: the execution is queued'),
         200: json(HookAccepted, 'a delivery id seen before: nothing new started'),
+        400: errorResponse('invalid_request: the hook id is malformed'),
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         413: errorResponse('payload_too_large'),
       },

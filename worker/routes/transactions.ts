@@ -1,6 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
-import type { RunInput, TransactionDO } from '../../durable/transaction';
-import type { Env } from '../env';
+import type { Context } from 'hono';
+import type { RunInput, RunResult, TransactionDO } from '../../durable/transaction';
+import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { findAgent } from '../agents/registry';
 import { canonicalJson, sha256Hex } from '../lib/hash';
@@ -16,7 +17,7 @@ const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded
  * The coordinator's RPC surface, viewed through the class's own signatures (the generated
  * stub types lose JSON-valued fields, as for agents).
  */
-type CoordinatorRpc = Pick<TransactionDO, 'run' | 'get'>;
+type CoordinatorRpc = Pick<TransactionDO, 'run' | 'get' | 'replay'>;
 
 function coordinator(env: Env, name: string): CoordinatorRpc {
   return env.TRANSACTIONS.get(env.TRANSACTIONS.idFromName(name)) as unknown as CoordinatorRpc;
@@ -50,6 +51,15 @@ async function runOnce(env: Env, name: string, input: RunInput) {
   }
 }
 
+/** 200 for a commit, 409 for an abort, with where to read it and whether it was a replay. */
+function outcome(c: Context<AppEnv>, { transaction, replayed }: RunResult, key: string | undefined) {
+  const headers: Record<string, string> = { location: `/v1/transactions/${transaction.id}` };
+  if (replayed && key) headers['idempotent-replayed'] = 'true';
+  if (transaction.status === 'committed') return c.json({ id: transaction.id, status: 'committed' as const, versions: transaction.versions ?? {} }, 200, headers);
+  const aborted = { id: transaction.id, status: 'aborted' as const, reason: transaction.reason ?? 'internal_error', ...(transaction.agentId && { agentId: transaction.agentId }), ...(transaction.message && { message: transaction.message }) };
+  return c.json(aborted, 409, headers);
+}
+
 export const transactions = router()
   .openapi(
     createRoute({
@@ -73,17 +83,25 @@ export const transactions = router()
       const { tenantId } = c.get('principal');
       // Every agent is resolved before anything is locked: an unknown one (or another
       // tenant's, which is the same thing from here) is a 404 that touched nothing.
-      const routes = await Promise.all(body.operations.map((op) => findAgent(c.env, tenantId, op.agentId)));
-      const missing = body.operations.findIndex((_op, i) => !routes[i]);
-      if (missing >= 0) throw new ApiError('not_found', `agent ${body.operations[missing]?.agentId} not found`, { agentId: body.operations[missing]?.agentId });
-  
+      const fingerprint = key ? await sha256Hex(canonicalJson(body)) : null;
       const txId = newId('tx');
       const name = coordinatorName(tenantId, txId, key);
+      // Every agent is resolved before anything is locked: an unknown one (or another
+      // tenant's, which is the same thing from here) is a 404 that touched nothing, unless the
+      // key's transaction ran before the agent was deleted: its outcome is the answer.
+      const routes = await Promise.all(body.operations.map((op) => findAgent(c.env, tenantId, op.agentId)));
+      const missing = body.operations.findIndex((_op, i) => !routes[i]);
+      if (missing >= 0) {
+        const recorded = key ? await coordinator(c.env, name).replay(tenantId, fingerprint) : null;
+        if (recorded) return outcome(c, unwrap(recorded), key);
+        throw new ApiError('not_found', `agent ${body.operations[missing]?.agentId} not found`, { agentId: body.operations[missing]?.agentId });
+      }
+
       const input: RunInput = {
         txId,
         tenantId,
         coordinatorName: name,
-        fingerprint: key ? await sha256Hex(canonicalJson(body)) : null,
+        fingerprint,
         timeoutMs: body.timeoutMs,
         operations: body.operations.map(({ agentId, ...operation }, i) => {
           const route = routes[i];
@@ -91,12 +109,7 @@ export const transactions = router()
           return { agentId, route, operation };
         }),
       };
-      const { transaction, replayed } = unwrap(await runOnce(c.env, name, input));
-      const headers: Record<string, string> = { location: `/v1/transactions/${transaction.id}` };
-      if (replayed && key) headers['idempotent-replayed'] = 'true';
-      if (transaction.status === 'committed') return c.json({ id: transaction.id, status: 'committed' as const, versions: transaction.versions ?? {} }, 200, headers);
-      const aborted = { id: transaction.id, status: 'aborted' as const, reason: transaction.reason ?? 'internal_error', ...(transaction.agentId && { agentId: transaction.agentId }), ...(transaction.message && { message: transaction.message }) };
-      return c.json(aborted, 409, headers);
+      return outcome(c, unwrap(await runOnce(c.env, name, input)), key);
     },
   )
   .openapi(

@@ -55,7 +55,7 @@ export type TransactionStatus = z.infer<typeof TransactionStatus>;
 
 /** Why a transaction aborted: a participant's refusal, or the coordinator giving up. */
 export const AbortReason = z.enum([
-  'version_mismatch', 'agent_locked', 'guard_failed', 'invalid_request', 'not_found', 'payload_too_large', 'conflict', 'timeout', 'unavailable', 'internal_error',
+  'version_mismatch', 'agent_locked', 'guard_failed', 'invalid_request', 'not_found', 'payload_too_large', 'conflict', 'timeout', 'agent_unavailable', 'unavailable', 'internal_error',
 ]);
 export type AbortReason = z.infer<typeof AbortReason>;
 
