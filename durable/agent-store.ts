@@ -261,10 +261,11 @@ export class AgentStore {
     const output = result.output === undefined ? null : JSON.stringify(result.output);
     const error = result.error === undefined ? null : JSON.stringify(result.error);
     const written = this.sql.run(
-      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?), rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
-      status, output, error, now, now, from.id, from.rev,
+      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
+      status, output, error, now, from.id, from.rev,
     );
-    if (written > 0) return { ...from, status, output, error, finished_at: now, started_at: from.started_at ?? now, rev: from.rev + 1 };
+    // One that never started (cancelled or out of time while queued) keeps no start time.
+    if (written > 0) return { ...from, status, output, error, finished_at: now, rev: from.rev + 1 };
     const current = this.execution(from.id);
     if (!current || current.rev === from.rev || TERMINAL.has(current.status)) return undefined;
     return this.finishExecution(current, status, result, now);

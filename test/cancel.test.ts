@@ -14,6 +14,10 @@ describe('cancel', () => {
     await eventually(async () => (await api(`/v1/agents/${id}/executions/${running.body.id}`, { key })).body.status === 'succeeded');
     const later = await api(`/v1/agents/${id}/executions/${queued.body.id}`, { key });
     expect(later.body).toMatchObject({ status: 'cancelled', attempts: 0 });
+    // It never started: a finish time, but no start time and no duration.
+    expect(later.body.finishedAt).toEqual(expect.any(String));
+    expect(later.body).not.toHaveProperty('startedAt');
+    expect(later.body).not.toHaveProperty('durationMs');
   });
 
   it('cancels a running execution and aborts its upstream call', async () => {

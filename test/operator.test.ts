@@ -24,6 +24,7 @@ describe('OpenAPI document and docs page', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/html');
     expect(res.body).toContain('/openapi.json');
+    expect(res.body).toContain('@scalar/api-reference@1.76.4');
   });
 });
 
