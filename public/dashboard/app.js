@@ -124,7 +124,7 @@ async function refreshAgents() {
   if (agentsBusy) return;
   agentsBusy = true;
   try {
-    const { data } = await api('/v1/agents?limit=100');
+    const { data, nextCursor } = await api('/v1/agents?limit=100');
     const statuses = await Promise.all(data.map((agent) => api(`${agentPath(agent.id)}/status`).catch(() => null)));
     const byId = new Map(data.map((agent, i) => [agent.id, { agent, status: statuses[i] }]));
     syncRows($('agents-body'), data.map((a) => a.id), (row, id) => {
@@ -152,6 +152,7 @@ async function refreshAgents() {
       cell(row, 3).dataset.testid = 'agent-queued';
     });
     $('agents-empty').hidden = data.length > 0;
+    $('agents-more').hidden = !nextCursor;
     if (selected && byId.has(selected.id)) showStatus(byId.get(selected.id).status);
   } finally {
     agentsBusy = false;

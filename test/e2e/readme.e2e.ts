@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { hc } from 'hono/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AppType } from '../../worker/app';
 import { root, startDevServer, type DevServer } from './dev-server';
 
 
@@ -101,6 +103,21 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toContain('"status":"aborted"');
     expect(out).toContain('"reason":"guard_failed"');
     expect(out).toContain('{"version":1,"data":{"lastTransfer":"transfer-7","balance":30}}');
+  });
+
+  it('drives the running gateway with the typed client of docs/CLIENT.md', async () => {
+    const client = hc<AppType>(base, { headers: { authorization: `Bearer ${server.key}` } });
+    const created = await client.v1.agents.$post({ json: { name: 'Typed e2e' } });
+    expect(created.status).toBe(201);
+    if (created.status !== 201) return;
+    const agent = await created.json();
+    const run = await client.v1.agents[':id'].executions.$post({ param: { id: agent.id }, header: { 'idempotency-key': 'order-42' }, json: { intent: 'support.reply', input: { message: 'Where is my order?' } } });
+    expect(run.status).toBe(200);
+    if (run.status === 200) expect((await run.json()).status).toBe('succeeded');
+    const again = await client.v1.agents.$post({ json: { id: agent.id } });
+    expect(again.status).toBe(409);
+    if (again.status === 409) expect((await again.json()).error.code).toBe('conflict');
+    expect((await client.v1.agents[':id'].$delete({ param: { id: agent.id } })).status).toBe(204);
   });
 
   it('has deleted the walk-through agent', async () => {
