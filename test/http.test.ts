@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { createApp } from '../worker/app';
 import { api, newAgent, newTenant } from './support/api';
@@ -45,6 +45,38 @@ describe('edge router', () => {
     const res = await api('/v1/agents', { key, rawBody: JSON.stringify({ name: 'x'.repeat(1024 * 1024 + 10) }), headers: { 'content-type': 'application/json' } });
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe('payload_too_large');
+  });
+
+  it('counts a body without a length as it arrives: whole under 1 MiB, 413 over it after reading it through', async () => {
+    const { key } = await newTenant();
+    /** A chunked body of `total` bytes of one JSON document, and how much of it was read. */
+    const streamed = (field: 'name' | 'instructions', total: number, chunkSize: number) => {
+      const text = new TextEncoder().encode(JSON.stringify({ [field]: 'x'.repeat(total - field.length - 7) }));
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent >= text.byteLength) return controller.close();
+          const chunk = text.subarray(sent, sent + chunkSize);
+          sent += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      });
+      return { body, sent: () => sent, size: text.byteLength };
+    };
+    const post = (body: ReadableStream<Uint8Array>) =>
+      SELF.fetch('https://gateway.test/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+
+    const small = streamed('name', 200, 16);
+    const created = await post(small.body);
+    expect(created.status).toBe(201);
+    expect(((await created.json()) as { name: string }).name).toBe('x'.repeat(189));
+
+    // Read to its end (within a bound), so the client's connection stays usable afterwards.
+    const big = streamed('instructions', 3 * 1024 * 1024, 64 * 1024);
+    const refused = await post(big.body);
+    expect(refused.status).toBe(413);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
+    expect(big.sent()).toBe(big.size);
   });
 
   it('rejects non-JSON bodies with 415 and malformed JSON with 400', async () => {

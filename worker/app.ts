@@ -1,5 +1,4 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import type { AppEnv } from './env';
@@ -8,6 +7,7 @@ import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
 import { headerLimits } from './middleware/header-limits';
+import { bodyLimit } from './middleware/body-limit';
 import { Scalar } from '@scalar/hono-api-reference';
 import { stats } from './routes/stats';
 import { apiKeyAuth } from './middleware/api-key-auth';
@@ -55,14 +55,7 @@ export function createApp() {
         renderError(c, new ApiError('method_not_allowed', `${c.req.method} is not allowed here; use ${allowed.join(', ')}`, { allowed }, { allow: allowed.join(', ') })),
     }),
   );
-  app.use(
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new ApiError('payload_too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
-  );
+  app.use(bodyLimit(MAX_BODY_BYTES));
   app.use('/v1/*', d1Session());
   app.use('/v1/admin/*', adminAuth());
   // Senders of incoming webhooks (POST /v1/hooks/:id) authenticate by signature, not by key.

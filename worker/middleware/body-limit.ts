@@ -1,0 +1,54 @@
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv } from '../env';
+import { ApiError } from '../errors';
+
+/**
+ * Refuses a request body over `maxSize` bytes with 413 `payload_too_large`, by its
+ * Content-Length when it has one, else by counting a chunked body as it arrives. Hono's
+ * `bodyLimit` counts the same way but leaves the rest of an oversized chunked body unread and
+ * its reader held: the runtime then loses the connection, and under `wrangler dev` the next
+ * request on it fails with a 503. Cancelling the body tells the runtime to discard the rest.
+ *
+ * @example app.use('*', bodyLimit(1024 * 1024))
+ */
+const DRAIN_BYTES = 8 * 1024 * 1024;
+
+export function bodyLimit(maxSize: number): MiddlewareHandler<AppEnv> {
+  const refuse = () => new ApiError('payload_too_large', `request body exceeds ${maxSize} bytes`);
+  return async function bodyLimit(c, next) {
+    const body = c.req.raw.body;
+    if (!body) return next();
+    const length = c.req.raw.headers.get('content-length');
+    if (length !== null && !c.req.raw.headers.has('transfer-encoding')) {
+      if (Number(length) > maxSize) throw refuse();
+      return next();
+    }
+    const reader = body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxSize) {
+        // Drained (up to a bound), so the connection stays usable for the client's next request.
+        for (let drained = 0; drained < DRAIN_BYTES; ) {
+          const rest = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+          if (rest.done) break;
+          drained += rest.value.byteLength;
+        }
+        await reader.cancel().catch(() => undefined);
+        throw refuse();
+      }
+      chunks.push(value);
+    }
+    const whole = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      whole.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    c.req.raw = new Request(c.req.raw, { body: whole });
+    return next();
+  };
+}
