@@ -83,6 +83,40 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-attempts')).toBe('3');
   });
 
+  it("fails over at once when a target answers 429 with a long Retry-After, and keeps off it meanwhile", async () => {
+    const { key } = await newTenant();
+    const tag = `ra${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(`${tag}-busy`, 'failStatus=429,retryAfter=120'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })], { timeouts: { totalMs: 8_000 } });
+    const started = Date.now();
+    const first = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-gateway-attempts')).toBe('2');
+    expect(first.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // The busy target asked for 120 s: the next request goes straight to the standby.
+    const second = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'again' }] } });
+    expect(second.status).toBe(200);
+    expect(second.headers.get('x-gateway-attempts')).toBe('1');
+    expect(second.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+  });
+
+  it('waits out a Retry-After when the retry goes back to the target that sent it, and not past the deadline', async () => {
+    const { key } = await newTenant();
+    const tag = `ra1${Date.now()}`;
+    await poolFor(key, 'short', [chatTarget(`${tag}-short`, 'failStatus=503,retryAfter=1')], { retry: { attempts: 2 } });
+    const started = Date.now();
+    const short = await api('/v1/chat/completions', { key, body: { model: 'short', messages: [{ role: 'user', content: 'x' }] } });
+    expect(short.status).toBe(502);
+    expect(short.headers.get('x-gateway-attempts')).toBe('2');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+
+    await poolFor(key, 'long', [chatTarget(`${tag}-long`, 'failStatus=503,retryAfter=30')], { timeouts: { totalMs: 8_000 } });
+    const long = await api('/v1/chat/completions', { key, body: { model: 'long', messages: [{ role: 'user', content: 'x' }] } });
+    expect(long.status).toBe(502);
+    expect(long.headers.get('x-gateway-attempts')).toBe('1');
+    expect(long.body.error.details.status).toBe(503);
+  });
+
   for (const passThrough of [false, true]) {
     it(`fails a completion over when a target answers 200 with an HTML page${passThrough ? ' (pool passes answers through)' : ''}`, async () => {
       const { key } = await newTenant();

@@ -97,6 +97,27 @@ describe('agents on pools', () => {
     expect(res.body.upstream).toBe(`pool failover/${tag}-standby`);
   });
 
+  it("fails over at once when a target answers 429 with a long Retry-After", async () => {
+    const { key } = await newTenant();
+    const tag = `ra${Date.now()}`;
+    await api('/v1/pools/limited', {
+      method: 'PUT',
+      key,
+      body: { timeouts: { totalMs: 8_000 }, targets: [target(`${tag}-busy`, { url: mockUrl(`/agent?target=${tag}-busy&failStatus=429&retryAfter=120`) }), target(`${tag}-ok`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'limited' } });
+    const started = Date.now();
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(200);
+    expect(res.body.attempts).toBe(2);
+    expect(res.body.upstream).toBe(`pool limited/${tag}-ok`);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // Asked for 120 s: the agent's next execution goes straight to the standby.
+    const next = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(next.body.attempts).toBe(1);
+    expect((await counts())[`${tag}-busy`]).toBe(1);
+  });
+
   it('stops sending to a target whose circuit opened, and uses the standby meanwhile', async () => {
     const { key } = await newTenant();
     const tag = `c${Date.now()}`;

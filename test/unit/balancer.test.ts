@@ -5,7 +5,7 @@ import { CircuitBreaker } from '../../worker/pools/circuit-breaker';
 type T = BalancedTarget;
 
 function states(ids: string[]): Map<string, TargetState> {
-  return new Map(ids.map((id) => [id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false }]));
+  return new Map(ids.map((id) => [id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false, retryAfterUntil: 0 }]));
 }
 
 function picker(targets: T[], strategy: 'weighted-round-robin' | 'least-inflight' | 'latency', s = states(targets.map((t) => t.id)), regions: string[] = []) {
@@ -68,6 +68,26 @@ describe('health, tiers and regions', () => {
     const { s, pick } = picker(tiers, 'weighted-round-robin');
     (s.get('p1') as TargetState).probeDown = true;
     expect(Object.keys(tally(20, () => pick()))).toEqual(['p2']);
+  });
+
+  it('keeps a target waiting out its Retry-After out of the picks, a primary sending traffic to the standby tier', () => {
+    const { s } = picker(tiers, 'weighted-round-robin');
+    const t0 = 1_000_000;
+    const wrr = new Map<string, number>();
+    const pickAt = (now: number) => tally(20, () => pickTarget({ targets: tiers, state: (id) => s.get(id) as TargetState, strategy: 'weighted-round-robin', regions: [], exclude: new Set(), wrr }, now));
+    (s.get('p1') as TargetState).retryAfterUntil = t0 + 5_000;
+    expect(Object.keys(pickAt(t0))).toEqual(['p2']);
+    (s.get('p2') as TargetState).retryAfterUntil = t0 + 3_000;
+    expect(Object.keys(pickAt(t0))).toEqual(['s1']);
+    expect(Object.keys(pickAt(t0 + 3_000))).toEqual(['p2']);
+    expect(Object.keys(pickAt(t0 + 5_000)).sort()).toEqual(['p1', 'p2']);
+  });
+
+  it('when every target waits out a Retry-After, tries the one free soonest', () => {
+    const { s } = picker(tiers, 'weighted-round-robin');
+    const t0 = 1_000_000;
+    for (const [id, until] of [['p1', t0 + 9_000], ['p2', t0 + 2_000], ['s1', t0 + 5_000]] as const) (s.get(id) as TargetState).retryAfterUntil = until;
+    expect(pickTarget({ targets: tiers, state: (id) => s.get(id) as TargetState, strategy: 'latency', regions: [], exclude: new Set(), wrr: new Map() }, t0)?.id).toBe('p2');
   });
 
   it('prefers targets in the caller region and spills over when none is healthy', () => {

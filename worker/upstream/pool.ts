@@ -27,6 +27,11 @@ export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelle
   return 'failure';
 }
 
+/** The Retry-After of a failure that may be retried (a 429 or 503 asking for a pause), if any. */
+export function retryAfterOf(error: unknown): number | undefined {
+  return error instanceof UpstreamError && error.retryable ? error.retryAfterMs : undefined;
+}
+
 /**
  * An upstream backed by a pool: every attempt goes to the target the balancer picks, a retry
  * to another target when there is one, and every outcome feeds the target's circuit breaker
@@ -44,7 +49,11 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], p
       tried.add(lease.target.id);
       current = { lease, upstream: targetUpstream(lease.target, policy) };
       const timeoutMs = lease.target.timeoutMs ?? runtime.pool.timeouts?.firstByteMs;
-      return { label: `pool ${name}/${lease.target.id}`, ...(timeoutMs !== undefined && { timeoutMs }) };
+      return { label: `pool ${name}/${lease.target.id}`, notBefore: lease.notBefore, ...(timeoutMs !== undefined && { timeoutMs }) };
+    },
+    skip() {
+      current?.lease.done('cancelled');
+      current = null;
     },
     async call(request, options) {
       const attempt = current;
@@ -55,7 +64,7 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], p
         attempt.lease.done('success', Date.now() - started);
         return reply;
       } catch (error) {
-        attempt.lease.done(healthOutcome(error), Date.now() - started);
+        attempt.lease.done(healthOutcome(error), Date.now() - started, retryAfterOf(error));
         throw error;
       }
     },
