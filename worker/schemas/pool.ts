@@ -21,7 +21,9 @@ export const PoolTargetInput = z
     url: Url.optional(),
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
-    apiKey: z.string().min(1).max(1024).optional(),
+    apiKey: z.string().min(1).max(1024).optional().openapi({
+      description: 'the upstream credential, sealed at rest and shown only as "…last4"; sending that masked form back keeps the credential stored for the same target id (any other value starting with "…" is refused)',
+    }),
     weight: z.number().int().min(1).max(1000).default(1),
     priority: z.number().int().min(0).max(9).default(0),
     region: RegionTag.optional(),
