@@ -215,6 +215,30 @@ describe('chat through an agent', () => {
     expect(text).toMatch(/Standard shipping/);
   });
 
+  it('names the serving target <pool>/<target> in x-gateway-upstream, as the pool path does', async () => {
+    const { key } = await newTenant();
+    const tag = `ag${Date.now()}`;
+    await poolFor(key, 'f3', [chatTarget(`${tag}-a`, 'failStatus=503'), chatTarget(`${tag}-b`, 'ok', { priority: 1 })]);
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'f3' } });
+    const res = await api('/v1/chat/completions', { key, headers: { 'x-agent-id': id }, body: { model: 'x', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`f3/${tag}-b`);
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+    // The execution keeps its own label.
+    expect((await api(`/v1/agents/${id}/executions/${res.headers.get('x-gateway-execution')}`, { key })).body.upstream).toBe(`pool f3/${tag}-b`);
+
+    await poolFor(key, 'down', [chatTarget(`${tag}-d`, 'failStatus=503')], { retry: { attempts: 1 } });
+    const failing = await newAgent(key, { upstream: { kind: 'pool', pool: 'down' } });
+    const failed = await api('/v1/chat/completions', { key, body: { model: `agent:${failing}`, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(failed.status).toBe(502);
+    expect(failed.headers.get('x-gateway-upstream')).toBe(`down/${tag}-d`);
+
+    // An agent whose upstream is not a pool is named by its upstream.
+    const builtin = await newAgent(key);
+    const local = await api('/v1/chat/completions', { key, body: { model: `agent:${builtin}`, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(local.headers.get('x-gateway-upstream')).toBe('builtin');
+  });
+
   it("answers 404 for another tenant's agent", async () => {
     const owner = await newTenant();
     const other = await newTenant();

@@ -4,7 +4,7 @@ import { builtinUpstream } from '../upstream/builtin';
 import { retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
-import { healthOutcome, retryAfterOf } from '../upstream/pool';
+import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { UpstreamError } from '../upstream/types';
 import { SSE_HEADERS, completion, completionStream } from './completions';
 import { relayStream } from './stream-relay';
@@ -76,7 +76,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
     if (wait > 0) await sleep(wait);
     tried.add(lease.target.id);
     attempts = attempt;
-    lastTarget = `${runtime.pool.name}/${lease.target.id}`;
+    lastTarget = poolTargetName(runtime.pool.name, lease.target.id);
     const started = Date.now();
     try {
       const { response, streaming } = await attemptChat(lease.target, options, {

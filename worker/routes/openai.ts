@@ -12,6 +12,7 @@ import { loadPoolRuntime } from '../pools/runtime';
 import { listPools } from '../pools/store';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
 import { outboundPolicy } from '../upstream/outbound-guard';
+import { gatewayUpstream } from '../upstream/pool';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 
@@ -50,7 +51,8 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
       stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
     { retry: true }),
   );
-  const headers = { 'x-gateway-upstream': execution.upstream ?? 'agent', 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id };
+  const upstream = gatewayUpstream(execution.upstream);
+  const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (execution.status !== 'succeeded') {
     const code = execution.error?.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_failed';
     throw new ApiError(code, execution.error?.message ?? 'the agent did not answer', { executionId: execution.id, execution }, headers);
