@@ -139,6 +139,15 @@ describe('edge router', () => {
     expect(badKey.body.error.details[0].path).toEqual(['idempotency-key']);
   });
 
+  it("documents the gateway's response headers of chat completions", async () => {
+    const doc = (await api('/openapi.json')).body;
+    const { responses } = doc.paths['/v1/chat/completions'].post;
+    expect(Object.keys(responses['200'].headers).sort()).toEqual(['x-gateway-attempts', 'x-gateway-cache', 'x-gateway-execution', 'x-gateway-upstream']);
+    expect(responses['200'].headers['x-gateway-cache'].schema.enum).toEqual(['HIT', 'MISS', 'BYPASS']);
+    expect(responses['200'].headers['x-gateway-attempts'].required).toBe(true);
+    for (const status of ['502', '504']) expect(Object.keys(responses[status].headers)).toEqual(expect.arrayContaining(['x-gateway-upstream', 'x-gateway-attempts']));
+  });
+
   it('logs a request answered in over a second as a warning with slow: true, even when only warnings are logged', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

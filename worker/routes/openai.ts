@@ -21,6 +21,21 @@ const CacheHeaders = z.object({
   'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'cache this response for N seconds (0: bypass)' }),
 });
 
+const GatewayHeaders = z.object({
+  'x-gateway-upstream': z.string().optional().openapi({
+    description: '`<pool>/<target>`: the target that answered, or the last one tried. Through an agent whose upstream is not a pool: that upstream (`builtin`, `agent-http <host>`, …)',
+    example: 'gpt-pool/eu-1',
+  }),
+  'x-gateway-attempts': z.string().regex(/^\d+$/).openapi({ description: 'attempts made, the answering one included', example: '2' }),
+  'x-gateway-execution': z.string().optional().openapi({ description: "through an agent: the execution's id" }),
+});
+
+const CompletionHeaders = GatewayHeaders.extend({
+  'x-gateway-cache': z.enum(['HIT', 'MISS', 'BYPASS']).optional().openapi({
+    description: 'when the response cache applies (the pool\'s cache or x-gateway-cache-ttl): HIT answered from the cache, MISS stored, BYPASS not stored',
+  }),
+});
+
 /**
  * Seconds to cache a completion for: what the request asks (it may ask for any request but a
  * stream), else the pool's setting for deterministic requests (temperature 0, not streamed).
@@ -75,10 +90,10 @@ export const openai = router()
       security,
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
-        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream' },
+        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
         404: errorResponse('not_found: no such pool or agent'),
-        502: errorResponse('upstream_failed: every attempt failed'),
-        504: errorResponse('upstream_timeout'),
+        502: { ...errorResponse('upstream_failed: every attempt failed'), headers: GatewayHeaders },
+        504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
         ...commonErrors,
       },
     }),
