@@ -168,6 +168,21 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     }
   });
 
+  it("prefers the caller's region whatever the case it was written in, and keeps it as written", async () => {
+    const { key } = await newTenant();
+    const tag = `rg${Date.now()}`;
+    await poolFor(key, 'geo', [chatTarget(`${tag}-eu`, 'ok', { region: 'eu' }), chatTarget(`${tag}-na`, 'ok', { region: 'na' }), chatTarget(`${tag}-dfw`, 'ok', { region: 'dfw' })]);
+    expect((await api('/v1/pools/geo', { key })).body.targets.map((t: { region: string }) => t.region)).toEqual(['eu', 'na', 'dfw']);
+    const servedFor = async (cf: Record<string, unknown>) => {
+      const served = new Set<string | null>();
+      for (let i = 0; i < 4; i++) served.add((await api('/v1/chat/completions', { key, cf, body: { model: 'geo', messages: [{ role: 'user', content: 'x' }] } })).headers.get('x-gateway-upstream'));
+      return [...served];
+    };
+    expect(await servedFor({ continent: 'NA', colo: 'ORD' })).toEqual([`geo/${tag}-na`]);
+    expect(await servedFor({ continent: 'SA', colo: 'DFW' })).toEqual([`geo/${tag}-dfw`]);
+    expect(await servedFor({ continent: 'EU', colo: 'AMS' })).toEqual([`geo/${tag}-eu`]);
+  });
+
   it('passes a 4xx from the upstream through without retrying', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'bad', [chatTarget(`b${Date.now()}`, 'status=400'), chatTarget('b2')]);

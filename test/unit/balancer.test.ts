@@ -101,6 +101,17 @@ describe('health, tiers and regions', () => {
     expect(Object.keys(tally(20, () => pick()))).toEqual(['us']);
   });
 
+  it('matches regions whatever their case', () => {
+    const ts = [
+      { id: 'na', weight: 1, priority: 0, region: 'na' },
+      { id: 'dfw', weight: 1, priority: 0, region: 'dfw' },
+      { id: 'eu', weight: 1, priority: 0, region: 'Weur' },
+    ];
+    expect(Object.keys(tally(20, () => picker(ts, 'weighted-round-robin', undefined, ['enam', 'NA']).pick()))).toEqual(['na']);
+    expect(Object.keys(tally(20, () => picker(ts, 'weighted-round-robin', undefined, ['DFW']).pick()))).toEqual(['dfw']);
+    expect(Object.keys(tally(20, () => picker(ts, 'weighted-round-robin', undefined, ['weur', 'EU']).pick()))).toEqual(['eu']);
+  });
+
   it('moves a retry to a target not yet tried', () => {
     const { pick } = picker(tiers, 'weighted-round-robin');
     expect(pick(new Set(['p1']))?.id).toBe('p2');

@@ -24,7 +24,7 @@ export interface PickInput<T extends BalancedTarget> {
   targets: readonly T[];
   state: (id: string) => TargetState;
   strategy: Strategy;
-  /** Region tags of the caller (location hint and continent); matching targets are preferred. */
+  /** Region tags of the caller (location hint and continent); matching targets are preferred, whatever their case. */
   regions: readonly string[];
   /** Targets already tried for this request: the next attempt goes elsewhere when it can. */
   exclude: ReadonlySet<string>;
@@ -59,7 +59,9 @@ export function pickTarget<T extends BalancedTarget>(input: PickInput<T>, now = 
   }
   const tier = Math.min(...up.map((t) => t.priority));
   const eligible = up.filter((t) => t.priority === tier);
-  const local = eligible.filter((t) => t.region !== undefined && input.regions.includes(t.region));
+  // Tags compare without case: a target's "na" or "dfw" is the caller's NA or DFW (cf.continent, cf.colo).
+  const tags = input.regions.map((r) => r.toLowerCase());
+  const local = tags.length === 0 ? [] : eligible.filter((t) => t.region !== undefined && tags.includes(t.region.toLowerCase()));
   const pool = local.length > 0 ? local : eligible;
   const random = input.random ?? Math.random;
   switch (input.strategy) {

@@ -12,7 +12,10 @@ const TimeoutMs = z.number().int().min(50).max(300_000);
 const Url = z.url({ protocol: /^https?$/ }).max(2048);
 
 /** A region tag: a Durable Object location hint (weur, enam, …) or a continent code (EU, NA, …). */
-export const RegionTag = z.string().regex(/^[a-zA-Z]{2,8}$/);
+export const RegionTag = z
+  .string()
+  .regex(/^[a-zA-Z]{2,8}$/)
+  .openapi({ description: "a location hint (weur, enam…), a continent (EU, NA…) or a colo (DFW…), matched against the caller's without case" });
 
 export const PoolTargetInput = z
   .object({
