@@ -5,6 +5,10 @@
 //
 // Options (or env): --port N (PORT, default 8787), --persist-to DIR (STATE_DIR, default
 // .wrangler/state), --quiet (no wrangler output).
+//
+// Local dev runs no cron by itself, and Miniflare's /cdn-cgi/handler/scheduled answers 500
+// when the Worker has static assets; wrangler's --test-scheduled serves GET /__scheduled,
+// which runs the scheduled handler (the pool health probes) once.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -75,7 +79,7 @@ wrangler([
 
 const child = spawn(
   wranglerBin,
-  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persistTo, '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log'],
+  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persistTo, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log'],
   { env, stdio: ['ignore', values.quiet ? 'ignore' : 'inherit', 'inherit'] },
 );
 const stop = (signal) => child.kill(signal);

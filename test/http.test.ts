@@ -1,7 +1,7 @@
 import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { createApp } from '../worker/app';
-import { api, newAgent, newTenant } from './support/api';
+import { api, BASE, newAgent, newTenant } from './support/api';
 
 describe('edge router', () => {
   it('answers /healthz without auth', async () => {
@@ -17,6 +17,49 @@ describe('edge router', () => {
     expect(given.headers.get('x-request-id')).toBe('client-req-42');
     const invalid = await api('/healthz', { headers: { 'x-request-id': 'bad id with spaces' } });
     expect(invalid.headers.get('x-request-id')).not.toBe('bad id with spaces');
+  });
+
+  it('puts the request id on the responses handlers build themselves: completions, streams, cache hits, events, WebSocket upgrades', async () => {
+    const { key } = await newTenant();
+    await api('/v1/pools/faq', { method: 'PUT', key, body: { targets: [{ id: 'local', kind: 'builtin' }], cache: { ttlSeconds: 60 } } });
+    const agent = await newAgent(key);
+    const send = (path: string, requestId: string, init: { body?: unknown; headers?: Record<string, string> } = {}) =>
+      SELF.fetch(`${BASE}${path}`, {
+        method: init.body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-request-id': requestId, ...init.headers },
+        ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
+      });
+    const messages = [{ role: 'user', content: 'How do refunds work?' }];
+    const completions = {
+      plain: { model: 'faq', messages },
+      stream: { model: 'faq', messages, stream: true },
+      agent: { model: `agent:${agent}`, messages },
+      'agent-stream': { model: `agent:${agent}`, messages, stream: true },
+      'cache-miss': { model: 'faq', messages, temperature: 0 },
+      'cache-hit': { model: 'faq', messages, temperature: 0 },
+    };
+    for (const [name, body] of Object.entries(completions)) {
+      const res = await send('/v1/chat/completions', `rid-${name}`, { body });
+      expect(res.status, name).toBe(200);
+      expect(res.headers.get('x-request-id'), name).toBe(`rid-${name}`);
+      expect(await res.text(), name).toMatch(/Refunds are issued/);
+      if (name === 'cache-hit') expect(res.headers.get('x-gateway-cache')).toBe('HIT');
+    }
+
+    const events = await send(`/v1/agents/${agent}/events`, 'rid-events');
+    expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(events.headers.get('x-request-id')).toBe('rid-events');
+    await events.body?.cancel();
+
+    // Immutable headers (the Durable Object's 101, a bookmark to hand back): the upgrade still works.
+    const upgrade = await send(`/v1/agents/${agent}/events/ws?lastEventId=0`, 'rid-ws', { headers: { upgrade: 'websocket', 'x-d1-bookmark': '00000001-00000002-00004e5f-0123456789abcdef' } });
+    expect(upgrade.status).toBe(101);
+    expect(upgrade.headers.get('x-request-id')).toBe('rid-ws');
+    const socket = upgrade.webSocket as WebSocket;
+    const first = new Promise<string>((resolve) => socket.addEventListener('message', (m) => resolve(m.data as string), { once: true }));
+    socket.accept();
+    expect(JSON.parse(await first)).toMatchObject({ type: 'execution.queued' });
+    socket.close();
   });
 
   it('renders errors in one envelope carrying the request id', async () => {
@@ -126,6 +169,15 @@ describe('edge router', () => {
     const badKey = await api(`/v1/agents/${agent}/executions`, { key, headers: { 'Idempotency-Key': 'x'.repeat(300) }, body: { intent: 'x' } });
     expect(badKey.status).toBe(400);
     expect(badKey.body.error.details[0].path).toEqual(['idempotency-key']);
+  });
+
+  it("documents the gateway's response headers of chat completions", async () => {
+    const doc = (await api('/openapi.json')).body;
+    const { responses } = doc.paths['/v1/chat/completions'].post;
+    expect(Object.keys(responses['200'].headers).sort()).toEqual(['x-gateway-attempts', 'x-gateway-cache', 'x-gateway-execution', 'x-gateway-upstream']);
+    expect(responses['200'].headers['x-gateway-cache'].schema.enum).toEqual(['HIT', 'MISS', 'BYPASS']);
+    expect(responses['200'].headers['x-gateway-attempts'].required).toBe(true);
+    for (const status of ['502', '504']) expect(Object.keys(responses[status].headers)).toEqual(expect.arrayContaining(['x-gateway-upstream', 'x-gateway-attempts']));
   });
 
   it('logs a request answered in over a second as a warning with slow: true, even when only warnings are logged', async () => {

@@ -83,6 +83,40 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-attempts')).toBe('3');
   });
 
+  it("fails over at once when a target answers 429 with a long Retry-After, and keeps off it meanwhile", async () => {
+    const { key } = await newTenant();
+    const tag = `ra${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(`${tag}-busy`, 'failStatus=429,retryAfter=120'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })], { timeouts: { totalMs: 8_000 } });
+    const started = Date.now();
+    const first = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-gateway-attempts')).toBe('2');
+    expect(first.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // The busy target asked for 120 s: the next request goes straight to the standby.
+    const second = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'again' }] } });
+    expect(second.status).toBe(200);
+    expect(second.headers.get('x-gateway-attempts')).toBe('1');
+    expect(second.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
+  });
+
+  it('waits out a Retry-After when the retry goes back to the target that sent it, and not past the deadline', async () => {
+    const { key } = await newTenant();
+    const tag = `ra1${Date.now()}`;
+    await poolFor(key, 'short', [chatTarget(`${tag}-short`, 'failStatus=503,retryAfter=1')], { retry: { attempts: 2 } });
+    const started = Date.now();
+    const short = await api('/v1/chat/completions', { key, body: { model: 'short', messages: [{ role: 'user', content: 'x' }] } });
+    expect(short.status).toBe(502);
+    expect(short.headers.get('x-gateway-attempts')).toBe('2');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+
+    await poolFor(key, 'long', [chatTarget(`${tag}-long`, 'failStatus=503,retryAfter=30')], { timeouts: { totalMs: 8_000 } });
+    const long = await api('/v1/chat/completions', { key, body: { model: 'long', messages: [{ role: 'user', content: 'x' }] } });
+    expect(long.status).toBe(502);
+    expect(long.headers.get('x-gateway-attempts')).toBe('1');
+    expect(long.body.error.details.status).toBe(503);
+  });
+
   for (const passThrough of [false, true]) {
     it(`fails a completion over when a target answers 200 with an HTML page${passThrough ? ' (pool passes answers through)' : ''}`, async () => {
       const { key } = await newTenant();
@@ -134,6 +168,21 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     }
   });
 
+  it("prefers the caller's region whatever the case it was written in, and keeps it as written", async () => {
+    const { key } = await newTenant();
+    const tag = `rg${Date.now()}`;
+    await poolFor(key, 'geo', [chatTarget(`${tag}-eu`, 'ok', { region: 'eu' }), chatTarget(`${tag}-na`, 'ok', { region: 'na' }), chatTarget(`${tag}-dfw`, 'ok', { region: 'dfw' })]);
+    expect((await api('/v1/pools/geo', { key })).body.targets.map((t: { region: string }) => t.region)).toEqual(['eu', 'na', 'dfw']);
+    const servedFor = async (cf: Record<string, unknown>) => {
+      const served = new Set<string | null>();
+      for (let i = 0; i < 4; i++) served.add((await api('/v1/chat/completions', { key, cf, body: { model: 'geo', messages: [{ role: 'user', content: 'x' }] } })).headers.get('x-gateway-upstream'));
+      return [...served];
+    };
+    expect(await servedFor({ continent: 'NA', colo: 'ORD' })).toEqual([`geo/${tag}-na`]);
+    expect(await servedFor({ continent: 'SA', colo: 'DFW' })).toEqual([`geo/${tag}-dfw`]);
+    expect(await servedFor({ continent: 'EU', colo: 'AMS' })).toEqual([`geo/${tag}-eu`]);
+  });
+
   it('passes a 4xx from the upstream through without retrying', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'bad', [chatTarget(`b${Date.now()}`, 'status=400'), chatTarget('b2')]);
@@ -179,6 +228,30 @@ describe('chat through an agent', () => {
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
     expect(text).toMatch(/Standard shipping/);
+  });
+
+  it('names the serving target <pool>/<target> in x-gateway-upstream, as the pool path does', async () => {
+    const { key } = await newTenant();
+    const tag = `ag${Date.now()}`;
+    await poolFor(key, 'f3', [chatTarget(`${tag}-a`, 'failStatus=503'), chatTarget(`${tag}-b`, 'ok', { priority: 1 })]);
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'f3' } });
+    const res = await api('/v1/chat/completions', { key, headers: { 'x-agent-id': id }, body: { model: 'x', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`f3/${tag}-b`);
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+    // The execution keeps its own label.
+    expect((await api(`/v1/agents/${id}/executions/${res.headers.get('x-gateway-execution')}`, { key })).body.upstream).toBe(`pool f3/${tag}-b`);
+
+    await poolFor(key, 'down', [chatTarget(`${tag}-d`, 'failStatus=503')], { retry: { attempts: 1 } });
+    const failing = await newAgent(key, { upstream: { kind: 'pool', pool: 'down' } });
+    const failed = await api('/v1/chat/completions', { key, body: { model: `agent:${failing}`, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(failed.status).toBe(502);
+    expect(failed.headers.get('x-gateway-upstream')).toBe(`down/${tag}-d`);
+
+    // An agent whose upstream is not a pool is named by its upstream.
+    const builtin = await newAgent(key);
+    const local = await api('/v1/chat/completions', { key, body: { model: `agent:${builtin}`, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(local.headers.get('x-gateway-upstream')).toBe('builtin');
   });
 
   it("answers 404 for another tenant's agent", async () => {

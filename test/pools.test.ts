@@ -1,5 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { getPool, openTargets } from '../worker/pools/store';
+import type { StoredPool } from '../worker/schemas/pool';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 
 const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
@@ -38,6 +40,55 @@ describe('pools API', () => {
     expect(row?.config).not.toContain('sk-live');
     expect(row?.config).toContain('enc:v1:');
     expect(JSON.stringify((await api('/v1/pools/secret', { key })).body)).not.toContain('sk-live');
+  });
+
+  describe('a pool read, edited and put back', () => {
+    const sealed = { id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', apiKey: 'sk-live-abcdef9876' };
+    /** The credential the gateway would send upstream for each target. */
+    const credentials = async (tenantId: string, name: string) => {
+      const pool = await getPool(env, tenantId, name);
+      return Object.fromEntries((await openTargets(env, tenantId, pool as StoredPool)).map((t) => [t.id, t.apiKey]));
+    };
+    /** The body of a GET, without what only a view has. */
+    const editable = ({ name: _n, createdAt: _c, updatedAt: _u, targets, ...rest }: Record<string, any>) => ({
+      ...rest,
+      targets: targets.map(({ health: _h, ...t }: Record<string, unknown>) => t),
+    });
+
+    it('keeps the stored credential when its masked form comes back', async () => {
+      const { key, tenantId } = await newTenant();
+      expect((await api('/v1/pools/rt', { method: 'PUT', key, body: { targets: [sealed] } })).status).toBe(201);
+      const read = await api('/v1/pools/rt', { key });
+      expect(read.body.targets[0].apiKey).toBe('…9876');
+      const body = editable(read.body);
+      body.targets[0].weight = 2;
+      const put = await api('/v1/pools/rt', { method: 'PUT', key, body });
+      expect(put.status).toBe(200);
+      expect(put.body.targets[0]).toMatchObject({ apiKey: '…9876', weight: 2 });
+      expect(await credentials(tenantId, 'rt')).toEqual({ o: 'sk-live-abcdef9876' });
+      // A credential itself still replaces the stored one.
+      await api('/v1/pools/rt', { method: 'PUT', key, body: { targets: [{ ...sealed, apiKey: 'sk-new-key-1234' }] } });
+      expect(await credentials(tenantId, 'rt')).toEqual({ o: 'sk-new-key-1234' });
+    });
+
+    it('refuses a masked credential that matches nothing stored for that target, changing nothing', async () => {
+      const { key, tenantId } = await newTenant();
+      await api('/v1/pools/rt', { method: 'PUT', key, body: { targets: [sealed] } });
+      const wrong = [
+        { name: 'rt', targets: [{ ...sealed, apiKey: '…0000' }] },
+        { name: 'rt', targets: [sealed, { ...sealed, id: 'other', apiKey: '…9876' }] },
+        { name: 'fresh', targets: [{ ...sealed, apiKey: '…9876' }] },
+      ];
+      for (const { name, targets } of wrong) {
+        const res = await api(`/v1/pools/${name}`, { method: 'PUT', key, body: { targets } });
+        expect(res.status).toBe(400);
+        expect(res.body.error.code).toBe('invalid_request');
+        expect(res.body.error.message).toMatch(/masked form/);
+        expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', String(targets.length - 1), 'apiKey'] })]);
+      }
+      expect(await credentials(tenantId, 'rt')).toEqual({ o: 'sk-live-abcdef9876' });
+      expect((await api('/v1/pools/fresh', { key })).status).toBe(404);
+    });
   });
 
   it('rejects bad definitions with 400 and details, storing nothing', async () => {
@@ -95,6 +146,27 @@ describe('agents on pools', () => {
     expect(res.status).toBe(200);
     expect(res.body.attempts).toBe(2);
     expect(res.body.upstream).toBe(`pool failover/${tag}-standby`);
+  });
+
+  it("fails over at once when a target answers 429 with a long Retry-After", async () => {
+    const { key } = await newTenant();
+    const tag = `ra${Date.now()}`;
+    await api('/v1/pools/limited', {
+      method: 'PUT',
+      key,
+      body: { timeouts: { totalMs: 8_000 }, targets: [target(`${tag}-busy`, { url: mockUrl(`/agent?target=${tag}-busy&failStatus=429&retryAfter=120`) }), target(`${tag}-ok`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'limited' } });
+    const started = Date.now();
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(200);
+    expect(res.body.attempts).toBe(2);
+    expect(res.body.upstream).toBe(`pool limited/${tag}-ok`);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // Asked for 120 s: the agent's next execution goes straight to the standby.
+    const next = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(next.body.attempts).toBe(1);
+    expect((await counts())[`${tag}-busy`]).toBe(1);
   });
 
   it('stops sending to a target whose circuit opened, and uses the standby meanwhile', async () => {

@@ -6,6 +6,7 @@ import { ApiError, validationError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
+import { responseRequestId } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
 import { bodyLimit } from './middleware/body-limit';
 import { Scalar } from '@scalar/hono-api-reference';
@@ -46,6 +47,8 @@ export function createApp() {
   });
 
   app.use(requestId({ headerName: 'x-request-id', limitLength: 128 }));
+  // Hono's requestId reaches only the responses Hono builds; this one reaches the rest.
+  app.use(responseRequestId('x-request-id'));
   app.use(requestLog());
   app.use(headerLimits({ maxTotalBytes: MAX_HEADER_BYTES.total, maxHeaderBytes: MAX_HEADER_BYTES.each }));
   app.use(

@@ -120,6 +120,23 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect((await client.v1.agents[':id'].$delete({ param: { id: agent.id } })).status).toBe(204);
   });
 
+  it('runs the health probes on GET /__scheduled, as the README says (dev runs no cron)', async () => {
+    const headers = { authorization: `Bearer ${server.key}`, 'content-type': 'application/json' };
+    // Nothing listens on the discard port: its probe fails.
+    const target = { id: 'nowhere', kind: 'agent-http', url: 'http://127.0.0.1:9/agent' };
+    expect((await fetch(`${base}/v1/pools/probed`, { method: 'PUT', headers, body: JSON.stringify({ targets: [target] }) })).status).toBe(201);
+    const run = await fetch(`${base}/__scheduled`);
+    expect(run.status).toBe(200);
+    let probe: { ok: boolean } | null = null;
+    for (let i = 0; i < 50 && !probe; i++) {
+      const pool = (await (await fetch(`${base}/v1/pools/probed`, { headers })).json()) as { targets: { health: { probe: { ok: boolean } | null } }[] };
+      probe = pool.targets[0]?.health.probe ?? null;
+      if (!probe) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(probe).toMatchObject({ ok: false });
+    expect((await fetch(`${base}/v1/pools/probed`, { method: 'DELETE', headers })).status).toBe(204);
+  });
+
   it('has deleted the walk-through agent', async () => {
     const key = server.key;
     const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });

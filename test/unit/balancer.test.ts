@@ -5,7 +5,7 @@ import { CircuitBreaker } from '../../worker/pools/circuit-breaker';
 type T = BalancedTarget;
 
 function states(ids: string[]): Map<string, TargetState> {
-  return new Map(ids.map((id) => [id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false }]));
+  return new Map(ids.map((id) => [id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false, retryAfterUntil: 0 }]));
 }
 
 function picker(targets: T[], strategy: 'weighted-round-robin' | 'least-inflight' | 'latency', s = states(targets.map((t) => t.id)), regions: string[] = []) {
@@ -70,6 +70,26 @@ describe('health, tiers and regions', () => {
     expect(Object.keys(tally(20, () => pick()))).toEqual(['p2']);
   });
 
+  it('keeps a target waiting out its Retry-After out of the picks, a primary sending traffic to the standby tier', () => {
+    const { s } = picker(tiers, 'weighted-round-robin');
+    const t0 = 1_000_000;
+    const wrr = new Map<string, number>();
+    const pickAt = (now: number) => tally(20, () => pickTarget({ targets: tiers, state: (id) => s.get(id) as TargetState, strategy: 'weighted-round-robin', regions: [], exclude: new Set(), wrr }, now));
+    (s.get('p1') as TargetState).retryAfterUntil = t0 + 5_000;
+    expect(Object.keys(pickAt(t0))).toEqual(['p2']);
+    (s.get('p2') as TargetState).retryAfterUntil = t0 + 3_000;
+    expect(Object.keys(pickAt(t0))).toEqual(['s1']);
+    expect(Object.keys(pickAt(t0 + 3_000))).toEqual(['p2']);
+    expect(Object.keys(pickAt(t0 + 5_000)).sort()).toEqual(['p1', 'p2']);
+  });
+
+  it('when every target waits out a Retry-After, tries the one free soonest', () => {
+    const { s } = picker(tiers, 'weighted-round-robin');
+    const t0 = 1_000_000;
+    for (const [id, until] of [['p1', t0 + 9_000], ['p2', t0 + 2_000], ['s1', t0 + 5_000]] as const) (s.get(id) as TargetState).retryAfterUntil = until;
+    expect(pickTarget({ targets: tiers, state: (id) => s.get(id) as TargetState, strategy: 'latency', regions: [], exclude: new Set(), wrr: new Map() }, t0)?.id).toBe('p2');
+  });
+
   it('prefers targets in the caller region and spills over when none is healthy', () => {
     const ts = [
       { id: 'eu', weight: 1, priority: 0, region: 'weur' },
@@ -79,6 +99,17 @@ describe('health, tiers and regions', () => {
     expect(Object.keys(tally(20, () => pick()))).toEqual(['eu']);
     open(s, 'eu');
     expect(Object.keys(tally(20, () => pick()))).toEqual(['us']);
+  });
+
+  it('matches regions whatever their case', () => {
+    const ts = [
+      { id: 'na', weight: 1, priority: 0, region: 'na' },
+      { id: 'dfw', weight: 1, priority: 0, region: 'dfw' },
+      { id: 'eu', weight: 1, priority: 0, region: 'Weur' },
+    ];
+    expect(Object.keys(tally(20, () => picker(ts, 'weighted-round-robin', undefined, ['enam', 'NA']).pick()))).toEqual(['na']);
+    expect(Object.keys(tally(20, () => picker(ts, 'weighted-round-robin', undefined, ['DFW']).pick()))).toEqual(['dfw']);
+    expect(Object.keys(tally(20, () => picker(ts, 'weighted-round-robin', undefined, ['weur', 'EU']).pick()))).toEqual(['eu']);
   });
 
   it('moves a retry to a target not yet tried', () => {

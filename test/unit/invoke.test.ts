@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, invokeUpstream, type InvokeOptions } from '../../worker/upstream/invoke';
+import { backoffMs, invokeUpstream, retryAfterWait, type InvokeOptions } from '../../worker/upstream/invoke';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from '../../worker/upstream/types';
 import { upstreamRequest } from './fixtures';
 
@@ -79,31 +79,130 @@ describe('backoffMs', () => {
   });
 
   it('uses full jitter: from 0 up to the ceiling', () => {
-    expect(backoffMs(1, undefined, lowest)).toBe(0);
-    expect(backoffMs(1, undefined, highest)).toBe(100);
-    expect(backoffMs(3, undefined, () => 0.5)).toBe(200);
+    expect(backoffMs(1, lowest)).toBe(0);
+    expect(backoffMs(1, highest)).toBe(100);
+    expect(backoffMs(3, () => 0.5)).toBe(200);
   });
 
   it('doubles the ceiling with each attempt, from 100 ms', () => {
-    expect([1, 2, 3, 4, 5].map((n) => backoffMs(n, undefined, highest))).toEqual([100, 200, 400, 800, 1_600]);
+    expect([1, 2, 3, 4, 5].map((n) => backoffMs(n, highest))).toEqual([100, 200, 400, 800, 1_600]);
   });
 
   it('caps the ceiling at 2 s', () => {
-    expect(backoffMs(6, undefined, highest)).toBe(2_000);
-    expect(backoffMs(10, undefined, highest)).toBe(2_000);
-    expect(backoffMs(50, undefined, highest)).toBe(2_000);
+    expect(backoffMs(6, highest)).toBe(2_000);
+    expect(backoffMs(10, highest)).toBe(2_000);
+    expect(backoffMs(50, highest)).toBe(2_000);
+  });
+});
+
+describe('retryAfterWait', () => {
+  const now = 1_000_000;
+
+  it('calls at once a target that asked for no pause, or whose pause is over', () => {
+    expect(retryAfterWait(undefined, now + 5_000, true, now)).toBe(0);
+    expect(retryAfterWait(0, now + 5_000, true, now)).toBe(0);
+    expect(retryAfterWait(now - 1, now + 5_000, true, now)).toBe(0);
   });
 
-  it('waits as long as Retry-After asks when that is longer', () => {
-    expect(backoffMs(1, 5_000, highest)).toBe(5_000);
-    expect(backoffMs(10, 3_000, highest)).toBe(3_000); // longer than the cap too
-    expect(backoffMs(2, 150, lowest)).toBe(150);
+  it('waits out a pause that ends before the deadline', () => {
+    expect(retryAfterWait(now + 3_000, now + 5_000, true, now)).toBe(3_000);
+    expect(retryAfterWait(now + 3_000, now + 5_000, false, now)).toBe(3_000);
   });
 
-  it('keeps its own delay when Retry-After asks for less', () => {
-    expect(backoffMs(3, 10, highest)).toBe(400);
-    expect(backoffMs(3, 0, () => 0.5)).toBe(200);
+  it('makes no retry whose pause would end past the deadline, but lets a first attempt go ahead', () => {
+    expect(retryAfterWait(now + 120_000, now + 5_000, true, now)).toBeNull();
+    expect(retryAfterWait(now + 5_000, now + 5_000, true, now)).toBeNull();
+    expect(retryAfterWait(now + 120_000, now + 5_000, false, now)).toBe(0);
   });
+});
+
+/**
+ * A fake pool: `next` picks the targets in `picks` order (the last repeats), and a failure's
+ * Retry-After keeps its target's `notBefore` as the pool runtime does.
+ */
+class ScriptedPool implements Upstream {
+  readonly label = 'pool p';
+  readonly called: string[] = [];
+  skipped = 0;
+  private picked = 0;
+  private current = '';
+  private readonly notBefore = new Map<string, number>();
+
+  constructor(
+    private readonly steps: Record<string, Step>,
+    private readonly picks: string[],
+    notBefore: Record<string, number> = {},
+  ) {
+    for (const [id, at] of Object.entries(notBefore)) this.notBefore.set(id, at);
+  }
+
+  next() {
+    this.current = this.picks[Math.min(this.picked++, this.picks.length - 1)] ?? '';
+    return { label: `pool p/${this.current}`, notBefore: this.notBefore.get(this.current) ?? 0 };
+  }
+
+  skip() {
+    this.skipped++;
+  }
+
+  async call(): Promise<UpstreamReply> {
+    const id = this.current;
+    this.called.push(id);
+    const step = this.steps[id];
+    if (step instanceof UpstreamError) {
+      if (step.retryAfterMs !== undefined) this.notBefore.set(id, Date.now() + step.retryAfterMs);
+      throw step;
+    }
+    if (step === undefined || step === 'hang' || step instanceof Error) throw new Error('not scripted');
+    return step;
+  }
+}
+
+describe('invokeUpstream and Retry-After', () => {
+  it("calls the next target after the backoff alone, whatever Retry-After the failed one sent", async () => {
+    const pool = new ScriptedPool({ a: retryable('rate limited', 429, 120_000), b: REPLY }, ['a', 'b']);
+    const started = Date.now();
+    const outcome = await invokeUpstream(pool, REQUEST, options());
+    expect(outcome).toEqual({ ok: true, reply: REPLY, attempts: 2 });
+    expect(pool.called).toEqual(['a', 'b']);
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('waits out the Retry-After when the retry goes back to the target that sent it', async () => {
+    const pool = new ScriptedPool({ a: retryable('busy', 503, 400) }, ['a']);
+    const steps: Step[] = [retryable('busy', 503, 400), REPLY];
+    const single = new ScriptedUpstream(steps);
+    for (const upstream of [pool, single]) {
+      const started = Date.now();
+      const outcome = await invokeUpstream(upstream, REQUEST, options({ maxAttempts: 2 }));
+      expect(outcome.attempts).toBe(2);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+    }
+    expect(pool.called).toEqual(['a', 'a']);
+  });
+
+  it('does not retry a target whose Retry-After ends past the deadline, and gives the chosen attempt back', async () => {
+    const pool = new ScriptedPool({ a: retryable('rate limited', 429, 60_000) }, ['a']);
+    const outcome = await invokeUpstream(pool, REQUEST, options({ deadlineAt: Date.now() + 5_000 }));
+    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'rate limited', status: 429 } });
+    expect(pool.called).toEqual(['a']);
+    expect(pool.skipped).toBe(1);
+  });
+
+  it('makes a first attempt at once on a target still paused by an earlier call, rather than refusing', async () => {
+    const pool = new ScriptedPool({ a: REPLY }, ['a'], { a: Date.now() + 120_000 });
+    const outcome = await invokeUpstream(pool, REQUEST, options({ deadlineAt: Date.now() + 5_000 }));
+    expect(outcome).toEqual({ ok: true, reply: REPLY, attempts: 1 });
+  });
+
+  it('is cancelled during a Retry-After wait without waiting it out', async () => {
+    const controller = new AbortController();
+    const pool = new ScriptedPool({ a: retryable('busy', 503, 8_000) }, ['a']);
+    setTimeout(() => controller.abort(), 300);
+    const outcome = await invokeUpstream(pool, REQUEST, options({ signal: controller.signal }));
+    expect(outcome).toMatchObject({ ok: false, attempts: 1, cancelled: true });
+    expect(pool.skipped).toBe(1);
+  }, 5_000);
 });
 
 describe('invokeUpstream', () => {
@@ -220,7 +319,7 @@ describe('invokeUpstream', () => {
     expect(opts.attemptLog).toEqual([]);
   });
 
-  it('does not retry when the backoff (here a long Retry-After) would end past the deadline', async () => {
+  it('does not retry when the Retry-After of its only target would end past the deadline', async () => {
     const upstream = new ScriptedUpstream([retryable('rate limited', 429, 60_000), REPLY]);
     const outcome = await invokeUpstream(upstream, REQUEST, options({ deadlineAt: Date.now() + 5_000 }));
     expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'rate limited', status: 429 } });
@@ -249,7 +348,7 @@ describe('invokeUpstream', () => {
 
   it('is cancelled when the cancel comes during the backoff, without waiting it out', async () => {
     const controller = new AbortController();
-    // Retry-After 8 s is inside the 10 s deadline, so invokeUpstream backs off rather than giving up.
+    // Retry-After 8 s is inside the 10 s deadline, so invokeUpstream waits for it rather than giving up.
     const upstream = new ScriptedUpstream([retryable('busy', 503, 8_000), REPLY]);
     setTimeout(() => controller.abort(), 20);
     const outcome = await invokeUpstream(upstream, REQUEST, options({ signal: controller.signal }));

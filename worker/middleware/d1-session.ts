@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
+import { setResponseHeader } from './response-headers';
 
 const BOOKMARK = /^[A-Za-z0-9_.:-]{1,256}$/;
 
@@ -50,6 +51,6 @@ export function d1Session(): MiddlewareHandler<AppEnv> {
     c.env = { ...c.env, DB: sessionAsDatabase(c.env.DB, session) };
     await next();
     const bookmark = session.bookmark();
-    if (bookmark) c.res.headers.set('x-d1-bookmark', bookmark);
+    if (bookmark) setResponseHeader(c, 'x-d1-bookmark', bookmark);
   };
 }

@@ -2,9 +2,9 @@ import type { PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
 import { retryAfterMs } from '../upstream/http-attempt';
-import { backoffMs } from '../upstream/invoke';
+import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
-import { healthOutcome } from '../upstream/pool';
+import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { UpstreamError } from '../upstream/types';
 import { SSE_HEADERS, completion, completionStream } from './completions';
 import { relayStream } from './stream-relay';
@@ -27,6 +27,8 @@ export type ChatProxyResult =
   | { ok: true; response: Response; target: string; attempts: number }
   | { ok: false; error: UpstreamError; target?: string; attempts: number };
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 interface Timeouts {
   firstByteMs: number;
   idleMs: number;
@@ -35,7 +37,9 @@ interface Timeouts {
 
 /**
  * Sends a chat completion through a pool: each attempt to the target the balancer picks, a
- * retry (connect errors, timeouts, 408, 429, 5xx) to the next one with backoff and jitter.
+ * retry (connect errors, timeouts, 408, 429, 5xx) to the next one with backoff and jitter. A
+ * target's Retry-After keeps the balancer off it meanwhile, and is waited for (within the
+ * deadline) only when the retry has to go back to that target.
  * Streams fail over only until their first chunk; after that a failure ends the stream with
  * an error event. A non-stream answer is read whole and must parse before it is answered, or
  * the attempt fails over (unless the pool passes answers through: see `passThrough`). A 4xx
@@ -57,10 +61,22 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
     const lease = runtime.lease(options.regions, tried);
-    if (!lease || lease.target.kind === 'agent-http') break;
+    if (!lease) break;
+    // Only when every chat target is tried: the balancer's fallback may pick an agent-http one.
+    if (lease.target.kind === 'agent-http') {
+      lease.done('cancelled');
+      break;
+    }
+    // A Retry-After is waited for only by a retry that lands on the target that sent it.
+    const wait = retryAfterWait(lease.notBefore, deadlineAt, last !== undefined);
+    if (wait === null) {
+      lease.done('cancelled');
+      break;
+    }
+    if (wait > 0) await sleep(wait);
     tried.add(lease.target.id);
     attempts = attempt;
-    lastTarget = `${runtime.pool.name}/${lease.target.id}`;
+    lastTarget = poolTargetName(runtime.pool.name, lease.target.id);
     const started = Date.now();
     try {
       const { response, streaming } = await attemptChat(lease.target, options, {
@@ -73,12 +89,12 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
       return { ok: true, response, target: lastTarget, attempts };
     } catch (error) {
       last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
-      lease.done(healthOutcome(last), Date.now() - started);
+      lease.done(healthOutcome(last), Date.now() - started, retryAfterOf(last));
     }
     if (!last.retryable || attempt === maxAttempts) break;
-    const delay = backoffMs(attempt, last.retryAfterMs);
+    const delay = backoffMs(attempt);
     if (Date.now() + delay >= deadlineAt) break;
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await sleep(delay);
   }
   return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }) };
 }

@@ -16,13 +16,15 @@ export interface TargetState {
   latencyMs: number | null;
   /** The last active probe failed (and is recent). */
   probeDown: boolean;
+  /** Epoch ms before which the target asked (Retry-After) not to be called again; 0: none. */
+  retryAfterUntil: number;
 }
 
 export interface PickInput<T extends BalancedTarget> {
   targets: readonly T[];
   state: (id: string) => TargetState;
   strategy: Strategy;
-  /** Region tags of the caller (location hint and continent); matching targets are preferred. */
+  /** Region tags of the caller (location hint and continent); matching targets are preferred, whatever their case. */
   regions: readonly string[];
   /** Targets already tried for this request: the next attempt goes elsewhere when it can. */
   exclude: ReadonlySet<string>;
@@ -31,13 +33,21 @@ export interface PickInput<T extends BalancedTarget> {
   random?: () => number;
 }
 
-const healthy = (s: TargetState, now: number) => s.breaker.available(now) && !s.probeDown;
+const healthy = (s: TargetState, now: number) => s.breaker.available(now) && !s.probeDown && s.retryAfterUntil <= now;
+
+/** When nothing is healthy: the target free soonest (Retry-After), then the least recently failed. */
+function fallbackOrder(a: TargetState, b: TargetState, now: number): number {
+  const waitA = Math.max(0, a.retryAfterUntil - now);
+  const waitB = Math.max(0, b.retryAfterUntil - now);
+  return waitA - waitB || a.breaker.lastFailureAt - b.breaker.lastFailureAt;
+}
 
 /**
  * Picks the target for the next attempt. Eligible: healthy targets not yet tried, of the
  * lowest priority tier that has any (a standby tier serves only when every target above it is
- * unhealthy); among them the caller's region first, the rest as spill-over. When no target is
- * healthy, the least recently failed one is tried rather than refusing.
+ * unhealthy; a target waiting out its Retry-After is not healthy); among them the caller's
+ * region first, the rest as spill-over. When no target is healthy, the least recently failed
+ * one is tried rather than refusing (among those waiting out a Retry-After, the one free soonest).
  */
 export function pickTarget<T extends BalancedTarget>(input: PickInput<T>, now = Date.now()): T | null {
   const untried = input.targets.filter((t) => !input.exclude.has(t.id));
@@ -45,11 +55,13 @@ export function pickTarget<T extends BalancedTarget>(input: PickInput<T>, now = 
   if (candidates.length === 0) return null;
   const up = candidates.filter((t) => healthy(input.state(t.id), now));
   if (up.length === 0) {
-    return [...candidates].sort((a, b) => input.state(a.id).breaker.lastFailureAt - input.state(b.id).breaker.lastFailureAt)[0] ?? null;
+    return [...candidates].sort((a, b) => fallbackOrder(input.state(a.id), input.state(b.id), now))[0] ?? null;
   }
   const tier = Math.min(...up.map((t) => t.priority));
   const eligible = up.filter((t) => t.priority === tier);
-  const local = eligible.filter((t) => t.region !== undefined && input.regions.includes(t.region));
+  // Tags compare without case: a target's "na" or "dfw" is the caller's NA or DFW (cf.continent, cf.colo).
+  const tags = input.regions.map((r) => r.toLowerCase());
+  const local = tags.length === 0 ? [] : eligible.filter((t) => t.region !== undefined && tags.includes(t.region.toLowerCase()));
   const pool = local.length > 0 ? local : eligible;
   const random = input.random ?? Math.random;
   switch (input.strategy) {

@@ -18,11 +18,23 @@ export const healthKey = (tenantId: string, pool: string) => `health:v1:${tenant
 /** A failed probe marks a target down for this long unless a newer probe says otherwise. */
 const PROBE_FRESH_MS = 3 * 60_000;
 const PROBE_RELOAD_MS = 15_000;
+/**
+ * Longest a Retry-After keeps a target out of this isolate's picks: longer is more likely a
+ * skewed HTTP date than a real request, and a target that stays down is the breaker's and the
+ * probes' job. (A call's own wait is bounded by its deadline anyway.)
+ */
+export const MAX_RETRY_AFTER_MS = 5 * 60_000;
 
 /** One attempt on a target: report how it went. */
 export interface Lease {
   target: PoolTarget;
-  done(outcome: 'success' | 'failure' | 'cancelled', latencyMs?: number): void;
+  /** Epoch ms before which the target asked (Retry-After) not to be called; 0: none pending. */
+  notBefore: number;
+  /**
+   * `retryAfterMs`: the target's Retry-After on a retryable failure: it is not picked again
+   * before then while another target can serve.
+   */
+  done(outcome: 'success' | 'failure' | 'cancelled', latencyMs?: number, retryAfterMs?: number): void;
 }
 
 /**
@@ -40,7 +52,7 @@ export class PoolRuntime {
     readonly pool: StoredPool,
     readonly targets: readonly PoolTarget[],
   ) {
-    for (const t of targets) this.states.set(t.id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false });
+    for (const t of targets) this.states.set(t.id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false, retryAfterUntil: 0 });
   }
 
   state(id: string): TargetState {
@@ -68,10 +80,12 @@ export class PoolRuntime {
     let finished = false;
     return {
       target,
-      done: (outcome, latencyMs) => {
+      notBefore: state.retryAfterUntil > Date.now() ? state.retryAfterUntil : 0,
+      done: (outcome, latencyMs, retryAfterMs) => {
         if (finished) return;
         finished = true;
         state.inflight--;
+        if (retryAfterMs !== undefined) state.retryAfterUntil = Date.now() + Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
         if (outcome === 'success') state.breaker.success();
         else if (outcome === 'failure') state.breaker.failure();
         else state.breaker.release();

@@ -1,4 +1,5 @@
 import { auditStatement, type AuditEntry } from '../audit/log';
+import { ApiError } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
@@ -15,17 +16,46 @@ const cache = new IsolateCache<StoredPool | null>(POOL_ISOLATE_TTL_MS);
 const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
-/** Stores a pool (create or replace), sealing every credential. Returns whether it was new. */
+/** How a view shows a stored credential: an ellipsis, then its last four characters. */
+const MASK = '…';
+const masked = (last4: string | undefined) => `${MASK}${last4 ?? ''}`;
+
+/**
+ * A PUT that sends a credential back in its masked form (a pool read with GET, edited and put
+ * back) keeps the credential stored for that target id. A masked form that matches nothing
+ * stored is refused: storing it would send "Bearer …ABCD" upstream.
+ */
+function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: StoredPool | null, name: string): Map<string, StoredTarget> {
+  const stored = new Map((previous?.targets ?? []).map((t) => [t.id, t as StoredTarget]));
+  const kept = new Map<string, StoredTarget>();
+  const issues: { path: string[]; message: string; code: string }[] = [];
+  targets.forEach((t, i) => {
+    if (t.apiKey === undefined || !t.apiKey.startsWith(MASK)) return;
+    const old = stored.get(t.id);
+    if (old?.apiKey !== undefined && masked(old.apiKeyLast4) === t.apiKey) kept.set(t.id, old);
+    else issues.push({ path: ['targets', String(i), 'apiKey'], message: `"${t.apiKey}" is the masked form of a stored credential, and pool ${name} has none like it for target ${t.id}: send the credential itself`, code: 'masked_credential' });
+  });
+  if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
+  return kept;
+}
+
+/**
+ * Stores a pool (create or replace), sealing every credential; a credential sent back masked
+ * keeps the stored one (see keepMaskedCredentials). Returns whether the pool was new.
+ */
 export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, tenantId: string, name: string, body: PutPoolBody, audit?: AuditEntry): Promise<{ pool: StoredPool; created: boolean }> {
   const now = Date.now();
+  const existing = await env.DB.prepare('SELECT created_at, config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ created_at: number; config: string }>();
+  const kept = keepMaskedCredentials(body.targets, existing ? (JSON.parse(existing.config) as StoredPool) : null, name);
   const targets: StoredTarget[] = await Promise.all(
-    body.targets.map(async (t) =>
-      t.apiKey === undefined
-        ? t
-        : { ...t, apiKey: await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, t.apiKey, secretContext(tenantId, name, t.id)), apiKeyLast4: t.apiKey.slice(-4) },
-    ),
+    body.targets.map(async (t) => {
+      if (t.apiKey === undefined) return t;
+      const old = kept.get(t.id);
+      // Sealed for this tenant, pool and target id: the same context, so it opens here as well.
+      if (old) return { ...t, apiKey: old.apiKey, ...(old.apiKeyLast4 !== undefined && { apiKeyLast4: old.apiKeyLast4 }) };
+      return { ...t, apiKey: await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, t.apiKey, secretContext(tenantId, name, t.id)), apiKeyLast4: t.apiKey.slice(-4) };
+    }),
   );
-  const existing = await env.DB.prepare('SELECT created_at FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ created_at: number }>();
   const createdAt = existing?.created_at ?? now;
   const pool: StoredPool = { ...body, targets, name, createdAt: iso(createdAt), updatedAt: iso(now) };
   const write = env.DB.prepare(
@@ -82,7 +112,7 @@ export function poolView(pool: StoredPool): PoolView {
     ...pool,
     targets: pool.targets.map((t) => {
       const { apiKeyLast4, apiKey, ...rest } = t as StoredTarget;
-      return apiKey === undefined ? rest : { ...rest, apiKey: `…${apiKeyLast4 ?? ''}` };
+      return apiKey === undefined ? rest : { ...rest, apiKey: masked(apiKeyLast4) };
     }),
   };
 }

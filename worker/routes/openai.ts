@@ -12,12 +12,28 @@ import { loadPoolRuntime } from '../pools/runtime';
 import { listPools } from '../pools/store';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
 import { outboundPolicy } from '../upstream/outbound-guard';
+import { gatewayUpstream } from '../upstream/pool';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
   'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'cache this response for N seconds (0: bypass)' }),
+});
+
+const GatewayHeaders = z.object({
+  'x-gateway-upstream': z.string().optional().openapi({
+    description: '`<pool>/<target>`: the target that answered, or the last one tried. Through an agent whose upstream is not a pool: that upstream (`builtin`, `agent-http <host>`, …)',
+    example: 'gpt-pool/eu-1',
+  }),
+  'x-gateway-attempts': z.string().regex(/^\d+$/).openapi({ description: 'attempts made, the answering one included', example: '2' }),
+  'x-gateway-execution': z.string().optional().openapi({ description: "through an agent: the execution's id" }),
+});
+
+const CompletionHeaders = GatewayHeaders.extend({
+  'x-gateway-cache': z.enum(['HIT', 'MISS', 'BYPASS']).optional().openapi({
+    description: 'when the response cache applies (the pool\'s cache or x-gateway-cache-ttl): HIT answered from the cache, MISS stored, BYPASS not stored',
+  }),
 });
 
 /**
@@ -50,7 +66,8 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
       stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
     { retry: true }),
   );
-  const headers = { 'x-gateway-upstream': execution.upstream ?? 'agent', 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id };
+  const upstream = gatewayUpstream(execution.upstream);
+  const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (execution.status !== 'succeeded') {
     const code = execution.error?.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_failed';
     throw new ApiError(code, execution.error?.message ?? 'the agent did not answer', { executionId: execution.id, execution }, headers);
@@ -73,10 +90,10 @@ export const openai = router()
       security,
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
-        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream' },
+        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
         404: errorResponse('not_found: no such pool or agent'),
-        502: errorResponse('upstream_failed: every attempt failed'),
-        504: errorResponse('upstream_timeout'),
+        502: { ...errorResponse('upstream_failed: every attempt failed'), headers: GatewayHeaders },
+        504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
         ...commonErrors,
       },
     }),

@@ -12,7 +12,10 @@ const TimeoutMs = z.number().int().min(50).max(300_000);
 const Url = z.url({ protocol: /^https?$/ }).max(2048);
 
 /** A region tag: a Durable Object location hint (weur, enam, …) or a continent code (EU, NA, …). */
-export const RegionTag = z.string().regex(/^[a-zA-Z]{2,8}$/);
+export const RegionTag = z
+  .string()
+  .regex(/^[a-zA-Z]{2,8}$/)
+  .openapi({ description: "a location hint (weur, enam…), a continent (EU, NA…) or a colo (DFW…), matched against the caller's without case" });
 
 export const PoolTargetInput = z
   .object({
@@ -21,7 +24,9 @@ export const PoolTargetInput = z
     url: Url.optional(),
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
-    apiKey: z.string().min(1).max(1024).optional(),
+    apiKey: z.string().min(1).max(1024).optional().openapi({
+      description: 'the upstream credential, sealed at rest and shown only as "…last4"; sending that masked form back keeps the credential stored for the same target id (any other value starting with "…" is refused)',
+    }),
     weight: z.number().int().min(1).max(1000).default(1),
     priority: z.number().int().min(0).max(9).default(0),
     region: RegionTag.optional(),

@@ -1,5 +1,5 @@
 import { abortWith } from '../lib/abort';
-import { UpstreamError, type InvokeOutcome, type Upstream, type UpstreamRequest } from './types';
+import { UpstreamError, type AttemptChoice, type InvokeOutcome, type Upstream, type UpstreamRequest } from './types';
 
 export interface InvokeOptions {
   /** Epoch ms after which no attempt may run: the execution's total deadline. */
@@ -14,11 +14,27 @@ export interface InvokeOptions {
 const BASE_DELAY_MS = 100;
 const MAX_DELAY_MS = 2_000;
 
-/** Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer. */
-export function backoffMs(attempt: number, retryAfterMs?: number, random = Math.random): number {
+/**
+ * Exponential backoff with full jitter, before any retry. A server's Retry-After is not part
+ * of it: that is about the target that sent it (see `retryAfterWait`), while the retry may go
+ * to another one.
+ */
+export function backoffMs(attempt: number, random = Math.random): number {
   const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** (attempt - 1));
-  const jittered = Math.round(random() * ceiling);
-  return retryAfterMs === undefined ? jittered : Math.max(jittered, retryAfterMs);
+  return Math.round(random() * ceiling);
+}
+
+/**
+ * How long to wait before calling a target that asked (Retry-After) not to be called before
+ * `notBefore`: 0 to call it now, else the milliseconds to wait, or null when that wait would
+ * end past the deadline. A retry then stops with the failure it would only repeat; a first
+ * attempt goes ahead rather than refusing outright (the rule for when no target is healthy).
+ */
+export function retryAfterWait(notBefore: number | undefined, deadlineAt: number, isRetry: boolean, now = Date.now()): number | null {
+  const wait = (notBefore ?? 0) - now;
+  if (wait <= 0) return 0;
+  if (now + wait < deadlineAt) return wait;
+  return isRetry ? null : 0;
 }
 
 function toUpstreamError(error: unknown): UpstreamError {
@@ -37,30 +53,46 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * Runs one execution against an upstream: a timeout per attempt (the target's own, never past
  * the deadline), up to `maxAttempts` attempts with backoff and jitter on network errors,
- * timeouts, 429 and 5xx, and nothing after the deadline or a cancel.
+ * timeouts, 429 and 5xx, and nothing after the deadline or a cancel. A Retry-After delays only
+ * a retry that goes back to the target that sent it: a pool's next target is called after the
+ * backoff alone.
  */
 export async function invokeUpstream(upstream: Upstream, request: UpstreamRequest, options: InvokeOptions): Promise<InvokeOutcome> {
   const maxAttempts = options.maxAttempts ?? 3;
   // Set by the first failure; an Error captures a stack trace, so a success never builds one.
   let last: UpstreamError | undefined;
   let attempts = 0;
+  // A single-target upstream's Retry-After, as an epoch ms (a pool keeps one per target).
+  let retryAfterUntil = 0;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (options.signal.aborted) break;
-    const remaining = options.deadlineAt - Date.now();
-    if (remaining <= 0) {
+    if (Date.now() >= options.deadlineAt) {
       last = new UpstreamError('timeout', 'execution deadline passed', false);
       break;
     }
-    attempts = attempt;
-    let choice: { label: string; timeoutMs?: number };
+    let choice: AttemptChoice;
     try {
-      choice = upstream.next?.() ?? { label: upstream.label, ...(upstream.timeoutMs !== undefined && { timeoutMs: upstream.timeoutMs }) };
+      choice = upstream.next?.() ?? { label: upstream.label, notBefore: retryAfterUntil, ...(upstream.timeoutMs !== undefined && { timeoutMs: upstream.timeoutMs }) };
     } catch (error) {
       last = toUpstreamError(error);
       break;
     }
+    const wait = retryAfterWait(choice.notBefore, options.deadlineAt, last !== undefined);
+    if (wait === null) {
+      upstream.skip?.();
+      break;
+    }
+    if (wait > 0) {
+      await sleep(wait, options.signal);
+      if (options.signal.aborted) {
+        upstream.skip?.();
+        break;
+      }
+    }
+    attempts = attempt;
     options.onAttempt?.(attempt, choice.label);
-    const attemptTimeout = Math.min(choice.timeoutMs ?? remaining, remaining);
+    const left = options.deadlineAt - Date.now();
+    const attemptTimeout = Math.min(choice.timeoutMs ?? left, left);
     // A timer cleared when the attempt ends (AbortSignal.timeout would outlive it, one per call).
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DOMException('upstream attempt timed out', 'TimeoutError')), attemptTimeout);
@@ -70,12 +102,13 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       return { ok: true, reply, attempts };
     } catch (error) {
       last = toUpstreamError(error);
+      if (last.retryAfterMs !== undefined) retryAfterUntil = Date.now() + last.retryAfterMs;
     } finally {
       clearTimeout(timer);
       unlink();
     }
     if (options.signal.aborted || !last.retryable || attempt === maxAttempts) break;
-    const delay = backoffMs(attempt, last.retryAfterMs);
+    const delay = backoffMs(attempt);
     if (Date.now() + delay >= options.deadlineAt) break;
     await sleep(delay, options.signal);
   }

@@ -18,6 +18,23 @@ export function targetUpstream(target: PoolTarget, policy: OutboundPolicy): Upst
   }
 }
 
+/** A pool target as `x-gateway-upstream` names it: `<pool>/<target>`. */
+export const poolTargetName = (pool: string, target: string): string => `${pool}/${target}`;
+
+const LABEL_PREFIX = 'pool ';
+
+/**
+ * `x-gateway-upstream` for an attempt's label (an execution's `upstream`, which keeps the
+ * label as it is): `<pool>/<target>` for a pool target, as the chat completions endpoint
+ * names it; an agent's own upstream by its label (`builtin`, `agent-http <host>`…); nothing
+ * when no target was reached (a pool that no longer exists, no attempt at all).
+ */
+export function gatewayUpstream(label: string | undefined): string | undefined {
+  if (label === undefined || !label.startsWith(LABEL_PREFIX)) return label;
+  const name = label.slice(LABEL_PREFIX.length);
+  return name.includes('/') ? name : undefined;
+}
+
 /** How an attempt's failure counts for the target's health: a 4xx is the caller's fault. */
 export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelled' {
   if (!(error instanceof UpstreamError)) return 'failure';
@@ -25,6 +42,11 @@ export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelle
   if (error.kind === 'http' && !error.retryable) return 'success';
   if (error.kind === 'refused') return 'success';
   return 'failure';
+}
+
+/** The Retry-After of a failure that may be retried (a 429 or 503 asking for a pause), if any. */
+export function retryAfterOf(error: unknown): number | undefined {
+  return error instanceof UpstreamError && error.retryable ? error.retryAfterMs : undefined;
 }
 
 /**
@@ -37,14 +59,18 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], p
   let current: { lease: Lease; upstream: Upstream } | null = null;
   const name = runtime.pool.name;
   return {
-    label: `pool ${name}`,
+    label: `${LABEL_PREFIX}${name}`,
     next() {
       const lease = runtime.lease(regions, tried);
       if (!lease) throw new UpstreamError('refused', `pool ${name} has no targets`, false);
       tried.add(lease.target.id);
       current = { lease, upstream: targetUpstream(lease.target, policy) };
       const timeoutMs = lease.target.timeoutMs ?? runtime.pool.timeouts?.firstByteMs;
-      return { label: `pool ${name}/${lease.target.id}`, ...(timeoutMs !== undefined && { timeoutMs }) };
+      return { label: `${LABEL_PREFIX}${poolTargetName(name, lease.target.id)}`, notBefore: lease.notBefore, ...(timeoutMs !== undefined && { timeoutMs }) };
+    },
+    skip() {
+      current?.lease.done('cancelled');
+      current = null;
     },
     async call(request, options) {
       const attempt = current;
@@ -55,7 +81,7 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], p
         attempt.lease.done('success', Date.now() - started);
         return reply;
       } catch (error) {
-        attempt.lease.done(healthOutcome(error), Date.now() - started);
+        attempt.lease.done(healthOutcome(error), Date.now() - started, retryAfterOf(error));
         throw error;
       }
     },

@@ -27,19 +27,30 @@ export interface AttemptOptions {
   signal: AbortSignal;
 }
 
+/** Where the next attempt goes, as `Upstream.next` chose it. */
+export interface AttemptChoice {
+  label: string;
+  /** Per-attempt timeout the target asks for, if any. */
+  timeoutMs?: number;
+  /** Epoch ms before which the target asked (Retry-After) not to be called; 0 or absent: now. */
+  notBefore?: number;
+}
+
 /**
- * One upstream back end. `call` makes a single attempt; retries, timeouts and (later)
- * failover across pool targets live in `invokeUpstream`, so a pool can replace this.
+ * One upstream back end. `call` makes a single attempt; retries, timeouts and failover across
+ * pool targets live in `invokeUpstream`, so a pool can replace this.
  */
 export interface Upstream {
   readonly label: string;
   /** Per-attempt timeout the target asks for, if any. */
   readonly timeoutMs?: number;
   /**
-   * Chooses where the next attempt goes (a pool picks a target) and returns its label and
-   * per-attempt timeout. Single-target upstreams do not need it.
+   * Chooses where the next attempt goes (a pool picks a target). Single-target upstreams do
+   * not need it.
    */
-  next?(): { label: string; timeoutMs?: number };
+  next?(): AttemptChoice;
+  /** The attempt `next` chose will not be made (its target's Retry-After ends past the deadline). */
+  skip?(): void;
   call(request: UpstreamRequest, options: AttemptOptions): Promise<UpstreamReply>;
 }
 
