@@ -1,3 +1,4 @@
+import { fail, type Failure } from '../worker/errors';
 import type { AgentConfig, UpdateAgentBody } from '../worker/schemas/agent';
 import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
 import { iso, isoOrUndefined } from '../worker/lib/time';
@@ -43,6 +44,13 @@ export interface OutboxRow extends Record<string, string | number | null> {
 const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
 
 /** An agent's config with an update applied: fields given replace, `a2a: null` removes. */
+/** The refusal of an upstream whose credential is a masked form matching nothing stored. */
+export function maskedCredential(upstream: unknown): Failure {
+  const apiKey = (upstream as { apiKey?: string } | undefined)?.apiKey;
+  const message = `"${apiKey}" is the masked form of a stored credential, and this agent has none like it: send the credential itself`;
+  return fail('invalid_request', `upstream.apiKey: ${message}`, [{ path: ['upstream', 'apiKey'], message, code: 'masked_credential' }]);
+}
+
 export function patchedConfig(current: AgentConfig, patch: UpdateAgentBody): AgentConfig {
   const next: AgentConfig = {
     ...current,

@@ -7,7 +7,8 @@ import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
 import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
-import { asAccepted, patchedConfig, toExecution } from './agent-rows';
+import { keepMaskedCredential } from '../worker/upstream/resolve';
+import { asAccepted, maskedCredential, patchedConfig, toExecution } from './agent-rows';
 import { AgentStore } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
@@ -87,6 +88,7 @@ export class AgentDO extends DurableObject<Env> {
   // --- agent ---
 
   async create(input: CreateAgentInput): Promise<Result<Agent>> {
+    if (input.config.upstream && !keepMaskedCredential(input.config.upstream, undefined)) return maskedCredential(input.config.upstream);
     const existing = this.store.agentRow();
     if (existing) {
       // The same create again (an RPC retried after a transient error) succeeds once more.
@@ -112,7 +114,10 @@ export class AgentDO extends DurableObject<Env> {
   async update(patch: UpdateAgentBody): Promise<Result<Agent>> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();
-    const next = patchedConfig(this.store.config(row), patch);
+    const current = this.store.config(row);
+    const upstream = patch.upstream && keepMaskedCredential(patch.upstream, current.upstream);
+    if (upstream === null) return maskedCredential(patch.upstream);
+    const next = patchedConfig(current, upstream ? { ...patch, upstream } : patch);
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);

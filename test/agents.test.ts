@@ -1,7 +1,8 @@
-import { env } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { releaseClaim } from '../worker/agents/registry';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
+import { agentStub } from './support/transactions';
 
 describe('agents API', () => {
   it('creates an agent with defaults and reads it back', async () => {
@@ -47,6 +48,29 @@ describe('agents API', () => {
     expect(res.status).toBe(201);
     expect(res.body.upstream.apiKey).toBe('…1234');
     expect(JSON.stringify((await api(`/v1/agents/${res.body.id}`, { key })).body)).not.toContain('sk-secret');
+  });
+
+  it('keeps the stored upstream credential when an agent is read and its masked key written back', async () => {
+    const { key, tenantId } = await newTenant();
+    const upstream = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: 'sk-secret-abcd1234' };
+    const created = await api('/v1/agents', { key, body: { upstream } });
+    const id = created.body.id as string;
+    const stored = () => runInDurableObject(agentStub(tenantId, id), (_o, state: DurableObjectState) => JSON.parse(String(state.storage.sql.exec('SELECT config FROM agent').one().config)).upstream.apiKey);
+
+    const read = (await api(`/v1/agents/${id}`, { key })).body;
+    const same = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...read.upstream, model: 'gpt-2' } } });
+    expect(same.status).toBe(200);
+    expect(same.body.upstream).toMatchObject({ model: 'gpt-2', apiKey: '…1234' });
+    expect(await stored()).toBe('sk-secret-abcd1234');
+
+    // A masked form that matches nothing stored is refused, here and on create.
+    const other = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...upstream, apiKey: '…9999' } } });
+    expect(other.status).toBe(400);
+    expect(other.body.error.details).toEqual([expect.objectContaining({ path: ['upstream', 'apiKey'], code: 'masked_credential' })]);
+    expect(await stored()).toBe('sk-secret-abcd1234');
+    const fresh = await api('/v1/agents', { key, body: { upstream: { ...upstream, apiKey: '…1234' } } });
+    expect(fresh.status).toBe(400);
+    expect(fresh.body.error.details[0].code).toBe('masked_credential');
   });
 
   it('updates name, concurrency and pause state', async () => {

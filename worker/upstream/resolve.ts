@@ -63,8 +63,22 @@ function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, polic
 }
 
 
+const MASK = '…';
+const masked = (apiKey: string) => `${MASK}${apiKey.slice(-4)}`;
+
 /** Masks credentials for every view of a config that leaves the agent (API, D1 snapshot). */
 export function maskUpstream(config: UpstreamConfig): UpstreamConfig {
   if (config.kind !== 'openai-chat' || config.apiKey === undefined) return config;
-  return { ...config, apiKey: `…${config.apiKey.slice(-4)}` };
+  return { ...config, apiKey: masked(config.apiKey) };
+}
+
+/**
+ * An upstream sent back with its credential in the masked form a read shows (an agent read,
+ * edited and written back) keeps the credential stored; storing the mask would send "Bearer
+ * …ABCD" upstream. Null: the masked form matches nothing stored, so the config is refused.
+ */
+export function keepMaskedCredential(next: UpstreamConfig, stored: UpstreamConfig | undefined): UpstreamConfig | null {
+  if (next.kind !== 'openai-chat' || next.apiKey?.startsWith(MASK) !== true) return next;
+  if (stored?.kind === 'openai-chat' && stored.apiKey !== undefined && masked(stored.apiKey) === next.apiKey) return { ...next, apiKey: stored.apiKey };
+  return null;
 }
