@@ -53,8 +53,7 @@ export class GatewayExecutor implements AgentExecutor {
   execute = async (context: RequestContext, bus: ExecutionEventBus): Promise<void> => {
     const { taskId, contextId } = context;
     const message = context.userMessage;
-    // A task made through the REST API has no turn rows: its execution is turn 1.
-    const turn = context.task ? Math.max(this.host.tasks.turns(taskId), 1) + 1 : 1;
+    const turn = context.task ? this.host.tasks.nextTurn(taskId) : 1;
     const executionId = turn === 1 ? taskId : newId('ex');
     const initial: Task = context.task ?? {
       id: taskId, contextId, status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: new Date().toISOString() },

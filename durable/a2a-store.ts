@@ -73,9 +73,10 @@ export class A2AStore implements TaskStore {
     return this.sql.one<{ task_id: string }>('SELECT task_id FROM a2a_turns WHERE execution_id = ?', executionId)?.task_id ?? executionId;
   }
 
-  /** How many turns the task has had. */
-  turns(taskId: string): number {
-    return this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_turns WHERE task_id = ?', taskId)?.n ?? 0;
+  /** The number of an existing task's next turn (a task made through the REST API has no turn rows: its execution is turn 1). */
+  nextTurn(taskId: string): number {
+    const turns = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_turns WHERE task_id = ?', taskId)?.n ?? 0;
+    return Math.max(turns, 1) + 1;
   }
 
   record(taskId: string): TaskRecord | undefined {

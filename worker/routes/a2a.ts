@@ -1,9 +1,11 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { VersionNotSupportedError } from '@a2a-js/sdk/errors';
+import { RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/errors';
+import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import type { Context } from 'hono';
 import type { AppEnv, Principal } from '../env';
 import { ApiError, unwrap } from '../errors';
+import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
 import { lookupKey } from '../auth/api-keys';
 import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
@@ -30,6 +32,19 @@ const JsonRpcRequest = z.object({
 });
 
 const rpcError = (id: unknown, error: { code: number; message: string; data?: unknown }) => ({ jsonrpc: '2.0', id: id ?? null, error });
+
+/**
+ * Deepest `params` served: they wrap the message, whose JSON may nest MAX_JSON_DEPTH levels
+ * (as an execution's input). Refused here, since deeper values cannot cross to the agent's
+ * object (RPC serialization overflows its stack) and nothing legitimate is that deep.
+ */
+const MAX_PARAMS_DEPTH = MAX_JSON_DEPTH + 1;
+
+/** -32602 as the SDK answers it for the version: with ErrorInfo in 1.0 (v0.3 has none). */
+const invalidParams = (version: A2ARequest['version'], message: string) =>
+  version === '1.0'
+    ? JsonRpcTransportHandler.mapToJSONRPCError(new RequestMalformedError(message))
+    : LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(new RequestMalformedError(message));
 
 /**
  * The A2A-Version header: absent or empty means 0.3 (the spec's rule), served through the
@@ -123,6 +138,10 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   if (!version) {
     const error = JsonRpcTransportHandler.mapToJSONRPCError(new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
     return c.json(rpcError(envelope.data.id, error), 200);
+  }
+  const { params } = envelope.data;
+  if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
+    return c.json(rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)), 200);
   }
   c.get('log').agentId = agentId;
   c.get('log').a2aMethod = envelope.data.method;
