@@ -79,8 +79,14 @@ export class A2AStore implements TaskStore {
     return Math.max(turns, 1) + 1;
   }
 
+  /**
+   * The task `taskId`: its A2A row and the execution of its latest turn, or an execution made
+   * through the REST API (its own task). A follow-up turn's execution is part of its task,
+   * never a task of its own (as ListTasks leaves it out).
+   */
   record(taskId: string): TaskRecord | undefined {
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', taskId);
+    if (!row && this.sql.one('SELECT 1 AS one FROM a2a_turns WHERE execution_id = ? AND turn > 1', taskId)) return undefined;
     const execution = this.store.execution(row?.execution_id ?? taskId);
     if (!row && !execution) return undefined;
     return {
