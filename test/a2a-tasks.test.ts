@@ -1,5 +1,7 @@
+import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
+import { PAUSED_NOTE } from '../durable/a2a-executor';
+import { api, BASE, eventually, newAgent, newTenant, uniqueId } from './support/api';
 
 const CONFORMANCE = { kind: 'builtin', mode: 'a2a-conformance' };
 
@@ -30,5 +32,39 @@ describe('A2A follow-up turns', () => {
     }
     expect((await call(key, id, 'GetTask', { id: asking.id })).body.result.status.state).toBe('TASK_STATE_COMPLETED');
     expect((await api(`/v1/agents/${id}/executions/${turnId}`, { key })).body).toMatchObject({ id: turnId, intent: 'a2a.message', status: 'succeeded' });
+  });
+});
+
+/** The `result`s of an SSE answer, read to its end. */
+async function streamed(key: string, agentId: string, method: string, params: unknown): Promise<Record<string, any>[]> {
+  const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
+    method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
+  });
+  expect(res.headers.get('content-type')).toBe('text/event-stream');
+  const text = await res.text();
+  return text.split('\n').filter((line) => line.startsWith('data:')).map((line) => JSON.parse(line.slice(5)).result);
+}
+
+describe('A2A on a paused agent', () => {
+  it('nobody waits: a stream, like a blocking send, ends with the task submitted and a status saying why; it runs once resumed', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const why = { parts: [expect.objectContaining({ text: PAUSED_NOTE })] };
+
+    const events = await streamed(key, id, 'SendStreamingMessage', message({}));
+    expect(events).toEqual([
+      { task: expect.objectContaining({ status: expect.objectContaining({ state: 'TASK_STATE_SUBMITTED' }) }) },
+      { statusUpdate: expect.objectContaining({ status: expect.objectContaining({ state: 'TASK_STATE_SUBMITTED', message: expect.objectContaining(why) }) }) },
+    ]);
+    const taskId: string = events[0]?.task.id;
+    const blocking = (await call(key, id, 'SendMessage', message({}))).body.result.task;
+    expect(blocking.status).toMatchObject({ state: 'TASK_STATE_SUBMITTED', message: why });
+    // No request follows a queued task of a paused agent: a subscription shows it and ends.
+    expect(await streamed(key, id, 'SubscribeToTask', { id: taskId })).toEqual([{ task: expect.objectContaining({ id: taskId }) }]);
+
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: false } });
+    await eventually(async () => (await call(key, id, 'GetTask', { id: taskId })).body.result.status.state === 'TASK_STATE_COMPLETED');
   });
 });
