@@ -41,7 +41,7 @@ async function value(client: Client, name: string, args: Record<string, unknown>
 }
 
 /** The gateway error of a failed tool call. */
-async function toolError(client: Client, name: string, args: Record<string, unknown>): Promise<{ code: string; message: string; details?: any }> {
+async function toolError(client: Client, name: string, args: Record<string, unknown>): Promise<{ code: string; message: string; requestId: string; details?: any }> {
   const result = await call(client, name, args);
   expect(result.isError).toBe(true);
   expect(result.structuredContent).toBeUndefined();
@@ -217,24 +217,29 @@ describe('MCP: tenant isolation', () => {
 });
 
 describe('MCP: invalid input', () => {
-  it('refuses invalid tool arguments with a tool error and changes nothing', async () => {
+  it('refuses invalid tool arguments with the API\'s invalid_request envelope, each issue\'s path in details, and changes nothing', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
     const client = await connect(key);
-    const invalid: [string, Record<string, unknown>][] = [
-      ['execute_intent', { agentId: id }],
-      ['execute_intent', { agentId: id, intent: '' }],
-      ['execute_intent', { agentId: id, intent: 'x', wait: true, timeoutMs: 60_000 }],
-      ['execute_intent', { agentId: id, intent: 'x', unexpected: true }],
-      ['execute_intent', { agentId: 'not an id!', intent: 'x' }],
-      ['list_agents', { limit: 1000 }],
-      ['get_execution', { agentId: id, executionId: '../x' }],
+    const invalid: [string, Record<string, unknown>, string[][]][] = [
+      ['execute_intent', { agentId: id }, [['intent']]],
+      ['execute_intent', { agentId: id, intent: '' }, [['intent']]],
+      ['execute_intent', { agentId: id, intent: 'x', timeoutMs: 50 }, [['timeoutMs']]],
+      ['execute_intent', { agentId: id, intent: 'x', wait: true, timeoutMs: 60_000 }, [['timeoutMs']]],
+      ['execute_intent', { agentId: id, intent: 'x', unexpected: true }, [[]]],
+      ['execute_intent', { agentId: 'not an id!', intent: 'x' }, [['agentId']]],
+      ['list_agents', { limit: 1000 }, [['limit']]],
+      ['get_execution', { agentId: id, executionId: '../x' }, [['executionId']]],
+      ['get_context', {}, [['agentId']]],
     ];
-    for (const [tool, args] of invalid) {
-      const result = await call(client, tool, args);
-      expect(result.isError, `${tool} ${JSON.stringify(args)}`).toBe(true);
-      expect(result.content[0]?.text).toMatch(/validation/i);
+    for (const [tool, args, paths] of invalid) {
+      const error = await toolError(client, tool, args);
+      expect(error, `${tool} ${JSON.stringify(args)}`).toMatchObject({ code: 'invalid_request', requestId: expect.any(String) });
+      expect(error.details.map((d: { path: string[] }) => d.path)).toEqual(paths);
     }
+    // The same body through REST names the same field.
+    const rest = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', timeoutMs: 50 } });
+    expect(rest.body.error).toMatchObject({ code: 'invalid_request', details: [expect.objectContaining({ path: ['timeoutMs'] })] });
     const status = await api(`/v1/agents/${id}/status`, { key });
     expect(status.body).toMatchObject({ running: 0, queued: 0, lastExecution: null });
   });

@@ -40,9 +40,9 @@ router.openAPIRegistry.registerPath({
 
 /**
  * MCP (Streamable HTTP, stateless) for the key's tenant. The SDK parses and answers JSON-RPC
- * and validates tool arguments with the tools' zod schemas; this route adds what it leaves to
- * the server: Origin/Host checks, the tenant's Bearer key, and a fresh server per request bound
- * to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
+ * (the tools refuse bad arguments themselves, with the API's envelope); this route adds what
+ * it leaves to the server: Origin/Host checks, the tenant's Bearer key, and a fresh server per
+ * request bound to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
  * DELETE (ending a session) have nothing to act on and get 405 from the app.
  */
 /** Tool calls that start an execution count against the key's budgets and concurrency cap. */
