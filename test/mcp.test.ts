@@ -303,8 +303,19 @@ describe('MCP: HTTP guard', () => {
     expect(res.status).toBe(413);
   });
 
-  it('is described in /openapi.json', async () => {
+  it('is described in /openapi.json, with the SDK\'s own JSON-RPC refusals (400, 406) beside the envelope\'s', async () => {
     const doc = await api('/openapi.json');
-    expect(doc.body.paths['/mcp'].post.summary).toMatch(/Model Context Protocol/);
+    const operation = doc.body.paths['/mcp'].post;
+    expect(operation.summary).toMatch(/Model Context Protocol/);
+    expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '403', '405', '406', '413', '415', '429', '431', '503']));
+    expect(operation.responses['406'].content['application/json'].schema.required).toEqual(['jsonrpc', 'error', 'id']);
+
+    const { key } = await newTenant();
+    const noAccept = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(initialize) });
+    expect(noAccept.status).toBe(406);
+    expect(await noAccept.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32000 } });
+    const oldVersion = await post({ authorization: `Bearer ${key}`, 'mcp-protocol-version': '1999-01-01' }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
+    expect(oldVersion.status).toBe(400);
+    expect(await oldVersion.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/protocol version/) } });
   });
 });

@@ -31,6 +31,13 @@ const JsonRpcRequest = z.object({
   params: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * The request body in the OpenAPI document: a reference to the envelope's schema (registered
+ * below), not the zod schema itself, which the route would then validate: a body that is not
+ * a JSON-RPC request is answered in JSON-RPC (-32700, -32600), not with a 400.
+ */
+const JSON_RPC_REQUEST_DOC = { $ref: '#/components/schemas/A2AJsonRpcRequest' };
+
 const rpcError = (id: unknown, error: { code: number; message: string; data?: unknown }) => ({ jsonrpc: '2.0', id: id ?? null, error });
 
 /**
@@ -88,8 +95,10 @@ export const a2a = new OpenAPIHono<AppEnv>()
       responses: {
         200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)' },
         304: { description: 'not modified (If-None-Match)' },
+        400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: errorResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
+        503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
     }),
     async (c) => {
@@ -157,13 +166,20 @@ const rpcRoute = (path: string) =>
     tags: ['a2a'],
     summary: 'A2A JSON-RPC (SendMessage, GetTask, ListTasks, CancelTask, SendStreamingMessage, SubscribeToTask, push-notification configs); SSE for the streaming methods',
     security,
-    request: { params: AgentIdParams },
+    request: {
+      params: AgentIdParams,
+      body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
+    },
     responses: {
       200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them' },
+      400: errorResponse('invalid_request: the agent id is not a valid id'),
       401: errorResponse('unauthorized'),
       404: errorResponse('not_found: no such agent for this tenant'),
-      413: errorResponse('payload_too_large'),
-      415: errorResponse('unsupported_media_type'),
+      413: errorResponse('payload_too_large: body over 1 MiB'),
+      415: errorResponse('unsupported_media_type: neither application/json nor application/a2a+json'),
+      429: errorResponse("rate_limited or budget_exhausted: the key's limits (Retry-After and RateLimit-* headers); sends count against budgets"),
+      431: errorResponse('headers_too_large'),
+      503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
     },
   });
 
@@ -171,6 +187,7 @@ const rpcRoute = (path: string) =>
 const A2A_SENDS = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream']);
 
 const rpcRouter = new OpenAPIHono<AppEnv>();
+rpcRouter.openAPIRegistry.register('A2AJsonRpcRequest', JsonRpcRequest);
 // The caller's key, then its rate limits and budgets, as for /v1 (the card stays public-able).
 rpcRouter.on('POST', ['/a2a/:id/', '/a2a/:id'], apiKeyAuth(), keyLimits(jsonRpcStartsWork((method) => typeof method === 'string' && A2A_SENDS.has(method))));
 
