@@ -8,6 +8,8 @@ import type { AgentStore } from './agent-store';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
 export const A2A_TURN_TIMEOUT_MS = 300_000;
+/** The status message of a task queued on a paused agent. */
+export const PAUSED_NOTE = 'the agent is paused: this task stays queued and runs when the agent is resumed; still queued at its deadline, it fails (upstream_timeout)';
 /** A missed change notification costs at most this much latency, never a hung request. */
 const RECHECK_MS = 5_000;
 
@@ -53,8 +55,7 @@ export class GatewayExecutor implements AgentExecutor {
   execute = async (context: RequestContext, bus: ExecutionEventBus): Promise<void> => {
     const { taskId, contextId } = context;
     const message = context.userMessage;
-    // A task made through the REST API has no turn rows: its execution is turn 1.
-    const turn = context.task ? Math.max(this.host.tasks.turns(taskId), 1) + 1 : 1;
+    const turn = context.task ? this.host.tasks.nextTurn(taskId) : 1;
     const executionId = turn === 1 ? taskId : newId('ex');
     const initial: Task = context.task ?? {
       id: taskId, contextId, status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: new Date().toISOString() },
@@ -103,11 +104,24 @@ export class GatewayExecutor implements AgentExecutor {
         this.canceled.delete(executionId);
         return;
       }
-      // A paused agent queues work (as async REST executions do): the caller gets the
-      // SUBMITTED task now instead of waiting until the agent is resumed.
-      if (row.status === 'queued' && this.host.store.agentRow()?.paused) return;
+      if (row.status === 'queued' && this.host.store.agentRow()?.paused) {
+        this.announcePaused(taskId, contextId, executionId, bus);
+        return;
+      }
       await changed;
     }
+  }
+
+  /**
+   * Nobody waits on a paused agent: REST refuses sync work (409 agent_paused) and queues async
+   * work. A2A has no such error, so a blocking send and a stream both end with the task still
+   * SUBMITTED, and this status says why, so that a client can tell it from a broken stream.
+   */
+  private announcePaused(taskId: string, contextId: string, executionId: string, bus: ExecutionEventBus): void {
+    bus.publish(AgentEvent.statusUpdate({
+      taskId, contextId, metadata: undefined,
+      status: { state: TaskState.TASK_STATE_SUBMITTED, message: agentMessage(`${executionId}-paused`, taskId, contextId, [textPart(PAUSED_NOTE)]), timestamp: new Date().toISOString() },
+    }));
   }
 
   private nextChange(executionId: string): Promise<void> {

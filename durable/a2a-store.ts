@@ -73,13 +73,20 @@ export class A2AStore implements TaskStore {
     return this.sql.one<{ task_id: string }>('SELECT task_id FROM a2a_turns WHERE execution_id = ?', executionId)?.task_id ?? executionId;
   }
 
-  /** How many turns the task has had. */
-  turns(taskId: string): number {
-    return this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_turns WHERE task_id = ?', taskId)?.n ?? 0;
+  /** The number of an existing task's next turn (a task made through the REST API has no turn rows: its execution is turn 1). */
+  nextTurn(taskId: string): number {
+    const turns = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_turns WHERE task_id = ?', taskId)?.n ?? 0;
+    return Math.max(turns, 1) + 1;
   }
 
+  /**
+   * The task `taskId`: its A2A row and the execution of its latest turn, or an execution made
+   * through the REST API (its own task). A follow-up turn's execution is part of its task,
+   * never a task of its own (as ListTasks leaves it out).
+   */
   record(taskId: string): TaskRecord | undefined {
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', taskId);
+    if (!row && this.sql.one('SELECT 1 AS one FROM a2a_turns WHERE execution_id = ? AND turn > 1', taskId)) return undefined;
     const execution = this.store.execution(row?.execution_id ?? taskId);
     if (!row && !execution) return undefined;
     return {

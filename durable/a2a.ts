@@ -1,14 +1,11 @@
 import { AgentCard, StreamResponse, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
-import {
-  DefaultExecutionEventBusManager, DefaultRequestHandler, JsonRpcTransportHandler, RequestContext, ServerCallContext,
-  type PushNotificationSender,
-} from '@a2a-js/sdk/server';
+import { DefaultExecutionEventBusManager, JsonRpcTransportHandler, ServerCallContext } from '@a2a-js/sdk/server';
 import { agentCard } from '../worker/a2a/card';
-import { newId } from '../worker/lib/ids';
 import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
+import { GatewayRequestHandler } from './a2a-handler';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
@@ -34,13 +31,10 @@ export interface A2AHooks extends A2AStoreHooks {
   queueDelivery(target: string, eventType: string, payload: string, now: number): void;
 }
 
-/** The SDK would send push notifications itself, once, from memory: the durable path below does. */
-const noPushSender: PushNotificationSender = { send: async () => undefined };
-
 /**
  * The agent as an A2A server: the SDK's JSON-RPC handlers (v1.0, and v0.3 through its
- * compatibility layer) over `DefaultRequestHandler`, with the task store on this object's
- * SQLite and executions run by the agent's own runner.
+ * compatibility layer) over its request handler with the gateway's rules (a2a-handler.ts),
+ * with the task store on this object's SQLite and executions run by the agent's own runner.
  */
 export class A2AServer {
   readonly tasks: A2AStore;
@@ -158,30 +152,8 @@ export class A2AServer {
     const card = agentCard(config, origin);
     const key = JSON.stringify(card);
     if (this.handlers?.key === key) return this.handlers;
-    const handler = new DefaultRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql), noPushSender);
-    withExecutionIds(handler);
+    const handler = new GatewayRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql));
     this.handlers = { key, v1: new JsonRpcTransportHandler(handler), legacy: new LegacyJsonRpcTransportHandler(handler) };
     return this.handlers;
   }
-}
-
-type ContextFactory = (request: { message?: { taskId?: string } }, context: ServerCallContext) => Promise<RequestContext>;
-
-/**
- * New tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's execution lists
- * sort and page by) instead of the SDK's random UUIDs: the task IS the execution. The SDK has
- * no option for this, so its request-context factory is wrapped; a follow-up message (with a
- * task id) is left alone.
- */
-function withExecutionIds(handler: DefaultRequestHandler): void {
-  const target = handler as unknown as { _createRequestContext: ContextFactory };
-  const original = target._createRequestContext.bind(handler);
-  if (typeof original !== 'function') throw new Error('@a2a-js/sdk changed: DefaultRequestHandler._createRequestContext is gone');
-  target._createRequestContext = async (request, context) => {
-    const made = await original(request, context);
-    if (request.message?.taskId) return made;
-    const taskId = newId('ex');
-    const message = { ...made.userMessage, taskId };
-    return new RequestContext({ ...made.request, message }, taskId, made.contextId, made.context, made.task, made.referenceTasks);
-  };
 }

@@ -179,6 +179,9 @@ describe('A2A tasks are gateway executions', () => {
     const raw = await rpc(key, id, 'CancelTask', { id: finished.id });
     expect(raw.status).toBe(200);
     expect(raw.body.error).toMatchObject({ code: -32002, data: [expect.objectContaining({ reason: 'TASK_NOT_CANCELABLE', domain: 'a2a-protocol.org' })] });
+    // A canceled task is finished too (REST answers 409 already_finished for the same record).
+    expect((await rpc(key, id, 'CancelTask', { id: task.id })).body.error).toMatchObject({ code: -32002 });
+    expect((await api(`/v1/agents/${id}/executions/${task.id}/cancel`, { method: 'POST', key })).body.error.code).toBe('already_finished');
   });
 
   it('a cancel through the REST API is the task\'s cancel', async () => {
@@ -236,7 +239,12 @@ describe('A2A streaming and push notifications', () => {
     const client = await a2aClient(key, id);
     const events: StreamResponse[] = [];
     for await (const event of client.sendMessageStream(send('Where is my order?'))) events.push(event);
-    expect(events[0]?.payload?.$case).toBe('task');
+    // The builtin upstream answers at once; the stream still starts with the task as submitted
+    // (or working) and ends with the one terminal status, the artifact before it.
+    const payloads = events.map((e) => e.payload);
+    expect(payloads[0]?.$case === 'task' && payloads[0].value.status?.state).toBeOneOf([TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING]);
+    expect(payloads.slice(0, -1).every((p) => p?.$case !== 'statusUpdate' || p.value.status?.state !== TaskState.TASK_STATE_COMPLETED)).toBe(true);
+    expect(payloads.findIndex((p) => p?.$case === 'artifactUpdate')).toBe(payloads.length - 2);
     const last = events.at(-1)?.payload;
     expect(last?.$case).toBe('statusUpdate');
     if (last?.$case !== 'statusUpdate') throw new Error('unreachable');

@@ -41,7 +41,7 @@ async function value(client: Client, name: string, args: Record<string, unknown>
 }
 
 /** The gateway error of a failed tool call. */
-async function toolError(client: Client, name: string, args: Record<string, unknown>): Promise<{ code: string; message: string; details?: any }> {
+async function toolError(client: Client, name: string, args: Record<string, unknown>): Promise<{ code: string; message: string; requestId: string; details?: any }> {
   const result = await call(client, name, args);
   expect(result.isError).toBe(true);
   expect(result.structuredContent).toBeUndefined();
@@ -217,24 +217,29 @@ describe('MCP: tenant isolation', () => {
 });
 
 describe('MCP: invalid input', () => {
-  it('refuses invalid tool arguments with a tool error and changes nothing', async () => {
+  it('refuses invalid tool arguments with the API\'s invalid_request envelope, each issue\'s path in details, and changes nothing', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
     const client = await connect(key);
-    const invalid: [string, Record<string, unknown>][] = [
-      ['execute_intent', { agentId: id }],
-      ['execute_intent', { agentId: id, intent: '' }],
-      ['execute_intent', { agentId: id, intent: 'x', wait: true, timeoutMs: 60_000 }],
-      ['execute_intent', { agentId: id, intent: 'x', unexpected: true }],
-      ['execute_intent', { agentId: 'not an id!', intent: 'x' }],
-      ['list_agents', { limit: 1000 }],
-      ['get_execution', { agentId: id, executionId: '../x' }],
+    const invalid: [string, Record<string, unknown>, string[][]][] = [
+      ['execute_intent', { agentId: id }, [['intent']]],
+      ['execute_intent', { agentId: id, intent: '' }, [['intent']]],
+      ['execute_intent', { agentId: id, intent: 'x', timeoutMs: 50 }, [['timeoutMs']]],
+      ['execute_intent', { agentId: id, intent: 'x', wait: true, timeoutMs: 60_000 }, [['timeoutMs']]],
+      ['execute_intent', { agentId: id, intent: 'x', unexpected: true }, [[]]],
+      ['execute_intent', { agentId: 'not an id!', intent: 'x' }, [['agentId']]],
+      ['list_agents', { limit: 1000 }, [['limit']]],
+      ['get_execution', { agentId: id, executionId: '../x' }, [['executionId']]],
+      ['get_context', {}, [['agentId']]],
     ];
-    for (const [tool, args] of invalid) {
-      const result = await call(client, tool, args);
-      expect(result.isError, `${tool} ${JSON.stringify(args)}`).toBe(true);
-      expect(result.content[0]?.text).toMatch(/validation/i);
+    for (const [tool, args, paths] of invalid) {
+      const error = await toolError(client, tool, args);
+      expect(error, `${tool} ${JSON.stringify(args)}`).toMatchObject({ code: 'invalid_request', requestId: expect.any(String) });
+      expect(error.details.map((d: { path: string[] }) => d.path)).toEqual(paths);
     }
+    // The same body through REST names the same field.
+    const rest = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', timeoutMs: 50 } });
+    expect(rest.body.error).toMatchObject({ code: 'invalid_request', details: [expect.objectContaining({ path: ['timeoutMs'] })] });
     const status = await api(`/v1/agents/${id}/status`, { key });
     expect(status.body).toMatchObject({ running: 0, queued: 0, lastExecution: null });
   });
@@ -298,8 +303,19 @@ describe('MCP: HTTP guard', () => {
     expect(res.status).toBe(413);
   });
 
-  it('is described in /openapi.json', async () => {
+  it('is described in /openapi.json, with the SDK\'s own JSON-RPC refusals (400, 406) beside the envelope\'s', async () => {
     const doc = await api('/openapi.json');
-    expect(doc.body.paths['/mcp'].post.summary).toMatch(/Model Context Protocol/);
+    const operation = doc.body.paths['/mcp'].post;
+    expect(operation.summary).toMatch(/Model Context Protocol/);
+    expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '403', '405', '406', '413', '415', '429', '431', '503']));
+    expect(operation.responses['406'].content['application/json'].schema.required).toEqual(['jsonrpc', 'error', 'id']);
+
+    const { key } = await newTenant();
+    const noAccept = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(initialize) });
+    expect(noAccept.status).toBe(406);
+    expect(await noAccept.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32000 } });
+    const oldVersion = await post({ authorization: `Bearer ${key}`, 'mcp-protocol-version': '1999-01-01' }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
+    expect(oldVersion.status).toBe(400);
+    expect(await oldVersion.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/protocol version/) } });
   });
 });

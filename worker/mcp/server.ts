@@ -9,6 +9,7 @@ import { staleExecution } from '../agents/snapshots';
 import { AgentId, Cursor, JsonValue, page, ResourceId } from '../schemas/common';
 import { Execution, Intent } from '../schemas/execution';
 import { Agent, AgentContext } from '../schemas/agent';
+import { argsOf, checkedArgs } from './tool-args';
 
 /** Longest an `execute_intent` call with `wait` holds the MCP request open. */
 export const MAX_WAIT_MS = 30_000;
@@ -89,11 +90,15 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     {
       title: 'List agents',
       description: "Lists this tenant's agents, ordered by id, one page at a time (eventually consistent, like GET /v1/agents).",
-      inputSchema: ListAgentsArgs,
+      inputSchema: checkedArgs(ListAgentsArgs),
       outputSchema: page(Agent),
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    ({ limit, cursor }) => run(caller, 'list_agents', async () => ({ ...(await listAgents(env, tenantId, limit, cursor)) })),
+    (args) =>
+      run(caller, 'list_agents', async () => {
+        const { limit, cursor } = argsOf(args);
+        return { ...(await listAgents(env, tenantId, limit, cursor)) };
+      }),
   );
 
   server.registerTool(
@@ -102,12 +107,13 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       title: 'Execute an intent',
       description:
         'Runs an intent on an agent. With wait, answers with the finished execution (an error naming upstream_failed, upstream_timeout or execution_cancelled when it did not succeed); without, answers at once with the queued execution to poll with get_execution.',
-      inputSchema: ExecuteIntentArgs,
+      inputSchema: checkedArgs(ExecuteIntentArgs),
       outputSchema: Execution,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     },
-    ({ agentId, intent, input, wait, timeoutMs }) =>
+    (args) =>
       run(caller, 'execute_intent', async () => {
+        const { agentId, intent, input, wait, timeoutMs } = argsOf(args);
         // Waiting runs in sync mode with a deadline of at most MAX_WAIT_MS (queue time included),
         // so the call cannot outlive it whatever the agent's default deadline becomes.
         const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
@@ -124,14 +130,15 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     {
       title: 'Get an execution',
       description: "Reads one execution of an agent: status, output or error (strongly consistent; marked stale when served from the last snapshot).",
-      inputSchema: ExecutionArgs,
+      inputSchema: checkedArgs(ExecutionArgs),
       outputSchema: Execution,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    ({ agentId, executionId }) =>
-      run(caller, 'get_execution', () =>
-        onTenantAgent(env, tenantId, agentId, (stub) => stub.getExecution(executionId), { retry: true, fallback: () => staleExecution(env, tenantId, agentId, executionId) }),
-      ),
+    (args) =>
+      run(caller, 'get_execution', () => {
+        const { agentId, executionId } = argsOf(args);
+        return onTenantAgent(env, tenantId, agentId, (stub) => stub.getExecution(executionId), { retry: true, fallback: () => staleExecution(env, tenantId, agentId, executionId) });
+      }),
   );
 
   server.registerTool(
@@ -139,11 +146,15 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     {
       title: 'Cancel an execution',
       description: 'Cancels a queued or running execution (a running upstream call is aborted); already_finished when it has ended.',
-      inputSchema: ExecutionArgs,
+      inputSchema: checkedArgs(ExecutionArgs),
       outputSchema: Execution,
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     },
-    ({ agentId, executionId }) => run(caller, 'cancel_execution', () => onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId))),
+    (args) =>
+      run(caller, 'cancel_execution', () => {
+        const { agentId, executionId } = argsOf(args);
+        return onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId));
+      }),
   );
 
   server.registerTool(
@@ -151,11 +162,15 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     {
       title: "Get an agent's context",
       description: "Reads the agent's context document and its version (what PATCH /v1/agents/{id}/context writes).",
-      inputSchema: AgentArgs,
+      inputSchema: checkedArgs(AgentArgs),
       outputSchema: AgentContext,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    ({ agentId }) => run(caller, 'get_context', () => onTenantAgent(env, tenantId, agentId, (stub) => stub.getContext(), { retry: true })),
+    (args) =>
+      run(caller, 'get_context', () => {
+        const { agentId } = argsOf(args);
+        return onTenantAgent(env, tenantId, agentId, (stub) => stub.getContext(), { retry: true });
+      }),
   );
 
   return server;

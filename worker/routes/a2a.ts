@@ -1,9 +1,11 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { VersionNotSupportedError } from '@a2a-js/sdk/errors';
+import { RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/errors';
+import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import type { Context } from 'hono';
 import type { AppEnv, Principal } from '../env';
 import { ApiError, unwrap } from '../errors';
+import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
 import { lookupKey } from '../auth/api-keys';
 import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
@@ -29,7 +31,27 @@ const JsonRpcRequest = z.object({
   params: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * The request body in the OpenAPI document: a reference to the envelope's schema (registered
+ * below), not the zod schema itself, which the route would then validate: a body that is not
+ * a JSON-RPC request is answered in JSON-RPC (-32700, -32600), not with a 400.
+ */
+const JSON_RPC_REQUEST_DOC = { $ref: '#/components/schemas/A2AJsonRpcRequest' };
+
 const rpcError = (id: unknown, error: { code: number; message: string; data?: unknown }) => ({ jsonrpc: '2.0', id: id ?? null, error });
+
+/**
+ * Deepest `params` served: they wrap the message, whose JSON may nest MAX_JSON_DEPTH levels
+ * (as an execution's input). Refused here, since deeper values cannot cross to the agent's
+ * object (RPC serialization overflows its stack) and nothing legitimate is that deep.
+ */
+const MAX_PARAMS_DEPTH = MAX_JSON_DEPTH + 1;
+
+/** -32602 as the SDK answers it for the version: with ErrorInfo in 1.0 (v0.3 has none). */
+const invalidParams = (version: A2ARequest['version'], message: string) =>
+  version === '1.0'
+    ? JsonRpcTransportHandler.mapToJSONRPCError(new RequestMalformedError(message))
+    : LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(new RequestMalformedError(message));
 
 /**
  * The A2A-Version header: absent or empty means 0.3 (the spec's rule), served through the
@@ -73,8 +95,10 @@ export const a2a = new OpenAPIHono<AppEnv>()
       responses: {
         200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)' },
         304: { description: 'not modified (If-None-Match)' },
+        400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: errorResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
+        503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
     }),
     async (c) => {
@@ -124,6 +148,10 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     const error = JsonRpcTransportHandler.mapToJSONRPCError(new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
     return c.json(rpcError(envelope.data.id, error), 200);
   }
+  const { params } = envelope.data;
+  if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
+    return c.json(rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)), 200);
+  }
   c.get('log').agentId = agentId;
   c.get('log').a2aMethod = envelope.data.method;
   const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: envelope.data, version, origin: new URL(c.req.url).origin })));
@@ -138,13 +166,20 @@ const rpcRoute = (path: string) =>
     tags: ['a2a'],
     summary: 'A2A JSON-RPC (SendMessage, GetTask, ListTasks, CancelTask, SendStreamingMessage, SubscribeToTask, push-notification configs); SSE for the streaming methods',
     security,
-    request: { params: AgentIdParams },
+    request: {
+      params: AgentIdParams,
+      body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
+    },
     responses: {
       200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them' },
+      400: errorResponse('invalid_request: the agent id is not a valid id'),
       401: errorResponse('unauthorized'),
       404: errorResponse('not_found: no such agent for this tenant'),
-      413: errorResponse('payload_too_large'),
-      415: errorResponse('unsupported_media_type'),
+      413: errorResponse('payload_too_large: body over 1 MiB'),
+      415: errorResponse('unsupported_media_type: neither application/json nor application/a2a+json'),
+      429: errorResponse("rate_limited or budget_exhausted: the key's limits (Retry-After and RateLimit-* headers); sends count against budgets"),
+      431: errorResponse('headers_too_large'),
+      503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
     },
   });
 
@@ -152,6 +187,7 @@ const rpcRoute = (path: string) =>
 const A2A_SENDS = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream']);
 
 const rpcRouter = new OpenAPIHono<AppEnv>();
+rpcRouter.openAPIRegistry.register('A2AJsonRpcRequest', JsonRpcRequest);
 // The caller's key, then its rate limits and budgets, as for /v1 (the card stays public-able).
 rpcRouter.on('POST', ['/a2a/:id/', '/a2a/:id'], apiKeyAuth(), keyLimits(jsonRpcStartsWork((method) => typeof method === 'string' && A2A_SENDS.has(method))));
 

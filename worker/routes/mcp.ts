@@ -16,6 +16,24 @@ const MCP_MAX_BODY_BYTES = 1024 * 1024;
 
 const error = (description: string) => ({ content: { 'application/json': { schema: ErrorBody } }, description });
 
+/** What the MCP SDK answers a request it refuses itself: a JSON-RPC error, not the envelope. */
+const jsonRpcError = (description: string) => ({
+  description,
+  content: {
+    'application/json': {
+      schema: {
+        type: 'object' as const,
+        required: ['jsonrpc', 'error', 'id'],
+        properties: {
+          jsonrpc: { type: 'string' as const, enum: ['2.0'] },
+          id: { description: 'null: the request could not be read' },
+          error: { type: 'object' as const, required: ['code', 'message'], properties: { code: { type: 'integer' as const }, message: { type: 'string' as const } } },
+        },
+      },
+    },
+  },
+});
+
 const router = new OpenAPIHono<AppEnv>();
 
 router.openAPIRegistry.registerPath({
@@ -30,19 +48,24 @@ router.openAPIRegistry.registerPath({
   responses: {
     200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
     202: { description: 'a notification, accepted' },
+    400: jsonRpcError('from the MCP SDK, as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header'),
     401: error('unauthorized: missing, invalid or revoked key (WWW-Authenticate: Bearer)'),
     403: error('forbidden: Origin or Host not allowed'),
     405: error('method_not_allowed: GET and DELETE (no sessions); Allow: POST'),
+    406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json'),
+    429: error("rate_limited or budget_exhausted: the key's limits (Retry-After and RateLimit-* headers); execute_intent counts against budgets"),
+    431: error('headers_too_large'),
+    503: error("unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)"),
   },
 });
 
 /**
  * MCP (Streamable HTTP, stateless) for the key's tenant. The SDK parses and answers JSON-RPC
- * and validates tool arguments with the tools' zod schemas; this route adds what it leaves to
- * the server: Origin/Host checks, the tenant's Bearer key, and a fresh server per request bound
- * to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
+ * (the tools refuse bad arguments themselves, with the API's envelope); this route adds what
+ * it leaves to the server: Origin/Host checks, the tenant's Bearer key, and a fresh server per
+ * request bound to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
  * DELETE (ending a session) have nothing to act on and get 405 from the app.
  */
 /** Tool calls that start an execution count against the key's budgets and concurrency cap. */

@@ -1,0 +1,82 @@
+import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
+import { RequestMalformedError, TaskNotCancelableError } from '@a2a-js/sdk/errors';
+import {
+  DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
+  type PushNotificationSender, type PushNotificationStore, type ServerCallContext,
+} from '@a2a-js/sdk/server';
+import { newId } from '../worker/lib/ids';
+import { turnInput } from './a2a-executor';
+import { idProblem, sizeProblem } from './a2a-limits';
+import type { A2AStore } from './a2a-store';
+import { TERMINAL_TASK_STATES } from './a2a-view';
+
+type ContextFactory = (request: { message?: Message }, context: ServerCallContext) => Promise<RequestContext>;
+type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => Promise<StreamResponse>;
+
+/** The SDK would send push notifications itself, once, from memory: the durable path (A2AServer) does. */
+const noPushSender: PushNotificationSender = { send: async () => undefined };
+
+/**
+ * The SDK's request handler with the gateway's rules. The SDK has no options for them, so
+ * two of its private methods are wrapped; both are checked when the handler is made, so an
+ * SDK upgrade that renames them fails at the first A2A request (and in the tests), never
+ * silently:
+ * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
+ *   exceed the bounds of an execution (a2a-limits.ts), before the SDK stores a follow-up's
+ *   history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
+ * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
+ *   published it. The SDK reloads it from the store when the stream gets to the event, and
+ *   for a fast upstream the store already holds the finished task, so the stream showed
+ *   COMPLETED first and its artifact and COMPLETED status after it.
+ */
+export class GatewayRequestHandler extends DefaultRequestHandler {
+  constructor(card: AgentCard, private readonly tasks: A2AStore, executor: AgentExecutor, buses: ExecutionEventBusManager, pushes: PushNotificationStore) {
+    super(card, tasks, executor, buses, pushes, noPushSender);
+    const self = this as unknown as { _createRequestContext: ContextFactory; _mapEventToStreamResponse: EventMapper };
+    if (typeof self._createRequestContext !== 'function' || typeof self._mapEventToStreamResponse !== 'function') {
+      throw new Error('@a2a-js/sdk changed: DefaultRequestHandler._createRequestContext or _mapEventToStreamResponse is gone');
+    }
+    const createContext = self._createRequestContext.bind(this);
+    self._createRequestContext = async (request, context) => {
+      const incoming = request.message;
+      const taskId = incoming?.taskId ? undefined : newId('ex');
+      if (incoming) this.checkMessage(incoming, taskId);
+      const made = await createContext(request, context);
+      if (!taskId) return made;
+      const message = { ...made.userMessage, taskId };
+      return new RequestContext({ ...made.request, message }, taskId, made.contextId, made.context, made.task, made.referenceTasks);
+    };
+    const mapEvent = self._mapEventToStreamResponse.bind(this);
+    // A copy: the SDK trims the event's history for the client (historyLength), and its
+    // result manager keeps working on the event's task.
+    self._mapEventToStreamResponse = async (event, context) =>
+      event.kind === 'task' ? { payload: { $case: 'task', value: structuredClone(event.data) } } : mapEvent(event, context);
+  }
+
+  /**
+   * Every terminal task is not cancelable (-32002), as the REST cancel of a finished execution
+   * is 409 already_finished. The SDK answers a CANCELED task with itself instead.
+   */
+  override async cancelTask(params: CancelTaskRequest, context: ServerCallContext): Promise<Task> {
+    const state = (await this.tasks.load(params.id))?.status?.state;
+    if (state !== undefined && TERMINAL_TASK_STATES.has(state)) {
+      throw new TaskNotCancelableError(`Task not cancelable: ${params.id} is ${TaskState[state]}`);
+    }
+    return super.cancelTask(params, context);
+  }
+
+  /**
+   * Throws the SDK's invalid-params error when `message` is out of bounds. The input is built
+   * as the executor will build it; a context id the SDK fills in later is counted at the length
+   * of the UUID it makes, so the estimate is within a few hundred bytes of what is stored.
+   */
+  private checkMessage(message: Message, newTaskId: string | undefined): void {
+    const ids = idProblem(message);
+    if (ids) throw new RequestMalformedError(ids);
+    const turn = newTaskId ? 1 : this.tasks.nextTurn(message.taskId);
+    const resolved = { ...message, taskId: newTaskId ?? message.taskId, contextId: message.contextId || crypto.randomUUID() };
+    const size = sizeProblem(message, turnInput(resolved, turn));
+    if (size) throw new RequestMalformedError(size);
+  }
+}

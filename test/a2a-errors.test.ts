@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { api, newAgent, newTenant, uniqueId } from './support/api';
+
+const ERROR_INFO = (reason: string) => [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason, domain: 'a2a-protocol.org' }];
+
+describe('A2A errors, as docs/A2A.md lists them', () => {
+  it('in 1.0 the A2A errors and -32602 carry ErrorInfo; the JSON-RPC protocol errors and every v0.3 error carry none', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const v1 = (body: unknown, version = '1.0') => api(`/a2a/${id}/`, { key, body, headers: { 'a2a-version': version } });
+    const rpc = (method: string, params: unknown, version = '1.0') => v1({ jsonrpc: '2.0', id: 1, method, params }, version);
+
+    const parse = await api(`/a2a/${id}/`, { key, rawBody: '{nope', headers: { 'content-type': 'application/json', 'a2a-version': '1.0' } });
+    expect(parse.body.error).toEqual({ code: -32700, message: expect.any(String) });
+    expect((await v1({ jsonrpc: '1.0', method: 'GetTask' })).body.error).toEqual({ code: -32600, message: expect.any(String) });
+    expect((await rpc('NoSuchMethod', {})).body.error).toEqual({ code: -32601, message: expect.any(String) });
+
+    expect((await rpc('ListTasks', { pageToken: 'not-a-token' })).body.error).toMatchObject({ code: -32602, data: ERROR_INFO('INVALID_PARAMS') });
+    expect((await rpc('GetTask', { id: 'ex_unknown' })).body.error).toMatchObject({ code: -32001, data: ERROR_INFO('TASK_NOT_FOUND') });
+    const done = (await rpc('SendMessage', { message: { messageId: `tck-complete-task-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } })).body.result.task;
+    expect((await rpc('CancelTask', { id: done.id })).body.error).toMatchObject({ code: -32002, data: ERROR_INFO('TASK_NOT_CANCELABLE') });
+    expect((await rpc('SubscribeToTask', { id: done.id })).body.error).toMatchObject({ code: -32004, data: ERROR_INFO('UNSUPPORTED_OPERATION') });
+    expect((await rpc('GetTask', { id: done.id }, '7.0')).body.error).toMatchObject({ code: -32009, data: ERROR_INFO('VERSION_NOT_SUPPORTED') });
+
+    const legacy = await rpc('tasks/get', { id: 'ex_unknown' }, '0.3');
+    expect(legacy.body.error).toEqual({ code: -32001, message: expect.any(String) });
+  });
+
+  it('answers a bad agent id with the 400 invalid_request envelope, for the endpoint and the card', async () => {
+    const { key } = await newTenant();
+    for (const path of ['/a2a/bad.id/', '/a2a/bad.id/.well-known/agent-card.json']) {
+      const res = await api(path, { key, ...(path.endsWith('/') && { body: { jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } } }) });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', details: [expect.objectContaining({ path: ['id'] })] });
+    }
+  });
+
+  it('documents the endpoint\'s body (both media types, the envelope\'s schema) and its non-JSON-RPC answers in /openapi.json', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const endpoint = doc.paths['/a2a/{id}/'].post;
+    for (const type of ['application/json', 'application/a2a+json']) {
+      expect(endpoint.requestBody.content[type].schema).toEqual({ $ref: '#/components/schemas/A2AJsonRpcRequest' });
+    }
+    expect(doc.components.schemas.A2AJsonRpcRequest).toMatchObject({ type: 'object', required: ['jsonrpc', 'method'] });
+    expect(Object.keys(endpoint.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '404', '413', '415', '429', '431', '503']));
+    expect(Object.keys(doc.paths['/a2a/{id}/.well-known/agent-card.json'].get.responses)).toEqual(expect.arrayContaining(['200', '304', '400', '401', '404', '503']));
+    // Documented, not validated: a body that is not JSON-RPC is still answered in JSON-RPC.
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const notRpc = await api(`/a2a/${id}/`, { key, body: { hello: 'world' } });
+    expect(notRpc.status).toBe(200);
+    expect(notRpc.body.error.code).toBe(-32600);
+  });
+});

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { api, newAgent, newTenant, uniqueId } from './support/api';
+
+const nested = (depth: number): unknown => {
+  let value: unknown = 'leaf';
+  for (let i = 0; i < depth; i++) value = { a: value };
+  return value;
+};
+
+let seq = 0;
+const message = (fields: Record<string, unknown> = {}) => ({ messageId: `lim-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hello' }], ...fields });
+const call = (key: string, agentId: string, method: string, params: unknown, version = '1.0') =>
+  api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 7, method, params }, headers: { 'a2a-version': version } });
+const send = (key: string, agentId: string, fields: Record<string, unknown>, method = 'SendMessage') => call(key, agentId, method, { message: message(fields) });
+const tasksOf = async (key: string, agentId: string): Promise<string[]> =>
+  (await call(key, agentId, 'ListTasks', { status: 'TASK_STATE_UNSPECIFIED' })).body.result.tasks.map((t: { id: string }) => t.id);
+
+const INVALID_PARAMS = { code: -32602, data: [expect.objectContaining({ reason: 'INVALID_PARAMS', domain: 'a2a-protocol.org' })] };
+
+describe('A2A messages have the limits of REST execution input', () => {
+  it('refuses a message whose execution input exceeds 256 KiB with -32602, storing nothing; the text counts twice', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const huge = await send(key, id, { parts: [{ text: 'x'.repeat(300_000) }] });
+    expect(huge.status).toBe(200);
+    expect(huge.body).toMatchObject({ jsonrpc: '2.0', id: 7, error: INVALID_PARAMS });
+    // 150,000 characters fit in 256 KiB once, not twice (input.message and input.parts).
+    const doubled = await send(key, id, { parts: [{ text: 'y'.repeat(150_000) }] });
+    expect(doubled.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/counts twice/) });
+    expect(await tasksOf(key, id)).toEqual([]);
+    expect((await api(`/v1/agents/${id}/status`, { key })).body.lastExecution).toBeNull();
+
+    const fits = await send(key, id, { parts: [{ text: 'z'.repeat(100_000) }] });
+    expect(fits.body.result.task.status.state).toBe('TASK_STATE_COMPLETED');
+    // The REST view of an A2A execution keeps both forms of the text.
+    const execution = await api(`/v1/agents/${id}/executions/${fits.body.result.task.id}`, { key });
+    expect(execution.body.input.message).toHaveLength(100_000);
+    expect(execution.body.input.parts).toEqual([{ text: 'z'.repeat(100_000) }]);
+  });
+
+  it('refuses data nested deeper than the execution input allows (32 levels), and far deeper without a 500', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    // input → parts → part → the data: 29 levels of data make an input 32 deep.
+    expect((await send(key, id, { parts: [{ data: nested(29) }] })).body.result.task.status.state).toBe('TASK_STATE_COMPLETED');
+    for (const depth of [30, 40, 5_000]) {
+      const res = await send(key, id, { parts: [{ data: nested(depth) }] });
+      expect(res.status).toBe(200);
+      expect(res.body.error).toMatchObject(INVALID_PARAMS);
+    }
+    expect(await tasksOf(key, id)).toHaveLength(1);
+  });
+
+  it('bounds messageId and contextId at 256 characters and taskId at 80, as the API bounds ids', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const fields of [{ messageId: 'm'.repeat(10_000) }, { contextId: 'c'.repeat(5_000) }, { taskId: 't'.repeat(81) }, { messageId: 'm'.repeat(257) }]) {
+      const res = await send(key, id, fields);
+      expect(res.body.error).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/longer than/) });
+    }
+    expect(await tasksOf(key, id)).toEqual([]);
+    const longest = await send(key, id, { messageId: 'm'.repeat(256), contextId: 'c'.repeat(256) });
+    expect(longest.body.result.task.contextId).toBe('c'.repeat(256));
+  });
+
+  it('refuses an oversized follow-up before it joins the task\'s history, and an oversized stream before any event', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const asking = (await send(key, id, { messageId: `tck-input-required-${uniqueId()}` })).body.result.task;
+    expect(asking.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    const before = (await call(key, id, 'GetTask', { id: asking.id })).body.result.history.length;
+    const followUp = await send(key, id, { taskId: asking.id, contextId: asking.contextId, parts: [{ text: 'x'.repeat(300_000) }] });
+    expect(followUp.body.error).toMatchObject(INVALID_PARAMS);
+    const after = (await call(key, id, 'GetTask', { id: asking.id })).body.result;
+    expect(after.history).toHaveLength(before);
+    expect(after.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+
+    const stream = await send(key, id, { parts: [{ text: 'x'.repeat(300_000) }] }, 'SendStreamingMessage');
+    expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(stream.body.error).toMatchObject(INVALID_PARAMS);
+  });
+
+  it('refuses the same in the v0.3 names, with v0.3\'s error (no ErrorInfo there)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const params = { message: { kind: 'message', messageId: 'm-03', role: 'user', parts: [{ kind: 'text', text: 'x'.repeat(300_000) }] } };
+    const res = await api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 'v03', method: 'message/send', params } });
+    expect(res.body).toMatchObject({ id: 'v03', error: { code: -32602 } });
+    expect(res.body.error.data).toBeUndefined();
+    expect(await tasksOf(key, id)).toEqual([]);
+  });
+});

@@ -1,0 +1,70 @@
+import { SELF } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { PAUSED_NOTE } from '../durable/a2a-executor';
+import { api, BASE, eventually, newAgent, newTenant, uniqueId } from './support/api';
+
+const CONFORMANCE = { kind: 'builtin', mode: 'a2a-conformance' };
+
+const call = (key: string, agentId: string, method: string, params: unknown) =>
+  api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': '1.0' } });
+const message = (fields: Record<string, unknown>) => ({ message: { messageId: `m-${uniqueId('msg')}`, role: 'ROLE_USER', parts: [{ text: 'hello' }], ...fields } });
+
+describe('A2A follow-up turns', () => {
+  it('a follow-up turn\'s execution is not a task: GetTask, CancelTask and SubscribeToTask answer -32001, REST still shows the execution', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    const asking = (await call(key, id, 'SendMessage', message({ messageId: `tck-input-required-${uniqueId()}` }))).body.result.task;
+    expect(asking.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    const answered = (await call(key, id, 'SendMessage', message({ taskId: asking.id, contextId: asking.contextId }))).body.result.task;
+    expect(answered).toMatchObject({ id: asking.id, status: { state: 'TASK_STATE_COMPLETED' } });
+
+    const executions = await eventually(async () => {
+      const list = (await api(`/v1/agents/${id}/executions`, { key })).body.data as { id: string; input: { turn?: number } }[];
+      return list.length === 2 && list;
+    });
+    const secondTurn = executions.find((e) => e.input.turn === 2);
+    expect(secondTurn).toBeDefined();
+    const turnId = secondTurn?.id ?? '';
+    expect(turnId).not.toBe(asking.id);
+    for (const method of ['GetTask', 'CancelTask', 'SubscribeToTask']) {
+      const res = await call(key, id, method, { id: turnId });
+      expect(res.body.error).toMatchObject({ code: -32001, data: [expect.objectContaining({ reason: 'TASK_NOT_FOUND' })] });
+    }
+    expect((await call(key, id, 'GetTask', { id: asking.id })).body.result.status.state).toBe('TASK_STATE_COMPLETED');
+    expect((await api(`/v1/agents/${id}/executions/${turnId}`, { key })).body).toMatchObject({ id: turnId, intent: 'a2a.message', status: 'succeeded' });
+  });
+});
+
+/** The `result`s of an SSE answer, read to its end. */
+async function streamed(key: string, agentId: string, method: string, params: unknown): Promise<Record<string, any>[]> {
+  const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
+    method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
+  });
+  expect(res.headers.get('content-type')).toBe('text/event-stream');
+  const text = await res.text();
+  return text.split('\n').filter((line) => line.startsWith('data:')).map((line) => JSON.parse(line.slice(5)).result);
+}
+
+describe('A2A on a paused agent', () => {
+  it('nobody waits: a stream, like a blocking send, ends with the task submitted and a status saying why; it runs once resumed', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const why = { parts: [expect.objectContaining({ text: PAUSED_NOTE })] };
+
+    const events = await streamed(key, id, 'SendStreamingMessage', message({}));
+    expect(events).toEqual([
+      { task: expect.objectContaining({ status: expect.objectContaining({ state: 'TASK_STATE_SUBMITTED' }) }) },
+      { statusUpdate: expect.objectContaining({ status: expect.objectContaining({ state: 'TASK_STATE_SUBMITTED', message: expect.objectContaining(why) }) }) },
+    ]);
+    const taskId: string = events[0]?.task.id;
+    const blocking = (await call(key, id, 'SendMessage', message({}))).body.result.task;
+    expect(blocking.status).toMatchObject({ state: 'TASK_STATE_SUBMITTED', message: why });
+    // No request follows a queued task of a paused agent: a subscription shows it and ends.
+    expect(await streamed(key, id, 'SubscribeToTask', { id: taskId })).toEqual([{ task: expect.objectContaining({ id: taskId }) }]);
+
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: false } });
+    await eventually(async () => (await call(key, id, 'GetTask', { id: taskId })).body.result.status.state === 'TASK_STATE_COMPLETED');
+  });
+});
