@@ -84,6 +84,29 @@ describe('outgoing webhooks', () => {
     expect(new Set(messages.map((m) => m.headers['webhook-id']))).toEqual(new Set([done?.id]));
   });
 
+  it('counts a redirect as a failed attempt: it is not followed, and the delivery is retried with its status', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    // Both targets answer 200: a 307 would repeat the POST there, a 302 would turn it into a GET.
+    const landing = `landing-${id}`;
+    const redirects = { 307: mockUrl(`/hook?target=${landing}`), 302: mockUrl(`/health?target=${landing}`) };
+    for (const [status, location] of Object.entries(redirects)) {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=redirect-${id}&status=${status}&location=${encodeURIComponent(location)}`) } });
+    }
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const attempted = await eventually(async () => {
+      const list = (await api(`/v1/agents/${id}/deliveries`, { key })).body.data as { status: string; attempts: number; lastStatus: number | null; lastError: string | null }[];
+      return list.length === 2 && list.every((d) => d.attempts === 1) && list;
+    });
+    expect(attempted.map((d) => d.lastStatus).sort()).toEqual([302, 307]);
+    for (const delivery of attempted) {
+      expect(delivery).toMatchObject({ status: 'pending', lastError: expect.stringContaining('redirects are not followed') });
+    }
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(counts[`redirect-${id}`]).toBe(2);
+    expect(counts[landing]).toBeUndefined();
+  });
+
   it('ends in a dead letter when the receiver never recovers, and a manual retry delivers', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);

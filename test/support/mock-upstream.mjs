@@ -3,9 +3,9 @@
 //   POST /agent                  agent-http: {executionId, agentId, intent, input, context, history}
 //   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
-// message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, body, contentType
-// (of `body`), stallBody (headers, then silence), contextPatch, chunkDelayMs, cutAfter,
-// resetRate, spikeRate, spikeMs, outputBytes}.
+// message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, location (sent
+// with `status`: a redirect), body, contentType (of `body`), stallBody (headers, then silence),
+// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
@@ -123,7 +123,7 @@ export async function startMockUpstream(options = {}) {
       return req.socket.destroy();
     }
     if (failing) return send(res, Number(mock.failStatus ?? 503), { error: `injected failure on attempt ${attempt}` });
-    if (mock.status) return send(res, Number(mock.status), { error: 'injected status' });
+    if (mock.status) return send(res, Number(mock.status), { error: 'injected status' }, mock.location ? { location: mock.location } : {});
     if (mock.body !== undefined) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
       return res.end(String(mock.body));
@@ -208,7 +208,7 @@ function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
-  for (const name of ['body', 'contentType']) if (params.has(name)) mock[name] = params.get(name);
+  for (const name of ['body', 'contentType', 'location']) if (params.has(name)) mock[name] = params.get(name);
   return mock;
 }
 
@@ -223,8 +223,8 @@ function chatMock(body) {
   }
 }
 
-function send(res, status, payload) {
-  res.writeHead(status, { 'content-type': 'application/json' });
+function send(res, status, payload, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify(payload));
 }
 
