@@ -49,6 +49,20 @@ describe('incoming webhooks', () => {
     expect(exec).toMatchObject({ intent: 'on.standard', input: { hook, scheme: 'standard', deliveryId: 'msg_1', payload: { type: 'order.created', data: { order: 42 } } } });
   });
 
+  it('passes a correctly signed non-JSON Standard Webhooks body on as text, and still refuses a wrong signature', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const body = 'event=order.created&order=42';
+    const wrong = await post(hook, body, { ...standardHeaders('msg_text', body, new Date(), `whsec_${btoa('another-secret-another-secret!!')}`), 'content-type': 'application/x-www-form-urlencoded' });
+    expect(wrong.status).toBe(401);
+    const res = await post(hook, body, { ...standardHeaders('msg_text', body), 'content-type': 'application/x-www-form-urlencoded' });
+    expect(res.status).toBe(202);
+    const { executionId } = (await res.json()) as { executionId: string };
+    const exec = await api(`/v1/agents/${agentId}/executions/${executionId}`, { key });
+    expect(exec.body.input).toEqual({ hook, scheme: 'standard', deliveryId: 'msg_text', payload: body });
+  });
+
   it('refuses tampered bodies, wrong secrets, stale timestamps and missing signatures with 401, starting nothing', async () => {
     const { key } = await newTenant();
     const agentId = await newAgent(key);
