@@ -4,6 +4,7 @@ import { ApiError, unwrap } from '../errors';
 import { auditEntry } from '../audit/log';
 import { callAgent, findAgent, requireAgent } from '../agents/registry';
 import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
+import { hookInputProblem, startHookExecution, type HookInput } from '../hooks/start';
 import { verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
@@ -76,8 +77,8 @@ export const hooks = new OpenAPIHono<AppEnv>()
       request: { params: Params },
       responses: {
         202: json(HookAccepted, 'accepted: the execution is queued'),
-        200: json(HookAccepted, 'a delivery id seen before: nothing new started'),
-        400: errorResponse('invalid_request: the hook id is malformed'),
+        200: json(HookAccepted, 'a delivery id seen before (whatever its body): nothing new started, the first execution answers'),
+        400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the execution input the delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts'),
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         413: errorResponse('payload_too_large'),
       },
@@ -98,15 +99,22 @@ export const hooks = new OpenAPIHono<AppEnv>()
       } catch {
         /* a non-JSON payload is passed on as text */
       }
+      const input: HookInput = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
+      // Refused before anything starts, as a REST execution's input over the limits is.
+      const problem = hookInputProblem(input);
+      if (problem) throw new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${problem}`, [{ path: ['payload'], message: problem, code: 'custom' }]);
       const route = await findAgent(c.env, hook.tenantId, hook.agentId);
       if (!route) throw new ApiError('not_found', 'the agent of this hook no longer exists');
-      const input = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
+      const fingerprint = await sha256Hex(body);
       // The delivery id is the idempotency key: a redelivery replays, never runs twice.
-      const { execution, replayed } = unwrap(
-        await callAgent(c.env, hook.tenantId, hook.agentId, route, async (stub) =>
-          stub.execute({ intent: hook.intent, input, mode: 'async', idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint: await sha256Hex(body) }),
+      const { execution, replayed, bodyDiffered } = unwrap(
+        await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) =>
+          startHookExecution(stub, { intent: hook.intent, input, idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint }),
         { retry: true }),
       );
+      if (bodyDiffered) {
+        console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook delivery id reused with another body: dropped as a duplicate', hook: id, deliveryId: verified.deliveryId, executionId: execution.id, requestId: c.get('requestId') }));
+      }
       return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
     },
   );
