@@ -12,11 +12,28 @@ export function sseFrame(event: AgentEvent): Uint8Array {
 }
 
 /**
+ * Told to a resuming client before what it missed: `gap` (events it never got were trimmed) or
+ * `reset` (its last event id is beyond the newest event: the log restarted, as when the agent
+ * was deleted and created again, so it is replayed from the oldest event kept).
+ */
+export type StreamNotice =
+  | { type: 'gap'; data: { missedFrom: number; missedTo: number } }
+  | { type: 'reset'; data: { lastEventId: number; newestSeq: number } };
+
+/** A notice as SSE: no `id`, so the client's Last-Event-ID moves only with real events. */
+const noticeFrame = (notice: StreamNotice) => encoder.encode(`event: ${notice.type}\ndata: ${JSON.stringify(notice.data)}\n\n`);
+
+interface Subscriber {
+  push(event: AgentEvent): void;
+  end(): void;
+}
+
+/**
  * The agent's event log (execution lifecycle, transactions) and its live subscribers: SSE
  * streams held by this instance, and hibernatable WebSockets tagged "events".
  */
 export class AgentEvents {
-  private readonly subscribers = new Set<(event: AgentEvent) => void>();
+  private readonly subscribers = new Set<Subscriber>();
 
   constructor(
     private readonly sql: Sql,
@@ -45,7 +62,7 @@ export class AgentEvents {
     if (Math.floor(newest / 100) !== Math.floor((newest - entries.length) / 100)) this.sql.run('DELETE FROM events WHERE seq <= ?', newest - EVENT_RETENTION);
     const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: iso(now), data: e.data }));
     for (const event of events) {
-      for (const push of this.subscribers) push(event);
+      for (const subscriber of this.subscribers) subscriber.push(event);
       for (const socket of this.ctx.getWebSockets('events')) {
         try {
           socket.send(JSON.stringify(event));
@@ -57,9 +74,10 @@ export class AgentEvents {
     return events;
   }
 
-  since(seq: number, limit = EVENT_RETENTION): AgentEvent[] {
+  /** Events after `seq`: all that are kept (trimming leaves at most a hundred over the retention). */
+  since(seq: number): AgentEvent[] {
     return this.sql
-      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?', seq, limit)
+      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? ORDER BY seq', seq)
       .map((r) => ({ seq: r.seq, type: r.type, timestamp: iso(r.created_at), data: JSON.parse(r.data) as unknown }));
   }
 
@@ -67,41 +85,68 @@ export class AgentEvents {
     return this.sql.one<{ seq: number | null }>('SELECT min(seq) AS seq FROM events')?.seq ?? null;
   }
 
+  lastSeq(): number {
+    return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;
+  }
+
   /**
-   * A server-sent event stream: first what happened after `lastEventId` (a `gap` event if some
-   * of it was already trimmed), then live events, with heartbeat comments.
+   * What a client resuming after `lastEventId` gets before live events: notices, then the kept
+   * events it has not seen; `last` is the newest seq it will then have (live events above it
+   * follow). Without `lastEventId` it starts live, at the newest event.
+   */
+  resume(lastEventId: number | null): { notices: StreamNotice[]; events: AgentEvent[]; last: number } {
+    const newest = this.lastSeq();
+    if (lastEventId === null) return { notices: [], events: [], last: newest };
+    const notices: StreamNotice[] = [];
+    let after = lastEventId;
+    if (lastEventId > newest) {
+      notices.push({ type: 'reset', data: { lastEventId, newestSeq: newest } });
+      after = 0;
+    }
+    const oldest = this.oldestSeq();
+    if (oldest !== null && after < oldest - 1) notices.push({ type: 'gap', data: { missedFrom: after + 1, missedTo: oldest - 1 } });
+    const events = this.since(after);
+    return { notices, events, last: events.at(-1)?.seq ?? after };
+  }
+
+  /**
+   * A server-sent event stream: first what happened after `lastEventId` (after a `gap` or
+   * `reset` notice if the client must know), then live events, with heartbeat comments.
    */
   stream(lastEventId: number | null): ReadableStream<Uint8Array> {
-    let push: ((event: AgentEvent) => void) | null = null;
+    let subscriber: Subscriber | null = null;
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     const cleanup = () => {
-      if (push) this.subscribers.delete(push);
+      if (subscriber) this.subscribers.delete(subscriber);
       clearInterval(heartbeat);
     };
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
         controller.enqueue(encoder.encode(': connected\nretry: 2000\n\n'));
-        let last = lastEventId ?? this.lastSeq();
-        if (lastEventId !== null) {
-          const oldest = this.oldestSeq();
-          if (oldest !== null && lastEventId < oldest - 1) {
-            controller.enqueue(encoder.encode(`event: gap\ndata: ${JSON.stringify({ missedFrom: lastEventId + 1, missedTo: oldest - 1 })}\n\n`));
-          }
-          for (const event of this.since(lastEventId)) {
-            controller.enqueue(sseFrame(event));
+        const resumed = this.resume(lastEventId);
+        for (const notice of resumed.notices) controller.enqueue(noticeFrame(notice));
+        for (const event of resumed.events) controller.enqueue(sseFrame(event));
+        let last = resumed.last;
+        subscriber = {
+          push: (event) => {
+            if (event.seq <= last) return;
             last = event.seq;
-          }
-        }
-        push = (event) => {
-          if (event.seq <= last) return;
-          last = event.seq;
-          try {
-            controller.enqueue(sseFrame(event));
-          } catch {
+            try {
+              controller.enqueue(sseFrame(event));
+            } catch {
+              cleanup();
+            }
+          },
+          end: () => {
             cleanup();
-          }
+            try {
+              controller.close();
+            } catch {
+              /* the client already went */
+            }
+          },
         };
-        this.subscribers.add(push);
+        this.subscribers.add(subscriber);
         heartbeat = setInterval(() => {
           try {
             controller.enqueue(encoder.encode(': heartbeat\n\n'));
@@ -114,14 +159,27 @@ export class AgentEvents {
     });
   }
 
-  lastSeq(): number {
-    return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;
-  }
-
-  /** Accepts a hibernatable WebSocket and sends it what it missed since `lastEventId`. */
+  /**
+   * Accepts a hibernatable WebSocket and sends it what it missed since `lastEventId`: the same
+   * notices as the SSE stream, as messages `{"type":"gap"|"reset","data":{…}}`, then the events.
+   */
   acceptSocket(server: WebSocket, lastEventId: number | null): void {
     this.ctx.acceptWebSocket(server, ['events']);
-    if (lastEventId !== null) for (const event of this.since(lastEventId)) server.send(JSON.stringify(event));
+    const resumed = this.resume(lastEventId);
+    for (const notice of resumed.notices) server.send(JSON.stringify(notice));
+    for (const event of resumed.events) server.send(JSON.stringify(event));
+  }
+
+  /** Ends every open stream and socket (the agent was deleted: its log is gone). */
+  closeAll(reason: string): void {
+    for (const subscriber of [...this.subscribers]) subscriber.end();
+    for (const socket of this.ctx.getWebSockets('events')) {
+      try {
+        socket.close(1000, reason);
+      } catch {
+        /* already closing */
+      }
+    }
   }
 
   /** Answers a WebSocket upgrade (`?lastEventId=` resumes) with a hibernatable event socket. */

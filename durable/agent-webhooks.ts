@@ -218,6 +218,9 @@ export class AgentWebhooks {
         method: 'POST',
         headers: push ? { 'user-agent': 'edge-agent-gateway a2a', ...push.headers } : this.signedHeaders(delivery),
         body: delivery.payload,
+        // Only the receiver's own 2xx counts: a redirect is not followed (its target was never
+        // checked by the outbound guard, and a 302 would turn the POST into a GET) but fails the attempt.
+        redirect: 'manual',
         signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
       });
       await response.body?.cancel();
@@ -225,7 +228,8 @@ export class AgentWebhooks {
         this.settle(delivery, { delivered: true, status: response.status });
         return true;
       }
-      this.settle(delivery, { status: response.status, error: `HTTP ${response.status}` });
+      const redirected = response.status >= 300 && response.status < 400;
+      this.settle(delivery, { status: response.status, error: `HTTP ${response.status}${redirected ? ' (redirects are not followed)' : ''}` });
     } catch (error) {
       this.settle(delivery, { error: error instanceof Error ? error.message : String(error) });
     } finally {

@@ -138,6 +138,8 @@ export class AgentDO extends DurableObject<Env> {
     await this.background.idle();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    // Open streams would otherwise carry on into an agent created again under this id.
+    this.events.closeAll('the agent was deleted');
     this.store.invalidate();
     this.schema.forget();
     this.webhooks.invalidate();

@@ -49,6 +49,63 @@ describe('incoming webhooks', () => {
     expect(exec).toMatchObject({ intent: 'on.standard', input: { hook, scheme: 'standard', deliveryId: 'msg_1', payload: { type: 'order.created', data: { order: 42 } } } });
   });
 
+  it('passes a correctly signed non-JSON Standard Webhooks body on as text, and still refuses a wrong signature', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const body = 'event=order.created&order=42';
+    const wrong = await post(hook, body, { ...standardHeaders('msg_text', body, new Date(), `whsec_${btoa('another-secret-another-secret!!')}`), 'content-type': 'application/x-www-form-urlencoded' });
+    expect(wrong.status).toBe(401);
+    const res = await post(hook, body, { ...standardHeaders('msg_text', body), 'content-type': 'application/x-www-form-urlencoded' });
+    expect(res.status).toBe(202);
+    const { executionId } = (await res.json()) as { executionId: string };
+    const exec = await api(`/v1/agents/${agentId}/executions/${executionId}`, { key });
+    expect(exec.body.input).toEqual({ hook, scheme: 'standard', deliveryId: 'msg_text', payload: body });
+  });
+
+  it('drops a delivery id seen before as a duplicate even when it comes back with another body', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const first = JSON.stringify({ type: 'order.created', data: { order: 1 } });
+    const accepted = await post(hook, first, standardHeaders('msg_reused', first));
+    expect(accepted.status).toBe(202);
+    const { executionId } = (await accepted.json()) as { executionId: string };
+    // Signed again, correctly, by the sender: the id decides, not the body.
+    const second = JSON.stringify({ type: 'order.created', data: { order: 2 } });
+    const again = await post(hook, second, standardHeaders('msg_reused', second));
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ executionId, status: expect.any(String), duplicate: true });
+    // The list is D1's projection: wait for the execution to appear, then for anything more.
+    await eventually(async () => (await executions(key, agentId)).length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const started = await executions(key, agentId);
+    expect(started).toHaveLength(1);
+    expect(started[0]?.input.payload).toEqual({ type: 'order.created', data: { order: 1 } });
+  });
+
+  it('bounds the execution input a delivery makes like a REST execution input (256 KiB, 32 levels): 400, starting nothing', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 40; i++) deep = { a: deep };
+    const cases: [string, string][] = [
+      ['300 KB of JSON', JSON.stringify({ text: 'x'.repeat(300_000) })],
+      ['300 KB of text', 'y'.repeat(300_000)],
+      ['40 levels deep', JSON.stringify(deep)],
+    ];
+    for (const [label, body] of cases) {
+      const res = await post(hook, body, standardHeaders(`msg_${label.replaceAll(' ', '_')}`, body));
+      expect(res.status, label).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code, label).toBe('invalid_request');
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await executions(key, agentId)).toEqual([]);
+    const within = JSON.stringify({ text: 'z'.repeat(200_000) });
+    expect((await post(hook, within, standardHeaders('msg_within', within))).status).toBe(202);
+  });
+
   it('refuses tampered bodies, wrong secrets, stale timestamps and missing signatures with 401, starting nothing', async () => {
     const { key } = await newTenant();
     const agentId = await newAgent(key);

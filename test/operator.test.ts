@@ -19,6 +19,25 @@ describe('OpenAPI document and docs page', () => {
     expect(doc.paths['/v1/agents'].post.responses['400'].content['application/json'].schema.$ref).toBe('#/components/schemas/Error');
   });
 
+  it('documents what a sender posts to an incoming hook, and every answer it can get', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const post = doc.paths['/v1/hooks/{id}'].post;
+    expect(post.requestBody.required).toBe(true);
+    expect(Object.keys(post.requestBody.content)).toEqual(['application/json', 'text/plain']);
+    const headers = post.parameters.filter((p: { in: string }) => p.in === 'header').map((p: { name: string }) => p.name);
+    expect(headers).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature', 'x-github-delivery', 'x-github-event', 'x-hub-signature-256', 'stripe-signature']);
+    expect(Object.keys(post.responses).sort()).toEqual(['200', '202', '400', '401', '404', '413', '503']);
+    expect(post.responses['503'].headers['Retry-After']).toBeDefined();
+  });
+
+  it('documents x-gateway-stale on the reads that fall back to the D1 snapshot', async () => {
+    const doc = (await api('/openapi.json')).body;
+    for (const path of ['/v1/agents/{id}', '/v1/agents/{id}/status', '/v1/agents/{id}/executions/{eid}']) {
+      expect(doc.paths[path].get.responses['200'].headers['x-gateway-stale'], path).toBeDefined();
+      expect(doc.paths[path].get.responses['503'].headers['Retry-After'], path).toBeDefined();
+    }
+  });
+
   it('serves the API reference page at /docs', async () => {
     const res = await api('/docs');
     expect(res.status).toBe(200);

@@ -84,6 +84,29 @@ describe('outgoing webhooks', () => {
     expect(new Set(messages.map((m) => m.headers['webhook-id']))).toEqual(new Set([done?.id]));
   });
 
+  it('counts a redirect as a failed attempt: it is not followed, and the delivery is retried with its status', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    // Both targets answer 200: a 307 would repeat the POST there, a 302 would turn it into a GET.
+    const landing = `landing-${id}`;
+    const redirects = { 307: mockUrl(`/hook?target=${landing}`), 302: mockUrl(`/health?target=${landing}`) };
+    for (const [status, location] of Object.entries(redirects)) {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=redirect-${id}&status=${status}&location=${encodeURIComponent(location)}`) } });
+    }
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const attempted = await eventually(async () => {
+      const list = (await api(`/v1/agents/${id}/deliveries`, { key })).body.data as { status: string; attempts: number; lastStatus: number | null; lastError: string | null }[];
+      return list.length === 2 && list.every((d) => d.attempts === 1) && list;
+    });
+    expect(attempted.map((d) => d.lastStatus).sort()).toEqual([302, 307]);
+    for (const delivery of attempted) {
+      expect(delivery).toMatchObject({ status: 'pending', lastError: expect.stringContaining('redirects are not followed') });
+    }
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(counts[`redirect-${id}`]).toBe(2);
+    expect(counts[landing]).toBeUndefined();
+  });
+
   it('ends in a dead letter when the receiver never recovers, and a manual retry delivers', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
@@ -126,78 +149,6 @@ describe('outgoing webhooks', () => {
     const messages = await received(pending?.id ?? '');
     expect(messages.length).toBeGreaterThanOrEqual(1);
     expect(messages.every((m) => m.headers['webhook-id'] === pending?.id)).toBe(true);
-  });
-});
-
-describe('event stream', () => {
-  async function readEvents(res: Response, count: number): Promise<{ id: number; type: string; data: any }[]> {
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    let text = '';
-    const events: { id: number; type: string; data: any }[] = [];
-    while (events.length < count) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-      let end: number;
-      while ((end = text.indexOf('\n\n')) >= 0) {
-        const frame = text.slice(0, end);
-        text = text.slice(end + 2);
-        const fields = Object.fromEntries(frame.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
-        if (fields.id) events.push({ id: Number(fields.id), type: fields.event ?? '', data: JSON.parse(fields.data ?? 'null') });
-      }
-    }
-    await reader.cancel();
-    return events;
-  }
-
-  const open = (key: string, id: string, lastEventId?: number) =>
-    import('cloudflare:test').then(({ SELF }) =>
-      SELF.fetch(`https://gateway.test/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}`, ...(lastEventId !== undefined && { 'last-event-id': String(lastEventId) }) } }),
-    );
-
-  it('shows queued, running and succeeded live, in order', async () => {
-    const { key } = await newTenant();
-    const id = await newAgent(key);
-    const res = await open(key, id);
-    expect(res.status).toBe(200);
-    expect(res.headers.get('content-type')).toContain('text/event-stream');
-    const pending = readEvents(res, 3);
-    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello', mode: 'async' } });
-    const events = await pending;
-    expect(events.map((e) => e.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded']);
-    expect(events.every((e) => e.data.data.id === exec.body.id)).toBe(true);
-    expect(events.map((e) => e.id)).toEqual([...events.map((e) => e.id)].sort((a, b) => a - b));
-  });
-
-  it('resumes after Last-Event-ID without gaps or repeats', async () => {
-    const { key } = await newTenant();
-    const id = await newAgent(key);
-    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
-    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
-    const all = await readEvents(await open(key, id, 0), 6);
-    expect(all.map((e) => e.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
-    const resumed = await readEvents(await open(key, id, all[2]?.id), 3);
-    expect(resumed.map((e) => e.id)).toEqual(all.slice(3).map((e) => e.id));
-  });
-
-  it('offers the same events over a hibernating WebSocket', async () => {
-    const { key } = await newTenant();
-    const id = await newAgent(key);
-    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'before' } });
-    const { SELF } = await import('cloudflare:test');
-    const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws?lastEventId=0`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
-    expect(res.status).toBe(101);
-    const socket = res.webSocket as WebSocket;
-    const messages: { type: string }[] = [];
-    socket.addEventListener('message', (m) => messages.push(JSON.parse(m.data as string)));
-    socket.accept();
-    await eventually(async () => messages.length >= 3);
-    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'after' } });
-    await eventually(async () => messages.length >= 6);
-    expect(messages.map((m) => m.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
-    socket.close();
-    expect((await api(`/v1/agents/${id}/events/ws`, { key })).status).toBe(400);
   });
 });
 

@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   headers_too_large: 431,
   idempotency_key_reused: 422,
+  upgrade_required: 426,
   rate_limited: 429,
   budget_exhausted: 429,
   upstream_failed: 502,

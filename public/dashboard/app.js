@@ -229,7 +229,8 @@ function renderExecutions() {
 }
 
 function onEvent(target, type, data) {
-  if (type === 'gap') {
+  // Events were missed (trimmed) or the agent's log restarted: reload instead of guessing.
+  if (type === 'gap' || type === 'reset') {
     loadExecutions(target).catch(() => undefined);
     return;
   }

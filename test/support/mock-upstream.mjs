@@ -4,9 +4,9 @@
 //   POST /v1/chat/completions    OpenAI chat completions (non-streaming)
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
-// Retry-After header, in seconds, on the failures and `status` answers), body, contentType
-// (of `body`), stallBody (headers, then silence), contextPatch, chunkDelayMs, cutAfter,
-// resetRate, spikeRate, spikeMs, outputBytes}.
+// Retry-After header, in seconds, on the failures and `status` answers), location (sent with
+// `status`: a redirect), body, contentType (of `body`), stallBody (headers, then silence),
+// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
@@ -125,7 +125,7 @@ export async function startMockUpstream(options = {}) {
     }
     const retryAfter = mock.retryAfter === undefined ? {} : { 'retry-after': String(mock.retryAfter) };
     if (failing) return send(res, Number(mock.failStatus ?? 503), { error: `injected failure on attempt ${attempt}` }, retryAfter);
-    if (mock.status) return send(res, Number(mock.status), { error: 'injected status' }, retryAfter);
+    if (mock.status) return send(res, Number(mock.status), { error: 'injected status' }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
     if (mock.body !== undefined) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
       return res.end(String(mock.body));
@@ -210,7 +210,7 @@ function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
-  for (const name of ['body', 'contentType']) if (params.has(name)) mock[name] = params.get(name);
+  for (const name of ['body', 'contentType', 'location']) if (params.has(name)) mock[name] = params.get(name);
   return mock;
 }
 

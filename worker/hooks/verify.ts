@@ -46,7 +46,9 @@ export async function verifyDelivery(scheme: HookScheme, secret: string, body: s
   switch (scheme) {
     case 'standard': {
       try {
-        new Webhook(secret).verify(body, Object.fromEntries(headers));
+        // Only the signature is checked here: by default the library also JSON.parses a matching
+        // body and throws for text, which would refuse a correctly signed non-JSON payload.
+        new Webhook(secret).verify(body, Object.fromEntries(headers), { jsonParse: false });
       } catch (error) {
         return { ok: false, reason: error instanceof Error ? error.message : 'bad signature' };
       }

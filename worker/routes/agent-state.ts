@@ -5,7 +5,7 @@ import { AgentContext, AgentStatus, ContextPatch } from '../schemas/agent';
 import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
 import { staleHeaders, staleStatus } from '../agents/snapshots';
-import { commonErrors, errorResponse, json, security } from './openapi';
+import { commonErrors, errorResponse, json, security, staleableJson } from './openapi';
 
 const etag = (version: number) => `"${version}"`;
 
@@ -26,7 +26,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
       summary: 'State of the agent: running and queued counts, context version, last execution',
       security,
       request: { params: AgentIdParams },
-      responses: { 200: json(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: staleableJson(AgentStatus, 'the status'), 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

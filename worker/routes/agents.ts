@@ -9,7 +9,7 @@ import { Agent, BatchCreateAgentsBody, BatchCreateAgentsResponse, CreateAgentBod
 import { AgentIdParams, page } from '../schemas/common';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
 import { listAgents } from '../agents/operations';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, security, staleableJson } from './openapi';
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
 
@@ -74,7 +74,7 @@ export const agents = new OpenAPIHono<AppEnv>()
       summary: 'Read an agent (from its Durable Object: strongly consistent)',
       security,
       request: { params: AgentIdParams },
-      responses: { 200: json(Agent, 'the agent'), ...notFound, ...commonErrors },
+      responses: { 200: staleableJson(Agent, 'the agent'), ...notFound, ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

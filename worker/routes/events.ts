@@ -23,7 +23,7 @@ export const events = router()
       summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
       security,
       request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
-      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream' }, 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), and `gap` / `reset` notices (without) on a resume' }, 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
@@ -39,11 +39,16 @@ export const events = router()
       summary: 'The same events over a WebSocket (hibernating); `?lastEventId=` replays what was missed',
       security,
       request: { params: AgentIdParams, query: ResumeQuery },
-      responses: { 101: { description: 'switching to WebSocket' }, 404: errorResponse('not_found'), 426: errorResponse('invalid_request: not a WebSocket upgrade'), ...commonErrors },
+      responses: {
+        101: { description: 'switching to WebSocket: messages are events `{seq, type, timestamp, data}` and notices `{"type":"gap"|"reset","data":{…}}`' },
+        404: errorResponse('not_found'),
+        426: { ...errorResponse('upgrade_required: not a WebSocket upgrade (send Upgrade: websocket)'), headers: { Upgrade: { schema: { type: 'string' as const, enum: ['websocket'] }, description: 'the protocol to upgrade to' } } },
+        ...commonErrors,
+      },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('invalid_request', 'this route needs a WebSocket upgrade (Upgrade: websocket)');
+      if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('upgrade_required', 'this route needs a WebSocket upgrade (Upgrade: websocket)', undefined, { upgrade: 'websocket' });
       const { tenantId } = c.get('principal');
       const route = await requireAgent(c.env, tenantId, id);
       const url = new URL('https://agent/events/ws');

@@ -8,7 +8,7 @@ import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams, page, idempotencyHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, security, staleableJson } from './openapi';
 import { router } from './router';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
@@ -96,7 +96,7 @@ export const executions = router()
       summary: 'Read one execution (from the agent: strongly consistent)',
       security,
       request: { params: ExecutionParams },
-      responses: { 200: json(Execution, 'the execution'), 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: staleableJson(Execution, 'the execution'), 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const { id, eid } = c.req.valid('param');

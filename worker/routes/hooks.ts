@@ -4,12 +4,34 @@ import { ApiError, unwrap } from '../errors';
 import { auditEntry } from '../audit/log';
 import { callAgent, findAgent, requireAgent } from '../agents/registry';
 import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
+import { hookInputProblem, startHookExecution, type HookInput } from '../hooks/start';
 import { verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const Params = z.object({ id: HookId });
+
+/** The headers each scheme signs with (documented; checked by worker/hooks/verify.ts, never refused by a schema). */
+const SignatureHeaders = z.object({
+  'webhook-id': z.string().optional().openapi({ description: 'standard: the delivery id (deduplicated)' }),
+  'webhook-timestamp': z.string().optional().openapi({ description: 'standard: unix seconds, within 5 minutes of now' }),
+  'webhook-signature': z.string().optional().openapi({ description: 'standard: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, space-separated' }),
+  'x-github-delivery': z.string().optional().openapi({ description: 'github: the delivery id (deduplicated)' }),
+  'x-github-event': z.string().optional().openapi({ description: 'github: the event name, passed on as `event`' }),
+  'x-hub-signature-256': z.string().optional().openapi({ description: 'github: `sha256=<hex HMAC-SHA256 of the body>`' }),
+  'stripe-signature': z.string().optional().openapi({ description: 'stripe: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, within 5 minutes; the event `id` in the body is the delivery id' }),
+});
+
+/** Any body, as the sender signed it: not a schema the router validates (the signature decides). */
+const SignedBody = {
+  required: true,
+  description: "the sender's payload exactly as signed; JSON is passed on parsed, anything else as text",
+  content: {
+    'application/json': { schema: { description: 'any JSON value' } },
+    'text/plain': { schema: { type: 'string' as const } },
+  },
+};
 
 /** The one answer to every refused delivery, so a prober learns nothing about the hook. */
 const refused = () => new ApiError('unauthorized', 'signature verification failed');
@@ -73,13 +95,15 @@ export const hooks = new OpenAPIHono<AppEnv>()
       path: '/v1/hooks/{id}',
       tags: ['hooks'],
       summary: "A sender's delivery (no API key: its signature authenticates it); starts an async execution",
-      request: { params: Params },
+      request: { params: Params, headers: SignatureHeaders, body: SignedBody },
       responses: {
         202: json(HookAccepted, 'accepted: the execution is queued'),
-        200: json(HookAccepted, 'a delivery id seen before: nothing new started'),
-        400: errorResponse('invalid_request: the hook id is malformed'),
+        200: json(HookAccepted, 'a delivery id seen before (whatever its body): nothing new started, the first execution answers'),
+        400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the execution input the delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts'),
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
-        413: errorResponse('payload_too_large'),
+        404: errorResponse('not_found: the agent of this hook no longer exists'),
+        413: errorResponse('payload_too_large: body over 1 MiB'),
+        503: commonErrors[503],
       },
     }),
     async (c) => {
@@ -98,15 +122,22 @@ export const hooks = new OpenAPIHono<AppEnv>()
       } catch {
         /* a non-JSON payload is passed on as text */
       }
+      const input: HookInput = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
+      // Refused before anything starts, as a REST execution's input over the limits is.
+      const problem = hookInputProblem(input);
+      if (problem) throw new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${problem}`, [{ path: ['payload'], message: problem, code: 'custom' }]);
       const route = await findAgent(c.env, hook.tenantId, hook.agentId);
       if (!route) throw new ApiError('not_found', 'the agent of this hook no longer exists');
-      const input = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
+      const fingerprint = await sha256Hex(body);
       // The delivery id is the idempotency key: a redelivery replays, never runs twice.
-      const { execution, replayed } = unwrap(
-        await callAgent(c.env, hook.tenantId, hook.agentId, route, async (stub) =>
-          stub.execute({ intent: hook.intent, input, mode: 'async', idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint: await sha256Hex(body) }),
+      const { execution, replayed, bodyDiffered } = unwrap(
+        await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) =>
+          startHookExecution(stub, { intent: hook.intent, input, idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint }),
         { retry: true }),
       );
+      if (bodyDiffered) {
+        console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook delivery id reused with another body: dropped as a duplicate', hook: id, deliveryId: verified.deliveryId, executionId: execution.id, requestId: c.get('requestId') }));
+      }
       return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
     },
   );

@@ -38,3 +38,12 @@ export const json = <T extends z.ZodType>(schema: T, description: string) => ({ 
 export const jsonBody = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 
 export const security = [{ bearer: [] }];
+
+/**
+ * A read that falls back to the agent's last D1 snapshot while its object cannot be reached
+ * (README, "Availability"): the body then says `stale: true`, and this header says so too.
+ */
+export const staleableJson = <T extends z.ZodType>(schema: T, description: string) => ({
+  ...json(schema, description),
+  headers: { 'x-gateway-stale': { schema: { type: 'string' as const, enum: ['1'] }, description: '"1" when the body is the last snapshot in D1 (`stale: true`), because the agent could not be reached' } },
+});

@@ -1,0 +1,213 @@
+import { env, runInDurableObject, SELF } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, newAgent, newTenant } from './support/api';
+
+/** One server-sent event: lifecycle events carry an `id` (their seq), notices (`gap`, `reset`) none. */
+interface Frame {
+  id?: number;
+  event: string;
+  data: any;
+}
+
+/** Reads frames until `enough` holds, the stream ends, or `timeoutMs` passes (then the caller's expectations fail). */
+async function readFrames(res: Response, enough: (frames: Frame[]) => boolean, timeoutMs = 5_000): Promise<{ frames: Frame[]; ended: boolean }> {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + timeoutMs;
+  const frames: Frame[] = [];
+  let text = '';
+  let ended = false;
+  while (!enough(frames)) {
+    const next = await Promise.race([reader.read(), new Promise<null>((resolve) => setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())))]);
+    if (next === null) break;
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    text += decoder.decode(next.value, { stream: true });
+    let end: number;
+    while ((end = text.indexOf('\n\n')) >= 0) {
+      const block = text.slice(0, end);
+      text = text.slice(end + 2);
+      const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
+      if (fields.event) frames.push({ ...(fields.id !== undefined && { id: Number(fields.id) }), event: fields.event, data: JSON.parse(fields.data ?? 'null') });
+    }
+  }
+  if (!ended) await reader.cancel();
+  return { frames, ended };
+}
+
+/** The first `count` lifecycle events (frames with an id). */
+async function readEvents(res: Response, count: number): Promise<{ id: number; type: string; data: any }[]> {
+  const events = (frames: Frame[]) => frames.filter((f) => f.id !== undefined);
+  const { frames } = await readFrames(res, (f) => events(f).length >= count);
+  return events(frames).map((f) => ({ id: f.id ?? 0, type: f.event, data: f.data }));
+}
+
+const open = (key: string, id: string, lastEventId?: number) =>
+  SELF.fetch(`https://gateway.test/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}`, ...(lastEventId !== undefined && { 'last-event-id': String(lastEventId) }) } });
+
+async function openSocket(key: string, id: string, lastEventId?: number): Promise<{ socket: WebSocket; messages: any[]; closed: Promise<{ code: number; reason: string }> }> {
+  const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws${lastEventId !== undefined ? `?lastEventId=${lastEventId}` : ''}`, {
+    headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' },
+  });
+  expect(res.status).toBe(101);
+  const socket = res.webSocket as WebSocket;
+  const messages: any[] = [];
+  socket.addEventListener('message', (m) => messages.push(JSON.parse(m.data as string)));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.addEventListener('close', (e) => resolve({ code: e.code, reason: e.reason })));
+  socket.accept();
+  return { socket, messages, closed };
+}
+
+const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+
+/** Two executions (six events, seq 1-6), then the first three trimmed as retention would. */
+async function agentWithTrimmedLog(): Promise<{ key: string; id: string }> {
+  const { key, tenantId } = await newTenant();
+  const id = await newAgent(key);
+  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
+  await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+    state.storage.sql.exec('DELETE FROM events WHERE seq <= 3');
+  });
+  return { key, id };
+}
+
+/** An agent whose log reached seq 6, deleted and created again under its id: its log restarts (seq 1-3). */
+async function recreatedAgent(): Promise<{ key: string; id: string }> {
+  const { key } = await newTenant();
+  const id = await newAgent(key);
+  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
+  expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+  await newAgent(key, { id });
+  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'again' } });
+  return { key, id };
+}
+
+describe('event stream', () => {
+  it('shows queued, running and succeeded live, in order', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await open(key, id);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const pending = readEvents(res, 3);
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello', mode: 'async' } });
+    const events = await pending;
+    expect(events.map((e) => e.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded']);
+    expect(events.every((e) => e.data.data.id === exec.body.id)).toBe(true);
+    expect(events.map((e) => e.id)).toEqual([...events.map((e) => e.id)].sort((a, b) => a - b));
+  });
+
+  it('resumes after Last-Event-ID without gaps or repeats', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
+    const all = await readEvents(await open(key, id, 0), 6);
+    expect(all.map((e) => e.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
+    const resumed = await readEvents(await open(key, id, all[2]?.id), 3);
+    expect(resumed.map((e) => e.id)).toEqual(all.slice(3).map((e) => e.id));
+  });
+
+  it('replays every kept event on resume, also the up to hundred kept beyond the 1,000 retained', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // Trimming runs as the seq crosses a hundred, so between 1,000 and 1,100 events are kept.
+    await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      for (let i = 0; i < 1_050; i++) state.storage.sql.exec("INSERT INTO events (type, data, created_at) VALUES ('test.filler', '{}', 0)");
+    });
+    const res = await open(key, id, 0);
+    const reading = readFrames(res, (f) => f.length >= 1_053, 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'live' } });
+    const { frames } = await reading;
+    expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 1_053 }, (_, i) => i + 1));
+  });
+
+  it('tells a client resuming past trimmed events which it missed (gap), then sends the rest', async () => {
+    const { key, id } = await agentWithTrimmedLog();
+    const { frames } = await readFrames(await open(key, id, 1), (f) => f.length >= 4);
+    expect(frames.map((f) => [f.event, f.id])).toEqual([['gap', undefined], ['execution.queued', 4], ['execution.running', 5], ['execution.succeeded', 6]]);
+    expect(frames[0]?.data).toEqual({ missedFrom: 2, missedTo: 3 });
+  });
+
+  it('resets a client whose Last-Event-ID is beyond the log (the agent was created again), replays the log and stays live', async () => {
+    const { key, id } = await recreatedAgent();
+    const res = await open(key, id, 6);
+    const reading = readFrames(res, (f) => f.filter((x) => x.id !== undefined).length >= 6);
+    await new Promise((r) => setTimeout(r, 200));
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'live' } });
+    const { frames } = await reading;
+    expect(frames[0]).toEqual({ event: 'reset', data: { lastEventId: 6, newestSeq: 3 } });
+    expect(frames.slice(1).map((f) => f.id)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(frames.at(-1)?.data.data.intent).toBe('live');
+  });
+
+  it('ends an open stream when its agent is deleted', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await open(key, id);
+    const reading = readFrames(res, () => false, 5_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+    const started = Date.now();
+    expect((await reading).ended).toBe(true);
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
+});
+
+describe('event stream over a WebSocket', () => {
+  it('offers the same events over a hibernating WebSocket', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'before' } });
+    const { socket, messages } = await openSocket(key, id, 0);
+    await eventually(async () => messages.length >= 3);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'after' } });
+    await eventually(async () => messages.length >= 6);
+    expect(messages.map((m) => m.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
+    socket.close();
+  });
+
+  it('answers a request that is not an upgrade with 426 upgrade_required and Upgrade: websocket, as documented', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/events/ws`, { key });
+    expect(res.status).toBe(426);
+    expect(res.headers.get('upgrade')).toBe('websocket');
+    expect(res.body.error).toMatchObject({ code: 'upgrade_required', requestId: expect.any(String) });
+    const doc = (await api('/openapi.json')).body;
+    expect(doc.paths['/v1/agents/{id}/events/ws'].get.responses['426'].content['application/json'].schema.$ref).toBe('#/components/schemas/Error');
+    expect(doc.paths['/v1/agents/{id}/events/ws'].get.responses['400']).toBeDefined(); // a malformed lastEventId
+  });
+
+  it('sends the same gap notice as the SSE stream, as a message, before the events it still has', async () => {
+    const { key, id } = await agentWithTrimmedLog();
+    const { socket, messages } = await openSocket(key, id, 1);
+    await eventually(async () => messages.length >= 4);
+    expect(messages[0]).toEqual({ type: 'gap', data: { missedFrom: 2, missedTo: 3 } });
+    expect(messages.slice(1).map((m) => [m.type, m.seq])).toEqual([['execution.queued', 4], ['execution.running', 5], ['execution.succeeded', 6]]);
+    socket.close();
+  });
+
+  it('sends the same reset notice as the SSE stream when lastEventId is beyond the log, then the log', async () => {
+    const { key, id } = await recreatedAgent();
+    const { socket, messages } = await openSocket(key, id, 6);
+    await eventually(async () => messages.length >= 4);
+    expect(messages[0]).toEqual({ type: 'reset', data: { lastEventId: 6, newestSeq: 3 } });
+    expect(messages.slice(1).map((m) => m.seq)).toEqual([1, 2, 3]);
+    socket.close();
+  });
+
+  it('closes open sockets when their agent is deleted', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const { closed } = await openSocket(key, id);
+    expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+    const result = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 4_000))]);
+    expect(result).toEqual({ code: 1000, reason: 'the agent was deleted' });
+  });
+});
