@@ -4,7 +4,8 @@
 // (idempotently), starts `wrangler dev`, and prints the key once the gateway answers.
 //
 // Options (or env): --port N (PORT, default 8787), --persist-to DIR (STATE_DIR, default
-// .wrangler/state), --quiet (no wrangler output).
+// .wrangler/state), --inspector-port N (INSPECTOR_PORT, default: a free port; wrangler's own
+// default, 9229, makes a second gateway on the machine fail to start), --quiet.
 //
 // Local dev runs no cron by itself, and Miniflare's /cdn-cgi/handler/scheduled answers 500
 // when the Worker has static assets; wrangler's --test-scheduled serves GET /__scheduled,
@@ -12,15 +13,28 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
   options: {
     port: { type: 'string', default: process.env.PORT ?? '8787' },
     'persist-to': { type: 'string', default: process.env.STATE_DIR ?? '.wrangler/state' },
+    'inspector-port': { type: 'string', default: process.env.INSPECTOR_PORT },
     quiet: { type: 'boolean', default: false },
   },
 });
+
+/** A port nothing listens on right now, from the kernel. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer().on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
 const port = Number(values.port);
 const persistTo = values['persist-to'];
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
@@ -77,9 +91,10 @@ wrangler([
    INSERT OR IGNORE INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', '${DEMO_TENANT}', '${hash}', '${demoKey.slice(0, 12)}', 'demo key', ${now});`,
 ]);
 
+const inspectorPort = values['inspector-port'] ? Number(values['inspector-port']) : await freePort();
 const child = spawn(
   wranglerBin,
-  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persistTo, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log'],
+  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort), '--persist-to', persistTo, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log'],
   { env, stdio: ['ignore', values.quiet ? 'ignore' : 'inherit', 'inherit'] },
 );
 const stop = (signal) => child.kill(signal);
