@@ -47,7 +47,7 @@ const parse = (text: string | null): unknown => (text === null ? undefined : (JS
 /** The refusal of an upstream whose credential is a masked form matching nothing stored. */
 export function maskedCredential(upstream: unknown): Failure {
   const apiKey = (upstream as { apiKey?: string } | undefined)?.apiKey;
-  const message = `"${apiKey}" is the masked form of a stored credential, and this agent has none like it: send the credential itself`;
+  const message = `"${apiKey}" is the masked form of a stored credential, and this agent has none like it at this base URL: send the credential itself`;
   return fail('invalid_request', `upstream.apiKey: ${message}`, [{ path: ['upstream', 'apiKey'], message, code: 'masked_credential' }]);
 }
 

@@ -68,6 +68,11 @@ describe('agents API', () => {
     expect(other.status).toBe(400);
     expect(other.body.error.details).toEqual([expect.objectContaining({ path: ['upstream', 'apiKey'], code: 'masked_credential' })]);
     expect(await stored()).toBe('sk-secret-abcd1234');
+    // Nor does a stored key follow a new base URL.
+    const moved = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...read.upstream, baseUrl: 'https://attacker.example/v1' } } });
+    expect(moved.status).toBe(400);
+    expect(moved.body.error.details[0].code).toBe('masked_credential');
+    expect((await api(`/v1/agents/${id}`, { key })).body.upstream.baseUrl).toBe('https://api.example.com/v1');
     const fresh = await api('/v1/agents', { key, body: { upstream: { ...upstream, apiKey: '…1234' } } });
     expect(fresh.status).toBe(400);
     expect(fresh.body.error.details[0].code).toBe('masked_credential');

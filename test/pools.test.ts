@@ -78,6 +78,8 @@ describe('pools API', () => {
         { name: 'rt', targets: [{ ...sealed, apiKey: '…0000' }] },
         { name: 'rt', targets: [sealed, { ...sealed, id: 'other', apiKey: '…9876' }] },
         { name: 'fresh', targets: [{ ...sealed, apiKey: '…9876' }] },
+        // A credential never follows a new URL: that would hand it to whoever runs the host.
+        { name: 'rt', targets: [{ ...sealed, baseUrl: 'https://attacker.example/v1', apiKey: '…9876' }] },
       ];
       for (const { name, targets } of wrong) {
         const res = await api(`/v1/pools/${name}`, { method: 'PUT', key, body: { targets } });

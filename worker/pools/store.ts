@@ -22,8 +22,10 @@ const masked = (last4: string | undefined) => `${MASK}${last4 ?? ''}`;
 
 /**
  * A PUT that sends a credential back in its masked form (a pool read with GET, edited and put
- * back) keeps the credential stored for that target id. A masked form that matches nothing
- * stored is refused: storing it would send "Bearer …ABCD" upstream.
+ * back) keeps the credential stored for that target id, as long as the target still points
+ * where it did: otherwise anyone with the tenant's key could send the sealed credential to a
+ * host of their own. A masked form that matches nothing stored is refused: storing it would
+ * send "Bearer …ABCD" upstream.
  */
 function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: StoredPool | null, name: string): Map<string, StoredTarget> {
   const stored = new Map((previous?.targets ?? []).map((t) => [t.id, t as StoredTarget]));
@@ -32,8 +34,9 @@ function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: Stored
   targets.forEach((t, i) => {
     if (t.apiKey === undefined || !t.apiKey.startsWith(MASK)) return;
     const old = stored.get(t.id);
-    if (old?.apiKey !== undefined && masked(old.apiKeyLast4) === t.apiKey) kept.set(t.id, old);
-    else issues.push({ path: ['targets', String(i), 'apiKey'], message: `"${t.apiKey}" is the masked form of a stored credential, and pool ${name} has none like it for target ${t.id}: send the credential itself`, code: 'masked_credential' });
+    const samePlace = old !== undefined && old.kind === t.kind && old.baseUrl === t.baseUrl && old.url === t.url;
+    if (old?.apiKey !== undefined && samePlace && masked(old.apiKeyLast4) === t.apiKey) kept.set(t.id, old);
+    else issues.push({ path: ['targets', String(i), 'apiKey'], message: `"${t.apiKey}" is the masked form of a stored credential, and pool ${name} has none like it for target ${t.id} at this URL: send the credential itself`, code: 'masked_credential' });
   });
   if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
   return kept;

@@ -74,11 +74,12 @@ export function maskUpstream(config: UpstreamConfig): UpstreamConfig {
 
 /**
  * An upstream sent back with its credential in the masked form a read shows (an agent read,
- * edited and written back) keeps the credential stored; storing the mask would send "Bearer
- * …ABCD" upstream. Null: the masked form matches nothing stored, so the config is refused.
+ * edited and written back) keeps the credential stored, for the same base URL only: else
+ * anyone with the tenant's key could send it to a host of their own. Storing the mask would
+ * send "Bearer …ABCD" upstream. Null: the masked form matches nothing stored here, refused.
  */
 export function keepMaskedCredential(next: UpstreamConfig, stored: UpstreamConfig | undefined): UpstreamConfig | null {
   if (next.kind !== 'openai-chat' || next.apiKey?.startsWith(MASK) !== true) return next;
-  if (stored?.kind === 'openai-chat' && stored.apiKey !== undefined && masked(stored.apiKey) === next.apiKey) return { ...next, apiKey: stored.apiKey };
+  if (stored?.kind === 'openai-chat' && stored.baseUrl === next.baseUrl && stored.apiKey !== undefined && masked(stored.apiKey) === next.apiKey) return { ...next, apiKey: stored.apiKey };
   return null;
 }
