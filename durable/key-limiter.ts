@@ -23,7 +23,7 @@ export interface AdmitRequest {
 }
 
 export type Admission =
-  | { ok: true; leaseId: string | null; policy: PolicyState | null }
+  | { ok: true; leaseId: string | null; policy: PolicyState | null; reservedTokens: number }
   | { ok: false; code: 'rate_limited' | 'budget_exhausted'; message: string; limit: string; retryAfter: number; policy: PolicyState };
 
 const MIGRATIONS: readonly string[] = [
@@ -140,7 +140,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
         this.sql.run('INSERT INTO leases (id, expires_at, slot, period, reserved) VALUES (?, ?, ?, ?, ?)', leaseId, now + LEASE_MS, needsSlot ? 1 : 0, period?.key ?? null, reserve);
       }
     });
-    return { ok: true, leaseId, policy: tightest(states) };
+    return { ok: true, leaseId, policy: tightest(states), reservedTokens: reserve };
   }
 
   /**

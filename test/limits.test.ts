@@ -107,6 +107,14 @@ describe('budgets', () => {
     expect(third.body.error.code).toBe('budget_exhausted');
   });
 
+  it('asks the upstream for no more completion tokens than a shrunk reservation holds', async () => {
+    // 4 tokens free, "hi" counts 1: the chat is sent with max_tokens 3. A stated cap is left alone.
+    const { key } = await limitedKey({ budget: { tokens: 4, period: 'day' } });
+    const res = await chat(key, 'hi');
+    expect(res.status).toBe(200);
+    expect(res.body.usage.completion_tokens).toBe(3);
+  });
+
   it('serves a token budget smaller than the default completion guess when the chat states no max_tokens', async () => {
     // The guess alone (256) exceeds the budget: the reservation shrinks to the 200 left.
     const { key } = await limitedKey({ budget: { tokens: 200, period: 'day' } });

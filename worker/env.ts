@@ -52,6 +52,11 @@ export interface AppVariables {
   principal: Principal;
   /** Fields handlers add to the request's log line (agent, execution, upstream, …). */
   log: Record<string, string | number | boolean | undefined>;
+  /**
+   * The most completion tokens a chat may ask for: set when its key's token budget could
+   * reserve less than the gateway's default guess and the chat stated no cap of its own.
+   */
+  completionTokenCap?: number;
 }
 
 export interface AppEnv {

@@ -143,7 +143,8 @@ export async function startMockUpstream(options = {}) {
         created: Math.floor(Date.now() / 1000),
         model: body?.model ?? 'mock',
         choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: `mock reply to: ${String(last).split('\nmock:')[0]}` } }],
-        usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+        // Like a model, never more completion tokens than asked for.
+        usage: usageFor(body),
       });
     }
     if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
@@ -204,6 +205,12 @@ function answerDns(res, url, dns) {
   const answers = (entry?.[type === 'AAAA' ? 'AAAA' : 'A'] ?? []).map((data) => ({ name: `${name}.`, type: code, TTL: entry?.ttl ?? 0, data }));
   res.writeHead(200, { 'content-type': 'application/dns-json' });
   res.end(JSON.stringify({ Status: status, Question: [{ name: `${name}.`, type: code }], ...(answers.length && { Answer: answers }) }));
+}
+
+/** 10 prompt tokens and 5 completion tokens, fewer when `max_tokens` asks for fewer. */
+function usageFor(body) {
+  const completion = Math.min(5, Number(body?.max_completion_tokens ?? body?.max_tokens ?? 5));
+  return { prompt_tokens: 10, completion_tokens: completion, total_tokens: 10 + completion };
 }
 
 function queryMock(params) {

@@ -23,6 +23,8 @@ export interface Admitted {
   /** Where to release the lease, if one was taken. */
   lease: { name: string; id: string } | null;
   policy: ReturnType<typeof tightest>;
+  /** Tokens reserved against the key's token budget (0 without one). */
+  reservedTokens: number;
 }
 
 /**
@@ -37,7 +39,7 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
   if (shards <= 1) {
     const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens: estimate.tokens, minTokens: estimate.least });
     if (!result.ok) return result;
-    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy };
+    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, reservedTokens: result.reservedTokens };
   }
   const policies = [];
   const rates = shardLimits(limits, shards);
@@ -47,11 +49,11 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
     if (!result.ok) return result;
     if (result.policy) policies.push(result.policy);
   }
-  if (!exact) return { ok: true, lease: null, policy: tightest(policies) };
+  if (!exact) return { ok: true, lease: null, policy: tightest(policies), reservedTokens: 0 };
   const { perSecond: _s, perMinute: _m, ...rest } = limits;
   const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least };
   const result = await limiter(env, limiterName(keyId)).admit(request);
   if (!result.ok) return result;
   if (result.policy) policies.push(result.policy);
-  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: tightest(policies) };
+  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: tightest(policies), reservedTokens: result.reservedTokens };
 }

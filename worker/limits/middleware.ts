@@ -89,6 +89,11 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       throw new ApiError(admitted.code, admitted.message, { limit: admitted.limit, retryAfter: admitted.retryAfter }, { ...rateLimitHeaders(admitted.policy), 'retry-after': String(admitted.retryAfter) });
     }
 
+    // A reservation shrunk below the default guess bounds the completion, so the chat cannot
+    // use more of the budget than it reserved (a stated cap fits whole, or it was refused).
+    if (kind === 'chat' && estimate.least < estimate.tokens && admitted.reservedTokens < estimate.tokens) {
+      c.set('completionTokenCap', Math.max(1, admitted.reservedTokens - (estimate.least - 1)));
+    }
     const lease = admitted.lease;
     // A request the gateway refused (4xx) did no work: it is not counted against the budget.
     const release = (used: number | null, refused: boolean) =>

@@ -117,7 +117,10 @@ export const openai = router()
         if (hit) return hit;
       }
   
-      const result = await proxyChat({ runtime, body, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env) });
+      // The key's token budget could not reserve the default completion: ask for no more.
+      const cap = c.get('completionTokenCap');
+      const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
+      const result = await proxyChat({ runtime, body: asked, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env) });
       Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
       const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
       if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;
