@@ -14,7 +14,7 @@ import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { agentCard } from '../a2a/card';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
-import { errorResponse, security } from './openapi';
+import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
 import type { A2ARequest } from '../../durable/a2a';
 
 /** Cache lifetimes of the agent card: shared caches may keep a public card, never a private one. */
@@ -98,6 +98,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
         400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: errorResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
+        ...everyRouteErrors,
         503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
     }),
@@ -177,8 +178,8 @@ const rpcRoute = (path: string) =>
       404: errorResponse('not_found: no such agent for this tenant'),
       413: errorResponse('payload_too_large: body over 1 MiB'),
       415: errorResponse('unsupported_media_type: neither application/json nor application/a2a+json'),
-      429: errorResponse("rate_limited or budget_exhausted: the key's limits (Retry-After and RateLimit-* headers); sends count against budgets"),
-      431: errorResponse('headers_too_large'),
+      429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets"),
+      ...everyRouteErrors,
       503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
     },
   });

@@ -1,6 +1,6 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { json } from './openapi';
+import { everyRouteErrors, json } from './openapi';
 
 export const health = new OpenAPIHono<AppEnv>()
   .openapi(
@@ -8,7 +8,7 @@ export const health = new OpenAPIHono<AppEnv>()
       method: 'get',
       path: '/healthz',
       summary: 'Liveness of the edge Worker (no auth)',
-      responses: { 200: json(z.object({ status: z.literal('ok') }), 'the Worker is serving') },
+      responses: { 200: json(z.object({ status: z.literal('ok') }), 'the Worker is serving'), ...everyRouteErrors },
     }),
     (c) => c.json({ status: 'ok' as const }, 200),
   );

@@ -8,7 +8,7 @@ import { hookInputProblem, startHookExecution, type HookInput } from '../hooks/s
 import { verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, everyRouteErrors, json, jsonBody, security } from './openapi';
 
 const Params = z.object({ id: HookId });
 
@@ -103,6 +103,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         404: errorResponse('not_found: the agent of this hook no longer exists'),
         413: errorResponse('payload_too_large: body over 1 MiB'),
+        ...everyRouteErrors,
         503: commonErrors[503],
       },
     }),

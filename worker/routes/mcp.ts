@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
-import { security } from './openapi';
+import { everyRouteErrors, limitedResponse, security } from './openapi';
 
 /** Same bound as the API's body limit (app.ts), applied again by the MCP handler's own reader. */
 const MCP_MAX_BODY_BYTES = 1024 * 1024;
@@ -51,12 +51,12 @@ router.openAPIRegistry.registerPath({
     400: jsonRpcError('from the MCP SDK, as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header'),
     401: error('unauthorized: missing, invalid or revoked key (WWW-Authenticate: Bearer)'),
     403: error('forbidden: Origin or Host not allowed'),
-    405: error('method_not_allowed: GET and DELETE (no sessions); Allow: POST'),
+    405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json'),
-    429: error("rate_limited or budget_exhausted: the key's limits (Retry-After and RateLimit-* headers); execute_intent counts against budgets"),
-    431: error('headers_too_large'),
+    429: limitedResponse("rate_limited or budget_exhausted: the key's limits; execute_intent counts against budgets"),
+    431: everyRouteErrors[431],
     503: error("unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)"),
   },
 });

@@ -5,31 +5,36 @@ const error = (description: string) => ({ content: { 'application/json': { schem
 
 const header = (description: string, type: 'integer' | 'string' = 'integer') => ({ schema: { type }, description });
 
+/** Answered by the app before any route runs: on every path, authenticated or not. */
+export const everyRouteErrors = {
+  405: { ...error('method_not_allowed: the path exists, not with this method'), headers: { Allow: header('the methods the path answers', 'string') } },
+  431: error('headers_too_large: over 8 KiB in one header or 16 KiB in all'),
+} as const;
+
 /** Error responses every authenticated route can give, in the one envelope. */
 export const adminErrors = {
   400: error('invalid_request: the body, a parameter or the query failed validation'),
   401: error('unauthorized: missing, invalid or revoked key'),
-  405: { ...error('method_not_allowed: the path exists, not with this method'), headers: { Allow: header('the methods the path answers', 'string') } },
   413: error('payload_too_large: body over 1 MiB'),
   415: error('unsupported_media_type: the body is not JSON'),
-  431: error('headers_too_large: over 8 KiB in one header or 16 KiB in all'),
+  ...everyRouteErrors,
   500: error('internal_error'),
   503: { ...error('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'), headers: { 'Retry-After': header('seconds to wait') } },
 } as const;
 
 /** What a tenant's key may be refused for by its limits (docs/ARCHITECTURE.md, "Rate limits and budgets"). */
-const limited = {
-  ...error('rate_limited: over a rate window or the concurrency cap; budget_exhausted: the request or token budget of the period is used up'),
+export const limitedResponse = (description = 'rate_limited: over a rate window or the concurrency cap; budget_exhausted: the request or token budget of the period is used up') => ({
+  ...error(description),
   headers: {
     'Retry-After': header('seconds until the request would be admitted'),
     'RateLimit-Limit': header('the limit closest to refusing'),
     'RateLimit-Remaining': header('what is left of it'),
     'RateLimit-Reset': header('seconds until it is whole again'),
   },
-};
+});
 
 /** Error responses every route called with a tenant's key can give: the admin's, and its limits. */
-export const commonErrors = { ...adminErrors, 429: limited } as const;
+export const commonErrors = { ...adminErrors, 429: limitedResponse() } as const;
 
 export const errorResponse = error;
 
