@@ -13,11 +13,26 @@ export const MAX_A2A_ID_CHARS = 256;
 /** A task id is an execution id, which the gateway makes: at most 80 characters, as every id it makes. */
 export const MAX_TASK_ID_CHARS = 80;
 
-/** Why the message's ids are refused, or null. */
-export function idProblem(message: Pick<Message, 'messageId' | 'contextId' | 'taskId'>): string | null {
+/**
+ * Tasks a message may refer to, and extensions it may name. The SDK loads every referenced
+ * task, one storage read and one log line each, before anything else: 20,000 of them (230 KB,
+ * within the size limit) kept a local runtime busy for 14 s and then out of file handles.
+ */
+export const MAX_REFERENCE_TASKS = 16;
+export const MAX_EXTENSIONS = 16;
+const MAX_EXTENSION_CHARS = 2048;
+
+/** Why the message's ids (its own, and the ones it refers to) are refused, or null. */
+export function idProblem(message: Pick<Message, 'messageId' | 'contextId' | 'taskId' | 'referenceTaskIds' | 'extensions'>): string | null {
   if (message.messageId.length > MAX_A2A_ID_CHARS) return `message.messageId is longer than ${MAX_A2A_ID_CHARS} characters`;
   if (message.contextId.length > MAX_A2A_ID_CHARS) return `message.contextId is longer than ${MAX_A2A_ID_CHARS} characters`;
   if (message.taskId.length > MAX_TASK_ID_CHARS) return `message.taskId is longer than ${MAX_TASK_ID_CHARS} characters`;
+  const references = message.referenceTaskIds ?? [];
+  if (references.length > MAX_REFERENCE_TASKS) return `message.referenceTaskIds names more than ${MAX_REFERENCE_TASKS} tasks`;
+  if (references.some((id) => id.length > MAX_TASK_ID_CHARS)) return `message.referenceTaskIds holds an id longer than ${MAX_TASK_ID_CHARS} characters`;
+  const extensions = message.extensions ?? [];
+  if (extensions.length > MAX_EXTENSIONS) return `message.extensions names more than ${MAX_EXTENSIONS} extensions`;
+  if (extensions.some((uri) => uri.length > MAX_EXTENSION_CHARS)) return `message.extensions holds a URI longer than ${MAX_EXTENSION_CHARS} characters`;
   return null;
 }
 

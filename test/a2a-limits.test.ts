@@ -51,6 +51,19 @@ describe('A2A messages have the limits of REST execution input', () => {
     expect(await tasksOf(key, id)).toHaveLength(1);
   });
 
+  it('bounds the tasks a message refers to and the extensions it names, before any is loaded', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const ids = (n: number) => Array.from({ length: n }, (_, i) => `ex_${i}`);
+    const refused = [{ referenceTaskIds: ids(20_000) }, { referenceTaskIds: ids(17) }, { referenceTaskIds: ['x'.repeat(81)] }, { extensions: ids(17).map((i) => `https://ext.example/${i}`) }];
+    for (const fields of refused) {
+      const res = await send(key, id, fields);
+      expect(res.body.error).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/referenceTaskIds|extensions/) });
+    }
+    expect(await tasksOf(key, id)).toEqual([]);
+    expect((await send(key, id, { referenceTaskIds: ids(16) })).body.result.task.status.state).toBe('TASK_STATE_COMPLETED');
+  });
+
   it('bounds messageId and contextId at 256 characters and taskId at 80, as the API bounds ids', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

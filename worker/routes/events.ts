@@ -42,13 +42,14 @@ export const events = router()
       responses: {
         101: { description: 'switching to WebSocket: messages are events `{seq, type, timestamp, data}` and notices `{"type":"gap"|"reset","data":{…}}`' },
         404: errorResponse('not_found'),
-        426: { ...errorResponse('upgrade_required: not a WebSocket upgrade (send Upgrade: websocket)'), headers: { Upgrade: { schema: { type: 'string' as const, enum: ['websocket'] }, description: 'the protocol to upgrade to' } } },
+        // No Upgrade header documented: the runtime drops it from any answer but a 101.
+        426: errorResponse('upgrade_required: not a WebSocket upgrade (send Upgrade: websocket)'),
         ...commonErrors,
       },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('upgrade_required', 'this route needs a WebSocket upgrade (Upgrade: websocket)', undefined, { upgrade: 'websocket' });
+      if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('upgrade_required', 'this route needs a WebSocket upgrade (Upgrade: websocket)');
       const { tenantId } = c.get('principal');
       const route = await requireAgent(c.env, tenantId, id);
       const url = new URL('https://agent/events/ws');
