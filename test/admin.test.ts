@@ -38,9 +38,12 @@ describe('tenants and keys (admin API)', () => {
     expect(row?.hash).not.toContain(created.body.key);
   });
 
-  it('404s a key for an unknown tenant', async () => {
+  it('404s a key for an unknown tenant, and the list of its keys', async () => {
     const res = await api('/v1/admin/tenants/no-such-tenant/keys', { key: ADMIN(), body: {} });
     expect(res.status).toBe(404);
+    const listed = await api('/v1/admin/tenants/no-such-tenant/keys', { key: ADMIN() });
+    expect(listed.status).toBe(404);
+    expect(listed.body.error.code).toBe('not_found');
   });
 
   it('revokes a key: it stops working at once where it was revoked', async () => {

@@ -4,6 +4,10 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { root, startDevServer, type DevServer } from './dev-server';
 
+/** What the page's globals offer that these tests read (the DOM library is not loaded here). */
+type PageStorage = { getItem(name: string): string | null };
+interface PageGlobals { localStorage: PageStorage; sessionStorage: PageStorage }
+
 // The dashboard (public/dashboard/, served by Workers static assets), driven in Debian's
 // Chromium against `npm run dev`: paste the demo key, create an agent, run an execution and
 // watch it go queued → running → succeeded on the live event stream.
@@ -119,8 +123,9 @@ describe.skipIf(browserMissing)('dashboard, end to end in Chromium against `npm 
 
     // Data is text, never markup; the key stays in this tab's sessionStorage only.
     expect(await page.locator('#executions-body b').count()).toBe(0);
-    expect(await page.evaluate(() => Object.keys(localStorage).length)).toBe(0);
-    expect(await page.evaluate(() => sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
+    // Run in the page (each function is sent as its source): its storages, typed without the DOM library.
+    expect(await page.evaluate(() => Object.keys((globalThis as unknown as PageGlobals).localStorage).length)).toBe(0);
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
 
     // The API agrees with what the page shows.
     const res = await fetch(`${base}/v1/agents/dash-e2e/executions/${executionId}`, { headers: auth });

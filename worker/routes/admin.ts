@@ -91,13 +91,16 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "List a tenant's keys and their limits (never the secrets)",
       security,
       request: { params: TenantParams },
-      responses: { 200: json(z.object({ data: z.array(KeySummary) }), 'the keys'), ...adminErrors },
+      responses: { 200: json(z.object({ data: z.array(KeySummary) }), 'the keys'), 404: errorResponse('not_found: no such tenant'), ...adminErrors },
     }),
     async (c) => {
       const { tenant } = c.req.valid('param');
-      const { results } = await c.env.DB.prepare('SELECT id, tenant_id, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE tenant_id = ? ORDER BY created_at LIMIT 1000')
-        .bind(tenant)
-        .all<KeyRow>();
+      const [exists, { results }] = await c.env.DB.batch([
+        c.env.DB.prepare('SELECT 1 AS one FROM tenants WHERE id = ?').bind(tenant),
+        c.env.DB.prepare('SELECT id, tenant_id, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE tenant_id = ? ORDER BY created_at LIMIT 1000').bind(tenant),
+      ]) as [D1Result, D1Result<KeyRow>];
+      // As POST on this path does: an unknown tenant is a 404, not an empty list.
+      if (exists?.results.length === 0) throw new ApiError('not_found', `tenant ${tenant} not found`);
       return c.json({ data: results.map(keySummary) }, 200);
     },
   )
