@@ -22,6 +22,10 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect((await rpc('SubscribeToTask', { id: done.id })).body.error).toMatchObject({ code: -32004, data: ERROR_INFO('UNSUPPORTED_OPERATION') });
     expect((await rpc('GetTask', { id: done.id }, '7.0')).body.error).toMatchObject({ code: -32009, data: ERROR_INFO('VERSION_NOT_SUPPORTED') });
 
+    // JSON-RPC lets a call leave out params: a ListTasks without them lists.
+    const listed = await v1({ jsonrpc: '2.0', id: 2, method: 'ListTasks' });
+    expect(listed.body.result.tasks.map((t: { id: string }) => t.id)).toContain(done.id);
+
     const legacy = await rpc('tasks/get', { id: 'ex_unknown' }, '0.3');
     expect(legacy.body.error).toEqual({ code: -32001, message: expect.any(String) });
   });

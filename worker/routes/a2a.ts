@@ -155,7 +155,9 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   c.get('log').agentId = agentId;
   c.get('log').a2aMethod = envelope.data.method;
-  const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: envelope.data, version, origin: new URL(c.req.url).origin })));
+  // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
+  const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
+  const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin })));
   if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
   return c.json(reply.body as Record<string, unknown>, 200);
 }
