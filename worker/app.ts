@@ -1,12 +1,11 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { methodNotAllowed } from 'hono/method-not-allowed';
-import { requestId } from 'hono/request-id';
 import type { AppEnv } from './env';
 import { ApiError, validationError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
-import { responseRequestId } from './middleware/response-headers';
+import { requestIds } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
 import { bodyLimit } from './middleware/body-limit';
 import { Scalar } from '@scalar/hono-api-reference';
@@ -46,9 +45,7 @@ export function createApp() {
     },
   });
 
-  app.use(requestId({ headerName: 'x-request-id', limitLength: 128 }));
-  // Hono's requestId reaches only the responses Hono builds; this one reaches the rest.
-  app.use(responseRequestId('x-request-id'));
+  app.use(requestIds({ headerName: 'x-request-id', limitLength: 128 }));
   app.use(requestLog());
   app.use(headerLimits({ maxTotalBytes: MAX_HEADER_BYTES.total, maxHeaderBytes: MAX_HEADER_BYTES.each }));
   app.use(

@@ -20,16 +20,24 @@ export function setResponseHeader(c: Context<AppEnv>, name: string, value: strin
   }
 }
 
+/** What an incoming request id may be (as Hono's `requestId` allows): else one is made. */
+const VALID_ID = /^[\w\-=]+$/;
+
 /**
- * Puts the request id (from Hono's `requestId`, registered before it) on every response the
- * Worker answers, including the ones a handler built itself. Registered right after
- * `requestId`, so it sees the final response, errors included.
+ * Names the request: the caller's `x-request-id` when it is a valid one, else a new UUID, as
+ * `c.get('requestId')`, and puts it on every response the Worker answers, including the ones a
+ * handler built itself (Hono's `requestId` reaches only the responses Hono builds). One
+ * middleware for both: each layer costs every request a closure and a promise.
  *
- * @example app.use(requestId({ headerName: 'x-request-id' })); app.use(responseRequestId('x-request-id'))
+ * @example app.use(requestIds({ headerName: 'x-request-id', limitLength: 128 }))
  */
-export function responseRequestId(headerName: string): MiddlewareHandler<AppEnv> {
-  return async function responseRequestId(c, next) {
+export function requestIds(options: { headerName: string; limitLength: number }): MiddlewareHandler<AppEnv> {
+  const { headerName, limitLength } = options;
+  return async function requestIds(c, next) {
+    const given = c.req.header(headerName);
+    const id = given !== undefined && given.length <= limitLength && VALID_ID.test(given) ? given : crypto.randomUUID();
+    c.set('requestId', id);
     await next();
-    setResponseHeader(c, headerName, c.get('requestId'));
+    setResponseHeader(c, headerName, id);
   };
 }
