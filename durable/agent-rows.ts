@@ -2,6 +2,7 @@ import { fail, type Failure } from '../worker/errors';
 import type { AgentConfig, UpdateAgentBody } from '../worker/schemas/agent';
 import type { Execution, ExecutionError, ExecutionStatus } from '../worker/schemas/execution';
 import { iso, isoOrUndefined } from '../worker/lib/time';
+import { maskedCredentialIssue } from '../worker/lib/masked-credential';
 
 // The rows of an agent's tables as SQLite returns them, and the API views built from them.
 
@@ -46,9 +47,8 @@ const parse = (text: string | null): unknown => (text === null ? undefined : (JS
 /** An agent's config with an update applied: fields given replace, `a2a: null` removes. */
 /** The refusal of an upstream whose credential is a masked form matching nothing stored. */
 export function maskedCredential(upstream: unknown): Failure {
-  const apiKey = (upstream as { apiKey?: string } | undefined)?.apiKey;
-  const message = `"${apiKey}" is the masked form of a stored credential, and this agent has none like it at this base URL: send the credential itself`;
-  return fail('invalid_request', `upstream.apiKey: ${message}`, [{ path: ['upstream', 'apiKey'], message, code: 'masked_credential' }]);
+  const issue = maskedCredentialIssue(['upstream', 'apiKey'], String((upstream as { apiKey?: string } | undefined)?.apiKey), 'this agent, at this base URL,');
+  return fail('invalid_request', `upstream.apiKey: ${issue.message}`, [issue]);
 }
 
 export function patchedConfig(current: AgentConfig, patch: UpdateAgentBody): AgentConfig {

@@ -3,6 +3,7 @@ import { ApiError } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
+import { isMaskedCredential, maskCredential, maskedCredentialIssue } from '../lib/masked-credential';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
 import { openSecret, sealSecret } from './secrets';
 
@@ -16,9 +17,7 @@ const cache = new IsolateCache<StoredPool | null>(POOL_ISOLATE_TTL_MS);
 const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
-/** How a view shows a stored credential: an ellipsis, then its last four characters. */
-const MASK = '…';
-const masked = (last4: string | undefined) => `${MASK}${last4 ?? ''}`;
+const masked = (last4: string | undefined) => maskCredential(last4 ?? '');
 
 /**
  * A PUT that sends a credential back in its masked form (a pool read with GET, edited and put
@@ -30,13 +29,13 @@ const masked = (last4: string | undefined) => `${MASK}${last4 ?? ''}`;
 function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: StoredPool | null, name: string): Map<string, StoredTarget> {
   const stored = new Map((previous?.targets ?? []).map((t) => [t.id, t as StoredTarget]));
   const kept = new Map<string, StoredTarget>();
-  const issues: { path: string[]; message: string; code: string }[] = [];
+  const issues: ReturnType<typeof maskedCredentialIssue>[] = [];
   targets.forEach((t, i) => {
-    if (t.apiKey === undefined || !t.apiKey.startsWith(MASK)) return;
+    if (t.apiKey === undefined || !isMaskedCredential(t.apiKey)) return;
     const old = stored.get(t.id);
     const samePlace = old !== undefined && old.kind === t.kind && old.baseUrl === t.baseUrl && old.url === t.url;
     if (old?.apiKey !== undefined && samePlace && masked(old.apiKeyLast4) === t.apiKey) kept.set(t.id, old);
-    else issues.push({ path: ['targets', String(i), 'apiKey'], message: `"${t.apiKey}" is the masked form of a stored credential, and pool ${name} has none like it for target ${t.id} at this URL: send the credential itself`, code: 'masked_credential' });
+    else issues.push(maskedCredentialIssue(['targets', String(i), 'apiKey'], t.apiKey, `pool ${name}, for target ${t.id} at this URL,`));
   });
   if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
   return kept;

@@ -9,6 +9,7 @@ import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
 import type { Env } from '../env';
 import { loadPoolRuntime } from '../pools/runtime';
+import { isMaskedCredential, maskCredential } from '../lib/masked-credential';
 
 export interface ResolveContext {
   env: Env;
@@ -63,8 +64,7 @@ function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, polic
 }
 
 
-const MASK = '…';
-const masked = (apiKey: string) => `${MASK}${apiKey.slice(-4)}`;
+const masked = (apiKey: string) => maskCredential(apiKey.slice(-4));
 
 /** Masks credentials for every view of a config that leaves the agent (API, D1 snapshot). */
 export function maskUpstream(config: UpstreamConfig): UpstreamConfig {
@@ -79,7 +79,7 @@ export function maskUpstream(config: UpstreamConfig): UpstreamConfig {
  * send "Bearer …ABCD" upstream. Null: the masked form matches nothing stored here, refused.
  */
 export function keepMaskedCredential(next: UpstreamConfig, stored: UpstreamConfig | undefined): UpstreamConfig | null {
-  if (next.kind !== 'openai-chat' || next.apiKey?.startsWith(MASK) !== true) return next;
+  if (next.kind !== 'openai-chat' || !isMaskedCredential(next.apiKey)) return next;
   if (stored?.kind === 'openai-chat' && stored.baseUrl === next.baseUrl && stored.apiKey !== undefined && masked(stored.apiKey) === next.apiKey) return { ...next, apiKey: stored.apiKey };
   return null;
 }
