@@ -199,6 +199,12 @@ export class AgentDO extends DurableObject<Env> {
     return execution ? ok(execution) : fail('not_found', `execution ${id} not found`);
   }
 
+  /** The execution an idempotency key started, if the key is still kept: a lookup that starts nothing. */
+  async executionByKey(key: string): Promise<Result<Execution>> {
+    const seen = this.store.agentRow() ? this.store.idempotency(key) : undefined;
+    return seen ? this.getExecution(seen.execution_id) : fail('not_found', 'no execution was started with this key');
+  }
+
   async cancel(id: string): Promise<Result<Execution>> {
     const row = this.store.agentRow();
     if (!row) return this.notFound();

@@ -106,6 +106,39 @@ describe('incoming webhooks', () => {
     expect((await post(hook, within, standardHeaders('msg_within', within))).status).toBe(202);
   });
 
+  it('answers a seen delivery id 200 duplicate even when its new body is out of bounds, storing nothing of it', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const first = JSON.stringify({ type: 'order.created', data: { order: 1 } });
+    const accepted = await post(hook, first, standardHeaders('msg_grown', first));
+    expect(accepted.status).toBe(202);
+    const { executionId } = (await accepted.json()) as { executionId: string };
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 40; i++) deep = { a: deep };
+    const retries: [string, string][] = [
+      ['300 KB of JSON', JSON.stringify({ text: 'x'.repeat(300_000) })],
+      ['40 levels deep', JSON.stringify(deep)],
+    ];
+    for (const [label, body] of retries) {
+      const again = await post(hook, body, standardHeaders('msg_grown', body));
+      expect(again.status, label).toBe(200);
+      expect(await again.json(), label).toEqual({ executionId, status: expect.any(String), duplicate: true });
+    }
+    // The first body stays the execution's input, and nothing else started.
+    expect((await api(`/v1/agents/${agentId}/executions/${executionId}`, { key })).body.input.payload).toEqual({ type: 'order.created', data: { order: 1 } });
+    await eventually(async () => (await executions(key, agentId)).length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await executions(key, agentId)).toHaveLength(1);
+    // A new id with such a body is still refused; the HTTP layer's own limit still answers 413.
+    const big = retries[0]![1];
+    const fresh = await post(hook, big, standardHeaders('msg_new_big', big));
+    expect(fresh.status).toBe(400);
+    expect(((await fresh.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+    const huge = JSON.stringify({ text: 'h'.repeat(1_100_000) });
+    expect((await post(hook, huge, standardHeaders('msg_grown', huge))).status).toBe(413);
+  });
+
   it('refuses tampered bodies, wrong secrets, stale timestamps and missing signatures with 401, starting nothing', async () => {
     const { key } = await newTenant();
     const agentId = await newAgent(key);

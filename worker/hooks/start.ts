@@ -1,4 +1,5 @@
 import type { ExecuteResult } from '../../durable/agent-rpc';
+import type { Execution } from '../schemas/execution';
 import type { AgentRpc } from '../agents/registry';
 import { fail, ok, type Result } from '../errors';
 import { MAX_INPUT_BYTES } from '../schemas/common';
@@ -38,4 +39,15 @@ export async function startHookExecution(
   if (typeof firstId !== 'string') return fail('internal_error', 'a reused delivery id named no execution');
   const first = await stub.getExecution(firstId);
   return first.ok ? ok({ execution: first.value, replayed: true, bodyDiffered: true }) : first;
+}
+
+/**
+ * The first execution of a delivery whose own input is out of bounds, or null when its id is new.
+ * Only such a delivery asks (one lookup that stores nothing): a retry of a delivery already
+ * started is a duplicate whatever its new body, while a new one is refused as it always was.
+ */
+export async function seenHookExecution(stub: AgentRpc, idempotencyKey: string): Promise<Result<Execution | null>> {
+  const first = await stub.executionByKey(idempotencyKey);
+  if (first.ok) return first;
+  return first.code === 'not_found' ? ok(null) : first;
 }

@@ -4,7 +4,7 @@ import { ApiError, unwrap } from '../errors';
 import { auditEntry } from '../audit/log';
 import { callAgent, findAgent, requireAgent } from '../agents/registry';
 import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
-import { hookInputProblem, startHookExecution, type HookInput } from '../hooks/start';
+import { hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
 import { verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
@@ -99,7 +99,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
       responses: {
         202: json(HookAccepted, 'accepted: the execution is queued'),
         200: json(HookAccepted, 'a delivery id seen before (whatever its body): nothing new started, the first execution answers'),
-        400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the execution input the delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts'),
+        400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the execution input a new delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts (a delivery id seen before answers 200 whatever its body)'),
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         404: errorResponse('not_found: the agent of this hook no longer exists'),
         413: errorResponse('payload_too_large: body over 1 MiB'),
@@ -124,21 +124,29 @@ export const hooks = new OpenAPIHono<AppEnv>()
         /* a non-JSON payload is passed on as text */
       }
       const input: HookInput = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
-      // Refused before anything starts, as a REST execution's input over the limits is.
       const problem = hookInputProblem(input);
-      if (problem) throw new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${problem}`, [{ path: ['payload'], message: problem, code: 'custom' }]);
       const route = await findAgent(c.env, hook.tenantId, hook.agentId);
-      if (!route) throw new ApiError('not_found', 'the agent of this hook no longer exists');
-      const fingerprint = await sha256Hex(body);
+      const outOfBounds = (why: string) => new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${why}`, [{ path: ['payload'], message: why, code: 'custom' }]);
+      if (!route) throw problem ? outOfBounds(problem) : new ApiError('not_found', 'the agent of this hook no longer exists');
       // The delivery id is the idempotency key: a redelivery replays, never runs twice.
+      const idempotencyKey = `hook:${id}:${verified.deliveryId}`;
+      const duplicate = (executionId: string) =>
+        console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook delivery id reused with another body: dropped as a duplicate', hook: id, deliveryId: verified.deliveryId, executionId, requestId: c.get('requestId') }));
+      if (problem) {
+        // Refused before anything starts, as a REST execution's input over the limits is; unless
+        // the id was seen, since its sender retries whatever it signs until it gets a 2xx.
+        const first = unwrap(await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) => seenHookExecution(stub, idempotencyKey), { retry: true }));
+        if (!first) throw outOfBounds(problem);
+        duplicate(first.id);
+        return c.json({ executionId: first.id, status: first.status, duplicate: true }, 200);
+      }
+      const fingerprint = await sha256Hex(body);
       const { execution, replayed, bodyDiffered } = unwrap(
         await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) =>
-          startHookExecution(stub, { intent: hook.intent, input, idempotencyKey: `hook:${id}:${verified.deliveryId}`, fingerprint }),
+          startHookExecution(stub, { intent: hook.intent, input, idempotencyKey, fingerprint }),
         { retry: true }),
       );
-      if (bodyDiffered) {
-        console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook delivery id reused with another body: dropped as a duplicate', hook: id, deliveryId: verified.deliveryId, executionId: execution.id, requestId: c.get('requestId') }));
-      }
+      if (bodyDiffered) duplicate(execution.id);
       return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
     },
   );
