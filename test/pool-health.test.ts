@@ -43,6 +43,32 @@ describe('active health checks (cron)', () => {
   });
 });
 
+describe('Retry-After pauses in the health view', () => {
+  it("shows until when each target asked not to be called (capped at 5 minutes), and null for one that did not", async () => {
+    const { key } = await newTenant();
+    const tag = `pause${Date.now()}`;
+    const targets = [chatTarget(`${tag}-busy`, 'failStatus=429,retryAfter=120'), chatTarget(`${tag}-hour`, 'failStatus=503,retryAfter=3600'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })];
+    await api('/v1/pools/paused', { method: 'PUT', key, body: { timeouts: { totalMs: 8_000 }, targets } });
+    const before = await api('/v1/pools/paused', { key });
+    expect(before.body.targets.map((t: { health: { pausedUntil: unknown } }) => t.health.pausedUntil)).toEqual([null, null, null]);
+    const sent = Date.now();
+    const res = await api('/v1/chat/completions', { key, body: { model: 'paused', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-attempts')).toBe('3');
+    const after = await api('/v1/pools/paused', { key });
+    expect(after.status).toBe(200);
+    const pausedUntil = Object.fromEntries(after.body.targets.map((t: { id: string; health: { pausedUntil: string | null } }) => [t.id, t.health.pausedUntil]));
+    const busy = Date.parse(pausedUntil[`${tag}-busy`]);
+    const hour = Date.parse(pausedUntil[`${tag}-hour`]);
+    expect(pausedUntil[`${tag}-busy`]).toBe(new Date(busy).toISOString());
+    expect(busy).toBeGreaterThanOrEqual(sent + 120_000);
+    expect(busy).toBeLessThanOrEqual(Date.now() + 120_000);
+    expect(hour).toBeGreaterThanOrEqual(sent + 300_000);
+    expect(hour).toBeLessThanOrEqual(Date.now() + 300_000);
+    expect(pausedUntil[`${tag}-ok`]).toBeNull();
+  });
+});
+
 describe('timeouts and failover under load', () => {
   it('fails over when a target does not answer within the first-byte timeout', async () => {
     const { key } = await newTenant();

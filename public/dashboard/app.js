@@ -362,7 +362,8 @@ async function refreshPools() {
       setText(cell(row, 1), `${target.id} (${target.kind})`);
       setText(cell(row, 2), health?.circuit ?? '–');
       cell(row, 2).className = `circuit ${health?.circuit ?? ''}`;
-      setText(cell(row, 3), health ? (health.healthy ? 'yes' : 'no') : '–');
+      const paused = health?.pausedUntil ? `, paused until ${time(health.pausedUntil)}` : '';
+      setText(cell(row, 3), health ? `${health.healthy ? 'yes' : 'no'}${paused}` : '–');
       cell(row, 3).className = health ? (health.healthy ? 'ok' : 'bad') : '';
       setText(cell(row, 4), health?.inflight ?? '–');
       setText(cell(row, 5), ms(health?.latencyMs));

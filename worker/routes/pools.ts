@@ -2,6 +2,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry } from '../audit/log';
+import { iso } from '../lib/time';
 import { cachedRuntime, healthKey, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
 import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
@@ -28,6 +29,7 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
   const view = poolView(pool);
   const probes = (await c.env.CACHE.get<Record<string, ProbeResult>>(healthKey(tenantId, pool.name), 'json').catch(() => null)) ?? {};
   const runtime = cachedRuntime(tenantId, pool.name);
+  const now = Date.now();
   return {
     ...view,
     targets: view.targets.map((t) => {
@@ -42,6 +44,7 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
           latencyMs: state?.latencyMs === null || state?.latencyMs === undefined ? null : Math.round(state.latencyMs),
           probe,
           healthy: circuit !== 'open' && (probe === null || probe.ok),
+          pausedUntil: state && state.retryAfterUntil > now ? iso(state.retryAfterUntil) : null,
         },
       };
     }),
@@ -85,7 +88,7 @@ export const pools = new OpenAPIHono<AppEnv>()
       method: 'get',
       path: '/v1/pools/{name}',
       tags: ['pools'],
-      summary: "A pool with each target's live health (circuit, in-flight, latency, last probe)",
+      summary: "A pool with each target's live health (circuit, in-flight, latency, last probe, Retry-After pause)",
       security,
       request: { params: NameParams },
       responses: { 200: json(PoolView, 'the pool'), 404: errorResponse('not_found'), ...commonErrors },

@@ -90,6 +90,11 @@ export const TargetHealth = z.object({
   latencyMs: z.number().nullable(),
   probe: z.object({ ok: z.boolean(), checkedAt: z.string(), latencyMs: z.number().nullable(), error: z.string().optional() }).nullable(),
   healthy: z.boolean(),
+  pausedUntil: z.string().nullable().openapi({
+    description:
+      "until when (ISO 8601) the target asked, by the Retry-After of a 429 or 503 (at most 5 minutes), not to be called: the balancer skips it meanwhile while another target can serve; " +
+      'null when it is not paused. Like circuit, inflight and latencyMs, what the pool runtime of the isolate answering saw; `healthy` stays the circuit and the last probe',
+  }),
 });
 
 export const PoolView = z
