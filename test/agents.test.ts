@@ -78,6 +78,30 @@ describe('agents API', () => {
     expect(fresh.body.error.details[0].code).toBe('masked_credential');
   });
 
+  it('takes an upstream key spelt with three ASCII dots (a transliterated ellipsis) as the mask itself', async () => {
+    const { key, tenantId } = await newTenant();
+    const upstream = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: 'sk-secret-abcd1234' };
+    const id = (await api('/v1/agents', { key, body: { upstream } })).body.id as string;
+    const stored = () => runInDurableObject(agentStub(tenantId, id), (_o, state: DurableObjectState) => JSON.parse(String(state.storage.sql.exec('SELECT config FROM agent').one().config)).upstream.apiKey);
+
+    const kept = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...upstream, model: 'gpt-2', apiKey: '...1234' } } });
+    expect(kept.status).toBe(200);
+    expect(kept.body.upstream).toMatchObject({ model: 'gpt-2', apiKey: '…1234' });
+    expect(await stored()).toBe('sk-secret-abcd1234');
+
+    const refusals = [
+      api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...upstream, apiKey: '...9999' } } }),
+      api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...upstream, baseUrl: 'https://attacker.example/v1', apiKey: '...1234' } } }),
+      api('/v1/agents', { key, body: { upstream: { ...upstream, apiKey: '...1234' } } }),
+    ];
+    for (const res of await Promise.all(refusals)) {
+      expect(res.status).toBe(400);
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['upstream', 'apiKey'], code: 'masked_credential' })]);
+    }
+    expect(await stored()).toBe('sk-secret-abcd1234');
+    expect((await api(`/v1/agents/${id}`, { key })).body.upstream).toMatchObject({ model: 'gpt-2', baseUrl: 'https://api.example.com/v1' });
+  });
+
   it('updates name, concurrency and pause state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -91,6 +91,29 @@ describe('pools API', () => {
       expect(await credentials(tenantId, 'rt')).toEqual({ o: 'sk-live-abcdef9876' });
       expect((await api('/v1/pools/fresh', { key })).status).toBe(404);
     });
+
+    it('takes the mask spelt with three ASCII dots (a transliterated ellipsis) as the mask itself', async () => {
+      const { key, tenantId } = await newTenant();
+      await api('/v1/pools/rt', { method: 'PUT', key, body: { targets: [sealed] } });
+      const kept = await api('/v1/pools/rt', { method: 'PUT', key, body: { targets: [{ ...sealed, apiKey: '...9876', weight: 3 }] } });
+      expect(kept.status).toBe(200);
+      expect(kept.body.targets[0]).toMatchObject({ apiKey: '…9876', weight: 3 });
+      expect(await credentials(tenantId, 'rt')).toEqual({ o: 'sk-live-abcdef9876' });
+      const wrong = [
+        { name: 'rt', targets: [{ ...sealed, apiKey: '...0000' }] },
+        { name: 'fresh', targets: [{ ...sealed, apiKey: '...9876' }] },
+        { name: 'rt', targets: [{ ...sealed, baseUrl: 'https://attacker.example/v1', apiKey: '...9876' }] },
+      ];
+      for (const { name, targets } of wrong) {
+        const res = await api(`/v1/pools/${name}`, { method: 'PUT', key, body: { targets } });
+        expect(res.status).toBe(400);
+        expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '0', 'apiKey'], code: 'masked_credential' })]);
+      }
+      expect(await credentials(tenantId, 'rt')).toEqual({ o: 'sk-live-abcdef9876' });
+      // Dots followed by more than a mask shows are a credential like any other.
+      await api('/v1/pools/rt', { method: 'PUT', key, body: { targets: [{ ...sealed, apiKey: '...sk-dotted-5678' }] } });
+      expect(await credentials(tenantId, 'rt')).toEqual({ o: '...sk-dotted-5678' });
+    });
   });
 
   it('rejects bad definitions with 400 and details, storing nothing', async () => {

@@ -5,9 +5,25 @@
  */
 const MASK = '…';
 
+/**
+ * The mask as a client or shell may send it back, its ellipsis turned into three ASCII dots:
+ * followed by what the mask shows (one to four characters, the end of a credential of at least
+ * one). Without this it would be stored, and sent upstream, as a credential of its own.
+ */
+const ASCII_MASK = /^\.\.\.([\s\S]{1,4})$/;
+
 export const maskCredential = (last4: string): string => `${MASK}${last4}`;
 
-export const isMaskedCredential = (value: string | undefined): boolean => value?.startsWith(MASK) === true;
+/**
+ * The masked form a written value is, spelt as views show it (`…ABCD`), or undefined when the
+ * value is a credential. Every value starting with `…` is one; `...ABCD` is the same form.
+ */
+export function maskedForm(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.startsWith(MASK)) return value;
+  const ascii = ASCII_MASK.exec(value);
+  return ascii ? maskCredential(ascii[1] ?? '') : undefined;
+}
 
 /** The validation detail refusing a masked form that matches nothing stored at `where`. */
 export function maskedCredentialIssue(path: string[], value: string, where: string): { path: string[]; message: string; code: 'masked_credential' } {

@@ -3,7 +3,7 @@ import { ApiError } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
-import { isMaskedCredential, maskCredential, maskedCredentialIssue } from '../lib/masked-credential';
+import { maskCredential, maskedCredentialIssue, maskedForm } from '../lib/masked-credential';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
 import { openSecret, sealSecret } from './secrets';
 
@@ -31,10 +31,11 @@ function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: Stored
   const kept = new Map<string, StoredTarget>();
   const issues: ReturnType<typeof maskedCredentialIssue>[] = [];
   targets.forEach((t, i) => {
-    if (t.apiKey === undefined || !isMaskedCredential(t.apiKey)) return;
+    const mask = maskedForm(t.apiKey);
+    if (t.apiKey === undefined || mask === undefined) return;
     const old = stored.get(t.id);
     const samePlace = old !== undefined && old.kind === t.kind && old.baseUrl === t.baseUrl && old.url === t.url;
-    if (old?.apiKey !== undefined && samePlace && masked(old.apiKeyLast4) === t.apiKey) kept.set(t.id, old);
+    if (old?.apiKey !== undefined && samePlace && masked(old.apiKeyLast4) === mask) kept.set(t.id, old);
     else issues.push(maskedCredentialIssue(['targets', String(i), 'apiKey'], t.apiKey, `pool ${name}, for target ${t.id} at this URL,`));
   });
   if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);

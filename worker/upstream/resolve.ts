@@ -9,7 +9,7 @@ import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
 import type { Env } from '../env';
 import { loadPoolRuntime } from '../pools/runtime';
-import { isMaskedCredential, maskCredential } from '../lib/masked-credential';
+import { maskCredential, maskedForm } from '../lib/masked-credential';
 
 export interface ResolveContext {
   env: Env;
@@ -76,10 +76,13 @@ export function maskUpstream(config: UpstreamConfig): UpstreamConfig {
  * An upstream sent back with its credential in the masked form a read shows (an agent read,
  * edited and written back) keeps the credential stored, for the same base URL only: else
  * anyone with the tenant's key could send it to a host of their own. Storing the mask would
- * send "Bearer …ABCD" upstream. Null: the masked form matches nothing stored here, refused.
+ * send "Bearer …ABCD" upstream. The ASCII spelling `...ABCD` is the same form (`maskedForm`).
+ * Null: the masked form matches nothing stored here, refused.
  */
 export function keepMaskedCredential(next: UpstreamConfig, stored: UpstreamConfig | undefined): UpstreamConfig | null {
-  if (next.kind !== 'openai-chat' || !isMaskedCredential(next.apiKey)) return next;
-  if (stored?.kind === 'openai-chat' && stored.baseUrl === next.baseUrl && stored.apiKey !== undefined && masked(stored.apiKey) === next.apiKey) return { ...next, apiKey: stored.apiKey };
+  if (next.kind !== 'openai-chat') return next;
+  const mask = maskedForm(next.apiKey);
+  if (mask === undefined) return next;
+  if (stored?.kind === 'openai-chat' && stored.baseUrl === next.baseUrl && stored.apiKey !== undefined && masked(stored.apiKey) === mask) return { ...next, apiKey: stored.apiKey };
   return null;
 }
