@@ -17,7 +17,7 @@ type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => P
 const noPushSender: PushNotificationSender = { send: async () => undefined };
 
 /**
- * The SDK's request handler with the gateway's rules. The SDK has no options for them, so
+ * The SDK's request handler with the gateway's rules. The SDK has no options for most, so
  * two of its private methods are wrapped; both are checked when the handler is made, so an
  * SDK upgrade that renames them fails at the first A2A request (and in the tests), never
  * silently:
@@ -29,10 +29,16 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  *   published it. The SDK reloads it from the store when the stream gets to the event, and
  *   for a fast upstream the store already holds the finished task, so the stream showed
  *   COMPLETED first and its artifact and COMPLETED status after it.
+ *
+ * One is an option: no bus outlives its executor (`keepBusAliveStates: []`). The SDK keeps a
+ * task's bus open after an interrupted state for an executor that resumes on it, and its
+ * stream ends on INPUT_REQUIRED but not on AUTH_REQUIRED; here a turn's executor returns when
+ * its execution finishes and the next turn is a new execution, so an auth-required stream
+ * stayed open until the client gave up.
  */
 export class GatewayRequestHandler extends DefaultRequestHandler {
   constructor(card: AgentCard, private readonly tasks: A2AStore, executor: AgentExecutor, buses: ExecutionEventBusManager, pushes: PushNotificationStore) {
-    super(card, tasks, executor, buses, pushes, noPushSender);
+    super(card, tasks, executor, buses, pushes, noPushSender, undefined, undefined, { keepBusAliveStates: [] });
     const self = this as unknown as { _createRequestContext: ContextFactory; _mapEventToStreamResponse: EventMapper };
     if (typeof self._createRequestContext !== 'function' || typeof self._mapEventToStreamResponse !== 'function') {
       throw new Error('@a2a-js/sdk changed: DefaultRequestHandler._createRequestContext or _mapEventToStreamResponse is gone');

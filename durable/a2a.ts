@@ -6,6 +6,7 @@ import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
 import { GatewayRequestHandler } from './a2a-handler';
+import { withLegacyFinal } from './a2a-legacy';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
@@ -77,16 +78,17 @@ export class A2AServer {
       return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(error) } };
     }
     const encoder = new TextEncoder();
+    const encode = request.version === '0.3' ? (event: unknown) => encoder.encode(formatSSEEvent(withLegacyFinal(event))) : (event: unknown) => encoder.encode(formatSSEEvent(event));
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        if (!first.done) controller.enqueue(encoder.encode(formatSSEEvent(first.value)));
+        if (!first.done) controller.enqueue(encode(first.value));
         if (first.done) controller.close();
       },
       async pull(controller) {
         try {
           const next = await iterator.next();
           if (next.done) controller.close();
-          else controller.enqueue(encoder.encode(formatSSEEvent(next.value)));
+          else controller.enqueue(encode(next.value));
         } catch (error) {
           controller.enqueue(encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) })));
           controller.close();

@@ -35,16 +35,32 @@ describe('A2A follow-up turns', () => {
   });
 });
 
-/** The `result`s of an SSE answer, read to its end. */
-async function streamed(key: string, agentId: string, method: string, params: unknown): Promise<Record<string, any>[]> {
+/** The `result`s of an SSE answer, read to its end, which must come within `withinMs`. */
+async function streamed(key: string, agentId: string, method: string, params: unknown, version = '1.0', withinMs = 8_000): Promise<Record<string, any>[]> {
   const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
     method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': version },
   });
   expect(res.headers.get('content-type')).toBe('text/event-stream');
-  const text = await res.text();
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + withinMs;
+  let text = '';
+  for (;;) {
+    const timeout = new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), Math.max(0, deadline - Date.now())));
+    const chunk = await Promise.race([reader.read(), timeout]);
+    if (chunk === 'open') {
+      await reader.cancel();
+      throw new Error(`the ${method} stream was still open after ${withinMs} ms: ${text}`);
+    }
+    if (chunk.done) break;
+    text += decoder.decode(chunk.value, { stream: true });
+  }
   return text.split('\n').filter((line) => line.startsWith('data:')).map((line) => JSON.parse(line.slice(5)).result);
 }
+
+/** A v0.3 `message/stream` message. */
+const legacyMessage = (messageId: string) => ({ message: { kind: 'message', messageId, role: 'user', parts: [{ kind: 'text', text: 'hello' }] } });
 
 describe('A2A on a paused agent', () => {
   it('nobody waits: a stream, like a blocking send, ends with the task submitted and a status saying why; it runs once resumed', async () => {
@@ -66,5 +82,35 @@ describe('A2A on a paused agent', () => {
 
     await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: false } });
     await eventually(async () => (await call(key, id, 'GetTask', { id: taskId })).body.result.status.state === 'TASK_STATE_COMPLETED');
+  });
+
+  it('in v0.3 the stream\'s last event, the status saying why, is marked final: true', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const events = await streamed(key, id, 'message/stream', legacyMessage(`m-${uniqueId('msg')}`), '0.3');
+    expect(events).toEqual([
+      expect.objectContaining({ kind: 'task', status: expect.objectContaining({ state: 'submitted' }) }),
+      expect.objectContaining({ kind: 'status-update', final: true, status: expect.objectContaining({ state: 'submitted', message: expect.objectContaining({ parts: [{ kind: 'text', text: PAUSED_NOTE }] }) }) }),
+    ]);
+  });
+});
+
+describe('A2A streams end on an interrupted task', () => {
+  it('input-required and auth-required end a stream, and a later subscription, in both versions; v0.3 marks that status final: true', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    for (const [prefix, v1State, v03State] of [['tck-input-required', 'TASK_STATE_INPUT_REQUIRED', 'input-required'], ['tck-auth-required', 'TASK_STATE_AUTH_REQUIRED', 'auth-required']]) {
+      const current = await streamed(key, id, 'SendStreamingMessage', message({ messageId: `${prefix}-${uniqueId()}` }));
+      expect(current.at(-1), prefix).toEqual({ statusUpdate: expect.objectContaining({ status: expect.objectContaining({ state: v1State }) }) });
+      // Nothing follows the task until the client's next message: a subscription shows it and ends.
+      const taskId: string = current[0]?.task.id;
+      expect(await streamed(key, id, 'SubscribeToTask', { id: taskId }), prefix).toEqual([{ task: expect.objectContaining({ id: taskId, status: expect.objectContaining({ state: v1State }) }) }]);
+
+      const legacy = await streamed(key, id, 'message/stream', legacyMessage(`${prefix}-${uniqueId()}`), '0.3');
+      expect(legacy.at(-1), prefix).toEqual(expect.objectContaining({ kind: 'status-update', final: true, status: expect.objectContaining({ state: v03State }) }));
+      // Only the last status is final: the others (working, …) are not.
+      expect(legacy.slice(0, -1).filter((e) => e.final === true), prefix).toEqual([]);
+    }
   });
 });
