@@ -1,12 +1,12 @@
 import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
-import { RequestMalformedError, TaskNotCancelableError } from '@a2a-js/sdk/errors';
+import { RequestMalformedError, TaskNotCancelableError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import {
   DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
   type PushNotificationSender, type PushNotificationStore, type ServerCallContext,
 } from '@a2a-js/sdk/server';
 import { newId } from '../worker/lib/ids';
 import { turnInput } from './a2a-executor';
-import { idProblem, sizeProblem } from './a2a-limits';
+import { idProblem, recordProblem, sizeProblem } from './a2a-limits';
 import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
 
@@ -22,8 +22,8 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * SDK upgrade that renames them fails at the first A2A request (and in the tests), never
  * silently:
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
- *   exceed the bounds of an execution (a2a-limits.ts), before the SDK stores a follow-up's
- *   history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   exceed the bounds of an execution, or (-32004) when a follow-up would grow its task's
+ *   stored record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
  *   published it. The SDK reloads it from the store when the stream gets to the event, and
@@ -73,7 +73,9 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
   }
 
   /**
-   * Throws the SDK's invalid-params error when `message` is out of bounds. The input is built
+   * Throws the SDK's invalid-params error when `message` is out of bounds, and its
+   * unsupported-operation error (-32004, as for a message to a finished task) when a follow-up
+   * would grow its task's stored record past MAX_TASK_RECORD_BYTES. The input is built
    * as the executor will build it; a context id the SDK fills in later is counted at the length
    * of the UUID it makes, so the estimate is within a few hundred bytes of what is stored.
    */
@@ -84,5 +86,13 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     const resolved = { ...message, taskId: newTaskId ?? message.taskId, contextId: message.contextId || crypto.randomUUID() };
     const size = sizeProblem(message, turnInput(resolved, turn));
     if (size) throw new RequestMalformedError(size);
+    if (newTaskId) return;
+    // The task as the SDK will load it and save it with the message appended. A finished
+    // task is left to the SDK, which refuses any message to it.
+    const task = this.tasks.view(message.taskId);
+    const state = task?.status?.state;
+    if (!task || (state !== undefined && TERMINAL_TASK_STATES.has(state))) return;
+    const full = recordProblem(task, message);
+    if (full) throw new UnsupportedOperationError(full);
   }
 }

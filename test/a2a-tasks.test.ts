@@ -35,6 +35,48 @@ describe('A2A follow-up turns', () => {
   });
 });
 
+describe('A2A tasks are bounded in stored size', () => {
+  it('refuses a follow-up that would grow the task\'s stored record past 1 MiB with -32004, storing nothing; the task stays readable and cancelable', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    // tck-multi-turn asks for more input and echoes each message: a turn stores ~200 KB.
+    const text = 'x'.repeat(100_000);
+    const task = (await call(key, id, 'SendMessage', message({ messageId: `tck-multi-turn-${uniqueId()}`, parts: [{ text }] }))).body.result.task;
+    const followUp = (method = 'SendMessage') => call(key, id, method, message({ messageId: `tck-multi-turn-${uniqueId()}`, taskId: task.id, contextId: task.contextId, parts: [{ text }] }));
+    const current = async () => (await call(key, id, 'GetTask', { id: task.id })).body.result;
+    const executions = async () => ((await api(`/v1/agents/${id}/executions`, { key })).body.data as unknown[]).length;
+
+    let refused: Record<string, any> | undefined;
+    let before: Record<string, any> = await current();
+    for (let turn = 2; turn <= 10 && !refused; turn++) {
+      const res = await followUp();
+      if (res.body.error) refused = res.body.error;
+      else {
+        // Every accepted turn started from a record that had room for its message.
+        expect(JSON.stringify(before).length + text.length, `turn ${turn}`).toBeLessThanOrEqual(1024 * 1024);
+        expect(res.body.result.task.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+        before = await current();
+      }
+    }
+    expect(refused).toMatchObject({ code: -32004, message: expect.stringMatching(/is full: .* over the limit of 1048576; nothing was stored/), data: [expect.objectContaining({ reason: 'UNSUPPORTED_OPERATION' })] });
+    expect(JSON.stringify(before).length + text.length).toBeGreaterThan(1024 * 1024);
+
+    // Nothing half-written: no history entry, no execution; a stream is refused the same way, before any event.
+    const executionsBefore = await eventually(async () => { const n = await executions(); return n === before.history.length / 2 && n; });
+    const stream = await followUp('SendStreamingMessage');
+    expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(stream.body.error).toMatchObject({ code: -32004 });
+    expect(await current()).toEqual(before);
+    expect(await executions()).toBe(executionsBefore);
+
+    expect((await call(key, id, 'CancelTask', { id: task.id })).body.result.status.state).toBe('TASK_STATE_CANCELED');
+    const canceled = await current();
+    expect(canceled.status.state).toBe('TASK_STATE_CANCELED');
+    // The cancel adds its status message; the stored history is all still there.
+    expect(canceled.history.slice(0, before.history.length)).toEqual(before.history);
+  });
+});
+
 /** The `result`s of an SSE answer, read to its end, which must come within `withinMs`. */
 async function streamed(key: string, agentId: string, method: string, params: unknown, version = '1.0', withinMs = 8_000): Promise<Record<string, any>[]> {
   const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
