@@ -5,6 +5,7 @@ import { TERMINAL } from '../worker/schemas/execution';
 import type { A2AStore } from './a2a-store';
 import { agentMessage, artifactsOf, stateOf, statusMessage, textPart } from './a2a-view';
 import type { AgentStore } from './agent-store';
+import { pausedNoteId } from './a2a-legacy';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
 export const A2A_TURN_TIMEOUT_MS = 300_000;
@@ -120,7 +121,7 @@ export class GatewayExecutor implements AgentExecutor {
   private announcePaused(taskId: string, contextId: string, executionId: string, bus: ExecutionEventBus): void {
     bus.publish(AgentEvent.statusUpdate({
       taskId, contextId, metadata: undefined,
-      status: { state: TaskState.TASK_STATE_SUBMITTED, message: agentMessage(`${executionId}-paused`, taskId, contextId, [textPart(PAUSED_NOTE)]), timestamp: new Date().toISOString() },
+      status: { state: TaskState.TASK_STATE_SUBMITTED, message: agentMessage(pausedNoteId(executionId), taskId, contextId, [textPart(PAUSED_NOTE)]), timestamp: new Date().toISOString() },
     }));
   }
 

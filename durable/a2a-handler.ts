@@ -1,12 +1,12 @@
 import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
-import { RequestMalformedError, TaskNotCancelableError } from '@a2a-js/sdk/errors';
+import { RequestMalformedError, TaskNotCancelableError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import {
   DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
   type PushNotificationSender, type PushNotificationStore, type ServerCallContext,
 } from '@a2a-js/sdk/server';
 import { newId } from '../worker/lib/ids';
 import { turnInput } from './a2a-executor';
-import { idProblem, sizeProblem } from './a2a-limits';
+import { idProblem, recordProblem, sizeProblem } from './a2a-limits';
 import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
 
@@ -17,22 +17,28 @@ type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => P
 const noPushSender: PushNotificationSender = { send: async () => undefined };
 
 /**
- * The SDK's request handler with the gateway's rules. The SDK has no options for them, so
+ * The SDK's request handler with the gateway's rules. The SDK has no options for most, so
  * two of its private methods are wrapped; both are checked when the handler is made, so an
  * SDK upgrade that renames them fails at the first A2A request (and in the tests), never
  * silently:
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
- *   exceed the bounds of an execution (a2a-limits.ts), before the SDK stores a follow-up's
- *   history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   exceed the bounds of an execution, or (-32004) when a follow-up would grow its task's
+ *   stored record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
  *   published it. The SDK reloads it from the store when the stream gets to the event, and
  *   for a fast upstream the store already holds the finished task, so the stream showed
  *   COMPLETED first and its artifact and COMPLETED status after it.
+ *
+ * One is an option: no bus outlives its executor (`keepBusAliveStates: []`). The SDK keeps a
+ * task's bus open after an interrupted state for an executor that resumes on it, and its
+ * stream ends on INPUT_REQUIRED but not on AUTH_REQUIRED; here a turn's executor returns when
+ * its execution finishes and the next turn is a new execution, so an auth-required stream
+ * stayed open until the client gave up.
  */
 export class GatewayRequestHandler extends DefaultRequestHandler {
   constructor(card: AgentCard, private readonly tasks: A2AStore, executor: AgentExecutor, buses: ExecutionEventBusManager, pushes: PushNotificationStore) {
-    super(card, tasks, executor, buses, pushes, noPushSender);
+    super(card, tasks, executor, buses, pushes, noPushSender, undefined, undefined, { keepBusAliveStates: [] });
     const self = this as unknown as { _createRequestContext: ContextFactory; _mapEventToStreamResponse: EventMapper };
     if (typeof self._createRequestContext !== 'function' || typeof self._mapEventToStreamResponse !== 'function') {
       throw new Error('@a2a-js/sdk changed: DefaultRequestHandler._createRequestContext or _mapEventToStreamResponse is gone');
@@ -67,7 +73,9 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
   }
 
   /**
-   * Throws the SDK's invalid-params error when `message` is out of bounds. The input is built
+   * Throws the SDK's invalid-params error when `message` is out of bounds, and its
+   * unsupported-operation error (-32004, as for a message to a finished task) when a follow-up
+   * would grow its task's stored record past MAX_TASK_RECORD_BYTES. The input is built
    * as the executor will build it; a context id the SDK fills in later is counted at the length
    * of the UUID it makes, so the estimate is within a few hundred bytes of what is stored.
    */
@@ -78,5 +86,13 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     const resolved = { ...message, taskId: newTaskId ?? message.taskId, contextId: message.contextId || crypto.randomUUID() };
     const size = sizeProblem(message, turnInput(resolved, turn));
     if (size) throw new RequestMalformedError(size);
+    if (newTaskId) return;
+    // The task as the SDK will load it and save it with the message appended. A finished
+    // task is left to the SDK, which refuses any message to it.
+    const task = this.tasks.view(message.taskId);
+    const state = task?.status?.state;
+    if (!task || (state !== undefined && TERMINAL_TASK_STATES.has(state))) return;
+    const full = recordProblem(task, message);
+    if (full) throw new UnsupportedOperationError(full);
   }
 }

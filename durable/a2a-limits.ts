@@ -1,4 +1,4 @@
-import { Message } from '@a2a-js/sdk';
+import { Message, Task } from '@a2a-js/sdk';
 import { jsonLimitProblem } from '../worker/lib/json-limits';
 import { MAX_INPUT_BYTES } from '../worker/schemas/common';
 
@@ -48,4 +48,27 @@ export function sizeProblem(message: Message, input: Record<string, unknown>): s
   if (ofMessage) return `message: ${ofMessage}`;
   const ofInput = jsonLimitProblem(input, limits);
   return ofInput ? `the execution input of this message (its text counts twice, as input.message and in input.parts): ${ofInput}` : null;
+}
+
+/**
+ * Largest stored record of a task that a follow-up message may grow. The task's history and
+ * artifacts are one JSON value in the agent's SQLite (a2a_tasks.task), which SQLite refuses
+ * past 2 MB; each turn adds its message and the upstream's answer. The bound is checked
+ * before a follow-up is stored, with the message, and leaves the turn's answer room under
+ * SQLite's limit: a record at the bound is a long conversation (hundreds of turns of ordinary
+ * text), which continues in a new task.
+ */
+export const MAX_TASK_RECORD_BYTES = 1024 * 1024;
+
+const encoder = new TextEncoder();
+
+/** Why `message` may not join `task` (the stored record would pass the bound), or null. */
+export function recordProblem(task: Task, message: Message): string | null {
+  const json = JSON.stringify(Task.toJSON({ ...task, history: [...task.history, message] }));
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most records are clearly within the bound.
+  if (json.length * 3 <= MAX_TASK_RECORD_BYTES) return null;
+  const bytes = encoder.encode(json).byteLength;
+  if (bytes <= MAX_TASK_RECORD_BYTES) return null;
+  return `task ${task.id} is full: with this message its stored record (history and artifacts) would take ${bytes} bytes, over the limit of ${MAX_TASK_RECORD_BYTES}; `
+    + 'nothing was stored, the task stays readable and cancelable; continue in a new task (its message may name this one in referenceTaskIds)';
 }

@@ -1,4 +1,5 @@
 import { AgentCard, StreamResponse, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
+import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { DefaultExecutionEventBusManager, JsonRpcTransportHandler, ServerCallContext } from '@a2a-js/sdk/server';
 import { agentCard } from '../worker/a2a/card';
@@ -6,6 +7,8 @@ import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
 import { GatewayRequestHandler } from './a2a-handler';
+import { withLegacyFinal } from './a2a-legacy';
+import { pushConfigProblem } from './a2a-push-limits';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
@@ -64,12 +67,14 @@ export class A2AServer {
     const { v1, legacy } = this.handlersFor(config, request.origin);
     const context = new ServerCallContext({ requestedVersion: request.version });
     const body = request.body as Record<string, unknown>;
+    const requestId = (body.id as string | number | null | undefined) ?? null;
+    const mapError = request.version === '0.3' ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError : JsonRpcTransportHandler.mapToJSONRPCError;
+    const push = pushConfigProblem(request.version, body.method, body.params);
+    if (push) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(push)) } };
     const answer = await (request.version === '0.3' ? legacy : v1).handle(body, context);
     if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: answer };
     // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.
     const iterator = answer[Symbol.asyncIterator]();
-    const requestId = (body.id as string | number | null | undefined) ?? null;
-    const mapError = request.version === '0.3' ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError : JsonRpcTransportHandler.mapToJSONRPCError;
     let first: IteratorResult<unknown>;
     try {
       first = await iterator.next();
@@ -77,16 +82,17 @@ export class A2AServer {
       return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(error) } };
     }
     const encoder = new TextEncoder();
+    const encode = request.version === '0.3' ? (event: unknown) => encoder.encode(formatSSEEvent(withLegacyFinal(event))) : (event: unknown) => encoder.encode(formatSSEEvent(event));
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        if (!first.done) controller.enqueue(encoder.encode(formatSSEEvent(first.value)));
+        if (!first.done) controller.enqueue(encode(first.value));
         if (first.done) controller.close();
       },
       async pull(controller) {
         try {
           const next = await iterator.next();
           if (next.done) controller.close();
-          else controller.enqueue(encoder.encode(formatSSEEvent(next.value)));
+          else controller.enqueue(encode(next.value));
         } catch (error) {
           controller.enqueue(encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) })));
           controller.close();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { api, newAgent, newTenant, uniqueId } from './support/api';
+import { api, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 const nested = (depth: number): unknown => {
   let value: unknown = 'leaf';
@@ -101,5 +101,76 @@ describe('A2A messages have the limits of REST execution input', () => {
     expect(res.body).toMatchObject({ id: 'v03', error: { code: -32602 } });
     expect(res.body.error.data).toBeUndefined();
     expect(await tasksOf(key, id)).toEqual([]);
+  });
+});
+
+describe('A2A push notification configs are bounded field by field', () => {
+  /** A delivery URL on the mock receiver, padded to `length` characters. */
+  const pushUrl = (length: number) => {
+    const base = `${mockUrl('/a2a-push')}?pad=`;
+    return base + 'p'.repeat(length - base.length);
+  };
+  const configsOf = async (key: string, agentId: string, taskId: string, version = '1.0') =>
+    version === '1.0'
+      ? (await call(key, agentId, 'ListTaskPushNotificationConfigs', { taskId })).body.result.configs ?? []
+      : (await call(key, agentId, 'tasks/pushNotificationConfig/list', { id: taskId }, '0.3')).body.result;
+
+  it('refuses CreateTaskPushNotificationConfig with a field over its bound with -32602 naming it, storing nothing; the bounds themselves fit', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const taskId: string = (await send(key, id, {})).body.result.task.id;
+    const over: [string, Record<string, unknown>][] = [
+      ['url', { url: pushUrl(2049) }],
+      ['token', { token: 't'.repeat(1025) }],
+      ['id', { id: 'i'.repeat(257) }],
+      ['authentication.scheme', { authentication: { scheme: 'S'.repeat(65), credentials: 'c' } }],
+      ['authentication.credentials', { authentication: { scheme: 'Bearer', credentials: 'c'.repeat(4097) } }],
+      ['taskId', { taskId: 'x'.repeat(81) }],
+      ['url', { url: 12 }],
+    ];
+    for (const [field, fields] of over) {
+      const res = await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, url: pushUrl(100), ...fields });
+      expect(res.body.error, field).toMatchObject({ ...INVALID_PARAMS, message: expect.stringContaining(`${field}:`) });
+    }
+    expect(await configsOf(key, id, taskId)).toEqual([]);
+
+    const longest = { taskId, id: 'i'.repeat(256), url: pushUrl(2048), token: 't'.repeat(1024), authentication: { scheme: 'S'.repeat(64), credentials: 'c'.repeat(4096) } };
+    expect((await call(key, id, 'CreateTaskPushNotificationConfig', longest)).body.result).toMatchObject({ id: longest.id, url: longest.url });
+    expect(await configsOf(key, id, taskId)).toEqual([expect.objectContaining({ id: longest.id, token: longest.token })]);
+  });
+
+  it('refuses a message whose push config is over a bound before the task exists, in SendMessage and SendStreamingMessage', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const method of ['SendMessage', 'SendStreamingMessage']) {
+      const params = { message: message(), configuration: { taskPushNotificationConfig: { url: pushUrl(100), token: 't'.repeat(5_000) } } };
+      const res = await call(key, id, method, params);
+      expect(res.headers.get('content-type'), method).toMatch(/^application\/json/);
+      expect(res.body.error, method).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/^configuration\.taskPushNotificationConfig\.token: is longer than 1024 characters/) });
+    }
+    expect(await tasksOf(key, id)).toEqual([]);
+  });
+
+  it('bounds the v0.3 names the same, and the number of v0.3 schemes (8)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const taskId: string = (await send(key, id, {})).body.result.task.id;
+    const v03 = (method: string, params: unknown) => call(key, id, method, params, '0.3');
+    const schemes = (n: number) => ({ url: pushUrl(100), authentication: { schemes: Array.from({ length: n }, (_, i) => `S${i}`), credentials: 'c' } });
+
+    const tooMany = await v03('tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: schemes(9) });
+    expect(tooMany.body.error).toEqual({ code: -32602, message: expect.stringContaining('pushNotificationConfig.authentication.schemes: names more than 8 schemes') });
+    const longUrl = await v03('tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: { url: pushUrl(2049) } });
+    expect(longUrl.body.error).toMatchObject({ code: -32602, message: expect.stringContaining('pushNotificationConfig.url:') });
+    expect(await configsOf(key, id, taskId, '0.3')).toEqual([]);
+    expect((await v03('tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: schemes(8) })).body.result).toBeDefined();
+    expect(await configsOf(key, id, taskId, '0.3')).toHaveLength(1);
+
+    const legacyMessage = { kind: 'message', messageId: `m-${uniqueId()}`, role: 'user', parts: [{ kind: 'text', text: 'hi' }] };
+    for (const method of ['message/send', 'message/stream']) {
+      const res = await v03(method, { message: legacyMessage, configuration: { pushNotificationConfig: { url: pushUrl(100), authentication: { schemes: ['Bearer'], credentials: 'c'.repeat(4097) } } } });
+      expect(res.body.error, method).toEqual({ code: -32602, message: expect.stringContaining('configuration.pushNotificationConfig.authentication.credentials: is longer than 4096 characters') });
+    }
+    expect(await tasksOf(key, id)).toEqual([taskId]);
   });
 });

@@ -35,16 +35,74 @@ describe('A2A follow-up turns', () => {
   });
 });
 
-/** The `result`s of an SSE answer, read to its end. */
-async function streamed(key: string, agentId: string, method: string, params: unknown): Promise<Record<string, any>[]> {
+describe('A2A tasks are bounded in stored size', () => {
+  it('refuses a follow-up that would grow the task\'s stored record past 1 MiB with -32004, storing nothing; the task stays readable and cancelable', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    // tck-multi-turn asks for more input and echoes each message: a turn stores ~200 KB.
+    const text = 'x'.repeat(100_000);
+    const task = (await call(key, id, 'SendMessage', message({ messageId: `tck-multi-turn-${uniqueId()}`, parts: [{ text }] }))).body.result.task;
+    const followUp = (method = 'SendMessage') => call(key, id, method, message({ messageId: `tck-multi-turn-${uniqueId()}`, taskId: task.id, contextId: task.contextId, parts: [{ text }] }));
+    const current = async () => (await call(key, id, 'GetTask', { id: task.id })).body.result;
+    const executions = async () => ((await api(`/v1/agents/${id}/executions`, { key })).body.data as unknown[]).length;
+
+    let refused: Record<string, any> | undefined;
+    let before: Record<string, any> = await current();
+    for (let turn = 2; turn <= 10 && !refused; turn++) {
+      const res = await followUp();
+      if (res.body.error) refused = res.body.error;
+      else {
+        // Every accepted turn started from a record that had room for its message.
+        expect(JSON.stringify(before).length + text.length, `turn ${turn}`).toBeLessThanOrEqual(1024 * 1024);
+        expect(res.body.result.task.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+        before = await current();
+      }
+    }
+    expect(refused).toMatchObject({ code: -32004, message: expect.stringMatching(/is full: .* over the limit of 1048576; nothing was stored/), data: [expect.objectContaining({ reason: 'UNSUPPORTED_OPERATION' })] });
+    expect(JSON.stringify(before).length + text.length).toBeGreaterThan(1024 * 1024);
+
+    // Nothing half-written: no history entry, no execution; a stream is refused the same way, before any event.
+    const executionsBefore = await eventually(async () => { const n = await executions(); return n === before.history.length / 2 && n; });
+    const stream = await followUp('SendStreamingMessage');
+    expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(stream.body.error).toMatchObject({ code: -32004 });
+    expect(await current()).toEqual(before);
+    expect(await executions()).toBe(executionsBefore);
+
+    expect((await call(key, id, 'CancelTask', { id: task.id })).body.result.status.state).toBe('TASK_STATE_CANCELED');
+    const canceled = await current();
+    expect(canceled.status.state).toBe('TASK_STATE_CANCELED');
+    // The cancel adds its status message; the stored history is all still there.
+    expect(canceled.history.slice(0, before.history.length)).toEqual(before.history);
+  });
+});
+
+/** The `result`s of an SSE answer, read to its end, which must come within `withinMs`. */
+async function streamed(key: string, agentId: string, method: string, params: unknown, version = '1.0', withinMs = 8_000): Promise<Record<string, any>[]> {
   const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
     method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': version },
   });
   expect(res.headers.get('content-type')).toBe('text/event-stream');
-  const text = await res.text();
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + withinMs;
+  let text = '';
+  for (;;) {
+    const timeout = new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), Math.max(0, deadline - Date.now())));
+    const chunk = await Promise.race([reader.read(), timeout]);
+    if (chunk === 'open') {
+      await reader.cancel();
+      throw new Error(`the ${method} stream was still open after ${withinMs} ms: ${text}`);
+    }
+    if (chunk.done) break;
+    text += decoder.decode(chunk.value, { stream: true });
+  }
   return text.split('\n').filter((line) => line.startsWith('data:')).map((line) => JSON.parse(line.slice(5)).result);
 }
+
+/** A v0.3 `message/stream` message. */
+const legacyMessage = (messageId: string) => ({ message: { kind: 'message', messageId, role: 'user', parts: [{ kind: 'text', text: 'hello' }] } });
 
 describe('A2A on a paused agent', () => {
   it('nobody waits: a stream, like a blocking send, ends with the task submitted and a status saying why; it runs once resumed', async () => {
@@ -66,5 +124,35 @@ describe('A2A on a paused agent', () => {
 
     await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: false } });
     await eventually(async () => (await call(key, id, 'GetTask', { id: taskId })).body.result.status.state === 'TASK_STATE_COMPLETED');
+  });
+
+  it('in v0.3 the stream\'s last event, the status saying why, is marked final: true', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const events = await streamed(key, id, 'message/stream', legacyMessage(`m-${uniqueId('msg')}`), '0.3');
+    expect(events).toEqual([
+      expect.objectContaining({ kind: 'task', status: expect.objectContaining({ state: 'submitted' }) }),
+      expect.objectContaining({ kind: 'status-update', final: true, status: expect.objectContaining({ state: 'submitted', message: expect.objectContaining({ parts: [{ kind: 'text', text: PAUSED_NOTE }] }) }) }),
+    ]);
+  });
+});
+
+describe('A2A streams end on an interrupted task', () => {
+  it('input-required and auth-required end a stream, and a later subscription, in both versions; v0.3 marks that status final: true', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    for (const [prefix, v1State, v03State] of [['tck-input-required', 'TASK_STATE_INPUT_REQUIRED', 'input-required'], ['tck-auth-required', 'TASK_STATE_AUTH_REQUIRED', 'auth-required']]) {
+      const current = await streamed(key, id, 'SendStreamingMessage', message({ messageId: `${prefix}-${uniqueId()}` }));
+      expect(current.at(-1), prefix).toEqual({ statusUpdate: expect.objectContaining({ status: expect.objectContaining({ state: v1State }) }) });
+      // Nothing follows the task until the client's next message: a subscription shows it and ends.
+      const taskId: string = current[0]?.task.id;
+      expect(await streamed(key, id, 'SubscribeToTask', { id: taskId }), prefix).toEqual([{ task: expect.objectContaining({ id: taskId, status: expect.objectContaining({ state: v1State }) }) }]);
+
+      const legacy = await streamed(key, id, 'message/stream', legacyMessage(`${prefix}-${uniqueId()}`), '0.3');
+      expect(legacy.at(-1), prefix).toEqual(expect.objectContaining({ kind: 'status-update', final: true, status: expect.objectContaining({ state: v03State }) }));
+      // Only the last status is final: the others (working, …) are not.
+      expect(legacy.slice(0, -1).filter((e) => e.final === true), prefix).toEqual([]);
+    }
   });
 });

@@ -1,0 +1,33 @@
+/**
+ * The v0.3 wire's `final` flag. v0.3 marks the last status update of a stream `final: true`;
+ * the SDK's translation sets it for terminal states only, but this server's streams also end
+ * on an interrupted task (input- or auth-required: the turn's execution has finished) and on
+ * a task queued on a paused agent (the executor's announcement, then the end). v1.0 has no
+ * such flag: its stream simply ends.
+ */
+
+/** The message id of the executor's announcement that a turn waits on a paused agent. */
+export const pausedNoteId = (executionId: string): string => `${executionId}${PAUSED_SUFFIX}`;
+const PAUSED_SUFFIX = '-paused';
+
+/** v0.3 states (the SDK's translation) after which this server's streams end, besides the terminal ones. */
+const INTERRUPTED_V03 = new Set(['input-required', 'auth-required']);
+
+interface LegacyStatusUpdate {
+  kind: 'status-update';
+  final: boolean;
+  status?: { state?: string; message?: { messageId?: string } };
+}
+
+const isStatusUpdate = (result: unknown): result is LegacyStatusUpdate =>
+  typeof result === 'object' && result !== null && (result as { kind?: unknown }).kind === 'status-update';
+
+/** The v0.3 SSE event, its status update marked final when the stream ends with it. */
+export function withLegacyFinal(event: unknown): unknown {
+  const result = typeof event === 'object' && event !== null ? (event as { result?: unknown }).result : undefined;
+  if (!isStatusUpdate(result) || result.final) return event;
+  const state = result.status?.state ?? '';
+  const paused = result.status?.message?.messageId?.endsWith(PAUSED_SUFFIX) === true;
+  if (INTERRUPTED_V03.has(state) || (state === 'submitted' && paused)) result.final = true;
+  return event;
+}
