@@ -23,7 +23,8 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * silently:
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
  *   exceed the bounds of an execution, or (-32004) when a follow-up would grow its task's
- *   stored record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   stored record past its bound (a2a-limits.ts), before the SDK stores a follow-up's
+ *   history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
  *   published it. The SDK reloads it from the store when the stream gets to the event, and

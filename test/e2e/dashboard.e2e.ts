@@ -80,7 +80,14 @@ describe.skipIf(browserMissing)('dashboard, end to end in Chromium against `npm 
     const page = await context.newPage();
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
-    page.on('console', (message) => { if (message.type() === 'error') problems.push(`console: ${message.text()}`); });
+    // Once the test takes the page offline, Chromium logs each failed poll as an error: those
+    // are the test's doing (the page's own handling of them is checked below), nothing else is.
+    let wentOffline = false; // never reset: Chromium may log a failure after coming back
+    page.on('console', (message) => {
+      if (message.type() !== 'error') return;
+      if (wentOffline && message.text().includes('net::ERR_INTERNET_DISCONNECTED')) return;
+      problems.push(`console: ${message.text()}`);
+    });
     const foreign: string[] = [];
     page.on('request', (request) => { if (!request.url().startsWith(base) && !request.url().startsWith('data:')) foreign.push(request.url()); });
 
@@ -135,6 +142,7 @@ describe.skipIf(browserMissing)('dashboard, end to end in Chromium against `npm 
     // online, the page reconnects with Last-Event-ID and the missed events are replayed.
     const streamRequests: (string | undefined)[] = [];
     page.on('request', (request) => { if (request.url().endsWith('/v1/agents/dash-e2e/events')) streamRequests.push(request.headers()['last-event-id']); });
+    wentOffline = true;
     await context.setOffline(true);
     await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toMatch(/reconnecting/);
     const missed = (await (await fetch(`${base}/v1/agents/dash-e2e/executions`, {
