@@ -12,6 +12,7 @@ import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { agentCard } from '../a2a/card';
+import { rpcAnswer } from '../a2a/refusal';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
 import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
@@ -137,21 +138,21 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   try {
     body = JSON.parse(await c.req.text());
   } catch {
-    return c.json(rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }), 200);
+    return rpcAnswer(c, rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }));
   }
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
     const id = body && typeof body === 'object' && 'id' in body ? body.id : null;
-    return c.json(rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }), 200);
+    return rpcAnswer(c, rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }));
   }
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
     const error = JsonRpcTransportHandler.mapToJSONRPCError(new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
-    return c.json(rpcError(envelope.data.id, error), 200);
+    return rpcAnswer(c, rpcError(envelope.data.id, error));
   }
   const { params } = envelope.data;
   if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
-    return c.json(rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)), 200);
+    return rpcAnswer(c, rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)));
   }
   c.get('log').agentId = agentId;
   c.get('log').a2aMethod = envelope.data.method;
@@ -159,7 +160,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin })));
   if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
-  return c.json(reply.body as Record<string, unknown>, 200);
+  return rpcAnswer(c, reply.body as Record<string, unknown>);
 }
 
 const rpcRoute = (path: string) =>
