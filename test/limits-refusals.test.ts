@@ -110,3 +110,42 @@ describe('work that started counts whatever its status', () => {
     expect(await settledRequests(key)).toBe(1);
   });
 });
+
+describe('RateLimit-* headers of a request the gateway refuses', () => {
+  const headers = (res: ApiResponse) => [res.headers.get('ratelimit-limit'), res.headers.get('ratelimit-remaining')];
+  const budgetUsed = (key: string, n: number) => eventually(async () => (await api('/v1/usage', { key })).body.budget.requests === n);
+
+  it.each([
+    ['a key', {}],
+    ['a key with rate shards', { perMinute: 600, shards: 2 }],
+  ])('report the request budget as the refusal leaves it, given back (%s): two refusals in a row read the same, one more than the next success', async (_name, rates) => {
+    const { key, otherKey } = await limitedKey({ ...rates, budget: { requests: 3, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const unknownAgent = await api('/v1/agents/no-such-agent/executions', { key, body: { intent: 'echo' } });
+    expect(unknownAgent.status).toBe(404);
+    expect(headers(unknownAgent)).toEqual(['3', '3']);
+    await budgetUsed(key, 0);
+    const invalid = await api(`/v1/agents/${agent}/executions`, { key, body: { nope: 1 } });
+    expect(invalid.status).toBe(400);
+    expect(headers(invalid)).toEqual(['3', '3']);
+    await budgetUsed(key, 0);
+    const rpcRefused = await a2a(key, agent, 'SendMessage', { message: { role: 'ROLE_USER', parts: [{ text: 'no messageId' }] } });
+    expect(rpcRefused.body.error.code).toBe(-32602);
+    expect(headers(rpcRefused)).toEqual(['3', '3']);
+    await budgetUsed(key, 0);
+    const ran = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'echo' } });
+    expect(ran.status).toBe(200);
+    expect(headers(ran)).toEqual(['3', '2']);
+    await budgetUsed(key, 1);
+    expect(headers(await api('/v1/agents/no-such-agent/executions', { key, body: { intent: 'echo' } }))).toEqual(['3', '2']);
+  });
+
+  it('count a refused request against the rate windows: it was still a request to serve', async () => {
+    const { key } = await limitedKey({ perMinute: 3, budget: { requests: 100, period: 'day' } });
+    const refused = () => api('/v1/agents/no-such-agent/executions', { key, body: { intent: 'echo' } });
+    expect(headers(await refused())).toEqual(['3', '2']);
+    expect(headers(await refused())).toEqual(['3', '1']);
+    expect(headers(await api('/v1/agents', { key }))).toEqual(['3', '0']);
+    expect((await refused()).status).toBe(429);
+  });
+});

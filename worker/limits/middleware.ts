@@ -121,7 +121,10 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
         return release(status >= 400 || refused ? 0 : text === null ? null : totalTokens(text), refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }
-    if (admitted.policy) for (const [name, value] of Object.entries(rateLimitHeaders(admitted.policy))) response.headers.set(name, value);
+    // Headers of a refused request say what is left once it is given back, without asking the
+    // limiter again: the admission reported both.
+    const policy = lease && givesBack(c, status) ? admitted.givenBackPolicy : admitted.policy;
+    if (policy) for (const [name, value] of Object.entries(rateLimitHeaders(policy))) response.headers.set(name, value);
     c.res = undefined;
     c.res = response;
   };
