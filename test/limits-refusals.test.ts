@@ -149,3 +149,40 @@ describe('RateLimit-* headers of a request the gateway refuses', () => {
     expect((await refused()).status).toBe(429);
   });
 });
+
+describe('the A2A agent card', () => {
+  const card = (agent: string, key?: string) => api(`/a2a/${agent}/.well-known/agent-card.json`, key === undefined ? {} : { key });
+
+  it("counts a card asked for with a key against the key's rate windows, as a /v1 read, and refuses it 429 past them", async () => {
+    const { key, otherKey } = await limitedKey({ perMinute: 3 });
+    const agent = await newAgent(otherKey);
+    const first = await card(agent, key);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('ratelimit-limit')).toBe('3');
+    expect(first.headers.get('ratelimit-remaining')).toBe('2');
+    expect((await api('/v1/agents', { key })).headers.get('ratelimit-remaining')).toBe('1');
+    expect((await card(agent, key)).headers.get('ratelimit-remaining')).toBe('0');
+    const over = await card(agent, key);
+    expect(over.status).toBe(429);
+    expect(over.body.error).toMatchObject({ code: 'rate_limited', details: { limit: 'perMinute' } });
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(over.headers.get('ratelimit-limit')).toBe('3');
+    expect(over.headers.get('ratelimit-remaining')).toBe('0');
+    expect(Number(over.headers.get('ratelimit-reset'))).toBeGreaterThan(0);
+  });
+
+  it('counts a card against no budget or concurrency cap (it starts no upstream work), and leaves a public card asked for without a key unlimited and cacheable', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 1, budget: { requests: 1, period: 'day' } });
+    const agent = await newAgent(otherKey, { a2a: { publicCard: true } });
+    const withKey = await Promise.all(Array.from({ length: 3 }, () => card(agent, key)));
+    expect(withKey.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect((await api('/v1/usage', { key })).body.budget.requests).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      const anonymous = await card(agent);
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.headers.get('ratelimit-limit')).toBeNull();
+      expect(anonymous.headers.get('cache-control')).toBe('public, max-age=300');
+    }
+    expect((await card(agent, 'eag_not_a_key')).status).toBe(401);
+  });
+});

@@ -3,15 +3,15 @@ import { RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/err
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import type { Context } from 'hono';
-import type { AppEnv, Principal } from '../env';
+import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
-import { lookupKey } from '../auth/api-keys';
-import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
+import { apiKeyAuth } from '../middleware/api-key-auth';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { agentCard } from '../a2a/card';
+import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
@@ -65,12 +65,6 @@ export function a2aVersion(header: string | undefined): A2ARequest['version'] | 
   return null;
 }
 
-async function principalOf(c: Context<AppEnv>): Promise<Principal> {
-  const principal = await lookupKey(c.env, bearerToken(c.req.header('authorization')));
-  if (!principal) throw new ApiError('unauthorized', 'invalid or revoked API key', undefined, { 'www-authenticate': 'Bearer' });
-  return principal;
-}
-
 /**
  * The tenant whose agent `agentId` has a public card. Agent ids are unique per tenant only,
  * so the D1 registry is asked; an id that several tenants publish is nobody's (no card).
@@ -92,6 +86,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       tags: ['a2a'],
       summary: "The agent's A2A agent card (public when the agent's config says a2a.publicCard, else it needs the API key)",
       security: [...security, {}],
+      middleware: [cardCaller()],
       request: { params: AgentIdParams },
       responses: {
         200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)' },
@@ -99,6 +94,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
         400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: errorResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
+        429: limitedResponse("rate_limited: the key's rate windows, when a key is given"),
         ...everyRouteErrors,
         503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
@@ -106,7 +102,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const authenticated = c.req.header('authorization') !== undefined;
-      const tenantId = authenticated ? (await principalOf(c)).tenantId : await publicCardOwner(c, id);
+      const tenantId = authenticated ? c.get('principal').tenantId : await publicCardOwner(c, id);
       if (!tenantId) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
       const route = await requireAgent(c.env, tenantId, id);
       const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true }));
