@@ -23,7 +23,18 @@ export interface AdmitRequest {
 }
 
 export type Admission =
-  | { ok: true; leaseId: string | null; policy: PolicyState | null; reservedTokens: number }
+  | {
+      ok: true;
+      leaseId: string | null;
+      /** The limit closest to refusing, this request counted. */
+      policy: PolicyState | null;
+      /**
+       * The same once the gateway refused the request (a 4xx, a JSON-RPC refusal) and its lease
+       * gave the budgets back: rate windows and concurrency still count it (it was still load).
+       */
+      givenBackPolicy: PolicyState | null;
+      reservedTokens: number;
+    }
   | { ok: false; code: 'rate_limited' | 'budget_exhausted'; message: string; limit: string; retryAfter: number; policy: PolicyState };
 
 const MIGRATIONS: readonly string[] = [
@@ -95,6 +106,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
     let period: ReturnType<typeof budgetPeriod> | null = null;
     let reserve = budget?.tokens !== undefined ? Math.max(0, Math.ceil(request.tokens)) : 0;
     let tokenState: PolicyState | null = null;
+    let requestsState: PolicyState | null = null;
 
     if (needsSlot || budget) this.expireLeases(now);
     if (needsSlot && limits.concurrency !== undefined) {
@@ -123,11 +135,17 @@ export class KeyLimiterDO extends DurableObject<Env> {
         reserve = Math.min(reserve, free);
         tokenState = { limit: budget.tokens, remaining: free - reserve, reset: resetIn };
       }
-      if (budget.requests !== undefined) states.push({ limit: budget.requests, remaining: budget.requests - row.requests - 1, reset: resetIn });
+      if (budget.requests !== undefined) {
+        requestsState = { limit: budget.requests, remaining: budget.requests - row.requests - 1, reset: resetIn };
+        states.push(requestsState);
+      }
     }
     // Token counts are in another unit than requests: they speak for the key only when nothing
     // counted in requests limits it.
     if (states.length === 0 && tokenState) states.push(tokenState);
+    // Given back, this request leaves the budgets as they were before it.
+    const givenBack = states.map((state) =>
+      state === requestsState ? { ...state, remaining: state.remaining + 1 } : state === tokenState ? { ...state, remaining: state.remaining + reserve } : state);
 
     // Every check passed: take what was checked, in one synchronous transaction.
     for (const [name, tat, limit] of passed) this.tat.set(name, { tat, limit });
@@ -140,7 +158,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
         this.sql.run('INSERT INTO leases (id, expires_at, slot, period, reserved) VALUES (?, ?, ?, ?, ?)', leaseId, now + LEASE_MS, needsSlot ? 1 : 0, period?.key ?? null, reserve);
       }
     });
-    return { ok: true, leaseId, policy: tightest(states), reservedTokens: reserve };
+    return { ok: true, leaseId, policy: tightest(states), givenBackPolicy: tightest(givenBack), reservedTokens: reserve };
   }
 
   /**

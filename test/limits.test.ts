@@ -1,17 +1,7 @@
 import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { ADMIN, api, BASE, chatTarget, eventually, newAgent, newTenant } from './support/api';
-
-/** A tenant with a key that has `limits`, and a chat pool on the mock upstream. */
-async function limitedKey(limits: Record<string, unknown>, faults = 'ok') {
-  const { tenantId, key: adminKey } = await newTenant();
-  const created = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'limited', limits } });
-  expect(created.status).toBe(201);
-  const tag = `lim${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  const pool = await api('/v1/pools/chat', { method: 'PUT', key: adminKey, body: { targets: [chatTarget(tag, faults)] } });
-  expect(pool.status).toBe(201);
-  return { tenantId, key: created.body.key as string, keyId: created.body.id as string, otherKey: adminKey, tag };
-}
+import { ADMIN, api, BASE, eventually, newAgent, newTenant } from './support/api';
+import { limitedKey } from './support/limits';
 
 const chat = (key: string, content = 'hi', extra: Record<string, unknown> = {}) =>
   api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content }], ...extra } });

@@ -2,6 +2,7 @@ import type { AgentDO } from '../durable/agent';
 import type { KeyLimiterDO } from '../durable/key-limiter';
 import type { ProjectorDO } from '../durable/projector';
 import type { TransactionDO } from '../durable/transaction';
+import type { WorkOutcome } from './limits/work';
 import type { KeyLimits } from './schemas/limits';
 
 /** Bindings of the Worker, as declared in wrangler.toml (plus secrets from .dev.vars). */
@@ -57,6 +58,12 @@ export interface AppVariables {
    * reserve less than the gateway's default guess and the chat stated no cap of its own.
    */
   completionTokenCap?: number;
+  /**
+   * What a budgeted request's work came to where its status does not say: set by the routes
+   * through `noteWork` (worker/limits/work.ts) and read by the limits middleware when it
+   * settles the request's lease.
+   */
+  work?: WorkOutcome;
 }
 
 export interface AppEnv {

@@ -1,5 +1,5 @@
 import type { Admission, AdmitRequest } from '../../durable/key-limiter';
-import { tightest } from '../../durable/key-limiter-policy';
+import { tightest, type PolicyState } from '../../durable/key-limiter-policy';
 import type { Env } from '../env';
 import type { KeyLimits } from '../schemas/limits';
 import type { ChatTokenEstimate } from './usage';
@@ -23,6 +23,8 @@ export interface Admitted {
   /** Where to release the lease, if one was taken. */
   lease: { name: string; id: string } | null;
   policy: ReturnType<typeof tightest>;
+  /** What to report instead when the gateway refuses the request and its budgets are given back. */
+  givenBackPolicy: ReturnType<typeof tightest>;
   /** Tokens reserved against the key's token budget (0 without one). */
   reservedTokens: number;
 }
@@ -39,9 +41,9 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
   if (shards <= 1) {
     const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens: estimate.tokens, minTokens: estimate.least });
     if (!result.ok) return result;
-    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, reservedTokens: result.reservedTokens };
+    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, givenBackPolicy: result.givenBackPolicy, reservedTokens: result.reservedTokens };
   }
-  const policies = [];
+  const policies: PolicyState[] = [];
   const rates = shardLimits(limits, shards);
   if (rates.perSecond !== undefined || rates.perMinute !== undefined) {
     const shard = Math.floor(Math.random() * shards);
@@ -49,11 +51,11 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
     if (!result.ok) return result;
     if (result.policy) policies.push(result.policy);
   }
-  if (!exact) return { ok: true, lease: null, policy: tightest(policies), reservedTokens: 0 };
+  if (!exact) return { ok: true, lease: null, policy: tightest(policies), givenBackPolicy: tightest(policies), reservedTokens: 0 };
   const { perSecond: _s, perMinute: _m, ...rest } = limits;
   const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least };
   const result = await limiter(env, limiterName(keyId)).admit(request);
   if (!result.ok) return result;
-  if (result.policy) policies.push(result.policy);
-  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: tightest(policies), reservedTokens: result.reservedTokens };
+  const withMain = (policy: PolicyState | null) => tightest(policy ? [...policies, policy] : policies);
+  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: withMain(result.policy), givenBackPolicy: withMain(result.givenBackPolicy), reservedTokens: result.reservedTokens };
 }

@@ -5,6 +5,7 @@ import { ApiError } from '../errors';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
 import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
+import { givesBack } from './work';
 
 /**
  * Requests that call an upstream: concurrency caps and budgets apply to these. Every other
@@ -95,7 +96,8 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       c.set('completionTokenCap', Math.max(1, admitted.reservedTokens - (estimate.least - 1)));
     }
     const lease = admitted.lease;
-    // A request the gateway refused (4xx) did no work: it is not counted against the budget.
+    // A request the gateway refused (a 4xx, or a JSON-RPC refusal: `givesBack`) did no work:
+    // it is not counted against the budget.
     const release = (used: number | null, refused: boolean) =>
       limiter(c.env, lease?.name ?? '')
         .release(lease?.id ?? '', used, refused)
@@ -103,19 +105,26 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     try {
       await next();
     } catch (error) {
-      if (lease) await release(0, error instanceof ApiError && error.status < 500);
+      if (lease) await release(0, givesBack(c, error instanceof ApiError ? error.status : 500));
       throw error;
     }
     if (c.res.status === 101) return; // a WebSocket upgrade cannot be rewrapped
     let response = new Response(c.res.body, c.res);
+    const status = response.status;
     if (lease) {
-      const status = response.status;
       const json = (response.headers.get('content-type') ?? '').includes('json');
       // Failed requests used no upstream tokens we can know of; successes settle with the
       // response's usage, or with the reservation when it has none (a stream, an agent chat).
-      response = onBodyEnd(response, status < 300 && json && kind === 'chat', (text) => release(status >= 400 ? 0 : text === null ? null : totalTokens(text), status >= 400 && status < 500), (p) => c.executionCtx.waitUntil(p));
+      // Asked once the body has ended: a streamed MCP answer's tool call ends after its headers.
+      response = onBodyEnd(response, status < 300 && json && kind === 'chat', (text) => {
+        const refused = givesBack(c, status);
+        return release(status >= 400 || refused ? 0 : text === null ? null : totalTokens(text), refused);
+      }, (p) => c.executionCtx.waitUntil(p));
     }
-    if (admitted.policy) for (const [name, value] of Object.entries(rateLimitHeaders(admitted.policy))) response.headers.set(name, value);
+    // Headers of a refused request say what is left once it is given back, without asking the
+    // limiter again: the admission reported both.
+    const policy = lease && givesBack(c, status) ? admitted.givenBackPolicy : admitted.policy;
+    if (policy) for (const [name, value] of Object.entries(rateLimitHeaders(policy))) response.headers.set(name, value);
     c.res = undefined;
     c.res = response;
   };

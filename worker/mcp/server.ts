@@ -1,7 +1,8 @@
 import { McpServer, type CallToolResult } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Env, Principal } from '../env';
-import { envelope } from '../errors';
+import { ApiError, envelope } from '../errors';
+import type { WorkOutcome } from '../limits/work';
 import { toApiError } from '../middleware/error-handler';
 import { logs } from '../middleware/request-log';
 import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
@@ -42,6 +43,8 @@ export interface McpCaller {
   principal: Principal;
   requestId: string;
   log: Record<string, string | number | boolean | undefined>;
+  /** Tells the key's limits what a call that starts budgeted work did (worker/limits/work.ts). */
+  work: (outcome: WorkOutcome) => void;
 }
 
 const result = (value: Record<string, unknown>): CallToolResult => ({
@@ -73,6 +76,25 @@ async function run(caller: McpCaller, tool: string, work: () => Promise<Record<s
     console.log(JSON.stringify({ level, msg: 'mcp tool', requestId: caller.requestId, tenant: caller.principal.tenantId, tool, code, latencyMs: Date.now() - started, ...caller.log }));
   }
   return outcome;
+}
+
+/**
+ * Runs a tool's budgeted work: refused before it calls `started` (bad arguments, an unknown or
+ * paused agent: a 4xx), the call gives the key's budget back as the REST API does; once
+ * started, or after a 5xx, whose work may have started, it counts even if it then fails.
+ */
+async function budgeted<T>(caller: McpCaller, work: (started: () => void) => Promise<T>): Promise<T> {
+  let started = false;
+  const start = () => {
+    started = true;
+    caller.work('started');
+  };
+  try {
+    return await work(start);
+  } catch (error) {
+    if (!started) caller.work(error instanceof ApiError && error.status < 500 ? 'refused' : 'started');
+    throw error;
+  }
 }
 
 /**
@@ -112,17 +134,20 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     },
     (args) =>
-      run(caller, 'execute_intent', async () => {
-        const { agentId, intent, input, wait, timeoutMs } = argsOf(args);
-        // Waiting runs in sync mode with a deadline of at most MAX_WAIT_MS (queue time included),
-        // so the call cannot outlive it whatever the agent's default deadline becomes.
-        const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
-        const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
-        const { execution } = await startExecution(env, tenantId, agentId, body);
-        Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status });
-        if (wait && execution.status !== 'succeeded') throw syncFailure(execution);
-        return execution;
-      }),
+      run(caller, 'execute_intent', () =>
+        budgeted(caller, async (started) => {
+          const { agentId, intent, input, wait, timeoutMs } = argsOf(args);
+          // Waiting runs in sync mode with a deadline of at most MAX_WAIT_MS (queue time included),
+          // so the call cannot outlive it whatever the agent's default deadline becomes.
+          const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
+          const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
+          const { execution } = await startExecution(env, tenantId, agentId, body);
+          started();
+          Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status });
+          if (wait && execution.status !== 'succeeded') throw syncFailure(execution);
+          return execution;
+        }),
+      ),
   );
 
   server.registerTool(

@@ -3,15 +3,16 @@ import { RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/err
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import type { Context } from 'hono';
-import type { AppEnv, Principal } from '../env';
+import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
-import { lookupKey } from '../auth/api-keys';
-import { apiKeyAuth, bearerToken } from '../middleware/api-key-auth';
+import { apiKeyAuth } from '../middleware/api-key-auth';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { agentCard } from '../a2a/card';
+import { cardCaller } from '../a2a/card-caller';
+import { rpcAnswer } from '../a2a/refusal';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
 import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
@@ -64,12 +65,6 @@ export function a2aVersion(header: string | undefined): A2ARequest['version'] | 
   return null;
 }
 
-async function principalOf(c: Context<AppEnv>): Promise<Principal> {
-  const principal = await lookupKey(c.env, bearerToken(c.req.header('authorization')));
-  if (!principal) throw new ApiError('unauthorized', 'invalid or revoked API key', undefined, { 'www-authenticate': 'Bearer' });
-  return principal;
-}
-
 /**
  * The tenant whose agent `agentId` has a public card. Agent ids are unique per tenant only,
  * so the D1 registry is asked; an id that several tenants publish is nobody's (no card).
@@ -91,6 +86,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       tags: ['a2a'],
       summary: "The agent's A2A agent card (public when the agent's config says a2a.publicCard, else it needs the API key)",
       security: [...security, {}],
+      middleware: [cardCaller()],
       request: { params: AgentIdParams },
       responses: {
         200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)' },
@@ -98,6 +94,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
         400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: errorResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
+        429: limitedResponse("rate_limited: the key's rate windows, when a key is given"),
         ...everyRouteErrors,
         503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
@@ -105,7 +102,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const authenticated = c.req.header('authorization') !== undefined;
-      const tenantId = authenticated ? (await principalOf(c)).tenantId : await publicCardOwner(c, id);
+      const tenantId = authenticated ? c.get('principal').tenantId : await publicCardOwner(c, id);
       if (!tenantId) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
       const route = await requireAgent(c.env, tenantId, id);
       const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true }));
@@ -137,21 +134,21 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   try {
     body = JSON.parse(await c.req.text());
   } catch {
-    return c.json(rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }), 200);
+    return rpcAnswer(c, rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }));
   }
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
     const id = body && typeof body === 'object' && 'id' in body ? body.id : null;
-    return c.json(rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }), 200);
+    return rpcAnswer(c, rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }));
   }
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
     const error = JsonRpcTransportHandler.mapToJSONRPCError(new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
-    return c.json(rpcError(envelope.data.id, error), 200);
+    return rpcAnswer(c, rpcError(envelope.data.id, error));
   }
   const { params } = envelope.data;
   if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
-    return c.json(rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)), 200);
+    return rpcAnswer(c, rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)));
   }
   c.get('log').agentId = agentId;
   c.get('log').a2aMethod = envelope.data.method;
@@ -159,7 +156,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin })));
   if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
-  return c.json(reply.body as Record<string, unknown>, 200);
+  return rpcAnswer(c, reply.body as Record<string, unknown>);
 }
 
 const rpcRoute = (path: string) =>

@@ -5,6 +5,7 @@ import { ApiError, type Result } from '../errors';
 import { requireAgent, type AgentRpc } from '../agents/registry';
 import { onTenantAgent, startExecution, syncFailure } from '../agents/operations';
 import { staleExecution, staleHeaders } from '../agents/snapshots';
+import { noteWork } from '../limits/work';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams, page, idempotencyHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
@@ -49,6 +50,8 @@ export const executions = router()
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
       const { tenantId } = c.get('principal');
       const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey);
+      // Counted even when it then answers a 4xx (a sync run cancelled while it ran: 409).
+      noteWork(c, 'started');
       Object.assign(c.get('log'), { agent: id, execution: execution.id, executionStatus: execution.status, upstream: execution.upstream, attempts: execution.attempts, durationMs: execution.durationMs });
       const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
       if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';

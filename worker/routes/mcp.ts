@@ -7,6 +7,7 @@ import { apiKeyAuth } from '../middleware/api-key-auth';
 import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
+import { noteWork, type WorkOutcome } from '../limits/work';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
 import { everyRouteErrors, limitedResponse, security } from './openapi';
@@ -77,7 +78,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
   }
-  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log') };
+  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome) };
   const handler = createMcpHandler(() => createGatewayMcpServer(caller), {
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),

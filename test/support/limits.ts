@@ -1,0 +1,13 @@
+import { expect } from 'vitest';
+import { ADMIN, api, chatTarget, newTenant } from './api';
+
+/** A tenant with a key that has `limits` (`key`), its unlimited admin key, and a chat pool on the mock upstream. */
+export async function limitedKey(limits: Record<string, unknown>, faults = 'ok') {
+  const { tenantId, key: adminKey } = await newTenant();
+  const created = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'limited', limits } });
+  expect(created.status).toBe(201);
+  const tag = `lim${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const pool = await api('/v1/pools/chat', { method: 'PUT', key: adminKey, body: { targets: [chatTarget(tag, faults)] } });
+  expect(pool.status).toBe(201);
+  return { tenantId, key: created.body.key as string, keyId: created.body.id as string, otherKey: adminKey, tag };
+}

@@ -1,0 +1,26 @@
+import type { Context } from 'hono';
+import type { AppEnv } from '../env';
+
+/**
+ * What a call that asked to start budgeted work did: `refused` before any work started (bad
+ * params, an unknown task or agent), or `started` (or may have: a 5xx), even if it then failed.
+ */
+export type WorkOutcome = 'refused' | 'started';
+
+/**
+ * Tells the limits middleware what the request's work came to where its HTTP status cannot:
+ * a JSON-RPC refusal travels in a 200, and a sync execution cancelled while it ran answers a
+ * 409. A refused request gives its budget back as a 4xx does; a start is final, so a JSON-RPC
+ * batch in which one call started work counts whatever its other calls did.
+ *
+ * @example if (isRefusal(reply)) noteWork(c, 'refused');
+ */
+export function noteWork(c: Context<AppEnv>, outcome: WorkOutcome): void {
+  if (c.get('work') !== 'started') c.set('work', outcome);
+}
+
+/** Whether a response of `status` gives the request's budget back: a 4xx, or a refusal in a 200. */
+export function givesBack(c: Context<AppEnv>, status: number): boolean {
+  const work = c.get('work');
+  return work === 'refused' || (status >= 400 && status < 500 && work !== 'started');
+}
