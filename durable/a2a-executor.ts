@@ -3,7 +3,8 @@ import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestCon
 import { newId } from '../worker/lib/ids';
 import { TERMINAL } from '../worker/schemas/execution';
 import type { A2AStore } from './a2a-store';
-import { agentMessage, artifactsOf, stateOf, statusMessage, textPart } from './a2a-view';
+import { artifactsOf, stateOf, statusMessage } from './a2a-view';
+import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
 
@@ -92,12 +93,13 @@ export class GatewayExecutor implements AgentExecutor {
       // A cancel through A2A has published its own CANCELED event already.
       const announced = row.status === 'cancelled' && this.canceled.has(executionId);
       if (state !== last && !announced) {
-        for (const artifact of artifactsOf(row)) {
+        const agentId = this.host.tasks.agentId();
+        for (const artifact of artifactsOf(row, agentId)) {
           bus.publish(AgentEvent.artifactUpdate({ taskId, contextId, artifact, append: false, lastChunk: true, metadata: undefined }));
         }
         bus.publish(AgentEvent.statusUpdate({
           taskId, contextId, metadata: undefined,
-          status: { state, message: statusMessage(row, taskId, contextId, state), timestamp: new Date(row.finished_at ?? row.started_at ?? row.created_at).toISOString() },
+          status: { state, message: statusMessage(row, taskId, contextId, state, agentId), timestamp: new Date(row.finished_at ?? row.started_at ?? row.created_at).toISOString() },
         }));
         last = state;
       }

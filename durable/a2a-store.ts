@@ -7,6 +7,7 @@ import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbou
 import type { DeferredSchema } from './agent-schema';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
+import { storableTask } from './a2a-large';
 import type { Sql } from './sql';
 
 interface TaskRow extends Record<string, string | number | null> {
@@ -90,12 +91,19 @@ export class A2AStore implements TaskStore {
     const execution = this.store.execution(row?.execution_id ?? taskId);
     if (!row && !execution) return undefined;
     return {
+      agentId: this.agentId(),
       taskId,
       contextId: row?.context_id ?? taskId,
       saved: row ? decodeTask(row.task) : undefined,
       execution,
       closedState: (row?.closed_state ?? null) as TaskState | null,
     };
+  }
+
+  /** The agent's id (A2A requests reach an existing agent only). */
+  agentId(): string {
+    const row = this.store.agentRow();
+    return row ? this.store.config(row).id : '';
   }
 
   view(taskId: string): Task | undefined {
@@ -122,10 +130,16 @@ export class A2AStore implements TaskStore {
     const now = Date.now();
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', task.id);
     const executionId = row?.execution_id ?? task.id;
+    const stored = storableTask(task, this.agentId(), (id) => this.store.execution(id));
+    if (stored.task !== task) {
+      // The SDK answers a blocking send with the task it saved: it shows what is stored.
+      Object.assign(task, { artifacts: stored.task.artifacts, history: stored.task.history, status: stored.task.status });
+      console.warn(JSON.stringify({ level: 'warn', msg: 'a2a task record over its bound: answers kept by reference', taskId: task.id, bytes: stored.json.length }));
+    }
     this.sql.run(
       `INSERT INTO a2a_tasks (id, context_id, execution_id, task, closed_state, created_at, updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)
        ON CONFLICT(id) DO UPDATE SET task = excluded.task, updated_at = excluded.updated_at`,
-      task.id, task.contextId, executionId, encodeTask(task), now, now,
+      task.id, task.contextId, executionId, stored.json, now, now,
     );
     if (task.status?.state !== TaskState.TASK_STATE_CANCELED) return;
     const execution = this.store.execution(executionId);

@@ -1,9 +1,10 @@
-import type { Artifact} from '@a2a-js/sdk';
-import { Part, Role, Task, TaskState, type Message, type TaskStatus } from '@a2a-js/sdk';
+import { Artifact, Message, Part, Role, Task, TaskState, type TaskStatus } from '@a2a-js/sdk';
 import { messageOf } from '../worker/upstream/builtin';
 import type { A2AOutcome } from '../worker/upstream/conformance';
 import type { ExecutionError } from '../worker/schemas/execution';
 import type { ExecutionRow } from './agent-rows';
+import { referenceArtifact, referenceMessage, tooLargeToKeep } from './a2a-large';
+import { agentMessage, dataPart, textPart } from './a2a-parts';
 
 /**
  * How an execution looks as an A2A task. The execution row is the truth for the state; the
@@ -44,13 +45,6 @@ export function stateOf(row: Pick<ExecutionRow, 'status' | 'output'>): TaskState
   }
 }
 
-export const textPart = (text: string): Part => ({ content: { $case: 'text', value: text }, mediaType: 'text/plain', filename: '', metadata: undefined });
-const dataPart = (value: unknown): Part => ({ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined });
-
-export function agentMessage(messageId: string, taskId: string, contextId: string, parts: Part[]): Message {
-  return { messageId, taskId, contextId, role: Role.ROLE_AGENT, parts, metadata: undefined, extensions: [], referenceTaskIds: [] };
-}
-
 /** The reply text of an output: `output.reply` when it is a string, else its JSON. */
 export function replyOf(output: unknown): string {
   if (output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string') return output.reply;
@@ -67,10 +61,17 @@ export function inputMessage(row: ExecutionRow, contextId: string): Message {
 
 /**
  * The artifacts of a succeeded execution: the ones its output names (`output.a2a.artifacts`),
- * or else one `output` artifact with the reply text and the output as data. Ids are derived
- * from the execution, so the SDK's merge by artifact id never duplicates them.
+ * or else one `output` artifact with the reply text and the output as data; when those are too
+ * large to keep in the task, one `output` artifact referring to the execution (a2a-large.ts).
+ * Ids are derived from the execution, so the SDK's merge by artifact id never duplicates them.
  */
-export function artifactsOf(row: ExecutionRow): Artifact[] {
+export function artifactsOf(row: ExecutionRow, agentId: string): Artifact[] {
+  const artifacts = copiedArtifactsOf(row);
+  if (artifacts.length === 0 || !tooLargeToKeep(row, 'output', () => artifacts.map((a) => Artifact.toJSON(a)), 1)) return artifacts;
+  return [referenceArtifact(row, agentId)];
+}
+
+function copiedArtifactsOf(row: ExecutionRow): Artifact[] {
   if (row.status !== 'succeeded') return [];
   const output = parse(row.output);
   const outcome = outcomeOf(output);
@@ -85,8 +86,11 @@ export function artifactsOf(row: ExecutionRow): Artifact[] {
   return [{ artifactId: `${row.id}-output`, name: 'output', description: '', parts, metadata: undefined, extensions: [] }];
 }
 
-/** The status message of a finished execution: the reply, or the error; none while it runs. */
-export function statusMessage(row: ExecutionRow, taskId: string, contextId: string, state: TaskState): Message | undefined {
+/**
+ * The status message of a finished execution: the reply, or the error; none while it runs.
+ * The task keeps it twice (status and history): when that is too large, it refers to the execution.
+ */
+export function statusMessage(row: ExecutionRow, taskId: string, contextId: string, state: TaskState, agentId: string): Message | undefined {
   if (row.status === 'queued' || row.status === 'running') return undefined;
   let text: string;
   if (row.status === 'succeeded') {
@@ -96,12 +100,16 @@ export function statusMessage(row: ExecutionRow, taskId: string, contextId: stri
     const error = parse(row.error) as ExecutionError | undefined;
     text = error ? `${error.code}: ${error.message}` : row.status;
   }
-  return agentMessage(`${row.id}-status`, taskId, contextId, [textPart(text)]);
+  const message = agentMessage(`${row.id}-status`, taskId, contextId, [textPart(text)]);
+  const field = row.status === 'succeeded' ? 'output' : 'error';
+  return tooLargeToKeep(row, field, () => Message.toJSON(message), 2) ? referenceMessage(row, taskId, contextId, agentId) : message;
 }
 
 const timestampOf = (row: ExecutionRow): string => new Date(row.finished_at ?? row.started_at ?? row.created_at).toISOString();
 
 export interface TaskRecord {
+  /** The agent's id, for the REST path of an answer kept by reference. */
+  agentId: string;
   taskId: string;
   contextId: string;
   /** The task as the SDK last saved it; undefined for an execution made through the REST API. */
@@ -119,7 +127,7 @@ export interface TaskRecord {
  * restart or when the REST API changed the execution.
  */
 export function taskView(record: TaskRecord): Task {
-  const { taskId, contextId, saved, execution } = record;
+  const { agentId, taskId, contextId, saved, execution } = record;
   const base: Task = saved ?? { id: taskId, contextId, status: undefined, artifacts: [], history: execution ? [inputMessage(execution, contextId)] : [], metadata: undefined };
   const task: Task = { ...base, artifacts: [...base.artifacts], history: [...base.history] };
   if (record.closedState !== null) {
@@ -129,11 +137,13 @@ export function taskView(record: TaskRecord): Task {
   if (!execution) return task;
   const state = stateOf(execution);
   if (task.status?.state !== state) {
-    const status: TaskStatus = { state, message: statusMessage(execution, taskId, contextId, state), timestamp: timestampOf(execution) };
+    const status: TaskStatus = { state, message: statusMessage(execution, taskId, contextId, state, agentId), timestamp: timestampOf(execution) };
     task.status = status;
     if (status.message && !task.history.some((m) => m.messageId === status.message?.messageId)) task.history.push(status.message);
   }
-  for (const artifact of artifactsOf(execution)) {
+  // An `output` artifact present is the execution's answer, or its reference (a2a-large.ts, storableTask).
+  if (task.artifacts.some((a) => a.artifactId === `${execution.id}-output`)) return task;
+  for (const artifact of artifactsOf(execution, agentId)) {
     if (!task.artifacts.some((a) => a.artifactId === artifact.artifactId)) task.artifacts.push(artifact);
   }
   return task;

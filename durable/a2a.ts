@@ -9,6 +9,7 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
+import { shownAnswer, shownError } from './a2a-internal';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
@@ -22,6 +23,8 @@ export interface A2ARequest {
   version: '1.0' | '0.3';
   /** The gateway's origin as the client sees it, for the card's interface URL. */
   origin: string;
+  /** The gateway's request id, for the logs of an internal error. */
+  requestId?: string;
 }
 
 /** Webhook id of the deliveries of a task's push notifications (they share the webhook machinery). */
@@ -68,11 +71,13 @@ export class A2AServer {
     const context = new ServerCallContext({ requestedVersion: request.version });
     const body = request.body as Record<string, unknown>;
     const requestId = (body.id as string | number | null | undefined) ?? null;
-    const mapError = request.version === '0.3' ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError : JsonRpcTransportHandler.mapToJSONRPCError;
+    const toRpcError = request.version === '0.3' ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError : JsonRpcTransportHandler.mapToJSONRPCError;
+    const logged = { requestId: request.requestId, method: body.method };
+    const mapError = (error: unknown) => shownError(toRpcError(error), error, logged);
     const push = pushConfigProblem(request.version, body.method, body.params);
     if (push) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(push)) } };
     const answer = await (request.version === '0.3' ? legacy : v1).handle(body, context);
-    if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: answer };
+    if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: shownAnswer(answer, logged) };
     // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.
     const iterator = answer[Symbol.asyncIterator]();
     let first: IteratorResult<unknown>;

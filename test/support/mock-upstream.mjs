@@ -6,7 +6,10 @@
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect), body, contentType (of `body`), stallBody (headers, then silence),
-// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes}.
+// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes (a string
+// output of that many bytes), answerBytes (an output {answer} of about that many bytes of
+// JSON, its answer JSON text, which escaping makes larger in a task; with `a2a: {state:
+// a2aState}` when `a2aState` is set)}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
@@ -148,6 +151,11 @@ export async function startMockUpstream(options = {}) {
       });
     }
     if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
+    if (mock.answerBytes) {
+      // '{"k":"v"},' is 10 characters, 14 bytes in JSON; the call's number tells answers apart.
+      const answer = `${entry.call}:${'{"k":"v"},'.repeat(Math.floor(Number(mock.answerBytes) / 14))}`;
+      return send(res, 200, { output: { answer, ...(mock.a2aState ? { a2a: { state: mock.a2aState } } : {}) } });
+    }
     return send(res, 200, {
       output: { echo: body?.input ?? null, intent: body?.intent, attempt, historyLength: body?.history?.length ?? 0, call: entry.call },
       ...(mock.contextPatch ? { contextPatch: mock.contextPatch } : {}),
@@ -215,9 +223,9 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'answerBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
-  for (const name of ['body', 'contentType', 'location']) if (params.has(name)) mock[name] = params.get(name);
+  for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   return mock;
 }
 
