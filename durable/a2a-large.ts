@@ -1,6 +1,7 @@
 import { Artifact, Message, Role, Task, type Part } from '@a2a-js/sdk';
 import type { ExecutionRow } from './agent-rows';
 import { agentMessage, dataPart, textPart } from './a2a-parts';
+import { exceedsJsonBytes, utf8BytesOver } from '../worker/lib/json-limits';
 
 /**
  * Answers too large to keep in a task. A task's history and artifacts are one JSON value in
@@ -28,17 +29,11 @@ const WRAPPER_BYTES = 4096;
 
 const encoder = new TextEncoder();
 
-/** Whether `json` takes more than `limit` bytes in UTF-8 (at most 3 per UTF-16 unit, at least 1). */
-export function jsonBytesOver(json: string, limit: number): boolean {
-  if (json.length * 3 <= limit) return false;
-  return json.length > limit || encoder.encode(json).byteLength > limit;
-}
-
 /** Whether an answer's copies (`copies` of `value`, in A2A JSON) are too large to keep in the task. */
 export function tooLargeToKeep(row: ExecutionRow, field: 'output' | 'error', value: () => unknown, copies: number): boolean {
   const stored = row[field]?.length ?? 0;
   if (stored * WORST_BYTES_PER_OUTPUT_CHAR + WRAPPER_BYTES <= MAX_ANSWER_IN_TASK_BYTES) return false;
-  return jsonBytesOver(JSON.stringify(value()), Math.floor(MAX_ANSWER_IN_TASK_BYTES / copies));
+  return exceedsJsonBytes(value(), Math.floor(MAX_ANSWER_IN_TASK_BYTES / copies));
 }
 
 /** Where the REST API shows an execution, with the same API key. */
@@ -74,7 +69,7 @@ const ANSWER_ID = /^(.+)-(?:output|artifact-\d+|status)$/;
  */
 export function storableTask(task: Task, agentId: string, execution: (id: string) => ExecutionRow | undefined): { task: Task; json: string } {
   let json = JSON.stringify(Task.toJSON(task));
-  if (!jsonBytesOver(json, MAX_STORED_TASK_BYTES)) return { task, json };
+  if (utf8BytesOver(json, MAX_STORED_TASK_BYTES) === null) return { task, json };
   const sizes = new Map<string, number>();
   const count = (id: string, value: unknown) => {
     const executionId = ANSWER_ID.exec(id)?.[1];
@@ -96,7 +91,7 @@ export function storableTask(task: Task, agentId: string, execution: (id: string
     const status = current.status?.message?.messageId === message.messageId ? { ...current.status, message } : current.status;
     current = { ...current, artifacts, history, status };
     json = JSON.stringify(Task.toJSON(current));
-    if (!jsonBytesOver(json, MAX_STORED_TASK_BYTES)) break;
+    if (utf8BytesOver(json, MAX_STORED_TASK_BYTES) === null) break;
   }
   return { task: current, json };
 }

@@ -1,5 +1,5 @@
 import { Message, Task } from '@a2a-js/sdk';
-import { jsonLimitProblem } from '../worker/lib/json-limits';
+import { jsonLimitProblem, utf8BytesOver } from '../worker/lib/json-limits';
 import { MAX_INPUT_BYTES } from '../worker/schemas/common';
 
 /**
@@ -60,15 +60,10 @@ export function sizeProblem(message: Message, input: Record<string, unknown>): s
  */
 export const MAX_TASK_RECORD_BYTES = 1024 * 1024;
 
-const encoder = new TextEncoder();
-
 /** Why `message` may not join `task` (the stored record would pass the bound), or null. */
 export function recordProblem(task: Task, message: Message): string | null {
-  const json = JSON.stringify(Task.toJSON({ ...task, history: [...task.history, message] }));
-  // UTF-8 takes at most 3 bytes per UTF-16 unit: most records are clearly within the bound.
-  if (json.length * 3 <= MAX_TASK_RECORD_BYTES) return null;
-  const bytes = encoder.encode(json).byteLength;
-  if (bytes <= MAX_TASK_RECORD_BYTES) return null;
+  const bytes = utf8BytesOver(JSON.stringify(Task.toJSON({ ...task, history: [...task.history, message] })), MAX_TASK_RECORD_BYTES);
+  if (bytes === null) return null;
   return `task ${task.id} is full: with this message its stored record (history and artifacts) would take ${bytes} bytes, over the limit of ${MAX_TASK_RECORD_BYTES}; `
     + 'nothing was stored, the task stays readable and cancelable; continue in a new task (its message may name this one in referenceTaskIds)';
 }

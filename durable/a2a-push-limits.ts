@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { MAX_A2A_ID_CHARS, MAX_TASK_ID_CHARS } from './a2a-limits';
 
 /**
@@ -57,7 +58,7 @@ const SendV1 = z.looseObject({ configuration: z.looseObject({ taskPushNotificati
 const SendV03 = z.looseObject({ configuration: z.looseObject({ pushNotificationConfig: ConfigV03.nullish() }).nullish() });
 
 /** The params of each method that stores a config, by version and method name. */
-const PARAMS: Record<'1.0' | '0.3', Record<string, z.ZodType>> = {
+const PARAMS: Record<A2AVersion, Record<string, z.ZodType>> = {
   '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, CreateTaskPushNotificationConfig: ConfigV1 },
   '0.3': {
     'message/send': SendV03,
@@ -70,7 +71,7 @@ const PARAMS: Record<'1.0' | '0.3', Record<string, z.ZodType>> = {
  * Why the push notification config in a request's params is refused, naming the field as the
  * client sent it (`configuration.taskPushNotificationConfig.url: is longer than …`), or null.
  */
-export function pushConfigProblem(version: '1.0' | '0.3', method: unknown, params: unknown): string | null {
+export function pushConfigProblem(version: A2AVersion, method: unknown, params: unknown): string | null {
   const schema = typeof method === 'string' && Object.hasOwn(PARAMS[version], method) ? PARAMS[version][method] : undefined;
   if (!schema) return null;
   const parsed = schema.safeParse(params ?? {});

@@ -3,6 +3,7 @@ import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { DefaultExecutionEventBusManager, JsonRpcTransportHandler, ServerCallContext } from '@a2a-js/sdk/server';
 import { agentCard } from '../worker/a2a/card';
+import { jsonRpcError, type A2AVersion } from '../worker/a2a/rpc-error';
 import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
@@ -20,7 +21,7 @@ export type A2AReply = { kind: 'json'; body: unknown } | { kind: 'stream'; strea
 export interface A2ARequest {
   body: unknown;
   /** "1.0", or "0.3" for the v0.3 method names (the edge has checked the A2A-Version header). */
-  version: '1.0' | '0.3';
+  version: A2AVersion;
   /** The gateway's origin as the client sees it, for the card's interface URL. */
   origin: string;
   /** The gateway's request id, for the logs of an internal error. */
@@ -71,9 +72,8 @@ export class A2AServer {
     const context = new ServerCallContext({ requestedVersion: request.version });
     const body = request.body as Record<string, unknown>;
     const requestId = (body.id as string | number | null | undefined) ?? null;
-    const toRpcError = request.version === '0.3' ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError : JsonRpcTransportHandler.mapToJSONRPCError;
     const logged = { requestId: request.requestId, method: body.method };
-    const mapError = (error: unknown) => shownError(toRpcError(error), error, logged);
+    const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
     const push = pushConfigProblem(request.version, body.method, body.params);
     if (push) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(push)) } };
     const answer = await (request.version === '0.3' ? legacy : v1).handle(body, context);

@@ -44,13 +44,13 @@ export interface OutboxRow extends Record<string, string | number | null> {
 
 const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
 
-/** An agent's config with an update applied: fields given replace, `a2a: null` removes. */
 /** The refusal of an upstream whose credential is a masked form matching nothing stored. */
 export function maskedCredential(upstream: unknown): Failure {
   const issue = maskedCredentialIssue(['upstream', 'apiKey'], String((upstream as { apiKey?: string } | undefined)?.apiKey), 'this agent, at this base URL,');
   return fail('invalid_request', `upstream.apiKey: ${issue.message}`, [issue]);
 }
 
+/** An agent's config with an update applied: fields given replace, `a2a: null` removes. */
 export function patchedConfig(current: AgentConfig, patch: UpdateAgentBody): AgentConfig {
   const next: AgentConfig = {
     ...current,

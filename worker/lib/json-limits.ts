@@ -19,9 +19,16 @@ export function exceedsJsonBytes(value: unknown, maxBytes: number): boolean {
 
 /** The value's JSON size in UTF-8 bytes when it is over `maxBytes`, else null. */
 function jsonBytesOver(value: unknown, maxBytes: number): number | null {
-  const json = JSON.stringify(value) ?? '';
-  if (json.length * 3 <= maxBytes) return null;
-  const bytes = encoder.encode(json).byteLength;
+  return utf8BytesOver(JSON.stringify(value) ?? '', maxBytes);
+}
+
+/**
+ * The UTF-8 size of text already serialized, when it is over `maxBytes`, else null: encoded
+ * only when its length cannot settle it (a UTF-16 unit takes 1 to 3 bytes).
+ */
+export function utf8BytesOver(text: string, maxBytes: number): number | null {
+  if (text.length * 3 <= maxBytes) return null;
+  const bytes = encoder.encode(text).byteLength;
   return bytes > maxBytes ? bytes : null;
 }
 

@@ -2,6 +2,9 @@ import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 
+/** How much of an oversized chunked body is read through before the 413. */
+const DRAIN_BYTES = 8 * 1024 * 1024;
+
 /**
  * Refuses a request body over `maxSize` bytes with 413 `payload_too_large`, by its
  * Content-Length when it has one, else by counting a chunked body as it arrives. Hono's
@@ -11,8 +14,6 @@ import { ApiError } from '../errors';
  *
  * @example app.use('*', bodyLimit(1024 * 1024))
  */
-const DRAIN_BYTES = 8 * 1024 * 1024;
-
 export function bodyLimit(maxSize: number): MiddlewareHandler<AppEnv> {
   const refuse = () => new ApiError('payload_too_large', `request body exceeds ${maxSize} bytes`);
   return async function bodyLimit(c, next) {

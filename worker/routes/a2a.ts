@@ -1,7 +1,5 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/errors';
-import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
-import { JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
@@ -13,10 +11,10 @@ import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
+import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
 import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
-import type { A2ARequest } from '../../durable/a2a';
 
 /** Cache lifetimes of the agent card: shared caches may keep a public card, never a private one. */
 const PUBLIC_CARD_CACHE = 'public, max-age=300';
@@ -48,17 +46,11 @@ const rpcError = (id: unknown, error: { code: number; message: string; data?: un
  */
 const MAX_PARAMS_DEPTH = MAX_JSON_DEPTH + 1;
 
-/** -32602 as the SDK answers it for the version: with ErrorInfo in 1.0 (v0.3 has none). */
-const invalidParams = (version: A2ARequest['version'], message: string) =>
-  version === '1.0'
-    ? JsonRpcTransportHandler.mapToJSONRPCError(new RequestMalformedError(message))
-    : LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(new RequestMalformedError(message));
-
 /**
  * The A2A-Version header: absent or empty means 0.3 (the spec's rule), served through the
  * SDK's v0.3 compatibility layer; 1.0 is the current version; anything else is -32009.
  */
-export function a2aVersion(header: string | undefined): A2ARequest['version'] | null {
+export function a2aVersion(header: string | undefined): A2AVersion | null {
   const value = (header ?? '').trim();
   if (value === '' || /^0\.3(\.\d+)?$/.test(value)) return '0.3';
   if (/^1\.0(\.\d+)?$/.test(value)) return '1.0';
@@ -143,12 +135,12 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
-    const error = JsonRpcTransportHandler.mapToJSONRPCError(new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
+    const error = jsonRpcError('1.0', new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
     return rpcAnswer(c, rpcError(envelope.data.id, error));
   }
   const { params } = envelope.data;
   if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
-    return rpcAnswer(c, rpcError(envelope.data.id, invalidParams(version, `params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`)));
+    return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError(`params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`))));
   }
   c.get('log').agentId = agentId;
   c.get('log').a2aMethod = envelope.data.method;
