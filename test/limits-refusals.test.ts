@@ -171,7 +171,7 @@ describe('the A2A agent card', () => {
     expect(Number(over.headers.get('ratelimit-reset'))).toBeGreaterThan(0);
   });
 
-  it('counts a card against no budget or concurrency cap (it starts no upstream work), and leaves a public card asked for without a key unlimited and cacheable', async () => {
+  it('counts a card against no budget or concurrency cap (it starts no upstream work), and does not count a public card asked for without a key against any key (it is cacheable, limited per address instead: a2a-card-limit.test.ts)', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 1, budget: { requests: 1, period: 'day' } });
     const agent = await newAgent(otherKey, { a2a: { publicCard: true } });
     const withKey = await Promise.all(Array.from({ length: 3 }, () => card(agent, key)));

@@ -14,6 +14,8 @@ export interface Env {
   KEY_LIMITS: DurableObjectNamespace<KeyLimiterDO>;
   /** The projection stage: agents' outbox rows reach D1 through its few shards, batched. */
   PROJECTOR: DurableObjectNamespace<ProjectorDO>;
+  /** Agent cards asked for without a key, per client address (rate limiting binding). */
+  PUBLIC_CARD_LIMIT: RateLimit;
   DB: D1Database;
   CACHE: KVNamespace;
   /** Operator token for /v1/admin routes (secret). */

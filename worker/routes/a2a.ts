@@ -86,7 +86,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
         400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: errorResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
-        429: limitedResponse("rate_limited: the key's rate windows, when a key is given"),
+        429: limitedResponse("rate_limited: with a key, its rate windows (RateLimit-* headers too); without one, the limit per client address (default 120 a minute per IPv4 address or IPv6 /64; Retry-After: 60, no RateLimit-* headers)"),
         ...everyRouteErrors,
         503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
