@@ -13,7 +13,7 @@ describe('clientBucket', () => {
     expect(clientBucket('2001:db8:0:2::1')).not.toBe(clientBucket('2001:db8:0:1::1'));
   });
 
-  it('is one shared bucket without a usable address (local dev and tests have none)', () => {
+  it("is one shared bucket without a usable address (requests not through Cloudflare's edge have none)", () => {
     expect(clientBucket(undefined)).toBe(LOCAL_BUCKET);
     expect(clientBucket('')).toBe(LOCAL_BUCKET);
     expect(clientBucket('not an address')).toBe(LOCAL_BUCKET);

@@ -10,7 +10,10 @@ import { parseIp } from '../upstream/ip-ranges';
  */
 export const PUBLIC_CARD_PERIOD_S = 60;
 
-/** The bucket of requests without a Cloudflare client address (local dev, tests): one for all. */
+/**
+ * The bucket of requests without a client address: not through Cloudflare's edge (the tests'
+ * direct calls). `wrangler dev` sets the header to the local client's address.
+ */
 export const LOCAL_BUCKET = 'local';
 
 /**
