@@ -175,6 +175,8 @@ export function gatewayOptions({ scriptPath, bindings, port = 0, persist, inspec
     },
     d1Databases: { DB: 'gateway-db' },
     kvNamespaces: { CACHE: 'gateway-kv' },
+    // As wrangler.toml's [[ratelimits]]: the keyless agent card counts per client address.
+    ratelimits: { PUBLIC_CARD_LIMIT: { simple: { limit: 120, period: 60 } } },
     bindings,
     unsafeDirectSockets: [{ host: '127.0.0.1', port }],
     ...(inspectorPort && { inspectorPort }),
