@@ -7,6 +7,7 @@ import { artifactsOf, stateOf, statusMessage } from './a2a-view';
 import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
+import { guarded } from './a2a-internal';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
 export const A2A_TURN_TIMEOUT_MS = 300_000;
@@ -54,7 +55,15 @@ export class GatewayExecutor implements AgentExecutor {
 
   constructor(private readonly host: ExecutorHost) {}
 
-  execute = async (context: RequestContext, bus: ExecutionEventBus): Promise<void> => {
+  /**
+   * What a turn throws is internal (storage, a vanished row): an upstream's failure is the
+   * execution's outcome, shown from its row. The SDK saves a thrown error's message into the
+   * task's FAILED status, so it gets the generic one, and the cause is logged.
+   */
+  execute = (context: RequestContext, bus: ExecutionEventBus): Promise<void> => guarded(context.context, () => this.turn(context, bus));
+
+  /** One turn: starts its execution, publishes the task, then follows the execution. */
+  private async turn(context: RequestContext, bus: ExecutionEventBus): Promise<void> {
     const { taskId, contextId } = context;
     const message = context.userMessage;
     const turn = context.task ? this.host.tasks.nextTurn(taskId) : 1;
@@ -68,7 +77,7 @@ export class GatewayExecutor implements AgentExecutor {
     if (!task) throw new Error(`task ${taskId} vanished`);
     bus.publish(AgentEvent.task(task));
     await this.follow(taskId, contextId, executionId, task.status?.state, bus);
-  };
+  }
 
   cancelTask = async (taskId: string, bus: ExecutionEventBus): Promise<void> => {
     const record = this.host.tasks.record(taskId);

@@ -9,6 +9,7 @@ import { turnInput } from './a2a-executor';
 import { idProblem, recordProblem, sizeProblem } from './a2a-limits';
 import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
+import { guardedTaskStore } from './a2a-internal';
 
 type ContextFactory = (request: { message?: Message }, context: ServerCallContext) => Promise<RequestContext>;
 type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => Promise<StreamResponse>;
@@ -36,10 +37,13 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * stream ends on INPUT_REQUIRED but not on AUTH_REQUIRED; here a turn's executor returns when
  * its execution finishes and the next turn is a new execution, so an auth-required stream
  * stayed open until the client gave up.
+ *
+ * Its task store is guarded (a2a-internal.ts): the SDK writes a failed save's error message
+ * into the task's FAILED status, and that message must not quote SQL.
  */
 export class GatewayRequestHandler extends DefaultRequestHandler {
   constructor(card: AgentCard, private readonly tasks: A2AStore, executor: AgentExecutor, buses: ExecutionEventBusManager, pushes: PushNotificationStore) {
-    super(card, tasks, executor, buses, pushes, noPushSender, undefined, undefined, { keepBusAliveStates: [] });
+    super(card, guardedTaskStore(tasks), executor, buses, pushes, noPushSender, undefined, undefined, { keepBusAliveStates: [] });
     const self = this as unknown as { _createRequestContext: ContextFactory; _mapEventToStreamResponse: EventMapper };
     if (typeof self._createRequestContext !== 'function' || typeof self._mapEventToStreamResponse !== 'function') {
       throw new Error('@a2a-js/sdk changed: DefaultRequestHandler._createRequestContext or _mapEventToStreamResponse is gone');

@@ -1,8 +1,14 @@
+import { A2AError } from '@a2a-js/sdk/errors';
+import { ServerCallContext, type TaskStore } from '@a2a-js/sdk/server';
+import type { A2AVersion } from '../worker/a2a/rpc-error';
+
 /**
- * JSON-RPC -32603 on the A2A face. The SDK answers any error that is not an A2A error with
- * its message, and a storage error's message may quote SQL (the object's SQL helper wraps
- * failures with the query): the cause goes to the logs, with the gateway's request id, and
- * the client gets a generic message naming that id.
+ * Internal errors on the A2A face never show their cause: a storage error's message may quote
+ * SQL (the object's SQL helper wraps failures with the query). The cause goes to the logs,
+ * with the gateway's request id, and the client gets a generic message naming that id: in a
+ * JSON-RPC -32603, and in the FAILED status the SDK saves into a task when the executor or
+ * the task store throws (its DefaultRequestHandler puts the error's message there:
+ * "Agent execution error: …", "Event processing loop failed: …").
  */
 
 export const INTERNAL_ERROR_CODE = -32603;
@@ -19,13 +25,69 @@ export interface InternalErrorContext {
   method: unknown;
 }
 
-/** `error` as the client sees it: a -32603 with the generic message, logged; any other as it is. */
+/** Where the SDK's call context carries the request's InternalErrorContext (its state bag, meant for such data). */
+const LOGGED = 'gateway.internalErrorContext';
+
+/** The SDK's call context for one request: the executor and the task store see its request id there. */
+export function callContext(version: A2AVersion, logged: InternalErrorContext): ServerCallContext {
+  return new ServerCallContext({ requestedVersion: version, state: new Map([[LOGGED, logged]]) });
+}
+
+function loggedOf(context: ServerCallContext | undefined): InternalErrorContext {
+  return (context?.state.get(LOGGED) as InternalErrorContext | undefined) ?? { method: undefined };
+}
+
+/** The message a client sees for an internal error of request `requestId`. */
+export function internalErrorMessage(requestId: string | undefined): string {
+  const id = requestId ? ` (request ${requestId})` : '';
+  return `Internal error${id}: the request could not be completed; the gateway has logged the cause`;
+}
+
+function logCause(cause: unknown, context: InternalErrorContext): void {
+  const detail = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  console.error(JSON.stringify({ level: 'error', msg: 'a2a internal error', requestId: context.requestId, method: typeof context.method === 'string' ? context.method : undefined, error: detail }));
+}
+
+/**
+ * `cause` as the SDK may show it: an A2A error as it is (its message is meant for the client),
+ * anything else logged and replaced by an error with the generic message.
+ */
+export function internalError(cause: unknown, context: ServerCallContext | undefined): Error {
+  if (cause instanceof A2AError) return cause;
+  const logged = loggedOf(context);
+  logCause(cause, logged);
+  return new Error(internalErrorMessage(logged.requestId));
+}
+
+/** Runs `work`; what it throws is thrown as `internalError` shows it. */
+export async function guarded<T>(context: ServerCallContext | undefined, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw internalError(error, context);
+  }
+}
+
+/**
+ * The task store as the SDK's request handler uses it: what its reads and saves throw (the
+ * SDK's result manager turns that into a FAILED status once the client has its first answer)
+ * is shown as `internalError` does. Listing feeds no task, and its errors reach shownError.
+ */
+export function guardedTaskStore(store: TaskStore): TaskStore {
+  return {
+    load: (taskId, context) => guarded(context, () => store.load(taskId, context)),
+    save: (task, context) => guarded(context, () => store.save(task, context)),
+    list: (params, context) => store.list(params, context),
+  };
+}
+
+/** `error` as the client sees it: a -32603 with the generic message, its cause logged once; any other as it is. */
 export function shownError<E extends RpcError>(error: E, cause: unknown, context: InternalErrorContext): E {
   if (error.code !== INTERNAL_ERROR_CODE) return error;
-  const detail = cause instanceof Error ? `${cause.name}: ${cause.message}` : (cause === undefined ? error.message : String(cause));
-  console.error(JSON.stringify({ level: 'error', msg: 'a2a internal error', requestId: context.requestId, method: typeof context.method === 'string' ? context.method : undefined, error: detail }));
-  const id = context.requestId ? ` (request ${context.requestId})` : '';
-  return { ...error, message: `Internal error${id}: the request could not be completed; the gateway has logged the cause` };
+  const message = internalErrorMessage(context.requestId);
+  // The generic message already: made by internalError, which logged the cause.
+  if (error.message !== message) logCause(cause ?? error.message, context);
+  return { ...error, message };
 }
 
 /** A JSON-RPC answer with its -32603 error, if any, shown as `shownError` does. */

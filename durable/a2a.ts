@@ -1,7 +1,7 @@
 import { AgentCard, StreamResponse, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
-import { DefaultExecutionEventBusManager, JsonRpcTransportHandler, ServerCallContext } from '@a2a-js/sdk/server';
+import { DefaultExecutionEventBusManager, JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import { agentCard } from '../worker/a2a/card';
 import { jsonRpcError, type A2AVersion } from '../worker/a2a/rpc-error';
 import type { AgentConfig } from '../worker/schemas/agent';
@@ -10,7 +10,7 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
-import { shownAnswer, shownError } from './a2a-internal';
+import { callContext, shownAnswer, shownError } from './a2a-internal';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
@@ -69,10 +69,10 @@ export class A2AServer {
   async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
     this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
-    const context = new ServerCallContext({ requestedVersion: request.version });
     const body = request.body as Record<string, unknown>;
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
+    const context = callContext(request.version, logged);
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
     const push = pushConfigProblem(request.version, body.method, body.params);
     if (push) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(push)) } };
