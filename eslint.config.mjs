@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', '.wrangler/', 'coverage/', 'test-results/', 'bench/results/', 'bench/.build/'] },
+  { ignores: ['node_modules/', 'dist/', '.wrangler/', 'coverage/', 'test-results/', 'bench/results/', 'bench/.build/', 'public/vendor/'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

@@ -3,14 +3,24 @@
 // every environment in wrangler.toml) and fails on a bundle error or a bundle over the Workers
 // size limit. The limit is the free plan's 3 MiB compressed, so the gateway deploys anywhere.
 // Bindings are not inherited by wrangler environments, so it also fails when an environment
-// lacks a binding the top level declares (the Worker would throw on first use there).
+// lacks a binding the top level declares (the Worker would throw on first use there). And it
+// fails when an environment's static assets lack the API reference page's script (GET /docs
+// loads it from this origin), or hold another file than its notice names.
 import { spawnSync } from 'node:child_process';
+import { SCALAR_ASSET, vendoredProblem } from './vendor-scalar.mjs';
 
 const LIMIT_KIB = 3 * 1024;
 const environments = [null, 'staging', 'production'];
 let failed = false;
 let expectedBindings = null;
 const bindingsOf = (output) => new Set([...output.matchAll(/^env\.([A-Z0-9_]+) /gm)].map((m) => m[1]));
+
+/** Why the assets wrangler read for this deploy lack the vendored Scalar bundle, or null. */
+function vendoredScriptProblem(output) {
+  const directory = /Read \d+ files? from the assets directory (.+)$/m.exec(output)?.[1]?.trim();
+  if (!directory) return 'wrangler read no assets directory';
+  return vendoredProblem(directory);
+}
 
 for (const environment of environments) {
   const args = ['deploy', '--dry-run', '--outdir', `dist/${environment ?? 'default'}`, ...(environment ? ['--env', environment] : [])];
@@ -25,8 +35,13 @@ for (const environment of environments) {
   }
   const gzip = Number(size[2]);
   const ok = gzip <= LIMIT_KIB;
-  console.log(`deploy check ${label}: ${size[1]} KiB, ${gzip} KiB gzip (limit ${LIMIT_KIB} KiB) ${ok ? 'ok' : 'TOO LARGE'}`);
+  const assetProblem = vendoredScriptProblem(output);
+  console.log(`deploy check ${label}: ${size[1]} KiB, ${gzip} KiB gzip (limit ${LIMIT_KIB} KiB) ${ok ? 'ok' : 'TOO LARGE'}; assets ${assetProblem ? 'LACK' : 'have'} ${SCALAR_ASSET}`);
   if (!ok) failed = true;
+  if (assetProblem) {
+    console.error(`deploy check ${label}: the API reference script is not in the assets: ${assetProblem}`);
+    failed = true;
+  }
   const bindings = bindingsOf(output);
   expectedBindings ??= bindings;
   const missing = [...expectedBindings].filter((name) => !bindings.has(name));

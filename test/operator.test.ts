@@ -43,7 +43,16 @@ describe('OpenAPI document and docs page', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/html');
     expect(res.body).toContain('/openapi.json');
-    expect(res.body).toContain('@scalar/api-reference@1.76.4');
+  });
+
+  it('has the API reference page load everything from this origin: no CDN, no web fonts', async () => {
+    const page = (await api('/docs')).body as string;
+    const sources = [...page.matchAll(/<script[^>]*\ssrc="([^"]*)"/g)].map((m) => m[1]);
+    // The file is a static asset, vendored in public/vendor/scalar/ (the end-to-end
+    // test in test/e2e/dashboard.e2e.ts renders the page with only the gateway reachable).
+    expect(sources).toEqual(['/vendor/scalar/standalone.js']);
+    expect(page).not.toMatch(/https?:\/\//);
+    expect(page).toContain('"withDefaultFonts": false');
   });
 });
 

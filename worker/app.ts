@@ -29,6 +29,8 @@ import { keyLimits } from './limits/middleware';
 import { mcp } from './routes/mcp';
 import { a2a, a2aRpc } from './routes/a2a';
 
+/** Where the API reference page (GET /docs) loads Scalar's script: public/vendor/scalar/standalone.js. */
+const SCALAR_SCRIPT = '/vendor/scalar/standalone.js';
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest request headers: in total, and any one of them. */
@@ -99,9 +101,11 @@ export function createApp() {
     },
   });
 
-  // The page loads Scalar's script from jsDelivr: pinned, so what renders the docs changes only
-  // when this line does.
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: 'https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.76.4' }));
+  // Everything the page loads comes from this origin, so it renders offline and where CDNs are
+  // blocked: Scalar's script is a static asset (public/vendor/scalar/, vendored with its version and
+  // hash by scripts/vendor-scalar.mjs), and no web fonts from Scalar's
+  // font host (the system's fonts instead).
+  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false }));
 
   app.onError(onError);
   app.notFound(onNotFound);

@@ -10,7 +10,9 @@ interface PageGlobals { localStorage: PageStorage; sessionStorage: PageStorage }
 
 // The dashboard (public/dashboard/, served by Workers static assets), driven in Debian's
 // Chromium against `npm run dev`: paste the demo key, create an agent, run an execution and
-// watch it go queued → running → succeeded on the live event stream.
+// watch it go queued → running → succeeded on the live event stream. And the API reference
+// page (/docs), rendered with nothing reachable but the gateway. One dev server and one browser
+// for both pages, so the second costs seconds, not another start.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = path.join(root, 'test-results', 'dashboard.png');
@@ -20,7 +22,7 @@ const SCREENSHOT = path.join(root, 'test-results', 'dashboard.png');
 const browserMissing = !existsSync(CHROMIUM) && !process.env.CI;
 if (browserMissing) console.warn(`skipping the dashboard e2e test: ${CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)`);
 
-describe.skipIf(browserMissing)('dashboard, end to end in Chromium against `npm run dev`', () => {
+describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chromium against `npm run dev`', () => {
   let server: DevServer;
   let browser: Browser | undefined;
   let base: string;
@@ -166,6 +168,42 @@ describe.skipIf(browserMissing)('dashboard, end to end in Chromium against `npm 
     expect(problems).toEqual([]);
     expect(foreign).toEqual([]);
     console.log(`dashboard e2e: key → agent → execution seen succeeded live in ${liveMs} ms`);
+    await context.close();
+  });
+
+  it('renders the API reference at /docs with nothing reachable but the gateway', async () => {
+    const html = await (await fetch(`${base}/docs`)).text();
+    expect(html).toContain('<script src="/vendor/scalar/standalone.js"></script>');
+    expect(html).not.toMatch(/https?:\/\/[^"]*(jsdelivr|unpkg|scalar\.com)/);
+    const script = await fetch(`${base}/vendor/scalar/standalone.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toMatch(/javascript/);
+    expect((await script.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
+    expect(await (await fetch(`${base}/vendor/scalar/LICENSE`)).text()).toContain('MIT License');
+
+    // Offline but for this origin: any other request is refused and recorded.
+    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+    const foreign: string[] = [];
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (url.startsWith(`${base}/`) || url.startsWith('data:')) return route.continue();
+      foreign.push(url);
+      return route.abort('internetdisconnected');
+    });
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+    page.on('console', (message) => { if (message.type() === 'error') problems.push(`console: ${message.text()}`); });
+    const started = Date.now();
+    await page.goto(`${base}/docs`);
+    // The document's title and an operation's summary: Scalar ran and read /openapi.json.
+    await page.locator('h1').filter({ hasText: 'edge-agent-gateway' }).waitFor({ timeout: 30_000 });
+    await page.getByText('Create a tenant (operator token)').first().waitFor({ timeout: 10_000 });
+    const renderedMs = Date.now() - started;
+    expect(await page.title()).toBe('edge-agent-gateway API');
+    expect(foreign).toEqual([]);
+    expect(problems).toEqual([]);
+    console.log(`docs e2e: API reference rendered from this origin alone in ${renderedMs} ms`);
     await context.close();
   });
 });
