@@ -297,7 +297,12 @@ export class ExecutionRunner {
     const current = known && this.inflight.has(id) ? known : this.store.execution(id);
     if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.hooks.view(id, current));
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);
+      // At the deadline a pump fails the execution if it is still queued (which notifies this
+      // waiter); one that runs gets a second more to end on its own deadline timer.
+      let timer = setTimeout(() => {
+        this.pump();
+        timer = setTimeout(done, 1_000);
+      }, Math.max(0, current.deadline_at - Date.now()));
       const done = (finished?: ExecutionRow) => { clearTimeout(timer); resolve(this.hooks.view(id, finished)); };
       this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
     });
