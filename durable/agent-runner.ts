@@ -128,6 +128,17 @@ export class ExecutionRunner {
   }
 
   /**
+   * A new instance takes up at once what the last one left (runs orphaned by a restart, a
+   * queue), on its first request of any kind: the watchdog alarm is up to 30 s out, as late as
+   * a default deadline, so work left for it would be resumed only to fail. One read when
+   * nothing was left, which the first execution would otherwise make (`learnQueue`).
+   */
+  wake(): void {
+    this.learnQueue();
+    if (!this.queueEmpty) this.pump();
+  }
+
+  /**
    * Whether an execution accepted now may start at once (not paused, nothing queued ahead of it
    * as far as this instance knows, a slot free): the caller then inserts it running, which
    * spares it the queued row's update and `pump` its queue reads, and calls `start`.

@@ -82,6 +82,7 @@ export class AgentDO extends DurableObject<Env> {
     void ctx.blockConcurrencyWhile(async () => {
       this.store.seed(migrate(sql, ctx.storage));
       this.background.alarmAt = await ctx.storage.getAlarm();
+      this.runner.wake(); // work a restart left resumes now, not at the watchdog alarm
     });
   }
 
