@@ -48,7 +48,8 @@ export interface RunnerHooks {
  */
 export class ExecutionRunner {
   private readonly inflight = new Map<string, AbortController>();
-  private readonly waiters = new Map<string, ((finished?: ExecutionRow) => void)[]>();
+  /** Sync callers waiting for an execution; `null` tells them the agent is gone. */
+  private readonly waiters = new Map<string, ((finished?: ExecutionRow | null) => void)[]>();
   private orphansResumed = false;
   /**
    * Set once the queue was seen empty, cleared by every new execution (`pump({ queued: true })`):
@@ -84,10 +85,15 @@ export class ExecutionRunner {
     this.inflight.get(id)?.abort();
   }
 
-  /** Aborts everything in flight and releases every waiter (the agent is being deleted). */
+  /**
+   * Aborts everything in flight and releases every waiter as for a deleted agent (the agent is
+   * being deleted): their rows are not finished, so waiting for that would last to the deadline.
+   */
   abortAll(): void {
     for (const controller of this.inflight.values()) controller.abort();
-    for (const id of [...this.waiters.keys()]) this.notify(id);
+    const waiting = [...this.waiters.values()].flat();
+    this.waiters.clear();
+    for (const resolve of waiting) resolve(null);
   }
 
   /** Starts queued executions while slots are free (none while paused); fails expired ones. */
@@ -314,7 +320,7 @@ export class ExecutionRunner {
         this.pump();
         timer = setTimeout(done, 1_000);
       }, Math.max(0, current.deadline_at - Date.now()));
-      const done = (finished?: ExecutionRow) => { clearTimeout(timer); resolve(this.hooks.view(id, finished)); };
+      const done = (finished?: ExecutionRow | null) => { clearTimeout(timer); resolve(finished === null ? null : this.hooks.view(id, finished)); };
       this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
     });
   }
