@@ -145,6 +145,16 @@ export class ExecutionRunner {
   }
 
   /**
+   * A queued row whose deadline has passed is failed now, as the next pump would fail it, so a
+   * poll does not show it waiting until a slot frees; returns the row as it now is.
+   */
+  settleExpired(row: ExecutionRow | undefined): ExecutionRow | undefined {
+    if (row?.status !== 'queued' || row.deadline_at > Date.now()) return row;
+    this.pump();
+    return this.store.execution(row.id);
+  }
+
+  /**
    * Whether an execution accepted now may start at once (not paused, nothing queued ahead of it
    * as far as this instance knows, a slot free): the caller then inserts it running, which
    * spares it the queued row's update and `pump` its queue reads, and calls `start`.

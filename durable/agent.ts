@@ -196,7 +196,8 @@ export class AgentDO extends DurableObject<Env> {
 
   async getExecution(id: string): Promise<Result<Execution>> {
     if (!this.store.agentRow()) return this.notFound();
-    const execution = this.store.executionOrNull(id);
+    const row = this.runner.settleExpired(this.store.execution(id));
+    const execution = row ? this.store.executionOrNull(id, row) : null;
     return execution ? ok(execution) : fail('not_found', `execution ${id} not found`);
   }
 

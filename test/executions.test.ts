@@ -208,6 +208,19 @@ describe('executions: async, polling and listing', () => {
     expect([...starts].sort((a, b) => a - b)).toEqual(starts);
   });
 
+  it('shows a queued execution failed to a poll once its deadline has passed, without waiting for a free slot', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 1 });
+    const slow = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 }, mode: 'async' } });
+    const late = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'late', mode: 'async', timeoutMs: 300 } });
+    expect(late.body.status).toBe('queued');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const polled = await api(`/v1/agents/${id}/executions/${late.body.id}`, { key });
+    expect(polled.body).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
+    expect((await api(`/v1/agents/${id}/executions/${slow.body.id}`, { key })).body.status).toBe('running');
+    await api(`/v1/agents/${id}/executions/${slow.body.id}/cancel`, { key, method: 'POST' });
+  });
+
   it('reports running and queued counts while work waits', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { concurrency: 1 });
