@@ -48,7 +48,8 @@ export interface RunnerHooks {
  */
 export class ExecutionRunner {
   private readonly inflight = new Map<string, AbortController>();
-  private readonly waiters = new Map<string, ((finished?: ExecutionRow) => void)[]>();
+  /** Sync callers waiting for an execution; `null` tells them the agent is gone. */
+  private readonly waiters = new Map<string, ((finished?: ExecutionRow | null) => void)[]>();
   private orphansResumed = false;
   /**
    * Set once the queue was seen empty, cleared by every new execution (`pump({ queued: true })`):
@@ -84,10 +85,15 @@ export class ExecutionRunner {
     this.inflight.get(id)?.abort();
   }
 
-  /** Aborts everything in flight and releases every waiter (the agent is being deleted). */
+  /**
+   * Aborts everything in flight and releases every waiter as for a deleted agent (the agent is
+   * being deleted): their rows are not finished, so waiting for that would last to the deadline.
+   */
   abortAll(): void {
     for (const controller of this.inflight.values()) controller.abort();
-    for (const id of [...this.waiters.keys()]) this.notify(id);
+    const waiting = [...this.waiters.values()].flat();
+    this.waiters.clear();
+    for (const resolve of waiting) resolve(null);
   }
 
   /** Starts queued executions while slots are free (none while paused); fails expired ones. */
@@ -125,6 +131,27 @@ export class ExecutionRunner {
       next = running < concurrency ? this.store.nextQueued() : undefined;
       if (!next && running < concurrency) this.queueEmpty = true;
     }
+  }
+
+  /**
+   * A new instance takes up at once what the last one left (runs orphaned by a restart, a
+   * queue), on its first request of any kind: the watchdog alarm is up to 30 s out, as late as
+   * a default deadline, so work left for it would be resumed only to fail. One read when
+   * nothing was left, which the first execution would otherwise make (`learnQueue`).
+   */
+  wake(): void {
+    this.learnQueue();
+    if (!this.queueEmpty) this.pump();
+  }
+
+  /**
+   * A queued row whose deadline has passed is failed now, as the next pump would fail it, so a
+   * poll does not show it waiting until a slot frees; returns the row as it now is.
+   */
+  settleExpired(row: ExecutionRow | undefined): ExecutionRow | undefined {
+    if (row?.status !== 'queued' || row.deadline_at > Date.now()) return row;
+    this.pump();
+    return this.store.execution(row.id);
   }
 
   /**
@@ -297,8 +324,13 @@ export class ExecutionRunner {
     const current = known && this.inflight.has(id) ? known : this.store.execution(id);
     if (!current || TERMINAL.has(current.status)) return Promise.resolve(this.hooks.view(id, current));
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.pump(); done(); }, Math.max(0, current.deadline_at - Date.now()) + 1_000);
-      const done = (finished?: ExecutionRow) => { clearTimeout(timer); resolve(this.hooks.view(id, finished)); };
+      // At the deadline a pump fails the execution if it is still queued (which notifies this
+      // waiter); one that runs gets a second more to end on its own deadline timer.
+      let timer = setTimeout(() => {
+        this.pump();
+        timer = setTimeout(done, 1_000);
+      }, Math.max(0, current.deadline_at - Date.now()));
+      const done = (finished?: ExecutionRow | null) => { clearTimeout(timer); resolve(finished === null ? null : this.hooks.view(id, finished)); };
       this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
     });
   }

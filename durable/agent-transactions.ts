@@ -107,7 +107,8 @@ export class AgentTransactions {
     const outcome = this.outcome(txId);
     if (outcome) return fail('conflict', `transaction ${txId} was already ${outcome.outcome} here`);
     if (held) return fail('agent_locked', 'another transaction holds this agent', { transactionId: held.tx_id });
-    if (now > input.deadlineAt) return fail('conflict', 'the transaction deadline passed before this agent prepared');
+    // `reason` tells the coordinator this no is its own deadline passing, not a conflict here.
+    if (now > input.deadlineAt) return fail('conflict', 'the transaction deadline passed before this agent prepared', { reason: 'timeout' });
     const applied = applyOperation(this.store.context(), input.operation, this.options.maxContextBytes);
     if (!applied.ok) return applied;
     this.sql.run(

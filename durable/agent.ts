@@ -82,6 +82,7 @@ export class AgentDO extends DurableObject<Env> {
     void ctx.blockConcurrencyWhile(async () => {
       this.store.seed(migrate(sql, ctx.storage));
       this.background.alarmAt = await ctx.storage.getAlarm();
+      this.runner.wake(); // work a restart left resumes now, not at the watchdog alarm
     });
   }
 
@@ -195,7 +196,8 @@ export class AgentDO extends DurableObject<Env> {
 
   async getExecution(id: string): Promise<Result<Execution>> {
     if (!this.store.agentRow()) return this.notFound();
-    const execution = this.store.executionOrNull(id);
+    const row = this.runner.settleExpired(this.store.execution(id));
+    const execution = row ? this.store.executionOrNull(id, row) : null;
     return execution ? ok(execution) : fail('not_found', `execution ${id} not found`);
   }
 

@@ -32,7 +32,16 @@ export interface RunResult {
 
 const routeOf = (p: ParticipantRow): AgentRoute => ({ jurisdiction: p.jurisdiction as Jurisdiction | null, locationHint: p.location_hint as Region | null });
 
-const reasonOf = (failure: Failure): AbortReason => (AbortReason.safeParse(failure.code).success ? (failure.code as AbortReason) : 'internal_error');
+/**
+ * Why a participant's no aborts the transaction: the reason it names in its details (a prepare
+ * that arrived after the deadline names `timeout`), else its code, else `internal_error`.
+ */
+export function abortReasonOf(failure: Failure): AbortReason {
+  const named = AbortReason.safeParse((failure.details as { reason?: unknown } | undefined)?.reason);
+  if (named.success) return named.data;
+  const coded = AbortReason.safeParse(failure.code);
+  return coded.success ? coded.data : 'internal_error';
+}
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -220,7 +229,7 @@ export class TransactionDO extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.log.recordVote(p.agent_id, 'no', null);
       if (result === 'timeout') this.log.decide('aborted', { reason: 'timeout', agentId: p.agent_id, message: `agent ${p.agent_id} did not vote by the deadline` }, Date.now());
-      else if (!result.ok) this.log.decide('aborted', { reason: reasonOf(result), agentId: p.agent_id, message: result.message }, Date.now());
+      else if (!result.ok) this.log.decide('aborted', { reason: abortReasonOf(result), agentId: p.agent_id, message: result.message }, Date.now());
     });
     return 'no';
   }

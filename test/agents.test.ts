@@ -145,6 +145,19 @@ describe('agents API', () => {
     expect(context.body).toEqual({ version: 0, data: {} });
   });
 
+  it('answers a sync execution waiting on an agent at once with 404 when the agent is deleted, not at its deadline', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const waiting = api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 20_000 }, timeoutMs: 25_000 } });
+    await eventually(async () => (await api(`/v1/agents/${id}/status`, { key })).body.running === 1);
+    expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
+    const deletedAt = Date.now();
+    const res = await waiting;
+    expect(Date.now() - deletedAt).toBeLessThan(3_000);
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe('not_found');
+  });
+
   it('places a jurisdiction agent in the EU namespace', async () => {
     const { key } = await newTenant();
     const res = await api('/v1/agents', { key, body: { jurisdiction: 'eu' } });

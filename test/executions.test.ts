@@ -125,6 +125,21 @@ describe('executions: sync', () => {
     expect(res.body.error.details.execution.status).toBe('failed');
   });
 
+  it('answers 504 at its deadline, not a second later, when the execution is still queued', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 1 });
+    const slow = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 }, mode: 'async' } });
+    const started = Date.now();
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'waits', timeoutMs: 300 } });
+    const waited = Date.now() - started;
+    expect(res.status).toBe(504);
+    expect(res.body.error).toMatchObject({ code: 'upstream_timeout', message: 'deadline passed while queued' });
+    expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 0 });
+    expect(waited).toBeGreaterThanOrEqual(300);
+    expect(waited).toBeLessThan(1_200); // it used to wait for the deadline plus a second
+    await api(`/v1/agents/${id}/executions/${slow.body.id}/cancel`, { key, method: 'POST' });
+  });
+
   it('uses the openai-chat protocol with the agent instructions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { instructions: 'You are terse.', upstream: { kind: 'openai-chat', baseUrl: mockUrl('/v1'), model: 'mock-1', apiKey: 'sk-test-9999' } });
@@ -191,6 +206,19 @@ describe('executions: async, polling and listing', () => {
     expect(most).toBe(2);
     const starts = finished.map((e) => Date.parse(e.startedAt));
     expect([...starts].sort((a, b) => a - b)).toEqual(starts);
+  });
+
+  it('shows a queued execution failed to a poll once its deadline has passed, without waiting for a free slot', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 1 });
+    const slow = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 }, mode: 'async' } });
+    const late = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'late', mode: 'async', timeoutMs: 300 } });
+    expect(late.body.status).toBe('queued');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const polled = await api(`/v1/agents/${id}/executions/${late.body.id}`, { key });
+    expect(polled.body).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
+    expect((await api(`/v1/agents/${id}/executions/${slow.body.id}`, { key })).body.status).toBe('running');
+    await api(`/v1/agents/${id}/executions/${slow.body.id}/cancel`, { key, method: 'POST' });
   });
 
   it('reports running and queued counts while work waits', async () => {

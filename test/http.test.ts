@@ -171,6 +171,29 @@ describe('edge router', () => {
     expect(badKey.body.error.details[0].path).toEqual(['idempotency-key']);
   });
 
+  it('documents the response headers it sends: Location and Idempotent-Replayed on executions and transactions, ETag on the context', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const declared = (path: string, method: string, status: string) => Object.keys(doc.paths[path][method].responses[status].headers ?? {}).sort();
+    for (const status of ['200', '202']) expect(declared('/v1/agents/{id}/executions', 'post', status)).toEqual(['idempotent-replayed', 'location']);
+    for (const status of ['200', '409']) expect(declared('/v1/transactions', 'post', status)).toEqual(['idempotent-replayed', 'location']);
+    expect(declared('/v1/agents/{id}/context', 'get', '200')).toEqual(['etag']);
+    expect(declared('/v1/agents/{id}/context', 'patch', '200')).toEqual(['etag']);
+
+    // And the server sends what the document says.
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const headers = { 'Idempotency-Key': `doc-${agent}` };
+    await api(`/v1/agents/${agent}/executions`, { key, headers, body: { intent: 'x', mode: 'async' } });
+    const replay = await api(`/v1/agents/${agent}/executions`, { key, headers, body: { intent: 'x', mode: 'async' } });
+    expect(replay.status).toBe(202);
+    expect(replay.headers.get('location')).toBe(`/v1/agents/${agent}/executions/${replay.body.id}`);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    const tx = await api('/v1/transactions', { key, body: { operations: [{ agentId: agent, patch: { a: 1 } }] } });
+    expect(tx.headers.get('location')).toBe(`/v1/transactions/${tx.body.id}`);
+    const context = await api(`/v1/agents/${agent}/context`, { key });
+    expect(context.headers.get('etag')).toBe(`"${context.body.version}"`);
+  });
+
   it("documents the gateway's response headers of chat completions", async () => {
     const doc = (await api('/openapi.json')).body;
     const { responses } = doc.paths['/v1/chat/completions'].post;

@@ -30,6 +30,22 @@ describe('recovery and the outbox', () => {
     expect(done.attempts).toBeGreaterThanOrEqual(2);
   });
 
+  it('takes up work left by a restart on the next request of any kind, not at the watchdog alarm', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    // The watchdog alarm is 30 s out: as late as the default deadline, so waiting for it would fail these.
+    const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'a', input: { mock: { delayMs: 1000 } }, mode: 'async' } });
+    const queued = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'b', mode: 'async' } });
+    await eventually(async () => (await upstreamRequests(running.body.id)).length === 1);
+
+    await abortAllDurableObjects();
+    // No alarm is run here: polling the executions, as a client does, is what reaches the object.
+    for (const eid of [running.body.id, queued.body.id]) {
+      await eventually(async () => (await api(`/v1/agents/${id}/executions/${eid}`, { key })).body.status === 'succeeded', 8_000, 200);
+    }
+    expect((await upstreamRequests(running.body.id)).every((r) => r.headers['idempotency-key'] === running.body.id)).toBe(true);
+  });
+
   it('starts executions that were queued when the object restarted', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });

@@ -1,5 +1,6 @@
 import { env, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { abortReasonOf } from '../durable/transaction';
 import { newId } from '../worker/lib/ids';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 import { agentStub, agentWith, contextOf, coordinatorStub, locksOf, transfer } from './support/transactions';
@@ -241,11 +242,22 @@ describe('transactions: edges', () => {
       operations: agents.map((agentId) => ({ agentId, route, operation: { increment: { n: 1 } } })),
     });
     expect(result.value.transaction.status).toBe('aborted');
-    expect(['timeout', 'conflict']).toContain(result.value.transaction.reason);
+    // Whichever side notices first (the coordinator's timer or the participant's clock), it is a timeout.
+    expect(result.value.transaction.reason).toBe('timeout');
     for (const a of agents) {
       expect(await locksOf(tenantId, a)).toBe(0);
       expect((await contextOf(key, a)).data.n).toBe(1);
     }
+  });
+
+  it('reports reason timeout, not conflict, when a participant refuses a prepare that arrived after the deadline', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const txId = newId('tx');
+    const late = await agentStub(tenantId, a).prepare(txId, { coordinatorName: `${tenantId}/${txId}`, operation: { increment: { n: 1 } }, deadlineAt: Date.now() - 1 });
+    expect(late.ok).toBe(false);
+    expect(abortReasonOf(late)).toBe('timeout');
+    expect(await locksOf(tenantId, a)).toBe(0);
   });
 
   it('aborts with reason not_found when an agent vanished between the edge check and its prepare', async () => {

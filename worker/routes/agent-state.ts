@@ -2,7 +2,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { AgentContext, AgentStatus, ContextPatch } from '../schemas/agent';
-import { AgentIdParams } from '../schemas/common';
+import { AgentIdParams, VersionETagHeaders } from '../schemas/common';
 import { onAgent } from './executions';
 import { staleHeaders, staleStatus } from '../agents/snapshots';
 import { commonErrors, errorResponse, json, security, staleableJson } from './openapi';
@@ -43,7 +43,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
       summary: "The agent's context document and its version (also the ETag)",
       security,
       request: { params: AgentIdParams },
-      responses: { 200: json(AgentContext, 'the context'), 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: { ...json(AgentContext, 'the context'), headers: VersionETagHeaders }, 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const context = await onAgent(c, c.req.valid('param').id, (stub) => stub.getContext(), { retry: true });
@@ -66,7 +66,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
         },
       },
       responses: {
-        200: json(AgentContext, 'the patched context'),
+        200: { ...json(AgentContext, 'the patched context'), headers: VersionETagHeaders },
         404: errorResponse('not_found'),
         409: errorResponse('agent_locked: a transaction has prepared this agent; retry when it ends'),
         412: errorResponse('version_mismatch: If-Match names an older version'),

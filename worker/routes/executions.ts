@@ -7,12 +7,13 @@ import { onTenantAgent, startExecution, syncFailure } from '../agents/operations
 import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { noteWork } from '../limits/work';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
-import { AgentIdParams, page, idempotencyHeaders } from '../schemas/common';
+import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
 import { commonErrors, errorResponse, json, jsonBody, security, staleableJson } from './openapi';
 import { router } from './router';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
+const ExecutionHeaders = writtenHeaders('the execution', '/v1/agents/support-bot/executions/ex_01jd8x3v7c9q2m4n6p8r0s2t4v');
 
 /** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
 export async function onAgent<T>(
@@ -34,8 +35,8 @@ export const executions = router()
       security,
       request: { params: AgentIdParams, headers: IdempotencyHeaders, ...jsonBody(CreateExecutionBody) },
       responses: {
-        200: json(Execution, 'sync: the succeeded execution'),
-        202: json(Execution, 'async: the queued execution; poll its Location'),
+        200: { ...json(Execution, 'sync: the succeeded execution'), headers: ExecutionHeaders },
+        202: { ...json(Execution, 'async: the queued execution; poll its Location'), headers: ExecutionHeaders },
         404: errorResponse('not_found'),
         409: errorResponse('execution_cancelled or agent_paused'),
         422: errorResponse('idempotency_key_reused: same key, different body'),

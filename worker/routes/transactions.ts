@@ -7,11 +7,12 @@ import { findAgent } from '../agents/registry';
 import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import { CreateTransactionBody, Transaction, TransactionAborted, TransactionCommitted, TransactionParams } from '../schemas/transaction';
-import { idempotencyHeaders } from '../schemas/common';
+import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice');
+const OutcomeHeaders = writtenHeaders('the transaction (GET: votes and acknowledgements)', '/v1/transactions/tx_01jd8x3v7c9q2m4n6p8r0s2t4v');
 
 /**
  * The coordinator's RPC surface, viewed through the class's own signatures (the generated
@@ -70,9 +71,9 @@ export const transactions = router()
       security,
       request: { headers: IdempotencyHeaders, ...jsonBody(CreateTransactionBody) },
       responses: {
-        200: json(TransactionCommitted, 'committed: every operation applied; the new context version of each agent'),
+        200: { ...json(TransactionCommitted, 'committed: every operation applied; the new context version of each agent'), headers: OutcomeHeaders },
         404: errorResponse('not_found: an agent of the operations does not exist for this tenant (nothing was locked)'),
-        409: json(TransactionAborted, 'aborted: nothing applied; reason names why (version_mismatch, agent_locked, guard_failed, …) and agentId which agent'),
+        409: { ...json(TransactionAborted, 'aborted: nothing applied; reason names why (version_mismatch, agent_locked, guard_failed, timeout, …) and agentId which agent'), headers: OutcomeHeaders },
         422: errorResponse('idempotency_key_reused: same key, different body'),
         ...commonErrors,
       },

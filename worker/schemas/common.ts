@@ -73,3 +73,16 @@ export const idempotencyHeaders = (description: string) =>
       .optional()
       .openapi({ description }),
   });
+
+/**
+ * Response headers of a write that takes an `Idempotency-Key` and names what it made: where to
+ * read it, and whether this answer is the recorded one of an earlier request with that key.
+ */
+export const writtenHeaders = (what: string, example: string) =>
+  z.object({
+    location: z.string().openapi({ description: `where to read ${what}`, example }),
+    'idempotent-replayed': z.enum(['true']).optional().openapi({ description: 'present when this is the recorded answer to an earlier request with the same Idempotency-Key' }),
+  });
+
+/** `ETag` of a versioned document: its version, quoted, to send back in `If-Match`. */
+export const VersionETagHeaders = z.object({ etag: z.string().openapi({ description: 'the version, quoted; send it back in If-Match to make a PATCH conditional', example: '"3"' }) });
