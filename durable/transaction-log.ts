@@ -83,20 +83,35 @@ export class TransactionLog {
     private readonly storage: DurableObjectStorage,
   ) {}
 
-  /** Brings the schema up to date; run at start-up inside blockConcurrencyWhile. */
-  migrate(): void {
-    runMigrations(this.sql, this.storage, MIGRATIONS);
+  /** No schema yet: this coordinator has never begun a transaction. */
+  private empty = false;
+
+  /**
+   * Run at start-up inside blockConcurrencyWhile: brings an existing schema up to date, and
+   * creates none yet for a new coordinator. Coordinators are named from ids and keys a caller
+   * sends (a GET of an unknown id, an Idempotency-Key checked for a replay), and one only ever
+   * read must keep no storage; `begin` creates the schema with the first row.
+   */
+  open(): void {
+    this.empty = this.sql.one("SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = 'meta'") === undefined;
+    if (!this.empty) runMigrations(this.sql, this.storage, MIGRATIONS);
   }
 
   tx(): TxRow | undefined {
+    if (this.empty) return undefined;
     return this.sql.one<TxRow>('SELECT * FROM tx WHERE singleton = 1');
   }
 
   participants(): ParticipantRow[] {
+    if (this.empty) return [];
     return this.sql.all<ParticipantRow>('SELECT * FROM participants ORDER BY seq');
   }
 
   begin(t: { id: string; tenantId: string; coordinatorName: string; fingerprint: string | null; deadlineAt: number; now: number }, participants: NewParticipant[]): void {
+    if (this.empty) {
+      runMigrations(this.sql, this.storage, MIGRATIONS);
+      this.empty = false;
+    }
     this.storage.transactionSync(() => {
       this.sql.run(
         "INSERT INTO tx (singleton, id, tenant_id, coordinator_name, fingerprint, status, created_at, deadline_at) VALUES (1, ?, ?, ?, ?, 'preparing', ?, ?)",

@@ -63,7 +63,7 @@ export class TransactionDO extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.log = new TransactionLog(new Sql(ctx.storage.sql), ctx.storage);
-    void ctx.blockConcurrencyWhile(async () => this.log.migrate());
+    void ctx.blockConcurrencyWhile(async () => this.log.open());
   }
 
   /**

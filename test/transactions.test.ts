@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { abortReasonOf } from '../durable/transaction';
 import { newId } from '../worker/lib/ids';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
-import { agentStub, agentWith, contextOf, coordinatorStub, locksOf, transfer } from './support/transactions';
+import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
 
 describe('transactions: the API', () => {
   it('commits a transfer across two agents and reports the new versions', async () => {
@@ -214,6 +214,25 @@ describe('transactions: locks and conflicts', () => {
 });
 
 describe('transactions: edges', () => {
+  it('keeps no coordinator storage for a transaction that never began: a GET of an unknown id, a keyed POST refused', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const unknown = newId('tx');
+    expect((await api(`/v1/transactions/${unknown}`, { key })).status).toBe(404);
+    expect(await coordinatorTables(`${tenantId}/${unknown}`)).toEqual([]);
+
+    const refused = await api('/v1/transactions', { key, body: transfer(a, 'no-such-agent', 1), headers: { 'idempotency-key': 'refused-first' } });
+    expect(refused.status).toBe(404);
+    expect(await coordinatorTables(`${tenantId}/key/refused-first`)).toEqual([]);
+
+    // The same key then runs a transaction as new, and its coordinator keeps it.
+    const b = await agentWith(key, { balance: 0 });
+    const ran = await api('/v1/transactions', { key, body: transfer(a, b, 1), headers: { 'idempotency-key': 'refused-first' } });
+    expect(ran.status).toBe(200);
+    expect(await coordinatorTables(`${tenantId}/key/refused-first`)).toEqual(expect.arrayContaining(['tx', 'participants']));
+    expect((await api(`/v1/transactions/${ran.body.id}`, { key })).body.status).toBe('committed');
+  });
+
   it('is documented in the OpenAPI document from the same schemas', async () => {
     const doc = (await api('/openapi.json')).body;
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/transactions', '/v1/transactions/{id}']));

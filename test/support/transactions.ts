@@ -27,6 +27,17 @@ export function locksOf(tenantId: string, agentId: string): Promise<number> {
   });
 }
 
+/** The tables a coordinator's storage holds (none: it keeps nothing). */
+export function coordinatorTables(name: string): Promise<string[]> {
+  return runInDurableObject(coordinatorStub(name), (_instance, state) =>
+    state.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .toArray()
+      .map((row) => row.name)
+      .filter((table) => !table.startsWith('_cf_')), // the runtime's own
+  );
+}
+
 /** Moves the agent's prepared rows past their expiry, as if the coordinator had gone silent. */
 export function expirePrepared(tenantId: string, agentId: string): Promise<void> {
   return runInDurableObject(agentStub(tenantId, agentId), (_instance, state) => {
