@@ -35,7 +35,21 @@ export type Admission =
       givenBackPolicy: PolicyState | null;
       reservedTokens: number;
     }
-  | { ok: false; code: 'rate_limited' | 'budget_exhausted'; message: string; limit: string; retryAfter: number; policy: PolicyState };
+  | Refusal;
+
+export interface Refusal {
+  ok: false;
+  code: 'rate_limited' | 'budget_exhausted';
+  message: string;
+  limit: string;
+  retryAfter: number;
+  policy: PolicyState;
+}
+
+/** A budget's answer for one request: its refusal, or what admitting it takes. */
+type BudgetCheck =
+  | { ok: false; refusal: Refusal }
+  | { ok: true; period: ReturnType<typeof budgetPeriod>; reserve: number; tokenState: PolicyState | null; requestsState: PolicyState | null };
 
 const MIGRATIONS: readonly string[] = [
   `
@@ -87,6 +101,14 @@ export class KeyLimiterDO extends DurableObject<Env> {
     const now = Date.now();
     const { limits } = request;
     const states: PolicyState[] = [];
+    const needsSlot = request.upstream && limits.concurrency !== undefined;
+    const budget = request.upstream ? limits.budget : undefined;
+    if (needsSlot || budget) this.expireLeases(now);
+
+    // A used-up budget first: it keeps the request out until the next period, far longer than a
+    // rate window or a slot, so it is the refusal (and the Retry-After) the client must hear.
+    const checked = budget ? this.checkBudget(budget, request, now) : null;
+    if (checked && !checked.ok) return checked.refusal;
 
     const windows: [string, number | undefined, number][] = [['s', limits.perSecond, 1_000], ['m', limits.perMinute, 60_000]];
     const passed: [string, number, number][] = [];
@@ -101,14 +123,6 @@ export class KeyLimiterDO extends DurableObject<Env> {
       states.push(check.state);
     }
 
-    const needsSlot = request.upstream && limits.concurrency !== undefined;
-    const budget = request.upstream ? limits.budget : undefined;
-    let period: ReturnType<typeof budgetPeriod> | null = null;
-    let reserve = budget?.tokens !== undefined ? Math.max(0, Math.ceil(request.tokens)) : 0;
-    let tokenState: PolicyState | null = null;
-    let requestsState: PolicyState | null = null;
-
-    if (needsSlot || budget) this.expireLeases(now);
     if (needsSlot && limits.concurrency !== undefined) {
       const inFlight = this.inFlight();
       if (inFlight >= limits.concurrency) {
@@ -116,30 +130,11 @@ export class KeyLimiterDO extends DurableObject<Env> {
       }
       states.push({ limit: limits.concurrency, remaining: limits.concurrency - inFlight - 1, reset: 1 });
     }
-    if (budget) {
-      period = budgetPeriod(budget.period, now);
-      const row = this.budgetRow(period.key);
-      const resetIn = Math.max(1, Math.ceil((period.end - now) / 1000));
-      if (budget.requests !== undefined && row.requests >= budget.requests) {
-        return { ok: false, code: 'budget_exhausted', limit: 'budget.requests', message: `request budget of ${budget.requests} per ${budget.period} is used up`, retryAfter: resetIn, policy: { limit: budget.requests, remaining: 0, reset: resetIn } };
-      }
-      if (budget.tokens !== undefined) {
-        const free = budget.tokens - row.tokens - row.reserved;
-        const least = Math.min(reserve, Math.max(0, Math.ceil(request.minTokens ?? reserve)));
-        if (row.tokens >= budget.tokens || least > free) {
-          const message = row.tokens >= budget.tokens
-            ? `token budget of ${budget.tokens} per ${budget.period} is used up`
-            : `this request needs ${least} tokens of the token budget of ${budget.tokens} per ${budget.period}; ${Math.max(0, free)} are free (${row.tokens} used, ${row.reserved} reserved by requests in flight)`;
-          return { ok: false, code: 'budget_exhausted', limit: 'budget.tokens', message, retryAfter: resetIn, policy: { limit: budget.tokens, remaining: Math.max(0, free), reset: resetIn } };
-        }
-        reserve = Math.min(reserve, free);
-        tokenState = { limit: budget.tokens, remaining: free - reserve, reset: resetIn };
-      }
-      if (budget.requests !== undefined) {
-        requestsState = { limit: budget.requests, remaining: budget.requests - row.requests - 1, reset: resetIn };
-        states.push(requestsState);
-      }
-    }
+    const period = checked?.period ?? null;
+    const reserve = checked?.reserve ?? 0;
+    const tokenState = checked?.tokenState ?? null;
+    const requestsState = checked?.requestsState ?? null;
+    if (requestsState) states.push(requestsState);
     // Token counts are in another unit than requests: they speak for the key only when nothing
     // counted in requests limits it.
     if (states.length === 0 && tokenState) states.push(tokenState);
@@ -159,6 +154,45 @@ export class KeyLimiterDO extends DurableObject<Env> {
       }
     });
     return { ok: true, leaseId, policy: tightest(states), givenBackPolicy: tightest(givenBack), reservedTokens: reserve };
+  }
+
+  /**
+   * The budget refusal an upstream request would get now, if any, without taking anything: for
+   * a sharded key whose rate shard refused it, so a used-up budget is still the answer given.
+   */
+  budgetRefusal(request: AdmitRequest): Refusal | null {
+    const budget = request.upstream ? request.limits.budget : undefined;
+    if (!budget) return null;
+    const now = Date.now();
+    this.expireLeases(now);
+    const checked = this.checkBudget(budget, request, now);
+    return checked.ok ? null : checked.refusal;
+  }
+
+  /** Whether the period's budget has room for `request`, and what admitting it would reserve. */
+  private checkBudget(budget: NonNullable<KeyLimits['budget']>, request: AdmitRequest, now: number): BudgetCheck {
+    const period = budgetPeriod(budget.period, now);
+    const row = this.budgetRow(period.key);
+    const resetIn = Math.max(1, Math.ceil((period.end - now) / 1000));
+    if (budget.requests !== undefined && row.requests >= budget.requests) {
+      return { ok: false, refusal: { ok: false, code: 'budget_exhausted', limit: 'budget.requests', message: `request budget of ${budget.requests} per ${budget.period} is used up`, retryAfter: resetIn, policy: { limit: budget.requests, remaining: 0, reset: resetIn } } };
+    }
+    let reserve = budget.tokens !== undefined ? Math.max(0, Math.ceil(request.tokens)) : 0;
+    let tokenState: PolicyState | null = null;
+    if (budget.tokens !== undefined) {
+      const free = budget.tokens - row.tokens - row.reserved;
+      const least = Math.min(reserve, Math.max(0, Math.ceil(request.minTokens ?? reserve)));
+      if (row.tokens >= budget.tokens || least > free) {
+        const message = row.tokens >= budget.tokens
+          ? `token budget of ${budget.tokens} per ${budget.period} is used up`
+          : `this request needs ${least} tokens of the token budget of ${budget.tokens} per ${budget.period}; ${Math.max(0, free)} are free (${row.tokens} used, ${row.reserved} reserved by requests in flight)`;
+        return { ok: false, refusal: { ok: false, code: 'budget_exhausted', limit: 'budget.tokens', message, retryAfter: resetIn, policy: { limit: budget.tokens, remaining: Math.max(0, free), reset: resetIn } } };
+      }
+      reserve = Math.min(reserve, free);
+      tokenState = { limit: budget.tokens, remaining: free - reserve, reset: resetIn };
+    }
+    const requestsState = budget.requests === undefined ? null : { limit: budget.requests, remaining: budget.requests - row.requests - 1, reset: resetIn };
+    return { ok: true, period, reserve, tokenState, requestsState };
   }
 
   /**

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { limitedKey } from './support/limits';
 
 describe('OpenAPI document and docs page', () => {
   it('documents every registered route, with the error envelope', async () => {
@@ -35,6 +36,37 @@ describe('OpenAPI document and docs page', () => {
     for (const path of ['/v1/agents/{id}', '/v1/agents/{id}/status', '/v1/agents/{id}/executions/{eid}']) {
       expect(doc.paths[path].get.responses['200'].headers['x-gateway-stale'], path).toBeDefined();
       expect(doc.paths[path].get.responses['503'].headers['Retry-After'], path).toBeDefined();
+    }
+  });
+
+  it('documents the headers answers carry: x-request-id on every one, RateLimit-* wherever a key has limits', async () => {
+    const doc = (await api('/openapi.json')).body;
+    type Responses = Record<string, { headers?: Record<string, unknown> }>;
+    const ops = Object.entries(doc.paths as Record<string, Record<string, { responses: Responses }>>).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({ name: `${method.toUpperCase()} ${path}`, path, responses: op.responses })),
+    );
+    const rateLimit = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'];
+    for (const op of ops) {
+      // Key limits apply to tenant keys: never to the operator token of /v1/admin, nor to an
+      // incoming hook's sender, who signs instead of holding a key.
+      const keyed = !op.path.startsWith('/v1/admin/') && op.path !== '/healthz' && op.name !== 'POST /v1/hooks/{id}';
+      expect('429' in op.responses, op.name).toBe(keyed);
+      for (const [status, response] of Object.entries(op.responses)) {
+        expect(response.headers?.['x-request-id'], `${op.name} ${status}`).toBeDefined();
+        for (const name of rateLimit) expect(response.headers?.[name] !== undefined, `${op.name} ${status} ${name}`).toBe('429' in op.responses);
+      }
+    }
+
+    // And the server sends what is declared: a key with limits gets RateLimit-* on a 200 and a 404.
+    const { key } = await limitedKey({ perSecond: 100 });
+    for (const [path, status, documented] of [['/v1/agents', 200, '/v1/agents'], ['/v1/agents/nope', 404, '/v1/agents/{id}']] as const) {
+      const res = await api(path, { key });
+      expect(res.status).toBe(status);
+      const declared = doc.paths[documented].get.responses[String(status)].headers;
+      for (const name of [...rateLimit, 'x-request-id']) {
+        expect(res.headers.get(name), `${path} ${name}`).not.toBeNull();
+        expect(declared[name], `${documented} ${status} ${name}`).toBeDefined();
+      }
     }
   });
 

@@ -5,7 +5,7 @@
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
-// `status`: a redirect), body, contentType (of `body`), stallBody (headers, then silence),
+// `status`: a redirect; also on GET /models), body, contentType (of `body`), stallBody (headers, then silence),
 // contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes (a string
 // output of that many bytes), answerBytes (an output {answer} of about that many bytes of
 // JSON, its answer JSON text, which escaping makes larger in a task; with `a2a: {state:
@@ -70,7 +70,8 @@ export async function startMockUpstream(options = {}) {
     if (url.searchParams.has('target') && down.has(url.searchParams.get('target'))) return req.socket.destroy();
     if (req.method === 'GET' && url.pathname.endsWith('/models')) {
       const failStatus = url.searchParams.get('failStatus') ?? url.searchParams.get('status');
-      return failStatus ? send(res, Number(failStatus), { error: 'injected' }) : send(res, 200, { object: 'list', data: [{ id: 'mock-model', object: 'model' }] });
+      const location = url.searchParams.get('location');
+      return failStatus ? send(res, Number(failStatus), { error: 'injected' }, location ? { location } : {}) : send(res, 200, { object: 'list', data: [{ id: 'mock-model', object: 'model' }] });
     }
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
     if (req.method !== 'POST') {

@@ -33,7 +33,8 @@ export interface Admitted {
  * Admits a request against the key's limits. Unsharded keys take one round trip to the key's
  * object. With `shards` > 1 the rate windows go to one shard chosen at random (so a hot key's
  * rate checks spread over several objects), and only requests that call an upstream, on keys
- * with a concurrency cap or a budget, take a second trip to the main object.
+ * with a concurrency cap or a budget, take a second trip to the main object (as does one such
+ * request the shard refused, to hear whether its budget is used up: that refusal comes first).
  */
 export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, estimate: ChatTokenEstimate): Promise<Admitted | Extract<Admission, { ok: false }>> {
   const shards = limits.shards ?? 1;
@@ -44,16 +45,21 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
     return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, givenBackPolicy: result.givenBackPolicy, reservedTokens: result.reservedTokens };
   }
   const policies: PolicyState[] = [];
+  const { perSecond: _s, perMinute: _m, ...rest } = limits;
+  const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least };
   const rates = shardLimits(limits, shards);
   if (rates.perSecond !== undefined || rates.perMinute !== undefined) {
     const shard = Math.floor(Math.random() * shards);
     const result = await limiter(env, shardName(keyId, shard)).admit({ limits: rates, upstream: false, tokens: 0 });
-    if (!result.ok) return result;
+    if (!result.ok) {
+      // A used-up budget keeps the request out longer than the window: that is the answer
+      // (asked only of refused requests, so admitted ones still take one trip per object).
+      const budget = upstream && limits.budget ? await limiter(env, limiterName(keyId)).budgetRefusal(request) : null;
+      return budget ?? result;
+    }
     if (result.policy) policies.push(result.policy);
   }
   if (!exact) return { ok: true, lease: null, policy: tightest(policies), givenBackPolicy: tightest(policies), reservedTokens: 0 };
-  const { perSecond: _s, perMinute: _m, ...rest } = limits;
-  const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least };
   const result = await limiter(env, limiterName(keyId)).admit(request);
   if (!result.ok) return result;
   const withMain = (policy: PolicyState | null) => tightest(policy ? [...policies, policy] : policies);

@@ -3,9 +3,11 @@ import type { AppEnv } from '../env';
 
 /**
  * What a call that asked to start budgeted work did: `refused` before any work started (bad
- * params, an unknown task or agent), or `started` (or may have: a 5xx), even if it then failed.
+ * params, an unknown task or agent), `replayed` an answer the gateway already had without
+ * calling an upstream (a repeated Idempotency-Key, a response-cache hit), or `started` (or may
+ * have: a 5xx), even if it then failed.
  */
-export type WorkOutcome = 'refused' | 'started';
+export type WorkOutcome = 'refused' | 'replayed' | 'started';
 
 /**
  * Tells the limits middleware what the request's work came to where its HTTP status cannot:
@@ -19,8 +21,11 @@ export function noteWork(c: Context<AppEnv>, outcome: WorkOutcome): void {
   if (c.get('work') !== 'started') c.set('work', outcome);
 }
 
-/** Whether a response of `status` gives the request's budget back: a 4xx, or a refusal in a 200. */
+/**
+ * Whether a response of `status` gives the request's budget back: a 4xx, a refusal in a 200,
+ * or a replayed answer (whatever its status: it called no upstream).
+ */
 export function givesBack(c: Context<AppEnv>, status: number): boolean {
   const work = c.get('work');
-  return work === 'refused' || (status >= 400 && status < 500 && work !== 'started');
+  return work === 'refused' || work === 'replayed' || (status >= 400 && status < 500 && work !== 'started');
 }

@@ -1,7 +1,7 @@
 import type { PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
-import { retryAfterMs } from '../upstream/http-attempt';
+import { redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
@@ -121,12 +121,14 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   try {
     let response: Response;
     try {
-      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...options.body, model }), signal });
+      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...options.body, model }), signal, redirect: 'manual' });
     } catch (error) {
       throw abortReason(signal, error);
     }
     if (!response.ok) {
       const text = await response.text().catch(() => '');
+      // Not followed (the guard checked this URL only), and not the caller's to relay.
+      if (response.status >= 300 && response.status < 400) throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
       const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
       if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
       throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));

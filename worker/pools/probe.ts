@@ -12,7 +12,7 @@ const HEALTH_KV_TTL_S = 10 * 60;
 
 /**
  * One active health check: openai-chat targets answer `GET <baseUrl>/models` with 2xx;
- * agent-http targets answer their URL with anything below 500; builtin is always up.
+ * agent-http targets answer their URL with anything below 500 but a redirect; builtin is always up.
  */
 export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): Promise<ProbeResult> {
   const checkedAt = new Date().toISOString();
@@ -24,9 +24,11 @@ export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): P
   try {
     const headers: Record<string, string> = { 'user-agent': 'edge-agent-gateway health probe' };
     if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
-    const response = await fetch(url, { method: 'GET', headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    const response = await fetch(url, { method: 'GET', headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'manual' });
     await response.body?.cancel();
-    const ok = target.kind === 'openai-chat' ? response.ok : response.status < 500;
+    // A redirect is not followed (the guard checked this URL only), so calls to it would fail.
+    const redirected = response.status >= 300 && response.status < 400;
+    const ok = target.kind === 'openai-chat' ? response.ok : response.status < 500 && !redirected;
     return ok ? { ok, checkedAt, latencyMs: Date.now() - started } : { ok, checkedAt, latencyMs: Date.now() - started, error: `HTTP ${response.status}` };
   } catch (error) {
     return { ok: false, checkedAt, latencyMs: null, error: error instanceof Error ? error.message : String(error) };

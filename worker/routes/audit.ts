@@ -5,7 +5,7 @@ import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { iso } from '../lib/time';
 import { AuditQuery, AuditRecord } from '../schemas/admin';
 import { page } from '../schemas/common';
-import { commonErrors, json, security } from './openapi';
+import { adminErrors, commonErrors, json, security } from './openapi';
 
 const record = (r: AuditRow): z.infer<typeof AuditRecord> => ({
   id: r.id,
@@ -33,7 +33,7 @@ export const audit = new OpenAPIHono<AppEnv>()
       summary: 'The audit log, newest first: who did what, when, with which request (operator token)',
       security,
       request: { query: AuditQuery },
-      responses: { 200: json(page(AuditRecord), 'audit entries'), ...commonErrors },
+      responses: { 200: json(page(AuditRecord), 'audit entries'), ...adminErrors },
     }),
     async (c) => {
       const q = c.req.valid('query');

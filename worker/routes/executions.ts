@@ -51,8 +51,9 @@ export const executions = router()
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
       const { tenantId } = c.get('principal');
       const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey);
-      // Counted even when it then answers a 4xx (a sync run cancelled while it ran: 409).
-      noteWork(c, 'started');
+      // Counted even when it then answers a 4xx (a sync run cancelled while it ran: 409); a
+      // repeated Idempotency-Key's recorded answer called no upstream, so it is given back.
+      noteWork(c, replayed ? 'replayed' : 'started');
       Object.assign(c.get('log'), { agent: id, execution: execution.id, executionStatus: execution.status, upstream: execution.upstream, attempts: execution.attempts, durationMs: execution.durationMs });
       const headers: Record<string, string> = { location: `/v1/agents/${id}/executions/${execution.id}` };
       if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';

@@ -15,6 +15,7 @@ import { outboundPolicy } from '../upstream/outbound-guard';
 import { gatewayUpstream } from '../upstream/pool';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
+import { noteWork } from '../limits/work';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
@@ -114,7 +115,10 @@ export const openai = router()
       const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, poolName, body) : null;
       if (cacheKey) {
         const hit = await cachedChat(cacheKey);
-        if (hit) return hit;
+        if (hit) {
+          noteWork(c, 'replayed'); // no upstream call: the key's budgets are given back
+          return hit;
+        }
       }
   
       // The key's token budget could not reserve the default completion: ask for no more.

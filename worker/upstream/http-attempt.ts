@@ -9,6 +9,9 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** Said of a 3xx answer, which is never followed: it fails the attempt like any other non-2xx. */
+export const redirectNote = (status: number): string => (status >= 300 && status < 400 ? ' (redirects are not followed)' : '');
+
 /**
  * POSTs JSON and returns the parsed JSON reply, classifying every failure: network errors,
  * 408, 429 and 5xx are retryable; other statuses and unparseable bodies are not.
@@ -21,6 +24,8 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
       headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
       body: JSON.stringify(body),
       signal,
+      // The guard checked this URL, not wherever a redirect points (docs/ARCHITECTURE.md).
+      redirect: 'manual',
     });
   } catch (error) {
     throw classifyThrown(error, signal);
@@ -35,7 +40,7 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
     const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
     throw new UpstreamError(
       'http',
-      `upstream answered ${response.status}: ${text.slice(0, 200)}`,
+      `upstream answered ${response.status}${redirectNote(response.status)}: ${text.slice(0, 200)}`,
       retryable,
       response.status,
       retryAfterMs(response.headers.get('retry-after')),
