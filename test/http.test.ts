@@ -174,10 +174,11 @@ describe('edge router', () => {
   it('documents the response headers it sends: Location and Idempotent-Replayed on executions and transactions, ETag on the context', async () => {
     const doc = (await api('/openapi.json')).body;
     const declared = (path: string, method: string, status: string) => Object.keys(doc.paths[path][method].responses[status].headers ?? {}).sort();
-    for (const status of ['200', '202']) expect(declared('/v1/agents/{id}/executions', 'post', status)).toEqual(['idempotent-replayed', 'location']);
-    for (const status of ['200', '409']) expect(declared('/v1/transactions', 'post', status)).toEqual(['idempotent-replayed', 'location']);
-    expect(declared('/v1/agents/{id}/context', 'get', '200')).toEqual(['etag']);
-    expect(declared('/v1/agents/{id}/context', 'patch', '200')).toEqual(['etag']);
+    // (x-d1-bookmark is on every /v1 response: test/operator.test.ts)
+    for (const status of ['200', '202']) expect(declared('/v1/agents/{id}/executions', 'post', status)).toEqual(['idempotent-replayed', 'location', 'x-d1-bookmark']);
+    for (const status of ['200', '409']) expect(declared('/v1/transactions', 'post', status)).toEqual(['idempotent-replayed', 'location', 'x-d1-bookmark']);
+    expect(declared('/v1/agents/{id}/context', 'get', '200')).toEqual(['etag', 'x-d1-bookmark']);
+    expect(declared('/v1/agents/{id}/context', 'patch', '200')).toEqual(['etag', 'x-d1-bookmark']);
 
     // And the server sends what the document says.
     const { key } = await newTenant();
@@ -197,7 +198,7 @@ describe('edge router', () => {
   it("documents the gateway's response headers of chat completions", async () => {
     const doc = (await api('/openapi.json')).body;
     const { responses } = doc.paths['/v1/chat/completions'].post;
-    expect(Object.keys(responses['200'].headers).sort()).toEqual(['x-gateway-attempts', 'x-gateway-cache', 'x-gateway-execution', 'x-gateway-upstream']);
+    expect(Object.keys(responses['200'].headers).sort()).toEqual(['x-d1-bookmark', 'x-gateway-attempts', 'x-gateway-cache', 'x-gateway-execution', 'x-gateway-upstream']);
     expect(responses['200'].headers['x-gateway-cache'].schema.enum).toEqual(['HIT', 'MISS', 'BYPASS']);
     expect(responses['200'].headers['x-gateway-attempts'].required).toBe(true);
     for (const status of ['502', '504']) expect(Object.keys(responses[status].headers)).toEqual(expect.arrayContaining(['x-gateway-upstream', 'x-gateway-attempts']));

@@ -28,6 +28,7 @@ import { usage } from './routes/usage';
 import { keyLimits } from './limits/middleware';
 import { mcp } from './routes/mcp';
 import { a2a, a2aRpc } from './routes/a2a';
+import { withD1Bookmark } from './routes/openapi-bookmark';
 
 /** Where the API reference page (GET /docs) loads Scalar's script: public/vendor/scalar/standalone.js. */
 const SCALAR_SCRIPT = '/vendor/scalar/standalone.js';
@@ -92,14 +93,16 @@ export function createApp() {
     scheme: 'bearer',
     description: 'a tenant API key (eag_…), or the operator token for /v1/admin routes',
   });
-  app.doc31('/openapi.json', {
+  const documentConfig = {
     openapi: '3.1.0',
     info: {
       title: 'edge-agent-gateway',
       version: '0.1.0',
       description: 'High-availability gateway for enterprise AI agents. Errors use one envelope: {"error":{"code","message","requestId","details"?}}.',
     },
-  });
+  };
+  // As app.doc31 would serve it, plus the header the D1 session middleware adds to every /v1 route.
+  app.get('/openapi.json', (c) => c.json(withD1Bookmark(app.getOpenAPI31Document(documentConfig))));
 
   // Everything the page loads comes from this origin, so it renders offline and where CDNs are
   // blocked: Scalar's script is a static asset (public/vendor/scalar/, vendored with its version and
