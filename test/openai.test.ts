@@ -191,6 +191,24 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-attempts')).toBe('1');
   });
 
+  it("passes a target's own 4xx through as it came, told apart from the gateway's by x-gateway-upstream, as the document says", async () => {
+    const { key } = await newTenant();
+    const tag = `u${Date.now()}`;
+    await poolFor(key, 'creds', [chatTarget(tag, 'status=401')]);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'creds', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual({ error: 'injected status' });
+    expect(res.headers.get('x-gateway-upstream')).toBe(`creds/${tag}`);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    // The gateway's own 401 carries no x-gateway-upstream.
+    expect((await api('/v1/chat/completions', { key: 'eag_wrong', body: { model: 'creds', messages: [] } })).headers.get('x-gateway-upstream')).toBeNull();
+
+    const doc = (await api('/openapi.json')).body;
+    const passed = doc.paths['/v1/chat/completions'].post.responses['4XX'];
+    expect(passed.description).toMatch(/passed through/);
+    expect(Object.keys(passed.headers)).toEqual(expect.arrayContaining(['x-gateway-upstream', 'x-gateway-attempts']));
+  });
+
   it('answers from a builtin target offline', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'local', [{ id: 'faq', kind: 'builtin' }]);
