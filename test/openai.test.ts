@@ -130,6 +130,27 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     });
   }
 
+  it('fails a stream over before its first byte when a target answers 200 with something other than an event stream', async () => {
+    const { key } = await newTenant();
+    const tag = `nosse${Date.now()}`;
+    for (const faults of ['body=<html>bad gateway</html>,contentType=text/html', 'body={"choices":[]},contentType=application/json']) {
+      await api('/v1/pools/chat', { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-odd`, faults), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      const text = await res.text();
+      expect(res.status, faults).toBe(200);
+      expect(res.headers.get('x-gateway-upstream'), faults).toBe(`chat/${tag}-ok`);
+      expect(res.headers.get('x-gateway-attempts'), faults).toBe('2');
+      // Only the other target's events: nothing of the odd answer, and no error event.
+      expect(text.split('\n\n').filter(Boolean).every((frame) => frame.startsWith('data: ')), text).toBe(true);
+      expect(text).not.toContain('"error"');
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    }
+  });
+
   it('fails a completion over when a target says JSON but its body does not parse', async () => {
     const { key } = await newTenant();
     const tag = `torn${Date.now()}`;
