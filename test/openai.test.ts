@@ -244,6 +244,18 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(models.data.map((m) => m.id).sort()).toEqual(['chat', 'chat/big', 'chat/mock-model']);
   });
 
+  it('refuses a model with an empty part (pool/, agent:) as 400 at model, where the target would have answered', async () => {
+    const { key } = await newTenant();
+    const tag = `empty${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(tag)]);
+    for (const model of ['chat/', 'agent:']) {
+      const res = await api('/v1/chat/completions', { key, body: { model, messages: [{ role: 'user', content: 'x' }] } });
+      expect(res.status, model).toBe(400);
+      expect(res.body.error.code, model).toBe('invalid_request');
+      expect(res.body.error.details, model).toEqual([expect.objectContaining({ path: ['model'] })]);
+    }
+  });
+
   it('answers 404 for an unknown pool and 400 for a bad request', async () => {
     const { key } = await newTenant();
     expect((await api('/v1/chat/completions', { key, body: { model: 'nope', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(404);
