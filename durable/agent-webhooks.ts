@@ -1,4 +1,5 @@
 import { Webhook as Signer } from 'standardwebhooks';
+import { fail, ok, type Result } from '../worker/errors';
 import { newId } from '../worker/lib/ids';
 import { iso } from '../worker/lib/time';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
@@ -164,14 +165,24 @@ export class AgentWebhooks {
     return this.sql.all<DeliveryRow>(`SELECT * FROM deliveries ${clause} ORDER BY id DESC LIMIT ?`, ...params, options.limit).map(toDelivery);
   }
 
-  /** Sends a delivery again now, with a fresh retry schedule; null if unknown. */
-  retry(id: string, now: number): Delivery | null {
-    if (!this.schema.has('webhooks')) return null;
-    const written = this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
-    if (written === 0) return null;
+  /**
+   * Sends a delivery again now, with a fresh retry schedule. Refused, changing nothing, when its
+   * webhook was deleted: the retry could only die at once, overwriting the record of what
+   * happened (a delivered one would read as dead).
+   */
+  retry(id: string, now: number): Result<Delivery> {
+    const unknown = fail('not_found', `delivery ${id} not found`);
+    if (!this.schema.has('webhooks')) return unknown;
+    // A2A push deliveries share the table but are not webhook deliveries (as in listDeliveries).
+    const found = this.sql.one<DeliveryRow & { hook: string | null }>(
+      "SELECT d.*, w.id AS hook FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ? AND d.webhook_id NOT LIKE 'a2a:%'",
+      id,
+    );
+    if (!found) return unknown;
+    if (found.hook === null) return fail('conflict', `the webhook ${found.webhook_id} of delivery ${id} was deleted: there is nowhere to send it`);
+    this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
     this.queued = true;
-    const row = this.sql.one<DeliveryRow>('SELECT * FROM deliveries WHERE id = ?', id);
-    return row ? toDelivery(row) : null;
+    return ok(toDelivery({ ...found, status: 'pending', attempts: 0, next_at: now, delivered_at: null }));
   }
 
   /** Whether deliveries were queued since the last send (see `queued`). */

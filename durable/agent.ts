@@ -297,10 +297,9 @@ export class AgentDO extends DurableObject<Env> {
 
   async retryDelivery(id: string): Promise<Result<Delivery>> {
     if (!this.store.agentRow()) return this.notFound();
-    const delivery = this.webhooks.retry(id, Date.now());
-    if (!delivery) return fail('not_found', `delivery ${id} not found`);
-    this.background.afterChange();
-    return ok(delivery);
+    const retried = this.webhooks.retry(id, Date.now());
+    if (retried.ok) this.background.afterChange();
+    return retried;
   }
 
   /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`. */

@@ -5,10 +5,10 @@ import { api, BASE, newAgent, newTenant } from './support/api';
 
 
 /**
- * The headers a route declares itself: x-request-id and RateLimit-*, which middleware puts on
- * every answer, are declared on every response (operator.test.ts checks those).
+ * The headers a route declares itself: x-request-id, RateLimit-* and x-d1-bookmark, which
+ * middleware puts on answers, are declared on every response (operator.test.ts checks those).
  */
-const MIDDLEWARE_HEADERS = new Set(['x-request-id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset']);
+const MIDDLEWARE_HEADERS = new Set(['x-request-id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'x-d1-bookmark']);
 const routeHeaders = (headers: Record<string, unknown> | undefined): string[] => Object.keys(headers ?? {}).filter((name) => !MIDDLEWARE_HEADERS.has(name)).sort();
 
 describe('edge router', () => {

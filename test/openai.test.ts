@@ -130,6 +130,27 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     });
   }
 
+  it('fails a stream over before its first byte when a target answers 200 with something other than an event stream', async () => {
+    const { key } = await newTenant();
+    const tag = `nosse${Date.now()}`;
+    for (const faults of ['body=<html>bad gateway</html>,contentType=text/html', 'body={"choices":[]},contentType=application/json']) {
+      await api('/v1/pools/chat', { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-odd`, faults), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      const text = await res.text();
+      expect(res.status, faults).toBe(200);
+      expect(res.headers.get('x-gateway-upstream'), faults).toBe(`chat/${tag}-ok`);
+      expect(res.headers.get('x-gateway-attempts'), faults).toBe('2');
+      // Only the other target's events: nothing of the odd answer, and no error event.
+      expect(text.split('\n\n').filter(Boolean).every((frame) => frame.startsWith('data: ')), text).toBe(true);
+      expect(text).not.toContain('"error"');
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    }
+  });
+
   it('fails a completion over when a target says JSON but its body does not parse', async () => {
     const { key } = await newTenant();
     const tag = `torn${Date.now()}`;
@@ -191,6 +212,24 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-attempts')).toBe('1');
   });
 
+  it("passes a target's own 4xx through as it came, told apart from the gateway's by x-gateway-upstream, as the document says", async () => {
+    const { key } = await newTenant();
+    const tag = `u${Date.now()}`;
+    await poolFor(key, 'creds', [chatTarget(tag, 'status=401')]);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'creds', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual({ error: 'injected status' });
+    expect(res.headers.get('x-gateway-upstream')).toBe(`creds/${tag}`);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    // The gateway's own 401 carries no x-gateway-upstream.
+    expect((await api('/v1/chat/completions', { key: 'eag_wrong', body: { model: 'creds', messages: [] } })).headers.get('x-gateway-upstream')).toBeNull();
+
+    const doc = (await api('/openapi.json')).body;
+    const passed = doc.paths['/v1/chat/completions'].post.responses['4XX'];
+    expect(passed.description).toMatch(/passed through/);
+    expect(Object.keys(passed.headers)).toEqual(expect.arrayContaining(['x-gateway-upstream', 'x-gateway-attempts']));
+  });
+
   it('answers from a builtin target offline', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'local', [{ id: 'faq', kind: 'builtin' }]);
@@ -203,6 +242,18 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     await poolFor(key, 'chat', [chatTarget('x1'), chatTarget('x2', 'ok', { model: 'big' })]);
     const models = await client(key).models.list();
     expect(models.data.map((m) => m.id).sort()).toEqual(['chat', 'chat/big', 'chat/mock-model']);
+  });
+
+  it('refuses a model with an empty part (pool/, agent:) as 400 at model, where the target would have answered', async () => {
+    const { key } = await newTenant();
+    const tag = `empty${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(tag)]);
+    for (const model of ['chat/', 'agent:']) {
+      const res = await api('/v1/chat/completions', { key, body: { model, messages: [{ role: 'user', content: 'x' }] } });
+      expect(res.status, model).toBe(400);
+      expect(res.body.error.code, model).toBe('invalid_request');
+      expect(res.body.error.details, model).toEqual([expect.objectContaining({ path: ['model'] })]);
+    }
   });
 
   it('answers 404 for an unknown pool and 400 for a bad request', async () => {

@@ -70,6 +70,31 @@ describe('OpenAPI document and docs page', () => {
     }
   });
 
+  it('documents x-d1-bookmark on every /v1 operation: a header it accepts and a header it answers with', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const parameter = doc.components.parameters['x-d1-bookmark'];
+    expect(parameter).toMatchObject({ in: 'header', name: 'x-d1-bookmark', required: false });
+    expect(doc.components.headers['x-d1-bookmark'].schema.type).toBe('string');
+    const refs = (operation: { parameters?: { $ref?: string }[] }) => (operation.parameters ?? []).map((p) => p.$ref);
+    const operations = Object.entries(doc.paths as Record<string, Record<string, { parameters?: { $ref?: string }[]; responses: Record<string, { headers?: Record<string, unknown> }> }>>)
+      .filter(([path]) => path.startsWith('/v1/'))
+      .flatMap(([path, ops]) => Object.entries(ops).map(([method, operation]) => ({ name: `${method} ${path}`, operation })));
+    expect(operations.length).toBeGreaterThan(30);
+    for (const { name, operation } of operations) {
+      expect(refs(operation), name).toContain('#/components/parameters/x-d1-bookmark');
+      for (const [status, response] of Object.entries(operation.responses)) {
+        expect(response.headers?.['x-d1-bookmark'], `${name} ${status}`).toEqual({ $ref: '#/components/headers/x-d1-bookmark' });
+      }
+    }
+    // Routes outside /v1 have no D1 session, so no bookmark.
+    expect(refs(doc.paths['/healthz'].get)).not.toContain('#/components/parameters/x-d1-bookmark');
+
+    // And the server does what the document says: a D1 read answers with a bookmark.
+    const { key } = await newTenant();
+    const list = await api('/v1/agents', { key });
+    expect(list.headers.get('x-d1-bookmark')).toMatch(/\S/);
+  });
+
   it('serves the API reference page at /docs', async () => {
     const res = await api('/docs');
     expect(res.status).toBe(200);

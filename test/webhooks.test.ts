@@ -133,6 +133,26 @@ describe('outgoing webhooks', () => {
     expect((await api(`/v1/agents/${id}/deliveries/msg_unknown/retry`, { key, method: 'POST' })).status).toBe(404);
   });
 
+  it('refuses to retry a delivery whose webhook was deleted (409 conflict), and keeps its record as it was', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const hook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=gone-${id}`) } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const [delivered] = await eventually(async () => {
+      const list = await deliveries(key, id, 'delivered');
+      return list.length === 1 && list;
+    });
+    expect((await api(`/v1/agents/${id}/webhooks/${hook.body.id}`, { key, method: 'DELETE' })).status).toBe(204);
+
+    const retried = await api(`/v1/agents/${id}/deliveries/${delivered?.id}/retry`, { key, method: 'POST' });
+    expect(retried.status).toBe(409);
+    expect(retried.body.error.code).toBe('conflict');
+    expect(retried.body.error.message).toMatch(/webhook .* was deleted/);
+    // Not turned into a pending delivery that then dies: the record still says it was delivered.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await deliveries(key, id)).toEqual([expect.objectContaining({ id: delivered?.id, status: 'delivered', attempts: 1, lastError: null })]);
+  });
+
   it('delivers after the object restarts mid-delivery (same webhook-id)', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);

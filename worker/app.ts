@@ -101,6 +101,7 @@ export function createApp() {
       description: 'High-availability gateway for enterprise AI agents. Errors use one envelope: {"error":{"code","message","requestId","details"?}}.',
     },
   };
+  // As app.doc31 would serve it, plus the headers middleware reads and adds (request id, limits, D1 bookmark).
   app.get('/openapi.json', (c) => c.json(withMiddlewareHeaders(app.getOpenAPI31Document(documentConfig))));
 
   // Everything the page loads comes from this origin, so it renders offline and where CDNs are

@@ -148,6 +148,13 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       }
       return { response: new Response(text, { status: 200, headers: { 'content-type': 'application/json' } }), streaming: false };
     }
+    // Relaying anything else (a proxy's HTML page, a whole JSON completion) as SSE would hand the
+    // client a torn stream; nothing has been sent yet, so it fails over like a 5xx.
+    const type = response.headers.get('content-type') ?? '';
+    if (!SSE_TYPE.test(type)) {
+      void response.body?.cancel().catch(() => {});
+      throw new UpstreamError('invalid_response', `upstream reply is not an event stream (content-type: ${type.slice(0, 64) || 'none'})`, true);
+    }
     const reader = response.body?.getReader();
     if (!reader) throw new UpstreamError('invalid_response', 'upstream stream has no body', true);
     let first: ReadableStreamReadResult<Uint8Array>;
@@ -171,6 +178,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
 }
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
+const SSE_TYPE = /^text\/event-stream\b/i;
 
 /**
  * A non-stream answer of a `passThrough` pool, handed on as its headers arrive: the runtime

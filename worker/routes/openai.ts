@@ -96,6 +96,13 @@ export const openai = router()
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: GatewayHeaders },
         504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
         ...commonErrors,
+        // A target's 4xx is the caller's to see: never retried, and not rewritten into the envelope.
+        '4XX': {
+          content: { 'application/json': { schema: z.unknown() } },
+          description:
+            "a target's own 4xx (other than 408 and 429), passed through as it came: its status and body (the upstream's error shape, not the gateway's envelope); x-gateway-upstream names the target, which the gateway's own 4xx answers never carry",
+          headers: GatewayHeaders,
+        },
       },
     }),
     async (c) => {

@@ -1,10 +1,11 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 
 /**
- * Response headers that middleware, not routes, put on answers: the request id on every one,
- * and the RateLimit-* headers of a key with limits on every answer of a route such a key can
- * call. Routes cannot declare them one by one without repeating them on every status, so the
- * document gets them here, as references to one definition each.
+ * Headers that middleware, not routes, read and put on answers: the request id on every one;
+ * the RateLimit-* headers of a key with limits on every answer of a route such a key can call;
+ * and `x-d1-bookmark` (worker/middleware/d1-session.ts), accepted and answered on every `/v1`
+ * operation. Routes cannot declare them one by one without repeating them on every status, so
+ * the document gets them here, as references to one definition each.
  */
 
 interface HeaderObject {
@@ -19,9 +20,20 @@ interface ResponseObject {
 type Document = ReturnType<OpenAPIHono['getOpenAPI31Document']>;
 /** The parts of the document this touches (a path item's other members are not operations' shape). */
 interface DocumentShape {
-  paths?: Record<string, Record<string, { responses?: Record<string, ResponseObject> }>>;
-  components?: { headers?: Record<string, HeaderObject | Reference> };
+  paths?: Record<string, Record<string, { parameters?: unknown[]; responses?: Record<string, ResponseObject> }>>;
+  components?: { headers?: Record<string, HeaderObject | Reference>; parameters?: Record<string, unknown> };
 }
+
+const METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options']);
+const BOOKMARK = 'x-d1-bookmark';
+const BOOKMARK_PARAMETER = {
+  in: 'header',
+  name: BOOKMARK,
+  required: false,
+  schema: { type: 'string', maxLength: 256 },
+  description:
+    'The bookmark a previous response carried: this request reads D1 at least as new as that write (read-your-writes across read replicas). Malformed values are ignored.',
+} as const;
 
 const COMPONENTS: Record<string, HeaderObject> = {
   RequestId: {
@@ -32,6 +44,10 @@ const COMPONENTS: Record<string, HeaderObject> = {
   RateLimitLimit: { schema: { type: 'integer' }, description: "a key with limits: the limit closest to refusing (requests, or tokens for a token budget alone)" },
   RateLimitRemaining: { schema: { type: 'integer' }, description: 'a key with limits: what is left of it' },
   RateLimitReset: { schema: { type: 'integer' }, description: 'a key with limits: seconds until it is whole again' },
+  [BOOKMARK]: {
+    schema: { type: 'string' },
+    description: "The D1 session's latest bookmark, when the request used D1 or sent a bookmark itself (then handed back); send it on the next request.",
+  },
 };
 
 const ref = (name: string): Reference => ({ $ref: `#/components/headers/${name}` });
@@ -42,21 +58,29 @@ const RATE_LIMIT: Record<string, Reference> = {
 };
 
 /**
- * Adds `x-request-id` to every response, and RateLimit-* to every response of an operation
- * that documents 429 (the routes a key's limits apply to). A header a route declares itself
- * (the 429's own RateLimit-*, with its wording) is kept.
+ * Adds `x-request-id` to every response, RateLimit-* to every response of an operation that
+ * documents 429 (the routes a key's limits apply to), and `x-d1-bookmark` as a request and a
+ * response header to every `/v1` operation. A header a route declares itself (the 429's own
+ * RateLimit-*, with its wording) is kept.
  */
 export function withMiddlewareHeaders(document: Document): Document {
   const doc = document as DocumentShape;
-  for (const methods of Object.values(doc.paths ?? {})) {
-    for (const operation of Object.values(methods)) {
+  for (const [path, members] of Object.entries(doc.paths ?? {})) {
+    const session = path.startsWith('/v1/');
+    for (const [method, operation] of Object.entries(members)) {
+      if (!METHODS.has(method)) continue;
       const responses = operation.responses ?? {};
       const limited = '429' in responses;
+      if (session) operation.parameters = [...(operation.parameters ?? []), { $ref: `#/components/parameters/${BOOKMARK}` }];
       for (const response of Object.values(responses)) {
-        response.headers = { 'x-request-id': ref('RequestId'), ...(limited ? RATE_LIMIT : {}), ...response.headers };
+        response.headers = { 'x-request-id': ref('RequestId'), ...(limited ? RATE_LIMIT : {}), ...(session ? { [BOOKMARK]: ref(BOOKMARK) } : {}), ...response.headers };
       }
     }
   }
-  doc.components = { ...doc.components, headers: { ...doc.components?.headers, ...COMPONENTS } };
+  doc.components = {
+    ...doc.components,
+    headers: { ...doc.components?.headers, ...COMPONENTS },
+    parameters: { ...doc.components?.parameters, [BOOKMARK]: BOOKMARK_PARAMETER },
+  };
   return document;
 }

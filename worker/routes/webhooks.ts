@@ -89,7 +89,7 @@ export const webhooks = new OpenAPIHono<AppEnv>()
       summary: 'Send a delivery again now (a dead letter gets a fresh retry schedule)',
       security,
       request: { params: AgentIdParams.extend({ did: ChildId }) },
-      responses: { 200: json(Delivery, 'the delivery, pending'), 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: json(Delivery, 'the delivery, pending'), 404: errorResponse('not_found'), 409: errorResponse('conflict: its webhook was deleted, so it has nowhere to go (nothing changed)'), ...commonErrors },
     }),
     async (c) => {
       const { id, did } = c.req.valid('param');

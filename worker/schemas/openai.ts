@@ -16,7 +16,13 @@ export const ChatMessage = z.looseObject({
 // Unknown fields pass through, so their nesting is bounded here (size by the body limit).
 export const ChatCompletionRequest = boundedDepth(
   z.looseObject({
-    model: z.string().min(1).max(256).openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
+    model: z
+      .string()
+      .min(1)
+      .max(256)
+      // An empty part would reach a target as model "" or look up agent "": neither names anything.
+      .refine((m) => !m.endsWith('/') && !m.startsWith('/') && m !== 'agent:', { message: 'a model is "<pool>", "<pool>/<model>" or "agent:<agent id>", with no part empty' })
+      .openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
     messages: z.array(ChatMessage).min(1).max(2_000),
     stream: z.boolean().optional(),
     temperature: z.number().min(0).max(2).optional(),
