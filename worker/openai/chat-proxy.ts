@@ -150,11 +150,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     }
     // Relaying anything else (a proxy's HTML page, a whole JSON completion) as SSE would hand the
     // client a torn stream; nothing has been sent yet, so it fails over like a 5xx.
-    const type = response.headers.get('content-type') ?? '';
-    if (!SSE_TYPE.test(type)) {
-      void response.body?.cancel().catch(() => {});
-      throw new UpstreamError('invalid_response', `upstream reply is not an event stream (content-type: ${type.slice(0, 64) || 'none'})`, true);
-    }
+    requireContentType(response, SSE_TYPE, 'an event stream');
     const reader = response.body?.getReader();
     if (!reader) throw new UpstreamError('invalid_response', 'upstream stream has no body', true);
     let first: ReadableStreamReadResult<Uint8Array>;
@@ -192,12 +188,16 @@ const SSE_TYPE = /^text\/event-stream\b/i;
  * retried on another target.
  */
 function passThrough(response: Response): Response {
-  const type = response.headers.get('content-type') ?? '';
-  if (!JSON_TYPE.test(type)) {
-    void response.body?.cancel().catch(() => {});
-    throw new UpstreamError('invalid_response', `upstream reply is not JSON (content-type: ${type.slice(0, 64) || 'none'})`, true);
-  }
+  const type = requireContentType(response, JSON_TYPE, 'JSON');
   return new Response(response.body, { status: 200, headers: { 'content-type': type } });
+}
+
+/** The answer's content type if it matches `expected`; else its body is dropped and the attempt fails over like a 5xx. */
+function requireContentType(response: Response, expected: RegExp, what: string): string {
+  const type = response.headers.get('content-type') ?? '';
+  if (expected.test(type)) return type;
+  void response.body?.cancel().catch(() => {});
+  throw new UpstreamError('invalid_response', `upstream reply is not ${what} (content-type: ${type.slice(0, 64) || 'none'})`, true);
 }
 
 function abortReason(signal: AbortSignal, error: unknown): UpstreamError {
