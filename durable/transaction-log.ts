@@ -97,6 +97,15 @@ export class TransactionLog {
     if (!this.empty) runMigrations(this.sql, this.storage, MIGRATIONS);
   }
 
+  /**
+   * The coordinator's storage is being deleted (retention): reads answer "no transaction" from
+   * now on, and a new transaction under this name creates the schema again. `open()` undoes it
+   * if the deletion fails.
+   */
+  forget(): void {
+    this.empty = true;
+  }
+
   tx(): TxRow | undefined {
     if (this.empty) return undefined;
     return this.sql.one<TxRow>('SELECT * FROM tx WHERE singleton = 1');

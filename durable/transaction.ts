@@ -7,6 +7,7 @@ import { AbortReason, type ParticipantOperation, type Transaction } from '../wor
 import type { CoordinatorAnswer } from './agent-transactions';
 import { Sql } from './sql';
 import { TransactionLog, toTransaction, type NewParticipant, type ParticipantRow, type TxRow } from './transaction-log';
+import { dropIndexRow, expiresAt } from './transaction-retention';
 
 /** How long after the deadline an undecided log is taken for a crashed coordinator. */
 const DECISION_GRACE_MS = 1_000;
@@ -63,7 +64,13 @@ export class TransactionDO extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.log = new TransactionLog(new Sql(ctx.storage.sql), ctx.storage);
-    void ctx.blockConcurrencyWhile(async () => this.log.open());
+    void ctx.blockConcurrencyWhile(async () => {
+      this.log.open();
+      // Coordinators completed before retention existed deleted their alarm at completion:
+      // the first start of one arms its retention alarm, so it too is deleted in the end.
+      const tx = this.log.tx();
+      if (tx && expiresAt(tx) !== null && (await ctx.storage.getAlarm()) === null) await this.armAlarm();
+    });
   }
 
   /**
@@ -90,6 +97,8 @@ export class TransactionDO extends DurableObject<Env> {
       return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different transaction', { transactionId: existing.id });
     }
     await this.settle();
+    // Deleted by retention while this replay waited: the key is free again, as after expiry.
+    if (!this.log.tx()) return null;
     return ok({ transaction: this.view(), replayed: true });
   }
 
@@ -117,6 +126,8 @@ export class TransactionDO extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const tx = this.log.tx();
     if (!tx) return;
+    const expiry = expiresAt(tx);
+    if (expiry !== null && Date.now() >= expiry) return this.expire(tx);
     if (tx.status === 'preparing') {
       if (this.driving && Date.now() < tx.deadline_at + DECISION_GRACE_MS) return this.armAlarm();
       // The run that owned phase one is gone (a crash or restart): presumed abort.
@@ -268,17 +279,35 @@ export class TransactionDO extends DurableObject<Env> {
     }
   }
 
-  /** One alarm for all due work: the phase-one deadline, phase-two retries, the D1 index. */
+  /**
+   * One alarm for all due work: the phase-one deadline, phase-two retries, the D1 index, and
+   * once all of that is done, retention (the coordinator deletes itself, with the alarm).
+   */
   private async armAlarm(): Promise<void> {
     const tx = this.log.tx();
     if (!tx) return;
     const now = Date.now();
-    let at: number | null = null;
+    let at: number;
     if (tx.status === 'preparing') at = tx.deadline_at + DECISION_GRACE_MS;
     else if (tx.completed_at === null) at = now + Math.min(PHASE_TWO_MAX_BACKOFF_MS, 1_000 * 2 ** Math.min(tx.phase_two_tries, 16));
-    else if (tx.indexed_status !== tx.status) at = now + INDEX_RETRY_MS;
-    if (at === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(at);
+    else at = expiresAt(tx) ?? now + INDEX_RETRY_MS;
+    await this.ctx.storage.setAlarm(at);
+  }
+
+  /**
+   * Retention: the index row first, then the whole storage and the alarm, so D1 never points
+   * at a log that is gone while it is being deleted, and a failure at either step is retried.
+   */
+  private async expire(tx: TxRow): Promise<void> {
+    if (!(await dropIndexRow(this.env.DB, tx))) return this.ctx.storage.setAlarm(Date.now() + INDEX_RETRY_MS);
+    this.log.forget();
+    try {
+      await this.ctx.storage.deleteAlarm();
+      await this.ctx.storage.deleteAll();
+    } catch (error) {
+      this.log.open();
+      throw error;
+    }
   }
 
   private view(): Transaction {

@@ -11,7 +11,7 @@ import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 
-const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice');
+const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice, for a day after the transaction completed (then the key starts a new one)');
 const OutcomeHeaders = writtenHeaders('the transaction (GET: votes and acknowledgements)', '/v1/transactions/tx_01jd8x3v7c9q2m4n6p8r0s2t4v');
 
 /**
@@ -121,7 +121,7 @@ export const transactions = router()
       summary: 'Read a transaction: its decision, votes and acknowledgements (from its coordinator)',
       security,
       request: { params: TransactionParams },
-      responses: { 200: json(Transaction, 'the transaction'), 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: json(Transaction, 'the transaction'), 404: errorResponse('not_found: no such transaction for this tenant, or it completed more than a day ago'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

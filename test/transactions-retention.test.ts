@@ -1,0 +1,211 @@
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { TRANSACTION_RETENTION_MS } from '../durable/transaction-retention';
+import { newId } from '../worker/lib/ids';
+import { api, newTenant } from './support/api';
+import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
+
+// Retention of coordinators, without waiting a day: the tests move the stored timestamps back
+// (completed_at, created_at, …) and run the alarm with runDurableObjectAlarm, which fires it
+// whenever it is set for.
+
+interface TxState {
+  status: string;
+  completed_at: number | null;
+  acked: number[];
+  alarm: number | null;
+}
+
+const inCoordinator = <T>(name: string, fn: (state: DurableObjectState) => T) => runInDurableObject(coordinatorStub(name), (_i, state: DurableObjectState) => fn(state));
+
+/** The coordinator's log row, its participants' acks and its alarm. */
+const stateOf = (name: string) =>
+  inCoordinator(name, async (state): Promise<TxState> => {
+    const tx = state.storage.sql.exec<{ status: string; completed_at: number | null }>('SELECT status, completed_at FROM tx').one();
+    const acked = state.storage.sql.exec<{ acked: number }>('SELECT acked FROM participants ORDER BY seq').toArray().map((p) => p.acked);
+    return { ...tx, acked, alarm: await state.storage.getAlarm() };
+  });
+
+/** Moves the log's timestamps back by `ms` (null ones stay null). */
+const age = (name: string, ms: number) =>
+  inCoordinator(name, (state) => {
+    state.storage.sql.exec('UPDATE tx SET created_at = created_at - ?, deadline_at = deadline_at - ?, decided_at = decided_at - ?, completed_at = completed_at - ?', ms, ms, ms, ms);
+  });
+
+const indexRow = (tenantId: string, id: string) => env.DB.prepare('SELECT coordinator_name, status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first();
+
+async function withD1Offline<T>(fn: () => Promise<T>): Promise<T> {
+  await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+  try {
+    return await fn();
+  } finally {
+    await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+  }
+}
+
+/** Two agents holding 100, and the begin input of a transaction moving 10 from the first to the second. */
+async function twoAgents() {
+  const { key, tenantId } = await newTenant();
+  const agents = [await agentWith(key, { balance: 100 }), await agentWith(key, { balance: 100 })];
+  const txId = newId('tx');
+  const name = `${tenantId}/${txId}`;
+  const route = { jurisdiction: null, locationHint: null };
+  const operations = [
+    { agentId: agents[0], route, operation: { increment: { balance: -10 }, min: { balance: 0 } } },
+    { agentId: agents[1], route, operation: { increment: { balance: 10 } } },
+  ];
+  const input = { txId, tenantId, coordinatorName: name, fingerprint: null, operations, timeoutMs: 5_000 };
+  const balances = async () => Promise.all(agents.map(async (a) => (await contextOf(key, a)).data.balance));
+  return { key, tenantId, agents, txId, name, input, balances };
+}
+
+describe('transactions: retention of coordinators', () => {
+  it('deletes a completed coordinator (storage, alarm, D1 row) a day after completion; GET then answers 404 whether D1 is up or not', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
+    expect(res.status).toBe(200);
+    const id: string = res.body.id;
+    const name = `${tenantId}/${id}`;
+
+    // Completed and indexed: the one alarm left is retention's, a day after completion.
+    const done = await stateOf(name);
+    expect(done).toMatchObject({ status: 'committed', acked: [1, 1] });
+    expect(done.alarm).toBe((done.completed_at ?? 0) + TRANSACTION_RETENTION_MS);
+    expect(await indexRow(tenantId, id)).toEqual({ coordinator_name: name, status: 'committed' });
+
+    // Fired early, it deletes nothing and stays set.
+    expect(await runDurableObjectAlarm(coordinatorStub(name))).toBe(true);
+    expect(await coordinatorTables(name)).toEqual(expect.arrayContaining(['tx', 'participants']));
+    expect((await stateOf(name)).alarm).toBe(done.alarm);
+    expect((await api(`/v1/transactions/${id}`, { key })).status).toBe(200);
+
+    // A day after completion (as far as the log says): everything goes.
+    await age(name, TRANSACTION_RETENTION_MS);
+    expect(await runDurableObjectAlarm(coordinatorStub(name))).toBe(true);
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect(await inCoordinator(name, (state) => state.storage.getAlarm())).toBeNull();
+    expect(await indexRow(tenantId, id)).toBeNull();
+
+    const gone = await api(`/v1/transactions/${id}`, { key });
+    expect(gone.status).toBe(404);
+    expect(gone.body.error.code).toBe('not_found');
+    expect((await withD1Offline(() => api(`/v1/transactions/${id}`, { key }))).status).toBe(404);
+    // Reading it created nothing again, and the transfer itself stays applied.
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect((await contextOf(key, a)).data.balance).toBe(90);
+  });
+
+  it('replays a keyed outcome within the retention, and runs the key as a new transaction after it', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const headers = { 'idempotency-key': 'kept-a-day' };
+    const name = `${tenantId}/key/kept-a-day`;
+    const first = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(first.status).toBe(200);
+
+    // A minute short of a day: still the recorded outcome, and the alarm deletes nothing.
+    await age(name, TRANSACTION_RETENTION_MS - 60_000);
+    expect(await runDurableObjectAlarm(coordinatorStub(name))).toBe(true);
+    const replay = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toEqual(first.body);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect((await contextOf(key, a)).data.balance).toBe(90);
+
+    // Past the day: the coordinator is gone, and the key is free.
+    await age(name, 60_000);
+    expect(await runDurableObjectAlarm(coordinatorStub(name))).toBe(true);
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect((await api(`/v1/transactions/${first.body.id}`, { key })).status).toBe(404);
+    const again = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('idempotent-replayed')).toBeNull();
+    expect(again.body.id).not.toBe(first.body.id);
+    expect((await contextOf(key, a)).data.balance).toBe(80);
+    expect((await api(`/v1/transactions/${again.body.id}`, { key })).body).toMatchObject({ status: 'committed', completed: true });
+    expect(await indexRow(tenantId, again.body.id)).toEqual({ coordinator_name: name, status: 'committed' });
+    expect((await api(`/v1/transactions/${first.body.id}`, { key })).status).toBe(404);
+  });
+
+  it('keeps an undecided coordinator however old: its alarm presumes abort, and retention counts from completion', async () => {
+    const s = await twoAgents();
+    await coordinatorStub(s.name).begin(s.input);
+    expect((await agentStub(s.tenantId, s.agents[0] ?? '').prepare(s.txId, { coordinatorName: s.name, operation: s.input.operations[0]?.operation, deadlineAt: Date.now() + 5_000 })).ok).toBe(true);
+    await abortAllDurableObjects();
+    // Begun two days ago and never decided (a coordinator that crashed mid-prepare).
+    await age(s.name, 2 * TRANSACTION_RETENTION_MS);
+    const before = Date.now();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    const after = await stateOf(s.name);
+    expect(after).toMatchObject({ status: 'aborted', acked: [1, 1] });
+    expect(after.completed_at).toBeGreaterThanOrEqual(before);
+    expect(after.alarm).toBe((after.completed_at ?? 0) + TRANSACTION_RETENTION_MS);
+    expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(0);
+    expect(await s.balances()).toEqual([100, 100]);
+    expect((await api(`/v1/transactions/${s.txId}`, { key: s.key })).body).toMatchObject({ status: 'aborted', reason: 'timeout', completed: true });
+  });
+
+  it('keeps a decided coordinator however old until every participant acknowledged, retrying phase two', async () => {
+    const s = await twoAgents();
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('committed');
+    // The second participant cannot answer a commit (its lock table is unreadable for now).
+    const lockTable = (from: string, to: string) => runInDurableObject(agentStub(s.tenantId, s.agents[1] ?? ''), (_i, state: DurableObjectState) => { state.storage.sql.exec(`ALTER TABLE ${from} RENAME TO ${to}`); });
+    await lockTable('tx_prepared', 'tx_prepared_gone');
+    await age(s.name, 2 * TRANSACTION_RETENTION_MS);
+
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    const waiting = await stateOf(s.name);
+    expect(waiting).toMatchObject({ status: 'committed', completed_at: null, acked: [1, 0] });
+    expect(waiting.alarm).not.toBeNull();
+    expect(await coordinatorTables(s.name)).toEqual(expect.arrayContaining(['tx', 'participants']));
+
+    await lockTable('tx_prepared_gone', 'tx_prepared');
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    const done = await stateOf(s.name);
+    expect(done).toMatchObject({ status: 'committed', acked: [1, 1] });
+    expect(done.alarm).toBe((done.completed_at ?? 0) + TRANSACTION_RETENTION_MS);
+    expect(await s.balances()).toEqual([90, 110]);
+    expect(await locksOf(s.tenantId, s.agents[1] ?? '')).toBe(0);
+  });
+
+  it('keeps the log while D1 refuses to drop the index row, and deletes both once it answers', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
+    const name = `${tenantId}/${res.body.id}`;
+    await age(name, TRANSACTION_RETENTION_MS);
+
+    await withD1Offline(async () => {
+      expect(await runDurableObjectAlarm(coordinatorStub(name))).toBe(true);
+      expect(await coordinatorTables(name)).toEqual(expect.arrayContaining(['tx', 'participants']));
+      expect(await inCoordinator(name, (state) => state.storage.getAlarm())).not.toBeNull();
+    });
+    expect(await indexRow(tenantId, res.body.id)).not.toBeNull();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(name))).toBe(true);
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect(await indexRow(tenantId, res.body.id)).toBeNull();
+  });
+
+  it('arms retention on the next start of a coordinator completed before retention existed (no alarm)', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
+    const name = `${tenantId}/${res.body.id}`;
+    await inCoordinator(name, (state) => state.storage.deleteAlarm());
+    await abortAllDurableObjects();
+
+    expect((await api(`/v1/transactions/${res.body.id}`, { key })).status).toBe(200);
+    const state = await stateOf(name);
+    expect(state.alarm).toBe((state.completed_at ?? 0) + TRANSACTION_RETENTION_MS);
+  });
+});
