@@ -61,6 +61,12 @@ export interface AppVariables {
    */
   completionTokenCap?: number;
   /**
+   * Tokens a chat used, set where the gateway answered it itself (a builtin target, a chat
+   * through an agent) and so knows them without reading the body, which a stream need not
+   * carry them in: the limits middleware settles the token budget with it.
+   */
+  tokensUsed?: number;
+  /**
    * What a budgeted request's work came to where its status does not say: set by the routes
    * through `noteWork` (worker/limits/work.ts) and read by the limits middleware when it
    * settles the request's lease.

@@ -4,7 +4,7 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
-import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
+import { estimateChatTokens, onBodyEnd, streamTotalTokens, totalTokens, type ChatTokenEstimate, type Collect } from './usage';
 import { givesBack } from './work';
 
 /**
@@ -112,13 +112,19 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     let response = new Response(c.res.body, c.res);
     const status = response.status;
     if (lease) {
-      const json = (response.headers.get('content-type') ?? '').includes('json');
-      // Failed requests used no upstream tokens we can know of; successes settle with the
-      // response's usage, or with the reservation when it has none (a stream, an agent chat).
-      // Asked once the body has ended: a streamed MCP answer's tool call ends after its headers.
-      response = onBodyEnd(response, status < 300 && json && kind === 'chat', (text) => {
+      const type = response.headers.get('content-type') ?? '';
+      const stream = type.startsWith('text/event-stream');
+      // Failed requests used no upstream tokens we can know of; successes settle with what the
+      // gateway knows its own answer used, else the response's usage (a relayed stream's last
+      // chunk has it when the request asked for stream_options.include_usage), else with the
+      // reservation. Asked once the body has ended: a streamed MCP answer's tool call ends
+      // after its headers.
+      const known = c.get('tokensUsed');
+      const collect: Collect = status >= 300 || kind !== 'chat' || known !== undefined ? 'none' : stream ? 'tail' : type.includes('json') ? 'all' : 'none';
+      response = onBodyEnd(response, collect, (text) => {
         const refused = givesBack(c, status);
-        return release(status >= 400 || refused ? 0 : text === null ? null : totalTokens(text), refused);
+        const used = known ?? (text === null ? null : stream ? streamTotalTokens(text) : totalTokens(text));
+        return release(status >= 400 || refused ? 0 : used, refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }
     // Headers of a refused request say what is left once it is given back, without asking the
