@@ -2,6 +2,7 @@ import type { AgentDO } from '../durable/agent';
 import type { KeyLimiterDO } from '../durable/key-limiter';
 import type { ProjectorDO } from '../durable/projector';
 import type { TransactionDO } from '../durable/transaction';
+import type { ApiError } from './errors';
 import type { WorkOutcome } from './limits/work';
 import type { KeyLimits } from './schemas/limits';
 
@@ -72,6 +73,12 @@ export interface AppVariables {
    * settles the request's lease.
    */
   work?: WorkOutcome;
+  /**
+   * Set when the key's budget refused the request but an answer the gateway already has could
+   * serve it (a repeated Idempotency-Key, a response-cache hit): the route answers only that and
+   * starts nothing; anything else is answered with this refusal (worker/limits/middleware.ts).
+   */
+  replayOnly?: ApiError;
 }
 
 export interface AppEnv {

@@ -13,11 +13,23 @@ import { givesBack } from './work';
  */
 export type UpstreamKind = 'chat' | 'execution';
 
+const REST_EXECUTION = /^\/v1\/agents\/[^/]+\/executions$/;
+
 export function callsUpstream(method: string, path: string): UpstreamKind | null {
   if (method !== 'POST') return null;
   if (path === '/v1/chat/completions') return 'chat';
-  if (/^\/v1\/agents\/[^/]+\/executions$/.test(path)) return 'execution';
+  if (REST_EXECUTION.test(path)) return 'execution';
   return null;
+}
+
+/**
+ * Whether an answer the gateway already has may serve the request when its budget is used up:
+ * a chat (from the response cache, where the route finds it applies) or a REST execution with
+ * an Idempotency-Key (its recorded execution). These routes honour `replayOnly`.
+ */
+function mayReplay(c: Context<AppEnv>, kind: UpstreamKind | null): boolean {
+  if (kind === 'chat') return c.req.path === '/v1/chat/completions';
+  return kind === 'execution' && REST_EXECUTION.test(c.req.path) && c.req.header('idempotency-key') !== undefined;
 }
 
 export function rateLimitHeaders(policy: PolicyState): Record<string, string> {
@@ -75,10 +87,11 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     if (!limits) return next();
     const kind = await classify(c);
     const estimate = await tokensToReserve(c, kind, limits);
+    const replayable = limits.budget !== undefined && mayReplay(c, kind);
 
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
-      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate);
+      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate, replayable);
     } catch (error) {
       const closed = kind !== null && limits.budget !== undefined;
       console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: principal.keyId, failClosed: closed, error: String(error) }));
@@ -87,7 +100,9 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     }
     if (!admitted.ok) {
       Object.assign(c.get('log'), { limited: admitted.limit });
-      throw new ApiError(admitted.code, admitted.message, { limit: admitted.limit, retryAfter: admitted.retryAfter }, { ...rateLimitHeaders(admitted.policy), 'retry-after': String(admitted.retryAfter) });
+      const refusal = new ApiError(admitted.code, admitted.message, { limit: admitted.limit, retryAfter: admitted.retryAfter }, { ...rateLimitHeaders(admitted.policy), 'retry-after': String(admitted.retryAfter) });
+      if (!admitted.replayable) throw refusal;
+      return replayOnly(c, next, refusal, admitted.policy);
     }
 
     // A reservation shrunk below the default guess bounds the completion, so the chat cannot
@@ -134,4 +149,26 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     c.res = undefined;
     c.res = response;
   };
+}
+
+/**
+ * A request only its budget refused, which an answer the gateway already has may still serve:
+ * a repeated Idempotency-Key's recorded execution, a response-cache hit. Such an answer calls no
+ * upstream and would be given back in full, so refusing it would only make a safe retry fail.
+ * The route looks for it (a look-up only the budget's refusals pay for, counted against the
+ * rate windows) and starts nothing; anything but that answer is the refusal, as before.
+ */
+async function replayOnly(c: Context<AppEnv>, next: () => Promise<void>, refusal: ApiError, policy: PolicyState): Promise<void> {
+  c.set('replayOnly', refusal);
+  Object.assign(c.get('log'), { replayOnly: true });
+  await next();
+  if (c.get('work') !== 'replayed') {
+    if (c.res.status < 400) console.error(JSON.stringify({ level: 'error', msg: 'a replay-only request was answered with something else', requestId: c.get('requestId'), status: c.res.status }));
+    void c.res.body?.cancel().catch(() => undefined);
+    throw refusal;
+  }
+  const response = new Response(c.res.body, c.res);
+  for (const [name, value] of Object.entries(rateLimitHeaders(policy))) response.headers.set(name, value);
+  c.res = undefined;
+  c.res = response;
 }

@@ -114,7 +114,12 @@ export const openai = router()
       const body = c.req.valid('json');
       const headers = c.req.valid('header');
       const agentId = headers['x-agent-id'] ?? (body.model.startsWith('agent:') ? body.model.slice('agent:'.length) : undefined);
-      if (agentId !== undefined) return agentChat(c, agentId, body);
+      // The key's budget is used up: only a response-cache hit may answer (limits middleware).
+      const refusal = c.get('replayOnly');
+      if (agentId !== undefined) {
+        if (refusal) throw refusal;
+        return agentChat(c, agentId, body);
+      }
   
       const { tenantId } = c.get('principal');
       const slash = body.model.indexOf('/');
@@ -132,6 +137,7 @@ export const openai = router()
           return hit;
         }
       }
+      if (refusal) throw refusal;
   
       // The key's token budget could not reserve the default completion: ask for no more.
       const cap = c.get('completionTokenCap');
