@@ -161,7 +161,11 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
 async function replayOnly(c: Context<AppEnv>, next: () => Promise<void>, refusal: ApiError, policy: PolicyState): Promise<void> {
   c.set('replayOnly', refusal);
   Object.assign(c.get('log'), { replayOnly: true });
-  await next();
+  try {
+    await next();
+  } catch (error) {
+    throw c.get('work') === 'replayed' ? error : refusal;
+  }
   if (c.get('work') !== 'replayed') {
     if (c.res.status < 400) console.error(JSON.stringify({ level: 'error', msg: 'a replay-only request was answered with something else', requestId: c.get('requestId'), status: c.res.status }));
     void c.res.body?.cancel().catch(() => undefined);
