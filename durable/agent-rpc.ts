@@ -32,6 +32,8 @@ export interface ExecuteInput {
   freshKey?: boolean;
   /** Hash of the request body, to tell a replay from a reused key. */
   fingerprint: string;
+  /** Answer only a replay of a recorded execution; start nothing (the key's budget is used up). */
+  replayOnly?: boolean;
 }
 
 export interface ExecuteResult {

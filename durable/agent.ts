@@ -173,6 +173,7 @@ export class AgentDO extends DurableObject<Env> {
         return execution ? ok({ execution, replayed: true }) : this.notFound();
       }
     }
+    if (request.replayOnly) return fail('not_found', 'no execution was started with this key');
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = request.executionId ?? newId('ex');

@@ -20,6 +20,13 @@ export interface AdmitRequest {
    * than the guess is not refused for it: the reservation shrinks to what is left instead.
    */
   minTokens?: number;
+  /**
+   * An answer the gateway may already have (a repeated Idempotency-Key, a response-cache hit)
+   * could serve the request without upstream work. When only its budget refuses it, the rate
+   * windows are checked (and counted) too, and a refusal they pass says `replayable`: worth
+   * looking for that answer, a look-up bounded by the rate windows like any request.
+   */
+  replayable?: boolean;
 }
 
 export type Admission =
@@ -44,6 +51,8 @@ export interface Refusal {
   limit: string;
   retryAfter: number;
   policy: PolicyState;
+  /** Only the budget refused a `replayable` request: the rate windows admitted (and counted) it. */
+  replayable?: boolean;
 }
 
 /** A budget's answer for one request: its refusal, or what admitting it takes. */
@@ -108,20 +117,18 @@ export class KeyLimiterDO extends DurableObject<Env> {
     // A used-up budget first: it keeps the request out until the next period, far longer than a
     // rate window or a slot, so it is the refusal (and the Retry-After) the client must hear.
     const checked = budget ? this.checkBudget(budget, request, now) : null;
-    if (checked && !checked.ok) return checked.refusal;
-
-    const windows: [string, number | undefined, number][] = [['s', limits.perSecond, 1_000], ['m', limits.perMinute, 60_000]];
-    const passed: [string, number, number][] = [];
-    for (const [name, limit, periodMs] of windows) {
-      if (limit === undefined) continue;
-      const stored = this.tat.get(name);
-      const check = gcra(stored && rescaleTat(stored.tat, now, stored.limit, limit, periodMs), now, limit, periodMs);
-      if (!check.allowed) {
-        return { ok: false, code: 'rate_limited', limit: name === 's' ? 'perSecond' : 'perMinute', message: `rate limit of ${limit} requests per ${name === 's' ? 'second' : 'minute'} exceeded`, retryAfter: check.retryAfter, policy: check.state };
-      }
-      passed.push([name, check.tat, limit]);
-      states.push(check.state);
+    if (checked && !checked.ok) {
+      if (!request.replayable) return checked.refusal;
+      const rates = this.checkWindows(limits, now);
+      if (!rates.ok) return checked.refusal;
+      for (const [name, tat, limit] of rates.passed) this.tat.set(name, { tat, limit });
+      return { ...checked.refusal, replayable: true };
     }
+
+    const rates = this.checkWindows(limits, now);
+    if (!rates.ok) return rates.refusal;
+    const { passed } = rates;
+    states.push(...rates.states);
 
     if (needsSlot && limits.concurrency !== undefined) {
       const inFlight = this.inFlight();
@@ -154,6 +161,24 @@ export class KeyLimiterDO extends DurableObject<Env> {
       }
     });
     return { ok: true, leaseId, policy: tightest(states), givenBackPolicy: tightest(givenBack), reservedTokens: reserve };
+  }
+
+  /** Whether the rate windows admit one more request now, and what taking it would set. */
+  private checkWindows(limits: KeyLimits, now: number): { ok: false; refusal: Refusal } | { ok: true; passed: [string, number, number][]; states: PolicyState[] } {
+    const windows: [string, number | undefined, number][] = [['s', limits.perSecond, 1_000], ['m', limits.perMinute, 60_000]];
+    const passed: [string, number, number][] = [];
+    const states: PolicyState[] = [];
+    for (const [name, limit, periodMs] of windows) {
+      if (limit === undefined) continue;
+      const stored = this.tat.get(name);
+      const check = gcra(stored && rescaleTat(stored.tat, now, stored.limit, limit, periodMs), now, limit, periodMs);
+      if (!check.allowed) {
+        return { ok: false, refusal: { ok: false, code: 'rate_limited', limit: name === 's' ? 'perSecond' : 'perMinute', message: `rate limit of ${limit} requests per ${name === 's' ? 'second' : 'minute'} exceeded`, retryAfter: check.retryAfter, policy: check.state } };
+      }
+      passed.push([name, check.tat, limit]);
+      states.push(check.state);
+    }
+    return { ok: true, passed, states };
   }
 
   /**

@@ -145,7 +145,7 @@ describe('executions: sync', () => {
     const id = await newAgent(key, { instructions: 'You are terse.', upstream: { kind: 'openai-chat', baseUrl: mockUrl('/v1'), model: 'mock-1', apiKey: 'sk-test-9999' } });
     const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'Say hi' } });
     expect(res.status).toBe(200);
-    expect(res.body.output).toEqual({ reply: 'mock reply to: Say hi', model: 'mock-1' });
+    expect(res.body.output).toEqual({ reply: 'mock reply to: Say hi', model: 'mock-1', usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } });
     const seen = await mockRequests(res.body.id);
     expect(seen.requests[0]?.headers.authorization).toBe('Bearer sk-test-9999');
     expect(seen.requests[0]?.body.messages[0]).toEqual({ role: 'system', content: 'You are terse.' });

@@ -2,6 +2,7 @@ import type { AgentDO } from '../durable/agent';
 import type { KeyLimiterDO } from '../durable/key-limiter';
 import type { ProjectorDO } from '../durable/projector';
 import type { TransactionDO } from '../durable/transaction';
+import type { ApiError } from './errors';
 import type { WorkOutcome } from './limits/work';
 import type { KeyLimits } from './schemas/limits';
 
@@ -61,11 +62,23 @@ export interface AppVariables {
    */
   completionTokenCap?: number;
   /**
+   * Tokens a chat used, set where the gateway answered it itself (a builtin target, a chat
+   * through an agent) and so knows them without reading the body, which a stream need not
+   * carry them in: the limits middleware settles the token budget with it.
+   */
+  tokensUsed?: number;
+  /**
    * What a budgeted request's work came to where its status does not say: set by the routes
    * through `noteWork` (worker/limits/work.ts) and read by the limits middleware when it
    * settles the request's lease.
    */
   work?: WorkOutcome;
+  /**
+   * Set when the key's budget refused the request but an answer the gateway already has could
+   * serve it (a repeated Idempotency-Key, a response-cache hit): the route answers only that and
+   * starts nothing; anything else is answered with this refusal (worker/limits/middleware.ts).
+   */
+  replayOnly?: ApiError;
 }
 
 export interface AppEnv {

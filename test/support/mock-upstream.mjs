@@ -200,6 +200,8 @@ async function streamChat(res, body, mock, attempt) {
     send({ ...base, choices: [{ index: 0, delta: { content: (i ? ' ' : '') + words[i] }, finish_reason: null }] });
   }
   send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+  // As OpenAI does when asked: one more chunk, with no choices, carrying the usage.
+  if (body?.stream_options?.include_usage === true) send({ ...base, choices: [], usage: usageFor(body) });
   res.end('data: [DONE]\n\n');
 }
 

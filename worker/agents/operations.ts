@@ -47,9 +47,10 @@ export async function listAgents(env: Env, tenantId: string, limit: number, curs
  * Runs an intent on the tenant's agent: sync waits for the end, async returns it queued. Only a
  * client's idempotency key can be reused with another body; without one the edge names the
  * execution itself, so retrying the RPC after a transient platform error finds it by that id
- * and can never run it twice.
+ * and can never run it twice. `replayOnly`: answer the key's recorded execution or not_found,
+ * starting nothing.
  */
-export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string): Promise<ExecuteResult> {
+export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false): Promise<ExecuteResult> {
   const route = await requireAgent(env, tenantId, agentId);
   const keyed = idempotencyKey === undefined
     ? { executionId: newId('ex'), fingerprint: 'edge' }
@@ -60,7 +61,7 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
       env, tenantId, agentId, route,
       (stub) => stub.execute({
         intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
-        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0,
+        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }),
       }),
       { retry: true },
     ),

@@ -4,7 +4,7 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
-import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
+import { estimateChatTokens, onBodyEnd, streamTotalTokens, totalTokens, type ChatTokenEstimate, type Collect } from './usage';
 import { givesBack } from './work';
 
 /**
@@ -13,11 +13,23 @@ import { givesBack } from './work';
  */
 export type UpstreamKind = 'chat' | 'execution';
 
+const REST_EXECUTION = /^\/v1\/agents\/[^/]+\/executions$/;
+
 export function callsUpstream(method: string, path: string): UpstreamKind | null {
   if (method !== 'POST') return null;
   if (path === '/v1/chat/completions') return 'chat';
-  if (/^\/v1\/agents\/[^/]+\/executions$/.test(path)) return 'execution';
+  if (REST_EXECUTION.test(path)) return 'execution';
   return null;
+}
+
+/**
+ * Whether an answer the gateway already has may serve the request when its budget is used up:
+ * a chat (from the response cache, where the route finds it applies) or a REST execution with
+ * an Idempotency-Key (its recorded execution). These routes honour `replayOnly`.
+ */
+function mayReplay(c: Context<AppEnv>, kind: UpstreamKind | null): boolean {
+  if (kind === 'chat') return c.req.path === '/v1/chat/completions';
+  return kind === 'execution' && REST_EXECUTION.test(c.req.path) && c.req.header('idempotency-key') !== undefined;
 }
 
 export function rateLimitHeaders(policy: PolicyState): Record<string, string> {
@@ -75,10 +87,11 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     if (!limits) return next();
     const kind = await classify(c);
     const estimate = await tokensToReserve(c, kind, limits);
+    const replayable = limits.budget !== undefined && mayReplay(c, kind);
 
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
-      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate);
+      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate, replayable);
     } catch (error) {
       const closed = kind !== null && limits.budget !== undefined;
       console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: principal.keyId, failClosed: closed, error: String(error) }));
@@ -87,7 +100,9 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     }
     if (!admitted.ok) {
       Object.assign(c.get('log'), { limited: admitted.limit });
-      throw new ApiError(admitted.code, admitted.message, { limit: admitted.limit, retryAfter: admitted.retryAfter }, { ...rateLimitHeaders(admitted.policy), 'retry-after': String(admitted.retryAfter) });
+      const refusal = new ApiError(admitted.code, admitted.message, { limit: admitted.limit, retryAfter: admitted.retryAfter }, { ...rateLimitHeaders(admitted.policy), 'retry-after': String(admitted.retryAfter) });
+      if (!admitted.replayable) throw refusal;
+      return replayOnly(c, next, refusal, admitted.policy);
     }
 
     // A reservation shrunk below the default guess bounds the completion, so the chat cannot
@@ -112,13 +127,19 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     let response = new Response(c.res.body, c.res);
     const status = response.status;
     if (lease) {
-      const json = (response.headers.get('content-type') ?? '').includes('json');
-      // Failed requests used no upstream tokens we can know of; successes settle with the
-      // response's usage, or with the reservation when it has none (a stream, an agent chat).
-      // Asked once the body has ended: a streamed MCP answer's tool call ends after its headers.
-      response = onBodyEnd(response, status < 300 && json && kind === 'chat', (text) => {
+      const type = response.headers.get('content-type') ?? '';
+      const stream = type.startsWith('text/event-stream');
+      // Failed requests used no upstream tokens we can know of; successes settle with what the
+      // gateway knows its own answer used, else the response's usage (a relayed stream's last
+      // chunk has it when the request asked for stream_options.include_usage), else with the
+      // reservation. Asked once the body has ended: a streamed MCP answer's tool call ends
+      // after its headers.
+      const known = c.get('tokensUsed');
+      const collect: Collect = status >= 300 || kind !== 'chat' || known !== undefined ? 'none' : stream ? 'tail' : type.includes('json') ? 'all' : 'none';
+      response = onBodyEnd(response, collect, (text) => {
         const refused = givesBack(c, status);
-        return release(status >= 400 || refused ? 0 : text === null ? null : totalTokens(text), refused);
+        const used = known ?? (text === null ? null : stream ? streamTotalTokens(text) : totalTokens(text));
+        return release(status >= 400 || refused ? 0 : used, refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }
     // Headers of a refused request say what is left once it is given back, without asking the
@@ -128,4 +149,30 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     c.res = undefined;
     c.res = response;
   };
+}
+
+/**
+ * A request only its budget refused, which an answer the gateway already has may still serve:
+ * a repeated Idempotency-Key's recorded execution, a response-cache hit. Such an answer calls no
+ * upstream and would be given back in full, so refusing it would only make a safe retry fail.
+ * The route looks for it (a look-up only the budget's refusals pay for, counted against the
+ * rate windows) and starts nothing; anything but that answer is the refusal, as before.
+ */
+async function replayOnly(c: Context<AppEnv>, next: () => Promise<void>, refusal: ApiError, policy: PolicyState): Promise<void> {
+  c.set('replayOnly', refusal);
+  Object.assign(c.get('log'), { replayOnly: true });
+  try {
+    await next();
+  } catch (error) {
+    throw c.get('work') === 'replayed' ? error : refusal;
+  }
+  if (c.get('work') !== 'replayed') {
+    if (c.res.status < 400) console.error(JSON.stringify({ level: 'error', msg: 'a replay-only request was answered with something else', requestId: c.get('requestId'), status: c.res.status }));
+    void c.res.body?.cancel().catch(() => undefined);
+    throw refusal;
+  }
+  const response = new Response(c.res.body, c.res);
+  for (const [name, value] of Object.entries(rateLimitHeaders(policy))) response.headers.set(name, value);
+  c.res = undefined;
+  c.res = response;
 }

@@ -4,6 +4,51 @@ import type { ChatCompletionRequest } from '../schemas/openai';
 export const DEFAULT_COMPLETION_TOKENS = 256;
 /** Most of a response read for its `usage`; larger bodies settle at the reservation. */
 const MAX_USAGE_BODY = 256 * 1024;
+/** Last bytes of an event stream kept to find its usage chunk, which comes just before `[DONE]`. */
+const USAGE_TAIL = 8 * 1024;
+
+/** An OpenAI `usage` object. */
+export interface ChatUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+const tokensOf = (chars: number): number => Math.ceil(chars / 4);
+
+/** The prompt's tokens at ~4 characters per token: what the reservation counts for it. */
+export function promptTokens(messages: unknown): number {
+  let chars = 0;
+  for (const message of Array.isArray(messages) ? messages : []) {
+    const content: unknown = (message as { content?: unknown } | null)?.content;
+    chars += typeof content === 'string' ? content.length : content == null ? 0 : JSON.stringify(content).length;
+  }
+  return tokensOf(chars);
+}
+
+/**
+ * The usage of an answer the gateway wrote itself (the built-in responder), which no model
+ * counted: the same ~4 characters per token as the reservation, for the prompt and the answer.
+ */
+export function estimatedUsage(messages: unknown, content: string): ChatUsage {
+  const prompt = promptTokens(messages);
+  const completion = tokensOf(content.length);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** `value` as a usage object when it is one (whole, non-negative counts), else null. */
+export function usageOf(value: unknown): ChatUsage | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total } = value as Record<string, unknown>;
+  const count = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  return count(prompt) && count(completion) && count(total) ? { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total } : null;
+}
+
+/** Whether a chat request asks for a stream's usage chunk (`stream_options.include_usage`). */
+export function wantsStreamUsage(body: unknown): boolean {
+  const options: unknown = (body as { stream_options?: unknown } | null)?.stream_options;
+  return typeof options === 'object' && options !== null && (options as { include_usage?: unknown }).include_usage === true;
+}
 
 /** What a chat completion may use, as the key's token budget sees it before the call. */
 export interface ChatTokenEstimate {
@@ -26,12 +71,7 @@ export function estimateChatTokens(body: unknown): ChatTokenEstimate {
   if (typeof body !== 'object' || body === null) return { tokens: DEFAULT_COMPLETION_TOKENS, least: 1 };
   const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown };
   const cap = [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
-  let chars = 0;
-  for (const message of Array.isArray(chat.messages) ? chat.messages : []) {
-    const content: unknown = (message as { content?: unknown } | null)?.content;
-    chars += typeof content === 'string' ? content.length : content == null ? 0 : JSON.stringify(content).length;
-  }
-  const prompt = Math.ceil(chars / 4);
+  const prompt = promptTokens(chat.messages);
   const tokens = Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) + prompt;
   return { tokens, least: cap === undefined ? prompt + 1 : tokens };
 }
@@ -47,11 +87,29 @@ export function totalTokens(text: string): number | null {
 }
 
 /**
+ * `usage.total_tokens` of the last event of an OpenAI stream that carries one (the chunk sent
+ * before `[DONE]` when the request asked for `stream_options.include_usage`), or null.
+ */
+export function streamTotalTokens(text: string): number | null {
+  let found: number | null = null;
+  for (const event of text.split(/\r?\n\r?\n/)) {
+    const data = event.split(/\r?\n/).filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
+    if (!data.includes('"usage"')) continue;
+    const total = totalTokens(data);
+    if (total !== null) found = total;
+  }
+  return found;
+}
+
+/** What `onBodyEnd` keeps of a body: nothing, all of it (up to a bound), or its last bytes. */
+export type Collect = 'none' | 'all' | 'tail';
+
+/**
  * Passes `response` through unchanged and calls `done` once its body has been delivered
- * (with the text, when `collect` and it fit) or abandoned — the client went away, the stream
+ * (with the text `collect` kept, when it fit) or abandoned — the client went away, the stream
  * broke — with null. Lets a lease live exactly as long as the response does.
  */
-export function onBodyEnd(response: Response, collect: boolean, done: (text: string | null) => Promise<void>, waitUntil: (p: Promise<unknown>) => void): Response {
+export function onBodyEnd(response: Response, collect: Collect, done: (text: string | null) => Promise<void>, waitUntil: (p: Promise<unknown>) => void): Response {
   if (!response.body) {
     waitUntil(done(null));
     return response;
@@ -60,7 +118,12 @@ export function onBodyEnd(response: Response, collect: boolean, done: (text: str
   let size = 0;
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
-      if (collect && size <= MAX_USAGE_BODY) {
+      if (collect === 'tail') {
+        chunks.push(chunk);
+        size += chunk.byteLength;
+        // Whole chunks are dropped, so what is kept ends where the stream does.
+        while (chunks.length > 1 && size - (chunks[0]?.byteLength ?? 0) >= USAGE_TAIL) size -= chunks.shift()?.byteLength ?? 0;
+      } else if (collect === 'all' && size <= MAX_USAGE_BODY) {
         chunks.push(chunk);
         size += chunk.byteLength;
       }
@@ -68,7 +131,7 @@ export function onBodyEnd(response: Response, collect: boolean, done: (text: str
     },
   });
   const text = (): string | null => {
-    if (!collect || size > MAX_USAGE_BODY) return null;
+    if (collect === 'none' || (collect === 'all' && size > MAX_USAGE_BODY)) return null;
     const all = new Uint8Array(size);
     let at = 0;
     for (const c of chunks) {

@@ -6,6 +6,7 @@ import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { UpstreamError } from '../upstream/types';
+import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream } from './completions';
 import { relayStream } from './stream-relay';
 
@@ -22,9 +23,10 @@ export interface ChatProxyOptions {
   policy: OutboundPolicy;
 }
 
-// `response` is built here, never a fetch's own, so the caller may add headers to it.
+// `response` is built here, never a fetch's own, so the caller may add headers to it. `usage`:
+// what the gateway's own answer (a builtin target) used, known without reading the body.
 export type ChatProxyResult =
-  | { ok: true; response: Response; target: string; attempts: number }
+  | { ok: true; response: Response; target: string; attempts: number; usage?: ChatUsage }
   | { ok: false; error: UpstreamError; target?: string; attempts: number };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -79,14 +81,14 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
     lastTarget = poolTargetName(runtime.pool.name, lease.target.id);
     const started = Date.now();
     try {
-      const { response, streaming } = await attemptChat(lease.target, options, {
+      const { response, streaming, usage } = await attemptChat(lease.target, options, {
         firstByteMs: lease.target.timeoutMs ?? timeouts?.firstByteMs ?? DEFAULT_FIRST_BYTE_MS,
         idleMs: timeouts?.idleMs ?? DEFAULT_IDLE_MS,
         deadlineAt,
       }, (ok) => lease.done(ok ? 'success' : 'failure', Date.now() - started));
       // A stream stays in flight until it ends, and one that breaks counts against the target.
       if (!streaming) lease.done('success', Date.now() - started);
-      return { ok: true, response, target: lastTarget, attempts };
+      return { ok: true, response, target: lastTarget, attempts, ...(usage && { usage }) };
     } catch (error) {
       last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
       lease.done(healthOutcome(last), Date.now() - started, retryAfterOf(last));
@@ -99,9 +101,9 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }) };
 }
 
-async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean }> {
+async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean; usage?: ChatUsage }> {
   const model = options.model ?? target.model ?? 'builtin';
-  if (target.kind === 'builtin') return { response: await builtinChat(options.body, model), streaming: false };
+  if (target.kind === 'builtin') return { ...(await builtinChat(options.body, model)), streaming: false };
 
   const baseUrl = target.baseUrl ?? '';
   const check = await checkOutboundUrl(baseUrl, options.policy);
@@ -208,8 +210,11 @@ function abortReason(signal: AbortSignal, error: unknown): UpstreamError {
   return new UpstreamError('network', `upstream connection failed: ${error instanceof Error ? error.message : String(error)}`, true);
 }
 
-/** The built-in responder as a chat completions target: answers the last user message. */
-async function builtinChat(body: ChatCompletionRequest, model: string): Promise<Response> {
+/**
+ * The built-in responder as a chat completions target: answers the last user message. No model
+ * counts its tokens, so its usage is the estimate the key's reservation uses (~4 characters a token).
+ */
+async function builtinChat(body: ChatCompletionRequest, model: string): Promise<{ response: Response; usage: ChatUsage }> {
   const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
   const reply = await builtinUpstream.call(
     { executionId: crypto.randomUUID(), agentId: '', intent: 'chat', input: { message: contentText(lastUser?.content) }, instructions: null, context: {}, history: [] },
@@ -217,6 +222,7 @@ async function builtinChat(body: ChatCompletionRequest, model: string): Promise<
   );
   const content = (reply.output as { reply: string }).reply;
   const id = `chatcmpl-${crypto.randomUUID()}`;
-  if (body.stream) return new Response(completionStream(id, model, content), { status: 200, headers: SSE_HEADERS });
-  return Response.json(completion(id, model, content));
+  const usage = estimatedUsage(body.messages, content);
+  if (body.stream) return { response: new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined), { status: 200, headers: SSE_HEADERS }), usage };
+  return { response: Response.json(completion(id, model, content, usage)), usage };
 }

@@ -1,23 +1,33 @@
+import type { ChatUsage } from '../limits/usage';
+
 /** Builders for OpenAI-shaped responses the gateway produces itself (builtin targets, agents). */
 
-export function completion(id: string, model: string, content: string, created = Math.floor(Date.now() / 1000)) {
+export function completion(id: string, model: string, content: string, usage: ChatUsage, created = Math.floor(Date.now() / 1000)) {
   return {
     id,
     object: 'chat.completion' as const,
     created,
     model,
     choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    usage,
   };
 }
 
 const encoder = new TextEncoder();
 export const sseEvent = (payload: unknown): Uint8Array => encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
 
-/** A finished answer as an OpenAI stream: role, content, stop, [DONE]. */
-export function completionStream(id: string, model: string, content: string): ReadableStream<Uint8Array> {
+/**
+ * A finished answer as an OpenAI stream: role, content, stop, [DONE]. With `usage` (the request
+ * asked for `stream_options.include_usage`), as OpenAI sends it: every chunk carries
+ * `usage: null`, and one more chunk with no choices carries the usage before [DONE].
+ */
+export function completionStream(id: string, model: string, content: string, usage?: ChatUsage): ReadableStream<Uint8Array> {
   const created = Math.floor(Date.now() / 1000);
-  const chunk = (delta: Record<string, string>, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] });
-  const events = [sseEvent(chunk({ role: 'assistant', content: '' }, null)), sseEvent(chunk({ content }, null)), sseEvent(chunk({}, 'stop')), sseEvent('[DONE]')];
+  const base = { id, object: 'chat.completion.chunk', created, model };
+  const chunk = (delta: Record<string, string>, finish: string | null) => ({ ...base, choices: [{ index: 0, delta, finish_reason: finish }], ...(usage && { usage: null }) });
+  const chunks: unknown[] = [chunk({ role: 'assistant', content: '' }, null), chunk({ content }, null), chunk({}, 'stop')];
+  if (usage) chunks.push({ ...base, choices: [], usage });
+  const events = [...chunks.map(sseEvent), sseEvent('[DONE]')];
   return new ReadableStream({
     start(controller) {
       for (const event of events) controller.enqueue(event);

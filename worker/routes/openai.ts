@@ -16,6 +16,7 @@ import { gatewayUpstream } from '../upstream/pool';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 import { noteWork } from '../limits/work';
+import { estimatedUsage, usageOf, wantsStreamUsage } from '../limits/usage';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
@@ -51,7 +52,9 @@ function cacheTtl(requested: number | undefined, poolTtl: number | undefined, bo
 /**
  * A chat through an agent's Durable Object: the agent's instructions, its stored history and
  * upstream answer the last user message, and the turn joins the agent's history. A stream
- * delivers the finished answer as SSE.
+ * delivers the finished answer as SSE. Its usage is what the agent's upstream reported in the
+ * execution's output (an openai-chat upstream records it there), else the estimate the key's
+ * reservation uses: the gateway wrote this answer, so no model's usage comes with it.
  */
 async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompletionRequest): Promise<Response> {
   const { tenantId } = c.get('principal');
@@ -77,8 +80,10 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   const content = output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
   const id = `chatcmpl-${execution.id}`;
   const model = `agent:${agentId}`;
-  if (body.stream) return new Response(completionStream(id, model, content), { status: 200, headers: { ...SSE_HEADERS, ...headers } });
-  return Response.json(completion(id, model, content, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
+  const usage = (output && typeof output === 'object' && 'usage' in output ? usageOf(output.usage) : null) ?? estimatedUsage(body.messages, content);
+  c.set('tokensUsed', usage.total_tokens);
+  if (body.stream) return new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined), { status: 200, headers: { ...SSE_HEADERS, ...headers } });
+  return Response.json(completion(id, model, content, usage, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
 }
 
 export const openai = router()
@@ -109,7 +114,12 @@ export const openai = router()
       const body = c.req.valid('json');
       const headers = c.req.valid('header');
       const agentId = headers['x-agent-id'] ?? (body.model.startsWith('agent:') ? body.model.slice('agent:'.length) : undefined);
-      if (agentId !== undefined) return agentChat(c, agentId, body);
+      // The key's budget is used up: only a response-cache hit may answer (limits middleware).
+      const refusal = c.get('replayOnly');
+      if (agentId !== undefined) {
+        if (refusal) throw refusal;
+        return agentChat(c, agentId, body);
+      }
   
       const { tenantId } = c.get('principal');
       const slash = body.model.indexOf('/');
@@ -127,6 +137,7 @@ export const openai = router()
           return hit;
         }
       }
+      if (refusal) throw refusal;
   
       // The key's token budget could not reserve the default completion: ask for no more.
       const cap = c.get('completionTokenCap');
@@ -142,6 +153,7 @@ export const openai = router()
       }
       // The proxy built this response itself (never a fetch's, whose headers are immutable).
       const { response } = result;
+      if (result.usage) c.set('tokensUsed', result.usage.total_tokens);
       for (const [name, value] of Object.entries(gatewayHeaders)) response.headers.set(name, value);
       if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl, runtime.pool.passThrough === true);
       if (ttl > 0) response.headers.set('x-gateway-cache', 'BYPASS');

@@ -37,6 +37,10 @@ export const ChatCompletion = z
     created: z.number().int(),
     model: z.string(),
     choices: z.array(z.looseObject({ index: z.number().int(), message: z.looseObject({ role: z.string(), content: z.string().nullable() }), finish_reason: z.string().nullable() })),
+    usage: z
+      .looseObject({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() })
+      .optional()
+      .openapi({ description: "the target's usage as it reported it; for the built-in responder an estimate (~4 characters a token), and through an agent what its upstream reported, else that estimate" }),
   })
   .openapi('ChatCompletion');
 

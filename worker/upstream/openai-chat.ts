@@ -1,4 +1,5 @@
 import { postJson } from './http-attempt';
+import { usageOf } from '../limits/usage';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
 
 interface ChatMessage {
@@ -32,11 +33,14 @@ export function openAIChatUpstream(baseUrl: string, model: string, apiKey: strin
       const headers: Record<string, string> = { 'idempotency-key': request.executionId };
       if (apiKey) headers.authorization = `Bearer ${apiKey}`;
       const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal);
-      const content = (reply as { choices?: { message?: { content?: unknown } }[] } | null)?.choices?.[0]?.message?.content;
+      const answer = reply as { choices?: { message?: { content?: unknown } }[]; usage?: unknown } | null;
+      const content = answer?.choices?.[0]?.message?.content;
       if (typeof content !== 'string') {
         throw new UpstreamError('invalid_response', 'chat completion has no choices[0].message.content', false);
       }
-      return { output: { reply: content, model } };
+      // Kept with the answer, so a chat through the agent settles the key's token budget with it.
+      const usage = usageOf(answer?.usage);
+      return { output: { reply: content, model, ...(usage && { usage }) } };
     },
   };
 }

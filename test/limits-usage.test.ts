@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent } from './support/api';
+import { limitedKey } from './support/limits';
+
+/**
+ * A key's token budget settles with what a chat used. Answers the gateway writes itself (a
+ * builtin pool target, a chat through an agent) carry an OpenAI `usage` too, so they are not
+ * charged the whole reservation (256 + the prompt for a chat without max_tokens).
+ */
+
+const BUDGET = { tokens: 10_000, period: 'day' } as const;
+/** What a chat without max_tokens reserves: 256 and the prompt at ~4 characters a token. */
+const reservation = (prompt: string) => 256 + Math.ceil(prompt.length / 4);
+const estimate = (prompt: string, answer: string) => {
+  const promptTokens = Math.ceil(prompt.length / 4);
+  const completion = Math.ceil(answer.length / 4);
+  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
+};
+
+const chat = (key: string, model: string, content: string, extra: Record<string, unknown> = {}) =>
+  api('/v1/chat/completions', { key, body: { model, messages: [{ role: 'user', content }], ...extra } });
+
+/** The key's budget once no request is in flight (every lease settled). */
+async function settledTokens(key: string): Promise<number> {
+  const usage = await eventually(async () => {
+    const res = await api('/v1/usage', { key });
+    return res.body.budget.reservedTokens === 0 && res.body;
+  });
+  return usage.budget.tokens;
+}
+
+/** The JSON events of an OpenAI stream (without the final [DONE]). */
+function events(body: unknown): Record<string, any>[] {
+  const text = String(body);
+  expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  return text
+    .split('\n\n')
+    .map((event) => event.replace(/^data: /, '').trim())
+    .filter((data) => data !== '' && data !== '[DONE]')
+    .map((data) => JSON.parse(data) as Record<string, any>);
+}
+
+const streamedContent = (chunks: Record<string, any>[]) => chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+
+async function builtinPool(adminKey: string): Promise<string> {
+  const res = await api('/v1/pools/offline', { method: 'PUT', key: adminKey, body: { targets: [{ id: 'local', kind: 'builtin' }] } });
+  expect(res.status).toBe(201);
+  return 'offline';
+}
+
+describe('token budgets and the gateway\'s own answers', () => {
+  it('a builtin pool target reports an estimated usage, and the budget settles with it', async () => {
+    const { key, otherKey } = await limitedKey({ budget: BUDGET });
+    const model = await builtinPool(otherKey);
+    const prompt = 'How long does shipping take?';
+    const res = await chat(key, model, prompt);
+    expect(res.status).toBe(200);
+    const answer: string = res.body.choices[0].message.content;
+    expect(res.body.usage).toEqual(estimate(prompt, answer));
+    const used = await settledTokens(key);
+    expect(used).toBe(res.body.usage.total_tokens);
+    expect(used).toBeLessThan(reservation(prompt));
+  });
+
+  it('a builtin stream settles with its estimate, and sends the usage chunk only when asked', async () => {
+    const { key, otherKey } = await limitedKey({ budget: BUDGET });
+    const model = await builtinPool(otherKey);
+
+    const plain = await chat(key, model, 'hi', { stream: true });
+    expect(plain.status).toBe(200);
+    const plainChunks = events(plain.body);
+    expect(plainChunks.some((c) => 'usage' in c)).toBe(false);
+    const expected = estimate('hi', streamedContent(plainChunks));
+    expect(await settledTokens(key)).toBe(expected.total_tokens);
+
+    const asked = await chat(key, model, 'hi', { stream: true, stream_options: { include_usage: true } });
+    expect(asked.status).toBe(200);
+    const chunks = events(asked.body);
+    const last = chunks.at(-1);
+    expect(last).toMatchObject({ object: 'chat.completion.chunk', choices: [], usage: expected });
+    for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+    expect(await settledTokens(key)).toBe(2 * expected.total_tokens);
+  });
+
+  it('a chat through a builtin agent reports an estimated usage and settles with it, streamed or not', async () => {
+    const { key, otherKey } = await limitedKey({ budget: BUDGET });
+    const agent = await newAgent(otherKey);
+    const res = await chat(key, `agent:${agent}`, 'Where is my order?');
+    expect(res.status).toBe(200);
+    const expected = estimate('Where is my order?', res.body.choices[0].message.content);
+    expect(res.body.usage).toEqual(expected);
+    expect(await settledTokens(key)).toBe(expected.total_tokens);
+
+    const streamed = await chat(key, `agent:${agent}`, 'Where is my order?', { stream: true, stream_options: { include_usage: true } });
+    expect(events(streamed.body).at(-1)?.usage).toEqual(expected);
+    expect(await settledTokens(key)).toBe(2 * expected.total_tokens);
+  });
+
+  it('a chat through an agent settles with the usage its openai-chat upstream reported', async () => {
+    const { key, otherKey } = await limitedKey({ budget: BUDGET });
+    const agent = await newAgent(otherKey, { upstream: { kind: 'openai-chat', baseUrl: mockUrl('/v1'), model: 'mock-1' } });
+    const res = await chat(key, `agent:${agent}`, 'hi');
+    expect(res.status).toBe(200);
+    // The mock reports 10 prompt and 5 completion tokens.
+    expect(res.body.usage).toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
+    expect(await settledTokens(key)).toBe(15);
+    const execution = await api(`/v1/agents/${agent}/executions/${res.headers.get('x-gateway-execution')}`, { key: otherKey });
+    expect(execution.body.output.usage).toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
+  });
+
+  it('a relayed stream settles with the usage chunk of a request that asked for it, else with its reservation', async () => {
+    const { key } = await limitedKey({ budget: BUDGET });
+    // Reserved: max_tokens 10 + "hi" = 11; the mock reports 15 used.
+    const asked = await chat(key, 'chat', 'hi', { stream: true, max_tokens: 10, stream_options: { include_usage: true } });
+    expect(asked.status).toBe(200);
+    expect(events(asked.body).at(-1)?.usage).toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
+    expect(await settledTokens(key)).toBe(15);
+
+    const plain = await chat(key, 'chat', 'hi', { stream: true, max_tokens: 10 });
+    expect(plain.status).toBe(200);
+    expect(await settledTokens(key)).toBe(15 + 11);
+  });
+});
