@@ -28,8 +28,9 @@ async function settledRequests(key: string): Promise<number> {
   return usage.budget.requests;
 }
 
-async function executions(key: string, agent: string): Promise<number> {
-  return (await api(`/v1/agents/${agent}/executions?limit=100`, { key })).body.data.length;
+/** The agent's newest execution id, or null, read from its object (strongly consistent). */
+async function lastExecution(key: string, agent: string): Promise<string | null> {
+  return (await api(`/v1/agents/${agent}/status`, { key })).body.lastExecution?.id ?? null;
 }
 
 describe('MCP: one execute_intent per HTTP request', () => {
@@ -42,12 +43,12 @@ describe('MCP: one execute_intent per HTTP request', () => {
     expect(res.body).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/execute_intent/) } });
     expect(res.headers.get('ratelimit-remaining')).toBe('5');
     expect(await settledRequests(key)).toBe(0);
-    expect(await executions(otherKey, agent)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
 
     // The same refusal for a key without limits: the rule is the endpoint's, not the budget's.
     const unlimited = await api('/mcp', { key: otherKey, headers: accept, body: batch });
     expect(unlimited.status).toBe(400);
-    expect(await executions(otherKey, agent)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
   });
 
   it('serves a batch with one execute_intent beside other calls, counted once', async () => {
@@ -84,5 +85,28 @@ describe('MCP: RateLimit-* headers of an SSE answer', () => {
     expect(messages(ran)[0]).toMatchObject({ id: 2, result: { structuredContent: { status: 'succeeded' } } });
     expect(remaining(ran)).toBe('2');
     expect(await settledRequests(key)).toBe(1);
+  });
+});
+
+describe('MCP: execute_intent retried with an idempotencyKey', () => {
+  it('returns the first execution without running it again, and the retry costs no budget', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const args = { agentId: agent, intent: 'support.reply', input: { message: 'Where is my order?' }, wait: true, idempotencyKey: 'order-42' };
+    const first = messages(await api('/mcp', { key, headers: accept, body: executeCall(1, args) }))[0];
+    expect(first.result.structuredContent).toMatchObject({ agentId: agent, status: 'succeeded' });
+    expect(await settledRequests(key)).toBe(1);
+    const retried = messages(await api('/mcp', { key, headers: accept, body: executeCall(2, args) }))[0];
+    expect(retried.result.structuredContent).toEqual(first.result.structuredContent);
+    expect(await settledRequests(key)).toBe(1);
+    expect(await lastExecution(otherKey, agent)).toBe(first.result.structuredContent.id);
+
+    // The same key with other arguments is refused, as REST refuses it, and runs nothing.
+    const reused = messages(await api('/mcp', { key, headers: accept, body: executeCall(3, { ...args, input: 'something else' }) }))[0];
+    expect(toolError(reused)).toBe('idempotency_key_reused');
+    expect(await settledRequests(key)).toBe(1);
+    const invalid = messages(await api('/mcp', { key, headers: accept, body: executeCall(4, { ...args, idempotencyKey: 'has spaces' }) }))[0];
+    expect(toolError(invalid)).toBe('invalid_request');
+    expect(await lastExecution(otherKey, agent)).toBe(first.result.structuredContent.id);
   });
 });

@@ -162,6 +162,18 @@ describe('MCP: tools', () => {
     expect(await value(client, 'get_context', { agentId: id })).toEqual({ version: 1, data: { customer: { tier: 'gold' }, locale: 'de' } });
   });
 
+  it('execute_intent with wait on a paused agent is agent_paused, worded for MCP; without wait it queues', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { paused: true } })).status).toBe(200);
+    const client = await connect(key);
+    const error = await toolError(client, 'execute_intent', { agentId: id, intent: 'x', wait: true });
+    expect(error.code).toBe('agent_paused');
+    expect(error.message).toMatch(/without wait/);
+    expect(error.message).not.toMatch(/mode/);
+    expect(await value(client, 'execute_intent', { agentId: id, intent: 'x' })).toMatchObject({ status: 'queued' });
+  });
+
   it('answers not_found for unknown agents and executions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
