@@ -80,6 +80,25 @@ describe('MCP: tools', () => {
     await client.close();
   });
 
+  it('advertises a tool list that never changes, so a 2026-07-28 listen is acknowledged with nothing to send and ends', async () => {
+    const { key } = await newTenant();
+    const client = await connect(key);
+    expect(client.getServerCapabilities()?.tools).toEqual({ listChanged: false });
+    await client.close();
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const res = await post(
+      { authorization: `Bearer ${key}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
+      JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: meta } }),
+    );
+    expect(res.status).toBe(200);
+    // The first event only: a stream kept open for notifications would not end.
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = (await reader.read()).value ?? '';
+    await reader.cancel();
+    const ack = JSON.parse(/^data: (.*)$/m.exec(first)?.[1] ?? 'null');
+    expect(ack).toMatchObject({ method: 'notifications/subscriptions/acknowledged', params: { notifications: {} } });
+  });
+
   it("list_agents pages through the tenant's agents by id", async () => {
     const { key } = await newTenant();
     const a = await newAgent(key, { id: 'mcp-list-a' });

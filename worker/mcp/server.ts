@@ -117,7 +117,10 @@ function forMcp(error: unknown): unknown {
 export function createGatewayMcpServer(caller: McpCaller): McpServer {
   const { env } = caller;
   const { tenantId } = caller.principal;
-  const server = new McpServer({ name: 'edge-agent-gateway', version: '0.1.0' });
+  // The tool set is fixed, and a server built per request could not announce a change anyway:
+  // said so, a 2026-07-28 client's subscriptions/listen is acknowledged and ends instead of
+  // holding an SSE stream open that would never carry a notification.
+  const server = new McpServer({ name: 'edge-agent-gateway', version: '0.1.0' }, { capabilities: { tools: { listChanged: false } } });
 
   server.registerTool(
     'list_agents',
