@@ -68,6 +68,18 @@ describe('MCP: one execute_intent per HTTP request', () => {
   });
 });
 
+describe('MCP: what counts as an execution', () => {
+  it('does not count an execute_intent sent as a notification (no id): it is accepted (202) and runs nothing', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const { id: _id, ...notification } = executeCall(1, { agentId: agent, intent: 'echo' });
+    const res = await api('/mcp', { key, headers: accept, body: notification });
+    expect(res.status).toBe(202);
+    expect(await settledRequests(key)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
+  });
+});
+
 describe('MCP: RateLimit-* headers of an SSE answer', () => {
   it('show an execute_intent refused by its tool given back, and one that ran counted, still as an SSE stream', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });

@@ -1,13 +1,23 @@
 import { mediaType } from '../lib/media-type';
 
-/** A JSON-RPC call of the MCP endpoint that starts an execution (budgets and concurrency apply). */
-export const startsExecution = (method: unknown, params: unknown): boolean =>
-  method === 'tools/call' && typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
+/**
+ * A JSON-RPC call of the MCP endpoint that starts an execution (budgets and concurrency apply):
+ * a `tools/call` of `execute_intent` with an id. Without one it is a notification, which the
+ * SDK accepts (202) and answers by running nothing, so it must not take a budget unit.
+ */
+export const startsExecution = (method: unknown, params: unknown, id: unknown): boolean =>
+  method === 'tools/call' &&
+  (typeof id === 'string' || typeof id === 'number') &&
+  typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
 
 /** How many `execute_intent` calls a request body (one message or a batch) carries. */
 export function executeIntentCalls(body: unknown): number {
   const calls: unknown[] = Array.isArray(body) ? body : [body];
-  return calls.filter((call) => typeof call === 'object' && call !== null && startsExecution((call as { method?: unknown }).method, (call as { params?: unknown }).params)).length;
+  return calls.filter((call) => {
+    if (typeof call !== 'object' || call === null) return false;
+    const { method, params, id } = call as { method?: unknown; params?: unknown; id?: unknown };
+    return startsExecution(method, params, id);
+  }).length;
 }
 
 /** The body as JSON, or undefined when it is not (the MCP SDK answers that parse error). */
