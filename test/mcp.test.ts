@@ -80,6 +80,25 @@ describe('MCP: tools', () => {
     await client.close();
   });
 
+  it('advertises a tool list that never changes, so a 2026-07-28 listen is acknowledged with nothing to send and ends', async () => {
+    const { key } = await newTenant();
+    const client = await connect(key);
+    expect(client.getServerCapabilities()?.tools).toEqual({ listChanged: false });
+    await client.close();
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const res = await post(
+      { authorization: `Bearer ${key}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
+      JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: meta } }),
+    );
+    expect(res.status).toBe(200);
+    // The first event only: a stream kept open for notifications would not end.
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = (await reader.read()).value ?? '';
+    await reader.cancel();
+    const ack = JSON.parse(/^data: (.*)$/m.exec(first)?.[1] ?? 'null');
+    expect(ack).toMatchObject({ method: 'notifications/subscriptions/acknowledged', params: { notifications: {} } });
+  });
+
   it("list_agents pages through the tenant's agents by id", async () => {
     const { key } = await newTenant();
     const a = await newAgent(key, { id: 'mcp-list-a' });
@@ -160,6 +179,18 @@ describe('MCP: tools', () => {
     expect(patched.status).toBe(200);
     const client = await connect(key);
     expect(await value(client, 'get_context', { agentId: id })).toEqual({ version: 1, data: { customer: { tier: 'gold' }, locale: 'de' } });
+  });
+
+  it('execute_intent with wait on a paused agent is agent_paused, worded for MCP; without wait it queues', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { paused: true } })).status).toBe(200);
+    const client = await connect(key);
+    const error = await toolError(client, 'execute_intent', { agentId: id, intent: 'x', wait: true });
+    expect(error.code).toBe('agent_paused');
+    expect(error.message).toMatch(/without wait/);
+    expect(error.message).not.toMatch(/mode/);
+    expect(await value(client, 'execute_intent', { agentId: id, intent: 'x' })).toMatchObject({ status: 'queued' });
   });
 
   it('answers not_found for unknown agents and executions', async () => {

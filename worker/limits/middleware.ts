@@ -46,7 +46,7 @@ const byRoute: UpstreamClassifier = (c) => callsUpstream(c.req.method, c.req.pat
  * upstream work when `startsWork` says so of its method (or of any call in a batch). Hono
  * caches the body text, so the endpoint reads it again.
  */
-export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown) => boolean): UpstreamClassifier {
+export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown, id: unknown) => boolean): UpstreamClassifier {
   return async (c) => {
     let body: unknown;
     try {
@@ -55,7 +55,11 @@ export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown)
       return null; // the endpoint answers its parse error
     }
     const calls: unknown[] = Array.isArray(body) ? body : [body];
-    const works = calls.some((call) => typeof call === 'object' && call !== null && startsWork((call as { method?: unknown }).method, (call as { params?: unknown }).params));
+    const works = calls.some((call) => {
+      if (typeof call !== 'object' || call === null) return false;
+      const { method, params, id } = call as { method?: unknown; params?: unknown; id?: unknown };
+      return startsWork(method, params, id);
+    });
     return works ? 'execution' : null;
   };
 }

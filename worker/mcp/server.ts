@@ -7,7 +7,7 @@ import { toApiError } from '../middleware/error-handler';
 import { logs } from '../middleware/request-log';
 import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
 import { staleExecution } from '../agents/snapshots';
-import { AgentId, Cursor, JsonValue, page, ResourceId } from '../schemas/common';
+import { AgentId, Cursor, IdempotencyKey, JsonValue, page, ResourceId } from '../schemas/common';
 import { Execution, Intent } from '../schemas/execution';
 import { Agent, AgentContext } from '../schemas/agent';
 import { argsOf, checkedArgs } from './tool-args';
@@ -29,6 +29,9 @@ const ExecuteIntentArgs = z
     input: JsonValue.optional().describe('any JSON value, passed to the agent'),
     wait: z.boolean().default(false).describe('true: wait for the end (at most 30 s) and return the finished execution; false: return it queued'),
     timeoutMs: z.number().int().min(100).max(300_000).optional().describe('deadline of the execution (with wait: at most 30000)'),
+    idempotencyKey: IdempotencyKey.optional().describe(
+      'makes a retry safe: the same key for the same agent returns the first execution and never runs it twice (the Idempotency-Key of POST /v1/agents/{id}/executions; other arguments with a used key: idempotency_key_reused)',
+    ),
   })
   .strict()
   .refine((a) => !a.wait || a.timeoutMs === undefined || a.timeoutMs <= MAX_WAIT_MS, { message: `with wait, timeoutMs is at most ${MAX_WAIT_MS}`, path: ['timeoutMs'] });
@@ -79,22 +82,31 @@ async function run(caller: McpCaller, tool: string, work: () => Promise<Record<s
 }
 
 /**
- * Runs a tool's budgeted work: refused before it calls `started` (bad arguments, an unknown or
- * paused agent: a 4xx), the call gives the key's budget back as the REST API does; once
- * started, or after a 5xx, whose work may have started, it counts even if it then fails.
+ * Runs a tool's budgeted work: refused before it says what it did (bad arguments, an unknown or
+ * paused agent: a 4xx), the call gives the key's budget back as the REST API does, and so does
+ * a replayed answer (a repeated idempotency key: nothing ran); once started, or after a 5xx,
+ * whose work may have started, it counts even if it then fails.
  */
-async function budgeted<T>(caller: McpCaller, work: (started: () => void) => Promise<T>): Promise<T> {
-  let started = false;
-  const start = () => {
-    started = true;
-    caller.work('started');
+async function budgeted<T>(caller: McpCaller, work: (did: (outcome: 'started' | 'replayed') => void) => Promise<T>): Promise<T> {
+  let said = false;
+  const did = (outcome: 'started' | 'replayed') => {
+    said = true;
+    caller.work(outcome);
   };
   try {
-    return await work(start);
+    return await work(did);
   } catch (error) {
-    if (!started) caller.work(error instanceof ApiError && error.status < 500 ? 'refused' : 'started');
+    if (!said) caller.work(error instanceof ApiError && error.status < 500 ? 'refused' : 'started');
     throw error;
   }
+}
+
+/** REST's advice on a paused agent names its `mode`; an MCP caller's lever is `wait`. */
+function forMcp(error: unknown): unknown {
+  if (error instanceof ApiError && error.code === 'agent_paused') {
+    return new ApiError('agent_paused', 'the agent is paused; call execute_intent without wait to queue the work', error.details);
+  }
+  return error;
 }
 
 /**
@@ -105,7 +117,10 @@ async function budgeted<T>(caller: McpCaller, work: (started: () => void) => Pro
 export function createGatewayMcpServer(caller: McpCaller): McpServer {
   const { env } = caller;
   const { tenantId } = caller.principal;
-  const server = new McpServer({ name: 'edge-agent-gateway', version: '0.1.0' });
+  // The tool set is fixed, and a server built per request could not announce a change anyway:
+  // said so, a 2026-07-28 client's subscriptions/listen is acknowledged and ends instead of
+  // holding an SSE stream open that would never carry a notification.
+  const server = new McpServer({ name: 'edge-agent-gateway', version: '0.1.0' }, { capabilities: { tools: { listChanged: false } } });
 
   server.registerTool(
     'list_agents',
@@ -135,15 +150,17 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     },
     (args) =>
       run(caller, 'execute_intent', () =>
-        budgeted(caller, async (started) => {
-          const { agentId, intent, input, wait, timeoutMs } = argsOf(args);
+        budgeted(caller, async (did) => {
+          const { agentId, intent, input, wait, timeoutMs, idempotencyKey } = argsOf(args);
           // Waiting runs in sync mode with a deadline of at most MAX_WAIT_MS (queue time included),
           // so the call cannot outlive it whatever the agent's default deadline becomes.
           const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
           const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
-          const { execution } = await startExecution(env, tenantId, agentId, body);
-          started();
-          Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status });
+          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey).catch((error: unknown) => {
+            throw forMcp(error);
+          });
+          did(replayed ? 'replayed' : 'started');
+          Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status, ...(replayed && { replayed }) });
           if (wait && execution.status !== 'succeeded') throw syncFailure(execution);
           return execution;
         }),

@@ -10,10 +10,12 @@ function listOf(value: string | undefined): string[] {
 /**
  * Why a request to the MCP endpoint must be refused before anything reads it, or null.
  *
- * - Origin: a browser page can reach a local or intranet MCP server (DNS rebinding, drive-by
- *   requests), so a request carrying `Origin` is served only when that origin is the
- *   endpoint's own or is listed in `MCP_ALLOWED_ORIGINS`. Requests without `Origin` (MCP hosts,
- *   SDKs, curl) pass: they are not made by a browser on someone else's behalf.
+ * - Origin: a browser page can reach a local or intranet MCP server (drive-by requests), so a
+ *   request carrying `Origin` is served only when that origin is the endpoint's own or is
+ *   listed in `MCP_ALLOWED_ORIGINS`. Requests without `Origin` (MCP hosts, SDKs, curl) pass:
+ *   they are not made by a browser on someone else's behalf. "Own" is read from the request's
+ *   Host, so a DNS-rebound page (whose Origin names the Host it sends) passes this check: the
+ *   Host list below is what stops rebinding.
  * - Host: when the operator lists `MCP_ALLOWED_HOSTS`, any other Host is refused, so a rebound
  *   DNS name cannot reach the gateway under a name the operator never served it on.
  */

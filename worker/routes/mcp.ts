@@ -8,6 +8,7 @@ import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, type WorkOutcome } from '../limits/work';
+import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
 import { everyRouteErrors, limitedResponse, security } from './openapi';
@@ -49,7 +50,7 @@ router.openAPIRegistry.registerPath({
   responses: {
     200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
     202: { description: 'a notification, accepted' },
-    400: jsonRpcError('from the MCP SDK, as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header'),
+    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header (both from the MCP SDK), -32600 for a batch carrying more than one execute_intent'),
     401: error('unauthorized: missing, invalid or revoked key (WWW-Authenticate: Bearer)'),
     403: error('forbidden: Origin or Host not allowed'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
@@ -65,25 +66,27 @@ router.openAPIRegistry.registerPath({
 /**
  * MCP (Streamable HTTP, stateless) for the key's tenant. The SDK parses and answers JSON-RPC
  * (the tools refuse bad arguments themselves, with the API's envelope); this route adds what
- * it leaves to the server: Origin/Host checks, the tenant's Bearer key, and a fresh server per
- * request bound to that tenant. Only POST is served: with no sessions, GET (a server-to-client stream) and
- * DELETE (ending a session) have nothing to act on and get 405 from the app.
+ * it leaves to the server: Origin/Host checks, the tenant's Bearer key, one execution per
+ * request, and a fresh server per request bound to that tenant. Only POST is served: with no
+ * sessions, GET (a server-to-client stream) and DELETE (ending a session) have nothing to act
+ * on and get 405 from the app.
  */
-/** Tool calls that start an execution count against the key's budgets and concurrency cap. */
-const startsExecution = (method: unknown, params: unknown) =>
-  method === 'tools/call' && typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
-
 export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution)), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
   }
+  // Hono caches the text: a limited key's request was already read to classify it.
+  const text = await c.req.text();
+  const calls = executeIntentCalls(parseBody(text));
+  if (calls > 1) return batchRefusal();
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome) };
   const handler = createMcpHandler(() => createGatewayMcpServer(caller), {
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
-  // A limited key's request was read to classify it: hand the SDK the same bytes again.
-  const request = c.req.raw.bodyUsed ? new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: await c.req.text() }) : c.req.raw;
-  return handler.fetch(request);
+  const response = await handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
+  // Only a budget's headers differ once a refused call is given back (rate windows and the
+  // concurrency cap count it either way), so only then is the tool's outcome waited for.
+  return calls > 0 && caller.principal.limits?.budget !== undefined ? settled(response) : response;
 });

@@ -62,16 +62,13 @@ export function page<T extends z.ZodType>(item: T) {
   return z.object({ data: z.array(item), nextCursor: z.string().nullable() });
 }
 
+/** An idempotency key: what the `Idempotency-Key` header and MCP's `idempotencyKey` accept. */
+export const IdempotencyKey = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+
 /** The `Idempotency-Key` request header, described for the operation it protects. */
 export const idempotencyHeaders = (description: string) =>
   z.object({
-    'idempotency-key': z
-      .string()
-      .min(1)
-      .max(255)
-      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
-      .optional()
-      .openapi({ description }),
+    'idempotency-key': IdempotencyKey.optional().openapi({ description }),
   });
 
 /**

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import { api, eventually, newAgent, type ApiResponse } from './support/api';
+import { limitedKey } from './support/limits';
+
+/**
+ * The key's limits as an MCP host meets them over plain HTTP: what one POST /mcp counts, and
+ * what its RateLimit-* headers say, in the 2025 protocol versions (answered as an SSE stream).
+ */
+
+const accept = { accept: 'application/json, text/event-stream' };
+
+const executeCall = (id: number, args: Record<string, unknown>) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'execute_intent', arguments: args } });
+
+/** The JSON-RPC messages of an MCP answer, whether it came as JSON or as SSE events. */
+function messages(res: ApiResponse): any[] {
+  if (typeof res.body !== 'string') return Array.isArray(res.body) ? res.body : [res.body];
+  return [...res.body.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1] ?? 'null'));
+}
+
+const toolError = (message: any): string | undefined => (message.result?.isError ? JSON.parse(message.result.content[0].text).error.code : undefined);
+
+/** The key's budgeted requests once none is in flight any more (every lease settled). */
+async function settledRequests(key: string): Promise<number> {
+  const usage = await eventually(async () => {
+    const res = await api('/v1/usage', { key });
+    return res.body.inFlight === 0 && res.body;
+  });
+  return usage.budget.requests;
+}
+
+/** The agent's newest execution id, or null, read from its object (strongly consistent). */
+async function lastExecution(key: string, agent: string): Promise<string | null> {
+  return (await api(`/v1/agents/${agent}/status`, { key })).body.lastExecution?.id ?? null;
+}
+
+describe('MCP: one execute_intent per HTTP request', () => {
+  it('refuses a JSON-RPC batch carrying more than one execute_intent (400, -32600): nothing runs and the budget is given back', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } });
+    const agent = await newAgent(otherKey, { concurrency: 32 });
+    const batch = Array.from({ length: 4 }, (_, i) => executeCall(i + 1, { agentId: agent, intent: `batch-${i}` }));
+    const res = await api('/mcp', { key, headers: accept, body: batch });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/execute_intent/) } });
+    expect(res.headers.get('ratelimit-remaining')).toBe('5');
+    expect(await settledRequests(key)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
+
+    // The same refusal for a key without limits: the rule is the endpoint's, not the budget's.
+    const unlimited = await api('/mcp', { key: otherKey, headers: accept, body: batch });
+    expect(unlimited.status).toBe(400);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
+  });
+
+  it('serves a batch with one execute_intent beside other calls, counted once', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const res = await api('/mcp', {
+      key,
+      headers: accept,
+      body: [executeCall(1, { agentId: agent, intent: 'one' }), { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'list_agents', arguments: {} } }, { jsonrpc: '2.0', id: 3, method: 'ping' }],
+    });
+    expect(res.status).toBe(200);
+    const byId = Object.fromEntries(messages(res).map((m) => [m.id, m]));
+    expect(byId[1].result.structuredContent).toMatchObject({ agentId: agent, status: 'queued' });
+    expect(byId[2].result.structuredContent.data.map((a: { id: string }) => a.id)).toEqual([agent]);
+    expect(byId[3].result).toEqual({});
+    expect(await settledRequests(key)).toBe(1);
+  });
+});
+
+describe('MCP: what counts as an execution', () => {
+  it('does not count an execute_intent sent as a notification (no id): it is accepted (202) and runs nothing', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const { id: _id, ...notification } = executeCall(1, { agentId: agent, intent: 'echo' });
+    const res = await api('/mcp', { key, headers: accept, body: notification });
+    expect(res.status).toBe(202);
+    expect(await settledRequests(key)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
+  });
+});
+
+describe('MCP: RateLimit-* headers of an SSE answer', () => {
+  it('show an execute_intent refused by its tool given back, and one that ran counted, still as an SSE stream', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const remaining = (res: ApiResponse) => res.headers.get('ratelimit-remaining');
+    for (const args of [{ agentId: 'no-such-agent', intent: 'echo' }, { agentId: agent }]) {
+      const refused = await api('/mcp', { key, headers: accept, body: executeCall(1, args) });
+      expect(refused.headers.get('content-type')).toMatch(/text\/event-stream/);
+      expect(toolError(messages(refused)[0])).toMatch(/not_found|invalid_request/);
+      expect(remaining(refused)).toBe('3');
+    }
+    expect(await settledRequests(key)).toBe(0);
+    const ran = await api('/mcp', { key, headers: accept, body: executeCall(2, { agentId: agent, intent: 'echo', wait: true }) });
+    expect(ran.headers.get('content-type')).toMatch(/text\/event-stream/);
+    expect(messages(ran)[0]).toMatchObject({ id: 2, result: { structuredContent: { status: 'succeeded' } } });
+    expect(remaining(ran)).toBe('2');
+    expect(await settledRequests(key)).toBe(1);
+  });
+});
+
+describe('MCP: execute_intent retried with an idempotencyKey', () => {
+  it('returns the first execution without running it again, and the retry costs no budget', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const args = { agentId: agent, intent: 'support.reply', input: { message: 'Where is my order?' }, wait: true, idempotencyKey: 'order-42' };
+    const first = messages(await api('/mcp', { key, headers: accept, body: executeCall(1, args) }))[0];
+    expect(first.result.structuredContent).toMatchObject({ agentId: agent, status: 'succeeded' });
+    expect(await settledRequests(key)).toBe(1);
+    const retried = messages(await api('/mcp', { key, headers: accept, body: executeCall(2, args) }))[0];
+    expect(retried.result.structuredContent).toEqual(first.result.structuredContent);
+    expect(await settledRequests(key)).toBe(1);
+    expect(await lastExecution(otherKey, agent)).toBe(first.result.structuredContent.id);
+
+    // The same key with other arguments is refused, as REST refuses it, and runs nothing.
+    const reused = messages(await api('/mcp', { key, headers: accept, body: executeCall(3, { ...args, input: 'something else' }) }))[0];
+    expect(toolError(reused)).toBe('idempotency_key_reused');
+    expect(await settledRequests(key)).toBe(1);
+    const invalid = messages(await api('/mcp', { key, headers: accept, body: executeCall(4, { ...args, idempotencyKey: 'has spaces' }) }))[0];
+    expect(toolError(invalid)).toBe('invalid_request');
+    expect(await lastExecution(otherKey, agent)).toBe(first.result.structuredContent.id);
+  });
+});

@@ -1,0 +1,65 @@
+import { SELF } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { BASE, newTenant } from './support/api';
+
+/**
+ * The protocol's edges as a host (or curl) meets them on POST /mcp, pinned so an SDK upgrade
+ * that changes them is noticed: version negotiation, notifications, posted responses, methods
+ * the gateway does not serve.
+ */
+
+async function post(key: string, body: unknown): Promise<Response> {
+  return SELF.fetch(`${BASE}/mcp`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify(body),
+  });
+}
+
+/** The single JSON-RPC message of an answer, JSON or one SSE event. */
+async function message(res: Response): Promise<any> {
+  const text = await res.text();
+  return JSON.parse((res.headers.get('content-type') ?? '').includes('event-stream') ? (/^data: (.*)$/m.exec(text)?.[1] ?? 'null') : text);
+}
+
+const initialize = (protocolVersion: string) => ({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+});
+
+describe('MCP: protocol edges', () => {
+  it('initialize agrees to each 2024-2025 version a client asks for, and answers an unknown one with its latest', async () => {
+    const { key } = await newTenant();
+    for (const version of ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05']) {
+      const reply = await message(await post(key, initialize(version)));
+      expect(reply.result, version).toMatchObject({ protocolVersion: version, serverInfo: { name: 'edge-agent-gateway' }, capabilities: { tools: { listChanged: false } } });
+    }
+    expect((await message(await post(key, initialize('1999-01-01')))).result.protocolVersion).toBe('2025-11-25');
+  });
+
+  it('accepts notifications and posted JSON-RPC responses with 202 and no body', async () => {
+    const { key } = await newTenant();
+    for (const body of [
+      { jsonrpc: '2.0', method: 'notifications/initialized' },
+      { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } },
+      { jsonrpc: '2.0', id: 5, result: {} },
+      [{ jsonrpc: '2.0', method: 'notifications/initialized' }],
+    ]) {
+      const res = await post(key, body);
+      expect(res.status, JSON.stringify(body)).toBe(202);
+      expect(await res.text()).toBe('');
+    }
+  });
+
+  it('answers ping, and methods it does not serve (resources, prompts, logging, completion) with -32601', async () => {
+    const { key } = await newTenant();
+    expect(await message(await post(key, { jsonrpc: '2.0', id: 9, method: 'ping' }))).toEqual({ jsonrpc: '2.0', id: 9, result: {} });
+    for (const method of ['resources/list', 'resources/templates/list', 'prompts/list', 'logging/setLevel', 'completion/complete']) {
+      const res = await post(key, { jsonrpc: '2.0', id: 10, method, params: {} });
+      expect(res.status, method).toBe(200);
+      expect(await message(res), method).toMatchObject({ id: 10, error: { code: -32601 } });
+    }
+  });
+});

@@ -1,0 +1,55 @@
+import { mediaType } from '../lib/media-type';
+
+/**
+ * A JSON-RPC call of the MCP endpoint that starts an execution (budgets and concurrency apply):
+ * a `tools/call` of `execute_intent` with an id. Without one it is a notification, which the
+ * SDK accepts (202) and answers by running nothing, so it must not take a budget unit.
+ */
+export const startsExecution = (method: unknown, params: unknown, id: unknown): boolean =>
+  method === 'tools/call' &&
+  (typeof id === 'string' || typeof id === 'number') &&
+  typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
+
+/** How many `execute_intent` calls a request body (one message or a batch) carries. */
+export function executeIntentCalls(body: unknown): number {
+  const calls: unknown[] = Array.isArray(body) ? body : [body];
+  return calls.filter((call) => {
+    if (typeof call !== 'object' || call === null) return false;
+    const { method, params, id } = call as { method?: unknown; params?: unknown; id?: unknown };
+    return startsExecution(method, params, id);
+  }).length;
+}
+
+/** The body as JSON, or undefined when it is not (the MCP SDK answers that parse error). */
+export function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The refusal of a batch carrying more than one `execute_intent`: the key's limits admit one
+ * HTTP request as one execution (one budget unit, one concurrency slot), so a batch of them
+ * would run several executions for the price of one. Worded and shaped like the SDK's own
+ * batch refusals (-32600, id null), as the batch as a whole is refused.
+ */
+export function batchRefusal(): Response {
+  return Response.json(
+    { jsonrpc: '2.0', error: { code: -32600, message: 'Invalid Request: a batch may carry at most one execute_intent call; send each in its own request' }, id: null },
+    { status: 400 },
+  );
+}
+
+/**
+ * The same response with its SSE body read to the end first. The 2025 protocol versions answer
+ * a tool call as an SSE stream whose headers leave before the tool has run; holding them until
+ * the stream ends lets the key's limits write RateLimit-* knowing whether the call was refused
+ * and its budget given back. The tools send no messages before their result, so the client
+ * receives the same events, only all at once.
+ */
+export async function settled(response: Response): Promise<Response> {
+  if (response.body === null || mediaType(response.headers.get('content-type') ?? undefined) !== 'text/event-stream') return response;
+  return new Response(await response.arrayBuffer(), response);
+}
