@@ -10,6 +10,7 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
+import { messageShapeProblem } from './a2a-message-shape';
 import { callContext, shownAnswer, shownError } from './a2a-internal';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -74,8 +75,8 @@ export class A2AServer {
     const logged = { requestId: request.requestId, method: body.method };
     const context = callContext(request.version, logged);
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
-    const push = pushConfigProblem(request.version, body.method, body.params);
-    if (push) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(push)) } };
+    const problem = messageShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
+    if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
     const answer = await (request.version === '0.3' ? legacy : v1).handle(body, context);
     if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: shownAnswer(answer, logged) };
     // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.

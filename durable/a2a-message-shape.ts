@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import type { A2AVersion } from '../worker/a2a/rpc-error';
+
+/**
+ * The shape of an incoming message, checked on the raw params before the SDK reads them. The
+ * SDK's v1.0 decoder coerces whatever it is given: a part that is `null` threw inside it (a
+ * -32603), a part with no content or a message with no parts became a task, `raw` that is not
+ * base64 was silently cut to the bytes it could decode, a part naming both `text` and `data`
+ * lost one, and a role such as `"user"` was stored as `UNRECOGNIZED`. Every message is a
+ * durable execution here, so what cannot be stored as sent is refused with -32602, naming
+ * the field. The v0.3 layer checks most of this itself; the gaps it leaves (no parts, `text`
+ * that is not a string, `bytes` that are not base64) are closed the same way.
+ *
+ * Values are not walked: a data part holds any JSON, and its depth and size are bounded
+ * later with the execution's input (a2a-limits.ts).
+ */
+
+/** Standard or URL-safe base64, padded or not, as proto JSON accepts for `bytes`. */
+const BASE64 = /^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/;
+const isBase64 = (value: string): boolean => BASE64.test(value) && value.replace(/=+$/, '').length % 4 !== 1;
+
+const base64 = z.string().refine(isBase64, 'is not base64');
+const text = z.string();
+const texts = z.array(z.string());
+const object = z.record(z.string(), z.unknown());
+
+/** Present: set to anything but null (proto JSON reads null as unset). */
+const given = (part: Record<string, unknown>, field: string): boolean => part[field] !== undefined && part[field] !== null;
+
+/** The content fields of a v1.0 Part, a oneof: exactly one is set. */
+const V1_CONTENT = ['text', 'raw', 'url', 'data'] as const;
+
+const PartV1 = z
+  .looseObject({
+    text: text.nullish(),
+    raw: base64.nullish(),
+    url: text.nullish(),
+    mediaType: text.nullish(),
+    media_type: text.nullish(),
+    filename: text.nullish(),
+    metadata: object.nullish(),
+  })
+  .superRefine((part, ctx) => {
+    const set = V1_CONTENT.filter((field) => given(part, field));
+    if (set.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: set.length === 0 ? `has no content: set one of ${V1_CONTENT.join(', ')}` : `sets ${set.join(' and ')}: a part holds one of ${V1_CONTENT.join(', ')}` });
+    }
+  });
+
+/** Roles as proto JSON spells them (the enum's name or number); ROLE_UNSPECIFIED is no role. */
+const ROLES_V1 = ['ROLE_USER', 'ROLE_AGENT', 1, 2] as const;
+
+const MessageV1 = z.looseObject({
+  messageId: text.nullish(),
+  message_id: text.nullish(),
+  contextId: text.nullish(),
+  context_id: text.nullish(),
+  taskId: text.nullish(),
+  task_id: text.nullish(),
+  role: z.unknown().refine((role) => (ROLES_V1 as readonly unknown[]).includes(role), 'is not ROLE_USER or ROLE_AGENT'),
+  parts: z.array(PartV1).min(1, 'is empty: a message has at least one part'),
+  metadata: object.nullish(),
+  extensions: texts.nullish(),
+  referenceTaskIds: texts.nullish(),
+  reference_task_ids: texts.nullish(),
+});
+
+const ConfigurationV1 = z.looseObject({
+  acceptedOutputModes: texts.nullish(),
+  accepted_output_modes: texts.nullish(),
+  historyLength: z.number().int().nullish(),
+  history_length: z.number().int().nullish(),
+  returnImmediately: z.boolean().nullish(),
+  return_immediately: z.boolean().nullish(),
+}).nullish();
+
+const SendV1 = z.looseObject({ message: MessageV1, configuration: ConfigurationV1, metadata: object.nullish() });
+
+const FileV03 = z.looseObject({ bytes: base64.nullish(), uri: text.nullish(), name: text.nullish(), mimeType: text.nullish() });
+
+/** v0.3 parts by kind; the layer itself refuses an unknown kind and a part with no content. */
+const PartV03 = object.superRefine((part, ctx) => {
+  if (part.kind === 'text' && typeof part.text !== 'string') ctx.addIssue({ code: 'custom', path: ['text'], message: 'is not a string' });
+  if (part.kind === 'file') {
+    const file = FileV03.safeParse(part.file ?? {});
+    for (const issue of file.success ? [] : file.error.issues) ctx.addIssue({ code: 'custom', path: ['file', ...issue.path.map(String)], message: issue.message });
+  }
+});
+
+const SendV03 = z.looseObject({
+  message: z.looseObject({ parts: z.array(PartV03).min(1, 'is empty: a message has at least one part') }),
+});
+
+const SENDS: Record<A2AVersion, Record<string, z.ZodType>> = {
+  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1 },
+  '0.3': { 'message/send': SendV03, 'message/stream': SendV03 },
+};
+
+/**
+ * Why the message in a send's params cannot be taken as sent (`message.parts.0: has no
+ * content: …`), or null; null too for any other method.
+ */
+export function messageShapeProblem(version: A2AVersion, method: unknown, params: unknown): string | null {
+  const schema = typeof method === 'string' && Object.hasOwn(SENDS[version], method) ? SENDS[version][method] : undefined;
+  if (!schema) return null;
+  const parsed = schema.safeParse(params ?? {});
+  if (parsed.success) return null;
+  const issue = parsed.error.issues[0];
+  return issue ? `${issue.path.join('.') || 'params'}: ${issue.message}` : 'params: not a valid message';
+}
