@@ -7,7 +7,7 @@ import { artifactsOf, stateOf, statusMessage } from './a2a-view';
 import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
-import { guarded } from './a2a-internal';
+import { agentDeleted, guarded } from './a2a-internal';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
 export const A2A_TURN_TIMEOUT_MS = 300_000;
@@ -96,6 +96,7 @@ export class GatewayExecutor implements AgentExecutor {
     for (;;) {
       const changed = this.nextChange(executionId);
       const row = this.host.store.execution(executionId);
+      if (!row && !this.host.store.agentRow()) throw agentDeleted(taskId);
       if (!row) throw new Error(`execution ${executionId} vanished`);
       const state = stateOf(row);
       const finished = TERMINAL.has(row.status);

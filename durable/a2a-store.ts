@@ -8,6 +8,7 @@ import type { DeferredSchema } from './agent-schema';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import { storableTask } from './a2a-large';
+import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
 
 interface TaskRow extends Record<string, string | number | null> {
@@ -123,10 +124,13 @@ export class A2AStore implements TaskStore {
   // --- TaskStore ---
 
   async load(taskId: string): Promise<Task | undefined> {
+    if (!this.store.agentRow()) throw agentDeleted(taskId);
     return this.view(taskId);
   }
 
   async save(task: Task): Promise<void> {
+    // The SDK loads and saves the FAILED status of a turn whose agent was deleted: nothing is left to keep it in.
+    if (!this.store.agentRow()) throw agentDeleted(task.id);
     const now = Date.now();
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', task.id);
     const executionId = row?.execution_id ?? task.id;

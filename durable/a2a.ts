@@ -131,6 +131,16 @@ export class A2AServer {
     for (const config of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, payload, now);
   }
 
+  /**
+   * After the agent's storage was deleted: the requests following its tasks look again now
+   * (and end, the task gone) rather than at their next recheck.
+   */
+  agentDeleted(): void {
+    this.tasks.invalidate();
+    const listeners = [...this.watchers.values()].flatMap((set) => [...set]);
+    queueMicrotask(() => { for (const listener of listeners) listener(); });
+  }
+
   /** The URL and headers of a push delivery (A2A's auth, not Standard Webhooks signing); null if the config is gone. */
   pushTarget(target: string): { url: string; headers: Record<string, string> } | null {
     const [, taskId, configId] = /^a2a:([^:]+):(.+)$/.exec(target) ?? [];

@@ -1,0 +1,68 @@
+import { SELF } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, BASE, newAgent, newTenant, uniqueId } from './support/api';
+
+const call = (key: string, agentId: string, method: string, params: unknown) =>
+  api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 9, method, params }, headers: { 'a2a-version': '1.0' } });
+const message = (messageId: string) => ({ message: { messageId, role: 'ROLE_USER', parts: [{ text: 'hold on' }] } });
+
+/** An open SSE answer, read event by event (each `data:` line parsed, with the `event:` name it came under). */
+async function openStream(key: string, agentId: string, params: unknown) {
+  const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
+    method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 'st', method: 'SendStreamingMessage', params }),
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
+  });
+  expect(res.headers.get('content-type')).toBe('text/event-stream');
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  return {
+    /** The next event, or null once the stream has ended. */
+    async next(): Promise<{ event: string; data: Record<string, any> } | null> {
+      for (;;) {
+        const end = buffered.indexOf('\n\n');
+        if (end >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const lines = block.split('\n');
+          const data = lines.find((l) => l.startsWith('data:'));
+          if (!data) continue;
+          return { event: lines.find((l) => l.startsWith('event:'))?.slice(6).trim() ?? 'message', data: JSON.parse(data.slice(5)) };
+        }
+        const chunk = await reader.read();
+        if (chunk.done) return null;
+        buffered += decoder.decode(chunk.value, { stream: true });
+      }
+    },
+  };
+}
+
+describe('A2A when the agent is deleted under an open request', () => {
+  it('ends an open stream and a blocking send with -32001 (the task is gone), not an internal error; a new agent of that id has no such task', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' }, concurrency: 2 });
+    const stream = await openStream(key, id, message(`tck-cancel-${uniqueId()}`));
+    const first = await stream.next();
+    expect(first?.data.result.task.status.state).toBe('TASK_STATE_WORKING');
+    const blocking = call(key, id, 'SendMessage', message(`tck-cancel-${uniqueId()}`));
+    // Both turns are running (the blocking send's answer waits for its end).
+    for (;;) {
+      const tasks = (await call(key, id, 'ListTasks', { status: 'TASK_STATE_WORKING' })).body.result.tasks;
+      if (tasks.length === 2) break;
+    }
+
+    expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
+
+    const last = await stream.next();
+    expect(last).toEqual({ event: 'error', data: { jsonrpc: '2.0', id: 'st', error: { code: -32001, message: expect.stringMatching(/agent was deleted/), data: [expect.objectContaining({ reason: 'TASK_NOT_FOUND' })] } } });
+    expect(await stream.next()).toBeNull();
+    const answer = (await blocking).body;
+    expect(answer).toEqual({ jsonrpc: '2.0', id: 9, error: { code: -32001, message: expect.stringMatching(/agent was deleted/), data: [expect.objectContaining({ reason: 'TASK_NOT_FOUND' })] } });
+
+    // The same id, created again, starts empty: nothing of the old tasks was written into it.
+    await newAgent(key, { id });
+    const listed = (await call(key, id, 'ListTasks', {})).body.result;
+    expect(listed.tasks).toEqual([]);
+    expect(first && (await call(key, id, 'GetTask', { id: first.data.result.task.id })).body.error.code).toBe(-32001);
+  });
+});
