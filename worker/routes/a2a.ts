@@ -12,6 +12,7 @@ import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
 import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
+import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
 import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
@@ -104,7 +105,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin));
       const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;
       const headers = { etag, 'cache-control': isPublic ? PUBLIC_CARD_CACHE : PRIVATE_CARD_CACHE, vary: 'Authorization' };
-      if (c.req.header('if-none-match')?.split(',').some((tag) => tag.trim() === etag)) return c.body(null, 304, headers);
+      if (ifNoneMatch(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
       return c.body(body, 200, { ...headers, 'content-type': 'application/json' });
     },
   );
