@@ -30,6 +30,22 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(legacy.body.error).toEqual({ code: -32001, message: expect.any(String) });
   });
 
+  it('answers an id it cannot echo exactly (past 2^53, fractional, an object) with -32600 and id null, naming the member', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const raw = (text: string) => api(`/a2a/${id}/`, { key, rawBody: text, headers: { 'content-type': 'application/json', 'a2a-version': '1.0' } });
+    for (const bad of ['123456789012345678901234567890', '9007199254740993', '1.5', '{"a":1}', 'true', `"${'x'.repeat(257)}"`]) {
+      const res = await raw(`{"jsonrpc":"2.0","id":${bad},"method":"GetTask","params":{"id":"ex_x"}}`);
+      expect(res.status, bad).toBe(200);
+      expect(res.body, bad).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/^Invalid Request: id: /) } });
+    }
+    // The largest exact integer, and the other members' refusals, still echo the id.
+    const largest = await raw('{"jsonrpc":"2.0","id":9007199254740991,"method":"GetTask","params":{"id":"ex_x"}}');
+    expect(largest.body).toMatchObject({ id: 9007199254740991, error: { code: -32001 } });
+    const badMethod = await raw('{"jsonrpc":"2.0","id":"a-1","method":5}');
+    expect(badMethod.body).toEqual({ jsonrpc: '2.0', id: 'a-1', error: { code: -32600, message: expect.stringMatching(/^Invalid Request: method: /) } });
+  });
+
   it('answers a bad agent id with the 400 invalid_request envelope, for the endpoint and the card', async () => {
     const { key } = await newTenant();
     for (const path of ['/a2a/bad.id/', '/a2a/bad.id/.well-known/agent-card.json']) {

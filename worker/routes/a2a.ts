@@ -23,11 +23,19 @@ const PRIVATE_CARD_CACHE = 'private, max-age=60';
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
+/**
+ * A request id: a string, an integer the answer can echo exactly (zod's int() stops at 2^53 - 1:
+ * a larger number has lost digits in JSON.parse already), or null. Integers only, as the SDK
+ * takes them (JSON-RPC says numbers SHOULD NOT have fractions). A request whose id is none of
+ * these is answered with id null, as JSON-RPC says for an id that cannot be read.
+ */
+const RequestId = z.union([z.string().max(256), z.number().int(), z.null()]);
+
 /** The JSON-RPC envelope; the SDK validates each method's params. */
 const JsonRpcRequest = z.object({
   jsonrpc: z.literal('2.0'),
   method: z.string().min(1).max(128),
-  id: z.union([z.string().max(256), z.number().int(), z.null()]).optional(),
+  id: RequestId.optional(),
   params: z.record(z.string(), z.unknown()).optional(),
 });
 
@@ -131,8 +139,10 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
-    const id = body && typeof body === 'object' && 'id' in body ? body.id : null;
-    return rpcAnswer(c, rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }));
+    const id = RequestId.safeParse(body && typeof body === 'object' && 'id' in body ? body.id : null);
+    const issue = envelope.error.issues[0];
+    const reason = issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'not a JSON-RPC 2.0 request';
+    return rpcAnswer(c, rpcError(id.success ? id.data : null, { code: -32600, message: `Invalid Request: ${reason}` }));
   }
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
