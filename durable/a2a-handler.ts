@@ -1,4 +1,4 @@
-import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
+import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
 import { RequestMalformedError, TaskNotCancelableError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import {
   DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
@@ -11,7 +11,7 @@ import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
 import { guardedTaskStore } from './a2a-internal';
 
-type ContextFactory = (request: { message?: Message }, context: ServerCallContext) => Promise<RequestContext>;
+type ContextFactory = (request: { message?: Message; configuration?: { taskPushNotificationConfig?: TaskPushNotificationConfig } }, context: ServerCallContext) => Promise<RequestContext>;
 type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => Promise<StreamResponse>;
 
 /** The SDK would send push notifications itself, once, from memory: the durable path (A2AServer) does. */
@@ -23,9 +23,9 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * SDK upgrade that renames them fails at the first A2A request (and in the tests), never
  * silently:
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
- *   exceed the bounds of an execution, or (-32004) when a follow-up would grow its task's
- *   stored record past its bound (a2a-limits.ts), before the SDK stores a follow-up's
- *   history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   exceed the bounds of an execution, or its push config is one the task cannot take (a
+ *   refused URL, one too many), or (-32004) when a follow-up would grow its task's stored
+ *   record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
  *   published it. The SDK reloads it from the store when the stream gets to the event, and
@@ -53,6 +53,8 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
       const incoming = request.message;
       const taskId = incoming?.taskId ? undefined : newId('ex');
       if (incoming) this.checkMessage(incoming, taskId);
+      const push = request.configuration?.taskPushNotificationConfig;
+      if (push && incoming) await this.tasks.checkConfig(incoming.taskId, push);
       const made = await createContext(request, context);
       if (!taskId) return made;
       const message = { ...made.userMessage, taskId };

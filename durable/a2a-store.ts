@@ -203,16 +203,25 @@ export class A2AStore implements TaskStore {
   // The SDK's signature is (taskId, context, config); the context adds nothing here, since
   // this object is one tenant's one agent.
 
-  async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
-    // The full guard (names resolved), as for webhooks; checked again before every send.
+  /**
+   * Refuses (-32602) a config `taskId` cannot take: a URL the outbound guard refuses (the full
+   * guard, names resolved, as for webhooks; checked again before every send), or one config
+   * more than a task may have. A send checks its config with this before the SDK stores the
+   * message (a follow-up's history), which it does before it saves the config.
+   */
+  async checkConfig(taskId: string, config: Pick<TaskPushNotificationConfig, 'id' | 'url'>): Promise<void> {
     const check = await checkOutboundUrl(config.url, this.hooks.outboundPolicy());
     if (!check.ok) throw new RequestMalformedError(`push notification URL refused: ${check.reason}`);
+    const others = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, config.id)?.n ?? 0;
+    if (others >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
+  }
+
+  async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
     const id = config.id || crypto.randomUUID();
+    await this.checkConfig(taskId, { id, url: config.url });
     // Pushes go out through the webhook deliveries: their tables exist before any push is
     // queued (inside a change's transaction, where creating them could be rolled back).
     this.schema.ensure('webhooks');
-    const count = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, id)?.n ?? 0;
-    if (count >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
     config.id = id;
     config.taskId = taskId;
     this.sql.run(
