@@ -10,7 +10,7 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
-import { messageShapeProblem } from './a2a-message-shape';
+import { paramsShapeProblem } from './a2a-params-shape';
 import { callContext, shownAnswer, shownError } from './a2a-internal';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -75,7 +75,7 @@ export class A2AServer {
     const logged = { requestId: request.requestId, method: body.method };
     const context = callContext(request.version, logged);
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
-    const problem = messageShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
+    const problem = paramsShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
     if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
     const answer = request.version === '0.3'
       ? await legacy.handle(withLegacyConfigId(body, (taskId) => this.tasks.configs(taskId).map((c) => c.id)), context)

@@ -2,14 +2,19 @@ import { z } from 'zod';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 
 /**
- * The shape of an incoming message, checked on the raw params before the SDK reads them. The
- * SDK's v1.0 decoder coerces whatever it is given: a part that is `null` threw inside it (a
- * -32603), a part with no content or a message with no parts became a task, `raw` that is not
- * base64 was silently cut to the bytes it could decode, a part naming both `text` and `data`
- * lost one, and a role such as `"user"` was stored as `UNRECOGNIZED`. Every message is a
- * durable execution here, so what cannot be stored as sent is refused with -32602, naming
- * the field. The v0.3 layer checks most of this itself; the gaps it leaves (no parts, `text`
- * that is not a string, `bytes` that are not base64) are closed the same way.
+ * The shape of a request's params, checked on the raw JSON before the SDK reads them.
+ *
+ * Messages: the SDK's v1.0 decoder coerces whatever it is given: a part that is `null` threw
+ * inside it (a -32603), a part with no content or a message with no parts became a task,
+ * `raw` that is not base64 was silently cut to the bytes it could decode, a part naming both
+ * `text` and `data` lost one, and a role such as `"user"` was stored as `UNRECOGNIZED`. Every
+ * message is a durable execution here, so what cannot be stored as sent is refused with
+ * -32602, naming the field. The v0.3 layer checks most of this itself; the gaps it leaves (no
+ * parts, `text` that is not a string, `bytes` that are not base64) are closed the same way.
+ *
+ * Ids in v0.3: the compatibility layer hands ids and lists to the SDK as they came, and the
+ * SDK fails on a task id that is not a string (`taskId.trim is not a function`) or a list that
+ * is not one, with -32603. (The v1.0 decoder makes strings of them: an unknown task.)
  *
  * Values are not walked: a data part holds any JSON, and its depth and size are bounded
  * later with the execution's input (a2a-limits.ts).
@@ -88,20 +93,50 @@ const PartV03 = object.superRefine((part, ctx) => {
 });
 
 const SendV03 = z.looseObject({
-  message: z.looseObject({ parts: z.array(PartV03).min(1, 'is empty: a message has at least one part') }),
+  message: z.looseObject({
+    messageId: text.nullish(),
+    contextId: text.nullish(),
+    taskId: text.nullish(),
+    referenceTaskIds: texts.nullish(),
+    extensions: texts.nullish(),
+    metadata: object.nullish(),
+    parts: z.array(PartV03).min(1, 'is empty: a message has at least one part'),
+  }),
+  configuration: z.looseObject({
+    acceptedOutputModes: texts.nullish(),
+    historyLength: z.number().int().nullish(),
+    blocking: z.boolean().nullish(),
+  }).nullish(),
+  metadata: object.nullish(),
 });
 
-const SENDS: Record<A2AVersion, Record<string, z.ZodType>> = {
+/** v0.3 params naming a task (TaskQueryParams, TaskIdParams, the push config ones). */
+const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: z.number().int().nullish(), metadata: object.nullish() });
+const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
+const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
+
+const METHODS: Record<A2AVersion, Record<string, z.ZodType>> = {
   '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1 },
-  '0.3': { 'message/send': SendV03, 'message/stream': SendV03 },
+  '0.3': {
+    'message/send': SendV03,
+    'message/stream': SendV03,
+    'tasks/get': TaskIdV03,
+    'tasks/cancel': TaskIdV03,
+    'tasks/resubscribe': TaskIdV03,
+    'tasks/pushNotificationConfig/list': TaskIdV03,
+    'tasks/pushNotificationConfig/get': ConfigIdV03,
+    'tasks/pushNotificationConfig/delete': ConfigIdV03,
+    'tasks/pushNotificationConfig/set': SetConfigV03,
+  },
 };
 
 /**
- * Why the message in a send's params cannot be taken as sent (`message.parts.0: has no
- * content: …`), or null; null too for any other method.
+ * Why a request's params cannot be taken as sent (`message.parts.0: has no content: …`,
+ * `id: Invalid input: expected string, received number`), or null; null too for a method
+ * without a check here.
  */
-export function messageShapeProblem(version: A2AVersion, method: unknown, params: unknown): string | null {
-  const schema = typeof method === 'string' && Object.hasOwn(SENDS[version], method) ? SENDS[version][method] : undefined;
+export function paramsShapeProblem(version: A2AVersion, method: unknown, params: unknown): string | null {
+  const schema = typeof method === 'string' && Object.hasOwn(METHODS[version], method) ? METHODS[version][method] : undefined;
   if (!schema) return null;
   const parsed = schema.safeParse(params ?? {});
   if (parsed.success) return null;

@@ -9,7 +9,7 @@ const listed = async (key: string, agentId: string): Promise<number> =>
 
 const INVALID_PARAMS = { code: -32602, data: [expect.objectContaining({ reason: 'INVALID_PARAMS' })] };
 
-describe('A2A messages are taken as sent, or refused with -32602 naming the field', () => {
+describe('A2A params are taken as sent, or refused with -32602 naming the field', () => {
   it('refuses, in 1.0, parts and roles the SDK would coerce, store garbled, or fail on with -32603', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
@@ -78,5 +78,32 @@ describe('A2A messages are taken as sent, or refused with -32602 naming the fiel
     expect(await listed(key, id)).toBe(0);
     const ok = await call(key, id, 'message/send', { message: message([{ kind: 'text', text: 'hi' }, { kind: 'file', file: { bytes: 'aGVsbG8=', name: 'h.txt' } }]) }, '0.3');
     expect(ok.body.result.history[0].parts).toEqual([{ kind: 'text', text: 'hi' }, { kind: 'file', file: { bytes: 'aGVsbG8=', name: 'h.txt' } }]);
+  });
+
+  it('refuses, in 0.3, ids and lists that are not strings (the SDK failed on them with -32603)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const sent = await call(key, id, 'message/send', { message: { kind: 'message', messageId: `shape-${++seq}`, role: 'user', parts: [{ kind: 'text', text: 'hi' }] } }, '0.3');
+    const taskId: string = sent.body.result.id;
+    const message = (fields: Record<string, unknown>) => ({ kind: 'message', messageId: `shape-${++seq}`, role: 'user', parts: [{ kind: 'text', text: 'hi' }], ...fields });
+    const refused: [string, Record<string, unknown>, RegExp][] = [
+      ['tasks/get', { id: 5 }, /^id: /],
+      ['tasks/get', { id: { a: 1 } }, /^id: /],
+      ['tasks/cancel', { id: [taskId] }, /^id: /],
+      ['tasks/resubscribe', { id: true }, /^id: /],
+      ['tasks/pushNotificationConfig/list', { id: 5 }, /^id: /],
+      ['tasks/pushNotificationConfig/get', { id: {}, pushNotificationConfigId: 'x' }, /^id: /],
+      ['tasks/pushNotificationConfig/delete', { id: taskId, pushNotificationConfigId: 7 }, /^pushNotificationConfigId: /],
+      ['tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: null }, /^pushNotificationConfig: /],
+      ['message/send', { message: message({ taskId: 5 }) }, /^message\.taskId: /],
+      ['message/send', { message: message({ referenceTaskIds: 'ex_1' }) }, /^message\.referenceTaskIds: /],
+      ['message/stream', { message: message({ contextId: {} }) }, /^message\.contextId: /],
+      ['message/send', { message: message({}), configuration: { acceptedOutputModes: 'text/plain' } }, /^configuration\.acceptedOutputModes: /],
+    ];
+    for (const [method, params, reason] of refused) {
+      const res = await call(key, id, method, params, '0.3');
+      expect(res.body.error, `${method} ${JSON.stringify(params)}`).toEqual({ code: -32602, message: expect.stringMatching(reason) });
+    }
+    expect((await call(key, id, 'tasks/get', { id: taskId }, '0.3')).body.result.id).toBe(taskId);
   });
 });
