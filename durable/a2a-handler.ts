@@ -1,4 +1,4 @@
-import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
+import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type SubscribeToTaskRequest, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
 import { RequestMalformedError, TaskNotCancelableError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import {
   DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
@@ -80,9 +80,22 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
   }
 
   /**
+   * A finished task cannot be subscribed to (-32004), as the SDK says too, naming the state
+   * by its name (the SDK's message gives the enum's number).
+   */
+  override async *resubscribe(params: SubscribeToTaskRequest, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+    const state = params.id ? (await this.tasks.load(params.id))?.status?.state : undefined;
+    if (state !== undefined && TERMINAL_TASK_STATES.has(state)) {
+      throw new UnsupportedOperationError(`Task ${params.id} is ${TaskState[state]}: a finished task cannot be subscribed to; read it with GetTask`);
+    }
+    yield* super.resubscribe(params, context);
+  }
+
+  /**
    * Throws the SDK's invalid-params error when `message` is out of bounds, and its
-   * unsupported-operation error (-32004, as for a message to a finished task) when a follow-up
-   * would grow its task's stored record past MAX_TASK_RECORD_BYTES. The input is built
+   * unsupported-operation error (-32004) when it follows up a finished task (naming its state,
+   * where the SDK gives the enum's number) or would grow its task's stored record past
+   * MAX_TASK_RECORD_BYTES. The input is built
    * as the executor will build it; a context id the SDK fills in later is counted at the length
    * of the UUID it makes, so the estimate is within a few hundred bytes of what is stored.
    */
@@ -94,11 +107,14 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     const size = sizeProblem(message, turnInput(resolved, turn));
     if (size) throw new RequestMalformedError(size);
     if (newTaskId) return;
-    // The task as the SDK will load it and save it with the message appended. A finished
-    // task is left to the SDK, which refuses any message to it.
+    // The task as the SDK will load it and save it with the message appended; an unknown one
+    // is left to the SDK (-32001).
     const task = this.tasks.view(message.taskId);
     const state = task?.status?.state;
-    if (!task || (state !== undefined && TERMINAL_TASK_STATES.has(state))) return;
+    if (!task) return;
+    if (state !== undefined && TERMINAL_TASK_STATES.has(state)) {
+      throw new UnsupportedOperationError(`Task ${task.id} is ${TaskState[state]}: a finished task takes no more messages; continue in a new task (its message may name this one in referenceTaskIds)`);
+    }
     const full = recordProblem(task, message);
     if (full) throw new UnsupportedOperationError(full);
   }
