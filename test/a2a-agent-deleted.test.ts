@@ -7,9 +7,9 @@ const call = (key: string, agentId: string, method: string, params: unknown) =>
 const message = (messageId: string) => ({ message: { messageId, role: 'ROLE_USER', parts: [{ text: 'hold on' }] } });
 
 /** An open SSE answer, read event by event (each `data:` line parsed, with the `event:` name it came under). */
-async function openStream(key: string, agentId: string, params: unknown) {
+async function openStream(key: string, agentId: string, params: unknown, method = 'SendStreamingMessage') {
   const res = await SELF.fetch(`${BASE}/a2a/${agentId}/`, {
-    method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 'st', method: 'SendStreamingMessage', params }),
+    method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 'st', method, params }),
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
   });
   expect(res.headers.get('content-type')).toBe('text/event-stream');
@@ -38,17 +38,20 @@ async function openStream(key: string, agentId: string, params: unknown) {
 }
 
 describe('A2A when the agent is deleted under an open request', () => {
-  it('ends an open stream and a blocking send with -32001 (the task is gone), not an internal error; a new agent of that id has no such task', async () => {
+  it('ends an open stream and a blocking send with -32001 (the task is gone), not an internal error, and a subscription with the turn failed; a new agent of that id has no such task', async () => {
     const { key } = await newTenant();
-    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' }, concurrency: 2 });
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' }, concurrency: 3 });
     const stream = await openStream(key, id, message(`tck-cancel-${uniqueId()}`));
     const first = await stream.next();
     expect(first?.data.result.task.status.state).toBe('TASK_STATE_WORKING');
     const blocking = call(key, id, 'SendMessage', message(`tck-cancel-${uniqueId()}`));
-    // Both turns are running (the blocking send's answer waits for its end).
+    const background = (await call(key, id, 'SendMessage', { ...message(`tck-cancel-${uniqueId()}`), configuration: { returnImmediately: true } })).body.result.task;
+    const subscribed = await openStream(key, id, { id: background.id }, 'SubscribeToTask');
+    expect((await subscribed.next())?.data.result.task.id).toBe(background.id);
+    // The three turns are running (the blocking send's answer waits for its end).
     for (;;) {
       const tasks = (await call(key, id, 'ListTasks', { status: 'TASK_STATE_WORKING' })).body.result.tasks;
-      if (tasks.length === 2) break;
+      if (tasks.length === 3) break;
     }
 
     expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
@@ -56,6 +59,10 @@ describe('A2A when the agent is deleted under an open request', () => {
     const last = await stream.next();
     expect(last).toEqual({ event: 'error', data: { jsonrpc: '2.0', id: 'st', error: { code: -32001, message: expect.stringMatching(/agent was deleted/), data: [expect.objectContaining({ reason: 'TASK_NOT_FOUND' })] } } });
     expect(await stream.next()).toBeNull();
+    // A subscriber sees the turn fail (the SDK's status for a turn that threw), naming why.
+    const failed: Record<string, any>[] = [];
+    for (let event = await subscribed.next(); event; event = await subscribed.next()) failed.push(event.data.result);
+    expect(failed.at(-1)?.statusUpdate.status).toMatchObject({ state: 'TASK_STATE_FAILED', message: { parts: [expect.objectContaining({ text: expect.stringMatching(/agent was deleted/) })] } });
     const answer = (await blocking).body;
     expect(answer).toEqual({ jsonrpc: '2.0', id: 9, error: { code: -32001, message: expect.stringMatching(/agent was deleted/), data: [expect.objectContaining({ reason: 'TASK_NOT_FOUND' })] } });
 
