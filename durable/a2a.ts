@@ -70,7 +70,7 @@ export class A2AServer {
   async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
     this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
-    const body = request.body as Record<string, unknown>;
+    const body = withoutTenant(request.body as Record<string, unknown>);
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
     const context = callContext(request.version, logged);
@@ -180,4 +180,18 @@ export class A2AServer {
     this.handlers = { key, v1: new JsonRpcTransportHandler(handler), legacy: new LegacyJsonRpcTransportHandler(handler) };
     return this.handlers;
   }
+}
+
+/**
+ * The request without A2A's `tenant` param. The SDK scopes its event buses by it, so a send
+ * naming a tenant was followed only by requests naming the same one: a SubscribeToTask without
+ * it ended at once, and a CancelTask without it took the SDK's no-listener path (two cancel
+ * messages in the history). Here the tenant is the API key's, and this object serves one
+ * tenant's one agent: the param has nothing to scope.
+ */
+function withoutTenant(body: Record<string, unknown>): Record<string, unknown> {
+  const params = body.params;
+  if (typeof params !== 'object' || params === null || !('tenant' in params)) return body;
+  const { tenant: _tenant, ...rest } = params as Record<string, unknown>;
+  return { ...body, params: rest };
 }
