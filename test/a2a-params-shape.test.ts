@@ -106,4 +106,17 @@ describe('A2A params are taken as sent, or refused with -32602 naming the field'
     }
     expect((await call(key, id, 'tasks/get', { id: taskId }, '0.3')).body.result.id).toBe(taskId);
   });
+
+  it('passes the tasks a message refers to on to the upstream, in the execution\'s input, in both versions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const first = (await call(key, id, 'SendMessage', { message: { messageId: `ref-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'refund?' }] } })).body.result.task;
+    const inputOf = async (taskId: string) => (await api(`/v1/agents/${id}/executions/${taskId}`, { key })).body.input;
+    expect(await inputOf(first.id)).not.toHaveProperty('referenceTaskIds');
+
+    const second = (await call(key, id, 'SendMessage', { message: { messageId: `ref-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'and shipping?' }], referenceTaskIds: [first.id] } })).body.result.task;
+    expect(await inputOf(second.id)).toMatchObject({ message: 'and shipping?', referenceTaskIds: [first.id] });
+    const legacy = (await call(key, id, 'message/send', { message: { kind: 'message', messageId: `ref-${++seq}`, role: 'user', parts: [{ kind: 'text', text: 'hi' }], referenceTaskIds: [first.id, second.id] } }, '0.3')).body.result;
+    expect((await inputOf(legacy.id)).referenceTaskIds).toEqual([first.id, second.id]);
+  });
 });
