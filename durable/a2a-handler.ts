@@ -25,7 +25,8 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
  *   exceed the bounds of an execution, or its push config is one the task cannot take (a
  *   refused URL, one too many), or (-32004) when a follow-up would grow its task's stored
- *   record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history;
+ *   and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
  *   published it. The SDK reloads it from the store when the stream gets to the event, and
@@ -95,9 +96,9 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
    * Throws the SDK's invalid-params error when `message` is out of bounds, and its
    * unsupported-operation error (-32004) when it follows up a finished task (naming its state,
    * where the SDK gives the enum's number) or would grow its task's stored record past
-   * MAX_TASK_RECORD_BYTES. The input is built
-   * as the executor will build it; a context id the SDK fills in later is counted at the length
-   * of the UUID it makes, so the estimate is within a few hundred bytes of what is stored.
+   * MAX_TASK_RECORD_BYTES. The input is built as the executor will build it; a context id the
+   * SDK fills in later is counted at the length of the UUID it makes, so the estimate is
+   * within a few hundred bytes of what is stored.
    */
   private checkMessage(message: Message, newTaskId: string | undefined): void {
     const ids = idProblem(message);
