@@ -7,7 +7,7 @@ import { artifactsOf, stateOf, statusMessage } from './a2a-view';
 import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
-import { guarded } from './a2a-internal';
+import { agentDeleted, guarded } from './a2a-internal';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
 export const A2A_TURN_TIMEOUT_MS = 300_000;
@@ -36,10 +36,18 @@ export interface ExecutorHost {
   watch(executionId: string, listener: () => void): () => void;
 }
 
-/** The upstream's input for one A2A message: its text, and the parts as A2A JSON. */
+/**
+ * The upstream's input for one A2A message: its text, the parts as A2A JSON, and the tasks it
+ * refers to when it names any (A2A asks agents to use them to understand a follow-up; they
+ * are task ids of this agent, readable with GET /v1/agents/:id/executions/:eid).
+ */
 export function turnInput(message: Message, turn: number): Record<string, unknown> {
   const text = message.parts.flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : [])).join('\n');
-  return { message: text, messageId: message.messageId, contextId: message.contextId, taskId: message.taskId, turn, parts: message.parts.map((p) => Part.toJSON(p)) };
+  const references = message.referenceTaskIds ?? [];
+  return {
+    message: text, messageId: message.messageId, contextId: message.contextId, taskId: message.taskId, turn, parts: message.parts.map((p) => Part.toJSON(p)),
+    ...(references.length > 0 && { referenceTaskIds: references }),
+  };
 }
 
 /**
@@ -96,6 +104,7 @@ export class GatewayExecutor implements AgentExecutor {
     for (;;) {
       const changed = this.nextChange(executionId);
       const row = this.host.store.execution(executionId);
+      if (!row && !this.host.store.agentRow()) throw agentDeleted(taskId);
       if (!row) throw new Error(`execution ${executionId} vanished`);
       const state = stateOf(row);
       const finished = TERMINAL.has(row.status);

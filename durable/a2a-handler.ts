@@ -1,4 +1,4 @@
-import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
+import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type SubscribeToTaskRequest, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
 import { RequestMalformedError, TaskNotCancelableError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import {
   DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
@@ -11,7 +11,7 @@ import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
 import { guardedTaskStore } from './a2a-internal';
 
-type ContextFactory = (request: { message?: Message }, context: ServerCallContext) => Promise<RequestContext>;
+type ContextFactory = (request: { message?: Message; configuration?: { taskPushNotificationConfig?: TaskPushNotificationConfig } }, context: ServerCallContext) => Promise<RequestContext>;
 type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => Promise<StreamResponse>;
 
 /** The SDK would send push notifications itself, once, from memory: the durable path (A2AServer) does. */
@@ -23,9 +23,10 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * SDK upgrade that renames them fails at the first A2A request (and in the tests), never
  * silently:
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
- *   exceed the bounds of an execution, or (-32004) when a follow-up would grow its task's
- *   stored record past its bound (a2a-limits.ts), before the SDK stores a follow-up's
- *   history; and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
+ *   exceed the bounds of an execution, or its push config is one the task cannot take (a
+ *   refused URL, one too many), or (-32004) when a follow-up would grow its task's stored
+ *   record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history;
+ *   and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
  *   published it. The SDK reloads it from the store when the stream gets to the event, and
@@ -53,6 +54,8 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
       const incoming = request.message;
       const taskId = incoming?.taskId ? undefined : newId('ex');
       if (incoming) this.checkMessage(incoming, taskId);
+      const push = request.configuration?.taskPushNotificationConfig;
+      if (push && incoming) await this.tasks.checkConfig(incoming.taskId, push);
       const made = await createContext(request, context);
       if (!taskId) return made;
       const message = { ...made.userMessage, taskId };
@@ -78,11 +81,24 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
   }
 
   /**
+   * A finished task cannot be subscribed to (-32004), as the SDK says too, naming the state
+   * by its name (the SDK's message gives the enum's number).
+   */
+  override async *resubscribe(params: SubscribeToTaskRequest, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+    const state = params.id ? (await this.tasks.load(params.id))?.status?.state : undefined;
+    if (state !== undefined && TERMINAL_TASK_STATES.has(state)) {
+      throw new UnsupportedOperationError(`Task ${params.id} is ${TaskState[state]}: a finished task cannot be subscribed to; read it with GetTask`);
+    }
+    yield* super.resubscribe(params, context);
+  }
+
+  /**
    * Throws the SDK's invalid-params error when `message` is out of bounds, and its
-   * unsupported-operation error (-32004, as for a message to a finished task) when a follow-up
-   * would grow its task's stored record past MAX_TASK_RECORD_BYTES. The input is built
-   * as the executor will build it; a context id the SDK fills in later is counted at the length
-   * of the UUID it makes, so the estimate is within a few hundred bytes of what is stored.
+   * unsupported-operation error (-32004) when it follows up a finished task (naming its state,
+   * where the SDK gives the enum's number) or would grow its task's stored record past
+   * MAX_TASK_RECORD_BYTES. The input is built as the executor will build it; a context id the
+   * SDK fills in later is counted at the length of the UUID it makes, so the estimate is
+   * within a few hundred bytes of what is stored.
    */
   private checkMessage(message: Message, newTaskId: string | undefined): void {
     const ids = idProblem(message);
@@ -92,11 +108,14 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     const size = sizeProblem(message, turnInput(resolved, turn));
     if (size) throw new RequestMalformedError(size);
     if (newTaskId) return;
-    // The task as the SDK will load it and save it with the message appended. A finished
-    // task is left to the SDK, which refuses any message to it.
+    // The task as the SDK will load it and save it with the message appended; an unknown one
+    // is left to the SDK (-32001).
     const task = this.tasks.view(message.taskId);
     const state = task?.status?.state;
-    if (!task || (state !== undefined && TERMINAL_TASK_STATES.has(state))) return;
+    if (!task) return;
+    if (state !== undefined && TERMINAL_TASK_STATES.has(state)) {
+      throw new UnsupportedOperationError(`Task ${task.id} is ${TaskState[state]}: a finished task takes no more messages; continue in a new task (its message may name this one in referenceTaskIds)`);
+    }
     const full = recordProblem(task, message);
     if (full) throw new UnsupportedOperationError(full);
   }

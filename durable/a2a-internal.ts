@@ -1,4 +1,4 @@
-import { A2AError } from '@a2a-js/sdk/errors';
+import { A2AError, TaskNotFoundError } from '@a2a-js/sdk/errors';
 import { ServerCallContext, type TaskStore } from '@a2a-js/sdk/server';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 
@@ -58,6 +58,12 @@ export function internalError(cause: unknown, context: ServerCallContext | undef
   logCause(cause, logged);
   return new Error(internalErrorMessage(logged.requestId));
 }
+
+/**
+ * What a request following a task gets when the agent is deleted under it: the task is gone
+ * (an A2A error, shown as it is: -32001), not an internal failure.
+ */
+export const agentDeleted = (taskId: string): TaskNotFoundError => new TaskNotFoundError(`Task not found: ${taskId}: the agent was deleted`);
 
 /** Runs `work`; what it throws is thrown as `internalError` shows it. */
 export async function guarded<T>(context: ServerCallContext | undefined, work: () => Promise<T>): Promise<T> {

@@ -31,3 +31,16 @@ export function withLegacyFinal(event: unknown): unknown {
   if (INTERRUPTED_V03.has(state) || (state === 'submitted' && paused)) result.final = true;
   return event;
 }
+
+/**
+ * v0.3's `tasks/pushNotificationConfig/get` may name the task alone (`{id}`, its TaskIdParams
+ * form, from when a task had one config): v0.3 servers answer with the task's config. The
+ * SDK's translation looks for a config with the id `""` instead, which never exists, so the
+ * params name the task's first config (the oldest) when they name none.
+ */
+export function withLegacyConfigId(body: Record<string, unknown>, configIdsOf: (taskId: string) => string[]): Record<string, unknown> {
+  const params = body.params as Record<string, unknown> | undefined;
+  if (body.method !== 'tasks/pushNotificationConfig/get' || typeof params?.id !== 'string' || params.pushNotificationConfigId) return body;
+  const first = configIdsOf(params.id)[0];
+  return first === undefined ? body : { ...body, params: { ...params, pushNotificationConfigId: first } };
+}

@@ -8,6 +8,7 @@ import type { DeferredSchema } from './agent-schema';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import { storableTask } from './a2a-large';
+import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
 
 interface TaskRow extends Record<string, string | number | null> {
@@ -20,7 +21,8 @@ interface TaskRow extends Record<string, string | number | null> {
 
 /** Push configs per task; more is a client bug or abuse. */
 const MAX_PUSH_CONFIGS = 10;
-const MAX_PAGE_TOKEN = /^\d{1,15}$/;
+/** A ListTasks page token: the status time (ms) and the execution's position of the last task shown. */
+const PAGE_TOKEN = /^(\d{1,15})\.(\d{1,15})$/;
 
 export interface A2AStoreHooks {
   /** Cancels an unfinished execution (the REST API's cancel); false if it had finished. */
@@ -123,10 +125,13 @@ export class A2AStore implements TaskStore {
   // --- TaskStore ---
 
   async load(taskId: string): Promise<Task | undefined> {
+    if (!this.store.agentRow()) throw agentDeleted(taskId);
     return this.view(taskId);
   }
 
   async save(task: Task): Promise<void> {
+    // The SDK loads and saves the FAILED status of a turn whose agent was deleted: nothing is left to keep it in.
+    if (!this.store.agentRow()) throw agentDeleted(task.id);
     const now = Date.now();
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', task.id);
     const executionId = row?.execution_id ?? task.id;
@@ -152,23 +157,31 @@ export class A2AStore implements TaskStore {
     }
   }
 
-  /** Newest first; the page token is the position of the last task of the previous page. */
+  /**
+   * Most recently updated first, as A2A requires: by the time of the task's latest status
+   * (the one `statusTimestampAfter` filters on), then newest created first. The page token is
+   * that pair for the last task of the previous page; a task updated between two pages moves
+   * to the front, so a client paging through may miss it there and see it on a later list.
+   */
   async list(params: ListTasksRequest): Promise<ListTasksResponse> {
     const pageSize = params.pageSize ?? 50;
-    if (params.pageToken && !MAX_PAGE_TOKEN.test(params.pageToken)) throw new RequestMalformedError('pageToken is not one this server issued');
-    const before = params.pageToken ? Number(params.pageToken) : Number.MAX_SAFE_INTEGER;
+    const token = params.pageToken ? PAGE_TOKEN.exec(params.pageToken) : null;
+    if (params.pageToken && !token) throw new RequestMalformedError('pageToken is not one this server issued');
+    const before = token ? { at: Number(token[1]), seq: Number(token[2]) } : null;
     const after = params.statusTimestampAfter ? Date.parse(params.statusTimestampAfter) : null;
-    // Every execution that is not a follow-up turn is a task; its state is its latest turn's.
-    const rows = this.sql.all<{ seq: number; id: string; context_id: string; status: string; asked: string | null; closed_state: number | null; at: number }>(
-      `SELECT e.seq AS seq, e.id AS id, coalesce(t.context_id, e.id) AS context_id, c.status AS status,
+    // Every execution that is not a follow-up turn is a task; its state is its latest turn's,
+    // or the state it was closed in between turns (at the time of that save).
+    const rows = this.sql.all<{ seq: number; id: string; status: string; asked: string | null; closed_state: number | null; at: number }>(
+      `SELECT e.seq AS seq, e.id AS id, c.status AS status,
               CASE WHEN c.status = 'succeeded' THEN json_extract(c.output, '$.a2a.state') END AS asked,
-              t.closed_state AS closed_state, coalesce(c.finished_at, c.started_at, c.created_at) AS at
+              t.closed_state AS closed_state,
+              CASE WHEN t.closed_state IS NOT NULL THEN t.updated_at ELSE coalesce(c.finished_at, c.started_at, c.created_at) END AS at
        FROM executions e
        LEFT JOIN a2a_tasks t ON t.id = e.id
        JOIN executions c ON c.id = coalesce(t.execution_id, e.id)
        WHERE e.id NOT IN (SELECT execution_id FROM a2a_turns WHERE turn > 1)
          AND (? IS NULL OR coalesce(t.context_id, e.id) = ?)
-       ORDER BY e.seq DESC`,
+       ORDER BY at DESC, e.seq DESC`,
       params.contextId || null, params.contextId || null,
     );
     const matching = rows.filter((r) => {
@@ -176,28 +189,39 @@ export class A2AStore implements TaskStore {
       if (params.status && state !== params.status) return false;
       return after === null || r.at > after;
     });
-    const page = matching.filter((r) => r.seq < before).slice(0, pageSize + 1);
+    const start = before ? matching.findIndex((r) => r.at < before.at || (r.at === before.at && r.seq < before.seq)) : 0;
+    const page = start < 0 ? [] : matching.slice(start, start + pageSize + 1);
     const more = page.length > pageSize;
     const shown = page.slice(0, pageSize);
     const tasks = shown.map((r) => this.view(r.id)).filter((t): t is Task => t !== undefined);
     if (!params.includeArtifacts) for (const task of tasks) task.artifacts = [];
-    return { tasks, nextPageToken: more ? String(shown.at(-1)?.seq ?? '') : '', pageSize, totalSize: matching.length };
+    const last = shown.at(-1);
+    return { tasks, nextPageToken: more && last ? `${last.at}.${last.seq}` : '', pageSize, totalSize: matching.length };
   }
 
   // --- PushNotificationStore ---
   // The SDK's signature is (taskId, context, config); the context adds nothing here, since
   // this object is one tenant's one agent.
 
-  async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
-    // The full guard (names resolved), as for webhooks; checked again before every send.
+  /**
+   * Refuses (-32602) a config `taskId` cannot take: a URL the outbound guard refuses (the full
+   * guard, names resolved, as for webhooks; checked again before every send), or one config
+   * more than a task may have. A send checks its config with this before the SDK stores the
+   * message (a follow-up's history), which it does before it saves the config.
+   */
+  async checkConfig(taskId: string, config: Pick<TaskPushNotificationConfig, 'id' | 'url'>): Promise<void> {
     const check = await checkOutboundUrl(config.url, this.hooks.outboundPolicy());
     if (!check.ok) throw new RequestMalformedError(`push notification URL refused: ${check.reason}`);
+    const others = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, config.id)?.n ?? 0;
+    if (others >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
+  }
+
+  async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
     const id = config.id || crypto.randomUUID();
+    await this.checkConfig(taskId, { id, url: config.url });
     // Pushes go out through the webhook deliveries: their tables exist before any push is
     // queued (inside a change's transaction, where creating them could be rolled back).
     this.schema.ensure('webhooks');
-    const count = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, id)?.n ?? 0;
-    if (count >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
     config.id = id;
     config.taskId = taskId;
     this.sql.run(

@@ -8,8 +8,9 @@ import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
 import { GatewayRequestHandler } from './a2a-handler';
-import { withLegacyFinal } from './a2a-legacy';
+import { withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
+import { paramsShapeProblem } from './a2a-params-shape';
 import { callContext, shownAnswer, shownError } from './a2a-internal';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -69,14 +70,16 @@ export class A2AServer {
   async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
     this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
-    const body = request.body as Record<string, unknown>;
+    const body = withoutTenant(request.body as Record<string, unknown>);
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
     const context = callContext(request.version, logged);
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
-    const push = pushConfigProblem(request.version, body.method, body.params);
-    if (push) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(push)) } };
-    const answer = await (request.version === '0.3' ? legacy : v1).handle(body, context);
+    const problem = paramsShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
+    if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
+    const answer = request.version === '0.3'
+      ? await legacy.handle(withLegacyConfigId(body, (taskId) => this.tasks.configs(taskId).map((c) => c.id)), context)
+      : await v1.handle(body, context);
     if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: shownAnswer(answer, logged) };
     // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.
     const iterator = answer[Symbol.asyncIterator]();
@@ -130,6 +133,16 @@ export class A2AServer {
     for (const config of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, payload, now);
   }
 
+  /**
+   * After the agent's storage was deleted: the requests following its tasks look again now
+   * (and end, the task gone) rather than at their next recheck.
+   */
+  agentDeleted(): void {
+    this.tasks.invalidate();
+    const listeners = [...this.watchers.values()].flatMap((set) => [...set]);
+    queueMicrotask(() => { for (const listener of listeners) listener(); });
+  }
+
   /** The URL and headers of a push delivery (A2A's auth, not Standard Webhooks signing); null if the config is gone. */
   pushTarget(target: string): { url: string; headers: Record<string, string> } | null {
     const [, taskId, configId] = /^a2a:([^:]+):(.+)$/.exec(target) ?? [];
@@ -167,4 +180,18 @@ export class A2AServer {
     this.handlers = { key, v1: new JsonRpcTransportHandler(handler), legacy: new LegacyJsonRpcTransportHandler(handler) };
     return this.handlers;
   }
+}
+
+/**
+ * The request without A2A's `tenant` param. The SDK scopes its event buses by it, so a send
+ * naming a tenant was followed only by requests naming the same one: a SubscribeToTask without
+ * it ended at once, and a CancelTask without it took the SDK's no-listener path (two cancel
+ * messages in the history). Here the tenant is the API key's, and this object serves one
+ * tenant's one agent: the param has nothing to scope.
+ */
+function withoutTenant(body: Record<string, unknown>): Record<string, unknown> {
+  const params = body.params;
+  if (typeof params !== 'object' || params === null || !('tenant' in params)) return body;
+  const { tenant: _tenant, ...rest } = params as Record<string, unknown>;
+  return { ...body, params: rest };
 }

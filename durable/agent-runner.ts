@@ -90,6 +90,8 @@ export class ExecutionRunner {
    * being deleted): their rows are not finished, so waiting for that would last to the deadline.
    */
   abortAll(): void {
+    // Its queue goes with it: the aborted runs' ends must not pump into tables being deleted.
+    this.queueEmpty = true;
     for (const controller of this.inflight.values()) controller.abort();
     const waiting = [...this.waiters.values()].flat();
     this.waiters.clear();

@@ -144,9 +144,9 @@ export class AgentDO extends DurableObject<Env> {
     this.store.invalidate();
     this.schema.forget();
     this.webhooks.invalidate();
-    this.a2aServer.tasks.invalidate();
     this.background.alarmAt = null;
     this.store.seed(migrate(new Sql(this.ctx.storage.sql), this.ctx.storage));
+    this.a2aServer.agentDeleted();
     return ok({ deleted: true });
   }
 

@@ -30,6 +30,41 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(legacy.body.error).toEqual({ code: -32001, message: expect.any(String) });
   });
 
+  it('names a finished task\'s state in words when it refuses a message to it or a subscription, in both versions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const rpc = (method: string, params: unknown, version = '1.0') => api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': version } });
+    const done = (await rpc('SendMessage', { message: { messageId: `tck-complete-task-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } })).body.result.task;
+    const rejected = (await rpc('SendMessage', { message: { messageId: `tck-reject-task-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } })).body.result.task;
+    expect(rejected.status.state).toBe('TASK_STATE_REJECTED');
+
+    const followUp = (taskId: string) => ({ message: { messageId: `m-${uniqueId()}`, taskId, role: 'ROLE_USER', parts: [{ text: 'more' }] } });
+    for (const method of ['SendMessage', 'SendStreamingMessage']) {
+      expect((await rpc(method, followUp(done.id))).body.error).toMatchObject({ code: -32004, message: expect.stringMatching(/is TASK_STATE_COMPLETED: a finished task takes no more messages/), data: ERROR_INFO('UNSUPPORTED_OPERATION') });
+    }
+    expect((await rpc('SendMessage', followUp(rejected.id))).body.error.message).toMatch(/is TASK_STATE_REJECTED/);
+    expect((await rpc('SubscribeToTask', { id: done.id })).body.error).toMatchObject({ code: -32004, message: expect.stringMatching(/is TASK_STATE_COMPLETED: a finished task cannot be subscribed to/) });
+    const legacy = await rpc('message/send', { message: { kind: 'message', messageId: `m-${uniqueId()}`, taskId: done.id, role: 'user', parts: [{ kind: 'text', text: 'more' }] } }, '0.3');
+    expect(legacy.body.error).toEqual({ code: -32004, message: expect.stringMatching(/is TASK_STATE_COMPLETED/) });
+    expect((await rpc('tasks/resubscribe', { id: rejected.id }, '0.3')).body.error).toEqual({ code: -32004, message: expect.stringMatching(/is TASK_STATE_REJECTED/) });
+  });
+
+  it('answers an id it cannot echo exactly (past 2^53, fractional, an object) with -32600 and id null, naming the member', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const raw = (text: string) => api(`/a2a/${id}/`, { key, rawBody: text, headers: { 'content-type': 'application/json', 'a2a-version': '1.0' } });
+    for (const bad of ['123456789012345678901234567890', '9007199254740993', '1.5', '{"a":1}', 'true', `"${'x'.repeat(257)}"`]) {
+      const res = await raw(`{"jsonrpc":"2.0","id":${bad},"method":"GetTask","params":{"id":"ex_x"}}`);
+      expect(res.status, bad).toBe(200);
+      expect(res.body, bad).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/^Invalid Request: id: /) } });
+    }
+    // The largest exact integer, and the other members' refusals, still echo the id.
+    const largest = await raw('{"jsonrpc":"2.0","id":9007199254740991,"method":"GetTask","params":{"id":"ex_x"}}');
+    expect(largest.body).toMatchObject({ id: 9007199254740991, error: { code: -32001 } });
+    const badMethod = await raw('{"jsonrpc":"2.0","id":"a-1","method":5}');
+    expect(badMethod.body).toEqual({ jsonrpc: '2.0', id: 'a-1', error: { code: -32600, message: expect.stringMatching(/^Invalid Request: method: /) } });
+  });
+
   it('answers a bad agent id with the 400 invalid_request envelope, for the endpoint and the card', async () => {
     const { key } = await newTenant();
     for (const path of ['/a2a/bad.id/', '/a2a/bad.id/.well-known/agent-card.json']) {

@@ -151,6 +151,31 @@ describe('A2A push notification configs are bounded field by field', () => {
     expect(await tasksOf(key, id)).toEqual([]);
   });
 
+  it('refuses a follow-up whose push config the task cannot take (a refused URL, an 11th config) before it joins the history, in both versions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const waiting = (await send(key, id, { messageId: `tck-input-required-${uniqueId()}` })).body.result.task;
+    expect(waiting.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    const historyOf = async () => (await call(key, id, 'GetTask', { id: waiting.id })).body.result.history.map((m: { messageId: string }) => m.messageId);
+    const before = await historyOf();
+    const followUp = (method: string, config: Record<string, unknown>, version = '1.0') => version === '1.0'
+      ? call(key, id, method, { message: message({ messageId: `tck-complete-task-${uniqueId()}`, taskId: waiting.id }), configuration: { taskPushNotificationConfig: config } })
+      : call(key, id, method, { message: { kind: 'message', messageId: `tck-complete-task-${uniqueId()}`, taskId: waiting.id, role: 'user', parts: [{ kind: 'text', text: 'hi' }] }, configuration: { pushNotificationConfig: config } }, '0.3');
+
+    for (const [method, version] of [['SendMessage', '1.0'], ['SendStreamingMessage', '1.0'], ['message/send', '0.3'], ['message/stream', '0.3']] as const) {
+      const res = await followUp(method, { url: 'ftp://hooks.example/a2a' }, version);
+      expect(res.body.error, method).toMatchObject({ code: -32602, message: expect.stringMatching(/push notification URL refused/) });
+    }
+    for (let i = 0; i < 10; i++) expect((await call(key, id, 'CreateTaskPushNotificationConfig', { taskId: waiting.id, url: pushUrl(100) })).body.result).toBeDefined();
+    const eleventh = await followUp('SendMessage', { url: pushUrl(100) });
+    expect(eleventh.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/at most 10 push notification configs/) });
+
+    expect(await historyOf()).toEqual(before);
+    const task = (await call(key, id, 'GetTask', { id: waiting.id })).body.result;
+    expect(task.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    expect(await configsOf(key, id, waiting.id)).toHaveLength(10);
+  });
+
   it('bounds the v0.3 names the same, and the number of v0.3 schemes (8)', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

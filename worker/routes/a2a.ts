@@ -12,6 +12,7 @@ import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
 import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
+import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
 import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
@@ -22,11 +23,19 @@ const PRIVATE_CARD_CACHE = 'private, max-age=60';
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
+/**
+ * A request id: a string, an integer the answer can echo exactly (zod's int() stops at 2^53 - 1:
+ * a larger number has lost digits in JSON.parse already), or null. Integers only, as the SDK
+ * takes them (JSON-RPC says numbers SHOULD NOT have fractions). A request whose id is none of
+ * these is answered with id null, as JSON-RPC says for an id that cannot be read.
+ */
+const RequestId = z.union([z.string().max(256), z.number().int(), z.null()]);
+
 /** The JSON-RPC envelope; the SDK validates each method's params. */
 const JsonRpcRequest = z.object({
   jsonrpc: z.literal('2.0'),
   method: z.string().min(1).max(128),
-  id: z.union([z.string().max(256), z.number().int(), z.null()]).optional(),
+  id: RequestId.optional(),
   params: z.record(z.string(), z.unknown()).optional(),
 });
 
@@ -104,7 +113,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin));
       const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;
       const headers = { etag, 'cache-control': isPublic ? PUBLIC_CARD_CACHE : PRIVATE_CARD_CACHE, vary: 'Authorization' };
-      if (c.req.header('if-none-match')?.split(',').some((tag) => tag.trim() === etag)) return c.body(null, 304, headers);
+      if (ifNoneMatch(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
       return c.body(body, 200, { ...headers, 'content-type': 'application/json' });
     },
   );
@@ -130,8 +139,10 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
-    const id = body && typeof body === 'object' && 'id' in body ? body.id : null;
-    return rpcAnswer(c, rpcError(typeof id === 'string' || typeof id === 'number' ? id : null, { code: -32600, message: `Invalid Request: ${envelope.error.issues[0]?.message ?? 'not a JSON-RPC 2.0 request'}` }));
+    const id = RequestId.safeParse(body && typeof body === 'object' && 'id' in body ? body.id : null);
+    const issue = envelope.error.issues[0];
+    const reason = issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'not a JSON-RPC 2.0 request';
+    return rpcAnswer(c, rpcError(id.success ? id.data : null, { code: -32600, message: `Invalid Request: ${reason}` }));
   }
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
