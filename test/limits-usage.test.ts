@@ -108,16 +108,80 @@ describe('token budgets and the gateway\'s own answers', () => {
     expect(execution.body.output.usage).toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
   });
 
-  it('a relayed stream settles with the usage chunk of a request that asked for it, else with its reservation', async () => {
+  it('a relayed stream settles with the usage chunk of a request that asked for it, relayed as it came', async () => {
     const { key } = await limitedKey({ budget: BUDGET });
     // Reserved: max_tokens 10 + "hi" = 11; the mock reports 15 used.
     const asked = await chat(key, 'chat', 'hi', { stream: true, max_tokens: 10, stream_options: { include_usage: true } });
     expect(asked.status).toBe(200);
-    expect(events(asked.body).at(-1)?.usage).toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
+    const chunks = events(asked.body);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } });
+    for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+    expect(await settledTokens(key)).toBe(15);
+  });
+});
+
+/** The chunks of a stream whose client did not ask for usage: every one has choices, and [DONE] ends it. */
+function chunksWithChoices(body: unknown): Record<string, any>[] {
+  const chunks = events(body);
+  expect(chunks.length).toBeGreaterThan(0);
+  for (const c of chunks) expect(c.choices?.length, JSON.stringify(c)).toBeGreaterThan(0);
+  return chunks;
+}
+
+describe('a relayed stream whose client did not ask for its usage', () => {
+  it("settles with the target's usage, asked for on the client's behalf and kept from the client", async () => {
+    const { key } = await limitedKey({ budget: BUDGET });
+    // Reserved 256 + 1 for "hi"; the mock reports 15 used.
+    const res = await chat(key, 'chat', 'hi', { stream: true });
+    expect(res.status).toBe(200);
+    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(15);
+    expect(15).toBeLessThan(reservation('hi'));
+  });
+
+  it("asks with the client's other stream_options kept, and only for a key with a token budget", async () => {
+    const { key, otherKey } = await limitedKey({ budget: BUDGET }, 'echoStreamOptions=true');
+    const budgeted = await chat(key, 'chat', 'hi', { stream: true, stream_options: { include_obfuscation: false } });
+    expect(streamedContent(chunksWithChoices(budgeted.body))).toBe('mock reply to: hi stream_options={"include_obfuscation":false,"include_usage":true}');
     expect(await settledTokens(key)).toBe(15);
 
-    const plain = await chat(key, 'chat', 'hi', { stream: true, max_tokens: 10 });
-    expect(plain.status).toBe(200);
-    expect(await settledTokens(key)).toBe(15 + 11);
+    const unlimited = await chat(otherKey, 'chat', 'hi', { stream: true });
+    expect(streamedContent(chunksWithChoices(unlimited.body))).toBe('mock reply to: hi stream_options=null');
+  });
+
+  it('settles with the reservation when the target ignores stream_options, the stream intact', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'ignoreStreamOptions=true');
+    const res = await chat(key, 'chat', 'hi', { stream: true });
+    expect(res.status).toBe(200);
+    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(reservation('hi'));
+  });
+
+  it('asks a target that refuses stream_options again without them, and settles with the reservation', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'rejectStreamOptions=true');
+    const res = await chat(key, 'chat', 'hi', { stream: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(reservation('hi'));
+  });
+
+  it('still ends a broken stream with an error event, charged its reservation', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'cutAfter=2');
+    const res = await chat(key, 'chat', 'hi', { stream: true });
+    expect(res.status).toBe(200);
+    const text = String(res.body);
+    expect(text).not.toContain('[DONE]');
+    const last = JSON.parse(text.trimEnd().split('\n\n').at(-1)?.replace(/^data: /, '') ?? '');
+    expect(last.error).toMatchObject({ code: 'stream_interrupted' });
+    expect(await settledTokens(key)).toBe(reservation('hi'));
+  });
+
+  it('keeps the usage chunk from the client when it arrives split across network chunks', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'pieceBytes=7');
+    const res = await chat(key, 'chat', 'hi', { stream: true });
+    expect(res.status).toBe(200);
+    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(15);
   });
 });

@@ -64,7 +64,9 @@ export interface AppVariables {
   /**
    * Tokens a chat used, set where the gateway answered it itself (a builtin target, a chat
    * through an agent) and so knows them without reading the body, which a stream need not
-   * carry them in: the limits middleware settles the token budget with it.
+   * carry them in, or where a relayed stream's usage chunk the client did not ask for was
+   * removed (set as it passes, before the body ends): the limits middleware settles the token
+   * budget with it once the body has ended.
    */
   tokensUsed?: number;
   /**

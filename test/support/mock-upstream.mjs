@@ -9,7 +9,8 @@
 // contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes (a string
 // output of that many bytes), answerBytes (an output {answer} of about that many bytes of
 // JSON, its answer JSON text, which escaping makes larger in a task; with `a2a: {state:
-// a2aState}` when `a2aState` is set)}.
+// a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes, echoStreamOptions (of a
+// stream: see streamChat), rejectStreamOptions (a chat with stream_options is answered 400)}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
@@ -138,6 +139,8 @@ export async function startMockUpstream(options = {}) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.write('{"id":'); // headers and a first byte, then nothing until the client goes
     }
+    // As servers that predate stream_options do (older Azure API versions).
+    if (isChat && mock.rejectStreamOptions && body?.stream_options !== undefined) return send(res, 400, { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error' } });
     if (isChat && body?.stream) return streamChat(res, body, mock, attempt);
     if (isChat) {
       const last = body?.messages?.at(-1)?.content ?? '';
@@ -184,12 +187,21 @@ export async function startMockUpstream(options = {}) {
 
 // Streams the reply as chat.completion.chunk events, one word each, `chunkDelayMs` apart;
 // `cutAfter: n` drops the connection after n chunks (no [DONE]), like a crashed upstream.
+// Asked for `stream_options.include_usage`, it sends OpenAI's usage chunk, unless
+// `ignoreStreamOptions` (as some OpenAI-compatible servers do). `pieceBytes: n` writes the
+// whole stream in n-byte pieces a millisecond apart, so events arrive split across network
+// chunks. `echoStreamOptions` ends the reply with the request's stream_options as JSON.
 async function streamChat(res, body, mock, attempt) {
   const last = String(body?.messages?.at(-1)?.content ?? '').split('\nmock:')[0];
-  const words = `mock reply to: ${last}`.split(' ');
+  const echo = mock.echoStreamOptions ? ` stream_options=${JSON.stringify(body?.stream_options ?? null)}` : '';
+  const words = `mock reply to: ${last}${echo}`.split(' ');
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const base = { id: `chatcmpl-stream-${attempt}`, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: body?.model ?? 'mock' };
-  const send = (payload) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+  const asked = body?.stream_options?.include_usage === true && !mock.ignoreStreamOptions;
+  let held = '';
+  const write = (text) => (mock.pieceBytes ? (held += text) : res.write(text));
+  // As OpenAI does when asked: `usage: null` on every chunk but the usage chunk.
+  const send = (payload) => write(`data: ${JSON.stringify(asked && !('usage' in payload) ? { ...payload, usage: null } : payload)}\n\n`);
   send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
   for (let i = 0; i < words.length; i++) {
     if (mock.cutAfter !== undefined && i >= Number(mock.cutAfter)) {
@@ -201,8 +213,14 @@ async function streamChat(res, body, mock, attempt) {
   }
   send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
   // As OpenAI does when asked: one more chunk, with no choices, carrying the usage.
-  if (body?.stream_options?.include_usage === true) send({ ...base, choices: [], usage: usageFor(body) });
-  res.end('data: [DONE]\n\n');
+  if (asked) send({ ...base, choices: [], usage: usageFor(body) });
+  write('data: [DONE]\n\n');
+  const bytes = Buffer.from(held);
+  for (let at = 0, size = Number(mock.pieceBytes) || bytes.length; at < bytes.length; at += size) {
+    res.write(bytes.subarray(at, at + size));
+    await sleep(1);
+  }
+  res.end();
 }
 
 // The JSON form of DNS over HTTPS (as cloudflare-dns.com and dns.google answer it).
@@ -226,8 +244,8 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'answerBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'answerBytes', 'pieceBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   return mock;
 }

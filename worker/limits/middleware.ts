@@ -134,15 +134,16 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       const type = response.headers.get('content-type') ?? '';
       const stream = type.startsWith('text/event-stream');
       // Failed requests used no upstream tokens we can know of; successes settle with what the
-      // gateway knows its own answer used, else the response's usage (a relayed stream's last
-      // chunk has it when the request asked for stream_options.include_usage), else with the
-      // reservation. Asked once the body has ended: a streamed MCP answer's tool call ends
-      // after its headers.
-      const known = c.get('tokensUsed');
-      const collect: Collect = status >= 300 || kind !== 'chat' || known !== undefined ? 'none' : stream ? 'tail' : type.includes('json') ? 'all' : 'none';
+      // route reported (`tokensUsed`: the gateway's own answer, or the usage chunk of a relayed
+      // stream whose client did not ask for it, removed in passing), else the response's usage
+      // (a relayed stream's last chunk has it when the request asked for
+      // stream_options.include_usage), else with the reservation. Asked once the body has
+      // ended: a streamed MCP answer's tool call ends after its headers, a stream's usage
+      // chunk comes last.
+      const collect: Collect = status >= 300 || kind !== 'chat' || c.get('tokensUsed') !== undefined ? 'none' : stream ? 'tail' : type.includes('json') ? 'all' : 'none';
       response = onBodyEnd(response, collect, (text) => {
         const refused = givesBack(c, status);
-        const used = known ?? (text === null ? null : stream ? streamTotalTokens(text) : totalTokens(text));
+        const used = c.get('tokensUsed') ?? (text === null ? null : stream ? streamTotalTokens(text) : totalTokens(text));
         return release(status >= 400 || refused ? 0 : used, refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }

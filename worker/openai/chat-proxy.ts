@@ -21,6 +21,13 @@ export interface ChatProxyOptions {
   model?: string;
   regions: readonly string[];
   policy: OutboundPolicy;
+  /**
+   * Wants a stream's usage (the key's token budget settles with it). A client that did not
+   * ask for it (`stream_options.include_usage`) does not get it: the target is asked, its usage
+   * chunk removed from the relayed stream and handed here. A target that ignores the option
+   * sends none, and this is never called.
+   */
+  onStreamUsage?: (usage: ChatUsage) => void;
 }
 
 // `response` is built here, never a fetch's own, so the caller may add headers to it. `usage`:
@@ -120,10 +127,12 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: options.body.stream ? 'text/event-stream' : 'application/json' };
   if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
 
+  const stripUsage = options.body.stream && options.onStreamUsage && !wantsStreamUsage(options.body) ? askedUsage(options.body) : undefined;
   try {
     let response: Response;
     try {
-      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...options.body, model }), signal, redirect: 'manual' });
+      const body = JSON.stringify({ ...options.body, model, ...(stripUsage && { stream_options: stripUsage }) });
+      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body, signal, redirect: 'manual' });
     } catch (error) {
       throw abortReason(signal, error);
     }
@@ -132,6 +141,13 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       // Not followed (the guard checked this URL only), and not the caller's to relay.
       if (response.status >= 300 && response.status < 400) throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
       const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+      // A server that predates stream_options may refuse it (older Azure API versions answer
+      // 400 "Unrecognized request argument"): the client did not send it, so the same target
+      // is asked again without it, and the budget settles with the reservation.
+      if (stripUsage && response.status === 400 && text.includes('stream_options')) {
+        clearTimeout(firstByteTimer);
+        return attemptChat(target, { ...options, onStreamUsage: undefined }, timeouts, onStreamEnd);
+      }
       if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
       throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
     }
@@ -168,11 +184,22 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
+      ...(stripUsage && options.onStreamUsage && { stripUsage: options.onStreamUsage }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
   } finally {
     clearTimeout(firstByteTimer);
   }
+}
+
+/**
+ * The client's `stream_options` asking for the usage chunk, its other fields kept; undefined
+ * when they are not an object (the target answers that as it would have).
+ */
+function askedUsage(body: ChatCompletionRequest): Record<string, unknown> | undefined {
+  const options: unknown = body.stream_options;
+  if (options === undefined) return { include_usage: true };
+  return typeof options === 'object' && options !== null && !Array.isArray(options) ? { ...options, include_usage: true } : undefined;
 }
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;

@@ -1,4 +1,6 @@
+import type { ChatUsage } from '../limits/usage';
 import { sseEvent } from './completions';
+import { UsageStripper } from './sse-usage';
 
 const DONE = 'data: [DONE]';
 
@@ -11,6 +13,11 @@ export interface RelayOptions {
   abort: (reason: Error) => void;
   /** Called once when the relay ends: whether the upstream finished cleanly. */
   onEnd?: (ok: boolean) => void;
+  /**
+   * Set when the gateway asked the target for a usage chunk the client did not ask for: that
+   * chunk is removed from the stream, and the usage the stream reports is handed here.
+   */
+  stripUsage?: (usage: ChatUsage) => void;
 }
 
 /**
@@ -23,6 +30,21 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   let tail = decoder.decode(first, { stream: true });
   let sawDone = tail.includes(DONE);
   let ended = false;
+  const stripper = options.stripUsage ? new UsageStripper(options.stripUsage) : null;
+  /** Whether anything went to the client. */
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => {
+    if (!stripper) {
+      controller.enqueue(chunk);
+      return true;
+    }
+    const parts = stripper.push(chunk);
+    for (const part of parts) controller.enqueue(part);
+    return parts.length > 0;
+  };
+  const flush = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    const rest = stripper?.flush();
+    if (rest) controller.enqueue(rest);
+  };
   const end = (ok: boolean) => {
     if (ended) return;
     ended = true;
@@ -31,37 +53,12 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
 
   return new ReadableStream<Uint8Array>({
     start(controller) {
-      controller.enqueue(first);
+      send(controller, first);
     },
     async pull(controller) {
-      const wait = Math.min(options.idleMs, options.deadlineAt - Date.now());
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), Math.max(0, wait)); });
-      try {
-        const next = await Promise.race([reader.read(), timeout]);
-        if (next === 'timeout') {
-          options.abort(new Error('upstream stream stalled'));
-          fail(controller, 'upstream_timeout', wait >= options.idleMs ? `no data from the upstream for ${options.idleMs} ms` : 'the request deadline passed mid-stream');
-          return;
-        }
-        if (next.done) {
-          if (sawDone) {
-            end(true);
-            controller.close();
-          } else {
-            fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
-          }
-          return;
-        }
-        // Keep a short tail of text so a "[DONE]" split across chunks is still seen.
-        tail = (tail + decoder.decode(next.value, { stream: true })).slice(-64);
-        if (tail.includes(DONE)) sawDone = true;
-        controller.enqueue(next.value);
-      } catch (error) {
-        fail(controller, 'stream_interrupted', `the upstream stream broke: ${error instanceof Error ? error.message : String(error)}`);
-      } finally {
-        clearTimeout(timer);
-      }
+      // A pull must enqueue something or end the stream, or the client's read waits forever:
+      // a chunk that was all usage chunk, or part of an event, is followed by the next one.
+      while (!(await relayNext(controller)));
     },
     cancel(reason) {
       end(true);
@@ -69,8 +66,43 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     },
   });
 
+  /** Relays the upstream's next chunk; false when nothing went to the client and the stream goes on. */
+  async function relayNext(controller: ReadableStreamDefaultController<Uint8Array>): Promise<boolean> {
+    const wait = Math.min(options.idleMs, options.deadlineAt - Date.now());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), Math.max(0, wait)); });
+    try {
+      const next = await Promise.race([reader.read(), timeout]);
+      if (next === 'timeout') {
+        options.abort(new Error('upstream stream stalled'));
+        fail(controller, 'upstream_timeout', wait >= options.idleMs ? `no data from the upstream for ${options.idleMs} ms` : 'the request deadline passed mid-stream');
+        return true;
+      }
+      if (next.done) {
+        flush(controller);
+        if (sawDone) {
+          end(true);
+          controller.close();
+        } else {
+          fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
+        }
+        return true;
+      }
+      // Keep a short tail of text so a "[DONE]" split across chunks is still seen.
+      tail = (tail + decoder.decode(next.value, { stream: true })).slice(-64);
+      if (tail.includes(DONE)) sawDone = true;
+      return send(controller, next.value);
+    } catch (error) {
+      fail(controller, 'stream_interrupted', `the upstream stream broke: ${error instanceof Error ? error.message : String(error)}`);
+      return true;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {
     end(false);
+    flush(controller);
     controller.enqueue(sseEvent({ error: { message, type: 'upstream_error', code } }));
     controller.close();
     void reader.cancel().catch(() => undefined);

@@ -16,7 +16,7 @@ import { gatewayUpstream } from '../upstream/pool';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 import { noteWork } from '../limits/work';
-import { estimatedUsage, usageOf, wantsStreamUsage } from '../limits/usage';
+import { estimatedUsage, usageOf, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
@@ -142,7 +142,11 @@ export const openai = router()
       // The key's token budget could not reserve the default completion: ask for no more.
       const cap = c.get('completionTokenCap');
       const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
-      const result = await proxyChat({ runtime, body: asked, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env) });
+      // A key with a token budget settles with the stream's usage, asked of the target for a
+      // client that did not ask; the limits middleware reads it once the stream has ended.
+      const settles = body.stream === true && c.get('principal').limits?.budget?.tokens !== undefined;
+      const onStreamUsage = settles ? (usage: ChatUsage) => c.set('tokensUsed', usage.total_tokens) : undefined;
+      const result = await proxyChat({ runtime, body: asked, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env), ...(onStreamUsage && { onStreamUsage }) });
       Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
       const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
       if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;

@@ -1,0 +1,142 @@
+import { usageOf, type ChatUsage } from '../limits/usage';
+
+const LF = 0x0a;
+const CR = 0x0d;
+/** A usage object, not the `"usage": null` OpenAI puts on every other chunk once asked. */
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
+/**
+ * Most bytes of one event held back; a usage chunk is a few hundred. A longer event cannot be
+ * one and is passed on as it arrives, so an upstream that never ends its event costs no memory.
+ */
+const MAX_HELD = 8 * 1024;
+
+/** The JSON of an SSE event's data lines (joined as the SSE spec does), or undefined. */
+function eventData(text: string): unknown {
+  const data = text
+    .split(/\r\n|\r|\n/)
+    .filter((line) => line.startsWith('data:'))
+    .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
+    .join('\n');
+  try {
+    return JSON.parse(data) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Removes the usage chunk from an OpenAI event stream whose client did not ask for it — the
+ * gateway asked the target on the client's behalf, to settle the key's token budget — and
+ * reports the usage of the stream's events (the last one that carries one wins, as OpenAI's
+ * usage chunk comes last). The usage chunk is the event with empty `choices` and a `usage`
+ * object: what OpenAI sends when asked, and what a client that did not ask may crash on.
+ * Every other byte passes unchanged; an event split across chunks is held until its blank
+ * line arrives (a client cannot act on half an event anyway). Azure's empty-choices chunk of
+ * `prompt_filter_results` has no usage and passes.
+ */
+export class UsageStripper {
+  /** Bytes of the event not yet ended by its blank line. */
+  private pending: Uint8Array = new Uint8Array(0);
+  /**
+   * The last chunk ended an event on a CR: a LF that starts the next one ends the same line.
+   * 'strip' when that event was removed, so its LF goes too.
+   */
+  private endedOnCR: false | 'keep' | 'strip' = false;
+  /** Set while an event longer than MAX_HELD is passed on: where its bytes have got to. */
+  private passing: { lineEnded: boolean; lastCR: boolean } | null = null;
+  private readonly decoder = new TextDecoder();
+
+  constructor(private readonly onUsage: (usage: ChatUsage) => void) {}
+
+  /** What of `chunk` (and the bytes held before it) may go to the client now, in order. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    if (chunk.byteLength === 0) return [];
+    if (this.passing) {
+      const end = this.passOn(chunk);
+      return end < 0 ? [chunk] : [chunk.subarray(0, end), ...this.push(chunk.subarray(end))];
+    }
+    let bytes = chunk;
+    if (this.pending.byteLength > 0) {
+      bytes = new Uint8Array(this.pending.byteLength + chunk.byteLength);
+      bytes.set(this.pending);
+      bytes.set(chunk, this.pending.byteLength);
+    }
+    const out: Uint8Array[] = [];
+    const carried = this.endedOnCR !== false && bytes[0] === LF ? 1 : 0;
+    let emitFrom = this.endedOnCR === 'strip' ? carried : 0; // start of the bytes not yet handed out
+    let eventStart = carried;
+    let lineStart = carried;
+    this.endedOnCR = false;
+    for (let i = carried; i < bytes.byteLength; i++) {
+      const byte = bytes[i];
+      if (byte !== LF && byte !== CR) continue;
+      const end = byte === CR && bytes[i + 1] === LF ? i + 2 : i + 1; // CRLF is one line ending
+      const empty = i === lineStart;
+      lineStart = end;
+      i = end - 1;
+      if (!empty) continue;
+      const usage = this.isUsageChunk(bytes.subarray(eventStart, end));
+      if (usage) {
+        if (eventStart > emitFrom) out.push(bytes.subarray(emitFrom, eventStart));
+        emitFrom = end;
+      }
+      if (end === bytes.byteLength && byte === CR) this.endedOnCR = usage ? 'strip' : 'keep';
+      eventStart = end;
+    }
+    if (eventStart > emitFrom) out.push(bytes.subarray(emitFrom, eventStart));
+    if (bytes.byteLength - eventStart > MAX_HELD) {
+      const last = bytes[bytes.byteLength - 1];
+      this.passing = { lineEnded: last === LF || last === CR, lastCR: last === CR };
+      out.push(bytes.subarray(eventStart));
+      this.pending = new Uint8Array(0);
+    } else {
+      this.pending = bytes.slice(eventStart);
+    }
+    return out;
+  }
+
+  /** Where in `chunk` the event being passed on ends (after its blank line), or -1. */
+  private passOn(chunk: Uint8Array): number {
+    const state = this.passing;
+    if (!state) return 0;
+    for (let i = 0; i < chunk.byteLength; i++) {
+      const byte = chunk[i];
+      if (byte === LF && state.lastCR) {
+        state.lastCR = false; // the second half of a CRLF
+        continue;
+      }
+      state.lastCR = false;
+      if (byte !== LF && byte !== CR) {
+        state.lineEnded = false;
+        continue;
+      }
+      if (state.lineEnded) {
+        const end = byte === CR && chunk[i + 1] === LF ? i + 2 : i + 1;
+        if (byte === CR && end === chunk.byteLength) this.endedOnCR = 'keep';
+        this.passing = null;
+        return end;
+      }
+      state.lineEnded = true;
+      state.lastCR = byte === CR;
+    }
+    return -1;
+  }
+
+  /** The bytes still held (an event the stream never ended), to hand out as they came. */
+  flush(): Uint8Array | null {
+    const rest = this.pending;
+    this.pending = new Uint8Array(0);
+    return rest.byteLength > 0 ? rest : null;
+  }
+
+  private isUsageChunk(event: Uint8Array): boolean {
+    const text = this.decoder.decode(event);
+    if (!USAGE_OBJECT.test(text)) return false;
+    const data = eventData(text);
+    if (typeof data !== 'object' || data === null) return false;
+    const { usage: raw, choices } = data as { usage?: unknown; choices?: unknown };
+    const usage = usageOf(raw);
+    if (usage) this.onUsage(usage);
+    return raw !== null && typeof raw === 'object' && Array.isArray(choices) && choices.length === 0;
+  }
+}
