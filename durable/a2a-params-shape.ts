@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
+import { paramsProblem, type MethodSchemas } from './a2a-method-params';
 
 /**
  * The shape of a request's params, checked on the raw JSON before the SDK reads them.
@@ -115,7 +116,7 @@ const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: z.number().
 const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
-const METHODS: Record<A2AVersion, Record<string, z.ZodType>> = {
+const METHODS: MethodSchemas = {
   '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1 },
   '0.3': {
     'message/send': SendV03,
@@ -136,10 +137,5 @@ const METHODS: Record<A2AVersion, Record<string, z.ZodType>> = {
  * without a check here.
  */
 export function paramsShapeProblem(version: A2AVersion, method: unknown, params: unknown): string | null {
-  const schema = typeof method === 'string' && Object.hasOwn(METHODS[version], method) ? METHODS[version][method] : undefined;
-  if (!schema) return null;
-  const parsed = schema.safeParse(params ?? {});
-  if (parsed.success) return null;
-  const issue = parsed.error.issues[0];
-  return issue ? `${issue.path.join('.') || 'params'}: ${issue.message}` : 'params: not a valid message';
+  return paramsProblem(METHODS, version, method, params, 'params: not a valid message');
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
+import { paramsProblem, type MethodSchemas } from './a2a-method-params';
 import { MAX_A2A_ID_CHARS, MAX_TASK_ID_CHARS } from './a2a-limits';
 
 /**
@@ -58,7 +59,7 @@ const SendV1 = z.looseObject({ configuration: z.looseObject({ taskPushNotificati
 const SendV03 = z.looseObject({ configuration: z.looseObject({ pushNotificationConfig: ConfigV03.nullish() }).nullish() });
 
 /** The params of each method that stores a config, by version and method name. */
-const PARAMS: Record<A2AVersion, Record<string, z.ZodType>> = {
+const PARAMS: MethodSchemas = {
   '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, CreateTaskPushNotificationConfig: ConfigV1 },
   '0.3': {
     'message/send': SendV03,
@@ -72,10 +73,5 @@ const PARAMS: Record<A2AVersion, Record<string, z.ZodType>> = {
  * client sent it (`configuration.taskPushNotificationConfig.url: is longer than …`), or null.
  */
 export function pushConfigProblem(version: A2AVersion, method: unknown, params: unknown): string | null {
-  const schema = typeof method === 'string' && Object.hasOwn(PARAMS[version], method) ? PARAMS[version][method] : undefined;
-  if (!schema) return null;
-  const parsed = schema.safeParse(params ?? {});
-  if (parsed.success) return null;
-  const issue = parsed.error.issues[0];
-  return issue ? `${issue.path.join('.') || 'params'}: ${issue.message}` : 'params: not a valid push notification config';
+  return paramsProblem(PARAMS, version, method, params, 'params: not a valid push notification config');
 }

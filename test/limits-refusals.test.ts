@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, type ApiResponse } from './support/api';
-import { limitedKey } from './support/limits';
+import { limitedKey, settledRequests, toolError } from './support/limits';
 
 /**
  * A request the gateway refuses before any work starts is given back to the key's request
@@ -19,18 +19,6 @@ async function mcp(key: string, method: string, params: Record<string, unknown>)
   const res = await api('/mcp', { key, headers: { accept: 'application/json, text/event-stream' }, body: { jsonrpc: '2.0', id: 1, method, params } });
   const data = typeof res.body === 'string' ? /^data: (.*)$/m.exec(res.body)?.[1] : undefined;
   return { ...res, rpc: data === undefined ? res.body : JSON.parse(data) };
-}
-
-/** The gateway error code of an MCP tool error (its text is the API's envelope), or undefined. */
-const toolError = (rpc: any): string | undefined => (rpc.result?.isError ? JSON.parse(rpc.result.content[0].text).error.code : undefined);
-
-/** The key's budgeted requests once none is in flight any more (every lease settled). */
-async function settledRequests(key: string): Promise<number> {
-  const usage = await eventually(async () => {
-    const res = await api('/v1/usage', { key });
-    return res.body.inFlight === 0 && res.body;
-  });
-  return usage.budget.requests;
 }
 
 describe('refusals inside JSON-RPC give the request budget back', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { api, eventually, newAgent, type ApiResponse } from './support/api';
-import { limitedKey } from './support/limits';
+import { api, newAgent, type ApiResponse } from './support/api';
+import { limitedKey, settledRequests, toolError } from './support/limits';
 
 /**
  * The key's limits as an MCP host meets them over plain HTTP: what one POST /mcp counts, and
@@ -15,17 +15,6 @@ const executeCall = (id: number, args: Record<string, unknown>) => ({ jsonrpc: '
 function messages(res: ApiResponse): any[] {
   if (typeof res.body !== 'string') return Array.isArray(res.body) ? res.body : [res.body];
   return [...res.body.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1] ?? 'null'));
-}
-
-const toolError = (message: any): string | undefined => (message.result?.isError ? JSON.parse(message.result.content[0].text).error.code : undefined);
-
-/** The key's budgeted requests once none is in flight any more (every lease settled). */
-async function settledRequests(key: string): Promise<number> {
-  const usage = await eventually(async () => {
-    const res = await api('/v1/usage', { key });
-    return res.body.inFlight === 0 && res.body;
-  });
-  return usage.budget.requests;
 }
 
 /** The agent's newest execution id, or null, read from its object (strongly consistent). */
