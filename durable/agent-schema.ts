@@ -252,8 +252,12 @@ function readStart(sql: Sql): StartState | null {
        UNION ALL SELECT 'table:' || name, NULL FROM sqlite_master WHERE type = 'table' AND name IN (${FIRST_TABLES.map(() => '?').join(', ')})`,
       ...FIRST_TABLES,
     );
-  } catch {
-    return null;
+  } catch (error) {
+    // A new object has no `meta` yet. Anything else (the runtime out of SQLite memory, with
+    // thousands of objects in one process) is that failure: taken for a missing table, it
+    // surfaced as "meta table missing after migrations", which no retry policy knows.
+    if (error instanceof Error && /no such table: meta\b/.test(error.message)) return null;
+    throw error;
   }
   const meta = new Map<string, string>();
   const tables = new Set<string>();

@@ -92,4 +92,27 @@ describe('migrations', () => {
     expect(runs.againQueries).toHaveLength(1);
     expect(runs.tablesAfter).toEqual(runs.tablesBefore);
   });
+
+  it("fails a start whose read the runtime refuses with that refusal, not as a missing schema", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const thrown = await runInDurableObject(stub, async (_instance, state) => {
+      // The start read refused as workerd refuses statements past its SQLite heap limit.
+      const refusing = new Sql({
+        exec: (query: string, ...params: (string | number | null)[]) => {
+          if (/UNION ALL/.test(query)) throw new Error('SQLite failed: out of memory: SQLITE_NOMEM');
+          return state.storage.sql.exec(query, ...params);
+        },
+      } as unknown as SqlStorage);
+      try {
+        migrate(refusing, state.storage);
+        return null;
+      } catch (error) {
+        return String(error);
+      }
+    });
+    // SQLITE_NOMEM is what the edge's retry and 503 classification know (worker/lib/storage-errors.ts).
+    expect(thrown).toMatch(/SQLITE_NOMEM/);
+  });
 });
