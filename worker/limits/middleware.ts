@@ -4,7 +4,7 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
-import { estimateChatTokens, onBodyEnd, streamTotalTokens, totalTokens, type ChatTokenEstimate, type Collect } from './usage';
+import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
 import { givesBack } from './work';
 
 /**
@@ -131,19 +131,16 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     let response = new Response(c.res.body, c.res);
     const status = response.status;
     if (lease) {
-      const type = response.headers.get('content-type') ?? '';
-      const stream = type.startsWith('text/event-stream');
+      const json = (response.headers.get('content-type') ?? '').includes('json');
       // Failed requests used no upstream tokens we can know of; successes settle with what the
-      // route reported (`tokensUsed`: the gateway's own answer, or the usage chunk of a relayed
-      // stream whose client did not ask for it, removed in passing), else the response's usage
-      // (a relayed stream's last chunk has it when the request asked for
-      // stream_options.include_usage), else with the reservation. Asked once the body has
-      // ended: a streamed MCP answer's tool call ends after its headers, a stream's usage
-      // chunk comes last.
-      const collect: Collect = status >= 300 || kind !== 'chat' || c.get('tokensUsed') !== undefined ? 'none' : stream ? 'tail' : type.includes('json') ? 'all' : 'none';
+      // route reported (`tokensUsed`: the gateway's own answer, or the usage chunk the relay
+      // found in a stream), else the response's usage, else with the reservation. Asked once
+      // the body has ended: a streamed MCP answer's tool call ends after its headers, and a
+      // stream's usage chunk comes last.
+      const collect = status < 300 && json && kind === 'chat' && c.get('tokensUsed') === undefined;
       response = onBodyEnd(response, collect, (text) => {
         const refused = givesBack(c, status);
-        const used = c.get('tokensUsed') ?? (text === null ? null : stream ? streamTotalTokens(text) : totalTokens(text));
+        const used = c.get('tokensUsed') ?? (text === null ? null : totalTokens(text));
         return release(status >= 400 || refused ? 0 : used, refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }

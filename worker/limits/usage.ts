@@ -4,8 +4,6 @@ import type { ChatCompletionRequest } from '../schemas/openai';
 export const DEFAULT_COMPLETION_TOKENS = 256;
 /** Most of a response read for its `usage`; larger bodies settle at the reservation. */
 const MAX_USAGE_BODY = 256 * 1024;
-/** Last bytes of an event stream kept to find its usage chunk, which comes just before `[DONE]`. */
-const USAGE_TAIL = 8 * 1024;
 
 /** An OpenAI `usage` object. */
 export interface ChatUsage {
@@ -87,29 +85,11 @@ export function totalTokens(text: string): number | null {
 }
 
 /**
- * `usage.total_tokens` of the last event of an OpenAI stream that carries one (the chunk sent
- * before `[DONE]` when the request asked for `stream_options.include_usage`), or null.
- */
-export function streamTotalTokens(text: string): number | null {
-  let found: number | null = null;
-  for (const event of text.split(/\r?\n\r?\n/)) {
-    const data = event.split(/\r?\n/).filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
-    if (!data.includes('"usage"')) continue;
-    const total = totalTokens(data);
-    if (total !== null) found = total;
-  }
-  return found;
-}
-
-/** What `onBodyEnd` keeps of a body: nothing, all of it (up to a bound), or its last bytes. */
-export type Collect = 'none' | 'all' | 'tail';
-
-/**
  * Passes `response` through unchanged and calls `done` once its body has been delivered
- * (with the text `collect` kept, when it fit) or abandoned — the client went away, the stream
+ * (with the text, when `collect` and it fit) or abandoned — the client went away, the stream
  * broke — with null. Lets a lease live exactly as long as the response does.
  */
-export function onBodyEnd(response: Response, collect: Collect, done: (text: string | null) => Promise<void>, waitUntil: (p: Promise<unknown>) => void): Response {
+export function onBodyEnd(response: Response, collect: boolean, done: (text: string | null) => Promise<void>, waitUntil: (p: Promise<unknown>) => void): Response {
   if (!response.body) {
     waitUntil(done(null));
     return response;
@@ -118,12 +98,7 @@ export function onBodyEnd(response: Response, collect: Collect, done: (text: str
   let size = 0;
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
-      if (collect === 'tail') {
-        chunks.push(chunk);
-        size += chunk.byteLength;
-        // Whole chunks are dropped, so what is kept ends where the stream does.
-        while (chunks.length > 1 && size - (chunks[0]?.byteLength ?? 0) >= USAGE_TAIL) size -= chunks.shift()?.byteLength ?? 0;
-      } else if (collect === 'all' && size <= MAX_USAGE_BODY) {
+      if (collect && size <= MAX_USAGE_BODY) {
         chunks.push(chunk);
         size += chunk.byteLength;
       }
@@ -131,7 +106,7 @@ export function onBodyEnd(response: Response, collect: Collect, done: (text: str
     },
   });
   const text = (): string | null => {
-    if (collect === 'none' || (collect === 'all' && size > MAX_USAGE_BODY)) return null;
+    if (!collect || size > MAX_USAGE_BODY) return null;
     const all = new Uint8Array(size);
     let at = 0;
     for (const c of chunks) {

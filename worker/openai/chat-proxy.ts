@@ -22,12 +22,12 @@ export interface ChatProxyOptions {
   regions: readonly string[];
   policy: OutboundPolicy;
   /**
-   * Wants a stream's usage (the key's token budget settles with it). A client that did not
-   * ask for it (`stream_options.include_usage`) does not get it: the target is asked, its usage
-   * chunk removed from the relayed stream and handed here. A target that ignores the option
-   * sends none, and this is never called.
+   * Wants a stream's usage (the key's budget counts it), found in the relayed stream and handed
+   * to `report`. With `ask`, a client that did not ask for it (`stream_options.include_usage`)
+   * still does not get it: the target is asked, and its usage chunk removed from the stream. A
+   * target that sends none never calls `report`.
    */
-  onStreamUsage?: (usage: ChatUsage) => void;
+  streamUsage?: { report: (usage: ChatUsage) => void; ask: boolean };
 }
 
 // `response` is built here, never a fetch's own, so the caller may add headers to it. `usage`:
@@ -127,11 +127,12 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: options.body.stream ? 'text/event-stream' : 'application/json' };
   if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
 
-  const stripUsage = options.body.stream && options.onStreamUsage && !wantsStreamUsage(options.body) ? askedUsage(options.body) : undefined;
+  const { streamUsage } = options;
+  const usageOptions = options.body.stream && streamUsage?.ask && !wantsStreamUsage(options.body) ? askedUsage(options.body) : undefined;
   try {
     let response: Response;
     try {
-      const body = JSON.stringify({ ...options.body, model, ...(stripUsage && { stream_options: stripUsage }) });
+      const body = JSON.stringify({ ...options.body, model, ...(usageOptions && { stream_options: usageOptions }) });
       response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body, signal, redirect: 'manual' });
     } catch (error) {
       throw abortReason(signal, error);
@@ -144,9 +145,9 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with the reservation.
-      if (stripUsage && response.status === 400 && text.includes('stream_options')) {
+      if (streamUsage && usageOptions && response.status === 400 && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
-        return attemptChat(target, { ...options, onStreamUsage: undefined }, timeouts, onStreamEnd);
+        return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);
       }
       if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
       throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
@@ -184,7 +185,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
-      ...(stripUsage && options.onStreamUsage && { stripUsage: options.onStreamUsage }),
+      ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined } }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
   } finally {

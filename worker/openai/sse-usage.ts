@@ -25,10 +25,9 @@ function eventData(text: string): unknown {
 }
 
 /**
- * Removes the usage chunk from an OpenAI event stream whose client did not ask for it — the
- * gateway asked the target on the client's behalf, to settle the key's token budget — and
- * reports the usage of the stream's events (the last one that carries one wins, as OpenAI's
- * usage chunk comes last). The usage chunk is the event with empty `choices` and a `usage`
+ * Reports the usage of an OpenAI event stream's events (the last one that carries one wins, as
+ * OpenAI's usage chunk comes last), to settle the key's token budget, and with `strip` removes
+ * the usage chunk: the client did not ask for it, the gateway asked the target on its behalf. The usage chunk is the event with empty `choices` and a `usage`
  * object: what OpenAI sends when asked, and what a client that did not ask may crash on.
  * Every other byte passes unchanged; an event split across chunks is held until its blank
  * line arrives (a client cannot act on half an event anyway). Azure's empty-choices chunk of
@@ -46,7 +45,10 @@ export class UsageStripper {
   private passing: { lineEnded: boolean; lastCR: boolean } | null = null;
   private readonly decoder = new TextDecoder();
 
-  constructor(private readonly onUsage: (usage: ChatUsage) => void) {}
+  constructor(
+    private readonly onUsage: (usage: ChatUsage) => void,
+    private readonly strip = true,
+  ) {}
 
   /** What of `chunk` (and the bytes held before it) may go to the client now, in order. */
   push(chunk: Uint8Array): Uint8Array[] {
@@ -137,6 +139,6 @@ export class UsageStripper {
     const { usage: raw, choices } = data as { usage?: unknown; choices?: unknown };
     const usage = usageOf(raw);
     if (usage) this.onUsage(usage);
-    return raw !== null && typeof raw === 'object' && Array.isArray(choices) && choices.length === 0;
+    return this.strip && raw !== null && typeof raw === 'object' && Array.isArray(choices) && choices.length === 0;
   }
 }

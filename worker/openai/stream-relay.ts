@@ -14,10 +14,11 @@ export interface RelayOptions {
   /** Called once when the relay ends: whether the upstream finished cleanly. */
   onEnd?: (ok: boolean) => void;
   /**
-   * Set when the gateway asked the target for a usage chunk the client did not ask for: that
-   * chunk is removed from the stream, and the usage the stream reports is handed here.
+   * Where the usage the stream reports goes (a key's token budget settles with it); `strip`
+   * when the gateway asked the target for a usage chunk the client did not ask for, which is
+   * then removed from the stream.
    */
-  stripUsage?: (usage: ChatUsage) => void;
+  usage?: { report: (usage: ChatUsage) => void; strip: boolean };
 }
 
 /**
@@ -30,7 +31,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   let tail = decoder.decode(first, { stream: true });
   let sawDone = tail.includes(DONE);
   let ended = false;
-  const stripper = options.stripUsage ? new UsageStripper(options.stripUsage) : null;
+  const stripper = options.usage ? new UsageStripper(options.usage.report, options.usage.strip) : null;
   /** Whether anything went to the client. */
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => {
     if (!stripper) {

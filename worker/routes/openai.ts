@@ -142,11 +142,11 @@ export const openai = router()
       // The key's token budget could not reserve the default completion: ask for no more.
       const cap = c.get('completionTokenCap');
       const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
-      // A key with a token budget settles with the stream's usage, asked of the target for a
-      // client that did not ask; the limits middleware reads it once the stream has ended.
-      const settles = body.stream === true && c.get('principal').limits?.budget?.tokens !== undefined;
-      const onStreamUsage = settles ? (usage: ChatUsage) => c.set('tokensUsed', usage.total_tokens) : undefined;
-      const result = await proxyChat({ runtime, body: asked, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env), ...(onStreamUsage && { onStreamUsage }) });
+      // A key with a budget counts a stream's usage, found by the relay once the stream has
+      // ended; with a token budget the target is asked for it for a client that did not ask.
+      const budget = body.stream === true ? c.get('principal').limits?.budget : undefined;
+      const streamUsage = budget && { report: (usage: ChatUsage) => c.set('tokensUsed', usage.total_tokens), ask: budget.tokens !== undefined };
+      const result = await proxyChat({ runtime, body: asked, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env), ...(streamUsage && { streamUsage }) });
       Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
       const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };
       if (result.target) gatewayHeaders['x-gateway-upstream'] = result.target;
