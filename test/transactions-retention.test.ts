@@ -59,15 +59,20 @@ async function twoAgents() {
   return { key, tenantId, agents, txId, name, input, balances };
 }
 
+/** A transfer of 10 between two new agents, run to its end: the answer and its coordinator's name. */
+async function committedTransfer() {
+  const { key, tenantId } = await newTenant();
+  const a = await agentWith(key, { balance: 100 });
+  const b = await agentWith(key, { balance: 0 });
+  const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
+  return { key, tenantId, a, res, name: `${tenantId}/${res.body.id}` };
+}
+
 describe('transactions: retention of coordinators', () => {
   it('deletes a completed coordinator (storage, alarm, D1 row) a day after completion; GET then answers 404 whether D1 is up or not', async () => {
-    const { key, tenantId } = await newTenant();
-    const a = await agentWith(key, { balance: 100 });
-    const b = await agentWith(key, { balance: 0 });
-    const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
+    const { key, tenantId, a, res, name } = await committedTransfer();
     expect(res.status).toBe(200);
     const id: string = res.body.id;
-    const name = `${tenantId}/${id}`;
 
     // Completed and indexed: the one alarm left is retention's, a day after completion.
     const done = await stateOf(name);
@@ -176,11 +181,7 @@ describe('transactions: retention of coordinators', () => {
   });
 
   it('keeps the log while D1 refuses to drop the index row, and deletes both once it answers', async () => {
-    const { key, tenantId } = await newTenant();
-    const a = await agentWith(key, { balance: 100 });
-    const b = await agentWith(key, { balance: 0 });
-    const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
-    const name = `${tenantId}/${res.body.id}`;
+    const { tenantId, res, name } = await committedTransfer();
     await age(name, TRANSACTION_RETENTION_MS);
 
     await withD1Offline(async () => {
@@ -196,11 +197,7 @@ describe('transactions: retention of coordinators', () => {
   });
 
   it('arms retention on the next start of a coordinator completed before retention existed (no alarm)', async () => {
-    const { key, tenantId } = await newTenant();
-    const a = await agentWith(key, { balance: 100 });
-    const b = await agentWith(key, { balance: 0 });
-    const res = await api('/v1/transactions', { key, body: transfer(a, b, 10) });
-    const name = `${tenantId}/${res.body.id}`;
+    const { key, res, name } = await committedTransfer();
     await inCoordinator(name, (state) => state.storage.deleteAlarm());
     await abortAllDurableObjects();
 

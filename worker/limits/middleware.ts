@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { PolicyState } from '../../durable/key-limiter-policy';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { countCalls, type CallTest } from '../lib/json-rpc-calls';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
 import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
@@ -46,7 +47,7 @@ const byRoute: UpstreamClassifier = (c) => callsUpstream(c.req.method, c.req.pat
  * upstream work when `startsWork` says so of its method (or of any call in a batch). Hono
  * caches the body text, so the endpoint reads it again.
  */
-export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown, id: unknown) => boolean): UpstreamClassifier {
+export function jsonRpcStartsWork(startsWork: CallTest): UpstreamClassifier {
   return async (c) => {
     let body: unknown;
     try {
@@ -54,13 +55,7 @@ export function jsonRpcStartsWork(startsWork: (method: unknown, params: unknown,
     } catch {
       return null; // the endpoint answers its parse error
     }
-    const calls: unknown[] = Array.isArray(body) ? body : [body];
-    const works = calls.some((call) => {
-      if (typeof call !== 'object' || call === null) return false;
-      const { method, params, id } = call as { method?: unknown; params?: unknown; id?: unknown };
-      return startsWork(method, params, id);
-    });
-    return works ? 'execution' : null;
+    return countCalls(body, startsWork) > 0 ? 'execution' : null;
   };
 }
 

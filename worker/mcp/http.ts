@@ -1,3 +1,4 @@
+import { countCalls, type CallTest } from '../lib/json-rpc-calls';
 import { mediaType } from '../lib/media-type';
 
 /**
@@ -5,20 +6,13 @@ import { mediaType } from '../lib/media-type';
  * a `tools/call` of `execute_intent` with an id. Without one it is a notification, which the
  * SDK accepts (202) and answers by running nothing, so it must not take a budget unit.
  */
-export const startsExecution = (method: unknown, params: unknown, id: unknown): boolean =>
+export const startsExecution: CallTest = (method, params, id) =>
   method === 'tools/call' &&
   (typeof id === 'string' || typeof id === 'number') &&
   typeof params === 'object' && params !== null && (params as { name?: unknown }).name === 'execute_intent';
 
 /** How many `execute_intent` calls a request body (one message or a batch) carries. */
-export function executeIntentCalls(body: unknown): number {
-  const calls: unknown[] = Array.isArray(body) ? body : [body];
-  return calls.filter((call) => {
-    if (typeof call !== 'object' || call === null) return false;
-    const { method, params, id } = call as { method?: unknown; params?: unknown; id?: unknown };
-    return startsExecution(method, params, id);
-  }).length;
-}
+export const executeIntentCalls = (body: unknown): number => countCalls(body, startsExecution);
 
 /** The body as JSON, or undefined when it is not (the MCP SDK answers that parse error). */
 export function parseBody(text: string): unknown {
