@@ -102,6 +102,24 @@ export class TransactionDO extends DurableObject<Env> {
     return ok({ transaction: this.view(), replayed: true });
   }
 
+  /**
+   * The cron's sweep of an old completed index row (worker/transactions/sweep.ts): `deleted`
+   * once past retention, `kept` while it must stay (its alarm armed, for a coordinator from
+   * before retention that never started since), `stale` when this coordinator holds another
+   * transaction or none, so the row points at nothing.
+   */
+  async sweep(tenantId: string, txId: string): Promise<'deleted' | 'kept' | 'stale'> {
+    const tx = this.log.tx();
+    if (!tx || tx.tenant_id !== tenantId || tx.id !== txId) return 'stale';
+    const expiry = expiresAt(tx);
+    if (expiry !== null && Date.now() >= expiry) {
+      await this.expire(tx);
+      return this.log.tx() ? 'kept' : 'deleted';
+    }
+    if ((await this.ctx.storage.getAlarm()) === null) await this.armAlarm();
+    return 'kept';
+  }
+
   async get(tenantId: string, txId: string): Promise<Result<Transaction>> {
     const tx = this.log.tx();
     if (!tx || tx.tenant_id !== tenantId || tx.id !== txId) return fail('not_found', `transaction ${txId} not found`);

@@ -1,7 +1,9 @@
-import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, createExecutionContext, createScheduledController, env, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { TRANSACTION_RETENTION_MS } from '../durable/transaction-retention';
+import worker from '../worker/index';
 import { newId } from '../worker/lib/ids';
+import { SWEEP_GRACE_MS, SWEEP_QUERY, sweepTransactions } from '../worker/transactions/sweep';
 import { api, newTenant } from './support/api';
 import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
 
@@ -204,5 +206,83 @@ describe('transactions: retention of coordinators', () => {
     expect((await api(`/v1/transactions/${res.body.id}`, { key })).status).toBe(200);
     const state = await stateOf(name);
     expect(state.alarm).toBe((state.completed_at ?? 0) + TRANSACTION_RETENTION_MS);
+  });
+});
+
+/** Moves the transaction's D1 index row back by `ms`, as if it had been written that long ago. */
+const ageIndexRow = (tenantId: string, id: string, ms: number) =>
+  env.DB.prepare('UPDATE transactions SET created_at = created_at - ?, updated_at = updated_at - ? WHERE tenant_id = ? AND id = ?').bind(ms, ms, tenantId, id).run();
+
+const indexUpdatedAt = async (tenantId: string, id: string) =>
+  (await env.DB.prepare('SELECT updated_at FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ updated_at: number }>())?.updated_at;
+
+async function runCron(): Promise<void> {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ cron: '* * * * *' }), env, ctx);
+  await waitOnExecutionContext(ctx);
+}
+
+const LONG_AGO = 2 * TRANSACTION_RETENTION_MS + SWEEP_GRACE_MS;
+
+describe('transactions: the cron sweeps coordinators that outlived their retention', () => {
+  it('deletes a coordinator completed before retention existed that never started again (no alarm, never touched)', async () => {
+    const { key, tenantId, a, res, name } = await committedTransfer();
+    const id: string = res.body.id;
+    await inCoordinator(name, (state) => state.storage.deleteAlarm());
+    await age(name, LONG_AGO);
+    await ageIndexRow(tenantId, id, LONG_AGO);
+    await abortAllDurableObjects();
+
+    await runCron();
+
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect(await inCoordinator(name, (state) => state.storage.getAlarm())).toBeNull();
+    expect(await indexRow(tenantId, id)).toBeNull();
+    expect((await api(`/v1/transactions/${id}`, { key })).status).toBe(404);
+    expect((await contextOf(key, a)).data.balance).toBe(90);
+  });
+
+  it('keeps a coordinator still owed an acknowledgement, arming its alarm and moving its row to the back of the queue', async () => {
+    const s = await twoAgents();
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('committed');
+    await runInDurableObject(agentStub(s.tenantId, s.agents[1] ?? ''), (_i, state: DurableObjectState) => { state.storage.sql.exec('ALTER TABLE tx_prepared RENAME TO tx_prepared_gone'); });
+    expect(await runDurableObjectAlarm(coordinator)).toBe(true);
+    // Its alarm lost (as a coordinator's from before retention was, at completion).
+    await inCoordinator(s.name, (state) => state.storage.deleteAlarm());
+    await age(s.name, LONG_AGO);
+    await ageIndexRow(s.tenantId, s.txId, LONG_AGO);
+    const before = Date.now();
+
+    const summary = await sweepTransactions(env, before);
+    expect(summary.kept).toBeGreaterThanOrEqual(1);
+    const kept = await stateOf(s.name);
+    expect(kept).toMatchObject({ status: 'committed', completed_at: null, acked: [1, 0] });
+    expect(kept.alarm).not.toBeNull();
+    expect(await indexUpdatedAt(s.tenantId, s.txId)).toBe(before);
+  });
+
+  it('drops an index row whose coordinator holds no such transaction, and leaves rows still preparing alone', async () => {
+    const { tenantId } = await newTenant();
+    const stale = newId('tx');
+    const preparing = newId('tx');
+    const old = Date.now() - LONG_AGO;
+    await env.DB.batch([
+      env.DB.prepare('INSERT INTO transactions (tenant_id, id, coordinator_name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)').bind(tenantId, stale, `${tenantId}/${stale}`, 'committed', old, old),
+      env.DB.prepare('INSERT INTO transactions (tenant_id, id, coordinator_name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)').bind(tenantId, preparing, `${tenantId}/${preparing}`, 'preparing', old, old),
+    ]);
+
+    await sweepTransactions(env);
+
+    expect(await indexRow(tenantId, stale)).toBeNull();
+    expect(await indexRow(tenantId, preparing)).toEqual({ coordinator_name: `${tenantId}/${preparing}`, status: 'preparing' });
+    expect(await coordinatorTables(`${tenantId}/${stale}`)).toEqual([]);
+  });
+
+  it('finds its rows through the partial index, not by scanning the table', async () => {
+    const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${SWEEP_QUERY}`).bind(0, 25).all<{ detail: string }>();
+    expect(results.map((r) => r.detail).join('\n')).toMatch(/USING INDEX transactions_done_by_age/);
   });
 });

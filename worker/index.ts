@@ -1,6 +1,7 @@
 import { createApp } from './app';
 import type { Env } from './env';
 import { probeAllPools } from './pools/probe';
+import { sweepTransactions } from './transactions/sweep';
 
 export { AgentDO } from '../durable/agent';
 export { TransactionDO } from '../durable/transaction';
@@ -9,15 +10,24 @@ export { ProjectorDO } from '../durable/projector';
 
 const app = createApp();
 
+/** Logs a cron task's summary (none when it had nothing to report), or its failure. */
+function logged(msg: string, work: Promise<object | null>): Promise<void> {
+  return work.then(
+    (summary) => {
+      if (summary) console.log(JSON.stringify({ level: 'info', msg, ...summary }));
+    },
+    (error: unknown) => console.error(JSON.stringify({ level: 'error', msg: `${msg} failed`, error: String(error) })),
+  );
+}
+
 export default {
   fetch: app.fetch,
-  /** Cron: active health checks of every pool target (see wrangler.toml `[triggers]`). */
+  /**
+   * Cron (see wrangler.toml `[triggers]`): active health checks of every pool target, and the
+   * sweep of transaction coordinators that outlived their retention.
+   */
   async scheduled(_controller, env, ctx) {
-    ctx.waitUntil(
-      probeAllPools(env).then(
-        (summary) => console.log(JSON.stringify({ level: 'info', msg: 'pool probes', ...summary })),
-        (error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'pool probes failed', error: String(error) })),
-      ),
-    );
+    ctx.waitUntil(logged('pool probes', probeAllPools(env)));
+    ctx.waitUntil(logged('transaction sweep', sweepTransactions(env).then((summary) => (summary.looked > 0 ? summary : null))));
   },
 } satisfies ExportedHandler<Env>;

@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { RunInput, RunResult, TransactionDO } from '../../durable/transaction';
+import type { RunInput, RunResult } from '../../durable/transaction';
 import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { findAgent } from '../agents/registry';
@@ -10,19 +10,10 @@ import { CreateTransactionBody, Transaction, TransactionAborted, TransactionComm
 import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
+import { coordinator } from '../transactions/coordinator';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice, for a day after the transaction completed (then the key starts a new one)');
 const OutcomeHeaders = writtenHeaders('the transaction (GET: votes and acknowledgements)', '/v1/transactions/tx_01jd8x3v7c9q2m4n6p8r0s2t4v');
-
-/**
- * The coordinator's RPC surface, viewed through the class's own signatures (the generated
- * stub types lose JSON-valued fields, as for agents).
- */
-type CoordinatorRpc = Pick<TransactionDO, 'run' | 'get' | 'replay'>;
-
-function coordinator(env: Env, name: string): CoordinatorRpc {
-  return env.TRANSACTIONS.get(env.TRANSACTIONS.idFromName(name)) as unknown as CoordinatorRpc;
-}
 
 /** Keyed transactions are named from the key, so a repeat reaches the coordinator that ran the first. */
 const coordinatorName = (tenantId: string, txId: string, key: string | undefined) => (key ? `${tenantId}/key/${key}` : `${tenantId}/${txId}`);
