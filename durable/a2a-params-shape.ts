@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
-import { paramsProblem, type MethodSchemas } from './a2a-method-params';
+import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
 
 /**
  * The shape of a request's params, checked on the raw JSON before the SDK reads them.
@@ -116,7 +116,7 @@ const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: z.number().
 const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
-const METHODS: MethodSchemas = {
+const METHODS: MethodSchemas<A2AVersion> = {
   '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1 },
   '0.3': {
     'message/send': SendV03,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
-import { paramsProblem, type MethodSchemas } from './a2a-method-params';
+import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
 import { MAX_A2A_ID_CHARS, MAX_TASK_ID_CHARS } from './a2a-limits';
 
 /**
@@ -59,7 +59,7 @@ const SendV1 = z.looseObject({ configuration: z.looseObject({ taskPushNotificati
 const SendV03 = z.looseObject({ configuration: z.looseObject({ pushNotificationConfig: ConfigV03.nullish() }).nullish() });
 
 /** The params of each method that stores a config, by version and method name. */
-const PARAMS: MethodSchemas = {
+const PARAMS: MethodSchemas<A2AVersion> = {
   '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, CreateTaskPushNotificationConfig: ConfigV1 },
   '0.3': {
     'message/send': SendV03,

@@ -69,6 +69,24 @@ describe('MCP: what counts as an execution', () => {
   });
 });
 
+describe('MCP: an execute_intent refused for its params', () => {
+  it('is answered -32602 before the SDK reads it: nothing runs and the budget is given back', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    for (const params of [
+      { name: 'execute_intent', arguments: 'x' },
+      { name: 'execute_intent', arguments: { agentId: agent, intent: 'echo' }, task: { ttl: 'soon' } },
+      { name: 'execute_intent', arguments: { agentId: agent, intent: 'echo' }, requestState: 5 },
+    ]) {
+      const res = await api('/mcp', { key, headers: accept, body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params } });
+      expect(messages(res)[0], JSON.stringify(params)).toMatchObject({ id: 1, error: { code: -32602, message: expect.stringMatching(/^Invalid params: (arguments|task\.ttl|requestState): /) } });
+      expect(res.headers.get('ratelimit-remaining'), JSON.stringify(params)).toBe('3');
+    }
+    expect(await settledRequests(key)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
+  });
+});
+
 describe('MCP: RateLimit-* headers of an SSE answer', () => {
   it('show an execute_intent refused by its tool given back, and one that ran counted, still as an SSE stream', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });

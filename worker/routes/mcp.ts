@@ -9,6 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
+import { checkingParams } from '../mcp/params';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
 import { everyRouteErrors, limitedResponse, security } from './openapi';
@@ -67,7 +68,8 @@ router.openAPIRegistry.registerPath({
  * MCP (Streamable HTTP, stateless) for the key's tenant. The SDK parses and answers JSON-RPC
  * (the tools refuse bad arguments themselves, with the API's envelope); this route adds what
  * it leaves to the server: Origin/Host checks, the tenant's Bearer key, one execution per
- * request, and a fresh server per request bound to that tenant. Only POST is served: with no
+ * request, a fresh server per request bound to that tenant, and the protocol methods' params
+ * checked before the SDK reads them (-32602, worker/mcp/params.ts). Only POST is served: with no
  * sessions, GET (a server-to-client stream) and DELETE (ending a session) have nothing to act
  * on and get 405 from the app.
  */
@@ -81,7 +83,11 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   const calls = executeIntentCalls(parseBody(text));
   if (calls > 1) return batchRefusal();
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome) };
-  const handler = createMcpHandler(() => createGatewayMcpServer(caller), {
+  // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
+  const refused = (method: string, params: unknown, id: string | number) => {
+    if (startsExecution(method, params, id)) caller.work('refused');
+  };
+  const handler = createMcpHandler(({ era }) => checkingParams(createGatewayMcpServer(caller), era, refused), {
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
