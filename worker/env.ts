@@ -70,6 +70,12 @@ export interface AppVariables {
    */
   tokensUsed?: number;
   /**
+   * Characters of answer text a relayed stream carried (content, tool-call arguments, …), set
+   * when the stream ended without the target reporting its usage: the limits middleware
+   * settles the token budget with an estimate from it instead of the reservation.
+   */
+  completionChars?: number;
+  /**
    * What a budgeted request's work came to where its status does not say: set by the routes
    * through `noteWork` (worker/limits/work.ts) and read by the limits middleware when it
    * settles the request's lease.
