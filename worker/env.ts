@@ -19,6 +19,8 @@ export interface Env {
   PUBLIC_CARD_LIMIT: RateLimit;
   DB: D1Database;
   CACHE: KVNamespace;
+  /** The static assets (public/): the dashboard is served through it, so its responses carry a request id. */
+  ASSETS: Fetcher;
   /** Operator token for /v1/admin routes (secret). */
   ADMIN_TOKEN?: string;
   /** Base64 of 32 bytes: the AES-GCM key that seals upstream credentials at rest (secret). */
