@@ -46,8 +46,8 @@ const textLength = (value: unknown): number => (typeof value === 'string' ? valu
 /**
  * Characters of the text a model generated in a completion's `choices`: of each choice's
  * `message` (a whole answer) or `delta` (a stream chunk), its content, refusal, reasoning
- * (`reasoning_content`, `reasoning`) and tool calls' names and arguments. What its completion tokens went into, for an answer whose
- * target did not count them.
+ * (`reasoning_content`, `reasoning`) and tool calls' names and arguments. What its completion
+ * tokens went into, for an answer whose target did not count them.
  */
 export function completionChars(choices: unknown, part: 'message' | 'delta'): number {
   if (!Array.isArray(choices)) return 0;
