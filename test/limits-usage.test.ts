@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { api, eventually, mockUrl, newAgent } from './support/api';
+import { api, chatTarget, eventually, mockUrl, newAgent } from './support/api';
 import { limitedKey } from './support/limits';
 
 /**
@@ -149,32 +149,58 @@ describe('a relayed stream whose client did not ask for its usage', () => {
     expect(streamedContent(chunksWithChoices(unlimited.body))).toBe('mock reply to: hi stream_options=null');
   });
 
-  it('settles with the reservation when the target ignores stream_options, the stream intact', async () => {
+  it('settles with an estimate of what it relayed when the target ignores stream_options, the stream intact', async () => {
     const { key } = await limitedKey({ budget: BUDGET }, 'ignoreStreamOptions=true');
-    const res = await chat(key, 'chat', 'hi', { stream: true });
+    const prompt = 'Which of our plans includes priority support?';
+    const res = await chat(key, 'chat', prompt, { stream: true });
     expect(res.status).toBe(200);
-    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
-    expect(await settledTokens(key)).toBe(reservation('hi'));
+    const content = streamedContent(chunksWithChoices(res.body));
+    expect(content).toBe(`mock reply to: ${prompt}`);
+    // The prompt as the reservation counts it, and the N characters streamed at ceil(N/4).
+    const used = await settledTokens(key);
+    expect(used).toBe(Math.ceil(prompt.length / 4) + Math.ceil(content.length / 4));
+    expect(used).toBe(estimate(prompt, content).total_tokens);
+    expect(used).toBeLessThan(reservation(prompt) / 5);
   });
 
-  it('asks a target that refuses stream_options again without them, and settles with the reservation', async () => {
+  it('counts a stream without usage whose events arrive split across network chunks, multi-byte characters included', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'ignoreStreamOptions=true,pieceBytes=5');
+    const prompt = 'Grüße aus Zürich 👋 — wie lange dauert der Versand?';
+    const res = await chat(key, 'chat', prompt, { stream: true });
+    expect(res.status).toBe(200);
+    const content = streamedContent(chunksWithChoices(res.body));
+    expect(content).toBe(`mock reply to: ${prompt}`);
+    expect(await settledTokens(key)).toBe(estimate(prompt, content).total_tokens);
+  });
+
+  it('never settles a stream without usage above its reservation', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'ignoreStreamOptions=true');
+    // max_tokens 2 + "hi": 3 reserved; the mock streams 17 characters (5 tokens) regardless.
+    const res = await chat(key, 'chat', 'hi', { stream: true, max_tokens: 2 });
+    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(3);
+  });
+
+  it('asks a target that refuses stream_options again without them, and settles with an estimate of what it relayed', async () => {
     const { key } = await limitedKey({ budget: BUDGET }, 'rejectStreamOptions=true');
     const res = await chat(key, 'chat', 'hi', { stream: true });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-gateway-attempts')).toBe('1');
     expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
-    expect(await settledTokens(key)).toBe(reservation('hi'));
+    expect(await settledTokens(key)).toBe(estimate('hi', 'mock reply to: hi').total_tokens);
   });
 
-  it('still ends a broken stream with an error event, charged its reservation', async () => {
+  it('still ends a broken stream with an error event, charged an estimate of what it relayed', async () => {
     const { key } = await limitedKey({ budget: BUDGET }, 'cutAfter=2');
     const res = await chat(key, 'chat', 'hi', { stream: true });
     expect(res.status).toBe(200);
     const text = String(res.body);
     expect(text).not.toContain('[DONE]');
-    const last = JSON.parse(text.trimEnd().split('\n\n').at(-1)?.replace(/^data: /, '') ?? '');
-    expect(last.error).toMatchObject({ code: 'stream_interrupted' });
-    expect(await settledTokens(key)).toBe(reservation('hi'));
+    const payloads = text.trimEnd().split('\n\n').map((event) => JSON.parse(event.replace(/^data: /, '')));
+    expect(payloads.at(-1).error).toMatchObject({ code: 'stream_interrupted' });
+    const relayed = streamedContent(payloads.slice(0, -1));
+    expect(relayed).toBe('mock reply');
+    expect(await settledTokens(key)).toBe(estimate('hi', relayed).total_tokens);
   });
 
   it('keeps the usage chunk from the client when it arrives split across network chunks', async () => {
@@ -182,6 +208,32 @@ describe('a relayed stream whose client did not ask for its usage', () => {
     const res = await chat(key, 'chat', 'hi', { stream: true });
     expect(res.status).toBe(200);
     expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(15);
+  });
+});
+
+describe('a completion whose target reports no usage', () => {
+  for (const passThrough of [false, true]) {
+    it(`settles with an estimate of the answer it relayed${passThrough ? ' (pool passes answers through)' : ''}`, async () => {
+      const { key, otherKey, tag } = await limitedKey({ budget: BUDGET });
+      const pool = await api('/v1/pools/quiet', { method: 'PUT', key: otherKey, body: { targets: [chatTarget(`${tag}-quiet`, 'omitUsage=true')], passThrough } });
+      expect(pool.status).toBe(201);
+      const prompt = 'Which of our plans includes priority support?';
+      const res = await chat(key, 'quiet', prompt);
+      expect(res.status).toBe(200);
+      expect(res.body.usage).toBeUndefined();
+      const answer: string = res.body.choices[0].message.content;
+      expect(answer).toBe(`mock reply to: ${prompt}`);
+      const used = await settledTokens(key);
+      expect(used).toBe(estimate(prompt, answer).total_tokens);
+      expect(used).toBeLessThan(reservation(prompt) / 5);
+    });
+  }
+
+  it('still settles with the usage a target reports', async () => {
+    const { key } = await limitedKey({ budget: BUDGET });
+    const res = await chat(key, 'chat', 'Which of our plans includes priority support?');
+    expect(res.body.usage.total_tokens).toBe(15);
     expect(await settledTokens(key)).toBe(15);
   });
 });

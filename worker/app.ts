@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { AppEnv } from './env';
 import { ApiError, validationError } from './errors';
@@ -109,6 +110,21 @@ export function createApp() {
   // hash by scripts/vendor-scalar.mjs), and no web fonts from Scalar's
   // font host (the system's fonts instead).
   app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false }));
+
+  // The dashboard's files and the reference's script are static assets, but wrangler.toml runs
+  // the Worker first for them (run_worker_first) so that they pass the same middleware as the
+  // API and carry its x-request-id: served from the assets binding, whose answer (its _headers,
+  // redirects and 304s included) goes back as it is, but for a missing file, which is the API's
+  // 404 envelope as before. Routes like any other, so the API pays nothing for them.
+  const asset = async (c: Context<AppEnv>) => {
+    const response = await c.env.ASSETS.fetch(c.req.raw);
+    if (response.status !== 404) return response;
+    void response.body?.cancel().catch(() => undefined);
+    return onNotFound(c);
+  };
+  app.get('/dashboard', asset);
+  app.get('/dashboard/*', asset);
+  app.get('/vendor/*', asset);
 
   app.onError(onError);
   app.notFound(onNotFound);

@@ -19,6 +19,8 @@ export interface Env {
   PUBLIC_CARD_LIMIT: RateLimit;
   DB: D1Database;
   CACHE: KVNamespace;
+  /** The static assets (public/): the dashboard is served through it, so its responses carry a request id. */
+  ASSETS: Fetcher;
   /** Operator token for /v1/admin routes (secret). */
   ADMIN_TOKEN?: string;
   /** Base64 of 32 bytes: the AES-GCM key that seals upstream credentials at rest (secret). */
@@ -69,6 +71,12 @@ export interface AppVariables {
    * budget with it once the body has ended.
    */
   tokensUsed?: number;
+  /**
+   * Characters of answer text a relayed stream carried (content, tool-call arguments, …), set
+   * when the stream ended without the target reporting its usage: the limits middleware
+   * settles the token budget with an estimate from it instead of the reservation.
+   */
+  completionChars?: number;
   /**
    * What a budgeted request's work came to where its status does not say: set by the routes
    * through `noteWork` (worker/limits/work.ts) and read by the limits middleware when it

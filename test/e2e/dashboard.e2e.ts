@@ -57,7 +57,10 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
     expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
     expect(await page.text()).toContain('data-testid="key-input"');
-    expect((await fetch(`${base}/dashboard/app.js`)).headers.get('content-type')).toMatch(/javascript/);
+    const script = await fetch(`${base}/dashboard/app.js`);
+    expect(script.headers.get('content-type')).toMatch(/javascript/);
+    // The Worker serves them (run_worker_first), so they carry a request id like the API's answers.
+    for (const answer of [redirect, page, script, await fetch(`${base}/vendor/scalar/standalone.js`)]) expect(answer.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
     // The API still answers from the Worker, and the headers file is not served.
     expect((await fetch(`${base}/v1/agents`)).status).toBe(401);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);

@@ -10,7 +10,8 @@
 // output of that many bytes), answerBytes (an output {answer} of about that many bytes of
 // JSON, its answer JSON text, which escaping makes larger in a task; with `a2a: {state:
 // a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes, echoStreamOptions (of a
-// stream: see streamChat), rejectStreamOptions (a chat with stream_options is answered 400)}.
+// stream: see streamChat), rejectStreamOptions (a chat with stream_options is answered 400),
+// omitUsage (a chat answer without its `usage`, as some OpenAI-compatible servers send)}.
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
@@ -151,7 +152,7 @@ export async function startMockUpstream(options = {}) {
         model: body?.model ?? 'mock',
         choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: `mock reply to: ${String(last).split('\nmock:')[0]}` } }],
         // Like a model, never more completion tokens than asked for.
-        usage: usageFor(body),
+        ...(!mock.omitUsage && { usage: usageFor(body) }),
       });
     }
     if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
@@ -245,7 +246,7 @@ function usageFor(body) {
 function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'answerBytes', 'pieceBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   return mock;
 }

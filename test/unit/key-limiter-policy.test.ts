@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { budgetPeriod, gcra, rescaleTat, tightest } from '../../durable/key-limiter-policy';
-import { estimateChatTokens, totalTokens } from '../../worker/limits/usage';
+import { completionChars, estimateChatTokens, estimatedTokens, totalTokens } from '../../worker/limits/usage';
 
 describe('GCRA rate window', () => {
   it('allows a burst of the limit, then refuses until one interval has passed', () => {
@@ -50,13 +50,30 @@ describe('headers and tokens', () => {
 
   it('estimates a chat from its cap and prompt, and reads usage.total_tokens', () => {
     // A stated cap must fit whole; the default guess may shrink to the prompt and one token.
-    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 6, least: 6 });
-    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 20, least: 20 });
-    expect(estimateChatTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 266, least: 11 });
-    expect(estimateChatTokens({ messages: [] })).toEqual({ tokens: 256, least: 1 });
-    expect(estimateChatTokens(null)).toEqual({ tokens: 256, least: 1 });
-    expect(totalTokens('{"usage":{"total_tokens":15}}')).toBe(15);
-    expect(totalTokens('{"usage":{}}')).toBeNull();
-    expect(totalTokens('not json')).toBeNull();
+    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 6, least: 6, prompt: 1 });
+    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 20, least: 20, prompt: 10 });
+    expect(estimateChatTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 266, least: 11, prompt: 10 });
+    expect(estimateChatTokens({ messages: [] })).toEqual({ tokens: 256, least: 1, prompt: 0 });
+    expect(estimateChatTokens(null)).toEqual({ tokens: 256, least: 1, prompt: 0 });
+    expect(totalTokens('{"usage":{"total_tokens":15}}', 3, 100)).toBe(15);
+    expect(totalTokens('{"usage":{}}', 3, 100)).toBeNull();
+    expect(totalTokens('not json', 3, 100)).toBeNull();
+  });
+
+  it('estimates a completion without usage from its answer text, never above the reservation', () => {
+    const answer = (message: Record<string, unknown>, usage: unknown = undefined) => JSON.stringify({ choices: [{ index: 0, message }], ...(usage !== undefined && { usage }) });
+    // 3 prompt tokens and 9 characters: ceil(9/4) = 3.
+    expect(totalTokens(answer({ role: 'assistant', content: '123456789' }), 3, 100)).toBe(6);
+    expect(totalTokens(answer({ role: 'assistant', content: '123456789' }, null), 3, 100)).toBe(6);
+    expect(totalTokens(answer({ role: 'assistant', content: 'x'.repeat(4000) }), 3, 100)).toBe(100);
+    // Tool calls' names and arguments, a refusal and reasoning are text the model wrote too.
+    const calls = { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get', arguments: '{"city":"Oslo"}' } }] };
+    expect(completionChars([{ message: calls }], 'message')).toBe(3 + 15);
+    expect(completionChars([{ delta: { refusal: 'no', reasoning_content: 'abc' } }, { delta: { content: 'hi', function_call: { arguments: '{}' } } }], 'delta')).toBe(2 + 3 + 2 + 2);
+    expect(completionChars([{ delta: { content: 'hi' } }], 'message')).toBe(0);
+    expect(completionChars(undefined, 'delta')).toBe(0);
+    expect(estimatedTokens(3, 0, 100)).toBe(3);
+    // Not a completion: the reservation (null) settles it.
+    expect(totalTokens('{"object":"list"}', 3, 100)).toBeNull();
   });
 });

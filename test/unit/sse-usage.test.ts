@@ -77,4 +77,72 @@ describe('UsageStripper', () => {
     expect(out).toEqual(input);
     expect(reported).toEqual([]);
   });
+
+  it('counts the answer text of a stream without usage as it passes, however it is split, changing nothing', () => {
+    const text = ['Grüße — 👋', ' und', '!'];
+    const input = encoder.encode([
+      event({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
+      ...text.map((content) => event({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] })),
+      event({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'c1', type: 'function', function: { name: 'get', arguments: '{"a":' } }] }, finish_reason: null }] }),
+      event({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '1}' } }] }, finish_reason: null }] }),
+      event({ ...base, choices: [{ index: 0, delta: { refusal: 'no' } }, { index: 1, delta: { content: 'two' } }] }),
+      event({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }),
+      'data: [DONE]\n\n',
+    ].join(''));
+    const expected = text.join('').length + 'get'.length + '{"a":1}'.length + 'no'.length + 'two'.length;
+    for (const size of [...Array.from({ length: 64 }, (_, i) => i + 1), 97, 256, 511, input.byteLength]) {
+      const stripper = new UsageStripper(() => undefined, false, true);
+      const out: number[] = [];
+      for (let at = 0; at < input.byteLength; at += size) for (const part of stripper.push(input.slice(at, at + size))) out.push(...part);
+      const rest = stripper.flush();
+      if (rest) out.push(...rest);
+      expect(new Uint8Array(out), `pieces of ${size} bytes`).toEqual(input);
+      expect(stripper.completionChars, `pieces of ${size} bytes`).toBe(expected);
+      expect(stripper.sawUsage).toBe(false);
+    }
+  });
+
+  it('counts nothing without `count`, and notes a usage when one passes', () => {
+    const { before, usage, after } = openaiStream();
+    const stripper = new UsageStripper(() => undefined);
+    stripper.push(encoder.encode(before + usage + after));
+    expect(stripper.completionChars).toBe(0);
+    expect(stripper.sawUsage).toBe(true);
+  });
+
+  it('counts a long event whole however it is split, still passing it on as it arrives; one too long to keep at its length in bytes', () => {
+    const long = (n: number) => event({ ...base, choices: [{ index: 0, delta: { content: 'ü'.repeat(n) }, finish_reason: null }] });
+    const tail = event({ ...base, choices: [{ index: 0, delta: { content: 'abc' } }] });
+    for (const [n, expected] of [[40_000, 40_003], [300_000, encoder.encode(long(300_000)).byteLength + 3]] as const) {
+      for (const size of n < 100_000 ? [1, 7, 1000, 65_536] : [4096, 65_536]) {
+        const stripper = new UsageStripper(() => undefined, false, true);
+        const input = encoder.encode(long(n) + tail);
+        let out = 0;
+        let mostHeld = 0;
+        for (let at = 0; at < input.byteLength; at += size) {
+          out += stripper.push(input.slice(at, at + size)).reduce((sum, part) => sum + part.byteLength, 0);
+          mostHeld = Math.max(mostHeld, Math.min(at + size, input.byteLength) - out);
+        }
+        // Nothing past MAX_HELD (8 KiB) waits for its event's end.
+        expect(mostHeld).toBeLessThanOrEqual(8 * 1024 + size);
+        expect(stripper.flush()).toBeNull();
+        expect(out).toBe(input.byteLength);
+        // Past what is kept, never less than its text: the estimate errs towards the charge.
+        expect(stripper.completionChars, `${n} characters in pieces of ${size} bytes`).toBe(expected);
+      }
+    }
+    const cut = new UsageStripper(() => undefined, false, true);
+    const torn = encoder.encode(long(20_000)).slice(0, 30_000);
+    cut.push(torn);
+    expect(cut.flush()).toBeNull();
+    expect(cut.completionChars).toBe(30_000);
+    const unended = new UsageStripper(() => undefined, false, true);
+    unended.push(encoder.encode(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: 'tail' } }] })}\n`));
+    expect(unended.flush()).not.toBeNull();
+    expect(unended.completionChars).toBe(4);
+    const done = new UsageStripper(() => undefined, false, true);
+    done.push(encoder.encode('data: [DONE]\n'));
+    done.flush();
+    expect(done.completionChars).toBe(0);
+  });
 });

@@ -5,7 +5,7 @@ import { ApiError } from '../errors';
 import { countCalls, type CallTest } from '../lib/json-rpc-calls';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
-import { estimateChatTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
+import { estimateChatTokens, estimatedTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
 import { givesBack } from './work';
 
 /**
@@ -62,7 +62,7 @@ export function jsonRpcStartsWork(startsWork: CallTest): UpstreamClassifier {
 async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<ChatTokenEstimate> {
   // Executions do not report token usage, so they reserve (and are charged) none; they are
   // still refused once the token budget is used up.
-  if (kind !== 'chat' || limits.budget?.tokens === undefined) return { tokens: 0, least: 0 };
+  if (kind !== 'chat' || limits.budget?.tokens === undefined) return { tokens: 0, least: 0, prompt: 0 };
   // Hono caches the text, so the route's validator reads the same body again.
   const text = await c.req.text();
   try {
@@ -129,13 +129,18 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       const json = (response.headers.get('content-type') ?? '').includes('json');
       // Failed requests used no upstream tokens we can know of; successes settle with what the
       // route reported (`tokensUsed`: the gateway's own answer, or the usage chunk the relay
-      // found in a stream), else the response's usage, else with the reservation. Asked once
-      // the body has ended: a streamed MCP answer's tool call ends after its headers, and a
-      // stream's usage chunk comes last.
+      // found in a stream), else the response's usage, else an estimate of the answer the
+      // gateway saw (a JSON answer's text, or what the relay counted of a stream that ended:
+      // `completionChars`), else with the reservation. Asked once the body has ended: a
+      // streamed MCP answer's tool call ends after its headers, and a stream's usage chunk
+      // comes last.
       const collect = status < 300 && json && kind === 'chat' && c.get('tokensUsed') === undefined;
+      const reserved = admitted.reservedTokens;
       response = onBodyEnd(response, collect, (text) => {
         const refused = givesBack(c, status);
-        const used = c.get('tokensUsed') ?? (text === null ? null : totalTokens(text));
+        const counted = c.get('completionChars');
+        const estimated = counted === undefined ? null : estimatedTokens(estimate.prompt, counted, reserved);
+        const used = c.get('tokensUsed') ?? (text === null ? null : totalTokens(text, estimate.prompt, reserved)) ?? estimated;
         return release(status >= 400 || refused ? 0 : used, refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }

@@ -34,6 +34,38 @@ export function estimatedUsage(messages: unknown, content: string): ChatUsage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
+/**
+ * What a target that reports no usage is charged: the prompt as the reservation counted it and
+ * the answer text the gateway saw, at the same ~4 characters a token, never more than was
+ * reserved (the estimate may not cost the key more than the reservation would have).
+ */
+export const estimatedTokens = (prompt: number, completionChars: number, reserved: number): number => Math.min(reserved, prompt + tokensOf(completionChars));
+
+const textLength = (value: unknown): number => (typeof value === 'string' ? value.length : 0);
+
+/**
+ * Characters of the text a model generated in a completion's `choices`: of each choice's
+ * `message` (a whole answer) or `delta` (a stream chunk), its content, refusal, reasoning
+ * (`reasoning_content`, `reasoning`) and tool calls' names and arguments. What its completion
+ * tokens went into, for an answer whose target did not count them.
+ */
+export function completionChars(choices: unknown, part: 'message' | 'delta'): number {
+  if (!Array.isArray(choices)) return 0;
+  let chars = 0;
+  for (const choice of choices as unknown[]) {
+    const said: unknown = (choice as Record<string, unknown> | null)?.[part];
+    if (typeof said !== 'object' || said === null) continue;
+    const { content, refusal, reasoning, reasoning_content: reasoningContent, tool_calls: calls, function_call: legacy } = said as Record<string, unknown>;
+    chars += typeof content === 'string' || content == null ? textLength(content) : JSON.stringify(content).length;
+    chars += textLength(refusal) + textLength(reasoning) + textLength(reasoningContent);
+    const functions = Array.isArray(calls) ? (calls as unknown[]).map((call) => (call as { function?: unknown } | null)?.function) : [];
+    for (const fn of [...functions, legacy]) {
+      if (typeof fn === 'object' && fn !== null) chars += textLength((fn as { name?: unknown }).name) + textLength((fn as { arguments?: unknown }).arguments);
+    }
+  }
+  return chars;
+}
+
 /** `value` as a usage object when it is one (whole, non-negative counts), else null. */
 export function usageOf(value: unknown): ChatUsage | null {
   if (typeof value !== 'object' || value === null) return null;
@@ -57,6 +89,8 @@ export interface ChatTokenEstimate {
    * prompt and one token when the cap is only the gateway's default.
    */
   least: number;
+  /** The prompt's part of `tokens`: an answer whose target reports no usage is charged it too. */
+  prompt: number;
 }
 
 /**
@@ -66,22 +100,28 @@ export interface ChatTokenEstimate {
  * `usage.total_tokens` afterwards.
  */
 export function estimateChatTokens(body: unknown): ChatTokenEstimate {
-  if (typeof body !== 'object' || body === null) return { tokens: DEFAULT_COMPLETION_TOKENS, least: 1 };
+  if (typeof body !== 'object' || body === null) return { tokens: DEFAULT_COMPLETION_TOKENS, least: 1, prompt: 0 };
   const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown };
   const cap = [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
   const prompt = promptTokens(chat.messages);
   const tokens = Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) + prompt;
-  return { tokens, least: cap === undefined ? prompt + 1 : tokens };
+  return { tokens, least: cap === undefined ? prompt + 1 : tokens, prompt };
 }
 
-/** `usage.total_tokens` of an OpenAI JSON response, or null when it has none. */
-export function totalTokens(text: string): number | null {
+/**
+ * What an OpenAI JSON response used: its `usage.total_tokens`; else, for a completion (it has
+ * `choices`), the answer's `estimatedTokens` from `prompt`, capped at `reserved`; else null.
+ */
+export function totalTokens(text: string, prompt: number, reserved: number): number | null {
+  let answer: { usage?: { total_tokens?: unknown } | null; choices?: unknown } | null;
   try {
-    const total: unknown = (JSON.parse(text) as { usage?: { total_tokens?: unknown } } | null)?.usage?.total_tokens;
-    return typeof total === 'number' && Number.isFinite(total) && total >= 0 ? total : null;
+    answer = JSON.parse(text) as typeof answer;
   } catch {
     return null;
   }
+  const total = answer?.usage?.total_tokens;
+  if (typeof total === 'number' && Number.isFinite(total) && total >= 0) return total;
+  return Array.isArray(answer?.choices) ? estimatedTokens(prompt, completionChars(answer.choices, 'message'), reserved) : null;
 }
 
 /**

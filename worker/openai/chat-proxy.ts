@@ -25,9 +25,10 @@ export interface ChatProxyOptions {
    * Wants a stream's usage (the key's budget counts it), found in the relayed stream and handed
    * to `report`. With `ask`, a client that did not ask for it (`stream_options.include_usage`)
    * still does not get it: the target is asked, and its usage chunk removed from the stream. A
-   * target that sends none never calls `report`.
+   * target that sends none never calls `report`; with `unreported`, the relay counts the answer
+   * text that passed and hands the count to it instead (see RelayOptions.usage).
    */
-  streamUsage?: { report: (usage: ChatUsage) => void; ask: boolean };
+  streamUsage?: { report: (usage: ChatUsage) => void; ask: boolean; unreported?: (completionChars: number) => void };
 }
 
 // `response` is built here, never a fetch's own, so the caller may add headers to it. `usage`:
@@ -144,7 +145,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
-      // is asked again without it, and the budget settles with the reservation.
+      // is asked again without it, and the budget settles with an estimate of what it streamed.
       if (streamUsage && usageOptions && response.status === 400 && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);
@@ -185,7 +186,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
-      ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined } }),
+      ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined, ...(streamUsage.unreported && { unreported: streamUsage.unreported }) } }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
   } finally {

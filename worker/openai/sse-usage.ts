@@ -1,4 +1,4 @@
-import { usageOf, type ChatUsage } from '../limits/usage';
+import { completionChars, usageOf, type ChatUsage } from '../limits/usage';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -9,6 +9,12 @@ const USAGE_OBJECT = /"usage"\s*:\s*\{/;
  * one and is passed on as it arrives, so an upstream that never ends its event costs no memory.
  */
 const MAX_HELD = 8 * 1024;
+/**
+ * Most bytes of one long event (passed on as it arrives) also kept to count its text once it
+ * has ended: far more than a reservation covers (~4 bytes a token). A longer one counts at its
+ * length in bytes.
+ */
+const MAX_COUNTED = 256 * 1024;
 
 /** The JSON of an SSE event's data lines (joined as the SSE spec does), or undefined. */
 function eventData(text: string): unknown {
@@ -17,6 +23,7 @@ function eventData(text: string): unknown {
     .filter((line) => line.startsWith('data:'))
     .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
     .join('\n');
+  if (data === '[DONE]') return undefined;
   try {
     return JSON.parse(data) as unknown;
   } catch {
@@ -32,6 +39,12 @@ function eventData(text: string): unknown {
  * Every other byte passes unchanged; an event split across chunks is held until its blank
  * line arrives (a client cannot act on half an event anyway). Azure's empty-choices chunk of
  * `prompt_filter_results` has no usage and passes.
+ * With `count`, it also counts the answer text of the events as they pass (`completionChars`),
+ * for a target that sends no usage chunk: the key is charged an estimate of what it answered.
+ * Every event is then parsed whole, in the same pass: one longer than MAX_HELD still goes on
+ * as it arrives, and a copy (up to MAX_COUNTED) is parsed once it has ended; past that, or
+ * never ended, it counts at its length in bytes, more than its text, so the estimate errs
+ * towards the charge.
  */
 export class UsageStripper {
   /** Bytes of the event not yet ended by its blank line. */
@@ -44,17 +57,26 @@ export class UsageStripper {
   /** Set while an event longer than MAX_HELD is passed on: where its bytes have got to. */
   private passing: { lineEnded: boolean; lastCR: boolean } | null = null;
   private readonly decoder = new TextDecoder();
+  /** Characters of answer text in the events so far (with `count`). */
+  completionChars = 0;
+  /** Whether an event carried a usage object. */
+  sawUsage = false;
 
   constructor(
     private readonly onUsage: (usage: ChatUsage) => void,
     private readonly strip = true,
+    private readonly count = false,
   ) {}
+
+  /** With `count`, the long event being passed on so far: its bytes while they fit MAX_COUNTED. */
+  private long: { parts: Uint8Array[]; size: number } | null = null;
 
   /** What of `chunk` (and the bytes held before it) may go to the client now, in order. */
   push(chunk: Uint8Array): Uint8Array[] {
     if (chunk.byteLength === 0) return [];
     if (this.passing) {
       const end = this.passOn(chunk);
+      if (this.count) this.countLong(end < 0 ? chunk : chunk.subarray(0, end), end >= 0);
       return end < 0 ? [chunk] : [chunk.subarray(0, end), ...this.push(chunk.subarray(end))];
     }
     let bytes = chunk;
@@ -77,7 +99,7 @@ export class UsageStripper {
       lineStart = end;
       i = end - 1;
       if (!empty) continue;
-      const usage = this.isUsageChunk(bytes.subarray(eventStart, end));
+      const usage = this.inspect(bytes.subarray(eventStart, end));
       if (usage) {
         if (eventStart > emitFrom) out.push(bytes.subarray(emitFrom, eventStart));
         emitFrom = end;
@@ -89,6 +111,10 @@ export class UsageStripper {
     if (bytes.byteLength - eventStart > MAX_HELD) {
       const last = bytes[bytes.byteLength - 1];
       this.passing = { lineEnded: last === LF || last === CR, lastCR: last === CR };
+      if (this.count) {
+        this.long = { parts: [], size: 0 };
+        this.countLong(bytes.subarray(eventStart), false);
+      }
       out.push(bytes.subarray(eventStart));
       this.pending = new Uint8Array(0);
     } else {
@@ -124,21 +150,64 @@ export class UsageStripper {
     return -1;
   }
 
+  /**
+   * Keeps `part` of the long event being passed on (a copy: the original goes to the client);
+   * once it has `ended`, counts its text, or its bytes when it was too long to keep.
+   */
+  private countLong(part: Uint8Array, ended: boolean): void {
+    const long = this.long;
+    if (!long) return;
+    long.size += part.byteLength;
+    if (long.size <= MAX_COUNTED) long.parts.push(part.slice());
+    else long.parts = [];
+    if (!ended) return;
+    this.long = null;
+    if (long.size > MAX_COUNTED) {
+      this.completionChars += long.size;
+      return;
+    }
+    const whole = new Uint8Array(long.size);
+    let at = 0;
+    for (const kept of long.parts) {
+      whole.set(kept, at);
+      at += kept.byteLength;
+    }
+    this.inspect(whole); // gone to the client already: counted (and a usage reported), not removed
+  }
+
   /** The bytes still held (an event the stream never ended), to hand out as they came. */
   flush(): Uint8Array | null {
     const rest = this.pending;
     this.pending = new Uint8Array(0);
-    return rest.byteLength > 0 ? rest : null;
+    if (this.long) {
+      this.completionChars += this.long.size; // a long event never ended: unparsed
+      this.long = null;
+    }
+    if (rest.byteLength === 0) return null;
+    if (this.count) {
+      // An event without its blank line, perhaps whole (a server that ends on one line break).
+      const text = this.decoder.decode(rest);
+      const data = eventData(text);
+      if (typeof data === 'object' && data !== null) this.completionChars += completionChars((data as { choices?: unknown }).choices, 'delta');
+      else if (!/^data: ?\[DONE\]\s*$/.test(text)) this.completionChars += rest.byteLength;
+    }
+    return rest;
   }
 
-  private isUsageChunk(event: Uint8Array): boolean {
+  /** Reports (and counts) what one whole event carries; whether it is the usage chunk to remove. */
+  private inspect(event: Uint8Array): boolean {
     const text = this.decoder.decode(event);
-    if (!USAGE_OBJECT.test(text)) return false;
+    // Without counting, only an event that may carry a usage object is worth parsing.
+    if (!this.count && !USAGE_OBJECT.test(text)) return false;
     const data = eventData(text);
     if (typeof data !== 'object' || data === null) return false;
     const { usage: raw, choices } = data as { usage?: unknown; choices?: unknown };
+    if (this.count) this.completionChars += completionChars(choices, 'delta');
     const usage = usageOf(raw);
-    if (usage) this.onUsage(usage);
+    if (usage) {
+      this.sawUsage = true;
+      this.onUsage(usage);
+    }
     return this.strip && raw !== null && typeof raw === 'object' && Array.isArray(choices) && choices.length === 0;
   }
 }

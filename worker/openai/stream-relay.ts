@@ -16,9 +16,12 @@ export interface RelayOptions {
   /**
    * Where the usage the stream reports goes (a key's token budget settles with it); `strip`
    * when the gateway asked the target for a usage chunk the client did not ask for, which is
-   * then removed from the stream.
+   * then removed from the stream. With `unreported`, the answer text the events carry is
+   * counted as they pass, and the count handed to it when the upstream's stream ends (done,
+   * broken or stalled) without a usage; a client that goes away first gets no count (the
+   * target may have gone on answering what was never read).
    */
-  usage?: { report: (usage: ChatUsage) => void; strip: boolean };
+  usage?: { report: (usage: ChatUsage) => void; strip: boolean; unreported?: (completionChars: number) => void };
 }
 
 /**
@@ -31,7 +34,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   let tail = decoder.decode(first, { stream: true });
   let sawDone = tail.includes(DONE);
   let ended = false;
-  const stripper = options.usage ? new UsageStripper(options.usage.report, options.usage.strip) : null;
+  const stripper = options.usage ? new UsageStripper(options.usage.report, options.usage.strip, options.usage.unreported !== undefined) : null;
   /** Whether anything went to the client. */
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => {
     if (!stripper) {
@@ -42,9 +45,13 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     for (const part of parts) controller.enqueue(part);
     return parts.length > 0;
   };
+  /** Hands out what the stripper held; the upstream's stream has ended. */
   const flush = (controller: ReadableStreamDefaultController<Uint8Array>) => {
-    const rest = stripper?.flush();
+    if (!stripper) return;
+    const rest = stripper.flush();
     if (rest) controller.enqueue(rest);
+    // Not once the client went away (`ended` by cancel): a read it interrupted ends here too.
+    if (!ended && !stripper.sawUsage) options.usage?.unreported?.(stripper.completionChars);
   };
   const end = (ok: boolean) => {
     if (ended) return;
@@ -80,8 +87,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
         return true;
       }
       if (next.done) {
-        flush(controller);
         if (sawDone) {
+          flush(controller);
           end(true);
           controller.close();
         } else {
@@ -102,8 +109,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   }
 
   function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {
-    end(false);
     flush(controller);
+    end(false);
     controller.enqueue(sseEvent({ error: { message, type: 'upstream_error', code } }));
     controller.close();
     void reader.cancel().catch(() => undefined);

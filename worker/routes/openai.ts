@@ -143,9 +143,14 @@ export const openai = router()
       const cap = c.get('completionTokenCap');
       const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
       // A key with a budget counts a stream's usage, found by the relay once the stream has
-      // ended; with a token budget the target is asked for it for a client that did not ask.
+      // ended; with a token budget the target is asked for it for a client that did not ask,
+      // and the relay counts the answer text it passes, for a target that reports none.
       const budget = body.stream === true ? c.get('principal').limits?.budget : undefined;
-      const streamUsage = budget && { report: (usage: ChatUsage) => c.set('tokensUsed', usage.total_tokens), ask: budget.tokens !== undefined };
+      const streamUsage = budget && {
+        report: (usage: ChatUsage) => c.set('tokensUsed', usage.total_tokens),
+        ask: budget.tokens !== undefined,
+        ...(budget.tokens !== undefined && { unreported: (chars: number) => c.set('completionChars', chars) }),
+      };
       const result = await proxyChat({ runtime, body: asked, ...(model !== undefined && { model }), regions: callerRegionTags(c.req.raw.cf as GeoHints | undefined), policy: outboundPolicy(c.env), ...(streamUsage && { streamUsage }) });
       Object.assign(c.get('log'), { pool: poolName, upstream: result.target, attempts: result.attempts, stream: body.stream === true });
       const gatewayHeaders: Record<string, string> = { 'x-gateway-attempts': String(result.attempts) };

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import type { ChatUsage } from '../../worker/limits/usage';
+import { relayStream, type RelayOptions } from '../../worker/openai/stream-relay';
+
+const encoder = new TextEncoder();
+const chunk = (content: string) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`;
+const USAGE = { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 };
+
+/** An upstream body that yields `pieces` one read each, then ends (or stays open with `hold`). */
+function upstream(pieces: string[], hold = false): { reader: ReadableStreamDefaultReader<Uint8Array>; first: Uint8Array; sent: Uint8Array[] } {
+  const sent = pieces.map((piece) => encoder.encode(piece));
+  let at = 1;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = sent[at++];
+      if (next) controller.enqueue(next);
+      else if (!hold) controller.close();
+    },
+  });
+  return { reader: body.getReader(), first: sent[0] ?? new Uint8Array(0), sent };
+}
+
+const options = (extra: Partial<RelayOptions> = {}): RelayOptions => ({ idleMs: 5_000, deadlineAt: Date.now() + 10_000, abort: () => undefined, ...extra });
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  const reader = stream.getReader();
+  for (let next = await reader.read(); !next.done; next = await reader.read()) out.push(next.value);
+  return out;
+}
+
+describe('relayStream and the usage of a stream', () => {
+  it('passes every upstream chunk on as it came without `usage` (a key without a budget): nothing held, nothing parsed', async () => {
+    // Half events included: a relay that parsed would hold them until their blank line.
+    const { reader, first, sent } = upstream([chunk('a').slice(0, 9), chunk('a').slice(9), chunk('b'), 'data: [DONE]\n\n']);
+    const out = await readAll(relayStream(first, reader, options()));
+    expect(out).toHaveLength(sent.length);
+    for (let i = 0; i < sent.length; i++) expect(out[i]).toBe(sent[i]);
+  });
+
+  it('hands the answer text it counted to `unreported` once the upstream ends without a usage', async () => {
+    const counts: number[] = [];
+    const { reader, first } = upstream([chunk('Hello').slice(0, 20), chunk('Hello').slice(20) + chunk(', world'), 'data: [DONE]\n\n']);
+    await readAll(relayStream(first, reader, options({ usage: { report: () => undefined, strip: false, unreported: (n) => counts.push(n) } })));
+    expect(counts).toEqual([12]);
+  });
+
+  it('counts what came before a broken stream too', async () => {
+    const counts: number[] = [];
+    const { reader, first } = upstream([chunk('abc'), chunk('de')]);
+    const text = new TextDecoder().decode(Uint8Array.from((await readAll(relayStream(first, reader, options({ usage: { report: () => undefined, strip: false, unreported: (n) => counts.push(n) } })))).flatMap((part) => [...part])));
+    expect(text).toContain('stream_interrupted');
+    expect(counts).toEqual([5]);
+  });
+
+  it('does not call `unreported` when the stream reports its usage, or when the client goes away first', async () => {
+    const counts: number[] = [];
+    const reported: ChatUsage[] = [];
+    const usage = { report: (u: ChatUsage) => reported.push(u), strip: true, unreported: (n: number) => counts.push(n) };
+    const withUsage = upstream([chunk('abc'), `data: ${JSON.stringify({ choices: [], usage: USAGE })}\n\n`, 'data: [DONE]\n\n']);
+    await readAll(relayStream(withUsage.first, withUsage.reader, options({ usage })));
+    expect(reported).toEqual([USAGE]);
+
+    const open = upstream([chunk('abc'), chunk('de')], true);
+    const client = relayStream(open.first, open.reader, options({ usage })).getReader();
+    await client.read();
+    await client.cancel('gone');
+    expect(counts).toEqual([]);
+  });
+});
