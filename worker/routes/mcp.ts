@@ -11,7 +11,7 @@ import { noteWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
-import { everyRouteErrors, limitedResponse, security } from './openapi';
+import { everyRouteErrors, limitedResponse, security, unauthorizedResponse, unavailableResponse } from './openapi';
 
 /** Same bound as the API's body limit (app.ts), applied again by the MCP handler's own reader. */
 const MCP_MAX_BODY_BYTES = 1024 * 1024;
@@ -51,7 +51,7 @@ router.openAPIRegistry.registerPath({
     200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
     202: { description: 'a notification, accepted' },
     400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header (both from the MCP SDK), -32600 for a batch carrying more than one execute_intent'),
-    401: error('unauthorized: missing, invalid or revoked key (WWW-Authenticate: Bearer)'),
+    401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
@@ -59,7 +59,7 @@ router.openAPIRegistry.registerPath({
     415: error('unsupported_media_type: Content-Type is not application/json'),
     429: limitedResponse("rate_limited or budget_exhausted: the key's limits; execute_intent counts against budgets"),
     431: everyRouteErrors[431],
-    503: error("unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)"),
+    503: unavailableResponse('unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)'),
   },
 });
 

@@ -1,0 +1,138 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_STATUS } from '../worker/errors';
+import { ADMIN, api, newAgent, newTenant, type ApiResponse } from './support/api';
+
+/**
+ * The document against what the Worker answers, from outside: for each request, the status is
+ * one the operation declares, every header the answer carries is declared on that status (save
+ * the transport's own), the headers it marks required are there, and an error is the envelope
+ * with a code of worker/errors.ts and that code's status.
+ */
+
+interface Header {
+  required?: boolean;
+  $ref?: string;
+}
+interface Operation {
+  responses: Record<string, { headers?: Record<string, Header> }>;
+}
+interface Document {
+  paths: Record<string, Record<string, Operation>>;
+  components: { headers: Record<string, Header> };
+}
+
+/** Headers of HTTP itself or of the runtime, which no operation documents. */
+const TRANSPORT = new Set(['content-type', 'content-length', 'date', 'connection', 'transfer-encoding', 'vary', 'cache-control', 'content-encoding']);
+
+let doc: Document;
+beforeAll(async () => {
+  doc = (await api<Document>('/openapi.json')).body;
+});
+
+/** What is wrong with `res` as an answer of `method template`, by the document (empty: nothing). */
+function mismatches(method: string, template: string, res: ApiResponse): string[] {
+  const operation = doc.paths[template]?.[method.toLowerCase()];
+  if (!operation) return [`${method} ${template} is not in the document`];
+  const declared = operation.responses[String(res.status)];
+  if (!declared) return [`${res.status} is not declared (${Object.keys(operation.responses).join(', ')})`];
+  const problems: string[] = [];
+  const headers = new Map(Object.entries(declared.headers ?? {}).map(([name, header]) => [name.toLowerCase(), header]));
+  for (const [name] of res.headers) {
+    if (!TRANSPORT.has(name) && !headers.has(name)) problems.push(`${res.status} sends ${name}, not declared`);
+  }
+  for (const [name, header] of headers) {
+    const resolved = header.$ref ? doc.components.headers[header.$ref.split('/').pop() ?? ''] : header;
+    if (resolved?.required && !res.headers.has(name)) problems.push(`${res.status} lacks ${name}, declared required`);
+  }
+  if (res.status >= 400 && template !== '/mcp') {
+    const code = (res.body as { error?: { code?: string } } | null)?.error?.code;
+    if (!code || !(code in ERROR_STATUS)) problems.push(`${res.status} has no envelope with a known code: ${JSON.stringify(res.body)}`);
+    else if (ERROR_STATUS[code as keyof typeof ERROR_STATUS] !== res.status) problems.push(`${code} answered with ${res.status}`);
+  }
+  return problems;
+}
+
+const expectContract = (method: string, template: string, res: ApiResponse, status: number) => {
+  expect(res.status, `${method} ${template}`).toBe(status);
+  expect(mismatches(method, template, res), `${method} ${template}`).toEqual([]);
+};
+
+describe('the OpenAPI document against the answers', () => {
+  it('declares the Location of a created agent', async () => {
+    const { key } = await newTenant();
+    const created = await api('/v1/agents', { key, body: { name: 'contract' } });
+    expectContract('POST', '/v1/agents', created, 201);
+    expect(created.headers.get('location')).toBe(`/v1/agents/${created.body.id}`);
+  });
+
+  it('declares WWW-Authenticate on the 401 of a missing or refused key or token', async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const refused: [string, string, string, Record<string, string>][] = [
+      ['GET', '/v1/agents', '/v1/agents', {}],
+      ['GET', '/v1/agents/{id}', `/v1/agents/${agent}`, { authorization: 'Bearer eag_not_a_key' }],
+      ['POST', '/v1/admin/tenants', '/v1/admin/tenants', { authorization: 'Bearer not-the-token' }],
+      ['POST', '/mcp', '/mcp', { accept: 'application/json, text/event-stream' }],
+      ['POST', '/a2a/{id}/', `/a2a/${agent}/`, {}],
+      ['GET', '/a2a/{id}/.well-known/agent-card.json', `/a2a/${agent}/.well-known/agent-card.json`, {}],
+    ];
+    for (const [method, template, path, headers] of refused) {
+      const body = method === 'POST' ? { jsonrpc: '2.0', id: 1, method: 'tools/list' } : undefined;
+      const res = await api(path, { method, headers, body });
+      expectContract(method, template, res, 401);
+      expect(res.headers.get('www-authenticate'), `${method} ${template}`).toBe('Bearer');
+    }
+  });
+
+  it("declares an agent card's ETag and Cache-Control, on the 200 and the 304", async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key, { a2a: { publicCard: true } });
+    const card = await api(`/a2a/${agent}/.well-known/agent-card.json`);
+    expectContract('GET', '/a2a/{id}/.well-known/agent-card.json', card, 200);
+    const etag = card.headers.get('etag') ?? '';
+    expect(etag).toMatch(/^"[0-9a-f]{32}"$/);
+    const again = await api(`/a2a/${agent}/.well-known/agent-card.json`, { headers: { 'if-none-match': etag } });
+    expectContract('GET', '/a2a/{id}/.well-known/agent-card.json', again, 304);
+    expect(again.headers.get('etag')).toBe(etag);
+    for (const status of ['200', '304']) {
+      const headers = Object.keys(doc.paths['/a2a/{id}/.well-known/agent-card.json']?.get?.responses[status]?.headers ?? {});
+      expect(headers, status).toEqual(expect.arrayContaining(['ETag', 'Cache-Control']));
+    }
+  });
+
+  it('declares x-d1-bookmark on /mcp, which runs in a D1 session as /v1 does', async () => {
+    const res = await api('/mcp', { headers: { authorization: 'Bearer eag_not_a_key', accept: 'application/json, text/event-stream' }, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    expectContract('POST', '/mcp', res, 401);
+    expect(res.headers.get('x-d1-bookmark')).toMatch(/\S/);
+    const parameters = (doc.paths['/mcp']?.post as { parameters?: { $ref?: string }[] }).parameters ?? [];
+    expect(parameters.map((p) => p.$ref)).toContain('#/components/parameters/x-d1-bookmark');
+  });
+
+  it('declares Retry-After on every 503, as every 503 of the API carries it', () => {
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const unavailable = operation.responses['503'];
+        if (unavailable) expect(Object.keys(unavailable.headers ?? {}), `${method} ${path}`).toContain('Retry-After');
+      }
+    }
+  });
+
+  it('documents the null that removes an agent’s A2A settings, which the API accepts', async () => {
+    const update = (doc as unknown as { components: { schemas: Record<string, { properties: Record<string, { anyOf?: unknown[] }> }> } }).components.schemas.UpdateAgent;
+    expect(update?.properties.a2a?.anyOf).toEqual(expect.arrayContaining([{ $ref: '#/components/schemas/A2AConfig' }, { type: 'null' }]));
+
+    const { key } = await newTenant();
+    const agent = await newAgent(key, { a2a: { publicCard: true, description: 'shop questions' } });
+    const patched = await api(`/v1/agents/${agent}`, { method: 'PATCH', key, body: { a2a: null } });
+    expectContract('PATCH', '/v1/agents/{id}', patched, 200);
+    expect(patched.body.a2a).toBeUndefined();
+    expect((await api(`/a2a/${agent}/.well-known/agent-card.json`)).status).toBe(401);
+  });
+
+  it('answers the admin routes within the document, with the operator token', async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    expectContract('POST', '/v1/admin/tenants', tenant, 201);
+    const keys = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
+    expectContract('GET', '/v1/admin/tenants/{tenant}/keys', keys, 200);
+  });
+});
