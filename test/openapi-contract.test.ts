@@ -1,12 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../worker/errors';
-import { ADMIN, api, newAgent, newTenant, type ApiResponse } from './support/api';
+import { ADMIN, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
 
 /**
  * The document against what the Worker answers, from outside: for each request, the status is
  * one the operation declares, every header the answer carries is declared on that status (save
- * the transport's own), the headers it marks required are there, and an error is the envelope
- * with a code of worker/errors.ts and that code's status.
+ * the transport's own), the headers it marks required are there, and an error the document
+ * says is the envelope is one, with a code of worker/errors.ts and that code's status.
  */
 
 interface Header {
@@ -14,7 +14,7 @@ interface Header {
   $ref?: string;
 }
 interface Operation {
-  responses: Record<string, { headers?: Record<string, Header> }>;
+  responses: Record<string, { headers?: Record<string, Header>; content?: Record<string, { schema?: { $ref?: string } }> }>;
 }
 interface Document {
   paths: Record<string, Record<string, Operation>>;
@@ -44,7 +44,8 @@ function mismatches(method: string, template: string, res: ApiResponse): string[
     const resolved = header.$ref ? doc.components.headers[header.$ref.split('/').pop() ?? ''] : header;
     if (resolved?.required && !res.headers.has(name)) problems.push(`${res.status} lacks ${name}, declared required`);
   }
-  if (res.status >= 400 && template !== '/mcp') {
+  // Where the document promises the envelope (not a JSON-RPC error, nor a target's own body).
+  if (declared.content?.['application/json']?.schema?.$ref === '#/components/schemas/Error') {
     const code = (res.body as { error?: { code?: string } } | null)?.error?.code;
     if (!code || !(code in ERROR_STATUS)) problems.push(`${res.status} has no envelope with a known code: ${JSON.stringify(res.body)}`);
     else if (ERROR_STATUS[code as keyof typeof ERROR_STATUS] !== res.status) problems.push(`${code} answered with ${res.status}`);
@@ -127,6 +128,27 @@ describe('the OpenAPI document against the answers', () => {
     expectContract('PATCH', '/v1/agents/{id}', patched, 200);
     expect(patched.body.a2a).toBeUndefined();
     expect((await api(`/a2a/${agent}/.well-known/agent-card.json`)).status).toBe(401);
+  });
+
+  it('declares Location on a sync execution that ended badly, as on one that succeeded', async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const slow = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'x', input: { message: 'hi', simulateLatencyMs: 2_000 }, timeoutMs: 100 } });
+    expectContract('POST', '/v1/agents/{id}/executions', slow, 504);
+    expect(slow.headers.get('location')).toBe(`/v1/agents/${agent}/executions/${slow.body.error.details.executionId}`);
+  });
+
+  it("declares a target's own 4xx where the gateway declares the same status: its body and x-gateway-upstream", async () => {
+    const { key } = await newTenant();
+    const tag = `c${Date.now()}`;
+    expect((await api('/v1/pools/creds', { method: 'PUT', key, body: { targets: [chatTarget(tag, 'status=401')] } })).status).toBe(201);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'creds', messages: [{ role: 'user', content: 'x' }] } });
+    expectContract('POST', '/v1/chat/completions', res, 401);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`creds/${tag}`);
+    const schema = (doc.paths['/v1/chat/completions']?.post?.responses['401']?.content?.['application/json']?.schema ?? {}) as { anyOf?: { $ref?: string }[] };
+    expect(schema.anyOf?.map((s) => s.$ref)).toEqual(['#/components/schemas/Error', undefined]);
+    // The gateway's own 401 is still the envelope.
+    expectContract('POST', '/v1/chat/completions', await api('/v1/chat/completions', { key: 'eag_wrong', body: { model: 'creds', messages: [] } }), 401);
   });
 
   it('answers the admin routes within the document, with the operator token', async () => {
