@@ -151,6 +151,31 @@ describe('the OpenAPI document against the answers', () => {
     expectContract('POST', '/v1/chat/completions', await api('/v1/chat/completions', { key: 'eag_wrong', body: { model: 'creds', messages: [] } }), 401);
   });
 
+  it("documents a key's limits as refused when null at creation and answered null when absent", async () => {
+    const schemas = (doc as unknown as { components: { schemas: Record<string, { type?: unknown; properties?: Record<string, { anyOf?: unknown[]; $ref?: string }> }> } }).components.schemas;
+    expect(schemas.KeyLimits?.type).toBe('object');
+    expect(schemas.CreateKey?.properties?.limits).toEqual({ $ref: '#/components/schemas/KeyLimits' });
+    for (const name of ['KeySummary', 'CreatedKey', 'KeyUsage']) {
+      expect(schemas[name]?.properties?.limits?.anyOf, name).toEqual([{ $ref: '#/components/schemas/KeyLimits' }, { type: 'null' }]);
+    }
+
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    const refused = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { limits: null } });
+    expectContract('POST', '/v1/admin/tenants/{tenant}/keys', refused, 400);
+    const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: {} });
+    expectContract('POST', '/v1/admin/tenants/{tenant}/keys', created, 201);
+    expect(created.body.limits).toBeNull();
+  });
+
+  it("says which members a pool target's kind needs, which the API checks", async () => {
+    const item = (doc as unknown as { components: { schemas: { PutPool: { properties: { targets: { items: { description?: string } } } } } } }).components.schemas.PutPool.properties.targets.items;
+    expect(item.description).toMatch(/"openai-chat" needs baseUrl and model.*"agent-http" needs url/);
+    const { key } = await newTenant();
+    const refused = await api('/v1/pools/p', { method: 'PUT', key, body: { targets: [{ id: 't', kind: 'openai-chat', model: 'm' }] } });
+    expectContract('PUT', '/v1/pools/{name}', refused, 400);
+    expect(refused.body.error.details[0].path).toEqual(['targets', '0', 'baseUrl']);
+  });
+
   it('answers the admin routes within the document, with the operator token', async () => {
     const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
     expectContract('POST', '/v1/admin/tenants', tenant, 201);
