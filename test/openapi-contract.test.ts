@@ -176,6 +176,17 @@ describe('the OpenAPI document against the answers', () => {
     expect(refused.body.error.details[0].path).toEqual(['targets', '0', 'baseUrl']);
   });
 
+  it("bounds a transaction operation's increment and min to 1-32 keys, as the API does", async () => {
+    type Item = { description?: string; properties: Record<string, { minProperties?: number; maxProperties?: number }> };
+    const item = (doc as unknown as { components: { schemas: { CreateTransaction: { properties: { operations: { items: Item } } } } } }).components.schemas.CreateTransaction.properties.operations.items;
+    for (const member of ['increment', 'min']) expect(item.properties[member], member).toMatchObject({ minProperties: 1, maxProperties: 32 });
+    expect(item.description).toMatch(/a patch, an increment, or both; one operation per agent/);
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const refused = await api('/v1/transactions', { key, body: { operations: [{ agentId: agent, increment: {} }] } });
+    expectContract('POST', '/v1/transactions', refused, 400);
+  });
+
   it('answers the admin routes within the document, with the operator token', async () => {
     const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
     expectContract('POST', '/v1/admin/tenants', tenant, 201);
