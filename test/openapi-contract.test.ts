@@ -1,6 +1,7 @@
+import { SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../worker/errors';
-import { ADMIN, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
+import { ADMIN, BASE, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
 
 /**
  * The document against what the Worker answers, from outside: for each request, the status is
@@ -192,5 +193,79 @@ describe('the OpenAPI document against the answers', () => {
     expectContract('POST', '/v1/admin/tenants', tenant, 201);
     const keys = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
     expectContract('GET', '/v1/admin/tenants/{tenant}/keys', keys, 200);
+  });
+
+  it('answers every documented operation within the document', async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const agent = await newAgent(key, { a2a: { publicCard: true } });
+    const answered = new Set<string>();
+    const check = async (method: string, template: string, path: string, status: number, init: Parameters<typeof api>[1] = {}) => {
+      const res = await api(path, { method, key, ...init });
+      expectContract(method, template, res, status);
+      answered.add(`${method.toLowerCase()} ${template}`);
+      return res;
+    };
+    // An event stream never ends: its answer is read up to the headers.
+    const stream = async (template: string, path: string) => {
+      const res = await SELF.fetch(`${BASE}${path}`, { headers: { authorization: `Bearer ${key}` } });
+      await res.body?.cancel();
+      expectContract('GET', template, { status: res.status, headers: res.headers, body: null }, 200);
+      answered.add(`get ${template}`);
+    };
+    const admin = { key: ADMIN() };
+    const a = `/v1/agents/${agent}`;
+
+    await check('GET', '/healthz', '/healthz', 200, { key: undefined });
+    await check('POST', '/v1/admin/tenants', '/v1/admin/tenants', 201, { ...admin, body: { name: 'sweep' } });
+    await check('POST', '/v1/admin/tenants/{tenant}/keys', `/v1/admin/tenants/${tenantId}/keys`, 201, { ...admin, body: { name: 'spare' } });
+    await check('GET', '/v1/admin/tenants/{tenant}/keys', `/v1/admin/tenants/${tenantId}/keys`, 200, admin);
+    await check('PATCH', '/v1/admin/keys/{keyId}', `/v1/admin/keys/${keyId}`, 200, { ...admin, body: { name: 'renamed' } });
+    await check('GET', '/v1/admin/audit', `/v1/admin/audit?tenant=${tenantId}`, 200, admin);
+    await check('POST', '/v1/agents', '/v1/agents', 409, { body: { id: agent } });
+    await check('GET', '/v1/agents', '/v1/agents?limit=1', 200);
+    await check('POST', '/v1/agents/batch', '/v1/agents/batch', 200, { body: { agents: [{ name: 'one' }] } });
+    await check('GET', '/v1/agents/{id}', a, 200);
+    await check('PATCH', '/v1/agents/{id}', a, 200, { body: { name: 'swept' } });
+    const run = await check('POST', '/v1/agents/{id}/executions', `${a}/executions`, 200, { body: { intent: 'support.reply', input: { message: 'hi' } } });
+    await check('GET', '/v1/agents/{id}/executions', `${a}/executions`, 200);
+    await check('GET', '/v1/agents/{id}/executions/{eid}', `${a}/executions/${run.body.id}`, 200);
+    await check('POST', '/v1/agents/{id}/executions/{eid}/cancel', `${a}/executions/${run.body.id}/cancel`, 409);
+    await check('GET', '/v1/agents/{id}/status', `${a}/status`, 200);
+    await check('GET', '/v1/agents/{id}/context', `${a}/context`, 200);
+    await check('PATCH', '/v1/agents/{id}/context', `${a}/context`, 412, { body: { x: 1 }, headers: { 'if-match': '"0"' } });
+    await check('PUT', '/v1/pools/{name}', '/v1/pools/local', 201, { body: { targets: [{ id: 'faq', kind: 'builtin' }] } });
+    await check('GET', '/v1/pools/{name}', '/v1/pools/local', 200);
+    await check('GET', '/v1/pools', '/v1/pools', 200);
+    await check('POST', '/v1/chat/completions', '/v1/chat/completions', 200, { body: { model: 'local', messages: [{ role: 'user', content: 'hi' }] } });
+    await check('GET', '/v1/models', '/v1/models', 200);
+    await check('DELETE', '/v1/pools/{name}', '/v1/pools/local', 204);
+    const webhook = await check('POST', '/v1/agents/{id}/webhooks', `${a}/webhooks`, 201, { body: { url: 'https://receiver.example/hook' } });
+    await check('GET', '/v1/agents/{id}/webhooks', `${a}/webhooks`, 200);
+    await check('GET', '/v1/agents/{id}/deliveries', `${a}/deliveries`, 200);
+    await check('POST', '/v1/agents/{id}/deliveries/{did}/retry', `${a}/deliveries/msg_none/retry`, 404);
+    await check('DELETE', '/v1/agents/{id}/webhooks/{wid}', `${a}/webhooks/${webhook.body.id}`, 204);
+    await stream('/v1/agents/{id}/events', `${a}/events`);
+    await check('GET', '/v1/agents/{id}/events/ws', `${a}/events/ws`, 426);
+    const hook = `sweep-${agent}`;
+    await check('PUT', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 201, { body: { agentId: agent, intent: 'x', scheme: 'github', secret: 'a-github-secret-of-some-length' } });
+    await check('GET', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 200);
+    await check('POST', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 401, { key: undefined, body: { unsigned: true } });
+    await check('DELETE', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 204);
+    await check('GET', '/v1/stats', '/v1/stats', 200);
+    const tx = await check('POST', '/v1/transactions', '/v1/transactions', 200, { body: { operations: [{ agentId: agent, increment: { n: 1 } }] } });
+    await check('GET', '/v1/transactions/{id}', `/v1/transactions/${tx.body.id}`, 200);
+    await check('GET', '/v1/audit', '/v1/audit', 200);
+    await check('GET', '/v1/usage', '/v1/usage', 200);
+    const mcp = { headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' } };
+    await check('POST', '/mcp', '/mcp', 200, { ...mcp, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    await check('GET', '/a2a/{id}/.well-known/agent-card.json', `/a2a/${agent}/.well-known/agent-card.json`, 200, { key: undefined });
+    const list = { jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} };
+    await check('POST', '/a2a/{id}/', `/a2a/${agent}/`, 200, { body: list, headers: { 'a2a-version': '1.0' } });
+    await check('POST', '/a2a/{id}', `/a2a/${agent}`, 200, { body: list, headers: { 'a2a-version': '1.0' } });
+    await check('DELETE', '/v1/agents/{id}', a, 204);
+    await check('DELETE', '/v1/admin/keys/{keyId}', `/v1/admin/keys/${keyId}`, 204, admin);
+
+    const documented = Object.entries(doc.paths).flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method} ${path}`));
+    expect(documented.filter((operation) => !answered.has(operation))).toEqual([]);
   });
 });

@@ -15,7 +15,7 @@ import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
 import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
-import { errorResponse, everyRouteErrors, limitedResponse, security, unauthorizedResponse, unavailableResponse } from './openapi';
+import { errorResponse, everyRouteErrors, limitedResponse, security, streamHeaders, unauthorizedResponse, unavailableResponse } from './openapi';
 
 /** Cache lifetimes of the agent card: shared caches may keep a public card, never a private one. */
 const PUBLIC_CARD_CACHE = 'public, max-age=300';
@@ -180,7 +180,7 @@ const rpcRoute = (path: string) =>
       body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
     },
     responses: {
-      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them' },
+      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them', headers: streamHeaders },
       400: errorResponse('invalid_request: the agent id is not a valid id'),
       401: unauthorizedResponse(),
       404: errorResponse('not_found: no such agent for this tenant'),

@@ -11,7 +11,7 @@ import { noteWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
-import { everyRouteErrors, limitedResponse, security, unauthorizedResponse, unavailableResponse } from './openapi';
+import { everyRouteErrors, limitedResponse, security, streamHeaders, unauthorizedResponse, unavailableResponse } from './openapi';
 
 /** Same bound as the API's body limit (app.ts), applied again by the MCP handler's own reader. */
 const MCP_MAX_BODY_BYTES = 1024 * 1024;
@@ -48,7 +48,7 @@ router.openAPIRegistry.registerPath({
   security,
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
-    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
+    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } }, headers: streamHeaders },
     202: { description: 'a notification, accepted' },
     400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header (both from the MCP SDK), -32600 for a batch carrying more than one execute_intent'),
     401: unauthorizedResponse(),

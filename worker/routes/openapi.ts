@@ -47,6 +47,11 @@ export const commonErrors = { ...adminErrors, 429: limitedResponse() } as const;
 
 export const errorResponse = error;
 
+/** Sent with an event stream, so a buffering proxy (nginx) passes each event on as it comes. */
+export const streamHeaders = {
+  'x-accel-buffering': { schema: { type: 'string' as const, enum: ['no'] }, description: 'with a text/event-stream answer: "no", so a buffering proxy passes events on as they come' },
+};
+
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
 
 export const jsonBody = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
