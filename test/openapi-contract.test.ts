@@ -188,6 +188,16 @@ describe('the OpenAPI document against the answers', () => {
     expectContract('POST', '/v1/transactions', refused, 400);
   });
 
+  it("declares the headers a cached completion comes back with from the runtime's cache", async () => {
+    const { key } = await newTenant();
+    expect((await api('/v1/pools/cached', { method: 'PUT', key, body: { targets: [{ id: 'faq', kind: 'builtin' }] } })).status).toBe(201);
+    const ask = () => api('/v1/chat/completions', { key, headers: { 'x-gateway-cache-ttl': '60' }, body: { model: 'cached', messages: [{ role: 'user', content: 'How do refunds work?' }] } });
+    expectContract('POST', '/v1/chat/completions', await ask(), 200);
+    const hit = await ask();
+    expectContract('POST', '/v1/chat/completions', hit, 200);
+    expect(hit.headers.get('x-gateway-cache')).toBe('HIT');
+  });
+
   it('answers the admin routes within the document, with the operator token', async () => {
     const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
     expectContract('POST', '/v1/admin/tenants', tenant, 201);

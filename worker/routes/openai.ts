@@ -37,6 +37,9 @@ const CompletionHeaders = GatewayHeaders.extend({
   'x-gateway-cache': z.enum(['HIT', 'MISS', 'BYPASS']).optional().openapi({
     description: 'when the response cache applies (the pool\'s cache or x-gateway-cache-ttl): HIT answered from the cache, MISS stored, BYPASS not stored',
   }),
+  // A HIT is the runtime cache's stored response, which comes back with these two of its own.
+  age: z.string().regex(/^\d+$/).optional().openapi({ description: 'a HIT: seconds since the completion was stored (set by the runtime\'s cache)' }),
+  'cf-cache-status': z.string().optional().openapi({ description: 'a HIT: the runtime cache\'s own status' }),
 });
 
 /**
