@@ -15,7 +15,7 @@ import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
 import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
-import { errorResponse, everyRouteErrors, limitedResponse, security } from './openapi';
+import { errorResponse, everyRouteErrors, limitedResponse, security, streamHeaders, unauthorizedResponse, unavailableResponse } from './openapi';
 
 /** Cache lifetimes of the agent card: shared caches may keep a public card, never a private one. */
 const PUBLIC_CARD_CACHE = 'public, max-age=300';
@@ -79,6 +79,12 @@ async function publicCardOwner(c: Context<AppEnv>, agentId: string): Promise<str
 
 const Card = z.record(z.string(), z.unknown()).openapi('A2AAgentCard');
 
+/** What a card answer carries besides the card (docs/A2A.md, "Agent card"): on the 304 too, as RFC 9110 asks. */
+const CARD_HEADERS = {
+  ETag: { schema: { type: 'string' as const }, description: 'changes with the card; send it back in If-None-Match for a 304' },
+  'Cache-Control': { schema: { type: 'string' as const }, description: `${PUBLIC_CARD_CACHE} for a public card; ${PRIVATE_CARD_CACHE} otherwise` },
+};
+
 export const a2a = new OpenAPIHono<AppEnv>()
   .openapi(
     createRoute({
@@ -90,14 +96,14 @@ export const a2a = new OpenAPIHono<AppEnv>()
       middleware: [cardCaller()],
       request: { params: AgentIdParams },
       responses: {
-        200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)' },
-        304: { description: 'not modified (If-None-Match)' },
+        200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)', headers: CARD_HEADERS },
+        304: { description: 'not modified (If-None-Match)', headers: CARD_HEADERS },
         400: errorResponse('invalid_request: the agent id is not a valid id'),
-        401: errorResponse('unauthorized: the card is not public and no valid key was given'),
+        401: unauthorizedResponse('unauthorized: the card is not public and no valid key was given'),
         404: errorResponse('not_found'),
         429: limitedResponse("rate_limited: with a key, its rate windows (RateLimit-* headers too); without one, the limit per client address (default 120 a minute per IPv4 address or IPv6 /64; Retry-After: 60, no RateLimit-* headers)"),
         ...everyRouteErrors,
-        503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
+        503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
     }),
     async (c) => {
@@ -174,15 +180,15 @@ const rpcRoute = (path: string) =>
       body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
     },
     responses: {
-      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them' },
+      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them', headers: streamHeaders },
       400: errorResponse('invalid_request: the agent id is not a valid id'),
-      401: errorResponse('unauthorized'),
+      401: unauthorizedResponse(),
       404: errorResponse('not_found: no such agent for this tenant'),
       413: errorResponse('payload_too_large: body over 1 MiB'),
       415: errorResponse('unsupported_media_type: neither application/json nor application/a2a+json'),
       429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets"),
       ...everyRouteErrors,
-      503: errorResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
+      503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
     },
   });
 

@@ -24,7 +24,11 @@ export const agents = new OpenAPIHono<AppEnv>()
       summary: 'Create an agent',
       security,
       request: jsonBody(CreateAgentBody),
-      responses: { 201: json(Agent, 'the agent'), 409: errorResponse('conflict: an agent with this id exists'), ...commonErrors },
+      responses: {
+        201: { ...json(Agent, 'the agent'), headers: z.object({ location: z.string().openapi({ description: 'where to read the agent', example: '/v1/agents/support-bot' }) }) },
+        409: errorResponse('conflict: an agent with this id exists'),
+        ...commonErrors,
+      },
     }),
     async (c) => {
       const agent = await createAgent(c, c.req.valid('json'));

@@ -3,7 +3,7 @@ import { ApiError } from '../errors';
 import { agentStub, requireAgent } from '../agents/registry';
 import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
-import { commonErrors, errorResponse, security } from './openapi';
+import { commonErrors, errorResponse, security, streamHeaders } from './openapi';
 import { router } from './router';
 
 const Resume = z.object({
@@ -23,7 +23,7 @@ export const events = router()
       summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
       security,
       request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
-      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), and `gap` / `reset` notices (without) on a resume' }, 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), and `gap` / `reset` notices (without) on a resume', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

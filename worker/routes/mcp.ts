@@ -12,7 +12,7 @@ import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution }
 import { checkingParams } from '../mcp/params';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
-import { everyRouteErrors, limitedResponse, security } from './openapi';
+import { everyRouteErrors, limitedResponse, security, streamHeaders, unauthorizedResponse, unavailableResponse } from './openapi';
 
 /** Same bound as the API's body limit (app.ts), applied again by the MCP handler's own reader. */
 const MCP_MAX_BODY_BYTES = 1024 * 1024;
@@ -49,10 +49,10 @@ router.openAPIRegistry.registerPath({
   security,
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
-    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
+    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } }, headers: streamHeaders },
     202: { description: 'a notification, accepted' },
     400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header (both from the MCP SDK), -32600 for a batch carrying more than one execute_intent'),
-    401: error('unauthorized: missing, invalid or revoked key (WWW-Authenticate: Bearer)'),
+    401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
@@ -60,7 +60,7 @@ router.openAPIRegistry.registerPath({
     415: error('unsupported_media_type: Content-Type is not application/json'),
     429: limitedResponse("rate_limited or budget_exhausted: the key's limits; execute_intent counts against budgets"),
     431: everyRouteErrors[431],
-    503: error("unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)"),
+    503: unavailableResponse('unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)'),
   },
 });
 

@@ -10,6 +10,7 @@ import { SSE_HEADERS, completion, completionStream } from '../openai/completions
 import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
 import { listPools } from '../pools/store';
+import { ErrorBody } from '../schemas/common';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
 import { outboundPolicy } from '../upstream/outbound-guard';
 import { gatewayUpstream } from '../upstream/pool';
@@ -36,6 +37,26 @@ const CompletionHeaders = GatewayHeaders.extend({
   'x-gateway-cache': z.enum(['HIT', 'MISS', 'BYPASS']).optional().openapi({
     description: 'when the response cache applies (the pool\'s cache or x-gateway-cache-ttl): HIT answered from the cache, MISS stored, BYPASS not stored',
   }),
+  // A HIT is the runtime cache's stored response, which comes back with these two of its own.
+  age: z.string().regex(/^\d+$/).optional().openapi({ description: 'a HIT: seconds since the completion was stored (set by the runtime\'s cache)' }),
+  'cf-cache-status': z.string().optional().openapi({ description: 'a HIT: the runtime cache\'s own status' }),
+});
+
+/**
+ * A target's 4xx is passed through with its own status and body (other than 408 and 429, which
+ * are retried). In OpenAPI a status the operation declares wins over `4XX`, so each 4xx the
+ * gateway itself can answer is documented as either: the envelope, or the target's body with
+ * x-gateway-upstream set.
+ */
+const TargetErrorBody = z.record(z.string(), z.unknown()).openapi({ description: "a target's own error body, as it came (the upstream's shape, e.g. OpenAI's {error:{message,type,code}})" });
+const PASSED_THROUGH_HEADERS = {
+  'x-gateway-upstream': { schema: { type: 'string' as const }, description: "the target, when the answer is that target's own" },
+  'x-gateway-attempts': { schema: { type: 'string' as const }, description: "attempts made, when the pool was tried: a target's own answer, or a 400 with 0 when no target could be called (none chat-capable, or the outbound guard refused its URL)" },
+};
+const orPassedThrough = (status: number, response: { description: string; headers?: Record<string, unknown> }) => ({
+  description: `${response.description}; or a target's own ${status}, passed through (x-gateway-upstream names it)`,
+  content: { 'application/json': { schema: z.union([ErrorBody, TargetErrorBody]) } },
+  headers: { ...response.headers, ...PASSED_THROUGH_HEADERS },
 });
 
 /**
@@ -97,10 +118,14 @@ export const openai = router()
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
         200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
-        404: errorResponse('not_found: no such pool or agent'),
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: GatewayHeaders },
         504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
         ...commonErrors,
+        400: orPassedThrough(400, commonErrors[400]),
+        401: orPassedThrough(401, commonErrors[401]),
+        404: orPassedThrough(404, errorResponse('not_found: no such pool or agent')),
+        413: orPassedThrough(413, commonErrors[413]),
+        415: orPassedThrough(415, commonErrors[415]),
         // A target's 4xx is the caller's to see: never retried, and not rewritten into the envelope.
         '4XX': {
           content: { 'application/json': { schema: z.unknown() } },

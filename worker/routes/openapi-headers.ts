@@ -4,8 +4,9 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
  * Headers that middleware, not routes, read and put on answers: the request id on every one;
  * the RateLimit-* headers of a key with limits on every answer of a route such a key can call;
  * and `x-d1-bookmark` (worker/middleware/d1-session.ts), accepted and answered on every `/v1`
- * operation. Routes cannot declare them one by one without repeating them on every status, so
- * the document gets them here, as references to one definition each.
+ * operation and on `/mcp`, the routes that middleware runs on (app.ts, routes/mcp.ts). Routes
+ * cannot declare them one by one without repeating them on every status, so the document gets
+ * them here, as references to one definition each.
  */
 
 interface HeaderObject {
@@ -60,13 +61,13 @@ const RATE_LIMIT: Record<string, Reference> = {
 /**
  * Adds `x-request-id` to every response, RateLimit-* to every response of an operation that
  * documents 429 (the routes a key's limits apply to), and `x-d1-bookmark` as a request and a
- * response header to every `/v1` operation. A header a route declares itself (the 429's own
+ * response header to every operation with a D1 session. A header a route declares itself (the 429's own
  * RateLimit-*, with its wording) is kept.
  */
 export function withMiddlewareHeaders(document: Document): Document {
   const doc = document as DocumentShape;
   for (const [path, members] of Object.entries(doc.paths ?? {})) {
-    const session = path.startsWith('/v1/');
+    const session = path.startsWith('/v1/') || path === '/mcp';
     for (const [method, operation] of Object.entries(members)) {
       if (!METHODS.has(method)) continue;
       const responses = operation.responses ?? {};

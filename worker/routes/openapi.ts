@@ -11,15 +11,24 @@ export const everyRouteErrors = {
   431: error('headers_too_large: over 8 KiB in one header or 16 KiB in all'),
 } as const;
 
+/** A refused caller: the key or token middleware (and the A2A card) answer with `WWW-Authenticate: Bearer`. */
+export const unauthorizedResponse = (description = 'unauthorized: missing, invalid or revoked key') => ({
+  ...error(description),
+  headers: { 'WWW-Authenticate': { schema: { type: 'string' as const, enum: ['Bearer'] }, description: 'the scheme to authenticate with' } },
+});
+
+/** A 503 the caller may retry: the error handler always says when, in Retry-After. */
+export const unavailableResponse = (description: string) => ({ ...error(description), headers: { 'Retry-After': header('seconds to wait') } });
+
 /** Error responses every authenticated route can give, in the one envelope. */
 export const adminErrors = {
   400: error('invalid_request: the body, a parameter or the query failed validation'),
-  401: error('unauthorized: missing, invalid or revoked key'),
+  401: unauthorizedResponse(),
   413: error('payload_too_large: body over 1 MiB'),
   415: error('unsupported_media_type: the body is not JSON'),
   ...everyRouteErrors,
   500: error('internal_error'),
-  503: { ...error('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'), headers: { 'Retry-After': header('seconds to wait') } },
+  503: unavailableResponse('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'),
 } as const;
 
 /** What a tenant's key may be refused for by its limits (docs/ARCHITECTURE.md, "Rate limits and budgets"). */
@@ -37,6 +46,11 @@ export const limitedResponse = (description = 'rate_limited: over a rate window 
 export const commonErrors = { ...adminErrors, 429: limitedResponse() } as const;
 
 export const errorResponse = error;
+
+/** Sent with an event stream, so a buffering proxy (nginx) passes each event on as it comes. */
+export const streamHeaders = {
+  'x-accel-buffering': { schema: { type: 'string' as const, enum: ['no'] }, description: 'with a text/event-stream answer: "no", so a buffering proxy passes events on as they come' },
+};
 
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
 

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { KeyLimits, KeyLimitsPatch } from './limits';
+import { KeyLimits, KeyLimitsOrNull, KeyLimitsPatch } from './limits';
 
 export const CreateTenantBody = z
   .object({ name: z.string().min(1).max(200).optional(), id: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional() })
@@ -27,7 +27,7 @@ export const KeySummary = z
     tenantId: z.string(),
     prefix: z.string(),
     name: z.string().nullable(),
-    limits: KeyLimits.nullable(),
+    limits: KeyLimitsOrNull,
     createdAt: z.string(),
     revokedAt: z.string().nullable(),
   })
@@ -40,7 +40,7 @@ export const CreatedKey = z
     key: z.string().openapi({ description: 'the secret key; shown only in this response' }),
     prefix: z.string(),
     name: z.string().nullable(),
-    limits: KeyLimits.nullable(),
+    limits: KeyLimitsOrNull,
     createdAt: z.iso.datetime(),
   })
   .openapi('CreatedKey');

@@ -94,7 +94,9 @@ export const UpdateAgentBody = z
     upstream: UpstreamConfig.optional(),
     concurrency: Concurrency.optional(),
     metadata: Metadata.nullable().optional(),
-    a2a: A2AConfig.nullable().optional(),
+    // A union, not A2AConfig.nullable(): on a registered schema, the generator documents that
+    // as allOf [A2AConfig, object|null], which refuses the null that removes the settings.
+    a2a: z.union([A2AConfig, z.null()]).optional().openapi({ description: 'the A2A settings, replaced whole; null removes them' }),
     paused: z.boolean().optional().openapi({ description: 'a paused agent queues executions without starting them' }),
   })
   .strict()

@@ -27,6 +27,13 @@ export const KeyLimits = z
   .openapi('KeyLimits');
 export type KeyLimits = z.infer<typeof KeyLimits>;
 
+/**
+ * A key's limits or null (none). A union, not KeyLimits.nullable(): on a registered schema the
+ * generator made the KeyLimits component itself nullable, so the document let a key be created
+ * with `"limits": null`, which the API refuses.
+ */
+export const KeyLimitsOrNull = z.union([KeyLimits, z.null()]);
+
 const Nullable = <T extends z.ZodType>(schema: T) => schema.nullable().optional();
 
 /** A JSON Merge Patch of a key's limits: a member set to null is removed. */
@@ -46,7 +53,7 @@ export const KeyLimitsPatch = z
 /** What a key has used of its limits (GET /v1/usage). */
 export const KeyUsage = z
   .object({
-    limits: KeyLimits.nullable(),
+    limits: KeyLimitsOrNull,
     inFlight: z.number().int().nullable(),
     budget: z
       .object({ period: BudgetPeriod, periodStart: z.iso.datetime(), resetsAt: z.iso.datetime(), requests: z.number().int(), tokens: z.number().int(), reservedTokens: z.number().int() })

@@ -37,7 +37,9 @@ export const PoolTargetInput = z
     if (t.kind === 'agent-http' && !t.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'agent-http targets need a url' });
     if (t.kind === 'openai-chat' && !t.baseUrl) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'openai-chat targets need a baseUrl' });
     if (t.kind === 'openai-chat' && !t.model) ctx.addIssue({ code: 'custom', path: ['model'], message: 'openai-chat targets need a model' });
-  });
+    })
+  // The members each kind needs are checked above, which the generated schema cannot say.
+  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url, "builtin" neither; ids are unique in the pool' });
 export type PoolTargetInput = z.infer<typeof PoolTargetInput>;
 
 export const PoolRetry = z

@@ -8,7 +8,9 @@ export const MAX_TRANSACTION_AGENTS = 16;
 const TopLevelKey = z.string().min(1).max(256);
 const Numbers = z
   .record(TopLevelKey, z.number())
-  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32, '1 to 32 keys');
+  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32, '1 to 32 keys')
+  // The refinement's bounds, for the document (the generator cannot read them from it).
+  .openapi({ minProperties: 1, maxProperties: 32 });
 
 /** What one participant is asked to do; the part of an operation an AgentDO sees. */
 export const ParticipantOperation = z.object({
@@ -21,7 +23,8 @@ export type ParticipantOperation = z.infer<typeof ParticipantOperation>;
 
 export const TransactionOperation = ParticipantOperation.extend({ agentId: AgentId })
   .strict()
-  .refine((op) => op.patch !== undefined || op.increment !== undefined, 'an operation needs a patch, an increment, or both');
+  .refine((op) => op.patch !== undefined || op.increment !== undefined, 'an operation needs a patch, an increment, or both')
+  .openapi({ description: 'needs a patch, an increment, or both; one operation per agent' });
 export type TransactionOperation = z.infer<typeof TransactionOperation>;
 
 export const CreateTransactionBody = z

@@ -1,0 +1,281 @@
+import { SELF } from 'cloudflare:test';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_STATUS } from '../worker/errors';
+import { ADMIN, BASE, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
+
+/**
+ * The document against what the Worker answers, from outside: for each request, the status is
+ * one the operation declares, every header the answer carries is declared on that status (save
+ * the transport's own), the headers it marks required are there, and an error the document
+ * says is the envelope is one, with a code of worker/errors.ts and that code's status.
+ */
+
+interface Header {
+  required?: boolean;
+  $ref?: string;
+}
+interface Operation {
+  responses: Record<string, { headers?: Record<string, Header>; content?: Record<string, { schema?: { $ref?: string } }> }>;
+}
+interface Document {
+  paths: Record<string, Record<string, Operation>>;
+  components: { headers: Record<string, Header> };
+}
+
+/** Headers of HTTP itself or of the runtime, which no operation documents. */
+const TRANSPORT = new Set(['content-type', 'content-length', 'date', 'connection', 'transfer-encoding', 'vary', 'cache-control', 'content-encoding']);
+
+let doc: Document;
+beforeAll(async () => {
+  doc = (await api<Document>('/openapi.json')).body;
+});
+
+/** What is wrong with `res` as an answer of `method template`, by the document (empty: nothing). */
+function mismatches(method: string, template: string, res: ApiResponse): string[] {
+  const operation = doc.paths[template]?.[method.toLowerCase()];
+  if (!operation) return [`${method} ${template} is not in the document`];
+  const declared = operation.responses[String(res.status)];
+  if (!declared) return [`${res.status} is not declared (${Object.keys(operation.responses).join(', ')})`];
+  const problems: string[] = [];
+  const headers = new Map(Object.entries(declared.headers ?? {}).map(([name, header]) => [name.toLowerCase(), header]));
+  for (const [name] of res.headers) {
+    if (!TRANSPORT.has(name) && !headers.has(name)) problems.push(`${res.status} sends ${name}, not declared`);
+  }
+  for (const [name, header] of headers) {
+    const resolved = header.$ref ? doc.components.headers[header.$ref.split('/').pop() ?? ''] : header;
+    if (resolved?.required && !res.headers.has(name)) problems.push(`${res.status} lacks ${name}, declared required`);
+  }
+  // Where the document promises the envelope (not a JSON-RPC error, nor a target's own body).
+  if (declared.content?.['application/json']?.schema?.$ref === '#/components/schemas/Error') {
+    const code = (res.body as { error?: { code?: string } } | null)?.error?.code;
+    if (!code || !(code in ERROR_STATUS)) problems.push(`${res.status} has no envelope with a known code: ${JSON.stringify(res.body)}`);
+    else if (ERROR_STATUS[code as keyof typeof ERROR_STATUS] !== res.status) problems.push(`${code} answered with ${res.status}`);
+  }
+  return problems;
+}
+
+const expectContract = (method: string, template: string, res: ApiResponse, status: number) => {
+  expect(res.status, `${method} ${template}`).toBe(status);
+  expect(mismatches(method, template, res), `${method} ${template}`).toEqual([]);
+};
+
+describe('the OpenAPI document against the answers', () => {
+  it('declares the Location of a created agent', async () => {
+    const { key } = await newTenant();
+    const created = await api('/v1/agents', { key, body: { name: 'contract' } });
+    expectContract('POST', '/v1/agents', created, 201);
+    expect(created.headers.get('location')).toBe(`/v1/agents/${created.body.id}`);
+  });
+
+  it('declares WWW-Authenticate on the 401 of a missing or refused key or token', async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const refused: [string, string, string, Record<string, string>][] = [
+      ['GET', '/v1/agents', '/v1/agents', {}],
+      ['GET', '/v1/agents/{id}', `/v1/agents/${agent}`, { authorization: 'Bearer eag_not_a_key' }],
+      ['POST', '/v1/admin/tenants', '/v1/admin/tenants', { authorization: 'Bearer not-the-token' }],
+      ['POST', '/mcp', '/mcp', { accept: 'application/json, text/event-stream' }],
+      ['POST', '/a2a/{id}/', `/a2a/${agent}/`, {}],
+      ['GET', '/a2a/{id}/.well-known/agent-card.json', `/a2a/${agent}/.well-known/agent-card.json`, {}],
+    ];
+    for (const [method, template, path, headers] of refused) {
+      const body = method === 'POST' ? { jsonrpc: '2.0', id: 1, method: 'tools/list' } : undefined;
+      const res = await api(path, { method, headers, body });
+      expectContract(method, template, res, 401);
+      expect(res.headers.get('www-authenticate'), `${method} ${template}`).toBe('Bearer');
+    }
+  });
+
+  it("declares an agent card's ETag and Cache-Control, on the 200 and the 304", async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key, { a2a: { publicCard: true } });
+    const card = await api(`/a2a/${agent}/.well-known/agent-card.json`);
+    expectContract('GET', '/a2a/{id}/.well-known/agent-card.json', card, 200);
+    const etag = card.headers.get('etag') ?? '';
+    expect(etag).toMatch(/^"[0-9a-f]{32}"$/);
+    const again = await api(`/a2a/${agent}/.well-known/agent-card.json`, { headers: { 'if-none-match': etag } });
+    expectContract('GET', '/a2a/{id}/.well-known/agent-card.json', again, 304);
+    expect(again.headers.get('etag')).toBe(etag);
+    for (const status of ['200', '304']) {
+      const headers = Object.keys(doc.paths['/a2a/{id}/.well-known/agent-card.json']?.get?.responses[status]?.headers ?? {});
+      expect(headers, status).toEqual(expect.arrayContaining(['ETag', 'Cache-Control']));
+    }
+  });
+
+  it('declares x-d1-bookmark on /mcp, which runs in a D1 session as /v1 does', async () => {
+    const res = await api('/mcp', { headers: { authorization: 'Bearer eag_not_a_key', accept: 'application/json, text/event-stream' }, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    expectContract('POST', '/mcp', res, 401);
+    expect(res.headers.get('x-d1-bookmark')).toMatch(/\S/);
+    const parameters = (doc.paths['/mcp']?.post as { parameters?: { $ref?: string }[] }).parameters ?? [];
+    expect(parameters.map((p) => p.$ref)).toContain('#/components/parameters/x-d1-bookmark');
+  });
+
+  it('declares Retry-After on every 503, as every 503 of the API carries it', () => {
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const unavailable = operation.responses['503'];
+        if (unavailable) expect(Object.keys(unavailable.headers ?? {}), `${method} ${path}`).toContain('Retry-After');
+      }
+    }
+  });
+
+  it('documents the null that removes an agent’s A2A settings, which the API accepts', async () => {
+    const update = (doc as unknown as { components: { schemas: Record<string, { properties: Record<string, { anyOf?: unknown[] }> }> } }).components.schemas.UpdateAgent;
+    expect(update?.properties.a2a?.anyOf).toEqual(expect.arrayContaining([{ $ref: '#/components/schemas/A2AConfig' }, { type: 'null' }]));
+
+    const { key } = await newTenant();
+    const agent = await newAgent(key, { a2a: { publicCard: true, description: 'shop questions' } });
+    const patched = await api(`/v1/agents/${agent}`, { method: 'PATCH', key, body: { a2a: null } });
+    expectContract('PATCH', '/v1/agents/{id}', patched, 200);
+    expect(patched.body.a2a).toBeUndefined();
+    expect((await api(`/a2a/${agent}/.well-known/agent-card.json`)).status).toBe(401);
+  });
+
+  it('declares Location on a sync execution that ended badly, as on one that succeeded', async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const slow = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'x', input: { message: 'hi', simulateLatencyMs: 2_000 }, timeoutMs: 100 } });
+    expectContract('POST', '/v1/agents/{id}/executions', slow, 504);
+    expect(slow.headers.get('location')).toBe(`/v1/agents/${agent}/executions/${slow.body.error.details.executionId}`);
+  });
+
+  it("declares a target's own 4xx where the gateway declares the same status: its body and x-gateway-upstream", async () => {
+    const { key } = await newTenant();
+    const tag = `c${Date.now()}`;
+    expect((await api('/v1/pools/creds', { method: 'PUT', key, body: { targets: [chatTarget(tag, 'status=401')] } })).status).toBe(201);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'creds', messages: [{ role: 'user', content: 'x' }] } });
+    expectContract('POST', '/v1/chat/completions', res, 401);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`creds/${tag}`);
+    const schema = (doc.paths['/v1/chat/completions']?.post?.responses['401']?.content?.['application/json']?.schema ?? {}) as { anyOf?: { $ref?: string }[] };
+    expect(schema.anyOf?.map((s) => s.$ref)).toEqual(['#/components/schemas/Error', undefined]);
+    // The gateway's own 401 is still the envelope.
+    expectContract('POST', '/v1/chat/completions', await api('/v1/chat/completions', { key: 'eag_wrong', body: { model: 'creds', messages: [] } }), 401);
+  });
+
+  it("documents a key's limits as refused when null at creation and answered null when absent", async () => {
+    const schemas = (doc as unknown as { components: { schemas: Record<string, { type?: unknown; properties?: Record<string, { anyOf?: unknown[]; $ref?: string }> }> } }).components.schemas;
+    expect(schemas.KeyLimits?.type).toBe('object');
+    expect(schemas.CreateKey?.properties?.limits).toEqual({ $ref: '#/components/schemas/KeyLimits' });
+    for (const name of ['KeySummary', 'CreatedKey', 'KeyUsage']) {
+      expect(schemas[name]?.properties?.limits?.anyOf, name).toEqual([{ $ref: '#/components/schemas/KeyLimits' }, { type: 'null' }]);
+    }
+
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    const refused = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { limits: null } });
+    expectContract('POST', '/v1/admin/tenants/{tenant}/keys', refused, 400);
+    const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: {} });
+    expectContract('POST', '/v1/admin/tenants/{tenant}/keys', created, 201);
+    expect(created.body.limits).toBeNull();
+  });
+
+  it("says which members a pool target's kind needs, which the API checks", async () => {
+    const item = (doc as unknown as { components: { schemas: { PutPool: { properties: { targets: { items: { description?: string } } } } } } }).components.schemas.PutPool.properties.targets.items;
+    expect(item.description).toMatch(/"openai-chat" needs baseUrl and model.*"agent-http" needs url/);
+    const { key } = await newTenant();
+    const refused = await api('/v1/pools/p', { method: 'PUT', key, body: { targets: [{ id: 't', kind: 'openai-chat', model: 'm' }] } });
+    expectContract('PUT', '/v1/pools/{name}', refused, 400);
+    expect(refused.body.error.details[0].path).toEqual(['targets', '0', 'baseUrl']);
+  });
+
+  it("bounds a transaction operation's increment and min to 1-32 keys, as the API does", async () => {
+    type Item = { description?: string; properties: Record<string, { minProperties?: number; maxProperties?: number }> };
+    const item = (doc as unknown as { components: { schemas: { CreateTransaction: { properties: { operations: { items: Item } } } } } }).components.schemas.CreateTransaction.properties.operations.items;
+    for (const member of ['increment', 'min']) expect(item.properties[member], member).toMatchObject({ minProperties: 1, maxProperties: 32 });
+    expect(item.description).toMatch(/a patch, an increment, or both; one operation per agent/);
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const refused = await api('/v1/transactions', { key, body: { operations: [{ agentId: agent, increment: {} }] } });
+    expectContract('POST', '/v1/transactions', refused, 400);
+  });
+
+  it("declares the headers a cached completion comes back with from the runtime's cache", async () => {
+    const { key } = await newTenant();
+    expect((await api('/v1/pools/cached', { method: 'PUT', key, body: { targets: [{ id: 'faq', kind: 'builtin' }] } })).status).toBe(201);
+    const ask = () => api('/v1/chat/completions', { key, headers: { 'x-gateway-cache-ttl': '60' }, body: { model: 'cached', messages: [{ role: 'user', content: 'How do refunds work?' }] } });
+    expectContract('POST', '/v1/chat/completions', await ask(), 200);
+    const hit = await ask();
+    expectContract('POST', '/v1/chat/completions', hit, 200);
+    expect(hit.headers.get('x-gateway-cache')).toBe('HIT');
+  });
+
+  it('answers the admin routes within the document, with the operator token', async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    expectContract('POST', '/v1/admin/tenants', tenant, 201);
+    const keys = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
+    expectContract('GET', '/v1/admin/tenants/{tenant}/keys', keys, 200);
+  });
+
+  it('answers every documented operation within the document', async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const agent = await newAgent(key, { a2a: { publicCard: true } });
+    const answered = new Set<string>();
+    const check = async (method: string, template: string, path: string, status: number, init: Parameters<typeof api>[1] = {}) => {
+      const res = await api(path, { method, key, ...init });
+      expectContract(method, template, res, status);
+      answered.add(`${method.toLowerCase()} ${template}`);
+      return res;
+    };
+    // An event stream never ends: its answer is read up to the headers.
+    const stream = async (template: string, path: string) => {
+      const res = await SELF.fetch(`${BASE}${path}`, { headers: { authorization: `Bearer ${key}` } });
+      await res.body?.cancel();
+      expectContract('GET', template, { status: res.status, headers: res.headers, body: null }, 200);
+      answered.add(`get ${template}`);
+    };
+    const admin = { key: ADMIN() };
+    const a = `/v1/agents/${agent}`;
+
+    await check('GET', '/healthz', '/healthz', 200, { key: undefined });
+    await check('POST', '/v1/admin/tenants', '/v1/admin/tenants', 201, { ...admin, body: { name: 'sweep' } });
+    await check('POST', '/v1/admin/tenants/{tenant}/keys', `/v1/admin/tenants/${tenantId}/keys`, 201, { ...admin, body: { name: 'spare' } });
+    await check('GET', '/v1/admin/tenants/{tenant}/keys', `/v1/admin/tenants/${tenantId}/keys`, 200, admin);
+    await check('PATCH', '/v1/admin/keys/{keyId}', `/v1/admin/keys/${keyId}`, 200, { ...admin, body: { name: 'renamed' } });
+    await check('GET', '/v1/admin/audit', `/v1/admin/audit?tenant=${tenantId}`, 200, admin);
+    await check('POST', '/v1/agents', '/v1/agents', 409, { body: { id: agent } });
+    await check('GET', '/v1/agents', '/v1/agents?limit=1', 200);
+    await check('POST', '/v1/agents/batch', '/v1/agents/batch', 200, { body: { agents: [{ name: 'one' }] } });
+    await check('GET', '/v1/agents/{id}', a, 200);
+    await check('PATCH', '/v1/agents/{id}', a, 200, { body: { name: 'swept' } });
+    const run = await check('POST', '/v1/agents/{id}/executions', `${a}/executions`, 200, { body: { intent: 'support.reply', input: { message: 'hi' } } });
+    await check('GET', '/v1/agents/{id}/executions', `${a}/executions`, 200);
+    await check('GET', '/v1/agents/{id}/executions/{eid}', `${a}/executions/${run.body.id}`, 200);
+    await check('POST', '/v1/agents/{id}/executions/{eid}/cancel', `${a}/executions/${run.body.id}/cancel`, 409);
+    await check('GET', '/v1/agents/{id}/status', `${a}/status`, 200);
+    await check('GET', '/v1/agents/{id}/context', `${a}/context`, 200);
+    await check('PATCH', '/v1/agents/{id}/context', `${a}/context`, 412, { body: { x: 1 }, headers: { 'if-match': '"0"' } });
+    await check('PUT', '/v1/pools/{name}', '/v1/pools/local', 201, { body: { targets: [{ id: 'faq', kind: 'builtin' }] } });
+    await check('GET', '/v1/pools/{name}', '/v1/pools/local', 200);
+    await check('GET', '/v1/pools', '/v1/pools', 200);
+    await check('POST', '/v1/chat/completions', '/v1/chat/completions', 200, { body: { model: 'local', messages: [{ role: 'user', content: 'hi' }] } });
+    await check('GET', '/v1/models', '/v1/models', 200);
+    await check('DELETE', '/v1/pools/{name}', '/v1/pools/local', 204);
+    const webhook = await check('POST', '/v1/agents/{id}/webhooks', `${a}/webhooks`, 201, { body: { url: 'https://receiver.example/hook' } });
+    await check('GET', '/v1/agents/{id}/webhooks', `${a}/webhooks`, 200);
+    await check('GET', '/v1/agents/{id}/deliveries', `${a}/deliveries`, 200);
+    await check('POST', '/v1/agents/{id}/deliveries/{did}/retry', `${a}/deliveries/msg_none/retry`, 404);
+    await check('DELETE', '/v1/agents/{id}/webhooks/{wid}', `${a}/webhooks/${webhook.body.id}`, 204);
+    await stream('/v1/agents/{id}/events', `${a}/events`);
+    await check('GET', '/v1/agents/{id}/events/ws', `${a}/events/ws`, 426);
+    const hook = `sweep-${agent}`;
+    await check('PUT', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 201, { body: { agentId: agent, intent: 'x', scheme: 'github', secret: 'a-github-secret-of-some-length' } });
+    await check('GET', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 200);
+    await check('POST', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 401, { key: undefined, body: { unsigned: true } });
+    await check('DELETE', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 204);
+    await check('GET', '/v1/stats', '/v1/stats', 200);
+    const tx = await check('POST', '/v1/transactions', '/v1/transactions', 200, { body: { operations: [{ agentId: agent, increment: { n: 1 } }] } });
+    await check('GET', '/v1/transactions/{id}', `/v1/transactions/${tx.body.id}`, 200);
+    await check('GET', '/v1/audit', '/v1/audit', 200);
+    await check('GET', '/v1/usage', '/v1/usage', 200);
+    const mcp = { headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' } };
+    await check('POST', '/mcp', '/mcp', 200, { ...mcp, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    await check('GET', '/a2a/{id}/.well-known/agent-card.json', `/a2a/${agent}/.well-known/agent-card.json`, 200, { key: undefined });
+    const list = { jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} };
+    await check('POST', '/a2a/{id}/', `/a2a/${agent}/`, 200, { body: list, headers: { 'a2a-version': '1.0' } });
+    await check('POST', '/a2a/{id}', `/a2a/${agent}`, 200, { body: list, headers: { 'a2a-version': '1.0' } });
+    await check('DELETE', '/v1/agents/{id}', a, 204);
+    await check('DELETE', '/v1/admin/keys/{keyId}', `/v1/admin/keys/${keyId}`, 204, admin);
+
+    const documented = Object.entries(doc.paths).flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method} ${path}`));
+    expect(documented.filter((operation) => !answered.has(operation))).toEqual([]);
+  });
+});
