@@ -61,6 +61,8 @@ export class ExecutionRunner {
    * row may still say `running` with nothing here running it, until the watchdog resumes it.
    */
   private outcomeUnwritten = false;
+  /** The timer that fails the first queued execution at its deadline, and when it fires. */
+  private expiry: { at: number; timer: ReturnType<typeof setTimeout> } | undefined;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -92,6 +94,8 @@ export class ExecutionRunner {
   abortAll(): void {
     // Its queue goes with it: the aborted runs' ends must not pump into tables being deleted.
     this.queueEmpty = true;
+    clearTimeout(this.expiry?.timer);
+    this.expiry = undefined;
     for (const controller of this.inflight.values()) controller.abort();
     const waiting = [...this.waiters.values()].flat();
     this.waiters.clear();
@@ -116,7 +120,12 @@ export class ExecutionRunner {
     for (const { id } of expired) {
       this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout', message: 'deadline passed while queued' } });
     }
-    if (row.paused) return;
+    // Failures written here reach D1 and webhooks now, not at the watchdog alarm (a poll settles them too).
+    if (expired.length > 0) this.hooks.settled();
+    if (row.paused) {
+      this.armExpiry();
+      return;
+    }
     const { concurrency } = this.store.config(row);
     let running = this.store.counts().running;
     if (expired.length > 0) next = this.store.nextQueued();
@@ -133,6 +142,23 @@ export class ExecutionRunner {
       next = running < concurrency ? this.store.nextQueued() : undefined;
       if (!next && running < concurrency) this.queueEmpty = true;
     }
+    if (!this.queueEmpty) this.armExpiry();
+  }
+
+  /**
+   * Fails the first queued execution at its deadline while it waits (for a slot, or a paused
+   * agent): otherwise status, the event stream, webhooks and D1 kept it `queued` until a poll
+   * of it or the watchdog alarm, up to 30 s later. The alarm still covers an evicted instance.
+   */
+  private armExpiry(): void {
+    const at = this.store.firstQueuedDeadline();
+    if (at === null || (this.expiry && this.expiry.at <= at)) return;
+    clearTimeout(this.expiry?.timer);
+    const timer = setTimeout(() => {
+      this.expiry = undefined;
+      this.pump();
+    }, Math.max(0, at - Date.now()));
+    this.expiry = { at, timer };
   }
 
   /**

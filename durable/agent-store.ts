@@ -242,6 +242,11 @@ export class AgentStore {
     return this.sql.all<{ id: string }>("SELECT id FROM executions WHERE status = 'queued' AND deadline_at <= ?", now);
   }
 
+  /** The earliest deadline of a queued execution, or null with none queued. */
+  firstQueuedDeadline(): number | null {
+    return this.sql.one<{ at: number | null }>("SELECT min(deadline_at) AS at FROM executions WHERE status = 'queued'")?.at ?? null;
+  }
+
   markRunning(id: string, now: number): ExecutionRow | undefined {
     return this.sql.one<ExecutionRow>("UPDATE executions SET status = 'running', started_at = ?, rev = rev + 1 WHERE id = ? AND status = 'queued' RETURNING *", now, id);
   }

@@ -127,9 +127,15 @@ export class AgentWebhooks {
     return this.sql.all<WebhookRow>('SELECT * FROM webhooks ORDER BY created_at, id').map(toWebhook);
   }
 
+  /**
+   * Removes a registration. Its pending deliveries die now, with the reason a retry would have
+   * found: they have nowhere to go, and used to read as pending, a retry due up to 10 h out.
+   */
   delete(id: string): boolean {
     this.hooks = undefined;
-    return this.schema.has('webhooks') && this.sql.run('DELETE FROM webhooks WHERE id = ?', id) > 0;
+    if (!this.schema.has('webhooks') || this.sql.run('DELETE FROM webhooks WHERE id = ?', id) === 0) return false;
+    this.sql.run("UPDATE deliveries SET status = 'dead', last_error = 'the webhook was deleted', next_at = NULL WHERE webhook_id = ? AND status = 'pending'", id);
+    return true;
   }
 
   /** Forgets cached registrations (after deleteAll). */

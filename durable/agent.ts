@@ -256,13 +256,15 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentRow() ? ok(this.store.context()) : this.notFound();
   }
 
-  async patchContext(patch: Record<string, unknown>, ifVersion?: number): Promise<Result<AgentContext>> {
+  /** `ifVersion`: the version (or any of the versions, an If-Match list) the patch applies to. */
+  async patchContext(patch: Record<string, unknown>, ifVersion?: number | readonly number[]): Promise<Result<AgentContext>> {
     if (!this.store.agentRow()) return this.notFound();
     const lock = this.tx.lock();
     if (lock) return this.locked(lock.tx_id);
     const current = this.store.context();
-    if (ifVersion !== undefined && ifVersion !== current.version) {
-      return fail('version_mismatch', `context is at version ${current.version}, not ${ifVersion}`, { version: current.version });
+    const expected = ifVersion === undefined ? undefined : [ifVersion].flat();
+    if (expected && !expected.includes(current.version)) {
+      return fail('version_mismatch', `context is at version ${current.version}, not ${expected.join(' or ')}`, { version: current.version });
     }
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
     if (exceedsJsonBytes(data, MAX_CONTEXT_BYTES)) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);

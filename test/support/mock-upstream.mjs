@@ -156,6 +156,13 @@ export async function startMockUpstream(options = {}) {
       });
     }
     if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
+    if (mock.chunkedOutputBytes) {
+      // The same reply without a Content-Length: its size shows only as it is read.
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.write('{"output":"');
+      for (let left = Number(mock.chunkedOutputBytes); left > 0; left -= 65_536) res.write('o'.repeat(Math.min(left, 65_536)));
+      return res.end('"}');
+    }
     if (mock.answerBytes) {
       // '{"k":"v"},' is 10 characters, 14 bytes in JSON; the call's number tells answers apart.
       const answer = `${entry.call}:${'{"k":"v"},'.repeat(Math.floor(Number(mock.answerBytes) / 14))}`;
@@ -245,7 +252,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'answerBytes', 'pieceBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'pieceBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   return mock;

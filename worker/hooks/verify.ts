@@ -1,4 +1,3 @@
-import { verify as verifyGithub } from '@octokit/webhooks-methods';
 import { Webhook } from 'standardwebhooks';
 import type { HookScheme } from '../schemas/hook';
 
@@ -15,40 +14,61 @@ function hexBytes(hex: string): Uint8Array | null {
 }
 
 /**
- * Stripe's scheme: `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`, the
- * timestamp within tolerance. crypto.subtle.verify compares in constant time.
+ * The body as text, byte for byte: a leading BOM is kept (TextDecoder drops it by default, and
+ * the sender signed it), so the text encodes back to exactly the bytes that were signed.
  */
-async function verifyStripe(secret: string, body: string, header: string | undefined, now: number): Promise<Verified> {
+export function bodyText(body: Uint8Array): string {
+  return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(body);
+}
+
+/** Whether one of `signatures` (hex) is HMAC-SHA256(secret, `prefix` + body); crypto.subtle.verify compares in constant time. */
+async function hmacMatches(secret: string, prefix: string, body: Uint8Array, signatures: readonly string[]): Promise<boolean> {
+  const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+  const head = encoder.encode(prefix);
+  const signed = new Uint8Array(head.length + body.length);
+  signed.set(head);
+  signed.set(body, head.length);
+  for (const signature of signatures) {
+    const bytes = hexBytes(signature);
+    if (bytes && (await crypto.subtle.verify('HMAC', key, bytes, signed))) return true;
+  }
+  return false;
+}
+
+/**
+ * Stripe's scheme: `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`, the
+ * timestamp within tolerance, over the body's bytes as sent.
+ */
+async function verifyStripe(secret: string, body: Uint8Array, header: string | undefined, now: number): Promise<Verified> {
   if (!header) return { ok: false, reason: 'missing Stripe-Signature' };
   const parts = header.split(',').map((p) => p.split('=') as [string, string]);
   const t = Number(parts.find(([k]) => k === 't')?.[1]);
   const signatures = parts.filter(([k]) => k === 'v1').map(([, v]) => v);
   if (!Number.isFinite(t) || signatures.length === 0) return { ok: false, reason: 'malformed Stripe-Signature' };
   if (Math.abs(now / 1000 - t) > TOLERANCE_S) return { ok: false, reason: 'timestamp outside the tolerance' };
-  const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
-  for (const signature of signatures) {
-    const bytes = hexBytes(signature);
-    if (bytes && (await crypto.subtle.verify('HMAC', key, bytes, encoder.encode(`${t}.${body}`)))) {
-      let id: unknown;
-      try {
-        id = (JSON.parse(body) as { id?: unknown }).id;
-      } catch {
-        return { ok: false, reason: 'body is not JSON' };
-      }
-      return typeof id === 'string' && id ? { ok: true, deliveryId: id, event: String((JSON.parse(body) as { type?: unknown }).type ?? '') } : { ok: false, reason: 'event has no id' };
-    }
+  if (!(await hmacMatches(secret, `${t}.`, body, signatures))) return { ok: false, reason: 'no matching signature' };
+  let event: { id?: unknown; type?: unknown } | null;
+  try {
+    event = JSON.parse(bodyText(body).replace(/^\uFEFF/, '')) as { id?: unknown; type?: unknown } | null;
+  } catch {
+    return { ok: false, reason: 'body is not JSON' };
   }
-  return { ok: false, reason: 'no matching signature' };
+  const id = event?.id;
+  return typeof id === 'string' && id ? { ok: true, deliveryId: id, event: String(event?.type ?? '') } : { ok: false, reason: 'event has no id' };
 }
 
-/** Checks an incoming delivery with its scheme's own rules; never throws for bad input. */
-export async function verifyDelivery(scheme: HookScheme, secret: string, body: string, headers: Headers, now = Date.now()): Promise<Verified> {
+/**
+ * Checks an incoming delivery with its scheme's own rules, over the body's bytes as they came
+ * (a signature covers bytes: text decoded by default would lose a BOM); never throws for bad input.
+ */
+export async function verifyDelivery(scheme: HookScheme, secret: string, body: Uint8Array, headers: Headers, now = Date.now()): Promise<Verified> {
   switch (scheme) {
     case 'standard': {
       try {
         // Only the signature is checked here: by default the library also JSON.parses a matching
-        // body and throws for text, which would refuse a correctly signed non-JSON payload.
-        new Webhook(secret).verify(body, Object.fromEntries(headers), { jsonParse: false });
+        // body and throws for text, which would refuse a correctly signed non-JSON payload. The
+        // library signs text: `bodyText` gives back the same bytes for any UTF-8 body.
+        new Webhook(secret).verify(bodyText(body), Object.fromEntries(headers), { jsonParse: false });
       } catch (error) {
         return { ok: false, reason: error instanceof Error ? error.message : 'bad signature' };
       }
@@ -58,12 +78,7 @@ export async function verifyDelivery(scheme: HookScheme, secret: string, body: s
       const signature = headers.get('x-hub-signature-256');
       const deliveryId = headers.get('x-github-delivery');
       if (!signature || !deliveryId) return { ok: false, reason: 'missing X-Hub-Signature-256 or X-GitHub-Delivery' };
-      let valid = false;
-      try {
-        valid = await verifyGithub(secret, body, signature);
-      } catch {
-        valid = false;
-      }
+      const valid = signature.startsWith('sha256=') && (await hmacMatches(secret, '', body, [signature.slice('sha256='.length)]));
       const event = headers.get('x-github-event');
       return valid ? { ok: true, deliveryId, ...(event && { event }) } : { ok: false, reason: 'signature does not match' };
     }

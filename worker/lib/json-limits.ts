@@ -34,26 +34,43 @@ export function utf8BytesOver(text: string, maxBytes: number): number | null {
 
 /** Deepest nesting of arrays and objects (a scalar is 0), walked without recursion. */
 export function jsonDepth(value: unknown, stopAbove = Infinity): number {
+  return walk(value, stopAbove).depth;
+}
+
+/**
+ * One walk for both checks: the depth, and whether a number is not finite. JSON.parse reads a
+ * literal beyond a double's range (1e400) as Infinity, which JSON.stringify then writes as
+ * null: stored, the client's number would become null (in a context, a member a merge patch
+ * could never have set).
+ */
+function walk(value: unknown, stopAbove: number): { depth: number; nonFinite: boolean } {
   let deepest = 0;
+  let nonFinite = false;
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
     const [node, depth] = stack.pop()!;
+    if (typeof node === 'number' && !Number.isFinite(node)) nonFinite = true;
     if (node === null || typeof node !== 'object') continue;
     const level = depth + 1;
     if (level > deepest) deepest = level;
-    if (deepest > stopAbove) return deepest;
+    if (deepest > stopAbove) return { depth: deepest, nonFinite };
     for (const child of Array.isArray(node) ? node : Object.values(node)) stack.push([child, level]);
   }
-  return deepest;
+  return { depth: deepest, nonFinite };
 }
 
-/** Why `value` is out of bounds, or null. */
+/** Why `value` is out of bounds (too deep, a number JSON cannot carry, too large), or null. */
 export function jsonLimitProblem(value: unknown, limits: { maxBytes: number; maxDepth?: number }): string | null {
   const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
-  if (jsonDepth(value, maxDepth) > maxDepth) return `nested deeper than ${maxDepth} levels`;
+  const shape = walk(value, maxDepth);
+  if (shape.depth > maxDepth) return `nested deeper than ${maxDepth} levels`;
+  if (shape.nonFinite) return NON_FINITE;
   const bytes = jsonBytesOver(value, limits.maxBytes);
   return bytes === null ? null : `${bytes} bytes of JSON exceed the limit of ${limits.maxBytes}`;
 }
+
+/** Why a value with a number beyond a double's range (such as 1e400) is refused. */
+export const NON_FINITE = 'a number is beyond the range of a double (such as 1e400): it would be stored as null';
 
 /** Cuts text to at most `maxChars`, saying how much was dropped. */
 export function truncateText(text: string, maxChars: number): string {

@@ -9,12 +9,15 @@ import { commonErrors, errorResponse, json, security, staleableJson } from './op
 
 const etag = (version: number) => `"${version}"`;
 
-/** Parses If-Match: `"3"`, `3` or `W/"3"` name version 3; `*` matches any version. */
-function parseIfMatch(header: string | undefined): number | undefined {
+/**
+ * Parses If-Match into the versions it names: `"3"`, `3` or `W/"3"` name version 3, and a
+ * list (RFC 9110 §13.1.1: `"3", "4"`) names each; `*` matches any version (undefined).
+ */
+function parseIfMatch(header: string | undefined): number[] | undefined {
   if (header === undefined || header.trim() === '*') return undefined;
-  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
-  if (!match?.[1]) throw new ApiError('invalid_request', 'If-Match must be an ETag from GET /context, like "3"', [{ path: ['if-match'], message: 'not an ETag of this API' }]);
-  return Number(match[1]);
+  const versions = header.split(',').map((tag) => /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(tag)?.[1]);
+  if (!versions.every((v): v is string => v !== undefined)) throw new ApiError('invalid_request', 'If-Match must be an ETag from GET /context, like "3"', [{ path: ['if-match'], message: 'not an ETag of this API' }]);
+  return versions.map(Number);
 }
 
 export const agentState = new OpenAPIHono<AppEnv>()

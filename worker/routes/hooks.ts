@@ -5,7 +5,7 @@ import { auditEntry } from '../audit/log';
 import { callAgent, findAgent, requireAgent } from '../agents/registry';
 import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
 import { hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
-import { verifyDelivery } from '../hooks/verify';
+import { bodyText, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
 import { commonErrors, errorResponse, everyRouteErrors, json, jsonBody, security } from './openapi';
@@ -109,17 +109,19 @@ export const hooks = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const body = await c.req.text();
+      const raw = new Uint8Array(await c.req.arrayBuffer());
       const hook = await resolveHook(c.env, id);
       if (!hook) throw refused();
-      const verified = await verifyDelivery(hook.scheme, hook.secret, body, c.req.raw.headers);
+      const verified = await verifyDelivery(hook.scheme, hook.secret, raw, c.req.raw.headers);
       if (!verified.ok || !verified.deliveryId) {
         console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook refused', hook: id, reason: verified.ok ? 'no delivery id' : verified.reason, requestId: c.get('requestId') }));
         throw refused();
       }
+      const body = bodyText(raw);
       let payload: unknown = body;
       try {
-        payload = JSON.parse(body);
+        // A leading BOM, which JSON parsers may ignore (RFC 8259 §8.1), does not make JSON text.
+        payload = JSON.parse(body.replace(/^\uFEFF/, ''));
       } catch {
         /* a non-JSON payload is passed on as text */
       }

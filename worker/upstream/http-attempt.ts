@@ -13,8 +13,45 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
 export const redirectNote = (status: number): string => (status >= 300 && status < 400 ? ' (redirects are not followed)' : '');
 
 /**
+ * Most bytes of an upstream reply that are read: the reply carries an output and a context
+ * patch of at most 1 MiB each, so a larger one fails anyway, and read whole it could take the
+ * agent's object past its memory limit (a 150 MB reply did), resetting everything it runs.
+ */
+export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
+
+/** The body as text, or null (the rest cancelled) once it exceeds `maxBytes`. */
+async function readBounded(response: Response, maxBytes: number): Promise<string | null> {
+  if (Number(response.headers.get('content-length')) > maxBytes) {
+    await response.body?.cancel();
+    return null;
+  }
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const whole = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    whole.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(whole);
+}
+
+/**
  * POSTs JSON and returns the parsed JSON reply, classifying every failure: network errors,
- * 408, 429 and 5xx are retryable; other statuses and unparseable bodies are not.
+ * 408, 429 and 5xx are retryable; other statuses, unparseable bodies and a 2xx body over
+ * MAX_REPLY_BYTES (read no further) are not.
  */
 export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal): Promise<unknown> {
   let response: Response;
@@ -30,12 +67,15 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   } catch (error) {
     throw classifyThrown(error, signal);
   }
-  let text: string;
+  let read: string | null;
   try {
-    text = await response.text();
+    read = await readBounded(response, MAX_REPLY_BYTES);
   } catch (error) {
     throw classifyThrown(error, signal);
   }
+  const tooLarge = `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`;
+  if (read === null && response.ok) throw new UpstreamError('invalid_response', tooLarge, false, response.status);
+  const text = read ?? tooLarge;
   if (!response.ok) {
     const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
     throw new UpstreamError(

@@ -1,0 +1,69 @@
+import { SELF } from 'cloudflare:test';
+import { sign as signGithub } from '@octokit/webhooks-methods';
+import { Webhook } from 'standardwebhooks';
+import Stripe from 'stripe';
+import { describe, expect, it } from 'vitest';
+import { api, BASE, eventually, newAgent, newTenant } from './support/api';
+
+/**
+ * A sender signs the bytes it sends. The gateway used to verify the body as decoded text,
+ * which drops a leading BOM and replaces bytes that are not UTF-8: such a delivery, correctly
+ * signed, was refused 401.
+ */
+const STANDARD_SECRET = `whsec_${btoa('0123456789abcdef0123456789abcdef')}`;
+const GITHUB_SECRET = 'github-secret-0123456789';
+const STRIPE_SECRET = 'whsec_stripe_test_secret_0123456789';
+const BOM = '\uFEFF';
+
+const post = (id: string, body: BodyInit, headers: Record<string, string>) =>
+  SELF.fetch(`${BASE}/v1/hooks/${id}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+
+async function hookFor(key: string, agentId: string, scheme: string, secret: string): Promise<string> {
+  const id = `hook-${scheme}-${crypto.randomUUID().slice(0, 8)}`;
+  expect((await api(`/v1/hooks/${id}`, { method: 'PUT', key, body: { agentId, intent: `on.${scheme}`, scheme, secret } })).status).toBe(201);
+  return id;
+}
+
+async function inputOf(key: string, agentId: string, res: Response): Promise<any> {
+  expect(res.status).toBe(202);
+  const { executionId } = (await res.json()) as { executionId: string };
+  return eventually(async () => (await api(`/v1/agents/${agentId}/executions/${executionId}`, { key })).body.input);
+}
+
+describe('incoming webhooks: the signature covers the body as sent', () => {
+  it('accepts a Standard Webhooks delivery whose JSON body starts with a BOM, and passes the JSON on parsed', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const body = `${BOM}${JSON.stringify({ type: 'order.created', order: 42 })}`;
+    const at = new Date();
+    const headers = { 'webhook-id': 'msg_bom', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(STANDARD_SECRET).sign('msg_bom', at, body) };
+    expect(await inputOf(key, agentId, await post(hook, body, headers))).toMatchObject({ deliveryId: 'msg_bom', payload: { type: 'order.created', order: 42 } });
+    // The signature still binds the BOM: without it the body is not what was signed.
+    expect((await post(hook, body.slice(1), { ...headers, 'webhook-id': 'msg_bom_2' })).status).toBe(401);
+  });
+
+  it('accepts GitHub deliveries with a BOM or with bytes that are not UTF-8, signed over those bytes', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'github', GITHUB_SECRET);
+    const bom = `${BOM}${JSON.stringify({ action: 'opened', number: 7 })}`;
+    const withBom = await post(hook, bom, { 'x-github-event': 'issues', 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': await signGithub(GITHUB_SECRET, bom) });
+    expect(await inputOf(key, agentId, withBom)).toMatchObject({ event: 'issues', payload: { number: 7 } });
+    const latin1 = new Uint8Array([...new TextEncoder().encode('name='), 0xe9, ...new TextEncoder().encode('t\u00e9')]);
+    const hmacKey = await crypto.subtle.importKey('raw', new TextEncoder().encode(GITHUB_SECRET), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    const mac = [...new Uint8Array(await crypto.subtle.sign('HMAC', hmacKey, latin1))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const raw = await post(hook, latin1, { 'content-type': 'application/x-www-form-urlencoded', 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': `sha256=${mac}` });
+    expect(await inputOf(key, agentId, raw)).toMatchObject({ scheme: 'github', payload: expect.stringMatching(/^name=/) });
+    expect((await post(hook, latin1, { 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': `sha256=${mac.replace(/^./, mac[0] === '0' ? '1' : '0')}` })).status).toBe(401);
+  });
+
+  it('accepts a Stripe event whose body starts with a BOM, and takes its id as the delivery id', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'stripe', STRIPE_SECRET);
+    const body = `${BOM}${JSON.stringify({ id: 'evt_bom', type: 'invoice.paid' })}`;
+    const header = await new Stripe('sk_test_unused').webhooks.generateTestHeaderStringAsync({ payload: body, secret: STRIPE_SECRET });
+    expect(await inputOf(key, agentId, await post(hook, body, { 'stripe-signature': header }))).toMatchObject({ deliveryId: 'evt_bom', event: 'invoice.paid', payload: { id: 'evt_bom' } });
+  });
+});

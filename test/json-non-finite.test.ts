@@ -1,0 +1,54 @@
+import { SELF } from 'cloudflare:test';
+import { Webhook } from 'standardwebhooks';
+import { describe, expect, it } from 'vitest';
+import { api, BASE, newAgent, newTenant } from './support/api';
+
+/**
+ * JSON.parse reads a number literal beyond a double's range as Infinity, which JSON.stringify
+ * writes as null: accepted, the client's number was stored as null, and a context got a null
+ * member that a merge patch can never set. Such a value is refused like any out-of-bounds JSON.
+ */
+const raw = (path: string, key: string, method: string, body: string, contentType = 'application/json') =>
+  SELF.fetch(`${BASE}${path}`, { method, body, headers: { authorization: `Bearer ${key}`, 'content-type': contentType } });
+
+describe('numbers beyond the range of a double', () => {
+  it('are refused in a context patch (400 invalid_request), leaving the context as it was', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await raw(`/v1/agents/${id}/context`, key, 'PATCH', '{"keep":1,"a":{"b":1e400}}', 'application/merge-patch+json');
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('beyond the range of a double') });
+    expect((await api(`/v1/agents/${id}/context`, { key })).body).toEqual({ version: 0, data: {} });
+  });
+
+  it('are refused in an execution input, which starts nothing', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const literal of ['1e400', '-1e400']) {
+      const res = await raw(`/v1/agents/${id}/executions`, key, 'POST', `{"intent":"t","input":{"n":[${literal}]}}`);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+    }
+    expect((await api(`/v1/agents/${id}/status`, { key })).body).toMatchObject({ running: 0, queued: 0, lastExecution: null });
+    // Large numbers a double holds are untouched.
+    const ok = await raw(`/v1/agents/${id}/executions`, key, 'POST', '{"intent":"t","input":{"n":1e300}}');
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { input: unknown }).input).toEqual({ n: 1e300 });
+  });
+
+  it('are refused in an incoming delivery (400), starting nothing', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const secret = `whsec_${btoa('0123456789abcdef0123456789abcdef')}`;
+    const hook = `hook-nf-${crypto.randomUUID().slice(0, 8)}`;
+    expect((await api(`/v1/hooks/${hook}`, { method: 'PUT', key, body: { agentId, intent: 'in', scheme: 'standard', secret } })).status).toBe(201);
+    const body = '{"amount":1e400}';
+    const at = new Date();
+    const res = await SELF.fetch(`${BASE}/v1/hooks/${hook}`, {
+      method: 'POST', body,
+      headers: { 'content-type': 'application/json', 'webhook-id': 'msg_nf', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign('msg_nf', at, body) },
+    });
+    expect(res.status).toBe(400);
+    expect((await api(`/v1/agents/${agentId}/status`, { key })).body.lastExecution).toBeNull();
+  });
+});
