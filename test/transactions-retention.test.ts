@@ -80,6 +80,17 @@ async function twoAgents() {
   return { key, tenantId, agents, txId, name, input, balances };
 }
 
+/** Two agents' transaction, decided `committed`, whose second participant refuses the commit for now. */
+async function committedAwaitingAck() {
+  const s = await twoAgents();
+  const coordinator = coordinatorStub(s.name);
+  await coordinator.begin(s.input);
+  await coordinator.prepareAll();
+  expect(await coordinator.decide()).toBe('committed');
+  await refuseCommits(s.tenantId, s.agents[1] ?? '', s.txId);
+  return s;
+}
+
 /** A transfer of 10 between two new agents, run to its end: the answer and its coordinator's name. */
 async function committedTransfer() {
   const { key, tenantId } = await newTenant();
@@ -176,13 +187,7 @@ describe('transactions: retention of coordinators', () => {
   });
 
   it('keeps a decided coordinator however old until every participant acknowledged, retrying phase two', async () => {
-    const s = await twoAgents();
-    const coordinator = coordinatorStub(s.name);
-    await coordinator.begin(s.input);
-    await coordinator.prepareAll();
-    expect(await coordinator.decide()).toBe('committed');
-    // The second participant refuses the commit for now.
-    await refuseCommits(s.tenantId, s.agents[1] ?? '', s.txId);
+    const s = await committedAwaitingAck();
     await age(s.name, 2 * TRANSACTION_RETENTION_MS);
 
     expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
@@ -261,12 +266,8 @@ describe('transactions: the cron sweeps coordinators that outlived their retenti
   });
 
   it('keeps a coordinator still owed an acknowledgement, arming its alarm and moving its row to the back of the queue', async () => {
-    const s = await twoAgents();
+    const s = await committedAwaitingAck();
     const coordinator = coordinatorStub(s.name);
-    await coordinator.begin(s.input);
-    await coordinator.prepareAll();
-    expect(await coordinator.decide()).toBe('committed');
-    await refuseCommits(s.tenantId, s.agents[1] ?? '', s.txId);
     expect(await runDurableObjectAlarm(coordinator)).toBe(true);
     // Its alarm lost (as a coordinator's from before retention was, at completion).
     await inCoordinator(s.name, (state) => state.storage.deleteAlarm());

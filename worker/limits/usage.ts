@@ -1,3 +1,4 @@
+import { concatBytes } from '../lib/bytes';
 import type { ChatCompletionRequest } from '../schemas/openai';
 
 /** Completion tokens reserved for a chat that does not say (no max_tokens). */
@@ -147,13 +148,7 @@ export function onBodyEnd(response: Response, collect: boolean, done: (text: str
   });
   const text = (): string | null => {
     if (!collect || size > MAX_USAGE_BODY) return null;
-    const all = new Uint8Array(size);
-    let at = 0;
-    for (const c of chunks) {
-      all.set(c, at);
-      at += c.byteLength;
-    }
-    return new TextDecoder().decode(all);
+    return new TextDecoder().decode(concatBytes(chunks, size));
   };
   waitUntil(response.body.pipeTo(writable).then(text, () => null).then(done));
   return new Response(readable, response);

@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { readUpTo } from '../lib/bytes';
 
 /** How much of an oversized chunked body is read through before the 413. */
 const DRAIN_BYTES = 8 * 1024 * 1024;
@@ -25,29 +26,16 @@ export function bodyLimit(maxSize: number): MiddlewareHandler<AppEnv> {
       return next();
     }
     const reader = body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxSize) {
-        // Drained (up to a bound), so the connection stays usable for the client's next request.
-        for (let drained = 0; drained < DRAIN_BYTES; ) {
-          const rest = await reader.read().catch(() => ({ done: true as const, value: undefined }));
-          if (rest.done) break;
-          drained += rest.value.byteLength;
-        }
-        await reader.cancel().catch(() => undefined);
-        throw refuse();
+    const whole = await readUpTo(reader, maxSize);
+    if (!whole) {
+      // Drained (up to a bound), so the connection stays usable for the client's next request.
+      for (let drained = 0; drained < DRAIN_BYTES; ) {
+        const rest = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+        if (rest.done) break;
+        drained += rest.value.byteLength;
       }
-      chunks.push(value);
-    }
-    const whole = new Uint8Array(size);
-    let at = 0;
-    for (const chunk of chunks) {
-      whole.set(chunk, at);
-      at += chunk.byteLength;
+      await reader.cancel().catch(() => undefined);
+      throw refuse();
     }
     c.req.raw = new Request(c.req.raw, { body: whole });
     return next();

@@ -1,3 +1,4 @@
+import { concatBytes } from '../lib/bytes';
 import { completionChars, usageOf, type ChatUsage } from '../limits/usage';
 
 const LF = 0x0a;
@@ -166,13 +167,7 @@ export class UsageStripper {
       this.completionChars += long.size;
       return;
     }
-    const whole = new Uint8Array(long.size);
-    let at = 0;
-    for (const kept of long.parts) {
-      whole.set(kept, at);
-      at += kept.byteLength;
-    }
-    this.inspect(whole); // gone to the client already: counted (and a usage reported), not removed
+    this.inspect(concatBytes(long.parts, long.size)); // gone to the client already: counted (and a usage reported), not removed
   }
 
   /** The bytes still held (an event the stream never ended), to hand out as they came. */

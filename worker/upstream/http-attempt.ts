@@ -1,3 +1,4 @@
+import { readUpTo } from '../lib/bytes';
 import { UpstreamError } from './types';
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
@@ -27,25 +28,12 @@ async function readBounded(response: Response, maxBytes: number): Promise<string
   }
   if (!response.body) return '';
   const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
+  const bytes = await readUpTo(reader, maxBytes);
+  if (!bytes) {
+    await reader.cancel();
+    return null;
   }
-  const whole = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    whole.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new TextDecoder().decode(whole);
+  return new TextDecoder().decode(bytes);
 }
 
 /**
