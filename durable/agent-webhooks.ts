@@ -81,6 +81,11 @@ export function toDelivery(row: DeliveryRow): Delivery {
  */
 export class AgentWebhooks {
   private readonly sending = new Set<string>();
+  /**
+   * Manual retries asked for while their delivery was in flight: the send's own outcome, written
+   * when it ends, would otherwise overwrite the retry's reset, and the resend never happen.
+   */
+  private readonly resendAfter = new Set<string>();
   /** Registrations with their parsed event lists; dropped on every change. */
   private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
   /**
@@ -186,9 +191,15 @@ export class AgentWebhooks {
     );
     if (!found) return unknown;
     if (found.hook === null) return fail('conflict', `the webhook ${found.webhook_id} of delivery ${id} was deleted: there is nowhere to send it`);
+    if (this.sending.has(id)) this.resendAfter.add(id);
+    this.resetForRetry(id, now);
+    return ok(toDelivery({ ...found, status: 'pending', attempts: 0, next_at: now, delivered_at: null }));
+  }
+
+  /** Due now as a new delivery (a fresh retry schedule); the next send picks it up. */
+  private resetForRetry(id: string, now: number): void {
     this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
     this.queued = true;
-    return ok(toDelivery({ ...found, status: 'pending', attempts: 0, next_at: now, delivered_at: null }));
   }
 
   /** Whether deliveries were queued since the last send (see `queued`). */
@@ -251,6 +262,8 @@ export class AgentWebhooks {
       this.settle(delivery, { error: error instanceof Error ? error.message : String(error) });
     } finally {
       this.sending.delete(delivery.id);
+      // Its outcome is recorded above; the retry asked for meanwhile still goes out.
+      if (this.resendAfter.delete(delivery.id)) this.resetForRetry(delivery.id, Date.now());
     }
     return false;
   }

@@ -133,6 +133,27 @@ describe('outgoing webhooks', () => {
     expect((await api(`/v1/agents/${id}/deliveries/msg_unknown/retry`, { key, method: 'POST' })).status).toBe(404);
   });
 
+  it('sends a delivery again when its manual retry arrives while it is being sent', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const target = `inflight-${id}`;
+    await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=1500`), events: ['execution.succeeded'] } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const sent = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    // The receiver has the first send and takes 1.5 s to answer it: the delivery is in flight.
+    await eventually(async () => (await sent()) === 1);
+    const [inFlight] = await deliveries(key, id);
+    expect(inFlight).toMatchObject({ status: 'pending', attempts: 0 });
+
+    const retried = await api(`/v1/agents/${id}/deliveries/${inFlight?.id}/retry`, { key, method: 'POST' });
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ status: 'pending', attempts: 0 });
+    // The first send's answer does not swallow the retry: the receiver gets it a second time.
+    await eventually(async () => (await sent()) === 2, 15_000);
+    await eventually(async () => (await deliveries(key, id, 'delivered')).length === 1, 15_000);
+    expect((await received(inFlight?.id ?? '')).length).toBe(2);
+  });
+
   it('refuses to retry a delivery whose webhook was deleted (409 conflict), and keeps its record as it was', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
