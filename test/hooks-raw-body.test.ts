@@ -1,28 +1,15 @@
-import { SELF } from 'cloudflare:test';
 import { sign as signGithub } from '@octokit/webhooks-methods';
-import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
-import { api, BASE, eventually, newAgent, newTenant } from './support/api';
+import { api, eventually, newAgent, newTenant } from './support/api';
+import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 
 /**
  * A sender signs the bytes it sends. The gateway used to verify the body as decoded text,
  * which drops a leading BOM and replaces bytes that are not UTF-8: such a delivery, correctly
  * signed, was refused 401.
  */
-const STANDARD_SECRET = `whsec_${btoa('0123456789abcdef0123456789abcdef')}`;
-const GITHUB_SECRET = 'github-secret-0123456789';
-const STRIPE_SECRET = 'whsec_stripe_test_secret_0123456789';
 const BOM = '\uFEFF';
-
-const post = (id: string, body: BodyInit, headers: Record<string, string>) =>
-  SELF.fetch(`${BASE}/v1/hooks/${id}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
-
-async function hookFor(key: string, agentId: string, scheme: string, secret: string): Promise<string> {
-  const id = `hook-${scheme}-${crypto.randomUUID().slice(0, 8)}`;
-  expect((await api(`/v1/hooks/${id}`, { method: 'PUT', key, body: { agentId, intent: `on.${scheme}`, scheme, secret } })).status).toBe(201);
-  return id;
-}
 
 async function inputOf(key: string, agentId: string, res: Response): Promise<any> {
   expect(res.status).toBe(202);
@@ -36,8 +23,7 @@ describe('incoming webhooks: the signature covers the body as sent', () => {
     const agentId = await newAgent(key);
     const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
     const body = `${BOM}${JSON.stringify({ type: 'order.created', order: 42 })}`;
-    const at = new Date();
-    const headers = { 'webhook-id': 'msg_bom', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(STANDARD_SECRET).sign('msg_bom', at, body) };
+    const headers = standardHeaders('msg_bom', body);
     expect(await inputOf(key, agentId, await post(hook, body, headers))).toMatchObject({ deliveryId: 'msg_bom', payload: { type: 'order.created', order: 42 } });
     // The signature still binds the BOM: without it the body is not what was signed.
     expect((await post(hook, body.slice(1), { ...headers, 'webhook-id': 'msg_bom_2' })).status).toBe(401);

@@ -1,29 +1,8 @@
-import { SELF } from 'cloudflare:test';
 import { sign as signGithub } from '@octokit/webhooks-methods';
-import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
-import { api, BASE, eventually, newAgent, newTenant } from './support/api';
-
-const STANDARD_SECRET = `whsec_${btoa('0123456789abcdef0123456789abcdef')}`;
-const GITHUB_SECRET = 'github-secret-0123456789';
-const STRIPE_SECRET = 'whsec_stripe_test_secret_0123456789';
-
-const post = (id: string, body: string, headers: Record<string, string>) =>
-  SELF.fetch(`${BASE}/v1/hooks/${id}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
-
-async function hookFor(key: string, agentId: string, scheme: string, secret: string): Promise<string> {
-  const id = `hook-${scheme}-${crypto.randomUUID().slice(0, 8)}`;
-  const res = await api(`/v1/hooks/${id}`, { method: 'PUT', key, body: { agentId, intent: `on.${scheme}`, scheme, secret } });
-  expect(res.status).toBe(201);
-  expect(res.body).toMatchObject({ id, agentId, scheme, url: `/v1/hooks/${id}` });
-  expect(JSON.stringify(res.body)).not.toContain(secret);
-  return id;
-}
-
-function standardHeaders(msgId: string, body: string, at = new Date(), secret = STANDARD_SECRET): Record<string, string> {
-  return { 'webhook-id': msgId, 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign(msgId, at, body) };
-}
+import { api, eventually, newAgent, newTenant } from './support/api';
+import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 
 async function executions(key: string, agentId: string): Promise<{ intent: string; input: any }[]> {
   return (await api(`/v1/agents/${agentId}/executions`, { key })).body.data;
