@@ -23,6 +23,46 @@ describe('tenants and keys (admin API)', () => {
     expect(again.body.error.code).toBe('conflict');
   });
 
+  it('reads one tenant, and 404s an unknown one', async () => {
+    const created = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'Readable' } });
+    const read = await api(`/v1/admin/tenants/${created.body.id}`, { key: ADMIN() });
+    expect(read.status).toBe(200);
+    expect(read.body).toEqual(created.body);
+    const unknown = await api('/v1/admin/tenants/no-such-tenant', { key: ADMIN() });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe('not_found');
+    const { key } = await newTenant();
+    expect((await api(`/v1/admin/tenants/${created.body.id}`, { key })).status).toBe(401);
+  });
+
+  it('lists every tenant once, in id order, a page at a time', async () => {
+    const prefix = `list-${crypto.randomUUID().slice(0, 8)}`;
+    const ids = [`${prefix}-c`, `${prefix}-a`, `${prefix}-b`];
+    for (const id of ids) expect((await api('/v1/admin/tenants', { key: ADMIN(), body: { id, name: id } })).status).toBe(201);
+    const seen: string[] = [];
+    let cursor: string | null = '';
+    for (let pages = 0; cursor !== null && pages < 1000; pages++) {
+      const res: { status: number; body: { data: { id: string }[]; nextCursor: string | null } } = await api(`/v1/admin/tenants?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { key: ADMIN() });
+      expect(res.status).toBe(200);
+      expect(res.body.data.length).toBeLessThanOrEqual(2);
+      seen.push(...res.body.data.map((t) => t.id));
+      cursor = res.body.nextCursor;
+    }
+    expect(seen).toEqual([...seen].sort());
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen.filter((id) => id.startsWith(prefix))).toEqual(ids.toSorted());
+    const tenant = (await api('/v1/admin/tenants?limit=200', { key: ADMIN() })).body.data.find((t: { id: string }) => t.id === `${prefix}-a`);
+    expect(tenant).toMatchObject({ id: `${prefix}-a`, name: `${prefix}-a` });
+  });
+
+  it('refuses a bad tenant list query with 400', async () => {
+    for (const query of ['limit=0', 'limit=201', 'limit=abc', 'cursor=%25%25%25']) {
+      const res = await api(`/v1/admin/tenants?${query}`, { key: ADMIN() });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+  });
+
   it('shows a new key once, stores only its hash, and lists keys without secrets', async () => {
     const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'keys' } });
     const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: 'ci' } });

@@ -227,6 +227,8 @@ describe('the OpenAPI document against the answers', () => {
 
     await check('GET', '/healthz', '/healthz', 200, { key: undefined });
     await check('POST', '/v1/admin/tenants', '/v1/admin/tenants', 201, { ...admin, body: { name: 'sweep' } });
+    await check('GET', '/v1/admin/tenants', '/v1/admin/tenants?limit=1', 200, admin);
+    await check('GET', '/v1/admin/tenants/{tenant}', `/v1/admin/tenants/${tenantId}`, 200, admin);
     await check('POST', '/v1/admin/tenants/{tenant}/keys', `/v1/admin/tenants/${tenantId}/keys`, 201, { ...admin, body: { name: 'spare' } });
     await check('GET', '/v1/admin/tenants/{tenant}/keys', `/v1/admin/tenants/${tenantId}/keys`, 200, admin);
     await check('PATCH', '/v1/admin/keys/{keyId}', `/v1/admin/keys/${keyId}`, 200, { ...admin, body: { name: 'renamed' } });

@@ -3,11 +3,13 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry, auditStatement } from '../audit/log';
 import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
+import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
 import { iso } from '../lib/time';
-import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyParams, KeySummary, Tenant, TenantParams, UpdateKeyBody } from '../schemas/admin';
+import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
 import { KeyLimits } from '../schemas/limits';
+import { page } from '../schemas/common';
 import { adminErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const keySummary = (r: KeyRow): KeySummary => ({
@@ -20,6 +22,9 @@ const keySummary = (r: KeyRow): KeySummary => ({
   revokedAt: r.revoked_at === null ? null : iso(r.revoked_at),
 });
 type KeySummary = z.infer<typeof KeySummary>;
+
+interface TenantRow { id: string; name: string | null; created_at: number }
+const tenant = (r: TenantRow): z.infer<typeof Tenant> => ({ id: r.id, name: r.name, createdAt: iso(r.created_at) });
 
 /** Limits after a merge patch, validated as a whole (a budget must keep its period). */
 function patchedLimits(current: KeyLimits | null, patch: unknown): KeyLimits | null {
@@ -54,6 +59,43 @@ export const admin = new OpenAPIHono<AppEnv>()
       ]);
       if (!result || result.meta.changes === 0) throw new ApiError('conflict', `tenant ${id} already exists`);
       return c.json({ id, name: body.name ?? null, createdAt: iso(now) }, 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/tenants',
+      tags: ['admin'],
+      summary: 'List tenants in id order, a page at a time (operator token)',
+      security,
+      request: { query: TenantListQuery },
+      responses: { 200: json(page(Tenant), 'tenants'), ...adminErrors },
+    }),
+    async (c) => {
+      const q = c.req.valid('query');
+      const after = decodeCursor(q.cursor) ?? '';
+      // One row past the page says whether another page follows; the primary key orders it.
+      const { results } = await c.env.DB.prepare('SELECT id, name, created_at FROM tenants WHERE id > ? ORDER BY id LIMIT ?').bind(after, q.limit + 1).all<TenantRow>();
+      const data = results.slice(0, q.limit).map(tenant);
+      const last = data.at(-1);
+      return c.json({ data, nextCursor: results.length > q.limit && last ? encodeCursor(last.id) : null }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/tenants/{tenant}',
+      tags: ['admin'],
+      summary: 'Read a tenant (operator token)',
+      security,
+      request: { params: TenantParams },
+      responses: { 200: json(Tenant, 'the tenant'), 404: errorResponse('not_found: no such tenant'), ...adminErrors },
+    }),
+    async (c) => {
+      const { tenant: id } = c.req.valid('param');
+      const row = await c.env.DB.prepare('SELECT id, name, created_at FROM tenants WHERE id = ?').bind(id).first<TenantRow>();
+      if (!row) throw new ApiError('not_found', `tenant ${id} not found`);
+      return c.json(tenant(row), 200);
     },
   )
   .openapi(
