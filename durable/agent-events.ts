@@ -13,8 +13,9 @@ export function sseFrame(event: AgentEvent): Uint8Array {
 
 /**
  * Told to a resuming client before what it missed: `gap` (events it never got were trimmed) or
- * `reset` (its last event id is beyond the newest event: the log restarted, as when the agent
- * was deleted and created again, so it is replayed from the oldest event kept).
+ * `reset` (its last event id is beyond the newest event, which this log never gave: it is
+ * replayed from the oldest event kept). An agent deleted and created again goes on from the
+ * deleted one's seq (`agentDeleted`), so its old clients get `gap` at most.
  */
 export type StreamNotice =
   | { type: 'gap'; data: { missedFrom: number; missedTo: number } }
@@ -170,8 +171,22 @@ export class AgentEvents {
     for (const event of resumed.events) server.send(JSON.stringify(event));
   }
 
-  /** Ends every open stream and socket (the agent was deleted: its log is gone). */
-  closeAll(reason: string): void {
+  /**
+   * After deleteAll: ends every open stream and socket (they would otherwise carry on into an
+   * agent created again under this id), and has the next log go on from `lastSeq`. A client
+   * still holding an id of the deleted agent then misses none of the new agent's events,
+   * where a log restarted at 1 would have hidden them from it once it passed that id.
+   */
+  agentDeleted(lastSeq: number): void {
+    this.closeAll('the agent was deleted');
+    if (lastSeq <= 0) return;
+    // AUTOINCREMENT keeps the highest seq ever used: a placeholder row at it moves that on.
+    this.sql.run("INSERT INTO events (seq, type, data, created_at) VALUES (?, 'placeholder', 'null', 0)", lastSeq);
+    this.sql.run('DELETE FROM events WHERE seq = ?', lastSeq);
+  }
+
+  /** Ends every open stream and socket. */
+  private closeAll(reason: string): void {
     for (const subscriber of [...this.subscribers]) subscriber.end();
     for (const socket of this.ctx.getWebSockets('events')) {
       try {

@@ -138,14 +138,14 @@ export class AgentDO extends DurableObject<Env> {
     this.runner.abortAll();
     await this.background.idle();
     await this.ctx.storage.deleteAlarm();
+    const lastSeq = this.events.lastSeq();
     await this.ctx.storage.deleteAll();
-    // Open streams would otherwise carry on into an agent created again under this id.
-    this.events.closeAll('the agent was deleted');
     this.store.invalidate();
     this.schema.forget();
     this.webhooks.invalidate();
     this.background.alarmAt = null;
     this.store.seed(migrate(new Sql(this.ctx.storage.sql), this.ctx.storage));
+    this.events.agentDeleted(lastSeq);
     this.a2aServer.agentDeleted();
     return ok({ deleted: true });
   }

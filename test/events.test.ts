@@ -74,15 +74,23 @@ async function agentWithTrimmedLog(): Promise<{ key: string; id: string }> {
   return { key, id };
 }
 
-/** An agent whose log reached seq 6, deleted and created again under its id: its log restarts (seq 1-3). */
-async function recreatedAgent(): Promise<{ key: string; id: string }> {
+/** An agent whose log reached seq 6, deleted and created again under its id, then run `runs` times. */
+async function recreatedAgent(runs = 1): Promise<{ key: string; id: string }> {
   const { key } = await newTenant();
   const id = await newAgent(key);
   await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
   await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
   expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
   await newAgent(key, { id });
-  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'again' } });
+  for (let i = 0; i < runs; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: `again-${i}` } });
+  return { key, id };
+}
+
+/** An agent with one execution's three events (seq 1-3). */
+async function agentWithThreeEvents(): Promise<{ key: string; id: string }> {
+  const { key } = await newTenant();
+  const id = await newAgent(key);
+  await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
   return { key, id };
 }
 
@@ -134,16 +142,28 @@ describe('event stream', () => {
     expect(frames[0]?.data).toEqual({ missedFrom: 2, missedTo: 3 });
   });
 
-  it('resets a client whose Last-Event-ID is beyond the log (the agent was created again), replays the log and stays live', async () => {
-    const { key, id } = await recreatedAgent();
-    const res = await open(key, id, 6);
+  it('resets a client whose Last-Event-ID is beyond the log, replays the log and stays live', async () => {
+    const { key, id } = await agentWithThreeEvents();
+    const res = await open(key, id, 1_000);
     const reading = readFrames(res, (f) => f.filter((x) => x.id !== undefined).length >= 6);
     await new Promise((r) => setTimeout(r, 200));
     await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'live' } });
     const { frames } = await reading;
-    expect(frames[0]).toEqual({ event: 'reset', data: { lastEventId: 6, newestSeq: 3 } });
+    expect(frames[0]).toEqual({ event: 'reset', data: { lastEventId: 1_000, newestSeq: 3 } });
     expect(frames.slice(1).map((f) => f.id)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(frames.at(-1)?.data.data.intent).toBe('live');
+  });
+
+  it('continues the sequence of an agent deleted and created again: a client of the old agent misses none of the new one', async () => {
+    // Three executions take the new log (7-15) past the old client's id (6).
+    const { key, id } = await recreatedAgent(3);
+    const { frames } = await readFrames(await open(key, id, 6), (f) => f.length >= 9);
+    expect(frames.map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(frames[0]?.data.data.intent).toBe('again-0');
+    // A client that stopped inside the old log is told what it can no longer get.
+    const behind = await readFrames(await open(key, id, 3), (f) => f.length >= 10);
+    expect(behind.frames[0]).toEqual({ event: 'gap', data: { missedFrom: 4, missedTo: 6 } });
+    expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
   it('ends an open stream when its agent is deleted', async () => {
@@ -193,11 +213,19 @@ describe('event stream over a WebSocket', () => {
   });
 
   it('sends the same reset notice as the SSE stream when lastEventId is beyond the log, then the log', async () => {
+    const { key, id } = await agentWithThreeEvents();
+    const { socket, messages } = await openSocket(key, id, 1_000);
+    await eventually(async () => messages.length >= 4);
+    expect(messages[0]).toEqual({ type: 'reset', data: { lastEventId: 1_000, newestSeq: 3 } });
+    expect(messages.slice(1).map((m) => m.seq)).toEqual([1, 2, 3]);
+    socket.close();
+  });
+
+  it('gives a socket of the old agent every event of the agent created again under its id', async () => {
     const { key, id } = await recreatedAgent();
     const { socket, messages } = await openSocket(key, id, 6);
-    await eventually(async () => messages.length >= 4);
-    expect(messages[0]).toEqual({ type: 'reset', data: { lastEventId: 6, newestSeq: 3 } });
-    expect(messages.slice(1).map((m) => m.seq)).toEqual([1, 2, 3]);
+    await eventually(async () => messages.length >= 3);
+    expect(messages.map((m) => m.seq)).toEqual([7, 8, 9]);
     socket.close();
   });
 
