@@ -256,7 +256,7 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentRow() ? ok(this.store.context()) : this.notFound();
   }
 
-  /** `ifVersion`: the version (or any of the versions, an If-Match list) the patch applies to. */
+  /** `ifVersion`: the version (or any of the versions, an If-Match list; none: only weak tags) the patch applies to. */
   async patchContext(patch: Record<string, unknown>, ifVersion?: number | readonly number[]): Promise<Result<AgentContext>> {
     if (!this.store.agentRow()) return this.notFound();
     const lock = this.tx.lock();
@@ -264,7 +264,7 @@ export class AgentDO extends DurableObject<Env> {
     const current = this.store.context();
     const expected = ifVersion === undefined ? undefined : [ifVersion].flat();
     if (expected && !expected.includes(current.version)) {
-      return fail('version_mismatch', `context is at version ${current.version}, not ${expected.join(' or ')}`, { version: current.version });
+      return fail('version_mismatch', `context is at version ${current.version}, not ${expected.join(' or ') || 'a weak tag (If-Match compares strongly: W/"…" never matches)'}`, { version: current.version });
     }
     const data = mergePatch(current.data, patch) as Record<string, unknown>;
     if (exceedsJsonBytes(data, MAX_CONTEXT_BYTES)) return fail('payload_too_large', `context would exceed ${MAX_CONTEXT_BYTES} bytes`);

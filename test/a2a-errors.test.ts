@@ -81,7 +81,7 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
       expect(endpoint.requestBody.content[type].schema).toEqual({ $ref: '#/components/schemas/A2AJsonRpcRequest' });
     }
     expect(doc.components.schemas.A2AJsonRpcRequest).toMatchObject({ type: 'object', required: ['jsonrpc', 'method'] });
-    expect(Object.keys(endpoint.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '404', '413', '415', '429', '431', '503']));
+    expect(Object.keys(endpoint.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '404', '413', '429', '431', '503']));
     expect(Object.keys(doc.paths['/a2a/{id}/.well-known/agent-card.json'].get.responses)).toEqual(expect.arrayContaining(['200', '304', '400', '401', '404', '503']));
     // Documented, not validated: a body that is not JSON-RPC is still answered in JSON-RPC.
     const { key } = await newTenant();

@@ -22,7 +22,7 @@ async function mcp(key: string, method: string, params: Record<string, unknown>)
 }
 
 describe('refusals inside JSON-RPC give the request budget back', () => {
-  it('A2A: a send refused with -32602, -32001, -32600 or -32009 leaves the budget as it was; a send that ran uses it', async () => {
+  it('A2A: a send refused with -32602, -32001, -32600, -32005 or -32009 leaves the budget as it was; a send that ran uses it', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 1, period: 'day' } });
     const agent = await newAgent(otherKey);
     const refusals: [() => Promise<ApiResponse>, number][] = [
@@ -30,6 +30,7 @@ describe('refusals inside JSON-RPC give the request budget back', () => {
       [() => a2a(key, agent, 'SendMessage', { message: message({ taskId: 'ex_no_such_task' }) }), -32001],
       [() => a2a(key, agent, 'SendMessage', { message: message() }, { envelope: { jsonrpc: '1.0' } }), -32600],
       [() => a2a(key, agent, 'SendMessage', { message: message() }, { version: '9.9' }), -32009],
+      [() => api(`/a2a/${agent}/`, { key, rawBody: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: message() } }), headers: { 'a2a-version': '1.0', 'content-type': 'text/plain' } }), -32005],
       [() => a2a(key, agent, 'SendStreamingMessage', { message: { role: 'ROLE_USER', parts: [{ text: 'no messageId' }] } }), -32602],
       [() => a2a(key, agent, 'message/send', { message: { kind: 'message', role: 'user', parts: [{ kind: 'text', text: 'no messageId' }] } }, { version: '0.3' }), -32602],
     ];

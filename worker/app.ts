@@ -9,6 +9,7 @@ import { requestLog } from './middleware/request-log';
 import { requestIds } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
 import { bodyLimit } from './middleware/body-limit';
+import { bodyEncoding } from './middleware/body-encoding';
 import { Scalar } from '@scalar/hono-api-reference';
 import { stats } from './routes/stats';
 import { apiKeyAuth } from './middleware/api-key-auth';
@@ -68,6 +69,9 @@ export function createApp() {
   app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : tenantAuth(c, next)));
   // After auth: a key's rate limits and budgets (nothing for keys without limits).
   app.use('/v1/*', keyLimits());
+  // After auth and limits, as the routes' own 415 for a body that is not JSON: a body every
+  // route would decode wrongly (another charset, a content coding). /mcp and /a2a check it themselves.
+  app.use('/v1/*', bodyEncoding());
 
   // Chained, so the app's type carries every route for `hono/client` (see AppType).
   const routes = app

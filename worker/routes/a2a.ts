@@ -1,10 +1,11 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/errors';
+import { ContentTypeNotSupportedError, RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/errors';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
+import { unreadableBody } from '../lib/body-encoding';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
@@ -47,6 +48,24 @@ const JsonRpcRequest = z.object({
 const JSON_RPC_REQUEST_DOC = { $ref: '#/components/schemas/A2AJsonRpcRequest' };
 
 const rpcError = (id: unknown, error: { code: number; message: string; data?: unknown }) => ({ jsonrpc: '2.0', id: id ?? null, error });
+
+/** The id of a request that is not otherwise valid, to answer it with: null when it cannot be read (JSON-RPC 2.0 §5). */
+const readableId = (body: unknown) => {
+  const id = RequestId.safeParse(body && typeof body === 'object' && 'id' in body ? body.id : null);
+  return id.success ? id.data : null;
+};
+
+/**
+ * Why the body cannot be read as sent (null when it can): a media type other than JSON's and
+ * A2A's, a charset other than UTF-8, or a content coding. A2A's ContentTypeNotSupportedError.
+ */
+function unsupportedBody(c: Context<AppEnv>): string | null {
+  const contentType = c.req.header('content-type');
+  const type = mediaType(contentType);
+  if (type === 'application/json' || type === 'application/a2a+json') return unreadableBody(c.req.raw.headers);
+  const sent = contentType === undefined ? 'no Content-Type' : `Content-Type ${JSON.stringify(contentType)}`;
+  return `${sent} is not supported: A2A JSON-RPC requests are application/json or application/a2a+json`;
+}
 
 /**
  * Deepest `params` served: they wrap the message, whose JSON may nest MAX_JSON_DEPTH levels
@@ -133,9 +152,19 @@ export const a2a = new OpenAPIHono<AppEnv>()
 async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const { tenantId } = c.get('principal');
   const route: AgentRoute = await requireAgent(c.env, tenantId, agentId);
-  const contentType = mediaType(c.req.header('content-type'));
-  if (contentType !== 'application/json' && contentType !== 'application/a2a+json') {
-    throw new ApiError('unsupported_media_type', 'A2A JSON-RPC requests are application/json or application/a2a+json');
+  const unsupported = unsupportedBody(c);
+  if (unsupported) {
+    // As the SDK's JSON-RPC server answers it: -32005 in a 200, in the version's shape (1.0's
+    // for a version not served). The id is echoed when the body is UTF-8 JSON all the same.
+    let id: unknown = null;
+    if (unreadableBody(c.req.raw.headers) === null) {
+      try {
+        id = readableId(JSON.parse(await c.req.text()));
+      } catch {
+        /* not JSON: id null */
+      }
+    }
+    return rpcAnswer(c, rpcError(id, jsonRpcError(a2aVersion(c.req.header('a2a-version')) ?? '1.0', new ContentTypeNotSupportedError(unsupported))));
   }
   let body: unknown;
   try {
@@ -145,10 +174,9 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
-    const id = RequestId.safeParse(body && typeof body === 'object' && 'id' in body ? body.id : null);
     const issue = envelope.error.issues[0];
     const reason = issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'not a JSON-RPC 2.0 request';
-    return rpcAnswer(c, rpcError(id.success ? id.data : null, { code: -32600, message: `Invalid Request: ${reason}` }));
+    return rpcAnswer(c, rpcError(readableId(body), { code: -32600, message: `Invalid Request: ${reason}` }));
   }
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
@@ -180,12 +208,11 @@ const rpcRoute = (path: string) =>
       body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
     },
     responses: {
-      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included), or an SSE stream of them', headers: streamHeaders },
+      200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included: -32005 ContentTypeNotSupportedError for a body that is not application/json or application/a2a+json, in a charset other than UTF-8, or with a Content-Encoding), or an SSE stream of them', headers: streamHeaders },
       400: errorResponse('invalid_request: the agent id is not a valid id'),
       401: unauthorizedResponse(),
       404: errorResponse('not_found: no such agent for this tenant'),
       413: errorResponse('payload_too_large: body over 1 MiB'),
-      415: errorResponse('unsupported_media_type: neither application/json nor application/a2a+json'),
       429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets"),
       ...everyRouteErrors,
       503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),

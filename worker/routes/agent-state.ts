@@ -10,14 +10,16 @@ import { commonErrors, errorResponse, json, security, staleableJson } from './op
 const etag = (version: number) => `"${version}"`;
 
 /**
- * Parses If-Match into the versions it names: `"3"`, `3` or `W/"3"` name version 3, and a
- * list (RFC 9110 §13.1.1: `"3", "4"`) names each; `*` matches any version (undefined).
+ * Parses If-Match into the versions it names: `"3"` (or a bare `3`) names version 3, and a
+ * list (RFC 9110 §13.1.1: `"3", "4"`) names each; `*` matches any version (undefined). If-Match
+ * compares strongly (§13.1.1, §8.8.3.2), so a weak tag (`W/"3"`) is a valid tag that never
+ * matches: it names no version, and a list of only weak tags names none (412 at the agent).
  */
 function parseIfMatch(header: string | undefined): number[] | undefined {
   if (header === undefined || header.trim() === '*') return undefined;
-  const versions = header.split(',').map((tag) => /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(tag)?.[1]);
-  if (!versions.every((v): v is string => v !== undefined)) throw new ApiError('invalid_request', 'If-Match must be an ETag from GET /context, like "3"', [{ path: ['if-match'], message: 'not an ETag of this API' }]);
-  return versions.map(Number);
+  const tags = header.split(',').map((tag) => /^\s*(W\/)?"?(\d{1,15})"?\s*$/.exec(tag));
+  if (!tags.every((t): t is RegExpExecArray => t !== null)) throw new ApiError('invalid_request', 'If-Match must be an ETag from GET /context, like "3"', [{ path: ['if-match'], message: 'not an ETag of this API' }]);
+  return tags.filter(([, weak]) => weak === undefined).map(([, , version]) => Number(version));
 }
 
 export const agentState = new OpenAPIHono<AppEnv>()
@@ -62,7 +64,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
       security,
       request: {
         params: AgentIdParams,
-        headers: z.object({ 'if-match': z.string().max(100).optional() }),
+        headers: z.object({ 'if-match': z.string().max(100).optional().openapi({ description: 'the ETag of GET /context (a list: any of them); compared strongly, so a weak tag W/"3" never matches', example: '"3"' }) }),
         body: {
           required: true,
           content: { 'application/merge-patch+json': { schema: ContextPatch }, 'application/json': { schema: ContextPatch } },
@@ -72,7 +74,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
         200: { ...json(AgentContext, 'the patched context'), headers: VersionETagHeaders },
         404: errorResponse('not_found'),
         409: errorResponse('agent_locked: a transaction has prepared this agent; retry when it ends'),
-        412: errorResponse('version_mismatch: If-Match names an older version'),
+        412: errorResponse('version_mismatch: If-Match names an older version, or only weak tags'),
         ...commonErrors,
       },
     }),

@@ -6,13 +6,19 @@ import { onAgent } from './executions';
 import { commonErrors, errorResponse, security, streamHeaders } from './openapi';
 import { router } from './router';
 
+/**
+ * A last event id: a seq, or empty, which means none (the HTML SSE processing model resets the
+ * id to the empty string, and a proxy may forward an empty header).
+ */
+const LastEventId = z.string().regex(/^(?:\d{1,15})?$/);
 const Resume = z.object({
-  'last-event-id': z.string().regex(/^\d{1,15}$/).optional().openapi({ description: 'resume after this event (SSE reconnects send it)' }),
+  'last-event-id': LastEventId.optional().openapi({ description: 'resume after this event (SSE reconnects send it); empty: as if absent' }),
 });
-const ResumeQuery = z.object({ lastEventId: z.string().regex(/^\d{1,15}$/).optional() });
+const ResumeQuery = z.object({ lastEventId: LastEventId.optional().openapi({ description: 'resume after this event; empty: as if absent' }) });
 
+/** The seq to resume after: the header's, else the query's; an empty one counts as not given. */
 const lastId = (header: string | undefined, query: string | undefined): number | null =>
-  header !== undefined ? Number(header) : query !== undefined ? Number(query) : null;
+  header ? Number(header) : query ? Number(query) : null;
 
 export const events = router()
   .openapi(
@@ -54,7 +60,7 @@ export const events = router()
       const route = await requireAgent(c.env, tenantId, id);
       const url = new URL('https://agent/events/ws');
       const since = c.req.valid('query').lastEventId;
-      if (since !== undefined) url.searchParams.set('lastEventId', since);
+      if (since) url.searchParams.set('lastEventId', since);
       const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
       return stub.fetch(new Request(url, { headers: { upgrade: 'websocket' } }));
     },

@@ -103,6 +103,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         404: errorResponse('not_found: the agent of this hook no longer exists'),
         413: errorResponse('payload_too_large: body over 1 MiB'),
+        415: errorResponse('unsupported_media_type: the body has a Content-Encoding, or its Content-Type names a charset other than UTF-8 (answered before the signature is checked)'),
         ...everyRouteErrors,
         503: commonErrors[503],
       },

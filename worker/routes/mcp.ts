@@ -3,6 +3,7 @@ import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { mediaType } from '../lib/media-type';
+import { unreadableBody } from '../lib/body-encoding';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
@@ -57,7 +58,7 @@ router.openAPIRegistry.registerPath({
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
     413: error('payload_too_large: body over 1 MiB'),
-    415: error('unsupported_media_type: Content-Type is not application/json'),
+    415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
     429: limitedResponse("rate_limited or budget_exhausted: the key's limits; execute_intent counts against budgets"),
     431: everyRouteErrors[431],
     503: unavailableResponse('unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)'),
@@ -78,6 +79,8 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
   }
+  const unreadable = unreadableBody(c.req.raw.headers);
+  if (unreadable) throw new ApiError('unsupported_media_type', unreadable);
   // Hono caches the text: a limited key's request was already read to classify it.
   const text = await c.req.text();
   const calls = executeIntentCalls(parseBody(text));

@@ -25,7 +25,7 @@ export const adminErrors = {
   400: error('invalid_request: the body, a parameter or the query failed validation'),
   401: unauthorizedResponse(),
   413: error('payload_too_large: body over 1 MiB'),
-  415: error('unsupported_media_type: the body is not JSON'),
+  415: error('unsupported_media_type: the body is not JSON, its Content-Type names a charset other than UTF-8, or it has a Content-Encoding'),
   ...everyRouteErrors,
   500: error('internal_error'),
   503: unavailableResponse('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'),
