@@ -22,11 +22,17 @@ async function withinOneWindow(): Promise<void> {
   if (left < 20_000) await new Promise((resolve) => setTimeout(resolve, left + 250));
 }
 
-/** Asks for the card `count` times from `address`, all in one window; the statuses. */
+/**
+ * Asks for the card `count` times from `address`, all in one window; the statuses. Twenty at a
+ * time: one by one, a loaded machine took 55 s over 120 and the window turned under the burst.
+ */
 async function burst(agent: string, address: string, count: number): Promise<number[]> {
   await withinOneWindow();
   const statuses: number[] = [];
-  for (let i = 0; i < count; i++) statuses.push((await card(agent, address)).status);
+  for (let sent = 0; sent < count; sent += 20) {
+    const batch = Array.from({ length: Math.min(20, count - sent) }, () => card(agent, address));
+    statuses.push(...(await Promise.all(batch)).map((r) => r.status));
+  }
   return statuses;
 }
 
