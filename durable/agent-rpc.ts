@@ -34,6 +34,18 @@ export interface ExecuteInput {
   fingerprint: string;
   /** Answer only a replay of a recorded execution; start nothing (the key's budget is used up). */
   replayOnly?: boolean;
+  /** The key's token reservation for this execution, which the agent settles once it has ended. */
+  charge?: TokenCharge;
+}
+
+/**
+ * A token reservation an execution holds against its key's budget (KeyLimiterDO `holdTokens`):
+ * the limiter object it is in, its id there, and how many tokens it holds.
+ */
+export interface TokenCharge {
+  limiter: string;
+  id: string;
+  reserved: number;
 }
 
 export interface ExecuteResult {

@@ -1,5 +1,5 @@
 import type { AgentSnapshot } from '../../durable/outbox';
-import type { ExecuteResult } from '../../durable/agent-rpc';
+import type { ExecuteResult, TokenCharge } from '../../durable/agent-rpc';
 import type { Env } from '../env';
 import { ApiError, unwrap, type Result } from '../errors';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
@@ -48,9 +48,10 @@ export async function listAgents(env: Env, tenantId: string, limit: number, curs
  * client's idempotency key can be reused with another body; without one the edge names the
  * execution itself, so retrying the RPC after a transient platform error finds it by that id
  * and can never run it twice. `replayOnly`: answer the key's recorded execution or not_found,
- * starting nothing.
+ * starting nothing. `charge`: the key's token reservation, which the agent settles once the
+ * execution has ended (a replay leaves it to the limits middleware to give back).
  */
-export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false): Promise<ExecuteResult> {
+export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false, charge?: TokenCharge): Promise<ExecuteResult> {
   const route = await requireAgent(env, tenantId, agentId);
   const keyed = idempotencyKey === undefined
     ? { executionId: newId('ex'), fingerprint: 'edge' }
@@ -61,7 +62,7 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
       env, tenantId, agentId, route,
       (stub) => stub.execute({
         intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
-        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }),
+        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }), ...(charge && { charge }),
       }),
       { retry: true },
     ),
