@@ -24,8 +24,9 @@ export interface ExecuteInput {
   timeoutMs?: number;
   idempotencyKey?: string;
   /**
-   * The id the edge chose for this execution, when the client gave no idempotency key: a
-   * retried delivery of the call finds the execution by its id, so the call needs no key row.
+   * The id the edge chose for this execution: without an idempotency key, a retried delivery
+   * of the call finds the execution by its id, so the call needs no key row; with one, the
+   * execution a retried delivery finds under the key is its own, not a replay, when the ids match.
    */
   executionId?: string;
   /** This is the first delivery of a call the edge keyed itself (by `executionId`): nothing to look up. */

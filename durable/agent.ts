@@ -166,7 +166,7 @@ export class AgentDO extends DurableObject<Env> {
     // one key) cannot both miss it. A call the edge named is new at its first delivery: no lookup.
     if (!request.freshKey) {
       const seen = request.idempotencyKey ? this.store.idempotency(request.idempotencyKey) : undefined;
-      const firstId = seen?.execution_id ?? request.executionId;
+      const firstId = request.idempotencyKey ? seen?.execution_id : request.executionId;
       const first = firstId === undefined ? undefined : this.store.execution(firstId);
       if (first) {
         if (seen && seen.fingerprint !== request.fingerprint) {
@@ -176,7 +176,7 @@ export class AgentDO extends DurableObject<Env> {
         // alarm, so a replayed sync call does not wait for it.
         this.runner.pump();
         const execution = request.mode === 'sync' ? await this.runner.waitForFinish(first.id) : toExecution(first, agentId);
-        return execution ? ok({ execution, replayed: true }) : this.notFound();
+        return execution ? ok({ execution, replayed: first.id !== request.executionId }) : this.notFound();
       }
     }
     if (request.replayOnly) return fail('not_found', 'no execution was started with this key');

@@ -1,5 +1,7 @@
 import { env, abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { startExecution } from '../worker/agents/operations';
+import type { Env } from '../worker/env';
 import { estimateExecutionTokens } from '../worker/limits/usage';
 import { api, eventually, newAgent, newTenant } from './support/api';
 import { limitedKey } from './support/limits';
@@ -176,6 +178,40 @@ describe('executions against a token budget', () => {
       return (await chargeTable(tenantId, agent))?.length === 0;
     });
     expect(await settled(key)).toMatchObject({ tokens: REPORTED, reservedTokens: 0, requests: 1 });
+  });
+});
+
+describe('a call delivered twice', () => {
+  it.each([
+    ['without an Idempotency-Key', undefined],
+    ['with an Idempotency-Key', 'delivered-twice'],
+  ])('%s, is not a replay: the work it started counts', async (_label, idempotencyKey) => {
+    // The agent ran the first delivery, but its answer was lost (a platform error the edge
+    // retries): the retry finds the execution by the id the edge chose. Taken for a replay, the
+    // key's budget (and the execution's token reservation) was given back for work that ran.
+    const { tenantId, key } = await newTenant();
+    const agent = await newAgent(key);
+    let deliveries = 0;
+    const lossy = {
+      idFromName: (name: string) => env.AGENTS.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const real = env.AGENTS.get(id);
+        return {
+          execute: async (input: Parameters<typeof real.execute>[0]) => {
+            const result = await real.execute(input);
+            if (deliveries++ === 0) throw Object.assign(new Error('the answer was lost'), { retryable: true });
+            return result;
+          },
+        };
+      },
+    };
+    const body = { intent: 'x', input: null, mode: 'sync' as const };
+    const started = await startExecution({ ...env, AGENTS: lossy } as unknown as Env, tenantId, agent, body, idempotencyKey);
+    expect(deliveries).toBe(2);
+    expect(started.execution.status).toBe('succeeded');
+    expect(started.replayed).toBe(false);
+    // A client's own repeat of the key is still a replay.
+    if (idempotencyKey) expect((await startExecution(env as unknown as Env, tenantId, agent, body, idempotencyKey)).replayed).toBe(true);
   });
 });
 
