@@ -181,6 +181,29 @@ describe('executions against a token budget', () => {
   });
 });
 
+describe('a reservation its agent has not settled in time', () => {
+  it('is charged in full at expiry, then corrected once by the late settlement, never counted twice', async () => {
+    const { key, keyId, otherKey } = await limitedKey({ budget: { tokens: 10_000, period: 'day' } });
+    const agent = await pausedAgent(otherKey);
+    const accepted = await execute(key, agent, ASYNC_BODY);
+    expect(accepted.status).toBe(202);
+
+    // As if the execution had waited past the reservation's expiry.
+    const limiterStub = env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`));
+    const chargeId = await runInDurableObject(limiterStub, (_instance, state) => {
+      state.storage.sql.exec('UPDATE charges SET expires_at = 0');
+      return String([...state.storage.sql.exec('SELECT id FROM charges')][0]?.id);
+    });
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ tokens: reservation(ASYNC_BODY), reservedTokens: 0 });
+
+    expect((await api(`/v1/agents/${agent}`, { method: 'PATCH', key: otherKey, body: { paused: false } })).status).toBe(200);
+    await eventually(async () => (await api('/v1/usage', { key })).body.budget.tokens === REPORTED);
+    // The settlement was taken once: delivered again, it changes nothing.
+    expect(await limiterStub.settleExecution(chargeId, 999)).toBe(false);
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ tokens: REPORTED, reservedTokens: 0, requests: 1 });
+  });
+});
+
 describe('a call delivered twice', () => {
   it.each([
     ['without an Idempotency-Key', undefined],
