@@ -7,7 +7,8 @@ import { artifactsOf, stateOf, statusMessage } from './a2a-view';
 import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
-import { agentDeleted, guarded } from './a2a-internal';
+import { agentDeleted, chargeOf, guarded } from './a2a-internal';
+import type { TokenCharge } from './agent-rpc';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
 export const A2A_TURN_TIMEOUT_MS = 300_000;
@@ -24,6 +25,8 @@ export interface TurnInput {
   input: Record<string, unknown>;
   /** The task as it stands when the turn starts, saved with the link (first turn). */
   task: Task;
+  /** The key's token reservation for the turn's execution, settled once it has ended. */
+  charge?: TokenCharge;
 }
 
 /** What the executor needs from the agent object: the same runner the REST API uses. */
@@ -80,7 +83,8 @@ export class GatewayExecutor implements AgentExecutor {
       id: taskId, contextId, status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: new Date().toISOString() },
       artifacts: [], history: [message], metadata: undefined,
     };
-    this.host.startTurn({ executionId, taskId, contextId, turn, input: turnInput(message, turn), task: initial });
+    const charge = chargeOf(context.context);
+    this.host.startTurn({ executionId, taskId, contextId, turn, input: turnInput(message, turn), task: initial, ...(charge && { charge }) });
     const task = this.host.tasks.view(taskId);
     if (!task) throw new Error(`task ${taskId} vanished`);
     bus.publish(AgentEvent.task(task));

@@ -1,6 +1,7 @@
 import { A2AError, TaskNotFoundError } from '@a2a-js/sdk/errors';
 import { ServerCallContext, type TaskStore } from '@a2a-js/sdk/server';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
+import type { TokenCharge } from './agent-rpc';
 
 /**
  * Internal errors on the A2A face never show their cause: a storage error's message may quote
@@ -28,10 +29,16 @@ export interface InternalErrorContext {
 /** Where the SDK's call context carries the request's InternalErrorContext (its state bag, meant for such data). */
 const LOGGED = 'gateway.internalErrorContext';
 
-/** The SDK's call context for one request: the executor and the task store see its request id there. */
-export function callContext(version: A2AVersion, logged: InternalErrorContext): ServerCallContext {
-  return new ServerCallContext({ requestedVersion: version, state: new Map([[LOGGED, logged]]) });
+/** Where it carries the key's token reservation for the turn the request starts, if any. */
+const CHARGE = 'gateway.tokenCharge';
+
+/** The SDK's call context for one request: the executor and the task store see its request id (and `charge`) there. */
+export function callContext(version: A2AVersion, logged: InternalErrorContext, charge?: TokenCharge): ServerCallContext {
+  return new ServerCallContext({ requestedVersion: version, state: new Map<string, unknown>([[LOGGED, logged], ...(charge ? [[CHARGE, charge] as const] : [])]) });
 }
+
+/** The token reservation the request's turn holds (a key with a token budget), if any. */
+export const chargeOf = (context: ServerCallContext | undefined): TokenCharge | undefined => context?.state.get(CHARGE) as TokenCharge | undefined;
 
 function loggedOf(context: ServerCallContext | undefined): InternalErrorContext {
   return (context?.state.get(LOGGED) as InternalErrorContext | undefined) ?? { method: undefined };

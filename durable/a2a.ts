@@ -12,6 +12,7 @@ import { withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
 import { paramsShapeProblem } from './a2a-params-shape';
 import { callContext, shownAnswer, shownError } from './a2a-internal';
+import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
@@ -27,6 +28,8 @@ export interface A2ARequest {
   origin: string;
   /** The gateway's request id, for the logs of an internal error. */
   requestId?: string;
+  /** The key's token reservation for the turn a send starts (a key with a token budget). */
+  charge?: TokenCharge;
 }
 
 /** Webhook id of the deliveries of a task's push notifications (they share the webhook machinery). */
@@ -34,7 +37,7 @@ export const pushDeliveryTarget = (taskId: string, configId: string): string => 
 
 export interface A2AHooks extends A2AStoreHooks {
   /** Runs `insert` (a turn's execution and its link) in one transaction with the change's records, then starts it. */
-  startTurn(executionId: string, insert: (now: number) => void): void;
+  startTurn(executionId: string, insert: (now: number) => void, charge?: TokenCharge): void;
   /** Queues one delivery in the webhook machinery (inside the caller's transaction). */
   queueDelivery(target: string, eventType: string, payload: string, now: number): void;
 }
@@ -73,7 +76,7 @@ export class A2AServer {
     const body = withoutTenant(request.body as Record<string, unknown>);
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
-    const context = callContext(request.version, logged);
+    const context = callContext(request.version, logged, request.charge);
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
     const problem = paramsShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
     if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
@@ -158,7 +161,7 @@ export class A2AServer {
     this.hooks.startTurn(turn.executionId, (now) => {
       this.store.insertExecution({ id: turn.executionId, intent: 'a2a.message', input: turn.input, idempotencyKey: null, deadlineAt: now + A2A_TURN_TIMEOUT_MS, now, running: false });
       this.tasks.link(turn.taskId, turn.contextId, turn.executionId, turn.turn, turn.task, now);
-    });
+    }, turn.charge);
   }
 
   private watch(executionId: string, listener: () => void): () => void {

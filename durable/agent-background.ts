@@ -1,4 +1,5 @@
 import type { Agent, AgentConfig } from '../worker/schemas/agent';
+import type { AgentCharges } from './agent-charges';
 import type { AgentStore } from './agent-store';
 import type { AgentWebhooks } from './agent-webhooks';
 import type { OutboxRow } from './agent-rows';
@@ -57,6 +58,8 @@ export class BackgroundWork {
     private readonly retain: (now: number) => void,
     /** The agent as the API shows it (counting running executions only when the runner cannot tell). */
     private readonly agentView: () => Agent,
+    /** What executions owe their keys' token budgets, sent with the deliveries. */
+    private readonly charges: AgentCharges,
   ) {}
 
   /**
@@ -91,7 +94,7 @@ export class BackgroundWork {
       this.flushPending = true;
       setTimeout(() => {
         this.flushPending = false;
-        void Promise.all([this.flush(), this.webhooks.hasQueued() ? this.deliver() : undefined]).then(() => {
+        void Promise.all([this.flush(), this.webhooks.hasQueued() ? this.deliver() : this.charges.send()]).then(() => {
           this.retainIfDue();
           return this.settle();
         });
@@ -163,6 +166,7 @@ export class BackgroundWork {
     } catch (error) {
       console.error(JSON.stringify({ level: 'error', msg: 'webhook delivery failed', error: String(error) }));
     }
+    await this.charges.send();
   }
 
   /** Arms the alarm for the earliest need; `outboxLead`: how long due outbox rows are left to a flush first. */
@@ -196,7 +200,7 @@ export class BackgroundWork {
     // covers the watchdog of anything still running, and a row written since the flush read the
     // outbox has a flush of its own scheduled. Deliveries and prepared transactions have timings
     // of their own that only the read knows: agents with those read.
-    if (inUse && this.alarmAt !== null && !this.heldBack && !this.store.hasTimedFeatures()) return;
+    if (inUse && this.alarmAt !== null && !this.heldBack && !this.charges.held && !this.store.hasTimedFeatures()) return;
     if (this.alarmAt !== null && this.nextNeed(now) === Infinity) {
       // An agent in use keeps its armed alarm: removing it after every flush only to set it
       // again at the next change cost two storage operations per execution for an agent used
@@ -214,7 +218,9 @@ export class BackgroundWork {
   private nextNeed(now: number, outboxLead = OUTBOX_RETRY_MS): number {
     if (!this.store.agentRow()) return Infinity;
     const { active, outboxAt, deliveryAt, preparedExpiry } = this.store.alarmNeeds();
+    const chargeAt = this.charges.nextAt();
     return Math.min(
+      chargeAt === null ? Infinity : Math.max(chargeAt, now + 1_000),
       active > 0 ? now + WATCHDOG_MS : Infinity,
       outboxAt === null ? Infinity : Math.max(outboxAt, now + outboxLead),
       deliveryAt === null ? Infinity : Math.max(deliveryAt, now + 1_000),

@@ -24,8 +24,9 @@ export interface ExecuteInput {
   timeoutMs?: number;
   idempotencyKey?: string;
   /**
-   * The id the edge chose for this execution, when the client gave no idempotency key: a
-   * retried delivery of the call finds the execution by its id, so the call needs no key row.
+   * The id the edge chose for this execution: without an idempotency key, a retried delivery
+   * of the call finds the execution by its id, so the call needs no key row; with one, the
+   * execution a retried delivery finds under the key is its own, not a replay, when the ids match.
    */
   executionId?: string;
   /** This is the first delivery of a call the edge keyed itself (by `executionId`): nothing to look up. */
@@ -34,6 +35,18 @@ export interface ExecuteInput {
   fingerprint: string;
   /** Answer only a replay of a recorded execution; start nothing (the key's budget is used up). */
   replayOnly?: boolean;
+  /** The key's token reservation for this execution, which the agent settles once it has ended. */
+  charge?: TokenCharge;
+}
+
+/**
+ * A token reservation an execution holds against its key's budget (KeyLimiterDO `holdTokens`):
+ * the limiter object it is in, its id there, and how many tokens it holds.
+ */
+export interface TokenCharge {
+  limiter: string;
+  id: string;
+  reserved: number;
 }
 
 export interface ExecuteResult {

@@ -82,6 +82,22 @@ export class ExecutionRunner {
     return this.orphansResumed && this.inflight.size === 0 && !this.outcomeUnwritten;
   }
 
+  /** Cancels an unfinished execution (REST and A2A alike); false if it had finished. */
+  cancel(id: string): boolean {
+    const execution = this.store.execution(id);
+    if (!execution || TERMINAL.has(execution.status)) return false;
+    const now = Date.now();
+    this.storage.transactionSync(() => {
+      this.store.finishExecution(execution, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
+      this.hooks.changed(id, now);
+    });
+    this.abort(id);
+    this.notify(id);
+    this.pump();
+    this.hooks.settled();
+    return true;
+  }
+
   /** Aborts the upstream call of a running execution (its state was written by the caller). */
   abort(id: string): void {
     this.inflight.get(id)?.abort();

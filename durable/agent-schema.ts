@@ -143,6 +143,19 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (task_id, id)
   );
   `,
+  // What executions owe their keys' token budgets until the key's limiter has it
+  // (durable/agent-charges.ts): created by the first execution of a key with a token budget.
+  `
+  CREATE TABLE token_charges (
+    execution_id  TEXT PRIMARY KEY,
+    limiter       TEXT NOT NULL,
+    charge_id     TEXT NOT NULL,
+    reserved      INTEGER NOT NULL,
+    used          INTEGER,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       INTEGER
+  );
+  `,
 ];
 
 /**
@@ -158,6 +171,7 @@ const DEFERRED = {
   a2a: ['a2a_tasks', 'a2a_turns', 'a2a_push_configs'],
   webhooks: ['webhooks', 'deliveries'],
   transactions: ['tx_prepared', 'tx_outcomes'],
+  charges: ['token_charges'],
 } as const satisfies Record<string, readonly string[]>;
 export type DeferredFeature = keyof typeof DEFERRED;
 

@@ -5,7 +5,7 @@ import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
 import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worker/schemas/agent';
-import { TERMINAL, type Execution } from '../worker/schemas/execution';
+import type { Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { keepMaskedCredential } from '../worker/upstream/resolve';
 import { asAccepted, maskedCredential, patchedConfig, toExecution } from './agent-rows';
@@ -22,6 +22,7 @@ import { projectorFor } from './projector';
 import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
+import { AgentCharges } from './agent-charges';
 
 /**
  * One agent: config, context, history, executions, idempotency keys and outbox, all in this
@@ -41,21 +42,26 @@ export class AgentDO extends DurableObject<Env> {
   private readonly a2aServer: A2AServer;
   /** What each execution state change records (outbox row, events, webhooks, A2A pushes, snapshot). */
   private readonly changes: ExecutionChanges;
+  /** What executions owe their keys' token budgets (durable/agent-charges.ts). */
+  private readonly charges: AgentCharges;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const sql = new Sql(ctx.storage.sql);
     this.schema = new DeferredSchema(sql, ctx.storage);
     this.store = new AgentStore(sql, this.schema);
+    this.charges = new AgentCharges(sql, this.schema, env);
     this.events = new AgentEvents(sql, ctx);
     this.webhooks = new AgentWebhooks(sql, this.schema, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
     this.a2aServer = new A2AServer(sql, this.schema, this.store, {
-      cancel: (id) => this.cancelExecution(id),
+      cancel: (id) => this.runner.cancel(id),
       outboundPolicy: () => outboundPolicy(env),
-      startTurn: (id, insert) => {
+      startTurn: (id, insert, charge) => {
         const now = Date.now();
+        if (charge) this.charges.prepare();
         this.ctx.storage.transactionSync(() => {
           insert(now);
+          if (charge) this.charges.hold(id, charge);
           this.changes.record(id, now);
         });
         this.runner.pump({ queued: true });
@@ -63,8 +69,8 @@ export class AgentDO extends DurableObject<Env> {
       },
       queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
     });
-    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.view());
-    this.changes = new ExecutionChanges(this.store, this.events, this.webhooks, this.a2aServer, () => this.background.snapshotStale());
+    this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.view(), this.charges);
+    this.changes = new ExecutionChanges(this.store, this.events, this.webhooks, this.a2aServer, () => this.background.snapshotStale(), this.charges);
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now, row) => this.changes.record(id, now, row),
       settled: () => this.background.afterChange(),
@@ -160,7 +166,7 @@ export class AgentDO extends DurableObject<Env> {
     // one key) cannot both miss it. A call the edge named is new at its first delivery: no lookup.
     if (!request.freshKey) {
       const seen = request.idempotencyKey ? this.store.idempotency(request.idempotencyKey) : undefined;
-      const firstId = seen?.execution_id ?? request.executionId;
+      const firstId = request.idempotencyKey ? seen?.execution_id : request.executionId;
       const first = firstId === undefined ? undefined : this.store.execution(firstId);
       if (first) {
         if (seen && seen.fingerprint !== request.fingerprint) {
@@ -170,7 +176,7 @@ export class AgentDO extends DurableObject<Env> {
         // alarm, so a replayed sync call does not wait for it.
         this.runner.pump();
         const execution = request.mode === 'sync' ? await this.runner.waitForFinish(first.id) : toExecution(first, agentId);
-        return execution ? ok({ execution, replayed: true }) : this.notFound();
+        return execution ? ok({ execution, replayed: first.id !== request.executionId }) : this.notFound();
       }
     }
     if (request.replayOnly) return fail('not_found', 'no execution was started with this key');
@@ -178,12 +184,14 @@ export class AgentDO extends DurableObject<Env> {
     const now = Date.now();
     const id = request.executionId ?? newId('ex');
     const running = this.runner.mayStartAtOnce(row);
+    if (request.charge) this.charges.prepare();
     const inserted = this.ctx.storage.transactionSync(() => {
       const written = this.store.insertExecution({
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
         deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now, running,
       });
       if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
+      if (request.charge) this.charges.hold(id, request.charge);
       this.changes.record(id, now, written, running);
       return written;
     });
@@ -192,6 +200,8 @@ export class AgentDO extends DurableObject<Env> {
     this.background.afterChange(true);
     if (request.mode === 'async') return ok({ execution: toExecution(asAccepted(inserted), agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id, inserted);
+    // Settled before the answer, so the key's usage shows a sync execution once it is answered.
+    if (request.charge) await this.charges.send();
     return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
   }
 
@@ -213,26 +223,10 @@ export class AgentDO extends DurableObject<Env> {
     if (!row) return this.notFound();
     const execution = this.store.execution(id);
     if (!execution) return fail('not_found', `execution ${id} not found`);
-    if (!this.cancelExecution(id)) {
+    if (!this.runner.cancel(id)) {
       return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.store.config(row).id) });
     }
     return ok(this.store.executionView(id));
-  }
-
-  /** Cancels an unfinished execution (REST and A2A alike); false if it had finished. */
-  private cancelExecution(id: string): boolean {
-    const execution = this.store.execution(id);
-    if (!execution || TERMINAL.has(execution.status)) return false;
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      this.store.finishExecution(execution, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
-      this.changes.record(id, now);
-    });
-    this.runner.abort(id);
-    this.runner.notify(id);
-    this.runner.pump();
-    this.background.afterChange();
-    return true;
   }
 
   // --- Agent2Agent (durable/a2a.ts) ---

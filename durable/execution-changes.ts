@@ -5,6 +5,7 @@ import type { AgentEvents } from './agent-events';
 import { asAccepted, toExecution, type ExecutionRow } from './agent-rows';
 import type { AgentStore } from './agent-store';
 import type { AgentWebhooks } from './agent-webhooks';
+import type { AgentCharges } from './agent-charges';
 
 /**
  * What every change of an execution's state records, inside the change's transaction: its D1
@@ -19,6 +20,7 @@ export class ExecutionChanges {
     private readonly webhooks: AgentWebhooks,
     private readonly a2a: Pick<A2AServer, 'executionChanged'>,
     private readonly snapshotStale: () => void,
+    private readonly charges: Pick<AgentCharges, 'finished'>,
   ) {}
 
   /** `written`: the row as just written, if the caller has it; `insertedRunning`: it was inserted running. */
@@ -34,7 +36,10 @@ export class ExecutionChanges {
     // Inserted running, it was accepted (queued) first all the same: its stream says so.
     const accepted = insertedRunning ? [{ type: 'execution.queued', data: toExecution(asAccepted(execution), agentId) }] : [];
     this.events.recordAll([...accepted, { type, data: view, json }], now);
-    if (TERMINAL.has(execution.status)) this.webhooks.fanOut(type as EventType, view, now);
+    if (TERMINAL.has(execution.status)) {
+      this.webhooks.fanOut(type as EventType, view, now);
+      this.charges.finished(execution, now);
+    }
     this.a2a.executionChanged(id, now);
     this.snapshotStale();
   }

@@ -2,6 +2,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
 import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
 import { runMigrations } from './agent-schema';
+import { CHARGES_MIGRATION, LimiterCharges } from './key-limiter-charges';
 import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
 import { Sql } from './sql';
 
@@ -27,6 +28,12 @@ export interface AdmitRequest {
    * looking for that answer, a look-up bounded by the rate windows like any request.
    */
   replayable?: boolean;
+  /**
+   * The reservation outlives the request (an execution, which may run after its 202): it is
+   * held under the lease's id until the agent settles it (`settleExecution`), not settled with
+   * the lease, unless the request is given back.
+   */
+  holdTokens?: boolean;
 }
 
 export type Admission =
@@ -78,6 +85,7 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX leases_by_expiry ON leases(expires_at);
   `,
+  CHARGES_MIGRATION,
 ];
 
 interface BudgetRow extends Record<string, string | number> {
@@ -96,12 +104,14 @@ interface BudgetRow extends Record<string, string | number> {
  */
 export class KeyLimiterDO extends DurableObject<Env> {
   private readonly sql: Sql;
+  private readonly charges: LimiterCharges;
   /** Theoretical arrival time per rate window ('s', 'm'), with the limit it was computed for. */
   private readonly tat = new Map<string, { tat: number; limit: number }>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = new Sql(ctx.storage.sql);
+    this.charges = new LimiterCharges(this.sql, ctx.storage);
     void ctx.blockConcurrencyWhile(async () => runMigrations(this.sql, ctx.storage, MIGRATIONS));
   }
 
@@ -112,7 +122,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
     const states: PolicyState[] = [];
     const needsSlot = request.upstream && limits.concurrency !== undefined;
     const budget = request.upstream ? limits.budget : undefined;
-    if (needsSlot || budget) this.expireLeases(now);
+    if (needsSlot || budget) this.expireLeases(now, budget?.tokens !== undefined);
 
     // A used-up budget first: it keeps the request out until the next period, far longer than a
     // rate window or a slot, so it is the refusal (and the Retry-After) the client must hear.
@@ -157,7 +167,9 @@ export class KeyLimiterDO extends DurableObject<Env> {
       // Every budgeted request gets a lease, so one the gateway refuses can be given back.
       if (needsSlot || period) {
         leaseId = crypto.randomUUID();
-        this.sql.run('INSERT INTO leases (id, expires_at, slot, period, reserved) VALUES (?, ?, ?, ?, ?)', leaseId, now + LEASE_MS, needsSlot ? 1 : 0, period?.key ?? null, reserve);
+        const held = request.holdTokens === true && period !== null && reserve > 0;
+        this.sql.run('INSERT INTO leases (id, expires_at, slot, period, reserved) VALUES (?, ?, ?, ?, ?)', leaseId, now + LEASE_MS, needsSlot ? 1 : 0, period?.key ?? null, held ? 0 : reserve);
+        if (held && period) this.charges.hold(leaseId, period.key, reserve, now);
       }
     });
     return { ok: true, leaseId, policy: tightest(states), givenBackPolicy: tightest(givenBack), reservedTokens: reserve };
@@ -189,7 +201,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
     const budget = request.upstream ? request.limits.budget : undefined;
     if (!budget) return null;
     const now = Date.now();
-    this.expireLeases(now);
+    this.expireLeases(now, budget.tokens !== undefined);
     const checked = this.checkBudget(budget, request, now);
     return checked.ok ? null : checked.refusal;
   }
@@ -227,13 +239,26 @@ export class KeyLimiterDO extends DurableObject<Env> {
    * Idempotent.
    */
   release(leaseId: string, tokens: number | null, refused = false): void {
-    this.ctx.storage.transactionSync(() => this.settle(leaseId, tokens, refused));
+    this.ctx.storage.transactionSync(() => {
+      this.settle(leaseId, tokens, refused);
+      // A refused execution never ran: the reservation it held is given back too.
+      if (refused) this.charges.settle(leaseId, 0);
+    });
+  }
+
+  /**
+   * Settles the token reservation an execution held (`holdTokens`) with what it used, once
+   * it has ended: called by the agent that ran it, retried until it lands. Idempotent by the
+   * reservation's id; false when there was nothing (left) to settle.
+   */
+  settleExecution(chargeId: string, tokens: number): boolean {
+    return this.ctx.storage.transactionSync(() => this.charges.settle(chargeId, tokens));
   }
 
   /** What the key has used in the current period, and its requests in flight. */
   usage(limits: KeyLimits): Omit<KeyUsage, 'limits'> {
     const now = Date.now();
-    this.expireLeases(now);
+    this.expireLeases(now, limits.budget?.tokens !== undefined);
     const inFlight = limits.concurrency === undefined ? null : this.inFlight();
     if (!limits.budget) return { inFlight, budget: null };
     const period = budgetPeriod(limits.budget.period, now);
@@ -260,14 +285,15 @@ export class KeyLimiterDO extends DurableObject<Env> {
     const row = this.sql.one<BudgetRow>('SELECT * FROM budget WHERE period = ?', key);
     if (row) return row;
     this.ctx.storage.transactionSync(() => {
-      this.sql.run('DELETE FROM budget WHERE period <> ? AND period NOT IN (SELECT period FROM leases WHERE period IS NOT NULL)', key);
+      this.sql.run('DELETE FROM budget WHERE period <> ? AND period NOT IN (SELECT period FROM leases WHERE period IS NOT NULL) AND period NOT IN (SELECT period FROM charges)', key);
       this.sql.run('INSERT INTO budget (period) VALUES (?)', key);
     });
     return { period: key, requests: 0, tokens: 0, reserved: 0 };
   }
 
-  /** Leases of requests that never reported back: free the slot, charge the reservation. */
-  private expireLeases(now: number): void {
+  /** Leases of requests that never reported back: free the slot, charge the reservation; `tokens`: executions' reservations too. */
+  private expireLeases(now: number, tokens: boolean): void {
+    if (tokens) this.charges.expire(now);
     const expired = this.sql.all<{ id: string }>('SELECT id FROM leases WHERE expires_at <= ?', now);
     if (expired.length === 0) return;
     this.ctx.storage.transactionSync(() => {

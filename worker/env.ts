@@ -1,4 +1,5 @@
 import type { AgentDO } from '../durable/agent';
+import type { TokenCharge } from '../durable/agent-rpc';
 import type { KeyLimiterDO } from '../durable/key-limiter';
 import type { ProjectorDO } from '../durable/projector';
 import type { TransactionDO } from '../durable/transaction';
@@ -89,6 +90,11 @@ export interface AppVariables {
    * starts nothing; anything else is answered with this refusal (worker/limits/middleware.ts).
    */
   replayOnly?: ApiError;
+  /**
+   * The token reservation an execution request holds (a key with a token budget): the route
+   * hands it to the agent with the execution, which settles it once the execution has ended.
+   */
+  tokenCharge?: TokenCharge;
 }
 
 export interface AppEnv {

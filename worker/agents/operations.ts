@@ -1,5 +1,5 @@
 import type { AgentSnapshot } from '../../durable/outbox';
-import type { ExecuteResult } from '../../durable/agent-rpc';
+import type { ExecuteResult, TokenCharge } from '../../durable/agent-rpc';
 import type { Env } from '../env';
 import { ApiError, unwrap, type Result } from '../errors';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
@@ -47,21 +47,25 @@ export async function listAgents(env: Env, tenantId: string, limit: number, curs
  * Runs an intent on the tenant's agent: sync waits for the end, async returns it queued. Only a
  * client's idempotency key can be reused with another body; without one the edge names the
  * execution itself, so retrying the RPC after a transient platform error finds it by that id
- * and can never run it twice. `replayOnly`: answer the key's recorded execution or not_found,
- * starting nothing.
+ * and can never run it twice. The edge names it with a key too, so such a retry is not taken
+ * for a replay (which gives the key's budget back) when it finds the execution it started.
+ * `replayOnly`: answer the key's recorded execution or not_found, starting nothing. `charge`: the key's token reservation, which the agent settles once the
+ * execution has ended (a replay leaves it to the limits middleware to give back).
  */
-export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false): Promise<ExecuteResult> {
+export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false, charge?: TokenCharge): Promise<ExecuteResult> {
   const route = await requireAgent(env, tenantId, agentId);
+  // Named here even with a key: a retried delivery finds its own execution, which is no replay.
+  const executionId = newId('ex');
   const keyed = idempotencyKey === undefined
-    ? { executionId: newId('ex'), fingerprint: 'edge' }
-    : { idempotencyKey, fingerprint: await sha256Hex(canonicalJson(body)) };
+    ? { executionId, fingerprint: 'edge' }
+    : { idempotencyKey, executionId, fingerprint: await sha256Hex(canonicalJson(body)) };
   let deliveries = 0;
   return unwrap(
     await callAgent(
       env, tenantId, agentId, route,
       (stub) => stub.execute({
         intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
-        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }),
+        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }), ...(charge && { charge }),
       }),
       { retry: true },
     ),

@@ -36,19 +36,19 @@ export interface Admitted {
  * with a concurrency cap or a budget, take a second trip to the main object (as does one such
  * request the shard refused, to hear whether its budget is used up: that refusal comes first).
  */
-export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, estimate: ChatTokenEstimate, replayable = false): Promise<Admitted | Extract<Admission, { ok: false }>> {
+export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, estimate: ChatTokenEstimate, replayable = false, holdTokens = false): Promise<Admitted | Extract<Admission, { ok: false }>> {
   const shards = limits.shards ?? 1;
   const exact = upstream && (limits.concurrency !== undefined || limits.budget !== undefined);
-  const replay = replayable ? { replayable } : {};
+  const flags = { ...(replayable && { replayable }), ...(holdTokens && { holdTokens }) };
   if (shards <= 1) {
-    const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens: estimate.tokens, minTokens: estimate.least, ...replay });
+    const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens: estimate.tokens, minTokens: estimate.least, ...flags });
     if (!result.ok) return result;
     return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, givenBackPolicy: result.givenBackPolicy, reservedTokens: result.reservedTokens };
   }
   const policies: PolicyState[] = [];
   const { perSecond: _s, perMinute: _m, ...rest } = limits;
   // The shard has counted the rate windows by the time the main object sees `replayable`.
-  const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least, ...replay };
+  const request: AdmitRequest = { limits: rest, upstream, tokens: estimate.tokens, minTokens: estimate.least, ...flags };
   const rates = shardLimits(limits, shards);
   if (rates.perSecond !== undefined || rates.perMinute !== undefined) {
     const shard = Math.floor(Math.random() * shards);

@@ -5,7 +5,7 @@ import { ApiError } from '../errors';
 import { countCalls, type CallTest } from '../lib/json-rpc-calls';
 import type { KeyLimits } from '../schemas/limits';
 import { admit, limiter } from './limiter';
-import { estimateChatTokens, estimatedTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
+import { estimateChatTokens, estimateExecutionTokens, estimatedTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
 import { givesBack } from './work';
 
 /**
@@ -60,11 +60,10 @@ export function jsonRpcStartsWork(startsWork: CallTest): UpstreamClassifier {
 }
 
 async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<ChatTokenEstimate> {
-  // Executions do not report token usage, so they reserve (and are charged) none; they are
-  // still refused once the token budget is used up.
-  if (kind !== 'chat' || limits.budget?.tokens === undefined) return { tokens: 0, least: 0, prompt: 0 };
+  if (kind === null || limits.budget?.tokens === undefined) return { tokens: 0, least: 0, prompt: 0 };
   // Hono caches the text, so the route's validator reads the same body again.
   const text = await c.req.text();
+  if (kind === 'execution') return estimateExecutionTokens(text);
   try {
     return estimateChatTokens(JSON.parse(text));
   } catch {
@@ -87,10 +86,13 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
     const kind = await classify(c);
     const estimate = await tokensToReserve(c, kind, limits);
     const replayable = limits.budget !== undefined && mayReplay(c, kind);
+    // An execution's tokens are settled by its agent once it has ended, which for an async one
+    // is long after this request: the reservation outlives the request's lease.
+    const holdTokens = kind === 'execution' && limits.budget?.tokens !== undefined;
 
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
-      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate, replayable);
+      admitted = await admit(c.env, principal.keyId, limits, kind !== null, estimate, replayable, holdTokens);
     } catch (error) {
       const closed = kind !== null && limits.budget !== undefined;
       console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: principal.keyId, failClosed: closed, error: String(error) }));
@@ -110,6 +112,7 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       c.set('completionTokenCap', Math.max(1, admitted.reservedTokens - (estimate.least - 1)));
     }
     const lease = admitted.lease;
+    if (holdTokens && lease && admitted.reservedTokens > 0) c.set('tokenCharge', { limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens });
     // A request the gateway refused (a 4xx, or a JSON-RPC refusal: `givesBack`) did no work:
     // it is not counted against the budget.
     const release = (used: number | null, refused: boolean) =>

@@ -110,6 +110,29 @@ export function estimateChatTokens(body: unknown): ChatTokenEstimate {
 }
 
 /**
+ * Tokens to reserve for an execution (REST, an A2A send, an MCP `execute_intent`): its request
+ * body at ~4 characters a token, for the input it carries, plus the answer allowance a chat
+ * without max_tokens gets. It must fit whole: nothing can cap what an agent's upstream answers.
+ */
+export function estimateExecutionTokens(bodyText: string): ChatTokenEstimate {
+  const prompt = tokensOf(bodyText.length);
+  const tokens = prompt + DEFAULT_COMPLETION_TOKENS;
+  return { tokens, least: tokens, prompt };
+}
+
+/**
+ * What a finished execution used, for the key's token budget: the usage its upstream reported
+ * (an openai-chat upstream keeps it in `output.usage`), else its input and output text at ~4
+ * characters a token. Not capped at the reservation: nothing capped the answer either.
+ */
+export function executionTokens(input: string | null, output: unknown): number {
+  const reported = typeof output === 'object' && output !== null && 'usage' in output ? usageOf(output.usage) : null;
+  if (reported) return reported.total_tokens;
+  const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : output === undefined ? '' : JSON.stringify(output);
+  return tokensOf((input ?? '').length) + tokensOf(reply.length);
+}
+
+/**
  * What an OpenAI JSON response used: its `usage.total_tokens`; else, for a completion (it has
  * `choices`), the answer's `estimatedTokens` from `prompt`, capped at `reserved`; else null.
  */

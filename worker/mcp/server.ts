@@ -2,6 +2,7 @@ import { McpServer, type CallToolResult } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Env, Principal } from '../env';
 import { ApiError, envelope } from '../errors';
+import type { TokenCharge } from '../../durable/agent-rpc';
 import type { WorkOutcome } from '../limits/work';
 import { toApiError } from '../middleware/error-handler';
 import { logs } from '../middleware/request-log';
@@ -48,6 +49,8 @@ export interface McpCaller {
   log: Record<string, string | number | boolean | undefined>;
   /** Tells the key's limits what a call that starts budgeted work did (worker/limits/work.ts). */
   work: (outcome: WorkOutcome) => void;
+  /** The key's token reservation for the request's execution (a key with a token budget). */
+  charge?: TokenCharge;
 }
 
 const result = (value: Record<string, unknown>): CallToolResult => ({
@@ -156,7 +159,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
           // so the call cannot outlive it whatever the agent's default deadline becomes.
           const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
           const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
-          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey).catch((error: unknown) => {
+          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey, false, caller.charge).catch((error: unknown) => {
             throw forMcp(error);
           });
           did(replayed ? 'replayed' : 'started');

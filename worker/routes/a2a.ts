@@ -191,7 +191,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   c.get('log').a2aMethod = envelope.data.method;
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
-  const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId') })));
+  const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(c.get('tokenCharge') && { charge: c.get('tokenCharge') }) })));
   if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
   return rpcAnswer(c, reply.body as Record<string, unknown>);
 }

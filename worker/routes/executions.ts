@@ -52,7 +52,7 @@ export const executions = router()
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
       const { tenantId } = c.get('principal');
       // The key's budget is used up: only the key's recorded execution may answer (limits middleware).
-      const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey, c.get('replayOnly') !== undefined);
+      const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey, c.get('replayOnly') !== undefined, c.get('tokenCharge'));
       // Counted even when it then answers a 4xx (a sync run cancelled while it ran: 409); a
       // repeated Idempotency-Key's recorded answer called no upstream, so it is given back.
       noteWork(c, replayed ? 'replayed' : 'started');

@@ -85,7 +85,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   const text = await c.req.text();
   const calls = executeIntentCalls(parseBody(text));
   if (calls > 1) return batchRefusal();
-  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome) };
+  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome), charge: c.get('tokenCharge') };
   // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
   const refused = (method: string, params: unknown, id: string | number) => {
     if (startsExecution(method, params, id)) caller.work('refused');

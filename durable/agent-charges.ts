@@ -1,0 +1,124 @@
+import type { Env } from '../worker/env';
+import { limiter } from '../worker/limits/limiter';
+import { executionTokens } from '../worker/limits/usage';
+import type { TokenCharge } from './agent-rpc';
+import type { ExecutionRow } from './agent-rows';
+import type { DeferredSchema } from './agent-schema';
+import { outboxBackoffMs } from './outbox';
+import type { Sql } from './sql';
+
+/** How long one settlement waits for its limiter: an RPC has no deadline of its own. */
+const SETTLE_TIMEOUT_MS = 10_000;
+/** Settlements sent at once. */
+const SETTLE_BATCH = 50;
+
+interface ChargeRow extends Record<string, string | number | null> {
+  execution_id: string;
+  limiter: string;
+  charge_id: string;
+  reserved: number;
+  used: number | null;
+  attempts: number;
+}
+
+/**
+ * What the agent's executions owe their keys' token budgets. An execution admitted for a key
+ * with a token budget holds a reservation in the key's limiter (KeyLimiterDO `holdTokens`);
+ * the agent records it with the execution, in the execution's transaction, and once the
+ * execution is final, in the transaction that finishes it, what it used. The settlement is
+ * then sent to the limiter (idempotent there by the reservation's id) and its row removed;
+ * one that does not land is retried with backoff from the agent's alarm, across restarts.
+ * An agent that never ran such an execution has no table for this and pays nothing.
+ */
+export class AgentCharges {
+  /** Executions with a row here, and whether their use is final, as read once per instance. */
+  private rows: Map<string, boolean> | undefined;
+  /** Whether the last send left settlements for a retry: the alarm must know. */
+  held = false;
+  private sending: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly schema: DeferredSchema,
+    private readonly env: Env,
+  ) {}
+
+  /** Before the transaction that inserts an execution holding a charge: its table exists. */
+  prepare(): void {
+    this.schema.ensure('charges');
+  }
+
+  /** Inside the transaction that inserts the execution (after `prepare`). */
+  hold(executionId: string, charge: TokenCharge): void {
+    this.sql.run('INSERT OR IGNORE INTO token_charges (execution_id, limiter, charge_id, reserved) VALUES (?, ?, ?, ?)', executionId, charge.limiter, charge.id, charge.reserved);
+    this.known().set(executionId, false);
+  }
+
+  /**
+   * Inside the transaction that finishes an execution: what it used becomes due. Succeeded: its
+   * upstream's reported usage, else its input and output at ~4 characters a token. Failed:
+   * nothing (as a failed chat: no usage is known). Cancelled: the reservation if an upstream
+   * call had started (it may have used tokens no one reports), else nothing.
+   */
+  finished(row: ExecutionRow, now: number): void {
+    if (!this.schema.has('charges') || this.known().get(row.id) !== false) return;
+    const used = row.status === 'succeeded' ? executionTokens(row.input, row.output === null ? undefined : JSON.parse(row.output)) : row.status === 'cancelled' && row.attempts > 0 ? null : 0;
+    this.sql.run('UPDATE token_charges SET used = coalesce(?, reserved), next_at = ? WHERE execution_id = ? AND used IS NULL', used, now, row.id);
+    // Marked final only as it is sent: a transaction that rolls back leaves it open here too.
+  }
+
+  /** Whether a settlement may be waiting to be sent (none known: no statement). */
+  mayBeDue(): boolean {
+    return this.schema.has('charges') && this.known().size > 0;
+  }
+
+  /** Sends due settlements to their limiters; one at a time per instance (a repeat would be harmless). */
+  send(): Promise<void> {
+    this.sending = this.sending.then(() => this.sendDue()).catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'token settlement failed', error: String(error) })));
+    return this.sending;
+  }
+
+  /** When the next settlement is due (null: none is waiting). */
+  nextAt(): number | null {
+    if (!this.mayBeDue()) return null;
+    return this.sql.one<{ at: number | null }>('SELECT min(next_at) AS at FROM token_charges WHERE used IS NOT NULL')?.at ?? null;
+  }
+
+  private async sendDue(): Promise<void> {
+    if (!this.mayBeDue()) return;
+    const rows = this.sql.all<ChargeRow>('SELECT execution_id, limiter, charge_id, reserved, used, attempts FROM token_charges WHERE used IS NOT NULL AND next_at <= ? ORDER BY next_at LIMIT ?', Date.now(), SETTLE_BATCH);
+    let held = false;
+    await Promise.all(rows.map(async (row) => {
+      try {
+        await settle(this.env, row);
+        this.sql.run('DELETE FROM token_charges WHERE execution_id = ?', row.execution_id);
+        this.rows?.delete(row.execution_id);
+      } catch (error) {
+        held = true;
+        this.sql.run('UPDATE token_charges SET attempts = attempts + 1, next_at = ? WHERE execution_id = ?', Date.now() + outboxBackoffMs(row.attempts), row.execution_id);
+        console.error(JSON.stringify({ level: 'error', msg: 'token settlement not delivered; retried', executionId: row.execution_id, limiter: row.limiter, error: String(error) }));
+      }
+    }));
+    this.held = held;
+  }
+
+  /** The executions with rows here, read once per instance (none without the table). */
+  private known(): Map<string, boolean> {
+    if (this.rows) return this.rows;
+    const rows = this.schema.has('charges') ? this.sql.all<{ execution_id: string; final: number }>('SELECT execution_id, used IS NOT NULL AS final FROM token_charges') : [];
+    this.rows = new Map(rows.map((r) => [r.execution_id, r.final === 1]));
+    return this.rows;
+  }
+}
+
+async function settle(env: Env, row: ChargeRow): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const unanswered = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the key's limiter did not answer within ${SETTLE_TIMEOUT_MS} ms`)), SETTLE_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([limiter(env, row.limiter).settleExecution(row.charge_id, row.used ?? row.reserved), unanswered]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
