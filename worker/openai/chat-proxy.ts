@@ -13,6 +13,11 @@ import { relayStream } from './stream-relay';
 const DEFAULT_TOTAL_MS = 60_000;
 const DEFAULT_FIRST_BYTE_MS = 30_000;
 const DEFAULT_IDLE_MS = 30_000;
+/**
+ * A lease ends this long after the call's deadline at the latest: by then the relay has ended
+ * any stream that is still read, so one still open belongs to a client that went away.
+ */
+const LEASE_GRACE_MS = 1_000;
 
 export interface ChatProxyOptions {
   runtime: PoolRuntime;
@@ -70,7 +75,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
-    const lease = runtime.lease(options.regions, tried);
+    const lease = runtime.lease(options.regions, tried, deadlineAt + LEASE_GRACE_MS);
     if (!lease) break;
     // Only when every chat target is tried: the balancer's fallback may pick an agent-http one.
     if (lease.target.kind === 'agent-http') {
