@@ -18,6 +18,9 @@ export async function cachedChat(key: string): Promise<Response | null> {
   if (!hit) return null;
   const response = new Response(hit.body, hit);
   response.headers.set('x-gateway-cache', 'HIT');
+  // Stored with the attempts of the call that got it; this answer called no target.
+  // x-gateway-upstream stays: it names the target whose answer this is.
+  response.headers.set('x-gateway-attempts', '0');
   response.headers.delete('cache-control');
   return response;
 }
