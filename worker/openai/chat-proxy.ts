@@ -93,14 +93,17 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
     attempts = attempt;
     lastTarget = poolTargetName(runtime.pool.name, lease.target.id);
     const started = Date.now();
+    // A stream's latency is its first chunk's: how long the rest takes is the answer's length.
+    let firstChunkMs: number | undefined;
     try {
       const { response, streaming, usage } = await attemptChat(lease.target, options, {
         firstByteMs: lease.target.timeoutMs ?? timeouts?.firstByteMs ?? DEFAULT_FIRST_BYTE_MS,
         idleMs: timeouts?.idleMs ?? DEFAULT_IDLE_MS,
         deadlineAt,
-      }, (ok) => lease.done(ok ? 'success' : 'failure', Date.now() - started));
+      }, (ok) => lease.done(ok ? 'success' : 'failure', firstChunkMs ?? Date.now() - started));
+      firstChunkMs = Date.now() - started;
       // A stream stays in flight until it ends, and one that breaks counts against the target.
-      if (!streaming) lease.done('success', Date.now() - started);
+      if (!streaming) lease.done('success', firstChunkMs);
       return { ok: true, response, target: lastTarget, attempts, ...(usage && { usage }) };
     } catch (error) {
       last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
