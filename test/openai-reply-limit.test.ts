@@ -49,3 +49,21 @@ describe('a non-streamed chat completion larger than 4 MiB', () => {
     expect(res.body.error.message).toContain('exceeds');
   });
 });
+
+describe('a passed-through completion larger than 4 MiB in a pool that caches', () => {
+  for (const fault of ['outputBytes', 'chunkedOutputBytes']) {
+    it(`is handed on whole as it arrives, and not stored (${fault})`, async () => {
+      const { key } = await newTenant();
+      const put = await api('/v1/pools/big', {
+        method: 'PUT',
+        key,
+        body: { targets: [target(`pt${fault}${Date.now()}`, `${fault}=${5 * MIB}`)], passThrough: true, cache: { ttlSeconds: 60 } },
+      });
+      expect(put.status).toBe(201);
+      const res = await api('/v1/chat/completions', { key, body: { model: 'big', temperature: 0, messages: [{ role: 'user', content: 'hi' }] } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-gateway-cache')).toBe('BYPASS');
+      expect(res.body.output).toHaveLength(5 * MIB);
+    });
+  }
+});
