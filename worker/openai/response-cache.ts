@@ -31,8 +31,7 @@ export async function cachedChat(key: string): Promise<Response | null> {
  * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). `unchecked`: the
  * answer was handed on unread (a `passThrough` pool), so it is parsed here, and one that does
  * not parse, or is over MAX_REPLY_BYTES, is answered as it came but never stored
- * (x-gateway-cache: BYPASS). A checked answer
- * already parsed in the proxy and is not parsed again.
+ * (x-gateway-cache: BYPASS). A checked answer already parsed in the proxy and is not parsed again.
  */
 export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number, unchecked: boolean): Promise<Response> {
   const headers = new Headers(response.headers);
