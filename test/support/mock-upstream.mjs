@@ -5,7 +5,8 @@
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
-// `status`: a redirect; also on GET /models), body, contentType (of `body`), stallBody (headers, then silence),
+// `status`: a redirect; also on GET /models), statusBytes (a `status` answer padded to about
+// that many bytes), body, contentType (of `body`), stallBody (headers, then silence),
 // contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes (a string
 // output of that many bytes), answerBytes (an output {answer} of about that many bytes of
 // JSON, its answer JSON text, which escaping makes larger in a task; with `a2a: {state:
@@ -131,7 +132,7 @@ export async function startMockUpstream(options = {}) {
     }
     const retryAfter = mock.retryAfter === undefined ? {} : { 'retry-after': String(mock.retryAfter) };
     if (failing) return send(res, Number(mock.failStatus ?? 503), { error: `injected failure on attempt ${attempt}` }, retryAfter);
-    if (mock.status) return send(res, Number(mock.status), { error: 'injected status' }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
+    if (mock.status) return send(res, Number(mock.status), { error: 'injected status', ...(mock.statusBytes && { padding: 'p'.repeat(Number(mock.statusBytes)) }) }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
     if (mock.body !== undefined) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
       return res.end(String(mock.body));
@@ -252,7 +253,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'pieceBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   return mock;

@@ -21,3 +21,36 @@ export async function readUpTo(reader: ReadableStreamDefaultReader<Uint8Array>, 
     chunks.push(value);
   }
 }
+
+/**
+ * A body as text when it is at most `maxBytes`; else the body as it came, as a stream (what
+ * was read, then the rest as it arrives), so a large one is handed on without being held whole.
+ * A Content-Length over `maxBytes` hands it on unread.
+ */
+export async function textOrStream(response: Response, maxBytes: number): Promise<{ text: string } | { stream: ReadableStream<Uint8Array> }> {
+  if (!response.body) return { text: '' };
+  if (Number(response.headers.get('content-length')) > maxBytes) return { stream: response.body };
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { text: new TextDecoder().decode(concatBytes(chunks, size)) };
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > maxBytes) break;
+  }
+  return {
+    stream: new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const chunk of chunks.splice(0)) controller.enqueue(chunk);
+      },
+      async pull(controller) {
+        const next = await reader.read();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }),
+  };
+}

@@ -1,7 +1,7 @@
 import type { PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
-import { redirectNote, retryAfterMs } from '../upstream/http-attempt';
+import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
@@ -13,6 +13,11 @@ import { relayStream } from './stream-relay';
 const DEFAULT_TOTAL_MS = 60_000;
 const DEFAULT_FIRST_BYTE_MS = 30_000;
 const DEFAULT_IDLE_MS = 30_000;
+/**
+ * A lease ends this long after the call's deadline at the latest: by then the relay has ended
+ * any stream that is still read, so one still open belongs to a client that went away.
+ */
+const LEASE_GRACE_MS = 1_000;
 
 export interface ChatProxyOptions {
   runtime: PoolRuntime;
@@ -70,7 +75,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
-    const lease = runtime.lease(options.regions, tried);
+    const lease = runtime.lease(options.regions, tried, deadlineAt + LEASE_GRACE_MS);
     if (!lease) break;
     // Only when every chat target is tried: the balancer's fallback may pick an agent-http one.
     if (lease.target.kind === 'agent-http') {
@@ -88,14 +93,17 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
     attempts = attempt;
     lastTarget = poolTargetName(runtime.pool.name, lease.target.id);
     const started = Date.now();
+    // A stream's latency is its first chunk's: how long the rest takes is the answer's length.
+    let firstChunkMs: number | undefined;
     try {
       const { response, streaming, usage } = await attemptChat(lease.target, options, {
         firstByteMs: lease.target.timeoutMs ?? timeouts?.firstByteMs ?? DEFAULT_FIRST_BYTE_MS,
         idleMs: timeouts?.idleMs ?? DEFAULT_IDLE_MS,
         deadlineAt,
-      }, (ok) => lease.done(ok ? 'success' : 'failure', Date.now() - started));
+      }, (ok) => lease.done(ok ? 'success' : 'failure', firstChunkMs ?? Date.now() - started));
+      firstChunkMs = Date.now() - started;
       // A stream stays in flight until it ends, and one that breaks counts against the target.
-      if (!streaming) lease.done('success', Date.now() - started);
+      if (!streaming) lease.done('success', firstChunkMs);
       return { ok: true, response, target: lastTarget, attempts, ...(usage && { usage }) };
     } catch (error) {
       last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
@@ -139,28 +147,33 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw abortReason(signal, error);
     }
     if (!response.ok) {
-      const text = await response.text().catch(() => '');
+      // Bounded like every read of a reply: one read whole could take the isolate past its memory.
+      const read = await readBounded(response, MAX_REPLY_BYTES).catch(() => '');
       // Not followed (the guard checked this URL only), and not the caller's to relay.
       if (response.status >= 300 && response.status < 400) throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
       const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
+      const text = read ?? '';
       if (streamUsage && usageOptions && response.status === 400 && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);
       }
+      if (!retryable && read === null) return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
       if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
       throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
     }
     if (!options.body.stream) {
       if (options.runtime.pool.passThrough) return { response: passThrough(response), streaming: false };
-      let text: string;
+      let text: string | null;
       try {
-        text = await response.text();
+        text = await readBounded(response, MAX_REPLY_BYTES);
       } catch (error) {
         throw abortReason(signal, error);
       }
+      // As for an agent's upstream: another target would most likely answer as much again.
+      if (text === null) throw new UpstreamError('invalid_response', `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`, false);
       try {
         JSON.parse(text);
       } catch {

@@ -1,5 +1,7 @@
 import type { ChatCompletionRequest } from '../schemas/openai';
 import { canonicalJson, sha256Hex } from '../lib/hash';
+import { textOrStream } from '../lib/bytes';
+import { MAX_REPLY_BYTES } from '../upstream/http-attempt';
 
 const CACHE_HOST = 'https://chat-cache.gateway.internal';
 
@@ -18,6 +20,9 @@ export async function cachedChat(key: string): Promise<Response | null> {
   if (!hit) return null;
   const response = new Response(hit.body, hit);
   response.headers.set('x-gateway-cache', 'HIT');
+  // Stored with the attempts of the call that got it; this answer called no target.
+  // x-gateway-upstream stays: it names the target whose answer this is.
+  response.headers.set('x-gateway-attempts', '0');
   response.headers.delete('cache-control');
   return response;
 }
@@ -25,12 +30,19 @@ export async function cachedChat(key: string): Promise<Response | null> {
 /**
  * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). `unchecked`: the
  * answer was handed on unread (a `passThrough` pool), so it is parsed here, and one that does
- * not parse is answered as it came but never stored (x-gateway-cache: BYPASS). A checked answer
- * already parsed in the proxy and is not parsed again.
+ * not parse, or is over MAX_REPLY_BYTES, is answered as it came but never stored
+ * (x-gateway-cache: BYPASS). A checked answer already parsed in the proxy and is not parsed again.
  */
 export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number, unchecked: boolean): Promise<Response> {
-  const text = await response.text();
   const headers = new Headers(response.headers);
+  // A checked answer was read up to MAX_REPLY_BYTES already; an unchecked one larger than that
+  // is handed on as it arrives, never stored: held whole it could exhaust the isolate's memory.
+  const read = unchecked ? await textOrStream(response, MAX_REPLY_BYTES) : { text: await response.text() };
+  if ('stream' in read) {
+    headers.set('x-gateway-cache', 'BYPASS');
+    return new Response(read.stream, { status: response.status, headers });
+  }
+  const { text } = read;
   if (unchecked && !parses(text)) {
     headers.set('x-gateway-cache', 'BYPASS');
     return new Response(text, { status: response.status, headers });

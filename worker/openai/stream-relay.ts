@@ -1,8 +1,7 @@
 import type { ChatUsage } from '../limits/usage';
 import { sseEvent } from './completions';
+import { DoneLine } from './sse-done';
 import { UsageStripper } from './sse-usage';
-
-const DONE = 'data: [DONE]';
 
 export interface RelayOptions {
   /** Longest pause between upstream chunks before the stream is ended with an error. */
@@ -31,8 +30,8 @@ export interface RelayOptions {
  */
 export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultReader<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const decoder = new TextDecoder();
-  let tail = decoder.decode(first, { stream: true });
-  let sawDone = tail.includes(DONE);
+  const done = new DoneLine();
+  done.push(decoder.decode(first, { stream: true }));
   let ended = false;
   const stripper = options.usage ? new UsageStripper(options.usage.report, options.usage.strip, options.usage.unreported !== undefined) : null;
   /** Whether anything went to the client. */
@@ -87,7 +86,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
         return true;
       }
       if (next.done) {
-        if (sawDone) {
+        if (done.end()) {
           flush(controller);
           end(true);
           controller.close();
@@ -96,9 +95,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
         }
         return true;
       }
-      // Keep a short tail of text so a "[DONE]" split across chunks is still seen.
-      tail = (tail + decoder.decode(next.value, { stream: true })).slice(-64);
-      if (tail.includes(DONE)) sawDone = true;
+      if (!done.seen) done.push(decoder.decode(next.value, { stream: true }));
       return send(controller, next.value);
     } catch (error) {
       fail(controller, 'stream_interrupted', `the upstream stream broke: ${error instanceof Error ? error.message : String(error)}`);

@@ -44,6 +44,12 @@ export interface Lease {
 export class PoolRuntime {
   private readonly states = new Map<string, TargetState>();
   private readonly wrr = new Map<string, number>();
+  /**
+   * Leases that must have ended by a time (a chat's: its deadline), and how to end one that has
+   * not. A stream whose client went away is never read again, so nothing else would end it:
+   * its target would count it in flight, and keep a half-open probe slot, for the isolate's life.
+   */
+  private readonly bounded = new Map<() => void, number>();
   probes: Record<string, ProbeResult> = {};
   probesLoadedAt = 0;
 
@@ -70,20 +76,25 @@ export class PoolRuntime {
     }
   }
 
-  /** Chooses a target for the next attempt and counts it in flight until `done`. */
-  lease(regions: readonly string[], exclude: ReadonlySet<string>): Lease | null {
+  /**
+   * Chooses a target for the next attempt and counts it in flight until `done`. `endBy`: when
+   * the lease is over whatever happened; one still open then ends as cancelled (see `bounded`).
+   */
+  lease(regions: readonly string[], exclude: ReadonlySet<string>, endBy?: number): Lease | null {
+    this.endOverdue();
     const target = pickTarget({ targets: this.targets, state: (id) => this.state(id), strategy: this.pool.strategy, regions, exclude, wrr: this.wrr });
     if (!target) return null;
     const state = this.state(target.id);
     state.inflight++;
     state.breaker.acquire();
     let finished = false;
-    return {
+    const lease: Lease = {
       target,
       notBefore: state.retryAfterUntil > Date.now() ? state.retryAfterUntil : 0,
       done: (outcome, latencyMs, retryAfterMs) => {
         if (finished) return;
         finished = true;
+        this.bounded.delete(overdue);
         state.inflight--;
         if (retryAfterMs !== undefined) state.retryAfterUntil = Date.now() + Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
         if (outcome === 'success') state.breaker.success();
@@ -92,6 +103,14 @@ export class PoolRuntime {
         if (latencyMs !== undefined && outcome !== 'cancelled') state.latencyMs = peakEwma(state.latencyMs, latencyMs);
       },
     };
+    const overdue = () => lease.done('cancelled');
+    if (endBy !== undefined) this.bounded.set(overdue, endBy);
+    return lease;
+  }
+
+  /** Ends the leases past their `endBy` (as cancelled: nothing is known about the target). */
+  endOverdue(now = Date.now()): void {
+    for (const [end, by] of this.bounded) if (by <= now) end();
   }
 }
 

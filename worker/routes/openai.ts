@@ -29,7 +29,7 @@ const GatewayHeaders = z.object({
     description: '`<pool>/<target>`: the target that answered, or the last one tried. Through an agent whose upstream is not a pool: that upstream (`builtin`, `agent-http <host>`, …)',
     example: 'gpt-pool/eu-1',
   }),
-  'x-gateway-attempts': z.string().regex(/^\d+$/).openapi({ description: 'attempts made, the answering one included', example: '2' }),
+  'x-gateway-attempts': z.string().regex(/^\d+$/).openapi({ description: 'attempts made, the answering one included (0: a response-cache hit, which calls no target)', example: '2' }),
   'x-gateway-execution': z.string().optional().openapi({ description: "through an agent: the execution's id" }),
 });
 

@@ -30,6 +30,7 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
   const probes = (await c.env.CACHE.get<Record<string, ProbeResult>>(healthKey(tenantId, pool.name), 'json').catch(() => null)) ?? {};
   const runtime = cachedRuntime(tenantId, pool.name);
   const now = Date.now();
+  runtime?.endOverdue(now);
   return {
     ...view,
     targets: view.targets.map((t) => {

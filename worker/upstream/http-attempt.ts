@@ -21,7 +21,7 @@ export const redirectNote = (status: number): string => (status >= 300 && status
 export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 
 /** The body as text, or null (the rest cancelled) once it exceeds `maxBytes`. */
-async function readBounded(response: Response, maxBytes: number): Promise<string | null> {
+export async function readBounded(response: Response, maxBytes: number): Promise<string | null> {
   if (Number(response.headers.get('content-length')) > maxBytes) {
     await response.body?.cancel();
     return null;
