@@ -59,7 +59,8 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
     Object.defineProperty(data, key, { value: next, enumerable: true, writable: true, configurable: true });
   }
   for (const [key, min] of Object.entries(op.min ?? {})) {
-    const value = Object.hasOwn(data, key) ? data[key] : undefined;
+    // A missing key counts as 0 here too, so a guard reads what an increment of it would start from.
+    const value = Object.hasOwn(data, key) ? data[key] : 0;
     if (typeof value !== 'number') return fail('invalid_request', `guard on "${key}": it is not a number`, { key });
     if (value < min) return fail('guard_failed', `"${key}" would be ${value}, below its minimum ${min}`, { key, value, min });
   }

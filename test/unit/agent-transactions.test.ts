@@ -16,6 +16,13 @@ describe('applyOperation', () => {
     expect(applyOperation(ctx({ n: 'x' }), { patch: { n: 1 }, increment: { n: 2 } }, 1_000)).toMatchObject({ ok: true, value: { data: { n: 3 } } });
   });
 
+  it('guards a missing key as 0, as an increment counts it: a guard above 0 fails, one at 0 holds', () => {
+    expect(applyOperation(ctx({}), { patch: { a: 1 }, min: { credits: 10 } }, 1_000)).toMatchObject({ ok: false, code: 'guard_failed', details: { key: 'credits', value: 0, min: 10 } });
+    expect(applyOperation(ctx({}), { patch: { a: 1 }, min: { credits: 0 } }, 1_000)).toMatchObject({ ok: true, value: { data: { a: 1 } } });
+    // The guard reads the key; it does not write it.
+    expect(applyOperation(ctx({}), { patch: { a: 1 }, min: { credits: -5 } }, 1_000)).toEqual({ ok: true, value: { data: { a: 1 }, version: 4 } });
+  });
+
   it('refuses a stale ifVersion, a non-number increment, a broken guard and an oversized result', () => {
     expect(applyOperation(ctx({}), { patch: { a: 1 }, ifVersion: 2 }, 1_000)).toMatchObject({ ok: false, code: 'version_mismatch', details: { version: 3 } });
     expect(applyOperation(ctx({ n: 'x' }), { increment: { n: 1 } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });

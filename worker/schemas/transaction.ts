@@ -16,7 +16,7 @@ const Numbers = z
 export const ParticipantOperation = z.object({
   patch: ContextPatch.optional().openapi({ description: 'JSON Merge Patch (RFC 7396) applied to the context' }),
   increment: Numbers.optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0)', example: { balance: -30 } }),
-  min: Numbers.optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum', example: { balance: 0 } }),
+  min: Numbers.optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum (a missing key counts as 0)', example: { balance: 0 } }),
   ifVersion: z.number().int().min(0).optional().openapi({ description: 'abort unless the context is at exactly this version' }),
 });
 export type ParticipantOperation = z.infer<typeof ParticipantOperation>;
