@@ -25,7 +25,7 @@ export const PoolTargetInput = z
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
     apiKey: z.string().min(1).max(1024).optional().openapi({
-      description: 'the upstream credential, sealed at rest and shown only as "…last4"; sending that masked form back (or "...last4", its ASCII spelling) keeps the credential stored for the same target id (any other value starting with "…", or "..." and 1-4 characters, is refused)',
+      description: 'the upstream credential, sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (any other value starting with "…", or "..." and up to 4 characters, is refused)',
     }),
     weight: z.number().int().min(1).max(1000).default(1),
     priority: z.number().int().min(0).max(9).default(0),
@@ -110,7 +110,7 @@ export const PoolView = z
         url: z.string().optional(),
         baseUrl: z.string().optional(),
         model: z.string().optional(),
-        apiKey: z.string().optional().openapi({ description: 'never returned: "…last4"' }),
+        apiKey: z.string().optional().openapi({ description: 'never returned: "…last4", or "…" when shorter than 12 characters' }),
         weight: z.number(),
         priority: z.number(),
         region: z.string().optional(),
