@@ -91,11 +91,13 @@ export const TargetHealth = z.object({
   inflight: z.number().int(),
   latencyMs: z.number().nullable(),
   probe: z.object({ ok: z.boolean(), checkedAt: z.string(), latencyMs: z.number().nullable(), error: z.string().optional() }).nullable(),
-  healthy: z.boolean(),
+  healthy: z.boolean().openapi({
+    description: "the balancer's judgement: the circuit takes a request now (closed, or half-open with no probe request out) and the last active probe did not fail in the past 3 minutes; a Retry-After pause is apart (pausedUntil)",
+  }),
   pausedUntil: z.string().nullable().openapi({
     description:
       "until when (ISO 8601) the target asked, by the Retry-After of a 429 or 503 (at most 5 minutes), not to be called: the balancer skips it meanwhile while another target can serve; " +
-      'null when it is not paused. Like circuit, inflight and latencyMs, what the pool runtime of the isolate answering saw; `healthy` stays the circuit and the last probe',
+      'null when it is not paused. Like circuit, inflight and latencyMs, what the pool runtime of the isolate answering saw; `healthy` leaves the pause out',
   }),
 });
 
