@@ -185,6 +185,25 @@ describe('pools API', () => {
     expect((await api('/v1/pools/bad%20name', { key })).status).toBe(400);
   });
 
+  it("refuses a URL member the target's kind does not use, naming it, storing nothing", async () => {
+    const { key } = await newTenant();
+    // Never checked by the outbound guard (the kind does not call it): refused rather than stored.
+    const unused = [
+      [{ ...target('a'), baseUrl: 'http://10.0.0.1/v1' }, 'baseUrl'],
+      [{ id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', url: 'http://169.254.169.254/latest' }, 'url'],
+      [{ id: 'b', kind: 'builtin', url: 'https://x.example' }, 'url'],
+      [{ id: 'b', kind: 'builtin', baseUrl: 'https://x.example/v1' }, 'baseUrl'],
+    ] as const;
+    for (const [t, member] of unused) {
+      const res = await api('/v1/pools/unused', { method: 'PUT', key, body: { targets: [target('ok'), t] } });
+      expect(res.status, JSON.stringify(t)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toContain(member);
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '1', member] })]);
+    }
+    expect((await api('/v1/pools/unused', { key })).status).toBe(404);
+  });
+
   it("keeps pools per tenant: another tenant's pool is a 404 and cannot be named by an agent", async () => {
     const a = await newTenant();
     const b = await newTenant();

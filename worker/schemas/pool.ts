@@ -37,9 +37,12 @@ export const PoolTargetInput = z
     if (t.kind === 'agent-http' && !t.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'agent-http targets need a url' });
     if (t.kind === 'openai-chat' && !t.baseUrl) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'openai-chat targets need a baseUrl' });
     if (t.kind === 'openai-chat' && !t.model) ctx.addIssue({ code: 'custom', path: ['model'], message: 'openai-chat targets need a model' });
-    })
+    // The outbound guard checks only the URL a kind calls: any other would be stored unchecked.
+    if (t.kind !== 'agent-http' && t.url !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: `url is not used by ${t.kind} targets${t.kind === 'openai-chat' ? ' (they use baseUrl)' : ''}` });
+    if (t.kind !== 'openai-chat' && t.baseUrl !== undefined) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `baseUrl is not used by ${t.kind} targets${t.kind === 'agent-http' ? ' (they use url)' : ''}` });
+  })
   // The members each kind needs are checked above, which the generated schema cannot say.
-  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url, "builtin" neither; ids are unique in the pool' });
+  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url, "builtin" neither; a url or baseUrl the kind does not use is refused; ids are unique in the pool' });
 export type PoolTargetInput = z.infer<typeof PoolTargetInput>;
 
 export const PoolRetry = z
