@@ -19,13 +19,11 @@ export const SHOWN_FROM_LENGTH = 12;
  */
 const ASCII_MASK = /^\.\.\.([\s\S]{0,4})$/;
 
-const maskCredential = (shown: string): string => `${MASK}${shown}`;
+/** The mask showing `last4`, or the bare ellipsis. */
+export const maskShowing = (last4: string | undefined): string => `${MASK}${last4 ?? ''}`;
 
 /** The masked form of a credential: its last four characters only when it is long enough. */
-export const credentialMask = (credential: string): string => maskCredential(credential.length >= SHOWN_FROM_LENGTH ? credential.slice(-4) : '');
-
-/** The masked form of a credential known only by its length and last four characters. */
-export const maskFromParts = (length: number, last4: string | undefined): string => maskCredential(length >= SHOWN_FROM_LENGTH && last4 !== undefined ? last4 : '');
+export const credentialMask = (credential: string): string => maskShowing(credential.length >= SHOWN_FROM_LENGTH ? credential.slice(-4) : undefined);
 
 /**
  * The masked form a written value is, spelt as views show it (`…ABCD`), or undefined when the
@@ -35,7 +33,7 @@ export function maskedForm(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   if (value.startsWith(MASK)) return value;
   const ascii = ASCII_MASK.exec(value);
-  return ascii ? maskCredential(ascii[1] ?? '') : undefined;
+  return ascii ? maskShowing(ascii[1]) : undefined;
 }
 
 /** The validation detail refusing a masked form that matches nothing stored at `where`. */

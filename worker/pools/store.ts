@@ -3,7 +3,7 @@ import { ApiError } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
-import { maskedCredentialIssue, maskedForm, maskFromParts, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
+import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
 import { openSecret, sealedLength, sealSecret } from './secrets';
 
@@ -21,12 +21,16 @@ const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
 /**
- * The view of a stored target's credential. Its length comes from the ciphertext, because
- * targets stored before short credentials were hidden keep `apiKeyLast4` even for those. That
- * is the length in UTF-8 bytes; a credential sent in an HTTP header is Latin-1 (nearly always
- * ASCII), so it is the length in characters, or more only for characters past U+007F.
+ * Whether a stored target's `apiKeyLast4` may be shown. The credential's length comes from the
+ * ciphertext, because targets stored before short credentials were hidden keep `apiKeyLast4`
+ * even for those. That is its length in UTF-8 bytes; a credential sent in an HTTP header is
+ * Latin-1 (nearly always ASCII), so it is the length in characters, or more only for
+ * characters past U+007F.
  */
-const masked = (t: StoredTarget): string => maskFromParts(t.apiKey === undefined ? 0 : sealedLength(t.apiKey), t.apiKeyLast4);
+const showsLast4 = (t: StoredTarget): boolean => t.apiKeyLast4 !== undefined && t.apiKey !== undefined && sealedLength(t.apiKey) >= SHOWN_FROM_LENGTH;
+
+/** The view of a stored target's credential. */
+const masked = (t: StoredTarget): string => maskShowing(showsLast4(t) ? t.apiKeyLast4 : undefined);
 
 /**
  * A PUT that sends a credential back in its masked form (a pool read with GET, edited and put
@@ -65,7 +69,7 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
       const old = kept.get(t.id);
       // Sealed for this tenant, pool and target id: the same context, so it opens here as well.
       // A short credential stored before they were hidden drops its clear last four here.
-      if (old) return { ...t, apiKey: old.apiKey, ...(old.apiKeyLast4 !== undefined && masked(old).length > 1 && { apiKeyLast4: old.apiKeyLast4 }) };
+      if (old) return { ...t, apiKey: old.apiKey, ...(showsLast4(old) && { apiKeyLast4: old.apiKeyLast4 }) };
       const sealed = await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, t.apiKey, secretContext(tenantId, name, t.id));
       return { ...t, apiKey: sealed, ...(t.apiKey.length >= SHOWN_FROM_LENGTH && { apiKeyLast4: t.apiKey.slice(-4) }) };
     }),
