@@ -78,6 +78,34 @@ describe('agents API', () => {
     expect(fresh.body.error.details[0].code).toBe('masked_credential');
   });
 
+  it('shows no character of a short upstream key, and keeps it when its bare mask comes back', async () => {
+    const { key, tenantId } = await newTenant();
+    const upstream = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: 'abcd' };
+    const created = await api('/v1/agents', { key, body: { upstream } });
+    expect(created.status).toBe(201);
+    expect(created.body.upstream.apiKey).toBe('…');
+    const id = created.body.id as string;
+    const stored = () => runInDurableObject(agentStub(tenantId, id), (_o, state: DurableObjectState) => JSON.parse(String(state.storage.sql.exec('SELECT config FROM agent').one().config)).upstream.apiKey);
+    const read = (await api(`/v1/agents/${id}`, { key })).body;
+    expect(read.upstream.apiKey).toBe('…');
+    const same = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...read.upstream, model: 'gpt-2' } } });
+    expect(same.status).toBe(200);
+    expect(same.body.upstream).toMatchObject({ model: 'gpt-2', apiKey: '…' });
+    expect(await stored()).toBe('abcd');
+    const dots = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...upstream, model: 'gpt-3', apiKey: '...' } } });
+    expect(dots.status).toBe(200);
+    expect(await stored()).toBe('abcd');
+    // Eleven characters are still too short to show four of; twelve show the last four.
+    const eleven = await api('/v1/agents', { key, body: { upstream: { ...upstream, apiKey: 'sk-12345678' } } });
+    expect(eleven.body.upstream.apiKey).toBe('…');
+    const twelve = await api('/v1/agents', { key, body: { upstream: { ...upstream, apiKey: 'sk-123456789' } } });
+    expect(twelve.body.upstream.apiKey).toBe('…6789');
+    // The bare mask does not stand for a long key.
+    const wrong = await api(`/v1/agents/${twelve.body.id}`, { method: 'PATCH', key, body: { upstream: { ...upstream, apiKey: '…' } } });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.details[0].code).toBe('masked_credential');
+  });
+
   it('takes an upstream key spelt with three ASCII dots (a transliterated ellipsis) as the mask itself', async () => {
     const { key, tenantId } = await newTenant();
     const upstream = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: 'sk-secret-abcd1234' };

@@ -100,6 +100,30 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(second.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
   });
 
+  it('tells the client when to come back (Retry-After) when every attempt was asked to wait', async () => {
+    const { key } = await newTenant();
+    const tag = `ra2${Date.now()}`;
+    await poolFor(key, 'one', [chatTarget(`${tag}-one`, 'status=429,retryAfter=3')], { retry: { attempts: 1 } });
+    const one = await api('/v1/chat/completions', { key, body: { model: 'one', messages: [{ role: 'user', content: 'x' }] } });
+    expect(one.status).toBe(502);
+    expect(one.body.error.code).toBe('upstream_failed');
+    expect(one.headers.get('retry-after')).toBe('3');
+
+    // Two targets, each asked for a different pause: the soonest one.
+    await poolFor(key, 'two', [chatTarget(`${tag}-a`, 'status=429,retryAfter=120'), chatTarget(`${tag}-b`, 'status=503,retryAfter=30', { priority: 1 })], { retry: { attempts: 2 } });
+    const two = await api('/v1/chat/completions', { key, body: { model: 'two', messages: [{ role: 'user', content: 'x' }] } });
+    expect(two.status).toBe(502);
+    expect(two.headers.get('x-gateway-attempts')).toBe('2');
+    expect(two.headers.get('retry-after')).toBe('30');
+
+    // A target that failed without saying when it would be back: no promise to make.
+    await poolFor(key, 'mixed', [chatTarget(`${tag}-c`, 'status=429,retryAfter=120'), chatTarget(`${tag}-d`, 'status=500', { priority: 1 })], { retry: { attempts: 2 } });
+    const mixed = await api('/v1/chat/completions', { key, body: { model: 'mixed', messages: [{ role: 'user', content: 'x' }] } });
+    expect(mixed.status).toBe(502);
+    expect(mixed.headers.get('x-gateway-attempts')).toBe('2');
+    expect(mixed.headers.get('retry-after')).toBeNull();
+  });
+
   it('waits out a Retry-After when the retry goes back to the target that sent it, and not past the deadline', async () => {
     const { key } = await newTenant();
     const tag = `ra1${Date.now()}`;

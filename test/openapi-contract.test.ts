@@ -139,6 +139,15 @@ describe('the OpenAPI document against the answers', () => {
     expect(slow.headers.get('location')).toBe(`/v1/agents/${agent}/executions/${slow.body.error.details.executionId}`);
   });
 
+  it('declares the Retry-After of a 502 whose every attempt was asked to wait', async () => {
+    const { key } = await newTenant();
+    const tag = `ra${Date.now()}`;
+    expect((await api('/v1/pools/busy', { method: 'PUT', key, body: { retry: { attempts: 1 }, targets: [chatTarget(tag, 'status=429,retryAfter=3')] } })).status).toBe(201);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'busy', messages: [{ role: 'user', content: 'x' }] } });
+    expectContract('POST', '/v1/chat/completions', res, 502);
+    expect(res.headers.get('retry-after')).toBe('3');
+  });
+
   it("declares a target's own 4xx where the gateway declares the same status: its body and x-gateway-upstream", async () => {
     const { key } = await newTenant();
     const tag = `c${Date.now()}`;

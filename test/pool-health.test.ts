@@ -1,6 +1,8 @@
 import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import worker from '../worker/index';
+import type { CircuitBreaker } from '../worker/pools/circuit-breaker';
+import { cachedRuntime, healthKey } from '../worker/pools/runtime';
 import { api, mockUrl, newAgent, newTenant, chatTarget } from './support/api';
 
 const agentTarget = (id: string, query = '') => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}${query}`) });
@@ -40,6 +42,33 @@ describe('active health checks (cron)', () => {
     await runCron();
     const pool = await api('/v1/pools/chat', { key });
     expect(pool.body.targets.map((t: { health: { probe: { ok: boolean } } }) => t.health.probe.ok)).toEqual([true, false]);
+  });
+});
+
+describe("a target's healthy flag in the pool view", () => {
+  it("is the balancer's: a failed probe older than 3 minutes no longer counts, a half-open target whose probe is out does", async () => {
+    const { key, tenantId } = await newTenant();
+    const tag = `hv${Date.now()}`;
+    const [a, b] = [`${tag}-a`, `${tag}-b`];
+    await api('/v1/pools/view', { method: 'PUT', key, body: { targets: [chatTarget(a), chatTarget(b)] } });
+    const healthy = async () => Object.fromEntries((await api('/v1/pools/view', { key })).body.targets.map((t: { id: string; health: { healthy: boolean } }) => [t.id, t.health.healthy]));
+
+    // a's last probe failed 4 minutes ago: the balancer sends it traffic again.
+    const old = new Date(Date.now() - 4 * 60_000).toISOString();
+    await env.CACHE.put(healthKey(tenantId, 'view'), JSON.stringify({ [a]: { ok: false, checkedAt: old, latencyMs: null, error: 'HTTP 503' }, [b]: { ok: false, checkedAt: new Date().toISOString(), latencyMs: null, error: 'HTTP 503' } }));
+    expect(await healthy()).toEqual({ [a]: true, [b]: false });
+
+    // a's circuit half-open, its one probe in flight: the balancer sends it nothing meanwhile.
+    expect((await api('/v1/chat/completions', { key, body: { model: 'view', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(200);
+    const runtime = cachedRuntime(tenantId, 'view');
+    expect(runtime).toBeDefined();
+    const breaker = runtime?.state(a).breaker as CircuitBreaker;
+    const longAgo = Date.now() - 60_000;
+    for (let i = 0; i < 5; i++) breaker.failure(longAgo);
+    expect(breaker.available()).toBe(true); // half-open: the probe slot is free
+    expect((await api('/v1/pools/view', { key })).body.targets[0].health).toMatchObject({ circuit: 'half-open', healthy: true });
+    breaker.acquire();
+    expect((await api('/v1/pools/view', { key })).body.targets[0].health).toMatchObject({ circuit: 'half-open', healthy: false });
   });
 });
 

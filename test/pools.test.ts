@@ -1,5 +1,6 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { sealSecret } from '../worker/pools/secrets';
 import { getPool, openTargets } from '../worker/pools/store';
 import type { StoredPool } from '../worker/schemas/pool';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
@@ -40,6 +41,54 @@ describe('pools API', () => {
     expect(row?.config).not.toContain('sk-live');
     expect(row?.config).toContain('enc:v1:');
     expect(JSON.stringify((await api('/v1/pools/secret', { key })).body)).not.toContain('sk-live');
+  });
+
+  it('shows no character of a short credential, and takes its bare mask back as "keep"', async () => {
+    const { key, tenantId } = await newTenant();
+    const openai = (id: string, apiKey: string) => ({ id, kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', apiKey });
+    const keys = { tiny: 'abcd', short: 'sk-12345678', long: 'sk-123456789' };
+    const body = { targets: Object.entries(keys).map(([id, k]) => openai(id, k)) };
+    const res = await api('/v1/pools/short', { method: 'PUT', key, body });
+    expect(res.status).toBe(201);
+    expect(res.body.targets.map((t: { apiKey: string }) => t.apiKey)).toEqual(['…', '…', '…6789']);
+    const read = await api('/v1/pools/short', { key });
+    expect(read.body.targets.map((t: { apiKey: string }) => t.apiKey)).toEqual(['…', '…', '…6789']);
+    // Nothing of a short credential is kept in clear at rest either.
+    const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, 'short').first<{ config: string }>();
+    const stored = JSON.parse(String(row?.config)) as { targets: Record<string, unknown>[] };
+    expect(stored.targets.map((t) => t.apiKeyLast4)).toEqual([undefined, undefined, '6789']);
+    // The bare mask (or three ASCII dots) sent back keeps what is stored.
+    const back = await api('/v1/pools/short', { method: 'PUT', key, body: { targets: [openai('tiny', '…'), openai('short', '...'), openai('long', '…6789')] } });
+    expect(back.status).toBe(200);
+    expect(back.body.targets.map((t: { apiKey: string }) => t.apiKey)).toEqual(['…', '…', '…6789']);
+    const pool = await getPool(env, tenantId, 'short');
+    expect(Object.fromEntries((await openTargets(env, tenantId, pool as StoredPool)).map((t) => [t.id, t.apiKey]))).toEqual(keys);
+    // It keeps only a credential it stands for: a long one is not "…".
+    const wrong = await api('/v1/pools/short', { method: 'PUT', key, body: { targets: [openai('long', '…')] } });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '0', 'apiKey'], code: 'masked_credential' })]);
+  });
+
+  it('hides a short credential stored with its last four characters in clear (before they were hidden)', async () => {
+    const { key, tenantId } = await newTenant();
+    const now = Date.now();
+    const legacy = {
+      name: 'legacy',
+      strategy: 'weighted-round-robin',
+      targets: [{ id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', weight: 1, priority: 0, apiKey: await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, 'abc', `${tenantId}/legacy/o`), apiKeyLast4: 'abc' }],
+      createdAt: new Date(now).toISOString(),
+      updatedAt: new Date(now).toISOString(),
+    };
+    await env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').bind(tenantId, 'legacy', JSON.stringify(legacy), now, now).run();
+    const read = await api('/v1/pools/legacy', { key });
+    expect(read.status).toBe(200);
+    expect(read.body.targets[0].apiKey).toBe('…');
+    const back = await api('/v1/pools/legacy', { method: 'PUT', key, body: { targets: [{ id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', apiKey: '…' }] } });
+    expect(back.status).toBe(200);
+    const row = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, 'legacy').first<{ config: string }>();
+    expect(JSON.parse(String(row?.config)).targets[0].apiKeyLast4).toBeUndefined();
+    const pool = await getPool(env, tenantId, 'legacy');
+    expect((await openTargets(env, tenantId, pool as StoredPool))[0]?.apiKey).toBe('abc');
   });
 
   describe('a pool read, edited and put back', () => {
@@ -134,6 +183,25 @@ describe('pools API', () => {
     }
     expect((await api('/v1/pools/bad', { key })).status).toBe(404);
     expect((await api('/v1/pools/bad%20name', { key })).status).toBe(400);
+  });
+
+  it("refuses a URL member the target's kind does not use, naming it, storing nothing", async () => {
+    const { key } = await newTenant();
+    // Never checked by the outbound guard (the kind does not call it): refused rather than stored.
+    const unused = [
+      [{ ...target('a'), baseUrl: 'http://10.0.0.1/v1' }, 'baseUrl'],
+      [{ id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', url: 'http://169.254.169.254/latest' }, 'url'],
+      [{ id: 'b', kind: 'builtin', url: 'https://x.example' }, 'url'],
+      [{ id: 'b', kind: 'builtin', baseUrl: 'https://x.example/v1' }, 'baseUrl'],
+    ] as const;
+    for (const [t, member] of unused) {
+      const res = await api('/v1/pools/unused', { method: 'PUT', key, body: { targets: [target('ok'), t] } });
+      expect(res.status, JSON.stringify(t)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toContain(member);
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '1', member] })]);
+    }
+    expect((await api('/v1/pools/unused', { key })).status).toBe(404);
   });
 
   it("keeps pools per tenant: another tenant's pool is a 404 and cannot be named by an agent", async () => {

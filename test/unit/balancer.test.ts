@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pickTarget, peakEwma, smoothWeighted, type BalancedTarget, type TargetState } from '../../worker/pools/balancer';
-import { CircuitBreaker } from '../../worker/pools/circuit-breaker';
+import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 
 type T = BalancedTarget;
 
@@ -192,5 +192,21 @@ describe('circuit breaker', () => {
     expect(b.current(9)).toBe('closed'); // fewer than minRequests outcomes
     b.failure(10); // the failure that takes the window to 10 outcomes at 60 % errors
     expect(b.current(11)).toBe('open');
+  });
+
+  it('forgets the failures before it closed: one failure after recovery does not reopen it', () => {
+    const b = new CircuitBreaker(DEFAULT_BREAKER);
+    for (let i = 0; i < 5; i++) b.success(i);
+    for (let i = 5; i < 10; i++) b.failure(i); // five in a row: open, with 5 of 10 failed in the window
+    expect(b.current(10)).toBe('open');
+    const probeAt = 10 + DEFAULT_BREAKER.cooldownMs;
+    b.acquire(probeAt);
+    b.success(probeAt + 1);
+    expect(b.current(probeAt + 2)).toBe('closed');
+    b.failure(probeAt + 3); // still inside the 30 s window of the failures that opened it
+    expect(b.current(probeAt + 4)).toBe('closed');
+    // A fresh streak still opens it as before.
+    for (let i = 0; i < DEFAULT_BREAKER.failureThreshold - 1; i++) b.failure(probeAt + 5 + i);
+    expect(b.current(probeAt + 20)).toBe('open');
   });
 });

@@ -1,18 +1,29 @@
 /**
  * How every view shows a stored credential (a pool target's, an agent upstream's): an
- * ellipsis and its last four characters. A write that sends such a form back means "keep the
- * stored one"; one that matches nothing stored is refused with `maskedCredentialIssue`.
+ * ellipsis and its last four characters, or the ellipsis alone when the credential is shorter
+ * than `SHOWN_FROM_LENGTH`. A write that sends such a form back means "keep the stored one";
+ * one that matches nothing stored is refused with `maskedCredentialIssue`.
  */
 const MASK = '…';
 
 /**
- * The mask as a client or shell may send it back, its ellipsis turned into three ASCII dots:
- * followed by what the mask shows (one to four characters, the end of a credential of at least
- * one). Without this it would be stored, and sent upstream, as a credential of its own.
+ * Below this length four characters are too large a part of a credential to show (all of a
+ * 4-character one): such credentials are shown as the bare ellipsis.
  */
-const ASCII_MASK = /^\.\.\.([\s\S]{1,4})$/;
+export const SHOWN_FROM_LENGTH = 12;
 
-export const maskCredential = (last4: string): string => `${MASK}${last4}`;
+/**
+ * The mask as a client or shell may send it back, its ellipsis turned into three ASCII dots:
+ * followed by what the mask shows (nothing, or the last four characters). Without this it
+ * would be stored, and sent upstream, as a credential of its own.
+ */
+const ASCII_MASK = /^\.\.\.([\s\S]{0,4})$/;
+
+/** The mask showing `last4`, or the bare ellipsis. */
+export const maskShowing = (last4: string | undefined): string => `${MASK}${last4 ?? ''}`;
+
+/** The masked form of a credential: its last four characters only when it is long enough. */
+export const credentialMask = (credential: string): string => maskShowing(credential.length >= SHOWN_FROM_LENGTH ? credential.slice(-4) : undefined);
 
 /**
  * The masked form a written value is, spelt as views show it (`…ABCD`), or undefined when the
@@ -22,7 +33,7 @@ export function maskedForm(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   if (value.startsWith(MASK)) return value;
   const ascii = ASCII_MASK.exec(value);
-  return ascii ? maskCredential(ascii[1] ?? '') : undefined;
+  return ascii ? maskShowing(ascii[1]) : undefined;
 }
 
 /** The validation detail refusing a masked form that matches nothing stored at `where`. */

@@ -1,4 +1,4 @@
-import type { PoolRuntime, PoolTarget } from '../pools/runtime';
+import { MAX_RETRY_AFTER_MS, type PoolRuntime, type PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
@@ -40,7 +40,7 @@ export interface ChatProxyOptions {
 // what the gateway's own answer (a builtin target) used, known without reading the body.
 export type ChatProxyResult =
   | { ok: true; response: Response; target: string; attempts: number; usage?: ChatUsage }
-  | { ok: false; error: UpstreamError; target?: string; attempts: number };
+  | { ok: false; error: UpstreamError; target?: string; attempts: number; retryAt?: number };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -72,6 +72,10 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   let last: UpstreamError | undefined;
   let lastTarget: string | undefined;
   let attempts = 0;
+  // The soonest a target that refused said it would take traffic again, while every attempt
+  // said one (a failure that did not promises nothing): the client's Retry-After.
+  let retryAt: number | undefined;
+  let everyAttemptPaused = true;
   if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
@@ -107,14 +111,17 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
       return { ok: true, response, target: lastTarget, attempts, ...(usage && { usage }) };
     } catch (error) {
       last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
-      lease.done(healthOutcome(last), Date.now() - started, retryAfterOf(last));
+      const pause = retryAfterOf(last);
+      lease.done(healthOutcome(last), Date.now() - started, pause);
+      if (pause === undefined) everyAttemptPaused = false;
+      else retryAt = Math.min(retryAt ?? Infinity, Date.now() + Math.min(pause, MAX_RETRY_AFTER_MS));
     }
     if (!last.retryable || attempt === maxAttempts) break;
     const delay = backoffMs(attempt);
     if (Date.now() + delay >= deadlineAt) break;
     await sleep(delay);
   }
-  return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }) };
+  return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }), ...(everyAttemptPaused && retryAt !== undefined && { retryAt }) };
 }
 
 async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean; usage?: ChatUsage }> {

@@ -33,7 +33,14 @@ export interface PickInput<T extends BalancedTarget> {
   random?: () => number;
 }
 
-const healthy = (s: TargetState, now: number) => s.breaker.available(now) && !s.probeDown && s.retryAfterUntil <= now;
+/**
+ * A target's health as the balancer judges it: its circuit takes a request now (closed, or
+ * half-open with the probe slot free) and its last active probe did not fail recently. The pool
+ * view's `healthy` is this; a Retry-After pause is shown apart from it (`pausedUntil`).
+ */
+export const targetHealthy = (s: Pick<TargetState, 'breaker' | 'probeDown'>, now: number): boolean => s.breaker.available(now) && !s.probeDown;
+
+const healthy = (s: TargetState, now: number) => targetHealthy(s, now) && s.retryAfterUntil <= now;
 
 /** When nothing is healthy: the target free soonest (Retry-After), then the least recently failed. */
 function fallbackOrder(a: TargetState, b: TargetState, now: number): number {

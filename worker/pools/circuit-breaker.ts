@@ -15,7 +15,8 @@ export const DEFAULT_BREAKER: BreakerOptions = { failureThreshold: 5, errorRate:
 
 /**
  * Passive health of one target: opens on consecutive failures or a high error rate over a
- * window, lets a single probe through after a cooldown (half-open), closes on its success.
+ * window, lets a single probe through after a cooldown (half-open), closes on its success
+ * with an empty window.
  */
 export class CircuitBreaker {
   private state: CircuitState = 'closed';
@@ -47,6 +48,9 @@ export class CircuitBreaker {
   }
 
   success(now = Date.now()): void {
+    // Closing starts a new window: the failures that opened the circuit would otherwise still
+    // count for up to `windowMs`, and one failure right after recovery would reopen it.
+    if (this.state !== 'closed') this.outcomes = [];
     this.record(now, true);
     this.consecutiveFailures = 0;
     this.probeInFlight = false;

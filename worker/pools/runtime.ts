@@ -17,6 +17,7 @@ export interface ProbeResult {
 export const healthKey = (tenantId: string, pool: string) => `health:v1:${tenantId}:${pool}`;
 /** A failed probe marks a target down for this long unless a newer probe says otherwise. */
 const PROBE_FRESH_MS = 3 * 60_000;
+export const probeDown = (probe: ProbeResult | null | undefined, now: number): boolean => probe !== undefined && probe !== null && !probe.ok && now - Date.parse(probe.checkedAt) < PROBE_FRESH_MS;
 const PROBE_RELOAD_MS = 15_000;
 /**
  * Longest a Retry-After keeps a target out of this isolate's picks: longer is more likely a
@@ -71,8 +72,7 @@ export class PoolRuntime {
     this.probes = probes;
     this.probesLoadedAt = now;
     for (const [id, state] of this.states) {
-      const probe = probes[id];
-      state.probeDown = probe !== undefined && !probe.ok && now - Date.parse(probe.checkedAt) < PROBE_FRESH_MS;
+      state.probeDown = probeDown(probes[id], now);
     }
   }
 

@@ -45,3 +45,17 @@ export async function openSecret(secret: string | undefined, stored: string, con
 }
 
 export const isSealed = (value: string): boolean => value.startsWith(PREFIX);
+
+/**
+ * The length in bytes of a sealed credential, read from its ciphertext (AES-GCM adds a 16-byte
+ * tag and nothing else), so a view can size its mask without the key.
+ */
+export function sealedLength(stored: string): number {
+  if (!isSealed(stored)) return 0;
+  const sealed = stored.slice(PREFIX.length).split(':')[1] ?? '';
+  try {
+    return Math.max(0, atob(sealed).length - 16);
+  } catch {
+    return 0;
+  }
+}

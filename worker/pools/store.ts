@@ -3,11 +3,14 @@ import { ApiError } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
-import { maskCredential, maskedCredentialIssue, maskedForm } from '../lib/masked-credential';
+import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
-import { openSecret, sealSecret } from './secrets';
+import { openSecret, sealedLength, sealSecret } from './secrets';
 
-/** A stored target: the credential sealed, with its last four characters for display. */
+/**
+ * A stored target: the credential sealed, with its last four characters for display when it is
+ * long enough to show them (`SHOWN_FROM_LENGTH`); a shorter one keeps nothing in clear.
+ */
 type StoredTarget = PutPoolBody['targets'][number] & { apiKeyLast4?: string };
 
 /** How long an isolate trusts its copy of a pool; KV holds one for 60 s (its minimum). */
@@ -17,7 +20,17 @@ const cache = new IsolateCache<StoredPool | null>(POOL_ISOLATE_TTL_MS);
 const kvKey = (tenantId: string, name: string) => `pool:v1:${tenantId}:${name}`;
 const secretContext = (tenantId: string, name: string, targetId: string) => `${tenantId}/${name}/${targetId}`;
 
-const masked = (last4: string | undefined) => maskCredential(last4 ?? '');
+/**
+ * Whether a stored target's `apiKeyLast4` may be shown. The credential's length comes from the
+ * ciphertext, because targets stored before short credentials were hidden keep `apiKeyLast4`
+ * even for those. That is its length in UTF-8 bytes; a credential sent in an HTTP header is
+ * Latin-1 (nearly always ASCII), so it is the length in characters, or more only for
+ * characters past U+007F.
+ */
+const showsLast4 = (t: StoredTarget): boolean => t.apiKeyLast4 !== undefined && t.apiKey !== undefined && sealedLength(t.apiKey) >= SHOWN_FROM_LENGTH;
+
+/** The view of a stored target's credential. */
+const masked = (t: StoredTarget): string => maskShowing(showsLast4(t) ? t.apiKeyLast4 : undefined);
 
 /**
  * A PUT that sends a credential back in its masked form (a pool read with GET, edited and put
@@ -35,7 +48,7 @@ function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: Stored
     if (t.apiKey === undefined || mask === undefined) return;
     const old = stored.get(t.id);
     const samePlace = old !== undefined && old.kind === t.kind && old.baseUrl === t.baseUrl && old.url === t.url;
-    if (old?.apiKey !== undefined && samePlace && masked(old.apiKeyLast4) === mask) kept.set(t.id, old);
+    if (old?.apiKey !== undefined && samePlace && masked(old) === mask) kept.set(t.id, old);
     else issues.push(maskedCredentialIssue(['targets', String(i), 'apiKey'], t.apiKey, `pool ${name}, for target ${t.id} at this URL,`));
   });
   if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
@@ -55,8 +68,10 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
       if (t.apiKey === undefined) return t;
       const old = kept.get(t.id);
       // Sealed for this tenant, pool and target id: the same context, so it opens here as well.
-      if (old) return { ...t, apiKey: old.apiKey, ...(old.apiKeyLast4 !== undefined && { apiKeyLast4: old.apiKeyLast4 }) };
-      return { ...t, apiKey: await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, t.apiKey, secretContext(tenantId, name, t.id)), apiKeyLast4: t.apiKey.slice(-4) };
+      // A short credential stored before they were hidden drops its clear last four here.
+      if (old) return { ...t, apiKey: old.apiKey, ...(showsLast4(old) && { apiKeyLast4: old.apiKeyLast4 }) };
+      const sealed = await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, t.apiKey, secretContext(tenantId, name, t.id));
+      return { ...t, apiKey: sealed, ...(t.apiKey.length >= SHOWN_FROM_LENGTH && { apiKeyLast4: t.apiKey.slice(-4) }) };
     }),
   );
   const createdAt = existing?.created_at ?? now;
@@ -109,13 +124,13 @@ export async function openTargets(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string 
   );
 }
 
-/** The API view: credentials masked as "…last4". */
+/** The API view: credentials masked as "…last4", or "…" when short. */
 export function poolView(pool: StoredPool): PoolView {
   return {
     ...pool,
     targets: pool.targets.map((t) => {
-      const { apiKeyLast4, apiKey, ...rest } = t as StoredTarget;
-      return apiKey === undefined ? rest : { ...rest, apiKey: masked(apiKeyLast4) };
+      const { apiKeyLast4: _last4, apiKey, ...rest } = t as StoredTarget;
+      return apiKey === undefined ? rest : { ...rest, apiKey: masked(t as StoredTarget) };
     }),
   };
 }

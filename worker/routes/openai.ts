@@ -33,6 +33,12 @@ const GatewayHeaders = z.object({
   'x-gateway-execution': z.string().optional().openapi({ description: "through an agent: the execution's id" }),
 });
 
+const FailedHeaders = GatewayHeaders.extend({
+  'Retry-After': z.string().regex(/^\d+$/).optional().openapi({
+    description: 'when every attempt was a target asking to wait (a 429 or 503 with Retry-After): seconds until the soonest of them said it would take traffic again (at most 300)',
+  }),
+});
+
 const CompletionHeaders = GatewayHeaders.extend({
   'x-gateway-cache': z.enum(['HIT', 'MISS', 'BYPASS']).optional().openapi({
     description: 'when the response cache applies (the pool\'s cache or x-gateway-cache-ttl): HIT answered from the cache, MISS stored, BYPASS not stored',
@@ -118,7 +124,7 @@ export const openai = router()
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
         200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
-        502: { ...errorResponse('upstream_failed: every attempt failed'), headers: GatewayHeaders },
+        502: { ...errorResponse('upstream_failed: every attempt failed'), headers: FailedHeaders },
         504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
         ...commonErrors,
         400: orPassedThrough(400, commonErrors[400]),
@@ -183,7 +189,9 @@ export const openai = router()
       if (!result.ok) {
         const { error } = result;
         if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
-        throw new ApiError(error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed', error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
+        const code = error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
+        if (code === 'upstream_failed' && result.retryAt !== undefined) gatewayHeaders['retry-after'] = String(Math.max(0, Math.ceil((result.retryAt - Date.now()) / 1000)));
+        throw new ApiError(code, error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
       }
       // The proxy built this response itself (never a fetch's, whose headers are immutable).
       const { response } = result;

@@ -3,7 +3,9 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry } from '../audit/log';
 import { iso } from '../lib/time';
-import { cachedRuntime, healthKey, type ProbeResult } from '../pools/runtime';
+import { targetHealthy } from '../pools/balancer';
+import { CircuitBreaker } from '../pools/circuit-breaker';
+import { cachedRuntime, healthKey, probeDown, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
 import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -36,7 +38,10 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
     targets: view.targets.map((t) => {
       const state = runtime?.pool.updatedAt === pool.updatedAt ? runtime.state(t.id) : undefined;
       const probe = probes[t.id] ?? null;
-      const circuit = state?.breaker.current() ?? 'closed';
+      // Judged by the balancer's own rule, from the probes just read (an isolate reloads its
+      // own every 15 s); a target this isolate has not called has a closed circuit.
+      const breaker = state?.breaker ?? new CircuitBreaker();
+      const circuit = breaker.current(now);
       return {
         ...t,
         health: {
@@ -44,7 +49,7 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
           inflight: state?.inflight ?? 0,
           latencyMs: state?.latencyMs === null || state?.latencyMs === undefined ? null : Math.round(state.latencyMs),
           probe,
-          healthy: circuit !== 'open' && (probe === null || probe.ok),
+          healthy: targetHealthy({ breaker, probeDown: probeDown(probe, now) }, now),
           pausedUntil: state && state.retryAfterUntil > now ? iso(state.retryAfterUntil) : null,
         },
       };

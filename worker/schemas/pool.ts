@@ -25,7 +25,7 @@ export const PoolTargetInput = z
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
     apiKey: z.string().min(1).max(1024).optional().openapi({
-      description: 'the upstream credential, sealed at rest and shown only as "…last4"; sending that masked form back (or "...last4", its ASCII spelling) keeps the credential stored for the same target id (any other value starting with "…", or "..." and 1-4 characters, is refused)',
+      description: 'the upstream credential, sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (any other value starting with "…", or "..." and up to 4 characters, is refused)',
     }),
     weight: z.number().int().min(1).max(1000).default(1),
     priority: z.number().int().min(0).max(9).default(0),
@@ -37,9 +37,12 @@ export const PoolTargetInput = z
     if (t.kind === 'agent-http' && !t.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'agent-http targets need a url' });
     if (t.kind === 'openai-chat' && !t.baseUrl) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'openai-chat targets need a baseUrl' });
     if (t.kind === 'openai-chat' && !t.model) ctx.addIssue({ code: 'custom', path: ['model'], message: 'openai-chat targets need a model' });
-    })
+    // The outbound guard checks only the URL a kind calls: any other would be stored unchecked.
+    if (t.kind !== 'agent-http' && t.url !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: `url is not used by ${t.kind} targets${t.kind === 'openai-chat' ? ' (they use baseUrl)' : ''}` });
+    if (t.kind !== 'openai-chat' && t.baseUrl !== undefined) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `baseUrl is not used by ${t.kind} targets${t.kind === 'agent-http' ? ' (they use url)' : ''}` });
+  })
   // The members each kind needs are checked above, which the generated schema cannot say.
-  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url, "builtin" neither; ids are unique in the pool' });
+  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url, "builtin" neither; a url or baseUrl the kind does not use is refused; ids are unique in the pool' });
 export type PoolTargetInput = z.infer<typeof PoolTargetInput>;
 
 export const PoolRetry = z
@@ -91,11 +94,13 @@ export const TargetHealth = z.object({
   inflight: z.number().int(),
   latencyMs: z.number().nullable(),
   probe: z.object({ ok: z.boolean(), checkedAt: z.string(), latencyMs: z.number().nullable(), error: z.string().optional() }).nullable(),
-  healthy: z.boolean(),
+  healthy: z.boolean().openapi({
+    description: "the balancer's judgement: the circuit takes a request now (closed, or half-open with no probe request out) and the last active probe did not fail in the past 3 minutes; a Retry-After pause is apart (pausedUntil)",
+  }),
   pausedUntil: z.string().nullable().openapi({
     description:
       "until when (ISO 8601) the target asked, by the Retry-After of a 429 or 503 (at most 5 minutes), not to be called: the balancer skips it meanwhile while another target can serve; " +
-      'null when it is not paused. Like circuit, inflight and latencyMs, what the pool runtime of the isolate answering saw; `healthy` stays the circuit and the last probe',
+      'null when it is not paused. Like circuit, inflight and latencyMs, what the pool runtime of the isolate answering saw; `healthy` leaves the pause out',
   }),
 });
 
@@ -110,7 +115,7 @@ export const PoolView = z
         url: z.string().optional(),
         baseUrl: z.string().optional(),
         model: z.string().optional(),
-        apiKey: z.string().optional().openapi({ description: 'never returned: "…last4"' }),
+        apiKey: z.string().optional().openapi({ description: 'never returned: "…last4", or "…" when shorter than 12 characters' }),
         weight: z.number(),
         priority: z.number(),
         region: z.string().optional(),

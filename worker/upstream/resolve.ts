@@ -9,7 +9,7 @@ import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
 import type { Env } from '../env';
 import { loadPoolRuntime } from '../pools/runtime';
-import { maskCredential, maskedForm } from '../lib/masked-credential';
+import { credentialMask, maskedForm } from '../lib/masked-credential';
 
 export interface ResolveContext {
   env: Env;
@@ -64,7 +64,7 @@ function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, polic
 }
 
 
-const masked = (apiKey: string) => maskCredential(apiKey.slice(-4));
+const masked = credentialMask;
 
 /** Masks credentials for every view of a config that leaves the agent (API, D1 snapshot). */
 export function maskUpstream(config: UpstreamConfig): UpstreamConfig {
