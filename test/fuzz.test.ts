@@ -2,7 +2,7 @@ import { SELF } from 'cloudflare:test';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../worker/errors';
-import { ADMIN, BASE, api, eventually, mockUrl } from './support/api';
+import { ADMIN, BASE, api, mockUrl } from './support/api';
 import { buildWorld, documentedOperations, fillPath, paramFor, type Operation, type World } from './support/world';
 
 /**
@@ -142,18 +142,30 @@ async function snapshot(w: World): Promise<string> {
   });
 }
 
-/** After a change: waits until nothing is queued or running and two snapshots agree. */
+/** Settling gives up only when both have passed: this long, and this many snapshots taken. */
+const SETTLE_MS = 15_000;
+const SETTLE_SNAPSHOTS = 30;
+
+/**
+ * After a change: waits until nothing is queued or running and two snapshots agree. The budget
+ * counts snapshots as well as time because under vitest-pool-workers every SELF.fetch gets
+ * slower as a file's requests add up (about 10 ms per request at first, hundreds of ms late in
+ * a deep run: cloudflare/workers-sdk#15446), so late in a run 15 s held only one or two
+ * snapshots and a state that had settled failed as one that never does.
+ */
 async function settled(w: World, after = 'set-up'): Promise<string> {
+  const started = Date.now();
+  let previous = '';
   let last = '';
-  try {
-    return await eventually(async () => {
-      const next = await snapshot(w);
-      const same = next === last && !/"(running|queued)":[1-9]/.test(next);
-      last = next;
-      return same ? next : undefined;
-    }, 15_000, 100);
-  } catch {
-    throw new Error(`state did not settle after ${after}; last snapshot: ${last.slice(0, 2000)}`);
+  for (let taken = 1; ; taken++) {
+    const next = await snapshot(w);
+    if (next === last && !/"(running|queued)":[1-9]/.test(next)) return next;
+    [previous, last] = [last, next];
+    if (Date.now() - started > SETTLE_MS && taken >= SETTLE_SNAPSHOTS) {
+      const why = previous === last ? 'work still queued or running' : 'the last two snapshots differ';
+      throw new Error(`state did not settle after ${after} (${taken} snapshots in ${Date.now() - started} ms; ${why});\nlast snapshot: ${last.slice(0, 2000)}\nthe one before: ${previous.slice(0, 2000)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
