@@ -61,14 +61,18 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toContain('{"object":"list","data":[{"id":"faq","object":"model"');
   });
 
-  it('runs the operator block: tenant, key, listing, revocation', () => {
+  it('runs the operator block: tenant, its reading and the tenant list, key, listing, revocation', () => {
     const run = runBlock('operator', { BASE: base });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const lines = run.stdout.trim().split('\n');
-    expect(JSON.parse(lines[0] ?? '')).toEqual({ data: [], nextCursor: null });
-    expect(JSON.parse(lines[1] ?? '').data).toHaveLength(1);
-    expect(JSON.parse(lines[2] ?? '').error.code).toBe('unauthorized');
+    const tenant = JSON.parse(lines[0] ?? '');
+    expect(tenant).toMatchObject({ id: expect.stringMatching(/^tn_/), name: 'Acme' });
+    const tenants = JSON.parse(lines[1] ?? '');
+    expect(tenants.data.map((t: { id: string }) => t.id)).toContain(tenant.id);
+    expect(JSON.parse(lines[2] ?? '')).toEqual({ data: [], nextCursor: null });
+    expect(JSON.parse(lines[3] ?? '').data).toHaveLength(1);
+    expect(JSON.parse(lines[4] ?? '').error.code).toBe('unauthorized');
   });
 
   it('runs the limits block: a limited key, its PATCH, its usage and the audit log', () => {
