@@ -29,7 +29,7 @@ export interface InternalErrorContext {
 /** Where the SDK's call context carries the request's InternalErrorContext (its state bag, meant for such data). */
 const LOGGED = 'gateway.internalErrorContext';
 
-/** Where it carries the key's token reservation for the turn the request starts, if any. */
+/** Where it carries the key's token reservation for the turn the request starts (absent without one). */
 const CHARGE = 'gateway.tokenCharge';
 
 /** The SDK's call context for one request: the executor and the task store see its request id (and `charge`) there. */
@@ -37,7 +37,7 @@ export function callContext(version: A2AVersion, logged: InternalErrorContext, c
   return new ServerCallContext({ requestedVersion: version, state: new Map<string, unknown>([[LOGGED, logged], ...(charge ? [[CHARGE, charge] as const] : [])]) });
 }
 
-/** The token reservation the request's turn holds (a key with a token budget), if any. */
+/** The token reservation the request's turn holds (a key with a token budget), or undefined. */
 export const chargeOf = (context: ServerCallContext | undefined): TokenCharge | undefined => context?.state.get(CHARGE) as TokenCharge | undefined;
 
 function loggedOf(context: ServerCallContext | undefined): InternalErrorContext {
