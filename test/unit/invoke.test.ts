@@ -183,8 +183,11 @@ describe('invokeUpstream and Retry-After', () => {
 
   it('does not retry a target whose Retry-After ends past the deadline, and gives the chosen attempt back', async () => {
     const pool = new ScriptedPool({ a: retryable('rate limited', 429, 60_000) }, ['a']);
+    const before = Date.now();
     const outcome = await invokeUpstream(pool, REQUEST, options({ deadlineAt: Date.now() + 5_000 }));
-    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'rate limited', status: 429 } });
+    // The record says when the target asked to be called again.
+    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'rate limited', status: 429, retryAt: expect.any(String) } });
+    expect(outcome.ok === false && Date.parse(outcome.error.retryAt ?? '') - before).toBeGreaterThanOrEqual(60_000);
     expect(pool.called).toEqual(['a']);
     expect(pool.skipped).toBe(1);
   });
@@ -322,7 +325,7 @@ describe('invokeUpstream', () => {
   it('does not retry when the Retry-After of its only target would end past the deadline', async () => {
     const upstream = new ScriptedUpstream([retryable('rate limited', 429, 60_000), REPLY]);
     const outcome = await invokeUpstream(upstream, REQUEST, options({ deadlineAt: Date.now() + 5_000 }));
-    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'rate limited', status: 429 } });
+    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'rate limited', status: 429, retryAt: expect.any(String) } });
     expect(upstream.calls).toBe(1);
   });
 

@@ -79,5 +79,12 @@ export function syncFailure(execution: Execution): ApiError {
   if (execution.status !== 'failed' || execution.error?.code === 'upstream_timeout') {
     return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details);
   }
-  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details);
+  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details, retryAfterHeader(execution));
+}
+
+/** A Retry-After header (whole seconds from now) for a failure whose upstream said when to come back. */
+export function retryAfterHeader(execution: Execution): Record<string, string> {
+  const retryAt = execution.error?.retryAt;
+  if (retryAt === undefined) return {};
+  return { 'retry-after': String(Math.max(0, Math.ceil((Date.parse(retryAt) - Date.now()) / 1000))) };
 }

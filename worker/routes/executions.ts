@@ -1,4 +1,4 @@
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, type Result } from '../errors';
@@ -41,7 +41,14 @@ export const executions = router()
         // A sync run that ended badly still names its execution, as a 200 does.
         409: { ...errorResponse('execution_cancelled (with Location) or agent_paused'), headers: ExecutionHeaders.partial() },
         422: errorResponse('idempotency_key_reused: same key, different body'),
-        502: { ...errorResponse('upstream_failed (details.executionId)'), headers: ExecutionHeaders },
+        502: {
+          ...errorResponse('upstream_failed (details.executionId)'),
+          headers: ExecutionHeaders.extend({
+            'retry-after': z.string().regex(/^\d+$/).optional().openapi({
+              description: "when every failed attempt's upstream asked to wait (a 429 or 503 with Retry-After): seconds until the soonest said it would take work again (at most 300; the record's error.retryAt)",
+            }),
+          }),
+        },
         504: { ...errorResponse('upstream_timeout (details.executionId)'), headers: ExecutionHeaders },
         ...commonErrors,
       },
@@ -62,7 +69,7 @@ export const executions = router()
       if (body.mode === 'async') return c.json(execution, 202, headers);
       if (execution.status !== 'succeeded') {
         const failure = syncFailure(execution);
-        throw new ApiError(failure.code, failure.message, failure.details, headers);
+        throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers });
       }
       return c.json(execution, 200, headers);
     },

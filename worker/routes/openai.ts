@@ -4,6 +4,7 @@ import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { newId } from '../lib/ids';
 import { callAgent, requireAgent } from '../agents/registry';
+import { retryAfterHeader } from '../agents/operations';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
 import { proxyChat } from '../openai/chat-proxy';
 import { SSE_HEADERS, completion, completionStream } from '../openai/completions';
@@ -101,7 +102,7 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (execution.status !== 'succeeded') {
     const code = execution.error?.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_failed';
-    throw new ApiError(code, execution.error?.message ?? 'the agent did not answer', { executionId: execution.id, execution }, headers);
+    throw new ApiError(code, execution.error?.message ?? 'the agent did not answer', { executionId: execution.id, execution }, { ...headers, ...(code === 'upstream_failed' && retryAfterHeader(execution)) });
   }
   const output = execution.output;
   const content = output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);

@@ -25,6 +25,9 @@ export const ExecutionError = z.object({
   code: z.string(),
   message: z.string(),
   status: z.number().int().optional(),
+  retryAt: z.iso.datetime().optional().openapi({
+    description: "when every failed attempt's upstream asked to wait (429 or 503 with Retry-After): the soonest it said it would take work again; a failed sync execution's 502 carries it as Retry-After",
+  }),
 });
 export type ExecutionError = z.infer<typeof ExecutionError>;
 

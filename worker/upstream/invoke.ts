@@ -1,4 +1,6 @@
 import { abortWith } from '../lib/abort';
+import { MAX_RETRY_AFTER_MS } from '../pools/runtime';
+import type { ExecutionError } from '../schemas/execution';
 import { UpstreamError, type AttemptChoice, type InvokeOutcome, type Upstream, type UpstreamRequest } from './types';
 
 export interface InvokeOptions {
@@ -64,6 +66,10 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   let attempts = 0;
   // A single-target upstream's Retry-After, as an epoch ms (a pool keeps one per target).
   let retryAfterUntil = 0;
+  // The soonest any failed attempt's target said it would take work again, kept while every
+  // failure said so (one that did not promises nothing): the record's `retryAt`.
+  let resumeAt: number | undefined;
+  let everyFailurePaused = true;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (options.signal.aborted) break;
     if (Date.now() >= options.deadlineAt) {
@@ -75,6 +81,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       choice = upstream.next?.() ?? { label: upstream.label, notBefore: retryAfterUntil, ...(upstream.timeoutMs !== undefined && { timeoutMs: upstream.timeoutMs }) };
     } catch (error) {
       last = toUpstreamError(error);
+      everyFailurePaused = false;
       break;
     }
     const wait = retryAfterWait(choice.notBefore, options.deadlineAt, last !== undefined);
@@ -103,6 +110,9 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
     } catch (error) {
       last = toUpstreamError(error);
       if (last.retryAfterMs !== undefined) retryAfterUntil = Date.now() + last.retryAfterMs;
+      const pause = last.retryable ? last.retryAfterMs : undefined;
+      if (pause === undefined) everyFailurePaused = false;
+      else resumeAt = Math.min(resumeAt ?? Infinity, Date.now() + Math.min(pause, MAX_RETRY_AFTER_MS));
     } finally {
       clearTimeout(timer);
       unlink();
@@ -117,6 +127,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   }
   last ??= new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
   const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
-  const error = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
+  const error: ExecutionError = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
+  if (code === 'upstream_failed' && everyFailurePaused && resumeAt !== undefined) error.retryAt = new Date(resumeAt).toISOString();
   return { ok: false, attempts, cancelled: false, error };
 }
