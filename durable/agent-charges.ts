@@ -67,6 +67,11 @@ export class AgentCharges {
     // Marked final only as it is sent: a transaction that rolls back leaves it open here too.
   }
 
+  /** Whether an execution here holds reservation `chargeId`, settled or not yet sent. */
+  holds(chargeId: string): boolean {
+    return this.schema.has('charges') && this.sql.one('SELECT 1 AS held FROM token_charges WHERE charge_id = ?', chargeId) !== undefined;
+  }
+
   /** Whether a settlement may be waiting to be sent (none known: no statement). */
   mayBeDue(): boolean {
     return this.schema.has('charges') && this.known().size > 0;

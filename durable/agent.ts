@@ -212,6 +212,11 @@ export class AgentDO extends DurableObject<Env> {
     return execution ? ok(execution) : fail('not_found', `execution ${id} not found`);
   }
 
+  /** Whether an execution here holds a key's token reservation: its limiter asks when the edge's call went unanswered. */
+  async holdsCharge(chargeId: string): Promise<boolean> {
+    return this.charges.holds(chargeId);
+  }
+
   /** The execution an idempotency key started, if the key is still kept: a lookup that starts nothing. */
   async executionByKey(key: string): Promise<Result<Execution>> {
     const seen = this.store.agentRow() ? this.store.idempotency(key) : undefined;

@@ -22,6 +22,21 @@ export const CHARGES_MIGRATION = `
   `;
 
 /**
+ * How long after the edge's call to an agent failed without an answer the limiter asks that
+ * agent whether it holds the call's reservation: by then any delivery of the call has landed.
+ */
+export const ASK_AFTER_MS = 60_000;
+/** How soon an agent that could not be asked is asked again. */
+export const ASK_AGAIN_MS = 10 * 60_000;
+
+/** The limiter's third migration: which agent to ask about a reservation, and when. */
+export const CHARGES_ASK_MIGRATION = `
+  ALTER TABLE charges ADD COLUMN agent TEXT;
+  ALTER TABLE charges ADD COLUMN ask_at INTEGER;
+  CREATE INDEX charges_by_ask ON charges(ask_at) WHERE ask_at IS NOT NULL;
+  `;
+
+/**
  * Token reservations of executions, which outlive the HTTP request that admitted them (an
  * async execution runs after its 202): each is settled by the agent that ran the execution,
  * once, by its id (the admission's lease id). One that is not settled within CHARGE_MS is
@@ -51,6 +66,47 @@ export class LimiterCharges {
     if (row.charged === null) this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?), tokens = tokens + ? WHERE period = ?', row.reserved, used, row.period);
     else this.sql.run('UPDATE budget SET tokens = max(0, tokens + ? - ?) WHERE period = ?', used, row.charged, row.period);
     return true;
+  }
+
+  /**
+   * The edge's call carrying reservation `id` failed without the agent's answer: agent object
+   * `agent` is to be asked whether it holds it. The time to ask, or null (nothing to ask about).
+   */
+  doubt(id: string, agent: string, now: number): number | null {
+    const at = now + ASK_AFTER_MS;
+    return this.sql.run('UPDATE charges SET agent = ?, ask_at = ? WHERE id = ? AND charged IS NULL', agent, at, id) > 0 ? at : null;
+  }
+
+  /** Reservations whose agent is due to be asked. */
+  toAsk(now: number): { id: string; agent: string }[] {
+    return this.sql.all<{ id: string; agent: string }>('SELECT id, agent FROM charges WHERE ask_at <= ? AND agent IS NOT NULL', now);
+  }
+
+  /** When the next agent is to be asked (null: none). */
+  nextAsk(): number | null {
+    return this.sql.one<{ at: number | null }>('SELECT min(ask_at) AS at FROM charges WHERE ask_at IS NOT NULL')?.at ?? null;
+  }
+
+  /**
+   * The agent's answer: holding the reservation, it settles it as usual; never having had it,
+   * the reservation is given back (or, charged at expiry meanwhile, refunded) and kept as a
+   * tombstone charged 0, so a settlement that arrives after all still counts, once.
+   */
+  answered(id: string, held: boolean, now: number): void {
+    if (held) {
+      this.sql.run('UPDATE charges SET ask_at = NULL WHERE id = ?', id);
+      return;
+    }
+    const row = this.sql.one<{ period: string; reserved: number; charged: number | null }>('SELECT period, reserved, charged FROM charges WHERE id = ?', id);
+    if (!row) return;
+    if (row.charged === null) this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?) WHERE period = ?', row.reserved, row.period);
+    else this.sql.run('UPDATE budget SET tokens = max(0, tokens - ?) WHERE period = ?', row.charged, row.period);
+    this.sql.run('UPDATE charges SET charged = 0, ask_at = NULL, expires_at = ? WHERE id = ?', now + CHARGE_TOMBSTONE_MS, id);
+  }
+
+  /** The agent could not be asked: ask again later. */
+  askAgain(id: string, now: number): void {
+    this.sql.run('UPDATE charges SET ask_at = ? WHERE id = ?', now + ASK_AGAIN_MS, id);
   }
 
   /** Charges reservations whose agent never settled them (kept as tombstones), and forgets old tombstones. */

@@ -2,7 +2,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
 import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
 import { runMigrations } from './agent-schema';
-import { CHARGES_MIGRATION, LimiterCharges } from './key-limiter-charges';
+import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges } from './key-limiter-charges';
 import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
 import { Sql } from './sql';
 
@@ -86,6 +86,7 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX leases_by_expiry ON leases(expires_at);
   `,
   CHARGES_MIGRATION,
+  CHARGES_ASK_MIGRATION,
 ];
 
 interface BudgetRow extends Record<string, string | number> {
@@ -255,6 +256,33 @@ export class KeyLimiterDO extends DurableObject<Env> {
     return this.ctx.storage.transactionSync(() => this.charges.settle(chargeId, tokens));
   }
 
+  /**
+   * The edge's call carrying execution reservation `chargeId` failed without an answer from
+   * the agent (`agent`: its object's id), which may or may not have received it: that agent is
+   * asked in a minute, from the alarm, and a reservation it never received is given back
+   * instead of being charged in full when it expires.
+   */
+  async doubtCharge(chargeId: string, agent: string): Promise<void> {
+    const at = this.ctx.storage.transactionSync(() => this.charges.doubt(chargeId, agent, Date.now()));
+    if (at === null) return;
+    const alarm = await this.ctx.storage.getAlarm();
+    if (alarm === null || alarm > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  override async alarm(): Promise<void> {
+    await Promise.all(this.charges.toAsk(Date.now()).map(async ({ id, agent }) => {
+      try {
+        const held = await askAgent(this.env, agent, id);
+        this.ctx.storage.transactionSync(() => this.charges.answered(id, held, Date.now()));
+      } catch (error) {
+        this.charges.askAgain(id, Date.now());
+        console.error(JSON.stringify({ level: 'error', msg: 'could not ask an agent about a token reservation; asked again later', chargeId: id, error: String(error) }));
+      }
+    }));
+    const next = this.charges.nextAsk();
+    if (next !== null) await this.ctx.storage.setAlarm(next);
+  }
+
   /** What the key has used in the current period, and its requests in flight. */
   usage(limits: KeyLimits): Omit<KeyUsage, 'limits'> {
     const now = Date.now();
@@ -306,5 +334,21 @@ export class KeyLimiterDO extends DurableObject<Env> {
     if (!lease || lease.period === null) return;
     const used = tokens === null ? lease.reserved : Math.max(0, Math.ceil(tokens));
     this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?), tokens = tokens + ?, requests = max(0, requests - ?) WHERE period = ?', lease.reserved, used, refused ? 1 : 0, lease.period);
+  }
+}
+
+/** How long the limiter waits for an agent's answer: an RPC has no deadline of its own. */
+const ASK_TIMEOUT_MS = 10_000;
+
+/** Whether agent object `agent` holds execution reservation `chargeId`. */
+async function askAgent(env: Env, agent: string, chargeId: string): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const unanswered = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the agent did not answer within ${ASK_TIMEOUT_MS} ms`)), ASK_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([env.AGENTS.get(env.AGENTS.idFromString(agent)).holdsCharge(chargeId), unanswered]);
+  } finally {
+    clearTimeout(timer);
   }
 }

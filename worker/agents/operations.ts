@@ -7,7 +7,8 @@ import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import type { Agent } from '../schemas/agent';
 import type { CreateExecutionBody, Execution } from '../schemas/execution';
-import { callAgent, requireAgent, type AgentRpc } from './registry';
+import { withChargeDoubt } from '../limits/charge-doubt';
+import { agentObjectId, callAgent, requireAgent, type AgentRpc } from './registry';
 
 /**
  * What the API does to a tenant's agents, shared by every front door (REST under /v1, MCP at
@@ -60,8 +61,8 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
     ? { executionId, fingerprint: 'edge' }
     : { idempotencyKey, executionId, fingerprint: await sha256Hex(canonicalJson(body)) };
   let deliveries = 0;
-  return unwrap(
-    await callAgent(
+  const started = await withChargeDoubt(env, charge, () => agentObjectId(env, tenantId, agentId, route), () =>
+    callAgent(
       env, tenantId, agentId, route,
       (stub) => stub.execute({
         intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
@@ -70,6 +71,7 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
       { retry: true },
     ),
   );
+  return unwrap(started);
 }
 
 /** A finished sync execution that did not succeed is an error whose details carry the record. */

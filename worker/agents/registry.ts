@@ -125,6 +125,12 @@ export type AgentRpc = Pick<
   | 'prepare' | 'commit' | 'abort' | 'a2a'
 >;
 
+/** The id of the agent's Durable Object, as a string another object can call it by. */
+export function agentObjectId(env: Env, tenantId: string, agentId: string, route: AgentRoute): string {
+  const namespace = route.jurisdiction ? inJurisdiction(env.AGENTS, route.jurisdiction) : env.AGENTS;
+  return namespace.idFromName(`${tenantId}/${agentId}`).toString();
+}
+
 /** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
 export function agentStub(env: Env, tenantId: string, agentId: string, route: AgentRoute): AgentRpc {
   const namespace = route.jurisdiction ? inJurisdiction(env.AGENTS, route.jurisdiction) : env.AGENTS;

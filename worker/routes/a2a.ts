@@ -8,7 +8,8 @@ import { mediaType } from '../lib/media-type';
 import { unreadableBody } from '../lib/body-encoding';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
-import { callAgent, requireAgent, type AgentRoute } from '../agents/registry';
+import { agentObjectId, callAgent, requireAgent, type AgentRoute } from '../agents/registry';
+import { withChargeDoubt } from '../limits/charge-doubt';
 import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
@@ -191,7 +192,9 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   c.get('log').a2aMethod = envelope.data.method;
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
-  const reply = unwrap(await callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(c.get('tokenCharge') && { charge: c.get('tokenCharge') }) })));
+  const charge = c.get('tokenCharge');
+  const reply = unwrap(await withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
+    callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(charge && { charge }) }))));
   if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
   return rpcAnswer(c, reply.body as Record<string, unknown>);
 }
