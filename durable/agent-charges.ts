@@ -67,6 +67,23 @@ export class AgentCharges {
     // Marked final only as it is sent: a transaction that rolls back leaves it open here too.
   }
 
+  /**
+   * Before the agent's storage is deleted: what every execution owes becomes final (one that
+   * has not ended is treated as cancelled: its reservation if an upstream call had started,
+   * else nothing) and is sent once. What does not land then is lost with the storage, and its
+   * reservation is charged in full when it expires, as before.
+   */
+  async settleBeforeDelete(): Promise<void> {
+    if (!this.mayBeDue()) return;
+    this.sql.run(
+      `UPDATE token_charges SET used = CASE WHEN coalesce((SELECT attempts FROM executions WHERE id = token_charges.execution_id), 0) > 0 THEN reserved ELSE 0 END
+       WHERE used IS NULL`,
+    );
+    this.sql.run('UPDATE token_charges SET next_at = 0');
+    for (const id of this.known().keys()) this.known().set(id, true);
+    await this.send();
+  }
+
   /** Whether an execution here holds reservation `chargeId`, settled or not yet sent. */
   holds(chargeId: string): boolean {
     return this.schema.has('charges') && this.sql.one('SELECT 1 AS held FROM token_charges WHERE charge_id = ?', chargeId) !== undefined;

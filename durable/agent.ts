@@ -143,6 +143,7 @@ export class AgentDO extends DurableObject<Env> {
     if (lock) return this.locked(lock.tx_id);
     this.runner.abortAll();
     await this.background.idle();
+    await this.charges.settleBeforeDelete();
     await this.ctx.storage.deleteAlarm();
     const lastSeq = this.events.lastSeq();
     await this.ctx.storage.deleteAll();
