@@ -26,6 +26,17 @@ describe("an execution whose upstream asked to wait says when to come back", () 
     expect(polled.body.error.retryAt).toBe(execution.error.retryAt);
   });
 
+  it("counts a target's pause from its latest refusal when its retries waited out the earlier ones", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: busy(`erw${Date.now()}`, 503, 1) });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(502);
+    const { execution } = res.body.error.details;
+    expect(execution.attempts).toBe(3);
+    expect(Date.parse(execution.error.retryAt)).toBeGreaterThan(Date.parse(execution.finishedAt));
+    expect(res.headers.get('retry-after')).toBe('1');
+  });
+
   it('names the soonest pause over a pool, and none when an attempt failed without one', async () => {
     const { key } = await newTenant();
     const tag = `erp${Date.now()}`;
