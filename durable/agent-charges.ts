@@ -1,4 +1,5 @@
 import type { Env } from '../worker/env';
+import { answerWithin } from '../worker/lib/answer-within';
 import { limiter } from '../worker/limits/limiter';
 import { executionTokens } from '../worker/limits/usage';
 import type { TokenCharge } from './agent-rpc';
@@ -134,13 +135,5 @@ export class AgentCharges {
 }
 
 async function settle(env: Env, row: ChargeRow): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const unanswered = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the key's limiter did not answer within ${SETTLE_TIMEOUT_MS} ms`)), SETTLE_TIMEOUT_MS);
-  });
-  try {
-    await Promise.race([limiter(env, row.limiter).settleExecution(row.charge_id, row.used ?? row.reserved), unanswered]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await answerWithin(limiter(env, row.limiter).settleExecution(row.charge_id, row.used ?? row.reserved), SETTLE_TIMEOUT_MS, "the key's limiter");
 }

@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
+import { answerWithin } from '../worker/lib/answer-within';
 import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
 import { runMigrations } from './agent-schema';
 import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges } from './key-limiter-charges';
@@ -337,18 +338,10 @@ export class KeyLimiterDO extends DurableObject<Env> {
   }
 }
 
-/** How long the limiter waits for an agent's answer: an RPC has no deadline of its own. */
+/** How long the limiter waits for an agent's answer. */
 const ASK_TIMEOUT_MS = 10_000;
 
 /** Whether agent object `agent` holds execution reservation `chargeId`. */
-async function askAgent(env: Env, agent: string, chargeId: string): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const unanswered = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the agent did not answer within ${ASK_TIMEOUT_MS} ms`)), ASK_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([env.AGENTS.get(env.AGENTS.idFromString(agent)).holdsCharge(chargeId), unanswered]);
-  } finally {
-    clearTimeout(timer);
-  }
+function askAgent(env: Env, agent: string, chargeId: string): Promise<boolean> {
+  return answerWithin(env.AGENTS.get(env.AGENTS.idFromString(agent)).holdsCharge(chargeId), ASK_TIMEOUT_MS, 'the agent');
 }

@@ -125,16 +125,18 @@ export type AgentRpc = Pick<
   | 'prepare' | 'commit' | 'abort' | 'a2a'
 >;
 
-/** The id of the agent's Durable Object, as a string another object can call it by. */
-export function agentObjectId(env: Env, tenantId: string, agentId: string, route: AgentRoute): string {
+/** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
+function agentObject(env: Env, tenantId: string, agentId: string, route: AgentRoute) {
   const namespace = route.jurisdiction ? inJurisdiction(env.AGENTS, route.jurisdiction) : env.AGENTS;
-  return namespace.idFromName(`${tenantId}/${agentId}`).toString();
+  return { namespace, id: namespace.idFromName(`${tenantId}/${agentId}`) };
 }
 
-/** The agent's Durable Object: named by tenant and id, so tenants can never share one. */
+/** The id of the agent's Durable Object, as a string another object can call it by. */
+export const agentObjectId = (env: Env, tenantId: string, agentId: string, route: AgentRoute): string => agentObject(env, tenantId, agentId, route).id.toString();
+
+/** A stub of the agent's Durable Object, in its location when the route names one. */
 export function agentStub(env: Env, tenantId: string, agentId: string, route: AgentRoute): AgentRpc {
-  const namespace = route.jurisdiction ? inJurisdiction(env.AGENTS, route.jurisdiction) : env.AGENTS;
-  const id = namespace.idFromName(`${tenantId}/${agentId}`);
+  const { namespace, id } = agentObject(env, tenantId, agentId, route);
   const stub = route.locationHint ? namespace.get(id, { locationHint: route.locationHint }) : namespace.get(id);
   return stub as unknown as AgentRpc;
 }
