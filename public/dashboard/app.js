@@ -307,7 +307,11 @@ async function follow(target) {
       quiet();
       const res = await fetch(`${agentPath(target.id)}/events`, { headers, signal: connection.signal, cache: 'no-store' });
       if (res.status === 401) return onUnauthorized();
-      if (res.status === 404) return setText($('stream-state'), 'agent not found');
+      // Deleting an agent ends its stream; the reconnect's 404 says it is gone for good.
+      if (res.status === 404) {
+        if (selected === target) select(null);
+        return say(`Agent ${target.id} no longer exists.`);
+      }
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       setText($('stream-state'), 'live');
       $('stream-state').dataset.live = 'true';

@@ -88,9 +88,11 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     // Once the test takes the page offline, Chromium logs each failed poll as an error: those
     // are the test's doing (the page's own handling of them is checked below), nothing else is.
     let wentOffline = false; // never reset: Chromium may log a failure after coming back
+    let deletedAgent = false;
     page.on('console', (message) => {
       if (message.type() !== 'error') return;
       if (wentOffline && message.text().includes('net::ERR_INTERNET_DISCONNECTED')) return;
+      if (deletedAgent && message.text().includes('status of 404')) return;
       problems.push(`console: ${message.text()}`);
     });
     const foreign: string[] = [];
@@ -167,6 +169,15 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
 
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // An agent deleted elsewhere: its stream ends, and its panel closes instead of showing it on.
+    // Chromium logs the reconnect's 404 as an error: that one is the test's doing.
+    deletedAgent = true;
+    expect((await fetch(`${base}/v1/agents/dash-e2e`, { method: 'DELETE', headers: auth })).status).toBe(204);
+    await expect.poll(() => page.getByTestId('agent-panel').isHidden(), { timeout: 20_000 }).toBe(true);
+    expect(await page.getByTestId('message').textContent()).toBe('Agent dash-e2e no longer exists.');
+    await expect.poll(() => page.locator('[data-testid="agent-row"][data-agent-id="dash-e2e"]').count(), { timeout: 10_000 }).toBe(0);
+
     expect(existsSync(SCREENSHOT)).toBe(true);
     expect(problems).toEqual([]);
     expect(foreign).toEqual([]);
