@@ -34,4 +34,36 @@ describe('typed client (hono/client with AppType)', () => {
     const missing = await client.v1.agents[':id'].$get({ param: { id: 'nobody' } });
     expect(missing.status).toBe(404);
   });
+
+  // Optional-only query strings and headers may be left out, as with any HTTP client: before
+  // AppType loosened them, none of these calls compiled without `query: {}` or `header: {}`
+  // (`npm run typecheck` checks this file).
+  it('leaves out a query string or headers whose members are all optional', async () => {
+    const { key } = await newTenant();
+    const client = clientFor(key);
+    const created = await client.v1.agents.$post({ json: { id: 'plain-calls' } });
+    expect(created.status).toBe(201);
+
+    const list = await client.v1.agents.$get();
+    if (list.status !== 200) throw new Error(`unexpected ${list.status}`);
+    expect((await list.json()).data.map((agent) => agent.id)).toEqual(['plain-calls']);
+
+    const run = await client.v1.agents[':id'].executions.$post({ param: { id: 'plain-calls' }, json: { intent: 'support.reply', input: 'hi' } });
+    expect(run.status).toBe(200);
+    const patched = await client.v1.agents[':id'].context.$patch({ param: { id: 'plain-calls' }, json: { tier: 'gold' } });
+    if (patched.status !== 200) throw new Error(`unexpected ${patched.status}`);
+    expect((await patched.json()).data).toMatchObject({ tier: 'gold' });
+    expect((await client.v1.agents[':id'].executions.$get({ param: { id: 'plain-calls' } })).status).toBe(200);
+    expect((await client.v1.agents[':id'].deliveries.$get({ param: { id: 'plain-calls' } })).status).toBe(200);
+
+    const tx = await client.v1.transactions.$post({ json: { operations: [{ agentId: 'plain-calls', increment: { n: 1 } }] } });
+    expect(tx.status).toBe(200);
+    expect((await client.v1.pools[':name'].$put({ param: { name: 'plain' }, json: { targets: [{ id: 'faq', kind: 'builtin' }] } })).status).toBe(201);
+    const chat = await client.v1.chat.completions.$post({ json: { model: 'plain', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(200);
+    const stats = await client.v1.stats.$get();
+    if (stats.status !== 200) throw new Error(`unexpected ${stats.status}`);
+    expect((await stats.json()).windowMinutes).toBe(60);
+    expect((await client.v1.audit.$get()).status).toBe(200);
+  });
 });

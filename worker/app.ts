@@ -2,6 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { AppEnv } from './env';
+import type { ClientApp } from './client-type';
 import { ApiError, validationError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
@@ -137,6 +138,6 @@ export function createApp() {
 
 /**
  * The API's type, for a typed client: `hc<AppType>(baseUrl, { headers })` from `hono/client`
- * (see docs/CLIENT.md).
+ * (see docs/CLIENT.md). Optional-only query strings and headers may be left out (ClientApp).
  */
-export type AppType = ReturnType<typeof createApp>;
+export type AppType = ClientApp<ReturnType<typeof createApp>>;

@@ -13,6 +13,9 @@ const $ = (id) => document.getElementById(id);
 let apiKey = sessionStorage.getItem(KEY_STORAGE) ?? '';
 let selected = null; // { id, abort: AbortController, executions: Map, events: Map }
 let timers = [];
+// What one pasted key shows: stop() ends it, so an answer still on its way for an earlier key
+// (another tenant's agents or pools) is dropped instead of being drawn under the next key.
+let session = null; // { abort: AbortController, agentsBusy: boolean, poolsBusy: boolean }
 
 // --- the API --------------------------------------------------------------------------------
 
@@ -94,38 +97,46 @@ function onUnauthorized() {
 
 async function start() {
   stop();
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false };
+  session = current;
   try {
-    await refreshAgents();
+    await refreshAgents(current);
   } catch (error) {
-    if (!(error instanceof ApiError && error.status === 401)) say(`Could not load agents: ${error.message}`, true);
+    if (session === current && !(error instanceof ApiError && error.status === 401)) say(`Could not load agents: ${error.message}`, true);
     return;
   }
+  if (session !== current) return;
   $('main').hidden = false;
   say('Connected.');
-  refreshPools().catch(() => undefined);
+  refreshPools(current).catch(() => undefined);
   timers = [
-    setInterval(() => { if (!document.hidden) refreshAgents().catch(() => undefined); }, AGENTS_EVERY_MS),
-    setInterval(() => { if (!document.hidden) refreshPools().catch(() => undefined); }, POOLS_EVERY_MS),
+    setInterval(() => { if (!document.hidden) refreshAgents(current).catch(() => undefined); }, AGENTS_EVERY_MS),
+    setInterval(() => { if (!document.hidden) refreshPools(current).catch(() => undefined); }, POOLS_EVERY_MS),
   ];
 }
 
 function stop() {
   for (const timer of timers) clearInterval(timer);
   timers = [];
+  session?.abort.abort();
+  session = null;
   select(null);
+  // The tables belong to the key that filled them: a key pasted next starts from empty ones.
+  $('agents-body').replaceChildren();
+  $('pools-body').replaceChildren();
   $('main').hidden = true;
 }
 
 // --- agents ----------------------------------------------------------------------------------
 
-let agentsBusy = false;
-
-async function refreshAgents() {
-  if (agentsBusy) return;
-  agentsBusy = true;
+async function refreshAgents(current = session) {
+  if (!current || current.agentsBusy) return;
+  current.agentsBusy = true;
   try {
-    const { data, nextCursor } = await api('/v1/agents?limit=100');
-    const statuses = await Promise.all(data.map((agent) => api(`${agentPath(agent.id)}/status`).catch(() => null)));
+    const { signal } = current.abort;
+    const { data, nextCursor } = await api('/v1/agents?limit=100', { signal });
+    const statuses = await Promise.all(data.map((agent) => api(`${agentPath(agent.id)}/status`, { signal }).catch(() => null)));
+    if (session !== current) return;
     const byId = new Map(data.map((agent, i) => [agent.id, { agent, status: statuses[i] }]));
     syncRows($('agents-body'), data.map((a) => a.id), (row, id) => {
       const { agent, status } = byId.get(id);
@@ -155,7 +166,7 @@ async function refreshAgents() {
     $('agents-more').hidden = !nextCursor;
     if (selected && byId.has(selected.id)) showStatus(byId.get(selected.id).status);
   } finally {
-    agentsBusy = false;
+    current.agentsBusy = false;
   }
 }
 
@@ -296,7 +307,11 @@ async function follow(target) {
       quiet();
       const res = await fetch(`${agentPath(target.id)}/events`, { headers, signal: connection.signal, cache: 'no-store' });
       if (res.status === 401) return onUnauthorized();
-      if (res.status === 404) return setText($('stream-state'), 'agent not found');
+      // Deleting an agent ends its stream; the reconnect's 404 says it is gone for good.
+      if (res.status === 404) {
+        if (selected === target) select(null);
+        return say(`Agent ${target.id} no longer exists.`);
+      }
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       setText($('stream-state'), 'live');
       $('stream-state').dataset.live = 'true';
@@ -344,14 +359,14 @@ async function follow(target) {
 
 // --- pools ------------------------------------------------------------------------------------
 
-let poolsBusy = false;
-
-async function refreshPools() {
-  if (poolsBusy) return;
-  poolsBusy = true;
+async function refreshPools(current = session) {
+  if (!current || current.poolsBusy) return;
+  current.poolsBusy = true;
   try {
-    const { data } = await api('/v1/pools');
-    const pools = await Promise.all(data.map((pool) => api(`/v1/pools/${encodeURIComponent(pool.name)}`).catch(() => pool)));
+    const { signal } = current.abort;
+    const { data } = await api('/v1/pools', { signal });
+    const pools = await Promise.all(data.map((pool) => api(`/v1/pools/${encodeURIComponent(pool.name)}`, { signal }).catch(() => pool)));
+    if (session !== current) return;
     const rows = new Map();
     for (const pool of pools) for (const target of pool.targets) rows.set(`${pool.name}\u0000${target.id}`, { pool, target });
     syncRows($('pools-body'), [...rows.keys()], (row, key) => {
@@ -372,7 +387,7 @@ async function refreshPools() {
     });
     $('pools-empty').hidden = rows.size > 0;
   } finally {
-    poolsBusy = false;
+    current.poolsBusy = false;
   }
 }
 

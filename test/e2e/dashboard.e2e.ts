@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,9 +88,11 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     // Once the test takes the page offline, Chromium logs each failed poll as an error: those
     // are the test's doing (the page's own handling of them is checked below), nothing else is.
     let wentOffline = false; // never reset: Chromium may log a failure after coming back
+    let deletedAgent = false;
     page.on('console', (message) => {
       if (message.type() !== 'error') return;
       if (wentOffline && message.text().includes('net::ERR_INTERNET_DISCONNECTED')) return;
+      if (deletedAgent && message.text().includes('status of 404')) return;
       problems.push(`console: ${message.text()}`);
     });
     const foreign: string[] = [];
@@ -167,10 +169,79 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
 
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // An agent deleted elsewhere: its stream ends, and its panel closes instead of showing it on.
+    // Chromium logs the reconnect's 404 as an error: that one is the test's doing.
+    deletedAgent = true;
+    expect((await fetch(`${base}/v1/agents/dash-e2e`, { method: 'DELETE', headers: auth })).status).toBe(204);
+    await expect.poll(() => page.getByTestId('agent-panel').isHidden(), { timeout: 20_000 }).toBe(true);
+    expect(await page.getByTestId('message').textContent()).toBe('Agent dash-e2e no longer exists.');
+    await expect.poll(() => page.locator('[data-testid="agent-row"][data-agent-id="dash-e2e"]').count(), { timeout: 10_000 }).toBe(0);
+
     expect(existsSync(SCREENSHOT)).toBe(true);
     expect(problems).toEqual([]);
     expect(foreign).toEqual([]);
     console.log(`dashboard e2e: key → agent → execution seen succeeded live in ${liveMs} ms`);
+    await context.close();
+  });
+
+  it("shows nothing of the previous key's tenant once another key is pasted, not even an answer still on its way", async () => {
+    const auth = (bearer: string) => ({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json' });
+    const post = async (route: string, bearer: string, body: unknown, method = 'POST') => {
+      const res = await fetch(`${base}${route}`, { method, headers: auth(bearer), body: JSON.stringify(body) });
+      expect(res.status, route).toBe(201);
+      return (await res.json()) as Record<string, string>;
+    };
+    await post('/v1/pools/tenant-a-pool', key, { targets: [{ id: 'tenant-a-target', kind: 'builtin' }] }, 'PUT');
+    await post('/v1/agents', key, { id: 'tenant-a-agent' });
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const other = await post('/v1/admin/tenants', admin, { name: 'Other tenant' });
+    const otherKey = (await post(`/v1/admin/tenants/${other.id}/keys`, admin, { name: 'dashboard' })).key ?? '';
+
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="tenant-a-agent"]').waitFor();
+    await page.getByTestId('pool-target-row').filter({ hasText: 'tenant-a-pool' }).waitFor({ timeout: 10_000 });
+
+    // The first key's next agent poll is held in flight, and the second key's pool list too.
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    let firstKeyPollHeld = () => undefined as void;
+    const firstKeyPoll = new Promise<void>((resolve) => { firstKeyPollHeld = resolve; });
+    await page.route('**/v1/**', async (route) => {
+      const request = route.request();
+      const bearer = request.headers().authorization;
+      const url = new URL(request.url());
+      const firstKeyList = bearer === `Bearer ${key}` && url.pathname === '/v1/agents';
+      if (firstKeyList) firstKeyPollHeld();
+      if (firstKeyList || (bearer === `Bearer ${otherKey}` && url.pathname === '/v1/pools')) await held;
+      await route.continue().catch(() => undefined); // the page may have given the request up meanwhile
+    });
+    await firstKeyPoll;
+
+    await page.getByLabel('API key').fill(otherKey);
+    await page.getByTestId('key-submit').click();
+    // Submitting hides the tables until the new key's agents have loaded.
+    await page.locator('#main').waitFor({ state: 'visible' });
+    expect(await page.getByTestId('message').textContent()).toBe('Connected.');
+    expect(await page.getByTestId('pools-body').textContent()).not.toContain('tenant-a');
+    expect(await page.getByTestId('agents-body').textContent()).not.toContain('tenant-a');
+
+    // The first key's answer arrives now: it is dropped, so the second key's next poll (held by
+    // its own route below) finds the table as that key left it.
+    let nextPoll = () => undefined as void;
+    const secondKeyPoll = new Promise<void>((resolve) => { nextPoll = resolve; });
+    await page.route((url) => url.pathname === '/v1/agents' && url.search === '?limit=100', async (route) => {
+      if (route.request().headers().authorization === `Bearer ${otherKey}`) nextPoll();
+      else await route.fallback();
+    });
+    release();
+    await secondKeyPoll;
+    expect(await page.getByTestId('agents-body').textContent()).not.toContain('tenant-a');
+    expect(await page.getByTestId('pools-body').textContent()).not.toContain('tenant-a');
     await context.close();
   });
 

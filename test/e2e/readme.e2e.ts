@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { hc } from 'hono/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -145,5 +146,23 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     const key = server.key;
     const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });
     expect(res.status).toBe(404);
+  });
+});
+
+// The quickstart names the oldest Node it runs on; every package `npm ci` installs must run there
+// (eslint and vite, which `npm test` and `npm run lint` load, need 20.19; undici, under wrangler, 20.18.1).
+describe('README quickstart, the Node version it names', () => {
+  it('is one every installed package, and package.json engines, accept', () => {
+    const semver = createRequire(import.meta.url)('semver') as { satisfies(version: string, range: string): boolean; minVersion(range: string): { version: string } | null };
+    const named = /needs nothing but Node (\d+(?:\.\d+)?)\+/.exec(readFileSync(path.join(root, 'README.md'), 'utf8'))?.[1];
+    expect(named).toBeDefined();
+    const oldest = semver.minVersion(`>=${named}`)?.version ?? '';
+    const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(semver.minVersion(manifest.engines.node)?.version).toBe(oldest);
+    const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string }; optional?: boolean }> };
+    const refusing = Object.entries(lock.packages)
+      .filter(([name, entry]) => name !== '' && !entry.optional && entry.engines?.node !== undefined && !semver.satisfies(oldest, entry.engines.node))
+      .map(([name, entry]) => `${name} (${entry.engines?.node})`);
+    expect(refusing).toEqual([]);
   });
 });
