@@ -5,6 +5,7 @@ import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
 import { sha256Hex } from '../lib/hash';
 import { IsolateCache } from '../lib/isolate-cache';
+import { dropCached } from '../lib/kv-cache';
 
 export const KEY_PREFIX = 'eag_';
 /**
@@ -83,7 +84,7 @@ export function parseLimits(json: string | null): KeyLimits | null {
 /** Drops the cached lookups of a key where this runs (elsewhere they expire within 90 s). */
 async function forgetKey(env: Env, hash: string): Promise<void> {
   isolateCache.delete(hash);
-  await env.CACHE.delete(kvKey(hash));
+  await dropCached(env.CACHE, kvKey(hash), 'api key');
 }
 
 /** Revokes a key in D1 and drops the caches this location holds; returns false if unknown. */
