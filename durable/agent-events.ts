@@ -94,9 +94,10 @@ export class AgentEvents {
       this.send(events, sockets);
       return;
     }
+    // The sockets open now: one accepted while the check runs was replayed these events already.
     const run = (this.pending ?? Promise.resolve())
       .then(() => this.endRevoked())
-      .then(() => this.send(events, this.ctx.getWebSockets('events')))
+      .then((revoked) => this.send(events, sockets.filter((socket) => !revoked.has(socketKey(socket) ?? ''))))
       .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'event delivery failed', error: String(error) })));
     const tracked: Promise<void> = run.finally(() => {
       if (this.pending === tracked) this.pending = null;
@@ -114,12 +115,12 @@ export class AgentEvents {
     return true;
   }
 
-  /** Ends the streams and sockets whose key D1 says was revoked (or deleted). */
-  private async endRevoked(): Promise<void> {
+  /** Ends the streams and sockets whose key D1 says was revoked (or deleted); returns those keys. */
+  private async endRevoked(): Promise<Set<string>> {
     const sockets = this.ctx.getWebSockets('events');
     const keyIds = [...[...this.subscribers].map((s) => s.keyId), ...sockets.map(socketKey)].filter((k): k is string => k !== undefined);
     const revoked = await revokedKeys(this.db, keyIds);
-    if (revoked.size === 0) return;
+    if (revoked.size === 0) return revoked;
     for (const subscriber of [...this.subscribers]) if (subscriber.keyId && revoked.has(subscriber.keyId)) subscriber.revoked();
     for (const socket of this.ctx.getWebSockets('events')) {
       const keyId = socketKey(socket);
@@ -130,6 +131,7 @@ export class AgentEvents {
         /* already closing */
       }
     }
+    return revoked;
   }
 
   private send(events: AgentEvent[], sockets: WebSocket[]): void {
