@@ -1,5 +1,6 @@
 import type { AgentEvent } from '../worker/schemas/webhook';
 import { iso } from '../worker/lib/time';
+import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from '../worker/auth/key-status';
 import type { Sql } from './sql';
 
 /** Events kept for resuming streams; older ones are trimmed. */
@@ -25,9 +26,19 @@ export type StreamNotice =
 const noticeFrame = (notice: StreamNotice) => encoder.encode(`event: ${notice.type}\ndata: ${JSON.stringify(notice.data)}\n\n`);
 
 interface Subscriber {
+  /** The API key the stream was opened with (none: not checked). */
+  keyId?: string;
   push(event: AgentEvent): void;
   end(): void;
+  /** Ends the stream because its key was revoked, telling the client so. */
+  revoked(): void;
 }
+
+/** The last frame of a stream whose key was revoked: no `id`, and the client's reconnect gets 401. */
+const revokedFrame = encoder.encode(`event: unauthorized\ndata: ${JSON.stringify({ code: 'unauthorized', message: "this stream's API key was revoked" })}\n\n`);
+/** The close code of an event socket whose key was revoked (RFC 6455 policy violation). */
+export const REVOKED_CLOSE_CODE = 1008;
+const socketKey = (socket: WebSocket): string | undefined => (socket.deserializeAttachment() as { keyId?: string } | null)?.keyId;
 
 /**
  * The agent's event log (execution lifecycle, transactions) and its live subscribers: SSE
@@ -35,10 +46,13 @@ interface Subscriber {
  */
 export class AgentEvents {
   private readonly subscribers = new Set<Subscriber>();
+  /** Events waiting for a check of the streams' keys, delivered in order after it. */
+  private pending: Promise<void> | null = null;
 
   constructor(
     private readonly sql: Sql,
     private readonly ctx: DurableObjectState,
+    private readonly db: D1Database,
   ) {}
 
   /** Appends an event (inside the caller's transaction) and pushes it to live subscribers; `json`: `data` serialised, if the caller has it. */
@@ -62,17 +76,76 @@ export class AgentEvents {
     // Trimming as the seq crosses a hundred keeps between 1,000 and 1,100 for a fraction of the writes.
     if (Math.floor(newest / 100) !== Math.floor((newest - entries.length) / 100)) this.sql.run('DELETE FROM events WHERE seq <= ?', newest - EVENT_RETENTION);
     const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: iso(now), data: e.data }));
+    this.deliver(events);
+    return events;
+  }
+
+  /**
+   * Sends events to the open streams, but never to one whose key was revoked: while every
+   * stream's key was found valid within the last 30 s (worker/auth/key-status.ts) they go at
+   * once; otherwise after D1 has been asked, the streams of revoked keys are ended first, and
+   * later events queue behind, so each stream still gets them in order. Empty `events` only
+   * checks (a heartbeat).
+   */
+  private deliver(events: AgentEvent[]): void {
+    const sockets = this.ctx.getWebSockets('events');
+    if (this.subscribers.size === 0 && sockets.length === 0) return;
+    if (this.pending === null && this.keysKnownValid(sockets)) {
+      this.send(events, sockets);
+      return;
+    }
+    // The sockets open now: one accepted while the check runs was replayed these events already.
+    const run = (this.pending ?? Promise.resolve())
+      .then(() => this.endRevoked())
+      .then((revoked) => this.send(events, sockets.filter((socket) => !revoked.has(socketKey(socket) ?? ''))))
+      .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'event delivery failed', error: String(error) })));
+    const tracked: Promise<void> = run.finally(() => {
+      if (this.pending === tracked) this.pending = null;
+    });
+    this.pending = tracked;
+  }
+
+  private keysKnownValid(sockets: WebSocket[]): boolean {
+    const now = Date.now();
+    for (const subscriber of this.subscribers) if (subscriber.keyId && rememberedKeyStatus(subscriber.keyId, now) !== true) return false;
+    for (const socket of sockets) {
+      const keyId = socketKey(socket);
+      if (keyId && rememberedKeyStatus(keyId, now) !== true) return false;
+    }
+    return true;
+  }
+
+  /** Ends the streams and sockets whose key D1 says was revoked (or deleted); returns those keys. */
+  private async endRevoked(): Promise<Set<string>> {
+    const sockets = this.ctx.getWebSockets('events');
+    const keyIds = [...[...this.subscribers].map((s) => s.keyId), ...sockets.map(socketKey)].filter((k): k is string => k !== undefined);
+    const revoked = await revokedKeys(this.db, keyIds);
+    if (revoked.size === 0) return revoked;
+    for (const subscriber of [...this.subscribers]) if (subscriber.keyId && revoked.has(subscriber.keyId)) subscriber.revoked();
+    for (const socket of this.ctx.getWebSockets('events')) {
+      const keyId = socketKey(socket);
+      if (!keyId || !revoked.has(keyId)) continue;
+      try {
+        socket.close(REVOKED_CLOSE_CODE, 'the API key was revoked');
+      } catch {
+        /* already closing */
+      }
+    }
+    return revoked;
+  }
+
+  private send(events: AgentEvent[], sockets: WebSocket[]): void {
     for (const event of events) {
       for (const subscriber of this.subscribers) subscriber.push(event);
-      for (const socket of this.ctx.getWebSockets('events')) {
+      const message = sockets.length > 0 ? JSON.stringify(event) : '';
+      for (const socket of sockets) {
         try {
-          socket.send(JSON.stringify(event));
+          socket.send(message);
         } catch {
           /* a closing socket: the runtime cleans it up */
         }
       }
     }
-    return events;
   }
 
   /** Events after `seq`: all that are kept (trimming leaves at most a hundred over the retention). */
@@ -114,7 +187,7 @@ export class AgentEvents {
    * A server-sent event stream: first what happened after `lastEventId` (after a `gap` or
    * `reset` notice if the client must know), then live events, with heartbeat comments.
    */
-  stream(lastEventId: number | null): ReadableStream<Uint8Array> {
+  stream(lastEventId: number | null, keyId?: string): ReadableStream<Uint8Array> {
     let subscriber: Subscriber | null = null;
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     const cleanup = () => {
@@ -128,7 +201,18 @@ export class AgentEvents {
         for (const notice of resumed.notices) controller.enqueue(noticeFrame(notice));
         for (const event of resumed.events) controller.enqueue(sseFrame(event));
         let last = resumed.last;
+        if (keyId) admittedKey(keyId);
+        const end = (last?: Uint8Array) => {
+          cleanup();
+          try {
+            if (last) controller.enqueue(last);
+            controller.close();
+          } catch {
+            /* the client already went */
+          }
+        };
         subscriber = {
+          ...(keyId && { keyId }),
           push: (event) => {
             if (event.seq <= last) return;
             last = event.seq;
@@ -138,14 +222,8 @@ export class AgentEvents {
               cleanup();
             }
           },
-          end: () => {
-            cleanup();
-            try {
-              controller.close();
-            } catch {
-              /* the client already went */
-            }
-          },
+          end: () => end(),
+          revoked: () => end(revokedFrame),
         };
         this.subscribers.add(subscriber);
         heartbeat = setInterval(() => {
@@ -153,7 +231,10 @@ export class AgentEvents {
             controller.enqueue(encoder.encode(': heartbeat\n\n'));
           } catch {
             cleanup();
+            return;
           }
+          // An idle stream learns of its key's revocation here rather than with the next event.
+          this.deliver([]);
         }, HEARTBEAT_MS);
       },
       cancel: cleanup,
@@ -164,8 +245,13 @@ export class AgentEvents {
    * Accepts a hibernatable WebSocket and sends it what it missed since `lastEventId`: the same
    * notices as the SSE stream, as messages `{"type":"gap"|"reset","data":{…}}`, then the events.
    */
-  acceptSocket(server: WebSocket, lastEventId: number | null): void {
+  acceptSocket(server: WebSocket, lastEventId: number | null, keyId?: string): void {
     this.ctx.acceptWebSocket(server, ['events']);
+    // Kept across hibernation, so events after a wake-up are checked against the key too.
+    if (keyId) {
+      server.serializeAttachment({ keyId });
+      admittedKey(keyId);
+    }
     const resumed = this.resume(lastEventId);
     for (const notice of resumed.notices) server.send(JSON.stringify(notice));
     for (const event of resumed.events) server.send(JSON.stringify(event));
@@ -201,7 +287,7 @@ export class AgentEvents {
   upgrade(request: Request): Response {
     const pair = new WebSocketPair();
     const lastEventId = Number(new URL(request.url).searchParams.get('lastEventId') ?? NaN);
-    this.acceptSocket(pair[1], Number.isFinite(lastEventId) ? lastEventId : null);
+    this.acceptSocket(pair[1], Number.isFinite(lastEventId) ? lastEventId : null, request.headers.get(STREAM_KEY_HEADER) ?? undefined);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 

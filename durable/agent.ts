@@ -51,7 +51,7 @@ export class AgentDO extends DurableObject<Env> {
     this.schema = new DeferredSchema(sql, ctx.storage);
     this.store = new AgentStore(sql, this.schema);
     this.charges = new AgentCharges(sql, this.schema, env);
-    this.events = new AgentEvents(sql, ctx);
+    this.events = new AgentEvents(sql, ctx, env.DB);
     this.webhooks = new AgentWebhooks(sql, this.schema, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
     this.a2aServer = new A2AServer(sql, this.schema, this.store, {
       cancel: (id) => this.runner.cancel(id),
@@ -305,9 +305,9 @@ export class AgentDO extends DurableObject<Env> {
     return retried;
   }
 
-  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`. */
-  async subscribe(lastEventId: number | null): Promise<Result<ReadableStream<Uint8Array>>> {
-    return this.store.agentRow() ? ok(this.events.stream(lastEventId)) : this.notFound();
+  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked. */
+  async subscribe(lastEventId: number | null, keyId?: string): Promise<Result<ReadableStream<Uint8Array>>> {
+    return this.store.agentRow() ? ok(this.events.stream(lastEventId, keyId)) : this.notFound();
   }
 
   /** WebSocket upgrades only (RPC cannot carry a socket), authenticated by the Worker; the socket hibernates between events. */

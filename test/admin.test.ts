@@ -78,6 +78,33 @@ describe('tenants and keys (admin API)', () => {
     expect(row?.hash).not.toContain(created.body.key);
   });
 
+  it("lists a tenant's keys a page at a time, oldest first, each once", async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'many keys' } });
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: `k${i}` } })).body.id);
+    const seen: string[] = [];
+    let cursor: string | null = '';
+    let pages = 0;
+    for (; cursor !== null && pages < 10; pages++) {
+      const res: { status: number; body: { data: { id: string; key?: string }[]; nextCursor: string | null } } = await api(`/v1/admin/tenants/${tenant.body.id}/keys?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { key: ADMIN() });
+      expect(res.status).toBe(200);
+      expect(res.body.data.length).toBeLessThanOrEqual(2);
+      expect(res.body.data.every((k) => k.key === undefined)).toBe(true);
+      seen.push(...res.body.data.map((k) => k.id));
+      cursor = res.body.nextCursor;
+    }
+    expect(pages).toBe(3);
+    expect(seen).toEqual(made);
+    const whole = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
+    expect(whole.body).toMatchObject({ nextCursor: null });
+    expect(whole.body.data.map((k: { id: string }) => k.id)).toEqual(made);
+    for (const query of ['limit=0', 'limit=1001', 'limit=x', 'cursor=%25%25', `cursor=${btoa('no-time')}`]) {
+      const res = await api(`/v1/admin/tenants/${tenant.body.id}/keys?${query}`, { key: ADMIN() });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+  });
+
   it('404s a key for an unknown tenant, and the list of its keys', async () => {
     const res = await api('/v1/admin/tenants/no-such-tenant/keys', { key: ADMIN(), body: {} });
     expect(res.status).toBe(404);

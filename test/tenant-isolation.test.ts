@@ -20,7 +20,7 @@ function bodyFor(op: Operation, a: World): unknown {
 }
 
 /**
- * What tenant B may get for tenant A's ids: 404 (the usual: "no such thing for you") or 403.
+ * What tenant B may get for tenant A's ids: 404 ("no such thing for you"), never 403, which would tell B the id exists.
  * Admin routes want the operator token (401); an incoming hook is authenticated by its
  * signature, not by a key (401). Pool names are namespaced per tenant (B's PUT creates B's own). Hook ids are global, so B's PUT on A's id is a 409 — but B's
  * hook would have to target B's agent, and A's agent is a 404 first.
@@ -30,7 +30,7 @@ function allowedStatuses(op: Operation): number[] {
   if (op.method === 'POST' && op.path === '/v1/hooks/{id}') return [401];
   // Pool names are per tenant: B's PUT makes B's own pool of that name, A's is untouched (checked below).
   if (op.method === 'PUT' && op.path === '/v1/pools/{name}') return [201];
-  return [403, 404];
+  return [404];
 }
 
 describe('tenant isolation', () => {

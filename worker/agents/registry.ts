@@ -2,6 +2,7 @@ import type { AgentDO } from '../../durable/agent';
 import type { Env } from '../env';
 import { ApiError } from '../errors';
 import { IsolateCache } from '../lib/isolate-cache';
+import { dropCached } from '../lib/kv-cache';
 import { isTransientStorageError } from '../lib/storage-errors';
 import type { Agent, Jurisdiction, Region } from '../schemas/agent';
 
@@ -46,7 +47,7 @@ export async function registerAgents(env: Env, tenantId: string, claims: readonl
 export async function releaseClaim(env: Env, tenantId: string, agentId: string, createdAt: number): Promise<void> {
   await env.DB.prepare('DELETE FROM agents WHERE tenant_id = ? AND id = ? AND created_at = ? AND rev = 0').bind(tenantId, agentId, createdAt).run();
   forgetRoute(tenantId, agentId);
-  await env.CACHE.delete(routeKey(tenantId, agentId));
+  await dropCached(env.CACHE, routeKey(tenantId, agentId), 'agent route');
 }
 
 /**
@@ -80,7 +81,7 @@ export async function unregisterAgent(env: Env, tenantId: string, agentId: strin
     env.DB.prepare('DELETE FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, agentId),
   ]);
   routeCache.delete(routeKey(tenantId, agentId));
-  await env.CACHE.delete(routeKey(tenantId, agentId));
+  await dropCached(env.CACHE, routeKey(tenantId, agentId), 'agent route');
 }
 
 /** The route of a tenant's agent, or null: isolate cache, then KV, then the D1 registry. */

@@ -5,6 +5,8 @@ import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
 import { sha256Hex } from '../lib/hash';
 import { IsolateCache } from '../lib/isolate-cache';
+import { dropCached } from '../lib/kv-cache';
+import { forgetKeyStatus } from './key-status';
 
 export const KEY_PREFIX = 'eag_';
 /**
@@ -83,7 +85,7 @@ export function parseLimits(json: string | null): KeyLimits | null {
 /** Drops the cached lookups of a key where this runs (elsewhere they expire within 90 s). */
 async function forgetKey(env: Env, hash: string): Promise<void> {
   isolateCache.delete(hash);
-  await env.CACHE.delete(kvKey(hash));
+  await dropCached(env.CACHE, kvKey(hash), 'api key');
 }
 
 /** Revokes a key in D1 and drops the caches this location holds; returns false if unknown. */
@@ -92,6 +94,7 @@ export async function revokeKey(env: Env, keyId: string, audit?: AuditEntry): Pr
   if (!row) return false;
   const revoke = env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(Date.now(), keyId);
   await env.DB.batch(audit ? [revoke, auditStatement(env.DB, audit)] : [revoke]);
+  forgetKeyStatus(keyId);
   await forgetKey(env, row.hash);
   return true;
 }

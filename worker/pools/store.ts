@@ -2,6 +2,7 @@ import { auditStatement, type AuditEntry } from '../audit/log';
 import { ApiError } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
+import { dropCached } from '../lib/kv-cache';
 import { iso } from '../lib/time';
 import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
 import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
@@ -109,7 +110,7 @@ export async function deletePool(env: Env, tenantId: string, name: string, audit
   const [result] = await env.DB.batch(audit ? [remove, auditStatement(env.DB, audit)] : [remove]);
   if (!result) return false;
   cache.delete(kvKey(tenantId, name));
-  await env.CACHE.delete(kvKey(tenantId, name));
+  await dropCached(env.CACHE, kvKey(tenantId, name), 'pool');
   return result.meta.changes > 0;
 }
 

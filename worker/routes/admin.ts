@@ -1,4 +1,4 @@
-import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { OpenAPIHono, createRoute, type z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry, auditStatement } from '../audit/log';
@@ -7,7 +7,7 @@ import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
 import { iso } from '../lib/time';
-import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
+import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyListQuery, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
 import { KeyLimits } from '../schemas/limits';
 import { page } from '../schemas/common';
 import { adminErrors, errorResponse, json, jsonBody, security } from './openapi';
@@ -22,6 +22,15 @@ const keySummary = (r: KeyRow): KeySummary => ({
   revokedAt: r.revoked_at === null ? null : iso(r.revoked_at),
 });
 type KeySummary = z.infer<typeof KeySummary>;
+
+/** Where a page of keys starts: after the key a cursor names by creation time and id. */
+function keyCursor(cursor: string | undefined): { createdAt: number; id: string } {
+  const decoded = decodeCursor(cursor);
+  if (decoded === undefined) return { createdAt: -1, id: '' };
+  const match = /^(\d{1,15})-(.+)$/.exec(decoded);
+  if (!match) throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor from this API' }]);
+  return { createdAt: Number(match[1]), id: match[2] ?? '' };
+}
 
 interface TenantRow { id: string; name: string | null; created_at: number }
 const tenant = (r: TenantRow): z.infer<typeof Tenant> => ({ id: r.id, name: r.name, createdAt: iso(r.created_at) });
@@ -130,20 +139,27 @@ export const admin = new OpenAPIHono<AppEnv>()
       method: 'get',
       path: '/v1/admin/tenants/{tenant}/keys',
       tags: ['admin'],
-      summary: "List a tenant's keys and their limits (never the secrets)",
+      summary: "List a tenant's keys and their limits (never the secrets), oldest first, a page at a time",
       security,
-      request: { params: TenantParams },
-      responses: { 200: json(z.object({ data: z.array(KeySummary) }), 'the keys'), 404: errorResponse('not_found: no such tenant'), ...adminErrors },
+      request: { params: TenantParams, query: KeyListQuery },
+      responses: { 200: json(page(KeySummary), 'the keys'), 404: errorResponse('not_found: no such tenant'), ...adminErrors },
     }),
     async (c) => {
       const { tenant } = c.req.valid('param');
+      const q = c.req.valid('query');
+      const after = keyCursor(q.cursor);
+      // Keyset on (created_at, id), one row past the page to say whether another follows.
       const [exists, { results }] = await c.env.DB.batch([
         c.env.DB.prepare('SELECT 1 AS one FROM tenants WHERE id = ?').bind(tenant),
-        c.env.DB.prepare('SELECT id, tenant_id, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE tenant_id = ? ORDER BY created_at LIMIT 1000').bind(tenant),
+        c.env.DB.prepare('SELECT id, tenant_id, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE tenant_id = ? AND (created_at > ? OR (created_at = ? AND id > ?)) ORDER BY created_at, id LIMIT ?').bind(
+          tenant, after.createdAt, after.createdAt, after.id, q.limit + 1,
+        ),
       ]) as [D1Result, D1Result<KeyRow>];
       // As POST on this path does: an unknown tenant is a 404, not an empty list.
       if (exists?.results.length === 0) throw new ApiError('not_found', `tenant ${tenant} not found`);
-      return c.json({ data: results.map(keySummary) }, 200);
+      const rows = results.slice(0, q.limit);
+      const last = rows.at(-1);
+      return c.json({ data: rows.map(keySummary), nextCursor: results.length > q.limit && last ? encodeCursor(`${last.created_at}-${last.id}`) : null }, 200);
     },
   )
   .openapi(

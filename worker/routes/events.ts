@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { STREAM_KEY_HEADER } from '../auth/key-status';
 import { ApiError } from '../errors';
 import { agentStub, requireAgent } from '../agents/registry';
 import { AgentIdParams } from '../schemas/common';
@@ -33,7 +34,7 @@ export const events = router()
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId)));
+      const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId));
       return new Response(stream, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } });
     },
   )
@@ -56,12 +57,13 @@ export const events = router()
     async (c) => {
       const { id } = c.req.valid('param');
       if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('upgrade_required', 'this route needs a WebSocket upgrade (Upgrade: websocket)');
-      const { tenantId } = c.get('principal');
+      const { tenantId, keyId } = c.get('principal');
       const route = await requireAgent(c.env, tenantId, id);
       const url = new URL('https://agent/events/ws');
       const since = c.req.valid('query').lastEventId;
       if (since) url.searchParams.set('lastEventId', since);
       const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
-      return stub.fetch(new Request(url, { headers: { upgrade: 'websocket' } }));
+      // The socket's key travels with it, so the object can end it once the key is revoked.
+      return stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } }));
     },
   );

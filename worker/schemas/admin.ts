@@ -50,6 +50,12 @@ export const TenantListQuery = z.object({
   cursor: z.string().max(512).optional(),
 });
 
+/** Keys come a page at a time; the default page holds as many as the list held before it paged. */
+export const KeyListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(1000),
+  cursor: z.string().max(512).optional(),
+});
+
 export const TenantParams = z.object({ tenant: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/) });
 export const KeyParams = z.object({ keyId: z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/) });
 
