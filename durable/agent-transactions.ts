@@ -55,7 +55,10 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
     const value = Object.hasOwn(data, key) ? data[key] : 0;
     if (typeof value !== 'number') return fail('invalid_request', `cannot increment "${key}": it is not a number`, { key });
     const next = value + delta;
-    if (!Number.isFinite(next)) return fail('invalid_request', `incrementing "${key}" overflows`, { key });
+    // Past 2^53 - 1 the sum is rounded: a transfer would create or lose units, so it aborts.
+    if (Math.abs(next) > Number.MAX_SAFE_INTEGER) {
+      return fail('invalid_request', `incrementing "${key}" would take it beyond ±(2^53 - 1), where numbers are not exact`, { key });
+    }
     Object.defineProperty(data, key, { value: next, enumerable: true, writable: true, configurable: true });
   }
   for (const [key, min] of Object.entries(op.min ?? {})) {
