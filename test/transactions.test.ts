@@ -324,6 +324,27 @@ describe('transactions: edges', () => {
     expect((await contextOf(key, a)).data.n).toBe(1);
   });
 
+  it('answers GET of a keyed transaction with 503, not 404, while D1 is unreachable: only D1 knows its coordinator', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 5), headers: { 'idempotency-key': 'keyed-get-outage' } });
+    expect(res.status).toBe(200);
+    await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+    try {
+      // A 404 would tell the client the transfer does not exist, and a client that believes
+      // it runs the transfer again under a new key.
+      const got = await api(`/v1/transactions/${res.body.id}`, { key });
+      expect(got.status).toBe(503);
+      expect(got.body.error.code).toBe('unavailable');
+      expect(got.headers.get('retry-after')).toBe('1');
+    } finally {
+      await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+    }
+    expect((await api(`/v1/transactions/${res.body.id}`, { key })).body).toMatchObject({ status: 'committed', completed: true });
+    expect((await api(`/v1/transactions/${newId('tx')}`, { key })).status).toBe(404);
+  });
+
   it('answers GET from the coordinator while D1 is unreachable, and indexes the transaction later from its alarm', async () => {
     const { key, tenantId } = await newTenant();
     const a = await agentWith(key, { balance: 10 });
