@@ -98,6 +98,25 @@ export class AgentTransactions {
     },
   ) {}
 
+  /** Set while the agent is being deleted: the deletion would drop a lock taken now. */
+  private deleting = false;
+
+  /**
+   * The lock check of a deletion: the transaction holding the agent, if any; if none, prepares
+   * vote no until `reopen`, since the deletion awaits a flush before it wipes the storage and a
+   * prepare could otherwise lock the agent in between and be committed into nothing.
+   */
+  closeForDelete(): PreparedRow | undefined {
+    const held = this.lock();
+    this.deleting = held === undefined;
+    return held;
+  }
+
+  /** The deletion is over (the agent is gone; a new one may take part again). */
+  reopen(): void {
+    this.deleting = false;
+  }
+
   /** The transaction holding the agent, if any. */
   lock(): PreparedRow | undefined {
     if (!this.schema.has('transactions')) return undefined; // never prepared here: no lock
@@ -105,6 +124,7 @@ export class AgentTransactions {
   }
 
   prepare(txId: string, input: PrepareInput, now: number): Result<{ version: number }> {
+    if (this.deleting) return fail('not_found', 'agent not found (it is being deleted)');
     this.schema.ensure('transactions');
     const held = this.lock();
     if (held?.tx_id === txId) return ok({ version: held.new_version }); // a repeated prepare

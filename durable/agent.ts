@@ -138,14 +138,19 @@ export class AgentDO extends DurableObject<Env> {
   /** Deletes everything the agent holds; the Worker then removes its D1 rows. */
   async destroy(): Promise<Result<{ deleted: true }>> {
     if (!this.store.agentRow()) return this.notFound();
-    const lock = this.tx.lock();
-    // Deleting would drop the lock and leave the coordinator committing into nothing.
+    // Deleting would drop a lock, held now or taken while this waits, and leave the coordinator committing into nothing.
+    const lock = this.tx.closeForDelete();
     if (lock) return this.locked(lock.tx_id);
     this.runner.abortAll();
-    await this.background.idle();
-    await this.ctx.storage.deleteAlarm();
-    const lastSeq = this.events.lastSeq();
-    await this.ctx.storage.deleteAll();
+    let lastSeq: ReturnType<AgentEvents['lastSeq']>;
+    try {
+      await this.background.idle();
+      await this.ctx.storage.deleteAlarm();
+      lastSeq = this.events.lastSeq();
+      await this.ctx.storage.deleteAll();
+    } finally {
+      this.tx.reopen();
+    }
     this.store.invalidate();
     this.schema.forget();
     this.webhooks.invalidate();

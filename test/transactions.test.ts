@@ -1,4 +1,4 @@
-import { env, runDurableObjectAlarm } from 'cloudflare:test';
+import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { abortReasonOf } from '../durable/transaction';
 import { newId } from '../worker/lib/ids';
@@ -209,6 +209,28 @@ describe('transactions: locks and conflicts', () => {
     const late = await stub.prepare('tx_held', { coordinatorName: `${tenantId}/tx_held`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 });
     expect(late.ok).toBe(false);
     expect(await locksOf(tenantId, a)).toBe(0);
+  });
+
+  it('refuses a prepare that arrives while the agent is being deleted, so no commit lands in a deleted agent', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const stub = agentStub(tenantId, a);
+    // A flush in flight (a D1 write): the deletion waits for it after its lock check, and
+    // other calls reach the object meanwhile.
+    let release: () => void = () => undefined;
+    await runInDurableObject(stub as DurableObjectStub, (instance) => {
+      (instance as unknown as { background: { flushChain: Promise<void> } }).background.flushChain = new Promise<void>((resolve) => { release = resolve; });
+    });
+    const deleting = stub.destroy();
+    const vote = await stub.prepare('tx_during_delete', { coordinatorName: `${tenantId}/tx_during_delete`, operation: { increment: { balance: 5 } }, deadlineAt: Date.now() + 60_000 });
+    await runInDurableObject(stub as DurableObjectStub, () => release());
+    expect(await deleting).toEqual({ ok: true, value: { deleted: true } });
+    // A yes here would be wiped by the deletion, and the coordinator would commit into nothing.
+    expect(vote).toMatchObject({ ok: false, code: 'not_found' });
+    // The object is usable again: an agent created under the same id can take part.
+    expect((await api('/v1/agents', { key, body: { id: a } })).status).toBe(201);
+    expect((await stub.prepare('tx_after_delete', { coordinatorName: `${tenantId}/tx_after_delete`, operation: { increment: { balance: 5 } }, deadlineAt: Date.now() + 60_000 })).ok).toBe(true);
+    expect(await stub.abort('tx_after_delete')).toEqual({ ok: true, value: { aborted: true } });
   });
 
   it('lets one of two concurrent transactions on the same versions commit, and aborts the other', async () => {
