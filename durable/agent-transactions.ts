@@ -98,8 +98,8 @@ export class AgentTransactions {
     },
   ) {}
 
-  /** Set while the agent is being deleted: the deletion would drop a lock taken now. */
-  private deleting = false;
+  /** Deletions under way (a retried DELETE may overlap the first): they would drop a lock taken now. */
+  private deleting = 0;
 
   /**
    * The lock check of a deletion: the transaction holding the agent, if any; if none, prepares
@@ -108,13 +108,13 @@ export class AgentTransactions {
    */
   closeForDelete(): PreparedRow | undefined {
     const held = this.lock();
-    this.deleting = held === undefined;
+    if (!held) this.deleting++;
     return held;
   }
 
-  /** The deletion is over (the agent is gone; a new one may take part again). */
+  /** A deletion that found no lock is over (the agent is gone; a new one may take part again). */
   reopen(): void {
-    this.deleting = false;
+    this.deleting = Math.max(0, this.deleting - 1);
   }
 
   /** The transaction holding the agent, if any. */
@@ -124,7 +124,7 @@ export class AgentTransactions {
   }
 
   prepare(txId: string, input: PrepareInput, now: number): Result<{ version: number }> {
-    if (this.deleting) return fail('not_found', 'agent not found (it is being deleted)');
+    if (this.deleting > 0) return fail('not_found', 'agent not found (it is being deleted)');
     this.schema.ensure('transactions');
     const held = this.lock();
     if (held?.tx_id === txId) return ok({ version: held.new_version }); // a repeated prepare
