@@ -55,7 +55,10 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
     const value = Object.hasOwn(data, key) ? data[key] : 0;
     if (typeof value !== 'number') return fail('invalid_request', `cannot increment "${key}": it is not a number`, { key });
     const next = value + delta;
-    if (!Number.isFinite(next)) return fail('invalid_request', `incrementing "${key}" overflows`, { key });
+    // Past 2^53 - 1 the sum is rounded: a transfer would create or lose units, so it aborts.
+    if (Math.abs(next) > Number.MAX_SAFE_INTEGER) {
+      return fail('invalid_request', `incrementing "${key}" would take it beyond ±(2^53 - 1), where numbers are not exact`, { key });
+    }
     Object.defineProperty(data, key, { value: next, enumerable: true, writable: true, configurable: true });
   }
   for (const [key, min] of Object.entries(op.min ?? {})) {
@@ -95,6 +98,25 @@ export class AgentTransactions {
     },
   ) {}
 
+  /** Deletions under way (a retried DELETE may overlap the first): they would drop a lock taken now. */
+  private deleting = 0;
+
+  /**
+   * The lock check of a deletion: the transaction holding the agent, if any; if none, prepares
+   * vote no until `reopen`, since the deletion awaits a flush before it wipes the storage and a
+   * prepare could otherwise lock the agent in between and be committed into nothing.
+   */
+  closeForDelete(): PreparedRow | undefined {
+    const held = this.lock();
+    if (!held) this.deleting++;
+    return held;
+  }
+
+  /** A deletion that found no lock is over (the agent is gone; a new one may take part again). */
+  reopen(): void {
+    this.deleting = Math.max(0, this.deleting - 1);
+  }
+
   /** The transaction holding the agent, if any. */
   lock(): PreparedRow | undefined {
     if (!this.schema.has('transactions')) return undefined; // never prepared here: no lock
@@ -102,6 +124,7 @@ export class AgentTransactions {
   }
 
   prepare(txId: string, input: PrepareInput, now: number): Result<{ version: number }> {
+    if (this.deleting > 0) return fail('not_found', 'agent not found (it is being deleted)');
     this.schema.ensure('transactions');
     const held = this.lock();
     if (held?.tx_id === txId) return ok({ version: held.new_version }); // a repeated prepare

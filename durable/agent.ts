@@ -138,15 +138,20 @@ export class AgentDO extends DurableObject<Env> {
   /** Deletes everything the agent holds; the Worker then removes its D1 rows. */
   async destroy(): Promise<Result<{ deleted: true }>> {
     if (!this.store.agentRow()) return this.notFound();
-    const lock = this.tx.lock();
-    // Deleting would drop the lock and leave the coordinator committing into nothing.
+    // Deleting would drop a lock, held now or taken while this waits, and leave the coordinator committing into nothing.
+    const lock = this.tx.closeForDelete();
     if (lock) return this.locked(lock.tx_id);
     this.runner.abortAll();
-    await this.background.idle();
-    await this.charges.settleBeforeDelete();
-    await this.ctx.storage.deleteAlarm();
-    const lastSeq = this.events.lastSeq();
-    await this.ctx.storage.deleteAll();
+    let lastSeq: ReturnType<AgentEvents['lastSeq']>;
+    try {
+      await this.background.idle();
+      await this.charges.settleBeforeDelete();
+      await this.ctx.storage.deleteAlarm();
+      lastSeq = this.events.lastSeq();
+      await this.ctx.storage.deleteAll();
+    } finally {
+      this.tx.reopen();
+    }
     this.store.invalidate();
     this.schema.forget();
     this.webhooks.invalidate();
@@ -348,10 +353,7 @@ export class AgentDO extends DurableObject<Env> {
 
   // --- chaos testing ---
 
-  /**
-   * Resets this object as a crash would (memory and in-flight work gone, storage kept), for the
-   * chaos suite; only with `ENABLE_CHAOS="true"`, which no wrangler.toml environment sets.
-   */
+  /** Resets this object as a crash would (storage kept), for the chaos suite; only with `ENABLE_CHAOS="true"`, set by no wrangler.toml environment. */
   async chaosRestart(): Promise<Result<never>> {
     if (this.env.ENABLE_CHAOS !== 'true') return fail('not_found', 'chaos hooks are disabled');
     this.ctx.abort('restarted by the chaos suite');
@@ -380,8 +382,6 @@ export class AgentDO extends DurableObject<Env> {
     this.tx.prune(now);
     this.a2aServer.tasks.prune();
   }
-
-  // --- outbox and alarm ---
 
   /** `running`: how many executions run, if the caller knows; the runner may know none do. Either spares a count. */
   private view(running?: number): Agent {

@@ -1,4 +1,4 @@
-import { env, runDurableObjectAlarm } from 'cloudflare:test';
+import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { abortReasonOf } from '../durable/transaction';
 import { newId } from '../worker/lib/ids';
@@ -149,6 +149,36 @@ describe('transactions: bad input is refused before anything is locked', () => {
   });
 });
 
+describe('transactions: numbers an increment cannot keep exact', () => {
+  it('refuses an increment beyond 2^53 - 1 in magnitude with 400, locking nothing', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    // 2^53 + 1 reads as 2^53: the client's amount is not the one that would be applied.
+    for (const amount of [1e300, 9007199254740993, -9007199254740992]) {
+      const res = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { balance: amount } }, { agentId: b, increment: { balance: 1 } }] } });
+      expect(res.status, String(amount)).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('2^53') });
+    }
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    expect([(await contextOf(key, a)).version, (await contextOf(key, b)).version]).toEqual([1, 1]);
+  });
+
+  it('aborts a transfer whose result would leave the exact range, so the total never drifts', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: Number.MAX_SAFE_INTEGER });
+    const b = await agentWith(key, { balance: 10 });
+    // 2^53 - 1 + 2 is not a double: it would be stored as 2^53, and one unit would vanish.
+    const res = await api('/v1/transactions', { key, body: transfer(b, a, 2) });
+    expect(res.status).toBe(409);
+    expect(res.body).toMatchObject({ status: 'aborted', reason: 'invalid_request', agentId: a, message: expect.stringContaining('2^53') });
+    expect((await contextOf(key, a)).data.balance).toBe(Number.MAX_SAFE_INTEGER);
+    expect((await contextOf(key, b)).data.balance).toBe(10);
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    expect((await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { ok: true } })).status).toBe(200);
+  });
+});
+
 describe('transactions: locks and conflicts', () => {
   it('refuses writes to a prepared agent with 409 agent_locked until the transaction ends', async () => {
     const { key, tenantId } = await newTenant();
@@ -179,6 +209,28 @@ describe('transactions: locks and conflicts', () => {
     const late = await stub.prepare('tx_held', { coordinatorName: `${tenantId}/tx_held`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 });
     expect(late.ok).toBe(false);
     expect(await locksOf(tenantId, a)).toBe(0);
+  });
+
+  it('refuses a prepare that arrives while the agent is being deleted, so no commit lands in a deleted agent', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const stub = agentStub(tenantId, a);
+    // A flush in flight (a D1 write): the deletion waits for it after its lock check, and
+    // other calls reach the object meanwhile.
+    let release: () => void = () => undefined;
+    await runInDurableObject(stub as DurableObjectStub, (instance) => {
+      (instance as unknown as { background: { flushChain: Promise<void> } }).background.flushChain = new Promise<void>((resolve) => { release = resolve; });
+    });
+    const deleting = stub.destroy();
+    const vote = await stub.prepare('tx_during_delete', { coordinatorName: `${tenantId}/tx_during_delete`, operation: { increment: { balance: 5 } }, deadlineAt: Date.now() + 60_000 });
+    await runInDurableObject(stub as DurableObjectStub, () => release());
+    expect(await deleting).toEqual({ ok: true, value: { deleted: true } });
+    // A yes here would be wiped by the deletion, and the coordinator would commit into nothing.
+    expect(vote).toMatchObject({ ok: false, code: 'not_found' });
+    // The object is usable again: an agent created under the same id can take part.
+    expect((await api('/v1/agents', { key, body: { id: a } })).status).toBe(201);
+    expect((await stub.prepare('tx_after_delete', { coordinatorName: `${tenantId}/tx_after_delete`, operation: { increment: { balance: 5 } }, deadlineAt: Date.now() + 60_000 })).ok).toBe(true);
+    expect(await stub.abort('tx_after_delete')).toEqual({ ok: true, value: { aborted: true } });
   });
 
   it('lets one of two concurrent transactions on the same versions commit, and aborts the other', async () => {
@@ -292,6 +344,27 @@ describe('transactions: edges', () => {
     expect(result.value.transaction).toMatchObject({ status: 'aborted', reason: 'not_found', agentId: 'deleted-meanwhile', completed: true });
     expect(await locksOf(tenantId, a)).toBe(0);
     expect((await contextOf(key, a)).data.n).toBe(1);
+  });
+
+  it('answers GET of a keyed transaction with 503, not 404, while D1 is unreachable: only D1 knows its coordinator', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 5), headers: { 'idempotency-key': 'keyed-get-outage' } });
+    expect(res.status).toBe(200);
+    await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+    try {
+      // A 404 would tell the client the transfer does not exist, and a client that believes
+      // it runs the transfer again under a new key.
+      const got = await api(`/v1/transactions/${res.body.id}`, { key });
+      expect(got.status).toBe(503);
+      expect(got.body.error.code).toBe('unavailable');
+      expect(got.headers.get('retry-after')).toBe('1');
+    } finally {
+      await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+    }
+    expect((await api(`/v1/transactions/${res.body.id}`, { key })).body).toMatchObject({ status: 'committed', completed: true });
+    expect((await api(`/v1/transactions/${newId('tx')}`, { key })).status).toBe(404);
   });
 
   it('answers GET from the coordinator while D1 is unreachable, and indexes the transaction later from its alarm', async () => {

@@ -31,6 +31,10 @@ describe('applyOperation', () => {
     expect(applyOperation(ctx({ s: 'x' }), { patch: { a: 1 }, min: { s: 0 } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });
     expect(applyOperation(ctx({}), { patch: { big: 'x'.repeat(100) } }, 50)).toMatchObject({ ok: false, code: 'payload_too_large' });
     expect(applyOperation(ctx({ n: Number.MAX_VALUE }), { increment: { n: Number.MAX_VALUE } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });
+    // Results beyond 2^53 - 1 would be rounded; right at the edge they are still exact.
+    expect(applyOperation(ctx({ n: Number.MAX_SAFE_INTEGER }), { increment: { n: 1 } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request', details: { key: 'n' } });
+    expect(applyOperation(ctx({ n: -Number.MAX_SAFE_INTEGER }), { increment: { n: -1 } }, 1_000)).toMatchObject({ ok: false, code: 'invalid_request' });
+    expect(applyOperation(ctx({ n: Number.MAX_SAFE_INTEGER - 1 }), { increment: { n: 1 } }, 1_000)).toMatchObject({ ok: true, value: { data: { n: Number.MAX_SAFE_INTEGER } } });
   });
 
   it('treats "__proto__" as data and never mutates the current context', () => {

@@ -119,12 +119,22 @@ export const transactions = router()
       const { tenantId } = c.get('principal');
       // Unkeyed coordinators are named from the id, so GET still works while D1 is unreachable;
       // only ids the gateway could have made are tried that way, to not create objects for junk.
+      let indexDown = false;
       const row = await c.env.DB.prepare('SELECT coordinator_name FROM transactions WHERE tenant_id = ? AND id = ?')
         .bind(tenantId, id)
         .first<{ coordinator_name: string }>()
-        .catch(() => null);
+        .catch(() => {
+          indexDown = true;
+          return null;
+        });
       const name = row?.coordinator_name ?? (TX_ID.test(id) ? `${tenantId}/${id}` : null);
       if (!name) throw new ApiError('not_found', `transaction ${id} not found`);
-      return c.json(unwrap(await coordinator(c.env, name).get(tenantId, id)), 200);
+      const found = await coordinator(c.env, name).get(tenantId, id);
+      // A keyed transaction's coordinator is named from its key, which only D1 knows: without
+      // D1 a miss proves nothing, and a 404 would invite the client to run the transfer again.
+      if (!found.ok && found.code === 'not_found' && indexDown) {
+        throw new ApiError('unavailable', 'the transaction index is unreachable; retry later', undefined, { 'retry-after': '1' });
+      }
+      return c.json(unwrap(found), 200);
     },
   );

@@ -6,16 +6,25 @@ import { AgentId, ResourceId } from './common';
 export const MAX_TRANSACTION_AGENTS = 16;
 
 const TopLevelKey = z.string().min(1).max(256);
+const keyCount = (m: Record<string, number>) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32;
 const Numbers = z
   .record(TopLevelKey, z.number())
-  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32, '1 to 32 keys')
+  .refine(keyCount, '1 to 32 keys')
   // The refinement's bounds, for the document (the generator cannot read them from it).
+  .openapi({ minProperties: 1, maxProperties: 32 });
+/**
+ * Beyond 2^53 - 1 a double no longer holds every integer: such an amount may already differ
+ * from the one the client sent (JSON reads 2^53 + 1 as 2^53), and adding it cannot be exact.
+ */
+const Increments = z
+  .record(TopLevelKey, z.number().min(-Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact').max(Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact'))
+  .refine(keyCount, '1 to 32 keys')
   .openapi({ minProperties: 1, maxProperties: 32 });
 
 /** What one participant is asked to do; the part of an operation an AgentDO sees. */
 export const ParticipantOperation = z.object({
   patch: ContextPatch.optional().openapi({ description: 'JSON Merge Patch (RFC 7396) applied to the context' }),
-  increment: Numbers.optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0)', example: { balance: -30 } }),
+  increment: Increments.optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0); amounts and results within ±(2^53 - 1)', example: { balance: -30 } }),
   min: Numbers.optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum (a missing key counts as 0)', example: { balance: 0 } }),
   ifVersion: z.number().int().min(0).optional().openapi({ description: 'abort unless the context is at exactly this version' }),
 });
