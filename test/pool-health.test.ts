@@ -102,7 +102,10 @@ describe('timeouts and failover under load', () => {
   it('fails over when a target does not answer within the first-byte timeout', async () => {
     const { key } = await newTenant();
     const tag = `ttfb${Date.now()}`;
-    await api('/v1/pools/slow', { method: 'PUT', key, body: { timeouts: { firstByteMs: 100 }, targets: [chatTarget(`${tag}-slow`, 'delayMs=1000'), chatTarget(`${tag}-fast`, 'ok', { priority: 1 })] } });
+    // The standby's own timeout is generous: on a loaded machine even a prompt answer can take
+    // longer than the 200 ms the pool gives the slow target, and the test is about that one.
+    const targets = [chatTarget(`${tag}-slow`, 'delayMs=3000'), chatTarget(`${tag}-fast`, 'ok', { priority: 1, timeoutMs: 10_000 })];
+    await api('/v1/pools/slow', { method: 'PUT', key, body: { timeouts: { firstByteMs: 200 }, targets } });
     const res = await api('/v1/chat/completions', { key, body: { model: 'slow', messages: [{ role: 'user', content: 'quick' }] } });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-gateway-attempts')).toBe('2');
