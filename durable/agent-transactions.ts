@@ -102,7 +102,7 @@ export class AgentTransactions {
   private deleting = 0;
 
   /**
-   * The lock check of a deletion: the transaction holding the agent, if any; if none, prepares
+   * The lock check of a deletion: the transaction holding the agent, or undefined; without one, prepares
    * vote no until `reopen`, since the deletion awaits a flush before it wipes the storage and a
    * prepare could otherwise lock the agent in between and be committed into nothing.
    */

@@ -23,7 +23,7 @@ export const CHARGES_MIGRATION = `
 
 /**
  * How long after the edge's call to an agent failed without an answer the limiter asks that
- * agent whether it holds the call's reservation: by then any delivery of the call has landed.
+ * agent whether it holds the call's reservation: by then every delivery of the call has landed.
  */
 export const ASK_AFTER_MS = 60_000;
 /** How soon an agent that could not be asked is asked again. */

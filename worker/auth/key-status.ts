@@ -1,7 +1,7 @@
 /**
  * Whether API keys are still valid (present and not revoked), for the event streams a key
  * opened: the Worker authenticates a stream once, when it opens, and the stream itself (an SSE
- * response or a hibernating WebSocket held by the agent's object) then outlives any cache of
+ * response or a hibernating WebSocket held by the agent's object) then outlives every cache of
  * that check. An object holding streams asks here before it sends them events, and ends the
  * streams of a key found revoked.
  *

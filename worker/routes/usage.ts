@@ -22,7 +22,7 @@ export const usage = new OpenAPIHono<AppEnv>().openapi(
     try {
       used = await limiter(c.env, limiterName(keyId)).usage(exact);
     } catch (error) {
-      // As for any request its budget cannot be checked for: the counts live only in that object.
+      // As for every request its budget cannot be checked for: the counts live only in that object.
       console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: keyId, error: String(error) }));
       throw new ApiError('unavailable', "the key's usage cannot be read right now; retry later", undefined, { 'retry-after': '1' });
     }

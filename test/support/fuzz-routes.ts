@@ -1,9 +1,9 @@
 import { SELF } from 'cloudflare:test';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_STATUS } from '../worker/errors';
-import { ADMIN, BASE, api, mockUrl } from './support/api';
-import { buildWorld, documentedOperations, fillPath, paramFor, type Operation, type World } from './support/world';
+import { ERROR_STATUS } from '../../worker/errors';
+import { ADMIN, BASE, api, mockUrl } from './api';
+import { buildWorld, documentedOperations, fillPath, paramFor, type Operation, type World } from './world';
 
 /**
  * Every documented route, hit with random and mutated bodies, path parameters, query strings
@@ -12,8 +12,12 @@ import { buildWorld, documentedOperations, fillPath, paramFor, type Operation, t
  * refused request changes nothing the tenant can see.
  *
  * Runs are seeded, so a failure reproduces (fast-check prints the seed and the shrunk
- * counterexample); change SEED to explore other inputs. RUNS per operation keeps the file
- * well under a minute.
+ * counterexample); change SEED to explore other inputs.
+ *
+ * The operations are dealt over several test files (`test/fuzz-*.test.ts`, one shard each):
+ * under vitest-pool-workers every SELF.fetch of a file gets slower as the file's requests add
+ * up (cloudflare/workers-sdk#15446), so one file fuzzing every route took 150–240 s and grew
+ * with each new route, while a shard's file starts fresh and the shards run side by side.
  */
 const RUNS = 4;
 const SEED = 20_261_126;
@@ -216,42 +220,47 @@ function expectEnvelope(op: Operation, status: number, text: string): void {
   expect(body.error?.requestId, label).toBeTypeOf('string');
 }
 
-describe('fuzzing every route', () => {
-  let world: World;
-  let operations: Operation[];
+/** Fuzzes shard `shard` (0-based) of `shards`: every operation whose place in the whole list is `shard` modulo `shards`. */
+export function fuzzRoutes(shard: number, shards: number): void {
+  describe(`fuzzing every route (shard ${shard + 1} of ${shards})`, () => {
+    let world: World;
+    let operations: Operation[];
 
-  beforeAll(async () => {
-    world = await buildWorld();
-    const documented = await documentedOperations();
-    // Deletions last, so the other operations meet existing resources first.
-    operations = [...documented, ...UNDOCUMENTED].sort((a, b) => Number(a.method === 'DELETE') - Number(b.method === 'DELETE'));
-  }, 300_000);
+    beforeAll(async () => {
+      world = await buildWorld();
+      const documented = await documentedOperations();
+      // Deletions last, so the other operations meet existing resources first.
+      operations = [...documented, ...UNDOCUMENTED].sort((a, b) => Number(a.method === 'DELETE') - Number(b.method === 'DELETE'));
+    }, 300_000);
 
-  it('derives the operations from /openapi.json', () => {
-    expect(operations.length).toBeGreaterThan(30);
-    expect(operations.map((o) => `${o.method} ${o.path}`)).toContain('POST /v1/agents/{id}/executions');
+    it('derives the operations from /openapi.json', () => {
+      expect(operations.length).toBeGreaterThan(30);
+      expect(operations.map((o) => `${o.method} ${o.path}`)).toContain('POST /v1/agents/{id}/executions');
+    });
+
+    it('never answers 5xx, always the error envelope, and a refused request changes no state', async () => {
+      let before = await settled(world);
+      // The index in the whole list seeds each operation, so a shard's runs are the same whichever file runs them.
+      for (const [index, op] of operations.entries()) {
+        if (index % shards !== shard) continue;
+        await fc.assert(
+          fc.asyncProperty(fuzzCase(op, world), async (c) => {
+            const { status, text } = await send(op, world, c);
+            expectEnvelope(op, status, text);
+            // Refused writes with credentials are compared one by one; the rest (reads, and
+            // requests the auth layer refused) by the comparison at the end of the operation.
+            if (status >= 400 && op.method !== 'GET' && (c.auth === 'tenant' || c.auth === 'admin')) {
+              const after = await snapshot(world);
+              expect(after, `${op.method} ${op.path} answered ${status} but changed state`).toBe(before);
+            } else if (status < 400 && op.method !== 'GET') {
+              before = await settled(world, `${op.method} ${op.path} → ${status}`);
+            }
+          }),
+          { numRuns: RUNS, seed: SEED + index, endOnFailure: true },
+        );
+        // Reads change nothing, so only writes need the comparison at the end.
+        if (op.method !== 'GET') expect(await snapshot(world), `state changed during ${op.method} ${op.path} without a successful write`).toBe(before);
+      }
+    }, 300_000);
   });
-
-  it('never answers 5xx, always the error envelope, and a refused request changes no state', async () => {
-    let before = await settled(world);
-    for (const [index, op] of operations.entries()) {
-      await fc.assert(
-        fc.asyncProperty(fuzzCase(op, world), async (c) => {
-          const { status, text } = await send(op, world, c);
-          expectEnvelope(op, status, text);
-          // Refused writes with credentials are compared one by one; the rest (reads, and
-          // requests the auth layer refused) by the comparison at the end of the operation.
-          if (status >= 400 && op.method !== 'GET' && (c.auth === 'tenant' || c.auth === 'admin')) {
-            const after = await snapshot(world);
-            expect(after, `${op.method} ${op.path} answered ${status} but changed state`).toBe(before);
-          } else if (status < 400 && op.method !== 'GET') {
-            before = await settled(world, `${op.method} ${op.path} → ${status}`);
-          }
-        }),
-        { numRuns: RUNS, seed: SEED + index, endOnFailure: true },
-      );
-      // Reads change nothing, so only writes need the comparison at the end.
-      if (op.method !== 'GET') expect(await snapshot(world), `state changed during ${op.method} ${op.path} without a successful write`).toBe(before);
-    }
-  }, 300_000);
-});
+}

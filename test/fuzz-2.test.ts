@@ -1,0 +1,4 @@
+import { fuzzRoutes } from './support/fuzz-routes';
+
+// One shard of the route fuzzing: see test/support/fuzz-routes.ts.
+fuzzRoutes(1, 3);
