@@ -69,7 +69,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   // When each target that failed said it would take work again (its latest failure's word),
   // kept while every failure said so (one that did not promises nothing): the soonest is the
   // record's `retryAt`.
-  const resumeAt = new Map<string, number>();
+  let resumeAt: Map<string, number> | undefined;
   let everyFailurePaused = true;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (options.signal.aborted) break;
@@ -113,7 +113,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       if (last.retryAfterMs !== undefined) retryAfterUntil = Date.now() + last.retryAfterMs;
       const pause = last.retryable ? last.retryAfterMs : undefined;
       if (pause === undefined) everyFailurePaused = false;
-      else resumeAt.set(choice.label, Date.now() + Math.min(pause, MAX_RETRY_AFTER_MS));
+      else (resumeAt ??= new Map()).set(choice.label, Date.now() + Math.min(pause, MAX_RETRY_AFTER_MS));
     } finally {
       clearTimeout(timer);
       unlink();
@@ -129,6 +129,6 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   last ??= new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
   const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
   const error: ExecutionError = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
-  if (code === 'upstream_failed' && everyFailurePaused && resumeAt.size > 0) error.retryAt = new Date(Math.min(...resumeAt.values())).toISOString();
+  if (code === 'upstream_failed' && everyFailurePaused && resumeAt) error.retryAt = new Date(Math.min(...resumeAt.values())).toISOString();
   return { ok: false, attempts, cancelled: false, error };
 }
