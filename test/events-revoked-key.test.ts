@@ -1,55 +1,13 @@
 import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { ADMIN, api, newAgent, newTenant } from './support/api';
-
-interface Frame {
-  id?: number;
-  event: string;
-  data: any;
-}
+import { frameReader, openSocket, type Frame } from './support/sse';
 
 /** An open SSE stream of an agent's events, read frame by frame. */
 async function openStream(key: string, agentId: string) {
   const res = await SELF.fetch(`https://gateway.test/v1/agents/${agentId}/events`, { headers: { authorization: `Bearer ${key}` } });
   expect(res.status).toBe(200);
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const frames: Frame[] = [];
-  let text = '';
-  let ended = false;
-  /** Reads until `enough` holds or the stream ends; gives up after `timeoutMs` (the caller's expectations then fail). */
-  const until = async (enough: (frames: Frame[]) => boolean, timeoutMs = 5_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!ended && !enough(frames)) {
-      const next = await Promise.race([reader.read(), new Promise<null>((resolve) => setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())))]);
-      if (next === null) break;
-      if (next.done) {
-        ended = true;
-        break;
-      }
-      text += decoder.decode(next.value, { stream: true });
-      let end: number;
-      while ((end = text.indexOf('\n\n')) >= 0) {
-        const block = text.slice(0, end);
-        text = text.slice(end + 2);
-        const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
-        if (fields.event) frames.push({ ...(fields.id !== undefined && { id: Number(fields.id) }), event: fields.event, data: JSON.parse(fields.data ?? 'null') });
-      }
-    }
-    return { frames, ended };
-  };
-  return { until, cancel: () => reader.cancel().catch(() => undefined) };
-}
-
-async function openSocket(key: string, agentId: string) {
-  const res = await SELF.fetch(`https://gateway.test/v1/agents/${agentId}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
-  expect(res.status).toBe(101);
-  const socket = res.webSocket as WebSocket;
-  const messages: any[] = [];
-  socket.addEventListener('message', (m) => messages.push(JSON.parse(m.data as string)));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.addEventListener('close', (e) => resolve({ code: e.code, reason: e.reason })));
-  socket.accept();
-  return { socket, messages, closed };
+  return frameReader(res);
 }
 
 /** A tenant with an agent, a key that runs work, and a second key, made to watch, that is then revoked. */

@@ -1,40 +1,15 @@
 import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, newAgent, newTenant } from './support/api';
+import { frameReader, openSocket, type Frame } from './support/sse';
 
-/** One server-sent event: lifecycle events carry an `id` (their seq), notices (`gap`, `reset`) none. */
-interface Frame {
-  id?: number;
-  event: string;
-  data: any;
-}
 
 /** Reads frames until `enough` holds, the stream ends, or `timeoutMs` passes (then the caller's expectations fail). */
 async function readFrames(res: Response, enough: (frames: Frame[]) => boolean, timeoutMs = 5_000): Promise<{ frames: Frame[]; ended: boolean }> {
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const deadline = Date.now() + timeoutMs;
-  const frames: Frame[] = [];
-  let text = '';
-  let ended = false;
-  while (!enough(frames)) {
-    const next = await Promise.race([reader.read(), new Promise<null>((resolve) => setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())))]);
-    if (next === null) break;
-    if (next.done) {
-      ended = true;
-      break;
-    }
-    text += decoder.decode(next.value, { stream: true });
-    let end: number;
-    while ((end = text.indexOf('\n\n')) >= 0) {
-      const block = text.slice(0, end);
-      text = text.slice(end + 2);
-      const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
-      if (fields.event) frames.push({ ...(fields.id !== undefined && { id: Number(fields.id) }), event: fields.event, data: JSON.parse(fields.data ?? 'null') });
-    }
-  }
-  if (!ended) await reader.cancel();
-  return { frames, ended };
+  const reader = frameReader(res);
+  const read = await reader.until(enough, timeoutMs);
+  if (!read.ended) await reader.cancel();
+  return read;
 }
 
 /** The first `count` lifecycle events (frames with an id). */
@@ -46,19 +21,6 @@ async function readEvents(res: Response, count: number): Promise<{ id: number; t
 
 const open = (key: string, id: string, lastEventId?: number) =>
   SELF.fetch(`https://gateway.test/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}`, ...(lastEventId !== undefined && { 'last-event-id': String(lastEventId) }) } });
-
-async function openSocket(key: string, id: string, lastEventId?: number): Promise<{ socket: WebSocket; messages: any[]; closed: Promise<{ code: number; reason: string }> }> {
-  const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws${lastEventId !== undefined ? `?lastEventId=${lastEventId}` : ''}`, {
-    headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' },
-  });
-  expect(res.status).toBe(101);
-  const socket = res.webSocket as WebSocket;
-  const messages: any[] = [];
-  socket.addEventListener('message', (m) => messages.push(JSON.parse(m.data as string)));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.addEventListener('close', (e) => resolve({ code: e.code, reason: e.reason })));
-  socket.accept();
-  return { socket, messages, closed };
-}
 
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
 
