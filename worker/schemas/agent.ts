@@ -28,7 +28,7 @@ export const OpenAIChatUpstream = z.object({
   baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
   model: z.string().min(1).max(200),
   apiKey: z.string().min(1).max(1024).optional().openapi({
-    description: 'the upstream credential, shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) with the same baseUrl keeps the stored one, any other masked value is refused',
+    description: 'the upstream credential, shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) with the same baseUrl keeps the stored one, and every other masked value is refused',
   }),
   timeoutMs: TimeoutMs.optional(),
 });

@@ -25,7 +25,7 @@ export const PoolTargetInput = z
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
     apiKey: z.string().min(1).max(1024).optional().openapi({
-      description: 'the upstream credential, sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (any other value starting with "…", or "..." and up to 4 characters, is refused)',
+      description: 'the upstream credential, sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (every other value starting with "…", or "..." and up to 4 characters, is refused)',
     }),
     weight: z.number().int().min(1).max(1000).default(1),
     priority: z.number().int().min(0).max(9).default(0),
@@ -37,7 +37,7 @@ export const PoolTargetInput = z
     if (t.kind === 'agent-http' && !t.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'agent-http targets need a url' });
     if (t.kind === 'openai-chat' && !t.baseUrl) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'openai-chat targets need a baseUrl' });
     if (t.kind === 'openai-chat' && !t.model) ctx.addIssue({ code: 'custom', path: ['model'], message: 'openai-chat targets need a model' });
-    // The outbound guard checks only the URL a kind calls: any other would be stored unchecked.
+    // The outbound guard checks only the URL a kind calls: a URL member the kind does not use would be stored unchecked.
     if (t.kind !== 'agent-http' && t.url !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: `url is not used by ${t.kind} targets${t.kind === 'openai-chat' ? ' (they use baseUrl)' : ''}` });
     if (t.kind !== 'openai-chat' && t.baseUrl !== undefined) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `baseUrl is not used by ${t.kind} targets${t.kind === 'agent-http' ? ' (they use url)' : ''}` });
   })
