@@ -8,6 +8,7 @@ import { newId } from '../lib/ids';
 import type { Agent } from '../schemas/agent';
 import type { CreateExecutionBody, Execution } from '../schemas/execution';
 import { withChargeDoubt } from '../limits/charge-doubt';
+import { retryAfterSeconds } from '../upstream/resume-times';
 import { agentObjectId, callAgent, requireAgent, type AgentRpc } from './registry';
 
 /**
@@ -88,5 +89,5 @@ export function syncFailure(execution: Execution): ApiError {
 export function retryAfterHeader(execution: Execution): Record<string, string> {
   const retryAt = execution.error?.retryAt;
   if (retryAt === undefined) return {};
-  return { 'retry-after': String(Math.max(0, Math.ceil((Date.parse(retryAt) - Date.now()) / 1000))) };
+  return { 'retry-after': retryAfterSeconds(Date.parse(retryAt)) };
 }

@@ -1,10 +1,11 @@
-import { MAX_RETRY_AFTER_MS, type PoolRuntime, type PoolTarget } from '../pools/runtime';
+import type { PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
+import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream } from './completions';
@@ -72,10 +73,8 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   let last: UpstreamError | undefined;
   let lastTarget: string | undefined;
   let attempts = 0;
-  // The soonest a target that refused said it would take traffic again, while every attempt
-  // said one (a failure that did not promises nothing): the client's Retry-After.
-  let retryAt: number | undefined;
-  let everyAttemptPaused = true;
+  // The client's Retry-After when every attempt was asked to wait; made by the first failure.
+  let resume: ResumeTimes | undefined;
   if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
@@ -113,15 +112,15 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
       last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
       const pause = retryAfterOf(last);
       lease.done(healthOutcome(last), Date.now() - started, pause);
-      if (pause === undefined) everyAttemptPaused = false;
-      else retryAt = Math.min(retryAt ?? Infinity, Date.now() + Math.min(pause, MAX_RETRY_AFTER_MS));
+      (resume ??= new ResumeTimes()).failed(lease.target.id, last);
     }
     if (!last.retryable || attempt === maxAttempts) break;
     const delay = backoffMs(attempt);
     if (Date.now() + delay >= deadlineAt) break;
     await sleep(delay);
   }
-  return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }), ...(everyAttemptPaused && retryAt !== undefined && { retryAt }) };
+  const retryAt = resume?.soonest();
+  return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }), ...(retryAt !== undefined && { retryAt }) };
 }
 
 async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean; usage?: ChatUsage }> {

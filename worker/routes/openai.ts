@@ -15,6 +15,7 @@ import { ErrorBody } from '../schemas/common';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
 import { outboundPolicy } from '../upstream/outbound-guard';
 import { gatewayUpstream } from '../upstream/pool';
+import { retryAfterSeconds } from '../upstream/resume-times';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 import { noteWork } from '../limits/work';
@@ -191,7 +192,7 @@ export const openai = router()
         const { error } = result;
         if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
         const code = error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
-        if (code === 'upstream_failed' && result.retryAt !== undefined) gatewayHeaders['retry-after'] = String(Math.max(0, Math.ceil((result.retryAt - Date.now()) / 1000)));
+        if (code === 'upstream_failed' && result.retryAt !== undefined) gatewayHeaders['retry-after'] = retryAfterSeconds(result.retryAt);
         throw new ApiError(code, error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
       }
       // The proxy built this response itself (never a fetch's, whose headers are immutable).

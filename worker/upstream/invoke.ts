@@ -1,6 +1,6 @@
 import { abortWith } from '../lib/abort';
-import { MAX_RETRY_AFTER_MS } from '../pools/runtime';
 import type { ExecutionError } from '../schemas/execution';
+import { ResumeTimes } from './resume-times';
 import { UpstreamError, type AttemptChoice, type InvokeOutcome, type Upstream, type UpstreamRequest } from './types';
 
 export interface InvokeOptions {
@@ -66,11 +66,8 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   let attempts = 0;
   // A single-target upstream's Retry-After, as an epoch ms (a pool keeps one per target).
   let retryAfterUntil = 0;
-  // When each target that failed said it would take work again (its latest failure's word),
-  // kept while every failure said so (one that did not promises nothing): the soonest is the
-  // record's `retryAt`.
-  let resumeAt: Map<string, number> | undefined;
-  let everyFailurePaused = true;
+  // The record's `retryAt`; made by the first failure, so a success allocates nothing for it.
+  let resume: ResumeTimes | undefined;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (options.signal.aborted) break;
     if (Date.now() >= options.deadlineAt) {
@@ -82,7 +79,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       choice = upstream.next?.() ?? { label: upstream.label, notBefore: retryAfterUntil, ...(upstream.timeoutMs !== undefined && { timeoutMs: upstream.timeoutMs }) };
     } catch (error) {
       last = toUpstreamError(error);
-      everyFailurePaused = false;
+      (resume ??= new ResumeTimes()).failed(upstream.label, last);
       break;
     }
     const wait = retryAfterWait(choice.notBefore, options.deadlineAt, last !== undefined);
@@ -111,9 +108,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
     } catch (error) {
       last = toUpstreamError(error);
       if (last.retryAfterMs !== undefined) retryAfterUntil = Date.now() + last.retryAfterMs;
-      const pause = last.retryable ? last.retryAfterMs : undefined;
-      if (pause === undefined) everyFailurePaused = false;
-      else (resumeAt ??= new Map()).set(choice.label, Date.now() + Math.min(pause, MAX_RETRY_AFTER_MS));
+      (resume ??= new ResumeTimes()).failed(choice.label, last);
     } finally {
       clearTimeout(timer);
       unlink();
@@ -129,6 +124,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   last ??= new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
   const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
   const error: ExecutionError = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
-  if (code === 'upstream_failed' && everyFailurePaused && resumeAt) error.retryAt = new Date(Math.min(...resumeAt.values())).toISOString();
+  const resumeAt = code === 'upstream_failed' ? resume?.soonest() : undefined;
+  if (resumeAt !== undefined) error.retryAt = new Date(resumeAt).toISOString();
   return { ok: false, attempts, cancelled: false, error };
 }
