@@ -18,14 +18,13 @@ export const usage = new OpenAPIHono<AppEnv>().openapi(
     const { keyId, limits } = c.get('principal');
     if (!limits) return c.json({ limits: null, inFlight: null, budget: null }, 200);
     const { perSecond: _s, perMinute: _m, shards: _n, ...exact } = limits;
-    let used: Awaited<ReturnType<ReturnType<typeof limiter>['usage']>>;
-    try {
-      used = await limiter(c.env, limiterName(keyId)).usage(exact);
-    } catch (error) {
-      // As for every request its budget cannot be checked for: the counts live only in that object.
-      console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: keyId, error: String(error) }));
-      throw new ApiError('unavailable', "the key's usage cannot be read right now; retry later", undefined, { 'retry-after': '1' });
-    }
+    const used = await limiter(c.env, limiterName(keyId))
+      .usage(exact)
+      .catch((error: unknown) => {
+        // As for every request its budget cannot be checked for: the counts live only in that object.
+        console.error(JSON.stringify({ level: 'error', msg: 'key limiter unreachable', requestId: c.get('requestId'), key: keyId, error: String(error) }));
+        throw new ApiError('unavailable', "the key's usage cannot be read right now; retry later", undefined, { 'retry-after': '1' });
+      });
     return c.json({ limits, ...used }, 200);
   },
 );
