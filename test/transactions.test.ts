@@ -196,8 +196,17 @@ describe('transactions: locks and conflicts', () => {
     expect(tx.body).toMatchObject({ status: 'aborted', reason: 'agent_locked', agentId: a });
     expect(await locksOf(tenantId, b)).toBe(0);
     const exec = await api(`/v1/agents/${a}/executions`, { key, body: { intent: 'x', input: { mock: { contextPatch: { fromExecution: true } } } } });
-    expect(exec.status).toBe(502);
-    expect(exec.body.error.details.execution.error.code).toBe('agent_locked');
+    // A write refused by the lock is 409 agent_locked on every face, naming the failed execution.
+    expect(exec.status).toBe(409);
+    expect(exec.body.error).toMatchObject({ code: 'agent_locked', details: { executionId: expect.any(String), execution: { status: 'failed', error: { code: 'agent_locked' } } } });
+    expect(exec.headers.get('location')).toBe(`/v1/agents/${a}/executions/${exec.body.error.details.executionId}`);
+    // A chat turn through the agent patches nothing itself: this agent's upstream always answers a patch.
+    const patching = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?contextPatch=${encodeURIComponent('{"fromChat":true}')}`) } });
+    expect((await agentStub(tenantId, patching).prepare('tx_held2', { coordinatorName: `${tenantId}/tx_held2`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 })).ok).toBe(true);
+    const chat = await api('/v1/chat/completions', { key, body: { model: `agent:${patching}`, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(409);
+    expect(chat.body.error.code).toBe('agent_locked');
+    expect(await agentStub(tenantId, patching).abort('tx_held2')).toEqual({ ok: true, value: { aborted: true } });
     expect((await api(`/v1/agents/${a}`, { method: 'DELETE', key })).status).toBe(409);
 
     expect(await stub.abort('tx_held')).toEqual({ ok: true, value: { aborted: true } });

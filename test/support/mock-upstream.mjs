@@ -16,6 +16,7 @@
 // `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
+// `contextPatch` in a query string is JSON.
 // GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
 // It is also a DNS-over-HTTPS resolver (JSON API) for the outbound guard's tests:
@@ -256,6 +257,7 @@ function queryMock(params) {
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
+  if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;
 }
 

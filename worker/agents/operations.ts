@@ -79,6 +79,9 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
 export function syncFailure(execution: Execution): ApiError {
   const details = { executionId: execution.id, execution };
   if (execution.status === 'cancelled') return new ApiError('execution_cancelled', 'the execution was cancelled', details);
+  // A transaction held the context the run's answer would have patched: a write refused by a
+  // lock is 409 agent_locked wherever it comes from, and the client may run it again shortly.
+  if (execution.error?.code === 'agent_locked') return new ApiError('agent_locked', execution.error.message, details);
   if (execution.status !== 'failed' || execution.error?.code === 'upstream_timeout') {
     return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details);
   }

@@ -146,7 +146,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     {
       title: 'Execute an intent',
       description:
-        'Runs an intent on an agent. With wait, answers with the finished execution (an error naming upstream_failed, upstream_timeout or execution_cancelled when it did not succeed); without, answers at once with the queued execution to poll with get_execution.',
+        'Runs an intent on an agent. With wait, answers with the finished execution (an error naming upstream_failed, upstream_timeout, execution_cancelled or agent_locked when it did not succeed); without, answers at once with the queued execution to poll with get_execution.',
       inputSchema: checkedArgs(ExecuteIntentArgs),
       outputSchema: Execution,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },

@@ -39,7 +39,7 @@ export const executions = router()
         202: { ...json(Execution, 'async: the queued execution; poll its Location'), headers: ExecutionHeaders },
         404: errorResponse('not_found'),
         // A sync run that ended badly still names its execution, as a 200 does.
-        409: { ...errorResponse('execution_cancelled (with Location) or agent_paused'), headers: ExecutionHeaders.partial() },
+        409: { ...errorResponse('execution_cancelled (with Location), agent_paused, or agent_locked (a transaction held the context its answer patched; with Location)'), headers: ExecutionHeaders.partial() },
         422: errorResponse('idempotency_key_reused: same key, different body'),
         502: {
           ...errorResponse('upstream_failed (details.executionId)'),

@@ -4,7 +4,7 @@ import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { newId } from '../lib/ids';
 import { callAgent, requireAgent } from '../agents/registry';
-import { retryAfterHeader } from '../agents/operations';
+import { syncFailure } from '../agents/operations';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
 import { proxyChat } from '../openai/chat-proxy';
 import { SSE_HEADERS, completion, completionStream } from '../openai/completions';
@@ -102,8 +102,8 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (execution.status !== 'succeeded') {
-    const code = execution.error?.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_failed';
-    throw new ApiError(code, execution.error?.message ?? 'the agent did not answer', { executionId: execution.id, execution }, { ...headers, ...(code === 'upstream_failed' && retryAfterHeader(execution)) });
+    const failure = syncFailure(execution);
+    throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers });
   }
   const output = execution.output;
   const content = output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
@@ -126,6 +126,7 @@ export const openai = router()
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
         200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
+        409: { ...errorResponse('through an agent: execution_cancelled (cancelled while it ran), agent_paused, or agent_locked (a transaction held the context its answer patched)'), headers: GatewayHeaders.partial() },
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: FailedHeaders },
         504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
         ...commonErrors,
