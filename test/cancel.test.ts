@@ -59,6 +59,21 @@ describe('cancel', () => {
     expect(res.body.error).toMatchObject({ code: 'execution_cancelled', details: { executionId: running } });
   });
 
+  it('answers a chat through the agent with 409 execution_cancelled when its turn is cancelled', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?delayMs=10000') } });
+    const pending = api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'hi' }] } });
+    const running = await eventually(async () => {
+      const status = await api(`/v1/agents/${id}/status`, { key });
+      return status.body.running === 1 && status.body.lastExecution.id;
+    });
+    await api(`/v1/agents/${id}/executions/${running}/cancel`, { key, method: 'POST' });
+    const res = await pending;
+    expect(res.status).toBe(409);
+    expect(res.body.error).toMatchObject({ code: 'execution_cancelled', details: { executionId: running } });
+    expect(res.headers.get('x-gateway-execution')).toBe(running);
+  });
+
   it('answers 409 already_finished for a finished execution and 404 for an unknown one', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
