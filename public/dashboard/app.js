@@ -6,6 +6,10 @@ const KEY_STORAGE = 'eag.dashboard.apiKey';
 const AGENTS_EVERY_MS = 3000;
 const POOLS_EVERY_MS = 5000;
 const MAX_EXECUTIONS = 100;
+// Status requests per refresh: the dashboard shares its key's limits with the key's real
+// traffic, so it asks about a few agents a round (the least recently seen first) and keeps
+// the last answer of the others, instead of one request per agent every 3 s.
+const STATUSES_PER_ROUND = 10;
 const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
 
 const $ = (id) => document.getElementById(id);
@@ -15,15 +19,17 @@ let selected = null; // { id, abort: AbortController, executions: Map, events: M
 let timers = [];
 // What one pasted key shows: stop() ends it, so an answer still on its way for an earlier key
 // (another tenant's agents or pools) is dropped instead of being drawn under the next key.
-let session = null; // { abort: AbortController, agentsBusy: boolean, poolsBusy: boolean }
+// statuses: each agent's last status and when it came; statusesPausedUntil: a 429's Retry-After.
+let session = null; // { abort, agentsBusy, poolsBusy, statuses: Map, statusesPausedUntil: number }
 
 // --- the API --------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfterS = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfterS = retryAfterS;
   }
 }
 
@@ -36,7 +42,8 @@ async function api(path, { method = 'GET', body, signal } = {}) {
   if (!res.ok) {
     const error = payload?.error ?? {};
     if (res.status === 401) onUnauthorized();
-    throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`);
+    const retryAfter = res.headers.get('retry-after');
+    throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`, retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) : null);
   }
   return payload;
 }
@@ -97,7 +104,7 @@ function onUnauthorized() {
 
 async function start() {
   stop();
-  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false };
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0 };
   session = current;
   try {
     await refreshAgents(current);
@@ -135,9 +142,9 @@ async function refreshAgents(current = session) {
   try {
     const { signal } = current.abort;
     const { data, nextCursor } = await api('/v1/agents?limit=100', { signal });
-    const statuses = await Promise.all(data.map((agent) => api(`${agentPath(agent.id)}/status`, { signal }).catch(() => null)));
+    await refreshStatuses(current, data.map((agent) => agent.id));
     if (session !== current) return;
-    const byId = new Map(data.map((agent, i) => [agent.id, { agent, status: statuses[i] }]));
+    const byId = new Map(data.map((agent) => [agent.id, { agent, status: current.statuses.get(agent.id)?.status ?? null }]));
     syncRows($('agents-body'), data.map((a) => a.id), (row, id) => {
       const { agent, status } = byId.get(id);
       row.dataset.testid = 'agent-row';
@@ -168,6 +175,29 @@ async function refreshAgents(current = session) {
   } finally {
     current.agentsBusy = false;
   }
+}
+
+/**
+ * Asks for the status of at most STATUSES_PER_ROUND agents, the selected one and then those
+ * seen longest ago, unless a 429 asked to wait. An agent keeps its last status until a newer
+ * one comes, so a refused request never blanks a row.
+ */
+async function refreshStatuses(current, ids) {
+  const listed = new Set(ids);
+  for (const id of current.statuses.keys()) if (!listed.has(id)) current.statuses.delete(id);
+  if (Date.now() < current.statusesPausedUntil) return;
+  const seenAt = (id) => (id === selected?.id ? -1 : current.statuses.get(id)?.at ?? 0);
+  const due = [...ids].sort((a, b) => seenAt(a) - seenAt(b)).slice(0, STATUSES_PER_ROUND);
+  await Promise.all(due.map(async (id) => {
+    try {
+      const status = await api(`${agentPath(id)}/status`, { signal: current.abort.signal });
+      current.statuses.set(id, { status, at: Date.now() });
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 429) {
+        current.statusesPausedUntil = Math.max(current.statusesPausedUntil, Date.now() + (error.retryAfterS ?? 1) * 1000);
+      }
+    }
+  }));
 }
 
 function showStatus(status) {

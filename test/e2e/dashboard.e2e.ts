@@ -245,6 +245,37 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it("fills every agent's counts under a key with a small perSecond limit, and keeps them through its 429s", async () => {
+    const auth = (bearer: string) => ({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json' });
+    const post = async (route: string, bearer: string, body: unknown, status = 201) => {
+      const res = await fetch(`${base}${route}`, { method: 'POST', headers: auth(bearer), body: JSON.stringify(body) });
+      expect(res.status, route).toBe(status);
+      return (await res.json()) as Record<string, string>;
+    };
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const tenant = await post('/v1/admin/tenants', admin, { name: 'Small limits' });
+    const setup = (await post(`/v1/admin/tenants/${tenant.id}/keys`, admin, { name: 'setup' })).key ?? '';
+    await post('/v1/agents/batch', setup, { agents: Array.from({ length: 8 }, (_, i) => ({ id: `limited-${i}` })) }, 200);
+    // Three requests a second: one agent list and two statuses; the page asks for nine a round.
+    const limited = (await post(`/v1/admin/tenants/${tenant.id}/keys`, admin, { name: 'dashboard', limits: { perSecond: 3 } })).key ?? '';
+
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    const refused: string[] = [];
+    page.on('response', (res) => { if (res.status() === 429) refused.push(new URL(res.url()).pathname); });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(limited);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"]').nth(7).waitFor();
+    const counts = async () => page.locator('[data-testid="agent-row"] [data-testid="agent-running"]').allTextContents();
+    await expect.poll(counts, { timeout: 40_000, intervals: [500] }).toEqual(Array(8).fill('0'));
+    // The limit did refuse status requests on the way, and every row still shows its count.
+    expect(refused.some((route) => route.endsWith('/status')), refused.join()).toBe(true);
+    await page.waitForTimeout(3_500);
+    expect(await counts()).toEqual(Array(8).fill('0'));
+    await context.close();
+  });
+
   it('renders the API reference at /docs with nothing reachable but the gateway', async () => {
     const html = await (await fetch(`${base}/docs`)).text();
     expect(html).toContain('<script src="/vendor/scalar/standalone.js"></script>');
