@@ -268,7 +268,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await page.getByTestId('key-submit').click();
     await page.locator('[data-testid="agent-row"]').nth(7).waitFor();
     const counts = async () => page.locator('[data-testid="agent-row"] [data-testid="agent-running"]').allTextContents();
-    await expect.poll(counts, { timeout: 40_000, intervals: [500] }).toEqual(Array(8).fill('0'));
+    await expect.poll(counts, { timeout: 40_000, interval: 500 }).toEqual(Array(8).fill('0'));
     // The limit did refuse status requests on the way, and every row still shows its count.
     expect(refused.some((route) => route.endsWith('/status')), refused.join()).toBe(true);
     await page.waitForTimeout(3_500);
