@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant, type ApiResponse } from './support/api';
 
 describe('cancel', () => {
   it('cancels a queued execution: it never runs', async () => {
@@ -45,32 +45,29 @@ describe('cancel', () => {
     await eventually(async () => (await api(`/v1/agents/${id}/executions/${second.body.id}`, { key })).body.status === 'succeeded');
   });
 
-  it('answers a waiting sync caller with 409 execution_cancelled', async () => {
-    const { key } = await newTenant();
-    const id = await newAgent(key);
-    const pending = api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 } } });
+  /** Cancels the agent's one running execution while `pending` waits for it; its answer and id. */
+  async function cancelWhileWaiting(key: string, id: string, pending: Promise<ApiResponse>) {
     const running = await eventually(async () => {
       const status = await api(`/v1/agents/${id}/status`, { key });
-      return status.body.running === 1 && status.body.lastExecution.id;
+      return status.body.running === 1 && (status.body.lastExecution.id as string);
     });
     await api(`/v1/agents/${id}/executions/${running}/cancel`, { key, method: 'POST' });
     const res = await pending;
     expect(res.status).toBe(409);
     expect(res.body.error).toMatchObject({ code: 'execution_cancelled', details: { executionId: running } });
+    return { res, running };
+  }
+
+  it('answers a waiting sync caller with 409 execution_cancelled', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await cancelWhileWaiting(key, id, api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 } } }));
   });
 
   it('answers a chat through the agent with 409 execution_cancelled when its turn is cancelled', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?delayMs=10000') } });
-    const pending = api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'hi' }] } });
-    const running = await eventually(async () => {
-      const status = await api(`/v1/agents/${id}/status`, { key });
-      return status.body.running === 1 && status.body.lastExecution.id;
-    });
-    await api(`/v1/agents/${id}/executions/${running}/cancel`, { key, method: 'POST' });
-    const res = await pending;
-    expect(res.status).toBe(409);
-    expect(res.body.error).toMatchObject({ code: 'execution_cancelled', details: { executionId: running } });
+    const { res, running } = await cancelWhileWaiting(key, id, api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'hi' }] } }));
     expect(res.headers.get('x-gateway-execution')).toBe(running);
   });
 
