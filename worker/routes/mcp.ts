@@ -9,7 +9,7 @@ import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
+import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { createGatewayMcpServer } from '../mcp/server';
@@ -102,7 +102,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
   const response = await handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
-  // Only a budget's headers differ once a refused call is given back (rate windows and the
-  // concurrency cap count it either way), so only then is the tool's outcome waited for.
-  return calls > 0 && caller.principal.limits?.budget !== undefined ? settled(response) : response;
+  // Streamed as it comes for every key: a tool's outcome (a refusal too) is an event of the
+  // stream, and the key's limits give a refused call back when the stream ends.
+  return response;
 });
