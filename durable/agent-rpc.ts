@@ -24,6 +24,11 @@ export interface ExecuteInput {
   timeoutMs?: number;
   idempotencyKey?: string;
   /**
+   * More keys that find this execution once it started (an incoming GitHub delivery's body
+   * digest): a call that any of them finds, when its own key finds nothing, is a replay of it.
+   */
+  alsoKeys?: string[];
+  /**
    * The id the edge chose for this execution: without an idempotency key, a retried delivery
    * of the call finds the execution by its id, so the call needs no key row; with one, the
    * execution a retried delivery finds under the key is its own, not a replay, when the ids match.

@@ -23,6 +23,7 @@ import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type Exec
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges } from './agent-charges';
+import { priorExecution, recordKeys } from './execution-keys';
 
 /**
  * One agent: config, context, history, executions, idempotency keys and outbox, all in this
@@ -171,11 +172,10 @@ export class AgentDO extends DurableObject<Env> {
     // No await from the lookup to the insert: concurrent deliveries of one call (or requests with
     // one key) cannot both miss it. A call the edge named is new at its first delivery: no lookup.
     if (!request.freshKey) {
-      const seen = request.idempotencyKey ? this.store.idempotency(request.idempotencyKey) : undefined;
-      const firstId = request.idempotencyKey ? seen?.execution_id : request.executionId;
-      const first = firstId === undefined ? undefined : this.store.execution(firstId);
-      if (first) {
-        if (seen && seen.fingerprint !== request.fingerprint) {
+      const prior = priorExecution(this.store, request);
+      if (prior) {
+        const { first, fingerprint } = prior;
+        if (fingerprint !== undefined && fingerprint !== request.fingerprint) {
           return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
         }
         // A fresh instance (after a reset) resumes orphaned work now, not at the next watchdog
@@ -196,7 +196,7 @@ export class AgentDO extends DurableObject<Env> {
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
         deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now, running,
       });
-      if (request.idempotencyKey) this.store.putIdempotency(request.idempotencyKey, request.fingerprint, id, now);
+      recordKeys(this.store, request, id, now);
       if (request.charge) this.charges.hold(id, request.charge);
       this.changes.record(id, now, written, running);
       return written;

@@ -155,6 +155,37 @@ describe('incoming webhooks', () => {
     expect(exec.body.input).toMatchObject({ scheme: 'github', event: 'pull_request', payload: { number: 7 } });
   });
 
+  it('drops a signed GitHub body replayed under a new X-GitHub-Delivery as a duplicate; other schemes keep deduplicating by id only', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'github', GITHUB_SECRET);
+    const body = JSON.stringify({ action: 'opened', number: 9 });
+    const signed = { 'x-github-event': 'pull_request', 'x-hub-signature-256': await signGithub(GITHUB_SECRET, body) };
+    const first = await post(hook, body, { ...signed, 'x-github-delivery': crypto.randomUUID() });
+    expect(first.status).toBe(202);
+    const { executionId } = (await first.json()) as { executionId: string };
+    // Captured and re-sent: the signature still matches, the delivery id (and the unsigned event) is new.
+    for (const event of ['pull_request', 'push']) {
+      const replay = await post(hook, body, { ...signed, 'x-github-event': event, 'x-github-delivery': crypto.randomUUID() });
+      expect(replay.status, event).toBe(200);
+      expect(await replay.json(), event).toEqual({ executionId, status: expect.any(String), duplicate: true });
+    }
+    // Another body is other work, and the same body on another hook is that hook's own.
+    const other = JSON.stringify({ action: 'opened', number: 10 });
+    expect((await post(hook, other, { ...signed, 'x-hub-signature-256': await signGithub(GITHUB_SECRET, other), 'x-github-delivery': crypto.randomUUID() })).status).toBe(202);
+    const second = await hookFor(key, agentId, 'github', GITHUB_SECRET);
+    expect((await post(second, body, { ...signed, 'x-github-delivery': crypto.randomUUID() })).status).toBe(202);
+    await eventually(async () => (await executions(key, agentId)).length >= 3);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await executions(key, agentId)).toHaveLength(3);
+
+    // Standard Webhooks signs the id: one body under two ids is two deliveries.
+    const standard = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const same = JSON.stringify({ type: 'tick' });
+    expect((await post(standard, same, standardHeaders('msg_tick_1', same))).status).toBe(202);
+    expect((await post(standard, same, standardHeaders('msg_tick_2', same))).status).toBe(202);
+  });
+
   it("accepts Stripe deliveries signed by stripe's generateTestHeaderString and refuses bad ones", async () => {
     const { key } = await newTenant();
     const agentId = await newAgent(key);

@@ -1,5 +1,6 @@
+import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, newAgent, type ApiResponse } from './support/api';
+import { BASE, api, eventually, newAgent, type ApiResponse } from './support/api';
 import { limitedKey, settledRequests, toolError } from './support/limits';
 
 /**
@@ -87,22 +88,42 @@ describe('MCP: an execute_intent refused for its params', () => {
   });
 });
 
-describe('MCP: RateLimit-* headers of an SSE answer', () => {
-  it('show an execute_intent refused by its tool given back, and one that ran counted, still as an SSE stream', async () => {
+describe('MCP: an SSE answer for a key with a budget', () => {
+  it('sends its headers while the tool still runs, and the outcome in the stream', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, tokens: 100_000, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const body = JSON.stringify(executeCall(1, { agentId: agent, intent: 'think', input: { simulateLatencyMs: 10_000 }, wait: true }));
+    const res = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { ...accept, authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+    // The headers are here and the execution has not ended: they did not wait for the tool.
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    expect(res.headers.get('ratelimit-remaining')).not.toBeNull();
+    const running = await eventually(async () => {
+      const last = (await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.lastExecution;
+      expect(last?.status ?? 'queued').toMatch(/^(queued|running)$/);
+      return last?.status === 'running' && (last.id as string);
+    });
+    expect((await api(`/v1/agents/${agent}/executions/${running}/cancel`, { method: 'POST', key: otherKey })).status).toBe(200);
+    const [outcome] = messages({ status: res.status, headers: res.headers, body: await res.text() });
+    expect(toolError(outcome)).toBe('execution_cancelled');
+    expect(await settledRequests(key)).toBe(1);
+  });
+
+  it('gives back an execute_intent its tool refused once the stream ends, and counts one that ran, still as an SSE stream', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
     const agent = await newAgent(otherKey);
-    const remaining = (res: ApiResponse) => res.headers.get('ratelimit-remaining');
     for (const args of [{ agentId: 'no-such-agent', intent: 'echo' }, { agentId: agent }]) {
       const refused = await api('/mcp', { key, headers: accept, body: executeCall(1, args) });
       expect(refused.headers.get('content-type')).toMatch(/text\/event-stream/);
       expect(toolError(messages(refused)[0])).toMatch(/not_found|invalid_request/);
-      expect(remaining(refused)).toBe('3');
+      // Sent before the tool refused, the headers count the call; the budget has it back.
+      expect(refused.headers.get('ratelimit-remaining')).not.toBeNull();
+      expect(await settledRequests(key)).toBe(0);
     }
-    expect(await settledRequests(key)).toBe(0);
     const ran = await api('/mcp', { key, headers: accept, body: executeCall(2, { agentId: agent, intent: 'echo', wait: true }) });
     expect(ran.headers.get('content-type')).toMatch(/text\/event-stream/);
     expect(messages(ran)[0]).toMatchObject({ id: 2, result: { structuredContent: { status: 'succeeded' } } });
-    expect(remaining(ran)).toBe('2');
+    expect(ran.headers.get('ratelimit-remaining')).toBe('2');
     expect(await settledRequests(key)).toBe(1);
   });
 });

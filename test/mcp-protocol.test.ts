@@ -8,10 +8,10 @@ import { BASE, newTenant } from './support/api';
  * the gateway does not serve.
  */
 
-async function post(key: string, body: unknown): Promise<Response> {
+async function post(key: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return SELF.fetch(`${BASE}/mcp`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
     body: JSON.stringify(body),
   });
 }
@@ -51,6 +51,31 @@ describe('MCP: protocol edges', () => {
       expect(res.status, JSON.stringify(body)).toBe(202);
       expect(await res.text()).toBe('');
     }
+  });
+
+  it('refuses a notification it knows whose params do not fit with 400 and a -32602 without an id; unknown ones stay 202', async () => {
+    const { key } = await newTenant();
+    const notification = (method: string, params?: unknown) => ({ jsonrpc: '2.0', method, ...(params !== undefined && { params }) });
+    const refused = async (res: Response, field: RegExp, label: string) => {
+      expect(res.status, label).toBe(400);
+      const body = await res.json();
+      expect(body, label).toEqual({ jsonrpc: '2.0', error: { code: -32602, message: expect.stringMatching(field) } });
+    };
+    await refused(await post(key, notification('notifications/cancelled', { requestId: { not: 'an id' } })), /^Invalid params: notifications\/cancelled: requestId: /, 'cancelled');
+    await refused(await post(key, notification('notifications/progress', { progressToken: 't', progress: 'half' })), /^Invalid params: notifications\/progress: progress: /, 'progress');
+    // Refused whole in a batch, its request unanswered: one POST has one status.
+    await refused(await post(key, [{ jsonrpc: '2.0', id: 1, method: 'ping' }, notification('notifications/cancelled', { reason: 5 })]), /cancelled: reason: /, 'batch');
+    // 2026-07-28 makes requestId required.
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const modern = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'notifications/cancelled' };
+    await refused(await post(key, notification('notifications/cancelled', { _meta: meta }), modern), /cancelled: requestId: /, '2026 cancelled');
+    const fine = await post(key, notification('notifications/cancelled', { requestId: 'r-1', _meta: meta }), modern);
+    expect(fine.status).toBe(202);
+
+    // A method the server does not know may be ignored: 202 whatever its params.
+    const unknown = await post(key, notification('notifications/something_new', { requestId: { not: 'an id' } }));
+    expect(unknown.status).toBe(202);
+    expect(await unknown.text()).toBe('');
   });
 
   it('answers ping, and methods it does not serve (resources, prompts, logging, completion) with -32601', async () => {

@@ -2,6 +2,7 @@ import { SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../worker/errors';
 import { ADMIN, BASE, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
+import { buildWorld, fillPath, paramFor } from './support/world';
 
 /**
  * The document against what the Worker answers, from outside: for each request, the status is
@@ -212,6 +213,33 @@ describe('the OpenAPI document against the answers', () => {
     expectContract('POST', '/v1/admin/tenants', tenant, 201);
     const keys = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
     expectContract('GET', '/v1/admin/tenants/{tenant}/keys', keys, 200);
+  });
+
+  it('answers 400 invalid_request, naming the body missing, to every operation whose document requires a JSON body it did not get', async () => {
+    const world = await buildWorld();
+    const full = (await api<{ paths: Record<string, Record<string, { requestBody?: { required?: boolean } }>> }>('/openapi.json')).body;
+    // Their bodies are read by their protocols, not by a schema: a signature (401), JSON-RPC errors.
+    const ownRules = (path: string) => path === '/v1/hooks/{id}' || path === '/mcp' || path.startsWith('/a2a/');
+    const required = Object.entries(full.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).filter(([, op]) => op.requestBody?.required && !ownRules(path)).map(([method]) => ({ method: method.toUpperCase(), path })),
+    );
+    expect(required.length).toBeGreaterThan(10);
+    const agents = async () => (await api(`/v1/agents?limit=100`, { key: world.key })).body.data.length;
+    const before = await agents();
+    for (const { method, path } of required) {
+      const url = fillPath(path, (name) => paramFor(world, path, name));
+      const key = path.startsWith('/v1/admin/') ? ADMIN() : world.key;
+      // No body at all, and an empty one sent as JSON: both are a body that is missing.
+      for (const init of [{}, { rawBody: '', headers: { 'content-type': 'application/json' } }]) {
+        const what = `${method} ${path} ${init.rawBody === undefined ? 'without a body' : 'with an empty JSON body'}`;
+        const res = await api(url, { method, key, ...init });
+        expect(res.status, what).toBe(400);
+        expect(res.body.error, what).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/^request body is missing/) });
+        expect(mismatches(method, path, res), what).toEqual([]);
+      }
+    }
+    // POST /v1/agents without a body used to create an agent from `{}`.
+    expect(await agents()).toBe(before);
   });
 
   it('answers every documented operation within the document', async () => {

@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { AppEnv } from './env';
 import type { ClientApp } from './client-type';
-import { ApiError, validationError } from './errors';
+import { ApiError, missingBodyError, validationError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
@@ -46,7 +46,13 @@ export const MAX_HEADER_BYTES = { total: 16 * 1024, each: 8 * 1024 };
  */
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
+    defaultHook: (result, c) => {
+      // A required JSON body that never came reaches its validator as `{}`: Hono reads no body
+      // without a JSON Content-Type, and zod-openapi's media-type gate has already answered 415
+      // for a body sent with another or none. `{}` would pass every schema whose members are
+      // all optional (POST /v1/agents created an agent from nothing). An optional body never
+      // gets here without a Content-Type: zod-openapi skips its validator.
+      if (result.target === 'json' && c.req.header('content-type') === undefined) throw missingBodyError();
       if (!result.success) throw validationError(result.error);
     },
   });

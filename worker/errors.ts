@@ -75,6 +75,15 @@ export function validationError(error: ZodError): ApiError {
   return new ApiError('invalid_request', details.map((d) => (d.path.length ? `${d.path.join('.')}: ${d.message}` : d.message)).join('; '), details);
 }
 
+/**
+ * A route whose body the OpenAPI document marks required, called without one: the same
+ * `invalid_request` as a body that fails validation, with one issue at the body's root.
+ */
+export function missingBodyError(): ApiError {
+  const message = 'request body is missing: this route needs a JSON body (Content-Type: application/json)';
+  return new ApiError('invalid_request', message, [{ path: [], message, code: 'missing_body' }]);
+}
+
 /** Returns the value of a successful result, or throws its failure as an ApiError. */
 export function unwrap<T>(result: Result<T>): T {
   if (result.ok) return result.value;

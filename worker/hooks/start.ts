@@ -4,6 +4,7 @@ import type { AgentRpc } from '../agents/registry';
 import { fail, ok, type Result } from '../errors';
 import { MAX_INPUT_BYTES } from '../schemas/common';
 import { jsonLimitProblem } from '../lib/json-limits';
+import { sha256Hex } from '../lib/hash';
 
 /** What an accepted delivery hands to its agent as the execution's input. */
 export interface HookInput {
@@ -22,15 +23,35 @@ export function hookInputProblem(input: HookInput): string | null {
   return jsonLimitProblem(input, { maxBytes: MAX_INPUT_BYTES });
 }
 
+/** The keys a delivery is deduplicated by in its agent's object (`idempotency` table, kept a day). */
+export interface DeliveryKeys {
+  /** `hook:<hook id>:<delivery id>`: a repeated delivery id is a duplicate whatever its body. */
+  idempotencyKey: string;
+  /**
+   * GitHub's only: `hook:<hook id>:sha256:<hex digest of the body's bytes>`. Its signature covers
+   * the body alone, so a captured delivery re-sent under a new X-GitHub-Delivery would pass as
+   * new; GitHub itself redelivers under the same id, so a body seen before under another id is
+   * a replay. The other schemes sign the id (Standard Webhooks) or the event carries it
+   * (Stripe) with a signed timestamp, and two events may have equal bodies, so only the id counts there.
+   */
+  alsoKeys: string[];
+}
+
+export async function deliveryKeys(hookId: string, scheme: string, deliveryId: string, body: Uint8Array): Promise<DeliveryKeys> {
+  const idempotencyKey = `hook:${hookId}:${deliveryId}`;
+  return { idempotencyKey, alsoKeys: scheme === 'github' ? [`hook:${hookId}:sha256:${await sha256Hex(body)}`] : [] };
+}
+
 /**
- * Starts the async execution of one delivery, at most once per delivery id. A delivery id seen
- * before answers its first execution even when the body differs (re-signed by the sender): the
- * id is what senders and the issue deduplicate on, and since senders retry every non-2xx, a
- * refusal would be retried forever. `bodyDiffered` tells the caller to log it.
+ * Starts the async execution of one delivery, at most once per delivery id (for GitHub, also
+ * once per body). A delivery id seen before answers its first execution even when the body
+ * differs (re-signed by the sender): the id is what senders and the issue deduplicate on, and
+ * since senders retry every non-2xx, a refusal would be retried forever. `bodyDiffered` tells
+ * the caller to log it.
  */
 export async function startHookExecution(
   stub: AgentRpc,
-  request: { intent: string; input: HookInput; idempotencyKey: string; fingerprint: string },
+  request: { intent: string; input: HookInput; fingerprint: string } & DeliveryKeys,
 ): Promise<Result<ExecuteResult & { bodyDiffered: boolean }>> {
   const started = await stub.execute({ ...request, mode: 'async' });
   if (started.ok) return ok({ ...started.value, bodyDiffered: false });
@@ -42,12 +63,14 @@ export async function startHookExecution(
 }
 
 /**
- * The first execution of a delivery whose own input is out of bounds, or null when its id is new.
- * Only such a delivery asks (one lookup that stores nothing): a retry of a delivery already
- * started is a duplicate whatever its new body, while a new one is refused as it always was.
+ * The first execution of a delivery whose own input is out of bounds, or null when none of its
+ * keys was seen. Only such a delivery asks (lookups that store nothing): a retry of a delivery
+ * already started is a duplicate whatever its new body, while a new one is refused as it always was.
  */
-export async function seenHookExecution(stub: AgentRpc, idempotencyKey: string): Promise<Result<Execution | null>> {
-  const first = await stub.executionByKey(idempotencyKey);
-  if (first.ok) return first;
-  return first.code === 'not_found' ? ok(null) : first;
+export async function seenHookExecution(stub: AgentRpc, keys: DeliveryKeys): Promise<Result<Execution | null>> {
+  for (const key of [keys.idempotencyKey, ...keys.alsoKeys]) {
+    const first = await stub.executionByKey(key);
+    if (first.ok || first.code !== 'not_found') return first;
+  }
+  return ok(null);
 }

@@ -1,5 +1,4 @@
 import { countCalls, type CallTest } from '../lib/json-rpc-calls';
-import { mediaType } from '../lib/media-type';
 
 /**
  * A JSON-RPC call of the MCP endpoint that starts an execution (budgets and concurrency apply):
@@ -34,16 +33,4 @@ export function batchRefusal(): Response {
     { jsonrpc: '2.0', error: { code: -32600, message: 'Invalid Request: a batch may carry at most one execute_intent call; send each in its own request' }, id: null },
     { status: 400 },
   );
-}
-
-/**
- * The same response with its SSE body read to the end first. The 2025 protocol versions answer
- * a tool call as an SSE stream whose headers leave before the tool has run; holding them until
- * the stream ends lets the key's limits write RateLimit-* knowing whether the call was refused
- * and its budget given back. The tools send no messages before their result, so the client
- * receives the same events, only all at once.
- */
-export async function settled(response: Response): Promise<Response> {
-  if (response.body === null || mediaType(response.headers.get('content-type') ?? undefined) !== 'text/event-stream') return response;
-  return new Response(await response.arrayBuffer(), response);
 }

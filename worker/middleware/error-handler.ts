@@ -1,7 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { AppEnv } from '../env';
-import { ApiError, envelope, type ErrorCode } from '../errors';
+import { ApiError, envelope, missingBodyError, type ErrorCode } from '../errors';
 import { isTransientStorageError } from '../lib/storage-errors';
 
 const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
@@ -40,6 +40,10 @@ export function renderError(c: Context<AppEnv>, error: ApiError): Response {
   return c.json(envelope(error, requestId), error.status, error.headers);
 }
 
-export const onError: ErrorHandler<AppEnv> = (error, c) => renderError(c, toApiError(error, c.get('requestId') ?? ''));
+/** Hono's refusal of a JSON body it could not parse, for an empty one: the body is missing, not malformed. */
+const emptyJsonBody = (error: unknown, c: Context<AppEnv>) =>
+  error instanceof HTTPException && error.status === 400 && error.message.includes('JSON') && c.req.header('content-length') === '0';
+
+export const onError: ErrorHandler<AppEnv> = (error, c) => renderError(c, emptyJsonBody(error, c) ? missingBodyError() : toApiError(error, c.get('requestId') ?? ''));
 
 export const onNotFound: NotFoundHandler<AppEnv> = (c) => renderError(c, new ApiError('not_found', `no route for ${c.req.method} ${c.req.path}`));

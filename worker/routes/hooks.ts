@@ -4,7 +4,7 @@ import { ApiError, unwrap } from '../errors';
 import { auditEntry } from '../audit/log';
 import { callAgent, findAgent, requireAgent } from '../agents/registry';
 import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
-import { hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
+import { deliveryKeys, hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
 import { bodyText, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
@@ -17,7 +17,7 @@ const SignatureHeaders = z.object({
   'webhook-id': z.string().optional().openapi({ description: 'standard: the delivery id (deduplicated)' }),
   'webhook-timestamp': z.string().optional().openapi({ description: 'standard: unix seconds, within 5 minutes of now' }),
   'webhook-signature': z.string().optional().openapi({ description: 'standard: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, space-separated' }),
-  'x-github-delivery': z.string().optional().openapi({ description: 'github: the delivery id (deduplicated)' }),
+  'x-github-delivery': z.string().optional().openapi({ description: 'github: the delivery id (deduplicated, and so is the body: it alone is signed)' }),
   'x-github-event': z.string().optional().openapi({ description: 'github: the event name, passed on as `event`' }),
   'x-hub-signature-256': z.string().optional().openapi({ description: 'github: `sha256=<hex HMAC-SHA256 of the body>`' }),
   'stripe-signature': z.string().optional().openapi({ description: 'stripe: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, within 5 minutes; the event `id` in the body is the delivery id' }),
@@ -98,7 +98,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
       request: { params: Params, headers: SignatureHeaders, body: SignedBody },
       responses: {
         202: json(HookAccepted, 'accepted: the execution is queued'),
-        200: json(HookAccepted, 'a delivery id seen before (whatever its body): nothing new started, the first execution answers'),
+        200: json(HookAccepted, 'a delivery id seen before (whatever its body), or for the github scheme a body seen before under another delivery id: nothing new started, the first execution answers'),
         400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the execution input a new delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts (a delivery id seen before answers 200 whatever its body)'),
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         404: errorResponse('not_found: the agent of this hook no longer exists'),
@@ -131,14 +131,15 @@ export const hooks = new OpenAPIHono<AppEnv>()
       const route = await findAgent(c.env, hook.tenantId, hook.agentId);
       const outOfBounds = (why: string) => new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${why}`, [{ path: ['payload'], message: why, code: 'custom' }]);
       if (!route) throw problem ? outOfBounds(problem) : new ApiError('not_found', 'the agent of this hook no longer exists');
-      // The delivery id is the idempotency key: a redelivery replays, never runs twice.
-      const idempotencyKey = `hook:${id}:${verified.deliveryId}`;
-      const duplicate = (executionId: string) =>
-        console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook delivery id reused with another body: dropped as a duplicate', hook: id, deliveryId: verified.deliveryId, executionId, requestId: c.get('requestId') }));
+      // The delivery id is the idempotency key: a redelivery replays, never runs twice. A GitHub
+      // body seen before under another id is a replay too (its signature covers only the body).
+      const keys = await deliveryKeys(id, hook.scheme, verified.deliveryId, raw);
+      const duplicate = (executionId: string, msg = 'incoming webhook delivery id reused with another body: dropped as a duplicate') =>
+        console.warn(JSON.stringify({ level: 'warn', msg, hook: id, deliveryId: verified.deliveryId, executionId, requestId: c.get('requestId') }));
       if (problem) {
         // Refused before anything starts, as a REST execution's input over the limits is; unless
         // the id was seen, since its sender retries whatever it signs until it gets a 2xx.
-        const first = unwrap(await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) => seenHookExecution(stub, idempotencyKey), { retry: true }));
+        const first = unwrap(await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) => seenHookExecution(stub, keys), { retry: true }));
         if (!first) throw outOfBounds(problem);
         duplicate(first.id);
         return c.json({ executionId: first.id, status: first.status, duplicate: true }, 200);
@@ -146,10 +147,13 @@ export const hooks = new OpenAPIHono<AppEnv>()
       const fingerprint = await sha256Hex(body);
       const { execution, replayed, bodyDiffered } = unwrap(
         await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) =>
-          startHookExecution(stub, { intent: hook.intent, input, idempotencyKey, fingerprint }),
+          startHookExecution(stub, { intent: hook.intent, input, fingerprint, ...keys }),
         { retry: true }),
       );
       if (bodyDiffered) duplicate(execution.id);
+      else if (replayed && (execution.input as Partial<HookInput> | null)?.deliveryId !== verified.deliveryId) {
+        duplicate(execution.id, 'incoming GitHub delivery whose body was seen before under another delivery id: dropped as a replay');
+      }
       return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
     },
   );

@@ -9,7 +9,8 @@ import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
+import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
+import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
@@ -20,17 +21,20 @@ const MCP_MAX_BODY_BYTES = 1024 * 1024;
 
 const error = (description: string) => ({ content: { 'application/json': { schema: ErrorBody } }, description });
 
-/** What the MCP SDK answers a request it refuses itself: a JSON-RPC error, not the envelope. */
-const jsonRpcError = (description: string) => ({
+/**
+ * What the MCP SDK answers a request it refuses itself: a JSON-RPC error, not the envelope. Its
+ * `id` is null; only a refused notification's may be absent (`withoutId`), having none to answer.
+ */
+const jsonRpcError = (description: string, withoutId = false) => ({
   description,
   content: {
     'application/json': {
       schema: {
         type: 'object' as const,
-        required: ['jsonrpc', 'error', 'id'],
+        required: withoutId ? ['jsonrpc', 'error'] : ['jsonrpc', 'error', 'id'],
         properties: {
           jsonrpc: { type: 'string' as const, enum: ['2.0'] },
-          id: { description: 'null: the request could not be read' },
+          id: { description: withoutId ? 'null: the request could not be read; absent: a notification was refused' : 'null: the request could not be read' },
           error: { type: 'object' as const, required: ['code', 'message'], properties: { code: { type: 'integer' as const }, message: { type: 'string' as const } } },
         },
       },
@@ -51,8 +55,8 @@ router.openAPIRegistry.registerPath({
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
     200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } }, headers: streamHeaders },
-    202: { description: 'a notification, accepted' },
-    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header (both from the MCP SDK), -32600 for a batch carrying more than one execute_intent'),
+    202: { description: 'a notification (or only notifications and responses), accepted; one of a method the server does not know is accepted and ignored' },
+    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch carrying more than one execute_intent, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it; nothing of the body is served', true),
     401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
@@ -83,8 +87,11 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (unreadable) throw new ApiError('unsupported_media_type', unreadable);
   // Hono caches the text: a limited key's request was already read to classify it.
   const text = await c.req.text();
-  const calls = executeIntentCalls(parseBody(text));
+  const body = parseBody(text);
+  const calls = executeIntentCalls(body);
   if (calls > 1) return batchRefusal();
+  const notification = await notificationRefusal(c.req.raw, body, MCP_MAX_BODY_BYTES);
+  if (notification) return notification;
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome), charge: c.get('tokenCharge') };
   // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
   const refused = (method: string, params: unknown, id: string | number) => {
@@ -95,7 +102,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
   const response = await handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
-  // Only a budget's headers differ once a refused call is given back (rate windows and the
-  // concurrency cap count it either way), so only then is the tool's outcome waited for.
-  return calls > 0 && caller.principal.limits?.budget !== undefined ? settled(response) : response;
+  // Streamed as it comes for every key: a tool's outcome (a refusal too) is an event of the
+  // stream, and the key's limits give a refused call back when the stream ends.
+  return response;
 });

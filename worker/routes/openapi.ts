@@ -22,7 +22,7 @@ export const unavailableResponse = (description: string) => ({ ...error(descript
 
 /** Error responses every authenticated route can give, in the one envelope. */
 export const adminErrors = {
-  400: error('invalid_request: the body, a parameter or the query failed validation'),
+  400: error('invalid_request: the body, a parameter or the query failed validation, or a required body is missing'),
   401: unauthorizedResponse(),
   413: error('payload_too_large: body over 1 MiB'),
   415: error('unsupported_media_type: the body is not JSON, its Content-Type names a charset other than UTF-8, or it has a Content-Encoding'),
