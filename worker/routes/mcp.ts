@@ -11,6 +11,8 @@ import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, settled, startsExecution } from '../mcp/http';
 import { checkingParams } from '../mcp/params';
+import { mcpRevokedEnding } from '../mcp/revoked';
+import { keyBoundStream } from '../auth/key-watch';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
 import { everyRouteErrors, limitedResponse, security, streamHeaders, unauthorizedResponse, unavailableResponse } from './openapi';
@@ -83,7 +85,8 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (unreadable) throw new ApiError('unsupported_media_type', unreadable);
   // Hono caches the text: a limited key's request was already read to classify it.
   const text = await c.req.text();
-  const calls = executeIntentCalls(parseBody(text));
+  const body = parseBody(text);
+  const calls = executeIntentCalls(body);
   if (calls > 1) return batchRefusal();
   const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome), charge: c.get('tokenCharge') };
   // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
@@ -94,7 +97,11 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
-  const response = await handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
+  const answer = await handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
+  // An answer streamed as SSE is cut off once its key is revoked (a JSON one is whole already).
+  const response = answer.body !== null && mediaType(answer.headers.get('content-type') ?? undefined) === 'text/event-stream'
+    ? new Response(keyBoundStream(answer.body, { db: c.env.DB, keyId: caller.principal.keyId, ...mcpRevokedEnding(body) }), answer)
+    : answer;
   // Only a budget's headers differ once a refused call is given back (rate windows and the
   // concurrency cap count it either way), so only then is the tool's outcome waited for.
   return calls > 0 && caller.principal.limits?.budget !== undefined ? settled(response) : response;
