@@ -17,7 +17,8 @@
 // faults are independent chances per request: `errorRate` (503, or a dropped connection with
 // `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
 // `contextPatch` in a query string is JSON.
-// GET /requests?key=K lists what arrived with that Idempotency-Key; GET /counts counts
+// GET /requests?key=K lists what arrived with that Idempotency-Key (`target:<name>` for a target
+// with the fault `record`), each with `aborted` once the client closed before the end; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
 // It is also a DNS-over-HTTPS resolver (JSON API) for the outbound guard's tests:
 //   GET /dns-query?name=N&type=A|AAAA   answers what POST /dns?name=N set; unknown: NXDOMAIN
@@ -95,9 +96,11 @@ export async function startMockUpstream(options = {}) {
     } catch {
       return send(res, 400, { error: 'body is not JSON' });
     }
-    // Requests are recorded by Idempotency-Key (upstream calls), webhook-id (webhooks) or
-    // X-A2A-Notification-Token (A2A push notifications).
-    const key = String(req.headers['idempotency-key'] ?? req.headers['webhook-id'] ?? req.headers['x-a2a-notification-token'] ?? '');
+    // Requests are recorded by Idempotency-Key (upstream calls), webhook-id (webhooks),
+    // X-A2A-Notification-Token (A2A push notifications), or as `target:<name>` for a target
+    // that asks for it with the fault `record` (pool chats carry none of those headers).
+    const recorded = url.searchParams.has('record') && url.searchParams.has('target') ? `target:${url.searchParams.get('target')}` : '';
+    const key = String(req.headers['idempotency-key'] ?? req.headers['webhook-id'] ?? req.headers['x-a2a-notification-token'] ?? recorded);
     const seen = requests.get(key) ?? [];
     const entry = options.keepBodies === false
       ? { path: url.pathname, at: Date.now(), aborted: false, outcome: null }

@@ -6,7 +6,7 @@ import { newId, randomToken } from '../lib/ids';
 import { sha256Hex } from '../lib/hash';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
-import { forgetKeyStatus } from './key-status';
+import { keyRevokedHere } from './key-status';
 
 export const KEY_PREFIX = 'eag_';
 /**
@@ -94,7 +94,7 @@ export async function revokeKey(env: Env, keyId: string, audit?: AuditEntry): Pr
   if (!row) return false;
   const revoke = env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(Date.now(), keyId);
   await env.DB.batch(audit ? [revoke, auditStatement(env.DB, audit)] : [revoke]);
-  forgetKeyStatus(keyId);
+  keyRevokedHere(keyId);
   await forgetKey(env, row.hash);
   return true;
 }

@@ -34,6 +34,8 @@ function sessionAsDatabase(db: D1Database, session: LazySession): D1Database {
   return Object.assign(Object.create(db) as D1Database, {
     prepare: (query: string) => session.get().prepare(query),
     batch: <T>(statements: D1PreparedStatement[]) => session.get().batch<T>(statements),
+    // A session of its own (a key's status is read at the primary) starts from the binding.
+    withSession: (constraint?: string) => db.withSession(constraint),
   });
 }
 

@@ -69,6 +69,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     },
     cancel(reason) {
       end(true);
+      // Not only the body: the target stops generating what nobody reads (a stream cut for its key).
+      options.abort(reason instanceof Error ? reason : new Error('the stream was cancelled'));
       void reader.cancel(reason).catch(() => undefined);
     },
   });

@@ -1,4 +1,5 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { formatSSEErrorEvent } from '@a2a-js/sdk';
 import { ContentTypeNotSupportedError, RequestMalformedError, VersionNotSupportedError } from '@a2a-js/sdk/errors';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
@@ -7,6 +8,7 @@ import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
 import { unreadableBody } from '../lib/body-encoding';
 import { apiKeyAuth } from '../middleware/api-key-auth';
+import { keyBoundStream, REVOKED_RPC_ERROR } from '../auth/key-watch';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { agentObjectId, callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { withChargeDoubt } from '../limits/charge-doubt';
@@ -23,6 +25,7 @@ import { errorResponse, everyRouteErrors, limitedResponse, security, streamHeade
 const PUBLIC_CARD_CACHE = 'public, max-age=300';
 const PRIVATE_CARD_CACHE = 'private, max-age=60';
 
+const encoder = new TextEncoder();
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
 /**
@@ -195,7 +198,11 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const charge = c.get('tokenCharge');
   const reply = unwrap(await withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
     callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(charge && { charge }) }))));
-  if (reply.kind === 'stream') return new Response(reply.stream, { headers: SSE_HEADERS });
+  if (reply.kind === 'stream') {
+    // Cut off, once its key is revoked, with a last JSON-RPC error event (as the SDK ends a stream that fails).
+    const lastFrame = () => encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: envelope.data.id ?? null, error: REVOKED_RPC_ERROR }));
+    return new Response(keyBoundStream(reply.stream, { db: c.env.DB, keyId: c.get('principal').keyId, lastFrame }), { headers: SSE_HEADERS });
+  }
   return rpcAnswer(c, reply.body as Record<string, unknown>);
 }
 

@@ -7,7 +7,8 @@ import { callAgent, requireAgent } from '../agents/registry';
 import { syncFailure } from '../agents/operations';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
 import { proxyChat } from '../openai/chat-proxy';
-import { SSE_HEADERS, completion, completionStream } from '../openai/completions';
+import { SSE_HEADERS, completion, completionStream, sseEvent } from '../openai/completions';
+import { keyBoundStream, REVOKED_MESSAGE, unlessKeyRevoked } from '../auth/key-watch';
 import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
 import { listPools } from '../pools/store';
@@ -67,6 +68,9 @@ const orPassedThrough = (status: number, response: { description: string; header
   headers: { ...response.headers, ...PASSED_THROUGH_HEADERS },
 });
 
+/** The last chunk of a streamed completion whose key was revoked: OpenAI's error shape, the gateway's code. */
+const REVOKED_CHUNK = { error: { message: REVOKED_MESSAGE, type: 'invalid_request_error', code: 'unauthorized' } };
+
 /**
  * Seconds to cache a completion for: what the request asks (it may ask for any request but a
  * stream), else the pool's setting for deterministic requests (temperature 0, not streamed).
@@ -94,11 +98,17 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   // Named here, so a retried delivery finds the execution rather than running it twice.
   const executionId = newId('ex');
   let deliveries = 0;
-  const { execution } = unwrap(
-    await callAgent(c.env, tenantId, agentId, route, (stub) =>
-      stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
-    { retry: true }),
-  );
+  const call = callAgent(c.env, tenantId, agentId, route, (stub) =>
+    stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
+  { retry: true });
+  // A stream's answer waits for the execution; a key revoked meanwhile gets none of it (the
+  // execution goes on, in the agent's history as any other).
+  const reply = body.stream ? await unlessKeyRevoked(c.env.DB, c.get('principal').keyId, call) : await call;
+  if (reply === null) {
+    noteWork(c, 'started'); // a 401 gives the budget back, but this one's execution runs
+    throw new ApiError('unauthorized', REVOKED_MESSAGE, { executionId }, { 'www-authenticate': 'Bearer' });
+  }
+  const { execution } = unwrap(reply);
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (execution.status !== 'succeeded') {
@@ -202,7 +212,9 @@ export const openai = router()
       for (const [name, value] of Object.entries(gatewayHeaders)) response.headers.set(name, value);
       if (cacheKey && response.status === 200 && !body.stream) return storeChat(c.executionCtx, cacheKey, response, ttl, runtime.pool.passThrough === true);
       if (ttl > 0) response.headers.set('x-gateway-cache', 'BYPASS');
-      return response;
+      if (!body.stream || response.status !== 200 || response.body === null) return response;
+      // Cut off once its key is revoked, with an error chunk as a broken upstream's (no [DONE]); the upstream call is aborted.
+      return new Response(keyBoundStream(response.body, { db: c.env.DB, keyId: c.get('principal').keyId, lastFrame: () => sseEvent(REVOKED_CHUNK) }), response);
     },
   )
   .openapi(
