@@ -18,7 +18,7 @@ import { gatewayUpstream } from '../upstream/pool';
 import { retryAfterSeconds } from '../upstream/resume-times';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
-import { noteWork } from '../limits/work';
+import { noteWork, startedWork } from '../limits/work';
 import { estimatedUsage, usageOf, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 
 const CacheHeaders = z.object({
@@ -94,11 +94,11 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   // Named here, so a retried delivery finds the execution rather than running it twice.
   const executionId = newId('ex');
   let deliveries = 0;
-  const { execution } = unwrap(
-    await callAgent(c.env, tenantId, agentId, route, (stub) =>
-      stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
-    { retry: true }),
-  );
+  const result = await callAgent(c.env, tenantId, agentId, route, (stub) =>
+    stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
+  { retry: true });
+  if (!result.ok && startedWork(ApiError.from(result))) noteWork(c, 'started'); // deleted while it ran: a 404 that counts
+  const { execution } = unwrap(result);
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (execution.status !== 'succeeded') {
