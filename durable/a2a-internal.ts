@@ -67,10 +67,16 @@ export function internalError(cause: unknown, context: ServerCallContext | undef
 }
 
 /**
+ * How `agentDeleted`'s message ends: a send answered so had started its turn (the task
+ * existed), so the edge counts it against the key's budget instead of giving it back.
+ */
+export const AGENT_DELETED = ': the agent was deleted';
+
+/**
  * What a request following a task gets when the agent is deleted under it: the task is gone
  * (an A2A error, shown as it is: -32001), not an internal failure.
  */
-export const agentDeleted = (taskId: string): TaskNotFoundError => new TaskNotFoundError(`Task not found: ${taskId}: the agent was deleted`);
+export const agentDeleted = (taskId: string): TaskNotFoundError => new TaskNotFoundError(`Task not found: ${taskId}${AGENT_DELETED}`);
 
 /** Runs `work`; what it throws is thrown as `internalError` shows it. */
 export async function guarded<T>(context: ServerCallContext | undefined, work: () => Promise<T>): Promise<T> {

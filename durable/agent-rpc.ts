@@ -1,3 +1,4 @@
+import { fail, type Failure } from '../worker/errors';
 import type { AgentConfig, Region } from '../worker/schemas/agent';
 import type { Execution } from '../worker/schemas/execution';
 
@@ -58,3 +59,16 @@ export interface ExecuteResult {
   execution: Execution;
   replayed: boolean;
 }
+
+/**
+ * What a sync `execute` answers when its agent was deleted while the execution ran: 404 as for
+ * any agent that is gone, but the execution had started (its upstream may have been called),
+ * so the edge counts it against the key's budget as it counts a cancelled one. The details
+ * name the execution and say so, for the client and for the edge (`deletedWhileRunning`).
+ */
+export const agentDeletedWhileRunning = (executionId: string): Failure =>
+  fail('not_found', 'the agent was deleted while the execution ran', { executionId, agentDeleted: true });
+
+/** Whether an error's details are those of `agentDeletedWhileRunning`. */
+export const deletedWhileRunning = (details: unknown): boolean =>
+  typeof details === 'object' && details !== null && (details as { agentDeleted?: unknown }).agentDeleted === true;

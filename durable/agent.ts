@@ -19,7 +19,7 @@ import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { ExecutionChanges } from './execution-changes';
 import { projectorFor } from './projector';
-import { DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
+import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges } from './agent-charges';
@@ -208,7 +208,7 @@ export class AgentDO extends DurableObject<Env> {
     const finished = await this.runner.waitForFinish(id, inserted);
     // Settled before the answer, so the key's usage shows a sync execution once it is answered.
     if (request.charge) await this.charges.send();
-    return finished ? ok({ execution: finished, replayed: false }) : this.notFound();
+    return finished ? ok({ execution: finished, replayed: false }) : agentDeletedWhileRunning(id);
   }
 
   async getExecution(id: string): Promise<Result<Execution>> {

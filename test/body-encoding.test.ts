@@ -1,6 +1,7 @@
 import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, BASE, newAgent, newTenant } from './support/api';
+import { limitedKey, settledRequests } from './support/limits';
 
 /**
  * Every route parses request bodies as UTF-8 JSON, so a body declared in another charset, or
@@ -91,5 +92,38 @@ describe('request bodies in another charset or with a content coding', () => {
     expect(hook.status).toBe(415);
     expect((await api('/openapi.json')).body.paths['/v1/hooks/{id}'].post.responses['415']).toBeDefined();
     expect((await api('/v1/hooks/no-such-hook', { rawBody: '{"a":1}', headers: { 'content-type': 'application/json' } })).status).toBe(401);
+  });
+
+  it('refuses bytes that are not UTF-8 in a body that declares no charset with 415, on every face, storing and counting nothing', async () => {
+    // `{"a":"café"}` and an execution with it, the é in latin1 (0xe9): no charset is declared,
+    // so it used to be decoded as UTF-8 and stored as U+FFFD.
+    const latin1 = (json: string): Uint8Array => Uint8Array.from(json, (ch) => ch.charCodeAt(0));
+    const { key, path, patch } = await agentContext();
+    const res = await patch(latin1('{"a":"caf\u00e9"}'), { 'content-type': 'application/merge-patch+json' });
+    expect(res.status).toBe(415);
+    expect(res.body.error).toMatchObject({ code: 'unsupported_media_type', message: expect.stringMatching(/not valid UTF-8/) });
+    expect((await api(path, { key })).body).toEqual({ version: 0, data: {} });
+
+    // A key with a budget: its limits read the body before the routes do, and a refused
+    // request is given back.
+    const limited = await limitedKey({ concurrency: 10, budget: { requests: 10, period: 'day' } });
+    const agent = await newAgent(limited.key);
+    const execution = await api(`/v1/agents/${agent}/executions`, { key: limited.key, rawBody: latin1('{"intent":"t","input":"caf\u00e9"}'), headers: { 'content-type': 'application/json' } });
+    expect(execution.status).toBe(415);
+    expect(execution.body.error.code).toBe('unsupported_media_type');
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'execute_intent', arguments: { agentId: agent, intent: 't', input: 'caf\u00e9' } } });
+    const mcp = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', body: latin1(call), headers: { authorization: `Bearer ${limited.key}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json' } });
+    expect(mcp.status).toBe(415);
+    expect(await mcp.json()).toMatchObject({ error: { code: 'unsupported_media_type' } });
+    const send = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'SendMessage', params: { message: { messageId: 'm-latin1', role: 'ROLE_USER', parts: [{ text: 'caf\u00e9' }] } } });
+    const a2a = await api(`/a2a/${agent}/`, { key: limited.key, rawBody: latin1(send), headers: { 'content-type': 'application/json', 'a2a-version': '1.0' } });
+    expect(a2a.body).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32005, message: expect.stringMatching(/not valid UTF-8/) } });
+    expect((await api(`/v1/agents/${agent}/executions`, { key: limited.key })).body.data).toEqual([]);
+    expect(await settledRequests(limited.key)).toBe(0);
+
+    // The same text in UTF-8 is read as before.
+    const utf8 = await api(`/v1/agents/${agent}/executions`, { key: limited.key, rawBody: new TextEncoder().encode('{"intent":"t","input":"caf\u00e9"}'), headers: { 'content-type': 'application/json' } });
+    expect(utf8.status).toBe(200);
+    expect(utf8.body.input).toBe('caf\u00e9');
   });
 });

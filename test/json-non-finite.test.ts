@@ -51,4 +51,16 @@ describe('numbers beyond the range of a double', () => {
     expect(res.status).toBe(400);
     expect((await api(`/v1/agents/${agentId}/status`, { key })).body.lastExecution).toBeNull();
   });
+
+  it('are refused in a chat completion request (400), whose other fields would pass through as null', async () => {
+    const { key } = await newTenant();
+    expect((await api('/v1/pools/nf', { method: 'PUT', key, body: { targets: [{ id: 'local', kind: 'builtin' }] } })).status).toBe(201);
+    const chat = (extra: string) => raw('/v1/chat/completions', key, 'POST', `{"model":"nf","messages":[{"role":"user","content":"hi"}]${extra}}`);
+    for (const extra of [',"metadata":{"n":1e400}', ',"logit_bias":{"50256":-1e400}', ',"seed":1e999']) {
+      const res = await chat(extra);
+      expect(res.status, extra).toBe(400);
+      expect(((await res.json()) as { error: { code: string; message: string } }).error, extra).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('beyond the range of a double') });
+    }
+    expect((await chat(',"metadata":{"n":1e300}')).status).toBe(200);
+  });
 });

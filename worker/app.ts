@@ -10,6 +10,7 @@ import { requestLog } from './middleware/request-log';
 import { requestIds } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
 import { bodyLimit } from './middleware/body-limit';
+import { utf8Body } from './middleware/utf8-body';
 import { bodyEncoding } from './middleware/body-encoding';
 import { Scalar } from '@scalar/hono-api-reference';
 import { stats } from './routes/stats';
@@ -72,6 +73,9 @@ export function createApp() {
   app.use('/v1/admin/*', adminAuth());
   // Senders of incoming webhooks (POST /v1/hooks/:id) authenticate by signature, not by key.
   const signedByScheme = (method: string, path: string) => method === 'POST' && /^\/v1\/hooks\/[^/]+$/.test(path);
+  // Before anything reads the body as text (a limited key's limits do). Not for incoming hooks,
+  // whose senders sign bytes that need not be UTF-8 (README, Incoming webhooks): see utf8Body.
+  app.use(utf8Body((c) => signedByScheme(c.req.method, c.req.path)));
   const tenantAuth = apiKeyAuth();
   app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : tenantAuth(c, next)));
   // After auth: a key's rate limits and budgets (nothing for keys without limits).

@@ -64,6 +64,8 @@ export interface AppVariables {
    * reserve less than the gateway's default guess and the chat stated no cap of its own.
    */
   completionTokenCap?: number;
+  /** The request body is not UTF-8 (worker/middleware/utf8-body.ts): the routes refuse it with 415. */
+  bodyNotUtf8?: boolean;
   /**
    * Tokens a chat used, set where the gateway answered it itself (a builtin target, a chat
    * through an agent) and so knows them without reading the body, which a stream need not

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
+import { AGENT_DELETED } from '../../durable/a2a-internal';
 import { noteWork } from '../limits/work';
 
 /**
@@ -11,10 +12,14 @@ import { noteWork } from '../limits/work';
  */
 const REFUSALS: ReadonlySet<number> = new Set([-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32007, -32008, -32009]);
 
-/** Whether a JSON-RPC response refuses its call (see REFUSALS). */
+/**
+ * Whether a JSON-RPC response refuses its call (see REFUSALS). A task not found because its
+ * agent was deleted while the task ran is no refusal: that work had started.
+ */
 export function isRefusal(response: unknown): boolean {
   const error: unknown = typeof response === 'object' && response !== null ? (response as { error?: unknown }).error : undefined;
-  const code: unknown = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  const { code, message } = typeof error === 'object' && error !== null ? (error as { code?: unknown; message?: unknown }) : {};
+  if (code === -32001 && typeof message === 'string' && message.endsWith(AGENT_DELETED)) return false;
   return typeof code === 'number' && REFUSALS.has(code);
 }
 

@@ -1,5 +1,8 @@
 import { mediaType } from './media-type';
 
+/** Whether a Request with this method may carry a body (the Request constructor refuses one for GET and HEAD). */
+export const bodyAllowed = (method: string): boolean => method !== 'GET' && method !== 'HEAD';
+
 /** Charsets a body may declare: every route decodes bodies as UTF-8, and US-ASCII is a subset of it. */
 const READABLE_CHARSETS: ReadonlySet<string> = new Set(['utf-8', 'us-ascii']);
 

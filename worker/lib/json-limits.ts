@@ -59,12 +59,18 @@ function walk(value: unknown, stopAbove: number): { depth: number; nonFinite: bo
   return { depth: deepest, nonFinite };
 }
 
+/** Why `value` is too deep or holds a number JSON cannot carry (`nonFinite`, the message), or null. */
+export function jsonShapeProblem(value: unknown, maxDepth: number, nonFinite: string): string | null {
+  const shape = walk(value, maxDepth);
+  if (shape.depth > maxDepth) return `nested deeper than ${maxDepth} levels`;
+  return shape.nonFinite ? nonFinite : null;
+}
+
 /** Why `value` is out of bounds (too deep, a number JSON cannot carry, too large), or null. */
 export function jsonLimitProblem(value: unknown, limits: { maxBytes: number; maxDepth?: number }): string | null {
   const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
-  const shape = walk(value, maxDepth);
-  if (shape.depth > maxDepth) return `nested deeper than ${maxDepth} levels`;
-  if (shape.nonFinite) return NON_FINITE;
+  const problem = jsonShapeProblem(value, maxDepth, NON_FINITE);
+  if (problem) return problem;
   const bytes = jsonBytesOver(value, limits.maxBytes);
   return bytes === null ? null : `${bytes} bytes of JSON exceed the limit of ${limits.maxBytes}`;
 }

@@ -1,5 +1,7 @@
 import type { Context } from 'hono';
+import { deletedWhileRunning } from '../../durable/agent-rpc';
 import type { AppEnv } from '../env';
+import { ApiError } from '../errors';
 
 /**
  * What a call that asked to start budgeted work did: `refused` before any work started (bad
@@ -29,3 +31,9 @@ export function givesBack(c: Context<AppEnv>, status: number): boolean {
   const work = c.get('work');
   return work === 'refused' || work === 'replayed' || (status >= 400 && status < 500 && work !== 'started');
 }
+
+/**
+ * Whether an error answers work that had started although its status is a 4xx: a sync
+ * execution whose agent was deleted while it ran (404). Such a request counts, not given back.
+ */
+export const startedWork = (error: unknown): boolean => error instanceof ApiError && deletedWhileRunning(error.details);

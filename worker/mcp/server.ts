@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Env, Principal } from '../env';
 import { ApiError, envelope } from '../errors';
 import type { TokenCharge } from '../../durable/agent-rpc';
-import type { WorkOutcome } from '../limits/work';
+import { startedWork, type WorkOutcome } from '../limits/work';
 import { toApiError } from '../middleware/error-handler';
 import { logs } from '../middleware/request-log';
 import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
@@ -99,7 +99,7 @@ async function budgeted<T>(caller: McpCaller, work: (did: (outcome: 'started' | 
   try {
     return await work(did);
   } catch (error) {
-    if (!said) caller.work(error instanceof ApiError && error.status < 500 ? 'refused' : 'started');
+    if (!said) caller.work(error instanceof ApiError && error.status < 500 && !startedWork(error) ? 'refused' : 'started');
     throw error;
   }
 }

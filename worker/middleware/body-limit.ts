@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { bodyAllowed } from '../lib/body-encoding';
 import { readUpTo } from '../lib/bytes';
 
 /** How much of an oversized chunked body is read through before the 413. */
@@ -25,6 +26,9 @@ export function bodyLimit(maxSize: number): MiddlewareHandler<AppEnv> {
       if (Number(length) > maxSize) throw refuse();
       return next();
     }
+    // No route reads a GET's or HEAD's body, and such a request cannot be rebuilt with one (the
+    // Request constructor throws): a chunked body sent with one is left unread.
+    if (!bodyAllowed(c.req.method)) return next();
     const reader = body.getReader();
     const whole = await readUpTo(reader, maxSize);
     if (!whole) {

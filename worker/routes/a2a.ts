@@ -6,9 +6,9 @@ import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
-import { unreadableBody } from '../lib/body-encoding';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { keyBoundStream, REVOKED_RPC_ERROR } from '../auth/key-watch';
+import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { agentObjectId, callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { withChargeDoubt } from '../limits/charge-doubt';
@@ -61,12 +61,13 @@ const readableId = (body: unknown) => {
 
 /**
  * Why the body cannot be read as sent (null when it can): a media type other than JSON's and
- * A2A's, a charset other than UTF-8, or a content coding. A2A's ContentTypeNotSupportedError.
+ * A2A's, a charset other than UTF-8, a content coding, or bytes that are not UTF-8. A2A's
+ * ContentTypeNotSupportedError.
  */
 function unsupportedBody(c: Context<AppEnv>): string | null {
   const contentType = c.req.header('content-type');
   const type = mediaType(contentType);
-  if (type === 'application/json' || type === 'application/a2a+json') return unreadableBody(c.req.raw.headers);
+  if (type === 'application/json' || type === 'application/a2a+json') return unreadableRequestBody(c);
   const sent = contentType === undefined ? 'no Content-Type' : `Content-Type ${JSON.stringify(contentType)}`;
   return `${sent} is not supported: A2A JSON-RPC requests are application/json or application/a2a+json`;
 }
@@ -161,7 +162,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     // As the SDK's JSON-RPC server answers it: -32005 in a 200, in the version's shape (1.0's
     // for a version not served). The id is echoed when the body is UTF-8 JSON all the same.
     let id: unknown = null;
-    if (unreadableBody(c.req.raw.headers) === null) {
+    if (unreadableRequestBody(c) === null) {
       try {
         id = readableId(JSON.parse(await c.req.text()));
       } catch {

@@ -5,7 +5,7 @@ import { ApiError, type Result } from '../errors';
 import { requireAgent, type AgentRpc } from '../agents/registry';
 import { onTenantAgent, startExecution, syncFailure } from '../agents/operations';
 import { staleExecution, staleHeaders } from '../agents/snapshots';
-import { noteWork } from '../limits/work';
+import { noteWork, startedWork } from '../limits/work';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
@@ -37,7 +37,7 @@ export const executions = router()
       responses: {
         200: { ...json(Execution, 'sync: the succeeded execution'), headers: ExecutionHeaders },
         202: { ...json(Execution, 'async: the queued execution; poll its Location'), headers: ExecutionHeaders },
-        404: errorResponse('not_found'),
+        404: errorResponse('not_found: no such agent; or the agent was deleted while this sync execution ran (details: {executionId, agentDeleted: true}; it counts against budgets)'),
         // A sync run that ended badly still names its execution, as a 200 does.
         409: { ...errorResponse('execution_cancelled (with Location), agent_paused, or agent_locked (a transaction held the context its answer patched; with Location)'), headers: ExecutionHeaders.partial() },
         422: errorResponse('idempotency_key_reused: same key, different body'),
@@ -59,7 +59,10 @@ export const executions = router()
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
       const { tenantId } = c.get('principal');
       // The key's budget is used up: only the key's recorded execution may answer (limits middleware).
-      const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey, c.get('replayOnly') !== undefined, c.get('tokenCharge'));
+      const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey, c.get('replayOnly') !== undefined, c.get('tokenCharge')).catch((error: unknown) => {
+        if (startedWork(error)) noteWork(c, 'started'); // its agent was deleted while it ran: a 404 that counts
+        throw error;
+      });
       // Counted even when it then answers a 4xx (a sync run cancelled while it ran: 409); a
       // repeated Idempotency-Key's recorded answer called no upstream, so it is given back.
       noteWork(c, replayed ? 'replayed' : 'started');

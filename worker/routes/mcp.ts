@@ -3,10 +3,10 @@ import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { mediaType } from '../lib/media-type';
-import { unreadableBody } from '../lib/body-encoding';
 import { apiKeyAuth } from '../middleware/api-key-auth';
 import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
+import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
@@ -85,7 +85,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
   }
-  const unreadable = unreadableBody(c.req.raw.headers);
+  const unreadable = unreadableRequestBody(c);
   if (unreadable) throw new ApiError('unsupported_media_type', unreadable);
   // Hono caches the text: a limited key's request was already read to classify it.
   const text = await c.req.text();

@@ -19,7 +19,7 @@ import { gatewayUpstream } from '../upstream/pool';
 import { retryAfterSeconds } from '../upstream/resume-times';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
-import { noteWork } from '../limits/work';
+import { noteWork, startedWork } from '../limits/work';
 import { estimatedUsage, usageOf, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 
 const CacheHeaders = z.object({
@@ -108,6 +108,7 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
     noteWork(c, 'started'); // a 401 gives the budget back, but this one's execution runs
     throw new ApiError('unauthorized', REVOKED_MESSAGE, { executionId }, { 'www-authenticate': 'Bearer' });
   }
+  if (!reply.ok && startedWork(ApiError.from(reply))) noteWork(c, 'started'); // deleted while it ran: a 404 that counts
   const { execution } = unwrap(reply);
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { MAX_JSON_DEPTH, jsonDepth, jsonLimitProblem } from '../lib/json-limits';
+import { MAX_JSON_DEPTH, jsonLimitProblem, jsonShapeProblem } from '../lib/json-limits';
 
 export const AgentId = z
   .string()
@@ -43,12 +43,14 @@ export function boundedJson<T extends z.ZodType>(schema: T, maxBytes: number, ma
 }
 
 /**
- * Free-form JSON bounded in nesting depth only, for a body whose size the request body limit
- * already bounds (serializing it again to count its bytes would cost more than the check).
+ * Free-form JSON bounded in nesting depth, for a body whose size the request body limit
+ * already bounds (serializing it again to count its bytes would cost more than the check), and
+ * without a number beyond a double's range, which would be passed on as null (the same walk).
  */
 export function boundedDepth<T extends z.ZodType>(schema: T, maxDepth = MAX_JSON_DEPTH) {
   return schema.superRefine((value, ctx) => {
-    if (jsonDepth(value, maxDepth) > maxDepth) ctx.addIssue({ code: 'custom', message: `nested deeper than ${maxDepth} levels` });
+    const problem = jsonShapeProblem(value, maxDepth, 'a number is beyond the range of a double (such as 1e400): it would be passed on as null');
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 }
 
