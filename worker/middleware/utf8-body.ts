@@ -19,10 +19,13 @@ export function utf8Body(exempt: (c: Context<AppEnv>) => boolean = () => false):
   return async function utf8Body(c, next) {
     // A GET's body is read by no route and is left as it came (the assets binding is handed the request).
     if (c.req.raw.body === null || !bodyAllowed(c.req.method) || unreadableBody(c.req.raw.headers) !== null || exempt(c)) return next();
-    // Hono caches the bytes: every later read (text, JSON) comes from them.
+    // Hono caches the bytes for a later read of them, and the text decoded here for every read
+    // as text or JSON: without it, each such read would build a Response from the bytes and
+    // decode them a second time.
     const bytes = await c.req.arrayBuffer();
     try {
-      strict.decode(bytes);
+      const text = strict.decode(bytes);
+      (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text);
     } catch {
       c.set('bodyNotUtf8', true);
     }
