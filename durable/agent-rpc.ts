@@ -26,7 +26,7 @@ export interface ExecuteInput {
   idempotencyKey?: string;
   /**
    * More keys that find this execution once it started (an incoming GitHub delivery's body
-   * digest): a call that any of them finds, when its own key finds nothing, is a replay of it.
+   * digest): a call that one of them finds, when its own key finds nothing, is a replay of it.
    */
   alsoKeys?: string[];
   /**
@@ -62,7 +62,7 @@ export interface ExecuteResult {
 
 /**
  * What a sync `execute` answers when its agent was deleted while the execution ran: 404 as for
- * any agent that is gone, but the execution had started (its upstream may have been called),
+ * every agent that is gone, but the execution had started (its upstream may have been called),
  * so the edge counts it against the key's budget as it counts a cancelled one. The details
  * name the execution and say so, for the client and for the edge (`deletedWhileRunning`).
  */

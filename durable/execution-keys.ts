@@ -9,8 +9,8 @@ export interface PriorExecution {
 }
 
 /**
- * The execution a call repeats, if any: the one its idempotency key started (else, without a
- * key, the one the edge named by id), and failing that the one any of its `alsoKeys` started.
+ * The execution a call repeats, or undefined: the one its idempotency key started (else, without a
+ * key, the one the edge named by id), and failing that the first that one of its `alsoKeys` started.
  * The key comes first, so a key reused with another request is still told apart by its
  * fingerprint. A key whose execution was pruned finds nothing, as before.
  */

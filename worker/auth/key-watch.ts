@@ -63,7 +63,7 @@ export function watchKey(db: D1Database, keyId: string): KeyWatch {
 }
 
 /**
- * A session that starts at the primary: a route's database may be a session reading from any
+ * A session that starts at the primary: a route's database may be a session reading from a
  * replica (worker/middleware/d1-session.ts), and the plain binding reads the primary already.
  */
 function primary(db: D1Database): Pick<D1Database, 'prepare'> {

@@ -3,6 +3,11 @@ import { z } from 'zod';
 import { paramsProblem, type MethodSchemas } from '../lib/json-rpc-params';
 import type { McpEra } from './params';
 
+/** A request id or a progress token: a string or an integer. */
+const Token = z.union([z.string(), z.number().int()]);
+
+const Progress = z.looseObject({ progressToken: Token, progress: z.number(), total: z.number().optional(), message: z.string().optional() });
+
 /**
  * Notifications a client sends this server, and their params, per era: the SDK's own schemas
  * (2.4.0), unknown keys let through as it lets them. The SDK answers every notification 202
@@ -12,11 +17,6 @@ import type { McpEra } from './params';
  * Params that are not an object, and a `_meta` that does not fit, the SDK already answers 400
  * -32600 itself; a method not listed here is one the server may ignore, and stays 202.
  */
-/** A request id or a progress token: a string or an integer. */
-const Token = z.union([z.string(), z.number().int()]);
-
-const Progress = z.looseObject({ progressToken: Token, progress: z.number(), total: z.number().optional(), message: z.string().optional() });
-
 const NOTIFICATIONS: MethodSchemas<McpEra> = {
   legacy: {
     // 2025-11-25 keeps requestId optional (a task is cancelled with tasks/cancel there).

@@ -1,4 +1,5 @@
 import { REVOKED_RPC_ERROR, type KeyBoundOptions } from '../auth/key-watch';
+import { sseEventData } from '../lib/sse-event';
 
 type RequestId = string | number;
 const isId = (id: unknown): id is RequestId => typeof id === 'string' || typeof id === 'number';
@@ -22,21 +23,15 @@ export function mcpRevokedEnding(body: unknown): Pick<KeyBoundOptions, 'lastFram
   let buffered = '';
   return {
     passed(chunk) {
+      if (pending.size === 0) return; // every request answered: nothing left to read for
       buffered += decoder.decode(chunk, { stream: true });
       let end: number;
       while ((end = buffered.indexOf('\n\n')) >= 0) {
         const frame = buffered.slice(0, end);
         buffered = buffered.slice(end + 2);
-        for (const line of frame.split('\n')) {
-          if (!line.startsWith('data:')) continue;
-          try {
-            const message: unknown = JSON.parse(line.slice(5));
-            for (const answered of Array.isArray(message) ? message : [message]) {
-              if (answered && typeof answered === 'object' && !('method' in answered) && 'id' in answered && isId(answered.id)) pending.delete(answered.id);
-            }
-          } catch {
-            /* not JSON: nothing answered */
-          }
+        const message = sseEventData(frame);
+        for (const answered of Array.isArray(message) ? message : [message]) {
+          if (answered && typeof answered === 'object' && !('method' in answered) && 'id' in answered && isId(answered.id)) pending.delete(answered.id);
         }
       }
     },

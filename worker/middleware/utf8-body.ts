@@ -8,7 +8,7 @@ const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
  * Reads a request body once, as bytes, and decodes it as strict UTF-8 before anything else
  * reads it. Every route decodes bodies as UTF-8, and a lenient decode turns bytes that are not
  * UTF-8 (latin1 sent without a charset) into U+FFFD, which would be stored as if the client
- * had sent it. The verdict is only noted here, so that auth and limits answer first as for any
+ * had sent it. The verdict is only noted here, so that auth and limits answer first as for every
  * other body; the routes refuse it with the charset and coding problems
  * (`unreadableRequestBody`). Bodies whose headers already make them unreadable (another
  * charset, a content coding) are left alone: their own refusal names the problem.

@@ -1,4 +1,5 @@
 import { concatBytes } from '../lib/bytes';
+import { sseEventData } from '../lib/sse-event';
 import { completionChars, usageOf, type ChatUsage } from '../limits/usage';
 
 const LF = 0x0a;
@@ -16,21 +17,6 @@ const MAX_HELD = 8 * 1024;
  * length in bytes.
  */
 const MAX_COUNTED = 256 * 1024;
-
-/** The JSON of an SSE event's data lines (joined as the SSE spec does), or undefined. */
-function eventData(text: string): unknown {
-  const data = text
-    .split(/\r\n|\r|\n/)
-    .filter((line) => line.startsWith('data:'))
-    .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
-    .join('\n');
-  if (data === '[DONE]') return undefined;
-  try {
-    return JSON.parse(data) as unknown;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Reports the usage of an OpenAI event stream's events (the last one that carries one wins, as
@@ -182,7 +168,7 @@ export class UsageStripper {
     if (this.count) {
       // An event without its blank line, perhaps whole (a server that ends on one line break).
       const text = this.decoder.decode(rest);
-      const data = eventData(text);
+      const data = sseEventData(text);
       if (typeof data === 'object' && data !== null) this.completionChars += completionChars((data as { choices?: unknown }).choices, 'delta');
       else if (!/^data: ?\[DONE\]\s*$/.test(text)) this.completionChars += rest.byteLength;
     }
@@ -194,7 +180,7 @@ export class UsageStripper {
     const text = this.decoder.decode(event);
     // Without counting, only an event that may carry a usage object is worth parsing.
     if (!this.count && !USAGE_OBJECT.test(text)) return false;
-    const data = eventData(text);
+    const data = sseEventData(text);
     if (typeof data !== 'object' || data === null) return false;
     const { usage: raw, choices } = data as { usage?: unknown; choices?: unknown };
     if (this.count) this.completionChars += completionChars(choices, 'delta');

@@ -102,7 +102,7 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
     stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
   { retry: true });
   // A stream's answer waits for the execution; a key revoked meanwhile gets none of it (the
-  // execution goes on, in the agent's history as any other).
+  // execution goes on, in the agent's history like the others).
   const reply = body.stream ? await unlessKeyRevoked(c.env.DB, c.get('principal').keyId, call) : await call;
   if (reply === null) {
     noteWork(c, 'started'); // a 401 gives the budget back, but this one's execution runs
