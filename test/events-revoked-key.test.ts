@@ -162,7 +162,7 @@ describe('a call streamed to a key that is then revoked', () => {
     await revoke();
     const refused = await answer;
     expect(refused.status).toBe(401);
-    expect(refused.body.error).toMatchObject({ code: 'unauthorized', message: "this stream's API key was revoked", details: { executionId: running.id } });
+    expect(refused.body.error).toMatchObject({ code: 'unauthorized', message: "this request's API key was revoked while it ran", details: { executionId: running.id, keyRevoked: true } });
     expect(await eventually(async () => (await api(`/v1/agents/${agentId}/executions/${running.id}`, { key })).body.status === 'succeeded')).toBe(true);
     // Unlike other 401s, it ran: the key's budget keeps it.
     const usage = await eventually(async () => {
@@ -170,6 +170,71 @@ describe('a call streamed to a key that is then revoked', () => {
       return used.inFlight === null && used.budget?.reservedTokens === 0 && used.budget;
     });
     expect(usage.requests).toBe(1);
+  });
+});
+
+describe('a call answered whole to a key revoked while it ran', () => {
+  const budget = { requests: 10, period: 'day' } as const;
+  const meta2026 = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+
+  /**
+   * Starts `call` with a key that has a budget on an agent whose upstream takes 1.5 s, revokes
+   * the key while the execution runs, and returns the answer, the execution (which must still
+   * succeed) and the requests the key's budget kept.
+   */
+  async function revokedWhileRunning(call: (watcherKey: string, agentId: string) => Promise<{ status: number; body: any }>) {
+    const { key, agentId, watcherKey, watcherId, revoke } = await setUp({ budget });
+    await api(`/v1/agents/${agentId}`, { method: 'PATCH', key, body: { upstream: { kind: 'agent-http', url: mockUrl('/agent?delayMs=1500') } } });
+    const answer = call(watcherKey, agentId);
+    const running = await eventually(async () => (await api(`/v1/agents/${agentId}/executions?status=running`, { key })).body.data[0]);
+    await revoke();
+    const refused = await answer;
+    expect(await eventually(async () => (await api(`/v1/agents/${agentId}/executions/${running.id}`, { key })).body.status === 'succeeded')).toBe(true);
+    const usage = await eventually(async () => {
+      const used = await limiter(env, limiterName(watcherId)).usage({ budget });
+      return used.inFlight === null && used.budget?.reservedTokens === 0 && used.budget;
+    });
+    return { refused, executionId: running.id as string, counted: usage.requests };
+  }
+
+  const revokedError = (details: Record<string, unknown>) => ({ code: 'unauthorized', message: "this request's API key was revoked while it ran", details: { ...details, keyRevoked: true } });
+
+  it('a sync execution: 401 naming the execution (or the Idempotency-Key it was sent with); it runs on and counts', async () => {
+    const plain = await revokedWhileRunning((watcherKey, agentId) => api(`/v1/agents/${agentId}/executions`, { key: watcherKey, body: { intent: 'slow' } }));
+    expect(plain.refused.status).toBe(401);
+    expect(plain.refused.body.error).toMatchObject(revokedError({ executionId: plain.executionId }));
+    expect(plain.counted).toBe(1);
+
+    const idempotencyKey = `revoked-${uniqueId()}`;
+    const keyed = await revokedWhileRunning((watcherKey, agentId) => api(`/v1/agents/${agentId}/executions`, { key: watcherKey, headers: { 'idempotency-key': idempotencyKey }, body: { intent: 'slow' } }));
+    expect(keyed.refused.status).toBe(401);
+    expect(keyed.refused.body.error).toEqual(expect.objectContaining(revokedError({ idempotencyKey })));
+    expect(keyed.counted).toBe(1);
+  });
+
+  it('a chat through an agent, not streamed: 401 naming the execution; it counts', async () => {
+    const chat = await revokedWhileRunning((watcherKey, agentId) => api('/v1/chat/completions', { key: watcherKey, body: { model: `agent:${agentId}`, messages: [{ role: 'user', content: 'hello' }] } }));
+    expect(chat.refused.status).toBe(401);
+    expect(chat.refused.body.error).toMatchObject(revokedError({ executionId: chat.executionId }));
+    expect(chat.counted).toBe(1);
+  });
+
+  it('an A2A blocking SendMessage: 401 as the request would get now; the turn runs on and counts', async () => {
+    const sent = await revokedWhileRunning((watcherKey, agentId) => api(`/a2a/${agentId}/`, { key: watcherKey, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 3, method: 'SendMessage', params: a2aMessage(`revoked-${uniqueId()}`) } }));
+    expect(sent.refused.status).toBe(401);
+    expect(sent.refused.body.error).toMatchObject(revokedError({}));
+    expect(sent.counted).toBe(1);
+  });
+
+  it('an MCP execute_intent answered as JSON (2026-07-28): 401; the execution runs on and counts', async () => {
+    const called = await revokedWhileRunning((watcherKey, agentId) => api('/mcp', {
+      key: watcherKey,
+      headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'execute_intent' },
+      body: { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'execute_intent', arguments: { agentId, intent: 'slow', wait: true }, _meta: meta2026 } },
+    }));
+    expect(called.refused.status).toBe(401);
+    expect(called.refused.body.error).toMatchObject(revokedError({}));
+    expect(called.counted).toBe(1);
   });
 });
 
@@ -195,6 +260,27 @@ describe('watching a key revoked in another isolate', () => {
       expect(found).toBe(true);
       expect(reads).toBe(1);
       for (const watch of watches) watch.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('is not kept valid by the requests admitted with the key meanwhile: each of them was admitted from caches', async () => {
+    const { keyId } = await newTenant();
+    vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+    try {
+      const first = watchKey(env.DB, keyId);
+      vi.advanceTimersByTime(20_000);
+      // Revoked in another isolate; this one still admits the key from its caches for a while.
+      await env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+      const later = watchKey(env.DB, keyId);
+      vi.advanceTimersByTime(KEY_STATUS_TTL_MS - 20_000);
+      const within = (watch: { revoked: Promise<void> }) => Promise.race([watch.revoked.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 5_000))]);
+      expect(await within(first)).toBe(true);
+      vi.advanceTimersByTime(1_000);
+      expect(await within(later)).toBe(true);
+      first.stop();
+      later.stop();
     } finally {
       vi.useRealTimers();
     }

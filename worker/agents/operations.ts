@@ -52,12 +52,12 @@ export async function listAgents(env: Env, tenantId: string, limit: number, curs
  * and can never run it twice. The edge names it with a key too, so such a retry is not taken
  * for a replay (which gives the key's budget back) when it finds the execution it started.
  * `replayOnly`: answer the key's recorded execution or not_found, starting nothing. `charge`: the key's token reservation, which the agent settles once the
- * execution has ended (a replay leaves it to the limits middleware to give back).
+ * execution has ended (a replay leaves it to the limits middleware to give back). `executionId`: the
+ * name of a new execution (a replay answers the key's recorded one instead).
  */
-export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false, charge?: TokenCharge): Promise<ExecuteResult> {
+export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false, charge?: TokenCharge, executionId = newId('ex')): Promise<ExecuteResult> {
   const route = await requireAgent(env, tenantId, agentId);
   // Named here even with a key: a retried delivery finds its own execution, which is no replay.
-  const executionId = newId('ex');
   const keyed = idempotencyKey === undefined
     ? { executionId, fingerprint: 'edge' }
     : { idempotencyKey, executionId, fingerprint: await sha256Hex(canonicalJson(body)) };

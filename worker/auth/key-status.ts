@@ -34,11 +34,13 @@ function remember(keyId: string, valid: boolean, now: number): void {
 }
 
 /**
- * Notes a key the Worker has just admitted (a stream opening with it), unless this isolate
- * already knows it revoked.
+ * Notes a key the Worker has just admitted (an answer opening with it), when this isolate knows
+ * nothing of it yet: the first check waits for the answer to lapse instead of reading D1 at
+ * once. A key already known keeps its answer's age, since the Worker admits from caches up to
+ * 90 s old: renewing it with every request would keep a busy key's watches from reading D1.
  */
 export function admittedKey(keyId: string): void {
-  if (rememberedKeyStatus(keyId) !== false) remember(keyId, true, Date.now());
+  if (!known.has(keyId)) remember(keyId, true, Date.now());
 }
 
 /** Records that a key was revoked here (D1 says so already): the streams of this isolate see it at their next check. */

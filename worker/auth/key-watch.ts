@@ -1,7 +1,11 @@
+import { ApiError } from '../errors';
 import { admittedKey, keyStatusBeingRead, rememberedKeyStatus, revokedKeys } from './key-status';
 
 /** What a client cut off for its key is told (an event stream's `unauthorized` frame says the same). */
 export const REVOKED_MESSAGE = "this stream's API key was revoked";
+
+/** What a call is told whose key was found revoked before its answer began (the work it started goes on). */
+export const REVOKED_WHILE_RUNNING = "this request's API key was revoked while it ran";
 
 /**
  * The JSON-RPC error that ends an A2A or MCP stream cut for its key: neither protocol names an
@@ -142,15 +146,25 @@ export function keyBoundStream(source: ReadableStream<Uint8Array>, options: KeyB
 }
 
 /**
- * `work`'s answer, or null once the key is found revoked first (an answer not yet begun: the
- * caller answers 401). `work` is not cancelled: what it started goes on without this client.
+ * `work`'s answer while the key the request was admitted with stays valid. Once the key is
+ * found revoked before the answer begins, the request is answered 401 `unauthorized` as it
+ * would be if it came now, with `details` naming what it started (and `keyRevoked: true`, which
+ * makes it count against budgets as started work: worker/limits/work.ts). A sync execution can
+ * run for minutes; without this its result would reach whoever holds a key revoked meanwhile.
  */
-export async function unlessKeyRevoked<T>(db: D1Database, keyId: string, work: Promise<T>): Promise<T | null> {
+export async function answerWhileKeyValid<T>(db: D1Database, keyId: string, work: Promise<T>, details: Record<string, string> = {}): Promise<T> {
   const watch = watchKey(db, keyId);
   try {
     const outcome = await Promise.race([work.then((value) => ({ value })), watch.revoked.then(() => null)]);
-    return outcome === null || watch.knownRevoked() ? null : outcome.value;
+    if (outcome === null || watch.knownRevoked()) throw new ApiError('unauthorized', REVOKED_WHILE_RUNNING, { ...details, keyRevoked: true }, { 'www-authenticate': 'Bearer' });
+    return outcome.value;
   } finally {
     watch.stop();
   }
+}
+
+/** Whether an error is `answerWhileKeyValid`'s: work started for a key revoked before its answer. */
+export function revokedWhileRunning(error: unknown): boolean {
+  const details = error instanceof ApiError && error.code === 'unauthorized' ? error.details : undefined;
+  return typeof details === 'object' && details !== null && 'keyRevoked' in details && details.keyRevoked === true;
 }

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { deletedWhileRunning } from '../../durable/agent-rpc';
+import { revokedWhileRunning } from '../auth/key-watch';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 
@@ -34,6 +35,7 @@ export function givesBack(c: Context<AppEnv>, status: number): boolean {
 
 /**
  * Whether an error answers work that had started although its status is a 4xx: a sync
- * execution whose agent was deleted while it ran (404). Such a request counts, not given back.
+ * execution whose agent was deleted while it ran (404), or whose key was revoked before its
+ * answer (401). Such a request counts, not given back.
  */
-export const startedWork = (error: unknown): boolean => error instanceof ApiError && deletedWhileRunning(error.details);
+export const startedWork = (error: unknown): boolean => (error instanceof ApiError && deletedWhileRunning(error.details)) || revokedWhileRunning(error);

@@ -7,11 +7,12 @@ import { ApiError, unwrap } from '../errors';
 import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 import { mediaType } from '../lib/media-type';
 import { apiKeyAuth } from '../middleware/api-key-auth';
-import { keyBoundStream, REVOKED_RPC_ERROR } from '../auth/key-watch';
+import { answerWhileKeyValid, keyBoundStream, REVOKED_RPC_ERROR } from '../auth/key-watch';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { agentObjectId, callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { withChargeDoubt } from '../limits/charge-doubt';
+import { noteWork, startedWork } from '../limits/work';
 import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
@@ -197,8 +198,14 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const charge = c.get('tokenCharge');
-  const reply = unwrap(await withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
-    callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(charge && { charge }) }))));
+  const call = withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
+    callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(charge && { charge }) })));
+  // A blocking send's answer comes once its turn ended: a key revoked before then is answered
+  // 401 as the request would be now (the turn runs on, and a send counts).
+  const reply = unwrap(await answerWhileKeyValid(c.env.DB, c.get('principal').keyId, call).catch((error: unknown) => {
+    if (A2A_SENDS.has(envelope.data.method) && startedWork(error)) noteWork(c, 'started');
+    throw error;
+  }));
   if (reply.kind === 'stream') {
     // Cut off, once its key is revoked, with a last JSON-RPC error event (as the SDK ends a stream that fails).
     const lastFrame = () => encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: envelope.data.id ?? null, error: REVOKED_RPC_ERROR }));

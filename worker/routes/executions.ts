@@ -4,12 +4,14 @@ import type { AppEnv } from '../env';
 import { ApiError, type Result } from '../errors';
 import { requireAgent, type AgentRpc } from '../agents/registry';
 import { onTenantAgent, startExecution, syncFailure } from '../agents/operations';
+import { answerWhileKeyValid } from '../auth/key-watch';
 import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { noteWork, startedWork } from '../limits/work';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { newId } from '../lib/ids';
 import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
-import { commonErrors, errorResponse, json, jsonBody, security, staleableJson } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, security, staleableJson, unauthorizedResponse } from './openapi';
 import { router } from './router';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
@@ -51,16 +53,22 @@ export const executions = router()
         },
         504: { ...errorResponse('upstream_timeout (details.executionId)'), headers: ExecutionHeaders },
         ...commonErrors,
+        401: unauthorizedResponse('unauthorized: missing, invalid or revoked key; or the key was revoked while this sync execution ran (details: {executionId, keyRevoked: true}, or {idempotencyKey, keyRevoked: true} for a keyed one; it runs on and counts against budgets)'),
       },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
       const body = c.req.valid('json');
       const idempotencyKey = c.req.valid('header')['idempotency-key'];
-      const { tenantId } = c.get('principal');
+      const { tenantId, keyId } = c.get('principal');
+      const executionId = newId('ex');
       // The key's budget is used up: only the key's recorded execution may answer (limits middleware).
-      const { execution, replayed } = await startExecution(c.env, tenantId, id, body, idempotencyKey, c.get('replayOnly') !== undefined, c.get('tokenCharge')).catch((error: unknown) => {
-        if (startedWork(error)) noteWork(c, 'started'); // its agent was deleted while it ran: a 404 that counts
+      const started = startExecution(c.env, tenantId, id, body, idempotencyKey, c.get('replayOnly') !== undefined, c.get('tokenCharge'), executionId);
+      // A sync answer goes only to a key still valid when it comes; a keyed one may be the key's
+      // earlier execution, so its 401 names the key rather than an id that may not be it.
+      const answered = body.mode === 'sync' ? answerWhileKeyValid(c.env.DB, keyId, started, idempotencyKey === undefined ? { executionId } : { idempotencyKey }) : started;
+      const { execution, replayed } = await answered.catch((error: unknown) => {
+        if (startedWork(error)) noteWork(c, 'started'); // its agent was deleted while it ran (404), or its key revoked (401): it counts
         throw error;
       });
       // Counted even when it then answers a 4xx (a sync run cancelled while it ran: 409); a

@@ -8,12 +8,12 @@ import { d1Session } from '../middleware/d1-session';
 import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
-import { noteWork, type WorkOutcome } from '../limits/work';
+import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { mcpRevokedEnding } from '../mcp/revoked';
-import { keyBoundStream } from '../auth/key-watch';
+import { answerWhileKeyValid, keyBoundStream } from '../auth/key-watch';
 import { createGatewayMcpServer } from '../mcp/server';
 import { ErrorBody } from '../schemas/common';
 import { everyRouteErrors, limitedResponse, security, streamHeaders, unauthorizedResponse, unavailableResponse } from './openapi';
@@ -103,10 +103,16 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
-  const answer = await handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
+  // A JSON answer comes whole once every call ended: a key revoked before then is answered 401
+  // (an execute_intent among them runs on, and counts).
+  const answering = handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
+  const answer = await answerWhileKeyValid(c.env.DB, caller.principal.keyId, answering).catch((error: unknown) => {
+    if (calls > 0 && startedWork(error)) caller.work('started');
+    throw error;
+  });
   // Streamed as it comes for every key: a tool's outcome (a refusal too) is an event of the
   // stream, and the key's limits give a refused call back when the stream ends. An answer
-  // streamed as SSE is cut off once its key is revoked (a JSON one is whole already).
+  // streamed as SSE is cut off once its key is revoked.
   return answer.body !== null && mediaType(answer.headers.get('content-type') ?? undefined) === 'text/event-stream'
     ? new Response(keyBoundStream(answer.body, { db: c.env.DB, keyId: caller.principal.keyId, ...mcpRevokedEnding(body) }), answer)
     : answer;

@@ -8,7 +8,7 @@ import { syncFailure } from '../agents/operations';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
 import { proxyChat } from '../openai/chat-proxy';
 import { SSE_HEADERS, completion, completionStream, sseEvent } from '../openai/completions';
-import { keyBoundStream, REVOKED_MESSAGE, unlessKeyRevoked } from '../auth/key-watch';
+import { answerWhileKeyValid, keyBoundStream, REVOKED_MESSAGE } from '../auth/key-watch';
 import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
 import { listPools } from '../pools/store';
@@ -101,13 +101,12 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
   const call = callAgent(c.env, tenantId, agentId, route, (stub) =>
     stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
   { retry: true });
-  // A stream's answer waits for the execution; a key revoked meanwhile gets none of it (the
-  // execution goes on, in the agent's history like the others).
-  const reply = body.stream ? await unlessKeyRevoked(c.env.DB, c.get('principal').keyId, call) : await call;
-  if (reply === null) {
-    noteWork(c, 'started'); // a 401 gives the budget back, but this one's execution runs
-    throw new ApiError('unauthorized', REVOKED_MESSAGE, { executionId }, { 'www-authenticate': 'Bearer' });
-  }
+  // Streamed or not, the answer waits for the execution; a key revoked meanwhile gets none of
+  // it (the execution goes on, in the agent's history like the others).
+  const reply = await answerWhileKeyValid(c.env.DB, c.get('principal').keyId, call, { executionId }).catch((error: unknown) => {
+    if (startedWork(error)) noteWork(c, 'started'); // a 401 gives the budget back, but this one's execution runs
+    throw error;
+  });
   if (!reply.ok && startedWork(ApiError.from(reply))) noteWork(c, 'started'); // deleted while it ran: a 404 that counts
   const { execution } = unwrap(reply);
   const upstream = gatewayUpstream(execution.upstream);
