@@ -156,6 +156,16 @@ const MIGRATIONS: readonly string[] = [
     next_at       INTEGER
   );
   `,
+  // An operator's view and override of a lock whose coordinator cannot answer
+  // (durable/transaction-heuristics.ts): the transaction's deadline, how asking the coordinator
+  // went, and whether an outcome was decided by the operator rather than the coordinator.
+  `
+  ALTER TABLE tx_prepared ADD COLUMN deadline_at INTEGER;
+  ALTER TABLE tx_prepared ADD COLUMN inquiries INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tx_prepared ADD COLUMN last_inquiry_at INTEGER;
+  ALTER TABLE tx_prepared ADD COLUMN last_error TEXT;
+  ALTER TABLE tx_outcomes ADD COLUMN heuristic INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /**

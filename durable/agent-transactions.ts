@@ -12,7 +12,13 @@ import type { Sql } from './sql';
 export const PREPARED_GRACE_MS = 2_000;
 /** Next inquiry after the coordinator was unreachable or still undecided. */
 const INQUIRY_RETRY_MS = 2_000;
-/** Tombstones answer late prepares and repeated commits; a day outlives any retry. */
+/** An inquiry still unanswered after this long counts as the coordinator being unreachable. */
+export const INQUIRY_TIMEOUT_MS = 5_000;
+/**
+ * Tombstones answer late prepares and repeated commits; a day outlives any retry. An operator's
+ * (heuristic) outcome is kept as long as the agent: its coordinator may come back at any time,
+ * and only the tombstone tells its decision apart from one the agent applied.
+ */
 const OUTCOME_TTL_MS = 24 * 60 * 60_000;
 
 export interface PrepareInput {
@@ -23,7 +29,7 @@ export interface PrepareInput {
   deadlineAt: number;
 }
 
-export interface PreparedRow extends Record<string, string | number> {
+export interface PreparedRow extends Record<string, string | number | null> {
   tx_id: string;
   coordinator_name: string;
   data: string;
@@ -31,9 +37,27 @@ export interface PreparedRow extends Record<string, string | number> {
   new_version: number;
   prepared_at: number;
   expires_at: number;
+  /** The transaction's deadline; null on a lock taken before the column existed. */
+  deadline_at: number | null;
+  inquiries: number;
+  last_inquiry_at: number | null;
+  /** Why the last inquiry got no answer; null when it was answered. */
+  last_error: string | null;
 }
 
 export type CoordinatorAnswer = 'preparing' | 'committed' | 'aborted';
+
+/** An outcome tombstone; `heuristic` 1 when an operator decided it (durable/transaction-heuristics.ts). */
+export interface OutcomeRow extends Record<string, string | number | null> {
+  outcome: 'committed' | 'aborted';
+  version: number | null;
+  heuristic: number;
+}
+
+/** What a participant answers a commit or abort that contradicts its operator's outcome: acknowledged, not applied. */
+export interface Contradicted {
+  heuristicMismatch?: true;
+}
 
 /** Asks a transaction's coordinator for its decision; an unreadable answer counts as undecided. */
 export async function askCoordinator(env: Pick<Env, 'TRANSACTIONS'>, name: string, txId: string): Promise<CoordinatorAnswer> {
@@ -77,6 +101,8 @@ export interface TransactionEvent {
   agentId: string;
   status: 'committed' | 'aborted';
   contextVersion: number | null;
+  /** An operator decided it while the coordinator could not answer. */
+  heuristic?: true;
 }
 
 /**
@@ -90,6 +116,8 @@ export class AgentTransactions {
     private readonly sql: Sql,
     private readonly schema: DeferredSchema,
     private readonly store: AgentStore,
+    /** Its coordinators, to ask one for a decision (`askCoordinator`). */
+    private readonly env: Pick<Env, 'TRANSACTIONS'>,
     private readonly options: {
       maxContextBytes: number;
       enqueueAgent: (now: number) => void;
@@ -136,26 +164,32 @@ export class AgentTransactions {
     const applied = applyOperation(this.store.context(), input.operation, this.options.maxContextBytes);
     if (!applied.ok) return applied;
     this.sql.run(
-      'INSERT INTO tx_prepared (tx_id, coordinator_name, data, base_version, new_version, prepared_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      txId, input.coordinatorName, JSON.stringify(applied.value.data), applied.value.version - 1, applied.value.version, now, input.deadlineAt + PREPARED_GRACE_MS,
+      'INSERT INTO tx_prepared (tx_id, coordinator_name, data, base_version, new_version, prepared_at, expires_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      txId, input.coordinatorName, JSON.stringify(applied.value.data), applied.value.version - 1, applied.value.version, now, input.deadlineAt + PREPARED_GRACE_MS, input.deadlineAt,
     );
     return ok({ version: applied.value.version });
   }
 
-  /** Applies the prepared change and releases the lock; a repeated commit answers the same version. */
-  commit(txId: string, now: number): Result<{ version: number }> {
+  /**
+   * Applies the prepared change and releases the lock; a repeated commit answers the same version.
+   * `heuristic`: the operator decided it (durable/transaction-heuristics.ts), recorded as such.
+   */
+  commit(txId: string, now: number, heuristic = false): Result<{ version: number } & Contradicted> {
     const prepared = this.lockOf(txId);
     if (!prepared) {
       const outcome = this.outcome(txId);
-      if (outcome?.outcome === 'aborted') return fail('conflict', `transaction ${txId} was aborted here`);
+      if (outcome?.outcome === 'aborted') {
+        if (outcome.heuristic) return this.contradicted(txId, outcome, ok({ version: this.store.context().version, heuristicMismatch: true }));
+        return fail('conflict', `transaction ${txId} was aborted here`);
+      }
       return ok({ version: outcome?.version ?? this.store.context().version });
     }
     const { committed } = this.storage.transactionSync(() => {
       const written = this.store.writeContext(JSON.parse(prepared.data) as Record<string, unknown>, now);
       this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
-      this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'committed', ?, ?)", txId, prepared.new_version, now);
+      this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at, heuristic) VALUES (?, 'committed', ?, ?, ?)", txId, prepared.new_version, now, heuristic ? 1 : 0);
       this.options.enqueueAgent(now);
-      this.outcomeEvent(txId, 'committed', prepared.new_version, now);
+      this.outcomeEvent(txId, 'committed', prepared.new_version, now, heuristic);
       return written;
     });
     committed();
@@ -163,14 +197,20 @@ export class AgentTransactions {
   }
 
   /** Releases the lock if this transaction holds it, and remembers the abort against a late prepare. */
-  abort(txId: string, now: number): Result<{ aborted: true }> {
+  abort(txId: string, now: number, heuristic = false): Result<{ aborted: true } & Contradicted> {
     this.schema.ensure('transactions'); // the tombstone answers a prepare that arrives late
     const known = this.outcome(txId);
-    if (known?.outcome === 'committed') return fail('conflict', `transaction ${txId} was committed here`);
+    if (known?.outcome === 'committed') {
+      if (known.heuristic) return this.contradicted(txId, known, ok({ aborted: true, heuristicMismatch: true }));
+      return fail('conflict', `transaction ${txId} was committed here`);
+    }
+    // Aborted already: nothing holds the lock (a tombstone refuses a late prepare), and rewriting
+    // the tombstone would drop the mark of an operator's abort.
+    if (known) return ok({ aborted: true });
     this.storage.transactionSync(() => {
       this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
-      this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at) VALUES (?, 'aborted', NULL, ?)", txId, now);
-      if (!known) this.outcomeEvent(txId, 'aborted', null, now);
+      this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at, heuristic) VALUES (?, 'aborted', NULL, ?, ?)", txId, now, heuristic ? 1 : 0);
+      this.outcomeEvent(txId, 'aborted', null, now, heuristic);
     });
     return ok({ aborted: true });
   }
@@ -178,45 +218,79 @@ export class AgentTransactions {
   /**
    * For every prepared transaction past its expiry, asks the coordinator for the decision and
    * applies it. An unreachable or undecided coordinator is asked again later; the lock stays,
-   * because deciding alone could contradict a commit the coordinator already logged.
+   * because deciding alone could contradict a commit the coordinator already logged (only an
+   * operator may, durable/transaction-heuristics.ts).
    */
-  async resolveExpired(ask: (row: PreparedRow) => Promise<CoordinatorAnswer>, now: number): Promise<void> {
+  async resolveExpired(now: number): Promise<void> {
     if (!this.schema.has('transactions')) return;
     const expired = this.sql.all<PreparedRow>('SELECT * FROM tx_prepared WHERE expires_at <= ?', now);
     for (const row of expired) {
-      let answer: CoordinatorAnswer = 'preparing';
-      try {
-        answer = await ask(row);
-      } catch (error) {
-        console.error(JSON.stringify({ msg: 'transaction inquiry failed', txId: row.tx_id, error: String(error) }));
-      }
+      const answer = await this.inquire(row);
       if (answer === 'committed') this.commit(row.tx_id, Date.now());
       else if (answer === 'aborted') this.abort(row.tx_id, Date.now());
       else this.sql.run('UPDATE tx_prepared SET expires_at = ? WHERE tx_id = ?', Date.now() + INQUIRY_RETRY_MS, row.tx_id);
     }
   }
 
-  prune(now: number): void {
-    if (!this.schema.has('transactions')) return;
-    this.sql.run('DELETE FROM tx_outcomes WHERE decided_at < ?', now - OUTCOME_TTL_MS);
+  /**
+   * Asks the coordinator of a lock for its decision, and counts the inquiry on the lock (with
+   * its error) for the operator's view. `unreachable`: the call failed or outlived
+   * INQUIRY_TIMEOUT_MS.
+   */
+  async inquire(row: PreparedRow): Promise<CoordinatorAnswer | 'unreachable'> {
+    let answer: CoordinatorAnswer | 'unreachable' = 'unreachable';
+    let error: string | null = null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${INQUIRY_TIMEOUT_MS} ms`)), INQUIRY_TIMEOUT_MS);
+    });
+    try {
+      answer = await Promise.race([askCoordinator(this.env, row.coordinator_name, row.tx_id), timeout]);
+    } catch (e) {
+      error = (e instanceof Error ? e.message : String(e)).slice(0, 500);
+      console.error(JSON.stringify({ msg: 'transaction inquiry failed', txId: row.tx_id, error }));
+    } finally {
+      clearTimeout(timer);
+    }
+    this.sql.run('UPDATE tx_prepared SET inquiries = inquiries + 1, last_inquiry_at = ?, last_error = ? WHERE tx_id = ?', Date.now(), error, row.tx_id);
+    return answer;
   }
 
-  /** `transaction.committed` / `transaction.aborted` for this agent, once per transaction. */
-  private outcomeEvent(txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number): void {
-    const row = this.store.agentRow();
-    if (!row || !this.options.publish) return;
-    const data = { transactionId: txId, agentId: this.store.config(row).id, status: outcome, contextVersion: version };
-    this.options.publish(`transaction.${outcome}`, data, now);
+  contextVersion(): number {
+    return this.store.context().version;
+  }
+
+  prune(now: number): void {
+    if (!this.schema.has('transactions')) return;
+    this.sql.run('DELETE FROM tx_outcomes WHERE decided_at < ? AND heuristic = 0', now - OUTCOME_TTL_MS);
   }
 
   /** The prepared row of `txId`, if it holds the lock here. */
-  private lockOf(txId: string): PreparedRow | undefined {
+  lockOf(txId: string): PreparedRow | undefined {
     if (!this.schema.has('transactions')) return undefined;
     return this.sql.one<PreparedRow>('SELECT * FROM tx_prepared WHERE tx_id = ?', txId);
   }
 
-  private outcome(txId: string): { outcome: 'committed' | 'aborted'; version: number | null } | undefined {
+  outcome(txId: string): OutcomeRow | undefined {
     if (!this.schema.has('transactions')) return undefined;
-    return this.sql.one<{ outcome: 'committed' | 'aborted'; version: number | null }>('SELECT outcome, version FROM tx_outcomes WHERE tx_id = ?', txId);
+    return this.sql.one<OutcomeRow>('SELECT outcome, version, heuristic FROM tx_outcomes WHERE tx_id = ?', txId);
+  }
+
+  /**
+   * The coordinator's decision contradicts the operator's: the operator's stands (it may have
+   * been acted on), and the decision is acknowledged rather than refused, or the coordinator
+   * would resend it forever; the acknowledgement says so and the coordinator shows it.
+   */
+  private contradicted<T>(txId: string, known: OutcomeRow, answer: T): T {
+    console.error(JSON.stringify({ level: 'error', msg: 'coordinator decision contradicts an operator (heuristic) outcome', txId, heuristic: known.outcome }));
+    return answer;
+  }
+
+  /** `transaction.committed` / `transaction.aborted` for this agent, once per transaction. */
+  private outcomeEvent(txId: string, outcome: 'committed' | 'aborted', version: number | null, now: number, heuristic: boolean): void {
+    const row = this.store.agentRow();
+    if (!row || !this.options.publish) return;
+    const data: TransactionEvent = { transactionId: txId, agentId: this.store.config(row).id, status: outcome, contextVersion: version, ...(heuristic && { heuristic: true as const }) };
+    this.options.publish(`transaction.${outcome}`, data, now);
   }
 }

@@ -14,7 +14,8 @@ import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, Webhook } from '../worker/schemas/webhook';
-import { AgentTransactions, askCoordinator, type PrepareInput } from './agent-transactions';
+import { AgentTransactions, type PrepareInput } from './agent-transactions';
+import { lockView, resolveLock, type LockRead, type ResolveLockBody, type Resolved } from './transaction-heuristics';
 import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { ExecutionChanges } from './execution-changes';
@@ -78,7 +79,7 @@ export class AgentDO extends DurableObject<Env> {
       contextLocked: () => this.tx.lock() !== undefined,
       view: (id, row) => this.store.executionOrNull(id, row),
     });
-    this.tx = new AgentTransactions(ctx.storage, sql, this.schema, this.store, {
+    this.tx = new AgentTransactions(ctx.storage, sql, this.schema, this.store, env, {
       maxContextBytes: MAX_CONTEXT_BYTES,
       enqueueAgent: () => this.background.snapshotStale(),
       publish: (type, data, now) => {
@@ -132,8 +133,7 @@ export class AgentDO extends DurableObject<Env> {
       this.background.snapshotStale();
     });
     this.runner.pump();
-    this.background.afterChange();
-    return ok(this.view());
+    return this.changed(ok(this.view()));
   }
 
   /** Deletes everything the agent holds; the Worker then removes its D1 rows. */
@@ -245,14 +245,12 @@ export class AgentDO extends DurableObject<Env> {
   /** One A2A JSON-RPC request; the edge has authenticated the caller and checked A2A-Version. */
   async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
     const row = this.store.agentRow();
-    if (!row) return this.notFound();
-    return ok(await this.a2aServer.handle(this.store.config(row), request));
+    return row ? ok(await this.a2aServer.handle(this.store.config(row), request)) : this.notFound();
   }
 
   async status(): Promise<Result<AgentStatus>> {
     const row = this.store.agentRow();
-    if (!row) return this.notFound();
-    return ok(this.store.statusView(row));
+    return row ? ok(this.store.statusView(row)) : this.notFound();
   }
 
   // --- context ---
@@ -279,15 +277,13 @@ export class AgentDO extends DurableObject<Env> {
       return this.store.writeContext(data, now);
     });
     committed();
-    this.background.afterChange();
-    return ok({ version, data }); // as written: no read back
+    return this.changed(ok({ version, data })); // as written: no read back
   }
 
   // --- outgoing webhooks and the event stream ---
 
   async createWebhook(input: CreateWebhookBody): Promise<Result<Webhook & { secret: string }>> {
-    if (!this.store.agentRow()) return this.notFound();
-    return ok(this.webhooks.create(input, Date.now()));
+    return this.store.agentRow() ? ok(this.webhooks.create(input, Date.now())) : this.notFound();
   }
 
   async listWebhooks(): Promise<Result<Webhook[]>> {
@@ -304,10 +300,7 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   async retryDelivery(id: string): Promise<Result<Delivery>> {
-    if (!this.store.agentRow()) return this.notFound();
-    const retried = this.webhooks.retry(id, Date.now());
-    if (retried.ok) this.background.afterChange();
-    return retried;
+    return this.store.agentRow() ? this.changed(this.webhooks.retry(id, Date.now())) : this.notFound();
   }
 
   /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked. */
@@ -329,7 +322,7 @@ export class AgentDO extends DurableObject<Env> {
     this.events.socketClose(socket, code);
   }
 
-  // --- two-phase commit participant (durable/agent-transactions.ts) ---
+  // --- two-phase commit participant (durable/agent-transactions.ts); an operator's read and resolve of its lock (durable/transaction-heuristics.ts) ---
 
   /** Phase one: validates the operation against the current context and, on a yes, locks the agent. */
   async prepare(txId: string, input: PrepareInput): Promise<Result<{ version: number }>> {
@@ -339,16 +332,20 @@ export class AgentDO extends DurableObject<Env> {
     return vote;
   }
 
-  async commit(txId: string): Promise<Result<{ version: number }>> {
-    const result = this.tx.commit(txId, Date.now());
-    if (result.ok && this.store.agentRow()) this.background.afterChange();
-    return result;
+  async commit(txId: string): Promise<ReturnType<AgentTransactions['commit']>> {
+    return this.changed(this.tx.commit(txId, Date.now()));
   }
 
-  async abort(txId: string): Promise<Result<{ aborted: true }>> {
-    const result = this.tx.abort(txId, Date.now());
-    if (result.ok && this.store.agentRow()) this.background.afterChange();
-    return result;
+  async abort(txId: string): Promise<ReturnType<AgentTransactions['abort']>> {
+    return this.changed(this.tx.abort(txId, Date.now()));
+  }
+
+  async transactionLock(): Promise<Result<LockRead>> {
+    return this.store.agentRow() ? ok(lockView(this.tx.lock())) : this.notFound();
+  }
+
+  async resolveTransaction(txId: string, body: ResolveLockBody): Promise<Result<Resolved>> {
+    return this.store.agentRow() ? this.changed(await resolveLock(this.tx, txId, body)) : this.notFound();
   }
 
   // --- chaos testing ---
@@ -369,7 +366,7 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.store.agentRow();
     if (row) {
       await Promise.all([this.background.flush(), this.background.deliver()]);
-      await this.tx.resolveExpired((prepared) => askCoordinator(this.env, prepared.coordinator_name, prepared.tx_id), Date.now());
+      await this.tx.resolveExpired(Date.now());
       await this.background.flush();
       this.background.retainIfDue();
     }
@@ -390,9 +387,13 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentView(row, running ?? (this.runner.knowsNoneRunning() ? 0 : undefined));
   }
 
-  private locked(txId: string): Result<never> {
-    return fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId });
+  /** A change that may have queued events, deliveries or a snapshot: sent soon, off the caller's path. */
+  private changed<T>(result: Result<T>): Result<T> {
+    if (result.ok && this.store.agentRow()) this.background.afterChange();
+    return result;
   }
+
+  private locked = (txId: string): Result<never> => fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId });
 
   private notFound = (): Result<never> => fail('not_found', 'agent not found');
 }

@@ -40,6 +40,11 @@ const MIGRATIONS: readonly string[] = [
     acked         INTEGER NOT NULL DEFAULT 0
   );
   `,
+  // A participant whose operator resolved its lock the other way while this coordinator could
+  // not answer: it acknowledged the decision without applying it (durable/transaction-heuristics.ts).
+  `
+  ALTER TABLE participants ADD COLUMN heuristic_mismatch INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export interface TxRow extends Record<string, string | number | null> {
@@ -68,6 +73,7 @@ export interface ParticipantRow extends Record<string, string | number | null> {
   vote: 'yes' | 'no' | null;
   version: number | null;
   acked: number;
+  heuristic_mismatch: number;
 }
 
 export interface NewParticipant {
@@ -148,8 +154,9 @@ export class TransactionLog {
     return this.tx()?.status ?? status;
   }
 
-  ack(agentId: string, version: number | null): void {
-    this.sql.run('UPDATE participants SET acked = 1, version = coalesce(?, version) WHERE agent_id = ?', version, agentId);
+  /** `mismatch`: the participant acknowledged without applying, having applied an operator's other outcome. */
+  ack(agentId: string, version: number | null, mismatch = false): void {
+    this.sql.run('UPDATE participants SET acked = 1, version = coalesce(?, version), heuristic_mismatch = ? WHERE agent_id = ?', version, mismatch ? 1 : 0, agentId);
   }
 
   complete(now: number): void {
@@ -172,7 +179,7 @@ export function toTransaction(tx: TxRow, participants: ParticipantRow[]): Transa
     id: tx.id,
     status: tx.status,
     completed: tx.completed_at !== null,
-    participants: participants.map((p) => ({ agentId: p.agent_id, vote: p.vote, acknowledged: p.acked === 1 })),
+    participants: participants.map((p) => ({ agentId: p.agent_id, vote: p.vote, acknowledged: p.acked === 1, ...(p.heuristic_mismatch === 1 && { heuristicMismatch: true as const }) })),
     createdAt: iso(tx.created_at),
   };
   if (tx.status === 'committed') view.versions = Object.fromEntries(participants.map((p) => [p.agent_id, p.version ?? 0]));

@@ -268,11 +268,11 @@ export class TransactionDO extends DurableObject<Env> {
       const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
       if (tx.status === 'committed') {
         const result = await stub.commit(tx.id);
-        if (result.ok) this.log.ack(p.agent_id, result.value.version);
+        if (result.ok) this.log.ack(p.agent_id, result.value.version, result.value.heuristicMismatch === true);
         else console.error(JSON.stringify({ msg: 'participant refused commit', txId: tx.id, agentId: p.agent_id, code: result.code }));
       } else {
         const result = await stub.abort(tx.id);
-        if (result.ok) this.log.ack(p.agent_id, null);
+        if (result.ok) this.log.ack(p.agent_id, null, result.value.heuristicMismatch === true);
         else console.error(JSON.stringify({ msg: 'participant refused abort', txId: tx.id, agentId: p.agent_id, code: result.code }));
       }
     } catch (error) {

@@ -303,6 +303,9 @@ describe('the OpenAPI document against the answers', () => {
     await check('GET', '/v1/stats', '/v1/stats', 200);
     const tx = await check('POST', '/v1/transactions', '/v1/transactions', 200, { body: { operations: [{ agentId: agent, increment: { n: 1 } }] } });
     await check('GET', '/v1/transactions/{id}', `/v1/transactions/${tx.body.id}`, 200);
+    await check('GET', '/v1/admin/tenants/{tenant}/agents/{agentId}/lock', `/v1/admin/tenants/${tenantId}/agents/${agent}/lock`, 200, admin);
+    const resolve = `/v1/admin/tenants/${tenantId}/agents/${agent}/transactions/${tx.body.id}/resolve`;
+    await check('POST', '/v1/admin/tenants/{tenant}/agents/{agentId}/transactions/{txId}/resolve', resolve, 409, { ...admin, body: { outcome: 'abort' } });
     await check('GET', '/v1/audit', '/v1/audit', 200);
     await check('GET', '/v1/usage', '/v1/usage', 200);
     const mcp = { headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' } };

@@ -2,7 +2,7 @@ import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } fro
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '../worker/lib/hash';
 import { newId } from '../worker/lib/ids';
-import { api, eventually, newTenant } from './support/api';
+import { ADMIN, api, eventually, newTenant } from './support/api';
 import { agentStub, agentWith, contextOf, coordinatorStub, expirePrepared, locksOf, transfer } from './support/transactions';
 
 // Crash injection. The coordinator's steps (begin, prepareAll, decide, phaseTwo) are callable
@@ -193,5 +193,161 @@ describe('transactions: crash injection and recovery', () => {
     expect(replay.body).toMatchObject({ id: s.txId, status: 'aborted', reason: 'timeout' });
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
     await expectAllOrNothing(s, 'aborted');
+  });
+});
+
+// An operator's override of a lock whose coordinator cannot answer (durable/transaction-heuristics.ts).
+// A coordinator is made unreachable the way a lost or corrupted storage would make it: its log
+// table is renamed away (every call to it then throws) and its alarm deleted; renaming it back
+// is the coordinator coming back.
+describe('transactions: an operator resolves a lock whose coordinator cannot answer', () => {
+  const lockPath = (tenant: string, agent: string) => `/v1/admin/tenants/${tenant}/agents/${agent}/lock`;
+  const resolvePath = (tenant: string, agent: string, txId: string) => `/v1/admin/tenants/${tenant}/agents/${agent}/transactions/${txId}/resolve`;
+  const resolve = (s: Setup, i: number, body: unknown, txId = s.txId) => api(resolvePath(s.tenantId, s.agents[i] ?? '', txId), { key: ADMIN(), body });
+
+  const coordinatorGone = (s: Setup) =>
+    runInDurableObject(coordinatorStub(s.name), async (_i, state) => {
+      state.storage.sql.exec('ALTER TABLE tx RENAME TO tx_lost');
+      await state.storage.deleteAlarm();
+    });
+  const coordinatorBack = (s: Setup) => runInDurableObject(coordinatorStub(s.name), (_i, state) => void state.storage.sql.exec('ALTER TABLE tx_lost RENAME TO tx'));
+  /** The transaction's deadline has passed for the agent's lock. */
+  const pastDeadline = (s: Setup, i: number) =>
+    runInDurableObject(agentStub(s.tenantId, s.agents[i] ?? ''), (_i, state) => void state.storage.sql.exec('UPDATE tx_prepared SET deadline_at = ?', Date.now() - 1));
+  const eventsOf = (s: Setup, i: number) =>
+    runInDurableObject(agentStub(s.tenantId, s.agents[i] ?? ''), (_i, state) =>
+      state.storage.sql.exec<{ type: string; data: string }>("SELECT type, data FROM events WHERE type LIKE 'transaction.%' ORDER BY seq").toArray().map((e) => ({ type: e.type, data: JSON.parse(e.data) })),
+    );
+
+  async function prepared(n: number): Promise<Setup> {
+    const s = await setup(n);
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    return s;
+  }
+
+  it("shows the agent's lock to the operator only, for the agent's own tenant, with the coordinator's failures", async () => {
+    const s = await setup(2);
+    await coordinatorStub(s.name).begin(s.input);
+    expect((await prepareDirectly(s, 0)).ok).toBe(true);
+
+    const seen = await api(lockPath(s.tenantId, s.agents[0] ?? ''), { key: ADMIN() });
+    expect(seen.status).toBe(200);
+    expect(seen.body).toMatchObject({ agentId: s.agents[0], lock: { transactionId: s.txId, coordinator: s.name, inquiries: 0, lastInquiryAt: null, lastError: null, contextVersion: 1 } });
+    expect(Date.parse(seen.body.lock.expiresAt)).toBeGreaterThan(Date.parse(seen.body.lock.deadlineAt));
+    expect((await api(lockPath(s.tenantId, s.agents[1] ?? ''), { key: ADMIN() })).body).toEqual({ agentId: s.agents[1], lock: null });
+    expect((await api(lockPath(s.tenantId, s.agents[0] ?? ''), { key: s.key })).status).toBe(401);
+    const other = await newTenant();
+    expect((await api(lockPath(other.tenantId, s.agents[0] ?? ''), { key: ADMIN() })).status).toBe(404);
+    expect((await api(lockPath(s.tenantId, 'no-such-agent'), { key: ADMIN() })).status).toBe(404);
+
+    // The agent's own alarm asks a coordinator that keeps failing: counted, and why, on the lock.
+    await coordinatorGone(s);
+    await expirePrepared(s.tenantId, s.agents[0] ?? '');
+    expect(await runDurableObjectAlarm(agentStub(s.tenantId, s.agents[0] ?? ''))).toBe(true);
+    const failing = await api(lockPath(s.tenantId, s.agents[0] ?? ''), { key: ADMIN() });
+    expect(failing.body.lock).toMatchObject({ transactionId: s.txId, inquiries: 1, lastError: expect.stringContaining('tx') });
+    expect(failing.body.lock.lastInquiryAt).not.toBeNull();
+  });
+
+  it("applies the coordinator's decision when it answers, whatever the operator asked", async () => {
+    const s = await prepared(2);
+    expect(await coordinatorStub(s.name).decide()).toBe('committed');
+
+    const res = await resolve(s, 0, { outcome: 'abort', reason: 'ticket 7' });
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ transactionId: s.txId, agentId: s.agents[0], status: 'committed', source: 'coordinator', heuristic: false, contextVersion: 2 });
+    expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(0);
+    expect((await eventsOf(s, 0)).map((e) => e.data)).toEqual([{ transactionId: s.txId, agentId: s.agents[0], status: 'committed', contextVersion: 2 }]);
+    // Resolved already: the same request again is refused, and changes nothing.
+    const again = await resolve(s, 0, { outcome: 'abort' });
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'already_finished', details: { status: 'committed', heuristic: false } });
+    expect(await coordinatorStub(s.name).phaseTwo()).toBe(true);
+    await expectAllOrNothing(s, 'committed');
+  });
+
+  it('leaves an undecided coordinator to finish before its deadline, and takes its abort after it', async () => {
+    const s = await prepared(2);
+    const early = await resolve(s, 0, { outcome: 'commit' });
+    expect(early.status).toBe(409);
+    expect(early.body.error).toMatchObject({ code: 'conflict', details: { coordinator: 'preparing' } });
+    expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(1);
+
+    await runInDurableObject(coordinatorStub(s.name), (_i, state) => void state.storage.sql.exec('UPDATE tx SET deadline_at = 0'));
+    const late = await resolve(s, 0, { outcome: 'commit' });
+    expect(late.status).toBe(200);
+    expect(late.body).toMatchObject({ status: 'aborted', source: 'coordinator', heuristic: false, contextVersion: 1 });
+  });
+
+  it.each(['commit', 'abort'] as const)("applies the operator's %s when the coordinator cannot be reached, recorded as heuristic", async (outcome) => {
+    const s = await prepared(2);
+    await coordinatorGone(s);
+    // Within the deadline phase one may still be running: no heuristic decision yet.
+    const early = await resolve(s, 0, { outcome });
+    expect(early.status).toBe(409);
+    expect(early.body.error).toMatchObject({ code: 'conflict', details: { coordinator: 'unreachable' } });
+
+    const status = outcome === 'commit' ? 'committed' : 'aborted';
+    for (const i of [0, 1]) {
+      await pastDeadline(s, i);
+      const res = await resolve(s, i, { outcome, reason: 'coordinator storage lost' });
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ transactionId: s.txId, agentId: s.agents[i], status, source: 'operator', heuristic: true, contextVersion: outcome === 'commit' ? 2 : 1 });
+      const version = outcome === 'commit' ? 2 : null;
+      expect(await eventsOf(s, i)).toEqual([{ type: `transaction.${status}`, data: { transactionId: s.txId, agentId: s.agents[i], status, contextVersion: version, heuristic: true } }]);
+    }
+    await expectNoLocks(s);
+    // A commit writes the context the prepare computed, as the coordinator's commit would.
+    expect(await balances(s)).toEqual(outcome === 'commit' ? [90, 110] : [100, 100]);
+    expect((await api(`/v1/agents/${s.agents[0]}/context`, { method: 'PATCH', key: s.key, body: { unlocked: true } })).status).toBe(200);
+
+    const audit = await api(`/v1/admin/audit?tenant=${s.tenantId}&action=transaction.resolve`, { key: ADMIN() });
+    expect(audit.body.data).toHaveLength(2);
+    expect(audit.body.data[0]).toMatchObject({ actor: 'operator', target: s.txId, details: { agentId: s.agents[1], status, source: 'operator', heuristic: true, requested: outcome, reason: 'coordinator storage lost' } });
+  });
+
+  it('refuses a resolve naming another transaction, another tenant, no admin token or a bad body', async () => {
+    const s = await prepared(1);
+    const other = newId('tx');
+    const wrong = await resolve(s, 0, { outcome: 'abort' }, other);
+    expect(wrong.status).toBe(409);
+    expect(wrong.body.error).toMatchObject({ code: 'agent_locked', details: { transactionId: s.txId } });
+    const free = await agentWith(s.key, { balance: 1 });
+    const none = await api(resolvePath(s.tenantId, free, s.txId), { key: ADMIN(), body: { outcome: 'abort' } });
+    expect(none.status).toBe(404);
+    expect(none.body.error.code).toBe('not_found');
+    const stranger = await newTenant();
+    expect((await api(resolvePath(stranger.tenantId, s.agents[0] ?? '', s.txId), { key: ADMIN(), body: { outcome: 'abort' } })).status).toBe(404);
+    expect((await api(resolvePath(s.tenantId, s.agents[0] ?? '', s.txId), { key: s.key, body: { outcome: 'abort' } })).status).toBe(401);
+    for (const body of [{ outcome: 'maybe' }, {}, { outcome: 'abort', extra: 1 }]) expect((await resolve(s, 0, body)).status).toBe(400);
+    expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(1);
+  });
+
+  it("acknowledges a coordinator's later decision that contradicts the operator's, applies nothing, and shows the mismatch", async () => {
+    const s = await prepared(2);
+    expect(await coordinatorStub(s.name).decide()).toBe('committed');
+    await coordinatorGone(s);
+    await pastDeadline(s, 0);
+    expect((await resolve(s, 0, { outcome: 'abort' })).body).toMatchObject({ status: 'aborted', source: 'operator', heuristic: true });
+    // The coordinator comes back after the day other tombstones are kept: the operator's is still there.
+    await runInDurableObject(agentStub(s.tenantId, s.agents[0] ?? ''), (instance: any, state) => {
+      state.storage.sql.exec('UPDATE tx_outcomes SET decided_at = 0');
+      instance.prune(Date.now());
+    });
+
+    await coordinatorBack(s);
+    // Phase two completes: the participant acknowledged instead of refusing, so no retry is left.
+    expect(await coordinatorStub(s.name).phaseTwo()).toBe(true);
+    const tx = await api(`/v1/transactions/${s.txId}`, { key: s.key });
+    expect(tx.body).toMatchObject({ status: 'committed', completed: true });
+    expect(tx.body.participants).toEqual([
+      { agentId: s.agents[0], vote: 'yes', acknowledged: true, heuristicMismatch: true },
+      { agentId: s.agents[1], vote: 'yes', acknowledged: true },
+    ]);
+    expect(await balances(s)).toEqual([100, 110]);
+    expect((await eventsOf(s, 0)).map((e) => e.type)).toEqual(['transaction.aborted']);
+    await expectNoLocks(s);
   });
 });

@@ -17,6 +17,7 @@ import { stats } from './routes/stats';
 import { apiKeyAuth } from './middleware/api-key-auth';
 import { onError, onNotFound, renderError } from './middleware/error-handler';
 import { admin } from './routes/admin';
+import { adminTransactions } from './routes/admin-transactions';
 import { agentState } from './routes/agent-state';
 import { agents } from './routes/agents';
 import { executions } from './routes/executions';
@@ -88,6 +89,7 @@ export function createApp() {
   const routes = app
     .route('/', health)
     .route('/', admin)
+    .route('/', adminTransactions)
     .route('/', agents)
     .route('/', executions)
     .route('/', agentState)

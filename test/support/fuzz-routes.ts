@@ -41,6 +41,7 @@ function validBody(op: Operation, w: World): unknown {
     case 'POST /v1/hooks/{id}': return { action: 'opened' };
     case 'POST /v1/chat/completions': return { model: w.poolName, messages: [{ role: 'user', content: 'hello' }] };
     case 'POST /v1/transactions': return { operations: [{ agentId: w.agentId, increment: { balance: 1 } }] };
+    case 'POST /v1/admin/tenants/{tenant}/agents/{agentId}/transactions/{txId}/resolve': return { outcome: 'abort', reason: 'fuzz' };
     default: return {};
   }
 }

@@ -58,6 +58,8 @@ export async function buildWorld(): Promise<World> {
     params: {
       keyId: spare.id,
       tenant: tenantId,
+      agentId,
+      txId: tx.id,
       eid: execution.id,
       wid: webhook.id,
       did: deliveryId,

@@ -123,7 +123,7 @@ export type AgentRpc = Pick<
   AgentDO,
   | 'create' | 'get' | 'update' | 'destroy' | 'execute' | 'getExecution' | 'executionByKey' | 'cancel' | 'status' | 'getContext' | 'patchContext'
   | 'createWebhook' | 'listWebhooks' | 'deleteWebhook' | 'listDeliveries' | 'retryDelivery' | 'subscribe'
-  | 'prepare' | 'commit' | 'abort' | 'a2a'
+  | 'prepare' | 'commit' | 'abort' | 'transactionLock' | 'resolveTransaction' | 'a2a'
 >;
 
 /** The agent's Durable Object: named by tenant and id, so tenants can never share one. */

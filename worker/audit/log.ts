@@ -14,7 +14,8 @@ export type AuditAction =
   | 'webhook.create'
   | 'webhook.delete'
   | 'agent.create'
-  | 'agent.delete';
+  | 'agent.delete'
+  | 'transaction.resolve';
 
 export interface AuditEntry {
   /** "operator" (the admin token) or the id of the API key that acted. */

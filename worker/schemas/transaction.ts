@@ -88,7 +88,16 @@ export const Transaction = z
     reason: AbortReason.optional(),
     agentId: AgentId.optional(),
     message: z.string().optional(),
-    participants: z.array(z.object({ agentId: AgentId, vote: z.enum(['yes', 'no']).nullable(), acknowledged: z.boolean() })),
+    participants: z.array(
+      z.object({
+        agentId: AgentId,
+        vote: z.enum(['yes', 'no']).nullable(),
+        acknowledged: z.boolean(),
+        heuristicMismatch: z.literal(true).optional().openapi({
+          description: "present when an operator resolved this agent's lock while the coordinator could not answer, with the other outcome: the agent kept the operator's outcome and acknowledged this one",
+        }),
+      }),
+    ),
     createdAt: z.iso.datetime(),
     decidedAt: z.iso.datetime().optional(),
     completedAt: z.iso.datetime().optional(),
@@ -97,3 +106,42 @@ export const Transaction = z
 export type Transaction = z.infer<typeof Transaction>;
 
 export const TransactionParams = z.object({ id: ResourceId });
+
+/** An agent's lock as an operator sees it: which transaction holds it and how asking its coordinator went. */
+export const TransactionLock = z
+  .object({
+    transactionId: z.string(),
+    coordinator: z.string().openapi({ description: "the coordinator's Durable Object name, which the agent asks for the decision" }),
+    since: z.iso.datetime().openapi({ description: 'when the agent voted yes and locked' }),
+    deadlineAt: z.iso.datetime().openapi({ description: "the end of the transaction's phase one" }),
+    expiresAt: z.iso.datetime().openapi({ description: 'when the agent next asks the coordinator: first 2 s after the deadline, then every 2 s until it has a decision' }),
+    inquiries: z.number().int().openapi({ description: 'how many times the coordinator was asked (by the agent or by a resolve)' }),
+    lastInquiryAt: z.iso.datetime().nullable(),
+    lastError: z.string().nullable().openapi({ description: 'why the last inquiry got no answer (the coordinator unreachable or failing); null when it was answered' }),
+    contextVersion: z.number().int().openapi({ description: 'the context version the transaction would replace' }),
+  })
+  .openapi('TransactionLock');
+export type TransactionLock = z.infer<typeof TransactionLock>;
+
+export const AgentLock = z.object({ agentId: AgentId, lock: TransactionLock.nullable() }).openapi('AgentLock');
+
+export const ResolveLockBody = z
+  .object({
+    outcome: z.enum(['abort', 'commit']).openapi({ description: "applied only if the coordinator cannot be reached; a coordinator that answers decides" }),
+    reason: z.string().min(1).max(500).optional().openapi({ description: 'kept in the audit log' }),
+  })
+  .strict()
+  .openapi('ResolveTransactionLock', { example: { outcome: 'abort', reason: 'coordinator storage lost (incident 42)' } });
+export type ResolveLockBody = z.infer<typeof ResolveLockBody>;
+
+export const LockResolution = z
+  .object({
+    transactionId: z.string(),
+    agentId: AgentId,
+    status: z.enum(['committed', 'aborted']).openapi({ description: 'what the agent applied' }),
+    source: z.enum(['coordinator', 'operator']).openapi({ description: "coordinator: it answered and its decision was applied; operator: it could not be reached and the body's outcome was applied" }),
+    heuristic: z.boolean().openapi({ description: 'true when the operator decided (source operator)' }),
+    contextVersion: z.number().int().openapi({ description: "the agent's context version afterwards" }),
+  })
+  .openapi('TransactionLockResolution');
+export type LockResolution = z.infer<typeof LockResolution>;
