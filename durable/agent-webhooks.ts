@@ -218,6 +218,10 @@ export class AgentWebhooks {
         now,
       )
       .filter((d) => !this.sending.has(d.id));
+    // Claimed before the first send, not as each batch starts: a second pass meanwhile (the
+    // alarm, another change's flush) would otherwise send the later batches too, and this pass
+    // send them again after they landed, overwriting their record with stale attempt counts.
+    for (const d of due) this.sending.add(d.id);
     let landed = 0;
     for (let i = 0; i < due.length; i += PARALLEL) {
       const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
@@ -226,15 +230,15 @@ export class AgentWebhooks {
     return landed;
   }
 
+  /** Sends one delivery claimed in `sending` by `deliverDue`, and releases the claim. */
   private async send(delivery: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
-    const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
-    const url = push?.url ?? delivery.url;
-    if (url === null || (push === null && delivery.secret === null)) {
-      this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
-      return false;
-    }
-    this.sending.add(delivery.id);
     try {
+      const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
+      const url = push?.url ?? delivery.url;
+      if (url === null || (push === null && delivery.secret === null)) {
+        this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
+        return false;
+      }
       // Checked again right before the call: the name may point elsewhere since it was stored.
       // A URL that can never pass is dead at once; a refused answer fails this attempt only.
       const check = await checkOutboundUrl(url, this.policy());

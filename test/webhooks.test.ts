@@ -154,6 +154,42 @@ describe('outgoing webhooks', () => {
     expect((await received(inFlight?.id ?? '')).length).toBe(2);
   });
 
+  it('sends each due delivery once when a second delivery pass starts while the first is still sending', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const target = `overlap-${id}`;
+    const count = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    // Eight deliveries pile up while the receiver is down: more than one pass sends at once (six).
+    await control(target, true);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=500`), events: ['execution.succeeded'] } });
+      for (let i = 0; i < 8; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 8 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await control(target, false);
+    }
+    await runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
+      state.storage.sql.exec("UPDATE deliveries SET next_at = 0 WHERE status = 'pending'");
+      const hooks = (instance as { webhooks: { deliverDue(): Promise<number> } }).webhooks;
+      const first = hooks.deliverDue();
+      // The first pass has its first six in flight; a second pass (as the alarm or another
+      // change's flush would start) must leave the first pass's other two to it.
+      await eventually(async () => (await count()) === 6);
+      const second = hooks.deliverDue();
+      await Promise.all([first, second]);
+    });
+    const delivered = await deliveries(key, id, 'delivered');
+    expect(delivered).toHaveLength(8);
+    for (const delivery of delivered) {
+      expect(delivery.attempts).toBe(2);
+      expect(await received(delivery.id)).toHaveLength(1);
+    }
+    expect(await count()).toBe(8);
+  });
+
   it('refuses to retry a delivery whose webhook was deleted (409 conflict), and keeps its record as it was', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
