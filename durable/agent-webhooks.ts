@@ -29,6 +29,8 @@ export function retrySchedule(setting: string | undefined): readonly number[] {
   return valid ? steps : RETRY_SCHEDULE_MS;
 }
 export const DELIVERY_TIMEOUT_MS = 10_000;
+/** Finished deliveries kept of each outcome (delivered, dead; webhooks' and A2A pushes' apart); pending ones are all kept. */
+const KEEP_FINISHED_DELIVERIES = 1_000;
 const PARALLEL = 6;
 
 interface WebhookRow extends Record<string, string | number> {
@@ -200,6 +202,21 @@ export class AgentWebhooks {
   private resetForRetry(id: string, now: number): void {
     this.sql.run("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, delivered_at = NULL WHERE id = ?", now, id);
     this.queued = true;
+  }
+
+  /**
+   * Retention: finished deliveries beyond the newest `keep` of their outcome. Each holds its
+   * event's payload (an execution with its output, up to 1 MiB), and nothing else ever removed
+   * them: an agent with a webhook grew its storage by every execution it ran, to the object's limit.
+   */
+  prune(keep = KEEP_FINISHED_DELIVERIES): void {
+    if (!this.schema.has('webhooks')) return;
+    this.sql.run(
+      `DELETE FROM deliveries WHERE id IN (SELECT id FROM (
+         SELECT id, row_number() OVER (PARTITION BY status, webhook_id LIKE 'a2a:%' ORDER BY id DESC) AS n
+         FROM deliveries WHERE status IN ('delivered', 'dead')) WHERE n > ?)`,
+      keep,
+    );
   }
 
   /** Whether deliveries were queued since the last send (see `queued`). */

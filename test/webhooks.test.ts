@@ -190,6 +190,38 @@ describe('outgoing webhooks', () => {
     expect(await count()).toBe(8);
   });
 
+  it('keeps the newest 1,000 delivered deliveries and the newest 1,000 dead letters, and every pending one', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // Subscribed to failures only: the execution below that runs retention adds no delivery.
+    const hook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=kept-${id}`), events: ['execution.failed'] } });
+    const inObject = <T>(fn: (state: DurableObjectState) => T) => runInDurableObject(stubOf(tenantId, id), (_i, state) => fn(state));
+    const count = (status: string) => inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM deliveries WHERE status = ?', status).one().n);
+    await inObject((state) => {
+      const insert = (status: string, n: number, nextAt: number | null) =>
+        state.storage.sql.exec(
+          `WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < ?)
+           INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at)
+           SELECT printf('msg_0%s%05d', ?, n), ?, 'execution.failed', '{}', ?, 1, ?, 0 FROM i`,
+          n, status, hook.body.id, status, nextAt,
+        );
+      insert('delivered', 1_003, null);
+      insert('dead', 1_002, null);
+      insert('pending', 2, Date.now() + 3_600_000);
+      // Retention last ran five minutes ago, as far as the record says: the next flush runs it.
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'retained_at'");
+    });
+    await abortAllDurableObjects();
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } })).status).toBe(200);
+    await eventually(async () => (await count('delivered')) === 1_000);
+    expect(await count('dead')).toBe(1_000);
+    expect(await count('pending')).toBe(2);
+    // The oldest of each went.
+    const oldest = (status: string) => inObject((state) => state.storage.sql.exec<{ id: string }>('SELECT min(id) AS id FROM deliveries WHERE status = ?', status).one().id);
+    expect(await oldest('delivered')).toBe('msg_0delivered00004');
+    expect(await oldest('dead')).toBe('msg_0dead00003');
+  });
+
   it('refuses to retry a delivery whose webhook was deleted (409 conflict), and keeps its record as it was', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
