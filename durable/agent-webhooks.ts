@@ -82,6 +82,9 @@ export function toDelivery(row: DeliveryRow): Delivery {
  * retried from its alarm until they land or die.
  */
 export class AgentWebhooks {
+  /** Deliveries a pass has taken (waiting for their batch or being sent): no other pass sends them. */
+  private readonly claimed = new Set<string>();
+  /** Deliveries whose request is out now. */
   private readonly sending = new Set<string>();
   /**
    * Manual retries asked for while their delivery was in flight: the send's own outcome, written
@@ -234,22 +237,34 @@ export class AgentWebhooks {
          WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT 50`,
         now,
       )
-      .filter((d) => !this.sending.has(d.id));
+      .filter((d) => !this.claimed.has(d.id));
     // Claimed before the first send, not as each batch starts: a second pass meanwhile (the
     // alarm, another change's flush) would otherwise send the later batches too, and this pass
     // send them again after they landed, overwriting their record with stale attempt counts.
-    for (const d of due) this.sending.add(d.id);
+    for (const d of due) this.claimed.add(d.id);
     let landed = 0;
-    for (let i = 0; i < due.length; i += PARALLEL) {
-      const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
-      landed += results.filter(Boolean).length;
+    try {
+      for (let i = 0; i < due.length; i += PARALLEL) {
+        const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
+        landed += results.filter(Boolean).length;
+      }
+    } finally {
+      // A pass that failed part way leaves its unsent deliveries to the next one.
+      for (const d of due) if (!this.sending.has(d.id)) this.claimed.delete(d.id);
     }
     return landed;
   }
 
-  /** Sends one delivery claimed in `sending` by `deliverDue`, and releases the claim. */
-  private async send(delivery: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
+  /** Sends one delivery claimed by `deliverDue`, and releases the claim. */
+  private async send(selected: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
+    // Read again: while it waited for its batch, its webhook may have been deleted (it is dead
+    // now) or a manual retry may have reset its attempts.
+    let delivery = selected;
     try {
+      const now = this.sql.one<{ status: string; attempts: number }>('SELECT status, attempts FROM deliveries WHERE id = ?', selected.id);
+      if (now?.status !== 'pending') return false;
+      delivery = { ...selected, attempts: now.attempts };
+      this.sending.add(delivery.id);
       const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
       const url = push?.url ?? delivery.url;
       if (url === null || (push === null && delivery.secret === null)) {
@@ -283,6 +298,7 @@ export class AgentWebhooks {
       this.settle(delivery, { error: error instanceof Error ? error.message : String(error) });
     } finally {
       this.sending.delete(delivery.id);
+      this.claimed.delete(delivery.id);
       // Its outcome is recorded above; the retry asked for meanwhile still goes out.
       if (this.resendAfter.delete(delivery.id)) this.resetForRetry(delivery.id, Date.now());
     }

@@ -154,15 +154,19 @@ describe('outgoing webhooks', () => {
     expect((await received(inFlight?.id ?? '')).length).toBe(2);
   });
 
-  it('sends each due delivery once when a second delivery pass starts while the first is still sending', async () => {
+  /**
+   * Eight deliveries of an agent, failed once while their receiver (answering in 500 ms) was
+   * down and due again: more than one delivery pass sends at once (six).
+   */
+  async function pileUp() {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
     const target = `overlap-${id}`;
     const count = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
-    // Eight deliveries pile up while the receiver is down: more than one pass sends at once (six).
     await control(target, true);
+    let webhookId = '';
     try {
-      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=500`), events: ['execution.succeeded'] } });
+      webhookId = (await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=500`), events: ['execution.succeeded'] } })).body.id;
       for (let i = 0; i < 8; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
       await eventually(async () => {
         const list = await deliveries(key, id);
@@ -171,9 +175,19 @@ describe('outgoing webhooks', () => {
     } finally {
       await control(target, false);
     }
-    await runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
-      state.storage.sql.exec("UPDATE deliveries SET next_at = 0 WHERE status = 'pending'");
-      const hooks = (instance as { webhooks: { deliverDue(): Promise<number> } }).webhooks;
+    type Hooks = { deliverDue(): Promise<number>; delete(id: string): boolean };
+    /** Runs `fn` in the object with its webhooks, every pending delivery due now. */
+    const inObject = (fn: (hooks: Hooks) => Promise<void>) =>
+      runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
+        state.storage.sql.exec("UPDATE deliveries SET next_at = 0 WHERE status = 'pending'");
+        await fn((instance as { webhooks: Hooks }).webhooks);
+      });
+    return { key, id, webhookId, count, inObject };
+  }
+
+  it('sends each due delivery once when a second delivery pass starts while the first is still sending', async () => {
+    const { key, id, count, inObject } = await pileUp();
+    await inObject(async (hooks) => {
       const first = hooks.deliverDue();
       // The first pass has its first six in flight; a second pass (as the alarm or another
       // change's flush would start) must leave the first pass's other two to it.
@@ -188,6 +202,23 @@ describe('outgoing webhooks', () => {
       expect(await received(delivery.id)).toHaveLength(1);
     }
     expect(await count()).toBe(8);
+  });
+
+  it('does not send the deliveries still waiting in a pass when their webhook is deleted meanwhile', async () => {
+    const { key, id, webhookId, count, inObject } = await pileUp();
+    await inObject(async (hooks) => {
+      const pass = hooks.deliverDue();
+      await eventually(async () => (await count()) === 6);
+      expect(hooks.delete(webhookId)).toBe(true);
+      await pass;
+    });
+    expect(await count()).toBe(6);
+    const dead = await deliveries(key, id, 'dead');
+    expect(dead).toHaveLength(2);
+    for (const delivery of dead) {
+      expect(delivery).toMatchObject({ attempts: 1, lastError: 'the webhook was deleted' });
+      expect(await received(delivery.id)).toHaveLength(0);
+    }
   });
 
   it('keeps the newest 1,000 delivered deliveries and the newest 1,000 dead letters, and every pending one', async () => {
