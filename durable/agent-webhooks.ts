@@ -261,9 +261,9 @@ export class AgentWebhooks {
     // now) or a manual retry may have reset its attempts.
     let delivery = selected;
     try {
-      const now = this.sql.one<{ status: string; attempts: number }>('SELECT status, attempts FROM deliveries WHERE id = ?', selected.id);
-      if (now?.status !== 'pending') return false;
-      delivery = { ...selected, attempts: now.attempts };
+      const current = this.sql.one<{ status: string; attempts: number }>('SELECT status, attempts FROM deliveries WHERE id = ?', selected.id);
+      if (current?.status !== 'pending') return false;
+      delivery = { ...selected, attempts: current.attempts };
       this.sending.add(delivery.id);
       const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
       const url = push?.url ?? delivery.url;
