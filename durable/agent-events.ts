@@ -6,6 +6,16 @@ import type { Sql } from './sql';
 /** Events kept for resuming streams; older ones are trimmed. */
 export const EVENT_RETENTION = 1_000;
 const HEARTBEAT_MS = 15_000;
+/**
+ * How many bytes of frames an SSE client may leave unread before its stream ends. The object
+ * holds whatever the client has not taken yet, in its memory (128 MB for every agent of the
+ * isolate): a client that stopped reading, on a busy agent, would otherwise grow it without end.
+ * Past this the stream ends after a `behind` notice; the client resumes from the log with
+ * Last-Event-ID, as from any reconnect.
+ */
+export const STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
+/** Counts a stream's backlog in bytes, and asks for none ahead: every frame is enqueued as it happens. */
+const byteBacklog: QueuingStrategy<Uint8Array> = { highWaterMark: 0, size: (chunk) => chunk.byteLength };
 const encoder = new TextEncoder();
 
 export function sseFrame(event: AgentEvent): Uint8Array {
@@ -20,7 +30,8 @@ export function sseFrame(event: AgentEvent): Uint8Array {
  */
 export type StreamNotice =
   | { type: 'gap'; data: { missedFrom: number; missedTo: number } }
-  | { type: 'reset'; data: { lastEventId: number; newestSeq: number } };
+  | { type: 'reset'; data: { lastEventId: number; newestSeq: number } }
+  | { type: 'behind'; data: { lastEventId: number; backlogBytes: number } };
 
 /** A notice as SSE: no `id`, so the client's Last-Event-ID moves only with real events. */
 const noticeFrame = (notice: StreamNotice) => encoder.encode(`event: ${notice.type}\ndata: ${JSON.stringify(notice.data)}\n\n`);
@@ -220,7 +231,10 @@ export class AgentEvents {
               controller.enqueue(sseFrame(event));
             } catch {
               cleanup();
+              return;
             }
+            const backlog = -(controller.desiredSize ?? 0);
+            if (backlog > STREAM_BACKLOG_BYTES) end(noticeFrame({ type: 'behind', data: { lastEventId: last, backlogBytes: backlog } }));
           },
           end: () => end(),
           revoked: () => end(revokedFrame),
@@ -238,7 +252,7 @@ export class AgentEvents {
         }, HEARTBEAT_MS);
       },
       cancel: cleanup,
-    });
+    }, byteBacklog);
   }
 
   /**

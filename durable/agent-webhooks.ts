@@ -29,6 +29,8 @@ export function retrySchedule(setting: string | undefined): readonly number[] {
   return valid ? steps : RETRY_SCHEDULE_MS;
 }
 export const DELIVERY_TIMEOUT_MS = 10_000;
+/** Finished deliveries kept of each outcome (delivered, dead; webhooks' and A2A pushes' apart); pending ones are all kept. */
+const KEEP_FINISHED_DELIVERIES = 1_000;
 const PARALLEL = 6;
 
 interface WebhookRow extends Record<string, string | number> {
@@ -80,6 +82,9 @@ export function toDelivery(row: DeliveryRow): Delivery {
  * retried from its alarm until they land or die.
  */
 export class AgentWebhooks {
+  /** Deliveries a pass has taken (waiting for their batch or being sent): no other pass sends them. */
+  private readonly claimed = new Set<string>();
+  /** Deliveries whose request is out now. */
   private readonly sending = new Set<string>();
   /**
    * Manual retries asked for while their delivery was in flight: the send's own outcome, written
@@ -202,6 +207,21 @@ export class AgentWebhooks {
     this.queued = true;
   }
 
+  /**
+   * Retention: finished deliveries beyond the newest `keep` of their outcome. Each holds its
+   * event's payload (an execution with its output, up to 1 MiB), and nothing else ever removed
+   * them: an agent with a webhook grew its storage by every execution it ran, to the object's limit.
+   */
+  prune(keep = KEEP_FINISHED_DELIVERIES): void {
+    if (!this.schema.has('webhooks')) return;
+    this.sql.run(
+      `DELETE FROM deliveries WHERE id IN (SELECT id FROM (
+         SELECT id, row_number() OVER (PARTITION BY status, webhook_id LIKE 'a2a:%' ORDER BY id DESC) AS n
+         FROM deliveries WHERE status IN ('delivered', 'dead')) WHERE n > ?)`,
+      keep,
+    );
+  }
+
   /** Whether deliveries were queued since the last send (see `queued`). */
   hasQueued(): boolean {
     return this.queued;
@@ -217,24 +237,40 @@ export class AgentWebhooks {
          WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT 50`,
         now,
       )
-      .filter((d) => !this.sending.has(d.id));
+      .filter((d) => !this.claimed.has(d.id));
+    // Claimed before the first send, not as each batch starts: a second pass meanwhile (the
+    // alarm, another change's flush) would otherwise send the later batches too, and this pass
+    // send them again after they landed, overwriting their record with stale attempt counts.
+    for (const d of due) this.claimed.add(d.id);
     let landed = 0;
-    for (let i = 0; i < due.length; i += PARALLEL) {
-      const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
-      landed += results.filter(Boolean).length;
+    try {
+      for (let i = 0; i < due.length; i += PARALLEL) {
+        const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
+        landed += results.filter(Boolean).length;
+      }
+    } finally {
+      // A pass that failed part way leaves its unsent deliveries to the next one.
+      for (const d of due) if (!this.sending.has(d.id)) this.claimed.delete(d.id);
     }
     return landed;
   }
 
-  private async send(delivery: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
-    const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
-    const url = push?.url ?? delivery.url;
-    if (url === null || (push === null && delivery.secret === null)) {
-      this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
-      return false;
-    }
-    this.sending.add(delivery.id);
+  /** Sends one delivery claimed by `deliverDue`, and releases the claim. */
+  private async send(selected: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
+    // Read again: while it waited for its batch, its webhook may have been deleted (it is dead
+    // now) or a manual retry may have reset its attempts.
+    let delivery = selected;
     try {
+      const current = this.sql.one<{ status: string; attempts: number }>('SELECT status, attempts FROM deliveries WHERE id = ?', selected.id);
+      if (current?.status !== 'pending') return false;
+      delivery = { ...selected, attempts: current.attempts };
+      this.sending.add(delivery.id);
+      const push = delivery.url === null ? this.pushTarget(delivery.webhook_id) : null;
+      const url = push?.url ?? delivery.url;
+      if (url === null || (push === null && delivery.secret === null)) {
+        this.settle(delivery, { dead: true, error: 'the webhook was deleted' });
+        return false;
+      }
       // Checked again right before the call: the name may point elsewhere since it was stored.
       // A URL that can never pass is dead at once; a refused answer fails this attempt only.
       const check = await checkOutboundUrl(url, this.policy());
@@ -262,6 +298,7 @@ export class AgentWebhooks {
       this.settle(delivery, { error: error instanceof Error ? error.message : String(error) });
     } finally {
       this.sending.delete(delivery.id);
+      this.claimed.delete(delivery.id);
       // Its outcome is recorded above; the retry asked for meanwhile still goes out.
       if (this.resendAfter.delete(delivery.id)) this.resetForRetry(delivery.id, Date.now());
     }

@@ -373,9 +373,10 @@ export class AgentDO extends DurableObject<Env> {
     await this.background.armAlarm();
   }
 
-  /** Retention: old idempotency keys, finished executions beyond the newest 1,000, transaction outcomes, A2A tasks of pruned executions. */
+  /** Retention: old idempotency keys, finished executions and deliveries beyond the newest 1,000, transaction outcomes, A2A tasks of pruned executions. */
   private prune(now: number): void {
     this.store.prune(now);
+    this.webhooks.prune();
     this.tx.prune(now);
     this.a2aServer.tasks.prune();
   }

@@ -1,6 +1,6 @@
 import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, eventually, newAgent, newTenant } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { frameReader, openSocket, type Frame } from './support/sse';
 
 
@@ -126,6 +126,27 @@ describe('event stream', () => {
     const behind = await readFrames(await open(key, id, 3), (f) => f.length >= 10);
     expect(behind.frames[0]).toEqual({ event: 'gap', data: { missedFrom: 4, missedTo: 6 } });
     expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
+  });
+
+  it('ends the stream of a client that stopped reading once 4 MiB wait for it, and the client resumes from the log', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    const res = await open(key, id);
+    // Executions whose succeeded events carry 1 MB each (an output's most): more than the stream may hold unread.
+    for (const outputBytes of [1_000_000, 1_000_000, 1_000_000, 1_000_000, 1_000_000, 10]) {
+      expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes } } } })).status).toBe(200);
+    }
+    const { frames, ended } = await readFrames(res, () => false);
+    expect(ended).toBe(true);
+    const events = frames.filter((f) => f.id !== undefined);
+    const last = frames.at(-1);
+    expect(last).toMatchObject({ event: 'behind', data: { lastEventId: events.at(-1)?.id } });
+    expect(last?.data.backlogBytes).toBeGreaterThan(4 * 1024 * 1024);
+    expect(events.map((f) => f.id)).toEqual(Array.from({ length: events.length }, (_, i) => i + 1));
+    expect(events.length).toBeLessThan(18);
+    // Nothing is lost: a resume from the last id it got carries on to the last execution's end.
+    const rest = await readEvents(await open(key, id, events.at(-1)?.id), 18 - events.length);
+    expect(rest.map((e) => e.id)).toEqual(Array.from({ length: 18 - events.length }, (_, i) => events.length + i + 1));
   });
 
   it('ends an open stream when its agent is deleted', async () => {

@@ -154,6 +154,105 @@ describe('outgoing webhooks', () => {
     expect((await received(inFlight?.id ?? '')).length).toBe(2);
   });
 
+  /**
+   * Eight deliveries of an agent, failed once while their receiver (answering in 500 ms) was
+   * down and due again: more than one delivery pass sends at once (six).
+   */
+  async function pileUp() {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const target = `overlap-${id}`;
+    const count = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    await control(target, true);
+    let webhookId = '';
+    try {
+      webhookId = (await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=500`), events: ['execution.succeeded'] } })).body.id;
+      for (let i = 0; i < 8; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 8 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await control(target, false);
+    }
+    type Hooks = { deliverDue(): Promise<number>; delete(id: string): boolean };
+    /** Runs `fn` in the object with its webhooks, every pending delivery due now. */
+    const inObject = (fn: (hooks: Hooks) => Promise<void>) =>
+      runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
+        state.storage.sql.exec("UPDATE deliveries SET next_at = 0 WHERE status = 'pending'");
+        await fn((instance as { webhooks: Hooks }).webhooks);
+      });
+    return { key, id, webhookId, count, inObject };
+  }
+
+  it('sends each due delivery once when a second delivery pass starts while the first is still sending', async () => {
+    const { key, id, count, inObject } = await pileUp();
+    await inObject(async (hooks) => {
+      const first = hooks.deliverDue();
+      // The first pass has its first six in flight; a second pass (as the alarm or another
+      // change's flush would start) must leave the first pass's other two to it.
+      await eventually(async () => (await count()) === 6);
+      const second = hooks.deliverDue();
+      await Promise.all([first, second]);
+    });
+    const delivered = await deliveries(key, id, 'delivered');
+    expect(delivered).toHaveLength(8);
+    for (const delivery of delivered) {
+      expect(delivery.attempts).toBe(2);
+      expect(await received(delivery.id)).toHaveLength(1);
+    }
+    expect(await count()).toBe(8);
+  });
+
+  it('does not send the deliveries still waiting in a pass when their webhook is deleted meanwhile', async () => {
+    const { key, id, webhookId, count, inObject } = await pileUp();
+    await inObject(async (hooks) => {
+      const pass = hooks.deliverDue();
+      await eventually(async () => (await count()) === 6);
+      expect(hooks.delete(webhookId)).toBe(true);
+      await pass;
+    });
+    expect(await count()).toBe(6);
+    const dead = await deliveries(key, id, 'dead');
+    expect(dead).toHaveLength(2);
+    for (const delivery of dead) {
+      expect(delivery).toMatchObject({ attempts: 1, lastError: 'the webhook was deleted' });
+      expect(await received(delivery.id)).toHaveLength(0);
+    }
+  });
+
+  it('keeps the newest 1,000 delivered deliveries and the newest 1,000 dead letters, and every pending one', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // Subscribed to failures only: the execution below that runs retention adds no delivery.
+    const hook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=kept-${id}`), events: ['execution.failed'] } });
+    const inObject = <T>(fn: (state: DurableObjectState) => T) => runInDurableObject(stubOf(tenantId, id), (_i, state) => fn(state));
+    const count = (status: string) => inObject((state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM deliveries WHERE status = ?', status).one().n);
+    await inObject((state) => {
+      const insert = (status: string, n: number, nextAt: number | null) =>
+        state.storage.sql.exec(
+          `WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < ?)
+           INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at)
+           SELECT printf('msg_0%s%05d', ?, n), ?, 'execution.failed', '{}', ?, 1, ?, 0 FROM i`,
+          n, status, hook.body.id, status, nextAt,
+        );
+      insert('delivered', 1_003, null);
+      insert('dead', 1_002, null);
+      insert('pending', 2, Date.now() + 3_600_000);
+      // Retention last ran five minutes ago, as far as the record says: the next flush runs it.
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'retained_at'");
+    });
+    await abortAllDurableObjects();
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } })).status).toBe(200);
+    await eventually(async () => (await count('delivered')) === 1_000);
+    expect(await count('dead')).toBe(1_000);
+    expect(await count('pending')).toBe(2);
+    // The oldest of each went.
+    const oldest = (status: string) => inObject((state) => state.storage.sql.exec<{ id: string }>('SELECT min(id) AS id FROM deliveries WHERE status = ?', status).one().id);
+    expect(await oldest('delivered')).toBe('msg_0delivered00004');
+    expect(await oldest('dead')).toBe('msg_0dead00003');
+  });
+
   it('refuses to retry a delivery whose webhook was deleted (409 conflict), and keeps its record as it was', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
