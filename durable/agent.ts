@@ -395,6 +395,5 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   private locked = (txId: string): Result<never> => fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId });
-
   private notFound = (): Result<never> => fail('not_found', 'agent not found');
 }
