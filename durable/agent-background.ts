@@ -5,8 +5,14 @@ import type { AgentWebhooks } from './agent-webhooks';
 import type { OutboxRow } from './agent-rows';
 import { drainOutbox, type AgentSnapshot, type ProjectionSink } from './outbox';
 
-/** While work is in flight the alarm wakes the object this often to resume anything orphaned. */
+/** While work is queued or running the alarm wakes the object at least this often to resume anything orphaned. */
 const WATCHDOG_MS = 30_000;
+/**
+ * While an execution waits on a remote upstream the alarm is kept at most this far out: should
+ * the instance go away meanwhile (a restart, an eviction), nothing else starts a new one until a
+ * request comes, and the new one must resume the run well before its deadline (30 s by default).
+ */
+const RUN_WATCHDOG_MS = 5_000;
 /** Fallback delivery of the outbox when the immediate flush did not get it all out. */
 const OUTBOX_RETRY_MS = 5_000;
 /**
@@ -103,6 +109,17 @@ export class BackgroundWork {
     if (this.alarmAt === null || this.alarmAt > Date.now() + FLUSH_FALLBACK_MS) {
       void (queued && !this.store.hasTimedFeatures() ? this.armAt(Date.now() + FLUSH_FALLBACK_MS) : this.armAlarm(FLUSH_FALLBACK_MS));
     }
+  }
+
+  /**
+   * An execution waits on a remote upstream: the alarm is brought within RUN_WATCHDOG_MS (one
+   * storage write at most every RUN_WATCHDOG_MS per agent; the alarm handler calls this again
+   * while such a run goes on). An in-process upstream never waits across a restart: its accept
+   * and finish commit together.
+   */
+  watchRunning(): void {
+    const due = Date.now() + RUN_WATCHDOG_MS;
+    if (this.alarmAt === null || this.alarmAt > due) void this.armAt(due);
   }
 
   /**

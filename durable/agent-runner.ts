@@ -34,6 +34,8 @@ export interface RunnerHooks {
   changed(id: string, now: number, row?: ExecutionRow): void;
   /** After changes, outside any transaction: deliver the outbox and keep the alarm armed. */
   settled(): void;
+  /** A run is about to wait on a remote upstream: the alarm must be near enough to resume it after a restart. */
+  waiting(): void;
   /** Whether a prepared transaction holds the context (a context patch must not land). */
   contextLocked(): boolean;
   /** The execution as the API shows it (from `row` when the caller has it), or null if the agent is gone. */
@@ -48,18 +50,14 @@ export interface RunnerHooks {
  */
 export class ExecutionRunner {
   private readonly inflight = new Map<string, AbortController>();
+  /** The runs of `inflight` waiting on a remote upstream: a restart would orphan them. */
+  private readonly remote = new Set<string>();
   /** Sync callers waiting for an execution; `null` tells them the agent is gone. */
   private readonly waiters = new Map<string, ((finished?: ExecutionRow | null) => void)[]>();
   private orphansResumed = false;
-  /**
-   * Set once the queue was seen empty, cleared by every new execution (`pump({ queued: true })`):
-   * while set, pumping costs no statement. A new instance knows nothing, so it looks.
-   */
+  /** Set once the queue was seen empty, cleared by every new execution: while set, pumping costs no statement. */
   private queueEmpty = false;
-  /**
-   * Set when a run ended without writing its outcome (storage refused even the failure): its
-   * row may still say `running` with nothing here running it, until the watchdog resumes it.
-   */
+  /** A run ended without writing its outcome (storage refused): its row says `running` until the watchdog resumes it. */
   private outcomeUnwritten = false;
   /** The timer that fails the first queued execution at its deadline, and when it fires. */
   private expiry: { at: number; timer: ReturnType<typeof setTimeout> } | undefined;
@@ -72,14 +70,17 @@ export class ExecutionRunner {
   ) {}
 
   /**
-   * Whether no execution of this agent is running, known without a read: this instance has
-   * taken over whatever an earlier one left running, runs nothing now, and wrote every
-   * outcome. Every row marked running has its run here from the same synchronous turn on, so
-   * nothing else can be running; while runs are in flight the rows are counted instead (a
-   * cancelled one is still here until its run unwinds).
+   * Whether no execution of this agent is running, known without a read: this instance took over
+   * what an earlier one left running, runs nothing now, and wrote every outcome (every row marked
+   * running has its run here from the same synchronous turn on).
    */
   knowsNoneRunning(): boolean {
     return this.orphansResumed && this.inflight.size === 0 && !this.outcomeUnwritten;
+  }
+
+  /** Whether a run waits on a remote upstream (the alarm must stay near: BackgroundWork.watchRunning). */
+  waitsRemote(): boolean {
+    return this.remote.size > 0;
   }
 
   /** Cancels an unfinished execution (REST and A2A alike); false if it had finished. */
@@ -260,6 +261,10 @@ export class ExecutionRunner {
       });
       // Cancelled (or the agent deleted) while the pool loaded: both abort this controller.
       if (controller.signal.aborted) return;
+      if (config.upstream.kind !== 'builtin') {
+        this.remote.add(id);
+        this.hooks.waiting();
+      }
       const outcome = await invokeUpstream(
         upstream,
         {
@@ -286,6 +291,7 @@ export class ExecutionRunner {
       }
     } finally {
       this.inflight.delete(id);
+      this.remote.delete(id);
       this.notify(id);
       this.pump();
       this.hooks.settled();

@@ -76,6 +76,7 @@ export class AgentDO extends DurableObject<Env> {
     this.runner = new ExecutionRunner(ctx.storage, env, this.store, {
       changed: (id, now, row) => this.changes.record(id, now, row),
       settled: () => this.background.afterChange(),
+      waiting: () => this.background.watchRunning(),
       contextLocked: () => this.tx.lock() !== undefined,
       view: (id, row) => this.store.executionOrNull(id, row),
     });
@@ -234,9 +235,7 @@ export class AgentDO extends DurableObject<Env> {
     if (!row) return this.notFound();
     const execution = this.store.execution(id);
     if (!execution) return fail('not_found', `execution ${id} not found`);
-    if (!this.runner.cancel(id)) {
-      return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.store.config(row).id) });
-    }
+    if (!this.runner.cancel(id)) return fail('already_finished', `execution ${id} already ${execution.status}`, { execution: toExecution(execution, this.store.config(row).id) });
     return ok(this.store.executionView(id));
   }
 
@@ -371,6 +370,7 @@ export class AgentDO extends DurableObject<Env> {
       this.background.retainIfDue();
     }
     await this.background.armAlarm();
+    if (this.runner.waitsRemote()) this.background.watchRunning();
   }
 
   /** Retention: old idempotency keys, finished executions and deliveries beyond the newest 1,000, transaction outcomes, A2A tasks of pruned executions. */

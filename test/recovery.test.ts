@@ -16,6 +16,10 @@ describe('recovery and the outbox', () => {
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
     const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'long', input: { mock: { delayMs: 2000 } }, mode: 'async', timeoutMs: 20_000 } });
     await eventually(async () => (await upstreamRequests(exec.body.id)).length === 1);
+    // With no request to start it, a new instance starts at the alarm: it must come well before
+    // the deadline (the default timeoutMs is 30 s), not at a 30 s watchdog that resumes only to fail.
+    const alarm = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => state.storage.getAlarm());
+    expect((alarm ?? Infinity) - Date.now()).toBeLessThanOrEqual(5_000);
 
     await abortAllDurableObjects(); // the object restarts: in-memory work is gone, storage stays
     expect(await runDurableObjectAlarm(stubOf(tenantId, id))).toBe(true);
@@ -33,7 +37,7 @@ describe('recovery and the outbox', () => {
   it('takes up work left by a restart on the next request of any kind, not at the watchdog alarm', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
-    // The watchdog alarm is 30 s out: as late as the default deadline, so waiting for it would fail these.
+    // A client's poll need not wait for the watchdog alarm (up to 5 s out).
     const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'a', input: { mock: { delayMs: 1000 } }, mode: 'async' } });
     const queued = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'b', mode: 'async' } });
     await eventually(async () => (await upstreamRequests(running.body.id)).length === 1);
