@@ -1,5 +1,8 @@
+import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, newAgent, newTenant } from './support/api';
+import { SendMessageRequest, TaskState } from '@a2a-js/sdk';
+import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client';
+import { api, BASE, newAgent, newTenant } from './support/api';
 
 const legacy = (key: string, agentId: string, method: string, params: unknown) =>
   api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 4, method, params } });
@@ -24,5 +27,40 @@ describe('A2A v0.3 push notification configs', () => {
     expect(named.body.result.pushNotificationConfig).toMatchObject({ id: 'second', url: 'https://hooks.example/two' });
     const unknown = await legacy(key, id, 'tasks/pushNotificationConfig/get', { id: taskId, pushNotificationConfigId: 'third' });
     expect(unknown.body.error).toMatchObject({ code: -32001 });
+  });
+});
+
+describe('A2A v0.3 agent card', () => {
+  it('a card asked for without A2A-Version (a v0.3 client) also carries the v0.3 fields, so such a client finds the endpoint and its auth', async () => {
+    // v0.3 clients send no A2A-Version and read the endpoint from the card's `url`, the auth
+    // from `security` and `securitySchemes` (`type: "http"`); a v1.0-only card had none of them,
+    // so they could not use an agent whose endpoint serves v0.3 all the same.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { a2a: { publicCard: true } });
+    const path = `/a2a/${id}/.well-known/agent-card.json`;
+    const legacyCard = await api(path);
+    expect(legacyCard.status).toBe(200);
+    expect(legacyCard.headers.get('vary')).toMatch(/A2A-Version/i);
+    expect(legacyCard.body).toMatchObject({
+      url: `${BASE}/a2a/${id}/`, preferredTransport: 'JSONRPC', protocolVersion: '0.3.0', supportsAuthenticatedExtendedCard: false,
+      security: [{ bearer: [] }], securitySchemes: { bearer: { type: 'http', scheme: 'Bearer' } },
+    });
+    // Still the v1.0 card too, for a client that reads it without the header.
+    const current = await api(path, { headers: { 'a2a-version': '1.0' } });
+    expect(current.body).toEqual(expect.objectContaining({ supportedInterfaces: legacyCard.body.supportedInterfaces, securityRequirements: legacyCard.body.securityRequirements }));
+    expect(legacyCard.body.securitySchemes.bearer.httpAuthSecurityScheme).toEqual(current.body.securitySchemes.bearer.httpAuthSecurityScheme);
+    // A v1.0 client asks with A2A-Version: 1.0 and gets the v1.0 card alone, with its own ETag.
+    for (const field of ['url', 'preferredTransport', 'protocolVersion', 'security', 'supportsAuthenticatedExtendedCard']) expect(current.body).not.toHaveProperty(field);
+    expect(current.body.securitySchemes.bearer).not.toHaveProperty('type');
+    expect(current.headers.get('etag')).not.toBe(legacyCard.headers.get('etag'));
+    expect((await api(path, { headers: { 'if-none-match': legacyCard.headers.get('etag')! } })).status).toBe(304);
+    // The SDK's v0.3 client transport, pointed at the card's url, is served.
+    const transport = new LegacyJsonRpcTransport({ endpoint: legacyCard.body.url, fetchImpl: (input, init) => {
+      const request = new Request(input, init);
+      request.headers.set('authorization', `Bearer ${key}`);
+      return SELF.fetch(request);
+    } });
+    const sent = await transport.sendMessage(SendMessageRequest.fromJSON({ message: { messageId: 'legacy-card-1', role: 'ROLE_USER', parts: [{ text: 'hello' }] } }));
+    expect(sent).toMatchObject({ id: expect.stringMatching(/^ex_/), status: { state: TaskState.TASK_STATE_COMPLETED } });
   });
 });
