@@ -1,4 +1,4 @@
-import { AgentCard, StreamResponse, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
+import { AgentCard, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { DefaultExecutionEventBusManager, JsonRpcTransportHandler } from '@a2a-js/sdk/server';
@@ -10,6 +10,7 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
+import { pushBodies, pushContentType } from './a2a-push-wire';
 import { paramsShapeProblem } from './a2a-params-shape';
 import { callContext, shownAnswer, shownError } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
@@ -125,15 +126,15 @@ export class A2AServer {
     if (listeners) queueMicrotask(() => { for (const listener of [...listeners]) listener(); });
     if (!this.tasks.hasPushConfigs()) return;
     const taskId = this.tasks.taskIdOf(executionId);
-    const configs = this.tasks.configs(taskId);
+    const configs = this.tasks.pushConfigs(taskId);
     if (configs.length === 0) return;
     const record = this.tasks.record(taskId);
     // Only the task's current turn speaks for it.
     if (!record || record.execution?.id !== executionId) return;
     const task = this.tasks.view(taskId);
     if (!task) return;
-    const payload = JSON.stringify(StreamResponse.toJSON({ payload: { $case: 'task', value: task } }));
-    for (const config of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, payload, now);
+    const body = pushBodies(task);
+    for (const { config, wire } of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, body(wire), now);
   }
 
   /**
@@ -149,9 +150,10 @@ export class A2AServer {
   /** The URL and headers of a push delivery (A2A's auth, not Standard Webhooks signing); null if the config is gone. */
   pushTarget(target: string): { url: string; headers: Record<string, string> } | null {
     const [, taskId, configId] = /^a2a:([^:]+):(.+)$/.exec(target) ?? [];
-    const config = taskId && configId ? this.tasks.configs(taskId).find((c) => c.id === configId) : undefined;
-    if (!config) return null;
-    const headers: Record<string, string> = { 'content-type': 'application/a2a+json' };
+    const found = taskId && configId ? this.tasks.pushConfigs(taskId).find((c) => c.config.id === configId) : undefined;
+    if (!found) return null;
+    const { config } = found;
+    const headers: Record<string, string> = { 'content-type': pushContentType(found.wire) };
     if (config.token) headers['x-a2a-notification-token'] = config.token;
     if (config.authentication?.scheme && config.authentication.credentials) headers.authorization = `${config.authentication.scheme} ${config.authentication.credentials}`;
     return { url: config.url, headers };

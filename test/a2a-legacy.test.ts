@@ -1,8 +1,8 @@
-import { SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { SendMessageRequest, TaskState } from '@a2a-js/sdk';
 import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client';
-import { api, BASE, newAgent, newTenant } from './support/api';
+import { api, BASE, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 const legacy = (key: string, agentId: string, method: string, params: unknown) =>
   api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 4, method, params } });
@@ -62,5 +62,36 @@ describe('A2A v0.3 agent card', () => {
     } });
     const sent = await transport.sendMessage(SendMessageRequest.fromJSON({ message: { messageId: 'legacy-card-1', role: 'ROLE_USER', parts: [{ text: 'hello' }] } }));
     expect(sent).toMatchObject({ id: expect.stringMatching(/^ex_/), status: { state: TaskState.TASK_STATE_COMPLETED } });
+  });
+});
+
+describe('A2A v0.3 push notifications', () => {
+  it('a config made with the v0.3 names is sent the task in v0.3 form; one made in 1.0 the StreamResponse', async () => {
+    // A v0.3 client's receiver reads a v0.3 Task ({kind: "task", status: {state: "completed"}});
+    // deliveries used to be v1.0's {"task": {...}} for every config, which it cannot read.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const legacyToken = `tok-${uniqueId()}`;
+    const currentToken = `tok-${uniqueId()}`;
+    const sent = await legacy(key, id, 'message/send', {
+      message: { kind: 'message', messageId: `tck-long-running-${uniqueId()}`, role: 'user', parts: [{ kind: 'text', text: 'hello' }] },
+      configuration: { blocking: false, pushNotificationConfig: { url: mockUrl('/a2a-push'), token: legacyToken } },
+    });
+    const taskId: string = sent.body.result.id;
+    const made = await api(`/a2a/${id}/`, { key, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 5, method: 'CreateTaskPushNotificationConfig', params: { taskId, url: mockUrl('/a2a-push'), token: currentToken } } });
+    expect(made.body.result).toMatchObject({ taskId });
+
+    type Received = { body: Record<string, any>; headers: Record<string, string> };
+    const deliveries = (token: string) => eventually(async () => {
+      const { requests } = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${token}`)).json()) as { requests: Received[] };
+      return requests.some((r) => JSON.stringify(r.body).includes('ompleted') || JSON.stringify(r.body).includes('COMPLETED')) && requests;
+    }, 15_000);
+    const [legacyDelivery] = await deliveries(legacyToken);
+    expect(legacyDelivery!.headers['content-type']).toMatch(/^application\/json/);
+    expect(legacyDelivery!.body).toMatchObject({ kind: 'task', id: taskId, contextId: expect.any(String), status: { state: expect.stringMatching(/^(submitted|working|completed)$/) } });
+    expect(legacyDelivery!.body).not.toHaveProperty('task');
+    const [currentDelivery] = await deliveries(currentToken);
+    expect(currentDelivery!.headers['content-type']).toBe('application/a2a+json');
+    expect(currentDelivery!.body).toMatchObject({ task: { id: taskId, status: { state: expect.stringMatching(/^TASK_STATE_/) } } });
   });
 });
