@@ -1,7 +1,7 @@
 import type { AgentConfig } from '../schemas/agent';
 import type { A2AVersion } from './rpc-error';
 
-/** The A2A protocol version this gateway speaks, and the only one on its cards. */
+/** The A2A protocol version of the cards' interface (a v0.3 client's card also names 0.3.0 at its top level). */
 export const A2A_VERSION = '1.0';
 
 /** Where an agent's A2A endpoint lives, relative to the gateway's origin. */
