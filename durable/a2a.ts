@@ -19,6 +19,15 @@ import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
 /** A JSON-RPC answer, or an SSE stream of them (SendStreamingMessage, SubscribeToTask). */
+/**
+ * A stream sends an SSE comment after this long without an event, as the event stream does:
+ * a turn may run 5 minutes between its WORKING and its end, and proxies that close idle
+ * connections (60 s is a common default) would cut the client off. A setting, not a
+ * constant, so that the tests can wait less.
+ */
+export const A2A_STREAMS = { heartbeatMs: 15_000 };
+const HEARTBEAT_FRAME = new TextEncoder().encode(': heartbeat\n\n');
+
 export type A2AReply = { kind: 'json'; body: unknown } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };
 
 export interface A2ARequest {
@@ -95,22 +104,38 @@ export class A2AServer {
     }
     const encoder = new TextEncoder();
     const encode = request.version === '0.3' ? (event: unknown) => encoder.encode(formatSSEEvent(withLegacyFinal(event))) : (event: unknown) => encoder.encode(formatSSEEvent(event));
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    let quiet = true;
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        if (!first.done) controller.enqueue(encode(first.value));
-        if (first.done) controller.close();
+        if (first.done) return controller.close();
+        controller.enqueue(encode(first.value));
+        // Frames are enqueued whole, so a comment never lands inside an event.
+        heartbeat = setInterval(() => {
+          if (!quiet) return void (quiet = true);
+          try {
+            controller.enqueue(HEARTBEAT_FRAME);
+          } catch {
+            clearInterval(heartbeat);
+          }
+        }, A2A_STREAMS.heartbeatMs);
       },
       async pull(controller) {
         try {
           const next = await iterator.next();
-          if (next.done) controller.close();
-          else controller.enqueue(encode(next.value));
+          quiet = false;
+          if (next.done) {
+            clearInterval(heartbeat);
+            controller.close();
+          } else controller.enqueue(encode(next.value));
         } catch (error) {
+          clearInterval(heartbeat);
           controller.enqueue(encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) })));
           controller.close();
         }
       },
       async cancel() {
+        clearInterval(heartbeat);
         await iterator.return?.(undefined);
       },
     });
