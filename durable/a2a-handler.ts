@@ -1,4 +1,7 @@
-import { TaskState, type AgentCard, type CancelTaskRequest, type Message, type StreamResponse, type SubscribeToTaskRequest, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
+import {
+  TaskState, type AgentCard, type CancelTaskRequest, type ListTaskPushNotificationConfigsRequest, type ListTaskPushNotificationConfigsResponse, type Message,
+  type StreamResponse, type SubscribeToTaskRequest, type Task, type TaskPushNotificationConfig,
+} from '@a2a-js/sdk';
 import { RequestMalformedError, TaskNotCancelableError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import {
   DefaultRequestHandler, RequestContext, type AgentExecutionEvent, type AgentExecutor, type ExecutionEventBusManager,
@@ -90,6 +93,21 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
       throw new UnsupportedOperationError(`Task ${params.id} is ${TaskState[state]}: a finished task cannot be subscribed to; read it with GetTask`);
     }
     yield* super.resubscribe(params, context);
+  }
+
+  /**
+   * A page of a task's push configs, oldest first: at most `pageSize` (all when it is 0 or
+   * absent, as in v0.3, which has no paging), the next page's token the position to go on from.
+   * The SDK answers every config with an empty token whatever `pageSize` asks for.
+   */
+  override async listTaskPushNotificationConfigs(params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext): Promise<ListTaskPushNotificationConfigsResponse> {
+    const { pageSize = 0, pageToken = '' } = params;
+    if (!Number.isInteger(pageSize) || pageSize < 0) throw new RequestMalformedError('pageSize must be a non-negative integer');
+    const start = pageToken === '' ? 0 : /^[1-9]\d{0,3}$/.test(pageToken) ? Number(pageToken) : -1;
+    if (start < 0) throw new RequestMalformedError('pageToken is not one this server issued');
+    const { configs } = await super.listTaskPushNotificationConfigs(params, context);
+    const end = pageSize === 0 ? configs.length : start + pageSize;
+    return { configs: configs.slice(start, end), nextPageToken: end < configs.length ? String(end) : '' };
   }
 
   /**

@@ -1,7 +1,6 @@
 import { TaskState, type ListTasksRequest, type ListTasksResponse, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
-import { TaskPushNotificationConfig as PushConfigCodec } from '@a2a-js/sdk';
 import { TERMINAL } from '../worker/schemas/execution';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
 import type { DeferredSchema } from './agent-schema';
@@ -10,6 +9,8 @@ import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, typ
 import { storableTask } from './a2a-large';
 import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
+import type { A2AVersion } from '../worker/a2a/rpc-error';
+import { readPushConfig, storedPushConfig } from './a2a-push-wire';
 
 interface TaskRow extends Record<string, string | number | null> {
   id: string;
@@ -216,7 +217,7 @@ export class A2AStore implements TaskStore {
     if (others >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
   }
 
-  async saveConfig(taskId: string, config: TaskPushNotificationConfig): Promise<void> {
+  async saveConfig(taskId: string, config: TaskPushNotificationConfig, wire: A2AVersion): Promise<void> {
     const id = config.id || crypto.randomUUID();
     await this.checkConfig(taskId, { id, url: config.url });
     // Pushes go out through the webhook deliveries: their tables exist before any push is
@@ -227,7 +228,7 @@ export class A2AStore implements TaskStore {
     this.sql.run(
       `INSERT INTO a2a_push_configs (task_id, id, config, created_at) VALUES (?, ?, ?, ?)
        ON CONFLICT(task_id, id) DO UPDATE SET config = excluded.config`,
-      taskId, id, JSON.stringify(PushConfigCodec.toJSON(config)), Date.now(),
+      taskId, id, JSON.stringify(storedPushConfig(config, wire)), Date.now(),
     );
     this.anyPushConfig = true;
   }
@@ -243,17 +244,23 @@ export class A2AStore implements TaskStore {
   }
 
   configs(taskId: string): TaskPushNotificationConfig[] {
+    return this.pushConfigs(taskId).map((c) => c.config);
+  }
+
+  /** A task's push configs, oldest first, each with the protocol version its deliveries speak. */
+  pushConfigs(taskId: string): { config: TaskPushNotificationConfig; wire: A2AVersion }[] {
     if (!this.hasSchema()) return [];
     return this.sql
       .all<{ config: string }>('SELECT config FROM a2a_push_configs WHERE task_id = ? ORDER BY created_at, id', taskId)
-      .map((r) => PushConfigCodec.fromJSON(JSON.parse(r.config)));
+      .map((r) => readPushConfig(r.config));
   }
 }
 
 /** The SDK-facing push store: the same rows, with the SDK's argument order. */
 export function pushStore(store: A2AStore, sql: Sql): PushNotificationStore {
   return {
-    save: (taskId, _context, config) => store.saveConfig(taskId, config),
+    // The caller's version decides the form of the config's deliveries (a2a-push-wire.ts).
+    save: (taskId, context, config) => store.saveConfig(taskId, config, context?.requestedVersion === '0.3' ? '0.3' : '1.0'),
     load: async (taskId) => store.configs(taskId),
     delete: async (taskId, _context, configId) => {
       sql.run('DELETE FROM a2a_push_configs WHERE task_id = ? AND id = ?', taskId, configId ?? taskId);

@@ -1,4 +1,4 @@
-import { AgentCard, StreamResponse, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
+import { AgentCard, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { DefaultExecutionEventBusManager, JsonRpcTransportHandler } from '@a2a-js/sdk/server';
@@ -10,6 +10,7 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
+import { pushBodies, pushContentType } from './a2a-push-wire';
 import { paramsShapeProblem } from './a2a-params-shape';
 import { callContext, shownAnswer, shownError } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
@@ -18,6 +19,15 @@ import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
 /** A JSON-RPC answer, or an SSE stream of them (SendStreamingMessage, SubscribeToTask). */
+/**
+ * A stream sends an SSE comment after this long without an event, as the event stream does:
+ * a turn may run 5 minutes between its WORKING and its end, and proxies that close idle
+ * connections (60 s is a common default) would cut the client off. A setting, not a
+ * constant, so that the tests can wait less.
+ */
+export const A2A_STREAMS = { heartbeatMs: 15_000 };
+const HEARTBEAT_FRAME = new TextEncoder().encode(': heartbeat\n\n');
+
 export type A2AReply = { kind: 'json'; body: unknown } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };
 
 export interface A2ARequest {
@@ -94,22 +104,38 @@ export class A2AServer {
     }
     const encoder = new TextEncoder();
     const encode = request.version === '0.3' ? (event: unknown) => encoder.encode(formatSSEEvent(withLegacyFinal(event))) : (event: unknown) => encoder.encode(formatSSEEvent(event));
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    let quiet = true;
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        if (!first.done) controller.enqueue(encode(first.value));
-        if (first.done) controller.close();
+        if (first.done) return controller.close();
+        controller.enqueue(encode(first.value));
+        // Frames are enqueued whole, so a comment never lands inside an event.
+        heartbeat = setInterval(() => {
+          if (!quiet) return void (quiet = true);
+          try {
+            controller.enqueue(HEARTBEAT_FRAME);
+          } catch {
+            clearInterval(heartbeat);
+          }
+        }, A2A_STREAMS.heartbeatMs);
       },
       async pull(controller) {
         try {
           const next = await iterator.next();
-          if (next.done) controller.close();
-          else controller.enqueue(encode(next.value));
+          quiet = false;
+          if (next.done) {
+            clearInterval(heartbeat);
+            controller.close();
+          } else controller.enqueue(encode(next.value));
         } catch (error) {
+          clearInterval(heartbeat);
           controller.enqueue(encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) })));
           controller.close();
         }
       },
       async cancel() {
+        clearInterval(heartbeat);
         await iterator.return?.(undefined);
       },
     });
@@ -125,15 +151,15 @@ export class A2AServer {
     if (listeners) queueMicrotask(() => { for (const listener of [...listeners]) listener(); });
     if (!this.tasks.hasPushConfigs()) return;
     const taskId = this.tasks.taskIdOf(executionId);
-    const configs = this.tasks.configs(taskId);
+    const configs = this.tasks.pushConfigs(taskId);
     if (configs.length === 0) return;
     const record = this.tasks.record(taskId);
     // Only the task's current turn speaks for it.
     if (!record || record.execution?.id !== executionId) return;
     const task = this.tasks.view(taskId);
     if (!task) return;
-    const payload = JSON.stringify(StreamResponse.toJSON({ payload: { $case: 'task', value: task } }));
-    for (const config of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, payload, now);
+    const body = pushBodies(task);
+    for (const { config, wire } of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, body(wire), now);
   }
 
   /**
@@ -149,9 +175,10 @@ export class A2AServer {
   /** The URL and headers of a push delivery (A2A's auth, not Standard Webhooks signing); null if the config is gone. */
   pushTarget(target: string): { url: string; headers: Record<string, string> } | null {
     const [, taskId, configId] = /^a2a:([^:]+):(.+)$/.exec(target) ?? [];
-    const config = taskId && configId ? this.tasks.configs(taskId).find((c) => c.id === configId) : undefined;
-    if (!config) return null;
-    const headers: Record<string, string> = { 'content-type': 'application/a2a+json' };
+    const found = taskId && configId ? this.tasks.pushConfigs(taskId).find((c) => c.config.id === configId) : undefined;
+    if (!found) return null;
+    const { config } = found;
+    const headers: Record<string, string> = { 'content-type': pushContentType(found.wire) };
     if (config.token) headers['x-a2a-notification-token'] = config.token;
     if (config.authentication?.scheme && config.authentication.credentials) headers.authorization = `${config.authentication.scheme} ${config.authentication.credentials}`;
     return { url: config.url, headers };

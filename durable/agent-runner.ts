@@ -3,7 +3,7 @@ import { regionTags } from '../worker/agents/placement';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { isTransientStorageError } from '../worker/lib/storage-errors';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
-import { TERMINAL, type Execution } from '../worker/schemas/execution';
+import { MAX_OUTPUT_BYTES, TERMINAL, type Execution } from '../worker/schemas/execution';
 import { MAX_CONTEXT_BYTES } from '../worker/schemas/agent';
 import { messageOf } from '../worker/upstream/builtin';
 import { invokeUpstream } from '../worker/upstream/invoke';
@@ -16,8 +16,7 @@ import type { AgentStore } from './agent-store';
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
 export { MAX_CONTEXT_BYTES };
-/** Largest output stored: with the input (≤ 256 KiB) it stays well under the 2 MB row limit. */
-export const MAX_OUTPUT_BYTES = 1024 * 1024;
+export { MAX_OUTPUT_BYTES };
 /** Waits before writing an outcome again after storage refused it (its transaction rolled back). */
 const FINISH_RETRY_MS = [50, 250, 1_000];
 

@@ -39,3 +39,34 @@ describe('ListTasks', () => {
     expect(bad.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken/) });
   });
 });
+
+describe('ListTaskPushNotificationConfigs', () => {
+  it('honours pageSize, paging with nextPageToken in the order the configs were made', async () => {
+    // It answered every config with an empty nextPageToken whatever pageSize asked for.
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const task = await send(key, id, 'push-list');
+    for (const n of [1, 2, 3]) {
+      expect((await call(key, id, 'CreateTaskPushNotificationConfig', { taskId: task.id, id: `cfg-${n}`, url: `https://hooks.example/${n}` })).body.result).toMatchObject({ id: `cfg-${n}` });
+    }
+    const configIds = (result: { configs?: { id: string }[] }) => (result.configs ?? []).map((c) => c.id);
+    const seen: string[] = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = (await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id, pageSize: 2, ...(pageToken && { pageToken }) })).body.result;
+      expect(configIds(page).length).toBeLessThanOrEqual(2);
+      seen.push(...configIds(page));
+      pageToken = page.nextPageToken ?? '';
+      pages++;
+    } while (pageToken && pages < 5);
+    expect(pages).toBe(2);
+    expect(seen).toEqual(['cfg-1', 'cfg-2', 'cfg-3']);
+    // Without pageSize (and in v0.3, which has none), every config at once.
+    expect(configIds((await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id })).body.result)).toEqual(['cfg-1', 'cfg-2', 'cfg-3']);
+    const bad = await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id, pageToken: 'nope' });
+    expect(bad.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken/) });
+    const negative = await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id, pageSize: -1 });
+    expect(negative.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageSize/) });
+  });
+});

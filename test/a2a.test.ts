@@ -8,6 +8,7 @@ import type { Client} from '@a2a-js/sdk/client';
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
 import { api, BASE, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 import { checkUpstream } from '../worker/agents/upstream-check';
+import { A2A_STREAMS } from '../durable/a2a';
 
 const CONFORMANCE = { kind: 'builtin', mode: 'a2a-conformance' };
 
@@ -251,6 +252,32 @@ describe('A2A streaming and push notifications', () => {
     expect(last.value.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
     const artifact = events.find((e) => e.payload?.$case === 'artifactUpdate')?.payload;
     expect(artifact?.$case === 'artifactUpdate' && artifact.value.artifact?.parts[0]?.content).toEqual({ $case: 'text', value: expect.stringMatching(/^You can follow your order/) });
+  });
+
+  it('keeps a quiet stream alive with SSE comments while a turn runs, which the SDK client skips', async () => {
+    // Between WORKING and the end of a turn (up to 5 minutes) a stream used to send nothing,
+    // and proxies that close idle connections (60 s is a common default) cut it.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    const saved = A2A_STREAMS.heartbeatMs;
+    A2A_STREAMS.heartbeatMs = 100; // the long-running turn takes about a second
+    try {
+      const body = { jsonrpc: '2.0', id: 1, method: 'SendStreamingMessage', params: { message: { messageId: `tck-long-running-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'slow' }] } } };
+      const res = await SELF.fetch(`${BASE}/a2a/${id}/`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' }, body: JSON.stringify(body) });
+      const text = await res.text();
+      expect(text).toMatch(/^: heartbeat$/m);
+      // Whole frames only: every event still parses, and the stream ends with the turn.
+      const events = text.split('\n\n').filter((frame) => frame.startsWith('data:')).map((frame) => JSON.parse(frame.slice(5)) as { result: Record<string, { status?: { state: string } }> });
+      expect(events.at(-1)?.result.statusUpdate?.status?.state).toBe('TASK_STATE_COMPLETED');
+      const client = await a2aClient(key, id);
+      const states: (TaskState | undefined)[] = [];
+      for await (const event of client.sendMessageStream(send('slow', { messageId: `tck-long-running-${uniqueId()}` }))) {
+        if (event.payload?.$case === 'statusUpdate') states.push(event.payload.value.status?.state);
+      }
+      expect(states.at(-1)).toBe(TaskState.TASK_STATE_COMPLETED);
+    } finally {
+      A2A_STREAMS.heartbeatMs = saved;
+    }
   });
 
   it('SubscribeToTask follows a running task to its end', async () => {

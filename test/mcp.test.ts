@@ -126,6 +126,23 @@ describe('MCP: tools', () => {
     expect(rest.body).toEqual(execution);
   });
 
+  it('returns an execution whose output is larger than an input may be (up to 1 MiB) or deeply nested, as REST does', async () => {
+    // An upstream output may take 1 MiB and any depth; the tools' output schema used to bound
+    // it like an execution's input (256 KiB, 32 levels), so such a succeeded execution came back
+    // as an "Output validation error" and a host could run it again.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const client = await connect(key);
+    const large = await value(client, 'execute_intent', { agentId: id, intent: 'x', input: { mock: { outputBytes: 300_000 } }, wait: true });
+    expect(large).toMatchObject({ status: 'succeeded', output: 'o'.repeat(300_000) });
+    expect(await value(client, 'get_execution', { agentId: id, executionId: large.id })).toEqual(large);
+    let nested: unknown = 'leaf';
+    for (let level = 0; level < 40; level++) nested = [nested];
+    const deep = await value(client, 'execute_intent', { agentId: id, intent: 'x', input: { mock: { body: JSON.stringify({ output: nested }) } }, wait: true });
+    expect(deep).toMatchObject({ status: 'succeeded', output: nested });
+    expect((await api(`/v1/agents/${id}/executions/${deep.id}`, { key })).body).toEqual(deep);
+  });
+
   it('execute_intent without wait returns the queued execution; get_execution follows it to the end', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -121,7 +121,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       middleware: [cardCaller()],
       request: { params: AgentIdParams },
       responses: {
-        200: { content: { 'application/json': { schema: Card } }, description: 'the agent card (A2A v1.0)', headers: CARD_HEADERS },
+        200: { content: { 'application/json': { schema: Card } }, description: "the agent card (A2A v1.0; without an A2A-Version header, as v0.3 clients ask, it also carries v0.3's fields: url, preferredTransport, protocolVersion, security)", headers: CARD_HEADERS },
         304: { description: 'not modified (If-None-Match)', headers: CARD_HEADERS },
         400: errorResponse('invalid_request: the agent id is not a valid id'),
         401: unauthorizedResponse('unauthorized: the card is not public and no valid key was given'),
@@ -141,9 +141,11 @@ export const a2a = new OpenAPIHono<AppEnv>()
       const isPublic = agent.a2a?.publicCard === true;
       // The registry's snapshot may lag a change; the agent's own config decides.
       if (!authenticated && !isPublic) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
-      const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin));
+      // A v0.3 client (no A2A-Version) gets the v0.3 fields too; any other version the v1.0 card.
+      const version = a2aVersion(c.req.header('a2a-version')) === '0.3' ? '0.3' : '1.0';
+      const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin, version));
       const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;
-      const headers = { etag, 'cache-control': isPublic ? PUBLIC_CARD_CACHE : PRIVATE_CARD_CACHE, vary: 'Authorization' };
+      const headers = { etag, 'cache-control': isPublic ? PUBLIC_CARD_CACHE : PRIVATE_CARD_CACHE, vary: 'Authorization, A2A-Version' };
       if (ifNoneMatch(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
       return c.body(body, 200, { ...headers, 'content-type': 'application/json' });
     },

@@ -21,6 +21,18 @@ export const CreateExecutionBody = z
   });
 export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 
+/** Largest output stored: with the input (≤ 256 KiB) it stays well under the 2 MB row limit. */
+export const MAX_OUTPUT_BYTES = 1024 * 1024;
+
+/**
+ * An execution's output as stored: whatever JSON the upstream answered, up to MAX_OUTPUT_BYTES
+ * (the runner fails a larger one with output_too_large) and at any depth (an upstream's reply
+ * is not refused for its nesting). Not `JsonValue`, whose bounds are an input's: the MCP tools
+ * check their results against this schema, and a succeeded execution with a 300 KB output came
+ * back as a tool error.
+ */
+const ExecutionOutput = z.unknown().openapi({ description: `the upstream's output: any JSON value (at most ${MAX_OUTPUT_BYTES} bytes)` });
+
 export const ExecutionError = z.object({
   code: z.string(),
   message: z.string(),
@@ -38,7 +50,7 @@ export const Execution = z
     intent: Intent,
     input: JsonValue,
     status: ExecutionStatus,
-    output: JsonValue.optional(),
+    output: ExecutionOutput.optional(),
     error: ExecutionError.optional(),
     attempts: z.number().int(),
     upstream: z.string().optional(),
