@@ -11,7 +11,7 @@ const HEARTBEAT_MS = 15_000;
  * holds whatever the client has not taken yet, in its memory (128 MB for every agent of the
  * isolate): a client that stopped reading, on a busy agent, would otherwise grow it without end.
  * Past this the stream ends after a `behind` notice; the client resumes from the log with
- * Last-Event-ID, as from any reconnect.
+ * Last-Event-ID, as from every reconnect.
  */
 export const STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
 /** Counts a stream's backlog in bytes, and asks for none ahead: every frame is enqueued as it happens. */

@@ -15,8 +15,8 @@ const INQUIRY_RETRY_MS = 2_000;
 /** An inquiry still unanswered after this long counts as the coordinator being unreachable. */
 export const INQUIRY_TIMEOUT_MS = 5_000;
 /**
- * Tombstones answer late prepares and repeated commits; a day outlives any retry. An operator's
- * (heuristic) outcome is kept as long as the agent: its coordinator may come back at any time,
+ * Tombstones answer late prepares and repeated commits; a day outlives every retry. An operator's
+ * (heuristic) outcome is kept as long as the agent: its coordinator may come back whenever,
  * and only the tombstone tells its decision apart from one the agent applied.
  */
 const OUTCOME_TTL_MS = 24 * 60 * 60_000;

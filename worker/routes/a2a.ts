@@ -141,7 +141,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       const isPublic = agent.a2a?.publicCard === true;
       // The registry's snapshot may lag a change; the agent's own config decides.
       if (!authenticated && !isPublic) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
-      // A v0.3 client (no A2A-Version) gets the v0.3 fields too; any other version the v1.0 card.
+      // A v0.3 client (no A2A-Version) gets the v0.3 fields too; every other version the v1.0 card.
       const version = a2aVersion(c.req.header('a2a-version')) === '0.3' ? '0.3' : '1.0';
       const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin, version));
       const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;

@@ -26,7 +26,7 @@ export const MAX_OUTPUT_BYTES = 1024 * 1024;
 
 /**
  * An execution's output as stored: whatever JSON the upstream answered, up to MAX_OUTPUT_BYTES
- * (the runner fails a larger one with output_too_large) and at any depth (an upstream's reply
+ * (the runner fails a larger one with output_too_large) and at every depth (an upstream's reply
  * is not refused for its nesting). Not `JsonValue`, whose bounds are an input's: the MCP tools
  * check their results against this schema, and a succeeded execution with a 300 KB output came
  * back as a tool error.
