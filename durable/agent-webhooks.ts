@@ -125,7 +125,8 @@ export class AgentWebhooks {
     const id = newId('wh');
     // Standard Webhooks format: "whsec_" and base64 of the key bytes (32 here).
     const secret = input.secret ?? `whsec_${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))}`;
-    const events = input.events ?? [...ALL_EVENTS];
+    // Each name once, in the order given: a repeated name subscribes to nothing more.
+    const events = [...new Set(input.events ?? ALL_EVENTS)];
     this.schema.ensure('webhooks');
     this.sql.run('INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)', id, input.url, JSON.stringify(events), secret, now);
     this.hooks = undefined;

@@ -45,6 +45,15 @@ describe('outgoing webhooks', () => {
     expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), secret: 'plain' } })).status).toBe(400);
   });
 
+  it('stores an events list with each name once, in the order first given', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), events: ['execution.failed', 'execution.succeeded', 'execution.failed'] } });
+    expect(res.status).toBe(201);
+    expect(res.body.events).toEqual(['execution.failed', 'execution.succeeded']);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data[0].events).toEqual(['execution.failed', 'execution.succeeded']);
+  });
+
   it('delivers each execution result signed per Standard Webhooks, verified by the standardwebhooks package', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
