@@ -228,6 +228,23 @@ export class AgentWebhooks {
     return this.queued;
   }
 
+  /**
+   * When the alarm is next needed for deliveries, given the earliest pending one's `next_at`:
+   * a delivery in flight here stays pending and due until its send ends, and counted, it kept
+   * the alarm due within a second, again and again, for a whole pass. So the earliest one not
+   * in flight counts, and those in flight only as a fallback once their sends must have ended
+   * (should the instance go away meanwhile); the pass re-arms the alarm when it settles.
+   */
+  nextDueAt(earliest: number, now: number): number {
+    if (this.claimed.size === 0 || earliest > now) return earliest;
+    const rows = this.sql.all<{ id: string; next_at: number }>(
+      "SELECT id, next_at FROM deliveries WHERE status = 'pending' ORDER BY next_at LIMIT ?",
+      this.claimed.size + 1,
+    );
+    const free = rows.find((row) => !this.claimed.has(row.id));
+    return Math.min(free?.next_at ?? Infinity, now + DELIVERY_TIMEOUT_MS);
+  }
+
   /** Sends every due delivery (not already in flight here); returns how many landed. */
   async deliverDue(now = Date.now()): Promise<number> {
     this.queued = false;
