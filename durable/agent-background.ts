@@ -240,7 +240,7 @@ export class BackgroundWork {
       chargeAt === null ? Infinity : Math.max(chargeAt, now + 1_000),
       active > 0 ? now + WATCHDOG_MS : Infinity,
       outboxAt === null ? Infinity : Math.max(outboxAt, now + outboxLead),
-      deliveryAt === null ? Infinity : Math.max(deliveryAt, now + 1_000),
+      deliveryAt === null ? Infinity : Math.max(this.webhooks.nextDueAt(deliveryAt, now), now + 1_000),
       preparedExpiry ?? Infinity,
     );
   }

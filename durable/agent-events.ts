@@ -64,7 +64,11 @@ export class AgentEvents {
     private readonly sql: Sql,
     private readonly ctx: DurableObjectState,
     private readonly db: D1Database,
-  ) {}
+  ) {
+    // The runtime answers the documented keep-alive itself: a client's ping neither wakes a
+    // hibernated object nor takes its turn behind the agent's work.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
+  }
 
   /** Appends an event (inside the caller's transaction) and pushes it to live subscribers; `json`: `data` serialised, if the caller has it. */
   record(type: string, data: unknown, now: number, json?: string): AgentEvent {
@@ -305,10 +309,8 @@ export class AgentEvents {
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
-  /** A client's message: `ping` is answered, anything else ignored. */
-  socketMessage(socket: WebSocket, message: string | ArrayBuffer): void {
-    if (message === 'ping') socket.send('pong');
-  }
+  /** A client's message other than `ping` (the runtime answers that one, see the constructor): ignored. */
+  socketMessage(_socket: WebSocket, _message: string | ArrayBuffer): void {}
 
   /** A client's close: completes the closing handshake (1005/1006 cannot be sent back). */
   socketClose(socket: WebSocket, code: number): void {

@@ -125,7 +125,8 @@ export class AgentWebhooks {
     const id = newId('wh');
     // Standard Webhooks format: "whsec_" and base64 of the key bytes (32 here).
     const secret = input.secret ?? `whsec_${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))}`;
-    const events = input.events ?? [...ALL_EVENTS];
+    // Each name once, in the order given: a repeated name subscribes to nothing more.
+    const events = [...new Set(input.events ?? ALL_EVENTS)];
     this.schema.ensure('webhooks');
     this.sql.run('INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)', id, input.url, JSON.stringify(events), secret, now);
     this.hooks = undefined;
@@ -225,6 +226,23 @@ export class AgentWebhooks {
   /** Whether deliveries were queued since the last send (see `queued`). */
   hasQueued(): boolean {
     return this.queued;
+  }
+
+  /**
+   * When the alarm is next needed for deliveries, given the earliest pending one's `next_at`:
+   * a delivery in flight here stays pending and due until its send ends, and counted, it kept
+   * the alarm due within a second, again and again, for a whole pass. So the earliest one not
+   * in flight counts, and those in flight only as a fallback once their sends must have ended
+   * (should the instance go away meanwhile); the pass re-arms the alarm when it settles.
+   */
+  nextDueAt(earliest: number, now: number): number {
+    if (this.claimed.size === 0 || earliest > now) return earliest;
+    const rows = this.sql.all<{ id: string; next_at: number }>(
+      "SELECT id, next_at FROM deliveries WHERE status = 'pending' ORDER BY next_at LIMIT ?",
+      this.claimed.size + 1,
+    );
+    const free = rows.find((row) => !this.claimed.has(row.id));
+    return Math.min(free?.next_at ?? Infinity, now + DELIVERY_TIMEOUT_MS);
   }
 
   /** Sends every due delivery (not already in flight here); returns how many landed. */

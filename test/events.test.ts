@@ -212,6 +212,22 @@ describe('event stream over a WebSocket', () => {
     socket.close();
   });
 
+  it('answers a ping message with pong from the runtime, without waking the object', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
+    expect(res.status).toBe(101);
+    const socket = res.webSocket as WebSocket;
+    const reply = new Promise<unknown>((resolve) => socket.addEventListener('message', (m) => resolve(m.data), { once: true }));
+    socket.accept();
+    socket.send('ping');
+    expect(await reply).toBe('pong');
+    // The runtime keeps when it last answered a socket by itself; the object's handler never does.
+    const answered = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => state.getWebSockets('events').map((ws) => state.getWebSocketAutoResponseTimestamp(ws)));
+    expect(answered).toEqual([expect.any(Date)]);
+    socket.close();
+  });
+
   it('closes open sockets when their agent is deleted', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -45,6 +45,15 @@ describe('outgoing webhooks', () => {
     expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), secret: 'plain' } })).status).toBe(400);
   });
 
+  it('stores an events list with each name once, in the order first given', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const res = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), events: ['execution.failed', 'execution.succeeded', 'execution.failed'] } });
+    expect(res.status).toBe(201);
+    expect(res.body.events).toEqual(['execution.failed', 'execution.succeeded']);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data[0].events).toEqual(['execution.failed', 'execution.succeeded']);
+  });
+
   it('delivers each execution result signed per Standard Webhooks, verified by the standardwebhooks package', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
@@ -152,6 +161,23 @@ describe('outgoing webhooks', () => {
     await eventually(async () => (await sent()) === 2, 15_000);
     await eventually(async () => (await deliveries(key, id, 'delivered')).length === 1, 15_000);
     expect((await received(inFlight?.id ?? '')).length).toBe(2);
+  });
+
+  it('leaves the alarm of a delivery being sent for the end of its send, not a second out', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const target = `slow-${id}`;
+    await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=5000`), events: ['execution.succeeded'] } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const sent = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    // The receiver has the send and holds it 5 s: the delivery is in flight, pending and due.
+    await eventually(async () => (await sent()) === 1);
+    expect(await runDurableObjectAlarm(stubOf(tenantId, id))).toBe(true);
+    // The alarm found only that delivery, already being sent: it used to arm itself a second
+    // out, and so again every second until the send ended.
+    const lead = await runInDurableObject(stubOf(tenantId, id), async (_instance, state) => ((await state.storage.getAlarm()) ?? Infinity) - Date.now());
+    expect(lead).toBeGreaterThan(2_000);
+    expect(await sent()).toBe(1);
   });
 
   /**
