@@ -30,6 +30,14 @@ const text = z.string();
 const texts = z.array(z.string());
 const object = z.record(z.string(), z.unknown());
 
+/**
+ * How many messages of a task's history to show: the spec's non-negative integer. The SDK took
+ * -1 or 1.5 as given (a negative length showed the whole history), and proto JSON's decoder
+ * made a number of a string.
+ */
+const NOT_A_LENGTH = 'is not a non-negative integer';
+const historyLength = z.number({ error: NOT_A_LENGTH }).int(NOT_A_LENGTH).min(0, NOT_A_LENGTH);
+
 /** Present: set to anything but null (proto JSON reads null as unset). */
 const given = (part: Record<string, unknown>, field: string): boolean => part[field] !== undefined && part[field] !== null;
 
@@ -74,8 +82,8 @@ const MessageV1 = z.looseObject({
 const ConfigurationV1 = z.looseObject({
   acceptedOutputModes: texts.nullish(),
   accepted_output_modes: texts.nullish(),
-  historyLength: z.number().int().nullish(),
-  history_length: z.number().int().nullish(),
+  historyLength: historyLength.nullish(),
+  history_length: historyLength.nullish(),
   returnImmediately: z.boolean().nullish(),
   return_immediately: z.boolean().nullish(),
 }).nullish();
@@ -105,19 +113,22 @@ const SendV03 = z.looseObject({
   }),
   configuration: z.looseObject({
     acceptedOutputModes: texts.nullish(),
-    historyLength: z.number().int().nullish(),
+    historyLength: historyLength.nullish(),
     blocking: z.boolean().nullish(),
   }).nullish(),
   metadata: object.nullish(),
 });
 
 /** v0.3 params naming a task (TaskQueryParams, TaskIdParams, the push config ones). */
-const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: z.number().int().nullish(), metadata: object.nullish() });
+const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: historyLength.nullish(), metadata: object.nullish() });
 const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
+/** v1.0 GetTask and ListTasks; the id is left to the SDK (a value that is not a string is an unknown task). */
+const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
+
 const METHODS: MethodSchemas<A2AVersion> = {
-  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1 },
+  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: GetTaskV1 },
   '0.3': {
     'message/send': SendV03,
     'message/stream': SendV03,
