@@ -124,11 +124,17 @@ const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: historyLeng
 const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
-/** v1.0 GetTask and ListTasks; the id is left to the SDK (a value that is not a string is an unknown task). */
+/** v1.0 GetTask; the id is left to the SDK (a value that is not a string is an unknown task). */
 const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
 
+/** v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as true. */
+const ListTasksV1 = GetTaskV1.extend({
+  includeArtifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
+  include_artifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
+});
+
 const METHODS: MethodSchemas<A2AVersion> = {
-  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: GetTaskV1 },
+  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: ListTasksV1 },
   '0.3': {
     'message/send': SendV03,
     'message/stream': SendV03,

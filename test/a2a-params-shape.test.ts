@@ -135,6 +135,20 @@ describe('A2A params are taken as sent, or refused with -32602 naming the field'
     expect(got.body.result).not.toHaveProperty('history');
   });
 
+  it('refuses a ListTasks includeArtifacts that is not a boolean (it counted as true)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await call(key, id, 'SendMessage', { message: { messageId: `art-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    for (const includeArtifacts of ['yes', 'false', 1, {}]) {
+      const res = await call(key, id, 'ListTasks', { includeArtifacts });
+      expect(res.body.error, JSON.stringify(includeArtifacts)).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/^includeArtifacts: is not a boolean/) });
+    }
+    const [withArtifacts] = (await call(key, id, 'ListTasks', { includeArtifacts: true })).body.result.tasks;
+    expect(withArtifacts.artifacts.length).toBeGreaterThan(0);
+    const [without] = (await call(key, id, 'ListTasks', { includeArtifacts: false })).body.result.tasks;
+    expect(without.artifacts ?? []).toEqual([]);
+  });
+
   it('passes the tasks a message refers to on to the upstream, in the execution\'s input, in both versions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
