@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TaskState } from '@a2a-js/sdk';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
 
@@ -128,7 +129,24 @@ const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationCon
 const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
 
 /** v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as true. */
+/**
+ * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
+ * no filter. The SDK's decoder turned every other value into UNRECOGNIZED, so a bad filter was
+ * refused as "Invalid status filter: -1" whatever the client sent.
+ */
+const STATES = Object.entries(TaskState).filter(([, n]) => typeof n === 'number' && n >= 0) as [string, number][];
+const STATE_NAMES = STATES.map(([name]) => name).filter((name) => name !== 'TASK_STATE_UNSPECIFIED');
+const isState = (value: unknown): boolean => STATES.some(([name, n]) => value === name || value === n);
+const shown = (value: unknown): string => {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 64 ? `${json.slice(0, 64)}…` : json;
+};
+const taskState = z.unknown().superRefine((value, ctx) => {
+  if (!isState(value)) ctx.addIssue({ code: 'custom', message: `${shown(value)} is not a task state (${STATE_NAMES.join(', ')}, or the enum's number)` });
+});
+
 const ListTasksV1 = GetTaskV1.extend({
+  status: taskState.nullish(),
   includeArtifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
   include_artifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
 });
