@@ -85,4 +85,17 @@ describe('ListTaskPushNotificationConfigs', () => {
     const negative = await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id, pageSize: -1 });
     expect(negative.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageSize/) });
   });
+
+  it('deletes a config idempotently, as the spec requires: again, or an id the task never had, succeeds; an unknown task is -32001', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const task = await send(key, id, 'push-delete');
+    await call(key, id, 'CreateTaskPushNotificationConfig', { taskId: task.id, id: 'cfg', url: 'https://hooks.example/1' });
+    for (const configId of ['cfg', 'cfg', 'never']) {
+      expect((await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId: task.id, id: configId })).body).toMatchObject({ result: null });
+    }
+    expect((await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id })).body.result.configs ?? []).toEqual([]);
+    const unknownTask = await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId: 'ex_no_such_task', id: 'cfg' });
+    expect(unknownTask.body.error).toMatchObject({ code: -32001 });
+  });
 });
