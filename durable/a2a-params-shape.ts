@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { TaskState } from '@a2a-js/sdk';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
+import { MAX_MODE_LENGTH, MAX_OUTPUT_MODES } from './a2a-output-modes';
 
 /**
  * The shape of a request's params, checked on the raw JSON before the SDK reads them.
@@ -80,9 +81,12 @@ const MessageV1 = z.looseObject({
   reference_task_ids: texts.nullish(),
 });
 
+/** Media types: bounded, since they are kept in the turn's execution input. */
+const outputModes = z.array(z.string().max(MAX_MODE_LENGTH, `is longer than ${MAX_MODE_LENGTH} characters`)).max(MAX_OUTPUT_MODES, `has more than ${MAX_OUTPUT_MODES} media types`);
+
 const ConfigurationV1 = z.looseObject({
-  acceptedOutputModes: texts.nullish(),
-  accepted_output_modes: texts.nullish(),
+  acceptedOutputModes: outputModes.nullish(),
+  accepted_output_modes: outputModes.nullish(),
   historyLength: historyLength.nullish(),
   history_length: historyLength.nullish(),
   returnImmediately: z.boolean().nullish(),
@@ -113,7 +117,7 @@ const SendV03 = z.looseObject({
     parts: z.array(PartV03).min(1, 'is empty: a message has at least one part'),
   }),
   configuration: z.looseObject({
-    acceptedOutputModes: texts.nullish(),
+    acceptedOutputModes: outputModes.nullish(),
     historyLength: historyLength.nullish(),
     blocking: z.boolean().nullish(),
   }).nullish(),
