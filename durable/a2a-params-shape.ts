@@ -132,7 +132,6 @@ const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationCon
 /** v1.0 GetTask; the id is left to the SDK (a value that is not a string is an unknown task). */
 const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
 
-/** v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as true. */
 /**
  * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
  * no filter. The SDK's decoder turned every other value into UNRECOGNIZED, so a bad filter was
@@ -149,6 +148,7 @@ const taskState = z.unknown().superRefine((value, ctx) => {
   if (!isState(value)) ctx.addIssue({ code: 'custom', message: `${shown(value)} is not a task state (${STATE_NAMES.join(', ')}, or the enum's number)` });
 });
 
+/** v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as true. */
 const ListTasksV1 = GetTaskV1.extend({
   status: taskState.nullish(),
   includeArtifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
