@@ -44,12 +44,14 @@ export interface ExecutorHost {
  * refers to when it names any (A2A asks agents to use them to understand a follow-up; they
  * are task ids of this agent, readable with GET /v1/agents/:id/executions/:eid).
  */
-export function turnInput(message: Message, turn: number): Record<string, unknown> {
+export function turnInput(message: Message, turn: number, acceptedOutputModes: readonly string[] = []): Record<string, unknown> {
   const text = message.parts.flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : [])).join('\n');
   const references = message.referenceTaskIds ?? [];
   return {
     message: text, messageId: message.messageId, contextId: message.contextId, taskId: message.taskId, turn, parts: message.parts.map((p) => Part.toJSON(p)),
     ...(references.length > 0 && { referenceTaskIds: references }),
+    // The turn's artifact is shaped by them (a2a-output-modes.ts), and the upstream may tailor its answer.
+    ...(acceptedOutputModes.length > 0 && { acceptedOutputModes: [...acceptedOutputModes] }),
   };
 }
 
@@ -84,7 +86,7 @@ export class GatewayExecutor implements AgentExecutor {
       artifacts: [], history: [message], metadata: undefined,
     };
     const charge = chargeOf(context.context);
-    this.host.startTurn({ executionId, taskId, contextId, turn, input: turnInput(message, turn), task: initial, ...(charge && { charge }) });
+    this.host.startTurn({ executionId, taskId, contextId, turn, input: turnInput(message, turn, context.request.configuration?.acceptedOutputModes), task: initial, ...(charge && { charge }) });
     const task = this.host.tasks.view(taskId);
     if (!task) throw new Error(`task ${taskId} vanished`);
     bus.publish(AgentEvent.task(task));

@@ -14,7 +14,7 @@ import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
 import { guardedTaskStore } from './a2a-internal';
 
-type ContextFactory = (request: { message?: Message; configuration?: { taskPushNotificationConfig?: TaskPushNotificationConfig } }, context: ServerCallContext) => Promise<RequestContext>;
+type ContextFactory = (request: { message?: Message; configuration?: { taskPushNotificationConfig?: TaskPushNotificationConfig; acceptedOutputModes?: string[] } }, context: ServerCallContext) => Promise<RequestContext>;
 type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => Promise<StreamResponse>;
 
 /** The SDK would send push notifications itself, once, from memory: the durable path (A2AServer) does. */
@@ -56,7 +56,7 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     self._createRequestContext = async (request, context) => {
       const incoming = request.message;
       const taskId = incoming?.taskId ? undefined : newId('ex');
-      if (incoming) this.checkMessage(incoming, taskId);
+      if (incoming) this.checkMessage(incoming, taskId, request.configuration?.acceptedOutputModes);
       const push = request.configuration?.taskPushNotificationConfig;
       if (push && incoming) await this.tasks.checkConfig(incoming.taskId, push);
       const made = await createContext(request, context);
@@ -118,12 +118,12 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
    * SDK fills in later is counted at the length of the UUID it makes, so the estimate is
    * within a few hundred bytes of what is stored.
    */
-  private checkMessage(message: Message, newTaskId: string | undefined): void {
+  private checkMessage(message: Message, newTaskId: string | undefined, acceptedOutputModes: readonly string[] | undefined): void {
     const ids = idProblem(message);
     if (ids) throw new RequestMalformedError(ids);
     const turn = newTaskId ? 1 : this.tasks.nextTurn(message.taskId);
     const resolved = { ...message, taskId: newTaskId ?? message.taskId, contextId: message.contextId || crypto.randomUUID() };
-    const size = sizeProblem(message, turnInput(resolved, turn));
+    const size = sizeProblem(message, turnInput(resolved, turn, acceptedOutputModes));
     if (size) throw new RequestMalformedError(size);
     if (newTaskId) return;
     // The task as the SDK will load it and save it with the message appended; an unknown one

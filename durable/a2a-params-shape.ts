@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { TaskState } from '@a2a-js/sdk';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
+import { MAX_MODE_LENGTH, MAX_OUTPUT_MODES } from './a2a-output-modes';
 
 /**
  * The shape of a request's params, checked on the raw JSON before the SDK reads them.
@@ -29,6 +31,14 @@ const base64 = z.string().refine(isBase64, 'is not base64');
 const text = z.string();
 const texts = z.array(z.string());
 const object = z.record(z.string(), z.unknown());
+
+/**
+ * How many messages of a task's history to show: the spec's non-negative integer. The SDK took
+ * -1 or 1.5 as given (a negative length showed the whole history), and proto JSON's decoder
+ * made a number of a string.
+ */
+const NOT_A_LENGTH = 'is not a non-negative integer';
+const historyLength = z.number({ error: NOT_A_LENGTH }).int(NOT_A_LENGTH).min(0, NOT_A_LENGTH);
 
 /** Present: set to anything but null (proto JSON reads null as unset). */
 const given = (part: Record<string, unknown>, field: string): boolean => part[field] !== undefined && part[field] !== null;
@@ -71,11 +81,14 @@ const MessageV1 = z.looseObject({
   reference_task_ids: texts.nullish(),
 });
 
+/** Media types: bounded, since they are kept in the turn's execution input. */
+const outputModes = z.array(z.string().max(MAX_MODE_LENGTH, `is longer than ${MAX_MODE_LENGTH} characters`)).max(MAX_OUTPUT_MODES, `has more than ${MAX_OUTPUT_MODES} media types`);
+
 const ConfigurationV1 = z.looseObject({
-  acceptedOutputModes: texts.nullish(),
-  accepted_output_modes: texts.nullish(),
-  historyLength: z.number().int().nullish(),
-  history_length: z.number().int().nullish(),
+  acceptedOutputModes: outputModes.nullish(),
+  accepted_output_modes: outputModes.nullish(),
+  historyLength: historyLength.nullish(),
+  history_length: historyLength.nullish(),
   returnImmediately: z.boolean().nullish(),
   return_immediately: z.boolean().nullish(),
 }).nullish();
@@ -104,20 +117,46 @@ const SendV03 = z.looseObject({
     parts: z.array(PartV03).min(1, 'is empty: a message has at least one part'),
   }),
   configuration: z.looseObject({
-    acceptedOutputModes: texts.nullish(),
-    historyLength: z.number().int().nullish(),
+    acceptedOutputModes: outputModes.nullish(),
+    historyLength: historyLength.nullish(),
     blocking: z.boolean().nullish(),
   }).nullish(),
   metadata: object.nullish(),
 });
 
 /** v0.3 params naming a task (TaskQueryParams, TaskIdParams, the push config ones). */
-const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: z.number().int().nullish(), metadata: object.nullish() });
+const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: historyLength.nullish(), metadata: object.nullish() });
 const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
+/** v1.0 GetTask; the id is left to the SDK (a value that is not a string is an unknown task). */
+const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
+
+/**
+ * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
+ * no filter. The SDK's decoder turned every other value into UNRECOGNIZED, so a bad filter was
+ * refused as "Invalid status filter: -1" whatever the client sent.
+ */
+const STATES = Object.entries(TaskState).filter(([, n]) => typeof n === 'number' && n >= 0) as [string, number][];
+const STATE_NAMES = STATES.map(([name]) => name).filter((name) => name !== 'TASK_STATE_UNSPECIFIED');
+const isState = (value: unknown): boolean => STATES.some(([name, n]) => value === name || value === n);
+const shown = (value: unknown): string => {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 64 ? `${json.slice(0, 64)}…` : json;
+};
+const taskState = z.unknown().superRefine((value, ctx) => {
+  if (!isState(value)) ctx.addIssue({ code: 'custom', message: `${shown(value)} is not a task state (${STATE_NAMES.join(', ')}, or the enum's number)` });
+});
+
+/** v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as true. */
+const ListTasksV1 = GetTaskV1.extend({
+  status: taskState.nullish(),
+  includeArtifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
+  include_artifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
+});
+
 const METHODS: MethodSchemas<A2AVersion> = {
-  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1 },
+  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: ListTasksV1 },
   '0.3': {
     'message/send': SendV03,
     'message/stream': SendV03,

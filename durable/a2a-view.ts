@@ -5,6 +5,7 @@ import type { ExecutionError } from '../worker/schemas/execution';
 import type { ExecutionRow } from './agent-rows';
 import { referenceArtifact, referenceMessage, tooLargeToKeep } from './a2a-large';
 import { agentMessage, dataPart, textPart } from './a2a-parts';
+import { acceptedParts, modesOfInput } from './a2a-output-modes';
 
 /**
  * How an execution looks as an A2A task. The execution row is the truth for the state; the
@@ -81,8 +82,11 @@ function copiedArtifactsOf(row: ExecutionRow): Artifact[] {
       artifactId: `${row.id}-artifact-${i}`, name: a.name, description: '', parts: a.parts.map((p) => Part.fromJSON(p)), metadata: undefined, extensions: [],
     }));
   }
-  const parts = [textPart(replyOf(output))];
-  if (output !== null && typeof output === 'object') parts.push(dataPart(output));
+  // The parts its send accepted; a REST execution's input asks for nothing.
+  const accepted = acceptedParts(row.intent === 'a2a.message' ? modesOfInput(parse(row.input)) : undefined);
+  const data = output !== null && typeof output === 'object';
+  const parts = accepted.text || !data ? [textPart(replyOf(output))] : [];
+  if (data && accepted.data) parts.push(dataPart(output));
   return [{ artifactId: `${row.id}-output`, name: 'output', description: '', parts, metadata: undefined, extensions: [] }];
 }
 

@@ -65,6 +65,27 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(badMethod.body).toEqual({ jsonrpc: '2.0', id: 'a-1', error: { code: -32600, message: expect.stringMatching(/^Invalid Request: method: /) } });
   });
 
+  it('answers a notification (a request without id) with 204 and no body, and runs nothing, in both versions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const notify = (body: Record<string, unknown>, version: string) =>
+      api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', ...body }, headers: { 'a2a-version': version } });
+    const v1 = { message: { messageId: `note-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } };
+    const v03 = { message: { kind: 'message', messageId: `note-${uniqueId()}`, role: 'user', parts: [{ kind: 'text', text: 'hi' }] } };
+    for (const [method, params, version] of [
+      ['SendMessage', v1, '1.0'], ['SendStreamingMessage', v1, '1.0'], ['message/send', v03, '0.3'], ['message/stream', v03, '0.3'],
+      ['GetTask', { id: 'ex_x' }, '1.0'], ['ListTasks', { status: 'BOGUS' }, '1.0'], ['NoSuchMethod', {}, '1.0'], ['GetTask', {}, '9.9'],
+    ] as const) {
+      const res = await notify({ method, params }, version);
+      expect(res.status, `${method} ${version}`).toBe(204);
+      expect(res.body, `${method} ${version}`).toBeNull();
+    }
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toEqual([]);
+    // An id of null is a request (JSON-RPC discourages it), answered as one.
+    const nullId = await notify({ id: null, method: 'ListTasks', params: {} }, '1.0');
+    expect(nullId.body).toMatchObject({ id: null, result: { tasks: [] } });
+  });
+
   it('answers a bad agent id with the 400 invalid_request envelope, for the endpoint and the card', async () => {
     const { key } = await newTenant();
     for (const path of ['/a2a/bad.id/', '/a2a/bad.id/.well-known/agent-card.json']) {

@@ -7,6 +7,8 @@ const send = async (key: string, agentId: string, prefix: string, taskId?: strin
   (await call(key, agentId, 'SendMessage', { message: { messageId: `${prefix}-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }], ...(taskId && { taskId }) } })).body.result.task;
 const ids = (result: { tasks: { id: string }[] }) => result.tasks.map((t) => t.id);
 
+const STATES = ['SUBMITTED', 'WORKING', 'COMPLETED', 'FAILED', 'CANCELED', 'INPUT_REQUIRED', 'REJECTED', 'AUTH_REQUIRED'].map((s) => `TASK_STATE_${s}`).join(', ');
+
 describe('ListTasks', () => {
   it('lists the most recently updated task first (A2A\'s order), and pages through them in that order', async () => {
     const { key } = await newTenant();
@@ -38,6 +40,20 @@ describe('ListTasks', () => {
     const bad = await call(key, id, 'ListTasks', { pageToken: '12' });
     expect(bad.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken/) });
   });
+
+  it('names the status filter the client sent when it is not a task state (it said "-1"), and filters by a name or a number', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const done = await send(key, id, 'tck-complete-task');
+    for (const [status, shown] of [['BOGUS', '"BOGUS"'], ['completed', '"completed"'], [99, '99'], [-1, '-1'], [true, 'true'], ['UNRECOGNIZED', '"UNRECOGNIZED"']] as const) {
+      const res = await call(key, id, 'ListTasks', { status });
+      expect(res.body.error, String(status)).toMatchObject({ code: -32602, message: `status: ${shown} is not a task state (${STATES}, or the enum's number)` });
+    }
+    expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_COMPLETED' })).body.result)).toEqual([done.id]);
+    expect(ids((await call(key, id, 'ListTasks', { status: 3 })).body.result)).toEqual([done.id]);
+    expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_FAILED' })).body.result)).toEqual([]);
+    expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_UNSPECIFIED' })).body.result)).toEqual([done.id]);
+  });
 });
 
 describe('ListTaskPushNotificationConfigs', () => {
@@ -68,5 +84,18 @@ describe('ListTaskPushNotificationConfigs', () => {
     expect(bad.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken/) });
     const negative = await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id, pageSize: -1 });
     expect(negative.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageSize/) });
+  });
+
+  it('deletes a config idempotently, as the spec requires: again, or an id the task never had, succeeds; an unknown task is -32001', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const task = await send(key, id, 'push-delete');
+    await call(key, id, 'CreateTaskPushNotificationConfig', { taskId: task.id, id: 'cfg', url: 'https://hooks.example/1' });
+    for (const configId of ['cfg', 'cfg', 'never']) {
+      expect((await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId: task.id, id: configId })).body).toMatchObject({ result: null });
+    }
+    expect((await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: task.id })).body.result.configs ?? []).toEqual([]);
+    const unknownTask = await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId: 'ex_no_such_task', id: 'cfg' });
+    expect(unknownTask.body.error).toMatchObject({ code: -32001 });
   });
 });

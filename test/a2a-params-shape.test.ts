@@ -107,6 +107,48 @@ describe('A2A params are taken as sent, or refused with -32602 naming the field'
     expect((await call(key, id, 'tasks/get', { id: taskId }, '0.3')).body.result.id).toBe(taskId);
   });
 
+  it('refuses a historyLength that is not a non-negative integer, in both versions, before anything is stored', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const sent = await call(key, id, 'SendMessage', { message: { messageId: `hist-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    const taskId: string = sent.body.result.task.id;
+    const v1 = { messageId: `hist-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] };
+    const v03 = () => ({ kind: 'message', messageId: `hist-${++seq}`, role: 'user', parts: [{ kind: 'text', text: 'hi' }] });
+    for (const historyLength of [-1, 1.5, '2']) {
+      const refused: [string, Record<string, unknown>, string, RegExp][] = [
+        ['GetTask', { id: taskId, historyLength }, '1.0', /^historyLength: is not a non-negative integer/],
+        ['ListTasks', { historyLength }, '1.0', /^historyLength: is not a non-negative integer/],
+        ['SendMessage', { message: v1, configuration: { historyLength } }, '1.0', /^configuration\.historyLength: is not a non-negative integer/],
+        ['SendStreamingMessage', { message: v1, configuration: { history_length: historyLength } }, '1.0', /^configuration\.history_length: is not a non-negative integer/],
+        ['tasks/get', { id: taskId, historyLength }, '0.3', /^historyLength: is not a non-negative integer/],
+        ['message/send', { message: v03(), configuration: { historyLength } }, '0.3', /^configuration\.historyLength: is not a non-negative integer/],
+      ];
+      for (const [method, params, version, reason] of refused) {
+        const res = await call(key, id, method, params, version);
+        const error = version === '1.0' ? INVALID_PARAMS : { code: -32602 };
+        expect(res.body.error, `${method} ${JSON.stringify(params)}`).toMatchObject({ ...error, message: expect.stringMatching(reason) });
+      }
+    }
+    expect(await listed(key, id)).toBe(1);
+    const got = await call(key, id, 'GetTask', { id: taskId, historyLength: 0 });
+    expect(got.body.result.id).toBe(taskId);
+    expect(got.body.result).not.toHaveProperty('history');
+  });
+
+  it('refuses a ListTasks includeArtifacts that is not a boolean (it counted as true)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await call(key, id, 'SendMessage', { message: { messageId: `art-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    for (const includeArtifacts of ['yes', 'false', 1, {}]) {
+      const res = await call(key, id, 'ListTasks', { includeArtifacts });
+      expect(res.body.error, JSON.stringify(includeArtifacts)).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/^includeArtifacts: is not a boolean/) });
+    }
+    const [withArtifacts] = (await call(key, id, 'ListTasks', { includeArtifacts: true })).body.result.tasks;
+    expect(withArtifacts.artifacts.length).toBeGreaterThan(0);
+    const [without] = (await call(key, id, 'ListTasks', { includeArtifacts: false })).body.result.tasks;
+    expect(without.artifacts ?? []).toEqual([]);
+  });
+
   it('passes the tasks a message refers to on to the upstream, in the execution\'s input, in both versions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -156,3 +156,37 @@ describe('A2A streams end on an interrupted task', () => {
     }
   });
 });
+
+describe('A2A acceptedOutputModes', () => {
+  it('shapes the output artifact: the text part for text/plain, the data part for application/json, both otherwise; in both versions and every view', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const kinds = (task: { artifacts?: { parts: Record<string, unknown>[] }[] }) => (task.artifacts ?? []).flatMap((a) => a.parts.map((p) => ('text' in p ? 'text' : 'data' in p ? 'data' : p.kind)));
+    const cases: [string[] | undefined, string[]][] = [
+      [['text/plain'], ['text']],
+      [['application/json'], ['data']],
+      [['TEXT/plain; charset=utf-8', 'application/json'], ['text', 'data']],
+      [['text/*'], ['text']],
+      [['*/*'], ['text', 'data']],
+      [['image/png'], ['text', 'data']], // nothing else to offer: the answer is never dropped
+      [[], ['text', 'data']],
+      [undefined, ['text', 'data']],
+    ];
+    for (const [acceptedOutputModes, expected] of cases) {
+      const sent = await call(key, id, 'SendMessage', { ...message({}), ...(acceptedOutputModes && { configuration: { acceptedOutputModes } }) });
+      const task = sent.body.result.task;
+      expect(kinds(task), JSON.stringify(acceptedOutputModes)).toEqual(expected);
+      expect(kinds((await call(key, id, 'GetTask', { id: task.id })).body.result), JSON.stringify(acceptedOutputModes)).toEqual(expected);
+    }
+    // The upstream is told too (it is the agent, which the spec asks to tailor its output).
+    const text = (await call(key, id, 'SendMessage', { ...message({}), configuration: { acceptedOutputModes: ['text/plain'] } })).body.result.task;
+    expect((await api(`/v1/agents/${id}/executions/${text.id}`, { key })).body.input.acceptedOutputModes).toEqual(['text/plain']);
+    const events = await streamed(key, id, 'SendStreamingMessage', { ...message({}), configuration: { acceptedOutputModes: ['application/json'] } });
+    const artifacts = events.filter((e) => e.artifactUpdate).map((e) => e.artifactUpdate.artifact);
+    expect(kinds({ artifacts })).toEqual(['data']);
+    const legacy = await api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'message/send', params: { ...legacyMessage(`m-${uniqueId('msg')}`), configuration: { acceptedOutputModes: ['text/plain'], blocking: true } } } });
+    expect(kinds(legacy.body.result)).toEqual(['text']);
+    const many = await call(key, id, 'SendMessage', { ...message({}), configuration: { acceptedOutputModes: Array.from({ length: 33 }, (_, i) => `text/x-${i}`) } });
+    expect(many.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/^configuration\.acceptedOutputModes: /) });
+  });
+});

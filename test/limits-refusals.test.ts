@@ -39,6 +39,9 @@ describe('refusals inside JSON-RPC give the request budget back', () => {
       expect(refused.status).toBe(200);
       expect(refused.body.error?.code).toBe(code);
     }
+    // A notification (no id) is answered 204 and runs nothing: no work either.
+    const notified = await a2a(key, agent, 'SendMessage', { message: message() }, { envelope: { id: undefined } });
+    expect(notified.status).toBe(204);
     expect(await settledRequests(key)).toBe(0);
 
     const sent = await a2a(key, agent, 'SendMessage', { message: message() });

@@ -152,6 +152,18 @@ export const a2a = new OpenAPIHono<AppEnv>()
   );
 
 /**
+ * A notification (a request without `id`): HTTP 204, no body, nothing run. JSON-RPC 2.0 says a
+ * server MUST NOT reply to one, and every A2A method is a request whose answer is its outcome
+ * (a task, its id, an error), so running it would start work nobody can follow or learn
+ * failed. The SDK's handler answered it with `id: null` after running it. No work: the key's
+ * budget is given back, as for a refusal.
+ */
+function notification(c: Context<AppEnv>): Response {
+  noteWork(c, 'refused');
+  return c.body(null, 204);
+}
+
+/**
  * `POST /a2a/{id}/`: one JSON-RPC request (A2A v1.0 binding, v0.3 names with an A2A-Version
  * of 0.3 or none). Authentication and the agent lookup fail as the REST API does (401 / 404
  * envelopes), since there is no JSON-RPC exchange without a caller; everything after is
@@ -186,6 +198,8 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     const reason = issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'not a JSON-RPC 2.0 request';
     return rpcAnswer(c, rpcError(readableId(body), { code: -32600, message: `Invalid Request: ${reason}` }));
   }
+  c.get('log').a2aMethod = envelope.data.method;
+  if (envelope.data.id === undefined) return notification(c);
   const version = a2aVersion(c.req.header('a2a-version'));
   if (!version) {
     const error = jsonRpcError('1.0', new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
@@ -196,7 +210,6 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError(`params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`))));
   }
   c.get('log').agentId = agentId;
-  c.get('log').a2aMethod = envelope.data.method;
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const charge = c.get('tokenCharge');
@@ -229,6 +242,7 @@ const rpcRoute = (path: string) =>
     },
     responses: {
       200: { content: { 'application/json': { schema: z.record(z.string(), z.unknown()) }, 'text/event-stream': { schema: z.string() } }, description: 'a JSON-RPC response (errors included: -32005 ContentTypeNotSupportedError for a body that is not application/json or application/a2a+json, in a charset other than UTF-8, or with a Content-Encoding), or an SSE stream of them', headers: streamHeaders },
+      204: { description: 'a notification (a request without id): no answer, and nothing run (JSON-RPC 2.0: no reply to a notification)' },
       400: errorResponse('invalid_request: the agent id is not a valid id'),
       401: unauthorizedResponse(),
       404: errorResponse('not_found: no such agent for this tenant'),
