@@ -157,6 +157,15 @@ describe('edge router', () => {
     const text = await api('/v1/agents', { key, rawBody: 'hello', headers: { 'content-type': 'text/plain' } });
     expect(text.status).toBe(415);
     expect(text.body.error.code).toBe('unsupported_media_type');
+    // The first mistake with curl: `-d` without `-H 'content-type: application/json'` sends
+    // application/x-www-form-urlencoded. The message says what to send and what came.
+    expect(text.body.error.message).toBe('the request body must be JSON, sent with "Content-Type: application/json"; this one came as "text/plain"');
+    const form = await api('/v1/agents', { key, rawBody: '{"id":"x"}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(form.status).toBe(415);
+    expect(form.body.error.message).toContain('"application/x-www-form-urlencoded"');
+    const none = await api('/v1/agents', { key, rawBody: new TextEncoder().encode('{"id":"x"}') });
+    expect(none.status).toBe(415);
+    expect(none.body.error.message).toBe('the request body must be JSON, sent with "Content-Type: application/json"; this one came without a Content-Type');
     const broken = await api('/v1/agents', { key, rawBody: '{"id": ', headers: { 'content-type': 'application/json' } });
     expect(broken.status).toBe(400);
     expect(broken.body.error.code).toBe('invalid_request');
