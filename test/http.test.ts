@@ -76,6 +76,15 @@ describe('edge router', () => {
     expect(res.body).toEqual({ error: { code: 'not_found', message: expect.any(String), requestId: 'trace-1' } });
   });
 
+  it('says so when an unknown path differs from a route only by its trailing slash', async () => {
+    const { key } = await newTenant();
+    const slash = await api('/v1/agents/', { key });
+    expect(slash.status).toBe(404);
+    expect(slash.body.error.message).toBe('no route for GET /v1/agents/: paths take no trailing slash (GET /v1/agents)');
+    const plain = await api('/v1/nothing', { key });
+    expect(plain.body.error.message).toBe('no route for GET /v1/nothing');
+  });
+
   it('answers 405 with Allow for a known path and an unknown method', async () => {
     const res = await api('/healthz', { method: 'DELETE' });
     expect(res.status).toBe(405);

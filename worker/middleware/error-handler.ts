@@ -59,4 +59,9 @@ function wrongMediaType(error: unknown, c: Context<AppEnv>): ApiError | undefine
 export const onError: ErrorHandler<AppEnv> = (error, c) =>
   renderError(c, emptyJsonBody(error, c) ? missingBodyError() : (wrongMediaType(error, c) ?? toApiError(error, c.get('requestId') ?? '')));
 
-export const onNotFound: NotFoundHandler<AppEnv> = (c) => renderError(c, new ApiError('not_found', `no route for ${c.req.method} ${c.req.path}`));
+export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
+  const { method, path } = c.req;
+  // Routes are strict about a trailing slash; a client that adds one gets told, not just refused.
+  const hint = path.length > 1 && path.endsWith('/') ? `: paths take no trailing slash (${method} ${path.replace(/\/+$/, '')})` : '';
+  return renderError(c, new ApiError('not_found', `no route for ${method} ${path}${hint}`));
+};
