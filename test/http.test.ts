@@ -98,6 +98,11 @@ describe('edge router', () => {
     expect(missing.body.error.code).toBe('unauthorized');
     const wrong = await api('/v1/agents', { key: 'eag_not-a-real-key' });
     expect(wrong.status).toBe(401);
+    expect(wrong.body.error.message).toBe('invalid or revoked API key');
+    // The operator token (or anything else without the key prefix) is named for what it is not.
+    const admin = await api('/v1/agents', { key: env.ADMIN_TOKEN });
+    expect(admin.status).toBe(401);
+    expect(admin.body.error.message).toBe('not an API key: API keys start with eag_ (the operator token ADMIN_TOKEN is for /v1/admin routes only)');
   });
 
   it('rejects bodies over 1 MiB with 413', async () => {
