@@ -76,13 +76,16 @@ describe('edge router', () => {
     expect(res.body).toEqual({ error: { code: 'not_found', message: expect.any(String), requestId: 'trace-1' } });
   });
 
-  it('says so when an unknown path differs from a route only by its trailing slash', async () => {
+  it('says so when an unknown path differs from a route only by its trailing slash, and points / at the API', async () => {
     const { key } = await newTenant();
     const slash = await api('/v1/agents/', { key });
     expect(slash.status).toBe(404);
     expect(slash.body.error.message).toBe('no route for GET /v1/agents/: paths take no trailing slash (GET /v1/agents)');
     const plain = await api('/v1/nothing', { key });
     expect(plain.body.error.message).toBe('no route for GET /v1/nothing');
+    const root = await api('/');
+    expect(root.status).toBe(404);
+    expect(root.body.error.message).toBe('no route for GET /: the API is under /v1; its reference is at /docs, its OpenAPI document at /openapi.json, the dashboard at /dashboard');
   });
 
   it('answers 405 with Allow for a known path and an unknown method', async () => {

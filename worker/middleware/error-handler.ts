@@ -62,6 +62,12 @@ export const onError: ErrorHandler<AppEnv> = (error, c) =>
 export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
   const { method, path } = c.req;
   // Routes are strict about a trailing slash; a client that adds one gets told, not just refused.
-  const hint = path.length > 1 && path.endsWith('/') ? `: paths take no trailing slash (${method} ${path.replace(/\/+$/, '')})` : '';
+  const hint =
+    path === '/'
+      ? // Where a browser pointed at the printed address lands first.
+        ': the API is under /v1; its reference is at /docs, its OpenAPI document at /openapi.json, the dashboard at /dashboard'
+      : path.endsWith('/')
+        ? `: paths take no trailing slash (${method} ${path.replace(/\/+$/, '')})`
+        : '';
   return renderError(c, new ApiError('not_found', `no route for ${method} ${path}${hint}`));
 };
