@@ -12,6 +12,10 @@ describe('tenants and keys (admin API)', () => {
     const res = await api('/v1/admin/tenants', { key, body: {} });
     expect(res.status).toBe(401);
     expect(res.body.error.code).toBe('unauthorized');
+    // A new operator's first mistake: the demo key printed by `npm run dev` on an admin route.
+    expect(res.body.error.message).toBe('invalid admin token: this is a tenant API key (eag_…); /v1/admin routes take the operator token (ADMIN_TOKEN)');
+    const other = await api('/v1/admin/tenants', { key: 'wrong-token-wrong-token', body: {} });
+    expect(other.body.error.message).toBe('invalid admin token');
   });
 
   it('creates a tenant, and 409s a taken id', async () => {

@@ -76,6 +76,18 @@ describe('edge router', () => {
     expect(res.body).toEqual({ error: { code: 'not_found', message: expect.any(String), requestId: 'trace-1' } });
   });
 
+  it('says so when an unknown path differs from a route only by its trailing slash, and points / at the API', async () => {
+    const { key } = await newTenant();
+    const slash = await api('/v1/agents/', { key });
+    expect(slash.status).toBe(404);
+    expect(slash.body.error.message).toBe('no route for GET /v1/agents/: paths take no trailing slash (GET /v1/agents)');
+    const plain = await api('/v1/nothing', { key });
+    expect(plain.body.error.message).toBe('no route for GET /v1/nothing');
+    const root = await api('/');
+    expect(root.status).toBe(404);
+    expect(root.body.error.message).toBe('no route for GET /: the API is under /v1; its reference is at /docs, its OpenAPI document at /openapi.json, the dashboard at /dashboard');
+  });
+
   it('answers 405 with Allow for a known path and an unknown method', async () => {
     const res = await api('/healthz', { method: 'DELETE' });
     expect(res.status).toBe(405);
@@ -89,6 +101,11 @@ describe('edge router', () => {
     expect(missing.body.error.code).toBe('unauthorized');
     const wrong = await api('/v1/agents', { key: 'eag_not-a-real-key' });
     expect(wrong.status).toBe(401);
+    expect(wrong.body.error.message).toBe('invalid or revoked API key');
+    // The operator token (or anything else without the key prefix) is named for what it is not.
+    const admin = await api('/v1/agents', { key: env.ADMIN_TOKEN });
+    expect(admin.status).toBe(401);
+    expect(admin.body.error.message).toBe('not an API key: API keys start with eag_ (the operator token ADMIN_TOKEN is for /v1/admin routes only)');
   });
 
   it('rejects bodies over 1 MiB with 413', async () => {
@@ -157,6 +174,15 @@ describe('edge router', () => {
     const text = await api('/v1/agents', { key, rawBody: 'hello', headers: { 'content-type': 'text/plain' } });
     expect(text.status).toBe(415);
     expect(text.body.error.code).toBe('unsupported_media_type');
+    // The first mistake with curl: `-d` without `-H 'content-type: application/json'` sends
+    // application/x-www-form-urlencoded. The message says what to send and what came.
+    expect(text.body.error.message).toBe('the request body must be JSON, sent with "Content-Type: application/json"; this one came as "text/plain"');
+    const form = await api('/v1/agents', { key, rawBody: '{"id":"x"}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(form.status).toBe(415);
+    expect(form.body.error.message).toContain('"application/x-www-form-urlencoded"');
+    const none = await api('/v1/agents', { key, rawBody: new TextEncoder().encode('{"id":"x"}') });
+    expect(none.status).toBe(415);
+    expect(none.body.error.message).toBe('the request body must be JSON, sent with "Content-Type: application/json"; this one came without a Content-Type');
     const broken = await api('/v1/agents', { key, rawBody: '{"id": ', headers: { 'content-type': 'application/json' } });
     expect(broken.status).toBe(400);
     expect(broken.body.error.code).toBe('invalid_request');

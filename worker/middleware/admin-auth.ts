@@ -3,6 +3,7 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { secretsEqual } from '../lib/hash';
 import { bearerToken } from './api-key-auth';
+import { KEY_PREFIX } from '../auth/api-keys';
 
 /**
  * Admits the operator: the bearer token must equal the ADMIN_TOKEN secret (compared in
@@ -13,7 +14,9 @@ export function adminAuth(): MiddlewareHandler<AppEnv> {
     const token = bearerToken(c.req.header('authorization'));
     const expected = c.env.ADMIN_TOKEN;
     if (!expected || expected.length < 16 || !(await secretsEqual(token, expected))) {
-      throw new ApiError('unauthorized', 'invalid admin token', undefined, { 'www-authenticate': 'Bearer' });
+      // The prefix tells a tenant key apart without a lookup; it is public (README), so naming it leaks nothing.
+      const hint = token.startsWith(KEY_PREFIX) ? `: this is a tenant API key (${KEY_PREFIX}…); /v1/admin routes take the operator token (ADMIN_TOKEN)` : '';
+      throw new ApiError('unauthorized', `invalid admin token${hint}`, undefined, { 'www-authenticate': 'Bearer' });
     }
     await next();
   };

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
-import { lookupKey } from '../auth/api-keys';
+import { KEY_PREFIX, lookupKey } from '../auth/api-keys';
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
@@ -21,7 +21,12 @@ export function bearerToken(header: string | undefined): string {
  */
 export function apiKeyAuth(): MiddlewareHandler<AppEnv> {
   return async function apiKeyAuth(c, next) {
-    const principal = await lookupKey(c.env, bearerToken(c.req.header('authorization')));
+    const token = bearerToken(c.req.header('authorization'));
+    if (!token.startsWith(KEY_PREFIX)) {
+      // Most often the operator token sent to a tenant route: say what a key looks like.
+      throw new ApiError('unauthorized', `not an API key: API keys start with ${KEY_PREFIX} (the operator token ADMIN_TOKEN is for /v1/admin routes only)`, undefined, { 'www-authenticate': 'Bearer' });
+    }
+    const principal = await lookupKey(c.env, token);
     if (!principal) throw new ApiError('unauthorized', 'invalid or revoked API key', undefined, { 'www-authenticate': 'Bearer' });
     c.set('principal', principal);
     await next();

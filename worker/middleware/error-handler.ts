@@ -44,6 +44,30 @@ export function renderError(c: Context<AppEnv>, error: ApiError): Response {
 const emptyJsonBody = (error: unknown, c: Context<AppEnv>) =>
   error instanceof HTTPException && error.status === 400 && error.message.includes('JSON') && c.req.header('content-length') === '0';
 
-export const onError: ErrorHandler<AppEnv> = (error, c) => renderError(c, emptyJsonBody(error, c) ? missingBodyError() : toApiError(error, c.get('requestId') ?? ''));
+/**
+ * zod-openapi's refusal of a body whose Content-Type no route declares says only "Unsupported
+ * Media Type". The commonest cause is curl's `-d` without a Content-Type (it sends
+ * application/x-www-form-urlencoded), so the message says what to send and what came.
+ */
+function wrongMediaType(error: unknown, c: Context<AppEnv>): ApiError | undefined {
+  if (!(error instanceof HTTPException) || error.status !== 415) return undefined;
+  const sent = c.req.header('content-type');
+  const came = sent === undefined ? 'without a Content-Type' : `as ${JSON.stringify(sent)}`;
+  return new ApiError('unsupported_media_type', `the request body must be JSON, sent with "Content-Type: application/json"; this one came ${came}`);
+}
 
-export const onNotFound: NotFoundHandler<AppEnv> = (c) => renderError(c, new ApiError('not_found', `no route for ${c.req.method} ${c.req.path}`));
+export const onError: ErrorHandler<AppEnv> = (error, c) =>
+  renderError(c, emptyJsonBody(error, c) ? missingBodyError() : (wrongMediaType(error, c) ?? toApiError(error, c.get('requestId') ?? '')));
+
+export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
+  const { method, path } = c.req;
+  // Routes are strict about a trailing slash; a client that adds one gets told, not just refused.
+  const hint =
+    path === '/'
+      ? // Where a browser pointed at the printed address lands first.
+        ': the API is under /v1; its reference is at /docs, its OpenAPI document at /openapi.json, the dashboard at /dashboard'
+      : path.endsWith('/')
+        ? `: paths take no trailing slash (${method} ${path.replace(/\/+$/, '')})`
+        : '';
+  return renderError(c, new ApiError('not_found', `no route for ${method} ${path}${hint}`));
+};
