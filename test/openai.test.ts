@@ -362,4 +362,26 @@ describe('response cache', () => {
     expect((await api('/v1/chat/completions', { key: a.key, body, headers })).headers.get('x-gateway-cache')).toBe('HIT');
     expect((await api('/v1/chat/completions', { key: b.key, body, headers })).headers.get('x-gateway-cache')).toBe('MISS');
   });
+
+  it('never answers from what a replaced or deleted pool of the same name stored', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'redefined', [chatTarget(`old${Date.now()}`)], { cache: { ttlSeconds: 600 } });
+    const body = { model: 'redefined', temperature: 0, messages: [{ role: 'user', content: 'who answers?' }] };
+    expect((await api('/v1/chat/completions', { key, body })).headers.get('x-gateway-cache')).toBe('MISS');
+    expect((await api('/v1/chat/completions', { key, body })).headers.get('x-gateway-cache')).toBe('HIT');
+
+    // Replaced: the built-in responder answers now, not the old target's stored answer.
+    const replaced = await api('/v1/pools/redefined', { method: 'PUT', key, body: { targets: [{ id: 'new', kind: 'builtin' }], cache: { ttlSeconds: 600 } } });
+    expect(replaced.status).toBe(200);
+    const afterPut = await api('/v1/chat/completions', { key, body });
+    expect(afterPut.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(afterPut.headers.get('x-gateway-upstream')).toBe('redefined/new');
+
+    // Deleted and created again with the old definition: the first definition's answer is gone too.
+    expect((await api('/v1/pools/redefined', { method: 'DELETE', key })).status).toBe(204);
+    await poolFor(key, 'redefined', [{ id: 'again', kind: 'builtin' }], { cache: { ttlSeconds: 600 } });
+    const recreated = await api('/v1/chat/completions', { key, body });
+    expect(recreated.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(recreated.headers.get('x-gateway-upstream')).toBe('redefined/again');
+  });
 });

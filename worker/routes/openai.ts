@@ -173,7 +173,7 @@ export const openai = router()
       if (!runtime) throw new ApiError('not_found', `model ${body.model}: no pool named ${poolName}`);
   
       const ttl = cacheTtl(headers['x-gateway-cache-ttl'], runtime.pool.cache?.ttlSeconds, body);
-      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, poolName, body) : null;
+      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, runtime.pool, body) : null;
       if (cacheKey) {
         const hit = await cachedChat(cacheKey);
         if (hit) {
