@@ -268,6 +268,17 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(models.data.map((m) => m.id).sort()).toEqual(['chat', 'chat/big', 'chat/mock-model']);
   });
 
+  it('lists only what chat completions can answer: no pool of agent-http targets alone, no agent-http target\'s model', async () => {
+    const { key } = await newTenant();
+    const agentTarget = (id: string, model: string) => ({ id, kind: 'agent-http', url: 'https://agent.example.com/run', model });
+    await poolFor(key, 'agents-only', [agentTarget('h1', 'agent-model')]);
+    await poolFor(key, 'mixed', [chatTarget(`mx${Date.now()}`), agentTarget('h2', 'other-agent-model')]);
+    const refused = await api('/v1/chat/completions', { key, body: { model: 'agents-only', messages: [{ role: 'user', content: 'x' }] } });
+    expect(refused.status).toBe(400);
+    const models = await client(key).models.list();
+    expect(models.data.map((m) => m.id).sort()).toEqual(['mixed', 'mixed/mock-model']);
+  });
+
   it('refuses a model with an empty part (pool/, agent:) as 400 at model, where the target would have answered', async () => {
     const { key } = await newTenant();
     const tag = `empty${Date.now()}`;

@@ -222,15 +222,19 @@ export const openai = router()
       method: 'get',
       path: '/v1/models',
       tags: ['openai'],
-      summary: 'Models: every pool ("<pool>") and each model its targets name ("<pool>/<model>")',
+      summary: 'Models: every pool with a chat-capable target ("<pool>") and each model those targets name ("<pool>/<model>")',
       security,
       responses: { 200: json(ModelList, 'the models'), ...commonErrors },
     }),
     async (c) => {
       const pools = await listPools(c.env, c.get('principal').tenantId);
       const data = pools.flatMap((pool) => {
+        // agent-http targets do not speak chat completions (proxyChat never calls them): a pool
+        // of those alone is refused there, and their models are no chat model of the pool's.
+        const chatTargets = pool.targets.filter((t) => t.kind !== 'agent-http');
+        if (chatTargets.length === 0) return [];
         const created = Math.floor(Date.parse(pool.createdAt) / 1000);
-        const models = [...new Set(pool.targets.map((t) => t.model).filter((m): m is string => m !== undefined))];
+        const models = [...new Set(chatTargets.map((t) => t.model).filter((m): m is string => m !== undefined))];
         return [pool.name, ...models.map((m) => `${pool.name}/${m}`)].map((id) => ({ id, object: 'model' as const, created, owned_by: 'edge-agent-gateway' }));
       });
       return c.json({ object: 'list' as const, data }, 200);
