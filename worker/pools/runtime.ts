@@ -102,10 +102,12 @@ export class PoolRuntime {
   /**
    * Chooses a target for the next attempt and counts it in flight until `done`. `endBy`: when
    * the lease is over whatever happened; one still open then ends as cancelled (see `bounded`).
+   * `unusable`: targets this call can never use (a chat's agent-http ones), never picked.
    */
-  lease(regions: readonly string[], exclude: ReadonlySet<string>, endBy?: number): Lease | null {
+  lease(regions: readonly string[], exclude: ReadonlySet<string>, endBy?: number, unusable?: ReadonlySet<string>): Lease | null {
     this.endOverdue();
-    const target = pickTarget({ targets: this.targets, state: (id) => this.state(id), strategy: this.pool.strategy, regions, exclude, wrr: this.wrr });
+    const targets = unusable && unusable.size > 0 ? this.targets.filter((t) => !unusable.has(t.id)) : this.targets;
+    const target = pickTarget({ targets, state: (id) => this.state(id), strategy: this.pool.strategy, regions, exclude, wrr: this.wrr });
     if (!target) return null;
     const state = this.state(target.id);
     state.inflight++;
