@@ -279,6 +279,14 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(models.data.map((m) => m.id).sort()).toEqual(['mixed', 'mixed/mock-model']);
   });
 
+  it('spends every attempt on the chat targets of a pool that also has agent-http ones', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'with-agent', [chatTarget(`wa${Date.now()}`, 'failStatus=503'), { id: 'h', kind: 'agent-http', url: 'https://agent.example.com/run' }], { retry: { attempts: 3 } });
+    const res = await api('/v1/chat/completions', { key, body: { model: 'with-agent', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(502);
+    expect(res.headers.get('x-gateway-attempts')).toBe('3');
+  });
+
   it('refuses a model with an empty part (pool/, agent:) as 400 at model, where the target would have answered', async () => {
     const { key } = await newTenant();
     const tag = `empty${Date.now()}`;
