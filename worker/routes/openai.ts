@@ -172,8 +172,12 @@ export const openai = router()
       const runtime = await loadPoolRuntime(c.env, tenantId, poolName);
       if (!runtime) throw new ApiError('not_found', `model ${body.model}: no pool named ${poolName}`);
   
+      // The key's token budget could not reserve the default completion: ask for no more.
+      const cap = c.get('completionTokenCap');
+      const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
       const ttl = cacheTtl(headers['x-gateway-cache-ttl'], runtime.pool.cache?.ttlSeconds, body);
-      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, runtime.pool, body) : null;
+      // Keyed on what the targets are asked: an answer cut short by a key's cap is no answer to the request uncapped.
+      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, runtime.pool, asked) : null;
       if (cacheKey) {
         const hit = await cachedChat(cacheKey);
         if (hit) {
@@ -183,9 +187,6 @@ export const openai = router()
       }
       if (refusal) throw refusal;
   
-      // The key's token budget could not reserve the default completion: ask for no more.
-      const cap = c.get('completionTokenCap');
-      const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
       // A key with a budget counts a stream's usage, found by the relay once the stream has
       // ended; with a token budget the target is asked for it for a client that did not ask,
       // and the relay counts the answer text it passes, for a target that reports none.
