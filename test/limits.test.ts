@@ -105,6 +105,17 @@ describe('budgets', () => {
     expect(res.body.usage.completion_tokens).toBe(3);
   });
 
+  it('caches a shrunk chat as what it asked: a key with room left never gets its short answer from the cache', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 4, period: 'day' } });
+    const headers = { 'x-gateway-cache-ttl': '60' };
+    const shrunk = await api('/v1/chat/completions', { key, headers, body: { model: 'chat', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(shrunk.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(shrunk.body.usage.completion_tokens).toBe(3);
+    const whole = await api('/v1/chat/completions', { key: otherKey, headers, body: { model: 'chat', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(whole.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(whole.body.usage.completion_tokens).not.toBe(3);
+  });
+
   it('serves a token budget smaller than the default completion guess when the chat states no max_tokens', async () => {
     // The guess alone (256) exceeds the budget: the reservation shrinks to the 200 left.
     const { key } = await limitedKey({ budget: { tokens: 200, period: 'day' } });

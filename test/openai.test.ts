@@ -268,6 +268,25 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(models.data.map((m) => m.id).sort()).toEqual(['chat', 'chat/big', 'chat/mock-model']);
   });
 
+  it('lists only what chat completions can answer: no pool of agent-http targets alone, no agent-http target\'s model', async () => {
+    const { key } = await newTenant();
+    const agentTarget = (id: string, model: string) => ({ id, kind: 'agent-http', url: 'https://agent.example.com/run', model });
+    await poolFor(key, 'agents-only', [agentTarget('h1', 'agent-model')]);
+    await poolFor(key, 'mixed', [chatTarget(`mx${Date.now()}`), agentTarget('h2', 'other-agent-model')]);
+    const refused = await api('/v1/chat/completions', { key, body: { model: 'agents-only', messages: [{ role: 'user', content: 'x' }] } });
+    expect(refused.status).toBe(400);
+    const models = await client(key).models.list();
+    expect(models.data.map((m) => m.id).sort()).toEqual(['mixed', 'mixed/mock-model']);
+  });
+
+  it('spends every attempt on the chat targets of a pool that also has agent-http ones', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'with-agent', [chatTarget(`wa${Date.now()}`, 'failStatus=503'), { id: 'h', kind: 'agent-http', url: 'https://agent.example.com/run' }], { retry: { attempts: 3 } });
+    const res = await api('/v1/chat/completions', { key, body: { model: 'with-agent', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(502);
+    expect(res.headers.get('x-gateway-attempts')).toBe('3');
+  });
+
   it('refuses a model with an empty part (pool/, agent:) as 400 at model, where the target would have answered', async () => {
     const { key } = await newTenant();
     const tag = `empty${Date.now()}`;
@@ -361,5 +380,27 @@ describe('response cache', () => {
     expect((await api('/v1/chat/completions', { key: a.key, body, headers })).headers.get('x-gateway-cache')).toBe('MISS');
     expect((await api('/v1/chat/completions', { key: a.key, body, headers })).headers.get('x-gateway-cache')).toBe('HIT');
     expect((await api('/v1/chat/completions', { key: b.key, body, headers })).headers.get('x-gateway-cache')).toBe('MISS');
+  });
+
+  it('never answers from what a replaced or deleted pool of the same name stored', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'redefined', [chatTarget(`old${Date.now()}`)], { cache: { ttlSeconds: 600 } });
+    const body = { model: 'redefined', temperature: 0, messages: [{ role: 'user', content: 'who answers?' }] };
+    expect((await api('/v1/chat/completions', { key, body })).headers.get('x-gateway-cache')).toBe('MISS');
+    expect((await api('/v1/chat/completions', { key, body })).headers.get('x-gateway-cache')).toBe('HIT');
+
+    // Replaced: the built-in responder answers now, not the old target's stored answer.
+    const replaced = await api('/v1/pools/redefined', { method: 'PUT', key, body: { targets: [{ id: 'new', kind: 'builtin' }], cache: { ttlSeconds: 600 } } });
+    expect(replaced.status).toBe(200);
+    const afterPut = await api('/v1/chat/completions', { key, body });
+    expect(afterPut.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(afterPut.headers.get('x-gateway-upstream')).toBe('redefined/new');
+
+    // Deleted and created again with the old definition: the first definition's answer is gone too.
+    expect((await api('/v1/pools/redefined', { method: 'DELETE', key })).status).toBe(204);
+    await poolFor(key, 'redefined', [{ id: 'again', kind: 'builtin' }], { cache: { ttlSeconds: 600 } });
+    const recreated = await api('/v1/chat/completions', { key, body });
+    expect(recreated.headers.get('x-gateway-cache')).toBe('MISS');
+    expect(recreated.headers.get('x-gateway-upstream')).toBe('redefined/again');
   });
 });

@@ -43,6 +43,24 @@ describe('active health checks (cron)', () => {
     const pool = await api('/v1/pools/chat', { key });
     expect(pool.body.targets.map((t: { health: { probe: { ok: boolean } } }) => t.health.probe.ok)).toEqual([true, false]);
   });
+
+  it("does not hold a probe of a target's former URL against it once the pool is redefined", async () => {
+    const { key } = await newTenant();
+    const tag = `refix${Date.now()}`;
+    const fixed = chatTarget(tag, 'ok');
+    await api('/v1/pools/refixed', { method: 'PUT', key, body: { targets: [{ ...fixed, baseUrl: fixed.baseUrl.replace('/ok/', '/failStatus%3D500/') }, chatTarget(`${tag}-b`)] } });
+    await runCron();
+    const before = await api('/v1/pools/refixed', { key });
+    expect(before.body.targets[0].health).toMatchObject({ healthy: false, probe: { ok: false } });
+
+    // Its URL fixed, same id: no probe has seen the new URL yet, so none counts against it.
+    expect((await api('/v1/pools/refixed', { method: 'PUT', key, body: { targets: [fixed, chatTarget(`${tag}-b`)] } })).status).toBe(200);
+    const after = await api('/v1/pools/refixed', { key });
+    expect(after.body.targets[0].health).toMatchObject({ healthy: true, probe: null });
+    expect(after.body.targets[1].health).toMatchObject({ healthy: true, probe: { ok: true } });
+    const answered = await api('/v1/chat/completions', { key, body: { model: 'refixed', messages: [{ role: 'user', content: 'x' }] } });
+    expect(answered.headers.get('x-gateway-upstream')).toBe(`refixed/${tag}`);
+  });
 });
 
 describe("a target's healthy flag in the pool view", () => {

@@ -118,6 +118,14 @@ describe('health, tiers and regions', () => {
     expect(pick(new Set(['p1', 'p2']))?.id).toBe('s1');
   });
 
+  it('sends a retry back to a healthy target already tried rather than to one whose circuit is open', () => {
+    const ts = [{ id: 'up', weight: 1, priority: 0 }, { id: 'open', weight: 1, priority: 0 }];
+    const { s, pick } = picker(ts, 'weighted-round-robin');
+    for (let i = 0; i < DEFAULT_BREAKER.failureThreshold; i++) s.get('open')?.breaker.failure();
+    // 'up' answered one 503 (its circuit still closed): the retry goes to it again.
+    expect(pick(new Set(['up']))?.id).toBe('up');
+  });
+
   it('tries the least recently failed target when every circuit is open', () => {
     const { s, pick } = picker(tiers, 'weighted-round-robin');
     const t0 = 1_000_000;

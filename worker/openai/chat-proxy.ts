@@ -66,8 +66,9 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   const { timeouts, retry } = runtime.pool;
   const deadlineAt = Date.now() + (timeouts?.totalMs ?? DEFAULT_TOTAL_MS);
   const maxAttempts = retry?.attempts ?? 3;
-  // agent-http targets do not speak chat completions.
-  const tried = new Set(runtime.targets.filter((t) => t.kind === 'agent-http').map((t) => t.id));
+  // agent-http targets do not speak chat completions: never picked (nor a retry sent back to one).
+  const unusable = new Set(runtime.targets.filter((t) => t.kind === 'agent-http').map((t) => t.id));
+  const tried = new Set<string>();
   // Built only when needed: an Error captures a stack trace, a cost every request would pay.
   const noTargets = () => new UpstreamError('refused', `pool ${runtime.pool.name} has no chat-capable targets`, false);
   let last: UpstreamError | undefined;
@@ -75,16 +76,11 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   let attempts = 0;
   // The client's Retry-After when every attempt was asked to wait; made by the first failure.
   let resume: ResumeTimes | undefined;
-  if (tried.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
+  if (unusable.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
   for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
-    const lease = runtime.lease(options.regions, tried, deadlineAt + LEASE_GRACE_MS);
+    const lease = runtime.lease(options.regions, tried, deadlineAt + LEASE_GRACE_MS, unusable);
     if (!lease) break;
-    // Only when every chat target is tried: the balancer's fallback may pick an agent-http one.
-    if (lease.target.kind === 'agent-http') {
-      lease.done('cancelled');
-      break;
-    }
     // A Retry-After is waited for only by a retry that lands on the target that sent it.
     const wait = retryAfterWait(lease.notBefore, deadlineAt, last !== undefined);
     if (wait === null) {

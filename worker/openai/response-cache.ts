@@ -8,10 +8,15 @@ const CACHE_HOST = 'https://chat-cache.gateway.internal';
 /** Fields that do not change the answer and must not split the cache. */
 const IGNORED = new Set(['user', 'stream', 'stream_options', 'metadata', 'store']);
 
-/** Cache key: tenant, pool and the request with its keys sorted and non-semantic fields dropped. */
-export async function chatCacheKey(tenantId: string, pool: string, body: ChatCompletionRequest): Promise<string> {
+/**
+ * Cache key: tenant, pool and the request with its keys sorted and non-semantic fields dropped.
+ * The pool is its definition (name and `updatedAt`, which every PUT sets), not its name alone:
+ * answers stored under a pool that was replaced, or deleted and made again, came from targets
+ * (and models) it may no longer have, and would otherwise be served until their TTL.
+ */
+export async function chatCacheKey(tenantId: string, pool: { name: string; updatedAt: string }, body: ChatCompletionRequest): Promise<string> {
   const normalized = Object.fromEntries(Object.entries(body).filter(([k]) => !IGNORED.has(k)));
-  return `${CACHE_HOST}/${await sha256Hex(canonicalJson({ tenantId, pool, request: normalized }))}`;
+  return `${CACHE_HOST}/${await sha256Hex(canonicalJson({ tenantId, pool: pool.name, definedAt: pool.updatedAt, request: normalized }))}`;
 }
 
 /** A cached completion (x-gateway-cache: HIT), from this location's Cache API. */

@@ -53,14 +53,18 @@ function fallbackOrder(a: TargetState, b: TargetState, now: number): number {
  * Picks the target for the next attempt. Eligible: healthy targets not yet tried, of the
  * lowest priority tier that has any (a standby tier serves only when every target above it is
  * unhealthy; a target waiting out its Retry-After is not healthy); among them the caller's
- * region first, the rest as spill-over. When no target is healthy, the least recently failed
- * one is tried rather than refusing (among those waiting out a Retry-After, the one free soonest).
+ * region first, the rest as spill-over; when every untried target is unhealthy, a healthy one
+ * already tried. When no target is healthy, the least recently failed one is tried rather than
+ * refusing (among those waiting out a Retry-After, the one free soonest).
  */
 export function pickTarget<T extends BalancedTarget>(input: PickInput<T>, now = Date.now()): T | null {
   const untried = input.targets.filter((t) => !input.exclude.has(t.id));
   const candidates = untried.length > 0 ? untried : [...input.targets];
   if (candidates.length === 0) return null;
-  const up = candidates.filter((t) => healthy(input.state(t.id), now));
+  let up = candidates.filter((t) => healthy(input.state(t.id), now));
+  // Every target not yet tried is down: a healthy one already tried (one 503 leaves its
+  // circuit closed) takes the retry, not a target whose circuit is open.
+  if (up.length === 0 && untried.length > 0) up = input.targets.filter((t) => healthy(input.state(t.id), now));
   if (up.length === 0) {
     return [...candidates].sort((a, b) => fallbackOrder(input.state(a.id), input.state(b.id), now))[0] ?? null;
   }

@@ -1,7 +1,7 @@
 import type { Env } from '../env';
 import type { StoredPool } from '../schemas/pool';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
-import { healthKey, type PoolTarget, type ProbeResult } from './runtime';
+import { healthKey, probeSubject, type PoolTarget, type ProbeResult } from './runtime';
 import { openTargets } from './store';
 
 const PROBE_TIMEOUT_MS = 5_000;
@@ -54,7 +54,9 @@ export async function probeAllPools(env: Env): Promise<{ pools: number; targets:
     const pool = JSON.parse(row.config) as StoredPool;
     const opened = await openTargets(env, row.tenant_id, pool).catch(() => null);
     if (!opened) continue;
-    const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, await probeTarget(t, policy)] as const);
+    // The subject is the stored target's (sealed credential), as the balancer and the view compute it.
+    const subjects = new Map(pool.targets.map((t) => [t.id, probeSubject(t)]));
+    const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, { ...(await probeTarget(t, policy)), subject: subjects.get(t.id) }] as const);
     targets += probes.length;
     down += probes.filter(([, p]) => !p.ok).length;
     await env.CACHE.put(healthKey(row.tenant_id, pool.name), JSON.stringify(Object.fromEntries(probes)), { expirationTtl: HEALTH_KV_TTL_S });

@@ -12,7 +12,28 @@ export interface ProbeResult {
   checkedAt: string;
   latencyMs: number | null;
   error?: string;
+  /** `probeSubject` of the target as it was probed (absent in results stored before it was kept). */
+  subject?: string;
 }
+
+/**
+ * What a probe result is about: a target's kind, the URL it calls and its credential as stored
+ * (sealed; a masked round trip keeps it), hashed. A target redefined under the same id (its URL
+ * or key fixed) is another subject: the failed probe of what it was must not keep it down.
+ */
+export function probeSubject(target: { kind: string; url?: string | undefined; baseUrl?: string | undefined; apiKey?: string | undefined }): string {
+  const text = `${target.kind}\n${target.url ?? target.baseUrl ?? ''}\n${target.apiKey ?? ''}`;
+  // FNV-1a: only compared for equality, and a collision costs no more than a stale probe.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return (hash >>> 0).toString(16).padStart(8, '0');
+}
+
+/** The probe result that is about this target as it is now defined, if any. */
+export const probeOf = (probes: Record<string, ProbeResult>, target: { id: string } & Parameters<typeof probeSubject>[0]): ProbeResult | null => {
+  const probe = probes[target.id];
+  return probe && (probe.subject === undefined || probe.subject === probeSubject(target)) ? probe : null;
+};
 
 export const healthKey = (tenantId: string, pool: string) => `health:v1:${tenantId}:${pool}`;
 /** A failed probe marks a target down for this long unless a newer probe says otherwise. */
@@ -71,18 +92,22 @@ export class PoolRuntime {
   applyProbes(probes: Record<string, ProbeResult>, now = Date.now()): void {
     this.probes = probes;
     this.probesLoadedAt = now;
-    for (const [id, state] of this.states) {
-      state.probeDown = probeDown(probes[id], now);
+    // The stored targets (credentials sealed), as the cron saw them.
+    for (const target of this.pool.targets) {
+      const state = this.states.get(target.id);
+      if (state) state.probeDown = probeDown(probeOf(probes, target), now);
     }
   }
 
   /**
    * Chooses a target for the next attempt and counts it in flight until `done`. `endBy`: when
    * the lease is over whatever happened; one still open then ends as cancelled (see `bounded`).
+   * `unusable`: targets this call can never use (a chat's agent-http ones), never picked.
    */
-  lease(regions: readonly string[], exclude: ReadonlySet<string>, endBy?: number): Lease | null {
+  lease(regions: readonly string[], exclude: ReadonlySet<string>, endBy?: number, unusable?: ReadonlySet<string>): Lease | null {
     this.endOverdue();
-    const target = pickTarget({ targets: this.targets, state: (id) => this.state(id), strategy: this.pool.strategy, regions, exclude, wrr: this.wrr });
+    const targets = unusable && unusable.size > 0 ? this.targets.filter((t) => !unusable.has(t.id)) : this.targets;
+    const target = pickTarget({ targets, state: (id) => this.state(id), strategy: this.pool.strategy, regions, exclude, wrr: this.wrr });
     if (!target) return null;
     const state = this.state(target.id);
     state.inflight++;

@@ -172,8 +172,12 @@ export const openai = router()
       const runtime = await loadPoolRuntime(c.env, tenantId, poolName);
       if (!runtime) throw new ApiError('not_found', `model ${body.model}: no pool named ${poolName}`);
   
+      // The key's token budget could not reserve the default completion: ask for no more.
+      const cap = c.get('completionTokenCap');
+      const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
       const ttl = cacheTtl(headers['x-gateway-cache-ttl'], runtime.pool.cache?.ttlSeconds, body);
-      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, poolName, body) : null;
+      // Keyed on what the targets are asked: an answer cut short by a key's cap is no answer to the request uncapped.
+      const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, runtime.pool, asked) : null;
       if (cacheKey) {
         const hit = await cachedChat(cacheKey);
         if (hit) {
@@ -183,9 +187,6 @@ export const openai = router()
       }
       if (refusal) throw refusal;
   
-      // The key's token budget could not reserve the default completion: ask for no more.
-      const cap = c.get('completionTokenCap');
-      const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
       // A key with a budget counts a stream's usage, found by the relay once the stream has
       // ended; with a token budget the target is asked for it for a client that did not ask,
       // and the relay counts the answer text it passes, for a target that reports none.
@@ -222,15 +223,19 @@ export const openai = router()
       method: 'get',
       path: '/v1/models',
       tags: ['openai'],
-      summary: 'Models: every pool ("<pool>") and each model its targets name ("<pool>/<model>")',
+      summary: 'Models: every pool with a chat-capable target ("<pool>") and each model those targets name ("<pool>/<model>")',
       security,
       responses: { 200: json(ModelList, 'the models'), ...commonErrors },
     }),
     async (c) => {
       const pools = await listPools(c.env, c.get('principal').tenantId);
       const data = pools.flatMap((pool) => {
+        // agent-http targets do not speak chat completions (proxyChat never calls them): a pool
+        // of those alone is refused there, and their models are no chat model of the pool's.
+        const chatTargets = pool.targets.filter((t) => t.kind !== 'agent-http');
+        if (chatTargets.length === 0) return [];
         const created = Math.floor(Date.parse(pool.createdAt) / 1000);
-        const models = [...new Set(pool.targets.map((t) => t.model).filter((m): m is string => m !== undefined))];
+        const models = [...new Set(chatTargets.map((t) => t.model).filter((m): m is string => m !== undefined))];
         return [pool.name, ...models.map((m) => `${pool.name}/${m}`)].map((id) => ({ id, object: 'model' as const, created, owned_by: 'edge-agent-gateway' }));
       });
       return c.json({ object: 'list' as const, data }, 200);

@@ -5,7 +5,7 @@ import { auditEntry } from '../audit/log';
 import { iso } from '../lib/time';
 import { targetHealthy } from '../pools/balancer';
 import { CircuitBreaker } from '../pools/circuit-breaker';
-import { cachedRuntime, healthKey, probeDown, type ProbeResult } from '../pools/runtime';
+import { cachedRuntime, healthKey, probeDown, probeOf, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
 import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -37,7 +37,10 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
     ...view,
     targets: view.targets.map((t) => {
       const state = runtime?.pool.updatedAt === pool.updatedAt ? runtime.state(t.id) : undefined;
-      const probe = probes[t.id] ?? null;
+      const stored = pool.targets.find((s) => s.id === t.id);
+      // Only a probe of the target as now defined; shown without its subject (an internal hash).
+      const found = stored ? probeOf(probes, stored) : null;
+      const shown = found && { ok: found.ok, checkedAt: found.checkedAt, latencyMs: found.latencyMs, ...(found.error !== undefined && { error: found.error }) };
       // Judged by the balancer's own rule, from the probes just read (an isolate reloads its
       // own every 15 s); a target this isolate has not called has a closed circuit.
       const breaker = state?.breaker ?? new CircuitBreaker();
@@ -48,8 +51,8 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
           circuit,
           inflight: state?.inflight ?? 0,
           latencyMs: state?.latencyMs === null || state?.latencyMs === undefined ? null : Math.round(state.latencyMs),
-          probe,
-          healthy: targetHealthy({ breaker, probeDown: probeDown(probe, now) }, now),
+          probe: shown,
+          healthy: targetHealthy({ breaker, probeDown: probeDown(shown, now) }, now),
           pausedUntil: state && state.retryAfterUntil > now ? iso(state.retryAfterUntil) : null,
         },
       };
