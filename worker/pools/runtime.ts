@@ -29,7 +29,7 @@ export function probeSubject(target: { kind: string; url?: string | undefined; b
   return (hash >>> 0).toString(16).padStart(8, '0');
 }
 
-/** The probe result that is about this target as it is now defined, if any. */
+/** The probe result that is about this target as it is now defined, or null. */
 export const probeOf = (probes: Record<string, ProbeResult>, target: { id: string } & Parameters<typeof probeSubject>[0]): ProbeResult | null => {
   const probe = probes[target.id];
   return probe && (probe.subject === undefined || probe.subject === probeSubject(target)) ? probe : null;
