@@ -1,8 +1,8 @@
 import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
-import type { AppEnv, Env } from '../env';
-import { ApiError, unwrap } from '../errors';
+import type { AppEnv } from '../env';
+import { unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
-import { callAgent, findAgent, type AgentRoute } from '../agents/registry';
+import { callAgent, requireAgent } from '../agents/registry';
 import { TenantParams } from '../schemas/admin';
 import { AgentId, ResourceId } from '../schemas/common';
 import { AgentLock, LockResolution, ResolveLockBody } from '../schemas/transaction';
@@ -10,13 +10,6 @@ import { adminErrors, errorResponse, json, jsonBody, security } from './openapi'
 
 const AgentLockParams = TenantParams.extend({ agentId: AgentId });
 const ResolveParams = AgentLockParams.extend({ txId: ResourceId });
-
-/** The tenant's agent: another tenant's, like an unknown one, is 404 (agents are named by tenant). */
-async function tenantAgent(env: Env, tenant: string, agentId: string): Promise<AgentRoute> {
-  const route = await findAgent(env, tenant, agentId);
-  if (!route) throw new ApiError('not_found', `agent ${agentId} not found for tenant ${tenant}`);
-  return route;
-}
 
 /**
  * The operator's view and override of an agent's transaction lock (docs/ARCHITECTURE.md,
@@ -36,7 +29,7 @@ export const adminTransactions = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { tenant, agentId } = c.req.valid('param');
-      const route = await tenantAgent(c.env, tenant, agentId);
+      const route = await requireAgent(c.env, tenant, agentId);
       const lock = unwrap(await callAgent(c.env, tenant, agentId, route, (stub) => stub.transactionLock(), { retry: true }));
       return c.json({ agentId, lock }, 200);
     },
@@ -62,7 +55,7 @@ export const adminTransactions = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { tenant, agentId, txId } = c.req.valid('param');
       const body = c.req.valid('json');
-      const route = await tenantAgent(c.env, tenant, agentId);
+      const route = await requireAgent(c.env, tenant, agentId);
       // Not retried: a second delivery would find the lock resolved and answer already_finished.
       const resolved = unwrap(await callAgent(c.env, tenant, agentId, route, (stub) => stub.resolveTransaction(txId, body)));
       const details = { agentId, status: resolved.status, source: resolved.source, heuristic: resolved.heuristic, requested: body.outcome, ...(body.reason !== undefined && { reason: body.reason }) };

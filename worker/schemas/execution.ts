@@ -31,7 +31,7 @@ export const MAX_OUTPUT_BYTES = 1024 * 1024;
  * check their results against this schema, and a succeeded execution with a 300 KB output came
  * back as a tool error.
  */
-const ExecutionOutput = z.unknown().openapi({ description: `the upstream's output: any JSON value (at most ${MAX_OUTPUT_BYTES} bytes)` });
+const ExecutionOutput = z.unknown().openapi({ description: `the upstream's output: a JSON value of whatever type it returned (at most ${MAX_OUTPUT_BYTES} bytes)` });
 
 export const ExecutionError = z.object({
   code: z.string(),
