@@ -127,8 +127,9 @@ export const transactions = router()
       const name = row?.coordinator_name ?? (TX_ID.test(id) ? idName(tenantId, id) : null);
       if (!name) throw new ApiError('not_found', `transaction ${id} not found`);
       const found = await coordinator(c.env, name).get(tenantId, id);
-      // A keyed transaction's coordinator is named from its key, which only D1 knows: without
-      // D1 a miss proves nothing, and a 404 would invite the client to run the transfer again.
+      // A keyed transaction's coordinator is named from its key, which only D1 knows (or a
+      // pointer at the id's object, when D1 refused the row as it began): without D1 a miss
+      // proves nothing, and a 404 would invite the client to run the transfer again.
       if (!found.ok && found.code === 'not_found' && indexDown) {
         throw new ApiError('unavailable', 'the transaction index is unreachable; retry later', undefined, { 'retry-after': '1' });
       }
