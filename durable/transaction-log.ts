@@ -45,6 +45,17 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE participants ADD COLUMN heuristic_mismatch INTEGER NOT NULL DEFAULT 0;
   `,
+  // Kept by the object named from a keyed transaction's id when D1 refused the index row:
+  // where the coordinator named from the key is (durable/transaction-alias.ts).
+  `
+  CREATE TABLE alias (
+    singleton         INTEGER PRIMARY KEY CHECK (singleton = 1),
+    tx_id             TEXT NOT NULL,
+    tenant_id         TEXT NOT NULL,
+    coordinator_name  TEXT NOT NULL,
+    created_at        INTEGER NOT NULL
+  );
+  `,
 ];
 
 export interface TxRow extends Record<string, string | number | null> {
@@ -74,6 +85,13 @@ export interface ParticipantRow extends Record<string, string | number | null> {
   version: number | null;
   acked: number;
   heuristic_mismatch: number;
+}
+
+export interface AliasRow extends Record<string, string | number | null> {
+  tx_id: string;
+  tenant_id: string;
+  coordinator_name: string;
+  created_at: number;
 }
 
 export interface NewParticipant {
@@ -122,11 +140,28 @@ export class TransactionLog {
     return this.sql.all<ParticipantRow>('SELECT * FROM participants ORDER BY seq');
   }
 
+  alias(): AliasRow | undefined {
+    if (this.empty) return undefined;
+    return this.sql.one<AliasRow>('SELECT * FROM alias WHERE singleton = 1');
+  }
+
+  /** Writes the pointer once; a repeat (the keyed coordinator retrying) changes nothing. */
+  writeAlias(a: { txId: string; tenantId: string; coordinatorName: string; now: number }): void {
+    this.ensureSchema();
+    this.sql.run(
+      'INSERT INTO alias (singleton, tx_id, tenant_id, coordinator_name, created_at) VALUES (1, ?, ?, ?, ?) ON CONFLICT (singleton) DO NOTHING',
+      a.txId, a.tenantId, a.coordinatorName, a.now,
+    );
+  }
+
+  private ensureSchema(): void {
+    if (!this.empty) return;
+    runMigrations(this.sql, this.storage, MIGRATIONS);
+    this.empty = false;
+  }
+
   begin(t: { id: string; tenantId: string; coordinatorName: string; fingerprint: string | null; deadlineAt: number; now: number }, participants: NewParticipant[]): void {
-    if (this.empty) {
-      runMigrations(this.sql, this.storage, MIGRATIONS);
-      this.empty = false;
-    }
+    this.ensureSchema();
     this.storage.transactionSync(() => {
       this.sql.run(
         "INSERT INTO tx (singleton, id, tenant_id, coordinator_name, fingerprint, status, created_at, deadline_at) VALUES (1, ?, ?, ?, ?, 'preparing', ?, ?)",

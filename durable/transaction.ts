@@ -8,6 +8,8 @@ import type { CoordinatorAnswer } from './agent-transactions';
 import { Sql } from './sql';
 import { TransactionLog, toTransaction, type NewParticipant, type ParticipantRow, type TxRow } from './transaction-log';
 import { dropIndexRow, expiresAt } from './transaction-retention';
+import { aliasAlarm, aliasFor, pointFromId, writeAlias } from './transaction-alias';
+import { coordinator } from '../worker/transactions/coordinator';
 
 /** How long after the deadline an undecided log is taken for a crashed coordinator. */
 const DECISION_GRACE_MS = 1_000;
@@ -122,8 +124,20 @@ export class TransactionDO extends DurableObject<Env> {
 
   async get(tenantId: string, txId: string): Promise<Result<Transaction>> {
     const tx = this.log.tx();
-    if (!tx || tx.tenant_id !== tenantId || tx.id !== txId) return fail('not_found', `transaction ${txId} not found`);
+    if (!tx || tx.tenant_id !== tenantId || tx.id !== txId) {
+      const alias = tx ? undefined : aliasFor(this.log, tenantId, txId);
+      if (alias) return coordinator(this.env, alias.coordinator_name).get(tenantId, txId);
+      return fail('not_found', `transaction ${txId} not found`);
+    }
     return ok(this.view());
+  }
+
+  /**
+   * Keeps, at the object named from a keyed transaction's id, where its coordinator is: written
+   * by that coordinator when D1 refused its index row (durable/transaction-alias.ts).
+   */
+  async point(tenantId: string, txId: string, coordinatorName: string): Promise<void> {
+    await writeAlias(this.log, this.ctx.storage, { txId, tenantId, coordinatorName });
   }
 
   /**
@@ -143,6 +157,8 @@ export class TransactionDO extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     const tx = this.log.tx();
+    const alias = tx ? undefined : this.log.alias();
+    if (alias) return aliasAlarm(this.env, this.log, this.ctx.storage, alias);
     if (!tx) return;
     const expiry = expiresAt(tx);
     if (expiry !== null && Date.now() >= expiry) return this.expire(tx);
@@ -219,7 +235,12 @@ export class TransactionDO extends DurableObject<Env> {
       await this.armAlarm();
       // A keyed coordinator can only be found through the index, so it is written before phase
       // one; an unkeyed one is named from its id and indexed with the decision, off the lock path.
-      if (this.log.tx()?.fingerprint !== null) await this.index();
+      // Without D1, a pointer at the object named from the id does; without either, a GET could
+      // answer 404 for a transfer that committed, and the client run it again: nothing starts.
+      const tx = this.log.tx();
+      if (tx && tx.fingerprint !== null && !(await this.index()) && !(await pointFromId(this.env, tx))) {
+        this.log.decide('aborted', { reason: 'unavailable', message: 'the transaction could not be indexed (D1 unreachable); nothing was applied' }, Date.now());
+      }
       await this.prepareAll();
       this.decide();
       await this.finishUp();
@@ -280,10 +301,10 @@ export class TransactionDO extends DurableObject<Env> {
     }
   }
 
-  /** Projects id → coordinator name and status into D1 for GET; retried from the alarm. */
-  private async index(): Promise<void> {
+  /** Projects id → coordinator name and status into D1 for GET; retried from the alarm. False when D1 refused. */
+  private async index(): Promise<boolean> {
     const tx = this.log.tx();
-    if (!tx || tx.indexed_status === tx.status) return;
+    if (!tx || tx.indexed_status === tx.status) return true;
     try {
       await this.env.DB.prepare(
         `INSERT INTO transactions (tenant_id, id, coordinator_name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -292,8 +313,10 @@ export class TransactionDO extends DurableObject<Env> {
         .bind(tx.tenant_id, tx.id, tx.coordinator_name, tx.status, tx.created_at, Date.now())
         .run();
       this.log.indexed(tx.status);
+      return true;
     } catch (error) {
       console.error(JSON.stringify({ msg: 'transaction index write failed', txId: tx.id, error: String(error) }));
+      return false;
     }
   }
 

@@ -10,13 +10,10 @@ import { CreateTransactionBody, Transaction, TransactionAborted, TransactionComm
 import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
-import { coordinator } from '../transactions/coordinator';
+import { coordinator, coordinatorName, idName } from '../transactions/coordinator';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice, for a day after the transaction completed (then the key starts a new one)');
 const OutcomeHeaders = writtenHeaders('the transaction (GET: votes and acknowledgements)', '/v1/transactions/tx_01jd8x3v7c9q2m4n6p8r0s2t4v');
-
-/** Keyed transactions are named from the key, so a repeat reaches the coordinator that ran the first. */
-const coordinatorName = (tenantId: string, txId: string, key: string | undefined) => (key ? `${tenantId}/key/${key}` : `${tenantId}/${txId}`);
 
 const TX_ID = /^tx_[0-9a-z]{26}$/;
 
@@ -127,11 +124,12 @@ export const transactions = router()
           indexDown = true;
           return null;
         });
-      const name = row?.coordinator_name ?? (TX_ID.test(id) ? `${tenantId}/${id}` : null);
+      const name = row?.coordinator_name ?? (TX_ID.test(id) ? idName(tenantId, id) : null);
       if (!name) throw new ApiError('not_found', `transaction ${id} not found`);
       const found = await coordinator(c.env, name).get(tenantId, id);
-      // A keyed transaction's coordinator is named from its key, which only D1 knows: without
-      // D1 a miss proves nothing, and a 404 would invite the client to run the transfer again.
+      // A keyed transaction's coordinator is named from its key, which only D1 knows (or a
+      // pointer at the id's object, when D1 refused the row as it began): without D1 a miss
+      // proves nothing, and a 404 would invite the client to run the transfer again.
       if (!found.ok && found.code === 'not_found' && indexDown) {
         throw new ApiError('unavailable', 'the transaction index is unreachable; retry later', undefined, { 'retry-after': '1' });
       }

@@ -1,0 +1,121 @@
+import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { TRANSACTION_RETENTION_MS } from '../durable/transaction-retention';
+import { newId } from '../worker/lib/ids';
+import { api, newTenant } from './support/api';
+import { agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
+
+// A keyed transaction's coordinator is named from its key, and D1's `transactions` row is the
+// only way from its id to that name. These tests take D1 away the way the other transaction
+// tests do (the table renamed), while a keyed transaction begins.
+
+const inCoordinator = <T>(name: string, fn: (state: DurableObjectState) => T) => runInDurableObject(coordinatorStub(name), (_i, state: DurableObjectState) => fn(state));
+
+const indexRow = (tenantId: string, id: string) => env.DB.prepare('SELECT coordinator_name, status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first();
+
+async function withD1Offline<T>(fn: () => Promise<T>): Promise<T> {
+  await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+  try {
+    return await fn();
+  } finally {
+    await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+  }
+}
+
+/** A transfer of 5 between two agents holding 10, sent with `idempotencyKey` while D1 is down. */
+async function keyedDuringOutage(idempotencyKey: string) {
+  const { key, tenantId } = await newTenant();
+  const a = await agentWith(key, { balance: 10 });
+  const b = await agentWith(key, { balance: 10 });
+  const body = transfer(a, b, 5);
+  const headers = { 'idempotency-key': idempotencyKey };
+  const balances = async () => [(await contextOf(key, a)).data.balance, (await contextOf(key, b)).data.balance];
+  const { res, during } = await withD1Offline(async () => {
+    const res = await api('/v1/transactions', { key, body, headers });
+    return { res, during: await api(`/v1/transactions/${res.body.id}`, { key }) };
+  });
+  return { key, tenantId, body, headers, res, during, balances, name: `${tenantId}/key/${idempotencyKey}`, id: res.body.id as string };
+}
+
+describe('transactions: a keyed transaction whose D1 index write failed', () => {
+  it('is found by GET and replayed by its key as soon as D1 answers again, before its alarm writes the index', async () => {
+    const t = await keyedDuringOutage('index-gap');
+    expect(t.res.status).toBe(200);
+    // Its alarm would write the index within 5 s; set aside, the window after recovery stays open.
+    await inCoordinator(t.name, (state) => state.storage.deleteAlarm());
+    expect(await indexRow(t.tenantId, t.id)).toBeNull();
+
+    // D1 answers and has no row: a 404 here would tell the client the transfer never happened.
+    const got = await api(`/v1/transactions/${t.id}`, { key: t.key });
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ id: t.id, status: 'committed', completed: true });
+    const again = await api('/v1/transactions', { key: t.key, body: t.body, headers: t.headers });
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(t.id);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await t.balances()).toEqual([5, 15]);
+
+    await inCoordinator(t.name, (state) => state.storage.setAlarm(Date.now() + 60_000));
+    expect(await runDurableObjectAlarm(coordinatorStub(t.name))).toBe(true);
+    expect(await indexRow(t.tenantId, t.id)).toEqual({ coordinator_name: t.name, status: 'committed' });
+  });
+
+  it('is found by GET while D1 is still down, through a pointer kept at the object named from its id', async () => {
+    const t = await keyedDuringOutage('index-down');
+    expect(t.res.status).toBe(200);
+    expect(t.during.status).toBe(200);
+    expect(t.during.body).toMatchObject({ id: t.id, status: 'committed', versions: t.res.body.versions });
+    expect(await coordinatorTables(`${t.tenantId}/${t.id}`)).toContain('alias');
+    // Another tenant asking for the id is still told nothing.
+    const other = await newTenant();
+    expect((await api(`/v1/transactions/${t.id}`, { key: other.key })).status).toBe(404);
+  });
+
+  it('aborts before phase one, locking nothing, when neither the index nor the pointer can be written', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    const txId = newId('tx');
+    const name = `${tenantId}/key/both-down`;
+    // The object named from the id fails every write, as one whose storage is broken would.
+    await inCoordinator(`${tenantId}/${txId}`, (state) => {
+      state.storage.sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '999')");
+    });
+    const route = { jurisdiction: null, locationHint: null };
+    const result = await withD1Offline((): Promise<{ value: { transaction: Record<string, any> } }> =>
+      coordinatorStub(name).run({
+        txId, tenantId, coordinatorName: name, fingerprint: 'f'.repeat(64), timeoutMs: 5_000,
+        operations: [
+          { agentId: a, route, operation: { increment: { balance: -5 } } },
+          { agentId: b, route, operation: { increment: { balance: 5 } } },
+        ],
+      }),
+    );
+    expect(result.value.transaction).toMatchObject({ id: txId, status: 'aborted', reason: 'unavailable', completed: true });
+    expect(result.value.transaction.participants.map((p: { vote: unknown }) => p.vote)).toEqual([null, null]);
+    expect([(await contextOf(key, a)).data.balance, (await contextOf(key, b)).data.balance]).toEqual([10, 10]);
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+  });
+
+  it('drops the pointer once the keyed coordinator has expired, and keeps it until then', async () => {
+    const t = await keyedDuringOutage('index-expiry');
+    const pointer = `${t.tenantId}/${t.id}`;
+    // The keyed coordinator indexes itself once D1 is back.
+    await inCoordinator(t.name, (state) => state.storage.setAlarm(Date.now() + 60_000));
+    await runDurableObjectAlarm(coordinatorStub(t.name));
+    expect(await indexRow(t.tenantId, t.id)).not.toBeNull();
+
+    expect(await runDurableObjectAlarm(coordinatorStub(pointer))).toBe(true);
+    expect(await coordinatorTables(pointer)).toContain('alias');
+    expect(await inCoordinator(pointer, (state) => state.storage.getAlarm())).not.toBeNull();
+
+    await inCoordinator(t.name, (state) => {
+      state.storage.sql.exec('UPDATE tx SET completed_at = completed_at - ?', TRANSACTION_RETENTION_MS + 1);
+    });
+    await runDurableObjectAlarm(coordinatorStub(t.name));
+    expect(await coordinatorTables(t.name)).toEqual([]);
+    expect(await runDurableObjectAlarm(coordinatorStub(pointer))).toBe(true);
+    expect(await coordinatorTables(pointer)).toEqual([]);
+    expect((await api(`/v1/transactions/${t.id}`, { key: t.key })).status).toBe(404);
+  });
+});
