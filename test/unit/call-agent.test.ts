@@ -2,6 +2,7 @@ import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { callAgent } from '../../worker/agents/registry';
 import { ApiError } from '../../worker/errors';
+import { toApiError } from '../../worker/middleware/error-handler';
 
 const route = { jurisdiction: null, locationHint: null };
 
@@ -24,5 +25,23 @@ describe('callAgent', () => {
   it('passes the object\'s own exceptions through untouched', async () => {
     const own = new Error('a bug of ours');
     await expect(callAgent(env, 't', 'a', route, async () => { throw own; }, { retry: true })).rejects.toBe(own);
+  });
+});
+
+describe('an object failure no route maps itself', () => {
+  const platform = (fields: { retryable?: boolean; overloaded?: boolean; durableObjectReset?: boolean }) => Object.assign(new Error('Durable Object is unreachable'), fields);
+
+  it('is a 503 unavailable with Retry-After when the runtime marks it retryable, overloaded or reset', () => {
+    const answers = [{ retryable: true }, { overloaded: true }, { durableObjectReset: true }].map((fields) => toApiError(platform(fields), 'req'));
+    expect(answers.map((a) => [a.status, a.code, a.headers?.['retry-after']])).toEqual([
+      [503, 'unavailable', '1'],
+      [503, 'unavailable', '2'],
+      [503, 'unavailable', '1'],
+    ]);
+  });
+
+  it('stays a 500 when it is an exception of our own', () => {
+    const answer = toApiError(new Error('a bug of ours'), 'req');
+    expect([answer.status, answer.code]).toEqual([500, 'internal_error']);
   });
 });

@@ -3,7 +3,7 @@ import type { Env } from '../env';
 import { ApiError } from '../errors';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
-import { isTransientStorageError } from '../lib/storage-errors';
+import { isPlatformError, type DurableObjectError } from '../lib/storage-errors';
 import type { Agent, Jurisdiction, Region } from '../schemas/agent';
 
 /** Where an agent's Durable Object lives; fixed when the agent is created. */
@@ -156,25 +156,7 @@ export function inJurisdiction<T extends Rpc.DurableObjectBranded | undefined>(n
   }
 }
 
-interface DurableObjectError extends Error {
-  retryable?: boolean;
-  overloaded?: boolean;
-  /** Set when the object was reset under the call (a crash, a code update, `ctx.abort()`). */
-  durableObjectReset?: boolean;
-}
-
 const RETRY_DELAYS_MS = [50, 200];
-
-/** Whether an error thrown by a stub is the platform's (unreachable, reset, overloaded). */
-// A reset carries neither `retryable` nor `overloaded`, yet the next call reaches a fresh
-// instance: treating it as our own exception answered 500 (found by the chaos suite).
-// The runtime's own failures inside the object (its storage refusing a statement, say SQLite
-// out of memory or file handles with 10,000 objects open in one local process) reach the
-// caller as an opaque "internal error; reference = …" or as the SQLite code inside our SQL
-// helper's message: not a bug of ours either. The statement's transaction rolled back, and the
-// call's keyed retry is safe, so they are treated the same way (found by the bench).
-const isPlatformError = (e: DurableObjectError): boolean =>
-  e.retryable === true || e.overloaded === true || e.durableObjectReset === true || isTransientStorageError(e);
 
 /**
  * Calls an agent's Durable Object. With `retry` (only for operations that are idempotent or

@@ -2,7 +2,7 @@ import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { AppEnv } from '../env';
 import { ApiError, envelope, missingBodyError, type ErrorCode } from '../errors';
-import { isTransientStorageError } from '../lib/storage-errors';
+import { isPlatformError, isTransientStorageError, type DurableObjectError } from '../lib/storage-errors';
 
 const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
   400: 'invalid_request',
@@ -16,8 +16,8 @@ const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
 };
 
 /**
- * Maps whatever was thrown to the one error type. A transient failure of D1 or storage is a
- * 503 with Retry-After (the client's retry is what helps, not a bug report); other unknown
+ * Maps whatever was thrown to the one error type. A transient failure of D1, storage or a
+ * Durable Object is a 503 with Retry-After (the client's retry is what helps, not a bug report); other unknown
  * errors are 500s. Both are logged, never echoed.
  */
 export function toApiError(error: unknown, requestId: string): ApiError {
@@ -30,6 +30,14 @@ export function toApiError(error: unknown, requestId: string): ApiError {
   if (isTransientStorageError(error)) {
     console.warn(JSON.stringify({ level: 'warn', msg: 'storage unavailable', requestId, error: String(error) }));
     return new ApiError('unavailable', 'storage is temporarily unavailable; retry later', undefined, { 'retry-after': '1' });
+  }
+  // A Durable Object the route called without a mapping of its own (a transaction's
+  // coordinator, a key's limiter) being reset, unreachable or overloaded is the platform's
+  // moment, not a bug: the client's retry reaches a fresh instance.
+  if (isPlatformError(error)) {
+    const overloaded = (error as DurableObjectError).overloaded === true;
+    console.warn(JSON.stringify({ level: 'warn', msg: 'object unavailable', requestId, overloaded, error: String(error) }));
+    return new ApiError('unavailable', overloaded ? 'a Durable Object is overloaded; retry later' : 'a Durable Object is temporarily unreachable; retry later', undefined, { 'retry-after': overloaded ? '2' : '1' });
   }
   console.error(JSON.stringify({ level: 'error', msg: 'unhandled error', requestId, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error), stack: error instanceof Error ? error.stack : undefined }));
   return new ApiError('internal_error', 'internal error');
