@@ -62,7 +62,7 @@ export function inputMessage(row: ExecutionRow, contextId: string): Message {
 
 /**
  * The artifacts of a succeeded execution: the ones its output names (`output.a2a.artifacts`),
- * or else one `output` artifact with the reply text and the output as data, either shaped by
+ * or else one `output` artifact with the reply text and the output as data, each shaped by
  * the send's `acceptedOutputModes` (a2a-output-modes.ts); when those are too
  * large to keep in the task, one `output` artifact referring to the execution (a2a-large.ts).
  * Ids are derived from the execution, so the SDK's merge by artifact id never duplicates them.

@@ -15,7 +15,12 @@ import { checkIds } from './deploy-ids.mjs';
 import { SCALAR_ASSET, vendoredProblem } from './vendor-scalar.mjs';
 
 const LIMIT_KIB = 3 * 1024;
-const named = process.argv.slice(2).flatMap((arg, i, all) => (all[i - 1] === '--env' ? [arg] : arg.startsWith('--env=') ? [arg.slice(6)] : []));
+const args = process.argv.slice(2);
+const named = args.flatMap((arg, i) => (args[i - 1] === '--env' ? [arg] : arg.startsWith('--env=') ? [arg.slice(6)] : []));
+if (args.some((arg, i) => arg !== '--env' && args[i - 1] !== '--env' && !arg.startsWith('--env=')) || args.at(-1) === '--env') {
+  console.error('usage: npm run deploy:check [-- --env NAME …]   (without --env: every environment, placeholder ids only a warning)');
+  process.exit(2);
+}
 // The top level is bundled first in any case: it is the reference for the bindings check.
 const environments = named.length ? [null, ...named] : [null, 'staging', 'production'];
 let failed = false;
