@@ -1,6 +1,7 @@
 import { Artifact, Message, Role, Task, type Part } from '@a2a-js/sdk';
 import type { ExecutionRow } from './agent-rows';
 import { agentMessage, dataPart, textPart } from './a2a-parts';
+import { modesOfRow, shapedArtifacts } from './a2a-output-modes';
 import { exceedsJsonBytes, utf8BytesOver } from '../worker/lib/json-limits';
 
 /**
@@ -49,9 +50,13 @@ function referenceParts(row: ExecutionRow, agentId: string, field: 'output' | 'e
   ];
 }
 
-/** A succeeded execution's artifacts, kept by reference: one `output` artifact (the id of the usual one). */
+/**
+ * A succeeded execution's artifacts, kept by reference: one `output` artifact (the id of the
+ * usual one), its parts shaped by the send's `acceptedOutputModes` as the artifacts it stands for.
+ */
 export function referenceArtifact(row: ExecutionRow, agentId: string): Artifact {
-  return { artifactId: `${row.id}-output`, name: 'output', description: 'kept by reference: too large to keep in the task', parts: referenceParts(row, agentId, 'output'), metadata: undefined, extensions: [] };
+  const artifact: Artifact = { artifactId: `${row.id}-output`, name: 'output', description: 'kept by reference: too large to keep in the task', parts: referenceParts(row, agentId, 'output'), metadata: undefined, extensions: [] };
+  return shapedArtifacts([artifact], modesOfRow(row))[0] ?? artifact;
 }
 
 /** A finished execution's status message, kept by reference (the output of a succeeded one, else its error). */

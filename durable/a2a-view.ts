@@ -5,7 +5,7 @@ import type { ExecutionError } from '../worker/schemas/execution';
 import type { ExecutionRow } from './agent-rows';
 import { referenceArtifact, referenceMessage, tooLargeToKeep } from './a2a-large';
 import { agentMessage, dataPart, textPart } from './a2a-parts';
-import { acceptedParts, modesOfInput } from './a2a-output-modes';
+import { modesOfRow, shapedArtifacts } from './a2a-output-modes';
 
 /**
  * How an execution looks as an A2A task. The execution row is the truth for the state; the
@@ -62,7 +62,8 @@ export function inputMessage(row: ExecutionRow, contextId: string): Message {
 
 /**
  * The artifacts of a succeeded execution: the ones its output names (`output.a2a.artifacts`),
- * or else one `output` artifact with the reply text and the output as data; when those are too
+ * or else one `output` artifact with the reply text and the output as data, each shaped by
+ * the send's `acceptedOutputModes` (a2a-output-modes.ts); when those are too
  * large to keep in the task, one `output` artifact referring to the execution (a2a-large.ts).
  * Ids are derived from the execution, so the SDK's merge by artifact id never duplicates them.
  */
@@ -77,17 +78,15 @@ function copiedArtifactsOf(row: ExecutionRow): Artifact[] {
   const output = parse(row.output);
   const outcome = outcomeOf(output);
   if (outcome.state) return [];
+  // Ids keep the upstream's index, so an artifact left out by the modes changes no other id.
   if (outcome.artifacts?.length) {
-    return outcome.artifacts.map((a, i) => ({
+    return shapedArtifacts(outcome.artifacts.map((a, i) => ({
       artifactId: `${row.id}-artifact-${i}`, name: a.name, description: '', parts: a.parts.map((p) => Part.fromJSON(p)), metadata: undefined, extensions: [],
-    }));
+    })), modesOfRow(row));
   }
-  // The parts its send accepted; a REST execution's input asks for nothing.
-  const accepted = acceptedParts(row.intent === 'a2a.message' ? modesOfInput(parse(row.input)) : undefined);
-  const data = output !== null && typeof output === 'object';
-  const parts = accepted.text || !data ? [textPart(replyOf(output))] : [];
-  if (data && accepted.data) parts.push(dataPart(output));
-  return [{ artifactId: `${row.id}-output`, name: 'output', description: '', parts, metadata: undefined, extensions: [] }];
+  const parts = [textPart(replyOf(output))];
+  if (output !== null && typeof output === 'object') parts.push(dataPart(output));
+  return shapedArtifacts([{ artifactId: `${row.id}-output`, name: 'output', description: '', parts, metadata: undefined, extensions: [] }], modesOfRow(row));
 }
 
 /**

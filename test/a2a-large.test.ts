@@ -55,6 +55,11 @@ describe('A2A answers too large to keep in a task', () => {
     expect((await call(key, id, 'GetTask', { id: task.id })).body.result).toEqual(task);
     const answer = await followReference(key, task.artifacts[0].parts[1].data);
     expect(answer.answer.length).toBeGreaterThan(LARGE * 0.7);
+
+    // The reference obeys the send's acceptedOutputModes as the artifact it stands for would.
+    const json = (await call(key, id, 'SendMessage', { ...message(), configuration: { acceptedOutputModes: ['application/json'] } })).body.result.task;
+    expect(json.artifacts).toEqual([{ artifactId: `${json.id}-output`, name: 'output', description: expect.any(String), parts: [referenceParts(id, json.id)[1]] }]);
+    expect((await call(key, id, 'GetTask', { id: json.id })).body.result).toEqual(json);
   });
 
   it('a stream shows the same artifact and status as GetTask afterwards', async () => {
