@@ -3,6 +3,7 @@ import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, newAgent, newTenant } from './support/api';
 import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
+import { limitedKey } from './support/limits';
 
 async function executions(key: string, agentId: string): Promise<{ intent: string; input: any }[]> {
   return (await api(`/v1/agents/${agentId}/executions`, { key })).body.data;
@@ -219,5 +220,54 @@ describe('incoming webhooks', () => {
     expect((await api(`/v1/hooks/${id}`, { method: 'DELETE', key: a.key })).status).toBe(204);
     const body = '{}';
     expect((await post(id, body, { 'x-github-delivery': 'd', 'x-hub-signature-256': await signGithub(GITHUB_SECRET, body) })).status).toBe(401);
+  });
+});
+
+describe("incoming webhooks count against the limits of the key that registered the hook", () => {
+  const deliver = (hook: string, id: string) => {
+    const body = JSON.stringify({ delivery: id });
+    return post(hook, body, standardHeaders(id, body));
+  };
+
+  it('refuses deliveries past its request budget (429, nothing started) and still answers a repeated delivery id', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { requests: 2, period: 'day' } });
+    const agentId = await newAgent(otherKey);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const first = await deliver(hook, 'msg_budget_1');
+    expect(first.status).toBe(202);
+    expect(first.headers.get('ratelimit-remaining')).toBe('1');
+    expect((await deliver(hook, 'msg_budget_2')).status).toBe(202);
+    const third = await deliver(hook, 'msg_budget_3');
+    expect(third.status).toBe(429);
+    expect(((await third.json()) as { error: { code: string } }).error.code).toBe('budget_exhausted');
+    expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+    const again = await deliver(hook, 'msg_budget_1');
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { duplicate: boolean }).duplicate).toBe(true);
+    expect((await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'echo' } })).status).toBe(429);
+    expect((await api('/v1/usage', { key })).body.budget.requests).toBe(2);
+
+    // The same agent behind a hook of a key without limits: not counted against anything.
+    const free = await hookFor(otherKey, agentId, 'standard', STANDARD_SECRET);
+    expect((await deliver(free, 'msg_free_1')).status).toBe(202);
+    expect((await deliver(free, 'msg_free_2')).status).toBe(202);
+    expect((await deliver(free, 'msg_free_3')).status).toBe(202);
+    const started = await eventually(async () => {
+      const list = await executions(otherKey, agentId);
+      return list.length >= 5 && list;
+    });
+    expect(started.map((e) => e.input.deliveryId).sort()).toEqual(['msg_budget_1', 'msg_budget_2', 'msg_free_1', 'msg_free_2', 'msg_free_3']);
+  });
+
+  it("settles a delivery's token reservation with its execution's usage", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 1_000_000, period: 'day' } });
+    const agentId = await newAgent(otherKey);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    expect((await deliver(hook, 'msg_tokens_1')).status).toBe(202);
+    const budget = await eventually(async () => {
+      const usage = await api('/v1/usage', { key });
+      return usage.body.budget.reservedTokens === 0 && usage.body.budget.tokens > 0 && usage.body.budget;
+    });
+    expect(budget.requests).toBe(1);
   });
 });

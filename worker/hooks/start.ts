@@ -1,4 +1,4 @@
-import type { ExecuteResult } from '../../durable/agent-rpc';
+import type { ExecuteResult, TokenCharge } from '../../durable/agent-rpc';
 import type { Execution } from '../schemas/execution';
 import type { AgentRpc } from '../agents/registry';
 import { fail, ok, type Result } from '../errors';
@@ -51,7 +51,7 @@ export async function deliveryKeys(hookId: string, scheme: string, deliveryId: s
  */
 export async function startHookExecution(
   stub: AgentRpc,
-  request: { intent: string; input: HookInput; fingerprint: string } & DeliveryKeys,
+  request: { intent: string; input: HookInput; fingerprint: string; executionId?: string; replayOnly?: boolean; charge?: TokenCharge } & DeliveryKeys,
 ): Promise<Result<ExecuteResult & { bodyDiffered: boolean }>> {
   const started = await stub.execute({ ...request, mode: 'async' });
   if (started.ok) return ok({ ...started.value, bodyDiffered: false });

@@ -4,6 +4,8 @@ import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
 import { openSecret, sealSecret } from '../pools/secrets';
 import type { Hook, HookScheme, PutHookBody } from '../schemas/hook';
+import type { KeyLimits } from '../schemas/limits';
+import { parseLimits } from '../auth/api-keys';
 
 interface HookRow {
   id: string;
@@ -14,6 +16,7 @@ interface HookRow {
   secret: string;
   created_at: number;
   updated_at: number;
+  key_id: string | null;
 }
 
 export interface ResolvedHook {
@@ -22,6 +25,10 @@ export interface ResolvedHook {
   intent: string;
   scheme: HookScheme;
   secret: string;
+  /** The key that registered the hook, whose limits its deliveries count against (null: none). */
+  keyId: string | null;
+  /** That key's limits now (revoked or not: revoking a key must not lift them), or null. */
+  limits: KeyLimits | null;
 }
 
 const CACHE_TTL_MS = 30_000;
@@ -38,18 +45,21 @@ export const hookView = (row: Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'sche
   updatedAt: iso(row.updated_at),
 });
 
-/** Creates or replaces a tenant's hook; null when the id belongs to another tenant. */
-export async function putHook(env: Env, tenantId: string, id: string, body: PutHookBody, audit?: AuditEntry): Promise<{ hook: Hook; created: boolean } | null> {
+/**
+ * Creates or replaces a tenant's hook, recording `keyId`, the key doing it; null when the id
+ * belongs to another tenant.
+ */
+export async function putHook(env: Env, tenantId: string, keyId: string, id: string, body: PutHookBody, audit?: AuditEntry): Promise<{ hook: Hook; created: boolean } | null> {
   const now = Date.now();
   const secret = await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, body.secret, context(id));
   const existing = await env.DB.prepare('SELECT tenant_id, created_at FROM hooks WHERE id = ?').bind(id).first<{ tenant_id: string; created_at: number }>();
   if (existing && existing.tenant_id !== tenantId) return null;
   const createdAt = existing?.created_at ?? now;
   const write = env.DB.prepare(
-    `INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    `INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, intent = excluded.intent, scheme = excluded.scheme,
-       secret = excluded.secret, updated_at = excluded.updated_at WHERE hooks.tenant_id = excluded.tenant_id`,
-  ).bind(id, tenantId, body.agentId, body.intent, body.scheme, secret, createdAt, now);
+       secret = excluded.secret, updated_at = excluded.updated_at, key_id = excluded.key_id WHERE hooks.tenant_id = excluded.tenant_id`,
+  ).bind(id, tenantId, body.agentId, body.intent, body.scheme, secret, createdAt, now, keyId);
   const [result] = await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
   if (!result || result.meta.changes === 0) return null;
   cache.delete(id);
@@ -69,12 +79,17 @@ export async function deleteHook(env: Env, tenantId: string, id: string, audit?:
   return result.meta.changes > 0;
 }
 
-/** The hook a sender calls, with its secret opened (isolate cache 30 s, then D1). */
+/**
+ * The hook a sender calls, with its secret opened and its key's limits (isolate cache 30 s,
+ * then D1: a changed limit reaches the hook's deliveries within 30 s).
+ */
 export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | null> {
   return cache.get(id, async () => {
-    const row = await env.DB.prepare('SELECT * FROM hooks WHERE id = ?').bind(id).first<HookRow>();
-    return row
-      ? { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id)) }
-      : null;
+    const row = await env.DB.prepare('SELECT hooks.*, api_keys.limits AS key_limits FROM hooks LEFT JOIN api_keys ON api_keys.id = hooks.key_id WHERE hooks.id = ?')
+      .bind(id)
+      .first<HookRow & { key_limits: string | null }>();
+    if (!row) return null;
+    const secret = await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id));
+    return { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret, keyId: row.key_id, limits: parseLimits(row.key_limits) };
   });
 }

@@ -15,6 +15,8 @@ import { givesBack } from './work';
 export type UpstreamKind = 'chat' | 'execution';
 
 const REST_EXECUTION = /^\/v1\/agents\/[^/]+\/executions$/;
+/** An incoming hook's delivery, counted against the key that registered the hook (worker/hooks/key-limits.ts). */
+const HOOK_DELIVERY = /^\/v1\/hooks\/[^/]+$/;
 
 export function callsUpstream(method: string, path: string): UpstreamKind | null {
   if (method !== 'POST') return null;
@@ -25,12 +27,14 @@ export function callsUpstream(method: string, path: string): UpstreamKind | null
 
 /**
  * Whether an answer the gateway already has may serve the request when its budget is used up:
- * a chat (from the response cache, where the route finds it applies) or a REST execution with
- * an Idempotency-Key (its recorded execution). These routes honour `replayOnly`.
+ * a chat (from the response cache, where the route finds it applies), a REST execution with
+ * an Idempotency-Key (its recorded execution) or a hook delivery (its delivery id's execution).
+ * These routes honour `replayOnly`.
  */
 function mayReplay(c: Context<AppEnv>, kind: UpstreamKind | null): boolean {
   if (kind === 'chat') return c.req.path === '/v1/chat/completions';
-  return kind === 'execution' && REST_EXECUTION.test(c.req.path) && c.req.header('idempotency-key') !== undefined;
+  if (kind !== 'execution') return false;
+  return HOOK_DELIVERY.test(c.req.path) || (REST_EXECUTION.test(c.req.path) && c.req.header('idempotency-key') !== undefined);
 }
 
 export function rateLimitHeaders(policy: PolicyState): Record<string, string> {

@@ -1,14 +1,19 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { auditEntry } from '../audit/log';
-import { callAgent, findAgent, requireAgent } from '../agents/registry';
-import { deleteHook, getHook, putHook, resolveHook } from '../hooks/store';
+import { agentObjectId, callAgent, findAgent, requireAgent } from '../agents/registry';
+import { withinHookKeyLimits } from '../hooks/key-limits';
+import { withChargeDoubt } from '../limits/charge-doubt';
+import { noteWork } from '../limits/work';
+import { newId } from '../lib/ids';
+import { deleteHook, getHook, putHook, resolveHook, type ResolvedHook } from '../hooks/store';
 import { deliveryKeys, hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
 import { bodyText, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
-import { commonErrors, errorResponse, everyRouteErrors, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, everyRouteErrors, json, jsonBody, limitedResponse, security } from './openapi';
 
 const Params = z.object({ id: HookId });
 
@@ -50,9 +55,9 @@ export const hooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const body = c.req.valid('json');
-      const { tenantId } = c.get('principal');
+      const { tenantId, keyId } = c.get('principal');
       await requireAgent(c.env, tenantId, body.agentId);
-      const result = await putHook(c.env, tenantId, id, body, auditEntry(c, 'hook.put', id, { details: { agentId: body.agentId, intent: body.intent, scheme: body.scheme } }));
+      const result = await putHook(c.env, tenantId, keyId, id, body, auditEntry(c, 'hook.put', id, { details: { agentId: body.agentId, intent: body.intent, scheme: body.scheme } }));
       if (!result) throw new ApiError('conflict', `hook id ${id} is taken`);
       return c.json(result.hook, result.created ? 201 : 200);
     },
@@ -104,6 +109,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
         404: errorResponse('not_found: the agent of this hook no longer exists'),
         413: errorResponse('payload_too_large: body over 1 MiB'),
         415: errorResponse('unsupported_media_type: the body has a Content-Encoding, or its Content-Type names a charset other than UTF-8 (answered before the signature is checked)'),
+        429: limitedResponse("rate_limited or budget_exhausted: the limits of the API key that registered the hook (a delivery counts as an execution of that key; while its budget is used up, a repeated delivery id is still answered 200)"),
         ...everyRouteErrors,
         503: commonErrors[503],
       },
@@ -118,42 +124,59 @@ export const hooks = new OpenAPIHono<AppEnv>()
         console.warn(JSON.stringify({ level: 'warn', msg: 'incoming webhook refused', hook: id, reason: verified.ok ? 'no delivery id' : verified.reason, requestId: c.get('requestId') }));
         throw refused();
       }
-      const body = bodyText(raw);
-      let payload: unknown = body;
-      try {
-        // A leading BOM, which JSON parsers may ignore (RFC 8259 §8.1), does not make JSON text.
-        payload = JSON.parse(body.replace(/^\uFEFF/, ''));
-      } catch {
-        /* a non-JSON payload is passed on as text */
-      }
-      const input: HookInput = { hook: id, scheme: hook.scheme, deliveryId: verified.deliveryId, ...(verified.event && { event: verified.event }), payload };
-      const problem = hookInputProblem(input);
-      const route = await findAgent(c.env, hook.tenantId, hook.agentId);
-      const outOfBounds = (why: string) => new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${why}`, [{ path: ['payload'], message: why, code: 'custom' }]);
-      if (!route) throw problem ? outOfBounds(problem) : new ApiError('not_found', 'the agent of this hook no longer exists');
-      // The delivery id is the idempotency key: a redelivery replays, never runs twice. A GitHub
-      // body seen before under another id is a replay too (its signature covers only the body).
-      const keys = await deliveryKeys(id, hook.scheme, verified.deliveryId, raw);
-      const duplicate = (executionId: string, msg = 'incoming webhook delivery id reused with another body: dropped as a duplicate') =>
-        console.warn(JSON.stringify({ level: 'warn', msg, hook: id, deliveryId: verified.deliveryId, executionId, requestId: c.get('requestId') }));
-      if (problem) {
-        // Refused before anything starts, as a REST execution's input over the limits is; unless
-        // the id was seen, since its sender retries whatever it signs until it gets a 2xx.
-        const first = unwrap(await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) => seenHookExecution(stub, keys), { retry: true }));
-        if (!first) throw outOfBounds(problem);
-        duplicate(first.id);
-        return c.json({ executionId: first.id, status: first.status, duplicate: true }, 200);
-      }
-      const fingerprint = await sha256Hex(body);
-      const { execution, replayed, bodyDiffered } = unwrap(
-        await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) =>
-          startHookExecution(stub, { intent: hook.intent, input, fingerprint, ...keys }),
-        { retry: true }),
-      );
-      if (bodyDiffered) duplicate(execution.id);
-      else if (replayed && (execution.input as Partial<HookInput> | null)?.deliveryId !== verified.deliveryId) {
-        duplicate(execution.id, 'incoming GitHub delivery whose body was seen before under another delivery id: dropped as a replay');
-      }
-      return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
+      return withinHookKeyLimits(c, hook, () => startDelivery(c, id, hook, verified.deliveryId, verified.event, raw));
     },
   );
+
+/**
+ * Starts the execution of a verified delivery, or answers the one its delivery id started.
+ * Under its key's `replayOnly` (budget used up) it only looks for that one, starting nothing.
+ */
+async function startDelivery(c: Context<AppEnv>, id: string, hook: ResolvedHook, deliveryId: string, event: string | undefined, raw: Uint8Array) {
+  const body = bodyText(raw);
+  let payload: unknown = body;
+  try {
+    // A leading BOM, which JSON parsers may ignore (RFC 8259 §8.1), does not make JSON text.
+    payload = JSON.parse(body.replace(/^\uFEFF/, ''));
+  } catch {
+    /* a non-JSON payload is passed on as text */
+  }
+  const input: HookInput = { hook: id, scheme: hook.scheme, deliveryId, ...(event && { event }), payload };
+  const problem = hookInputProblem(input);
+  const route = await findAgent(c.env, hook.tenantId, hook.agentId);
+  const outOfBounds = (why: string) => new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${why}`, [{ path: ['payload'], message: why, code: 'custom' }]);
+  if (!route) throw problem ? outOfBounds(problem) : new ApiError('not_found', 'the agent of this hook no longer exists');
+  // The delivery id is the idempotency key: a redelivery replays, never runs twice. A GitHub
+  // body seen before under another id is a replay too (its signature covers only the body).
+  const keys = await deliveryKeys(id, hook.scheme, deliveryId, raw);
+  const duplicate = (executionId: string, msg = 'incoming webhook delivery id reused with another body: dropped as a duplicate') =>
+    console.warn(JSON.stringify({ level: 'warn', msg, hook: id, deliveryId, executionId, requestId: c.get('requestId') }));
+  if (problem) {
+    // Refused before anything starts, as a REST execution's input over the limits is; unless
+    // the id was seen, since its sender retries whatever it signs until it gets a 2xx.
+    const first = unwrap(await callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) => seenHookExecution(stub, keys), { retry: true }));
+    if (!first) throw outOfBounds(problem);
+    noteWork(c, 'replayed');
+    duplicate(first.id);
+    return c.json({ executionId: first.id, status: first.status, duplicate: true }, 200);
+  }
+  const fingerprint = await sha256Hex(body);
+  // Named here, so a retried call finds its own execution rather than taking it for a replay
+  // (which would give the key's budget back for work that started).
+  const executionId = newId('ex');
+  const charge = c.get('tokenCharge');
+  const replayOnly = c.get('replayOnly') !== undefined;
+  const { execution, replayed, bodyDiffered } = unwrap(
+    await withChargeDoubt(c.env, charge, () => agentObjectId(c.env, hook.tenantId, hook.agentId, route), () =>
+      callAgent(c.env, hook.tenantId, hook.agentId, route, (stub) =>
+        startHookExecution(stub, { intent: hook.intent, input, fingerprint, ...keys, executionId, ...(replayOnly && { replayOnly }), ...(charge && { charge }) }),
+      { retry: true }),
+    ),
+  );
+  if (replayed) noteWork(c, 'replayed');
+  if (bodyDiffered) duplicate(execution.id);
+  else if (replayed && (execution.input as Partial<HookInput> | null)?.deliveryId !== deliveryId) {
+    duplicate(execution.id, 'incoming GitHub delivery whose body was seen before under another delivery id: dropped as a replay');
+  }
+  return c.json({ executionId: execution.id, status: execution.status, duplicate: replayed }, replayed ? 200 : 202);
+}
