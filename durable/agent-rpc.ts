@@ -53,6 +53,14 @@ export interface TokenCharge {
   limiter: string;
   id: string;
   reserved: number;
+  /**
+   * Tokens the budget had free beyond `reserved` when the request was admitted: what the agent
+   * may add when the prompt it will send (instructions, context, history) needs more than the
+   * request body the edge counted. Absent: unknown (no check).
+   */
+  headroom?: number;
+  /** Seconds until the budget's period ends, for the agent's refusal's `retryAfter`. */
+  retryAfter?: number;
 }
 
 export interface ExecuteResult {

@@ -112,7 +112,10 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       c.set('completionTokenCap', Math.max(1, admitted.reservedTokens - (estimate.least - 1)));
     }
     const lease = admitted.lease;
-    if (holdTokens && lease && admitted.reservedTokens > 0) c.set('tokenCharge', { limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens });
+    // The agent knows what the run will send (instructions, context, history), which may need
+    // more than the body counted here: it may take that from the budget's headroom, or refuse.
+    const budget = admitted.tokenBudget;
+    if (holdTokens && lease && admitted.reservedTokens > 0) c.set('tokenCharge', { limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens, ...(budget && { headroom: budget.free, retryAfter: budget.reset }) });
     // A request the gateway refused (a 4xx, or a JSON-RPC refusal: `givesBack`) did no work:
     // it is not counted against the budget.
     const release = (used: number | null, refused: boolean) =>
