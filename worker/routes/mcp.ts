@@ -80,7 +80,7 @@ router.openAPIRegistry.registerPath({
  * sessions, GET (a server-to-client stream) and DELETE (ending a session) have nothing to act
  * on and get 405 from the app.
  */
-export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution)), async function mcpEndpoint(c) {
+export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true }), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
@@ -94,7 +94,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (calls > 1) return batchRefusal();
   const notification = await notificationRefusal(c.req.raw, body, MCP_MAX_BODY_BYTES);
   if (notification) return notification;
-  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome), charge: c.get('tokenCharge') };
+  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome), charge: c.get('tokenCharge'), budgetRefusal: c.get('replayOnly') };
   // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
   const refused = (method: string, params: unknown, id: string | number) => {
     if (startsExecution(method, params, id)) caller.work('refused');
