@@ -1,4 +1,4 @@
-import { SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { BASE, api, eventually, newAgent, type ApiResponse } from './support/api';
 import { limitedKey, settledRequests, toolError } from './support/limits';
@@ -94,10 +94,11 @@ describe('MCP: an SSE answer for a key with a budget', () => {
     const agent = await newAgent(otherKey);
     const body = JSON.stringify(executeCall(1, { agentId: agent, intent: 'think', input: { simulateLatencyMs: 10_000 }, wait: true }));
     const res = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { ...accept, authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
-    // The headers are here and the execution has not ended: they did not wait for the tool.
+    // The headers are here and the execution has not ended: they waited for its agent to take
+    // it (they count it), not for its end.
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-    expect(res.headers.get('ratelimit-remaining')).not.toBeNull();
+    expect(res.headers.get('ratelimit-remaining')).toBe('2');
     const running = await eventually(async () => {
       const last = (await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.lastExecution;
       expect(last?.status ?? 'queued').toMatch(/^(queued|running)$/);
@@ -109,15 +110,21 @@ describe('MCP: an SSE answer for a key with a budget', () => {
     expect(await settledRequests(key)).toBe(1);
   });
 
-  it('gives back an execute_intent its tool refused once the stream ends, and counts one that ran, still as an SSE stream', async () => {
-    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
+  it('gives back an execute_intent its tool refused, and its headers say so; counts one that ran, still as an SSE stream', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, tokens: 1_000, period: 'day' } });
     const agent = await newAgent(otherKey);
-    for (const args of [{ agentId: 'no-such-agent', intent: 'echo' }, { agentId: agent }]) {
+    // Its run would send ~1,000 tokens of instructions: the agent refuses it, inside the tool.
+    const large = await newAgent(otherKey, { upstream: { kind: 'openai-chat', baseUrl: `${env.MOCK_UPSTREAM_URL}/t/mcp-large/ok/v1`, model: 'mock-1' }, instructions: 'Be helpful. '.repeat(340) });
+    for (const [args, code] of [
+      [{ agentId: 'no-such-agent', intent: 'echo' }, 'not_found'],
+      [{ agentId: agent }, 'invalid_request'],
+      [{ agentId: large, intent: 'echo', wait: true }, 'budget_exhausted'],
+    ] as const) {
       const refused = await api('/mcp', { key, headers: accept, body: executeCall(1, args) });
       expect(refused.headers.get('content-type')).toMatch(/text\/event-stream/);
-      expect(toolError(messages(refused)[0])).toMatch(/not_found|invalid_request/);
-      // Sent before the tool refused, the headers count the call; the budget has it back.
-      expect(refused.headers.get('ratelimit-remaining')).not.toBeNull();
+      expect(toolError(messages(refused)[0])).toBe(code);
+      // The headers left once the tool had refused: the call is given back, and they say so.
+      expect(refused.headers.get('ratelimit-remaining'), code).toBe('3');
       expect(await settledRequests(key)).toBe(0);
     }
     const ran = await api('/mcp', { key, headers: accept, body: executeCall(2, { agentId: agent, intent: 'echo', wait: true }) });

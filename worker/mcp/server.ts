@@ -168,7 +168,9 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
           const refusal = caller.budgetRefusal;
           if (refusal && idempotencyKey === undefined) throw refusal;
           // Over budget, only the recorded execution of the key may answer: anything else is the refusal.
-          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey, refusal !== undefined, caller.charge).catch((error: unknown) => {
+          // A sync run is decided long before it ends: told then, the route can send a budgeted key's headers saying whether it counted.
+          const decided = wait && caller.principal.limits?.budget !== undefined ? (replay: boolean) => caller.work(replay ? 'replayed' : 'started') : undefined;
+          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey, refusal !== undefined, caller.charge, undefined, decided).catch((error: unknown) => {
             throw refusal ?? forMcp(error);
           });
           did(replayed ? 'replayed' : 'started');
