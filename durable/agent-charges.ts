@@ -7,6 +7,10 @@ import type { ExecutionRow } from './agent-rows';
 import type { DeferredSchema } from './agent-schema';
 import { outboxBackoffMs } from './outbox';
 import type { Sql } from './sql';
+import type { Result } from '../worker/errors';
+import { fittedCharge } from './execution-estimate';
+
+export { executionEstimate } from './execution-estimate';
 
 /** How long one settlement waits for its limiter: an RPC has no deadline of its own. */
 const SETTLE_TIMEOUT_MS = 10_000;
@@ -47,6 +51,23 @@ export class AgentCharges {
   /** Before the transaction that inserts an execution holding a charge: its table exists. */
   prepare(): void {
     this.schema.ensure('charges');
+  }
+
+  /**
+   * Before the transaction that inserts an execution holding `charge`: the reservation it
+   * should hold once the prompt is counted (`estimate`, see execution-estimate.ts), or the
+   * refusal of one the budget cannot cover. A raised one is told to the limiter without
+   * waiting (no round trip on the execution's path): the settlement corrects the count anyway.
+   */
+  fit(charge: TokenCharge, estimate: number | null): Result<TokenCharge> {
+    const fitted = fittedCharge(charge, estimate);
+    if (!fitted.ok) return fitted;
+    this.prepare();
+    if (fitted.value.reserved > charge.reserved) {
+      void answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, fitted.value.reserved), SETTLE_TIMEOUT_MS, "the key's limiter")
+        .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'could not raise a token reservation; its settlement counts what was used', chargeId: charge.id, error: String(error) })));
+    }
+    return fitted;
   }
 
   /** Inside the transaction that inserts the execution (after `prepare`). */

@@ -43,6 +43,18 @@ export interface ExecuteInput {
   replayOnly?: boolean;
   /** The key's token reservation for this execution, which the agent settles once it has ended. */
   charge?: TokenCharge;
+  /**
+   * Called back over RPC (not awaited) once the call is decided, before a sync call waits for
+   * its end: its execution inserted (false), or the one its key recorded found (true: a
+   * replay). A refusal is the call's answer instead. The MCP endpoint holds a streamed
+   * answer's headers until then, so that they say whether the call counted.
+   */
+  decided?: (replayed: boolean) => void;
+}
+
+/** Tells the caller of `execute` its call is decided (`ExecuteInput.decided`); a caller gone away is no error. */
+export function tellDecided(request: ExecuteInput, replayed: boolean): void {
+  if (request.decided) Promise.resolve(request.decided(replayed)).catch(() => undefined);
 }
 
 /**
@@ -53,6 +65,14 @@ export interface TokenCharge {
   limiter: string;
   id: string;
   reserved: number;
+  /**
+   * Tokens the budget had free beyond `reserved` when the request was admitted: what the agent
+   * may add when the prompt it will send (instructions, context, history) needs more than the
+   * request body the edge counted. Absent: unknown (no check).
+   */
+  headroom?: number;
+  /** Seconds until the budget's period ends, for the agent's refusal's `retryAfter`. */
+  retryAfter?: number;
 }
 
 export interface ExecuteResult {

@@ -20,11 +20,11 @@ import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { ExecutionChanges } from './execution-changes';
 import { projectorFor } from './projector';
-import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
+import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, tellDecided, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
-import { AgentCharges } from './agent-charges';
-import { priorExecution, recordKeys } from './execution-keys';
+import { AgentCharges, executionEstimate } from './agent-charges';
+import { keyReused, priorExecution, recordKeys } from './execution-keys';
 
 /**
  * One agent: config, context, history, executions, idempotency keys and outbox, all in this
@@ -175,13 +175,11 @@ export class AgentDO extends DurableObject<Env> {
     if (!request.freshKey) {
       const prior = priorExecution(this.store, request);
       if (prior) {
-        const { first, fingerprint } = prior;
-        if (fingerprint !== undefined && fingerprint !== request.fingerprint) {
-          return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
-        }
-        // A fresh instance (after a reset) resumes orphaned work now, not at the next watchdog
-        // alarm, so a replayed sync call does not wait for it.
+        const { first } = prior;
+        if (keyReused(prior, request)) return fail('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { executionId: first.id });
+        // A fresh instance (after a reset) resumes orphaned work now, not at the next watchdog alarm, so a replayed sync call does not wait for it.
         this.runner.pump();
+        tellDecided(request, first.id !== request.executionId);
         const execution = request.mode === 'sync' ? await this.runner.waitForFinish(first.id) : toExecution(first, agentId);
         return execution ? ok({ execution, replayed: first.id !== request.executionId }) : this.notFound();
       }
@@ -190,21 +188,23 @@ export class AgentDO extends DurableObject<Env> {
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = request.executionId ?? newId('ex');
+    const charge = request.charge && this.charges.fit(request.charge, executionEstimate(this.store.config(row), this.store, request));
+    if (charge && !charge.ok) return charge;
     const running = this.runner.mayStartAtOnce(row);
-    if (request.charge) this.charges.prepare();
     const inserted = this.ctx.storage.transactionSync(() => {
       const written = this.store.insertExecution({
         id, intent: request.intent, input: request.input, idempotencyKey: request.idempotencyKey ?? null,
         deadlineAt: now + (request.timeoutMs ?? DEFAULT_TIMEOUT_MS), now, running,
       });
       recordKeys(this.store, request, id, now);
-      if (request.charge) this.charges.hold(id, request.charge);
+      if (charge) this.charges.hold(id, charge.value);
       this.changes.record(id, now, written, running);
       return written;
     });
     if (running) this.runner.start(id, inserted);
     else this.runner.pump({ queued: true });
     this.background.afterChange(true);
+    tellDecided(request, false);
     if (request.mode === 'async') return ok({ execution: toExecution(asAccepted(inserted), agentId), replayed: false });
     const finished = await this.runner.waitForFinish(id, inserted);
     // Settled before the answer, so the key's usage shows a sync execution once it is answered.

@@ -34,6 +34,9 @@ export function priorExecution(store: AgentStore, request: ExecuteInput): PriorE
   return undefined;
 }
 
+/** Whether the key that found `prior` was recorded with another request than this one (its fingerprint differs). */
+export const keyReused = (prior: PriorExecution, request: ExecuteInput): boolean => prior.fingerprint !== undefined && prior.fingerprint !== request.fingerprint;
+
 /** Inside the transaction that inserts the execution: every key that must find it from now on. */
 export function recordKeys(store: AgentStore, request: ExecuteInput, executionId: string, now: number): void {
   for (const key of [request.idempotencyKey, ...(request.alsoKeys ?? [])]) {

@@ -69,6 +69,20 @@ export class LimiterCharges {
   }
 
   /**
+   * Raises reservation `id` to `total` tokens: its agent found that the run will send more
+   * than the request the edge counted. Nothing once it was settled or charged at expiry (the
+   * settlement counts what was used either way); idempotent.
+   */
+  raise(id: string, total: number): boolean {
+    const row = this.sql.one<{ period: string; reserved: number }>('SELECT period, reserved FROM charges WHERE id = ? AND charged IS NULL', id);
+    const more = row ? Math.ceil(total) - row.reserved : 0;
+    if (!row || more <= 0) return false;
+    this.sql.run('UPDATE charges SET reserved = reserved + ? WHERE id = ?', more, id);
+    this.sql.run('UPDATE budget SET reserved = reserved + ? WHERE period = ?', more, row.period);
+    return true;
+  }
+
+  /**
    * The edge's call carrying reservation `id` failed without the agent's answer: agent object
    * `agent` is to be asked whether it holds it. The time to ask, or null (nothing to ask about).
    */

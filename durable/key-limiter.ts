@@ -49,6 +49,8 @@ export type Admission =
        */
       givenBackPolicy: PolicyState | null;
       reservedTokens: number;
+      /** The token budget once this request's reservation is taken: what is still free, and when the period ends (null: no token budget). */
+      tokenBudget: { free: number; reset: number } | null;
     }
   | Refusal;
 
@@ -174,7 +176,8 @@ export class KeyLimiterDO extends DurableObject<Env> {
         if (held && period) this.charges.hold(leaseId, period.key, reserve, now);
       }
     });
-    return { ok: true, leaseId, policy: tightest(states), givenBackPolicy: tightest(givenBack), reservedTokens: reserve };
+    const tokenBudget = tokenState && { free: tokenState.remaining, reset: tokenState.reset };
+    return { ok: true, leaseId, policy: tightest(states), givenBackPolicy: tightest(givenBack), reservedTokens: reserve, tokenBudget };
   }
 
   /** Whether the rate windows admit one more request now, and what taking it would set. */
@@ -255,6 +258,16 @@ export class KeyLimiterDO extends DurableObject<Env> {
    */
   settleExecution(chargeId: string, tokens: number): boolean {
     return this.ctx.storage.transactionSync(() => this.charges.settle(chargeId, tokens));
+  }
+
+  /**
+   * Raises execution reservation `chargeId` to `total` tokens: its agent counted what the run
+   * will send (instructions, context, history) and took the difference from the headroom the
+   * admission reported, so it is not checked again here. Sent without waiting: the settlement
+   * corrects the count whatever happens to this.
+   */
+  raiseCharge(chargeId: string, total: number): boolean {
+    return this.ctx.storage.transactionSync(() => this.charges.raise(chargeId, total));
   }
 
   /**

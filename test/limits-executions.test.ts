@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { startExecution } from '../worker/agents/operations';
 import type { Env } from '../worker/env';
 import { estimateExecutionTokens } from '../worker/limits/usage';
-import { api, eventually, newAgent, newTenant } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { limitedKey } from './support/limits';
 import { agentStub } from './support/transactions';
 
@@ -178,6 +178,46 @@ describe('executions against a token budget', () => {
       return (await chargeTable(tenantId, agent))?.length === 0;
     });
     expect(await settled(key)).toMatchObject({ tokens: REPORTED, reservedTokens: 0, requests: 1 });
+  });
+});
+
+describe('what an execution reserves: what its run sends, not only its request', () => {
+  it("refuses one whose agent's instructions or context the budget cannot cover, starting nothing", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 1_000, period: 'day' } });
+    // Each request is small; what the run would send is not: ~1,000 tokens of instructions for
+    // a chat upstream, ~1,000 of context for an agent-http one (which is posted the context).
+    const chat = await newAgent(otherKey, { upstream: chatUpstream(), instructions: 'Be helpful. '.repeat(340) });
+    const http = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    expect((await api(`/v1/agents/${http}/context`, { method: 'PATCH', key: otherKey, body: { notes: 'n'.repeat(4_000) } })).status).toBe(200);
+    for (const agent of [chat, http]) {
+      const res = await execute(key, agent);
+      expect(res.status, agent).toBe(429);
+      expect(res.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect((await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.lastExecution).toBeNull();
+    }
+    expect(await settled(key)).toMatchObject({ tokens: 0, requests: 0 });
+    // The same request to an agent that sends little runs.
+    expect((await execute(key, await newAgent(otherKey, { upstream: chatUpstream() }))).status).toBe(200);
+  });
+
+  it('holds the history turns the run will send, and settles with what was used', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 100_000, period: 'day' } });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    const long = { intent: 'support.reply', input: { message: `Where is my order? ${'x'.repeat(4_000)}` } };
+    expect((await execute(key, agent, long)).status).toBe(200);
+    expect(await settled(key)).toMatchObject({ tokens: REPORTED, requests: 1 });
+    expect((await api(`/v1/agents/${agent}`, { method: 'PATCH', key: otherKey, body: { paused: true } })).status).toBe(200);
+    const accepted = await execute(key, agent, ASYNC_BODY);
+    expect(accepted.status).toBe(202);
+    // The earlier turn (4,000 characters) goes upstream with this one: the limiter holds it.
+    const held = await eventually(async () => {
+      const reserved: number = (await api('/v1/usage', { key })).body.budget.reservedTokens;
+      return reserved > reservation(ASYNC_BODY) && reserved;
+    });
+    expect(held).toBeGreaterThanOrEqual(1_000 + 256);
+    expect((await api(`/v1/agents/${agent}`, { method: 'PATCH', key: otherKey, body: { paused: false } })).status).toBe(200);
+    expect(await settled(key)).toMatchObject({ tokens: 2 * REPORTED, reservedTokens: 0, requests: 2 });
   });
 });
 

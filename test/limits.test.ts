@@ -61,10 +61,13 @@ describe('budgets', () => {
       expect((await a2a('GetTask', { id: sent.body.result.task?.id ?? sent.body.result.id })).status).toBe(200);
       expect((await mcp('tools/call', { name: 'list_agents', arguments: {} })).status).toBe(200);
     }
-    for (const refused of [await send(), await execute()]) {
-      expect(refused.status).toBe(429);
-      expect(refused.body.error.code).toBe('budget_exhausted');
-    }
+    const refused = await send();
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('budget_exhausted');
+    // MCP answers the budget's refusal of the tool as its tool error (HTTP 200), for the model to read.
+    const over = await execute();
+    expect(over.status).toBe(200);
+    expect(over.body).toMatch(/\\"code\\":\\"budget_exhausted\\"/);
   });
 
   it('settles a token budget with the usage the upstream reports, not the estimate', async () => {

@@ -1,4 +1,4 @@
-import { SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { BASE, api, eventually, newAgent, type ApiResponse } from './support/api';
 import { limitedKey, settledRequests, toolError } from './support/limits';
@@ -94,10 +94,11 @@ describe('MCP: an SSE answer for a key with a budget', () => {
     const agent = await newAgent(otherKey);
     const body = JSON.stringify(executeCall(1, { agentId: agent, intent: 'think', input: { simulateLatencyMs: 10_000 }, wait: true }));
     const res = await SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { ...accept, authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
-    // The headers are here and the execution has not ended: they did not wait for the tool.
+    // The headers are here and the execution has not ended: they waited for its agent to take
+    // it (they count it), not for its end.
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-    expect(res.headers.get('ratelimit-remaining')).not.toBeNull();
+    expect(res.headers.get('ratelimit-remaining')).toBe('2');
     const running = await eventually(async () => {
       const last = (await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.lastExecution;
       expect(last?.status ?? 'queued').toMatch(/^(queued|running)$/);
@@ -109,15 +110,21 @@ describe('MCP: an SSE answer for a key with a budget', () => {
     expect(await settledRequests(key)).toBe(1);
   });
 
-  it('gives back an execute_intent its tool refused once the stream ends, and counts one that ran, still as an SSE stream', async () => {
-    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });
+  it('gives back an execute_intent its tool refused, and its headers say so; counts one that ran, still as an SSE stream', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, tokens: 1_000, period: 'day' } });
     const agent = await newAgent(otherKey);
-    for (const args of [{ agentId: 'no-such-agent', intent: 'echo' }, { agentId: agent }]) {
+    // Its run would send ~1,000 tokens of instructions: the agent refuses it, inside the tool.
+    const large = await newAgent(otherKey, { upstream: { kind: 'openai-chat', baseUrl: `${env.MOCK_UPSTREAM_URL}/t/mcp-large/ok/v1`, model: 'mock-1' }, instructions: 'Be helpful. '.repeat(340) });
+    for (const [args, code] of [
+      [{ agentId: 'no-such-agent', intent: 'echo' }, 'not_found'],
+      [{ agentId: agent }, 'invalid_request'],
+      [{ agentId: large, intent: 'echo', wait: true }, 'budget_exhausted'],
+    ] as const) {
       const refused = await api('/mcp', { key, headers: accept, body: executeCall(1, args) });
       expect(refused.headers.get('content-type')).toMatch(/text\/event-stream/);
-      expect(toolError(messages(refused)[0])).toMatch(/not_found|invalid_request/);
-      // Sent before the tool refused, the headers count the call; the budget has it back.
-      expect(refused.headers.get('ratelimit-remaining')).not.toBeNull();
+      expect(toolError(messages(refused)[0])).toBe(code);
+      // The headers left once the tool had refused: the call is given back, and they say so.
+      expect(refused.headers.get('ratelimit-remaining'), code).toBe('3');
       expect(await settledRequests(key)).toBe(0);
     }
     const ran = await api('/mcp', { key, headers: accept, body: executeCall(2, { agentId: agent, intent: 'echo', wait: true }) });
@@ -125,6 +132,62 @@ describe('MCP: an SSE answer for a key with a budget', () => {
     expect(messages(ran)[0]).toMatchObject({ id: 2, result: { structuredContent: { status: 'succeeded' } } });
     expect(ran.headers.get('ratelimit-remaining')).toBe('2');
     expect(await settledRequests(key)).toBe(1);
+  });
+});
+
+const meta2026 = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+const headers2026 = { ...accept, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'execute_intent' };
+
+describe('MCP: a budget refusing execute_intent', () => {
+  it('is the tool error budget_exhausted the model can read, in both protocol versions: nothing runs and the other calls are served', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 1, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const ran = messages(await api('/mcp', { key, headers: accept, body: executeCall(1, { agentId: agent, intent: 'echo', wait: true }) }))[0];
+    expect(ran.result.structuredContent.status).toBe('succeeded');
+
+    const refusedTool = (message: any) => {
+      expect(toolError(message)).toBe('budget_exhausted');
+      const { details } = JSON.parse(message.result.content[0].text).error;
+      expect(details).toMatchObject({ limit: 'budget.requests', retryAfter: expect.any(Number) });
+    };
+    const legacy = await api('/mcp', { key, headers: accept, body: [executeCall(2, { agentId: agent, intent: 'again' }), { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'list_agents', arguments: {} } }] });
+    expect(legacy.status).toBe(200);
+    expect(legacy.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const byId = Object.fromEntries(messages(legacy).map((m) => [m.id, m]));
+    refusedTool(byId[2]);
+    expect(byId[3].result.structuredContent.data.map((a: { id: string }) => a.id)).toEqual([agent]);
+    // The budget's headers: nothing of it was counted.
+    expect(legacy.headers.get('ratelimit-remaining')).toBe('0');
+    expect(legacy.headers.get('ratelimit-limit')).toBe('1');
+
+    const modern = await api('/mcp', { key, headers: headers2026, body: { ...executeCall(4, { agentId: agent, intent: 'again' }), params: { name: 'execute_intent', arguments: { agentId: agent, intent: 'again' }, _meta: meta2026 } } });
+    expect(modern.status).toBe(200);
+    refusedTool(messages(modern)[0]);
+    expect(modern.headers.get('ratelimit-remaining')).toBe('0');
+
+    expect(await settledRequests(key)).toBe(1);
+    expect(await lastExecution(otherKey, agent)).toBe(ran.result.structuredContent.id);
+  });
+
+  it('still answers a retry with an idempotencyKey with the execution it started, and a rate window refuses the whole request with HTTP 429', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 1, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const args = { agentId: agent, intent: 'echo', wait: true, idempotencyKey: 'lost-answer' };
+    const first = messages(await api('/mcp', { key, headers: accept, body: executeCall(1, args) }))[0];
+    expect(first.result.structuredContent.status).toBe('succeeded');
+    const retried = messages(await api('/mcp', { key, headers: accept, body: executeCall(2, args) }))[0];
+    expect(retried.result.structuredContent).toEqual(first.result.structuredContent);
+    expect(toolError(messages(await api('/mcp', { key, headers: accept, body: executeCall(3, { ...args, idempotencyKey: 'another' }) }))[0])).toBe('budget_exhausted');
+    expect(await settledRequests(key)).toBe(1);
+
+    // A rate window is the request's limit, not the tool's: past it the whole POST is refused.
+    const rated = await limitedKey({ perMinute: 1, budget: { requests: 5, period: 'day' } });
+    const ratedAgent = await newAgent(rated.otherKey);
+    expect(messages(await api('/mcp', { key: rated.key, headers: accept, body: executeCall(1, { agentId: ratedAgent, intent: 'echo' }) }))[0].result.structuredContent.status).toBe('queued');
+    const limited = await api('/mcp', { key: rated.key, headers: accept, body: executeCall(2, { agentId: ratedAgent, intent: 'echo' }) });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('retry-after')).not.toBeNull();
+    expect(limited.body.error).toMatchObject({ code: 'rate_limited', details: { limit: 'perMinute' } });
   });
 });
 

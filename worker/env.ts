@@ -90,6 +90,7 @@ export interface AppVariables {
    * Set when the key's budget refused the request but an answer the gateway already has could
    * serve it (a repeated Idempotency-Key, a response-cache hit): the route answers only that and
    * starts nothing; anything else is answered with this refusal (worker/limits/middleware.ts).
+   * On `/mcp` the tool call answers the refusal itself, as a tool error (`refusesInProtocol`).
    */
   replayOnly?: ApiError;
   /**

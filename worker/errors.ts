@@ -65,7 +65,10 @@ export class ApiError extends Error {
   }
 
   static from(failure: Failure): ApiError {
-    return new ApiError(failure.code, failure.message, failure.details);
+    // A refusal that says when to come back (an agent's budget refusal) says it in the header too.
+    const retryAfter = (failure.details as { retryAfter?: unknown } | undefined)?.retryAfter;
+    const headers = ERROR_STATUS[failure.code] === 429 && typeof retryAfter === 'number' ? { 'retry-after': String(retryAfter) } : undefined;
+    return new ApiError(failure.code, failure.message, failure.details, headers);
   }
 }
 

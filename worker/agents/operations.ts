@@ -53,9 +53,10 @@ export async function listAgents(env: Env, tenantId: string, limit: number, curs
  * for a replay (which gives the key's budget back) when it finds the execution it started.
  * `replayOnly`: answer the key's recorded execution or not_found, starting nothing. `charge`: the key's token reservation, which the agent settles once the
  * execution has ended (a replay leaves it to the limits middleware to give back). `executionId`: the
- * name of a new execution (a replay answers the key's recorded one instead).
+ * name of a new execution (a replay answers the key's recorded one instead). `decided`: called
+ * back once the agent has inserted the execution or found the replay, before a sync run ends.
  */
-export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false, charge?: TokenCharge, executionId = newId('ex')): Promise<ExecuteResult> {
+export async function startExecution(env: Env, tenantId: string, agentId: string, body: CreateExecutionBody, idempotencyKey?: string, replayOnly = false, charge?: TokenCharge, executionId = newId('ex'), decided?: (replayed: boolean) => void): Promise<ExecuteResult> {
   const route = await requireAgent(env, tenantId, agentId);
   // Named here even with a key: a retried delivery finds its own execution, which is no replay.
   const keyed = idempotencyKey === undefined
@@ -67,7 +68,7 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
       env, tenantId, agentId, route,
       (stub) => stub.execute({
         intent: body.intent, input: body.input ?? null, mode: body.mode, ...(body.timeoutMs !== undefined && { timeoutMs: body.timeoutMs }),
-        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }), ...(charge && { charge }),
+        ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(replayOnly && { replayOnly }), ...(charge && { charge }), ...(decided && { decided }),
       }),
       { retry: true },
     ),

@@ -27,6 +27,8 @@ export interface Admitted {
   givenBackPolicy: ReturnType<typeof tightest>;
   /** Tokens reserved against the key's token budget (0 without one). */
   reservedTokens: number;
+  /** What the token budget has left beyond this reservation, and when its period ends (null: none). */
+  tokenBudget: { free: number; reset: number } | null;
 }
 
 /**
@@ -43,7 +45,7 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
   if (shards <= 1) {
     const result = await limiter(env, limiterName(keyId)).admit({ limits, upstream, tokens: estimate.tokens, minTokens: estimate.least, ...flags });
     if (!result.ok) return result;
-    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, givenBackPolicy: result.givenBackPolicy, reservedTokens: result.reservedTokens };
+    return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: result.policy, givenBackPolicy: result.givenBackPolicy, reservedTokens: result.reservedTokens, tokenBudget: result.tokenBudget };
   }
   const policies: PolicyState[] = [];
   const { perSecond: _s, perMinute: _m, ...rest } = limits;
@@ -61,9 +63,9 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
     }
     if (result.policy) policies.push(result.policy);
   }
-  if (!exact) return { ok: true, lease: null, policy: tightest(policies), givenBackPolicy: tightest(policies), reservedTokens: 0 };
+  if (!exact) return { ok: true, lease: null, policy: tightest(policies), givenBackPolicy: tightest(policies), reservedTokens: 0, tokenBudget: null };
   const result = await limiter(env, limiterName(keyId)).admit(request);
   if (!result.ok) return result;
   const withMain = (policy: PolicyState | null) => tightest(policy ? [...policies, policy] : policies);
-  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: withMain(result.policy), givenBackPolicy: withMain(result.givenBackPolicy), reservedTokens: result.reservedTokens };
+  return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: withMain(result.policy), givenBackPolicy: withMain(result.givenBackPolicy), reservedTokens: result.reservedTokens, tokenBudget: result.tokenBudget };
 }

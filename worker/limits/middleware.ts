@@ -75,6 +75,16 @@ async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, li
   }
 }
 
+export interface KeyLimitsOptions {
+  /**
+   * The route answers a budget's refusal of the work itself, in its protocol (MCP: a tool
+   * error the model can read), with `replayOnly` set: it starts nothing, answers a replay it
+   * finds, and serves the request's other calls. Only when the rate windows admit the
+   * request; otherwise the whole request is refused 429 as on every route.
+   */
+  refusesInProtocol?: boolean;
+}
+
 /**
  * Enforces the caller's key limits (see docs/ARCHITECTURE.md, "Rate limits and budgets").
  * A key without limits costs nothing here: no round trip, no header. If the limiter cannot be
@@ -82,14 +92,15 @@ async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, li
  *
  * @example app.use('/v1/*', keyLimits())
  */
-export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHandler<AppEnv> {
+export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLimitsOptions = {}): MiddlewareHandler<AppEnv> {
   return async function keyLimits(c, next) {
     const principal = c.get('principal');
     const limits = principal?.limits;
     if (!limits) return next();
     const kind = await classify(c);
     const estimate = await tokensToReserve(c, kind, limits);
-    const replayable = limits.budget !== undefined && mayReplay(c, kind);
+    const inProtocol = options.refusesInProtocol === true && kind !== null;
+    const replayable = limits.budget !== undefined && (inProtocol || mayReplay(c, kind));
     // An execution's tokens are settled by its agent once it has ended, which for an async one
     // is long after this request: the reservation outlives the request's lease.
     const holdTokens = kind === 'execution' && limits.budget?.tokens !== undefined;
@@ -107,7 +118,7 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       Object.assign(c.get('log'), { limited: admitted.limit });
       const refusal = new ApiError(admitted.code, admitted.message, { limit: admitted.limit, retryAfter: admitted.retryAfter }, { ...rateLimitHeaders(admitted.policy), 'retry-after': String(admitted.retryAfter) });
       if (!admitted.replayable) throw refusal;
-      return replayOnly(c, next, refusal, admitted.policy);
+      return inProtocol ? refusedInProtocol(c, next, refusal, admitted.policy) : replayOnly(c, next, refusal, admitted.policy);
     }
 
     // A reservation shrunk below the default guess bounds the completion, so the chat cannot
@@ -116,7 +127,10 @@ export function keyLimits(classify: UpstreamClassifier = byRoute): MiddlewareHan
       c.set('completionTokenCap', Math.max(1, admitted.reservedTokens - (estimate.least - 1)));
     }
     const lease = admitted.lease;
-    if (holdTokens && lease && admitted.reservedTokens > 0) c.set('tokenCharge', { limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens });
+    // The agent knows what the run will send (instructions, context, history), which may need
+    // more than the body counted here: it may take that from the budget's headroom, or refuse.
+    const budget = admitted.tokenBudget;
+    if (holdTokens && lease && admitted.reservedTokens > 0) c.set('tokenCharge', { limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens, ...(budget && { headroom: budget.free, retryAfter: budget.reset }) });
     // A request the gateway refused (a 4xx, or a JSON-RPC refusal: `givesBack`) did no work:
     // it is not counted against the budget.
     const release = (used: number | null, refused: boolean) =>
@@ -180,6 +194,22 @@ async function replayOnly(c: Context<AppEnv>, next: () => Promise<void>, refusal
     void c.res.body?.cancel().catch(() => undefined);
     throw refusal;
   }
+  const response = new Response(c.res.body, c.res);
+  for (const [name, value] of Object.entries(rateLimitHeaders(policy))) response.headers.set(name, value);
+  c.res = undefined;
+  c.res = response;
+}
+
+/**
+ * A request only its budget refused, on a route that answers that refusal in its own protocol
+ * (`refusesInProtocol`): the route starts nothing, and its answer — the refusal as a tool
+ * error, a replay, the request's other calls — is the response, with the budget's headers
+ * (nothing of it was counted; the rate windows counted the request, as they count every one).
+ */
+async function refusedInProtocol(c: Context<AppEnv>, next: () => Promise<void>, refusal: ApiError, policy: PolicyState): Promise<void> {
+  c.set('replayOnly', refusal);
+  Object.assign(c.get('log'), { limited: refusal.code, refusedInProtocol: true });
+  await next();
   const response = new Response(c.res.body, c.res);
   for (const [name, value] of Object.entries(rateLimitHeaders(policy))) response.headers.set(name, value);
   c.res = undefined;

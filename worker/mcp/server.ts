@@ -51,6 +51,12 @@ export interface McpCaller {
   work: (outcome: WorkOutcome) => void;
   /** The key's token reservation for the request's execution (a key with a token budget). */
   charge?: TokenCharge;
+  /**
+   * The key's budget refused the request's execution (the rate windows admitted it): an
+   * `execute_intent` answers this refusal as its tool error and starts nothing, unless its
+   * `idempotencyKey` finds the execution it started before (a replay costs no budget).
+   */
+  budgetRefusal?: ApiError;
 }
 
 const result = (value: Record<string, unknown>): CallToolResult => ({
@@ -159,8 +165,13 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
           // so the call cannot outlive it whatever the agent's default deadline becomes.
           const deadline = wait ? (timeoutMs ?? MAX_WAIT_MS) : timeoutMs;
           const body = { intent, input, mode: wait ? ('sync' as const) : ('async' as const), ...(deadline !== undefined && { timeoutMs: deadline }) };
-          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey, false, caller.charge).catch((error: unknown) => {
-            throw forMcp(error);
+          const refusal = caller.budgetRefusal;
+          if (refusal && idempotencyKey === undefined) throw refusal;
+          // Over budget, only the recorded execution of the key may answer: anything else is the refusal.
+          // A sync run is decided long before it ends: told then, the route can send a budgeted key's headers saying whether it counted.
+          const decided = wait && caller.principal.limits?.budget !== undefined ? (replay: boolean) => caller.work(replay ? 'replayed' : 'started') : undefined;
+          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey, refusal !== undefined, caller.charge, undefined, decided).catch((error: unknown) => {
+            throw refusal ?? forMcp(error);
           });
           did(replayed ? 'replayed' : 'started');
           Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status, ...(replayed && { replayed }) });

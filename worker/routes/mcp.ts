@@ -12,6 +12,7 @@ import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
 import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
+import { heldUntil } from '../mcp/held';
 import { mcpRevokedEnding } from '../mcp/revoked';
 import { answerWhileKeyValid, keyBoundStream } from '../auth/key-watch';
 import { createGatewayMcpServer } from '../mcp/server';
@@ -65,7 +66,7 @@ router.openAPIRegistry.registerPath({
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
-    429: limitedResponse("rate_limited or budget_exhausted: the key's limits; execute_intent counts against budgets"),
+    429: limitedResponse("rate_limited (or budget_exhausted, when the budget is used up too): the key's rate windows or concurrency cap refused the whole request. A budget refusing execute_intent alone is that tool's error budget_exhausted (details.retryAfter) in a 200"),
     431: everyRouteErrors[431],
     503: unavailableResponse('unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)'),
   },
@@ -80,7 +81,7 @@ router.openAPIRegistry.registerPath({
  * sessions, GET (a server-to-client stream) and DELETE (ending a session) have nothing to act
  * on and get 405 from the app.
  */
-export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution)), async function mcpEndpoint(c) {
+export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true }), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
@@ -94,7 +95,14 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   if (calls > 1) return batchRefusal();
   const notification = await notificationRefusal(c.req.raw, body, MCP_MAX_BODY_BYTES);
   if (notification) return notification;
-  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work: (outcome: WorkOutcome) => noteWork(c, outcome), charge: c.get('tokenCharge') };
+  // Settled once the request's execute_intent has said what it did (refused, replayed, started).
+  let decide = (): void => undefined;
+  const decided = new Promise<void>((resolve) => (decide = resolve));
+  const work = (outcome: WorkOutcome) => {
+    noteWork(c, outcome);
+    decide();
+  };
+  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work, charge: c.get('tokenCharge'), budgetRefusal: c.get('replayOnly') };
   // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
   const refused = (method: string, params: unknown, id: string | number) => {
     if (startsExecution(method, params, id)) caller.work('refused');
@@ -110,10 +118,13 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     if (calls > 0 && startedWork(error)) caller.work('started');
     throw error;
   });
-  // Streamed as it comes for every key: a tool's outcome (a refusal too) is an event of the
-  // stream, and the key's limits give a refused call back when the stream ends. An answer
-  // streamed as SSE is cut off once its key is revoked.
-  return answer.body !== null && mediaType(answer.headers.get('content-type') ?? undefined) === 'text/event-stream'
-    ? new Response(keyBoundStream(answer.body, { db: c.env.DB, keyId: caller.principal.keyId, ...mcpRevokedEnding(body) }), answer)
-    : answer;
+  if (answer.body === null || mediaType(answer.headers.get('content-type') ?? undefined) !== 'text/event-stream') return answer;
+  // Streamed as it comes: a tool's outcome (a refusal too) is an event of the stream. For a key
+  // with a budget, whose headers differ once a refused call is given back, the headers wait
+  // until the execute_intent is decided — refused, or handed to its agent, which tells at once
+  // (long before a sync run ends) — so they say whether it counted. An answer streamed as SSE is
+  // cut off once its key is revoked.
+  const hold = calls > 0 && caller.principal.limits?.budget !== undefined && caller.budgetRefusal === undefined;
+  const streamed = hold ? await heldUntil(answer.body, decided) : answer.body;
+  return new Response(keyBoundStream(streamed, { db: c.env.DB, keyId: caller.principal.keyId, ...mcpRevokedEnding(body) }), answer);
 });
