@@ -5,7 +5,7 @@ import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
 import { iso } from '../lib/time';
 import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
-import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
+import { POOL_PAGE_MAX, type PoolView, type PutPoolBody, type StoredPool } from '../schemas/pool';
 import { openSecret, sealedLength, sealSecret } from './secrets';
 
 /**
@@ -100,9 +100,31 @@ export async function getPool(env: Env, tenantId: string, name: string): Promise
   });
 }
 
-export async function listPools(env: Env, tenantId: string): Promise<StoredPool[]> {
-  const { results } = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? ORDER BY name LIMIT 500').bind(tenantId).all<{ config: string }>();
-  return results.map((r) => JSON.parse(r.config) as StoredPool);
+export const LIST_POOLS_QUERY = 'SELECT name, config FROM pools WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?';
+
+/**
+ * A page of the tenant's pools in name order, after the name `after` (a page's last); `next` is
+ * the last name of a full page that has more after it. The primary key (tenant_id, name) serves
+ * both the search and the order.
+ */
+export async function listPools(env: Env, tenantId: string, limit = POOL_PAGE_MAX, after = ''): Promise<{ pools: StoredPool[]; next: string | null }> {
+  // One row past the page says whether another page follows.
+  const { results } = await env.DB.prepare(LIST_POOLS_QUERY).bind(tenantId, after, limit + 1).all<{ name: string; config: string }>();
+  const rows = results.slice(0, limit);
+  const last = rows.at(-1);
+  return { pools: rows.map((r) => JSON.parse(r.config) as StoredPool), next: results.length > limit && last ? last.name : null };
+}
+
+/** Every pool of the tenant, a page at a time (`GET /v1/models` lists them all). */
+export async function allPools(env: Env, tenantId: string): Promise<StoredPool[]> {
+  const pools: StoredPool[] = [];
+  let after: string | null = '';
+  while (after !== null) {
+    const page: { pools: StoredPool[]; next: string | null } = await listPools(env, tenantId, POOL_PAGE_MAX, after);
+    pools.push(...page.pools);
+    after = page.next;
+  }
+  return pools;
 }
 
 export async function deletePool(env: Env, tenantId: string, name: string, audit?: AuditEntry): Promise<boolean> {

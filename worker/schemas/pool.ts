@@ -1,9 +1,19 @@
 import { z } from '@hono/zod-openapi';
 
+export const POOL_NAME = /^[a-zA-Z0-9_.-]{1,64}$/;
+
 export const PoolName = z
   .string()
-  .regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'pool names are 1-64 characters of a-z, A-Z, 0-9, _, . and -')
+  .regex(POOL_NAME, 'pool names are 1-64 characters of a-z, A-Z, 0-9, _, . and -')
   .openapi({ example: 'gpt-pool' });
+
+/** Largest page of `GET /v1/pools`: what the list held before it paged, so the default page is the whole list it was. */
+export const POOL_PAGE_MAX = 500;
+
+export const PoolListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(POOL_PAGE_MAX).default(POOL_PAGE_MAX).openapi({ description: `pools per page, 1-${POOL_PAGE_MAX} (default ${POOL_PAGE_MAX})` }),
+  cursor: z.string().max(512).optional().openapi({ description: 'the nextCursor of the previous page' }),
+});
 
 export const Strategy = z.enum(['weighted-round-robin', 'least-inflight', 'latency']);
 export type Strategy = z.infer<typeof Strategy>;
