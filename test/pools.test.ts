@@ -2,8 +2,8 @@ import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { sealSecret } from '../worker/pools/secrets';
 import { encodeCursor } from '../worker/lib/cursor';
-import { getPool, LIST_POOLS_QUERY, openTargets } from '../worker/pools/store';
-import type { StoredPool } from '../worker/schemas/pool';
+import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
+import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 
 const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
@@ -31,6 +31,43 @@ describe('pools API', () => {
     expect((await api('/v1/pools/main', { method: 'DELETE', key })).status).toBe(204);
     expect((await api('/v1/pools/main', { key })).status).toBe(404);
     expect((await api('/v1/pools/main', { method: 'DELETE', key })).status).toBe(404);
+  });
+
+  it('answers 201 to one PUT only when another creates the same pool between its read and its write, with the one createdAt', async () => {
+    const { key, tenantId } = await newTenant();
+    const body = PutPoolBody.parse({ targets: [target('a')] });
+    // A D1 whose read of the pool, by the later PUT, ends only once another PUT has created it.
+    let first: Awaited<ReturnType<typeof putPool>> | undefined;
+    const racing = new Proxy(env.DB, {
+      get(db, prop) {
+        if (prop !== 'prepare') {
+          const value: unknown = Reflect.get(db, prop);
+          return typeof value === 'function' ? value.bind(db) : value;
+        }
+        return (sql: string) => {
+          const statement = db.prepare(sql);
+          if (first || !sql.startsWith('SELECT created_at, config FROM pools')) return statement;
+          return {
+            bind: (...values: unknown[]) => ({
+              first: async () => {
+                const seen = await statement.bind(...values).first();
+                first = await putPool(env, tenantId, 'raced', body);
+                return seen;
+              },
+            }),
+          };
+        };
+      },
+    });
+    const later = await putPool({ ...env, DB: racing }, tenantId, 'raced', body);
+    expect(first?.created).toBe(true);
+    expect(later.created).toBe(false);
+    const row = await env.DB.prepare('SELECT created_at, config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, 'raced').first<{ created_at: number; config: string }>();
+    const createdAt = new Date(row?.created_at ?? 0).toISOString();
+    expect(first?.pool.createdAt).toBe(createdAt);
+    expect(later.pool.createdAt).toBe(createdAt);
+    expect((JSON.parse(row?.config ?? '{}') as StoredPool).createdAt).toBe(createdAt);
+    expect((await api('/v1/pools/raced', { key })).body.createdAt).toBe(createdAt);
   });
 
   it('seals credentials at rest and never returns them', async () => {

@@ -75,16 +75,22 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
       return { ...t, apiKey: sealed, ...(t.apiKey.length >= SHOWN_FROM_LENGTH && { apiKeyLast4: t.apiKey.slice(-4) }) };
     }),
   );
-  const createdAt = existing?.created_at ?? now;
-  const pool: StoredPool = { ...body, targets, name, createdAt: iso(createdAt), updatedAt: iso(now) };
-  const write = env.DB.prepare(
-    `INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (tenant_id, name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
-  ).bind(tenantId, name, JSON.stringify(pool), createdAt, now);
-  await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
+  const config = { ...body, targets, name, createdAt: iso(existing?.created_at ?? now), updatedAt: iso(now) };
+  // Whether this request created the pool is the insert's to say, not the read above: two PUTs
+  // of a new name both read nothing, and both answered 201. The update then writes the config
+  // with the creation time of the row as it is (another PUT's, when that one created it).
+  const insert = env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING')
+    .bind(tenantId, name, JSON.stringify(config), now, now);
+  const update = env.DB.prepare(
+    `UPDATE pools SET config = json_set(?, '$.createdAt', strftime('%Y-%m-%dT%H:%M:%S.', created_at / 1000, 'unixepoch') || printf('%03dZ', created_at % 1000)), updated_at = ?
+     WHERE tenant_id = ? AND name = ? RETURNING created_at`,
+  ).bind(JSON.stringify(config), now, tenantId, name);
+  const [inserted, updated] = await env.DB.batch<{ created_at: number }>(audit ? [insert, update, auditStatement(env.DB, audit)] : [insert, update]);
+  const createdAt = updated?.results[0]?.created_at ?? now;
+  const pool: StoredPool = { ...config, createdAt: iso(createdAt) };
   cache.set(kvKey(tenantId, name), pool);
   await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
-  return { pool, created: existing === null };
+  return { pool, created: (inserted?.meta.changes ?? 0) > 0 };
 }
 
 /** A tenant's pool as stored (credentials sealed): isolate cache, then KV, then D1. */
