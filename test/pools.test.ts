@@ -324,6 +324,16 @@ describe('agents on pools', () => {
     expect(seen[`${tag}-b`]).toBe(10);
   });
 
+  it("sends an agent-http target's credential with each call, as its health probe does", async () => {
+    const { key } = await newTenant();
+    await api('/v1/pools/authed', { method: 'PUT', key, body: { targets: [target('authed', { apiKey: 'sk-agent-http-5678' }), target('open', { priority: 1 })] } });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'authed' } });
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(run.body).toMatchObject({ status: 'succeeded', upstream: 'pool authed/authed' });
+    const { requests } = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${run.body.id}`)).json()) as { requests: { headers: Record<string, string> }[] };
+    expect(requests.map((r) => r.headers.authorization)).toEqual(['Bearer sk-agent-http-5678']);
+  });
+
   it('fails over to the next target and records which one served', async () => {
     const { key } = await newTenant();
     const tag = `f${Date.now()}`;
