@@ -396,12 +396,10 @@ async function refreshPools(current = session) {
     const { signal } = current.abort;
     // The list comes a page at a time (500 by default): every page, so every pool shows.
     const data = [];
-    let cursor = null;
-    do {
-      const page = await api(`/v1/pools${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`, { signal });
+    for (let page = await api('/v1/pools', { signal }); ; page = await api(`/v1/pools?cursor=${encodeURIComponent(page.nextCursor)}`, { signal })) {
       data.push(...page.data);
-      cursor = page.nextCursor ?? null;
-    } while (cursor);
+      if (!page.nextCursor) break;
+    }
     const pools = await Promise.all(data.map((pool) => api(`/v1/pools/${encodeURIComponent(pool.name)}`, { signal }).catch(() => pool)));
     if (session !== current) return;
     const rows = new Map();
