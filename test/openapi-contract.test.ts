@@ -187,6 +187,17 @@ describe('the OpenAPI document against the answers', () => {
     expect(refused.body.error.details[0].path).toEqual(['targets', '0', 'baseUrl']);
   });
 
+  it('declares the pool list a page: limit and cursor, and nextCursor beside data', async () => {
+    type Parameter = { name: string; in: string; schema?: { minimum?: number; maximum?: number; default?: number } };
+    type ListOperation = { parameters?: Parameter[]; responses: Record<string, { content: Record<string, { schema: { properties?: Record<string, unknown>; required?: string[] } }> }> };
+    const operation = (doc as unknown as { paths: Record<string, { get: ListOperation }> }).paths['/v1/pools']?.get;
+    const query = (operation?.parameters ?? []).filter((p) => p.in === 'query');
+    expect(query.map((p) => p.name).sort()).toEqual(['cursor', 'limit']);
+    expect(query.find((p) => p.name === 'limit')?.schema).toMatchObject({ minimum: 1, maximum: 500, default: 500 });
+    const schema = operation?.responses['200']?.content['application/json']?.schema;
+    expect(Object.keys(schema?.properties ?? {}).sort()).toEqual(['data', 'nextCursor']);
+  });
+
   it("bounds a transaction operation's increment and min to 1-32 keys, as the API does", async () => {
     type Item = { description?: string; properties: Record<string, { minProperties?: number; maxProperties?: number }> };
     const item = (doc as unknown as { components: { schemas: { CreateTransaction: { properties: { operations: { items: Item } } } } } }).components.schemas.CreateTransaction.properties.operations.items;
@@ -285,6 +296,8 @@ describe('the OpenAPI document against the answers', () => {
     await check('PUT', '/v1/pools/{name}', '/v1/pools/local', 201, { body: { targets: [{ id: 'faq', kind: 'builtin' }] } });
     await check('GET', '/v1/pools/{name}', '/v1/pools/local', 200);
     await check('GET', '/v1/pools', '/v1/pools', 200);
+    await check('GET', '/v1/pools', '/v1/pools?limit=1', 200);
+    await check('GET', '/v1/pools', '/v1/pools?limit=0', 400);
     await check('POST', '/v1/chat/completions', '/v1/chat/completions', 200, { body: { model: 'local', messages: [{ role: 'user', content: 'hi' }] } });
     await check('GET', '/v1/models', '/v1/models', 200);
     await check('DELETE', '/v1/pools/{name}', '/v1/pools/local', 204);

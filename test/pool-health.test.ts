@@ -1,9 +1,9 @@
-import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
+import { createExecutionContext, createScheduledController, env, SELF, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import worker from '../worker/index';
 import type { CircuitBreaker } from '../worker/pools/circuit-breaker';
 import { cachedRuntime, healthKey } from '../worker/pools/runtime';
-import { api, mockUrl, newAgent, newTenant, chatTarget } from './support/api';
+import { api, BASE, mockUrl, newAgent, newTenant, chatTarget } from './support/api';
 
 const agentTarget = (id: string, query = '') => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}${query}`) });
 
@@ -87,6 +87,47 @@ describe("a target's healthy flag in the pool view", () => {
     expect((await api('/v1/pools/view', { key })).body.targets[0].health).toMatchObject({ circuit: 'half-open', healthy: true });
     breaker.acquire();
     expect((await api('/v1/pools/view', { key })).body.targets[0].health).toMatchObject({ circuit: 'half-open', healthy: false });
+  });
+});
+
+describe('the half-open probe slot', () => {
+  it('is not given back by a retry cancelled on that target while its probe is out', async () => {
+    const { key, tenantId } = await newTenant();
+    const tag = `slot${Date.now()}`;
+    const [a, b] = [`${tag}-a`, `${tag}-b`];
+    // a streams slowly (its probe stays out for the call's 5 s); b, the standby, answers 503.
+    const targets = [chatTarget(a, 'chunkDelayMs=5000'), chatTarget(b, 'failStatus=503', { priority: 1 })];
+    await api('/v1/pools/slot', { method: 'PUT', key, body: { timeouts: { totalMs: 5_000 }, targets } });
+    const chat = (stream = false) => SELF.fetch(`${BASE}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'slot', stream, messages: [{ role: 'user', content: 'one two' }] }),
+    });
+    expect((await chat()).status).toBe(200);
+    const runtime = cachedRuntime(tenantId, 'slot');
+    if (!runtime) throw new Error('no runtime');
+    const longAgo = Date.now() - 60_000;
+    for (let i = 0; i < 5; i++) runtime.state(a).breaker.failure(longAgo);
+
+    // a is half-open: this stream is its probe, and stays out while it is read no further.
+    const probe = await chat(true);
+    expect(probe.headers.get('x-gateway-upstream')).toBe(`slot/${a}`);
+    const reader = probe.body?.getReader();
+    await reader?.read();
+    const view = async () => (await api('/v1/pools/slot', { key })).body.targets[0].health;
+    expect(await view()).toMatchObject({ circuit: 'half-open', healthy: false, inflight: 1 });
+
+    // Nothing is healthy now: b's circuit is open, and a asked (Retry-After) for a minute's pause.
+    for (let i = 0; i < 5; i++) runtime.state(b).breaker.failure();
+    runtime.state(a).retryAfterUntil = Date.now() + 60_000;
+    // So b is tried first and fails; the retry lands on a, whose pause outlasts the deadline,
+    // and is cancelled before it is sent.
+    const refused = await chat();
+    expect(refused.status).toBe(502);
+    expect(refused.headers.get('x-gateway-upstream')).toBe(`slot/${b}`);
+    // The probe is still out: a stays unhealthy, or the next request would be a second probe.
+    expect(await view()).toMatchObject({ circuit: 'half-open', healthy: false, inflight: 1 });
+    await reader?.cancel();
   });
 });
 

@@ -1,8 +1,9 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { sealSecret } from '../worker/pools/secrets';
-import { getPool, openTargets } from '../worker/pools/store';
-import type { StoredPool } from '../worker/schemas/pool';
+import { encodeCursor } from '../worker/lib/cursor';
+import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
+import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 
 const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
@@ -30,6 +31,43 @@ describe('pools API', () => {
     expect((await api('/v1/pools/main', { method: 'DELETE', key })).status).toBe(204);
     expect((await api('/v1/pools/main', { key })).status).toBe(404);
     expect((await api('/v1/pools/main', { method: 'DELETE', key })).status).toBe(404);
+  });
+
+  it('answers 201 to one PUT only when another creates the same pool between its read and its write, with the one createdAt', async () => {
+    const { key, tenantId } = await newTenant();
+    const body = PutPoolBody.parse({ targets: [target('a')] });
+    // A D1 whose read of the pool, by the later PUT, ends only once another PUT has created it.
+    let first: Awaited<ReturnType<typeof putPool>> | undefined;
+    const racing = new Proxy(env.DB, {
+      get(db, prop) {
+        if (prop !== 'prepare') {
+          const value: unknown = Reflect.get(db, prop);
+          return typeof value === 'function' ? value.bind(db) : value;
+        }
+        return (sql: string) => {
+          const statement = db.prepare(sql);
+          if (first || !sql.startsWith('SELECT created_at, config FROM pools')) return statement;
+          return {
+            bind: (...values: unknown[]) => ({
+              first: async () => {
+                const seen = await statement.bind(...values).first();
+                first = await putPool(env, tenantId, 'raced', body);
+                return seen;
+              },
+            }),
+          };
+        };
+      },
+    });
+    const later = await putPool({ ...env, DB: racing }, tenantId, 'raced', body);
+    expect(first?.created).toBe(true);
+    expect(later.created).toBe(false);
+    const row = await env.DB.prepare('SELECT created_at, config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, 'raced').first<{ created_at: number; config: string }>();
+    const createdAt = new Date(row?.created_at ?? 0).toISOString();
+    expect(first?.pool.createdAt).toBe(createdAt);
+    expect(later.pool.createdAt).toBe(createdAt);
+    expect((JSON.parse(row?.config ?? '{}') as StoredPool).createdAt).toBe(createdAt);
+    expect((await api('/v1/pools/raced', { key })).body.createdAt).toBe(createdAt);
   });
 
   it('seals credentials at rest and never returns them', async () => {
@@ -204,6 +242,66 @@ describe('pools API', () => {
     expect((await api('/v1/pools/unused', { key })).status).toBe(404);
   });
 
+  it('lists pools in name order a page at a time, only the tenant\'s own, and refuses a bad limit or cursor naming it', async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    const builtin = { targets: [{ id: 't', kind: 'builtin' }] };
+    for (const name of ['b.2', 'a-1', 'A_0', 'c.3', 'z']) expect((await api(`/v1/pools/${name}`, { method: 'PUT', key: a.key, body: builtin })).status).toBe(201);
+    for (const name of ['a.b', 'b.3']) expect((await api(`/v1/pools/${name}`, { method: 'PUT', key: b.key, body: builtin })).status).toBe(201);
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res: { status: number; body: { data: { name: string }[]; nextCursor: string | null } } = await api(`/v1/pools?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { key: a.key });
+      expect(res.status).toBe(200);
+      expect(res.body.data.length).toBeLessThanOrEqual(2);
+      seen.push(...res.body.data.map((p) => p.name));
+      cursor = res.body.nextCursor;
+      pages++;
+    } while (cursor !== null && pages < 10);
+    expect(pages).toBe(3);
+    expect(seen).toEqual(['A_0', 'a-1', 'b.2', 'c.3', 'z']);
+    // The default page is the whole list, as it was before the list paged.
+    expect((await api('/v1/pools', { key: a.key })).body).toMatchObject({ data: seen.map((name) => ({ name })), nextCursor: null });
+
+    // A cursor is a position in the name order, never a way into another tenant's pools.
+    const afterB2 = await api('/v1/pools?limit=3', { key: a.key });
+    expect((await api(`/v1/pools?cursor=${afterB2.body.nextCursor}`, { key: b.key })).body).toEqual({ data: [expect.objectContaining({ name: 'b.3' })], nextCursor: null });
+
+    for (const [query, field] of [['limit=0', 'limit'], ['limit=501', 'limit'], ['limit=x', 'limit'], ['cursor=%25%25', 'cursor'], [`cursor=${encodeCursor('has space')}`, 'cursor']] as const) {
+      const res = await api(`/v1/pools?${query}`, { key: a.key });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.details[0].path, query).toEqual([field]);
+    }
+  });
+
+  it('pages past 500 pools: the default page holds 500 and says where the rest are, and /v1/models lists them all', async () => {
+    const { key, tenantId } = await newTenant();
+    const now = Date.now();
+    const names = Array.from({ length: 501 }, (_, i) => `p${String(i).padStart(3, '0')}`);
+    const row = (name: string) => {
+      const pool: StoredPool = { name, strategy: 'weighted-round-robin', targets: [{ id: 't', kind: 'builtin', weight: 1, priority: 0 }], createdAt: new Date(now).toISOString(), updatedAt: new Date(now).toISOString() };
+      return env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').bind(tenantId, name, JSON.stringify(pool), now, now);
+    };
+    await env.DB.batch(names.map(row));
+    const first = await api('/v1/pools', { key });
+    expect(first.body.data).toHaveLength(500);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const rest = await api(`/v1/pools?cursor=${first.body.nextCursor}`, { key });
+    expect(rest.body).toMatchObject({ data: [{ name: 'p500' }], nextCursor: null });
+    const models = await api('/v1/models', { key });
+    expect(models.body.data.map((m: { id: string }) => m.id)).toEqual(names);
+  });
+
+  it('pages through the primary key: the list query searches (tenant_id, name) and sorts nothing', async () => {
+    const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${LIST_POOLS_QUERY}`).bind('tn', '', 10).all<{ detail: string }>();
+    const plan = results.map((r) => r.detail).join('\n');
+    expect(plan).toMatch(/SEARCH pools USING (INDEX sqlite_autoindex_pools_1|PRIMARY KEY) \(tenant_id=\? AND name>\?\)/);
+    expect(plan).not.toContain('TEMP B-TREE');
+  });
+
   it("keeps pools per tenant: another tenant's pool is a 404 and cannot be named by an agent", async () => {
     const a = await newTenant();
     const b = await newTenant();
@@ -224,6 +322,16 @@ describe('agents on pools', () => {
     const seen = await counts();
     expect(seen[`${tag}-a`]).toBe(30);
     expect(seen[`${tag}-b`]).toBe(10);
+  });
+
+  it("sends an agent-http target's credential with each call, as its health probe does", async () => {
+    const { key } = await newTenant();
+    await api('/v1/pools/authed', { method: 'PUT', key, body: { targets: [target('authed', { apiKey: 'sk-agent-http-5678' }), target('open', { priority: 1 })] } });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'authed' } });
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(run.body).toMatchObject({ status: 'succeeded', upstream: 'pool authed/authed' });
+    const { requests } = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${run.body.id}`)).json()) as { requests: { headers: Record<string, string> }[] };
+    expect(requests.map((r) => r.headers.authorization)).toEqual(['Bearer sk-agent-http-5678']);
   });
 
   it('fails over to the next target and records which one served', async () => {

@@ -394,7 +394,12 @@ async function refreshPools(current = session) {
   current.poolsBusy = true;
   try {
     const { signal } = current.abort;
-    const { data } = await api('/v1/pools', { signal });
+    // The list comes a page at a time (500 by default): every page, so every pool shows.
+    const data = [];
+    for (let page = await api('/v1/pools', { signal }); ; page = await api(`/v1/pools?cursor=${encodeURIComponent(page.nextCursor)}`, { signal })) {
+      data.push(...page.data);
+      if (!page.nextCursor) break;
+    }
     const pools = await Promise.all(data.map((pool) => api(`/v1/pools/${encodeURIComponent(pool.name)}`, { signal }).catch(() => pool)));
     if (session !== current) return;
     const rows = new Map();

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { pickTarget, peakEwma, smoothWeighted, type BalancedTarget, type TargetState } from '../../worker/pools/balancer';
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
+import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
+import type { StoredPool } from '../../worker/schemas/pool';
 
 type T = BalancedTarget;
 
@@ -216,5 +218,94 @@ describe('circuit breaker', () => {
     // A fresh streak still opens it as before.
     for (let i = 0; i < DEFAULT_BREAKER.failureThreshold - 1; i++) b.failure(probeAt + 5 + i);
     expect(b.current(probeAt + 20)).toBe('open');
+  });
+
+  it('lets only the request that took the half-open probe slot give it back', () => {
+    const b = new CircuitBreaker({ failureThreshold: 1, errorRate: 1, windowMs: 30_000, minRequests: 100, cooldownMs: 1_000 });
+    b.failure(0);
+    const probe = b.acquire(1_500);
+    expect(probe).not.toBeNull();
+    // Sent anyway (no target was healthy): no probe, and its cancel frees nothing.
+    const extra = b.acquire(1_510);
+    expect(extra).toBeNull();
+    b.release(extra);
+    expect(b.available(1_520)).toBe(false);
+    // A failure of that other request reopens the circuit; the probe still out keeps the slot.
+    b.failure(1_530);
+    expect(b.available(2_600)).toBe(false);
+    expect(b.acquire(2_600)).toBeNull();
+    // The probe's own cancel gives it back, and is no success: still half-open, the next request probes.
+    b.release(probe);
+    expect(b.current(2_610)).toBe('half-open');
+    expect(b.available(2_610)).toBe(true);
+    const second = b.acquire(2_620);
+    expect(second).not.toBeNull();
+    b.release(probe); // the first probe's slot, ended twice: the second probe keeps its own
+    expect(b.available(2_630)).toBe(false);
+    b.failure(2_640, second);
+    expect(b.current(2_650)).toBe('open');
+    expect(b.available(3_700)).toBe(true);
+  });
+});
+
+describe('the half-open probe slot in the pool runtime', () => {
+  const at = new Date().toISOString();
+  const runtime = (targets: StoredPool['targets']) => {
+    const pool: StoredPool = { name: 'p', strategy: 'weighted-round-robin', targets, createdAt: at, updatedAt: at };
+    return new PoolRuntime('tn', pool, targets);
+  };
+  const builtin = (id: string, priority = 0) => ({ id, kind: 'builtin' as const, weight: 1, priority });
+  /** Opened long enough ago that the cooldown is over: half-open now. */
+  const halfOpen = (rt: PoolRuntime, id: string) => {
+    const longAgo = Date.now() - 60_000;
+    for (let i = 0; i < DEFAULT_BREAKER.failureThreshold; i++) rt.state(id).breaker.failure(longAgo);
+  };
+  const lease = (rt: PoolRuntime, endBy?: number): Lease => {
+    const l = rt.lease([], new Set(), endBy);
+    if (!l) throw new Error('no lease');
+    return l;
+  };
+
+  it('is not freed by a cancelled lease taken before the circuit opened: the standby serves, no second probe', () => {
+    const rt = runtime([builtin('a'), builtin('s', 1)]);
+    const early = lease(rt); // a, its circuit closed (a stream whose client went away, say)
+    expect(early.target.id).toBe('a');
+    halfOpen(rt, 'a');
+    const probe = lease(rt);
+    expect(probe.target.id).toBe('a');
+    expect(lease(rt).target.id).toBe('s');
+    early.done('cancelled');
+    const next = lease(rt);
+    expect(next.target.id).toBe('s');
+    expect(rt.state('a').inflight).toBe(1);
+    // The probe's own end as cancelled frees its slot without closing the circuit.
+    probe.done('cancelled');
+    expect(rt.state('a').breaker.current()).toBe('half-open');
+    expect(lease(rt).target.id).toBe('a');
+  });
+
+  it('is not freed by a cancelled request sent to the target when none was healthy', () => {
+    const rt = runtime([builtin('only')]);
+    lease(rt).done('success');
+    halfOpen(rt, 'only');
+    const probe = lease(rt);
+    const extra = lease(rt); // nothing is healthy: tried rather than refused, but no probe
+    expect(extra.target.id).toBe('only');
+    extra.done('cancelled');
+    expect(rt.state('only').breaker.available()).toBe(false);
+    probe.done('success');
+    expect(rt.state('only').breaker.current()).toBe('closed');
+  });
+
+  it('is freed by the probe that ends past its deadline, as a cancel: the circuit stays half-open', () => {
+    const rt = runtime([builtin('a'), builtin('s', 1)]);
+    halfOpen(rt, 'a');
+    const probe = lease(rt, Date.now() + 1_000);
+    expect(probe.target.id).toBe('a');
+    expect(rt.state('a').breaker.available()).toBe(false);
+    rt.endOverdue(Date.now() + 2_000);
+    expect(rt.state('a').inflight).toBe(0);
+    expect(rt.state('a').breaker.current()).toBe('half-open');
+    expect(rt.state('a').breaker.available()).toBe(true);
   });
 });

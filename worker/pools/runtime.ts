@@ -111,7 +111,8 @@ export class PoolRuntime {
     if (!target) return null;
     const state = this.state(target.id);
     state.inflight++;
-    state.breaker.acquire();
+    // Only this lease's own slot: a lease that is no probe never frees the probe's (ProbeSlot).
+    const slot = state.breaker.acquire();
     let finished = false;
     const lease: Lease = {
       target,
@@ -123,8 +124,8 @@ export class PoolRuntime {
         state.inflight--;
         if (retryAfterMs !== undefined) state.retryAfterUntil = Date.now() + Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
         if (outcome === 'success') state.breaker.success();
-        else if (outcome === 'failure') state.breaker.failure();
-        else state.breaker.release();
+        else if (outcome === 'failure') state.breaker.failure(Date.now(), slot);
+        else state.breaker.release(slot);
         if (latencyMs !== undefined && outcome !== 'cancelled') state.latencyMs = peakEwma(state.latencyMs, latencyMs);
       },
     };

@@ -5,7 +5,7 @@ import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
 import { iso } from '../lib/time';
 import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
-import type { PoolView, PutPoolBody, StoredPool } from '../schemas/pool';
+import { POOL_PAGE_MAX, type PoolView, type PutPoolBody, type StoredPool } from '../schemas/pool';
 import { openSecret, sealedLength, sealSecret } from './secrets';
 
 /**
@@ -75,16 +75,22 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
       return { ...t, apiKey: sealed, ...(t.apiKey.length >= SHOWN_FROM_LENGTH && { apiKeyLast4: t.apiKey.slice(-4) }) };
     }),
   );
-  const createdAt = existing?.created_at ?? now;
-  const pool: StoredPool = { ...body, targets, name, createdAt: iso(createdAt), updatedAt: iso(now) };
-  const write = env.DB.prepare(
-    `INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (tenant_id, name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
-  ).bind(tenantId, name, JSON.stringify(pool), createdAt, now);
-  await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
+  const config = { ...body, targets, name, createdAt: iso(existing?.created_at ?? now), updatedAt: iso(now) };
+  // Whether this request created the pool is the insert's to say, not the read above: two PUTs
+  // of a new name both read nothing, and both answered 201. The update then writes the config
+  // with the creation time of the row as it is (another PUT's, when that one created it).
+  const insert = env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING')
+    .bind(tenantId, name, JSON.stringify(config), now, now);
+  const update = env.DB.prepare(
+    `UPDATE pools SET config = json_set(?, '$.createdAt', strftime('%Y-%m-%dT%H:%M:%S.', created_at / 1000, 'unixepoch') || printf('%03dZ', created_at % 1000)), updated_at = ?
+     WHERE tenant_id = ? AND name = ? RETURNING created_at`,
+  ).bind(JSON.stringify(config), now, tenantId, name);
+  const [inserted, updated] = await env.DB.batch<{ created_at: number }>(audit ? [insert, update, auditStatement(env.DB, audit)] : [insert, update]);
+  const createdAt = updated?.results[0]?.created_at ?? now;
+  const pool: StoredPool = { ...config, createdAt: iso(createdAt) };
   cache.set(kvKey(tenantId, name), pool);
   await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
-  return { pool, created: existing === null };
+  return { pool, created: (inserted?.meta.changes ?? 0) > 0 };
 }
 
 /** A tenant's pool as stored (credentials sealed): isolate cache, then KV, then D1. */
@@ -100,9 +106,31 @@ export async function getPool(env: Env, tenantId: string, name: string): Promise
   });
 }
 
-export async function listPools(env: Env, tenantId: string): Promise<StoredPool[]> {
-  const { results } = await env.DB.prepare('SELECT config FROM pools WHERE tenant_id = ? ORDER BY name LIMIT 500').bind(tenantId).all<{ config: string }>();
-  return results.map((r) => JSON.parse(r.config) as StoredPool);
+export const LIST_POOLS_QUERY = 'SELECT name, config FROM pools WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?';
+
+/**
+ * A page of the tenant's pools in name order, after the name `after` (a page's last); `next` is
+ * the last name of a full page that has more after it. The primary key (tenant_id, name) serves
+ * both the search and the order.
+ */
+export async function listPools(env: Env, tenantId: string, limit = POOL_PAGE_MAX, after = ''): Promise<{ pools: StoredPool[]; next: string | null }> {
+  // One row past the page says whether another page follows.
+  const { results } = await env.DB.prepare(LIST_POOLS_QUERY).bind(tenantId, after, limit + 1).all<{ name: string; config: string }>();
+  const rows = results.slice(0, limit);
+  const last = rows.at(-1);
+  return { pools: rows.map((r) => JSON.parse(r.config) as StoredPool), next: results.length > limit && last ? last.name : null };
+}
+
+/** Every pool of the tenant, a page at a time (`GET /v1/models` lists them all). */
+export async function allPools(env: Env, tenantId: string): Promise<StoredPool[]> {
+  const pools: StoredPool[] = [];
+  let after: string | null = '';
+  while (after !== null) {
+    const page: { pools: StoredPool[]; next: string | null } = await listPools(env, tenantId, POOL_PAGE_MAX, after);
+    pools.push(...page.pools);
+    after = page.next;
+  }
+  return pools;
 }
 
 export async function deletePool(env: Env, tenantId: string, name: string, audit?: AuditEntry): Promise<boolean> {

@@ -11,7 +11,7 @@ import { SSE_HEADERS, completion, completionStream, sseEvent } from '../openai/c
 import { answerWhileKeyValid, keyBoundStream, REVOKED_MESSAGE } from '../auth/key-watch';
 import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
-import { listPools } from '../pools/store';
+import { allPools } from '../pools/store';
 import { ErrorBody } from '../schemas/common';
 import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
 import { outboundPolicy } from '../upstream/outbound-guard';
@@ -228,7 +228,7 @@ export const openai = router()
       responses: { 200: json(ModelList, 'the models'), ...commonErrors },
     }),
     async (c) => {
-      const pools = await listPools(c.env, c.get('principal').tenantId);
+      const pools = await allPools(c.env, c.get('principal').tenantId);
       const data = pools.flatMap((pool) => {
         // agent-http targets do not speak chat completions (proxyChat never calls them): a pool
         // of those alone is refused there, and their models are no chat model of the pool's.

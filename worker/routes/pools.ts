@@ -2,12 +2,14 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry } from '../audit/log';
+import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { iso } from '../lib/time';
 import { targetHealthy } from '../pools/balancer';
 import { CircuitBreaker } from '../pools/circuit-breaker';
 import { cachedRuntime, healthKey, probeDown, probeOf, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
-import { PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
+import { POOL_NAME, POOL_PAGE_MAX, PoolListQuery, PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
+import { page } from '../schemas/common';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
@@ -86,11 +88,16 @@ export const pools = new OpenAPIHono<AppEnv>()
       method: 'get',
       path: '/v1/pools',
       tags: ['pools'],
-      summary: "The tenant's pools",
+      summary: `The tenant's pools in name order, a page at a time (by default ${POOL_PAGE_MAX}, the most a page holds)`,
       security,
-      responses: { 200: json(z.object({ data: z.array(PoolView) }), 'the pools'), ...commonErrors },
+      request: { query: PoolListQuery },
+      responses: { 200: json(page(PoolView), 'a page of pools'), ...commonErrors },
     }),
-    async (c) => c.json({ data: (await listPools(c.env, c.get('principal').tenantId)).map(poolView) }, 200),
+    async (c) => {
+      const { limit, cursor } = c.req.valid('query');
+      const { pools: found, next } = await listPools(c.env, c.get('principal').tenantId, limit, decodeCursor(cursor, POOL_NAME) ?? '');
+      return c.json({ data: found.map(poolView), nextCursor: next === null ? null : encodeCursor(next) }, 200);
+    },
   )
   .openapi(
     createRoute({

@@ -1,9 +1,19 @@
 import { z } from '@hono/zod-openapi';
 
+export const POOL_NAME = /^[a-zA-Z0-9_.-]{1,64}$/;
+
 export const PoolName = z
   .string()
-  .regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'pool names are 1-64 characters of a-z, A-Z, 0-9, _, . and -')
+  .regex(POOL_NAME, 'pool names are 1-64 characters of a-z, A-Z, 0-9, _, . and -')
   .openapi({ example: 'gpt-pool' });
+
+/** Largest page of `GET /v1/pools`: what the list held before it paged, so the default page is the whole list it was. */
+export const POOL_PAGE_MAX = 500;
+
+export const PoolListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(POOL_PAGE_MAX).default(POOL_PAGE_MAX).openapi({ description: `pools per page, 1-${POOL_PAGE_MAX} (default ${POOL_PAGE_MAX})` }),
+  cursor: z.string().max(512).optional().openapi({ description: 'the nextCursor of the previous page' }),
+});
 
 export const Strategy = z.enum(['weighted-round-robin', 'least-inflight', 'latency']);
 export type Strategy = z.infer<typeof Strategy>;
@@ -25,7 +35,7 @@ export const PoolTargetInput = z
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
     apiKey: z.string().min(1).max(1024).optional().openapi({
-      description: 'the upstream credential, sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (every other value starting with "…", or "..." and up to 4 characters, is refused)',
+      description: 'the upstream credential, sent as "Authorization: Bearer" to openai-chat and agent-http targets (calls and health probes), sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (every other value starting with "…", or "..." and up to 4 characters, is refused)',
     }),
     weight: z.number().int().min(1).max(1000).default(1),
     priority: z.number().int().min(0).max(9).default(0),

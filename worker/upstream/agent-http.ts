@@ -7,8 +7,9 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * An agent back end speaking the gateway's own protocol: POST
  * `{executionId, agentId, intent, input, context, history}`, reply `{output, contextPatch?}`.
  * `Idempotency-Key` carries the execution id so a retried or resumed call can be deduplicated.
+ * `apiKey` (a pool target's credential) goes as `Authorization: Bearer`, as the health probe sends it.
  */
-export function agentHttpUpstream(url: string, timeoutMs?: number): Upstream {
+export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: string): Upstream {
   return {
     label: `agent-http ${new URL(url).host}`,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
@@ -21,7 +22,9 @@ export function agentHttpUpstream(url: string, timeoutMs?: number): Upstream {
         context: request.context,
         history: request.history,
       };
-      const reply = await postJson(url, body, { 'idempotency-key': request.executionId }, signal);
+      const headers: Record<string, string> = { 'idempotency-key': request.executionId };
+      if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+      const reply = await postJson(url, body, headers, signal);
       if (!isRecord(reply) || !('output' in reply)) {
         throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
       }

@@ -12,7 +12,7 @@ export function targetUpstream(target: PoolTarget, policy: OutboundPolicy): Upst
     case 'builtin':
       return builtinUpstream;
     case 'agent-http':
-      return guarded(agentHttpUpstream(target.url ?? '', target.timeoutMs), target.url ?? '', policy);
+      return guarded(agentHttpUpstream(target.url ?? '', target.timeoutMs, target.apiKey), target.url ?? '', policy);
     case 'openai-chat':
       return guarded(openAIChatUpstream(target.baseUrl ?? '', target.model ?? '', target.apiKey, target.timeoutMs), target.baseUrl ?? '', policy);
   }
