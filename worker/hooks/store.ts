@@ -35,8 +35,8 @@ const CACHE_TTL_MS = 30_000;
 const cache = new IsolateCache<ResolvedHook | null>(CACHE_TTL_MS);
 const context = (id: string) => `hook/${id}`;
 
-/** A hook's public columns and what its key's row says now (`FROM` included: a join on the key). */
-export const HOOK_COLUMNS =
+/** What a hook's public view selects, and from where: the hook joined to its key's row, to say whether that key is revoked now. */
+export const HOOK_VIEW_FROM =
   'hooks.id, hooks.agent_id, hooks.intent, hooks.scheme, hooks.created_at, hooks.updated_at, hooks.key_id, api_keys.id AS key_found, api_keys.revoked_at AS key_revoked_at ' +
   'FROM hooks LEFT JOIN api_keys ON api_keys.id = hooks.key_id AND api_keys.tenant_id = hooks.tenant_id';
 
@@ -77,7 +77,7 @@ export async function putHook(env: Env, tenantId: string, keyId: string, id: str
 }
 
 export async function getHook(env: Env, tenantId: string, id: string): Promise<Hook | null> {
-  const row = await env.DB.prepare(`SELECT ${HOOK_COLUMNS} WHERE hooks.id = ? AND hooks.tenant_id = ?`).bind(id, tenantId).first<HookViewRow>();
+  const row = await env.DB.prepare(`SELECT ${HOOK_VIEW_FROM} WHERE hooks.id = ? AND hooks.tenant_id = ?`).bind(id, tenantId).first<HookViewRow>();
   return row ? hookView(row) : null;
 }
 
