@@ -1,7 +1,9 @@
 import { sign as signGithub } from '@octokit/webhooks-methods';
+import { env } from 'cloudflare:test';
 import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
-import { api, eventually, newAgent, newTenant } from './support/api';
+import { LIST_AGENT_HOOKS_QUERY, LIST_HOOKS_QUERY } from '../worker/hooks/list';
+import { ADMIN, api, eventually, newAgent, newTenant } from './support/api';
 import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 import { limitedKey } from './support/limits';
 
@@ -269,5 +271,127 @@ describe("incoming webhooks count against the limits of the key that registered 
       return usage.body.budget.reservedTokens === 0 && usage.body.budget.tokens > 0 && usage.body.budget;
     });
     expect(budget.requests).toBe(1);
+  });
+});
+
+describe('listing incoming hooks (tenant and operator)', () => {
+  type Listed = { id: string; agentId: string; keyId: string | null; keyRevoked: boolean | null };
+  type Page = { data: Listed[]; nextCursor: string | null };
+
+  /** Every page of `path` (a `?` query already in it), `limit` at a time. */
+  async function allPages(path: string, key: string, limit: number): Promise<{ pages: Page[]; items: Listed[] }> {
+    const pages: Page[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null && pages.length < 20) {
+      const res: { status: number; body: Page } = await api(`${path}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, { key });
+      expect(res.status, path).toBe(200);
+      pages.push(res.body);
+      cursor = res.body.nextCursor;
+    }
+    return { pages, items: pages.flatMap((p) => p.data) };
+  }
+
+  /** A tenant with two keys, two agents and three hooks: the second key registered one, then was revoked. */
+  async function tenantWithHooks() {
+    const { tenantId, key, keyId } = await newTenant();
+    const second = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'leaked' } });
+    expect(second.status).toBe(201);
+    const [agentA, agentB] = [await newAgent(key), await newAgent(key)];
+    const prefix = `hl-${crypto.randomUUID().slice(0, 8)}`;
+    const put = async (id: string, k: string, agentId: string) =>
+      expect((await api(`/v1/hooks/${id}`, { method: 'PUT', key: k, body: { agentId, intent: 'on.list', scheme: 'standard', secret: STANDARD_SECRET } })).status).toBe(201);
+    await put(`${prefix}-c`, key, agentB);
+    await put(`${prefix}-b`, second.body.key, agentB);
+    await put(`${prefix}-a`, key, agentA);
+    expect((await api(`/v1/admin/keys/${second.body.id}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    return { tenantId, key, keyId, leakedKeyId: second.body.id as string, agentA, agentB, prefix };
+  }
+
+  it("lists a tenant's hooks in id order, a page at a time, with the registering key and whether it is revoked, never a secret", async () => {
+    const t = await tenantWithHooks();
+    const expected = [
+      { id: `${t.prefix}-a`, agentId: t.agentA, intent: 'on.list', scheme: 'standard', url: `/v1/hooks/${t.prefix}-a`, keyId: t.keyId, keyRevoked: false },
+      { id: `${t.prefix}-b`, agentId: t.agentB, intent: 'on.list', scheme: 'standard', url: `/v1/hooks/${t.prefix}-b`, keyId: t.leakedKeyId, keyRevoked: true },
+      { id: `${t.prefix}-c`, agentId: t.agentB, intent: 'on.list', scheme: 'standard', url: `/v1/hooks/${t.prefix}-c`, keyId: t.keyId, keyRevoked: false },
+    ];
+    const { pages, items } = await allPages('/v1/hooks?', t.key, 2);
+    expect(pages.map((p) => p.data.length)).toEqual([2, 1]);
+    expect(items).toEqual(expected.map((h) => ({ ...h, createdAt: expect.any(String), updatedAt: expect.any(String) })));
+    expect(JSON.stringify(pages)).not.toContain(STANDARD_SECRET);
+    // Each item is what GET /v1/hooks/{id} shows.
+    for (const item of items) expect((await api(`/v1/hooks/${item.id}`, { key: t.key })).body).toEqual(item);
+    // The default page holds them all; an agent's filter keeps its own.
+    expect((await api('/v1/hooks', { key: t.key })).body).toEqual({ data: items, nextCursor: null });
+    expect((await allPages(`/v1/hooks?agentId=${t.agentB}`, t.key, 1)).items.map((h) => h.id)).toEqual([`${t.prefix}-b`, `${t.prefix}-c`]);
+    expect((await api(`/v1/hooks?agentId=no-such-agent`, { key: t.key })).body).toEqual({ data: [], nextCursor: null });
+    // Another tenant sees none of them, even naming the agent.
+    const other = await newTenant();
+    for (const path of ['/v1/hooks', `/v1/hooks?agentId=${t.agentB}`]) expect((await api(path, { key: other.key })).body).toEqual({ data: [], nextCursor: null });
+    // Bad paging is a 400, not a 500.
+    for (const query of ['limit=0', 'limit=101', 'cursor=%25%25', `cursor=${btoa('not an id!')}`, 'agentId=bad%20id']) {
+      const res = await api(`/v1/hooks?${query}`, { key: t.key });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.code, query).toBe('invalid_request');
+    }
+  });
+
+  it('shows a hook registered before keys were recorded with keyId and keyRevoked null', async () => {
+    const { key } = await newTenant();
+    const hook = await hookFor(key, await newAgent(key), 'github', GITHUB_SECRET);
+    await env.DB.prepare('UPDATE hooks SET key_id = NULL WHERE id = ?').bind(hook).run();
+    expect((await api('/v1/hooks', { key })).body.data).toEqual([expect.objectContaining({ id: hook, keyId: null, keyRevoked: null })]);
+    expect((await api(`/v1/hooks/${hook}`, { key })).body).toMatchObject({ keyId: null, keyRevoked: null });
+  });
+
+  it("keeps a revoked key's hook accepting deliveries until a live key replaces or deletes it", async () => {
+    const t = await tenantWithHooks();
+    const hook = `${t.prefix}-b`;
+    const body = JSON.stringify({ type: 'after.revoke' });
+    expect((await post(hook, body, standardHeaders('msg_after_revoke', body))).status).toBe(202);
+    // A live key takes it over (a new secret shuts out whoever knew the old one) ...
+    const secret = `whsec_${btoa('another-secret-another-secret!!')}`;
+    const replaced = await api(`/v1/hooks/${hook}`, { method: 'PUT', key: t.key, body: { agentId: t.agentB, intent: 'on.list', scheme: 'standard', secret } });
+    expect(replaced.status).toBe(200);
+    expect(replaced.body).toMatchObject({ keyId: t.keyId, keyRevoked: false });
+    expect((await post(hook, body, standardHeaders('msg_old_secret', body))).status).toBe(401);
+    // ... or deletes it.
+    expect((await api(`/v1/hooks/${hook}`, { method: 'DELETE', key: t.key })).status).toBe(204);
+    expect((await api('/v1/hooks', { key: t.key })).body.data.map((h: Listed) => h.id)).toEqual([`${t.prefix}-a`, `${t.prefix}-c`]);
+  });
+
+  it("lists a tenant's hooks for the operator, same shape and paging, and deletes one", async () => {
+    const t = await tenantWithHooks();
+    const path = `/v1/admin/tenants/${t.tenantId}/hooks`;
+    const tenantView = (await api('/v1/hooks', { key: t.key })).body.data;
+    const { pages, items } = await allPages(`${path}?`, ADMIN(), 2);
+    expect(pages.map((p) => p.data.length)).toEqual([2, 1]);
+    expect(items).toEqual(tenantView);
+    expect((await allPages(`${path}?agentId=${t.agentA}`, ADMIN(), 5)).items.map((h) => h.id)).toEqual([`${t.prefix}-a`]);
+    expect((await api(path, { key: t.key })).status).toBe(401);
+    const unknown = await api('/v1/admin/tenants/no-such-tenant/hooks', { key: ADMIN() });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe('not_found');
+    expect((await api(`${path}?limit=0`, { key: ADMIN() })).status).toBe(400);
+
+    // The operator acts on the revoked key's hook without a key of the tenant.
+    const hook = `${t.prefix}-b`;
+    expect((await api(`${path}/${hook}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    expect((await api(`${path}/${hook}`, { method: 'DELETE', key: ADMIN() })).status).toBe(404);
+    const other = await newTenant();
+    expect((await api(`/v1/admin/tenants/${other.tenantId}/hooks/${t.prefix}-a`, { method: 'DELETE', key: ADMIN() })).status).toBe(404);
+    expect((await api('/v1/hooks', { key: t.key })).body.data.map((h: Listed) => h.id)).toEqual([`${t.prefix}-a`, `${t.prefix}-c`]);
+    const body = JSON.stringify({ type: 'after.delete' });
+    expect((await post(hook, body, standardHeaders('msg_after_delete', body))).status).toBe(401);
+    const audit = await api(`/v1/admin/audit?tenant=${t.tenantId}&action=hook.delete`, { key: ADMIN() });
+    expect(audit.body.data).toEqual([expect.objectContaining({ actor: 'operator', tenantId: t.tenantId, action: 'hook.delete', target: hook })]);
+  });
+
+  it('pages through an index: both list queries search (tenant_id, …, id) and sort nothing', async () => {
+    for (const [query, params] of [[LIST_HOOKS_QUERY, ['tn', '', 10]], [LIST_AGENT_HOOKS_QUERY, ['tn', 'agent', '', 10]]] as const) {
+      const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${query}`).bind(...params).all<{ detail: string }>();
+      const plan = results.map((r) => r.detail).join('\n');
+      expect(plan, query).toMatch(/SEARCH hooks USING INDEX hooks_by_tenant\w* \(tenant_id=\? AND (agent_id=\? AND )?id>\?\)/);
+      expect(plan, query).not.toContain('TEMP B-TREE');
+    }
   });
 });

@@ -311,6 +311,11 @@ describe('the OpenAPI document against the answers', () => {
     const hook = `sweep-${agent}`;
     await check('PUT', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 201, { body: { agentId: agent, intent: 'x', scheme: 'github', secret: 'a-github-secret-of-some-length' } });
     await check('GET', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 200);
+    await check('GET', '/v1/hooks', `/v1/hooks?limit=1&agentId=${agent}`, 200);
+    await check('GET', '/v1/hooks', '/v1/hooks?cursor=%25', 400);
+    await check('GET', '/v1/admin/tenants/{tenant}/hooks', `/v1/admin/tenants/${tenantId}/hooks?limit=1`, 200, admin);
+    await check('GET', '/v1/admin/tenants/{tenant}/hooks', '/v1/admin/tenants/no-such-tenant/hooks', 404, admin);
+    await check('DELETE', '/v1/admin/tenants/{tenant}/hooks/{id}', `/v1/admin/tenants/${tenantId}/hooks/no-such-hook`, 404, admin);
     await check('POST', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 401, { key: undefined, body: { unsigned: true } });
     await check('DELETE', '/v1/hooks/{id}', `/v1/hooks/${hook}`, 204);
     await check('GET', '/v1/stats', '/v1/stats', 200);

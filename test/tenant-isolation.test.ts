@@ -114,9 +114,9 @@ describe('tenant isolation', () => {
     expect(keys.body.data.every((k: { revokedAt?: string | null }) => !k.revokedAt)).toBe(true);
   });
 
-  it("lists only B's own things: agents, executions, webhooks, deliveries, pools, models, stats", async () => {
+  it("lists only B's own things: agents, executions, webhooks, deliveries, pools, models, stats, hooks", async () => {
     const bodies = await Promise.all(
-      ['/v1/agents?limit=100', `/v1/agents/${bAgent}/executions`, `/v1/agents/${bAgent}/webhooks`, `/v1/agents/${bAgent}/deliveries`, '/v1/pools', '/v1/models', '/v1/stats'].map(async (path) => {
+      ['/v1/agents?limit=100', `/v1/agents/${bAgent}/executions`, `/v1/agents/${bAgent}/webhooks`, `/v1/agents/${bAgent}/deliveries`, '/v1/pools', '/v1/models', '/v1/stats', '/v1/hooks', `/v1/hooks?agentId=${a.agentId}`].map(async (path) => {
         const res = await api(path, { key: bKey });
         expect(res.status, path).toBe(200);
         return [path, JSON.stringify(res.body)] as const;

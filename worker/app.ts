@@ -17,6 +17,7 @@ import { stats } from './routes/stats';
 import { apiKeyAuth } from './middleware/api-key-auth';
 import { onError, onNotFound, renderError } from './middleware/error-handler';
 import { admin } from './routes/admin';
+import { adminHooks } from './routes/admin-hooks';
 import { adminTransactions } from './routes/admin-transactions';
 import { agentState } from './routes/agent-state';
 import { agents } from './routes/agents';
@@ -90,6 +91,7 @@ export function createApp() {
     .route('/', health)
     .route('/', admin)
     .route('/', adminTransactions)
+    .route('/', adminHooks)
     .route('/', agents)
     .route('/', executions)
     .route('/', agentState)

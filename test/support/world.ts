@@ -71,7 +71,7 @@ export async function buildWorld(): Promise<World> {
 /** The value of path parameter `name` in `path` for this world (`id` depends on the route). */
 export function paramFor(world: World, path: string, name: string): string {
   if (name === 'id') {
-    if (path.startsWith('/v1/hooks/')) return world.hookId;
+    if (path.startsWith('/v1/hooks/') || path.endsWith('/hooks/{id}')) return world.hookId;
     if (path.startsWith('/v1/transactions/')) return world.transactionId;
     return world.agentId;
   }

@@ -35,7 +35,14 @@ const CACHE_TTL_MS = 30_000;
 const cache = new IsolateCache<ResolvedHook | null>(CACHE_TTL_MS);
 const context = (id: string) => `hook/${id}`;
 
-export const hookView = (row: Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'scheme' | 'created_at' | 'updated_at'>): Hook => ({
+/** What a hook's public view selects, and from where: the hook joined to its key's row, to say whether that key is revoked now. */
+export const HOOK_VIEW_FROM =
+  'hooks.id, hooks.agent_id, hooks.intent, hooks.scheme, hooks.created_at, hooks.updated_at, hooks.key_id, api_keys.id AS key_found, api_keys.revoked_at AS key_revoked_at ' +
+  'FROM hooks LEFT JOIN api_keys ON api_keys.id = hooks.key_id AND api_keys.tenant_id = hooks.tenant_id';
+
+export type HookViewRow = Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'scheme' | 'created_at' | 'updated_at' | 'key_id'> & { key_found: string | null; key_revoked_at: number | null };
+
+export const hookView = (row: HookViewRow): Hook => ({
   id: row.id,
   agentId: row.agent_id,
   intent: row.intent,
@@ -43,6 +50,9 @@ export const hookView = (row: Pick<HookRow, 'id' | 'agent_id' | 'intent' | 'sche
   url: `/v1/hooks/${row.id}`,
   createdAt: iso(row.created_at),
   updatedAt: iso(row.updated_at),
+  keyId: row.key_id,
+  // A key the join cannot find authenticates nothing any more: as good as revoked.
+  keyRevoked: row.key_id === null ? null : row.key_found === null || row.key_revoked_at !== null,
 });
 
 /**
@@ -63,11 +73,11 @@ export async function putHook(env: Env, tenantId: string, keyId: string, id: str
   const [result] = await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
   if (!result || result.meta.changes === 0) return null;
   cache.delete(id);
-  return { hook: hookView({ id, agent_id: body.agentId, intent: body.intent, scheme: body.scheme, created_at: createdAt, updated_at: now }), created: !existing };
+  return { hook: hookView({ id, agent_id: body.agentId, intent: body.intent, scheme: body.scheme, created_at: createdAt, updated_at: now, key_id: keyId, key_found: keyId, key_revoked_at: null }), created: !existing };
 }
 
 export async function getHook(env: Env, tenantId: string, id: string): Promise<Hook | null> {
-  const row = await env.DB.prepare('SELECT * FROM hooks WHERE id = ? AND tenant_id = ?').bind(id, tenantId).first<HookRow>();
+  const row = await env.DB.prepare(`SELECT ${HOOK_VIEW_FROM} WHERE hooks.id = ? AND hooks.tenant_id = ?`).bind(id, tenantId).first<HookViewRow>();
   return row ? hookView(row) : null;
 }
 

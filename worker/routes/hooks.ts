@@ -12,7 +12,10 @@ import { deleteHook, getHook, putHook, resolveHook, type ResolvedHook } from '..
 import { deliveryKeys, hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
 import { bodyText, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
-import { Hook, HookAccepted, HookId, PutHookBody } from '../schemas/hook';
+import { Hook, HookAccepted, HookId, HookListQuery, PutHookBody } from '../schemas/hook';
+import { page } from '../schemas/common';
+import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { listHooks } from '../hooks/list';
 import { commonErrors, errorResponse, everyRouteErrors, json, jsonBody, limitedResponse, security } from './openapi';
 
 const Params = z.object({ id: HookId });
@@ -42,6 +45,22 @@ const SignedBody = {
 const refused = () => new ApiError('unauthorized', 'signature verification failed');
 
 export const hooks = new OpenAPIHono<AppEnv>()
+  .openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/hooks',
+      tags: ['hooks'],
+      summary: "The tenant's incoming webhooks in id order, a page at a time, each with the key that registered it and whether that key is revoked (never a secret)",
+      security,
+      request: { query: HookListQuery },
+      responses: { 200: json(page(Hook), 'a page of hooks'), ...commonErrors },
+    }),
+    async (c) => {
+      const { limit, cursor, agentId } = c.req.valid('query');
+      const { hooks: found, next } = await listHooks(c.env, c.get('principal').tenantId, { limit, after: decodeCursor(cursor) ?? '', agentId });
+      return c.json({ data: found, nextCursor: next === null ? null : encodeCursor(next) }, 200);
+    },
+  )
   .openapi(
     createRoute({
       method: 'put',

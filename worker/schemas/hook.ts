@@ -24,9 +24,30 @@ export const PutHookBody = z
 export type PutHookBody = z.infer<typeof PutHookBody>;
 
 export const Hook = z
-  .object({ id: HookId, agentId: AgentId, intent: Intent, scheme: HookScheme, url: z.string(), createdAt: z.string(), updatedAt: z.string() })
+  .object({
+    id: HookId,
+    agentId: AgentId,
+    intent: Intent,
+    scheme: HookScheme,
+    url: z.string(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    keyId: z.string().nullable().openapi({
+      description: "the API key that registered or last replaced the hook, whose limits its deliveries count against; null for a hook registered before keys were recorded (until it is PUT again)",
+    }),
+    keyRevoked: z.boolean().nullable().openapi({
+      description: 'whether that key is revoked now (null when keyId is): the hook still accepts deliveries; PUT it with a live key and a new secret, or DELETE it, to act on it',
+    }),
+  })
   .openapi('Hook');
 export type Hook = z.infer<typeof Hook>;
+
+/** Hooks come a page at a time, as agents do. */
+export const HookListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20).openapi({ description: 'hooks per page, 1-100 (default 20)' }),
+  cursor: z.string().max(512).optional().openapi({ description: 'the nextCursor of the previous page' }),
+  agentId: AgentId.optional().openapi({ description: "only this agent's hooks" }),
+});
 
 export const HookAccepted = z
   .object({ executionId: z.string(), status: z.string(), duplicate: z.boolean() })
