@@ -2,6 +2,10 @@ import { createExecutionContext, createScheduledController, env, SELF, waitOnExe
 import { describe, expect, it } from 'vitest';
 import worker from '../worker/index';
 import type { CircuitBreaker } from '../worker/pools/circuit-breaker';
+import type { Env } from '../worker/env';
+import { DUE_POOLS_QUERY, takeDuePools, TENANT_POOL_COUNTS_QUERY } from '../worker/pools/probe-schedule';
+import { putPool } from '../worker/pools/store';
+import { PutPoolBody } from '../worker/schemas/pool';
 import { cachedRuntime, healthKey } from '../worker/pools/runtime';
 import { api, BASE, mockUrl, newAgent, newTenant, chatTarget } from './support/api';
 
@@ -195,5 +199,109 @@ describe('timeouts and failover under load', () => {
     const pool = await api('/v1/pools/three', { key });
     const stopped = pool.body.targets.find((t: { id: string }) => t.id === names[1]);
     expect(stopped.health.circuit).toBe('open');
+  });
+});
+
+/** Stores `count` pools of builtin targets for a tenant straight in D1 (names `<prefix>1`, …). */
+async function seedPools(tenantId: string, prefix: string, count: number, opts: { due?: number; targets?: number; apiKey?: string } = {}): Promise<void> {
+  const at = new Date().toISOString();
+  const targets = Array.from({ length: opts.targets ?? 1 }, (_, i) => ({ id: `t${i}`, kind: 'builtin', ...(opts.apiKey && { apiKey: opts.apiKey }) }));
+  const config = JSON.stringify({ strategy: 'weighted-round-robin', targets, name: '', createdAt: at, updatedAt: at });
+  await env.DB.prepare(
+    `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+     INSERT INTO pools (tenant_id, name, config, created_at, updated_at, probe_due) SELECT ?2, ?3 || i, json_set(?4, '$.name', ?3 || i), ?5, ?5, ?6 FROM n`,
+  ).bind(count, tenantId, prefix, config, Date.now(), opts.due ?? 0).run();
+}
+
+/** Puts every pool stored so far (other tests') out of the way of the runs a test counts. */
+const parkOtherPools = () => env.DB.prepare('UPDATE pools SET probe_due = 9e15').run();
+
+describe('which pools a cron run probes', () => {
+  it("reaches a tenant's pool while another tenant keeps a full run's worth of pools freshly updated", async () => {
+    await parkOtherPools();
+    const small = await newTenant();
+    const tag = `fair${Date.now()}`;
+    expect((await api('/v1/pools/small', { method: 'PUT', key: small.key, body: { targets: [agentTarget(tag)] } })).status).toBe(201);
+    const big = await newTenant();
+    // Their credentials do not open (sealed under a retired key, say), so a run spends no probe
+    // or KV write on them: what counts here is which pools a run takes.
+    await seedPools(big.tenantId, 'busy-', 1_000, { apiKey: 'sealed-under-a-retired-key' });
+    const probed = async () => (await api('/v1/pools/small', { key: small.key })).body.targets[0].health.probe;
+    // Two runs: the big tenant's pools, never probed, were in line before this one.
+    for (let run = 0; run < 2 && !(await probed()); run++) {
+      // The big tenant updates every pool between runs (the order the cron used to probe in).
+      await env.DB.prepare('UPDATE pools SET updated_at = ? WHERE tenant_id = ?').bind(Date.now() + 1_000, big.tenantId).run();
+      await runCron();
+    }
+    expect(await probed()).toMatchObject({ ok: true });
+  });
+
+  it("gives a tenant with many pools its share of a run, and probes every pool within a bounded number of runs", async () => {
+    await parkOtherPools();
+    const big = await newTenant();
+    const small = await newTenant();
+    await seedPools(big.tenantId, 'b', 12);
+    await seedPools(small.tenantId, 's', 2);
+    const limits = { pools: 4, probes: 100, tenantShare: 2, periodMs: 60_000 };
+    const t0 = Date.now();
+    const runs: string[][] = [];
+    for (let run = 0; run < 12; run++) runs.push((await takeDuePools(env, t0 + run * 60_000, limits)).map((p) => p.pool.name));
+    // Everything was due at once: 14 pools, 4 a run, in due order: each within 4 runs.
+    expect(new Set(runs.slice(0, 4).flat()).size).toBe(14);
+    // Then each run holds the small tenant's two pools (each due every run) and two of the
+    // big tenant's 12 (its share), so each of those is probed every 6 runs.
+    for (const names of runs.slice(4)) {
+      expect(names.filter((n) => n.startsWith('s')).sort()).toEqual(['s1', 's2']);
+      expect(names.filter((n) => n.startsWith('b'))).toHaveLength(2);
+    }
+    expect(new Set(runs.slice(6).flat().filter((n) => n.startsWith('b'))).size).toBe(12);
+  });
+
+  it('stops a run at its bound of target probes, leaving the rest first in line', async () => {
+    await parkOtherPools();
+    const { tenantId } = await newTenant();
+    await seedPools(tenantId, 'wide', 3, { targets: 3 });
+    const limits = { pools: 10, probes: 7, tenantShare: 100, periodMs: 60_000 };
+    const t0 = Date.now();
+    expect((await takeDuePools(env, t0, limits)).map((p) => p.pool.name)).toEqual(['wide1', 'wide2']);
+    expect((await takeDuePools(env, t0 + 60_000, limits)).map((p) => p.pool.name)).toEqual(['wide3', 'wide1']);
+  });
+
+  it('takes them off an index, without sorting the table', async () => {
+    const due = await env.DB.prepare(`EXPLAIN QUERY PLAN ${DUE_POOLS_QUERY}`).bind(10).all<{ detail: string }>();
+    const duePlan = due.results.map((r) => r.detail).join('\n');
+    expect(duePlan).toMatch(/SCAN pools USING INDEX pools_by_probe_due/);
+    expect(duePlan).not.toContain('TEMP B-TREE');
+    const counted = await env.DB.prepare(`EXPLAIN QUERY PLAN ${TENANT_POOL_COUNTS_QUERY}`).bind('["a","b"]').all<{ detail: string }>();
+    expect(counted.results.map((r) => r.detail).join('\n')).toMatch(/SEARCH pools USING COVERING INDEX sqlite_autoindex_pools_1 \(tenant_id=\?\)/);
+  });
+});
+
+describe('the pools a tenant may hold', () => {
+  it('refuses a new pool past 1,000 with 409 pool_limit_reached, and still replaces one', async () => {
+    const { key, tenantId } = await newTenant();
+    await seedPools(tenantId, 'held-', 999);
+    const body = { targets: [{ id: 'local', kind: 'builtin' }] };
+    const last = await api('/v1/pools/last', { method: 'PUT', key, body });
+    expect(last.status).toBe(201);
+    const refused = await api('/v1/pools/one-more', { method: 'PUT', key, body });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error).toMatchObject({ code: 'pool_limit_reached', details: { limit: 1_000, pools: 1_000 } });
+    expect((await api('/v1/pools/one-more', { key })).status).toBe(404);
+    expect((await api('/v1/pools/held-7', { method: 'PUT', key, body })).status).toBe(200);
+    expect((await api('/v1/pools/held-7', { method: 'DELETE', key })).status).toBe(204);
+    expect((await api('/v1/pools/one-more', { method: 'PUT', key, body })).status).toBe(201);
+    // A tenant's 1,000th pool is first due 9 runs on: its first 100 come due at once, then 100 a run.
+    const row = await env.DB.prepare('SELECT probe_due - created_at AS wait FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, 'last').first<{ wait: number }>();
+    expect(row?.wait).toBe(9 * 60_000);
+  });
+
+  it('takes its limit from MAX_POOLS_PER_TENANT when the operator sets one', async () => {
+    const { tenantId } = await newTenant();
+    await seedPools(tenantId, 'few-', 2);
+    const tight = { ...env, MAX_POOLS_PER_TENANT: '2' } as unknown as Env;
+    const body = PutPoolBody.parse({ targets: [{ id: 'local', kind: 'builtin' }] });
+    await expect(putPool(tight, tenantId, 'third', body)).rejects.toMatchObject({ code: 'pool_limit_reached', details: { limit: 2, pools: 2 } });
+    expect((await putPool(tight, tenantId, 'few-1', body)).created).toBe(false);
   });
 });

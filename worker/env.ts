@@ -42,6 +42,8 @@ export interface Env {
   ENABLE_CHAOS?: string;
   /** DNS-over-HTTPS JSON endpoint the outbound guard resolves names with (default Cloudflare's). */
   DNS_RESOLVER_URL?: string;
+  /** Pools each tenant may hold (default 1000): a PUT of a new pool beyond it is 409 `pool_limit_reached`. */
+  MAX_POOLS_PER_TENANT?: string;
   /** Comma-separated CIDRs the outbound guard permits although private (e.g. an operator's VPC). */
   OUTBOUND_ALLOW_CIDRS?: string;
 }

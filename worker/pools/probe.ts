@@ -1,13 +1,12 @@
 import type { Env } from '../env';
-import type { StoredPool } from '../schemas/pool';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthKey, probeSubject, type PoolTarget, type ProbeResult } from './runtime';
+import { PROBE_RUN, takeDuePools, type ProbeRunLimits } from './probe-schedule';
 import { openTargets } from './store';
 
 const PROBE_TIMEOUT_MS = 5_000;
 /** Workers allow six simultaneous outgoing connections per invocation. */
 const PARALLEL = 6;
-const MAX_POOLS_PER_RUN = 1_000;
 const HEALTH_KV_TTL_S = 10 * 60;
 
 /**
@@ -42,24 +41,24 @@ async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) 
 }
 
 /**
- * The cron's job: probe every target of every pool and publish the results per pool in KV,
- * where the balancer of every isolate (edge and agents) reads them.
+ * The cron's job: probe the targets of the pools due (worker/pools/probe-schedule.ts) and
+ * publish the results per pool in KV, where the balancer of every isolate (edge and agents)
+ * reads them.
  */
-export async function probeAllPools(env: Env): Promise<{ pools: number; targets: number; down: number }> {
-  const { results } = await env.DB.prepare('SELECT tenant_id, config FROM pools ORDER BY updated_at DESC LIMIT ?').bind(MAX_POOLS_PER_RUN).all<{ tenant_id: string; config: string }>();
+export async function probeAllPools(env: Env, now = Date.now(), limits: ProbeRunLimits = PROBE_RUN): Promise<{ pools: number; targets: number; down: number }> {
+  const taken = await takeDuePools(env, now, limits);
   const policy = outboundPolicy(env);
   let targets = 0;
   let down = 0;
-  for (const row of results) {
-    const pool = JSON.parse(row.config) as StoredPool;
-    const opened = await openTargets(env, row.tenant_id, pool).catch(() => null);
+  for (const { tenantId, pool } of taken) {
+    const opened = await openTargets(env, tenantId, pool).catch(() => null);
     if (!opened) continue;
     // The subject is the stored target's (sealed credential), as the balancer and the view compute it.
     const subjects = new Map(pool.targets.map((t) => [t.id, probeSubject(t)]));
     const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, { ...(await probeTarget(t, policy)), subject: subjects.get(t.id) }] as const);
     targets += probes.length;
     down += probes.filter(([, p]) => !p.ok).length;
-    await env.CACHE.put(healthKey(row.tenant_id, pool.name), JSON.stringify(Object.fromEntries(probes)), { expirationTtl: HEALTH_KV_TTL_S });
+    await env.CACHE.put(healthKey(tenantId, pool.name), JSON.stringify(Object.fromEntries(probes)), { expirationTtl: HEALTH_KV_TTL_S });
   }
-  return { pools: results.length, targets, down };
+  return { pools: taken.length, targets, down };
 }

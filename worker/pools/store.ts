@@ -6,6 +6,7 @@ import { dropCached } from '../lib/kv-cache';
 import { iso } from '../lib/time';
 import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
 import { POOL_PAGE_MAX, type PoolView, type PutPoolBody, type StoredPool } from '../schemas/pool';
+import { countTenantPools, firstDue } from './probe-schedule';
 import { openSecret, sealedLength, sealSecret } from './secrets';
 
 /**
@@ -64,6 +65,12 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
   const now = Date.now();
   const existing = await env.DB.prepare('SELECT created_at, config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ created_at: number; config: string }>();
   const kept = keepMaskedCredentials(body.targets, existing ? (JSON.parse(existing.config) as StoredPool) : null, name);
+  // Counted for a pool that looks new only: a replacement can never go over the limit.
+  const tenantPools = existing ? 0 : await countTenantPools(env, tenantId);
+  const limit = poolLimit(env);
+  if (!existing && tenantPools >= limit) {
+    throw new ApiError('pool_limit_reached', `this tenant has ${tenantPools} pools, the most it may hold (${limit}): delete one, or replace one by PUT to its name`, { limit, pools: tenantPools });
+  }
   const targets: StoredTarget[] = await Promise.all(
     body.targets.map(async (t) => {
       if (t.apiKey === undefined) return t;
@@ -79,8 +86,8 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
   // Whether this request created the pool is the insert's to say, not the read above: two PUTs
   // of a new name both read nothing, and both answered 201. The update then writes the config
   // with the creation time of the row as it is (another PUT's, when that one created it).
-  const insert = env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING')
-    .bind(tenantId, name, JSON.stringify(config), now, now);
+  const insert = env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at, probe_due) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING')
+    .bind(tenantId, name, JSON.stringify(config), now, now, firstDue(now, tenantPools));
   const update = env.DB.prepare(
     `UPDATE pools SET config = json_set(?, '$.createdAt', strftime('%Y-%m-%dT%H:%M:%S.', created_at / 1000, 'unixepoch') || printf('%03dZ', created_at % 1000)), updated_at = ?
      WHERE tenant_id = ? AND name = ? RETURNING created_at`,
@@ -92,6 +99,14 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
   await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
   return { pool, created: (inserted?.meta.changes ?? 0) > 0 };
 }
+
+/** Pools a tenant may hold unless the operator sets `MAX_POOLS_PER_TENANT`. */
+export const DEFAULT_POOL_LIMIT = 1_000;
+
+const poolLimit = (env: Env): number => {
+  const set = Number(env.MAX_POOLS_PER_TENANT);
+  return Number.isInteger(set) && set > 0 ? set : DEFAULT_POOL_LIMIT;
+};
 
 /** A tenant's pool as stored (credentials sealed): isolate cache, then KV, then D1. */
 export async function getPool(env: Env, tenantId: string, name: string): Promise<StoredPool | null> {

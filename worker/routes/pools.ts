@@ -71,7 +71,7 @@ export const pools = new OpenAPIHono<AppEnv>()
       summary: 'Create or replace a pool of upstream targets',
       security,
       request: { params: NameParams, ...jsonBody(PutPoolBody) },
-      responses: { 200: json(PoolView, 'the pool, replaced'), 201: json(PoolView, 'the pool, created'), ...commonErrors },
+      responses: { 200: json(PoolView, 'the pool, replaced'), 201: json(PoolView, 'the pool, created'), 409: errorResponse('pool_limit_reached: a new pool would take the tenant past the pools it may hold (details.limit)'), ...commonErrors },
     }),
     async (c) => {
       const { name } = c.req.valid('param');
