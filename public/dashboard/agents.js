@@ -9,6 +9,7 @@ import { state } from './state.js';
 // the last answer of the others, instead of one request per agent every 3 s.
 const STATUSES_PER_ROUND = 10;
 
+/** Resolves true once the table shows a fresh answer, undefined when the refresh did not run. */
 export async function refreshAgents(current = state.session) {
   if (!current || current.agentsBusy) return;
   current.agentsBusy = true;
@@ -46,6 +47,7 @@ export async function refreshAgents(current = state.session) {
     $('agents-empty').hidden = data.length > 0;
     $('agents-more').hidden = !nextCursor;
     if (selected && byId.has(selected.id)) showStatus(byId.get(selected.id).status);
+    return true;
   } finally {
     current.agentsBusy = false;
   }

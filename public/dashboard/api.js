@@ -2,6 +2,9 @@
 // this origin only.
 import { state } from './state.js';
 
+/** The gateway did not answer at all (down, restarting, or the browser offline). */
+export class UnreachableError extends Error {}
+
 export class ApiError extends Error {
   constructor(status, code, message, retryAfterS = null) {
     super(message);
@@ -12,10 +15,10 @@ export class ApiError extends Error {
 }
 
 // Set by the page's entry module: a 401 anywhere ends the session, and the modules that meet
-// one would otherwise import the session, which imports them.
+// one would otherwise import the session, which imports them. `reason` is the API's message.
 let unauthorizedHandler = () => undefined;
 export const onUnauthorized = (handler) => { unauthorizedHandler = handler; };
-export const unauthorized = () => unauthorizedHandler();
+export const unauthorized = (reason) => unauthorizedHandler(reason);
 
 export const authorization = () => `Bearer ${state.apiKey}`;
 
@@ -23,11 +26,17 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   const headers = { authorization: authorization(), accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   // A path, never a URL: requests go to this origin only.
-  const res = await fetch(path, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  let res;
+  try {
+    res = await fetch(path, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    throw new UnreachableError(error.message);
+  }
   const payload = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) {
     const error = payload?.error ?? {};
-    if (res.status === 401) unauthorized();
+    if (res.status === 401) unauthorized(error.message);
     const retryAfter = res.headers.get('retry-after');
     throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`, retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) : null);
   }

@@ -10,8 +10,9 @@ import { $, say } from './dom.js';
 import { start, stop } from './session.js';
 import { forgetKey, rememberKey, state } from './state.js';
 
-onUnauthorized(() => {
-  say('The API key was refused (401). Paste a valid key.', true);
+// The API says why (an operator token is not an API key; a key revoked): the page passes it on.
+onUnauthorized((reason) => {
+  say(`The API key was refused (401)${reason ? `: ${reason}` : ''}. Paste a valid key.`, true);
   stop();
 });
 

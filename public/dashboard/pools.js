@@ -5,6 +5,7 @@ import { $, cell, setText, syncRows } from './dom.js';
 import { ms, time } from './format.js';
 import { state } from './state.js';
 
+/** Resolves true once the table shows a fresh answer, undefined when the refresh did not run. */
 export async function refreshPools(current = state.session) {
   if (!current || current.poolsBusy) return;
   current.poolsBusy = true;
@@ -37,6 +38,7 @@ export async function refreshPools(current = state.session) {
       setText(cell(row, 6), probe ? `${probe.ok ? 'ok' : `failed${probe.error ? `: ${probe.error}` : ''}`} at ${time(probe.checkedAt)} (${ms(probe.latencyMs)})` : 'none yet');
     });
     $('pools-empty').hidden = rows.size > 0;
+    return true;
   } finally {
     current.poolsBusy = false;
   }

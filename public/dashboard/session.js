@@ -1,7 +1,7 @@
 // One pasted key's session: the first load, the polls, and the end that clears what it showed.
 import { select } from './agent-panel.js';
 import { refreshAgents } from './agents.js';
-import { ApiError } from './api.js';
+import { ApiError, UnreachableError } from './api.js';
 import { $, say } from './dom.js';
 import { refreshPools } from './pools.js';
 import { state } from './state.js';
@@ -13,7 +13,7 @@ let timers = [];
 
 export async function start() {
   stop();
-  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0 };
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0, unreachable: false };
   state.session = current;
   try {
     await refreshAgents(current);
@@ -24,11 +24,29 @@ export async function start() {
   if (state.session !== current) return;
   $('main').hidden = false;
   say('Connected.');
-  refreshPools(current).catch(() => undefined);
+  poll(refreshPools, current);
   timers = [
-    setInterval(() => { if (!document.hidden) refreshAgents(current).catch(() => undefined); }, AGENTS_EVERY_MS),
-    setInterval(() => { if (!document.hidden) refreshPools(current).catch(() => undefined); }, POOLS_EVERY_MS),
+    setInterval(() => { if (!document.hidden) poll(refreshAgents, current); }, AGENTS_EVERY_MS),
+    setInterval(() => { if (!document.hidden) poll(refreshPools, current); }, POOLS_EVERY_MS),
   ];
+}
+
+/**
+ * Runs one refresh. The tables keep their last answers while the gateway cannot be reached, so
+ * the page says so rather than go on saying "Connected." over stale counts, and says it is
+ * back once a refresh gets through.
+ */
+function poll(refresh, current) {
+  refresh(current).then((ran) => {
+    if (ran && state.session === current && current.unreachable) {
+      current.unreachable = false;
+      say('Connected.');
+    }
+  }, (error) => {
+    if (!(error instanceof UnreachableError) || state.session !== current) return;
+    current.unreachable = true;
+    say(`The gateway cannot be reached (${error.message}): the tables show its last answers until it answers again.`, true);
+  });
 }
 
 export function stop() {

@@ -9,8 +9,9 @@ export const state = {
   /**
    * What one pasted key shows: stop() ends it, so an answer still on its way for an earlier key
    * (another tenant's agents or pools) is dropped instead of being drawn under the next key.
-   * statuses: each agent's last status and when it came; statusesPausedUntil: a 429's Retry-After.
-   * { abort, agentsBusy, poolsBusy, statuses: Map, statusesPausedUntil: number }
+   * statuses: each agent's last status and when it came; statusesPausedUntil: a 429's Retry-After;
+   * unreachable: the last refresh found no gateway (and the page says so).
+   * { abort, agentsBusy, poolsBusy, statuses: Map, statusesPausedUntil: number, unreachable: boolean }
    */
   session: null,
 };

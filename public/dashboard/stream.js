@@ -34,7 +34,7 @@ const SILENT_STREAM_MS = 40_000;
  * so no event is missed. A 401 or 404 ends it (the key was refused; the stream's owner is gone).
  * handlers: onLive(missedSome) on each connection (missedSome: a reconnect with no id to resume
  * from, so what happened meanwhile is not replayed), onEvent(type, data), onDown(offline),
- * onUnauthorized(), onGone().
+ * onUnauthorized(reason), onGone().
  */
 export async function follow(path, signal, handlers) {
   let lastEventId = null;
@@ -55,7 +55,7 @@ export async function follow(path, signal, handlers) {
       if (lastEventId !== null) headers['last-event-id'] = lastEventId;
       quiet();
       const res = await fetch(path, { headers, signal: connection.signal, cache: 'no-store' });
-      if (res.status === 401) return handlers.onUnauthorized();
+      if (res.status === 401) return handlers.onUnauthorized((await res.json().catch(() => null))?.error?.message);
       if (res.status === 404) return handlers.onGone();
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       handlers.onLive(lastEventId === null && failures > 0);
