@@ -15,11 +15,21 @@ export async function start() {
   stop();
   const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0, unreachable: false };
   state.session = current;
-  try {
-    await refreshAgents(current);
-  } catch (error) {
-    if (state.session === current && !(error instanceof ApiError && error.status === 401)) say(`Could not load agents: ${error.message}`, true);
-    return;
+  // A gateway that cannot be reached yet (restarting, say) is tried again until it answers: the
+  // key is in sessionStorage, not in the emptied key field, so the page has to recover alone.
+  for (;;) {
+    try {
+      await refreshAgents(current);
+      break;
+    } catch (error) {
+      if (state.session !== current) return;
+      if (!(error instanceof UnreachableError)) {
+        if (!(error instanceof ApiError && error.status === 401)) say(`Could not load agents: ${error.message}`, true);
+        return;
+      }
+      say(`The gateway cannot be reached (${error.message}): trying again every ${AGENTS_EVERY_MS / 1000} s.`, true);
+      await new Promise((resolve) => { setTimeout(resolve, AGENTS_EVERY_MS); });
+    }
   }
   if (state.session !== current) return;
   $('main').hidden = false;

@@ -279,7 +279,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
-  it("says why the API refused a key, and keeps the longest intent and names inside their panels", async () => {
+  it("loads once the gateway answers, says why the API refused a key, keeps long intents and names inside their panels", async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     const long = (c: string, n: number) => c.repeat(n);
     expect((await fetch(`${base}/v1/pools/${long('p', 64)}`, { method: 'PUT', headers: auth, body: JSON.stringify({ targets: [{ id: long('t', 64), kind: 'builtin' }] }) })).status).toBe(201);
@@ -291,6 +291,16 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
     await page.goto(`${base}/dashboard/`);
+    // The gateway cannot be reached when the key is pasted: the page tries again until it answers
+    // (the key field is emptied, so the user could not simply submit again).
+    await context.setOffline(true);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await expect.poll(() => page.getByTestId('message').textContent()).toMatch(/^The gateway cannot be reached \(.+\): trying again every 3 s\.$/);
+    await context.setOffline(false);
+    await page.locator('#main').waitFor({ state: 'visible', timeout: 10_000 });
+    expect(await page.getByTestId('message').textContent()).toBe('Connected.');
+
     // The operator token is not an API key: the page passes on the API's reason, not just "401".
     await page.getByLabel('API key').fill(admin);
     await page.getByTestId('key-submit').click();
