@@ -51,4 +51,32 @@ describe('the dashboard, served as static assets through the Worker', () => {
     expect(body.error.code).toBe('not_found');
     expect(body.error.requestId).toBe(missing.headers.get('x-request-id'));
   });
+
+  it('serves every module of the page, each import found, each one preloaded by the page', async () => {
+    const html = await (await get('/dashboard/')).text();
+    const entries = [...html.matchAll(/<script type="module" src="([^"]+)">/g)].map((m) => m[1]);
+    const preloaded = new Set([...html.matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((m) => m[1]));
+    expect(entries).toEqual(['/dashboard/app.js']);
+    // The import graph from the entry, fetched through the Worker as the browser would.
+    const seen = new Set<string>();
+    const queue = [...entries];
+    while (queue.length) {
+      const modulePath = queue.shift() ?? '';
+      if (seen.has(modulePath)) continue;
+      seen.add(modulePath);
+      const res = await get(modulePath);
+      expect(res.status, modulePath).toBe(200);
+      expect(res.headers.get('content-type'), modulePath).toMatch(/javascript/);
+      // The page's CSP must let it run: scripts from this origin only.
+      expect(res.headers.get('content-security-policy'), modulePath).toContain("script-src 'self'");
+      const source = await res.text();
+      expect(source.split('\n').length, modulePath).toBeLessThan(400);
+      for (const [, specifier = ''] of source.matchAll(/^import [^;]*? from '([^']+)';$/gm)) {
+        expect(specifier, `${modulePath} imports ${specifier}`).toMatch(/^\.\/[a-z-]+\.js$/);
+        queue.push(new URL(specifier, `https://gateway.test${modulePath}`).pathname);
+      }
+    }
+    expect(seen.size).toBeGreaterThan(5);
+    expect([...seen].filter((p) => p !== '/dashboard/app.js').sort()).toEqual([...preloaded].sort());
+  });
 });

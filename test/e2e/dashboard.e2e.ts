@@ -152,6 +152,8 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     wentOffline = true;
     await context.setOffline(true);
     await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toMatch(/reconnecting/);
+    // The polls fail too: the page says the tables are its last answers, not "Connected.".
+    await expect.poll(() => page.getByTestId('message').textContent(), { timeout: 10_000 }).toMatch(/^The gateway cannot be reached \(.+\): the tables show its last answers/);
     const missed = (await (await fetch(`${base}/v1/agents/dash-e2e/executions`, {
       method: 'POST',
       headers: auth,
@@ -164,6 +166,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     expect(streamRequests.length).toBeGreaterThan(0);
     expect(streamRequests.at(-1)).toMatch(/^\d+$/);
     await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    await expect.poll(() => page.getByTestId('message').textContent(), { timeout: 10_000 }).toBe('Connected.');
     // Newest first.
     expect(await page.locator('[data-testid="execution-row"]').first().getAttribute('data-execution-id')).toBe(missed.id);
 
@@ -273,6 +276,48 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     expect(refused.some((route) => route.endsWith('/status')), refused.join()).toBe(true);
     await page.waitForTimeout(3_500);
     expect(await counts()).toEqual(Array(8).fill('0'));
+    await context.close();
+  });
+
+  it("loads once the gateway answers, says why the API refused a key, keeps long intents and names inside their panels", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const long = (c: string, n: number) => c.repeat(n);
+    expect((await fetch(`${base}/v1/pools/${long('p', 64)}`, { method: 'PUT', headers: auth, body: JSON.stringify({ targets: [{ id: long('t', 64), kind: 'builtin' }] }) })).status).toBe(201);
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-long' }) })).status).toBe(201);
+    const run = await fetch(`${base}/v1/agents/dash-long/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: long('x', 256), input: { message: 'hi' } }) });
+    expect(run.status).toBe(200);
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+
+    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    // The gateway cannot be reached when the key is pasted: the page tries again until it answers
+    // (the key field is emptied, so the user could not simply submit again).
+    await context.setOffline(true);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await expect.poll(() => page.getByTestId('message').textContent()).toMatch(/^The gateway cannot be reached \(.+\): trying again every 3 s\.$/);
+    await context.setOffline(false);
+    await page.locator('#main').waitFor({ state: 'visible', timeout: 10_000 });
+    expect(await page.getByTestId('message').textContent()).toBe('Connected.');
+
+    // The operator token is not an API key: the page passes on the API's reason, not just "401".
+    await page.getByLabel('API key').fill(admin);
+    await page.getByTestId('key-submit').click();
+    await expect.poll(() => page.getByTestId('message').textContent()).toMatch(/^The API key was refused \(401\): not an API key: .*ADMIN_TOKEN/);
+
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-long"] button').click();
+    await page.locator('[data-testid="execution-row"]').first().waitFor();
+    await page.getByTestId('pool-target-row').filter({ hasText: long('p', 64) }).waitFor({ timeout: 10_000 });
+    // A 256-character intent without a break stretched the executions table to about 2,700 px.
+    const overflow = (testid: string) => page.getByTestId(testid).evaluate((table) => {
+      const panel = table.closest('.panel') as unknown as { scrollWidth: number; clientWidth: number };
+      return panel.scrollWidth - panel.clientWidth;
+    });
+    expect(await overflow('executions-table')).toBe(0);
+    expect(await overflow('pools-table')).toBe(0);
     await context.close();
   });
 

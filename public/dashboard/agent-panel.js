@@ -1,0 +1,116 @@
+// The selected agent's panel: its counts, its executions newest first, kept live from its
+// event stream, and the state of that stream.
+import { agentPath, api, unauthorized } from './api.js';
+import { $, cell, say, setText, syncRows } from './dom.js';
+import { ms, summary, time } from './format.js';
+import { state } from './state.js';
+import { follow } from './stream.js';
+
+const MAX_EXECUTIONS = 100;
+const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+
+export function showStatus(status) {
+  setText($('agent-state'), status?.state ?? '–');
+  setText($('agent-running'), status?.running ?? '–');
+  setText($('agent-queued'), status?.queued ?? '–');
+}
+
+export function select(id) {
+  state.selected?.abort.abort();
+  state.selected = null;
+  for (const button of document.querySelectorAll('#agents-body button[aria-pressed]')) {
+    const mine = button.closest('tr').dataset.agentId === id;
+    button.setAttribute('aria-pressed', String(mine));
+    button.closest('tr').classList.toggle('selected', mine);
+  }
+  $('agent-panel').hidden = id === null;
+  if (id === null) return;
+  const current = { id, abort: new AbortController(), executions: new Map(), events: new Map() };
+  state.selected = current;
+  setText($('agent-name'), id);
+  showStatus(null);
+  $('executions-body').replaceChildren();
+  renderExecutions();
+  watch(current).catch(() => undefined);
+  loadExecutions(current).catch((error) => say(`Could not load executions: ${error.message}`, true));
+  api(`${agentPath(id)}/status`, { signal: current.abort.signal }).then((s) => { if (state.selected === current) showStatus(s); }).catch(() => undefined);
+}
+
+/** Keeps the furthest-along record of an execution, whichever arrived first. */
+export function merge(target, execution) {
+  const known = target.executions.get(execution.id);
+  if (known && RANK[known.status] > RANK[execution.status]) return;
+  target.executions.set(execution.id, execution);
+}
+
+async function loadExecutions(target) {
+  const { data } = await api(`${agentPath(target.id)}/executions?limit=50`, { signal: target.abort.signal });
+  if (state.selected !== target) return;
+  for (const execution of data) merge(target, execution);
+  renderExecutions();
+}
+
+export function renderExecutions() {
+  const target = state.selected;
+  if (!target) return;
+  const ordered = [...target.executions.values()]
+    .sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1))
+    .slice(0, MAX_EXECUTIONS);
+  syncRows($('executions-body'), ordered.map((e) => e.id), (row, id) => {
+    const execution = target.executions.get(id);
+    row.dataset.testid = 'execution-row';
+    row.dataset.executionId = id;
+    row.dataset.status = execution.status;
+    // Statuses this execution went through, as seen on the live stream (in arrival order).
+    row.dataset.events = (target.events.get(id) ?? []).join(',');
+    setText(cell(row, 0), id);
+    setText(cell(row, 1), execution.intent);
+    const status = cell(row, 2);
+    status.dataset.testid = 'execution-status';
+    status.className = `status ${execution.status}`;
+    setText(status, execution.status);
+    setText(cell(row, 3), time(execution.createdAt));
+    setText(cell(row, 4), ms(execution.durationMs));
+    setText(cell(row, 5), summary(execution));
+  });
+  $('executions-empty').hidden = target.executions.size > 0;
+}
+
+function onEvent(target, type, data) {
+  // Events were missed (trimmed) or the agent's log restarted: reload instead of guessing.
+  if (type === 'gap' || type === 'reset') {
+    loadExecutions(target).catch(() => undefined);
+    return;
+  }
+  if (!type.startsWith('execution.')) return;
+  const execution = data?.data;
+  if (!execution?.id) return;
+  const seen = target.events.get(execution.id) ?? [];
+  seen.push(type.slice('execution.'.length));
+  target.events.set(execution.id, seen);
+  merge(target, execution);
+  renderExecutions();
+}
+
+function watch(target) {
+  const streamState = $('stream-state');
+  return follow(`${agentPath(target.id)}/events`, target.abort.signal, {
+    onLive(missedSome) {
+      setText(streamState, 'live');
+      streamState.dataset.live = 'true';
+      // Nothing seen yet means the stream starts from now: reload what happened meanwhile.
+      if (missedSome) loadExecutions(target).catch(() => undefined);
+    },
+    onEvent: (type, data) => onEvent(target, type, data),
+    onDown(offline) {
+      streamState.dataset.live = 'false';
+      setText(streamState, offline ? 'offline, reconnecting…' : 'reconnecting…');
+    },
+    onUnauthorized: unauthorized,
+    // Deleting an agent ends its stream; the reconnect's 404 says it is gone for good.
+    onGone() {
+      if (state.selected === target) select(null);
+      say(`Agent ${target.id} no longer exists.`);
+    },
+  });
+}

@@ -1,0 +1,46 @@
+// The gateway's /v1 API, as this page uses it: the pasted key as `Authorization: Bearer`, to
+// this origin only.
+import { state } from './state.js';
+
+/** The gateway did not answer at all (down, restarting, or the browser offline). */
+export class UnreachableError extends Error {}
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfterS = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+// Set by the page's entry module: a 401 anywhere ends the session, and the modules that meet
+// one would otherwise import the session, which imports them. `reason` is the API's message.
+let unauthorizedHandler = () => undefined;
+export const onUnauthorized = (handler) => { unauthorizedHandler = handler; };
+export const unauthorized = (reason) => unauthorizedHandler(reason);
+
+export const authorization = () => `Bearer ${state.apiKey}`;
+
+export async function api(path, { method = 'GET', body, signal } = {}) {
+  const headers = { authorization: authorization(), accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  // A path, never a URL: requests go to this origin only.
+  let res;
+  try {
+    res = await fetch(path, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    throw new UnreachableError(error.message);
+  }
+  const payload = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) {
+    const error = payload?.error ?? {};
+    if (res.status === 401) unauthorized(error.message);
+    const retryAfter = res.headers.get('retry-after');
+    throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`, retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) : null);
+  }
+  return payload;
+}
+
+export const agentPath = (id) => `/v1/agents/${encodeURIComponent(id)}`;

@@ -1,0 +1,72 @@
+// One pasted key's session: the first load, the polls, and the end that clears what it showed.
+import { select } from './agent-panel.js';
+import { refreshAgents } from './agents.js';
+import { ApiError, UnreachableError } from './api.js';
+import { $, say } from './dom.js';
+import { refreshPools } from './pools.js';
+import { state } from './state.js';
+
+const AGENTS_EVERY_MS = 3000;
+const POOLS_EVERY_MS = 5000;
+
+let timers = [];
+
+export async function start() {
+  stop();
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0, unreachable: false };
+  state.session = current;
+  // A gateway that cannot be reached yet (restarting, say) is tried again until it answers: the
+  // key is in sessionStorage, not in the emptied key field, so the page has to recover alone.
+  for (;;) {
+    try {
+      await refreshAgents(current);
+      break;
+    } catch (error) {
+      if (state.session !== current) return;
+      if (!(error instanceof UnreachableError)) {
+        if (!(error instanceof ApiError && error.status === 401)) say(`Could not load agents: ${error.message}`, true);
+        return;
+      }
+      say(`The gateway cannot be reached (${error.message}): trying again every ${AGENTS_EVERY_MS / 1000} s.`, true);
+      await new Promise((resolve) => { setTimeout(resolve, AGENTS_EVERY_MS); });
+    }
+  }
+  if (state.session !== current) return;
+  $('main').hidden = false;
+  say('Connected.');
+  poll(refreshPools, current);
+  timers = [
+    setInterval(() => { if (!document.hidden) poll(refreshAgents, current); }, AGENTS_EVERY_MS),
+    setInterval(() => { if (!document.hidden) poll(refreshPools, current); }, POOLS_EVERY_MS),
+  ];
+}
+
+/**
+ * Runs one refresh. The tables keep their last answers while the gateway cannot be reached, so
+ * the page says so rather than go on saying "Connected." over stale counts, and says it is
+ * back once a refresh gets through.
+ */
+function poll(refresh, current) {
+  refresh(current).then((ran) => {
+    if (ran && state.session === current && current.unreachable) {
+      current.unreachable = false;
+      say('Connected.');
+    }
+  }, (error) => {
+    if (!(error instanceof UnreachableError) || state.session !== current) return;
+    current.unreachable = true;
+    say(`The gateway cannot be reached (${error.message}): the tables show its last answers until it answers again.`, true);
+  });
+}
+
+export function stop() {
+  for (const timer of timers) clearInterval(timer);
+  timers = [];
+  state.session?.abort.abort();
+  state.session = null;
+  select(null);
+  // The tables belong to the key that filled them: a key pasted next starts from empty ones.
+  $('agents-body').replaceChildren();
+  $('pools-body').replaceChildren();
+  $('main').hidden = true;
+}
