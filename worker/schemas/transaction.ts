@@ -32,9 +32,17 @@ const Numbers = z
 /**
  * Beyond 2^53 - 1 a double no longer holds every integer: such an amount may already differ
  * from the one the client sent (JSON reads 2^53 + 1 as 2^53), and adding it cannot be exact.
+ * Below 2^-1022 (subnormal) a double holds ever fewer digits, so there too an amount of a few
+ * digits may already have been rounded on reading.
  */
+const SMALLEST_NORMAL = 2 ** -1022;
+const Amount = z
+  .number()
+  .min(-Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact')
+  .max(Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact')
+  .refine((n) => n === 0 || Math.abs(n) >= SMALLEST_NORMAL, 'a nonzero increment is at least 2.2250738585072014e-308 (2^-1022) in magnitude: below, a double cannot hold the amount sent');
 const Increments = z
-  .record(TopLevelKey, z.number().min(-Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact').max(Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact'))
+  .record(TopLevelKey, Amount)
   .refine(keyCount, '1 to 32 keys')
   .openapi({ minProperties: 1, maxProperties: 32 });
 
