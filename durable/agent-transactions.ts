@@ -2,6 +2,7 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
+import { sumIsExact } from '../worker/lib/exact-sum';
 import type { AgentContext } from '../worker/schemas/agent';
 import type { ParticipantOperation } from '../worker/schemas/transaction';
 import type { AgentStore } from './agent-store';
@@ -82,6 +83,10 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
     // Past 2^53 - 1 the sum is rounded: a transfer would create or lose units, so it aborts.
     if (Math.abs(next) > Number.MAX_SAFE_INTEGER) {
       return fail('invalid_request', `incrementing "${key}" would take it beyond ±(2^53 - 1), where numbers are not exact`, { key });
+    }
+    // Within the range a fraction may still round (100 + 1e-20 is 100): units created or lost.
+    if (!sumIsExact(value, delta, next)) {
+      return fail('invalid_request', `incrementing "${key}" (${value}) by ${delta} would give ${next}, not their exact sum: a context number cannot hold it (integers within ±(2^53 - 1) always add exactly)`, { key, value, increment: delta });
     }
     Object.defineProperty(data, key, { value: next, enumerable: true, writable: true, configurable: true });
   }
@@ -198,6 +203,10 @@ export class AgentTransactions {
 
   /** Releases the lock if this transaction holds it, and remembers the abort against a late prepare. */
   abort(txId: string, now: number, heuristic = false): Result<{ aborted: true } & Contradicted> {
+    // No agent, no lock (a deletion refuses while one is held, and wipes the storage); a late
+    // prepare here answers not_found without a tombstone, which would only keep a deleted
+    // object's storage alive. (A commit writes nothing without a lock either.)
+    if (!this.store.agentRow()) return ok({ aborted: true });
     this.schema.ensure('transactions'); // the tombstone answers a prepare that arrives late
     const known = this.outcome(txId);
     if (known?.outcome === 'committed') {

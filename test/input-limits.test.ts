@@ -2,6 +2,7 @@ import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { MAX_TURN_CHARS } from '../durable/agent-store';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { agentWith, contextOf } from './support/transactions';
 
 const nested = (depth: number): unknown => {
   let value: unknown = 'leaf';
@@ -87,5 +88,23 @@ describe('upstream output limit', () => {
     // The agent keeps working.
     expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { kind: 'builtin' } } })).status).toBe(200);
     expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run' } })).status).toBe(200);
+  });
+});
+
+describe('transactions: "__proto__" in an increment or a min', () => {
+  it('says so when it was the only key (validation drops it), and still drops it beside others', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const only = JSON.parse('{"__proto__":1}') as Record<string, number>;
+    for (const [field, op] of [['increment', { agentId: a, increment: only }], ['min', { agentId: a, patch: { x: 1 }, min: only }]] as const) {
+      const res = await api('/v1/transactions', { key, body: { operations: [op] } });
+      expect(res.status, field).toBe(400);
+      expect(res.body.error.message, field).toContain('"__proto__"');
+      expect(res.body.error.details, field).toEqual([expect.objectContaining({ path: ['operations', '0', field, '__proto__'] })]);
+    }
+    // Beside other keys it is dropped as before; "constructor" is an ordinary key.
+    const res = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { ...JSON.parse('{"__proto__":5}'), balance: 1, constructor: 2 } }] } });
+    expect(res.status).toBe(200);
+    expect((await contextOf(key, a)).data).toEqual({ balance: 11, constructor: 2 });
   });
 });

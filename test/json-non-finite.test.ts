@@ -2,6 +2,7 @@ import { SELF } from 'cloudflare:test';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { api, BASE, newAgent, newTenant } from './support/api';
+import { agentWith, contextOf, locksOf, transfer } from './support/transactions';
 
 /**
  * JSON.parse reads a number literal beyond a double's range as Infinity, which JSON.stringify
@@ -62,5 +63,62 @@ describe('numbers beyond the range of a double', () => {
       expect(((await res.json()) as { error: { code: string; message: string } }).error, extra).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('beyond the range of a double') });
     }
     expect((await chat(',"metadata":{"n":1e300}')).status).toBe(200);
+  });
+});
+
+describe('transactions: numbers an increment cannot keep exact', () => {
+  it('refuses an increment beyond 2^53 - 1 in magnitude with 400, locking nothing', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    // 2^53 + 1 reads as 2^53: the client's amount is not the one that would be applied.
+    for (const amount of [1e300, 9007199254740993, -9007199254740992]) {
+      const res = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { balance: amount } }, { agentId: b, increment: { balance: 1 } }] } });
+      expect(res.status, String(amount)).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('2^53') });
+    }
+    // Subnormal: 1.2345e-320 reads as 1.2347e-320, so it too is not the amount sent.
+    for (const amount of [1e-320, -5e-324, 1.2345e-320]) {
+      const res = await api('/v1/transactions', { key, body: { operations: [{ agentId: a, increment: { balance: amount } }, { agentId: b, increment: { balance: 1 } }] } });
+      expect(res.status, String(amount)).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('2^-1022') });
+    }
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    expect([(await contextOf(key, a)).version, (await contextOf(key, b)).version]).toEqual([1, 1]);
+  });
+
+  it('aborts a transfer whose result would leave the exact range, so the total never drifts', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: Number.MAX_SAFE_INTEGER });
+    const b = await agentWith(key, { balance: 10 });
+    // 2^53 - 1 + 2 is not a double: it would be stored as 2^53, and one unit would vanish.
+    const res = await api('/v1/transactions', { key, body: transfer(b, a, 2) });
+    expect(res.status).toBe(409);
+    expect(res.body).toMatchObject({ status: 'aborted', reason: 'invalid_request', agentId: a, message: expect.stringContaining('2^53') });
+    expect((await contextOf(key, a)).data.balance).toBe(Number.MAX_SAFE_INTEGER);
+    expect((await contextOf(key, b)).data.balance).toBe(10);
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    expect((await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { ok: true } })).status).toBe(200);
+  });
+
+  it('aborts a transfer whose sum is not exact in decimal (1e-20 onto 100, 0.1 onto 0.2), applying it nowhere', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0.2 });
+    // 100 - 1e-20 is 100 as a double, and 0.2 + 0.1 is 0.30000000000000004: each would create or lose units.
+    // Both sides round 1e-20 away (either may vote first); only b rounds 0.1.
+    for (const [amount, rounded] of [[1e-20, [a, b]], [0.1, [b]]] as const) {
+      const res = await api('/v1/transactions', { key, body: transfer(a, b, amount) });
+      expect(res.status, String(amount)).toBe(409);
+      expect(res.body, String(amount)).toMatchObject({ status: 'aborted', reason: 'invalid_request', message: expect.stringContaining('"balance"') });
+      expect(rounded, String(amount)).toContain(res.body.agentId);
+    }
+    expect(await contextOf(key, a)).toMatchObject({ version: 1, data: { balance: 100 } });
+    expect(await contextOf(key, b)).toMatchObject({ version: 1, data: { balance: 0.2 } });
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    // Exact sums still commit: integers, and fractions whose sum JSON writes exactly.
+    for (const amount of [30, 0.5, 0.05]) expect((await api('/v1/transactions', { key, body: transfer(a, b, amount) })).status, String(amount)).toBe(200);
+    expect((await contextOf(key, a)).data.balance).toBe(69.45);
+    expect((await contextOf(key, b)).data.balance).toBe(30.75);
   });
 });

@@ -313,3 +313,30 @@ describe('transactions: the cron sweeps coordinators that outlived their retenti
     expect(results.map((r) => r.detail).join('\n')).toMatch(/USING INDEX transactions_done_by_age/);
   });
 });
+
+describe('transactions: what a deleted agent keeps', () => {
+  it("writes nothing into a deleted agent's object when phase two tells it the abort (or a commit)", async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const gone = await agentWith(key, { n: 1 });
+    expect((await api(`/v1/agents/${gone}`, { key, method: 'DELETE' })).status).toBe(204);
+    const tablesOfGone = () =>
+      runInDurableObject(agentStub(tenantId, gone), (_instance, state) =>
+        state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' ORDER BY name").toArray().map((r) => r.name),
+      );
+    const left = await tablesOfGone();
+    const txId = newId('tx');
+    const name = `${tenantId}/${txId}`;
+    const route = { jurisdiction: null, locationHint: null };
+    const result = await coordinatorStub(name).run({
+      txId, tenantId, coordinatorName: name, fingerprint: null, timeoutMs: 5_000,
+      operations: [{ agentId: a, route, operation: { increment: { n: 1 } } }, { agentId: gone, route, operation: { increment: { n: 1 } } }],
+    });
+    // The deleted agent voted no and was still told the abort, which it acknowledged.
+    expect(result.value.transaction).toMatchObject({ status: 'aborted', reason: 'not_found', agentId: gone, completed: true });
+    expect(await agentStub(tenantId, gone).abort(txId)).toEqual({ ok: true, value: { aborted: true } });
+    expect(await agentStub(tenantId, gone).commit(newId('tx'))).toMatchObject({ ok: true });
+    expect(left).not.toContain('tx_outcomes');
+    expect(await tablesOfGone()).toEqual(left);
+  });
+});

@@ -1,6 +1,6 @@
 import { SELF } from 'cloudflare:test';
 import { hc } from 'hono/client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import type { AppType } from '../worker/app';
 import { BASE, newTenant } from './support/api';
 
@@ -58,6 +58,10 @@ describe('typed client (hono/client with AppType)', () => {
 
     const tx = await client.v1.transactions.$post({ json: { operations: [{ agentId: 'plain-calls', increment: { n: 1 } }] } });
     expect(tx.status).toBe(200);
+    // The schema reads these maps raw before parsing them (a lone "__proto__"); the type stays the map's.
+    type Operation = Parameters<typeof client.v1.transactions.$post>[0]['json']['operations'][number];
+    expectTypeOf<Operation['increment']>().toEqualTypeOf<Record<string, number> | undefined>();
+    expectTypeOf<Operation['min']>().toEqualTypeOf<Record<string, number> | undefined>();
     expect((await client.v1.pools[':name'].$put({ param: { name: 'plain' }, json: { targets: [{ id: 'faq', kind: 'builtin' }] } })).status).toBe(201);
     const chat = await client.v1.chat.completions.$post({ json: { model: 'plain', messages: [{ role: 'user', content: 'hi' }] } });
     expect(chat.status).toBe(200);

@@ -37,6 +37,18 @@ describe('applyOperation', () => {
     expect(applyOperation(ctx({ n: Number.MAX_SAFE_INTEGER - 1 }), { increment: { n: 1 } }, 1_000)).toMatchObject({ ok: true, value: { data: { n: Number.MAX_SAFE_INTEGER } } });
   });
 
+  it('refuses an increment whose result is not the exact decimal sum, and applies one that is', () => {
+    const add = (value: number, delta: number) => applyOperation(ctx({ n: value }), { increment: { n: delta } }, 1_000);
+    // Rounded: 100 - 1e-20 is 100, 0.2 + 0.1 is 0.30000000000000004, a subnormal vanishes into 100.
+    for (const [value, delta] of [[100, -1e-20], [0.2, 0.1], [100, 1e-320], [100, 5e-324], [2 ** 52 + 1, 0.5]] as const) {
+      expect(add(value, delta), `${value} + ${delta}`).toMatchObject({ ok: false, code: 'invalid_request', details: { key: 'n', value, increment: delta } });
+    }
+    // Exact as JSON writes them (30.2 + 0.05 rounds in binary, but its double reads 30.25), and integers.
+    for (const [value, delta, sum] of [[30.2, 0.05, 30.25], [1, 0.1, 1.1], [0.5, 0.25, 0.75], [0, 1e-320, 1e-320], [7, -0, 7], [-5, 5, 0], [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0]] as const) {
+      expect(add(value, delta), `${value} + ${delta}`).toEqual({ ok: true, value: { data: { n: sum }, version: 4 } });
+    }
+  });
+
   it('treats "__proto__" as data and never mutates the current context', () => {
     const current = ctx({ balance: 1 });
     const result = applyOperation(current, { increment: { ['__proto__']: 1, balance: 1 } }, 1_000);

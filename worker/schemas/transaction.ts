@@ -7,6 +7,23 @@ export const MAX_TRANSACTION_AGENTS = 16;
 
 const TopLevelKey = z.string().min(1).max(256);
 const keyCount = (m: Record<string, number>) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32;
+
+/**
+ * zod drops a `__proto__` key (it could become a prototype), so a map whose only key it was
+ * reached the count as empty and was refused as "1 to 32 keys", which named nothing the
+ * client sent. Said here, before the record parses it away; beside other keys it is still
+ * dropped, as README documents.
+ */
+const namingProto = <T extends z.ZodType>(field: string, map: T) =>
+  // Typed by what the map accepts, or the typed client would see `unknown` here.
+  z.preprocess<unknown, T, z.input<T>>((input, ctx) => {
+    const raw: unknown = input;
+    if (raw !== null && typeof raw === 'object' && Object.hasOwn(raw, '__proto__') && Object.keys(raw).length === 1) {
+      ctx.addIssue({ code: 'custom', path: ['__proto__'], input: raw, message: `"__proto__" is not accepted as a key (it could become a prototype, so it is dropped), and ${field} needs 1 to 32 other keys` });
+    }
+    return raw;
+  }, map);
+
 const Numbers = z
   .record(TopLevelKey, z.number())
   .refine(keyCount, '1 to 32 keys')
@@ -15,17 +32,25 @@ const Numbers = z
 /**
  * Beyond 2^53 - 1 a double no longer holds every integer: such an amount may already differ
  * from the one the client sent (JSON reads 2^53 + 1 as 2^53), and adding it cannot be exact.
+ * Below 2^-1022 (subnormal) a double holds ever fewer digits, so there too an amount of a few
+ * digits may already have been rounded on reading.
  */
+const SMALLEST_NORMAL = 2 ** -1022;
+const Amount = z
+  .number()
+  .min(-Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact')
+  .max(Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact')
+  .refine((n) => n === 0 || Math.abs(n) >= SMALLEST_NORMAL, 'a nonzero increment is at least 2.2250738585072014e-308 (2^-1022) in magnitude: below, a double cannot hold the amount sent');
 const Increments = z
-  .record(TopLevelKey, z.number().min(-Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact').max(Number.MAX_SAFE_INTEGER, 'increments are within ±(2^53 - 1), where numbers are exact'))
+  .record(TopLevelKey, Amount)
   .refine(keyCount, '1 to 32 keys')
   .openapi({ minProperties: 1, maxProperties: 32 });
 
 /** What one participant is asked to do; the part of an operation an AgentDO sees. */
 export const ParticipantOperation = z.object({
   patch: ContextPatch.optional().openapi({ description: 'JSON Merge Patch (RFC 7396) applied to the context' }),
-  increment: Increments.optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0); amounts and results within ±(2^53 - 1)', example: { balance: -30 } }),
-  min: Numbers.optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum (a missing key counts as 0)', example: { balance: 0 } }),
+  increment: namingProto('an increment', Increments).optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0); amounts and results within ±(2^53 - 1), and a result must be the exact sum (as JSON writes the numbers) or the transaction aborts', example: { balance: -30 } }),
+  min: namingProto('a min', Numbers).optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum (a missing key counts as 0)', example: { balance: 0 } }),
   ifVersion: z.number().int().min(0).optional().openapi({ description: 'abort unless the context is at exactly this version' }),
 });
 export type ParticipantOperation = z.infer<typeof ParticipantOperation>;
