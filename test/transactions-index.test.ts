@@ -1,26 +1,13 @@
-import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { TRANSACTION_RETENTION_MS } from '../durable/transaction-retention';
 import { newId } from '../worker/lib/ids';
 import { api, newTenant } from './support/api';
-import { agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
+import { agentWith, contextOf, coordinatorStub, coordinatorTables, inCoordinator, indexRow, locksOf, transfer, withD1Offline } from './support/transactions';
 
 // A keyed transaction's coordinator is named from its key, and D1's `transactions` row is the
 // only way from its id to that name. These tests take D1 away the way the other transaction
 // tests do (the table renamed), while a keyed transaction begins.
-
-const inCoordinator = <T>(name: string, fn: (state: DurableObjectState) => T) => runInDurableObject(coordinatorStub(name), (_i, state: DurableObjectState) => fn(state));
-
-const indexRow = (tenantId: string, id: string) => env.DB.prepare('SELECT coordinator_name, status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first();
-
-async function withD1Offline<T>(fn: () => Promise<T>): Promise<T> {
-  await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
-  try {
-    return await fn();
-  } finally {
-    await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
-  }
-}
 
 /** A transfer of 5 between two agents holding 10, sent with `idempotencyKey` while D1 is down. */
 async function keyedDuringOutage(idempotencyKey: string) {

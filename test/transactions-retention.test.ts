@@ -5,7 +5,7 @@ import worker from '../worker/index';
 import { newId } from '../worker/lib/ids';
 import { SWEEP_GRACE_MS, SWEEP_QUERY, sweepTransactions } from '../worker/transactions/sweep';
 import { api, newTenant } from './support/api';
-import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
+import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, inCoordinator, indexRow, locksOf, transfer, withD1Offline } from './support/transactions';
 
 // Retention of coordinators, without waiting a day: the tests move the stored timestamps back
 // (completed_at, created_at, …) and run the alarm with runDurableObjectAlarm, which fires it
@@ -17,8 +17,6 @@ interface TxState {
   acked: number[];
   alarm: number | null;
 }
-
-const inCoordinator = <T>(name: string, fn: (state: DurableObjectState) => T) => runInDurableObject(coordinatorStub(name), (_i, state: DurableObjectState) => fn(state));
 
 /** The coordinator's log row, its participants' acks and its alarm. */
 const stateOf = (name: string) =>
@@ -33,17 +31,6 @@ const age = (name: string, ms: number) =>
   inCoordinator(name, (state) => {
     state.storage.sql.exec('UPDATE tx SET created_at = created_at - ?, deadline_at = deadline_at - ?, decided_at = decided_at - ?, completed_at = completed_at - ?', ms, ms, ms, ms);
   });
-
-const indexRow = (tenantId: string, id: string) => env.DB.prepare('SELECT coordinator_name, status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first();
-
-async function withD1Offline<T>(fn: () => Promise<T>): Promise<T> {
-  await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
-  try {
-    return await fn();
-  } finally {
-    await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
-  }
-}
 
 /**
  * Makes a prepared participant refuse the commit of `txId` (a tombstone says it aborted, and its

@@ -51,3 +51,19 @@ export const transfer = (from: string, to: string, amount: number) => ({
     { agentId: to, increment: { balance: amount } },
   ],
 });
+
+/** Runs `fn` inside a coordinator object, on its storage. */
+export const inCoordinator = <T>(name: string, fn: (state: DurableObjectState) => T) => runInDurableObject(coordinatorStub(name), (_i, state: DurableObjectState) => fn(state));
+
+/** The transaction's D1 index row (id → coordinator name, status), if any. */
+export const indexRow = (tenantId: string, id: string) => env.DB.prepare('SELECT coordinator_name, status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first();
+
+/** Runs `fn` while D1's transaction index cannot be written or read (its table renamed). */
+export async function withD1Offline<T>(fn: () => Promise<T>): Promise<T> {
+  await env.DB.exec('ALTER TABLE transactions RENAME TO transactions_offline');
+  try {
+    return await fn();
+  } finally {
+    await env.DB.exec('ALTER TABLE transactions_offline RENAME TO transactions');
+  }
+}
