@@ -71,8 +71,8 @@ export class CircuitBreaker {
   }
 
   /**
-   * `slot`: what `acquire` returned for this request. Any failure while half-open reopens the
-   * circuit, but only the probe's own gives the slot back: a probe still out keeps it, so the
+   * `slot`: what `acquire` returned for this request. A failure of whichever request while
+   * half-open reopens the circuit, but only the probe's own gives the slot back: a probe still out keeps it, so the
    * next cooldown lets no second probe through beside it.
    */
   failure(now = Date.now(), slot: ProbeSlot | null = null): void {
