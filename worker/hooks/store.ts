@@ -51,7 +51,7 @@ export const hookView = (row: HookViewRow): Hook => ({
   createdAt: iso(row.created_at),
   updatedAt: iso(row.updated_at),
   keyId: row.key_id,
-  // A key the join cannot find authenticates nothing from now on: as good as revoked.
+  // A key the join cannot find (its row is gone) authenticates nothing: as good as revoked.
   keyRevoked: row.key_id === null ? null : row.key_found === null || row.key_revoked_at !== null,
 });
 
