@@ -25,6 +25,7 @@ import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges, executionEstimate } from './agent-charges';
 import { keyReused, priorExecution, recordKeys } from './execution-keys';
+import { withSendCharge } from './a2a-charge';
 
 /**
  * One agent: config, context, history, executions, idempotency keys and outbox, all in this
@@ -239,12 +240,11 @@ export class AgentDO extends DurableObject<Env> {
     return ok(this.store.executionView(id));
   }
 
-  // --- Agent2Agent (durable/a2a.ts) ---
+  // --- Agent2Agent (durable/a2a.ts): one JSON-RPC request, the caller authenticated and A2A-Version checked by the edge ---
 
-  /** One A2A JSON-RPC request; the edge has authenticated the caller and checked A2A-Version. */
   async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
     const row = this.store.agentRow();
-    return row ? ok(await this.a2aServer.handle(this.store.config(row), request)) : this.notFound();
+    return row ? withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted)) : this.notFound();
   }
 
   async status(): Promise<Result<AgentStatus>> {

@@ -182,18 +182,29 @@ describe('executions against a token budget', () => {
 });
 
 describe('what an execution reserves: what its run sends, not only its request', () => {
-  it("refuses one whose agent's instructions or context the budget cannot cover, starting nothing", async () => {
+  it("refuses one whose agent's instructions or context the budget cannot cover, starting nothing, and an A2A send to it too", async () => {
     const { key, otherKey } = await limitedKey({ budget: { tokens: 1_000, period: 'day' } });
     // Each request is small; what the run would send is not: ~1,000 tokens of instructions for
     // a chat upstream, ~1,000 of context for an agent-http one (which is posted the context).
     const chat = await newAgent(otherKey, { upstream: chatUpstream(), instructions: 'Be helpful. '.repeat(340) });
     const http = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl() } });
     expect((await api(`/v1/agents/${http}/context`, { method: 'PATCH', key: otherKey, body: { notes: 'n'.repeat(4_000) } })).status).toBe(200);
+    // An A2A send (either version) is a turn of the same agent: it reserves the same way.
+    const sends: { headers: Record<string, string>; method: string; message: Record<string, unknown> }[] = [
+      { headers: { 'a2a-version': '1.0' }, method: 'SendMessage', message: { messageId: 'm-1', role: 'ROLE_USER', parts: [{ text: 'hi' }] } },
+      { headers: {}, method: 'message/send', message: { kind: 'message', messageId: 'm-2', role: 'user', parts: [{ kind: 'text', text: 'hi' }] } },
+    ];
     for (const agent of [chat, http]) {
       const res = await execute(key, agent);
       expect(res.status, agent).toBe(429);
       expect(res.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
       expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      for (const { headers, method, message } of sends) {
+        const sent = await api(`/a2a/${agent}/`, { key, headers, body: { jsonrpc: '2.0', id: 1, method, params: { message } } });
+        expect(sent.status, `${agent} ${method}`).toBe(429);
+        expect(sent.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+        expect(sent.headers.get('retry-after')).toMatch(/^\d+$/);
+      }
       expect((await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.lastExecution).toBeNull();
     }
     expect(await settled(key)).toMatchObject({ tokens: 0, requests: 0 });

@@ -1,0 +1,40 @@
+import { ok, type Result } from '../worker/errors';
+import type { AgentConfig } from '../worker/schemas/agent';
+import type { HistoryEntry } from '../worker/upstream/types';
+import type { A2ARequest } from './a2a';
+import { executionEstimate, type AgentCharges } from './agent-charges';
+
+/** The methods that start a turn, in both protocol versions. */
+const SENDS = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream']);
+
+/**
+ * What a send's turn will be given, as far as its request says (a2a-executor.ts `turnInput`
+ * builds the same from the parsed message): the message's text and its parts.
+ */
+function sendInput(body: unknown): { message: string; parts: unknown[] } | undefined {
+  const { method, params } = (body ?? {}) as { method?: unknown; params?: { message?: { parts?: unknown } } };
+  if (typeof method !== 'string' || !SENDS.has(method)) return undefined;
+  const parts = Array.isArray(params?.message?.parts) ? (params.message.parts as unknown[]) : [];
+  const text = parts.flatMap((p) => (p && typeof p === 'object' && 'text' in p && typeof p.text === 'string' ? [p.text] : []));
+  return { message: text.join('\n'), parts };
+}
+
+/**
+ * Hands `request` to `handle` with a send's token reservation fitted to what its turn will
+ * send upstream (the agent's instructions, context and history with the message), as an
+ * execution's is in `execute`: raised to that estimate, or refused `budget_exhausted` before
+ * the SDK starts anything when the budget's headroom cannot cover it. Other methods, and
+ * requests without a reservation, pass as they came.
+ */
+export async function withSendCharge<T>(
+  charges: AgentCharges,
+  config: AgentConfig,
+  store: { context(): { data: Record<string, unknown> }; history(): readonly HistoryEntry[] },
+  request: A2ARequest,
+  handle: (config: AgentConfig, request: A2ARequest) => Promise<T>,
+): Promise<Result<T>> {
+  const input = request.charge && sendInput(request.body);
+  if (!request.charge || !input) return ok(await handle(config, request));
+  const fitted = charges.fit(request.charge, executionEstimate(config, store, { intent: 'a2a.message', input }));
+  return fitted.ok ? ok(await handle(config, { ...request, charge: fitted.value })) : fitted;
+}
