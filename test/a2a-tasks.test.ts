@@ -1,7 +1,9 @@
-import { SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { PAUSED_NOTE } from '../durable/a2a-executor';
-import { api, BASE, eventually, newAgent, newTenant, uniqueId } from './support/api';
+import { ListTasksRequest, SendMessageRequest, type StreamResponse, type Task } from '@a2a-js/sdk';
+import { api, BASE, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
+import { a2aClient, getTask, rpc, sendTask } from './support/a2a';
 
 const CONFORMANCE = { kind: 'builtin', mode: 'a2a-conformance' };
 
@@ -188,5 +190,73 @@ describe('A2A acceptedOutputModes', () => {
     expect(kinds(legacy.body.result)).toEqual(['text']);
     const many = await call(key, id, 'SendMessage', { ...message({}), configuration: { acceptedOutputModes: Array.from({ length: 33 }, (_, i) => `text/x-${i}`) } });
     expect(many.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/^configuration\.acceptedOutputModes: /) });
+  });
+});
+
+describe('A2A acceptedOutputModes and the artifacts an upstream names', () => {
+  it('leaves out the parts, and the artifacts, of media types the send does not accept: every view, both versions, the push', async () => {
+    const { key } = await newTenant();
+    const answer = { output: { reply: 'see the artifacts', a2a: { artifacts: [
+      { name: 'summary', parts: [{ text: 'short' }] },
+      { name: 'report', parts: [{ text: '# Report', mediaType: 'text/markdown' }, { data: { rows: 2 } }] },
+      { name: 'chart', parts: [{ raw: 'iVBORw0KGgo=', mediaType: 'image/png', filename: 'chart.png' }] },
+      { name: 'link', parts: [{ url: 'https://example.com/report.pdf', mediaType: 'Application/PDF; name=report' }] },
+    ] } } };
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?body=${encodeURIComponent(JSON.stringify(answer))}`) } });
+    const client = await a2aClient(key, id);
+    const request = (acceptedOutputModes: string[] | undefined, push?: Record<string, unknown>) => SendMessageRequest.fromJSON({
+      message: { messageId: `msg-${uniqueId('msg')}`, role: 'ROLE_USER', parts: [{ text: 'report please' }] },
+      configuration: { ...(acceptedOutputModes && { acceptedOutputModes }), ...(push && { taskPushNotificationConfig: push }) },
+    });
+    const shown = (task: Task) => task.artifacts.flatMap((a) => a.parts.map((p) => `${a.name}:${p.content?.$case}`));
+    /** The same of a task in JSON, either version's (a v0.3 part names its `kind`). */
+    const shownJson = (task: { artifacts?: { name: string; parts: Record<string, unknown>[] }[] }) =>
+      (task.artifacts ?? []).flatMap((a) => a.parts.map((p) => `${a.name}:${(p.kind as string | undefined) ?? ['text', 'data', 'raw', 'url'].find((k) => k in p)}`));
+    const everything = ['summary:text', 'report:text', 'report:data', 'chart:raw', 'link:url'];
+    const cases: [string[] | undefined, string[]][] = [
+      [['text/plain'], ['summary:text']],
+      [['text/*'], ['summary:text', 'report:text']],
+      [['application/json'], ['report:data']],
+      [['Image/PNG; q=0.9'], ['chart:raw']],
+      [['application/*'], ['report:data', 'link:url']],
+      [['image/*', 'application/pdf'], ['chart:raw', 'link:url']],
+      [['*/*'], everything],
+      [[], everything],
+      [undefined, everything],
+      [['audio/ogg'], everything], // nothing to offer in it: the answer is never dropped
+    ];
+    for (const [modes, expected] of cases) {
+      const task = await sendTask(client, request(modes));
+      expect(shown(task), JSON.stringify(modes)).toEqual(expected);
+      expect(shown(await getTask(client, task.id)), JSON.stringify(modes)).toEqual(expected);
+    }
+    // An artifact keeps its id (the upstream's index) whichever others are left out.
+    const chart = await sendTask(client, request(['image/png']));
+    expect(chart.artifacts.map((a) => a.artifactId)).toEqual([`${chart.id}-artifact-2`]);
+
+    // The stream's artifact updates, ListTasks with artifacts and the push notification agree.
+    const events: StreamResponse[] = [];
+    for await (const event of client.sendMessageStream(request(['text/*']))) events.push(event);
+    const updates = events.flatMap((e) => (e.payload?.$case === 'artifactUpdate' && e.payload.value.artifact ? [e.payload.value.artifact] : []));
+    expect(shown({ artifacts: updates } as Task)).toEqual(['summary:text', 'report:text']);
+    const listed = await client.listTasks(ListTasksRequest.fromJSON({ pageSize: 1, status: 'TASK_STATE_UNSPECIFIED', includeArtifacts: true }));
+    expect(shown(listed.tasks[0] as Task)).toEqual(['summary:text', 'report:text']);
+    const token = `tok-${uniqueId()}`;
+    const pushed = await sendTask(client, request(['application/json'], { url: mockUrl('/a2a-push'), token }));
+    expect(shown(pushed)).toEqual(['report:data']);
+    const received = await eventually(async () => {
+      const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${token}`);
+      const { requests } = (await res.json()) as { requests: { body: { task?: { status: { state: string }; artifacts?: { name: string; parts: Record<string, unknown>[] }[] } } }[] };
+      return requests.find((r) => r.body.task?.status.state === 'TASK_STATE_COMPLETED');
+    }, 15_000);
+    expect(shownJson(received.body.task ?? {})).toEqual(['report:data']);
+
+    // v0.3: message/send and tasks/get.
+    const legacy = await rpc(key, id, 'message/send', {
+      message: { kind: 'message', messageId: `msg-${uniqueId('msg')}`, role: 'user', parts: [{ kind: 'text', text: 'report please' }] },
+      configuration: { acceptedOutputModes: ['image/*', 'text/markdown'], blocking: true },
+    }, {});
+    expect(shownJson(legacy.body.result)).toEqual(['report:text', 'chart:file']);
+    expect(shownJson((await rpc(key, id, 'tasks/get', { id: legacy.body.result.id }, {})).body.result)).toEqual(['report:text', 'chart:file']);
   });
 });
