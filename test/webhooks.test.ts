@@ -25,6 +25,11 @@ async function advance(tenantId: string, agentId: string): Promise<void> {
   await runDurableObjectAlarm(stubOf(tenantId, agentId));
 }
 
+/** How many sends the mock receiver has had for `target`. */
+async function sentTo(target: string): Promise<number> {
+  return ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+}
+
 async function deliveries(key: string, agentId: string, status?: string) {
   return (await api(`/v1/agents/${agentId}/deliveries${status ? `?status=${status}` : ''}`, { key })).body.data as { id: string; status: string; attempts: number; eventType: string; lastError: string | null }[];
 }
@@ -148,7 +153,7 @@ describe('outgoing webhooks', () => {
     const target = `inflight-${id}`;
     await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=1500`), events: ['execution.succeeded'] } });
     await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
-    const sent = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    const sent = () => sentTo(target);
     // The receiver has the first send and takes 1.5 s to answer it: the delivery is in flight.
     await eventually(async () => (await sent()) === 1);
     const [inFlight] = await deliveries(key, id);
@@ -169,7 +174,7 @@ describe('outgoing webhooks', () => {
     const target = `slow-${id}`;
     await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=5000`), events: ['execution.succeeded'] } });
     await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
-    const sent = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    const sent = () => sentTo(target);
     // The receiver has the send and holds it 5 s: the delivery is in flight, pending and due.
     await eventually(async () => (await sent()) === 1);
     expect(await runDurableObjectAlarm(stubOf(tenantId, id))).toBe(true);
@@ -188,7 +193,7 @@ describe('outgoing webhooks', () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
     const target = `overlap-${id}`;
-    const count = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>)[target] ?? 0;
+    const count = () => sentTo(target);
     await control(target, true);
     let webhookId = '';
     try {
