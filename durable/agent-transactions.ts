@@ -2,7 +2,7 @@ import type { Env } from '../worker/env';
 import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
-import { sumIsExact } from '../worker/lib/exact-sum';
+import { exactSum } from '../worker/lib/exact-sum';
 import type { AgentContext } from '../worker/schemas/agent';
 import type { ParticipantOperation } from '../worker/schemas/transaction';
 import type { AgentStore } from './agent-store';
@@ -79,14 +79,14 @@ export function applyOperation(current: AgentContext, op: ParticipantOperation, 
   for (const [key, delta] of Object.entries(op.increment ?? {})) {
     const value = Object.hasOwn(data, key) ? data[key] : 0;
     if (typeof value !== 'number') return fail('invalid_request', `cannot increment "${key}": it is not a number`, { key });
-    const next = value + delta;
     // Past 2^53 - 1 the sum is rounded: a transfer would create or lose units, so it aborts.
-    if (Math.abs(next) > Number.MAX_SAFE_INTEGER) {
+    if (Math.abs(value + delta) > Number.MAX_SAFE_INTEGER) {
       return fail('invalid_request', `incrementing "${key}" would take it beyond ±(2^53 - 1), where numbers are not exact`, { key });
     }
     // Within the range a fraction may still round (100 + 1e-20 is 100): units created or lost.
-    if (!sumIsExact(value, delta, next)) {
-      return fail('invalid_request', `incrementing "${key}" (${value}) by ${delta} would give ${next}, not their exact sum: a context number cannot hold it (integers within ±(2^53 - 1) always add exactly)`, { key, value, increment: delta });
+    const next = exactSum(value, delta);
+    if (next === null) {
+      return fail('invalid_request', `incrementing "${key}" (${value}) by ${delta}: no context number is their exact sum (integers within ±(2^53 - 1) always add exactly)`, { key, value, increment: delta });
     }
     Object.defineProperty(data, key, { value: next, enumerable: true, writable: true, configurable: true });
   }

@@ -101,24 +101,24 @@ describe('transactions: numbers an increment cannot keep exact', () => {
     expect((await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { ok: true } })).status).toBe(200);
   });
 
-  it('aborts a transfer whose sum is not exact in decimal (1e-20 onto 100, 0.1 onto 0.2), applying it nowhere', async () => {
+  it('aborts a transfer whose sum has no exact number (1e-20 onto 100, 1e-17 onto 0.1), applying it nowhere, and sums decimals as written', async () => {
     const { key, tenantId } = await newTenant();
     const a = await agentWith(key, { balance: 100 });
-    const b = await agentWith(key, { balance: 0.2 });
-    // 100 - 1e-20 is 100 as a double, and 0.2 + 0.1 is 0.30000000000000004: each would create or lose units.
-    // Both sides round 1e-20 away (either may vote first); only b rounds 0.1.
-    for (const [amount, rounded] of [[1e-20, [a, b]], [0.1, [b]]] as const) {
+    const b = await agentWith(key, { balance: 0.1 });
+    // 100 - 1e-20 is 100 as a double, and 0.1 + 1e-17 is 0.1: each would create or lose units.
+    // Both sides round either amount away, and either may vote first.
+    for (const amount of [1e-20, 1e-17]) {
       const res = await api('/v1/transactions', { key, body: transfer(a, b, amount) });
       expect(res.status, String(amount)).toBe(409);
       expect(res.body, String(amount)).toMatchObject({ status: 'aborted', reason: 'invalid_request', message: expect.stringContaining('"balance"') });
-      expect(rounded, String(amount)).toContain(res.body.agentId);
+      expect([a, b], String(amount)).toContain(res.body.agentId);
     }
     expect(await contextOf(key, a)).toMatchObject({ version: 1, data: { balance: 100 } });
-    expect(await contextOf(key, b)).toMatchObject({ version: 1, data: { balance: 0.2 } });
+    expect(await contextOf(key, b)).toMatchObject({ version: 1, data: { balance: 0.1 } });
     expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
-    // Exact sums still commit: integers, and fractions whose sum JSON writes exactly.
-    for (const amount of [30, 0.5, 0.05]) expect((await api('/v1/transactions', { key, body: transfer(a, b, amount) })).status, String(amount)).toBe(200);
-    expect((await contextOf(key, a)).data.balance).toBe(69.45);
-    expect((await contextOf(key, b)).data.balance).toBe(30.75);
+    // Exact sums commit, taken on the numbers as JSON writes them: 0.1 + 0.2 is 0.3, not 0.30000000000000004.
+    for (const amount of [30, 0.2, 0.05, 0.7]) expect((await api('/v1/transactions', { key, body: transfer(a, b, amount) })).status, String(amount)).toBe(200);
+    expect((await contextOf(key, a)).data.balance).toBe(69.05);
+    expect((await contextOf(key, b)).data.balance).toBe(31.05);
   });
 });

@@ -39,12 +39,12 @@ describe('applyOperation', () => {
 
   it('refuses an increment whose result is not the exact decimal sum, and applies one that is', () => {
     const add = (value: number, delta: number) => applyOperation(ctx({ n: value }), { increment: { n: delta } }, 1_000);
-    // Rounded: 100 - 1e-20 is 100, 0.2 + 0.1 is 0.30000000000000004, a subnormal vanishes into 100.
-    for (const [value, delta] of [[100, -1e-20], [0.2, 0.1], [100, 1e-320], [100, 5e-324], [2 ** 52 + 1, 0.5]] as const) {
+    // No double holds the sum: 100 - 1e-20 is 100, 0.1 + 1e-17 is 0.1, a subnormal vanishes into 100.
+    for (const [value, delta] of [[100, -1e-20], [0.1, 1e-17], [100, 1e-320], [100, 5e-324], [2 ** 52 + 1, 0.5], [1.2345678901234567, 1e-16]] as const) {
       expect(add(value, delta), `${value} + ${delta}`).toMatchObject({ ok: false, code: 'invalid_request', details: { key: 'n', value, increment: delta } });
     }
-    // Exact as JSON writes them (30.2 + 0.05 rounds in binary, but its double reads 30.25), and integers.
-    for (const [value, delta, sum] of [[30.2, 0.05, 30.25], [1, 0.1, 1.1], [0.5, 0.25, 0.75], [0, 1e-320, 1e-320], [7, -0, 7], [-5, 5, 0], [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0]] as const) {
+    // Summed as JSON writes them (0.2 + 0.1 is 0.30000000000000004 in binary, 0.3 in decimal), and integers.
+    for (const [value, delta, sum] of [[0.2, 0.1, 0.3], [30.2, 0.05, 30.25], [1, 0.1, 1.1], [0.7, 0.1, 0.8], [19.99, -0.01, 19.98], [-0.1, 0.1, 0], [0.5, 0.25, 0.75], [0, 1e-320, 1e-320], [7, -0, 7], [-5, 5, 0], [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0]] as const) {
       expect(add(value, delta), `${value} + ${delta}`).toEqual({ ok: true, value: { data: { n: sum }, version: 4 } });
     }
   });

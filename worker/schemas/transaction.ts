@@ -49,7 +49,7 @@ const Increments = z
 /** What one participant is asked to do; the part of an operation an AgentDO sees. */
 export const ParticipantOperation = z.object({
   patch: ContextPatch.optional().openapi({ description: 'JSON Merge Patch (RFC 7396) applied to the context' }),
-  increment: namingProto('an increment', Increments).optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0); amounts and results within ±(2^53 - 1), and a result must be the exact sum (as JSON writes the numbers) or the transaction aborts', example: { balance: -30 } }),
+  increment: namingProto('an increment', Increments).optional().openapi({ description: 'added to top-level numeric keys after the patch (a missing key counts as 0); amounts and results within ±(2^53 - 1), added in decimal as JSON writes the numbers (0.2 + 0.1 is 0.3); a sum no number holds exactly (100 + 1e-20) aborts the transaction', example: { balance: -30 } }),
   min: namingProto('a min', Numbers).optional().openapi({ description: 'guards: the transaction aborts if a key would end below its minimum (a missing key counts as 0)', example: { balance: 0 } }),
   ifVersion: z.number().int().min(0).optional().openapi({ description: 'abort unless the context is at exactly this version' }),
 });
