@@ -32,7 +32,7 @@ export function select(id) {
   $('executions-body').replaceChildren();
   renderExecutions();
   watch(current).catch(() => undefined);
-  loadExecutions(current).catch((error) => say(`Could not load executions: ${error.message}`, true));
+  loadExecutions(current).catch((error) => { if (state.selected === current) say(`Could not load executions: ${error.message}`, true); });
   api(`${agentPath(id)}/status`, { signal: current.abort.signal }).then((s) => { if (state.selected === current) showStatus(s); }).catch(() => undefined);
 }
 
@@ -102,9 +102,9 @@ function watch(target) {
       if (missedSome) loadExecutions(target).catch(() => undefined);
     },
     onEvent: (type, data) => onEvent(target, type, data),
-    onDown(offline) {
+    onDown(offline, pause) {
       streamState.dataset.live = 'false';
-      setText(streamState, offline ? 'offline, reconnecting…' : 'reconnecting…');
+      setText(streamState, pause ? `${pause.status === 429 ? 'rate limited' : 'unavailable'} (${pause.status}): paused ${pause.seconds} s, then reconnecting…` : offline ? 'offline, reconnecting…' : 'reconnecting…');
     },
     onUnauthorized: unauthorized,
     // Deleting an agent ends its stream; the reconnect's 404 says it is gone for good.

@@ -15,15 +15,25 @@ export class ApiError extends Error {
 }
 
 // Set by the page's entry module: a 401 anywhere ends the session, and the modules that meet
-// one would otherwise import the session, which imports them. `reason` is the API's message.
+// one would otherwise import the session, which imports them. `reason` is the API's message;
+// `key` the key that was refused, so a late answer to an earlier key cannot end a newer one's.
 let unauthorizedHandler = () => undefined;
 export const onUnauthorized = (handler) => { unauthorizedHandler = handler; };
-export const unauthorized = (reason) => unauthorizedHandler(reason);
+export const unauthorized = (reason, key) => unauthorizedHandler(reason, key);
 
-export const authorization = () => `Bearer ${state.apiKey}`;
+export const authorization = (key = state.apiKey) => `Bearer ${key}`;
+
+/** A Retry-After header in seconds (delta-seconds or an HTTP date), or null without one. */
+export function retryAfterSeconds(header) {
+  if (!header) return null;
+  if (/^\d+$/.test(header.trim())) return Number(header.trim());
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
 
 export async function api(path, { method = 'GET', body, signal } = {}) {
-  const headers = { authorization: authorization(), accept: 'application/json' };
+  const key = state.apiKey;
+  const headers = { authorization: authorization(key), accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   // A path, never a URL: requests go to this origin only.
   let res;
@@ -36,9 +46,8 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   const payload = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) {
     const error = payload?.error ?? {};
-    if (res.status === 401) unauthorized(error.message);
-    const retryAfter = res.headers.get('retry-after');
-    throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`, retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) : null);
+    if (res.status === 401) unauthorized(error.message, key);
+    throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`, retryAfterSeconds(res.headers.get('retry-after')));
   }
   return payload;
 }

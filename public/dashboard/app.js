@@ -5,16 +5,25 @@
 // `Authorization: Bearer`. Every piece of data is rendered with textContent, never as HTML.
 import { merge, renderExecutions, select } from './agent-panel.js';
 import { refreshAgents } from './agents.js';
-import { agentPath, api, onUnauthorized } from './api.js';
+import { agentPath, api, ApiError, onUnauthorized } from './api.js';
 import { $, say } from './dom.js';
 import { start, stop } from './session.js';
 import { forgetKey, rememberKey, state } from './state.js';
 
 // The API says why (an operator token is not an API key; a key revoked): the page passes it on.
-onUnauthorized((reason) => {
-  say(`The API key was refused (401)${reason ? `: ${reason}` : ''}. Paste a valid key.`, true);
+// A refused key is forgotten, so a reload does not send it again and a shared machine does not
+// keep it; a 429, 503 or a network error says nothing about the key and keeps it.
+onUnauthorized((reason, key) => {
+  // A late answer to a key since replaced (or already forgotten) says nothing of the one in use.
+  if (key !== state.apiKey) return;
+  forgetKey();
   stop();
+  say(`The API key was refused (401)${reason ? `: ${reason}` : ''}. It was forgotten: paste a valid key.`, true);
+  $('key-input').focus();
 });
+
+/** A 401 that just ended the session: the page already said why, and a form's error would hide it. */
+const endedSession = (error) => error instanceof ApiError && error.status === 401 && !state.apiKey;
 
 $('key-form').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -39,7 +48,7 @@ $('agent-form').addEventListener('submit', async (event) => {
     await refreshAgents();
     select(agent.id);
   } catch (error) {
-    say(`Could not create the agent: ${error.message}`, true);
+    if (!endedSession(error)) say(`Could not create the agent: ${error.message}`, true);
   }
 });
 
@@ -66,7 +75,7 @@ $('run-form').addEventListener('submit', async (event) => {
       renderExecutions();
     }
   } catch (error) {
-    say(`Could not run: ${error.message}`, true);
+    if (!endedSession(error)) say(`Could not run: ${error.message}`, true);
   }
 });
 

@@ -1,9 +1,14 @@
 // The pools panel: each pool's targets with circuit, health, in-flight requests, latency and
 // last probe.
-import { api } from './api.js';
+import { api, ApiError } from './api.js';
 import { $, cell, setText, syncRows } from './dom.js';
 import { ms, time } from './format.js';
 import { state } from './state.js';
+
+// Pool details (the list has no health) per refresh: like the agents' statuses, a few a round,
+// the least recently seen first, each pool keeping its last answer, so a page of many pools
+// does not spend its key's limits on one request per pool every 5 s.
+const DETAILS_PER_ROUND = 5;
 
 /** Resolves true once the table shows a fresh answer, undefined when the refresh did not run. */
 export async function refreshPools(current = state.session) {
@@ -17,13 +22,19 @@ export async function refreshPools(current = state.session) {
       data.push(...page.data);
       if (!page.nextCursor) break;
     }
-    const pools = await Promise.all(data.map((pool) => api(`/v1/pools/${encodeURIComponent(pool.name)}`, { signal }).catch(() => pool)));
+    await refreshDetails(current, data.map((pool) => pool.name));
     if (state.session !== current) return;
     const rows = new Map();
-    for (const pool of pools) for (const target of pool.targets) rows.set(`${pool.name}\u0000${target.id}`, { pool, target });
+    for (const listed of data) {
+      const pool = current.pools.get(listed.name)?.pool ?? listed;
+      for (const target of listed.targets) {
+        // A target's health comes from the pool's last detail; one added since has none yet.
+        const health = pool.targets.find((known) => known.id === target.id)?.health;
+        rows.set(`${listed.name}\u0000${target.id}`, { pool: listed, target, health });
+      }
+    }
     syncRows($('pools-body'), [...rows.keys()], (row, key) => {
-      const { pool, target } = rows.get(key);
-      const health = target.health;
+      const { pool, target, health } = rows.get(key);
       row.dataset.testid = 'pool-target-row';
       setText(cell(row, 0), pool.name);
       setText(cell(row, 1), `${target.id} (${target.kind})`);
@@ -42,4 +53,22 @@ export async function refreshPools(current = state.session) {
   } finally {
     current.poolsBusy = false;
   }
+}
+
+/** Asks for at most DETAILS_PER_ROUND pools' details, unless a 429 asked to wait. */
+async function refreshDetails(current, names) {
+  const listed = new Set(names);
+  for (const name of current.pools.keys()) if (!listed.has(name)) current.pools.delete(name);
+  if (Date.now() < current.poolsPausedUntil) return;
+  const seenAt = (name) => current.pools.get(name)?.at ?? 0;
+  const due = [...names].sort((a, b) => seenAt(a) - seenAt(b)).slice(0, DETAILS_PER_ROUND);
+  await Promise.all(due.map(async (name) => {
+    try {
+      current.pools.set(name, { pool: await api(`/v1/pools/${encodeURIComponent(name)}`, { signal: current.abort.signal }), at: Date.now() });
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 429) {
+        current.poolsPausedUntil = Math.max(current.poolsPausedUntil, Date.now() + (error.retryAfterS ?? 1) * 1000);
+      }
+    }
+  }));
 }

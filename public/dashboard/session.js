@@ -13,7 +13,7 @@ let timers = [];
 
 export async function start() {
   stop();
-  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0, unreachable: false };
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0, pools: new Map(), poolsPausedUntil: 0, unreachable: false };
   state.session = current;
   // A gateway that cannot be reached yet (restarting, say) is tried again until it answers: the
   // key is in sessionStorage, not in the emptied key field, so the page has to recover alone.

@@ -1,6 +1,7 @@
 // A live event stream, read with fetch and a ReadableStream SSE parser: EventSource cannot
 // send an Authorization header.
-import { authorization } from './api.js';
+import { authorization, retryAfterSeconds } from './api.js';
+import { state } from './state.js';
 
 /** One SSE frame ("event:", "data:", "id:", "retry:" lines) into its fields. */
 export function parseFrame(frame) {
@@ -28,13 +29,27 @@ window.addEventListener('online', () => wakeStream());
 
 /** The server sends a heartbeat every 15 s: a stream silent for longer is dead. */
 const SILENT_STREAM_MS = 40_000;
+/** The longest a 429's or 503's Retry-After holds the stream back, so a page left open resumes. */
+const MAX_PAUSE_S = 60;
+
+/** Resolves after `ms`, or at once when `signal` aborts or (if `wakeable`) the browser is back online. */
+function wait(ms, signal, wakeable) {
+  return new Promise((resolve) => {
+    const done = () => { clearTimeout(timer); signal.removeEventListener('abort', done); wakeStream = () => undefined; resolve(); };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+    if (wakeable) wakeStream = done;
+  });
+}
 
 /**
  * Follows the stream at `path` until `signal` aborts, resuming with Last-Event-ID after a drop
  * so no event is missed. A 401 or 404 ends it (the key was refused; the stream's owner is gone).
+ * A 429 or 503 with Retry-After holds the next attempt back that long (at most MAX_PAUSE_S).
  * handlers: onLive(missedSome) on each connection (missedSome: a reconnect with no id to resume
- * from, so what happened meanwhile is not replayed), onEvent(type, data), onDown(offline),
- * onUnauthorized(reason), onGone().
+ * from, so what happened meanwhile is not replayed), onEvent(type, data), onDown(offline, pause)
+ * (pause: { status, seconds } while a Retry-After holds it back, else null),
+ * onUnauthorized(reason, key), onGone().
  */
 export async function follow(path, signal, handlers) {
   let lastEventId = null;
@@ -50,13 +65,18 @@ export async function follow(path, signal, handlers) {
       clearTimeout(watchdog);
       watchdog = setTimeout(abortConnection, SILENT_STREAM_MS);
     };
+    let pause = null;
     try {
-      const headers = { authorization: authorization(), accept: 'text/event-stream' };
+      const key = state.apiKey;
+      const headers = { authorization: authorization(key), accept: 'text/event-stream' };
       if (lastEventId !== null) headers['last-event-id'] = lastEventId;
       quiet();
       const res = await fetch(path, { headers, signal: connection.signal, cache: 'no-store' });
-      if (res.status === 401) return handlers.onUnauthorized((await res.json().catch(() => null))?.error?.message);
+      if (res.status === 401) return handlers.onUnauthorized((await res.json().catch(() => null))?.error?.message, key);
       if (res.status === 404) return handlers.onGone();
+      // Coming back sooner than asked is refused again, and spends limits the key's traffic needs.
+      const seconds = res.status === 429 || res.status === 503 ? retryAfterSeconds(res.headers.get('retry-after')) : null;
+      if (seconds !== null) pause = { status: res.status, seconds: Math.min(seconds, MAX_PAUSE_S) };
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       handlers.onLive(lastEventId === null && failures > 0);
       failures = 0;
@@ -88,12 +108,9 @@ export async function follow(path, signal, handlers) {
     }
     if (signal.aborted) return;
     failures += 1;
-    handlers.onDown(!navigator.onLine);
-    const delay = Math.min(retryMs * 2 ** Math.min(failures - 1, 3), 15_000);
-    await new Promise((resolve) => {
-      const timer = setTimeout(resolve, delay);
-      wakeStream = () => { clearTimeout(timer); resolve(); };
-    });
-    wakeStream = () => undefined;
+    handlers.onDown(!navigator.onLine, pause);
+    const backoff = Math.min(retryMs * 2 ** Math.min(failures - 1, 3), 15_000);
+    // Coming back online ends a wait for the network, never one the gateway asked for.
+    await wait(Math.max(backoff, (pause?.seconds ?? 0) * 1000), signal, pause === null);
   }
 }

@@ -6,7 +6,10 @@ import { root, startDevServer, type DevServer } from './dev-server';
 
 /** What the page's globals offer that these tests read (the DOM library is not loaded here). */
 type PageStorage = { getItem(name: string): string | null };
-interface PageGlobals { localStorage: PageStorage; sessionStorage: PageStorage }
+/** An element as the layout checks read it. */
+interface PageBox { id: string; scrollWidth: number; clientWidth: number; parentElement: PageBox; getClientRects(): { length: number } }
+interface PageDocument { documentElement: PageBox; activeElement: PageBox | null; querySelectorAll(selector: string): Iterable<PageBox> }
+interface PageGlobals { localStorage: PageStorage; sessionStorage: PageStorage; document: PageDocument }
 
 // The dashboard (public/dashboard/, served by Workers static assets), driven in Debian's
 // Chromium against `npm run dev`: paste the demo key, create an agent, run an execution and
@@ -248,7 +251,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
-  it("fills every agent's counts under a key with a small perSecond limit, and keeps them through its 429s", async () => {
+  it("fills every agent's counts and pool's health under a key with a small perSecond limit, and keeps them through its 429s", async () => {
     const auth = (bearer: string) => ({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json' });
     const post = async (route: string, bearer: string, body: unknown, status = 201) => {
       const res = await fetch(`${base}${route}`, { method: 'POST', headers: auth(bearer), body: JSON.stringify(body) });
@@ -259,6 +262,11 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     const tenant = await post('/v1/admin/tenants', admin, { name: 'Small limits' });
     const setup = (await post(`/v1/admin/tenants/${tenant.id}/keys`, admin, { name: 'setup' })).key ?? '';
     await post('/v1/agents/batch', setup, { agents: Array.from({ length: 8 }, (_, i) => ({ id: `limited-${i}` })) }, 200);
+    // And six pools, whose targets' health is in each pool's detail (GET /v1/pools/:name).
+    for (let i = 0; i < 6; i += 1) {
+      const res = await fetch(`${base}/v1/pools/limited-${i}`, { method: 'PUT', headers: auth(setup), body: JSON.stringify({ targets: [{ id: 'local', kind: 'builtin' }] }) });
+      expect(res.status).toBe(201);
+    }
     // Three requests a second: one agent list and two statuses; the page asks for nine a round.
     const limited = (await post(`/v1/admin/tenants/${tenant.id}/keys`, admin, { name: 'dashboard', limits: { perSecond: 3 } })).key ?? '';
 
@@ -272,10 +280,16 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await page.locator('[data-testid="agent-row"]').nth(7).waitFor();
     const counts = async () => page.locator('[data-testid="agent-row"] [data-testid="agent-running"]').allTextContents();
     await expect.poll(counts, { timeout: 40_000, interval: 500 }).toEqual(Array(8).fill('0'));
-    // The limit did refuse status requests on the way, and every row still shows its count.
+    // A pool's detail refused kept blanking its targets' circuit: the page asked for every
+    // pool's detail every 5 s, seven requests at once here, and showed '–' for each refused one.
+    const circuits = async () => page.locator('[data-testid="pool-target-row"] td:nth-child(3)').allTextContents();
+    await expect.poll(circuits, { timeout: 40_000, interval: 500 }).toEqual(Array(6).fill('closed'));
+    // The limit did refuse status and pool requests on the way, and every row still shows its answer.
     expect(refused.some((route) => route.endsWith('/status')), refused.join()).toBe(true);
-    await page.waitForTimeout(3_500);
+    expect(refused.some((route) => route.startsWith('/v1/pools')), refused.join()).toBe(true);
+    await page.waitForTimeout(5_500);
     expect(await counts()).toEqual(Array(8).fill('0'));
+    expect(await circuits()).toEqual(Array(6).fill('closed'));
     await context.close();
   });
 
@@ -304,7 +318,8 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     // The operator token is not an API key: the page passes on the API's reason, not just "401".
     await page.getByLabel('API key').fill(admin);
     await page.getByTestId('key-submit').click();
-    await expect.poll(() => page.getByTestId('message').textContent()).toMatch(/^The API key was refused \(401\): not an API key: .*ADMIN_TOKEN/);
+    await expect.poll(() => page.getByTestId('message').textContent(), { timeout: 10_000 }).toMatch(/^The API key was refused \(401\): not an API key: .*ADMIN_TOKEN/);
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBeNull();
 
     await page.getByLabel('API key').fill(key);
     await page.getByTestId('key-submit').click();
@@ -313,11 +328,164 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await page.getByTestId('pool-target-row').filter({ hasText: long('p', 64) }).waitFor({ timeout: 10_000 });
     // A 256-character intent without a break stretched the executions table to about 2,700 px.
     const overflow = (testid: string) => page.getByTestId(testid).evaluate((table) => {
-      const panel = table.closest('.panel') as unknown as { scrollWidth: number; clientWidth: number };
-      return panel.scrollWidth - panel.clientWidth;
+      const box = (table as unknown as PageBox).parentElement; // what scrolls sideways when the table is too wide
+      return box.scrollWidth - box.clientWidth;
     });
     expect(await overflow('executions-table')).toBe(0);
     expect(await overflow('pools-table')).toBe(0);
+
+    // A phone (320 px): the page never scrolls sideways, nor does a panel (its heading, form and
+    // the textarea stay in view: the agents panel ran 17 px over, the agent's 336 px); the agents
+    // table fits whole, and the wider executions and pools tables scroll in their own boxes.
+    await page.setViewportSize({ width: 320, height: 800 });
+    const narrow = await page.evaluate(() => {
+      const { document } = globalThis as unknown as PageGlobals;
+      const over = (box: PageBox) => box.scrollWidth - box.clientWidth;
+      const panels = [...document.querySelectorAll('.panel')].filter((panel) => panel.getClientRects().length > 0);
+      return { page: over(document.documentElement), panels: panels.map(over) };
+    });
+    expect(narrow).toEqual({ page: 0, panels: [0, 0, 0] });
+    expect(await overflow('agents-table')).toBe(0);
+    await context.close();
+  });
+
+  it('forgets a key the gateway refuses (revoked), not one a 429 or 503 turned away, nor one pasted since, and leaves the key field ready', async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Revoked' }) })).json()) as { id: string };
+    const created = (await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { id: string; key: string };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: { authorization: `Bearer ${created.key}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'dash-revoked' }) })).status).toBe(201);
+
+    const context = await browser!.newContext();
+    // The page's polls wait on a clock the test moves on: each comes only when the test asks.
+    await context.clock.install({ time: new Date('2026-12-06T09:00:00Z') });
+    await context.clock.pauseAt(new Date('2026-12-06T09:00:01Z'));
+    const page = await context.newPage();
+    const storedKey = () => page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'));
+    const message = () => page.getByTestId('message').textContent();
+    // The API requests on their way: with the clock held, none starts until the test moves it.
+    let inFlight = 0;
+    page.on('request', (request) => { if (request.url().includes('/v1/')) inFlight += 1; });
+    const settled = (request: { url(): string }) => { if (request.url().includes('/v1/')) inFlight -= 1; };
+    page.on('requestfinished', settled);
+    page.on('requestfailed', settled);
+    const useKey = async (bearer: string) => {
+      await page.getByLabel('API key').fill(bearer);
+      await page.getByTestId('key-submit').click();
+      await page.locator('#main').waitFor({ state: 'visible' });
+    };
+    const forgotten = async () => {
+      await expect.poll(message).toMatch(/^The API key was refused \(401\): .+\. It was forgotten: paste a valid key\.$/);
+      expect(await storedKey()).toBeNull();
+      expect(await page.locator('#main').isHidden()).toBe(true);
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('key-input');
+    };
+    const createRefused = async (route: Parameters<Parameters<typeof page.route>[1]>[0]) => {
+      if (route.request().method() !== 'POST') return route.fallback();
+      await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ error: { code: 'unauthorized', message: 'revoked meanwhile' } }) });
+    };
+    await page.goto(`${base}/dashboard/`);
+    await useKey(key);
+
+    // A 401 to the previous key, arriving after another key was pasted, leaves the new one be.
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    let createSent = () => undefined as void;
+    const createHeld = new Promise<void>((resolve) => { createSent = resolve; });
+    const agentsList = (url: URL) => url.pathname === '/v1/agents';
+    await page.route(agentsList, async (route) => {
+      if (route.request().method() !== 'POST') return route.fallback();
+      createSent();
+      await held;
+      await createRefused(route);
+    });
+    await page.getByLabel('New agent id (optional)').fill('dash-late');
+    await page.getByTestId('agent-create').click();
+    await createHeld;
+    await useKey(created.key);
+    release();
+    await expect.poll(message).toBe('Could not create the agent: revoked meanwhile');
+    expect(await storedKey()).toBe(created.key);
+    expect(await page.locator('#main').isVisible()).toBe(true);
+    await page.unroute(agentsList);
+
+    // A 401 to the key in use, here to a form: the page says why, not just that the form failed.
+    await page.route(agentsList, createRefused);
+    await page.getByTestId('agent-create').click();
+    await forgotten();
+    await page.unroute(agentsList);
+    await useKey(created.key);
+
+    // A 429 to the next agent poll and a 503 to the next pool poll say nothing about the key: it stays.
+    const turnedAway: number[] = [];
+    for (const [pathname, status] of [['/v1/agents', 429], ['/v1/pools', 503]] as const) {
+      let served = false;
+      await page.route((url) => url.pathname === pathname, async (route) => {
+        if (served) return route.fallback();
+        served = true;
+        turnedAway.push(status);
+        await route.fulfill({ status, headers: { 'retry-after': '1' }, contentType: 'application/json', body: JSON.stringify({ error: { code: status === 429 ? 'rate_limited' : 'unavailable', message: 'try again' } }) });
+      });
+    }
+    // The clock moves on until both polls came (one still busy when its time comes is skipped).
+    await expect.poll(async () => {
+      await page.clock.runFor(1_000);
+      return [...turnedAway].sort();
+    }).toEqual([429, 503]);
+    expect(await storedKey()).toBe(created.key);
+    await expect.poll(() => inFlight).toBe(0);
+
+    // Revoked for real: opening an agent (its status, executions and stream all refused) says why.
+    expect((await fetch(`${base}/v1/admin/keys/${created.id}`, { method: 'DELETE', headers: asAdmin })).status).toBe(204);
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-revoked"] button').click();
+    await forgotten();
+
+    // A reload does not send it again.
+    const sent: string[] = [];
+    page.on('request', (request) => { if (new URL(request.url()).pathname.startsWith('/v1/')) sent.push(request.url()); });
+    await page.reload();
+    await expect.poll(message).toBe('Paste an API key to begin.');
+    expect(sent).toEqual([]);
+    await context.close();
+  });
+
+  it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-paused' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    // The page's timers wait on a clock only the test moves on, so a 30 s pause takes no 30 s.
+    await context.clock.install({ time: new Date('2026-12-06T09:00:00Z') });
+    await context.clock.pauseAt(new Date('2026-12-06T09:00:01Z'));
+    const page = await context.newPage();
+    // The stream's first attempt is refused 429 (Retry-After 30), the second 503 (Retry-After
+    // 3600, held to 60 s); the third reaches the gateway.
+    const refusals = [{ status: 429, retryAfter: '30' }, { status: 503, retryAfter: '3600' }];
+    let attempts = 0;
+    await page.route('**/v1/agents/dash-paused/events', async (route) => {
+      const refusal = refusals[attempts];
+      attempts += 1;
+      if (!refusal) return route.continue();
+      await route.fulfill({ status: refusal.status, headers: { 'retry-after': refusal.retryAfter }, contentType: 'application/json', body: JSON.stringify({ error: { code: 'rate_limited', message: 'slow down' } }) });
+    });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-paused"] button').click();
+    const streamState = page.getByTestId('stream-state');
+    await expect.poll(() => streamState.textContent()).toBe('rate limited (429): paused 30 s, then reconnecting…');
+    // Until the Retry-After has passed (the backoff alone would have tried again after 2 s)…
+    await page.clock.runFor(29_000);
+    await page.waitForTimeout(300);
+    expect(attempts).toBe(1);
+    await page.clock.runFor(2_000);
+    await expect.poll(() => streamState.textContent()).toBe('unavailable (503): paused 60 s, then reconnecting…');
+    expect(attempts).toBe(2);
+    await page.clock.runFor(59_000);
+    await page.waitForTimeout(300);
+    expect(attempts).toBe(2);
+    await page.clock.runFor(2_000);
+    await expect.poll(() => streamState.textContent()).toBe('live');
+    expect(attempts).toBe(3);
     await context.close();
   });
 
