@@ -23,7 +23,8 @@ function sendInput(body: unknown): { message: string; parts: unknown[] } | undef
  * Hands `request` to `handle` with a send's token reservation fitted to what its turn will
  * send upstream (the agent's instructions, context and history with the message), as an
  * execution's is in `execute`: raised to that estimate, or refused `budget_exhausted` before
- * the SDK starts anything when the budget's headroom cannot cover it. Other methods, and
+ * the SDK starts anything when the budget cannot cover it (its headroom at admission, then the
+ * key's limiter, which takes the raise). Other methods, and
  * requests without a reservation, pass as they came.
  */
 export async function withSendCharge<T>(
@@ -35,6 +36,6 @@ export async function withSendCharge<T>(
 ): Promise<Result<T>> {
   const input = request.charge && sendInput(request.body);
   if (!request.charge || !input) return ok(await handle(config, request));
-  const fitted = charges.fit(request.charge, executionEstimate(config, store, { intent: 'a2a.message', input }));
+  const fitted = await charges.fit(request.charge, executionEstimate(config, store, { intent: 'a2a.message', input }));
   return fitted.ok ? ok(await handle(config, { ...request, charge: fitted.value })) : fitted;
 }

@@ -7,13 +7,17 @@ import type { ExecutionRow } from './agent-rows';
 import type { DeferredSchema } from './agent-schema';
 import { outboxBackoffMs } from './outbox';
 import type { Sql } from './sql';
-import type { Result } from '../worker/errors';
-import { fittedCharge } from './execution-estimate';
+import { ok, type Result } from '../worker/errors';
+import { executionEstimate, fittedCharge, notCovered } from './execution-estimate';
+import type { AgentStore } from './agent-store';
+import type { UpstreamRequest } from '../worker/upstream/types';
 
 export { executionEstimate } from './execution-estimate';
 
 /** How long one settlement waits for its limiter: an RPC has no deadline of its own. */
 const SETTLE_TIMEOUT_MS = 10_000;
+/** How long an execution waits for its limiter to raise its reservation before it runs on the admission's headroom. */
+const RAISE_TIMEOUT_MS = 5_000;
 /** Settlements sent at once. */
 const SETTLE_BATCH = 50;
 
@@ -56,18 +60,36 @@ export class AgentCharges {
   /**
    * Before the transaction that inserts an execution holding `charge`: the reservation it
    * should hold once the prompt is counted (`estimate`, see execution-estimate.ts), or the
-   * refusal of one the budget cannot cover. A raised one is told to the limiter without
-   * waiting (no round trip on the execution's path): the settlement corrects the count anyway.
+   * refusal of one the budget cannot cover. An estimate beyond the admission's headroom is
+   * refused at once; one within it is taken by the key's limiter, which checks it against the
+   * budget as it stands now (concurrent executions of the key may have taken that headroom
+   * too) and may refuse it. Only an estimate above the edge's reservation asks the limiter.
    */
-  fit(charge: TokenCharge, estimate: number | null): Result<TokenCharge> {
+  async fit(charge: TokenCharge, estimate: number | null): Promise<Result<TokenCharge>> {
     const fitted = fittedCharge(charge, estimate);
     if (!fitted.ok) return fitted;
     this.prepare();
-    if (fitted.value.reserved > charge.reserved) {
-      void answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, fitted.value.reserved), SETTLE_TIMEOUT_MS, "the key's limiter")
-        .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'could not raise a token reservation; its settlement counts what was used', chargeId: charge.id, error: String(error) })));
+    const total = fitted.value.reserved;
+    if (total <= charge.reserved) return fitted;
+    try {
+      const raised = await answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, total, charge.budgetTokens), RAISE_TIMEOUT_MS, "the key's limiter");
+      if (!raised.ok) return notCovered(charge, total, charge.reserved + (raised.free ?? 0));
+    } catch (error) {
+      // The limiter admitted the execution a moment ago and the headroom it reported covers the
+      // estimate: it runs, and its settlement counts what it used (as when the raise was not awaited).
+      console.error(JSON.stringify({ level: 'error', msg: 'could not raise a token reservation; the execution runs on the headroom its admission reported', chargeId: charge.id, error: String(error) }));
     }
     return fitted;
+  }
+
+  /**
+   * `fit` for an execution of the agent in `store` (none: nothing to fit), estimated from its
+   * config, context and history. Called before its idempotency lookup: a replay found then is
+   * answered as usual, and the edge gives its reservation back, raised or not.
+   */
+  fitExecution(charge: TokenCharge, store: AgentStore, request: Pick<UpstreamRequest, 'intent' | 'input'>): Promise<Result<TokenCharge>> {
+    const row = store.agentRow();
+    return row ? this.fit(charge, executionEstimate(store.config(row), store, request)) : Promise.resolve(ok(charge));
   }
 
   /** Inside the transaction that inserts the execution (after `prepare`). */

@@ -73,6 +73,11 @@ export interface TokenCharge {
   headroom?: number;
   /** Seconds until the budget's period ends, for the agent's refusal's `retryAfter`. */
   retryAfter?: number;
+  /**
+   * The key's token budget the request was admitted under: the limiter checks a raise of the
+   * reservation against it (`raiseCharge`), so concurrent executions cannot share `headroom`.
+   */
+  budgetTokens?: number;
 }
 
 export interface ExecuteResult {

@@ -23,7 +23,7 @@ import { projectorFor } from './projector';
 import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, tellDecided, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
-import { AgentCharges, executionEstimate } from './agent-charges';
+import { AgentCharges } from './agent-charges';
 import { keyReused, priorExecution, recordKeys } from './execution-keys';
 import { withSendCharge } from './a2a-charge';
 
@@ -168,12 +168,14 @@ export class AgentDO extends DurableObject<Env> {
   // --- executions ---
 
   async execute(request: ExecuteInput): Promise<Result<ExecuteResult>> {
+    // Fitted before the lookup: asking the key's limiter awaits, and nothing may await between the lookup and the insert.
+    const charge = request.charge && (await this.charges.fitExecution(request.charge, this.store, request));
     const row = this.store.agentRow();
     if (!row) return this.notFound();
     const agentId = this.store.config(row).id;
-    // No await from the lookup to the insert: concurrent deliveries of one call (or requests with
-    // one key) cannot both miss it. A call the edge named is new at its first delivery: no lookup.
-    if (!request.freshKey) {
+    // No await from the lookup to the insert: concurrent deliveries of one call (or requests with one key) cannot
+    // both miss it. A call the edge named is new at its first delivery: no lookup, unless it awaited its limiter.
+    if (!request.freshKey || request.charge) {
       const prior = priorExecution(this.store, request);
       if (prior) {
         const { first } = prior;
@@ -189,7 +191,6 @@ export class AgentDO extends DurableObject<Env> {
     if (request.mode === 'sync' && row.paused) return fail('agent_paused', 'the agent is paused; use mode "async" to queue work');
     const now = Date.now();
     const id = request.executionId ?? newId('ex');
-    const charge = request.charge && this.charges.fit(request.charge, executionEstimate(this.store.config(row), this.store, request));
     if (charge && !charge.ok) return charge;
     const running = this.runner.mayStartAtOnce(row);
     const inserted = this.ctx.storage.transactionSync(() => {
@@ -362,8 +363,7 @@ export class AgentDO extends DurableObject<Env> {
     this.background.alarmAt = null;
     this.runner.resumeOrphans();
     this.runner.pump();
-    const row = this.store.agentRow();
-    if (row) {
+    if (this.store.agentRow()) {
       await Promise.all([this.background.flush(), this.background.deliver()]);
       await this.tx.resolveExpired(Date.now());
       await this.background.flush();

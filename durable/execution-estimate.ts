@@ -46,12 +46,14 @@ export function executionEstimate(config: AgentConfig, store: { context(): { dat
 export function fittedCharge(charge: TokenCharge, estimate: number | null): Result<TokenCharge> {
   if (estimate === null || estimate <= charge.reserved) return ok(charge);
   const headroom = charge.headroom ?? Number.POSITIVE_INFINITY;
-  if (estimate > charge.reserved + headroom) {
-    const free = charge.reserved + headroom;
-    return fail('budget_exhausted', `this execution needs about ${estimate} tokens of the token budget (the agent's instructions, context and history with its input); ${free} are free`, {
-      limit: 'budget.tokens',
-      ...(charge.retryAfter !== undefined && { retryAfter: charge.retryAfter }),
-    });
-  }
+  if (estimate > charge.reserved + headroom) return notCovered(charge, estimate, charge.reserved + headroom);
   return ok({ ...charge, reserved: estimate });
+}
+
+/** The refusal of an execution needing about `estimate` tokens of which only `free` are free (its own reservation included). */
+export function notCovered(charge: TokenCharge, estimate: number, free: number): Result<never> {
+  return fail('budget_exhausted', `this execution needs about ${estimate} tokens of the token budget (the agent's instructions, context and history with its input); ${free} are free`, {
+    limit: 'budget.tokens',
+    ...(charge.retryAfter !== undefined && { retryAfter: charge.retryAfter }),
+  });
 }

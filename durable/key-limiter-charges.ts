@@ -37,6 +37,15 @@ export const CHARGES_ASK_MIGRATION = `
   `;
 
 /**
+ * The limiter's answer to a raise: taken (or nothing to take), or refused; `free`, the tokens of
+ * the budget free beyond every reservation once it was answered (null: no budget was checked).
+ */
+export interface RaiseAnswer {
+  ok: boolean;
+  free: number | null;
+}
+
+/**
  * Token reservations of executions, which outlive the HTTP request that admitted them (an
  * async execution runs after its 202): each is settled by the agent that ran the execution,
  * once, by its id (the admission's lease id). One that is not settled within CHARGE_MS is
@@ -70,16 +79,23 @@ export class LimiterCharges {
 
   /**
    * Raises reservation `id` to `total` tokens: its agent found that the run will send more
-   * than the request the edge counted. Nothing once it was settled or charged at expiry (the
-   * settlement counts what was used either way); idempotent.
+   * than the request the edge counted. With `budget` (the key's token budget), only when the
+   * period has room for the difference beside everything else used and reserved: refused
+   * otherwise, with what is free (the agent then refuses the execution). Checked and taken in
+   * this one synchronous step, so concurrent executions cannot both take the same room.
+   * Nothing to do once it holds `total` or was settled or charged at expiry (the settlement
+   * counts what was used either way); idempotent.
    */
-  raise(id: string, total: number): boolean {
+  raise(id: string, total: number, budget?: number): RaiseAnswer {
     const row = this.sql.one<{ period: string; reserved: number }>('SELECT period, reserved FROM charges WHERE id = ? AND charged IS NULL', id);
+    const used = row && budget !== undefined ? this.sql.one<{ tokens: number; reserved: number }>('SELECT tokens, reserved FROM budget WHERE period = ?', row.period) : undefined;
+    const free = budget === undefined ? null : budget - (used?.tokens ?? 0) - (used?.reserved ?? 0);
     const more = row ? Math.ceil(total) - row.reserved : 0;
-    if (!row || more <= 0) return false;
+    if (!row || more <= 0) return { ok: true, free };
+    if (free !== null && more > free) return { ok: false, free: Math.max(0, free) };
     this.sql.run('UPDATE charges SET reserved = reserved + ? WHERE id = ?', more, id);
     this.sql.run('UPDATE budget SET reserved = reserved + ? WHERE period = ?', more, row.period);
-    return true;
+    return { ok: true, free: free === null ? null : free - more };
   }
 
   /**

@@ -3,7 +3,7 @@ import type { Env } from '../worker/env';
 import { answerWithin } from '../worker/lib/answer-within';
 import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
 import { runMigrations } from './agent-schema';
-import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges } from './key-limiter-charges';
+import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges, type RaiseAnswer } from './key-limiter-charges';
 import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
 import { Sql } from './sql';
 
@@ -262,12 +262,12 @@ export class KeyLimiterDO extends DurableObject<Env> {
 
   /**
    * Raises execution reservation `chargeId` to `total` tokens: its agent counted what the run
-   * will send (instructions, context, history) and took the difference from the headroom the
-   * admission reported, so it is not checked again here. Sent without waiting: the settlement
-   * corrects the count whatever happens to this.
+   * will send (instructions, context, history). With `budget`, the key's token budget the
+   * execution was admitted under, the raise must fit what the period has free now, checked and
+   * taken in one step (the single writer); the agent refuses the execution when it does not.
    */
-  raiseCharge(chargeId: string, total: number): boolean {
-    return this.ctx.storage.transactionSync(() => this.charges.raise(chargeId, total));
+  raiseCharge(chargeId: string, total: number, budget?: number): RaiseAnswer {
+    return this.ctx.storage.transactionSync(() => this.charges.raise(chargeId, total, budget));
   }
 
   /**

@@ -2,6 +2,9 @@ import { env, abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject 
 import { describe, expect, it } from 'vitest';
 import { startExecution } from '../worker/agents/operations';
 import type { Env } from '../worker/env';
+import { ApiError } from '../worker/errors';
+import { limiter, limiterName } from '../worker/limits/limiter';
+import { tokenCharge } from '../worker/limits/middleware';
 import { estimateExecutionTokens } from '../worker/limits/usage';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { limitedKey } from './support/limits';
@@ -229,6 +232,58 @@ describe('what an execution reserves: what its run sends, not only its request',
     expect(held).toBeGreaterThanOrEqual(1_000 + 256);
     expect((await api(`/v1/agents/${agent}`, { method: 'PATCH', key: otherKey, body: { paused: false } })).status).toBe(200);
     expect(await settled(key)).toMatchObject({ tokens: 2 * REPORTED, reservedTokens: 0, requests: 2 });
+  });
+});
+
+describe('concurrent large executions of one key', () => {
+  // Each run sends ~1,300 tokens (instructions of 4,200 characters): one fits a budget of 2,000
+  // beside the other's request, two do not. Each admission reports the headroom it saw.
+  const BUDGET = 2_000;
+  const large = async (otherKey: string) => {
+    const agent = await newAgent(otherKey, { upstream: chatUpstream(), instructions: 'Be helpful. '.repeat(350) });
+    expect((await api(`/v1/agents/${agent}`, { method: 'PATCH', key: otherKey, body: { paused: true } })).status).toBe(200);
+    return agent;
+  };
+
+  it('take the budget only once: exactly one runs, the other is refused 429 budget_exhausted', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: BUDGET, period: 'day' } });
+    const agents = [await large(otherKey), await large(otherKey)];
+    const results = await Promise.all(agents.map((agent) => execute(key, agent, ASYNC_BODY)));
+    expect(results.map((r) => r.status).sort()).toEqual([202, 429]);
+    const refused = results.find((r) => r.status === 429)!;
+    expect(refused.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+    expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.inFlight === null && res.body.budget.requests === 1 && res.body.budget;
+    });
+    // The one accepted holds what its run sends; the refused one was given back.
+    expect(usage.reservedTokens).toBeGreaterThan(1_000);
+    expect(usage.reservedTokens + usage.tokens).toBeLessThanOrEqual(BUDGET);
+  });
+
+  it('admitted before either is handed to its agent, the second raise is refused by the limiter', async () => {
+    // The interleaving the test above may or may not hit: both admissions first, each reporting
+    // headroom for one large run, then both agents. The limiter decides the raise.
+    const { tenantId, keyId, otherKey } = await limitedKey({ budget: { tokens: BUDGET, period: 'day' } });
+    const agents = [await large(otherKey), await large(otherKey)];
+    const limits = { budget: { tokens: BUDGET, period: 'day' as const } };
+    const stub = limiter(env as unknown as Env, limiterName(keyId));
+    const charges = [];
+    for (const _ of agents) {
+      const admitted = await stub.admit({ limits, upstream: true, tokens: reservation(ASYNC_BODY), holdTokens: true });
+      if (!admitted.ok || !admitted.leaseId) throw new Error('not admitted');
+      charges.push(tokenCharge({ name: limiterName(keyId), id: admitted.leaseId }, admitted, limits)!);
+    }
+    const body = { intent: BODY.intent, input: BODY.input, mode: 'async' as const };
+    const first = await startExecution(env as unknown as Env, tenantId, agents[0]!, body, undefined, false, charges[0]);
+    expect(first.execution.status).toBe('queued');
+    const second = await startExecution(env as unknown as Env, tenantId, agents[1]!, body, undefined, false, charges[1]).catch((error: unknown) => error);
+    expect(second).toBeInstanceOf(ApiError);
+    expect(second).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+    expect((await api(`/v1/agents/${agents[1]}/status`, { key: otherKey })).body.lastExecution).toBeNull();
+    const usage = await stub.usage(limits);
+    expect(usage.budget!.reservedTokens).toBeLessThanOrEqual(BUDGET);
   });
 });
 

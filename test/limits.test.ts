@@ -1,6 +1,7 @@
 import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { ADMIN, api, BASE, eventually, newAgent, newTenant } from './support/api';
+import { STANDARD_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 import { limitedKey } from './support/limits';
 
 const chat = (key: string, content = 'hi', extra: Record<string, unknown> = {}) =>
@@ -302,6 +303,37 @@ describe('limits on keys (admin API)', () => {
     expect((await api('/v1/admin/keys/key_nope', { method: 'PATCH', key: ADMIN(), body: { limits: null } })).status).toBe(404);
     const { key, keyId } = await newTenant();
     expect((await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key, body: { limits: null } })).status).toBe(401);
+  });
+});
+
+describe("the limits of a hook's key", () => {
+  const deliver = (hook: string, id: string) => {
+    const body = JSON.stringify({ delivery: id });
+    return post(hook, body, standardHeaders(id, body));
+  };
+
+  it("a PATCH of the key's limits reaches its hooks' deliveries at once", async () => {
+    const { key, keyId, otherKey } = await limitedKey({ perMinute: 1_000 });
+    const hook = await hookFor(key, await newAgent(otherKey), 'standard', STANDARD_SECRET);
+    expect((await deliver(hook, 'msg_patch_1')).status).toBe(202); // the hook and its key's limits are cached now
+    const patched = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { budget: { requests: 1, period: 'day' } } } });
+    expect(patched.status).toBe(200);
+    expect((await deliver(hook, 'msg_patch_2')).status).toBe(202);
+    const refused = await deliver(hook, 'msg_patch_3');
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('budget_exhausted');
+  });
+
+  it('a hook registered before hooks recorded their key is attributed to the key its audit log names (migration 0011)', async () => {
+    const { key, keyId, otherKey } = await limitedKey({ budget: { requests: 10, period: 'day' } });
+    const hook = await hookFor(key, await newAgent(otherKey), 'standard', STANDARD_SECRET);
+    await env.DB.prepare('UPDATE hooks SET key_id = NULL WHERE id = ?').bind(hook).run(); // as before migration 0008
+    const backfill = env.TEST_MIGRATIONS.find((m) => m.name.startsWith('0011_'));
+    expect(backfill?.name).toBe('0011_hooks_key_backfill.sql');
+    for (const query of backfill!.queries) await env.DB.prepare(query).run();
+    expect((await api(`/v1/hooks/${hook}`, { key })).body).toMatchObject({ keyId, keyRevoked: false });
+    expect((await deliver(hook, 'msg_backfill_1')).status).toBe(202);
+    expect((await api('/v1/usage', { key })).body.budget.requests).toBe(1);
   });
 });
 

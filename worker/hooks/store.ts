@@ -91,7 +91,8 @@ export async function deleteHook(env: Env, tenantId: string, id: string, audit?:
 
 /**
  * The hook a sender calls, with its secret opened and its key's limits (isolate cache 30 s,
- * then D1: a changed limit reaches the hook's deliveries within 30 s).
+ * then D1: a changed limit reaches the hook's deliveries at once in the isolate that changed
+ * it, see `forgetKeyLimits`, and everywhere else within 30 s).
  */
 export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | null> {
   return cache.get(id, async () => {
@@ -102,4 +103,13 @@ export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | 
     const secret = await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id));
     return { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret, keyId: row.key_id, limits: parseLimits(row.key_limits) };
   });
+}
+
+/**
+ * Drops this isolate's cached hooks registered by `keyId`, whose limits were just changed here
+ * (PATCH /v1/admin/keys/:keyId), so their next delivery reads the new limits, as the key's own
+ * requests do once its cached lookup is dropped. Other isolates read them within 30 s.
+ */
+export function forgetKeyLimits(keyId: string): void {
+  cache.deleteWhere((hook) => hook?.keyId === keyId);
 }

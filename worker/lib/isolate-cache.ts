@@ -50,6 +50,11 @@ export class IsolateCache<T> {
     this.entries.delete(key);
   }
 
+  /** Drops every entry whose value `matches` (a walk of the map: for rare changes, never per request). */
+  deleteWhere(matches: (value: T) => boolean): void {
+    for (const [key, entry] of this.entries) if (matches(entry.value)) this.entries.delete(key);
+  }
+
   private get max(): number {
     return this.options.maxEntries ?? 10_000;
   }

@@ -4,7 +4,8 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { countCalls, type CallTest } from '../lib/json-rpc-calls';
 import type { KeyLimits } from '../schemas/limits';
-import { admit, limiter } from './limiter';
+import type { TokenCharge } from '../../durable/agent-rpc';
+import { admit, limiter, type Admitted } from './limiter';
 import { estimateChatTokens, estimateExecutionTokens, estimatedTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
 import { givesBack } from './work';
 
@@ -35,6 +36,22 @@ function mayReplay(c: Context<AppEnv>, kind: UpstreamKind | null): boolean {
   if (kind === 'chat') return c.req.path === '/v1/chat/completions';
   if (kind !== 'execution') return false;
   return HOOK_DELIVERY.test(c.req.path) || (REST_EXECUTION.test(c.req.path) && c.req.header('idempotency-key') !== undefined);
+}
+
+/**
+ * The token reservation an admitted execution hands its agent (none when nothing was reserved):
+ * with what the budget had free beyond it (`headroom`, a snapshot the agent refuses against
+ * without a round trip) and the budget itself, which the limiter checks a raise against.
+ */
+export function tokenCharge(lease: { name: string; id: string }, admitted: Pick<Admitted, 'reservedTokens' | 'tokenBudget'>, limits: KeyLimits): TokenCharge | null {
+  if (admitted.reservedTokens <= 0) return null;
+  const budget = admitted.tokenBudget;
+  const budgetTokens = limits.budget?.tokens;
+  return {
+    limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens,
+    ...(budget && { headroom: budget.free, retryAfter: budget.reset }),
+    ...(budgetTokens !== undefined && { budgetTokens }),
+  };
 }
 
 export function rateLimitHeaders(policy: PolicyState): Record<string, string> {
@@ -128,9 +145,11 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
     }
     const lease = admitted.lease;
     // The agent knows what the run will send (instructions, context, history), which may need
-    // more than the body counted here: it may take that from the budget's headroom, or refuse.
-    const budget = admitted.tokenBudget;
-    if (holdTokens && lease && admitted.reservedTokens > 0) c.set('tokenCharge', { limiter: lease.name, id: lease.id, reserved: admitted.reservedTokens, ...(budget && { headroom: budget.free, retryAfter: budget.reset }) });
+    // more than the body counted here: it asks the limiter to raise the reservation, or refuses.
+    if (holdTokens && lease) {
+      const charge = tokenCharge(lease, admitted, limits);
+      if (charge) c.set('tokenCharge', charge);
+    }
     // A request the gateway refused (a 4xx, or a JSON-RPC refusal: `givesBack`) did no work:
     // it is not counted against the budget.
     const release = (used: number | null, refused: boolean) =>

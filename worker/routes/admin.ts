@@ -3,6 +3,7 @@ import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry, auditStatement } from '../audit/log';
 import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
+import { forgetKeyLimits } from '../hooks/store';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
@@ -180,6 +181,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       const limits = patchedLimits(parseLimits(key.limits), body.limits);
       const name = body.name === undefined ? key.name : body.name;
       const updated = await updateKey(c.env, key, { name, limits }, auditEntry(c, 'key.update', keyId, { tenantId: key.tenant_id, details: { ...(body.name !== undefined && { name }), ...(body.limits !== undefined && { limits }) } }));
+      forgetKeyLimits(keyId);
       return c.json(keySummary(updated), 200);
     },
   )
