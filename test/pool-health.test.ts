@@ -304,4 +304,22 @@ describe('the pools a tenant may hold', () => {
     await expect(putPool(tight, tenantId, 'third', body)).rejects.toMatchObject({ code: 'pool_limit_reached', details: { limit: 2, pools: 2 } });
     expect((await putPool(tight, tenantId, 'few-1', body)).created).toBe(false);
   });
+
+  it('holds the limit against PUTs of different new pools racing each other: exactly the limit is created', async () => {
+    const { tenantId } = await newTenant();
+    await seedPools(tenantId, 'had-', 1);
+    const tight = { ...env, MAX_POOLS_PER_TENANT: '4' } as unknown as Env;
+    const body = PutPoolBody.parse({ targets: [{ id: 'local', kind: 'builtin' }] });
+    const audit = (name: string) => ({ actor: 'test', tenantId, action: 'pool.put' as const, target: name, requestId: `rq-${name}` });
+    const settled = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => putPool(tight, tenantId, `race-${i}`, body, audit(`race-${i}`))));
+    expect(settled.filter((s) => s.status === 'fulfilled' && s.value.created)).toHaveLength(3);
+    const refused = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason);
+    expect(refused).toHaveLength(9);
+    for (const error of refused) expect(error).toMatchObject({ code: 'pool_limit_reached', details: { limit: 4, pools: 4 } });
+    const held = await env.DB.prepare('SELECT COUNT(*) AS n FROM pools WHERE tenant_id = ?').bind(tenantId).first<{ n: number }>();
+    expect(held?.n).toBe(4);
+    // Only the PUTs that created a pool leave an audit entry: a refused one changed nothing.
+    const audited = await env.DB.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = ? AND action = 'pool.put'").bind(tenantId).first<{ n: number }>();
+    expect(audited?.n).toBe(3);
+  });
 });
