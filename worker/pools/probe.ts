@@ -1,4 +1,5 @@
 import type { Env } from '../env';
+import { eachLimited } from '../lib/each-limited';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthKey, probeSubject, type PoolTarget, type ProbeResult } from './runtime';
 import { PROBE_RUN, takeDuePools, type ProbeRunLimits } from './probe-schedule';
@@ -38,15 +39,6 @@ export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): P
   }
 }
 
-/** Runs `fn` on every item, `width` at a time: each one done starts the next. */
-async function atMost<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    for (let item = items[next++]; item !== undefined; item = items[next++]) await fn(item);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, lane));
-}
-
 interface PoolProbes {
   tenantId: string;
   name: string;
@@ -76,7 +68,7 @@ export async function probeAllPools(env: Env, now = Date.now(), limits: ProbeRun
   let down = 0;
   let publishing: Promise<void> = Promise.resolve();
   let unpublished: unknown;
-  await atMost(probes, PROBES_AT_ONCE, async ({ pool, target, subject }) => {
+  await eachLimited(probes, PROBES_AT_ONCE, async ({ pool, target, subject }) => {
     const result = { ...(await probeTarget(target, policy)), subject };
     if (!result.ok) down++;
     pool.results.push([target.id, result]);
