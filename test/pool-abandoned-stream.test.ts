@@ -1,5 +1,10 @@
 import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { proxyChat } from '../worker/openai/chat-proxy';
+import type { CircuitBreaker } from '../worker/pools/circuit-breaker';
+import { loadPoolRuntime, type PoolRuntime } from '../worker/pools/runtime';
+import { ChatCompletionRequest } from '../worker/schemas/openai';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { api, BASE, chatTarget, eventually, newTenant } from './support/api';
 
 interface TargetView {
@@ -80,4 +85,55 @@ describe('a stream the client abandons', () => {
     expect(answered.status).toBe(200);
     expect((await health(key)).find((t) => t.id === primary)?.health.circuit).toBe('closed');
   }, 45_000);
+});
+
+describe("a half-open target's probe that is a stream", () => {
+  /**
+   * Makes the pool's primary half-open, sends it a stream (its probe), reads the first chunk,
+   * then hands the rest of the stream to `rest`; the primary's breaker afterwards.
+   */
+  async function probeByStream(faults: string, rest: (reader: ReadableStreamDefaultReader<Uint8Array>) => Promise<void>): Promise<{ breaker: CircuitBreaker; runtime: PoolRuntime; id: string }> {
+    const { key, tenantId } = await newTenant();
+    const id = `hs${Date.now()}-${faults.replace(/\W/g, '')}`;
+    const targets = [chatTarget(id, faults), chatTarget(`${id}-standby`, 'ok', { priority: 1 })];
+    expect((await api('/v1/pools/chat', { method: 'PUT', key, body: { targets, timeouts: { totalMs: 5_000 } } })).status).toBe(201);
+    const runtime = await loadPoolRuntime(env, tenantId, 'chat');
+    if (!runtime) throw new Error('no runtime');
+    const { breaker } = runtime.state(id);
+    for (let i = 0; i < 5; i++) breaker.failure(Date.now() - 60_000);
+    expect(breaker.current()).toBe('half-open');
+    const body = ChatCompletionRequest.parse({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'one two three four five six' }] });
+    const result = await proxyChat({ runtime, body, regions: [], policy: outboundPolicy(env) });
+    if (!result.ok) throw result.error;
+    expect(result.target).toBe(`chat/${id}`);
+    const reader = result.response.body?.getReader();
+    if (!reader) throw new Error('no body');
+    expect((await reader.read()).done).toBe(false);
+    expect(breaker.available()).toBe(false); // the probe is out
+    await rest(reader);
+    return { breaker, runtime, id };
+  }
+
+  const readToEnd = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
+    while (!(await reader.read()).done);
+  };
+
+  it('closes the circuit once the stream has finished', async () => {
+    const { breaker } = await probeByStream('ok', readToEnd);
+    expect(breaker.current()).toBe('closed');
+  });
+
+  it('reopens it when the stream breaks after its first chunk', async () => {
+    const { breaker } = await probeByStream('cutAfter=1', readToEnd);
+    expect(breaker.current()).toBe('open');
+  });
+
+  it('leaves it half-open, the slot given back, when the client cancels after the first chunk', async () => {
+    const { breaker, runtime, id } = await probeByStream('chunkDelayMs=200', (reader) => reader.cancel());
+    // The first chunk shows the target answers (its latency counts), not that it would have finished.
+    expect(breaker.current()).toBe('half-open');
+    expect(breaker.available()).toBe(true);
+    expect(runtime.state(id).inflight).toBe(0);
+    expect(runtime.state(id).latencyMs).not.toBeNull();
+  });
 });

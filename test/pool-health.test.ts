@@ -4,6 +4,7 @@ import worker from '../worker/index';
 import type { CircuitBreaker } from '../worker/pools/circuit-breaker';
 import type { Env } from '../worker/env';
 import { DUE_POOLS_QUERY, takeDuePools, TENANT_POOL_COUNTS_QUERY } from '../worker/pools/probe-schedule';
+import { PROBES_AT_ONCE } from '../worker/pools/probe';
 import { putPool } from '../worker/pools/store';
 import { PutPoolBody } from '../worker/schemas/pool';
 import { cachedRuntime, healthKey } from '../worker/pools/runtime';
@@ -46,6 +47,23 @@ describe('active health checks (cron)', () => {
     await runCron();
     const pool = await api('/v1/pools/chat', { key });
     expect(pool.body.targets.map((t: { health: { probe: { ok: boolean } } }) => t.health.probe.ok)).toEqual([true, false]);
+  });
+
+  it('probes the targets of a run several at a time across pools, never more at once than a run may open', async () => {
+    await parkOtherPools();
+    const { key, tenantId } = await newTenant();
+    const tag = `par${Date.now()}`;
+    // Eight pools of one slow target each: one after another, each waits for the last.
+    const names = Array.from({ length: 8 }, (_, i) => `slow${i}`);
+    for (const [i, name] of names.entries()) {
+      expect((await api(`/v1/pools/${name}`, { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-${i}`, `delayMs=600,gauge=${tag}`)] } })).status).toBe(201);
+    }
+    await runCron();
+    for (const name of names) expect((await api(`/v1/pools/${name}`, { key })).body.targets[0].health.probe).toMatchObject({ ok: true });
+    // A run fills up with pools not yet due: the next tests' runs need not wait for these.
+    await env.DB.prepare('DELETE FROM pools WHERE tenant_id = ?').bind(tenantId).run();
+    const gauge = await (await fetch(`${env.MOCK_UPSTREAM_URL}/gauge?name=${tag}`)).json<{ peak: number }>();
+    expect(gauge.peak).toBe(PROBES_AT_ONCE);
   });
 
   it("does not hold a probe of a target's former URL against it once the pool is redefined", async () => {
@@ -303,5 +321,23 @@ describe('the pools a tenant may hold', () => {
     const body = PutPoolBody.parse({ targets: [{ id: 'local', kind: 'builtin' }] });
     await expect(putPool(tight, tenantId, 'third', body)).rejects.toMatchObject({ code: 'pool_limit_reached', details: { limit: 2, pools: 2 } });
     expect((await putPool(tight, tenantId, 'few-1', body)).created).toBe(false);
+  });
+
+  it('holds the limit against PUTs of different new pools racing each other: exactly the limit is created', async () => {
+    const { tenantId } = await newTenant();
+    await seedPools(tenantId, 'had-', 1);
+    const tight = { ...env, MAX_POOLS_PER_TENANT: '4' } as unknown as Env;
+    const body = PutPoolBody.parse({ targets: [{ id: 'local', kind: 'builtin' }] });
+    const audit = (name: string) => ({ actor: 'test', tenantId, action: 'pool.put' as const, target: name, requestId: `rq-${name}` });
+    const settled = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => putPool(tight, tenantId, `race-${i}`, body, audit(`race-${i}`))));
+    expect(settled.filter((s) => s.status === 'fulfilled' && s.value.created)).toHaveLength(3);
+    const refused = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason);
+    expect(refused).toHaveLength(9);
+    for (const error of refused) expect(error).toMatchObject({ code: 'pool_limit_reached', details: { limit: 4, pools: 4 } });
+    const held = await env.DB.prepare('SELECT COUNT(*) AS n FROM pools WHERE tenant_id = ?').bind(tenantId).first<{ n: number }>();
+    expect(held?.n).toBe(4);
+    // Only the PUTs that created a pool leave an audit entry: a refused one changed nothing.
+    const audited = await env.DB.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = ? AND action = 'pool.put'").bind(tenantId).first<{ n: number }>();
+    expect(audited?.n).toBe(3);
   });
 });

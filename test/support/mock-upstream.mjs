@@ -5,21 +5,23 @@
 // Faults come from `input.mock` (agent-http) or a `mock:{...}` JSON suffix in the last chat
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
-// `status`: a redirect; also on GET /models), statusBytes (a `status` answer padded to about
-// that many bytes), body, contentType (of `body`), stallBody (headers, then silence),
-// contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs, outputBytes (a string
-// output of that many bytes), answerBytes (an output {answer} of about that many bytes of
-// JSON, its answer JSON text, which escaping makes larger in a task; with `a2a: {state:
-// a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes, echoStreamOptions (of a
-// stream: see streamChat), rejectStreamOptions (a chat with stream_options is answered 400),
-// omitUsage (a chat answer without its `usage`, as some OpenAI-compatible servers send)}.
-// `failTimes` counts attempts per Idempotency-Key, so a retried call can succeed. The chaos
-// faults are independent chances per request: `errorRate` (503, or a dropped connection with
-// `reset`), `resetRate` (a dropped connection), `spikeRate` (a delay of up to `spikeMs`).
-// `contextPatch` in a query string is JSON.
+// `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
+// `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
+// (headers, then silence), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
+// outputBytes (a string output of that many bytes), answerBytes (an output {answer} of about
+// that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
+// `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
+// echoStreamOptions (of a stream: see streamChat), rejectStreamOptions (a chat with
+// stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
+// OpenAI-compatible servers send)}. `failTimes` counts attempts per Idempotency-Key, so a
+// retried call can succeed. The chaos faults are independent chances per request: `errorRate`
+// (503, or a dropped connection with `reset`), `resetRate` (a dropped connection), `spikeRate`
+// (a delay of up to `spikeMs`). `contextPatch` in a query string is JSON.
 // GET /requests?key=K lists what arrived with that Idempotency-Key (`target:<name>` for a target
 // with the fault `record`), each with `aborted` once the client closed before the end; GET /counts counts
 // requests per `?target=` name. Faults may also sit in a target URL's query string.
+// GET /gauge?name=G says how many requests carrying `gauge=G` are open now and the most that
+// were at once (`{open, peak}`): how many connections a client holds in parallel.
 // It is also a DNS-over-HTTPS resolver (JSON API) for the outbound guard's tests:
 //   GET /dns-query?name=N&type=A|AAAA   answers what POST /dns?name=N set; unknown: NXDOMAIN
 //   POST /dns?name=N  {A?, AAAA?, ttl?, status?, httpStatus?}   sets (or replaces) N's answers
@@ -43,6 +45,8 @@ export async function startMockUpstream(options = {}) {
   let calls = 0;
   /** DNS answers per name. @type {Map<string, {A?: string[], AAAA?: string[], ttl?: number, status?: number, httpStatus?: number}>} */
   const dns = new Map();
+  /** Requests open at once per `gauge` name, and the most there were. @type {Map<string, {open: number, peak: number}>} */
+  const gauges = new Map();
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://mock');
@@ -65,6 +69,14 @@ export async function startMockUpstream(options = {}) {
       return send(res, 200, { name, ...dns.get(name) });
     }
     if (req.method === 'GET' && url.pathname === '/counts') return send(res, 200, Object.fromEntries(counts));
+    if (req.method === 'GET' && url.pathname === '/gauge') return send(res, 200, gauges.get(url.searchParams.get('name') ?? '') ?? { open: 0, peak: 0 });
+    const gaugeName = url.searchParams.get('gauge');
+    if (gaugeName) {
+      const gauge = gauges.get(gaugeName) ?? { open: 0, peak: 0 };
+      gauges.set(gaugeName, gauge);
+      gauge.peak = Math.max(gauge.peak, ++gauge.open);
+      res.on('close', () => gauge.open--);
+    }
     // POST /control?target=T&down=true|false: a stopped target drops every connection.
     if (req.method === 'POST' && url.pathname === '/control') {
       const name = url.searchParams.get('target') ?? '';
@@ -74,6 +86,7 @@ export async function startMockUpstream(options = {}) {
     }
     if (url.searchParams.has('target') && down.has(url.searchParams.get('target'))) return req.socket.destroy();
     if (req.method === 'GET' && url.pathname.endsWith('/models')) {
+      if (url.searchParams.has('delayMs')) await sleep(Math.min(Number(url.searchParams.get('delayMs')), 120_000));
       const failStatus = url.searchParams.get('failStatus') ?? url.searchParams.get('status');
       const location = url.searchParams.get('location');
       return failStatus ? send(res, Number(failStatus), { error: 'injected' }, location ? { location } : {}) : send(res, 200, { object: 'list', data: [{ id: 'mock-model', object: 'model' }] });

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
+import { eachLimited } from '../lib/each-limited';
 import { newId } from '../lib/ids';
 import { iso } from '../lib/time';
 import type { Agent, AgentConfig, CreateAgentBody } from '../schemas/agent';
@@ -111,16 +112,4 @@ function configOf(body: CreateAgentBody): AgentConfig {
     metadata: body.metadata ?? null,
     ...(body.a2a && { a2a: body.a2a }),
   };
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -1,4 +1,4 @@
-import type { PoolRuntime, PoolTarget } from '../pools/runtime';
+import type { LeaseOutcome, PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { builtinUpstream } from '../upstream/builtin';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
@@ -9,7 +9,7 @@ import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream } from './completions';
-import { relayStream } from './stream-relay';
+import { relayStream, type StreamEnd } from './stream-relay';
 
 const DEFAULT_TOTAL_MS = 60_000;
 const DEFAULT_FIRST_BYTE_MS = 30_000;
@@ -42,6 +42,14 @@ export interface ChatProxyOptions {
 export type ChatProxyResult =
   | { ok: true; response: Response; target: string; attempts: number; usage?: ChatUsage }
   | { ok: false; error: UpstreamError; target?: string; attempts: number; retryAt?: number };
+
+/**
+ * What a relayed stream's end says of its target. Only a finished stream is a success: a
+ * half-open circuit closes on it. A client that stops reading after the first chunk leaves no
+ * verdict: the first chunk shows the target answers, and counts as its latency, but not that
+ * it would have finished (a probe cut short frees the slot, the circuit stays half-open).
+ */
+const STREAM_VERDICT = { finished: 'success', failed: 'failure', cancelled: 'abandoned' } as const satisfies Record<StreamEnd, LeaseOutcome>;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -99,7 +107,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
         firstByteMs: lease.target.timeoutMs ?? timeouts?.firstByteMs ?? DEFAULT_FIRST_BYTE_MS,
         idleMs: timeouts?.idleMs ?? DEFAULT_IDLE_MS,
         deadlineAt,
-      }, (ok) => lease.done(ok ? 'success' : 'failure', firstChunkMs ?? Date.now() - started));
+      }, (end) => lease.done(STREAM_VERDICT[end], firstChunkMs ?? Date.now() - started));
       firstChunkMs = Date.now() - started;
       // A stream stays in flight until it ends, and one that breaks counts against the target.
       if (!streaming) lease.done('success', firstChunkMs);
@@ -119,7 +127,7 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }), ...(retryAt !== undefined && { retryAt }) };
 }
 
-async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (ok: boolean) => void): Promise<{ response: Response; streaming: boolean; usage?: ChatUsage }> {
+async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (end: StreamEnd) => void): Promise<{ response: Response; streaming: boolean; usage?: ChatUsage }> {
   const model = options.model ?? target.model ?? 'builtin';
   if (target.kind === 'builtin') return { ...(await builtinChat(options.body, model)), streaming: false };
 

@@ -3,6 +3,8 @@ import { sseEvent } from './completions';
 import { DoneLine } from './sse-done';
 import { UsageStripper } from './sse-usage';
 
+export type StreamEnd = 'finished' | 'failed' | 'cancelled';
+
 export interface RelayOptions {
   /** Longest pause between upstream chunks before the stream is ended with an error. */
   idleMs: number;
@@ -10,8 +12,12 @@ export interface RelayOptions {
   deadlineAt: number;
   /** Aborts the upstream request (its fetch signal). */
   abort: (reason: Error) => void;
-  /** Called once when the relay ends: whether the upstream finished cleanly. */
-  onEnd?: (ok: boolean) => void;
+  /**
+   * Called once when the relay ends: `finished` (the upstream's `[DONE]` and its end), `failed`
+   * (it broke, stalled, or ended without `[DONE]`), or `cancelled` (the client stopped reading
+   * first, so how the upstream would have ended is unknown).
+   */
+  onEnd?: (end: StreamEnd) => void;
   /**
    * Where the usage the stream reports goes (a key's token budget settles with it); `strip`
    * when the gateway asked the target for a usage chunk the client did not ask for, which is
@@ -52,10 +58,10 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     // Not once the client went away (`ended` by cancel): a read it interrupted ends here too.
     if (!ended && !stripper.sawUsage) options.usage?.unreported?.(stripper.completionChars);
   };
-  const end = (ok: boolean) => {
+  const end = (how: StreamEnd) => {
     if (ended) return;
     ended = true;
-    options.onEnd?.(ok);
+    options.onEnd?.(how);
   };
 
   return new ReadableStream<Uint8Array>({
@@ -68,7 +74,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       while (!(await relayNext(controller)));
     },
     cancel(reason) {
-      end(true);
+      end('cancelled');
       // Not only the body: the target stops generating what nobody reads (a stream cut for its key).
       options.abort(reason instanceof Error ? reason : new Error('the stream was cancelled'));
       void reader.cancel(reason).catch(() => undefined);
@@ -90,7 +96,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       if (next.done) {
         if (done.end()) {
           flush(controller);
-          end(true);
+          end('finished');
           controller.close();
         } else {
           fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
@@ -109,7 +115,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
 
   function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {
     flush(controller);
-    end(false);
+    end('failed');
     controller.enqueue(sseEvent({ error: { message, type: 'upstream_error', code } }));
     controller.close();
     void reader.cancel().catch(() => undefined);

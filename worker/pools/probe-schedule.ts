@@ -35,14 +35,6 @@ const SET_DUE = 'UPDATE pools SET probe_due = u.value ->> 2 FROM json_each(?) AS
 /** Runs between two probes of a pool of a tenant that has `pools` of them. */
 export const runsBetweenProbes = (pools: number, limits: ProbeRunLimits = PROBE_RUN): number => Math.max(1, Math.ceil(pools / limits.tenantShare));
 
-/**
- * When a new pool is first due: its tenant's first `tenantShare` pools at once, the next ones a
- * run later, and so on, so a tenant creating pools in bulk does not put them all ahead of
- * everyone else's.
- */
-export const firstDue = (now: number, tenantPools: number, limits: ProbeRunLimits = PROBE_RUN): number =>
-  now + Math.floor(tenantPools / limits.tenantShare) * limits.periodMs;
-
 export interface DuePool {
   tenantId: string;
   pool: StoredPool;

@@ -1,12 +1,17 @@
 import type { Env } from '../env';
+import { eachLimited } from '../lib/each-limited';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthKey, probeSubject, type PoolTarget, type ProbeResult } from './runtime';
 import { PROBE_RUN, takeDuePools, type ProbeRunLimits } from './probe-schedule';
 import { openTargets } from './store';
 
 const PROBE_TIMEOUT_MS = 5_000;
-/** Workers allow six simultaneous outgoing connections per invocation. */
-const PARALLEL = 6;
+/**
+ * Probes out at once in a run. Workers open at most six connections at a time per invocation
+ * (fetches and KV calls alike) and queue the rest, a queued fetch's timeout running meanwhile:
+ * five probes leave the sixth to the run's KV writes, so no probe waits behind them.
+ */
+export const PROBES_AT_ONCE = 5;
 const HEALTH_KV_TTL_S = 10 * 60;
 
 /**
@@ -34,31 +39,48 @@ export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): P
   }
 }
 
-async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
-  return results;
+interface PoolProbes {
+  tenantId: string;
+  name: string;
+  results: [string, ProbeResult][];
+  left: number;
 }
 
 /**
  * The cron's job: probe the targets of the pools due (worker/pools/probe-schedule.ts) and
  * publish the results per pool in KV, where the balancer of every isolate (edge and agents)
- * reads them.
+ * reads them. The run's targets, all its pools' together, are probed `PROBES_AT_ONCE` at a
+ * time, each under its own timeout: a slow target holds one lane, not the run. A pool's
+ * results are published once its last probe is in, one KV write at a time.
  */
 export async function probeAllPools(env: Env, now = Date.now(), limits: ProbeRunLimits = PROBE_RUN): Promise<{ pools: number; targets: number; down: number }> {
   const taken = await takeDuePools(env, now, limits);
   const policy = outboundPolicy(env);
-  let targets = 0;
-  let down = 0;
+  const probes: { pool: PoolProbes; target: PoolTarget; subject: string | undefined }[] = [];
   for (const { tenantId, pool } of taken) {
     const opened = await openTargets(env, tenantId, pool).catch(() => null);
-    if (!opened) continue;
+    if (!opened || opened.length === 0) continue;
     // The subject is the stored target's (sealed credential), as the balancer and the view compute it.
     const subjects = new Map(pool.targets.map((t) => [t.id, probeSubject(t)]));
-    const probes = await inBatches(opened, PARALLEL, async (t) => [t.id, { ...(await probeTarget(t, policy)), subject: subjects.get(t.id) }] as const);
-    targets += probes.length;
-    down += probes.filter(([, p]) => !p.ok).length;
-    await env.CACHE.put(healthKey(tenantId, pool.name), JSON.stringify(Object.fromEntries(probes)), { expirationTtl: HEALTH_KV_TTL_S });
+    const entry: PoolProbes = { tenantId, name: pool.name, results: [], left: opened.length };
+    for (const target of opened) probes.push({ pool: entry, target, subject: subjects.get(target.id) });
   }
-  return { pools: taken.length, targets, down };
+  let down = 0;
+  let publishing: Promise<void> = Promise.resolve();
+  let unpublished: unknown;
+  await eachLimited(probes, PROBES_AT_ONCE, async ({ pool, target, subject }) => {
+    const result = { ...(await probeTarget(target, policy)), subject };
+    if (!result.ok) down++;
+    pool.results.push([target.id, result]);
+    if (--pool.left > 0) return;
+    const health = JSON.stringify(Object.fromEntries(pool.results));
+    // One write at a time (see PROBES_AT_ONCE); one that fails fails the run (logged) once the
+    // other pools' results are written.
+    publishing = publishing
+      .then(() => env.CACHE.put(healthKey(pool.tenantId, pool.name), health, { expirationTtl: HEALTH_KV_TTL_S }))
+      .catch((error: unknown) => { unpublished ??= error; });
+  });
+  await publishing;
+  if (unpublished !== undefined) throw unpublished;
+  return { pools: taken.length, targets: probes.length, down };
 }

@@ -47,16 +47,21 @@ const PROBE_RELOAD_MS = 15_000;
  */
 export const MAX_RETRY_AFTER_MS = 5 * 60_000;
 
+export type LeaseOutcome = 'success' | 'failure' | 'cancelled' | 'abandoned';
+
 /** One attempt on a target: report how it went. */
 export interface Lease {
   target: PoolTarget;
   /** Epoch ms before which the target asked (Retry-After) not to be called; 0: none pending. */
   notBefore: number;
   /**
+   * `cancelled`: ended without telling anything about the target; `abandoned`: answered, then
+   * cut short by the client (a stream it stopped reading): no verdict on the target's health
+   * either, but `latencyMs`, measured to the answer's start, counts.
    * `retryAfterMs`: the target's Retry-After on a retryable failure: it is not picked again
    * before then while another target can serve.
    */
-  done(outcome: 'success' | 'failure' | 'cancelled', latencyMs?: number, retryAfterMs?: number): void;
+  done(outcome: LeaseOutcome, latencyMs?: number, retryAfterMs?: number): void;
 }
 
 /**

@@ -6,7 +6,7 @@ import { dropCached } from '../lib/kv-cache';
 import { iso } from '../lib/time';
 import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } from '../lib/masked-credential';
 import { POOL_PAGE_MAX, type PoolView, type PutPoolBody, type StoredPool } from '../schemas/pool';
-import { countTenantPools, firstDue } from './probe-schedule';
+import { countTenantPools, PROBE_RUN } from './probe-schedule';
 import { openSecret, sealedLength, sealSecret } from './secrets';
 
 /**
@@ -65,12 +65,7 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
   const now = Date.now();
   const existing = await env.DB.prepare('SELECT created_at, config FROM pools WHERE tenant_id = ? AND name = ?').bind(tenantId, name).first<{ created_at: number; config: string }>();
   const kept = keepMaskedCredentials(body.targets, existing ? (JSON.parse(existing.config) as StoredPool) : null, name);
-  // Counted for a pool that looks new only: a replacement can never go over the limit.
-  const tenantPools = existing ? 0 : await countTenantPools(env, tenantId);
   const limit = poolLimit(env);
-  if (!existing && tenantPools >= limit) {
-    throw new ApiError('pool_limit_reached', `this tenant has ${tenantPools} pools, the most it may hold (${limit}): delete one, or replace one by PUT to its name`, { limit, pools: tenantPools });
-  }
   const targets: StoredTarget[] = await Promise.all(
     body.targets.map(async (t) => {
       if (t.apiKey === undefined) return t;
@@ -86,19 +81,40 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
   // Whether this request created the pool is the insert's to say, not the read above: two PUTs
   // of a new name both read nothing, and both answered 201. The update then writes the config
   // with the creation time of the row as it is (another PUT's, when that one created it).
-  const insert = env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at, probe_due) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING')
-    .bind(tenantId, name, JSON.stringify(config), now, now, firstDue(now, tenantPools));
+  const insert = env.DB.prepare(INSERT_WITHIN_LIMIT).bind(tenantId, name, JSON.stringify(config), now, PROBE_RUN.tenantShare, PROBE_RUN.periodMs, limit);
   const update = env.DB.prepare(
     `UPDATE pools SET config = json_set(?, '$.createdAt', strftime('%Y-%m-%dT%H:%M:%S.', created_at / 1000, 'unixepoch') || printf('%03dZ', created_at % 1000)), updated_at = ?
      WHERE tenant_id = ? AND name = ? RETURNING created_at`,
   ).bind(JSON.stringify(config), now, tenantId, name);
   const [inserted, updated] = await env.DB.batch<{ created_at: number }>(audit ? [insert, update, auditStatement(env.DB, audit)] : [insert, update]);
-  const createdAt = updated?.results[0]?.created_at ?? now;
+  // Neither inserted nor there to update: the tenant held its limit, and the batch changed
+  // nothing (the audit entry is written only after a change). The count is what it holds now.
+  const row = updated?.results[0];
+  if (!row) {
+    const pools = await countTenantPools(env, tenantId);
+    throw new ApiError('pool_limit_reached', `this tenant has ${pools} pools, the most it may hold (${limit}): delete one, or replace one by PUT to its name`, { limit, pools });
+  }
+  const createdAt = row.created_at;
   const pool: StoredPool = { ...config, createdAt: iso(createdAt) };
   cache.set(kvKey(tenantId, name), pool);
   await env.CACHE.put(kvKey(tenantId, name), JSON.stringify(pool), { expirationTtl: POOL_KV_TTL_S }).catch(() => undefined);
   return { pool, created: (inserted?.meta.changes ?? 0) > 0 };
 }
+
+/**
+ * A new pool's row, only while its tenant holds fewer pools than the limit (?7): the count and
+ * the insert are one statement, so PUTs of different new pools racing each other cannot all
+ * pass a count read before any of them wrote (D1 runs one statement at a time). A replacement
+ * is never refused: its name conflicts, and the update after it does the work. The first due
+ * time spreads a tenant's new pools a run apart per `tenantShare` (?5) of the pools it held
+ * before: its first 100 are due at once, the next 100 a run (?6) later, and so on, so a tenant
+ * creating pools in bulk does not put them all ahead of everyone else's. (D1 binds a number as
+ * a REAL: the cast keeps the division whole.)
+ */
+const INSERT_WITHIN_LIMIT = `INSERT INTO pools (tenant_id, name, config, created_at, updated_at, probe_due)
+  SELECT ?1, ?2, ?3, ?4, ?4, ?4 + (held.n / CAST(?5 AS INTEGER)) * ?6 FROM (SELECT COUNT(*) AS n FROM pools WHERE tenant_id = ?1) AS held
+  WHERE held.n < ?7
+  ON CONFLICT (tenant_id, name) DO NOTHING`;
 
 /** Pools a tenant may hold unless the operator sets `MAX_POOLS_PER_TENANT`. */
 export const DEFAULT_POOL_LIMIT = 1_000;
