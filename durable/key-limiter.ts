@@ -4,6 +4,7 @@ import { answerWithin } from '../worker/lib/answer-within';
 import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
 import { runMigrations } from './agent-schema';
 import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges, type RaiseAnswer } from './key-limiter-charges';
+import { MCP_CALLS_MIGRATION, McpCalls, type McpCall, type McpCancelMatch } from './key-limiter-calls';
 import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
 import { Sql } from './sql';
 
@@ -90,6 +91,7 @@ const MIGRATIONS: readonly string[] = [
   `,
   CHARGES_MIGRATION,
   CHARGES_ASK_MIGRATION,
+  MCP_CALLS_MIGRATION,
 ];
 
 interface BudgetRow extends Record<string, string | number> {
@@ -109,6 +111,7 @@ interface BudgetRow extends Record<string, string | number> {
 export class KeyLimiterDO extends DurableObject<Env> {
   private readonly sql: Sql;
   private readonly charges: LimiterCharges;
+  private readonly mcpCalls: McpCalls;
   /** Theoretical arrival time per rate window ('s', 'm'), with the limit it was computed for. */
   private readonly tat = new Map<string, { tat: number; limit: number }>();
 
@@ -116,6 +119,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
     super(ctx, env);
     this.sql = new Sql(ctx.storage.sql);
     this.charges = new LimiterCharges(this.sql, ctx.storage);
+    this.mcpCalls = new McpCalls(this.sql);
     void ctx.blockConcurrencyWhile(async () => runMigrations(this.sql, ctx.storage, MIGRATIONS));
   }
 
@@ -295,6 +299,21 @@ export class KeyLimiterDO extends DurableObject<Env> {
     }));
     const next = this.charges.nextAsk();
     if (next !== null) await this.ctx.storage.setAlarm(next);
+  }
+
+  /** Registers a waiting MCP `execute_intent` of the key (durable/key-limiter-calls.ts); true: its cancel came first, start nothing. */
+  mcpCallStarted(call: McpCall): boolean {
+    return this.ctx.storage.transactionSync(() => this.mcpCalls.started(call, Date.now()));
+  }
+
+  /** A registered MCP call ended. */
+  mcpCallEnded(executionId: string): void {
+    this.mcpCalls.ended(executionId);
+  }
+
+  /** The waiting MCP call a `notifications/cancelled` of the key names, if exactly one. */
+  mcpCancel(scope: string, requestId: string): McpCancelMatch {
+    return this.ctx.storage.transactionSync(() => this.mcpCalls.cancel(scope, requestId, Date.now()));
   }
 
   /** What the key has used in the current period, and its requests in flight. */

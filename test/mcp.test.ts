@@ -1,26 +1,8 @@
 import { SELF } from 'cloudflare:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { describe, expect, it } from 'vitest';
 import { api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
-
-/**
- * An MCP client from the official SDK, talking to the Worker with the tenant's key. It lists
- * the tools first, so it checks every structured result against the tool's output schema.
- */
-async function connect(key: string): Promise<Client> {
-  const client = new Client({ name: 'gateway-test', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(`${BASE}/mcp`), {
-    fetch: (url, init) => {
-      const headers = new Headers(init?.headers);
-      headers.set('authorization', `Bearer ${key}`);
-      return SELF.fetch(String(url), { ...init, headers });
-    },
-  });
-  await client.connect(transport);
-  await client.listTools();
-  return client;
-}
+import { connect } from './support/mcp';
 
 interface ToolResult {
   isError?: boolean;

@@ -11,7 +11,9 @@ import { staleExecution } from '../agents/snapshots';
 import { AgentId, Cursor, IdempotencyKey, JsonValue, page, ResourceId } from '../schemas/common';
 import { Execution, Intent } from '../schemas/execution';
 import { Agent, AgentContext } from '../schemas/agent';
+import { newId } from '../lib/ids';
 import { argsOf, checkedArgs } from './tool-args';
+import type { WaitingCalls } from './cancel';
 
 /** Longest an `execute_intent` call with `wait` holds the MCP request open. */
 export const MAX_WAIT_MS = 30_000;
@@ -57,6 +59,13 @@ export interface McpCaller {
    * `idempotencyKey` finds the execution it started before (a replay costs no budget).
    */
   budgetRefusal?: ApiError;
+  /** Where a call with `wait` registers, so a `notifications/cancelled` naming it can stop it (worker/mcp/cancel.ts). */
+  calls?: WaitingCalls;
+  /**
+   * Aborts when the client goes away (2026-07-28 only): its transport makes closing a call's
+   * response the cancel of that call, so a waiting `execute_intent` then cancels its execution.
+   */
+  disconnected?: AbortSignal;
 }
 
 const result = (value: Record<string, unknown>): CallToolResult => ({
@@ -157,7 +166,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
       outputSchema: Execution,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     },
-    (args) =>
+    (args, ctx) =>
       run(caller, 'execute_intent', () =>
         budgeted(caller, async (did) => {
           const { agentId, intent, input, wait, timeoutMs, idempotencyKey } = argsOf(args);
@@ -170,8 +179,24 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
           // Over budget, only the recorded execution of the key may answer: anything else is the refusal.
           // A sync run is decided long before it ends: told then, the route can send a budgeted key's headers saying whether it counted.
           const decided = wait && caller.principal.limits?.budget !== undefined ? (replay: boolean) => caller.work(replay ? 'replayed' : 'started') : undefined;
-          const { execution, replayed } = await startExecution(env, tenantId, agentId, body, idempotencyKey, refusal !== undefined, caller.charge, undefined, decided).catch((error: unknown) => {
+          // Only a waiting call is registered (one round trip to the key's limiter before it
+          // starts): without wait the answer names the execution at once, for cancel_execution.
+          const executionId = newId('ex');
+          const calls = wait ? caller.calls : undefined;
+          const gone = wait ? caller.disconnected : undefined;
+          const cancelledFirst = calls ? await calls.started(ctx.mcpReq.id, agentId, executionId) : false;
+          if (cancelledFirst || gone?.aborted) {
+            calls?.ended(executionId);
+            throw new ApiError('execution_cancelled', 'the call was cancelled before its execution started');
+          }
+          const leave = () => calls?.cancel(agentId, executionId);
+          gone?.addEventListener('abort', leave, { once: true });
+          const started = startExecution(env, tenantId, agentId, body, idempotencyKey, refusal !== undefined, caller.charge, executionId, decided);
+          const { execution, replayed } = await started.catch((error: unknown) => {
             throw refusal ?? forMcp(error);
+          }).finally(() => {
+            gone?.removeEventListener('abort', leave);
+            calls?.ended(executionId);
           });
           did(replayed ? 'replayed' : 'started');
           Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status, ...(replayed && { replayed }) });

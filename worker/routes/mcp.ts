@@ -13,6 +13,7 @@ import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '..
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
+import { cancelledIds, cancelWaitingCalls, isInitialize, sessionScope, waitingCalls, withSession } from '../mcp/cancel';
 import { mcpRevokedEnding } from '../mcp/revoked';
 import { answerWhileKeyValid, keyBoundStream } from '../auth/key-watch';
 import { createGatewayMcpServer } from '../mcp/server';
@@ -53,7 +54,7 @@ router.openAPIRegistry.registerPath({
   tags: ['mcp'],
   summary: 'Model Context Protocol endpoint (Streamable HTTP, stateless)',
   description:
-    "JSON-RPC 2.0 per the MCP specification (2025-era clients: initialize, tools/list, tools/call; 2026-07-28 per-request envelopes), for the key's tenant. Tools: list_agents, execute_intent, get_execution, cancel_execution, get_context. Tool failures are results with isError and the API's error envelope; protocol failures are JSON-RPC errors. Send `Accept: application/json, text/event-stream`. A browser Origin must be the endpoint's own or listed in MCP_ALLOWED_ORIGINS; MCP_ALLOWED_HOSTS restricts Host.",
+    "JSON-RPC 2.0 per the MCP specification (2025-era clients: initialize, tools/list, tools/call; 2026-07-28 per-request envelopes), for the key's tenant. Tools: list_agents, execute_intent, get_execution, cancel_execution, get_context. Tool failures are results with isError and the API's error envelope; protocol failures are JSON-RPC errors. A notifications/cancelled (same key, same Mcp-Session-Id) cancels the waiting execute_intent it names. Send `Accept: application/json, text/event-stream`. A browser Origin must be the endpoint's own or listed in MCP_ALLOWED_ORIGINS; MCP_ALLOWED_HOSTS restricts Host.",
   security,
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
@@ -62,7 +63,7 @@ router.openAPIRegistry.registerPath({
     400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch carrying more than one execute_intent, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it; nothing of the body is served', true),
     401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
-    405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no sessions); Allow: POST' },
+    405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no session state; the Mcp-Session-Id of an initialize answer only scopes notifications/cancelled); Allow: POST' },
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
@@ -77,9 +78,10 @@ router.openAPIRegistry.registerPath({
  * (the tools refuse bad arguments themselves, with the API's envelope); this route adds what
  * it leaves to the server: Origin/Host checks, the tenant's Bearer key, one execution per
  * request, a fresh server per request bound to that tenant, and the protocol methods' params
- * checked before the SDK reads them (-32602, worker/mcp/params.ts). Only POST is served: with no
- * sessions, GET (a server-to-client stream) and DELETE (ending a session) have nothing to act
- * on and get 405 from the app.
+ * checked before the SDK reads them (-32602, worker/mcp/params.ts), and cancels of waiting
+ * calls (worker/mcp/cancel.ts). Only POST is served: with no session state (an `Mcp-Session-Id`
+ * only scopes cancels), GET (a server-to-client stream) and DELETE (ending a session) have
+ * nothing to act on and get 405 from the app.
  */
 export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true }), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
@@ -91,8 +93,8 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   // Hono caches the text: a limited key's request was already read to classify it.
   const text = await c.req.text();
   const body = parseBody(text);
-  const calls = executeIntentCalls(body);
-  if (calls > 1) return batchRefusal();
+  const executions = executeIntentCalls(body);
+  if (executions > 1) return batchRefusal();
   const notification = await notificationRefusal(c.req.raw, body, MCP_MAX_BODY_BYTES);
   if (notification) return notification;
   // Settled once the request's execute_intent has said what it did (refused, replayed, started).
@@ -102,29 +104,37 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     noteWork(c, outcome);
     decide();
   };
-  const caller = { env: c.env, principal: c.get('principal'), requestId: c.get('requestId'), log: c.get('log'), work, charge: c.get('tokenCharge'), budgetRefusal: c.get('replayOnly') };
+  const principal = c.get('principal');
+  const scope = sessionScope(c.req.raw.headers);
+  const calls = waitingCalls(c.env, principal, scope, (promise) => c.executionCtx.waitUntil(promise));
+  const caller = { env: c.env, principal, requestId: c.get('requestId'), log: c.get('log'), work, charge: c.get('tokenCharge'), budgetRefusal: c.get('replayOnly'), calls };
   // A call refused for its params ran nothing: an execute_intent among them gives its budget back.
   const refused = (method: string, params: unknown, id: string | number) => {
     if (startsExecution(method, params, id)) caller.work('refused');
   };
-  const handler = createMcpHandler(({ era }) => checkingParams(createGatewayMcpServer(caller), era, refused), {
+  // A 2025-era client's disconnect is no cancel (it sends notifications/cancelled); a 2026-07-28 client's is.
+  const handler = createMcpHandler(({ era }) => checkingParams(createGatewayMcpServer(era === 'modern' ? { ...caller, disconnected: c.req.raw.signal } : caller), era, refused), {
     maxRequestBodySize: MCP_MAX_BODY_BYTES,
     onerror: (e) => console.warn(JSON.stringify({ level: 'warn', msg: 'mcp request refused or failed', requestId: caller.requestId, error: e.message })),
   });
   // A JSON answer comes whole once every call ended: a key revoked before then is answered 401
   // (an execute_intent among them runs on, and counts).
   const answering = handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
-  const answer = await answerWhileKeyValid(c.env.DB, caller.principal.keyId, answering).catch((error: unknown) => {
-    if (calls > 0 && startedWork(error)) caller.work('started');
+  let answer = await answerWhileKeyValid(c.env.DB, caller.principal.keyId, answering).catch((error: unknown) => {
+    if (executions > 0 && startedWork(error)) caller.work('started');
     throw error;
   });
+  // Cancels only once the SDK has accepted the body; answered 202 only after, so the named call has stopped by then.
+  const cancels = answer.ok ? cancelledIds(body) : [];
+  if (cancels.length > 0) await cancelWaitingCalls(c.env, principal, scope, cancels, caller.requestId);
+  if (answer.ok && isInitialize(body)) answer = withSession(answer);
   if (answer.body === null || mediaType(answer.headers.get('content-type') ?? undefined) !== 'text/event-stream') return answer;
   // Streamed as it comes: a tool's outcome (a refusal too) is an event of the stream. For a key
   // with a budget, whose headers differ once a refused call is given back, the headers wait
   // until the execute_intent is decided — refused, or handed to its agent, which tells at once
   // (long before a sync run ends) — so they say whether it counted. An answer streamed as SSE is
   // cut off once its key is revoked.
-  const hold = calls > 0 && caller.principal.limits?.budget !== undefined && caller.budgetRefusal === undefined;
+  const hold = executions > 0 && caller.principal.limits?.budget !== undefined && caller.budgetRefusal === undefined;
   const streamed = hold ? await heldUntil(answer.body, decided) : answer.body;
   return new Response(keyBoundStream(streamed, { db: c.env.DB, keyId: caller.principal.keyId, ...mcpRevokedEnding(body) }), answer);
 });
