@@ -5,6 +5,7 @@ import { auditEntry } from '../audit/log';
 import { listHooks } from '../hooks/list';
 import { deleteHook } from '../hooks/store';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { TenantParams } from '../schemas/admin';
 import { page } from '../schemas/common';
 import { Hook, HookId, HookListQuery } from '../schemas/hook';
@@ -32,9 +33,8 @@ export const adminHooks = new OpenAPIHono<AppEnv>()
       const { tenant } = c.req.valid('param');
       const { limit, cursor, agentId } = c.req.valid('query');
       const after = decodeCursor(cursor) ?? '';
-      const [exists, listed] = await Promise.all([c.env.DB.prepare('SELECT 1 AS one FROM tenants WHERE id = ?').bind(tenant).first(), listHooks(c.env, tenant, { limit, after, agentId })]);
-      // As the key list does: an unknown tenant is a 404, not an empty list.
-      if (!exists) throw new ApiError('not_found', `tenant ${tenant} not found`);
+      const [exists, listed] = await Promise.all([tenantLookup(c.env.DB, tenant).first(), listHooks(c.env, tenant, { limit, after, agentId })]);
+      requireTenant(exists !== null, tenant);
       return c.json({ data: listed.hooks, nextCursor: listed.next === null ? null : encodeCursor(listed.next) }, 200);
     },
   )

@@ -7,6 +7,7 @@ import { forgetKeyLimits } from '../hooks/store';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
+import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { iso } from '../lib/time';
 import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyListQuery, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
 import { KeyLimits } from '../schemas/limits';
@@ -121,8 +122,7 @@ export const admin = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { tenant } = c.req.valid('param');
       const body = c.req.valid('json');
-      const exists = await c.env.DB.prepare('SELECT 1 AS one FROM tenants WHERE id = ?').bind(tenant).first();
-      if (!exists) throw new ApiError('not_found', `tenant ${tenant} not found`);
+      requireTenant(await tenantLookup(c.env.DB, tenant).first() !== null, tenant);
       const key = await generateKey();
       const now = Date.now();
       const limits = body.limits && Object.keys(body.limits).length > 0 ? body.limits : null;
@@ -151,13 +151,12 @@ export const admin = new OpenAPIHono<AppEnv>()
       const after = keyCursor(q.cursor);
       // Keyset on (created_at, id), one row past the page to say whether another follows.
       const [exists, { results }] = await c.env.DB.batch([
-        c.env.DB.prepare('SELECT 1 AS one FROM tenants WHERE id = ?').bind(tenant),
+        tenantLookup(c.env.DB, tenant),
         c.env.DB.prepare('SELECT id, tenant_id, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE tenant_id = ? AND (created_at > ? OR (created_at = ? AND id > ?)) ORDER BY created_at, id LIMIT ?').bind(
           tenant, after.createdAt, after.createdAt, after.id, q.limit + 1,
         ),
       ]) as [D1Result, D1Result<KeyRow>];
-      // As POST on this path does: an unknown tenant is a 404, not an empty list.
-      if (exists?.results.length === 0) throw new ApiError('not_found', `tenant ${tenant} not found`);
+      requireTenant(exists?.results.length !== 0, tenant);
       const rows = results.slice(0, q.limit);
       const last = rows.at(-1);
       return c.json({ data: rows.map(keySummary), nextCursor: results.length > q.limit && last ? encodeCursor(`${last.created_at}-${last.id}`) : null }, 200);
