@@ -261,11 +261,15 @@ export class AgentWebhooks {
     // send them again after they landed, overwriting their record with stale attempt counts.
     for (const d of due) this.claimed.add(d.id);
     let landed = 0;
+    // PARALLEL senders each take the next delivery as theirs ends, not batches of PARALLEL: a
+    // batch waited for its slowest send, so a receiver that hung for the 10 s timeout held up
+    // every delivery behind it, to other receivers too.
+    let next = 0;
+    const sender = async () => {
+      for (let d = due[next++]; d; d = due[next++]) if (await this.send(d)) landed++;
+    };
     try {
-      for (let i = 0; i < due.length; i += PARALLEL) {
-        const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
-        landed += results.filter(Boolean).length;
-      }
+      await Promise.all(Array.from({ length: Math.min(PARALLEL, due.length) }, sender));
     } finally {
       // A pass that failed part way leaves its unsent deliveries to the next one.
       for (const d of due) if (!this.sending.has(d.id)) this.claimed.delete(d.id);

@@ -31,7 +31,7 @@ async function sentTo(target: string): Promise<number> {
 }
 
 async function deliveries(key: string, agentId: string, status?: string) {
-  return (await api(`/v1/agents/${agentId}/deliveries${status ? `?status=${status}` : ''}`, { key })).body.data as { id: string; status: string; attempts: number; eventType: string; lastError: string | null }[];
+  return (await api(`/v1/agents/${agentId}/deliveries${status ? `?status=${status}` : ''}`, { key })).body.data as { id: string; webhookId: string; status: string; attempts: number; eventType: string; lastError: string | null }[];
 }
 
 describe('outgoing webhooks', () => {
@@ -233,6 +233,38 @@ describe('outgoing webhooks', () => {
       expect(await received(delivery.id)).toHaveLength(1);
     }
     expect(await count()).toBe(8);
+  });
+
+  it("sends the rest of a pass while one receiver is slow to answer: a hanging receiver holds up no other webhook's delivery", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const slow = `hol-slow-${id}`;
+    const fast = `hol-fast-${id}`;
+    await Promise.all([control(slow, true), control(fast, true)]);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&delayMs=6000`), events: ['execution.succeeded'] } });
+      for (let i = 0; i < 6; i++) await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${fast}&n=${i}`), events: ['execution.succeeded'] } });
+      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 7 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await Promise.all([control(slow, false), control(fast, false)]);
+    }
+    // Seven due at once, the slow receiver's first: more than one pass sends at a time (six).
+    const slowHook = (await api(`/v1/agents/${id}/webhooks`, { key })).body.data.find((w: { url: string }) => w.url.includes(slow)).id as string;
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown, state) => {
+      state.storage.sql.exec("UPDATE deliveries SET next_at = CASE webhook_id WHEN ? THEN 0 ELSE 1 END WHERE status = 'pending'", slowHook);
+      void (instance as { webhooks: { deliverDue(): Promise<number> } }).webhooks.deliverDue();
+    });
+    // The six fast ones land while the slow one's send is still out: the seventh used to wait
+    // for the whole first batch of six, the slow send included.
+    const all = await eventually(async () => {
+      const list = await deliveries(key, id);
+      return list.filter((d) => d.webhookId !== slowHook && d.status === 'delivered').length === 6 && list;
+    });
+    expect(all.find((d) => d.webhookId === slowHook)).toMatchObject({ status: 'pending', attempts: 1 });
   });
 
   it('does not send the deliveries still waiting in a pass when their webhook is deleted meanwhile', async () => {
