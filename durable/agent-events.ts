@@ -169,13 +169,6 @@ export class AgentEvents {
     }
   }
 
-  /** Events after `seq`: all that are kept (trimming leaves at most a hundred over the retention). */
-  since(seq: number): AgentEvent[] {
-    return this.sql
-      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? ORDER BY seq', seq)
-      .map((r) => ({ seq: r.seq, type: r.type, timestamp: iso(r.created_at), data: JSON.parse(r.data) as unknown }));
-  }
-
   oldestSeq(): number | null {
     return this.sql.one<{ seq: number | null }>('SELECT min(seq) AS seq FROM events')?.seq ?? null;
   }
@@ -208,12 +201,6 @@ export class AgentEvents {
   private gapAfter(after: number): Extract<StreamNotice, { type: 'gap' }> | null {
     const oldest = this.oldestSeq();
     return oldest !== null && after < oldest - 1 ? { type: 'gap', data: { missedFrom: after + 1, missedTo: oldest - 1 } } : null;
-  }
-
-  /** What a WebSocket resuming after `lastEventId` is sent before live events: notices, then every kept event it has not seen. */
-  resume(lastEventId: number | null): { notices: StreamNotice[]; events: AgentEvent[] } {
-    const { notices, after } = this.resumeFrom(lastEventId);
-    return { notices, events: lastEventId === null ? [] : this.since(after) };
   }
 
   /**
@@ -322,7 +309,12 @@ export class AgentEvents {
 
   /**
    * Accepts a hibernatable WebSocket and sends it what it missed since `lastEventId`: the same
-   * notices as the SSE stream, as messages `{"type":"gap"|"reset","data":{…}}`, then the events.
+   * notices as the SSE stream, as messages `{"type":"gap"|"reset","data":{…}}`, then the events,
+   * read a page at a time and at most STREAM_BACKLOG_BYTES of them: a socket has no
+   * backpressure here (the runtime buffers every message for a client that does not read), and
+   * a whole log of large executions, sent at once, took the object's memory and its time for
+   * as long as that took. Past the bound a `behind` notice names the last event sent and the
+   * socket closes (1000); the client reconnects from it for the rest, as an SSE client does.
    */
   acceptSocket(server: WebSocket, lastEventId: number | null, keyId?: string): void {
     this.ctx.acceptWebSocket(server, ['events']);
@@ -331,9 +323,26 @@ export class AgentEvents {
       server.serializeAttachment({ keyId });
       admittedKey(keyId);
     }
-    const resumed = this.resume(lastEventId);
-    for (const notice of resumed.notices) server.send(JSON.stringify(notice));
-    for (const event of resumed.events) server.send(JSON.stringify(event));
+    const { notices, after } = this.resumeFrom(lastEventId);
+    for (const notice of notices) server.send(JSON.stringify(notice));
+    if (lastEventId === null) return;
+    let last = after;
+    let sent = 0;
+    for (;;) {
+      const { events, done } = this.page(last);
+      for (const event of events) {
+        const message = JSON.stringify(event);
+        server.send(message);
+        sent += message.length;
+        last = event.seq;
+      }
+      if (done) return;
+      if (sent >= STREAM_BACKLOG_BYTES) {
+        server.send(JSON.stringify({ type: 'behind', data: { lastEventId: last, backlogBytes: sent } } satisfies StreamNotice));
+        server.close(1000, 'replay continues: reconnect with lastEventId');
+        return;
+      }
+    }
   }
 
   /**

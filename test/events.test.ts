@@ -223,6 +223,34 @@ describe('event stream over a WebSocket', () => {
     socket.close();
   });
 
+  it('sends a replay 4 MiB at a time: then a behind notice and a close, and the reconnect from its lastEventId gets the rest', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await fillLog(tenantId, id, 40, 256 * 1024); // 10 MiB of events
+    // The whole log used to be sent at once, however large (the runtime buffers it all for a
+    // client that does not read), the object doing nothing else meanwhile.
+    const seqs: number[] = [];
+    let from = 0;
+    let connections = 0;
+    for (;;) {
+      const socket = await openSocket(key, id, from);
+      connections++;
+      const behind = await Promise.race([socket.closed.then(() => socket.messages.at(-1)), eventually(async () => seqs.length + socket.messages.length >= 40)]);
+      const events = socket.messages.filter((m) => m.seq !== undefined);
+      expect(events.length).toBeLessThanOrEqual(17); // 4 MiB of these events, and the one that crossed it
+      seqs.push(...events.map((m) => m.seq as number));
+      if (behind?.type !== 'behind') {
+        socket.socket.close();
+        break;
+      }
+      expect((await socket.closed).code).toBe(1000);
+      expect(behind.data.lastEventId).toBe(seqs.at(-1));
+      from = behind.data.lastEventId;
+    }
+    expect(connections).toBe(3);
+    expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
   it('answers a request that is not an upgrade with 426 upgrade_required, as documented', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
