@@ -99,6 +99,11 @@ export class AgentWebhooks {
    * a new instance's leftovers go out from the alarm, which always looks.
    */
   private queued = true;
+  /**
+   * Told when a failed delivery's retry is due, as it fails: the alarm must be armed for it then,
+   * not when the pass ends, which waits for its slowest send (up to the 10 s timeout).
+   */
+  onRetryScheduled: ((at: number) => void) | null = null;
 
   /**
    * @param pushTarget where a delivery that belongs to no webhook goes (A2A push
@@ -348,9 +353,11 @@ export class AgentWebhooks {
     const wait = this.schedule[attempts - 1];
     const dead = outcome.dead === true || wait === undefined;
     const jitter = wait === undefined ? 0 : Math.round(wait * 0.1 * Math.random());
+    const nextAt = now + (wait ?? 0) + jitter;
     this.sql.run(
       'UPDATE deliveries SET status = ?, attempts = ?, last_status = ?, last_error = ?, next_at = ? WHERE id = ?',
-      dead ? 'dead' : 'pending', attempts, outcome.status ?? null, (outcome.error ?? '').slice(0, 500), dead ? null : now + (wait ?? 0) + jitter, delivery.id,
+      dead ? 'dead' : 'pending', attempts, outcome.status ?? null, (outcome.error ?? '').slice(0, 500), dead ? null : nextAt, delivery.id,
     );
+    if (!dead) this.onRetryScheduled?.(nextAt);
   }
 }

@@ -273,6 +273,41 @@ describe('outgoing webhooks', () => {
     expect(all.find((d) => d.webhookId === slowHook)).toMatchObject({ status: 'pending', attempts: 1 });
   });
 
+  it("arms the alarm for a failed delivery's retry as it fails, not once the pass's slowest send has ended", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const slow = `arm-slow-${id}`;
+    const failing = `arm-fail-${id}`;
+    await Promise.all([control(slow, true), control(failing, true)]);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&delayMs=4000`), events: ['execution.succeeded'] } });
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${failing}&status=500`), events: ['execution.succeeded'] } });
+      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 2 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await Promise.all([control(slow, false), control(failing, false)]);
+    }
+    // Both due as new (a 5 s retry next), no alarm armed, and a delivery pass started as a change starts one.
+    await runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
+      state.storage.sql.exec("UPDATE deliveries SET next_at = 0, attempts = 0 WHERE status = 'pending'");
+      const background = (instance as { background: { alarmAt: number | null; deliver(): Promise<void> } }).background;
+      await state.storage.deleteAlarm();
+      background.alarmAt = null;
+      void background.deliver();
+    });
+    const failed = await eventually(async () => (await deliveries(key, id)).find((d) => d.attempts === 1 && d.lastError === 'HTTP 500'));
+    const retryAt = Date.parse((failed as unknown as { nextAttemptAt: string }).nextAttemptAt);
+    // The slow send is still out; the alarm already waits for the retry. It used to be armed only
+    // when the pass ended, after the slowest send: a 5 s retry then went out after the 10 s timeout.
+    const alarm = await runInDurableObject(stubOf(tenantId, id), async (_instance, state) => state.storage.getAlarm());
+    expect((await deliveries(key, id)).find((d) => d.id !== failed.id)).toMatchObject({ status: 'pending', attempts: 0 });
+    expect(alarm).not.toBeNull();
+    expect(alarm ?? Infinity).toBeLessThanOrEqual(retryAt);
+  });
+
   it('does not send the deliveries still waiting in a pass when their webhook is deleted meanwhile', async () => {
     const { key, id, webhookId, count, inObject } = await pileUp();
     await inObject(async (hooks) => {
