@@ -66,7 +66,10 @@ export class BackgroundWork {
     private readonly agentView: () => Agent,
     /** What executions owe their keys' token budgets, sent with the deliveries. */
     private readonly charges: AgentCharges,
-  ) {}
+  ) {
+    // Never sooner than a second out, as `nextNeed` arms for deliveries.
+    webhooks.onRetryScheduled = (at) => void this.armAt(Math.max(at, Date.now() + 1_000));
+  }
 
   /**
    * Marks the agent's D1 snapshot out of date. The snapshot row is written once per flush, not

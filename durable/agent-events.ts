@@ -17,6 +17,10 @@ export const STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
 /** Counts a stream's backlog in bytes, and asks for none ahead: every frame is enqueued as it happens. */
 const byteBacklog: QueuingStrategy<Uint8Array> = { highWaterMark: 0, size: (chunk) => chunk.byteLength };
 const encoder = new TextEncoder();
+/** A replay is read from the log in pages of at most this many events… */
+const REPLAY_PAGE_EVENTS = 64;
+/** …and this many bytes of their data (a page holds one event at least, whatever its size). */
+const REPLAY_PAGE_BYTES = 256 * 1024;
 
 export function sseFrame(event: AgentEvent): Uint8Array {
   return encoder.encode(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
@@ -40,6 +44,8 @@ interface Subscriber {
   /** The API key the stream was opened with (none: not checked). */
   keyId?: string;
   push(event: AgentEvent): void;
+  /** Bytes of frames waiting for the client to read them. */
+  backlog(): number;
   end(): void;
   /** Ends the stream because its key was revoked, telling the client so. */
   revoked(): void;
@@ -163,13 +169,6 @@ export class AgentEvents {
     }
   }
 
-  /** Events after `seq`: all that are kept (trimming leaves at most a hundred over the retention). */
-  since(seq: number): AgentEvent[] {
-    return this.sql
-      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? ORDER BY seq', seq)
-      .map((r) => ({ seq: r.seq, type: r.type, timestamp: iso(r.created_at), data: JSON.parse(r.data) as unknown }));
-  }
-
   oldestSeq(): number | null {
     return this.sql.one<{ seq: number | null }>('SELECT min(seq) AS seq FROM events')?.seq ?? null;
   }
@@ -179,48 +178,79 @@ export class AgentEvents {
   }
 
   /**
-   * What a client resuming after `lastEventId` gets before live events: notices, then the kept
-   * events it has not seen; `last` is the newest seq it will then have (live events above it
-   * follow). Without `lastEventId` it starts live, at the newest event.
+   * Where a client resuming after `lastEventId` starts: the notices it must have first (`reset`
+   * when its id is beyond the log, `gap` when what follows it was trimmed) and the seq its replay
+   * goes on from. Without `lastEventId` it starts live, at the newest event.
    */
-  resume(lastEventId: number | null): { notices: StreamNotice[]; events: AgentEvent[]; last: number } {
+  private resumeFrom(lastEventId: number | null): { notices: StreamNotice[]; after: number } {
     const newest = this.lastSeq();
-    if (lastEventId === null) return { notices: [], events: [], last: newest };
+    if (lastEventId === null) return { notices: [], after: newest };
     const notices: StreamNotice[] = [];
     let after = lastEventId;
     if (lastEventId > newest) {
       notices.push({ type: 'reset', data: { lastEventId, newestSeq: newest } });
       after = 0;
     }
+    const gap = this.gapAfter(after);
+    if (gap) notices.push(gap);
+    // Told of the gap, the client goes on from the oldest event kept.
+    return { notices, after: gap?.data.missedTo ?? after };
+  }
+
+  /** A `gap` notice when events right after `after` were trimmed, else null. */
+  private gapAfter(after: number): Extract<StreamNotice, { type: 'gap' }> | null {
     const oldest = this.oldestSeq();
-    if (oldest !== null && after < oldest - 1) notices.push({ type: 'gap', data: { missedFrom: after + 1, missedTo: oldest - 1 } });
-    const events = this.since(after);
-    return { notices, events, last: events.at(-1)?.seq ?? after };
+    return oldest !== null && after < oldest - 1 ? { type: 'gap', data: { missedFrom: after + 1, missedTo: oldest - 1 } } : null;
+  }
+
+  /**
+   * The kept events after `after`, oldest first, as many as fit in REPLAY_PAGE_BYTES of their
+   * data (at least one); `done` when none is left after them.
+   */
+  private page(after: number): { events: AgentEvent[]; done: boolean } {
+    const sizes = this.sql.all<{ seq: number; bytes: number }>('SELECT seq, length(data) AS bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?', after, REPLAY_PAGE_EVENTS);
+    let upTo = after;
+    let bytes = 0;
+    for (const row of sizes) {
+      if (upTo > after && bytes + row.bytes > REPLAY_PAGE_BYTES) break;
+      upTo = row.seq;
+      bytes += row.bytes;
+    }
+    const events = upTo === after ? [] : this.sql
+      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? AND seq <= ? ORDER BY seq', after, upTo)
+      .map((r) => ({ seq: r.seq, type: r.type, timestamp: iso(r.created_at), data: JSON.parse(r.data) as unknown }));
+    return { events, done: sizes.length < REPLAY_PAGE_EVENTS && events.length === sizes.length };
   }
 
   /**
    * A server-sent event stream: first what happened after `lastEventId` (after a `gap` or
-   * `reset` notice if the client must know), then live events, with heartbeat comments.
+   * `reset` notice if the client must know), then live events, with heartbeat comments. The
+   * replay is read from the log a page at a time as the client takes it: queued at once, a
+   * resume from the start of a log of large executions held hundreds of megabytes in the
+   * object for a client that did not read. Live events wait in the log until the replay reaches them.
    */
   stream(lastEventId: number | null, keyId?: string): ReadableStream<Uint8Array> {
     let subscriber: Subscriber | null = null;
     let heartbeat: ReturnType<typeof setInterval> | undefined;
+    let closed = false;
     const cleanup = () => {
       if (subscriber) this.subscribers.delete(subscriber);
       clearInterval(heartbeat);
     };
+    const start = this.resumeFrom(lastEventId);
+    /** The newest seq this stream has carried (or, before it carried one, resumes after). */
+    let last = start.after;
+    let replaying = lastEventId !== null;
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
         controller.enqueue(encoder.encode(': connected\nretry: 2000\n\n'));
-        const resumed = this.resume(lastEventId);
-        for (const notice of resumed.notices) controller.enqueue(noticeFrame(notice));
-        for (const event of resumed.events) controller.enqueue(sseFrame(event));
-        let last = resumed.last;
+        for (const notice of start.notices) controller.enqueue(noticeFrame(notice));
         if (keyId) admittedKey(keyId);
-        const end = (last?: Uint8Array) => {
+        const end = (frame?: Uint8Array) => {
           cleanup();
+          closed = true;
           try {
-            if (last) controller.enqueue(last);
+            if (frame) controller.enqueue(frame);
             controller.close();
           } catch {
             /* the client already went */
@@ -229,7 +259,7 @@ export class AgentEvents {
         subscriber = {
           ...(keyId && { keyId }),
           push: (event) => {
-            if (event.seq <= last) return;
+            if (replaying || event.seq <= last) return;
             last = event.seq;
             try {
               controller.enqueue(sseFrame(event));
@@ -240,6 +270,7 @@ export class AgentEvents {
             const backlog = -(controller.desiredSize ?? 0);
             if (backlog > STREAM_BACKLOG_BYTES) end(noticeFrame({ type: 'behind', data: { lastEventId: last, backlogBytes: backlog } }));
           },
+          backlog: () => -(controller.desiredSize ?? 0),
           end: () => end(),
           revoked: () => end(revokedFrame),
         };
@@ -255,13 +286,35 @@ export class AgentEvents {
           this.deliver([]);
         }, HEARTBEAT_MS);
       },
+      pull: async (controller) => {
+        if (!replaying || closed) return;
+        // A replay read slowly is checked against its key as live events are.
+        if (keyId && rememberedKeyStatus(keyId) !== true) {
+          this.deliver([]);
+          await this.pending;
+          if (closed) return;
+        }
+        // Trimmed while the client read (its replay fell 1,000 events behind the log).
+        const gap = this.gapAfter(last);
+        if (gap) controller.enqueue(noticeFrame(gap));
+        const { events, done } = this.page(last);
+        for (const event of events) controller.enqueue(sseFrame(event));
+        last = events.at(-1)?.seq ?? gap?.data.missedTo ?? last;
+        // Caught up: live events above `last` come from push, in the same turn as this read.
+        if (done) replaying = false;
+      },
       cancel: cleanup,
     }, byteBacklog);
   }
 
   /**
    * Accepts a hibernatable WebSocket and sends it what it missed since `lastEventId`: the same
-   * notices as the SSE stream, as messages `{"type":"gap"|"reset","data":{…}}`, then the events.
+   * notices as the SSE stream, as messages `{"type":"gap"|"reset","data":{…}}`, then the events,
+   * read a page at a time and at most STREAM_BACKLOG_BYTES of them: a socket has no
+   * backpressure here (the runtime buffers every message for a client that does not read), and
+   * a whole log of large executions, sent at once, took the object's memory and its time for
+   * as long as that took. Past the bound a `behind` notice names the last event sent and the
+   * socket closes (1000); the client reconnects from it for the rest, as an SSE client does.
    */
   acceptSocket(server: WebSocket, lastEventId: number | null, keyId?: string): void {
     this.ctx.acceptWebSocket(server, ['events']);
@@ -270,9 +323,26 @@ export class AgentEvents {
       server.serializeAttachment({ keyId });
       admittedKey(keyId);
     }
-    const resumed = this.resume(lastEventId);
-    for (const notice of resumed.notices) server.send(JSON.stringify(notice));
-    for (const event of resumed.events) server.send(JSON.stringify(event));
+    const { notices, after } = this.resumeFrom(lastEventId);
+    for (const notice of notices) server.send(JSON.stringify(notice));
+    if (lastEventId === null) return;
+    let last = after;
+    let sent = 0;
+    for (;;) {
+      const { events, done } = this.page(last);
+      for (const event of events) {
+        const message = JSON.stringify(event);
+        server.send(message);
+        sent += message.length;
+        last = event.seq;
+      }
+      if (done) return;
+      if (sent >= STREAM_BACKLOG_BYTES) {
+        server.send(JSON.stringify({ type: 'behind', data: { lastEventId: last, backlogBytes: sent } } satisfies StreamNotice));
+        server.close(1000, 'replay continues: reconnect with lastEventId');
+        return;
+      }
+    }
   }
 
   /**

@@ -99,6 +99,11 @@ export class AgentWebhooks {
    * a new instance's leftovers go out from the alarm, which always looks.
    */
   private queued = true;
+  /**
+   * Told when a failed delivery's retry is due, as it fails: the alarm must be armed for it then,
+   * not when the pass ends, which waits for its slowest send (up to the 10 s timeout).
+   */
+  onRetryScheduled: ((at: number) => void) | null = null;
 
   /**
    * @param pushTarget where a delivery that belongs to no webhook goes (A2A push
@@ -261,11 +266,15 @@ export class AgentWebhooks {
     // send them again after they landed, overwriting their record with stale attempt counts.
     for (const d of due) this.claimed.add(d.id);
     let landed = 0;
+    // PARALLEL senders each take the next delivery as theirs ends, not batches of PARALLEL: a
+    // batch waited for its slowest send, so a receiver that hung for the 10 s timeout held up
+    // every delivery behind it, to other receivers too.
+    let next = 0;
+    const sender = async () => {
+      for (let d = due[next++]; d; d = due[next++]) if (await this.send(d)) landed++;
+    };
     try {
-      for (let i = 0; i < due.length; i += PARALLEL) {
-        const results = await Promise.all(due.slice(i, i + PARALLEL).map((d) => this.send(d)));
-        landed += results.filter(Boolean).length;
-      }
+      await Promise.all(Array.from({ length: Math.min(PARALLEL, due.length) }, sender));
     } finally {
       // A pass that failed part way leaves its unsent deliveries to the next one.
       for (const d of due) if (!this.sending.has(d.id)) this.claimed.delete(d.id);
@@ -344,9 +353,11 @@ export class AgentWebhooks {
     const wait = this.schedule[attempts - 1];
     const dead = outcome.dead === true || wait === undefined;
     const jitter = wait === undefined ? 0 : Math.round(wait * 0.1 * Math.random());
+    const nextAt = now + (wait ?? 0) + jitter;
     this.sql.run(
       'UPDATE deliveries SET status = ?, attempts = ?, last_status = ?, last_error = ?, next_at = ? WHERE id = ?',
-      dead ? 'dead' : 'pending', attempts, outcome.status ?? null, (outcome.error ?? '').slice(0, 500), dead ? null : now + (wait ?? 0) + jitter, delivery.id,
+      dead ? 'dead' : 'pending', attempts, outcome.status ?? null, (outcome.error ?? '').slice(0, 500), dead ? null : nextAt, delivery.id,
     );
+    if (!dead) this.onRetryScheduled?.(nextAt);
   }
 }

@@ -48,6 +48,14 @@ async function recreatedAgent(runs = 1): Promise<{ key: string; id: string }> {
   return { key, id };
 }
 
+/** Appends `count` events of about `bytes` each to an agent's log (seq 1…count on a new agent). */
+async function fillLog(tenantId: string, agentId: string, count: number, bytes: number): Promise<void> {
+  const data = JSON.stringify({ filler: 'x'.repeat(bytes) });
+  await runInDurableObject(stubOf(tenantId, agentId), (_instance, state) => {
+    for (let i = 0; i < count; i++) state.storage.sql.exec("INSERT INTO events (type, data, created_at) VALUES ('test.filler', ?, 0)", data);
+  });
+}
+
 /** An agent with one execution's three events (seq 1-3). */
 async function agentWithThreeEvents(): Promise<{ key: string; id: string }> {
   const { key } = await newTenant();
@@ -149,6 +157,46 @@ describe('event stream', () => {
     expect(rest.map((e) => e.id)).toEqual(Array.from({ length: 18 - events.length }, (_, i) => events.length + i + 1));
   });
 
+  it('replays a resumed log only as fast as its client reads: one that stopped reading holds little of it in the object', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await fillLog(tenantId, id, 40, 256 * 1024); // 10 MiB of events
+    const res = await open(key, id, 0);
+    expect(res.status).toBe(200);
+    // The client reads nothing. The whole log used to be queued in the object at once, 10 MiB
+    // here and up to 1,100 events of a megabyte and more each in production (beyond an isolate's 128 MB).
+    await new Promise((r) => setTimeout(r, 300));
+    const waiting = await runInDurableObject(stubOf(tenantId, id), (instance) =>
+      [...(instance as unknown as { events: { subscribers: Set<{ backlog(): number }> } }).events.subscribers].map((s) => s.backlog()));
+    expect(waiting).toHaveLength(1);
+    expect(waiting[0]).toBeLessThan(2 * 1024 * 1024);
+    // Read on, it gets the whole log in order, then live events.
+    const reading = readFrames(res, (f) => f.length >= 43, 10_000);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'live' } });
+    const { frames } = await reading;
+    expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 43 }, (_, i) => i + 1));
+  });
+
+  it('tells a client whose replay fell behind the trimming what it missed (gap), then goes on', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await fillLog(tenantId, id, 40, 256 * 1024);
+    const reader = frameReader(await open(key, id, 0));
+    expect((await reader.until((f) => f.length >= 1)).frames[0]?.id).toBe(1);
+    // Trimmed while the client was still reading its replay: it is told, not silently skipped.
+    await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      state.storage.sql.exec('DELETE FROM events WHERE seq <= 30');
+    });
+    const { frames } = await reader.until((f) => f.some((x) => x.id === 40), 10_000);
+    await reader.cancel();
+    const gap = frames.findIndex((f) => f.event === 'gap');
+    expect(gap).toBeGreaterThan(0);
+    const before = frames.slice(0, gap).map((f) => f.id ?? 0);
+    expect(before).toEqual(Array.from({ length: before.length }, (_, i) => i + 1));
+    expect(frames[gap]?.data).toEqual({ missedFrom: before.length + 1, missedTo: 30 });
+    expect(frames.slice(gap + 1).map((f) => f.id)).toEqual(Array.from({ length: 10 }, (_, i) => i + 31));
+  });
+
   it('ends an open stream when its agent is deleted', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
@@ -173,6 +221,34 @@ describe('event stream over a WebSocket', () => {
     await eventually(async () => messages.length >= 6);
     expect(messages.map((m) => m.type)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded', 'execution.queued', 'execution.running', 'execution.succeeded']);
     socket.close();
+  });
+
+  it('sends a replay 4 MiB at a time: then a behind notice and a close, and the reconnect from its lastEventId gets the rest', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    await fillLog(tenantId, id, 40, 256 * 1024); // 10 MiB of events
+    // The whole log used to be sent at once, however large (the runtime buffers it all for a
+    // client that does not read), the object doing nothing else meanwhile.
+    const seqs: number[] = [];
+    let from = 0;
+    let connections = 0;
+    for (;;) {
+      const socket = await openSocket(key, id, from);
+      connections++;
+      const behind = await Promise.race([socket.closed.then(() => socket.messages.at(-1)), eventually(async () => seqs.length + socket.messages.length >= 40)]);
+      const events = socket.messages.filter((m) => m.seq !== undefined);
+      expect(events.length).toBeLessThanOrEqual(17); // 4 MiB of these events, and the one that crossed it
+      seqs.push(...events.map((m) => m.seq as number));
+      if (behind?.type !== 'behind') {
+        socket.socket.close();
+        break;
+      }
+      expect((await socket.closed).code).toBe(1000);
+      expect(behind.data.lastEventId).toBe(seqs.at(-1));
+      from = behind.data.lastEventId;
+    }
+    expect(connections).toBe(3);
+    expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
   });
 
   it('answers a request that is not an upgrade with 426 upgrade_required, as documented', async () => {

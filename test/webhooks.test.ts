@@ -57,6 +57,12 @@ describe('outgoing webhooks', () => {
     expect(res.status).toBe(201);
     expect(res.body.events).toEqual(['execution.failed', 'execution.succeeded']);
     expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data[0].events).toEqual(['execution.failed', 'execution.succeeded']);
+    // Every event once and one again: six names, five events. The repeat used to be refused
+    // (at most five names) although a repeated name is documented as kept once.
+    const every = ['execution.succeeded', 'execution.failed', 'execution.cancelled', 'transaction.committed', 'transaction.aborted'];
+    const all = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), events: [...every, 'execution.failed'] } });
+    expect(all.status).toBe(201);
+    expect(all.body.events).toEqual(every);
   });
 
   it('delivers each execution result signed per Standard Webhooks, verified by the standardwebhooks package', async () => {

@@ -47,7 +47,7 @@ export const events = router()
       security,
       request: { params: AgentIdParams, query: ResumeQuery },
       responses: {
-        101: { description: 'switching to WebSocket: messages are events `{seq, type, timestamp, data}` and notices `{"type":"gap"|"reset","data":{…}}`' },
+        101: { description: 'switching to WebSocket: messages are events `{seq, type, timestamp, data}` and notices `{"type":"gap"|"reset","data":{…}}`; a replay over 4 MiB ends with `{"type":"behind","data":{lastEventId,backlogBytes}}` and a close (1000): reconnect from that lastEventId' },
         404: errorResponse('not_found'),
         // No Upgrade header documented: the runtime drops it from any answer but a 101.
         426: errorResponse('upgrade_required: not a WebSocket upgrade (send Upgrade: websocket)'),

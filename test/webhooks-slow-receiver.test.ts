@@ -1,0 +1,85 @@
+import { env, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+
+/**
+ * Outgoing webhooks with a receiver slow to answer: it must hold up neither the other
+ * deliveries of its pass nor the alarm for their retries (test/webhooks.test.ts has the rest).
+ */
+
+const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+
+const control = (target: string, down: boolean) => fetch(`${env.MOCK_UPSTREAM_URL}/control?target=${target}&down=${down}`, { method: 'POST' });
+
+async function deliveries(key: string, agentId: string) {
+  return (await api(`/v1/agents/${agentId}/deliveries`, { key })).body.data as { id: string; webhookId: string; status: string; attempts: number; lastError: string | null; nextAttemptAt: string | null }[];
+}
+
+describe('outgoing webhooks: a slow receiver', () => {
+  it("sends the rest of a pass while one receiver is slow to answer: a hanging receiver holds up no other webhook's delivery", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const slow = `hol-slow-${id}`;
+    const fast = `hol-fast-${id}`;
+    await Promise.all([control(slow, true), control(fast, true)]);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&delayMs=6000`), events: ['execution.succeeded'] } });
+      for (let i = 0; i < 6; i++) await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${fast}&n=${i}`), events: ['execution.succeeded'] } });
+      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 7 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await Promise.all([control(slow, false), control(fast, false)]);
+    }
+    // Seven due at once, the slow receiver's first: more than one pass sends at a time (six).
+    const slowHook = (await api(`/v1/agents/${id}/webhooks`, { key })).body.data.find((w: { url: string }) => w.url.includes(slow)).id as string;
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown, state) => {
+      state.storage.sql.exec("UPDATE deliveries SET next_at = CASE webhook_id WHEN ? THEN 0 ELSE 1 END WHERE status = 'pending'", slowHook);
+      void (instance as { webhooks: { deliverDue(): Promise<number> } }).webhooks.deliverDue();
+    });
+    // The six fast ones land while the slow one's send is still out: the seventh used to wait
+    // for the whole first batch of six, the slow send included.
+    const all = await eventually(async () => {
+      const list = await deliveries(key, id);
+      return list.filter((d) => d.webhookId !== slowHook && d.status === 'delivered').length === 6 && list;
+    });
+    expect(all.find((d) => d.webhookId === slowHook)).toMatchObject({ status: 'pending', attempts: 1 });
+  });
+
+  it("arms the alarm for a failed delivery's retry as it fails, not once the pass's slowest send has ended", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const slow = `arm-slow-${id}`;
+    const failing = `arm-fail-${id}`;
+    await Promise.all([control(slow, true), control(failing, true)]);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&delayMs=4000`), events: ['execution.succeeded'] } });
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${failing}&status=500`), events: ['execution.succeeded'] } });
+      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 2 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await Promise.all([control(slow, false), control(failing, false)]);
+    }
+    // Both due as new (a 5 s retry next), no alarm armed, and a delivery pass started as a change starts one.
+    await runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
+      state.storage.sql.exec("UPDATE deliveries SET next_at = 0, attempts = 0 WHERE status = 'pending'");
+      const background = (instance as { background: { alarmAt: number | null; deliver(): Promise<void> } }).background;
+      await state.storage.deleteAlarm();
+      background.alarmAt = null;
+      void background.deliver();
+    });
+    const failed = await eventually(async () => (await deliveries(key, id)).find((d) => d.attempts === 1 && d.lastError === 'HTTP 500'));
+    const retryAt = Date.parse(failed.nextAttemptAt ?? '');
+    // The slow send is still out; the alarm already waits for the retry. It used to be armed only
+    // when the pass ended, after the slowest send: a 5 s retry then went out after the 10 s timeout.
+    const alarm = await runInDurableObject(stubOf(tenantId, id), async (_instance, state) => state.storage.getAlarm());
+    expect((await deliveries(key, id)).find((d) => d.id !== failed.id)).toMatchObject({ status: 'pending', attempts: 0 });
+    expect(alarm).not.toBeNull();
+    expect(alarm ?? Infinity).toBeLessThanOrEqual(retryAt);
+  });
+});
