@@ -52,4 +52,17 @@ describe('incoming webhooks: the signature covers the body as sent', () => {
     const header = await new Stripe('sk_test_unused').webhooks.generateTestHeaderStringAsync({ payload: body, secret: STRIPE_SECRET });
     expect(await inputOf(key, agentId, await post(hook, body, { 'stripe-signature': header }))).toMatchObject({ deliveryId: 'evt_bom', event: 'invoice.paid', payload: { id: 'evt_bom' } });
   });
+
+  it('passes on no event name for a Stripe event whose type is not a string', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'stripe', STRIPE_SECRET);
+    for (const [id, type] of [['evt_obj', { name: 'invoice.paid' }], ['evt_num', 7], ['evt_empty', '']] as const) {
+      const body = JSON.stringify({ id, type });
+      const header = await new Stripe('sk_test_unused').webhooks.generateTestHeaderStringAsync({ payload: body, secret: STRIPE_SECRET });
+      const input = await inputOf(key, agentId, await post(hook, body, { 'stripe-signature': header }));
+      expect(input, id).toMatchObject({ deliveryId: id, payload: { id } });
+      expect(input, id).not.toHaveProperty('event');
+    }
+  });
 });

@@ -54,7 +54,10 @@ async function verifyStripe(secret: string, body: Uint8Array, header: string | u
     return { ok: false, reason: 'body is not JSON' };
   }
   const id = event?.id;
-  return typeof id === 'string' && id ? { ok: true, deliveryId: id, event: String(event?.type ?? '') } : { ok: false, reason: 'event has no id' };
+  if (typeof id !== 'string' || !id) return { ok: false, reason: 'event has no id' };
+  // Stripe's type is a string; anything else is passed on as no event rather than "[object Object]".
+  const type = event?.type;
+  return { ok: true, deliveryId: id, ...(typeof type === 'string' && type && { event: type }) };
 }
 
 /**
