@@ -50,6 +50,24 @@ describe('outgoing webhooks', () => {
     expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), secret: 'plain' } })).status).toBe(400);
   });
 
+  it('takes only Standard Webhooks secrets a strict base64 decoder reads, outgoing and incoming', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const bytes = (n: number) => btoa(String.fromCharCode(...Array.from({ length: n }, (_, i) => (i * 37) % 256)));
+    // 32 bytes are 43 characters and one "=": without it (or with 33 characters) Python's decoder fails.
+    for (const secret of [`whsec_${bytes(32).replace(/=+$/, '')}`, `whsec_${bytes(24)}A`, `whsec_${bytes(24)}=`, `whsec_${bytes(18)}`]) {
+      const outgoing = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), secret } });
+      expect(outgoing.status, secret).toBe(400);
+      expect(outgoing.body.error.message, secret).toContain('padded');
+      const incoming = await api('/v1/hooks/strict-secret', { method: 'PUT', key, body: { agentId: id, intent: 'x', scheme: 'standard', secret } });
+      expect(incoming.status, secret).toBe(400);
+    }
+    for (const secret of [`whsec_${bytes(32)}`, `whsec_${bytes(24)}`, `whsec_${bytes(25)}`, `whsec_${bytes(64)}`]) {
+      expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), secret } })).status, secret).toBe(201);
+      expect([200, 201], secret).toContain((await api('/v1/hooks/strict-secret', { method: 'PUT', key, body: { agentId: id, intent: 'x', scheme: 'standard', secret } })).status);
+    }
+  });
+
   it('stores an events list with each name once, in the order first given', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

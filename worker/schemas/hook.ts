@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { AgentId } from './common';
 import { Intent } from './execution';
+import { STANDARD_SECRET, STANDARD_SECRET_RULE } from './webhook';
 
 export const HookId = z.string().regex(/^[a-zA-Z0-9_-]{8,64}$/, 'hook ids are 8-64 characters of a-z, A-Z, 0-9, _ and -: they are part of a public URL');
 
@@ -16,8 +17,8 @@ export const PutHookBody = z
   })
   .strict()
   .superRefine((b, ctx) => {
-    if (b.scheme === 'standard' && !/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/.test(b.secret)) {
-      ctx.addIssue({ code: 'custom', path: ['secret'], message: 'standard webhooks secrets are "whsec_" and base64 of 24 or more bytes' });
+    if (b.scheme === 'standard' && !STANDARD_SECRET.test(b.secret)) {
+      ctx.addIssue({ code: 'custom', path: ['secret'], message: STANDARD_SECRET_RULE });
     }
   })
   .openapi('PutHook');

@@ -6,10 +6,15 @@ export type EventType = z.infer<typeof EventType>;
 /** Every event a webhook can subscribe to, when it names none. */
 export const ALL_EVENTS: readonly EventType[] = EventType.options;
 
-export const WebhookSecret = z
-  .string()
-  .max(512)
-  .regex(/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/, 'a Standard Webhooks secret: "whsec_" and base64 of 24 or more bytes');
+/**
+ * "whsec_" and padded base64 of 24 or more bytes. Padded, since receivers decode it with their
+ * platform's strict decoder (Python's standardwebhooks library fails on a missing "="), so a
+ * secret only lenient decoders read would sign deliveries its receiver cannot verify.
+ */
+export const STANDARD_SECRET = /^whsec_(?:[A-Za-z0-9+/]{4}){8,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+export const STANDARD_SECRET_RULE = 'a Standard Webhooks secret: "whsec_" and base64 of 24 or more bytes, padded with "=" to a multiple of 4 characters';
+
+export const WebhookSecret = z.string().max(512).regex(STANDARD_SECRET, STANDARD_SECRET_RULE);
 
 export const CreateWebhookBody = z
   .object({
