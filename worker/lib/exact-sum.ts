@@ -3,7 +3,7 @@
  * the same number, which is all a client ever sees of a stored value), or null when no double
  * is written as that exact decimal sum. A double sum rounds in binary (0.2 + 0.1 gives
  * 0.30000000000000004), so the sum is taken in decimal and read back: 0.2 + 0.1 is 0.3. Null
- * is the case a transfer must refuse, since storing any double would create or lose units
+ * is the case a transfer must refuse, since whatever double it stored would create or lose units
  * (100 + 1e-20 has no double of its own: the nearest is 100).
  */
 export function exactSum(a: number, b: number): number | null {

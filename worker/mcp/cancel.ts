@@ -80,7 +80,7 @@ export function waitingCalls(env: Env, principal: Principal, scope: string, wait
 
 /**
  * Cancels the waiting call each id names for this key and session, through the agent's own
- * cancel (the execution ends `cancelled`, its budget settled as any cancel settles it). An id
+ * cancel (the execution ends `cancelled`, its budget settled as every cancel settles it). An id
  * that names no call, or two (clients of the key without sessions, both numbering from 0), is
  * ignored, as the protocol lets a receiver ignore a cancel it cannot act on.
  */

@@ -104,7 +104,7 @@ export async function putPool(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string }, t
 /**
  * A new pool's row, only while its tenant holds fewer pools than the limit (?7): the count and
  * the insert are one statement, so PUTs of different new pools racing each other cannot all
- * pass a count read before any of them wrote (D1 runs one statement at a time). A replacement
+ * pass a count read before one of them wrote (D1 runs one statement at a time). A replacement
  * is never refused: its name conflicts, and the update after it does the work. The first due
  * time spreads a tenant's new pools a run apart per `tenantShare` (?5) of the pools it held
  * before: its first 100 are due at once, the next 100 a run (?6) later, and so on, so a tenant
