@@ -5,7 +5,8 @@
 //
 // Options (or env): --port N (PORT, default 8787), --persist-to DIR (STATE_DIR, default
 // .wrangler/state), --inspector-port N (INSPECTOR_PORT, default: a free port; wrangler's own
-// default, 9229, makes a second gateway on the machine fail to start), --quiet.
+// default, 9229, makes a second gateway on the machine fail to start), --quiet, --var NAME:VALUE
+// (repeatable: a var for this run, e.g. --var MCP_ALLOWED_ORIGINS:http://127.0.0.1:5173).
 //
 // Local dev runs no cron by itself, and Miniflare's /cdn-cgi/handler/scheduled answers 500
 // when the Worker has static assets; wrangler's --test-scheduled serves GET /__scheduled,
@@ -22,6 +23,8 @@ const { values } = parseArgs({
     'persist-to': { type: 'string', default: process.env.STATE_DIR ?? '.wrangler/state' },
     'inspector-port': { type: 'string', default: process.env.INSPECTOR_PORT },
     quiet: { type: 'boolean', default: false },
+    // NAME:VALUE, repeatable: a var for this run only, over .dev.vars (wrangler dev --var).
+    var: { type: 'string', multiple: true, default: [] },
   },
 });
 
@@ -94,7 +97,7 @@ wrangler([
 const inspectorPort = values['inspector-port'] ? Number(values['inspector-port']) : await freePort();
 const child = spawn(
   wranglerBin,
-  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort), '--persist-to', persistTo, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log'],
+  ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort), '--persist-to', persistTo, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', values.quiet ? 'error' : 'log', ...values.var.flatMap((pair) => ['--var', pair])],
   { env, stdio: ['ignore', values.quiet ? 'ignore' : 'inherit', 'inherit'] },
 );
 const stop = (signal) => child.kill(signal);

@@ -1,7 +1,8 @@
-import { SELF } from 'cloudflare:test';
+import { createExecutionContext, env, SELF } from 'cloudflare:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { describe, expect, it } from 'vitest';
-import { api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { createApp } from '../worker/app';
+import { ADMIN, api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { connect } from './support/mcp';
 
 interface ToolResult {
@@ -347,5 +348,86 @@ describe('MCP: HTTP guard', () => {
     const oldVersion = await post({ authorization: `Bearer ${key}`, 'mcp-protocol-version': '1999-01-01' }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
     expect(oldVersion.status).toBe(400);
     expect(await oldVersion.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/protocol version/) } });
+  });
+});
+
+describe('MCP: CORS for origins in MCP_ALLOWED_ORIGINS', () => {
+  const APP = 'https://app.example';
+  const app = createApp();
+  const corsEnv = { ...env, MCP_ALLOWED_ORIGINS: `${APP}, https://other.example` };
+  const send = (init: { method?: string; headers?: Record<string, string>; body?: string }) =>
+    app.request(`${BASE}/mcp`, { method: init.method ?? 'POST', headers: init.headers, body: init.body }, corsEnv, createExecutionContext());
+  const rpc = (headers: Record<string, string>, body = JSON.stringify(initialize)) =>
+    send({ headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body });
+  const preflight = (origin: string) =>
+    send({ method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type, mcp-protocol-version' } });
+  const exposed = (res: Response) => (res.headers.get('access-control-expose-headers') ?? '').toLowerCase().split(',');
+
+  it('answers a preflight from an allowed origin 204 with the methods, headers and max age a browser MCP client needs', async () => {
+    const res = await preflight(APP);
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(res.headers.get('vary')).toMatch(/\borigin\b/i);
+    expect(res.headers.get('access-control-allow-methods')).toBe('POST');
+    const allowed = (res.headers.get('access-control-allow-headers') ?? '').split(',');
+    expect(allowed).toEqual(expect.arrayContaining(['authorization', 'content-type', 'mcp-protocol-version', 'mcp-session-id', 'last-event-id']));
+    expect(Number(res.headers.get('access-control-max-age'))).toBeGreaterThan(0);
+    expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+
+  it('refuses a preflight from an origin not listed with 403 forbidden and no CORS headers; other OPTIONS keep their 405', async () => {
+    const refused = await preflight('https://evil.example');
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ error: { code: 'forbidden' } });
+    expect(refused.headers.get('access-control-allow-origin')).toBeNull();
+    for (const headers of [{}, { origin: APP }, { 'access-control-request-method': 'POST' }] as Record<string, string>[]) {
+      const res = await send({ method: 'OPTIONS', headers });
+      expect(res.status, JSON.stringify(headers)).toBe(405);
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    }
+  });
+
+  it('lets an allowed origin read answers and refusals (401 too) with the headers it needs; no CORS headers for others', async () => {
+    const { key } = await newTenant();
+    const ok = await rpc({ authorization: `Bearer ${key}`, origin: APP });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(ok.headers.get('vary')).toMatch(/\borigin\b/i);
+    expect(ok.headers.get('mcp-session-id')).toBeTruthy();
+    expect(ok.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(exposed(ok)).toEqual(expect.arrayContaining(['mcp-session-id', 'www-authenticate', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']));
+    await ok.body?.cancel();
+
+    const unauthorized = await rpc({ origin: 'https://other.example' });
+    expect(unauthorized.status).toBe(401);
+    expect(unauthorized.headers.get('access-control-allow-origin')).toBe('https://other.example');
+    expect(unauthorized.headers.get('www-authenticate')).toBe('Bearer');
+    expect(exposed(unauthorized)).toContain('www-authenticate');
+
+    const badType = await rpc({ authorization: `Bearer ${key}`, origin: APP, 'content-type': 'text/plain' });
+    expect(badType.status).toBe(415);
+    expect(badType.headers.get('access-control-allow-origin')).toBe(APP);
+
+    for (const [origin, status] of [['https://evil.example', 403], [undefined, 200], [BASE, 200]] as const) {
+      const res = await rpc({ authorization: `Bearer ${key}`, ...(origin && { origin }) });
+      expect(res.status, origin).toBe(status);
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+      await res.body?.cancel();
+    }
+  });
+
+  it("lets an allowed origin read a key's 429 and its Retry-After and RateLimit headers", async () => {
+    const { tenantId } = await newTenant();
+    const created = await api<{ key: string }>(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'limited', limits: { perMinute: 1 } } });
+    expect(created.status).toBe(201);
+    const first = await rpc({ authorization: `Bearer ${created.body.key}`, origin: APP });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('ratelimit-remaining')).toBe('0');
+    await first.body?.cancel();
+    const limited = await rpc({ authorization: `Bearer ${created.body.key}`, origin: APP });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(limited.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(exposed(limited)).toEqual(expect.arrayContaining(['retry-after', 'ratelimit-remaining']));
   });
 });

@@ -9,6 +9,7 @@ import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
 import { requestIds } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
+import { mcpCors } from './middleware/mcp-cors';
 import { bodyLimit } from './middleware/body-limit';
 import { utf8Body } from './middleware/utf8-body';
 import { bodyEncoding } from './middleware/body-encoding';
@@ -62,6 +63,9 @@ export function createApp() {
 
   app.use(requestIds({ headerName: 'x-request-id', limitLength: 128 }));
   app.use(requestLog());
+  // Before every check that can refuse, so a browser page can read those refusals too, and before
+  // the 405s, which would answer a preflight.
+  app.use('/mcp', mcpCors());
   app.use(headerLimits({ maxTotalBytes: MAX_HEADER_BYTES.total, maxHeaderBytes: MAX_HEADER_BYTES.each }));
   app.use(
     methodNotAllowed({

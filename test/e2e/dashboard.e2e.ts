@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,15 +32,21 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
   let browser: Browser | undefined;
   let base: string;
   let key: string;
+  // A page on a second origin (another port), listed in MCP_ALLOWED_ORIGINS, for the MCP CORS test.
+  let pages: Server | undefined;
+  let pageOrigin: string;
 
   beforeAll(async () => {
+    pages = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>MCP client page</title>'));
+    await new Promise<void>((resolve) => pages!.listen(0, '127.0.0.1', resolve));
+    pageOrigin = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`;
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`);
     const [launched, started] = await Promise.all([
       chromium.launch({
         executablePath: CHROMIUM,
         args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
       }),
-      startDevServer('eag-dash-'),
+      startDevServer('eag-dash-', { MCP_ALLOWED_ORIGINS: pageOrigin }),
     ]);
     browser = launched;
     server = started;
@@ -49,6 +57,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
   afterAll(async () => {
     await browser?.close().catch(() => undefined);
     server?.stop();
+    pages?.close();
   });
 
   it('serves the dashboard as static assets next to the API', async () => {
@@ -522,6 +531,37 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     expect(foreign).toEqual([]);
     expect(problems).toEqual([]);
     console.log(`docs e2e: API reference rendered from this origin alone in ${renderedMs} ms`);
+    await context.close();
+  });
+
+  it('lets a page on an origin in MCP_ALLOWED_ORIGINS call /mcp with fetch and read its answers; another origin is blocked', async () => {
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    // The page's origin differs from the gateway's by port: Authorization and JSON make Chromium preflight.
+    const callMcp = (bearer: string) =>
+      page.evaluate(
+        async ({ url, bearer }) => {
+          try {
+            const res = await fetch(url, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' },
+              body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'page', version: '1' } } }),
+            });
+            return { status: res.status, session: res.headers.get('mcp-session-id'), challenge: res.headers.get('www-authenticate'), body: await res.text() };
+          } catch (error) {
+            return { blocked: String(error) };
+          }
+        },
+        { url: `${base}/mcp`, bearer },
+      );
+    await page.goto(`${pageOrigin}/`);
+    const served = await callMcp(key);
+    expect(served).toMatchObject({ status: 200, session: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    expect(served.body).toContain('edge-agent-gateway');
+    expect(await callMcp('eag_not-a-real-key')).toMatchObject({ status: 401, challenge: 'Bearer' });
+    // The same page server under another name is another origin, not listed: the browser refuses.
+    await page.goto(`${pageOrigin.replace('127.0.0.1', 'localhost')}/`);
+    expect(await callMcp(key)).toMatchObject({ blocked: expect.stringMatching(/Failed to fetch/) });
     await context.close();
   });
 });

@@ -54,7 +54,7 @@ router.openAPIRegistry.registerPath({
   tags: ['mcp'],
   summary: 'Model Context Protocol endpoint (Streamable HTTP, stateless)',
   description:
-    "JSON-RPC 2.0 per the MCP specification (2025-era clients: initialize, tools/list, tools/call; 2026-07-28 per-request envelopes), for the key's tenant. Tools: list_agents, execute_intent, get_execution, cancel_execution, get_context. Tool failures are results with isError and the API's error envelope; protocol failures are JSON-RPC errors. A notifications/cancelled (same key, same Mcp-Session-Id) cancels the waiting execute_intent it names. Send `Accept: application/json, text/event-stream`. A browser Origin must be the endpoint's own or listed in MCP_ALLOWED_ORIGINS; MCP_ALLOWED_HOSTS restricts Host.",
+    "JSON-RPC 2.0 per the MCP specification (2025-era clients: initialize, tools/list, tools/call; 2026-07-28 per-request envelopes), for the key's tenant. Tools: list_agents, execute_intent, get_execution, cancel_execution, get_context. Tool failures are results with isError and the API's error envelope; protocol failures are JSON-RPC errors. A notifications/cancelled (same key, same Mcp-Session-Id) cancels the waiting execute_intent it names. Send `Accept: application/json, text/event-stream`. A browser Origin must be the endpoint's own or listed in MCP_ALLOWED_ORIGINS; MCP_ALLOWED_HOSTS restricts Host. For a listed origin, OPTIONS /mcp answers a CORS preflight (204) and every answer carries Access-Control-Allow-Origin and Access-Control-Expose-Headers; a preflight from another origin is 403 forbidden.",
   security,
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
