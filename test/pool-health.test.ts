@@ -171,6 +171,9 @@ describe('replacing a pool', () => {
     // Only the standby's weight changes: a is still the target whose circuit opened, b the one that asked for a pause.
     const calledA = (await counts())[a];
     await put([chatTarget(a), chatTarget(b), chatTarget(s, 'ok', { priority: 1, weight: 2 })]);
+    const [viewA, viewB] = (await api('/v1/pools/kept', { key })).body.targets;
+    expect(viewA.health).toMatchObject({ circuit: 'open', healthy: false });
+    expect(viewB.health.pausedUntil).not.toBeNull();
     expect(await chat()).toBe(`kept/${s}`);
     expect((await counts())[a]).toBe(calledA);
 

@@ -91,10 +91,9 @@ export class PoolRuntime {
     // weight, say) must not forget what this isolate learnt of it: a rebuilt breaker sent
     // traffic straight back to a target whose circuit had opened, or that asked for a pause.
     // The state object itself is kept, so leases still out on it settle in the same counts.
-    const before = new Map((previous?.pool.targets ?? []).map((t) => [t.id, probeSubject(t)]));
     for (const t of targets) {
       const stored = pool.targets.find((s) => s.id === t.id);
-      const kept = previous && stored && before.get(t.id) === probeSubject(stored) ? previous.states.get(t.id) : undefined;
+      const kept = stored && previous?.stateOf(stored);
       this.states.set(t.id, kept ?? { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false, retryAfterUntil: 0 });
     }
     // Their leases still have to end by their deadline (a stream whose client went away).
@@ -105,6 +104,15 @@ export class PoolRuntime {
     const state = this.states.get(id);
     if (!state) throw new Error(`unknown target ${id}`);
     return state;
+  }
+
+  /**
+   * This runtime's state of the target `stored` defines (credential sealed, as stored), or
+   * undefined when it knew that id by another kind, URL or credential, or not at all.
+   */
+  stateOf(stored: StoredPool['targets'][number]): TargetState | undefined {
+    const known = this.pool.targets.find((t) => t.id === stored.id);
+    return known && probeSubject(known) === probeSubject(stored) ? this.states.get(stored.id) : undefined;
   }
 
   applyProbes(probes: Record<string, ProbeResult>, now = Date.now()): void {
