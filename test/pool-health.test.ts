@@ -153,6 +153,36 @@ describe('the half-open probe slot', () => {
   });
 });
 
+describe('replacing a pool', () => {
+  it("keeps the circuit and Retry-After pause of a target it leaves as it was, and starts afresh for one whose URL changed", async () => {
+    const { key, tenantId } = await newTenant();
+    const tag = `kept${Date.now()}`;
+    const [a, b, s] = [`${tag}-a`, `${tag}-b`, `${tag}-s`];
+    const put = (targets: unknown[]) => api('/v1/pools/kept', { method: 'PUT', key, body: { targets } });
+    const chat = async () => (await api('/v1/chat/completions', { key, body: { model: 'kept', messages: [{ role: 'user', content: 'x' }] } })).headers.get('x-gateway-upstream');
+    await put([chatTarget(a), chatTarget(b), chatTarget(s, 'ok', { priority: 1 })]);
+    expect(await chat()).not.toBeNull();
+    const runtime = cachedRuntime(tenantId, 'kept');
+    if (!runtime) throw new Error('no runtime');
+    for (let i = 0; i < 5; i++) runtime.state(a).breaker.failure();
+    runtime.state(b).retryAfterUntil = Date.now() + 60_000;
+    expect(await chat()).toBe(`kept/${s}`);
+
+    // Only the standby's weight changes: a is still the target whose circuit opened, b the one that asked for a pause.
+    const calledA = (await counts())[a];
+    await put([chatTarget(a), chatTarget(b), chatTarget(s, 'ok', { priority: 1, weight: 2 })]);
+    const [viewA, viewB] = (await api('/v1/pools/kept', { key })).body.targets;
+    expect(viewA.health).toMatchObject({ circuit: 'open', healthy: false });
+    expect(viewB.health.pausedUntil).not.toBeNull();
+    expect(await chat()).toBe(`kept/${s}`);
+    expect((await counts())[a]).toBe(calledA);
+
+    // a at another URL is another target: nothing of the old one's failures holds it back.
+    await put([chatTarget(a, 'delayMs=1'), chatTarget(b), chatTarget(s, 'ok', { priority: 1, weight: 2 })]);
+    expect(await chat()).toBe(`kept/${a}`);
+  });
+});
+
 describe('Retry-After pauses in the health view', () => {
   it("shows until when each target asked not to be called (capped at 5 minutes), and null for one that did not", async () => {
     const { key } = await newTenant();

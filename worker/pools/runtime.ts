@@ -66,7 +66,8 @@ export interface Lease {
 
 /**
  * The live state of one pool in this isolate: breakers, in-flight counts, latency and the
- * balancer's weights. Rebuilt when the pool's definition changes.
+ * balancer's weights. Rebuilt when the pool's definition changes, keeping the state of each
+ * target the change left as it was (see the constructor).
  */
 export class PoolRuntime {
   private readonly states = new Map<string, TargetState>();
@@ -84,14 +85,34 @@ export class PoolRuntime {
     readonly tenantId: string,
     readonly pool: StoredPool,
     readonly targets: readonly PoolTarget[],
+    previous?: PoolRuntime,
   ) {
-    for (const t of targets) this.states.set(t.id, { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false, retryAfterUntil: 0 });
+    // A PUT that leaves a target's kind, URL and credential as they were (another target's
+    // weight, say) must not forget what this isolate learnt of it: a rebuilt breaker sent
+    // traffic straight back to a target whose circuit had opened, or that asked for a pause.
+    // The state object itself is kept, so leases still out on it settle in the same counts.
+    for (const t of targets) {
+      const stored = pool.targets.find((s) => s.id === t.id);
+      const kept = stored && previous?.stateOf(stored);
+      this.states.set(t.id, kept ?? { breaker: new CircuitBreaker(), inflight: 0, latencyMs: null, probeDown: false, retryAfterUntil: 0 });
+    }
+    // Their leases still have to end by their deadline (a stream whose client went away).
+    for (const [end, by] of previous?.bounded ?? []) this.bounded.set(end, by);
   }
 
   state(id: string): TargetState {
     const state = this.states.get(id);
     if (!state) throw new Error(`unknown target ${id}`);
     return state;
+  }
+
+  /**
+   * This runtime's state of the target `stored` defines (credential sealed, as stored), or
+   * undefined when it knew that id by another kind, URL or credential, or not at all.
+   */
+  stateOf(stored: StoredPool['targets'][number]): TargetState | undefined {
+    const known = this.pool.targets.find((t) => t.id === stored.id);
+    return known && probeSubject(known) === probeSubject(stored) ? this.states.get(stored.id) : undefined;
   }
 
   applyProbes(probes: Record<string, ProbeResult>, now = Date.now()): void {
@@ -141,7 +162,12 @@ export class PoolRuntime {
 
   /** Ends the leases past their `endBy` (as cancelled: nothing is known about the target). */
   endOverdue(now = Date.now()): void {
-    for (const [end, by] of this.bounded) if (by <= now) end();
+    for (const [end, by] of this.bounded) {
+      if (by > now) continue;
+      // A lease taken over from a replaced runtime removes itself from that one's map only.
+      this.bounded.delete(end);
+      end();
+    }
   }
 }
 
@@ -158,7 +184,7 @@ export async function loadPoolRuntime(env: Env, tenantId: string, name: string):
   const key = `${tenantId}/${name}`;
   let runtime = runtimes.get(key);
   if (!runtime || runtime.pool.updatedAt !== pool.updatedAt) {
-    runtime = new PoolRuntime(tenantId, pool, await openTargets(env, tenantId, pool));
+    runtime = new PoolRuntime(tenantId, pool, await openTargets(env, tenantId, pool), runtime);
     if (runtimes.size > 5_000) runtimes.clear();
     runtimes.set(key, runtime);
   }

@@ -38,8 +38,9 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
   return {
     ...view,
     targets: view.targets.map((t) => {
-      const state = runtime?.pool.updatedAt === pool.updatedAt ? runtime.state(t.id) : undefined;
       const stored = pool.targets.find((s) => s.id === t.id);
+      // A runtime of the pool before its last PUT still holds what the next call will keep.
+      const state = runtime && stored ? runtime.stateOf(stored) : undefined;
       // Only a probe of the target as now defined; shown without its subject (an internal hash).
       const found = stored ? probeOf(probes, stored) : null;
       const shown = found && { ok: found.ok, checkedAt: found.checkedAt, latencyMs: found.latencyMs, ...(found.error !== undefined && { error: found.error }) };
