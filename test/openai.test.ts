@@ -266,6 +266,16 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     await poolFor(key, 'chat', [chatTarget('x1'), chatTarget('x2', 'ok', { model: 'big' })]);
     const models = await client(key).models.list();
     expect(models.data.map((m) => m.id).sort()).toEqual(['chat', 'chat/big', 'chat/mock-model']);
+    // Each listed model is retrieved as listed, its slash sent as is or as %2F (the client's versions differ).
+    for (const model of models.data) expect(await client(key).models.retrieve(model.id), model.id).toMatchObject({ id: model.id, object: 'model', created: model.created, owned_by: 'edge-agent-gateway' });
+    expect((await api('/v1/models/chat%2Fbig', { key })).body).toMatchObject({ id: 'chat/big' });
+    // Unknown models, another tenant's pool and names no pool can have are 404 not_found.
+    const other = await newTenant();
+    for (const [path, k] of [['/v1/models/chat/none', key], ['/v1/models/none', key], ['/v1/models/chat', other.key], ['/v1/models/%2F..%2Fx', key]] as const) {
+      const res = await api(path, { key: k });
+      expect(res.status, path).toBe(404);
+      expect(res.body.error.code, path).toBe('not_found');
+    }
   });
 
   it('lists only what chat completions can answer: no pool of agent-http targets alone, no agent-http target\'s model', async () => {

@@ -300,6 +300,8 @@ describe('the OpenAPI document against the answers', () => {
     await check('GET', '/v1/pools', '/v1/pools?limit=0', 400);
     await check('POST', '/v1/chat/completions', '/v1/chat/completions', 200, { body: { model: 'local', messages: [{ role: 'user', content: 'hi' }] } });
     await check('GET', '/v1/models', '/v1/models', 200);
+    await check('GET', '/v1/models/{model}', '/v1/models/local', 200);
+    await check('GET', '/v1/models/{model}', '/v1/models/local%2Fnone', 404);
     await check('DELETE', '/v1/pools/{name}', '/v1/pools/local', 204);
     const webhook = await check('POST', '/v1/agents/{id}/webhooks', `${a}/webhooks`, 201, { body: { url: 'https://receiver.example/hook' } });
     await check('GET', '/v1/agents/{id}/webhooks', `${a}/webhooks`, 200);

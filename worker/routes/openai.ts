@@ -11,9 +11,11 @@ import { SSE_HEADERS, completion, completionStream, sseEvent } from '../openai/c
 import { answerWhileKeyValid, keyBoundStream, REVOKED_MESSAGE } from '../auth/key-watch';
 import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
-import { allPools } from '../pools/store';
+import { allPools, getPool } from '../pools/store';
 import { ErrorBody } from '../schemas/common';
-import { ChatCompletion, ChatCompletionRequest, ModelList, contentText } from '../schemas/openai';
+import { ChatCompletion, ChatCompletionRequest, Model, ModelList, contentText } from '../schemas/openai';
+import { POOL_NAME } from '../schemas/pool';
+import type { StoredPool } from '../schemas/pool';
 import { outboundPolicy } from '../upstream/outbound-guard';
 import { gatewayUpstream } from '../upstream/pool';
 import { retryAfterSeconds } from '../upstream/resume-times';
@@ -229,15 +231,40 @@ export const openai = router()
     }),
     async (c) => {
       const pools = await allPools(c.env, c.get('principal').tenantId);
-      const data = pools.flatMap((pool) => {
-        // agent-http targets do not speak chat completions (proxyChat never calls them): a pool
-        // of those alone is refused there, and their models are no chat model of the pool's.
-        const chatTargets = pool.targets.filter((t) => t.kind !== 'agent-http');
-        if (chatTargets.length === 0) return [];
-        const created = Math.floor(Date.parse(pool.createdAt) / 1000);
-        const models = [...new Set(chatTargets.map((t) => t.model).filter((m): m is string => m !== undefined))];
-        return [pool.name, ...models.map((m) => `${pool.name}/${m}`)].map((id) => ({ id, object: 'model' as const, created, owned_by: 'edge-agent-gateway' }));
-      });
-      return c.json({ object: 'list' as const, data }, 200);
+      return c.json({ object: 'list' as const, data: pools.flatMap(poolModels) }, 200);
     },
   );
+
+// The official client's models.retrieve('<pool>/<model>') sends the slash as is (v4) or as %2F
+// (v5): a route parameter cannot hold it, so the id is the rest of the path.
+openai.openAPIRegistry.registerPath({
+  method: 'get',
+  path: '/v1/models/{model}',
+  tags: ['openai'],
+  summary: 'One model of GET /v1/models by its id ("<pool>" or "<pool>/<model>"; the slash may be sent as %2F)',
+  security,
+  request: { params: z.object({ model: z.string().openapi({ example: 'faq/gpt-4o-mini' }) }) },
+  responses: { 200: json(Model, 'the model'), 404: errorResponse('not_found: no such model'), ...commonErrors },
+});
+
+openai.get('/v1/models/:model{.+}', async (c) => {
+  const id = decodeURIComponent(c.req.param('model'));
+  const poolName = id.split('/', 1)[0] ?? '';
+  const pool = POOL_NAME.test(poolName) ? await getPool(c.env, c.get('principal').tenantId, poolName) : null;
+  const model = pool ? poolModels(pool).find((m) => m.id === id) : undefined;
+  if (!model) throw new ApiError('not_found', `model ${id} not found`);
+  return c.json(model, 200);
+});
+
+/**
+ * A pool's models as GET /v1/models lists them: the pool, and each model its chat targets
+ * name. agent-http targets do not speak chat completions (proxyChat never calls them): a pool
+ * of those alone is refused there, and their models are no chat model of the pool's.
+ */
+function poolModels(pool: StoredPool): Model[] {
+  const chatTargets = pool.targets.filter((t) => t.kind !== 'agent-http');
+  if (chatTargets.length === 0) return [];
+  const created = Math.floor(Date.parse(pool.createdAt) / 1000);
+  const models = [...new Set(chatTargets.map((t) => t.model).filter((m): m is string => m !== undefined))];
+  return [pool.name, ...models.map((m) => `${pool.name}/${m}`)].map((id) => ({ id, object: 'model' as const, created, owned_by: 'edge-agent-gateway' }));
+}

@@ -44,9 +44,10 @@ export const ChatCompletion = z
   })
   .openapi('ChatCompletion');
 
-export const ModelList = z
-  .object({ object: z.literal('list'), data: z.array(z.object({ id: z.string(), object: z.literal('model'), created: z.number().int(), owned_by: z.string() })) })
-  .openapi('ModelList');
+export const Model = z.object({ id: z.string(), object: z.literal('model'), created: z.number().int(), owned_by: z.string() }).openapi('Model');
+export type Model = z.infer<typeof Model>;
+
+export const ModelList = z.object({ object: z.literal('list'), data: z.array(Model) }).openapi('ModelList');
 
 /** The text of a message's content (string, or the text parts of an array). */
 export function contentText(content: ChatCompletionRequest['messages'][number]['content']): string {
