@@ -13,7 +13,8 @@ describe('OpenAPI document and docs page', () => {
     const undocumentedOnPurpose = new Set(['GET /openapi.json', 'GET /docs', 'GET /dashboard', 'GET /dashboard/*', 'GET /vendor/*']);
     const registered = createApp()
       .routes.filter((r) => r.method !== 'ALL')
-      .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`)
+      // A parameter's pattern (`:model{.+}`) is not part of its documented name.
+      .map((r) => `${r.method} ${r.path.replace(/:(\w+)(\{[^}]*\})?/g, '{$1}')}`)
       .filter((r) => !undocumentedOnPurpose.has(r));
     expect(registered.length).toBeGreaterThan(30);
     for (const route of registered) expect(documented, route).toContain(route);

@@ -64,6 +64,7 @@ export async function buildWorld(): Promise<World> {
       wid: webhook.id,
       did: deliveryId,
       name: poolName,
+      model: poolName,
     },
   };
 }
