@@ -1,14 +1,13 @@
 // The pools panel: each pool's targets with circuit, health, in-flight requests, latency and
 // last probe.
-import { api, ApiError } from './api.js';
+import { api } from './api.js';
 import { $, cell, setText, syncRows } from './dom.js';
 import { ms, time } from './format.js';
+import { Rounds } from './rounds.js';
 import { state } from './state.js';
 
-// Pool details (the list has no health) per refresh: like the agents' statuses, a few a round,
-// the least recently seen first, each pool keeping its last answer, so a page of many pools
-// does not spend its key's limits on one request per pool every 5 s.
-const DETAILS_PER_ROUND = 5;
+/** Each pool's last details (the list has no health), five a round instead of all every 5 s. */
+export const poolDetails = () => new Rounds(5);
 
 /** Resolves true once the table shows a fresh answer, undefined when the refresh did not run. */
 export async function refreshPools(current = state.session) {
@@ -22,11 +21,11 @@ export async function refreshPools(current = state.session) {
       data.push(...page.data);
       if (!page.nextCursor) break;
     }
-    await refreshDetails(current, data.map((pool) => pool.name));
+    await current.pools.refresh(data.map((pool) => pool.name), (name) => api(`/v1/pools/${encodeURIComponent(name)}`, { signal: current.abort.signal }));
     if (state.session !== current) return;
     const rows = new Map();
     for (const listed of data) {
-      const pool = current.pools.get(listed.name)?.pool ?? listed;
+      const pool = current.pools.last(listed.name) ?? listed;
       for (const target of listed.targets) {
         // A target's health comes from the pool's last detail; one added since has none yet.
         const health = pool.targets.find((known) => known.id === target.id)?.health;
@@ -53,22 +52,4 @@ export async function refreshPools(current = state.session) {
   } finally {
     current.poolsBusy = false;
   }
-}
-
-/** Asks for at most DETAILS_PER_ROUND pools' details, unless a 429 asked to wait. */
-async function refreshDetails(current, names) {
-  const listed = new Set(names);
-  for (const name of current.pools.keys()) if (!listed.has(name)) current.pools.delete(name);
-  if (Date.now() < current.poolsPausedUntil) return;
-  const seenAt = (name) => current.pools.get(name)?.at ?? 0;
-  const due = [...names].sort((a, b) => seenAt(a) - seenAt(b)).slice(0, DETAILS_PER_ROUND);
-  await Promise.all(due.map(async (name) => {
-    try {
-      current.pools.set(name, { pool: await api(`/v1/pools/${encodeURIComponent(name)}`, { signal: current.abort.signal }), at: Date.now() });
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 429) {
-        current.poolsPausedUntil = Math.max(current.poolsPausedUntil, Date.now() + (error.retryAfterS ?? 1) * 1000);
-      }
-    }
-  }));
 }

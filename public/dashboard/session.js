@@ -1,9 +1,9 @@
 // One pasted key's session: the first load, the polls, and the end that clears what it showed.
 import { select } from './agent-panel.js';
-import { refreshAgents } from './agents.js';
+import { agentStatuses, refreshAgents } from './agents.js';
 import { ApiError, UnreachableError } from './api.js';
 import { $, say } from './dom.js';
-import { refreshPools } from './pools.js';
+import { poolDetails, refreshPools } from './pools.js';
 import { state } from './state.js';
 
 const AGENTS_EVERY_MS = 3000;
@@ -13,7 +13,7 @@ let timers = [];
 
 export async function start() {
   stop();
-  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: new Map(), statusesPausedUntil: 0, pools: new Map(), poolsPausedUntil: 0, unreachable: false };
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: agentStatuses(), pools: poolDetails(), unreachable: false };
   state.session = current;
   // A gateway that cannot be reached yet (restarting, say) is tried again until it answers: the
   // key is in sessionStorage, not in the emptied key field, so the page has to recover alone.

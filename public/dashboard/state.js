@@ -9,11 +9,9 @@ export const state = {
   /**
    * What one pasted key shows: stop() ends it, so an answer still on its way for an earlier key
    * (another tenant's agents or pools) is dropped instead of being drawn under the next key.
-   * statuses: each agent's last status and when it came; statusesPausedUntil: a 429's Retry-After;
-   * pools, poolsPausedUntil: the same for each pool's last detail (its targets' health);
+   * statuses, pools: each agent's last status and each pool's last details (rounds.js);
    * unreachable: the last refresh found no gateway (and the page says so).
-   * { abort, agentsBusy, poolsBusy, statuses: Map, statusesPausedUntil: number, pools: Map,
-   *   poolsPausedUntil: number, unreachable: boolean }
+   * { abort, agentsBusy, poolsBusy, statuses: Rounds, pools: Rounds, unreachable: boolean }
    */
   session: null,
 };
