@@ -5,6 +5,7 @@ import { iso } from '../worker/lib/time';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
+import { eachLimited } from '../worker/lib/each-limited';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
@@ -266,15 +267,13 @@ export class AgentWebhooks {
     // send them again after they landed, overwriting their record with stale attempt counts.
     for (const d of due) this.claimed.add(d.id);
     let landed = 0;
-    // PARALLEL senders each take the next delivery as theirs ends, not batches of PARALLEL: a
-    // batch waited for its slowest send, so a receiver that hung for the 10 s timeout held up
-    // every delivery behind it, to other receivers too.
-    let next = 0;
-    const sender = async () => {
-      for (let d = due[next++]; d; d = due[next++]) if (await this.send(d)) landed++;
-    };
     try {
-      await Promise.all(Array.from({ length: Math.min(PARALLEL, due.length) }, sender));
+      // PARALLEL sends in flight, each done starting the next, not batches of PARALLEL: a batch
+      // waited for its slowest send, so a receiver that hung for the 10 s timeout held up every
+      // delivery behind it, to other receivers too.
+      await eachLimited(due, PARALLEL, async (d) => {
+        if (await this.send(d)) landed++;
+      });
     } finally {
       // A pass that failed part way leaves its unsent deliveries to the next one.
       for (const d of due) if (!this.sending.has(d.id)) this.claimed.delete(d.id);
