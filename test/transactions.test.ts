@@ -85,6 +85,28 @@ describe('transactions: the API', () => {
     expect(got.body.status).toBe('committed');
   });
 
+  it('replays an abort under its key as it replays a commit: a retry of agent_locked needs a new key (README)', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const held = await agentStub(tenantId, a).prepare('tx_held_key', { coordinatorName: `${tenantId}/tx_held_key`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 });
+    expect(held.ok).toBe(true);
+    const headers = { 'idempotency-key': 'transfer-while-locked' };
+    const first = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(first.status).toBe(409);
+    expect(first.body).toMatchObject({ status: 'aborted', reason: 'agent_locked', agentId: a });
+    expect(await agentStub(tenantId, a).abort('tx_held_key')).toEqual({ ok: true, value: { aborted: true } });
+    // The lock is gone, but the key's outcome is the abort: the same 409, never a second run.
+    const again = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers });
+    expect(again.status).toBe(409);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((await contextOf(key, a)).data).toEqual({ balance: 100 });
+    const retried = await api('/v1/transactions', { key, body: transfer(a, b, 10), headers: { 'idempotency-key': 'transfer-while-locked-2' } });
+    expect(retried.status).toBe(200);
+    expect((await contextOf(key, b)).data.balance).toBe(10);
+  });
+
   it('answers a repeated key with the recorded outcome even after a participant was deleted', async () => {
     const { key } = await newTenant();
     const a = await agentWith(key, { balance: 100 });
