@@ -91,6 +91,32 @@ describe('upstream output limit', () => {
   });
 });
 
+describe('upstream context patch bounds', () => {
+  /** Runs an execution whose upstream answers `reply` (raw JSON text) and returns the execution. */
+  const runWith = async (key: string, id: string, reply: string) => {
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { mock: { body: reply } } } });
+    return (await api(`/v1/agents/${id}/executions/${res.status === 200 ? res.body.id : res.body.error.details.executionId}`, { key })).body;
+  };
+
+  it("fails an execution whose contextPatch is deeper than a client's may be, or holds 1e400, leaving the context as it was", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    // 32 levels, the patch object included, as PATCH …/context allows.
+    expect(await runWith(key, id, JSON.stringify({ output: 1, contextPatch: { k: nested(31) } }))).toMatchObject({ status: 'succeeded' });
+    const before = (await contextOf(key, id)) as { version: number };
+    // 20,000 levels used to be merged: GET …/context then answered 500 and every later call failed.
+    const deep = `{"output":1,"contextPatch":{"k":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`;
+    for (const reply of [JSON.stringify({ output: 1, contextPatch: { k: nested(32) } }), deep, '{"output":1,"contextPatch":{"n":1e400}}']) {
+      const execution = await runWith(key, id, reply);
+      expect(execution, reply.slice(0, 60)).toMatchObject({ status: 'failed', error: { code: 'upstream_failed' } });
+      expect(execution.error.message).toMatch(/^upstream "contextPatch": (nested deeper than 32 levels|a number is beyond the range of a double)/);
+    }
+    const after = await api(`/v1/agents/${id}/context`, { key });
+    expect(after.status).toBe(200);
+    expect(after.body).toEqual(before);
+  });
+});
+
 describe('transactions: "__proto__" in an increment or a min', () => {
   it('says so when it was the only key (validation drops it), and still drops it beside others', async () => {
     const { key } = await newTenant();

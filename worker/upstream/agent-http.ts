@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH, NON_FINITE, jsonShapeProblem } from '../lib/json-limits';
 import { postJson } from './http-attempt';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
 
@@ -32,6 +33,11 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       if (contextPatch !== undefined && contextPatch !== null && !isRecord(contextPatch)) {
         throw new UpstreamError('invalid_response', 'upstream "contextPatch" is not an object', false);
       }
+      // The bounds of a client's context patch: merged unchecked, a patch some 20,000 levels deep
+      // made a context no read could carry (GET …/context a 500, every later call failing), and
+      // 1e400 was stored as null.
+      const shape = isRecord(contextPatch) ? jsonShapeProblem(contextPatch, MAX_JSON_DEPTH, NON_FINITE) : null;
+      if (shape) throw new UpstreamError('invalid_response', `upstream "contextPatch": ${shape}`, false);
       return isRecord(contextPatch) ? { output: reply.output, contextPatch } : { output: reply.output };
     },
   };
