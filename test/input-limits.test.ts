@@ -91,6 +91,25 @@ describe('upstream output limit', () => {
   });
 });
 
+describe('upstream output depth', () => {
+  it('fails an execution whose output nests deeper than 512 levels, which used to be stored and then unreadable (500)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const run = (depth: number) => api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { mock: { body: `{"output":${'['.repeat(depth)}${']'.repeat(depth)}}` } } } });
+    const kept = await run(512);
+    expect(kept.status).toBe(200);
+    expect((await api(`/v1/agents/${id}/executions/${kept.body.id}`, { key })).body).toEqual(kept.body);
+    // 5,000 levels: the sync answer was a 500 internal_error, as was every read of the execution.
+    for (const depth of [513, 5_000]) {
+      const refused = await run(depth);
+      expect(refused.status, `${depth}`).toBe(502);
+      const read = await api(`/v1/agents/${id}/executions/${refused.body.error.details.executionId}`, { key });
+      expect(read.status).toBe(200);
+      expect(read.body).toMatchObject({ status: 'failed', error: { code: 'upstream_failed', message: 'upstream "output" is nested deeper than 512 levels' } });
+    }
+  });
+});
+
 describe('upstream context patch bounds', () => {
   /** Runs an execution whose upstream answers `reply` (raw JSON text) and returns the execution. */
   const runWith = async (key: string, id: string, reply: string) => {

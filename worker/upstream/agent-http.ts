@@ -1,4 +1,5 @@
-import { MAX_JSON_DEPTH, NON_FINITE, jsonShapeProblem } from '../lib/json-limits';
+import { MAX_JSON_DEPTH, NON_FINITE, jsonDepth, jsonShapeProblem } from '../lib/json-limits';
+import { MAX_OUTPUT_DEPTH } from '../schemas/execution';
 import { postJson } from './http-attempt';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
 
@@ -28,6 +29,9 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       const reply = await postJson(url, body, headers, signal);
       if (!isRecord(reply) || !('output' in reply)) {
         throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
+      }
+      if (jsonDepth(reply.output, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH) {
+        throw new UpstreamError('invalid_response', `upstream "output" is nested deeper than ${MAX_OUTPUT_DEPTH} levels`, false);
       }
       const { contextPatch } = reply;
       if (contextPatch !== undefined && contextPatch !== null && !isRecord(contextPatch)) {
