@@ -117,7 +117,7 @@ describe('upstream context patch bounds', () => {
     return (await api(`/v1/agents/${id}/executions/${res.status === 200 ? res.body.id : res.body.error.details.executionId}`, { key })).body;
   };
 
-  it("fails an execution whose contextPatch is deeper than a client's may be, or holds 1e400, leaving the context as it was", async () => {
+  it("fails an execution whose contextPatch is deeper than a client's may be, holds 1e400 or a member name over 256 characters, leaving the context as it was", async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
     // 32 levels, the patch object included, as PATCH …/context allows.
@@ -125,14 +125,18 @@ describe('upstream context patch bounds', () => {
     const before = (await contextOf(key, id)) as { version: number };
     // 20,000 levels used to be merged: GET …/context then answered 500 and every later call failed.
     const deep = `{"output":1,"contextPatch":{"k":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`;
-    for (const reply of [JSON.stringify({ output: 1, contextPatch: { k: nested(32) } }), deep, '{"output":1,"contextPatch":{"n":1e400}}']) {
+    // A member name over 256 characters: no client's patch could ever remove it.
+    const longName = JSON.stringify({ output: 1, contextPatch: { ['k'.repeat(257)]: 1 } });
+    for (const reply of [JSON.stringify({ output: 1, contextPatch: { k: nested(32) } }), deep, '{"output":1,"contextPatch":{"n":1e400}}', longName]) {
       const execution = await runWith(key, id, reply);
       expect(execution, reply.slice(0, 60)).toMatchObject({ status: 'failed', error: { code: 'upstream_failed' } });
-      expect(execution.error.message).toMatch(/^upstream "contextPatch": (nested deeper than 32 levels|a number is beyond the range of a double)/);
+      expect(execution.error.message).toMatch(/^upstream "contextPatch": (nested deeper than 32 levels|a number is beyond the range of a double|member name "k+"… is over 256 characters)/);
     }
     const after = await api(`/v1/agents/${id}/context`, { key });
     expect(after.status).toBe(200);
     expect(after.body).toEqual(before);
+    // Why such a name is refused: a client's patch cannot name the member to remove it.
+    expect((await patchContext(key, id, { ['k'.repeat(257)]: null })).status).toBe(400);
   });
 });
 
