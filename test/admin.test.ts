@@ -1,10 +1,26 @@
+import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { createApp } from '../worker/app';
 import { ADMIN, api, newTenant } from './support/api';
 
 describe('tenants and keys (admin API)', () => {
   it('refuses admin routes without the operator token', async () => {
     expect((await api('/v1/admin/tenants', { body: {} })).status).toBe(401);
     expect((await api('/v1/admin/tenants', { key: 'wrong-token-wrong-token', body: {} })).status).toBe(401);
+  });
+
+  it('keeps the admin API closed when ADMIN_TOKEN is unset, empty or shorter than 16 characters, whatever the caller sends', async () => {
+    const app = createApp();
+    const asOperator = (token: string, adminToken: string | undefined) =>
+      app.request('/v1/admin/tenants', { headers: { authorization: `Bearer ${token}` } }, { ...env, ADMIN_TOKEN: adminToken });
+    // The configured token opens it (the same app, the same request)…
+    expect((await asOperator(ADMIN(), ADMIN())).status).toBe(200);
+    // …but no token at all, an empty one, or a guessable short one keeps every caller out, even one sending that very value.
+    for (const [configured, sent] of [[undefined, ADMIN()], ['', 'x'], ['short-token', 'short-token'], ['fifteen-chars-x', 'fifteen-chars-x']] as const) {
+      const res = await asOperator(sent, configured);
+      expect(res.status, `ADMIN_TOKEN=${String(configured)}`).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+    }
   });
 
   it('refuses a tenant API key on admin routes', async () => {

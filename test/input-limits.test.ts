@@ -91,6 +91,55 @@ describe('upstream output limit', () => {
   });
 });
 
+describe('upstream output depth', () => {
+  it('fails an execution whose output nests deeper than 512 levels, which used to be stored and then unreadable (500)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const run = (depth: number) => api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { mock: { body: `{"output":${'['.repeat(depth)}${']'.repeat(depth)}}` } } } });
+    const kept = await run(512);
+    expect(kept.status).toBe(200);
+    expect((await api(`/v1/agents/${id}/executions/${kept.body.id}`, { key })).body).toEqual(kept.body);
+    // 5,000 levels: the sync answer was a 500 internal_error, as was every read of the execution.
+    for (const depth of [513, 5_000]) {
+      const refused = await run(depth);
+      expect(refused.status, `${depth}`).toBe(502);
+      const read = await api(`/v1/agents/${id}/executions/${refused.body.error.details.executionId}`, { key });
+      expect(read.status).toBe(200);
+      expect(read.body).toMatchObject({ status: 'failed', error: { code: 'upstream_failed', message: 'upstream "output" is nested deeper than 512 levels' } });
+    }
+  });
+});
+
+describe('upstream context patch bounds', () => {
+  /** Runs an execution whose upstream answers `reply` (raw JSON text) and returns the execution. */
+  const runWith = async (key: string, id: string, reply: string) => {
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { mock: { body: reply } } } });
+    return (await api(`/v1/agents/${id}/executions/${res.status === 200 ? res.body.id : res.body.error.details.executionId}`, { key })).body;
+  };
+
+  it("fails an execution whose contextPatch is deeper than a client's may be, holds 1e400 or a member name over 256 characters, leaving the context as it was", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    // 32 levels, the patch object included, as PATCH …/context allows.
+    expect(await runWith(key, id, JSON.stringify({ output: 1, contextPatch: { k: nested(31) } }))).toMatchObject({ status: 'succeeded' });
+    const before = (await contextOf(key, id)) as { version: number };
+    // 20,000 levels used to be merged: GET …/context then answered 500 and every later call failed.
+    const deep = `{"output":1,"contextPatch":{"k":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`;
+    // A member name over 256 characters: no client's patch could ever remove it.
+    const longName = JSON.stringify({ output: 1, contextPatch: { ['k'.repeat(257)]: 1 } });
+    for (const reply of [JSON.stringify({ output: 1, contextPatch: { k: nested(32) } }), deep, '{"output":1,"contextPatch":{"n":1e400}}', longName]) {
+      const execution = await runWith(key, id, reply);
+      expect(execution, reply.slice(0, 60)).toMatchObject({ status: 'failed', error: { code: 'upstream_failed' } });
+      expect(execution.error.message).toMatch(/^upstream "contextPatch": (nested deeper than 32 levels|a number is beyond the range of a double|member name "k+"… is over 256 characters)/);
+    }
+    const after = await api(`/v1/agents/${id}/context`, { key });
+    expect(after.status).toBe(200);
+    expect(after.body).toEqual(before);
+    // Why such a name is refused: a client's patch cannot name the member to remove it.
+    expect((await patchContext(key, id, { ['k'.repeat(257)]: null })).status).toBe(400);
+  });
+});
+
 describe('transactions: "__proto__" in an increment or a min', () => {
   it('says so when it was the only key (validation drops it), and still drops it beside others', async () => {
     const { key } = await newTenant();

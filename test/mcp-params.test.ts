@@ -165,3 +165,32 @@ describe('MCP: what the params check leaves alone', () => {
     expect((await messages(modernInit))[0]).toMatchObject({ id: 'init-1', error: { code: -32601 } });
   });
 });
+
+describe('MCP: params nested too deep', () => {
+  /** An initialize whose capabilities.experimental holds a value `levels` deep, as raw JSON (JSON.stringify recurses). */
+  const deepInitialize = (levels: number) =>
+    `{"jsonrpc":"2.0","id":"init-1","method":"initialize","params":{"protocolVersion":"2025-11-25","clientInfo":{"name":"raw","version":"1"},"capabilities":{"experimental":{"x":${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}}}}}`;
+  const postText = (key: string, body: string) =>
+    SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body });
+
+  it('refuses a message whose params nest deeper than 64 levels with -32602, not a parse error carrying a RangeError', async () => {
+    const { key } = await newTenant();
+    // 5,000 levels overflowed the SDK's validation of the capabilities: 400 -32700 "Parse error", data "RangeError: Maximum call stack size exceeded".
+    const res = await postText(key, deepInitialize(5000));
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text).not.toContain('RangeError');
+    expect(JSON.parse(text)).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32602, message: 'Invalid params: initialize: params are nested deeper than 64 levels' } });
+    // In a batch and in a notification too: the body is refused whole.
+    const batch = await postText(key, `[${deepInitialize(65 - 3)},{"jsonrpc":"2.0","id":2,"method":"ping"}]`);
+    expect(batch.status).toBe(400);
+    expect((await batch.json()) as unknown).toMatchObject({ id: null, error: { code: -32602 } });
+  });
+
+  it('still serves params of exactly 64 levels', async () => {
+    const { key } = await newTenant();
+    // params (1), capabilities (2), experimental (3), then 61 objects: 64.
+    const [reply] = await messages(await postText(key, deepInitialize(61)));
+    expect(reply).toMatchObject({ id: 'init-1', result: { serverInfo: { name: 'edge-agent-gateway' } } });
+  });
+});

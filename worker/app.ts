@@ -7,7 +7,7 @@ import { ApiError, missingBodyError, validationError } from './errors';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
-import { requestIds } from './middleware/response-headers';
+import { requestIds, setResponseHeader } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
 import { mcpCors } from './middleware/mcp-cors';
 import { bodyLimit } from './middleware/body-limit';
@@ -39,6 +39,24 @@ import { withMiddlewareHeaders } from './routes/openapi-headers';
 
 /** Where the API reference page (GET /docs) loads Scalar's script: public/vendor/scalar/standalone.js. */
 const SCALAR_SCRIPT = '/vendor/scalar/standalone.js';
+/**
+ * The reference page is an API client a user types a key into and sends requests from, on the
+ * dashboard's origin: like the dashboard (public/_headers) it may not be framed by another site
+ * (clickjacking its Send buttons), sniffed, or given a <base> or plugin. Its script policy stays
+ * open: Scalar's page is configured by an inline script and styles itself inline.
+ */
+const DOCS_PAGE_HEADERS: Record<string, string> = {
+  'content-security-policy': "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
+const docsPageHeaders = async (c: Context<AppEnv>, next: () => Promise<void>) => {
+  await next();
+  for (const [name, value] of Object.entries(DOCS_PAGE_HEADERS)) setResponseHeader(c, name, value);
+};
+
 /** Largest request body the API reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest request headers: in total, and any one of them. */
@@ -132,7 +150,7 @@ export function createApp() {
   // blocked: Scalar's script is a static asset (public/vendor/scalar/, vendored with its version and
   // hash by scripts/vendor-scalar.mjs), and no web fonts from Scalar's
   // font host (the system's fonts instead).
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false }));
+  app.get('/docs', docsPageHeaders, Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false }));
 
   // The dashboard's files and the reference's script are static assets, but wrangler.toml runs
   // the Worker first for them (run_worker_first) so that they pass the same middleware as the

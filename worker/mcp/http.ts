@@ -1,4 +1,5 @@
 import { countCalls, type CallTest } from '../lib/json-rpc-calls';
+import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
 
 /**
  * A JSON-RPC call of the MCP endpoint that starts an execution (budgets and concurrency apply):
@@ -33,4 +34,32 @@ export function batchRefusal(): Response {
     { jsonrpc: '2.0', error: { code: -32600, message: 'Invalid Request: a batch may carry at most one execute_intent call; send each in its own request' }, id: null },
     { status: 400 },
   );
+}
+
+/**
+ * Deepest `params` a message may carry: a tools/call's are its arguments around an input of up
+ * to MAX_JSON_DEPTH levels, and nothing the protocol defines nests anywhere near this.
+ */
+export const MAX_PARAMS_DEPTH = 2 * MAX_JSON_DEPTH;
+
+/**
+ * The refusal of a body with a message (request or notification) whose params nest deeper than
+ * MAX_PARAMS_DEPTH, or null. The SDK validates an initialize's capabilities recursively: about
+ * 2,000 levels overflowed its stack, which it answered -32700 "Parse error" with the
+ * RangeError's text as `data`, a well-formed body reported as unparseable and the runtime's
+ * error handed to the client. Refused whole, before the SDK reads it, shaped as the other
+ * refusals of a body (HTTP 400, -32602, id null): a batch has one status for one POST.
+ */
+export function deepParamsRefusal(body: unknown): Response | null {
+  const messages: unknown[] = Array.isArray(body) ? body : [body];
+  for (const message of messages) {
+    if (typeof message !== 'object' || message === null) continue;
+    const { method, params } = message as { method?: unknown; params?: unknown };
+    if (typeof method !== 'string' || jsonDepth(params, MAX_PARAMS_DEPTH) <= MAX_PARAMS_DEPTH) continue;
+    return Response.json(
+      { jsonrpc: '2.0', error: { code: -32602, message: `Invalid params: ${method.slice(0, 128)}: params are nested deeper than ${MAX_PARAMS_DEPTH} levels` }, id: null },
+      { status: 400 },
+    );
+  }
+  return null;
 }

@@ -187,5 +187,8 @@ export type AgentContext = z.infer<typeof AgentContext>;
 /** Largest context document (UTF-8 bytes of its JSON), well under the 2 MB row limit. */
 export const MAX_CONTEXT_BYTES = 1024 * 1024;
 
-export const ContextPatch = boundedJson(z.record(z.string().max(256), z.unknown()), MAX_CONTEXT_BYTES)
+/** Longest top-level member name of a context patch (an upstream's too). */
+export const MAX_CONTEXT_KEY_CHARS = 256;
+
+export const ContextPatch = boundedJson(z.record(z.string().max(MAX_CONTEXT_KEY_CHARS), z.unknown()), MAX_CONTEXT_BYTES)
   .openapi('ContextPatch', { description: 'JSON Merge Patch (RFC 7396) applied to the context' });

@@ -25,13 +25,21 @@ export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 export const MAX_OUTPUT_BYTES = 1024 * 1024;
 
 /**
+ * Deepest output stored, far above an input's 32 levels (an upstream's reply is not held to
+ * those), and far below where it could no longer be carried: about 5,000 levels stored fine but
+ * overflowed the stack of the call reading it back (the sync answer and every GET of it a 500),
+ * and about 8,000 failed the execution with the RangeError's text.
+ */
+export const MAX_OUTPUT_DEPTH = 512;
+
+/**
  * An execution's output as stored: whatever JSON the upstream answered, up to MAX_OUTPUT_BYTES
- * (the runner fails a larger one with output_too_large) and at every depth (an upstream's reply
- * is not refused for its nesting). Not `JsonValue`, whose bounds are an input's: the MCP tools
+ * (the runner fails a larger one with output_too_large) and MAX_OUTPUT_DEPTH levels (the reply
+ * is refused where it is read). Not `JsonValue`, whose bounds are an input's: the MCP tools
  * check their results against this schema, and a succeeded execution with a 300 KB output came
  * back as a tool error.
  */
-const ExecutionOutput = z.unknown().openapi({ description: `the upstream's output: a JSON value of whatever type it returned (at most ${MAX_OUTPUT_BYTES} bytes)` });
+const ExecutionOutput = z.unknown().openapi({ description: `the upstream's output: a JSON value of whatever type it returned (at most ${MAX_OUTPUT_BYTES} bytes, ${MAX_OUTPUT_DEPTH} levels deep)` });
 
 export const ExecutionError = z.object({
   code: z.string(),

@@ -1,7 +1,22 @@
+import { MAX_JSON_DEPTH, NON_FINITE, jsonDepth, jsonShapeProblem } from '../lib/json-limits';
+import { MAX_CONTEXT_KEY_CHARS } from '../schemas/agent';
+import { MAX_OUTPUT_DEPTH } from '../schemas/execution';
 import { postJson } from './http-attempt';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Why an upstream's context patch is outside a client's bounds (depth, numbers, member names),
+ * or null. Merged unchecked, a patch some 20,000 levels deep made a context no read could carry
+ * (GET …/context a 500, every later call failing), 1e400 was stored as null, and a member whose
+ * name is over 256 characters could never be removed by a client's patch.
+ */
+function contextPatchProblem(patch: Record<string, unknown>): string | null {
+  const long = Object.keys(patch).find((key) => key.length > MAX_CONTEXT_KEY_CHARS);
+  if (long !== undefined) return `member name ${JSON.stringify(long.slice(0, 32))}… is over ${MAX_CONTEXT_KEY_CHARS} characters`;
+  return jsonShapeProblem(patch, MAX_JSON_DEPTH, NON_FINITE);
+}
 
 /**
  * An agent back end speaking the gateway's own protocol: POST
@@ -28,10 +43,15 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       if (!isRecord(reply) || !('output' in reply)) {
         throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
       }
+      if (jsonDepth(reply.output, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH) {
+        throw new UpstreamError('invalid_response', `upstream "output" is nested deeper than ${MAX_OUTPUT_DEPTH} levels`, false);
+      }
       const { contextPatch } = reply;
       if (contextPatch !== undefined && contextPatch !== null && !isRecord(contextPatch)) {
         throw new UpstreamError('invalid_response', 'upstream "contextPatch" is not an object', false);
       }
+      const problem = isRecord(contextPatch) ? contextPatchProblem(contextPatch) : null;
+      if (problem) throw new UpstreamError('invalid_response', `upstream "contextPatch": ${problem}`, false);
       return isRecord(contextPatch) ? { output: reply.output, contextPatch } : { output: reply.output };
     },
   };
