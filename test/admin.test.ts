@@ -133,6 +133,15 @@ describe('tenants and keys (admin API)', () => {
     expect(listed.body.error.code).toBe('not_found');
   });
 
+  it('refuses a key update that names nothing to change, recording nothing', async () => {
+    const { tenantId, keyId } = await newTenant();
+    const res = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: {} });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'invalid_request', message: 'nothing to update' });
+    const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+    expect(audit.body.data).toEqual([]);
+  });
+
   it('revokes a key: it stops working at once where it was revoked', async () => {
     const { key, keyId } = await newTenant();
     expect((await api('/v1/agents', { key })).status).toBe(200);

@@ -68,10 +68,18 @@ describe('audit log', () => {
     expect(webhookCreate).toMatchObject({ actor: keyId, target: webhook.body.id, details: { agentId } });
     await audited(tenantId, 'webhook.delete', `/v1/agents/${agentId}/webhooks/${webhook.body.id}`, { method: 'DELETE', key });
     await audited(tenantId, 'pool.delete', '/v1/pools/p1', { method: 'DELETE', key });
+    // Redirecting an agent's upstream (where its inputs and context go) or pausing it leaves a trace.
+    const repoint = await audited(tenantId, 'agent.update', `/v1/agents/${agentId}`, {
+      method: 'PATCH', key, body: { upstream: { kind: 'openai-chat', baseUrl: mockUrl('/v1'), model: 'm', apiKey: 'sk-agent-secret-credential' }, paused: true },
+    });
+    expect(repoint).toMatchObject({ actor: keyId, tenantId, target: agentId, details: { fields: ['paused', 'upstream'], upstream: 'openai-chat', paused: true } });
+    // A refused update (another tenant's or no agent) leaves none.
+    expect((await api('/v1/agents/no-such-agent', { method: 'PATCH', key, body: { name: 'x' } })).status).toBe(404);
+    expect(await auditOf(tenantId, '&action=agent.update')).toHaveLength(1);
     await audited(tenantId, 'agent.delete', `/v1/agents/${agentId}`, { method: 'DELETE', key });
 
     const all = JSON.stringify(await auditOf(tenantId));
-    for (const secret of ['sk-very-secret-credential', 'gh-secret-value-0123456789', 'token=abc']) expect(all).not.toContain(secret);
+    for (const secret of ['sk-very-secret-credential', 'sk-agent-secret-credential', 'gh-secret-value-0123456789', 'token=abc']) expect(all).not.toContain(secret);
     // A failed change leaves no entry.
     expect((await api('/v1/pools/none', { method: 'DELETE', key })).status).toBe(404);
     expect(await auditOf(tenantId, '&action=pool.delete')).toHaveLength(1);

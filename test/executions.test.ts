@@ -252,6 +252,16 @@ describe('executions: async, polling and listing', () => {
     });
     expect(failed.data[0].status).toBe('failed');
     expect((await api(`/v1/agents/${id}/executions?status=weird`, { key })).status).toBe(400);
+    // A cursor of another list is refused, not read as a place in this one (an empty last page, or page one again).
+    const agentsCursor = (await api('/v1/agents?limit=1', { key })).body.nextCursor as string;
+    const auditCursor = (await api('/v1/audit?limit=1', { key })).body.nextCursor as string;
+    expect(agentsCursor).toEqual(expect.any(String));
+    expect(auditCursor).toEqual(expect.any(String));
+    for (const path of [`/v1/agents/${id}/executions?cursor=${agentsCursor}`, `/v1/agents/${id}/executions?cursor=${auditCursor}`, `/v1/audit?cursor=${all.nextCursor}`, `/v1/agents/${id}/deliveries?cursor=${all.nextCursor}`]) {
+      const res = await api(path, { key });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', details: [{ path: ['cursor'] }] });
+    }
   });
 
   it('reports the agent status', async () => {

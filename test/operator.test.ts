@@ -1,3 +1,4 @@
+import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
@@ -138,5 +139,20 @@ describe('GET /v1/stats', () => {
     expect(Object.values(byUpstream).find((u: any) => u.failed === 1)).toMatchObject({ total: 1, errorRate: 1 });
     const other = await newTenant();
     expect((await api('/v1/stats', { key: other.key })).body).toMatchObject({ executions: {}, latencyMs: { samples: 0 }, upstreams: [] });
+  });
+
+  it('takes latency percentiles over every execution of the window, not the fastest 10,000', async () => {
+    const { key, tenantId } = await newTenant();
+    // 10,000 executions of 1 ms and 10,000 of 1,000 ms: the median and p99 are 1,000 ms.
+    const now = Date.now();
+    await env.DB.prepare(
+      `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+       INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
+       SELECT ?1, 'bulk', printf('ex_%06d', i), 'succeeded', 'x', json_object('upstream', 'builtin', 'durationMs', CASE WHEN i < 10000 THEN 1 ELSE 1000 END), 1, ?2, ?2 FROM n`,
+    ).bind(tenantId, now).run();
+    const res = await api('/v1/stats?windowMinutes=5', { key });
+    expect(res.status).toBe(200);
+    expect(res.body.executions).toEqual({ succeeded: 20_000 });
+    expect(res.body.latencyMs).toEqual({ p50: 1000, p99: 1000, samples: 20_000 });
   });
 });

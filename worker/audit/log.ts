@@ -14,6 +14,7 @@ export type AuditAction =
   | 'webhook.create'
   | 'webhook.delete'
   | 'agent.create'
+  | 'agent.update'
   | 'agent.delete'
   | 'transaction.resolve';
 

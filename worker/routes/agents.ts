@@ -104,7 +104,11 @@ export const agents = new OpenAPIHono<AppEnv>()
       const { tenantId } = c.get('principal');
       await checkUpstream(c.env, tenantId, patch.upstream);
       const route = await requireAgent(c.env, tenantId, id);
-      return c.json(unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true })), 200);
+      const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true }));
+      // Where an agent's inputs go (its upstream) and whether it runs are worth a trace; credentials and texts are not logged.
+      const details = { fields: Object.keys(patch).sort(), ...(patch.upstream && { upstream: patch.upstream.kind }), ...(patch.paused !== undefined && { paused: patch.paused }) };
+      await recordAudit(c.env, auditEntry(c, 'agent.update', id, { details }));
+      return c.json(agent, 200);
     },
   )
   .openapi(

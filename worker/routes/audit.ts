@@ -1,7 +1,7 @@
 import { OpenAPIHono, createRoute, type z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { listAudit, type AuditRow } from '../audit/log';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
 import { iso } from '../lib/time';
 import { AuditQuery, AuditRecord } from '../schemas/admin';
 import { page } from '../schemas/common';
@@ -37,7 +37,7 @@ export const audit = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const before = decodeCursor(q.cursor);
+      const before = decodeCursor(q.cursor, idsOf('au'));
       const rows = await listAudit(c.env, { ...(q.tenant !== undefined && { tenantId: q.tenant }), ...(q.action !== undefined && { action: q.action }), ...(before !== undefined && { before }), limit: q.limit });
       return c.json(answer(rows, q.limit), 200);
     },
@@ -54,7 +54,7 @@ export const audit = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const before = decodeCursor(q.cursor);
+      const before = decodeCursor(q.cursor, idsOf('au'));
       const rows = await listAudit(c.env, { tenantId: c.get('principal').tenantId, ...(q.action !== undefined && { action: q.action }), ...(before !== undefined && { before }), limit: q.limit });
       return c.json(answer(rows, q.limit), 200);
     },

@@ -7,7 +7,7 @@ import { onTenantAgent, startExecution, syncFailure } from '../agents/operations
 import { answerWhileKeyValid } from '../auth/key-watch';
 import { staleExecution, staleHeaders } from '../agents/snapshots';
 import { noteWork, startedWork } from '../limits/work';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
@@ -100,7 +100,7 @@ export const executions = router()
       const { status, limit, cursor } = c.req.valid('query');
       const { tenantId } = c.get('principal');
       await requireAgent(c.env, tenantId, id);
-      const before = decodeCursor(cursor);
+      const before = decodeCursor(cursor, idsOf('ex'));
       const where = ['tenant_id = ?', 'agent_id = ?'];
       const params: (string | number)[] = [tenantId, id];
       if (status) { where.push('status = ?'); params.push(status); }

@@ -2,7 +2,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
 import { AgentIdParams } from '../schemas/common';
 import { CreateWebhookBody, CreatedWebhook, Delivery, ListDeliveriesQuery, Webhook } from '../schemas/webhook';
 import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
@@ -74,7 +74,7 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const { status, limit, cursor } = c.req.valid('query');
-      const before = decodeCursor(cursor);
+      const before = decodeCursor(cursor, idsOf('msg'));
       const rows = await onAgent(c, id, (stub) => stub.listDeliveries({ ...(status && { status }), limit: limit + 1, ...(before && { before }) }), { retry: true });
       const page = rows.slice(0, limit);
       const last = page.at(-1);

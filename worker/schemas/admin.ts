@@ -19,6 +19,8 @@ export const UpdateKeyBody = z
     limits: KeyLimitsPatch.nullable().optional().openapi({ description: 'JSON Merge Patch of the limits; null removes them all' }),
   })
   .strict()
+  // As for agents: an empty update changed nothing yet answered 200 and left a key.update entry.
+  .refine((b) => Object.keys(b).length > 0, 'nothing to update')
   .openapi('UpdateKey');
 
 export const KeySummary = z
