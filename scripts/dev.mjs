@@ -117,6 +117,7 @@ for (let i = 0; i < 600; i++) {
 console.log(`
   edge-agent-gateway is running on ${base}
 
+  dashboard:    ${base}/dashboard/   (paste the demo API key)
   demo tenant:  ${DEMO_TENANT}
   demo API key: ${demoKey}
   admin token:  ${vars.ADMIN_TOKEN}   (for /v1/admin routes; both live in .dev.vars)

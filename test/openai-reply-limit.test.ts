@@ -36,9 +36,13 @@ describe('a non-streamed chat completion larger than 4 MiB', () => {
   });
 
   it('is answered as before up to the limit', async () => {
-    const res = await chatWith(`outputBytes=${3 * MIB}`);
+    // A chat completion (through the mock's chat path): a body that is none fails over.
+    const { key } = await newTenant();
+    const id = `big${Date.now()}`;
+    await api('/v1/pools/big', { method: 'PUT', key, body: { targets: [{ id, kind: 'openai-chat', baseUrl: `${env.MOCK_UPSTREAM_URL}/t/${id}/completionBytes=${3 * MIB}/v1`, model: 'm' }] } });
+    const res = await api('/v1/chat/completions', { key, body: { model: 'big', messages: [{ role: 'user', content: 'hi' }] } });
     expect(res.status).toBe(200);
-    expect(res.body.output).toHaveLength(3 * MIB);
+    expect(res.body.choices[0].message.content).toHaveLength(3 * MIB);
   });
 
   it("is a target's own 4xx passed through with its status and a short error in place of its body", async () => {

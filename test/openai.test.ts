@@ -1,6 +1,7 @@
-import { SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
+import { putPool } from '../worker/pools/store';
 import { api, BASE, newAgent, newTenant, chatTarget } from './support/api';
 
 
@@ -184,6 +185,30 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-ok`);
   });
 
+  it('fails a completion over when a target answers 200 with JSON that is no chat completion, and 502 upstream_failed when every target does', async () => {
+    const { key } = await newTenant();
+    const tag = `nochat${Date.now()}`;
+    const ask = () => api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'hello' }] } });
+    for (const body of ['{}', '[]', '{"choices":"x"}', 'null']) {
+      await api('/v1/pools/chat', { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-odd`, `body=${body}`), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+      const res = await ask();
+      expect(res.status, body).toBe(200);
+      expect(res.body.choices[0].message.content, body).toBe('mock reply to: hello');
+      expect(res.headers.get('x-gateway-attempts'), body).toBe('2');
+    }
+    // An object with a choices array is a completion, whatever else it holds: handed on as it came.
+    await api('/v1/pools/chat', { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-empty`, 'body={"choices":[]}'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+    const empty = await ask();
+    expect(empty.body).toEqual({ choices: [] });
+    expect(empty.headers.get('x-gateway-attempts')).toBe('1');
+    await api('/v1/pools/chat', { method: 'PUT', key, body: { retry: { attempts: 2 }, targets: [chatTarget(`${tag}-a`, 'body={}'), chatTarget(`${tag}-b`, 'body=[]')] } });
+    const failed = await ask();
+    expect(failed.status).toBe(502);
+    expect(failed.body.error.code).toBe('upstream_failed');
+    expect(failed.body.error.message).toContain('not a chat completion');
+    expect(failed.headers.get('x-gateway-attempts')).toBe('2');
+  });
+
   it('cuts off a completion whose body stalls after its headers, at the first-byte limit', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'chat', [chatTarget(`stall${Date.now()}`, 'stallBody=true', { timeoutMs: 200 })], { retry: { attempts: 2 } });
@@ -279,10 +304,11 @@ describe('OpenAI-compatible endpoint with the official client', () => {
   });
 
   it('lists only what chat completions can answer: no pool of agent-http targets alone, no agent-http target\'s model', async () => {
-    const { key } = await newTenant();
-    const agentTarget = (id: string, model: string) => ({ id, kind: 'agent-http', url: 'https://agent.example.com/run', model });
-    await poolFor(key, 'agents-only', [agentTarget('h1', 'agent-model')]);
-    await poolFor(key, 'mixed', [chatTarget(`mx${Date.now()}`), agentTarget('h2', 'other-agent-model')]);
+    const { key, tenantId } = await newTenant();
+    // A PUT now refuses a model on an agent-http target: these were stored before it did.
+    const agentTarget = (id: string, model: string) => ({ id, kind: 'agent-http' as const, url: 'https://agent.example.com/run', model, weight: 1, priority: 0 });
+    await putPool(env, tenantId, 'agents-only', { strategy: 'weighted-round-robin', targets: [agentTarget('h1', 'agent-model')] });
+    await putPool(env, tenantId, 'mixed', { strategy: 'weighted-round-robin', targets: [{ ...chatTarget(`mx${Date.now()}`), kind: 'openai-chat', weight: 1, priority: 0 }, agentTarget('h2', 'other-agent-model')] });
     const refused = await api('/v1/chat/completions', { key, body: { model: 'agents-only', messages: [{ role: 'user', content: 'x' }] } });
     expect(refused.status).toBe(400);
     const models = await client(key).models.list();

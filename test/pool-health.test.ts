@@ -264,6 +264,22 @@ async function seedPools(tenantId: string, prefix: string, count: number, opts: 
 /** Puts every pool stored so far (other tests') out of the way of the runs a test counts. */
 const parkOtherPools = () => env.DB.prepare('UPDATE pools SET probe_due = 9e15').run();
 
+describe('answers that are no chat completion', () => {
+  it('count against the target that sent them: its circuit opens after 5, and the standby serves meanwhile', async () => {
+    const { key } = await newTenant();
+    const tag = `nochat${Date.now()}`;
+    await api('/v1/pools/odd', { method: 'PUT', key, body: { retry: { attempts: 2 }, targets: [chatTarget(`${tag}-odd`, 'body={}'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+    for (let i = 0; i < 6; i++) {
+      const res = await api('/v1/chat/completions', { key, body: { model: 'odd', messages: [{ role: 'user', content: 'x' }] } });
+      expect(res.headers.get('x-gateway-upstream')).toBe(`odd/${tag}-ok`);
+    }
+    const pool = await api('/v1/pools/odd', { key });
+    const odd = pool.body.targets.find((t: { id: string }) => t.id === `${tag}-odd`);
+    expect(odd.health).toMatchObject({ circuit: 'open', healthy: false });
+    expect((await counts())[`${tag}-odd`]).toBe(5);
+  });
+});
+
 describe('which pools a cron run probes', () => {
   it("reaches a tenant's pool while another tenant keeps a full run's worth of pools freshly updated", async () => {
     await parkOtherPools();

@@ -4,7 +4,7 @@ import { sealSecret } from '../worker/pools/secrets';
 import { encodeCursor } from '../worker/lib/cursor';
 import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
 import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
-import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { api, chatTarget, mockUrl, newAgent, newTenant } from './support/api';
 
 const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
 
@@ -223,7 +223,7 @@ describe('pools API', () => {
     expect((await api('/v1/pools/bad%20name', { key })).status).toBe(400);
   });
 
-  it("refuses a URL member the target's kind does not use, naming it, storing nothing", async () => {
+  it("refuses a URL, credential or model the target's kind does not use, naming it, storing nothing", async () => {
     const { key } = await newTenant();
     // Never checked by the outbound guard (the kind does not call it): refused rather than stored.
     const unused = [
@@ -231,6 +231,9 @@ describe('pools API', () => {
       [{ id: 'o', kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'm', url: 'http://169.254.169.254/latest' }, 'url'],
       [{ id: 'b', kind: 'builtin', url: 'https://x.example' }, 'url'],
       [{ id: 'b', kind: 'builtin', baseUrl: 'https://x.example/v1' }, 'baseUrl'],
+      // A credential no call would carry, a model no call would name: most likely misplaced.
+      [{ id: 'b', kind: 'builtin', apiKey: 'sk-meant-for-another-target' }, 'apiKey'],
+      [{ ...target('m'), model: 'gpt-4o' }, 'model'],
     ] as const;
     for (const [t, member] of unused) {
       const res = await api('/v1/pools/unused', { method: 'PUT', key, body: { targets: [target('ok'), t] } });
@@ -240,6 +243,30 @@ describe('pools API', () => {
       expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '1', member] })]);
     }
     expect((await api('/v1/pools/unused', { key })).status).toBe(404);
+  });
+
+  it('refuses a first-byte limit above the total deadline, naming both, and keeps serving a pool stored with one before', async () => {
+    const { key, tenantId } = await newTenant();
+    const late = [
+      [{ timeouts: { firstByteMs: 5_000, totalMs: 2_000 }, targets: [target('a')] }, ['timeouts', 'firstByteMs'], 'timeouts.firstByteMs'],
+      [{ timeouts: { totalMs: 2_000 }, targets: [target('a'), target('b', { timeoutMs: 3_000 })] }, ['targets', '1', 'timeoutMs'], 'targets[1].timeoutMs'],
+    ] as const;
+    for (const [body, path, field] of late) {
+      const res = await api('/v1/pools/late', { method: 'PUT', key, body });
+      expect(res.status, field).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toContain(field);
+      expect(res.body.error.message).toContain('timeouts.totalMs');
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path })]);
+    }
+    expect((await api('/v1/pools/late', { key })).status).toBe(404);
+    expect((await api('/v1/pools/late', { method: 'PUT', key, body: { timeouts: { firstByteMs: 2_000, totalMs: 2_000 }, targets: [target('a', { timeoutMs: 2_000 })] } })).status).toBe(201);
+    // Checked on write only: a pool stored before (with a credential its builtin target never sends) still serves.
+    const stored: PutPoolBody = { strategy: 'weighted-round-robin', timeouts: { firstByteMs: 5_000, totalMs: 2_000 }, targets: [{ id: 'b', kind: 'builtin', apiKey: 'sk-stored-before-1234', weight: 1, priority: 0 }] };
+    await putPool(env, tenantId, 'older', stored);
+    expect((await api('/v1/pools/older', { key })).status).toBe(200);
+    const chat = await api('/v1/chat/completions', { key, body: { model: 'older', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(chat.status).toBe(200);
   });
 
   it('lists pools in name order a page at a time, only the tenant\'s own, and refuses a bad limit or cursor naming it', async () => {
@@ -383,6 +410,16 @@ describe('agents on pools', () => {
     const seen = await counts();
     expect(seen[`${tag}-s`]).toBe(12);
     expect(seen[`${tag}-p`]).toBe(5); // the breaker's threshold, then no more
+  });
+
+  it('fails an execution over when an openai-chat target answers 200 with JSON that is no chat completion', async () => {
+    const { key } = await newTenant();
+    const tag = `nochat${Date.now()}`;
+    await api('/v1/pools/odd', { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-odd`, 'body={"choices":"x"}'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'odd' } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: 'hi' } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'succeeded', attempts: 2, upstream: `pool odd/${tag}-ok` });
   });
 
   it('answers 502 when every target fails', async () => {

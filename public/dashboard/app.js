@@ -27,7 +27,16 @@ const endedSession = (error) => error instanceof ApiError && error.status === 40
 
 $('key-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  rememberKey($('key-input').value.trim());
+  const key = $('key-input').value.trim();
+  // `required` lets a field of spaces through, which would go out as a bare `Bearer `: refused
+  // here, and whatever key is in use stays as it is.
+  if (key === '') {
+    $('key-input').value = '';
+    say('The API key is empty (only spaces): paste the key itself.', true);
+    $('key-input').focus();
+    return;
+  }
+  rememberKey(key);
   $('key-input').value = '';
   start();
 });

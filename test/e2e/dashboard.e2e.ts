@@ -358,6 +358,34 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it('refuses a key of only spaces on the page, sending nothing, and offers the key field to no password manager', async () => {
+    // `npm run dev` says where the page is, next to the key to paste in it.
+    expect(server.banner).toContain(`dashboard:    ${base}/dashboard/`);
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    let sent = 0;
+    page.on('request', (request) => { if (request.url().includes('/v1/')) sent += 1; });
+    await page.goto(`${base}/dashboard/`);
+    const field = page.getByLabel('API key');
+    expect(await field.getAttribute('type')).toBe('password');
+    for (const [name, value] of [['autocomplete', 'off'], ['autocapitalize', 'off'], ['spellcheck', 'false'], ['data-1p-ignore', ''], ['data-lpignore', 'true']] as const) {
+      expect(await field.getAttribute(name), name).toBe(value);
+    }
+    await field.fill('   ');
+    await page.getByTestId('key-submit').click();
+    await expect.poll(() => page.getByTestId('message').textContent()).toBe('The API key is empty (only spaces): paste the key itself.');
+    expect(sent).toBe(0);
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBeNull();
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('key-input');
+    expect(await page.locator('#main').isHidden()).toBe(true);
+    // Spaces around a real key are cut off, not sent.
+    await field.fill(`  ${key}\t`);
+    await page.getByTestId('key-submit').click();
+    await page.locator('#main').waitFor({ state: 'visible' });
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
+    await context.close();
+  });
+
   it('forgets a key the gateway refuses (revoked), not one a 429 or 503 turned away, nor one pasted since, and leaves the key field ready', async () => {
     const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
     const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };

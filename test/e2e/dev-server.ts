@@ -10,6 +10,8 @@ export interface DevServer {
   base: string;
   /** The demo tenant's API key that `npm run dev` printed (from .dev.vars). */
   key: string;
+  /** What `npm run dev` printed up to its banner, the banner included. */
+  banner: string;
   stop(): void;
 }
 
@@ -61,5 +63,5 @@ export async function startDevServer(statePrefix: string, vars: Record<string, s
     throw error;
   }
   const key = /^DEMO_API_KEY=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
-  return { base: `http://127.0.0.1:${port}`, key, stop };
+  return { base: `http://127.0.0.1:${port}`, key, banner: output, stop };
 }

@@ -8,7 +8,9 @@
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
 // (headers, then silence), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
-// outputBytes (a string output of that many bytes), answerBytes (an output {answer} of about
+// outputBytes (a string output of that many bytes; to a chat completions request too, when its
+// path is not the chat one), completionBytes (a chat completion whose content is that many
+// bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
 // echoStreamOptions (of a stream: see streamChat), rejectStreamOptions (a chat with
@@ -168,7 +170,7 @@ export async function startMockUpstream(options = {}) {
         object: 'chat.completion',
         created: Math.floor(Date.now() / 1000),
         model: body?.model ?? 'mock',
-        choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: `mock reply to: ${String(last).split('\nmock:')[0]}` } }],
+        choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: mock.completionBytes ? 'o'.repeat(Number(mock.completionBytes)) : `mock reply to: ${String(last).split('\nmock:')[0]}` } }],
         // Like a model, never more completion tokens than asked for.
         ...(!mock.omitUsage && { usage: usageFor(body) }),
       });
@@ -270,7 +272,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

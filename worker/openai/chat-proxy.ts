@@ -8,7 +8,7 @@ import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
-import { SSE_HEADERS, completion, completionStream } from './completions';
+import { SSE_HEADERS, completion, completionStream, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
 const DEFAULT_TOTAL_MS = 60_000;
@@ -184,11 +184,13 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       }
       // As for an agent's upstream: another target would most likely answer as much again.
       if (text === null) throw new UpstreamError('invalid_response', `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`, false);
+      let parsed: unknown;
       try {
-        JSON.parse(text);
+        parsed = JSON.parse(text);
       } catch {
         throw new UpstreamError('invalid_response', 'upstream reply is not JSON', true);
       }
+      if (!isChatCompletion(parsed)) throw new UpstreamError('invalid_response', 'upstream reply is not a chat completion (no "choices" array)', true);
       return { response: new Response(text, { status: 200, headers: { 'content-type': 'application/json' } }), streaming: false };
     }
     // Relaying anything else (a proxy's HTML page, a whole JSON completion) as SSE would hand the

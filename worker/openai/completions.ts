@@ -2,6 +2,15 @@ import type { ChatUsage } from '../limits/usage';
 
 /** Builders for OpenAI-shaped responses the gateway produces itself (builtin targets, agents). */
 
+/**
+ * Whether a target's parsed 200 is a chat completion at all: an object with a `choices` array.
+ * No more than that is asked (extra fields, an empty array, a choice of an unknown shape all
+ * pass): what a client makes of its choices is its own, but `{}`, `[]` or `{"choices": "x"}`
+ * is a target answering wrong, to fail over like a 5xx.
+ */
+export const isChatCompletion = (value: unknown): boolean =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) && Array.isArray((value as { choices?: unknown }).choices);
+
 export function completion(id: string, model: string, content: string, usage: ChatUsage, created = Math.floor(Date.now() / 1000)) {
   return {
     id,

@@ -50,9 +50,13 @@ export const PoolTargetInput = z
     // The outbound guard checks only the URL a kind calls: a URL member the kind does not use would be stored unchecked.
     if (t.kind !== 'agent-http' && t.url !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: `url is not used by ${t.kind} targets${t.kind === 'openai-chat' ? ' (they use baseUrl)' : ''}` });
     if (t.kind !== 'openai-chat' && t.baseUrl !== undefined) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `baseUrl is not used by ${t.kind} targets${t.kind === 'agent-http' ? ' (they use url)' : ''}` });
+    // A credential nothing would send is most likely meant for another target: refused, not kept sealed and unused.
+    if (t.kind === 'builtin' && t.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['apiKey'], message: 'apiKey is not used by builtin targets (they call no upstream)' });
+    // An agent-http target is sent the gateway's agent protocol, which names no model.
+    if (t.kind === 'agent-http' && t.model !== undefined) ctx.addIssue({ code: 'custom', path: ['model'], message: 'model is not used by agent-http targets (they are not asked for a model)' });
   })
-  // The members each kind needs are checked above, which the generated schema cannot say.
-  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url, "builtin" neither; a url or baseUrl the kind does not use is refused; ids are unique in the pool' });
+  // The members each kind takes are checked above, which the generated schema cannot say.
+  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url (apiKey optional), "builtin" neither (model optional, the name its answers carry); a url, baseUrl, apiKey or model the kind does not use is refused; ids are unique in the pool' });
 export type PoolTargetInput = z.infer<typeof PoolTargetInput>;
 
 export const PoolRetry = z
@@ -93,6 +97,21 @@ export const PutPoolBody = z
     passThrough: PassThrough.optional(),
   })
   .strict()
+  .superRefine((pool, ctx) => {
+    // A limit past the deadline never fires: the deadline cuts the attempt first. Checked on
+    // write only, so a pool stored before this check keeps working as it did.
+    const total = pool.timeouts?.totalMs;
+    if (total === undefined) return;
+    const firstByte = pool.timeouts?.firstByteMs;
+    if (firstByte !== undefined && firstByte > total) {
+      ctx.addIssue({ code: 'custom', path: ['timeouts', 'firstByteMs'], message: `timeouts.firstByteMs (${firstByte}) is above timeouts.totalMs (${total}): the first byte limit would never apply` });
+    }
+    pool.targets.forEach((t, i) => {
+      if (t.timeoutMs !== undefined && t.timeoutMs > total) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'timeoutMs'], message: `targets[${i}].timeoutMs (${t.timeoutMs}) is above timeouts.totalMs (${total}): the target's first byte limit would never apply` });
+      }
+    });
+  })
   .openapi('PutPool');
 export type PutPoolBody = z.infer<typeof PutPoolBody>;
 

@@ -1,5 +1,6 @@
 import { postJson } from './http-attempt';
 import { usageOf } from '../limits/usage';
+import { isChatCompletion } from '../openai/completions';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
 
 interface ChatMessage {
@@ -33,13 +34,17 @@ export function openAIChatUpstream(baseUrl: string, model: string, apiKey: strin
       const headers: Record<string, string> = { 'idempotency-key': request.executionId };
       if (apiKey) headers.authorization = `Bearer ${apiKey}`;
       const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal);
-      const answer = reply as { choices?: { message?: { content?: unknown } }[]; usage?: unknown } | null;
-      const content = answer?.choices?.[0]?.message?.content;
+      // No completion at all is the target answering wrong, tried again (on a pool, on another
+      // target) like a 5xx, as a chat completion through the pool is; a completion without
+      // text content is a model's answer the agent cannot use, which another try would repeat.
+      if (!isChatCompletion(reply)) throw new UpstreamError('invalid_response', 'upstream reply is not a chat completion (no "choices" array)', true);
+      const answer = reply as { choices: { message?: { content?: unknown } }[]; usage?: unknown };
+      const content = answer.choices[0]?.message?.content;
       if (typeof content !== 'string') {
         throw new UpstreamError('invalid_response', 'chat completion has no choices[0].message.content', false);
       }
       // Kept with the answer, so a chat through the agent settles the key's token budget with it.
-      const usage = usageOf(answer?.usage);
+      const usage = usageOf(answer.usage);
       return { output: { reply: content, model, ...(usage && { usage }) } };
     },
   };
