@@ -3,6 +3,7 @@ import { env } from 'cloudflare:test';
 import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
 import { LIST_AGENT_HOOKS_QUERY, LIST_HOOKS_QUERY } from '../worker/hooks/list';
+import { sealSecret } from '../worker/pools/secrets';
 import { ADMIN, api, eventually, newAgent, newTenant } from './support/api';
 import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 import { limitedKey } from './support/limits';
@@ -139,6 +140,24 @@ describe('incoming webhooks', () => {
     }
     expect((await post('hook-does-not-exist', body, standardHeaders('m4', body))).status).toBe(401);
     await new Promise((r) => setTimeout(r, 300));
+    expect(await executions(key, agentId)).toEqual([]);
+  });
+
+  it("answers 500 naming the hook, not the runtime's decryption error, when its secret was sealed under another UPSTREAM_ENCRYPTION_KEY; the sender retries", async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const agentId = await newAgent(key);
+    const id = `hook-rekeyed-${crypto.randomUUID().slice(0, 8)}`;
+    const otherKey = btoa(String.fromCharCode(...new Uint8Array(32).fill(9)));
+    await env.DB.prepare('INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .bind(id, tenantId, agentId, 'on.standard', 'standard', await sealSecret(otherKey, STANDARD_SECRET, `hook/${id}`), Date.now(), Date.now(), keyId)
+      .run();
+    const body = JSON.stringify({ type: 'x' });
+    const res = await post(id, body, standardHeaders('m-rekeyed', body));
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: 'internal_error',
+      message: `the stored credential of hook "${id}" cannot be opened with this gateway's UPSTREAM_ENCRYPTION_KEY (changed or unset since it was stored): PUT the hook again with its secret, or ask the operator to restore the key`,
+    });
     expect(await executions(key, agentId)).toEqual([]);
   });
 

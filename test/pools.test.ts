@@ -107,6 +107,39 @@ describe('pools API', () => {
     expect(wrong.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '0', 'apiKey'], code: 'masked_credential' })]);
   });
 
+  it("says which credential cannot be opened when UPSTREAM_ENCRYPTION_KEY is no longer the key it was sealed with, and what to do", async () => {
+    const { key, tenantId } = await newTenant();
+    // As an operator who replaced (or lost) the key would leave it: sealed under another key.
+    const otherKey = btoa(String.fromCharCode(...new Uint8Array(32).fill(9)));
+    const now = Date.now();
+    const stored = {
+      name: 'rekeyed',
+      strategy: 'weighted-round-robin',
+      targets: [{ ...chatTarget('o'), weight: 1, priority: 0, apiKey: await sealSecret(otherKey, 'sk-live-1234', `${tenantId}/rekeyed/o`) }],
+      createdAt: new Date(now).toISOString(),
+      updatedAt: new Date(now).toISOString(),
+    };
+    await env.DB.prepare('INSERT INTO pools (tenant_id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').bind(tenantId, 'rekeyed', JSON.stringify(stored), now, now).run();
+    const expected = 'the stored credential of pool "rekeyed" target "o" cannot be opened with this gateway\'s UPSTREAM_ENCRYPTION_KEY (changed or unset since it was stored): PUT the pool again with its credential, or ask the operator to restore the key';
+
+    const chat = await api('/v1/chat/completions', { key, body: { model: 'rekeyed', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(500);
+    expect(chat.body.error).toMatchObject({ code: 'internal_error', message: expected });
+
+    // An execution on the pool fails (a sync one answers as any failed one does) with the same words.
+    const agentId = await newAgent(key, { upstream: { kind: 'pool', pool: 'rekeyed' } });
+    const run = await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'x', input: {} } });
+    expect(run.status).toBe(502);
+    expect(run.body.error).toMatchObject({ code: 'upstream_failed', message: expected });
+    const execution = await api(`/v1/agents/${agentId}/executions/${run.body.error.details.executionId}`, { key });
+    expect(execution.body).toMatchObject({ status: 'failed', error: { code: 'internal_error', message: expected } });
+
+    // Put again with its credential, it serves.
+    const again = await api('/v1/pools/rekeyed', { method: 'PUT', key, body: { targets: [{ ...chatTarget('o'), apiKey: 'sk-live-1234' }] } });
+    expect(again.status).toBe(200);
+    expect((await api('/v1/chat/completions', { key, body: { model: 'rekeyed', messages: [{ role: 'user', content: 'hi' }] } })).status).toBe(200);
+  });
+
   it('hides a short credential stored with its last four characters in clear (before they were hidden)', async () => {
     const { key, tenantId } = await newTenant();
     const now = Date.now();

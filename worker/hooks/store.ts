@@ -100,7 +100,7 @@ export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | 
       .bind(id)
       .first<HookRow & { key_limits: string | null }>();
     if (!row) return null;
-    const secret = await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id));
+    const secret = await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id), { what: `hook ${JSON.stringify(id)}`, again: 'PUT the hook again with its secret' });
     return { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret, keyId: row.key_id, limits: parseLimits(row.key_limits) };
   });
 }

@@ -37,11 +37,31 @@ export async function sealSecret(secret: string | undefined, plaintext: string, 
   return `${PREFIX}${b64(iv)}:${b64(sealed)}`;
 }
 
-export async function openSecret(secret: string | undefined, stored: string, context: string): Promise<string> {
+/** Whose credential a sealed value is, for the refusal when it cannot be opened. */
+export interface SealedOwner {
+  /** e.g. `pool "main" target "o"`. */
+  what: string;
+  /** What the tenant can do about it, e.g. `PUT the pool again with its credential`. */
+  again: string;
+}
+
+/**
+ * Opens a credential sealed by `sealSecret`. One the key cannot open (the operator replaced or
+ * unset UPSTREAM_ENCRYPTION_KEY since it was stored) is a 500 that names the credential and the
+ * two ways out, logged for the operator: the runtime's own "OperationError" said neither, and an
+ * unset key was answered as if the caller were storing one.
+ */
+export async function openSecret(secret: string | undefined, stored: string, context: string, owner: SealedOwner): Promise<string> {
   if (!stored.startsWith(PREFIX)) throw new Error('credential is not sealed');
   const [iv = '', sealed = ''] = stored.slice(PREFIX.length).split(':');
-  const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: bytes(iv), additionalData: new TextEncoder().encode(context) }, await encryptionKey(secret), bytes(sealed));
-  return new TextDecoder().decode(plain);
+  try {
+    const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: bytes(iv), additionalData: new TextEncoder().encode(context) }, await encryptionKey(secret), bytes(sealed));
+    return new TextDecoder().decode(plain);
+  } catch (error) {
+    const message = `the stored credential of ${owner.what} cannot be opened with this gateway's UPSTREAM_ENCRYPTION_KEY (changed or unset since it was stored): ${owner.again}, or ask the operator to restore the key`;
+    console.error(JSON.stringify({ level: 'error', msg: 'sealed credential not opened', credential: owner.what, context, error: error instanceof Error ? error.message : String(error) }));
+    throw new ApiError('internal_error', message);
+  }
 }
 
 export const isSealed = (value: string): boolean => value.startsWith(PREFIX);

@@ -179,7 +179,10 @@ export async function openTargets(env: Env & { UPSTREAM_ENCRYPTION_KEY?: string 
     pool.targets.map(async (t) => {
       const { apiKeyLast4: _last4, ...target } = t as StoredTarget;
       if (target.apiKey === undefined) return target;
-      return { ...target, apiKey: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, target.apiKey, secretContext(tenantId, pool.name, t.id)) };
+      return { ...target, apiKey: await openSecret(env.UPSTREAM_ENCRYPTION_KEY, target.apiKey, secretContext(tenantId, pool.name, t.id), {
+        what: `pool ${JSON.stringify(pool.name)} target ${JSON.stringify(t.id)}`,
+        again: 'PUT the pool again with its credential',
+      }) };
     }),
   );
 }
