@@ -445,14 +445,17 @@ describe('agents on pools', () => {
     expect(seen[`${tag}-p`]).toBe(5); // the breaker's threshold, then no more
   });
 
-  it('fails an execution over when an openai-chat target answers 200 with JSON that is no chat completion', async () => {
+  it('fails an execution over when an openai-chat target answers 200 with JSON that is no chat completion, or with a body that is no JSON', async () => {
     const { key } = await newTenant();
-    const tag = `nochat${Date.now()}`;
-    await api('/v1/pools/odd', { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-odd`, 'body={"choices":"x"}'), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
-    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'odd' } });
-    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: 'hi' } });
-    expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ status: 'succeeded', attempts: 2, upstream: `pool odd/${tag}-ok` });
+    // A torn body is tried again as the chat completions endpoint tries it: a model call has no side effects to repeat.
+    for (const [name, answer] of [['odd', 'body={"choices":"x"}'], ['torn', 'body={"choices":[']] as const) {
+      const tag = `nochat${Date.now()}${name}`;
+      await api(`/v1/pools/${name}`, { method: 'PUT', key, body: { targets: [chatTarget(`${tag}-odd`, answer), chatTarget(`${tag}-ok`, 'ok', { priority: 1 })] } });
+      const id = await newAgent(key, { upstream: { kind: 'pool', pool: name } });
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: 'hi' } });
+      expect(res.status, name).toBe(200);
+      expect(res.body, name).toMatchObject({ status: 'succeeded', attempts: 2, upstream: `pool ${name}/${tag}-ok` });
+    }
   });
 
   it('answers 502 when every target fails', async () => {

@@ -38,10 +38,11 @@ export async function readBounded(response: Response, maxBytes: number): Promise
 
 /**
  * POSTs JSON and returns the parsed JSON reply, classifying every failure: network errors,
- * 408, 429 and 5xx are retryable; other statuses, unparseable bodies and a 2xx body over
- * MAX_REPLY_BYTES (read no further) are not.
+ * 408, 429 and 5xx are retryable; other statuses and a 2xx body over MAX_REPLY_BYTES (read no
+ * further) are not. An unparseable body is retryable only when `retryUnparsed` says so: a
+ * model's answer can be asked for again, while an agent back end's work may have been done.
  */
-export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal): Promise<unknown> {
+export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal, { retryUnparsed = false } = {}): Promise<unknown> {
   let response: Response;
   try {
     response = await fetch(url, {
@@ -77,7 +78,7 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw new UpstreamError('invalid_response', 'upstream reply is not JSON', false, response.status);
+    throw new UpstreamError('invalid_response', 'upstream reply is not JSON', retryUnparsed, response.status);
   }
 }
 

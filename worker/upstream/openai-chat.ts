@@ -33,10 +33,11 @@ export function openAIChatUpstream(baseUrl: string, model: string, apiKey: strin
     async call(request: UpstreamRequest, { signal }: AttemptOptions): Promise<UpstreamReply> {
       const headers: Record<string, string> = { 'idempotency-key': request.executionId };
       if (apiKey) headers.authorization = `Bearer ${apiKey}`;
-      const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal);
-      // No completion at all is the target answering wrong, tried again (on a pool, on another
-      // target) like a 5xx, as a chat completion through the pool is; a completion without
-      // text content is a model's answer the agent cannot use, which another try would repeat.
+      // No completion at all (a torn body, or JSON of another shape) is the target answering
+      // wrong, tried again (on a pool, on another target) like a 5xx, as a chat completion
+      // through the pool is; a completion without text content is a model's answer the agent
+      // cannot use, which another try would repeat.
+      const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal, { retryUnparsed: true });
       if (!isChatCompletion(reply)) throw new UpstreamError('invalid_response', 'upstream reply is not a chat completion (no "choices" array)', true);
       const answer = reply as { choices: { message?: { content?: unknown } }[]; usage?: unknown };
       const content = answer.choices[0]?.message?.content;
