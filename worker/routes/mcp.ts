@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
+import { batchRefusal, executeIntentCalls, parseBody, startsExecution, withUnsafeIdNulled } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
@@ -151,6 +151,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     if (executions > 0 && startedWork(error)) caller.work('started');
     throw error;
   });
+  answer = await withUnsafeIdNulled(answer, body);
   // Cancels only once the SDK has accepted the body; answered 202 only after, so the named call has stopped by then.
   const cancels = answer.ok ? cancelledIds(body) : [];
   if (cancels.length > 0) await cancelWaitingCalls(c.env, principal, scope, cancels, caller.requestId);
