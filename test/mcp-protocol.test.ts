@@ -78,6 +78,20 @@ describe('MCP: protocol edges', () => {
     expect(await unknown.text()).toBe('');
   });
 
+  it('serves a JSON-RPC batch under every 2025 version, and refuses one under 2026-07-28 with 400 -32600', async () => {
+    const { key } = await newTenant();
+    for (const version of ['2025-03-26', '2025-06-18', '2025-11-25']) {
+      const res = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }], { 'mcp-protocol-version': version });
+      expect(res.status, version).toBe(200);
+      const ids = [...(await res.text()).matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1] ?? 'null').id);
+      expect(ids.sort(), version).toEqual([1, 2]);
+    }
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const modern = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: meta } }], { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
+    expect(modern.status).toBe(400);
+    expect(await modern.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600 } });
+  });
+
   it('answers a request whose id is a number but no safe integer -32600 with id null, never an id the client did not send', async () => {
     const { key } = await newTenant();
     const raw = (text: string, headers: Record<string, string> = {}) =>
