@@ -65,6 +65,18 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(badMethod.body).toEqual({ jsonrpc: '2.0', id: 'a-1', error: { code: -32600, message: expect.stringMatching(/^Invalid Request: method: /) } });
   });
 
+  it('answers a JSON-RPC batch (a JSON array) with one -32600 that says batches are not served, and runs none of it', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const send = { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `batch-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } } };
+    for (const [body, version] of [[[send], '1.0'], [[send, { jsonrpc: '2.0', id: 2, method: 'ListTasks' }], '1.0'], [[], '1.0'], [[{ jsonrpc: '2.0', id: 3, method: 'tasks/get', params: { id: 'x' } }], '0.3']] as const) {
+      const res = await api(`/a2a/${id}/`, { key, body, headers: { 'a2a-version': version } });
+      expect(res.status).toBe(200);
+      expect(res.body, JSON.stringify(body)).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/^Invalid Request: a batch .*send one request per POST/) } });
+    }
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toEqual([]);
+  });
+
   it('answers a notification (a request without id) with 204 and no body, and runs nothing, in both versions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -192,6 +192,8 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   } catch {
     return rpcAnswer(c, rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }));
   }
+  // Every A2A method is one request whose answer is its outcome; the SDK's handlers take one.
+  if (Array.isArray(body)) return rpcAnswer(c, rpcError(null, { code: -32600, message: 'Invalid Request: a batch (JSON array) is not served here: send one request per POST' }));
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
     const issue = envelope.error.issues[0];
