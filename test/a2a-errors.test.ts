@@ -30,6 +30,32 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(legacy.body.error).toEqual({ code: -32001, message: expect.any(String) });
   });
 
+  it('takes the version from the A2A-Version request parameter when no header is sent (A2A §3.6.1), for the endpoint and the card', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { a2a: { publicCard: true } });
+    const list = { jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} };
+    for (const query of ['?A2A-Version=1.0', '?a2a-version=1.0']) {
+      for (const path of [`/a2a/${id}/`, `/a2a/${id}`]) {
+        const res = await api(`${path}${query}`, { key, body: list });
+        expect(res.status, path + query).toBe(200);
+        expect(res.body, path + query).toEqual({ jsonrpc: '2.0', id: 1, result: expect.objectContaining({ tasks: [] }) });
+      }
+    }
+    const unsupported = await api(`/a2a/${id}/?A2A-Version=7.0`, { key, body: list });
+    expect(unsupported.body.error).toMatchObject({ code: -32009, message: expect.stringMatching(/^A2A-Version 7\.0 is not supported/), data: ERROR_INFO('VERSION_NOT_SUPPORTED') });
+    // The header wins when both are sent; without either it is 0.3, which has no ListTasks.
+    expect((await api(`/a2a/${id}/?A2A-Version=7.0`, { key, body: list, headers: { 'a2a-version': '1.0' } })).body.result.tasks).toEqual([]);
+    expect((await api(`/a2a/${id}/`, { key, body: list })).body.error.code).toBe(-32601);
+    const legacy = await api(`/a2a/${id}/?A2A-Version=0.3`, { key, body: { jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { id: 'ex_x' } } });
+    expect(legacy.body.error).toEqual({ code: -32001, message: expect.any(String) });
+    // The card: the v1.0 card alone with the parameter, v0.3's fields too without it.
+    const card = await api(`/a2a/${id}/.well-known/agent-card.json?A2A-Version=1.0`);
+    expect(card.status).toBe(200);
+    expect(card.body.supportedInterfaces).toHaveLength(1);
+    expect(card.body.url).toBeUndefined();
+    expect((await api(`/a2a/${id}/.well-known/agent-card.json`)).body.url).toMatch(/\/a2a\//);
+  });
+
   it('names a finished task\'s state in words when it refuses a message to it or a subscription, in both versions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
@@ -63,6 +89,18 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(largest.body).toMatchObject({ id: 9007199254740991, error: { code: -32001 } });
     const badMethod = await raw('{"jsonrpc":"2.0","id":"a-1","method":5}');
     expect(badMethod.body).toEqual({ jsonrpc: '2.0', id: 'a-1', error: { code: -32600, message: expect.stringMatching(/^Invalid Request: method: /) } });
+  });
+
+  it('answers a JSON-RPC batch (a JSON array) with one -32600 that says batches are not served, and runs none of it', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const send = { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `batch-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } } };
+    for (const [body, version] of [[[send], '1.0'], [[send, { jsonrpc: '2.0', id: 2, method: 'ListTasks' }], '1.0'], [[], '1.0'], [[{ jsonrpc: '2.0', id: 3, method: 'tasks/get', params: { id: 'x' } }], '0.3']] as const) {
+      const res = await api(`/a2a/${id}/`, { key, body, headers: { 'a2a-version': version } });
+      expect(res.status).toBe(200);
+      expect(res.body, JSON.stringify(body)).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/^Invalid Request: a batch .*send one request per POST/) } });
+    }
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toEqual([]);
   });
 
   it('answers a notification (a request without id) with 204 and no body, and runs nothing, in both versions', async () => {

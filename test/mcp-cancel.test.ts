@@ -143,6 +143,19 @@ describe('MCP: notifications/cancelled stops the waiting execute_intent it names
     const again = await post(key, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { ...accept, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' });
     expect((await messages(again))[0].result.tools).toHaveLength(5);
   });
+
+  it('gives a session to an initialize sent in a 2025-03-26 batch too, which the SDK serves', async () => {
+    const { key } = await newTenant();
+    const initialize = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+    const batch = await post(key, [initialize], { ...accept, 'mcp-protocol-version': '2025-03-26' });
+    expect(batch.status).toBe(200);
+    expect(batch.headers.get('mcp-session-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await messages(batch))[0].result.protocolVersion).toBe('2025-03-26');
+    // A batch without one, and an initialize sent as a notification, are given none.
+    const none = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', method: 'initialize', params: initialize.params }], { ...accept, 'mcp-protocol-version': '2025-03-26' });
+    expect(none.headers.get('mcp-session-id')).toBeNull();
+    await none.body?.cancel();
+  });
 });
 
 describe('MCP 2026-07-28: cancelling a waiting execute_intent', () => {

@@ -78,6 +78,45 @@ describe('MCP: protocol edges', () => {
     expect(await unknown.text()).toBe('');
   });
 
+  it('serves a JSON-RPC batch under every 2025 version, and refuses one under 2026-07-28 with 400 -32600', async () => {
+    const { key } = await newTenant();
+    for (const version of ['2025-03-26', '2025-06-18', '2025-11-25']) {
+      const res = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }], { 'mcp-protocol-version': version });
+      expect(res.status, version).toBe(200);
+      const ids = [...(await res.text()).matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1] ?? 'null').id);
+      expect(ids.sort(), version).toEqual([1, 2]);
+    }
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const modern = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: meta } }], { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
+    expect(modern.status).toBe(400);
+    expect(await modern.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600 } });
+  });
+
+  it('answers a request whose id is a number but no safe integer -32600 with id null, never an id the client did not send', async () => {
+    const { key } = await newTenant();
+    const raw = (text: string, headers: Record<string, string> = {}) =>
+      SELF.fetch(`${BASE}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body: text });
+    const modern = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' };
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const cases: [string, Record<string, string>][] = [
+      ['{"jsonrpc":"2.0","id":1.5,"method":"ping"}', {}],
+      // Parsed, 12345678901234567890 is 12345678901234567000: echoed, it is another id.
+      ['{"jsonrpc":"2.0","id":12345678901234567890,"method":"ping"}', {}],
+      ['{"jsonrpc":"2.0","id":-1e300,"method":"tools/list"}', { 'mcp-protocol-version': '2025-06-18' }],
+      [`{"jsonrpc":"2.0","id":0.25,"method":"tools/list","params":{"_meta":${JSON.stringify(meta)}}}`, modern],
+    ];
+    for (const [text, headers] of cases) {
+      const res = await raw(text, headers);
+      expect(res.status, text).toBe(400);
+      expect(await res.json(), text).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.any(String) } });
+    }
+    // A valid id is still echoed with the SDK's other refusals.
+    const paramsNotObject = await raw('{"jsonrpc":"2.0","id":9007199254740991,"method":"tools/list","params":"x"}');
+    expect(paramsNotObject.status).toBe(400);
+    expect(await paramsNotObject.json()).toMatchObject({ id: 9007199254740991, error: { code: -32600 } });
+    expect((await message(await raw('{"jsonrpc":"2.0","id":-7,"method":"ping"}'))).id).toBe(-7);
+  });
+
   it('answers ping, and methods it does not serve (resources, prompts, logging, completion) with -32601', async () => {
     const { key } = await newTenant();
     expect(await message(await post(key, { jsonrpc: '2.0', id: 9, method: 'ping' }))).toEqual({ jsonrpc: '2.0', id: 9, result: {} });

@@ -2,6 +2,7 @@ import { createExecutionContext, env, SELF } from 'cloudflare:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import { MCP_CORS_ALLOW_HEADERS } from '../worker/middleware/mcp-cors';
 import { ADMIN, api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { connect } from './support/mcp';
 
@@ -373,6 +374,36 @@ describe('MCP: CORS for origins in MCP_ALLOWED_ORIGINS', () => {
     expect(allowed).toEqual(expect.arrayContaining(['authorization', 'content-type', 'mcp-protocol-version', 'mcp-session-id', 'last-event-id']));
     expect(Number(res.headers.get('access-control-max-age'))).toBeGreaterThan(0);
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+
+  it('allows the Mcp-Param-* headers a 2026-07-28 client asks for in its preflight, with the fixed ones, for allowed origins only', async () => {
+    const asking = (origin: string, requested: string) =>
+      send({ method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': requested } });
+    const res = await asking(APP, 'content-type,mcp-method,mcp-name,mcp-param-region,Mcp-Param-Tenant_Id,mcp-protocol-version');
+    expect(res.status).toBe(204);
+    const allowed = (res.headers.get('access-control-allow-headers') ?? '').split(',');
+    expect(allowed).toEqual(expect.arrayContaining(['mcp-param-region', 'mcp-param-tenant_id', 'content-type', 'mcp-method', 'mcp-name', 'authorization']));
+    // Only parameter headers are added: other names the page asks for stay outside the list.
+    const other = await asking(APP, 'x-custom, mcp-param-, mcp-param-a b, mcp-params');
+    expect(other.status).toBe(204);
+    expect((other.headers.get('access-control-allow-headers') ?? '').split(',').sort()).toEqual([...MCP_CORS_ALLOW_HEADERS].sort());
+    const refused = await asking('https://evil.example', 'mcp-param-region');
+    expect(refused.status).toBe(403);
+    expect(refused.headers.get('access-control-allow-headers')).toBeNull();
+  });
+
+  it('documents OPTIONS /mcp: the 204 of an allowed preflight declares every header it carries', async () => {
+    const doc = (await api('/openapi.json')).body;
+    const operation = doc.paths['/mcp'].options;
+    expect(Object.keys(operation.responses).sort()).toEqual(['204', '403', '405', '431']);
+    const declared = Object.keys(operation.responses['204'].headers).map((name) => name.toLowerCase());
+    const res = await preflight(APP);
+    expect(res.status).toBe(204);
+    const sent = [...res.headers.keys()].filter((name) => name !== 'vary');
+    expect(sent.length).toBeGreaterThan(4);
+    for (const name of sent) expect(declared, name).toContain(name);
+    // No D1 session runs before a preflight is answered.
+    expect(operation.parameters ?? []).toEqual([]);
   });
 
   it('refuses a preflight from an origin not listed with 403 forbidden and no CORS headers; other OPTIONS keep their 405', async () => {

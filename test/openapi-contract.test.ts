@@ -330,6 +330,9 @@ describe('the OpenAPI document against the answers', () => {
     await check('GET', '/v1/usage', '/v1/usage', 200);
     const mcp = { headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' } };
     await check('POST', '/mcp', '/mcp', 200, { ...mcp, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    // An allowed origin's 204 needs MCP_ALLOWED_ORIGINS set: test/mcp.test.ts checks it against the document.
+    await check('OPTIONS', '/mcp', '/mcp', 403, { key: undefined, headers: { origin: 'https://elsewhere.example', 'access-control-request-method': 'POST' } });
+    await check('OPTIONS', '/mcp', '/mcp', 405, { key: undefined });
     await check('GET', '/a2a/{id}/.well-known/agent-card.json', `/a2a/${agent}/.well-known/agent-card.json`, 200, { key: undefined });
     const list = { jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} };
     await check('POST', '/a2a/{id}/', `/a2a/${agent}/`, 200, { body: list, headers: { 'a2a-version': '1.0' } });

@@ -51,8 +51,9 @@ describe('OpenAPI document and docs page', () => {
     const rateLimit = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'];
     for (const op of ops) {
       // Key limits apply to tenant keys, never to the operator token of /v1/admin; an incoming
-      // hook's delivery counts against the key that registered the hook.
-      const keyed = !op.path.startsWith('/v1/admin/') && op.path !== '/healthz';
+      // hook's delivery counts against the key that registered the hook. A CORS preflight
+      // (OPTIONS /mcp) carries no key: browsers send none with it.
+      const keyed = !op.path.startsWith('/v1/admin/') && op.path !== '/healthz' && op.name !== 'OPTIONS /mcp';
       expect('429' in op.responses, op.name).toBe(keyed);
       for (const [status, response] of Object.entries(op.responses)) {
         expect(response.headers?.['x-request-id'], `${op.name} ${status}`).toBeDefined();

@@ -21,9 +21,13 @@ export function sessionScope(headers: Headers): string {
   return /^[\x21-\x7e]{1,128}$/.test(session) ? session : '';
 }
 
-/** Whether a body is a 2025-era `initialize` request, whose answer gives the client its session. */
+/**
+ * Whether a body is, or (2025-03-26) a batch carrying, a 2025-era `initialize` request, whose
+ * answer gives the client its session: the SDK serves one in a batch too.
+ */
 export function isInitialize(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && !Array.isArray(body) && (body as { method?: unknown }).method === 'initialize' && 'id' in body;
+  const messages: unknown[] = Array.isArray(body) ? body : [body];
+  return messages.some((m) => typeof m === 'object' && m !== null && !Array.isArray(m) && (m as { method?: unknown }).method === 'initialize' && 'id' in m);
 }
 
 /** The answer of an `initialize`, with a new session for the client to send back (see `sessionScope`). */

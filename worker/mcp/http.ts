@@ -1,5 +1,6 @@
 import { countCalls, type CallTest } from '../lib/json-rpc-calls';
 import { MAX_JSON_DEPTH, jsonDepth } from '../lib/json-limits';
+import { mediaType } from '../lib/media-type';
 
 /**
  * A JSON-RPC call of the MCP endpoint that starts an execution (budgets and concurrency apply):
@@ -62,4 +63,27 @@ export function deepParamsRefusal(body: unknown): Response | null {
     );
   }
   return null;
+}
+
+/** Whether a single message's `id` is a number JSON-RPC cannot echo: not an integer, or past 2^53 − 1. */
+function hasUnsafeNumericId(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return false;
+  const id: unknown = (body as { id?: unknown }).id;
+  return typeof id === 'number' && !Number.isSafeInteger(id);
+}
+
+/**
+ * The SDK's 400 refusal of a message whose id is a number but no safe integer, with id null.
+ * It refuses such ids (MCP ids are strings or integers) but echoes them, and JSON-RPC answers
+ * an id it could not take with null: 1.5 is no id of the protocol, and 12345678901234567890 has
+ * lost digits once parsed, so its echo names a request the client never sent. The A2A endpoint
+ * answers these so too.
+ */
+export async function withUnsafeIdNulled(answer: Response, body: unknown): Promise<Response> {
+  if (answer.status !== 400 || !hasUnsafeNumericId(body) || mediaType(answer.headers.get('content-type') ?? undefined) !== 'application/json') return answer;
+  const reply: unknown = JSON.parse(await answer.text());
+  if (typeof reply === 'object' && reply !== null && 'id' in reply) (reply as { id: unknown }).id = null;
+  const headers = new Headers(answer.headers);
+  headers.delete('content-length');
+  return new Response(JSON.stringify(reply), { status: answer.status, headers });
 }

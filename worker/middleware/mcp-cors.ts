@@ -11,14 +11,24 @@ export const MCP_CORS_EXPOSE_HEADERS = ['Mcp-Session-Id', 'WWW-Authenticate', 'R
 /** How long a browser may cache a preflight (seconds): the allow-list changes only with a deploy. */
 export const MCP_CORS_MAX_AGE = 600;
 
+/**
+ * `Mcp-Param-{Name}` (2026-07-28, SEP-2243): a client mirrors a tool argument its schema marks
+ * `x-mcp-header` into such a header, so the names are open-ended and cannot be listed ahead. The
+ * name after the prefix is an RFC 9110 token, as the SDK requires of the declaration.
+ */
+const MCP_PARAM_HEADER = /^mcp-param-[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
+/** The `Mcp-Param-*` names a preflight asks for (lower-cased), to be allowed with the fixed list. */
+function requestedParamHeaders(requested: string | undefined): string[] {
+  if (requested === undefined) return [];
+  const names = requested.split(',').map((name) => name.trim().toLowerCase());
+  return [...new Set(names.filter((name) => MCP_PARAM_HEADER.test(name)))];
+}
+
 // The origin is already checked against the guard's allow-list when this runs, so it echoes it.
-const allowListed = cors({
-  origin: (origin) => origin,
-  allowMethods: ['POST'],
-  allowHeaders: MCP_CORS_ALLOW_HEADERS,
-  exposeHeaders: MCP_CORS_EXPOSE_HEADERS,
-  maxAge: MCP_CORS_MAX_AGE,
-});
+const allowing = (allowHeaders: string[]) =>
+  cors({ origin: (origin) => origin, allowMethods: ['POST'], allowHeaders, exposeHeaders: MCP_CORS_EXPOSE_HEADERS, maxAge: MCP_CORS_MAX_AGE });
+const allowListed = allowing(MCP_CORS_ALLOW_HEADERS);
 
 /**
  * CORS for the MCP endpoint, so that a browser page on an origin listed in
@@ -27,7 +37,8 @@ const allowListed = cors({
  * handler below this) carries `Access-Control-Allow-Origin`, so the page can read the envelope.
  * Same-origin requests and requests without `Origin` need none and get none. A preflight from
  * an origin (or to a Host) the guard refuses is refused as the guard refuses the request itself,
- * 403 `forbidden`; other OPTIONS requests keep the app's 405. No credentials mode: MCP clients
+ * 403 `forbidden`; other OPTIONS requests keep the app's 405. The preflight allows the fixed
+ * headers below plus any `Mcp-Param-*` names it asks for. No credentials mode: MCP clients
  * send a Bearer key, never cookies. Runs before the 405 check, which would answer OPTIONS.
  *
  * @example app.use('/mcp', mcpCors())
@@ -43,6 +54,9 @@ export function mcpCors(): MiddlewareHandler<AppEnv> {
       return next();
     }
     if (c.req.method === 'OPTIONS' && !preflight) return next();
-    return allowListed(c, next);
+    // Built per preflight only when it asks for parameter headers; the answer names the fixed
+    // list plus exactly those (the preflight's other names are checked by the browser against it).
+    const params = preflight ? requestedParamHeaders(c.req.header('access-control-request-headers')) : [];
+    return (params.length > 0 ? allowing([...MCP_CORS_ALLOW_HEADERS, ...params]) : allowListed)(c, next);
   };
 }

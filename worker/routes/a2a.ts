@@ -92,6 +92,23 @@ export function a2aVersion(header: string | undefined): A2AVersion | null {
 }
 
 /**
+ * The A2A-Version a request asks for: its header, else its `A2A-Version` request parameter,
+ * which A2A (§3.6.1) lets a client send instead of the header (the parameter's name compared
+ * without case, as a header's is). Undefined when neither is there.
+ */
+function requestedA2AVersion(c: Context<AppEnv>): string | undefined {
+  const header = c.req.header('a2a-version');
+  if (header !== undefined) return header;
+  for (const [name, value] of new URL(c.req.url).searchParams) if (name.toLowerCase() === 'a2a-version') return value;
+  return undefined;
+}
+
+/** The request parameter, as the document shows it; `requestedA2AVersion` reads it. */
+const VersionQuery = z.object({
+  'A2A-Version': z.string().optional().openapi({ description: 'the A2A version, for a client that cannot send the A2A-Version header (A2A §3.6.1); the header wins when both are sent', example: '1.0' }),
+});
+
+/**
  * The tenant whose agent `agentId` has a public card. Agent ids are unique per tenant only,
  * so the D1 registry is asked; an id that several tenants publish is nobody's (no card).
  */
@@ -119,7 +136,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       summary: "The agent's A2A agent card (public when the agent's config says a2a.publicCard, else it needs the API key)",
       security: [...security, {}],
       middleware: [cardCaller()],
-      request: { params: AgentIdParams },
+      request: { params: AgentIdParams, query: VersionQuery },
       responses: {
         200: { content: { 'application/json': { schema: Card } }, description: "the agent card (A2A v1.0; without an A2A-Version header, as v0.3 clients ask, it also carries v0.3's fields: url, preferredTransport, protocolVersion, security)", headers: CARD_HEADERS },
         304: { description: 'not modified (If-None-Match)', headers: CARD_HEADERS },
@@ -142,7 +159,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       // The registry's snapshot may lag a change; the agent's own config decides.
       if (!authenticated && !isPublic) throw new ApiError('unauthorized', 'this agent card needs an API key', undefined, { 'www-authenticate': 'Bearer' });
       // A v0.3 client (no A2A-Version) gets the v0.3 fields too; every other version the v1.0 card.
-      const version = a2aVersion(c.req.header('a2a-version')) === '0.3' ? '0.3' : '1.0';
+      const version = a2aVersion(requestedA2AVersion(c)) === '0.3' ? '0.3' : '1.0';
       const body = JSON.stringify(agentCard(agent, new URL(c.req.url).origin, version));
       const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;
       const headers = { etag, 'cache-control': isPublic ? PUBLIC_CARD_CACHE : PRIVATE_CARD_CACHE, vary: 'Authorization, A2A-Version' };
@@ -184,7 +201,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
         /* not JSON: id null */
       }
     }
-    return rpcAnswer(c, rpcError(id, jsonRpcError(a2aVersion(c.req.header('a2a-version')) ?? '1.0', new ContentTypeNotSupportedError(unsupported))));
+    return rpcAnswer(c, rpcError(id, jsonRpcError(a2aVersion(requestedA2AVersion(c)) ?? '1.0', new ContentTypeNotSupportedError(unsupported))));
   }
   let body: unknown;
   try {
@@ -192,6 +209,8 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   } catch {
     return rpcAnswer(c, rpcError(null, { code: -32700, message: 'Parse error: the body is not JSON' }));
   }
+  // Every A2A method is one request whose answer is its outcome; the SDK's handlers take one.
+  if (Array.isArray(body)) return rpcAnswer(c, rpcError(null, { code: -32600, message: 'Invalid Request: a batch (JSON array) is not served here: send one request per POST' }));
   const envelope = JsonRpcRequest.safeParse(body);
   if (!envelope.success) {
     const issue = envelope.error.issues[0];
@@ -200,9 +219,9 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   c.get('log').a2aMethod = envelope.data.method;
   if (envelope.data.id === undefined) return notification(c);
-  const version = a2aVersion(c.req.header('a2a-version'));
+  const version = a2aVersion(requestedA2AVersion(c));
   if (!version) {
-    const error = jsonRpcError('1.0', new VersionNotSupportedError(`A2A-Version ${c.req.header('a2a-version') ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
+    const error = jsonRpcError('1.0', new VersionNotSupportedError(`A2A-Version ${requestedA2AVersion(c) ?? ''} is not supported; this agent speaks 1.0 (and 0.3)`));
     return rpcAnswer(c, rpcError(envelope.data.id, error));
   }
   const { params } = envelope.data;
@@ -238,6 +257,7 @@ const rpcRoute = (path: string) =>
     security,
     request: {
       params: AgentIdParams,
+      query: VersionQuery,
       body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
     },
     responses: {

@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, deepParamsRefusal, executeIntentCalls, parseBody, startsExecution } from '../mcp/http';
+import { batchRefusal, deepParamsRefusal, executeIntentCalls, parseBody, startsExecution, withUnsafeIdNulled } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
@@ -73,6 +73,33 @@ router.openAPIRegistry.registerPath({
   },
 });
 
+const corsHeader = (description: string) => ({ schema: { type: 'string' as const }, description });
+
+// Answered by middleware (worker/middleware/mcp-cors.ts) before any route, so only documented here.
+router.openAPIRegistry.registerPath({
+  method: 'options',
+  path: '/mcp',
+  tags: ['mcp'],
+  summary: 'CORS preflight of the MCP endpoint',
+  description:
+    'A browser sends it before a cross-origin POST /mcp (Origin and Access-Control-Request-Method set); no key needed. For an Origin listed in MCP_ALLOWED_ORIGINS (and a Host MCP_ALLOWED_HOSTS allows), 204 allowing POST with the headers an MCP client sends: Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID, X-D1-Bookmark, X-Request-Id, and every Mcp-Param-{Name} (2026-07-28) the preflight asks for. Another origin is refused 403 forbidden; an OPTIONS that is no preflight, or from the endpoint\'s own origin, is 405.',
+  responses: {
+    204: {
+      description: 'the preflight, allowed',
+      headers: {
+        'Access-Control-Allow-Origin': corsHeader('the Origin, echoed'),
+        'Access-Control-Allow-Methods': corsHeader('POST'),
+        'Access-Control-Allow-Headers': corsHeader('the request headers allowed (comma-separated, lower case)'),
+        'Access-Control-Expose-Headers': corsHeader('the response headers a page may read'),
+        'Access-Control-Max-Age': { schema: { type: 'integer' as const }, description: 'seconds a browser may cache the answer' },
+      },
+    },
+    403: error('forbidden: Origin or Host not allowed'),
+    405: { ...everyRouteErrors[405], description: 'method_not_allowed: an OPTIONS that is no CORS preflight, or needs none (same origin); Allow: POST' },
+    431: everyRouteErrors[431],
+  },
+});
+
 /**
  * MCP (Streamable HTTP, stateless) for the key's tenant. The SDK parses and answers JSON-RPC
  * (the tools refuse bad arguments themselves, with the API's envelope); this route adds what
@@ -126,6 +153,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
     if (executions > 0 && startedWork(error)) caller.work('started');
     throw error;
   });
+  answer = await withUnsafeIdNulled(answer, body);
   // Cancels only once the SDK has accepted the body; answered 202 only after, so the named call has stopped by then.
   const cancels = answer.ok ? cancelledIds(body) : [];
   if (cancels.length > 0) await cancelWaitingCalls(c.env, principal, scope, cancels, caller.requestId);

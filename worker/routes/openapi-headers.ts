@@ -67,9 +67,11 @@ const RATE_LIMIT: Record<string, Reference> = {
 export function withMiddlewareHeaders(document: Document): Document {
   const doc = document as DocumentShape;
   for (const [path, members] of Object.entries(doc.paths ?? {})) {
-    const session = path.startsWith('/v1/') || path === '/mcp';
+    const inSession = path.startsWith('/v1/') || path === '/mcp';
     for (const [method, operation] of Object.entries(members)) {
       if (!METHODS.has(method)) continue;
+      // A CORS preflight (OPTIONS /mcp) is answered before the D1 session middleware.
+      const session = inSession && method !== 'options';
       const responses = operation.responses ?? {};
       const limited = '429' in responses;
       if (session) operation.parameters = [...(operation.parameters ?? []), { $ref: `#/components/parameters/${BOOKMARK}` }];
