@@ -345,6 +345,27 @@ describe('agents API', () => {
       const winner = both.find((r) => r.status === 201);
       expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: winner?.body.name });
     });
+
+    it('is not taken over while the object cannot be reached: a platform error is not "no agent"', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = await newAgent(key, { name: 'Old' });
+      const failed = await app.request(`/v1/agents/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } }, { ...env, DB: refusingBatches });
+      expect(failed.status).toBe(503);
+      const before = await row(tenantId, id);
+      // Every call to an agent object fails as the platform's do when it is unreachable.
+      const unreachable = new Proxy(env.AGENTS, {
+        get: (target, prop) => {
+          if (prop === 'get') return () => new Proxy({}, { get: () => () => Promise.reject(Object.assign(new Error('Network connection lost.'), { retryable: true })) });
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const create = await app.request('/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ id, name: 'New' }) }, { ...env, AGENTS: unreachable });
+      expect(create.status).toBe(503);
+      expect(((await create.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
+      expect(await row(tenantId, id)).toEqual(before);
+      expect((await api('/v1/agents', { key, body: { id, name: 'New' } })).status).toBe(201);
+    });
   });
 
   it('projects agent snapshots to D1 through the outbox', async () => {
