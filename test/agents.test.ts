@@ -1,6 +1,7 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { releaseClaim } from '../worker/agents/registry';
+import { createApp } from '../worker/app';
+import { releaseClaim, unregisterAgent } from '../worker/agents/registry';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 import { agentStub } from './support/transactions';
 
@@ -271,6 +272,99 @@ describe('agents API', () => {
       const config = { id, name: 'Second', instructions: null, upstream: { kind: 'builtin' as const }, concurrency: 1, region: null, jurisdiction: null, metadata: null };
       expect(await stub.create({ tenantId, config, createdAt: Date.now(), adoptedClaim: true })).toMatchObject({ ok: false, code: 'conflict' });
       await eventually(async () => (await registryRow(tenantId, id))?.name === 'First');
+    });
+  });
+
+  describe('a DELETE whose D1 batch failed after the object was destroyed', () => {
+    // D1 refusing every batch, as the runtime answers a transient failure: the DELETE's
+    // removal of the registry row and the executions fails, its destroy of the object did not.
+    const refusing = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+      new Proxy(db, {
+        get: (target, prop) => {
+          if (prop === 'batch') return () => Promise.reject(new Error('D1_ERROR: database is locked: SQLITE_BUSY'));
+          if (prop === 'withSession') return (constraint?: string) => refusing((target as D1Database).withSession(constraint));
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    const refusingBatches = refusing(env.DB);
+    const app = createApp();
+    const row = (tenantId: string, id: string) =>
+      env.DB.prepare('SELECT name, rev, created_at FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ name: string | null; rev: number; created_at: number }>();
+    const d1Executions = async (tenantId: string, id: string) =>
+      (await env.DB.prepare('SELECT id FROM executions WHERE tenant_id = ? AND agent_id = ?').bind(tenantId, id).all<{ id: string }>()).results.map((r) => r.id);
+
+    it('leaves an id the next create takes over, empty, and the DELETE that left it cannot remove the new agent', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = await newAgent(key, { name: 'Old' });
+      const old = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      expect(old.status).toBe(200);
+      await eventually(async () => (await d1Executions(tenantId, id)).length > 0 && ((await row(tenantId, id))?.rev ?? 0) > 0);
+      const oldCreatedAt = (await row(tenantId, id))?.created_at ?? 0;
+      // A long-lived agent's row is at a revision the new agent's snapshots will take long to reach.
+      await env.DB.prepare('UPDATE agents SET rev = 1000 WHERE tenant_id = ? AND id = ?').bind(tenantId, id).run();
+
+      const failed = await app.request(`/v1/agents/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } }, { ...env, DB: refusingBatches });
+      expect(failed.status).toBe(503);
+      expect(((await failed.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+      expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
+
+      const created = await api('/v1/agents', { key, body: { id, name: 'New' } });
+      expect(created.status).toBe(201);
+      expect(created.body).toMatchObject({ id, name: 'New', state: 'idle' });
+      expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toEqual([]);
+      expect(await d1Executions(tenantId, id)).toEqual([]);
+      const listed = (await api('/v1/agents', { key })).body.data as { id: string; name: string }[];
+      expect(listed.find((a) => a.id === id)).toMatchObject({ name: 'New' });
+      // The new agent's own snapshots land over the taken-over row (its revision restarted).
+      const fresh = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'again' } });
+      expect(fresh.status).toBe(200);
+      expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'Newer' } })).status).toBe(200);
+      await eventually(async () => (await d1Executions(tenantId, id)).includes(fresh.body.id) && (await row(tenantId, id))?.name === 'Newer');
+
+      // The failed DELETE's removal, run again late, matches the row it found: not the new agent's.
+      await unregisterAgent(env, tenantId, id, oldCreatedAt);
+      expect(await row(tenantId, id)).not.toBeNull();
+      expect(await d1Executions(tenantId, id)).toEqual([fresh.body.id]);
+      expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: 'Newer' });
+      // Deleting the new agent still works, and leaves the id free.
+      expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
+      expect(await row(tenantId, id)).toBeNull();
+      expect(await d1Executions(tenantId, id)).toEqual([]);
+    });
+
+    it('is taken over by one of two creates racing for it', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = await newAgent(key, { name: 'Old' });
+      expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'Older' } })).status).toBe(200);
+      await eventually(async () => ((await row(tenantId, id))?.rev ?? 0) > 0);
+      const failed = await app.request(`/v1/agents/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } }, { ...env, DB: refusingBatches });
+      expect(failed.status).toBe(503);
+      const both = await Promise.all(['A', 'B'].map((name) => api('/v1/agents', { key, body: { id, name } })));
+      expect(both.map((r) => r.status).sort()).toEqual([201, 409]);
+      const winner = both.find((r) => r.status === 201);
+      expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: winner?.body.name });
+    });
+
+    it('is not taken over while the object cannot be reached: a platform error is not "no agent"', async () => {
+      const { key, tenantId } = await newTenant();
+      const id = await newAgent(key, { name: 'Old' });
+      const failed = await app.request(`/v1/agents/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } }, { ...env, DB: refusingBatches });
+      expect(failed.status).toBe(503);
+      const before = await row(tenantId, id);
+      // Every call to an agent object fails as the platform's do when it is unreachable.
+      const unreachable = new Proxy(env.AGENTS, {
+        get: (target, prop) => {
+          if (prop === 'get') return () => new Proxy({}, { get: () => () => Promise.reject(Object.assign(new Error('Network connection lost.'), { retryable: true })) });
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const create = await app.request('/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ id, name: 'New' }) }, { ...env, AGENTS: unreachable });
+      expect(create.status).toBe(503);
+      expect(((await create.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
+      expect(await row(tenantId, id)).toEqual(before);
+      expect((await api('/v1/agents', { key, body: { id, name: 'New' } })).status).toBe(201);
     });
   });
 

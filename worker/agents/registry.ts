@@ -51,37 +51,74 @@ export async function releaseClaim(env: Env, tenantId: string, agentId: string, 
 }
 
 /**
- * Takes over a claim with no agent behind it and returns its route, or null when the id is
- * taken. An id is claimed in D1 before its object creates the agent; a creation whose object
- * refused, and whose release of the claim failed too, leaves a claim that would refuse every
- * later create (409) while reads answer 404. The object, the agent's one writer, says whether
- * it holds the agent; the claim then moves to this request by compare-and-set on its creation
- * time, so the request that made it can no longer release it, and two requests cannot both
- * take it over. The claim keeps its placement: one in another jurisdiction is not taken.
+ * Takes over a registry row with no agent behind it and returns its route, or null when the id
+ * is taken. Two ways leave one: an id is claimed in D1 before its object creates the agent, so a
+ * creation whose object refused, and whose release of the claim failed too, leaves a claim
+ * (rev 0); a DELETE destroys the object before it removes the row, so one whose D1 batch failed
+ * leaves the agent's last row (any rev). Either would refuse every later create (409) while
+ * reads answer 404. The object, the agent's one writer, says whether it holds an agent: only its
+ * own `not_found` answer counts (a platform error is thrown, never taken for "no agent"). The
+ * row then moves to this request by compare-and-set on its creation time, so the request that
+ * left it can no longer remove it (`releaseClaim`, `unregisterAgent` match on it too), and two
+ * requests cannot both take it over. The old agent's D1 execution rows go in the same batch
+ * while the row still names the old creation time; its revision restarts at 0, under the new
+ * agent's first snapshot. The row keeps its placement: one in another jurisdiction is not taken.
  */
 export async function adoptOrphanedClaim(env: Env, tenantId: string, agent: Agent, jurisdiction: Jurisdiction | null, now: number): Promise<AgentRoute | null> {
-  const claim = await env.DB.prepare('SELECT jurisdiction, location_hint, created_at FROM agents WHERE tenant_id = ? AND id = ? AND rev = 0')
-    .bind(tenantId, agent.id)
-    .first<{ jurisdiction: Jurisdiction | null; location_hint: Region | null; created_at: number }>();
+  const claim = await registryRow(env, tenantId, agent.id);
   if (!claim || claim.jurisdiction !== jurisdiction) return null;
   const route: AgentRoute = { jurisdiction: claim.jurisdiction, locationHint: claim.location_hint };
   const held = await callAgent(env, tenantId, agent.id, route, (stub) => stub.get(), { retry: true });
   if (held.ok || held.code !== 'not_found') return null;
-  const moved = await env.DB.prepare('UPDATE agents SET name = ?, snapshot = ?, created_at = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND created_at = ? AND rev = 0')
-    .bind(agent.name, JSON.stringify({ agent, contextVersion: 0 }), now, now, tenantId, agent.id, claim.created_at)
-    .run();
-  if (moved.meta.changes === 0) return null;
+  const [, moved] = await env.DB.batch([
+    deleteExecutionsOf(env, tenantId, agent.id, claim.created_at),
+    env.DB.prepare("UPDATE agents SET name = ?, state = 'idle', snapshot = ?, rev = 0, created_at = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND created_at = ?")
+      .bind(agent.name, JSON.stringify({ agent, contextVersion: 0 }), now, now, tenantId, agent.id, claim.created_at),
+  ]);
+  if ((moved?.meta.changes ?? 0) === 0) return null;
   remember(tenantId, agent.id, route);
   return route;
 }
 
-export async function unregisterAgent(env: Env, tenantId: string, agentId: string): Promise<void> {
+/** The registry row of an agent as a DELETE finds it: its route and creation time, or null. */
+export async function findRegistration(env: Env, tenantId: string, agentId: string): Promise<{ route: AgentRoute; createdAt: number } | null> {
+  const row = await registryRow(env, tenantId, agentId);
+  if (row) return { route: { jurisdiction: row.jurisdiction, locationHint: row.location_hint }, createdAt: row.created_at };
+  // Gone (deleted elsewhere): no cache here may keep routing to it.
+  forgetRoute(tenantId, agentId);
+  await dropCached(env.CACHE, routeKey(tenantId, agentId), 'agent route');
+  return null;
+}
+
+/**
+ * Removes the registry row a DELETE found (`createdAt`: its creation time) and that agent's D1
+ * execution rows, in one batch. A row taken over meanwhile by a new create (see
+ * `adoptOrphanedClaim`) is the new agent's and is left alone, with its executions.
+ */
+export async function unregisterAgent(env: Env, tenantId: string, agentId: string, createdAt: number): Promise<void> {
   await env.DB.batch([
-    env.DB.prepare('DELETE FROM executions WHERE tenant_id = ? AND agent_id = ?').bind(tenantId, agentId),
-    env.DB.prepare('DELETE FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, agentId),
+    deleteExecutionsOf(env, tenantId, agentId, createdAt),
+    env.DB.prepare('DELETE FROM agents WHERE tenant_id = ? AND id = ? AND created_at = ?').bind(tenantId, agentId, createdAt),
   ]);
   routeCache.delete(routeKey(tenantId, agentId));
   await dropCached(env.CACHE, routeKey(tenantId, agentId), 'agent route');
+}
+
+/**
+ * The registry row as the primary holds it: its creation time is what a compare-and-set then
+ * matches, and a read replica behind the primary would offer one already replaced.
+ */
+function registryRow(env: Env, tenantId: string, agentId: string) {
+  return env.DB.withSession('first-primary')
+    .prepare('SELECT jurisdiction, location_hint, created_at FROM agents WHERE tenant_id = ? AND id = ?')
+    .bind(tenantId, agentId)
+    .first<{ jurisdiction: Jurisdiction | null; location_hint: Region | null; created_at: number }>();
+}
+
+/** The D1 execution rows of the agent registered at `createdAt`; none once the row is another's. */
+function deleteExecutionsOf(env: Env, tenantId: string, agentId: string, createdAt: number): D1PreparedStatement {
+  return env.DB.prepare('DELETE FROM executions WHERE tenant_id = ? AND agent_id = ? AND EXISTS (SELECT 1 FROM agents WHERE tenant_id = ? AND id = ? AND created_at = ?)')
+    .bind(tenantId, agentId, tenantId, agentId, createdAt);
 }
 
 /** The route of a tenant's agent, or null: isolate cache, then KV, then the D1 registry. */

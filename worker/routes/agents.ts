@@ -1,8 +1,8 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { envelope, unwrap } from '../errors';
+import { ApiError, envelope, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
-import { callAgent, forgetRoute, requireAgent, unregisterAgent } from '../agents/registry';
+import { callAgent, findRegistration, forgetRoute, requireAgent, unregisterAgent } from '../agents/registry';
 import { createAgent, createAgents } from '../agents/create';
 import { checkUpstream } from '../agents/upstream-check';
 import { Agent, BatchCreateAgentsBody, BatchCreateAgentsResponse, CreateAgentBody, MAX_BATCH_AGENTS, UpdateAgentBody } from '../schemas/agent';
@@ -124,11 +124,14 @@ export const agents = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const { tenantId } = c.get('principal');
-      const route = await requireAgent(c.env, tenantId, id);
-      const result = await callAgent(c.env, tenantId, id, route, (stub) => stub.destroy(), { retry: true });
-      // A registry row without an object (a failed create) is cleaned up the same way.
+      // The row as found, before the object goes: its removal matches on it, so a create that
+      // takes the id over meanwhile (the object empty) keeps its row and executions.
+      const found = await findRegistration(c.env, tenantId, id);
+      if (!found) throw new ApiError('not_found', `agent ${id} not found`);
+      const result = await callAgent(c.env, tenantId, id, found.route, (stub) => stub.destroy(), { retry: true });
+      // A registry row without an agent (a failed create, a DELETE whose D1 batch failed) is cleaned up the same way.
       if (!result.ok && result.code !== 'not_found') unwrap(result);
-      await unregisterAgent(c.env, tenantId, id);
+      await unregisterAgent(c.env, tenantId, id, found.createdAt);
       forgetRoute(tenantId, id);
       await recordAudit(c.env, auditEntry(c, 'agent.delete', id));
       return c.body(null, 204);
