@@ -151,8 +151,9 @@ export function createApp() {
   // Everything the page loads comes from this origin, so it renders offline and where CDNs are
   // blocked: Scalar's script is a static asset (public/vendor/scalar/, vendored with its version and
   // hash by scripts/vendor-scalar.mjs), and no web fonts from Scalar's
-  // font host (the system's fonts instead).
-  app.get('/docs', docsPageHeaders, Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false }));
+  // font host (the system's fonts instead). An empty icon, as the dashboard's, spares the browser
+  // asking /favicon.ico, which no route serves (a 404 in the page's console).
+  app.get('/docs', docsPageHeaders, Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false, favicon: 'data:,' }));
 
   // The dashboard's files and the reference's script are static assets, but wrangler.toml runs
   // the Worker first for them (run_worker_first) so that they pass the same middleware as the
