@@ -86,6 +86,12 @@ describe('edge router', () => {
     const root = await api('/');
     expect(root.status).toBe(404);
     expect(root.body.error.message).toBe('no route for GET /: the API is under /v1; its reference is at /docs, its OpenAPI document at /openapi.json, the dashboard at /dashboard');
+    // Where / points a user with a key: /v1 is no route itself, and /v1/ must not send them back to it.
+    for (const path of ['/v1', '/v1/']) {
+      const v1 = await api(path, { key });
+      expect(v1.status).toBe(404);
+      expect(v1.body.error.message).toBe(`no route for GET ${path}: the API's routes are below /v1 (GET /v1/agents lists your agents); its reference is at /docs, its OpenAPI document at /openapi.json`);
+    }
   });
 
   it('answers 405 with Allow for a known path and an unknown method', async () => {

@@ -105,7 +105,7 @@ describe('OpenAPI document and docs page', () => {
     expect(res.headers.get('content-type')).toContain('text/html');
     expect(res.body).toContain('/openapi.json');
     // An API client a key is typed into, on the dashboard's origin: never framed by another site, never sniffed.
-    expect(res.headers.get('content-security-policy')).toBe("frame-ancestors 'none'; base-uri 'none'; object-src 'none'");
+    expect(res.headers.get('content-security-policy')).toBe("frame-ancestors 'none'; base-uri 'none'; object-src blob:");
     expect(res.headers.get('x-frame-options')).toBe('DENY');
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(res.headers.get('referrer-policy')).toBe('no-referrer');

@@ -43,10 +43,12 @@ const SCALAR_SCRIPT = '/vendor/scalar/standalone.js';
  * The reference page is an API client a user types a key into and sends requests from, on the
  * dashboard's origin: like the dashboard (public/_headers) it may not be framed by another site
  * (clickjacking its Send buttons), sniffed, or given a <base> or plugin. Its script policy stays
- * open: Scalar's page is configured by an inline script and styles itself inline.
+ * open: Scalar's page is configured by an inline script and styles itself inline. <object> may
+ * load blob: URLs only: Scalar previews an HTML or PDF answer (an upstream's error page passed
+ * through a chat completion) as an <object> of a blob: URL it made, which 'none' refused.
  */
 const DOCS_PAGE_HEADERS: Record<string, string> = {
-  'content-security-policy': "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+  'content-security-policy': "frame-ancestors 'none'; base-uri 'none'; object-src blob:",
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
@@ -149,8 +151,9 @@ export function createApp() {
   // Everything the page loads comes from this origin, so it renders offline and where CDNs are
   // blocked: Scalar's script is a static asset (public/vendor/scalar/, vendored with its version and
   // hash by scripts/vendor-scalar.mjs), and no web fonts from Scalar's
-  // font host (the system's fonts instead).
-  app.get('/docs', docsPageHeaders, Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false }));
+  // font host (the system's fonts instead). An empty icon, as the dashboard's, spares the browser
+  // asking /favicon.ico, which no route serves (a 404 in the page's console).
+  app.get('/docs', docsPageHeaders, Scalar({ url: '/openapi.json', pageTitle: 'edge-agent-gateway API', cdn: SCALAR_SCRIPT, withDefaultFonts: false, favicon: 'data:,' }));
 
   // The dashboard's files and the reference's script are static assets, but wrangler.toml runs
   // the Worker first for them (run_worker_first) so that they pass the same middleware as the

@@ -558,6 +558,27 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     expect(await page.title()).toBe('edge-agent-gateway API');
     expect(foreign).toEqual([]);
     expect(problems).toEqual([]);
+    // Scalar's client previews an HTML or PDF answer (an upstream's error page passed through
+    // by /v1/chat/completions) as <object type=… data=blob:…>: the page's policy must let it load.
+    // Page code as a string: this project compiles without the DOM's types.
+    const preview = await page.evaluate<{ ok: boolean; refused: string[]; text: string | null }>(`(async () => {
+      const refused = [];
+      const object = document.createElement('object');
+      object.type = 'text/html';
+      object.data = URL.createObjectURL(new Blob(['<p id="answer">an upstream page</p>'], { type: 'text/html' }));
+      // A refused load fires the policy's event, and no load on the element.
+      const ok = await new Promise((resolve) => {
+        object.onload = () => resolve(true);
+        object.onerror = () => resolve(false);
+        document.addEventListener('securitypolicyviolation', (event) => { refused.push(event.violatedDirective + ' ' + event.blockedURI); resolve(false); });
+        document.body.append(object);
+      });
+      return { ok, refused, text: object.contentDocument?.getElementById('answer')?.textContent ?? null };
+    })()`);
+    expect(preview).toEqual({ ok: true, refused: [], text: 'an upstream page' });
+    // An icon of its own, as the dashboard has: else a browser asks /favicon.ico, a 404 in the
+    // console (this test's request routing keeps Chromium from asking, so look at the page).
+    expect(await page.evaluate<string | null>(`document.querySelector('link[rel~="icon"]')?.getAttribute('href') ?? null`)).toBe('data:,');
     console.log(`docs e2e: API reference rendered from this origin alone in ${renderedMs} ms`);
     await context.close();
   });

@@ -74,6 +74,9 @@ export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
     path === '/'
       ? // Where a browser pointed at the printed address lands first.
         ': the API is under /v1; its reference is at /docs, its OpenAPI document at /openapi.json, the dashboard at /dashboard'
+      : path === '/v1' || path === '/v1/'
+        ? // Where that hint leads next: /v1 itself is no route, and its slashless form would be no help.
+          ': the API\'s routes are below /v1 (GET /v1/agents lists your agents); its reference is at /docs, its OpenAPI document at /openapi.json'
       : path.endsWith('/')
         ? `: paths take no trailing slash (${method} ${path.replace(/\/+$/, '')})`
         : '';
