@@ -55,7 +55,7 @@ export async function releaseClaim(env: Env, tenantId: string, agentId: string, 
  * is taken. Two ways leave one: an id is claimed in D1 before its object creates the agent, so a
  * creation whose object refused, and whose release of the claim failed too, leaves a claim
  * (rev 0); a DELETE destroys the object before it removes the row, so one whose D1 batch failed
- * leaves the agent's last row (any rev). Either would refuse every later create (409) while
+ * leaves the agent's last row (whatever its rev). Either would refuse every later create (409) while
  * reads answer 404. The object, the agent's one writer, says whether it holds an agent: only its
  * own `not_found` answer counts (a platform error is thrown, never taken for "no agent"). The
  * row then moves to this request by compare-and-set on its creation time, so the request that

@@ -38,7 +38,7 @@ const allowListed = allowing(MCP_CORS_ALLOW_HEADERS);
  * Same-origin requests and requests without `Origin` need none and get none. A preflight from
  * an origin (or to a Host) the guard refuses is refused as the guard refuses the request itself,
  * 403 `forbidden`; other OPTIONS requests keep the app's 405. The preflight allows the fixed
- * headers below plus any `Mcp-Param-*` names it asks for. No credentials mode: MCP clients
+ * headers below plus the `Mcp-Param-*` names it asks for. No credentials mode: MCP clients
  * send a Bearer key, never cookies. Runs before the 405 check, which would answer OPTIONS.
  *
  * @example app.use('/mcp', mcpCors())

@@ -75,7 +75,7 @@ router.openAPIRegistry.registerPath({
 
 const corsHeader = (description: string) => ({ schema: { type: 'string' as const }, description });
 
-// Answered by middleware (worker/middleware/mcp-cors.ts) before any route, so only documented here.
+// Answered by middleware (worker/middleware/mcp-cors.ts) before the routes, so only documented here.
 router.openAPIRegistry.registerPath({
   method: 'options',
   path: '/mcp',
