@@ -263,7 +263,8 @@ const pairedWith = new Map([
   // scale-100's rounds would measure that instead (BENCHMARKS.md, twelfth pass).
   ['scale-1000', [() => ({ scenario: 'scale-100', url: base, requests: execOn(hundred) })]],
 ]);
-const pairedLog = (id, p) => log(`${id}: paired with ${p.pairedWith}, ratio ${p.pairedRatio} (median of ${p.pairedRatios.join(', ')}; busy ${p.settledMs.join(', ')} ms after the scenario's rounds)`);
+const pairedLog = (id, p) =>
+  log(`${id}: paired with ${p.pairedWith}, ratio ${p.pairedRatio} (median of ${p.pairedRatios.join(', ')}; req/s ${p.pairedWith}/${id} ${p.pairedRates.map(([a, b]) => `${a}/${b}`).join(', ')}; busy ${p.settledMs.join(', ')} ms after the scenario's rounds)`);
 
 const want = values.only ? new Set(values.only.split(',')) : null;
 async function scenario(id, requests, baseline = bareBaseline) {

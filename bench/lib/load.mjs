@@ -59,6 +59,8 @@ export function loadGenerator({ connections, duration, warmup }) {
   async function pairedRounds(scenario, against, pairs, pairSeconds) {
     const { url: base, requests } = scenario;
     const ratios = [];
+    /** Each pair's two rates (req/s), `against` first: a ratio alone cannot say which side moved. */
+    const rates = [];
     /** How long the machine stayed busy after each of the scenario's rounds. */
     const settled = [];
     /** Requests answered per second of the round plus the time the machine then stayed busy. */
@@ -77,11 +79,12 @@ export function loadGenerator({ connections, duration, warmup }) {
       const second = againstFirst ? await round(base, requests) : await round(against.url, against.requests);
       const [againstRate, scenarioRate] = againstFirst ? [first, second] : [second, first];
       ratios.push(Math.round((scenarioRate / againstRate) * 100) / 100);
+      rates.push([Math.round(againstRate), Math.round(scenarioRate)]);
     }
     const sorted = [...ratios].sort((a, b) => a - b);
     const mid = Math.floor(sorted.length / 2);
     const median = sorted.length % 2 ? sorted[mid] : Math.round(((sorted[mid - 1] + sorted[mid]) / 2) * 100) / 100;
-    return { pairedWith: against.scenario, pairedRatio: median, pairedRatios: ratios, settledMs: settled };
+    return { pairedWith: against.scenario, pairedRatio: median, pairedRatios: ratios, pairedRates: rates, settledMs: settled };
   }
 
   return { load, pass, measure, pairedRounds };
