@@ -15,24 +15,31 @@ async function deliveries(key: string, agentId: string) {
   return (await api(`/v1/agents/${agentId}/deliveries`, { key })).body.data as { id: string; webhookId: string; status: string; attempts: number; lastError: string | null; nextAttemptAt: string | null }[];
 }
 
+/**
+ * Registers a webhook at each of `urls` while the receivers `targets` are down, runs one
+ * execution, and waits until each delivery has been tried once; then brings the receivers back.
+ */
+async function triedOnceWhileDown(key: string, agentId: string, targets: string[], urls: string[]): Promise<void> {
+  await Promise.all(targets.map((t) => control(t, true)));
+  try {
+    for (const url of urls) await api(`/v1/agents/${agentId}/webhooks`, { key, body: { url, events: ['execution.succeeded'] } });
+    await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'hello' } });
+    await eventually(async () => {
+      const list = await deliveries(key, agentId);
+      return list.length === urls.length && list.every((d) => d.attempts === 1);
+    });
+  } finally {
+    await Promise.all(targets.map((t) => control(t, false)));
+  }
+}
+
 describe('outgoing webhooks: a slow receiver', () => {
   it("sends the rest of a pass while one receiver is slow to answer: a hanging receiver holds up no other webhook's delivery", async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
     const slow = `hol-slow-${id}`;
     const fast = `hol-fast-${id}`;
-    await Promise.all([control(slow, true), control(fast, true)]);
-    try {
-      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&delayMs=6000`), events: ['execution.succeeded'] } });
-      for (let i = 0; i < 6; i++) await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${fast}&n=${i}`), events: ['execution.succeeded'] } });
-      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
-      await eventually(async () => {
-        const list = await deliveries(key, id);
-        return list.length === 7 && list.every((d) => d.attempts === 1);
-      });
-    } finally {
-      await Promise.all([control(slow, false), control(fast, false)]);
-    }
+    await triedOnceWhileDown(key, id, [slow, fast], [mockUrl(`/hook?target=${slow}&delayMs=6000`), ...Array.from({ length: 6 }, (_, i) => mockUrl(`/hook?target=${fast}&n=${i}`))]);
     // Seven due at once, the slow receiver's first: more than one pass sends at a time (six).
     const slowHook = (await api(`/v1/agents/${id}/webhooks`, { key })).body.data.find((w: { url: string }) => w.url.includes(slow)).id as string;
     await runInDurableObject(stubOf(tenantId, id), (instance: unknown, state) => {
@@ -53,18 +60,7 @@ describe('outgoing webhooks: a slow receiver', () => {
     const id = await newAgent(key);
     const slow = `arm-slow-${id}`;
     const failing = `arm-fail-${id}`;
-    await Promise.all([control(slow, true), control(failing, true)]);
-    try {
-      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&delayMs=4000`), events: ['execution.succeeded'] } });
-      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${failing}&status=500`), events: ['execution.succeeded'] } });
-      await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
-      await eventually(async () => {
-        const list = await deliveries(key, id);
-        return list.length === 2 && list.every((d) => d.attempts === 1);
-      });
-    } finally {
-      await Promise.all([control(slow, false), control(failing, false)]);
-    }
+    await triedOnceWhileDown(key, id, [slow, failing], [mockUrl(`/hook?target=${slow}&delayMs=4000`), mockUrl(`/hook?target=${failing}&status=500`)]);
     // Both due as new (a 5 s retry next), no alarm armed, and a delivery pass started as a change starts one.
     await runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
       state.storage.sql.exec("UPDATE deliveries SET next_at = 0, attempts = 0 WHERE status = 'pending'");
