@@ -7,6 +7,9 @@ import { AuditQuery, AuditRecord } from '../schemas/admin';
 import { page } from '../schemas/common';
 import { adminErrors, commonErrors, json, security } from './openapi';
 
+/** What this list's cursors hold: ids of one kind (`au_…`). */
+const AUDIT_IDS = idsOf('au');
+
 const record = (r: AuditRow): z.infer<typeof AuditRecord> => ({
   id: r.id,
   at: iso(r.at),
@@ -37,7 +40,7 @@ export const audit = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const before = decodeCursor(q.cursor, idsOf('au'));
+      const before = decodeCursor(q.cursor, AUDIT_IDS);
       const rows = await listAudit(c.env, { ...(q.tenant !== undefined && { tenantId: q.tenant }), ...(q.action !== undefined && { action: q.action }), ...(before !== undefined && { before }), limit: q.limit });
       return c.json(answer(rows, q.limit), 200);
     },
@@ -54,7 +57,7 @@ export const audit = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const before = decodeCursor(q.cursor, idsOf('au'));
+      const before = decodeCursor(q.cursor, AUDIT_IDS);
       const rows = await listAudit(c.env, { tenantId: c.get('principal').tenantId, ...(q.action !== undefined && { action: q.action }), ...(before !== undefined && { before }), limit: q.limit });
       return c.json(answer(rows, q.limit), 200);
     },

@@ -14,6 +14,9 @@ import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } 
 import { commonErrors, errorResponse, json, jsonBody, security, staleableJson, unauthorizedResponse } from './openapi';
 import { router } from './router';
 
+/** What this list's cursors hold: ids of one kind (`ex_…`). */
+const EXECUTION_IDS = idsOf('ex');
+
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
 const ExecutionHeaders = writtenHeaders('the execution', '/v1/agents/support-bot/executions/ex_01jd8x3v7c9q2m4n6p8r0s2t4v');
 
@@ -100,7 +103,7 @@ export const executions = router()
       const { status, limit, cursor } = c.req.valid('query');
       const { tenantId } = c.get('principal');
       await requireAgent(c.env, tenantId, id);
-      const before = decodeCursor(cursor, idsOf('ex'));
+      const before = decodeCursor(cursor, EXECUTION_IDS);
       const where = ['tenant_id = ?', 'agent_id = ?'];
       const params: (string | number)[] = [tenantId, id];
       if (status) { where.push('status = ?'); params.push(status); }

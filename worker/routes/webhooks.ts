@@ -9,6 +9,9 @@ import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
+/** What this list's cursors hold: ids of one kind (`msg_…`). */
+const DELIVERY_IDS = idsOf('msg');
+
 const ChildId = z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/);
 
 export const webhooks = new OpenAPIHono<AppEnv>()
@@ -74,7 +77,7 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const { status, limit, cursor } = c.req.valid('query');
-      const before = decodeCursor(cursor, idsOf('msg'));
+      const before = decodeCursor(cursor, DELIVERY_IDS);
       const rows = await onAgent(c, id, (stub) => stub.listDeliveries({ ...(status && { status }), limit: limit + 1, ...(before && { before }) }), { retry: true });
       const page = rows.slice(0, limit);
       const last = page.at(-1);
