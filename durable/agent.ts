@@ -138,9 +138,10 @@ export class AgentDO extends DurableObject<Env> {
     return this.changed(ok(this.view()));
   }
 
-  /** Deletes everything the agent holds; the Worker then removes its D1 rows. */
-  async destroy(): Promise<Result<{ deleted: true }>> {
-    if (!this.store.agentRow()) return this.notFound();
+  /** Deletes everything the agent holds, then the Worker its D1 rows; given `createdAt` (the DELETE's registry row), only the agent created then. */
+  async destroy(createdAt?: number): Promise<Result<{ deleted: true }>> {
+    const row = this.store.agentRow();
+    if (!row || (createdAt !== undefined && row.created_at !== createdAt)) return this.notFound();
     // Deleting would drop a lock, held now or taken while this waits, and leave the coordinator committing into nothing.
     const lock = this.tx.closeForDelete();
     if (lock) return this.locked(lock.tx_id);

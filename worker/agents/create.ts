@@ -1,5 +1,5 @@
 import type { Context } from 'hono';
-import type { AppEnv } from '../env';
+import type { AppEnv, Env } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
 import { eachLimited } from '../lib/each-limited';
@@ -89,15 +89,34 @@ async function createOne(c: Context<AppEnv>, { config, provisional, route: asked
   } catch (error) {
     return { ok: false, id: config.id, error: toApiError(error, c.get('requestId')) };
   }
+  const create = () => callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint, adoptedClaim: !claimed }), { retry: true });
   try {
-    const agent = unwrap(await callAgent(c.env, tenantId, config.id, route, (stub) => stub.create({ tenantId, config, createdAt: now, locationHint: route.locationHint, adoptedClaim: !claimed }), { retry: true }));
-    return { ok: true, agent };
+    let created = await create();
+    if (claimed && !created.ok && created.code === 'conflict' && (await removeUnregisteredAgent(c.env, tenantId, config.id, route, now))) created = await create();
+    return { ok: true, agent: unwrap(created) };
   } catch (error) {
     // The object refused or was unreachable: release the claim unless the object holds the
     // agent. Should the release fail too, the next create of this id takes the claim over.
     if (!(error instanceof ApiError && error.code === 'conflict')) await releaseClaim(c.env, tenantId, config.id, now).catch(() => undefined);
     return { ok: false, id: config.id, error: toApiError(error, c.get('requestId')) };
   }
+}
+
+/**
+ * Removes an agent the object holds although no registry row names it, and says whether the
+ * object is now empty. Only a create that claimed the id afresh can know it has none: no row
+ * named the id when it claimed it, and an agent with a row keeps it until the agent is gone (a
+ * DELETE destroys the object first). So an agent there, created at another time, is one whose
+ * create failed after the object had made it (its answer lost, its claim then released): an
+ * agent no read could reach, which would otherwise refuse every create of the id with 409.
+ */
+async function removeUnregisteredAgent(env: Env, tenantId: string, agentId: string, route: AgentRoute, claimedAt: number): Promise<boolean> {
+  const held = await callAgent(env, tenantId, agentId, route, (stub) => stub.get(), { retry: true });
+  if (!held.ok) return held.code === 'not_found';
+  const createdAt = Date.parse(held.value.createdAt);
+  if (createdAt === claimedAt) return false;
+  const removed = await callAgent(env, tenantId, agentId, route, (stub) => stub.destroy(createdAt), { retry: true });
+  return removed.ok || removed.code === 'not_found';
 }
 
 function configOf(body: CreateAgentBody): AgentConfig {

@@ -128,7 +128,9 @@ export const agents = new OpenAPIHono<AppEnv>()
       // takes the id over meanwhile (the object empty) keeps its row and executions.
       const found = await findRegistration(c.env, tenantId, id);
       if (!found) throw new ApiError('not_found', `agent ${id} not found`);
-      const result = await callAgent(c.env, tenantId, id, found.route, (stub) => stub.destroy(), { retry: true });
+      // The object destroys only the agent this row was written for: a DELETE that raced
+      // another DELETE and a create of the id finds the new agent there, and leaves it.
+      const result = await callAgent(c.env, tenantId, id, found.route, (stub) => stub.destroy(found.createdAt), { retry: true });
       // A registry row without an agent (a failed create, a DELETE whose D1 batch failed) is cleaned up the same way.
       if (!result.ok && result.code !== 'not_found') unwrap(result);
       await unregisterAgent(c.env, tenantId, id, found.createdAt);
