@@ -108,7 +108,7 @@ async function createOne(c: Context<AppEnv>, { config, provisional, route: asked
  * named the id when it claimed it, and an agent with a row keeps it until the agent is gone (a
  * DELETE destroys the object first). So an agent there, created at another time, is one whose
  * create failed after the object had made it (its answer lost, its claim then released): an
- * agent no read could reach, which would otherwise refuse every create of the id with 409.
+ * agent no read could reach, which would otherwise refuse this create with 409.
  */
 async function removeUnregisteredAgent(env: Env, tenantId: string, agentId: string, route: AgentRoute, claimedAt: number): Promise<boolean> {
   const held = await callAgent(env, tenantId, agentId, route, (stub) => stub.get(), { retry: true });
