@@ -302,6 +302,27 @@ describe('pools API', () => {
     expect(chat.status).toBe(200);
   });
 
+  it('refuses a first-byte limit above the default total deadline (60 s) when totalMs is not given, naming the field', async () => {
+    const { key } = await newTenant();
+    const late = [
+      [{ timeouts: { firstByteMs: 60_001 }, targets: [target('a')] }, ['timeouts', 'firstByteMs'], 'timeouts.firstByteMs'],
+      [{ timeouts: { idleMs: 1_000 }, targets: [target('a'), target('b', { timeoutMs: 120_000 })] }, ['targets', '1', 'timeoutMs'], 'targets[1].timeoutMs'],
+      [{ targets: [target('a', { timeoutMs: 300_000 })] }, ['targets', '0', 'timeoutMs'], 'targets[0].timeoutMs'],
+    ] as const;
+    for (const [body, path, field] of late) {
+      const res = await api('/v1/pools/late-default', { method: 'PUT', key, body });
+      expect(res.status, field).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toContain(field);
+      expect(res.body.error.message).toContain('60000');
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path })]);
+    }
+    expect((await api('/v1/pools/late-default', { key })).status).toBe(404);
+    // Equal to the default deadline is allowed, as it is against a given totalMs.
+    const equal = { timeouts: { firstByteMs: 60_000 }, targets: [target('a', { timeoutMs: 60_000 })] };
+    expect((await api('/v1/pools/late-default', { method: 'PUT', key, body: equal })).status).toBe(201);
+  });
+
   it('lists pools in name order a page at a time, only the tenant\'s own, and refuses a bad limit or cursor naming it', async () => {
     const a = await newTenant();
     const b = await newTenant();

@@ -1,5 +1,6 @@
 import type { LeaseOutcome, PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
+import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
@@ -11,7 +12,6 @@ import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usag
 import { SSE_HEADERS, completion, completionStream, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
-const DEFAULT_TOTAL_MS = 60_000;
 const DEFAULT_FIRST_BYTE_MS = 30_000;
 const DEFAULT_IDLE_MS = 30_000;
 /**
@@ -72,7 +72,7 @@ interface Timeouts {
 export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyResult> {
   const { runtime } = options;
   const { timeouts, retry } = runtime.pool;
-  const deadlineAt = Date.now() + (timeouts?.totalMs ?? DEFAULT_TOTAL_MS);
+  const deadlineAt = Date.now() + (timeouts?.totalMs ?? DEFAULT_POOL_TOTAL_MS);
   const maxAttempts = retry?.attempts ?? 3;
   // agent-http targets do not speak chat completions: never picked (nor a retry sent back to one).
   const unusable = new Set(runtime.targets.filter((t) => t.kind === 'agent-http').map((t) => t.id));
