@@ -466,6 +466,28 @@ describe('agents on pools', () => {
     expect(seen[`${tag}-p`]).toBe(5); // the breaker's threshold, then no more
   });
 
+  it("never sends an execution to another target once an agent-http target answered 200, even if its body broke off or stalled", async () => {
+    const { key } = await newTenant();
+    // The 200 says the back end did the work: a retry elsewhere would do it a second time.
+    for (const [fault, code] of [['cutBody=true', 'upstream_failed'], ['stallBody=true', 'upstream_timeout']] as const) {
+      const tag = `done${Date.now()}${fault.slice(0, 3)}`;
+      const name = `answered-${fault.slice(0, 3)}`;
+      await api(`/v1/pools/${name}`, {
+        method: 'PUT',
+        key,
+        body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&${fault}`), timeoutMs: 1_000 }), target(`${tag}-s`, { priority: 1 })] },
+      });
+      const id = await newAgent(key, { upstream: { kind: 'pool', pool: name } });
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'transfer', input: { amount: 10 } } });
+      expect(res.status, fault).toBe(code === 'upstream_timeout' ? 504 : 502);
+      expect(res.body.error.code, fault).toBe(code);
+      expect(res.body.error.details.execution, fault).toMatchObject({ status: 'failed', attempts: 1, upstream: `pool ${name}/${tag}-p` });
+      const seen = await counts();
+      expect(seen[`${tag}-p`], fault).toBe(1);
+      expect(seen[`${tag}-s`], fault).toBeUndefined();
+    }
+  });
+
   it('fails an execution over when an openai-chat target answers 200 with JSON that is no chat completion, or with a body that is no JSON', async () => {
     const { key } = await newTenant();
     // A torn body is tried again as the chat completions endpoint tries it: a model call has no side effects to repeat.

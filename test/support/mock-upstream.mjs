@@ -7,7 +7,8 @@
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
-// (headers, then silence), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
+// (headers, then silence), cutBody (a 200's headers and the start of its body, then a dropped
+// connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
 // outputBytes (a string output of that many bytes; to a chat completions request too, when its
 // path is not the chat one), completionBytes (a chat completion whose content is that many
 // bytes), answerBytes (an output {answer} of about
@@ -156,6 +157,13 @@ export async function startMockUpstream(options = {}) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
       return res.end(String(mock.body));
     }
+    if (mock.cutBody) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"output":');
+      await sleep(30); // let the headers and the first bytes reach the client first
+      entry.outcome = 'cut';
+      return res.socket?.destroy();
+    }
     if (mock.stallBody) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.write('{"id":'); // headers and a first byte, then nothing until the client goes
@@ -273,7 +281,7 @@ function usageFor(body) {
 function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;
