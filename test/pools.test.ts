@@ -2,7 +2,9 @@ import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { sealSecret } from '../worker/pools/secrets';
 import { encodeCursor } from '../worker/lib/cursor';
+import { probeTarget } from '../worker/pools/probe';
 import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
 import { api, chatTarget, mockUrl, newAgent, newTenant } from './support/api';
 
@@ -486,6 +488,22 @@ describe('agents on pools', () => {
       expect(seen[`${tag}-p`], fault).toBe(1);
       expect(seen[`${tag}-s`], fault).toBeUndefined();
     }
+  });
+
+  it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
+    const { key } = await newTenant();
+    const tag = `query${Date.now()}`;
+    // The query used to be kept in front of the path: `…/v1?api-version=1&target=x/chat/completions`.
+    const queried = { id: tag, kind: 'openai-chat', baseUrl: mockUrl(`/v1?api-version=2024-02-01&target=${tag}`), model: 'mock-model' };
+    expect((await api('/v1/pools/queried', { method: 'PUT', key, body: { targets: [queried] } })).status).toBe(201);
+    const chat = await api('/v1/chat/completions', { key, body: { model: 'queried', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(200);
+    expect(chat.body.choices[0].message.content).toBe('mock reply to: hi');
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'queried' } });
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { message: 'hello' } } });
+    expect(run.body).toMatchObject({ status: 'succeeded', attempts: 1, output: { reply: 'mock reply to: hello' } });
+    expect((await counts())[tag]).toBe(2);
+    expect(await probeTarget({ ...queried, weight: 1, priority: 0, kind: 'openai-chat' }, outboundPolicy(env))).toMatchObject({ ok: true });
   });
 
   it('fails an execution over when an openai-chat target answers 200 with JSON that is no chat completion, or with a body that is no JSON', async () => {

@@ -2,6 +2,7 @@ import type { LeaseOutcome, PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
+import { endpointUrl } from '../upstream/endpoint';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -152,7 +153,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     let response: Response;
     try {
       const body = JSON.stringify({ ...options.body, model, ...(usageOptions && { stream_options: usageOptions }) });
-      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body, signal, redirect: 'manual' });
+      response = await fetch(endpointUrl(baseUrl, '/chat/completions'), { method: 'POST', headers, body, signal, redirect: 'manual' });
     } catch (error) {
       throw abortReason(signal, error);
     }
