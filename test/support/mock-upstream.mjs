@@ -9,8 +9,8 @@
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
 // (headers, then silence), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
-// outputBytes (a string output of that many bytes; to a chat completions request too, when its
-// path is not the chat one), completionBytes (a chat completion whose content is that many
+// outputBytes (a string output of that many bytes; to a chat completions request too: JSON of
+// another shape, and large), chunkedOutputBytes (the same without a Content-Length), completionBytes (a chat completion whose content is that many
 // bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
@@ -168,6 +168,14 @@ export async function startMockUpstream(options = {}) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.write('{"id":'); // headers and a first byte, then nothing until the client goes
     }
+    if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
+    if (mock.chunkedOutputBytes) {
+      // The same reply without a Content-Length: its size shows only as it is read.
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.write('{"output":"');
+      for (let left = Number(mock.chunkedOutputBytes); left > 0; left -= 65_536) res.write('o'.repeat(Math.min(left, 65_536)));
+      return res.end('"}');
+    }
     // As servers that predate stream_options do (older Azure API versions).
     if (isChat && mock.rejectStreamOptions && body?.stream_options !== undefined) return send(res, 400, { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error' } });
     if (isChat && body?.stream) return streamChat(res, body, mock, attempt);
@@ -182,14 +190,6 @@ export async function startMockUpstream(options = {}) {
         // Like a model, never more completion tokens than asked for.
         ...(!mock.omitUsage && { usage: usageFor(body) }),
       });
-    }
-    if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
-    if (mock.chunkedOutputBytes) {
-      // The same reply without a Content-Length: its size shows only as it is read.
-      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-      res.write('{"output":"');
-      for (let left = Number(mock.chunkedOutputBytes); left > 0; left -= 65_536) res.write('o'.repeat(Math.min(left, 65_536)));
-      return res.end('"}');
     }
     if (mock.answerBytes) {
       // '{"k":"v"},' is 10 characters, 14 bytes in JSON; the call's number tells answers apart.
