@@ -5,12 +5,11 @@ import { api, newTenant } from './support/api';
 const MIB = 1024 * 1024;
 
 /**
- * A target whose every answer carries `faults` (the mock's query form). The gateway appends
- * `/chat/completions` to the base URL, which lands in a throwaway parameter, so the mock answers
- * as the agent-http side does: `outputBytes` is a JSON reply of that size (with its length),
- * `chunkedOutputBytes` the same without one.
+ * A target whose every answer carries `faults` (the mock's query form, which the gateway keeps
+ * after the `/chat/completions` it appends): `outputBytes` is a JSON reply of that size (with
+ * its length), `chunkedOutputBytes` the same without one.
  */
-const target = (id: string, faults: string) => ({ id, kind: 'openai-chat', baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&${faults}&rest=`, model: 'm' });
+const target = (id: string, faults: string) => ({ id, kind: 'openai-chat', baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&${faults}`, model: 'm' });
 
 async function chatWith(faults: string) {
   const { key } = await newTenant();

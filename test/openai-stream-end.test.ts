@@ -8,13 +8,13 @@ const chunk = (content: string, finish: string | null = null, space = ' ') =>
 
 /**
  * A target whose event stream is exactly `body`: the mock's `body` and `contentType` faults in
- * the base URL's query (its path form splits faults at commas, which JSON is full of). The
- * gateway appends `/chat/completions` to the base URL, so it lands in a throwaway parameter.
+ * the base URL's query (its path form splits faults at commas, which JSON is full of), which the
+ * gateway keeps after the `/chat/completions` it appends.
  */
 const sseTarget = (id: string, body: string) => ({
   id,
   kind: 'openai-chat',
-  baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&contentType=${encodeURIComponent('text/event-stream')}&body=${encodeURIComponent(body)}&rest=`,
+  baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&contentType=${encodeURIComponent('text/event-stream')}&body=${encodeURIComponent(body)}`,
   model: 'm',
 });
 

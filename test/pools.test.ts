@@ -2,7 +2,9 @@ import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { sealSecret } from '../worker/pools/secrets';
 import { encodeCursor } from '../worker/lib/cursor';
+import { probeTarget } from '../worker/pools/probe';
 import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
 import { api, chatTarget, mockUrl, newAgent, newTenant } from './support/api';
 
@@ -302,6 +304,27 @@ describe('pools API', () => {
     expect(chat.status).toBe(200);
   });
 
+  it('refuses a first-byte limit above the default total deadline (60 s) when totalMs is not given, naming the field', async () => {
+    const { key } = await newTenant();
+    const late = [
+      [{ timeouts: { firstByteMs: 60_001 }, targets: [target('a')] }, ['timeouts', 'firstByteMs'], 'timeouts.firstByteMs'],
+      [{ timeouts: { idleMs: 1_000 }, targets: [target('a'), target('b', { timeoutMs: 120_000 })] }, ['targets', '1', 'timeoutMs'], 'targets[1].timeoutMs'],
+      [{ targets: [target('a', { timeoutMs: 300_000 })] }, ['targets', '0', 'timeoutMs'], 'targets[0].timeoutMs'],
+    ] as const;
+    for (const [body, path, field] of late) {
+      const res = await api('/v1/pools/late-default', { method: 'PUT', key, body });
+      expect(res.status, field).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toContain(field);
+      expect(res.body.error.message).toContain('60000');
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path })]);
+    }
+    expect((await api('/v1/pools/late-default', { key })).status).toBe(404);
+    // Equal to the default deadline is allowed, as it is against a given totalMs.
+    const equal = { timeouts: { firstByteMs: 60_000 }, targets: [target('a', { timeoutMs: 60_000 })] };
+    expect((await api('/v1/pools/late-default', { method: 'PUT', key, body: equal })).status).toBe(201);
+  });
+
   it('lists pools in name order a page at a time, only the tenant\'s own, and refuses a bad limit or cursor naming it', async () => {
     const a = await newTenant();
     const b = await newTenant();
@@ -443,6 +466,44 @@ describe('agents on pools', () => {
     const seen = await counts();
     expect(seen[`${tag}-s`]).toBe(12);
     expect(seen[`${tag}-p`]).toBe(5); // the breaker's threshold, then no more
+  });
+
+  it("never sends an execution to another target once an agent-http target answered 200, even if its body broke off or stalled", async () => {
+    const { key } = await newTenant();
+    // The 200 says the back end did the work: a retry elsewhere would do it a second time.
+    for (const [fault, code] of [['cutBody=true', 'upstream_failed'], ['stallBody=true', 'upstream_timeout']] as const) {
+      const tag = `done${Date.now()}${fault.slice(0, 3)}`;
+      const name = `answered-${fault.slice(0, 3)}`;
+      await api(`/v1/pools/${name}`, {
+        method: 'PUT',
+        key,
+        body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&${fault}`), timeoutMs: 1_000 }), target(`${tag}-s`, { priority: 1 })] },
+      });
+      const id = await newAgent(key, { upstream: { kind: 'pool', pool: name } });
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'transfer', input: { amount: 10 } } });
+      expect(res.status, fault).toBe(code === 'upstream_timeout' ? 504 : 502);
+      expect(res.body.error.code, fault).toBe(code);
+      expect(res.body.error.details.execution, fault).toMatchObject({ status: 'failed', attempts: 1, upstream: `pool ${name}/${tag}-p` });
+      const seen = await counts();
+      expect(seen[`${tag}-p`], fault).toBe(1);
+      expect(seen[`${tag}-s`], fault).toBeUndefined();
+    }
+  });
+
+  it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
+    const { key } = await newTenant();
+    const tag = `query${Date.now()}`;
+    // The query used to be kept in front of the path: `…/v1?api-version=1&target=x/chat/completions`.
+    const queried = { id: tag, kind: 'openai-chat', baseUrl: mockUrl(`/v1?api-version=2024-02-01&target=${tag}`), model: 'mock-model' };
+    expect((await api('/v1/pools/queried', { method: 'PUT', key, body: { targets: [queried] } })).status).toBe(201);
+    const chat = await api('/v1/chat/completions', { key, body: { model: 'queried', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(200);
+    expect(chat.body.choices[0].message.content).toBe('mock reply to: hi');
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'queried' } });
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { message: 'hello' } } });
+    expect(run.body).toMatchObject({ status: 'succeeded', attempts: 1, output: { reply: 'mock reply to: hello' } });
+    expect((await counts())[tag]).toBe(2);
+    expect(await probeTarget({ ...queried, weight: 1, priority: 0, kind: 'openai-chat' }, outboundPolicy(env))).toMatchObject({ ok: true });
   });
 
   it('fails an execution over when an openai-chat target answers 200 with JSON that is no chat completion, or with a body that is no JSON', async () => {

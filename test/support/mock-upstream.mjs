@@ -7,9 +7,10 @@
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
-// (headers, then silence), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
-// outputBytes (a string output of that many bytes; to a chat completions request too, when its
-// path is not the chat one), completionBytes (a chat completion whose content is that many
+// (headers, then silence), cutBody (a 200's headers and the start of its body, then a dropped
+// connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
+// outputBytes (a string output of that many bytes; to a chat completions request too: JSON of
+// another shape, and large), chunkedOutputBytes (the same without a Content-Length), completionBytes (a chat completion whose content is that many
 // bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
@@ -156,9 +157,24 @@ export async function startMockUpstream(options = {}) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
       return res.end(String(mock.body));
     }
+    if (mock.cutBody) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"output":');
+      await sleep(30); // let the headers and the first bytes reach the client first
+      entry.outcome = 'cut';
+      return res.socket?.destroy();
+    }
     if (mock.stallBody) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.write('{"id":'); // headers and a first byte, then nothing until the client goes
+    }
+    if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
+    if (mock.chunkedOutputBytes) {
+      // The same reply without a Content-Length: its size shows only as it is read.
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.write('{"output":"');
+      for (let left = Number(mock.chunkedOutputBytes); left > 0; left -= 65_536) res.write('o'.repeat(Math.min(left, 65_536)));
+      return res.end('"}');
     }
     // As servers that predate stream_options do (older Azure API versions).
     if (isChat && mock.rejectStreamOptions && body?.stream_options !== undefined) return send(res, 400, { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error' } });
@@ -174,14 +190,6 @@ export async function startMockUpstream(options = {}) {
         // Like a model, never more completion tokens than asked for.
         ...(!mock.omitUsage && { usage: usageFor(body) }),
       });
-    }
-    if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
-    if (mock.chunkedOutputBytes) {
-      // The same reply without a Content-Length: its size shows only as it is read.
-      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-      res.write('{"output":"');
-      for (let left = Number(mock.chunkedOutputBytes); left > 0; left -= 65_536) res.write('o'.repeat(Math.min(left, 65_536)));
-      return res.end('"}');
     }
     if (mock.answerBytes) {
       // '{"k":"v"},' is 10 characters, 14 bytes in JSON; the call's number tells answers apart.
@@ -273,7 +281,7 @@ function usageFor(body) {
 function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;

@@ -3,6 +3,8 @@ import { pickTarget, peakEwma, smoothWeighted, type BalancedTarget, type TargetS
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
 import type { StoredPool } from '../../worker/schemas/pool';
+import { healthOutcome } from '../../worker/upstream/pool';
+import { UpstreamError } from '../../worker/upstream/types';
 
 type T = BalancedTarget;
 
@@ -295,6 +297,18 @@ describe('the half-open probe slot in the pool runtime', () => {
     expect(rt.state('only').breaker.available()).toBe(false);
     probe.done('success');
     expect(rt.state('only').breaker.current()).toBe('closed');
+  });
+
+  it('is no verdict when the outbound guard refused the call: it was never sent, so the circuit neither closes nor forgets', () => {
+    const rt = runtime([builtin('a'), builtin('s', 1)]);
+    halfOpen(rt, 'a');
+    const probe = lease(rt);
+    expect(probe.target.id).toBe('a');
+    probe.done(healthOutcome(new UpstreamError('refused', 'upstream URL refused: 127.0.0.1 is a loopback address', false)), 1);
+    expect(rt.state('a').breaker.current()).toBe('half-open');
+    expect(rt.state('a').latencyMs).toBeNull();
+    // The slot is free again: the next request probes the target, as after any cancel.
+    expect(lease(rt).target.id).toBe('a');
   });
 
   it('is freed by the probe that ends past its deadline, as a cancel: the circuit stays half-open', () => {

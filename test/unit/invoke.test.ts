@@ -198,6 +198,15 @@ describe('invokeUpstream and Retry-After', () => {
     expect(outcome).toEqual({ ok: true, reply: REPLY, attempts: 1 });
   });
 
+  it('gives the chosen attempt back when recording it fails, so its target is not left counted in flight', async () => {
+    // A lease never ended keeps the target in flight, and a half-open circuit's probe slot held, for the isolate's life.
+    const pool = new ScriptedPool({ a: REPLY }, ['a']);
+    const refused = new Error('SQLITE_NOMEM');
+    await expect(invokeUpstream(pool, REQUEST, options({ onAttempt: () => { throw refused; } }))).rejects.toBe(refused);
+    expect(pool.called).toEqual([]);
+    expect(pool.skipped).toBe(1);
+  });
+
   it('is cancelled during a Retry-After wait without waiting it out', async () => {
     const controller = new AbortController();
     const pool = new ScriptedPool({ a: retryable('busy', 503, 8_000) }, ['a']);

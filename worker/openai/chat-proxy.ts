@@ -1,6 +1,8 @@
 import type { LeaseOutcome, PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
+import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
+import { endpointUrl } from '../upstream/endpoint';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -11,7 +13,6 @@ import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usag
 import { SSE_HEADERS, completion, completionStream, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
-const DEFAULT_TOTAL_MS = 60_000;
 const DEFAULT_FIRST_BYTE_MS = 30_000;
 const DEFAULT_IDLE_MS = 30_000;
 /**
@@ -72,7 +73,7 @@ interface Timeouts {
 export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyResult> {
   const { runtime } = options;
   const { timeouts, retry } = runtime.pool;
-  const deadlineAt = Date.now() + (timeouts?.totalMs ?? DEFAULT_TOTAL_MS);
+  const deadlineAt = Date.now() + (timeouts?.totalMs ?? DEFAULT_POOL_TOTAL_MS);
   const maxAttempts = retry?.attempts ?? 3;
   // agent-http targets do not speak chat completions: never picked (nor a retry sent back to one).
   const unusable = new Set(runtime.targets.filter((t) => t.kind === 'agent-http').map((t) => t.id));
@@ -152,7 +153,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     let response: Response;
     try {
       const body = JSON.stringify({ ...options.body, model, ...(usageOptions && { stream_options: usageOptions }) });
-      response = await fetch(`${baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body, signal, redirect: 'manual' });
+      response = await fetch(endpointUrl(baseUrl, '/chat/completions'), { method: 'POST', headers, body, signal, redirect: 'manual' });
     } catch (error) {
       throw abortReason(signal, error);
     }

@@ -1,5 +1,6 @@
 import type { Env } from '../env';
 import { eachLimited } from '../lib/each-limited';
+import { endpointUrl } from '../upstream/endpoint';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthKey, probeSubject, type PoolTarget, type ProbeResult } from './runtime';
 import { PROBE_RUN, takeDuePools, type ProbeRunLimits } from './probe-schedule';
@@ -21,7 +22,7 @@ const HEALTH_KV_TTL_S = 10 * 60;
 export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): Promise<ProbeResult> {
   const checkedAt = new Date().toISOString();
   if (target.kind === 'builtin') return { ok: true, checkedAt, latencyMs: 0 };
-  const url = target.kind === 'openai-chat' ? `${(target.baseUrl ?? '').replace(/\/+$/, '')}/models` : (target.url ?? '');
+  const url = target.kind === 'openai-chat' ? endpointUrl(target.baseUrl ?? '', '/models') : (target.url ?? '');
   const check = await checkOutboundUrl(url, policy);
   if (!check.ok) return { ok: false, checkedAt, latencyMs: null, error: `refused: ${check.reason}` };
   const started = Date.now();

@@ -19,6 +19,9 @@ export const Strategy = z.enum(['weighted-round-robin', 'least-inflight', 'laten
 export type Strategy = z.infer<typeof Strategy>;
 
 const TimeoutMs = z.number().int().min(50).max(300_000);
+
+/** A pool call's deadline when its `timeouts.totalMs` is not given (the chat proxy's). */
+export const DEFAULT_POOL_TOTAL_MS = 60_000;
 const Url = z.url({ protocol: /^https?$/ }).max(2048);
 
 /** A region tag: a Durable Object location hint (weur, enam, …) or a continent code (EU, NA, …). */
@@ -67,7 +70,7 @@ export const PoolTimeouts = z
   .object({
     firstByteMs: TimeoutMs.optional().openapi({ description: 'time to response headers, per attempt' }),
     idleMs: TimeoutMs.optional().openapi({ description: 'longest pause between streamed chunks' }),
-    totalMs: TimeoutMs.optional().openapi({ description: 'deadline for the whole call, retries included' }),
+    totalMs: TimeoutMs.optional().openapi({ description: `deadline for the whole call, retries included (default ${DEFAULT_POOL_TOTAL_MS}); firstByteMs and each target's timeoutMs may not exceed it` }),
   })
   .strict();
 export type PoolTimeouts = z.infer<typeof PoolTimeouts>;
@@ -98,17 +101,19 @@ export const PutPoolBody = z
   })
   .strict()
   .superRefine((pool, ctx) => {
-    // A limit past the deadline never fires: the deadline cuts the attempt first. Checked on
-    // write only, so a pool stored before this check keeps working as it did.
-    const total = pool.timeouts?.totalMs;
-    if (total === undefined) return;
+    // A limit past the deadline never fires: the deadline cuts the attempt first. Without a
+    // totalMs the default deadline cuts it just the same. Checked on write only, so a pool
+    // stored before this check keeps working as it did.
+    const given = pool.timeouts?.totalMs;
+    const total = given ?? DEFAULT_POOL_TOTAL_MS;
+    const deadline = given === undefined ? `the default total deadline (timeouts.totalMs not given: ${total})` : `timeouts.totalMs (${total})`;
     const firstByte = pool.timeouts?.firstByteMs;
     if (firstByte !== undefined && firstByte > total) {
-      ctx.addIssue({ code: 'custom', path: ['timeouts', 'firstByteMs'], message: `timeouts.firstByteMs (${firstByte}) is above timeouts.totalMs (${total}): the first byte limit would never apply` });
+      ctx.addIssue({ code: 'custom', path: ['timeouts', 'firstByteMs'], message: `timeouts.firstByteMs (${firstByte}) is above ${deadline}: the first byte limit would never apply` });
     }
     pool.targets.forEach((t, i) => {
       if (t.timeoutMs !== undefined && t.timeoutMs > total) {
-        ctx.addIssue({ code: 'custom', path: ['targets', i, 'timeoutMs'], message: `targets[${i}].timeoutMs (${t.timeoutMs}) is above timeouts.totalMs (${total}): the target's first byte limit would never apply` });
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'timeoutMs'], message: `targets[${i}].timeoutMs (${t.timeoutMs}) is above ${deadline}: the target's first byte limit would never apply` });
       }
     });
   })

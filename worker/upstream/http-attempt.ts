@@ -39,8 +39,9 @@ export async function readBounded(response: Response, maxBytes: number): Promise
 /**
  * POSTs JSON and returns the parsed JSON reply, classifying every failure: network errors,
  * 408, 429 and 5xx are retryable; other statuses and a 2xx body over MAX_REPLY_BYTES (read no
- * further) are not. An unparseable body is retryable only when `retryUnparsed` says so: a
- * model's answer can be asked for again, while an agent back end's work may have been done.
+ * further) are not. An unparseable 2xx body, or one that broke off or stalled past the
+ * attempt's timeout, is retryable only when `retryUnparsed` says so: a model's answer can be
+ * asked for again, while an agent back end's work may have been done.
  */
 export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal, { retryUnparsed = false } = {}): Promise<unknown> {
   let response: Response;
@@ -60,7 +61,13 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   try {
     read = await readBounded(response, MAX_REPLY_BYTES);
   } catch (error) {
-    throw classifyThrown(error, signal);
+    const failure = classifyThrown(error, signal);
+    // A 2xx whose body broke off or stalled is an answer: the back end did the work, and a
+    // retry (on a pool, to another target) would do it again. Only a model's may be asked again.
+    if (response.ok && !retryUnparsed && failure.retryable) {
+      throw new UpstreamError(failure.kind, `${failure.message} while reading its ${response.status} reply (not retried: the back end may have done the work)`, false, response.status);
+    }
+    throw failure;
   }
   const tooLarge = `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`;
   if (read === null && response.ok) throw new UpstreamError('invalid_response', tooLarge, false, response.status);

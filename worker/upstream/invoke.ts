@@ -95,7 +95,13 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       }
     }
     attempts = attempt;
-    options.onAttempt?.(attempt, choice.label);
+    try {
+      options.onAttempt?.(attempt, choice.label);
+    } catch (error) {
+      // Not made: its target must not stay counted in flight (a probe slot held) for good.
+      upstream.skip?.();
+      throw error;
+    }
     const left = options.deadlineAt - Date.now();
     const attemptTimeout = Math.min(choice.timeoutMs ?? left, left);
     // A timer cleared when the attempt ends (AbortSignal.timeout would outlive it, one per call).

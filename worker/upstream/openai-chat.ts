@@ -1,3 +1,4 @@
+import { endpointUrl } from './endpoint';
 import { postJson } from './http-attempt';
 import { usageOf } from '../limits/usage';
 import { isChatCompletion } from '../openai/completions';
@@ -26,7 +27,7 @@ function userContent(request: UpstreamRequest): string {
 
 /** An OpenAI-compatible chat completions back end (non-streaming). */
 export function openAIChatUpstream(baseUrl: string, model: string, apiKey: string | undefined, timeoutMs?: number): Upstream {
-  const url = `${baseUrl.replace(/\/+$/, '')}/chat/completions`;
+  const url = endpointUrl(baseUrl, '/chat/completions');
   return {
     label: `openai-chat ${new URL(baseUrl).host} ${model}`,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),

@@ -35,12 +35,15 @@ export function gatewayUpstream(label: string | undefined): string | undefined {
   return name.includes('/') ? name : undefined;
 }
 
-/** How an attempt's failure counts for the target's health: a 4xx is the caller's fault. */
+/**
+ * How an attempt's failure counts for the target's health: a 4xx is the caller's fault (the
+ * target answered); a call the outbound guard refused was never sent, so it says nothing of the
+ * target (it used to count as a success, closing an open circuit it never tested).
+ */
 export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelled' {
   if (!(error instanceof UpstreamError)) return 'failure';
-  if (error.kind === 'cancelled') return 'cancelled';
+  if (error.kind === 'cancelled' || error.kind === 'refused') return 'cancelled';
   if (error.kind === 'http' && !error.retryable) return 'success';
-  if (error.kind === 'refused') return 'success';
   return 'failure';
 }
 
