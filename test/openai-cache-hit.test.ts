@@ -5,11 +5,11 @@ describe('a response-cache hit', () => {
   it('says it made no attempt, and still names the target whose answer it is', async () => {
     const { key } = await newTenant();
     const tag = `hit${Date.now()}`;
-    // The first target fails, so the answer that is stored took two attempts.
+    // The primary fails, so the answer that is stored (the standby's) took two attempts.
     const put = await api('/v1/pools/cached', {
       method: 'PUT',
       key,
-      body: { targets: [chatTarget(`${tag}-down`, 'failStatus=503', { weight: 100 }), chatTarget(`${tag}-up`)], cache: { ttlSeconds: 60 } },
+      body: { targets: [chatTarget(`${tag}-down`, 'failStatus=503'), chatTarget(`${tag}-up`, 'ok', { priority: 1 })], cache: { ttlSeconds: 60 } },
     });
     expect(put.status).toBe(201);
     const body = { model: 'cached', temperature: 0, messages: [{ role: 'user', content: 'the same question' }] };

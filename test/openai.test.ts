@@ -255,7 +255,8 @@ describe('OpenAI-compatible endpoint with the official client', () => {
 
   it('passes a 4xx from the upstream through without retrying', async () => {
     const { key } = await newTenant();
-    await poolFor(key, 'bad', [chatTarget(`b${Date.now()}`, 'status=400'), chatTarget('b2')]);
+    // The healthy target is a standby, so the first attempt is the 4xx one whatever the round robin's start.
+    await poolFor(key, 'bad', [chatTarget(`b${Date.now()}`, 'status=400'), chatTarget('b2', 'ok', { priority: 1 })]);
     const res = await api('/v1/chat/completions', { key, body: { model: 'bad', messages: [{ role: 'user', content: 'x' }] } });
     expect(res.status).toBe(400);
     expect(res.headers.get('x-gateway-attempts')).toBe('1');

@@ -70,13 +70,15 @@ describe('active health checks (cron)', () => {
     const { key } = await newTenant();
     const tag = `refix${Date.now()}`;
     const fixed = chatTarget(tag, 'ok');
-    await api('/v1/pools/refixed', { method: 'PUT', key, body: { targets: [{ ...fixed, baseUrl: fixed.baseUrl.replace('/ok/', '/failStatus%3D500/') }, chatTarget(`${tag}-b`)] } });
+    // The other target is a standby: the chat below goes to the fixed one whatever the round robin's start.
+    const standby = chatTarget(`${tag}-b`, 'ok', { priority: 1 });
+    await api('/v1/pools/refixed', { method: 'PUT', key, body: { targets: [{ ...fixed, baseUrl: fixed.baseUrl.replace('/ok/', '/failStatus%3D500/') }, standby] } });
     await runCron();
     const before = await api('/v1/pools/refixed', { key });
     expect(before.body.targets[0].health).toMatchObject({ healthy: false, probe: { ok: false } });
 
     // Its URL fixed, same id: no probe has seen the new URL yet, so none counts against it.
-    expect((await api('/v1/pools/refixed', { method: 'PUT', key, body: { targets: [fixed, chatTarget(`${tag}-b`)] } })).status).toBe(200);
+    expect((await api('/v1/pools/refixed', { method: 'PUT', key, body: { targets: [fixed, standby] } })).status).toBe(200);
     const after = await api('/v1/pools/refixed', { key });
     expect(after.body.targets[0].health).toMatchObject({ healthy: true, probe: null });
     expect(after.body.targets[1].health).toMatchObject({ healthy: true, probe: { ok: true } });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pickTarget, peakEwma, smoothWeighted, type BalancedTarget, type TargetState } from '../../worker/pools/balancer';
+import { pickTarget, peakEwma, smoothWeighted, startAtRandom, type BalancedTarget, type TargetState } from '../../worker/pools/balancer';
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
 import type { StoredPool } from '../../worker/schemas/pool';
@@ -42,6 +42,28 @@ describe('weighted round robin (smooth)', () => {
     const wrr = new Map<string, number>();
     const ts = [{ id: 'a', weight: 3, priority: 0 }, { id: 'b', weight: 1, priority: 0 }];
     expect(Array.from({ length: 4 }, () => smoothWeighted(ts, wrr)?.id)).toEqual(['a', 'a', 'b', 'a']);
+  });
+
+  describe("a new runtime's starting point", () => {
+    const ts = [{ id: 'a', weight: 3, priority: 0 }, { id: 'b', weight: 2, priority: 0 }, { id: 'c', weight: 1, priority: 0 }];
+    const firstPicks = (random: number, n: number) => {
+      const wrr = new Map<string, number>();
+      startAtRandom(ts, wrr, () => random);
+      return Array.from({ length: n }, () => smoothWeighted(ts, wrr)?.id);
+    };
+
+    it('is anywhere in the cycle, so isolates that each send a few requests do not all send them to the same target', () => {
+      const firsts = new Set([0, 0.2, 0.4, 0.6, 0.8, 0.99].map((r) => firstPicks(r, 1)[0]));
+      expect(firsts).toEqual(new Set(['a', 'b', 'c']));
+    });
+
+    it('still splits every whole cycle exactly as the weights say, wherever it starts', () => {
+      for (const r of [0, 0.17, 0.5, 0.83, 0.999]) {
+        const counts: Record<string, number> = {};
+        for (const id of firstPicks(r, 6 * 5)) counts[id as string] = (counts[id as string] ?? 0) + 1;
+        expect(counts).toEqual({ a: 15, b: 10, c: 5 });
+      }
+    });
   });
 });
 

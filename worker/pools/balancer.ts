@@ -103,6 +103,18 @@ export function smoothWeighted<T extends BalancedTarget>(targets: readonly T[], 
   return best;
 }
 
+/**
+ * Moves a new runtime's round robin a random number of picks into its cycle. Each isolate
+ * builds its own runtime, and every one started at the same point sent its first request to
+ * the same target: a pool used by many isolates a few requests each (agents' objects spread
+ * over machines) loaded its first target with nearly all of them, whatever the weights. A whole
+ * cycle still splits exactly as the weights say; only where it starts moves.
+ */
+export function startAtRandom(targets: readonly BalancedTarget[], current: Map<string, number>, random: () => number = Math.random): void {
+  const cycle = targets.reduce((sum, t) => sum + t.weight, 0);
+  for (let skip = Math.floor(random() * cycle); skip > 0; skip--) smoothWeighted(targets, current);
+}
+
 function leastInflight<T extends BalancedTarget>(targets: readonly T[], state: (id: string) => TargetState, wrr: Map<string, number>): T | null {
   const least = Math.min(...targets.map((t) => state(t.id).inflight / t.weight));
   // Ties (an idle pool) are broken by weighted round robin so weights still count.

@@ -1,6 +1,6 @@
 import type { Env } from '../env';
 import type { PutPoolBody, StoredPool } from '../schemas/pool';
-import { pickTarget, peakEwma, type TargetState } from './balancer';
+import { pickTarget, startAtRandom, peakEwma, type TargetState } from './balancer';
 import { CircuitBreaker } from './circuit-breaker';
 import { getPool, openTargets } from './store';
 
@@ -98,6 +98,7 @@ export class PoolRuntime {
     }
     // Their leases still have to end by their deadline (a stream whose client went away).
     for (const [end, by] of previous?.bounded ?? []) this.bounded.set(end, by);
+    startAtRandom(targets, this.wrr);
   }
 
   state(id: string): TargetState {
