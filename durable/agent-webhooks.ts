@@ -349,6 +349,12 @@ export class AgentWebhooks {
       this.sql.run("UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, delivered_at = ?, next_at = NULL WHERE id = ?", attempts, outcome.status ?? null, now, delivery.id);
       return;
     }
+    // Its webhook was deleted while it was out: it stays the dead letter the delete made it,
+    // not pending again with a retry hours away (it would only die then, as "deleted").
+    if (this.sql.one<{ status: string }>('SELECT status FROM deliveries WHERE id = ?', delivery.id)?.status === 'dead') {
+      this.sql.run('UPDATE deliveries SET attempts = ?, last_status = ? WHERE id = ?', attempts, outcome.status ?? null, delivery.id);
+      return;
+    }
     const wait = this.schedule[attempts - 1];
     const dead = outcome.dead === true || wait === undefined;
     const jitter = wait === undefined ? 0 : Math.round(wait * 0.1 * Math.random());
