@@ -2,6 +2,7 @@ import type { AgentEvent } from '../worker/schemas/webhook';
 import { iso } from '../worker/lib/time';
 import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from '../worker/auth/key-status';
 import type { Sql } from './sql';
+import { AfterCommit } from './event-commit';
 
 /** Events kept for resuming streams; older ones are trimmed. */
 export const EVENT_RETENTION = 1_000;
@@ -65,6 +66,8 @@ export class AgentEvents {
   private readonly subscribers = new Set<Subscriber>();
   /** Events waiting for a check of the streams' keys, delivered in order after it. */
   private pending: Promise<void> | null = null;
+  /** Recorded events wait here for their transaction to commit, with the sockets open then. */
+  private readonly committed = new AfterCommit<WebSocket[]>(() => this.lastSeq(), (events, sockets) => this.deliver(events, sockets));
 
   constructor(
     private readonly sql: Sql,
@@ -97,7 +100,8 @@ export class AgentEvents {
     // Trimming as the seq crosses a hundred keeps between 1,000 and 1,100 for a fraction of the writes.
     if (Math.floor(newest / 100) !== Math.floor((newest - entries.length) / 100)) this.sql.run('DELETE FROM events WHERE seq <= ?', newest - EVENT_RETENTION);
     const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: iso(now), data: e.data }));
-    this.deliver(events);
+    const sockets = this.ctx.getWebSockets('events');
+    if (this.subscribers.size > 0 || sockets.length > 0) this.committed.hold(events, sockets);
     return events;
   }
 
@@ -108,8 +112,7 @@ export class AgentEvents {
    * later events queue behind, so each stream still gets them in order. Empty `events` only
    * checks (a heartbeat).
    */
-  private deliver(events: AgentEvent[]): void {
-    const sockets = this.ctx.getWebSockets('events');
+  private deliver(events: AgentEvent[], sockets = this.ctx.getWebSockets('events')): void {
     if (this.subscribers.size === 0 && sockets.length === 0) return;
     if (this.pending === null && this.keysKnownValid(sockets)) {
       this.send(events, sockets);
@@ -352,6 +355,7 @@ export class AgentEvents {
    * where a log restarted at 1 would have hidden them from it once it passed that id.
    */
   agentDeleted(lastSeq: number): void {
+    this.committed.drop();
     this.closeAll('the agent was deleted');
     if (lastSeq <= 0) return;
     // AUTOINCREMENT keeps the highest seq ever used: a placeholder row at it moves that on.

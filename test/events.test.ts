@@ -210,6 +210,39 @@ describe('event stream', () => {
   });
 });
 
+describe('events of a change that did not happen', () => {
+  it('streams no event of a change whose transaction rolled back, and then the event that took its seq', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const res = await open(key, id);
+    const { messages, socket } = await openSocket(key, id);
+    const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 1500 }, mode: 'async' } });
+    // The cancel's transaction fails after its event was recorded (the runtime refusing a
+    // statement would), so it rolls back: the execution runs on and succeeds.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      const hooks = (instance as { webhooks: { fanOut(type: string, ...rest: unknown[]): number } }).webhooks;
+      const fanOut = hooks.fanOut.bind(hooks);
+      let failed = false;
+      hooks.fanOut = (type, ...rest) => {
+        if (type === 'execution.cancelled' && !failed) {
+          failed = true;
+          throw new Error('injected failure after the event was recorded');
+        }
+        return fanOut(type, ...rest);
+      };
+    });
+    expect((await api(`/v1/agents/${id}/executions/${running.body.id}/cancel`, { key, method: 'POST' })).status).toBe(500);
+    const events = await readEvents(res, 3);
+    // The stream used to carry "cancelled" (seq 3), then dropped the real seq 3, "succeeded",
+    // as a repeat; the socket got seq 3 twice.
+    expect(events.map((e) => [e.id, e.type])).toEqual([[1, 'execution.queued'], [2, 'execution.running'], [3, 'execution.succeeded']]);
+    await eventually(async () => messages.length >= 3);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(messages.map((m) => [m.seq, m.type])).toEqual([[1, 'execution.queued'], [2, 'execution.running'], [3, 'execution.succeeded']]);
+    socket.close();
+  });
+});
+
 describe('event stream over a WebSocket', () => {
   it('offers the same events over a hibernating WebSocket', async () => {
     const { key } = await newTenant();
