@@ -210,6 +210,32 @@ describe('event stream', () => {
   });
 });
 
+describe('a client gone without its stream being cancelled', () => {
+  it('ends the stream of a client that has taken nothing for a minute, and keeps one that reads', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    type Sub = { backlog(): number; beat(now: number): void };
+    const subscribers = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]);
+    const gone = (await open(key, id)).body!.getReader();
+    await gone.read();
+    await gone.cancel();
+    const live = frameReader(await open(key, id));
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+    expect((await live.until((f) => f.filter((e) => e.id !== undefined).length >= 3, 5_000)).frames).toHaveLength(3);
+    // The cancel never reached the object: the stream stayed subscribed, its frames piling up.
+    expect((await subscribers()).map((s) => s.backlog() > 0).sort()).toEqual([false, true]);
+    // The heartbeats of a minute later: the one whose client took nothing ends.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 61_000);
+    });
+    expect(await subscribers()).toHaveLength(1);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
+    const after = await live.until((f) => f.filter((e) => e.id !== undefined).length >= 6, 5_000);
+    expect(after.frames.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6]);
+    await live.cancel();
+  });
+});
+
 describe('events of a change that did not happen', () => {
   it('streams no event of a change whose transaction rolled back, and then the event that took its seq', async () => {
     const { key, tenantId } = await newTenant();
