@@ -67,14 +67,14 @@ export class AgentEvents {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
   }
 
-  /** Appends an event (inside the caller's transaction) and pushes it to live subscribers; `json`: `data` serialised, if the caller has it. */
+  /** Appends an event (inside the caller's transaction) and hands it to live subscribers once that commits; `json`: `data` serialised, if the caller has it. */
   record(type: string, data: unknown, now: number, json?: string): AgentEvent {
     const [event] = this.recordAll([{ type, data, json }], now);
     if (!event) throw new Error('event not recorded');
     return event;
   }
 
-  /** Appends events in order, in one statement (inside the caller's transaction), and pushes them. */
+  /** Appends events in order, in one statement (inside the caller's transaction), and hands them to live subscribers once that commits. */
   recordAll(entries: readonly { type: string; data: unknown; json?: string }[], now: number): AgentEvent[] {
     // RETURNING lists rows in no promised order, but seqs grow in the order of VALUES.
     const seqs = this.sql
