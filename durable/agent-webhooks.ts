@@ -153,7 +153,9 @@ export class AgentWebhooks {
   delete(id: string): boolean {
     this.hooks = undefined;
     if (!this.schema.has('webhooks') || this.sql.run('DELETE FROM webhooks WHERE id = ?', id) === 0) return false;
-    this.sql.run("UPDATE deliveries SET status = 'dead', last_error = 'the webhook was deleted', next_at = NULL WHERE webhook_id = ? AND status = 'pending'", id);
+    const ended = this.sql.all<{ id: string }>("UPDATE deliveries SET status = 'dead', last_error = 'the webhook was deleted', next_at = NULL WHERE webhook_id = ? AND status = 'pending' RETURNING id", id);
+    // A manual retry asked for while one was out has nowhere to go now either.
+    for (const delivery of ended) this.resendAfter.delete(delivery.id);
     return true;
   }
 

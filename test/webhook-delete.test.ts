@@ -59,4 +59,25 @@ describe('deleting an outgoing webhook', () => {
     expect(after).toMatchObject({ status: 'dead', nextAttemptAt: null, lastStatus: 500, lastError: 'the webhook was deleted' });
     expect((await api(`/v1/agents/${id}/deliveries?status=pending`, { key })).body.data).toEqual([]);
   });
+
+  it('drops the manual retry asked for while a delivery was out when its webhook is deleted before that send ends', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const target = `inflight-retry-delete-${id}`;
+    const hook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=1500&failStatus=500`), events: ['execution.succeeded'] } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const [out] = await eventually(async () => {
+      const list = (await api(`/v1/agents/${id}/deliveries`, { key })).body.data as Listed[];
+      return list.length === 1 && (await outcomes(list[0]?.id ?? '')).length === 1 && list;
+    });
+    expect((await api(`/v1/agents/${id}/deliveries/${out?.id}/retry`, { key, method: 'POST' })).status).toBe(200);
+    expect((await api(`/v1/agents/${id}/webhooks/${hook.body.id}`, { key, method: 'DELETE' })).status).toBe(204);
+    await eventually(async () => (await outcomes(out?.id ?? ''))[0] === 500);
+    // Long enough for the alarm's pass (a second out) that the resend used to wake: it found the
+    // webhook gone and wrote the dead letter again, the send's answer lost.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const [after] = (await api(`/v1/agents/${id}/deliveries`, { key })).body.data as Listed[];
+    expect(after).toMatchObject({ status: 'dead', attempts: 1, nextAttemptAt: null, lastStatus: 500, lastError: 'the webhook was deleted' });
+    expect(await outcomes(out?.id ?? '')).toHaveLength(1);
+  });
 });
