@@ -2,6 +2,8 @@ import type { AgentEvent } from '../worker/schemas/webhook';
 import { iso } from '../worker/lib/time';
 import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from '../worker/auth/key-status';
 import type { Sql } from './sql';
+import { AfterCommit } from './event-commit';
+import { encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
 
 /** Events kept for resuming streams; older ones are trimmed. */
 export const EVENT_RETENTION = 1_000;
@@ -14,31 +16,18 @@ const HEARTBEAT_MS = 15_000;
  * Last-Event-ID, as from every reconnect.
  */
 export const STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
+/**
+ * How long an SSE client may take nothing (not even a heartbeat) before its stream is ended. The
+ * runtime does not always tell the object that a client went (its cancel may never arrive), and
+ * such a stream stayed subscribed, with every frame since, for as long as the object lived.
+ */
+export const STREAM_STALL_MS = 60_000;
 /** Counts a stream's backlog in bytes, and asks for none ahead: every frame is enqueued as it happens. */
 const byteBacklog: QueuingStrategy<Uint8Array> = { highWaterMark: 0, size: (chunk) => chunk.byteLength };
-const encoder = new TextEncoder();
 /** A replay is read from the log in pages of at most this many events… */
 const REPLAY_PAGE_EVENTS = 64;
 /** …and this many bytes of their data (a page holds one event at least, whatever its size). */
 const REPLAY_PAGE_BYTES = 256 * 1024;
-
-export function sseFrame(event: AgentEvent): Uint8Array {
-  return encoder.encode(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-}
-
-/**
- * Told to a resuming client before what it missed: `gap` (events it never got were trimmed) or
- * `reset` (its last event id is beyond the newest event, which this log never gave: it is
- * replayed from the oldest event kept). An agent deleted and created again goes on from the
- * deleted one's seq (`agentDeleted`), so its old clients get `gap` at most.
- */
-export type StreamNotice =
-  | { type: 'gap'; data: { missedFrom: number; missedTo: number } }
-  | { type: 'reset'; data: { lastEventId: number; newestSeq: number } }
-  | { type: 'behind'; data: { lastEventId: number; backlogBytes: number } };
-
-/** A notice as SSE: no `id`, so the client's Last-Event-ID moves only with real events. */
-const noticeFrame = (notice: StreamNotice) => encoder.encode(`event: ${notice.type}\ndata: ${JSON.stringify(notice.data)}\n\n`);
 
 interface Subscriber {
   /** The API key the stream was opened with (none: not checked). */
@@ -49,10 +38,10 @@ interface Subscriber {
   end(): void;
   /** Ends the stream because its key was revoked, telling the client so. */
   revoked(): void;
+  /** A heartbeat at `now`; ends the stream when its client has taken nothing for STREAM_STALL_MS. */
+  beat(now: number): void;
 }
 
-/** The last frame of a stream whose key was revoked: no `id`, and the client's reconnect gets 401. */
-const revokedFrame = encoder.encode(`event: unauthorized\ndata: ${JSON.stringify({ code: 'unauthorized', message: "this stream's API key was revoked" })}\n\n`);
 /** The close code of an event socket whose key was revoked (RFC 6455 policy violation). */
 export const REVOKED_CLOSE_CODE = 1008;
 const socketKey = (socket: WebSocket): string | undefined => (socket.deserializeAttachment() as { keyId?: string } | null)?.keyId;
@@ -65,6 +54,8 @@ export class AgentEvents {
   private readonly subscribers = new Set<Subscriber>();
   /** Events waiting for a check of the streams' keys, delivered in order after it. */
   private pending: Promise<void> | null = null;
+  /** Recorded events wait here for their transaction to commit, with the sockets open then. */
+  private readonly committed = new AfterCommit<WebSocket[]>(() => this.lastSeq(), (events, sockets) => this.deliver(events, sockets));
 
   constructor(
     private readonly sql: Sql,
@@ -76,14 +67,14 @@ export class AgentEvents {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
   }
 
-  /** Appends an event (inside the caller's transaction) and pushes it to live subscribers; `json`: `data` serialised, if the caller has it. */
+  /** Appends an event (inside the caller's transaction) and hands it to live subscribers once that commits; `json`: `data` serialised, if the caller has it. */
   record(type: string, data: unknown, now: number, json?: string): AgentEvent {
     const [event] = this.recordAll([{ type, data, json }], now);
     if (!event) throw new Error('event not recorded');
     return event;
   }
 
-  /** Appends events in order, in one statement (inside the caller's transaction), and pushes them. */
+  /** Appends events in order, in one statement (inside the caller's transaction), and hands them to live subscribers once that commits. */
   recordAll(entries: readonly { type: string; data: unknown; json?: string }[], now: number): AgentEvent[] {
     // RETURNING lists rows in no promised order, but seqs grow in the order of VALUES.
     const seqs = this.sql
@@ -97,7 +88,8 @@ export class AgentEvents {
     // Trimming as the seq crosses a hundred keeps between 1,000 and 1,100 for a fraction of the writes.
     if (Math.floor(newest / 100) !== Math.floor((newest - entries.length) / 100)) this.sql.run('DELETE FROM events WHERE seq <= ?', newest - EVENT_RETENTION);
     const events = entries.map((e, i): AgentEvent => ({ seq: seqs[i] ?? 0, type: e.type, timestamp: iso(now), data: e.data }));
-    this.deliver(events);
+    const sockets = this.ctx.getWebSockets('events');
+    if (this.subscribers.size > 0 || sockets.length > 0) this.committed.hold(events, sockets);
     return events;
   }
 
@@ -108,8 +100,7 @@ export class AgentEvents {
    * later events queue behind, so each stream still gets them in order. Empty `events` only
    * checks (a heartbeat).
    */
-  private deliver(events: AgentEvent[]): void {
-    const sockets = this.ctx.getWebSockets('events');
+  private deliver(events: AgentEvent[], sockets = this.ctx.getWebSockets('events')): void {
     if (this.subscribers.size === 0 && sockets.length === 0) return;
     if (this.pending === null && this.keysKnownValid(sockets)) {
       this.send(events, sockets);
@@ -241,6 +232,8 @@ export class AgentEvents {
     /** The newest seq this stream has carried (or, before it carried one, resumes after). */
     let last = start.after;
     let replaying = lastEventId !== null;
+    /** When the client last took every frame waiting for it (the stream asked for more). */
+    let drainedAt = Date.now();
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
         controller.enqueue(encoder.encode(': connected\nretry: 2000\n\n'));
@@ -273,20 +266,31 @@ export class AgentEvents {
           backlog: () => -(controller.desiredSize ?? 0),
           end: () => end(),
           revoked: () => end(revokedFrame),
+          beat: (now) => {
+            try {
+              // Gone or stuck: errored, not closed, so the frames waiting are let go; a client
+              // still there reconnects with its Last-Event-ID and misses nothing.
+              if (-(controller.desiredSize ?? 0) > 0 && now - drainedAt > STREAM_STALL_MS) throw new Error('the client took nothing for a minute');
+              controller.enqueue(encoder.encode(': heartbeat\n\n'));
+            } catch (error) {
+              cleanup();
+              closed = true;
+              try {
+                controller.error(error);
+              } catch {
+                /* already ended */
+              }
+              return;
+            }
+            // An idle stream learns of its key's revocation here rather than with the next event.
+            this.deliver([]);
+          },
         };
         this.subscribers.add(subscriber);
-        heartbeat = setInterval(() => {
-          try {
-            controller.enqueue(encoder.encode(': heartbeat\n\n'));
-          } catch {
-            cleanup();
-            return;
-          }
-          // An idle stream learns of its key's revocation here rather than with the next event.
-          this.deliver([]);
-        }, HEARTBEAT_MS);
+        heartbeat = setInterval(() => subscriber?.beat(Date.now()), HEARTBEAT_MS);
       },
       pull: async (controller) => {
+        drainedAt = Date.now();
         if (!replaying || closed) return;
         // A replay read slowly is checked against its key as live events are.
         if (keyId && rememberedKeyStatus(keyId) !== true) {
@@ -352,6 +356,7 @@ export class AgentEvents {
    * where a log restarted at 1 would have hidden them from it once it passed that id.
    */
   agentDeleted(lastSeq: number): void {
+    this.committed.drop();
     this.closeAll('the agent was deleted');
     if (lastSeq <= 0) return;
     // AUTOINCREMENT keeps the highest seq ever used: a placeholder row at it moves that on.

@@ -5,7 +5,7 @@ import { iso } from '../worker/lib/time';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
-import { eachLimited } from '../worker/lib/each-limited';
+import { Slots } from '../worker/lib/slots';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
@@ -92,6 +92,8 @@ export class AgentWebhooks {
    * when it ends, would otherwise overwrite the retry's reset, and the resend never happen.
    */
   private readonly resendAfter = new Set<string>();
+  /** Sends out at once, whichever pass they belong to. */
+  private readonly slots = new Slots(PARALLEL);
   /** Registrations with their parsed event lists; dropped on every change. */
   private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
   /**
@@ -151,7 +153,9 @@ export class AgentWebhooks {
   delete(id: string): boolean {
     this.hooks = undefined;
     if (!this.schema.has('webhooks') || this.sql.run('DELETE FROM webhooks WHERE id = ?', id) === 0) return false;
-    this.sql.run("UPDATE deliveries SET status = 'dead', last_error = 'the webhook was deleted', next_at = NULL WHERE webhook_id = ? AND status = 'pending'", id);
+    const ended = this.sql.all<{ id: string }>("UPDATE deliveries SET status = 'dead', last_error = 'the webhook was deleted', next_at = NULL WHERE webhook_id = ? AND status = 'pending' RETURNING id", id);
+    // A manual retry asked for while one was out has nowhere to go now either.
+    for (const delivery of ended) this.resendAfter.delete(delivery.id);
     return true;
   }
 
@@ -270,10 +274,13 @@ export class AgentWebhooks {
     try {
       // PARALLEL sends in flight, each done starting the next, not batches of PARALLEL: a batch
       // waited for its slowest send, so a receiver that hung for the 10 s timeout held up every
-      // delivery behind it, to other receivers too.
-      await eachLimited(due, PARALLEL, async (d) => {
+      // delivery behind it, to other receivers too. The slots are the agent's, not the pass's:
+      // passes overlap (each change's flush, the alarm), and each used to send six of its own.
+      const sends = await Promise.allSettled(due.map((d) => this.slots.run(async () => {
         if (await this.send(d)) landed++;
-      });
+      })));
+      const failed = sends.find((s) => s.status === 'rejected');
+      if (failed) throw failed.reason;
     } finally {
       // A pass that failed part way leaves its unsent deliveries to the next one.
       for (const d of due) if (!this.sending.has(d.id)) this.claimed.delete(d.id);
@@ -347,6 +354,12 @@ export class AgentWebhooks {
     const attempts = delivery.attempts + 1;
     if (outcome.delivered) {
       this.sql.run("UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, delivered_at = ?, next_at = NULL WHERE id = ?", attempts, outcome.status ?? null, now, delivery.id);
+      return;
+    }
+    // Its webhook was deleted while it was out: it stays the dead letter the delete made it,
+    // not pending again with a retry hours away (it would only die then, as "deleted").
+    if (this.sql.one<{ status: string }>('SELECT status FROM deliveries WHERE id = ?', delivery.id)?.status === 'dead') {
+      this.sql.run('UPDATE deliveries SET attempts = ?, last_status = ? WHERE id = ?', attempts, outcome.status ?? null, delivery.id);
       return;
     }
     const wait = this.schedule[attempts - 1];

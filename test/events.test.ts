@@ -210,6 +210,65 @@ describe('event stream', () => {
   });
 });
 
+describe('a client gone without its stream being cancelled', () => {
+  it('ends the stream of a client that has taken nothing for a minute, and keeps one that reads', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    type Sub = { backlog(): number; beat(now: number): void };
+    const subscribers = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]);
+    const gone = (await open(key, id)).body!.getReader();
+    await gone.read();
+    await gone.cancel();
+    const live = frameReader(await open(key, id));
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+    expect((await live.until((f) => f.filter((e) => e.id !== undefined).length >= 3, 5_000)).frames).toHaveLength(3);
+    // The cancel never reached the object: the stream stayed subscribed, its frames piling up.
+    expect((await subscribers()).map((s) => s.backlog() > 0).sort()).toEqual([false, true]);
+    // The heartbeats of a minute later: the one whose client took nothing ends.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 61_000);
+    });
+    expect(await subscribers()).toHaveLength(1);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'two' } });
+    const after = await live.until((f) => f.filter((e) => e.id !== undefined).length >= 6, 5_000);
+    expect(after.frames.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6]);
+    await live.cancel();
+  });
+});
+
+describe('events of a change that did not happen', () => {
+  it('streams no event of a change whose transaction rolled back, and then the event that took its seq', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const res = await open(key, id);
+    const { messages, socket } = await openSocket(key, id);
+    const running = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 1500 }, mode: 'async' } });
+    // The cancel's transaction fails after its event was recorded (the runtime refusing a
+    // statement would), so it rolls back: the execution runs on and succeeds.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      const hooks = (instance as { webhooks: { fanOut(type: string, ...rest: unknown[]): number } }).webhooks;
+      const fanOut = hooks.fanOut.bind(hooks);
+      let failed = false;
+      hooks.fanOut = (type, ...rest) => {
+        if (type === 'execution.cancelled' && !failed) {
+          failed = true;
+          throw new Error('injected failure after the event was recorded');
+        }
+        return fanOut(type, ...rest);
+      };
+    });
+    expect((await api(`/v1/agents/${id}/executions/${running.body.id}/cancel`, { key, method: 'POST' })).status).toBe(500);
+    const events = await readEvents(res, 3);
+    // The stream used to carry "cancelled" (seq 3), then dropped the real seq 3, "succeeded",
+    // as a repeat; the socket got seq 3 twice.
+    expect(events.map((e) => [e.id, e.type])).toEqual([[1, 'execution.queued'], [2, 'execution.running'], [3, 'execution.succeeded']]);
+    await eventually(async () => messages.length >= 3);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(messages.map((m) => [m.seq, m.type])).toEqual([[1, 'execution.queued'], [2, 'execution.running'], [3, 'execution.succeeded']]);
+    socket.close();
+  });
+});
+
 describe('event stream over a WebSocket', () => {
   it('offers the same events over a hibernating WebSocket', async () => {
     const { key } = await newTenant();

@@ -65,4 +65,19 @@ describe('incoming webhooks: the signature covers the body as sent', () => {
       expect(input, id).not.toHaveProperty('event');
     }
   });
+
+  it('accepts a delivery whose Content-Type names UTF-8 by another of its registered labels (utf8, csUTF8, unicode-1-1-utf-8)', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    for (const [n, charset] of ['utf8', 'UTF8', 'csUTF8', 'unicode-1-1-utf-8', '"utf8"'].entries()) {
+      const body = JSON.stringify({ charset, text: 'caf\u00e9' });
+      const res = await post(hook, body, { ...standardHeaders(`msg_label_${n}`, body), 'content-type': `application/json; charset=${charset}` });
+      // They used to be 415: a sender that labels its UTF-8 so retried until it gave up.
+      expect(res.status, charset).toBe(202);
+      expect((await inputOf(key, agentId, res)).payload, charset).toEqual({ charset, text: 'caf\u00e9' });
+    }
+    const latin1 = JSON.stringify({ a: 1 });
+    expect((await post(hook, latin1, { ...standardHeaders('msg_label_latin1', latin1), 'content-type': 'application/json; charset=latin1' })).status).toBe(415);
+  });
 });

@@ -78,4 +78,33 @@ describe('outgoing webhooks: a slow receiver', () => {
     expect(alarm).not.toBeNull();
     expect(alarm ?? Infinity).toBeLessThanOrEqual(retryAt);
   });
+
+  it('sends at most six deliveries at a time, also when a second delivery pass starts while the first is still sending', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const target = `six-${id}`;
+    await control(target, true);
+    try {
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&gauge=${target}&delayMs=1500`), events: ['execution.succeeded'] } });
+      for (let i = 0; i < 12; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      await eventually(async () => {
+        const list = await deliveries(key, id);
+        return list.length === 12 && list.every((d) => d.attempts === 1);
+      });
+    } finally {
+      await control(target, false);
+    }
+    // Six due and a pass sending them, then six more due and a second pass, as the next change's
+    // flush (or the alarm) starts one while the first is still out: each pass sent six of its own.
+    await runInDurableObject(stubOf(tenantId, id), async (instance: unknown, state) => {
+      const hooks = (instance as { webhooks: { deliverDue(): Promise<number> } }).webhooks;
+      state.storage.sql.exec("UPDATE deliveries SET next_at = CASE WHEN id IN (SELECT id FROM deliveries ORDER BY id LIMIT 6) THEN 0 ELSE 1e15 END WHERE status = 'pending'");
+      void hooks.deliverDue();
+      state.storage.sql.exec("UPDATE deliveries SET next_at = 0 WHERE status = 'pending' AND next_at > 0");
+      void hooks.deliverDue();
+    });
+    await eventually(async () => (await deliveries(key, id)).every((d) => d.status === 'delivered'), 15_000);
+    const gauge = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/gauge?name=${target}`)).json()) as { peak: number };
+    expect(gauge.peak).toBe(6);
+  });
 });

@@ -3,8 +3,15 @@ import { mediaType } from './media-type';
 /** Whether a Request with this method may carry a body (the Request constructor refuses one for GET and HEAD). */
 export const bodyAllowed = (method: string): boolean => method !== 'GET' && method !== 'HEAD';
 
-/** Charsets a body may declare: every route decodes bodies as UTF-8, and US-ASCII is a subset of it. */
-const READABLE_CHARSETS: ReadonlySet<string> = new Set(['utf-8', 'us-ascii']);
+/**
+ * Charsets a body may declare: every route decodes bodies as UTF-8, and US-ASCII is a subset of
+ * it. Each by its labels (IANA's aliases, and the WHATWG Encoding Standard's for UTF-8): senders
+ * write "utf8" as often as "utf-8", and such a body, refused, was retried until it was lost.
+ */
+const READABLE_CHARSETS: ReadonlySet<string> = new Set([
+  'utf-8', 'utf8', 'csutf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8',
+  'us-ascii', 'ascii', 'csascii', 'iso646-us', 'ansi_x3.4-1968',
+]);
 
 /** The `charset` parameter of a Content-Type, unquoted and lower-cased; undefined without one. */
 export function charsetOf(contentType: string | null | undefined): string | undefined {
