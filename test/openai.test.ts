@@ -2,7 +2,8 @@ import { env, SELF } from 'cloudflare:test';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { putPool } from '../worker/pools/store';
-import { api, BASE, newAgent, newTenant, chatTarget } from './support/api';
+import { api, BASE, eventually, newAgent, newTenant, chatTarget } from './support/api';
+import { limitedKey } from './support/limits';
 
 
 /** The official client, unmodified, pointed at the gateway. */
@@ -390,6 +391,60 @@ describe('chat through an agent', () => {
     const id = await newAgent(owner.key);
     const res = await api('/v1/chat/completions', { key: other.key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'x' }] } });
     expect(res.status).toBe(404);
+  });
+});
+
+describe("the official client's own retries", () => {
+  /** The client with its default retries (2), counting the requests it sends. */
+  const retrying = (key: string) => {
+    const sent = { count: 0 };
+    const fetch = (input: any, init?: any) => {
+      sent.count++;
+      return SELF.fetch(input, init);
+    };
+    return { sent, openai: new OpenAI({ apiKey: key, baseURL: `${BASE}/v1`, fetch, maxRetries: 2 }) };
+  };
+  /** What `call` threw, or 'still waiting' when it has not settled within `ms` (a retry asleep). */
+  const settled = (call: Promise<unknown>, ms = 5_000) =>
+    Promise.race([call.then(() => 'answered', (error: unknown) => error), new Promise((resolve) => setTimeout(() => resolve('still waiting'), ms))]);
+
+  it('are not spent on a used-up budget, whose Retry-After (the next period) they would sleep out', async () => {
+    const { key } = await limitedKey({ budget: { requests: 1, period: 'day' } });
+    const { sent, openai } = retrying(key);
+    await openai.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'one' }] });
+    const refused = await settled(openai.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'two' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('budget_exhausted');
+    expect(sent.count).toBe(2);
+  });
+
+  it('are not spent on a paused agent', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } })).status).toBe(200);
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'hello' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.ConflictError);
+    expect((refused as InstanceType<typeof OpenAI.ConflictError>).code).toBe('agent_paused');
+    expect(sent.count).toBe(1);
+  });
+
+  it('never run a chat turn cancelled while its caller waited a second time', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'slow', [chatTarget(`cx${Date.now()}`, 'delayMs=1500')]);
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'slow' } });
+    const { sent, openai } = retrying(key);
+    // Settled from the start: its refusal may come while the test is still finding the execution.
+    const chat = settled(openai.chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'take your time' }] }), 10_000);
+    const running = await eventually(async () => (await api(`/v1/agents/${id}/executions?status=running`, { key })).body.data[0]);
+    expect((await api(`/v1/agents/${id}/executions/${running.id}/cancel`, { method: 'POST', key })).status).toBe(200);
+    const refused = await chat;
+    expect(refused).toBeInstanceOf(OpenAI.ConflictError);
+    expect((refused as InstanceType<typeof OpenAI.ConflictError>).code).toBe('execution_cancelled');
+    expect(sent.count).toBe(1);
+    // The cancelled turn is the agent's only execution: the client did not start it again.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data.map((e: { id: string }) => e.id)).toEqual([running.id]);
   });
 });
 
