@@ -336,6 +336,18 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     }
   });
 
+  it('takes null for stream and temperature, as OpenAI does and the client\'s types allow, null being no value', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'nulls', [chatTarget(`n${Date.now()}`)], { cache: { ttlSeconds: 60 } });
+    const messages = [{ role: 'user' as const, content: 'null please' }];
+    const completion = await client(key).chat.completions.create({ model: 'nulls', messages, stream: null, temperature: null });
+    expect(completion.choices[0]?.message.content).toBe('mock reply to: null please');
+    // No temperature is no temperature 0: the pool's cache keeps deterministic requests only.
+    const again = await api('/v1/chat/completions', { key, body: { model: 'nulls', messages, temperature: null } });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-gateway-cache')).toBeNull();
+  });
+
   it('answers 404 for an unknown pool and 400 for a bad request', async () => {
     const { key } = await newTenant();
     expect((await api('/v1/chat/completions', { key, body: { model: 'nope', messages: [{ role: 'user', content: 'x' }] } })).status).toBe(404);

@@ -80,7 +80,7 @@ const REVOKED_CHUNK = { error: { message: REVOKED_MESSAGE, type: 'invalid_reques
 function cacheTtl(requested: number | undefined, poolTtl: number | undefined, body: ChatCompletionRequest): number {
   if (body.stream) return 0;
   if (requested !== undefined) return requested;
-  if (poolTtl === undefined || body.temperature === undefined || body.temperature > 0) return 0;
+  if (poolTtl === undefined || body.temperature == null || body.temperature > 0) return 0;
   return poolTtl;
 }
 
