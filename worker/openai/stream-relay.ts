@@ -16,7 +16,7 @@ export interface RelayOptions {
   /** Aborts the upstream request (its fetch signal). */
   abort: (reason: Error) => void;
   /**
-   * Called once when the relay ends: `finished` (the upstream's `[DONE]` and its end), `failed`
+   * Called once when the relay ends: `finished` (the upstream's `[DONE]` event), `failed`
    * (it broke, stalled, or ended without `[DONE]`), or `cancelled` (the client stopped reading
    * first, so how the upstream would have ended is unknown).
    */
