@@ -287,6 +287,41 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(completion.choices[0]?.message.content).toMatch(/Refunds are issued/);
   });
 
+  it('holds a builtin target\'s answer to max_tokens or max_completion_tokens, as a model does: cut, finished by "length"', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'local', [{ id: 'faq', kind: 'builtin' }]);
+    const messages = [{ role: 'user' as const, content: 'How long does shipping take?' }];
+    const whole = await client(key).chat.completions.create({ model: 'local', messages });
+    expect(whole.usage?.completion_tokens).toBeGreaterThan(5);
+    expect(whole.choices[0]?.finish_reason).toBe('stop');
+    for (const cap of [{ max_tokens: 5 }, { max_completion_tokens: 5 }, { max_completion_tokens: 5, max_tokens: 100 }]) {
+      const cut = await client(key).chat.completions.create({ model: 'local', messages, ...cap });
+      expect(cut.usage?.completion_tokens, JSON.stringify(cap)).toBe(5);
+      expect(cut.choices[0]?.finish_reason, JSON.stringify(cap)).toBe('length');
+      expect(whole.choices[0]?.message.content?.startsWith(cut.choices[0]?.message.content ?? 'none'), JSON.stringify(cap)).toBe(true);
+    }
+    const stream = await client(key).chat.completions.create({ model: 'local', messages, max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBe(5);
+    expect(chunks.map((c) => c.choices[0]?.finish_reason).filter(Boolean)).toEqual(['length']);
+  });
+
+  it("keeps a builtin target's answer within what a key's token budget reserved for it", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+    await poolFor(otherKey, 'local', [{ id: 'faq', kind: 'builtin' }]);
+    // About 31 tokens whole: the key had room for 20, prompt included, so its answer is capped to fit.
+    const cut = await client(key).chat.completions.create({ model: 'local', messages: [{ role: 'user', content: 'How long does shipping take?' }] });
+    expect(cut.choices[0]?.finish_reason).toBe('length');
+    expect(cut.usage?.total_tokens).toBeLessThanOrEqual(20);
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.budget.reservedTokens === 0 && res.body;
+    });
+    expect(usage.budget.tokens).toBeGreaterThan(0);
+    expect(usage.budget.tokens).toBeLessThanOrEqual(20);
+  });
+
   it('lists pools and their models', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'chat', [chatTarget('x1'), chatTarget('x2', 'ok', { model: 'big' })]);
