@@ -20,7 +20,7 @@ export type FinishReason = 'stop' | 'length';
  * usage is estimated with; a longer one is cut there, finished by `length`. The cap may be the
  * key's budget's (routes/openai.ts), which must not pay for more than it reserved.
  */
-export function heldToCap(content: string, body: { max_completion_tokens?: unknown; max_tokens?: unknown }): { content: string; finish: FinishReason } {
+export function heldToCap(content: string, body: Readonly<Record<string, unknown>>): { content: string; finish: FinishReason } {
   const cap = [body.max_completion_tokens, body.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
   const most = cap === undefined ? Infinity : Math.floor(cap) * 4;
   return content.length > most ? { content: content.slice(0, most), finish: 'length' } : { content, finish: 'stop' };

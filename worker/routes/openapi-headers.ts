@@ -82,7 +82,7 @@ export function withMiddlewareHeaders(document: Document): Document {
       const limited = '429' in responses;
       if (session) operation.parameters = [...(operation.parameters ?? []), { $ref: `#/components/parameters/${BOOKMARK}` }];
       for (const [status, response] of Object.entries(responses)) {
-        const notRetried = status === '409' || status === '429' ? { 'x-should-retry': ref('ShouldRetry') } : {};
+        const notRetried: Record<string, Reference> = status === '409' || status === '429' ? { 'x-should-retry': ref('ShouldRetry') } : {};
         response.headers = { 'x-request-id': ref('RequestId'), ...(limited ? RATE_LIMIT : {}), ...(session ? { [BOOKMARK]: ref(BOOKMARK) } : {}), ...notRetried, ...response.headers };
       }
     }
