@@ -476,6 +476,22 @@ describe("the official client's own retries", () => {
     expect(sent.count).toBe(1);
   });
 
+  it('are not spent on a chat the gateway stopped trying, at a failure every attempt would meet again', async () => {
+    const { key } = await newTenant();
+    // A redirect is never followed (the outbound guard checked the stored URL only), nor retried.
+    await poolFor(key, 'moved', [chatTarget(`mv${Date.now()}`, `status=308,location=${env.MOCK_UPSTREAM_URL}/elsewhere`)]);
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: 'moved', messages: [{ role: 'user', content: 'hello' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((refused as InstanceType<typeof OpenAI.InternalServerError>).code).toBe('upstream_failed');
+    expect(sent.count).toBe(1);
+    // A failure another attempt may get past is the client's to retry, as before.
+    await poolFor(key, 'flaky', [chatTarget(`fl${Date.now()}`, 'failStatus=503')], { retry: { attempts: 1 } });
+    const failed = await api('/v1/chat/completions', { key, body: { model: 'flaky', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(failed.status).toBe(502);
+    expect(failed.headers.get('x-should-retry')).toBeNull();
+  });
+
   it('never run a chat turn cancelled while its caller waited a second time', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'slow', [chatTarget(`cx${Date.now()}`, 'delayMs=1500')]);

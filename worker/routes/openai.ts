@@ -39,6 +39,9 @@ const GatewayHeaders = z.object({
 });
 
 const FailedHeaders = GatewayHeaders.extend({
+  'x-should-retry': z.enum(['false']).optional().openapi({
+    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB): OpenAI's clients, which retry a 502 by default, obey it",
+  }),
   'Retry-After': z.string().regex(/^\d+$/).optional().openapi({
     description: 'when every attempt was a target asking to wait (a 429 or 503 with Retry-After): seconds until the soonest of them said it would take traffic again (at most 300)',
   }),
@@ -207,6 +210,9 @@ export const openai = router()
         if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
         const code = error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
         if (code === 'upstream_failed' && result.retryAt !== undefined) gatewayHeaders['retry-after'] = retryAfterSeconds(result.retryAt);
+        // The gateway stopped at a failure any attempt would meet again (a redirect, a reply over
+        // 4 MiB): a client's own retry, which OpenAI's clients make of a 502 by default, would too.
+        if (!error.retryable) gatewayHeaders['x-should-retry'] = 'false';
         throw new ApiError(code, error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
       }
       // The proxy built this response itself (never a fetch's, whose headers are immutable).
