@@ -339,6 +339,17 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     }
   });
 
+  it('retrieves a model whose name holds "%", and answers an id that is no valid percent-encoding 404, not 500', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'pct', [chatTarget('p1', 'ok', { model: '100%-mini' })]);
+    expect(await client(key).models.retrieve('pct/100%-mini')).toMatchObject({ id: 'pct/100%-mini', object: 'model' });
+    for (const path of ['/v1/models/%', '/v1/models/pct%2F%E0%A4%A', '/v1/models/%25', '/v1/models/pct%2F100%25']) {
+      const res = await api(path, { key });
+      expect(res.status, path).toBe(404);
+      expect(res.body.error.code, path).toBe('not_found');
+    }
+  });
+
   it('lists only what chat completions can answer: no pool of agent-http targets alone, no agent-http target\'s model', async () => {
     const { key, tenantId } = await newTenant();
     // A PUT now refuses a model on an agent-http target: these were stored before it did.

@@ -254,7 +254,9 @@ openai.openAPIRegistry.registerPath({
 });
 
 openai.get('/v1/models/:model{.+}', async (c) => {
-  const id = decodeURIComponent(c.req.param('model'));
+  // Hono has decoded it (a %2F is a slash now), and kept it as sent if it is no valid
+  // percent-encoding: decoded again, a model named "100%" threw (500), as did a bare "%".
+  const id = c.req.param('model');
   const poolName = id.split('/', 1)[0] ?? '';
   const pool = POOL_NAME.test(poolName) ? await getPool(c.env, c.get('principal').tenantId, poolName) : null;
   const model = pool ? poolModels(pool).find((m) => m.id === id) : undefined;
