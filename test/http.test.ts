@@ -5,10 +5,11 @@ import { api, BASE, newAgent, newTenant } from './support/api';
 
 
 /**
- * The headers a route declares itself: x-request-id, RateLimit-* and x-d1-bookmark, which
- * middleware puts on answers, are declared on every response (operator.test.ts checks those).
+ * The headers a route declares itself, not those middleware and the error handler put on answers,
+ * which the document declares for every route: x-request-id, RateLimit-* and x-d1-bookmark on
+ * every response (operator.test.ts checks those), x-should-retry on every 409 and 429.
  */
-const MIDDLEWARE_HEADERS = new Set(['x-request-id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'x-d1-bookmark']);
+const MIDDLEWARE_HEADERS = new Set(['x-request-id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'x-d1-bookmark', 'x-should-retry']);
 const routeHeaders = (headers: Record<string, unknown> | undefined): string[] => Object.keys(headers ?? {}).filter((name) => !MIDDLEWARE_HEADERS.has(name)).sort();
 
 describe('edge router', () => {

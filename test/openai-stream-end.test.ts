@@ -1,6 +1,6 @@
 import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, BASE, newTenant } from './support/api';
+import { api, BASE, chatTarget, newTenant } from './support/api';
 
 /** One chat.completion.chunk event, its `data:` field spelt with or without the optional space. */
 const chunk = (content: string, finish: string | null = null, space = ' ') =>
@@ -11,17 +11,18 @@ const chunk = (content: string, finish: string | null = null, space = ' ') =>
  * the base URL's query (its path form splits faults at commas, which JSON is full of), which the
  * gateway keeps after the `/chat/completions` it appends.
  */
-const sseTarget = (id: string, body: string) => ({
+const sseTarget = (id: string, body: string, faults = '') => ({
   id,
   kind: 'openai-chat',
-  baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&contentType=${encodeURIComponent('text/event-stream')}&body=${encodeURIComponent(body)}`,
+  baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&contentType=${encodeURIComponent('text/event-stream')}&body=${encodeURIComponent(body)}${faults}`,
   model: 'm',
 });
 
-async function streamThrough(body: string): Promise<string> {
-  const { key } = await newTenant();
-  const put = await api('/v1/pools/sse', { method: 'PUT', key, body: { targets: [sseTarget(`sse${Date.now()}`, body)] } });
-  expect(put.status).toBe(201);
+/** A stream of a pool of `target` (put with `pool`'s other members), as the client reads it. */
+async function streamOf(target: Record<string, unknown>, pool: Record<string, unknown> = {}, key?: string): Promise<string> {
+  key ??= (await newTenant()).key;
+  const put = await api('/v1/pools/sse', { method: 'PUT', key, body: { targets: [target], ...pool } });
+  expect([200, 201]).toContain(put.status);
   const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
@@ -29,6 +30,15 @@ async function streamThrough(body: string): Promise<string> {
   });
   expect(res.status).toBe(200);
   return res.text();
+}
+
+const streamThrough = (body: string): Promise<string> => streamOf(sseTarget(`sse${Date.now()}`, body));
+
+/** How long `run` took, in ms, and what it gave. */
+async function timed<T>(run: () => Promise<T>): Promise<[T, number]> {
+  const started = Date.now();
+  const value = await run();
+  return [value, Date.now() - started];
 }
 
 describe('the end of a relayed stream', () => {
@@ -47,5 +57,33 @@ describe('the end of a relayed stream', () => {
   it('is a [DONE] line ended by CRLF, or by the end of the stream', async () => {
     expect(await streamThrough(`${chunk('a', 'stop')}data: [DONE]\r\n\r\n`)).not.toContain('"error"');
     expect(await streamThrough(`${chunk('b', 'stop')}data: [DONE]`)).not.toContain('"error"');
+  });
+
+  it('is the [DONE] event, though the target holds its connection open after it: no wait for the idle timeout, no error event, no failure counted', async () => {
+    const { key } = await newTenant();
+    const idle = { timeouts: { idleMs: 5_000, totalMs: 20_000 } };
+    // In 5-byte pieces, so [DONE] and the blank line after it arrive in chunks of their own.
+    const target = chatTarget(`hold${Date.now()}`, 'holdOpen=1,pieceBytes=5');
+    for (let i = 0; i < 5; i++) {
+      const [text, ms] = await timed(() => streamOf(target, idle, key));
+      expect(text, `stream ${i}`).toMatch(/data: \[DONE\]\n\n$/);
+      expect(text, `stream ${i}`).not.toContain('"error"');
+      expect(ms, `stream ${i}`).toBeLessThan(4_000);
+    }
+    // Five failures in a row would have opened its circuit.
+    const pool = await api('/v1/pools/sse', { key });
+    expect(pool.body.targets[0].health).toMatchObject({ circuit: 'closed', inflight: 0 });
+
+    // The whole stream in its first chunk, the connection held open: the same.
+    const [whole, wholeMs] = await timed(() => streamOf(sseTarget(`whole${Date.now()}`, `${chunk('all at once', 'stop')}data: [DONE]\n\n`, '&holdOpen=1'), idle, key));
+    expect(whole).toMatch(/all at once.*data: \[DONE\]\n\n$/s);
+    expect(whole).not.toContain('"error"');
+    expect(wholeMs).toBeLessThan(4_000);
+  });
+
+  it('is a [DONE] line whose event never ends, the connection held open: ended at the idle timeout as finished, without an error event', async () => {
+    const text = await streamOf(sseTarget(`line${Date.now()}`, `${chunk('whole answer', 'stop')}data: [DONE]\n`, '&holdOpen=1'), { timeouts: { idleMs: 300 } });
+    expect(text).toMatch(/whole answer.*data: \[DONE\]\n\n$/s);
+    expect(text).not.toContain('"error"');
   });
 });

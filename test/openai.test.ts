@@ -2,7 +2,8 @@ import { env, SELF } from 'cloudflare:test';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { putPool } from '../worker/pools/store';
-import { api, BASE, newAgent, newTenant, chatTarget } from './support/api';
+import { api, BASE, eventually, newAgent, newTenant, chatTarget } from './support/api';
+import { limitedKey } from './support/limits';
 
 
 /** The official client, unmodified, pointed at the gateway. */
@@ -287,6 +288,41 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(completion.choices[0]?.message.content).toMatch(/Refunds are issued/);
   });
 
+  it('holds a builtin target\'s answer to max_tokens or max_completion_tokens, as a model does: cut, finished by "length"', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'local', [{ id: 'faq', kind: 'builtin' }]);
+    const messages = [{ role: 'user' as const, content: 'How long does shipping take?' }];
+    const whole = await client(key).chat.completions.create({ model: 'local', messages });
+    expect(whole.usage?.completion_tokens).toBeGreaterThan(5);
+    expect(whole.choices[0]?.finish_reason).toBe('stop');
+    for (const cap of [{ max_tokens: 5 }, { max_completion_tokens: 5 }, { max_completion_tokens: 5, max_tokens: 100 }]) {
+      const cut = await client(key).chat.completions.create({ model: 'local', messages, ...cap });
+      expect(cut.usage?.completion_tokens, JSON.stringify(cap)).toBe(5);
+      expect(cut.choices[0]?.finish_reason, JSON.stringify(cap)).toBe('length');
+      expect(whole.choices[0]?.message.content?.startsWith(cut.choices[0]?.message.content ?? 'none'), JSON.stringify(cap)).toBe(true);
+    }
+    const stream = await client(key).chat.completions.create({ model: 'local', messages, max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBe(5);
+    expect(chunks.map((c) => c.choices[0]?.finish_reason).filter(Boolean)).toEqual(['length']);
+  });
+
+  it("keeps a builtin target's answer within what a key's token budget reserved for it", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+    await poolFor(otherKey, 'local', [{ id: 'faq', kind: 'builtin' }]);
+    // About 31 tokens whole: the key had room for 20, prompt included, so its answer is capped to fit.
+    const cut = await client(key).chat.completions.create({ model: 'local', messages: [{ role: 'user', content: 'How long does shipping take?' }] });
+    expect(cut.choices[0]?.finish_reason).toBe('length');
+    expect(cut.usage?.total_tokens).toBeLessThanOrEqual(20);
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.budget.reservedTokens === 0 && res.body;
+    });
+    expect(usage.budget.tokens).toBeGreaterThan(0);
+    expect(usage.budget.tokens).toBeLessThanOrEqual(20);
+  });
+
   it('lists pools and their models', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'chat', [chatTarget('x1'), chatTarget('x2', 'ok', { model: 'big' })]);
@@ -299,6 +335,17 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     const other = await newTenant();
     for (const [path, k] of [['/v1/models/chat/none', key], ['/v1/models/none', key], ['/v1/models/chat', other.key], ['/v1/models/%2F..%2Fx', key]] as const) {
       const res = await api(path, { key: k });
+      expect(res.status, path).toBe(404);
+      expect(res.body.error.code, path).toBe('not_found');
+    }
+  });
+
+  it('retrieves a model whose name holds "%", and answers an id that is no valid percent-encoding 404, not 500', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'pct', [chatTarget('p1', 'ok', { model: '100%-mini' })]);
+    expect(await client(key).models.retrieve('pct/100%-mini')).toMatchObject({ id: 'pct/100%-mini', object: 'model' });
+    for (const path of ['/v1/models/%', '/v1/models/pct%2F%E0%A4%A', '/v1/models/%25', '/v1/models/pct%2F100%25']) {
+      const res = await api(path, { key });
       expect(res.status, path).toBe(404);
       expect(res.body.error.code, path).toBe('not_found');
     }
@@ -334,6 +381,18 @@ describe('OpenAI-compatible endpoint with the official client', () => {
       expect(res.body.error.code, model).toBe('invalid_request');
       expect(res.body.error.details, model).toEqual([expect.objectContaining({ path: ['model'] })]);
     }
+  });
+
+  it('takes null for stream and temperature, as OpenAI does and the client\'s types allow, null being no value', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'nulls', [chatTarget(`n${Date.now()}`)], { cache: { ttlSeconds: 60 } });
+    const messages = [{ role: 'user' as const, content: 'null please' }];
+    const completion = await client(key).chat.completions.create({ model: 'nulls', messages, stream: null, temperature: null });
+    expect(completion.choices[0]?.message.content).toBe('mock reply to: null please');
+    // No temperature is no temperature 0: the pool's cache keeps deterministic requests only.
+    const again = await api('/v1/chat/completions', { key, body: { model: 'nulls', messages, temperature: null } });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-gateway-cache')).toBeNull();
   });
 
   it('answers 404 for an unknown pool and 400 for a bad request', async () => {
@@ -391,6 +450,76 @@ describe('chat through an agent', () => {
     const id = await newAgent(owner.key);
     const res = await api('/v1/chat/completions', { key: other.key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'x' }] } });
     expect(res.status).toBe(404);
+  });
+});
+
+describe("the official client's own retries", () => {
+  /** The client with its default retries (2), counting the requests it sends. */
+  const retrying = (key: string) => {
+    const sent = { count: 0 };
+    const fetch = (input: any, init?: any) => {
+      sent.count++;
+      return SELF.fetch(input, init);
+    };
+    return { sent, openai: new OpenAI({ apiKey: key, baseURL: `${BASE}/v1`, fetch, maxRetries: 2 }) };
+  };
+  /** What `call` threw, or 'still waiting' when it has not settled within `ms` (a retry asleep). */
+  const settled = (call: Promise<unknown>, ms = 5_000) =>
+    Promise.race([call.then(() => 'answered', (error: unknown) => error), new Promise((resolve) => setTimeout(() => resolve('still waiting'), ms))]);
+
+  it('are not spent on a used-up budget, whose Retry-After (the next period) they would sleep out', async () => {
+    const { key } = await limitedKey({ budget: { requests: 1, period: 'day' } });
+    const { sent, openai } = retrying(key);
+    await openai.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'one' }] });
+    const refused = await settled(openai.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'two' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('budget_exhausted');
+    expect(sent.count).toBe(2);
+  });
+
+  it('are not spent on a paused agent', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } })).status).toBe(200);
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'hello' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.ConflictError);
+    expect((refused as InstanceType<typeof OpenAI.ConflictError>).code).toBe('agent_paused');
+    expect(sent.count).toBe(1);
+  });
+
+  it('are not spent on a chat the gateway stopped trying, at a failure every attempt would meet again', async () => {
+    const { key } = await newTenant();
+    // A redirect is never followed (the outbound guard checked the stored URL only), nor retried.
+    await poolFor(key, 'moved', [chatTarget(`mv${Date.now()}`, `status=308,location=${env.MOCK_UPSTREAM_URL}/elsewhere`)]);
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: 'moved', messages: [{ role: 'user', content: 'hello' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((refused as InstanceType<typeof OpenAI.InternalServerError>).code).toBe('upstream_failed');
+    expect(sent.count).toBe(1);
+    // A failure another attempt may get past is the client's to retry, as before.
+    await poolFor(key, 'flaky', [chatTarget(`fl${Date.now()}`, 'failStatus=503')], { retry: { attempts: 1 } });
+    const failed = await api('/v1/chat/completions', { key, body: { model: 'flaky', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(failed.status).toBe(502);
+    expect(failed.headers.get('x-should-retry')).toBeNull();
+  });
+
+  it('never run a chat turn cancelled while its caller waited a second time', async () => {
+    const { key } = await newTenant();
+    await poolFor(key, 'slow', [chatTarget(`cx${Date.now()}`, 'delayMs=1500')]);
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'slow' } });
+    const { sent, openai } = retrying(key);
+    // Settled from the start: its refusal may come while the test is still finding the execution.
+    const chat = settled(openai.chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'take your time' }] }), 10_000);
+    const running = await eventually(async () => (await api(`/v1/agents/${id}/executions?status=running`, { key })).body.data[0]);
+    expect((await api(`/v1/agents/${id}/executions/${running.id}/cancel`, { method: 'POST', key })).status).toBe(200);
+    const refused = await chat;
+    expect(refused).toBeInstanceOf(OpenAI.ConflictError);
+    expect((refused as InstanceType<typeof OpenAI.ConflictError>).code).toBe('execution_cancelled');
+    expect(sent.count).toBe(1);
+    // The cancelled turn is the agent's only execution: the client did not start it again.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data.map((e: { id: string }) => e.id)).toEqual([running.id]);
   });
 });
 

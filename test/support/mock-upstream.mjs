@@ -16,7 +16,8 @@
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
 // echoStreamOptions (of a stream: see streamChat), rejectStreamOptions (a chat with
 // stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
-// OpenAI-compatible servers send)}. `failTimes` counts attempts per Idempotency-Key, so a
+// OpenAI-compatible servers send), holdOpen (a stream, or a `body`, is written whole and its
+// connection then held open until the client closes it, as a keep-alive server may)}. `failTimes` counts attempts per Idempotency-Key, so a
 // retried call can succeed. The chaos faults are independent chances per request: `errorRate`
 // (503, or a dropped connection with `reset`), `resetRate` (a dropped connection), `spikeRate`
 // (a delay of up to `spikeMs`). `contextPatch` in a query string is JSON.
@@ -155,7 +156,7 @@ export async function startMockUpstream(options = {}) {
     if (mock.status) return send(res, Number(mock.status), { error: 'injected status', ...(mock.statusBytes && { padding: 'p'.repeat(Number(mock.statusBytes)) }) }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
     if (mock.body !== undefined) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
-      return res.end(String(mock.body));
+      return mock.holdOpen ? res.write(String(mock.body)) : res.end(String(mock.body));
     }
     if (mock.cutBody) {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -256,7 +257,7 @@ async function streamChat(res, body, mock, attempt) {
     res.write(bytes.subarray(at, at + size));
     await sleep(1);
   }
-  res.end();
+  if (!mock.holdOpen) res.end();
 }
 
 // The JSON form of DNS over HTTPS (as cloudflare-dns.com and dns.google answer it).
@@ -281,7 +282,7 @@ function usageFor(body) {
 function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;

@@ -43,9 +43,20 @@ export function toApiError(error: unknown, requestId: string): ApiError {
   return new ApiError('internal_error', 'internal error');
 }
 
+/**
+ * Refusals that the same request, sent again, cannot turn into a success, though their status
+ * is one that OpenAI's official clients (and other Stainless-generated SDKs) retry by default
+ * (409, 429): a used-up budget (its Retry-After is the next period, which such a client sleeps
+ * out, hours or days), a paused agent, and a chat turn cancelled while its caller waited (a
+ * retry would run the cancelled turn again). `x-should-retry: false` is the header those
+ * clients obey over the status.
+ */
+const NOT_RETRIED: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['budget_exhausted', 'agent_paused', 'execution_cancelled']);
+
 export function renderError(c: Context<AppEnv>, error: ApiError): Response {
   const requestId = c.get('requestId') ?? '';
-  return c.json(envelope(error, requestId), error.status, error.headers);
+  const headers = NOT_RETRIED.has(error.code) ? { ...error.headers, 'x-should-retry': 'false' } : error.headers;
+  return c.json(envelope(error, requestId), error.status, headers);
 }
 
 /** Hono's refusal of a JSON body it could not parse, for an empty one: the body is missing, not malformed. */

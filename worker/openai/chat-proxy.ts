@@ -10,7 +10,7 @@ import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
-import { SSE_HEADERS, completion, completionStream, isChatCompletion } from './completions';
+import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
 const DEFAULT_FIRST_BYTE_MS = 30_000;
@@ -266,8 +266,9 @@ function abortReason(signal: AbortSignal, error: unknown): UpstreamError {
 }
 
 /**
- * The built-in responder as a chat completions target: answers the last user message. No model
- * counts its tokens, so its usage is the estimate the key's reservation uses (~4 characters a token).
+ * The built-in responder as a chat completions target: answers the last user message, held to
+ * the request's token cap. No model counts its tokens, so its usage is the estimate the key's
+ * reservation uses (~4 characters a token).
  */
 async function builtinChat(body: ChatCompletionRequest, model: string): Promise<{ response: Response; usage: ChatUsage }> {
   const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
@@ -275,9 +276,9 @@ async function builtinChat(body: ChatCompletionRequest, model: string): Promise<
     { executionId: crypto.randomUUID(), agentId: '', intent: 'chat', input: { message: contentText(lastUser?.content) }, instructions: null, context: {}, history: [] },
     { signal: new AbortController().signal },
   );
-  const content = (reply.output as { reply: string }).reply;
+  const { content, finish } = heldToCap((reply.output as { reply: string }).reply, body);
   const id = `chatcmpl-${crypto.randomUUID()}`;
   const usage = estimatedUsage(body.messages, content);
-  if (body.stream) return { response: new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined), { status: 200, headers: SSE_HEADERS }), usage };
-  return { response: Response.json(completion(id, model, content, usage)), usage };
+  if (body.stream) return { response: new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined, finish), { status: 200, headers: SSE_HEADERS }), usage };
+  return { response: Response.json(completion(id, model, content, usage, undefined, finish)), usage };
 }

@@ -11,13 +11,28 @@ import type { ChatUsage } from '../limits/usage';
 export const isChatCompletion = (value: unknown): boolean =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && Array.isArray((value as { choices?: unknown }).choices);
 
-export function completion(id: string, model: string, content: string, usage: ChatUsage, created = Math.floor(Date.now() / 1000)) {
+/** Why an answer the gateway wrote ended: whole, or cut at the request's token cap. */
+export type FinishReason = 'stop' | 'length';
+
+/**
+ * An answer the gateway wrote (the built-in responder), held to the request's cap as a model
+ * holds its own: `max_completion_tokens`, else `max_tokens`, at the ~4 characters a token its
+ * usage is estimated with; a longer one is cut there, finished by `length`. The cap may be the
+ * key's budget's (routes/openai.ts), which must not pay for more than it reserved.
+ */
+export function heldToCap(content: string, body: Readonly<Record<string, unknown>>): { content: string; finish: FinishReason } {
+  const cap = [body.max_completion_tokens, body.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
+  const most = cap === undefined ? Infinity : Math.floor(cap) * 4;
+  return content.length > most ? { content: content.slice(0, most), finish: 'length' } : { content, finish: 'stop' };
+}
+
+export function completion(id: string, model: string, content: string, usage: ChatUsage, created = Math.floor(Date.now() / 1000), finish: FinishReason = 'stop') {
   return {
     id,
     object: 'chat.completion' as const,
     created,
     model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish }],
     usage,
   };
 }
@@ -30,11 +45,11 @@ export const sseEvent = (payload: unknown): Uint8Array => encoder.encode(`data: 
  * asked for `stream_options.include_usage`), as OpenAI sends it: every chunk carries
  * `usage: null`, and one more chunk with no choices carries the usage before [DONE].
  */
-export function completionStream(id: string, model: string, content: string, usage?: ChatUsage): ReadableStream<Uint8Array> {
+export function completionStream(id: string, model: string, content: string, usage?: ChatUsage, finish: FinishReason = 'stop'): ReadableStream<Uint8Array> {
   const created = Math.floor(Date.now() / 1000);
   const base = { id, object: 'chat.completion.chunk', created, model };
   const chunk = (delta: Record<string, string>, finish: string | null) => ({ ...base, choices: [{ index: 0, delta, finish_reason: finish }], ...(usage && { usage: null }) });
-  const chunks: unknown[] = [chunk({ role: 'assistant', content: '' }, null), chunk({ content }, null), chunk({}, 'stop')];
+  const chunks: unknown[] = [chunk({ role: 'assistant', content: '' }, null), chunk({ content }, null), chunk({}, finish)];
   if (usage) chunks.push({ ...base, choices: [], usage });
   const events = [...chunks.map(sseEvent), sseEvent('[DONE]')];
   return new ReadableStream({

@@ -11,20 +11,31 @@ const KEPT = 16;
 export class DoneLine {
   /** The start of the line not yet ended (at most KEPT characters). */
   private line = '';
+  /** The text so far ended on a CR, so a LF that starts the next text ends the same line. */
+  private endedOnCR = false;
   /** Whether a `[DONE]` line has been seen. */
   seen = false;
+  /**
+   * Whether the `[DONE]` event has ended too (the blank line after it): nothing the stream may
+   * still send is part of the answer, so it is complete whether or not the server closes it.
+   */
+  complete = false;
 
   /** Reads the next decoded text of the stream. */
   push(text: string): void {
-    if (this.seen) return;
-    const lines = text.split(/\r\n|\r|\n/);
+    if (this.complete || text === '') return;
+    const rest = this.endedOnCR && text.startsWith('\n') ? text.slice(1) : text;
+    this.endedOnCR = text.endsWith('\r');
+    const lines = rest.split(/\r\n|\r|\n/);
     const last = lines.length - 1;
     for (let i = 0; i < last; i++) {
-      if (DONE_LINE.test(this.line + (lines[i] ?? '').slice(0, KEPT))) {
-        this.seen = true;
+      const line = this.line + (lines[i] ?? '').slice(0, KEPT);
+      this.line = '';
+      if (this.seen && line === '') {
+        this.complete = true;
         return;
       }
-      this.line = '';
+      if (DONE_LINE.test(line)) this.seen = true;
     }
     if (this.line.length < KEPT) this.line += (lines[last] ?? '').slice(0, KEPT - this.line.length);
   }

@@ -5,6 +5,9 @@ import { UsageStripper } from './sse-usage';
 
 export type StreamEnd = 'finished' | 'failed' | 'cancelled';
 
+/** Ends the [DONE] event, for a stream closed after its line without the blank line after it. */
+const LINE_END = new TextEncoder().encode('\n');
+
 export interface RelayOptions {
   /** Longest pause between upstream chunks before the stream is ended with an error. */
   idleMs: number;
@@ -13,7 +16,7 @@ export interface RelayOptions {
   /** Aborts the upstream request (its fetch signal). */
   abort: (reason: Error) => void;
   /**
-   * Called once when the relay ends: `finished` (the upstream's `[DONE]` and its end), `failed`
+   * Called once when the relay ends: `finished` (the upstream's `[DONE]` event), `failed`
    * (it broke, stalled, or ended without `[DONE]`), or `cancelled` (the client stopped reading
    * first, so how the upstream would have ended is unknown).
    */
@@ -32,7 +35,8 @@ export interface RelayOptions {
 /**
  * Relays an upstream SSE body to the client after its first chunk has arrived. If the
  * upstream stalls, breaks, or ends without `[DONE]`, the client gets an explicit error event
- * instead of a silently truncated 200.
+ * instead of a silently truncated 200. The `[DONE]` event ends the relay, whether or not the
+ * upstream closes its stream after it.
  */
 export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultReader<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const decoder = new TextDecoder();
@@ -67,6 +71,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   return new ReadableStream<Uint8Array>({
     start(controller) {
       send(controller, first);
+      if (done.complete) finish(controller); // the whole stream came in its first chunk
     },
     async pull(controller) {
       // A pull must enqueue something or end the stream, or the client's read waits forever:
@@ -90,7 +95,9 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       const next = await Promise.race([reader.read(), timeout]);
       if (next === 'timeout') {
         options.abort(new Error('upstream stream stalled'));
-        fail(controller, 'upstream_timeout', wait >= options.idleMs ? `no data from the upstream for ${options.idleMs} ms` : 'the request deadline passed mid-stream');
+        // Past its [DONE] line the answer is whole: only the blank line ending that event is missing.
+        if (done.seen) finish(controller, LINE_END);
+        else fail(controller, 'upstream_timeout', wait >= options.idleMs ? `no data from the upstream for ${options.idleMs} ms` : 'the request deadline passed mid-stream');
         return true;
       }
       if (next.done) {
@@ -103,14 +110,27 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
         }
         return true;
       }
-      if (!done.seen) done.push(decoder.decode(next.value, { stream: true }));
-      return send(controller, next.value);
+      done.push(decoder.decode(next.value, { stream: true }));
+      const sent = send(controller, next.value);
+      // A server may hold the connection open after [DONE] (keep-alive): the client would wait
+      // for the idle timeout, get an error event after a whole answer, and the target be judged failed.
+      if (done.complete) finish(controller);
+      return sent || done.complete;
     } catch (error) {
       fail(controller, 'stream_interrupted', `the upstream stream broke: ${error instanceof Error ? error.message : String(error)}`);
       return true;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Ends a stream whose [DONE] event has come, with `tail` if it needs one, without waiting for the upstream to close it. */
+  function finish(controller: ReadableStreamDefaultController<Uint8Array>, tail?: Uint8Array) {
+    flush(controller);
+    if (tail) controller.enqueue(tail);
+    end('finished');
+    controller.close();
+    void reader.cancel().catch(() => undefined);
   }
 
   function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {

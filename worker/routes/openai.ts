@@ -39,6 +39,9 @@ const GatewayHeaders = z.object({
 });
 
 const FailedHeaders = GatewayHeaders.extend({
+  'x-should-retry': z.enum(['false']).optional().openapi({
+    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB): OpenAI's clients, which retry a 502 by default, obey it",
+  }),
   'Retry-After': z.string().regex(/^\d+$/).optional().openapi({
     description: 'when every attempt was a target asking to wait (a 429 or 503 with Retry-After): seconds until the soonest of them said it would take traffic again (at most 300)',
   }),
@@ -80,7 +83,7 @@ const REVOKED_CHUNK = { error: { message: REVOKED_MESSAGE, type: 'invalid_reques
 function cacheTtl(requested: number | undefined, poolTtl: number | undefined, body: ChatCompletionRequest): number {
   if (body.stream) return 0;
   if (requested !== undefined) return requested;
-  if (poolTtl === undefined || body.temperature === undefined || body.temperature > 0) return 0;
+  if (poolTtl === undefined || body.temperature == null || body.temperature > 0) return 0;
   return poolTtl;
 }
 
@@ -207,6 +210,9 @@ export const openai = router()
         if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
         const code = error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
         if (code === 'upstream_failed' && result.retryAt !== undefined) gatewayHeaders['retry-after'] = retryAfterSeconds(result.retryAt);
+        // The gateway stopped at a failure any attempt would meet again (a redirect, a reply over
+        // 4 MiB): a client's own retry, which OpenAI's clients make of a 502 by default, would too.
+        if (!error.retryable) gatewayHeaders['x-should-retry'] = 'false';
         throw new ApiError(code, error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
       }
       // The proxy built this response itself (never a fetch's, whose headers are immutable).
@@ -248,7 +254,9 @@ openai.openAPIRegistry.registerPath({
 });
 
 openai.get('/v1/models/:model{.+}', async (c) => {
-  const id = decodeURIComponent(c.req.param('model'));
+  // Hono has decoded it (a %2F is a slash now), and kept it as sent if it is no valid
+  // percent-encoding: decoded again, a model named "100%" threw (500), as did a bare "%".
+  const id = c.req.param('model');
   const poolName = id.split('/', 1)[0] ?? '';
   const pool = POOL_NAME.test(poolName) ? await getPool(c.env, c.get('principal').tenantId, poolName) : null;
   const model = pool ? poolModels(pool).find((m) => m.id === id) : undefined;

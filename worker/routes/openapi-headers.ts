@@ -45,6 +45,11 @@ const COMPONENTS: Record<string, HeaderObject> = {
   RateLimitLimit: { schema: { type: 'integer' }, description: "a key with limits: the limit closest to refusing (requests, or tokens for a token budget alone)" },
   RateLimitRemaining: { schema: { type: 'integer' }, description: 'a key with limits: what is left of it' },
   RateLimitReset: { schema: { type: 'integer' }, description: 'a key with limits: seconds until it is whole again' },
+  ShouldRetry: {
+    schema: { type: 'string' },
+    description:
+      '`false` on a refusal the same request cannot get past by being sent again (budget_exhausted, agent_paused, execution_cancelled): OpenAI\'s official clients retry 409 and 429 by default, and obey this header over the status',
+  },
   [BOOKMARK]: {
     schema: { type: 'string' },
     description: "The D1 session's latest bookmark, when the request used D1 or sent a bookmark itself (then handed back); send it on the next request.",
@@ -61,8 +66,9 @@ const RATE_LIMIT: Record<string, Reference> = {
 /**
  * Adds `x-request-id` to every response, RateLimit-* to every response of an operation that
  * documents 429 (the routes a key's limits apply to), and `x-d1-bookmark` as a request and a
- * response header to every operation with a D1 session. A header a route declares itself (the 429's own
- * RateLimit-*, with its wording) is kept.
+ * response header to every operation with a D1 session, and `x-should-retry` to every 409 and 429
+ * (the error handler sets it on the refusals a retry cannot get past). A header a route declares
+ * itself (the 429's own RateLimit-*, with its wording) is kept.
  */
 export function withMiddlewareHeaders(document: Document): Document {
   const doc = document as DocumentShape;
@@ -75,8 +81,9 @@ export function withMiddlewareHeaders(document: Document): Document {
       const responses = operation.responses ?? {};
       const limited = '429' in responses;
       if (session) operation.parameters = [...(operation.parameters ?? []), { $ref: `#/components/parameters/${BOOKMARK}` }];
-      for (const response of Object.values(responses)) {
-        response.headers = { 'x-request-id': ref('RequestId'), ...(limited ? RATE_LIMIT : {}), ...(session ? { [BOOKMARK]: ref(BOOKMARK) } : {}), ...response.headers };
+      for (const [status, response] of Object.entries(responses)) {
+        const notRetried: Record<string, Reference> = status === '409' || status === '429' ? { 'x-should-retry': ref('ShouldRetry') } : {};
+        response.headers = { 'x-request-id': ref('RequestId'), ...(limited ? RATE_LIMIT : {}), ...(session ? { [BOOKMARK]: ref(BOOKMARK) } : {}), ...notRetried, ...response.headers };
       }
     }
   }

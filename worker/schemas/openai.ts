@@ -24,8 +24,10 @@ export const ChatCompletionRequest = boundedDepth(
       .refine((m) => !m.endsWith('/') && !m.startsWith('/') && m !== 'agent:', { message: 'a model is "<pool>", "<pool>/<model>" or "agent:<agent id>", with no part empty' })
       .openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
     messages: z.array(ChatMessage).min(1).max(2_000),
-    stream: z.boolean().optional(),
-    temperature: z.number().min(0).max(2).optional(),
+    // OpenAI takes null for its optional parameters as their absence, and the official client's
+    // types allow it (a Python caller's None is sent as null): null is refused nowhere it takes it.
+    stream: z.boolean().nullable().optional(),
+    temperature: z.number().min(0).max(2).nullable().optional(),
   }),
 ).openapi('ChatCompletionRequest');
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
