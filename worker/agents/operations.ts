@@ -44,6 +44,18 @@ export async function readExecution(env: Env, tenantId: string, agentId: string,
   }
 }
 
+/** Cancels an execution; one the agent has let go had finished, so it is 409 already_finished, as for any finished one. */
+export async function cancelExecution(env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution> {
+  try {
+    return await onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== 'not_found') throw error;
+    const pruned = await prunedExecution(env, tenantId, agentId, executionId);
+    if (!pruned) throw error;
+    throw new ApiError('already_finished', `execution ${executionId} already ${pruned.status}`, { execution: pruned });
+  }
+}
+
 export interface AgentPage {
   data: Agent[];
   nextCursor: string | null;

@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, type Result } from '../errors';
 import { requireAgent, type AgentRpc } from '../agents/registry';
-import { onTenantAgent, readExecution, startExecution, syncFailure } from '../agents/operations';
+import { cancelExecution, onTenantAgent, readExecution, startExecution, syncFailure } from '../agents/operations';
 import { answerWhileKeyValid } from '../auth/key-watch';
 import { staleHeaders } from '../agents/snapshots';
 import { noteWork, startedWork } from '../limits/work';
@@ -145,6 +145,6 @@ export const executions = router()
     }),
     async (c) => {
       const { id, eid } = c.req.valid('param');
-      return c.json(await onAgent(c, id, (stub) => stub.cancel(eid)), 200);
+      return c.json(await cancelExecution(c.env, c.get('principal').tenantId, id, eid), 200);
     },
   );
