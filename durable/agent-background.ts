@@ -72,6 +72,19 @@ export class BackgroundWork {
   }
 
   /**
+   * A new instance reads its alarm, and sends at once what the last instance left undelivered
+   * (outbox rows, deliveries due): the alarm covering them may be up to FLUSH_FALLBACK_MS out,
+   * and until then D1 lists and webhook receivers would not see what the agent already shows.
+   * No alarm armed means nothing was left (every change arms it), and costs no read.
+   */
+  async start(): Promise<void> {
+    this.alarmAt = await this.storage.getAlarm();
+    if (this.alarmAt === null || !this.store.agentRow()) return;
+    const { outboxAt, deliveryAt } = this.store.alarmNeeds();
+    if (outboxAt !== null || (deliveryAt !== null && deliveryAt <= Date.now())) this.afterChange();
+  }
+
+  /**
    * Marks the agent's D1 snapshot out of date. The snapshot row is written once per flush, not
    * once per change: it only summarises state that is durable here already.
    */

@@ -332,11 +332,11 @@ export class AgentStore {
     return counter.next++;
   }
 
-  /** Retention: idempotency keys past their day, and finished executions beyond the newest `keep`. */
+  /** Retention: keys past their day; finished executions beyond the newest `keep` no kept key names (else the key would run it again). */
   prune(now: number, keep = KEEP_FINISHED): void {
     this.sql.run('DELETE FROM idempotency WHERE created_at < ?', now - IDEMPOTENCY_TTL_MS);
     this.sql.run(
-      "DELETE FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq < (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM executions ORDER BY seq DESC LIMIT ?))",
+      `DELETE FROM executions WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq < (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM executions ORDER BY seq DESC LIMIT ?)) AND id NOT IN (SELECT execution_id FROM idempotency)`,
       keep,
     );
   }

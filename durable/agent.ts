@@ -91,7 +91,7 @@ export class AgentDO extends DurableObject<Env> {
     });
     void ctx.blockConcurrencyWhile(async () => {
       this.store.seed(migrate(sql, ctx.storage));
-      this.background.alarmAt = await ctx.storage.getAlarm();
+      await this.background.start(); // what a restart left undelivered goes now, not at the alarm
       this.runner.wake(); // work a restart left resumes now, not at the watchdog alarm
     });
   }

@@ -1,4 +1,5 @@
-import { env } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
+import { interceptAgentSql } from './support/agent-sql';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant, type ApiResponse } from './support/api';
 
@@ -34,6 +35,40 @@ describe('cancel', () => {
     });
     const status = await api(`/v1/agents/${id}/status`, { key });
     expect(status.body).toMatchObject({ running: 0, queued: 0, state: 'idle' });
+  });
+
+  it('discards a result that comes after the cancel: the execution stays cancelled, the context and history untouched', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    // The upstream has answered, but storage refuses the outcome's write for a moment (as when
+    // SQLite runs out of memory): the run holds a result while the cancel lands.
+    let refused = 0;
+    let refusing = true;
+    await runInDurableObject(stub, (instance) => {
+      interceptAgentSql(instance, (query, params, real) => {
+        if (refusing && query.startsWith('UPDATE executions SET status = ?') && params[0] === 'succeeded') {
+          refused++;
+          throw new Error('out of memory: SQLITE_NOMEM');
+        }
+        return real.exec(query, ...params);
+      });
+    });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'late', input: { mock: { contextPatch: { late: true } } }, mode: 'async' } });
+    await eventually(async () => refused > 0, 5_000, 5);
+    const cancelled = await api(`/v1/agents/${id}/executions/${exec.body.id}/cancel`, { key, method: 'POST' });
+    expect(cancelled.status).toBe(200);
+    refusing = false;
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // past the run's last try to write its result
+    const later = await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key });
+    expect(later.body).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' } });
+    expect(later.body).not.toHaveProperty('output');
+    expect((await api(`/v1/agents/${id}/context`, { key })).body.version).toBe(0);
+    const written = await runInDurableObject(stub, (_instance, state) => ({
+      history: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM history').one().n,
+      events: state.storage.sql.exec<{ type: string }>("SELECT type FROM events WHERE type IN ('execution.succeeded', 'execution.cancelled')").toArray().map((e) => e.type),
+    }));
+    expect(written).toEqual({ history: 0, events: ['execution.cancelled'] });
   });
 
   it('frees the slot: the next queued execution starts', async () => {

@@ -264,6 +264,28 @@ describe('executions: async, polling and listing', () => {
     }
   });
 
+  it('reads an execution the list shows after the agent has let it go (it keeps the newest 1,000 finished), from D1, and still 404 for one never run; cancelling it is 409 already_finished', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const made: { id: string }[] = [];
+    for (let i = 0; i < 3; i++) made.push((await api(`/v1/agents/${id}/executions`, { key, body: { intent: `n${i}` } })).body);
+    await eventually(async () => (await api(`/v1/agents/${id}/executions`, { key })).body.data.length === 3);
+    // Retention, as for an agent that has run a thousand more since: here only the newest is kept.
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    await runInDurableObject(stub, (instance) => (instance as unknown as { store: { prune(now: number, keep: number): void } }).store.prune(Date.now(), 1));
+    const oldest = await api(`/v1/agents/${id}/executions/${made[0]?.id}`, { key });
+    expect(oldest.status).toBe(200);
+    expect(oldest.body).toEqual(made[0]);
+    expect(oldest.headers.get('x-gateway-stale')).toBeNull();
+    expect((await api(`/v1/agents/${id}/executions/${made[2]?.id}`, { key })).body).toEqual(made[2]);
+    expect((await api(`/v1/agents/${id}/executions/ex_never_run`, { key })).status).toBe(404);
+    // It had finished: cancelling it is 409 already_finished, as for any finished one, not 404.
+    const cancel = await api(`/v1/agents/${id}/executions/${made[0]?.id}/cancel`, { key, method: 'POST' });
+    expect(cancel.status).toBe(409);
+    expect(cancel.body.error).toMatchObject({ code: 'already_finished', details: { execution: made[0] } });
+    expect((await api(`/v1/agents/${id}/executions/ex_never_run/cancel`, { key, method: 'POST' })).status).toBe(404);
+  });
+
   it('reports the agent status', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

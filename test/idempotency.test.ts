@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 
@@ -19,6 +19,30 @@ describe('idempotency keys', () => {
     expect(second.body.id).toBe(first.body.id);
     expect(second.headers.get('idempotent-replayed')).toBe('true');
     expect(first.headers.get('idempotent-replayed')).toBeNull();
+    expect(await upstreamCalls(first.body.id)).toBe(1);
+  });
+
+  it('replays a key for as long as it is kept (24 h), however many executions came after it, and after a restart', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const body = { intent: 'charge', input: { amount: 10 } };
+    const first = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'order-kept' } });
+    expect(first.status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'other', input: { i } } })).status).toBe(200);
+    // Retention keeps the newest 1,000 finished executions: here the newest one, as for an agent
+    // that ran a thousand more within the key's day.
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const kept = await runInDurableObject(stub, (instance, state) => {
+      (instance as unknown as { store: { prune(now: number, keep: number): void } }).store.prune(Date.now(), 1);
+      return state.storage.sql.exec<{ id: string }>('SELECT id FROM executions ORDER BY seq').toArray().map((row) => row.id);
+    });
+    expect(kept).toHaveLength(2); // the keyed one and the newest
+    expect(kept[0]).toBe(first.body.id);
+    await abortAllDurableObjects();
+    const again = await api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'order-kept' } });
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(first.body.id);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(await upstreamCalls(first.body.id)).toBe(1);
   });
 

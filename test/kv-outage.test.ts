@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import { forgetRoute } from '../worker/agents/registry';
 import { ADMIN, api, newAgent, newTenant } from './support/api';
 
 /**
@@ -44,6 +45,19 @@ describe('KV unavailable (a cache only)', () => {
 
     const audit = await api(`/v1/admin/audit?tenant=${tenantId}`, { key: ADMIN() });
     expect(audit.body.data.map((e: { action: string }) => e.action).filter((a: string) => a !== 'tenant.create' && a !== 'key.create')).toEqual(['key.revoke', 'key.update']);
+  });
+
+  it('looks a key and an agent route up in D1 when KV cannot give them: a new key creates, reads and runs', async () => {
+    const { key, tenantId } = await newTenant(); // a key never used: cached nowhere yet
+    const created = await call(key, '/v1/agents', { body: {} });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const { id } = (await created.json()) as { id: string };
+    forgetRoute(tenantId, id); // the route is looked up again, past the isolate's cache, where KV fails
+    const read = await call(key, `/v1/agents/${id}`);
+    expect(read.status, await read.clone().text()).toBe(200);
+    const run = await call(key, `/v1/agents/${id}/executions`, { body: { intent: 'hello' } });
+    expect(run.status, await run.clone().text()).toBe(200);
+    expect(await run.json()).toMatchObject({ status: 'succeeded' });
   });
 
   it('deletes a pool and an agent: 204, gone, and audited', async () => {

@@ -119,6 +119,20 @@ describe('D1 sessions', () => {
     expect(next.body.data.map((a: { id: string }) => a.id)).toContain(created.body.id);
     expect((await api('/v1/agents', { key, headers: { 'x-d1-bookmark': 'garbage bookmark!' } })).status).toBe(200);
   });
+
+  it('gives no bookmark for a request served from caches alone, and hands back the one it was sent', async () => {
+    const { key } = await newTenant();
+    const created = await api('/v1/agents', { key, body: {} });
+    const bookmark = created.headers.get('x-d1-bookmark');
+    expect(bookmark).toMatch(/\S/);
+    const path = `/v1/agents/${created.body.id}`;
+    await api(path, { key }); // the key and the agent's route are cached from here on
+    const warm = await api(path, { key });
+    expect(warm.status).toBe(200);
+    expect(warm.headers.get('x-d1-bookmark')).toBeNull();
+    const handedBack = await api(path, { key, headers: { 'x-d1-bookmark': bookmark ?? '' } });
+    expect(handedBack.headers.get('x-d1-bookmark')).toBe(bookmark);
+  });
 });
 
 describe('a database that refuses writes', () => {

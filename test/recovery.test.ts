@@ -193,6 +193,62 @@ describe('recovery and the outbox', () => {
   });
 });
 
+describe('what a restart leaves behind', () => {
+  const poll = (key: string, id: string, eid: string) => api(`/v1/agents/${id}/executions/${eid}`, { key });
+
+  it('keeps an execution\'s deadline: one resumed after it fails upstream_timeout without calling again, and its events say so', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'late', input: { mock: { delayMs: 5_000 } }, mode: 'async', timeoutMs: 1_000 } });
+    await eventually(async () => (await upstreamRequests(exec.body.id)).length === 1);
+    await abortAllDurableObjects();
+    // Past the deadline with nothing running it; the poll then starts the instance that resumes it.
+    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    const done = await eventually(async () => {
+      const res = await poll(key, id, exec.body.id);
+      return res.body.status !== 'running' && res.body;
+    });
+    expect(done).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'upstream_timeout' } });
+    expect(await upstreamRequests(exec.body.id)).toHaveLength(1);
+    const events = await runInDurableObject(stubOf(tenantId, id), (_instance, state) =>
+      state.storage.sql.exec<{ type: string; data: string }>("SELECT type, data FROM events WHERE type LIKE 'execution.%' ORDER BY seq").toArray());
+    expect(events.at(-1)?.type).toBe('execution.failed');
+    expect(JSON.parse(events.at(-1)?.data ?? '{}')).toMatchObject({ id: exec.body.id, status: 'failed', error: { code: 'upstream_timeout' } });
+  });
+
+  it('calls the upstream at most 5 times for one execution across restarts, 3 per run', async () => {
+    const { key } = await newTenant();
+    // Every attempt fails after a second: a run would make 3; two restarts leave 5 in all.
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'failing', input: { mock: { delayMs: 1_000, failStatus: 503 } }, mode: 'async', timeoutMs: 60_000 } });
+    const calls = async () => (await upstreamRequests(exec.body.id)).length;
+    await eventually(async () => (await calls()) === 2, 10_000, 20);
+    await abortAllDurableObjects(); // the second attempt is lost with the instance, counted
+    expect((await poll(key, id, exec.body.id)).body.status).toBe('running'); // the poll started the instance that resumes it
+    await eventually(async () => (await calls()) === 4, 10_000, 20);
+    await abortAllDurableObjects();
+    const done = await eventually(async () => {
+      const res = await poll(key, id, exec.body.id);
+      return res.body.status !== 'running' && res.body;
+    }, 10_000, 100);
+    expect(done).toMatchObject({ status: 'failed', attempts: 5, error: { code: 'upstream_failed' } });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await calls()).toBe(5);
+  });
+
+  it('sends what the outbox held at the restart on the next request of any kind, not at the alarm', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    expect(exec.status).toBe(200);
+    // Gone before its flush (due a quarter of a second after the change): the rows stay in the
+    // outbox, and the alarm that covers them is half a minute out.
+    await abortAllDurableObjects();
+    expect((await api(`/v1/agents/${id}/status`, { key })).status).toBe(200);
+    await eventually(() => env.DB.prepare("SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ? AND status = 'succeeded'").bind(tenantId, exec.body.id).first(), 3_000);
+  });
+});
+
 /** Number of rows waiting in the agent's outbox. */
 function outboxSize(tenantId: string, agentId: string): Promise<number> {
   return runInDurableObject(stubOf(tenantId, agentId), (_instance, state) => {

@@ -10,6 +10,7 @@ import type { CreateExecutionBody, Execution } from '../schemas/execution';
 import { withChargeDoubt } from '../limits/charge-doubt';
 import { retryAfterSeconds } from '../upstream/resume-times';
 import { agentObjectId, callAgent, requireAgent, type AgentRpc } from './registry';
+import { prunedExecution, staleExecution } from './snapshots';
 
 /**
  * What the API does to a tenant's agents, shared by every front door (REST under /v1, MCP at
@@ -26,6 +27,33 @@ export async function onTenantAgent<T>(
 ): Promise<T> {
   const route = await requireAgent(env, tenantId, agentId);
   return unwrap(await callAgent(env, tenantId, agentId, route, fn, options));
+}
+
+/**
+ * One execution: from its agent (exact); from the D1 snapshot, stale, while the agent cannot be
+ * reached; and from D1 when the agent answers that it has let a finished one go (`prunedExecution`).
+ */
+export async function readExecution(env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution> {
+  try {
+    return await onTenantAgent(env, tenantId, agentId, (stub) => stub.getExecution(executionId), { retry: true, fallback: () => staleExecution(env, tenantId, agentId, executionId) });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== 'not_found') throw error;
+    const pruned = await prunedExecution(env, tenantId, agentId, executionId);
+    if (!pruned) throw error;
+    return pruned;
+  }
+}
+
+/** Cancels an execution; one the agent has let go had finished, so it is 409 already_finished, as for any finished one. */
+export async function cancelExecution(env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution> {
+  try {
+    return await onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== 'not_found') throw error;
+    const pruned = await prunedExecution(env, tenantId, agentId, executionId);
+    if (!pruned) throw error;
+    throw new ApiError('already_finished', `execution ${executionId} already ${pruned.status}`, { execution: pruned });
+  }
 }
 
 export interface AgentPage {

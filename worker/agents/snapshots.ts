@@ -41,5 +41,17 @@ export async function staleExecution(env: Env, tenantId: string, agentId: string
   return row ? ok({ ...(JSON.parse(row.record) as Execution), stale: true }) : null;
 }
 
+/**
+ * A finished execution its agent no longer keeps (it keeps the newest 1,000 finished, and those a
+ * kept idempotency key names) while D1 keeps every one, so the list shows it: a finished record
+ * no longer changes, so D1's is exact, not stale. Null when D1 has no finished record of it.
+ */
+export async function prunedExecution(env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution | null> {
+  const row = await env.DB.prepare("SELECT record FROM executions WHERE tenant_id = ? AND agent_id = ? AND id = ? AND status IN ('succeeded', 'failed', 'cancelled')")
+    .bind(tenantId, agentId, executionId)
+    .first<{ record: string }>();
+  return row ? (JSON.parse(row.record) as Execution) : null;
+}
+
 /** Response headers for a value that may come from a stale snapshot. */
 export const staleHeaders = (value: { stale?: boolean }): Record<string, string> => (value.stale ? { 'x-gateway-stale': '1' } : {});

@@ -6,8 +6,7 @@ import type { TokenCharge } from '../../durable/agent-rpc';
 import { startedWork, type WorkOutcome } from '../limits/work';
 import { toApiError } from '../middleware/error-handler';
 import { logs } from '../middleware/request-log';
-import { listAgents, onTenantAgent, startExecution, syncFailure } from '../agents/operations';
-import { staleExecution } from '../agents/snapshots';
+import { cancelExecution, listAgents, onTenantAgent, readExecution, startExecution, syncFailure } from '../agents/operations';
 import { AgentId, Cursor, IdempotencyKey, JsonValue, page, ResourceId } from '../schemas/common';
 import { Execution, Intent } from '../schemas/execution';
 import { Agent, AgentContext } from '../schemas/agent';
@@ -218,7 +217,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     (args) =>
       run(caller, 'get_execution', () => {
         const { agentId, executionId } = argsOf(args);
-        return onTenantAgent(env, tenantId, agentId, (stub) => stub.getExecution(executionId), { retry: true, fallback: () => staleExecution(env, tenantId, agentId, executionId) });
+        return readExecution(env, tenantId, agentId, executionId);
       }),
   );
 
@@ -234,7 +233,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
     (args) =>
       run(caller, 'cancel_execution', () => {
         const { agentId, executionId } = argsOf(args);
-        return onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId));
+        return cancelExecution(env, tenantId, agentId, executionId);
       }),
   );
 

@@ -3,9 +3,9 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError, type Result } from '../errors';
 import { requireAgent, type AgentRpc } from '../agents/registry';
-import { onTenantAgent, startExecution, syncFailure } from '../agents/operations';
+import { cancelExecution, onTenantAgent, readExecution, startExecution, syncFailure } from '../agents/operations';
 import { answerWhileKeyValid } from '../auth/key-watch';
-import { staleExecution, staleHeaders } from '../agents/snapshots';
+import { staleHeaders } from '../agents/snapshots';
 import { noteWork, startedWork } from '../limits/work';
 import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
 import { newId } from '../lib/ids';
@@ -129,7 +129,7 @@ export const executions = router()
     async (c) => {
       const { id, eid } = c.req.valid('param');
       const { tenantId } = c.get('principal');
-      const execution = await onAgent(c, id, (stub) => stub.getExecution(eid), { retry: true, fallback: () => staleExecution(c.env, tenantId, id, eid) });
+      const execution = await readExecution(c.env, tenantId, id, eid);
       return c.json(execution, 200, staleHeaders(execution));
     },
   )
@@ -145,6 +145,6 @@ export const executions = router()
     }),
     async (c) => {
       const { id, eid } = c.req.valid('param');
-      return c.json(await onAgent(c, id, (stub) => stub.cancel(eid)), 200);
+      return c.json(await cancelExecution(c.env, c.get('principal').tenantId, id, eid), 200);
     },
   );
