@@ -257,3 +257,23 @@ describe("a budget's period changed and changed back", () => {
     expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ period: 'month', requests: 1 });
   });
 });
+
+describe('a chat that asks for several choices (n)', () => {
+  // Each choice may use the completion cap: reserving it once let one chat of n choices use n
+  // times what the budget had room for.
+  it('reserves the completion cap once per choice: a stated cap that does not fit n times is refused', async () => {
+    const { key } = await limitedKey({ budget: { tokens: 100, period: 'day' } });
+    const refused = await chat(key, 'chat', 'hi', { n: 4, max_tokens: 50 });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+    expect((await chat(key, 'chat', 'hi', { n: 4, max_tokens: 20 })).status).toBe(200);
+  });
+
+  it('splits a shrunk reservation between the choices when the chat states no cap', async () => {
+    // 9 tokens free, "hi" counts 1: each of 4 choices may use 2, so the chat is sent with max_tokens 2.
+    const { key } = await limitedKey({ budget: { tokens: 9, period: 'day' } });
+    const res = await chat(key, 'chat', 'hi', { n: 4 });
+    expect(res.status).toBe(200);
+    expect(res.body.usage.completion_tokens).toBe(2);
+  });
+});
