@@ -218,7 +218,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
   /** Whether the period's budget has room for `request`, and what admitting it would reserve. */
   private checkBudget(budget: NonNullable<KeyLimits['budget']>, request: AdmitRequest, now: number): BudgetCheck {
     const period = budgetPeriod(budget.period, now);
-    const row = this.budgetRow(period.key);
+    const row = this.budgetRow(period.key, now);
     const resetIn = Math.max(1, Math.ceil((period.end - now) / 1000));
     if (budget.requests !== undefined && row.requests >= budget.requests) {
       return { ok: false, refusal: { ok: false, code: 'budget_exhausted', limit: 'budget.requests', message: `request budget of ${budget.requests} per ${budget.period} is used up`, retryAfter: resetIn, policy: { limit: budget.requests, remaining: 0, reset: resetIn } } };
@@ -341,12 +341,19 @@ export class KeyLimiterDO extends DurableObject<Env> {
     return this.sql.one<{ n: number }>('SELECT count(*) AS n FROM leases WHERE slot = 1')?.n ?? 0;
   }
 
-  /** The period's row, created on first use; older periods are dropped once nothing refers to them. */
-  private budgetRow(key: string): BudgetRow {
+  /**
+   * The period's row, created on first use; periods that are over are dropped once nothing
+   * refers to them. The current day's and month's both stay, whichever the budget counts in
+   * now: a budget whose period is changed and changed back goes on from what it had used.
+   */
+  private budgetRow(key: string, now: number): BudgetRow {
     const row = this.sql.one<BudgetRow>('SELECT * FROM budget WHERE period = ?', key);
     if (row) return row;
     this.ctx.storage.transactionSync(() => {
-      this.sql.run('DELETE FROM budget WHERE period <> ? AND period NOT IN (SELECT period FROM leases WHERE period IS NOT NULL) AND period NOT IN (SELECT period FROM charges)', key);
+      this.sql.run(
+        'DELETE FROM budget WHERE period NOT IN (?, ?, ?) AND period NOT IN (SELECT period FROM leases WHERE period IS NOT NULL) AND period NOT IN (SELECT period FROM charges)',
+        key, budgetPeriod('day', now).key, budgetPeriod('month', now).key,
+      );
       this.sql.run('INSERT INTO budget (period) VALUES (?)', key);
     });
     return { period: key, requests: 0, tokens: 0, reserved: 0 };

@@ -152,4 +152,36 @@ describe('tenants and keys (admin API)', () => {
     expect(after.body.error.code).toBe('unauthorized');
     expect((await api('/v1/admin/keys/key_unknown', { method: 'DELETE', key: ADMIN() })).status).toBe(404);
   });
+
+  // `shards` only splits the rate windows over objects: without perSecond or perMinute it
+  // enforces nothing, so a key created or patched so would look limited and not be.
+  it('refuses shards without a rate window to split, on create and PATCH, and keeps a stored such key working', async () => {
+    const { tenantId, keyId } = await newTenant();
+    for (const limits of [{ shards: 4 }, { shards: 1 }, { shards: 2, concurrency: 3 }, { shards: 2, budget: { requests: 5, period: 'day' } }]) {
+      const res = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'sharded', limits } });
+      expect(res.status, JSON.stringify(limits)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.details).toMatchObject([{ path: ['limits', 'shards'] }]);
+    }
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data.map((k: { name: string | null }) => k.name)).toEqual([null]);
+
+    const patched = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { perMinute: 100, shards: 4 } } });
+    expect(patched.status).toBe(200);
+    const unsplit = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { perMinute: null } } });
+    expect(unsplit.status).toBe(400);
+    expect(unsplit.body.error.details).toMatchObject([{ path: ['limits', 'shards'] }]);
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { shards: 8 } } })).body.limits).toEqual({ perMinute: 100, shards: 8 });
+
+    // A key stored so before the check is still served, and can be renamed or repaired.
+    const { key: storedKey, keyId: storedId } = await newTenant();
+    await env.DB.prepare('UPDATE api_keys SET limits = ? WHERE id = ?').bind(JSON.stringify({ shards: 4 }), storedId).run();
+    expect((await api('/v1/agents', { key: storedKey })).status).toBe(200);
+    const renamed = await api(`/v1/admin/keys/${storedId}`, { method: 'PATCH', key: ADMIN(), body: { name: 'renamed' } });
+    expect(renamed.status).toBe(200);
+    expect(renamed.body.limits).toEqual({ shards: 4 });
+    const repaired = await api(`/v1/admin/keys/${storedId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { perSecond: 10 } } });
+    expect(repaired.status).toBe(200);
+    expect(repaired.body.limits).toEqual({ shards: 4, perSecond: 10 });
+  });
 });

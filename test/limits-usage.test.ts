@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { api, chatTarget, eventually, mockUrl, newAgent } from './support/api';
+import { ADMIN, api, chatTarget, eventually, mockUrl, newAgent } from './support/api';
 import { limitedKey } from './support/limits';
 
 /**
@@ -235,5 +235,45 @@ describe('a completion whose target reports no usage', () => {
     const res = await chat(key, 'chat', 'Which of our plans includes priority support?');
     expect(res.body.usage.total_tokens).toBe(15);
     expect(await settledTokens(key)).toBe(15);
+  });
+});
+
+describe("a budget's period changed and changed back", () => {
+  // Each period's count is its own row in the key's limiter. Starting a new row used to drop
+  // every other one, the current day's or month's too: a day budget switched to a month and
+  // back (or the reverse) started its still-running period again from zero.
+  it('keeps what the current day and month have used', async () => {
+    const { key, keyId, otherKey } = await limitedKey({ budget: { requests: 5, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const run = () => api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'echo' } });
+    const period = async (name: 'day' | 'month') =>
+      expect((await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { budget: { period: name } } } })).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await run()).status).toBe(200);
+    await period('month');
+    expect((await run()).status).toBe(200);
+    await period('day');
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ period: 'day', requests: 2 });
+    await period('month');
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ period: 'month', requests: 1 });
+  });
+});
+
+describe('a chat that asks for several choices (n)', () => {
+  // Each choice may use the completion cap: reserving it once let one chat of n choices use n
+  // times what the budget had room for.
+  it('reserves the completion cap once per choice: a stated cap that does not fit n times is refused', async () => {
+    const { key } = await limitedKey({ budget: { tokens: 100, period: 'day' } });
+    const refused = await chat(key, 'chat', 'hi', { n: 4, max_tokens: 50 });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+    expect((await chat(key, 'chat', 'hi', { n: 4, max_tokens: 20 })).status).toBe(200);
+  });
+
+  it('splits a shrunk reservation between the choices when the chat states no cap', async () => {
+    // 9 tokens free, "hi" counts 1: each of 4 choices may use 2, so the chat is sent with max_tokens 2.
+    const { key } = await limitedKey({ budget: { tokens: 9, period: 'day' } });
+    const res = await chat(key, 'chat', 'hi', { n: 4 });
+    expect(res.status).toBe(200);
+    expect(res.body.usage.completion_tokens).toBe(2);
   });
 });

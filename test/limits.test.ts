@@ -176,6 +176,13 @@ describe('rate windows', () => {
     expect(ok).toBeLessThanOrEqual(8);
     expect(results.find((r) => r.status === 429)?.headers.get('ratelimit-limit')).toBe('2');
   });
+
+  it('never admits more than the limit when there are more shards than the window allows', async () => {
+    // Each shard admits at least one: 16 shards of perMinute 3 would admit up to 16 a minute.
+    const { key } = await limitedKey({ perMinute: 3, shards: 16 });
+    const results = await Promise.all(Array.from({ length: 40 }, () => api('/v1/agents', { key })));
+    expect(count(results.map((r) => r.status), 200)).toBeLessThanOrEqual(3);
+  });
 });
 
 describe('concurrency cap', () => {

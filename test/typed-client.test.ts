@@ -3,6 +3,7 @@ import { hc } from 'hono/client';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import type { AppType } from '../worker/app';
 import { BASE, newTenant } from './support/api';
+import { limitedKey } from './support/limits';
 
 /** The typed client from docs/CLIENT.md, pointed at the running Worker. */
 const clientFor = (key: string) =>
@@ -69,5 +70,30 @@ describe('typed client (hono/client with AppType)', () => {
     if (stats.status !== 200) throw new Error(`unexpected ${stats.status}`);
     expect((await stats.json()).windowMinutes).toBe(60);
     expect((await client.v1.audit.$get()).status).toBe(200);
+  });
+
+  // Every route's answers are typed, its refusals too: before the shared error responses kept
+  // their numeric status codes, `status === 429` (or 400, 503…) did not compile on any route,
+  // so a client could not read a refusal's code without a cast (`npm run typecheck` checks this).
+  it('types the refusals every route can give: 400 with details, 429 with its code', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { requests: 1, period: 'day' } });
+    const created = await clientFor(otherKey).v1.agents.$post({ json: { id: 'refused-calls' } });
+    expect(created.status).toBe(201);
+    const client = clientFor(key);
+    const first = await client.v1.agents[':id'].executions.$post({ param: { id: 'refused-calls' }, json: { intent: 'support.reply', input: 'hi' } });
+    expect(first.status).toBe(200);
+    const second = await client.v1.agents[':id'].executions.$post({ param: { id: 'refused-calls' }, json: { intent: 'support.reply', input: 'hi' } });
+    if (second.status !== 429) throw new Error(`unexpected ${second.status}`);
+    expect((await second.json()).error.code).toBe('budget_exhausted');
+    expectTypeOf<typeof second.status>().toEqualTypeOf<429>();
+
+    const bad = await client.v1.stats.$get({ query: { windowMinutes: '0' } });
+    if (bad.status !== 400) throw new Error(`unexpected ${bad.status}`);
+    const { error } = await bad.json();
+    expect(error.code).toBe('invalid_request');
+    expect(error.details).toMatchObject([{ path: ['windowMinutes'] }]);
+    type UsageStatus = Awaited<ReturnType<typeof client.v1.usage.$get>>['status'];
+    expectTypeOf<429>().toExtend<UsageStatus>();
+    expectTypeOf<503>().toExtend<UsageStatus>();
   });
 });

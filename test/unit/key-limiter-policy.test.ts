@@ -50,10 +50,14 @@ describe('headers and tokens', () => {
 
   it('estimates a chat from its cap and prompt, and reads usage.total_tokens', () => {
     // A stated cap must fit whole; the default guess may shrink to the prompt and one token.
-    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 6, least: 6, prompt: 1 });
-    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 20, least: 20, prompt: 10 });
-    expect(estimateChatTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 266, least: 11, prompt: 10 });
-    expect(estimateChatTokens({ messages: [] })).toEqual({ tokens: 256, least: 1, prompt: 0 });
+    expect(estimateChatTokens({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 6, least: 6, prompt: 1, choices: 1 });
+    expect(estimateChatTokens({ max_completion_tokens: 10, max_tokens: 99, messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 20, least: 20, prompt: 10, choices: 1 });
+    expect(estimateChatTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }] })).toEqual({ tokens: 266, least: 11, prompt: 10, choices: 1 });
+    // Each of n choices may use the cap (or the guess); a shrunk one leaves each at least a token.
+    expect(estimateChatTokens({ n: 3, max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 16, least: 16, prompt: 1, choices: 3 });
+    expect(estimateChatTokens({ n: 2, messages: [{ role: 'user', content: 'hi' }] })).toEqual({ tokens: 513, least: 3, prompt: 1, choices: 2 });
+    expect(estimateChatTokens({ n: 2.5, max_tokens: 5, messages: [] })).toEqual({ tokens: 5, least: 5, prompt: 0, choices: 1 });
+    expect(estimateChatTokens({ messages: [] })).toEqual({ tokens: 256, least: 1, prompt: 0, choices: 1 });
     expect(estimateChatTokens(null)).toEqual({ tokens: 256, least: 1, prompt: 0 });
     expect(totalTokens('{"usage":{"total_tokens":15}}', 3, 100)).toBe(15);
     expect(totalTokens('{"usage":{}}', 3, 100)).toBeNull();

@@ -39,7 +39,9 @@ export interface Admitted {
  * request the shard refused, to hear whether its budget is used up: that refusal comes first).
  */
 export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream: boolean, estimate: ChatTokenEstimate, replayable = false, holdTokens = false): Promise<Admitted | Extract<Admission, { ok: false }>> {
-  const shards = limits.shards ?? 1;
+  // Each shard admits at least one a window, so more shards than the smaller window holds
+  // would admit more than the limit between them: use no more than that.
+  const shards = Math.min(limits.shards ?? 1, limits.perSecond ?? Infinity, limits.perMinute ?? Infinity);
   const exact = upstream && (limits.concurrency !== undefined || limits.budget !== undefined);
   const flags = { ...(replayable && { replayable }), ...(holdTokens && { holdTokens }) };
   if (shards <= 1) {

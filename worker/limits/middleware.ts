@@ -139,9 +139,10 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
     }
 
     // A reservation shrunk below the default guess bounds the completion, so the chat cannot
-    // use more of the budget than it reserved (a stated cap fits whole, or it was refused).
+    // use more of the budget than it reserved (a stated cap fits whole, or it was refused):
+    // what is left after the prompt, shared by the choices asked for.
     if (kind === 'chat' && estimate.least < estimate.tokens && admitted.reservedTokens < estimate.tokens) {
-      c.set('completionTokenCap', Math.max(1, admitted.reservedTokens - (estimate.least - 1)));
+      c.set('completionTokenCap', Math.max(1, Math.floor((admitted.reservedTokens - estimate.prompt) / (estimate.choices ?? 1))));
     }
     const lease = admitted.lease;
     // The agent knows what the run will send (instructions, context, history), which may need

@@ -92,21 +92,24 @@ export interface ChatTokenEstimate {
   least: number;
   /** The prompt's part of `tokens`: an answer whose target reports no usage is charged it too. */
   prompt: number;
+  /** The choices asked for (`n`), each of which may use the completion cap: 1 unless said. */
+  choices?: number;
 }
 
 /**
  * Tokens to reserve for a chat completion before calling the upstream: the completion's cap
- * (max_completion_tokens, max_tokens, else a default) plus the prompt at ~4 characters per
- * token. It only needs to be an upper-ish bound: the reservation is settled with the real
- * `usage.total_tokens` afterwards.
+ * (max_completion_tokens, max_tokens, else a default) for each choice asked for (`n`), plus
+ * the prompt at ~4 characters per token. It only needs to be an upper-ish bound: the
+ * reservation is settled with the real `usage.total_tokens` afterwards.
  */
 export function estimateChatTokens(body: unknown): ChatTokenEstimate {
   if (typeof body !== 'object' || body === null) return { tokens: DEFAULT_COMPLETION_TOKENS, least: 1, prompt: 0 };
-  const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown };
+  const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown };
   const cap = [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
+  const choices = typeof chat.n === 'number' && Number.isSafeInteger(chat.n) && chat.n > 1 ? chat.n : 1;
   const prompt = promptTokens(chat.messages);
-  const tokens = Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) + prompt;
-  return { tokens, least: cap === undefined ? prompt + 1 : tokens, prompt };
+  const tokens = Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) * choices + prompt;
+  return { tokens, least: cap === undefined ? prompt + choices : tokens, prompt, choices };
 }
 
 /**

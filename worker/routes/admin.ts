@@ -10,7 +10,7 @@ import { mergePatch } from '../lib/json-merge-patch';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { iso } from '../lib/time';
 import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyListQuery, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
-import { KeyLimits } from '../schemas/limits';
+import { idleLimits, KeyLimits } from '../schemas/limits';
 import { page } from '../schemas/common';
 import { adminErrors, errorResponse, json, jsonBody, security } from './openapi';
 
@@ -37,16 +37,31 @@ function keyCursor(cursor: string | undefined): { createdAt: number; id: string 
 interface TenantRow { id: string; name: string | null; created_at: number }
 const tenant = (r: TenantRow): z.infer<typeof Tenant> => ({ id: r.id, name: r.name, createdAt: iso(r.created_at) });
 
-/** Limits after a merge patch, validated as a whole (a budget must keep its period). */
+function refuseLimits(details: { path: string[]; message: string; code: string }[]): never {
+  throw new ApiError('invalid_request', details.map((d) => `${d.path.join('.')}: ${d.message}`).join('; '), details);
+}
+
+/** A new key's limits: none for an empty object, refused when they would enforce nothing. */
+function createdLimits(limits: KeyLimits | undefined): KeyLimits | null {
+  if (!limits || Object.keys(limits).length === 0) return null;
+  const idle = idleLimits(limits);
+  if (idle.length > 0) refuseLimits(idle);
+  return limits;
+}
+
+/**
+ * Limits after a merge patch, validated as a whole (a budget must keep its period, shards need
+ * a rate window). A PATCH that leaves them alone keeps what is stored, as it was accepted then.
+ */
 function patchedLimits(current: KeyLimits | null, patch: unknown): KeyLimits | null {
   if (patch === null) return null;
   if (patch === undefined) return current;
   const parsed = KeyLimits.safeParse(mergePatch(current ?? {}, patch));
-  if (!parsed.success) {
-    const details = parsed.error.issues.map((i) => ({ path: ['limits', ...i.path.map(String)], message: i.message, code: i.code }));
-    throw new ApiError('invalid_request', details.map((d) => `${d.path.join('.')}: ${d.message}`).join('; '), details);
-  }
-  return Object.keys(parsed.data).length > 0 ? parsed.data : null;
+  if (!parsed.success) refuseLimits(parsed.error.issues.map((i) => ({ path: ['limits', ...i.path.map(String)], message: i.message, code: i.code })));
+  if (Object.keys(parsed.data).length === 0) return null;
+  const idle = idleLimits(parsed.data);
+  if (idle.length > 0) refuseLimits(idle);
+  return parsed.data;
 }
 
 export const admin = new OpenAPIHono<AppEnv>()
@@ -122,10 +137,10 @@ export const admin = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { tenant } = c.req.valid('param');
       const body = c.req.valid('json');
+      const limits = createdLimits(body.limits);
       requireTenant(await tenantLookup(c.env.DB, tenant).first() !== null, tenant);
       const key = await generateKey();
       const now = Date.now();
-      const limits = body.limits && Object.keys(body.limits).length > 0 ? body.limits : null;
       await c.env.DB.batch([
         c.env.DB.prepare('INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?)').bind(
           key.id, tenant, key.hash, key.prefix, body.name ?? null, now, limits ? JSON.stringify(limits) : null,

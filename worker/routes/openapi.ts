@@ -5,11 +5,15 @@ const error = (description: string) => ({ content: { 'application/json': { schem
 
 const header = (description: string, type: 'integer' | 'string' = 'integer') => ({ schema: { type }, description });
 
+// These sets are spread into each route's `responses`, so they are not `as const`: TypeScript
+// turns the numeric keys of a readonly object spread beside other members into strings, which
+// the route's typed answers (and so AppType's client) then leave out.
+
 /** Answered by the app before any route runs: on every path, authenticated or not. */
 export const everyRouteErrors = {
   405: { ...error('method_not_allowed: the path exists, not with this method'), headers: { Allow: header('the methods the path answers', 'string') } },
   431: error('headers_too_large: over 8 KiB in one header or 16 KiB in all'),
-} as const;
+};
 
 /** A refused caller: the key or token middleware (and the A2A card) answer with `WWW-Authenticate: Bearer`. */
 export const unauthorizedResponse = (description = 'unauthorized: missing, invalid or revoked key') => ({
@@ -29,7 +33,7 @@ export const adminErrors = {
   ...everyRouteErrors,
   500: error('internal_error'),
   503: unavailableResponse('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'),
-} as const;
+};
 
 /** What a tenant's key may be refused for by its limits (docs/ARCHITECTURE.md, "Rate limits and budgets"). */
 export const limitedResponse = (description = 'rate_limited: over a rate window or the concurrency cap; budget_exhausted: the request or token budget of the period is used up') => ({
@@ -43,7 +47,7 @@ export const limitedResponse = (description = 'rate_limited: over a rate window 
 });
 
 /** Error responses every route called with a tenant's key can give: the admin's, and its limits. */
-export const commonErrors = { ...adminErrors, 429: limitedResponse() } as const;
+export const commonErrors = { ...adminErrors, 429: limitedResponse() };
 
 export const errorResponse = error;
 

@@ -21,11 +21,21 @@ export const KeyLimits = z
     perMinute: Count(6_000_000).optional().openapi({ description: 'requests per minute (GCRA)' }),
     concurrency: Count(10_000).optional().openapi({ description: 'requests calling an upstream in flight at once' }),
     budget: KeyBudget.optional(),
-    shards: Count(16).optional().openapi({ description: 'split the rate windows over this many objects (each allows limit/shards) for a hot key; budgets and concurrency stay exact in one' }),
+    shards: Count(16).optional().openapi({ description: 'split the rate windows (perSecond, perMinute: one is required with it) over this many objects for a hot key, each allowing limit/shards and at least 1 (so never more shards than the smaller window); budgets and concurrency stay exact in one' }),
   })
   .strict()
   .openapi('KeyLimits');
 export type KeyLimits = z.infer<typeof KeyLimits>;
+
+/**
+ * What a key's new limits set that enforces nothing, as validation issues. `shards` only splits
+ * the rate windows, so without one it would show a key as limited that is not. Checked where
+ * limits are created or changed, not in KeyLimits: a key stored so before is still read.
+ */
+export function idleLimits(limits: KeyLimits): { path: string[]; message: string; code: 'custom' }[] {
+  if (limits.shards === undefined || limits.perSecond !== undefined || limits.perMinute !== undefined) return [];
+  return [{ path: ['limits', 'shards'], message: 'shards splits the rate windows: set perSecond or perMinute with it, or leave it out', code: 'custom' }];
+}
 
 /**
  * A key's limits or null (none). A union, not KeyLimits.nullable(): on a registered schema the
