@@ -44,7 +44,7 @@ export async function readExecution(env: Env, tenantId: string, agentId: string,
   }
 }
 
-/** Cancels an execution; one the agent has let go had finished, so it is 409 already_finished, as for any finished one. */
+/** Cancels an execution; one the agent has let go had finished, so it is 409 already_finished, as for every finished one. */
 export async function cancelExecution(env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution> {
   try {
     return await onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId));

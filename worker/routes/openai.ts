@@ -210,7 +210,7 @@ export const openai = router()
         if (error.kind === 'refused' && result.attempts === 0) throw new ApiError('invalid_request', error.message, undefined, gatewayHeaders);
         const code = error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
         if (code === 'upstream_failed' && result.retryAt !== undefined) gatewayHeaders['retry-after'] = retryAfterSeconds(result.retryAt);
-        // The gateway stopped at a failure any attempt would meet again (a redirect, a reply over
+        // The gateway stopped at a failure every attempt would meet again (a redirect, a reply over
         // 4 MiB): a client's own retry, which OpenAI's clients make of a 502 by default, would too.
         if (!error.retryable) gatewayHeaders['x-should-retry'] = 'false';
         throw new ApiError(code, error.message, { attempts: result.attempts, status: error.status }, gatewayHeaders);
