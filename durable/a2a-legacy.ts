@@ -44,3 +44,17 @@ export function withLegacyConfigId(body: Record<string, unknown>, configIdsOf: (
   const first = configIdsOf(params.id)[0];
   return first === undefined ? body : { ...body, params: { ...params, pushNotificationConfigId: first } };
 }
+
+/**
+ * v0.3's `message/send` blocks unless `configuration.blocking` is false (the v0.3 servers, the
+ * SDK's own among them, defaulted to blocking). The SDK's translation reads an unset `blocking`
+ * as false when a configuration is given, so a client naming only `acceptedOutputModes` or
+ * `historyLength` was answered at once: the unset value is made explicit before it translates.
+ */
+export function withLegacyBlocking(body: Record<string, unknown>): Record<string, unknown> {
+  const params = body.params as Record<string, unknown> | undefined;
+  const configuration = params?.configuration as Record<string, unknown> | null | undefined;
+  if (body.method !== 'message/send' || typeof configuration !== 'object' || configuration === null) return body;
+  if (configuration.blocking !== undefined && configuration.blocking !== null) return body;
+  return { ...body, params: { ...params, configuration: { ...configuration, blocking: true } } };
+}

@@ -127,10 +127,15 @@ const SendV03 = z.looseObject({
 /** v0.3 params naming a task (TaskQueryParams, TaskIdParams, the push config ones). */
 const TaskIdV03 = z.looseObject({ id: text.nullish(), historyLength: historyLength.nullish(), metadata: object.nullish() });
 const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() });
+/** A delete names its config: without one the SDK deleted the config with the empty id (none) and answered success. */
+const DeleteConfigV03 = TaskIdV03.extend({ pushNotificationConfigId: text });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
 /** v1.0 GetTask; the id is left to the SDK (a value that is not a string is an unknown task). */
 const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
+
+/** v1.0 DeleteTaskPushNotificationConfig names its config, as the 0.3 delete does. */
+const DeleteConfigV1 = z.looseObject({ id: text });
 
 /**
  * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
@@ -148,15 +153,25 @@ const taskState = z.unknown().superRefine((value, ctx) => {
   if (!isState(value)) ctx.addIssue({ code: 'custom', message: `${shown(value)} is not a task state (${STATE_NAMES.join(', ')}, or the enum's number)` });
 });
 
-/** v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as true. */
+/**
+ * v1.0 ListTasks: `includeArtifacts` that is not a boolean (`"yes"`, even `"false"`) counted as
+ * true; a filter of another type than a string was dropped (`statusTimestampAfter: 5` listed
+ * every task) or made a string of (`contextId: 5` filtered on "5").
+ */
 const ListTasksV1 = GetTaskV1.extend({
   status: taskState.nullish(),
+  contextId: text.nullish(),
+  context_id: text.nullish(),
+  statusTimestampAfter: text.nullish(),
+  status_timestamp_after: text.nullish(),
+  pageToken: text.nullish(),
+  page_token: text.nullish(),
   includeArtifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
   include_artifacts: z.boolean({ error: 'is not a boolean' }).nullish(),
 });
 
 const METHODS: MethodSchemas<A2AVersion> = {
-  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: ListTasksV1 },
+  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: ListTasksV1, DeleteTaskPushNotificationConfig: DeleteConfigV1 },
   '0.3': {
     'message/send': SendV03,
     'message/stream': SendV03,
@@ -165,7 +180,7 @@ const METHODS: MethodSchemas<A2AVersion> = {
     'tasks/resubscribe': TaskIdV03,
     'tasks/pushNotificationConfig/list': TaskIdV03,
     'tasks/pushNotificationConfig/get': ConfigIdV03,
-    'tasks/pushNotificationConfig/delete': ConfigIdV03,
+    'tasks/pushNotificationConfig/delete': DeleteConfigV03,
     'tasks/pushNotificationConfig/set': SetConfigV03,
   },
 };

@@ -8,7 +8,7 @@ import type { AgentConfig } from '../worker/schemas/agent';
 import { A2AStore, pushStore, type A2AStoreHooks } from './a2a-store';
 import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput } from './a2a-executor';
 import { GatewayRequestHandler } from './a2a-handler';
-import { withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
+import { withLegacyBlocking, withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
 import { pushBodies, pushContentType } from './a2a-push-wire';
 import { paramsShapeProblem } from './a2a-params-shape';
@@ -91,7 +91,7 @@ export class A2AServer {
     const problem = paramsShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
     if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
     const answer = request.version === '0.3'
-      ? await legacy.handle(withLegacyConfigId(body, (taskId) => this.tasks.configs(taskId).map((c) => c.id)), context)
+      ? await legacy.handle(withLegacyBlocking(withLegacyConfigId(body, (taskId) => this.tasks.configs(taskId).map((c) => c.id))), context)
       : await v1.handle(body, context);
     if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: shownAnswer(answer, logged) };
     // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.

@@ -30,6 +30,28 @@ describe('A2A v0.3 push notification configs', () => {
   });
 });
 
+describe('A2A v0.3 message/send', () => {
+  it('waits for the turn when configuration leaves blocking unset, as v0.3 servers do (only blocking: false answers at once)', async () => {
+    // The SDK's v0.3 translation read an unset `blocking` as false, so a send whose configuration
+    // named only acceptedOutputModes or historyLength was answered at once, still working.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const send = (configuration: Record<string, unknown>) => legacy(key, id, 'message/send', {
+      message: { kind: 'message', messageId: `tck-complete-task-${uniqueId()}`, role: 'user', parts: [{ kind: 'text', text: 'hello' }] },
+      configuration,
+    });
+    for (const configuration of [{}, { acceptedOutputModes: ['text/plain'] }, { historyLength: 1 }, { blocking: null }, { blocking: true }]) {
+      const sent = await send(configuration);
+      expect(sent.body.result?.status?.state, JSON.stringify(configuration)).toBe('completed');
+    }
+    const immediate = await legacy(key, id, 'message/send', {
+      message: { kind: 'message', messageId: `tck-long-running-${uniqueId()}`, role: 'user', parts: [{ kind: 'text', text: 'hello' }] },
+      configuration: { blocking: false },
+    });
+    expect(immediate.body.result.status.state).not.toBe('completed');
+  });
+});
+
 describe('A2A v0.3 agent card', () => {
   it('a card asked for without A2A-Version (a v0.3 client) also carries the v0.3 fields, so such a client finds the endpoint and its auth', async () => {
     // v0.3 clients send no A2A-Version and read the endpoint from the card's `url`, the auth

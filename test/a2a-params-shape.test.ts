@@ -149,6 +149,42 @@ describe('A2A params are taken as sent, or refused with -32602 naming the field'
     expect(without.artifacts ?? []).toEqual([]);
   });
 
+  it('refuses ListTasks filters of the wrong type (a filter used to be dropped or read as another value)', async () => {
+    // statusTimestampAfter: 5 was ignored, so every task was listed as if unfiltered; a
+    // contextId of 5 or {} was read as the string "5" or "[object Object]" and listed nothing.
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await call(key, id, 'SendMessage', { message: { messageId: `lf-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ statusTimestampAfter: 5 }, /^statusTimestampAfter: /],
+      [{ status_timestamp_after: true }, /^status_timestamp_after: /],
+      [{ contextId: 5 }, /^contextId: /],
+      [{ context_id: { a: 1 } }, /^context_id: /],
+      [{ pageToken: 5 }, /^pageToken: /],
+    ];
+    for (const [params, message] of refused) {
+      const res = await call(key, id, 'ListTasks', params);
+      expect(res.body.error, JSON.stringify(params)).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(message) });
+    }
+    expect(await listed(key, id)).toBe(1);
+  });
+
+  it('refuses a push config delete that names no config, in both versions (it answered success and deleted nothing)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const sent = await call(key, id, 'SendMessage', { message: { messageId: `pd-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    const taskId: string = sent.body.result.task.id;
+    await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, id: 'keep', url: 'https://hooks.example/a2a' });
+    const v1 = await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId });
+    expect(v1.body.error).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/^id: /) });
+    const v03 = await call(key, id, 'tasks/pushNotificationConfig/delete', { id: taskId }, '0.3');
+    expect(v03.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/^pushNotificationConfigId: /) });
+    const still = await call(key, id, 'ListTaskPushNotificationConfigs', { taskId });
+    expect(still.body.result.configs).toHaveLength(1);
+    const deleted = await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId, id: 'keep' });
+    expect(deleted.body.error).toBeUndefined();
+  });
+
   it('passes the tasks a message refers to on to the upstream, in the execution\'s input, in both versions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
