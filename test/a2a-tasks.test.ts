@@ -260,3 +260,14 @@ describe('A2A acceptedOutputModes and the artifacts an upstream names', () => {
     expect(shownJson((await rpc(key, id, 'tasks/get', { id: legacy.body.result.id }, {})).body.result)).toEqual(['report:text', 'chart:file']);
   });
 });
+
+describe('the a2a-conformance upstream past an execution deadline', () => {
+  it('fails the execution upstream_timeout, as every upstream does, not "cancelled"', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    // tck-long-running sleeps a second; the deadline comes first.
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { messageId: 'tck-long-running-1', message: 'hi' }, timeoutMs: 200 } });
+    expect(run.status).toBe(504);
+    expect(run.body.error.code).toBe('upstream_timeout');
+  });
+});

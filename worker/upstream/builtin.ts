@@ -66,6 +66,20 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
+ * A built-in upstream's work of `ms`, cut short as a remote call's would be: by the attempt's
+ * timeout (`upstream_timeout`, as for every upstream) or by a cancel.
+ */
+export async function thinkFor(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, signal);
+  } catch {
+    const reason: unknown = signal.reason;
+    if (reason instanceof DOMException && reason.name === 'TimeoutError') throw new UpstreamError('timeout', 'upstream attempt timed out', true);
+    throw new UpstreamError('cancelled', 'execution was cancelled', false);
+  }
+}
+
+/**
  * Deterministic customer-service responder that needs no network: it stands in for a model so
  * the gateway works offline. The same message always gets the same answer; it remembers the
  * last topic in the agent's context. `input.simulateLatencyMs` (up to 30 s) makes it think.
@@ -75,15 +89,7 @@ export const builtinUpstream: Upstream = {
   async call(request: UpstreamRequest, { signal }: AttemptOptions): Promise<UpstreamReply> {
     const latency = simulatedLatency(request.input);
     if (latency > 0) {
-      try {
-        await sleep(latency, signal);
-      } catch {
-        const reason: unknown = signal.reason;
-        if (reason instanceof DOMException && reason.name === 'TimeoutError') {
-          throw new UpstreamError('timeout', 'upstream attempt timed out', true);
-        }
-        throw new UpstreamError('cancelled', 'execution was cancelled', false);
-      }
+      await thinkFor(latency, signal);
     }
     const message = messageOf(request);
     const topic = TOPICS.find((t) => t.patterns.some((p) => p.test(message)));

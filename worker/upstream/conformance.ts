@@ -1,4 +1,5 @@
 import type { Env } from '../env';
+import { thinkFor } from './builtin';
 import { UpstreamError, type AttemptOptions, type Upstream, type UpstreamReply, type UpstreamRequest } from './types';
 
 /**
@@ -41,14 +42,6 @@ function inputOf(request: UpstreamRequest): ConformanceInput {
   };
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new UpstreamError('cancelled', 'execution was cancelled', false));
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(timer); reject(new UpstreamError('cancelled', 'execution was cancelled', false)); }, { once: true });
-  });
-}
-
 const reply = (text: string, a2a: A2AOutcome = {}): UpstreamReply => ({ output: { reply: text, a2a } });
 
 /** Behaviours by message-id prefix, longest first so no prefix shadows a longer one. */
@@ -62,12 +55,12 @@ const BEHAVIOURS: [string, (input: ConformanceInput, signal: AbortSignal) => Pro
   ['tck-input-required', async (input) => (input.turn > 1 ? reply('Thanks, that is all I needed') : reply('Please provide more input', { state: 'input-required' }))],
   ['tck-stream-chunked', async () => reply('chunked', { artifacts: [{ name: 'chunked', parts: [{ text: 'chunk 1 ' }, { text: 'chunk 2 ' }, { text: 'chunk 3' }] }] })],
   ['tck-auth-required', async () => reply('Authentication required', { state: 'auth-required' })],
-  ['tck-long-running', async (_input, signal) => { await sleep(LONG_RUNNING_MS, signal); return reply('long running work finished'); }],
+  ['tck-long-running', async (_input, signal) => { await thinkFor(LONG_RUNNING_MS, signal); return reply('long running work finished'); }],
   ['tck-task-failure', async () => { throw new UpstreamError('refused', 'tck-task-failure: the scripted failure', false); }],
   ['tck-reject-task', async () => reply('Request rejected', { state: 'rejected' })],
   ['tck-stream-basic', async () => reply('Streaming response', { artifacts: [{ name: 'stream', parts: [{ text: 'Streaming response' }] }] })],
   ['tck-multi-turn', async (input) => (input.text.trim().toLowerCase() === 'done' ? reply('Conversation complete') : reply(`Received "${input.text}"; send "done" to finish`, { state: 'input-required' }))],
-  ['tck-cancel', async (_input, signal) => { await sleep(CANCEL_WAIT_MS, signal); return reply('was never cancelled'); }],
+  ['tck-cancel', async (_input, signal) => { await thinkFor(CANCEL_WAIT_MS, signal); return reply('was never cancelled'); }],
 ];
 
 export const conformanceUpstream: Upstream = {
