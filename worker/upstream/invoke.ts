@@ -127,9 +127,12 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   if (options.signal.aborted) {
     return { ok: false, attempts, cancelled: true, error: { code: 'cancelled', message: 'execution was cancelled' } };
   }
+  // No attempt made (the deadline passed first) is no failure of the upstream's: a new request may get further.
+  const stopped = last !== undefined && !last.retryable;
   last ??= new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
   const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
   const error: ExecutionError = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
+  if (stopped) error.retryable = false;
   const resumeAt = code === 'upstream_failed' ? resume?.soonest() : undefined;
   if (resumeAt !== undefined) error.retryAt = new Date(resumeAt).toISOString();
   return { ok: false, attempts, cancelled: false, error };
