@@ -342,7 +342,7 @@ export class ExecutionRunner {
 
   /** What an outcome makes of an execution: its end, and on success the new context and turns. */
   private decide(execution: ExecutionRow, outcome: InvokeOutcome): Decision {
-    const failed = (code: string, message: string): Decision => ({ status: 'failed', result: { error: { code, message } } });
+    const failed = (code: string, message: string): Decision => ({ status: 'failed', result: { error: code === 'agent_locked' ? { code, message } : { code, message, retryable: false } } });
     if (!outcome.ok) return { status: 'failed', result: { error: outcome.error } };
     const { output, contextPatch } = outcome.reply;
     if (contextPatch && this.hooks.contextLocked()) {

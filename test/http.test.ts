@@ -74,7 +74,7 @@ describe('edge router', () => {
   it('renders errors in one envelope carrying the request id', async () => {
     const res = await api('/nope', { headers: { 'x-request-id': 'trace-1' } });
     expect(res.status).toBe(404);
-    expect(res.body).toEqual({ error: { code: 'not_found', message: expect.any(String), requestId: 'trace-1' } });
+    expect(res.body).toEqual({ error: { code: 'not_found', message: expect.any(String), requestId: 'trace-1', type: 'not_found_error', param: null } });
   });
 
   it('says so when an unknown path differs from a route only by its trailing slash, and points / at the API', async () => {
@@ -202,6 +202,9 @@ describe('edge router', () => {
     expect(res.body.error.code).toBe('invalid_request');
     const paths = res.body.error.details.map((d: { path: string[] }) => d.path.join('.'));
     expect(paths).toEqual(expect.arrayContaining(['id', 'concurrency']));
+    // What OpenAI's clients read (APIError.type, .param): the first issue's path.
+    expect(res.body.error.type).toBe('invalid_request_error');
+    expect(res.body.error.param).toBe(paths[0]);
   });
 
   it('serves the OpenAPI 3.1 document', async () => {

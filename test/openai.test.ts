@@ -2,7 +2,7 @@ import { env, SELF } from 'cloudflare:test';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { putPool } from '../worker/pools/store';
-import { api, BASE, eventually, newAgent, newTenant, chatTarget } from './support/api';
+import { api, BASE, eventually, mockUrl, newAgent, newTenant, chatTarget } from './support/api';
 import { limitedKey } from './support/limits';
 
 
@@ -21,6 +21,22 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     const completion = await client(key).chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'hello' }] });
     expect(completion.choices[0]?.message.content).toBe('mock reply to: hello');
     expect(completion.model).toBe('mock-model');
+  });
+
+  it("sets the client's APIError type and param from the envelope", async () => {
+    const { key } = await newTenant();
+    const invalid = await client(key).chat.completions.create({ model: 'chat', messages: [] }).catch((error: unknown) => error);
+    expect(invalid).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((invalid as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('invalid_request');
+    expect((invalid as InstanceType<typeof OpenAI.BadRequestError>).type).toBe('invalid_request_error');
+    expect((invalid as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('messages');
+    const missing = await client(key).chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }).catch((error: unknown) => error);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((missing as InstanceType<typeof OpenAI.NotFoundError>).type).toBe('not_found_error');
+    expect((missing as InstanceType<typeof OpenAI.NotFoundError>).param).toBeNull();
+    const refused = await client('eag_not-a-key').models.list().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect((refused as InstanceType<typeof OpenAI.AuthenticationError>).type).toBe('authentication_error');
   });
 
   it('asks the targets for <pool>/<model>', async () => {
@@ -500,6 +516,27 @@ describe("the official client's own retries", () => {
     // A failure another attempt may get past is the client's to retry, as before.
     await poolFor(key, 'flaky', [chatTarget(`fl${Date.now()}`, 'failStatus=503')], { retry: { attempts: 1 } });
     const failed = await api('/v1/chat/completions', { key, body: { model: 'flaky', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(failed.status).toBe(502);
+    expect(failed.headers.get('x-should-retry')).toBeNull();
+  });
+
+  it('are not spent on a chat through an agent whose back end may have done the work, nor on a sync execution', async () => {
+    const { key } = await newTenant();
+    // A 200 that is not JSON: the agent-http back end answered, so the gateway does not ask again.
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?body=not-json') } });
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'hello' }] }));
+    expect(refused).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((refused as InstanceType<typeof OpenAI.InternalServerError>).code).toBe('upstream_failed');
+    expect(sent.count).toBe(1);
+    await eventually(async () => (await api(`/v1/agents/${id}/executions`, { key })).body.data.length === 1);
+    const sync = await api(`/v1/agents/${id}/executions`, { method: 'POST', key, body: { intent: 'x', mode: 'sync' } });
+    expect(sync.status).toBe(502);
+    expect(sync.headers.get('x-should-retry')).toBe('false');
+    expect(sync.body.error.details.execution.error.retryable).toBe(false);
+    // A back end that failed in a way another attempt may get past is still the client's to retry.
+    const flaky = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?failStatus=503') } });
+    const failed = await api('/v1/chat/completions', { key, body: { model: `agent:${flaky}`, messages: [{ role: 'user', content: 'hello' }] } });
     expect(failed.status).toBe(502);
     expect(failed.headers.get('x-should-retry')).toBeNull();
   });

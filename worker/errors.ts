@@ -94,12 +94,33 @@ export function unwrap<T>(result: Result<T>): T {
   throw ApiError.from(result);
 }
 
+/**
+ * The error's kind as OpenAI's clients read it (`APIError.type`), named from the status as
+ * OpenAI-style APIs name them; `code` stays the gateway's own, finer name.
+ */
+const ERROR_TYPES: Partial<Record<number, string>> = {
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  409: 'conflict_error',
+  429: 'rate_limit_error',
+};
+
+export const errorType = (status: number): string => ERROR_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
+
+/** The field a validation failure is about (`APIError.param`): its first issue's path, dotted; else null. */
+export function errorParam(details: unknown): string | null {
+  const first: unknown = Array.isArray(details) ? details[0] : undefined;
+  if (typeof first !== 'object' || first === null || !('path' in first) || !Array.isArray(first.path) || !('code' in first)) return null;
+  return first.path.length > 0 ? first.path.map(String).join('.') : null;
+}
+
 export interface ErrorEnvelope {
-  error: { code: ErrorCode; message: string; requestId: string; details?: unknown };
+  error: { code: ErrorCode; message: string; requestId: string; type: string; param: string | null; details?: unknown };
 }
 
 export function envelope(error: ApiError, requestId: string): ErrorEnvelope {
-  const body: ErrorEnvelope['error'] = { code: error.code, message: error.message, requestId };
+  const body: ErrorEnvelope['error'] = { code: error.code, message: error.message, requestId, type: errorType(error.status), param: errorParam(error.details) };
   if (error.details !== undefined) body.details = error.details;
   return { error: body };
 }

@@ -267,7 +267,7 @@ describe('invokeUpstream', () => {
       ok: false,
       attempts: 1,
       cancelled: false,
-      error: { code: 'upstream_failed', message: 'upstream answered 400: bad', status: 400 },
+      error: { code: 'upstream_failed', message: 'upstream answered 400: bad', status: 400, retryable: false },
     });
     expect(upstream.calls).toBe(1);
     expect(opts.attemptLog).toEqual([1]);
@@ -276,7 +276,7 @@ describe('invokeUpstream', () => {
   it('leaves status out of the error when the failure had none', async () => {
     const upstream = new ScriptedUpstream([new UpstreamError('invalid_response', 'upstream reply is not JSON', false)]);
     const outcome = await invokeUpstream(upstream, REQUEST, options());
-    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'upstream reply is not JSON' } });
+    expect(outcome).toEqual({ ok: false, attempts: 1, cancelled: false, error: { code: 'upstream_failed', message: 'upstream reply is not JSON', retryable: false } });
     expect(outcome.ok === false && 'status' in outcome.error).toBe(false);
   });
 
@@ -295,7 +295,7 @@ describe('invokeUpstream', () => {
       ok: false,
       attempts: 1,
       cancelled: false,
-      error: { code: 'upstream_timeout', message: 'upstream attempt timed out' },
+      error: { code: 'upstream_timeout', message: 'upstream attempt timed out', retryable: false },
     });
   });
 
@@ -327,6 +327,8 @@ describe('invokeUpstream', () => {
     const opts = options({ deadlineAt: Date.now() - 1 });
     const outcome = await invokeUpstream(upstream, REQUEST, opts);
     expect(outcome).toMatchObject({ ok: false, attempts: 0, cancelled: false, error: { code: 'upstream_timeout' } });
+    // No upstream refused it: a new request, with a deadline of its own, may get further.
+    expect(outcome.ok === false && 'retryable' in outcome.error).toBe(false);
     expect(upstream.calls).toBe(0);
     expect(opts.attemptLog).toEqual([]);
   });

@@ -111,10 +111,13 @@ export function syncFailure(execution: Execution): ApiError {
   // A transaction held the context the run's answer would have patched: a write refused by a
   // lock is 409 agent_locked wherever it comes from, and the client may run it again shortly.
   if (execution.error?.code === 'agent_locked') return new ApiError('agent_locked', execution.error.message, details);
+  // The gateway stopped because another attempt would fail alike or could do the work again:
+  // so would the client's own retry (OpenAI's clients retry 5xx unless told not to).
+  const notRetried: Record<string, string> = execution.error?.retryable === false ? { 'x-should-retry': 'false' } : {};
   if (execution.status !== 'failed' || execution.error?.code === 'upstream_timeout') {
-    return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details);
+    return new ApiError('upstream_timeout', execution.error?.message ?? 'the execution did not finish before its deadline', details, notRetried);
   }
-  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details, retryAfterHeader(execution));
+  return new ApiError('upstream_failed', execution.error?.message ?? 'the upstream failed', details, { ...retryAfterHeader(execution), ...notRetried });
 }
 
 /** A Retry-After header (whole seconds from now) for a failure whose upstream said when to come back. */

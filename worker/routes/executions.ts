@@ -19,6 +19,11 @@ const EXECUTION_IDS = idsOf('ex');
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
 const ExecutionHeaders = writtenHeaders('the execution', '/v1/agents/support-bot/executions/ex_01jd8x3v7c9q2m4n6p8r0s2t4v');
+const NotRetriedHeaders = ExecutionHeaders.extend({
+  'x-should-retry': z.enum(['false']).optional().openapi({
+    description: "`false` when the gateway stopped without another attempt (the record's `error.retryable: false`): one would fail alike, or do again work the back end may have done. OpenAI-style clients, which retry 5xx by default, obey it",
+  }),
+});
 
 /** Resolves the caller's agent and runs one RPC on it, unwrapping its result. */
 export async function onAgent<T>(
@@ -48,13 +53,13 @@ export const executions = router()
         422: errorResponse('idempotency_key_reused: same key, different body'),
         502: {
           ...errorResponse('upstream_failed (details.executionId)'),
-          headers: ExecutionHeaders.extend({
+          headers: NotRetriedHeaders.extend({
             'retry-after': z.string().regex(/^\d+$/).optional().openapi({
               description: "when every failed attempt's upstream asked to wait (a 429 or 503 with Retry-After): seconds until the soonest said it would take work again (at most 300; the record's error.retryAt)",
             }),
           }),
         },
-        504: { ...errorResponse('upstream_timeout (details.executionId)'), headers: ExecutionHeaders },
+        504: { ...errorResponse('upstream_timeout (details.executionId)'), headers: NotRetriedHeaders },
         ...commonErrors,
         401: unauthorizedResponse('unauthorized: missing, invalid or revoked key; or the key was revoked while this sync execution ran (details: {executionId, keyRevoked: true}, or {idempotencyKey, keyRevoked: true} for a keyed one; it runs on and counts against budgets)'),
       },

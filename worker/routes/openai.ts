@@ -40,7 +40,7 @@ const GatewayHeaders = z.object({
 
 const FailedHeaders = GatewayHeaders.extend({
   'x-should-retry': z.enum(['false']).optional().openapi({
-    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB): OpenAI's clients, which retry a 502 by default, obey it",
+    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB), or, through an agent, one whose execution it did not retry (`error.retryable: false`: an agent-http back end may have done the work): OpenAI's clients, which retry a 502 or 504 by default, obey it",
   }),
   'Retry-After': z.string().regex(/^\d+$/).optional().openapi({
     description: 'when every attempt was a target asking to wait (a 429 or 503 with Retry-After): seconds until the soonest of them said it would take traffic again (at most 300)',
@@ -143,7 +143,7 @@ export const openai = router()
         200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
         409: { ...errorResponse('through an agent: execution_cancelled (cancelled while it ran), agent_paused, or agent_locked (a transaction held the context its answer patched)'), headers: GatewayHeaders.partial() },
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: FailedHeaders },
-        504: { ...errorResponse('upstream_timeout'), headers: GatewayHeaders },
+        504: { ...errorResponse('upstream_timeout'), headers: FailedHeaders.omit({ 'Retry-After': true }) },
         ...commonErrors,
         400: orPassedThrough(400, commonErrors[400]),
         401: orPassedThrough(401, commonErrors[401]),

@@ -24,6 +24,11 @@ export const ErrorBody = z
       code: z.string().openapi({ example: 'invalid_request' }),
       message: z.string(),
       requestId: z.string(),
+      type: z.string().openapi({
+        example: 'invalid_request_error',
+        description: "the error's kind as OpenAI's clients read it (APIError.type), from the status: invalid_request_error (400, 405, 412, 413, 415, 422, 426, 431), authentication_error (401), permission_error (403), not_found_error (404), conflict_error (409), rate_limit_error (429), server_error (5xx)",
+      }),
+      param: z.string().nullable().openapi({ example: 'messages', description: "the field a validation failure is about (APIError.param): the first `details[].path` joined with '.'; else null" }),
       details: z.unknown().optional(),
     }),
   })

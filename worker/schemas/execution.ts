@@ -48,6 +48,9 @@ export const ExecutionError = z.object({
   retryAt: z.iso.datetime().optional().openapi({
     description: "when every failed attempt's upstream asked to wait (429 or 503 with Retry-After): the soonest it said it would take work again; a failed sync execution's 502 carries it as Retry-After",
   }),
+  retryable: z.literal(false).optional().openapi({
+    description: 'false when the gateway stopped without another attempt because one would fail the same way (a 4xx, a redirect, a reply over the limit) or could repeat work the back end may have done (an agent-http 200 that is not JSON, broke off or stalled, an output or context over its limit); a sync execution\'s (or agent chat\'s) 502 or 504 then carries `x-should-retry: false`. Absent otherwise',
+  }),
 });
 export type ExecutionError = z.infer<typeof ExecutionError>;
 

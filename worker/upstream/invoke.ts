@@ -68,6 +68,10 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   let retryAfterUntil = 0;
   // The record's `retryAt`; made by the first failure, so a success allocates nothing for it.
   let resume: ResumeTimes | undefined;
+  // An attempt's own failure that another attempt would meet again (or that may have done the
+  // work): the record says so, and the client is told not to retry it either. A deadline
+  // passed or a pool out of targets is no such failure: a new request may get further.
+  let stopped = false;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (options.signal.aborted) break;
     if (Date.now() >= options.deadlineAt) {
@@ -113,6 +117,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       return { ok: true, reply, attempts };
     } catch (error) {
       last = toUpstreamError(error);
+      stopped = !last.retryable;
       if (last.retryAfterMs !== undefined) retryAfterUntil = Date.now() + last.retryAfterMs;
       (resume ??= new ResumeTimes()).failed(choice.label, last);
     } finally {
@@ -130,6 +135,7 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
   last ??= new UpstreamError('timeout', 'execution deadline passed before the upstream was called', false);
   const code = last.kind === 'timeout' ? 'upstream_timeout' : 'upstream_failed';
   const error: ExecutionError = last.status === undefined ? { code, message: last.message } : { code, message: last.message, status: last.status };
+  if (stopped) error.retryable = false;
   const resumeAt = code === 'upstream_failed' ? resume?.soonest() : undefined;
   if (resumeAt !== undefined) error.retryAt = new Date(resumeAt).toISOString();
   return { ok: false, attempts, cancelled: false, error };
