@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
-import { fail, ok, type Result } from '../worker/errors';
+import { fail, LOCK_RETRY_AFTER_S, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
@@ -395,6 +395,6 @@ export class AgentDO extends DurableObject<Env> {
     return result;
   }
 
-  private locked = (txId: string): Result<never> => fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId });
+  private locked = (txId: string): Result<never> => fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId, retryAfter: LOCK_RETRY_AFTER_S });
   private notFound = (): Result<never> => fail('not_found', 'agent not found');
 }

@@ -318,6 +318,8 @@ describe('transactions: an operator resolves a lock whose coordinator cannot ans
     const wrong = await resolve(s, 0, { outcome: 'abort' }, other);
     expect(wrong.status).toBe(409);
     expect(wrong.body.error).toMatchObject({ code: 'agent_locked', details: { transactionId: s.txId } });
+    // Naming another transaction does not get better by waiting.
+    expect(wrong.headers.get('retry-after')).toBeNull();
     const free = await agentWith(s.key, { balance: 1 });
     const none = await api(resolvePath(s.tenantId, free, s.txId), { key: ADMIN(), body: { outcome: 'abort' } });
     expect(none.status).toBe(404);

@@ -183,6 +183,8 @@ describe('transactions: locks and conflicts', () => {
     const patch = await api(`/v1/agents/${a}/context`, { method: 'PATCH', key, body: { x: 1 } });
     expect(patch.status).toBe(409);
     expect(patch.body.error).toMatchObject({ code: 'agent_locked', details: { transactionId: 'tx_held' } });
+    // A lock lasts from prepare to commit, milliseconds as a rule: "retry shortly", as a header says it.
+    expect(patch.headers.get('retry-after')).toBe('1');
     const tx = await api('/v1/transactions', { key, body: { operations: [{ agentId: b, patch: { y: 1 } }, { agentId: a, patch: { y: 1 } }] } });
     expect(tx.status).toBe(409);
     expect(tx.body).toMatchObject({ status: 'aborted', reason: 'agent_locked', agentId: a });
@@ -192,14 +194,18 @@ describe('transactions: locks and conflicts', () => {
     expect(exec.status).toBe(409);
     expect(exec.body.error).toMatchObject({ code: 'agent_locked', details: { executionId: expect.any(String), execution: { status: 'failed', error: { code: 'agent_locked' } } } });
     expect(exec.headers.get('location')).toBe(`/v1/agents/${a}/executions/${exec.body.error.details.executionId}`);
+    expect(exec.headers.get('retry-after')).toBe('1');
     // A chat turn through the agent patches nothing itself: this agent's upstream always answers a patch.
     const patching = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?contextPatch=${encodeURIComponent('{"fromChat":true}')}`) } });
     expect((await agentStub(tenantId, patching).prepare('tx_held2', { coordinatorName: `${tenantId}/tx_held2`, operation: { patch: { held: true } }, deadlineAt: Date.now() + 60_000 })).ok).toBe(true);
     const chat = await api('/v1/chat/completions', { key, body: { model: `agent:${patching}`, messages: [{ role: 'user', content: 'hi' }] } });
     expect(chat.status).toBe(409);
     expect(chat.body.error.code).toBe('agent_locked');
+    expect(chat.headers.get('retry-after')).toBe('1');
     expect(await agentStub(tenantId, patching).abort('tx_held2')).toEqual({ ok: true, value: { aborted: true } });
-    expect((await api(`/v1/agents/${a}`, { method: 'DELETE', key })).status).toBe(409);
+    const deleting = await api(`/v1/agents/${a}`, { method: 'DELETE', key });
+    expect(deleting.status).toBe(409);
+    expect(deleting.headers.get('retry-after')).toBe('1');
 
     expect(await stub.abort('tx_held')).toEqual({ ok: true, value: { aborted: true } });
     expect(await stub.abort('tx_held')).toEqual({ ok: true, value: { aborted: true } });

@@ -35,6 +35,12 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/**
+ * The Retry-After of a 409 `agent_locked` that waiting gets past: a transaction holds the agent
+ * from prepare to commit, milliseconds as a rule (its deadline bounds it).
+ */
+export const LOCK_RETRY_AFTER_S = 1;
+
 /** An expected failure, carried as data (it has to cross Durable Object RPC intact). */
 export interface Failure {
   ok: false;
@@ -66,9 +72,10 @@ export class ApiError extends Error {
   }
 
   static from(failure: Failure): ApiError {
-    // A refusal that says when to come back (an agent's budget refusal) says it in the header too.
+    // A refusal that says when to come back (an agent's budget refusal, a transaction's lock) says it in the header too.
     const retryAfter = (failure.details as { retryAfter?: unknown } | undefined)?.retryAfter;
-    const headers = ERROR_STATUS[failure.code] === 429 && typeof retryAfter === 'number' ? { 'retry-after': String(retryAfter) } : undefined;
+    const comesBack = ERROR_STATUS[failure.code] === 429 || failure.code === 'agent_locked';
+    const headers = comesBack && typeof retryAfter === 'number' ? { 'retry-after': String(retryAfter) } : undefined;
     return new ApiError(failure.code, failure.message, failure.details, headers);
   }
 }

@@ -1,7 +1,7 @@
 import type { AgentSnapshot } from '../../durable/outbox';
 import type { ExecuteResult, TokenCharge } from '../../durable/agent-rpc';
 import type { Env } from '../env';
-import { ApiError, unwrap, type Result } from '../errors';
+import { ApiError, LOCK_RETRY_AFTER_S, unwrap, type Result } from '../errors';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
@@ -110,7 +110,7 @@ export function syncFailure(execution: Execution): ApiError {
   if (execution.status === 'cancelled') return new ApiError('execution_cancelled', 'the execution was cancelled', details);
   // A transaction held the context the run's answer would have patched: a write refused by a
   // lock is 409 agent_locked wherever it comes from, and the client may run it again shortly.
-  if (execution.error?.code === 'agent_locked') return new ApiError('agent_locked', execution.error.message, details);
+  if (execution.error?.code === 'agent_locked') return new ApiError('agent_locked', execution.error.message, details, { 'retry-after': String(LOCK_RETRY_AFTER_S) });
   // The gateway stopped because another attempt would fail alike or could do the work again:
   // so would the client's own retry (OpenAI's clients retry 5xx unless told not to).
   const notRetried: Record<string, string> = execution.error?.retryable === false ? { 'x-should-retry': 'false' } : {};

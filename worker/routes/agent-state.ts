@@ -5,7 +5,7 @@ import { AgentContext, AgentStatus, ContextPatch } from '../schemas/agent';
 import { AgentIdParams, VersionETagHeaders } from '../schemas/common';
 import { onAgent } from './executions';
 import { staleHeaders, staleStatus } from '../agents/snapshots';
-import { commonErrors, errorResponse, json, security, staleableJson } from './openapi';
+import { commonErrors, errorResponse, json, lockedResponse, security, staleableJson } from './openapi';
 
 const etag = (version: number) => `"${version}"`;
 
@@ -73,7 +73,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
       responses: {
         200: { ...json(AgentContext, 'the patched context'), headers: VersionETagHeaders },
         404: errorResponse('not_found'),
-        409: errorResponse('agent_locked: a transaction has prepared this agent; retry when it ends'),
+        409: lockedResponse('agent_locked: a transaction has prepared this agent; retry when it ends (Retry-After)'),
         412: errorResponse('version_mismatch: If-Match names an older version, or only weak tags'),
         ...commonErrors,
       },

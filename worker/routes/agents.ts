@@ -9,7 +9,7 @@ import { Agent, BatchCreateAgentsBody, BatchCreateAgentsResponse, CreateAgentBod
 import { AgentIdParams, page } from '../schemas/common';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
 import { listAgents } from '../agents/operations';
-import { commonErrors, errorResponse, json, jsonBody, security, staleableJson } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, lockedResponse, security, staleableJson } from './openapi';
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
 
@@ -119,7 +119,7 @@ export const agents = new OpenAPIHono<AppEnv>()
       summary: 'Delete an agent with its context, executions and history',
       security,
       request: { params: AgentIdParams },
-      responses: { 204: { description: 'deleted' }, ...notFound, 409: errorResponse('agent_locked: a transaction has prepared this agent; retry when it ends'), ...commonErrors },
+      responses: { 204: { description: 'deleted' }, ...notFound, 409: lockedResponse('agent_locked: a transaction has prepared this agent; retry when it ends (Retry-After)'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

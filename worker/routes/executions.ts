@@ -11,7 +11,7 @@ import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
 import { newId } from '../lib/ids';
 import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
-import { commonErrors, errorResponse, json, jsonBody, security, staleableJson, unauthorizedResponse } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, LockedRetryAfter, security, staleableJson, unauthorizedResponse } from './openapi';
 import { router } from './router';
 
 /** What this list's cursors hold: ids of one kind (`ex_…`). */
@@ -49,7 +49,7 @@ export const executions = router()
         202: { ...json(Execution, 'async: the queued execution; poll its Location'), headers: ExecutionHeaders },
         404: errorResponse('not_found: no such agent; or the agent was deleted while this sync execution ran (details: {executionId, agentDeleted: true}; it counts against budgets)'),
         // A sync run that ended badly still names its execution, as a 200 does.
-        409: { ...errorResponse('execution_cancelled (with Location), agent_paused, or agent_locked (a transaction held the context its answer patched; with Location)'), headers: ExecutionHeaders.partial() },
+        409: { ...errorResponse('execution_cancelled (with Location), agent_paused, or agent_locked (a transaction held the context its answer patched; with Location and Retry-After)'), headers: ExecutionHeaders.partial().extend({ 'Retry-After': LockedRetryAfter }) },
         422: errorResponse('idempotency_key_reused: same key, different body'),
         502: {
           ...errorResponse('upstream_failed (details.executionId)'),

@@ -19,7 +19,7 @@ import type { StoredPool } from '../schemas/pool';
 import { outboundPolicy } from '../upstream/outbound-guard';
 import { gatewayUpstream } from '../upstream/pool';
 import { retryAfterSeconds } from '../upstream/resume-times';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, LockedRetryAfter, security } from './openapi';
 import { router } from './router';
 import { noteWork, startedWork } from '../limits/work';
 import { estimatedUsage, usageOf, wantsStreamUsage, type ChatUsage } from '../limits/usage';
@@ -141,7 +141,7 @@ export const openai = router()
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
         200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
-        409: { ...errorResponse('through an agent: execution_cancelled (cancelled while it ran), agent_paused, or agent_locked (a transaction held the context its answer patched)'), headers: GatewayHeaders.partial() },
+        409: { ...errorResponse('through an agent: execution_cancelled (cancelled while it ran), agent_paused, or agent_locked (a transaction held the context its answer patched; with Retry-After)'), headers: GatewayHeaders.partial().extend({ 'Retry-After': LockedRetryAfter }) },
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: FailedHeaders },
         504: { ...errorResponse('upstream_timeout'), headers: FailedHeaders.omit({ 'Retry-After': true }) },
         ...commonErrors,

@@ -1,4 +1,4 @@
-import type { z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { ErrorBody } from '../schemas/common';
 
 const error = (description: string) => ({ content: { 'application/json': { schema: ErrorBody } }, description });
@@ -20,6 +20,12 @@ export const unauthorizedResponse = (description = 'unauthorized: missing, inval
   ...error(description),
   headers: { 'WWW-Authenticate': { schema: { type: 'string' as const, enum: ['Bearer'] }, description: 'the scheme to authenticate with' } },
 });
+
+/** 409 `agent_locked` while a transaction holds the agent: the lock ends at commit, so Retry-After says to come back shortly. */
+export const lockedResponse = (description: string) => ({ ...error(description), headers: { 'Retry-After': lockedRetryAfter } });
+const lockedRetryAfter = header('agent_locked: seconds to wait before retrying (a transaction holds the agent from prepare to commit)');
+/** The same header as a zod field, for a 409 that declares its headers as a schema. */
+export const LockedRetryAfter = z.string().regex(/^\d+$/).optional().openapi({ description: lockedRetryAfter.description });
 
 /** A 503 the caller may retry: the error handler always says when, in Retry-After. */
 export const unavailableResponse = (description: string) => ({ ...error(description), headers: { 'Retry-After': header('seconds to wait') } });
