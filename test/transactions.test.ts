@@ -2,7 +2,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest';
 import { abortReasonOf } from '../durable/transaction';
 import { newId } from '../worker/lib/ids';
-import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
 
 describe('transactions: the API', () => {
@@ -229,6 +229,8 @@ describe('transactions: locks and conflicts', () => {
       (instance as unknown as { background: { flushChain: Promise<void> } }).background.flushChain = new Promise<void>((resolve) => { release = resolve; });
     });
     const deleting = stub.destroy();
+    // The prepare must come while the deletion waits, not before it began (calls may reach the object in either order).
+    await eventually(() => runInDurableObject(stub as DurableObjectStub, (instance) => (instance as unknown as { tx: { deleting: number } }).tx.deleting > 0));
     const vote = await stub.prepare('tx_during_delete', { coordinatorName: `${tenantId}/tx_during_delete`, operation: { increment: { balance: 5 } }, deadlineAt: Date.now() + 60_000 });
     await runInDurableObject(stub as DurableObjectStub, () => release());
     expect(await deleting).toEqual({ ok: true, value: { deleted: true } });
