@@ -96,6 +96,11 @@ export interface ChatTokenEstimate {
   choices?: number;
 }
 
+/** A chat's completion cap as asked: `max_completion_tokens`, else `max_tokens`; undefined when neither is a usable number. */
+export function completionCap(chat: { max_completion_tokens?: unknown; max_tokens?: unknown }): number | undefined {
+  return [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
+}
+
 /**
  * Tokens to reserve for a chat completion before calling the upstream: the completion's cap
  * (max_completion_tokens, max_tokens, else a default) for each choice asked for (`n`), plus
@@ -105,7 +110,7 @@ export interface ChatTokenEstimate {
 export function estimateChatTokens(body: unknown): ChatTokenEstimate {
   if (typeof body !== 'object' || body === null) return { tokens: DEFAULT_COMPLETION_TOKENS, least: 1, prompt: 0 };
   const chat = body as Partial<ChatCompletionRequest> & { max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown };
-  const cap = [chat.max_completion_tokens, chat.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
+  const cap = completionCap(chat);
   const choices = typeof chat.n === 'number' && Number.isSafeInteger(chat.n) && chat.n > 1 ? chat.n : 1;
   const prompt = promptTokens(chat.messages);
   const tokens = Math.ceil(cap ?? DEFAULT_COMPLETION_TOKENS) * choices + prompt;

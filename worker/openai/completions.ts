@@ -1,4 +1,4 @@
-import type { ChatUsage } from '../limits/usage';
+import { completionCap, type ChatUsage } from '../limits/usage';
 
 /** Builders for OpenAI-shaped responses the gateway produces itself (builtin targets, agents). */
 
@@ -21,7 +21,7 @@ export type FinishReason = 'stop' | 'length';
  * key's budget's (routes/openai.ts), which must not pay for more than it reserved.
  */
 export function heldToCap(content: string, body: Readonly<Record<string, unknown>>): { content: string; finish: FinishReason } {
-  const cap = [body.max_completion_tokens, body.max_tokens].find((n): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0);
+  const cap = completionCap(body);
   const most = cap === undefined ? Infinity : Math.floor(cap) * 4;
   return content.length > most ? { content: content.slice(0, most), finish: 'length' } : { content, finish: 'stop' };
 }
