@@ -37,10 +37,7 @@ export async function readExecution(env: Env, tenantId: string, agentId: string,
   try {
     return await onTenantAgent(env, tenantId, agentId, (stub) => stub.getExecution(executionId), { retry: true, fallback: () => staleExecution(env, tenantId, agentId, executionId) });
   } catch (error) {
-    if (!(error instanceof ApiError) || error.code !== 'not_found') throw error;
-    const pruned = await prunedExecution(env, tenantId, agentId, executionId);
-    if (!pruned) throw error;
-    return pruned;
+    return prunedOrRethrow(error, env, tenantId, agentId, executionId);
   }
 }
 
@@ -49,11 +46,17 @@ export async function cancelExecution(env: Env, tenantId: string, agentId: strin
   try {
     return await onTenantAgent(env, tenantId, agentId, (stub) => stub.cancel(executionId));
   } catch (error) {
-    if (!(error instanceof ApiError) || error.code !== 'not_found') throw error;
-    const pruned = await prunedExecution(env, tenantId, agentId, executionId);
-    if (!pruned) throw error;
+    const pruned = await prunedOrRethrow(error, env, tenantId, agentId, executionId);
     throw new ApiError('already_finished', `execution ${executionId} already ${pruned.status}`, { execution: pruned });
   }
+}
+
+/** For the agent's `not_found` of an execution, the finished record D1 still keeps of it; any other error, or none there, is thrown again. */
+async function prunedOrRethrow(error: unknown, env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution> {
+  if (!(error instanceof ApiError) || error.code !== 'not_found') throw error;
+  const pruned = await prunedExecution(env, tenantId, agentId, executionId);
+  if (!pruned) throw error;
+  return pruned;
 }
 
 export interface AgentPage {
