@@ -11,6 +11,7 @@ import { ok, type Result } from '../worker/errors';
 import { executionEstimate, fittedCharge, notCovered } from './execution-estimate';
 import type { AgentStore } from './agent-store';
 import type { UpstreamRequest } from '../worker/upstream/types';
+import { BUILTIN_LABEL } from '../worker/upstream/builtin';
 
 export { executionEstimate } from './execution-estimate';
 
@@ -101,27 +102,29 @@ export class AgentCharges {
   /**
    * Inside the transaction that finishes an execution: what it used becomes due. Succeeded: its
    * upstream's reported usage, else its input and output at ~4 characters a token. Failed:
-   * nothing (as a failed chat: no usage is known). Cancelled: the reservation if an upstream
-   * call had started (it may have used tokens no one reports), else nothing.
+   * nothing (as a failed chat: no usage is known). Cancelled: the reservation if a call to a
+   * remote upstream had started (it may have used tokens no one reports), else nothing: the
+   * agent's own builtin upstream calls out to no one.
    */
   finished(row: ExecutionRow, now: number): void {
     if (!this.schema.has('charges') || this.known().get(row.id) !== false) return;
-    const used = row.status === 'succeeded' ? executionTokens(row.input, row.output === null ? undefined : JSON.parse(row.output)) : row.status === 'cancelled' && row.attempts > 0 ? null : 0;
+    const used = row.status === 'succeeded' ? executionTokens(row.input, row.output === null ? undefined : JSON.parse(row.output)) : row.status === 'cancelled' && calledOut(row) ? null : 0;
     this.sql.run('UPDATE token_charges SET used = coalesce(?, reserved), next_at = ? WHERE execution_id = ? AND used IS NULL', used, now, row.id);
     // Marked final only as it is sent: a transaction that rolls back leaves it open here too.
   }
 
   /**
    * Before the agent's storage is deleted: what every execution owes becomes final (one that
-   * has not ended is treated as cancelled: its reservation if an upstream call had started,
-   * else nothing) and is sent once. What does not land then is lost with the storage, and its
-   * reservation is charged in full when it expires, as before.
+   * has not ended is treated as cancelled: its reservation if a call to a remote upstream had
+   * started, else nothing) and is sent once. What does not land then is lost with the storage,
+   * and its reservation is charged in full when it expires, as before.
    */
   async settleBeforeDelete(): Promise<void> {
     if (!this.mayBeDue()) return;
     this.sql.run(
-      `UPDATE token_charges SET used = CASE WHEN coalesce((SELECT attempts FROM executions WHERE id = token_charges.execution_id), 0) > 0 THEN reserved ELSE 0 END
+      `UPDATE token_charges SET used = CASE WHEN EXISTS (SELECT 1 FROM executions e WHERE e.id = token_charges.execution_id AND e.attempts > 0 AND coalesce(e.upstream, '') <> ?) THEN reserved ELSE 0 END
        WHERE used IS NULL`,
+      BUILTIN_LABEL,
     );
     this.sql.run('UPDATE token_charges SET next_at = 0');
     for (const id of this.known().keys()) this.known().set(id, true);
@@ -175,6 +178,15 @@ export class AgentCharges {
     this.rows = new Map(rows.map((r) => [r.execution_id, r.final === 1]));
     return this.rows;
   }
+}
+
+/**
+ * Whether an execution cut short had called a remote upstream, which may have used tokens no one
+ * reports. Its last attempt's label tells: the agent's own builtin upstream calls no one. A pool's
+ * label names no kind, so a pool's builtin target counts as remote.
+ */
+function calledOut(row: Pick<ExecutionRow, 'attempts' | 'upstream'>): boolean {
+  return row.attempts > 0 && row.upstream !== BUILTIN_LABEL;
 }
 
 async function settle(env: Env, row: ChargeRow): Promise<void> {

@@ -89,6 +89,42 @@ describe('incoming webhooks', () => {
     expect((await post(hook, within, standardHeaders('msg_within', within))).status).toBe(202);
   });
 
+  it('refuses a signed delivery id over 255 characters (the Idempotency-Key bound) with 400 naming where it came from, for every scheme, starting nothing', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const body = JSON.stringify({ type: 'order.created' });
+    const standard = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const github = await hookFor(key, agentId, 'github', GITHUB_SECRET);
+    const stripeHook = await hookFor(key, agentId, 'stripe', STRIPE_SECRET);
+    const stripe = new Stripe('sk_test_unused');
+    const stripeEvent = (id: string) => JSON.stringify({ id, type: 'invoice.paid' });
+    const stripeSigned = async (event: string) => ({ 'stripe-signature': await stripe.webhooks.generateTestHeaderStringAsync({ payload: event, secret: STRIPE_SECRET }) });
+    const long = (prefix: string) => prefix + 'x'.repeat(256 - prefix.length);
+    const cases: [string, string, string, Record<string, string>, string[]][] = [
+      ['standard', standard, body, standardHeaders(long('msg_'), body), ['webhook-id']],
+      ['github', github, body, { 'x-github-delivery': long('gh-'), 'x-hub-signature-256': await signGithub(GITHUB_SECRET, body) }, ['x-github-delivery']],
+      ['stripe', stripeHook, stripeEvent(long('evt_')), await stripeSigned(stripeEvent(long('evt_'))), ['payload', 'id']],
+    ];
+    for (const [scheme, hook, sent, headers, path] of cases) {
+      const res = await post(hook, sent, headers);
+      expect(res.status, scheme).toBe(400);
+      const { error } = (await res.json()) as { error: { code: string; message: string; details: { path: string[] }[] } };
+      expect(error.code, scheme).toBe('invalid_request');
+      expect(error.message, scheme).toContain('255');
+      expect(error.details, scheme).toEqual([expect.objectContaining({ path })]);
+    }
+    // A bad signature is still 401 first, whatever the id, so a prober learns nothing of the bound.
+    expect((await post(standard, body, { ...standardHeaders(long('msg_'), body), 'webhook-signature': 'v1,AAAA' })).status).toBe(401);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await executions(key, agentId)).toEqual([]);
+    // 255 characters is the longest id taken, in each scheme.
+    const longest = (prefix: string) => prefix + 'y'.repeat(255 - prefix.length);
+    expect((await post(standard, body, standardHeaders(longest('msg_'), body))).status).toBe(202);
+    expect((await post(github, body, { 'x-github-delivery': longest('gh-'), 'x-hub-signature-256': await signGithub(GITHUB_SECRET, body) })).status).toBe(202);
+    const event = stripeEvent(longest('evt_'));
+    expect((await post(stripeHook, event, await stripeSigned(event))).status).toBe(202);
+  });
+
   it('answers a seen delivery id 200 duplicate even when its new body is out of bounds, storing nothing of it', async () => {
     const { key } = await newTenant();
     const agentId = await newAgent(key);

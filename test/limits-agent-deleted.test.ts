@@ -30,6 +30,28 @@ describe('deleting an agent with budgeted executions', () => {
     expect(after).toMatchObject({ tokens: 0, requests: 2 });
   });
 
+  it('charges a builtin execution cut short (its agent deleted, or cancelled, while it thinks) nothing: it calls out to no one, so there are no unreported tokens to cover', async () => {
+    const { key, otherKey } = await limitedKey(LIMITS);
+    const thinking = { intent: 'support.reply', input: { message: 'Where is my order?', simulateLatencyMs: 20_000 }, mode: 'async' };
+    const running = async (agent: string) => eventually(async () => (await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.running === 1);
+
+    const deleted = await newAgent(otherKey);
+    expect((await api(`/v1/agents/${deleted}/executions`, { key, body: thinking })).status).toBe(202);
+    await running(deleted);
+    expect((await api(`/v1/agents/${deleted}`, { method: 'DELETE', key: otherKey })).status).toBe(204);
+
+    const cancelled = await newAgent(otherKey);
+    const started = await api(`/v1/agents/${cancelled}/executions`, { key, body: thinking });
+    await running(cancelled);
+    expect((await api(`/v1/agents/${cancelled}/executions/${started.body.id}/cancel`, { method: 'POST', key })).status).toBe(200);
+
+    const after = await eventually(async () => {
+      const now = await budget(key);
+      return now.reservedTokens === 0 && now;
+    });
+    expect(after).toMatchObject({ tokens: 0, requests: 2 });
+  });
+
   it('counts a sync execution whose agent is deleted while it runs against the request budget, on every face that waits for one', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 100, period: 'day' } });
     // An upstream that takes its time, so the agent can be deleted while the call is out.

@@ -102,10 +102,24 @@ describe('MCP: malformed params of tools/list', () => {
     await refused(modern, 3, /^Invalid params: cursor: /);
 
     // Well-formed, both still list the tools.
-    const [listed] = await messages(await post(key, { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { cursor: 'c', extra: 1 } }));
+    const [listed] = await messages(await post(key, { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { extra: 1 } }));
     expect(listed.result.tools).toHaveLength(5);
     const [listed2026] = await messages(await post(key, { jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: meta2026 } }, headers2026('tools/list')));
     expect(listed2026.result.tools).toHaveLength(5);
+  });
+});
+
+describe('MCP: tools/list cursors', () => {
+  it('lists every tool on one page with no nextCursor, and answers any cursor (none was ever given) -32602 naming it, in both eras', async () => {
+    const { key } = await newTenant();
+    const [first] = await messages(await post(key, { jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+    expect(first.result.tools).toHaveLength(5);
+    expect(first.result.nextCursor).toBeUndefined();
+    // The MCP spec (pagination): an invalid cursor SHOULD be -32602 Invalid params.
+    for (const cursor of ['c', '', 'eyJvZmZzZXQiOjV9']) {
+      await refused(await post(key, { jsonrpc: '2.0', id: 2, method: 'tools/list', params: { cursor } }), 2, /^Invalid params: cursor: /);
+    }
+    await refused(await post(key, { jsonrpc: '2.0', id: 3, method: 'tools/list', params: { cursor: 'c', _meta: meta2026 } }, headers2026('tools/list')), 3, /^Invalid params: cursor: /);
   });
 });
 

@@ -78,13 +78,25 @@ describe('MCP: protocol edges', () => {
     expect(await unknown.text()).toBe('');
   });
 
-  it('serves a JSON-RPC batch under every 2025 version, and refuses one under 2026-07-28 with 400 -32600', async () => {
+  it('serves a JSON-RPC batch under 2025-03-26 (and without a version header, which means it), and refuses one under the versions that removed batching with 400 -32600', async () => {
     const { key } = await newTenant();
-    for (const version of ['2025-03-26', '2025-06-18', '2025-11-25']) {
-      const res = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }], { 'mcp-protocol-version': version });
+    const batch = [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }];
+    for (const version of ['2024-11-05', '2025-03-26', undefined]) {
+      const res = await post(key, batch, version ? { 'mcp-protocol-version': version } : {});
       expect(res.status, version).toBe(200);
       const ids = [...(await res.text()).matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1] ?? 'null').id);
       expect(ids.sort(), version).toEqual([1, 2]);
+    }
+    // 2025-06-18 removed batching ("the body MUST be a single JSON-RPC request, notification, or
+    // response"), and 2025-11-25 kept it so: the batch is refused whole, nothing of it served.
+    for (const version of ['2025-06-18', '2025-11-25']) {
+      for (const body of [batch, [{ jsonrpc: '2.0', id: 3, method: 'ping' }], [{ jsonrpc: '2.0', method: 'notifications/initialized' }]]) {
+        const res = await post(key, body, { 'mcp-protocol-version': version });
+        expect(res.status, version).toBe(400);
+        expect(await res.json(), version).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringContaining(version) } });
+      }
+      // One message, as that version sends it, is served.
+      expect((await message(await post(key, batch[1], { 'mcp-protocol-version': version }))).result.tools, version).toHaveLength(5);
     }
     const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
     const modern = await post(key, [{ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: meta } }], { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });

@@ -280,11 +280,12 @@ describe('pools API', () => {
     expect((await api('/v1/pools/unused', { key })).status).toBe(404);
   });
 
-  it('refuses a first-byte limit above the total deadline, naming both, and keeps serving a pool stored with one before', async () => {
+  it('refuses a first-byte or idle limit above the total deadline, naming both, and keeps serving a pool stored with one before', async () => {
     const { key, tenantId } = await newTenant();
     const late = [
       [{ timeouts: { firstByteMs: 5_000, totalMs: 2_000 }, targets: [target('a')] }, ['timeouts', 'firstByteMs'], 'timeouts.firstByteMs'],
       [{ timeouts: { totalMs: 2_000 }, targets: [target('a'), target('b', { timeoutMs: 3_000 })] }, ['targets', '1', 'timeoutMs'], 'targets[1].timeoutMs'],
+      [{ timeouts: { idleMs: 5_000, totalMs: 2_000 }, targets: [target('a')] }, ['timeouts', 'idleMs'], 'timeouts.idleMs'],
     ] as const;
     for (const [body, path, field] of late) {
       const res = await api('/v1/pools/late', { method: 'PUT', key, body });
@@ -295,21 +296,22 @@ describe('pools API', () => {
       expect(res.body.error.details).toEqual([expect.objectContaining({ path })]);
     }
     expect((await api('/v1/pools/late', { key })).status).toBe(404);
-    expect((await api('/v1/pools/late', { method: 'PUT', key, body: { timeouts: { firstByteMs: 2_000, totalMs: 2_000 }, targets: [target('a', { timeoutMs: 2_000 })] } })).status).toBe(201);
+    expect((await api('/v1/pools/late', { method: 'PUT', key, body: { timeouts: { firstByteMs: 2_000, idleMs: 2_000, totalMs: 2_000 }, targets: [target('a', { timeoutMs: 2_000 })] } })).status).toBe(201);
     // Checked on write only: a pool stored before (with a credential its builtin target never sends) still serves.
-    const stored: PutPoolBody = { strategy: 'weighted-round-robin', timeouts: { firstByteMs: 5_000, totalMs: 2_000 }, targets: [{ id: 'b', kind: 'builtin', apiKey: 'sk-stored-before-1234', weight: 1, priority: 0 }] };
+    const stored: PutPoolBody = { strategy: 'weighted-round-robin', timeouts: { firstByteMs: 5_000, idleMs: 5_000, totalMs: 2_000 }, targets: [{ id: 'b', kind: 'builtin', apiKey: 'sk-stored-before-1234', weight: 1, priority: 0 }] };
     await putPool(env, tenantId, 'older', stored);
     expect((await api('/v1/pools/older', { key })).status).toBe(200);
     const chat = await api('/v1/chat/completions', { key, body: { model: 'older', messages: [{ role: 'user', content: 'hello' }] } });
     expect(chat.status).toBe(200);
   });
 
-  it('refuses a first-byte limit above the default total deadline (60 s) when totalMs is not given, naming the field', async () => {
+  it('refuses a first-byte or idle limit above the default total deadline (60 s) when totalMs is not given, naming the field', async () => {
     const { key } = await newTenant();
     const late = [
       [{ timeouts: { firstByteMs: 60_001 }, targets: [target('a')] }, ['timeouts', 'firstByteMs'], 'timeouts.firstByteMs'],
       [{ timeouts: { idleMs: 1_000 }, targets: [target('a'), target('b', { timeoutMs: 120_000 })] }, ['targets', '1', 'timeoutMs'], 'targets[1].timeoutMs'],
       [{ targets: [target('a', { timeoutMs: 300_000 })] }, ['targets', '0', 'timeoutMs'], 'targets[0].timeoutMs'],
+      [{ timeouts: { idleMs: 60_001 }, targets: [target('a')] }, ['timeouts', 'idleMs'], 'timeouts.idleMs'],
     ] as const;
     for (const [body, path, field] of late) {
       const res = await api('/v1/pools/late-default', { method: 'PUT', key, body });
@@ -321,7 +323,7 @@ describe('pools API', () => {
     }
     expect((await api('/v1/pools/late-default', { key })).status).toBe(404);
     // Equal to the default deadline is allowed, as it is against a given totalMs.
-    const equal = { timeouts: { firstByteMs: 60_000 }, targets: [target('a', { timeoutMs: 60_000 })] };
+    const equal = { timeouts: { firstByteMs: 60_000, idleMs: 60_000 }, targets: [target('a', { timeoutMs: 60_000 })] };
     expect((await api('/v1/pools/late-default', { method: 'PUT', key, body: equal })).status).toBe(201);
   });
 

@@ -5,6 +5,7 @@ import { fail, ok, type Result } from '../errors';
 import { MAX_INPUT_BYTES } from '../schemas/common';
 import { jsonLimitProblem } from '../lib/json-limits';
 import { sha256Hex } from '../lib/hash';
+import type { HookScheme } from '../schemas/hook';
 
 /** What an accepted delivery hands to its agent as the execution's input. */
 export interface HookInput {
@@ -15,12 +16,32 @@ export interface HookInput {
   payload: unknown;
 }
 
+/** Why a delivery cannot start an execution, and where in the delivery that is (`details[].path`). */
+export interface DeliveryProblem {
+  message: string;
+  /** The message of its `details` entry: what is wrong there. */
+  why: string;
+  path: string[];
+}
+
+/** The longest delivery id taken: an `Idempotency-Key`'s bound, since the id is the execution's idempotency key. */
+export const MAX_DELIVERY_ID_LENGTH = 255;
+
+/** Where each scheme carries its delivery id. */
+const DELIVERY_ID_AT: Record<HookScheme, string[]> = { standard: ['webhook-id'], github: ['x-github-delivery'], stripe: ['payload', 'id'] };
+
 /**
- * Why the execution input a delivery makes cannot be stored, or null: the same bounds as a REST
- * execution's `input` (256 KiB of JSON, 32 levels), so a signed body cannot skip them.
+ * Why a delivery cannot be stored, or null: an id longer than an idempotency key may be, or an
+ * execution input past the bounds of a REST execution's `input` (256 KiB of JSON, 32 levels),
+ * so a signed delivery cannot skip either.
  */
-export function hookInputProblem(input: HookInput): string | null {
-  return jsonLimitProblem(input, { maxBytes: MAX_INPUT_BYTES });
+export function hookDeliveryProblem(scheme: HookScheme, input: HookInput): DeliveryProblem | null {
+  if (input.deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
+    const why = `${input.deliveryId.length} characters, over the ${MAX_DELIVERY_ID_LENGTH} an idempotency key may have`;
+    return { message: `the delivery id (${DELIVERY_ID_AT[scheme].join('.')}) is ${why}`, why, path: DELIVERY_ID_AT[scheme] };
+  }
+  const why = jsonLimitProblem(input, { maxBytes: MAX_INPUT_BYTES });
+  return why === null ? null : { message: `the execution input this delivery makes is out of bounds: ${why}`, why, path: ['payload'] };
 }
 
 /** The keys a delivery is deduplicated by in its agent's object (`idempotency` table, kept a day). */

@@ -38,6 +38,29 @@ export function batchRefusal(): Response {
 }
 
 /**
+ * The 2025 protocol versions whose Streamable HTTP transport removed JSON-RPC batching (2025-06-18:
+ * "the body of the POST request MUST be a single JSON-RPC request, notification, or response").
+ * 2024-11-05 and 2025-03-26 (also what a request without `MCP-Protocol-Version` is taken for)
+ * keep them; 2026-07-28 is refused by the SDK itself.
+ */
+const UNBATCHED_VERSIONS: ReadonlySet<string> = new Set(['2025-06-18', '2025-11-25']);
+
+/**
+ * The refusal of a batch sent under a protocol version without batches, or null. The SDK serves
+ * them under every 2025 version; the spec's clients send none there, so a batch is a client
+ * speaking another version than it names. Refused whole (one POST, one status), shaped as the
+ * SDK's refusal of a 2026-07-28 batch.
+ */
+export function unbatchedVersionRefusal(body: unknown, headers: Headers): Response | null {
+  const version = headers.get('mcp-protocol-version');
+  if (!Array.isArray(body) || version === null || !UNBATCHED_VERSIONS.has(version)) return null;
+  return Response.json(
+    { jsonrpc: '2.0', error: { code: -32600, message: `Invalid Request: JSON-RPC batches are not part of protocol version ${version}; send each message in its own request` }, id: null },
+    { status: 400 },
+  );
+}
+
+/**
  * Deepest `params` a message may carry: a tools/call's are its arguments around an input of up
  * to MAX_JSON_DEPTH levels, and nothing the protocol defines nests anywhere near this.
  */

@@ -52,7 +52,14 @@ const ClientCapabilities = z.looseObject({
 
 const Initialize = z.looseObject({ protocolVersion: z.string(), capabilities: ClientCapabilities, clientInfo: Implementation });
 
-const Paginated = z.looseObject({ cursor: z.string().optional() });
+/**
+ * Every tool is on the first page and no `nextCursor` is ever given, so any cursor is one this
+ * server did not issue: the spec's pagination says an invalid cursor SHOULD be -32602. (The SDK
+ * ignored it and listed every tool, which would loop a client paging on it.)
+ */
+const ToolsList = z.looseObject({
+  cursor: z.string().optional().refine((cursor) => cursor === undefined, 'not a cursor this server gave: it lists every tool on one page, with no nextCursor'),
+});
 
 // requestState: the SDK refuses one that is not a string (-32602) only once the call is in its dispatch.
 const CallTool = z.looseObject({ name: z.string(), arguments: object.optional(), requestState: z.string().optional() });
@@ -63,11 +70,11 @@ export type McpEra = McpRequestContext['era'];
 const METHODS: MethodSchemas<McpEra> = {
   legacy: {
     initialize: Initialize,
-    'tools/list': Paginated,
+    'tools/list': ToolsList,
     // The 2025-11-25 task augmentation; 2026-07-28 has none, and its SDK ignores the key.
     'tools/call': CallTool.extend({ task: z.looseObject({ ttl: z.number().optional() }).optional() }),
   },
-  modern: { 'tools/list': Paginated, 'tools/call': CallTool },
+  modern: { 'tools/list': ToolsList, 'tools/call': CallTool },
 };
 
 /** Why a request's params do not fit its method (`clientInfo.name: …`), or null. */

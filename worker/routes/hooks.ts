@@ -9,7 +9,7 @@ import { withChargeDoubt } from '../limits/charge-doubt';
 import { noteWork } from '../limits/work';
 import { newId } from '../lib/ids';
 import { deleteHook, getHook, putHook, resolveHook, type ResolvedHook } from '../hooks/store';
-import { deliveryKeys, hookInputProblem, seenHookExecution, startHookExecution, type HookInput } from '../hooks/start';
+import { deliveryKeys, hookDeliveryProblem, seenHookExecution, startHookExecution, type DeliveryProblem, type HookInput } from '../hooks/start';
 import { bodyText, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, HookListQuery, PutHookBody } from '../schemas/hook';
@@ -22,13 +22,13 @@ const Params = z.object({ id: HookId });
 
 /** The headers each scheme signs with (documented; checked by worker/hooks/verify.ts, never refused by a schema). */
 const SignatureHeaders = z.object({
-  'webhook-id': z.string().optional().openapi({ description: 'standard: the delivery id (deduplicated)' }),
+  'webhook-id': z.string().optional().openapi({ description: 'standard: the delivery id (deduplicated; at most 255 characters)' }),
   'webhook-timestamp': z.string().optional().openapi({ description: 'standard: unix seconds, within 5 minutes of now' }),
   'webhook-signature': z.string().optional().openapi({ description: 'standard: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, space-separated' }),
-  'x-github-delivery': z.string().optional().openapi({ description: 'github: the delivery id (deduplicated, and so is the body: it alone is signed)' }),
+  'x-github-delivery': z.string().optional().openapi({ description: 'github: the delivery id (deduplicated, and so is the body: it alone is signed; at most 255 characters)' }),
   'x-github-event': z.string().optional().openapi({ description: 'github: the event name, passed on as `event`' }),
   'x-hub-signature-256': z.string().optional().openapi({ description: 'github: `sha256=<hex HMAC-SHA256 of the body>`' }),
-  'stripe-signature': z.string().optional().openapi({ description: 'stripe: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, within 5 minutes; the event `id` in the body is the delivery id' }),
+  'stripe-signature': z.string().optional().openapi({ description: 'stripe: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, within 5 minutes; the event `id` in the body is the delivery id (at most 255 characters)' }),
 });
 
 /** Any body, as the sender signed it: not a schema the router validates (the signature decides). */
@@ -123,7 +123,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
       responses: {
         202: json(HookAccepted, 'accepted: the execution is queued'),
         200: json(HookAccepted, 'a delivery id seen before (whatever its body), or for the github scheme a body seen before under another delivery id: nothing new started, the first execution answers'),
-        400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the execution input a new delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts (a delivery id seen before answers 200 whatever its body)'),
+        400: errorResponse('invalid_request: the hook id is malformed, or (signature verified) the delivery id is over 255 characters, or the execution input a new delivery makes is over 256 KiB of JSON or nested deeper than 32 levels; nothing starts (a delivery id seen before answers 200 whatever its body)'),
         401: errorResponse('unauthorized: missing or bad signature, stale timestamp, or unknown hook'),
         404: errorResponse('not_found: the agent of this hook no longer exists'),
         413: errorResponse('payload_too_large: body over 1 MiB'),
@@ -161,9 +161,9 @@ async function startDelivery(c: Context<AppEnv>, id: string, hook: ResolvedHook,
     /* a non-JSON payload is passed on as text */
   }
   const input: HookInput = { hook: id, scheme: hook.scheme, deliveryId, ...(event && { event }), payload };
-  const problem = hookInputProblem(input);
+  const problem = hookDeliveryProblem(hook.scheme, input);
   const route = await findAgent(c.env, hook.tenantId, hook.agentId);
-  const outOfBounds = (why: string) => new ApiError('invalid_request', `the execution input this delivery makes is out of bounds: ${why}`, [{ path: ['payload'], message: why, code: 'custom' }]);
+  const outOfBounds = ({ message, why, path }: DeliveryProblem) => new ApiError('invalid_request', message, [{ path, message: why, code: 'custom' }]);
   if (!route) throw problem ? outOfBounds(problem) : new ApiError('not_found', 'the agent of this hook no longer exists');
   // The delivery id is the idempotency key: a redelivery replays, never runs twice. A GitHub
   // body seen before under another id is a replay too (its signature covers only the body).

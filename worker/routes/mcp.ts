@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, deepParamsRefusal, executeIntentCalls, parseBody, startsExecution, withUnsafeIdNulled } from '../mcp/http';
+import { batchRefusal, deepParamsRefusal, executeIntentCalls, parseBody, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
@@ -60,7 +60,7 @@ router.openAPIRegistry.registerPath({
   responses: {
     200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } }, headers: streamHeaders },
     202: { description: 'a notification (or only notifications and responses), accepted; one of a method the server does not know is accepted and ignored' },
-    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch carrying more than one execute_intent, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels; nothing of the body is served', true),
+    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch under MCP-Protocol-Version 2025-06-18 or 2025-11-25 (which removed batching) or carrying more than one execute_intent, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels; nothing of the body is served', true),
     401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no session state; the Mcp-Session-Id of an initialize answer only scopes notifications/cancelled); Allow: POST' },
@@ -120,6 +120,8 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   // Hono caches the text: a limited key's request was already read to classify it.
   const text = await c.req.text();
   const body = parseBody(text);
+  const unbatched = unbatchedVersionRefusal(body, c.req.raw.headers);
+  if (unbatched) return unbatched;
   const executions = executeIntentCalls(body);
   if (executions > 1) return batchRefusal();
   const tooDeep = deepParamsRefusal(body);

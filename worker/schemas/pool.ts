@@ -70,7 +70,7 @@ export const PoolTimeouts = z
   .object({
     firstByteMs: TimeoutMs.optional().openapi({ description: 'time to response headers, per attempt' }),
     idleMs: TimeoutMs.optional().openapi({ description: 'longest pause between streamed chunks' }),
-    totalMs: TimeoutMs.optional().openapi({ description: `deadline for the whole call, retries included (default ${DEFAULT_POOL_TOTAL_MS}); firstByteMs and each target's timeoutMs may not exceed it` }),
+    totalMs: TimeoutMs.optional().openapi({ description: `deadline for the whole call, retries included (default ${DEFAULT_POOL_TOTAL_MS}); firstByteMs, idleMs and each target's timeoutMs may not exceed it` }),
   })
   .strict();
 export type PoolTimeouts = z.infer<typeof PoolTimeouts>;
@@ -110,6 +110,11 @@ export const PutPoolBody = z
     const firstByte = pool.timeouts?.firstByteMs;
     if (firstByte !== undefined && firstByte > total) {
       ctx.addIssue({ code: 'custom', path: ['timeouts', 'firstByteMs'], message: `timeouts.firstByteMs (${firstByte}) is above ${deadline}: the first byte limit would never apply` });
+    }
+    // The stream relay waits for the sooner of the idle limit and the deadline, so an idle limit past it never fires either.
+    const idle = pool.timeouts?.idleMs;
+    if (idle !== undefined && idle > total) {
+      ctx.addIssue({ code: 'custom', path: ['timeouts', 'idleMs'], message: `timeouts.idleMs (${idle}) is above ${deadline}: the idle limit would never apply` });
     }
     pool.targets.forEach((t, i) => {
       if (t.timeoutMs !== undefined && t.timeoutMs > total) {
