@@ -79,14 +79,14 @@ export async function thinkFor(ms: number, signal: AbortSignal): Promise<void> {
   }
 }
 
+/** The label of an agent's own builtin upstream, which its executions' attempts record. */
+export const BUILTIN_LABEL = 'builtin';
+
 /**
  * Deterministic customer-service responder that needs no network: it stands in for a model so
  * the gateway works offline. The same message always gets the same answer; it remembers the
  * last topic in the agent's context. `input.simulateLatencyMs` (up to 30 s) makes it think.
  */
-/** The label of an agent's own builtin upstream, which its executions' attempts record. */
-export const BUILTIN_LABEL = 'builtin';
-
 export const builtinUpstream: Upstream = {
   label: BUILTIN_LABEL,
   async call(request: UpstreamRequest, { signal }: AttemptOptions): Promise<UpstreamReply> {
