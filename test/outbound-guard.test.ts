@@ -56,6 +56,12 @@ describe('outgoing-request guard: literal URLs (production settings)', () => {
       expect(res.status, url).toBe(400);
       expect(((await res.json()) as { error: { message: string } }).error.message, url).toContain('is a local name');
     }
+    // So is a literal address: the URL parser reads `127.0.0.1..` as a name, which a resolver
+    // answering any name would pass, and which the platform's own lookup reads as 127.0.0.1.
+    await setDns('127.0.0.1', { A: ['93.184.215.14'] });
+    const literal = await call(key, 'POST', '/v1/agents', { upstream: { kind: 'agent-http', url: 'https://127.0.0.1../run' } });
+    expect(literal.status).toBe(400);
+    expect(((await literal.json()) as { error: { message: string } }).error.message).toContain('127.0.0.1: loopback');
   });
 
   it('refuses an agent upstream on a private address', async () => {
