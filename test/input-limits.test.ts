@@ -1,6 +1,7 @@
-import { env, runInDurableObject } from 'cloudflare:test';
+import { createExecutionContext, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { MAX_TURN_CHARS } from '../durable/agent-store';
+import { createApp } from '../worker/app';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 import { agentWith, contextOf } from './support/transactions';
 
@@ -60,6 +61,24 @@ describe('input limits', () => {
     for (let i = 0; i < 5; i++) many[`x-filler-${i}`] = 'b'.repeat(4_000);
     expect((await api('/v1/agents', { key, headers: many })).status).toBe(431);
     expect((await api('/v1/agents', { key, headers: { 'x-filler': 'a'.repeat(1_000) } })).status).toBe(200);
+  });
+
+  it('answers 431 to an oversized CORS preflight of /mcp too, not 204 naming every header it asked for', async () => {
+    const app = createApp();
+    const origin = 'https://app.example';
+    const preflight = (headers: Record<string, string>) =>
+      app.request('https://gateway.test/mcp', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', ...headers } }, { ...env, MCP_ALLOWED_ORIGINS: origin }, createExecutionContext());
+    // One header over 8 KiB: a thousand Mcp-Param-* names, each of which the 204 would list back.
+    const asked = Array.from({ length: 1_000 }, (_, i) => `mcp-param-p${i}`).join(',');
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 5; i++) many[`x-filler-${i}`] = 'b'.repeat(4_000);
+    for (const headers of [{ 'access-control-request-headers': asked }, many]) {
+      const res = await preflight(headers);
+      expect(res.status).toBe(431);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('headers_too_large');
+      expect(res.headers.get('access-control-allow-headers')).toBeNull();
+    }
+    expect((await preflight({ 'access-control-request-headers': 'authorization, content-type, mcp-param-region' })).status).toBe(204);
   });
 
   it('stores a huge conversation turn truncated with a marker', async () => {

@@ -45,6 +45,25 @@ describe('outgoing-request guard: literal URLs (production settings)', () => {
     expect(read.status).toBe(404);
   });
 
+  it('refuses local-only names however many trailing dots they are spelt with, whatever public DNS answers', async () => {
+    const { key } = await newTenant();
+    // A resolver that answers for the name (split horizon, or a public record) must not matter:
+    // a local-only name is refused by its text, as the platform's own resolver may answer it privately.
+    const name = `${uniqueId('svc')}.internal`;
+    await setDns(name, { A: ['93.184.215.14'] });
+    for (const url of [`https://${name}../run`, `https://${name}.%2E/run`, 'https://localhost.../run', 'https://printer.local../run']) {
+      const res = await call(key, 'POST', '/v1/agents', { upstream: { kind: 'agent-http', url } });
+      expect(res.status, url).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message, url).toContain('is a local name');
+    }
+    // So is a literal address: the URL parser reads `127.0.0.1..` as a name, which a resolver
+    // answering any name would pass, and which the platform's own lookup reads as 127.0.0.1.
+    await setDns('127.0.0.1', { A: ['93.184.215.14'] });
+    const literal = await call(key, 'POST', '/v1/agents', { upstream: { kind: 'agent-http', url: 'https://127.0.0.1../run' } });
+    expect(literal.status).toBe(400);
+    expect(((await literal.json()) as { error: { message: string } }).error.message).toContain('127.0.0.1: loopback');
+  });
+
   it('refuses an agent upstream on a private address', async () => {
     const { key } = await newTenant();
     const res = await call(key, 'POST', '/v1/agents', { upstream: { kind: 'agent-http', url: 'https://192.168.1.10/run' } });

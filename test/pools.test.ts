@@ -6,7 +6,7 @@ import { probeTarget } from '../worker/pools/probe';
 import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
-import { api, chatTarget, mockUrl, newAgent, newTenant } from './support/api';
+import { api, chatTarget, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
 
@@ -528,5 +528,39 @@ describe('agents on pools', () => {
     const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
     expect(res.status).toBe(502);
     expect(res.body.error.details.execution.attempts).toBe(3);
+  });
+});
+
+describe("a target's error that names its credential", () => {
+  // The credential is never shown (a view has "…last4"), to any key of the tenant: a target
+  // that writes it, whole, into its error (a proxy's "Incorrect API key provided: sk-…") must
+  // not show it either, whether the error is relayed (a chat) or kept (an execution's error).
+  const secret = 'sk-echoed-credential-5a7c';
+  const masked = `Incorrect API key provided: …${secret.slice(-4)}`;
+
+  it("a chat relays the target's 4xx without the credential in it", async () => {
+    const { key } = await newTenant();
+    const pool = uniqueId('pool');
+    expect((await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), 'echoAuthorization=1', { apiKey: secret })] } })).status).toBe(201);
+    const chat = await api('/v1/chat/completions', { key, body: { model: pool, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(401);
+    expect(JSON.stringify(chat.body)).not.toContain(secret);
+    expect(chat.body.error.message).toBe(masked);
+  });
+
+  it("an execution's error keeps the target's message without the credential (pool and agent upstream)", async () => {
+    const { key } = await newTenant();
+    const pool = uniqueId('pool');
+    await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), 'echoAuthorization=1', { apiKey: secret })] } });
+    const direct = chatTarget(uniqueId('echo'), 'echoAuthorization=1');
+    for (const upstream of [{ kind: 'pool', pool }, { kind: 'openai-chat', baseUrl: direct.baseUrl, model: 'm', apiKey: secret }]) {
+      const agent = await newAgent(key, { upstream });
+      const run = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'x' } });
+      expect(run.status, upstream.kind).toBe(502);
+      expect(JSON.stringify(run.body), upstream.kind).not.toContain(secret);
+      const execution = await api(`/v1/agents/${agent}/executions/${run.body.error.details.executionId}`, { key });
+      expect(JSON.stringify(execution.body), upstream.kind).not.toContain(secret);
+      expect(execution.body.error.message, upstream.kind).toContain(masked);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, api, mockUrl, newAgent, newTenant } from './support/api';
 import { buildWorld, documentedOperations, fillPath, paramFor, type Operation, type World } from './support/world';
+import { connect } from './support/mcp';
 
 /**
  * A valid request body per operation, so tenant B's request passes validation and reaches the
@@ -75,6 +76,13 @@ describe('tenant isolation', () => {
     expect(pointed.status).toBe(400);
     const hook = await api(`/v1/hooks/b-hook-${bAgent}`, { method: 'PUT', key: bKey, body: { agentId: a.agentId, intent: 'x', scheme: 'github', secret: 'b-secret-0123456789abcdef' } });
     expect(hook.status).toBe(404);
+    // A's task (an execution id) asked for through B's own agent's A2A endpoint: no such task there.
+    for (const method of ['GetTask', 'CancelTask', 'SubscribeToTask']) {
+      const rpc = await api(`/a2a/${bAgent}/`, { key: bKey, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 1, method, params: { id: a.executionId } } });
+      expect(rpc.status, method).toBe(200);
+      expect(rpc.body.error, method).toMatchObject({ code: -32001 });
+      expectNoLeak(JSON.stringify(rpc.body), a.executionId, method);
+    }
     expect((await api(`/v1/agents/${a.agentId}/context`, { key: a.key })).body.data.balance).toBe(90);
   });
 
@@ -114,9 +122,9 @@ describe('tenant isolation', () => {
     expect(keys.body.data.every((k: { revokedAt?: string | null }) => !k.revokedAt)).toBe(true);
   });
 
-  it("lists only B's own things: agents, executions, webhooks, deliveries, pools, models, stats, hooks", async () => {
+  it("lists only B's own things: agents, executions, webhooks, deliveries, pools, models, stats, hooks, audit, usage", async () => {
     const bodies = await Promise.all(
-      ['/v1/agents?limit=100', `/v1/agents/${bAgent}/executions`, `/v1/agents/${bAgent}/webhooks`, `/v1/agents/${bAgent}/deliveries`, '/v1/pools', '/v1/models', '/v1/stats', '/v1/hooks', `/v1/hooks?agentId=${a.agentId}`].map(async (path) => {
+      ['/v1/agents?limit=100', `/v1/agents/${bAgent}/executions`, `/v1/agents/${bAgent}/webhooks`, `/v1/agents/${bAgent}/deliveries`, '/v1/pools', '/v1/models', '/v1/stats', '/v1/hooks', `/v1/hooks?agentId=${a.agentId}`, '/v1/audit?limit=200', `/v1/audit?tenant=${a.tenantId}`, '/v1/usage'].map(async (path) => {
         const res = await api(path, { key: bKey });
         expect(res.status, path).toBe(200);
         return [path, JSON.stringify(res.body)] as const;
@@ -128,6 +136,30 @@ describe('tenant isolation', () => {
     }
     const agents = await api('/v1/agents?limit=100', { key: bKey });
     expect(agents.body.data.map((x: { id: string }) => x.id)).toEqual([bAgent]);
+  });
+
+  it("refuses A's agents, executions and context to B's MCP tools, and lists only B's agents", async () => {
+    const client = await connect(bKey);
+    try {
+      const calls = [
+        { name: 'execute_intent', arguments: { agentId: a.agentId, intent: 'steal' } },
+        { name: 'get_execution', arguments: { agentId: a.agentId, executionId: a.executionId } },
+        { name: 'get_execution', arguments: { agentId: bAgent, executionId: a.executionId } },
+        { name: 'cancel_execution', arguments: { agentId: a.agentId, executionId: a.executionId } },
+        { name: 'get_context', arguments: { agentId: a.agentId } },
+      ];
+      for (const call of calls) {
+        const result = (await client.callTool(call)) as { isError?: boolean; content: { text: string }[] };
+        const label = `${call.name} ${JSON.stringify(call.arguments)}`;
+        expect(result.isError, label).toBe(true);
+        expect(JSON.parse(result.content[0]!.text).error.code, label).toBe('not_found');
+        expectNoLeak(JSON.stringify(result), JSON.stringify(call.arguments), label);
+      }
+      const listed = (await client.callTool({ name: 'list_agents', arguments: { limit: 100 } })) as unknown as { structuredContent: { data: { id: string }[] } };
+      expect(listed.structuredContent.data.map((x) => x.id)).toEqual([bAgent]);
+    } finally {
+      await client.close();
+    }
   });
 
   it("refuses B's event stream (SSE and WebSocket) for A's agent", async () => {

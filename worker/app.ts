@@ -85,8 +85,9 @@ export function createApp() {
   app.use(requestLog());
   // Before every check that can refuse, so a browser page can read those refusals too, and before
   // the 405s, which would answer a preflight.
-  app.use('/mcp', mcpCors());
-  app.use(headerLimits({ maxTotalBytes: MAX_HEADER_BYTES.total, maxHeaderBytes: MAX_HEADER_BYTES.each }));
+  const headerSizes = { maxTotalBytes: MAX_HEADER_BYTES.total, maxHeaderBytes: MAX_HEADER_BYTES.each };
+  app.use('/mcp', mcpCors(headerSizes));
+  app.use(headerLimits(headerSizes));
   app.use(
     methodNotAllowed({
       app,

@@ -26,6 +26,22 @@ export const maskShowing = (last4: string | undefined): string => `${MASK}${last
 export const credentialMask = (credential: string): string => maskShowing(credential.length >= SHOWN_FROM_LENGTH ? credential.slice(-4) : undefined);
 
 /**
+ * Shorter credentials are not looked for in text: replacing every `abc` of a message would
+ * garble it, and hide next to nothing of a credential that short.
+ */
+const REDACTED_FROM_LENGTH = 8;
+
+/**
+ * `text` with every occurrence of `credential` replaced by its mask: a target's error may name
+ * the credential it refused, whole, and that error reaches views (an execution's error, a
+ * relayed chat answer) that otherwise never show it.
+ */
+export function withoutCredential(text: string, credential: string | undefined): string {
+  if (!credential || credential.length < REDACTED_FROM_LENGTH || !text.includes(credential)) return text;
+  return text.replaceAll(credential, credentialMask(credential));
+}
+
+/**
  * The masked form a written value is, spelt as views show it (`…ABCD`), or undefined when the
  * value is a credential. Every value starting with `…` is one; `...ABCD` is the same form.
  */

@@ -9,6 +9,19 @@ export interface HeaderLimitsOptions {
   maxHeaderBytes: number;
 }
 
+/** Throws 431 `headers_too_large` when `headers` exceed either limit. */
+export function checkHeaderSizes(headers: Headers, options: HeaderLimitsOptions): void {
+  let total = 0;
+  for (const [name, value] of headers) {
+    // Header names and values are byte strings (one char per byte on the wire), so their
+    // length is their size; encoding each one cost several percent of a proxied request.
+    const size = name.length + value.length;
+    if (size > options.maxHeaderBytes) throw new ApiError('headers_too_large', `header ${name.slice(0, 64)} exceeds ${options.maxHeaderBytes} bytes`);
+    total += size;
+  }
+  if (total > options.maxTotalBytes) throw new ApiError('headers_too_large', `request headers exceed ${options.maxTotalBytes} bytes in total`);
+}
+
 /**
  * Refuses requests with oversized headers (431 `headers_too_large`) before anything reads
  * them. Cloudflare's edge enforces its own, larger limits; this bounds what the Worker
@@ -18,15 +31,7 @@ export interface HeaderLimitsOptions {
  */
 export function headerLimits(options: HeaderLimitsOptions): MiddlewareHandler<AppEnv> {
   return async function headerLimits(c, next) {
-    let total = 0;
-    for (const [name, value] of c.req.raw.headers) {
-      // Header names and values are byte strings (one char per byte on the wire), so their
-      // length is their size; encoding each one cost several percent of a proxied request.
-      const size = name.length + value.length;
-      if (size > options.maxHeaderBytes) throw new ApiError('headers_too_large', `header ${name.slice(0, 64)} exceeds ${options.maxHeaderBytes} bytes`);
-      total += size;
-    }
-    if (total > options.maxTotalBytes) throw new ApiError('headers_too_large', `request headers exceed ${options.maxTotalBytes} bytes in total`);
+    checkHeaderSizes(c.req.raw.headers, options);
     await next();
   };
 }

@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
+import { checkHeaderSizes, type HeaderLimitsOptions } from './header-limits';
 import { mcpRequestProblem } from './mcp-guard';
 
 /** Request headers an MCP client in a browser sends (Streamable HTTP, 2026-07-28 too) besides the CORS-safelisted ones, and the API's own two. */
@@ -39,11 +40,14 @@ const allowListed = allowing(MCP_CORS_ALLOW_HEADERS);
  * an origin (or to a Host) the guard refuses is refused as the guard refuses the request itself,
  * 403 `forbidden`; other OPTIONS requests keep the app's 405. The preflight allows the fixed
  * headers below plus the `Mcp-Param-*` names it asks for. No credentials mode: MCP clients
- * send a Bearer key, never cookies. Runs before the 405 check, which would answer OPTIONS.
+ * send a Bearer key, never cookies. Runs before the 405 check, which would answer OPTIONS, and
+ * before the header limits, so that their 431 carries CORS headers too; a preflight, answered
+ * here, is held to `headerLimits` first (it was answered 204, listing back every
+ * `Mcp-Param-*` name of an oversized `Access-Control-Request-Headers`).
  *
- * @example app.use('/mcp', mcpCors())
+ * @example app.use('/mcp', mcpCors({ maxTotalBytes: 16 * 1024, maxHeaderBytes: 8 * 1024 }))
  */
-export function mcpCors(): MiddlewareHandler<AppEnv> {
+export function mcpCors(headerLimits: HeaderLimitsOptions): MiddlewareHandler<AppEnv> {
   return async function mcpCors(c, next) {
     const origin = c.req.header('origin');
     if (origin === undefined || origin.trim().toLowerCase() === new URL(c.req.url).origin.toLowerCase()) return next();
@@ -54,6 +58,7 @@ export function mcpCors(): MiddlewareHandler<AppEnv> {
       return next();
     }
     if (c.req.method === 'OPTIONS' && !preflight) return next();
+    if (preflight) checkHeaderSizes(c.req.raw.headers, headerLimits);
     // Built per preflight only when it asks for parameter headers; the answer names the fixed
     // list plus exactly those (the preflight's other names are checked by the browser against it).
     const params = preflight ? requestedParamHeaders(c.req.header('access-control-request-headers')) : [];

@@ -10,6 +10,7 @@ import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
+import { withoutCredential } from '../lib/masked-credential';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
@@ -166,7 +167,8 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
-      const text = read ?? '';
+      // The target's own error, relayed, but never with the credential it may name (no view shows it).
+      const text = withoutCredential(read ?? '', target.apiKey);
       if (streamUsage && usageOptions && response.status === 400 && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);

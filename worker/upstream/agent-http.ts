@@ -39,7 +39,7 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       };
       const headers: Record<string, string> = { 'idempotency-key': request.executionId };
       if (apiKey) headers.authorization = `Bearer ${apiKey}`;
-      const reply = await postJson(url, body, headers, signal);
+      const reply = await postJson(url, body, headers, signal, { credential: apiKey });
       if (!isRecord(reply) || !('output' in reply)) {
         throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
       }

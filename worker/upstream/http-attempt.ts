@@ -1,4 +1,5 @@
 import { readUpTo } from '../lib/bytes';
+import { withoutCredential } from '../lib/masked-credential';
 import { UpstreamError } from './types';
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
@@ -41,9 +42,10 @@ export async function readBounded(response: Response, maxBytes: number): Promise
  * 408, 429 and 5xx are retryable; other statuses and a 2xx body over MAX_REPLY_BYTES (read no
  * further) are not. An unparseable 2xx body, or one that broke off or stalled past the
  * attempt's timeout, is retryable only when `retryUnparsed` says so: a model's answer can be
- * asked for again, while an agent back end's work may have been done.
+ * asked for again, while an agent back end's work may have been done. `credential`, the one the
+ * call carries, is masked wherever the target's error names it (the error is kept and shown).
  */
-export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal, { retryUnparsed = false } = {}): Promise<unknown> {
+export async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal, { retryUnparsed = false, credential }: { retryUnparsed?: boolean; credential?: string | undefined } = {}): Promise<unknown> {
   let response: Response;
   try {
     response = await fetch(url, {
@@ -76,7 +78,7 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
     const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
     throw new UpstreamError(
       'http',
-      `upstream answered ${response.status}${redirectNote(response.status)}: ${text.slice(0, 200)}`,
+      `upstream answered ${response.status}${redirectNote(response.status)}: ${withoutCredential(text, credential).slice(0, 200)}`,
       retryable,
       response.status,
       retryAfterMs(response.headers.get('retry-after')),

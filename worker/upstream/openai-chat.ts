@@ -38,7 +38,7 @@ export function openAIChatUpstream(baseUrl: string, model: string, apiKey: strin
       // wrong, tried again (on a pool, on another target) like a 5xx, as a chat completion
       // through the pool is; a completion without text content is a model's answer the agent
       // cannot use, which another try would repeat.
-      const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal, { retryUnparsed: true });
+      const reply = await postJson(url, { model, messages: chatMessages(request) }, headers, signal, { retryUnparsed: true, credential: apiKey });
       if (!isChatCompletion(reply)) throw new UpstreamError('invalid_response', 'upstream reply is not a chat completion (no "choices" array)', true);
       const answer = reply as { choices: { message?: { content?: unknown } }[]; usage?: unknown };
       const content = answer.choices[0]?.message?.content;

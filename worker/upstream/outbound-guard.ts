@@ -55,7 +55,12 @@ export function outboundPolicy(env: OutboundEnv): OutboundPolicy {
 const asPolicy = (policy: OutboundPolicy | boolean): OutboundPolicy =>
   typeof policy === 'boolean' ? { allowPrivate: policy, resolverUrl: DEFAULT_DNS_RESOLVER_URL, allowCidrs: [] } : policy;
 
-const hostOf = (url: URL) => url.hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+/**
+ * The host as judged: brackets and every trailing dot dropped. The URL parser keeps `x.internal..`
+ * as it is, and with only one dot dropped a local-only name so spelt escaped the name check
+ * and was resolved instead (a resolver answering for it let it pass).
+ */
+const hostOf = (url: URL) => url.hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.+$/, '');
 
 const isLocalName = (host: string) =>
   host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.internal') || host.endsWith('.local') || host.endsWith('.home.arpa');
