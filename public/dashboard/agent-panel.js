@@ -54,8 +54,13 @@ export function renderExecutions() {
   const target = state.selected;
   if (!target) return;
   const ordered = [...target.executions.values()]
-    .sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1))
-    .slice(0, MAX_EXECUTIONS);
+    .sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
+  // Only what the table shows is kept: a panel left open on a busy agent would otherwise hold
+  // every execution its stream ever brought, each with its input and output.
+  for (const dropped of ordered.splice(MAX_EXECUTIONS)) {
+    target.executions.delete(dropped.id);
+    target.events.delete(dropped.id);
+  }
   syncRows($('executions-body'), ordered.map((e) => e.id), (row, id) => {
     const execution = target.executions.get(id);
     row.dataset.testid = 'execution-row';

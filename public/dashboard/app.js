@@ -50,15 +50,20 @@ $('key-forget').addEventListener('click', () => {
 $('agent-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const id = $('agent-id-input').value.trim();
+  const session = state.session;
+  let agent;
   try {
-    const agent = await api('/v1/agents', { method: 'POST', body: id ? { id } : {} });
-    $('agent-id-input').value = '';
-    say(`Created agent ${agent.id}.`);
-    await refreshAgents();
-    select(agent.id);
+    agent = await api('/v1/agents', { method: 'POST', body: id ? { id } : {} });
   } catch (error) {
     if (!endedSession(error)) say(`Could not create the agent: ${error.message}`, true);
+    return;
   }
+  $('agent-id-input').value = '';
+  say(`Created agent ${agent.id}.`);
+  // The agent exists whatever the list read next answers (a 429, the network gone): that is
+  // the polls' to report, not a failed create, which a retry would meet as 409.
+  await refreshAgents().catch(() => undefined);
+  if (state.session === session && session) select(agent.id);
 });
 
 $('run-form').addEventListener('submit', async (event) => {

@@ -500,6 +500,89 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it('keeps trying a first agent list turned away (429, 503) after its Retry-After, and reports an agent it created as created when the list after it is refused', async () => {
+    const context = await browser!.newContext();
+    // The page's timers wait on a clock only the test moves on: no poll comes unasked.
+    await context.clock.install({ time: new Date('2026-12-06T09:00:00Z') });
+    await context.clock.pauseAt(new Date('2026-12-06T09:00:01Z'));
+    const page = await context.newPage();
+    const message = () => page.getByTestId('message').textContent();
+    // Each agent list (GET /v1/agents) takes the next refusal queued here, if any.
+    const refusals: { status: number; code: string; retryAfter: string }[] = [
+      { status: 429, code: 'rate_limited', retryAfter: '5' },
+      { status: 503, code: 'unavailable', retryAfter: '2' },
+    ];
+    let lists = 0;
+    await page.route((url) => url.pathname === '/v1/agents', async (route) => {
+      if (route.request().method() !== 'GET') return route.fallback();
+      lists += 1;
+      const refusal = refusals.shift();
+      if (!refusal) return route.fallback();
+      await route.fulfill({ status: refusal.status, headers: { 'retry-after': refusal.retryAfter }, contentType: 'application/json', body: JSON.stringify({ error: { code: refusal.code, message: 'try again later' } }) });
+    });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    // A 429 says nothing about the key: the page waits out its Retry-After and asks again (it used
+    // to give up, the tables hidden and the key field empty, until the page was reloaded).
+    await expect.poll(message).toBe('Could not load agents (429: try again later): trying again in 5 s.');
+    await page.clock.runFor(4_000);
+    await page.waitForTimeout(300);
+    expect(lists).toBe(1);
+    await page.clock.runFor(1_500);
+    await expect.poll(message).toBe('Could not load agents (503: try again later): trying again in 2 s.');
+    expect(lists).toBe(2);
+    await page.clock.runFor(2_500);
+    await page.locator('#main').waitFor({ state: 'visible' });
+    expect(await message()).toBe('Connected.');
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
+
+    // The list read after a create is refused: the agent exists all the same, and the page says
+    // so and opens it (it used to say "Could not create the agent", and a retry then got 409).
+    refusals.push({ status: 429, code: 'rate_limited', retryAfter: '1' });
+    await page.getByLabel('New agent id (optional)').fill('dash-created');
+    await page.getByTestId('agent-create').click();
+    await expect.poll(message).toBe('Created agent dash-created.');
+    await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe('dash-created');
+    expect(await page.getByTestId('agent-panel').isVisible()).toBe(true);
+    expect(await message()).toBe('Created agent dash-created.');
+    expect(refusals).toEqual([]);
+    expect((await fetch(`${base}/v1/agents/dash-created`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    await context.close();
+  });
+
+  it("holds no more than the newest 100 executions of an open agent, however many its stream brings", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-busy' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-busy"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    let last = '';
+    for (let i = 0; i < 110; i += 1) {
+      const run = await fetch(`${base}/v1/agents/dash-busy/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: `message ${i}` }) });
+      expect(run.status).toBe(200);
+      last = ((await run.json()) as { id: string }).id;
+    }
+    // The stream is in order: once the last one shows finished, every earlier event has been read.
+    const newest = page.locator('[data-testid="execution-row"]').first();
+    await expect.poll(() => newest.getAttribute('data-execution-id'), { timeout: 30_000 }).toBe(last);
+    await expect.poll(() => newest.getAttribute('data-events'), { timeout: 10_000 }).toBe('queued,running,succeeded');
+    expect(await page.locator('[data-testid="execution-row"]').count()).toBe(100);
+    // What the page holds (the module the page loaded, read in the page): the table's 100 rows,
+    // not every execution seen since the panel opened (a tab left open on a busy agent grew
+    // without end, each record with its input and output).
+    const held = await page.evaluate<{ executions: number; events: number }>(`(async () => {
+      const { state } = await import('/dashboard/state.js');
+      return { executions: state.selected.executions.size, events: state.selected.events.size };
+    })()`);
+    expect(held).toEqual({ executions: 100, events: 100 });
+    await context.close();
+  });
+
   it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-paused' }) })).status).toBe(201);
