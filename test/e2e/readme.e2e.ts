@@ -52,6 +52,11 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toMatch(/idempotent-replayed: true/i);
     expect(out).toContain('"status":"cancelled"');
     expect(out).toContain('"code":"already_finished"');
+    // Both execution lists (?limit=5 and ?status=cancelled) show the cancelled one, newest first:
+    // they read D1, which follows the agent about a second behind, and the walk-through asked
+    // before D1 had it (both printed without it, the second an empty list).
+    const listedFirst = /\{"data":\[\{"id":"ex_\w+","agentId":"support-bot","intent":"support\.reply","input":\{"message":"hello","simulateLatencyMs":20000\},"status":"cancelled"/g;
+    expect(out.match(listedFirst)).toHaveLength(2);
     expect(out).toContain('"code":"version_mismatch"');
     expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
     expect(out).toMatch(/"object":"chat\.completion".*Standard shipping/);
