@@ -4,7 +4,7 @@
 // The API key lives in sessionStorage and is only ever sent to this origin's /v1 API as
 // `Authorization: Bearer`. Every piece of data is rendered with textContent, never as HTML.
 import { merge, renderExecutions, select } from './agent-panel.js';
-import { refreshAgents } from './agents.js';
+import { refreshAgents, turnPage } from './agents.js';
 import { agentPath, api, ApiError, onUnauthorized } from './api.js';
 import { $, say } from './dom.js';
 import { start, stop } from './session.js';
@@ -46,6 +46,9 @@ $('key-forget').addEventListener('click', () => {
   stop();
   say('Key forgotten.');
 });
+
+$('agents-next').addEventListener('click', () => turnPage(1));
+$('agents-previous').addEventListener('click', () => turnPage(-1));
 
 $('agent-form').addEventListener('submit', async (event) => {
   event.preventDefault();

@@ -1,6 +1,6 @@
 // One pasted key's session: the first load, the polls, and the end that clears what it showed.
 import { select } from './agent-panel.js';
-import { agentStatuses, refreshAgents } from './agents.js';
+import { agentStatuses, firstPage, refreshAgents } from './agents.js';
 import { ApiError, UnreachableError } from './api.js';
 import { $, say } from './dom.js';
 import { poolDetails, refreshPools } from './pools.js';
@@ -13,7 +13,7 @@ let timers = [];
 
 export async function start() {
   stop();
-  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: agentStatuses(), pools: poolDetails(), unreachable: false };
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, page: firstPage(), statuses: agentStatuses(), pools: poolDetails(), unreachable: false };
   state.session = current;
   // A gateway that cannot be reached yet (restarting, say), or that turns the list away for a
   // while (a 429, a 5xx), is tried again until it answers: the key is in sessionStorage, not in
@@ -84,6 +84,7 @@ export function stop() {
   select(null);
   // The tables belong to the key that filled them: a key pasted next starts from empty ones.
   $('agents-body').replaceChildren();
+  $('agents-pages').hidden = true;
   $('pools-body').replaceChildren();
   $('main').hidden = true;
 }

@@ -583,6 +583,49 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it('pages through more than 100 agents, 100 at a time, so every agent can be opened', async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Many agents' }) })).json()) as { id: string };
+    const many = ((await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const id = (i: number) => `fleet-${String(i).padStart(3, '0')}`;
+    for (const from of [0, 100]) {
+      const agents = Array.from({ length: from === 0 ? 100 : 30 }, (_, i) => ({ id: id(from + i) }));
+      const res = await fetch(`${base}/v1/agents/batch`, { method: 'POST', headers: { authorization: `Bearer ${many}`, 'content-type': 'application/json' }, body: JSON.stringify({ agents }) });
+      expect(res.status).toBe(200);
+    }
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(many);
+    await page.getByTestId('key-submit').click();
+    const rows = page.locator('[data-testid="agent-row"]');
+    const ids = async () => rows.evaluateAll((list) => list.map((row) => (row as unknown as { dataset: { agentId: string } }).dataset.agentId));
+    const range = () => page.getByTestId('agents-range').textContent();
+    await expect.poll(ids, { timeout: 10_000 }).toEqual(Array.from({ length: 100 }, (_, i) => id(i)));
+    // The 101st agent on was out of the page's reach: it said only that the API lists them.
+    await page.getByTestId('agents-pages').waitFor();
+    expect(await range()).toBe('Agents 1–100');
+    expect(await page.getByTestId('agents-previous').isDisabled()).toBe(true);
+    await page.getByTestId('agents-next').click();
+    await expect.poll(ids, { timeout: 10_000 }).toEqual(Array.from({ length: 30 }, (_, i) => id(100 + i)));
+    expect(await range()).toBe('Agents 101–130');
+    expect(await page.getByTestId('agents-next').isDisabled()).toBe(true);
+    // The keyboard's focus, on Next as it turned disabled, went to Previous.
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('agents-previous');
+    // Later polls keep to the page shown.
+    await page.locator(`[data-testid="agent-row"][data-agent-id="${id(120)}"] button`).click();
+    await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe(id(120));
+    await expect.poll(() => page.locator(`[data-testid="agent-row"][data-agent-id="${id(120)}"] [data-testid="agent-queued"]`).textContent(), { timeout: 15_000 }).toBe('0');
+    expect(await ids()).toEqual(Array.from({ length: 30 }, (_, i) => id(100 + i)));
+    await page.getByTestId('agents-previous').focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(ids, { timeout: 10_000 }).toEqual(Array.from({ length: 100 }, (_, i) => id(i)));
+    expect(await range()).toBe('Agents 1–100');
+    expect(await page.getByTestId('agent-name').textContent()).toBe(id(120));
+    await context.close();
+  });
+
   it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-paused' }) })).status).toBe(201);
