@@ -7,6 +7,8 @@ import { state } from './state.js';
 import { follow } from './stream.js';
 
 const MAX_EXECUTIONS = 100;
+/** How far behind the agent D1's list may be (it follows about a second behind), with room. */
+const LIST_LAG_MS = 2000;
 const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
 
 export function showStatus(status) {
@@ -99,12 +101,19 @@ function onEvent(target, type, data) {
 
 function watch(target) {
   const streamState = $('stream-state');
+  let reconnect = false;
   return follow(`${agentPath(target.id)}/events`, target.abort.signal, {
-    onLive(missedSome) {
+    onLive(fromNow) {
       setText(streamState, 'live');
       streamState.dataset.live = 'true';
-      // Nothing seen yet means the stream starts from now: reload what happened meanwhile.
-      if (missedSome) loadExecutions(target).catch(() => undefined);
+      const first = !reconnect;
+      reconnect = true;
+      if (!fromNow) return;
+      // The stream starts from now and the list is D1's, a moment behind the agent: what ended
+      // just before now is in neither until D1 has it, so the list is read again once it does
+      // (select() has just read it for a first connection).
+      if (!first) loadExecutions(target).catch(() => undefined);
+      setTimeout(() => { if (state.selected === target) loadExecutions(target).catch(() => undefined); }, LIST_LAG_MS);
     },
     onEvent: (type, data) => onEvent(target, type, data),
     onDown(offline, pause) {

@@ -626,6 +626,41 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it('shows an execution that ended just before its agent was opened, before D1 had it, once D1 has it', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-lag' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    await context.clock.install({ time: new Date('2026-12-06T09:00:00Z') });
+    await context.clock.pauseAt(new Date('2026-12-06T09:00:01Z'));
+    const page = await context.newPage();
+    // The panel's list (read from D1) is answered at once; its event stream is held until the
+    // execution below has ended, as a stream that connects a moment after it would be.
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    await page.route('**/v1/agents/dash-lag/events', async (route) => { await held; await route.continue().catch(() => undefined); });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    const listed = page.waitForResponse((res) => new URL(res.url()).pathname === '/v1/agents/dash-lag/executions');
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-lag"] button').click();
+    await listed;
+    const run = await fetch(`${base}/v1/agents/dash-lag/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: 'hi' }) });
+    const { id } = (await run.json()) as { id: string };
+    // D1 has it now (the list the panel read did not, and the stream starts after it).
+    await expect.poll(async () => ((await (await fetch(`${base}/v1/agents/dash-lag/executions`, { headers: auth })).json()) as { data: { id: string }[] }).data.map((e) => e.id), { timeout: 10_000 }).toEqual([id]);
+    release();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 10_000 }).toBe('live');
+    // D1 follows the agent a second or so behind: the panel reads it again once that has passed
+    // since its stream began (it used to show the agent without this execution for good).
+    await page.clock.runFor(2_500);
+    const shown = () => page.locator('[data-testid="execution-row"]').evaluateAll((rows) => rows.map((row) => {
+      const { executionId, status } = (row as unknown as { dataset: { executionId: string; status: string } }).dataset;
+      return `${executionId} ${status}`;
+    }));
+    await expect.poll(shown, { timeout: 10_000 }).toEqual([`${id} succeeded`]);
+    await context.close();
+  });
+
   it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-paused' }) })).status).toBe(201);
