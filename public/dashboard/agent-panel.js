@@ -18,6 +18,10 @@ export function showStatus(status) {
 }
 
 export function select(id) {
+  const panel = $('agent-panel');
+  // A panel closed under the keyboard's focus (its agent deleted elsewhere) hands the focus to
+  // the agents panel; else it falls to the page, and the keyboard starts over from the top.
+  const focusWasInside = id === null && panel.contains(document.activeElement);
   state.selected?.abort.abort();
   state.selected = null;
   for (const button of document.querySelectorAll('#agents-body button[aria-pressed]')) {
@@ -25,8 +29,11 @@ export function select(id) {
     button.setAttribute('aria-pressed', String(mine));
     button.closest('tr').classList.toggle('selected', mine);
   }
-  $('agent-panel').hidden = id === null;
-  if (id === null) return;
+  panel.hidden = id === null;
+  if (id === null) {
+    if (focusWasInside) $('agents-title').focus();
+    return;
+  }
   const current = { id, abort: new AbortController(), executions: new Map(), events: new Map() };
   state.selected = current;
   setText($('agent-name'), id);
