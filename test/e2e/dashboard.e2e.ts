@@ -679,6 +679,29 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it("dates an execution's time when it is not of the page's today", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-dated' }) })).status).toBe(201);
+    const run = await fetch(`${base}/v1/agents/dash-dated/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: 'hi' }) });
+    const { createdAt } = (await run.json()) as { createdAt: string };
+    const context = await browser!.newContext();
+    // The page's today is a year after the execution's.
+    const later = new Date(Date.parse(createdAt) + 365 * 86_400_000);
+    await context.clock.install({ time: later });
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-dated"] button').click();
+    const created = page.locator('[data-testid="execution-row"] td').nth(3);
+    await created.waitFor({ timeout: 10_000 });
+    // As the page's own locale writes that moment, date and time (it showed the time alone, as if of today).
+    const expected = await page.evaluate<string>(`new Date(${JSON.stringify(createdAt)}).toLocaleString()`);
+    expect(await created.textContent()).toBe(expected);
+    expect(expected).toContain(String(new Date(createdAt).getFullYear()));
+    await context.close();
+  });
+
   it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-paused' }) })).status).toBe(201);
