@@ -16,6 +16,20 @@ function readmeBlock(name: string): string {
   return block[1];
 }
 
+/** The README's fenced block in `lang` that holds `marker` (its examples outside the runnable blocks). */
+function readmeSnippet(lang: string, marker: string): string {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  for (const block of readme.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, 'g'))) {
+    if (block[1]?.includes(marker)) return block[1];
+  }
+  throw new Error(`README has no ${lang} block with ${marker}`);
+}
+
+/** Runs an ES module's source with Node in the repository, whose packages its imports find. */
+function runModule(source: string, env: Record<string, string>) {
+  return spawnSync('node', ['--input-type=module'], { cwd: root, input: source, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+}
+
 function runBlock(name: string, env: Record<string, string>) {
   return spawnSync('bash', ['-euo', 'pipefail', '-c', readmeBlock(name)], {
     cwd: root,
@@ -65,6 +79,62 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toMatch(/"intent":"review","input":\{"hook":"support-results","scheme":"standard"/);
     expect(out).toMatch(/event: execution\.succeeded/);
     expect(out).toContain('{"object":"list","data":[{"id":"faq","object":"model"');
+  });
+
+  it("runs the Stats example: none right after the walk-through, which deleted its agents", () => {
+    const line = readmeSnippet('bash', '/v1/stats?windowMinutes=15').split('\n').find((l) => l.startsWith('curl '));
+    expect(line).toBeDefined();
+    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', line ?? ''], { cwd: root, env: { ...process.env, BASE: base, KEY: server.key }, encoding: 'utf8', timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ windowMinutes: 15, executions: {}, latencyMs: { p50: null, p99: null, samples: 0 }, upstreams: [] });
+  });
+
+  it("runs the OpenAI, MCP and A2A client examples as written, against the README's pool and agent (the port aside)", async () => {
+    const headers = { authorization: `Bearer ${server.key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/pools/faq`, { method: 'PUT', headers, body: JSON.stringify({ targets: [{ id: 'local', kind: 'builtin' }] }) })).status).toBe(201);
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers, body: JSON.stringify({ id: 'support-bot' }) })).status).toBe(201);
+    const local = (source: string) => source.replaceAll('http://127.0.0.1:8787', base).replaceAll('https://gateway.example', base);
+    try {
+      const openai = runModule(`${local(readmeSnippet('js', "from 'openai'"))}\nconsole.log(JSON.stringify(answer));`, { KEY: server.key });
+      expect(openai.stderr).toBe('');
+      expect(JSON.parse(openai.stdout)).toMatchObject({ object: 'chat.completion', choices: [{ message: { role: 'assistant', content: expect.stringMatching(/^Hello!/) } }] });
+
+      const mcp = runModule(`${local(readmeSnippet('js', 'StreamableHTTPClientTransport'))}\nconsole.log(JSON.stringify(run.structuredContent));\nawait client.close();`, { KEY: server.key });
+      expect(mcp.stderr).toBe('');
+      expect(JSON.parse(mcp.stdout)).toMatchObject({ agentId: 'support-bot', intent: 'support.reply', status: 'succeeded', output: { topic: 'orders' } });
+
+      // TypeScript: its types taken out as a build would, then run.
+      const ts = createRequire(import.meta.url)('typescript') as { transpileModule(source: string, options: { compilerOptions: Record<string, unknown> }): { outputText: string } };
+      const a2aSource = ts.transpileModule(local(readmeSnippet('ts', '@a2a-js/sdk/client')), { compilerOptions: { module: 99, target: 9 } }).outputText;
+      const a2a = runModule([
+        a2aSource,
+        "const { SendMessageRequest } = await import('@a2a-js/sdk');",
+        "const task = await client.sendMessage(SendMessageRequest.fromJSON({ message: { messageId: 'readme-1', role: 'ROLE_USER', parts: [{ text: 'How do refunds work?' }] } }));",
+        'console.log(JSON.stringify({ interfaces: (await client.getAgentCard()).supportedInterfaces, task: task.id }));',
+      ].join('\n'), { GATEWAY_KEY: server.key });
+      expect(a2a.stderr).toBe('');
+      expect(JSON.parse(a2a.stdout)).toEqual({
+        interfaces: [expect.objectContaining({ url: `${base}/a2a/support-bot/`, protocolBinding: 'JSONRPC' })],
+        task: expect.stringMatching(/^ex_/),
+      });
+    } finally {
+      expect((await fetch(`${base}/v1/agents/support-bot`, { method: 'DELETE', headers })).status).toBe(204);
+      expect((await fetch(`${base}/v1/pools/faq`, { method: 'DELETE', headers })).status).toBe(204);
+    }
+  });
+
+  it("runs docs/A2A.md's conformance agent example: the agent the suite drives, its card public", async () => {
+    const doc = readFileSync(path.join(root, 'docs', 'A2A.md'), 'utf8');
+    const create = /^curl -s localhost:8787\/v1\/agents[^\n]*\\\n[^\n]*\n/m.exec(doc)?.[0];
+    expect(create).toBeDefined();
+    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', (create ?? '').replaceAll('localhost:8787', base.replace('http://', ''))], { cwd: root, env: { ...process.env, KEY: server.key }, encoding: 'utf8', timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toMatchObject({ id: 'tck', upstream: { kind: 'builtin', mode: 'a2a-conformance' }, concurrency: 8 });
+    // The suite reads the card without a key, from <sut-host>/.well-known/agent-card.json.
+    const card = await fetch(`${base}/a2a/tck/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } });
+    expect(card.status).toBe(200);
+    expect(((await card.json()) as { supportedInterfaces: { url: string }[] }).supportedInterfaces[0]?.url).toBe(`${base}/a2a/tck/`);
+    expect((await fetch(`${base}/v1/agents/tck`, { method: 'DELETE', headers: { authorization: `Bearer ${server.key}` } })).status).toBe(204);
   });
 
   it('runs the operator block: tenant, its reading and the tenant list, key, listing, revocation', () => {
