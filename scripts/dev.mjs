@@ -38,8 +38,23 @@ function freePort() {
     });
   });
 }
+/** Whether `port` on 127.0.0.1 can be listened on now (nothing else holds it). */
+function portFree(port) {
+  return new Promise((resolve) => {
+    const server = createServer().once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 const port = Number(values.port);
 const persistTo = values['persist-to'];
+// Checked before anything else: on a port already held (an `npm run dev` left running in
+// another terminal, say) wrangler fails to start, but whatever holds the port answered the
+// /healthz below, and the banner and its key went out as if this gateway were running there.
+if (!(await portFree(port))) {
+  console.error(`npm run dev: port ${port} on 127.0.0.1 is already in use (another \`npm run dev\` still running?): stop what holds it, or choose another port with --port`);
+  process.exit(1);
+}
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
 const wranglerBin = 'node_modules/.bin/wrangler';
 const DATABASE = 'edge-agent-gateway';
@@ -106,15 +121,22 @@ process.on('SIGTERM', () => stop('SIGTERM'));
 child.on('exit', (code) => process.exit(code ?? 0));
 
 const base = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 600; i++) {
+let up = false;
+for (let i = 0; i < 600 && !up; i++) {
   try {
-    if ((await fetch(`${base}/healthz`)).ok) break;
+    up = (await fetch(`${base}/healthz`)).ok;
   } catch {
     /* not up yet */
   }
-  await new Promise((r) => setTimeout(r, 200));
+  if (!up) await new Promise((r) => setTimeout(r, 200));
 }
-console.log(`
+// A gateway that never answered is not announced as running (the banner used to follow anyway).
+if (!up) {
+  console.error(`npm run dev: the gateway did not answer ${base}/healthz within 120 s; stopping it`);
+  child.removeAllListeners('exit');
+  child.once('exit', () => process.exit(1));
+  stop('SIGTERM');
+} else console.log(`
   edge-agent-gateway is running on ${base}
 
   dashboard:    ${base}/dashboard/   (paste the demo API key)

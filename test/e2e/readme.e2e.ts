@@ -1,6 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { hc } from 'hono/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -222,6 +225,36 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });
     expect(res.status).toBe(404);
   });
+});
+
+// A second `npm run dev` on a port already taken (the first one still running in another
+// terminal, or anything else there) must say so and stop, not print a key as if it had started.
+describe('README quickstart, on a port already taken', () => {
+  it('stops with a message naming the port, before touching the database, and prints no key', async () => {
+    // Answers /healthz as a gateway already running there would.
+    const taken = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'));
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-busy-'));
+    try {
+      const dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      dev.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+      dev.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+      const code = await new Promise<number | null>((resolve) => dev.on('exit', resolve));
+      // It printed the banner and the demo key (the other server had answered its /healthz),
+      // then wrangler failed to bind the port.
+      expect(stdout).not.toContain('demo API key:');
+      expect(stdout).not.toContain('is running on');
+      expect(code).toBe(1);
+      expect(stderr).toContain(`port ${port} on 127.0.0.1 is already in use`);
+      expect(readdirSync(stateDir)).toEqual([]);
+    } finally {
+      taken.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 // The quickstart names the oldest Node it runs on; every package `npm ci` installs must run there
