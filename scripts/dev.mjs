@@ -48,6 +48,10 @@ function portFree(port) {
 
 const port = Number(values.port);
 const persistTo = values['persist-to'];
+if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  console.error(`npm run dev: --port must be a port number (1-65535), not ${JSON.stringify(values.port)}`);
+  process.exit(1);
+}
 // Checked before anything else: on a port already held (an `npm run dev` left running in
 // another terminal, say) wrangler fails to start, but whatever holds the port answered the
 // /healthz below, and the banner and its key went out as if this gateway were running there.
