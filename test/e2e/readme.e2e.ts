@@ -255,6 +255,19 @@ describe('README quickstart, on a port already taken', () => {
       rmSync(stateDir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('refuses a --port that is no port number, before touching the database', () => {
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-badport-'));
+    try {
+      const run = spawnSync('node', ['scripts/dev.mjs', '--port', 'abc', '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8', timeout: 60_000 });
+      // It ran the migrations, then handed wrangler the port NaN, which failed with an internal error.
+      expect(run.status).toBe(1);
+      expect(run.stderr.trim()).toBe('npm run dev: --port must be a port number (1-65535), not "abc"');
+      expect(readdirSync(stateDir)).toEqual([]);
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 });
 
 // The quickstart names the oldest Node it runs on; every package `npm ci` installs must run there
