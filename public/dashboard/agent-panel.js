@@ -45,6 +45,17 @@ export function select(id) {
   api(`${agentPath(id)}/status`, { signal: current.abort.signal }).then((s) => { if (state.selected === current) showStatus(s); }).catch(() => undefined);
 }
 
+/**
+ * Scrolls the panel's top into view when it is out of it: an agent opened far down a long list
+ * has its panel above what is shown (the second column's head) or, on a narrow screen, below
+ * the whole list, and the click seemed to do nothing.
+ */
+export function reveal() {
+  const panel = $('agent-panel');
+  const { top } = panel.getBoundingClientRect();
+  if (top < 0 || top > window.innerHeight - 48) panel.scrollIntoView({ block: 'start' });
+}
+
 /** Keeps the furthest-along record of an execution, whichever arrived first. */
 export function merge(target, execution) {
   const known = target.executions.get(execution.id);

@@ -1,6 +1,6 @@
 // The agents panel: the tenant's agents with their state and running/queued counts, a page of
 // 100 at a time (the list's largest page), with buttons to the next and previous pages.
-import { select, showStatus } from './agent-panel.js';
+import { reveal, select, showStatus } from './agent-panel.js';
 import { agentPath, api } from './api.js';
 import { $, cell, setText, syncRows } from './dom.js';
 import { Rounds } from './rounds.js';
@@ -50,7 +50,7 @@ export async function refreshAgents(current = state.session) {
         button.type = 'button';
         button.className = 'link';
         button.dataset.testid = 'agent-select';
-        button.addEventListener('click', () => select(id));
+        button.addEventListener('click', () => { select(id); reveal(); });
         first.append(button);
       }
       setText(button, agent.name ? `${id} (${agent.name})` : id);

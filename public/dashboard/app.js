@@ -3,7 +3,7 @@
 // format.js, stream.js, session.js, agents.js, agent-panel.js, pools.js).
 // The API key lives in sessionStorage and is only ever sent to this origin's /v1 API as
 // `Authorization: Bearer`. Every piece of data is rendered with textContent, never as HTML.
-import { merge, renderExecutions, select } from './agent-panel.js';
+import { merge, renderExecutions, reveal, select } from './agent-panel.js';
 import { refreshAgents, turnPage } from './agents.js';
 import { agentPath, api, ApiError, onUnauthorized } from './api.js';
 import { $, say } from './dom.js';
@@ -66,7 +66,10 @@ $('agent-form').addEventListener('submit', async (event) => {
   // The agent exists whatever the list read next answers (a 429, the network gone): that is
   // the polls' to report, not a failed create, which a retry would meet as 409.
   await refreshAgents().catch(() => undefined);
-  if (state.session === session && session) select(agent.id);
+  if (state.session === session && session) {
+    select(agent.id);
+    reveal();
+  }
 });
 
 $('run-form').addEventListener('submit', async (event) => {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { root, startDevServer, type DevServer } from './dev-server';
 
@@ -700,6 +700,35 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     expect(await created.textContent()).toBe(expected);
     expect(expected).toContain(String(new Date(createdAt).getFullYear()));
     await context.close();
+  });
+
+  it('brings the agent panel into view when an agent far down the list is opened', async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Long list' }) })).json()) as { id: string };
+    const listKey = ((await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const agents = Array.from({ length: 60 }, (_, i) => ({ id: `row-${String(i).padStart(2, '0')}` }));
+    expect((await fetch(`${base}/v1/agents/batch`, { method: 'POST', headers: { authorization: `Bearer ${listKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ agents }) })).status).toBe(200);
+    const panelTop = (page: Page) => page.getByTestId('agent-panel').evaluate((panel) => (panel as unknown as { getBoundingClientRect(): { top: number } }).getBoundingClientRect().top);
+    const innerHeight = (page: Page) => page.evaluate<number>('innerHeight');
+    // A wide screen, where the panel heads the second column, and a phone, where it follows the list.
+    for (const viewport of [{ width: 1280, height: 700 }, { width: 375, height: 700 }]) {
+      const context = await browser!.newContext({ viewport });
+      const page = await context.newPage();
+      await page.goto(`${base}/dashboard/`);
+      await page.getByLabel('API key').fill(listKey);
+      await page.getByTestId('key-submit').click();
+      const last = page.locator('[data-testid="agent-row"][data-agent-id="row-59"] button');
+      await last.scrollIntoViewIfNeeded();
+      await last.click();
+      await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe('row-59');
+      // The panel's top is on screen: it opened above (or below) what was in view, and the
+      // click seemed to do nothing.
+      const top = await panelTop(page);
+      expect(top, `${viewport.width} px`).toBeGreaterThanOrEqual(0);
+      expect(top, `${viewport.width} px`).toBeLessThan(await innerHeight(page));
+      await context.close();
+    }
   });
 
   it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
