@@ -37,11 +37,12 @@ export function select(id) {
   const current = { id, abort: new AbortController(), executions: new Map(), events: new Map() };
   state.selected = current;
   setText($('agent-name'), id);
+  say('', false, $('run-message'));
   showStatus(null);
   $('executions-body').replaceChildren();
   renderExecutions();
   watch(current).catch(() => undefined);
-  loadExecutions(current).catch((error) => { if (state.selected === current) say(`Could not load executions: ${error.message}`, true); });
+  loadExecutions(current).catch((error) => { if (state.selected === current) say(`Could not load executions: ${error.message}`, true, $('run-message')); });
   api(`${agentPath(id)}/status`, { signal: current.abort.signal }).then((s) => { if (state.selected === current) showStatus(s); }).catch(() => undefined);
 }
 

@@ -81,7 +81,7 @@ $('run-form').addEventListener('submit', async (event) => {
   try {
     input = raw === '' ? undefined : JSON.parse(raw);
   } catch {
-    say('Input must be JSON.', true);
+    say('Input must be JSON.', true, $('run-message'));
     return;
   }
   try {
@@ -89,13 +89,16 @@ $('run-form').addEventListener('submit', async (event) => {
       method: 'POST',
       body: { intent: $('intent-input').value.trim(), ...(input !== undefined && { input }), mode: 'async' },
     });
-    say(`Queued ${execution.id}.`);
     if (state.selected === target) {
+      say(`Queued ${execution.id}.`, false, $('run-message'));
       merge(target, execution);
       renderExecutions();
-    }
+    } else say(`Queued ${execution.id} on ${target.id}.`);
   } catch (error) {
-    if (!endedSession(error)) say(`Could not run: ${error.message}`, true);
+    // In the panel it was sent from, or the header's once another agent's panel has replaced it.
+    if (endedSession(error)) return;
+    if (state.selected === target) say(`Could not run: ${error.message}`, true, $('run-message'));
+    else say(`Could not run on ${target.id}: ${error.message}`, true);
   }
 });
 

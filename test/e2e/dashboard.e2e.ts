@@ -731,6 +731,38 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     }
   });
 
+  it("says what became of a run next to the agent's run form, in view where the form is", async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Run messages' }) })).json()) as { id: string };
+    const runKey = ((await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const agents = Array.from({ length: 30 }, (_, i) => ({ id: `runner-${String(i).padStart(2, '0')}` }));
+    expect((await fetch(`${base}/v1/agents/batch`, { method: 'POST', headers: { authorization: `Bearer ${runKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ agents }) })).status).toBe(200);
+    // A phone: the agent's panel follows the list of 30 agents, far below the page's header.
+    const context = await browser!.newContext({ viewport: { width: 375, height: 700 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(runKey);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="runner-29"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    const inView = (text: string) => page.getByText(text, { exact: true }).evaluateAll((found) => found.some((element) => {
+      const { top, bottom } = (element as unknown as { getBoundingClientRect(): { top: number; bottom: number } }).getBoundingClientRect();
+      return top >= 0 && bottom <= (globalThis as unknown as { innerHeight: number }).innerHeight;
+    }));
+    const submit = page.getByTestId('run-submit');
+    await page.getByLabel('Input (JSON)').fill('{not json');
+    await submit.scrollIntoViewIfNeeded();
+    await submit.click();
+    // It was said in the page's header alone, out of view: the click seemed to do nothing.
+    await expect.poll(() => inView('Input must be JSON.')).toBe(true);
+    await page.getByLabel('Input (JSON)').fill('{"message":"hi"}');
+    await submit.click();
+    await expect.poll(() => page.getByTestId('run-message').textContent()).toMatch(/^Queued ex_\w+\.$/);
+    expect(await inView((await page.getByTestId('run-message').textContent()) ?? '')).toBe(true);
+    await context.close();
+  });
+
   it("holds the event stream's reconnect back for a 429's or 503's Retry-After (60 s at most), and shows it paused", async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-paused' }) })).status).toBe(201);
