@@ -220,10 +220,12 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect((await fetch(`${base}/v1/pools/probed`, { method: 'DELETE', headers })).status).toBe(204);
   });
 
-  it('has deleted the walk-through agent', async () => {
-    const key = server.key;
-    const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });
-    expect(res.status).toBe(404);
+  it('has deleted what the walk-through made: its agents and its incoming hook', async () => {
+    const headers = { authorization: `Bearer ${server.key}` };
+    for (const agent of ['support-bot', 'reviewer']) expect((await fetch(`${base}/v1/agents/${agent}`, { headers })).status).toBe(404);
+    // A hook is the tenant's, not its agent's: left behind, it would start work on the next
+    // agent named reviewer, for whoever knows its secret.
+    expect(await (await fetch(`${base}/v1/hooks`, { headers })).json()).toEqual({ data: [], nextCursor: null });
   });
 });
 
