@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
@@ -270,6 +271,31 @@ describe('README quickstart, on a port already taken', () => {
       rmSync(stateDir, { recursive: true, force: true });
     }
   });
+});
+
+// .dev.vars made anew (deleted to get fresh secrets, say) next to a local database that kept its
+// state: the demo key `npm run dev` prints is the new one, and it must be the one that works.
+describe('README quickstart, a new .dev.vars over an old local database', () => {
+  it('prints a demo key the gateway takes, not the one the database had before', async () => {
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-rekey-'));
+    const wrangler = (args: string[]) => {
+      const run = spawnSync('node_modules/.bin/wrangler', [...args, '--local', '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stderr).toBe(0);
+    };
+    // What an earlier `npm run dev` left: the demo tenant, with the demo key of an older .dev.vars.
+    wrangler(['d1', 'migrations', 'apply', 'edge-agent-gateway']);
+    const older = createHash('sha256').update('eag_an-older-demo-key-from-a-deleted-dev-vars').digest('hex');
+    wrangler(['d1', 'execute', 'edge-agent-gateway', '--command', `INSERT INTO tenants (id, name, created_at) VALUES ('demo', 'Demo tenant', 1); INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', 'demo', '${older}', 'eag_an-older', 'demo key', 1);`]);
+    const dev = await startDevServer('eag-rekey-', {}, stateDir);
+    try {
+      // It printed the key of .dev.vars, which the database did not know: every request 401.
+      expect(dev.banner).toContain(`demo API key: ${dev.key}`);
+      const res = await fetch(`${dev.base}/v1/agents`, { headers: { authorization: `Bearer ${dev.key}` } });
+      expect(res.status).toBe(200);
+    } finally {
+      dev.stop();
+    }
+  }, 240_000);
 });
 
 // The quickstart names the oldest Node it runs on; every package `npm ci` installs must run there
