@@ -38,8 +38,27 @@ function freePort() {
     });
   });
 }
+/** Whether `port` on 127.0.0.1 can be listened on now (nothing else holds it). */
+function portFree(port) {
+  return new Promise((resolve) => {
+    const server = createServer().once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 const port = Number(values.port);
 const persistTo = values['persist-to'];
+if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  console.error(`npm run dev: --port must be a port number (1-65535), not ${JSON.stringify(values.port)}`);
+  process.exit(1);
+}
+// Checked before anything else: on a port already held (an `npm run dev` left running in
+// another terminal, say) wrangler fails to start, but whatever holds the port answered the
+// /healthz below, and the banner and its key went out as if this gateway were running there.
+if (!(await portFree(port))) {
+  console.error(`npm run dev: port ${port} on 127.0.0.1 is already in use (another \`npm run dev\` still running?): stop what holds it, or choose another port with --port`);
+  process.exit(1);
+}
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
 const wranglerBin = 'node_modules/.bin/wrangler';
 const DATABASE = 'edge-agent-gateway';
@@ -86,12 +105,15 @@ const demoKey = vars.DEMO_API_KEY;
 if (!demoKey?.startsWith('eag_')) throw new Error('DEMO_API_KEY in .dev.vars must start with eag_');
 
 wrangler(['d1', 'migrations', 'apply', DATABASE, '--local', '--persist-to', persistTo]);
+// The demo key is the one .dev.vars holds now: a .dev.vars made anew (or edited) next to a
+// database that kept the earlier key's hash used to leave the printed key refused (401).
 const hash = createHash('sha256').update(demoKey).digest('hex');
 const now = Date.now();
 wrangler([
   'd1', 'execute', DATABASE, '--local', '--persist-to', persistTo, '--command',
   `INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES ('${DEMO_TENANT}', 'Demo tenant', ${now});
-   INSERT OR IGNORE INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', '${DEMO_TENANT}', '${hash}', '${demoKey.slice(0, 12)}', 'demo key', ${now});`,
+   INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', '${DEMO_TENANT}', '${hash}', '${demoKey.slice(0, 12)}', 'demo key', ${now})
+     ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, prefix = excluded.prefix;`,
 ]);
 
 const inspectorPort = values['inspector-port'] ? Number(values['inspector-port']) : await freePort();
@@ -106,15 +128,22 @@ process.on('SIGTERM', () => stop('SIGTERM'));
 child.on('exit', (code) => process.exit(code ?? 0));
 
 const base = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 600; i++) {
+let up = false;
+for (let i = 0; i < 600 && !up; i++) {
   try {
-    if ((await fetch(`${base}/healthz`)).ok) break;
+    up = (await fetch(`${base}/healthz`)).ok;
   } catch {
     /* not up yet */
   }
-  await new Promise((r) => setTimeout(r, 200));
+  if (!up) await new Promise((r) => setTimeout(r, 200));
 }
-console.log(`
+// A gateway that never answered is not announced as running (the banner used to follow anyway).
+if (!up) {
+  console.error(`npm run dev: the gateway did not answer ${base}/healthz within 120 s; stopping it`);
+  child.removeAllListeners('exit');
+  child.once('exit', () => process.exit(1));
+  stop('SIGTERM');
+} else console.log(`
   edge-agent-gateway is running on ${base}
 
   dashboard:    ${base}/dashboard/   (paste the demo API key)

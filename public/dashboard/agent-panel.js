@@ -7,6 +7,8 @@ import { state } from './state.js';
 import { follow } from './stream.js';
 
 const MAX_EXECUTIONS = 100;
+/** How far behind the agent D1's list may be (it follows about a second behind), with room. */
+const LIST_LAG_MS = 2000;
 const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
 
 export function showStatus(status) {
@@ -16,6 +18,10 @@ export function showStatus(status) {
 }
 
 export function select(id) {
+  const panel = $('agent-panel');
+  // A panel closed under the keyboard's focus (its agent deleted elsewhere) hands the focus to
+  // the agents panel; else it falls to the page, and the keyboard starts over from the top.
+  const focusWasInside = id === null && panel.contains(document.activeElement);
   state.selected?.abort.abort();
   state.selected = null;
   for (const button of document.querySelectorAll('#agents-body button[aria-pressed]')) {
@@ -23,17 +29,32 @@ export function select(id) {
     button.setAttribute('aria-pressed', String(mine));
     button.closest('tr').classList.toggle('selected', mine);
   }
-  $('agent-panel').hidden = id === null;
-  if (id === null) return;
+  panel.hidden = id === null;
+  if (id === null) {
+    if (focusWasInside) $('agents-title').focus();
+    return;
+  }
   const current = { id, abort: new AbortController(), executions: new Map(), events: new Map() };
   state.selected = current;
   setText($('agent-name'), id);
+  say('', false, $('run-message'));
   showStatus(null);
   $('executions-body').replaceChildren();
   renderExecutions();
   watch(current).catch(() => undefined);
-  loadExecutions(current).catch((error) => { if (state.selected === current) say(`Could not load executions: ${error.message}`, true); });
+  loadExecutions(current).catch((error) => { if (state.selected === current) say(`Could not load executions: ${error.message}`, true, $('run-message')); });
   api(`${agentPath(id)}/status`, { signal: current.abort.signal }).then((s) => { if (state.selected === current) showStatus(s); }).catch(() => undefined);
+}
+
+/**
+ * Scrolls the panel's top into view when it is out of it: an agent opened far down a long list
+ * has its panel above what is shown (the second column's head) or, on a narrow screen, below
+ * the whole list, and the click seemed to do nothing.
+ */
+export function reveal() {
+  const panel = $('agent-panel');
+  const { top } = panel.getBoundingClientRect();
+  if (top < 0 || top > window.innerHeight - 48) panel.scrollIntoView({ block: 'start' });
 }
 
 /** Keeps the furthest-along record of an execution, whichever arrived first. */
@@ -54,8 +75,13 @@ export function renderExecutions() {
   const target = state.selected;
   if (!target) return;
   const ordered = [...target.executions.values()]
-    .sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1))
-    .slice(0, MAX_EXECUTIONS);
+    .sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
+  // Only what the table shows is kept: a panel left open on a busy agent would otherwise hold
+  // every execution its stream ever brought, each with its input and output.
+  for (const dropped of ordered.splice(MAX_EXECUTIONS)) {
+    target.executions.delete(dropped.id);
+    target.events.delete(dropped.id);
+  }
   syncRows($('executions-body'), ordered.map((e) => e.id), (row, id) => {
     const execution = target.executions.get(id);
     row.dataset.testid = 'execution-row';
@@ -94,12 +120,19 @@ function onEvent(target, type, data) {
 
 function watch(target) {
   const streamState = $('stream-state');
+  let reconnect = false;
   return follow(`${agentPath(target.id)}/events`, target.abort.signal, {
-    onLive(missedSome) {
+    onLive(fromNow) {
       setText(streamState, 'live');
       streamState.dataset.live = 'true';
-      // Nothing seen yet means the stream starts from now: reload what happened meanwhile.
-      if (missedSome) loadExecutions(target).catch(() => undefined);
+      const first = !reconnect;
+      reconnect = true;
+      if (!fromNow) return;
+      // The stream starts from now and the list is D1's, a moment behind the agent: what ended
+      // just before now is in neither until D1 has it, so the list is read again once it does
+      // (select() has just read it for a first connection).
+      if (!first) loadExecutions(target).catch(() => undefined);
+      setTimeout(() => { if (state.selected === target) loadExecutions(target).catch(() => undefined); }, LIST_LAG_MS);
     },
     onEvent: (type, data) => onEvent(target, type, data),
     onDown(offline, pause) {

@@ -3,8 +3,8 @@
 // format.js, stream.js, session.js, agents.js, agent-panel.js, pools.js).
 // The API key lives in sessionStorage and is only ever sent to this origin's /v1 API as
 // `Authorization: Bearer`. Every piece of data is rendered with textContent, never as HTML.
-import { merge, renderExecutions, select } from './agent-panel.js';
-import { refreshAgents } from './agents.js';
+import { merge, renderExecutions, reveal, select } from './agent-panel.js';
+import { refreshAgents, turnPage } from './agents.js';
 import { agentPath, api, ApiError, onUnauthorized } from './api.js';
 import { $, say } from './dom.js';
 import { start, stop } from './session.js';
@@ -47,17 +47,28 @@ $('key-forget').addEventListener('click', () => {
   say('Key forgotten.');
 });
 
+$('agents-next').addEventListener('click', () => turnPage(1));
+$('agents-previous').addEventListener('click', () => turnPage(-1));
+
 $('agent-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const id = $('agent-id-input').value.trim();
+  const session = state.session;
+  let agent;
   try {
-    const agent = await api('/v1/agents', { method: 'POST', body: id ? { id } : {} });
-    $('agent-id-input').value = '';
-    say(`Created agent ${agent.id}.`);
-    await refreshAgents();
-    select(agent.id);
+    agent = await api('/v1/agents', { method: 'POST', body: id ? { id } : {} });
   } catch (error) {
     if (!endedSession(error)) say(`Could not create the agent: ${error.message}`, true);
+    return;
+  }
+  $('agent-id-input').value = '';
+  say(`Created agent ${agent.id}.`);
+  // The agent exists whatever the list read next answers (a 429, the network gone): that is
+  // the polls' to report, not a failed create, which a retry would meet as 409.
+  await refreshAgents().catch(() => undefined);
+  if (state.session === session && session) {
+    select(agent.id);
+    reveal();
   }
 });
 
@@ -70,7 +81,7 @@ $('run-form').addEventListener('submit', async (event) => {
   try {
     input = raw === '' ? undefined : JSON.parse(raw);
   } catch {
-    say('Input must be JSON.', true);
+    say('Input must be JSON.', true, $('run-message'));
     return;
   }
   try {
@@ -78,13 +89,16 @@ $('run-form').addEventListener('submit', async (event) => {
       method: 'POST',
       body: { intent: $('intent-input').value.trim(), ...(input !== undefined && { input }), mode: 'async' },
     });
-    say(`Queued ${execution.id}.`);
     if (state.selected === target) {
+      say(`Queued ${execution.id}.`, false, $('run-message'));
       merge(target, execution);
       renderExecutions();
-    }
+    } else say(`Queued ${execution.id} on ${target.id}.`);
   } catch (error) {
-    if (!endedSession(error)) say(`Could not run: ${error.message}`, true);
+    // In the panel it was sent from, or the header's once another agent's panel has replaced it.
+    if (endedSession(error)) return;
+    if (state.selected === target) say(`Could not run: ${error.message}`, true, $('run-message'));
+    else say(`Could not run on ${target.id}: ${error.message}`, true);
   }
 });
 

@@ -2,10 +2,10 @@
 
 export const $ = (id) => document.getElementById(id);
 
-export function say(text, isError = false) {
-  const message = $('message');
-  message.textContent = text;
-  message.classList.toggle('error', isError);
+/** Says `text` in the page's header, or in `where` (a panel's own message line). */
+export function say(text, isError = false, where = $('message')) {
+  where.textContent = text;
+  where.classList.toggle('error', isError);
 }
 
 export function cell(row, index) {

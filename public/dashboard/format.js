@@ -1,6 +1,11 @@
 // How times, durations and results read in the tables.
 
-export const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '');
+/** A moment of today as its time alone; of another day with its date, or last week's 5 pm reads as today's. */
+export function time(iso) {
+  if (!iso) return '';
+  const at = new Date(iso);
+  return at.toDateString() === new Date().toDateString() ? at.toLocaleTimeString() : at.toLocaleString();
+}
 export const ms = (value) => (value === null || value === undefined ? '–' : `${Math.round(value)} ms`);
 
 export function summary(execution) {

@@ -1,6 +1,6 @@
 // One pasted key's session: the first load, the polls, and the end that clears what it showed.
 import { select } from './agent-panel.js';
-import { agentStatuses, refreshAgents } from './agents.js';
+import { agentStatuses, firstPage, refreshAgents } from './agents.js';
 import { ApiError, UnreachableError } from './api.js';
 import { $, say } from './dom.js';
 import { poolDetails, refreshPools } from './pools.js';
@@ -13,22 +13,26 @@ let timers = [];
 
 export async function start() {
   stop();
-  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, statuses: agentStatuses(), pools: poolDetails(), unreachable: false };
+  const current = { abort: new AbortController(), agentsBusy: false, poolsBusy: false, page: firstPage(), statuses: agentStatuses(), pools: poolDetails(), unreachable: false };
   state.session = current;
-  // A gateway that cannot be reached yet (restarting, say) is tried again until it answers: the
-  // key is in sessionStorage, not in the emptied key field, so the page has to recover alone.
+  // A gateway that cannot be reached yet (restarting, say), or that turns the list away for a
+  // while (a 429, a 5xx), is tried again until it answers: the key is in sessionStorage, not in
+  // the emptied key field, so the page has to recover alone.
   for (;;) {
     try {
       await refreshAgents(current);
       break;
     } catch (error) {
       if (state.session !== current) return;
-      if (!(error instanceof UnreachableError)) {
+      const seconds = retryIn(error);
+      if (seconds === null) {
         if (!(error instanceof ApiError && error.status === 401)) say(`Could not load agents: ${error.message}`, true);
         return;
       }
-      say(`The gateway cannot be reached (${error.message}): trying again every ${AGENTS_EVERY_MS / 1000} s.`, true);
-      await new Promise((resolve) => { setTimeout(resolve, AGENTS_EVERY_MS); });
+      say(error instanceof UnreachableError
+        ? `The gateway cannot be reached (${error.message}): trying again every ${AGENTS_EVERY_MS / 1000} s.`
+        : `Could not load agents (${error.status}: ${error.message}): trying again in ${seconds} s.`, true);
+      await new Promise((resolve) => { setTimeout(resolve, seconds * 1000); });
     }
   }
   if (state.session !== current) return;
@@ -39,6 +43,19 @@ export async function start() {
     setInterval(() => { if (!document.hidden) poll(refreshAgents, current); }, AGENTS_EVERY_MS),
     setInterval(() => { if (!document.hidden) poll(refreshPools, current); }, POOLS_EVERY_MS),
   ];
+}
+
+/** The longest a first load waits on a Retry-After, so a page left open still comes up. */
+const MAX_WAIT_S = 60;
+
+/**
+ * Seconds until a failed first load is tried again, or null when trying again cannot help (a
+ * 401 refused the key, a 4xx the request). A 429 or a 5xx says nothing about the key.
+ */
+function retryIn(error) {
+  if (error instanceof UnreachableError) return AGENTS_EVERY_MS / 1000;
+  if (!(error instanceof ApiError) || (error.status !== 429 && error.status < 500)) return null;
+  return Math.min(Math.max(error.retryAfterS ?? AGENTS_EVERY_MS / 1000, 1), MAX_WAIT_S);
 }
 
 /**
@@ -67,6 +84,7 @@ export function stop() {
   select(null);
   // The tables belong to the key that filled them: a key pasted next starts from empty ones.
   $('agents-body').replaceChildren();
+  $('agents-pages').hidden = true;
   $('pools-body').replaceChildren();
   $('main').hidden = true;
 }

@@ -9,9 +9,10 @@ export const state = {
   /**
    * What one pasted key shows: stop() ends it, so an answer still on its way for an earlier key
    * (another tenant's agents or pools) is dropped instead of being drawn under the next key.
-   * statuses, pools: each agent's last status and each pool's last details (rounds.js);
-   * unreachable: the last refresh found no gateway (and the page says so).
-   * { abort, agentsBusy, poolsBusy, statuses: Rounds, pools: Rounds, unreachable: boolean }
+   * page: the page of agents shown (agents.js); statuses, pools: each agent's last status and
+   * each pool's last details (rounds.js); unreachable: the last refresh found no gateway (and
+   * the page says so).
+   * { abort, agentsBusy, poolsBusy, page, statuses: Rounds, pools: Rounds, unreachable: boolean }
    */
   session: null,
 };

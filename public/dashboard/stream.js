@@ -46,8 +46,8 @@ function wait(ms, signal, wakeable) {
  * Follows the stream at `path` until `signal` aborts, resuming with Last-Event-ID after a drop
  * so no event is missed. A 401 or 404 ends it (the key was refused; the stream's owner is gone).
  * A 429 or 503 with Retry-After holds the next attempt back that long (at most MAX_PAUSE_S).
- * handlers: onLive(missedSome) on each connection (missedSome: a reconnect with no id to resume
- * from, so what happened meanwhile is not replayed), onEvent(type, data), onDown(offline, pause)
+ * handlers: onLive(fromNow) on each connection (fromNow: there was no id to resume from, so the
+ * stream starts from now and nothing before it is replayed), onEvent(type, data), onDown(offline, pause)
  * (pause: { status, seconds } while a Retry-After holds it back, else null),
  * onUnauthorized(reason, key), onGone().
  */
@@ -78,7 +78,7 @@ export async function follow(path, signal, handlers) {
       const seconds = res.status === 429 || res.status === 503 ? retryAfterSeconds(res.headers.get('retry-after')) : null;
       if (seconds !== null) pause = { status: res.status, seconds: Math.min(seconds, MAX_PAUSE_S) };
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
-      handlers.onLive(lastEventId === null && failures > 0);
+      handlers.onLive(lastEventId === null);
       failures = 0;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';

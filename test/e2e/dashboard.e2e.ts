@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { root, startDevServer, type DevServer } from './dev-server';
 
@@ -497,6 +497,269 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await page.reload();
     await expect.poll(message).toBe('Paste an API key to begin.');
     expect(sent).toEqual([]);
+    await context.close();
+  });
+
+  it('keeps trying a first agent list turned away (429, 503) after its Retry-After, and reports an agent it created as created when the list after it is refused', async () => {
+    const context = await browser!.newContext();
+    // The page's timers wait on a clock only the test moves on: no poll comes unasked.
+    await context.clock.install({ time: new Date('2026-12-06T09:00:00Z') });
+    await context.clock.pauseAt(new Date('2026-12-06T09:00:01Z'));
+    const page = await context.newPage();
+    const message = () => page.getByTestId('message').textContent();
+    // Each agent list (GET /v1/agents) takes the next refusal queued here, if any.
+    const refusals: { status: number; code: string; retryAfter: string }[] = [
+      { status: 429, code: 'rate_limited', retryAfter: '5' },
+      { status: 503, code: 'unavailable', retryAfter: '2' },
+    ];
+    let lists = 0;
+    await page.route((url) => url.pathname === '/v1/agents', async (route) => {
+      if (route.request().method() !== 'GET') return route.fallback();
+      lists += 1;
+      const refusal = refusals.shift();
+      if (!refusal) return route.fallback();
+      await route.fulfill({ status: refusal.status, headers: { 'retry-after': refusal.retryAfter }, contentType: 'application/json', body: JSON.stringify({ error: { code: refusal.code, message: 'try again later' } }) });
+    });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    // A 429 says nothing about the key: the page waits out its Retry-After and asks again (it used
+    // to give up, the tables hidden and the key field empty, until the page was reloaded).
+    await expect.poll(message).toBe('Could not load agents (429: try again later): trying again in 5 s.');
+    await page.clock.runFor(4_000);
+    await page.waitForTimeout(300);
+    expect(lists).toBe(1);
+    await page.clock.runFor(1_500);
+    await expect.poll(message).toBe('Could not load agents (503: try again later): trying again in 2 s.');
+    expect(lists).toBe(2);
+    await page.clock.runFor(2_500);
+    await page.locator('#main').waitFor({ state: 'visible' });
+    expect(await message()).toBe('Connected.');
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
+
+    // The list read after a create is refused: the agent exists all the same, and the page says
+    // so and opens it (it used to say "Could not create the agent", and a retry then got 409).
+    refusals.push({ status: 429, code: 'rate_limited', retryAfter: '1' });
+    await page.getByLabel('New agent id (optional)').fill('dash-created');
+    await page.getByTestId('agent-create').click();
+    await expect.poll(message).toBe('Created agent dash-created.');
+    await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe('dash-created');
+    expect(await page.getByTestId('agent-panel').isVisible()).toBe(true);
+    expect(await message()).toBe('Created agent dash-created.');
+    expect(refusals).toEqual([]);
+    expect((await fetch(`${base}/v1/agents/dash-created`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    await context.close();
+  });
+
+  it("holds no more than the newest 100 executions of an open agent, however many its stream brings", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-busy' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-busy"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    let last = '';
+    for (let i = 0; i < 110; i += 1) {
+      const run = await fetch(`${base}/v1/agents/dash-busy/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: `message ${i}` }) });
+      expect(run.status).toBe(200);
+      last = ((await run.json()) as { id: string }).id;
+    }
+    // The stream is in order: once the last one shows finished, every earlier event has been read.
+    const newest = page.locator('[data-testid="execution-row"]').first();
+    await expect.poll(() => newest.getAttribute('data-execution-id'), { timeout: 30_000 }).toBe(last);
+    await expect.poll(() => newest.getAttribute('data-events'), { timeout: 10_000 }).toBe('queued,running,succeeded');
+    expect(await page.locator('[data-testid="execution-row"]').count()).toBe(100);
+    // What the page holds (the module the page loaded, read in the page): the table's 100 rows,
+    // not every execution seen since the panel opened (a tab left open on a busy agent grew
+    // without end, each record with its input and output).
+    const held = await page.evaluate<{ executions: number; events: number }>(`(async () => {
+      const { state } = await import('/dashboard/state.js');
+      return { executions: state.selected.executions.size, events: state.selected.events.size };
+    })()`);
+    expect(held).toEqual({ executions: 100, events: 100 });
+    await context.close();
+  });
+
+  it('pages through more than 100 agents, 100 at a time, so every agent can be opened', async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Many agents' }) })).json()) as { id: string };
+    const many = ((await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const id = (i: number) => `fleet-${String(i).padStart(3, '0')}`;
+    for (const from of [0, 100]) {
+      const agents = Array.from({ length: from === 0 ? 100 : 30 }, (_, i) => ({ id: id(from + i) }));
+      const res = await fetch(`${base}/v1/agents/batch`, { method: 'POST', headers: { authorization: `Bearer ${many}`, 'content-type': 'application/json' }, body: JSON.stringify({ agents }) });
+      expect(res.status).toBe(200);
+    }
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(many);
+    await page.getByTestId('key-submit').click();
+    const rows = page.locator('[data-testid="agent-row"]');
+    const ids = async () => rows.evaluateAll((list) => list.map((row) => (row as unknown as { dataset: { agentId: string } }).dataset.agentId));
+    const range = () => page.getByTestId('agents-range').textContent();
+    await expect.poll(ids, { timeout: 10_000 }).toEqual(Array.from({ length: 100 }, (_, i) => id(i)));
+    // The 101st agent on was out of the page's reach: it said only that the API lists them.
+    await page.getByTestId('agents-pages').waitFor();
+    expect(await range()).toBe('Agents 1–100');
+    expect(await page.getByTestId('agents-previous').isDisabled()).toBe(true);
+    await page.getByTestId('agents-next').click();
+    await expect.poll(ids, { timeout: 10_000 }).toEqual(Array.from({ length: 30 }, (_, i) => id(100 + i)));
+    expect(await range()).toBe('Agents 101–130');
+    expect(await page.getByTestId('agents-next').isDisabled()).toBe(true);
+    // The keyboard's focus, on Next as it turned disabled, went to Previous.
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('agents-previous');
+    // Later polls keep to the page shown.
+    await page.locator(`[data-testid="agent-row"][data-agent-id="${id(120)}"] button`).click();
+    await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe(id(120));
+    await expect.poll(() => page.locator(`[data-testid="agent-row"][data-agent-id="${id(120)}"] [data-testid="agent-queued"]`).textContent(), { timeout: 15_000 }).toBe('0');
+    expect(await ids()).toEqual(Array.from({ length: 30 }, (_, i) => id(100 + i)));
+    await page.getByTestId('agents-previous').focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(ids, { timeout: 10_000 }).toEqual(Array.from({ length: 100 }, (_, i) => id(i)));
+    expect(await range()).toBe('Agents 1–100');
+    expect(await page.getByTestId('agent-name').textContent()).toBe(id(120));
+    await context.close();
+  });
+
+  it('shows an execution that ended just before its agent was opened, before D1 had it, once D1 has it', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-lag' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    await context.clock.install({ time: new Date('2026-12-06T09:00:00Z') });
+    await context.clock.pauseAt(new Date('2026-12-06T09:00:01Z'));
+    const page = await context.newPage();
+    // The panel's list (read from D1) is answered at once; its event stream is held until the
+    // execution below has ended, as a stream that connects a moment after it would be.
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    await page.route('**/v1/agents/dash-lag/events', async (route) => { await held; await route.continue().catch(() => undefined); });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    const listed = page.waitForResponse((res) => new URL(res.url()).pathname === '/v1/agents/dash-lag/executions');
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-lag"] button').click();
+    await listed;
+    const run = await fetch(`${base}/v1/agents/dash-lag/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: 'hi' }) });
+    const { id } = (await run.json()) as { id: string };
+    // D1 has it now (the list the panel read did not, and the stream starts after it).
+    await expect.poll(async () => ((await (await fetch(`${base}/v1/agents/dash-lag/executions`, { headers: auth })).json()) as { data: { id: string }[] }).data.map((e) => e.id), { timeout: 10_000 }).toEqual([id]);
+    release();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 10_000 }).toBe('live');
+    // D1 follows the agent a second or so behind: the panel reads it again once that has passed
+    // since its stream began (it used to show the agent without this execution for good).
+    await page.clock.runFor(2_500);
+    const shown = () => page.locator('[data-testid="execution-row"]').evaluateAll((rows) => rows.map((row) => {
+      const { executionId, status } = (row as unknown as { dataset: { executionId: string; status: string } }).dataset;
+      return `${executionId} ${status}`;
+    }));
+    await expect.poll(shown, { timeout: 10_000 }).toEqual([`${id} succeeded`]);
+    await context.close();
+  });
+
+  it('hands the keyboard focus to the agents panel when the open agent, focus inside its panel, is deleted elsewhere', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-focus' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-focus"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    await page.getByLabel('Intent').focus();
+    expect((await fetch(`${base}/v1/agents/dash-focus`, { method: 'DELETE', headers: auth })).status).toBe(204);
+    await expect.poll(() => page.getByTestId('agent-panel').isHidden(), { timeout: 20_000 }).toBe(true);
+    // It used to fall to the page's body, so the keyboard started over from the top.
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('agents-title');
+    await context.close();
+  });
+
+  it("dates an execution's time when it is not of the page's today", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-dated' }) })).status).toBe(201);
+    const run = await fetch(`${base}/v1/agents/dash-dated/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: 'hi' }) });
+    const { createdAt } = (await run.json()) as { createdAt: string };
+    const context = await browser!.newContext();
+    // The page's today is a year after the execution's.
+    const later = new Date(Date.parse(createdAt) + 365 * 86_400_000);
+    await context.clock.install({ time: later });
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-dated"] button').click();
+    const created = page.locator('[data-testid="execution-row"] td').nth(3);
+    await created.waitFor({ timeout: 10_000 });
+    // As the page's own locale writes that moment, date and time (it showed the time alone, as if of today).
+    const expected = await page.evaluate<string>(`new Date(${JSON.stringify(createdAt)}).toLocaleString()`);
+    expect(await created.textContent()).toBe(expected);
+    expect(expected).toContain(String(new Date(createdAt).getFullYear()));
+    await context.close();
+  });
+
+  it('brings the agent panel into view when an agent far down the list is opened', async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Long list' }) })).json()) as { id: string };
+    const listKey = ((await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const agents = Array.from({ length: 60 }, (_, i) => ({ id: `row-${String(i).padStart(2, '0')}` }));
+    expect((await fetch(`${base}/v1/agents/batch`, { method: 'POST', headers: { authorization: `Bearer ${listKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ agents }) })).status).toBe(200);
+    const panelTop = (page: Page) => page.getByTestId('agent-panel').evaluate((panel) => (panel as unknown as { getBoundingClientRect(): { top: number } }).getBoundingClientRect().top);
+    const innerHeight = (page: Page) => page.evaluate<number>('innerHeight');
+    // A wide screen, where the panel heads the second column, and a phone, where it follows the list.
+    for (const viewport of [{ width: 1280, height: 700 }, { width: 375, height: 700 }]) {
+      const context = await browser!.newContext({ viewport });
+      const page = await context.newPage();
+      await page.goto(`${base}/dashboard/`);
+      await page.getByLabel('API key').fill(listKey);
+      await page.getByTestId('key-submit').click();
+      const last = page.locator('[data-testid="agent-row"][data-agent-id="row-59"] button');
+      await last.scrollIntoViewIfNeeded();
+      await last.click();
+      await expect.poll(() => page.getByTestId('agent-name').textContent()).toBe('row-59');
+      // The panel's top is on screen: it opened above (or below) what was in view, and the
+      // click seemed to do nothing.
+      const top = await panelTop(page);
+      expect(top, `${viewport.width} px`).toBeGreaterThanOrEqual(0);
+      expect(top, `${viewport.width} px`).toBeLessThan(await innerHeight(page));
+      await context.close();
+    }
+  });
+
+  it("says what became of a run next to the agent's run form, in view where the form is", async () => {
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+    const tenant = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'Run messages' }) })).json()) as { id: string };
+    const runKey = ((await (await fetch(`${base}/v1/admin/tenants/${tenant.id}/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const agents = Array.from({ length: 30 }, (_, i) => ({ id: `runner-${String(i).padStart(2, '0')}` }));
+    expect((await fetch(`${base}/v1/agents/batch`, { method: 'POST', headers: { authorization: `Bearer ${runKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ agents }) })).status).toBe(200);
+    // A phone: the agent's panel follows the list of 30 agents, far below the page's header.
+    const context = await browser!.newContext({ viewport: { width: 375, height: 700 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(runKey);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="runner-29"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    const inView = (text: string) => page.getByText(text, { exact: true }).evaluateAll((found) => found.some((element) => {
+      const { top, bottom } = (element as unknown as { getBoundingClientRect(): { top: number; bottom: number } }).getBoundingClientRect();
+      return top >= 0 && bottom <= (globalThis as unknown as { innerHeight: number }).innerHeight;
+    }));
+    const submit = page.getByTestId('run-submit');
+    await page.getByLabel('Input (JSON)').fill('{not json');
+    await submit.scrollIntoViewIfNeeded();
+    await submit.click();
+    // It was said in the page's header alone, out of view: the click seemed to do nothing.
+    await expect.poll(() => inView('Input must be JSON.')).toBe(true);
+    await page.getByLabel('Input (JSON)').fill('{"message":"hi"}');
+    await submit.click();
+    await expect.poll(() => page.getByTestId('run-message').textContent()).toMatch(/^Queued ex_\w+\.$/);
+    expect(await inView((await page.getByTestId('run-message').textContent()) ?? '')).toBe(true);
     await context.close();
   });
 

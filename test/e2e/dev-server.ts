@@ -29,12 +29,13 @@ function freePort(): Promise<number> {
 
 /**
  * Starts `npm run dev` (scripts/dev.mjs) as a new user would, on a free port with a fresh state
- * directory, and resolves once it has printed the demo key. `vars` are set for this run only
- * (`--var`), over .dev.vars.
+ * directory (or `state`), and resolves once it has printed the demo key. `vars` are set for this
+ * run only (`--var`), over .dev.vars.
  */
-export async function startDevServer(statePrefix: string, vars: Record<string, string> = {}): Promise<DevServer> {
+export async function startDevServer(statePrefix: string, vars: Record<string, string> = {}, state?: string): Promise<DevServer> {
   const port = await freePort();
-  const stateDir = mkdtempSync(path.join(tmpdir(), statePrefix));
+  // `state`: a state directory made beforehand (removed on stop like a fresh one).
+  const stateDir = state ?? mkdtempSync(path.join(tmpdir(), statePrefix));
   const dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir, '--quiet', ...Object.entries(vars).flatMap(([name, value]) => ['--var', `${name}:${value}`])], {
     cwd: root,
     detached: true,

@@ -1,6 +1,10 @@
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { hc } from 'hono/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +18,20 @@ function readmeBlock(name: string): string {
   const block = new RegExp(`<!-- ${name}:start -->\\s*\`\`\`bash\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(readme);
   if (!block?.[1]) throw new Error(`README has no ${name} block`);
   return block[1];
+}
+
+/** The README's fenced block in `lang` that holds `marker` (its examples outside the runnable blocks). */
+function readmeSnippet(lang: string, marker: string): string {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  for (const block of readme.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, 'g'))) {
+    if (block[1]?.includes(marker)) return block[1];
+  }
+  throw new Error(`README has no ${lang} block with ${marker}`);
+}
+
+/** Runs an ES module's source with Node in the repository, whose packages its imports find. */
+function runModule(source: string, env: Record<string, string>) {
+  return spawnSync('node', ['--input-type=module'], { cwd: root, input: source, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
 }
 
 function runBlock(name: string, env: Record<string, string>) {
@@ -52,6 +70,11 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toMatch(/idempotent-replayed: true/i);
     expect(out).toContain('"status":"cancelled"');
     expect(out).toContain('"code":"already_finished"');
+    // Both execution lists (?limit=5 and ?status=cancelled) show the cancelled one, newest first:
+    // they read D1, which follows the agent about a second behind, and the walk-through asked
+    // before D1 had it (both printed without it, the second an empty list).
+    const listedFirst = /\{"data":\[\{"id":"ex_\w+","agentId":"support-bot","intent":"support\.reply","input":\{"message":"hello","simulateLatencyMs":20000\},"status":"cancelled"/g;
+    expect(out.match(listedFirst)).toHaveLength(2);
     expect(out).toContain('"code":"version_mismatch"');
     expect(out).toContain('"customer":{"name":"Ada","tier":"gold"}');
     expect(out).toMatch(/"object":"chat\.completion".*Standard shipping/);
@@ -60,6 +83,62 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect(out).toMatch(/"intent":"review","input":\{"hook":"support-results","scheme":"standard"/);
     expect(out).toMatch(/event: execution\.succeeded/);
     expect(out).toContain('{"object":"list","data":[{"id":"faq","object":"model"');
+  });
+
+  it("runs the Stats example: none right after the walk-through, which deleted its agents", () => {
+    const line = readmeSnippet('bash', '/v1/stats?windowMinutes=15').split('\n').find((l) => l.startsWith('curl '));
+    expect(line).toBeDefined();
+    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', line ?? ''], { cwd: root, env: { ...process.env, BASE: base, KEY: server.key }, encoding: 'utf8', timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ windowMinutes: 15, executions: {}, latencyMs: { p50: null, p99: null, samples: 0 }, upstreams: [] });
+  });
+
+  it("runs the OpenAI, MCP and A2A client examples as written, against the README's pool and agent (the port aside)", async () => {
+    const headers = { authorization: `Bearer ${server.key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/pools/faq`, { method: 'PUT', headers, body: JSON.stringify({ targets: [{ id: 'local', kind: 'builtin' }] }) })).status).toBe(201);
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers, body: JSON.stringify({ id: 'support-bot' }) })).status).toBe(201);
+    const local = (source: string) => source.replaceAll('http://127.0.0.1:8787', base).replaceAll('https://gateway.example', base);
+    try {
+      const openai = runModule(`${local(readmeSnippet('js', "from 'openai'"))}\nconsole.log(JSON.stringify(answer));`, { KEY: server.key });
+      expect(openai.stderr).toBe('');
+      expect(JSON.parse(openai.stdout)).toMatchObject({ object: 'chat.completion', choices: [{ message: { role: 'assistant', content: expect.stringMatching(/^Hello!/) } }] });
+
+      const mcp = runModule(`${local(readmeSnippet('js', 'StreamableHTTPClientTransport'))}\nconsole.log(JSON.stringify(run.structuredContent));\nawait client.close();`, { KEY: server.key });
+      expect(mcp.stderr).toBe('');
+      expect(JSON.parse(mcp.stdout)).toMatchObject({ agentId: 'support-bot', intent: 'support.reply', status: 'succeeded', output: { topic: 'orders' } });
+
+      // TypeScript: its types taken out as a build would, then run.
+      const ts = createRequire(import.meta.url)('typescript') as { transpileModule(source: string, options: { compilerOptions: Record<string, unknown> }): { outputText: string } };
+      const a2aSource = ts.transpileModule(local(readmeSnippet('ts', '@a2a-js/sdk/client')), { compilerOptions: { module: 99, target: 9 } }).outputText;
+      const a2a = runModule([
+        a2aSource,
+        "const { SendMessageRequest } = await import('@a2a-js/sdk');",
+        "const task = await client.sendMessage(SendMessageRequest.fromJSON({ message: { messageId: 'readme-1', role: 'ROLE_USER', parts: [{ text: 'How do refunds work?' }] } }));",
+        'console.log(JSON.stringify({ interfaces: (await client.getAgentCard()).supportedInterfaces, task: task.id }));',
+      ].join('\n'), { GATEWAY_KEY: server.key });
+      expect(a2a.stderr).toBe('');
+      expect(JSON.parse(a2a.stdout)).toEqual({
+        interfaces: [expect.objectContaining({ url: `${base}/a2a/support-bot/`, protocolBinding: 'JSONRPC' })],
+        task: expect.stringMatching(/^ex_/),
+      });
+    } finally {
+      expect((await fetch(`${base}/v1/agents/support-bot`, { method: 'DELETE', headers })).status).toBe(204);
+      expect((await fetch(`${base}/v1/pools/faq`, { method: 'DELETE', headers })).status).toBe(204);
+    }
+  });
+
+  it("runs docs/A2A.md's conformance agent example: the agent the suite drives, its card public", async () => {
+    const doc = readFileSync(path.join(root, 'docs', 'A2A.md'), 'utf8');
+    const create = /^curl -s localhost:8787\/v1\/agents[^\n]*\\\n[^\n]*\n/m.exec(doc)?.[0];
+    expect(create).toBeDefined();
+    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', (create ?? '').replaceAll('localhost:8787', base.replace('http://', ''))], { cwd: root, env: { ...process.env, KEY: server.key }, encoding: 'utf8', timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toMatchObject({ id: 'tck', upstream: { kind: 'builtin', mode: 'a2a-conformance' }, concurrency: 8 });
+    // The suite reads the card without a key, from <sut-host>/.well-known/agent-card.json.
+    const card = await fetch(`${base}/a2a/tck/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } });
+    expect(card.status).toBe(200);
+    expect(((await card.json()) as { supportedInterfaces: { url: string }[] }).supportedInterfaces[0]?.url).toBe(`${base}/a2a/tck/`);
+    expect((await fetch(`${base}/v1/agents/tck`, { method: 'DELETE', headers: { authorization: `Bearer ${server.key}` } })).status).toBe(204);
   });
 
   it('runs the operator block: tenant, its reading and the tenant list, key, listing, revocation', () => {
@@ -142,11 +221,81 @@ describe('README quickstart, end to end against `npm run dev`', () => {
     expect((await fetch(`${base}/v1/pools/probed`, { method: 'DELETE', headers })).status).toBe(204);
   });
 
-  it('has deleted the walk-through agent', async () => {
-    const key = server.key;
-    const res = await fetch(`${base}/v1/agents/support-bot`, { headers: { authorization: `Bearer ${key}` } });
-    expect(res.status).toBe(404);
+  it('has deleted what the walk-through made: its agents and its incoming hook', async () => {
+    const headers = { authorization: `Bearer ${server.key}` };
+    for (const agent of ['support-bot', 'reviewer']) expect((await fetch(`${base}/v1/agents/${agent}`, { headers })).status).toBe(404);
+    // A hook is the tenant's, not its agent's: left behind, it would start work on the next
+    // agent named reviewer, for whoever knows its secret.
+    expect(await (await fetch(`${base}/v1/hooks`, { headers })).json()).toEqual({ data: [], nextCursor: null });
   });
+});
+
+// A second `npm run dev` on a port already taken (the first one still running in another
+// terminal, or anything else there) must say so and stop, not print a key as if it had started.
+describe('README quickstart, on a port already taken', () => {
+  it('stops with a message naming the port, before touching the database, and prints no key', async () => {
+    // Answers /healthz as a gateway already running there would.
+    const taken = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'));
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-busy-'));
+    try {
+      const dev = spawn('node', ['scripts/dev.mjs', '--port', String(port), '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      dev.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+      dev.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+      const code = await new Promise<number | null>((resolve) => dev.on('exit', resolve));
+      // It printed the banner and the demo key (the other server had answered its /healthz),
+      // then wrangler failed to bind the port.
+      expect(stdout).not.toContain('demo API key:');
+      expect(stdout).not.toContain('is running on');
+      expect(code).toBe(1);
+      expect(stderr).toContain(`port ${port} on 127.0.0.1 is already in use`);
+      expect(readdirSync(stateDir)).toEqual([]);
+    } finally {
+      taken.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('refuses a --port that is no port number, before touching the database', () => {
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-badport-'));
+    try {
+      const run = spawnSync('node', ['scripts/dev.mjs', '--port', 'abc', '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8', timeout: 60_000 });
+      // It ran the migrations, then handed wrangler the port NaN, which failed with an internal error.
+      expect(run.status).toBe(1);
+      expect(run.stderr.trim()).toBe('npm run dev: --port must be a port number (1-65535), not "abc"');
+      expect(readdirSync(stateDir)).toEqual([]);
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+// .dev.vars made anew (deleted to get fresh secrets, say) next to a local database that kept its
+// state: the demo key `npm run dev` prints is the new one, and it must be the one that works.
+describe('README quickstart, a new .dev.vars over an old local database', () => {
+  it('prints a demo key the gateway takes, not the one the database had before', async () => {
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-rekey-'));
+    const wrangler = (args: string[]) => {
+      const run = spawnSync('node_modules/.bin/wrangler', [...args, '--local', '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stderr).toBe(0);
+    };
+    // What an earlier `npm run dev` left: the demo tenant, with the demo key of an older .dev.vars.
+    wrangler(['d1', 'migrations', 'apply', 'edge-agent-gateway']);
+    const older = createHash('sha256').update('eag_an-older-demo-key-from-a-deleted-dev-vars').digest('hex');
+    wrangler(['d1', 'execute', 'edge-agent-gateway', '--command', `INSERT INTO tenants (id, name, created_at) VALUES ('demo', 'Demo tenant', 1); INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', 'demo', '${older}', 'eag_an-older', 'demo key', 1);`]);
+    const dev = await startDevServer('eag-rekey-', {}, stateDir);
+    try {
+      // It printed the key of .dev.vars, which the database did not know: every request 401.
+      expect(dev.banner).toContain(`demo API key: ${dev.key}`);
+      const res = await fetch(`${dev.base}/v1/agents`, { headers: { authorization: `Bearer ${dev.key}` } });
+      expect(res.status).toBe(200);
+    } finally {
+      dev.stop();
+    }
+  }, 240_000);
 });
 
 // The quickstart names the oldest Node it runs on; every package `npm ci` installs must run there
