@@ -87,6 +87,17 @@ describe('transactions: crash injection and recovery', () => {
     await expectAllOrNothing(s, 'aborted');
   });
 
+  it('a prepared participant that lost its alarm arms it again when it next starts, so the lock is still resolved', async () => {
+    const s = await setup(2);
+    expect((await prepareDirectly(s, 1)).ok).toBe(true);
+    // Its alarm failed past the runtime's retries: nothing would ever ask the coordinator.
+    await runInDurableObject(agentStub(s.tenantId, s.agents[1] ?? ''), (_i, state) => state.storage.deleteAlarm());
+    await abortAllDurableObjects();
+    await expirePrepared(s.tenantId, s.agents[1] ?? '');
+    expect(await runDurableObjectAlarm(agentStub(s.tenantId, s.agents[1] ?? ''))).toBe(true);
+    await expectNoLocks(s);
+  });
+
   it('a participant prepared for a transaction its coordinator never logged is aborted (presumed abort)', async () => {
     const s = await setup(2);
     expect((await prepareDirectly(s, 1)).ok).toBe(true);
