@@ -79,7 +79,11 @@ export class BackgroundWork {
    */
   async start(): Promise<void> {
     this.alarmAt = await this.storage.getAlarm();
-    if (this.alarmAt === null || !this.store.agentRow()) return;
+    if (!this.store.agentRow()) return;
+    // No alarm, yet a lock or a delivery waiting on one (it failed past the runtime's retries):
+    // nothing else would ever ask the lock's coordinator, so the lock would be held for good.
+    if (this.alarmAt === null && this.store.hasTimedFeatures()) return this.armAlarm();
+    if (this.alarmAt === null) return;
     const { outboxAt, deliveryAt } = this.store.alarmNeeds();
     if (outboxAt !== null || (deliveryAt !== null && deliveryAt <= Date.now())) this.afterChange();
   }

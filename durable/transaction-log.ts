@@ -189,9 +189,14 @@ export class TransactionLog {
     return this.tx()?.status ?? status;
   }
 
-  /** `mismatch`: the participant acknowledged without applying, having applied an operator's other outcome. */
+  /**
+   * `mismatch`: the participant acknowledged without applying, having applied an operator's other outcome.
+   * `version` is kept only where the vote left none: a yes vote names the version the commit
+   * writes, and a repeated commit acknowledged by an agent deleted and created since (or past
+   * its tombstone's day) answers its current version, which this transaction never wrote.
+   */
   ack(agentId: string, version: number | null, mismatch = false): void {
-    this.sql.run('UPDATE participants SET acked = 1, version = coalesce(?, version), heuristic_mismatch = ? WHERE agent_id = ?', version, mismatch ? 1 : 0, agentId);
+    this.sql.run('UPDATE participants SET acked = 1, version = coalesce(version, ?), heuristic_mismatch = ? WHERE agent_id = ?', version, mismatch ? 1 : 0, agentId);
   }
 
   complete(now: number): void {

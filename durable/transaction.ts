@@ -68,10 +68,12 @@ export class TransactionDO extends DurableObject<Env> {
     this.log = new TransactionLog(new Sql(ctx.storage.sql), ctx.storage);
     void ctx.blockConcurrencyWhile(async () => {
       this.log.open();
-      // Coordinators completed before retention existed deleted their alarm at completion:
-      // the first start of one arms its retention alarm, so it too is deleted in the end.
-      const tx = this.log.tx();
-      if (tx && expiresAt(tx) !== null && (await ctx.storage.getAlarm()) === null) await this.armAlarm();
+      // A log with no alarm has lost what drives it on: a coordinator completed before retention
+      // existed (it deleted its alarm at completion), or one whose alarm failed past the
+      // runtime's retries while its object kept failing (an operator's case): its undecided
+      // phase one, unfinished phase two or unwritten index would then wait for good. Any start
+      // of it arms the alarm again, so each of those ends, and retention deletes it in the end.
+      if (this.log.tx() && (await ctx.storage.getAlarm()) === null) await this.armAlarm();
     });
   }
 

@@ -87,6 +87,17 @@ describe('transactions: crash injection and recovery', () => {
     await expectAllOrNothing(s, 'aborted');
   });
 
+  it('a prepared participant that lost its alarm arms it again when it next starts, so the lock is still resolved', async () => {
+    const s = await setup(2);
+    expect((await prepareDirectly(s, 1)).ok).toBe(true);
+    // Its alarm failed past the runtime's retries: nothing would ever ask the coordinator.
+    await runInDurableObject(agentStub(s.tenantId, s.agents[1] ?? ''), (_i, state) => state.storage.deleteAlarm());
+    await abortAllDurableObjects();
+    await expirePrepared(s.tenantId, s.agents[1] ?? '');
+    expect(await runDurableObjectAlarm(agentStub(s.tenantId, s.agents[1] ?? ''))).toBe(true);
+    await expectNoLocks(s);
+  });
+
   it('a participant prepared for a transaction its coordinator never logged is aborted (presumed abort)', async () => {
     const s = await setup(2);
     expect((await prepareDirectly(s, 1)).ok).toBe(true);
@@ -355,6 +366,25 @@ describe('transactions: an operator resolves a lock whose coordinator cannot ans
     ]);
     expect(await balances(s)).toEqual([100, 110]);
     expect((await eventsOf(s, 0)).map((e) => e.type)).toEqual(['transaction.aborted']);
+    await expectNoLocks(s);
+  });
+
+  it('resumes phase two once a coordinator that lost its alarm while failing starts again, so the mismatch still shows', async () => {
+    const s = await prepared(2);
+    expect(await coordinatorStub(s.name).decide()).toBe('committed');
+    // Failing past its alarm's retries, the coordinator is left with no alarm at all.
+    await coordinatorGone(s);
+    await pastDeadline(s, 0);
+    expect((await resolve(s, 0, { outcome: 'abort' })).body).toMatchObject({ status: 'aborted', source: 'operator' });
+    await coordinatorBack(s);
+    await abortAllDurableObjects();
+    // Any start of it (here a read) finds phase two unfinished, and arms the alarm that finishes it.
+    expect((await api(`/v1/transactions/${s.txId}`, { key: s.key })).body).toMatchObject({ status: 'committed', completed: false });
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    const tx = await api(`/v1/transactions/${s.txId}`, { key: s.key });
+    expect(tx.body).toMatchObject({ status: 'committed', completed: true });
+    expect(tx.body.participants[0]).toEqual({ agentId: s.agents[0], vote: 'yes', acknowledged: true, heuristicMismatch: true });
+    expect(await balances(s)).toEqual([100, 110]);
     await expectNoLocks(s);
   });
 });

@@ -326,4 +326,24 @@ describe('transactions: what a deleted agent keeps', () => {
     expect(left).not.toContain('tx_outcomes');
     expect(await tablesOfGone()).toEqual(left);
   });
+
+  it('keeps the version a commit wrote in GET when its acknowledgement comes again from an agent deleted and created since', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 0 });
+    const done = await api('/v1/transactions', { key, body: transfer(a, b, 5) });
+    expect(done.body).toMatchObject({ status: 'committed', versions: { [a]: 2, [b]: 2 } });
+    // b's acknowledgement was lost; b is deleted and created again, and written a few times.
+    await inCoordinator(`${tenantId}/${done.body.id}`, (state) => {
+      state.storage.sql.exec('UPDATE participants SET acked = 0 WHERE agent_id = ?', b);
+      state.storage.sql.exec('UPDATE tx SET completed_at = NULL');
+    });
+    expect((await api(`/v1/agents/${b}`, { key, method: 'DELETE' })).status).toBe(204);
+    expect((await api('/v1/agents', { key, body: { id: b } })).status).toBe(201);
+    for (const n of [1, 2, 3]) expect((await api(`/v1/agents/${b}/context`, { key, method: 'PATCH', body: { n } })).status).toBe(200);
+    expect(await coordinatorStub(`${tenantId}/${done.body.id}`).phaseTwo()).toBe(true);
+    const tx = await api(`/v1/transactions/${done.body.id}`, { key });
+    // The new agent's version 3 is no version of this transaction's.
+    expect(tx.body).toMatchObject({ status: 'committed', completed: true, versions: { [a]: 2, [b]: 2 } });
+  });
 });

@@ -107,13 +107,21 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
   return unwrap(started);
 }
 
-/** A finished sync execution that did not succeed is an error whose details carry the record. */
-export function syncFailure(execution: Execution): ApiError {
+/**
+ * A finished sync execution that did not succeed is an error whose details carry the record.
+ * `replayed`: the recorded execution of a repeated Idempotency-Key, which waiting cannot change.
+ */
+export function syncFailure(execution: Execution, replayed = false): ApiError {
   const details = { executionId: execution.id, execution };
   if (execution.status === 'cancelled') return new ApiError('execution_cancelled', 'the execution was cancelled', details);
   // A transaction held the context the run's answer would have patched: a write refused by a
   // lock is 409 agent_locked wherever it comes from, and the client may run it again shortly.
-  if (execution.error?.code === 'agent_locked') return new ApiError('agent_locked', execution.error.message, details, { 'retry-after': String(LOCK_RETRY_AFTER_S) });
+  // Not under the same key: that answers this record for as long as the key lasts, so a replay
+  // carries no Retry-After, which would send the client round the same refusal again.
+  if (execution.error?.code === 'agent_locked') {
+    if (replayed) return new ApiError('agent_locked', `${execution.error.message} (the recorded answer of this Idempotency-Key: run it again with a new Idempotency-Key)`, details);
+    return new ApiError('agent_locked', execution.error.message, details, { 'retry-after': String(LOCK_RETRY_AFTER_S) });
+  }
   // The gateway stopped because another attempt would fail alike or could do the work again:
   // so would the client's own retry (OpenAI's clients retry 5xx unless told not to).
   const notRetried: Record<string, string> = execution.error?.retryable === false ? { 'x-should-retry': 'false' } : {};

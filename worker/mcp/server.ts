@@ -199,7 +199,7 @@ export function createGatewayMcpServer(caller: McpCaller): McpServer {
           });
           did(replayed ? 'replayed' : 'started');
           Object.assign(caller.log, { agent: agentId, execution: execution.id, executionStatus: execution.status, ...(replayed && { replayed }) });
-          if (wait && execution.status !== 'succeeded') throw syncFailure(execution);
+          if (wait && execution.status !== 'succeeded') throw syncFailure(execution, replayed);
           return execution;
         }),
       ),

@@ -49,7 +49,7 @@ export const executions = router()
         202: { ...json(Execution, 'async: the queued execution; poll its Location'), headers: ExecutionHeaders },
         404: errorResponse('not_found: no such agent; or the agent was deleted while this sync execution ran (details: {executionId, agentDeleted: true}; it counts against budgets)'),
         // A sync run that ended badly still names its execution, as a 200 does.
-        409: { ...errorResponse('execution_cancelled (with Location), agent_paused, or agent_locked (a transaction held the context its answer patched; with Location and Retry-After)'), headers: ExecutionHeaders.partial().extend({ 'Retry-After': LockedRetryAfter }) },
+        409: { ...errorResponse('execution_cancelled (with Location), agent_paused, or agent_locked (a transaction held the context its answer patched; with Location and Retry-After, but a replay of its Idempotency-Key has no Retry-After: the key answers this refusal for as long as it lasts)'), headers: ExecutionHeaders.partial().extend({ 'Retry-After': LockedRetryAfter }) },
         422: errorResponse('idempotency_key_reused: same key, different body'),
         502: {
           ...errorResponse('upstream_failed (details.executionId)'),
@@ -87,7 +87,7 @@ export const executions = router()
       if (replayed && idempotencyKey !== undefined) headers['idempotent-replayed'] = 'true';
       if (body.mode === 'async') return c.json(execution, 202, headers);
       if (execution.status !== 'succeeded') {
-        const failure = syncFailure(execution);
+        const failure = syncFailure(execution, replayed && idempotencyKey !== undefined);
         throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers });
       }
       return c.json(execution, 200, headers);
