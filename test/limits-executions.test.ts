@@ -160,7 +160,7 @@ describe('executions against a token budget', () => {
   it('a blocking A2A send is settled before it is answered, as a sync execution is (both versions)', async () => {
     const { key, otherKey } = await limitedKey({ budget: { tokens: 10_000, period: 'day' } });
     const agent = await newAgent(otherKey, { upstream: chatUpstream() });
-    const sends = [
+    const sends: { headers: Record<string, string>; method: string; message: Record<string, unknown> }[] = [
       { headers: { 'a2a-version': '1.0' }, method: 'SendMessage', message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'hi' }] } },
       { headers: {}, method: 'message/send', message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'hi' }] } },
     ];
