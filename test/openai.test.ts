@@ -502,6 +502,10 @@ describe("the official client's own retries", () => {
     expect(refused).toBeInstanceOf(OpenAI.ConflictError);
     expect((refused as InstanceType<typeof OpenAI.ConflictError>).code).toBe('agent_paused');
     expect(sent.count).toBe(1);
+    // Worded for a chat, which has no `mode` to queue with (REST's advice used to be given).
+    const message = (refused as InstanceType<typeof OpenAI.ConflictError>).message;
+    expect(message).not.toMatch(/use mode "async" to queue work/);
+    expect(message).toMatch(/paused; a chat .*POST \/v1\/agents\/\{id\}\/executions/);
   });
 
   it('are not spent on a chat the gateway stopped trying, at a failure every attempt would meet again', async () => {

@@ -113,6 +113,8 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
     throw error;
   });
   if (!reply.ok && startedWork(ApiError.from(reply))) noteWork(c, 'started'); // deleted while it ran: a 404 that counts
+  // REST's advice on a paused agent names its `mode`, which a chat has not: queueing is a REST (or MCP) call.
+  if (!reply.ok && reply.code === 'agent_paused') throw new ApiError('agent_paused', `the agent is paused; a chat waits for its answer, so none runs until the agent is resumed (work can be queued with POST /v1/agents/{id}/executions, mode "async")`);
   const { execution } = unwrap(reply);
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
