@@ -152,8 +152,9 @@ export class A2AStore implements TaskStore {
     if (!execution) return;
     if (!TERMINAL.has(execution.status)) {
       // Ended when the CANCELED status says, so the task and the execution tell one time.
+      // Never before it started (it might have, between the status and this save).
       const at = Date.parse(task.status.timestamp ?? '');
-      this.hooks.cancel(executionId, Number.isFinite(at) ? at : undefined);
+      this.hooks.cancel(executionId, Number.isFinite(at) ? Math.max(at, execution.started_at ?? execution.created_at) : undefined);
     } else if (INTERRUPTED_TASK_STATES.has(stateOf(execution))) {
       // Waiting for input, its execution finished: the cancel closes the task itself.
       this.sql.run('UPDATE a2a_tasks SET closed_state = ? WHERE id = ?', TaskState.TASK_STATE_CANCELED, task.id);
