@@ -25,9 +25,12 @@ function sendInput(body: unknown): { message: string; parts: unknown[] } | undef
  * execution's is in `execute`: raised to that estimate, or refused `budget_exhausted` before
  * the SDK starts anything when the budget cannot cover it (its headroom at admission, then the
  * key's limiter, which takes the raise). Other methods, and
- * requests without a reservation, pass as they came.
+ * requests without a reservation, pass as they came. A blocking send is answered once its
+ * turn has ended: its settlement is sent before that answer, as a sync execution's is, so
+ * the key's usage shows it spent and not still reserved (a send right after it would
+ * otherwise meet a budget holding the whole reservation).
  */
-export async function withSendCharge<T>(
+export async function withSendCharge<T extends { kind: 'json' | 'stream' }>(
   charges: AgentCharges,
   config: AgentConfig,
   store: { context(): { data: Record<string, unknown> }; history(): readonly HistoryEntry[] },
@@ -37,5 +40,9 @@ export async function withSendCharge<T>(
   const input = request.charge && sendInput(request.body);
   if (!request.charge || !input) return ok(await handle(config, request));
   const fitted = await charges.fit(request.charge, executionEstimate(config, store, { intent: 'a2a.message', input }));
-  return fitted.ok ? ok(await handle(config, { ...request, charge: fitted.value })) : fitted;
+  if (!fitted.ok) return fitted;
+  const reply = await handle(config, { ...request, charge: fitted.value });
+  // A stream's turn goes on after this returns: it settles from the background, as an async execution's.
+  if (reply.kind === 'json') await charges.send();
+  return ok(reply);
 }

@@ -1,7 +1,7 @@
 import { Part, TaskState, type Message, type Task } from '@a2a-js/sdk';
 import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
 import { newId } from '../worker/lib/ids';
-import { TERMINAL } from '../worker/schemas/execution';
+import { CANCELLED_ERROR, TERMINAL } from '../worker/schemas/execution';
 import type { A2AStore } from './a2a-store';
 import { artifactsOf, stateOf, statusMessage } from './a2a-view';
 import { agentMessage, textPart } from './a2a-parts';
@@ -96,11 +96,17 @@ export class GatewayExecutor implements AgentExecutor {
   cancelTask = async (taskId: string, bus: ExecutionEventBus): Promise<void> => {
     const record = this.host.tasks.record(taskId);
     if (!record) return;
+    const running = record.execution && !TERMINAL.has(record.execution.status) ? record.execution : undefined;
     if (record.execution) this.canceled.add(record.execution.id);
+    // The status a cancel through REST leaves (a2a-view.ts statusMessage): the execution's error
+    // under its status message id. A task waiting for input has no execution left to stop.
+    const message = running
+      ? agentMessage(`${running.id}-status`, taskId, record.contextId, [textPart(`${CANCELLED_ERROR.code}: ${CANCELLED_ERROR.message}`)])
+      : agentMessage(newId('msg'), taskId, record.contextId, [textPart(CANCELLED_ERROR.message)]);
     // Saving this status (the SDK's result manager does) cancels the execution: see A2AStore.save.
     bus.publish(AgentEvent.statusUpdate({
       taskId, contextId: record.contextId, metadata: undefined,
-      status: { state: TaskState.TASK_STATE_CANCELED, message: agentMessage(newId('msg'), taskId, record.contextId, [textPart('cancelled by request')]), timestamp: new Date().toISOString() },
+      status: { state: TaskState.TASK_STATE_CANCELED, message, timestamp: new Date().toISOString() },
     }));
   };
 

@@ -26,8 +26,8 @@ const MAX_PUSH_CONFIGS = 10;
 const PAGE_TOKEN = /^(\d{1,15})\.(\d{1,15})$/;
 
 export interface A2AStoreHooks {
-  /** Cancels an unfinished execution (the REST API's cancel); false if it had finished. */
-  cancel(executionId: string): boolean;
+  /** Cancels an unfinished execution (the REST API's cancel), ended `at` (ms; else now); false if it had finished. */
+  cancel(executionId: string, at?: number): boolean;
   /** The outgoing-request guard's policy for push notification URLs. */
   outboundPolicy(): OutboundPolicy;
 }
@@ -151,7 +151,10 @@ export class A2AStore implements TaskStore {
     const execution = this.store.execution(executionId);
     if (!execution) return;
     if (!TERMINAL.has(execution.status)) {
-      this.hooks.cancel(executionId);
+      // Ended when the CANCELED status says, so the task and the execution tell one time.
+      // Never before it started (it might have, between the status and this save).
+      const at = Date.parse(task.status.timestamp ?? '');
+      this.hooks.cancel(executionId, Number.isFinite(at) ? Math.max(at, execution.started_at ?? execution.created_at) : undefined);
     } else if (INTERRUPTED_TASK_STATES.has(stateOf(execution))) {
       // Waiting for input, its execution finished: the cancel closes the task itself.
       this.sql.run('UPDATE a2a_tasks SET closed_state = ? WHERE id = ?', TaskState.TASK_STATE_CANCELED, task.id);

@@ -3,7 +3,7 @@ import { regionTags } from '../worker/agents/placement';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { isTransientStorageError } from '../worker/lib/storage-errors';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
-import { MAX_OUTPUT_BYTES, TERMINAL, type Execution } from '../worker/schemas/execution';
+import { CANCELLED_ERROR, MAX_OUTPUT_BYTES, TERMINAL, type Execution } from '../worker/schemas/execution';
 import { MAX_CONTEXT_BYTES } from '../worker/schemas/agent';
 import { messageOf } from '../worker/upstream/builtin';
 import { invokeUpstream } from '../worker/upstream/invoke';
@@ -82,13 +82,12 @@ export class ExecutionRunner {
     return this.remote.size > 0;
   }
 
-  /** Cancels an unfinished execution (REST and A2A alike); false if it had finished. */
-  cancel(id: string): boolean {
+  /** Cancels an unfinished execution (REST and A2A alike), ended `now`; false if it had finished. */
+  cancel(id: string, now = Date.now()): boolean {
     const execution = this.store.execution(id);
     if (!execution || TERMINAL.has(execution.status)) return false;
-    const now = Date.now();
     this.storage.transactionSync(() => {
-      this.store.finishExecution(execution, 'cancelled', { error: { code: 'cancelled', message: 'cancelled by request' } }, now);
+      this.store.finishExecution(execution, 'cancelled', { error: { ...CANCELLED_ERROR } }, now);
       this.hooks.changed(id, now);
     });
     this.abort(id);

@@ -57,7 +57,7 @@ export class AgentDO extends DurableObject<Env> {
     this.events = new AgentEvents(sql, ctx, env.DB);
     this.webhooks = new AgentWebhooks(sql, this.schema, () => outboundPolicy(env), (target) => this.a2aServer.pushTarget(target), retrySchedule(env.WEBHOOK_RETRY_SCHEDULE_MS));
     this.a2aServer = new A2AServer(sql, this.schema, this.store, {
-      cancel: (id) => this.runner.cancel(id),
+      cancel: (id, at) => this.runner.cancel(id, at),
       outboundPolicy: () => outboundPolicy(env),
       startTurn: (id, insert, charge) => {
         const now = Date.now();

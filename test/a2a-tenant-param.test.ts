@@ -22,6 +22,6 @@ describe('A2A\'s tenant param', () => {
 
     // One cancel, one status message: the gateway's, as for a send without a tenant.
     const history = (await call(key, id, 'GetTask', { id: task.id })).body.result.history;
-    expect(history.filter((m: { role: string }) => m.role === 'ROLE_AGENT').map((m: { parts: { text: string }[] }) => m.parts[0]?.text)).toEqual(['cancelled by request']);
+    expect(history.filter((m: { role: string }) => m.role === 'ROLE_AGENT').map((m: { parts: { text: string }[] }) => m.parts[0]?.text)).toEqual(['cancelled: cancelled by request']);
   });
 });

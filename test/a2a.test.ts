@@ -163,6 +163,25 @@ describe('A2A tasks are gateway executions', () => {
     await waitForState(client, task.id, TaskState.TASK_STATE_CANCELED);
   });
 
+  it('a task shows the same cancel whichever API cancelled it: the execution\'s error as its status message, its end as the timestamp', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    const client = await a2aClient(key, id);
+    const viaRest = await sendTask(client, send('wait', { messageId: `tck-cancel-${uniqueId()}`, returnImmediately: true }));
+    const viaA2a = await sendTask(client, send('wait', { messageId: `tck-cancel-${uniqueId()}`, returnImmediately: true }));
+    expect((await api(`/v1/agents/${id}/executions/${viaRest.id}/cancel`, { method: 'POST', key })).status).toBe(200);
+    expect((await rpc(key, id, 'CancelTask', { id: viaA2a.id })).body.result.status.state).toBe('TASK_STATE_CANCELED');
+    for (const task of [viaRest, viaA2a]) {
+      const execution = (await api(`/v1/agents/${id}/executions/${task.id}`, { key })).body;
+      expect(execution.status).toBe('cancelled');
+      const { status, history } = (await rpc(key, id, 'GetTask', { id: task.id })).body.result;
+      // The cancel through A2A used to say only "cancelled by request", under a message id of its own.
+      expect(status.message).toMatchObject({ messageId: `${task.id}-status`, parts: [{ text: `${execution.error.code}: ${execution.error.message}` }] });
+      expect(status.timestamp).toBe(execution.finishedAt);
+      expect(history.filter((m: { role: string }) => m.role === 'ROLE_AGENT')).toHaveLength(1);
+    }
+  });
+
   it('on a paused agent a blocking SendMessage answers the submitted task, which runs once resumed', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -157,6 +157,22 @@ describe('executions against a token budget', () => {
     expect(await settled(key)).toMatchObject({ tokens: 2 * REPORTED, requests: 2 });
   });
 
+  it('a blocking A2A send is settled before it is answered, as a sync execution is (both versions)', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 10_000, period: 'day' } });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    const sends: { headers: Record<string, string>; method: string; message: Record<string, unknown> }[] = [
+      { headers: { 'a2a-version': '1.0' }, method: 'SendMessage', message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'hi' }] } },
+      { headers: {}, method: 'message/send', message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'hi' }] } },
+    ];
+    for (const [i, { headers, method, message }] of sends.entries()) {
+      const sent = await api(`/a2a/${agent}/`, { key, headers, body: { jsonrpc: '2.0', id: 1, method, params: { message } } });
+      expect(sent.body.error, method).toBeUndefined();
+      // Read at once: the turn has ended, so its reservation is no longer held (it used to be
+      // settled only after the answer, so back-to-back sends met a budget still reserved).
+      expect((await api('/v1/usage', { key })).body.budget, method).toMatchObject({ tokens: (i + 1) * REPORTED, reservedTokens: 0, requests: i + 1 });
+    }
+  });
+
   it('a settlement the limiter refused is kept in the agent and delivered from its alarm after a restart', async () => {
     const { key, keyId, otherKey, tenantId } = await limitedKey({ budget: { tokens: 10_000, period: 'day' } });
     const agent = await pausedAgent(otherKey);

@@ -467,6 +467,23 @@ describe('chat through an agent', () => {
     const res = await api('/v1/chat/completions', { key: other.key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'x' }] } });
     expect(res.status).toBe(404);
   });
+
+  it("bounds the turn as any execution's input (256 KiB), as REST, A2A and MCP do, starting nothing", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    // 300,000 characters: within a chat message's bound (a pool's target takes it), over an execution input's.
+    const long = 'x'.repeat(300_000);
+    const rest = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'chat', input: { message: long } } });
+    expect(rest.status).toBe(400);
+    const res = await api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: long }, { role: 'assistant', content: 'ok' }] } });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'invalid_request', details: [{ path: ['messages', 0, 'content'] }] });
+    expect(res.headers.get('x-gateway-execution')).toBeNull();
+    expect((await api(`/v1/agents/${id}/status`, { key })).body.lastExecution).toBeNull();
+    // Earlier turns are the caller's transcript, not the execution's input: only the last user message counts.
+    const fits = await api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: long }, { role: 'user', content: 'hello' }] } });
+    expect(fits.status).toBe(200);
+  });
 });
 
 describe("the official client's own retries", () => {
@@ -502,6 +519,10 @@ describe("the official client's own retries", () => {
     expect(refused).toBeInstanceOf(OpenAI.ConflictError);
     expect((refused as InstanceType<typeof OpenAI.ConflictError>).code).toBe('agent_paused');
     expect(sent.count).toBe(1);
+    // Worded for a chat, which has no `mode` to queue with (REST's advice used to be given).
+    const message = (refused as InstanceType<typeof OpenAI.ConflictError>).message;
+    expect(message).not.toMatch(/use mode "async" to queue work/);
+    expect(message).toMatch(/paused; a chat .*POST \/v1\/agents\/\{id\}\/executions/);
   });
 
   it('are not spent on a chat the gateway stopped trying, at a failure every attempt would meet again', async () => {

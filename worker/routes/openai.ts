@@ -6,6 +6,7 @@ import { newId } from '../lib/ids';
 import { callAgent, requireAgent } from '../agents/registry';
 import { syncFailure } from '../agents/operations';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
+import { agentTurnInput } from '../openai/agent-turn';
 import { proxyChat } from '../openai/chat-proxy';
 import { SSE_HEADERS, completion, completionStream, sseEvent } from '../openai/completions';
 import { answerWhileKeyValid, keyBoundStream, REVOKED_MESSAGE } from '../auth/key-watch';
@@ -13,7 +14,7 @@ import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
 import { allPools, getPool } from '../pools/store';
 import { ErrorBody } from '../schemas/common';
-import { ChatCompletion, ChatCompletionRequest, Model, ModelList, contentText } from '../schemas/openai';
+import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from '../schemas/openai';
 import { POOL_NAME } from '../schemas/pool';
 import type { StoredPool } from '../schemas/pool';
 import { outboundPolicy } from '../upstream/outbound-guard';
@@ -97,14 +98,12 @@ function cacheTtl(requested: number | undefined, poolTtl: number | undefined, bo
 async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompletionRequest): Promise<Response> {
   const { tenantId } = c.get('principal');
   const route = await requireAgent(c.env, tenantId, agentId);
-  const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
-  if (!lastUser) throw new ApiError('invalid_request', 'messages need a user message', [{ path: ['messages'], message: 'no message with role "user"' }]);
-  const message = contentText(lastUser.content);
+  const input = agentTurnInput(body.messages);
   // Named here, so a retried delivery finds the execution rather than running it twice.
   const executionId = newId('ex');
   let deliveries = 0;
   const call = callAgent(c.env, tenantId, agentId, route, (stub) =>
-    stub.execute({ intent: 'chat', input: { message }, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
+    stub.execute({ intent: 'chat', input, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
   { retry: true });
   // Streamed or not, the answer waits for the execution; a key revoked meanwhile gets none of
   // it (the execution goes on, in the agent's history like the others).
@@ -113,6 +112,8 @@ async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompleti
     throw error;
   });
   if (!reply.ok && startedWork(ApiError.from(reply))) noteWork(c, 'started'); // deleted while it ran: a 404 that counts
+  // REST's advice on a paused agent names its `mode`, which a chat has not: queueing is a REST (or MCP) call.
+  if (!reply.ok && reply.code === 'agent_paused') throw new ApiError('agent_paused', `the agent is paused; a chat waits for its answer, so none runs until the agent is resumed (work can be queued with POST /v1/agents/{id}/executions, mode "async")`);
   const { execution } = unwrap(reply);
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };

@@ -5,6 +5,8 @@ export const ExecutionStatus = z.enum(['queued', 'running', 'succeeded', 'failed
 export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
 
 export const TERMINAL: ReadonlySet<ExecutionStatus> = new Set(['succeeded', 'failed', 'cancelled']);
+/** A cancelled execution's error, whichever API cancelled it (an A2A task's status message shows it too). */
+export const CANCELLED_ERROR = { code: 'cancelled', message: 'cancelled by request' } as const;
 
 export const Intent = z.string().min(1).max(256).openapi({ example: 'support.reply' });
 
