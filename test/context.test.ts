@@ -62,4 +62,17 @@ describe('agent context', () => {
     expect(tooBig.body.error.code).toBe('payload_too_large');
     expect((await api(path, { key })).body.version).toBe(1);
   });
+
+  it('counts every turn of the builtin responder when its executions run side by side', async () => {
+    // Each answer patches `turns` from the context it read: read when the run started, eight
+    // runs at once all read 0 and the count ended at 1 (300 at concurrency 32 counted 10).
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 8 });
+    const runs = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: { message: `hello ${i}`, simulateLatencyMs: 200 } } })));
+    expect(runs.map((r) => r.status)).toEqual(Array(8).fill(200));
+    const context = await api(`/v1/agents/${id}/context`, { key });
+    expect(context.body).toEqual({ version: 8, data: { lastTopic: 'greeting', turns: 8 } });
+    expect(context.headers.get('etag')).toBe('"8"');
+  });
 });
