@@ -12,6 +12,7 @@ import { resolveUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry, InvokeOutcome } from '../worker/upstream/types';
 import type { AgentRow, ExecutionRow } from './agent-rows';
 import type { AgentStore } from './agent-store';
+import { runRequest } from './run-request';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
@@ -265,10 +266,10 @@ export class ExecutionRunner {
       }
       const outcome = await invokeUpstream(
         upstream,
-        {
+        runRequest(this.store, {
           executionId: id, agentId: config.id, intent: execution.intent, input: JSON.parse(execution.input ?? 'null') as unknown,
-          instructions: config.instructions, context: this.store.context().data, history: this.store.history(),
-        },
+          instructions: config.instructions, history: this.store.history(),
+        }),
         {
           deadlineAt: totalMs === undefined ? execution.deadline_at : Math.min(execution.deadline_at, Date.now() + totalMs),
           signal: controller.signal,

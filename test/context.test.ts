@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { api, newAgent, newTenant } from './support/api';
+import { api, eventually, newAgent, newTenant } from './support/api';
 
 const mergePatch = (key: string, path: string, body: unknown, headers: Record<string, string> = {}) =>
   api(path, { method: 'PATCH', key, rawBody: JSON.stringify(body), headers: { 'content-type': 'application/merge-patch+json', ...headers } });
@@ -61,5 +61,34 @@ describe('agent context', () => {
     expect(tooBig.status).toBe(413);
     expect(tooBig.body.error.code).toBe('payload_too_large');
     expect((await api(path, { key })).body.version).toBe(1);
+  });
+
+  it('counts every turn of the builtin responder when its executions run side by side', async () => {
+    // Each answer patches `turns` from the context it read: read when the run started, eight
+    // runs at once all read 0 and the count ended at 1 (300 at concurrency 32 counted 10).
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 8 });
+    const runs = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: { message: `hello ${i}`, simulateLatencyMs: 200 } } })));
+    expect(runs.map((r) => r.status)).toEqual(Array(8).fill(200));
+    const context = await api(`/v1/agents/${id}/context`, { key });
+    expect(context.body).toEqual({ version: 8, data: { lastTopic: 'greeting', turns: 8 } });
+    expect(context.headers.get('etag')).toBe('"8"');
+  });
+
+  it('counts every turn of the builtin responder when an unpause starts its queue at once', async () => {
+    // Started in one turn, the runs' answers interleave: each must read the count as its patch is merged.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 8 });
+    expect((await api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { paused: true } })).status).toBe(200);
+    for (let i = 0; i < 8; i++) {
+      expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'support.reply', input: `hello ${i}`, mode: 'async' } })).status).toBe(202);
+    }
+    expect((await api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { paused: false } })).status).toBe(200);
+    const context = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/context`, { key });
+      return res.body.version === 8 && res;
+    });
+    expect(context.body).toEqual({ version: 8, data: { lastTopic: 'greeting', turns: 8 } });
   });
 });

@@ -98,10 +98,15 @@ export const builtinUpstream: Upstream = {
     const topic = TOPICS.find((t) => t.patterns.some((p) => p.test(message)));
     const reply = topic?.reply ?? UNKNOWN_REPLY;
     const topicId = topic?.id ?? 'unknown';
-    const turns = typeof request.context.turns === 'number' ? request.context.turns : 0;
     return {
       output: { reply, topic: topicId, answered: topic !== undefined },
-      contextPatch: { lastTopic: topicId, turns: turns + 1 },
+      // Read where the patch is merged (in the same turn, with the context as it is then), not
+      // here: runs started together answer in interleaved turns, and a count read here by each
+      // of them before any merged counted them all as one.
+      get contextPatch() {
+        const turns = request.context.turns;
+        return { lastTopic: topicId, turns: (typeof turns === 'number' ? turns : 0) + 1 };
+      },
     };
   },
 };

@@ -13,6 +13,7 @@ export interface UpstreamRequest {
   intent: string;
   input: unknown;
   instructions: string | null;
+  /** The agent's context as it is when read (durable/run-request.ts): each attempt sends it as it stands then. */
   context: Record<string, unknown>;
   history: readonly HistoryEntry[];
 }
