@@ -253,7 +253,8 @@ export interface StartState {
  * here, and almost always the schema is current: one statement reads `meta` and the deferred
  * tables together (a cold instance compiles every statement it runs, so each read folded in
  * here is one compilation less per start), and only a new or older object pays for the
- * transaction below and a second read.
+ * transaction below and a second read (and, once, one whose deferred tables are not yet
+ * recorded complete: `completeDeferred`).
  */
 export function migrate(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[] = MIGRATIONS): StartState {
   const start = readStart(sql);
