@@ -231,6 +231,7 @@ export class DeferredSchema {
         const table = deferredTable(statement);
         if (table && tables.includes(table)) this.sql.run(statement);
       }
+      markComplete(this.sql, feature, MIGRATIONS.length);
     });
     this.present.set(feature, true);
   }
@@ -252,19 +253,68 @@ export interface StartState {
  * here, and almost always the schema is current: one statement reads `meta` and the deferred
  * tables together (a cold instance compiles every statement it runs, so each read folded in
  * here is one compilation less per start), and only a new or older object pays for the
- * transaction below and a second read.
+ * transaction below and a second read (and, once, one whose deferred tables are not yet
+ * recorded complete: `completeDeferred`).
  */
-export function migrate(sql: Sql, storage: DurableObjectStorage): StartState {
+export function migrate(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[] = MIGRATIONS): StartState {
   const start = readStart(sql);
-  if (start && Number(start.meta.get('schema_version') ?? 0) === MIGRATIONS.length) return start;
+  // A version above ours is a newer release's (this one rolled back to): its steps are not ours
+  // to run, and its tables and columns are only more than this release reads and writes.
+  if (start && Number(start.meta.get('schema_version') ?? 0) >= migrations.length) return completeDeferred(sql, storage, migrations, start);
   // A new object's state after its migrations is known without reading it: the schema version
   // and no deferred tables (a new object skips them). Creating an agent reads nothing twice.
-  if (runMigrations(sql, storage, MIGRATIONS, deferredTable) === 0) {
-    return { meta: new Map([['schema_version', String(MIGRATIONS.length)]]), tables: new Set() };
+  if (runMigrations(sql, storage, migrations, deferredTable) === 0) {
+    return { meta: new Map([['schema_version', String(migrations.length)]]), tables: new Set() };
   }
   const migrated = readStart(sql);
   if (!migrated) throw new Error('meta table missing after migrations');
-  return migrated;
+  return completeDeferred(sql, storage, migrations, migrated);
+}
+
+/** The entries this release applies, in order (a test plays a newer release with one more). */
+export const currentMigrations = (): readonly string[] => MIGRATIONS;
+
+/** `meta` key: the schema version a deferred feature's tables are known to be complete to. */
+const completeKey = (feature: string): string => `deferred_complete:${feature}`;
+
+function markComplete(sql: Sql, feature: string, version: number): void {
+  sql.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', completeKey(feature), String(version));
+}
+
+/**
+ * Deferred tables are created by whichever release first uses the feature, from the entries
+ * that release knows, while `schema_version` may already be higher: a release rolled back to
+ * creates them without the later entries' columns, and once rolled forward no entry runs again
+ * (every transaction on such an agent failed "no such column"). So each feature records the
+ * version its tables are complete to; tables without that record, or with an older one, get
+ * every statement on them whose effect is missing, once. Statements on deferred tables are
+ * therefore only CREATE TABLE, CREATE INDEX and ALTER TABLE … ADD COLUMN.
+ */
+function completeDeferred(sql: Sql, storage: DurableObjectStorage, migrations: readonly string[], start: StartState): StartState {
+  const stale = Object.entries(DEFERRED).filter(([feature, tables]) =>
+    start.tables.has(tables[0]) && Number(start.meta.get(completeKey(feature)) ?? 0) < migrations.length);
+  if (stale.length === 0) return start;
+  const meta = new Map(start.meta);
+  storage.transactionSync(() => {
+    for (const [feature, tables] of stale) {
+      for (const statement of migrations.flatMap(statementsOf)) {
+        const table = deferredTable(statement);
+        if (table && (tables as readonly string[]).includes(table) && !inEffect(sql, statement, table)) sql.run(statement);
+      }
+      markComplete(sql, feature, migrations.length);
+      meta.set(completeKey(feature), String(migrations.length));
+    }
+  });
+  return { meta, tables: start.tables };
+}
+
+/** Whether what `statement` makes on `table` is already there. */
+function inEffect(sql: Sql, statement: string, table: string): boolean {
+  const column = /^ALTER TABLE\s+\w+\s+ADD\s+(?:COLUMN\s+)?(\w+)/i.exec(statement)?.[1];
+  if (column) return sql.one('SELECT 1 AS one FROM pragma_table_info(?) WHERE name = ?', table, column) !== undefined;
+  const index = /^CREATE INDEX\s+(\w+)/i.exec(statement)?.[1];
+  if (index) return sql.one("SELECT 1 AS one FROM sqlite_master WHERE type = 'index' AND name = ?", index) !== undefined;
+  return /^CREATE TABLE/i.test(statement) && tableExists(sql, table);
 }
 
 /** The start state, or null for a new object (no `meta` table yet: the read fails). */

@@ -1,6 +1,6 @@
 import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { migrate } from '../durable/agent-schema';
+import { currentMigrations, migrate } from '../durable/agent-schema';
 import { Sql } from '../durable/sql';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { transfer } from './support/transactions';
@@ -66,6 +66,57 @@ describe('tables created on first use', () => {
     const res = await api('/v1/transactions', { key, body: transfer(a, b, 0) });
     expect(res.body.status).toBe('committed');
     for (const agent of [a, b]) expect(await tablesOf(tenantId, agent)).toEqual(expect.arrayContaining(['tx_outcomes', 'tx_prepared']));
+  });
+});
+
+describe('a release rolled back and forward again', () => {
+  // The transaction tables as a release before the operator's lock view created them (its
+  // third schema entry only): what an older release's first transaction leaves on an agent
+  // the current release created, if the Worker is rolled back to it for a while.
+  const OLDER_TX_TABLES = `
+    CREATE TABLE tx_prepared (tx_id TEXT PRIMARY KEY, coordinator_name TEXT NOT NULL, data TEXT NOT NULL, base_version INTEGER NOT NULL,
+      new_version INTEGER NOT NULL, prepared_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+    CREATE TABLE tx_outcomes (tx_id TEXT PRIMARY KEY, outcome TEXT NOT NULL, version INTEGER, decided_at INTEGER NOT NULL);
+    CREATE INDEX tx_outcomes_by_age ON tx_outcomes(decided_at)`;
+
+  it('an agent whose first-use tables an older release created gets the columns of the later entries when the current release opens it', async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b] = [await newAgent(key), await newAgent(key)];
+    for (const agent of [a, b]) {
+      const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agent}`));
+      await runInDurableObject(stub, (_i, state) => {
+        for (const statement of OLDER_TX_TABLES.split(';')) state.storage.sql.exec(statement);
+      });
+    }
+    await abortAllDurableObjects();
+    const res = await api('/v1/transactions', { key, body: transfer(a, b, 0) });
+    expect(res.body).toMatchObject({ status: 'committed' });
+    expect((await api(`/v1/agents/${a}/context`, { key })).body.version).toBe(res.body.versions[a]);
+  });
+
+  it('an object a newer release migrated opens, works, and leaves first-use tables the newer release completes', async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b] = [await newAgent(key), await newAgent(key)];
+    const stubs = [a, b].map((agent) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agent}`)));
+    const newer = await runInDurableObject(stubs[0]!, (_i, state) => {
+      const version = Number(state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").one().value);
+      return version + 1;
+    });
+    for (const stub of stubs) {
+      await runInDurableObject(stub, (_i, state) => {
+        state.storage.sql.exec("UPDATE meta SET value = ? WHERE key = 'schema_version'", String(newer));
+      });
+    }
+    await abortAllDurableObjects();
+    expect((await api(`/v1/agents/${a}/executions`, { key, body: { intent: 'under-rollback' } })).status).toBe(200);
+    expect((await api('/v1/transactions', { key, body: transfer(a, b, 0) })).body).toMatchObject({ status: 'committed' });
+    // The newer release's own entry adds a column to a first-use table this release created.
+    const columns = await runInDurableObject(env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${a}`)), (_i, state) => {
+      const newerList = [...currentMigrations(), 'ALTER TABLE tx_prepared ADD COLUMN newer_column TEXT'];
+      migrate(new Sql(state.storage.sql), state.storage, newerList);
+      return state.storage.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('tx_prepared')").toArray().map((r) => r.name);
+    });
+    expect(columns).toContain('newer_column');
   });
 });
 

@@ -69,3 +69,31 @@ describe('deploy ids: placeholders refuse a deploy and are named with the comman
     expect(warned.stdout).toContain('deploy check production: ids set (D1 and KV)');
   });
 });
+
+describe('deploy ids: an environment never takes another environment\'s database or namespace', () => {
+  it('refuses staging whose D1 and KV ids are production\'s (a copied id), naming both; each with its own passes', async () => {
+    const productionDb = '4f1c9a2e-7b3d-4e8a-9c61-2d5f0b7e83a4';
+    const productionKv = '9e4b2c7a1f8d4e3b6a0c5d9f2b7e1a48';
+    const withIds = (stagingDb: string, stagingKv: string) => shipped
+      .replace('00000000-0000-0000-0000-000000000002', productionDb)
+      .replace('"00000000000000000000000000000002"', `"${productionKv}"`)
+      .replace('00000000-0000-0000-0000-000000000001', stagingDb)
+      .replace('"00000000000000000000000000000001"', `"${stagingKv}"`);
+    const shared = path.join(dir, 'shared.toml');
+    const own = path.join(dir, 'own.toml');
+    writeFileSync(shared, withIds(productionDb, productionKv));
+    writeFileSync(own, withIds('0b6e7d2c-51a4-4f39-8e2d-7c1a9b3f6e05', '3c8d1e6f9a2b4c7d0e5f8a1b4c7d2e9f'));
+
+    const staging = await run('--config', shared, 'staging');
+    expect(staging.status).toBe(1);
+    expect(staging.stderr).toContain(`d1_databases DB: database_id "${productionDb}" is also [env.production]'s`);
+    expect(staging.stderr).toContain(`kv_namespaces CACHE: id "${productionKv}" is also [env.production]'s`);
+    expect(staging.stderr).toContain('refused: staging cannot be deployed until these ids are set');
+    // The deploy of production is refused too: staging's deploys would write its data.
+    expect((await run('--config', shared, 'production')).status).toBe(1);
+
+    const separate = await run('--config', own, 'staging', 'production');
+    expect(separate.status, separate.stderr).toBe(0);
+    expect(separate.stdout).toContain('deploy check staging: ids set (D1 and KV)');
+  });
+});
