@@ -71,7 +71,7 @@ export class TransactionDO extends DurableObject<Env> {
       // A log with no alarm has lost what drives it on: a coordinator completed before retention
       // existed (it deleted its alarm at completion), or one whose alarm failed past the
       // runtime's retries while its object kept failing (an operator's case): its undecided
-      // phase one, unfinished phase two or unwritten index would then wait for good. Any start
+      // phase one, unfinished phase two or unwritten index would then wait for good. Every start
       // of it arms the alarm again, so each of those ends, and retention deletes it in the end.
       if (this.log.tx() && (await ctx.storage.getAlarm()) === null) await this.armAlarm();
     });

@@ -53,7 +53,7 @@ const ClientCapabilities = z.looseObject({
 const Initialize = z.looseObject({ protocolVersion: z.string(), capabilities: ClientCapabilities, clientInfo: Implementation });
 
 /**
- * Every tool is on the first page and no `nextCursor` is ever given, so any cursor is one this
+ * Every tool is on the first page and no `nextCursor` is ever given, so every cursor is one this
  * server did not issue: the spec's pagination says an invalid cursor SHOULD be -32602. (The SDK
  * ignored it and listed every tool, which would loop a client paging on it.)
  */

@@ -16,7 +16,7 @@ export function agentTurnInput(messages: ChatCompletionRequest['messages']): { m
   const input = { message: contentText(last.content) };
   const problem = jsonLimitProblem(input, { maxBytes: MAX_INPUT_BYTES });
   if (problem !== null) {
-    const message = `the last user message is the agent's execution input, bounded as any execution's: ${problem}`;
+    const message = `the last user message is the agent's execution input, bounded as every execution's is: ${problem}`;
     throw new ApiError('invalid_request', message, [{ path: ['messages', index, 'content'], message }]);
   }
   return input;

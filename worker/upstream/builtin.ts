@@ -102,7 +102,7 @@ export const builtinUpstream: Upstream = {
       output: { reply, topic: topicId, answered: topic !== undefined },
       // Read where the patch is merged (in the same turn, with the context as it is then), not
       // here: runs started together answer in interleaved turns, and a count read here by each
-      // of them before any merged counted them all as one.
+      // of them before the first merged counted them all as one.
       get contextPatch() {
         const turns = request.context.turns;
         return { lastTopic: topicId, turns: (typeof turns === 'number' ? turns : 0) + 1 };
