@@ -162,7 +162,7 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
     // stream waits on a turn that sends nothing for minutes: its slot comes back then (the
     // request's signal), while its work goes on and the lease is released, its budget settled,
     // when the handler and body end, as before.
-    const unlink = lease && limits.concurrency !== undefined ? whenClientGone(c.req.raw.signal, () => c.executionCtx.waitUntil(freeSlot(c, lease))) : undefined;
+    const unlink = lease && limits.concurrency !== undefined ? whenClientGone(c.req.raw.signal, () => freeSlot(c, lease), (p) => c.executionCtx.waitUntil(p)) : undefined;
     try {
       await next();
     } catch (error) {
