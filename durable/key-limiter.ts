@@ -256,9 +256,9 @@ export class KeyLimiterDO extends DurableObject<Env> {
   }
 
   /**
-   * Frees a lease's concurrency slot and keeps the rest: its client went away before its answer
-   * began, so it is no longer in flight, while its work goes on and `release` still settles
-   * its budget with what it came to. Idempotent; a released lease is not touched.
+   * Frees a lease's concurrency slot and keeps the rest: its client went away, so it is no
+   * longer in flight, while its work goes on and `release` still settles its budget with what
+   * it came to. Idempotent; a released lease is not touched.
    */
   freeSlot(leaseId: string): void {
     this.sql.run('UPDATE leases SET slot = 0 WHERE id = ?', leaseId);
