@@ -256,6 +256,15 @@ export class KeyLimiterDO extends DurableObject<Env> {
   }
 
   /**
+   * Frees a lease's concurrency slot and keeps the rest: its client went away, so it is no
+   * longer in flight, while its work goes on and `release` still settles its budget with what
+   * it came to. Idempotent; a released lease is not touched.
+   */
+  freeSlot(leaseId: string): void {
+    this.sql.run('UPDATE leases SET slot = 0 WHERE id = ?', leaseId);
+  }
+
+  /**
    * Settles the token reservation an execution held (`holdTokens`) with what it used, once
    * it has ended: called by the agent that ran it, retried until it lands. Idempotent by the
    * reservation's id; false when there was nothing (left) to settle.

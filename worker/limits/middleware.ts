@@ -7,6 +7,7 @@ import type { KeyLimits } from '../schemas/limits';
 import type { TokenCharge } from '../../durable/agent-rpc';
 import { admit, limiter, type Admitted } from './limiter';
 import { estimateChatTokens, estimateExecutionTokens, estimatedTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
+import { whenClientGone } from './client-gone';
 import { givesBack } from './work';
 
 /**
@@ -157,13 +158,22 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
       limiter(c.env, lease?.name ?? '')
         .release(lease?.id ?? '', used, refused)
         .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'lease release failed; it expires', key: principal.keyId, error: String(error) })));
+    // A request whose client left is no longer in flight, though its answer has not begun or its
+    // stream waits on a turn that sends nothing for minutes: its slot comes back then (the
+    // request's signal), while its work goes on and the lease is released, its budget settled,
+    // when the handler and body end, as before.
+    const unlink = lease && limits.concurrency !== undefined ? whenClientGone(c.req.raw.signal, () => freeSlot(c, lease), (p) => c.executionCtx.waitUntil(p)) : undefined;
     try {
       await next();
     } catch (error) {
+      unlink?.();
       if (lease) await release(0, givesBack(c, error instanceof ApiError ? error.status : 500));
       throw error;
     }
-    if (c.res.status === 101) return; // a WebSocket upgrade cannot be rewrapped
+    if (c.res.status === 101) {
+      unlink?.();
+      return; // a WebSocket upgrade cannot be rewrapped
+    }
     let response = new Response(c.res.body, c.res);
     const status = response.status;
     if (lease) {
@@ -178,6 +188,7 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
       const collect = status < 300 && json && kind === 'chat' && c.get('tokensUsed') === undefined;
       const reserved = admitted.reservedTokens;
       response = onBodyEnd(response, collect, (text) => {
+        unlink?.();
         const refused = givesBack(c, status);
         const counted = c.get('completionChars');
         const estimated = counted === undefined ? null : estimatedTokens(estimate.prompt, counted, reserved);
@@ -192,6 +203,13 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
     c.res = undefined;
     c.res = response;
   };
+}
+
+function freeSlot(c: Context<AppEnv>, lease: { name: string; id: string }): Promise<void> {
+  Object.assign(c.get('log'), { clientGone: true });
+  return limiter(c.env, lease.name)
+    .freeSlot(lease.id)
+    .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'freeing the slot of a request whose client left failed; it is freed when the request ends', requestId: c.get('requestId'), error: String(error) })));
 }
 
 /**
