@@ -2,6 +2,7 @@ import { fail, ok, type Result } from '../worker/errors';
 import { iso } from '../worker/lib/time';
 import type { LockResolution, ResolveLockBody, TransactionLock } from '../worker/schemas/transaction';
 import { PREPARED_GRACE_MS, type AgentTransactions, type PreparedRow } from './agent-transactions';
+import { DECISION_GRACE_MS } from './transaction';
 
 export type { ResolveLockBody };
 
@@ -48,14 +49,21 @@ export async function resolveLock(tx: AgentTransactions, txId: string, body: Res
   const held = tx.lockOf(txId);
   if (!held) return notHeld(tx, txId);
   const answer = await tx.inquire(held);
-  if (answer === 'preparing') {
-    return fail('conflict', `the coordinator of ${txId} has not decided yet and its deadline has not passed: let it finish`, { coordinator: 'preparing', deadlineAt: iso(deadlineOf(held)) });
-  }
+  if (answer === 'preparing') return fail('conflict', undecided(txId, deadlineOf(held)), { coordinator: 'preparing', deadlineAt: iso(deadlineOf(held)) });
   if (answer === 'committed' || answer === 'aborted') return apply(tx, txId, answer, 'coordinator');
   if (Date.now() <= deadlineOf(held)) {
     return fail('conflict', `the coordinator of ${txId} cannot be reached, but the transaction's deadline has not passed: retry after it`, { coordinator: 'unreachable', deadlineAt: iso(deadlineOf(held)) });
   }
   return apply(tx, txId, body.outcome === 'commit' ? 'committed' : 'aborted', 'operator');
+}
+
+/**
+ * Why an undecided coordinator is left to finish. Just past the deadline it still answers
+ * undecided: it gives the run that owns the transaction a grace before taking it for crashed.
+ */
+function undecided(txId: string, deadlineAt: number): string {
+  if (Date.now() <= deadlineAt) return `the coordinator of ${txId} has not decided yet and its deadline has not passed: let it finish`;
+  return `the coordinator of ${txId} has not decided yet; its deadline has passed, but it gives the run that owns the transaction ${DECISION_GRACE_MS} ms of grace after it before taking that run for crashed and aborting: retry after the grace`;
 }
 
 /** Applies an outcome to the lock `txId` holds, unless the decision arrived while the coordinator was asked. */

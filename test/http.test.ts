@@ -95,6 +95,25 @@ describe('edge router', () => {
     }
   });
 
+  it('bounds how much of an unknown path its 404 repeats, and says it was cut', async () => {
+    const { key } = await newTenant();
+    const long = `/v1/${'a'.repeat(5000)}`;
+    const res = await api(long, { key });
+    expect(res.status).toBe(404);
+    const message: string = res.body.error.message;
+    expect(message.startsWith(`no route for GET ${long.slice(0, 200)}`)).toBe(true);
+    expect(message).toContain(`[cut: ${long.length - 200} more characters]`);
+    expect(message.length).toBeLessThan(400);
+    // The trailing-slash hint repeats the path too: it is bounded the same way.
+    const slash = await api(`${long}/`, { key });
+    expect(slash.status).toBe(404);
+    expect(slash.body.error.message.length).toBeLessThan(800);
+    expect(slash.body.error.message).toContain('paths take no trailing slash');
+    // A path at the bound is shown whole.
+    const edge = `/v1/${'b'.repeat(196)}`;
+    expect((await api(edge, { key })).body.error.message).toBe(`no route for GET ${edge}`);
+  });
+
   it('answers 405 with Allow for a known path and an unknown method', async () => {
     const res = await api('/healthz', { method: 'DELETE' });
     expect(res.status).toBe(405);

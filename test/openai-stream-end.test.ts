@@ -1,5 +1,7 @@
 import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { withoutCredential } from '../worker/lib/masked-credential';
+import { CredentialMasker } from '../worker/openai/sse-credential';
 import { api, BASE, chatTarget, newTenant } from './support/api';
 
 /** One chat.completion.chunk event, its `data:` field spelt with or without the optional space. */
@@ -85,5 +87,38 @@ describe('the end of a relayed stream', () => {
     const text = await streamOf(sseTarget(`line${Date.now()}`, `${chunk('whole answer', 'stop')}data: [DONE]\n`, '&holdOpen=1'), { timeouts: { idleMs: 300 } });
     expect(text).toMatch(/whole answer.*data: \[DONE\]\n\n$/s);
     expect(text).not.toContain('"error"');
+  });
+});
+
+describe("a target's credential in its event stream", () => {
+  const secret = 'sk-sk-secret-9f3e';
+  /** `text` through a masker for `secret`, cut into chunks at `cuts`, joined again as the client reads it. */
+  const through = (text: string, cuts: number[]): string => {
+    const masker = CredentialMasker.for(secret);
+    if (!masker) throw new Error('no masker');
+    const bytes = new TextEncoder().encode(text);
+    const decoder = new TextDecoder();
+    let out = '';
+    let from = 0;
+    for (const cut of [...cuts, bytes.byteLength]) {
+      out += decoder.decode(masker.push(bytes.subarray(from, cut)), { stream: true });
+      from = cut;
+    }
+    return out + decoder.decode(masker.flush());
+  };
+
+  it('is masked as withoutCredential masks it, wherever the chunks are cut; starts of it that never finish pass as sent', () => {
+    // Overlapping starts (`sk-sk-sk-secret`), a start left unfinished at the end, and text that is not ASCII.
+    const text = `data: {"error":"key sk-sk-sk-secret-9f3e é sk-sk-secret-9f3esk-sk-secret-9f3e"}\n\ndata: sk-sk-secret-9f3 ✓ sk-sk-secre`;
+    const expected = withoutCredential(text, secret);
+    expect(expected).not.toContain(secret);
+    const length = new TextEncoder().encode(text).byteLength;
+    for (let cut = 0; cut <= length; cut++) expect(through(text, [cut]), `cut at ${cut}`).toBe(expected);
+    for (let step = 1; step <= 4; step++) expect(through(text, Array.from({ length: Math.floor(length / step) }, (_, i) => (i + 1) * step)), `every ${step}`).toBe(expected);
+  });
+
+  it('is not looked for when the credential is too short to be looked for in text', () => {
+    expect(CredentialMasker.for('short')).toBeNull();
+    expect(CredentialMasker.for(undefined)).toBeNull();
   });
 });

@@ -1,4 +1,4 @@
-import { env } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { sealSecret } from '../worker/pools/secrets';
 import { encodeCursor } from '../worker/lib/cursor';
@@ -6,7 +6,7 @@ import { probeTarget } from '../worker/pools/probe';
 import { getPool, LIST_POOLS_QUERY, openTargets, putPool } from '../worker/pools/store';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { PutPoolBody, type StoredPool } from '../worker/schemas/pool';
-import { api, chatTarget, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
+import { ADMIN, api, BASE, chatTarget, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 const target = (id: string, extra: Record<string, unknown> = {}) => ({ id, kind: 'agent-http', url: mockUrl(`/agent?target=${id}`), ...extra });
 
@@ -546,6 +546,47 @@ describe("a target's error that names its credential", () => {
     expect(chat.status).toBe(401);
     expect(JSON.stringify(chat.body)).not.toContain(secret);
     expect(chat.body.error.message).toBe(masked);
+  });
+
+  it('a streamed chat relays an error event without the credential, also when the credential comes split across chunks', async () => {
+    const { tenantId, key } = await newTenant();
+    // A key with a token budget has its stream's usage chunk asked for and taken out on the way.
+    const budgeted = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'budgeted', limits: { budget: { tokens: 10_000, period: 'day' } } } });
+    expect(budgeted.status).toBe(201);
+    // Whole, in pieces of 5 bytes and of 1 (the credential then spans many chunks).
+    for (const [faults, caller] of [['echoAuthorizationInStream=1', key], ['echoAuthorizationInStream=1,pieceBytes=5', key], ['echoAuthorizationInStream=1,pieceBytes=1', key], ['echoAuthorizationInStream=1,pieceBytes=3', budgeted.body.key]]) {
+      const pool = uniqueId('pool');
+      expect((await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), faults, { apiKey: secret })] } })).status, faults).toBe(201);
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${caller}`, 'content-type': 'application/json' },
+        // The answer repeats the prompt: a prefix of the credential that never completes passes as sent.
+        body: JSON.stringify({ model: pool, stream: true, messages: [{ role: 'user', content: secret.slice(0, -1) }] }),
+      });
+      expect(res.status, faults).toBe(200);
+      const text = await res.text();
+      expect(text, faults).not.toContain(secret);
+      expect(text, faults).toContain(`Incorrect API key provided: …${secret.slice(-4)}; again: …${secret.slice(-4)}`);
+      expect(text, faults).toContain(`"content":"mock"`);
+      // The stream ended without [DONE]: the gateway's own error event follows the target's.
+      expect(text, faults).toContain('stream_interrupted');
+    }
+  });
+
+  it('a streamed answer that only repeats part of the credential is relayed as sent', async () => {
+    const { key } = await newTenant();
+    const pool = uniqueId('pool');
+    await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), 'pieceBytes=3', { apiKey: secret })] } });
+    const prompt = `${secret.slice(0, -1)} ${secret.slice(1)} ${secret.slice(0, 4)}`;
+    const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: pool, stream: true, messages: [{ role: 'user', content: prompt }] }),
+    });
+    const text = await res.text();
+    const content = [...text.matchAll(/^data: (\{.*\})$/gm)].map((m) => JSON.parse(m[1] ?? '{}').choices?.[0]?.delta?.content ?? '').join('');
+    expect(content).toBe(`mock reply to: ${prompt}`);
+    expect(text).toMatch(/data: \[DONE\]\n\n$/);
   });
 
   it("an execution's error keeps the target's message without the credential (pool and agent upstream)", async () => {

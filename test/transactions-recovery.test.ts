@@ -296,6 +296,21 @@ describe('transactions: an operator resolves a lock whose coordinator cannot ans
     expect(late.body).toMatchObject({ status: 'aborted', source: 'coordinator', heuristic: false, contextVersion: 1 });
   });
 
+  it("says, just past the deadline, that the coordinator's grace is what it waits for, not the deadline", async () => {
+    const s = await prepared(2);
+    // Past the deadline by a millisecond: the coordinator gives the run that owns the transaction
+    // a grace (1 s) before taking it for crashed, and answers undecided until then.
+    const deadline = Date.now() - 1;
+    await runInDurableObject(coordinatorStub(s.name), (_i, state) => void state.storage.sql.exec('UPDATE tx SET deadline_at = ?', deadline));
+    await runInDurableObject(agentStub(s.tenantId, s.agents[0] ?? ''), (_i, state) => void state.storage.sql.exec('UPDATE tx_prepared SET deadline_at = ?', deadline));
+    const res = await resolve(s, 0, { outcome: 'commit' });
+    expect(res.status).toBe(409);
+    expect(res.body.error).toMatchObject({ code: 'conflict', details: { coordinator: 'preparing', deadlineAt: new Date(deadline).toISOString() } });
+    expect(res.body.error.message).not.toContain('has not passed');
+    expect(res.body.error.message).toContain('grace');
+    expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(1);
+  });
+
   it.each(['commit', 'abort'] as const)("applies the operator's %s when the coordinator cannot be reached, recorded as heuristic", async (outcome) => {
     const s = await prepared(2);
     await coordinatorGone(s);

@@ -184,7 +184,7 @@ export async function startMockUpstream(options = {}) {
     }
     // As servers that predate stream_options do (older Azure API versions).
     if (isChat && mock.rejectStreamOptions && body?.stream_options !== undefined) return send(res, 400, { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error' } });
-    if (isChat && body?.stream) return streamChat(res, body, mock, attempt);
+    if (isChat && body?.stream) return streamChat(res, body, mock, attempt, String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
     if (isChat) {
       const last = body?.messages?.at(-1)?.content ?? '';
       return send(res, 200, {
@@ -233,7 +233,9 @@ export async function startMockUpstream(options = {}) {
 // `ignoreStreamOptions` (as some OpenAI-compatible servers do). `pieceBytes: n` writes the
 // whole stream in n-byte pieces a millisecond apart, so events arrive split across network
 // chunks. `echoStreamOptions` ends the reply with the request's stream_options as JSON.
-async function streamChat(res, body, mock, attempt) {
+// `echoAuthorizationInStream` sends, after the first word, an error event naming the request's
+// credential whole (as a proxy that refuses it mid-stream may) and ends without [DONE].
+async function streamChat(res, body, mock, attempt, token) {
   const last = String(body?.messages?.at(-1)?.content ?? '').split('\nmock:')[0];
   const echo = mock.echoStreamOptions ? ` stream_options=${JSON.stringify(body?.stream_options ?? null)}` : '';
   const words = `mock reply to: ${last}${echo}`.split(' ');
@@ -252,11 +254,17 @@ async function streamChat(res, body, mock, attempt) {
     }
     if (mock.chunkDelayMs) await sleep(Number(mock.chunkDelayMs));
     send({ ...base, choices: [{ index: 0, delta: { content: (i ? ' ' : '') + words[i] }, finish_reason: null }] });
+    if (mock.echoAuthorizationInStream) {
+      write(`data: ${JSON.stringify({ error: { message: `Incorrect API key provided: ${token}; again: ${token}`, type: 'invalid_request_error' } })}\n\n`);
+      break;
+    }
   }
-  send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-  // As OpenAI does when asked: one more chunk, with no choices, carrying the usage.
-  if (asked) send({ ...base, choices: [], usage: usageFor(body) });
-  write('data: [DONE]\n\n');
+  if (!mock.echoAuthorizationInStream) {
+    send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    // As OpenAI does when asked: one more chunk, with no choices, carrying the usage.
+    if (asked) send({ ...base, choices: [], usage: usageFor(body) });
+    write('data: [DONE]\n\n');
+  }
   const bytes = Buffer.from(held);
   for (let at = 0, size = Number(mock.pieceBytes) || bytes.length; at < bytes.length; at += size) {
     res.write(bytes.subarray(at, at + size));
@@ -287,7 +295,7 @@ function usageFor(body) {
 function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;

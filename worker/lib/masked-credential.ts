@@ -29,7 +29,7 @@ export const credentialMask = (credential: string): string => maskShowing(creden
  * Shorter credentials are not looked for in text: replacing every `abc` of a message would
  * garble it, and hide next to nothing of a credential that short.
  */
-const REDACTED_FROM_LENGTH = 8;
+export const REDACTED_FROM_LENGTH = 8;
 
 /**
  * `text` with every occurrence of `credential` replaced by its mask: a target's error may name

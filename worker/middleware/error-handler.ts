@@ -78,8 +78,28 @@ function wrongMediaType(error: unknown, c: Context<AppEnv>): ApiError | undefine
 export const onError: ErrorHandler<AppEnv> = (error, c) =>
   renderError(c, emptyJsonBody(error, c) ? missingBodyError() : (wrongMediaType(error, c) ?? toApiError(error, c.get('requestId') ?? '')));
 
+/** How much of an unknown path (or method) a 404 repeats: a path can be as long as a URL may be. */
+const SHOWN_PATH_CHARS = 200;
+
+/** The first `SHOWN_PATH_CHARS` of `text`, marked as cut when there was more. */
+function shown(text: string): string {
+  if (text.length <= SHOWN_PATH_CHARS) return text;
+  // Not between the halves of a surrogate pair: the cut would leave half a character.
+  const high = text.charCodeAt(SHOWN_PATH_CHARS - 1);
+  const at = high >= 0xd800 && high <= 0xdbff ? SHOWN_PATH_CHARS - 1 : SHOWN_PATH_CHARS;
+  return `${text.slice(0, at)}… [cut: ${text.length - at} more characters]`;
+}
+
+/** `path` without its trailing slashes; a loop, since /\/+$/ backtracks quadratically on a long run of slashes. */
+function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === 0x2f) end -= 1;
+  return path.slice(0, end);
+}
+
 export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
-  const { method, path } = c.req;
+  const method = shown(c.req.method);
+  const path = shown(c.req.path);
   // Routes are strict about a trailing slash; a client that adds one gets told, not just refused.
   const hint =
     path === '/'
@@ -88,8 +108,8 @@ export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
       : path === '/v1' || path === '/v1/'
         ? // Where that hint leads next: /v1 itself is no route, and its slashless form would be no help.
           ': the API\'s routes are below /v1 (GET /v1/agents lists your agents); its reference is at /docs, its OpenAPI document at /openapi.json'
-      : path.endsWith('/')
-        ? `: paths take no trailing slash (${method} ${path.replace(/\/+$/, '')})`
+      : c.req.path.endsWith('/')
+        ? `: paths take no trailing slash (${method} ${shown(withoutTrailingSlashes(c.req.path))})`
         : '';
   return renderError(c, new ApiError('not_found', `no route for ${method} ${path}${hint}`));
 };

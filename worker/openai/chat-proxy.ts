@@ -214,6 +214,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
+      credential: target.apiKey,
       ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined, ...(streamUsage.unreported && { unreported: streamUsage.unreported }) } }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };

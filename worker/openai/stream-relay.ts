@@ -1,5 +1,6 @@
 import type { ChatUsage } from '../limits/usage';
 import { sseEvent } from './completions';
+import { CredentialMasker } from './sse-credential';
 import { DoneLine } from './sse-done';
 import { UsageStripper } from './sse-usage';
 
@@ -30,6 +31,8 @@ export interface RelayOptions {
    * target may have gone on answering what was never read).
    */
   usage?: { report: (usage: ChatUsage) => void; strip: boolean; unreported?: (completionChars: number) => void };
+  /** The target's credential, masked wherever its events name it (an error event may). */
+  credential?: string;
 }
 
 /**
@@ -44,9 +47,13 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   done.push(decoder.decode(first, { stream: true }));
   let ended = false;
   const stripper = options.usage ? new UsageStripper(options.usage.report, options.usage.strip, options.usage.unreported !== undefined) : null;
+  const masker = CredentialMasker.for(options.credential);
   /** Whether anything went to the client. */
-  const send = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => {
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => pass(controller, masker ? masker.push(chunk) : chunk);
+  const pass = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => {
     if (!stripper) {
+      // Empty when the masker held all of it back (a start of the credential).
+      if (chunk.byteLength === 0) return false;
       controller.enqueue(chunk);
       return true;
     }
@@ -56,6 +63,9 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   };
   /** Hands out what the stripper held; the upstream's stream has ended. */
   const flush = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    // What the masker held was a start of the credential that the stream never finished.
+    const held = masker?.flush();
+    if (held?.byteLength) pass(controller, held);
     if (!stripper) return;
     const rest = stripper.flush();
     if (rest) controller.enqueue(rest);

@@ -47,7 +47,7 @@ export const adminTransactions = new OpenAPIHono<AppEnv>()
         200: json(LockResolution, 'the outcome applied, and whose it was'),
         404: errorResponse('not_found: the tenant has no such agent, or the agent holds no lock for this transaction'),
         409: errorResponse(
-          'agent_locked: another transaction holds the agent (details.transactionId); already_finished: the transaction was already decided here (details.status, details.heuristic); conflict: the coordinator has not decided yet, or cannot be reached, and the deadline has not passed (details.deadlineAt)',
+          'agent_locked: another transaction holds the agent (details.transactionId); already_finished: the transaction was already decided here (details.status, details.heuristic); conflict: the coordinator has not decided yet (before the deadline, or within its 1 s of grace after it), or cannot be reached and the deadline has not passed (details.deadlineAt)',
         ),
         ...adminErrors,
       },
