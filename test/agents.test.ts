@@ -131,6 +131,32 @@ describe('agents API', () => {
     expect((await api(`/v1/agents/${id}`, { key })).body.upstream).toMatchObject({ model: 'gpt-2', baseUrl: 'https://api.example.com/v1' });
   });
 
+  it('refuses a fixed or unknown field in a PATCH by its name, not as "nothing to update"', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const body of [{ region: 'weur' }, { jurisdiction: 'eu' }, { id: 'other' }, { colour: 'blue' }]) {
+      const res = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.message, JSON.stringify(body)).not.toContain('nothing to update');
+      expect(res.body.error.details, JSON.stringify(body)).toHaveLength(1);
+    }
+    const empty = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: {} });
+    expect(empty.status).toBe(400);
+    expect(empty.body.error.message).toBe('nothing to update');
+  });
+
+  it('keeps every metadata key it answers 201 for: "__proto__" is refused (400), never dropped', async () => {
+    const { key } = await newTenant();
+    const id = uniqueId();
+    const created = await api('/v1/agents', { key, rawBody: `{"id":"${id}","metadata":{"__proto__":"x","team":"a"}}`, headers: { 'content-type': 'application/json' } });
+    expect(created.status).toBe(400);
+    expect(created.body.error.param).toMatch(/^metadata/);
+    expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
+    const other = await newAgent(key);
+    const patched = await api(`/v1/agents/${other}`, { method: 'PATCH', key, rawBody: '{"metadata":{"__proto__":"x"}}', headers: { 'content-type': 'application/json' } });
+    expect(patched.status).toBe(400);
+  });
+
   it('updates name, concurrency and pause state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -100,7 +100,9 @@ export const UpdateAgentBody = z
     paused: z.boolean().optional().openapi({ description: 'a paused agent queues executions without starting them' }),
   })
   .strict()
-  .refine((b) => Object.keys(b).length > 0, 'nothing to update')
+  // Only a body that is otherwise valid can be empty: one whose only member is refused (a fixed
+  // field such as region) is parsed without it and was also told "nothing to update".
+  .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update', when: (payload) => payload.issues.length === 0 })
   .openapi('UpdateAgent');
 export type UpdateAgentBody = z.infer<typeof UpdateAgentBody>;
 
