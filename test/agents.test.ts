@@ -2,6 +2,7 @@ import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { releaseClaim, unregisterAgent } from '../worker/agents/registry';
+import { encodeCursor } from '../worker/lib/cursor';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 import { agentStub } from './support/transactions';
 
@@ -183,6 +184,27 @@ describe('agents API', () => {
     expect(seen).toEqual(ids);
     expect((await api('/v1/agents?cursor=%%%', { key })).status).toBe(400);
     expect((await api('/v1/agents?limit=1000', { key })).status).toBe(400);
+  });
+
+  it("refuses a cursor of another list or another tenant's list (400), never reading it as a place in this one", async () => {
+    const { key } = await newTenant();
+    // Agent ids that an execution list's cursor also has the shape of.
+    for (const id of ['ex_a', 'ex_b', 'ex_c']) await newAgent(key, { id });
+    const first = await api('/v1/agents?limit=1', { key });
+    const cursor: string = first.body.nextCursor;
+    expect(cursor).toEqual(expect.any(String));
+    expect((await api(`/v1/agents?limit=1&cursor=${cursor}`, { key })).body.data.map((a: { id: string }) => a.id)).toEqual(['ex_b']);
+    // Another tenant's cursor, an execution list's cursor, and this list's cursor in an execution list.
+    const other = await newTenant();
+    const refused = [
+      await api(`/v1/agents?cursor=${cursor}`, { key: other.key }),
+      await api(`/v1/agents?cursor=${encodeCursor('ex_01m969vjtttt3djhk022fmr9pc')}`, { key }),
+      await api(`/v1/agents/ex_a/executions?cursor=${cursor}`, { key }),
+    ];
+    for (const res of refused) {
+      expect(res.status).toBe(400);
+      expect(res.body.error.param, JSON.stringify(res.body)).toBe('cursor');
+    }
   });
 
   it('deletes an agent with its state; the id can be used again', async () => {
