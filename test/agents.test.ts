@@ -158,6 +158,18 @@ describe('agents API', () => {
     expect(patched.status).toBe(400);
   });
 
+  it('refuses A2A skills that share an id: the agent card names each skill once', async () => {
+    const { key } = await newTenant();
+    const skill = (name: string) => ({ id: 'faq', name, description: 'answers' });
+    const created = await api('/v1/agents', { key, body: { a2a: { skills: [skill('one'), skill('two')] } } });
+    expect(created.status).toBe(400);
+    expect(created.body.error.param).toBe('a2a.skills.1.id');
+    const id = await newAgent(key);
+    const patched = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { a2a: { skills: [skill('one'), skill('two')] } } });
+    expect(patched.status).toBe(400);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { a2a: { skills: [skill('one'), { ...skill('two'), id: 'orders' }] } } })).status).toBe(200);
+  });
+
   it('updates name, concurrency and pause state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
