@@ -393,6 +393,48 @@ describe('agents API', () => {
       expect(await d1Executions(tenantId, id)).toEqual([]);
     });
 
+    it("taken over by a second create while the first's object call was on its way: the first answers 409 and leaves the second's agent", async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      // The first create's call to the object waits until the second create has finished.
+      let reached!: () => void;
+      let release!: () => void;
+      const atObject = new Promise<void>((resolve) => (reached = resolve));
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let held = false;
+      const namespace = env.AGENTS;
+      const delayed = new Proxy(namespace, {
+        get: (target, prop) => {
+          if (prop !== 'get') {
+            const value: unknown = Reflect.get(target, prop, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          }
+          return (...args: Parameters<typeof namespace.get>) => {
+            const stub = target.get(...args) as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+            return new Proxy(stub, {
+              get: (s, method: string) => async (...a: unknown[]) => {
+                if (method === 'create' && !held) {
+                  held = true;
+                  reached();
+                  await gate;
+                }
+                return s[method]!(...a);
+              },
+            });
+          };
+        },
+      });
+      const first = createApp().request('/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ id, name: 'First' }) }, { ...env, AGENTS: delayed });
+      await atObject;
+      const second = await api('/v1/agents', { key, body: { id, name: 'Second' } });
+      expect(second.status).toBe(201);
+      release();
+      const firstAnswer = await first;
+      expect(firstAnswer.status).toBe(409);
+      // The agent the second create answered 201 for is the one there.
+      expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: 'Second', createdAt: second.body.createdAt });
+    });
+
     it('is taken over by one of two creates racing for it', async () => {
       const { key, tenantId } = await newTenant();
       const id = await newAgent(key, { name: 'Old' });
