@@ -393,29 +393,27 @@ describe('agents API', () => {
       expect(await d1Executions(tenantId, id)).toEqual([]);
     });
 
-    it("taken over by a second create while the first's object call was on its way: the first answers 409 and leaves the second's agent", async () => {
-      const { key, tenantId } = await newTenant();
-      const id = uniqueId();
-      // The first create's call to the object waits until the second create has finished.
-      let reached!: () => void;
+    /** An AGENTS binding whose first `create` call waits at a gate until released. */
+    function gatedCreate() {
+      let reachedGate!: () => void;
       let release!: () => void;
-      const atObject = new Promise<void>((resolve) => (reached = resolve));
+      const reached = new Promise<void>((resolve) => (reachedGate = resolve));
       const gate = new Promise<void>((resolve) => (release = resolve));
       let held = false;
-      const namespace = env.AGENTS;
-      const delayed = new Proxy(namespace, {
+      const real = env.AGENTS;
+      const namespace = new Proxy(real, {
         get: (target, prop) => {
           if (prop !== 'get') {
             const value: unknown = Reflect.get(target, prop, target);
             return typeof value === 'function' ? value.bind(target) : value;
           }
-          return (...args: Parameters<typeof namespace.get>) => {
+          return (...args: Parameters<typeof real.get>) => {
             const stub = target.get(...args) as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
             return new Proxy(stub, {
               get: (s, method: string) => async (...a: unknown[]) => {
                 if (method === 'create' && !held) {
                   held = true;
-                  reached();
+                  reachedGate();
                   await gate;
                 }
                 return s[method]!(...a);
@@ -424,11 +422,42 @@ describe('agents API', () => {
           };
         },
       });
-      const first = createApp().request('/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ id, name: 'First' }) }, { ...env, AGENTS: delayed });
-      await atObject;
+      return { namespace, reached, release };
+    }
+    const postAgent = (key: string, body: object, agents: typeof env.AGENTS) =>
+      createApp().request('/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }, { ...env, AGENTS: agents });
+
+    it("taken over by a second create whose object call lands after the first's: the second answers 409, and a DELETE then removes the first's agent", async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      const one = gatedCreate();
+      const two = gatedCreate();
+      const first = postAgent(key, { id, name: 'First' }, one.namespace);
+      await one.reached; // claimed, its object call on its way
+      const second = postAgent(key, { id, name: 'Second' }, two.namespace);
+      await two.reached; // took the claim over (the object still empty), its object call on its way
+      one.release();
+      const firstAnswer = await first;
+      expect(firstAnswer.status).toBe(201);
+      two.release();
+      expect((await second).status).toBe(409);
+      expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: 'First' });
+      expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
+      // Gone from the object too, not left running with no registry row.
+      const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+      expect(await stub.get()).toMatchObject({ ok: false, code: 'not_found' });
+    });
+
+    it("taken over by a second create while the first's object call was on its way: the first answers 409 and leaves the second's agent", async () => {
+      const { key } = await newTenant();
+      const id = uniqueId();
+      // The first create's call to the object waits until the second create has finished.
+      const gated = gatedCreate();
+      const first = postAgent(key, { id, name: 'First' }, gated.namespace);
+      await gated.reached;
       const second = await api('/v1/agents', { key, body: { id, name: 'Second' } });
       expect(second.status).toBe(201);
-      release();
+      gated.release();
       const firstAnswer = await first;
       expect(firstAnswer.status).toBe(409);
       // The agent the second create answered 201 for is the one there.

@@ -10,7 +10,7 @@ import { toApiError } from '../middleware/error-handler';
 import { maskUpstream } from '../upstream/resolve';
 import { checkUpstream } from './upstream-check';
 import { locationHintFor, type GeoHints } from './placement';
-import { adoptOrphanedClaim, callAgent, findRegistration, registerAgents, releaseClaim, type AgentRoute } from './registry';
+import { adoptOrphanedClaim, callAgent, findRegistration, registerAgents, releaseClaim, returnClaim, type AgentRoute } from './registry';
 
 /** What creating one agent came to: the agent, or the error a single create would answer. */
 export type CreateOutcome = { ok: true; agent: Agent } | { ok: false; id: string; error: ApiError };
@@ -93,6 +93,7 @@ async function createOne(c: Context<AppEnv>, { config, provisional, route: asked
   try {
     let created = await create();
     if (claimed && !created.ok && created.code === 'conflict' && (await removeUnregisteredAgent(c.env, tenantId, config.id, route, now))) created = await create();
+    if (!claimed && !created.ok && created.code === 'conflict') await returnClaimToHolder(c.env, tenantId, config.id, route, now);
     return { ok: true, agent: unwrap(created) };
   } catch (error) {
     // The object refused or was unreachable: release the claim unless the object holds the
@@ -122,6 +123,16 @@ async function removeUnregisteredAgent(env: Env, tenantId: string, agentId: stri
   if (row?.createdAt !== claimedAt) return false;
   const removed = await callAgent(env, tenantId, agentId, route, (stub) => stub.destroy(createdAt), { retry: true });
   return removed.ok || removed.code === 'not_found';
+}
+
+/**
+ * After a taken-over claim met an agent in the object: that agent is the create's whose claim
+ * it was (it reached the object first), so the row goes back to its creation time. Should this
+ * fail, the create still answers 409, and a DELETE leaves that agent for the id's next create to remove.
+ */
+async function returnClaimToHolder(env: Env, tenantId: string, agentId: string, route: AgentRoute, takenAt: number): Promise<void> {
+  const held = await callAgent(env, tenantId, agentId, route, (stub) => stub.get(), { retry: true }).catch(() => null);
+  if (held?.ok) await returnClaim(env, tenantId, agentId, takenAt, Date.parse(held.value.createdAt)).catch(() => undefined);
 }
 
 function configOf(body: CreateAgentBody): AgentConfig {
