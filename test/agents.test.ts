@@ -2,6 +2,7 @@ import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { releaseClaim, unregisterAgent } from '../worker/agents/registry';
+import { encodeCursor } from '../worker/lib/cursor';
 import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 import { agentStub } from './support/transactions';
 
@@ -131,6 +132,44 @@ describe('agents API', () => {
     expect((await api(`/v1/agents/${id}`, { key })).body.upstream).toMatchObject({ model: 'gpt-2', baseUrl: 'https://api.example.com/v1' });
   });
 
+  it('refuses a fixed or unknown field in a PATCH by its name, not as "nothing to update"', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const body of [{ region: 'weur' }, { jurisdiction: 'eu' }, { id: 'other' }, { colour: 'blue' }]) {
+      const res = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.message, JSON.stringify(body)).not.toContain('nothing to update');
+      expect(res.body.error.details, JSON.stringify(body)).toHaveLength(1);
+    }
+    const empty = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: {} });
+    expect(empty.status).toBe(400);
+    expect(empty.body.error.message).toBe('nothing to update');
+  });
+
+  it('keeps every metadata key it answers 201 for: "__proto__" is refused (400), never dropped', async () => {
+    const { key } = await newTenant();
+    const id = uniqueId();
+    const created = await api('/v1/agents', { key, rawBody: `{"id":"${id}","metadata":{"__proto__":"x","team":"a"}}`, headers: { 'content-type': 'application/json' } });
+    expect(created.status).toBe(400);
+    expect(created.body.error.param).toMatch(/^metadata/);
+    expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
+    const other = await newAgent(key);
+    const patched = await api(`/v1/agents/${other}`, { method: 'PATCH', key, rawBody: '{"metadata":{"__proto__":"x"}}', headers: { 'content-type': 'application/json' } });
+    expect(patched.status).toBe(400);
+  });
+
+  it('refuses A2A skills that share an id: the agent card names each skill once', async () => {
+    const { key } = await newTenant();
+    const skill = (name: string) => ({ id: 'faq', name, description: 'answers' });
+    const created = await api('/v1/agents', { key, body: { a2a: { skills: [skill('one'), skill('two')] } } });
+    expect(created.status).toBe(400);
+    expect(created.body.error.param).toBe('a2a.skills.1.id');
+    const id = await newAgent(key);
+    const patched = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { a2a: { skills: [skill('one'), skill('two')] } } });
+    expect(patched.status).toBe(400);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { a2a: { skills: [skill('one'), { ...skill('two'), id: 'orders' }] } } })).status).toBe(200);
+  });
+
   it('updates name, concurrency and pause state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
@@ -157,6 +196,27 @@ describe('agents API', () => {
     expect(seen).toEqual(ids);
     expect((await api('/v1/agents?cursor=%%%', { key })).status).toBe(400);
     expect((await api('/v1/agents?limit=1000', { key })).status).toBe(400);
+  });
+
+  it("refuses a cursor of another list or another tenant's list (400), never reading it as a place in this one", async () => {
+    const { key } = await newTenant();
+    // Agent ids that an execution list's cursor also has the shape of.
+    for (const id of ['ex_a', 'ex_b', 'ex_c']) await newAgent(key, { id });
+    const first = await api('/v1/agents?limit=1', { key });
+    const cursor: string = first.body.nextCursor;
+    expect(cursor).toEqual(expect.any(String));
+    expect((await api(`/v1/agents?limit=1&cursor=${cursor}`, { key })).body.data.map((a: { id: string }) => a.id)).toEqual(['ex_b']);
+    // Another tenant's cursor, an execution list's cursor, and this list's cursor in an execution list.
+    const other = await newTenant();
+    const refused = [
+      await api(`/v1/agents?cursor=${cursor}`, { key: other.key }),
+      await api(`/v1/agents?cursor=${encodeCursor('ex_01m969vjtttt3djhk022fmr9pc')}`, { key }),
+      await api(`/v1/agents/ex_a/executions?cursor=${cursor}`, { key }),
+    ];
+    for (const res of refused) {
+      expect(res.status).toBe(400);
+      expect(res.body.error.param, JSON.stringify(res.body)).toBe('cursor');
+    }
   });
 
   it('deletes an agent with its state; the id can be used again', async () => {
@@ -331,6 +391,77 @@ describe('agents API', () => {
       expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
       expect(await row(tenantId, id)).toBeNull();
       expect(await d1Executions(tenantId, id)).toEqual([]);
+    });
+
+    /** An AGENTS binding whose first `create` call waits at a gate until released. */
+    function gatedCreate() {
+      let reachedGate!: () => void;
+      let release!: () => void;
+      const reached = new Promise<void>((resolve) => (reachedGate = resolve));
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let held = false;
+      const real = env.AGENTS;
+      const namespace = new Proxy(real, {
+        get: (target, prop) => {
+          if (prop !== 'get') {
+            const value: unknown = Reflect.get(target, prop, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          }
+          return (...args: Parameters<typeof real.get>) => {
+            const stub = target.get(...args) as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+            return new Proxy(stub, {
+              get: (s, method: string) => async (...a: unknown[]) => {
+                if (method === 'create' && !held) {
+                  held = true;
+                  reachedGate();
+                  await gate;
+                }
+                return s[method]!(...a);
+              },
+            });
+          };
+        },
+      });
+      return { namespace, reached, release };
+    }
+    const postAgent = (key: string, body: object, agents: typeof env.AGENTS) =>
+      createApp().request('/v1/agents', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }, { ...env, AGENTS: agents });
+
+    it("taken over by a second create whose object call lands after the first's: the second answers 409, and a DELETE then removes the first's agent", async () => {
+      const { key, tenantId } = await newTenant();
+      const id = uniqueId();
+      const one = gatedCreate();
+      const two = gatedCreate();
+      const first = postAgent(key, { id, name: 'First' }, one.namespace);
+      await one.reached; // claimed, its object call on its way
+      const second = postAgent(key, { id, name: 'Second' }, two.namespace);
+      await two.reached; // took the claim over (the object still empty), its object call on its way
+      one.release();
+      const firstAnswer = await first;
+      expect(firstAnswer.status).toBe(201);
+      two.release();
+      expect((await second).status).toBe(409);
+      expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: 'First' });
+      expect((await api(`/v1/agents/${id}`, { method: 'DELETE', key })).status).toBe(204);
+      // Gone from the object too, not left running with no registry row.
+      const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+      expect(await stub.get()).toMatchObject({ ok: false, code: 'not_found' });
+    });
+
+    it("taken over by a second create while the first's object call was on its way: the first answers 409 and leaves the second's agent", async () => {
+      const { key } = await newTenant();
+      const id = uniqueId();
+      // The first create's call to the object waits until the second create has finished.
+      const gated = gatedCreate();
+      const first = postAgent(key, { id, name: 'First' }, gated.namespace);
+      await gated.reached;
+      const second = await api('/v1/agents', { key, body: { id, name: 'Second' } });
+      expect(second.status).toBe(201);
+      gated.release();
+      const firstAnswer = await first;
+      expect(firstAnswer.status).toBe(409);
+      // The agent the second create answered 201 for is the one there.
+      expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: 'Second', createdAt: second.body.createdAt });
     });
 
     it('is taken over by one of two creates racing for it', async () => {

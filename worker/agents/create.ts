@@ -10,7 +10,7 @@ import { toApiError } from '../middleware/error-handler';
 import { maskUpstream } from '../upstream/resolve';
 import { checkUpstream } from './upstream-check';
 import { locationHintFor, type GeoHints } from './placement';
-import { adoptOrphanedClaim, callAgent, registerAgents, releaseClaim, type AgentRoute } from './registry';
+import { adoptOrphanedClaim, callAgent, findRegistration, registerAgents, releaseClaim, returnClaim, type AgentRoute } from './registry';
 
 /** What creating one agent came to: the agent, or the error a single create would answer. */
 export type CreateOutcome = { ok: true; agent: Agent } | { ok: false; id: string; error: ApiError };
@@ -93,6 +93,7 @@ async function createOne(c: Context<AppEnv>, { config, provisional, route: asked
   try {
     let created = await create();
     if (claimed && !created.ok && created.code === 'conflict' && (await removeUnregisteredAgent(c.env, tenantId, config.id, route, now))) created = await create();
+    if (!claimed && !created.ok && created.code === 'conflict') await returnClaimToHolder(c.env, tenantId, config.id, route, now);
     return { ok: true, agent: unwrap(created) };
   } catch (error) {
     // The object refused or was unreachable: release the claim unless the object holds the
@@ -108,15 +109,30 @@ async function createOne(c: Context<AppEnv>, { config, provisional, route: asked
  * named the id when it claimed it, and an agent with a row keeps it until the agent is gone (a
  * DELETE destroys the object first). So an agent there, created at another time, is one whose
  * create failed after the object had made it (its answer lost, its claim then released): an
- * agent no read could reach, which would otherwise refuse this create with 409.
+ * agent no read could reach, which would otherwise refuse this create with 409. Unless the
+ * claim is no longer this create's: another create took it over meanwhile.
  */
 async function removeUnregisteredAgent(env: Env, tenantId: string, agentId: string, route: AgentRoute, claimedAt: number): Promise<boolean> {
   const held = await callAgent(env, tenantId, agentId, route, (stub) => stub.get(), { retry: true });
   if (!held.ok) return held.code === 'not_found';
   const createdAt = Date.parse(held.value.createdAt);
   if (createdAt === claimedAt) return false;
+  // A claim can be taken over before its own object call lands (the object still empty): the
+  // agent there is then the taker's, registered and answered 201, and this create lost.
+  const row = await findRegistration(env, tenantId, agentId);
+  if (row?.createdAt !== claimedAt) return false;
   const removed = await callAgent(env, tenantId, agentId, route, (stub) => stub.destroy(createdAt), { retry: true });
   return removed.ok || removed.code === 'not_found';
+}
+
+/**
+ * After a taken-over claim met an agent in the object: that agent is the create's whose claim
+ * it was (it reached the object first), so the row goes back to its creation time. Should this
+ * fail, the create still answers 409, and a DELETE leaves that agent for the id's next create to remove.
+ */
+async function returnClaimToHolder(env: Env, tenantId: string, agentId: string, route: AgentRoute, takenAt: number): Promise<void> {
+  const held = await callAgent(env, tenantId, agentId, route, (stub) => stub.get(), { retry: true }).catch(() => null);
+  if (held?.ok) await returnClaim(env, tenantId, agentId, takenAt, Date.parse(held.value.createdAt)).catch(() => undefined);
 }
 
 function configOf(body: CreateAgentBody): AgentConfig {

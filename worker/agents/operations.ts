@@ -2,13 +2,13 @@ import type { AgentSnapshot } from '../../durable/outbox';
 import type { ExecuteResult, TokenCharge } from '../../durable/agent-rpc';
 import type { Env } from '../env';
 import { ApiError, LOCK_RETRY_AFTER_S, unwrap, type Result } from '../errors';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import type { Agent } from '../schemas/agent';
 import type { CreateExecutionBody, Execution } from '../schemas/execution';
 import { withChargeDoubt } from '../limits/charge-doubt';
 import { retryAfterSeconds } from '../upstream/resume-times';
+import { decodeAgentCursor, encodeAgentCursor } from './list-cursor';
 import { agentObjectId, callAgent, requireAgent, type AgentRpc } from './registry';
 import { prunedExecution, staleExecution } from './snapshots';
 
@@ -66,14 +66,14 @@ export interface AgentPage {
 
 /** A page of the tenant's agents from the D1 registry, ordered by id (eventually consistent). */
 export async function listAgents(env: Env, tenantId: string, limit: number, cursor: string | undefined): Promise<AgentPage> {
-  const after = decodeCursor(cursor) ?? '';
+  const after = (await decodeAgentCursor(tenantId, cursor)) ?? '';
   const { results } = await env.DB.prepare('SELECT id, snapshot FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?')
     .bind(tenantId, after, limit + 1)
     .all<{ id: string; snapshot: string }>();
   const rows = results.slice(0, limit);
   const data = rows.map((r) => (JSON.parse(r.snapshot) as AgentSnapshot).agent);
   const last = rows.at(-1);
-  return { data, nextCursor: results.length > limit && last ? encodeCursor(last.id) : null };
+  return { data, nextCursor: results.length > limit && last ? await encodeAgentCursor(tenantId, last.id) : null };
 }
 
 /**

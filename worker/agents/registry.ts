@@ -80,6 +80,16 @@ export async function adoptOrphanedClaim(env: Env, tenantId: string, agent: Agen
   return route;
 }
 
+/**
+ * Gives a claim this request took over (`takenAt`: the creation time it wrote) back to the agent
+ * that reached the object first, the create whose claim it was (`createdAt`: that agent's own).
+ * Left at the taker's time, the row named no agent the object holds: a DELETE then destroyed
+ * nothing (the object matches the time), removed the row, and left the agent running unlisted.
+ */
+export async function returnClaim(env: Env, tenantId: string, agentId: string, takenAt: number, createdAt: number): Promise<void> {
+  await env.DB.prepare('UPDATE agents SET created_at = ? WHERE tenant_id = ? AND id = ? AND created_at = ?').bind(createdAt, tenantId, agentId, takenAt).run();
+}
+
 /** The registry row of an agent as a DELETE finds it: its route and creation time, or null. */
 export async function findRegistration(env: Env, tenantId: string, agentId: string): Promise<{ route: AgentRoute; createdAt: number } | null> {
   const row = await registryRow(env, tenantId, agentId);

@@ -23,6 +23,11 @@ export function decodeCursor(cursor: string | undefined, keyPattern: RegExp = ID
     if (!keyPattern.test(key)) throw new Error('bad key');
     return key;
   } catch {
-    throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor of this list (pass the nextCursor it answered)' }]);
+    throw invalidCursor();
   }
+}
+
+/** The refusal of a cursor this list did not answer. */
+export function invalidCursor(): ApiError {
+  return new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor of this list (pass the nextCursor it answered)', code: 'custom' }]);
 }

@@ -58,12 +58,21 @@ export const A2ASkill = z
   })
   .strict();
 
+/** A skill's id is what A2A clients tell skills apart by: a card naming one twice was served as given. */
+function uniqueSkillIds(skills: readonly { id: string }[], ctx: z.RefinementCtx): void {
+  const seen = new Set<string>();
+  skills.forEach(({ id }, i) => {
+    if (seen.has(id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `skill id ${id} appears more than once` });
+    seen.add(id);
+  });
+}
+
 /** How the agent presents itself as an Agent2Agent server (docs/A2A.md). */
 export const A2AConfig = z
   .object({
     publicCard: z.boolean().optional().openapi({ description: 'serve the agent card without an API key' }),
     description: z.string().min(1).max(2_000).optional().openapi({ description: 'the agent card\'s description (instructions are never shown)' }),
-    skills: z.array(A2ASkill).min(1).max(32).optional().openapi({ description: 'skills on the agent card; one derived from the agent when absent' }),
+    skills: z.array(A2ASkill).min(1).max(32).superRefine(uniqueSkillIds).optional().openapi({ description: 'skills on the agent card (distinct ids); one derived from the agent when absent' }),
   })
   .strict()
   .openapi('A2AConfig');
@@ -100,7 +109,9 @@ export const UpdateAgentBody = z
     paused: z.boolean().optional().openapi({ description: 'a paused agent queues executions without starting them' }),
   })
   .strict()
-  .refine((b) => Object.keys(b).length > 0, 'nothing to update')
+  // Only a body that is otherwise valid can be empty: one whose only member is refused (a fixed
+  // field such as region) is parsed without it and was also told "nothing to update".
+  .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update', when: (payload) => payload.issues.length === 0 })
   .openapi('UpdateAgent');
 export type UpdateAgentBody = z.infer<typeof UpdateAgentBody>;
 

@@ -9,10 +9,22 @@ export const AgentId = z
 /** Ids the gateway makes itself (executions, keys, tenants): same alphabet, bounded. */
 export const ResourceId = z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/, 'not a valid id');
 
-export const Metadata = z
-  .record(z.string().max(64), z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
-  .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata keys')
-  .openapi({ example: { team: 'support' } });
+/**
+ * Metadata refuses a member named "__proto__" before the record is read: zod's record skips
+ * that name, so the key was answered 201 and then lost.
+ */
+const refuseProtoKey = (value: unknown, ctx: { addIssue: (issue: { code: 'custom'; message: string; input: unknown }) => void }): unknown => {
+  if (value !== null && typeof value === 'object' && Object.hasOwn(value, '__proto__')) ctx.addIssue({ code: 'custom', message: 'the key "__proto__" is not allowed', input: value });
+  return value;
+};
+
+export const Metadata = z.preprocess(
+  refuseProtoKey,
+  z
+    .record(z.string().max(64), z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
+    .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata keys')
+    .openapi({ example: { team: 'support' } }),
+);
 
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);
 
