@@ -4,7 +4,7 @@ import { sha256Hex } from '../lib/hash';
 /**
  * The cursor of a tenant's agent list: the last id seen, after a tag of the list and tenant.
  * A bare id was also the shape of an execution list's cursor (agent ids may look like
- * `ex_…`) and of any other tenant's agent cursor, so each list read the other's as a place
+ * `ex_…`) and of every other tenant's agent cursor, so each list read the other's as a place
  * in itself and answered a wrong page instead of 400. The ':' keeps it out of every other
  * list's key pattern (ids, pool names); the tag keeps another tenant's out of this one.
  */
