@@ -2,7 +2,7 @@ import { fail, ok, type Result } from '../worker/errors';
 import { iso } from '../worker/lib/time';
 import type { LockResolution, ResolveLockBody, TransactionLock } from '../worker/schemas/transaction';
 import { PREPARED_GRACE_MS, type AgentTransactions, type PreparedRow } from './agent-transactions';
-import { DECISION_GRACE_MS } from './transaction';
+import { DECISION_GRACE_MS } from './transaction-grace';
 
 export type { ResolveLockBody };
 

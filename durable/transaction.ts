@@ -10,9 +10,8 @@ import { TransactionLog, toTransaction, type NewParticipant, type ParticipantRow
 import { dropIndexRow, expiresAt } from './transaction-retention';
 import { aliasAlarm, aliasFor, pointFromId, writeAlias } from './transaction-alias';
 import { coordinator } from '../worker/transactions/coordinator';
+import { DECISION_GRACE_MS } from './transaction-grace';
 
-/** How long after the deadline an undecided log is taken for a crashed coordinator. */
-export const DECISION_GRACE_MS = 1_000;
 /** Phase-two retries back off from 1 s to a minute, and never stop until every ack is in. */
 const PHASE_TWO_MAX_BACKOFF_MS = 60_000;
 const INDEX_RETRY_MS = 5_000;
