@@ -46,16 +46,21 @@ const runningExecution = (key: string, agent: string) =>
   eventually(async () => ((await api(`/v1/agents/${agent}/executions?limit=5`, { key })).body.data as { id: string; status: string }[]).find((e) => e.status === 'running'), 5_000);
 const statusOf = async (key: string, agent: string, id: string): Promise<string> => (await api(`/v1/agents/${agent}/executions/${id}`, { key })).body.status;
 
+/** The client leaves (`leave`) while the agent's run is on: its slot comes back at once, the run goes on. */
+async function leaveAndSeeSlotFreed(key: string, otherKey: string, agent: string, leave: () => unknown) {
+  const run = await runningExecution(otherKey, agent);
+  await slotTaken(key);
+  await leave();
+  await slotFreed(key);
+  expect(await statusOf(otherKey, agent, run.id)).toBe('running');
+}
+
 describe('concurrency cap: a request whose client went away frees its slot at once', () => {
   it('REST sync execution: the run goes on and counts', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 1, budget: { requests: 10, period: 'day' } });
     const agent = await newAgent(otherKey);
     const call = leaving(key, `/v1/agents/${agent}/executions`, { intent: 'slow', input: SLOW_INPUT });
-    const run = await runningExecution(otherKey, agent);
-    await slotTaken(key);
-    call.leave();
-    await slotFreed(key);
-    expect(await statusOf(otherKey, agent, run.id)).toBe('running');
+    await leaveAndSeeSlotFreed(key, otherKey, agent, call.leave);
     await call.answer;
     // The execution and the chat.
     expect(await settledRequests(key)).toBe(2);
@@ -76,11 +81,7 @@ describe('concurrency cap: a request whose client went away frees its slot at on
       expect(res.headers.get('content-type')).toContain('text/event-stream');
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
       await reader.read();
-      const run = await runningExecution(otherKey, agent);
-      await slotTaken(key);
-      await reader.cancel();
-      await slotFreed(key);
-      expect(await statusOf(otherKey, agent, run.id)).toBe('running');
+      await leaveAndSeeSlotFreed(key, otherKey, agent, () => reader.cancel());
     });
   }
 
@@ -89,11 +90,7 @@ describe('concurrency cap: a request whose client went away frees its slot at on
       const { key, otherKey } = await limitedKey({ concurrency: 1 });
       const agent = await newAgent(otherKey, { upstream: slowUpstream });
       const call = leaving(key, '/v1/chat/completions', { model: `agent:${agent}`, stream, messages: [{ role: 'user', content: 'hi' }] });
-      const run = await runningExecution(otherKey, agent);
-      await slotTaken(key);
-      call.leave();
-      await slotFreed(key);
-      expect(await statusOf(otherKey, agent, run.id)).toBe('running');
+      await leaveAndSeeSlotFreed(key, otherKey, agent, call.leave);
       await call.answer;
     });
   }
@@ -122,10 +119,6 @@ describe('concurrency cap: a request whose client went away frees its slot at on
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'execute_intent', arguments: { agentId: agent, intent: 'slow', input: SLOW_INPUT, wait: true } } }),
     });
     expect(res.headers.get('content-type')).toContain('text/event-stream');
-    const run = await runningExecution(otherKey, agent);
-    await slotTaken(key);
-    await res.body?.cancel();
-    await slotFreed(key);
-    expect(await statusOf(otherKey, agent, run.id)).toBe('running');
+    await leaveAndSeeSlotFreed(key, otherKey, agent, () => res.body?.cancel());
   });
 });
