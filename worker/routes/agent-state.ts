@@ -80,7 +80,10 @@ export const agentState = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const ifVersion = parseIfMatch(c.req.valid('header')['if-match']);
+      const versions = parseIfMatch(c.req.valid('header')['if-match']);
+      // One version goes as a number, the form objects of releases before If-Match lists read:
+      // in a gradual deployment this edge may call an agent object of such a release.
+      const ifVersion = versions?.length === 1 ? versions[0] : versions;
       const patch = c.req.valid('json');
       const context = await onAgent(c, id, (stub) => stub.patchContext(patch, ifVersion));
       return c.json(context, 200, { etag: etag(context.version) });
