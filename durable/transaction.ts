@@ -269,7 +269,7 @@ export class TransactionDO extends DurableObject<Env> {
     let result: Result<{ version: number }> | 'timeout';
     try {
       const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
-      result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at }), tx.deadline_at - Date.now());
+      result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at, beganAt: tx.created_at }), tx.deadline_at - Date.now());
     } catch (error) {
       result = fail('agent_unavailable', `agent ${p.agent_id} could not be reached: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -293,7 +293,7 @@ export class TransactionDO extends DurableObject<Env> {
         if (result.ok) this.log.ack(p.agent_id, result.value.version, result.value.heuristicMismatch === true);
         else console.error(JSON.stringify({ msg: 'participant refused commit', txId: tx.id, agentId: p.agent_id, code: result.code }));
       } else {
-        const result = await stub.abort(tx.id);
+        const result = await stub.abort(tx.id, tx.created_at);
         if (result.ok) this.log.ack(p.agent_id, null, result.value.heuristicMismatch === true);
         else console.error(JSON.stringify({ msg: 'participant refused abort', txId: tx.id, agentId: p.agent_id, code: result.code }));
       }
