@@ -218,9 +218,9 @@ export class AgentTransactions {
     // No agent, no lock (a deletion refuses while one is held, and wipes the storage); a late
     // prepare here answers not_found without a tombstone, which would only keep a deleted
     // object's storage alive. (A commit writes nothing without a lock either.) An agent created
-    // since the transaction began never took part in it (its prepares vote no): it hears
-    // nothing of it either, no tombstone, no event, no webhook.
-    if (!this.store.agentRow() || this.createdAfter(beganAt)) return ok({ aborted: true });
+    // since the transaction began never took part in it (its prepares vote no): without its
+    // lock, it hears nothing of it either, no tombstone, no event, no webhook.
+    if (!this.store.agentRow() || (this.createdAfter(beganAt) && !this.lockOf(txId))) return ok({ aborted: true });
     this.schema.ensure('transactions'); // the tombstone answers a prepare that arrives late
     const known = this.outcome(txId);
     if (known?.outcome === 'committed') {
