@@ -28,6 +28,12 @@ export interface PrepareInput {
   operation: ParticipantOperation;
   /** The end of phase one: a prepare arriving later votes no. */
   deadlineAt: number;
+  /**
+   * When the transaction began (its coordinator's log row). An agent created later is not the
+   * one the edge resolved, but one created again under its id since: it votes no. Absent from
+   * a coordinator of an earlier release.
+   */
+  beganAt?: number;
 }
 
 export interface PreparedRow extends Record<string, string | number | null> {
@@ -158,6 +164,9 @@ export class AgentTransactions {
 
   prepare(txId: string, input: PrepareInput, now: number): Result<{ version: number }> {
     if (this.deleting > 0) return fail('not_found', 'agent not found (it is being deleted)');
+    // A prepare sent to the agent that existed when the transaction began, landing after it was
+    // deleted and created again: locking the new one would hold it until past the deadline.
+    if (this.createdAfter(input.beganAt)) return fail('not_found', 'agent not found (this id was deleted and created again after the transaction began)');
     this.schema.ensure('transactions');
     const held = this.lock();
     if (held?.tx_id === txId) return ok({ version: held.new_version }); // a repeated prepare
@@ -201,12 +210,17 @@ export class AgentTransactions {
     return ok({ version: this.store.context().version });
   }
 
-  /** Releases the lock if this transaction holds it, and remembers the abort against a late prepare. */
-  abort(txId: string, now: number, heuristic = false): Result<{ aborted: true } & Contradicted> {
+  /**
+   * Releases the lock if this transaction holds it, and remembers the abort against a late prepare.
+   * `beganAt`: when the transaction began, from its coordinator (see PrepareInput).
+   */
+  abort(txId: string, now: number, heuristic = false, beganAt?: number): Result<{ aborted: true } & Contradicted> {
     // No agent, no lock (a deletion refuses while one is held, and wipes the storage); a late
     // prepare here answers not_found without a tombstone, which would only keep a deleted
-    // object's storage alive. (A commit writes nothing without a lock either.)
-    if (!this.store.agentRow()) return ok({ aborted: true });
+    // object's storage alive. (A commit writes nothing without a lock either.) An agent created
+    // since the transaction began never took part in it (its prepares vote no): without its
+    // lock, it hears nothing of it either, no tombstone, no event, no webhook.
+    if (!this.store.agentRow() || (this.createdAfter(beganAt) && !this.lockOf(txId))) return ok({ aborted: true });
     this.schema.ensure('transactions'); // the tombstone answers a prepare that arrives late
     const known = this.outcome(txId);
     if (known?.outcome === 'committed') {
@@ -263,6 +277,12 @@ export class AgentTransactions {
     }
     this.sql.run('UPDATE tx_prepared SET inquiries = inquiries + 1, last_inquiry_at = ?, last_error = ? WHERE tx_id = ?', Date.now(), error, row.tx_id);
     return answer;
+  }
+
+  /** Whether this agent was created after `beganAt`: deleted and created again since a transaction began. */
+  private createdAfter(beganAt: number | undefined): boolean {
+    const row = this.store.agentRow();
+    return beganAt !== undefined && row !== undefined && row.created_at > beganAt;
   }
 
   contextVersion(): number {

@@ -337,8 +337,8 @@ export class AgentDO extends DurableObject<Env> {
     return this.changed(this.tx.commit(txId, Date.now()));
   }
 
-  async abort(txId: string): Promise<ReturnType<AgentTransactions['abort']>> {
-    return this.changed(this.tx.abort(txId, Date.now()));
+  async abort(txId: string, beganAt?: number): Promise<ReturnType<AgentTransactions['abort']>> {
+    return this.changed(this.tx.abort(txId, Date.now(), false, beganAt));
   }
 
   async transactionLock(): Promise<Result<LockRead>> {

@@ -15,6 +15,12 @@ import { DECISION_GRACE_MS } from './transaction-grace';
 /** Phase-two retries back off from 1 s to a minute, and never stop until every ack is in. */
 const PHASE_TWO_MAX_BACKOFF_MS = 60_000;
 const INDEX_RETRY_MS = 5_000;
+/**
+ * How long an answer (a run's, a replay's) waits for phase two once the decision is logged.
+ * The outcome is certain then; a participant slow to hear it must not hold the client, and the
+ * alarm (armed since begin) goes on telling it.
+ */
+export const PHASE_TWO_WAIT_MS = 1_000;
 
 export interface RunInput {
   txId: string;
@@ -59,8 +65,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'>
  */
 export class TransactionDO extends DurableObject<Env> {
   private readonly log: TransactionLog;
-  /** The run in progress in this instance; absent after a restart. */
-  private driving: Promise<void> | null = null;
+  /** The run in progress in this instance (its decision, then its end); absent after a restart. */
+  private driving: { decided: Promise<void>; done: Promise<void> } | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -77,14 +83,15 @@ export class TransactionDO extends DurableObject<Env> {
   }
 
   /**
-   * Runs the transaction to its decision and tries phase two once. A repeated call (the same
-   * Idempotency-Key, or the edge retrying the RPC) returns the recorded outcome.
+   * Runs the transaction to its decision and tries phase two once, waiting for that try at most
+   * PHASE_TWO_WAIT_MS. A repeated call (the same Idempotency-Key, or the edge retrying the
+   * RPC) returns the recorded outcome.
    */
   async run(input: RunInput): Promise<Result<RunResult>> {
     const recorded = await this.replay(input.tenantId, input.fingerprint);
     if (recorded) return recorded;
     this.writeBegin(input);
-    await this.drive();
+    await this.answerOf(this.drive());
     return ok({ transaction: this.view(), replayed: false });
   }
 
@@ -231,8 +238,9 @@ export class TransactionDO extends DurableObject<Env> {
     this.log.begin(t, input.operations);
   }
 
-  private drive(): Promise<void> {
-    this.driving ??= (async () => {
+  private drive(): { decided: Promise<void>; done: Promise<void> } {
+    if (this.driving) return this.driving;
+    const decided = (async () => {
       await this.armAlarm();
       // A keyed coordinator can only be found through the index, so it is written before phase
       // one; an unkeyed one is named from its id and indexed with the decision, off the lock path.
@@ -244,19 +252,33 @@ export class TransactionDO extends DurableObject<Env> {
       }
       await this.prepareAll();
       this.decide();
-      await this.finishUp();
-    })().finally(() => {
+    })();
+    const done = decided.then(() => this.finishUp()).finally(() => {
       this.driving = null;
     });
+    done.catch(() => undefined); // its failure reaches whoever awaits it; a run past its wait does not
+    this.driving = { decided, done };
     return this.driving;
   }
 
-  /** A replay: waits for the run in progress, or finishes what a crashed one left. */
+  /**
+   * What an answer waits for: the decision (phase one is bounded by its deadline), then phase
+   * two at most PHASE_TWO_WAIT_MS. A participant slow to hear the decision does not hold the
+   * client: the run goes on without it, and the alarm armed since begin retries what is left.
+   */
+  private async answerOf(run: { decided: Promise<void>; done: Promise<void> }): Promise<void> {
+    await run.decided;
+    await withTimeout(run.done, PHASE_TWO_WAIT_MS);
+  }
+
+  /** A replay: waits for the run in progress, or finishes what a crashed one left (both as a run's answer does). */
   private async settle(): Promise<void> {
-    if (this.driving) return this.driving;
+    if (this.driving) return this.answerOf(this.driving);
     const tx = this.log.tx();
     if (tx?.status === 'preparing') this.log.decide('aborted', { reason: 'timeout', message: 'the coordinator restarted before deciding' }, Date.now());
-    await this.finishUp();
+    const finishing = this.finishUp();
+    finishing.catch(() => undefined);
+    await withTimeout(finishing, PHASE_TWO_WAIT_MS);
   }
 
   private async finishUp(): Promise<void> {
@@ -269,7 +291,7 @@ export class TransactionDO extends DurableObject<Env> {
     let result: Result<{ version: number }> | 'timeout';
     try {
       const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
-      result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at }), tx.deadline_at - Date.now());
+      result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at, beganAt: tx.created_at }), tx.deadline_at - Date.now());
     } catch (error) {
       result = fail('agent_unavailable', `agent ${p.agent_id} could not be reached: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -293,7 +315,7 @@ export class TransactionDO extends DurableObject<Env> {
         if (result.ok) this.log.ack(p.agent_id, result.value.version, result.value.heuristicMismatch === true);
         else console.error(JSON.stringify({ msg: 'participant refused commit', txId: tx.id, agentId: p.agent_id, code: result.code }));
       } else {
-        const result = await stub.abort(tx.id);
+        const result = await stub.abort(tx.id, tx.created_at);
         if (result.ok) this.log.ack(p.agent_id, null, result.value.heuristicMismatch === true);
         else console.error(JSON.stringify({ msg: 'participant refused abort', txId: tx.id, agentId: p.agent_id, code: result.code }));
       }

@@ -1,9 +1,10 @@
-import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { currentMigrations, migrate } from '../durable/agent-schema';
 import { Sql } from '../durable/sql';
-import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
-import { transfer } from './support/transactions';
+import { newId } from '../worker/lib/ids';
+import { ADMIN, api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { agentWith, coordinatorStub, transfer } from './support/transactions';
 
 // A new agent's object creates only the tables every agent uses; those of A2A, outgoing
 // webhooks and transactions appear at the feature's first write (creating an agent is mostly
@@ -92,6 +93,70 @@ describe('a release rolled back and forward again', () => {
     const res = await api('/v1/transactions', { key, body: transfer(a, b, 0) });
     expect(res.body).toMatchObject({ status: 'committed' });
     expect((await api(`/v1/agents/${a}/context`, { key })).body.version).toBe(res.body.versions[a]);
+  });
+
+  it('resolves a lock an older release took (no deadline stored): view, commit, abort, operator and alarm read the deadline from its expiry', async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b, c, d] = [await agentWith(key, { balance: 100 }), await agentWith(key, { balance: 0 }), await agentWith(key, { n: 1 }), await agentWith(key, { n: 1 })];
+    const stubOf = (agent: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agent}`));
+    const route = { jurisdiction: null, locationHint: null };
+    const deadlineAt = Date.now() + 5_000;
+    /** The lock row as that release wrote it: its expiry the deadline + 2 s, no other column. */
+    const oldLock = (agent: string, txId: string, coordinatorName: string, data: Record<string, unknown>) =>
+      runInDurableObject(stubOf(agent), (_i, state) => {
+        for (const statement of OLDER_TX_TABLES.split(';')) state.storage.sql.exec(statement);
+        state.storage.sql.exec(
+          'INSERT INTO tx_prepared (tx_id, coordinator_name, data, base_version, new_version, prepared_at, expires_at) VALUES (?, ?, ?, 1, 2, ?, ?)',
+          txId, coordinatorName, JSON.stringify(data), Date.now(), deadlineAt + 2_000,
+        );
+      });
+    const storedDeadline = (agent: string) => runInDurableObject(stubOf(agent), (_i, state) => state.storage.sql.exec<{ d: number | null }>('SELECT deadline_at AS d FROM tx_prepared').toArray());
+    const lockPath = (agent: string) => `/v1/admin/tenants/${tenantId}/agents/${agent}/lock`;
+
+    // a and b: a transfer its coordinator commits; c: one whose coordinator cannot answer; d: one never logged.
+    const [t1, t2, t3] = [newId('tx'), newId('tx'), newId('tx')];
+    const [n1, n2, n3] = [t1, t2, t3].map((t) => `${tenantId}/${t}`) as [string, string, string];
+    await coordinatorStub(n1).begin({ txId: t1, tenantId, coordinatorName: n1, fingerprint: null, timeoutMs: 5_000, operations: [
+      { agentId: a, route, operation: { increment: { balance: -30 }, min: { balance: 0 } } }, { agentId: b, route, operation: { increment: { balance: 30 } } },
+    ] });
+    await coordinatorStub(n2).begin({ txId: t2, tenantId, coordinatorName: n2, fingerprint: null, timeoutMs: 5_000, operations: [{ agentId: c, route, operation: { patch: { n: 2 } } }] });
+    await oldLock(a, t1, n1, { balance: 70 });
+    await oldLock(b, t1, n1, { balance: 30 });
+    await oldLock(c, t2, n2, { n: 2 });
+    await oldLock(d, t3, n3, { n: 2 });
+    await abortAllDurableObjects(); // the current release opens them: the later columns are added, the deadline unknown
+    expect(await storedDeadline(a)).toEqual([{ d: null }]);
+
+    const seen = await api(lockPath(a), { key: ADMIN() });
+    expect(seen.body.lock).toMatchObject({ transactionId: t1, coordinator: n1, deadlineAt: new Date(deadlineAt).toISOString(), expiresAt: new Date(deadlineAt + 2_000).toISOString(), inquiries: 0, lastError: null, contextVersion: 1 });
+
+    // Its coordinator's prepare is a repeat (the same version), and its commit writes the locked data.
+    await coordinatorStub(n1).prepareAll();
+    expect(await coordinatorStub(n1).decide()).toBe('committed');
+    expect(await coordinatorStub(n1).phaseTwo()).toBe(true);
+    expect((await api(`/v1/transactions/${t1}`, { key })).body).toMatchObject({ status: 'committed', versions: { [a]: 2, [b]: 2 }, completed: true });
+    expect((await api(`/v1/agents/${a}/context`, { key })).body).toEqual({ version: 2, data: { balance: 70 } });
+    expect((await api(`/v1/agents/${b}/context`, { key })).body).toEqual({ version: 2, data: { balance: 30 } });
+
+    // c's coordinator cannot answer: the operator waits for the deadline the expiry implies, then aborts.
+    await runInDurableObject(coordinatorStub(n2), async (_i, state) => {
+      state.storage.sql.exec('ALTER TABLE tx RENAME TO tx_lost');
+      await state.storage.deleteAlarm();
+    });
+    const resolvePath = `/v1/admin/tenants/${tenantId}/agents/${c}/transactions/${t2}/resolve`;
+    const early = await api(resolvePath, { key: ADMIN(), body: { outcome: 'abort' } });
+    expect(early.status).toBe(409);
+    expect(early.body.error).toMatchObject({ code: 'conflict', details: { coordinator: 'unreachable', deadlineAt: new Date(deadlineAt).toISOString() } });
+    await runInDurableObject(stubOf(c), (_i, state) => void state.storage.sql.exec('UPDATE tx_prepared SET expires_at = ?', Date.now() - 1));
+    const late = await api(resolvePath, { key: ADMIN(), body: { outcome: 'abort' } });
+    expect(late.body).toMatchObject({ transactionId: t2, status: 'aborted', source: 'operator', heuristic: true, contextVersion: 1 });
+
+    // d's coordinator never logged it: its alarm, past the expiry, hears the presumed abort.
+    await runInDurableObject(stubOf(d), (_i, state) => void state.storage.sql.exec('UPDATE tx_prepared SET expires_at = ?', Date.now() - 1));
+    await runDurableObjectAlarm(stubOf(d));
+    await eventually(async () => (await api(lockPath(d), { key: ADMIN() })).body.lock === null);
+    for (const agent of [c, d]) expect((await api(`/v1/agents/${agent}/context`, { key })).body).toEqual({ version: 1, data: { n: 1 } });
+    for (const agent of [a, b, c, d]) expect((await api(lockPath(agent), { key: ADMIN() })).body.lock).toBeNull();
   });
 
   it('an object a newer release migrated opens, works, and leaves first-use tables the newer release completes', async () => {

@@ -44,8 +44,10 @@ async function runOnce(env: Env, name: string, input: RunInput) {
 function outcome(c: Context<AppEnv>, { transaction, replayed }: RunResult, key: string | undefined) {
   const headers: Record<string, string> = { location: `/v1/transactions/${transaction.id}` };
   if (replayed && key) headers['idempotent-replayed'] = 'true';
-  if (transaction.status === 'committed') return c.json({ id: transaction.id, status: 'committed' as const, versions: transaction.versions ?? {} }, 200, headers);
-  const aborted = { id: transaction.id, status: 'aborted' as const, reason: transaction.reason ?? 'internal_error', ...(transaction.agentId && { agentId: transaction.agentId }), ...(transaction.message && { message: transaction.message }) };
+  // The decision is certain; a participant not told yet within the coordinator's wait is told by its alarm.
+  const pending = !transaction.completed && { completed: false as const };
+  if (transaction.status === 'committed') return c.json({ id: transaction.id, status: 'committed' as const, versions: transaction.versions ?? {}, ...pending }, 200, headers);
+  const aborted = { id: transaction.id, status: 'aborted' as const, reason: transaction.reason ?? 'internal_error', ...(transaction.agentId && { agentId: transaction.agentId }), ...(transaction.message && { message: transaction.message }), ...pending };
   return c.json(aborted, 409, headers);
 }
 

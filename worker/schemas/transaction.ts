@@ -96,12 +96,20 @@ export const AbortReason = z.enum([
 ]);
 export type AbortReason = z.infer<typeof AbortReason>;
 
+/**
+ * On an answer given before every participant acknowledged the decision (one slow to answer):
+ * the decision stands; GET shows which participants have not applied it yet.
+ */
+const Pending = z.literal(false).optional().openapi({
+  description: 'present (false) when a participant had not yet applied the decision when the answer left: the decision stands, the coordinator goes on telling it, and GET shows its acknowledgement',
+});
+
 export const TransactionCommitted = z
-  .object({ id: z.string(), status: z.literal('committed'), versions: z.record(z.string(), z.number().int()) })
+  .object({ id: z.string(), status: z.literal('committed'), versions: z.record(z.string(), z.number().int()), completed: Pending })
   .openapi('TransactionCommitted');
 
 export const TransactionAborted = z
-  .object({ id: z.string(), status: z.literal('aborted'), reason: AbortReason, agentId: AgentId.optional(), message: z.string().optional() })
+  .object({ id: z.string(), status: z.literal('aborted'), reason: AbortReason, agentId: AgentId.optional(), message: z.string().optional(), completed: Pending })
   .openapi('TransactionAborted');
 
 export const Transaction = z
