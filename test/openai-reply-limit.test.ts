@@ -34,6 +34,13 @@ describe('a non-streamed chat completion larger than 4 MiB', () => {
     expect(res.body.error.message).toContain('exceeds');
   });
 
+  it('fails the call once it has read past 4 MiB of a gzipped reply, whose Content-Length is the compressed size', async () => {
+    const res = await chatWith(`gzipOutputBytes=${5 * MIB}`);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({ code: 'upstream_failed', details: { attempts: 1 } });
+    expect(res.body.error.message).toContain('exceeds');
+  });
+
   it('is answered as before up to the limit', async () => {
     // A chat completion (through the mock's chat path): a body that is none fails over.
     const { key } = await newTenant();

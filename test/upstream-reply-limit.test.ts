@@ -7,7 +7,7 @@ import { api, mockUrl, newAgent, newTenant } from './support/api';
  * (150 MB) took the object past its memory limit.
  */
 describe('an upstream reply over 4 MiB', () => {
-  for (const [how, option] of [['with a Content-Length', 'outputBytes'], ['streamed without one', 'chunkedOutputBytes']] as const) {
+  for (const [how, option] of [['with a Content-Length', 'outputBytes'], ['streamed without one', 'chunkedOutputBytes'], ['gzipped, its Content-Length the compressed size', 'gzipOutputBytes']] as const) {
     it(`fails the execution unread beyond the limit, not retried (${how})`, async () => {
       const { key } = await newTenant();
       const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?${option}=${6 * 1024 * 1024}`) } });

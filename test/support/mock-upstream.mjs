@@ -10,7 +10,8 @@
 // (headers, then silence), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
 // outputBytes (a string output of that many bytes; to a chat completions request too: JSON of
-// another shape, and large), chunkedOutputBytes (the same without a Content-Length), completionBytes (a chat completion whose content is that many
+// another shape, and large), chunkedOutputBytes (the same without a Content-Length), gzipOutputBytes (the same gzipped, its
+// Content-Length the compressed size), completionBytes (a chat completion whose content is that many
 // bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
@@ -30,6 +31,7 @@
 //   GET /dns-query?name=N&type=A|AAAA   answers what POST /dns?name=N set; unknown: NXDOMAIN
 //   POST /dns?name=N  {A?, AAAA?, ttl?, status?, httpStatus?}   sets (or replaces) N's answers
 import http from 'node:http';
+import { gzipSync } from 'node:zlib';
 
 /**
  * `keepBodies: false` records only each request's metadata (long runs: the chaos suite).
@@ -182,6 +184,12 @@ export async function startMockUpstream(options = {}) {
       for (let left = Number(mock.chunkedOutputBytes); left > 0; left -= 65_536) res.write('o'.repeat(Math.min(left, 65_536)));
       return res.end('"}');
     }
+    if (mock.gzipOutputBytes) {
+      // The same reply gzipped: its Content-Length is the compressed size, a sliver of what it decodes to.
+      const zipped = gzipSync(JSON.stringify({ output: 'o'.repeat(Number(mock.gzipOutputBytes)) }));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': zipped.length });
+      return res.end(zipped);
+    }
     // As servers that predate stream_options do (older Azure API versions).
     if (isChat && mock.rejectStreamOptions && body?.stream_options !== undefined) return send(res, 400, { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error' } });
     if (isChat && body?.stream) return streamChat(res, body, mock, attempt, String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
@@ -294,7 +302,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

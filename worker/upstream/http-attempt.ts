@@ -23,11 +23,16 @@ export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 
 /** The body as text, or null (the rest cancelled) once it exceeds `maxBytes`. */
 export async function readBounded(response: Response, maxBytes: number): Promise<string | null> {
-  if (Number(response.headers.get('content-length')) > maxBytes) {
+  const length = response.headers.get('content-length');
+  if (Number(length) > maxBytes) {
     await response.body?.cancel();
     return null;
   }
   if (!response.body) return '';
+  // A declared length ends the body there, so it is read natively, without a turn of this
+  // loop per chunk. Not so when chunked, or with a content coding: the runtime decompresses, and the length is
+  // the compressed one (a 20 KB gzip Content-Length gave 20 MB of text), so that is counted.
+  if (length !== null && !response.headers.has('transfer-encoding') && isIdentity(response.headers.get('content-encoding'))) return response.text();
   const reader = response.body.getReader();
   const bytes = await readUpTo(reader, maxBytes);
   if (!bytes) {
@@ -36,6 +41,8 @@ export async function readBounded(response: Response, maxBytes: number): Promise
   }
   return new TextDecoder().decode(bytes);
 }
+
+const isIdentity = (coding: string | null): boolean => coding === null || coding.trim().toLowerCase() === 'identity' || coding.trim() === '';
 
 /**
  * POSTs JSON and returns the parsed JSON reply, classifying every failure: network errors,
