@@ -44,6 +44,15 @@ $('key-form').addEventListener('submit', (event) => {
     $('key-input').focus();
     return;
   }
+  // A header carries nothing beyond ISO-8859-1, and fetch throws before sending one that does:
+  // the page took that for a gateway it could not reach, and tried again every 3 s for good.
+  // No key has a character outside visible ASCII (the "…" of a masked key, a space).
+  const odd = /[^\x21-\x7e]/.exec(key)?.[0];
+  if (odd !== undefined) {
+    say(`The API key has a character no API key has (${odd === ' ' ? 'a space' : JSON.stringify(odd)}): paste the key itself, not its masked form.`, true);
+    $('key-input').focus();
+    return;
+  }
   rememberKey(key);
   $('key-input').value = '';
   start();

@@ -417,6 +417,28 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it('refuses a key with a character no header carries (the "…" of a masked key), sending nothing, instead of taking the gateway for unreachable', async () => {
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    let sent = 0;
+    page.on('request', (request) => { if (request.url().includes('/v1/')) sent += 1; });
+    await page.goto(`${base}/dashboard/`);
+    const field = page.getByLabel('API key');
+    // fetch refuses such a header before sending it: the page said "The gateway cannot be
+    // reached" and tried again every 3 s, for as long as it stayed open.
+    for (const [pasted, named] of [[`eag_…${key.slice(-4)}`, '"…"'], [`${key.slice(0, 10)} ${key.slice(10)}`, 'a space']]) {
+      await field.fill(pasted);
+      await page.getByTestId('key-submit').click();
+      await expect.poll(() => page.getByTestId('message').textContent()).toBe(`The API key has a character no API key has (${named}): paste the key itself, not its masked form.`);
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBeNull();
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('key-input');
+    }
+    await page.waitForTimeout(3_500);
+    expect(sent).toBe(0);
+    expect(await page.locator('#main').isHidden()).toBe(true);
+    await context.close();
+  });
+
   it('forgets a key the gateway refuses (revoked), not one a 429 or 503 turned away, nor one pasted since, and leaves the key field ready', async () => {
     const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
     const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
