@@ -280,6 +280,22 @@ describe('pools API', () => {
     expect((await api('/v1/pools/unused', { key })).status).toBe(404);
   });
 
+  it('refuses an apiKey with a control character (a line break, NUL), which no header carries, naming it, storing nothing', async () => {
+    const { key } = await newTenant();
+    // A line break or NUL made every call fail as "upstream connection failed" (fetch refuses the
+    // header), retried and held against the target; a target refuses the other controls with a 400.
+    for (const control of ['\n', '\r', '\u0000', '\u0001', '\t', '\u007f']) {
+      const res = await api('/v1/pools/ctl', { method: 'PUT', key, body: { targets: [target('ok'), chatTarget('c', 'ok', { apiKey: `sk-control${control}key-1234` })] } });
+      expect(res.status, JSON.stringify(control)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '1', 'apiKey'] })]);
+      expect(res.body.error.message).toContain('control character');
+    }
+    expect((await api('/v1/pools/ctl', { key })).status).toBe(404);
+    // Any other character is the credential's own (a space, a letter beyond ASCII).
+    expect((await api('/v1/pools/ctl', { method: 'PUT', key, body: { targets: [chatTarget('c', 'ok', { apiKey: 'sk-spaced key-é-1234' })] } })).status).toBe(201);
+  });
+
   it('refuses a first-byte or idle limit above the total deadline, naming both, and keeps serving a pool stored with one before', async () => {
     const { key, tenantId } = await newTenant();
     const late = [
