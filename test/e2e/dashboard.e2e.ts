@@ -426,7 +426,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     const field = page.getByLabel('API key');
     // fetch refuses such a header before sending it: the page said "The gateway cannot be
     // reached" and tried again every 3 s, for as long as it stayed open.
-    for (const [pasted, named] of [[`eag_…${key.slice(-4)}`, '"…"'], [`${key.slice(0, 10)} ${key.slice(10)}`, 'a space']]) {
+    for (const [pasted, named] of [[`eag_…${key.slice(-4)}`, '"…"'], [`${key.slice(0, 10)} ${key.slice(10)}`, 'a space']] as const) {
       await field.fill(pasted);
       await page.getByTestId('key-submit').click();
       await expect.poll(() => page.getByTestId('message').textContent()).toBe(`The API key has a character no API key has (${named}): paste the key itself, not its masked form.`);
