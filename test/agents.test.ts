@@ -52,6 +52,15 @@ describe('agents API', () => {
     expect(JSON.stringify((await api(`/v1/agents/${res.body.id}`, { key })).body)).not.toContain('sk-secret');
   });
 
+  it('refuses an upstream apiKey with a control character (a line break, NUL), which no header carries', async () => {
+    const { key } = await newTenant();
+    for (const control of ['\n', '\u0000', '\u0001']) {
+      const res = await api('/v1/agents', { key, body: { upstream: { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: `sk-control${control}key-1234` } } });
+      expect(res.status, JSON.stringify(control)).toBe(400);
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['upstream', 'apiKey'] })]);
+    }
+  });
+
   it('keeps the stored upstream credential when an agent is read and its masked key written back', async () => {
     const { key, tenantId } = await newTenant();
     const upstream = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt', apiKey: 'sk-secret-abcd1234' };

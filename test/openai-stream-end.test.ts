@@ -122,3 +122,93 @@ describe("a target's credential in its event stream", () => {
     expect(CredentialMasker.for(undefined)).toBeNull();
   });
 });
+
+describe("a target's credential spelt with JSON escapes", () => {
+  // A JSON body that escapes the credential parses back into it: every spelling is masked.
+  const secret = 'sk-ab/cd-secret-9f3e';
+  const mask = `…${secret.slice(-4)}`;
+  /** `text` with the characters at `escaped` spelt as `\uXXXX` (hex in `hexCase`), '/' as `\/` where `slashes`. */
+  const spelt = (text: string, escaped: (i: number) => boolean, hexCase: 'lower' | 'upper' | 'mixed' = 'lower', slashes = false): string =>
+    [...text].map((char, i) => {
+      if (slashes && char === '/') return '\\/';
+      if (!escaped(i)) return char;
+      const hex = char.charCodeAt(0).toString(16).padStart(4, '0');
+      return `\\u${hexCase === 'upper' ? hex.toUpperCase() : hexCase === 'mixed' ? [...hex].map((d, j) => (j % 2 ? d.toUpperCase() : d)).join('') : hex}`;
+    }).join('');
+  const errorBody = (key: string) => `{"error":{"message":"Incorrect API key provided: ${key}","type":"invalid_request_error"}}`;
+  const spellings = [
+    spelt(secret, () => false, 'lower', true),
+    spelt(secret, (i) => i === 0),
+    spelt(secret, () => true),
+    spelt(secret, () => true, 'upper'),
+    spelt(secret, (i) => i % 3 === 1, 'mixed', true),
+    `${secret.slice(0, 8)}\\u002D${secret.slice(9)}`.replace('/', '\\/'),
+  ];
+
+  it('is masked in an error body, in every spelling, and the body still parses', () => {
+    for (const spelling of spellings) {
+      const body = errorBody(spelling);
+      expect(JSON.parse(body).error.message, spelling).toContain(secret);
+      const masked = withoutCredential(body, secret);
+      expect(JSON.parse(masked).error.message, spelling).toBe(`Incorrect API key provided: ${mask}`);
+    }
+    // Next to its literal spelling, and twice over.
+    const both = withoutCredential(`${secret} ${spellings[2]}${spellings[4]}`, secret);
+    expect(both).toBe(`${mask} ${mask}${mask}`);
+    // Escapes that spell something else pass as sent, and so do a backslash and a cut escape at the end.
+    for (const other of [spelt(`${secret.slice(0, -1)}X`, () => true), `${spelt(secret.slice(0, -1), () => true)}\\u00`, `\\q${secret.slice(0, -1)}\\`]) expect(withoutCredential(other, secret)).toBe(other);
+  });
+
+  it('is masked when a character beyond the BMP is escaped as a surrogate pair, and a mask holding " or \\ keeps the JSON whole', () => {
+    const emoji = 'sk-\u{1F600}-secret-9f3e';
+    expect(withoutCredential(errorBody('sk-\\ud83d\\uDE00-secret-9f3e'), emoji)).toBe(errorBody(`…${emoji.slice(-4)}`));
+    const quoted = 'sk-quoted-key"\\x\\';
+    const body = JSON.stringify({ error: { message: `bad key ${quoted}` } });
+    const masked = withoutCredential(body, quoted);
+    expect(JSON.parse(masked).error.message).toBe(`bad key …${quoted.slice(-4)}`);
+  });
+
+  it('is masked in an event stream wherever the chunks are cut, as withoutCredential masks it', () => {
+    const text = `data: ${errorBody(`${spellings[2]} and ${spellings[4]}`)}\n\ndata: {"content":"line\\nnext \\u0073k-ab"}\n\ndata: ${spelt(secret.slice(0, 12), () => true)}`;
+    const expected = withoutCredential(text, secret);
+    expect(JSON.parse(expected.slice(6, expected.indexOf('\n'))).error.message).toBe(`Incorrect API key provided: ${mask} and ${mask}`);
+    const bytes = new TextEncoder().encode(text);
+    for (let cut = 0; cut <= bytes.byteLength; cut++) {
+      const masker = CredentialMasker.for(secret);
+      if (!masker) throw new Error('no masker');
+      const decoder = new TextDecoder();
+      const out = decoder.decode(masker.push(bytes.subarray(0, cut)), { stream: true }) + decoder.decode(masker.push(bytes.subarray(cut)), { stream: true }) + decoder.decode(masker.flush());
+      expect(out, `cut at ${cut}`).toBe(expected);
+    }
+    for (const step of [1, 2, 5, 7]) {
+      const masker = CredentialMasker.for(secret);
+      if (!masker) throw new Error('no masker');
+      const decoder = new TextDecoder();
+      let out = '';
+      for (let at = 0; at < bytes.byteLength; at += step) out += decoder.decode(masker.push(bytes.subarray(at, at + step)), { stream: true });
+      expect(out + decoder.decode(masker.flush()), `every ${step}`).toBe(expected);
+    }
+  });
+
+  it('is found in time linear in the body, however the credential repeats itself', () => {
+    // A 1,024-character key of one repeated letter and a body of ~4 MiB of that letter escaped:
+    // a matcher that starts over at each character would compare about a billion characters.
+    const key = `${'a'.repeat(1023)}b`;
+    const body = `${'\\u0061'.repeat(700_000)}${'\\u0062'}`;
+    const started = Date.now();
+    const masked = withoutCredential(body, key);
+    const streamed = (() => {
+      const masker = CredentialMasker.for(key);
+      if (!masker) throw new Error('no masker');
+      const bytes = new TextEncoder().encode(body);
+      let size = 0;
+      for (let at = 0; at < bytes.byteLength; at += 65_536) size += masker.push(bytes.subarray(at, at + 65_536)).byteLength;
+      return size + masker.flush().byteLength;
+    })();
+    const ms = Date.now() - started;
+    const expected = `${'\\u0061'.repeat(700_000 - 1023)}…aaab`;
+    expect(masked).toBe(expected);
+    expect(streamed).toBe(new TextEncoder().encode(expected).byteLength);
+    expect(ms).toBeLessThan(5_000);
+  });
+});

@@ -280,6 +280,22 @@ describe('pools API', () => {
     expect((await api('/v1/pools/unused', { key })).status).toBe(404);
   });
 
+  it('refuses an apiKey with a control character (a line break, NUL), which no header carries, naming it, storing nothing', async () => {
+    const { key } = await newTenant();
+    // A line break or NUL made every call fail as "upstream connection failed" (fetch refuses the
+    // header), retried and held against the target; a target refuses the other controls with a 400.
+    for (const control of ['\n', '\r', '\u0000', '\u0001', '\t', '\u007f']) {
+      const res = await api('/v1/pools/ctl', { method: 'PUT', key, body: { targets: [target('ok'), chatTarget('c', 'ok', { apiKey: `sk-control${control}key-1234` })] } });
+      expect(res.status, JSON.stringify(control)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: ['targets', '1', 'apiKey'] })]);
+      expect(res.body.error.message).toContain('control character');
+    }
+    expect((await api('/v1/pools/ctl', { key })).status).toBe(404);
+    // Any other character is the credential's own (a space, a letter beyond ASCII).
+    expect((await api('/v1/pools/ctl', { method: 'PUT', key, body: { targets: [chatTarget('c', 'ok', { apiKey: 'sk-spaced key-é-1234' })] } })).status).toBe(201);
+  });
+
   it('refuses a first-byte or idle limit above the total deadline, naming both, and keeps serving a pool stored with one before', async () => {
     const { key, tenantId } = await newTenant();
     const late = [
@@ -603,5 +619,55 @@ describe("a target's error that names its credential", () => {
       expect(JSON.stringify(execution.body), upstream.kind).not.toContain(secret);
       expect(execution.body.error.message, upstream.kind).toContain(masked);
     }
+  });
+
+  describe('spelt with JSON escapes (`\\u0073k-…`, `\\/`), which parse back into it', () => {
+    const slashed = 'sk-ab/cd-echoed-credential-5a7c';
+    /** `text` with its JSON escapes read, as a client that parses the JSON it is part of reads them. */
+    const unescaped = (text: string) => text.replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/\\(.)/g, '$1');
+
+    it("a chat relays the target's 4xx without it, passThrough pool or not", async () => {
+      const { key } = await newTenant();
+      for (const passThrough of [false, true]) {
+        const pool = uniqueId('pool');
+        expect((await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { passThrough, targets: [chatTarget(uniqueId('echo'), 'echoAuthorization=1,echoEscaped=1', { apiKey: slashed })] } })).status).toBe(201);
+        const chat = await api('/v1/chat/completions', { key, body: { model: pool, messages: [{ role: 'user', content: 'hi' }] } });
+        expect(chat.status, `passThrough ${passThrough}`).toBe(401);
+        expect(chat.body.error.message, `passThrough ${passThrough}`).toBe(masked);
+      }
+    });
+
+    it('a streamed chat relays its error event without it, however the stream is cut', async () => {
+      const { tenantId, key } = await newTenant();
+      const budgeted = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'budgeted', limits: { budget: { tokens: 10_000, period: 'day' } } } });
+      for (const [faults, caller] of [['', key], [',pieceBytes=5', key], [',pieceBytes=1', key], [',pieceBytes=3', budgeted.body.key]]) {
+        const pool = uniqueId('pool');
+        await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), `echoAuthorizationInStream=1,echoEscaped=1${faults}`, { apiKey: slashed })] } });
+        const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${caller}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: pool, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+        });
+        expect(res.status, faults).toBe(200);
+        const events = [...(await res.text()).matchAll(/^data: (\{.*\})$/gm)].map((m) => JSON.parse(m[1] ?? '{}') as { error?: { message: string } });
+        expect(JSON.stringify(events), faults).not.toContain(slashed);
+        expect(events.map((e) => e.error?.message), faults).toContain(`Incorrect API key provided: …${slashed.slice(-4)}; again: …${slashed.slice(-4)}`);
+      }
+    });
+
+    it("an execution's error keeps the target's message without it (pool and agent upstream)", async () => {
+      const { key } = await newTenant();
+      const pool = uniqueId('pool');
+      await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), 'echoAuthorization=1,echoEscaped=1', { apiKey: slashed })] } });
+      const direct = chatTarget(uniqueId('echo'), 'echoAuthorization=1,echoEscaped=1');
+      for (const upstream of [{ kind: 'pool', pool }, { kind: 'openai-chat', baseUrl: direct.baseUrl, model: 'm', apiKey: slashed }]) {
+        const agent = await newAgent(key, { upstream });
+        const run = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'x' } });
+        expect(run.status, upstream.kind).toBe(502);
+        const execution = await api(`/v1/agents/${agent}/executions/${run.body.error.details.executionId}`, { key });
+        expect(unescaped(execution.body.error.message), upstream.kind).not.toContain(slashed);
+        expect(execution.body.error.message, upstream.kind).toContain(masked);
+      }
+    });
   });
 });

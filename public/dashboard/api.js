@@ -35,6 +35,7 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   const key = state.apiKey;
   const headers = { authorization: authorization(key), accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
+  if (state.bookmark) headers['x-d1-bookmark'] = state.bookmark;
   // A path, never a URL: requests go to this origin only.
   let res;
   try {
@@ -43,6 +44,7 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
     if (signal?.aborted) throw error;
     throw new UnreachableError(error.message);
   }
+  keepBookmark(res.headers.get('x-d1-bookmark'));
   const payload = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) {
     const error = payload?.error ?? {};
@@ -50,6 +52,14 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
     throw new ApiError(res.status, error.code ?? 'http_error', error.message ?? `HTTP ${res.status}`, retryAfterSeconds(res.headers.get('retry-after')));
   }
   return payload;
+}
+
+/**
+ * Keeps `bookmark` if it is newer than the one kept: answers can arrive out of order, and D1's
+ * bookmarks sort in the order of the writes they follow (D1's own sessions keep the greater).
+ */
+function keepBookmark(bookmark) {
+  if (bookmark && (state.bookmark === null || state.bookmark.localeCompare(bookmark) < 0)) state.bookmark = bookmark;
 }
 
 export const agentPath = (id) => `/v1/agents/${encodeURIComponent(id)}`;

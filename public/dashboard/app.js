@@ -22,17 +22,34 @@ onUnauthorized((reason, key) => {
   $('key-input').focus();
 });
 
+/**
+ * The key in what was pasted: spaces around it cut off, and a leading `Bearer ` (any case) too,
+ * since a key is often copied from an Authorization header, scheme and all: sent as it was, it
+ * went out as `Bearer Bearer sk-…` and was refused.
+ */
+const pastedKey = (value) => value.trim().replace(/^bearer(?:\s+|$)/i, '');
+
 /** A 401 that just ended the session: the page already said why, and a form's error would hide it. */
 const endedSession = (error) => error instanceof ApiError && error.status === 401 && !state.apiKey;
 
 $('key-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  const key = $('key-input').value.trim();
+  const pasted = $('key-input').value;
+  const key = pastedKey(pasted);
   // `required` lets a field of spaces through, which would go out as a bare `Bearer `: refused
   // here, and whatever key is in use stays as it is.
   if (key === '') {
     $('key-input').value = '';
-    say('The API key is empty (only spaces): paste the key itself.', true);
+    say(`The API key is empty (${pasted.trim() === '' ? 'only spaces' : 'only "Bearer"'}): paste the key itself.`, true);
+    $('key-input').focus();
+    return;
+  }
+  // A header carries nothing beyond ISO-8859-1, and fetch throws before sending one that does:
+  // the page took that for a gateway it could not reach, and tried again every 3 s for good.
+  // No key has a character outside visible ASCII (the "…" of a masked key, a space).
+  const odd = /[^\x21-\x7e]/.exec(key)?.[0];
+  if (odd !== undefined) {
+    say(`The API key has a character no API key has (${odd === ' ' ? 'a space' : JSON.stringify(odd)}): paste the key itself, not its masked form.`, true);
     $('key-input').focus();
     return;
   }

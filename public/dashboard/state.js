@@ -15,6 +15,11 @@ export const state = {
    * { abort, agentsBusy, poolsBusy, page, statuses: Rounds, pools: Rounds, unreachable: boolean }
    */
   session: null,
+  /**
+   * The newest `x-d1-bookmark` the API handed back, sent on every request after it: with D1
+   * read replicas, a list read right after a write (an agent just created) then sees that write.
+   */
+  bookmark: null,
 };
 
 export function rememberKey(key) {

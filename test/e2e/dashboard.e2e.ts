@@ -386,6 +386,59 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it('takes a key pasted with its `Bearer ` scheme (copied from a header), and sends back the newest D1 bookmark the API handed it', async () => {
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    // Each /v1 request's bookmark as sent, and every bookmark an answer handed back.
+    const sent: (string | undefined)[] = [];
+    const handed = new Set<string>();
+    page.on('request', (request) => { if (request.url().includes('/v1/')) sent.push(request.headers()['x-d1-bookmark']); });
+    page.on('response', (response) => {
+      const bookmark = response.headers()['x-d1-bookmark'];
+      if (response.url().includes('/v1/') && bookmark) handed.add(bookmark);
+    });
+    await page.goto(`${base}/dashboard/`);
+    const field = page.getByLabel('API key');
+    // The scheme alone is no key: refused on the page, nothing sent.
+    await field.fill(' Bearer ');
+    await page.getByTestId('key-submit').click();
+    await expect.poll(() => page.getByTestId('message').textContent()).toBe('The API key is empty (only "Bearer"): paste the key itself.');
+    expect(sent).toEqual([]);
+    // It used to go out as `Bearer Bearer eag_…`, refused with a 401 and forgotten.
+    await field.fill(`  bEaReR   ${key} `);
+    await page.getByTestId('key-submit').click();
+    await page.locator('#main').waitFor({ state: 'visible' });
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBe(key);
+    expect(await page.getByTestId('message').textContent()).toBe('Connected.');
+    // The first request has no bookmark to send; the polls after it send one the API handed back.
+    expect(sent[0]).toBeUndefined();
+    await expect.poll(() => sent.filter((bookmark) => bookmark !== undefined && handed.has(bookmark)).length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(sent.every((bookmark) => bookmark === undefined || handed.has(bookmark))).toBe(true);
+    await context.close();
+  });
+
+  it('refuses a key with a character no header carries (the "…" of a masked key), sending nothing, instead of taking the gateway for unreachable', async () => {
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    let sent = 0;
+    page.on('request', (request) => { if (request.url().includes('/v1/')) sent += 1; });
+    await page.goto(`${base}/dashboard/`);
+    const field = page.getByLabel('API key');
+    // fetch refuses such a header before sending it: the page said "The gateway cannot be
+    // reached" and tried again every 3 s, for as long as it stayed open.
+    for (const [pasted, named] of [[`eag_…${key.slice(-4)}`, '"…"'], [`${key.slice(0, 10)} ${key.slice(10)}`, 'a space']] as const) {
+      await field.fill(pasted);
+      await page.getByTestId('key-submit').click();
+      await expect.poll(() => page.getByTestId('message').textContent()).toBe(`The API key has a character no API key has (${named}): paste the key itself, not its masked form.`);
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBeNull();
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('key-input');
+    }
+    await page.waitForTimeout(3_500);
+    expect(sent).toBe(0);
+    expect(await page.locator('#main').isHidden()).toBe(true);
+    await context.close();
+  });
+
   it('forgets a key the gateway refuses (revoked), not one a 429 or 503 turned away, nor one pasted since, and leaves the key field ready', async () => {
     const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
     const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };

@@ -15,7 +15,8 @@
 // bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
-// echoStreamOptions (of a stream: see streamChat), rejectStreamOptions (a chat with
+// echoStreamOptions (of a stream: see streamChat), echoEscaped (the credential that
+// echoAuthorization and echoAuthorizationInStream name spelt with JSON escapes: see escapedSpelling), rejectStreamOptions (a chat with
 // stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
 // OpenAI-compatible servers send), holdOpen (a stream, or a `body`, is written whole and its
 // connection then held open until the client closes it, as a keep-alive server may)}. `failTimes` counts attempts per Idempotency-Key, so a
@@ -158,6 +159,10 @@ export async function startMockUpstream(options = {}) {
     // As a server or proxy that names the credential it refused, whole, in its error.
     if (mock.echoAuthorization) {
       const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
+      if (mock.echoEscaped) {
+        res.writeHead(Number(mock.status ?? 401), { 'content-type': 'application/json' });
+        return res.end(`{"error":{"message":"Incorrect API key provided: ${escapedSpelling(token)}","type":"invalid_request_error"}}`);
+      }
       return send(res, Number(mock.status ?? 401), { error: { message: `Incorrect API key provided: ${token}`, type: 'invalid_request_error' } });
     }
     if (mock.status) return send(res, Number(mock.status), { error: 'injected status', ...(mock.statusBytes && { padding: 'p'.repeat(Number(mock.statusBytes)) }) }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
@@ -263,7 +268,8 @@ async function streamChat(res, body, mock, attempt, token) {
     if (mock.chunkDelayMs) await sleep(Number(mock.chunkDelayMs));
     send({ ...base, choices: [{ index: 0, delta: { content: (i ? ' ' : '') + words[i] }, finish_reason: null }] });
     if (mock.echoAuthorizationInStream) {
-      write(`data: ${JSON.stringify({ error: { message: `Incorrect API key provided: ${token}; again: ${token}`, type: 'invalid_request_error' } })}\n\n`);
+      if (mock.echoEscaped) write(`data: {"error":{"message":"Incorrect API key provided: ${escapedSpelling(token)}; again: ${escapedSpelling(token, 1)}","type":"invalid_request_error"}}\n\n`);
+      else write(`data: ${JSON.stringify({ error: { message: `Incorrect API key provided: ${token}; again: ${token}`, type: 'invalid_request_error' } })}\n\n`);
       break;
     }
   }
@@ -279,6 +285,20 @@ async function streamChat(res, body, mock, attempt, token) {
     await sleep(1);
   }
   if (!mock.holdOpen) res.end();
+}
+
+/**
+ * `token` as a JSON encoder that escapes more than it must may spell it (`echoEscaped`): every
+ * other character (from `from`) as `\uXXXX` with hex of mixed case, and '/' as `\/`. Parsed,
+ * it is the token itself.
+ */
+function escapedSpelling(token, from = 0) {
+  return [...token].map((char, i) => {
+    if (char === '/') return '\\/';
+    if ((i + from) % 2) return char;
+    const hex = char.charCodeAt(0).toString(16).padStart(4, '0');
+    return `\\u${[...hex].map((digit, j) => (j % 2 ? digit.toUpperCase() : digit)).join('')}`;
+  }).join('');
 }
 
 // The JSON form of DNS over HTTPS (as cloudflare-dns.com and dns.google answer it).
@@ -303,7 +323,7 @@ function usageFor(body) {
 function queryMock(params) {
   const mock = {};
   for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;

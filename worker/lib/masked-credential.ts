@@ -1,3 +1,6 @@
+import { concatBytes } from './bytes';
+import { EscapedCredentialScanner } from './escaped-credential';
+
 /**
  * How every view shows a stored credential (a pool target's, an agent upstream's): an
  * ellipsis and its last four characters, or the ellipsis alone when the credential is shorter
@@ -5,6 +8,7 @@
  * one that matches nothing stored is refused with `maskedCredentialIssue`.
  */
 const MASK = '…';
+const encoder = new TextEncoder();
 
 /**
  * Below this length four characters are too large a part of a credential to show (all of a
@@ -34,11 +38,27 @@ export const REDACTED_FROM_LENGTH = 8;
 /**
  * `text` with every occurrence of `credential` replaced by its mask: a target's error may name
  * the credential it refused, whole, and that error reaches views (an execution's error, a
- * relayed chat answer) that otherwise never show it.
+ * relayed chat answer) that otherwise never show it. Spelt with JSON escapes too (`sk-ab\/cd`,
+ * `\u0073k-…`), which a JSON error parses back into the credential itself.
  */
 export function withoutCredential(text: string, credential: string | undefined): string {
-  if (!credential || credential.length < REDACTED_FROM_LENGTH || !text.includes(credential)) return text;
-  return text.replaceAll(credential, credentialMask(credential));
+  if (!credential || credential.length < REDACTED_FROM_LENGTH) return text;
+  const literal = text.includes(credential) ? text.replaceAll(credential, credentialMask(credential)) : text;
+  // No escape without a backslash: the common error body costs this one look.
+  if (!literal.includes('\\')) return literal;
+  const scanner = escapedCredentialScanner(credential);
+  const first = scanner.push(encoder.encode(literal));
+  const rest = scanner.flush();
+  return scanner.found ? new TextDecoder().decode(concatBytes([first, rest], first.byteLength + rest.byteLength)) : literal;
+}
+
+/**
+ * What finds `credential` spelt with JSON escapes (run after the literal masking, whose matches
+ * it does not look for). Its mask is escaped as a JSON string's content, since it replaces text
+ * inside one: a `"` or `\` among the last four characters would otherwise end or break it.
+ */
+export function escapedCredentialScanner(credential: string): EscapedCredentialScanner {
+  return new EscapedCredentialScanner(encoder.encode(credential), encoder.encode(JSON.stringify(credentialMask(credential)).slice(1, -1)));
 }
 
 /**

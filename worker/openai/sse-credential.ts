@@ -1,5 +1,6 @@
 import { concatBytes } from '../lib/bytes';
-import { credentialMask, REDACTED_FROM_LENGTH } from '../lib/masked-credential';
+import type { EscapedCredentialScanner } from '../lib/escaped-credential';
+import { credentialMask, escapedCredentialScanner, REDACTED_FROM_LENGTH } from '../lib/masked-credential';
 
 const NONE = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -11,6 +12,8 @@ const encoder = new TextEncoder();
  * looks only where a chunk has the credential's first byte. A chunk that ends with a start of
  * the credential holds that end back until the next chunk shows whether the credential goes
  * on; a client cannot act on half an event anyway, and the end of the stream releases it.
+ * What it passes on then goes through an `EscapedCredentialScanner`, which masks the credential
+ * spelt with JSON escapes (an event's JSON parses those back into it) the same way.
  */
 export class CredentialMasker {
   private readonly key: Uint8Array;
@@ -19,11 +22,13 @@ export class CredentialMasker {
   private readonly first: number;
   /** The end of the bytes so far that may begin the credential, not yet passed on. */
   private held: Uint8Array = NONE;
+  private readonly escaped: EscapedCredentialScanner;
 
   private constructor(credential: string) {
     this.key = encoder.encode(credential);
     this.mask = encoder.encode(credentialMask(credential));
     this.first = this.key[0] ?? 0;
+    this.escaped = escapedCredentialScanner(credential);
   }
 
   /** A masker for `credential`, or null when there is none or it is too short to be looked for in text. */
@@ -33,6 +38,19 @@ export class CredentialMasker {
 
   /** The bytes of `chunk` (after what was held) to pass on, the credential masked in them. */
   push(chunk: Uint8Array): Uint8Array {
+    return this.escaped.push(this.literal(chunk));
+  }
+
+  /** What was held: the stream ended, so it never became the credential. */
+  flush(): Uint8Array {
+    const rest = this.escaped.push(this.held);
+    this.held = NONE;
+    const last = this.escaped.flush();
+    return last.byteLength ? concatBytes([rest, last], rest.byteLength + last.byteLength) : rest;
+  }
+
+  /** `chunk` (after what was held) with the credential, spelt as it is, masked. */
+  private literal(chunk: Uint8Array): Uint8Array {
     const bytes = this.held.byteLength ? concatBytes([this.held, chunk], this.held.byteLength + chunk.byteLength) : chunk;
     const parts: Uint8Array[] = [];
     let size = 0;
@@ -47,13 +65,6 @@ export class CredentialMasker {
     if (parts.length === 0) return hold === bytes.byteLength ? bytes : bytes.subarray(0, hold);
     parts.push(bytes.subarray(from, hold));
     return concatBytes(parts, size + hold - from);
-  }
-
-  /** What was held: the stream ended, so it never became the credential. */
-  flush(): Uint8Array {
-    const rest = this.held;
-    this.held = NONE;
-    return rest;
   }
 
   /** Where the credential is whole in `bytes` from `from`, or -1. */

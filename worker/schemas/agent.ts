@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { UpstreamCredential } from './credential';
 import { AgentId, ErrorBody, Metadata, boundedJson } from './common';
 
 /** Durable Object location hints (best effort, honoured when an object is first created). */
@@ -27,7 +28,7 @@ export const OpenAIChatUpstream = z.object({
   kind: z.literal('openai-chat'),
   baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
   model: z.string().min(1).max(200),
-  apiKey: z.string().min(1).max(1024).optional().openapi({
+  apiKey: UpstreamCredential.optional().openapi({
     description: 'the upstream credential, shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) with the same baseUrl keeps the stored one, and every other masked value is refused',
   }),
   timeoutMs: TimeoutMs.optional(),

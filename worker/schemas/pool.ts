@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { UpstreamCredential } from './credential';
 
 export const POOL_NAME = /^[a-zA-Z0-9_.-]{1,64}$/;
 
@@ -37,7 +38,7 @@ export const PoolTargetInput = z
     url: Url.optional(),
     baseUrl: Url.optional(),
     model: z.string().min(1).max(200).optional(),
-    apiKey: z.string().min(1).max(1024).optional().openapi({
+    apiKey: UpstreamCredential.optional().openapi({
       description: 'the upstream credential, sent as "Authorization: Bearer" to openai-chat and agent-http targets (calls and health probes), sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (every other value starting with "…", or "..." and up to 4 characters, is refused)',
     }),
     weight: z.number().int().min(1).max(1000).default(1),
