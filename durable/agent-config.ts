@@ -14,7 +14,14 @@ export interface VersionedAgent {
 }
 
 /**
- * Applies a PATCH to the agent's configuration. `ifVersion` (If-Match's versions; empty: only
+ * What AgentDO `update` answers: PATCH as the edge called it before configuration versions, the
+ * agent alone. An edge of the previous release may call the object of the new one for a moment
+ * during a deploy; given `{agent, version}` it would have answered that as the agent.
+ */
+export const unversioned = (result: Result<VersionedAgent>): Result<Agent> => (result.ok ? ok(result.value.agent) : result);
+
+/**
+ * Applies a PATCH to the agent's configuration (AgentDO `reconfigure`). `ifVersion` (If-Match's versions; empty: only
  * weak tags, which never match; undefined: any) is checked here, in the agent's single writer,
  * with no await before the write: two clients that read one version cannot both apply theirs.
  * `write` runs the row update inside the caller's transaction.

@@ -9,7 +9,7 @@ import type { Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { keepMaskedCredential } from '../worker/upstream/resolve';
 import { asAccepted, maskedCredential, toExecution } from './agent-rows';
-import { updateConfig, type VersionedAgent } from './agent-config';
+import { unversioned, updateConfig, type VersionedAgent } from './agent-config';
 import { AgentStore } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
@@ -123,18 +123,19 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentRow() ? ok(this.view()) : this.notFound();
   }
 
-  /** The agent with its configuration's version (the ETag of GET /v1/agents/:id). */
   async read(): Promise<Result<VersionedAgent>> {
     const row = this.store.agentRow();
     return row ? ok({ agent: this.view(), version: row.rev }) : this.notFound();
   }
 
-  /** `ifVersion`: the configuration versions an If-Match named (see `updateConfig`). */
-  async update(patch: UpdateAgentBody, ifVersion?: readonly number[]): Promise<Result<VersionedAgent>> {
+  async update(patch: UpdateAgentBody): Promise<Result<Agent>> {
+    return unversioned(await this.reconfigure(patch));
+  }
+
+  async reconfigure(patch: UpdateAgentBody, ifVersion?: readonly number[]): Promise<Result<VersionedAgent>> {
     const written = updateConfig(this.store, patch, ifVersion, (update) => this.ctx.storage.transactionSync(() => { update(); this.background.snapshotStale(); }));
-    if (!written.ok) return written;
-    this.runner.pump();
-    return this.changed(await this.read());
+    if (written.ok) this.runner.pump();
+    return written.ok ? this.changed(await this.read()) : written;
   }
 
   /** Deletes everything the agent holds, then the Worker its D1 rows; given `createdAt` (the DELETE's registry row), only the agent created then. */

@@ -212,6 +212,15 @@ describe('agents API', () => {
     expect(new Set([first, second, listed.headers.get('etag'), plain.headers.get('etag')]).size).toBe(4);
   });
 
+  it("answers an edge of the previous release, which calls the object's update (a deploy's window), with the agent alone", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const updated = await agentStub(tenantId, id).update({ name: 'Old edge' });
+    expect(updated).toMatchObject({ ok: true, value: { id, name: 'Old edge' } });
+    expect(updated.value.agent).toBeUndefined();
+    expect((await api(`/v1/agents/${id}`, { key })).headers.get('etag')).toBe('"2"');
+  });
+
   it('lists agents from D1 with cursor pagination', async () => {
     const { key } = await newTenant();
     const ids = ['p-a', 'p-b', 'p-c', 'p-d', 'p-e'];

@@ -119,7 +119,7 @@ export const agents = new OpenAPIHono<AppEnv>()
       await checkUpstream(c.env, tenantId, patch.upstream);
       const route = await requireAgent(c.env, tenantId, id);
       // A conditional PATCH is not retried: one applied whose answer was lost would be refused 412 the second time.
-      const { agent, version } = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch, ifVersion), { retry: ifVersion === undefined }));
+      const { agent, version } = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.reconfigure(patch, ifVersion), { retry: ifVersion === undefined }));
       // Where an agent's inputs go (its upstream) and whether it runs are worth a trace; credentials and texts are not logged.
       const details = { fields: Object.keys(patch).sort(), ...(patch.upstream && { upstream: patch.upstream.kind }), ...(patch.paused !== undefined && { paused: patch.paused }) };
       await recordAudit(c.env, auditEntry(c, 'agent.update', id, { details }));
