@@ -17,6 +17,9 @@ const notFound = { 404: errorResponse('not_found: no such agent for this tenant'
 const ConfigETagHeaders = z.object({ etag: z.string().openapi({ description: "the agent's configuration version, quoted; send it back in If-Match to make a PATCH conditional", example: '"3"' }) });
 const IfMatchHeaders = z.object({ 'if-match': z.string().max(100).optional().openapi({ description: 'the ETag of GET /v1/agents/{id} (a list: any of them); compared strongly, so a weak tag W/"3" never matches', example: '"3"' }) });
 
+/** An agent as GET answers it: with its configuration's version, unless it is the stale D1 snapshot. */
+type AgentRead = Result<{ agent: Agent; version?: number }>;
+
 /** A read that may be the stale D1 snapshot: its ETag is there only when the agent answered. */
 const withETag = <T extends ReturnType<typeof staleableJson>>(response: T) => ({
   ...response,
@@ -95,8 +98,11 @@ export const agents = new OpenAPIHono<AppEnv>()
       const { tenantId } = c.get('principal');
       const route = await requireAgent(c.env, tenantId, id);
       // The D1 snapshot names no configuration version: a stale answer has no ETag.
-      const stale = async () => { const snapshot = await staleAgent(c.env, tenantId, id); return snapshot?.ok ? ok({ agent: snapshot.value }) : snapshot; };
-      const { agent, version } = unwrap(await callAgent<Result<{ agent: Agent; version?: number }>>(c.env, tenantId, id, route, (stub) => stub.read(), { retry: true, fallback: stale }));
+      const stale = async (): Promise<AgentRead | null> => {
+        const snapshot = await staleAgent(c.env, tenantId, id);
+        return snapshot?.ok ? ok({ agent: snapshot.value }) : snapshot;
+      };
+      const { agent, version } = unwrap(await callAgent<AgentRead>(c.env, tenantId, id, route, (stub) => stub.read(), { retry: true, fallback: stale }));
       return c.json(agent, 200, { ...staleHeaders(agent), ...(version !== undefined && { etag: versionETag(version) }) });
     },
   )
