@@ -7,7 +7,7 @@ import { cancelExecution, onTenantAgent, readExecution, startExecution, syncFail
 import { answerWhileKeyValid } from '../auth/key-watch';
 import { staleHeaders } from '../agents/snapshots';
 import { noteWork, startedWork } from '../limits/work';
-import { decodeExecutionCursor, encodeExecutionCursor } from '../agents/list-cursor';
+import { listExecutions } from '../agents/execution-list';
 import { newId } from '../lib/ids';
 import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
@@ -105,17 +105,7 @@ export const executions = router()
       const { status, limit, cursor } = c.req.valid('query');
       const { tenantId } = c.get('principal');
       await requireAgent(c.env, tenantId, id);
-      const before = await decodeExecutionCursor(tenantId, id, cursor);
-      const where = ['tenant_id = ?', 'agent_id = ?'];
-      const params: (string | number)[] = [tenantId, id];
-      if (status) { where.push('status = ?'); params.push(status); }
-      if (before) { where.push('id < ?'); params.push(before); }
-      const { results } = await c.env.DB.prepare(`SELECT id, record FROM executions WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`)
-        .bind(...params, limit + 1)
-        .all<{ id: string; record: string }>();
-      const rows = results.slice(0, limit);
-      const last = rows.at(-1);
-      return c.json({ data: rows.map((r) => JSON.parse(r.record) as Execution), nextCursor: results.length > limit && last ? await encodeExecutionCursor(tenantId, id, last.id) : null }, 200);
+      return c.json(await listExecutions(c.env, tenantId, id, { ...(status && { status }), limit, ...(cursor !== undefined && { cursor }) }), 200);
     },
   )
   .openapi(
