@@ -2,6 +2,7 @@ import { TaskState, type ListTasksRequest, type ListTasksResponse, type Task, ty
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
 import { TERMINAL } from '../worker/schemas/execution';
+import { sha256Hex } from '../worker/lib/hash';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
 import type { DeferredSchema } from './agent-schema';
 import type { AgentStore } from './agent-store';
@@ -22,8 +23,12 @@ interface TaskRow extends Record<string, string | number | null> {
 
 /** Push configs per task; more is a client bug or abuse. */
 const MAX_PUSH_CONFIGS = 10;
-/** A ListTasks page token: the status time (ms) and the execution's position of the last task shown. */
-const PAGE_TOKEN = /^(\d{1,15})\.(\d{1,15})$/;
+/**
+ * A ListTasks page token: the status time (ms) and the execution's position of the last task
+ * shown, then a tag of the agent it lists (tenant, id, creation): a bare position was taken from
+ * any agent's list, and paged this one from that point in time.
+ */
+const PAGE_TOKEN = /^(\d{1,15})\.(\d{1,15})\.([0-9a-f]{8})$/;
 
 export interface A2AStoreHooks {
   /** Cancels an unfinished execution (the REST API's cancel), ended `at` (ms; else now); false if it had finished. */
@@ -169,8 +174,10 @@ export class A2AStore implements TaskStore {
    */
   async list(params: ListTasksRequest): Promise<ListTasksResponse> {
     const pageSize = params.pageSize ?? 50;
+    const row = this.store.agentRow();
+    const tag = (await sha256Hex(`tasks/${row?.tenant_id}/${row && this.store.config(row).id}/${row?.created_at}`)).slice(0, 8);
     const token = params.pageToken ? PAGE_TOKEN.exec(params.pageToken) : null;
-    if (params.pageToken && !token) throw new RequestMalformedError('pageToken is not one this server issued');
+    if (params.pageToken && token?.[3] !== tag) throw new RequestMalformedError("pageToken is not one this server issued for this agent's tasks");
     const before = token ? { at: Number(token[1]), seq: Number(token[2]) } : null;
     const after = params.statusTimestampAfter ? Date.parse(params.statusTimestampAfter) : null;
     // Every execution that is not a follow-up turn is a task; its state is its latest turn's,
@@ -200,7 +207,7 @@ export class A2AStore implements TaskStore {
     const tasks = shown.map((r) => this.view(r.id)).filter((t): t is Task => t !== undefined);
     if (!params.includeArtifacts) for (const task of tasks) task.artifacts = [];
     const last = shown.at(-1);
-    return { tasks, nextPageToken: more && last ? `${last.at}.${last.seq}` : '', pageSize, totalSize: matching.length };
+    return { tasks, nextPageToken: more && last ? `${last.at}.${last.seq}.${tag}` : '', pageSize, totalSize: matching.length };
   }
 
   // --- PushNotificationStore ---

@@ -37,8 +37,10 @@ export interface ExecuteInput {
   executionId?: string;
   /** This is the first delivery of a call the edge keyed itself (by `executionId`): nothing to look up. */
   freshKey?: boolean;
-  /** Hash of the request body, to tell a replay from a reused key. */
+  /** Hash of the request body, to tell a replay from a reused key (worker/agents/fingerprint.ts). */
   fingerprint: string;
+  /** The previous release's hash of the same request, when it differs: a key it recorded is a replay of this one too. */
+  legacyFingerprint?: string;
   /** Answer only a replay of a recorded execution; start nothing (the key's budget is used up). */
   replayOnly?: boolean;
   /** The key's token reservation for this execution, which the agent settles once it has ended. */

@@ -8,7 +8,8 @@ import type { Agent, AgentContext, AgentStatus, UpdateAgentBody } from '../worke
 import type { Execution } from '../worker/schemas/execution';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { keepMaskedCredential } from '../worker/upstream/resolve';
-import { asAccepted, maskedCredential, patchedConfig, toExecution } from './agent-rows';
+import { asAccepted, maskedCredential, toExecution } from './agent-rows';
+import { unversioned, updateConfig, type VersionedAgent } from './agent-config';
 import { AgentStore } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
@@ -122,20 +123,19 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentRow() ? ok(this.view()) : this.notFound();
   }
 
-  async update(patch: UpdateAgentBody): Promise<Result<Agent>> {
+  async read(): Promise<Result<VersionedAgent>> {
     const row = this.store.agentRow();
-    if (!row) return this.notFound();
-    const current = this.store.config(row);
-    const upstream = patch.upstream && keepMaskedCredential(patch.upstream, current.upstream);
-    if (upstream === null) return maskedCredential(patch.upstream);
-    const next = patchedConfig(current, upstream ? { ...patch, upstream } : patch);
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      this.store.updateAgent(next, patch.paused ?? row.paused === 1, now);
-      this.background.snapshotStale();
-    });
-    this.runner.pump();
-    return this.changed(ok(this.view()));
+    return row ? ok({ agent: this.view(), version: row.rev }) : this.notFound();
+  }
+
+  async update(patch: UpdateAgentBody): Promise<Result<Agent>> {
+    return unversioned(await this.reconfigure(patch));
+  }
+
+  async reconfigure(patch: UpdateAgentBody, ifVersion?: readonly number[]): Promise<Result<VersionedAgent>> {
+    const written = updateConfig(this.store, patch, ifVersion, (update) => this.ctx.storage.transactionSync(() => { update(); this.background.snapshotStale(); }));
+    if (written.ok) this.runner.pump();
+    return written.ok ? this.changed(await this.read()) : written;
   }
 
   /** Deletes everything the agent holds, then the Worker its D1 rows; given `createdAt` (the DELETE's registry row), only the agent created then. */

@@ -34,8 +34,9 @@ export function priorExecution(store: AgentStore, request: ExecuteInput): PriorE
   return undefined;
 }
 
-/** Whether the key that found `prior` was recorded with another request than this one (its fingerprint differs). */
-export const keyReused = (prior: PriorExecution, request: ExecuteInput): boolean => prior.fingerprint !== undefined && prior.fingerprint !== request.fingerprint;
+/** Whether the key that found `prior` was recorded with another request than this one (neither of its fingerprints is the key's). */
+export const keyReused = (prior: PriorExecution, request: ExecuteInput): boolean =>
+  prior.fingerprint !== undefined && prior.fingerprint !== request.fingerprint && prior.fingerprint !== request.legacyFingerprint;
 
 /** Inside the transaction that inserts the execution: every key that must find it from now on. */
 export function recordKeys(store: AgentStore, request: ExecuteInput, executionId: string, now: number): void {

@@ -41,6 +41,23 @@ describe('ListTasks', () => {
     expect(bad.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken/) });
   });
 
+  it("refuses another agent's page token (-32602), or one of the agent's earlier incarnation, rather than paging from its place", async () => {
+    const { key } = await newTenant();
+    const upstream = { kind: 'builtin', mode: 'a2a-conformance' };
+    const [a, b] = [await newAgent(key, { upstream }), await newAgent(key, { upstream })];
+    for (const id of [a, b]) for (let i = 0; i < 2; i++) await send(key, id, 'tck-complete-task');
+    const tokenOf = async (id: string): Promise<string> => (await call(key, id, 'ListTasks', { pageSize: 1 })).body.result.nextPageToken;
+    const [tokenA, tokenB] = [await tokenOf(a), await tokenOf(b)];
+    expect(ids((await call(key, a, 'ListTasks', { pageSize: 1, pageToken: tokenA })).body.result)).toHaveLength(1);
+    const crossed = await call(key, a, 'ListTasks', { pageToken: tokenB });
+    expect(crossed.body.error, JSON.stringify(crossed.body)).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken/) });
+    // Deleted and created again under its id: the old agent's token names another list.
+    expect((await api(`/v1/agents/${a}`, { key, method: 'DELETE' })).status).toBe(204);
+    await newAgent(key, { id: a, upstream });
+    for (let i = 0; i < 2; i++) await send(key, a, 'tck-complete-task');
+    expect((await call(key, a, 'ListTasks', { pageToken: tokenA })).body.error).toMatchObject({ code: -32602 });
+  });
+
   it('names the status filter the client sent when it is not a task state (it said "-1"), and filters by a name or a number', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

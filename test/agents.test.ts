@@ -188,6 +188,48 @@ describe('agents API', () => {
     expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: {} })).status).toBe(400);
   });
 
+  it("names the configuration's version in an ETag, and refuses a PATCH whose If-Match names another (412 version_mismatch), changing nothing", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { name: 'First' });
+    const path = `/v1/agents/${id}`;
+    const patch = (body: object, headers: Record<string, string> = {}) => api(path, { method: 'PATCH', key, body, headers });
+    const first = (await api(path, { key })).headers.get('etag');
+    expect(first).toMatch(/^"\d+"$/);
+    const changed = await patch({ name: 'Second' }, { 'if-match': first as string });
+    expect(changed.status).toBe(200);
+    const second = changed.headers.get('etag');
+    expect(second).toMatch(/^"\d+"$/);
+    expect(second).not.toBe(first);
+    expect((await api(path, { key })).headers.get('etag')).toBe(second);
+    // The first version's tag is stale now; a weak tag of the current one never matches (If-Match compares strongly).
+    for (const stale of [first as string, `W/${second}`, `${first}, W/${second}`]) {
+      const refused = await patch({ name: 'Lost', concurrency: 9 }, { 'if-match': stale });
+      expect(refused.status, stale).toBe(412);
+      expect(refused.body.error, stale).toMatchObject({ code: 'version_mismatch', details: { version: Number(JSON.parse(second as string)) } });
+    }
+    const kept = await api(path, { key });
+    expect(kept.body).toMatchObject({ name: 'Second', concurrency: 1 });
+    expect(kept.headers.get('etag')).toBe(second);
+    expect((await patch({ name: 'Bad' }, { 'if-match': 'garbage' })).status).toBe(400);
+    // A list naming the current version, `*`, and no If-Match apply as before.
+    const listed = await patch({ name: 'Third' }, { 'if-match': `"999", ${second}` });
+    expect(listed.status).toBe(200);
+    expect((await patch({ name: 'Fourth' }, { 'if-match': '*' })).status).toBe(200);
+    const plain = await patch({ name: 'Fifth' });
+    expect(plain.status).toBe(200);
+    expect(plain.body.name).toBe('Fifth');
+    expect(new Set([first, second, listed.headers.get('etag'), plain.headers.get('etag')]).size).toBe(4);
+  });
+
+  it("answers an edge of the previous release, which calls the object's update (a deploy's window), with the agent alone", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const updated = await agentStub(tenantId, id).update({ name: 'Old edge' });
+    expect(updated).toMatchObject({ ok: true, value: { id, name: 'Old edge' } });
+    expect(updated.value.agent).toBeUndefined();
+    expect((await api(`/v1/agents/${id}`, { key })).headers.get('etag')).toBe('"2"');
+  });
+
   it('lists agents from D1 with cursor pagination', async () => {
     const { key } = await newTenant();
     const ids = ['p-a', 'p-b', 'p-c', 'p-d', 'p-e'];

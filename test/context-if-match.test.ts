@@ -20,6 +20,22 @@ describe('context PATCH with an If-Match list', () => {
     expect((await patch({ a: 4 }, 'W/"0","1"')).body).toEqual({ version: 2, data: { a: 4 } });
   });
 
+  it('names the header in a refusal of an If-Match that is not a tag (param "if-match"), and skips empty list elements', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const [path, body] of [[`/v1/agents/${id}/context`, { a: 1 }], [`/v1/agents/${id}`, { name: 'n' }]] as const) {
+      const bad = await api(path, { method: 'PATCH', key, body, headers: { ...MERGE, 'if-match': 'garbage' } });
+      expect(bad.status, path).toBe(400);
+      expect(bad.body.error, path).toMatchObject({ code: 'invalid_request', param: 'if-match' });
+    }
+    expect((await api(`/v1/agents/${id}/context`, { key })).body).toEqual({ version: 0, data: {} });
+    expect((await api(`/v1/agents/${id}`, { key })).body.name).toBeNull();
+    // RFC 9110 §5.6.1: a list's empty elements are skipped, not refused.
+    const context = await api(`/v1/agents/${id}/context`, { method: 'PATCH', key, body: { a: 1 }, headers: { ...MERGE, 'if-match': '"0", ,' } });
+    expect(context.status).toBe(200);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'n' }, headers: { 'if-match': ' , "1"' } })).status).toBe(200);
+  });
+
   /** RFC 9110 §13.1.1: If-Match compares strongly, and a weak tag never matches, not even the current version's. */
   it('answers 412 version_mismatch to weak tags, the current version\'s included, and changes nothing', async () => {
     const { key } = await newTenant();

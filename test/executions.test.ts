@@ -264,6 +264,64 @@ describe('executions: async, polling and listing', () => {
     }
   });
 
+  it("refuses another agent's execution cursor, or another tenant's, with 400 param cursor: a cursor names its list", async () => {
+    const { key } = await newTenant();
+    const a = await newAgent(key);
+    const b = await newAgent(key);
+    for (const id of [a, b]) for (let i = 0; i < 3; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: `n${i}` } });
+    const pageOf = async (id: string) => eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions?limit=1`, { key });
+      return res.body.nextCursor && res.body;
+    });
+    const [pageA, pageB] = [await pageOf(a), await pageOf(b)];
+    // Its own cursor still pages on.
+    const next = await api(`/v1/agents/${a}/executions?limit=1&cursor=${pageA.nextCursor}`, { key });
+    expect(next.status).toBe(200);
+    expect(next.body.data).toHaveLength(1);
+    expect(next.body.data[0].id < pageA.data[0].id).toBe(true);
+    // B's cursor on A's list used to be read as a place in A's executions (by time).
+    const other = await newTenant();
+    const otherAgent = await newAgent(other.key, { id: a });
+    const refused = [
+      await api(`/v1/agents/${a}/executions?cursor=${pageB.nextCursor}`, { key }),
+      await api(`/v1/agents/${b}/executions?cursor=${pageA.nextCursor}`, { key }),
+      await api(`/v1/agents/${otherAgent}/executions?cursor=${pageA.nextCursor}`, { key: other.key }),
+      await api(`/v1/agents?cursor=${pageA.nextCursor}`, { key }),
+    ];
+    for (const res of refused) {
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
+  });
+
+  it('bounds a page of executions by its size as well as by limit: large outputs page on with nextCursor, never one answer of 100 of them', async () => {
+    // Each record may hold a 1 MiB output and a 256 KiB input: a page of 100 was over 100 MB,
+    // read into the Worker whole (its isolate has 128 MB).
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const made: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: `big${i}`, input: { mock: { outputBytes: 1_000_000 } } } });
+      expect(res.status).toBe(200);
+      made.unshift(res.body.id);
+    }
+    await eventually(async () => (await api(`/v1/agents/${id}/executions?limit=1&cursor=`, { key })).body.data[0]?.id === made[0]);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res: { status: number; body: any } = await api(`/v1/agents/${id}/executions?limit=100${cursor ? `&cursor=${cursor}` : ''}`, { key });
+      expect(res.status).toBe(200);
+      expect(res.body.data.length).toBeGreaterThan(0);
+      expect(JSON.stringify(res.body).length).toBeLessThan(5 * 1024 * 1024);
+      seen.push(...res.body.data.map((e: { id: string }) => e.id));
+      cursor = res.body.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(seen).toEqual(made);
+    expect(pages).toBeGreaterThan(1);
+  });
+
   it('reads an execution the list shows after the agent has let it go (it keeps the newest 1,000 finished), from D1, and still 404 for one never run; cancelling it is 409 already_finished', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);

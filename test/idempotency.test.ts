@@ -1,5 +1,6 @@
 import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { canonicalJson, sha256Hex } from '../worker/lib/hash';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
 
 async function upstreamCalls(executionId: string): Promise<number> {
@@ -52,6 +53,49 @@ describe('idempotency keys', () => {
     const a = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { a: 1, b: 2 } }, headers: { 'idempotency-key': 'k' } });
     const b = await api(`/v1/agents/${id}/executions`, { key, rawBody: '{"input":{"b":2,"a":1},"intent":"x"}', headers: { 'content-type': 'application/json', 'idempotency-key': 'k' } });
     expect(b.body.id).toBe(a.body.id);
+  });
+
+  it('takes a body that spells a default out (timeoutMs 30000, mode sync, input null) as the same request as one that leaves it out', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const path = `/v1/agents/${id}/executions`;
+    const first = await api(path, { key, body: { intent: 'charge' }, headers: { 'idempotency-key': 'defaults' } });
+    expect(first.status).toBe(200);
+    for (const body of [{ intent: 'charge', timeoutMs: 30_000 }, { intent: 'charge', mode: 'sync', input: null }, { intent: 'charge', mode: 'sync', input: null, timeoutMs: 30_000 }]) {
+      const again = await api(path, { key, body, headers: { 'idempotency-key': 'defaults' } });
+      expect(again.status, JSON.stringify(body)).toBe(200);
+      expect(again.body.id).toBe(first.body.id);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+    }
+    // A value other than the default is another request.
+    const other = await api(path, { key, body: { intent: 'charge', timeoutMs: 29_999 }, headers: { 'idempotency-key': 'defaults' } });
+    expect(other.status).toBe(422);
+    expect(other.body.error.code).toBe('idempotency_key_reused');
+    expect(await upstreamCalls(first.body.id)).toBe(1);
+  });
+
+  it('replays a key the previous release recorded (its fingerprint: the validated body as sent), across a deploy', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const path = `/v1/agents/${id}/executions`;
+    const bodies = [{ intent: 'x', timeoutMs: 30_000 }, { intent: 'y', input: null }, { intent: 'z', input: { a: 1 } }];
+    const firsts: string[] = [];
+    for (const [i, body] of bodies.entries()) firsts.push((await api(path, { key, body, headers: { 'idempotency-key': `old-${i}` } })).body.id);
+    // What the previous release stored: SHA-256 of the canonical JSON of the body as validated (mode defaulted).
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const legacy = await Promise.all(bodies.map((body) => sha256Hex(canonicalJson({ mode: 'sync', ...body }))));
+    await runInDurableObject(stub, (_instance, state) => {
+      for (const [i, fingerprint] of legacy.entries()) state.storage.sql.exec('UPDATE idempotency SET fingerprint = ? WHERE key = ?', fingerprint, `old-${i}`);
+    });
+    await abortAllDurableObjects();
+    for (const [i, body] of bodies.entries()) {
+      const again = await api(path, { key, body, headers: { 'idempotency-key': `old-${i}` } });
+      expect(again.status, JSON.stringify(body)).toBe(200);
+      expect(again.body.id).toBe(firsts[i]);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+    }
+    const changed = await api(path, { key, body: { intent: 'x', timeoutMs: 20_000 }, headers: { 'idempotency-key': 'old-0' } });
+    expect(changed.status).toBe(422);
   });
 
   it('answers 422 idempotency_key_reused for the same key with a different body', async () => {

@@ -127,6 +127,21 @@ describe('MCP: tools', () => {
     expect((await api(`/v1/agents/${id}/executions/${deep.id}`, { key })).body).toEqual(deep);
   });
 
+  it('execute_intent takes a retry that spells a default out (timeoutMs 30000) as the same call, and REST sync with the key as the same request', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    const queued = await value(client, 'execute_intent', { agentId: id, intent: 'greet', idempotencyKey: 'spelled' });
+    const again = await value(client, 'execute_intent', { agentId: id, intent: 'greet', input: null, timeoutMs: 30_000, idempotencyKey: 'spelled' });
+    expect(again.id).toBe(queued.id);
+    // wait: true runs it as REST's sync mode with REST's default deadline: one request.
+    const waited = await value(client, 'execute_intent', { agentId: id, intent: 'greet', wait: true, idempotencyKey: 'waited' });
+    const rest = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'greet' }, headers: { 'idempotency-key': 'waited' } });
+    expect(rest.status).toBe(200);
+    expect(rest.body.id).toBe(waited.id);
+    expect(rest.headers.get('idempotent-replayed')).toBe('true');
+  });
+
   it('execute_intent without wait returns the queued execution; get_execution follows it to the end', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -70,6 +70,8 @@ describe('read failover', () => {
       const agent = await call(kind, key, `/v1/agents/${id}`);
       expect(agent.status).toBe(200);
       expect(agent.headers.get('x-gateway-stale')).toBe('1');
+      // The snapshot holds no configuration version: no ETag a conditional PATCH could trust.
+      expect(agent.headers.get('etag')).toBeNull();
       expect(await agent.json()).toMatchObject({ id, name: 'Snapshotted', stale: true });
 
       const status = await call(kind, key, `/v1/agents/${id}/status`);

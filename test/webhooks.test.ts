@@ -83,6 +83,29 @@ describe('outgoing webhooks', () => {
     expect(all.body.events).toEqual(every);
   });
 
+  it("pages deliveries with a cursor that names the agent: another agent's cursor is 400 param cursor", async () => {
+    const { key } = await newTenant();
+    const agents = [await newAgent(key), await newAgent(key)];
+    for (const id of agents) {
+      expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), events: ['execution.succeeded'] } })).status).toBe(201);
+      for (let i = 0; i < 2; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: `n${i}` } });
+    }
+    const pages = [];
+    for (const id of agents) {
+      await eventually(async () => (await deliveries(key, id, 'delivered')).length === 2);
+      pages.push((await api(`/v1/agents/${id}/deliveries?limit=1`, { key })).body);
+    }
+    const [a, b] = agents as [string, string];
+    const next = await api(`/v1/agents/${a}/deliveries?limit=1&cursor=${pages[0].nextCursor}`, { key });
+    expect(next.status).toBe(200);
+    expect(next.body.data.map((d: { id: string }) => d.id)).not.toContain(pages[0].data[0].id);
+    expect(next.body.data).toHaveLength(1);
+    for (const res of [await api(`/v1/agents/${a}/deliveries?cursor=${pages[1].nextCursor}`, { key }), await api(`/v1/agents/${b}/executions?cursor=${pages[1].nextCursor}`, { key })]) {
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
+  });
+
   it('delivers each execution result signed per Standard Webhooks, verified by the standardwebhooks package', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -1,28 +1,31 @@
-import { decodeCursor, encodeCursor, invalidCursor } from '../lib/cursor';
-import { sha256Hex } from '../lib/hash';
+import { scopedCursors } from '../lib/scoped-cursor';
 
 /**
- * The cursor of a tenant's agent list: the last id seen, after a tag of the list and tenant.
- * A bare id was also the shape of an execution list's cursor (agent ids may look like
- * `ex_…`) and of every other tenant's agent cursor, so each list read the other's as a place
- * in itself and answered a wrong page instead of 400. The ':' keeps it out of every other
- * list's key pattern (ids, pool names); the tag keeps another tenant's out of this one.
+ * The cursors of a tenant's agent list and of an agent's execution and delivery lists, each naming its list
+ * (worker/lib/scoped-cursor.ts). Agent ids may look like `ex_…`, so only the tag tells an agent
+ * cursor from an execution cursor; it also tells one tenant's, or one agent's, from another's.
  */
-const AGENT_CURSOR = /^[0-9a-f]{8}:[a-zA-Z0-9_-]{1,64}$/;
+const agentCursors = scopedCursors('[a-zA-Z0-9_-]{1,64}');
+const executionCursors = scopedCursors('ex_[a-zA-Z0-9_-]{1,76}');
+const deliveryCursors = scopedCursors('msg_[a-zA-Z0-9_-]{1,76}');
 
-async function listTag(tenantId: string): Promise<string> {
-  return (await sha256Hex(`agents/${tenantId}`)).slice(0, 8);
-}
+const agentsOf = (tenantId: string) => `agents/${tenantId}`;
+const executionsOf = (tenantId: string, agentId: string) => `executions/${tenantId}/${agentId}`;
+const deliveriesOf = (tenantId: string, agentId: string) => `deliveries/${tenantId}/${agentId}`;
 
-export async function encodeAgentCursor(tenantId: string, lastId: string): Promise<string> {
-  return encodeCursor(`${await listTag(tenantId)}:${lastId}`);
-}
+export const encodeAgentCursor = (tenantId: string, lastId: string): Promise<string> => agentCursors.encode(agentsOf(tenantId), lastId);
 
 /** The id to list after, or undefined for the first page; a cursor of another list or tenant is 400. */
-export async function decodeAgentCursor(tenantId: string, cursor: string | undefined): Promise<string | undefined> {
-  const key = decodeCursor(cursor, AGENT_CURSOR);
-  if (key === undefined) return undefined;
-  const [tag, id] = key.split(':') as [string, string];
-  if (tag !== (await listTag(tenantId))) throw invalidCursor();
-  return id;
-}
+export const decodeAgentCursor = (tenantId: string, cursor: string | undefined): Promise<string | undefined> => agentCursors.decode(agentsOf(tenantId), cursor);
+
+export const encodeExecutionCursor = (tenantId: string, agentId: string, lastId: string): Promise<string> => executionCursors.encode(executionsOf(tenantId, agentId), lastId);
+
+/** The execution id to list before, or undefined for the first page; a cursor of another agent's list, another tenant's or another list is 400. */
+export const decodeExecutionCursor = (tenantId: string, agentId: string, cursor: string | undefined): Promise<string | undefined> =>
+  executionCursors.decode(executionsOf(tenantId, agentId), cursor);
+
+export const encodeDeliveryCursor = (tenantId: string, agentId: string, lastId: string): Promise<string> => deliveryCursors.encode(deliveriesOf(tenantId, agentId), lastId);
+
+/** The delivery id to list before, or undefined for the first page; another agent's cursor, or another list's, is 400. */
+export const decodeDeliveryCursor = (tenantId: string, agentId: string, cursor: string | undefined): Promise<string | undefined> =>
+  deliveryCursors.decode(deliveriesOf(tenantId, agentId), cursor);

@@ -2,12 +2,12 @@ import type { AgentSnapshot } from '../../durable/outbox';
 import type { ExecuteResult, TokenCharge } from '../../durable/agent-rpc';
 import type { Env } from '../env';
 import { ApiError, LOCK_RETRY_AFTER_S, unwrap, type Result } from '../errors';
-import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import type { Agent } from '../schemas/agent';
 import type { CreateExecutionBody, Execution } from '../schemas/execution';
 import { withChargeDoubt } from '../limits/charge-doubt';
 import { retryAfterSeconds } from '../upstream/resume-times';
+import { executionFingerprints } from './fingerprint';
 import { decodeAgentCursor, encodeAgentCursor } from './list-cursor';
 import { agentObjectId, callAgent, requireAgent, type AgentRpc } from './registry';
 import { prunedExecution, staleExecution } from './snapshots';
@@ -92,7 +92,7 @@ export async function startExecution(env: Env, tenantId: string, agentId: string
   // Named here even with a key: a retried delivery finds its own execution, which is no replay.
   const keyed = idempotencyKey === undefined
     ? { executionId, fingerprint: 'edge' }
-    : { idempotencyKey, executionId, fingerprint: await sha256Hex(canonicalJson(body)) };
+    : { idempotencyKey, executionId, ...(await executionFingerprints(body)) };
   let deliveries = 0;
   const started = await withChargeDoubt(env, charge, () => agentObjectId(env, tenantId, agentId, route), () =>
     callAgent(

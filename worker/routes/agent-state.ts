@@ -1,26 +1,11 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { ApiError } from '../errors';
+import { parseIfMatch, versionETag as etag } from '../lib/if-match';
 import { AgentContext, AgentStatus, ContextPatch } from '../schemas/agent';
 import { AgentIdParams, VersionETagHeaders } from '../schemas/common';
 import { onAgent } from './executions';
 import { staleHeaders, staleStatus } from '../agents/snapshots';
 import { commonErrors, errorResponse, json, lockedResponse, security, staleableJson } from './openapi';
-
-const etag = (version: number) => `"${version}"`;
-
-/**
- * Parses If-Match into the versions it names: `"3"` (or a bare `3`) names version 3, and a
- * list (RFC 9110 §13.1.1: `"3", "4"`) names each; `*` matches any version (undefined). If-Match
- * compares strongly (§13.1.1, §8.8.3.2), so a weak tag (`W/"3"`) is a valid tag that never
- * matches: it names no version, and a list of only weak tags names none (412 at the agent).
- */
-function parseIfMatch(header: string | undefined): number[] | undefined {
-  if (header === undefined || header.trim() === '*') return undefined;
-  const tags = header.split(',').map((tag) => /^\s*(W\/)?"?(\d{1,15})"?\s*$/.exec(tag));
-  if (!tags.every((t): t is RegExpExecArray => t !== null)) throw new ApiError('invalid_request', 'If-Match must be an ETag from GET /context, like "3"', [{ path: ['if-match'], message: 'not an ETag of this API' }]);
-  return tags.filter(([, weak]) => weak === undefined).map(([, , version]) => Number(version));
-}
 
 export const agentState = new OpenAPIHono<AppEnv>()
   .openapi(
@@ -80,7 +65,7 @@ export const agentState = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const versions = parseIfMatch(c.req.valid('header')['if-match']);
+      const versions = parseIfMatch(c.req.valid('header')['if-match'], 'GET /context');
       // One version goes as a number, the form objects of releases before If-Match lists read:
       // in a gradual deployment this edge may call an agent object of such a release.
       const ifVersion = versions?.length === 1 ? versions[0] : versions;

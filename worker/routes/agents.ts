@@ -1,6 +1,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { ApiError, envelope, unwrap } from '../errors';
+import { ApiError, envelope, ok, unwrap, type Result } from '../errors';
+import { parseIfMatch, versionETag } from '../lib/if-match';
 import { auditEntry, recordAudit } from '../audit/log';
 import { callAgent, findRegistration, forgetRoute, requireAgent, unregisterAgent } from '../agents/registry';
 import { createAgent, createAgents } from '../agents/create';
@@ -12,6 +13,18 @@ import { listAgents } from '../agents/operations';
 import { commonErrors, errorResponse, json, jsonBody, lockedResponse, security, staleableJson } from './openapi';
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
+
+const ConfigETagHeaders = z.object({ etag: z.string().openapi({ description: "the agent's configuration version, quoted; send it back in If-Match to make a PATCH conditional", example: '"3"' }) });
+const IfMatchHeaders = z.object({ 'if-match': z.string().max(100).optional().openapi({ description: 'the ETag of GET /v1/agents/{id} (a list: any of them); compared strongly, so a weak tag W/"3" never matches', example: '"3"' }) });
+
+/** An agent as GET answers it: with its configuration's version, unless it is the stale D1 snapshot. */
+type AgentRead = Result<{ agent: Agent; version?: number }>;
+
+/** A read that may be the stale D1 snapshot: its ETag is there only when the agent answered. */
+const withETag = <T extends ReturnType<typeof staleableJson>>(response: T) => ({
+  ...response,
+  headers: { ...response.headers, etag: { schema: { type: 'string' as const }, description: "the agent's configuration version, quoted (absent on a stale answer); send it back in If-Match to make a PATCH conditional" } },
+});
 
 const ListQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(512).optional() });
 
@@ -78,14 +91,19 @@ export const agents = new OpenAPIHono<AppEnv>()
       summary: 'Read an agent (from its Durable Object: strongly consistent)',
       security,
       request: { params: AgentIdParams },
-      responses: { 200: staleableJson(Agent, 'the agent'), ...notFound, ...commonErrors },
+      responses: { 200: withETag(staleableJson(Agent, 'the agent')), ...notFound, ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
       const { tenantId } = c.get('principal');
       const route = await requireAgent(c.env, tenantId, id);
-      const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.get(), { retry: true, fallback: () => staleAgent(c.env, tenantId, id) }));
-      return c.json(agent, 200, staleHeaders(agent));
+      // The D1 snapshot names no configuration version: a stale answer has no ETag.
+      const stale = async (): Promise<AgentRead | null> => {
+        const snapshot = await staleAgent(c.env, tenantId, id);
+        return snapshot?.ok ? ok({ agent: snapshot.value }) : snapshot;
+      };
+      const { agent, version } = unwrap(await callAgent<AgentRead>(c.env, tenantId, id, route, (stub) => stub.read(), { retry: true, fallback: stale }));
+      return c.json(agent, 200, { ...staleHeaders(agent), ...(version !== undefined && { etag: versionETag(version) }) });
     },
   )
   .openapi(
@@ -95,20 +113,23 @@ export const agents = new OpenAPIHono<AppEnv>()
       tags: ['agents'],
       summary: 'Update an agent (name, instructions, upstream, concurrency, metadata, paused)',
       security,
-      request: { params: AgentIdParams, ...jsonBody(UpdateAgentBody) },
-      responses: { 200: json(Agent, 'the agent'), ...notFound, ...commonErrors },
+      description: "`If-Match` (the ETag of GET /v1/agents/{id}: the configuration's version) makes it conditional: 412 `version_mismatch` when it names another version, and nothing changes.",
+      request: { params: AgentIdParams, headers: IfMatchHeaders, ...jsonBody(UpdateAgentBody) },
+      responses: { 200: { ...json(Agent, 'the agent'), headers: ConfigETagHeaders }, ...notFound, 412: errorResponse('version_mismatch: If-Match names another configuration version, or only weak tags'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
       const patch = c.req.valid('json');
+      const ifVersion = parseIfMatch(c.req.valid('header')['if-match'], 'GET /v1/agents/{id}');
       const { tenantId } = c.get('principal');
       await checkUpstream(c.env, tenantId, patch.upstream);
       const route = await requireAgent(c.env, tenantId, id);
-      const agent = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.update(patch), { retry: true }));
+      // A conditional PATCH is not retried: one applied whose answer was lost would be refused 412 the second time.
+      const { agent, version } = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.reconfigure(patch, ifVersion), { retry: ifVersion === undefined }));
       // Where an agent's inputs go (its upstream) and whether it runs are worth a trace; credentials and texts are not logged.
       const details = { fields: Object.keys(patch).sort(), ...(patch.upstream && { upstream: patch.upstream.kind }), ...(patch.paused !== undefined && { paused: patch.paused }) };
       await recordAudit(c.env, auditEntry(c, 'agent.update', id, { details }));
-      return c.json(agent, 200);
+      return c.json(agent, 200, { etag: versionETag(version) });
     },
   )
   .openapi(

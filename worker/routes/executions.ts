@@ -7,15 +7,12 @@ import { cancelExecution, onTenantAgent, readExecution, startExecution, syncFail
 import { answerWhileKeyValid } from '../auth/key-watch';
 import { staleHeaders } from '../agents/snapshots';
 import { noteWork, startedWork } from '../limits/work';
-import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
+import { listExecutions } from '../agents/execution-list';
 import { newId } from '../lib/ids';
 import { AgentIdParams, page, idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { CreateExecutionBody, Execution, ExecutionParams, ListExecutionsQuery } from '../schemas/execution';
 import { commonErrors, errorResponse, json, jsonBody, LockedRetryAfter, security, staleableJson, unauthorizedResponse } from './openapi';
 import { router } from './router';
-
-/** What this list's cursors hold: ids of one kind (`ex_…`). */
-const EXECUTION_IDS = idsOf('ex');
 
 const IdempotencyHeaders = idempotencyHeaders('the same key for the same agent returns the first execution and never runs it twice');
 const ExecutionHeaders = writtenHeaders('the execution', '/v1/agents/support-bot/executions/ex_01jd8x3v7c9q2m4n6p8r0s2t4v');
@@ -108,17 +105,7 @@ export const executions = router()
       const { status, limit, cursor } = c.req.valid('query');
       const { tenantId } = c.get('principal');
       await requireAgent(c.env, tenantId, id);
-      const before = decodeCursor(cursor, EXECUTION_IDS);
-      const where = ['tenant_id = ?', 'agent_id = ?'];
-      const params: (string | number)[] = [tenantId, id];
-      if (status) { where.push('status = ?'); params.push(status); }
-      if (before) { where.push('id < ?'); params.push(before); }
-      const { results } = await c.env.DB.prepare(`SELECT id, record FROM executions WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`)
-        .bind(...params, limit + 1)
-        .all<{ id: string; record: string }>();
-      const rows = results.slice(0, limit);
-      const last = rows.at(-1);
-      return c.json({ data: rows.map((r) => JSON.parse(r.record) as Execution), nextCursor: results.length > limit && last ? encodeCursor(last.id) : null }, 200);
+      return c.json(await listExecutions(c.env, tenantId, id, { ...(status && { status }), limit, ...(cursor !== undefined && { cursor }) }), 200);
     },
   )
   .openapi(

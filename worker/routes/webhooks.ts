@@ -2,15 +2,12 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
-import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
+import { decodeDeliveryCursor, encodeDeliveryCursor } from '../agents/list-cursor';
 import { AgentIdParams } from '../schemas/common';
 import { CreateWebhookBody, CreatedWebhook, Delivery, ListDeliveriesQuery, Webhook } from '../schemas/webhook';
 import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
-
-/** What this list's cursors hold: ids of one kind (`msg_…`). */
-const DELIVERY_IDS = idsOf('msg');
 
 const ChildId = z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/);
 
@@ -77,11 +74,12 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const { status, limit, cursor } = c.req.valid('query');
-      const before = decodeCursor(cursor, DELIVERY_IDS);
+      const { tenantId } = c.get('principal');
+      const before = await decodeDeliveryCursor(tenantId, id, cursor);
       const rows = await onAgent(c, id, (stub) => stub.listDeliveries({ ...(status && { status }), limit: limit + 1, ...(before && { before }) }), { retry: true });
       const page = rows.slice(0, limit);
       const last = page.at(-1);
-      return c.json({ data: page, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }, 200);
+      return c.json({ data: page, nextCursor: rows.length > limit && last ? await encodeDeliveryCursor(tenantId, id, last.id) : null }, 200);
     },
   )
   .openapi(
