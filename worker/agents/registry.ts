@@ -168,7 +168,7 @@ function remember(tenantId: string, agentId: string, route: AgentRoute): void {
  */
 export type AgentRpc = Pick<
   AgentDO,
-  | 'create' | 'get' | 'read' | 'reconfigure' | 'destroy' | 'execute' | 'getExecution' | 'executionByKey' | 'cancel' | 'status' | 'getContext' | 'patchContext'
+  | 'create' | 'get' | 'read' | 'update' | 'reconfigure' | 'destroy' | 'execute' | 'getExecution' | 'executionByKey' | 'cancel' | 'status' | 'getContext' | 'patchContext'
   | 'createWebhook' | 'listWebhooks' | 'deleteWebhook' | 'listDeliveries' | 'retryDelivery' | 'subscribe'
   | 'prepare' | 'commit' | 'abort' | 'transactionLock' | 'resolveTransaction' | 'a2a'
 >;

@@ -1,11 +1,12 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { ApiError, envelope, ok, unwrap, type Result } from '../errors';
+import { ApiError, envelope, ok, unwrap } from '../errors';
 import { parseIfMatch, versionETag } from '../lib/if-match';
 import { auditEntry, recordAudit } from '../audit/log';
 import { callAgent, findRegistration, forgetRoute, requireAgent, unregisterAgent } from '../agents/registry';
 import { createAgent, createAgents } from '../agents/create';
 import { checkUpstream } from '../agents/upstream-check';
+import { readAgent, reconfigureAgent, type AgentRead } from '../agents/config-rpc';
 import { Agent, BatchCreateAgentsBody, BatchCreateAgentsResponse, CreateAgentBody, MAX_BATCH_AGENTS, UpdateAgentBody } from '../schemas/agent';
 import { AgentIdParams, page } from '../schemas/common';
 import { staleAgent, staleHeaders } from '../agents/snapshots';
@@ -14,11 +15,8 @@ import { commonErrors, errorResponse, json, jsonBody, lockedResponse, security, 
 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
 
-const ConfigETagHeaders = z.object({ etag: z.string().openapi({ description: "the agent's configuration version, quoted; send it back in If-Match to make a PATCH conditional", example: '"3"' }) });
+const ConfigETagHeaders = z.object({ etag: z.string().optional().openapi({ description: "the agent's configuration version, quoted; send it back in If-Match to make a PATCH conditional (absent only while a deployment leaves the agent on a release before versions)", example: '"3"' }) });
 const IfMatchHeaders = z.object({ 'if-match': z.string().max(100).optional().openapi({ description: 'the ETag of GET /v1/agents/{id} (a list: any of them); compared strongly, so a weak tag W/"3" never matches', example: '"3"' }) });
-
-/** An agent as GET answers it: with its configuration's version, unless it is the stale D1 snapshot. */
-type AgentRead = Result<{ agent: Agent; version?: number }>;
 
 /** A read that may be the stale D1 snapshot: its ETag is there only when the agent answered. */
 const withETag = <T extends ReturnType<typeof staleableJson>>(response: T) => ({
@@ -102,7 +100,7 @@ export const agents = new OpenAPIHono<AppEnv>()
         const snapshot = await staleAgent(c.env, tenantId, id);
         return snapshot?.ok ? ok({ agent: snapshot.value }) : snapshot;
       };
-      const { agent, version } = unwrap(await callAgent<AgentRead>(c.env, tenantId, id, route, (stub) => stub.read(), { retry: true, fallback: stale }));
+      const { agent, version } = unwrap(await callAgent<AgentRead>(c.env, tenantId, id, route, readAgent, { retry: true, fallback: stale }));
       return c.json(agent, 200, { ...staleHeaders(agent), ...(version !== undefined && { etag: versionETag(version) }) });
     },
   )
@@ -125,11 +123,11 @@ export const agents = new OpenAPIHono<AppEnv>()
       await checkUpstream(c.env, tenantId, patch.upstream);
       const route = await requireAgent(c.env, tenantId, id);
       // A conditional PATCH is not retried: one applied whose answer was lost would be refused 412 the second time.
-      const { agent, version } = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.reconfigure(patch, ifVersion), { retry: ifVersion === undefined }));
+      const { agent, version } = unwrap(await callAgent(c.env, tenantId, id, route, (stub) => reconfigureAgent(stub, patch, ifVersion), { retry: ifVersion === undefined }));
       // Where an agent's inputs go (its upstream) and whether it runs are worth a trace; credentials and texts are not logged.
       const details = { fields: Object.keys(patch).sort(), ...(patch.upstream && { upstream: patch.upstream.kind }), ...(patch.paused !== undefined && { paused: patch.paused }) };
       await recordAudit(c.env, auditEntry(c, 'agent.update', id, { details }));
-      return c.json(agent, 200, { etag: versionETag(version) });
+      return c.json(agent, 200, version === undefined ? {} : { etag: versionETag(version) });
     },
   )
   .openapi(
