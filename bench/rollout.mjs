@@ -17,6 +17,7 @@ import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Miniflare } from 'miniflare';
+import { extraChecks, startUpstream } from './lib/rollout-checks.mjs';
 import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, gatewayOptions, root, wranglerCompat } from '../scripts/lib/runtime.mjs';
 
 const CLASSES = { AGENTS: 'AgentDO', TRANSACTIONS: 'TransactionDO', KEY_LIMITS: 'KeyLimiterDO', PROJECTOR: 'ProjectorDO' };
@@ -137,6 +138,8 @@ async function runMix(name) {
       }
     }
     problems.push(...(await faces(base, key)));
+    console.error(`[rollout] ${name}: the other checks`);
+    problems.push(...(await extraChecks({ base, edges: direct, readme, tenant: tenant.id, adminToken: BENCH_ADMIN_TOKEN, upstream, run: mixes.indexOf(name) })));
     return problems;
   } finally {
     proxy?.close();
@@ -172,7 +175,10 @@ async function faces(base, key) {
   return problems;
 }
 
+// One upstream (a pool's targets, a webhook's receiver) for every split.
+const upstream = await startUpstream();
 let failed = 0;
+const began = Date.now();
 for (const name of mixes) {
   const started = Date.now();
   const problems = await runMix(name);
@@ -180,5 +186,6 @@ for (const name of mixes) {
   console.log(`${problems.length ? 'FAIL' : 'ok  '} ${name} (${seconds} s)${problems.map((p) => `\n  - ${p}`).join('')}`);
   if (problems.length) failed++;
 }
-console.log(`rollout from ${rev}: ${mixes.length - failed}/${mixes.length} mixes ran every check`);
+upstream.close();
+console.log(`rollout from ${rev}: ${mixes.length - failed}/${mixes.length} mixes ran every check (${((Date.now() - began) / 1000).toFixed(0)} s)`);
 process.exit(failed ? 1 : 0);
