@@ -12,6 +12,8 @@ import { executionEstimate, fittedCharge, notCovered } from './execution-estimat
 import type { AgentStore } from './agent-store';
 import type { UpstreamRequest } from '../worker/upstream/types';
 import { BUILTIN_LABEL } from '../worker/upstream/builtin';
+import { raiseAnswer } from './raise-answer';
+import { rpcMethodMissing } from '../worker/lib/rpc-missing';
 
 export { executionEstimate } from './execution-estimate';
 
@@ -73,12 +75,14 @@ export class AgentCharges {
     const total = fitted.value.reserved;
     if (total <= charge.reserved) return fitted;
     try {
-      const raised = await answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, total, charge.budgetTokens), RAISE_TIMEOUT_MS, "the key's limiter");
+      const raised = raiseAnswer(await answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, total, charge.budgetTokens), RAISE_TIMEOUT_MS, "the key's limiter"));
       if (!raised.ok) return notCovered(charge, total, charge.reserved + (raised.free ?? 0));
     } catch (error) {
       // The limiter admitted the execution a moment ago and the headroom it reported covers the
       // estimate: it runs, and its settlement counts what it used (as when the raise was not awaited).
-      console.error(JSON.stringify({ level: 'error', msg: 'could not raise a token reservation; the execution runs on the headroom its admission reported', chargeId: charge.id, error: String(error) }));
+      // A limiter of a release before raises (a gradual deployment) is expected, not an error.
+      const level = rpcMethodMissing(error) ? 'warn' : 'error';
+      console[level](JSON.stringify({ level, msg: 'could not raise a token reservation; the execution runs on the headroom its admission reported', chargeId: charge.id, error: String(error) }));
     }
     return fitted;
   }

@@ -123,7 +123,15 @@ export async function extraChecks({ base, edges, readme, tenant, adminToken, ups
     const queued = await exec({ mode: 'async' });
     if (queued.status !== 202) return `async ${show(queued)}`;
     const done = await settled(call, agent, queued.body.id);
-    return done.body?.status === 'succeeded' ? null : `async ended ${show(done)}`;
+    if (done.body?.status !== 'succeeded') return `async ended ${show(done)}`;
+    // Long instructions to a chat upstream: the agent finds the run sends more than the edge
+    // reserved, and asks the limiter for the rest.
+    const upstreamTarget = { kind: 'openai-chat', baseUrl: `${upstream.url}/ok/v1`, model: 'm1' };
+    const long = await call('POST', '/v1/agents', { body: { id: `${agent}-long`, instructions: 'Be helpful. '.repeat(350), upstream: upstreamTarget } });
+    if (long.status !== 201) return `agent with long instructions ${show(long)}`;
+    const raised = await call('POST', `/v1/agents/${agent}-long/executions`, { body: { intent: 'support.reply', input: { message: 'hi' } } });
+    await call('DELETE', `/v1/agents/${agent}-long`);
+    return raised.status === 200 && raised.body.status === 'succeeded' ? null : `a run larger than its reservation: ${show(raised)}`;
   });
   await check('pool of two targets, one down: every chat fails over', true, async () => {
     const target = (id, path) => ({ id, kind: 'openai-chat', baseUrl: `${upstream.url}/${path}/v1`, model: 'm1' });
@@ -143,6 +151,14 @@ export async function extraChecks({ base, edges, readme, tenant, adminToken, ups
     if (usage.status !== 200 || usage.body.limits?.concurrency !== 4) return show(usage);
     // Two executions and four chats at least; 4 tokens a chat from the upstream's usage.
     return b && b.requests >= 6 && b.tokens >= 16 && usage.body.inFlight === 0 ? null : `budget not counted: ${usage.text.slice(0, 300)}`;
+  });
+  await check('a sharded key past its rate window: 429, never a 500', has('shards'), async () => {
+    const sharded = await admin('POST', `/v1/admin/tenants/${tenant}/keys`, { body: { name: 'sharded', limits: { perSecond: 2, shards: 2, budget: { requests: 1000, period: 'month' } } } });
+    if (sharded.status !== 201) return `key ${show(sharded)}`;
+    const burst = await Promise.all(Array.from({ length: 8 }, () => client(base, sharded.body.key)('POST', `/v1/agents/${agent}/executions`, { body: { intent: 'support.reply', input: { message: 'burst' } } })));
+    const statuses = burst.map((r) => r.status);
+    const odd = burst.find((r) => r.status !== 200 && !(r.status === 429 && r.body?.error?.code === 'rate_limited'));
+    return odd ? `answers ${statuses}: ${show(odd)}` : statuses.includes(429) ? null : `no refusal in ${statuses}`;
   });
   await check('execution cancelled', true, async () => {
     const slow = await exec({ mode: 'async', input: { message: 'slow', simulateLatencyMs: 20000 } });
