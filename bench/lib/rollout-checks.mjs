@@ -273,6 +273,13 @@ export async function extraChecks({ base, edges, readme, tenant, adminToken, ups
     const unknown = await resolve('tx_01aaaaaaaaaaaaaaaaaaaaaaaa');
     return unknown.status === 404 ? null : `resolve of an unknown one ${show(unknown)}`;
   });
+  // The working tree's lock routes, which REV lacks, during the deployment: served by a new
+  // edge and object, or 404 (an old edge) or 503 agent_unavailable (an old object), never a 500.
+  await check("this tree's operator lock route on REV's objects", !has('/lock"'), async () => {
+    const lock = await admin('GET', `/v1/admin/tenants/${tenant}/agents/${agent}/lock`);
+    const fine = (lock.status === 200 && lock.body.lock === null) || lock.status === 404 || (lock.status === 503 && lock.body.error?.code === 'agent_unavailable');
+    return fine ? null : show(lock);
+  });
   for (const id of [agent, ...wallets]) await call('DELETE', `/v1/agents/${id}`);
   await call('DELETE', '/v1/pools/two');
   return problems;
