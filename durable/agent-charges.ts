@@ -167,6 +167,13 @@ export class AgentCharges {
         this.sql.run('DELETE FROM token_charges WHERE execution_id = ?', row.execution_id);
         this.rows?.delete(row.execution_id);
       } catch (error) {
+        if (rpcMethodMissing(error)) {
+          // A limiter of a release before settlements (a gradual deployment) charged the whole
+          // reservation when the edge released the lease, as that release did: nothing to send.
+          this.sql.run('DELETE FROM token_charges WHERE execution_id = ?', row.execution_id);
+          this.rows?.delete(row.execution_id);
+          return;
+        }
         held = true;
         this.sql.run('UPDATE token_charges SET attempts = attempts + 1, next_at = ? WHERE execution_id = ?', Date.now() + outboxBackoffMs(row.attempts), row.execution_id);
         console.error(JSON.stringify({ level: 'error', msg: 'token settlement not delivered; retried', executionId: row.execution_id, limiter: row.limiter, error: String(error) }));

@@ -402,3 +402,26 @@ describe("a key's limiter of an older release (a gradual deployment)", () => {
     expect(raises).toBe(1);
   });
 });
+
+describe("a key's limiter of a release before settlements (a gradual deployment)", () => {
+  it('is not sent the settlement again and again: that release charged the reservation when the lease was released', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ budget: { tokens: 100_000, period: 'day' } });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    let sent = 0;
+    await runInDurableObject(agentStub(tenantId, agent), (instance) => {
+      const charges = (instance as unknown as { charges: { env: Env } }).charges;
+      const real = charges.env.KEY_LIMITS;
+      const olderLimiter = () => ({
+        settleExecution: () => {
+          sent++;
+          return Promise.reject(new TypeError('The RPC receiver does not implement the method "settleExecution".'));
+        },
+      });
+      charges.env = { ...charges.env, KEY_LIMITS: { idFromName: (name: string) => real.idFromName(name), get: olderLimiter } as unknown as Env['KEY_LIMITS'] };
+    });
+    expect((await execute(key, agent)).status).toBe(200);
+    await eventually(async () => sent > 0);
+    await eventually(async () => (await chargeTable(tenantId, agent))?.length === 0);
+    expect(sent).toBe(1);
+  });
+});
