@@ -13,10 +13,11 @@
 // Not in CI: it bundles two builds and runs each mix (about 20 s each).
 import { spawn, spawnSync } from 'node:child_process';
 import { request as httpRequest, createServer } from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Miniflare } from 'miniflare';
+import { extraChecks, startUpstream } from './lib/rollout-checks.mjs';
 import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, gatewayOptions, root, wranglerCompat } from '../scripts/lib/runtime.mjs';
 
 const CLASSES = { AGENTS: 'AgentDO', TRANSACTIONS: 'TransactionDO', KEY_LIMITS: 'KeyLimiterDO', PROJECTOR: 'ProjectorDO' };
@@ -68,6 +69,9 @@ function worker(version, mix, entry) {
 }
 
 const readme = readFileSync(path.join(oldTree, 'README.md'), 'utf8');
+// What REV documents: its README, and its OpenAPI (the route schemas the reference is built from).
+const schemas = path.join(oldTree, 'worker/schemas');
+const documented = readme + readdirSync(schemas).map((f) => readFileSync(path.join(schemas, f), 'utf8')).join('\n');
 function block(name) {
   const found = new RegExp(`<!-- ${name}:start -->\\s*\`\`\`bash\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(readme);
   return found?.[1];
@@ -137,6 +141,8 @@ async function runMix(name) {
       }
     }
     problems.push(...(await faces(base, key)));
+    console.error(`[rollout] ${name}: the other checks`);
+    problems.push(...(await extraChecks({ base, edges: direct, readme: documented, tenant: tenant.id, adminToken: BENCH_ADMIN_TOKEN, upstream, run: mixes.indexOf(name) })));
     return problems;
   } finally {
     proxy?.close();
@@ -172,7 +178,10 @@ async function faces(base, key) {
   return problems;
 }
 
+// One upstream (a pool's targets, a webhook's receiver) for every split.
+const upstream = await startUpstream();
 let failed = 0;
+const began = Date.now();
 for (const name of mixes) {
   const started = Date.now();
   const problems = await runMix(name);
@@ -180,5 +189,6 @@ for (const name of mixes) {
   console.log(`${problems.length ? 'FAIL' : 'ok  '} ${name} (${seconds} s)${problems.map((p) => `\n  - ${p}`).join('')}`);
   if (problems.length) failed++;
 }
-console.log(`rollout from ${rev}: ${mixes.length - failed}/${mixes.length} mixes ran every check`);
+upstream.close();
+console.log(`rollout from ${rev}: ${mixes.length - failed}/${mixes.length} mixes ran every check (${((Date.now() - began) / 1000).toFixed(0)} s)`);
 process.exit(failed ? 1 : 0);

@@ -12,6 +12,8 @@ import { executionEstimate, fittedCharge, notCovered } from './execution-estimat
 import type { AgentStore } from './agent-store';
 import type { UpstreamRequest } from '../worker/upstream/types';
 import { BUILTIN_LABEL } from '../worker/upstream/builtin';
+import { raiseAnswer } from './raise-answer';
+import { rpcMethodMissing } from '../worker/lib/rpc-missing';
 
 export { executionEstimate } from './execution-estimate';
 
@@ -73,12 +75,14 @@ export class AgentCharges {
     const total = fitted.value.reserved;
     if (total <= charge.reserved) return fitted;
     try {
-      const raised = await answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, total, charge.budgetTokens), RAISE_TIMEOUT_MS, "the key's limiter");
+      const raised = raiseAnswer(await answerWithin(limiter(this.env, charge.limiter).raiseCharge(charge.id, total, charge.budgetTokens), RAISE_TIMEOUT_MS, "the key's limiter"));
       if (!raised.ok) return notCovered(charge, total, charge.reserved + (raised.free ?? 0));
     } catch (error) {
       // The limiter admitted the execution a moment ago and the headroom it reported covers the
       // estimate: it runs, and its settlement counts what it used (as when the raise was not awaited).
-      console.error(JSON.stringify({ level: 'error', msg: 'could not raise a token reservation; the execution runs on the headroom its admission reported', chargeId: charge.id, error: String(error) }));
+      // A limiter of a release before raises (a gradual deployment) is expected, not an error.
+      const level = rpcMethodMissing(error) ? 'warn' : 'error';
+      console[level](JSON.stringify({ level, msg: 'could not raise a token reservation; the execution runs on the headroom its admission reported', chargeId: charge.id, error: String(error) }));
     }
     return fitted;
   }
@@ -163,6 +167,13 @@ export class AgentCharges {
         this.sql.run('DELETE FROM token_charges WHERE execution_id = ?', row.execution_id);
         this.rows?.delete(row.execution_id);
       } catch (error) {
+        if (rpcMethodMissing(error)) {
+          // A limiter of a release before settlements (a gradual deployment) charged the whole
+          // reservation when the edge released the lease, as that release did: nothing to send.
+          this.sql.run('DELETE FROM token_charges WHERE execution_id = ?', row.execution_id);
+          this.rows?.delete(row.execution_id);
+          return;
+        }
         held = true;
         this.sql.run('UPDATE token_charges SET attempts = attempts + 1, next_at = ? WHERE execution_id = ?', Date.now() + outboxBackoffMs(row.attempts), row.execution_id);
         console.error(JSON.stringify({ level: 'error', msg: 'token settlement not delivered; retried', executionId: row.execution_id, limiter: row.limiter, error: String(error) }));

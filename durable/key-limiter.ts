@@ -7,6 +7,7 @@ import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges, type RaiseAns
 import { MCP_CALLS_MIGRATION, McpCalls, type McpCall, type McpCancelMatch } from './key-limiter-calls';
 import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
 import { Sql } from './sql';
+import { rpcMethodMissing } from '../worker/lib/rpc-missing';
 
 /** A concurrency slot or token reservation not released within this is given back (a crashed isolate). */
 export const LEASE_MS = 330_000;
@@ -302,6 +303,9 @@ export class KeyLimiterDO extends DurableObject<Env> {
         const held = await askAgent(this.env, agent, id);
         this.ctx.storage.transactionSync(() => this.charges.answered(id, held, Date.now()));
       } catch (error) {
+        // An agent of a release before this question (a gradual deployment) cannot answer it:
+        // its reservation is left held, settled by it or charged at expiry, as that release's were.
+        if (rpcMethodMissing(error)) return void this.ctx.storage.transactionSync(() => this.charges.answered(id, true, Date.now()));
         this.charges.askAgain(id, Date.now());
         console.error(JSON.stringify({ level: 'error', msg: 'could not ask an agent about a token reservation; asked again later', chargeId: id, error: String(error) }));
       }

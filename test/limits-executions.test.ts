@@ -373,3 +373,55 @@ describe('keys without limits', () => {
     expect(await chargeTable(tenantId, agent)).toBeNull();
   });
 });
+
+describe("a key's limiter of an older release (a gradual deployment)", () => {
+  it('answering a raise with a boolean, as releases before the limiter decided raises did, runs the execution', async () => {
+    // Such a limiter raised without checking the budget and answered whether it had raised. An
+    // agent of this release read `ok` off that boolean and refused the execution 429.
+    const { tenantId, key, otherKey } = await limitedKey({ budget: { tokens: 100_000, period: 'day' } });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream(), instructions: 'Be helpful. '.repeat(350) });
+    let raises = 0;
+    await runInDurableObject(agentStub(tenantId, agent), (instance) => {
+      const charges = (instance as unknown as { charges: { env: Env } }).charges;
+      const real = charges.env.KEY_LIMITS;
+      const olderLimiter = (id: DurableObjectId) => {
+        const stub = real.get(id);
+        return {
+          raiseCharge: async (chargeId: string, total: number) => {
+            raises++;
+            return (await stub.raiseCharge(chargeId, total)).ok;
+          },
+          settleExecution: (chargeId: string, tokens: number) => stub.settleExecution(chargeId, tokens),
+        };
+      };
+      charges.env = { ...charges.env, KEY_LIMITS: { idFromName: (name: string) => real.idFromName(name), get: olderLimiter } as unknown as Env['KEY_LIMITS'] };
+    });
+    const res = await execute(key, agent);
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe('succeeded');
+    expect(raises).toBe(1);
+  });
+});
+
+describe("a key's limiter of a release before settlements (a gradual deployment)", () => {
+  it('is not sent the settlement again and again: that release charged the reservation when the lease was released', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ budget: { tokens: 100_000, period: 'day' } });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    let sent = 0;
+    await runInDurableObject(agentStub(tenantId, agent), (instance) => {
+      const charges = (instance as unknown as { charges: { env: Env } }).charges;
+      const real = charges.env.KEY_LIMITS;
+      const olderLimiter = () => ({
+        settleExecution: () => {
+          sent++;
+          return Promise.reject(new TypeError('The RPC receiver does not implement the method "settleExecution".'));
+        },
+      });
+      charges.env = { ...charges.env, KEY_LIMITS: { idFromName: (name: string) => real.idFromName(name), get: olderLimiter } as unknown as Env['KEY_LIMITS'] };
+    });
+    expect((await execute(key, agent)).status).toBe(200);
+    await eventually(async () => sent > 0);
+    await eventually(async () => (await chargeTable(tenantId, agent))?.length === 0);
+    expect(sent).toBe(1);
+  });
+});

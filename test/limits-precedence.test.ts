@@ -1,4 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { env } from 'cloudflare:test';
+import type { AdmitRequest } from '../durable/key-limiter';
+import type { Env } from '../worker/env';
+import { admit } from '../worker/limits/limiter';
+import { estimateExecutionTokens } from '../worker/limits/usage';
 import { api, eventually, newAgent } from './support/api';
 import { limitedKey } from './support/limits';
 
@@ -50,5 +55,30 @@ describe('a used-up budget takes precedence over a rate window or the concurrenc
     const refused = both.find((r) => r.status === 429);
     expect(refused?.body.error).toMatchObject({ code: 'rate_limited', details: { limit: 'perSecond' } });
     expect(refused?.headers.get('retry-after')).toBe('1');
+  });
+});
+
+describe("a sharded key's main limiter of an older release (a gradual deployment)", () => {
+  it('without budgetRefusal: the shard\'s rate refusal is the answer (429 rate_limited), not a 503', async () => {
+    // Releases before this precedence had no budgetRefusal; an edge of this release asked it of
+    // them whenever a shard refused, and answered every such request 503 unavailable.
+    const real = env.KEY_LIMITS;
+    const olderRelease = {
+      idFromName: (name: string) => real.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const stub = real.get(id);
+        return {
+          admit: (request: AdmitRequest) => stub.admit(request),
+          budgetRefusal: () => Promise.reject(new TypeError('The RPC receiver does not implement the method "budgetRefusal".')),
+        };
+      },
+    };
+    const limits = { perSecond: 2, shards: 2, budget: { requests: 100, period: 'day' as const } };
+    const olderEnv = { ...env, KEY_LIMITS: olderRelease } as unknown as Env;
+    const estimate = estimateExecutionTokens('{"intent":"support.reply","input":"hi"}');
+    const keyId = `key_older_${crypto.randomUUID()}`;
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(await admit(olderEnv, keyId, limits, true, estimate));
+    expect(answers.some((a) => !a.ok && a.code === 'rate_limited')).toBe(true);
   });
 });

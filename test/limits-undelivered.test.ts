@@ -93,3 +93,28 @@ describe('a token reservation whose execution may not have reached its agent', (
     expect(await budget(key)).toMatchObject({ reservedTokens: 0, tokens: REPORTED });
   });
 });
+
+describe('a token reservation whose agent runs an older release (a gradual deployment)', () => {
+  it('without holdsCharge, the agent is not asked again: the reservation stays held, as that release\'s were until settled or expired', async () => {
+    const { tenantId, key, keyId, otherKey } = await limitedKey(LIMITS);
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    const charge = await admitted(keyId);
+    const unreachable = { ...env, AGENTS: failingAgents(false) } as unknown as Env;
+    await expect(startExecution(unreachable, tenantId, agent, BODY, undefined, false, charge)).rejects.toMatchObject({ code: 'agent_unavailable' });
+    await limiter(env as unknown as Env, charge.limiter).release(charge.id, 0, false);
+    const stub = env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(charge.limiter));
+    await runInDurableObject(stub, (instance) => {
+      const olderAgents = {
+        idFromString: (id: string) => env.AGENTS.idFromString(id),
+        get: () => ({ holdsCharge: () => Promise.reject(new TypeError('The RPC receiver does not implement the method "holdsCharge".')) }),
+      };
+      const limiterObject = instance as unknown as { env: Env };
+      limiterObject.env = { ...limiterObject.env, AGENTS: olderAgents } as unknown as Env;
+    });
+
+    await askNow(charge.limiter);
+    const asks = await runInDurableObject(stub, (_instance, state) => [...state.storage.sql.exec('SELECT ask_at FROM charges WHERE id = ?', charge.id)]);
+    expect(asks).toEqual([{ ask_at: null }]);
+    expect(await budget(key)).toMatchObject({ reservedTokens: charge.reserved, tokens: 0 });
+  });
+});

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
-import { api, eventually, newAgent, newTenant } from './support/api';
+import { ADMIN, api, eventually, newAgent, newTenant } from './support/api';
 
 /** An AGENTS binding whose objects cannot be reached: every RPC fails as the platform's would. */
 function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
@@ -152,5 +152,37 @@ describe('a database that refuses writes', () => {
 
     expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
     expect((await api('/v1/agents', { key, body: { id } })).status).toBe(201);
+  });
+});
+
+/** An AGENTS binding whose objects run a release without `method` (a gradual deployment): the runtime's refusal. */
+function olderRelease(method: string): typeof env.AGENTS {
+  const namespace = env.AGENTS;
+  return new Proxy(namespace, {
+    get: (target, prop) => {
+      if (prop === 'get') {
+        return (...args: Parameters<typeof namespace.get>) => {
+          const stub = namespace.get(...args);
+          return new Proxy(stub, {
+            get: (s, p) => (p === method ? () => Promise.reject(new TypeError(`The RPC receiver does not implement the method "${method}".`)) : Reflect.get(s, p, s)),
+          });
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+describe('an agent object of an older release (a gradual deployment)', () => {
+  it('without the operation a route calls: 503 agent_unavailable with Retry-After, not a 500', async () => {
+    // The operator's lock view through an edge of this release, on an agent whose object runs
+    // a release from before the lock routes.
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const res = await app.request(`/v1/admin/tenants/${tenantId}/agents/${id}/lock`, { headers: { authorization: `Bearer ${ADMIN()}` } }, { ...env, AGENTS: olderRelease('transactionLock') });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('60');
+    expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'agent_unavailable', message: expect.stringContaining('older release') });
   });
 });

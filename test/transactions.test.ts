@@ -1,6 +1,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { abortReasonOf } from '../durable/transaction';
+import { createApp } from '../worker/app';
 import { newId } from '../worker/lib/ids';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { agentStub, agentWith, contextOf, coordinatorStub, coordinatorTables, locksOf, transfer } from './support/transactions';
@@ -394,5 +395,28 @@ describe('transactions: edges', () => {
     expect(await env.DB.prepare('SELECT status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toBeNull();
     expect(await runDurableObjectAlarm(coordinatorStub(`${tenantId}/${id}`))).toBe(true);
     expect(await env.DB.prepare('SELECT status FROM transactions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first()).toEqual({ status: 'committed' });
+  });
+});
+
+describe('a coordinator of a release before keyed replays (a gradual deployment)', () => {
+  it('a keyed transaction naming a missing agent is 404 not_found, as that release answered, not a 500', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const real = env.TRANSACTIONS;
+    const olderRelease = new Proxy(real, {
+      get: (target, prop) => {
+        if (prop === 'get') {
+          return (...args: Parameters<typeof real.get>) => {
+            const stub = real.get(...args);
+            return new Proxy(stub, { get: (s, p) => (p === 'replay' ? () => Promise.reject(new TypeError('The RPC receiver does not implement the method "replay".')) : Reflect.get(s, p, s)) });
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const res = await createApp().request('/v1/transactions', { method: 'POST', body: JSON.stringify(transfer(a, 'never-created', 10)), headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': 'older-coordinator' } }, { ...env, TRANSACTIONS: olderRelease });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 });

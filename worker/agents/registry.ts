@@ -3,6 +3,7 @@ import type { Env } from '../env';
 import { ApiError } from '../errors';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
+import { rpcMethodMissing } from '../lib/rpc-missing';
 import { isPlatformError, type DurableObjectError } from '../lib/storage-errors';
 import type { Agent, Jurisdiction, Region } from '../schemas/agent';
 
@@ -223,6 +224,7 @@ export async function callAgent<T>(
     try {
       return await fn(agentStub(env, tenantId, agentId, route));
     } catch (error) {
+      if (rpcMethodMissing(error)) throw olderRelease(error);
       const e = error as DurableObjectError;
       if (!isPlatformError(e)) throw error;
       const delay = RETRY_DELAYS_MS[attempt];
@@ -236,4 +238,15 @@ export async function callAgent<T>(
       throw new ApiError('agent_unavailable', e.overloaded ? 'the agent is overloaded; retry later' : 'the agent is temporarily unreachable; retry later', undefined, { 'retry-after': e.overloaded ? '2' : '1' });
     }
   }
+}
+
+/**
+ * The answer for an operation the agent's object does not have: during a gradual deployment it
+ * may run the release before the edge's (docs/ARCHITECTURE.md, "object RPC is an interface
+ * between releases"). Not the gateway's fault and gone once the deployment completes, so 503
+ * with a Retry-After rather than a 500.
+ */
+function olderRelease(error: unknown): ApiError {
+  console.warn(JSON.stringify({ level: 'warn', msg: "agent object of an older release lacks the operation", error: String(error) }));
+  return new ApiError('agent_unavailable', "the agent's object runs an older release of the gateway, without this operation (a gradual deployment is in progress); retry once it completes", undefined, { 'retry-after': '60' });
 }

@@ -1,6 +1,7 @@
 import type { TokenCharge } from '../../durable/agent-rpc';
 import type { Env } from '../env';
 import { limiter } from './limiter';
+import { rpcMethodMissing } from '../lib/rpc-missing';
 
 /**
  * Runs `call`, which hands the agent (object `agent`) an execution holding `charge`. When it
@@ -16,7 +17,11 @@ export async function withChargeDoubt<T>(env: Env, charge: TokenCharge | undefin
     if (charge) {
       await limiter(env, charge.limiter)
         .doubtCharge(charge.id, agent())
-        .catch((failure: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'could not tell the limiter to ask about a reservation; it expires', chargeId: charge.id, error: String(failure) })));
+        .catch((failure: unknown) => {
+          // A limiter of a release before this (a gradual deployment) is expected, not an error.
+          const level = rpcMethodMissing(failure) ? 'warn' : 'error';
+          console[level](JSON.stringify({ level, msg: 'could not tell the limiter to ask about a reservation; it expires', chargeId: charge.id, error: String(failure) }));
+        });
     }
     throw error;
   }

@@ -3,6 +3,7 @@ import { tightest, type PolicyState } from '../../durable/key-limiter-policy';
 import type { Env } from '../env';
 import type { KeyLimits } from '../schemas/limits';
 import type { ChatTokenEstimate } from './usage';
+import { rpcMethodMissing } from '../lib/rpc-missing';
 
 /** The key's main limiter: rate windows (unless sharded), concurrency and budgets, exactly. */
 export const limiterName = (keyId: string): string => `key:${keyId}`;
@@ -60,7 +61,9 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
     if (!result.ok) {
       // A used-up budget keeps the request out longer than the window: that is the answer
       // (asked only of refused requests, so admitted ones still take one trip per object).
-      const budget = upstream && limits.budget ? await limiter(env, limiterName(keyId)).budgetRefusal(request) : null;
+      // A limiter of a release before this check (a gradual deployment) lacks it: the rate
+      // window's refusal is the answer, as that release gave.
+      const budget = upstream && limits.budget ? await limiter(env, limiterName(keyId)).budgetRefusal(request).catch(noBudgetRefusal) : null;
       return budget ?? result;
     }
     if (result.policy) policies.push(result.policy);
@@ -70,4 +73,10 @@ export async function admit(env: Env, keyId: string, limits: KeyLimits, upstream
   if (!result.ok) return result;
   const withMain = (policy: PolicyState | null) => tightest(policy ? [...policies, policy] : policies);
   return { ok: true, lease: result.leaseId ? { name: limiterName(keyId), id: result.leaseId } : null, policy: withMain(result.policy), givenBackPolicy: withMain(result.givenBackPolicy), reservedTokens: result.reservedTokens, tokenBudget: result.tokenBudget };
+}
+
+/** `budgetRefusal`'s failure: none from a limiter without the method (an older release), else thrown. */
+function noBudgetRefusal(error: unknown): null {
+  if (rpcMethodMissing(error)) return null;
+  throw error;
 }

@@ -9,6 +9,7 @@ import { admit, limiter, type Admitted } from './limiter';
 import { estimateChatTokens, estimateExecutionTokens, estimatedTokens, onBodyEnd, totalTokens, type ChatTokenEstimate } from './usage';
 import { whenClientGone } from './client-gone';
 import { givesBack } from './work';
+import { rpcMethodMissing } from '../lib/rpc-missing';
 
 /**
  * Requests that call an upstream: concurrency caps and budgets apply to these. Every other
@@ -209,7 +210,11 @@ function freeSlot(c: Context<AppEnv>, lease: { name: string; id: string }): Prom
   Object.assign(c.get('log'), { clientGone: true });
   return limiter(c.env, lease.name)
     .freeSlot(lease.id)
-    .catch((error: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'freeing the slot of a request whose client left failed; it is freed when the request ends', requestId: c.get('requestId'), error: String(error) })));
+    .catch((error: unknown) => {
+      // A limiter of a release before this (a gradual deployment) is expected, not an error.
+      const level = rpcMethodMissing(error) ? 'warn' : 'error';
+      console[level](JSON.stringify({ level, msg: 'freeing the slot of a request whose client left failed; it is freed when the request ends', requestId: c.get('requestId'), error: String(error) }));
+    });
 }
 
 /**

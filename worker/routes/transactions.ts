@@ -11,6 +11,7 @@ import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 import { router } from './router';
 import { coordinator, coordinatorName, idName } from '../transactions/coordinator';
+import { rpcMethodMissing } from '../lib/rpc-missing';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice, for a day after the transaction completed (then the key starts a new one)');
 const OutcomeHeaders = writtenHeaders('the transaction (GET: votes and acknowledgements)', '/v1/transactions/tx_01jd8x3v7c9q2m4n6p8r0s2t4v');
@@ -83,7 +84,7 @@ export const transactions = router()
       const routes = await Promise.all(body.operations.map((op) => findAgent(c.env, tenantId, op.agentId)));
       const missing = body.operations.findIndex((_op, i) => !routes[i]);
       if (missing >= 0) {
-        const recorded = key ? await coordinator(c.env, name).replay(tenantId, fingerprint) : null;
+        const recorded = key ? await coordinator(c.env, name).replay(tenantId, fingerprint).catch(noReplay) : null;
         if (recorded) return outcome(c, unwrap(recorded), key);
         throw new ApiError('not_found', `agent ${body.operations[missing]?.agentId} not found`, { agentId: body.operations[missing]?.agentId });
       }
@@ -138,3 +139,12 @@ export const transactions = router()
       return c.json(unwrap(found), 200);
     },
   );
+
+/**
+ * `replay`'s failure: a coordinator of a release before keyed replays (a gradual deployment)
+ * has no record to give, and the missing agent's 404 is the answer, as that release gave.
+ */
+function noReplay(error: unknown): null {
+  if (rpcMethodMissing(error)) return null;
+  throw error;
+}
