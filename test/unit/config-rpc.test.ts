@@ -31,10 +31,9 @@ describe('agent configuration calls across releases (a gradual deployment)', () 
     expect(calls).toEqual(['update {"concurrency":2}']);
   });
 
-  it('refuses a conditional PATCH the previous release cannot check with 503 agent_unavailable, changing nothing', async () => {
+  it('leaves a conditional PATCH the previous release cannot check refused as a missing operation, changing nothing', async () => {
     const calls: string[] = [];
-    const result = await reconfigureAgent(previousRelease(calls), { concurrency: 2 }, [3]);
-    expect(result).toMatchObject({ ok: false, code: 'agent_unavailable' });
+    await expect(reconfigureAgent(previousRelease(calls), { concurrency: 2 }, [3])).rejects.toThrow('does not implement the method "reconfigure"');
     expect(calls).toEqual([]);
   });
 
