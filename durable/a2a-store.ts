@@ -26,7 +26,7 @@ const MAX_PUSH_CONFIGS = 10;
 /**
  * A ListTasks page token: the status time (ms) and the execution's position of the last task
  * shown, then a tag of the agent it lists (tenant, id, creation): a bare position was taken from
- * any agent's list, and paged this one from that point in time.
+ * another agent's list as well, and paged this one from that point in time.
  */
 const PAGE_TOKEN = /^(\d{1,15})\.(\d{1,15})\.([0-9a-f]{8})$/;
 

@@ -22,7 +22,7 @@ export const unversioned = (result: Result<VersionedAgent>): Result<Agent> => (r
 
 /**
  * Applies a PATCH to the agent's configuration (AgentDO `reconfigure`). `ifVersion` (If-Match's versions; empty: only
- * weak tags, which never match; undefined: any) is checked here, in the agent's single writer,
+ * weak tags, which never match; undefined: unconditional) is checked here, in the agent's single writer,
  * with no await before the write: two clients that read one version cannot both apply theirs.
  * `write` runs the row update inside the caller's transaction.
  */

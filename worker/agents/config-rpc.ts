@@ -20,7 +20,7 @@ export async function readAgent(stub: AgentRpc): Promise<AgentRead> {
 /**
  * Applies a PATCH, conditional on `ifVersion` when given. An object of a release before
  * configuration versions applies an unconditional one through its `update`, and cannot check
- * a condition: that is refused as any operation such an object lacks (503 agent_unavailable).
+ * a condition: that is refused as every operation such an object lacks is (503 agent_unavailable).
  */
 export async function reconfigureAgent(stub: AgentRpc, patch: UpdateAgentBody, ifVersion: readonly number[] | undefined): Promise<AgentRead> {
   try {

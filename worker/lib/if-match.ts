@@ -5,7 +5,7 @@ export const versionETag = (version: number): string => `"${version}"`;
 
 /**
  * Parses If-Match into the versions it names: `"3"` (or a bare `3`) names version 3, and a
- * list (RFC 9110 §13.1.1: `"3", "4"`) names each; `*` matches any version (undefined). If-Match
+ * list (RFC 9110 §13.1.1: `"3", "4"`) names each; `*` matches every version (undefined). If-Match
  * compares strongly (§13.1.1, §8.8.3.2), so a weak tag (`W/"3"`) is a valid tag that never
  * matches: it names no version, and a list of only weak tags (or none) names none (412 where it is checked).
  * `source` names where the client gets the tag, for the refusal of one that is not a tag.

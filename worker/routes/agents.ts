@@ -16,7 +16,7 @@ import { commonErrors, errorResponse, json, jsonBody, lockedResponse, security, 
 const notFound = { 404: errorResponse('not_found: no such agent for this tenant') };
 
 const ConfigETagHeaders = z.object({ etag: z.string().optional().openapi({ description: "the agent's configuration version, quoted; send it back in If-Match to make a PATCH conditional (absent only while a deployment leaves the agent on a release before versions)", example: '"3"' }) });
-const IfMatchHeaders = z.object({ 'if-match': z.string().max(100).optional().openapi({ description: 'the ETag of GET /v1/agents/{id} (a list: any of them); compared strongly, so a weak tag W/"3" never matches', example: '"3"' }) });
+const IfMatchHeaders = z.object({ 'if-match': z.string().max(100).optional().openapi({ description: 'the ETag of GET /v1/agents/{id} (a list matches when one of its tags does); compared strongly, so a weak tag W/"3" never matches', example: '"3"' }) });
 
 /** A read that may be the stale D1 snapshot: its ETag is there only when the agent answered. */
 const withETag = <T extends ReturnType<typeof staleableJson>>(response: T) => ({
