@@ -55,14 +55,23 @@ async function askNow(name: string): Promise<void> {
 
 const budget = async (key: string) => (await api('/v1/usage', { key })).body.budget;
 
+/**
+ * A limited key's reservation for an execution whose start never reached the agent (every call
+ * to it failed), released by the edge as after such a failure: the limiter holds it, unsettled.
+ */
+async function undeliveredReservation() {
+  const { tenantId, key, keyId, otherKey } = await limitedKey(LIMITS);
+  const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+  const charge = await admitted(keyId);
+  const unreachable = { ...env, AGENTS: failingAgents(false) } as unknown as Env;
+  await expect(startExecution(unreachable, tenantId, agent, BODY, undefined, false, charge)).rejects.toMatchObject({ code: 'agent_unavailable' });
+  await limiter(env as unknown as Env, charge.limiter).release(charge.id, 0, false);
+  return { key, charge };
+}
+
 describe('a token reservation whose execution may not have reached its agent', () => {
   it('is given back once the agent says it never received it, and a late settlement still counts', async () => {
-    const { tenantId, key, keyId, otherKey } = await limitedKey(LIMITS);
-    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
-    const charge = await admitted(keyId);
-    const unreachable = { ...env, AGENTS: failingAgents(false) } as unknown as Env;
-    await expect(startExecution(unreachable, tenantId, agent, BODY, undefined, false, charge)).rejects.toMatchObject({ code: 'agent_unavailable' });
-    await limiter(env as unknown as Env, charge.limiter).release(charge.id, 0, false);
+    const { key, charge } = await undeliveredReservation();
     expect(await budget(key)).toMatchObject({ reservedTokens: charge.reserved, tokens: 0 });
 
     await askNow(charge.limiter);
@@ -96,12 +105,7 @@ describe('a token reservation whose execution may not have reached its agent', (
 
 describe('a token reservation whose agent runs an older release (a gradual deployment)', () => {
   it('without holdsCharge, the agent is not asked again: the reservation stays held, as that release\'s were until settled or expired', async () => {
-    const { tenantId, key, keyId, otherKey } = await limitedKey(LIMITS);
-    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
-    const charge = await admitted(keyId);
-    const unreachable = { ...env, AGENTS: failingAgents(false) } as unknown as Env;
-    await expect(startExecution(unreachable, tenantId, agent, BODY, undefined, false, charge)).rejects.toMatchObject({ code: 'agent_unavailable' });
-    await limiter(env as unknown as Env, charge.limiter).release(charge.id, 0, false);
+    const { key, charge } = await undeliveredReservation();
     const stub = env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(charge.limiter));
     await runInDurableObject(stub, (instance) => {
       const olderAgents = {

@@ -60,6 +60,16 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     pages?.close();
   });
 
+  /** A fresh page on the sign-in form, counting the API requests it sends (`sent.count`). */
+  async function signInPage() {
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    const sent = { count: 0 };
+    page.on('request', (request) => { if (request.url().includes('/v1/')) sent.count += 1; });
+    await page.goto(`${base}/dashboard/`);
+    return { context, page, sent, field: page.getByLabel('API key') };
+  }
+
   it('serves the dashboard as static assets next to the API', async () => {
     const redirect = await fetch(`${base}/dashboard`, { redirect: 'manual' });
     expect([301, 307, 308]).toContain(redirect.status);
@@ -361,12 +371,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
   it('refuses a key of only spaces on the page, sending nothing, and offers the key field to no password manager', async () => {
     // `npm run dev` says where the page is, next to the key to paste in it.
     expect(server.banner).toContain(`dashboard:    ${base}/dashboard/`);
-    const context = await browser!.newContext();
-    const page = await context.newPage();
-    let sent = 0;
-    page.on('request', (request) => { if (request.url().includes('/v1/')) sent += 1; });
-    await page.goto(`${base}/dashboard/`);
-    const field = page.getByLabel('API key');
+    const { context, page, sent, field } = await signInPage();
     expect(await field.getAttribute('type')).toBe('password');
     for (const [name, value] of [['autocomplete', 'off'], ['autocapitalize', 'off'], ['spellcheck', 'false'], ['data-1p-ignore', ''], ['data-lpignore', 'true']] as const) {
       expect(await field.getAttribute(name), name).toBe(value);
@@ -374,7 +379,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await field.fill('   ');
     await page.getByTestId('key-submit').click();
     await expect.poll(() => page.getByTestId('message').textContent()).toBe('The API key is empty (only spaces): paste the key itself.');
-    expect(sent).toBe(0);
+    expect(sent.count).toBe(0);
     expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'))).toBeNull();
     expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('key-input');
     expect(await page.locator('#main').isHidden()).toBe(true);
@@ -418,12 +423,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
   });
 
   it('refuses a key with a character no header carries (the "…" of a masked key), sending nothing, instead of taking the gateway for unreachable', async () => {
-    const context = await browser!.newContext();
-    const page = await context.newPage();
-    let sent = 0;
-    page.on('request', (request) => { if (request.url().includes('/v1/')) sent += 1; });
-    await page.goto(`${base}/dashboard/`);
-    const field = page.getByLabel('API key');
+    const { context, page, sent, field } = await signInPage();
     // fetch refuses such a header before sending it: the page said "The gateway cannot be
     // reached" and tried again every 3 s, for as long as it stayed open.
     for (const [pasted, named] of [[`eag_…${key.slice(-4)}`, '"…"'], [`${key.slice(0, 10)} ${key.slice(10)}`, 'a space']] as const) {
@@ -434,7 +434,7 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
       expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.activeElement?.id)).toBe('key-input');
     }
     await page.waitForTimeout(3_500);
-    expect(sent).toBe(0);
+    expect(sent.count).toBe(0);
     expect(await page.locator('#main').isHidden()).toBe(true);
     await context.close();
   });
