@@ -247,8 +247,8 @@ export class TransactionDO extends DurableObject<Env> {
       // Without D1, a pointer at the object named from the id does; without either, a GET could
       // answer 404 for a transfer that committed, and the client run it again: nothing starts.
       const tx = this.log.tx();
-      if (tx && tx.fingerprint !== null && !(await this.index()) && !(await pointFromId(this.env, tx))) {
-        this.log.decide('aborted', { reason: 'unavailable', message: 'the transaction could not be indexed (D1 unreachable); nothing was applied' }, Date.now());
+      if (tx && tx.fingerprint !== null && !(await this.findable(tx))) {
+        this.log.decide('aborted', { reason: 'unavailable', message: 'the transaction could not be indexed by its deadline (D1 unreachable or slow); nothing was applied' }, Date.now());
       }
       await this.prepareAll();
       this.decide();
@@ -322,6 +322,16 @@ export class TransactionDO extends DurableObject<Env> {
     } catch (error) {
       console.error(JSON.stringify({ msg: 'phase two delivery failed', txId: tx.id, agentId: p.agent_id, error: String(error) }));
     }
+  }
+
+  /**
+   * A keyed transaction made findable from its id before phase one, within its deadline: the D1
+   * index, or the pointer at the object named from the id when D1 refuses or has not answered
+   * in half the time left. A stalled index write lands later; the alarm brings it up to date.
+   */
+  private async findable(tx: TxRow): Promise<boolean> {
+    if ((await withTimeout(this.index(), (tx.deadline_at - Date.now()) / 2)) === true) return true;
+    return (await withTimeout(pointFromId(this.env, tx), tx.deadline_at - Date.now())) === true;
   }
 
   /** Projects id → coordinator name and status into D1 for GET; retried from the alarm. False when D1 refused. */

@@ -1,5 +1,5 @@
-import { runDurableObjectAlarm } from 'cloudflare:test';
-import { describe, expect, it } from 'vitest';
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it, vi } from 'vitest';
 import { TRANSACTION_RETENTION_MS } from '../durable/transaction-retention';
 import { newId } from '../worker/lib/ids';
 import { api, newTenant } from './support/api';
@@ -82,6 +82,51 @@ describe('transactions: a keyed transaction whose D1 index write failed', () => 
     expect(result.value.transaction.participants.map((p: { vote: unknown }) => p.vote)).toEqual([null, null]);
     expect([(await contextOf(key, a)).data.balance, (await contextOf(key, b)).data.balance]).toEqual([10, 10]);
     expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+  });
+
+  it('keeps its deadline when D1 stalls the index write: the pointer is written instead and phase one runs', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { balance: 10 });
+    const b = await agentWith(key, { balance: 10 });
+    const txId = newId('tx');
+    const name = `${tenantId}/key/index-stalled`;
+    const route = { jurisdiction: null, locationHint: null };
+    // This coordinator's D1 answers writes only after 3 s: a stall, not a refusal (a query that
+    // held local D1 would hold the whole local runtime, which runs on one thread).
+    let landed = false;
+    await runInDurableObject(coordinatorStub(name), (object: DurableObject) => {
+      const instance = object as unknown as { env: { DB: D1Database } };
+      const db = instance.env.DB;
+      const slow = {
+        prepare: (sql: string) => ({
+          bind: (...values: unknown[]) => ({
+            run: async () => {
+              await new Promise((resolve) => setTimeout(resolve, 3_000));
+              const result = await db.prepare(sql).bind(...values).run();
+              landed = true;
+              return result;
+            },
+          }),
+        }),
+      };
+      instance.env = { ...instance.env, DB: slow as unknown as D1Database };
+    });
+    const result: { value: { transaction: Record<string, any> } } = await coordinatorStub(name).run({
+      txId, tenantId, coordinatorName: name, fingerprint: 'f'.repeat(64), timeoutMs: 1_000,
+      operations: [
+        { agentId: a, route, operation: { increment: { balance: -5 } } },
+        { agentId: b, route, operation: { increment: { balance: 5 } } },
+      ],
+    });
+    // The answer came before the index write landed, and the transfer happened.
+    expect(landed).toBe(false);
+    expect(result.value.transaction).toMatchObject({ id: txId, status: 'committed' });
+    expect(await coordinatorTables(`${tenantId}/${txId}`)).toContain('alias');
+    expect([(await contextOf(key, a)).data.balance, (await contextOf(key, b)).data.balance]).toEqual([5, 15]);
+    expect((await api(`/v1/transactions/${txId}`, { key })).body).toMatchObject({ id: txId, status: 'committed' });
+    // The stalled write lands, and the index comes up to the decision.
+    await vi.waitFor(() => expect(landed).toBe(true), { timeout: 10_000, interval: 100 });
+    await vi.waitFor(async () => expect(await indexRow(tenantId, txId)).toEqual({ coordinator_name: name, status: 'committed' }), { timeout: 10_000, interval: 200 });
   });
 
   it('drops the pointer once the keyed coordinator has expired, and keeps it until then', async () => {
