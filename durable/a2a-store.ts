@@ -9,6 +9,7 @@ import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import { storableTask } from './a2a-large';
 import { boundedPage } from './a2a-list-page';
+import { asExecutionCancel } from './a2a-cancel-status';
 import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
@@ -142,6 +143,8 @@ export class A2AStore implements TaskStore {
     const now = Date.now();
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', task.id);
     const executionId = row?.execution_id ?? task.id;
+    const cancelled = task.status?.state === TaskState.TASK_STATE_CANCELED ? this.store.execution(executionId) : undefined;
+    if (cancelled && !TERMINAL.has(cancelled.status)) asExecutionCancel(task, executionId);
     const stored = storableTask(task, this.agentId(), (id) => this.store.execution(id));
     if (stored.task !== task) {
       // The SDK answers a blocking send with the task it saved: it shows what is stored.
