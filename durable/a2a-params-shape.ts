@@ -131,11 +131,20 @@ const ConfigIdV03 = TaskIdV03.extend({ pushNotificationConfigId: text.nullish() 
 const DeleteConfigV03 = TaskIdV03.extend({ pushNotificationConfigId: text });
 const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationConfig: object });
 
-/** v1.0 GetTask; the id is left to the SDK (a value that is not a string is an unknown task). */
-const GetTaskV1 = z.looseObject({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
+/**
+ * v1.0 params naming a task (`id`) or a task's push config (`taskId`, `id`). The SDK's decoder
+ * made strings of other values: `5` was an unknown task, and `["ex_…"]` the task it held, so
+ * an array id read, cancelled or deleted a task's config as if the id had been sent.
+ */
+const TaskIdV1 = z.looseObject({ id: text.nullish() });
+const ConfigTaskV1 = z.looseObject({ taskId: text.nullish(), task_id: text.nullish() });
+const ConfigIdV1 = ConfigTaskV1.extend({ id: text.nullish() });
+
+/** v1.0 GetTask. */
+const GetTaskV1 = TaskIdV1.extend({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
 
 /** v1.0 DeleteTaskPushNotificationConfig names its config, as the 0.3 delete does. */
-const DeleteConfigV1 = z.looseObject({ id: text });
+const DeleteConfigV1 = ConfigTaskV1.extend({ id: text });
 
 /**
  * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
@@ -158,7 +167,9 @@ const taskState = z.unknown().superRefine((value, ctx) => {
  * true; a filter of another type than a string was dropped (`statusTimestampAfter: 5` listed
  * every task) or made a string of (`contextId: 5` filtered on "5").
  */
-const ListTasksV1 = GetTaskV1.extend({
+const ListTasksV1 = z.looseObject({
+  historyLength: historyLength.nullish(),
+  history_length: historyLength.nullish(),
   status: taskState.nullish(),
   contextId: text.nullish(),
   context_id: text.nullish(),
@@ -171,7 +182,17 @@ const ListTasksV1 = GetTaskV1.extend({
 });
 
 const METHODS: MethodSchemas<A2AVersion> = {
-  '1.0': { SendMessage: SendV1, SendStreamingMessage: SendV1, GetTask: GetTaskV1, ListTasks: ListTasksV1, DeleteTaskPushNotificationConfig: DeleteConfigV1 },
+  '1.0': {
+    SendMessage: SendV1,
+    SendStreamingMessage: SendV1,
+    GetTask: GetTaskV1,
+    CancelTask: TaskIdV1,
+    SubscribeToTask: TaskIdV1,
+    ListTasks: ListTasksV1,
+    ListTaskPushNotificationConfigs: ConfigTaskV1,
+    GetTaskPushNotificationConfig: ConfigIdV1,
+    DeleteTaskPushNotificationConfig: DeleteConfigV1,
+  },
   '0.3': {
     'message/send': SendV03,
     'message/stream': SendV03,

@@ -8,6 +8,8 @@ import type { DeferredSchema } from './agent-schema';
 import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import { storableTask } from './a2a-large';
+import { boundedPage } from './a2a-list-page';
+import { asExecutionCancel } from './a2a-cancel-status';
 import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
@@ -141,6 +143,8 @@ export class A2AStore implements TaskStore {
     const now = Date.now();
     const row = this.sql.one<TaskRow>('SELECT id, context_id, execution_id, task, closed_state FROM a2a_tasks WHERE id = ?', task.id);
     const executionId = row?.execution_id ?? task.id;
+    const cancelled = task.status?.state === TaskState.TASK_STATE_CANCELED ? this.store.execution(executionId) : undefined;
+    if (cancelled && !TERMINAL.has(cancelled.status)) asExecutionCancel(task, executionId);
     const stored = storableTask(task, this.agentId(), (id) => this.store.execution(id));
     if (stored.task !== task) {
       // The SDK answers a blocking send with the task it saved: it shows what is stored.
@@ -201,13 +205,11 @@ export class A2AStore implements TaskStore {
       return after === null || r.at > after;
     });
     const start = before ? matching.findIndex((r) => r.at < before.at || (r.at === before.at && r.seq < before.seq)) : 0;
-    const page = start < 0 ? [] : matching.slice(start, start + pageSize + 1);
-    const more = page.length > pageSize;
-    const shown = page.slice(0, pageSize);
-    const tasks = shown.map((r) => this.view(r.id)).filter((t): t is Task => t !== undefined);
-    if (!params.includeArtifacts) for (const task of tasks) task.artifacts = [];
-    const last = shown.at(-1);
-    return { tasks, nextPageToken: more && last ? `${last.at}.${last.seq}.${tag}` : '', pageSize, totalSize: matching.length };
+    const end = start < 0 ? start : start + pageSize;
+    const candidates = start < 0 ? [] : matching.slice(start, end).map((r) => ({ id: r.id, token: `${r.at}.${r.seq}.${tag}` }));
+    const { tasks, after: last, cut } = boundedPage(candidates, (taskId) => this.view(taskId), params);
+    const more = cut || (start >= 0 && end < matching.length);
+    return { tasks, nextPageToken: more && last ? last : '', pageSize, totalSize: matching.length };
   }
 
   // --- PushNotificationStore ---

@@ -14,6 +14,12 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
     expect(parse.body.error).toEqual({ code: -32700, message: expect.any(String) });
     expect((await v1({ jsonrpc: '1.0', method: 'GetTask' })).body.error).toEqual({ code: -32600, message: expect.any(String) });
     expect((await rpc('NoSuchMethod', {})).body.error).toEqual({ code: -32601, message: expect.any(String) });
+    // Params by position make a valid JSON-RPC request (it was -32600) whose params no A2A method takes.
+    for (const version of ['1.0', '0.3']) {
+      const positional = await rpc(version === '1.0' ? 'GetTask' : 'tasks/get', ['ex_unknown'], version);
+      expect(positional.body, version).toMatchObject({ id: 1, error: { code: -32602, message: expect.stringMatching(/^params: .*by name/) } });
+    }
+    expect((await rpc('GetTask', ['ex_unknown'])).body.error.data).toEqual(ERROR_INFO('INVALID_PARAMS'));
 
     expect((await rpc('ListTasks', { pageToken: 'not-a-token' })).body.error).toMatchObject({ code: -32602, data: ERROR_INFO('INVALID_PARAMS') });
     expect((await rpc('GetTask', { id: 'ex_unknown' })).body.error).toMatchObject({ code: -32001, data: ERROR_INFO('TASK_NOT_FOUND') });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { api, newAgent, newTenant, uniqueId } from './support/api';
+import { api, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 const call = (key: string, agentId: string, method: string, params: unknown) =>
   api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 5, method, params }, headers: { 'a2a-version': '1.0' } });
@@ -70,6 +70,34 @@ describe('ListTasks', () => {
     expect(ids((await call(key, id, 'ListTasks', { status: 3 })).body.result)).toEqual([done.id]);
     expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_FAILED' })).body.result)).toEqual([]);
     expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_UNSPECIFIED' })).body.result)).toEqual([done.id]);
+  });
+  it('stops a page at 4 MiB of tasks (at least one) and pages on with nextPageToken, as the REST execution list does', async () => {
+    // 100 tasks with large artifacts were built into one answer (and one isolate) whole.
+    const { key } = await newTenant();
+    // ~150 KB answers: kept in the task (under the by-reference bound), ~400 KB of task each once escaped twice.
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?answerBytes=150000') } });
+    const sent: string[] = [];
+    for (let i = 0; i < 14; i++) sent.unshift((await send(key, id, 'large')).id);
+    const seen: string[] = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const res = await call(key, id, 'ListTasks', { pageSize: 100, includeArtifacts: true, ...(pageToken && { pageToken }) });
+      expect(res.body.error, JSON.stringify(res.body.error)).toBeUndefined();
+      const page = res.body.result;
+      expect(page.tasks.length).toBeGreaterThan(0);
+      expect(new TextEncoder().encode(JSON.stringify(page.tasks)).byteLength).toBeLessThanOrEqual(4 * 1024 * 1024);
+      expect(page.totalSize).toBe(14);
+      seen.push(...ids(page));
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken && pages < 20);
+    expect(pages).toBeGreaterThan(1);
+    expect(seen).toEqual(sent);
+    // Without artifacts the same tasks are small: one page.
+    const small = (await call(key, id, 'ListTasks', { pageSize: 100 })).body.result;
+    expect(ids(small)).toEqual(sent);
+    expect(small.nextPageToken).toBe('');
   });
 });
 

@@ -107,6 +107,34 @@ describe('A2A params are taken as sent, or refused with -32602 naming the field'
     expect((await call(key, id, 'tasks/get', { id: taskId }, '0.3')).body.result.id).toBe(taskId);
   });
 
+  it('refuses, in 1.0, task and config ids that are not strings (an array id named the task it held: ["ex_…"] cancelled ex_…)', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const sent = await call(key, id, 'SendMessage', { message: { messageId: `tck-input-required-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    const taskId: string = sent.body.result.task.id;
+    expect(sent.body.result.task.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, id: 'cfg', url: 'https://hooks.example/a2a' });
+    const refused: [string, Record<string, unknown>, RegExp][] = [
+      ['GetTask', { id: 5 }, /^id: /],
+      ['GetTask', { id: true }, /^id: /],
+      ['CancelTask', { id: [taskId] }, /^id: /],
+      ['SubscribeToTask', { id: { a: 1 } }, /^id: /],
+      ['ListTaskPushNotificationConfigs', { taskId: 5 }, /^taskId: /],
+      ['ListTaskPushNotificationConfigs', { task_id: [taskId] }, /^task_id: /],
+      ['GetTaskPushNotificationConfig', { taskId: [taskId], id: 'cfg' }, /^taskId: /],
+      ['GetTaskPushNotificationConfig', { taskId, id: ['cfg'] }, /^id: /],
+      ['DeleteTaskPushNotificationConfig', { taskId: [taskId], id: 'cfg' }, /^taskId: /],
+    ];
+    for (const [method, params, reason] of refused) {
+      const res = await call(key, id, method, params);
+      expect(res.body.error, `${method} ${JSON.stringify(params)}`).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(reason) });
+    }
+    // Nothing was cancelled or deleted; the ids as strings still work.
+    const task = (await call(key, id, 'GetTask', { id: taskId })).body.result;
+    expect(task.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    expect((await call(key, id, 'GetTaskPushNotificationConfig', { taskId, id: 'cfg' })).body.result).toMatchObject({ id: 'cfg' });
+  });
+
   it('refuses a historyLength that is not a non-negative integer, in both versions, before anything is stored', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

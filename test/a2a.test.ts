@@ -182,6 +182,27 @@ describe('A2A tasks are gateway executions', () => {
     }
   });
 
+  it('a CancelTask of a task no send follows (queued on a paused agent, made through REST) shows the same cancel as any other', async () => {
+    // The SDK cancelled these itself: "Task cancellation requested by user." under a random message id.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } });
+    const viaA2a = (await rpc(key, id, 'SendMessage', { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } })).body.result.task;
+    expect(viaA2a.status.state).toBe('TASK_STATE_SUBMITTED');
+    const viaRest = (await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', mode: 'async' } })).body;
+    for (const taskId of [viaA2a.id, viaRest.id]) {
+      const answer = (await rpc(key, id, 'CancelTask', { id: taskId })).body.result;
+      const execution = (await api(`/v1/agents/${id}/executions/${taskId}`, { key })).body;
+      expect(execution.status).toBe('cancelled');
+      const task = (await rpc(key, id, 'GetTask', { id: taskId })).body.result;
+      expect(answer).toEqual(task);
+      expect(task.status.message).toMatchObject({ messageId: `${taskId}-status`, parts: [{ text: `${execution.error.code}: ${execution.error.message}` }] });
+      expect(task.status.timestamp).toBe(execution.finishedAt);
+      expect(task.history.at(-1)).toEqual(task.status.message);
+      expect(JSON.stringify(task.history)).not.toContain('Task cancellation requested by user.');
+    }
+  });
+
   it('on a paused agent a blocking SendMessage answers the submitted task, which runs once resumed', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

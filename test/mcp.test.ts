@@ -142,6 +142,26 @@ describe('MCP: tools', () => {
     expect(rest.headers.get('idempotent-replayed')).toBe('true');
   });
 
+  it('shares idempotency keys with REST executions, each face refusing a key reused with another request in its own shape', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const client = await connect(key);
+    // REST first, then execute_intent with other arguments: a tool error naming the MCP argument, not the REST header.
+    const rest = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'greet', mode: 'async' }, headers: { 'idempotency-key': 'shared-1' } });
+    expect(rest.status).toBe(202);
+    const reused = await toolError(client, 'execute_intent', { agentId: id, intent: 'other', idempotencyKey: 'shared-1' });
+    expect(reused).toMatchObject({ code: 'idempotency_key_reused', details: { executionId: rest.body.id } });
+    expect(reused.message).toMatch(/idempotencyKey/);
+    expect(reused.message).toMatch(/REST/);
+    // The same arguments replay the REST execution.
+    expect((await value(client, 'execute_intent', { agentId: id, intent: 'greet', idempotencyKey: 'shared-1' })).id).toBe(rest.body.id);
+    // execute_intent first, then REST with another body: REST's 422 in the gateway's envelope.
+    const mcp = await value(client, 'execute_intent', { agentId: id, intent: 'greet', idempotencyKey: 'shared-2' });
+    const refused = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'other', mode: 'async' }, headers: { 'idempotency-key': 'shared-2' } });
+    expect(refused.status).toBe(422);
+    expect(refused.body.error).toMatchObject({ code: 'idempotency_key_reused', message: expect.stringMatching(/Idempotency-Key/), details: { executionId: mcp.id } });
+  });
+
   it('execute_intent without wait returns the queued execution; get_execution follows it to the end', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

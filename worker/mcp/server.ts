@@ -118,10 +118,21 @@ async function budgeted<T>(caller: McpCaller, work: (did: (outcome: 'started' | 
   }
 }
 
-/** REST's advice on a paused agent names its `mode`; an MCP caller's lever is `wait`. */
+/**
+ * REST's wording names its own levers (`mode`, the `Idempotency-Key` header); an MCP caller's
+ * are `wait` and `idempotencyKey`. A key is one namespace per agent for both faces, so a
+ * reused one may have been taken by a REST call the model never saw: the message says so.
+ */
 function forMcp(error: unknown): unknown {
   if (error instanceof ApiError && error.code === 'agent_paused') {
     return new ApiError('agent_paused', 'the agent is paused; call execute_intent without wait to queue the work', error.details);
+  }
+  if (error instanceof ApiError && error.code === 'idempotency_key_reused') {
+    return new ApiError(
+      'idempotency_key_reused',
+      'this idempotencyKey was used with other arguments (by execute_intent, or by the REST API\'s Idempotency-Key: one key names one execution per agent); retry with the same arguments, or use a new key',
+      error.details,
+    );
   }
   return error;
 }

@@ -42,7 +42,8 @@ const JsonRpcRequest = z.object({
   jsonrpc: z.literal('2.0'),
   method: z.string().min(1).max(128),
   id: RequestId.optional(),
-  params: z.record(z.string(), z.unknown()).optional(),
+  // By position (an array) is a valid request whose params no A2A method takes: -32602, below.
+  params: z.union([z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
 });
 
 /**
@@ -225,6 +226,9 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     return rpcAnswer(c, rpcError(envelope.data.id, error));
   }
   const { params } = envelope.data;
+  if (Array.isArray(params)) {
+    return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError('params: A2A methods take their params by name (a JSON object), not by position (an array)'))));
+  }
   if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
     return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError(`params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`))));
   }
