@@ -2,6 +2,8 @@ import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '../worker/lib/hash';
 import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { STANDARD_SECRET, hookFor, post, standardHeaders } from './support/hooks';
+import { connect } from './support/mcp';
 
 async function upstreamCalls(executionId: string): Promise<number> {
   const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${executionId}`);
@@ -149,5 +151,31 @@ describe('idempotency keys', () => {
     const id = await newAgent(key);
     const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' }, headers: { 'idempotency-key': 'x'.repeat(300) } });
     expect(res.status).toBe(400);
+  });
+
+  it('reserves keys beginning with hook: for incoming hooks, so no caller of the tenant can claim a delivery before it arrives', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    // The key a delivery `msg_pre` of this hook is deduplicated by.
+    const claim = `hook:${hook}:msg_pre`;
+    const rest = await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'claim', mode: 'async' }, headers: { 'idempotency-key': claim } });
+    expect(rest.status).toBe(400);
+    expect(rest.body.error).toMatchObject({ code: 'invalid_request', details: [expect.objectContaining({ path: ['idempotency-key'] })] });
+    const client = await connect(key);
+    const mcp = (await client.callTool({ name: 'execute_intent', arguments: { agentId, intent: 'claim', idempotencyKey: claim } })) as { isError?: boolean; content: { text?: string }[] };
+    expect(mcp.isError).toBe(true);
+    expect(JSON.parse(mcp.content[0]?.text ?? 'null').error).toMatchObject({ code: 'invalid_request', details: [expect.objectContaining({ path: ['idempotencyKey'] })] });
+    await client.close();
+    expect((await api(`/v1/agents/${agentId}/executions`, { key })).body.data).toEqual([]);
+
+    // The delivery starts its own execution.
+    const body = JSON.stringify({ type: 'order.created' });
+    const delivered = await post(hook, body, standardHeaders('msg_pre', body));
+    expect(delivered.status).toBe(202);
+    expect(await delivered.json()).toMatchObject({ duplicate: false });
+    // A key that only contains the word elsewhere is a key like any other.
+    const other = await api(`/v1/agents/${agentId}/executions`, { key, body: { intent: 'x', mode: 'async' }, headers: { 'idempotency-key': `order-hook:${hook}` } });
+    expect(other.status).toBe(202);
   });
 });

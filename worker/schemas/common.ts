@@ -81,8 +81,17 @@ export function page<T extends z.ZodType>(item: T) {
   return z.object({ data: z.array(item), nextCursor: z.string().nullable() });
 }
 
-/** An idempotency key: what the `Idempotency-Key` header and MCP's `idempotencyKey` accept. */
-export const IdempotencyKey = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+/**
+ * An idempotency key: what the `Idempotency-Key` header and MCP's `idempotencyKey` accept. Keys
+ * beginning `hook:` are an incoming hook's deliveries' (`worker/hooks/start.ts`), in the same
+ * per-agent namespace: a caller who could send one could claim a delivery before it arrived.
+ */
+export const IdempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+  .refine((key) => !key.startsWith('hook:'), 'keys beginning with "hook:" are reserved for incoming hooks\' deliveries');
 
 /** The `Idempotency-Key` request header, described for the operation it protects. */
 export const idempotencyHeaders = (description: string) =>
