@@ -508,6 +508,26 @@ describe('agents on pools', () => {
     }
   });
 
+  it("fails an execution on a target's 4xx whose body stalls as that 4xx, once, not as a timeout retried on every target", async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('stall4');
+    await api(`/v1/pools/${tag}`, {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&stallBody=true&stallStatus=401`), timeoutMs: 500 }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: tag } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('upstream_failed');
+    expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(res.body.error.details.execution.error.message).toContain('upstream answered 401');
+    expect(res.body.error.details.execution.error.message).toContain('stalled');
+    const seen = await counts();
+    expect(seen[`${tag}-p`]).toBe(1);
+    expect(seen[`${tag}-s`]).toBeUndefined();
+  });
+
   it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
     const { key } = await newTenant();
     const tag = `query${Date.now()}`;

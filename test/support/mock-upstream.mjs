@@ -7,7 +7,7 @@
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
-// (headers, then silence), cutBody (a 200's headers and the start of its body, then a dropped
+// (headers, then silence; with `stallStatus` that status, not 200), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
 // outputBytes (a string output of that many bytes; to a chat completions request too: JSON of
 // another shape, and large), chunkedOutputBytes (the same without a Content-Length), gzipOutputBytes (the same gzipped, its
@@ -178,7 +178,8 @@ export async function startMockUpstream(options = {}) {
       return res.socket?.destroy();
     }
     if (mock.stallBody) {
-      res.writeHead(200, { 'content-type': 'application/json' });
+      // `stallStatus`: an error whose body stalls the same way (a first part, then nothing).
+      res.writeHead(Number(mock.stallStatus ?? 200), { 'content-type': 'application/json' });
       return res.write('{"id":'); // headers and a first byte, then nothing until the client goes
     }
     if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
@@ -322,7 +323,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

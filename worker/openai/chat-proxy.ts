@@ -3,6 +3,7 @@ import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
 import { endpointUrl } from '../upstream/endpoint';
+import { cutBodyNote, readErrorBody } from '../upstream/error-body';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -160,7 +161,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     }
     if (!response.ok) {
       // Bounded like every read of a reply: one read whole could take the isolate past its memory.
-      const read = await readBounded(response, MAX_REPLY_BYTES).catch(() => '');
+      const read = await readErrorBody(response, MAX_REPLY_BYTES);
       // Not followed (the guard checked this URL only), and not the caller's to relay.
       if (response.status >= 300 && response.status < 400) throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
       const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
@@ -168,12 +169,14 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
       // The target's own error, relayed, but never with the credential it may name (no view shows it).
-      const text = withoutCredential(read ?? '', target.apiKey);
-      if (streamUsage && usageOptions && response.status === 400 && text.includes('stream_options')) {
+      const text = read.kind === 'too-large' ? '' : withoutCredential(read.text, target.apiKey);
+      if (streamUsage && usageOptions && response.status === 400 && read.kind === 'whole' && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);
       }
-      if (!retryable && read === null) return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
+      if (!retryable && read.kind === 'too-large') return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
+      // Its status is the caller's all the same; what arrived goes in a body that parses.
+      if (!retryable && read.kind === 'cut') return { response: Response.json({ error: { message: cutBodyNote(response.status, abortReason(signal, read.error), text), type: 'upstream_error' } }, { status: response.status }), streaming: false };
       if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
       throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
     }
