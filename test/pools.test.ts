@@ -641,6 +641,27 @@ describe("a target's error that names its credential", () => {
     }
   });
 
+  it('an error whose body stalls inside the credential shows what arrived without that start of it (chat and execution)', async () => {
+    const { key } = await newTenant();
+    const slashed = 'sk-ab/cd-echoed-credential-5a7c';
+    /** What a client reading the message finds: the JSON escapes the mock writes, read. */
+    const read = (text: string) => text.replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/\\(.)/g, '$1');
+    for (const faults of ['echoAuthorization=1,stallBody=1', 'echoAuthorization=1,stallBody=1,echoEscaped=1']) {
+      const pool = uniqueId('pool');
+      await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), faults, { apiKey: slashed, timeoutMs: 300 })] } });
+      const chat = await api('/v1/chat/completions', { key, body: { model: pool, messages: [{ role: 'user', content: 'hi' }] } });
+      expect(chat.status, faults).toBe(401);
+      expect(chat.body.error.message, faults).toContain('Incorrect API key provided: ');
+      expect(read(chat.body.error.message), faults).not.toContain(slashed.slice(0, 6));
+      const agent = await newAgent(key, { upstream: { kind: 'pool', pool } });
+      const run = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'x' } });
+      expect(run.status, faults).toBe(502);
+      const execution = await api(`/v1/agents/${agent}/executions/${run.body.error.details.executionId}`, { key });
+      expect(execution.body.error.message, faults).toContain('stalled');
+      expect(read(execution.body.error.message), faults).not.toContain(slashed.slice(0, 6));
+    }
+  });
+
   describe('spelt with JSON escapes (`\\u0073k-…`, `\\/`), which parse back into it', () => {
     const slashed = 'sk-ab/cd-echoed-credential-5a7c';
     /** `text` with its JSON escapes read, as a client that parses the JSON it is part of reads them. */

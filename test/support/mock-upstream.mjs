@@ -7,7 +7,8 @@
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
-// (headers, then silence; with `stallStatus` that status, not 200), cutBody (a 200's headers and the start of its body, then a dropped
+// (headers, then silence; with `stallStatus` that status, not 200; with echoAuthorization, its
+// error cut inside the credential), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
 // outputBytes (a string output of that many bytes; to a chat completions request too: JSON of
 // another shape, and large), chunkedOutputBytes (the same without a Content-Length), gzipOutputBytes (the same gzipped, its
@@ -159,6 +160,11 @@ export async function startMockUpstream(options = {}) {
     // As a server or proxy that names the credential it refused, whole, in its error.
     if (mock.echoAuthorization) {
       const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
+      if (mock.stallBody) {
+        // Its error cut in the middle of the credential, then nothing until the client goes.
+        res.writeHead(Number(mock.status ?? 401), { 'content-type': 'application/json' });
+        return res.write(`{"error":{"message":"Incorrect API key provided: ${(mock.echoEscaped ? escapedSpelling(token) : token).slice(0, -3)}`);
+      }
       if (mock.echoEscaped) {
         res.writeHead(Number(mock.status ?? 401), { 'content-type': 'application/json' });
         return res.end(`{"error":{"message":"Incorrect API key provided: ${escapedSpelling(token)}","type":"invalid_request_error"}}`);

@@ -3,7 +3,7 @@ import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
 import { endpointUrl } from '../upstream/endpoint';
-import { cutBodyNote, readErrorBody } from '../upstream/error-body';
+import { cutBodyNote, maskedBodyText, readErrorBody } from '../upstream/error-body';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -11,7 +11,6 @@ import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
-import { withoutCredential } from '../lib/masked-credential';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
@@ -169,7 +168,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
       // The target's own error, relayed, but never with the credential it may name (no view shows it).
-      const text = read.kind === 'too-large' ? '' : withoutCredential(read.text, target.apiKey);
+      const text = read.kind === 'too-large' ? '' : maskedBodyText(read, target.apiKey);
       if (streamUsage && usageOptions && response.status === 400 && read.kind === 'whole' && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);

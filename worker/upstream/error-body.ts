@@ -1,4 +1,6 @@
 import { concatBytes } from '../lib/bytes';
+import { withoutCredential } from '../lib/masked-credential';
+import { CredentialMasker } from '../openai/sse-credential';
 import type { UpstreamError } from './types';
 
 /**
@@ -40,3 +42,15 @@ export async function readErrorBody(response: Response, maxBytes: number): Promi
 /** What a cut error body is said to be, with the first of what arrived (masked by the caller). */
 export const cutBodyNote = (status: number, failure: UpstreamError, arrived: string): string =>
   `the target's ${status} error body ${failure.kind === 'timeout' ? 'stalled' : 'broke off'} after its headers (${failure.message})${arrived ? `; what arrived: ${arrived.slice(0, 200)}` : ', nothing of it arrived'}`;
+
+/**
+ * The text of a body, `credential` masked in it; of a cut one, without an end that may begin the
+ * credential (spelt as it is or escaped): a body that stalled inside it would otherwise show
+ * all of it but its last characters. That end is what a stream's masker holds back until the
+ * next chunk, which never comes.
+ */
+export function maskedBodyText(read: Exclude<ErrorBody, { kind: 'too-large' }>, credential: string | undefined): string {
+  const masker = read.kind === 'cut' ? CredentialMasker.for(credential) : null;
+  const text = masker ? new TextDecoder().decode(masker.push(new TextEncoder().encode(read.text))) : read.text;
+  return withoutCredential(text, credential);
+}

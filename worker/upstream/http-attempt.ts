@@ -1,6 +1,5 @@
 import { readUpTo } from '../lib/bytes';
-import { withoutCredential } from '../lib/masked-credential';
-import { cutBodyNote, readErrorBody } from './error-body';
+import { cutBodyNote, maskedBodyText, readErrorBody } from './error-body';
 import { UpstreamError } from './types';
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
@@ -110,7 +109,7 @@ function classifyThrown(error: unknown, signal: AbortSignal): UpstreamError {
 async function errorAnswer(response: Response, signal: AbortSignal, credential: string | undefined): Promise<UpstreamError> {
   const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
   const read = await readErrorBody(response, MAX_REPLY_BYTES);
-  const body = read.kind === 'too-large' ? `upstream reply exceeds ${MAX_REPLY_BYTES} bytes` : withoutCredential(read.text, credential);
+  const body = read.kind === 'too-large' ? `upstream reply exceeds ${MAX_REPLY_BYTES} bytes` : maskedBodyText(read, credential);
   const cut = read.kind === 'cut' ? classifyThrown(read.error, signal) : undefined;
   // A cancelled execution is that, whatever its target was saying.
   if (cut?.kind === 'cancelled') return cut;
