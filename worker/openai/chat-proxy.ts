@@ -159,10 +159,14 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw abortReason(signal, error);
     }
     if (!response.ok) {
+      // Not followed (the guard checked this URL only), and not the caller's to relay: its body
+      // is not waited for (one that stalled held the chat to the attempt's timeout).
+      if (response.status >= 300 && response.status < 400) {
+        void response.body?.cancel().catch(() => {});
+        throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
+      }
       // Bounded like every read of a reply: one read whole could take the isolate past its memory.
       const read = await readErrorBody(response, MAX_REPLY_BYTES);
-      // Not followed (the guard checked this URL only), and not the caller's to relay.
-      if (response.status >= 300 && response.status < 400) throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
       const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target

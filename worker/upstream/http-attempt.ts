@@ -108,6 +108,11 @@ function classifyThrown(error: unknown, signal: AbortSignal): UpstreamError {
  */
 async function errorAnswer(response: Response, signal: AbortSignal, credential: string | undefined): Promise<UpstreamError> {
   const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+  // A redirect's body says nothing the status does not, and one that stalled held the attempt to its timeout.
+  if (response.status >= 300 && response.status < 400) {
+    void response.body?.cancel().catch(() => {});
+    return new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
+  }
   const read = await readErrorBody(response, MAX_REPLY_BYTES);
   const body = read.kind === 'too-large' ? `upstream reply exceeds ${MAX_REPLY_BYTES} bytes` : maskedBodyText(read, credential);
   const cut = read.kind === 'cut' ? classifyThrown(read.error, signal) : undefined;
