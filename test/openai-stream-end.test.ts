@@ -263,6 +263,15 @@ describe("a target's credential spelt another way: escaped twice, percent-encode
     }
   });
 
+  it('is masked when a character beyond the BMP is escaped twice as a surrogate pair, or percent-encoded', () => {
+    const emoji = 'sk-\u{1F600}-secret-9f3e';
+    const masked = `…${emoji.slice(-4)}`;
+    expect(withoutCredential('key sk-\\\\ud83d\\\\uDE00-secret-9f3e!', emoji)).toBe(`key ${masked}!`);
+    expect(withoutCredential('key sk-%F0%9F%98%80-secret-9f3e!', emoji)).toBe(`key ${masked}!`);
+    // A lone high surrogate escaped twice spells no character of it.
+    expect(withoutCredential('key sk-\\\\ud83d-secret-9f3e!', emoji)).toBe('key sk-\\\\ud83d-secret-9f3e!');
+  });
+
   it('leaves text that only looks like a spelling as sent: a % or an escape that spells something else, a cut one at the end', () => {
     for (const other of ['100% sure, %zz and %4', `${percent(secret.slice(0, -1), false)}%2`, `${percent(secret.slice(0, -1), false)}X`, '\\\\u00', '\\\\q\\\\']) expect(withoutCredential(other, secret)).toBe(other);
   });
