@@ -251,6 +251,17 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.body.error.message).toContain('{"id":');
   });
 
+  it("fails over from a target's 5xx at once, without waiting for a body that stalls (the chat never shows it)", async () => {
+    const { key } = await newTenant();
+    const tag = `stall5${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(`${tag}-a`, 'stallBody=true,stallStatus=503', { timeoutMs: 5_000 }), chatTarget(`${tag}-b`, 'ok', { priority: 1 })], { retry: { attempts: 2 } });
+    const started = Date.now();
+    const res = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-b`);
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
   it('hands an answer on unread when the pool passes answers through, and never caches one that does not parse', async () => {
     const { key } = await newTenant();
     const tag = `pt${Date.now()}`;

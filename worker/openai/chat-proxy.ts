@@ -165,9 +165,13 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
         void response.body?.cancel().catch(() => {});
         throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
       }
+      // Another target is asked, and this answer never shown: a body that stalled held the failover to the attempt's timeout.
+      if (response.status === 408 || response.status === 429 || response.status >= 500) {
+        void response.body?.cancel().catch(() => {});
+        throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
+      }
       // Bounded like every read of a reply: one read whole could take the isolate past its memory.
       const read = await readErrorBody(response, MAX_REPLY_BYTES);
-      const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
@@ -177,11 +181,10 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);
       }
-      if (!retryable && read.kind === 'too-large') return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
+      if (read.kind === 'too-large') return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
       // Its status is the caller's all the same; what arrived goes in a body that parses.
-      if (!retryable && read.kind === 'cut') return { response: Response.json({ error: { message: cutBodyNote(response.status, abortReason(signal, read.error), text), type: 'upstream_error' } }, { status: response.status }), streaming: false };
-      if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
-      throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
+      if (read.kind === 'cut') return { response: Response.json({ error: { message: cutBodyNote(response.status, abortReason(signal, read.error), text), type: 'upstream_error' } }, { status: response.status }), streaming: false };
+      return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
     }
     if (!options.body.stream) {
       if (options.runtime.pool.passThrough) return { response: passThrough(response), streaming: false };
