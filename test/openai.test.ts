@@ -235,6 +235,33 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(res.headers.get('x-gateway-attempts')).toBe('2');
   });
 
+  it("relays a target's 4xx whose body stalls after its headers with its status and an error naming the stall, never an empty body", async () => {
+    const { key } = await newTenant();
+    const tag = `stall4${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(tag, 'stallBody=true,stallStatus=401', { timeoutMs: 300 })], { retry: { attempts: 2 } });
+    const started = Date.now();
+    const res = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`chat/${tag}`);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(res.body.error.type).toBe('upstream_error');
+    expect(res.body.error.message).toContain('stalled');
+    // What did arrive is shown, inside a body that parses.
+    expect(res.body.error.message).toContain('{"id":');
+  });
+
+  it("fails over from a target's 5xx at once, without waiting for a body that stalls (the chat never shows it)", async () => {
+    const { key } = await newTenant();
+    const tag = `stall5${Date.now()}`;
+    await poolFor(key, 'chat', [chatTarget(`${tag}-a`, 'stallBody=true,stallStatus=503', { timeoutMs: 5_000 }), chatTarget(`${tag}-b`, 'ok', { priority: 1 })], { retry: { attempts: 2 } });
+    const started = Date.now();
+    const res = await api('/v1/chat/completions', { key, body: { model: 'chat', messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`chat/${tag}-b`);
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
   it('hands an answer on unread when the pool passes answers through, and never caches one that does not parse', async () => {
     const { key } = await newTenant();
     const tag = `pt${Date.now()}`;

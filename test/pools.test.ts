@@ -508,6 +508,26 @@ describe('agents on pools', () => {
     }
   });
 
+  it("fails an execution on a target's 4xx whose body stalls as that 4xx, once, not as a timeout retried on every target", async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('stall4');
+    await api(`/v1/pools/${tag}`, {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&stallBody=true&stallStatus=401`), timeoutMs: 500 }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: tag } });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('upstream_failed');
+    expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(res.body.error.details.execution.error.message).toContain('upstream answered 401');
+    expect(res.body.error.details.execution.error.message).toContain('stalled');
+    const seen = await counts();
+    expect(seen[`${tag}-p`]).toBe(1);
+    expect(seen[`${tag}-s`]).toBeUndefined();
+  });
+
   it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
     const { key } = await newTenant();
     const tag = `query${Date.now()}`;
@@ -618,6 +638,27 @@ describe("a target's error that names its credential", () => {
       const execution = await api(`/v1/agents/${agent}/executions/${run.body.error.details.executionId}`, { key });
       expect(JSON.stringify(execution.body), upstream.kind).not.toContain(secret);
       expect(execution.body.error.message, upstream.kind).toContain(masked);
+    }
+  });
+
+  it('an error whose body stalls inside the credential shows what arrived without that start of it (chat and execution)', async () => {
+    const { key } = await newTenant();
+    const slashed = 'sk-ab/cd-echoed-credential-5a7c';
+    /** What a client reading the message finds: the JSON escapes the mock writes, read. */
+    const read = (text: string) => text.replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/\\(.)/g, '$1');
+    for (const faults of ['echoAuthorization=1,stallBody=1', 'echoAuthorization=1,stallBody=1,echoEscaped=1']) {
+      const pool = uniqueId('pool');
+      await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), faults, { apiKey: slashed, timeoutMs: 300 })] } });
+      const chat = await api('/v1/chat/completions', { key, body: { model: pool, messages: [{ role: 'user', content: 'hi' }] } });
+      expect(chat.status, faults).toBe(401);
+      expect(chat.body.error.message, faults).toContain('Incorrect API key provided: ');
+      expect(read(chat.body.error.message), faults).not.toContain(slashed.slice(0, 6));
+      const agent = await newAgent(key, { upstream: { kind: 'pool', pool } });
+      const run = await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'x' } });
+      expect(run.status, faults).toBe(502);
+      const execution = await api(`/v1/agents/${agent}/executions/${run.body.error.details.executionId}`, { key });
+      expect(execution.body.error.message, faults).toContain('stalled');
+      expect(read(execution.body.error.message), faults).not.toContain(slashed.slice(0, 6));
     }
   });
 

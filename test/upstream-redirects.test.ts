@@ -41,6 +41,25 @@ describe('upstream calls never follow redirects', () => {
     expect((await counts())[dest]).toBeUndefined();
   });
 
+  it('a redirect whose body stalls fails at once, not at the end of the attempt\'s timeout (chat and execution)', async () => {
+    const { key } = await newTenant();
+    const pool = uniqueId('pool');
+    // The attempt may wait 5 s for an answer: the redirect's headers are all the answer there is.
+    await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('origin'), 'stallBody=1,stallStatus=302', { timeoutMs: 5_000 })] } });
+    let started = Date.now();
+    const chat = await api('/v1/chat/completions', { key, body: { model: pool, messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(502);
+    expect(chat.body.error.message).toMatch(/302.*redirects are not followed/);
+    expect(Date.now() - started).toBeLessThan(2_500);
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${uniqueId('origin')}&stallBody=1&stallStatus=307`), timeoutMs: 5_000 } });
+    started = Date.now();
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(run.status).toBe(502);
+    expect(Date.now() - started).toBeLessThan(2_500);
+    const execution = await api(`/v1/agents/${id}/executions/${run.body.error.details.executionId}`, { key });
+    expect(execution.body.error.message).toMatch(/307.*redirects are not followed/);
+  });
+
   it('a health probe answered with a redirect reports it, not the health of the Location', async () => {
     const { key } = await newTenant();
     const healthyModels = `${env.MOCK_UPSTREAM_URL}/t/${uniqueId('dest')}/ok/v1/models`;

@@ -7,7 +7,8 @@
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
 // `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
-// (headers, then silence), cutBody (a 200's headers and the start of its body, then a dropped
+// (headers, then silence; with `stallStatus` that status, not 200; with echoAuthorization, its
+// error cut inside the credential), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
 // outputBytes (a string output of that many bytes; to a chat completions request too: JSON of
 // another shape, and large), chunkedOutputBytes (the same without a Content-Length), gzipOutputBytes (the same gzipped, its
@@ -159,6 +160,11 @@ export async function startMockUpstream(options = {}) {
     // As a server or proxy that names the credential it refused, whole, in its error.
     if (mock.echoAuthorization) {
       const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
+      if (mock.stallBody) {
+        // Its error cut in the middle of the credential, then nothing until the client goes.
+        res.writeHead(Number(mock.status ?? 401), { 'content-type': 'application/json' });
+        return res.write(`{"error":{"message":"Incorrect API key provided: ${(mock.echoEscaped ? escapedSpelling(token) : token).slice(0, -3)}`);
+      }
       if (mock.echoEscaped) {
         res.writeHead(Number(mock.status ?? 401), { 'content-type': 'application/json' });
         return res.end(`{"error":{"message":"Incorrect API key provided: ${escapedSpelling(token)}","type":"invalid_request_error"}}`);
@@ -178,7 +184,8 @@ export async function startMockUpstream(options = {}) {
       return res.socket?.destroy();
     }
     if (mock.stallBody) {
-      res.writeHead(200, { 'content-type': 'application/json' });
+      // `stallStatus`: an error whose body stalls the same way (a first part, then nothing).
+      res.writeHead(Number(mock.stallStatus ?? 200), { 'content-type': 'application/json' });
       return res.write('{"id":'); // headers and a first byte, then nothing until the client goes
     }
     if (mock.outputBytes) return send(res, 200, { output: 'o'.repeat(Number(mock.outputBytes)) });
@@ -322,7 +329,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

@@ -51,6 +51,18 @@ describe('outboundUrlProblem with the guard on', () => {
     expect(outboundUrlProblem(url, false)).not.toBeNull();
   });
 
+  // Every other spelling of a refused address the URL parser or the guard reads back to it.
+  it.each([
+    'https://0x7f.1/', 'https://127.1/', 'https://0177.0.0.1/', 'https://0x7f000001/', 'https://0/', 'https://0251.0376.0251.0376/', 'https://\uff11\uff12\uff17.0.0.1/',
+    'https://127%2e0%2e0%2e1/', 'https://169.254.169.254./', 'https://100.64.0.0/', 'https://255.255.255.255/', 'https://224.0.0.1/',
+    'https://[::ffff:7f00:1]/', 'https://[::]/', 'https://[fc00::]/', 'https://[fe80::1%25eth0]/', 'https://[::127.0.0.1]/', 'https://[64:ff9b::7f00:1]/',
+    'https://[2002:7f00:1::]/', 'https://[::ffff:a9fe:a9fe]/', 'https://[0000:0000:0000:0000:0000:0000:0000:0001]/', 'https://[ff02::1]/', 'https://[fd00:ec2::254]/',
+    'https://localhost./', 'https://LOCALHOST/', 'https://x.localhost./', 'https://printer.LOCAL/', 'https://a.home.arpa/', 'https://metadata.google.internal./',
+    'https://evil@127.0.0.1/', 'https://evil.com@127.0.0.1/', 'https://127.0.0.1:443/', 'https:\\\\127.0.0.1\\', 'HTTPS://127.0.0.1/',
+  ])('refuses %s', (url) => {
+    expect(outboundUrlProblem(url, false)).not.toBeNull();
+  });
+
   it('refuses credentials in the URL', () => {
     expect(outboundUrlProblem('https://user:pass@api.example.com/', false)).toMatch(/credentials/);
     expect(outboundUrlProblem('https://user@api.example.com/', false)).toMatch(/credentials/);

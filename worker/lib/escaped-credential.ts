@@ -2,6 +2,8 @@ import { concatBytes } from './bytes';
 
 const NONE = new Uint8Array(0);
 const BACKSLASH = 0x5c;
+const PERCENT = 0x25;
+const SLASH = 0x2f;
 const LETTER_U = 0x75;
 /** U+FFFD in UTF-8: what a lone surrogate escape stands for, as TextEncoder spells one. */
 const REPLACEMENT = [0xef, 0xbf, 0xbd];
@@ -29,6 +31,14 @@ function escapedUnit(bytes: Uint8Array, at: number): number {
   return unit;
 }
 
+/** Where the next byte that may begin an escape (a backslash or `%`) is from `at`, or the length. */
+function nextEscape(bytes: Uint8Array, at: number): number {
+  const backslash = bytes.indexOf(BACKSLASH, at);
+  const percent = bytes.indexOf(PERCENT, at);
+  if (backslash === -1) return percent === -1 ? bytes.byteLength : percent;
+  return percent === -1 ? backslash : Math.min(backslash, percent);
+}
+
 /** Whether the bytes from `at` to the end can still begin a `\uXXXX` escape (a chunk cut it). */
 function beginsEscape(bytes: Uint8Array, at: number): boolean {
   for (let i = at; i < bytes.byteLength && i < at + 6; i++) {
@@ -42,13 +52,15 @@ function beginsEscape(bytes: Uint8Array, at: number): boolean {
 /**
  * Finds a credential spelt with JSON escapes in a stream of bytes, and masks it: `sk-ab\/cd`,
  * `\u0073k-…`, each character of it as `\uXXXX` (hex of either case, a surrogate pair for one
- * beyond the BMP) or as its short escape. Such a spelling parses to the credential itself, so a
- * target's JSON error showed it to whoever read the error parsed. The bytes are read once as
+ * beyond the BMP) or as its short escape; JSON text escaped twice, inside a JSON string
+ * (`\\u0073k-…`, `\\/`); and any byte of it as `%XX` (a URL in the error, either case). Such a
+ * spelling parses (or decodes) to the credential itself, so a target's error showed it to
+ * whoever read the error parsed. The bytes are read once as
  * the characters they spell, which are matched against the credential's UTF-8 bytes with
  * Knuth-Morris-Pratt: time linear in the body, however the credential repeats itself, and no
  * byte read twice but the held ones. A spelling with no escape is the literal masker's, which
- * runs first: so only the `key.length - 1` bytes before a backslash need reading, where a
- * spelling with an escape in it can begin, and a body without backslashes costs one `indexOf`.
+ * runs first: so only the `key.length - 1` bytes before a backslash or `%` need reading, where a
+ * spelling with an escape in it can begin, and a body without either costs two `indexOf`s.
  * Like the literal masker, the end of a chunk that may begin a spelling (or cuts an escape) is
  * held back until the next one shows whether it goes on, and `flush` releases it.
  */
@@ -101,14 +113,11 @@ export class EscapedCredentialScanner {
     const length = this.key.byteLength;
     const spans: number[] = [];
     let at = this.read - this.base;
-    let backslash = -1;
+    let escape = -1;
     while (at < bytes.byteLength) {
       if (this.matched === 0) {
-        if (backslash < at) {
-          const found = bytes.indexOf(BACKSLASH, at);
-          backslash = found === -1 ? bytes.byteLength : found;
-        }
-        at = Math.max(at, backslash - length + 1);
+        if (escape < at) escape = nextEscape(bytes, at);
+        at = Math.max(at, escape - length + 1);
         if (at >= bytes.byteLength) break;
       }
       const units = this.decode(bytes, at, final);
@@ -160,27 +169,66 @@ export class EscapedCredentialScanner {
     const byte = bytes[at] ?? 0;
     this.spelt = 1;
     this.unit[0] = byte;
+    if (byte === PERCENT) return this.percent(bytes, at, final);
     if (byte !== BACKSLASH) return 1;
     if (at + 1 >= bytes.byteLength) return final ? 1 : 0;
     const next = bytes[at + 1] ?? 0;
+    if (next === BACKSLASH) {
+      // JSON text inside a JSON string, escaped twice: `\\uXXXX` and `\\/` parse twice into one character.
+      const units = this.unicode(bytes, at, 1, final);
+      if (units >= 0) return units;
+      if (at + 2 >= bytes.byteLength && !final) return 0;
+      if (bytes[at + 2] === SLASH) {
+        this.unit[0] = SLASH;
+        this.spelt = 3;
+        return 1;
+      }
+    }
     const short = next < 128 ? (SHORT_ESCAPES[next] ?? -1) : -1;
     if (short >= 0) {
       this.unit[0] = short;
       this.spelt = 2;
       return 1;
     }
-    const code = escapedUnit(bytes, at);
-    if (code < 0) return !final && beginsEscape(bytes, at) ? 0 : 1;
-    this.spelt = 6;
+    const units = this.unicode(bytes, at, 0, final);
+    return units >= 0 ? units : 1;
+  }
+
+  /** Reads a `%XX` at `at` (either case) as the byte it spells, as a URL's query or path reads it; a `%` that begins none is itself. */
+  private percent(bytes: Uint8Array, at: number, final: boolean): number {
+    const high = at + 1 < bytes.byteLength ? hexDigit(bytes[at + 1] ?? 0) : -2;
+    const low = at + 2 < bytes.byteLength ? hexDigit(bytes[at + 2] ?? 0) : -2;
+    if (high >= 0 && low >= 0) {
+      this.unit[0] = high * 16 + low;
+      this.spelt = 3;
+      return 1;
+    }
+    // -2: cut by the chunk's end, which the next chunk may finish.
+    return !final && high !== -1 && low === -2 ? 0 : 1;
+  }
+
+  /**
+   * Reads a `\uXXXX` escape at `at` after `extra` more backslashes (one when escaped twice), a
+   * high surrogate with its low one (escaped alike) as one character: how many UTF-8 bytes it
+   * has, 0 when a chunk cut it (unless `final`), -1 when there is none.
+   */
+  private unicode(bytes: Uint8Array, at: number, extra: number, final: boolean): number {
+    const first = at + extra;
+    const code = escapedUnit(bytes, first);
+    if (code < 0) return !final && beginsEscape(bytes, first) ? 0 : -1;
+    this.spelt = extra + 6;
     if (code < 0xd800 || code > 0xdfff) return this.utf8(code);
     if (code >= 0xdc00) return this.utf8(-1);
     // A high surrogate: with the low one escaped after it, the two spell one character.
-    const low = escapedUnit(bytes, at + 6);
+    const lowAt = first + 6 + extra;
+    let prefixed = true;
+    for (let i = first + 6; i < lowAt; i++) if (i < bytes.byteLength && bytes[i] !== BACKSLASH) prefixed = false;
+    const low = prefixed ? escapedUnit(bytes, lowAt) : -1;
     if (low >= 0xdc00 && low <= 0xdfff) {
-      this.spelt = 12;
+      this.spelt = lowAt + 6 - at;
       return this.utf8(0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00));
     }
-    return !final && low < 0 && beginsEscape(bytes, at + 6) && at + 12 > bytes.byteLength ? 0 : this.utf8(-1);
+    return !final && prefixed && low < 0 && beginsEscape(bytes, lowAt) && lowAt + 6 > bytes.byteLength ? 0 : this.utf8(-1);
   }
 
   /** Writes the UTF-8 bytes of `code` (-1: a lone surrogate, U+FFFD) into `unit`; how many. */

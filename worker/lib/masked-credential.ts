@@ -1,4 +1,5 @@
 import { concatBytes } from './bytes';
+import { base64Spellings } from './base64-credential';
 import { EscapedCredentialScanner } from './escaped-credential';
 
 /**
@@ -39,13 +40,18 @@ export const REDACTED_FROM_LENGTH = 8;
  * `text` with every occurrence of `credential` replaced by its mask: a target's error may name
  * the credential it refused, whole, and that error reaches views (an execution's error, a
  * relayed chat answer) that otherwise never show it. Spelt with JSON escapes too (`sk-ab\/cd`,
- * `\u0073k-…`), which a JSON error parses back into the credential itself.
+ * `\u0073k-…`, escaped twice), which a JSON error parses back into the credential itself, or
+ * percent-encoded, or in base64 (see `base64Spellings`). An event stream's masker
+ * (`CredentialMasker`) finds all but the base64 ones: looking for six more runs of letters in
+ * every chunk of every answer would cost each streamed chat far more than the rare error it
+ * could find them in.
  */
 export function withoutCredential(text: string, credential: string | undefined): string {
   if (!credential || credential.length < REDACTED_FROM_LENGTH) return text;
-  const literal = text.includes(credential) ? text.replaceAll(credential, credentialMask(credential)) : text;
-  // No escape without a backslash: the common error body costs this one look.
-  if (!literal.includes('\\')) return literal;
+  let literal = text.includes(credential) ? text.replaceAll(credential, credentialMask(credential)) : text;
+  for (const run of base64Spellings(credential)) if (literal.includes(run)) literal = literal.replaceAll(run, jsonMask(credential));
+  // No escape without a backslash or `%`: the common error body costs these looks.
+  if (!literal.includes('\\') && !literal.includes('%')) return literal;
   const scanner = escapedCredentialScanner(credential);
   const first = scanner.push(encoder.encode(literal));
   const rest = scanner.flush();
@@ -58,8 +64,11 @@ export function withoutCredential(text: string, credential: string | undefined):
  * inside one: a `"` or `\` among the last four characters would otherwise end or break it.
  */
 export function escapedCredentialScanner(credential: string): EscapedCredentialScanner {
-  return new EscapedCredentialScanner(encoder.encode(credential), encoder.encode(JSON.stringify(credentialMask(credential)).slice(1, -1)));
+  return new EscapedCredentialScanner(encoder.encode(credential), encoder.encode(jsonMask(credential)));
 }
+
+/** The mask escaped as a JSON string's content: what replaces a spelling found inside one. */
+const jsonMask = (credential: string): string => JSON.stringify(credentialMask(credential)).slice(1, -1);
 
 /**
  * The masked form a written value is, spelt as views show it (`…ABCD`), or undefined when the

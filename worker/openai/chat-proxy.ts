@@ -3,6 +3,7 @@ import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
 import { endpointUrl } from '../upstream/endpoint';
+import { cutBodyNote, maskedBodyText, readErrorBody } from '../upstream/error-body';
 import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -10,7 +11,6 @@ import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
-import { withoutCredential } from '../lib/masked-credential';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
 import { relayStream, type StreamEnd } from './stream-relay';
 
@@ -159,23 +159,32 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw abortReason(signal, error);
     }
     if (!response.ok) {
+      // Not followed (the guard checked this URL only), and not the caller's to relay: its body
+      // is not waited for (one that stalled held the chat to the attempt's timeout).
+      if (response.status >= 300 && response.status < 400) {
+        void response.body?.cancel().catch(() => {});
+        throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
+      }
+      // Another target is asked, and this answer never shown: a body that stalled held the failover to the attempt's timeout.
+      if (response.status === 408 || response.status === 429 || response.status >= 500) {
+        void response.body?.cancel().catch(() => {});
+        throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
+      }
       // Bounded like every read of a reply: one read whole could take the isolate past its memory.
-      const read = await readBounded(response, MAX_REPLY_BYTES).catch(() => '');
-      // Not followed (the guard checked this URL only), and not the caller's to relay.
-      if (response.status >= 300 && response.status < 400) throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
-      const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+      const read = await readErrorBody(response, MAX_REPLY_BYTES);
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
       // The target's own error, relayed, but never with the credential it may name (no view shows it).
-      const text = withoutCredential(read ?? '', target.apiKey);
-      if (streamUsage && usageOptions && response.status === 400 && text.includes('stream_options')) {
+      const text = read.kind === 'too-large' ? '' : maskedBodyText(read, target.apiKey);
+      if (streamUsage && usageOptions && response.status === 400 && read.kind === 'whole' && text.includes('stream_options')) {
         clearTimeout(firstByteTimer);
         return attemptChat(target, { ...options, streamUsage: { ...streamUsage, ask: false } }, timeouts, onStreamEnd);
       }
-      if (!retryable && read === null) return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
-      if (!retryable) return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
-      throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
+      if (read.kind === 'too-large') return { response: Response.json({ error: { message: `the target's error body exceeds ${MAX_REPLY_BYTES} bytes`, type: 'upstream_error' } }, { status: response.status }), streaming: false };
+      // Its status is the caller's all the same; what arrived goes in a body that parses.
+      if (read.kind === 'cut') return { response: Response.json({ error: { message: cutBodyNote(response.status, abortReason(signal, read.error), text), type: 'upstream_error' } }, { status: response.status }), streaming: false };
+      return { response: new Response(text, { status: response.status, headers: { 'content-type': response.headers.get('content-type') ?? 'application/json' } }), streaming: false };
     }
     if (!options.body.stream) {
       if (options.runtime.pool.passThrough) return { response: passThrough(response), streaming: false };

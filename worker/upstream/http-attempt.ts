@@ -1,5 +1,5 @@
 import { readUpTo } from '../lib/bytes';
-import { withoutCredential } from '../lib/masked-credential';
+import { cutBodyNote, maskedBodyText, readErrorBody } from './error-body';
 import { UpstreamError } from './types';
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
@@ -66,6 +66,7 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   } catch (error) {
     throw classifyThrown(error, signal);
   }
+  if (!response.ok) throw await errorAnswer(response, signal, credential);
   let read: string | null;
   try {
     read = await readBounded(response, MAX_REPLY_BYTES);
@@ -73,26 +74,14 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
     const failure = classifyThrown(error, signal);
     // A 2xx whose body broke off or stalled is an answer: the back end did the work, and a
     // retry (on a pool, to another target) would do it again. Only a model's may be asked again.
-    if (response.ok && !retryUnparsed && failure.retryable) {
+    if (!retryUnparsed && failure.retryable) {
       throw new UpstreamError(failure.kind, `${failure.message} while reading its ${response.status} reply (not retried: the back end may have done the work)`, false, response.status);
     }
     throw failure;
   }
-  const tooLarge = `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`;
-  if (read === null && response.ok) throw new UpstreamError('invalid_response', tooLarge, false, response.status);
-  const text = read ?? tooLarge;
-  if (!response.ok) {
-    const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
-    throw new UpstreamError(
-      'http',
-      `upstream answered ${response.status}${redirectNote(response.status)}: ${withoutCredential(text, credential).slice(0, 200)}`,
-      retryable,
-      response.status,
-      retryAfterMs(response.headers.get('retry-after')),
-    );
-  }
+  if (read === null) throw new UpstreamError('invalid_response', `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`, false, response.status);
   try {
-    return JSON.parse(text) as unknown;
+    return JSON.parse(read) as unknown;
   } catch {
     throw new UpstreamError('invalid_response', 'upstream reply is not JSON', retryUnparsed, response.status);
   }
@@ -110,4 +99,25 @@ function classifyThrown(error: unknown, signal: AbortSignal): UpstreamError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new UpstreamError('network', `upstream connection failed: ${message}`, true);
+}
+
+/**
+ * The failure a non-2xx answer is: its status decides whether it is retried, also when its body
+ * stalls or breaks off (what arrived is shown): a 401 whose body never ended used to fail as a
+ * retryable timeout, and went on to the next target as if the first had not answered.
+ */
+async function errorAnswer(response: Response, signal: AbortSignal, credential: string | undefined): Promise<UpstreamError> {
+  const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+  // A redirect's body says nothing the status does not, and one that stalled held the attempt to its timeout.
+  if (response.status >= 300 && response.status < 400) {
+    void response.body?.cancel().catch(() => {});
+    return new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
+  }
+  const read = await readErrorBody(response, MAX_REPLY_BYTES);
+  const body = read.kind === 'too-large' ? `upstream reply exceeds ${MAX_REPLY_BYTES} bytes` : maskedBodyText(read, credential);
+  const cut = read.kind === 'cut' ? classifyThrown(read.error, signal) : undefined;
+  // A cancelled execution is that, whatever its target was saying.
+  if (cut?.kind === 'cancelled') return cut;
+  const shown = cut ? cutBodyNote(response.status, cut, body) : body.slice(0, 200);
+  return new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}: ${shown}`, retryable, response.status, retryAfterMs(response.headers.get('retry-after')));
 }

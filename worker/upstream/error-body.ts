@@ -1,0 +1,56 @@
+import { concatBytes } from '../lib/bytes';
+import { withoutCredential } from '../lib/masked-credential';
+import { CredentialMasker } from '../openai/sse-credential';
+import type { UpstreamError } from './types';
+
+/**
+ * A target's error body as far as it came: whole, over `maxBytes` (the rest cancelled), or cut
+ * (it stalled past the attempt's timeout, or its connection broke) with what had arrived and
+ * why the read failed. An error whose body never ends must still be shown with its status: read
+ * with `readBounded`, a stalled one failed as a whole, and a chat relayed the target's 4xx with
+ * an empty body.
+ */
+export type ErrorBody = { kind: 'whole'; text: string } | { kind: 'too-large' } | { kind: 'cut'; text: string; error: unknown };
+
+export async function readErrorBody(response: Response, maxBytes: number): Promise<ErrorBody> {
+  if (Number(response.headers.get('content-length')) > maxBytes) {
+    await response.body?.cancel().catch(() => {});
+    return { kind: 'too-large' };
+  }
+  if (!response.body) return { kind: 'whole', text: '' };
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const text = () => new TextDecoder().decode(concatBytes(chunks, size));
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return { kind: 'whole', text: text() };
+      size += value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => {});
+        return { kind: 'too-large' };
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    void reader.cancel().catch(() => {});
+    return { kind: 'cut', text: text(), error };
+  }
+}
+
+/** What a cut error body is said to be, with the first of what arrived (masked by the caller). */
+export const cutBodyNote = (status: number, failure: UpstreamError, arrived: string): string =>
+  `the target's ${status} error body ${failure.kind === 'timeout' ? 'stalled' : 'broke off'} after its headers (${failure.message})${arrived ? `; what arrived: ${arrived.slice(0, 200)}` : ', nothing of it arrived'}`;
+
+/**
+ * The text of a body, `credential` masked in it; of a cut one, without an end that may begin the
+ * credential (spelt as it is or escaped): a body that stalled inside it would otherwise show
+ * all of it but its last characters. That end is what a stream's masker holds back until the
+ * next chunk, which never comes.
+ */
+export function maskedBodyText(read: Exclude<ErrorBody, { kind: 'too-large' }>, credential: string | undefined): string {
+  const masker = read.kind === 'cut' ? CredentialMasker.for(credential) : null;
+  const text = masker ? new TextDecoder().decode(masker.push(new TextEncoder().encode(read.text))) : read.text;
+  return withoutCredential(text, credential);
+}
