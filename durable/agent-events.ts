@@ -4,6 +4,7 @@ import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from
 import type { Sql } from './sql';
 import { AfterCommit } from './event-commit';
 import { encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
+import { carrySeqMark, highestSeqEver } from './event-seq-mark';
 
 /** Events kept for resuming streams; older ones are trimmed. */
 export const EVENT_RETENTION = 1_000;
@@ -167,6 +168,9 @@ export class AgentEvents {
   lastSeq(): number {
     return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;
   }
+
+  /** The highest seq this log ever gave, its rows gone or not (what a log after a deletion goes on from). */
+  highestSeqEver = (): number => highestSeqEver(this.sql);
 
   /**
    * Where a client resuming after `lastEventId` starts: the notices it must have first (`reset`
@@ -358,10 +362,7 @@ export class AgentEvents {
   agentDeleted(lastSeq: number): void {
     this.committed.drop();
     this.closeAll('the agent was deleted');
-    if (lastSeq <= 0) return;
-    // AUTOINCREMENT keeps the highest seq ever used: a placeholder row at it moves that on.
-    this.sql.run("INSERT INTO events (seq, type, data, created_at) VALUES (?, 'placeholder', 'null', 0)", lastSeq);
-    this.sql.run('DELETE FROM events WHERE seq = ?', lastSeq);
+    carrySeqMark(this.sql, lastSeq);
   }
 
   /** Ends every open stream and socket. */

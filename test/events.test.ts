@@ -136,6 +136,17 @@ describe('event stream', () => {
     expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
+  it('continues the sequence through an incarnation that recorded no event: deleted again before it ran anything', async () => {
+    const { key, id } = await recreatedAgent(0);
+    expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+    await newAgent(key, { id });
+    for (const intent of ['third-0', 'third-1', 'third-2']) await api(`/v1/agents/${id}/executions`, { key, body: { intent } });
+    // The first agent's client (id 6) gets every event of the third one: its log did not restart at 1.
+    const { frames } = await readFrames(await open(key, id, 6), (f) => f.filter((x) => x.id !== undefined).length >= 9);
+    expect(frames.map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(frames[0]?.data.data.intent).toBe('third-0');
+  });
+
   it('ends the stream of a client that stopped reading once 4 MiB wait for it, and the client resumes from the log', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
