@@ -284,7 +284,7 @@ export class AgentDO extends DurableObject<Env> {
   // --- outgoing webhooks and the event stream ---
 
   async createWebhook(input: CreateWebhookBody): Promise<Result<Webhook & { secret: string }>> {
-    return this.store.agentRow() ? ok(this.webhooks.create(input, Date.now())) : this.notFound();
+    return this.store.agentRow() ? this.webhooks.create(input, Date.now()) : this.notFound();
   }
 
   async listWebhooks(): Promise<Result<Webhook[]>> {
