@@ -245,6 +245,44 @@ describe('a client gone without its stream being cancelled', () => {
     expect(after.frames.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6]);
     await live.cancel();
   });
+
+  it('lets go of the frames of a stream ended behind once its client has taken nothing of them for a minute', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    type Sub = { backlog(): number; beat(now: number): void };
+    const subscribers = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]);
+    const res = await open(key, id);
+    // The client reads nothing (nor goes): its stream ends behind, past 4 MiB waiting for it.
+    for (let i = 0; i < 6; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes: 1_000_000 } } } })).status).toBe(200);
+    // Those 4 MiB stayed in the object, held for a client that never took them, with nothing
+    // left to let them go (the heartbeat that ends a stalled open stream had stopped with it).
+    const held = await subscribers();
+    expect(held.map((s) => s.backlog() > 4 * 1024 * 1024)).toEqual([true]);
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 61_000);
+    });
+    expect(await subscribers()).toHaveLength(0);
+    // The frames were let go, not sent: the client's stream breaks off without the behind
+    // notice, and it reconnects with the last id it got (nothing is lost: the log has the rest).
+    const { frames, ended } = await readFrames(res, () => false).catch(() => ({ frames: [] as Frame[], ended: true }));
+    expect(ended).toBe(true);
+    expect(frames.some((f) => f.event === 'behind')).toBe(false);
+  });
+
+  it('keeps a stream ended behind for a client that reads it: it gets every frame and the behind notice', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    const res = await open(key, id);
+    for (let i = 0; i < 6; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes: 1_000_000 } } } })).status).toBe(200);
+    // A heartbeat within the minute leaves it alone.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<{ beat(now: number): void }> } }).events.subscribers]) s.beat(Date.now() + 15_000);
+    });
+    const { frames, ended } = await readFrames(res, () => false);
+    expect(ended).toBe(true);
+    expect(frames.at(-1)?.event).toBe('behind');
+    await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => (instance as { events: { subscribers: Set<unknown> } }).events.subscribers.size)) === 0);
+  });
 });
 
 describe('events of a change that did not happen', () => {
