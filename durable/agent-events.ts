@@ -5,7 +5,7 @@ import type { Sql } from './sql';
 import { AfterCommit } from './event-commit';
 import { encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
 import { carrySeqMark, highestSeqEver } from './event-seq-mark';
-import type { Subscriber } from './event-subscriber';
+import { shedBacklog, type Subscriber } from './event-subscriber';
 import { replayPage } from './event-replay';
 
 /** Events kept for resuming streams; older ones are trimmed. */
@@ -144,6 +144,7 @@ export class AgentEvents {
         }
       }
     }
+    if (this.subscribers.size > 1) shedBacklog(this.subscribers);
   }
 
   oldestSeq(): number | null {
@@ -221,6 +222,17 @@ export class AgentEvents {
             /* the client already went */
           }
         };
+        // Errored, not closed, so the frames waiting are let go; a client still there
+        // reconnects with its Last-Event-ID and misses nothing.
+        const drop = (error: unknown) => {
+          cleanup();
+          closed = true;
+          try {
+            controller.error(error);
+          } catch {
+            /* already ended */
+          }
+        };
         const end = (frame?: Uint8Array) => {
           if (closed || ending) return;
           try {
@@ -251,22 +263,16 @@ export class AgentEvents {
           backlog: () => -(controller.desiredSize ?? 0),
           end: () => end(),
           revoked: () => end(revokedFrame),
+          drop: () => drop(new Error("the agent's streams hold too much unread")),
           beat: (now) => {
             const waiting = -(controller.desiredSize ?? 0);
             try {
-              // Gone or stuck: errored, not closed, so the frames waiting are let go; a client
-              // still there reconnects with its Last-Event-ID and misses nothing.
+              // Gone or stuck: dropped (below).
               if (waiting > 0 && now - drainedAt > STREAM_STALL_MS) throw new Error('the client took nothing for a minute');
               if (ending) return;
               controller.enqueue(encoder.encode(': heartbeat\n\n'));
             } catch (error) {
-              cleanup();
-              closed = true;
-              try {
-                controller.error(error);
-              } catch {
-                /* already ended */
-              }
+              drop(error);
               return;
             }
             // An idle stream learns of its key's revocation here rather than with the next event.

@@ -269,6 +269,27 @@ describe('a client gone without its stream being cancelled', () => {
     expect(frames.some((f) => f.event === 'behind')).toBe(false);
   });
 
+  it("holds at most 16 MiB unread for all of an agent's streams together, letting go of the ones furthest behind first", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    type Sub = { backlog(): number };
+    const backlogs = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers].map((s) => s.backlog()));
+    // Six clients that read nothing: each stays under its own 4 MiB, but together they held
+    // 24 MB in the object, whose memory every agent of the isolate (any tenant's) shares.
+    const streams = [];
+    for (let i = 0; i < 6; i++) streams.push(await open(key, id));
+    for (let i = 0; i < 4; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes: 1_000_000 } } } })).status).toBe(200);
+    const held = await backlogs();
+    expect(held.reduce((sum, b) => sum + b, 0)).toBeLessThanOrEqual(16 * 1024 * 1024);
+    expect(held.length).toBeGreaterThanOrEqual(3);
+    expect(held.length).toBeLessThan(6);
+    // A client let go finds its stream broken off and resumes from the log, missing nothing.
+    const cut = await Promise.all(streams.map((res) => readFrames(res, () => false, 2_000).catch(() => ({ frames: [] as Frame[], ended: true }))));
+    expect(cut.filter((r) => r.ended)).toHaveLength(6 - held.length);
+    const resumed = await readEvents(await open(key, id, 0), 12);
+    expect(resumed.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+  });
+
   it('keeps a stream ended behind for a client that reads it: it gets every frame and the behind notice', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
