@@ -4,6 +4,9 @@ import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from
 import type { Sql } from './sql';
 import { AfterCommit } from './event-commit';
 import { encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
+import { carrySeqMark, highestSeqEver } from './event-seq-mark';
+import { shedBacklog, type Subscriber } from './event-subscriber';
+import { replayPage } from './event-replay';
 
 /** Events kept for resuming streams; older ones are trimmed. */
 export const EVENT_RETENTION = 1_000;
@@ -24,23 +27,6 @@ export const STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
 export const STREAM_STALL_MS = 60_000;
 /** Counts a stream's backlog in bytes, and asks for none ahead: every frame is enqueued as it happens. */
 const byteBacklog: QueuingStrategy<Uint8Array> = { highWaterMark: 0, size: (chunk) => chunk.byteLength };
-/** A replay is read from the log in pages of at most this many events… */
-const REPLAY_PAGE_EVENTS = 64;
-/** …and this many bytes of their data (a page holds one event at least, whatever its size). */
-const REPLAY_PAGE_BYTES = 256 * 1024;
-
-interface Subscriber {
-  /** The API key the stream was opened with (none: not checked). */
-  keyId?: string;
-  push(event: AgentEvent): void;
-  /** Bytes of frames waiting for the client to read them. */
-  backlog(): number;
-  end(): void;
-  /** Ends the stream because its key was revoked, telling the client so. */
-  revoked(): void;
-  /** A heartbeat at `now`; ends the stream when its client has taken nothing for STREAM_STALL_MS. */
-  beat(now: number): void;
-}
 
 /** The close code of an event socket whose key was revoked (RFC 6455 policy violation). */
 export const REVOKED_CLOSE_CODE = 1008;
@@ -158,6 +144,7 @@ export class AgentEvents {
         }
       }
     }
+    if (this.subscribers.size > 1) shedBacklog(this.subscribers);
   }
 
   oldestSeq(): number | null {
@@ -167,6 +154,9 @@ export class AgentEvents {
   lastSeq(): number {
     return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;
   }
+
+  /** The highest seq this log ever gave, its rows gone or not (what a log after a deletion goes on from). */
+  highestSeqEver = (): number => highestSeqEver(this.sql);
 
   /**
    * Where a client resuming after `lastEventId` starts: the notices it must have first (`reset`
@@ -195,25 +185,6 @@ export class AgentEvents {
   }
 
   /**
-   * The kept events after `after`, oldest first, as many as fit in REPLAY_PAGE_BYTES of their
-   * data (at least one); `done` when none is left after them.
-   */
-  private page(after: number): { events: AgentEvent[]; done: boolean } {
-    const sizes = this.sql.all<{ seq: number; bytes: number }>('SELECT seq, length(data) AS bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?', after, REPLAY_PAGE_EVENTS);
-    let upTo = after;
-    let bytes = 0;
-    for (const row of sizes) {
-      if (upTo > after && bytes + row.bytes > REPLAY_PAGE_BYTES) break;
-      upTo = row.seq;
-      bytes += row.bytes;
-    }
-    const events = upTo === after ? [] : this.sql
-      .all<{ seq: number; type: string; data: string; created_at: number }>('SELECT seq, type, data, created_at FROM events WHERE seq > ? AND seq <= ? ORDER BY seq', after, upTo)
-      .map((r) => ({ seq: r.seq, type: r.type, timestamp: iso(r.created_at), data: JSON.parse(r.data) as unknown }));
-    return { events, done: sizes.length < REPLAY_PAGE_EVENTS && events.length === sizes.length };
-  }
-
-  /**
    * A server-sent event stream: first what happened after `lastEventId` (after a `gap` or
    * `reset` notice if the client must know), then live events, with heartbeat comments. The
    * replay is read from the log a page at a time as the client takes it: queued at once, a
@@ -224,10 +195,13 @@ export class AgentEvents {
     let subscriber: Subscriber | null = null;
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     let closed = false;
+    /** Ended, its last frame queued: it closes once the client has taken every frame. */
+    let ending = false;
     const cleanup = () => {
       if (subscriber) this.subscribers.delete(subscriber);
       clearInterval(heartbeat);
     };
+    let finish = () => {};
     const start = this.resumeFrom(lastEventId);
     /** The newest seq this stream has carried (or, before it carried one, resumes after). */
     let last = start.after;
@@ -239,20 +213,43 @@ export class AgentEvents {
         controller.enqueue(encoder.encode(': connected\nretry: 2000\n\n'));
         for (const notice of start.notices) controller.enqueue(noticeFrame(notice));
         if (keyId) admittedKey(keyId);
-        const end = (frame?: Uint8Array) => {
+        finish = () => {
           cleanup();
           closed = true;
           try {
-            if (frame) controller.enqueue(frame);
             controller.close();
           } catch {
             /* the client already went */
           }
         };
+        // Errored, not closed, so the frames waiting are let go; a client still there
+        // reconnects with its Last-Event-ID and misses nothing.
+        const drop = (error: unknown) => {
+          cleanup();
+          closed = true;
+          try {
+            controller.error(error);
+          } catch {
+            /* already ended */
+          }
+        };
+        const end = (frame?: Uint8Array) => {
+          if (closed || ending) return;
+          try {
+            if (frame) controller.enqueue(frame);
+          } catch {
+            /* the client already went */
+          }
+          // Closed once its client has taken what waits for it (`pull`), the heartbeat watching
+          // meanwhile: closed at once, the runtime kept those frames (up to 4 MiB) for a client
+          // that neither read nor went, for as long as the object lived.
+          if (-(controller.desiredSize ?? 0) > 0) ending = true;
+          else finish();
+        };
         subscriber = {
           ...(keyId && { keyId }),
           push: (event) => {
-            if (replaying || event.seq <= last) return;
+            if (closed || ending || replaying || event.seq <= last) return;
             last = event.seq;
             try {
               controller.enqueue(sseFrame(event));
@@ -266,20 +263,16 @@ export class AgentEvents {
           backlog: () => -(controller.desiredSize ?? 0),
           end: () => end(),
           revoked: () => end(revokedFrame),
+          drop: () => drop(new Error("the agent's streams hold too much unread")),
           beat: (now) => {
+            const waiting = -(controller.desiredSize ?? 0);
             try {
-              // Gone or stuck: errored, not closed, so the frames waiting are let go; a client
-              // still there reconnects with its Last-Event-ID and misses nothing.
-              if (-(controller.desiredSize ?? 0) > 0 && now - drainedAt > STREAM_STALL_MS) throw new Error('the client took nothing for a minute');
+              // Gone or stuck: dropped (below).
+              if (waiting > 0 && now - drainedAt > STREAM_STALL_MS) throw new Error('the client took nothing for a minute');
+              if (ending) return;
               controller.enqueue(encoder.encode(': heartbeat\n\n'));
             } catch (error) {
-              cleanup();
-              closed = true;
-              try {
-                controller.error(error);
-              } catch {
-                /* already ended */
-              }
+              drop(error);
               return;
             }
             // An idle stream learns of its key's revocation here rather than with the next event.
@@ -291,17 +284,18 @@ export class AgentEvents {
       },
       pull: async (controller) => {
         drainedAt = Date.now();
+        if (ending) finish();
         if (!replaying || closed) return;
         // A replay read slowly is checked against its key as live events are.
         if (keyId && rememberedKeyStatus(keyId) !== true) {
           this.deliver([]);
           await this.pending;
-          if (closed) return;
+          if (closed || ending) return;
         }
         // Trimmed while the client read (its replay fell 1,000 events behind the log).
         const gap = this.gapAfter(last);
         if (gap) controller.enqueue(noticeFrame(gap));
-        const { events, done } = this.page(last);
+        const { events, done } = replayPage(this.sql, last);
         for (const event of events) controller.enqueue(sseFrame(event));
         last = events.at(-1)?.seq ?? gap?.data.missedTo ?? last;
         // Caught up: live events above `last` come from push, in the same turn as this read.
@@ -333,7 +327,7 @@ export class AgentEvents {
     let last = after;
     let sent = 0;
     for (;;) {
-      const { events, done } = this.page(last);
+      const { events, done } = replayPage(this.sql, last);
       for (const event of events) {
         const message = JSON.stringify(event);
         server.send(message);
@@ -358,10 +352,7 @@ export class AgentEvents {
   agentDeleted(lastSeq: number): void {
     this.committed.drop();
     this.closeAll('the agent was deleted');
-    if (lastSeq <= 0) return;
-    // AUTOINCREMENT keeps the highest seq ever used: a placeholder row at it moves that on.
-    this.sql.run("INSERT INTO events (seq, type, data, created_at) VALUES (?, 'placeholder', 'null', 0)", lastSeq);
-    this.sql.run('DELETE FROM events WHERE seq = ?', lastSeq);
+    carrySeqMark(this.sql, lastSeq);
   }
 
   /** Ends every open stream and socket. */

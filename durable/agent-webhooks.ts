@@ -33,6 +33,13 @@ export const DELIVERY_TIMEOUT_MS = 10_000;
 /** Finished deliveries kept of each outcome (delivered, dead; webhooks' and A2A pushes' apart); pending ones are all kept. */
 const KEEP_FINISHED_DELIVERIES = 1_000;
 const PARALLEL = 6;
+/**
+ * Webhooks one agent may have. Every terminal execution writes a delivery per webhook, each
+ * holding the execution (its output up to 1 MiB), in its outcome's transaction, and sends each:
+ * unbounded, a few hundred webhooks made one execution write and send hundreds of megabytes.
+ * GitHub allows 20 per event of a repository, Stripe 16 endpoints per account.
+ */
+export const MAX_WEBHOOKS_PER_AGENT = 20;
 
 interface WebhookRow extends Record<string, string | number> {
   id: string;
@@ -129,7 +136,12 @@ export class AgentWebhooks {
     );
   }
 
-  create(input: CreateWebhookBody, now: number): Webhook & { secret: string } {
+  /** Registers a webhook; `webhook_limit_reached` when the agent has MAX_WEBHOOKS_PER_AGENT already. */
+  create(input: CreateWebhookBody, now: number): Result<Webhook & { secret: string }> {
+    const count = this.schema.has('webhooks') ? (this.sql.one<{ n: number }>('SELECT count(*) AS n FROM webhooks')?.n ?? 0) : 0;
+    if (count >= MAX_WEBHOOKS_PER_AGENT) {
+      return fail('webhook_limit_reached', `this agent has ${count} webhooks, the most it may have (${MAX_WEBHOOKS_PER_AGENT}): delete one first`, { limit: MAX_WEBHOOKS_PER_AGENT, webhooks: count });
+    }
     const id = newId('wh');
     // Standard Webhooks format: "whsec_" and base64 of the key bytes (32 here).
     const secret = input.secret ?? `whsec_${btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))}`;
@@ -138,7 +150,7 @@ export class AgentWebhooks {
     this.schema.ensure('webhooks');
     this.sql.run('INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)', id, input.url, JSON.stringify(events), secret, now);
     this.hooks = undefined;
-    return { id, url: input.url, events, secret, createdAt: new Date(now).toISOString() };
+    return ok({ id, url: input.url, events, secret, createdAt: new Date(now).toISOString() });
   }
 
   list(): Webhook[] {

@@ -146,12 +146,12 @@ export class AgentDO extends DurableObject<Env> {
     const lock = this.tx.closeForDelete();
     if (lock) return this.locked(lock.tx_id);
     this.runner.abortAll();
-    let lastSeq: ReturnType<AgentEvents['lastSeq']>;
+    let lastSeq: ReturnType<AgentEvents['highestSeqEver']>;
     try {
       await this.background.idle();
       await this.charges.settleBeforeDelete();
       await this.ctx.storage.deleteAlarm();
-      lastSeq = this.events.lastSeq();
+      lastSeq = this.events.highestSeqEver();
       await this.ctx.storage.deleteAll();
     } finally {
       this.tx.reopen();
@@ -284,7 +284,7 @@ export class AgentDO extends DurableObject<Env> {
   // --- outgoing webhooks and the event stream ---
 
   async createWebhook(input: CreateWebhookBody): Promise<Result<Webhook & { secret: string }>> {
-    return this.store.agentRow() ? ok(this.webhooks.create(input, Date.now())) : this.notFound();
+    return this.store.agentRow() ? this.webhooks.create(input, Date.now()) : this.notFound();
   }
 
   async listWebhooks(): Promise<Result<Webhook[]>> {

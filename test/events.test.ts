@@ -136,6 +136,17 @@ describe('event stream', () => {
     expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
+  it('continues the sequence through an incarnation that recorded no event: deleted again before it ran anything', async () => {
+    const { key, id } = await recreatedAgent(0);
+    expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+    await newAgent(key, { id });
+    for (const intent of ['third-0', 'third-1', 'third-2']) await api(`/v1/agents/${id}/executions`, { key, body: { intent } });
+    // The first agent's client (id 6) gets every event of the third one: its log did not restart at 1.
+    const { frames } = await readFrames(await open(key, id, 6), (f) => f.filter((x) => x.id !== undefined).length >= 9);
+    expect(frames.map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(frames[0]?.data.data.intent).toBe('third-0');
+  });
+
   it('ends the stream of a client that stopped reading once 4 MiB wait for it, and the client resumes from the log', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
@@ -233,6 +244,65 @@ describe('a client gone without its stream being cancelled', () => {
     const after = await live.until((f) => f.filter((e) => e.id !== undefined).length >= 6, 5_000);
     expect(after.frames.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6]);
     await live.cancel();
+  });
+
+  it('lets go of the frames of a stream ended behind once its client has taken nothing of them for a minute', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    type Sub = { backlog(): number; beat(now: number): void };
+    const subscribers = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]);
+    const res = await open(key, id);
+    // The client reads nothing (nor goes): its stream ends behind, past 4 MiB waiting for it.
+    for (let i = 0; i < 6; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes: 1_000_000 } } } })).status).toBe(200);
+    // Those 4 MiB stayed in the object, held for a client that never took them, with nothing
+    // left to let them go (the heartbeat that ends a stalled open stream had stopped with it).
+    const held = await subscribers();
+    expect(held.map((s) => s.backlog() > 4 * 1024 * 1024)).toEqual([true]);
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 61_000);
+    });
+    expect(await subscribers()).toHaveLength(0);
+    // The frames were let go, not sent: the client's stream breaks off without the behind
+    // notice, and it reconnects with the last id it got (nothing is lost: the log has the rest).
+    const { frames, ended } = await readFrames(res, () => false).catch(() => ({ frames: [] as Frame[], ended: true }));
+    expect(ended).toBe(true);
+    expect(frames.some((f) => f.event === 'behind')).toBe(false);
+  });
+
+  it("holds at most 16 MiB unread for all of an agent's streams together, letting go of the ones furthest behind first", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    type Sub = { backlog(): number };
+    const backlogs = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers].map((s) => s.backlog()));
+    // Six clients that read nothing: each stays under its own 4 MiB, but together they held
+    // 24 MB in the object, whose memory every agent of the isolate (any tenant's) shares.
+    const streams = [];
+    for (let i = 0; i < 6; i++) streams.push(await open(key, id));
+    for (let i = 0; i < 4; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes: 1_000_000 } } } })).status).toBe(200);
+    const held = await backlogs();
+    expect(held.reduce((sum, b) => sum + b, 0)).toBeLessThanOrEqual(16 * 1024 * 1024);
+    expect(held.length).toBeGreaterThanOrEqual(3);
+    expect(held.length).toBeLessThan(6);
+    // A client let go finds its stream broken off and resumes from the log, missing nothing.
+    const cut = await Promise.all(streams.map((res) => readFrames(res, () => false, 2_000).catch(() => ({ frames: [] as Frame[], ended: true }))));
+    expect(cut.filter((r) => r.ended)).toHaveLength(6 - held.length);
+    const resumed = await readEvents(await open(key, id, 0), 12);
+    expect(resumed.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+  });
+
+  it('keeps a stream ended behind for a client that reads it: it gets every frame and the behind notice', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    const res = await open(key, id);
+    for (let i = 0; i < 6; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'big', input: { mock: { outputBytes: 1_000_000 } } } })).status).toBe(200);
+    // A heartbeat within the minute leaves it alone.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<{ beat(now: number): void }> } }).events.subscribers]) s.beat(Date.now() + 15_000);
+    });
+    const { frames, ended } = await readFrames(res, () => false);
+    expect(ended).toBe(true);
+    expect(frames.at(-1)?.event).toBe('behind');
+    await eventually(async () => (await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => (instance as { events: { subscribers: Set<unknown> } }).events.subscribers.size)) === 0);
   });
 });
 

@@ -68,6 +68,26 @@ describe('outgoing webhooks', () => {
     }
   });
 
+  it('refuses a webhook past the 20 an agent may have with 409 webhook_limit_reached, and takes one again after a delete', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const made: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const res = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?n=${i}`), events: ['execution.succeeded'] } });
+      expect(res.status).toBe(201);
+      made.push(res.body.id);
+    }
+    // Every terminal execution writes one delivery per webhook, each holding the execution
+    // (output up to 1 MiB), in the transaction of its outcome: without a bound, one agent's
+    // webhooks multiplied every execution's writes and sends without end.
+    const refused = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook?n=20') } });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error).toMatchObject({ code: 'webhook_limit_reached', details: { limit: 20, webhooks: 20 } });
+    expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data).toHaveLength(20);
+    expect((await api(`/v1/agents/${id}/webhooks/${made[0]}`, { key, method: 'DELETE' })).status).toBe(204);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook?n=21') } })).status).toBe(201);
+  });
+
   it('stores an events list with each name once, in the order first given', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

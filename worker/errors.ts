@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   agent_locked: 409,
   guard_failed: 409,
   pool_limit_reached: 409,
+  webhook_limit_reached: 409,
   version_mismatch: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,

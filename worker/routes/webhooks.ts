@@ -20,7 +20,12 @@ export const webhooks = new OpenAPIHono<AppEnv>()
       summary: "Register an endpoint for the agent's events, signed per Standard Webhooks",
       security,
       request: { params: AgentIdParams, ...jsonBody(CreateWebhookBody) },
-      responses: { 201: json(CreatedWebhook, 'the webhook, with its secret (shown only here)'), 404: errorResponse('not_found'), ...commonErrors },
+      responses: {
+        201: json(CreatedWebhook, 'the webhook, with its secret (shown only here)'),
+        404: errorResponse('not_found'),
+        409: errorResponse('webhook_limit_reached: the agent has the 20 webhooks it may have (details.limit, details.webhooks)'),
+        ...commonErrors,
+      },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
