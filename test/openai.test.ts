@@ -339,6 +339,20 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(usage.budget.tokens).toBeLessThanOrEqual(20);
   });
 
+  it("refuses a chat through an agent that a key's token budget cannot reserve whole, as an execution: nothing caps the agent's answer", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+    const id = await newAgent(otherKey);
+    for (const headers of [{}, { 'x-agent-id': id }] as Record<string, string>[]) {
+      const res = await api('/v1/chat/completions', { key, headers, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'How long does shipping take?' }] } });
+      expect(res.status).toBe(429);
+      expect(res.body.error.code).toBe('budget_exhausted');
+    }
+    // As a REST execution of the same turn is.
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'chat', input: { message: 'How long does shipping take?' } } })).status).toBe(429);
+    expect((await api(`/v1/agents/${id}/status`, { key: otherKey })).body.lastExecution).toBeNull();
+    expect((await api('/v1/usage', { key })).body.budget.tokens).toBe(0);
+  });
+
   it("caps a chat whose max_tokens is null (no value) to what a key's token budget reserved, as one that sends none", async () => {
     const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
     await poolFor(otherKey, 'local', [{ id: 'faq', kind: 'builtin' }]);
