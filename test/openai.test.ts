@@ -501,6 +501,17 @@ describe('chat through an agent', () => {
     expect(local.headers.get('x-gateway-upstream')).toBe('builtin');
   });
 
+  it("answers an agent-http back end's string output as the content itself, not as JSON text in quotes", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?outputBytes=12') } });
+    const answer = await client(key).chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'hi' }] });
+    expect(answer.choices[0]?.message.content).toBe('o'.repeat(12));
+    // Any other output is its JSON text, as before.
+    const structured = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?answerBytes=40') } });
+    const json = await client(key).chat.completions.create({ model: `agent:${structured}`, messages: [{ role: 'user', content: 'hi' }] });
+    expect(JSON.parse(json.choices[0]?.message.content ?? 'none')).toHaveProperty('answer');
+  });
+
   it("answers 404 for another tenant's agent", async () => {
     const owner = await newTenant();
     const other = await newTenant();

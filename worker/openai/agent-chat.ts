@@ -27,6 +27,17 @@ export async function chatFingerprint(body: ChatCompletionRequest): Promise<stri
 }
 
 /**
+ * The content of an agent's answer: its output's `reply` (a builtin or openai-chat upstream's),
+ * a string output as it is (an agent-http back end's text used to come quoted, as JSON), else
+ * the output's JSON text.
+ */
+export function answerText(output: unknown): string {
+  if (typeof output === 'string') return output;
+  if (output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string') return output.reply;
+  return JSON.stringify(output) ?? 'null';
+}
+
+/**
  * A chat through an agent's Durable Object: the agent's instructions, its stored history and
  * upstream answer the last user message, and the turn joins the agent's history. A stream
  * delivers the finished answer as SSE. Its usage is what the agent's upstream reported in the
@@ -71,7 +82,7 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
     throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers });
   }
   const output = execution.output;
-  const content = output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
+  const content = answerText(output);
   const id = `chatcmpl-${execution.id}`;
   const model = `agent:${agentId}`;
   const usage = (output && typeof output === 'object' && 'usage' in output ? usageOf(output.usage) : null) ?? estimatedUsage(body.messages, content);
