@@ -512,6 +512,14 @@ describe('chat through an agent', () => {
     expect(JSON.parse(json.choices[0]?.message.content ?? 'none')).toHaveProperty('answer');
   });
 
+  it("names messages as the client's APIError.param when no message is the user's turn", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const refused = await client(key).chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'system', content: 'be brief' }] }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('messages');
+  });
+
   it("answers 404 for another tenant's agent", async () => {
     const owner = await newTenant();
     const other = await newTenant();
@@ -529,7 +537,7 @@ describe('chat through an agent', () => {
     expect(rest.status).toBe(400);
     const res = await api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: long }, { role: 'assistant', content: 'ok' }] } });
     expect(res.status).toBe(400);
-    expect(res.body.error).toMatchObject({ code: 'invalid_request', details: [{ path: ['messages', 0, 'content'] }] });
+    expect(res.body.error).toMatchObject({ code: 'invalid_request', param: 'messages.0.content', details: [{ path: ['messages', 0, 'content'] }] });
     expect(res.headers.get('x-gateway-execution')).toBeNull();
     expect((await api(`/v1/agents/${id}/status`, { key })).body.lastExecution).toBeNull();
     // Earlier turns are the caller's transcript, not the execution's input: only the last user message counts.
