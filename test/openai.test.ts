@@ -365,6 +365,13 @@ describe('OpenAI-compatible endpoint with the official client', () => {
       return res.body.budget.reservedTokens === 0 && res.body;
     });
     expect(usage.budget.tokens).toBeLessThanOrEqual(20);
+    // Nor does a cap that is no number of tokens, which a builtin target used to answer uncapped, past the budget.
+    for (const max_tokens of [-5, 'many']) {
+      const { key: other, otherKey: admin } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+      await poolFor(admin, 'local', [{ id: 'faq', kind: 'builtin' }]);
+      const res = await api('/v1/chat/completions', { key: other, body: { model: 'local', max_tokens, messages: [{ role: 'user', content: 'How long does shipping take?' }] } });
+      expect(res.body.usage.total_tokens, String(max_tokens)).toBeLessThanOrEqual(20);
+    }
   });
 
   it('lists pools and their models', async () => {

@@ -78,9 +78,9 @@ const REVOKED_CHUNK = { error: { message: REVOKED_MESSAGE, type: 'invalid_reques
 /**
  * The chat the targets are asked when a key's token budget caps its answer at `cap`: as sent
  * when it caps itself (a usable max_completion_tokens or max_tokens), else with `max_tokens:
- * cap`. A cap that caps nothing (`null`, which OpenAI takes as no value, and so is no limit) is
- * dropped: left in, a `max_tokens: null` used to keep the key's cap off and let the answer run
- * past what the budget had reserved, and over the budget itself.
+ * cap`. A cap that caps nothing (`null`, which OpenAI takes as no value; `-5` or `"many"`, which
+ * a builtin target read as none) is replaced: left in, it used to keep the key's cap off and let
+ * the answer run past what the budget had reserved, and over the budget itself.
  */
 function withTokenCap(body: ChatCompletionRequest, cap: number | undefined): ChatCompletionRequest {
   if (cap === undefined || completionCap(body as Readonly<Record<string, unknown>>) !== undefined) return body;
