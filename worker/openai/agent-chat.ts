@@ -72,8 +72,9 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
   // REST's advice on a paused agent names its `mode`, which a chat has not: queueing is a REST (or MCP) call.
   if (!reply.ok && reply.code === 'agent_paused') throw new ApiError('agent_paused', `the agent is paused; a chat waits for its answer, so none runs until the agent is resumed (work can be queued with POST /v1/agents/{id}/executions, mode "async")`);
   const { execution, replayed } = unwrap(reply);
-  // A replay called no upstream: the key's budgets are given back, as for a REST execution's.
-  if (replayed) noteWork(c, 'replayed');
+  // Counted even when it then answers a 4xx (a turn cancelled while it ran: 409), as a REST
+  // execution is; it used to be given back as a refusal. A replay called no upstream: given back.
+  noteWork(c, replayed ? 'replayed' : 'started');
   const upstream = gatewayUpstream(execution.upstream);
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (replayed) headers['idempotent-replayed'] = 'true';
