@@ -683,6 +683,18 @@ describe("the official client's own retries", () => {
     expect(failed.headers.get('x-should-retry')).toBeNull();
   });
 
+  it('are not spent on a keyed chat turn that failed, which its Idempotency-Key answers alike every time', async () => {
+    const { key } = await newTenant();
+    // A failure another attempt may get past, without a key: the client's retries are what help it.
+    const flaky = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?failStatus=503') } });
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: `agent:${flaky}`, messages: [{ role: 'user', content: 'hello' }] }, { headers: { 'Idempotency-Key': 'keyed-failure' } }), 15_000);
+    expect(refused).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(sent.count).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect((await api(`/v1/agents/${flaky}/executions`, { key })).body.data).toHaveLength(1);
+  });
+
   it('never run a chat turn cancelled while its caller waited a second time', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'slow', [chatTarget(`cx${Date.now()}`, 'delayMs=1500')]);

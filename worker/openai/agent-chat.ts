@@ -80,7 +80,10 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
   if (replayed) headers['idempotent-replayed'] = 'true';
   if (execution.status !== 'succeeded') {
     const failure = syncFailure(execution, replayed);
-    throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers });
+    // Under a key the same request is answered this record for as long as the key is kept: the
+    // official client's retries (of a 5xx, by default) would only fetch it again.
+    const final: Record<string, string> = idempotencyKey === undefined ? {} : { 'x-should-retry': 'false' };
+    throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers, ...final });
   }
   const output = execution.output;
   const content = answerText(output);

@@ -38,7 +38,7 @@ const GatewayHeaders = z.object({
 
 const FailedHeaders = GatewayHeaders.extend({
   'x-should-retry': z.enum(['false']).optional().openapi({
-    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB), or, through an agent, one whose execution it did not retry (`error.retryable: false`: an agent-http back end may have done the work): OpenAI's clients, which retry a 502 or 504 by default, obey it",
+    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB), or, through an agent, one whose execution it did not retry (`error.retryable: false`: an agent-http back end may have done the work), or a turn sent with an Idempotency-Key, which answers this failure to every retry: OpenAI's clients, which retry a 502 or 504 by default, obey it",
   }),
   'Retry-After': z.string().regex(/^\d+$/).optional().openapi({
     description: 'when every attempt was a target asking to wait (a 429 or 503 with Retry-After): seconds until the soonest of them said it would take traffic again (at most 300)',
