@@ -79,9 +79,10 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
   const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
   if (replayed) headers['idempotent-replayed'] = 'true';
   if (execution.status !== 'succeeded') {
-    const failure = syncFailure(execution, replayed);
     // Under a key the same request is answered this record for as long as the key is kept: the
-    // official client's retries (of a 5xx, by default) would only fetch it again.
+    // official client's retries (of a 5xx, by default) would only fetch it again, and a lock's
+    // "retry shortly" (Retry-After) is advice for a new key, which the replay's message gives.
+    const failure = syncFailure(execution, replayed || idempotencyKey !== undefined);
     const final: Record<string, string> = idempotencyKey === undefined ? {} : { 'x-should-retry': 'false' };
     throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers, ...final });
   }
