@@ -282,7 +282,7 @@ describe('edge router', () => {
   it("documents the gateway's response headers of chat completions", async () => {
     const doc = (await api('/openapi.json')).body;
     const { responses } = doc.paths['/v1/chat/completions'].post;
-    expect(routeHeaders(responses['200'].headers)).toEqual(['age', 'cf-cache-status', 'x-gateway-attempts', 'x-gateway-cache', 'x-gateway-execution', 'x-gateway-upstream']);
+    expect(routeHeaders(responses['200'].headers)).toEqual(['age', 'cf-cache-status', 'idempotent-replayed', 'x-gateway-attempts', 'x-gateway-cache', 'x-gateway-execution', 'x-gateway-upstream']);
     expect(responses['200'].headers['x-gateway-cache'].schema.enum).toEqual(['HIT', 'MISS', 'BYPASS']);
     expect(responses['200'].headers['x-gateway-attempts'].required).toBe(true);
     for (const status of ['502', '504']) expect(Object.keys(responses[status].headers)).toEqual(expect.arrayContaining(['x-gateway-upstream', 'x-gateway-attempts']));

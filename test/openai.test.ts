@@ -366,6 +366,41 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect(usage.budget.tokens).toBeLessThanOrEqual(20);
   });
 
+  it("refuses a chat through an agent that a key's token budget cannot reserve whole, as an execution: nothing caps the agent's answer", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+    const id = await newAgent(otherKey);
+    for (const headers of [{}, { 'x-agent-id': id }] as Record<string, string>[]) {
+      const res = await api('/v1/chat/completions', { key, headers, body: { model: `agent:${id}`, messages: [{ role: 'user', content: 'How long does shipping take?' }] } });
+      expect(res.status).toBe(429);
+      expect(res.body.error.code).toBe('budget_exhausted');
+    }
+    // As a REST execution of the same turn is.
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'chat', input: { message: 'How long does shipping take?' } } })).status).toBe(429);
+    expect((await api(`/v1/agents/${id}/status`, { key: otherKey })).body.lastExecution).toBeNull();
+    expect((await api('/v1/usage', { key })).body.budget.tokens).toBe(0);
+  });
+
+  it("caps a chat whose max_tokens is null (no value) to what a key's token budget reserved, as one that sends none", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+    await poolFor(otherKey, 'local', [{ id: 'faq', kind: 'builtin' }]);
+    // null is no cap (the client's types allow it): the key's cap applies, as to a chat without max_tokens.
+    const cut = await client(key).chat.completions.create({ model: 'local', max_tokens: null, max_completion_tokens: null, messages: [{ role: 'user', content: 'How long does shipping take?' }] });
+    expect(cut.choices[0]?.finish_reason).toBe('length');
+    expect(cut.usage?.total_tokens).toBeLessThanOrEqual(20);
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.budget.reservedTokens === 0 && res.body;
+    });
+    expect(usage.budget.tokens).toBeLessThanOrEqual(20);
+    // Nor does a cap that is no number of tokens, which a builtin target used to answer uncapped, past the budget.
+    for (const max_tokens of [-5, 'many']) {
+      const { key: other, otherKey: admin } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+      await poolFor(admin, 'local', [{ id: 'faq', kind: 'builtin' }]);
+      const res = await api('/v1/chat/completions', { key: other, body: { model: 'local', max_tokens, messages: [{ role: 'user', content: 'How long does shipping take?' }] } });
+      expect(res.body.usage.total_tokens, String(max_tokens)).toBeLessThanOrEqual(20);
+    }
+  });
+
   it('lists pools and their models', async () => {
     const { key } = await newTenant();
     await poolFor(key, 'chat', [chatTarget('x1'), chatTarget('x2', 'ok', { model: 'big' })]);
@@ -424,6 +459,19 @@ describe('OpenAI-compatible endpoint with the official client', () => {
       expect(res.body.error.code, model).toBe('invalid_request');
       expect(res.body.error.details, model).toEqual([expect.objectContaining({ path: ['model'] })]);
     }
+  });
+
+  it('refuses "agent:<id>" whose id no agent can have (a slash, a space, over 64 characters) as 400 at model, not 404', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    for (const model of ['agent:a/b', `agent:${id}/x`, 'agent:a b', `agent:${'a'.repeat(65)}`]) {
+      for (const headers of [{}, { 'x-agent-id': id }] as Record<string, string>[]) {
+        const res = await api('/v1/chat/completions', { key, headers, body: { model, messages: [{ role: 'user', content: 'x' }] } });
+        expect(res.status, model).toBe(400);
+        expect(res.body.error, model).toMatchObject({ code: 'invalid_request', param: 'model', details: [expect.objectContaining({ path: ['model'] })] });
+      }
+    }
+    expect((await api(`/v1/agents/${id}/status`, { key })).body.lastExecution).toBeNull();
   });
 
   it('takes null for stream and temperature, as OpenAI does and the client\'s types allow, null being no value', async () => {
@@ -487,6 +535,25 @@ describe('chat through an agent', () => {
     expect(local.headers.get('x-gateway-upstream')).toBe('builtin');
   });
 
+  it("answers an agent-http back end's string output as the content itself, not as JSON text in quotes", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?outputBytes=12') } });
+    const answer = await client(key).chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'user', content: 'hi' }] });
+    expect(answer.choices[0]?.message.content).toBe('o'.repeat(12));
+    // Any other output is its JSON text, as before.
+    const structured = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?answerBytes=40') } });
+    const json = await client(key).chat.completions.create({ model: `agent:${structured}`, messages: [{ role: 'user', content: 'hi' }] });
+    expect(JSON.parse(json.choices[0]?.message.content ?? 'none')).toHaveProperty('answer');
+  });
+
+  it("names messages as the client's APIError.param when no message is the user's turn", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const refused = await client(key).chat.completions.create({ model: `agent:${id}`, messages: [{ role: 'system', content: 'be brief' }] }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('messages');
+  });
+
   it("answers 404 for another tenant's agent", async () => {
     const owner = await newTenant();
     const other = await newTenant();
@@ -504,12 +571,66 @@ describe('chat through an agent', () => {
     expect(rest.status).toBe(400);
     const res = await api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: long }, { role: 'assistant', content: 'ok' }] } });
     expect(res.status).toBe(400);
-    expect(res.body.error).toMatchObject({ code: 'invalid_request', details: [{ path: ['messages', 0, 'content'] }] });
+    expect(res.body.error).toMatchObject({ code: 'invalid_request', param: 'messages.0.content', details: [{ path: ['messages', 0, 'content'] }] });
     expect(res.headers.get('x-gateway-execution')).toBeNull();
     expect((await api(`/v1/agents/${id}/status`, { key })).body.lastExecution).toBeNull();
     // Earlier turns are the caller's transcript, not the execution's input: only the last user message counts.
     const fits = await api('/v1/chat/completions', { key, body: { model: `agent:${id}`, messages: [{ role: 'user', content: long }, { role: 'user', content: 'hello' }] } });
     expect(fits.status).toBe(200);
+  });
+});
+
+describe('a chat through an agent with an Idempotency-Key', () => {
+  const turn = (key: string, id: string, content: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}) =>
+    api('/v1/chat/completions', { key, headers, body: { model: `agent:${id}`, messages: [{ role: 'user', content }], ...extra } });
+
+  it('runs the turn once: the same key and body replay its answer, another body is 422, as REST executions do', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const headers = { 'idempotency-key': 'turn-1' };
+    const first = await turn(key, id, 'When are you open?', headers);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const again = await turn(key, id, 'When are you open?', headers);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
+    expect(again.body.choices).toEqual(first.body.choices);
+    // Streamed or not is how the answer is delivered, not another turn.
+    const streamed = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ model: `agent:${id}`, messages: [{ role: 'user', content: 'When are you open?' }], stream: true }),
+    });
+    expect(streamed.status).toBe(200);
+    expect(streamed.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
+    expect(await streamed.text()).toContain('Monday to Friday');
+    const other = await turn(key, id, 'Something else', headers);
+    expect(other.status).toBe(422);
+    expect(other.body.error.code).toBe('idempotency_key_reused');
+    // One turn ran and joined the history once.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toHaveLength(1);
+    expect((await api(`/v1/agents/${id}/status`, { key })).body.contextVersion).toBe(1);
+    // The key is the agent's, whichever face used it first: a REST execution under it is another request.
+    const rest = await api(`/v1/agents/${id}/executions`, { key, headers, body: { intent: 'chat', input: { message: 'When are you open?' } } });
+    expect(rest.status).toBe(422);
+    // Without a key every turn is a new one, as before.
+    expect((await turn(key, id, 'When are you open?')).headers.get('x-gateway-execution')).not.toBe(first.headers.get('x-gateway-execution'));
+  });
+
+  it("answers a keyed turn's replay when the key's budget is used up, and refuses a new one", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { requests: 1, period: 'day' } });
+    const id = await newAgent(otherKey);
+    const headers = { 'idempotency-key': 'paid-once' };
+    const first = await turn(key, id, 'hello', headers);
+    expect(first.status).toBe(200);
+    const replay = await turn(key, id, 'hello', headers);
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    const refused = await turn(key, id, 'hello', { 'idempotency-key': 'a-new-one' });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('budget_exhausted');
   });
 });
 
@@ -587,6 +708,18 @@ describe("the official client's own retries", () => {
     const failed = await api('/v1/chat/completions', { key, body: { model: `agent:${flaky}`, messages: [{ role: 'user', content: 'hello' }] } });
     expect(failed.status).toBe(502);
     expect(failed.headers.get('x-should-retry')).toBeNull();
+  });
+
+  it('are not spent on a keyed chat turn that failed, which its Idempotency-Key answers alike every time', async () => {
+    const { key } = await newTenant();
+    // A failure another attempt may get past, without a key: the client's retries are what help it.
+    const flaky = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?failStatus=503') } });
+    const { sent, openai } = retrying(key);
+    const refused = await settled(openai.chat.completions.create({ model: `agent:${flaky}`, messages: [{ role: 'user', content: 'hello' }] }, { headers: { 'Idempotency-Key': 'keyed-failure' } }), 15_000);
+    expect(refused).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(sent.count).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect((await api(`/v1/agents/${flaky}/executions`, { key })).body.data).toHaveLength(1);
   });
 
   it('never run a chat turn cancelled while its caller waited a second time', async () => {

@@ -87,11 +87,23 @@ async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, li
   // Hono caches the text, so the route's validator reads the same body again.
   const text = await c.req.text();
   if (kind === 'execution') return estimateExecutionTokens(text);
+  let body: unknown = null;
   try {
-    return estimateChatTokens(JSON.parse(text));
+    body = JSON.parse(text);
   } catch {
-    return estimateChatTokens(null);
+    /* the route answers its parse error */
   }
+  const estimate = estimateChatTokens(body);
+  // Through an agent its run makes its own request, which no max_tokens of the gateway's caps:
+  // as an execution's, the reservation must fit whole (shrunk, the answer used to run past it and the budget).
+  return chatThroughAgent(c, body) ? { ...estimate, least: estimate.tokens } : estimate;
+}
+
+/** Whether a chat runs through an agent (`x-agent-id`, or model `agent:<id>`) rather than a pool. */
+function chatThroughAgent(c: Context<AppEnv>, body: unknown): boolean {
+  if (c.req.header('x-agent-id') !== undefined) return true;
+  const model = typeof body === 'object' && body !== null ? (body as { model?: unknown }).model : undefined;
+  return typeof model === 'string' && model.startsWith('agent:');
 }
 
 export interface KeyLimitsOptions {

@@ -12,12 +12,13 @@ import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 export function agentTurnInput(messages: ChatCompletionRequest['messages']): { message: string } {
   const index = messages.findLastIndex((m) => m.role === 'user');
   const last = messages[index];
-  if (!last) throw new ApiError('invalid_request', 'messages need a user message', [{ path: ['messages'], message: 'no message with role "user"' }]);
+  // Issues as validation's (with a `code`), so the envelope's `param` names the field, as README promises.
+  if (!last) throw new ApiError('invalid_request', 'messages need a user message', [{ path: ['messages'], message: 'no message with role "user"', code: 'custom' }]);
   const input = { message: contentText(last.content) };
   const problem = jsonLimitProblem(input, { maxBytes: MAX_INPUT_BYTES });
   if (problem !== null) {
     const message = `the last user message is the agent's execution input, bounded as every execution's is: ${problem}`;
-    throw new ApiError('invalid_request', message, [{ path: ['messages', index, 'content'], message }]);
+    throw new ApiError('invalid_request', message, [{ path: ['messages', index, 'content'], message, code: 'custom' }]);
   }
   return input;
 }

@@ -1,33 +1,30 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
-import type { AppEnv } from '../env';
-import { ApiError, unwrap } from '../errors';
-import { newId } from '../lib/ids';
-import { callAgent, requireAgent } from '../agents/registry';
-import { syncFailure } from '../agents/operations';
+import { ApiError } from '../errors';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
-import { agentTurnInput } from '../openai/agent-turn';
+import { agentChat } from '../openai/agent-chat';
 import { proxyChat } from '../openai/chat-proxy';
-import { SSE_HEADERS, completion, completionStream, sseEvent } from '../openai/completions';
-import { answerWhileKeyValid, keyBoundStream, REVOKED_MESSAGE } from '../auth/key-watch';
+import { sseEvent } from '../openai/completions';
+import { keyBoundStream, REVOKED_MESSAGE } from '../auth/key-watch';
 import { cachedChat, chatCacheKey, storeChat } from '../openai/response-cache';
 import { loadPoolRuntime } from '../pools/runtime';
 import { allPools, getPool } from '../pools/store';
-import { ErrorBody } from '../schemas/common';
+import { ErrorBody, IdempotencyKey } from '../schemas/common';
 import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from '../schemas/openai';
 import { POOL_NAME } from '../schemas/pool';
 import type { StoredPool } from '../schemas/pool';
 import { outboundPolicy } from '../upstream/outbound-guard';
-import { gatewayUpstream } from '../upstream/pool';
 import { retryAfterSeconds } from '../upstream/resume-times';
 import { commonErrors, errorResponse, json, jsonBody, LockedRetryAfter, security } from './openapi';
 import { router } from './router';
-import { noteWork, startedWork } from '../limits/work';
-import { estimatedUsage, usageOf, wantsStreamUsage, type ChatUsage } from '../limits/usage';
+import { noteWork } from '../limits/work';
+import { completionCap, type ChatUsage } from '../limits/usage';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
   'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'cache this response for N seconds (0: bypass)' }),
+  'idempotency-key': IdempotencyKey.optional().openapi({
+    description: "through an agent: the same key for the same agent answers the first turn's execution (Idempotent-Replayed: true) and never runs it twice; another chat under it is 422 idempotency_key_reused. A chat to a pool ignores it",
+  }),
 });
 
 const GatewayHeaders = z.object({
@@ -41,7 +38,7 @@ const GatewayHeaders = z.object({
 
 const FailedHeaders = GatewayHeaders.extend({
   'x-should-retry': z.enum(['false']).optional().openapi({
-    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB), or, through an agent, one whose execution it did not retry (`error.retryable: false`: an agent-http back end may have done the work): OpenAI's clients, which retry a 502 or 504 by default, obey it",
+    description: "`false` when the gateway stopped at a failure every attempt would meet again (a target's redirect, a reply over 4 MiB), or, through an agent, one whose execution it did not retry (`error.retryable: false`: an agent-http back end may have done the work), or a turn sent with an Idempotency-Key, which answers this failure to every retry: OpenAI's clients, which retry a 502 or 504 by default, obey it",
   }),
   'Retry-After': z.string().regex(/^\d+$/).optional().openapi({
     description: 'when every attempt was a target asking to wait (a 429 or 503 with Retry-After): seconds until the soonest of them said it would take traffic again (at most 300)',
@@ -55,6 +52,7 @@ const CompletionHeaders = GatewayHeaders.extend({
   // A HIT is the runtime cache's stored response, which comes back with these two of its own.
   age: z.string().regex(/^\d+$/).optional().openapi({ description: 'a HIT: seconds since the completion was stored (set by the runtime\'s cache)' }),
   'cf-cache-status': z.string().optional().openapi({ description: 'a HIT: the runtime cache\'s own status' }),
+  'idempotent-replayed': z.enum(['true']).optional().openapi({ description: "through an agent: present when this is the recorded answer to an earlier chat with the same Idempotency-Key" }),
 });
 
 /**
@@ -78,6 +76,20 @@ const orPassedThrough = (status: number, response: { description: string; header
 const REVOKED_CHUNK = { error: { message: REVOKED_MESSAGE, type: 'invalid_request_error', code: 'unauthorized' } };
 
 /**
+ * The chat the targets are asked when a key's token budget caps its answer at `cap`: as sent
+ * when it caps itself (a usable max_completion_tokens or max_tokens), else with `max_tokens:
+ * cap`. A cap that caps nothing (`null`, which OpenAI takes as no value; `-5` or `"many"`, which
+ * a builtin target read as none) is replaced: left in, it used to keep the key's cap off and let
+ * the answer run past what the budget had reserved, and over the budget itself.
+ */
+function withTokenCap(body: ChatCompletionRequest, cap: number | undefined): ChatCompletionRequest {
+  if (cap === undefined || completionCap(body as Readonly<Record<string, unknown>>) !== undefined) return body;
+  const capped: ChatCompletionRequest = { ...body, max_tokens: cap };
+  delete capped.max_completion_tokens;
+  return capped;
+}
+
+/**
  * Seconds to cache a completion for: what the request asks (it may ask for any request but a
  * stream), else the pool's setting for deterministic requests (temperature 0, not streamed).
  */
@@ -86,49 +98,6 @@ function cacheTtl(requested: number | undefined, poolTtl: number | undefined, bo
   if (requested !== undefined) return requested;
   if (poolTtl === undefined || body.temperature == null || body.temperature > 0) return 0;
   return poolTtl;
-}
-
-/**
- * A chat through an agent's Durable Object: the agent's instructions, its stored history and
- * upstream answer the last user message, and the turn joins the agent's history. A stream
- * delivers the finished answer as SSE. Its usage is what the agent's upstream reported in the
- * execution's output (an openai-chat upstream records it there), else the estimate the key's
- * reservation uses: the gateway wrote this answer, so no model's usage comes with it.
- */
-async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatCompletionRequest): Promise<Response> {
-  const { tenantId } = c.get('principal');
-  const route = await requireAgent(c.env, tenantId, agentId);
-  const input = agentTurnInput(body.messages);
-  // Named here, so a retried delivery finds the execution rather than running it twice.
-  const executionId = newId('ex');
-  let deliveries = 0;
-  const call = callAgent(c.env, tenantId, agentId, route, (stub) =>
-    stub.execute({ intent: 'chat', input, mode: 'sync', executionId, fingerprint: 'chat', freshKey: deliveries++ === 0 }),
-  { retry: true });
-  // Streamed or not, the answer waits for the execution; a key revoked meanwhile gets none of
-  // it (the execution goes on, in the agent's history like the others).
-  const reply = await answerWhileKeyValid(c.env.DB, c.get('principal').keyId, call, { executionId }).catch((error: unknown) => {
-    if (startedWork(error)) noteWork(c, 'started'); // a 401 gives the budget back, but this one's execution runs
-    throw error;
-  });
-  if (!reply.ok && startedWork(ApiError.from(reply))) noteWork(c, 'started'); // deleted while it ran: a 404 that counts
-  // REST's advice on a paused agent names its `mode`, which a chat has not: queueing is a REST (or MCP) call.
-  if (!reply.ok && reply.code === 'agent_paused') throw new ApiError('agent_paused', `the agent is paused; a chat waits for its answer, so none runs until the agent is resumed (work can be queued with POST /v1/agents/{id}/executions, mode "async")`);
-  const { execution } = unwrap(reply);
-  const upstream = gatewayUpstream(execution.upstream);
-  const headers: Record<string, string> = { 'x-gateway-attempts': String(execution.attempts), 'x-gateway-execution': execution.id, ...(upstream !== undefined && { 'x-gateway-upstream': upstream }) };
-  if (execution.status !== 'succeeded') {
-    const failure = syncFailure(execution);
-    throw new ApiError(failure.code, failure.message, failure.details, { ...failure.headers, ...headers });
-  }
-  const output = execution.output;
-  const content = output && typeof output === 'object' && 'reply' in output && typeof output.reply === 'string' ? output.reply : JSON.stringify(output);
-  const id = `chatcmpl-${execution.id}`;
-  const model = `agent:${agentId}`;
-  const usage = (output && typeof output === 'object' && 'usage' in output ? usageOf(output.usage) : null) ?? estimatedUsage(body.messages, content);
-  c.set('tokensUsed', usage.total_tokens);
-  if (body.stream) return new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined), { status: 200, headers: { ...SSE_HEADERS, ...headers } });
-  return Response.json(completion(id, model, content, usage, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
 }
 
 export const openai = router()
@@ -143,6 +112,7 @@ export const openai = router()
       responses: {
         200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
         409: { ...errorResponse('through an agent: execution_cancelled (cancelled while it ran), agent_paused, or agent_locked (a transaction held the context its answer patched; with Retry-After)'), headers: GatewayHeaders.partial().extend({ 'Retry-After': LockedRetryAfter }) },
+        422: errorResponse('through an agent: idempotency_key_reused (same Idempotency-Key, another chat)'),
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: FailedHeaders },
         504: { ...errorResponse('upstream_timeout'), headers: FailedHeaders.omit({ 'Retry-After': true }) },
         ...commonErrors,
@@ -166,10 +136,7 @@ export const openai = router()
       const agentId = headers['x-agent-id'] ?? (body.model.startsWith('agent:') ? body.model.slice('agent:'.length) : undefined);
       // The key's budget is used up: only a response-cache hit may answer (limits middleware).
       const refusal = c.get('replayOnly');
-      if (agentId !== undefined) {
-        if (refusal) throw refusal;
-        return agentChat(c, agentId, body);
-      }
+      if (agentId !== undefined) return agentChat(c, agentId, body, headers['idempotency-key']);
   
       const { tenantId } = c.get('principal');
       const slash = body.model.indexOf('/');
@@ -180,7 +147,7 @@ export const openai = router()
   
       // The key's token budget could not reserve the default completion: ask for no more.
       const cap = c.get('completionTokenCap');
-      const asked = cap === undefined || body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? body : { ...body, max_tokens: cap };
+      const asked = withTokenCap(body, cap);
       const ttl = cacheTtl(headers['x-gateway-cache-ttl'], runtime.pool.cache?.ttlSeconds, body);
       // Keyed on what the targets are asked: an answer cut short by a key's cap is no answer to the request uncapped.
       const cacheKey = ttl > 0 ? await chatCacheKey(tenantId, runtime.pool, asked) : null;

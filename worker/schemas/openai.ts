@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { boundedDepth } from './common';
+import { AgentId, boundedDepth } from './common';
 
 const ContentPart = z.looseObject({ type: z.string().max(64) });
 
@@ -22,6 +22,10 @@ export const ChatCompletionRequest = boundedDepth(
       .max(256)
       // An empty part would reach a target as model "" or look up agent "": neither names anything.
       .refine((m) => !m.endsWith('/') && !m.startsWith('/') && m !== 'agent:', { message: 'a model is "<pool>", "<pool>/<model>" or "agent:<agent id>", with no part empty' })
+      // An agent id no agent can have (a slash, a space, too long) is a malformed name, not an agent not found.
+      .refine((m) => m === 'agent:' || !m.startsWith('agent:') || AgentId.safeParse(m.slice('agent:'.length)).success, {
+        message: 'the agent id of "agent:<agent id>" is 1-64 characters of a-z, A-Z, 0-9, _ and -',
+      })
       .openapi({ description: '"<pool>", "<pool>/<model>" or "agent:<agent id>"' }),
     messages: z.array(ChatMessage).min(1).max(2_000),
     // OpenAI takes null for its optional parameters as their absence, and the official client's
