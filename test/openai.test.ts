@@ -619,6 +619,20 @@ describe('a chat through an agent with an Idempotency-Key', () => {
     expect((await turn(key, id, 'When are you open?')).headers.get('x-gateway-execution')).not.toBe(first.headers.get('x-gateway-execution'));
   });
 
+  it('checks the key only where it is used: a malformed one is 400 through an agent, while a chat to a pool takes any header as before', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    await poolFor(key, 'chat', [chatTarget(`k${Date.now()}`)]);
+    for (const bad of ['x'.repeat(256), 'hook:h_1:msg_1']) {
+      const refused = await turn(key, id, 'hello', { 'idempotency-key': bad });
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'invalid_request', param: 'idempotency-key' });
+      const pool = await api('/v1/chat/completions', { key, headers: { 'idempotency-key': bad }, body: { model: 'chat', messages: [{ role: 'user', content: 'hello' }] } });
+      expect(pool.status).toBe(200);
+    }
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toEqual([]);
+  });
+
   it("answers a keyed turn's replay when the key's budget is used up, and refuses a new one", async () => {
     const { key, otherKey } = await limitedKey({ budget: { requests: 1, period: 'day' } });
     const id = await newAgent(otherKey);

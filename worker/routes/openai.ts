@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { ApiError } from '../errors';
+import { ApiError, validationError } from '../errors';
 import { callerRegionTags, type GeoHints } from '../agents/placement';
 import { agentChat } from '../openai/agent-chat';
 import { proxyChat } from '../openai/chat-proxy';
@@ -22,10 +22,14 @@ import { completionCap, type ChatUsage } from '../limits/usage';
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
   'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'cache this response for N seconds (0: bypass)' }),
-  'idempotency-key': IdempotencyKey.optional().openapi({
-    description: "through an agent: the same key for the same agent answers the first turn's execution (Idempotent-Replayed: true) and never runs it twice; another chat under it is 422 idempotency_key_reused. A chat to a pool ignores it",
+  // Checked where it is used (AgentChatKey): a chat to a pool ignores it, as it always has.
+  'idempotency-key': z.string().optional().openapi({
+    description:
+      "through an agent: the same key for the same agent answers the first turn's execution (Idempotent-Replayed: true) and never runs it twice; another chat under it is 422 idempotency_key_reused; 1–255 printable ASCII characters without spaces, not beginning hook: (400 otherwise). A chat to a pool ignores it",
   }),
 });
+
+const AgentChatKey = z.object({ 'idempotency-key': IdempotencyKey.optional() });
 
 const GatewayHeaders = z.object({
   'x-gateway-upstream': z.string().optional().openapi({
@@ -136,7 +140,11 @@ export const openai = router()
       const agentId = headers['x-agent-id'] ?? (body.model.startsWith('agent:') ? body.model.slice('agent:'.length) : undefined);
       // The key's budget is used up: only a response-cache hit may answer (limits middleware).
       const refusal = c.get('replayOnly');
-      if (agentId !== undefined) return agentChat(c, agentId, body, headers['idempotency-key']);
+      if (agentId !== undefined) {
+        const key = AgentChatKey.safeParse({ 'idempotency-key': headers['idempotency-key'] });
+        if (!key.success) throw validationError(key.error);
+        return agentChat(c, agentId, body, key.data['idempotency-key']);
+      }
   
       const { tenantId } = c.get('principal');
       const slash = body.model.indexOf('/');
