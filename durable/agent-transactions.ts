@@ -151,6 +151,14 @@ export class AgentTransactions {
     return held;
   }
 
+  /**
+   * Whether a deletion is under way: it awaits a flush (and its charges) before it wipes the
+   * storage, and work accepted meanwhile would be answered, even run upstream, then wiped.
+   */
+  closedForDelete(): boolean {
+    return this.deleting > 0;
+  }
+
   /** A deletion that found no lock is over (the agent is gone; a new one may take part again). */
   reopen(): void {
     this.deleting = Math.max(0, this.deleting - 1);

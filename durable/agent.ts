@@ -171,7 +171,7 @@ export class AgentDO extends DurableObject<Env> {
   async execute(request: ExecuteInput): Promise<Result<ExecuteResult>> {
     // Fitted before the lookup: asking the key's limiter awaits, and nothing may await between the lookup and the insert.
     const charge = request.charge && (await this.charges.fitExecution(request.charge, this.store, request));
-    const row = this.store.agentRow();
+    const row = this.tx.closedForDelete() ? undefined : this.store.agentRow(); // a deletion under way would wipe it
     if (!row) return this.notFound();
     const agentId = this.store.config(row).id;
     // No await from the lookup to the insert: concurrent deliveries of one call (or requests with one key) cannot
@@ -245,7 +245,7 @@ export class AgentDO extends DurableObject<Env> {
   // --- Agent2Agent (durable/a2a.ts): one JSON-RPC request, the caller authenticated and A2A-Version checked by the edge ---
 
   async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
-    const row = this.store.agentRow();
+    const row = this.tx.closedForDelete() ? undefined : this.store.agentRow();
     return row ? withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted)) : this.notFound();
   }
 

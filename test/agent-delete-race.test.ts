@@ -1,7 +1,7 @@
-import { env } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
-import { api, newAgent, newTenant, uniqueId } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 const app = createApp();
 const registryRow = (tenantId: string, id: string) =>
@@ -92,5 +92,47 @@ describe('an agent object left holding an agent no registry row names', () => {
     expect(batch.status).toBe(200);
     expect(batch.body.results).toMatchObject([{ id, status: 201 }]);
     expect((await api(`/v1/agents/${id}`, { key })).body).toMatchObject({ id, name: 'Batched' });
+  });
+});
+
+describe('work sent to an agent while its DELETE is under way', () => {
+  it('is refused 404 and never runs: no 202 for an execution the deletion then wipes, no upstream call', async () => {
+    const { key, tenantId } = await newTenant();
+    const target = uniqueId('deleting');
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) }, concurrency: 3 });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    // A slow projection stage (D1 slow to answer): the DELETE waits for the flush in flight,
+    // and requests reach the object meanwhile.
+    let handedOver = 0;
+    type Sink = { write(rows: readonly unknown[]): Promise<unknown> };
+    await runInDurableObject(stub, (instance) => {
+      const background = (instance as unknown as { background: { projection: (tenant: string, config: unknown) => Sink } }).background;
+      const real = background.projection;
+      background.projection = (tenant, config) => {
+        const sink = real(tenant, config);
+        return { write: async (rows) => { handedOver++; await new Promise((resolve) => setTimeout(resolve, 600)); return sink.write(rows); } };
+      };
+    });
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(async () => handedOver > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const body = (intent: string, mode: 'sync' | 'async') => ({ intent, input: { mock: { delayMs: 50 } }, mode });
+    const [queued, waited, sent] = await Promise.all([
+      api(`/v1/agents/${id}/executions`, { key, body: body('during-async', 'async') }),
+      api(`/v1/agents/${id}/executions`, { key, body: body('during-sync', 'sync'), headers: { 'idempotency-key': 'during' } }),
+      api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } }),
+    ]);
+    expect((await deleted).status).toBe(204);
+    expect(queued.status).toBe(404);
+    expect(waited.status).toBe(404);
+    expect(queued.body.error.code).toBe('not_found');
+    // A2A answers as for an agent that is gone (as it is once the DELETE has answered).
+    const after = await api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } } }, headers: { 'a2a-version': '1.0' } });
+    expect(sent.status).toBe(after.status);
+    expect(sent.body.error.code).toBe(after.body.error.code);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(counts[target] ?? 0).toBe(0);
   });
 });

@@ -1,4 +1,4 @@
-import { env, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { interceptAgentSql } from './support/agent-sql';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant, type ApiResponse } from './support/api';
@@ -69,6 +69,63 @@ describe('cancel', () => {
       events: state.storage.sql.exec<{ type: string }>("SELECT type FROM events WHERE type IN ('execution.succeeded', 'execution.cancelled')").toArray().map((e) => e.type),
     }));
     expect(written).toEqual({ history: 0, events: ['execution.cancelled'] });
+  });
+
+  it('races cancels against completions: each ends once, as the cancel\'s answer says, with one terminal event', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() }, concurrency: 8 });
+    const rounds = await Promise.all(Array.from({ length: 16 }, async (_, i) => {
+      const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'race', input: { mock: { delayMs: 20 + (i % 4) * 10, contextPatch: { [`k${i}`]: i } } }, mode: 'async' } });
+      await new Promise((resolve) => setTimeout(resolve, 10 + (i % 5) * 10));
+      const cancel = await api(`/v1/agents/${id}/executions/${exec.body.id}/cancel`, { key, method: 'POST' });
+      return { id: exec.body.id as string, cancel, i };
+    }));
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    let succeeded = 0;
+    const context = (await api(`/v1/agents/${id}/context`, { key })).body.data as Record<string, unknown>;
+    for (const { id: executionId, cancel, i } of rounds) {
+      expect([200, 409]).toContain(cancel.status);
+      const final = await eventually(async () => {
+        const got = await api(`/v1/agents/${id}/executions/${executionId}`, { key });
+        return ['succeeded', 'failed', 'cancelled'].includes(got.body.status) && got.body;
+      });
+      if (cancel.status === 200) {
+        expect(final).toMatchObject({ status: 'cancelled' });
+        expect(final).not.toHaveProperty('output');
+        expect(context).not.toHaveProperty(`k${i}`);
+      } else {
+        expect(cancel.body.error.code).toBe('already_finished');
+        expect(final.status).toBe('succeeded');
+        expect(context).toHaveProperty(`k${i}`, i);
+        succeeded++;
+      }
+      const terminal = await runInDurableObject(stub, (_instance, state) =>
+        state.storage.sql.exec<{ type: string }>("SELECT type FROM events WHERE type IN ('execution.succeeded', 'execution.failed', 'execution.cancelled') AND data LIKE ?", `%${executionId}%`).toArray().map((e) => e.type));
+      expect(terminal).toEqual([`execution.${final.status}`]);
+    }
+    const history = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM history').one().n);
+    expect(history).toBe(succeeded * 2);
+    const status = await api(`/v1/agents/${id}/status`, { key });
+    expect(status.body).toMatchObject({ running: 0, queued: 0 });
+  });
+
+  it('cancels an execution orphaned by a restart: it stays cancelled, its late answer lands nowhere, and it is not run again', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'orphan', input: { mock: { delayMs: 400, contextPatch: { late: true } } }, mode: 'async' } });
+    const calls = async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${exec.body.id}`)).json()) as { count: number }).count;
+    await eventually(async () => (await calls()) === 1);
+    await abortAllDurableObjects(); // the new instance finds the row running, its run gone
+    const cancelled = await api(`/v1/agents/${id}/executions/${exec.body.id}/cancel`, { key, method: 'POST' });
+    expect(cancelled.status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 600)); // past any resumed call's answer
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const seen = await calls();
+    await runDurableObjectAlarm(stub); // the watchdog finds nothing to resume
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await calls()).toBe(seen);
+    expect((await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key })).body).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' } });
+    expect((await api(`/v1/agents/${id}/context`, { key })).body.version).toBe(0);
   });
 
   it('frees the slot: the next queued execution starts', async () => {

@@ -108,6 +108,18 @@ describe('executions: sync', () => {
     expect(res.body.error.details.execution.attempts).toBe(1);
   });
 
+  it('never calls an agent-http upstream again once it answered 200, even when the body broke off or stalled', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(), timeoutMs: 500 } });
+    for (const [mock, status, code] of [[{ cutBody: true }, 502, 'upstream_failed'], [{ stallBody: true }, 504, 'upstream_timeout']] as const) {
+      const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock }, timeoutMs: 5_000 } });
+      expect(res.status).toBe(status);
+      expect(res.headers.get('x-should-retry')).toBe('false');
+      expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 1, error: { code, status: 200, retryable: false } });
+      expect((await mockRequests(res.body.error.details.executionId)).count).toBe(1);
+    }
+  });
+
   it('answers 502 when the upstream reply is not the protocol', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: mockUpstream() });

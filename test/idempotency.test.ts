@@ -1,7 +1,7 @@
 import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '../worker/lib/hash';
-import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { STANDARD_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 import { connect } from './support/mcp';
 
@@ -123,6 +123,29 @@ describe('idempotency keys', () => {
     expect(await upstreamCalls([...ids][0] as string)).toBe(1);
     const list = await api(`/v1/agents/${id}/status`, { key });
     expect(list.body.lastExecution.id).toBe([...ids][0]);
+  });
+
+  it('runs once for one key sent concurrently while the object is reset, and answers no 500', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() }, concurrency: 4 });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const body = { intent: 'reset-burst', input: { mock: { delayMs: 300 } }, mode: 'async' };
+    const send = () => api(`/v1/agents/${id}/executions`, { key, body, headers: { 'idempotency-key': 'reset-burst' } });
+    const early = Array.from({ length: 6 }, send);
+    const reset = runInDurableObject(stub, (_instance, state) => state.abort('reset under test')).catch(() => undefined);
+    const late = Array.from({ length: 6 }, send);
+    const results = await Promise.all([...early, reset.then(send), ...late]);
+    // A 503 tells the client to retry; anything else it could not act on.
+    for (const r of results) expect([202, 503]).toContain(r.status);
+    const accepted = results.filter((r) => r.status === 202);
+    expect(accepted.length).toBeGreaterThan(0);
+    expect(new Set(accepted.map((r) => r.body.id)).size).toBe(1);
+    const again = await send();
+    expect(again.body.id).toBe(accepted[0]?.body.id);
+    // The list reads D1, which the outbox fills a moment later: it converges to the one execution.
+    await eventually(async () => (await api(`/v1/agents/${id}/executions`, { key })).body.data.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toHaveLength(1);
   });
 
   it('replays an async execution with its current state', async () => {
