@@ -155,6 +155,13 @@ describe('agents API', () => {
     expect(empty.body.error.message).toBe('nothing to update');
   });
 
+  it("names the field of a refused upstream in the envelope's param: a pool that does not exist", async () => {
+    const { key } = await newTenant();
+    const created = await api('/v1/agents', { key, body: { upstream: { kind: 'pool', pool: 'no-such-pool' } } });
+    expect(created.status).toBe(400);
+    expect(created.body.error).toMatchObject({ code: 'invalid_request', param: 'upstream.pool' });
+  });
+
   it('keeps every metadata key it answers 201 for: "__proto__" is refused (400), never dropped', async () => {
     const { key } = await newTenant();
     const id = uniqueId();

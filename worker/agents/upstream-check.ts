@@ -11,12 +11,12 @@ import { conformanceEnabled } from '../upstream/conformance';
  */
 export async function checkUpstream(env: Env, tenantId: string, config: AgentConfig['upstream'] | undefined): Promise<void> {
   if (config?.kind === 'builtin' && config.mode === 'a2a-conformance' && !conformanceEnabled(env)) {
-    throw new ApiError('invalid_request', 'the a2a-conformance upstream is disabled on this gateway (ENABLE_CONFORMANCE_UPSTREAM)', [{ path: ['upstream', 'mode'], message: 'not enabled' }]);
+    throw new ApiError('invalid_request', 'the a2a-conformance upstream is disabled on this gateway (ENABLE_CONFORMANCE_UPSTREAM)', [{ path: ['upstream', 'mode'], message: 'not enabled', code: 'custom' }]);
   }
   if (!config || config.kind === 'builtin') return;
   if (config.kind === 'pool') {
     if (!(await getPool(env, tenantId, config.pool))) {
-      throw new ApiError('invalid_request', `pool ${config.pool} does not exist`, [{ path: ['upstream', 'pool'], message: 'no such pool' }]);
+      throw new ApiError('invalid_request', `pool ${config.pool} does not exist`, [{ path: ['upstream', 'pool'], message: 'no such pool', code: 'custom' }]);
     }
     return;
   }

@@ -30,7 +30,7 @@ function keyCursor(cursor: string | undefined): { createdAt: number; id: string 
   const decoded = decodeCursor(cursor);
   if (decoded === undefined) return { createdAt: -1, id: '' };
   const match = /^(\d{1,15})-(.+)$/.exec(decoded);
-  if (!match) throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor of this list (pass the nextCursor it answered)' }]);
+  if (!match) throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor of this list (pass the nextCursor it answered)', code: 'custom' }]);
   return { createdAt: Number(match[1]), id: match[2] ?? '' };
 }
 
