@@ -86,35 +86,33 @@ describe('refusals inside JSON-RPC give the request budget back', () => {
   });
 });
 
+/**
+ * Cancels (with `otherKey`) the execution `pending` started on `agent` once it runs: the request
+ * answers 409 execution_cancelled, and `key`'s budget counts it (its upstream call ran).
+ */
+async function expectCancelledWhileRunning(key: string, otherKey: string, agent: string, pending: ReturnType<typeof api<any>>) {
+  const running = await eventually(async () => {
+    const status = await api(`/v1/agents/${agent}/status`, { key: otherKey });
+    return status.body.running === 1 && status.body.lastExecution.id;
+  });
+  expect((await api(`/v1/agents/${agent}/executions/${running}/cancel`, { key: otherKey, method: 'POST' })).status).toBe(200);
+  const cancelled = await pending;
+  expect(cancelled.status).toBe(409);
+  expect(cancelled.body.error.code).toBe('execution_cancelled');
+  expect(await settledRequests(key)).toBe(1);
+}
+
 describe('work that started counts whatever its status', () => {
   it('REST: a sync execution cancelled while it ran answers 409 execution_cancelled and still counts', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } });
     const agent = await newAgent(otherKey);
-    const pending = api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 } } });
-    const running = await eventually(async () => {
-      const status = await api(`/v1/agents/${agent}/status`, { key: otherKey });
-      return status.body.running === 1 && status.body.lastExecution.id;
-    });
-    expect((await api(`/v1/agents/${agent}/executions/${running}/cancel`, { key: otherKey, method: 'POST' })).status).toBe(200);
-    const cancelled = await pending;
-    expect(cancelled.status).toBe(409);
-    expect(cancelled.body.error.code).toBe('execution_cancelled');
-    expect(await settledRequests(key)).toBe(1);
+    await expectCancelledWhileRunning(key, otherKey, agent, api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'slow', input: { simulateLatencyMs: 10_000 } } }));
   });
 
   it('chat through an agent: a turn cancelled while it ran answers 409 execution_cancelled and still counts, as REST', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } }, 'delayMs=10000');
     const agent = await newAgent(otherKey, { upstream: { kind: 'pool', pool: 'chat' } });
-    const pending = api('/v1/chat/completions', { key, body: { model: `agent:${agent}`, messages: [{ role: 'user', content: 'take your time' }] } });
-    const running = await eventually(async () => {
-      const status = await api(`/v1/agents/${agent}/status`, { key: otherKey });
-      return status.body.running === 1 && status.body.lastExecution.id;
-    });
-    expect((await api(`/v1/agents/${agent}/executions/${running}/cancel`, { key: otherKey, method: 'POST' })).status).toBe(200);
-    const cancelled = await pending;
-    expect(cancelled.status).toBe(409);
-    expect(cancelled.body.error.code).toBe('execution_cancelled');
-    expect(await settledRequests(key)).toBe(1);
+    await expectCancelledWhileRunning(key, otherKey, agent, api('/v1/chat/completions', { key, body: { model: `agent:${agent}`, messages: [{ role: 'user', content: 'take your time' }] } }));
   });
 });
 

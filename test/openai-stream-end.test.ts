@@ -90,22 +90,27 @@ describe('the end of a relayed stream', () => {
   });
 });
 
+/** `text` through a stream's masker for `credential`, cut into chunks at `cuts` (ascending byte offsets), joined again as the client reads it. */
+function maskedInChunks(credential: string, text: string, cuts: number[]): string {
+  const masker = CredentialMasker.for(credential);
+  if (!masker) throw new Error('no masker');
+  const bytes = new TextEncoder().encode(text);
+  const decoder = new TextDecoder();
+  let out = '';
+  let from = 0;
+  for (const cut of [...cuts, bytes.byteLength]) {
+    out += decoder.decode(masker.push(bytes.subarray(from, cut)), { stream: true });
+    from = cut;
+  }
+  return out + decoder.decode(masker.flush());
+}
+
+/** The cuts of `text` into chunks of `step` bytes. */
+const everyStep = (text: string, step: number): number[] => Array.from({ length: Math.ceil(new TextEncoder().encode(text).byteLength / step) }, (_, i) => i * step);
+
 describe("a target's credential in its event stream", () => {
   const secret = 'sk-sk-secret-9f3e';
-  /** `text` through a masker for `secret`, cut into chunks at `cuts`, joined again as the client reads it. */
-  const through = (text: string, cuts: number[]): string => {
-    const masker = CredentialMasker.for(secret);
-    if (!masker) throw new Error('no masker');
-    const bytes = new TextEncoder().encode(text);
-    const decoder = new TextDecoder();
-    let out = '';
-    let from = 0;
-    for (const cut of [...cuts, bytes.byteLength]) {
-      out += decoder.decode(masker.push(bytes.subarray(from, cut)), { stream: true });
-      from = cut;
-    }
-    return out + decoder.decode(masker.flush());
-  };
+  const through = (text: string, cuts: number[]): string => maskedInChunks(secret, text, cuts);
 
   it('is masked as withoutCredential masks it, wherever the chunks are cut; starts of it that never finish pass as sent', () => {
     // Overlapping starts (`sk-sk-sk-secret`), a start left unfinished at the end, and text that is not ASCII.
@@ -173,21 +178,8 @@ describe("a target's credential spelt with JSON escapes", () => {
     const expected = withoutCredential(text, secret);
     expect(JSON.parse(expected.slice(6, expected.indexOf('\n'))).error.message).toBe(`Incorrect API key provided: ${mask} and ${mask}`);
     const bytes = new TextEncoder().encode(text);
-    for (let cut = 0; cut <= bytes.byteLength; cut++) {
-      const masker = CredentialMasker.for(secret);
-      if (!masker) throw new Error('no masker');
-      const decoder = new TextDecoder();
-      const out = decoder.decode(masker.push(bytes.subarray(0, cut)), { stream: true }) + decoder.decode(masker.push(bytes.subarray(cut)), { stream: true }) + decoder.decode(masker.flush());
-      expect(out, `cut at ${cut}`).toBe(expected);
-    }
-    for (const step of [1, 2, 5, 7]) {
-      const masker = CredentialMasker.for(secret);
-      if (!masker) throw new Error('no masker');
-      const decoder = new TextDecoder();
-      let out = '';
-      for (let at = 0; at < bytes.byteLength; at += step) out += decoder.decode(masker.push(bytes.subarray(at, at + step)), { stream: true });
-      expect(out + decoder.decode(masker.flush()), `every ${step}`).toBe(expected);
-    }
+    for (let cut = 0; cut <= bytes.byteLength; cut++) expect(maskedInChunks(secret, text, [cut]), `cut at ${cut}`).toBe(expected);
+    for (const step of [1, 2, 5, 7]) expect(maskedInChunks(secret, text, everyStep(text, step)), `every ${step}`).toBe(expected);
   });
 
   it('is found in time linear in the body, however the credential repeats itself', () => {
@@ -252,15 +244,7 @@ describe("a target's credential spelt another way: escaped twice, percent-encode
   it('is masked in an event stream the same way, base64 aside, wherever the chunks are cut', () => {
     const text = spellings.filter(([name]) => !name.startsWith('base64')).map(([, body]) => `data: ${body}\n\n`).join('');
     const expected = withoutCredential(text, secret);
-    const bytes = bytesOf(text);
-    for (const step of [1, 2, 3, 5, 7, 64]) {
-      const masker = CredentialMasker.for(secret);
-      if (!masker) throw new Error('no masker');
-      const decoder = new TextDecoder();
-      let out = '';
-      for (let at = 0; at < bytes.byteLength; at += step) out += decoder.decode(masker.push(bytes.subarray(at, at + step)), { stream: true });
-      expect(out + decoder.decode(masker.flush()), `every ${step}`).toBe(expected);
-    }
+    for (const step of [1, 2, 3, 5, 7, 64]) expect(maskedInChunks(secret, text, everyStep(text, step)), `every ${step}`).toBe(expected);
   });
 
   it('is masked when a character beyond the BMP is escaped twice as a surrogate pair, or percent-encoded', () => {
@@ -299,16 +283,7 @@ describe("a target's credential spelt another way: escaped twice, percent-encode
       expect(masked.split(mask).length - 1, `seed ${seed}: ${body}`).toBe(count);
       const bytes = bytesOf(body);
       const cuts = Array.from({ length: 1 + Math.floor(random() * 6) }, () => Math.floor(random() * bytes.byteLength)).sort((a, b) => a - b);
-      const masker = CredentialMasker.for(secret);
-      if (!masker) throw new Error('no masker');
-      const decoder = new TextDecoder();
-      let out = '';
-      let from = 0;
-      for (const cut of [...cuts, bytes.byteLength]) {
-        out += decoder.decode(masker.push(bytes.subarray(from, cut)), { stream: true });
-        from = cut;
-      }
-      expect(out + decoder.decode(masker.flush()), `seed ${seed}, cut at ${cuts.join(',')}: ${body}`).toBe(masked);
+      expect(maskedInChunks(secret, body, cuts), `seed ${seed}, cut at ${cuts.join(',')}: ${body}`).toBe(masked);
     }
   });
 

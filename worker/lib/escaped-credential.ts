@@ -53,7 +53,7 @@ function beginsEscape(bytes: Uint8Array, at: number): boolean {
  * Finds a credential spelt with JSON escapes in a stream of bytes, and masks it: `sk-ab\/cd`,
  * `\u0073k-…`, each character of it as `\uXXXX` (hex of either case, a surrogate pair for one
  * beyond the BMP) or as its short escape; JSON text escaped twice, inside a JSON string
- * (`\\u0073k-…`, `\\/`); and any byte of it as `%XX` (a URL in the error, either case). Such a
+ * (`\\u0073k-…`, `\\/`); and each of its bytes as `%XX` (a URL in the error, either case). Such a
  * spelling parses (or decodes) to the credential itself, so a target's error showed it to
  * whoever read the error parsed. The bytes are read once as
  * the characters they spell, which are matched against the credential's UTF-8 bytes with
