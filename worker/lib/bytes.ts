@@ -9,9 +9,12 @@ export function concatBytes(chunks: readonly Uint8Array[], size: number): Uint8A
   return whole;
 }
 
-/** Reads `reader` to its end: its bytes joined, or null as soon as they exceed `maxBytes` (the rest left unread). */
-export async function readUpTo(reader: ReadableStreamDefaultReader<Uint8Array>, maxBytes: number): Promise<Uint8Array | null> {
-  const chunks: Uint8Array[] = [];
+/**
+ * Reads `reader` to its end: its bytes joined, or null as soon as they exceed `maxBytes` (the
+ * rest left unread). The chunks read are kept in `chunks`, so a caller can show what arrived
+ * when a read throws (a body that stalled or broke off).
+ */
+export async function readUpTo(reader: ReadableStreamDefaultReader<Uint8Array>, maxBytes: number, chunks: Uint8Array[] = []): Promise<Uint8Array | null> {
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();

@@ -1,4 +1,4 @@
-import { concatBytes } from '../lib/bytes';
+import { concatBytes, readUpTo } from '../lib/bytes';
 import { withoutCredential } from '../lib/masked-credential';
 import { CredentialMasker } from '../openai/sse-credential';
 import type { UpstreamError } from './types';
@@ -20,22 +20,14 @@ export async function readErrorBody(response: Response, maxBytes: number): Promi
   if (!response.body) return { kind: 'whole', text: '' };
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
-  let size = 0;
-  const text = () => new TextDecoder().decode(concatBytes(chunks, size));
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return { kind: 'whole', text: text() };
-      size += value.byteLength;
-      if (size > maxBytes) {
-        await reader.cancel().catch(() => {});
-        return { kind: 'too-large' };
-      }
-      chunks.push(value);
-    }
+    const bytes = await readUpTo(reader, maxBytes, chunks);
+    if (bytes) return { kind: 'whole', text: new TextDecoder().decode(bytes) };
+    await reader.cancel().catch(() => {});
+    return { kind: 'too-large' };
   } catch (error) {
     void reader.cancel().catch(() => {});
-    return { kind: 'cut', text: text(), error };
+    return { kind: 'cut', text: new TextDecoder().decode(concatBytes(chunks, chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0))), error };
   }
 }
 
