@@ -14,6 +14,13 @@ async function poolFor(key: string, name: string, targets: unknown[], extra: Rec
   expect(res.status).toBe(201);
 }
 
+/** The key's usage once no tokens are reserved any more (its chats settled). */
+const settledUsage = (key: string) =>
+  eventually(async () => {
+    const res = await api('/v1/usage', { key });
+    return res.body.budget.reservedTokens === 0 && res.body;
+  });
+
 describe('OpenAI-compatible endpoint with the official client', () => {
   it('answers a completion through a pool', async () => {
     const { key } = await newTenant();
@@ -358,10 +365,7 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     const cut = await client(key).chat.completions.create({ model: 'local', messages: [{ role: 'user', content: 'How long does shipping take?' }] });
     expect(cut.choices[0]?.finish_reason).toBe('length');
     expect(cut.usage?.total_tokens).toBeLessThanOrEqual(20);
-    const usage = await eventually(async () => {
-      const res = await api('/v1/usage', { key });
-      return res.body.budget.reservedTokens === 0 && res.body;
-    });
+    const usage = await settledUsage(key);
     expect(usage.budget.tokens).toBeGreaterThan(0);
     expect(usage.budget.tokens).toBeLessThanOrEqual(20);
   });
@@ -387,10 +391,7 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     const cut = await client(key).chat.completions.create({ model: 'local', max_tokens: null, max_completion_tokens: null, messages: [{ role: 'user', content: 'How long does shipping take?' }] });
     expect(cut.choices[0]?.finish_reason).toBe('length');
     expect(cut.usage?.total_tokens).toBeLessThanOrEqual(20);
-    const usage = await eventually(async () => {
-      const res = await api('/v1/usage', { key });
-      return res.body.budget.reservedTokens === 0 && res.body;
-    });
+    const usage = await settledUsage(key);
     expect(usage.budget.tokens).toBeLessThanOrEqual(20);
     // Nor does a cap that is no number of tokens, which a builtin target used to answer uncapped, past the budget.
     for (const max_tokens of [-5, 'many']) {

@@ -24,6 +24,26 @@ async function keyedDuringOutage(idempotencyKey: string) {
   return { key, tenantId, body, headers, res, during, balances, name: `${tenantId}/key/${idempotencyKey}`, id: res.body.id as string };
 }
 
+/** A tenant with two agents holding 10 each, and the id and coordinator name of a transaction keyed `idempotencyKey`. */
+async function keyedTransferSetUp(idempotencyKey: string) {
+  const { key, tenantId } = await newTenant();
+  const a = await agentWith(key, { balance: 10 });
+  const b = await agentWith(key, { balance: 10 });
+  return { key, tenantId, a, b, txId: newId('tx'), name: `${tenantId}/key/${idempotencyKey}` };
+}
+
+/** Runs a keyed transfer of 5 from `from` to `to` on the coordinator `name` itself, as the edge would. */
+function runKeyedTransfer(name: string, tenantId: string, txId: string, [from, to]: [string, string], timeoutMs: number): Promise<{ value: { transaction: Record<string, any> } }> {
+  const route = { jurisdiction: null, locationHint: null };
+  return coordinatorStub(name).run({
+    txId, tenantId, coordinatorName: name, fingerprint: 'f'.repeat(64), timeoutMs,
+    operations: [
+      { agentId: from, route, operation: { increment: { balance: -5 } } },
+      { agentId: to, route, operation: { increment: { balance: 5 } } },
+    ],
+  });
+}
+
 describe('transactions: a keyed transaction whose D1 index write failed', () => {
   it('is found by GET and replayed by its key as soon as D1 answers again, before its alarm writes the index', async () => {
     const t = await keyedDuringOutage('index-gap');
@@ -59,25 +79,12 @@ describe('transactions: a keyed transaction whose D1 index write failed', () => 
   });
 
   it('aborts before phase one, locking nothing, when neither the index nor the pointer can be written', async () => {
-    const { key, tenantId } = await newTenant();
-    const a = await agentWith(key, { balance: 10 });
-    const b = await agentWith(key, { balance: 10 });
-    const txId = newId('tx');
-    const name = `${tenantId}/key/both-down`;
+    const { key, tenantId, a, b, txId, name } = await keyedTransferSetUp('both-down');
     // The object named from the id fails every write, as one whose storage is broken would.
     await inCoordinator(`${tenantId}/${txId}`, (state) => {
       state.storage.sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '999')");
     });
-    const route = { jurisdiction: null, locationHint: null };
-    const result = await withD1Offline((): Promise<{ value: { transaction: Record<string, any> } }> =>
-      coordinatorStub(name).run({
-        txId, tenantId, coordinatorName: name, fingerprint: 'f'.repeat(64), timeoutMs: 5_000,
-        operations: [
-          { agentId: a, route, operation: { increment: { balance: -5 } } },
-          { agentId: b, route, operation: { increment: { balance: 5 } } },
-        ],
-      }),
-    );
+    const result = await withD1Offline(() => runKeyedTransfer(name, tenantId, txId, [a, b], 5_000));
     expect(result.value.transaction).toMatchObject({ id: txId, status: 'aborted', reason: 'unavailable', completed: true });
     expect(result.value.transaction.participants.map((p: { vote: unknown }) => p.vote)).toEqual([null, null]);
     expect([(await contextOf(key, a)).data.balance, (await contextOf(key, b)).data.balance]).toEqual([10, 10]);
@@ -85,12 +92,7 @@ describe('transactions: a keyed transaction whose D1 index write failed', () => 
   });
 
   it('keeps its deadline when D1 stalls the index write: the pointer is written instead and phase one runs', async () => {
-    const { key, tenantId } = await newTenant();
-    const a = await agentWith(key, { balance: 10 });
-    const b = await agentWith(key, { balance: 10 });
-    const txId = newId('tx');
-    const name = `${tenantId}/key/index-stalled`;
-    const route = { jurisdiction: null, locationHint: null };
+    const { key, tenantId, a, b, txId, name } = await keyedTransferSetUp('index-stalled');
     // This coordinator's D1 answers writes only after 3 s: a stall, not a refusal (a query that
     // held local D1 would hold the whole local runtime, which runs on one thread).
     let landed = false;
@@ -111,13 +113,7 @@ describe('transactions: a keyed transaction whose D1 index write failed', () => 
       };
       instance.env = { ...instance.env, DB: slow as unknown as D1Database };
     });
-    const result: { value: { transaction: Record<string, any> } } = await coordinatorStub(name).run({
-      txId, tenantId, coordinatorName: name, fingerprint: 'f'.repeat(64), timeoutMs: 1_000,
-      operations: [
-        { agentId: a, route, operation: { increment: { balance: -5 } } },
-        { agentId: b, route, operation: { increment: { balance: 5 } } },
-      ],
-    });
+    const result = await runKeyedTransfer(name, tenantId, txId, [a, b], 1_000);
     // The answer came before the index write landed, and the transfer happened.
     expect(landed).toBe(false);
     expect(result.value.transaction).toMatchObject({ id: txId, status: 'committed' });
