@@ -4,7 +4,7 @@ import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
 import { endpointUrl } from '../upstream/endpoint';
 import { cutBodyNote, maskedBodyText, readErrorBody } from '../upstream/error-body';
-import { MAX_REPLY_BYTES, readBounded, redirectNote, retryAfterMs } from '../upstream/http-attempt';
+import { MAX_REPLY_BYTES, readBounded, redirectFailure, retryableStatus, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
@@ -159,14 +159,11 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw abortReason(signal, error);
     }
     if (!response.ok) {
-      // Not followed (the guard checked this URL only), and not the caller's to relay: its body
-      // is not waited for (one that stalled held the chat to the attempt's timeout).
-      if (response.status >= 300 && response.status < 400) {
-        void response.body?.cancel().catch(() => {});
-        throw new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
-      }
+      // Not the caller's to relay.
+      const redirect = redirectFailure(response);
+      if (redirect) throw redirect;
       // Another target is asked, and this answer never shown: a body that stalled held the failover to the attempt's timeout.
-      if (response.status === 408 || response.status === 429 || response.status >= 500) {
+      if (retryableStatus(response.status)) {
         void response.body?.cancel().catch(() => {});
         throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
       }

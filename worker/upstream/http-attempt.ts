@@ -11,8 +11,19 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/** Said of a 3xx answer, which is never followed: it fails the attempt like any other non-2xx. */
-export const redirectNote = (status: number): string => (status >= 300 && status < 400 ? ' (redirects are not followed)' : '');
+/** Whether a target's status is worth another attempt: a timeout, a rate limit, a server error. */
+export const retryableStatus = (status: number): boolean => status === 408 || status === 429 || status >= 500;
+
+/**
+ * A 3xx answer as its attempt's failure, or null for another status. It is never followed (the
+ * guard checked the stored URL only), and its body, which says nothing the status does not, is
+ * cancelled unread: one that stalled held the attempt to its timeout.
+ */
+export function redirectFailure(response: Response): UpstreamError | null {
+  if (response.status < 300 || response.status >= 400) return null;
+  void response.body?.cancel().catch(() => {});
+  return new UpstreamError('http', `upstream answered ${response.status} (redirects are not followed)`, false, response.status);
+}
 
 /**
  * Most bytes of an upstream reply that are read: the reply carries an output and a context
@@ -107,17 +118,13 @@ function classifyThrown(error: unknown, signal: AbortSignal): UpstreamError {
  * retryable timeout, and went on to the next target as if the first had not answered.
  */
 async function errorAnswer(response: Response, signal: AbortSignal, credential: string | undefined): Promise<UpstreamError> {
-  const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
-  // A redirect's body says nothing the status does not, and one that stalled held the attempt to its timeout.
-  if (response.status >= 300 && response.status < 400) {
-    void response.body?.cancel().catch(() => {});
-    return new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}`, false, response.status);
-  }
+  const redirect = redirectFailure(response);
+  if (redirect) return redirect;
   const read = await readErrorBody(response, MAX_REPLY_BYTES);
   const body = read.kind === 'too-large' ? `upstream reply exceeds ${MAX_REPLY_BYTES} bytes` : maskedBodyText(read, credential);
   const cut = read.kind === 'cut' ? classifyThrown(read.error, signal) : undefined;
   // A cancelled execution is that, whatever its target was saying.
   if (cut?.kind === 'cancelled') return cut;
   const shown = cut ? cutBodyNote(response.status, cut, body) : body.slice(0, 200);
-  return new UpstreamError('http', `upstream answered ${response.status}${redirectNote(response.status)}: ${shown}`, retryable, response.status, retryAfterMs(response.headers.get('retry-after')));
+  return new UpstreamError('http', `upstream answered ${response.status}: ${shown}`, retryableStatus(response.status), response.status, retryAfterMs(response.headers.get('retry-after')));
 }
