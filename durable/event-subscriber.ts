@@ -29,9 +29,10 @@ export const AGENT_STREAMS_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 /** Breaks off the streams furthest behind until those left hold at most `budget` bytes unread. */
 export function shedBacklog(subscribers: Iterable<Subscriber>, budget = AGENT_STREAMS_BACKLOG_BYTES): void {
-  const held = [...subscribers].map((subscriber) => ({ subscriber, bytes: subscriber.backlog() })).sort((a, b) => b.bytes - a.bytes);
+  const held = [...subscribers].map((subscriber) => ({ subscriber, bytes: subscriber.backlog() }));
   let total = held.reduce((sum, h) => sum + h.bytes, 0);
-  for (const { subscriber, bytes } of held) {
+  if (total <= budget) return; // every event asks: sorted only when some must go
+  for (const { subscriber, bytes } of held.sort((a, b) => b.bytes - a.bytes)) {
     if (total <= budget) return;
     subscriber.drop();
     total -= bytes;
