@@ -8,7 +8,7 @@ import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import { CreateTransactionBody, Transaction, TransactionAborted, TransactionCommitted, TransactionParams } from '../schemas/transaction';
 import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, security, unavailableResponse } from './openapi';
 import { router } from './router';
 import { coordinator, coordinatorName, idName } from '../transactions/coordinator';
 import { rpcMethodMissing } from '../lib/rpc-missing';
@@ -79,6 +79,10 @@ export const transactions = router()
         409: { ...json(TransactionAborted, 'aborted: nothing applied; reason names why (version_mismatch, agent_locked, guard_failed, timeout, …) and agentId which agent'), headers: OutcomeHeaders },
         422: errorResponse('idempotency_key_reused: same key, different body'),
         ...commonErrors,
+        503: unavailableResponse(
+          'unavailable: the coordinator did not answer (or D1 refused for now); it may have been reached, even decided, so an unkeyed transaction names itself (details.transactionId, Location: GET it before running it again) and a keyed one is replayed by its key (Retry-After)',
+          { Location: 'an unkeyed transaction the coordinator stopped answering for: where to read whether it began and how it ended' },
+        ),
       },
     }),
     async (c) => {
