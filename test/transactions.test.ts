@@ -420,3 +420,60 @@ describe('a coordinator of a release before keyed replays (a gradual deployment)
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 });
+
+describe('a coordinator that becomes unreachable after it was reached', () => {
+  /** env.TRANSACTIONS whose stubs run the real `run`, then fail as the platform does when the object resets before answering. */
+  function answerLost(): typeof env.TRANSACTIONS {
+    const real = env.TRANSACTIONS;
+    return new Proxy(real, {
+      get: (target, prop) => {
+        if (prop === 'get') {
+          return (...args: Parameters<typeof real.get>) => {
+            const stub = real.get(...args);
+            const lost = async (input: unknown) => {
+              await (stub as unknown as { run(i: unknown): Promise<unknown> }).run(input);
+              throw Object.assign(new Error('Network connection lost.'), { retryable: true });
+            };
+            return new Proxy(stub, { get: (s, p) => (p === 'run' ? lost : Reflect.get(s, p, s)) });
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  }
+
+  it('answers 503 naming the transaction, so a client can read how it ended instead of running it again', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const res = await createApp().request('/v1/transactions', { method: 'POST', body: JSON.stringify(transfer(a, b, 30)), headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } }, { ...env, TRANSACTIONS: answerLost() });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: { code: string; message: string; details?: { transactionId?: string } } };
+    expect(body.error.code).toBe('unavailable');
+    expect(res.headers.get('retry-after')).toBe('1');
+    // It committed before the answer was lost: a blind retry would move the 30 twice.
+    const id = body.error.details?.transactionId ?? '';
+    expect(id).toMatch(/^tx_/);
+    expect(res.headers.get('location')).toBe(`/v1/transactions/${id}`);
+    const got = await api(`/v1/transactions/${id}`, { key });
+    expect(got.body).toMatchObject({ status: 'committed' });
+    expect((await contextOf(key, a)).data.balance).toBe(70);
+  });
+
+  it('points a keyed transaction to its key, whose replay answers the outcome', async () => {
+    const { key } = await newTenant();
+    const a = await agentWith(key, { balance: 100 });
+    const b = await agentWith(key, { balance: 0 });
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': `lost-${a}` };
+    const res = await createApp().request('/v1/transactions', { method: 'POST', body: JSON.stringify(transfer(a, b, 30)), headers }, { ...env, TRANSACTIONS: answerLost() });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('unavailable');
+    expect(body.error.message).toContain('Idempotency-Key');
+    const replay = await api('/v1/transactions', { key, body: transfer(a, b, 30), headers: { 'idempotency-key': `lost-${a}` } });
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect((await contextOf(key, a)).data.balance).toBe(70);
+  });
+});

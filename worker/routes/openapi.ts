@@ -28,7 +28,10 @@ const lockedRetryAfter = header('agent_locked: seconds to wait before retrying (
 export const LockedRetryAfter = z.string().regex(/^\d+$/).optional().openapi({ description: lockedRetryAfter.description });
 
 /** A 503 the caller may retry: the error handler always says when, in Retry-After. */
-export const unavailableResponse = (description: string) => ({ ...error(description), headers: { 'Retry-After': header('seconds to wait') } });
+export const unavailableResponse = (description: string, extra: Record<string, string> = {}) => ({
+  ...error(description),
+  headers: { 'Retry-After': header('seconds to wait'), ...Object.fromEntries(Object.entries(extra).map(([name, about]) => [name, header(about, 'string')])) },
+});
 
 /** Error responses every authenticated route can give, in the one envelope. */
 export const adminErrors = {

@@ -8,10 +8,11 @@ import { canonicalJson, sha256Hex } from '../lib/hash';
 import { newId } from '../lib/ids';
 import { CreateTransactionBody, Transaction, TransactionAborted, TransactionCommitted, TransactionParams } from '../schemas/transaction';
 import { idempotencyHeaders, writtenHeaders } from '../schemas/common';
-import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
+import { commonErrors, errorResponse, json, jsonBody, security, unavailableResponse } from './openapi';
 import { router } from './router';
 import { coordinator, coordinatorName, idName } from '../transactions/coordinator';
 import { rpcMethodMissing } from '../lib/rpc-missing';
+import { isPlatformError } from '../lib/storage-errors';
 
 const IdempotencyHeaders = idempotencyHeaders('the same key returns the recorded outcome and never runs the transaction twice, for a day after the transaction completed (then the key starts a new one)');
 const OutcomeHeaders = writtenHeaders('the transaction (GET: votes and acknowledgements)', '/v1/transactions/tx_01jd8x3v7c9q2m4n6p8r0s2t4v');
@@ -27,18 +28,29 @@ interface DurableObjectError extends Error {
  * Calls the coordinator, retrying once with a fresh stub on a retryable platform error: `run`
  * is idempotent for one coordinator name (a second call returns the recorded outcome).
  */
-async function runOnce(env: Env, name: string, input: RunInput) {
+async function runOnce(env: Env, name: string, input: RunInput, key: string | undefined) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await coordinator(env, name).run(input);
     } catch (error) {
       const e = error as DurableObjectError;
-      if (e.overloaded) throw new ApiError('unavailable', 'transaction coordinator is overloaded; retry later', undefined, { 'retry-after': '1' });
-      if (e.retryable && attempt < 2) continue;
-      if (e.retryable) throw new ApiError('unavailable', 'transaction coordinator is temporarily unreachable; retry later', undefined, { 'retry-after': '1' });
+      if (e.retryable && !e.overloaded && attempt < 2) continue;
+      if (isPlatformError(e)) throw unreachable(input.txId, key, e.overloaded === true);
       throw error;
     }
   }
+}
+
+/**
+ * The coordinator failed to answer. It may have been reached, even decided, before the answer
+ * was lost, so "retry" alone could run a transfer twice: the refusal says how to learn the
+ * outcome first, by the id (an unkeyed transaction's coordinator is named from it) or by
+ * sending the key again (a keyed one's replays it).
+ */
+function unreachable(txId: string, key: string | undefined, overloaded: boolean): ApiError {
+  const what = overloaded ? 'transaction coordinator is overloaded' : 'transaction coordinator is temporarily unreachable';
+  if (key) return new ApiError('unavailable', `${what}; it may have begun: send the same Idempotency-Key again, which replays its outcome if it did`, undefined, { 'retry-after': '1' });
+  return new ApiError('unavailable', `${what}; it may have begun: GET /v1/transactions/${txId} tells whether it did and how it ended (404: it did not) before you run it again`, { transactionId: txId }, { 'retry-after': '1', location: `/v1/transactions/${txId}` });
 }
 
 /** 200 for a commit, 409 for an abort, with where to read it and whether it was a replay. */
@@ -67,6 +79,10 @@ export const transactions = router()
         409: { ...json(TransactionAborted, 'aborted: nothing applied; reason names why (version_mismatch, agent_locked, guard_failed, timeout, …) and agentId which agent'), headers: OutcomeHeaders },
         422: errorResponse('idempotency_key_reused: same key, different body'),
         ...commonErrors,
+        503: unavailableResponse(
+          'unavailable: the coordinator did not answer (or D1 refused for now); it may have been reached, even decided, so an unkeyed transaction names itself (details.transactionId, Location: GET it before running it again) and a keyed one is replayed by its key (Retry-After)',
+          { Location: 'an unkeyed transaction the coordinator stopped answering for: where to read whether it began and how it ended' },
+        ),
       },
     }),
     async (c) => {
@@ -101,7 +117,7 @@ export const transactions = router()
           return { agentId, route, operation };
         }),
       };
-      return outcome(c, unwrap(await runOnce(c.env, name, input)), key);
+      return outcome(c, unwrap(await runOnce(c.env, name, input, key)), key);
     },
   )
   .openapi(
