@@ -81,7 +81,7 @@ describe('edge router', () => {
     const { key } = await newTenant();
     const slash = await api('/v1/agents/', { key });
     expect(slash.status).toBe(404);
-    expect(slash.body.error.message).toBe('no route for GET /v1/agents/: paths take no trailing slash (GET /v1/agents)');
+    expect(slash.body.error.message).toBe('no route for GET /v1/agents/: paths take no trailing slash (/v1/agents)');
     const plain = await api('/v1/nothing', { key });
     expect(plain.body.error.message).toBe('no route for GET /v1/nothing');
     const root = await api('/');

@@ -101,6 +101,7 @@ export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
   const method = shown(c.req.method);
   const path = shown(c.req.path);
   // Routes are strict about a trailing slash; a client that adds one gets told, not just refused.
+  // The slashless path is named without the method: it may take another (POST only, say).
   const hint =
     path === '/'
       ? // Where a browser pointed at the printed address lands first.
@@ -109,7 +110,7 @@ export const onNotFound: NotFoundHandler<AppEnv> = (c) => {
         ? // Where that hint leads next: /v1 itself is no route, and its slashless form would be no help.
           ': the API\'s routes are below /v1 (GET /v1/agents lists your agents); its reference is at /docs, its OpenAPI document at /openapi.json'
       : c.req.path.endsWith('/')
-        ? `: paths take no trailing slash (${method} ${shown(withoutTrailingSlashes(c.req.path))})`
+        ? `: paths take no trailing slash (${shown(withoutTrailingSlashes(c.req.path))})`
         : '';
   return renderError(c, new ApiError('not_found', `no route for ${method} ${path}${hint}`));
 };
