@@ -1,7 +1,8 @@
-import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '../worker/lib/hash';
 import { newId } from '../worker/lib/ids';
+import { createApp } from '../worker/app';
 import { ADMIN, api, eventually, newTenant } from './support/api';
 import { agentStub, agentWith, contextOf, coordinatorStub, expirePrepared, locksOf, transfer } from './support/transactions';
 
@@ -336,6 +337,40 @@ describe('transactions: an operator resolves a lock whose coordinator cannot ans
     const audit = await api(`/v1/admin/audit?tenant=${s.tenantId}&action=transaction.resolve`, { key: ADMIN() });
     expect(audit.body.data).toHaveLength(2);
     expect(audit.body.data[0]).toMatchObject({ actor: 'operator', target: s.txId, details: { agentId: s.agents[1], status, source: 'operator', heuristic: true, requested: outcome, reason: 'coordinator storage lost' } });
+  });
+
+  it('records a resolve whose answer was lost as unknown, since the agent may have applied it', async () => {
+    const s = await prepared(2);
+    await coordinatorGone(s);
+    await pastDeadline(s, 0);
+    // env.AGENTS whose stubs apply the resolve, then fail as the platform does when the object resets before answering.
+    const real = env.AGENTS;
+    const answerLost = new Proxy(real, {
+      get: (target, prop) => {
+        if (prop !== 'get') {
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        }
+        return (...args: Parameters<typeof real.get>) => {
+          const stub = real.get(...args);
+          const lost = async (...call: unknown[]) => {
+            await (stub as unknown as { resolveTransaction(...a: unknown[]): Promise<unknown> }).resolveTransaction(...call);
+            throw Object.assign(new Error('Network connection lost.'), { retryable: true });
+          };
+          return new Proxy(stub, { get: (t, p) => (p === 'resolveTransaction' ? lost : Reflect.get(t, p, t)) });
+        };
+      },
+    });
+    const res = await createApp().request(resolvePath(s.tenantId, s.agents[0] ?? '', s.txId), { method: 'POST', body: JSON.stringify({ outcome: 'abort', reason: 'ticket 9' }), headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' } }, { ...env, AGENTS: answerLost });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
+    // It was applied: the same resolve again is refused as already finished, and says what was applied.
+    const again = await resolve(s, 0, { outcome: 'abort' });
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'already_finished', details: { status: 'aborted', heuristic: true } });
+    const audit = await api(`/v1/admin/audit?tenant=${s.tenantId}&action=transaction.resolve`, { key: ADMIN() });
+    expect(audit.body.data).toHaveLength(1);
+    expect(audit.body.data[0]).toMatchObject({ actor: 'operator', target: s.txId, details: { agentId: s.agents[0], status: 'unknown', requested: 'abort', reason: 'ticket 9' } });
   });
 
   it('refuses a resolve naming another transaction, another tenant, no admin token or a bad body', async () => {

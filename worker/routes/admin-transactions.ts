@@ -1,6 +1,6 @@
 import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { unwrap } from '../errors';
+import { ApiError, unwrap } from '../errors';
 import { auditEntry, recordAudit } from '../audit/log';
 import { callAgent, requireAgent } from '../agents/registry';
 import { TenantParams } from '../schemas/admin';
@@ -56,10 +56,18 @@ export const adminTransactions = new OpenAPIHono<AppEnv>()
       const { tenant, agentId, txId } = c.req.valid('param');
       const body = c.req.valid('json');
       const route = await requireAgent(c.env, tenant, agentId);
+      const asked = { agentId, requested: body.outcome, ...(body.reason !== undefined && { reason: body.reason }) };
       // Not retried: a second delivery would find the lock resolved and answer already_finished.
-      const resolved = unwrap(await callAgent(c.env, tenant, agentId, route, (stub) => stub.resolveTransaction(txId, body)));
-      const details = { agentId, status: resolved.status, source: resolved.source, heuristic: resolved.heuristic, requested: body.outcome, ...(body.reason !== undefined && { reason: body.reason }) };
-      await recordAudit(c.env, auditEntry(c, 'transaction.resolve', txId, { tenantId: tenant, details }));
+      const answer = await callAgent(c.env, tenant, agentId, route, (stub) => stub.resolveTransaction(txId, body)).catch(async (error: unknown) => {
+        // The agent may have applied the outcome before its answer was lost, and a retry then
+        // answers already_finished, which records nothing: the attempt is recorded as such.
+        if (error instanceof ApiError && error.code === 'agent_unavailable') {
+          await recordAudit(c.env, auditEntry(c, 'transaction.resolve', txId, { tenantId: tenant, details: { ...asked, status: 'unknown' } }));
+        }
+        throw error;
+      });
+      const resolved = unwrap(answer);
+      await recordAudit(c.env, auditEntry(c, 'transaction.resolve', txId, { tenantId: tenant, details: { ...asked, status: resolved.status, source: resolved.source, heuristic: resolved.heuristic } }));
       return c.json({ ...resolved, agentId }, 200);
     },
   );
