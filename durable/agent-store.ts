@@ -6,6 +6,7 @@ import { maskUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry } from '../worker/upstream/types';
 import type { DeferredSchema, StartState } from './agent-schema';
 import { toExecution, type AgentRow, type ExecutionRow, type OutboxRow } from './agent-rows';
+import { askedState } from './a2a-view';
 import type { Sql } from './sql';
 
 /** Conversation turns kept per agent; older ones are trimmed (the D1 history keeps everything). */
@@ -266,8 +267,8 @@ export class AgentStore {
     const output = result.output === undefined ? null : JSON.stringify(result.output);
     const error = result.error === undefined ? null : JSON.stringify(result.error);
     const written = this.sql.run(
-      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
-      status, output, error, now, from.id, from.rev,
+      "UPDATE executions SET status = ?, output = ?, error = ?, a2a_state = ?, finished_at = ?, rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
+      status, output, error, askedState(status, result.output), now, from.id, from.rev,
     );
     // One that never started (cancelled or out of time while queued) keeps no start time.
     if (written > 0) return { ...from, status, output, error, finished_at: now, rev: from.rev + 1 };
