@@ -89,7 +89,7 @@ describe('ListTasks', () => {
     expect(Object.fromEntries((await sql('SELECT id, a2a_state FROM executions')).map((r) => [r.id, r.a2a_state])))
       .toEqual({ [waiting.id]: 'input-required', [auth.id]: 'auth-required', [done.id]: '' });
     // An output that cannot be parsed at all: a filter that leaves it out never reads it.
-    const [{ output }] = await sql('SELECT output FROM executions WHERE id = ?', done.id);
+    const output = (await sql('SELECT output FROM executions WHERE id = ?', done.id))[0]?.output;
     await sql("UPDATE executions SET output = '{not json' WHERE id = ?", done.id);
     expect(await byState('TASK_STATE_INPUT_REQUIRED')).toEqual([waiting.id]);
     expect(await byState('TASK_STATE_AUTH_REQUIRED')).toEqual([auth.id]);

@@ -17,6 +17,7 @@ import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
 import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
+import { isA2AMethod, methodNotFound } from '../a2a/methods';
 import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
@@ -42,7 +43,7 @@ const JsonRpcRequest = z.object({
   jsonrpc: z.literal('2.0'),
   method: z.string().min(1).max(128),
   id: RequestId.optional(),
-  // By position (an array) is a valid request whose params no A2A method takes: -32602, below.
+  // By position (an array) is a valid request whose params no A2A method takes: -32602 below (-32601 for an unknown method).
   params: z.union([z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
 });
 
@@ -227,6 +228,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   }
   const { params } = envelope.data;
   if (Array.isArray(params)) {
+    if (!isA2AMethod(version, envelope.data.method)) return rpcAnswer(c, rpcError(envelope.data.id, methodNotFound(version, envelope.data.method)));
     return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError('params: A2A methods take their params by name (a JSON object), not by position (an array)'))));
   }
   if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
