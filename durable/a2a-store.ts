@@ -188,7 +188,9 @@ export class A2AStore implements TaskStore {
     // or the state it was closed in between turns (at the time of that save).
     const rows = this.sql.all<{ seq: number; id: string; status: string; asked: string | null; closed_state: number | null; at: number }>(
       `SELECT e.seq AS seq, e.id AS id, c.status AS status,
-              CASE WHEN c.status = 'succeeded' THEN json_extract(c.output, '$.a2a.state') END AS asked,
+              CASE WHEN c.status <> 'succeeded' THEN NULL
+                   WHEN c.a2a_state IS NOT NULL THEN nullif(c.a2a_state, '')
+                   ELSE json_extract(c.output, '$.a2a.state') END AS asked,
               t.closed_state AS closed_state,
               CASE WHEN t.closed_state IS NOT NULL THEN t.updated_at ELSE coalesce(c.finished_at, c.started_at, c.created_at) END AS at
        FROM executions e

@@ -32,6 +32,16 @@ export function outcomeOf(output: unknown): A2AOutcome {
   return {};
 }
 
+/**
+ * What a finished execution keeps as its `a2a_state`: the state its output asks, '' when it
+ * asks none; null unless it succeeded (only a succeeded execution's output decides its state).
+ */
+export function askedState(status: ExecutionRow['status'], output: unknown): string | null {
+  if (status !== 'succeeded') return null;
+  const asked = outcomeOf(output).state;
+  return typeof asked === 'string' ? asked : '';
+}
+
 /** queued → SUBMITTED, running → WORKING, succeeded → COMPLETED (or what its output asks), failed → FAILED, cancelled → CANCELED. */
 export function stateOf(row: Pick<ExecutionRow, 'status' | 'output'>): TaskState {
   switch (row.status) {

@@ -31,6 +31,8 @@ export interface ExecutionRow extends Record<string, string | number | null> {
   started_at: number | null;
   finished_at: number | null;
   rev: number;
+  /** The A2A state a succeeded execution's output asks ('' for none); null otherwise, or when an older release finished it. */
+  a2a_state: string | null;
 }
 
 export interface OutboxRow extends Record<string, string | number | null> {

@@ -166,6 +166,13 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE tx_prepared ADD COLUMN last_error TEXT;
   ALTER TABLE tx_outcomes ADD COLUMN heuristic INTEGER NOT NULL DEFAULT 0;
   `,
+  // The A2A state a succeeded execution's output asks (its `a2a.state`; '' when it asks none),
+  // kept when it finishes: ListTasks filters and orders every task of the agent by state, and
+  // parsed each output (up to 1 MiB) on every call for it. Null on a row an older release
+  // finished: the state is then read from its output (durable/a2a-store.ts).
+  `
+  ALTER TABLE executions ADD COLUMN a2a_state TEXT;
+  `,
 ];
 
 /**

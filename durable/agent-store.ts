@@ -6,6 +6,7 @@ import { maskUpstream } from '../worker/upstream/resolve';
 import type { HistoryEntry } from '../worker/upstream/types';
 import type { DeferredSchema, StartState } from './agent-schema';
 import { toExecution, type AgentRow, type ExecutionRow, type OutboxRow } from './agent-rows';
+import { askedState } from './a2a-view';
 import type { Sql } from './sql';
 
 /** Conversation turns kept per agent; older ones are trimmed (the D1 history keeps everything). */
@@ -221,7 +222,7 @@ export class AgentStore {
   insertExecution(e: { id: string; intent: string; input: unknown; idempotencyKey: string | null; deadlineAt: number; now: number; running: boolean }): ExecutionRow {
     const row: ExecutionRow = {
       id: e.id, intent: e.intent, input: JSON.stringify(e.input ?? null), status: e.running ? 'running' : 'queued', output: null, error: null, attempts: 0, upstream: null,
-      idempotency_key: e.idempotencyKey, deadline_at: e.deadlineAt, created_at: e.now, started_at: e.running ? e.now : null, finished_at: null, rev: e.running ? 2 : 1,
+      idempotency_key: e.idempotencyKey, deadline_at: e.deadlineAt, created_at: e.now, started_at: e.running ? e.now : null, finished_at: null, rev: e.running ? 2 : 1, a2a_state: null,
     };
     this.sql.run(
       'INSERT INTO executions (id, intent, input, status, attempts, idempotency_key, deadline_at, created_at, started_at, rev) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)',
@@ -266,11 +267,11 @@ export class AgentStore {
     const output = result.output === undefined ? null : JSON.stringify(result.output);
     const error = result.error === undefined ? null : JSON.stringify(result.error);
     const written = this.sql.run(
-      "UPDATE executions SET status = ?, output = ?, error = ?, finished_at = ?, rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
-      status, output, error, now, from.id, from.rev,
+      "UPDATE executions SET status = ?, output = ?, error = ?, a2a_state = ?, finished_at = ?, rev = rev + 1 WHERE id = ? AND rev = ? AND status IN ('queued', 'running')",
+      status, output, error, askedState(status, result.output), now, from.id, from.rev,
     );
     // One that never started (cancelled or out of time while queued) keeps no start time.
-    if (written > 0) return { ...from, status, output, error, finished_at: now, rev: from.rev + 1 };
+    if (written > 0) return { ...from, status, output, error, a2a_state: askedState(status, result.output), finished_at: now, rev: from.rev + 1 };
     const current = this.execution(from.id);
     if (!current || current.rev === from.rev || TERMINAL.has(current.status)) return undefined;
     return this.finishExecution(current, status, result, now);

@@ -20,6 +20,19 @@ describe('A2A errors, as docs/A2A.md lists them', () => {
       expect(positional.body, version).toMatchObject({ id: 1, error: { code: -32602, message: expect.stringMatching(/^params: .*by name/) } });
     }
     expect((await rpc('GetTask', ['ex_unknown'])).body.error.data).toEqual(ERROR_INFO('INVALID_PARAMS'));
+    // An unknown method is -32601 whatever its params (JSON-RPC), by name or by position, as the SDK words it in each version.
+    for (const [version, method] of [['1.0', 'NoSuchMethod'], ['0.3', 'no/such'], ['0.3', 'ListTasks'], ['1.0', 'tasks/get']] as const) {
+      const byName = (await rpc(method, {}, version)).body;
+      const byPosition = (await rpc(method, ['ex_unknown'], version)).body;
+      expect(byPosition, `${version} ${method}`).toEqual({ jsonrpc: '2.0', id: 1, error: { code: -32601, message: expect.any(String) } });
+      expect(byPosition, `${version} ${method}`).toEqual(byName);
+      expect(byName.error.message).toBe(version === '0.3' ? `Method not found: ${method}` : 'Invalid method.');
+    }
+    // Any string is a method name: an empty or a long one is no A2A method (it was -32600).
+    for (const method of ['', 'x'.repeat(200)]) {
+      expect((await rpc(method, {})).body, method).toEqual({ jsonrpc: '2.0', id: 1, error: { code: -32601, message: 'Invalid method.' } });
+      expect((await rpc(method, {}, '0.3')).body.error, method).toEqual({ code: -32601, message: `Method not found: ${method.slice(0, 128)}` });
+    }
 
     expect((await rpc('ListTasks', { pageToken: 'not-a-token' })).body.error).toMatchObject({ code: -32602, data: ERROR_INFO('INVALID_PARAMS') });
     expect((await rpc('GetTask', { id: 'ex_unknown' })).body.error).toMatchObject({ code: -32001, data: ERROR_INFO('TASK_NOT_FOUND') });

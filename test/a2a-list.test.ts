@@ -1,3 +1,4 @@
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
@@ -71,6 +72,35 @@ describe('ListTasks', () => {
     expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_FAILED' })).body.result)).toEqual([]);
     expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_UNSPECIFIED' })).body.result)).toEqual([done.id]);
   });
+  it('filters by state from the state each execution kept when it finished, not by parsing every output; a row an older release finished is read from its output', async () => {
+    // ListTasks parsed the output (up to 1 MiB) of every retained execution on every call, for a page of a few.
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const waiting = await send(key, id, 'tck-input-required');
+    const auth = await send(key, id, 'tck-auth-required');
+    const done = await send(key, id, 'tck-complete-task');
+    const byState = async (status: string) => {
+      const res = await call(key, id, 'ListTasks', { status });
+      expect(res.body.error, JSON.stringify(res.body.error)).toBeUndefined();
+      return ids(res.body.result);
+    };
+    const agent = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const sql = (query: string, ...args: string[]) => runInDurableObject(agent, (_i, state) => state.storage.sql.exec(query, ...args).toArray());
+    expect(Object.fromEntries((await sql('SELECT id, a2a_state FROM executions')).map((r) => [r.id, r.a2a_state])))
+      .toEqual({ [waiting.id]: 'input-required', [auth.id]: 'auth-required', [done.id]: '' });
+    // An output that cannot be parsed at all: a filter that leaves it out never reads it.
+    const output = (await sql('SELECT output FROM executions WHERE id = ?', done.id))[0]?.output;
+    await sql("UPDATE executions SET output = '{not json' WHERE id = ?", done.id);
+    expect(await byState('TASK_STATE_INPUT_REQUIRED')).toEqual([waiting.id]);
+    expect(await byState('TASK_STATE_AUTH_REQUIRED')).toEqual([auth.id]);
+    await sql('UPDATE executions SET output = ? WHERE id = ?', String(output), done.id);
+    // Finished by a release without the column: its state is read from its output, as before.
+    await sql('UPDATE executions SET a2a_state = NULL');
+    expect(await byState('TASK_STATE_INPUT_REQUIRED')).toEqual([waiting.id]);
+    expect(await byState('TASK_STATE_AUTH_REQUIRED')).toEqual([auth.id]);
+    expect(await byState('TASK_STATE_COMPLETED')).toEqual([done.id]);
+  });
+
   it('stops a page at 4 MiB of tasks (at least one) and pages on with nextPageToken, as the REST execution list does', async () => {
     // 100 tasks with large artifacts were built into one answer (and one isolate) whole.
     const { key } = await newTenant();

@@ -186,6 +186,26 @@ describe('a release rolled back and forward again', () => {
 });
 
 describe('migrations', () => {
+  it("an agent an older release made (no executions.a2a_state) gets the column at its next start; its older rows list by their outputs' states", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const send = async (prefix: string): Promise<string> =>
+      (await api(`/a2a/${id}/`, { key, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `${prefix}-${newId('m')}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } } } })).body.result.task.id;
+    const waiting = await send('tck-input-required');
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    await runInDurableObject(stub, (_i, state) => {
+      state.storage.sql.exec('ALTER TABLE executions DROP COLUMN a2a_state');
+      state.storage.sql.exec("UPDATE meta SET value = ? WHERE key = 'schema_version'", String(currentMigrations().length - 1));
+    });
+    await abortAllDurableObjects();
+    const done = await send('tck-complete-task');
+    const rows = await runInDurableObject(env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`)), (_i, state) => state.storage.sql.exec<{ id: string; a2a_state: string | null }>('SELECT id, a2a_state FROM executions').toArray());
+    expect(Object.fromEntries(rows.map((r) => [r.id, r.a2a_state]))).toEqual({ [waiting]: null, [done]: '' });
+    const list = async (status: string) => (await api(`/a2a/${id}/`, { key, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 2, method: 'ListTasks', params: { status } } })).body.result.tasks.map((t: { id: string }) => t.id);
+    expect(await list('TASK_STATE_INPUT_REQUIRED')).toEqual([waiting]);
+    expect(await list('TASK_STATE_COMPLETED')).toEqual([done]);
+  });
+
   it('bring a new object to the current schema with one read of its start state, and an existing one with none more', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);

@@ -9,7 +9,7 @@ describe('storableTask', () => {
     const rows = new Map<string, ExecutionRow>();
     const turn = (id: string, chars: number) => {
       const output = { answer: 'a'.repeat(chars) };
-      rows.set(id, { id, intent: 'a2a.message', input: null, status: 'succeeded', output: JSON.stringify(output), error: null, attempts: 1, upstream: null, idempotency_key: null, deadline_at: 0, created_at: 0, started_at: 0, finished_at: 0, rev: 1 });
+      rows.set(id, { id, intent: 'a2a.message', input: null, status: 'succeeded', output: JSON.stringify(output), error: null, attempts: 1, upstream: null, idempotency_key: null, deadline_at: 0, created_at: 0, started_at: 0, finished_at: 0, rev: 1, a2a_state: null });
       return { artifact: { artifactId: `${id}-output`, name: 'output', description: '', parts: [textPart(output.answer), dataPart(output)], metadata: undefined, extensions: [] } };
     };
     const answers = [turn('ex_1', 200_000), turn('ex_2', 250_000), turn('ex_3', 240_000), turn('ex_4', 230_000), turn('ex_5', 10_000)];

@@ -17,6 +17,7 @@ import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
 import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
+import { isA2AMethod, methodNotFound } from '../a2a/methods';
 import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
@@ -37,12 +38,16 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-
  */
 const RequestId = z.union([z.string().max(256), z.number().int(), z.null()]);
 
+/** Most of a method name logged or echoed: longer than any A2A method's. */
+const MAX_METHOD_CHARS = 128;
+
 /** The JSON-RPC envelope; the SDK validates each method's params. */
 const JsonRpcRequest = z.object({
   jsonrpc: z.literal('2.0'),
-  method: z.string().min(1).max(128),
+  // Any string names a method (JSON-RPC): one no A2A method has, empty or long, is -32601 below.
+  method: z.string(),
   id: RequestId.optional(),
-  // By position (an array) is a valid request whose params no A2A method takes: -32602, below.
+  // By position (an array) is a valid request whose params no A2A method takes: -32602 below (-32601 for an unknown method).
   params: z.union([z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
 });
 
@@ -218,7 +223,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     const reason = issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'not a JSON-RPC 2.0 request';
     return rpcAnswer(c, rpcError(readableId(body), { code: -32600, message: `Invalid Request: ${reason}` }));
   }
-  c.get('log').a2aMethod = envelope.data.method;
+  c.get('log').a2aMethod = envelope.data.method.slice(0, MAX_METHOD_CHARS);
   if (envelope.data.id === undefined) return notification(c);
   const version = a2aVersion(requestedA2AVersion(c));
   if (!version) {
@@ -226,6 +231,8 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     return rpcAnswer(c, rpcError(envelope.data.id, error));
   }
   const { params } = envelope.data;
+  // JSON-RPC: an unknown method is -32601 whatever its params (the SDK looks at them first).
+  if (!isA2AMethod(version, envelope.data.method)) return rpcAnswer(c, rpcError(envelope.data.id, methodNotFound(version, envelope.data.method.slice(0, MAX_METHOD_CHARS))));
   if (Array.isArray(params)) {
     return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError('params: A2A methods take their params by name (a JSON object), not by position (an array)'))));
   }
