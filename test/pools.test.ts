@@ -528,6 +528,26 @@ describe('agents on pools', () => {
     expect(seen[`${tag}-s`]).toBeUndefined();
   });
 
+  it("fails over at once when a target answers 503 and then stalls its error body, instead of waiting out the deadline on it", async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('stall5');
+    // No timeoutMs: the attempt's own limit is the execution's deadline, which the stalled body used to take whole.
+    await api(`/v1/pools/${tag}`, {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&stallBody=true&stallStatus=503`) }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: tag } });
+    const started = Date.now();
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', timeoutMs: 8_000 } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'succeeded', attempts: 2, upstream: `pool ${tag}/${tag}-s` });
+    expect(Date.now() - started).toBeLessThan(4_000);
+    const seen = await counts();
+    expect(seen[`${tag}-p`]).toBe(1);
+    expect(seen[`${tag}-s`]).toBe(1);
+  });
+
   it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
     const { key } = await newTenant();
     const tag = `query${Date.now()}`;
