@@ -548,6 +548,26 @@ describe('agents on pools', () => {
     expect(seen[`${tag}-s`]).toBe(1);
   });
 
+  it('holds a target that answers every call with a redirect against its health: its circuit opens after 5, and the standby serves', async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('moved');
+    const location = encodeURIComponent(mockUrl(`/agent?target=${tag}-dest`));
+    await api(`/v1/pools/${tag}`, {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&status=307&location=${location}`) }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: tag } });
+    // Each fails on the redirect, not retried (README, "Upstreams"); it used to count as the target's success.
+    for (let i = 0; i < 5; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } })).status).toBe(502);
+    const next = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(next.status).toBe(200);
+    expect(next.body.upstream).toBe(`pool ${tag}/${tag}-s`);
+    const seen = await counts();
+    expect(seen[`${tag}-p`]).toBe(5);
+    expect(seen[`${tag}-dest`]).toBeUndefined();
+  });
+
   it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
     const { key } = await newTenant();
     const tag = `query${Date.now()}`;
