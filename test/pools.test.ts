@@ -607,6 +607,22 @@ describe('agents on pools', () => {
   });
 });
 
+describe("a target's error whose body stalls after its headers", () => {
+  it('a chat relays its 4xx within about a second, with what arrived, not after the first-byte limit (30 s by default)', async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('stall4c');
+    await api(`/v1/pools/${tag}`, { method: 'PUT', key, body: { targets: [chatTarget(tag, 'stallBody=true,stallStatus=401')] } });
+    const started = Date.now();
+    const res = await api('/v1/chat/completions', { key, body: { model: tag, messages: [{ role: 'user', content: 'x' }] } });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(res.body.error.type).toBe('upstream_error');
+    expect(res.body.error.message).toContain('stalled');
+    expect(res.body.error.message).toContain('{"id":');
+  });
+});
+
 describe("a target's error that names its credential", () => {
   // The credential is never shown (a view has "…last4"), to any key of the tenant: a target
   // that writes it, whole, into its error (a proxy's "Incorrect API key provided: sk-…") must
