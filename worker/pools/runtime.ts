@@ -31,7 +31,9 @@ export function probeSubject(target: { kind: string; url?: string | undefined; b
 
 /** The probe result that is about this target as it is now defined, or null. */
 export const probeOf = (probes: Record<string, ProbeResult>, target: { id: string } & Parameters<typeof probeSubject>[0]): ProbeResult | null => {
-  const probe = probes[target.id];
+  // Own members only: a target id such as "__proto__" or "constructor" found the object's own
+  // prototype or constructor in a pool not yet probed, shown as an empty probe.
+  const probe = Object.hasOwn(probes, target.id) ? probes[target.id] : undefined;
   return probe && (probe.subject === undefined || probe.subject === probeSubject(target)) ? probe : null;
 };
 
