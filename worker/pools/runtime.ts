@@ -1,6 +1,6 @@
 import type { Env } from '../env';
 import type { PutPoolBody, StoredPool } from '../schemas/pool';
-import { pickTarget, startAtRandom, peakEwma, type TargetState } from './balancer';
+import { pickTarget, peakEwma, type RoundRobins, type TargetState } from './balancer';
 import { CircuitBreaker } from './circuit-breaker';
 import { getPool, openTargets } from './store';
 
@@ -73,7 +73,8 @@ export interface Lease {
  */
 export class PoolRuntime {
   private readonly states = new Map<string, TargetState>();
-  private readonly wrr = new Map<string, number>();
+  /** The balancer's round robin cycles, each started at a random point when first used. */
+  private readonly wrr: RoundRobins = new Map();
   /**
    * Leases that must have ended by a time (a chat's: its deadline), and how to end one that has
    * not. A stream whose client went away is never read again, so nothing else would end it:
@@ -100,7 +101,6 @@ export class PoolRuntime {
     }
     // Their leases still have to end by their deadline (a stream whose client went away).
     for (const [end, by] of previous?.bounded ?? []) this.bounded.set(end, by);
-    startAtRandom(targets, this.wrr);
   }
 
   state(id: string): TargetState {
