@@ -114,6 +114,20 @@ describe("a target's healthy flag in the pool view", () => {
   });
 });
 
+describe('targets named like members of every object', () => {
+  it('show no probe until one is made (null), whatever their id: "__proto__" and "constructor" showed an empty one', async () => {
+    const { key } = await newTenant();
+    const ids = ['__proto__', 'constructor', 'toString'];
+    const pool = `proto${Date.now()}`;
+    expect((await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: ids.map((id) => ({ id, kind: 'builtin' })) } })).status).toBe(201);
+    const read = await api(`/v1/pools/${pool}`, { key });
+    expect(read.body.targets.map((t: { id: string; health: { probe: unknown } }) => [t.id, t.health.probe])).toEqual(ids.map((id) => [id, null]));
+    await runCron();
+    const probed = await api(`/v1/pools/${pool}`, { key });
+    for (const t of probed.body.targets) expect(t.health.probe).toMatchObject({ ok: true });
+  });
+});
+
 describe('the half-open probe slot', () => {
   it('is not given back by a retry cancelled on that target while its probe is out', async () => {
     const { key, tenantId } = await newTenant();

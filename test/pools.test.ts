@@ -528,6 +528,46 @@ describe('agents on pools', () => {
     expect(seen[`${tag}-s`]).toBeUndefined();
   });
 
+  it("fails over at once when a target answers 503 and then stalls its error body, instead of waiting out the deadline on it", async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('stall5');
+    // No timeoutMs: the attempt's own limit is the execution's deadline, which the stalled body used to take whole.
+    await api(`/v1/pools/${tag}`, {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&stallBody=true&stallStatus=503`) }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: tag } });
+    const started = Date.now();
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', timeoutMs: 8_000 } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'succeeded', attempts: 2, upstream: `pool ${tag}/${tag}-s` });
+    expect(Date.now() - started).toBeLessThan(4_000);
+    const seen = await counts();
+    expect(seen[`${tag}-p`]).toBe(1);
+    expect(seen[`${tag}-s`]).toBe(1);
+  });
+
+  it('holds a target that answers every call with a redirect against its health: its circuit opens after 5, and the standby serves', async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('moved');
+    const location = encodeURIComponent(mockUrl(`/agent?target=${tag}-dest`));
+    await api(`/v1/pools/${tag}`, {
+      method: 'PUT',
+      key,
+      body: { targets: [target(`${tag}-p`, { url: mockUrl(`/agent?target=${tag}-p&status=307&location=${location}`) }), target(`${tag}-s`, { priority: 1 })] },
+    });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: tag } });
+    // Each fails on the redirect, not retried (README, "Upstreams"); it used to count as the target's success.
+    for (let i = 0; i < 5; i++) expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } })).status).toBe(502);
+    const next = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(next.status).toBe(200);
+    expect(next.body.upstream).toBe(`pool ${tag}/${tag}-s`);
+    const seen = await counts();
+    expect(seen[`${tag}-p`]).toBe(5);
+    expect(seen[`${tag}-dest`]).toBeUndefined();
+  });
+
   it("keeps an openai-chat target's query string (Azure's api-version) on its chats, executions and probes, after the path", async () => {
     const { key } = await newTenant();
     const tag = `query${Date.now()}`;
@@ -564,6 +604,22 @@ describe('agents on pools', () => {
     const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
     expect(res.status).toBe(502);
     expect(res.body.error.details.execution.attempts).toBe(3);
+  });
+});
+
+describe("a target's error whose body stalls after its headers", () => {
+  it('a chat relays its 4xx within about a second, with what arrived, not after the first-byte limit (30 s by default)', async () => {
+    const { key } = await newTenant();
+    const tag = uniqueId('stall4c');
+    await api(`/v1/pools/${tag}`, { method: 'PUT', key, body: { targets: [chatTarget(tag, 'stallBody=true,stallStatus=401')] } });
+    const started = Date.now();
+    const res = await api('/v1/chat/completions', { key, body: { model: tag, messages: [{ role: 'user', content: 'x' }] } });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(res.body.error.type).toBe('upstream_error');
+    expect(res.body.error.message).toContain('stalled');
+    expect(res.body.error.message).toContain('{"id":');
   });
 });
 

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { pickTarget, peakEwma, smoothWeighted, startAtRandom, type BalancedTarget, type TargetState } from '../../worker/pools/balancer';
+import { describe, expect, it, vi } from 'vitest';
+import { pickTarget, peakEwma, smoothWeighted, startAtRandom, type BalancedTarget, type RoundRobins, type TargetState } from '../../worker/pools/balancer';
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
 import type { StoredPool } from '../../worker/schemas/pool';
@@ -13,7 +13,7 @@ function states(ids: string[]): Map<string, TargetState> {
 }
 
 function picker(targets: T[], strategy: 'weighted-round-robin' | 'least-inflight' | 'latency', s = states(targets.map((t) => t.id)), regions: string[] = []) {
-  const wrr = new Map<string, number>();
+  const wrr: RoundRobins = new Map();
   return {
     s,
     pick: (exclude: Set<string> = new Set(), random?: () => number) =>
@@ -64,6 +64,35 @@ describe('weighted round robin (smooth)', () => {
         expect(counts).toEqual({ a: 15, b: 10, c: 5 });
       }
     });
+
+    it("is a point of the cycle of the targets a pick chooses among: a tier's 1:1 primaries alternate from the first pick, whatever the standby's weight or a region", () => {
+      const at = new Date().toISOString();
+      const primaries = [{ id: 'a', kind: 'builtin' as const, weight: 1, priority: 0 }, { id: 'b', kind: 'builtin' as const, weight: 1, priority: 0 }];
+      const pools: StoredPool['targets'][] = [
+        [...primaries, { id: 's', kind: 'builtin', weight: 1000, priority: 1 }],
+        // A region's targets, picked before the others of the tier.
+        [...primaries.map((t) => ({ ...t, region: 'EU' })), { id: 'n', kind: 'builtin', weight: 5, priority: 0, region: 'NA' }],
+      ];
+      for (const targets of pools) {
+        for (const r of [0, 0.2, 0.3613, 0.5, 0.7, 0.9]) {
+          // The runtime starts its cycles at Math.random's point.
+          const random = vi.spyOn(Math, 'random').mockReturnValue(r);
+          try {
+            const rt = new PoolRuntime('tn', { name: 'p', strategy: 'weighted-round-robin', targets, createdAt: at, updatedAt: at }, targets);
+            const picks = Array.from({ length: 20 }, () => {
+              const lease = rt.lease(['EU'], new Set());
+              lease?.done('success');
+              return lease?.target.id ?? 'none';
+            });
+            // Each pair of picks is one whole cycle of the two: it used to be a cycle of the whole
+            // pool's, which could leave one primary some 500 picks behind the other.
+            expect(tally(20, () => ({ id: picks.shift() ?? 'none', weight: 1, priority: 0 })), `${targets.map((t) => t.id).join()} at ${r}`).toEqual({ a: 10, b: 10 });
+          } finally {
+            random.mockRestore();
+          }
+        }
+      }
+    });
   });
 });
 
@@ -99,7 +128,7 @@ describe('health, tiers and regions', () => {
   it('keeps a target waiting out its Retry-After out of the picks, a primary sending traffic to the standby tier', () => {
     const { s } = picker(tiers, 'weighted-round-robin');
     const t0 = 1_000_000;
-    const wrr = new Map<string, number>();
+    const wrr: RoundRobins = new Map();
     const pickAt = (now: number) => tally(20, () => pickTarget({ targets: tiers, state: (id) => s.get(id) as TargetState, strategy: 'weighted-round-robin', regions: [], exclude: new Set(), wrr }, now));
     (s.get('p1') as TargetState).retryAfterUntil = t0 + 5_000;
     expect(Object.keys(pickAt(t0))).toEqual(['p2']);

@@ -3,7 +3,7 @@ import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
 import { builtinUpstream } from '../upstream/builtin';
 import { endpointUrl } from '../upstream/endpoint';
-import { cutBodyNote, maskedBodyText, readErrorBody } from '../upstream/error-body';
+import { cutBodyNote, ERROR_BODY_WAIT_MS, maskedBodyText, readErrorBody } from '../upstream/error-body';
 import { MAX_REPLY_BYTES, readBounded, redirectFailure, retryableStatus, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
@@ -168,7 +168,8 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
         throw new UpstreamError('http', `upstream answered ${response.status}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
       }
       // Bounded like every read of a reply: one read whole could take the isolate past its memory.
-      const read = await readErrorBody(response, MAX_REPLY_BYTES);
+      // Waited for about a second at most: the status is the answer, and the client waited out the first-byte limit for it.
+      const read = await readErrorBody(response, MAX_REPLY_BYTES, ERROR_BODY_WAIT_MS);
       // A server that predates stream_options may refuse it (older Azure API versions answer
       // 400 "Unrecognized request argument"): the client did not send it, so the same target
       // is asked again without it, and the budget settles with an estimate of what it streamed.
@@ -267,6 +268,8 @@ function requireContentType(response: Response, expected: RegExp, what: string):
 }
 
 function abortReason(signal: AbortSignal, error: unknown): UpstreamError {
+  // Already judged (an error body that stalled past its wait).
+  if (error instanceof UpstreamError && !signal.aborted) return error;
   if (signal.aborted) {
     const reason: unknown = signal.reason;
     return reason instanceof UpstreamError ? reason : new UpstreamError('cancelled', 'the attempt was aborted', false);

@@ -28,9 +28,35 @@ export interface PickInput<T extends BalancedTarget> {
   regions: readonly string[];
   /** Targets already tried for this request: the next attempt goes elsewhere when it can. */
   exclude: ReadonlySet<string>;
-  /** Smooth weighted round robin's running weights, kept per pool. */
-  wrr: Map<string, number>;
+  /** Smooth weighted round robin's cycles, kept per pool (see `cycleOf`). */
+  wrr: RoundRobins;
   random?: () => number;
+}
+
+/** Smooth weighted round robin's running weights, one cycle per set of targets picked among. */
+export type RoundRobins = Map<string, Map<string, number>>;
+
+/** Sets of targets whose cycles a pool keeps: tiers, regions and health make few. */
+const MAX_CYCLES = 64;
+
+/**
+ * The running weights of the cycle over exactly `targets` (a tier, its caller's region, the
+ * healthy ones), started at a random point of it when new (`startAtRandom`). One set of
+ * weights for every set skewed the picks: a target's weight moves only while it is picked
+ * among, so a start anywhere in the cycle of the whole pool (a standby of weight 1000
+ * included) could leave one of two 1:1 primaries 500 picks behind the other, and it took
+ * every request of the tier until they drew level.
+ */
+function cycleOf(targets: readonly BalancedTarget[], cycles: RoundRobins, random: () => number): Map<string, number> {
+  const key = targets.map((t) => t.id).join('\n');
+  let cycle = cycles.get(key);
+  if (!cycle) {
+    if (cycles.size >= MAX_CYCLES) cycles.clear();
+    cycle = new Map();
+    startAtRandom(targets, cycle, random);
+    cycles.set(key, cycle);
+  }
+  return cycle;
 }
 
 /**
@@ -77,9 +103,9 @@ export function pickTarget<T extends BalancedTarget>(input: PickInput<T>, now = 
   const random = input.random ?? Math.random;
   switch (input.strategy) {
     case 'weighted-round-robin':
-      return smoothWeighted(pool, input.wrr);
+      return smoothWeighted(pool, cycleOf(pool, input.wrr, random));
     case 'least-inflight':
-      return leastInflight(pool, input.state, input.wrr);
+      return leastInflight(pool, input.state, (ties) => cycleOf(ties, input.wrr, random));
     case 'latency':
       return powerOfTwo(pool, input.state, random);
   }
@@ -104,7 +130,7 @@ export function smoothWeighted<T extends BalancedTarget>(targets: readonly T[], 
 }
 
 /**
- * Moves a new runtime's round robin a random number of picks into its cycle. Each isolate
+ * Moves a new cycle (`cycleOf`) a random number of picks into it. Each isolate
  * builds its own runtime, and every one started at the same point sent its first request to
  * the same target: a pool used by many isolates a few requests each (agents' objects spread
  * over machines) loaded its first target with nearly all of them, whatever the weights. A whole
@@ -115,10 +141,11 @@ export function startAtRandom(targets: readonly BalancedTarget[], current: Map<s
   for (let skip = Math.floor(random() * cycle); skip > 0; skip--) smoothWeighted(targets, current);
 }
 
-function leastInflight<T extends BalancedTarget>(targets: readonly T[], state: (id: string) => TargetState, wrr: Map<string, number>): T | null {
+function leastInflight<T extends BalancedTarget>(targets: readonly T[], state: (id: string) => TargetState, cycle: (ties: readonly T[]) => Map<string, number>): T | null {
   const least = Math.min(...targets.map((t) => state(t.id).inflight / t.weight));
   // Ties (an idle pool) are broken by weighted round robin so weights still count.
-  return smoothWeighted(targets.filter((t) => state(t.id).inflight / t.weight === least), wrr);
+  const ties = targets.filter((t) => state(t.id).inflight / t.weight === least);
+  return smoothWeighted(ties, cycle(ties));
 }
 
 /** Power of two choices on peak-EWMA latency × (in-flight + 1); unmeasured targets get tried. */

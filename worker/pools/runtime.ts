@@ -1,6 +1,6 @@
 import type { Env } from '../env';
 import type { PutPoolBody, StoredPool } from '../schemas/pool';
-import { pickTarget, startAtRandom, peakEwma, type TargetState } from './balancer';
+import { pickTarget, peakEwma, type RoundRobins, type TargetState } from './balancer';
 import { CircuitBreaker } from './circuit-breaker';
 import { getPool, openTargets } from './store';
 
@@ -31,7 +31,9 @@ export function probeSubject(target: { kind: string; url?: string | undefined; b
 
 /** The probe result that is about this target as it is now defined, or null. */
 export const probeOf = (probes: Record<string, ProbeResult>, target: { id: string } & Parameters<typeof probeSubject>[0]): ProbeResult | null => {
-  const probe = probes[target.id];
+  // Own members only: a target id such as "__proto__" or "constructor" found the object's own
+  // prototype or constructor in a pool not yet probed, shown as an empty probe.
+  const probe = Object.hasOwn(probes, target.id) ? probes[target.id] : undefined;
   return probe && (probe.subject === undefined || probe.subject === probeSubject(target)) ? probe : null;
 };
 
@@ -71,7 +73,8 @@ export interface Lease {
  */
 export class PoolRuntime {
   private readonly states = new Map<string, TargetState>();
-  private readonly wrr = new Map<string, number>();
+  /** The balancer's round robin cycles, each started at a random point when first used. */
+  private readonly wrr: RoundRobins = new Map();
   /**
    * Leases that must have ended by a time (a chat's: its deadline), and how to end one that has
    * not. A stream whose client went away is never read again, so nothing else would end it:
@@ -98,7 +101,6 @@ export class PoolRuntime {
     }
     // Their leases still have to end by their deadline (a stream whose client went away).
     for (const [end, by] of previous?.bounded ?? []) this.bounded.set(end, by);
-    startAtRandom(targets, this.wrr);
   }
 
   state(id: string): TargetState {

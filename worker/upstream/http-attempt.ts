@@ -1,5 +1,5 @@
 import { readUpTo } from '../lib/bytes';
-import { cutBodyNote, maskedBodyText, readErrorBody } from './error-body';
+import { cutBodyNote, ERROR_BODY_WAIT_MS, maskedBodyText, readErrorBody } from './error-body';
 import { UpstreamError } from './types';
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
@@ -120,7 +120,7 @@ function classifyThrown(error: unknown, signal: AbortSignal): UpstreamError {
 async function errorAnswer(response: Response, signal: AbortSignal, credential: string | undefined): Promise<UpstreamError> {
   const redirect = redirectFailure(response);
   if (redirect) return redirect;
-  const read = await readErrorBody(response, MAX_REPLY_BYTES);
+  const read = await readErrorBody(response, MAX_REPLY_BYTES, ERROR_BODY_WAIT_MS);
   const body = read.kind === 'too-large' ? `upstream reply exceeds ${MAX_REPLY_BYTES} bytes` : maskedBodyText(read, credential);
   const cut = read.kind === 'cut' ? classifyThrown(read.error, signal) : undefined;
   // A cancelled execution is that, whatever its target was saying.

@@ -38,12 +38,16 @@ export function gatewayUpstream(label: string | undefined): string | undefined {
 /**
  * How an attempt's failure counts for the target's health: a 4xx is the caller's fault (the
  * target answered); a call the outbound guard refused was never sent, so it says nothing of the
- * target (it used to count as a success, closing an open circuit it never tested).
+ * target (it used to count as a success, closing an open circuit it never tested). A redirect
+ * is never followed, so a target that answers one fails every call whoever makes it: the
+ * target's failure, as its probe already said (it counted as a success, and the circuit never
+ * opened while every call sent to the target failed).
  */
 export function healthOutcome(error: unknown): 'failure' | 'success' | 'cancelled' {
   if (!(error instanceof UpstreamError)) return 'failure';
   if (error.kind === 'cancelled' || error.kind === 'refused') return 'cancelled';
-  if (error.kind === 'http' && !error.retryable) return 'success';
+  const redirect = error.status !== undefined && error.status >= 300 && error.status < 400;
+  if (error.kind === 'http' && !error.retryable && !redirect) return 'success';
   return 'failure';
 }
 
