@@ -142,6 +142,21 @@ describe('tenants and keys (admin API)', () => {
     expect(audit.body.data).toEqual([]);
   });
 
+  // Each PATCH merged into the limits it had read: two at once both read the same, and the
+  // second write dropped the first's change, while the audit log recorded both as made.
+  it('keeps every change of concurrent key PATCHes, each recorded once', async () => {
+    const patches = [{ perSecond: 50 }, { perMinute: 600 }, { concurrency: 4 }, { budget: { requests: 9, period: 'day' } }];
+    for (let round = 0; round < 3; round++) {
+      const { tenantId, keyId } = await newTenant();
+      const answers = await Promise.all(patches.map((limits) => api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits } })));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+      const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+      expect(keys.body.data[0].limits, `round ${round}`).toEqual({ perSecond: 50, perMinute: 600, concurrency: 4, budget: { requests: 9, period: 'day' } });
+      const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+      expect(audit.body.data).toHaveLength(4);
+    }
+  });
+
   it('revokes a key: it stops working at once where it was revoked', async () => {
     const { key, keyId } = await newTenant();
     expect((await api('/v1/agents', { key })).status).toBe(200);
