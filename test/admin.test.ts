@@ -168,6 +168,27 @@ describe('tenants and keys (admin API)', () => {
     expect((await api('/v1/admin/keys/key_unknown', { method: 'DELETE', key: ADMIN() })).status).toBe(404);
   });
 
+  // A /v1 request reads D1 in a session that may start at a read replica: the key lookup read
+  // there, so a replica that had not yet seen the revocation answered the key valid, and the
+  // lookup cached that for 60 s in KV and 30 s here, where it had just been revoked.
+  it('looks a key up at the primary: a lagging read replica does not bring a revoked key back', async () => {
+    const { key, keyId } = await newTenant();
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    // A replica behind the revocation: every session but one that starts at the primary reads it.
+    const lagging = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+      new Proxy(db, {
+        get(target, prop) {
+          if (prop === 'prepare') return (query: string) => target.prepare(/FROM api_keys WHERE hash = \?/.test(query) ? query.replace(' AND revoked_at IS NULL', '') : query);
+          if (prop === 'withSession') return (constraint?: string) => (constraint === 'first-primary' ? env.DB.withSession(constraint) : lagging(env.DB.withSession(constraint)));
+          const value: unknown = Reflect.get(target, prop);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const res = await createApp().request('/v1/agents', { headers: { authorization: `Bearer ${key}` } }, { ...env, DB: lagging(env.DB) });
+    expect(res.status).toBe(401);
+    expect((await api('/v1/agents', { key })).status).toBe(401);
+  });
+
   // `shards` only splits the rate windows over objects: without perSecond or perMinute it
   // enforces nothing, so a key created or patched so would look limited and not be.
   it('refuses shards without a rate window to split, on create and PATCH, and keeps a stored such key working', async () => {

@@ -3,6 +3,7 @@ import { auditStatement } from '../audit/log';
 import type { Env, Principal } from '../env';
 import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
+import { atPrimary } from '../lib/d1-primary';
 import { sha256Hex } from '../lib/hash';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
@@ -61,7 +62,9 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
 async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
   const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
   if (cached) return cached;
-  const row = await env.DB.prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
+  // At the primary: a route's database may be a session reading a replica (d1-session.ts),
+  // which could call a key just revoked valid (or a new one unknown), and this answer is cached.
+  const row = await atPrimary(env.DB).prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
     .bind(hash)
     .first<{ id: string; tenant_id: string; limits: string | null }>();
   if (!row) return null;
