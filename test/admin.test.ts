@@ -1,6 +1,7 @@
-import { env } from 'cloudflare:test';
+import { createExecutionContext, env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import { sha256Hex } from '../worker/lib/hash';
 import { ADMIN, api, newTenant } from './support/api';
 
 describe('tenants and keys (admin API)', () => {
@@ -187,6 +188,43 @@ describe('tenants and keys (admin API)', () => {
     const res = await createApp().request('/v1/agents', { headers: { authorization: `Bearer ${key}` } }, { ...env, DB: lagging(env.DB) });
     expect(res.status).toBe(401);
     expect((await api('/v1/agents', { key })).status).toBe(401);
+  });
+
+  // A lookup that had read the key valid just before its revocation landed after it, and put it
+  // back in the caches the revocation had just emptied: 30 s more in this isolate, 60 s in KV.
+  it('does not cache a key a lookup read valid just before it was revoked here', async () => {
+    const { key, keyId } = await newTenant();
+    let read!: () => void;
+    const wasRead = new Promise<void>((resolve) => (read = resolve));
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    // D1 answers the key's lookup at once, and the lookup then waits for the gate.
+    const held = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+      new Proxy(db, {
+        get(target, prop) {
+          if (prop === 'withSession') return (constraint?: string) => held(env.DB.withSession(constraint));
+          if (prop === 'prepare') {
+            return (query: string) => {
+              const statement = target.prepare(query);
+              if (!/FROM api_keys WHERE hash = \?/.test(query)) return statement;
+              return { bind: (...values: unknown[]) => ({ first: async () => { const row = await statement.bind(...values).first(); read(); await gate; return row; } }) };
+            };
+          }
+          const value: unknown = Reflect.get(target, prop);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const app = createApp();
+    const gatedEnv = { ...env, DB: held(env.DB) };
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const before = app.request('/v1/agents', asKey, gatedEnv, createExecutionContext());
+    await wasRead;
+    const revoked = await app.request(`/v1/admin/keys/${keyId}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN()}` } }, gatedEnv, createExecutionContext());
+    expect(revoked.status).toBe(204);
+    open();
+    await (await before).text();
+    expect((await app.request('/v1/agents', asKey, gatedEnv, createExecutionContext())).status).toBe(401);
+    expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).toBeNull();
   });
 
   // `shards` only splits the rate windows over objects: without perSecond or perMinute it

@@ -7,7 +7,7 @@ import { atPrimary } from '../lib/d1-primary';
 import { sha256Hex } from '../lib/hash';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
-import { keyRevokedHere } from './key-status';
+import { keyRevokedHere, rememberedKeyStatus } from './key-status';
 
 export const KEY_PREFIX = 'eag_';
 /**
@@ -58,16 +58,20 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
   return principal;
 }
 
-/** KV, then D1 (the source of truth), which refills KV. */
+/**
+ * KV, then D1 (the source of truth), which refills KV. A key revoked in this isolate is not
+ * found, whatever the read said: a lookup that read it valid just before the revocation would
+ * otherwise land after it and put it back in the caches the revocation had emptied.
+ */
 async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
   const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
-  if (cached) return cached;
+  if (cached) return rememberedKeyStatus(cached.keyId) === false ? null : cached;
   // At the primary: a route's database may be a session reading a replica (d1-session.ts),
   // which could call a key just revoked valid (or a new one unknown), and this answer is cached.
   const row = await atPrimary(env.DB).prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
     .bind(hash)
     .first<{ id: string; tenant_id: string; limits: string | null }>();
-  if (!row) return null;
+  if (!row || rememberedKeyStatus(row.id) === false) return null;
   const limits = parseLimits(row.limits);
   const principal: Principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
   await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
