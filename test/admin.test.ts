@@ -4,6 +4,33 @@ import { createApp } from '../worker/app';
 import { sha256Hex } from '../worker/lib/hash';
 import { ADMIN, api, newTenant } from './support/api';
 
+/**
+ * An app whose key lookups read D1 at once and then wait until `open()`: a lookup held so
+ * has read the key before whatever the test does next, and lands after it.
+ */
+function heldLookup() {
+  let read!: () => void;
+  const wasRead = new Promise<void>((resolve) => (read = resolve));
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const held = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+    new Proxy(db, {
+      get(target, prop) {
+        if (prop === 'withSession') return (constraint?: string) => held(env.DB.withSession(constraint));
+        if (prop === 'prepare') {
+          return (query: string) => {
+            const statement = target.prepare(query);
+            if (!/FROM api_keys WHERE hash = \?/.test(query)) return statement;
+            return { bind: (...values: unknown[]) => ({ first: async () => { const row = await statement.bind(...values).first(); read(); await gate; return row; } }) };
+          };
+        }
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  return { app: createApp(), env: { ...env, DB: held(env.DB) }, wasRead, open };
+}
+
 describe('tenants and keys (admin API)', () => {
   it('refuses admin routes without the operator token', async () => {
     expect((await api('/v1/admin/tenants', { body: {} })).status).toBe(401);
@@ -194,37 +221,34 @@ describe('tenants and keys (admin API)', () => {
   // back in the caches the revocation had just emptied: 30 s more in this isolate, 60 s in KV.
   it('does not cache a key a lookup read valid just before it was revoked here', async () => {
     const { key, keyId } = await newTenant();
-    let read!: () => void;
-    const wasRead = new Promise<void>((resolve) => (read = resolve));
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    // D1 answers the key's lookup at once, and the lookup then waits for the gate.
-    const held = <T extends D1Database | D1DatabaseSession>(db: T): T =>
-      new Proxy(db, {
-        get(target, prop) {
-          if (prop === 'withSession') return (constraint?: string) => held(env.DB.withSession(constraint));
-          if (prop === 'prepare') {
-            return (query: string) => {
-              const statement = target.prepare(query);
-              if (!/FROM api_keys WHERE hash = \?/.test(query)) return statement;
-              return { bind: (...values: unknown[]) => ({ first: async () => { const row = await statement.bind(...values).first(); read(); await gate; return row; } }) };
-            };
-          }
-          const value: unknown = Reflect.get(target, prop);
-          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-        },
-      });
-    const app = createApp();
-    const gatedEnv = { ...env, DB: held(env.DB) };
+    const lookup = heldLookup();
     const asKey = { headers: { authorization: `Bearer ${key}` } };
-    const before = app.request('/v1/agents', asKey, gatedEnv, createExecutionContext());
-    await wasRead;
-    const revoked = await app.request(`/v1/admin/keys/${keyId}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN()}` } }, gatedEnv, createExecutionContext());
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    await lookup.wasRead;
+    const revoked = await lookup.app.request(`/v1/admin/keys/${keyId}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN()}` } }, lookup.env, createExecutionContext());
     expect(revoked.status).toBe(204);
-    open();
+    lookup.open();
     await (await before).text();
-    expect((await app.request('/v1/agents', asKey, gatedEnv, createExecutionContext())).status).toBe(401);
+    expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
     expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).toBeNull();
+  });
+
+  // The same race with a PATCH: the limits read before it were cached after it, 30 s here and 60 s in KV.
+  it('does not cache the limits a lookup read just before a PATCH changed them here', async () => {
+    const { key, keyId } = await newTenant();
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    await lookup.wasRead;
+    const patched = await lookup.app.request(`/v1/admin/keys/${keyId}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' }, body: JSON.stringify({ limits: { perMinute: 5 } }) }, lookup.env, createExecutionContext());
+    expect(patched.status).toBe(200);
+    lookup.open();
+    await (await before).text();
+    const after = await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    expect(after.status).toBe(200);
+    expect(after.headers.get('ratelimit-limit')).toBe('5');
+    // What KV holds now is the lookup's after the change.
+    expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`, 'json')).toMatchObject({ limits: { perMinute: 5 } });
   });
 
   // `shards` only splits the rate windows over objects: without perSecond or perMinute it
