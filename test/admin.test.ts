@@ -1,7 +1,35 @@
-import { env } from 'cloudflare:test';
+import { createExecutionContext, env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import { sha256Hex } from '../worker/lib/hash';
 import { ADMIN, api, newTenant } from './support/api';
+
+/**
+ * An app whose key lookups read D1 at once and then wait until `open()`: a lookup held so
+ * has read the key before whatever the test does next, and lands after it.
+ */
+function heldLookup() {
+  let read!: () => void;
+  const wasRead = new Promise<void>((resolve) => (read = resolve));
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const held = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+    new Proxy(db, {
+      get(target, prop) {
+        if (prop === 'withSession') return (constraint?: string) => held(env.DB.withSession(constraint));
+        if (prop === 'prepare') {
+          return (query: string) => {
+            const statement = target.prepare(query);
+            if (!/FROM api_keys WHERE hash = \?/.test(query)) return statement;
+            return { bind: (...values: unknown[]) => ({ first: async () => { const row = await statement.bind(...values).first(); read(); await gate; return row; } }) };
+          };
+        }
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  return { app: createApp(), env: { ...env, DB: held(env.DB) }, wasRead, open };
+}
 
 describe('tenants and keys (admin API)', () => {
   it('refuses admin routes without the operator token', async () => {
@@ -142,6 +170,21 @@ describe('tenants and keys (admin API)', () => {
     expect(audit.body.data).toEqual([]);
   });
 
+  // Each PATCH merged into the limits it had read: two at once both read the same, and the
+  // second write dropped the first's change, while the audit log recorded both as made.
+  it('keeps every change of concurrent key PATCHes, each recorded once', async () => {
+    const patches = [{ perSecond: 50 }, { perMinute: 600 }, { concurrency: 4 }, { budget: { requests: 9, period: 'day' } }];
+    for (let round = 0; round < 3; round++) {
+      const { tenantId, keyId } = await newTenant();
+      const answers = await Promise.all(patches.map((limits) => api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits } })));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+      const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+      expect(keys.body.data[0].limits, `round ${round}`).toEqual({ perSecond: 50, perMinute: 600, concurrency: 4, budget: { requests: 9, period: 'day' } });
+      const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+      expect(audit.body.data).toHaveLength(4);
+    }
+  });
+
   it('revokes a key: it stops working at once where it was revoked', async () => {
     const { key, keyId } = await newTenant();
     expect((await api('/v1/agents', { key })).status).toBe(200);
@@ -151,6 +194,61 @@ describe('tenants and keys (admin API)', () => {
     expect(after.status).toBe(401);
     expect(after.body.error.code).toBe('unauthorized');
     expect((await api('/v1/admin/keys/key_unknown', { method: 'DELETE', key: ADMIN() })).status).toBe(404);
+  });
+
+  // A /v1 request reads D1 in a session that may start at a read replica: the key lookup read
+  // there, so a replica that had not yet seen the revocation answered the key valid, and the
+  // lookup cached that for 60 s in KV and 30 s here, where it had just been revoked.
+  it('looks a key up at the primary: a lagging read replica does not bring a revoked key back', async () => {
+    const { key, keyId } = await newTenant();
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    // A replica behind the revocation: every session but one that starts at the primary reads it.
+    const lagging = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+      new Proxy(db, {
+        get(target, prop) {
+          if (prop === 'prepare') return (query: string) => target.prepare(/FROM api_keys WHERE hash = \?/.test(query) ? query.replace(' AND revoked_at IS NULL', '') : query);
+          if (prop === 'withSession') return (constraint?: string) => (constraint === 'first-primary' ? env.DB.withSession(constraint) : lagging(env.DB.withSession(constraint)));
+          const value: unknown = Reflect.get(target, prop);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const res = await createApp().request('/v1/agents', { headers: { authorization: `Bearer ${key}` } }, { ...env, DB: lagging(env.DB) });
+    expect(res.status).toBe(401);
+    expect((await api('/v1/agents', { key })).status).toBe(401);
+  });
+
+  // A lookup that had read the key valid just before its revocation landed after it, and put it
+  // back in the caches the revocation had just emptied: 30 s more in this isolate, 60 s in KV.
+  it('does not cache a key a lookup read valid just before it was revoked here', async () => {
+    const { key, keyId } = await newTenant();
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    await lookup.wasRead;
+    const revoked = await lookup.app.request(`/v1/admin/keys/${keyId}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN()}` } }, lookup.env, createExecutionContext());
+    expect(revoked.status).toBe(204);
+    lookup.open();
+    await (await before).text();
+    expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
+    expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).toBeNull();
+  });
+
+  // The same race with a PATCH: the limits read before it were cached after it, 30 s here and 60 s in KV.
+  it('does not cache the limits a lookup read just before a PATCH changed them here', async () => {
+    const { key, keyId } = await newTenant();
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    await lookup.wasRead;
+    const patched = await lookup.app.request(`/v1/admin/keys/${keyId}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' }, body: JSON.stringify({ limits: { perMinute: 5 } }) }, lookup.env, createExecutionContext());
+    expect(patched.status).toBe(200);
+    lookup.open();
+    await (await before).text();
+    const after = await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    expect(after.status).toBe(200);
+    expect(after.headers.get('ratelimit-limit')).toBe('5');
+    // What KV holds now is the lookup's after the change.
+    expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`, 'json')).toMatchObject({ limits: { perMinute: 5 } });
   });
 
   // `shards` only splits the rate windows over objects: without perSecond or perMinute it

@@ -104,9 +104,12 @@ describe('the OpenAPI document against the answers', () => {
   });
 
   it('declares x-d1-bookmark on /mcp, which runs in a D1 session as /v1 does', async () => {
-    const res = await api('/mcp', { headers: { authorization: 'Bearer eag_not_a_key', accept: 'application/json, text/event-stream' }, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    // A key's lookup reads D1's primary outside the session: the session hands back the bookmark it was sent.
+    const bookmark = (await api('/v1/admin/tenants', { key: ADMIN() })).headers.get('x-d1-bookmark') ?? '';
+    expect(bookmark).toMatch(/\S/);
+    const res = await api('/mcp', { headers: { authorization: 'Bearer eag_not_a_key', accept: 'application/json, text/event-stream', 'x-d1-bookmark': bookmark }, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
     expectContract('POST', '/mcp', res, 401);
-    expect(res.headers.get('x-d1-bookmark')).toMatch(/\S/);
+    expect(res.headers.get('x-d1-bookmark')).toBe(bookmark);
     const parameters = (doc.paths['/mcp']?.post as { parameters?: { $ref?: string }[] }).parameters ?? [];
     expect(parameters.map((p) => p.$ref)).toContain('#/components/parameters/x-d1-bookmark');
   });

@@ -3,10 +3,11 @@ import { auditStatement } from '../audit/log';
 import type { Env, Principal } from '../env';
 import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
+import { atPrimary } from '../lib/d1-primary';
 import { sha256Hex } from '../lib/hash';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
-import { keyRevokedHere } from './key-status';
+import { keyRevokedHere, rememberedKeyStatus } from './key-status';
 
 export const KEY_PREFIX = 'eag_';
 /**
@@ -28,6 +29,13 @@ const ISOLATE_CACHE_MAX = 10_000;
  * 5 % of the edge's CPU. It only memoises the hash; validity is still the cache below.
  */
 const hashes = new Map<string, string>();
+/**
+ * How many times a key (by hash) was changed or revoked in this isolate: a lookup that saw
+ * the count move while it read may hold what was there before, and caches nothing.
+ */
+const changes = new Map<string, number>();
+/** Principals read by a lookup that a change overtook: answered once, never cached. */
+const overtaken = new WeakSet<Principal>();
 
 export interface NewKey {
   id: string;
@@ -49,7 +57,7 @@ export async function generateKey(): Promise<NewKey> {
 export async function lookupKey(env: Env, key: string): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
-  const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null);
+  const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null && !overtaken.has(found));
   if (principal) {
     if (hashes.size >= ISOLATE_CACHE_MAX) hashes.clear();
     hashes.set(key, hash);
@@ -57,17 +65,34 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
   return principal;
 }
 
-/** KV, then D1 (the source of truth), which refills KV. */
+/**
+ * KV, then D1 (the source of truth), which refills KV. A lookup that read the key just before
+ * it was revoked or changed here would land after that and put what it read back in the
+ * caches the change had emptied: a key revoked in this isolate is not found, whatever the
+ * read said, and what a change overtook answers its own request only, cached nowhere.
+ */
 async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
+  const seen = changes.get(hash) ?? 0;
   const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
-  if (cached) return cached;
-  const row = await env.DB.prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
+  if (cached) {
+    if (rememberedKeyStatus(cached.keyId) === false) return null;
+    if ((changes.get(hash) ?? 0) !== seen) overtaken.add(cached);
+    return cached;
+  }
+  // At the primary: a route's database may be a session reading a replica (d1-session.ts),
+  // which could call a key just revoked valid (or a new one unknown), and this answer is cached.
+  const row = await atPrimary(env.DB).prepare('SELECT id, tenant_id, limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
     .bind(hash)
     .first<{ id: string; tenant_id: string; limits: string | null }>();
-  if (!row) return null;
+  if (!row || rememberedKeyStatus(row.id) === false) return null;
   const limits = parseLimits(row.limits);
   const principal: Principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
   await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
+  if ((changes.get(hash) ?? 0) !== seen) {
+    // Changed here while this read: what it put back may predate the change (or it may not; drop it either way).
+    overtaken.add(principal);
+    await dropCached(env.CACHE, kvKey(hash), 'api key');
+  }
   return principal;
 }
 
@@ -84,6 +109,8 @@ export function parseLimits(json: string | null): KeyLimits | null {
 
 /** Drops the cached lookups of a key where this runs (elsewhere they expire within 90 s). */
 async function forgetKey(env: Env, hash: string): Promise<void> {
+  if (changes.size >= ISOLATE_CACHE_MAX) changes.clear();
+  changes.set(hash, (changes.get(hash) ?? 0) + 1);
   isolateCache.delete(hash);
   await dropCached(env.CACHE, kvKey(hash), 'api key');
 }
@@ -114,15 +141,18 @@ export async function getKeyRow(env: Env, keyId: string): Promise<(KeyRow & { ha
 }
 
 /**
- * Writes a key's name and limits (with its audit entry, in one batch) and drops the cached
- * lookups here, so the new limits apply at once where they were changed.
+ * Writes a key's name and limits (with its audit entry, in one batch) if they are still what
+ * `key` holds, and drops the cached lookups here, so the new limits apply at once where they
+ * were changed. Null when another change landed since `key` was read: a PATCH merges into the
+ * limits it read, and writing over that change would lose it (the audit log recording both).
  */
-export async function updateKey(env: Env, key: KeyRow & { hash: string }, change: { name: string | null; limits: KeyLimits | null }, audit: AuditEntry): Promise<KeyRow> {
+export async function updateKey(env: Env, key: KeyRow & { hash: string }, change: { name: string | null; limits: KeyLimits | null }, audit: AuditEntry): Promise<KeyRow | null> {
   const limits = change.limits && Object.keys(change.limits).length > 0 ? JSON.stringify(change.limits) : null;
-  await env.DB.batch([
-    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ?').bind(change.name, limits, key.id),
+  const [write] = await env.DB.batch([
+    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ? AND name IS ? AND limits IS ?').bind(change.name, limits, key.id, key.name, key.limits),
     auditStatement(env.DB, audit),
   ]);
+  if (!write || write.meta.changes === 0) return null;
   await forgetKey(env, key.hash);
   return { ...key, name: change.name, limits };
 }

@@ -1,4 +1,5 @@
 import { ApiError } from '../errors';
+import { atPrimary } from '../lib/d1-primary';
 import { admittedKey, keyStatusBeingRead, rememberedKeyStatus, revokedKeys } from './key-status';
 
 /** What a client cut off for its key is told (an event stream's `unauthorized` frame says the same). */
@@ -58,7 +59,7 @@ export function watchKey(db: D1Database, keyId: string): KeyWatch {
       if (status === false) return found();
       if (status === true || asking || keyStatusBeingRead(keyId)) return;
       asking = true;
-      void revokedKeys(primary(db), [keyId])
+      void revokedKeys(atPrimary(db), [keyId])
         .then((keys) => { if (keys.has(keyId)) found(); })
         .finally(() => { asking = false; });
     }, CHECK_MS);
@@ -66,17 +67,6 @@ export function watchKey(db: D1Database, keyId: string): KeyWatch {
   return { revoked, knownRevoked: () => rememberedKeyStatus(keyId) === false, stop };
 }
 
-/**
- * A session that starts at the primary: a route's database may be a session reading from a
- * replica (worker/middleware/d1-session.ts), and the plain binding reads the primary already.
- */
-function primary(db: D1Database): Pick<D1Database, 'prepare'> {
-  try {
-    return db.withSession('first-primary');
-  } catch {
-    return db;
-  }
-}
 
 /** How a stream cut for its key ends: the last bytes its client gets (nothing: a plain end). */
 export interface KeyBoundOptions {

@@ -34,6 +34,9 @@ function keyCursor(cursor: string | undefined): { createdAt: number; id: string 
   return { createdAt: Number(match[1]), id: match[2] ?? '' };
 }
 
+/** How often a key PATCH reads and merges again when another change landed first. */
+const PATCH_ATTEMPTS = 5;
+
 interface TenantRow { id: string; name: string | null; created_at: number }
 const tenant = (r: TenantRow): z.infer<typeof Tenant> => ({ id: r.id, name: r.name, createdAt: iso(r.created_at) });
 
@@ -185,18 +188,23 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "Change a key's name or limits (limits: JSON Merge Patch; null removes them). At once where changed, everywhere within 90 s",
       security,
       request: { params: KeyParams, ...jsonBody(UpdateKeyBody) },
-      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), ...adminErrors },
+      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: errorResponse('conflict: the key kept changing under concurrent updates; retry'), ...adminErrors },
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');
       const body = c.req.valid('json');
-      const key = await getKeyRow(c.env, keyId);
-      if (!key) throw new ApiError('not_found', `key ${keyId} not found`);
-      const limits = patchedLimits(parseLimits(key.limits), body.limits);
-      const name = body.name === undefined ? key.name : body.name;
-      const updated = await updateKey(c.env, key, { name, limits }, auditEntry(c, 'key.update', keyId, { tenantId: key.tenant_id, details: { ...(body.name !== undefined && { name }), ...(body.limits !== undefined && { limits }) } }));
-      forgetKeyLimits(keyId);
-      return c.json(keySummary(updated), 200);
+      // The patch merges into the key as read; a concurrent change in between is read again and merged into.
+      for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+        const key = await getKeyRow(c.env, keyId);
+        if (!key) throw new ApiError('not_found', `key ${keyId} not found`);
+        const limits = patchedLimits(parseLimits(key.limits), body.limits);
+        const name = body.name === undefined ? key.name : body.name;
+        const updated = await updateKey(c.env, key, { name, limits }, auditEntry(c, 'key.update', keyId, { tenantId: key.tenant_id, details: { ...(body.name !== undefined && { name }), ...(body.limits !== undefined && { limits }) } }));
+        if (!updated) continue;
+        forgetKeyLimits(keyId);
+        return c.json(keySummary(updated), 200);
+      }
+      throw new ApiError('conflict', `key ${keyId} kept changing while this update applied; nothing was changed by it, retry`, undefined, { 'retry-after': '1' });
     },
   )
   .openapi(
