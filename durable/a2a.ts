@@ -12,7 +12,7 @@ import { withLegacyBlocking, withLegacyConfigId, withLegacyFinal } from './a2a-l
 import { pushConfigProblem } from './a2a-push-limits';
 import { pushBodies, pushContentType } from './a2a-push-wire';
 import { paramsShapeProblem } from './a2a-params-shape';
-import { callContext, shownAnswer, shownError } from './a2a-internal';
+import { agentDeleted, callContext, shownAnswer, shownError } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -41,6 +41,12 @@ export interface A2ARequest {
   /** The key's token reservation for the turn a send starts (a key with a token budget). */
   charge?: TokenCharge;
 }
+
+/**
+ * What a turn about to start throws when its agent's deletion began while the SDK awaited
+ * (a push URL's check): the task is gone, as for a send open when an agent is deleted.
+ */
+export const turnRefused = (taskId: string): Error => agentDeleted(taskId);
 
 /** Webhook id of the deliveries of a task's push notifications (they share the webhook machinery). */
 export const pushDeliveryTarget = (taskId: string, configId: string): string => `a2a:${taskId}:${configId}`;

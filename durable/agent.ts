@@ -23,7 +23,7 @@ import { ExecutionChanges } from './execution-changes';
 import { projectorFor } from './projector';
 import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, tellDecided, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
-import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
+import { A2AServer, turnRefused, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges } from './agent-charges';
 import { keyReused, priorExecution, recordKeys } from './execution-keys';
 import { withSendCharge } from './a2a-charge';
@@ -61,6 +61,7 @@ export class AgentDO extends DurableObject<Env> {
       cancel: (id, at) => this.runner.cancel(id, at),
       outboundPolicy: () => outboundPolicy(env),
       startTurn: (id, insert, charge) => {
+        if (this.tx.closedForDelete()) throw turnRefused(id); // the SDK awaited (a push URL's check): a deletion began meanwhile
         const now = Date.now();
         if (charge) this.charges.prepare();
         this.ctx.storage.transactionSync(() => {
@@ -174,8 +175,7 @@ export class AgentDO extends DurableObject<Env> {
     const row = this.tx.liveRow(); // none while a deletion under way would wipe it
     if (!row) return this.notFound();
     const agentId = this.store.config(row).id;
-    // No await from the lookup to the insert: concurrent deliveries of one call (or requests with one key) cannot
-    // both miss it. A call the edge named is new at its first delivery: no lookup, unless it awaited its limiter.
+    // No await from lookup to insert, so concurrent deliveries of one call (or requests with one key) cannot both miss it; an edge-named call's first delivery skips the lookup unless it awaited its limiter.
     if (!request.freshKey || request.charge) {
       const prior = priorExecution(this.store, request);
       if (prior) {
