@@ -43,7 +43,7 @@ export interface A2ARequest {
 }
 
 /**
- * What a turn about to start throws when its agent's deletion began while the SDK awaited
+ * What a turn about to start throws when its agent's deletion began (or ended) while the SDK awaited
  * (a push URL's check): the task is gone, as for a send open when an agent is deleted.
  */
 export const turnRefused = (taskId: string): Error => agentDeleted(taskId);

@@ -61,7 +61,7 @@ export class AgentDO extends DurableObject<Env> {
       cancel: (id, at) => this.runner.cancel(id, at),
       outboundPolicy: () => outboundPolicy(env),
       startTurn: (id, insert, charge) => {
-        if (this.tx.closedForDelete()) throw turnRefused(id); // the SDK awaited (a push URL's check): a deletion began meanwhile
+        if (!this.tx.liveRow()) throw turnRefused(id); // the SDK awaited (a push URL check): a deletion began, or ended, meanwhile
         const now = Date.now();
         if (charge) this.charges.prepare();
         this.ctx.storage.transactionSync(() => {
