@@ -42,12 +42,6 @@ export interface A2ARequest {
   charge?: TokenCharge;
 }
 
-/**
- * What a turn about to start throws when its agent's deletion began (or ended) while the SDK awaited
- * (a push URL's check): the task is gone, as for a send open when an agent is deleted.
- */
-export const turnRefused = (taskId: string): Error => agentDeleted(taskId);
-
 /** Webhook id of the deliveries of a task's push notifications (they share the webhook machinery). */
 export const pushDeliveryTarget = (taskId: string, configId: string): string => `a2a:${taskId}:${configId}`;
 
@@ -191,6 +185,9 @@ export class A2AServer {
   }
 
   private startTurn(turn: TurnInput): void {
+    // The SDK may have awaited since the request came (a push URL's check), and a deletion of the
+    // agent begun or ended meanwhile would wipe the turn: it fails as a send open at the deletion does.
+    if (!this.hooks.live()) throw agentDeleted(turn.taskId);
     this.hooks.startTurn(turn.executionId, (now) => {
       this.store.insertExecution({ id: turn.executionId, intent: 'a2a.message', input: turn.input, idempotencyKey: null, deadlineAt: now + A2A_TURN_TIMEOUT_MS, now, running: false });
       this.tasks.link(turn.taskId, turn.contextId, turn.executionId, turn.turn, turn.task, now);

@@ -23,7 +23,7 @@ import { ExecutionChanges } from './execution-changes';
 import { projectorFor } from './projector';
 import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, tellDecided, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
-import { A2AServer, turnRefused, type A2AReply, type A2ARequest } from './a2a';
+import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges } from './agent-charges';
 import { keyReused, priorExecution, recordKeys } from './execution-keys';
 import { withSendCharge } from './a2a-charge';
@@ -60,8 +60,8 @@ export class AgentDO extends DurableObject<Env> {
     this.a2aServer = new A2AServer(sql, this.schema, this.store, {
       cancel: (id, at) => this.runner.cancel(id, at),
       outboundPolicy: () => outboundPolicy(env),
+      live: () => this.tx.liveRow() !== undefined,
       startTurn: (id, insert, charge) => {
-        if (!this.tx.liveRow()) throw turnRefused(id); // the SDK awaited (a push URL check): a deletion began, or ended, meanwhile
         const now = Date.now();
         if (charge) this.charges.prepare();
         this.ctx.storage.transactionSync(() => {

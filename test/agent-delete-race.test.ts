@@ -224,7 +224,7 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
 });
 
 describe("an A2A send whose push URL check is in flight when the agent's DELETE begins", () => {
-  it('starts no turn the deletion would wipe: its task is answered failed (the agent was deleted), not working, and no upstream call is made', async () => {
+  it('starts no turn the deletion would wipe: it is answered -32001 (the agent was deleted), not a working task, and no upstream call is made', async () => {
     const { key, tenantId } = await newTenant();
     const target = uniqueId('a2a-push-deleting');
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
@@ -248,12 +248,42 @@ describe("an A2A send whose push URL check is in flight when the agent's DELETE 
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     const during = await sent;
     expect((await deleted).status).toBe(204);
-    // Not a task still working that the deletion then wiped: the turn never started, and the task says why.
-    const task = during.body.result?.task;
-    expect(task?.status.state).toBe('TASK_STATE_FAILED');
-    expect(task?.status.message.parts[0].text).toMatch(/agent was deleted/);
+    // Not a task still working that the deletion then wiped: the task is gone, as a blocking send open at the deletion is told.
+    expect(during.body.result).toBeUndefined();
+    expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
     await new Promise((resolve) => setTimeout(resolve, 200));
     const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
     expect(counts[target] ?? 0).toBe(0);
+  });
+});
+
+describe("an A2A push config whose URL check is in flight when the agent's DELETE begins", () => {
+  it('is refused as for a task that is gone (-32001, the agent was deleted), not answered and then wiped', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const a2a = (method: string, params: unknown) => api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': '1.0' } });
+    const task = (await a2a('SendMessage', { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } })).body.result.task;
+    expect(task.id).toEqual(expect.any(String));
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    let checks = 0;
+    await runInDurableObject(stub, (instance) => {
+      const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
+      const real = tasks.checkConfig.bind(tasks);
+      tasks.checkConfig = async (...args: unknown[]) => {
+        checks++;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        return real(...args);
+      };
+    });
+    const flushing = await slowFlush(tenantId, id, 1_500);
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const made = a2a('CreateTaskPushNotificationConfig', { taskId: task.id, url: mockUrl('/a2a-push') });
+    await eventually(async () => checks > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    const during = await made;
+    expect((await deleted).status).toBe(204);
+    expect(during.body.result).toBeUndefined();
+    expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
   });
 });
