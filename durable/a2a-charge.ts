@@ -1,4 +1,4 @@
-import { ok, type Result } from '../worker/errors';
+import { fail, ok, type Result } from '../worker/errors';
 import type { AgentConfig } from '../worker/schemas/agent';
 import type { HistoryEntry } from '../worker/upstream/types';
 import type { A2ARequest } from './a2a';
@@ -28,7 +28,8 @@ function sendInput(body: unknown): { message: string; parts: unknown[] } | undef
  * requests without a reservation, pass as they came. A blocking send is answered once its
  * turn has ended: its settlement is sent before that answer, as a sync execution's is, so
  * the key's usage shows it spent and not still reserved (a send right after it would
- * otherwise meet a budget holding the whole reservation).
+ * otherwise meet a budget holding the whole reservation). `live`: whether the agent is still
+ * there, not being deleted, after the limiter's await (a turn started then would be wiped).
  */
 export async function withSendCharge<T extends { kind: 'json' | 'stream' }>(
   charges: AgentCharges,
@@ -36,11 +37,13 @@ export async function withSendCharge<T extends { kind: 'json' | 'stream' }>(
   store: { context(): { data: Record<string, unknown> }; history(): readonly HistoryEntry[] },
   request: A2ARequest,
   handle: (config: AgentConfig, request: A2ARequest) => Promise<T>,
+  live: () => boolean,
 ): Promise<Result<T>> {
   const input = request.charge && sendInput(request.body);
   if (!request.charge || !input) return ok(await handle(config, request));
   const fitted = await charges.fit(request.charge, executionEstimate(config, store, { intent: 'a2a.message', input }));
   if (!fitted.ok) return fitted;
+  if (!live()) return fail('not_found', 'agent not found');
   const reply = await handle(config, { ...request, charge: fitted.value });
   // A stream's turn goes on after this returns: it settles from the background, as an async execution's.
   if (reply.kind === 'json') await charges.send();

@@ -37,6 +37,8 @@ export interface A2AStoreHooks {
   cancel(executionId: string, at?: number): boolean;
   /** The outgoing-request guard's policy for push notification URLs. */
   outboundPolicy(): OutboundPolicy;
+  /** Whether the agent is there and no deletion is under way: a write after an await checks it again. */
+  live(): boolean;
 }
 
 /**
@@ -234,6 +236,8 @@ export class A2AStore implements TaskStore {
   async saveConfig(taskId: string, config: TaskPushNotificationConfig, wire: A2AVersion): Promise<void> {
     const id = config.id || crypto.randomUUID();
     await this.checkConfig(taskId, { id, url: config.url });
+    // The check resolves the URL's host: the agent's deletion may have begun or ended meanwhile, and would wipe the config.
+    if (!this.hooks.live()) throw agentDeleted(taskId);
     // Pushes go out through the webhook deliveries: their tables exist before any push is
     // queued (inside a change's transaction, where creating them could be rolled back).
     this.schema.ensure('webhooks');

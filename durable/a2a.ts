@@ -12,7 +12,7 @@ import { withLegacyBlocking, withLegacyConfigId, withLegacyFinal } from './a2a-l
 import { pushConfigProblem } from './a2a-push-limits';
 import { pushBodies, pushContentType } from './a2a-push-wire';
 import { paramsShapeProblem } from './a2a-params-shape';
-import { callContext, shownAnswer, shownError } from './a2a-internal';
+import { agentDeleted, callContext, shownAnswer, shownError } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -185,6 +185,9 @@ export class A2AServer {
   }
 
   private startTurn(turn: TurnInput): void {
+    // The SDK may have awaited since the request came (a push URL's check), and a deletion of the
+    // agent begun or ended meanwhile would wipe the turn: it fails as a send open at the deletion does.
+    if (!this.hooks.live()) throw agentDeleted(turn.taskId);
     this.hooks.startTurn(turn.executionId, (now) => {
       this.store.insertExecution({ id: turn.executionId, intent: 'a2a.message', input: turn.input, idempotencyKey: null, deadlineAt: now + A2A_TURN_TIMEOUT_MS, now, running: false });
       this.tasks.link(turn.taskId, turn.contextId, turn.executionId, turn.turn, turn.task, now);

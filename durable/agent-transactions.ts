@@ -159,6 +159,11 @@ export class AgentTransactions {
     return this.deleting > 0;
   }
 
+  /** The agent's row for a request that writes or starts work, none while a deletion under way would wipe what it did. */
+  liveRow(): ReturnType<AgentStore['agentRow']> {
+    return this.deleting > 0 ? undefined : this.store.agentRow();
+  }
+
   /** A deletion that found no lock is over (the agent is gone; a new one may take part again). */
   reopen(): void {
     this.deleting = Math.max(0, this.deleting - 1);

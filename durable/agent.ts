@@ -60,6 +60,7 @@ export class AgentDO extends DurableObject<Env> {
     this.a2aServer = new A2AServer(sql, this.schema, this.store, {
       cancel: (id, at) => this.runner.cancel(id, at),
       outboundPolicy: () => outboundPolicy(env),
+      live: () => this.tx.liveRow() !== undefined,
       startTurn: (id, insert, charge) => {
         const now = Date.now();
         if (charge) this.charges.prepare();
@@ -133,7 +134,7 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   async reconfigure(patch: UpdateAgentBody, ifVersion?: readonly number[]): Promise<Result<VersionedAgent>> {
-    const written = updateConfig(this.store, patch, ifVersion, (update) => this.ctx.storage.transactionSync(() => { update(); this.background.snapshotStale(); }));
+    const written = this.tx.closedForDelete() ? this.notFound() : updateConfig(this.store, patch, ifVersion, (update) => this.ctx.storage.transactionSync(() => { update(); this.background.snapshotStale(); }));
     if (written.ok) this.runner.pump();
     return written.ok ? this.changed(await this.read()) : written;
   }
@@ -171,11 +172,10 @@ export class AgentDO extends DurableObject<Env> {
   async execute(request: ExecuteInput): Promise<Result<ExecuteResult>> {
     // Fitted before the lookup: asking the key's limiter awaits, and nothing may await between the lookup and the insert.
     const charge = request.charge && (await this.charges.fitExecution(request.charge, this.store, request));
-    const row = this.tx.closedForDelete() ? undefined : this.store.agentRow(); // a deletion under way would wipe it
+    const row = this.tx.liveRow(); // none while a deletion under way would wipe it
     if (!row) return this.notFound();
     const agentId = this.store.config(row).id;
-    // No await from the lookup to the insert: concurrent deliveries of one call (or requests with one key) cannot
-    // both miss it. A call the edge named is new at its first delivery: no lookup, unless it awaited its limiter.
+    // No await from lookup to insert, so concurrent deliveries of one call (or requests with one key) cannot both miss it; an edge-named call's first delivery skips the lookup unless it awaited its limiter.
     if (!request.freshKey || request.charge) {
       const prior = priorExecution(this.store, request);
       if (prior) {
@@ -234,7 +234,7 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   async cancel(id: string): Promise<Result<Execution>> {
-    const row = this.store.agentRow();
+    const row = this.tx.liveRow();
     if (!row) return this.notFound();
     const execution = this.store.execution(id);
     if (!execution) return fail('not_found', `execution ${id} not found`);
@@ -245,8 +245,8 @@ export class AgentDO extends DurableObject<Env> {
   // --- Agent2Agent (durable/a2a.ts): one JSON-RPC request, the caller authenticated and A2A-Version checked by the edge ---
 
   async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
-    const row = this.tx.closedForDelete() ? undefined : this.store.agentRow();
-    return row ? withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted)) : this.notFound();
+    const row = this.tx.liveRow();
+    return row ? withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted), () => this.tx.liveRow()?.created_at === row.created_at) : this.notFound();
   }
 
   async status(): Promise<Result<AgentStatus>> {
@@ -262,7 +262,7 @@ export class AgentDO extends DurableObject<Env> {
 
   /** `ifVersion`: the version (or any of the versions, an If-Match list; none: only weak tags) the patch applies to. */
   async patchContext(patch: Record<string, unknown>, ifVersion?: number | readonly number[]): Promise<Result<AgentContext>> {
-    if (!this.store.agentRow()) return this.notFound();
+    if (!this.tx.liveRow()) return this.notFound();
     const lock = this.tx.lock();
     if (lock) return this.locked(lock.tx_id);
     const current = this.store.context();
@@ -284,7 +284,7 @@ export class AgentDO extends DurableObject<Env> {
   // --- outgoing webhooks and the event stream ---
 
   async createWebhook(input: CreateWebhookBody): Promise<Result<Webhook & { secret: string }>> {
-    return this.store.agentRow() ? this.webhooks.create(input, Date.now()) : this.notFound();
+    return this.tx.liveRow() ? this.webhooks.create(input, Date.now()) : this.notFound();
   }
 
   async listWebhooks(): Promise<Result<Webhook[]>> {
@@ -301,7 +301,7 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   async retryDelivery(id: string): Promise<Result<Delivery>> {
-    return this.store.agentRow() ? this.changed(this.webhooks.retry(id, Date.now())) : this.notFound();
+    return this.tx.liveRow() ? this.changed(this.webhooks.retry(id, Date.now())) : this.notFound();
   }
 
   /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked. */

@@ -1,7 +1,9 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import type { Env } from '../worker/env';
 import { api, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
+import { limitedKey } from './support/limits';
 
 const app = createApp();
 const registryRow = (tenantId: string, id: string) =>
@@ -134,5 +136,154 @@ describe('work sent to an agent while its DELETE is under way', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
     expect(counts[target] ?? 0).toBe(0);
+  });
+});
+
+/** Holds the agent's next DELETE open: its outbox flush (a slow D1 projection) takes `ms`; resolves once a flush is in flight. */
+async function slowFlush(tenantId: string, id: string, ms: number): Promise<() => Promise<boolean>> {
+  const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+  let handedOver = 0;
+  type Sink = { write(rows: readonly unknown[]): Promise<unknown> };
+  await runInDurableObject(stub, (instance) => {
+    const background = (instance as unknown as { background: { projection: (tenant: string, config: unknown) => Sink } }).background;
+    const real = background.projection;
+    background.projection = (tenant, config) => {
+      const sink = real(tenant, config);
+      return { write: async (rows) => { handedOver++; await new Promise((resolve) => setTimeout(resolve, ms)); return sink.write(rows); } };
+    };
+  });
+  return async () => handedOver > 0;
+}
+
+describe('changes sent to an agent while its DELETE is under way', () => {
+  it('a context PATCH, an agent PATCH, a webhook create and a cancel are refused 404 not_found, as for the deleted agent, not answered and then wiped', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } })).status).toBe(200);
+    const queued = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'waits', mode: 'async' } });
+    expect(queued.status).toBe(202);
+    const flushing = await slowFlush(tenantId, id, 800);
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const [patched, hooked, cancelled, reconfigured] = await Promise.all([
+      api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { b: 2 } }),
+      api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook') } }),
+      api(`/v1/agents/${id}/executions/${queued.body.id}/cancel`, { key, method: 'POST' }),
+      api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { name: 'Renamed' } }),
+    ]);
+    expect((await deleted).status).toBe(204);
+    const answered = [patched, hooked, cancelled, reconfigured].map((res) => [res.status, res.body.error?.code]);
+    expect(answered).toEqual(Array(4).fill([404, 'not_found']));
+  });
+});
+
+describe("an A2A send whose budget check is in flight when the agent's DELETE begins", () => {
+  it('answers as for the deleted agent and starts no turn the deletion would wipe', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ budget: { tokens: 100_000, period: 'day' } });
+    const target = uniqueId('a2a-deleting');
+    const id = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    let raises = 0;
+    await runInDurableObject(stub, (instance) => {
+      const charges = (instance as unknown as { charges: { env: Env } }).charges;
+      const real = charges.env.KEY_LIMITS;
+      const slowLimiter = (limiterId: DurableObjectId) => {
+        const limiterStub = real.get(limiterId);
+        return {
+          raiseCharge: async (chargeId: string, total: number, budget?: number) => {
+            raises++;
+            await new Promise((resolve) => setTimeout(resolve, 400));
+            return limiterStub.raiseCharge(chargeId, total, budget);
+          },
+          settleExecution: (chargeId: string, tokens: number) => limiterStub.settleExecution(chargeId, tokens),
+        };
+      };
+      charges.env = { ...charges.env, KEY_LIMITS: { idFromName: (name: string) => real.idFromName(name), get: slowLimiter } as unknown as Env['KEY_LIMITS'] };
+    });
+    const flushing = await slowFlush(tenantId, id, 1_500);
+    // A large context: the send's estimate exceeds the edge's reservation, so the agent asks the key's limiter to raise it.
+    expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { notes: 'x'.repeat(8_000) } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const send = (immediately: boolean) =>
+      api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, ...(immediately ? { configuration: { returnImmediately: true } } : {}) } }, headers: { 'a2a-version': '1.0' } });
+    const sent = send(true);
+    await eventually(async () => raises > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
+    const during = await sent;
+    expect((await deleted).status).toBe(204);
+    const after = await send(false);
+    expect(after.body.error).toBeDefined();
+    expect(during.status).toBe(after.status);
+    expect(during.body.error?.code).toBe(after.body.error.code);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(counts[target] ?? 0).toBe(0);
+  });
+});
+
+describe("an A2A send whose push URL check is in flight when the agent's DELETE begins", () => {
+  it('starts no turn the deletion would wipe: it is answered -32001 (the agent was deleted), not a working task, and no upstream call is made', async () => {
+    const { key, tenantId } = await newTenant();
+    const target = uniqueId('a2a-push-deleting');
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    let checks = 0;
+    // A push URL's check resolves its host (DNS over HTTPS): slow here, as a resolver can be.
+    await runInDurableObject(stub, (instance) => {
+      const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
+      const real = tasks.checkConfig.bind(tasks);
+      tasks.checkConfig = async (...args: unknown[]) => {
+        checks++;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        return real(...args);
+      };
+    });
+    const flushing = await slowFlush(tenantId, id, 1_500);
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
+    await eventually(async () => checks > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    const during = await sent;
+    expect((await deleted).status).toBe(204);
+    // Not a task still working that the deletion then wiped: the task is gone, as a blocking send open at the deletion is told.
+    expect(during.body.result).toBeUndefined();
+    expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(counts[target] ?? 0).toBe(0);
+  });
+});
+
+describe("an A2A push config whose URL check is in flight when the agent's DELETE begins", () => {
+  it('is refused as for a task that is gone (-32001, the agent was deleted), not answered and then wiped', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const a2a = (method: string, params: unknown) => api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': '1.0' } });
+    const task = (await a2a('SendMessage', { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } })).body.result.task;
+    expect(task.id).toEqual(expect.any(String));
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    let checks = 0;
+    await runInDurableObject(stub, (instance) => {
+      const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
+      const real = tasks.checkConfig.bind(tasks);
+      tasks.checkConfig = async (...args: unknown[]) => {
+        checks++;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        return real(...args);
+      };
+    });
+    const flushing = await slowFlush(tenantId, id, 1_500);
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const made = a2a('CreateTaskPushNotificationConfig', { taskId: task.id, url: mockUrl('/a2a-push') });
+    await eventually(async () => checks > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    const during = await made;
+    expect((await deleted).status).toBe(204);
+    expect(during.body.result).toBeUndefined();
+    expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
   });
 });
