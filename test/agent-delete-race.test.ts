@@ -223,28 +223,36 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
   });
 });
 
+/**
+ * Makes the agent's push URL check (which resolves the URL's host over DNS, slow as a resolver
+ * can be) take 400 ms; the count of checks begun tells a test when one is in flight.
+ */
+async function slowPushUrlCheck(stub: DurableObjectStub): Promise<() => number> {
+  let checks = 0;
+  await runInDurableObject(stub, (instance) => {
+    const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
+    const real = tasks.checkConfig.bind(tasks);
+    tasks.checkConfig = async (...args: unknown[]) => {
+      checks++;
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      return real(...args);
+    };
+  });
+  return () => checks;
+}
+
 describe("an A2A send whose push URL check is in flight when the agent's DELETE begins", () => {
   it('starts no turn the deletion would wipe: it is answered -32001 (the agent was deleted), not a working task, and no upstream call is made', async () => {
     const { key, tenantId } = await newTenant();
     const target = uniqueId('a2a-push-deleting');
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    let checks = 0;
-    // A push URL's check resolves its host (DNS over HTTPS): slow here, as a resolver can be.
-    await runInDurableObject(stub, (instance) => {
-      const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
-      const real = tasks.checkConfig.bind(tasks);
-      tasks.checkConfig = async (...args: unknown[]) => {
-        checks++;
-        await new Promise((resolve) => setTimeout(resolve, 400));
-        return real(...args);
-      };
-    });
+    const checks = await slowPushUrlCheck(stub);
     const flushing = await slowFlush(tenantId, id, 1_500);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
     await eventually(flushing, 3_000, 5);
     const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
-    await eventually(async () => checks > 0, 3_000, 5);
+    await eventually(async () => checks() > 0, 3_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     const during = await sent;
     expect((await deleted).status).toBe(204);
@@ -265,21 +273,12 @@ describe("an A2A push config whose URL check is in flight when the agent's DELET
     const task = (await a2a('SendMessage', { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } })).body.result.task;
     expect(task.id).toEqual(expect.any(String));
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    let checks = 0;
-    await runInDurableObject(stub, (instance) => {
-      const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
-      const real = tasks.checkConfig.bind(tasks);
-      tasks.checkConfig = async (...args: unknown[]) => {
-        checks++;
-        await new Promise((resolve) => setTimeout(resolve, 400));
-        return real(...args);
-      };
-    });
+    const checks = await slowPushUrlCheck(stub);
     const flushing = await slowFlush(tenantId, id, 1_500);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
     await eventually(flushing, 3_000, 5);
     const made = a2a('CreateTaskPushNotificationConfig', { taskId: task.id, url: mockUrl('/a2a-push') });
-    await eventually(async () => checks > 0, 3_000, 5);
+    await eventually(async () => checks() > 0, 3_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     const during = await made;
     expect((await deleted).status).toBe(204);
