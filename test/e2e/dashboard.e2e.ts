@@ -636,6 +636,33 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it("shows the newest 100 executions of an agent opened after they ran, as README says, not the newest 50", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-history' }) })).status).toBe(201);
+    const ids: string[] = [];
+    for (let i = 0; i < 105; i += 1) {
+      const run = await fetch(`${base}/v1/agents/dash-history/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: `message ${i}` }) });
+      expect(run.status).toBe(200);
+      ids.push(((await run.json()) as { id: string }).id);
+    }
+    // D1's list follows the agent a moment behind: the panel is opened once it holds them all.
+    await expect.poll(async () => {
+      const list = (await (await fetch(`${base}/v1/agents/dash-history/executions?limit=100`, { headers: auth })).json()) as { data: { id: string }[] };
+      return list.data[0]?.id;
+    }, { timeout: 15_000 }).toBe(ids.at(-1));
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-history"] button').click();
+    const rows = page.locator('[data-testid="execution-row"]');
+    await expect.poll(() => rows.count(), { timeout: 15_000 }).toBe(100);
+    expect(await rows.first().getAttribute('data-execution-id')).toBe(ids.at(-1));
+    expect(await rows.last().getAttribute('data-execution-id')).toBe(ids[5]);
+    await context.close();
+  });
+
   it('pages through more than 100 agents, 100 at a time, so every agent can be opened', async () => {
     const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
     const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
