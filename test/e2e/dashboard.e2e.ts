@@ -811,6 +811,50 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     }
   });
 
+  it('runs an intent whose answer was lost once only, when Run is pressed again, and says why a run was refused and when to try again', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-lost' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-lost"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    const runMessage = () => page.getByTestId('run-message').textContent();
+    // The run reaches the gateway, which queues it, but its answer is lost on the way back.
+    let lost = 0;
+    await page.route('**/v1/agents/dash-lost/executions', async (route) => {
+      if (route.request().method() !== 'POST' || lost > 0) return route.fallback();
+      lost += 1;
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).toMatch(/^Could not run: the gateway cannot be reached \(.+\)\. It may have been queued: Run sends it again with the same Idempotency-Key, so it runs once\.$/);
+    // Pressed again, the same run is answered with the execution the lost answer had: one, not two.
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).toMatch(/^Queued ex_\w+\.$/);
+    const queued = /^Queued (ex_\w+)\.$/.exec((await runMessage()) ?? '')?.[1];
+    await expect.poll(async () => {
+      const list = (await (await fetch(`${base}/v1/agents/dash-lost/executions`, { headers: auth })).json()) as { data: { id: string }[] };
+      return list.data.map((execution) => execution.id);
+    }, { timeout: 10_000 }).toEqual([queued]);
+    // Another run after an answer is a new execution, with a new key.
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).not.toBe(`Queued ${queued}.`);
+    expect(await runMessage()).toMatch(/^Queued ex_\w+\.$/);
+    // A refusal names its status and code, and its Retry-After.
+    await page.unrouteAll();
+    await page.route('**/v1/agents/dash-lost/executions', (route) => route.request().method() !== 'POST' ? route.fallback() : route.fulfill({
+      status: 429, headers: { 'retry-after': '7', 'content-type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'rate_limited', message: 'rate limit exceeded (perSecond)' } }),
+    }));
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).toBe('Could not run (429 rate_limited: rate limit exceeded (perSecond)): try again in 7 s.');
+    await context.close();
+  });
+
   it("says what became of a run next to the agent's run form, in view where the form is", async () => {
     const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
     const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
