@@ -76,9 +76,11 @@ $('agent-form').addEventListener('submit', async (event) => {
     agent = await api('/v1/agents', { method: 'POST', body: id ? { id } : {} });
   } catch (error) {
     // "Failed to fetch" alone did not say that the gateway was out of reach.
-    if (!endedSession(error)) say(`Could not create the agent: ${error instanceof UnreachableError ? `the gateway cannot be reached (${error.message}).` : error.message}`, true);
+    if (state.session === session && !endedSession(error)) say(`Could not create the agent: ${error instanceof UnreachableError ? `the gateway cannot be reached (${error.message}).` : error.message}`, true);
     return;
   }
+  // Answered for a key since replaced (or forgotten): another tenant's agent, not this key's.
+  if (state.session !== session) return;
   $('agent-id-input').value = '';
   say(`Created agent ${agent.id}.`);
   // The agent exists whatever the list read next answers (a 429, the network gone): that is
@@ -107,8 +109,11 @@ $('run-form').addEventListener('submit', async (event) => {
   const same = unanswered !== null && unanswered.agentId === run.agentId && unanswered.body === run.body;
   run.key = same ? unanswered.key : newRunKey();
   unanswered = null;
+  const session = state.session;
   try {
     const execution = await api(`${agentPath(target.id)}/executions`, { method: 'POST', body, headers: { 'idempotency-key': run.key } });
+    // Answered for a key since replaced (or forgotten): its tenant's run is not this key's news.
+    if (state.session !== session) return;
     if (state.selected === target) {
       say(`Queued ${execution.id}.`, false, $('run-message'));
       merge(target, execution);
@@ -116,7 +121,7 @@ $('run-form').addEventListener('submit', async (event) => {
     } else say(`Queued ${execution.id} on ${target.id}.`);
   } catch (error) {
     // In the panel it was sent from, or the header's once another agent's panel has replaced it.
-    if (endedSession(error)) return;
+    if (endedSession(error) || state.session !== session) return;
     const mayHaveRun = error instanceof UnreachableError || (error instanceof ApiError && error.status >= 500);
     if (mayHaveRun) unanswered = run;
     const why = runRefusal(error) + (mayHaveRun ? ' It may have been queued: Run sends it again with the same Idempotency-Key, so it runs once.' : '');

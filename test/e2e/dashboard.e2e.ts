@@ -391,6 +391,49 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it("says nothing of a create or a run answered for the previous key once another key is pasted", async () => {
+    const auth = (bearer: string) => ({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json' });
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth(key), body: JSON.stringify({ id: 'tenant-a-runner' }) })).status).toBe(201);
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const other = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: auth(admin), body: JSON.stringify({ name: 'Late answers' }) })).json()) as { id: string };
+    const otherKey = ((await (await fetch(`${base}/v1/admin/tenants/${other.id}/keys`, { method: 'POST', headers: auth(admin), body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    const useKey = async (bearer: string) => {
+      await page.getByLabel('API key').fill(bearer);
+      await page.getByTestId('key-submit').click();
+      await expect.poll(() => page.getByTestId('message').textContent()).toBe('Connected.');
+    };
+    await page.goto(`${base}/dashboard/`);
+    await useKey(key);
+    await page.locator('[data-testid="agent-row"][data-agent-id="tenant-a-runner"] button').click();
+    // The first key's create and run are held until the second key is in use.
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    let sent = 0;
+    await page.route((url) => url.pathname === '/v1/agents' || url.pathname === '/v1/agents/tenant-a-runner/executions', async (route) => {
+      if (route.request().method() !== 'POST') return route.fallback();
+      sent += 1;
+      await held;
+      await route.continue();
+    });
+    await page.getByLabel('New agent id (optional)').fill('tenant-a-late');
+    await page.getByTestId('agent-create').click();
+    await page.getByTestId('run-submit').click();
+    await expect.poll(() => sent).toBe(2);
+    await useKey(otherKey);
+    const answered = Promise.all([1, 2].map(() => page.waitForResponse((response) => response.request().method() === 'POST')));
+    release();
+    await answered;
+    await page.waitForTimeout(500);
+    // Both were done for the first tenant (its agent created, its run queued), and neither is
+    // reported under the second tenant's key.
+    expect((await fetch(`${base}/v1/agents/tenant-a-late`, { headers: auth(key) })).status).toBe(200);
+    expect(await page.getByTestId('message').textContent()).toBe('Connected.');
+    expect(await page.locator('body').innerText()).not.toContain('tenant-a');
+    await context.close();
+  });
+
   it('takes a key pasted with its `Bearer ` scheme (copied from a header), and sends back the newest D1 bookmark the API handed it', async () => {
     const context = await browser!.newContext();
     const page = await context.newPage();
@@ -504,8 +547,14 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await page.getByTestId('agent-create').click();
     await createHeld;
     await useKey(created.key);
+    const refused = page.waitForResponse((response) => response.request().method() === 'POST');
     release();
-    await expect.poll(message).toBe('Could not create the agent: revoked meanwhile');
+    await refused;
+    // Nor does it speak for the new key: the create was the previous key's (it used to say
+    // "Could not create the agent: revoked meanwhile" under the new one).
+    await new Promise((resolve) => { setTimeout(resolve, 300); });
+    await page.evaluate('new Promise((resolve) => { const channel = new MessageChannel(); channel.port1.onmessage = resolve; channel.port2.postMessage(0); })');
+    expect(await message()).toBe('Connected.');
     expect(await storedKey()).toBe(created.key);
     expect(await page.locator('#main').isVisible()).toBe(true);
     await page.unroute(agentsList);
