@@ -92,6 +92,24 @@ $('agent-form').addEventListener('submit', async (event) => {
   }
 });
 
+/**
+ * The run whose answer never came (the gateway out of reach, or a 5xx): the gateway may have
+ * queued it, so the same run sent again carries its Idempotency-Key and is answered with that
+ * execution instead of running twice. Any other run, or any answer, starts a new key.
+ */
+let unanswered = null;
+
+/** A key no other run of this page has (getRandomValues: randomUUID needs a secure context). */
+const newRunKey = () => `dashboard-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+
+/** Why a run failed: the API's status, code and message, and when to try again if it said. */
+function runRefusal(error) {
+  if (error instanceof UnreachableError) return `: the gateway cannot be reached (${error.message}).`;
+  if (!(error instanceof ApiError)) return `: ${error.message}`;
+  const wait = error.retryAfterS === null ? '.' : `: try again in ${error.retryAfterS} s.`;
+  return ` (${error.status} ${error.code}: ${error.message})${wait}`;
+}
+
 $('run-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const target = state.selected;
@@ -129,24 +147,6 @@ $('run-form').addEventListener('submit', async (event) => {
     else say(`Could not run on ${target.id}${why}`, true);
   }
 });
-
-/**
- * The run whose answer never came (the gateway out of reach, or a 5xx): the gateway may have
- * queued it, so the same run sent again carries its Idempotency-Key and is answered with that
- * execution instead of running twice. Any other run, or any answer, starts a new key.
- */
-let unanswered = null;
-
-/** A key no other run of this page has (getRandomValues: randomUUID needs a secure context). */
-const newRunKey = () => `dashboard-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
-
-/** Why a run failed: the API's status, code and message, and when to try again if it said. */
-function runRefusal(error) {
-  if (error instanceof UnreachableError) return `: the gateway cannot be reached (${error.message}).`;
-  if (!(error instanceof ApiError)) return `: ${error.message}`;
-  const wait = error.retryAfterS === null ? '.' : `: try again in ${error.retryAfterS} s.`;
-  return ` (${error.status} ${error.code}: ${error.message})${wait}`;
-}
 
 if (state.apiKey) start();
 else say('Paste an API key to begin.');
