@@ -64,8 +64,19 @@ export function merge(target, execution) {
   target.executions.set(execution.id, execution);
 }
 
+/**
+ * Reads the newest MAX_EXECUTIONS from D1's list (it used to read 50, so an agent opened after
+ * its runs showed half of what the table holds). A page stops at 4 MiB, so large outputs can
+ * make one shorter than asked: the next pages are read until the table is full.
+ */
 async function loadExecutions(target) {
-  const { data } = await api(`${agentPath(target.id)}/executions?limit=50`, { signal: target.abort.signal });
+  const data = [];
+  let cursor = null;
+  do {
+    const page = await api(`${agentPath(target.id)}/executions?limit=${MAX_EXECUTIONS - data.length}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`, { signal: target.abort.signal });
+    data.push(...page.data);
+    cursor = page.nextCursor;
+  } while (cursor && data.length < MAX_EXECUTIONS && state.selected === target);
   if (state.selected !== target) return;
   for (const execution of data) merge(target, execution);
   renderExecutions();

@@ -31,9 +31,9 @@ export function retryAfterSeconds(header) {
   return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
-export async function api(path, { method = 'GET', body, signal } = {}) {
+export async function api(path, { method = 'GET', body, signal, headers: extra = {} } = {}) {
   const key = state.apiKey;
-  const headers = { authorization: authorization(key), accept: 'application/json' };
+  const headers = { ...extra, authorization: authorization(key), accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (state.bookmark) headers['x-d1-bookmark'] = state.bookmark;
   // A path, never a URL: requests go to this origin only.

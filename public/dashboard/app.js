@@ -5,7 +5,7 @@
 // `Authorization: Bearer`. Every piece of data is rendered with textContent, never as HTML.
 import { merge, renderExecutions, reveal, select } from './agent-panel.js';
 import { refreshAgents, turnPage } from './agents.js';
-import { agentPath, api, ApiError, onUnauthorized } from './api.js';
+import { agentPath, api, ApiError, onUnauthorized, UnreachableError } from './api.js';
 import { $, say } from './dom.js';
 import { start, stop } from './session.js';
 import { forgetKey, rememberKey, state } from './state.js';
@@ -75,9 +75,12 @@ $('agent-form').addEventListener('submit', async (event) => {
   try {
     agent = await api('/v1/agents', { method: 'POST', body: id ? { id } : {} });
   } catch (error) {
-    if (!endedSession(error)) say(`Could not create the agent: ${error.message}`, true);
+    // "Failed to fetch" alone did not say that the gateway was out of reach.
+    if (state.session === session && !endedSession(error)) say(`Could not create the agent: ${error instanceof UnreachableError ? `the gateway cannot be reached (${error.message}).` : error.message}`, true);
     return;
   }
+  // Answered for a key since replaced (or forgotten): another tenant's agent, not this key's.
+  if (state.session !== session) return;
   $('agent-id-input').value = '';
   say(`Created agent ${agent.id}.`);
   // The agent exists whatever the list read next answers (a 429, the network gone): that is
@@ -88,6 +91,24 @@ $('agent-form').addEventListener('submit', async (event) => {
     reveal();
   }
 });
+
+/**
+ * The run whose answer never came (the gateway out of reach, or a 5xx): the gateway may have
+ * queued it, so the same run sent again carries its Idempotency-Key and is answered with that
+ * execution instead of running twice. Any other run, or any answer, starts a new key.
+ */
+let unanswered = null;
+
+/** A key no other run of this page has (getRandomValues: randomUUID needs a secure context). */
+const newRunKey = () => `dashboard-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+
+/** Why a run failed: the API's status, code and message, and when to try again if it said. */
+function runRefusal(error) {
+  if (error instanceof UnreachableError) return `: the gateway cannot be reached (${error.message}).`;
+  if (!(error instanceof ApiError)) return `: ${error.message}`;
+  const wait = error.retryAfterS === null ? '.' : `: try again in ${error.retryAfterS} s.`;
+  return ` (${error.status} ${error.code}: ${error.message})${wait}`;
+}
 
 $('run-form').addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -101,11 +122,16 @@ $('run-form').addEventListener('submit', async (event) => {
     say('Input must be JSON.', true, $('run-message'));
     return;
   }
+  const body = { intent: $('intent-input').value.trim(), ...(input !== undefined && { input }), mode: 'async' };
+  const run = { agentId: target.id, body: JSON.stringify(body) };
+  const same = unanswered !== null && unanswered.agentId === run.agentId && unanswered.body === run.body;
+  run.key = same ? unanswered.key : newRunKey();
+  unanswered = null;
+  const session = state.session;
   try {
-    const execution = await api(`${agentPath(target.id)}/executions`, {
-      method: 'POST',
-      body: { intent: $('intent-input').value.trim(), ...(input !== undefined && { input }), mode: 'async' },
-    });
+    const execution = await api(`${agentPath(target.id)}/executions`, { method: 'POST', body, headers: { 'idempotency-key': run.key } });
+    // Answered for a key since replaced (or forgotten): its tenant's run is not this key's news.
+    if (state.session !== session) return;
     if (state.selected === target) {
       say(`Queued ${execution.id}.`, false, $('run-message'));
       merge(target, execution);
@@ -113,9 +139,12 @@ $('run-form').addEventListener('submit', async (event) => {
     } else say(`Queued ${execution.id} on ${target.id}.`);
   } catch (error) {
     // In the panel it was sent from, or the header's once another agent's panel has replaced it.
-    if (endedSession(error)) return;
-    if (state.selected === target) say(`Could not run: ${error.message}`, true, $('run-message'));
-    else say(`Could not run on ${target.id}: ${error.message}`, true);
+    if (endedSession(error) || state.session !== session) return;
+    const mayHaveRun = error instanceof UnreachableError || (error instanceof ApiError && error.status >= 500);
+    if (mayHaveRun) unanswered = run;
+    const why = runRefusal(error) + (mayHaveRun ? ' It may have been queued: Run sends it again with the same Idempotency-Key, so it runs once.' : '');
+    if (state.selected === target) say(`Could not run${why}`, true, $('run-message'));
+    else say(`Could not run on ${target.id}${why}`, true);
   }
 });
 

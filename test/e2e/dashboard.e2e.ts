@@ -391,6 +391,49 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await context.close();
   });
 
+  it("says nothing of a create or a run answered for the previous key once another key is pasted", async () => {
+    const auth = (bearer: string) => ({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json' });
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth(key), body: JSON.stringify({ id: 'tenant-a-runner' }) })).status).toBe(201);
+    const admin = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(path.join(root, '.dev.vars'), 'utf8'))?.[1] ?? '';
+    const other = (await (await fetch(`${base}/v1/admin/tenants`, { method: 'POST', headers: auth(admin), body: JSON.stringify({ name: 'Late answers' }) })).json()) as { id: string };
+    const otherKey = ((await (await fetch(`${base}/v1/admin/tenants/${other.id}/keys`, { method: 'POST', headers: auth(admin), body: JSON.stringify({ name: 'dashboard' }) })).json()) as { key: string }).key;
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    const useKey = async (bearer: string) => {
+      await page.getByLabel('API key').fill(bearer);
+      await page.getByTestId('key-submit').click();
+      await expect.poll(() => page.getByTestId('message').textContent()).toBe('Connected.');
+    };
+    await page.goto(`${base}/dashboard/`);
+    await useKey(key);
+    await page.locator('[data-testid="agent-row"][data-agent-id="tenant-a-runner"] button').click();
+    // The first key's create and run are held until the second key is in use.
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    let sent = 0;
+    await page.route((url) => url.pathname === '/v1/agents' || url.pathname === '/v1/agents/tenant-a-runner/executions', async (route) => {
+      if (route.request().method() !== 'POST') return route.fallback();
+      sent += 1;
+      await held;
+      await route.continue();
+    });
+    await page.getByLabel('New agent id (optional)').fill('tenant-a-late');
+    await page.getByTestId('agent-create').click();
+    await page.getByTestId('run-submit').click();
+    await expect.poll(() => sent).toBe(2);
+    await useKey(otherKey);
+    const answered = Promise.all([1, 2].map(() => page.waitForResponse((response) => response.request().method() === 'POST')));
+    release();
+    await answered;
+    await page.waitForTimeout(500);
+    // Both were done for the first tenant (its agent created, its run queued), and neither is
+    // reported under the second tenant's key.
+    expect((await fetch(`${base}/v1/agents/tenant-a-late`, { headers: auth(key) })).status).toBe(200);
+    expect(await page.getByTestId('message').textContent()).toBe('Connected.');
+    expect(await page.locator('body').innerText()).not.toContain('tenant-a');
+    await context.close();
+  });
+
   it('takes a key pasted with its `Bearer ` scheme (copied from a header), and sends back the newest D1 bookmark the API handed it', async () => {
     const context = await browser!.newContext();
     const page = await context.newPage();
@@ -504,8 +547,14 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     await page.getByTestId('agent-create').click();
     await createHeld;
     await useKey(created.key);
+    const refused = page.waitForResponse((response) => response.request().method() === 'POST');
     release();
-    await expect.poll(message).toBe('Could not create the agent: revoked meanwhile');
+    await refused;
+    // Nor does it speak for the new key: the create was the previous key's (it used to say
+    // "Could not create the agent: revoked meanwhile" under the new one).
+    await new Promise((resolve) => { setTimeout(resolve, 300); });
+    await page.evaluate('new Promise((resolve) => { const channel = new MessageChannel(); channel.port1.onmessage = resolve; channel.port2.postMessage(0); })');
+    expect(await message()).toBe('Connected.');
     expect(await storedKey()).toBe(created.key);
     expect(await page.locator('#main').isVisible()).toBe(true);
     await page.unroute(agentsList);
@@ -633,6 +682,33 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
       return { executions: state.selected.executions.size, events: state.selected.events.size };
     })()`);
     expect(held).toEqual({ executions: 100, events: 100 });
+    await context.close();
+  });
+
+  it("shows the newest 100 executions of an agent opened after they ran, as README says, not the newest 50", async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-history' }) })).status).toBe(201);
+    const ids: string[] = [];
+    for (let i = 0; i < 105; i += 1) {
+      const run = await fetch(`${base}/v1/agents/dash-history/executions`, { method: 'POST', headers: auth, body: JSON.stringify({ intent: 'support.reply', input: `message ${i}` }) });
+      expect(run.status).toBe(200);
+      ids.push(((await run.json()) as { id: string }).id);
+    }
+    // D1's list follows the agent a moment behind: the panel is opened once it holds them all.
+    await expect.poll(async () => {
+      const list = (await (await fetch(`${base}/v1/agents/dash-history/executions?limit=100`, { headers: auth })).json()) as { data: { id: string }[] };
+      return list.data[0]?.id;
+    }, { timeout: 15_000 }).toBe(ids.at(-1));
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-history"] button').click();
+    const rows = page.locator('[data-testid="execution-row"]');
+    await expect.poll(() => rows.count(), { timeout: 15_000 }).toBe(100);
+    expect(await rows.first().getAttribute('data-execution-id')).toBe(ids.at(-1));
+    expect(await rows.last().getAttribute('data-execution-id')).toBe(ids[5]);
     await context.close();
   });
 
@@ -782,6 +858,50 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
       expect(top, `${viewport.width} px`).toBeLessThan(await innerHeight(page));
       await context.close();
     }
+  });
+
+  it('runs an intent whose answer was lost once only, when Run is pressed again, and says why a run was refused and when to try again', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/v1/agents`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'dash-lost' }) })).status).toBe(201);
+    const context = await browser!.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('API key').fill(key);
+    await page.getByTestId('key-submit').click();
+    await page.locator('[data-testid="agent-row"][data-agent-id="dash-lost"] button').click();
+    await expect.poll(() => page.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('live');
+    const runMessage = () => page.getByTestId('run-message').textContent();
+    // The run reaches the gateway, which queues it, but its answer is lost on the way back.
+    let lost = 0;
+    await page.route('**/v1/agents/dash-lost/executions', async (route) => {
+      if (route.request().method() !== 'POST' || lost > 0) return route.fallback();
+      lost += 1;
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).toMatch(/^Could not run: the gateway cannot be reached \(.+\)\. It may have been queued: Run sends it again with the same Idempotency-Key, so it runs once\.$/);
+    // Pressed again, the same run is answered with the execution the lost answer had: one, not two.
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).toMatch(/^Queued ex_\w+\.$/);
+    const queued = /^Queued (ex_\w+)\.$/.exec((await runMessage()) ?? '')?.[1];
+    await expect.poll(async () => {
+      const list = (await (await fetch(`${base}/v1/agents/dash-lost/executions`, { headers: auth })).json()) as { data: { id: string }[] };
+      return list.data.map((execution) => execution.id);
+    }, { timeout: 10_000 }).toEqual([queued]);
+    // Another run after an answer is a new execution, with a new key.
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).not.toBe(`Queued ${queued}.`);
+    expect(await runMessage()).toMatch(/^Queued ex_\w+\.$/);
+    // A refusal names its status and code, and its Retry-After.
+    await page.unrouteAll();
+    await page.route('**/v1/agents/dash-lost/executions', (route) => route.request().method() !== 'POST' ? route.fallback() : route.fulfill({
+      status: 429, headers: { 'retry-after': '7', 'content-type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'rate_limited', message: 'rate limit exceeded (perSecond)' } }),
+    }));
+    await page.getByTestId('run-submit').click();
+    await expect.poll(runMessage).toBe('Could not run (429 rate_limited: rate limit exceeded (perSecond)): try again in 7 s.');
+    await context.close();
   });
 
   it("says what became of a run next to the agent's run form, in view where the form is", async () => {
