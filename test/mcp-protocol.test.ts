@@ -156,4 +156,19 @@ describe('MCP: protocol edges', () => {
     expect(await mismatch.json()).toMatchObject({ jsonrpc: '2.0', id: 4, error: { code: -32020 } });
     expect(declared['400'].description).toMatch(/-32020/);
   });
+
+  it('refuses an Accept without both media types 406 in the 2025 versions only: 2026-07-28 answers JSON whatever Accept lists, as /openapi.json says', async () => {
+    const { key } = await newTenant();
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const legacy = await post(key, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { accept: 'application/json', 'mcp-protocol-version': '2025-06-18' });
+    expect(legacy.status).toBe(406);
+    for (const accept of ['application/json', 'text/event-stream']) {
+      const modern = await post(key, { jsonrpc: '2.0', id: 2, method: 'tools/list', params: { _meta: meta } }, { accept, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
+      expect(modern.status, accept).toBe(200);
+      expect(modern.headers.get('content-type'), accept).toMatch(/^application\/json/);
+      expect((await modern.json<any>()).result.tools, accept).toHaveLength(5);
+    }
+    const doc = await (await SELF.fetch(`${BASE}/openapi.json`)).json<any>();
+    expect(doc.paths['/mcp'].post.responses['406'].description).toMatch(/2025/);
+  });
 });

@@ -66,7 +66,7 @@ router.openAPIRegistry.registerPath({
     // The 2026-07-28 transport answers a method the server does not serve with HTTP 404 (the SDK's status table); the 2025 versions keep it in a 200.
     404: jsonRpcError('from the MCP SDK, 2026-07-28 only: -32601 Method not found, for a method the server does not serve (resources/*, prompts/*, logging/setLevel, completion/complete, and ping, which that version removed); the 2025 versions answer it in a 200'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no session state; the Mcp-Session-Id of an initialize answer only scopes notifications/cancelled); Allow: POST' },
-    406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
+    406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000), in the 2025 versions: Accept does not list both application/json and text/event-stream (2026-07-28 answers JSON whatever Accept lists)'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
     429: limitedResponse("rate_limited (or budget_exhausted, when the budget is used up too): the key's rate windows or concurrency cap refused the whole request. A budget refusing execute_intent alone is that tool's error budget_exhausted (details.retryAfter) in a 200"),
