@@ -58,7 +58,14 @@ router.openAPIRegistry.registerPath({
   security,
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
-    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } }, headers: streamHeaders },
+    200: {
+      description: 'a JSON-RPC response, as application/json or a text/event-stream',
+      content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } },
+      headers: {
+        ...streamHeaders,
+        'mcp-session-id': { schema: { type: 'string' as const }, description: "on the answer to a 2025-version initialize (one in a batch too): the client's session, which it sends back with every request; it only scopes notifications/cancelled (no state is kept)" },
+      },
+    },
     202: { description: 'a notification (or only notifications and responses), accepted; one of a method the server does not know is accepted and ignored' },
     400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch under MCP-Protocol-Version 2025-06-18 or 2025-11-25 (which removed batching), carrying more than one execute_intent or two requests with the same id, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels, -32020 (2026-07-28, from the MCP SDK) when the Mcp-Method or Mcp-Name header is missing or disagrees with the body; nothing of the body is served', true),
     401: unauthorizedResponse(),
