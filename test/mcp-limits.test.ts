@@ -56,6 +56,23 @@ describe('MCP: one execute_intent per HTTP request', () => {
     expect(byId[3].result).toEqual({});
     expect(await settledRequests(key)).toBe(1);
   });
+
+  it('refuses a batch in which two requests share an id (400, -32600): the SDK answered one of them, dropped the other unanswered and the budget counted it', async () => {
+    const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 5, period: 'day' } });
+    const agent = await newAgent(otherKey);
+    const ping = (id: unknown) => ({ jsonrpc: '2.0', id, method: 'ping' });
+    const res = await api('/mcp', { key, headers: accept, body: [executeCall(1, { agentId: agent, intent: 'twice', wait: true }), ping(1)] });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/id 1 .*more than once/) } });
+    expect(res.headers.get('ratelimit-remaining')).toBe('5');
+    expect(await settledRequests(key)).toBe(0);
+    expect(await lastExecution(otherKey, agent)).toBeNull();
+
+    // 1 and "1" are two ids; notifications and posted responses carry none of the batch's requests.
+    const distinct = await api('/mcp', { key: otherKey, headers: accept, body: [ping(1), ping('1'), { jsonrpc: '2.0', method: 'notifications/initialized' }, { jsonrpc: '2.0', id: 1, result: {} }] });
+    expect(distinct.status).toBe(200);
+    expect(messages(distinct).map((m) => m.id).sort()).toEqual([1, '1']);
+  });
 });
 
 describe('MCP: what counts as an execution', () => {

@@ -138,4 +138,37 @@ describe('MCP: protocol edges', () => {
       expect(await message(res), method).toMatchObject({ id: 10, error: { code: -32601 } });
     }
   });
+
+  it('answers a 2026-07-28 method it does not serve HTTP 404 -32601, and headers that disagree with the body 400 -32020, as /openapi.json declares', async () => {
+    const { key } = await newTenant();
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const doc = await (await SELF.fetch(`${BASE}/openapi.json`)).json<any>();
+    const declared = doc.paths['/mcp'].post.responses;
+    for (const method of ['resources/list', 'prompts/list', 'ping']) {
+      const res = await post(key, { jsonrpc: '2.0', id: 3, method, params: { _meta: meta } }, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method });
+      expect(res.status, method).toBe(404);
+      expect(await res.json(), method).toMatchObject({ jsonrpc: '2.0', id: 3, error: { code: -32601 } });
+    }
+    expect(declared['404']?.content['application/json'].schema.required).toEqual(['jsonrpc', 'error', 'id']);
+    expect(declared['404'].description).toMatch(/-32601/);
+    const mismatch = await post(key, { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: meta } }, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'prompts/list' });
+    expect(mismatch.status).toBe(400);
+    expect(await mismatch.json()).toMatchObject({ jsonrpc: '2.0', id: 4, error: { code: -32020 } });
+    expect(declared['400'].description).toMatch(/-32020/);
+  });
+
+  it('refuses an Accept without both media types 406 in the 2025 versions only: 2026-07-28 answers JSON whatever Accept lists, as /openapi.json says', async () => {
+    const { key } = await newTenant();
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const legacy = await post(key, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { accept: 'application/json', 'mcp-protocol-version': '2025-06-18' });
+    expect(legacy.status).toBe(406);
+    for (const accept of ['application/json', 'text/event-stream']) {
+      const modern = await post(key, { jsonrpc: '2.0', id: 2, method: 'tools/list', params: { _meta: meta } }, { accept, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
+      expect(modern.status, accept).toBe(200);
+      expect(modern.headers.get('content-type'), accept).toMatch(/^application\/json/);
+      expect((await modern.json<any>()).result.tools, accept).toHaveLength(5);
+    }
+    const doc = await (await SELF.fetch(`${BASE}/openapi.json`)).json<any>();
+    expect(doc.paths['/mcp'].post.responses['406'].description).toMatch(/2025/);
+  });
 });

@@ -333,6 +333,10 @@ describe('the OpenAPI document against the answers', () => {
     await check('GET', '/v1/usage', '/v1/usage', 200);
     const mcp = { headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' } };
     await check('POST', '/mcp', '/mcp', 200, { ...mcp, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    // An initialize's answer gives the client its Mcp-Session-Id; 2026-07-28 answers a method not served 404.
+    await check('POST', '/mcp', '/mcp', 200, { headers: { accept: 'application/json, text/event-stream' }, body: { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'contract', version: '1' } } } });
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'contract', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    await check('POST', '/mcp', '/mcp', 404, { headers: { accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'prompts/list' }, body: { jsonrpc: '2.0', id: 2, method: 'prompts/list', params: { _meta: meta } } });
     // An allowed origin's 204 needs MCP_ALLOWED_ORIGINS set: test/mcp.test.ts checks it against the document.
     await check('OPTIONS', '/mcp', '/mcp', 403, { key: undefined, headers: { origin: 'https://elsewhere.example', 'access-control-request-method': 'POST' } });
     await check('OPTIONS', '/mcp', '/mcp', 405, { key: undefined });

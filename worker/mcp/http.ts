@@ -38,6 +38,34 @@ export function batchRefusal(): Response {
 }
 
 /**
+ * The refusal of a batch in which two requests carry the same id, or null. A response names
+ * its request by id alone, and MCP forbids reusing one ("MUST NOT have been previously used by
+ * the requestor within the same session"): the SDK answered the first of the pair to end, closed
+ * the stream as if both were answered, and the other went unanswered (an `execute_intent`
+ * among them was admitted and cut off, its budget unit spent for nothing). Ids are compared as
+ * sent, so 1 and "1" are two. Refused whole, shaped as the other batch refusals.
+ */
+export function duplicateIdRefusal(body: unknown): Response | null {
+  if (!Array.isArray(body)) return null;
+  const seen = new Set<string>();
+  for (const message of body) {
+    if (typeof message !== 'object' || message === null) continue;
+    const { method, id } = message as { method?: unknown; id?: unknown };
+    if (typeof method !== 'string' || (typeof id !== 'string' && typeof id !== 'number')) continue;
+    const key = JSON.stringify(id);
+    if (!seen.has(key)) {
+      seen.add(key);
+      continue;
+    }
+    return Response.json(
+      { jsonrpc: '2.0', error: { code: -32600, message: `Invalid Request: request id ${key.slice(0, 128)} appears more than once in the batch; give each request its own id` }, id: null },
+      { status: 400 },
+    );
+  }
+  return null;
+}
+
+/**
  * The 2025 protocol versions whose Streamable HTTP transport removed JSON-RPC batching (2025-06-18:
  * "the body of the POST request MUST be a single JSON-RPC request, notification, or response").
  * 2024-11-05 and 2025-03-26 (also what a request without `MCP-Protocol-Version` is taken for)

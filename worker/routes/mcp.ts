@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, deepParamsRefusal, executeIntentCalls, parseBody, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
+import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls, parseBody, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
@@ -58,13 +58,22 @@ router.openAPIRegistry.registerPath({
   security,
   request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
   responses: {
-    200: { description: 'a JSON-RPC response, as application/json or a text/event-stream', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } }, headers: streamHeaders },
+    200: {
+      description: 'a JSON-RPC response, as application/json or a text/event-stream',
+      content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } },
+      headers: {
+        ...streamHeaders,
+        'mcp-session-id': { schema: { type: 'string' as const }, description: "on the answer to a 2025-version initialize (one in a batch too): the client's session, which it sends back with every request; it only scopes notifications/cancelled (no state is kept)" },
+      },
+    },
     202: { description: 'a notification (or only notifications and responses), accepted; one of a method the server does not know is accepted and ignored' },
-    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch under MCP-Protocol-Version 2025-06-18 or 2025-11-25 (which removed batching) or carrying more than one execute_intent, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels; nothing of the body is served', true),
+    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch under MCP-Protocol-Version 2025-06-18 or 2025-11-25 (which removed batching), carrying more than one execute_intent or two requests with the same id, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels, -32020 (2026-07-28, from the MCP SDK) when the Mcp-Method or Mcp-Name header is missing or disagrees with the body; nothing of the body is served', true),
     401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
+    // The 2026-07-28 transport answers a method the server does not serve with HTTP 404 (the SDK's status table); the 2025 versions keep it in a 200.
+    404: jsonRpcError('from the MCP SDK, 2026-07-28 only: -32601 Method not found, for a method the server does not serve (resources/*, prompts/*, logging/setLevel, completion/complete, and ping, which that version removed); the 2025 versions answer it in a 200'),
     405: { ...everyRouteErrors[405], description: 'method_not_allowed: GET and DELETE (no session state; the Mcp-Session-Id of an initialize answer only scopes notifications/cancelled); Allow: POST' },
-    406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000): Accept does not list both application/json and text/event-stream'),
+    406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000), in the 2025 versions: Accept does not list both application/json and text/event-stream (2026-07-28 answers JSON whatever Accept lists)'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
     429: limitedResponse("rate_limited (or budget_exhausted, when the budget is used up too): the key's rate windows or concurrency cap refused the whole request. A budget refusing execute_intent alone is that tool's error budget_exhausted (details.retryAfter) in a 200"),
@@ -122,6 +131,8 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   const body = parseBody(text);
   const unbatched = unbatchedVersionRefusal(body, c.req.raw.headers);
   if (unbatched) return unbatched;
+  const duplicate = duplicateIdRefusal(body);
+  if (duplicate) return duplicate;
   const executions = executeIntentCalls(body);
   if (executions > 1) return batchRefusal();
   const tooDeep = deepParamsRefusal(body);
