@@ -75,6 +75,21 @@ describe('MCP: one execute_intent per HTTP request', () => {
   });
 });
 
+describe('MCP: a batch is one request against the rate windows', () => {
+  it('carries at most 32 messages: one of more is refused whole (400, -32600), so a batch cannot serve 100 agent calls for one unit', async () => {
+    const { key, otherKey } = await limitedKey({ perMinute: 5 });
+    const agent = await newAgent(otherKey);
+    const read = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'get_context', arguments: { agentId: agent } } });
+    const tooMany = await api('/mcp', { key, headers: accept, body: Array.from({ length: 100 }, (_, i) => read(i + 1)) });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/at most 32 messages \(this one 100\)/) } });
+    // 32 are served, each answered.
+    const most = await api('/mcp', { key, headers: accept, body: Array.from({ length: 32 }, (_, i) => read(i + 1)) });
+    expect(most.status).toBe(200);
+    expect(messages(most)).toHaveLength(32);
+  });
+});
+
 describe('MCP: what counts as an execution', () => {
   it('does not count an execute_intent sent as a notification (no id): it is accepted (202) and runs nothing', async () => {
     const { key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 3, period: 'day' } });

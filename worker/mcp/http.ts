@@ -38,6 +38,22 @@ export function batchRefusal(): Response {
 }
 
 /**
+ * Most messages a JSON-RPC batch carries. A request counts once against its key's rate
+ * windows, whatever it carries, and each call in it is a call to an agent: a batch of 100
+ * `get_context` calls under a limit of 5 a minute served them all for one unit.
+ */
+export const MAX_BATCH_MESSAGES = 32;
+
+/** The refusal of a batch of more than MAX_BATCH_MESSAGES messages, or null; shaped as the other batch refusals. */
+export function oversizedBatchRefusal(body: unknown): Response | null {
+  if (!Array.isArray(body) || body.length <= MAX_BATCH_MESSAGES) return null;
+  return Response.json(
+    { jsonrpc: '2.0', error: { code: -32600, message: `Invalid Request: a batch carries at most ${MAX_BATCH_MESSAGES} messages (this one ${body.length}); it counts as one request against the key's rate windows` }, id: null },
+    { status: 400 },
+  );
+}
+
+/**
  * The refusal of a batch in which two requests carry the same id, or null. A response names
  * its request by id alone, and MCP forbids reusing one ("MUST NOT have been previously used by
  * the requestor within the same session"): the SDK answered the first of the pair to end, closed

@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls, parseBody, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
+import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls, oversizedBatchRefusal, parseBody, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
@@ -67,7 +67,7 @@ router.openAPIRegistry.registerPath({
       },
     },
     202: { description: 'a notification (or only notifications and responses), accepted; one of a method the server does not know is accepted and ignored' },
-    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch under MCP-Protocol-Version 2025-06-18 or 2025-11-25 (which removed batching), carrying more than one execute_intent or two requests with the same id, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels, -32020 (2026-07-28, from the MCP SDK) when the Mcp-Method or Mcp-Name header is missing or disagrees with the body; nothing of the body is served', true),
+    400: jsonRpcError('as JSON-RPC: -32700 when the body is not JSON, -32000 for an unsupported MCP-Protocol-Version header, -32600 for a message that is not JSON-RPC (all from the MCP SDK), -32600 for a batch under MCP-Protocol-Version 2025-06-18 or 2025-11-25 (which removed batching), carrying more than 32 messages, more than one execute_intent or two requests with the same id, -32602 without an id for a notification the server knows (notifications/cancelled, notifications/progress) whose params do not fit it, and for a message whose params nest deeper than 64 levels, -32020 (2026-07-28, from the MCP SDK) when the Mcp-Method or Mcp-Name header is missing or disagrees with the body; nothing of the body is served', true),
     401: unauthorizedResponse(),
     403: error('forbidden: Origin or Host not allowed'),
     // The 2026-07-28 transport answers a method the server does not serve with HTTP 404 (the SDK's status table); the 2025 versions keep it in a 200.
@@ -131,6 +131,8 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ke
   const body = parseBody(text);
   const unbatched = unbatchedVersionRefusal(body, c.req.raw.headers);
   if (unbatched) return unbatched;
+  const oversized = oversizedBatchRefusal(body);
+  if (oversized) return oversized;
   const duplicate = duplicateIdRefusal(body);
   if (duplicate) return duplicate;
   const executions = executeIntentCalls(body);
