@@ -254,7 +254,7 @@ export class ExecutionRunner {
       }
       const { upstream, maxAttempts, totalMs } = await resolveUpstream(config.upstream, {
         env: this.env,
-        tenantId: row.tenant_id,
+        tenantId: row.tenant_id, deadlineAt: execution.deadline_at,
         regions: regionTags(config.region ?? this.store.locationHint()),
         policy: outboundPolicy(this.env),
       });

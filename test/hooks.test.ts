@@ -1,10 +1,11 @@
 import { sign as signGithub } from '@octokit/webhooks-methods';
-import { env } from 'cloudflare:test';
+import { createExecutionContext, env } from 'cloudflare:test';
 import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
+import { createApp } from '../worker/app';
 import { LIST_AGENT_HOOKS_QUERY, LIST_HOOKS_QUERY } from '../worker/hooks/list';
 import { sealSecret } from '../worker/pools/secrets';
-import { ADMIN, api, eventually, newAgent, newTenant } from './support/api';
+import { ADMIN, api, BASE, eventually, newAgent, newTenant } from './support/api';
 import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
 import { limitedKey } from './support/limits';
 
@@ -448,5 +449,93 @@ describe('listing incoming hooks (tenant and operator)', () => {
       expect(plan, query).toMatch(/SEARCH hooks USING INDEX hooks_by_tenant\w* \(tenant_id=\? AND (agent_id=\? AND )?id>\?\)/);
       expect(plan, query).not.toContain('TEMP B-TREE');
     }
+  });
+});
+
+/**
+ * An app whose next lookup of a hook by a delivery reads D1 at once and then waits until
+ * `open()`: held so, it has read the hook before whatever the test does next, and lands after.
+ */
+function heldHookLookup() {
+  let read!: () => void;
+  const wasRead = new Promise<void>((resolve) => (read = resolve));
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let held = false;
+  // Through the D1 session a route reads with (middleware/d1-session.ts) as well.
+  const hold = <T extends D1Database | D1DatabaseSession>(db: T): T => new Proxy(db, {
+    get(target, prop) {
+      if (prop === 'withSession') return (constraint?: string) => hold(env.DB.withSession(constraint));
+      if (prop === 'prepare') {
+        return (query: string) => {
+          const statement = target.prepare(query);
+          if (held || !query.startsWith('SELECT hooks.*')) return statement;
+          held = true;
+          return { bind: (...values: unknown[]) => ({ first: async () => { const row = await statement.bind(...values).first(); read(); await gate; return row; } }) };
+        };
+      }
+      const value: unknown = Reflect.get(target, prop);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const app = createApp();
+  const appEnv = { ...env, DB: hold(env.DB) };
+  const request = (path: string, init: RequestInit) => app.request(`${BASE}${path}`, init, appEnv, createExecutionContext());
+  const deliver = (hook: string, msgId: string, secret = STANDARD_SECRET) => {
+    const body = JSON.stringify({ delivery: msgId });
+    return request(`/v1/hooks/${hook}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...standardHeaders(msgId, body, new Date(), secret) } });
+  };
+  const asKey = (key: string, method: string, body?: unknown): RequestInit => ({ method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  return { request, deliver, asKey, wasRead, open };
+}
+
+// A delivery's lookup that read the hook just before a DELETE or PUT here landed after it, and
+// put the old hook back in the cache the change had emptied: for the cache's 30 s a deleted
+// hook, or a replaced secret, went on verifying deliveries (the race fixed for API keys).
+describe('a hook lookup overtaken by a change to the hook in the same isolate', () => {
+  const OTHER_SECRET = `whsec_${btoa('fedcba9876543210fedcba9876543210')}`;
+
+  it('does not keep a deleted hook accepting deliveries', async () => {
+    const { key } = await newTenant();
+    const hook = await hookFor(key, await newAgent(key), 'standard', STANDARD_SECRET);
+    const lookup = heldHookLookup();
+    const before = lookup.deliver(hook, 'msg_before_delete');
+    await lookup.wasRead;
+    expect((await lookup.request(`/v1/hooks/${hook}`, lookup.asKey(key, 'DELETE'))).status).toBe(204);
+    lookup.open();
+    // Read before the DELETE: answered as it was then, once.
+    expect((await before).status).toBe(202);
+    expect((await lookup.deliver(hook, 'msg_after_delete')).status).toBe(401);
+  });
+
+  it('does not keep an old secret verifying deliveries after a PUT replaced it', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const lookup = heldHookLookup();
+    const before = lookup.deliver(hook, 'msg_before_put');
+    await lookup.wasRead;
+    const put = await lookup.request(`/v1/hooks/${hook}`, lookup.asKey(key, 'PUT', { agentId, intent: 'on.standard', scheme: 'standard', secret: OTHER_SECRET }));
+    expect(put.status).toBe(200);
+    lookup.open();
+    expect((await before).status).toBe(202);
+    expect((await lookup.deliver(hook, 'msg_old_secret')).status).toBe(401);
+    expect((await lookup.deliver(hook, 'msg_new_secret', OTHER_SECRET)).status).toBe(202);
+  });
+
+  it("does not keep the key's limits from before a PATCH of them here", async () => {
+    const { tenantId, key: otherKey } = await newTenant();
+    const created = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'unlimited' } });
+    const { key, id: keyId } = created.body as { key: string; id: string };
+    const hook = await hookFor(key, await newAgent(otherKey), 'standard', STANDARD_SECRET);
+    const lookup = heldHookLookup();
+    const before = lookup.deliver(hook, 'msg_before_patch');
+    await lookup.wasRead;
+    const patched = await lookup.request(`/v1/admin/keys/${keyId}`, lookup.asKey(ADMIN(), 'PATCH', { limits: { budget: { requests: 1, period: 'day' } } }));
+    expect(patched.status).toBe(200);
+    lookup.open();
+    expect((await before).status).toBe(202);
+    expect((await lookup.deliver(hook, 'msg_within_budget')).status).toBe(202);
+    expect((await lookup.deliver(hook, 'msg_past_budget')).status).toBe(429);
   });
 });

@@ -184,7 +184,7 @@ describe('outgoing-request guard: re-checked before every call', () => {
     const config = ((await created.json()) as { upstream: { kind: 'agent-http'; url: string; timeoutMs: number } }).upstream;
 
     await setDns(host, { A: ['127.0.0.1'] });
-    const { upstream } = await resolveUpstream(config, { env: guardedEnv, tenantId, regions: [], policy: outboundPolicy(guardedEnv) });
+    const { upstream } = await resolveUpstream(config, { env: guardedEnv, tenantId, regions: [], policy: outboundPolicy(guardedEnv), deadlineAt: Date.now() + 30_000 });
     const request = { executionId: 'ex_guard', agentId: 'a', intent: 'run', input: null, instructions: null, context: {}, history: [] };
     const outcome = await invokeUpstream(upstream, request, { deadlineAt: Date.now() + 5_000, signal: new AbortController().signal });
     expect(outcome.ok).toBe(false);

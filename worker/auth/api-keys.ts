@@ -5,6 +5,7 @@ import { KeyLimits } from '../schemas/limits';
 import { newId, randomToken } from '../lib/ids';
 import { atPrimary } from '../lib/d1-primary';
 import { sha256Hex } from '../lib/hash';
+import { ChangeLog } from '../lib/change-log';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
 import { keyRevokedHere, rememberedKeyStatus } from './key-status';
@@ -30,10 +31,10 @@ const ISOLATE_CACHE_MAX = 10_000;
  */
 const hashes = new Map<string, string>();
 /**
- * How many times a key (by hash) was changed or revoked in this isolate: a lookup that saw
- * the count move while it read may hold what was there before, and caches nothing.
+ * Keys (by hash) changed or revoked in this isolate: a lookup that one of them overtook while
+ * it read may hold what was there before, and caches nothing.
  */
-const changes = new Map<string, number>();
+const changes = new ChangeLog(ISOLATE_CACHE_MAX);
 /** Principals read by a lookup that a change overtook: answered once, never cached. */
 const overtaken = new WeakSet<Principal>();
 
@@ -72,11 +73,11 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
  * read said, and what a change overtook answers its own request only, cached nowhere.
  */
 async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
-  const seen = changes.get(hash) ?? 0;
+  const mark = changes.mark();
   const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
   if (cached) {
     if (rememberedKeyStatus(cached.keyId) === false) return null;
-    if ((changes.get(hash) ?? 0) !== seen) overtaken.add(cached);
+    if (changes.changedSince(hash, mark)) overtaken.add(cached);
     return cached;
   }
   // At the primary: a route's database may be a session reading a replica (d1-session.ts),
@@ -88,7 +89,7 @@ async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
   const limits = parseLimits(row.limits);
   const principal: Principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
   await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
-  if ((changes.get(hash) ?? 0) !== seen) {
+  if (changes.changedSince(hash, mark)) {
     // Changed here while this read: what it put back may predate the change (or it may not; drop it either way).
     overtaken.add(principal);
     await dropCached(env.CACHE, kvKey(hash), 'api key');
@@ -109,8 +110,7 @@ export function parseLimits(json: string | null): KeyLimits | null {
 
 /** Drops the cached lookups of a key where this runs (elsewhere they expire within 90 s). */
 async function forgetKey(env: Env, hash: string): Promise<void> {
-  if (changes.size >= ISOLATE_CACHE_MAX) changes.clear();
-  changes.set(hash, (changes.get(hash) ?? 0) + 1);
+  changes.changed(hash);
   isolateCache.delete(hash);
   await dropCached(env.CACHE, kvKey(hash), 'api key');
 }

@@ -1,5 +1,6 @@
 import { auditStatement, type AuditEntry } from '../audit/log';
 import type { Env } from '../env';
+import { ChangeLog } from '../lib/change-log';
 import { IsolateCache } from '../lib/isolate-cache';
 import { iso } from '../lib/time';
 import { openSecret, sealSecret } from '../pools/secrets';
@@ -33,6 +34,13 @@ export interface ResolvedHook {
 
 const CACHE_TTL_MS = 30_000;
 const cache = new IsolateCache<ResolvedHook | null>(CACHE_TTL_MS);
+/**
+ * Hooks (`hook/<id>`) and keys' limits (`key/<id>`) changed in this isolate: a lookup that read
+ * just before such a change lands after it, and caching what it read would put the old hook
+ * (deleted, or with its old secret, agent or limits) back for the cache's 30 s. It answers its
+ * own delivery only (read before the change), as a key's lookup does (`auth/api-keys.ts`).
+ */
+const changes = new ChangeLog();
 const context = (id: string) => `hook/${id}`;
 
 /** What a hook's public view selects, and from where: the hook joined to its key's row, to say whether that key is revoked now. */
@@ -72,7 +80,7 @@ export async function putHook(env: Env, tenantId: string, keyId: string, id: str
   ).bind(id, tenantId, body.agentId, body.intent, body.scheme, secret, createdAt, now, keyId);
   const [result] = await env.DB.batch(audit ? [write, auditStatement(env.DB, audit)] : [write]);
   if (!result || result.meta.changes === 0) return null;
-  cache.delete(id);
+  forgetHook(id);
   return { hook: hookView({ id, agent_id: body.agentId, intent: body.intent, scheme: body.scheme, created_at: createdAt, updated_at: now, key_id: keyId, key_found: keyId, key_revoked_at: null }), created: !existing };
 }
 
@@ -85,7 +93,7 @@ export async function deleteHook(env: Env, tenantId: string, id: string, audit?:
   const remove = env.DB.prepare('DELETE FROM hooks WHERE id = ? AND tenant_id = ?').bind(id, tenantId);
   const [result] = await env.DB.batch(audit ? [remove, auditStatement(env.DB, audit)] : [remove]);
   if (!result) return false;
-  cache.delete(id);
+  forgetHook(id);
   return result.meta.changes > 0;
 }
 
@@ -95,6 +103,8 @@ export async function deleteHook(env: Env, tenantId: string, id: string, audit?:
  * it, see `forgetKeyLimits`, and everywhere else within 30 s).
  */
 export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | null> {
+  const mark = changes.mark();
+  const current = (hook: ResolvedHook | null) => !changes.changedSince(`hook/${id}`, mark) && !(hook?.keyId && changes.changedSince(`key/${hook.keyId}`, mark));
   return cache.get(id, async () => {
     const row = await env.DB.prepare('SELECT hooks.*, api_keys.limits AS key_limits FROM hooks LEFT JOIN api_keys ON api_keys.id = hooks.key_id WHERE hooks.id = ?')
       .bind(id)
@@ -102,7 +112,13 @@ export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | 
     if (!row) return null;
     const secret = await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id), { what: `hook ${JSON.stringify(id)}`, again: 'PUT the hook again with its secret' });
     return { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret, keyId: row.key_id, limits: parseLimits(row.key_limits) };
-  });
+  }, current);
+}
+
+/** Drops this isolate's cached hook `id`, and keeps a lookup reading it now from caching it. */
+function forgetHook(id: string): void {
+  changes.changed(`hook/${id}`);
+  cache.delete(id);
 }
 
 /**
@@ -111,5 +127,6 @@ export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | 
  * requests do once its cached lookup is dropped. Other isolates read them within 30 s.
  */
 export function forgetKeyLimits(keyId: string): void {
+  changes.changed(`key/${keyId}`);
   cache.deleteWhere((hook) => hook?.keyId === keyId);
 }

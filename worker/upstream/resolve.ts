@@ -8,7 +8,7 @@ import type { OutboundPolicy } from './outbound-guard';
 import { poolUpstream } from './pool';
 import { UpstreamError, type Upstream } from './types';
 import type { Env } from '../env';
-import { loadPoolRuntime } from '../pools/runtime';
+import { loadPoolRuntimeRetrying, POOL_STORE_UNAVAILABLE, poolStoreUnavailable } from '../pools/read-retry';
 import { credentialMask, maskedForm } from '../lib/masked-credential';
 
 export interface ResolveContext {
@@ -18,6 +18,8 @@ export interface ResolveContext {
   regions: readonly string[];
   /** The outbound guard's settings (see outbound-guard.ts). */
   policy: OutboundPolicy;
+  /** The execution's deadline (epoch ms): a pool read D1 failed is tried again only before it. */
+  deadlineAt: number;
 }
 
 export interface ResolvedUpstream {
@@ -36,7 +38,11 @@ export async function resolveUpstream(config: UpstreamConfig, context: ResolveCo
     return { upstream: conformanceUpstream, maxAttempts: 1 };
   }
   if (config.kind !== 'pool') return { upstream: directUpstream(config, context.policy) };
-  const runtime = await loadPoolRuntime(context.env, context.tenantId, config.pool);
+  const runtime = await loadPoolRuntimeRetrying(context.env, context.tenantId, config.pool, context.deadlineAt);
+  if (runtime === POOL_STORE_UNAVAILABLE) {
+    // One attempt, which fails retryably: the client's own retry may well find D1 answering.
+    return { upstream: failing(`pool ${config.pool}`, new UpstreamError('network', poolStoreUnavailable(config.pool), true)), maxAttempts: 1 };
+  }
   if (!runtime) {
     return { upstream: refused(`pool ${config.pool}`, `pool ${config.pool} does not exist`) };
   }
@@ -49,7 +55,11 @@ export async function resolveUpstream(config: UpstreamConfig, context: ResolveCo
 }
 
 function refused(label: string, message: string): Upstream {
-  return { label, call: () => Promise.reject(new UpstreamError('refused', message, false)) };
+  return failing(label, new UpstreamError('refused', message, false));
+}
+
+function failing(label: string, error: UpstreamError): Upstream {
+  return { label, call: () => Promise.reject(error) };
 }
 
 function directUpstream(config: Exclude<UpstreamConfig, { kind: 'pool' }>, policy: OutboundPolicy): Upstream {
