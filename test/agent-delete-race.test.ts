@@ -286,3 +286,43 @@ describe("an A2A push config whose URL check is in flight when the agent's DELET
     expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
   });
 });
+
+describe('two DELETEs of one agent at once, and a create of its id once the first has answered', () => {
+  it('the second DELETE leaves the agent created meanwhile alone: it answers as the first did, and the new agent takes writes and keeps its state', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { name: 'Old' });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    // The second deletion to reach its charges' settlement waits there (a slow key limiter)
+    // until released: the first finishes, and the id is created again, meanwhile.
+    let settlements = 0;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await runInDurableObject(stub, (instance) => {
+      const charges = (instance as unknown as { charges: { settleBeforeDelete: () => Promise<void> } }).charges;
+      const real = charges.settleBeforeDelete.bind(charges);
+      charges.settleBeforeDelete = async () => {
+        if (++settlements === 2) await held;
+        return real();
+      };
+    });
+    const flushing = await slowFlush(tenantId, id, 800);
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { old: true } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const first = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const second = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    try {
+      expect((await first).status).toBe(204);
+      expect((await api('/v1/agents', { key, body: { id, name: 'New' } })).status).toBe(201);
+      const patched = await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { kept: true } });
+      expect([patched.status, patched.body.error?.code]).toEqual([200, undefined]);
+    } finally {
+      release();
+    }
+    expect((await second).status).toBe(204);
+    const read = await api(`/v1/agents/${id}`, { key });
+    expect([read.status, read.body.name]).toEqual([200, 'New']);
+    expect((await api(`/v1/agents/${id}/context`, { key })).body).toEqual({ version: 1, data: { kept: true } });
+    expect(await registryRow(tenantId, id)).toMatchObject({ name: 'New' });
+  });
+});
