@@ -326,3 +326,28 @@ describe('two DELETEs of one agent at once, and a create of its id once the firs
     expect(await registryRow(tenantId, id)).toMatchObject({ name: 'New' });
   });
 });
+
+describe("the key's budget after an A2A send refused because its agent's DELETE began", () => {
+  it('is given back whole (request and tokens): the send started no turn, as other refusals give theirs back', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 100, tokens: 100_000, period: 'day' } });
+    const target = uniqueId('a2a-refund');
+    const id = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const checks = await slowPushUrlCheck(stub);
+    const flushing = await slowFlush(tenantId, id, 1_500);
+    expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
+    await eventually(async () => checks() > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
+    const during = await sent;
+    expect((await deleted).status).toBe(204);
+    expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
+    // The lease's release gives the reservation back with it: nothing is left held once none is in flight.
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.inFlight === 0 && res.body.budget;
+    });
+    expect(usage).toMatchObject({ requests: 0, tokens: 0, reservedTokens: 0 });
+  });
+});
