@@ -351,3 +351,33 @@ describe("the key's budget after an A2A send refused because its agent's DELETE 
     expect(usage).toMatchObject({ requests: 0, tokens: 0, reservedTokens: 0 });
   });
 });
+
+describe("an A2A request whose push URL check outlasts the agent's whole DELETE", () => {
+  it('a send (new task or follow-up) and a push config create are answered -32001 (the agent was deleted), not -32603, and the sends give the budget back', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 100, tokens: 100_000, period: 'day' } });
+    const id = await newAgent(otherKey);
+    const a2a = (method: string, params: unknown) => api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': '1.0' } });
+    const message = (taskId?: string) => ({ messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }], ...(taskId && { taskId }) });
+    // Paused: the task stays open (SUBMITTED) and takes a follow-up.
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key: otherKey, body: { paused: true } })).status).toBe(200);
+    const opened = await api(`/a2a/${id}/`, { key: otherKey, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: message(), configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } });
+    const task = opened.body.result.task.id as string;
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const checks = await slowPushUrlCheck(stub);
+    const push = { url: mockUrl('/push') };
+    const during = Promise.all([
+      a2a('SendMessage', { message: message(), configuration: { taskPushNotificationConfig: push } }),
+      a2a('SendMessage', { message: message(task), configuration: { taskPushNotificationConfig: push } }),
+      a2a('CreateTaskPushNotificationConfig', { taskId: task, ...push }),
+    ]);
+    await eventually(async () => checks() >= 3, 3_000, 5);
+    expect((await api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' })).status).toBe(204);
+    const answers = (await during).map((res) => [res.body.error?.code, /the agent was deleted$/.test(res.body.error?.message ?? '')]);
+    expect(answers).toEqual(Array(3).fill([-32001, true]));
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.inFlight === 0 && res.body.budget;
+    });
+    expect(usage).toMatchObject({ requests: 0, tokens: 0, reservedTokens: 0 });
+  });
+});
