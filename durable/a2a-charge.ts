@@ -2,10 +2,9 @@ import { fail, ok, type Result } from '../worker/errors';
 import type { AgentConfig } from '../worker/schemas/agent';
 import type { HistoryEntry } from '../worker/upstream/types';
 import type { A2ARequest } from './a2a';
+import { SENDS } from './a2a-internal';
 import { executionEstimate, type AgentCharges } from './agent-charges';
 
-/** The methods that start a turn, in both protocol versions. */
-const SENDS = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream']);
 
 /**
  * What a send's turn will be given, as far as its request says (a2a-executor.ts `turnInput`

@@ -7,7 +7,7 @@ import { artifactsOf, stateOf, statusMessage } from './a2a-view';
 import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
-import { agentDeleted, chargeOf, guarded } from './a2a-internal';
+import { agentDeleted, chargeOf, guarded, turnStarted } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
@@ -87,6 +87,7 @@ export class GatewayExecutor implements AgentExecutor {
     };
     const charge = chargeOf(context.context);
     this.host.startTurn({ executionId, taskId, contextId, turn, input: turnInput(message, turn, context.request.configuration?.acceptedOutputModes), task: initial, ...(charge && { charge }) });
+    turnStarted(context.context);
     const task = this.host.tasks.view(taskId);
     if (!task) throw new Error(`task ${taskId} vanished`);
     bus.publish(AgentEvent.task(task));

@@ -58,7 +58,8 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
       const taskId = incoming?.taskId ? undefined : newId('ex');
       if (incoming) this.checkMessage(incoming, taskId, request.configuration?.acceptedOutputModes);
       const push = request.configuration?.taskPushNotificationConfig;
-      if (push && incoming) await this.tasks.checkConfig(incoming.taskId, push);
+      // Under the id its task will have: the check names it if the agent is deleted meanwhile.
+      if (push && incoming) await this.tasks.checkConfig(taskId ?? incoming.taskId, push);
       const made = await createContext(request, context);
       if (!taskId) return made;
       const message = { ...made.userMessage, taskId };

@@ -32,9 +32,27 @@ const LOGGED = 'gateway.internalErrorContext';
 /** Where it carries the key's token reservation for the turn the request starts (absent without one). */
 const CHARGE = 'gateway.tokenCharge';
 
-/** The SDK's call context for one request: the executor and the task store see its request id (and `charge`) there. */
-export function callContext(version: A2AVersion, logged: InternalErrorContext, charge?: TokenCharge): ServerCallContext {
-  return new ServerCallContext({ requestedVersion: version, state: new Map<string, unknown>([[LOGGED, logged], ...(charge ? [[CHARGE, charge] as const] : [])]) });
+/** The methods that start a turn, in both protocol versions. */
+export const SENDS: ReadonlySet<unknown> = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream']);
+
+/** Where it carries whether the request's turn has started (a send's): set by the executor once its execution is in. */
+const TURN = 'gateway.turn';
+
+/** Whether a request started its turn; an object, so that a copy of the state the SDK may make still shares it. */
+export interface TurnMark {
+  started: boolean;
+}
+
+/** The SDK's call context for one request: the executor and the task store see its request id (and `charge`, and `turn`) there. */
+export function callContext(version: A2AVersion, logged: InternalErrorContext, charge?: TokenCharge, turn?: TurnMark): ServerCallContext {
+  const state = new Map<string, unknown>([[LOGGED, logged], ...(charge ? [[CHARGE, charge] as const] : []), ...(turn ? [[TURN, turn] as const] : [])]);
+  return new ServerCallContext({ requestedVersion: version, state });
+}
+
+/** Marks the request's turn started: its execution is in, and the request counts as work even if its agent is then deleted. */
+export function turnStarted(context: ServerCallContext | undefined): void {
+  const turn = context?.state.get(TURN) as TurnMark | undefined;
+  if (turn) turn.started = true;
 }
 
 /** The token reservation the request's turn holds (a key with a token budget), or undefined. */
@@ -68,9 +86,13 @@ export function internalError(cause: unknown, context: ServerCallContext | undef
 
 /**
  * How `agentDeleted`'s message ends: a send answered so had started its turn (the task
- * existed), so the edge counts it against the key's budget instead of giving it back.
+ * existed), so the edge counts it against the key's budget instead of giving it back, unless
+ * the agent's reply says the send started none (`A2AReply.noTurn`).
  */
 export const AGENT_DELETED = ': the agent was deleted';
+
+/** JSON-RPC's code of the SDK's TaskNotFoundError, in both protocol versions. */
+const TASK_NOT_FOUND_CODE = -32001;
 
 /**
  * What a request following a task gets when the agent is deleted under it: the task is gone
@@ -115,4 +137,15 @@ export function shownAnswer(answer: unknown, context: InternalErrorContext): unk
   const error = (answer as { error?: RpcError }).error;
   if (!error || typeof error.code !== 'number') return answer;
   return { ...answer, error: shownError(error, undefined, context) };
+}
+
+/**
+ * Whether `answer` is the -32001 of an agent deleted (`agentDeleted`) given to a send whose
+ * turn never started: the deletion began, or ended, while the request awaited (its push URL's
+ * check), and it stopped before the execution went in, or the task it follows was gone.
+ */
+export function deletedBeforeTurn(answer: unknown, turn: TurnMark | undefined): boolean {
+  if (!turn || turn.started || typeof answer !== 'object' || answer === null) return false;
+  const error = (answer as { error?: { code?: unknown; message?: unknown } }).error;
+  return error?.code === TASK_NOT_FOUND_CODE && typeof error.message === 'string' && error.message.endsWith(AGENT_DELETED);
 }

@@ -228,6 +228,8 @@ export class A2AStore implements TaskStore {
    */
   async checkConfig(taskId: string, config: Pick<TaskPushNotificationConfig, 'id' | 'url'>): Promise<void> {
     const check = await checkOutboundUrl(config.url, this.hooks.outboundPolicy());
+    // The check resolves the URL's host: the agent may have been deleted meanwhile, its tables with it.
+    if (!this.hooks.live()) throw agentDeleted(taskId);
     if (!check.ok) throw new RequestMalformedError(`push notification URL refused: ${check.reason}`);
     const others = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, config.id)?.n ?? 0;
     if (others >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);
@@ -235,9 +237,8 @@ export class A2AStore implements TaskStore {
 
   async saveConfig(taskId: string, config: TaskPushNotificationConfig, wire: A2AVersion): Promise<void> {
     const id = config.id || crypto.randomUUID();
+    // Refused there if the agent's deletion began or ended during the check: it would wipe the config.
     await this.checkConfig(taskId, { id, url: config.url });
-    // The check resolves the URL's host: the agent's deletion may have begun or ended meanwhile, and would wipe the config.
-    if (!this.hooks.live()) throw agentDeleted(taskId);
     // Pushes go out through the webhook deliveries: their tables exist before any push is
     // queued (inside a change's transaction, where creating them could be rolled back).
     this.schema.ensure('webhooks');

@@ -12,7 +12,7 @@ import { withLegacyBlocking, withLegacyConfigId, withLegacyFinal } from './a2a-l
 import { pushConfigProblem } from './a2a-push-limits';
 import { pushBodies, pushContentType } from './a2a-push-wire';
 import { paramsShapeProblem } from './a2a-params-shape';
-import { agentDeleted, callContext, shownAnswer, shownError } from './a2a-internal';
+import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -28,7 +28,12 @@ import type { Sql } from './sql';
 export const A2A_STREAMS = { heartbeatMs: 15_000 };
 const HEARTBEAT_FRAME = new TextEncoder().encode(': heartbeat\n\n');
 
-export type A2AReply = { kind: 'json'; body: unknown } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };
+/**
+ * `noTurn`: the answer is a send's -32001 for its agent deleted, and the send started no turn
+ * (`deletedBeforeTurn`): the edge gives the key's budget back, as for any refusal, where the
+ * same answer to a send whose turn had started counts.
+ */
+export type A2AReply = { kind: 'json'; body: unknown; noTurn?: true } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };
 
 export interface A2ARequest {
   body: unknown;
@@ -86,21 +91,23 @@ export class A2AServer {
     const body = withoutTenant(request.body as Record<string, unknown>);
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
-    const context = callContext(request.version, logged, request.charge);
+    const turn = SENDS.has(body.method) ? { started: false } : undefined;
+    const context = callContext(request.version, logged, request.charge, turn);
+    const json = (answer: unknown): A2AReply => ({ kind: 'json', body: answer, ...(deletedBeforeTurn(answer, turn) && { noTurn: true as const }) });
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
     const problem = paramsShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
     if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
     const answer = request.version === '0.3'
       ? await legacy.handle(withLegacyBlocking(withLegacyConfigId(body, (taskId) => this.tasks.configs(taskId).map((c) => c.id))), context)
       : await v1.handle(body, context);
-    if (!(Symbol.asyncIterator in answer)) return { kind: 'json', body: shownAnswer(answer, logged) };
+    if (!(Symbol.asyncIterator in answer)) return json(shownAnswer(answer, logged));
     // As the SDK's own HTTP layer does: an error before the first event is a plain JSON-RPC error.
     const iterator = answer[Symbol.asyncIterator]();
     let first: IteratorResult<unknown>;
     try {
       first = await iterator.next();
     } catch (error) {
-      return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(error) } };
+      return json({ jsonrpc: '2.0', id: requestId, error: mapError(error) });
     }
     const encoder = new TextEncoder();
     const encode = request.version === '0.3' ? (event: unknown) => encoder.encode(formatSSEEvent(withLegacyFinal(event))) : (event: unknown) => encoder.encode(formatSSEEvent(event));

@@ -1,4 +1,4 @@
-import { fail, type Failure } from '../worker/errors';
+import { fail, LOCK_RETRY_AFTER_S, type Failure } from '../worker/errors';
 import type { AgentConfig, Region } from '../worker/schemas/agent';
 import type { Execution } from '../worker/schemas/execution';
 
@@ -99,3 +99,7 @@ export const agentDeletedWhileRunning = (executionId: string): Failure =>
 /** Whether an error's details are those of `agentDeletedWhileRunning`. */
 export const deletedWhileRunning = (details: unknown): boolean =>
   typeof details === 'object' && details !== null && (details as { agentDeleted?: unknown }).agentDeleted === true;
+
+/** What a change the agent's transaction lock refuses answers: 409, retried once the transaction ends. */
+export const agentLocked = (txId: string): Failure =>
+  fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId, retryAfter: LOCK_RETRY_AFTER_S });

@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
-import { fail, LOCK_RETRY_AFTER_S, ok, type Result } from '../worker/errors';
+import { fail, ok, type Result } from '../worker/errors';
 import { mergePatch } from '../worker/lib/json-merge-patch';
 import { newId } from '../worker/lib/ids';
 import { exceedsJsonBytes } from '../worker/lib/json-limits';
@@ -21,12 +21,13 @@ import { DeferredSchema, migrate } from './agent-schema';
 import { BackgroundWork } from './agent-background';
 import { ExecutionChanges } from './execution-changes';
 import { projectorFor } from './projector';
-import { agentDeletedWhileRunning, DEFAULT_TIMEOUT_MS, tellDecided, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
+import { agentDeletedWhileRunning, agentLocked, DEFAULT_TIMEOUT_MS, tellDecided, type CreateAgentInput, type ExecuteInput, type ExecuteResult } from './agent-rpc';
 import { Sql } from './sql';
 import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges } from './agent-charges';
 import { keyReused, priorExecution, recordKeys } from './execution-keys';
 import { withSendCharge } from './a2a-charge';
+import { AgentDeletion, type Deleted } from './agent-deletion';
 
 /**
  * One agent: config, context, history, executions, idempotency keys and outbox, all in this
@@ -48,6 +49,7 @@ export class AgentDO extends DurableObject<Env> {
   private readonly changes: ExecutionChanges;
   /** What executions owe their keys' token budgets (durable/agent-charges.ts). */
   private readonly charges: AgentCharges;
+  private readonly deletion: AgentDeletion;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -89,6 +91,20 @@ export class AgentDO extends DurableObject<Env> {
       publish: (type, data, now) => {
         this.events.record(type, data, now);
         this.webhooks.fanOut(type, data, now);
+      },
+    });
+    this.deletion = new AgentDeletion(ctx.storage, this.store, this.tx, {
+      abortRunning: () => this.runner.abortAll(),
+      settle: async () => { await this.background.idle(); await this.charges.settleBeforeDelete(); },
+      lastSeq: () => this.events.highestSeqEver(),
+      wiped: (lastSeq) => {
+        this.store.invalidate();
+        this.schema.forget();
+        this.webhooks.invalidate();
+        this.background.alarmAt = null;
+        this.store.seed(migrate(new Sql(ctx.storage.sql), ctx.storage));
+        this.events.agentDeleted(lastSeq);
+        this.a2aServer.agentDeleted();
       },
     });
     void ctx.blockConcurrencyWhile(async () => {
@@ -140,31 +156,8 @@ export class AgentDO extends DurableObject<Env> {
   }
 
   /** Deletes everything the agent holds, then the Worker its D1 rows; given `createdAt` (the DELETE's registry row), only the agent created then. */
-  async destroy(createdAt?: number): Promise<Result<{ deleted: true }>> {
-    const row = this.store.agentRow();
-    if (!row || (createdAt !== undefined && row.created_at !== createdAt)) return this.notFound();
-    // Deleting would drop a lock, held now or taken while this waits, and leave the coordinator committing into nothing.
-    const lock = this.tx.closeForDelete();
-    if (lock) return this.locked(lock.tx_id);
-    this.runner.abortAll();
-    let lastSeq: ReturnType<AgentEvents['highestSeqEver']>;
-    try {
-      await this.background.idle();
-      await this.charges.settleBeforeDelete();
-      await this.ctx.storage.deleteAlarm();
-      lastSeq = this.events.highestSeqEver();
-      await this.ctx.storage.deleteAll();
-    } finally {
-      this.tx.reopen();
-    }
-    this.store.invalidate();
-    this.schema.forget();
-    this.webhooks.invalidate();
-    this.background.alarmAt = null;
-    this.store.seed(migrate(new Sql(this.ctx.storage.sql), this.ctx.storage));
-    this.events.agentDeleted(lastSeq);
-    this.a2aServer.agentDeleted();
-    return ok({ deleted: true });
+  async destroy(createdAt?: number): Promise<Deleted> {
+    return this.deletion.destroy(createdAt);
   }
 
   // --- executions ---
@@ -264,7 +257,7 @@ export class AgentDO extends DurableObject<Env> {
   async patchContext(patch: Record<string, unknown>, ifVersion?: number | readonly number[]): Promise<Result<AgentContext>> {
     if (!this.tx.liveRow()) return this.notFound();
     const lock = this.tx.lock();
-    if (lock) return this.locked(lock.tx_id);
+    if (lock) return agentLocked(lock.tx_id);
     const current = this.store.context();
     const expected = ifVersion === undefined ? undefined : [ifVersion].flat();
     if (expected && !expected.includes(current.version)) {
@@ -395,6 +388,5 @@ export class AgentDO extends DurableObject<Env> {
     return result;
   }
 
-  private locked = (txId: string): Result<never> => fail('agent_locked', 'a transaction in progress holds this agent; retry shortly', { transactionId: txId, retryAfter: LOCK_RETRY_AFTER_S });
   private notFound = (): Result<never> => fail('not_found', 'agent not found');
 }

@@ -286,3 +286,98 @@ describe("an A2A push config whose URL check is in flight when the agent's DELET
     expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
   });
 });
+
+describe('two DELETEs of one agent at once, and a create of its id once the first has answered', () => {
+  it('the second DELETE leaves the agent created meanwhile alone: it answers as the first did, and the new agent takes writes and keeps its state', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { name: 'Old' });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    // The second deletion to reach its charges' settlement waits there (a slow key limiter)
+    // until released: the first finishes, and the id is created again, meanwhile.
+    let settlements = 0;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await runInDurableObject(stub, (instance) => {
+      const charges = (instance as unknown as { charges: { settleBeforeDelete: () => Promise<void> } }).charges;
+      const real = charges.settleBeforeDelete.bind(charges);
+      charges.settleBeforeDelete = async () => {
+        if (++settlements === 2) await held;
+        return real();
+      };
+    });
+    const flushing = await slowFlush(tenantId, id, 800);
+    expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { old: true } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const first = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const second = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    try {
+      expect((await first).status).toBe(204);
+      expect((await api('/v1/agents', { key, body: { id, name: 'New' } })).status).toBe(201);
+      const patched = await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { kept: true } });
+      expect([patched.status, patched.body.error?.code]).toEqual([200, undefined]);
+    } finally {
+      release();
+    }
+    expect((await second).status).toBe(204);
+    const read = await api(`/v1/agents/${id}`, { key });
+    expect([read.status, read.body.name]).toEqual([200, 'New']);
+    expect((await api(`/v1/agents/${id}/context`, { key })).body).toEqual({ version: 1, data: { kept: true } });
+    expect(await registryRow(tenantId, id)).toMatchObject({ name: 'New' });
+  });
+});
+
+describe("the key's budget after an A2A send refused because its agent's DELETE began", () => {
+  it('is given back whole (request and tokens): the send started no turn, as other refusals give theirs back', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 100, tokens: 100_000, period: 'day' } });
+    const target = uniqueId('a2a-refund');
+    const id = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const checks = await slowPushUrlCheck(stub);
+    const flushing = await slowFlush(tenantId, id, 1_500);
+    expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
+    await eventually(flushing, 3_000, 5);
+    const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
+    await eventually(async () => checks() > 0, 3_000, 5);
+    const deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
+    const during = await sent;
+    expect((await deleted).status).toBe(204);
+    expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
+    // The lease's release gives the reservation back with it: nothing is left held once none is in flight.
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.inFlight === 0 && res.body.budget;
+    });
+    expect(usage).toMatchObject({ requests: 0, tokens: 0, reservedTokens: 0 });
+  });
+});
+
+describe("an A2A request whose push URL check outlasts the agent's whole DELETE", () => {
+  it('a send (new task or follow-up) and a push config create are answered -32001 (the agent was deleted), not -32603, and the sends give the budget back', async () => {
+    const { tenantId, key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 100, tokens: 100_000, period: 'day' } });
+    const id = await newAgent(otherKey);
+    const a2a = (method: string, params: unknown) => api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': '1.0' } });
+    const message = (taskId?: string) => ({ messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }], ...(taskId && { taskId }) });
+    // Paused: the task stays open (SUBMITTED) and takes a follow-up.
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key: otherKey, body: { paused: true } })).status).toBe(200);
+    const opened = await api(`/a2a/${id}/`, { key: otherKey, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: message(), configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } });
+    const task = opened.body.result.task.id as string;
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const checks = await slowPushUrlCheck(stub);
+    const push = { url: mockUrl('/push') };
+    const during = Promise.all([
+      a2a('SendMessage', { message: message(), configuration: { taskPushNotificationConfig: push } }),
+      a2a('SendMessage', { message: message(task), configuration: { taskPushNotificationConfig: push } }),
+      a2a('CreateTaskPushNotificationConfig', { taskId: task, ...push }),
+    ]);
+    await eventually(async () => checks() >= 3, 3_000, 5);
+    expect((await api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' })).status).toBe(204);
+    const answers = (await during).map((res) => [res.body.error?.code, /the agent was deleted$/.test(res.body.error?.message ?? '')]);
+    expect(answers).toEqual(Array(3).fill([-32001, true]));
+    const usage = await eventually(async () => {
+      const res = await api('/v1/usage', { key });
+      return res.body.inFlight === 0 && res.body.budget;
+    });
+    expect(usage).toMatchObject({ requests: 0, tokens: 0, reservedTokens: 0 });
+  });
+});

@@ -256,6 +256,8 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     const lastFrame = () => encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: envelope.data.id ?? null, error: REVOKED_RPC_ERROR }));
     return new Response(keyBoundStream(reply.stream, { db: c.env.DB, keyId: c.get('principal').keyId, lastFrame }), { headers: SSE_HEADERS });
   }
+  // Its agent deleted before the send's turn started: no work, whatever the error's code says of others.
+  if (reply.noTurn) noteWork(c, 'refused');
   return rpcAnswer(c, reply.body as Record<string, unknown>);
 }
 
