@@ -102,21 +102,11 @@ describe('work sent to an agent while its DELETE is under way', () => {
     const { key, tenantId } = await newTenant();
     const target = uniqueId('deleting');
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) }, concurrency: 3 });
-    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
     // A slow projection stage (D1 slow to answer): the DELETE waits for the flush in flight,
     // and requests reach the object meanwhile.
-    let handedOver = 0;
-    type Sink = { write(rows: readonly unknown[]): Promise<unknown> };
-    await runInDurableObject(stub, (instance) => {
-      const background = (instance as unknown as { background: { projection: (tenant: string, config: unknown) => Sink } }).background;
-      const real = background.projection;
-      background.projection = (tenant, config) => {
-        const sink = real(tenant, config);
-        return { write: async (rows) => { handedOver++; await new Promise((resolve) => setTimeout(resolve, 600)); return sink.write(rows); } };
-      };
-    });
+    const flushing = await slowFlush(tenantId, id, 600);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(async () => handedOver > 0, 3_000, 5);
+    await eventually(flushing, 3_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     await new Promise((resolve) => setTimeout(resolve, 100));
     const body = (intent: string, mode: 'sync' | 'async') => ({ intent, input: { mock: { delayMs: 50 } }, mode });
