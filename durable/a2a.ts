@@ -30,7 +30,7 @@ const HEARTBEAT_FRAME = new TextEncoder().encode(': heartbeat\n\n');
 
 /**
  * `noTurn`: the answer is a send's -32001 for its agent deleted, and the send started no turn
- * (`deletedBeforeTurn`): the edge gives the key's budget back, as for any refusal, where the
+ * (`deletedBeforeTurn`): the edge gives the key's budget back, as for every refusal, where the
  * same answer to a send whose turn had started counts.
  */
 export type A2AReply = { kind: 'json'; body: unknown; noTurn?: true } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };

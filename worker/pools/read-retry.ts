@@ -10,7 +10,7 @@ import { loadPoolRuntime, type PoolRuntime } from './runtime';
  */
 export const POOL_READ_BACKOFF_MS: readonly number[] = [50, 250, 1_000];
 
-/** D1 did not answer for the pool, on any read before the backoff ran out (or the deadline neared). */
+/** D1 did not answer for the pool, on every read before the backoff ran out (or the deadline neared). */
 export const POOL_STORE_UNAVAILABLE = 'unavailable';
 
 /** The message of an execution failed so: stable, naming the pool, without D1's own text. */
@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /**
  * `loadPoolRuntime`, read again after a transient storage error, as long as the next wait ends
- * before `deadlineAt`. Any other error is thrown as it is (a credential that no longer opens
+ * before `deadlineAt`. Every other error is thrown as it is (a credential that no longer opens
  * says so in its own words).
  */
 export async function loadPoolRuntimeRetrying(env: Env, tenantId: string, name: string, deadlineAt: number): Promise<PoolRuntime | null | typeof POOL_STORE_UNAVAILABLE> {

@@ -38,13 +38,13 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-
  */
 const RequestId = z.union([z.string().max(256), z.number().int(), z.null()]);
 
-/** Most of a method name logged or echoed: longer than any A2A method's. */
+/** Most of a method name logged or echoed: longer than every A2A method's. */
 const MAX_METHOD_CHARS = 128;
 
 /** The JSON-RPC envelope; the SDK validates each method's params. */
 const JsonRpcRequest = z.object({
   jsonrpc: z.literal('2.0'),
-  // Any string names a method (JSON-RPC): one no A2A method has, empty or long, is -32601 below.
+  // Every string names a method (JSON-RPC): one no A2A method has, empty or long, is -32601 below.
   method: z.string(),
   id: RequestId.optional(),
   // By position (an array) is a valid request whose params no A2A method takes: -32602 below (-32601 for an unknown method).
