@@ -433,6 +433,21 @@ describe('event stream over a WebSocket', () => {
     socket.close();
   });
 
+  it("answers an upgrade reaching an agent whose object is gone (its route still known here) with the JSON 404 not_found, as the SSE stream does", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // The object deleted while this isolate (and D1) still route to it: another isolate's DELETE
+    // as this one sees it, or the moment between a DELETE's wipe and its registry row's removal.
+    await stubOf(tenantId, id).destroy();
+    const sse = await open(key, id);
+    expect(sse.status).toBe(404);
+    expect(((await sse.json()) as any).error).toMatchObject({ code: 'not_found', requestId: expect.any(String) });
+    const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(((await res.json()) as any).error).toMatchObject({ code: 'not_found', requestId: expect.any(String) });
+  });
+
   it('closes open sockets when their agent is deleted', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
