@@ -172,7 +172,7 @@ export class AgentEvents {
     const notices: StreamNotice[] = [];
     let after = lastEventId;
     if (lastEventId > given) {
-      notices.push({ type: 'reset', data: { lastEventId, newestSeq: newest } });
+      notices.push({ type: 'reset', data: { lastEventId, newestSeq: given } });
       after = 0;
     }
     const gap = this.gapAfter(after, given);

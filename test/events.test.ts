@@ -136,10 +136,11 @@ describe('event stream', () => {
     expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
-  it('takes an id of the deleted agent as its own while the agent created again has recorded nothing yet: no reset, a gap for what the client missed', async () => {
+  it('takes the ids of the deleted agent as its own while the agent created again has recorded nothing yet: a gap for what a client missed, no reset; a reset beyond them names the newest seq given', async () => {
     const { key, id } = await recreatedAgent(0);
     // Its log is empty, its numbering goes on from 6: an id up to 6 was this log's, not beyond it.
     const [current, stale] = await Promise.all([open(key, id, 6), open(key, id, 3)]);
+    const beyond = await openSocket(key, id, 20);
     await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'first-of-new' } });
     const { frames } = await readFrames(current, (f) => f.filter((x) => x.id !== undefined).length >= 3);
     expect(frames.map((f) => f.event)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded']);
@@ -147,6 +148,10 @@ describe('event stream', () => {
     const behind = await readFrames(stale, (f) => f.filter((x) => x.id !== undefined).length >= 3);
     expect(behind.frames[0]).toEqual({ event: 'gap', data: { missedFrom: 4, missedTo: 6 } });
     expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9]);
+    // An id beyond the numbering is told where it stands: the newest seq this log gave is 6, not 0.
+    await eventually(async () => beyond.messages.length >= 5);
+    expect(beyond.messages.map((m) => m.seq ?? m)).toEqual([{ type: 'reset', data: { lastEventId: 20, newestSeq: 6 } }, { type: 'gap', data: { missedFrom: 1, missedTo: 6 } }, 7, 8, 9]);
+    beyond.socket.close();
   });
 
   it('continues the sequence through an incarnation that recorded no event: deleted again before it ran anything', async () => {
