@@ -166,22 +166,25 @@ export class AgentEvents {
   private resumeFrom(lastEventId: number | null): { notices: StreamNotice[]; after: number } {
     const newest = this.lastSeq();
     if (lastEventId === null) return { notices: [], after: newest };
+    // An empty log goes on from the numbering of the agent deleted before it (`agentDeleted`):
+    // the ids that agent gave are this log's, not beyond it, and those a client had not seen are gone.
+    const given = newest > 0 ? newest : this.highestSeqEver();
     const notices: StreamNotice[] = [];
     let after = lastEventId;
-    if (lastEventId > newest) {
-      notices.push({ type: 'reset', data: { lastEventId, newestSeq: newest } });
+    if (lastEventId > given) {
+      notices.push({ type: 'reset', data: { lastEventId, newestSeq: given } });
       after = 0;
     }
-    const gap = this.gapAfter(after);
+    const gap = this.gapAfter(after, given);
     if (gap) notices.push(gap);
     // Told of the gap, the client goes on from the oldest event kept.
     return { notices, after: gap?.data.missedTo ?? after };
   }
 
-  /** A `gap` notice when events right after `after` were trimmed, else null. */
-  private gapAfter(after: number): Extract<StreamNotice, { type: 'gap' }> | null {
-    const oldest = this.oldestSeq();
-    return oldest !== null && after < oldest - 1 ? { type: 'gap', data: { missedFrom: after + 1, missedTo: oldest - 1 } } : null;
+  /** A `gap` notice when events right after `after` were trimmed (or, `given` the highest seq ever, deleted with an earlier agent), else null. */
+  private gapAfter(after: number, given = 0): Extract<StreamNotice, { type: 'gap' }> | null {
+    const oldest = this.oldestSeq() ?? given + 1;
+    return after < oldest - 1 ? { type: 'gap', data: { missedFrom: after + 1, missedTo: oldest - 1 } } : null;
   }
 
   /**

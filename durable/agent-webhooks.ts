@@ -345,7 +345,8 @@ export class AgentWebhooks {
       this.sending.delete(delivery.id);
       this.claimed.delete(delivery.id);
       // Its outcome is recorded above; the retry asked for meanwhile still goes out.
-      if (this.resendAfter.delete(delivery.id)) this.resetForRetry(delivery.id, Date.now());
+      // (Unless its agent was deleted meanwhile: then there is nothing to send again.)
+      if (this.resendAfter.delete(delivery.id) && this.schema.has('webhooks')) this.resetForRetry(delivery.id, Date.now());
     }
     return false;
   }
@@ -364,13 +365,17 @@ export class AgentWebhooks {
   private settle(delivery: DeliveryRow, outcome: { delivered?: boolean; dead?: boolean; status?: number; error?: string }): void {
     const now = Date.now();
     const attempts = delivery.attempts + 1;
+    // Gone with its agent, deleted while this send was out: there is nothing left to record it
+    // in (the tables were wiped, or belong to an agent created again under the id since).
+    const current = this.schema.has('webhooks') ? this.sql.one<{ status: string }>('SELECT status FROM deliveries WHERE id = ?', delivery.id) : undefined;
+    if (!current) return;
     if (outcome.delivered) {
       this.sql.run("UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL, delivered_at = ?, next_at = NULL WHERE id = ?", attempts, outcome.status ?? null, now, delivery.id);
       return;
     }
     // Its webhook was deleted while it was out: it stays the dead letter the delete made it,
     // not pending again with a retry hours away (it would only die then, as "deleted").
-    if (this.sql.one<{ status: string }>('SELECT status FROM deliveries WHERE id = ?', delivery.id)?.status === 'dead') {
+    if (current.status === 'dead') {
       this.sql.run('UPDATE deliveries SET attempts = ?, last_status = ? WHERE id = ?', attempts, outcome.status ?? null, delivery.id);
       return;
     }

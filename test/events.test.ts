@@ -136,6 +136,24 @@ describe('event stream', () => {
     expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
+  it('takes the ids of the deleted agent as its own while the agent created again has recorded nothing yet: a gap for what a client missed, no reset; a reset beyond them names the newest seq given', async () => {
+    const { key, id } = await recreatedAgent(0);
+    // Its log is empty, its numbering goes on from 6: an id up to 6 was this log's, not beyond it.
+    const [current, stale] = await Promise.all([open(key, id, 6), open(key, id, 3)]);
+    const beyond = await openSocket(key, id, 20);
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'first-of-new' } });
+    const { frames } = await readFrames(current, (f) => f.filter((x) => x.id !== undefined).length >= 3);
+    expect(frames.map((f) => f.event)).toEqual(['execution.queued', 'execution.running', 'execution.succeeded']);
+    expect(frames.map((f) => f.id)).toEqual([7, 8, 9]);
+    const behind = await readFrames(stale, (f) => f.filter((x) => x.id !== undefined).length >= 3);
+    expect(behind.frames[0]).toEqual({ event: 'gap', data: { missedFrom: 4, missedTo: 6 } });
+    expect(behind.frames.slice(1).map((f) => f.id)).toEqual([7, 8, 9]);
+    // An id beyond the numbering is told where it stands: the newest seq this log gave is 6, not 0.
+    await eventually(async () => beyond.messages.length >= 5);
+    expect(beyond.messages.map((m) => m.seq ?? m)).toEqual([{ type: 'reset', data: { lastEventId: 20, newestSeq: 6 } }, { type: 'gap', data: { missedFrom: 1, missedTo: 6 } }, 7, 8, 9]);
+    beyond.socket.close();
+  });
+
   it('continues the sequence through an incarnation that recorded no event: deleted again before it ran anything', async () => {
     const { key, id } = await recreatedAgent(0);
     expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
@@ -431,6 +449,21 @@ describe('event stream over a WebSocket', () => {
     const answered = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => state.getWebSockets('events').map((ws) => state.getWebSocketAutoResponseTimestamp(ws)));
     expect(answered).toEqual([expect.any(Date)]);
     socket.close();
+  });
+
+  it("answers an upgrade reaching an agent whose object is gone (its route still known here) with the JSON 404 not_found, as the SSE stream does", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // The object deleted while this isolate (and D1) still route to it: another isolate's DELETE
+    // as this one sees it, or the moment between a DELETE's wipe and its registry row's removal.
+    await stubOf(tenantId, id).destroy();
+    const sse = await open(key, id);
+    expect(sse.status).toBe(404);
+    expect(((await sse.json()) as any).error).toMatchObject({ code: 'not_found', requestId: expect.any(String) });
+    const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(((await res.json()) as any).error).toMatchObject({ code: 'not_found', requestId: expect.any(String) });
   });
 
   it('closes open sockets when their agent is deleted', async () => {

@@ -1,5 +1,5 @@
 import { env } from 'cloudflare:test';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
 const control = (target: string, down: boolean) => fetch(`${env.MOCK_UPSTREAM_URL}/control?target=${target}&down=${down}`, { method: 'POST' });
@@ -79,5 +79,33 @@ describe('deleting an outgoing webhook', () => {
     const [after] = (await api(`/v1/agents/${id}/deliveries`, { key })).body.data as Listed[];
     expect(after).toMatchObject({ status: 'dead', attempts: 1, nextAttemptAt: null, lastStatus: 500, lastError: 'the webhook was deleted' });
     expect(await outcomes(out?.id ?? '')).toHaveLength(1);
+  });
+});
+
+describe('deleting the agent while one of its deliveries is out', () => {
+  it("ends that send quietly: nothing is left to record, no error is logged, and the agent created again under the id has no such delivery", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const target = `inflight-agent-delete-${id}`;
+    await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&delayMs=1500&failStatus=500`), events: ['execution.succeeded'] } });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+    const [out] = await eventually(async () => {
+      const list = (await api(`/v1/agents/${id}/deliveries`, { key })).body.data as Listed[];
+      return list.length === 1 && (await outcomes(list[0]?.id ?? '')).length === 1 && list;
+    });
+    const errors = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+      await newAgent(key, { id });
+      await eventually(async () => (await outcomes(out?.id ?? ''))[0] === 500);
+      // The send's answer reaches the object a moment after the receiver gave it.
+      await new Promise((r) => setTimeout(r, 1_000));
+      // Its outcome used to be written into the wiped tables: "no such table: deliveries", logged as a failed delivery pass.
+      const logged = errors.mock.calls.map((call) => String(call[0])).filter((line) => line.includes('webhook delivery failed'));
+      expect(logged).toEqual([]);
+      expect((await api(`/v1/agents/${id}/deliveries`, { key })).body.data).toEqual([]);
+    } finally {
+      errors.mockRestore();
+    }
   });
 });

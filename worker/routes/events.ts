@@ -64,6 +64,10 @@ export const events = router()
       if (since) url.searchParams.set('lastEventId', since);
       const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
       // The socket's key travels with it, so the object can end it once the key is revoked.
-      return stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } }));
+      const res = await stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } }));
+      // The object has no agent (deleted while this isolate still routes to it): its bare 404
+      // becomes the error envelope every route answers, as the SSE stream's does.
+      if (res.status === 404) throw new ApiError('not_found', `agent ${id} not found`);
+      return res;
     },
   );
