@@ -27,8 +27,8 @@ function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
  * A D1 binding that refuses the statements matching `refused` the way the runtime did when a
  * local process ran out of SQLite memory (the bench, 10,000 agents), and runs the rest.
  */
-function refusing(refused: RegExp): D1Database {
-  const refusal = () => Promise.reject(new Error('D1_ERROR: out of memory: SQLITE_NOMEM'));
+function refusing(refused: RegExp, message = 'D1_ERROR: out of memory: SQLITE_NOMEM'): D1Database {
+  const refusal = () => Promise.reject(new Error(message));
   const marked = new WeakSet<object>();
   const statement = (stmt: D1PreparedStatement): D1PreparedStatement => {
     const proxy = new Proxy(stmt, {
@@ -152,6 +152,40 @@ describe('a database that refuses writes', () => {
 
     expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
     expect((await api('/v1/agents', { key, body: { id } })).status).toBe(201);
+  });
+});
+
+/**
+ * How D1 refuses statements while its database object is reset under them (Cloudflare's list of
+ * D1_ERRORs; the D1 team: a storage operation over 30 s resets the object and rejects every
+ * pending request with the same error, for about a minute): the statement did not run, and the
+ * same request succeeds once the database is back.
+ */
+const D1_RESETS = [
+  'D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset.',
+  "D1_ERROR: D1 DB's isolate exceeded its memory limit and was reset.",
+  'D1_ERROR: D1 DB exceeded its CPU time limit and was reset.',
+];
+
+describe('a database reset under the list reads', () => {
+  it('answers every list 503 unavailable with Retry-After, never 500', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // The key and the agent's route are in the isolate's caches from here: only the lists read D1.
+    expect((await api(`/v1/agents/${id}`, { key })).status).toBe(200);
+    const lists: [string, string][] = [
+      [key, '/v1/agents'], [key, `/v1/agents/${id}/executions`], [key, '/v1/pools'], [key, '/v1/models'], [key, '/v1/hooks'], [key, '/v1/audit'], [key, '/v1/stats'],
+      [ADMIN(), '/v1/admin/tenants'], [ADMIN(), `/v1/admin/tenants/${tenantId}/keys`], [ADMIN(), '/v1/admin/audit'], [ADMIN(), `/v1/admin/tenants/${tenantId}/hooks`],
+    ];
+    for (const message of D1_RESETS) {
+      for (const [credential, path] of lists) {
+        const res = await app.request(path, { headers: { authorization: `Bearer ${credential}` } }, { ...env, DB: refusing(/^\s*SELECT\b/, message) });
+        expect(res.status, `${path} (${message})`).toBe(503);
+        expect(res.headers.get('retry-after'), path).toBe('1');
+        expect(((await res.json()) as { error: { code: string } }).error.code, path).toBe('unavailable');
+      }
+    }
+    expect((await api('/v1/agents', { key })).status).toBe(200);
   });
 });
 
