@@ -1,7 +1,7 @@
-import { env } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
-import { ADMIN, api, eventually, newAgent, newTenant } from './support/api';
+import { ADMIN, api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
 /** An AGENTS binding whose objects cannot be reached: every RPC fails as the platform's would. */
 function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
@@ -108,6 +108,69 @@ describe('read failover', () => {
     const id = await newAgent(key);
     const res = await call('retryable', key, `/v1/agents/${id}/executions/ex_never_projected`);
     expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(res.headers.get('x-gateway-stale')).toBeNull();
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
+  });
+});
+
+/**
+ * An AGENTS binding whose objects run `method` but whose first reply to it is lost on the way
+ * back, as the platform's is when the connection drops after the object did the work (a
+ * retryable error the edge cannot tell from one where nothing ran).
+ */
+function firstReplyLost(method: string): typeof env.AGENTS {
+  const namespace = env.AGENTS;
+  let lost = false;
+  return new Proxy(namespace, {
+    get: (target, prop) => {
+      if (prop === 'get') {
+        return (...args: Parameters<typeof namespace.get>) => {
+          const stub = namespace.get(...args);
+          return new Proxy(stub, {
+            get: (s, p) => {
+              if (p !== method) return Reflect.get(s, p, s);
+              return async (...callArgs: unknown[]) => {
+                const reply: unknown = await (s as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]?.(...callArgs);
+                if (lost) return reply;
+                lost = true;
+                throw Object.assign(new Error('Network connection lost.'), { retryable: true });
+              };
+            },
+          });
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+describe('a write whose reply the platform lost', () => {
+  const executionsIn = (tenantId: string, id: string) =>
+    runInDurableObject(env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`)), (_instance, state) =>
+      state.storage.sql.exec<{ id: string }>('SELECT id FROM executions').toArray().map((r) => r.id));
+
+  it('is retried without a client key and runs once: one execution, one upstream call, sync and async', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    for (const mode of ['sync', 'async'] as const) {
+      const res = await app.request(`/v1/agents/${id}/executions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ intent: `lost-${mode}`, mode }),
+      }, { ...env, AGENTS: firstReplyLost('execute') });
+      expect(res.status, mode).toBe(mode === 'sync' ? 200 : 202);
+      const body = (await res.json()) as { id: string };
+      const done = await eventually(async () => {
+        const read = await api(`/v1/agents/${id}/executions/${body.id}`, { key });
+        return read.body.status === 'succeeded' && read.body;
+      });
+      expect(done.attempts, mode).toBe(1);
+      const calls = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${body.id}`);
+      expect(((await calls.json()) as { count: number }).count, mode).toBe(1);
+    }
+    expect(await executionsIn(tenantId, id)).toHaveLength(2);
   });
 });
 
