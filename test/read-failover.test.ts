@@ -66,7 +66,13 @@ describe('read failover', () => {
     await eventually(() => env.DB.prepare("SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ? AND status = 'succeeded'").bind(tenantId, exec.body.id).first());
     await eventually(() => env.DB.prepare(`SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND json_extract(snapshot, '$.contextVersion') = 1`).bind(tenantId, id).first());
 
+    const live = (await api(`/v1/agents/${id}`, { key })).body;
+    const liveStatus = (await api(`/v1/agents/${id}/status`, { key })).body;
     for (const kind of ['retryable', 'overloaded'] as const) {
+      const probe = await call(kind, key, `/v1/agents/${id}`);
+      expect(await probe.json()).toEqual({ ...live, stale: true });
+      const probeStatus = await call(kind, key, `/v1/agents/${id}/status`);
+      expect(await probeStatus.json()).toEqual({ ...liveStatus, stale: true });
       const agent = await call(kind, key, `/v1/agents/${id}`);
       expect(agent.status).toBe(200);
       expect(agent.headers.get('x-gateway-stale')).toBe('1');
