@@ -178,6 +178,18 @@ describe('a write whose reply the platform lost', () => {
     }
     expect(await executionsIn(tenantId, id)).toHaveLength(2);
   });
+
+  it('a webhook DELETE retried after its first delivery deleted it answers 204, not 404 for the webhook it removed', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const webhook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: 'https://example.com/hook' } });
+    expect(webhook.status).toBe(201);
+    const res = await app.request(`/v1/agents/${id}/webhooks/${webhook.body.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } }, { ...env, AGENTS: firstReplyLost('deleteWebhook') });
+    expect(res.status, await res.clone().text()).toBe(204);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data).toEqual([]);
+    // A webhook that never was is still 404 when nothing was lost.
+    expect((await api(`/v1/agents/${id}/webhooks/wh_never`, { method: 'DELETE', key })).status).toBe(404);
+  });
 });
 
 describe('D1 sessions', () => {
