@@ -284,9 +284,10 @@ export class AgentDO extends DurableObject<Env> {
     return this.store.agentRow() ? ok(this.webhooks.list()) : this.notFound();
   }
 
-  async deleteWebhook(id: string): Promise<Result<{ deleted: true }>> {
+  /** `retried`: the edge's own retry, whose first delivery may have deleted it (its reply lost): gone is done. */
+  async deleteWebhook(id: string, retried = false): Promise<Result<{ deleted: true }>> {
     if (!this.store.agentRow()) return this.notFound();
-    return this.webhooks.delete(id) ? ok({ deleted: true }) : fail('not_found', `webhook ${id} not found`);
+    return this.webhooks.delete(id) || retried ? ok({ deleted: true }) : fail('not_found', `webhook ${id} not found`);
   }
 
   async listDeliveries(options: { status?: string; limit: number; before?: string }): Promise<Result<Delivery[]>> {

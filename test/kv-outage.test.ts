@@ -60,6 +60,22 @@ describe('KV unavailable (a cache only)', () => {
     expect(await run.json()).toMatchObject({ status: 'succeeded' });
   });
 
+  it('looks a pool up in D1 when KV cannot give it: a pool this isolate never read serves its GET and a chat on it', async () => {
+    const { key, tenantId } = await newTenant();
+    // A pool as another isolate's PUT leaves it: in D1 only, in no cache of this isolate (a copy,
+    // under a new name, of the row a PUT here wrote).
+    expect((await api('/v1/pools/here', { method: 'PUT', key, body: { targets: [{ id: 'local', kind: 'builtin' }] } })).status).toBe(201);
+    await env.DB.prepare("INSERT INTO pools (tenant_id, name, config, created_at, updated_at, probe_due) SELECT tenant_id, 'elsewhere', json_set(config, '$.name', 'elsewhere'), created_at, updated_at, probe_due FROM pools WHERE tenant_id = ? AND name = 'here'")
+      .bind(tenantId).run();
+
+    const read = await call(key, '/v1/pools/elsewhere');
+    expect(read.status, await read.clone().text()).toBe(200);
+    expect(await read.json()).toMatchObject({ name: 'elsewhere', targets: [{ id: 'local', kind: 'builtin' }] });
+    const chat = await call(key, '/v1/chat/completions', { body: { model: 'elsewhere', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(chat.status, await chat.clone().text()).toBe(200);
+    expect(await chat.json()).toMatchObject({ object: 'chat.completion', choices: [{ message: { role: 'assistant' } }] });
+  });
+
   it('deletes a pool and an agent: 204, gone, and audited', async () => {
     const { key, tenantId } = await newTenant();
     expect((await api('/v1/pools/faq', { method: 'PUT', key, body: { targets: [{ id: 'local', kind: 'builtin' }] } })).status).toBe(201);

@@ -1,7 +1,7 @@
-import { env } from 'cloudflare:test';
+import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
-import { ADMIN, api, eventually, newAgent, newTenant } from './support/api';
+import { ADMIN, api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
 /** An AGENTS binding whose objects cannot be reached: every RPC fails as the platform's would. */
 function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
@@ -27,8 +27,8 @@ function unreachable(kind: 'retryable' | 'overloaded'): typeof env.AGENTS {
  * A D1 binding that refuses the statements matching `refused` the way the runtime did when a
  * local process ran out of SQLite memory (the bench, 10,000 agents), and runs the rest.
  */
-function refusing(refused: RegExp): D1Database {
-  const refusal = () => Promise.reject(new Error('D1_ERROR: out of memory: SQLITE_NOMEM'));
+function refusing(refused: RegExp, message = 'D1_ERROR: out of memory: SQLITE_NOMEM'): D1Database {
+  const refusal = () => Promise.reject(new Error(message));
   const marked = new WeakSet<object>();
   const statement = (stmt: D1PreparedStatement): D1PreparedStatement => {
     const proxy = new Proxy(stmt, {
@@ -66,7 +66,13 @@ describe('read failover', () => {
     await eventually(() => env.DB.prepare("SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ? AND status = 'succeeded'").bind(tenantId, exec.body.id).first());
     await eventually(() => env.DB.prepare(`SELECT 1 AS one FROM agents WHERE tenant_id = ? AND id = ? AND json_extract(snapshot, '$.contextVersion') = 1`).bind(tenantId, id).first());
 
+    const live = (await api(`/v1/agents/${id}`, { key })).body;
+    const liveStatus = (await api(`/v1/agents/${id}/status`, { key })).body;
     for (const kind of ['retryable', 'overloaded'] as const) {
+      const probe = await call(kind, key, `/v1/agents/${id}`);
+      expect(await probe.json()).toEqual({ ...live, stale: true });
+      const probeStatus = await call(kind, key, `/v1/agents/${id}/status`);
+      expect(await probeStatus.json()).toEqual({ ...liveStatus, stale: true });
       const agent = await call(kind, key, `/v1/agents/${id}`);
       expect(agent.status).toBe(200);
       expect(agent.headers.get('x-gateway-stale')).toBe('1');
@@ -108,6 +114,81 @@ describe('read failover', () => {
     const id = await newAgent(key);
     const res = await call('retryable', key, `/v1/agents/${id}/executions/ex_never_projected`);
     expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(res.headers.get('x-gateway-stale')).toBeNull();
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
+  });
+});
+
+/**
+ * An AGENTS binding whose objects run `method` but whose first reply to it is lost on the way
+ * back, as the platform's is when the connection drops after the object did the work (a
+ * retryable error the edge cannot tell from one where nothing ran).
+ */
+function firstReplyLost(method: string): typeof env.AGENTS {
+  const namespace = env.AGENTS;
+  let lost = false;
+  return new Proxy(namespace, {
+    get: (target, prop) => {
+      if (prop === 'get') {
+        return (...args: Parameters<typeof namespace.get>) => {
+          const stub = namespace.get(...args);
+          return new Proxy(stub, {
+            get: (s, p) => {
+              if (p !== method) return Reflect.get(s, p, s);
+              return async (...callArgs: unknown[]) => {
+                const reply: unknown = await (s as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]?.(...callArgs);
+                if (lost) return reply;
+                lost = true;
+                throw Object.assign(new Error('Network connection lost.'), { retryable: true });
+              };
+            },
+          });
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+describe('a write whose reply the platform lost', () => {
+  const executionsIn = (tenantId: string, id: string) =>
+    runInDurableObject(env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`)), (_instance, state) =>
+      state.storage.sql.exec<{ id: string }>('SELECT id FROM executions').toArray().map((r) => r.id));
+
+  it('is retried without a client key and runs once: one execution, one upstream call, sync and async', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    for (const mode of ['sync', 'async'] as const) {
+      const res = await app.request(`/v1/agents/${id}/executions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ intent: `lost-${mode}`, mode }),
+      }, { ...env, AGENTS: firstReplyLost('execute') });
+      expect(res.status, mode).toBe(mode === 'sync' ? 200 : 202);
+      const body = (await res.json()) as { id: string };
+      const done = await eventually(async () => {
+        const read = await api(`/v1/agents/${id}/executions/${body.id}`, { key });
+        return read.body.status === 'succeeded' && read.body;
+      });
+      expect(done.attempts, mode).toBe(1);
+      const calls = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${body.id}`);
+      expect(((await calls.json()) as { count: number }).count, mode).toBe(1);
+    }
+    expect(await executionsIn(tenantId, id)).toHaveLength(2);
+  });
+
+  it('a webhook DELETE retried after its first delivery deleted it answers 204, not 404 for the webhook it removed', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const webhook = await api(`/v1/agents/${id}/webhooks`, { key, body: { url: 'https://example.com/hook' } });
+    expect(webhook.status).toBe(201);
+    const res = await app.request(`/v1/agents/${id}/webhooks/${webhook.body.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } }, { ...env, AGENTS: firstReplyLost('deleteWebhook') });
+    expect(res.status, await res.clone().text()).toBe(204);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key })).body.data).toEqual([]);
+    // A webhook that never was is still 404 when nothing was lost.
+    expect((await api(`/v1/agents/${id}/webhooks/wh_never`, { method: 'DELETE', key })).status).toBe(404);
   });
 });
 
@@ -152,6 +233,40 @@ describe('a database that refuses writes', () => {
 
     expect((await api(`/v1/agents/${id}`, { key })).status).toBe(404);
     expect((await api('/v1/agents', { key, body: { id } })).status).toBe(201);
+  });
+});
+
+/**
+ * How D1 refuses statements while its database object is reset under them (Cloudflare's list of
+ * D1_ERRORs; the D1 team: a storage operation over 30 s resets the object and rejects every
+ * pending request with the same error, for about a minute): the statement did not run, and the
+ * same request succeeds once the database is back.
+ */
+const D1_RESETS = [
+  'D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset.',
+  "D1_ERROR: D1 DB's isolate exceeded its memory limit and was reset.",
+  'D1_ERROR: D1 DB exceeded its CPU time limit and was reset.',
+];
+
+describe('a database reset under the list reads', () => {
+  it('answers every list 503 unavailable with Retry-After, never 500', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // The key and the agent's route are in the isolate's caches from here: only the lists read D1.
+    expect((await api(`/v1/agents/${id}`, { key })).status).toBe(200);
+    const lists: [string, string][] = [
+      [key, '/v1/agents'], [key, `/v1/agents/${id}/executions`], [key, '/v1/pools'], [key, '/v1/models'], [key, '/v1/hooks'], [key, '/v1/audit'], [key, '/v1/stats'],
+      [ADMIN(), '/v1/admin/tenants'], [ADMIN(), `/v1/admin/tenants/${tenantId}/keys`], [ADMIN(), '/v1/admin/audit'], [ADMIN(), `/v1/admin/tenants/${tenantId}/hooks`],
+    ];
+    for (const message of D1_RESETS) {
+      for (const [credential, path] of lists) {
+        const res = await app.request(path, { headers: { authorization: `Bearer ${credential}` } }, { ...env, DB: refusing(/^\s*SELECT\b/, message) });
+        expect(res.status, `${path} (${message})`).toBe(503);
+        expect(res.headers.get('retry-after'), path).toBe('1');
+        expect(((await res.json()) as { error: { code: string } }).error.code, path).toBe('unavailable');
+      }
+    }
+    expect((await api('/v1/agents', { key })).status).toBe(200);
   });
 });
 

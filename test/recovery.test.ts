@@ -196,9 +196,10 @@ describe('recovery and the outbox', () => {
 describe('what a restart leaves behind', () => {
   const poll = (key: string, id: string, eid: string) => api(`/v1/agents/${id}/executions/${eid}`, { key });
 
-  it('keeps an execution\'s deadline: one resumed after it fails upstream_timeout without calling again, and its events say so', async () => {
+  it('keeps an execution\'s deadline: one resumed after it fails upstream_timeout without calling again, and its events and webhook say so', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook') } })).status).toBe(201);
     const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'late', input: { mock: { delayMs: 5_000 } }, mode: 'async', timeoutMs: 1_000 } });
     await eventually(async () => (await upstreamRequests(exec.body.id)).length === 1);
     await abortAllDurableObjects();
@@ -214,6 +215,11 @@ describe('what a restart leaves behind', () => {
       state.storage.sql.exec<{ type: string; data: string }>("SELECT type, data FROM events WHERE type LIKE 'execution.%' ORDER BY seq").toArray());
     expect(events.at(-1)?.type).toBe('execution.failed');
     expect(JSON.parse(events.at(-1)?.data ?? '{}')).toMatchObject({ id: exec.body.id, status: 'failed', error: { code: 'upstream_timeout' } });
+    // README, "Availability": its webhooks say so too, one delivery of the failure.
+    const deliveries = await runInDurableObject(stubOf(tenantId, id), (_instance, state) =>
+      state.storage.sql.exec<{ event_type: string; payload: string }>('SELECT event_type, payload FROM deliveries').toArray());
+    expect(deliveries.map((d) => d.event_type)).toEqual(['execution.failed']);
+    expect(JSON.parse(deliveries[0]?.payload ?? '{}')).toMatchObject({ type: 'execution.failed', data: { id: exec.body.id, status: 'failed', error: { code: 'upstream_timeout' } } });
   });
 
   it('calls the upstream at most 5 times for one execution across restarts, 3 per run', async () => {

@@ -22,6 +22,16 @@ describe('callAgent', () => {
     await expect(failing).rejects.toSatisfy((e) => e instanceof ApiError && e.code === 'agent_unavailable' && e.headers?.['retry-after'] === '1');
   });
 
+  it('retries an object whose storage was reset under the call (a storage operation over its timeout), and answers 503, not 500, when it persists', async () => {
+    let calls = 0;
+    const failing = callAgent(env, 't', 'a', route, async () => {
+      calls++;
+      throw new Error('Durable Object storage operation exceeded timeout which caused object to be reset.');
+    }, { retry: true });
+    await expect(failing).rejects.toSatisfy((e) => e instanceof ApiError && e.code === 'agent_unavailable' && e.headers?.['retry-after'] === '1');
+    expect(calls).toBe(3);
+  });
+
   it('passes the object\'s own exceptions through untouched', async () => {
     const own = new Error('a bug of ours');
     await expect(callAgent(env, 't', 'a', route, async () => { throw own; }, { retry: true })).rejects.toBe(own);

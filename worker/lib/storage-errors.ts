@@ -6,8 +6,13 @@
  * statement's transaction rolled back, so nothing is half-written.
  * D1's list: https://developers.cloudflare.com/d1/learning/debug-d1/ (error list)
  */
+// A database (or object) reset under a statement rejects every statement pending on it, whatever
+// its own cost: "… storage operation exceeded timeout which caused object to be reset" (a D1
+// outage of about a minute, as the D1 team describes it), "D1 DB's isolate exceeded its memory
+// limit and was reset", "D1 DB exceeded its CPU time limit and was reset". Matching only
+// "storage caused object to be reset" answered those 500 on every list read.
 const TRANSIENT_STORAGE =
-  /internal error; reference = |\bSQLITE_(?:NOMEM|IOERR|FULL|CANTOPEN|BUSY|LOCKED)\b|Network connection lost|storage caused object to be reset|reset because its code was updated|D1 DB is overloaded|due to transient issue/;
+  /internal error; reference = |\bSQLITE_(?:NOMEM|IOERR|FULL|CANTOPEN|BUSY|LOCKED)\b|Network connection lost|caused object to be reset|\bD1 DB\b[^\n]*\bwas reset\b|reset because its code was updated|D1 DB is overloaded|due to transient issue/;
 
 /** Whether an error thrown by D1 or an object's storage is a transient failure of the platform. */
 export function isTransientStorageError(error: unknown): boolean {

@@ -61,7 +61,10 @@ export const webhooks = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { id, wid } = c.req.valid('param');
-      await onAgent(c, id, (stub) => stub.deleteWebhook(wid), { retry: true });
+      // A retry follows a platform error that may have come after the object deleted the
+      // webhook: a 404 then would name as unknown the webhook this request removed.
+      let deliveries = 0;
+      await onAgent(c, id, (stub) => stub.deleteWebhook(wid, deliveries++ > 0), { retry: true });
       await recordAudit(c.env, auditEntry(c, 'webhook.delete', wid, { details: { agentId: id } }));
       return c.body(null, 204);
     },
