@@ -193,6 +193,34 @@ describe('outgoing-request guard: re-checked before every call', () => {
     expect(outcome.error.message).toMatch(/refused.*127\.0\.0\.1.*loopback/);
   });
 
+  it("a chat to a pool fails over from a target whose name now points at 127.0.0.1 (never sent, no attempt); with no other target, 400 with no attempt", async () => {
+    const { key } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const remote = { id: 'remote', kind: 'openai-chat', baseUrl: `https://${host}/v1`, model: 'm' };
+    const withStandby = uniqueId('pool');
+    const alone = uniqueId('pool');
+    expect((await call(key, 'PUT', `/v1/pools/${withStandby}`, { targets: [remote, { id: 'standby', kind: 'builtin', priority: 1 }] })).status).toBe(201);
+    expect((await call(key, 'PUT', `/v1/pools/${alone}`, { targets: [remote] })).status).toBe(201);
+    await setDns(host, { A: ['127.0.0.1'] });
+    clearDnsCache();
+
+    // The refused target was never called: the standby answers, and it is the one attempt made.
+    for (let i = 0; i < 3; i++) {
+      const res = await call(key, 'POST', '/v1/chat/completions', { model: withStandby, messages: [{ role: 'user', content: 'hello' }] });
+      expect(res.status, `chat ${i}`).toBe(200);
+      expect(res.headers.get('x-gateway-upstream')).toBe(`${withStandby}/standby`);
+      expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    }
+    // No target could be called: the documented 400 with no attempt, not a 502 naming a call never made.
+    const res = await call(key, 'POST', '/v1/chat/completions', { model: alone, messages: [{ role: 'user', content: 'hello' }] });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('x-gateway-attempts')).toBe('0');
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('invalid_request');
+    expect(body.error.message).toMatch(/refused.*127\.0\.0\.1/);
+  });
+
   it('a webhook delivery to a re-pointed name fails that attempt with a clear error and is retried later', async () => {
     const { key, tenantId } = await newTenant();
     const agentId = await newAgent(key);
