@@ -221,6 +221,33 @@ describe('outgoing-request guard: re-checked before every call', () => {
     expect(body.error.message).toMatch(/refused.*127\.0\.0\.1/);
   });
 
+  it("an execution through a pool goes on to the next target when one's name now points at 127.0.0.1; with none left, the refusal, not retried", async () => {
+    const { key, tenantId } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const remote = { id: 'remote', kind: 'agent-http', url: `https://${host}/run` };
+    const withStandby = uniqueId('pool');
+    const alone = uniqueId('pool');
+    expect((await call(key, 'PUT', `/v1/pools/${withStandby}`, { targets: [remote, { id: 'standby', kind: 'builtin', priority: 1 }] })).status).toBe(201);
+    expect((await call(key, 'PUT', `/v1/pools/${alone}`, { targets: [remote] })).status).toBe(201);
+    await setDns(host, { A: ['127.0.0.1'] });
+    clearDnsCache();
+    const request = { executionId: 'ex_guard_pool', agentId: 'a', intent: 'chat', input: { message: 'hello' }, instructions: null, context: {}, history: [] };
+    const run = async (pool: string) => {
+      const { upstream } = await resolveUpstream({ kind: 'pool', pool }, { env: guardedEnv, tenantId, regions: [], policy: outboundPolicy(guardedEnv), deadlineAt: Date.now() + 30_000 });
+      return invokeUpstream(upstream, request, { deadlineAt: Date.now() + 10_000, signal: new AbortController().signal });
+    };
+    for (let i = 0; i < 3; i++) {
+      const outcome = await run(withStandby);
+      expect(outcome.ok, `execution ${i}: ${JSON.stringify(outcome)}`).toBe(true);
+    }
+    const outcome = await run(alone);
+    expect(outcome.ok).toBe(false);
+    if (outcome.ok) return;
+    expect(outcome.error.message).toMatch(/refused.*127\.0\.0\.1.*loopback/);
+    expect(outcome.error.retryable).toBe(false);
+  });
+
   it('a webhook delivery to a re-pointed name fails that attempt with a clear error and is retried later', async () => {
     const { key, tenantId } = await newTenant();
     const agentId = await newAgent(key);
