@@ -384,6 +384,20 @@ describe('OpenAI-compatible endpoint with the official client', () => {
     expect((await api('/v1/usage', { key })).body.budget.tokens).toBe(0);
   });
 
+  it("reserves a chat through an agent as an execution of the same turn, whatever max_tokens it states: the agent's run is not capped by it", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
+    const id = await newAgent(otherKey);
+    // max_tokens: 1 reserved two tokens, and the agent's run then used what it used: concurrent
+    // chats so made all ran, past the budget (five of them used 75 of 20 tokens against an openai-chat agent).
+    const res = await api('/v1/chat/completions', { key, body: { model: `agent:${id}`, max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } });
+    expect(res.status).toBe(429);
+    expect(res.body.error.code).toBe('budget_exhausted');
+    // As a REST execution of the same turn is.
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'chat', input: { message: 'x' } } })).status).toBe(429);
+    expect((await api(`/v1/agents/${id}/status`, { key: otherKey })).body.lastExecution).toBeNull();
+    expect((await api('/v1/usage', { key })).body.budget.tokens).toBe(0);
+  });
+
   it("caps a chat whose max_tokens is null (no value) to what a key's token budget reserved, as one that sends none", async () => {
     const { key, otherKey } = await limitedKey({ budget: { tokens: 20, period: 'day' } });
     await poolFor(otherKey, 'local', [{ id: 'faq', kind: 'builtin' }]);

@@ -193,6 +193,61 @@ describe('outgoing-request guard: re-checked before every call', () => {
     expect(outcome.error.message).toMatch(/refused.*127\.0\.0\.1.*loopback/);
   });
 
+  it("a chat to a pool fails over from a target whose name now points at 127.0.0.1 (never sent, no attempt); with no other target, 400 with no attempt", async () => {
+    const { key } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const remote = { id: 'remote', kind: 'openai-chat', baseUrl: `https://${host}/v1`, model: 'm' };
+    const withStandby = uniqueId('pool');
+    const alone = uniqueId('pool');
+    expect((await call(key, 'PUT', `/v1/pools/${withStandby}`, { targets: [remote, { id: 'standby', kind: 'builtin', priority: 1 }] })).status).toBe(201);
+    expect((await call(key, 'PUT', `/v1/pools/${alone}`, { targets: [remote] })).status).toBe(201);
+    await setDns(host, { A: ['127.0.0.1'] });
+    clearDnsCache();
+
+    // The refused target was never called: the standby answers, and it is the one attempt made.
+    for (let i = 0; i < 3; i++) {
+      const res = await call(key, 'POST', '/v1/chat/completions', { model: withStandby, messages: [{ role: 'user', content: 'hello' }] });
+      expect(res.status, `chat ${i}`).toBe(200);
+      expect(res.headers.get('x-gateway-upstream')).toBe(`${withStandby}/standby`);
+      expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    }
+    // No target could be called: the documented 400 with no attempt, not a 502 naming a call never made.
+    const res = await call(key, 'POST', '/v1/chat/completions', { model: alone, messages: [{ role: 'user', content: 'hello' }] });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('x-gateway-attempts')).toBe('0');
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('invalid_request');
+    expect(body.error.message).toMatch(/refused.*127\.0\.0\.1/);
+  });
+
+  it("an execution through a pool goes on to the next target when one's name now points at 127.0.0.1; with none left, the refusal, not retried", async () => {
+    const { key, tenantId } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const remote = { id: 'remote', kind: 'agent-http', url: `https://${host}/run` };
+    const withStandby = uniqueId('pool');
+    const alone = uniqueId('pool');
+    expect((await call(key, 'PUT', `/v1/pools/${withStandby}`, { targets: [remote, { id: 'standby', kind: 'builtin', priority: 1 }] })).status).toBe(201);
+    expect((await call(key, 'PUT', `/v1/pools/${alone}`, { targets: [remote] })).status).toBe(201);
+    await setDns(host, { A: ['127.0.0.1'] });
+    clearDnsCache();
+    const request = { executionId: 'ex_guard_pool', agentId: 'a', intent: 'chat', input: { message: 'hello' }, instructions: null, context: {}, history: [] };
+    const run = async (pool: string) => {
+      const { upstream } = await resolveUpstream({ kind: 'pool', pool }, { env: guardedEnv, tenantId, regions: [], policy: outboundPolicy(guardedEnv), deadlineAt: Date.now() + 30_000 });
+      return invokeUpstream(upstream, request, { deadlineAt: Date.now() + 10_000, signal: new AbortController().signal });
+    };
+    for (let i = 0; i < 3; i++) {
+      const outcome = await run(withStandby);
+      expect(outcome.ok, `execution ${i}: ${JSON.stringify(outcome)}`).toBe(true);
+    }
+    const outcome = await run(alone);
+    expect(outcome.ok).toBe(false);
+    if (outcome.ok) return;
+    expect(outcome.error.message).toMatch(/refused.*127\.0\.0\.1.*loopback/);
+    expect(outcome.error.retryable).toBe(false);
+  });
+
   it('a webhook delivery to a re-pointed name fails that attempt with a clear error and is retried later', async () => {
     const { key, tenantId } = await newTenant();
     const agentId = await newAgent(key);

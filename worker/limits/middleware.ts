@@ -94,9 +94,13 @@ async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, li
     /* the route answers its parse error */
   }
   const estimate = estimateChatTokens(body);
-  // Through an agent its run makes its own request, which no max_tokens of the gateway's caps:
-  // as an execution's, the reservation must fit whole (shrunk, the answer used to run past it and the budget).
-  return chatThroughAgent(c, body) ? { ...estimate, least: estimate.tokens } : estimate;
+  if (!chatThroughAgent(c, body)) return estimate;
+  // Through an agent its run makes its own request, which no max_tokens of the chat's caps: the
+  // reservation must fit whole, as an execution's (shrunk, the answer used to run past it and
+  // the budget), and be at least an execution's (the body at ~4 characters a token plus 256):
+  // `max_tokens: 1` used to reserve a token or two, and concurrent such chats all ran past the budget.
+  const tokens = Math.max(estimate.tokens, estimateExecutionTokens(text).tokens);
+  return { ...estimate, tokens, least: tokens };
 }
 
 /** Whether a chat runs through an agent (`x-agent-id`, or model `agent:<id>`) rather than a pool. */

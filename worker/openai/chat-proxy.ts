@@ -81,14 +81,16 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
   const tried = new Set<string>();
   // Built only when needed: an Error captures a stack trace, a cost every request would pay.
   const noTargets = () => new UpstreamError('refused', `pool ${runtime.pool.name} has no chat-capable targets`, false);
+  // The last call's failure and target; a URL the outbound guard refused was no call.
   let last: UpstreamError | undefined;
   let lastTarget: string | undefined;
+  let refused: UpstreamError | undefined;
   let attempts = 0;
   // The client's Retry-After when every attempt was asked to wait; made by the first failure.
   let resume: ResumeTimes | undefined;
   if (unusable.size === runtime.targets.length) return { ok: false, error: noTargets(), attempts };
 
-  for (let attempt = 1; attempt <= maxAttempts && Date.now() < deadlineAt; attempt++) {
+  while (attempts < maxAttempts && Date.now() < deadlineAt) {
     const lease = runtime.lease(options.regions, tried, deadlineAt + LEASE_GRACE_MS, unusable);
     if (!lease) break;
     // A Retry-After is waited for only by a retry that lands on the target that sent it.
@@ -99,8 +101,8 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
     }
     if (wait > 0) await sleep(wait);
     tried.add(lease.target.id);
-    attempts = attempt;
-    lastTarget = poolTargetName(runtime.pool.name, lease.target.id);
+    attempts++;
+    const target = poolTargetName(runtime.pool.name, lease.target.id);
     const started = Date.now();
     // A stream's latency is its first chunk's: how long the rest takes is the answer's length.
     let firstChunkMs: number | undefined;
@@ -113,20 +115,31 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
       firstChunkMs = Date.now() - started;
       // A stream stays in flight until it ends, and one that breaks counts against the target.
       if (!streaming) lease.done('success', firstChunkMs);
-      return { ok: true, response, target: lastTarget, attempts, ...(usage && { usage }) };
+      return { ok: true, response, target, attempts, ...(usage && { usage }) };
     } catch (error) {
-      last = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
-      const pause = retryAfterOf(last);
-      lease.done(healthOutcome(last), Date.now() - started, pause);
+      const failure = error instanceof UpstreamError ? error : new UpstreamError('network', String(error), true);
+      lease.done(healthOutcome(failure), Date.now() - started, retryAfterOf(failure));
+      // The outbound guard refused this target's URL (what its name resolves to now): nothing
+      // was sent, so it is no attempt, and the pool's next target is asked at once. It used to
+      // end the chat (502) with every other target untried, chat after chat, while it pointed there.
+      if (failure.kind === 'refused') {
+        attempts--;
+        refused = failure;
+        unusable.add(lease.target.id);
+        continue;
+      }
+      last = failure;
+      lastTarget = target;
       (resume ??= new ResumeTimes()).failed(lease.target.id, last);
     }
-    if (!last.retryable || attempt === maxAttempts) break;
-    const delay = backoffMs(attempt);
+    if (!last.retryable || attempts === maxAttempts) break;
+    const delay = backoffMs(attempts);
     if (Date.now() + delay >= deadlineAt) break;
     await sleep(delay);
   }
   const retryAt = resume?.soonest();
-  return { ok: false, error: last ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }), ...(retryAt !== undefined && { retryAt }) };
+  // No call made at all (every target refused): the refusal, which the route answers 400 with no attempt.
+  return { ok: false, error: last ?? refused ?? noTargets(), attempts, ...(lastTarget !== undefined && { target: lastTarget }), ...(retryAt !== undefined && { retryAt }) };
 }
 
 async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeouts: Timeouts, onStreamEnd: (end: StreamEnd) => void): Promise<{ response: Response; streaming: boolean; usage?: ChatUsage }> {

@@ -21,7 +21,7 @@ import { completionCap, type ChatUsage } from '../limits/usage';
 
 const CacheHeaders = z.object({
   'x-agent-id': z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional().openapi({ description: "run the chat through this agent (its history and upstream)" }),
-  'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'cache this response for N seconds (0: bypass)' }),
+  'x-gateway-cache-ttl': z.coerce.number().int().min(0).max(86_400).optional().openapi({ description: 'a chat to a pool: cache this response for N seconds (0: bypass); a chat through an agent is never cached' }),
   // Checked where it is used (AgentChatKey): a chat to a pool ignores it, as it always has.
   'idempotency-key': z.string().optional().openapi({
     description:

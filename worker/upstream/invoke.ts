@@ -124,7 +124,11 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       clearTimeout(timer);
       unlink();
     }
-    if (options.signal.aborted || !last.retryable || attempt === maxAttempts) break;
+    // A pool target the outbound guard refused was never called: the pool's next one may be
+    // (it used to end the execution with every other target untried), asked at once.
+    const nextTarget = last.kind === 'refused' && upstream.next !== undefined;
+    if (options.signal.aborted || (!last.retryable && !nextTarget) || attempt === maxAttempts) break;
+    if (nextTarget) continue;
     const delay = backoffMs(attempt);
     if (Date.now() + delay >= options.deadlineAt) break;
     await sleep(delay, options.signal);

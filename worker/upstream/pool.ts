@@ -63,13 +63,17 @@ export function retryAfterOf(error: unknown): number | undefined {
  */
 export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], policy: OutboundPolicy): Upstream {
   const tried = new Set<string>();
+  // Targets whose URL the outbound guard refused in this execution: never picked again in it.
+  const refused = new Set<string>();
+  let lastRefusal: UpstreamError | undefined;
   let current: { lease: Lease; upstream: Upstream } | null = null;
   const name = runtime.pool.name;
   return {
     label: `${LABEL_PREFIX}${name}`,
     next() {
-      const lease = runtime.lease(regions, tried);
-      if (!lease) throw new UpstreamError('refused', `pool ${name} has no targets`, false);
+      const lease = runtime.lease(regions, tried, undefined, refused);
+      // Every target left was refused: the execution fails with what the guard said.
+      if (!lease) throw lastRefusal ?? new UpstreamError('refused', `pool ${name} has no targets`, false);
       tried.add(lease.target.id);
       current = { lease, upstream: targetUpstream(lease.target, policy) };
       const timeoutMs = lease.target.timeoutMs ?? runtime.pool.timeouts?.firstByteMs;
@@ -89,6 +93,10 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], p
         return reply;
       } catch (error) {
         attempt.lease.done(healthOutcome(error), Date.now() - started, retryAfterOf(error));
+        if (error instanceof UpstreamError && error.kind === 'refused') {
+          refused.add(attempt.lease.target.id);
+          lastRefusal = error;
+        }
         throw error;
       }
     },
