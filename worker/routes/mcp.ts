@@ -13,7 +13,7 @@ import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
-import { cancelledIds, cancelWaitingCalls, isInitialize, sessionScope, waitingCalls, withSession } from '../mcp/cancel';
+import { cancelledIds, cancelWaitingCalls, exceptCancels, isInitialize, sessionScope, waitingCalls, withSession } from '../mcp/cancel';
 import { mcpRevokedEnding } from '../mcp/revoked';
 import { answerWhileKeyValid, keyBoundStream } from '../auth/key-watch';
 import { createGatewayMcpServer } from '../mcp/server';
@@ -119,7 +119,7 @@ router.openAPIRegistry.registerPath({
  * only scopes cancels), GET (a server-to-client stream) and DELETE (ending a session) have
  * nothing to act on and get 405 from the app.
  */
-export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true }), async function mcpEndpoint(c) {
+export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), exceptCancels(keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true })), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
