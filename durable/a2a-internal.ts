@@ -2,6 +2,7 @@ import { A2AError, TaskNotFoundError } from '@a2a-js/sdk/errors';
 import { ServerCallContext, type TaskStore } from '@a2a-js/sdk/server';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import type { TokenCharge } from './agent-rpc';
+import { PUSH_CHANGES, type PushChange } from './a2a-push-audit';
 
 /**
  * Internal errors on the A2A face never show their cause: a storage error's message may quote
@@ -43,9 +44,14 @@ export interface TurnMark {
   started: boolean;
 }
 
-/** The SDK's call context for one request: the executor and the task store see its request id (and `charge`, and `turn`) there. */
-export function callContext(version: A2AVersion, logged: InternalErrorContext, charge?: TokenCharge, turn?: TurnMark): ServerCallContext {
-  const state = new Map<string, unknown>([[LOGGED, logged], ...(charge ? [[CHARGE, charge] as const] : []), ...(turn ? [[TURN, turn] as const] : [])]);
+/** The SDK's call context for one request: the executor and the stores see its request id (and `charge`, `turn`, and where push config changes are noted) there. */
+export function callContext(version: A2AVersion, logged: InternalErrorContext, charge?: TokenCharge, turn?: TurnMark, pushChanges?: PushChange[]): ServerCallContext {
+  const state = new Map<string, unknown>([
+    [LOGGED, logged],
+    ...(charge ? [[CHARGE, charge] as const] : []),
+    ...(turn ? [[TURN, turn] as const] : []),
+    ...(pushChanges ? [[PUSH_CHANGES, pushChanges] as const] : []),
+  ]);
   return new ServerCallContext({ requestedVersion: version, state });
 }
 

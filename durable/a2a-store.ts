@@ -14,6 +14,7 @@ import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { readPushConfig, storedPushConfig } from './a2a-push-wire';
+import { notePushChange, pushHost } from './a2a-push-audit';
 
 interface TaskRow extends Record<string, string | number | null> {
   id: string;
@@ -279,11 +280,16 @@ export class A2AStore implements TaskStore {
 export function pushStore(store: A2AStore, sql: Sql): PushNotificationStore {
   return {
     // The caller's version decides the form of the config's deliveries (a2a-push-wire.ts).
-    save: (taskId, context, config) => store.saveConfig(taskId, config, context?.requestedVersion === '0.3' ? '0.3' : '1.0'),
+    save: async (taskId, context, config) => {
+      await store.saveConfig(taskId, config, context?.requestedVersion === '0.3' ? '0.3' : '1.0');
+      notePushChange(context, { change: 'put', taskId, configId: config.id, host: pushHost(config.url) });
+    },
     load: async (taskId) => store.configs(taskId),
-    delete: async (taskId, _context, configId) => {
-      sql.run('DELETE FROM a2a_push_configs WHERE task_id = ? AND id = ?', taskId, configId ?? taskId);
+    delete: async (taskId, context, configId) => {
+      const id = configId ?? taskId;
+      const removed = sql.run('DELETE FROM a2a_push_configs WHERE task_id = ? AND id = ?', taskId, id);
       store.invalidate();
+      if (removed > 0) notePushChange(context, { change: 'delete', taskId, configId: id });
     },
   };
 }

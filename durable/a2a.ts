@@ -11,6 +11,7 @@ import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyBlocking, withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
 import { pushBodies, pushContentType } from './a2a-push-wire';
+import type { PushChange } from './a2a-push-audit';
 import { paramsShapeProblem } from './a2a-params-shape';
 import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
@@ -33,7 +34,10 @@ const HEARTBEAT_FRAME = new TextEncoder().encode(': heartbeat\n\n');
  * (`deletedBeforeTurn`): the edge gives the key's budget back, as for every refusal, where the
  * same answer to a send whose turn had started counts.
  */
-export type A2AReply = { kind: 'json'; body: unknown; noTurn?: true } | { kind: 'stream'; stream: ReadableStream<Uint8Array> };
+export type A2AReply = ({ kind: 'json'; body: unknown; noTurn?: true } | { kind: 'stream'; stream: ReadableStream<Uint8Array> }) & {
+  /** The push configs the request saved or deleted, for the edge's audit log (a send saves its config before its first event). */
+  pushChanges?: PushChange[];
+};
 
 export interface A2ARequest {
   body: unknown;
@@ -92,8 +96,10 @@ export class A2AServer {
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
     const turn = SENDS.has(body.method) ? { started: false } : undefined;
-    const context = callContext(request.version, logged, request.charge, turn);
-    const json = (answer: unknown): A2AReply => ({ kind: 'json', body: answer, ...(deletedBeforeTurn(answer, turn) && { noTurn: true as const }) });
+    const pushChanges: PushChange[] = [];
+    const context = callContext(request.version, logged, request.charge, turn, pushChanges);
+    const changes = () => (pushChanges.length > 0 ? { pushChanges: [...pushChanges] } : {});
+    const json = (answer: unknown): A2AReply => ({ kind: 'json', body: answer, ...(deletedBeforeTurn(answer, turn) && { noTurn: true as const }), ...changes() });
     const mapError = (error: unknown) => shownError(jsonRpcError(request.version, error), error, logged);
     const problem = paramsShapeProblem(request.version, body.method, body.params) ?? pushConfigProblem(request.version, body.method, body.params);
     if (problem) return { kind: 'json', body: { jsonrpc: '2.0', id: requestId, error: mapError(new RequestMalformedError(problem)) } };
@@ -146,7 +152,7 @@ export class A2AServer {
         await iterator.return?.(undefined);
       },
     });
-    return { kind: 'stream', stream };
+    return { kind: 'stream', stream, ...changes() };
   }
 
   /**

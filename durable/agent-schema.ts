@@ -173,6 +173,12 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE executions ADD COLUMN a2a_state TEXT;
   `,
+  // What an operator's resolve applied to a lock (the outcome it asked, whose decision was
+  // applied, the context version then), so the same resolve retried after its answer was lost
+  // says what it did (durable/transaction-heuristics.ts). Null for outcomes no resolve decided.
+  `
+  ALTER TABLE tx_outcomes ADD COLUMN resolved TEXT;
+  `,
 ];
 
 /**

@@ -59,6 +59,8 @@ export interface OutcomeRow extends Record<string, string | number | null> {
   outcome: 'committed' | 'aborted';
   version: number | null;
   heuristic: number;
+  /** JSON of the operator's resolve that decided it, if one did (transaction-heuristics.ts). */
+  resolved: string | null;
 }
 
 /** What a participant answers a commit or abort that contradicts its operator's outcome: acknowledged, not applied. */
@@ -315,7 +317,12 @@ export class AgentTransactions {
 
   outcome(txId: string): OutcomeRow | undefined {
     if (!this.schema.has('transactions')) return undefined;
-    return this.sql.one<OutcomeRow>('SELECT outcome, version, heuristic FROM tx_outcomes WHERE tx_id = ?', txId);
+    return this.sql.one<OutcomeRow>('SELECT outcome, version, heuristic, resolved FROM tx_outcomes WHERE tx_id = ?', txId);
+  }
+
+  /** Marks the outcome of `txId` as decided by an operator's resolve (`resolved`: its JSON). */
+  markResolved(txId: string, resolved: string): void {
+    this.sql.run('UPDATE tx_outcomes SET resolved = ? WHERE tx_id = ?', resolved, txId);
   }
 
   /**

@@ -47,14 +47,14 @@ const deadlineOf = (row: PreparedRow): number => row.deadline_at ?? row.expires_
  */
 export async function resolveLock(tx: AgentTransactions, txId: string, body: ResolveLockBody): Promise<Result<Resolved>> {
   const held = tx.lockOf(txId);
-  if (!held) return notHeld(tx, txId);
+  if (!held) return notHeld(tx, txId, body.outcome);
   const answer = await tx.inquire(held);
   if (answer === 'preparing') return fail('conflict', undecided(txId, deadlineOf(held)), { coordinator: 'preparing', deadlineAt: iso(deadlineOf(held)) });
-  if (answer === 'committed' || answer === 'aborted') return apply(tx, txId, answer, 'coordinator');
+  if (answer === 'committed' || answer === 'aborted') return apply(tx, txId, answer, 'coordinator', body.outcome);
   if (Date.now() <= deadlineOf(held)) {
     return fail('conflict', `the coordinator of ${txId} cannot be reached, but the transaction's deadline has not passed: retry after it`, { coordinator: 'unreachable', deadlineAt: iso(deadlineOf(held)) });
   }
-  return apply(tx, txId, body.outcome === 'commit' ? 'committed' : 'aborted', 'operator');
+  return apply(tx, txId, body.outcome === 'commit' ? 'committed' : 'aborted', 'operator', body.outcome);
 }
 
 /**
@@ -67,21 +67,48 @@ function undecided(txId: string, deadlineAt: number): string {
 }
 
 /** Applies an outcome to the lock `txId` holds, unless the decision arrived while the coordinator was asked. */
-function apply(tx: AgentTransactions, txId: string, status: 'committed' | 'aborted', source: Resolved['source']): Result<Resolved> {
+function apply(tx: AgentTransactions, txId: string, status: 'committed' | 'aborted', source: Resolved['source'], requested: ResolveLockBody['outcome']): Result<Resolved> {
   if (!tx.lockOf(txId)) return notHeld(tx, txId);
   const heuristic = source === 'operator';
   const now = Date.now();
   const result = status === 'committed' ? tx.commit(txId, now, heuristic) : tx.abort(txId, now, heuristic);
   if (!result.ok) return result;
-  return ok({ transactionId: txId, status, source, heuristic, contextVersion: tx.contextVersion() });
+  const resolved: Resolved = { transactionId: txId, status, source, heuristic, contextVersion: tx.contextVersion() };
+  // Written in the same turn as the outcome (no await between), so stored with it.
+  tx.markResolved(txId, JSON.stringify({ requested, source, contextVersion: resolved.contextVersion } satisfies ResolvedBy));
+  return ok(resolved);
 }
 
-/** No lock of `txId`: another transaction's (409), one already decided here (409), or none (404). */
-function notHeld(tx: AgentTransactions, txId: string): Result<never> {
+/** What the outcome row keeps of the resolve that decided it. */
+interface ResolvedBy {
+  requested: ResolveLockBody['outcome'];
+  source: Resolved['source'];
+  contextVersion: number;
+}
+
+function resolvedBy(json: string | null): ResolvedBy | null {
+  if (json === null) return null;
+  try {
+    return JSON.parse(json) as ResolvedBy;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * No lock of `txId`: another transaction's (409), one already decided here (409), or none
+ * (404). One decided by a resolve asking `requested` too is that resolve again, retried because
+ * its answer was lost: it is answered what that one applied (`replayed`), changing nothing.
+ */
+function notHeld(tx: AgentTransactions, txId: string, requested?: ResolveLockBody['outcome']): Result<never> | Result<Resolved> {
   const other = tx.lock();
   if (other) return fail('agent_locked', `transaction ${other.tx_id} holds this agent, not ${txId}`, { transactionId: other.tx_id });
   const outcome = tx.outcome(txId);
   if (outcome) {
+    const earlier = resolvedBy(outcome.resolved);
+    if (earlier && requested !== undefined && earlier.requested === requested) {
+      return ok({ transactionId: txId, status: outcome.outcome, source: earlier.source, heuristic: outcome.heuristic === 1, contextVersion: earlier.contextVersion, replayed: true });
+    }
     return fail('already_finished', `transaction ${txId} was already ${outcome.outcome} here`, { status: outcome.outcome, heuristic: outcome.heuristic === 1 });
   }
   return fail('not_found', `this agent holds no lock for transaction ${txId}`);

@@ -195,7 +195,8 @@ describe('migrations', () => {
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
     await runInDurableObject(stub, (_i, state) => {
       state.storage.sql.exec('ALTER TABLE executions DROP COLUMN a2a_state');
-      state.storage.sql.exec("UPDATE meta SET value = ? WHERE key = 'schema_version'", String(currentMigrations().length - 1));
+      // The release before the migration that added the column (later ones may follow it).
+      state.storage.sql.exec("UPDATE meta SET value = ? WHERE key = 'schema_version'", String(currentMigrations().findIndex((m) => m.includes('ADD COLUMN a2a_state'))));
     });
     await abortAllDurableObjects();
     const done = await send('tck-complete-task');

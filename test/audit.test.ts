@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ADMIN, api, chatTarget, mockUrl, newTenant, uniqueId } from './support/api';
+import { ADMIN, api, chatTarget, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 
 interface Entry {
   id: string;
@@ -83,6 +83,40 @@ describe('audit log', () => {
     // A failed change leaves no entry.
     expect((await api('/v1/pools/none', { method: 'DELETE', key })).status).toBe(404);
     expect(await auditOf(tenantId, '&action=pool.delete')).toHaveLength(1);
+  });
+
+  it('records A2A push notification configs set and deleted (both protocol versions, and one given with a message), with the key as actor and no secrets', async () => {
+    const { tenantId, key, keyId } = await newTenant();
+    const agentId = await newAgent(key);
+    const rpc = async (method: string, params: unknown, version = '1.0') => {
+      const requestId = `req-${uniqueId('a2a')}`;
+      const res = await api(`/a2a/${agentId}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': version, 'x-request-id': requestId } });
+      expect(res.body.error, JSON.stringify(res.body)).toBeUndefined();
+      return { result: res.body.result, requestId };
+    };
+    const message = { messageId: `m-${uniqueId('msg')}`, role: 'ROLE_USER', parts: [{ text: 'hello' }] };
+    const token = `push-token-${uniqueId()}`;
+    const sent = await rpc('SendMessage', { message, configuration: { taskPushNotificationConfig: { id: 'on-send', url: mockUrl('/a2a-push?secret=q1'), token } } });
+    const taskId: string = sent.result.task.id;
+    const made = await rpc('CreateTaskPushNotificationConfig', { taskId, id: 'v1', url: mockUrl('/a2a-push'), token, authentication: { scheme: 'Bearer', credentials: 'push-credential-0123' } });
+    const legacySet = await rpc('tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: { id: 'v03', url: mockUrl('/a2a-push'), token } }, '0.3');
+    const removed = await rpc('DeleteTaskPushNotificationConfig', { taskId, id: 'v1' });
+    const legacyRemoved = await rpc('tasks/pushNotificationConfig/delete', { id: taskId, pushNotificationConfigId: 'v03' }, '0.3');
+    // The spec makes delete idempotent: deleting what is not there succeeds, and changes nothing to record.
+    const again = await rpc('DeleteTaskPushNotificationConfig', { taskId, id: 'v1' });
+    // Reads change nothing either.
+    await rpc('ListTaskPushNotificationConfigs', { taskId });
+
+    const host = new URL(mockUrl()).host;
+    const puts = await auditOf(tenantId, '&action=push.put');
+    expect(puts.map((e) => [e.target, e.requestId])).toEqual([['v03', legacySet.requestId], ['v1', made.requestId], ['on-send', sent.requestId]]);
+    for (const entry of puts) expect(entry).toMatchObject({ actor: keyId, tenantId, action: 'push.put', details: { agentId, taskId, host } });
+    const deletes = await auditOf(tenantId, '&action=push.delete');
+    expect(deletes.map((e) => [e.target, e.requestId])).toEqual([['v03', legacyRemoved.requestId], ['v1', removed.requestId]]);
+    for (const entry of deletes) expect(entry).toMatchObject({ actor: keyId, tenantId, action: 'push.delete', details: { agentId, taskId } });
+    expect(deletes.some((e) => e.requestId === again.requestId)).toBe(false);
+    const all = JSON.stringify(await auditOf(tenantId));
+    for (const secret of [token, 'push-credential-0123', 'secret=q1']) expect(all).not.toContain(secret);
   });
 
   it('filters by tenant and action, newest first, with cursor pages', async () => {

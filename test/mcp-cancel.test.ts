@@ -196,3 +196,33 @@ describe('MCP 2026-07-28: cancelling a waiting execute_intent', () => {
     await Promise.all([modernCall.answer, legacyCall.answer]);
   });
 });
+
+describe("MCP: a cancel when the key's rate windows are full", () => {
+  it('still stops the call it names (202): a cancel frees work, and only cancels pass; anything else, a batch with a cancel in it too, is 429', async () => {
+    const { key, otherKey } = await limitedKey({ perMinute: 2 });
+    const [agent, agentModern] = [await newAgent(otherKey), await newAgent(otherKey)];
+    const call = await post(key, slowCall(5, agent));
+    const modernCall = post(key, slowCall('m-5', agentModern, meta2026), modern('tools/call'));
+    const [run, modernRun] = [await running(otherKey, agent), await running(otherKey, agentModern)];
+    const list = { jsonrpc: '2.0', id: 6, method: 'tools/list' };
+    const full = await post(key, list);
+    expect(full.status).toBe(429);
+    await full.body?.cancel();
+
+    const res = await post(key, cancelled(5));
+    expect(res.status).toBe(202);
+    expect(await status(otherKey, agent, run.id)).toBe('cancelled');
+    expect(toolError((await messages(call))[0])).toBe('execution_cancelled');
+    expect((await post(key, cancelled('m-5', meta2026), modern('notifications/cancelled'))).status).toBe(202);
+    expect(await status(otherKey, agentModern, modernRun.id)).toBe('cancelled');
+    expect(toolError((await messages(await modernCall))[0])).toBe('execution_cancelled');
+
+    // Only a body of cancels passes the full window: a batch carrying anything else is refused whole.
+    const mixed = await post(key, [cancelled(5), list], { ...accept, 'mcp-protocol-version': '2025-03-26' });
+    expect(mixed.status).toBe(429);
+    await mixed.body?.cancel();
+    const again = await post(key, list);
+    expect(again.status).toBe(429);
+    await again.body?.cancel();
+  });
+});

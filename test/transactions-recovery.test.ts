@@ -276,11 +276,22 @@ describe('transactions: an operator resolves a lock whose coordinator cannot ans
     expect(res.body).toEqual({ transactionId: s.txId, agentId: s.agents[0], status: 'committed', source: 'coordinator', heuristic: false, contextVersion: 2 });
     expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(0);
     expect((await eventsOf(s, 0)).map((e) => e.data)).toEqual([{ transactionId: s.txId, agentId: s.agents[0], status: 'committed', contextVersion: 2 }]);
-    // Resolved already: the same request again is refused, and changes nothing.
+    // The same resolve again (a retry whose first answer was lost) says what that one applied, and changes nothing.
     const again = await resolve(s, 0, { outcome: 'abort' });
-    expect(again.status).toBe(409);
-    expect(again.body.error).toMatchObject({ code: 'already_finished', details: { status: 'committed', heuristic: false } });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual({ ...res.body, replayed: true });
+    // Another decision on the lock the first resolved is refused: it was already finished.
+    const other = await resolve(s, 0, { outcome: 'commit' });
+    expect(other.status).toBe(409);
+    expect(other.body.error).toMatchObject({ code: 'already_finished', details: { status: 'committed', heuristic: false } });
+    expect((await eventsOf(s, 0)).length).toBe(1);
     expect(await coordinatorStub(s.name).phaseTwo()).toBe(true);
+    // One the agent decided without a resolve (here phase two) is refused whatever it asks.
+    for (const outcome of ['commit', 'abort']) {
+      const decidedAlone = await resolve(s, 1, { outcome });
+      expect(decidedAlone.status, outcome).toBe(409);
+      expect(decidedAlone.body.error).toMatchObject({ code: 'already_finished', details: { status: 'committed' } });
+    }
     await expectAllOrNothing(s, 'committed');
   });
 
@@ -364,13 +375,19 @@ describe('transactions: an operator resolves a lock whose coordinator cannot ans
     const res = await createApp().request(resolvePath(s.tenantId, s.agents[0] ?? '', s.txId), { method: 'POST', body: JSON.stringify({ outcome: 'abort', reason: 'ticket 9' }), headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' } }, { ...env, AGENTS: answerLost });
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent_unavailable');
-    // It was applied: the same resolve again is refused as already finished, and says what was applied.
+    // It was applied: the same resolve again says so, with what the lost answer would have said.
     const again = await resolve(s, 0, { outcome: 'abort' });
-    expect(again.status).toBe(409);
-    expect(again.body.error).toMatchObject({ code: 'already_finished', details: { status: 'aborted', heuristic: true } });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual({ transactionId: s.txId, agentId: s.agents[0], status: 'aborted', source: 'operator', heuristic: true, contextVersion: 1, replayed: true });
+    expect(await eventsOf(s, 0)).toHaveLength(1);
     const audit = await api(`/v1/admin/audit?tenant=${s.tenantId}&action=transaction.resolve`, { key: ADMIN() });
-    expect(audit.body.data).toHaveLength(1);
-    expect(audit.body.data[0]).toMatchObject({ actor: 'operator', target: s.txId, details: { agentId: s.agents[0], status: 'unknown', requested: 'abort', reason: 'ticket 9' } });
+    expect(audit.body.data).toHaveLength(2);
+    expect(audit.body.data[1]).toMatchObject({ actor: 'operator', target: s.txId, details: { agentId: s.agents[0], status: 'unknown', requested: 'abort', reason: 'ticket 9' } });
+    expect(audit.body.data[0]).toMatchObject({ actor: 'operator', target: s.txId, details: { agentId: s.agents[0], status: 'aborted', source: 'operator', heuristic: true, requested: 'abort', replayed: true } });
+    // Another decision is refused as before.
+    const other = await resolve(s, 0, { outcome: 'commit' });
+    expect(other.status).toBe(409);
+    expect(other.body.error).toMatchObject({ code: 'already_finished', details: { status: 'aborted', heuristic: true } });
   });
 
   it('refuses a resolve naming another transaction, another tenant, no admin token or a bad body', async () => {

@@ -13,6 +13,8 @@ export type AuditAction =
   | 'hook.delete'
   | 'webhook.create'
   | 'webhook.delete'
+  | 'push.put'
+  | 'push.delete'
   | 'agent.create'
   | 'agent.update'
   | 'agent.delete'

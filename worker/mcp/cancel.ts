@@ -1,4 +1,5 @@
-import type { Env, Principal } from '../env';
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv, Env, Principal } from '../env';
 import { limiter, limiterName } from '../limits/limiter';
 import { onTenantAgent } from '../agents/operations';
 
@@ -35,6 +36,29 @@ export function withSession(answer: Response): Response {
   const headers = new Headers(answer.headers);
   headers.set('mcp-session-id', crypto.randomUUID());
   return new Response(answer.body, { status: answer.status, statusText: answer.statusText, headers });
+}
+
+/**
+ * Whether a body is only `notifications/cancelled` (one, or a batch of nothing else). Such a
+ * body stops work and starts none, so the key's rate windows neither count nor refuse it
+ * (`exceptCancels`): refused 429, it left running the execution its client asked to stop.
+ */
+export function onlyCancels(body: unknown): boolean {
+  const messages: unknown[] = Array.isArray(body) ? body : [body];
+  return messages.length > 0 && messages.every((m) => typeof m === 'object' && m !== null && !Array.isArray(m) && !('id' in m) && (m as { method?: unknown }).method === 'notifications/cancelled');
+}
+
+/** `limits`, skipped for a body of cancels only (`onlyCancels`); Hono caches the text the route reads again. */
+export function exceptCancels(limits: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    let body: unknown;
+    try {
+      body = JSON.parse(await c.req.text());
+    } catch {
+      return limits(c, next); // the route answers its parse error
+    }
+    return onlyCancels(body) ? next() : limits(c, next);
+  };
 }
 
 /** The request ids a body's `notifications/cancelled` messages name (params already checked). */

@@ -18,6 +18,7 @@ import { cardCaller } from '../a2a/card-caller';
 import { rpcAnswer } from '../a2a/refusal';
 import { jsonRpcError, type A2AVersion } from '../a2a/rpc-error';
 import { isA2AMethod, methodNotFound } from '../a2a/methods';
+import { auditPushChanges } from '../a2a/push-audit';
 import { ifNoneMatch } from '../lib/etag';
 import { sha256Hex } from '../lib/hash';
 import { AgentIdParams } from '../schemas/common';
@@ -251,6 +252,7 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
     if (A2A_SENDS.has(envelope.data.method) && startedWork(error)) noteWork(c, 'started');
     throw error;
   }));
+  await auditPushChanges(c, agentId, reply.pushChanges);
   if (reply.kind === 'stream') {
     // Cut off, once its key is revoked, with a last JSON-RPC error event (as the SDK ends a stream that fails).
     const lastFrame = () => encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: envelope.data.id ?? null, error: REVOKED_RPC_ERROR }));

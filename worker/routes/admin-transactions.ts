@@ -47,7 +47,7 @@ export const adminTransactions = new OpenAPIHono<AppEnv>()
         200: json(LockResolution, 'the outcome applied, and whose it was'),
         404: errorResponse('not_found: the tenant has no such agent, or the agent holds no lock for this transaction'),
         409: errorResponse(
-          'agent_locked: another transaction holds the agent (details.transactionId); already_finished: the transaction was already decided here (details.status, details.heuristic); conflict: the coordinator has not decided yet (before the deadline, or within its 1 s of grace after it), or cannot be reached and the deadline has not passed (details.deadlineAt)',
+          'agent_locked: another transaction holds the agent (details.transactionId); already_finished: the transaction was already decided here (details.status, details.heuristic), other than by a resolve asking this outcome (that one again answers 200 with what it applied, replayed: true); conflict: the coordinator has not decided yet (before the deadline, or within its 1 s of grace after it), or cannot be reached and the deadline has not passed (details.deadlineAt)',
         ),
         ...adminErrors,
       },
@@ -67,7 +67,7 @@ export const adminTransactions = new OpenAPIHono<AppEnv>()
         throw error;
       });
       const resolved = unwrap(answer);
-      await recordAudit(c.env, auditEntry(c, 'transaction.resolve', txId, { tenantId: tenant, details: { ...asked, status: resolved.status, source: resolved.source, heuristic: resolved.heuristic } }));
+      await recordAudit(c.env, auditEntry(c, 'transaction.resolve', txId, { tenantId: tenant, details: { ...asked, status: resolved.status, source: resolved.source, heuristic: resolved.heuristic, ...(resolved.replayed && { replayed: true }) } }));
       return c.json({ ...resolved, agentId }, 200);
     },
   );

@@ -175,6 +175,7 @@ export const LockResolution = z
     source: z.enum(['coordinator', 'operator']).openapi({ description: "coordinator: it answered and its decision was applied; operator: it could not be reached and the body's outcome was applied" }),
     heuristic: z.boolean().openapi({ description: 'true when the operator decided (source operator)' }),
     contextVersion: z.number().int().openapi({ description: "the agent's context version afterwards" }),
+    replayed: z.literal(true).optional().openapi({ description: 'present when an earlier resolve asking the same outcome had already applied this (its answer lost, say): the answer is what that one applied, and nothing changed now' }),
   })
   .openapi('TransactionLockResolution');
 export type LockResolution = z.infer<typeof LockResolution>;
