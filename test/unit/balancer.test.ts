@@ -373,4 +373,21 @@ describe('the half-open probe slot in the pool runtime', () => {
     expect(rt.state('a').breaker.current()).toBe('half-open');
     expect(rt.state('a').breaker.available()).toBe(true);
   });
+
+  it('is ended by the next lease once its deadline has passed, and not before', () => {
+    const rt = runtime([builtin('a')]);
+    const soon = lease(rt, Date.now() + 50);
+    const later = lease(rt, Date.now() + 60_000);
+    expect(rt.state('a').inflight).toBe(2);
+    lease(rt).done('success'); // before either deadline: both stay in flight
+    expect(rt.state('a').inflight).toBe(2);
+    const sleptUntil = Date.now() + 60;
+    while (Date.now() < sleptUntil); // past the first deadline only
+    lease(rt).done('success');
+    expect(rt.state('a').inflight).toBe(1);
+    soon.done('success'); // already ended as cancelled: no second count
+    expect(rt.state('a').inflight).toBe(1);
+    later.done('success');
+    expect(rt.state('a').inflight).toBe(0);
+  });
 });

@@ -18,7 +18,8 @@ export async function readUpTo(reader: ReadableStreamDefaultReader<Uint8Array>, 
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) return concatBytes(chunks, size);
+    // Most bodies come in one chunk (a model's answer, a request's JSON): that chunk is the whole, not copied.
+    if (done) return chunks.length === 1 ? (chunks[0] as Uint8Array) : concatBytes(chunks, size);
     size += value.byteLength;
     if (size > maxBytes) return null;
     chunks.push(value);

@@ -5,6 +5,21 @@
  * A fragment is never sent, so it is dropped.
  */
 export function endpointUrl(baseUrl: string, path: string): string {
+  const key = `${path} ${baseUrl}`;
+  let joined = joinedUrls.get(key);
+  if (joined === undefined) {
+    // A pool's few base URLs, joined on every call: parsing one again each time showed in profiles.
+    if (joinedUrls.size >= MAX_JOINED) joinedUrls.clear();
+    joined = join(baseUrl, path);
+    joinedUrls.set(key, joined);
+  }
+  return joined;
+}
+
+const MAX_JOINED = 1_000;
+const joinedUrls = new Map<string, string>();
+
+function join(baseUrl: string, path: string): string {
   let url: URL;
   try {
     url = new URL(baseUrl);
