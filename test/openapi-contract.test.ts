@@ -351,6 +351,32 @@ describe('the OpenAPI document against the answers', () => {
     }
   });
 
+  // The header's pattern cannot refuse the reserved prefix (a lookahead, which the regex
+  // engines of many generated clients lack), so its description must: before, only the chat
+  // route's said so, and an execution or transaction sent `hook:…` was refused unannounced.
+  it('describes the Idempotency-Key a route refuses, on every operation that takes one', async () => {
+    const world = await buildWorld();
+    type Parameter = { name: string; in: string; description?: string; schema: Schema };
+    const full = (await api<{ paths: Record<string, Record<string, { parameters?: Parameter[] }>> }>('/openapi.json')).body;
+    const bodies: Record<string, { body: unknown; headers?: Record<string, string> }> = {
+      'post /v1/agents/{id}/executions': { body: { intent: 'x', input: 'hi' } },
+      'post /v1/transactions': { body: { operations: [{ agentId: world.otherAgentId, increment: { n: 1 } }] } },
+      'post /v1/chat/completions': { body: { messages: [{ role: 'user', content: 'hi' }], model: world.poolName }, headers: { 'x-agent-id': world.otherAgentId } },
+    };
+    const keyed = Object.entries(full.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).flatMap(([method, op]) => (op.parameters ?? []).filter((p) => p.in === 'header' && p.name === 'idempotency-key').map((p) => ({ name: `${method} ${path}`, method, path, p }))),
+    );
+    expect(keyed.map(({ name }) => name).sort()).toEqual(Object.keys(bodies).sort());
+    for (const { name, method, path, p } of keyed) {
+      expect(p.description, name).toMatch(/not beginning hook:/);
+      const { body, headers } = bodies[name]!;
+      const url = fillPath(path, (param) => paramFor(world, path, param));
+      const res = await api(url, { method: method.toUpperCase(), key: world.key, body, headers: { ...headers, 'idempotency-key': 'hook:mine' } });
+      expect(res.status, name).toBe(400);
+      expect(res.body.error.message, name).toMatch(/hook:/);
+    }
+  });
+
   it('answers every documented operation within the document', async () => {
     const { key, tenantId, keyId } = await newTenant();
     const agent = await newAgent(key, { a2a: { publicCard: true } });

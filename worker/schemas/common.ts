@@ -103,10 +103,15 @@ export const IdempotencyKey = z
   .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
   .refine((key) => !key.startsWith('hook:'), 'keys beginning with "hook:" are reserved for incoming hooks\' deliveries');
 
+/** What IdempotencyKey accepts, for descriptions. */
+export const IDEMPOTENCY_KEY_RULE = '1–255 printable ASCII characters without spaces, not beginning hook: (400 otherwise)';
+
 /** The `Idempotency-Key` request header, described for the operation it protects. */
 export const idempotencyHeaders = (description: string) =>
   z.object({
-    'idempotency-key': IdempotencyKey.optional().openapi({ description }),
+    // The reserved prefix is said in words: a lookahead in the pattern would be lost on the
+    // regex engines of many generated clients.
+    'idempotency-key': IdempotencyKey.optional().openapi({ description: `${description}; ${IDEMPOTENCY_KEY_RULE}` }),
   });
 
 /**
