@@ -377,6 +377,35 @@ describe('the OpenAPI document against the answers', () => {
     }
   });
 
+  // A generated client offers only the headers an operation declares. Before, none declared the
+  // x-request-id every request may name itself with, and the agent card and A2A endpoint
+  // declared neither the A2A-Version header (only its query-string fallback) nor, for the
+  // card's 304, If-None-Match.
+  it('declares on every operation the request headers it reads', async () => {
+    type Parameter = { name: string; in: string; $ref?: string; schema?: Schema };
+    const full = (await api<{ paths: Record<string, Record<string, { parameters?: Parameter[]; responses: Record<string, unknown> }>>; components: { parameters: Record<string, Parameter> } }>('/openapi.json')).body;
+    const missing: string[] = [];
+    let requestId: Parameter | undefined;
+    for (const [path, ops] of Object.entries(full.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const params = (op.parameters ?? []).map((p) => (p.$ref ? full.components.parameters[p.$ref.split('/').pop() ?? ''] : p));
+        const headers = new Set(params.filter((p) => p?.in === 'header').map((p) => p!.name.toLowerCase()));
+        const query = new Set(params.filter((p) => p?.in === 'query').map((p) => p!.name.toLowerCase()));
+        const need = ['x-request-id', ...('304' in op.responses ? ['if-none-match'] : []), ...('412' in op.responses ? ['if-match'] : []), ...(query.has('a2a-version') ? ['a2a-version'] : [])];
+        for (const name of need) if (!headers.has(name)) missing.push(`${method} ${path}: ${name}`);
+        requestId ??= params.find((p) => p?.in === 'header' && p.name === 'x-request-id');
+      }
+    }
+    expect(missing).toEqual([]);
+    // What the schema allows is what the gateway keeps: else it answers with an id of its own.
+    const { key } = await newTenant();
+    for (const [id, kept] of [['order-42_retry=1', true], ['x'.repeat(128), true], ['x'.repeat(129), false], ['has space', false]] as const) {
+      expect(accepts({}, requestId?.schema ?? false, id), id).toBe(kept);
+      const res = await api('/v1/agents', { key, headers: { 'x-request-id': id } });
+      expect(res.headers.get('x-request-id') === id, id).toBe(kept);
+    }
+  });
+
   it('answers every documented operation within the document', async () => {
     const { key, tenantId, keyId } = await newTenant();
     const agent = await newAgent(key, { a2a: { publicCard: true } });
