@@ -380,7 +380,7 @@ describe('the OpenAPI document against the answers', () => {
   // A generated client offers only the headers an operation declares. Before, none declared the
   // x-request-id every request may name itself with, and the agent card and A2A endpoint
   // declared neither the A2A-Version header (only its query-string fallback) nor, for the
-  // card's 304, If-None-Match.
+  // card's 304, If-None-Match; nor did /mcp its transport's MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name.
   it('declares on every operation the request headers it reads', async () => {
     type Parameter = { name: string; in: string; $ref?: string; schema?: Schema };
     const full = (await api<{ paths: Record<string, Record<string, { parameters?: Parameter[]; responses: Record<string, unknown> }>>; components: { parameters: Record<string, Parameter> } }>('/openapi.json')).body;
@@ -391,7 +391,9 @@ describe('the OpenAPI document against the answers', () => {
         const params = (op.parameters ?? []).map((p) => (p.$ref ? full.components.parameters[p.$ref.split('/').pop() ?? ''] : p));
         const headers = new Set(params.filter((p) => p?.in === 'header').map((p) => p!.name.toLowerCase()));
         const query = new Set(params.filter((p) => p?.in === 'query').map((p) => p!.name.toLowerCase()));
-        const need = ['x-request-id', ...('304' in op.responses ? ['if-none-match'] : []), ...('412' in op.responses ? ['if-match'] : []), ...(query.has('a2a-version') ? ['a2a-version'] : [])];
+        // The MCP transport's own headers, which its 400s name (MCP SDK).
+        const mcp = path === '/mcp' && method === 'post' ? ['mcp-protocol-version', 'mcp-session-id', 'mcp-method', 'mcp-name'] : [];
+        const need = ['x-request-id', ...('304' in op.responses ? ['if-none-match'] : []), ...('412' in op.responses ? ['if-match'] : []), ...(query.has('a2a-version') ? ['a2a-version'] : []), ...mcp];
         for (const name of need) if (!headers.has(name)) missing.push(`${method} ${path}: ${name}`);
         requestId ??= params.find((p) => p?.in === 'header' && p.name === 'x-request-id');
       }
