@@ -437,8 +437,8 @@ describe('MCP: CORS for origins in MCP_ALLOWED_ORIGINS', () => {
     const sent = [...res.headers.keys()].filter((name) => name !== 'vary');
     expect(sent.length).toBeGreaterThan(4);
     for (const name of sent) expect(declared, name).toContain(name);
-    // No D1 session runs before a preflight is answered.
-    expect(operation.parameters ?? []).toEqual([]);
+    // No D1 session runs before a preflight is answered; the request id is named first of all.
+    expect(operation.parameters ?? []).toEqual([{ $ref: '#/components/parameters/x-request-id' }]);
   });
 
   it('refuses a preflight from an origin not listed with 403 forbidden and no CORS headers; other OPTIONS keep their 405', async () => {

@@ -2,6 +2,7 @@ import { SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../worker/errors';
 import { ADMIN, BASE, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
+import { accepts, type Schema } from './support/json-schema';
 import { buildWorld, fillPath, paramFor } from './support/world';
 
 /**
@@ -254,6 +255,157 @@ describe('the OpenAPI document against the answers', () => {
     }
     // POST /v1/agents without a body used to create an agent from `{}`.
     expect(await agents()).toBe(before);
+  });
+
+  // A generated client (or a user reading the reference) relies on the schema to know what
+  // will be refused. Before, `{}` to either PATCH, a 33rd metadata key or one over 64
+  // characters, a budget of neither requests nor tokens, an operation with neither patch nor
+  // increment, a target missing what its kind needs and a webhook to ftp: were all valid by
+  // the document and refused 400 by the route.
+  it("accepts and refuses a JSON body as the operation's schema says, for every operation that takes one", async () => {
+    const world = await buildWorld();
+    type Full = { paths: Record<string, Record<string, { requestBody?: { content?: Record<string, { schema: Schema }> } }>>; components: { schemas: Record<string, Schema> } };
+    const full = (await api<Full>('/openapi.json')).body;
+    // Read by their protocols, not by a schema (as in the test above); a hook's PUT is not.
+    const ownRules = (method: string, path: string) => (method === 'post' && path === '/v1/hooks/{id}') || path === '/mcp' || path.startsWith('/a2a/');
+    const many = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+    // Bodies on each side of a bound the route checks; every operation is also sent `{}`.
+    const probes: Record<string, unknown[]> = {
+      'post /v1/agents': [
+        { metadata: many(32) }, { metadata: many(33) }, { metadata: { ['k'.repeat(64)]: 1 } }, { metadata: { ['k'.repeat(65)]: 1 } },
+        { upstream: { kind: 'agent-http', url: 'ftp://agent.example/run' } }, { upstream: { kind: 'openai-chat', baseUrl: 'file:///etc', model: 'm' } },
+      ],
+      'patch /v1/agents/{id}': [{ metadata: many(33) }, { metadata: { ['k'.repeat(65)]: 1 } }, { name: null }, { paused: false }],
+      'post /v1/agents/batch': [{ agents: [{ metadata: many(33) }] }],
+      'post /v1/admin/tenants/{tenant}/keys': [{ limits: { budget: { period: 'day' } } }, { limits: { budget: { period: 'day', tokens: 10 } } }],
+      'patch /v1/admin/keys/{keyId}': [{ name: 'renamed' }],
+      'post /v1/transactions': [{ operations: [{ agentId: world.otherAgentId }] }, { operations: [{ agentId: world.otherAgentId, patch: { x: 1 } }] }],
+      'put /v1/pools/{name}': [
+        { targets: [{ id: 'a', kind: 'openai-chat', model: 'm' }] },
+        { targets: [{ id: 'a', kind: 'openai-chat', baseUrl: 'https://api.example/v1', model: 'm', url: 'https://api.example/v1' }] },
+        { targets: [{ id: 'a', kind: 'agent-http' }] },
+        { targets: [{ id: 'a', kind: 'agent-http', url: 'https://agent.example/run', model: 'm' }] },
+        { targets: [{ id: 'a', kind: 'builtin', apiKey: 'sk-something-long' }] },
+        { targets: [{ id: 'a', kind: 'builtin', model: 'named' }] },
+        { targets: [{ id: 'a', kind: 'agent-http', url: 'ftp://agent.example/run' }] },
+      ],
+      'post /v1/agents/{id}/webhooks': [{ url: 'ftp://receiver.example/hook' }, { url: 'not a url' }, { url: 'HTTPS://receiver.example/hook' }],
+    };
+    const operations = Object.entries(full.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).flatMap(([method, op]) => {
+        const schema = op.requestBody?.content?.['application/json']?.schema;
+        return schema === undefined || ownRules(method, path) ? [] : [{ method, path, schema }];
+      }),
+    );
+    expect(operations.length).toBeGreaterThan(10);
+    const unknown = Object.keys(probes).filter((name) => !operations.some(({ method, path }) => `${method} ${path}` === name));
+    expect(unknown, 'probes of operations the document does not have').toEqual([]);
+    const wrong: string[] = [];
+    let n = 0;
+    for (const { method, path, schema } of operations) {
+      for (const body of [{}, ...(probes[`${method} ${path}`] ?? [])]) {
+        // A new name for each PUT: a second one would replace the first, which is another answer.
+        const url = fillPath(path, (name) => (method === 'put' ? `doc-${++n}-${world.agentId}` : paramFor(world, path, name)));
+        const res = await api(url, { method: method.toUpperCase(), key: path.startsWith('/v1/admin/') ? ADMIN() : world.key, body });
+        const documented = accepts(full, schema, body);
+        if (documented !== (res.status !== 400)) wrong.push(`${method} ${path} ${JSON.stringify(body).slice(0, 120)}: the document ${documented ? 'accepts' : 'refuses'} it, the route answered ${res.status} ${JSON.stringify(res.body).slice(0, 160)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  // What JSON Schema cannot say (ids distinct across items, limits left by a merge, the model's
+  // grammar) the schema says in words, and the route refuses it.
+  it('describes the rules of a body its schema cannot express, which the routes refuse', async () => {
+    const world = await buildWorld();
+    type Full = { paths: Record<string, Record<string, { requestBody: { content: Record<string, { schema: Schema }> } }>>; components: { schemas: Record<string, Schema> } };
+    const full = (await api<Full>('/openapi.json')).body;
+    const expand = (value: unknown, depth = 0): unknown => {
+      if (Array.isArray(value)) return value.map((v) => expand(v, depth));
+      if (value === null || typeof value !== 'object') return value;
+      const ref = (value as { $ref?: string }).$ref;
+      if (ref !== undefined && depth < 6) return expand(full.components.schemas[ref.split('/').pop() ?? ''], depth + 1);
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expand(v, depth)]));
+    };
+    const twoOps = [{ agentId: world.agentId, increment: { n: 1 } }, { agentId: world.agentId, increment: { n: 2 } }];
+    const cases: [string, string, unknown, RegExp][] = [
+      ['post', '/v1/agents/batch', { agents: [{ id: 'twice' }, { id: 'twice' }] }, /an id given twice is refused/],
+      ['put', '/v1/pools/{name}', { targets: [{ id: 'a', kind: 'builtin' }, { id: 'a', kind: 'builtin' }] }, /ids are unique in the pool/],
+      ['post', '/v1/transactions', { operations: twoOps }, /one operation per agent/],
+      ['post', '/v1/admin/tenants/{tenant}/keys', { limits: { shards: 2 } }, /perSecond, perMinute: one is required with it/],
+      ['patch', '/v1/admin/keys/{keyId}', { limits: { budget: { period: 'day' } } }, /a budget needs requests or tokens/],
+      ['patch', '/v1/admin/keys/{keyId}', { limits: { shards: 2 } }, /shards needs perSecond or perMinute/],
+      ['post', '/v1/chat/completions', { model: `${world.poolName}/`, messages: [{ role: 'user', content: 'x' }] }, /<pool>\/<model>/],
+      ['post', '/v1/chat/completions', { model: 'agent:', messages: [{ role: 'user', content: 'x' }] }, /agent:<agent id>/],
+    ];
+    for (const [method, path, body, rule] of cases) {
+      const schema = full.paths[path]?.[method]?.requestBody.content['application/json']?.schema ?? false;
+      const what = `${method} ${path} ${JSON.stringify(body)}`;
+      // Valid by the schema: when the document can say it, it belongs in the test above.
+      expect(accepts(full, schema, body), what).toBe(true);
+      expect(JSON.stringify(expand(schema)), what).toMatch(rule);
+      const url = fillPath(path, (name) => paramFor(world, path, name));
+      const res = await api(url, { method: method.toUpperCase(), key: path.startsWith('/v1/admin/') ? ADMIN() : world.key, body });
+      expect(res.status, what).toBe(400);
+      expect(res.body.error.code, what).toBe('invalid_request');
+    }
+  });
+
+  // The header's pattern cannot refuse the reserved prefix (a lookahead, which the regex
+  // engines of many generated clients lack), so its description must: before, only the chat
+  // route's said so, and an execution or transaction sent `hook:…` was refused unannounced.
+  it('describes the Idempotency-Key a route refuses, on every operation that takes one', async () => {
+    const world = await buildWorld();
+    type Parameter = { name: string; in: string; description?: string; schema: Schema };
+    const full = (await api<{ paths: Record<string, Record<string, { parameters?: Parameter[] }>> }>('/openapi.json')).body;
+    const bodies: Record<string, { body: unknown; headers?: Record<string, string> }> = {
+      'post /v1/agents/{id}/executions': { body: { intent: 'x', input: 'hi' } },
+      'post /v1/transactions': { body: { operations: [{ agentId: world.otherAgentId, increment: { n: 1 } }] } },
+      'post /v1/chat/completions': { body: { messages: [{ role: 'user', content: 'hi' }], model: world.poolName }, headers: { 'x-agent-id': world.otherAgentId } },
+    };
+    const keyed = Object.entries(full.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).flatMap(([method, op]) => (op.parameters ?? []).filter((p) => p.in === 'header' && p.name === 'idempotency-key').map((p) => ({ name: `${method} ${path}`, method, path, p }))),
+    );
+    expect(keyed.map(({ name }) => name).sort()).toEqual(Object.keys(bodies).sort());
+    for (const { name, method, path, p } of keyed) {
+      expect(p.description, name).toMatch(/not beginning hook:/);
+      const { body, headers } = bodies[name]!;
+      const url = fillPath(path, (param) => paramFor(world, path, param));
+      const res = await api(url, { method: method.toUpperCase(), key: world.key, body, headers: { ...headers, 'idempotency-key': 'hook:mine' } });
+      expect(res.status, name).toBe(400);
+      expect(res.body.error.message, name).toMatch(/hook:/);
+    }
+  });
+
+  // A generated client offers only the headers an operation declares. Before, none declared the
+  // x-request-id every request may name itself with, and the agent card and A2A endpoint
+  // declared neither the A2A-Version header (only its query-string fallback) nor, for the
+  // card's 304, If-None-Match; nor did /mcp its transport's MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name.
+  it('declares on every operation the request headers it reads', async () => {
+    type Parameter = { name: string; in: string; $ref?: string; schema?: Schema };
+    const full = (await api<{ paths: Record<string, Record<string, { parameters?: Parameter[]; responses: Record<string, unknown> }>>; components: { parameters: Record<string, Parameter> } }>('/openapi.json')).body;
+    const missing: string[] = [];
+    let requestId: Parameter | undefined;
+    for (const [path, ops] of Object.entries(full.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const params = (op.parameters ?? []).map((p) => (p.$ref ? full.components.parameters[p.$ref.split('/').pop() ?? ''] : p));
+        const headers = new Set(params.filter((p) => p?.in === 'header').map((p) => p!.name.toLowerCase()));
+        const query = new Set(params.filter((p) => p?.in === 'query').map((p) => p!.name.toLowerCase()));
+        // The MCP transport's own headers, which its 400s name (MCP SDK).
+        const mcp = path === '/mcp' && method === 'post' ? ['mcp-protocol-version', 'mcp-session-id', 'mcp-method', 'mcp-name'] : [];
+        const need = ['x-request-id', ...('304' in op.responses ? ['if-none-match'] : []), ...('412' in op.responses ? ['if-match'] : []), ...(query.has('a2a-version') ? ['a2a-version'] : []), ...mcp];
+        for (const name of need) if (!headers.has(name)) missing.push(`${method} ${path}: ${name}`);
+        requestId ??= params.find((p) => p?.in === 'header' && p.name === 'x-request-id');
+      }
+    }
+    expect(missing).toEqual([]);
+    // What the schema allows is what the gateway keeps: else it answers with an id of its own.
+    const { key } = await newTenant();
+    for (const [id, kept] of [['order-42_retry=1', true], ['x'.repeat(128), true], ['x'.repeat(129), false], ['has space', false]] as const) {
+      expect(accepts({}, requestId?.schema ?? false, id), id).toBe(kept);
+      const res = await api('/v1/agents', { key, headers: { 'x-request-id': id } });
+      expect(res.headers.get('x-request-id') === id, id).toBe(kept);
+    }
   });
 
   it('answers every documented operation within the document', async () => {

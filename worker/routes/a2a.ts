@@ -115,6 +115,13 @@ const VersionQuery = z.object({
   'A2A-Version': z.string().optional().openapi({ description: 'the A2A version, for a client that cannot send the A2A-Version header (A2A §3.6.1); the header wins when both are sent', example: '1.0' }),
 });
 
+/** The header, as the document shows it (a string of any value: no request is refused over it). */
+const A2A_VERSION_HEADER = z.string().optional().openapi({ description: 'the A2A version the client speaks (A2A §3.6.1): "1.0"; absent or empty, 0.3', example: '1.0' });
+const VersionHeaders = z.object({ 'a2a-version': A2A_VERSION_HEADER });
+const CardHeaders = VersionHeaders.extend({
+  'if-none-match': z.string().optional().openapi({ description: "the card's ETag from an earlier answer: 304 while the card is the same" }),
+});
+
 /**
  * The tenant whose agent `agentId` has a public card. Agent ids are unique per tenant only,
  * so the D1 registry is asked; an id that several tenants publish is nobody's (no card).
@@ -143,7 +150,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
       summary: "The agent's A2A agent card (public when the agent's config says a2a.publicCard, else it needs the API key)",
       security: [...security, {}],
       middleware: [cardCaller()],
-      request: { params: AgentIdParams, query: VersionQuery },
+      request: { params: AgentIdParams, query: VersionQuery, headers: CardHeaders },
       responses: {
         200: { content: { 'application/json': { schema: Card } }, description: "the agent card (A2A v1.0; without an A2A-Version header, as v0.3 clients ask, it also carries v0.3's fields: url, preferredTransport, protocolVersion, security)", headers: CARD_HEADERS },
         304: { description: 'not modified (If-None-Match)', headers: CARD_HEADERS },
@@ -273,6 +280,7 @@ const rpcRoute = (path: string) =>
     request: {
       params: AgentIdParams,
       query: VersionQuery,
+      headers: VersionHeaders,
       body: { required: true, content: { 'application/json': { schema: JSON_RPC_REQUEST_DOC }, 'application/a2a+json': { schema: JSON_RPC_REQUEST_DOC } } },
     },
     responses: {

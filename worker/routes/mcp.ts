@@ -1,4 +1,4 @@
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
@@ -56,7 +56,16 @@ router.openAPIRegistry.registerPath({
   description:
     "JSON-RPC 2.0 per the MCP specification (2025-era clients: initialize, tools/list, tools/call; 2026-07-28 per-request envelopes), for the key's tenant. Tools: list_agents, execute_intent, get_execution, cancel_execution, get_context. Tool failures are results with isError and the API's error envelope; protocol failures are JSON-RPC errors. A notifications/cancelled (same key, same Mcp-Session-Id) cancels the waiting execute_intent it names. Send `Accept: application/json, text/event-stream`. A browser Origin must be the endpoint's own or listed in MCP_ALLOWED_ORIGINS; MCP_ALLOWED_HOSTS restricts Host. For a listed origin, OPTIONS /mcp answers a CORS preflight (204) and every answer carries Access-Control-Allow-Origin and Access-Control-Expose-Headers; a preflight from another origin is 403 forbidden.",
   security,
-  request: { body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } } },
+  request: {
+    // Read by the MCP SDK's transport, not validated by a schema here: documented for clients.
+    headers: z.object({
+      'mcp-protocol-version': z.string().optional().openapi({ description: 'the MCP version the client speaks (2025-06-18, 2025-11-25, 2026-07-28…); without it, 2025-03-26, as the specification says; an unsupported one is -32000 (400)' }),
+      'mcp-session-id': z.string().optional().openapi({ description: "the Mcp-Session-Id an initialize answer gave (2025 versions): it scopes notifications/cancelled only" }),
+      'mcp-method': z.string().optional().openapi({ description: "2026-07-28: the body's method, required with that version (-32020, 400, when missing or different)" }),
+      'mcp-name': z.string().optional().openapi({ description: "2026-07-28: the name the body's params carry (the tool of a tools/call); -32020 (400) when missing or different" }),
+    }),
+    body: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'a JSON-RPC request or notification' } } } },
+  },
   responses: {
     200: {
       description: 'a JSON-RPC response, as application/json or a text/event-stream',

@@ -36,6 +36,15 @@ const BOOKMARK_PARAMETER = {
     'The bookmark a previous response carried: this request reads D1 at least as new as that write (read-your-writes across read replicas). Malformed values are ignored.',
 } as const;
 
+const REQUEST_ID = 'x-request-id';
+const REQUEST_ID_PARAMETER = {
+  in: 'header',
+  name: REQUEST_ID,
+  required: false,
+  schema: { type: 'string', maxLength: 128, pattern: '^[\\w\\-=]+$' },
+  description: "the caller's own id for the request, answered in x-request-id and the error envelope's requestId; one that does not fit is replaced by a new UUID",
+} as const;
+
 const COMPONENTS: Record<string, HeaderObject> = {
   RequestId: {
     schema: { type: 'string' },
@@ -64,7 +73,7 @@ const RATE_LIMIT: Record<string, Reference> = {
 };
 
 /**
- * Adds `x-request-id` to every response, RateLimit-* to every response of an operation that
+ * Adds `x-request-id` as a request parameter of every operation and a header of every response, RateLimit-* to every response of an operation that
  * documents 429 (the routes a key's limits apply to), and `x-d1-bookmark` as a request and a
  * response header to every operation with a D1 session, and `x-should-retry` to every 409 and 429
  * (the error handler sets it on the refusals a retry cannot get past). A header a route declares
@@ -80,7 +89,9 @@ export function withMiddlewareHeaders(document: Document): Document {
       const session = inSession && method !== 'options';
       const responses = operation.responses ?? {};
       const limited = '429' in responses;
-      if (session) operation.parameters = [...(operation.parameters ?? []), { $ref: `#/components/parameters/${BOOKMARK}` }];
+      // Every request is named by it (requestIds runs before anything else), so every operation takes it.
+      operation.parameters = [...(operation.parameters ?? []), { $ref: `#/components/parameters/${REQUEST_ID}` }];
+      if (session) operation.parameters = [...operation.parameters, { $ref: `#/components/parameters/${BOOKMARK}` }];
       for (const [status, response] of Object.entries(responses)) {
         const notRetried: Record<string, Reference> = status === '409' || status === '429' ? { 'x-should-retry': ref('ShouldRetry') } : {};
         response.headers = { 'x-request-id': ref('RequestId'), ...(limited ? RATE_LIMIT : {}), ...(session ? { [BOOKMARK]: ref(BOOKMARK) } : {}), ...notRetried, ...response.headers };
@@ -90,7 +101,7 @@ export function withMiddlewareHeaders(document: Document): Document {
   doc.components = {
     ...doc.components,
     headers: { ...doc.components?.headers, ...COMPONENTS },
-    parameters: { ...doc.components?.parameters, [BOOKMARK]: BOOKMARK_PARAMETER },
+    parameters: { ...doc.components?.parameters, [BOOKMARK]: BOOKMARK_PARAMETER, [REQUEST_ID]: REQUEST_ID_PARAMETER },
   };
   return document;
 }

@@ -16,12 +16,12 @@ export const CreateKeyBody = z
 export const UpdateKeyBody = z
   .object({
     name: z.string().min(1).max(200).nullable().optional(),
-    limits: KeyLimitsPatch.nullable().optional().openapi({ description: 'JSON Merge Patch of the limits; null removes them all' }),
+    limits: KeyLimitsPatch.nullable().optional().openapi({ description: 'JSON Merge Patch of the limits; null removes them all. The limits it leaves are checked as at creation: a budget needs requests or tokens, shards needs perSecond or perMinute' }),
   })
   .strict()
   // As for agents: an empty update changed nothing yet answered 200 and left a key.update entry.
   .refine((b) => Object.keys(b).length > 0, 'nothing to update')
-  .openapi('UpdateKey');
+  .openapi('UpdateKey', { minProperties: 1 });
 
 export const KeySummary = z
   .object({

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { UpstreamCredential } from './credential';
-import { AgentId, ErrorBody, Metadata, boundedJson } from './common';
+import { AgentId, ErrorBody, HttpUrl, Metadata, boundedJson } from './common';
 
 /** Durable Object location hints (best effort, honoured when an object is first created). */
 export const Region = z.enum(['wnam', 'enam', 'sam', 'weur', 'eeur', 'apac', 'oc', 'afr', 'me']);
@@ -20,13 +20,13 @@ export const BuiltinUpstream = z.object({
 
 export const AgentHttpUpstream = z.object({
   kind: z.literal('agent-http'),
-  url: z.url({ protocol: /^https?$/ }).max(2048),
+  url: HttpUrl,
   timeoutMs: TimeoutMs.optional(),
 });
 
 export const OpenAIChatUpstream = z.object({
   kind: z.literal('openai-chat'),
-  baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
+  baseUrl: HttpUrl,
   model: z.string().min(1).max(200),
   apiKey: UpstreamCredential.optional().openapi({
     description: 'the upstream credential, shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) with the same baseUrl keeps the stored one, and every other masked value is refused',
@@ -113,7 +113,7 @@ export const UpdateAgentBody = z
   // Only a body that is otherwise valid can be empty: one whose only member is refused (a fixed
   // field such as region) is parsed without it and was also told "nothing to update".
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update', when: (payload) => payload.issues.length === 0 })
-  .openapi('UpdateAgent');
+  .openapi('UpdateAgent', { minProperties: 1 });
 export type UpdateAgentBody = z.infer<typeof UpdateAgentBody>;
 
 /** What an agent stores about itself (the API view masks upstream credentials). */
@@ -146,7 +146,7 @@ export type Agent = z.infer<typeof Agent>;
 export const MAX_BATCH_AGENTS = 100;
 
 export const BatchCreateAgentsBody = z
-  .object({ agents: z.array(CreateAgentBody).min(1).max(MAX_BATCH_AGENTS) })
+  .object({ agents: z.array(CreateAgentBody).min(1).max(MAX_BATCH_AGENTS).openapi({ description: 'the agents to create; an id given twice is refused' }) })
   .strict()
   .superRefine(({ agents }, ctx) => {
     const seen = new Set<string>();

@@ -18,13 +18,23 @@ const refuseProtoKey = (value: unknown, ctx: { addIssue: (issue: { code: 'custom
   return value;
 };
 
+const KEY_NAMES = { propertyNames: { maxLength: 64 } };
+
 export const Metadata = z.preprocess(
   refuseProtoKey,
   z
     .record(z.string().max(64), z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
     .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata keys')
-    .openapi({ example: { team: 'support' } }),
+    // The refinement's bound and the key's, for the document (the generator reads neither).
+    // propertyNames is JSON Schema 2020-12 (OpenAPI 3.1), which the generator's 3.0 types lack.
+    .openapi({ example: { team: 'support' }, maxProperties: 32, ...(KEY_NAMES as object) }),
 );
+
+/**
+ * An http or https URL, as upstreams and webhooks take. The pattern says the scheme for the
+ * document, where "format: uri" alone allows any (ftp:, file:), which the URL check refuses.
+ */
+export const HttpUrl = z.url({ protocol: /^https?$/ }).max(2048).openapi({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?:', description: 'an http or https URL' });
 
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);
 
@@ -93,10 +103,15 @@ export const IdempotencyKey = z
   .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
   .refine((key) => !key.startsWith('hook:'), 'keys beginning with "hook:" are reserved for incoming hooks\' deliveries');
 
+/** What IdempotencyKey accepts, for descriptions. */
+export const IDEMPOTENCY_KEY_RULE = '1–255 printable ASCII characters without spaces, not beginning hook: (400 otherwise)';
+
 /** The `Idempotency-Key` request header, described for the operation it protects. */
 export const idempotencyHeaders = (description: string) =>
   z.object({
-    'idempotency-key': IdempotencyKey.optional().openapi({ description }),
+    // The reserved prefix is said in words: a lookahead in the pattern would be lost on the
+    // regex engines of many generated clients.
+    'idempotency-key': IdempotencyKey.optional().openapi({ description: `${description}; ${IDEMPOTENCY_KEY_RULE}` }),
   });
 
 /**

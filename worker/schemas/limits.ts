@@ -12,7 +12,7 @@ export const KeyBudget = z
   })
   .strict()
   .refine((b) => b.requests !== undefined || b.tokens !== undefined, { message: 'a budget needs requests or tokens' })
-  .openapi('KeyBudget');
+  .openapi('KeyBudget', { anyOf: [{ required: ['requests'] }, { required: ['tokens'] }], description: 'needs requests, tokens or both' });
 
 /** Limits of one API key. Every field is optional; an absent field is not limited. */
 export const KeyLimits = z

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { HttpUrl } from './common';
 import { UpstreamCredential } from './credential';
 
 export const POOL_NAME = /^[a-zA-Z0-9_.-]{1,64}$/;
@@ -23,7 +24,6 @@ const TimeoutMs = z.number().int().min(50).max(300_000);
 
 /** A pool call's deadline when its `timeouts.totalMs` is not given (the chat proxy's). */
 export const DEFAULT_POOL_TOTAL_MS = 60_000;
-const Url = z.url({ protocol: /^https?$/ }).max(2048);
 
 /** A region tag: a Durable Object location hint (weur, enam, …) or a continent code (EU, NA, …). */
 export const RegionTag = z
@@ -31,12 +31,15 @@ export const RegionTag = z
   .regex(/^[a-zA-Z]{2,8}$/)
   .openapi({ description: "a location hint (weur, enam…), a continent (EU, NA…) or a colo (DFW…), matched against the caller's without case" });
 
+/** A member a branch of the document's target schema refuses: nothing matches `not: {}`. */
+const ABSENT = { not: {} };
+
 export const PoolTargetInput = z
   .object({
     id: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/),
     kind: z.enum(['openai-chat', 'agent-http', 'builtin']),
-    url: Url.optional(),
-    baseUrl: Url.optional(),
+    url: HttpUrl.optional(),
+    baseUrl: HttpUrl.optional(),
     model: z.string().min(1).max(200).optional(),
     apiKey: UpstreamCredential.optional().openapi({
       description: 'the upstream credential, sent as "Authorization: Bearer" to openai-chat and agent-http targets (calls and health probes), sealed at rest and shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) keeps the credential stored for the same target id (every other value starting with "…", or "..." and up to 4 characters, is refused)',
@@ -59,8 +62,15 @@ export const PoolTargetInput = z
     // An agent-http target is sent the gateway's agent protocol, which names no model.
     if (t.kind === 'agent-http' && t.model !== undefined) ctx.addIssue({ code: 'custom', path: ['model'], message: 'model is not used by agent-http targets (they are not asked for a model)' });
   })
-  // The members each kind takes are checked above, which the generated schema cannot say.
-  .openapi({ description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url (apiKey optional), "builtin" neither (model optional, the name its answers carry); a url, baseUrl, apiKey or model the kind does not use is refused; ids are unique in the pool' });
+  // The members each kind takes are checked above, which the generated schema cannot say:
+  // spelled out for the document as one branch per kind.
+  .openapi({
+    anyOf: [
+      { properties: { kind: { enum: ['openai-chat'] }, url: ABSENT }, required: ['baseUrl', 'model'] },
+      { properties: { kind: { enum: ['agent-http'] }, baseUrl: ABSENT, model: ABSENT }, required: ['url'] },
+      { properties: { kind: { enum: ['builtin'] }, url: ABSENT, baseUrl: ABSENT, apiKey: ABSENT } },
+    ],
+    description: 'a target: kind "openai-chat" needs baseUrl and model (apiKey optional), "agent-http" needs url (apiKey optional), "builtin" neither (model optional, the name its answers carry); a url, baseUrl, apiKey or model the kind does not use is refused; ids are unique in the pool' });
 export type PoolTargetInput = z.infer<typeof PoolTargetInput>;
 
 export const PoolRetry = z

@@ -58,7 +58,7 @@ export type ParticipantOperation = z.infer<typeof ParticipantOperation>;
 export const TransactionOperation = ParticipantOperation.extend({ agentId: AgentId })
   .strict()
   .refine((op) => op.patch !== undefined || op.increment !== undefined, 'an operation needs a patch, an increment, or both')
-  .openapi({ description: 'needs a patch, an increment, or both; one operation per agent' });
+  .openapi({ description: 'needs a patch, an increment, or both; one operation per agent', anyOf: [{ required: ['patch'] }, { required: ['increment'] }] });
 export type TransactionOperation = z.infer<typeof TransactionOperation>;
 
 export const CreateTransactionBody = z

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { HttpUrl } from './common';
 
 export const EventType = z.enum(['execution.succeeded', 'execution.failed', 'execution.cancelled', 'transaction.committed', 'transaction.aborted']);
 export type EventType = z.infer<typeof EventType>;
@@ -18,7 +19,7 @@ export const WebhookSecret = z.string().max(512).regex(STANDARD_SECRET, STANDARD
 
 export const CreateWebhookBody = z
   .object({
-    url: z.url({ protocol: /^https?$/ }).max(2048),
+    url: HttpUrl,
     // Repeated names are kept once (see AgentWebhooks.create), so the bound is on the request's
     // size, not the number of events: at most five names refused a list with a repeat in it.
     events: z.array(EventType).min(1).max(64).optional(),
