@@ -5,8 +5,9 @@ import { iso } from '../worker/lib/time';
 import type { CreateWebhookBody, Delivery, EventType, Webhook } from '../worker/schemas/webhook';
 import { ALL_EVENTS } from '../worker/schemas/webhook';
 import { checkOutboundUrl, type OutboundPolicy } from '../worker/upstream/outbound-guard';
-import { Slots } from '../worker/lib/slots';
 import type { DeferredSchema } from './agent-schema';
+import { selectDue, type DueDelivery } from './delivery-select';
+import { DeliverySlots } from './delivery-slots';
 import type { Sql } from './sql';
 
 /**
@@ -49,7 +50,7 @@ interface WebhookRow extends Record<string, string | number> {
   created_at: number;
 }
 
-interface DeliveryRow extends Record<string, string | number | null> {
+export interface DeliveryRow extends Record<string, string | number | null> {
   id: string;
   webhook_id: string;
   event_type: string;
@@ -90,8 +91,8 @@ export function toDelivery(row: DeliveryRow): Delivery {
  * retried from its alarm until they land or die.
  */
 export class AgentWebhooks {
-  /** Deliveries a pass has taken (waiting for their batch or being sent): no other pass sends them. */
-  private readonly claimed = new Set<string>();
+  /** Deliveries a pass has taken (waiting for a slot or being sent), with their targets: no other pass sends them. */
+  private readonly claimed = new Map<string, string>();
   /** Deliveries whose request is out now. */
   private readonly sending = new Set<string>();
   /**
@@ -99,8 +100,8 @@ export class AgentWebhooks {
    * when it ends, would otherwise overwrite the retry's reset, and the resend never happen.
    */
   private readonly resendAfter = new Set<string>();
-  /** Sends out at once, whichever pass they belong to. */
-  private readonly slots = new Slots(PARALLEL);
+  /** Sends out at once, whichever pass they belong to; one target may hold all but one. */
+  private readonly slots = new DeliverySlots(PARALLEL, PARALLEL - 1);
   /** Registrations with their parsed event lists; dropped on every change. */
   private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
   /**
@@ -271,24 +272,19 @@ export class AgentWebhooks {
   async deliverDue(now = Date.now()): Promise<number> {
     this.queued = false;
     if (!this.schema.has('webhooks')) return 0;
-    const due = this.sql
-      .all<DeliveryRow & { url: string | null; secret: string | null }>(
-        `SELECT d.*, w.url AS url, w.secret AS secret FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id
-         WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT 50`,
-        now,
-      )
-      .filter((d) => !this.claimed.has(d.id));
+    const due = selectDue(this.sql, now, this.claimed, 50);
     // Claimed before the first send, not as each batch starts: a second pass meanwhile (the
     // alarm, another change's flush) would otherwise send the later batches too, and this pass
     // send them again after they landed, overwriting their record with stale attempt counts.
-    for (const d of due) this.claimed.add(d.id);
+    for (const d of due) this.claimed.set(d.id, d.webhook_id);
     let landed = 0;
     try {
       // PARALLEL sends in flight, each done starting the next, not batches of PARALLEL: a batch
       // waited for its slowest send, so a receiver that hung for the 10 s timeout held up every
       // delivery behind it, to other receivers too. The slots are the agent's, not the pass's:
       // passes overlap (each change's flush, the alarm), and each used to send six of its own.
-      const sends = await Promise.allSettled(due.map((d) => this.slots.run(async () => {
+      // One target takes at most five of them, so one receiver's backlog leaves a slot free.
+      const sends = await Promise.allSettled(due.map((d) => this.slots.run(d.webhook_id, async () => {
         if (await this.send(d)) landed++;
       })));
       const failed = sends.find((s) => s.status === 'rejected');
@@ -301,7 +297,7 @@ export class AgentWebhooks {
   }
 
   /** Sends one delivery claimed by `deliverDue`, and releases the claim. */
-  private async send(selected: DeliveryRow & { url: string | null; secret: string | null }): Promise<boolean> {
+  private async send(selected: DueDelivery): Promise<boolean> {
     // Read again: while it waited for its batch, its webhook may have been deleted (it is dead
     // now) or a manual retry may have reset its attempts.
     let delivery = selected;

@@ -4,6 +4,8 @@ import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { LIST_AGENT_HOOKS_QUERY, LIST_HOOKS_QUERY } from '../worker/hooks/list';
+import { putHook, resolveHook } from '../worker/hooks/store';
+import type { Env } from '../worker/env';
 import { sealSecret } from '../worker/pools/secrets';
 import { ADMIN, api, BASE, eventually, newAgent, newTenant } from './support/api';
 import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
@@ -537,5 +539,62 @@ describe('a hook lookup overtaken by a change to the hook in the same isolate', 
     expect((await before).status).toBe(202);
     expect((await lookup.deliver(hook, 'msg_within_budget')).status).toBe(202);
     expect((await lookup.deliver(hook, 'msg_past_budget')).status).toBe(429);
+  });
+});
+
+describe('incoming webhooks: lookups of unknown hook ids', () => {
+  it('refuses a POST that carries no signature of any scheme before looking its hook up: a hook created elsewhere just after is not hidden by a remembered miss', async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const agentId = await newAgent(key);
+    const id = `hook-unsigned-${crypto.randomUUID().slice(0, 8)}`;
+    const body = JSON.stringify({ type: 'probe' });
+    // No webhook-signature, X-Hub-Signature-256 or Stripe-Signature: no scheme could verify it.
+    const unsigned = await post(id, body, {});
+    expect(unsigned.status).toBe(401);
+    expect(await unsigned.json()).toMatchObject({ error: { code: 'unauthorized' } });
+    // The hook is created in another isolate (its row written, no change seen here).
+    await env.DB.prepare('INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .bind(id, tenantId, agentId, 'on.standard', 'standard', await sealSecret(env.UPSTREAM_ENCRYPTION_KEY, STANDARD_SECRET, `hook/${id}`), Date.now(), Date.now(), keyId)
+      .run();
+    // The unsigned POST used to read D1 and keep the miss for 30 s: this delivery was refused.
+    expect((await post(id, body, standardHeaders('msg_after_unsigned', body))).status).toBe(202);
+  });
+
+  it('keeps unknown ids apart from hooks: misses cost one read each, then none, and push no hook out of the cache', async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const agentId = await newAgent(key);
+    const real = `hook-kept-${crypto.randomUUID().slice(0, 8)}`;
+    const tag = crypto.randomUUID().slice(0, 8);
+    expect(await putHook(env as Env, tenantId, keyId, real, { agentId, intent: 'on.standard', scheme: 'standard', secret: STANDARD_SECRET })).not.toBeNull();
+    // D1 as the store sees it, counting lookups by id; ids of probes answer "no such hook" at once.
+    const reads = new Map<string, number>();
+    const db = {
+      prepare: (query: string) => ({
+        bind: (...args: unknown[]) => {
+          const id = String(args[0]);
+          reads.set(id, (reads.get(id) ?? 0) + 1);
+          return id.startsWith('probe-') ? { first: async () => null } : env.DB.prepare(query).bind(...args);
+        },
+      }),
+    };
+    const counted = { ...env, DB: db } as unknown as Env;
+    expect(await resolveHook(counted, real)).toMatchObject({ tenantId, agentId });
+    expect(await resolveHook(counted, real)).toMatchObject({ tenantId, agentId });
+    expect(reads.get(real)).toBe(1);
+    // Unsigned-looking probes of 10,000 unknown ids: as many entries as the cache holds.
+    for (let i = 0; i < 10_000; i++) expect(await resolveHook(counted, `probe-${tag}-${i}`)).toBeNull();
+    // The hook is still cached: the misses used to fill its cache, which was then cleared.
+    expect(await resolveHook(counted, real)).toMatchObject({ tenantId, agentId });
+    expect(reads.get(real)).toBe(1);
+    // A miss just made is remembered: asked again, it costs no read.
+    expect(await resolveHook(counted, `probe-${tag}-9999`)).toBeNull();
+    expect(reads.get(`probe-${tag}-9999`)).toBe(1);
+    // A hook PUT here takes effect at once, a remembered miss notwithstanding.
+    const late = `probe-${tag}-late`;
+    expect(await resolveHook(counted, late)).toBeNull();
+    reads.clear();
+    const created = await putHook(env as Env, tenantId, keyId, late, { agentId, intent: 'on.standard', scheme: 'standard', secret: STANDARD_SECRET });
+    expect(created?.created).toBe(true);
+    expect(await resolveHook({ ...env } as Env, late)).toMatchObject({ tenantId, agentId });
   });
 });

@@ -85,8 +85,9 @@ describe('outgoing webhooks: a slow receiver', () => {
     const target = `six-${id}`;
     await control(target, true);
     try {
-      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&gauge=${target}&delayMs=1500`), events: ['execution.succeeded'] } });
-      for (let i = 0; i < 12; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
+      // Two webhooks (one may have only five sends out at a time), counted as one receiver.
+      for (const n of [1, 2]) await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${target}&gauge=${target}&delayMs=1500&n=${n}`), events: ['execution.succeeded'] } });
+      for (let i = 0; i < 6; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } });
       await eventually(async () => {
         const list = await deliveries(key, id);
         return list.length === 12 && list.every((d) => d.attempts === 1);
@@ -107,4 +108,42 @@ describe('outgoing webhooks: a slow receiver', () => {
     const gauge = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/gauge?name=${target}`)).json()) as { peak: number };
     expect(gauge.peak).toBe(6);
   });
+});
+
+describe("outgoing webhooks: a slow receiver's backlog", () => {
+  it('holds up no delivery to another receiver: a slow webhook with many due deliveries leaves a slot, and a pass, to the others', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const slow = `backlog-slow-${id}`;
+    const fast = `backlog-fast-${id}`;
+    const slowHook = (await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${slow}&gauge=${slow}&delayMs=3000`), events: ['execution.succeeded'] } })).body.id as string;
+    // Sixty due at once for the slow receiver: more than a pass takes (50), and more than its
+    // five senders (of six) take at a time.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown, state) => {
+      for (let i = 0; i < 60; i++) {
+        state.storage.sql.exec(
+          "INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at) VALUES (?, ?, 'execution.succeeded', '{}', 'pending', 0, ?, ?)",
+          `msg_00backlog${String(i).padStart(3, '0')}`, slowHook, i, Date.now(),
+        );
+      }
+      void (instance as { webhooks: { deliverDue(): Promise<number> } }).webhooks.deliverDue();
+    });
+    try {
+      await eventually(async () => ((await (await fetch(`${env.MOCK_UPSTREAM_URL}/gauge?name=${slow}`)).json()) as { open: number }).open >= 5);
+      await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl(`/hook?target=${fast}`), events: ['execution.succeeded'] } });
+      const started = Date.now();
+      expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'hello' } })).status).toBe(200);
+      // The new execution's delivery to the fast receiver goes out with its change's pass. It
+      // used to wait for the slow receiver's whole backlog: a pass selected the 50 earliest due,
+      // all already taken by the first pass, and sent in the order they were taken.
+      const delivered = await eventually(async () => (await deliveries(key, id)).find((d) => d.webhookId !== slowHook && d.status === 'delivered'), 20_000);
+      expect(delivered).toBeTruthy();
+      expect(Date.now() - started).toBeLessThan(2_500);
+      const gauge = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/gauge?name=${slow}`)).json()) as { peak: number };
+      // Five of the six: the sixth slot is the other receivers'.
+      expect(gauge.peak).toBe(5);
+    } finally {
+      await api(`/v1/agents/${id}/webhooks/${slowHook}`, { key, method: 'DELETE' });
+    }
+  }, 40_000);
 });

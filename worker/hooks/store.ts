@@ -33,7 +33,14 @@ export interface ResolvedHook {
 }
 
 const CACHE_TTL_MS = 30_000;
+/** Hooks found (never a miss: see `unknown`). */
 const cache = new IsolateCache<ResolvedHook | null>(CACHE_TTL_MS);
+/**
+ * Ids found to have no hook, kept apart and fewer: in the hooks' cache, a sender (or a prober)
+ * posting to many unknown ids filled it to its bound of 10,000, which empties it, so every
+ * real hook was read from D1 again. A new hook created elsewhere is found within the same 30 s.
+ */
+const unknown = new IsolateCache<true>(CACHE_TTL_MS, { maxEntries: 1_000 });
 /**
  * Hooks (`hook/<id>`) and keys' limits (`key/<id>`) changed in this isolate: a lookup that read
  * just before such a change lands after it, and caching what it read would put the old hook
@@ -98,27 +105,32 @@ export async function deleteHook(env: Env, tenantId: string, id: string, audit?:
 }
 
 /**
- * The hook a sender calls, with its secret opened and its key's limits (isolate cache 30 s,
- * then D1: a changed limit reaches the hook's deliveries at once in the isolate that changed
- * it, see `forgetKeyLimits`, and everywhere else within 30 s).
+ * The hook a sender calls, with its secret opened and its key's limits, or null for an id
+ * without one (isolate caches 30 s, then D1: a changed limit reaches the hook's deliveries at
+ * once in the isolate that changed it, see `forgetKeyLimits`, and everywhere else within 30 s).
  */
 export async function resolveHook(env: Env, id: string): Promise<ResolvedHook | null> {
+  if (unknown.peek(id)) return null;
   const mark = changes.mark();
   const current = (hook: ResolvedHook | null) => !changes.changedSince(`hook/${id}`, mark) && !(hook?.keyId && changes.changedSince(`key/${hook.keyId}`, mark));
-  return cache.get(id, async () => {
+  const hook = await cache.get(id, async () => {
     const row = await env.DB.prepare('SELECT hooks.*, api_keys.limits AS key_limits FROM hooks LEFT JOIN api_keys ON api_keys.id = hooks.key_id WHERE hooks.id = ?')
       .bind(id)
       .first<HookRow & { key_limits: string | null }>();
     if (!row) return null;
     const secret = await openSecret(env.UPSTREAM_ENCRYPTION_KEY, row.secret, context(id), { what: `hook ${JSON.stringify(id)}`, again: 'PUT the hook again with its secret' });
     return { tenantId: row.tenant_id, agentId: row.agent_id, intent: row.intent, scheme: row.scheme, secret, keyId: row.key_id, limits: parseLimits(row.key_limits) };
-  }, current);
+  }, (found) => found !== null && current(found));
+  // A miss that a PUT here overtook is not remembered, as a hook read before a change is not cached.
+  if (hook === null && current(null)) unknown.set(id, true);
+  return hook;
 }
 
 /** Drops this isolate's cached hook `id`, and keeps a lookup reading it now from caching it. */
 function forgetHook(id: string): void {
   changes.changed(`hook/${id}`);
   cache.delete(id);
+  unknown.delete(id);
 }
 
 /**

@@ -4,6 +4,18 @@ import type { HookScheme } from '../schemas/hook';
 /** How far a signed timestamp may be from now (Standard Webhooks and Stripe use 5 minutes). */
 export const TOLERANCE_S = 300;
 
+/** The header each scheme's signature comes in (standard, github, stripe). */
+const SIGNATURE_HEADERS = ['webhook-signature', 'x-hub-signature-256', 'stripe-signature'] as const;
+
+/**
+ * Whether a delivery carries a signature any scheme could check. One that carries none is
+ * refused before its hook is looked up: whatever the hook, it would fail, and the lookup of an
+ * unknown id costs a read of D1 (then a place in the cache of misses).
+ */
+export function carriesSignature(headers: Headers): boolean {
+  return SIGNATURE_HEADERS.some((name) => Boolean(headers.get(name)));
+}
+
 export type Verified = { ok: true; deliveryId: string; event?: string } | { ok: false; reason: string };
 
 const encoder = new TextEncoder();

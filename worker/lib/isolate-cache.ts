@@ -41,6 +41,12 @@ export class IsolateCache<T> {
     }
   }
 
+  /** The cached value of `key` while it is fresh, else undefined; never loads. */
+  peek(key: string): T | undefined {
+    const cached = this.entries.get(key);
+    return cached && cached.expires > Date.now() ? cached.value : undefined;
+  }
+
   set(key: string, value: T): void {
     if (this.entries.size >= this.max) this.entries.clear();
     this.entries.set(key, { value, expires: Date.now() + this.ttlMs });

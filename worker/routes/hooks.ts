@@ -10,7 +10,7 @@ import { noteWork } from '../limits/work';
 import { newId } from '../lib/ids';
 import { deleteHook, getHook, putHook, resolveHook, type ResolvedHook } from '../hooks/store';
 import { deliveryKeys, hookDeliveryProblem, seenHookExecution, startHookExecution, type DeliveryProblem, type HookInput } from '../hooks/start';
-import { bodyText, verifyDelivery } from '../hooks/verify';
+import { bodyText, carriesSignature, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, HookListQuery, PutHookBody } from '../schemas/hook';
 import { page } from '../schemas/common';
@@ -136,6 +136,8 @@ export const hooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const raw = new Uint8Array(await c.req.arrayBuffer());
+      // Unsigned, it is refused with the same 401 as any other, without a read of D1.
+      if (!carriesSignature(c.req.raw.headers)) throw refused();
       const hook = await resolveHook(c.env, id);
       if (!hook) throw refused();
       const verified = await verifyDelivery(hook.scheme, hook.secret, raw, c.req.raw.headers);

@@ -1,0 +1,71 @@
+/**
+ * The agent's delivery senders: at most `limit` sends out at once, and at most `perTarget` of
+ * them to one target (a webhook, or an A2A push config), so a slot is always left for the
+ * others. A freed slot goes to the waiting send whose target has the fewest out, the longest
+ * waiting among equals.
+ *
+ * A plain queue of slots sent in the order deliveries were taken: one receiver slow to answer,
+ * with many deliveries due, held all six slots for its 10 s timeout each, and a delivery to any
+ * other receiver waited behind its whole backlog.
+ */
+export class DeliverySlots {
+  private running = 0;
+  private readonly byTarget = new Map<string, number>();
+  private readonly waiting: { target: string; start: () => void }[] = [];
+
+  constructor(
+    private readonly limit: number,
+    private readonly perTarget: number,
+  ) {}
+
+  async run<T>(target: string, task: () => Promise<T>): Promise<T> {
+    // A waiting send that could start has always been started already (see `grant`), so a
+    // newcomer that finds room overtakes no one.
+    if (this.canStart(target)) this.take(target);
+    else await new Promise<void>((resolve) => this.waiting.push({ target, start: resolve }));
+    try {
+      return await task();
+    } finally {
+      this.release(target);
+    }
+  }
+
+  private out(target: string): number {
+    return this.byTarget.get(target) ?? 0;
+  }
+
+  private canStart(target: string): boolean {
+    return this.running < this.limit && this.out(target) < this.perTarget;
+  }
+
+  private take(target: string): void {
+    this.running++;
+    this.byTarget.set(target, this.out(target) + 1);
+  }
+
+  private release(target: string): void {
+    this.running--;
+    const left = this.out(target) - 1;
+    if (left > 0) this.byTarget.set(target, left);
+    else this.byTarget.delete(target);
+    this.grant();
+  }
+
+  /** Starts waiting sends while there is room, fewest out first. */
+  private grant(): void {
+    while (this.running < this.limit) {
+      let best = -1;
+      for (let i = 0; i < this.waiting.length; i++) {
+        const candidate = this.waiting[i];
+        if (!candidate || this.out(candidate.target) >= this.perTarget) continue;
+        const chosen = best === -1 ? undefined : this.waiting[best];
+        if (!chosen || this.out(candidate.target) < this.out(chosen.target)) best = i;
+      }
+      if (best === -1) return;
+      const [next] = this.waiting.splice(best, 1);
+      if (!next) return;
+      this.take(next.target);
+      next.start();
+    }
+  }
+}
