@@ -157,6 +157,51 @@ describe('audit log', () => {
     expect((await api('/v1/admin/audit')).status).toBe(401);
   });
 
+  it("refuses a cursor of another tenant's or another action's list with 400 param cursor", async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    for (const name of ['p1', 'p2']) await api(`/v1/pools/${name}`, { method: 'PUT', key: a.key, body: { targets: [chatTarget(name)] } });
+    const cursorOf = async (path: string, key: string): Promise<string> => {
+      const res = await api(path, { key });
+      expect(res.status, path).toBe(200);
+      expect(res.body.nextCursor, path).toEqual(expect.any(String));
+      return res.body.nextCursor as string;
+    };
+    const aOwn = await cursorOf('/v1/audit?limit=1', a.key);
+    const aPools = await cursorOf(`/v1/admin/audit?tenant=${a.tenantId}&action=pool.put&limit=1`, ADMIN());
+    const aAll = await cursorOf(`/v1/admin/audit?tenant=${a.tenantId}&limit=1`, ADMIN());
+    const everyone = await cursorOf('/v1/admin/audit?limit=1', ADMIN());
+    // Each pages its own list on.
+    expect((await api(`/v1/audit?limit=1&cursor=${aOwn}`, { key: a.key })).status).toBe(200);
+    const poolsNext = await api(`/v1/admin/audit?tenant=${a.tenantId}&action=pool.put&limit=1&cursor=${aPools}`, { key: ADMIN() });
+    expect(poolsNext.body.data.map((e: Entry) => e.target)).toEqual(['p1']);
+    // Read in another list, a cursor was a point in time there: B paged its own entries older
+    // than A's, an unfiltered list skipped every entry newer than the filtered page's last.
+    const refused: [string, string][] = [
+      [`/v1/audit?cursor=${aOwn}`, b.key],
+      [`/v1/audit?cursor=${aPools}`, a.key],
+      [`/v1/admin/audit?tenant=${b.tenantId}&cursor=${aAll}`, ADMIN()],
+      [`/v1/admin/audit?tenant=${a.tenantId}&cursor=${aPools}`, ADMIN()],
+      [`/v1/admin/audit?tenant=${a.tenantId}&action=key.create&cursor=${aPools}`, ADMIN()],
+      [`/v1/admin/audit?cursor=${aAll}`, ADMIN()],
+      [`/v1/admin/audit?tenant=${a.tenantId}&cursor=${everyone}`, ADMIN()],
+    ];
+    for (const [path, key] of refused) {
+      const res = await api(path, { key });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error, path).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
+  });
+
+  it('refuses an action the log never records with 400, naming the actions it does', async () => {
+    for (const path of ['/v1/admin/audit?action=agent.updat', '/v1/audit?action=pool.create']) {
+      const res = await api(path, { key: path.startsWith('/v1/admin') ? ADMIN() : (await newTenant()).key });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error, path).toMatchObject({ code: 'invalid_request', param: 'action' });
+      expect(res.body.error.message, path).toContain('agent.update');
+    }
+  });
+
   it('refuses bad queries with 400', async () => {
     for (const query of ['limit=0', 'limit=1000', 'action=DROP TABLE', 'cursor=%%%', 'tenant=a/b']) {
       const res = await api(`/v1/admin/audit?${query}`, { key: ADMIN() });

@@ -1,24 +1,9 @@
 import type { Context } from 'hono';
 import type { AppEnv, Env } from '../env';
 import { newId } from '../lib/ids';
+import type { AuditAction } from '../schemas/admin';
 
-export type AuditAction =
-  | 'tenant.create'
-  | 'key.create'
-  | 'key.revoke'
-  | 'key.update'
-  | 'pool.put'
-  | 'pool.delete'
-  | 'hook.put'
-  | 'hook.delete'
-  | 'webhook.create'
-  | 'webhook.delete'
-  | 'push.put'
-  | 'push.delete'
-  | 'agent.create'
-  | 'agent.update'
-  | 'agent.delete'
-  | 'transaction.resolve';
+export type { AuditAction };
 
 export interface AuditEntry {
   /** "operator" (the admin token) or the id of the API key that acted. */
@@ -83,7 +68,7 @@ export interface AuditRow extends Record<string, unknown> {
 }
 
 /** Entries newest first, optionally for one tenant and one action, after a cursor (an id). */
-export async function listAudit(env: Env, q: { tenantId?: string; action?: string; limit: number; before?: string }): Promise<AuditRow[]> {
+export async function listAudit(env: Env, q: { tenantId?: string; action?: AuditAction; limit: number; before?: string }): Promise<AuditRow[]> {
   const where: string[] = [];
   const params: (string | number)[] = [];
   if (q.tenantId !== undefined) {

@@ -1,14 +1,11 @@
 import { OpenAPIHono, createRoute, type z } from '@hono/zod-openapi';
-import type { AppEnv } from '../env';
+import type { AppEnv, Env } from '../env';
 import { listAudit, type AuditRow } from '../audit/log';
-import { decodeCursor, encodeCursor, idsOf } from '../lib/cursor';
+import { decodeAuditCursor, encodeAuditCursor } from '../audit/cursor';
 import { iso } from '../lib/time';
-import { AuditQuery, AuditRecord } from '../schemas/admin';
+import { AuditQuery, AuditRecord, type AuditAction } from '../schemas/admin';
 import { page } from '../schemas/common';
 import { adminErrors, commonErrors, json, security } from './openapi';
-
-/** What this list's cursors hold: ids of one kind (`au_…`). */
-const AUDIT_IDS = idsOf('au');
 
 const record = (r: AuditRow): z.infer<typeof AuditRecord> => ({
   id: r.id,
@@ -21,10 +18,14 @@ const record = (r: AuditRow): z.infer<typeof AuditRecord> => ({
   details: r.details === null ? null : (JSON.parse(r.details) as Record<string, unknown>),
 });
 
-function answer(rows: AuditRow[], limit: number) {
-  const data = rows.slice(0, limit).map(record);
+/** A page of entries newest first, its cursor naming this list (its tenant and action). */
+async function auditPage(env: Env, q: { tenantId?: string; action?: AuditAction; limit: number; cursor?: string }) {
+  const list = { ...(q.tenantId !== undefined && { tenantId: q.tenantId }), ...(q.action !== undefined && { action: q.action }) };
+  const before = await decodeAuditCursor(list, q.cursor);
+  const rows = await listAudit(env, { ...list, ...(before !== undefined && { before }), limit: q.limit });
+  const data = rows.slice(0, q.limit).map(record);
   const last = data.at(-1);
-  return { data, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null };
+  return { data, nextCursor: rows.length > q.limit && last ? await encodeAuditCursor(list, last.id) : null };
 }
 
 export const audit = new OpenAPIHono<AppEnv>()
@@ -39,10 +40,8 @@ export const audit = new OpenAPIHono<AppEnv>()
       responses: { 200: json(page(AuditRecord), 'audit entries'), ...adminErrors },
     }),
     async (c) => {
-      const q = c.req.valid('query');
-      const before = decodeCursor(q.cursor, AUDIT_IDS);
-      const rows = await listAudit(c.env, { ...(q.tenant !== undefined && { tenantId: q.tenant }), ...(q.action !== undefined && { action: q.action }), ...(before !== undefined && { before }), limit: q.limit });
-      return c.json(answer(rows, q.limit), 200);
+      const { tenant, ...q } = c.req.valid('query');
+      return c.json(await auditPage(c.env, { ...q, ...(tenant !== undefined && { tenantId: tenant }) }), 200);
     },
   )
   .openapi(
@@ -56,9 +55,6 @@ export const audit = new OpenAPIHono<AppEnv>()
       responses: { 200: json(page(AuditRecord), 'audit entries'), ...commonErrors },
     }),
     async (c) => {
-      const q = c.req.valid('query');
-      const before = decodeCursor(q.cursor, AUDIT_IDS);
-      const rows = await listAudit(c.env, { tenantId: c.get('principal').tenantId, ...(q.action !== undefined && { action: q.action }), ...(before !== undefined && { before }), limit: q.limit });
-      return c.json(answer(rows, q.limit), 200);
+      return c.json(await auditPage(c.env, { ...c.req.valid('query'), tenantId: c.get('principal').tenantId }), 200);
     },
   );

@@ -61,7 +61,17 @@ export const KeyListQuery = z.object({
 export const TenantParams = z.object({ tenant: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/) });
 export const KeyParams = z.object({ keyId: z.string().regex(/^[a-zA-Z0-9_-]{1,80}$/) });
 
-export const AuditAction = z.string().regex(/^[a-z]+\.[a-z]+$/).max(64);
+/**
+ * Every action the log records (README, "Rate limits, budgets and the audit log"). A filter by
+ * any other (a typo, `agent.updat`) matched nothing and answered an empty 200, as if nothing had
+ * been done; it is 400, naming these.
+ */
+export const AuditAction = z
+  .enum([
+    'tenant.create', 'key.create', 'key.update', 'key.revoke', 'pool.put', 'pool.delete', 'hook.put', 'hook.delete',
+    'webhook.create', 'webhook.delete', 'push.put', 'push.delete', 'agent.create', 'agent.update', 'agent.delete', 'transaction.resolve',
+  ]);
+export type AuditAction = z.infer<typeof AuditAction>;
 
 export const AuditQuery = z.object({
   tenant: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional(),

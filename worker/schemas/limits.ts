@@ -66,7 +66,7 @@ export const KeyUsage = z
     limits: KeyLimitsOrNull,
     inFlight: z.number().int().nullable(),
     budget: z
-      .object({ period: BudgetPeriod, periodStart: z.iso.datetime(), resetsAt: z.iso.datetime(), requests: z.number().int(), tokens: z.number().int(), reservedTokens: z.number().int() })
+      .object({ period: BudgetPeriod, periodStart: z.iso.datetime(), resetsAt: z.iso.datetime(), requests: z.number().int(), tokens: z.number().int().openapi({ description: "upstream tokens settled this period: chat completions', and executions' only with a token budget" }), reservedTokens: z.number().int() })
       .nullable(),
   })
   .openapi('KeyUsage');
