@@ -19,6 +19,17 @@ function contextPatchProblem(patch: Record<string, unknown>): string | null {
 }
 
 /**
+ * The patch without a top-level `__proto__` member, as a client's is (zod strips it there), or
+ * undefined when that was all it held. Merged, it was stored as data that no client's patch
+ * could ever remove: theirs loses the member before it is applied.
+ */
+function withoutProtoMember(patch: Record<string, unknown>): Record<string, unknown> | undefined {
+  if (!Object.hasOwn(patch, '__proto__')) return patch;
+  const rest = Object.fromEntries(Object.entries(patch).filter(([key]) => key !== '__proto__'));
+  return Object.keys(rest).length > 0 ? rest : undefined;
+}
+
+/**
  * An agent back end speaking the gateway's own protocol: POST
  * `{executionId, agentId, intent, input, context, history}`, reply `{output, contextPatch?}`.
  * `Idempotency-Key` carries the execution id so a retried or resumed call can be deduplicated.
@@ -52,7 +63,8 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       }
       const problem = isRecord(contextPatch) ? contextPatchProblem(contextPatch) : null;
       if (problem) throw new UpstreamError('invalid_response', `upstream "contextPatch": ${problem}`, false);
-      return isRecord(contextPatch) ? { output: reply.output, contextPatch } : { output: reply.output };
+      const patch = isRecord(contextPatch) ? withoutProtoMember(contextPatch) : undefined;
+      return patch ? { output: reply.output, contextPatch: patch } : { output: reply.output };
     },
   };
 }
