@@ -384,6 +384,16 @@ describe("executions: an upstream's fields and its reply", () => {
     expect(Object.keys(context.body.data.b)).toEqual(['__proto__']);
   });
 
+  it("fails an execution whose output holds a number beyond a double's range, as a contextPatch with one does: it was stored as null", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: '{"output":{"total":1e400,"items":[-1e999]}}' } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'upstream_failed', retryable: false } });
+    expect(res.body.error.details.execution.error.message).toBe('upstream "output": a number is beyond the range of a double (such as 1e400): it would be stored as null');
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: '{"output":{"total":1e300}}' } } } })).body.output).toEqual({ total: 1e300 });
+  });
+
   it('refuses a member the upstream kind does not have (an agent-http apiKey, a misspelt api_key), as pool targets do: it used to be dropped silently', async () => {
     const { key } = await newTenant();
     const chat = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt' };

@@ -1,4 +1,4 @@
-import { MAX_JSON_DEPTH, NON_FINITE, jsonDepth, jsonShapeProblem } from '../lib/json-limits';
+import { MAX_JSON_DEPTH, NON_FINITE, jsonShapeProblem } from '../lib/json-limits';
 import { MAX_CONTEXT_KEY_CHARS } from '../schemas/agent';
 import { MAX_OUTPUT_DEPTH } from '../schemas/execution';
 import { postJson } from './http-attempt';
@@ -54,9 +54,10 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       if (!isRecord(reply) || !('output' in reply)) {
         throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
       }
-      if (jsonDepth(reply.output, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH) {
-        throw new UpstreamError('invalid_response', `upstream "output" is nested deeper than ${MAX_OUTPUT_DEPTH} levels`, false);
-      }
+      // One walk for both: a number beyond a double's range (1e400) was stored as null.
+      const shape = jsonShapeProblem(reply.output, MAX_OUTPUT_DEPTH, NON_FINITE);
+      if (shape === NON_FINITE) throw new UpstreamError('invalid_response', `upstream "output": ${NON_FINITE}`, false);
+      if (shape) throw new UpstreamError('invalid_response', `upstream "output" is nested deeper than ${MAX_OUTPUT_DEPTH} levels`, false);
       const { contextPatch } = reply;
       if (contextPatch !== undefined && contextPatch !== null && !isRecord(contextPatch)) {
         throw new UpstreamError('invalid_response', 'upstream "contextPatch" is not an object', false);
