@@ -366,3 +366,47 @@ describe('executions: async, polling and listing', () => {
     expect(after.body).toMatchObject({ state: 'idle', contextVersion: 1, lastExecution: { id: exec.body.id, status: 'succeeded' } });
   });
 });
+
+describe("executions: an upstream's fields and its reply", () => {
+  it('drops a top-level "__proto__" member of an upstream\'s contextPatch, as from a client\'s patch: stored, no client could ever remove it', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const run = (reply: string) => api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: reply } } } });
+    const res = await run('{"output":1,"contextPatch":{"__proto__":{"admin":true},"a":1}}');
+    expect(res.status).toBe(200);
+    expect((await api(`/v1/agents/${id}/context`, { key })).body).toEqual({ version: 1, data: { a: 1 } });
+    // A patch of nothing else writes nothing; deeper down the name is ordinary data.
+    expect((await run('{"output":2,"contextPatch":{"__proto__":{"admin":true}}}')).status).toBe(200);
+    expect((await run('{"output":3,"contextPatch":{"b":{"__proto__":1}}}')).status).toBe(200);
+    const context = await api(`/v1/agents/${id}/context`, { key });
+    expect(context.body.version).toBe(2);
+    expect(Object.keys(context.body.data)).toEqual(['a', 'b']);
+    expect(Object.keys(context.body.data.b)).toEqual(['__proto__']);
+  });
+
+  it("fails an execution whose output holds a number beyond a double's range, as a contextPatch with one does: it was stored as null", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: '{"output":{"total":1e400,"items":[-1e999]}}' } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'upstream_failed', retryable: false } });
+    expect(res.body.error.details.execution.error.message).toBe('upstream "output": a number is beyond the range of a double (such as 1e400): it would be stored as null');
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: '{"output":{"total":1e300}}' } } } })).body.output).toEqual({ total: 1e300 });
+  });
+
+  it('refuses a member the upstream kind does not have (an agent-http apiKey, a misspelt api_key), as pool targets do: it used to be dropped silently', async () => {
+    const { key } = await newTenant();
+    const chat = { kind: 'openai-chat', baseUrl: 'https://api.example.com/v1', model: 'gpt' };
+    const http = { kind: 'agent-http', url: 'https://agent.example.com/run' };
+    for (const upstream of [{ ...http, apiKey: 'sk-secret-abcd1234' }, { ...chat, api_key: 'sk-secret-abcd1234' }, { ...chat, headers: { 'x-api-key': 'k' } }, { kind: 'builtin', url: http.url }, { kind: 'pool', pool: 'p', model: 'm' }]) {
+      const res = await api('/v1/agents', { key, body: { upstream } });
+      expect(res.status, JSON.stringify(upstream)).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.details[0]).toMatchObject({ path: ['upstream'], code: 'unrecognized_keys' });
+    }
+    const id = await newAgent(key);
+    const patched = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...http, apiKey: 'sk-secret-abcd1234' } } });
+    expect(patched.status).toBe(400);
+    expect((await api(`/v1/agents/${id}`, { key })).body.upstream).toEqual({ kind: 'builtin' });
+  });
+});

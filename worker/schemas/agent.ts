@@ -16,13 +16,13 @@ export const BuiltinUpstream = z.object({
   mode: z.enum(['faq', 'a2a-conformance']).optional().openapi({
     description: '"faq" (default): the offline customer-service responder; "a2a-conformance": the A2A conformance suite\'s scripted behaviours, allowed only when the operator sets ENABLE_CONFORMANCE_UPSTREAM="true"',
   }),
-});
+}).strict();
 
 export const AgentHttpUpstream = z.object({
   kind: z.literal('agent-http'),
   url: HttpUrl,
   timeoutMs: TimeoutMs.optional(),
-});
+}).strict();
 
 export const OpenAIChatUpstream = z.object({
   kind: z.literal('openai-chat'),
@@ -32,13 +32,15 @@ export const OpenAIChatUpstream = z.object({
     description: 'the upstream credential, shown only as "…last4" (a bare "…" when shorter than 12 characters); sending that masked form back (or "...last4" / "...", its ASCII spelling) with the same baseUrl keeps the stored one, and every other masked value is refused',
   }),
   timeoutMs: TimeoutMs.optional(),
-});
+}).strict();
 
 export const PoolUpstream = z.object({
   kind: z.literal('pool'),
   pool: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/).openapi({ description: 'name of one of the tenant\'s pools' }),
-});
+}).strict();
 
+// Strict, as the agent body and pool targets are: a member a kind does not have (an agent-http
+// `apiKey`, a misspelt `api_key`) was dropped silently, and calls then went without it.
 export const UpstreamConfig = z
   .discriminatedUnion('kind', [BuiltinUpstream, AgentHttpUpstream, OpenAIChatUpstream, PoolUpstream])
   .openapi('Upstream', { example: { kind: 'builtin' } });

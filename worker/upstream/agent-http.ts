@@ -1,4 +1,4 @@
-import { MAX_JSON_DEPTH, NON_FINITE, jsonDepth, jsonShapeProblem } from '../lib/json-limits';
+import { MAX_JSON_DEPTH, NON_FINITE, jsonShapeProblem } from '../lib/json-limits';
 import { MAX_CONTEXT_KEY_CHARS } from '../schemas/agent';
 import { MAX_OUTPUT_DEPTH } from '../schemas/execution';
 import { postJson } from './http-attempt';
@@ -16,6 +16,17 @@ function contextPatchProblem(patch: Record<string, unknown>): string | null {
   const long = Object.keys(patch).find((key) => key.length > MAX_CONTEXT_KEY_CHARS);
   if (long !== undefined) return `member name ${JSON.stringify(long.slice(0, 32))}… is over ${MAX_CONTEXT_KEY_CHARS} characters`;
   return jsonShapeProblem(patch, MAX_JSON_DEPTH, NON_FINITE);
+}
+
+/**
+ * The patch without a top-level `__proto__` member, as a client's is (zod strips it there), or
+ * undefined when that was all it held. Merged, it was stored as data that no client's patch
+ * could ever remove: theirs loses the member before it is applied.
+ */
+function withoutProtoMember(patch: Record<string, unknown>): Record<string, unknown> | undefined {
+  if (!Object.hasOwn(patch, '__proto__')) return patch;
+  const rest = Object.fromEntries(Object.entries(patch).filter(([key]) => key !== '__proto__'));
+  return Object.keys(rest).length > 0 ? rest : undefined;
 }
 
 /**
@@ -43,16 +54,18 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       if (!isRecord(reply) || !('output' in reply)) {
         throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
       }
-      if (jsonDepth(reply.output, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH) {
-        throw new UpstreamError('invalid_response', `upstream "output" is nested deeper than ${MAX_OUTPUT_DEPTH} levels`, false);
-      }
+      // One walk for both: a number beyond a double's range (1e400) was stored as null.
+      const shape = jsonShapeProblem(reply.output, MAX_OUTPUT_DEPTH, NON_FINITE);
+      if (shape === NON_FINITE) throw new UpstreamError('invalid_response', `upstream "output": ${NON_FINITE}`, false);
+      if (shape) throw new UpstreamError('invalid_response', `upstream "output" is nested deeper than ${MAX_OUTPUT_DEPTH} levels`, false);
       const { contextPatch } = reply;
       if (contextPatch !== undefined && contextPatch !== null && !isRecord(contextPatch)) {
         throw new UpstreamError('invalid_response', 'upstream "contextPatch" is not an object', false);
       }
       const problem = isRecord(contextPatch) ? contextPatchProblem(contextPatch) : null;
       if (problem) throw new UpstreamError('invalid_response', `upstream "contextPatch": ${problem}`, false);
-      return isRecord(contextPatch) ? { output: reply.output, contextPatch } : { output: reply.output };
+      const patch = isRecord(contextPatch) ? withoutProtoMember(contextPatch) : undefined;
+      return patch ? { output: reply.output, contextPatch: patch } : { output: reply.output };
     },
   };
 }
