@@ -108,7 +108,7 @@ describe('work sent to an agent while its DELETE is under way', () => {
     const flush = await heldFlush(tenantId, id);
     const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     const body = (intent: string, mode: 'sync' | 'async') => ({ intent, input: { mock: { delayMs: 50 } }, mode });
     let queued, waited, sent;
@@ -193,7 +193,7 @@ describe('changes sent to an agent while its DELETE is under way', () => {
     const flush = await heldFlush(tenantId, id);
     const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     let patched, hooked, cancelled, reconfigured;
     try {
@@ -242,7 +242,7 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
     const deletions = await deletionsReaching(stub);
     // A large context: the send's estimate exceeds the edge's reservation, so the agent asks the key's limiter to raise it.
     expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { notes: 'x'.repeat(8_000) } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const send = (immediately: boolean) =>
       api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, ...(immediately ? { configuration: { returnImmediately: true } } : {}) } }, headers: { 'a2a-version': '1.0' } });
     const sent = send(true);
@@ -298,7 +298,7 @@ describe("an A2A send whose push URL check is in flight when the agent's DELETE 
     const flush = await heldFlush(tenantId, id);
     const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
     let during;
     let deleted;
@@ -335,7 +335,7 @@ describe("an A2A push config whose URL check is in flight when the agent's DELET
     const flush = await heldFlush(tenantId, id);
     const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const made = a2a('CreateTaskPushNotificationConfig', { taskId: task.id, url: mockUrl('/a2a-push') });
     let during;
     let deleted;
@@ -376,7 +376,7 @@ describe('two DELETEs of one agent at once, and a create of its id once the firs
     const flush = await heldFlush(tenantId, id);
     const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { old: true } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const first = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
     let second;
     try {
@@ -414,7 +414,7 @@ describe("the key's budget after an A2A send refused because its agent's DELETE 
     const flush = await heldFlush(tenantId, id);
     const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flush.inFlight, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
     let during;
     let deleted;
