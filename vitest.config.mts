@@ -50,6 +50,9 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,
+          // A poll waits on what the page shows after a real request to the dev server, which a
+          // loaded machine can take seconds to answer: vitest's 1 s default was a clock, not a condition.
+          expect: { poll: { timeout: 15_000 } },
         },
       },
     ],

@@ -12,22 +12,52 @@ const LIMIT = 120;
 const card = (agent: string, address: string, init: { key?: string; headers?: Record<string, string> } = {}): Promise<ApiResponse> =>
   api(`/a2a/${agent}/.well-known/agent-card.json`, { ...(init.key ? { key: init.key } : {}), headers: { 'cf-connecting-ip': address, ...init.headers } });
 
-/**
- * Local workerd counts in fixed minutes of the clock: a burst that straddled one would start
- * over halfway. Starting it at least 20 s before the next minute keeps it, and the checks that
- * follow it, in one (on a busy machine too).
- */
-async function withinOneWindow(): Promise<void> {
-  const left = 60_000 - (Date.now() % 60_000);
-  if (left < 20_000) await new Promise((resolve) => setTimeout(resolve, left + 250));
+const WINDOW_MS = 60_000;
+const windowOf = (time: number) => Math.floor(time / WINDOW_MS);
+
+/** Waits for the next window when fewer than `needMs` are left of this one. */
+async function windowWithAtLeast(needMs: number): Promise<void> {
+  const left = WINDOW_MS - (Date.now() % WINDOW_MS);
+  if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 250));
 }
 
 /**
- * Asks for the card `count` times from `address`, all in one window; the statuses. Twenty at a
- * time: one by one, a loaded machine took 55 s over 120 and the window turned under the burst.
+ * Runs `steps` (a burst and the checks that follow it) in one window of the limiter. Local
+ * workerd counts in fixed minutes of the clock, and a busy machine can stretch a burst past any
+ * margin picked in advance (one took 47 s): if the minute turned between the first request and
+ * the last answer, the counts started over partway and the run proves nothing either way. A
+ * run starts with 20 s, or one and a half times the longest run so far, left in the window; one
+ * the minute turned under runs again on fresh addresses (`attempt` picks them), started with
+ * twice its length left. A run that failed within one window fails the test.
+ */
+let longestRunMs = 0;
+async function inOneWindow(steps: (attempt: number) => Promise<void>): Promise<void> {
+  let needMs = Math.min(WINDOW_MS, Math.max(20_000, 1.5 * longestRunMs));
+  for (let attempt = 0; ; attempt++) {
+    await windowWithAtLeast(needMs);
+    const started = Date.now();
+    try {
+      await steps(attempt);
+      longestRunMs = Math.max(longestRunMs, Date.now() - started);
+      return;
+    } catch (error) {
+      const ended = Date.now();
+      longestRunMs = Math.max(longestRunMs, ended - started);
+      if (windowOf(ended) === windowOf(started) || attempt >= 2) throw error;
+      needMs = Math.min(WINDOW_MS, 2 * (ended - started));
+      console.log(JSON.stringify({ msg: 'card limit: the window turned under the run, run again', attempt, tookMs: ended - started, error: String(error).slice(0, 200) }));
+    }
+  }
+}
+
+/** An IPv4 address of 192.0.2.0/24 for the attempt: each attempt its own, never counted before. */
+const v4 = (last: number, attempt: number) => `192.0.2.${last + 16 * attempt}`;
+
+/**
+ * Asks for the card `count` times from `address`; the statuses. Twenty at a time: one by one, a
+ * loaded machine took 55 s over 120.
  */
 async function burst(agent: string, address: string, count: number): Promise<number[]> {
-  await withinOneWindow();
   const statuses: number[] = [];
   for (let sent = 0; sent < count; sent += 20) {
     const batch = Array.from({ length: Math.min(20, count - sent) }, () => card(agent, address));
@@ -41,44 +71,57 @@ async function publicAgent(): Promise<{ key: string; agent: string }> {
   return { key, agent: await newAgent(key, { a2a: { publicCard: true } }) };
 }
 
-describe('agent cards asked for without a key are limited per client address', { timeout: 60_000 }, () => {
+// A run may wait up to a minute for a window with room left, and a loaded machine took 47 s over
+// one burst: a test with two bursts needs about three minutes at worst.
+describe('agent cards asked for without a key are limited per client address', { timeout: 240_000 }, () => {
   it(`serves ${LIMIT} a minute to one address, then answers 429 rate_limited with Retry-After: 60 in the error envelope, before looking the card up`, async () => {
     const { key, agent } = await publicAgent();
     const hidden = await newAgent(key);
     const etag = (await card(agent, '198.51.100.1', { key })).headers.get('etag') ?? '';
-    expect(await burst(agent, '192.0.2.1', LIMIT)).toEqual(Array(LIMIT).fill(200));
+    await inOneWindow(async (attempt) => {
+      const address = v4(1, attempt);
+      expect(await burst(agent, address, LIMIT)).toEqual(Array(LIMIT).fill(200));
 
-    const over = await card(agent, '192.0.2.1');
-    expect(over.status).toBe(429);
-    expect(over.headers.get('retry-after')).toBe('60');
-    expect(over.headers.get('content-type')).toMatch(/^application\/json/);
-    expect(over.body.error).toMatchObject({ code: 'rate_limited', details: { limit: 'perAddress', retryAfter: 60 }, requestId: expect.any(String) });
-    // Counted before the lookup: a matching ETag, a private card or no such agent is refused alike.
-    expect((await card(agent, '192.0.2.1', { headers: { 'if-none-match': etag } })).status).toBe(429);
-    expect((await card(hidden, '192.0.2.1')).status).toBe(429);
-    expect((await card('no-such-agent', '192.0.2.1')).status).toBe(429);
+      const over = await card(agent, address);
+      expect(over.status).toBe(429);
+      expect(over.headers.get('retry-after')).toBe('60');
+      expect(over.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(over.body.error).toMatchObject({ code: 'rate_limited', details: { limit: 'perAddress', retryAfter: 60 }, requestId: expect.any(String) });
+      // Counted before the lookup: a matching ETag, a private card or no such agent is refused alike.
+      expect((await card(agent, address, { headers: { 'if-none-match': etag } })).status).toBe(429);
+      expect((await card(hidden, address)).status).toBe(429);
+      expect((await card('no-such-agent', address)).status).toBe(429);
+    });
   });
 
   it('neither counts nor refuses a card asked for with a key', async () => {
     const { key, agent } = await publicAgent();
-    for (let i = 0; i < 5; i++) expect((await card(agent, '192.0.2.2', { key })).status).toBe(200);
-    expect(await burst(agent, '192.0.2.2', LIMIT)).toEqual(Array(LIMIT).fill(200));
-    expect((await card(agent, '192.0.2.2')).status).toBe(429);
+    await inOneWindow(async (attempt) => {
+      const address = v4(2, attempt);
+      for (let i = 0; i < 5; i++) expect((await card(agent, address, { key })).status).toBe(200);
+      expect(await burst(agent, address, LIMIT)).toEqual(Array(LIMIT).fill(200));
+      expect((await card(agent, address)).status).toBe(429);
 
-    const keyed = await card(agent, '192.0.2.2', { key });
-    expect(keyed.status).toBe(200);
-    expect(keyed.headers.get('cache-control')).toBe('public, max-age=300');
+      const keyed = await card(agent, address, { key });
+      expect(keyed.status).toBe(200);
+      expect(keyed.headers.get('cache-control')).toBe('public, max-age=300');
+    });
   });
 
   it('keeps a bucket per address, and one per IPv6 /64', async () => {
     const { agent } = await publicAgent();
-    expect(await burst(agent, '192.0.2.3', LIMIT)).toEqual(Array(LIMIT).fill(200));
-    expect((await card(agent, '192.0.2.3')).status).toBe(429);
-    expect((await card(agent, '192.0.2.4')).status).toBe(200);
+    await inOneWindow(async (attempt) => {
+      expect(await burst(agent, v4(3, attempt), LIMIT)).toEqual(Array(LIMIT).fill(200));
+      expect((await card(agent, v4(3, attempt))).status).toBe(429);
+      expect((await card(agent, v4(4, attempt))).status).toBe(200);
+    });
 
-    expect(await burst(agent, '2001:db8:1:2::1', LIMIT)).toEqual(Array(LIMIT).fill(200));
-    expect((await card(agent, '2001:db8:1:2:ffff:ffff:ffff:ffff')).status).toBe(429);
-    expect((await card(agent, '2001:db8:1:3::1')).status).toBe(200);
+    await inOneWindow(async (attempt) => {
+      const net = 16 * attempt;
+      expect(await burst(agent, `2001:db8:${net + 1}:2::1`, LIMIT)).toEqual(Array(LIMIT).fill(200));
+      expect((await card(agent, `2001:db8:${net + 1}:2:ffff:ffff:ffff:ffff`)).status).toBe(429);
+      expect((await card(agent, `2001:db8:${net + 1}:3::1`)).status).toBe(200);
+    });
   });
 
   it('is documented on the card route in the OpenAPI document', async () => {

@@ -102,19 +102,26 @@ describe('work sent to an agent while its DELETE is under way', () => {
     const { key, tenantId } = await newTenant();
     const target = uniqueId('deleting');
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) }, concurrency: 3 });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
     // A slow projection stage (D1 slow to answer): the DELETE waits for the flush in flight,
     // and requests reach the object meanwhile.
-    const flushing = await slowFlush(tenantId, id, 600);
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
-    await new Promise((resolve) => setTimeout(resolve, 100));
     const body = (intent: string, mode: 'sync' | 'async') => ({ intent, input: { mock: { delayMs: 50 } }, mode });
-    const [queued, waited, sent] = await Promise.all([
-      api(`/v1/agents/${id}/executions`, { key, body: body('during-async', 'async') }),
-      api(`/v1/agents/${id}/executions`, { key, body: body('during-sync', 'sync'), headers: { 'idempotency-key': 'during' } }),
-      api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } }),
-    ]);
+    let queued, waited, sent;
+    try {
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      [queued, waited, sent] = await Promise.all([
+        api(`/v1/agents/${id}/executions`, { key, body: body('during-async', 'async') }),
+        api(`/v1/agents/${id}/executions`, { key, body: body('during-sync', 'sync'), headers: { 'idempotency-key': 'during' } }),
+        api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } }),
+      ]);
+    } finally {
+      flush.release();
+    }
     expect((await deleted).status).toBe(204);
     expect(queued.status).toBe(404);
     expect(waited.status).toBe(404);
@@ -129,9 +136,21 @@ describe('work sent to an agent while its DELETE is under way', () => {
   });
 });
 
-/** Holds the agent's next DELETE open: its outbox flush (a slow D1 projection) takes `ms`; resolves once a flush is in flight. */
-async function slowFlush(tenantId: string, id: string, ms: number): Promise<() => Promise<boolean>> {
+/** A gate: `wait()` holds until `open()`. Tests hold a step open on it instead of on a clock. */
+function gate(): { open: () => void; wait: () => Promise<void> } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { open, wait: () => opened };
+}
+
+/**
+ * Holds the agent's next DELETE open: its outbox flush (a slow D1 projection) waits until
+ * `release()` (as long as D1 takes, however long the test's machine takes to get the DELETE
+ * there); `inFlight()` once a flush is waiting.
+ */
+async function heldFlush(tenantId: string, id: string): Promise<{ inFlight: () => Promise<boolean>; release: () => void }> {
   const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+  const held = gate();
   let handedOver = 0;
   type Sink = { write(rows: readonly unknown[]): Promise<unknown> };
   await runInDurableObject(stub, (instance) => {
@@ -139,10 +158,28 @@ async function slowFlush(tenantId: string, id: string, ms: number): Promise<() =
     const real = background.projection;
     background.projection = (tenant, config) => {
       const sink = real(tenant, config);
-      return { write: async (rows) => { handedOver++; await new Promise((resolve) => setTimeout(resolve, ms)); return sink.write(rows); } };
+      return { write: async (rows) => { handedOver++; await held.wait(); return sink.write(rows); } };
     };
   });
-  return async () => handedOver > 0;
+  return { inFlight: async () => handedOver > 0, release: held.open };
+}
+
+/**
+ * Counts the deletions that reached the agent's object. One counted is under way: its object
+ * closed to writes before the call returned (durable/agent-deletion.ts), so what a test sends
+ * after the count rose reaches it mid-deletion, on a machine of any speed.
+ */
+async function deletionsReaching(stub: DurableObjectStub): Promise<() => Promise<number>> {
+  let calls = 0;
+  await runInDurableObject(stub, (instance) => {
+    const deletion = (instance as unknown as { deletion: { destroy: (...a: unknown[]) => Promise<unknown> } }).deletion;
+    const real = deletion.destroy.bind(deletion);
+    deletion.destroy = (...args: unknown[]) => {
+      calls++;
+      return real(...args);
+    };
+  });
+  return async () => calls;
 }
 
 describe('changes sent to an agent while its DELETE is under way', () => {
@@ -152,17 +189,24 @@ describe('changes sent to an agent while its DELETE is under way', () => {
     expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { paused: true } })).status).toBe(200);
     const queued = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'waits', mode: 'async' } });
     expect(queued.status).toBe(202);
-    const flushing = await slowFlush(tenantId, id, 800);
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const [patched, hooked, cancelled, reconfigured] = await Promise.all([
-      api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { b: 2 } }),
-      api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook') } }),
-      api(`/v1/agents/${id}/executions/${queued.body.id}/cancel`, { key, method: 'POST' }),
-      api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { name: 'Renamed' } }),
-    ]);
+    let patched, hooked, cancelled, reconfigured;
+    try {
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      [patched, hooked, cancelled, reconfigured] = await Promise.all([
+        api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { b: 2 } }),
+        api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook') } }),
+        api(`/v1/agents/${id}/executions/${queued.body.id}/cancel`, { key, method: 'POST' }),
+        api(`/v1/agents/${id}`, { key, method: 'PATCH', body: { name: 'Renamed' } }),
+      ]);
+    } finally {
+      flush.release();
+    }
     expect((await deleted).status).toBe(204);
     const answered = [patched, hooked, cancelled, reconfigured].map((res) => [res.status, res.body.error?.code]);
     expect(answered).toEqual(Array(4).fill([404, 'not_found']));
@@ -176,6 +220,8 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
     const id = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
     let raises = 0;
+    // The raise in flight is held until the DELETE has reached the object.
+    const raise = gate();
     await runInDurableObject(stub, (instance) => {
       const charges = (instance as unknown as { charges: { env: Env } }).charges;
       const real = charges.env.KEY_LIMITS;
@@ -184,7 +230,7 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
         return {
           raiseCharge: async (chargeId: string, total: number, budget?: number) => {
             raises++;
-            await new Promise((resolve) => setTimeout(resolve, 400));
+            await raise.wait();
             return limiterStub.raiseCharge(chargeId, total, budget);
           },
           settleExecution: (chargeId: string, tokens: number) => limiterStub.settleExecution(chargeId, tokens),
@@ -192,16 +238,26 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
       };
       charges.env = { ...charges.env, KEY_LIMITS: { idFromName: (name: string) => real.idFromName(name), get: slowLimiter } as unknown as Env['KEY_LIMITS'] };
     });
-    const flushing = await slowFlush(tenantId, id, 1_500);
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     // A large context: the send's estimate exceeds the edge's reservation, so the agent asks the key's limiter to raise it.
     expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { notes: 'x'.repeat(8_000) } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const send = (immediately: boolean) =>
       api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, ...(immediately ? { configuration: { returnImmediately: true } } : {}) } }, headers: { 'a2a-version': '1.0' } });
     const sent = send(true);
-    await eventually(async () => raises > 0, 3_000, 5);
-    const deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
-    const during = await sent;
+    let during;
+    let deleted;
+    try {
+      await eventually(async () => raises > 0, 10_000, 5);
+      deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      raise.open();
+      during = await sent;
+    } finally {
+      raise.open();
+      flush.release();
+    }
     expect((await deleted).status).toBe(204);
     const after = await send(false);
     expect(after.body.error).toBeDefined();
@@ -214,17 +270,17 @@ describe("an A2A send whose budget check is in flight when the agent's DELETE be
 });
 
 /**
- * Makes the agent's push URL check (which resolves the URL's host over DNS, slow as a resolver
- * can be) take 400 ms; the count of checks begun tells a test when one is in flight.
+ * Holds the agent's push URL checks (which resolve the URL's host over DNS, slow as a resolver
+ * can be) until `until` settles; the count of checks begun tells a test when one is in flight.
  */
-async function slowPushUrlCheck(stub: DurableObjectStub): Promise<() => number> {
+async function slowPushUrlCheck(stub: DurableObjectStub, until: Promise<void>): Promise<() => number> {
   let checks = 0;
   await runInDurableObject(stub, (instance) => {
     const tasks = (instance as unknown as { a2aServer: { tasks: { checkConfig: (...a: unknown[]) => Promise<void> } } }).a2aServer.tasks;
     const real = tasks.checkConfig.bind(tasks);
     tasks.checkConfig = async (...args: unknown[]) => {
       checks++;
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      await until;
       return real(...args);
     };
   });
@@ -237,14 +293,25 @@ describe("an A2A send whose push URL check is in flight when the agent's DELETE 
     const target = uniqueId('a2a-push-deleting');
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    const checks = await slowPushUrlCheck(stub);
-    const flushing = await slowFlush(tenantId, id, 1_500);
+    const check = gate();
+    const checks = await slowPushUrlCheck(stub, check.wait());
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
-    await eventually(async () => checks() > 0, 3_000, 5);
-    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
-    const during = await sent;
+    let during;
+    let deleted;
+    try {
+      await eventually(async () => checks() > 0, 10_000, 5);
+      deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      check.open();
+      during = await sent;
+    } finally {
+      check.open();
+      flush.release();
+    }
     expect((await deleted).status).toBe(204);
     // Not a task still working that the deletion then wiped: the task is gone, as a blocking send open at the deletion is told.
     expect(during.body.result).toBeUndefined();
@@ -263,14 +330,25 @@ describe("an A2A push config whose URL check is in flight when the agent's DELET
     const task = (await a2a('SendMessage', { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true } })).body.result.task;
     expect(task.id).toEqual(expect.any(String));
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    const checks = await slowPushUrlCheck(stub);
-    const flushing = await slowFlush(tenantId, id, 1_500);
+    const check = gate();
+    const checks = await slowPushUrlCheck(stub, check.wait());
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const made = a2a('CreateTaskPushNotificationConfig', { taskId: task.id, url: mockUrl('/a2a-push') });
-    await eventually(async () => checks() > 0, 3_000, 5);
-    const deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
-    const during = await made;
+    let during;
+    let deleted;
+    try {
+      await eventually(async () => checks() > 0, 10_000, 5);
+      deleted = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      check.open();
+      during = await made;
+    } finally {
+      check.open();
+      flush.release();
+    }
     expect((await deleted).status).toBe(204);
     expect(during.body.result).toBeUndefined();
     expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
@@ -295,12 +373,20 @@ describe('two DELETEs of one agent at once, and a create of its id once the firs
         return real();
       };
     });
-    const flushing = await slowFlush(tenantId, id, 800);
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key, method: 'PATCH', body: { old: true } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const first = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const second = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+    let second;
+    try {
+      // The second reaches the object while the first waits on the flush, which then goes on.
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      second = api(`/v1/agents/${id}`, { key, method: 'DELETE' });
+      await eventually(async () => (await deletions()) > 1, 10_000, 5);
+    } finally {
+      flush.release();
+    }
     try {
       expect((await first).status).toBe(204);
       expect((await api('/v1/agents', { key, body: { id, name: 'New' } })).status).toBe(201);
@@ -323,14 +409,25 @@ describe("the key's budget after an A2A send refused because its agent's DELETE 
     const target = uniqueId('a2a-refund');
     const id = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?target=${target}`) } });
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    const checks = await slowPushUrlCheck(stub);
-    const flushing = await slowFlush(tenantId, id, 1_500);
+    const check = gate();
+    const checks = await slowPushUrlCheck(stub, check.wait());
+    const flush = await heldFlush(tenantId, id);
+    const deletions = await deletionsReaching(stub);
     expect((await api(`/v1/agents/${id}/context`, { key: otherKey, method: 'PATCH', body: { a: 1 } })).status).toBe(200);
-    await eventually(flushing, 3_000, 5);
+    await eventually(flush.inFlight, 10_000, 5);
     const sent = api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] }, configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/push') } } } }, headers: { 'a2a-version': '1.0' } });
-    await eventually(async () => checks() > 0, 3_000, 5);
-    const deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
-    const during = await sent;
+    let during;
+    let deleted;
+    try {
+      await eventually(async () => checks() > 0, 10_000, 5);
+      deleted = api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' });
+      await eventually(async () => (await deletions()) > 0, 10_000, 5);
+      check.open();
+      during = await sent;
+    } finally {
+      check.open();
+      flush.release();
+    }
     expect((await deleted).status).toBe(204);
     expect(during.body.error).toMatchObject({ code: -32001, message: expect.stringMatching(/agent was deleted/) });
     // The lease's release gives the reservation back with it: nothing is left held once none is in flight.
@@ -353,15 +450,21 @@ describe("an A2A request whose push URL check outlasts the agent's whole DELETE"
     const opened = await api(`/a2a/${id}/`, { key: otherKey, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: message(), configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } });
     const task = opened.body.result.task.id as string;
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
-    const checks = await slowPushUrlCheck(stub);
+    // The checks are held until the DELETE has answered: they outlast it, however slow the machine.
+    const check = gate();
+    const checks = await slowPushUrlCheck(stub, check.wait());
     const push = { url: mockUrl('/push') };
     const during = Promise.all([
       a2a('SendMessage', { message: message(), configuration: { taskPushNotificationConfig: push } }),
       a2a('SendMessage', { message: message(task), configuration: { taskPushNotificationConfig: push } }),
       a2a('CreateTaskPushNotificationConfig', { taskId: task, ...push }),
     ]);
-    await eventually(async () => checks() >= 3, 3_000, 5);
-    expect((await api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' })).status).toBe(204);
+    try {
+      await eventually(async () => checks() >= 3, 10_000, 5);
+      expect((await api(`/v1/agents/${id}`, { key: otherKey, method: 'DELETE' })).status).toBe(204);
+    } finally {
+      check.open();
+    }
     const answers = (await during).map((res) => [res.body.error?.code, /the agent was deleted$/.test(res.body.error?.message ?? '')]);
     expect(answers).toEqual(Array(3).fill([-32001, true]));
     const usage = await eventually(async () => {
