@@ -5,7 +5,7 @@
  * waiting among equals.
  *
  * A plain queue of slots sent in the order deliveries were taken: one receiver slow to answer,
- * with many deliveries due, held all six slots for its 10 s timeout each, and a delivery to any
+ * with many deliveries due, held all six slots for its 10 s timeout each, and a delivery to every
  * other receiver waited behind its whole backlog.
  */
 export class DeliverySlots {

@@ -2,7 +2,7 @@ import { scopedCursors } from '../lib/scoped-cursor';
 
 /**
  * Cursors of the audit log naming their list: the tenant and the action it was filtered by
- * (worker/lib/scoped-cursor.ts). A bare entry id was a point in time in any list: one tenant's
+ * (worker/lib/scoped-cursor.ts). A bare entry id was a point in time in every list: one tenant's
  * cursor paged another tenant's entries from there, and a filtered page's cursor, read in the
  * unfiltered list, skipped every entry newer than that page's last.
  */

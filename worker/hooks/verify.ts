@@ -8,7 +8,7 @@ export const TOLERANCE_S = 300;
 const SIGNATURE_HEADERS = ['webhook-signature', 'x-hub-signature-256', 'stripe-signature'] as const;
 
 /**
- * Whether a delivery carries a signature any scheme could check. One that carries none is
+ * Whether a delivery carries a signature one of the schemes could check. One that carries none is
  * refused before its hook is looked up: whatever the hook, it would fail, and the lookup of an
  * unknown id costs a read of D1 (then a place in the cache of misses).
  */

@@ -115,7 +115,7 @@ const VersionQuery = z.object({
   'A2A-Version': z.string().optional().openapi({ description: 'the A2A version, for a client that cannot send the A2A-Version header (A2A §3.6.1); the header wins when both are sent', example: '1.0' }),
 });
 
-/** The header, as the document shows it (a string of any value: no request is refused over it). */
+/** The header, as the document shows it (a string, whatever its value: no request is refused over it). */
 const A2A_VERSION_HEADER = z.string().optional().openapi({ description: 'the A2A version the client speaks (A2A §3.6.1): "1.0"; absent or empty, 0.3', example: '1.0' });
 const VersionHeaders = z.object({ 'a2a-version': A2A_VERSION_HEADER });
 const CardHeaders = VersionHeaders.extend({

@@ -136,7 +136,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { id } = c.req.valid('param');
       const raw = new Uint8Array(await c.req.arrayBuffer());
-      // Unsigned, it is refused with the same 401 as any other, without a read of D1.
+      // Unsigned, it is refused with the same 401 as every other, without a read of D1.
       if (!carriesSignature(c.req.raw.headers)) throw refused();
       const hook = await resolveHook(c.env, id);
       if (!hook) throw refused();

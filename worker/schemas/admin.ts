@@ -63,7 +63,7 @@ export const KeyParams = z.object({ keyId: z.string().regex(/^[a-zA-Z0-9_-]{1,80
 
 /**
  * Every action the log records (README, "Rate limits, budgets and the audit log"). A filter by
- * any other (a typo, `agent.updat`) matched nothing and answered an empty 200, as if nothing had
+ * another (a typo, `agent.updat`) matched nothing and answered an empty 200, as if nothing had
  * been done; it is 400, naming these.
  */
 export const AuditAction = z

@@ -32,7 +32,7 @@ export const Metadata = z.preprocess(
 
 /**
  * An http or https URL, as upstreams and webhooks take. The pattern says the scheme for the
- * document, where "format: uri" alone allows any (ftp:, file:), which the URL check refuses.
+ * document, where "format: uri" alone allows every scheme (ftp:, file:), which the URL check refuses.
  */
 export const HttpUrl = z.url({ protocol: /^https?$/ }).max(2048).openapi({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?:', description: 'an http or https URL' });
 
