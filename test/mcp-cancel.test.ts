@@ -198,7 +198,7 @@ describe('MCP 2026-07-28: cancelling a waiting execute_intent', () => {
 });
 
 describe("MCP: a cancel when the key's rate windows are full", () => {
-  it('still stops the call it names (202): a cancel frees work, and only cancels pass; anything else, a batch with a cancel in it too, is 429', async () => {
+  it('still stops the call it names (202): a cancel frees work, and one cancel a request passes; anything else, a batch with a cancel in it or a batch of several cancels, is 429', async () => {
     const { key, otherKey } = await limitedKey({ perMinute: 2 });
     const [agent, agentModern] = [await newAgent(otherKey), await newAgent(otherKey)];
     const call = await post(key, slowCall(5, agent));
@@ -217,10 +217,16 @@ describe("MCP: a cancel when the key's rate windows are full", () => {
     expect(await status(otherKey, agentModern, modernRun.id)).toBe('cancelled');
     expect(toolError((await messages(await modernCall))[0])).toBe('execution_cancelled');
 
-    // Only a body of cancels passes the full window: a batch carrying anything else is refused whole.
+    // Only a body of one cancel passes the full window: a batch carrying anything else is refused
+    // whole, and so is a batch of several cancels (each would cost a look-up the windows never bound).
     const mixed = await post(key, [cancelled(5), list], { ...accept, 'mcp-protocol-version': '2025-03-26' });
     expect(mixed.status).toBe(429);
     await mixed.body?.cancel();
+    const several = await post(key, [cancelled(5), cancelled(7)], { ...accept, 'mcp-protocol-version': '2025-03-26' });
+    expect(several.status).toBe(429);
+    await several.body?.cancel();
+    const batchOfOne = await post(key, [cancelled(8)], { ...accept, 'mcp-protocol-version': '2025-03-26' });
+    expect(batchOfOne.status).toBe(202);
     const again = await post(key, list);
     expect(again.status).toBe(429);
     await again.body?.cancel();

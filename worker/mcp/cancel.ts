@@ -39,17 +39,20 @@ export function withSession(answer: Response): Response {
 }
 
 /**
- * Whether a body is only `notifications/cancelled` (one, or a batch of nothing else). Such a
- * body stops work and starts none, so the key's rate windows neither count nor refuse it
- * (`exceptCancels`): refused 429, it left running the execution its client asked to stop.
+ * Whether a body is one `notifications/cancelled` (alone, or a batch of one). Such a body stops
+ * work and starts none, so the key's rate windows neither count nor refuse it (`exceptCancel`):
+ * refused 429, it left running the execution its client asked to stop. One only: it costs one
+ * look-up on the key's limiter object, as an admission does, so a flood of them costs what
+ * refusing it would; a batch of many would cost a look-up each, unbounded by the windows.
  */
-export function onlyCancels(body: unknown): boolean {
+export function loneCancel(body: unknown): boolean {
   const messages: unknown[] = Array.isArray(body) ? body : [body];
-  return messages.length > 0 && messages.every((m) => typeof m === 'object' && m !== null && !Array.isArray(m) && !('id' in m) && (m as { method?: unknown }).method === 'notifications/cancelled');
+  const [only] = messages;
+  return messages.length === 1 && typeof only === 'object' && only !== null && !Array.isArray(only) && !('id' in only) && (only as { method?: unknown }).method === 'notifications/cancelled';
 }
 
-/** `limits`, skipped for a body of cancels only (`onlyCancels`); Hono caches the text the route reads again. */
-export function exceptCancels(limits: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+/** `limits`, skipped for a body of one cancel (`loneCancel`); Hono caches the text the route reads again. */
+export function exceptCancel(limits: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     let body: unknown;
     try {
@@ -57,7 +60,7 @@ export function exceptCancels(limits: MiddlewareHandler<AppEnv>): MiddlewareHand
     } catch {
       return limits(c, next); // the route answers its parse error
     }
-    return onlyCancels(body) ? next() : limits(c, next);
+    return loneCancel(body) ? next() : limits(c, next);
   };
 }
 

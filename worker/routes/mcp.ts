@@ -13,7 +13,7 @@ import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
-import { cancelledIds, cancelWaitingCalls, exceptCancels, isInitialize, sessionScope, waitingCalls, withSession } from '../mcp/cancel';
+import { cancelledIds, cancelWaitingCalls, exceptCancel, isInitialize, sessionScope, waitingCalls, withSession } from '../mcp/cancel';
 import { mcpRevokedEnding } from '../mcp/revoked';
 import { answerWhileKeyValid, keyBoundStream } from '../auth/key-watch';
 import { createGatewayMcpServer } from '../mcp/server';
@@ -85,7 +85,7 @@ router.openAPIRegistry.registerPath({
     406: jsonRpcError('from the MCP SDK, as JSON-RPC (-32000), in the 2025 versions: Accept does not list both application/json and text/event-stream (2026-07-28 answers JSON whatever Accept lists)'),
     413: error('payload_too_large: body over 1 MiB'),
     415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
-    429: limitedResponse("rate_limited (or budget_exhausted, when the budget is used up too): the key's rate windows or concurrency cap refused the whole request (never a body of only notifications/cancelled, which they neither count nor refuse). A budget refusing execute_intent alone is that tool's error budget_exhausted (details.retryAfter) in a 200"),
+    429: limitedResponse("rate_limited (or budget_exhausted, when the budget is used up too): the key's rate windows or concurrency cap refused the whole request (never a body of one notifications/cancelled, alone or a batch of one, which they neither count nor refuse; a batch of several is counted as any batch). A budget refusing execute_intent alone is that tool's error budget_exhausted (details.retryAfter) in a 200"),
     431: everyRouteErrors[431],
     503: unavailableResponse('unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)'),
   },
@@ -128,7 +128,7 @@ router.openAPIRegistry.registerPath({
  * only scopes cancels), GET (a server-to-client stream) and DELETE (ending a session) have
  * nothing to act on and get 405 from the app.
  */
-export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), exceptCancels(keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true })), async function mcpEndpoint(c) {
+export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), exceptCancel(keyLimits(jsonRpcStartsWork(startsExecution), { refusesInProtocol: true })), async function mcpEndpoint(c) {
   // Refused here as every JSON route of the API refuses it (the envelope), not by the SDK.
   if (mediaType(c.req.header('content-type')) !== 'application/json') {
     throw new ApiError('unsupported_media_type', 'MCP requests are JSON-RPC: send Content-Type: application/json');
