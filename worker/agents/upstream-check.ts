@@ -4,6 +4,7 @@ import type { AgentConfig } from '../schemas/agent';
 import { getPool } from '../pools/store';
 import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
 import { conformanceEnabled } from '../upstream/conformance';
+import { refuseUnverified } from '../upstream/unverified';
 
 /**
  * Refuses what would fail at call time, so it fails early: URLs the outbound guard refuses,
@@ -22,5 +23,6 @@ export async function checkUpstream(env: Env, tenantId: string, config: AgentCon
   }
   const url = config.kind === 'agent-http' ? config.url : config.baseUrl;
   const check = await checkOutboundUrl(url, outboundPolicy(env));
+  refuseUnverified([check]);
   if (!check.ok) throw new ApiError('invalid_request', `upstream URL refused: ${check.reason}`, [{ path: ['upstream'], message: check.reason, code: 'outbound_refused' }]);
 }

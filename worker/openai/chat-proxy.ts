@@ -6,7 +6,7 @@ import { endpointUrl } from '../upstream/endpoint';
 import { cutBodyNote, ERROR_BODY_WAIT_MS, maskedBodyText, readErrorBody } from '../upstream/error-body';
 import { MAX_REPLY_BYTES, readBounded, redirectFailure, retryableStatus, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
-import { checkOutboundUrl, type OutboundPolicy } from '../upstream/outbound-guard';
+import { checkOutboundUrl, outboundFailure, type OutboundPolicy } from '../upstream/outbound-guard';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
@@ -122,7 +122,8 @@ export async function proxyChat(options: ChatProxyOptions): Promise<ChatProxyRes
       // The outbound guard refused this target's URL (what its name resolves to now): nothing
       // was sent, so it is no attempt, and the pool's next target is asked at once. It used to
       // end the chat (502) with every other target untried, chat after chat, while it pointed there.
-      if (failure.kind === 'refused') {
+      // One the resolver could not check now counts as a failed attempt, retried after the backoff.
+      if (failure.kind === 'refused' && !failure.retryable) {
         attempts--;
         refused = failure;
         unusable.add(lease.target.id);
@@ -147,9 +148,6 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   if (target.kind === 'builtin') return { ...(await builtinChat(options.body, model)), streaming: false };
 
   const baseUrl = target.baseUrl ?? '';
-  const check = await checkOutboundUrl(baseUrl, options.policy);
-  if (!check.ok) throw new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
-
   // One controller for the whole attempt: timers abort it at each phase's limit. A client that
   // goes away needs no link here: the platform cancels the invocation, its fetches with it
   // (docs/ARCHITECTURE.md, "Decision: no link to the request's signal").
@@ -164,6 +162,9 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
   const { streamUsage } = options;
   const usageOptions = options.body.stream && streamUsage?.ask && !wantsStreamUsage(options.body) ? askedUsage(options.body) : undefined;
   try {
+    // Under the first-byte limit: looking the name up is part of reaching the target.
+    const check = await checkOutboundUrl(baseUrl, options.policy, signal);
+    if (!check.ok) throw signal.aborted ? abortReason(signal, undefined) : outboundFailure(check);
     let response: Response;
     try {
       const body = JSON.stringify({ ...options.body, model, ...(usageOptions && { stream_options: usageOptions }) });

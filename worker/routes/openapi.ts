@@ -41,7 +41,7 @@ export const adminErrors = {
   415: error('unsupported_media_type: the body is not JSON, its Content-Type names a charset other than UTF-8, or it has a Content-Encoding'),
   ...everyRouteErrors,
   500: error('internal_error'),
-  503: unavailableResponse('agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now; retry after Retry-After'),
+  503: unavailableResponse("agent_unavailable: the agent could not be reached; unavailable: D1 or storage refused for now, or the DNS resolver could not check an outgoing URL's host now; retry after Retry-After"),
 };
 
 /** What a tenant's key may be refused for by its limits (docs/ARCHITECTURE.md, "Rate limits and budgets"). */

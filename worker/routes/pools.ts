@@ -11,21 +11,29 @@ import { deletePool, getPool, listPools, poolView, putPool } from '../pools/stor
 import { POOL_NAME, POOL_PAGE_MAX, PoolListQuery, PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
 import { page } from '../schemas/common';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
+import { refuseUnverified } from '../upstream/unverified';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
 const NameParams = z.object({ name: PoolName });
 
-/** URLs the outbound guard refuses are a 400 with one issue per target; nothing is stored. */
+/**
+ * URLs the outbound guard refuses are a 400 with one issue per target; else a host the resolver
+ * could not check now is a 503 to retry. Nothing is stored either way.
+ */
 async function checkTargets(body: PutPoolBody, policy: OutboundPolicy): Promise<void> {
-  const checked = await Promise.all(
-    body.targets.map(async (t, i) => {
+  const checks = await Promise.all(
+    body.targets.map((t) => {
       const url = t.kind === 'agent-http' ? t.url : t.kind === 'openai-chat' ? t.baseUrl : undefined;
-      const check = url === undefined ? null : await checkOutboundUrl(url, policy);
-      return check && !check.ok ? [{ path: ['targets', String(i), t.kind === 'agent-http' ? 'url' : 'baseUrl'], message: check.reason, code: 'outbound_refused' }] : [];
+      return url === undefined ? null : checkOutboundUrl(url, policy);
     }),
   );
-  const issues = checked.flat();
+  const issues = checks.flatMap((check, i) => {
+    const target = body.targets[i];
+    if (!check || check.ok || check.unverified || !target) return [];
+    return [{ path: ['targets', String(i), target.kind === 'agent-http' ? 'url' : 'baseUrl'], message: check.reason, code: 'outbound_refused' }];
+  });
   if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
+  refuseUnverified(checks);
 }
 
 /** The pool with each target's live health as this isolate and the last active probe see it. */

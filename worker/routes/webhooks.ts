@@ -6,6 +6,7 @@ import { decodeDeliveryCursor, encodeDeliveryCursor } from '../agents/list-curso
 import { AgentIdParams } from '../schemas/common';
 import { CreateWebhookBody, CreatedWebhook, Delivery, ListDeliveriesQuery, Webhook } from '../schemas/webhook';
 import { checkOutboundUrl, outboundPolicy } from '../upstream/outbound-guard';
+import { refuseUnverified } from '../upstream/unverified';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, json, jsonBody, security } from './openapi';
 
@@ -31,6 +32,7 @@ export const webhooks = new OpenAPIHono<AppEnv>()
       const { id } = c.req.valid('param');
       const body = c.req.valid('json');
       const check = await checkOutboundUrl(body.url, outboundPolicy(c.env));
+      refuseUnverified([check]);
       if (!check.ok) throw new ApiError('invalid_request', `webhook URL refused: ${check.reason}`, [{ path: ['url'], message: check.reason, code: 'outbound_refused' }]);
       const webhook = await onAgent(c, id, (stub) => stub.createWebhook(body));
       await recordAudit(c.env, auditEntry(c, 'webhook.create', webhook.id, { details: { agentId: id, host: new URL(webhook.url).host } }));

@@ -12,7 +12,12 @@ const MAX_TTL_S = 300;
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
 
-export type Resolution = { ok: true; addresses: string[] } | { ok: false; reason: string };
+/**
+ * `transient`: the resolver could not answer now (unreachable, timed out, HTTP 5xx or 429,
+ * SERVFAIL), which says nothing of the name; otherwise the name has no usable answer (NXDOMAIN,
+ * no records) or the resolver refuses the question, which asking again will not change.
+ */
+export type Resolution = { ok: true; addresses: string[] } | { ok: false; reason: string; transient: boolean };
 
 interface DohAnswer {
   type?: unknown;
@@ -27,18 +32,23 @@ export function clearDnsCache(): void {
   cache.clear();
 }
 
-/** Every A and AAAA address of `name`, or why there are none (fail closed). */
-export async function resolveName(name: string, resolverUrl: string, now = Date.now()): Promise<Resolution> {
+/**
+ * Every A and AAAA address of `name`, or why there are none (fail closed). `signal`: the call
+ * the lookup is for, whose own deadline may come before the lookup's.
+ */
+export async function resolveName(name: string, resolverUrl: string, now = Date.now(), signal?: AbortSignal): Promise<Resolution> {
   const key = `${resolverUrl} ${name}`;
   const hit = cache.get(key);
   if (hit && hit.expiresAt > now) return { ok: true, addresses: hit.addresses };
   cache.delete(key);
 
-  const lookups = await Promise.all([query(name, 'A', TYPE_A, resolverUrl), query(name, 'AAAA', TYPE_AAAA, resolverUrl)]);
-  const failed = lookups.find((l) => !l.ok);
+  const limit = signal ? AbortSignal.any([signal, AbortSignal.timeout(RESOLVE_TIMEOUT_MS)]) : AbortSignal.timeout(RESOLVE_TIMEOUT_MS);
+  const lookups = await Promise.all([query(name, 'A', TYPE_A, resolverUrl, limit), query(name, 'AAAA', TYPE_AAAA, resolverUrl, limit)]);
+  // A lasting failure wins: the name's own answer, whatever the other lookup met.
+  const failed = lookups.find((l) => !l.ok && !l.transient) ?? lookups.find((l) => !l.ok);
   if (failed && !failed.ok) return failed;
   const answers = lookups.flatMap((l) => (l.ok ? l.answers : []));
-  if (answers.length === 0) return { ok: false, reason: `${name} has no A or AAAA records` };
+  if (answers.length === 0) return { ok: false, reason: `${name} has no A or AAAA records`, transient: false };
 
   const addresses = answers.map((a) => a.address);
   const ttl = Math.min(MAX_TTL_S, ...answers.map((a) => a.ttl));
@@ -49,30 +59,38 @@ export async function resolveName(name: string, resolverUrl: string, now = Date.
   return { ok: true, addresses };
 }
 
-type Lookup = { ok: true; answers: { address: string; ttl: number }[] } | { ok: false; reason: string };
+type Lookup = { ok: true; answers: { address: string; ttl: number }[] } | { ok: false; reason: string; transient: boolean };
 
-async function query(name: string, typeName: string, type: number, resolverUrl: string): Promise<Lookup> {
+/** DNS's SERVFAIL: the resolver failed to get an answer, which a later question may get. */
+const SERVFAIL = 2;
+const NXDOMAIN = 3;
+
+async function query(name: string, typeName: string, type: number, resolverUrl: string, signal: AbortSignal): Promise<Lookup> {
   let url: URL;
   try {
     url = new URL(resolverUrl);
   } catch {
-    return { ok: false, reason: 'DNS_RESOLVER_URL is not a valid URL' };
+    return { ok: false, reason: 'DNS_RESOLVER_URL is not a valid URL', transient: false };
   }
   url.searchParams.set('name', name);
   url.searchParams.set('type', typeName);
   let body: { Status?: unknown; Answer?: unknown };
   try {
-    const response = await fetch(url, { headers: { accept: 'application/dns-json' }, signal: AbortSignal.timeout(RESOLVE_TIMEOUT_MS) });
+    const response = await fetch(url, { headers: { accept: 'application/dns-json' }, signal });
     if (!response.ok) {
       await response.body?.cancel();
-      return { ok: false, reason: `DNS resolver answered HTTP ${response.status} for ${name}` };
+      return { ok: false, reason: `DNS resolver answered HTTP ${response.status} for ${name}`, transient: response.status >= 500 || response.status === 429 };
     }
     body = (await response.json()) as typeof body;
   } catch (error) {
-    return { ok: false, reason: `DNS resolution of ${name} failed: ${error instanceof Error ? error.message : String(error)}` };
+    // Unreachable, timed out, or an answer that broke off: the resolver's trouble, not the name's.
+    return { ok: false, reason: `DNS resolution of ${name} failed: ${error instanceof Error ? error.message : String(error)}`, transient: true };
   }
-  // 3 is NXDOMAIN; anything but 0 (NOERROR) leaves the name unresolved.
-  if (body.Status !== 0) return { ok: false, reason: body.Status === 3 ? `${name} does not exist (NXDOMAIN)` : `DNS resolution of ${name} failed (status ${String(body.Status)})` };
+  // Anything but 0 (NOERROR) leaves the name unresolved.
+  if (body.Status !== 0) {
+    const reason = body.Status === NXDOMAIN ? `${name} does not exist (NXDOMAIN)` : `DNS resolution of ${name} failed (status ${String(body.Status)})`;
+    return { ok: false, reason, transient: body.Status === SERVFAIL };
+  }
   const answers = Array.isArray(body.Answer) ? (body.Answer as DohAnswer[]) : [];
   // CNAME records come along with the addresses they lead to; only addresses are judged.
   return {

@@ -1,5 +1,5 @@
-import { checkOutboundUrl, type OutboundPolicy } from './outbound-guard';
-import { UpstreamError, type Upstream } from './types';
+import { checkOutboundUrl, outboundFailure, type OutboundPolicy } from './outbound-guard';
+import type { Upstream } from './types';
 
 /**
  * Re-checks the URL (and what its name resolves to now) before every call: the answer may
@@ -9,8 +9,8 @@ export function guarded(upstream: Upstream, url: string, policy: OutboundPolicy)
   return {
     ...upstream,
     async call(request, options) {
-      const check = await checkOutboundUrl(url, policy);
-      if (!check.ok) throw new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
+      const check = await checkOutboundUrl(url, policy, options.signal);
+      if (!check.ok) throw outboundFailure(check);
       return upstream.call(request, options);
     },
   };

@@ -125,8 +125,9 @@ export async function invokeUpstream(upstream: Upstream, request: UpstreamReques
       unlink();
     }
     // A pool target the outbound guard refused was never called: the pool's next one may be
-    // (it used to end the execution with every other target untried), asked at once.
-    const nextTarget = last.kind === 'refused' && upstream.next !== undefined;
+    // (it used to end the execution with every other target untried), asked at once. One it
+    // could not check now (the resolver's outage) waits out the backoff as a network failure does.
+    const nextTarget = last.kind === 'refused' && !last.retryable && upstream.next !== undefined;
     if (options.signal.aborted || (!last.retryable && !nextTarget) || attempt === maxAttempts) break;
     if (nextTarget) continue;
     const delay = backoffMs(attempt);

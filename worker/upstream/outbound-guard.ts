@@ -1,5 +1,6 @@
 import { DEFAULT_DNS_RESOLVER_URL, resolveName } from './dns-resolver';
 import { allowedByCidrs, blockedReason, parseCidr, parseIp, type Cidr } from './ip-ranges';
+import { UpstreamError } from './types';
 
 /**
  * The SSRF guard for tenant-supplied URLs (upstream targets, webhook endpoints): https only,
@@ -24,9 +25,10 @@ export interface OutboundEnv {
 
 /**
  * `stage: 'url'`: the URL's text can never pass; `'dns'`: what the name resolves to now was
- * refused (or could not be resolved), which can change.
+ * refused (or could not be resolved), which can change. `unverified`: the resolver could not
+ * answer now (its outage, not the name's fault), so the URL was neither passed nor judged.
  */
-export type OutboundCheck = { ok: true } | { ok: false; reason: string; stage: 'url' | 'dns' };
+export type OutboundCheck = { ok: true } | { ok: false; reason: string; stage: 'url' | 'dns'; unverified?: true };
 
 export const allowsPrivate = (env: { ALLOW_PRIVATE_UPSTREAMS?: string | undefined }): boolean => env.ALLOW_PRIVATE_UPSTREAMS === 'true';
 
@@ -96,14 +98,14 @@ function addressProblem(text: string, ip: NonNullable<ReturnType<typeof parseIp>
  * The full check: the URL's text, then every A and AAAA answer for its host name. Refuses if
  * ANY answer is not allowed, and if the name cannot be resolved (fail closed).
  */
-export async function checkOutboundUrl(raw: string, policy: OutboundPolicy): Promise<OutboundCheck> {
+export async function checkOutboundUrl(raw: string, policy: OutboundPolicy, signal?: AbortSignal): Promise<OutboundCheck> {
   const problem = outboundUrlProblem(raw, policy);
   if (problem) return { ok: false, reason: problem, stage: 'url' };
   if (policy.allowPrivate) return { ok: true };
   const host = hostOf(new URL(raw));
   if (parseIp(host)) return { ok: true };
-  const resolved = await resolveName(host, policy.resolverUrl);
-  if (!resolved.ok) return { ok: false, reason: `cannot verify the host's addresses: ${resolved.reason}`, stage: 'dns' };
+  const resolved = await resolveName(host, policy.resolverUrl, Date.now(), signal);
+  if (!resolved.ok) return { ok: false, reason: `cannot verify the host's addresses: ${resolved.reason}`, stage: 'dns', ...(resolved.transient && { unverified: true as const }) };
   for (const address of resolved.addresses) {
     const ip = parseIp(address);
     if (!ip) return { ok: false, reason: `${host} resolves to an unparseable address (${address})`, stage: 'dns' };
@@ -111,4 +113,16 @@ export async function checkOutboundUrl(raw: string, policy: OutboundPolicy): Pro
     if (refused) return { ok: false, reason: `${host} resolves to a refused address: ${refused}`, stage: 'dns' };
   }
   return { ok: true };
+}
+
+/**
+ * A failed check as the call's failure, kind `refused` either way: nothing was sent, so it is
+ * no verdict on the target's health. Refused for what the URL is or resolves to, it is not
+ * retried. When the resolver could not answer now, it is retryable, waiting out the backoff
+ * as a network failure does: a resolver's blip used to fail every call it met for good (an
+ * execution failed, a chat answered 400), and the name is checked again on the next attempt.
+ */
+export function outboundFailure(check: Exclude<OutboundCheck, { ok: true }>): UpstreamError {
+  if (check.unverified) return new UpstreamError('refused', `upstream URL could not be checked now: ${check.reason}`, true);
+  return new UpstreamError('refused', `upstream URL refused: ${check.reason}`, false);
 }

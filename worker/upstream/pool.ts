@@ -93,7 +93,9 @@ export function poolUpstream(runtime: PoolRuntime, regions: readonly string[], p
         return reply;
       } catch (error) {
         attempt.lease.done(healthOutcome(error), Date.now() - started, retryAfterOf(error));
-        if (error instanceof UpstreamError && error.kind === 'refused') {
+        // Refused for what the name resolves to: not picked again in this execution. One the
+        // resolver could not check now may be picked again once the backoff has passed.
+        if (error instanceof UpstreamError && error.kind === 'refused' && !error.retryable) {
           refused.add(attempt.lease.target.id);
           lastRefusal = error;
         }

@@ -1,0 +1,137 @@
+import { env } from 'cloudflare:test';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createApp } from '../worker/app';
+import { clearDnsCache, resolveName } from '../worker/upstream/dns-resolver';
+import { outboundPolicy } from '../worker/upstream/outbound-guard';
+import { invokeUpstream } from '../worker/upstream/invoke';
+import { resolveUpstream } from '../worker/upstream/resolve';
+import { newTenant, uniqueId } from './support/api';
+
+/**
+ * The outbound guard when the DNS resolver, not the name, is the trouble: an outage of the
+ * resolver is no verdict on the URL. The app runs as production does (guard on), resolving with
+ * the mock upstream's DNS-over-HTTPS endpoint.
+ */
+const resolver = `${env.MOCK_UPSTREAM_URL}/dns-query`;
+const guardedEnv = { ...env, ALLOW_PRIVATE_UPSTREAMS: undefined, DNS_RESOLVER_URL: resolver };
+const app = createApp();
+
+const call = (key: string, method: string, path: string, body: unknown, environment: object = guardedEnv) =>
+  app.request(path, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }, environment);
+
+async function setDns(name: string, answers: { A?: string[]; status?: number; httpStatus?: number }): Promise<void> {
+  const res = await fetch(`${env.MOCK_UPSTREAM_URL}/dns?name=${encodeURIComponent(name)}`, { method: 'POST', body: JSON.stringify(answers) });
+  expect(res.status).toBe(200);
+}
+
+const hostName = () => `${uniqueId('svc')}.example.com`;
+const unreachable = { ...guardedEnv, DNS_RESOLVER_URL: 'http://127.0.0.1:9/dns-query' };
+
+beforeEach(() => clearDnsCache());
+
+describe('outbound guard: a resolver that cannot answer now', () => {
+  it('tells an outage of the resolver from a name that has no answer', async () => {
+    const down = hostName();
+    await setDns(down, { httpStatus: 502 });
+    const limited = hostName();
+    await setDns(limited, { httpStatus: 429 });
+    const servfail = hostName();
+    await setDns(servfail, { status: 2 });
+    const refusedQuestion = hostName();
+    await setDns(refusedQuestion, { httpStatus: 400 });
+    const empty = hostName();
+    await setDns(empty, {});
+    for (const host of [down, limited, servfail]) expect(await resolveName(host, resolver), host).toMatchObject({ ok: false, transient: true });
+    expect(await resolveName(hostName(), 'http://127.0.0.1:9/dns-query')).toMatchObject({ ok: false, transient: true });
+    // NXDOMAIN, no records, a question the resolver refuses: asking again changes nothing.
+    for (const host of [hostName(), empty, refusedQuestion]) expect(await resolveName(host, resolver), host).toMatchObject({ ok: false, transient: false });
+  });
+
+  it("ends a lookup when the call it is for ends (the call's signal), not 3 s later", async () => {
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const ended = AbortSignal.abort(new DOMException('upstream attempt timed out', 'TimeoutError'));
+    expect(await resolveName(host, resolver, Date.now(), ended)).toMatchObject({ ok: false, transient: true });
+    // Nothing of the aborted lookup was cached: the next one answers.
+    expect(await resolveName(host, resolver)).toEqual({ ok: true, addresses: ['93.184.215.14'] });
+  });
+
+  it('answers a URL stored while its host cannot be checked 503 with Retry-After, storing nothing; a name with no answer stays 400', async () => {
+    const { key } = await newTenant();
+    const down = hostName();
+    await setDns(down, { httpStatus: 503 });
+    const id = uniqueId();
+    for (const [environment, host] of [[guardedEnv, down], [unreachable, hostName()]] as const) {
+      const res = await call(key, 'POST', '/v1/agents', { id, upstream: { kind: 'agent-http', url: `https://${host}/run` } }, environment);
+      expect(res.status, host).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('unavailable');
+      expect(body.error.message).toContain('retry later');
+    }
+    expect((await call(key, 'GET', `/v1/agents/${id}`, undefined)).status).toBe(404);
+
+    // A pool: a target refused for good is the 400 (only it named), whatever the others' lookups met.
+    const pool = uniqueId('pool');
+    const both = await call(key, 'PUT', `/v1/pools/${pool}`, { targets: [{ id: 'a', kind: 'agent-http', url: `https://${down}/run` }, { id: 'b', kind: 'agent-http', url: `https://${hostName()}/run` }] });
+    expect(both.status).toBe(400);
+    const refusal = (await both.json()) as { error: { code: string; details: { path: string[]; code: string }[] } };
+    expect(refusal.error.details).toEqual([expect.objectContaining({ path: ['targets', '1', 'url'], code: 'outbound_refused' })]);
+    const onlyDown = await call(key, 'PUT', `/v1/pools/${pool}`, { targets: [{ id: 'a', kind: 'agent-http', url: `https://${down}/run` }] });
+    expect(onlyDown.status).toBe(503);
+    expect((await call(key, 'GET', `/v1/pools/${pool}`, undefined)).status).toBe(404);
+  });
+
+  it('retries an execution whose upstream host the resolver could not check, as a network failure is retried', async () => {
+    const { key, tenantId } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const created = await call(key, 'POST', '/v1/agents', { id: uniqueId(), upstream: { kind: 'agent-http', url: `https://${host}/run`, timeoutMs: 2_000 } });
+    expect(created.status).toBe(201);
+    const config = ((await created.json()) as { upstream: { kind: 'agent-http'; url: string; timeoutMs: number } }).upstream;
+
+    await setDns(host, { httpStatus: 502 });
+    clearDnsCache();
+    const { upstream } = await resolveUpstream(config, { env: guardedEnv, tenantId, regions: [], policy: outboundPolicy(guardedEnv), deadlineAt: Date.now() + 30_000 });
+    const request = { executionId: 'ex_resolver', agentId: 'a', intent: 'run', input: null, instructions: null, context: {}, history: [] };
+    const outcome = await invokeUpstream(upstream, request, { deadlineAt: Date.now() + 10_000, signal: new AbortController().signal });
+    expect(outcome.ok).toBe(false);
+    if (outcome.ok) return;
+    // Every attempt asked the resolver again; none was sent, and the failure may pass.
+    expect(outcome.attempts).toBe(3);
+    expect(outcome.error.code).toBe('upstream_failed');
+    expect(outcome.error.message).toMatch(/could not be checked now.*HTTP 502/);
+    expect(outcome.error.retryable).toBeUndefined();
+  });
+
+  it('answers a chat whose only target the resolver could not check 502 upstream_failed, which clients retry, not the 400 of a refused URL', async () => {
+    const { key } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const pool = uniqueId('pool');
+    expect((await call(key, 'PUT', `/v1/pools/${pool}`, { targets: [{ id: 'remote', kind: 'openai-chat', baseUrl: `https://${host}/v1`, model: 'm' }] })).status).toBe(201);
+    await setDns(host, { status: 2 });
+    clearDnsCache();
+
+    const res = await call(key, 'POST', '/v1/chat/completions', { model: pool, messages: [{ role: 'user', content: 'hello' }] });
+    expect(res.status).toBe(502);
+    expect(res.headers.get('x-should-retry')).toBeNull();
+    expect(Number(res.headers.get('x-gateway-attempts'))).toBeGreaterThanOrEqual(1);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('upstream_failed');
+    expect(body.error.message).toMatch(/could not be checked now.*status 2/);
+  });
+
+  it('fails a chat over to a standby when the resolver cannot check its first target', async () => {
+    const { key } = await newTenant();
+    const host = hostName();
+    await setDns(host, { A: ['93.184.215.14'] });
+    const pool = uniqueId('pool');
+    expect((await call(key, 'PUT', `/v1/pools/${pool}`, { targets: [{ id: 'remote', kind: 'openai-chat', baseUrl: `https://${host}/v1`, model: 'm' }, { id: 'standby', kind: 'builtin', priority: 1 }] })).status).toBe(201);
+    await setDns(host, { httpStatus: 502 });
+    clearDnsCache();
+    const res = await call(key, 'POST', '/v1/chat/completions', { model: pool, messages: [{ role: 'user', content: 'hello' }] });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-upstream')).toBe(`${pool}/standby`);
+  });
+});
