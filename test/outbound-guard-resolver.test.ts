@@ -1,6 +1,8 @@
-import { env } from 'cloudflare:test';
+import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import worker from '../worker/index';
+import type { Env } from '../worker/env';
 import { clearDnsCache, resolveName } from '../worker/upstream/dns-resolver';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { invokeUpstream } from '../worker/upstream/invoke';
@@ -133,5 +135,27 @@ describe('outbound guard: a resolver that cannot answer now', () => {
     const res = await call(key, 'POST', '/v1/chat/completions', { model: pool, messages: [{ role: 'user', content: 'hello' }] });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-gateway-upstream')).toBe(`${pool}/standby`);
+  });
+
+  it("gives a pool target's health probe no verdict when the resolver could not check its host; a name with no answer is down", async () => {
+    const { key } = await newTenant();
+    const outage = hostName();
+    const gone = hostName();
+    for (const host of [outage, gone]) await setDns(host, { A: ['93.184.215.14'] });
+    const pool = uniqueId('pool');
+    const targets = [{ id: 'outage', kind: 'agent-http', url: `https://${outage}/run` }, { id: 'gone', kind: 'agent-http', url: `https://${gone}/run` }, { id: 'standby', kind: 'builtin', priority: 1 }];
+    expect((await call(key, 'PUT', `/v1/pools/${pool}`, { targets })).status).toBe(201);
+    await setDns(outage, { httpStatus: 502 });
+    await setDns(gone, { status: 3 });
+    clearDnsCache();
+
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: '* * * * *' }), guardedEnv as Env, ctx);
+    await waitOnExecutionContext(ctx);
+    const view = (await (await call(key, 'GET', `/v1/pools/${pool}`, undefined)).json()) as { targets: { id: string; health: { healthy: boolean; probe: { ok: boolean; error?: string } | null } }[] };
+    const health = Object.fromEntries(view.targets.map((t) => [t.id, t.health]));
+    expect(health.outage).toMatchObject({ healthy: true, probe: null });
+    expect(health.gone).toMatchObject({ healthy: false, probe: { ok: false, error: expect.stringMatching(/^refused: .*NXDOMAIN/) } });
+    expect(health.standby).toMatchObject({ healthy: true, probe: { ok: true } });
   });
 });

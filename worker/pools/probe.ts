@@ -18,13 +18,15 @@ const HEALTH_KV_TTL_S = 10 * 60;
 /**
  * One active health check: openai-chat targets answer `GET <baseUrl>/models` with 2xx;
  * agent-http targets answer their URL with anything below 500 but a redirect; builtin is always up.
+ * Null, no verdict, when the DNS resolver could not check the URL's host now: its outage marked
+ * every probed target down, sending a pool's traffic to its standbys until the next run.
  */
-export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): Promise<ProbeResult> {
+export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): Promise<ProbeResult | null> {
   const checkedAt = new Date().toISOString();
   if (target.kind === 'builtin') return { ok: true, checkedAt, latencyMs: 0 };
   const url = target.kind === 'openai-chat' ? endpointUrl(target.baseUrl ?? '', '/models') : (target.url ?? '');
   const check = await checkOutboundUrl(url, policy);
-  if (!check.ok) return { ok: false, checkedAt, latencyMs: null, error: `refused: ${check.reason}` };
+  if (!check.ok) return check.unverified ? null : { ok: false, checkedAt, latencyMs: null, error: `refused: ${check.reason}` };
   const started = Date.now();
   try {
     const headers: Record<string, string> = { 'user-agent': 'edge-agent-gateway health probe' };
@@ -70,9 +72,11 @@ export async function probeAllPools(env: Env, now = Date.now(), limits: ProbeRun
   let publishing: Promise<void> = Promise.resolve();
   let unpublished: unknown;
   await eachLimited(probes, PROBES_AT_ONCE, async ({ pool, target, subject }) => {
-    const result = { ...(await probeTarget(target, policy)), subject };
-    if (!result.ok) down++;
-    pool.results.push([target.id, result]);
+    const probed = await probeTarget(target, policy);
+    if (probed) {
+      if (!probed.ok) down++;
+      pool.results.push([target.id, { ...probed, subject }]);
+    }
     if (--pool.left > 0) return;
     const health = JSON.stringify(Object.fromEntries(pool.results));
     // One write at a time (see PROBES_AT_ONCE); one that fails fails the run (logged) once the
