@@ -7,6 +7,8 @@ import { clearDnsCache, resolveName } from '../worker/upstream/dns-resolver';
 import { outboundPolicy } from '../worker/upstream/outbound-guard';
 import { invokeUpstream } from '../worker/upstream/invoke';
 import { resolveUpstream } from '../worker/upstream/resolve';
+import { A2AStore } from '../durable/a2a-store';
+import { jsonRpcError } from '../worker/a2a/rpc-error';
 import { newTenant, uniqueId } from './support/api';
 
 /**
@@ -157,5 +159,21 @@ describe('outbound guard: a resolver that cannot answer now', () => {
     expect(health.outage).toMatchObject({ healthy: true, probe: null });
     expect(health.gone).toMatchObject({ healthy: false, probe: { ok: false, error: expect.stringMatching(/^refused: .*NXDOMAIN/) } });
     expect(health.standby).toMatchObject({ healthy: true, probe: { ok: true } });
+  });
+});
+
+describe('outbound guard: a resolver outage on the A2A face', () => {
+  it('answers a push config whose host cannot be checked now an error to retry, not -32602 invalid params', async () => {
+    const host = hostName();
+    await setDns(host, { httpStatus: 503 });
+    const hooks = { cancel: () => false, outboundPolicy: () => outboundPolicy(guardedEnv), live: () => true };
+    // The check refuses before the store reads anything, so no storage is needed to ask it.
+    const store = new A2AStore(null as never, null as never, null as never, hooks);
+    const error = await store.checkConfig('task', { id: 'c', url: `https://${host}/push` }).then(() => null, (e: unknown) => e);
+    expect(jsonRpcError('1.0', error)).toMatchObject({ code: -32603, message: expect.stringMatching(/cannot be checked right now.*retry later/) });
+    expect(jsonRpcError('0.3', error)).toMatchObject({ code: -32603 });
+    const gone = hostName(); // NXDOMAIN: a config to correct
+    const refused = await store.checkConfig('task', { id: 'c', url: `https://${gone}/push` }).then(() => null, (e: unknown) => e);
+    expect(jsonRpcError('1.0', refused)).toMatchObject({ code: -32602, message: expect.stringMatching(/push notification URL refused.*NXDOMAIN/) });
   });
 });
