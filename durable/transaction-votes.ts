@@ -1,3 +1,6 @@
+import { fail, type Failure } from '../worker/errors';
+import { isPlatformError } from '../worker/lib/storage-errors';
+
 /** Resolves with the promise's value, or with 'timeout' once `ms` have passed. */
 export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -31,4 +34,17 @@ export function collectVotes<P>(pending: readonly P[], vote: (p: P) => Promise<'
       );
     }
   });
+}
+
+/**
+ * A prepare whose call threw. The platform failing to reach the agent (unreachable, reset,
+ * overloaded, its storage refusing for now) is `agent_unavailable`; anything else is a fault of
+ * the gateway's own, `internal_error` as everywhere else, logged and not echoed: it was
+ * answered "could not be reached" with the exception's text in the abort's message.
+ */
+export function prepareFailed(agentId: string, error: unknown): Failure {
+  const text = error instanceof Error ? error.message : String(error);
+  if (isPlatformError(error)) return fail('agent_unavailable', `agent ${agentId} could not be reached: ${text}`);
+  console.error(JSON.stringify({ level: 'error', msg: 'participant prepare failed', agentId, error: error instanceof Error ? `${error.name}: ${text}` : text }));
+  return fail('internal_error', `agent ${agentId} failed to prepare (a fault of the gateway, logged); nothing was applied`);
 }

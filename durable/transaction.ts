@@ -11,7 +11,7 @@ import { dropIndexRow, expiresAt } from './transaction-retention';
 import { aliasAlarm, aliasFor, pointFromId, writeAlias } from './transaction-alias';
 import { coordinator } from '../worker/transactions/coordinator';
 import { DECISION_GRACE_MS } from './transaction-grace';
-import { collectVotes, withTimeout } from './transaction-votes';
+import { collectVotes, prepareFailed, withTimeout } from './transaction-votes';
 
 /** Phase-two retries back off from 1 s to a minute, and never stop until every ack is in. */
 const PHASE_TWO_MAX_BACKOFF_MS = 60_000;
@@ -293,7 +293,7 @@ export class TransactionDO extends DurableObject<Env> {
       const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
       result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at, beganAt: tx.created_at }), tx.deadline_at - Date.now());
     } catch (error) {
-      result = fail('agent_unavailable', `agent ${p.agent_id} could not be reached: ${error instanceof Error ? error.message : String(error)}`);
+      result = prepareFailed(p.agent_id, error);
     }
     if (result !== 'timeout' && result.ok) {
       this.log.recordVote(p.agent_id, 'yes', result.value.version);

@@ -356,6 +356,26 @@ describe('transactions: edges', () => {
     expect((await contextOf(key, a)).data.n).toBe(1);
   });
 
+  it('aborts with internal_error, echoing nothing of it, when a participant fails to prepare with a fault of its own', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const b = await agentWith(key, { n: 1 });
+    // A bug in b's prepare, not the platform failing to reach it: neither unreachable nor transient.
+    await runInDurableObject(agentStub(tenantId, b) as DurableObjectStub, (instance) => {
+      (instance as unknown as { tx: { prepare(): never } }).tx.prepare = () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'tx_secret_column')");
+      };
+    });
+    const res = await api('/v1/transactions', { key, body: { operations: [a, b].map((agentId) => ({ agentId, increment: { n: 1 } })) } });
+    expect(res.status).toBe(409);
+    // It was answered as agent_unavailable ("could not be reached"), with the exception's text.
+    expect(res.body).toMatchObject({ status: 'aborted', reason: 'internal_error', agentId: b });
+    expect(res.body.message).not.toContain('tx_secret_column');
+    expect((await api(`/v1/transactions/${res.body.id}`, { key })).body.message).not.toContain('tx_secret_column');
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    expect([(await contextOf(key, a)).data.n, (await contextOf(key, b)).data.n]).toEqual([1, 1]);
+  });
+
   it('aborts, and answers, when its log refuses to record a vote, instead of never ending phase one', async () => {
     const { key, tenantId } = await newTenant();
     const a = await agentWith(key, { n: 1 });
