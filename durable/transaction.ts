@@ -11,6 +11,7 @@ import { dropIndexRow, expiresAt } from './transaction-retention';
 import { aliasAlarm, aliasFor, pointFromId, writeAlias } from './transaction-alias';
 import { coordinator } from '../worker/transactions/coordinator';
 import { DECISION_GRACE_MS } from './transaction-grace';
+import { collectVotes, prepareFailed, withTimeout } from './transaction-votes';
 
 /** Phase-two retries back off from 1 s to a minute, and never stop until every ack is in. */
 const PHASE_TWO_MAX_BACKOFF_MS = 60_000;
@@ -49,12 +50,6 @@ export function abortReasonOf(failure: Failure): AbortReason {
   if (named.success) return named.data;
   const coded = AbortReason.safeParse(failure.code);
   return coded.success ? coded.data : 'internal_error';
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), Math.max(0, ms)); });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -195,16 +190,21 @@ export class TransactionDO extends DurableObject<Env> {
     const tx = this.log.tx();
     if (!tx || tx.status !== 'preparing') return;
     const pending = this.log.participants().filter((p) => p.vote === null);
-    if (pending.length === 0) return;
-    await new Promise<void>((resolve) => {
-      let left = pending.length;
-      for (const p of pending) {
-        void this.prepareOne(tx, p).then((vote) => {
-          left--;
-          if (vote === 'no' || left === 0) resolve();
-        });
-      }
-    });
+    await collectVotes(pending, (p) => this.prepareOne(tx, p), (p, error) => this.voteLost(p, error));
+  }
+
+  /**
+   * A vote the log refused to record: the transaction cannot commit without it, so it aborts
+   * now (phase two releases the lock a yes took). Should the decision be refused too, `decide`
+   * after phase one meets the same refusal, and the caller hears of it.
+   */
+  private voteLost(p: ParticipantRow, error: unknown): void {
+    console.error(JSON.stringify({ msg: 'transaction vote not recorded', agentId: p.agent_id, error: String(error) }));
+    try {
+      this.log.decide('aborted', { reason: 'internal_error', agentId: p.agent_id, message: `the vote of agent ${p.agent_id} could not be recorded; nothing was applied` }, Date.now());
+    } catch (refused) {
+      console.error(JSON.stringify({ msg: 'transaction abort not recorded', agentId: p.agent_id, error: String(refused) }));
+    }
   }
 
   /** Logs the decision from the votes: commit only if every participant voted yes. */
@@ -293,7 +293,7 @@ export class TransactionDO extends DurableObject<Env> {
       const stub = agentStub(this.env, tx.tenant_id, p.agent_id, routeOf(p));
       result = await withTimeout(stub.prepare(tx.id, { coordinatorName: tx.coordinator_name, operation, deadlineAt: tx.deadline_at, beganAt: tx.created_at }), tx.deadline_at - Date.now());
     } catch (error) {
-      result = fail('agent_unavailable', `agent ${p.agent_id} could not be reached: ${error instanceof Error ? error.message : String(error)}`);
+      result = prepareFailed(p.agent_id, error);
     }
     if (result !== 'timeout' && result.ok) {
       this.log.recordVote(p.agent_id, 'yes', result.value.version);

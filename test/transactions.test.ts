@@ -356,6 +356,54 @@ describe('transactions: edges', () => {
     expect((await contextOf(key, a)).data.n).toBe(1);
   });
 
+  it('aborts with internal_error, echoing nothing of it, when a participant fails to prepare with a fault of its own', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const b = await agentWith(key, { n: 1 });
+    // A bug in b's prepare, not the platform failing to reach it: neither unreachable nor transient.
+    await runInDurableObject(agentStub(tenantId, b) as DurableObjectStub, (instance) => {
+      (instance as unknown as { tx: { prepare(): never } }).tx.prepare = () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'tx_secret_column')");
+      };
+    });
+    const res = await api('/v1/transactions', { key, body: { operations: [a, b].map((agentId) => ({ agentId, increment: { n: 1 } })) } });
+    expect(res.status).toBe(409);
+    // It was answered as agent_unavailable ("could not be reached"), with the exception's text.
+    expect(res.body).toMatchObject({ status: 'aborted', reason: 'internal_error', agentId: b });
+    expect(res.body.message).not.toContain('tx_secret_column');
+    expect((await api(`/v1/transactions/${res.body.id}`, { key })).body.message).not.toContain('tx_secret_column');
+    expect([await locksOf(tenantId, a), await locksOf(tenantId, b)]).toEqual([0, 0]);
+    expect([(await contextOf(key, a)).data.n, (await contextOf(key, b)).data.n]).toEqual([1, 1]);
+  });
+
+  it('aborts, and answers, when its log refuses to record a vote, instead of never ending phase one', async () => {
+    const { key, tenantId } = await newTenant();
+    const a = await agentWith(key, { n: 1 });
+    const b = await agentWith(key, { n: 1 });
+    const txId = newId('tx');
+    const name = `${tenantId}/${txId}`;
+    const route = { jurisdiction: null, locationHint: null };
+    // The coordinator's storage refuses the write of b's vote (a transient refusal of the runtime's).
+    await runInDurableObject(coordinatorStub(name), (instance) => {
+      const log = (instance as unknown as { log: { recordVote(agentId: string, vote: string, version: number | null): void } }).log;
+      const record = log.recordVote.bind(log);
+      log.recordVote = (agentId, vote, version) => {
+        if (agentId === b) throw new Error('SQLITE_FULL: database or disk is full');
+        record(agentId, vote, version);
+      };
+    });
+    const run = coordinatorStub(name).run({
+      txId, tenantId, coordinatorName: name, fingerprint: null, timeoutMs: 1_000,
+      operations: [a, b].map((agentId) => ({ agentId, route, operation: { increment: { n: 1 } } })),
+    });
+    // Phase one used to wait for that vote for good: the alarm aborted the transaction past its
+    // deadline, but the run (and the client's POST, and every replay) never answered.
+    const answer = await Promise.race([run, new Promise((resolve) => setTimeout(() => resolve('no answer after 6 s'), 6_000))]);
+    expect(answer).toMatchObject({ ok: true, value: { transaction: { status: 'aborted', reason: 'internal_error', agentId: b } } });
+    await eventually(async () => (await locksOf(tenantId, a)) + (await locksOf(tenantId, b)) === 0);
+    expect([(await contextOf(key, a)).data.n, (await contextOf(key, b)).data.n]).toEqual([1, 1]);
+  });
+
   it('answers GET of a keyed transaction with 503, not 404, while D1 is unreachable: only D1 knows its coordinator', async () => {
     const { key } = await newTenant();
     const a = await agentWith(key, { balance: 10 });
