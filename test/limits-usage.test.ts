@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ADMIN, api, chatTarget, eventually, mockUrl, newAgent } from './support/api';
 import { limitedKey } from './support/limits';
+import { estimateExecutionTokens } from '../worker/limits/usage';
 
 /**
  * A key's token budget settles with what a chat used. Answers the gateway writes itself (a
@@ -87,7 +88,8 @@ describe('token budgets and the gateway\'s own answers', () => {
     const agent = await newAgent(otherKey);
     const res = await chat(key, `agent:${agent}`, 'Where is my order?');
     expect(res.status).toBe(200);
-    const expected = estimate('Where is my order?', res.body.choices[0].message.content);
+    // What its execution is charged, as a REST one's: its input as stored (JSON) and its answer.
+    const expected = estimate(JSON.stringify({ message: 'Where is my order?' }), res.body.choices[0].message.content);
     expect(res.body.usage).toEqual(expected);
     expect(await settledTokens(key)).toBe(expected.total_tokens);
 
@@ -275,5 +277,98 @@ describe('a chat that asks for several choices (n)', () => {
     const res = await chat(key, 'chat', 'hi', { n: 4 });
     expect(res.status).toBe(200);
     expect(res.body.usage.completion_tokens).toBe(2);
+  });
+});
+
+describe('a chat through an agent reserves what its run sends, as an execution of the same turn', () => {
+  // The edge counted only the chat's body; the agent's run also sends its instructions, context
+  // and history. Such a chat used to run whatever the budget had left, and concurrent ones past it.
+  const agentChat = (key: string, agent: string, content: string, how: { header?: boolean; stream?: boolean; idempotencyKey?: string } = {}) =>
+    api('/v1/chat/completions', {
+      key,
+      headers: { ...(how.header && { 'x-agent-id': agent }), ...(how.idempotencyKey !== undefined && { 'idempotency-key': how.idempotencyKey }) },
+      body: { model: how.header ? 'ignored' : `agent:${agent}`, messages: [{ role: 'user', content }], ...(how.stream && { stream: true }) },
+    });
+  const chatUpstream = (faults = 'ok') => ({ kind: 'openai-chat', baseUrl: mockUrl(`/t/agent-chat-tokens/${faults}/v1`), model: 'mock-1' });
+  /** ~1,000 tokens of instructions every run of the agent sends. */
+  const LONG_INSTRUCTIONS = 'Be helpful. '.repeat(340);
+
+  it("refuses one whose agent's instructions or context the budget cannot cover with 429 budget_exhausted, starting nothing", async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 1_000, period: 'day' } });
+    const instructed = await newAgent(otherKey, { upstream: chatUpstream(), instructions: LONG_INSTRUCTIONS });
+    const http = await newAgent(otherKey, { upstream: { kind: 'agent-http', url: mockUrl() } });
+    expect((await api(`/v1/agents/${http}/context`, { method: 'PATCH', key: otherKey, body: { notes: 'n'.repeat(4_000) } })).status).toBe(200);
+    for (const agent of [instructed, http]) {
+      for (const how of [{}, { header: true }, { stream: true }]) {
+        const res = await agentChat(key, agent, 'Where is my order?', how);
+        expect(res.status, `${agent} ${JSON.stringify(how)}`).toBe(429);
+        expect(res.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+        expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+        expect(res.headers.get('ratelimit-limit')).toBe('1000');
+      }
+      // As a REST execution of the same turn is.
+      expect((await api(`/v1/agents/${agent}/executions`, { key, body: { intent: 'chat', input: { message: 'Where is my order?' } } })).status).toBe(429);
+      expect((await api(`/v1/agents/${agent}/status`, { key: otherKey })).body.lastExecution).toBeNull();
+    }
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ tokens: 0, requests: 0, reservedTokens: 0 });
+    // The same chat through an agent that sends little runs.
+    expect((await agentChat(key, await newAgent(otherKey, { upstream: chatUpstream() }), 'Where is my order?')).status).toBe(200);
+  });
+
+  it('refuses a turn whose stored history the budget cannot cover', async () => {
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 1_500, period: 'day' } });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    // ~1,000 tokens: it fits, and joins the history with the mock's answer, which echoes it.
+    expect((await agentChat(key, agent, `Where is my order? ${'x'.repeat(4_000)}`)).status).toBe(200);
+    const refused = await agentChat(key, agent, 'hi');
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ tokens: 15, requests: 1, reservedTokens: 0 });
+  });
+
+  it('lets concurrent chats through large agents take the budget only once', async () => {
+    // Each run sends ~1,300 tokens and waits a moment upstream: one fits a budget of 2,000, two do not.
+    const { key, otherKey } = await limitedKey({ budget: { tokens: 2_000, period: 'day' } });
+    const agents = await Promise.all([0, 1].map(() => newAgent(otherKey, { upstream: chatUpstream('delayMs=1500'), instructions: 'Be helpful. '.repeat(350) })));
+    const results = await Promise.all(agents.map((agent) => agentChat(key, agent, 'Where is my order?')));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 429]);
+    expect(results.find((r) => r.status === 429)!.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+  });
+
+  it('is counted once, by its agent, streamed or not', async () => {
+    const { key, otherKey } = await limitedKey({ budget: BUDGET });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream(), instructions: LONG_INSTRUCTIONS });
+    const res = await agentChat(key, agent, 'hi', { header: true });
+    expect(res.status).toBe(200);
+    expect(res.body.usage.total_tokens).toBe(15);
+    expect(await settledTokens(key)).toBe(15);
+    const streamed = await agentChat(key, agent, 'hi', { stream: true });
+    expect(streamed.status).toBe(200);
+    expect(streamedContent(events(streamed.body))).toBe('mock reply to: hi');
+    expect(await settledTokens(key)).toBe(30);
+    expect((await api('/v1/usage', { key })).body.budget).toMatchObject({ requests: 2, reservedTokens: 0 });
+  });
+
+  it("still answers a keyed turn's replay once the budget cannot cover a new turn", async () => {
+    const long = `Where is my order? ${'x'.repeat(4_000)}`;
+    const { key, keyId, otherKey } = await limitedKey({ budget: BUDGET });
+    const agent = await newAgent(otherKey, { upstream: chatUpstream() });
+    // The first turn fits; once its 15 tokens are used, neither its request nor its history does.
+    const reserved = estimateExecutionTokens(JSON.stringify({ model: `agent:${agent}`, messages: [{ role: 'user', content: long }] })).tokens;
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: { budget: { tokens: reserved + 10 } } } })).status).toBe(200);
+    const first = await agentChat(key, agent, long, { idempotencyKey: 'turn-1' });
+    expect(first.status).toBe(200);
+    for (const stream of [false, true]) {
+      const replay = await agentChat(key, agent, long, { idempotencyKey: 'turn-1', stream });
+      expect(replay.status).toBe(200);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(replay.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
+    }
+    for (const content of [long, 'hi']) {
+      const refused = await agentChat(key, agent, content, { idempotencyKey: `turn-${content.length}` });
+      expect(refused.status).toBe(429);
+      expect(refused.body.error).toMatchObject({ code: 'budget_exhausted', details: { limit: 'budget.tokens' } });
+    }
+    expect(await settledTokens(key)).toBe(15);
   });
 });

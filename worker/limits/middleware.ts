@@ -82,11 +82,12 @@ export function jsonRpcStartsWork(startsWork: CallTest): UpstreamClassifier {
   };
 }
 
-async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<ChatTokenEstimate> {
-  if (kind === null || limits.budget?.tokens === undefined) return { tokens: 0, least: 0, prompt: 0 };
+/** What to reserve, and whether an agent's run does the work (an execution, a chat through an agent): its agent fits and settles the reservation. */
+async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, limits: KeyLimits): Promise<{ estimate: ChatTokenEstimate; agentRuns: boolean }> {
+  if (kind === null || limits.budget?.tokens === undefined) return { estimate: { tokens: 0, least: 0, prompt: 0 }, agentRuns: false };
   // Hono caches the text, so the route's validator reads the same body again.
   const text = await c.req.text();
-  if (kind === 'execution') return estimateExecutionTokens(text);
+  if (kind === 'execution') return { estimate: estimateExecutionTokens(text), agentRuns: true };
   let body: unknown = null;
   try {
     body = JSON.parse(text);
@@ -94,13 +95,13 @@ async function tokensToReserve(c: Context<AppEnv>, kind: UpstreamKind | null, li
     /* the route answers its parse error */
   }
   const estimate = estimateChatTokens(body);
-  if (!chatThroughAgent(c, body)) return estimate;
+  if (!chatThroughAgent(c, body)) return { estimate, agentRuns: false };
   // Through an agent its run makes its own request, which no max_tokens of the chat's caps: the
   // reservation must fit whole, as an execution's (shrunk, the answer used to run past it and
   // the budget), and be at least an execution's (the body at ~4 characters a token plus 256):
   // `max_tokens: 1` used to reserve a token or two, and concurrent such chats all ran past the budget.
   const tokens = Math.max(estimate.tokens, estimateExecutionTokens(text).tokens);
-  return { ...estimate, tokens, least: tokens };
+  return { estimate: { ...estimate, tokens, least: tokens }, agentRuns: true };
 }
 
 /** Whether a chat runs through an agent (`x-agent-id`, or model `agent:<id>`) rather than a pool. */
@@ -133,12 +134,13 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
     const limits = principal?.limits;
     if (!limits) return next();
     const kind = await classify(c);
-    const estimate = await tokensToReserve(c, kind, limits);
+    const { estimate, agentRuns: holdTokens } = await tokensToReserve(c, kind, limits);
     const inProtocol = options.refusesInProtocol === true && kind !== null;
     const replayable = limits.budget !== undefined && (inProtocol || mayReplay(c, kind));
     // An execution's tokens are settled by its agent once it has ended, which for an async one
-    // is long after this request: the reservation outlives the request's lease.
-    const holdTokens = kind === 'execution' && limits.budget?.tokens !== undefined;
+    // is long after this request: the reservation outlives the request's lease. A chat through
+    // an agent is such an execution: its agent fits the reservation to what the run sends (the
+    // instructions, context and history the edge cannot see) and settles it, not the lease.
 
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
@@ -202,14 +204,16 @@ export function keyLimits(classify: UpstreamClassifier = byRoute, options: KeyLi
       // `completionChars`), else with the reservation. Asked once the body has ended: a
       // streamed MCP answer's tool call ends after its headers, and a stream's usage chunk
       // comes last.
-      const collect = status < 300 && json && kind === 'chat' && c.get('tokensUsed') === undefined;
+      // A held reservation is its agent's to settle: the lease counts nothing (given back, the
+      // limiter gives the reservation back too), or an agent chat's usage would count twice.
+      const collect = status < 300 && json && kind === 'chat' && !holdTokens && c.get('tokensUsed') === undefined;
       const reserved = admitted.reservedTokens;
       response = onBodyEnd(response, collect, (text) => {
         unlink?.();
         const refused = givesBack(c, status);
         const counted = c.get('completionChars');
         const estimated = counted === undefined ? null : estimatedTokens(estimate.prompt, counted, reserved);
-        const used = c.get('tokensUsed') ?? (text === null ? null : totalTokens(text, estimate.prompt, reserved)) ?? estimated;
+        const used = holdTokens ? null : c.get('tokensUsed') ?? (text === null ? null : totalTokens(text, estimate.prompt, reserved)) ?? estimated;
         return release(status >= 400 || refused ? 0 : used, refused);
       }, (p) => c.executionCtx.waitUntil(p));
     }

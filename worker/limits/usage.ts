@@ -134,10 +134,20 @@ export function estimateExecutionTokens(bodyText: string): ChatTokenEstimate {
  * characters a token. Not capped at the reservation: nothing capped the answer either.
  */
 export function executionTokens(input: string | null, output: unknown): number {
+  return executionUsage(input, output).total_tokens;
+}
+
+/**
+ * `executionTokens` as an OpenAI `usage`: what a chat through an agent reports, so its answer
+ * says what its execution is charged. `input` is the execution's input as stored (its JSON).
+ */
+export function executionUsage(input: string | null, output: unknown): ChatUsage {
   const reported = typeof output === 'object' && output !== null && 'usage' in output ? usageOf(output.usage) : null;
-  if (reported) return reported.total_tokens;
+  if (reported) return reported;
   const reply = typeof output === 'object' && output !== null && 'reply' in output && typeof output.reply === 'string' ? output.reply : output === undefined ? '' : JSON.stringify(output);
-  return tokensOf((input ?? '').length) + tokensOf(reply.length);
+  const prompt = tokensOf((input ?? '').length);
+  const completion = tokensOf(reply.length);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
 /**

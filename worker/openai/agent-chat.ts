@@ -3,11 +3,12 @@ import type { AppEnv } from '../env';
 import { ApiError, unwrap } from '../errors';
 import { newId } from '../lib/ids';
 import { canonicalJson, sha256Hex } from '../lib/hash';
-import { callAgent, requireAgent } from '../agents/registry';
+import { agentObjectId, callAgent, requireAgent } from '../agents/registry';
+import { withChargeDoubt } from '../limits/charge-doubt';
 import { syncFailure } from '../agents/operations';
 import { answerWhileKeyValid } from '../auth/key-watch';
 import { noteWork, startedWork } from '../limits/work';
-import { estimatedUsage, usageOf, wantsStreamUsage } from '../limits/usage';
+import { executionUsage, wantsStreamUsage } from '../limits/usage';
 import type { ChatCompletionRequest } from '../schemas/openai';
 import { gatewayUpstream } from '../upstream/pool';
 import { agentTurnInput } from './agent-turn';
@@ -41,8 +42,10 @@ export function answerText(output: unknown): string {
  * A chat through an agent's Durable Object: the agent's instructions, its stored history and
  * upstream answer the last user message, and the turn joins the agent's history. A stream
  * delivers the finished answer as SSE. Its usage is what the agent's upstream reported in the
- * execution's output (an openai-chat upstream records it there), else the estimate the key's
- * reservation uses: the gateway wrote this answer, so no model's usage comes with it.
+ * execution's output (an openai-chat upstream records it there), else the estimate its execution
+ * is charged: the gateway wrote this answer, so no model's usage comes with it. Against a token
+ * budget the turn holds the key's reservation as an execution does (`tokenCharge`): its agent
+ * fits it to what the run sends and settles it with that usage.
  *
  * With an `Idempotency-Key` the turn is a keyed execution as REST's are: the official client
  * resends a turn it got no answer to (a 5xx, a timeout), and the key makes that resend answer
@@ -58,10 +61,14 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
   // Named here, so a retried delivery finds the execution rather than running it twice (and, with a key, is no replay).
   const executionId = newId('ex');
   const keyed = idempotencyKey === undefined ? { fingerprint: 'chat' } : { idempotencyKey, fingerprint: await chatFingerprint(body) };
+  // The key's token reservation, which the agent fits to what its run sends (its instructions,
+  // context and history: refused budget_exhausted when the budget cannot cover them) and settles.
+  const charge = c.get('tokenCharge');
   let deliveries = 0;
-  const call = callAgent(c.env, tenantId, agentId, route, (stub) =>
-    stub.execute({ intent: 'chat', input, mode: 'sync', executionId, ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(refusal && { replayOnly: true }) }),
-  { retry: true });
+  const call = withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
+    callAgent(c.env, tenantId, agentId, route, (stub) =>
+      stub.execute({ intent: 'chat', input, mode: 'sync', executionId, ...keyed, freshKey: idempotencyKey === undefined && deliveries++ === 0, ...(refusal && { replayOnly: true }), ...(charge && { charge }) }),
+    { retry: true }));
   // Streamed or not, the answer waits for the execution; a key revoked meanwhile gets none of
   // it (the execution goes on, in the agent's history like the others).
   const reply = await answerWhileKeyValid(c.env.DB, keyId, call, idempotencyKey === undefined ? { executionId } : { idempotencyKey }).catch((error: unknown) => {
@@ -90,7 +97,9 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
   const content = answerText(output);
   const id = `chatcmpl-${execution.id}`;
   const model = `agent:${agentId}`;
-  const usage = (output && typeof output === 'object' && 'usage' in output ? usageOf(output.usage) : null) ?? estimatedUsage(body.messages, content);
+  // What its execution is charged (by its agent, against a token budget): the usage its upstream
+  // reported, else its input and answer at ~4 characters a token, so the answer says what was counted.
+  const usage = executionUsage(JSON.stringify(execution.input ?? null), output);
   c.set('tokensUsed', usage.total_tokens);
   if (body.stream) return new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined), { status: 200, headers: { ...SSE_HEADERS, ...headers } });
   return Response.json(completion(id, model, content, usage, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
