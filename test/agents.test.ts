@@ -256,6 +256,32 @@ describe('agents API', () => {
     expect((await api('/v1/agents?limit=1000', { key })).status).toBe(400);
   });
 
+  it('bounds a page of agents by its size as well as by limit: large agents page on with nextCursor, never one answer of 100 of them', async () => {
+    // An agent's snapshot holds its instructions, metadata and A2A card: about 1 MB at most
+    // (escaped control characters), so a page of 100 was about 100 MB read into the Worker at
+    // once (its isolate has 128 MB), as an execution page of large outputs was.
+    const { key } = await newTenant();
+    const c = '\u0001';
+    const skill = (i: number) => ({ id: `s${i}`, name: c.repeat(200), description: c.repeat(2000), tags: Array.from({ length: 16 }, () => c.repeat(64)), examples: Array.from({ length: 8 }, () => c.repeat(500)) });
+    const big = { instructions: c.repeat(32_000), metadata: Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, c.repeat(1024)])), a2a: { description: c.repeat(2000), skills: Array.from({ length: 14 }, (_, i) => skill(i)) } };
+    const ids = ['big-a', 'big-b', 'big-c', 'big-d', 'big-e', 'big-f'];
+    for (const id of ids) expect((await api('/v1/agents', { key, body: { id, ...big } })).status).toBe(201);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res: { status: number; body: any } = await api(`/v1/agents?limit=100${cursor ? `&cursor=${cursor}` : ''}`, { key });
+      expect(res.status).toBe(200);
+      expect(res.body.data.length).toBeGreaterThan(0);
+      expect(JSON.stringify(res.body).length).toBeLessThan(5 * 1024 * 1024);
+      seen.push(...res.body.data.map((a: { id: string }) => a.id));
+      cursor = res.body.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(seen).toEqual(ids);
+    expect(pages).toBeGreaterThan(1);
+  });
+
   it("refuses a cursor of another list or another tenant's list (400), never reading it as a place in this one", async () => {
     const { key } = await newTenant();
     // Agent ids that an execution list's cursor also has the shape of.

@@ -36,6 +36,30 @@ describe('context PATCH with an If-Match list', () => {
     expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'n' }, headers: { 'if-match': ' , "1"' } })).status).toBe(200);
   });
 
+  /**
+   * Strong comparison is character by character (RFC 9110 §8.8.3.2): "01" is not the tag "1", and
+   * a tag with one quote is no tag. Both were read as the number inside, so "01" applied at version 1.
+   */
+  it('never takes a tag this API does not give ("01", an unbalanced quote) for a version: 400, and nothing changes', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const context = `/v1/agents/${id}/context`;
+    expect((await api(context, { method: 'PATCH', key, body: { a: 1 }, headers: MERGE })).body.version).toBe(1);
+    for (const [path, body] of [[context, { a: 2 }], [`/v1/agents/${id}`, { name: 'changed' }]] as const) {
+      for (const tag of ['"01"', '"001", "7"', '"1', '1"', 'W/"01"']) {
+        const res = await api(path, { method: 'PATCH', key, body, headers: { ...MERGE, 'if-match': tag } });
+        expect(res.status, `${path} ${tag}`).toBe(400);
+        expect(res.body.error, `${path} ${tag}`).toMatchObject({ code: 'invalid_request', param: 'if-match' });
+      }
+    }
+    expect((await api(context, { key })).body).toEqual({ version: 1, data: { a: 1 } });
+    expect((await api(`/v1/agents/${id}`, { key })).body.name).toBeNull();
+    // The tags it gives, and the bare number, still apply.
+    expect((await api(context, { method: 'PATCH', key, body: { a: 3 }, headers: { ...MERGE, 'if-match': '"1"' } })).status).toBe(200);
+    expect((await api(context, { method: 'PATCH', key, body: { a: 4 }, headers: { ...MERGE, 'if-match': '2' } })).status).toBe(200);
+    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name: 'n' }, headers: { 'if-match': '"1"' } })).status).toBe(200);
+  });
+
   /** RFC 9110 §13.1.1: If-Match compares strongly, and a weak tag never matches, not even the current version's. */
   it('answers 412 version_mismatch to weak tags, the current version\'s included, and changes nothing', async () => {
     const { key } = await newTenant();

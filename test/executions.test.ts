@@ -306,6 +306,36 @@ describe('executions: async, polling and listing', () => {
     }
   });
 
+  it("refuses a status-filtered page's cursor in the unfiltered list or another status's: it skipped every newer execution without a word", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const ran: string[] = [];
+    for (let i = 0; i < 2; i++) ran.push((await api(`/v1/agents/${id}/executions`, { key, body: { intent: `n${i}` } })).body.id);
+    const slow = (await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'slow', mode: 'async', input: { message: 'hi', simulateLatencyMs: 20_000 } } })).body.id as string;
+    expect((await api(`/v1/agents/${id}/executions/${slow}/cancel`, { key, method: 'POST' })).status).toBe(200);
+    const succeeded = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions?status=succeeded&limit=1`, { key });
+      return res.body.nextCursor && res.body;
+    });
+    expect(succeeded.data.map((e: { id: string }) => e.id)).toEqual([ran[1]]);
+    // The same filter pages on.
+    const next = await api(`/v1/agents/${id}/executions?status=succeeded&limit=1&cursor=${succeeded.nextCursor}`, { key });
+    expect(next.body.data.map((e: { id: string }) => e.id)).toEqual([ran[0]]);
+    // Read without the filter it answered the older executions only: the cancelled one, newer, was skipped.
+    for (const query of [`cursor=${succeeded.nextCursor}`, `status=cancelled&cursor=${succeeded.nextCursor}`]) {
+      const res = await api(`/v1/agents/${id}/executions?${query}`, { key });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error, query).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
+    // And the unfiltered list's cursor is not a filtered list's.
+    const all = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions?limit=1`, { key });
+      return res.body.data[0]?.status === 'cancelled' && res.body;
+    });
+    expect((await api(`/v1/agents/${id}/executions?status=succeeded&cursor=${all.nextCursor}`, { key })).status).toBe(400);
+    expect((await api(`/v1/agents/${id}/executions?cursor=${all.nextCursor}`, { key })).body.data).toHaveLength(2);
+  });
+
   it('bounds a page of executions by its size as well as by limit: large outputs page on with nextCursor, never one answer of 100 of them', async () => {
     // Each record may hold a 1 MiB output and a 256 KiB input: a page of 100 was over 100 MB,
     // read into the Worker whole (its isolate has 128 MB).

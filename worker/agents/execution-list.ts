@@ -20,7 +20,7 @@ export interface ExecutionPage {
  * budget come back as their ids alone (D1 sends no more), which is how the page knows more follow.
  */
 export async function listExecutions(env: Env, tenantId: string, agentId: string, query: { status?: ExecutionStatus; limit: number; cursor?: string }): Promise<ExecutionPage> {
-  const before = await decodeExecutionCursor(tenantId, agentId, query.cursor);
+  const before = await decodeExecutionCursor(tenantId, agentId, query.cursor, query.status);
   const where = ['tenant_id = ?', 'agent_id = ?'];
   const params: (string | number)[] = [tenantId, agentId];
   if (query.status) { where.push('status = ?'); params.push(query.status); }
@@ -41,6 +41,6 @@ export async function listExecutions(env: Env, tenantId: string, agentId: string
   const last = shown.at(-1);
   return {
     data: shown.map((row) => JSON.parse(row.record) as Execution),
-    nextCursor: results.length > shown.length && last ? await encodeExecutionCursor(tenantId, agentId, last.id) : null,
+    nextCursor: results.length > shown.length && last ? await encodeExecutionCursor(tenantId, agentId, last.id, query.status) : null,
   };
 }

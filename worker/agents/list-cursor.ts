@@ -10,7 +10,12 @@ const executionCursors = scopedCursors('ex_[a-zA-Z0-9_-]{1,76}');
 const deliveryCursors = scopedCursors('msg_[a-zA-Z0-9_-]{1,76}');
 
 const agentsOf = (tenantId: string) => `agents/${tenantId}`;
-const executionsOf = (tenantId: string, agentId: string) => `executions/${tenantId}/${agentId}`;
+/**
+ * A `?status=` filter is a list of its own: a filtered page's cursor read in the unfiltered list
+ * (or another status's) skipped every execution newer than that page's last, without a word.
+ * The unfiltered list keeps its scope, so its cursors stay good across the deploy.
+ */
+const executionsOf = (tenantId: string, agentId: string, status?: string) => `executions/${tenantId}/${agentId}${status === undefined ? '' : `?status=${status}`}`;
 const deliveriesOf = (tenantId: string, agentId: string) => `deliveries/${tenantId}/${agentId}`;
 
 export const encodeAgentCursor = (tenantId: string, lastId: string): Promise<string> => agentCursors.encode(agentsOf(tenantId), lastId);
@@ -18,11 +23,11 @@ export const encodeAgentCursor = (tenantId: string, lastId: string): Promise<str
 /** The id to list after, or undefined for the first page; a cursor of another list or tenant is 400. */
 export const decodeAgentCursor = (tenantId: string, cursor: string | undefined): Promise<string | undefined> => agentCursors.decode(agentsOf(tenantId), cursor);
 
-export const encodeExecutionCursor = (tenantId: string, agentId: string, lastId: string): Promise<string> => executionCursors.encode(executionsOf(tenantId, agentId), lastId);
+export const encodeExecutionCursor = (tenantId: string, agentId: string, lastId: string, status?: string): Promise<string> => executionCursors.encode(executionsOf(tenantId, agentId, status), lastId);
 
-/** The execution id to list before, or undefined for the first page; a cursor of another agent's list, another tenant's or another list is 400. */
-export const decodeExecutionCursor = (tenantId: string, agentId: string, cursor: string | undefined): Promise<string | undefined> =>
-  executionCursors.decode(executionsOf(tenantId, agentId), cursor);
+/** The execution id to list before, or undefined for the first page; a cursor of another agent's list, another tenant's, another status filter's or another list is 400. */
+export const decodeExecutionCursor = (tenantId: string, agentId: string, cursor: string | undefined, status?: string): Promise<string | undefined> =>
+  executionCursors.decode(executionsOf(tenantId, agentId, status), cursor);
 
 export const encodeDeliveryCursor = (tenantId: string, agentId: string, lastId: string): Promise<string> => deliveryCursors.encode(deliveriesOf(tenantId, agentId), lastId);
 

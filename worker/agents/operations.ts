@@ -9,6 +9,7 @@ import { withChargeDoubt } from '../limits/charge-doubt';
 import { retryAfterSeconds } from '../upstream/resume-times';
 import { executionFingerprints } from './fingerprint';
 import { decodeAgentCursor, encodeAgentCursor } from './list-cursor';
+import { PAGE_BYTES } from './execution-list';
 import { agentObjectId, callAgent, requireAgent, type AgentRpc } from './registry';
 import { prunedExecution, staleExecution } from './snapshots';
 
@@ -64,16 +65,31 @@ export interface AgentPage {
   nextCursor: string | null;
 }
 
-/** A page of the tenant's agents from the D1 registry, ordered by id (eventually consistent). */
+/**
+ * A page of the tenant's agents from the D1 registry, ordered by id (eventually consistent): at
+ * most `limit`, and fewer when their snapshots would exceed PAGE_BYTES (always at least one);
+ * `nextCursor` pages on in either case. A snapshot holds the agent's instructions, metadata and
+ * A2A card, up to about 1 MB: a page of 100 was about 100 MB read into the Worker at once.
+ * Snapshots past the budget come back as their ids alone, which is how the page knows more follow.
+ */
 export async function listAgents(env: Env, tenantId: string, limit: number, cursor: string | undefined): Promise<AgentPage> {
   const after = (await decodeAgentCursor(tenantId, cursor)) ?? '';
-  const { results } = await env.DB.prepare('SELECT id, snapshot FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?')
-    .bind(tenantId, after, limit + 1)
-    .all<{ id: string; snapshot: string }>();
-  const rows = results.slice(0, limit);
+  const { results } = await env.DB.prepare(
+    `SELECT id, fits, CASE WHEN fits THEN snapshot END AS snapshot
+     FROM (SELECT id, snapshot, sum(bytes) OVER (ORDER BY id) - bytes < ? AS fits
+           FROM (SELECT id, snapshot, coalesce(length(CAST(snapshot AS BLOB)), 0) AS bytes FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?))
+     ORDER BY id`,
+  )
+    .bind(PAGE_BYTES, tenantId, after, limit + 1)
+    .all<{ id: string; fits: number; snapshot: string }>();
+  const rows: { id: string; snapshot: string }[] = [];
+  for (const row of results) {
+    if (rows.length === limit || !row.fits) break;
+    rows.push(row);
+  }
   const data = rows.map((r) => (JSON.parse(r.snapshot) as AgentSnapshot).agent);
   const last = rows.at(-1);
-  return { data, nextCursor: results.length > limit && last ? await encodeAgentCursor(tenantId, last.id) : null };
+  return { data, nextCursor: results.length > rows.length && last ? await encodeAgentCursor(tenantId, last.id) : null };
 }
 
 /**

@@ -13,9 +13,11 @@ export const versionETag = (version: number): string => `"${version}"`;
 export function parseIfMatch(header: string | undefined, source: string): number[] | undefined {
   if (header === undefined || header.trim() === '*') return undefined;
   // Empty list elements are skipped (RFC 9110 §5.6.1): an empty If-Match names no tag, which no version matches.
-  const tags = header.split(',').filter((tag) => tag.trim() !== '').map((tag) => /^\s*(W\/)?"?(\d{1,15})"?\s*$/.exec(tag));
+  // Only the tags this API gives: strong comparison is character by character, so "01" is not
+  // "1" (it used to be read as the number and matched), and a tag with one quote is no tag.
+  const tags = header.split(',').filter((tag) => tag.trim() !== '').map((tag) => /^\s*(W\/)?(?:"(0|[1-9]\d{0,14})"|(0|[1-9]\d{0,14}))\s*$/.exec(tag));
   if (!tags.every((t): t is RegExpExecArray => t !== null)) {
     throw new ApiError('invalid_request', `If-Match must be an ETag from ${source}, like "3"`, [{ path: ['if-match'], message: 'not an ETag of this API', code: 'custom' }]);
   }
-  return tags.filter(([, weak]) => weak === undefined).map(([, , version]) => Number(version));
+  return tags.filter(([, weak]) => weak === undefined).map(([, , quoted, bare]) => Number(quoted ?? bare));
 }
