@@ -126,6 +126,29 @@ describe('outgoing webhooks', () => {
     }
   });
 
+  it("refuses a status-filtered page's cursor in the unfiltered list or another status's, as the executions list does", async () => {
+    // Read without its filter, such a cursor answered the deliveries older than that page's last
+    // and skipped every newer one of another status without a word.
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    expect((await api(`/v1/agents/${id}/webhooks`, { key, body: { url: mockUrl('/hook'), events: ['execution.succeeded'] } })).status).toBe(201);
+    for (let i = 0; i < 2; i++) await api(`/v1/agents/${id}/executions`, { key, body: { intent: `n${i}` } });
+    await eventually(async () => (await deliveries(key, id, 'delivered')).length === 2);
+    const delivered = (await api(`/v1/agents/${id}/deliveries?status=delivered&limit=1`, { key })).body;
+    expect(delivered.nextCursor).toEqual(expect.any(String));
+    const next = await api(`/v1/agents/${id}/deliveries?status=delivered&limit=1&cursor=${delivered.nextCursor}`, { key });
+    expect(next.status).toBe(200);
+    expect(next.body.data).toHaveLength(1);
+    for (const query of [`cursor=${delivered.nextCursor}`, `status=pending&cursor=${delivered.nextCursor}`]) {
+      const res = await api(`/v1/agents/${id}/deliveries?${query}`, { key });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error, query).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
+    const all = (await api(`/v1/agents/${id}/deliveries?limit=1`, { key })).body;
+    expect((await api(`/v1/agents/${id}/deliveries?status=delivered&cursor=${all.nextCursor}`, { key })).status).toBe(400);
+    expect((await api(`/v1/agents/${id}/deliveries?cursor=${all.nextCursor}`, { key })).body.data).toHaveLength(1);
+  });
+
   it('delivers each execution result signed per Standard Webhooks, verified by the standardwebhooks package', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -16,7 +16,8 @@ const agentsOf = (tenantId: string) => `agents/${tenantId}`;
  * The unfiltered list keeps its scope, so its cursors stay good across the deploy.
  */
 const executionsOf = (tenantId: string, agentId: string, status?: string) => `executions/${tenantId}/${agentId}${status === undefined ? '' : `?status=${status}`}`;
-const deliveriesOf = (tenantId: string, agentId: string) => `deliveries/${tenantId}/${agentId}`;
+/** As for executions: a `?status=` filter is a list of its own, and the unfiltered list keeps its scope. */
+const deliveriesOf = (tenantId: string, agentId: string, status?: string) => `deliveries/${tenantId}/${agentId}${status === undefined ? '' : `?status=${status}`}`;
 
 export const encodeAgentCursor = (tenantId: string, lastId: string): Promise<string> => agentCursors.encode(agentsOf(tenantId), lastId);
 
@@ -29,8 +30,8 @@ export const encodeExecutionCursor = (tenantId: string, agentId: string, lastId:
 export const decodeExecutionCursor = (tenantId: string, agentId: string, cursor: string | undefined, status?: string): Promise<string | undefined> =>
   executionCursors.decode(executionsOf(tenantId, agentId, status), cursor);
 
-export const encodeDeliveryCursor = (tenantId: string, agentId: string, lastId: string): Promise<string> => deliveryCursors.encode(deliveriesOf(tenantId, agentId), lastId);
+export const encodeDeliveryCursor = (tenantId: string, agentId: string, lastId: string, status?: string): Promise<string> => deliveryCursors.encode(deliveriesOf(tenantId, agentId, status), lastId);
 
-/** The delivery id to list before, or undefined for the first page; another agent's cursor, or another list's, is 400. */
-export const decodeDeliveryCursor = (tenantId: string, agentId: string, cursor: string | undefined): Promise<string | undefined> =>
-  deliveryCursors.decode(deliveriesOf(tenantId, agentId), cursor);
+/** The delivery id to list before, or undefined for the first page; another agent's cursor, another status filter's, or another list's, is 400. */
+export const decodeDeliveryCursor = (tenantId: string, agentId: string, cursor: string | undefined, status?: string): Promise<string | undefined> =>
+  deliveryCursors.decode(deliveriesOf(tenantId, agentId, status), cursor);

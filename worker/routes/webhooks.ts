@@ -85,11 +85,11 @@ export const webhooks = new OpenAPIHono<AppEnv>()
       const { id } = c.req.valid('param');
       const { status, limit, cursor } = c.req.valid('query');
       const { tenantId } = c.get('principal');
-      const before = await decodeDeliveryCursor(tenantId, id, cursor);
+      const before = await decodeDeliveryCursor(tenantId, id, cursor, status);
       const rows = await onAgent(c, id, (stub) => stub.listDeliveries({ ...(status && { status }), limit: limit + 1, ...(before && { before }) }), { retry: true });
       const page = rows.slice(0, limit);
       const last = page.at(-1);
-      return c.json({ data: page, nextCursor: rows.length > limit && last ? await encodeDeliveryCursor(tenantId, id, last.id) : null }, 200);
+      return c.json({ data: page, nextCursor: rows.length > limit && last ? await encodeDeliveryCursor(tenantId, id, last.id, status) : null }, 200);
     },
   )
   .openapi(
