@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hasControl } from '../worker/schemas/credential';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
 import { MAX_A2A_ID_CHARS, MAX_TASK_ID_CHARS } from './a2a-limits';
@@ -25,16 +26,23 @@ export const MAX_PUSH_SCHEMES = 8;
 /** The `Authorization` credentials: room for a signed token (a JWT of a few KB). */
 export const MAX_PUSH_CREDENTIALS_CHARS = 4096;
 
-const text = (max: number) => z.string().max(max, `is longer than ${max} characters`).nullish();
+const bounded = (max: number) => z.string().max(max, `is longer than ${max} characters`);
+const text = (max: number) => bounded(max).nullish();
+/**
+ * A value sent as a header of every delivery: one with a line break or NUL was stored, and
+ * fetch then refused every push to it (retried for a day, then dead, nothing said to the client).
+ */
+const headerValue = (max: number) =>
+  bounded(max).refine((value) => !hasControl(value), 'has a control character (a line break, a tab, NUL…), which no HTTP header carries');
 
-const Scheme = z.string().max(MAX_PUSH_SCHEME_CHARS, `is longer than ${MAX_PUSH_SCHEME_CHARS} characters`);
-const Credentials = text(MAX_PUSH_CREDENTIALS_CHARS);
+const Scheme = headerValue(MAX_PUSH_SCHEME_CHARS);
+const Credentials = headerValue(MAX_PUSH_CREDENTIALS_CHARS).nullish();
 
 /** The fields both versions share: the config's id, URL and token. */
 const ConfigFields = {
   id: text(MAX_A2A_ID_CHARS),
   url: text(MAX_PUSH_URL_CHARS),
-  token: text(MAX_PUSH_TOKEN_CHARS),
+  token: headerValue(MAX_PUSH_TOKEN_CHARS).nullish(),
 };
 
 /** A v1.0 TaskPushNotificationConfig (proto JSON: snake_case names are read too). */

@@ -139,6 +139,35 @@ describe('A2A push notification configs are bounded field by field', () => {
     expect(await configsOf(key, id, taskId)).toEqual([expect.objectContaining({ id: longest.id, token: longest.token })]);
   });
 
+  it('refuses a push config whose token, scheme or credentials hold a control character (no header carries one), storing nothing', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const taskId: string = (await send(key, id, {})).body.result.task.id;
+    // Each goes out as a header of every delivery: fetch refuses a line break or NUL before
+    // sending (receivers answer the other controls 400), so such a config was stored and every
+    // push to it failed, retried for a day.
+    const bad: [string, Record<string, unknown>][] = [
+      ['token', { token: 'tok\r\nX-Injected: 1' }],
+      ['token', { token: 'tok\u0000' }],
+      ['authentication.scheme', { authentication: { scheme: 'Bearer\r\nX-Injected: 1', credentials: 'c' } }],
+      ['authentication.credentials', { authentication: { scheme: 'Bearer', credentials: 'c\nd' } }],
+      ['authentication.credentials', { authentication: { scheme: 'Bearer', credentials: 'c\u007f' } }],
+    ];
+    for (const [field, fields] of bad) {
+      const res = await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, url: pushUrl(100), ...fields });
+      expect(res.body.error, JSON.stringify(fields)).toMatchObject({ ...INVALID_PARAMS, message: expect.stringContaining(`${field}: has a control character`) });
+    }
+    const legacy = await call(key, id, 'tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: { url: pushUrl(100), authentication: { schemes: ['Bearer\r\n'], credentials: 'c' } } }, '0.3');
+    expect(legacy.body.error).toMatchObject({ code: -32602, message: expect.stringContaining('pushNotificationConfig.authentication.schemes.0: has a control character') });
+    const withMessage = await call(key, id, 'SendMessage', { message: message(), configuration: { taskPushNotificationConfig: { url: pushUrl(100), token: 'a\rb' } } });
+    expect(withMessage.body.error).toMatchObject({ ...INVALID_PARAMS, message: expect.stringContaining('configuration.taskPushNotificationConfig.token: has a control character') });
+    expect(await configsOf(key, id, taskId)).toEqual([]);
+    expect(await tasksOf(key, id)).toEqual([taskId]);
+    // Spaces and any other printable text still pass.
+    const fine = await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, url: pushUrl(100), token: 'tok en=/+', authentication: { scheme: 'Bearer', credentials: 'a b.c' } });
+    expect(fine.body.result).toBeDefined();
+  });
+
   it('refuses a message whose push config is over a bound before the task exists, in SendMessage and SendStreamingMessage', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

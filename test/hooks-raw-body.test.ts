@@ -1,5 +1,6 @@
 import { sign as signGithub } from '@octokit/webhooks-methods';
 import Stripe from 'stripe';
+import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, newAgent, newTenant } from './support/api';
 import { GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, hookFor, post, standardHeaders } from './support/hooks';
@@ -42,6 +43,25 @@ describe('incoming webhooks: the signature covers the body as sent', () => {
     const raw = await post(hook, latin1, { 'content-type': 'application/x-www-form-urlencoded', 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': `sha256=${mac}` });
     expect(await inputOf(key, agentId, raw)).toMatchObject({ scheme: 'github', payload: expect.stringMatching(/^name=/) });
     expect((await post(hook, latin1, { 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': `sha256=${mac.replace(/^./, mac[0] === '0' ? '1' : '0')}` })).status).toBe(401);
+  });
+
+  it('verifies a Standard Webhooks delivery over its bytes, not over their UTF-8 decoding: bytes that are not UTF-8 pass when signed, and no other bytes do', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const utf8 = new TextEncoder();
+    const signed = (msgId: string, bytes: Uint8Array, at = new Date()) =>
+      ({ 'webhook-id': msgId, 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(STANDARD_SECRET).sign(msgId, at, bytes) });
+    // A latin1 body, signed over its bytes as the spec has it, used to be 401: the text it
+    // decodes to (U+FFFD for 0xe9) encodes back to other bytes than were signed.
+    const latin1 = new Uint8Array([...utf8.encode('name='), 0xe9, ...utf8.encode('t')]);
+    const accepted = await post(hook, latin1, { ...signed('msg_latin1', latin1), 'content-type': 'text/plain' });
+    expect(await inputOf(key, agentId, accepted)).toMatchObject({ scheme: 'standard', deliveryId: 'msg_latin1', payload: expect.stringMatching(/^name=/) });
+    // And bytes that were never signed passed, when they decode to the text that was: a
+    // signed U+FFFD sent as the single byte 0xff instead.
+    const replacement = utf8.encode('{"note":"\uFFFD"}');
+    const swapped = new Uint8Array([...utf8.encode('{"note":"'), 0xff, ...utf8.encode('"}')]);
+    expect((await post(hook, swapped, signed('msg_swapped', replacement))).status).toBe(401);
   });
 
   it('accepts a Stripe event whose body starts with a BOM, and takes its id as the delivery id', async () => {

@@ -26,8 +26,8 @@ function hexBytes(hex: string): Uint8Array | null {
 }
 
 /**
- * The body as text, byte for byte: a leading BOM is kept (TextDecoder drops it by default, and
- * the sender signed it), so the text encodes back to exactly the bytes that were signed.
+ * The body as text for the execution's input: a leading BOM is kept (TextDecoder drops it by
+ * default), and a byte that is not UTF-8 becomes U+FFFD. Signatures are checked over the bytes.
  */
 export function bodyText(body: Uint8Array): string {
   return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(body);
@@ -81,9 +81,11 @@ export async function verifyDelivery(scheme: HookScheme, secret: string, body: U
     case 'standard': {
       try {
         // Only the signature is checked here: by default the library also JSON.parses a matching
-        // body and throws for text, which would refuse a correctly signed non-JSON payload. The
-        // library signs text: `bodyText` gives back the same bytes for any UTF-8 body.
-        new Webhook(secret).verify(bodyText(body), Object.fromEntries(headers), { jsonParse: false });
+        // body and throws for text, which would refuse a correctly signed non-JSON payload. It
+        // is given the bytes: given their decoding, a body not UTF-8 was checked as other bytes
+        // (each bad byte as U+FFFD), so a correctly signed one was refused, and unsigned bytes
+        // that decode as the signed text passed.
+        new Webhook(secret).verify(body, Object.fromEntries(headers), { jsonParse: false });
       } catch (error) {
         return { ok: false, reason: error instanceof Error ? error.message : 'bad signature' };
       }
