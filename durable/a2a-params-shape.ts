@@ -46,7 +46,8 @@ const given = (part: Record<string, unknown>, field: string): boolean => part[fi
 /** The content fields of a v1.0 Part, a oneof: exactly one is set. */
 const V1_CONTENT = ['text', 'raw', 'url', 'data'] as const;
 
-const PartV1 = z
+/** A v1.0 part in proto JSON: a message's, and an artifact's an upstream names (a2a-outcome.ts). */
+export const PartV1 = z
   .looseObject({
     text: text.nullish(),
     raw: base64.nullish(),

@@ -271,3 +271,35 @@ describe('the a2a-conformance upstream past an execution deadline', () => {
     expect(run.body.error.code).toBe('upstream_timeout');
   });
 });
+
+describe("A2A and an upstream's output.a2a that does not fit", () => {
+  it('shows the answer as the output artifact, COMPLETED, in every view: no -32603, no lost reply, the list still served', async () => {
+    const { key } = await newTenant();
+    const misfits: Record<string, unknown>[] = [
+      { artifacts: [{ name: 'no parts' }] },
+      { artifacts: 'not a list' },
+      { artifacts: [null] },
+      { artifacts: [{ name: 'empty part', parts: [5] }] },
+      { artifacts: [{ name: 7, parts: [{ text: 'a name that is not a string' }] }] },
+      { state: 'toString' },
+      { state: 'completed' },
+      { state: 5 },
+    ];
+    for (const a2a of misfits) {
+      const answer = { output: { reply: 'the real answer', a2a } };
+      const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?body=${encodeURIComponent(JSON.stringify(answer))}`) } });
+      const label = JSON.stringify(a2a);
+      const sent = await call(key, id, 'SendMessage', message({}));
+      expect(sent.body.error, label).toBeUndefined();
+      const task = sent.body.result.task as { id: string; status: { state: string }; artifacts?: { artifactId: string; parts: { text?: string }[] }[] };
+      expect(task.status.state, label).toBe('TASK_STATE_COMPLETED');
+      expect(task.artifacts?.map((a) => a.artifactId), label).toEqual([`${task.id}-output`]);
+      expect(task.artifacts?.[0]?.parts[0]?.text, label).toBe('the real answer');
+      const got = await call(key, id, 'GetTask', { id: task.id });
+      expect(got.body.result, label).toMatchObject({ status: { state: 'TASK_STATE_COMPLETED' }, artifacts: [{ artifactId: `${task.id}-output` }] });
+      const listed = await call(key, id, 'ListTasks', { includeArtifacts: true, status: 'TASK_STATE_COMPLETED' });
+      expect(listed.body.error, label).toBeUndefined();
+      expect(listed.body.result.tasks.map((t: { id: string }) => t.id), label).toEqual([task.id]);
+    }
+  });
+});
