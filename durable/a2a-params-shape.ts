@@ -139,13 +139,16 @@ const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationCon
  */
 const TaskIdV1 = z.looseObject({ id: text.nullish() });
 const ConfigTaskV1 = z.looseObject({ taskId: text.nullish(), task_id: text.nullish() });
-const ConfigIdV1 = ConfigTaskV1.extend({ id: text.nullish() });
 
 /** v1.0 GetTask. */
 const GetTaskV1 = TaskIdV1.extend({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
 
-/** v1.0 DeleteTaskPushNotificationConfig names its config, as the 0.3 delete does. */
-const DeleteConfigV1 = ConfigTaskV1.extend({ id: text });
+/**
+ * v1.0 Get- and DeleteTaskPushNotificationConfig name their config (`id` is required in 1.0;
+ * v0.3's get alone may name the task, its older form). A get without one answered -32001 for
+ * the config with the empty id, as if the client had named one.
+ */
+const NamedConfigV1 = ConfigTaskV1.extend({ id: text });
 
 /**
  * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
@@ -191,8 +194,8 @@ const METHODS: MethodSchemas<A2AVersion> = {
     SubscribeToTask: TaskIdV1,
     ListTasks: ListTasksV1,
     ListTaskPushNotificationConfigs: ConfigTaskV1,
-    GetTaskPushNotificationConfig: ConfigIdV1,
-    DeleteTaskPushNotificationConfig: DeleteConfigV1,
+    GetTaskPushNotificationConfig: NamedConfigV1,
+    DeleteTaskPushNotificationConfig: NamedConfigV1,
   },
   '0.3': {
     'message/send': SendV03,
