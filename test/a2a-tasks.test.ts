@@ -302,4 +302,25 @@ describe("A2A and an upstream's output.a2a that does not fit", () => {
       expect(listed.body.result.tasks.map((t: { id: string }) => t.id), label).toEqual([task.id]);
     }
   });
+
+  it('with a push config, records the execution succeeded (it was failed internal_error, its output lost) and pushes the answer', async () => {
+    // The task is built for its push as the execution's finish is recorded, in that transaction.
+    const { key } = await newTenant();
+    const answer = { output: { reply: 'the pushed answer', a2a: { artifacts: [{ name: 'no parts' }] } } };
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?body=${encodeURIComponent(JSON.stringify(answer))}`) } });
+    const token = `tok-${uniqueId()}`;
+    const sent = await call(key, id, 'SendMessage', { ...message({}), configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/a2a-push'), token } } });
+    const taskId: string = sent.body.result.task.id;
+    const execution = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions/${taskId}`, { key });
+      return res.body.status === 'succeeded' && res.body;
+    }, 15_000);
+    expect(execution.output).toEqual(answer.output);
+    const pushed = await eventually(async () => {
+      const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${token}`);
+      const { requests } = (await res.json()) as { requests: { body: { task?: { status: { state: string }; artifacts?: { parts: { text?: string }[] }[] } } }[] };
+      return requests.find((r) => r.body.task?.status.state === 'TASK_STATE_COMPLETED');
+    }, 15_000);
+    expect(pushed.body.task?.artifacts?.[0]?.parts[0]?.text).toBe('the pushed answer');
+  });
 });
