@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { paramsProblem, type MethodSchemas } from '../worker/lib/json-rpc-params';
+import { hasControl } from '../worker/schemas/credential';
 import { MAX_A2A_ID_CHARS, MAX_TASK_ID_CHARS } from './a2a-limits';
 
 /**
@@ -27,14 +28,23 @@ export const MAX_PUSH_CREDENTIALS_CHARS = 4096;
 
 const text = (max: number) => z.string().max(max, `is longer than ${max} characters`).nullish();
 
-const Scheme = z.string().max(MAX_PUSH_SCHEME_CHARS, `is longer than ${MAX_PUSH_SCHEME_CHARS} characters`);
-const Credentials = text(MAX_PUSH_CREDENTIALS_CHARS);
+/**
+ * What goes out as a header of every delivery (the token, the scheme and credentials of
+ * `Authorization`): no control character, as an upstream's API key. A line break or NUL made
+ * the delivery's fetch throw before sending, so a config answered as saved never delivered
+ * anything (retried on the schedule, then given up); the other controls servers refuse.
+ */
+const headerText = (max: number) =>
+  z.string().max(max, `is longer than ${max} characters`).refine((value) => !hasControl(value), 'has a control character (a line break, a tab, NUL…), which no HTTP header carries');
+
+const Scheme = headerText(MAX_PUSH_SCHEME_CHARS);
+const Credentials = headerText(MAX_PUSH_CREDENTIALS_CHARS).nullish();
 
 /** The fields both versions share: the config's id, URL and token. */
 const ConfigFields = {
   id: text(MAX_A2A_ID_CHARS),
   url: text(MAX_PUSH_URL_CHARS),
-  token: text(MAX_PUSH_TOKEN_CHARS),
+  token: headerText(MAX_PUSH_TOKEN_CHARS).nullish(),
 };
 
 /** A v1.0 TaskPushNotificationConfig (proto JSON: snake_case names are read too). */

@@ -176,6 +176,33 @@ describe('A2A push notification configs are bounded field by field', () => {
     expect(await configsOf(key, id, waiting.id)).toHaveLength(10);
   });
 
+  it('refuses a token, scheme or credentials with a control character (no header carries one; its pushes were never sent), in both versions', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const taskId: string = (await send(key, id, {})).body.result.task.id;
+    const bad: [string, Record<string, unknown>][] = [
+      ['token', { token: 'tok\r\nX-Injected: 1' }],
+      ['token', { token: 'tok\u0000' }],
+      ['authentication.scheme', { authentication: { scheme: 'Bearer\n', credentials: 'c' } }],
+      ['authentication.credentials', { authentication: { scheme: 'Bearer', credentials: 'abc\r\nX-Injected: 1' } }],
+      ['authentication.credentials', { authentication: { scheme: 'Bearer', credentials: 'a\tb' } }],
+    ];
+    for (const [field, fields] of bad) {
+      const res = await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, url: pushUrl(100), ...fields });
+      expect(res.body.error, JSON.stringify(fields)).toMatchObject({ ...INVALID_PARAMS, message: expect.stringContaining(`${field}: has a control character`) });
+    }
+    const withMessage = await call(key, id, 'SendMessage', { message: message(), configuration: { taskPushNotificationConfig: { url: pushUrl(100), token: 'a\nb' } } });
+    expect(withMessage.body.error).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/^configuration\.taskPushNotificationConfig\.token: has a control character/) });
+    const legacy = await call(key, id, 'tasks/pushNotificationConfig/set', { taskId, pushNotificationConfig: { url: pushUrl(100), authentication: { schemes: ['Bearer\r'], credentials: 'c' } } }, '0.3');
+    expect(legacy.body.error).toMatchObject({ code: -32602, message: expect.stringContaining('pushNotificationConfig.authentication.schemes.0: has a control character') });
+    expect(await configsOf(key, id, taskId)).toEqual([]);
+    expect(await tasksOf(key, id)).toEqual([taskId]);
+
+    // What a header carries is taken: printable characters, spaces inside, non-ASCII letters.
+    const fine = await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, url: pushUrl(100), token: 'tok en-ü', authentication: { scheme: 'Bearer', credentials: 'a b=c' } });
+    expect(fine.body.result).toMatchObject({ token: 'tok en-ü' });
+  });
+
   it('bounds the v0.3 names the same, and the number of v0.3 schemes (8)', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

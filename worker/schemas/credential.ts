@@ -1,7 +1,7 @@
 import { z } from '@hono/zod-openapi';
 
 /** Whether `value` has a control character (C0, DEL or C1). */
-function hasControl(value: string): boolean {
+export function hasControl(value: string): boolean {
   for (let i = 0; i < value.length; i++) {
     const code = value.charCodeAt(i);
     if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
