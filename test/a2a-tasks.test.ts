@@ -37,6 +37,34 @@ describe('A2A follow-up turns', () => {
   });
 });
 
+describe('A2A follow-ups to a task whose turn still runs', () => {
+  it('refuses the message with -32004, storing nothing (it was answered with the running turn\'s answer, its own lost); it is taken once the task asks for input', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 4, upstream: { kind: 'agent-http', url: mockUrl('/agent?answerBytes=100&a2aState=input-required&delayMs=1500') } });
+    const first = (await call(key, id, 'SendMessage', message({}))).body.result.task;
+    expect(first.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    const second = await call(key, id, 'SendMessage', { ...message({ taskId: first.id }), configuration: { returnImmediately: true } });
+    expect(second.body.result.task.status.state).toBe('TASK_STATE_WORKING');
+    const historyOf = async () => (await call(key, id, 'GetTask', { id: first.id })).body.result.history.map((m: { messageId: string }) => m.messageId);
+    const before = await historyOf();
+
+    for (const method of ['SendMessage', 'SendStreamingMessage']) {
+      const third = await call(key, id, method, message({ taskId: first.id }));
+      expect(third.body.error, method).toMatchObject({ code: -32004, message: expect.stringContaining(`Task ${first.id} is TASK_STATE_WORKING`) });
+    }
+    expect(await historyOf()).toEqual(before);
+
+    // The running turn ends as its own answer; the next message is then a turn of its own.
+    const asking = await eventually(async () => {
+      const task = (await call(key, id, 'GetTask', { id: first.id })).body.result;
+      return task.status.state === 'TASK_STATE_INPUT_REQUIRED' && task;
+    }, 15_000);
+    const next = (await call(key, id, 'SendMessage', message({ taskId: first.id }))).body.result.task;
+    expect(next.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    expect(next.status.message.messageId).not.toBe(asking.status.message.messageId);
+  });
+});
+
 describe('A2A tasks are bounded in stored size', () => {
   it('refuses a follow-up that would grow the task\'s stored record past 1 MiB with -32004, storing nothing; the task stays readable and cancelable', async () => {
     const { key } = await newTenant();
