@@ -135,6 +135,11 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     if (state !== undefined && TERMINAL_TASK_STATES.has(state)) {
       throw new UnsupportedOperationError(`Task ${task.id} is ${TaskState[state]}: a finished task takes no more messages; continue in a new task (its message may name this one in referenceTaskIds)`);
     }
+    // A turn beside a running one shares its task's event bus (the SDK keys buses by task):
+    // its send was answered with whichever turn ended first, and its own answer was lost.
+    if (state === TaskState.TASK_STATE_SUBMITTED || state === TaskState.TASK_STATE_WORKING) {
+      throw new UnsupportedOperationError(`Task ${task.id} is ${TaskState[state]}: its turn is still running; send this message once the task asks for input, follow the turn with SubscribeToTask, or cancel it`);
+    }
     const full = recordProblem(task, message);
     if (full) throw new UnsupportedOperationError(full);
   }

@@ -46,7 +46,8 @@ const given = (part: Record<string, unknown>, field: string): boolean => part[fi
 /** The content fields of a v1.0 Part, a oneof: exactly one is set. */
 const V1_CONTENT = ['text', 'raw', 'url', 'data'] as const;
 
-const PartV1 = z
+/** A v1.0 part in proto JSON: a message's, and an artifact's an upstream names (a2a-outcome.ts). */
+export const PartV1 = z
   .looseObject({
     text: text.nullish(),
     raw: base64.nullish(),
@@ -138,13 +139,16 @@ const SetConfigV03 = z.looseObject({ taskId: text.nullish(), pushNotificationCon
  */
 const TaskIdV1 = z.looseObject({ id: text.nullish() });
 const ConfigTaskV1 = z.looseObject({ taskId: text.nullish(), task_id: text.nullish() });
-const ConfigIdV1 = ConfigTaskV1.extend({ id: text.nullish() });
 
 /** v1.0 GetTask. */
 const GetTaskV1 = TaskIdV1.extend({ historyLength: historyLength.nullish(), history_length: historyLength.nullish() });
 
-/** v1.0 DeleteTaskPushNotificationConfig names its config, as the 0.3 delete does. */
-const DeleteConfigV1 = ConfigTaskV1.extend({ id: text });
+/**
+ * v1.0 Get- and DeleteTaskPushNotificationConfig name their config (`id` is required in 1.0;
+ * v0.3's get alone may name the task, its older form). A get without one answered -32001 for
+ * the config with the empty id, as if the client had named one.
+ */
+const NamedConfigV1 = ConfigTaskV1.extend({ id: text });
 
 /**
  * Task states as proto JSON spells them (the enum's name or number); TASK_STATE_UNSPECIFIED is
@@ -190,8 +194,8 @@ const METHODS: MethodSchemas<A2AVersion> = {
     SubscribeToTask: TaskIdV1,
     ListTasks: ListTasksV1,
     ListTaskPushNotificationConfigs: ConfigTaskV1,
-    GetTaskPushNotificationConfig: ConfigIdV1,
-    DeleteTaskPushNotificationConfig: DeleteConfigV1,
+    GetTaskPushNotificationConfig: NamedConfigV1,
+    DeleteTaskPushNotificationConfig: NamedConfigV1,
   },
   '0.3': {
     'message/send': SendV03,

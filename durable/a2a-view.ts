@@ -1,11 +1,12 @@
 import { Artifact, Message, Part, Role, Task, TaskState, type TaskStatus } from '@a2a-js/sdk';
 import { messageOf } from '../worker/upstream/builtin';
-import type { A2AOutcome } from '../worker/upstream/conformance';
+import type { A2AOutcome, A2AOutcomeState } from '../worker/upstream/conformance';
 import type { ExecutionError } from '../worker/schemas/execution';
 import type { ExecutionRow } from './agent-rows';
 import { referenceArtifact, referenceMessage, tooLargeToKeep } from './a2a-large';
 import { agentMessage, dataPart, textPart } from './a2a-parts';
 import { modesOfRow, shapedArtifacts } from './a2a-output-modes';
+import { checkedOutcome } from './a2a-outcome';
 
 /**
  * How an execution looks as an A2A task. The execution row is the truth for the state; the
@@ -18,7 +19,7 @@ export const TERMINAL_TASK_STATES: ReadonlySet<TaskState> = new Set([
 /** States where the task waits for the client: not terminal, but its execution has finished. */
 export const INTERRUPTED_TASK_STATES: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED]);
 
-const OUTCOME_STATES: Record<string, TaskState> = {
+const OUTCOME_STATES: Record<A2AOutcomeState, TaskState> = {
   'input-required': TaskState.TASK_STATE_INPUT_REQUIRED,
   'auth-required': TaskState.TASK_STATE_AUTH_REQUIRED,
   rejected: TaskState.TASK_STATE_REJECTED,
@@ -26,11 +27,8 @@ const OUTCOME_STATES: Record<string, TaskState> = {
 
 const parse = (text: string | null): unknown => (text === null ? undefined : (JSON.parse(text) as unknown));
 
-/** What an upstream asked of A2A in its output (`output.a2a`), if anything. */
-export function outcomeOf(output: unknown): A2AOutcome {
-  if (output && typeof output === 'object' && 'a2a' in output && output.a2a && typeof output.a2a === 'object') return output.a2a as A2AOutcome;
-  return {};
-}
+/** What an upstream asked of A2A in its output (`output.a2a`), if anything it asked fits. */
+export const outcomeOf = (output: unknown): A2AOutcome => checkedOutcome(output);
 
 /**
  * What a finished execution keeps as its `a2a_state`: the state its output asks, '' when it
@@ -51,7 +49,7 @@ export function stateOf(row: Pick<ExecutionRow, 'status' | 'output'>): TaskState
     case 'cancelled': return TaskState.TASK_STATE_CANCELED;
     case 'succeeded': {
       const asked = outcomeOf(parse(row.output)).state;
-      return (asked && OUTCOME_STATES[asked]) ?? TaskState.TASK_STATE_COMPLETED;
+      return asked ? OUTCOME_STATES[asked] : TaskState.TASK_STATE_COMPLETED;
     }
   }
 }

@@ -213,6 +213,21 @@ describe('A2A params are taken as sent, or refused with -32602 naming the field'
     expect(deleted.body.error).toBeUndefined();
   });
 
+  it('refuses, in 1.0, a push config get that names no config (it answered -32001 "config with id \'\' not found")', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const sent = await call(key, id, 'SendMessage', { message: { messageId: `pg-${++seq}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } });
+    const taskId: string = sent.body.result.task.id;
+    await call(key, id, 'CreateTaskPushNotificationConfig', { taskId, id: 'keep', url: 'https://hooks.example/a2a' });
+    const v1 = await call(key, id, 'GetTaskPushNotificationConfig', { taskId });
+    expect(v1.body.error).toMatchObject({ ...INVALID_PARAMS, message: expect.stringMatching(/^id: /) });
+    // v0.3's older form names the task alone and reads its first config (docs/A2A.md).
+    const v03 = await call(key, id, 'tasks/pushNotificationConfig/get', { id: taskId }, '0.3');
+    expect(v03.body.result).toMatchObject({ taskId, pushNotificationConfig: { id: 'keep' } });
+    const got = await call(key, id, 'GetTaskPushNotificationConfig', { taskId, id: 'keep' });
+    expect(got.body.result).toMatchObject({ taskId, id: 'keep' });
+  });
+
   it('passes the tasks a message refers to on to the upstream, in the execution\'s input, in both versions', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);

@@ -37,6 +37,34 @@ describe('A2A follow-up turns', () => {
   });
 });
 
+describe('A2A follow-ups to a task whose turn still runs', () => {
+  it('refuses the message with -32004, storing nothing (it was answered with the running turn\'s answer, its own lost); it is taken once the task asks for input', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { concurrency: 4, upstream: { kind: 'agent-http', url: mockUrl('/agent?answerBytes=100&a2aState=input-required&delayMs=1500') } });
+    const first = (await call(key, id, 'SendMessage', message({}))).body.result.task;
+    expect(first.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    const second = await call(key, id, 'SendMessage', { ...message({ taskId: first.id }), configuration: { returnImmediately: true } });
+    expect(second.body.result.task.status.state).toBe('TASK_STATE_WORKING');
+    const historyOf = async () => (await call(key, id, 'GetTask', { id: first.id })).body.result.history.map((m: { messageId: string }) => m.messageId);
+    const before = await historyOf();
+
+    for (const method of ['SendMessage', 'SendStreamingMessage']) {
+      const third = await call(key, id, method, message({ taskId: first.id }));
+      expect(third.body.error, method).toMatchObject({ code: -32004, message: expect.stringContaining(`Task ${first.id} is TASK_STATE_WORKING`) });
+    }
+    expect(await historyOf()).toEqual(before);
+
+    // The running turn ends as its own answer; the next message is then a turn of its own.
+    const asking = await eventually(async () => {
+      const task = (await call(key, id, 'GetTask', { id: first.id })).body.result;
+      return task.status.state === 'TASK_STATE_INPUT_REQUIRED' && task;
+    }, 15_000);
+    const next = (await call(key, id, 'SendMessage', message({ taskId: first.id }))).body.result.task;
+    expect(next.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    expect(next.status.message.messageId).not.toBe(asking.status.message.messageId);
+  });
+});
+
 describe('A2A tasks are bounded in stored size', () => {
   it('refuses a follow-up that would grow the task\'s stored record past 1 MiB with -32004, storing nothing; the task stays readable and cancelable', async () => {
     const { key } = await newTenant();
@@ -269,5 +297,58 @@ describe('the a2a-conformance upstream past an execution deadline', () => {
     const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'run', input: { messageId: 'tck-long-running-1', message: 'hi' }, timeoutMs: 200 } });
     expect(run.status).toBe(504);
     expect(run.body.error.code).toBe('upstream_timeout');
+  });
+});
+
+describe("A2A and an upstream's output.a2a that does not fit", () => {
+  it('shows the answer as the output artifact, COMPLETED, in every view: no -32603, no lost reply, the list still served', async () => {
+    const { key } = await newTenant();
+    const misfits: Record<string, unknown>[] = [
+      { artifacts: [{ name: 'no parts' }] },
+      { artifacts: 'not a list' },
+      { artifacts: [null] },
+      { artifacts: [{ name: 'empty part', parts: [5] }] },
+      { artifacts: [{ name: 7, parts: [{ text: 'a name that is not a string' }] }] },
+      { state: 'toString' },
+      { state: 'completed' },
+      { state: 5 },
+    ];
+    for (const a2a of misfits) {
+      const answer = { output: { reply: 'the real answer', a2a } };
+      const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?body=${encodeURIComponent(JSON.stringify(answer))}`) } });
+      const label = JSON.stringify(a2a);
+      const sent = await call(key, id, 'SendMessage', message({}));
+      expect(sent.body.error, label).toBeUndefined();
+      const task = sent.body.result.task as { id: string; status: { state: string }; artifacts?: { artifactId: string; parts: { text?: string }[] }[] };
+      expect(task.status.state, label).toBe('TASK_STATE_COMPLETED');
+      expect(task.artifacts?.map((a) => a.artifactId), label).toEqual([`${task.id}-output`]);
+      expect(task.artifacts?.[0]?.parts[0]?.text, label).toBe('the real answer');
+      const got = await call(key, id, 'GetTask', { id: task.id });
+      expect(got.body.result, label).toMatchObject({ status: { state: 'TASK_STATE_COMPLETED' }, artifacts: [{ artifactId: `${task.id}-output` }] });
+      const listed = await call(key, id, 'ListTasks', { includeArtifacts: true, status: 'TASK_STATE_COMPLETED' });
+      expect(listed.body.error, label).toBeUndefined();
+      expect(listed.body.result.tasks.map((t: { id: string }) => t.id), label).toEqual([task.id]);
+    }
+  });
+
+  it('with a push config, records the execution succeeded (it was failed internal_error, its output lost) and pushes the answer', async () => {
+    // The task is built for its push as the execution's finish is recorded, in that transaction.
+    const { key } = await newTenant();
+    const answer = { output: { reply: 'the pushed answer', a2a: { artifacts: [{ name: 'no parts' }] } } };
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl(`/agent?body=${encodeURIComponent(JSON.stringify(answer))}`) } });
+    const token = `tok-${uniqueId()}`;
+    const sent = await call(key, id, 'SendMessage', { ...message({}), configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/a2a-push'), token } } });
+    const taskId: string = sent.body.result.task.id;
+    const execution = await eventually(async () => {
+      const res = await api(`/v1/agents/${id}/executions/${taskId}`, { key });
+      return res.body.status === 'succeeded' && res.body;
+    }, 15_000);
+    expect(execution.output).toEqual(answer.output);
+    const pushed = await eventually(async () => {
+      const res = await fetch(`${env.MOCK_UPSTREAM_URL}/requests?key=${token}`);
+      const { requests } = (await res.json()) as { requests: { body: { task?: { status: { state: string }; artifacts?: { parts: { text?: string }[] }[] } } }[] };
+      return requests.find((r) => r.body.task?.status.state === 'TASK_STATE_COMPLETED');
+    }, 15_000);
+    expect(pushed.body.task?.artifacts?.[0]?.parts[0]?.text).toBe('the pushed answer');
   });
 });
