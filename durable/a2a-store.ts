@@ -182,11 +182,15 @@ export class A2AStore implements TaskStore {
   async list(params: ListTasksRequest): Promise<ListTasksResponse> {
     const pageSize = params.pageSize ?? 50;
     const row = this.store.agentRow();
-    const tag = (await sha256Hex(`tasks/${row?.tenant_id}/${row && this.store.config(row).id}/${row?.created_at}`)).slice(0, 8);
-    const token = params.pageToken ? PAGE_TOKEN.exec(params.pageToken) : null;
-    if (params.pageToken && token?.[3] !== tag) throw new RequestMalformedError("pageToken is not one this server issued for this agent's tasks");
-    const before = token ? { at: Number(token[1]), seq: Number(token[2]) } : null;
     const after = params.statusTimestampAfter ? Date.parse(params.statusTimestampAfter) : null;
+    // The filters make a list of their own: a filtered page's token read unfiltered (or under
+    // another filter) answered the tasks past that page's place and skipped every newer one
+    // without a word. Unfiltered, the tag is what it was, so those tokens stay good.
+    const filters = params.contextId || params.status || after !== null ? `?${params.contextId || ''}&${params.status || ''}&${after ?? ''}` : '';
+    const tag = (await sha256Hex(`tasks/${row?.tenant_id}/${row && this.store.config(row).id}/${row?.created_at}${filters}`)).slice(0, 8);
+    const token = params.pageToken ? PAGE_TOKEN.exec(params.pageToken) : null;
+    if (params.pageToken && token?.[3] !== tag) throw new RequestMalformedError("pageToken is not one this server issued for this agent's tasks with these filters (contextId, status, statusTimestampAfter)");
+    const before = token ? { at: Number(token[1]), seq: Number(token[2]) } : null;
     // Every execution that is not a follow-up turn is a task; its state is its latest turn's,
     // or the state it was closed in between turns (at the time of that save).
     const rows = this.sql.all<{ seq: number; id: string; status: string; asked: string | null; closed_state: number | null; at: number }>(

@@ -59,6 +59,26 @@ describe('ListTasks', () => {
     expect((await call(key, a, 'ListTasks', { pageToken: tokenA })).body.error).toMatchObject({ code: -32602 });
   });
 
+  it("refuses a filtered list's page token unfiltered or under another filter (-32602): it skipped every newer task without a word", async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
+    const done = [await send(key, id, 'tck-complete-task'), await send(key, id, 'tck-complete-task')];
+    const waiting = await send(key, id, 'tck-input-required');
+    const completed = (await call(key, id, 'ListTasks', { status: 'TASK_STATE_COMPLETED', pageSize: 1 })).body.result;
+    expect(ids(completed)).toEqual([done[1]?.id]);
+    // The same filters page on, whatever the page's size or shape.
+    expect(ids((await call(key, id, 'ListTasks', { status: 'TASK_STATE_COMPLETED', pageSize: 5, includeArtifacts: true, pageToken: completed.nextPageToken })).body.result)).toEqual([done[0]?.id]);
+    // Read unfiltered, it answered the older task only: the waiting one, newer, was skipped.
+    for (const params of [{}, { status: 'TASK_STATE_INPUT_REQUIRED' }, { status: 'TASK_STATE_COMPLETED', contextId: waiting.id }, { status: 'TASK_STATE_COMPLETED', statusTimestampAfter: '2020-01-01T00:00:00Z' }]) {
+      const res = await call(key, id, 'ListTasks', { ...params, pageToken: completed.nextPageToken });
+      expect(res.body.error, JSON.stringify(params)).toMatchObject({ code: -32602, message: expect.stringMatching(/pageToken .*with these filters/) });
+    }
+    // The unfiltered list's token is not a filtered list's, and pages on as before.
+    const all = (await call(key, id, 'ListTasks', { pageSize: 1 })).body.result;
+    expect((await call(key, id, 'ListTasks', { status: 'TASK_STATE_COMPLETED', pageToken: all.nextPageToken })).body.error).toMatchObject({ code: -32602 });
+    expect(ids((await call(key, id, 'ListTasks', { pageToken: all.nextPageToken })).body.result)).toHaveLength(2);
+  });
+
   it('names the status filter the client sent when it is not a task state (it said "-1"), and filters by a name or a number', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
