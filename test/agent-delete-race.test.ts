@@ -442,12 +442,12 @@ describe("the key's budget after an A2A send refused because its agent's DELETE 
 describe("an A2A request whose push URL check outlasts the agent's whole DELETE", () => {
   it('a send (new task or follow-up) and a push config create are answered -32001 (the agent was deleted), not -32603, and the sends give the budget back', async () => {
     const { tenantId, key, otherKey } = await limitedKey({ concurrency: 10, budget: { requests: 100, tokens: 100_000, period: 'day' } });
-    const id = await newAgent(otherKey);
+    const id = await newAgent(otherKey, { upstream: { kind: 'builtin', mode: 'a2a-conformance' } });
     const a2a = (method: string, params: unknown) => api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: { 'a2a-version': '1.0' } });
     const message = (taskId?: string) => ({ messageId: `m-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }], ...(taskId && { taskId }) });
-    // Paused: the task stays open (SUBMITTED) and takes a follow-up.
-    expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key: otherKey, body: { paused: true } })).status).toBe(200);
-    const opened = await api(`/a2a/${id}/`, { key: otherKey, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: message(), configuration: { returnImmediately: true } } }, headers: { 'a2a-version': '1.0' } });
+    // A task waiting for input takes a follow-up (one whose turn still runs is refused -32004 before any check).
+    const opened = await api(`/a2a/${id}/`, { key: otherKey, body: { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { ...message(), messageId: `tck-input-required-${uniqueId()}` } } }, headers: { 'a2a-version': '1.0' } });
+    expect(opened.body.result.task.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
     const task = opened.body.result.task.id as string;
     const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
     // The checks are held until the DELETE has answered: they outlast it, however slow the machine.
