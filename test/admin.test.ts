@@ -217,6 +217,35 @@ describe('tenants and keys (admin API)', () => {
     expect((await api('/v1/agents', { key })).status).toBe(401);
   });
 
+  // An admin request's reads ran in its D1 session, which may start at a read replica: one that
+  // had not yet seen a key made a moment ago answered its revocation 404 (the key working on),
+  // its PATCH 404, and a key for a tenant made a moment ago 404 "tenant not found".
+  it('decides a key write on what the primary holds: a lagging read replica neither 404s a new key nor a new tenant', async () => {
+    const { tenantId, keyId, key } = await newTenant();
+    const { tenantId: newer } = await newTenant();
+    // A replica that has seen neither: every session but one that starts at the primary reads it.
+    const lagging = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+      new Proxy(db, {
+        get(target, prop) {
+          if (prop === 'prepare') return (query: string) => target.prepare(query.replace(/FROM (api_keys|tenants) WHERE id = \?/, (_m, table: string) => `FROM ${table} WHERE id = ? AND id NOT IN ('${keyId}', '${newer}')`));
+          if (prop === 'withSession') return (constraint?: string) => (constraint === 'first-primary' ? env.DB.withSession(constraint) : lagging(env.DB.withSession(constraint)));
+          const value: unknown = Reflect.get(target, prop);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const app = createApp();
+    const asOperator = (path: string, init: { method: string; body?: unknown }) =>
+      app.request(path, { method: init.method, headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' }, ...(init.body !== undefined && { body: JSON.stringify(init.body) }) }, { ...env, DB: lagging(env.DB) }, createExecutionContext());
+    expect((await asOperator(`/v1/admin/tenants/${newer}/keys`, { method: 'POST', body: { name: 'second' } })).status).toBe(201);
+    const patched = await asOperator(`/v1/admin/keys/${keyId}`, { method: 'PATCH', body: { name: 'renamed' } });
+    expect(patched.status).toBe(200);
+    expect(((await patched.json()) as { tenantId: string; name: string }).name).toBe('renamed');
+    expect((await asOperator(`/v1/admin/keys/${keyId}`, { method: 'DELETE' })).status).toBe(204);
+    expect((await api('/v1/agents', { key })).status).toBe(401);
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data[0]).toMatchObject({ id: keyId, name: 'renamed', revokedAt: expect.any(String) });
+  });
+
   // A lookup that had read the key valid just before its revocation landed after it, and put it
   // back in the caches the revocation had just emptied: 30 s more in this isolate, 60 s in KV.
   it('does not cache a key a lookup read valid just before it was revoked here', async () => {

@@ -5,6 +5,7 @@ import { auditEntry, auditStatement } from '../audit/log';
 import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
 import { forgetKeyLimits } from '../hooks/store';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { atPrimary } from '../lib/d1-primary';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
@@ -141,7 +142,8 @@ export const admin = new OpenAPIHono<AppEnv>()
       const { tenant } = c.req.valid('param');
       const body = c.req.valid('json');
       const limits = createdLimits(body.limits);
-      requireTenant(await tenantLookup(c.env.DB, tenant).first() !== null, tenant);
+      // At the primary: a replica behind it would call a tenant made a moment ago unknown.
+      requireTenant(await tenantLookup(atPrimary(c.env.DB), tenant).first() !== null, tenant);
       const key = await generateKey();
       const now = Date.now();
       await c.env.DB.batch([
