@@ -153,6 +153,23 @@ describe('tenants and keys (admin API)', () => {
     }
   });
 
+  // A key list's cursor was the bare `<createdAt>-<id>` of its last key: another tenant's list read
+  // it as a point in time (an empty last page, or keys skipped without a word), and the tenant
+  // list, whose ids it matched, as a tenant id (page one again).
+  it("refuses a key list's cursor on another tenant's key list and on the tenant list", async () => {
+    const [first, second] = [await newTenant(), await newTenant()];
+    for (const { tenantId } of [first, second]) await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'more' } });
+    const page = await api(`/v1/admin/tenants/${second.tenantId}/keys?limit=1`, { key: ADMIN() });
+    expect(page.body.nextCursor).toEqual(expect.any(String));
+    const cursor = page.body.nextCursor as string;
+    expect((await api(`/v1/admin/tenants/${second.tenantId}/keys?limit=1&cursor=${cursor}`, { key: ADMIN() })).body.data).toHaveLength(1);
+    for (const path of [`/v1/admin/tenants/${first.tenantId}/keys?cursor=${cursor}`, `/v1/admin/tenants?cursor=${cursor}`]) {
+      const res = await api(path, { key: ADMIN() });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error, path).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
+  });
+
   it('404s a key for an unknown tenant, and the list of its keys', async () => {
     const res = await api('/v1/admin/tenants/no-such-tenant/keys', { key: ADMIN(), body: {} });
     expect(res.status).toBe(404);

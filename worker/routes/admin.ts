@@ -6,6 +6,7 @@ import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow 
 import { forgetKeyLimits } from '../hooks/store';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { atPrimary } from '../lib/d1-primary';
+import { scopedCursors } from '../lib/scoped-cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
@@ -26,13 +27,20 @@ const keySummary = (r: KeyRow): KeySummary => ({
 });
 type KeySummary = z.infer<typeof KeySummary>;
 
+/**
+ * A key list's cursors name the tenant (worker/lib/scoped-cursor.ts): the bare `<createdAt>-<id>`
+ * was a point in time in every tenant's list (another tenant's page answered empty, or skipped
+ * keys), and the tenant list, whose ids it matched, read it as a tenant id (page one again).
+ */
+const keyCursors = scopedCursors('\\d{1,15}-[a-zA-Z0-9_-]{1,80}');
+const keysOf = (tenantId: string) => `keys/${tenantId}`;
+
 /** Where a page of keys starts: after the key a cursor names by creation time and id. */
-function keyCursor(cursor: string | undefined): { createdAt: number; id: string } {
-  const decoded = decodeCursor(cursor);
+async function keyCursor(tenantId: string, cursor: string | undefined): Promise<{ createdAt: number; id: string }> {
+  const decoded = await keyCursors.decode(keysOf(tenantId), cursor);
   if (decoded === undefined) return { createdAt: -1, id: '' };
-  const match = /^(\d{1,15})-(.+)$/.exec(decoded);
-  if (!match) throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor of this list (pass the nextCursor it answered)', code: 'custom' }]);
-  return { createdAt: Number(match[1]), id: match[2] ?? '' };
+  const at = decoded.indexOf('-');
+  return { createdAt: Number(decoded.slice(0, at)), id: decoded.slice(at + 1) };
 }
 
 /** How often a key PATCH reads and merges again when another change landed first. */
@@ -168,7 +176,7 @@ export const admin = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { tenant } = c.req.valid('param');
       const q = c.req.valid('query');
-      const after = keyCursor(q.cursor);
+      const after = await keyCursor(tenant, q.cursor);
       // Keyset on (created_at, id), one row past the page to say whether another follows.
       const [exists, { results }] = await c.env.DB.batch([
         tenantLookup(c.env.DB, tenant),
@@ -179,7 +187,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       requireTenant(exists?.results.length !== 0, tenant);
       const rows = results.slice(0, q.limit);
       const last = rows.at(-1);
-      return c.json({ data: rows.map(keySummary), nextCursor: results.length > q.limit && last ? encodeCursor(`${last.created_at}-${last.id}`) : null }, 200);
+      return c.json({ data: rows.map(keySummary), nextCursor: results.length > q.limit && last ? await keyCursors.encode(keysOf(tenant), `${last.created_at}-${last.id}`) : null }, 200);
     },
   )
   .openapi(
