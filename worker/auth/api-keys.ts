@@ -59,6 +59,12 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
   const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null && !overtaken.has(found));
+  // Found revoked here (by a revoke, or a stream's check of D1): refused at once, not admitted
+  // from the caches for their 30 s, or KV's 60 s (a cut stream's reconnect would get a new one).
+  if (principal && rememberedKeyStatus(principal.keyId) === false) {
+    isolateCache.delete(hash);
+    return null;
+  }
   if (principal) {
     if (hashes.size >= ISOLATE_CACHE_MAX) hashes.clear();
     hashes.set(key, hash);
