@@ -116,6 +116,8 @@ describe('tenants and keys (admin API)', () => {
     const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: 'ci' } });
     expect(created.status).toBe(201);
     expect(created.body.key).toMatch(/^eag_[A-Za-z0-9_-]{43}$/);
+    // The one answer that holds the secret is kept by no cache (a proxy's, a browser's) on the way.
+    expect(created.headers.get('cache-control')).toBe('no-store');
     const listed = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
     expect(listed.status).toBe(200);
     expect(listed.body.data).toHaveLength(1);

@@ -160,7 +160,8 @@ export const admin = new OpenAPIHono<AppEnv>()
         ),
         auditStatement(c.env.DB, auditEntry(c, 'key.create', key.id, { tenantId: tenant, details: { name: body.name ?? null, prefix: key.prefix, limits } })),
       ]);
-      return c.json({ id: key.id, tenantId: tenant, key: key.key, prefix: key.prefix, name: body.name ?? null, limits, createdAt: iso(now) }, 201);
+      // The only answer that holds the secret: no cache on the way (a proxy's, a browser's) keeps it.
+      return c.json({ id: key.id, tenantId: tenant, key: key.key, prefix: key.prefix, name: body.name ?? null, limits, createdAt: iso(now) }, 201, { 'cache-control': 'no-store' });
     },
   )
   .openapi(
