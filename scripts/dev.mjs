@@ -106,14 +106,16 @@ if (!demoKey?.startsWith('eag_')) throw new Error('DEMO_API_KEY in .dev.vars mus
 
 wrangler(['d1', 'migrations', 'apply', DATABASE, '--local', '--persist-to', persistTo]);
 // The demo key is the one .dev.vars holds now: a .dev.vars made anew (or edited) next to a
-// database that kept the earlier key's hash used to leave the printed key refused (401).
+// database that kept the earlier key's hash used to leave the printed key refused (401). A new
+// key is not revoked with the one it replaces; the same key, revoked by its operator, stays so.
 const hash = createHash('sha256').update(demoKey).digest('hex');
 const now = Date.now();
 wrangler([
   'd1', 'execute', DATABASE, '--local', '--persist-to', persistTo, '--command',
   `INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES ('${DEMO_TENANT}', 'Demo tenant', ${now});
    INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at) VALUES ('key_demo', '${DEMO_TENANT}', '${hash}', '${demoKey.slice(0, 12)}', 'demo key', ${now})
-     ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, prefix = excluded.prefix;`,
+     ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, prefix = excluded.prefix,
+       revoked_at = CASE WHEN api_keys.hash = excluded.hash THEN api_keys.revoked_at END;`,
 ]);
 
 const inspectorPort = values['inspector-port'] ? Number(values['inspector-port']) : await freePort();

@@ -116,6 +116,8 @@ describe('tenants and keys (admin API)', () => {
     const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: 'ci' } });
     expect(created.status).toBe(201);
     expect(created.body.key).toMatch(/^eag_[A-Za-z0-9_-]{43}$/);
+    // The one answer that holds the secret is kept by no cache (a proxy's, a browser's) on the way.
+    expect(created.headers.get('cache-control')).toBe('no-store');
     const listed = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
     expect(listed.status).toBe(200);
     expect(listed.body.data).toHaveLength(1);
@@ -150,6 +152,23 @@ describe('tenants and keys (admin API)', () => {
       const res = await api(`/v1/admin/tenants/${tenant.body.id}/keys?${query}`, { key: ADMIN() });
       expect(res.status, query).toBe(400);
       expect(res.body.error, query).toMatchObject({ code: 'invalid_request', param: query.split('=')[0] });
+    }
+  });
+
+  // A key list's cursor was the bare `<createdAt>-<id>` of its last key: another tenant's list read
+  // it as a point in time (an empty last page, or keys skipped without a word), and the tenant
+  // list, whose ids it matched, as a tenant id (page one again).
+  it("refuses a key list's cursor on another tenant's key list and on the tenant list", async () => {
+    const [first, second] = [await newTenant(), await newTenant()];
+    for (const { tenantId } of [first, second]) await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: { name: 'more' } });
+    const page = await api(`/v1/admin/tenants/${second.tenantId}/keys?limit=1`, { key: ADMIN() });
+    expect(page.body.nextCursor).toEqual(expect.any(String));
+    const cursor = page.body.nextCursor as string;
+    expect((await api(`/v1/admin/tenants/${second.tenantId}/keys?limit=1&cursor=${cursor}`, { key: ADMIN() })).body.data).toHaveLength(1);
+    for (const path of [`/v1/admin/tenants/${first.tenantId}/keys?cursor=${cursor}`, `/v1/admin/tenants?cursor=${cursor}`]) {
+      const res = await api(path, { key: ADMIN() });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error, path).toMatchObject({ code: 'invalid_request', param: 'cursor' });
     }
   });
 
@@ -215,6 +234,35 @@ describe('tenants and keys (admin API)', () => {
     const res = await createApp().request('/v1/agents', { headers: { authorization: `Bearer ${key}` } }, { ...env, DB: lagging(env.DB) });
     expect(res.status).toBe(401);
     expect((await api('/v1/agents', { key })).status).toBe(401);
+  });
+
+  // An admin request's reads ran in its D1 session, which may start at a read replica: one that
+  // had not yet seen a key made a moment ago answered its revocation 404 (the key working on),
+  // its PATCH 404, and a key for a tenant made a moment ago 404 "tenant not found".
+  it('decides a key write on what the primary holds: a lagging read replica neither 404s a new key nor a new tenant', async () => {
+    const { tenantId, keyId, key } = await newTenant();
+    const { tenantId: newer } = await newTenant();
+    // A replica that has seen neither: every session but one that starts at the primary reads it.
+    const lagging = <T extends D1Database | D1DatabaseSession>(db: T): T =>
+      new Proxy(db, {
+        get(target, prop) {
+          if (prop === 'prepare') return (query: string) => target.prepare(query.replace(/FROM (api_keys|tenants) WHERE id = \?/, (_m, table: string) => `FROM ${table} WHERE id = ? AND id NOT IN ('${keyId}', '${newer}')`));
+          if (prop === 'withSession') return (constraint?: string) => (constraint === 'first-primary' ? env.DB.withSession(constraint) : lagging(env.DB.withSession(constraint)));
+          const value: unknown = Reflect.get(target, prop);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const app = createApp();
+    const asOperator = (path: string, init: { method: string; body?: unknown }) =>
+      app.request(path, { method: init.method, headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' }, ...(init.body !== undefined && { body: JSON.stringify(init.body) }) }, { ...env, DB: lagging(env.DB) }, createExecutionContext());
+    expect((await asOperator(`/v1/admin/tenants/${newer}/keys`, { method: 'POST', body: { name: 'second' } })).status).toBe(201);
+    const patched = await asOperator(`/v1/admin/keys/${keyId}`, { method: 'PATCH', body: { name: 'renamed' } });
+    expect(patched.status).toBe(200);
+    expect(((await patched.json()) as { tenantId: string; name: string }).name).toBe('renamed');
+    expect((await asOperator(`/v1/admin/keys/${keyId}`, { method: 'DELETE' })).status).toBe(204);
+    expect((await api('/v1/agents', { key })).status).toBe(401);
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data[0]).toMatchObject({ id: keyId, name: 'renamed', revokedAt: expect.any(String) });
   });
 
   // A lookup that had read the key valid just before its revocation landed after it, and put it

@@ -202,6 +202,18 @@ describe('audit log', () => {
     }
   });
 
+  // As an action the log does not record (above): a tenant id with a typo answered an empty
+  // page, as if the tenant had done nothing; every other operator route 404s an unknown tenant.
+  it('404s the operator log of a tenant that does not exist, and keeps an existing one with no entries of an action', async () => {
+    const res = await api('/v1/admin/audit?tenant=no-such-tenant-here', { key: ADMIN() });
+    expect(res.status).toBe(404);
+    expect(res.body.error).toMatchObject({ code: 'not_found', message: 'tenant no-such-tenant-here not found' });
+    const { tenantId } = await newTenant();
+    const quiet = await api(`/v1/admin/audit?tenant=${tenantId}&action=pool.delete`, { key: ADMIN() });
+    expect(quiet.status).toBe(200);
+    expect(quiet.body).toEqual({ data: [], nextCursor: null });
+  });
+
   it('refuses bad queries with 400', async () => {
     for (const query of ['limit=0', 'limit=1000', 'action=DROP TABLE', 'cursor=%%%', 'tenant=a/b']) {
       const res = await api(`/v1/admin/audit?${query}`, { key: ADMIN() });

@@ -1,6 +1,8 @@
-import { env, SELF } from 'cloudflare:test';
+import { createExecutionContext, env, SELF } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
-import { KEY_STATUS_TTL_MS } from '../worker/auth/key-status';
+import { KEY_STATUS_TTL_MS, revokedKeys } from '../worker/auth/key-status';
+import { createApp } from '../worker/app';
+import { sha256Hex } from '../worker/lib/hash';
 import { watchKey } from '../worker/auth/key-watch';
 import { limiter, limiterName } from '../worker/limits/limiter';
 import { ADMIN, api, BASE, chatTarget, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
@@ -263,6 +265,25 @@ describe('watching a key revoked in another isolate', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  // A stream's check that found the key revoked told only the streams: the isolate went on
+  // admitting the key from its caches (up to 30 s here, 60 s more from KV), so the cut client's
+  // reconnect was answered 200, and a new stream, cut again at its first check.
+  it('refuses the key at once in the isolate that found it revoked, whatever its caches still hold', async () => {
+    const { key, keyId } = await newTenant();
+    const app = createApp();
+    const asKey = () => app.request('/v1/agents', { headers: { authorization: `Bearer ${key}` } }, env, createExecutionContext());
+    expect((await asKey()).status).toBe(200);
+    expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).not.toBeNull();
+    // Revoked in another isolate: its caches (and KV) still hold the key as valid.
+    await env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+    expect((await asKey()).status).toBe(200);
+    // A stream's check here reads D1 and finds it revoked.
+    expect(await revokedKeys(env.DB.withSession('first-primary'), [keyId])).toEqual(new Set([keyId]));
+    const refused = await asKey();
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
   });
 
   it('is not kept valid by the requests admitted with the key meanwhile: each of them was admitted from caches', async () => {

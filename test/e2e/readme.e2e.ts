@@ -298,6 +298,28 @@ describe('README quickstart, a new .dev.vars over an old local database', () => 
   }, 240_000);
 });
 
+// The same, when the older demo key had been revoked (DELETE /v1/admin/keys/key_demo): the new key
+// took over the revoked row, so the key printed was refused as before.
+describe('README quickstart, a new .dev.vars over a database whose demo key was revoked', () => {
+  it('prints a demo key the gateway takes, not one revoked with the key it replaced', async () => {
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'eag-rekey-revoked-'));
+    const wrangler = (args: string[]) => {
+      const run = spawnSync('node_modules/.bin/wrangler', [...args, '--local', '--persist-to', stateDir], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stderr).toBe(0);
+    };
+    wrangler(['d1', 'migrations', 'apply', 'edge-agent-gateway']);
+    const older = createHash('sha256').update('eag_an-older-demo-key-revoked-then-dev-vars-deleted').digest('hex');
+    wrangler(['d1', 'execute', 'edge-agent-gateway', '--command', `INSERT INTO tenants (id, name, created_at) VALUES ('demo', 'Demo tenant', 1); INSERT INTO api_keys (id, tenant_id, hash, prefix, name, created_at, revoked_at) VALUES ('key_demo', 'demo', '${older}', 'eag_an-older', 'demo key', 1, 2);`]);
+    const dev = await startDevServer('eag-rekey-revoked-', {}, stateDir);
+    try {
+      expect(dev.banner).toContain(`demo API key: ${dev.key}`);
+      expect((await fetch(`${dev.base}/v1/agents`, { headers: { authorization: `Bearer ${dev.key}` } })).status).toBe(200);
+    } finally {
+      dev.stop();
+    }
+  }, 240_000);
+});
+
 // The quickstart names the oldest Node it runs on; every package `npm ci` installs must run there
 // (eslint and vite, which `npm test` and `npm run lint` load, need 20.19; undici, under wrangler, 20.18.1).
 describe('README quickstart, the Node version it names', () => {

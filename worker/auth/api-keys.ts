@@ -59,6 +59,12 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
   const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null && !overtaken.has(found));
+  // Found revoked here (by a revoke, or a stream's check of D1): refused at once, not admitted
+  // from the caches for their 30 s, or KV's 60 s (a cut stream's reconnect would get a new one).
+  if (principal && rememberedKeyStatus(principal.keyId) === false) {
+    isolateCache.delete(hash);
+    return null;
+  }
   if (principal) {
     if (hashes.size >= ISOLATE_CACHE_MAX) hashes.clear();
     hashes.set(key, hash);
@@ -117,7 +123,7 @@ async function forgetKey(env: Env, hash: string): Promise<void> {
 
 /** Revokes a key in D1 and drops the caches this location holds; returns false if unknown. */
 export async function revokeKey(env: Env, keyId: string, audit?: AuditEntry): Promise<boolean> {
-  const row = await env.DB.prepare('SELECT hash FROM api_keys WHERE id = ?').bind(keyId).first<{ hash: string }>();
+  const row = await atPrimary(env.DB).prepare('SELECT hash FROM api_keys WHERE id = ?').bind(keyId).first<{ hash: string }>();
   if (!row) return false;
   const revoke = env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(Date.now(), keyId);
   await env.DB.batch(audit ? [revoke, auditStatement(env.DB, audit)] : [revoke]);
@@ -136,8 +142,12 @@ export interface KeyRow {
   limits: string | null;
 }
 
+/**
+ * A key as the primary holds it: the admin writes decide on it, and the request's session may
+ * read a replica that has not seen a key made a moment ago (a revoke answered 404, the key working on).
+ */
 export async function getKeyRow(env: Env, keyId: string): Promise<(KeyRow & { hash: string }) | null> {
-  return env.DB.prepare('SELECT id, tenant_id, hash, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE id = ?').bind(keyId).first<KeyRow & { hash: string }>();
+  return atPrimary(env.DB).prepare('SELECT id, tenant_id, hash, prefix, name, created_at, revoked_at, limits FROM api_keys WHERE id = ?').bind(keyId).first<KeyRow & { hash: string }>();
 }
 
 /**

@@ -1,7 +1,7 @@
 import { ApiError } from '../errors';
 
 /** The statement that finds tenant `id` (one row if it exists), to run alone or in a batch. */
-export function tenantLookup(db: D1Database, id: string): D1PreparedStatement {
+export function tenantLookup(db: Pick<D1Database, 'prepare'>, id: string): D1PreparedStatement {
   return db.prepare('SELECT 1 AS one FROM tenants WHERE id = ?').bind(id);
 }
 

@@ -5,6 +5,8 @@ import { auditEntry, auditStatement } from '../audit/log';
 import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
 import { forgetKeyLimits } from '../hooks/store';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { atPrimary } from '../lib/d1-primary';
+import { scopedCursors } from '../lib/scoped-cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
@@ -25,13 +27,20 @@ const keySummary = (r: KeyRow): KeySummary => ({
 });
 type KeySummary = z.infer<typeof KeySummary>;
 
+/**
+ * A key list's cursors name the tenant (worker/lib/scoped-cursor.ts): the bare `<createdAt>-<id>`
+ * was a point in time in every tenant's list (another tenant's page answered empty, or skipped
+ * keys), and the tenant list, whose ids it matched, read it as a tenant id (page one again).
+ */
+const keyCursors = scopedCursors('\\d{1,15}-[a-zA-Z0-9_-]{1,80}');
+const keysOf = (tenantId: string) => `keys/${tenantId}`;
+
 /** Where a page of keys starts: after the key a cursor names by creation time and id. */
-function keyCursor(cursor: string | undefined): { createdAt: number; id: string } {
-  const decoded = decodeCursor(cursor);
+async function keyCursor(tenantId: string, cursor: string | undefined): Promise<{ createdAt: number; id: string }> {
+  const decoded = await keyCursors.decode(keysOf(tenantId), cursor);
   if (decoded === undefined) return { createdAt: -1, id: '' };
-  const match = /^(\d{1,15})-(.+)$/.exec(decoded);
-  if (!match) throw new ApiError('invalid_request', 'cursor is not valid', [{ path: ['cursor'], message: 'not a cursor of this list (pass the nextCursor it answered)', code: 'custom' }]);
-  return { createdAt: Number(match[1]), id: match[2] ?? '' };
+  const at = decoded.indexOf('-');
+  return { createdAt: Number(decoded.slice(0, at)), id: decoded.slice(at + 1) };
 }
 
 /** How often a key PATCH reads and merges again when another change landed first. */
@@ -141,7 +150,8 @@ export const admin = new OpenAPIHono<AppEnv>()
       const { tenant } = c.req.valid('param');
       const body = c.req.valid('json');
       const limits = createdLimits(body.limits);
-      requireTenant(await tenantLookup(c.env.DB, tenant).first() !== null, tenant);
+      // At the primary: a replica behind it would call a tenant made a moment ago unknown.
+      requireTenant(await tenantLookup(atPrimary(c.env.DB), tenant).first() !== null, tenant);
       const key = await generateKey();
       const now = Date.now();
       await c.env.DB.batch([
@@ -150,7 +160,8 @@ export const admin = new OpenAPIHono<AppEnv>()
         ),
         auditStatement(c.env.DB, auditEntry(c, 'key.create', key.id, { tenantId: tenant, details: { name: body.name ?? null, prefix: key.prefix, limits } })),
       ]);
-      return c.json({ id: key.id, tenantId: tenant, key: key.key, prefix: key.prefix, name: body.name ?? null, limits, createdAt: iso(now) }, 201);
+      // The only answer that holds the secret: no cache on the way (a proxy's, a browser's) keeps it.
+      return c.json({ id: key.id, tenantId: tenant, key: key.key, prefix: key.prefix, name: body.name ?? null, limits, createdAt: iso(now) }, 201, { 'cache-control': 'no-store' });
     },
   )
   .openapi(
@@ -166,7 +177,7 @@ export const admin = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { tenant } = c.req.valid('param');
       const q = c.req.valid('query');
-      const after = keyCursor(q.cursor);
+      const after = await keyCursor(tenant, q.cursor);
       // Keyset on (created_at, id), one row past the page to say whether another follows.
       const [exists, { results }] = await c.env.DB.batch([
         tenantLookup(c.env.DB, tenant),
@@ -177,7 +188,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       requireTenant(exists?.results.length !== 0, tenant);
       const rows = results.slice(0, q.limit);
       const last = rows.at(-1);
-      return c.json({ data: rows.map(keySummary), nextCursor: results.length > q.limit && last ? encodeCursor(`${last.created_at}-${last.id}`) : null }, 200);
+      return c.json({ data: rows.map(keySummary), nextCursor: results.length > q.limit && last ? await keyCursors.encode(keysOf(tenant), `${last.created_at}-${last.id}`) : null }, 200);
     },
   )
   .openapi(

@@ -2,10 +2,11 @@ import { OpenAPIHono, createRoute, type z } from '@hono/zod-openapi';
 import type { AppEnv, Env } from '../env';
 import { listAudit, type AuditRow } from '../audit/log';
 import { decodeAuditCursor, encodeAuditCursor } from '../audit/cursor';
+import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { iso } from '../lib/time';
 import { AuditQuery, AuditRecord, type AuditAction } from '../schemas/admin';
 import { page } from '../schemas/common';
-import { adminErrors, commonErrors, json, security } from './openapi';
+import { adminErrors, commonErrors, errorResponse, json, security } from './openapi';
 
 const record = (r: AuditRow): z.infer<typeof AuditRecord> => ({
   id: r.id,
@@ -37,11 +38,14 @@ export const audit = new OpenAPIHono<AppEnv>()
       summary: 'The audit log, newest first: who did what, when, with which request (operator token)',
       security,
       request: { query: AuditQuery },
-      responses: { 200: json(page(AuditRecord), 'audit entries'), ...adminErrors },
+      responses: { 200: json(page(AuditRecord), 'audit entries'), 404: errorResponse('not_found: no such tenant'), ...adminErrors },
     }),
     async (c) => {
       const { tenant, ...q } = c.req.valid('query');
-      return c.json(await auditPage(c.env, { ...q, ...(tenant !== undefined && { tenantId: tenant }) }), 200);
+      // An unknown tenant (a typo) is a 404, as on every operator route, not an empty log.
+      const [exists, listed] = await Promise.all([tenant === undefined ? true : tenantLookup(c.env.DB, tenant).first(), auditPage(c.env, { ...q, ...(tenant !== undefined && { tenantId: tenant }) })]);
+      if (tenant !== undefined) requireTenant(exists !== null, tenant);
+      return c.json(listed, 200);
     },
   )
   .openapi(
