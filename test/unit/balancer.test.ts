@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pickTarget, peakEwma, smoothWeighted, startAtRandom, type BalancedTarget, type RoundRobins, type TargetState } from '../../worker/pools/balancer';
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
@@ -389,5 +389,41 @@ describe('the half-open probe slot in the pool runtime', () => {
     expect(rt.state('a').inflight).toBe(1);
     later.done('success');
     expect(rt.state('a').inflight).toBe(0);
+  });
+});
+
+describe('the latency strategy over time', () => {
+  const at = new Date().toISOString();
+  const chat = (id: string) => ({ id, kind: 'builtin' as const, weight: 1, priority: 0 });
+  const runtime = () => {
+    const targets = [chat('a'), chat('b')];
+    const pool: StoredPool = { name: 'p', strategy: 'latency', targets, createdAt: at, updatedAt: at };
+    return new PoolRuntime('tn', pool, targets);
+  };
+  const call = (rt: PoolRuntime, ms: number): string => {
+    const lease = rt.lease([], new Set());
+    if (!lease) throw new Error('no lease');
+    lease.done('success', ms);
+    return lease.target.id;
+  };
+  beforeEach(() => { vi.useFakeTimers({ toFake: ['Date'] }); });
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('tries a target again once its one slow answer is long past, instead of never calling it again', () => {
+    const rt = runtime();
+    // One answer slow (a passing stall), then the other target, unmeasured, is tried.
+    const slow = call(rt, 2_000);
+    const fast = call(rt, 20);
+    expect(fast).not.toBe(slow);
+    // Right after, the slow one is shunned: the other answers fast, call after call.
+    for (let i = 0; i < 20; i++) expect(call(rt, 20)).toBe(fast);
+    // A few minutes of fast answers later, the one slow sample no longer outweighs them: it
+    // used to stay 2,000 ms for the isolate's life, and power of two choices never picked it.
+    const picked = new Set<string>();
+    for (let i = 0; i < 120; i++) {
+      vi.setSystemTime(Date.now() + 2_000);
+      picked.add(call(rt, 20));
+    }
+    expect(picked.has(slow)).toBe(true);
   });
 });
