@@ -426,4 +426,21 @@ describe('the latency strategy over time', () => {
     }
     expect(picked.has(slow)).toBe(true);
   });
+
+  it('does not take a fast failure for a fast answer: a target shedding load with quick 503s is not preferred for them', () => {
+    const rt = runtime();
+    const timed = (id: string, outcome: 'success' | 'failure', ms: number) => {
+      // The other target excluded, as a retry excludes the one it tried.
+      const lease = rt.lease([], new Set([id === 'a' ? 'b' : 'a']));
+      if (lease?.target.id !== id) throw new Error(`no lease on ${id}`);
+      lease.done(outcome, ms);
+    };
+    timed('a', 'success', 300);
+    timed('b', 'success', 100);
+    // a refuses four calls in a millisecond each (one fewer than opens its circuit).
+    for (let i = 0; i < 4; i++) timed('a', 'failure', 1);
+    expect(rt.state('a').breaker.current()).toBe('closed');
+    // It answers in 300 ms when it answers: b, at 100 ms, is still the faster.
+    for (let i = 0; i < 10; i++) expect(call(rt, 100)).toBe('b');
+  });
 });

@@ -160,7 +160,12 @@ export class PoolRuntime {
         else state.breaker.release(slot);
         if (latencyMs !== undefined && outcome !== 'cancelled') {
           const now = Date.now();
-          state.latencyMs = peakEwma(latencyNow(state, now), latencyMs);
+          const current = latencyNow(state, now);
+          // A failure is no answer: a slow one (a timeout) says the target is slow, a quick one
+          // (a 503 shedding load) says nothing of how fast it answers, and used to draw the
+          // latency strategy's traffic to the target refusing it.
+          const noFaster = outcome === 'failure' && current !== null && latencyMs < current;
+          state.latencyMs = noFaster ? current : peakEwma(current, latencyMs);
           state.latencyAt = now;
         }
       },
