@@ -139,8 +139,16 @@ export function smoothWeighted<T extends BalancedTarget>(targets: readonly T[], 
  * cycle still splits exactly as the weights say; only where it starts moves.
  */
 export function startAtRandom(targets: readonly BalancedTarget[], current: Map<string, number>, random: () => number = Math.random): void {
-  const cycle = targets.reduce((sum, t) => sum + t.weight, 0);
+  // Weights with a common factor pick as they do divided by it (1000:1000 as 1:1), so the cycle
+  // repeats after their sum divided by it: a point found past that is one found before it. Up
+  // to 32,000 picks over 32 targets took some 30 ms of CPU, for each new set picked among.
+  const factor = targets.reduce((g, t) => gcd(g, t.weight), 0) || 1;
+  const cycle = targets.reduce((sum, t) => sum + t.weight, 0) / factor;
   for (let skip = Math.floor(random() * cycle); skip > 0; skip--) smoothWeighted(targets, current);
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 function leastInflight<T extends BalancedTarget>(targets: readonly T[], state: (id: string) => TargetState, cycle: (ties: readonly T[]) => Map<string, number>): T | null {
