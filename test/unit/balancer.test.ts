@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pickTarget, peakEwma, smoothWeighted, startAtRandom, type BalancedTarget, type RoundRobins, type TargetState } from '../../worker/pools/balancer';
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
@@ -63,6 +63,24 @@ describe('weighted round robin (smooth)', () => {
         for (const id of firstPicks(r, 6 * 5)) counts[id as string] = (counts[id as string] ?? 0) + 1;
         expect(counts).toEqual({ a: 15, b: 10, c: 5 });
       }
+    });
+
+    it('is found within one cycle of the weights divided by their common factor: 32 targets of weight 1000 start as cheaply as of weight 1', () => {
+      const many = Array.from({ length: 32 }, (_, i) => ({ id: `t${i}`, weight: 1000, priority: 0 }));
+      let writes = 0;
+      const wrr = new (class extends Map<string, number> {
+        override set(key: string, value: number) {
+          writes++;
+          return super.set(key, value);
+        }
+      })();
+      // The last point of the cycle. It used to be found by up to 32,000 picks over 32 targets
+      // (some 30 ms of CPU, for each new set of targets picked among), where 32 picks make the
+      // very same cycle: weights 1000:1000:… pick as 1:1:… do.
+      startAtRandom(many, wrr, () => 0.999);
+      expect(writes).toBeLessThanOrEqual(32 * 33);
+      const next = Array.from({ length: 32 }, () => smoothWeighted(many, wrr)?.id);
+      expect(new Set(next).size).toBe(32);
     });
 
     it("is a point of the cycle of the targets a pick chooses among: a tier's 1:1 primaries alternate from the first pick, whatever the standby's weight or a region", () => {
@@ -389,5 +407,58 @@ describe('the half-open probe slot in the pool runtime', () => {
     expect(rt.state('a').inflight).toBe(1);
     later.done('success');
     expect(rt.state('a').inflight).toBe(0);
+  });
+});
+
+describe('the latency strategy over time', () => {
+  const at = new Date().toISOString();
+  const chat = (id: string) => ({ id, kind: 'builtin' as const, weight: 1, priority: 0 });
+  const runtime = () => {
+    const targets = [chat('a'), chat('b')];
+    const pool: StoredPool = { name: 'p', strategy: 'latency', targets, createdAt: at, updatedAt: at };
+    return new PoolRuntime('tn', pool, targets);
+  };
+  const call = (rt: PoolRuntime, ms: number): string => {
+    const lease = rt.lease([], new Set());
+    if (!lease) throw new Error('no lease');
+    lease.done('success', ms);
+    return lease.target.id;
+  };
+  beforeEach(() => { vi.useFakeTimers({ toFake: ['Date'] }); });
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('tries a target again once its one slow answer is long past, instead of never calling it again', () => {
+    const rt = runtime();
+    // One answer slow (a passing stall), then the other target, unmeasured, is tried.
+    const slow = call(rt, 2_000);
+    const fast = call(rt, 20);
+    expect(fast).not.toBe(slow);
+    // Right after, the slow one is shunned: the other answers fast, call after call.
+    for (let i = 0; i < 20; i++) expect(call(rt, 20)).toBe(fast);
+    // A few minutes of fast answers later, the one slow sample no longer outweighs them: it
+    // used to stay 2,000 ms for the isolate's life, and power of two choices never picked it.
+    const picked = new Set<string>();
+    for (let i = 0; i < 120; i++) {
+      vi.setSystemTime(Date.now() + 2_000);
+      picked.add(call(rt, 20));
+    }
+    expect(picked.has(slow)).toBe(true);
+  });
+
+  it('does not take a fast failure for a fast answer: a target shedding load with quick 503s is not preferred for them', () => {
+    const rt = runtime();
+    const timed = (id: string, outcome: 'success' | 'failure', ms: number) => {
+      // The other target excluded, as a retry excludes the one it tried.
+      const lease = rt.lease([], new Set([id === 'a' ? 'b' : 'a']));
+      if (lease?.target.id !== id) throw new Error(`no lease on ${id}`);
+      lease.done(outcome, ms);
+    };
+    timed('a', 'success', 300);
+    timed('b', 'success', 100);
+    // a refuses four calls in a millisecond each (one fewer than opens its circuit).
+    for (let i = 0; i < 4; i++) timed('a', 'failure', 1);
+    expect(rt.state('a').breaker.current()).toBe('closed');
+    // It answers in 300 ms when it answers: b, at 100 ms, is still the faster.
+    for (let i = 0; i < 10; i++) expect(call(rt, 100)).toBe('b');
   });
 });

@@ -1,6 +1,6 @@
 import type { Env } from '../env';
 import type { PutPoolBody, StoredPool } from '../schemas/pool';
-import { pickTarget, peakEwma, type RoundRobins, type TargetState } from './balancer';
+import { latencyNow, pickTarget, peakEwma, type RoundRobins, type TargetState } from './balancer';
 import { CircuitBreaker } from './circuit-breaker';
 import { getPool, openTargets } from './store';
 
@@ -158,7 +158,16 @@ export class PoolRuntime {
         if (outcome === 'success') state.breaker.success();
         else if (outcome === 'failure') state.breaker.failure(Date.now(), slot);
         else state.breaker.release(slot);
-        if (latencyMs !== undefined && outcome !== 'cancelled') state.latencyMs = peakEwma(state.latencyMs, latencyMs);
+        if (latencyMs !== undefined && outcome !== 'cancelled') {
+          const now = Date.now();
+          const current = latencyNow(state, now);
+          // A failure is no answer: a slow one (a timeout) says the target is slow, a quick one
+          // (a 503 shedding load) says nothing of how fast it answers, and used to draw the
+          // latency strategy's traffic to the target refusing it.
+          const noFaster = outcome === 'failure' && current !== null && latencyMs < current;
+          state.latencyMs = noFaster ? current : peakEwma(current, latencyMs);
+          state.latencyAt = now;
+        }
       },
     };
     const overdue = () => lease.done('cancelled');

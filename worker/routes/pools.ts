@@ -4,7 +4,7 @@ import { ApiError } from '../errors';
 import { auditEntry } from '../audit/log';
 import { decodeCursor, encodeCursor } from '../lib/cursor';
 import { iso } from '../lib/time';
-import { targetHealthy } from '../pools/balancer';
+import { latencyNow, targetHealthy } from '../pools/balancer';
 import { CircuitBreaker } from '../pools/circuit-breaker';
 import { cachedRuntime, healthKey, probeDown, probeOf, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
@@ -56,12 +56,14 @@ async function withHealth(c: { env: AppEnv['Bindings'] }, tenantId: string, pool
       // own every 15 s); a target this isolate has not called has a closed circuit.
       const breaker = state?.breaker ?? new CircuitBreaker();
       const circuit = breaker.current(now);
+      // As the balancer weighs it now: decayed since its last sample (balancer.ts, latencyNow).
+      const latency = state ? latencyNow(state, now) : null;
       return {
         ...t,
         health: {
           circuit,
           inflight: state?.inflight ?? 0,
-          latencyMs: state?.latencyMs === null || state?.latencyMs === undefined ? null : Math.round(state.latencyMs),
+          latencyMs: latency === null ? null : Math.round(latency),
           probe: shown,
           healthy: targetHealthy({ breaker, probeDown: probeDown(shown, now) }, now),
           pausedUntil: state && state.retryAfterUntil > now ? iso(state.retryAfterUntil) : null,

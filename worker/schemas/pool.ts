@@ -142,7 +142,9 @@ export type StoredPool = PutPoolBody & { name: string; createdAt: string; update
 export const TargetHealth = z.object({
   circuit: z.enum(['closed', 'open', 'half-open']),
   inflight: z.number().int(),
-  latencyMs: z.number().nullable(),
+  latencyMs: z.number().nullable().openapi({
+    description: "the latency strategy's estimate of the target's latency as of now (peak-EWMA, decaying towards 0 while the target is not called, so a target avoided for a slow answer is tried again); null until it answers",
+  }),
   probe: z.object({ ok: z.boolean(), checkedAt: z.string(), latencyMs: z.number().nullable(), error: z.string().optional() }).nullable(),
   healthy: z.boolean().openapi({
     description: "the balancer's judgement: the circuit takes a request now (closed, or half-open with no probe request out) and the last active probe did not fail in the past 3 minutes; a Retry-After pause is apart (pausedUntil)",
