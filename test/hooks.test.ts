@@ -385,6 +385,16 @@ describe('listing incoming hooks (tenant and operator)', () => {
     // Another tenant sees none of them, even naming the agent.
     const other = await newTenant();
     for (const path of ['/v1/hooks', `/v1/hooks?agentId=${t.agentB}`]) expect((await api(path, { key: other.key })).body).toEqual({ data: [], nextCursor: null });
+    // A cursor names its tenant and its filter: elsewhere it paged from the same id on, skipping
+    // what came before without a word; now it is 400. The operator's list of the tenant is its list.
+    const firstPage = (await api('/v1/hooks?limit=1', { key: t.key })).body as Page;
+    const filtered = (await api(`/v1/hooks?agentId=${t.agentB}&limit=1`, { key: t.key })).body as Page;
+    expect((await api(`/v1/admin/tenants/${t.tenantId}/hooks?limit=1&cursor=${firstPage.nextCursor}`, { key: ADMIN() })).body.data.map((h: Listed) => h.id)).toEqual([`${t.prefix}-b`]);
+    for (const [path, key] of [[`/v1/hooks?cursor=${firstPage.nextCursor}`, other.key], [`/v1/hooks?cursor=${filtered.nextCursor}`, t.key], [`/v1/hooks?agentId=${t.agentA}&cursor=${filtered.nextCursor}`, t.key], [`/v1/admin/tenants/${other.tenantId}/hooks?cursor=${firstPage.nextCursor}`, ADMIN()]] as const) {
+      const res = await api(path, { key });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error, path).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+    }
     // Bad paging is a 400, not a 500.
     for (const query of ['limit=0', 'limit=101', 'cursor=%25%25', `cursor=${btoa('not an id!')}`, 'agentId=bad%20id']) {
       const res = await api(`/v1/hooks?${query}`, { key: t.key });

@@ -4,7 +4,7 @@ import { ApiError } from '../errors';
 import { auditEntry } from '../audit/log';
 import { listHooks } from '../hooks/list';
 import { deleteHook } from '../hooks/store';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { decodeHookCursor, encodeHookCursor } from '../lib/config-cursors';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { TenantParams } from '../schemas/admin';
 import { page } from '../schemas/common';
@@ -32,10 +32,10 @@ export const adminHooks = new OpenAPIHono<AppEnv>()
     async (c) => {
       const { tenant } = c.req.valid('param');
       const { limit, cursor, agentId } = c.req.valid('query');
-      const after = decodeCursor(cursor) ?? '';
+      const after = (await decodeHookCursor(tenant, agentId, cursor)) ?? '';
       const [exists, listed] = await Promise.all([tenantLookup(c.env.DB, tenant).first(), listHooks(c.env, tenant, { limit, after, agentId })]);
       requireTenant(exists !== null, tenant);
-      return c.json({ data: listed.hooks, nextCursor: listed.next === null ? null : encodeCursor(listed.next) }, 200);
+      return c.json({ data: listed.hooks, nextCursor: listed.next === null ? null : await encodeHookCursor(tenant, agentId, listed.next) }, 200);
     },
   )
   .openapi(

@@ -14,7 +14,7 @@ import { bodyText, carriesSignature, verifyDelivery } from '../hooks/verify';
 import { sha256Hex } from '../lib/hash';
 import { Hook, HookAccepted, HookId, HookListQuery, PutHookBody } from '../schemas/hook';
 import { page } from '../schemas/common';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { decodeHookCursor, encodeHookCursor } from '../lib/config-cursors';
 import { listHooks } from '../hooks/list';
 import { commonErrors, errorResponse, everyRouteErrors, json, jsonBody, limitedResponse, security } from './openapi';
 
@@ -57,8 +57,9 @@ export const hooks = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { limit, cursor, agentId } = c.req.valid('query');
-      const { hooks: found, next } = await listHooks(c.env, c.get('principal').tenantId, { limit, after: decodeCursor(cursor) ?? '', agentId });
-      return c.json({ data: found, nextCursor: next === null ? null : encodeCursor(next) }, 200);
+      const { tenantId } = c.get('principal');
+      const { hooks: found, next } = await listHooks(c.env, tenantId, { limit, after: (await decodeHookCursor(tenantId, agentId, cursor)) ?? '', agentId });
+      return c.json({ data: found, nextCursor: next === null ? null : await encodeHookCursor(tenantId, agentId, next) }, 200);
     },
   )
   .openapi(

@@ -2,13 +2,13 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
 import { auditEntry } from '../audit/log';
-import { decodeCursor, encodeCursor } from '../lib/cursor';
+import { decodePoolCursor, encodePoolCursor } from '../lib/config-cursors';
 import { iso } from '../lib/time';
 import { latencyNow, targetHealthy } from '../pools/balancer';
 import { CircuitBreaker } from '../pools/circuit-breaker';
 import { cachedRuntime, healthKey, probeDown, probeOf, type ProbeResult } from '../pools/runtime';
 import { deletePool, getPool, listPools, poolView, putPool } from '../pools/store';
-import { POOL_NAME, POOL_PAGE_MAX, PoolListQuery, PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
+import { POOL_PAGE_MAX, PoolListQuery, PoolName, PoolView, PutPoolBody, type StoredPool } from '../schemas/pool';
 import { page } from '../schemas/common';
 import { checkOutboundUrl, outboundPolicy, type OutboundPolicy } from '../upstream/outbound-guard';
 import { refuseUnverified } from '../upstream/unverified';
@@ -106,8 +106,9 @@ export const pools = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const { limit, cursor } = c.req.valid('query');
-      const { pools: found, next } = await listPools(c.env, c.get('principal').tenantId, limit, decodeCursor(cursor, POOL_NAME) ?? '');
-      return c.json({ data: found.map(poolView), nextCursor: next === null ? null : encodeCursor(next) }, 200);
+      const { tenantId } = c.get('principal');
+      const { pools: found, next } = await listPools(c.env, tenantId, limit, (await decodePoolCursor(tenantId, cursor)) ?? '');
+      return c.json({ data: found.map(poolView), nextCursor: next === null ? null : await encodePoolCursor(tenantId, next) }, 200);
     },
   )
   .openapi(
