@@ -280,6 +280,19 @@ describe('pools API', () => {
     expect((await api('/v1/pools/unused', { key })).status).toBe(404);
   });
 
+  it('refuses a repeated target id naming each repeat where it is, storing nothing', async () => {
+    const { key } = await newTenant();
+    // It was one issue at `targets` ("target ids must be unique"), naming neither the id nor where.
+    const res = await api('/v1/pools/dup', { method: 'PUT', key, body: { targets: [target('a'), target('b'), target('a'), target('b'), target('a')] } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toEqual([
+      expect.objectContaining({ path: ['targets', '2', 'id'], message: `target ids must be unique: "a" is also target 0's` }),
+      expect.objectContaining({ path: ['targets', '3', 'id'], message: `target ids must be unique: "b" is also target 1's` }),
+      expect.objectContaining({ path: ['targets', '4', 'id'], message: `target ids must be unique: "a" is also target 0's` }),
+    ]);
+    expect((await api('/v1/pools/dup', { key })).status).toBe(404);
+  });
+
   it('refuses an apiKey with a control character (a line break, NUL), which no header carries, naming it, storing nothing', async () => {
     const { key } = await newTenant();
     // A line break or NUL made every call fail as "upstream connection failed" (fetch refuses the

@@ -104,7 +104,15 @@ export const PutPoolBody = z
       .array(PoolTargetInput)
       .min(1, 'a pool needs at least one target')
       .max(32)
-      .refine((ts) => new Set(ts.map((t) => t.id)).size === ts.length, 'target ids must be unique'),
+      // Each repeat is named where it is (it was one issue at `targets`, naming no id).
+      .superRefine((ts, ctx) => {
+        const first = new Map<string, number>();
+        ts.forEach((t, i) => {
+          const at = first.get(t.id);
+          if (at === undefined) first.set(t.id, i);
+          else ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `target ids must be unique: "${t.id}" is also target ${at}'s` });
+        });
+      }),
     retry: PoolRetry.optional(),
     timeouts: PoolTimeouts.optional(),
     cache: PoolCache.optional(),
