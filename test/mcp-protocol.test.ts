@@ -171,4 +171,15 @@ describe('MCP: protocol edges', () => {
     const doc = await (await SELF.fetch(`${BASE}/openapi.json`)).json<any>();
     expect(doc.paths['/mcp'].post.responses['406'].description).toMatch(/2025/);
   });
+
+  it('reads Accept case-insensitively, as media types are: both types listed in capitals are served, not refused 406', async () => {
+    const { key } = await newTenant();
+    for (const accept of ['APPLICATION/JSON, TEXT/EVENT-STREAM', 'Application/Json, Text/Event-Stream']) {
+      const res = await post(key, { jsonrpc: '2.0', id: 1, method: 'ping' }, { accept, 'mcp-protocol-version': '2025-11-25' });
+      expect(res.status, accept).toBe(200);
+      expect(await message(res), accept).toMatchObject({ id: 1, result: {} });
+    }
+    // Still refused when one of the two is missing, whatever its case.
+    expect((await post(key, { jsonrpc: '2.0', id: 2, method: 'ping' }, { accept: 'APPLICATION/JSON', 'mcp-protocol-version': '2025-11-25' })).status).toBe(406);
+  });
 });

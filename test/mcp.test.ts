@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { MCP_CORS_ALLOW_HEADERS } from '../worker/middleware/mcp-cors';
 import { ADMIN, api, BASE, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { accepts, type Schema } from './support/json-schema';
 import { connect } from './support/mcp';
 
 interface ToolResult {
@@ -309,6 +310,37 @@ describe('MCP: invalid input', () => {
     expect(rest.body.error).toMatchObject({ code: 'invalid_request', details: [expect.objectContaining({ path: ['timeoutMs'] })] });
     const status = await api(`/v1/agents/${id}/status`, { key });
     expect(status.body).toMatchObject({ running: 0, queued: 0, lastExecution: null });
+  });
+
+  it('lists input schemas that accept exactly what each tool accepts, on each side of every bound', async () => {
+    const { key } = await newTenant();
+    const client = await connect(key);
+    const { tools } = await client.listTools();
+    const schemas = Object.fromEntries(tools.map((t) => [t.name, t.inputSchema as Schema]));
+    // An agent that does not exist: arguments the tool takes answer not_found, and nothing runs.
+    const agentId = 'no-such-agent';
+    const cases: [string, Record<string, unknown>][] = [
+      ['list_agents', { limit: 0 }], ['list_agents', { limit: 1 }], ['list_agents', { limit: 100 }], ['list_agents', { limit: 101 }],
+      ['list_agents', { limit: 2.5 }], ['list_agents', { cursor: 'c'.repeat(513) }], ['list_agents', { extra: true }],
+      ['execute_intent', { agentId, intent: '' }], ['execute_intent', { agentId, intent: 'i'.repeat(256) }], ['execute_intent', { agentId, intent: 'i'.repeat(257) }],
+      ['execute_intent', { agentId, intent: 'x', timeoutMs: 99 }], ['execute_intent', { agentId, intent: 'x', timeoutMs: 300_000 }], ['execute_intent', { agentId, intent: 'x', timeoutMs: 300_001 }],
+      ['execute_intent', { agentId, intent: 'x', wait: true, timeoutMs: 30_000 }], ['execute_intent', { agentId, intent: 'x', wait: true, timeoutMs: 30_001 }],
+      ['execute_intent', { agentId, intent: 'x', wait: false, timeoutMs: 30_001 }],
+      ['execute_intent', { agentId, intent: 'x', idempotencyKey: 'k'.repeat(255) }], ['execute_intent', { agentId, intent: 'x', idempotencyKey: 'k'.repeat(256) }],
+      ['execute_intent', { agentId, intent: 'x', idempotencyKey: 'a b' }], ['execute_intent', { agentId, intent: 'x', idempotencyKey: 'hook:x' }],
+      ['execute_intent', { agentId, intent: 'x', idempotencyKey: 'hooked' }],
+      ['execute_intent', { agentId: 'a'.repeat(64), intent: 'x' }], ['execute_intent', { agentId: 'a'.repeat(65), intent: 'x' }],
+      ['get_execution', { agentId, executionId: 'e'.repeat(80) }], ['get_execution', { agentId, executionId: 'e'.repeat(81) }],
+      ['cancel_execution', { agentId, executionId: 'a.b' }], ['get_context', { agentId: 'a/b' }], ['get_context', { agentId }],
+    ];
+    for (const [tool, args] of cases) {
+      const result = await call(client, tool, args);
+      const refused = result.isError === true && JSON.parse(result.content[0]?.text ?? 'null').error.code === 'invalid_request';
+      expect(accepts({}, schemas[tool]!, args), `${tool} ${JSON.stringify(args).slice(0, 80)}: the listed schema and the tool disagree`).toBe(!refused);
+    }
+    // What JSON Schema cannot bound (an encoded size, a depth) the input's description names.
+    const input = (schemas.execute_intent as { properties: Record<string, { description?: string }> }).properties.input;
+    expect(input?.description).toMatch(/256 KiB.*32 levels/);
   });
 
   it('answers an unknown tool and malformed JSON-RPC with protocol errors', async () => {

@@ -6,7 +6,7 @@
  */
 export type Schema = boolean | { [keyword: string]: unknown };
 
-const ANNOTATIONS = new Set(['description', 'example', 'examples', 'default', 'title', 'deprecated', 'readOnly', 'writeOnly', 'contentMediaType']);
+const ANNOTATIONS = new Set(['$schema', 'description', 'example', 'examples', 'default', 'title', 'deprecated', 'readOnly', 'writeOnly', 'contentMediaType']);
 
 const typeOf = (value: unknown): string[] => {
   if (value === null) return ['null'];
@@ -48,6 +48,9 @@ export function accepts(root: { components?: { schemas?: Record<string, Schema> 
         case 'oneOf': return (rule as Schema[]).filter((s) => check(s, value)).length === 1;
         case 'allOf': return (rule as Schema[]).every((s) => check(s, value));
         case 'not': return !check(rule as Schema, value);
+        // A conditional: `then` (or `else`) applies as `if` holds, and `if` alone asserts nothing.
+        case 'if': return check(rule as Schema, value) ? check((schema.then as Schema | undefined) ?? true, value) : check((schema.else as Schema | undefined) ?? true, value);
+        case 'then': case 'else': return true;
         case 'minLength': return typeof value !== 'string' || length(value) >= Number(rule);
         case 'maxLength': return typeof value !== 'string' || length(value) <= Number(rule);
         // Formats are annotations in 2020-12 unless asserted; the gateway's uri ones are checked, as zod does.

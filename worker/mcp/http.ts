@@ -154,3 +154,16 @@ export async function withUnsafeIdNulled(answer: Response, body: unknown): Promi
   headers.delete('content-length');
   return new Response(JSON.stringify(reply), { status: answer.status, headers });
 }
+
+/**
+ * The request's headers as the MCP SDK is handed them: its 2025 transport looks for the two
+ * media types in Accept as lower-case substrings, so a client listing both in capitals (media
+ * types are case-insensitive) was refused 406. Only Accept is touched.
+ */
+export function sdkHeaders(headers: Headers): Headers {
+  const accept = headers.get('accept');
+  if (accept === null || accept === accept.toLowerCase()) return headers;
+  const copy = new Headers(headers);
+  copy.set('accept', accept.toLowerCase());
+  return copy;
+}

@@ -7,7 +7,8 @@ import { startedWork, type WorkOutcome } from '../limits/work';
 import { toApiError } from '../middleware/error-handler';
 import { logs } from '../middleware/request-log';
 import { cancelExecution, listAgents, onTenantAgent, readExecution, startExecution, syncFailure } from '../agents/operations';
-import { AgentId, Cursor, IdempotencyKey, JsonValue, page, ResourceId } from '../schemas/common';
+import { AgentId, Cursor, IdempotencyKey, JsonValue, MAX_INPUT_BYTES, page, ResourceId } from '../schemas/common';
+import { MAX_JSON_DEPTH } from '../lib/json-limits';
 import { Execution, Intent } from '../schemas/execution';
 import { Agent, AgentContext } from '../schemas/agent';
 import { newId } from '../lib/ids';
@@ -16,6 +17,14 @@ import type { WaitingCalls } from './cancel';
 
 /** Longest an `execute_intent` call with `wait` holds the MCP request open. */
 export const MAX_WAIT_MS = 30_000;
+
+/*
+ * Refinements have no JSON Schema of their own: said here, so the schema tools/list shows
+ * refuses what the tool refuses, and a client checking its arguments against it is not
+ * answered invalid_request for arguments the schema accepted.
+ */
+const HOOK_KEYS_REFUSED = { not: { pattern: '^hook:' } };
+const WAIT_BOUNDS_TIMEOUT = { if: { properties: { wait: { const: true } }, required: ['wait'] }, then: { properties: { timeoutMs: { maximum: MAX_WAIT_MS } } } };
 
 const ListAgentsArgs = z
   .object({
@@ -28,15 +37,16 @@ const ExecuteIntentArgs = z
   .object({
     agentId: AgentId,
     intent: Intent.describe("the intent to run, as in POST /v1/agents/{id}/executions, e.g. 'support.reply'"),
-    input: JsonValue.optional().describe('any JSON value, passed to the agent'),
+    input: JsonValue.optional().describe(`any JSON value, passed to the agent (at most ${MAX_INPUT_BYTES / 1024} KiB encoded and ${MAX_JSON_DEPTH} levels deep)`),
     wait: z.boolean().default(false).describe('true: wait for the end (at most 30 s) and return the finished execution; false: return it queued'),
     timeoutMs: z.number().int().min(100).max(300_000).optional().describe('deadline of the execution (with wait: at most 30000)'),
-    idempotencyKey: IdempotencyKey.optional().describe(
+    idempotencyKey: IdempotencyKey.meta(HOOK_KEYS_REFUSED).optional().describe(
       'makes a retry safe: the same key for the same agent returns the first execution and never runs it twice (the Idempotency-Key of POST /v1/agents/{id}/executions; other arguments with a used key: idempotency_key_reused)',
     ),
   })
   .strict()
-  .refine((a) => !a.wait || a.timeoutMs === undefined || a.timeoutMs <= MAX_WAIT_MS, { message: `with wait, timeoutMs is at most ${MAX_WAIT_MS}`, path: ['timeoutMs'] });
+  .refine((a) => !a.wait || a.timeoutMs === undefined || a.timeoutMs <= MAX_WAIT_MS, { message: `with wait, timeoutMs is at most ${MAX_WAIT_MS}`, path: ['timeoutMs'] })
+  .meta(WAIT_BOUNDS_TIMEOUT);
 
 const ExecutionArgs = z.object({ agentId: AgentId, executionId: ResourceId }).strict();
 

@@ -9,7 +9,7 @@ import { mcpGuard } from '../middleware/mcp-guard';
 import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { noteWork, startedWork, type WorkOutcome } from '../limits/work';
-import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls, oversizedBatchRefusal, parseBody, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
+import { batchRefusal, deepParamsRefusal, duplicateIdRefusal, executeIntentCalls, oversizedBatchRefusal, parseBody, sdkHeaders, startsExecution, unbatchedVersionRefusal, withUnsafeIdNulled } from '../mcp/http';
 import { notificationRefusal } from '../mcp/notifications';
 import { checkingParams } from '../mcp/params';
 import { heldUntil } from '../mcp/held';
@@ -172,7 +172,7 @@ export const mcp = router.post('/mcp', mcpGuard(), d1Session(), apiKeyAuth(), ex
   });
   // A JSON answer comes whole once every call ended: a key revoked before then is answered 401
   // (an execute_intent among them runs on, and counts).
-  const answering = handler.fetch(new Request(c.req.url, { method: 'POST', headers: c.req.raw.headers, body: text, signal: c.req.raw.signal }));
+  const answering = handler.fetch(new Request(c.req.url, { method: 'POST', headers: sdkHeaders(c.req.raw.headers), body: text, signal: c.req.raw.signal }));
   let answer = await answerWhileKeyValid(c.env.DB, caller.principal.keyId, answering).catch((error: unknown) => {
     if (executions > 0 && startedWork(error)) caller.work('started');
     throw error;
