@@ -55,6 +55,18 @@ describe('relayStream and the usage of a stream', () => {
     }
   });
 
+  it('hands on a whole stream unchanged however it is split: CRLF and CR line endings, comments, event: lines', async () => {
+    const body = `: keep-alive\r\n\r\nevent: message\r\n${chunk('a').replace('\n\n', '\r\n\r\n')}${chunk('b').replace('\n\n', '\r\r')}id: 7\n${chunk('c')}data: [DONE]\r\n\r\n`;
+    for (let cut = 1; cut < body.length; cut += 3) {
+      for (const usage of [undefined, { report: () => undefined, strip: true, unreported: () => undefined }]) {
+        const { reader, first } = upstream([body.slice(0, cut), body.slice(cut, cut + 5), body.slice(cut + 5)].filter(Boolean));
+        const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options(usage ? { usage } : {})))));
+        // A chunk that ends on the CR of [DONE]'s blank line ends the stream: the LF after it is not awaited.
+        expect([body, body.slice(0, -1)], `cut at ${cut}: ${JSON.stringify(text)}`).toContain(text);
+      }
+    }
+  });
+
   it('hands the answer text it counted to `unreported` once the upstream ends without a usage', async () => {
     const counts: number[] = [];
     const { reader, first } = upstream([chunk('Hello').slice(0, 20), chunk('Hello').slice(20) + chunk(', world'), 'data: [DONE]\n\n']);
