@@ -108,6 +108,20 @@ describe('the end of a relayed stream', () => {
     expect(String((error as Error).message)).toMatch(/ended the stream before it was complete/);
   });
 
+  it("is a failure of its target when the stream carried an error event, though [DONE] came after it: five such streams open the target's circuit", async () => {
+    const { key } = await newTenant();
+    const error = `data: ${JSON.stringify({ error: { message: 'the model crashed', type: 'server_error', code: 'internal_error' } })}\n\n`;
+    const target = sseTarget(`err${Date.now()}`, `${chunk('partial answer')}${error}data: [DONE]\n\n`);
+    for (let i = 0; i < 5; i++) {
+      const text = await streamOf(target, {}, key);
+      // Relayed as it came: the client sees the target's error, and no error event of the gateway's after [DONE].
+      expect(text, `stream ${i}`).toContain('the model crashed');
+      expect(text, `stream ${i}`).toMatch(/data: \[DONE\]\n\n$/);
+    }
+    const pool = await api('/v1/pools/sse', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('open');
+  });
+
   it('is a [DONE] line whose event never ends, the connection held open: ended at the idle timeout as finished, without an error event', async () => {
     const text = await streamOf(sseTarget(`line${Date.now()}`, `${chunk('whole answer', 'stop')}data: [DONE]\n`, '&holdOpen=1'), { timeouts: { idleMs: 300 } });
     expect(text).toMatch(/whole answer.*data: \[DONE\]\n\n$/s);

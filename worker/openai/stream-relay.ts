@@ -19,7 +19,7 @@ export interface RelayOptions {
   abort: (reason: Error) => void;
   /**
    * Called once when the relay ends: `finished` (the upstream's `[DONE]` event), `failed`
-   * (it broke, stalled, or ended without `[DONE]`), or `cancelled` (the client stopped reading
+   * (it broke, stalled, ended without `[DONE]`, or sent an error event before it), or `cancelled` (the client stopped reading
    * first, so how the upstream would have ended is unknown).
    */
   onEnd?: (end: StreamEnd) => void;
@@ -124,7 +124,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       if (next.done) {
         if (done.end()) {
           flush(controller, true);
-          end('finished');
+          end(done.errored ? 'failed' : 'finished');
           controller.close();
         } else {
           fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
@@ -149,7 +149,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   function finish(controller: ReadableStreamDefaultController<Uint8Array>, tail?: Uint8Array) {
     flush(controller, true);
     if (tail) controller.enqueue(tail);
-    end('finished');
+    // A target's error event before its [DONE] is its answer failing, for its breaker too.
+    end(done.errored ? 'failed' : 'finished');
     controller.close();
     void reader.cancel().catch(() => undefined);
   }
