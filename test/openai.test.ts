@@ -611,7 +611,8 @@ describe('a chat through an agent with an Idempotency-Key', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
     expect(again.body.choices).toEqual(first.body.choices);
-    // Streamed or not is how the answer is delivered, not another turn.
+    // Streamed or not is how the answer is delivered, not another turn. A second later: its `created` is the turn's, not now.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
     const streamed = await SELF.fetch(`${BASE}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
@@ -619,7 +620,11 @@ describe('a chat through an agent with an Idempotency-Key', () => {
     });
     expect(streamed.status).toBe(200);
     expect(streamed.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
-    expect(await streamed.text()).toContain('Monday to Friday');
+    const text = await streamed.text();
+    expect(text).toContain('Monday to Friday');
+    const chunks = text.split('\n\n').filter((event) => event.startsWith('data: {')).map((event) => JSON.parse(event.slice('data: '.length)));
+    expect(chunks.length).toBeGreaterThan(0);
+    for (const chunk of chunks) expect({ id: chunk.id, created: chunk.created }).toEqual({ id: first.body.id, created: first.body.created });
     const other = await turn(key, id, 'Something else', headers);
     expect(other.status).toBe(422);
     expect(other.body.error.code).toBe('idempotency_key_reused');
