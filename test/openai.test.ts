@@ -287,6 +287,20 @@ describe('OpenAI-compatible endpoint with the official client', () => {
       expect(res.headers.get('x-gateway-cache')).toBe('BYPASS');
       expect(await res.text()).toBe('{"choices":');
     }
+
+    // JSON that is no chat completion (a proxy's 200 error) is handed on too, and never stored:
+    // it used to be, and answered every such chat for the TTL after the target had recovered.
+    const notCompletion = JSON.stringify({ error: { message: 'overloaded, try again', type: 'server_error' } });
+    await poolFor(key, 'odd', [{ ...chatTarget(`${tag}-odd`), baseUrl: `${mockUrl('/v1')}?target=${tag}-odd&body=${encodeURIComponent(notCompletion)}` }], { passThrough: true });
+    for (const _ of [1, 2]) {
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-gateway-cache-ttl': '60' },
+        body: JSON.stringify({ model: 'odd', messages: [{ role: 'user', content: 'cache me' }] }),
+      });
+      expect(res.headers.get('x-gateway-cache')).toBe('BYPASS');
+      expect(await res.text()).toBe(notCompletion);
+    }
   });
 
   it("prefers the caller's region whatever the case it was written in, and keeps it as written", async () => {
