@@ -7,9 +7,10 @@
 const DONE_LINE = /^data: ?\[DONE\]/;
 /**
  * An error event's data line, as OpenAI-compatible servers (vLLM, LiteLLM, OpenAI) send one
- * when they fail mid-stream, often followed by `[DONE]`: JSON whose first member is `error`.
+ * when they fail mid-stream, often followed by `[DONE]`: JSON whose first member is an `error`
+ * object or message (`"error": null` is none, as the official client reads it).
  */
-const ERROR_LINE = /^data: ?\{\s*"error"\s*:/;
+const ERROR_LINE = /^data: ?\{\s*"error"\s*:\s*[{"]/;
 /** Longest line start worth keeping: `data: {"error":`, with some spaces, and a little. */
 const KEPT = 32;
 
