@@ -151,6 +151,16 @@ describe('a relayed stream whose client did not ask for its usage', () => {
     expect(streamedContent(chunksWithChoices(unlimited.body))).toBe('mock reply to: hi stream_options=null');
   });
 
+  it('asks for it when the client sent stream_options: null, which OpenAI takes as no value, and settles with what the target reported', async () => {
+    const { key } = await limitedKey({ budget: BUDGET }, 'echoStreamOptions=true');
+    const res = await chat(key, 'chat', 'hi', { stream: true, stream_options: null });
+    expect(res.status).toBe(200);
+    // It used to be sent on as null: no usage asked for, and the budget charged an estimate.
+    expect(streamedContent(chunksWithChoices(res.body))).toBe('mock reply to: hi stream_options={"include_usage":true}');
+    expect(events(res.body).some((event) => event.usage)).toBe(false);
+    expect(await settledTokens(key)).toBe(15);
+  });
+
   it('settles with an estimate of what it relayed when the target ignores stream_options, the stream intact', async () => {
     const { key } = await limitedKey({ budget: BUDGET }, 'ignoreStreamOptions=true');
     const prompt = 'Which of our plans includes priority support?';

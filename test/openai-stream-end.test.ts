@@ -1,4 +1,5 @@
 import { env, SELF } from 'cloudflare:test';
+import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { withoutCredential } from '../worker/lib/masked-credential';
 import { CredentialMasker } from '../worker/openai/sse-credential';
@@ -81,6 +82,44 @@ describe('the end of a relayed stream', () => {
     expect(whole).toMatch(/all at once.*data: \[DONE\]\n\n$/s);
     expect(whole).not.toContain('"error"');
     expect(wholeMs).toBeLessThan(4_000);
+  });
+
+  it("is an error event the client can read when the target's stream breaks off inside an event: the half event is not relayed", async () => {
+    const half = chunk(' world').slice(0, 60);
+    for (const body of [chunk('hello') + half, chunk('hello') + half.slice(0, half.indexOf('{')) + '{"id":"x",\n']) {
+      const text = await streamThrough(body);
+      const frames = text.split('\n\n').filter(Boolean);
+      // Every event parses on its own: the gateway's error was glued to the half event, one unreadable line.
+      for (const frame of frames) expect(() => JSON.parse(frame.replace(/^data: /, '')), frame).not.toThrow();
+      expect(text.startsWith(chunk('hello')), text).toBe(true);
+      expect(JSON.parse(frames.at(-1)!.slice('data: '.length)).error.code).toBe('stream_interrupted');
+    }
+    // The official client's stream helper sees the gateway's error (it used to throw a SyntaxError).
+    const { key } = await newTenant();
+    await api('/v1/pools/half', { method: 'PUT', key, body: { targets: [sseTarget(`half${Date.now()}`, chunk('hello') + half)] } });
+    const client = new OpenAI({ apiKey: key, baseURL: `${BASE}/v1`, fetch: (input: any, init?: any) => SELF.fetch(input, init), maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'half', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let said = '';
+    const error = await (async () => {
+      for await (const part of stream) said += part.choices[0]?.delta.content ?? '';
+    })().catch((thrown: unknown) => thrown);
+    expect(said).toBe('hello');
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(String((error as Error).message)).toMatch(/ended the stream before it was complete/);
+  });
+
+  it("is a failure of its target when the stream carried an error event, though [DONE] came after it: five such streams open the target's circuit", async () => {
+    const { key } = await newTenant();
+    const error = `data: ${JSON.stringify({ error: { message: 'the model crashed', type: 'server_error', code: 'internal_error' } })}\n\n`;
+    const target = sseTarget(`err${Date.now()}`, `${chunk('partial answer')}${error}data: [DONE]\n\n`);
+    for (let i = 0; i < 5; i++) {
+      const text = await streamOf(target, {}, key);
+      // Relayed as it came: the client sees the target's error, and no error event of the gateway's after [DONE].
+      expect(text, `stream ${i}`).toContain('the model crashed');
+      expect(text, `stream ${i}`).toMatch(/data: \[DONE\]\n\n$/);
+    }
+    const pool = await api('/v1/pools/sse', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('open');
   });
 
   it('is a [DONE] line whose event never ends, the connection held open: ended at the idle timeout as finished, without an error event', async () => {

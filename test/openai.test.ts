@@ -287,6 +287,20 @@ describe('OpenAI-compatible endpoint with the official client', () => {
       expect(res.headers.get('x-gateway-cache')).toBe('BYPASS');
       expect(await res.text()).toBe('{"choices":');
     }
+
+    // JSON that is no chat completion (a proxy's 200 error) is handed on too, and never stored:
+    // it used to be, and answered every such chat for the TTL after the target had recovered.
+    const notCompletion = JSON.stringify({ error: { message: 'overloaded, try again', type: 'server_error' } });
+    await poolFor(key, 'odd', [{ ...chatTarget(`${tag}-odd`), baseUrl: `${mockUrl('/v1')}?target=${tag}-odd&body=${encodeURIComponent(notCompletion)}` }], { passThrough: true });
+    for (const _ of [1, 2]) {
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-gateway-cache-ttl': '60' },
+        body: JSON.stringify({ model: 'odd', messages: [{ role: 'user', content: 'cache me' }] }),
+      });
+      expect(res.headers.get('x-gateway-cache')).toBe('BYPASS');
+      expect(await res.text()).toBe(notCompletion);
+    }
   });
 
   it("prefers the caller's region whatever the case it was written in, and keeps it as written", async () => {
@@ -611,7 +625,8 @@ describe('a chat through an agent with an Idempotency-Key', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
     expect(again.body.choices).toEqual(first.body.choices);
-    // Streamed or not is how the answer is delivered, not another turn.
+    // Streamed or not is how the answer is delivered, not another turn. A second later: its `created` is the turn's, not now.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
     const streamed = await SELF.fetch(`${BASE}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
@@ -619,7 +634,11 @@ describe('a chat through an agent with an Idempotency-Key', () => {
     });
     expect(streamed.status).toBe(200);
     expect(streamed.headers.get('x-gateway-execution')).toBe(first.headers.get('x-gateway-execution'));
-    expect(await streamed.text()).toContain('Monday to Friday');
+    const text = await streamed.text();
+    expect(text).toContain('Monday to Friday');
+    const chunks = text.split('\n\n').filter((event) => event.startsWith('data: {')).map((event) => JSON.parse(event.slice('data: '.length)));
+    expect(chunks.length).toBeGreaterThan(0);
+    for (const chunk of chunks) expect({ id: chunk.id, created: chunk.created }).toEqual({ id: first.body.id, created: first.body.created });
     const other = await turn(key, id, 'Something else', headers);
     expect(other.status).toBe(422);
     expect(other.body.error.code).toBe('idempotency_key_reused');

@@ -25,3 +25,24 @@ describe('DoneLine', () => {
     expect(seen(`data: {"content":"${'x'.repeat(40)}`, 'data: [DONE]"}\n\n')).toBe(false);
   });
 });
+
+describe('DoneLine and error events', () => {
+  const errored = (...parts: string[]) => {
+    const done = new DoneLine();
+    for (const part of parts) done.push(part);
+    done.end();
+    return done.errored;
+  };
+
+  it('sees an error event before [DONE], split anywhere, with spaces, an object or a message', () => {
+    const stream = 'data: {"choices":[]}\n\ndata: { "error" : {"message":"x"}}\n\ndata: [DONE]\n\n';
+    for (let at = 1; at < stream.length; at++) expect(errored(stream.slice(0, at), stream.slice(at)), `cut at ${at}`).toBe(true);
+    expect(errored('data:{"error":"overloaded"}\r\n\r\ndata: [DONE]\r\n\r\n')).toBe(true);
+  });
+
+  it('takes no error from `"error": null`, text that names one, or anything after [DONE]', () => {
+    expect(errored('data: {"error": null, "choices":[]}\n\ndata: [DONE]\n\n')).toBe(false);
+    expect(errored('data: {"content":"data: {\\"error\\": {}}"}\n\ndata: [DONE]\n\n')).toBe(false);
+    expect(errored('data: [DONE]\n', 'data: {"error":{}}\n\n')).toBe(false);
+  });
+});

@@ -30,12 +30,41 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array[]
 }
 
 describe('relayStream and the usage of a stream', () => {
-  it('passes every upstream chunk on as it came without `usage` (a key without a budget): nothing held, nothing parsed', async () => {
-    // Half events included: a relay that parsed would hold them until their blank line.
-    const { reader, first, sent } = upstream([chunk('a').slice(0, 9), chunk('a').slice(9), chunk('b'), 'data: [DONE]\n\n']);
+  it('passes every upstream chunk that ends an event on as it came without `usage` (a key without a budget), and holds a half event until its end', async () => {
+    const { reader, first, sent } = upstream([chunk('a'), chunk('b').slice(0, 9), chunk('b').slice(9), chunk('c'), 'data: [DONE]\n\n']);
     const out = await readAll(relayStream(first, reader, options()));
-    expect(out).toHaveLength(sent.length);
-    for (let i = 0; i < sent.length; i++) expect(out[i]).toBe(sent[i]);
+    expect(out).toHaveLength(4);
+    expect(out[0]).toBe(sent[0]); // uncopied
+    expect(new TextDecoder().decode(out[1])).toBe(chunk('b'));
+    expect(out[2]).toBe(sent[3]);
+    expect(out[3]).toBe(sent[4]);
+  });
+
+  it('ends a stream broken inside an event with an error event of its own, for a key with a budget too, and after an event too long to hold', async () => {
+    const long = chunk('x'.repeat(20_000));
+    for (const [pieces, usage] of [
+      [[chunk('a'), chunk('b').slice(0, 20)], undefined],
+      [[chunk('a'), chunk('b').slice(0, 20)], { report: () => undefined, strip: true, unreported: () => undefined }],
+      [[chunk('a'), long.slice(0, 12_000)], undefined],
+    ] as const) {
+      const { reader, first } = upstream([...pieces]);
+      const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options(usage ? { usage } : {})))));
+      const events = text.split('\n\n').filter(Boolean);
+      expect(events.at(-1)).toMatch(/^data: \{"error":\{.*"code":"stream_interrupted"/);
+      expect(text.startsWith(chunk('a')), text.slice(0, 80)).toBe(true);
+    }
+  });
+
+  it('hands on a whole stream unchanged however it is split: CRLF and CR line endings, comments, event: lines', async () => {
+    const body = `: keep-alive\r\n\r\nevent: message\r\n${chunk('a').replace('\n\n', '\r\n\r\n')}${chunk('b').replace('\n\n', '\r\r')}id: 7\n${chunk('c')}data: [DONE]\r\n\r\n`;
+    for (let cut = 1; cut < body.length; cut += 3) {
+      for (const usage of [undefined, { report: () => undefined, strip: true, unreported: () => undefined }]) {
+        const { reader, first } = upstream([body.slice(0, cut), body.slice(cut, cut + 5), body.slice(cut + 5)].filter(Boolean));
+        const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options(usage ? { usage } : {})))));
+        // A chunk that ends on the CR of [DONE]'s blank line ends the stream: the LF after it is not awaited.
+        expect([body, body.slice(0, -1)], `cut at ${cut}: ${JSON.stringify(text)}`).toContain(text);
+      }
+    }
   });
 
   it('hands the answer text it counted to `unreported` once the upstream ends without a usage', async () => {
@@ -68,3 +97,13 @@ describe('relayStream and the usage of a stream', () => {
     expect(counts).toEqual([]);
   });
 });
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, part) => n + part.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    all.set(part, at);
+    at += part.byteLength;
+  }
+  return all;
+}

@@ -101,6 +101,8 @@ export async function agentChat(c: Context<AppEnv>, agentId: string, body: ChatC
   // reported, else its input and answer at ~4 characters a token, so the answer says what was counted.
   const usage = executionUsage(JSON.stringify(execution.input ?? null), output);
   c.set('tokensUsed', usage.total_tokens);
-  if (body.stream) return new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined), { status: 200, headers: { ...SSE_HEADERS, ...headers } });
-  return Response.json(completion(id, model, content, usage, Math.floor(Date.parse(execution.createdAt) / 1000)), { headers });
+  // The turn's time, streamed or not: a replay is the same answer (a stream's used to be now).
+  const created = Math.floor(Date.parse(execution.createdAt) / 1000);
+  if (body.stream) return new Response(completionStream(id, model, content, wantsStreamUsage(body) ? usage : undefined, 'stop', created), { status: 200, headers: { ...SSE_HEADERS, ...headers } });
+  return Response.json(completion(id, model, content, usage, created), { headers });
 }

@@ -246,11 +246,12 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
 
 /**
  * The client's `stream_options` asking for the usage chunk, its other fields kept; undefined
- * when they are not an object (the target answers that as it would have).
+ * when they are not an object (the target answers that as it would have). `null` is none, as
+ * OpenAI takes it: sent on as it was, the target was never asked, and the key charged an estimate.
  */
 function askedUsage(body: ChatCompletionRequest): Record<string, unknown> | undefined {
   const options: unknown = body.stream_options;
-  if (options === undefined) return { include_usage: true };
+  if (options === undefined || options === null) return { include_usage: true };
   return typeof options === 'object' && options !== null && !Array.isArray(options) ? { ...options, include_usage: true } : undefined;
 }
 

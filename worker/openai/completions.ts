@@ -45,8 +45,7 @@ export const sseEvent = (payload: unknown): Uint8Array => encoder.encode(`data: 
  * asked for `stream_options.include_usage`), as OpenAI sends it: every chunk carries
  * `usage: null`, and one more chunk with no choices carries the usage before [DONE].
  */
-export function completionStream(id: string, model: string, content: string, usage?: ChatUsage, finish: FinishReason = 'stop'): ReadableStream<Uint8Array> {
-  const created = Math.floor(Date.now() / 1000);
+export function completionStream(id: string, model: string, content: string, usage?: ChatUsage, finish: FinishReason = 'stop', created = Math.floor(Date.now() / 1000)): ReadableStream<Uint8Array> {
   const base = { id, object: 'chat.completion.chunk', created, model };
   const chunk = (delta: Record<string, string>, finish: string | null) => ({ ...base, choices: [{ index: 0, delta, finish_reason: finish }], ...(usage && { usage: null }) });
   const chunks: unknown[] = [chunk({ role: 'assistant', content: '' }, null), chunk({ content }, null), chunk({}, finish)];

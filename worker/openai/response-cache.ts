@@ -2,6 +2,7 @@ import type { ChatCompletionRequest } from '../schemas/openai';
 import { canonicalJson, sha256Hex } from '../lib/hash';
 import { textOrStream } from '../lib/bytes';
 import { MAX_REPLY_BYTES } from '../upstream/http-attempt';
+import { isChatCompletion } from './completions';
 
 const CACHE_HOST = 'https://chat-cache.gateway.internal';
 
@@ -35,7 +36,7 @@ export async function cachedChat(key: string): Promise<Response | null> {
 /**
  * Stores a completion for `ttl` seconds and answers it (x-gateway-cache: MISS). `unchecked`: the
  * answer was handed on unread (a `passThrough` pool), so it is parsed here, and one that does
- * not parse, or is over MAX_REPLY_BYTES, is answered as it came but never stored
+ * not parse, is no chat completion, or is over MAX_REPLY_BYTES, is answered as it came but never stored
  * (x-gateway-cache: BYPASS). A checked answer already parsed in the proxy and is not parsed again.
  */
 export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): void }, key: string, response: Response, ttl: number, unchecked: boolean): Promise<Response> {
@@ -48,7 +49,7 @@ export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): voi
     return new Response(read.stream, { status: response.status, headers });
   }
   const { text } = read;
-  if (unchecked && !parses(text)) {
+  if (unchecked && !isCompletionText(text)) {
     headers.set('x-gateway-cache', 'BYPASS');
     return new Response(text, { status: response.status, headers });
   }
@@ -59,10 +60,14 @@ export async function storeChat(ctx: { waitUntil(promise: Promise<unknown>): voi
   return new Response(text, { status: 200, headers });
 }
 
-function parses(text: string): boolean {
+/**
+ * Whether an unchecked answer is one to store: a chat completion, as the proxy requires of a
+ * checked one. JSON of another shape (a proxy's 200 `{"error":…}`) used to be stored, and
+ * answered every such chat until its TTL, the target long recovered.
+ */
+function isCompletionText(text: string): boolean {
   try {
-    JSON.parse(text);
-    return true;
+    return isChatCompletion(JSON.parse(text));
   } catch {
     return false;
   }

@@ -5,8 +5,14 @@
  * The SSE spec makes the space after `data:` optional, and some servers leave it out.
  */
 const DONE_LINE = /^data: ?\[DONE\]/;
-/** Longest line start worth keeping: `data: [DONE]` and a little. */
-const KEPT = 16;
+/**
+ * An error event's data line, as OpenAI-compatible servers (vLLM, LiteLLM, OpenAI) send one
+ * when they fail mid-stream, often followed by `[DONE]`: JSON whose first member is an `error`
+ * object or message (`"error": null` is none, as the official client reads it).
+ */
+const ERROR_LINE = /^data: ?\{\s*"error"\s*:\s*[{"]/;
+/** Longest line start worth keeping: `data: {"error":`, with some spaces, and a little. */
+const KEPT = 32;
 
 export class DoneLine {
   /** The start of the line not yet ended (at most KEPT characters). */
@@ -15,6 +21,8 @@ export class DoneLine {
   private endedOnCR = false;
   /** Whether a `[DONE]` line has been seen. */
   seen = false;
+  /** Whether an error event came before it: the stream ended, but its answer failed. */
+  errored = false;
   /**
    * Whether the `[DONE]` event has ended too (the blank line after it): nothing the stream may
    * still send is part of the answer, so it is complete whether or not the server closes it.
@@ -36,6 +44,7 @@ export class DoneLine {
         return;
       }
       if (DONE_LINE.test(line)) this.seen = true;
+      else if (!this.seen && ERROR_LINE.test(line)) this.errored = true;
     }
     if (this.line.length < KEPT) this.line += (lines[last] ?? '').slice(0, KEPT - this.line.length);
   }

@@ -2,6 +2,7 @@ import type { ChatUsage } from '../limits/usage';
 import { sseEvent } from './completions';
 import { CredentialMasker } from './sse-credential';
 import { DoneLine } from './sse-done';
+import { EventFramer } from './sse-frame';
 import { UsageStripper } from './sse-usage';
 
 export type StreamEnd = 'finished' | 'failed' | 'cancelled';
@@ -18,7 +19,7 @@ export interface RelayOptions {
   abort: (reason: Error) => void;
   /**
    * Called once when the relay ends: `finished` (the upstream's `[DONE]` event), `failed`
-   * (it broke, stalled, or ended without `[DONE]`), or `cancelled` (the client stopped reading
+   * (it broke, stalled, ended without `[DONE]`, or sent an error event before it), or `cancelled` (the client stopped reading
    * first, so how the upstream would have ended is unknown).
    */
   onEnd?: (end: StreamEnd) => void;
@@ -48,29 +49,39 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   let ended = false;
   const stripper = options.usage ? new UsageStripper(options.usage.report, options.usage.strip, options.usage.unreported !== undefined) : null;
   const masker = CredentialMasker.for(options.credential);
+  // Last: the client gets whole events, so an error event after a break is one of its own.
+  const framer = new EventFramer();
+  const out = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array): boolean => {
+    const whole = framer.push(bytes);
+    if (whole.byteLength === 0) return false;
+    controller.enqueue(whole);
+    return true;
+  };
   /** Whether anything went to the client. */
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => pass(controller, masker ? masker.push(chunk) : chunk);
   const pass = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean => {
-    if (!stripper) {
-      // Empty when the masker held all of it back (a start of the credential).
-      if (chunk.byteLength === 0) return false;
-      controller.enqueue(chunk);
-      return true;
-    }
-    const parts = stripper.push(chunk);
-    for (const part of parts) controller.enqueue(part);
-    return parts.length > 0;
+    // Empty when the masker held all of it back (a start of the credential).
+    if (!stripper) return out(controller, chunk);
+    let sent = false;
+    for (const part of stripper.push(chunk)) sent = out(controller, part) || sent;
+    return sent;
   };
-  /** Hands out what the stripper held; the upstream's stream has ended. */
-  const flush = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+  /**
+   * Hands out what the masker and stripper held; the upstream's stream has ended, `whole` (its
+   * [DONE] came) or not, when an event it left unended is dropped: the error event follows.
+   */
+  const flush = (controller: ReadableStreamDefaultController<Uint8Array>, whole: boolean) => {
     // What the masker held was a start of the credential that the stream never finished.
     const held = masker?.flush();
     if (held?.byteLength) pass(controller, held);
-    if (!stripper) return;
-    const rest = stripper.flush();
-    if (rest) controller.enqueue(rest);
-    // Not once the client went away (`ended` by cancel): a read it interrupted ends here too.
-    if (!ended && !stripper.sawUsage) options.usage?.unreported?.(stripper.completionChars);
+    if (stripper) {
+      const rest = stripper.flush();
+      if (rest) out(controller, rest);
+      // Not once the client went away (`ended` by cancel): a read it interrupted ends here too.
+      if (!ended && !stripper.sawUsage) options.usage?.unreported?.(stripper.completionChars);
+    }
+    const last = whole ? framer.flush() : framer.drop();
+    if (last.byteLength) controller.enqueue(last);
   };
   const end = (how: StreamEnd) => {
     if (ended) return;
@@ -112,8 +123,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       }
       if (next.done) {
         if (done.end()) {
-          flush(controller);
-          end('finished');
+          flush(controller, true);
+          end(done.errored ? 'failed' : 'finished');
           controller.close();
         } else {
           fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
@@ -136,15 +147,16 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
 
   /** Ends a stream whose [DONE] event has come, with `tail` if it needs one, without waiting for the upstream to close it. */
   function finish(controller: ReadableStreamDefaultController<Uint8Array>, tail?: Uint8Array) {
-    flush(controller);
+    flush(controller, true);
     if (tail) controller.enqueue(tail);
-    end('finished');
+    // A target's error event before its [DONE] is its answer failing, for its breaker too.
+    end(done.errored ? 'failed' : 'finished');
     controller.close();
     void reader.cancel().catch(() => undefined);
   }
 
   function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {
-    flush(controller);
+    flush(controller, false);
     end('failed');
     controller.enqueue(sseEvent({ error: { message, type: 'upstream_error', code } }));
     controller.close();
