@@ -9,7 +9,7 @@ import { PartV1 } from './a2a-params-shape';
  * GetTask and every ListTasks of the agent answered -32603; a state that is no outcome
  * (`"completed"`) showed COMPLETED with neither artifact nor message, the reply lost, and one
  * naming an object's own key (`"toString"`) made no state at all. What does not fit is left
- * out: the task shows the output as any other answer, the `output` artifact.
+ * out: the task shows the output as it shows every other answer, the `output` artifact.
  */
 const State = z.enum(['input-required', 'auth-required', 'rejected']);
 
