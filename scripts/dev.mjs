@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { parseArgs } from 'node:util';
+import { cliArgs } from './lib/cli.mjs';
 
 const USAGE = `usage: npm run dev [-- OPTIONS]
   --port N              port on 127.0.0.1 (env PORT; default 8787)
@@ -25,28 +25,16 @@ const USAGE = `usage: npm run dev [-- OPTIONS]
   --quiet               print only errors and the banner
   --help                this text`;
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      port: { type: 'string', default: process.env.PORT ?? '8787' },
-      'persist-to': { type: 'string', default: process.env.STATE_DIR ?? '.wrangler/state' },
-      'inspector-port': { type: 'string', default: process.env.INSPECTOR_PORT },
-      quiet: { type: 'boolean', default: false },
-      // NAME:VALUE, repeatable: a var for this run only, over .dev.vars (wrangler dev --var).
-      var: { type: 'string', multiple: true, default: [] },
-      help: { type: 'boolean', default: false },
-    },
-  }));
-} catch (error) {
-  // An unknown or malformed option used to end in Node's stack trace, which named no option this script takes.
-  console.error(`npm run dev: ${error.message}\n${USAGE}`);
-  process.exit(1);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const { values } = cliArgs('dev', USAGE, {
+  options: {
+    port: { type: 'string', default: process.env.PORT ?? '8787' },
+    'persist-to': { type: 'string', default: process.env.STATE_DIR ?? '.wrangler/state' },
+    'inspector-port': { type: 'string', default: process.env.INSPECTOR_PORT },
+    quiet: { type: 'boolean', default: false },
+    // NAME:VALUE, repeatable: a var for this run only, over .dev.vars (wrangler dev --var).
+    var: { type: 'string', multiple: true, default: [] },
+  },
+});
 // A --var without its colon names no value: refused here, before wrangler starts without the var meant.
 const badVar = values.var.find((pair) => !/^[A-Za-z_][A-Za-z0-9_]*:/.test(pair));
 if (badVar !== undefined) {

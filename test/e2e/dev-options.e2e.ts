@@ -12,8 +12,8 @@ import { root } from './dev-server';
 const dir = mkdtempSync(path.join(tmpdir(), 'eag-dev-options-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function dev(...args: string[]) {
-  const result = spawnSync(process.execPath, [path.join(root, 'scripts/dev.mjs'), ...args], {
+function script(file: string, ...args: string[]) {
+  const result = spawnSync(process.execPath, [path.join(root, file), ...args], {
     cwd: dir,
     encoding: 'utf8',
     env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
@@ -21,6 +21,7 @@ function dev(...args: string[]) {
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+const dev = (...args: string[]) => script('scripts/dev.mjs', ...args);
 
 describe('npm run dev: --help and bad options answer plainly and touch nothing', () => {
   it('--help prints the options and exits 0', () => {
@@ -46,4 +47,31 @@ describe('npm run dev: --help and bad options answer plainly and touch nothing',
     expect(stderr).toContain('--var takes NAME:VALUE, not "MCP_ALLOWED_ORIGINS"');
     expect(readdirSync(dir)).toEqual([]);
   });
+});
+
+// The other scripts README's Development table names: `--help` used to end in the same stack
+// trace, and bench:primitives, which read no options, ran its benchmark whatever it was given.
+describe('the bench and chaos scripts: --help answers at once, a bad option is refused before any run', () => {
+  const scripts: Array<[string, string, string]> = [
+    ['bench', 'bench/harness.mjs', '--quick'],
+    ['bench:compare', 'bench/compare.mjs', '--scenario'],
+    ['bench:edge', 'bench/edge.mjs', '--scenario'],
+    ['bench:primitives', 'bench/primitives.mjs', 'no options'],
+    ['bench:residency', 'bench/residency.mjs', '--objects'],
+    ['bench:stalls', 'bench/stalls.mjs', '--control'],
+    ['test:chaos', 'test/chaos/chaos.mjs', '--short'],
+  ];
+  for (const [name, file, named] of scripts) {
+    it(`npm run ${name}`, () => {
+      const help = script(file, '--help');
+      expect(help.stderr).not.toContain('ERR_PARSE_ARGS');
+      expect(help.status).toBe(0);
+      expect(help.stdout).toContain(`usage: npm run ${name}`);
+      expect(help.stdout).toContain(named);
+      const bad = script(file, '--no-such-option');
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain(`npm run ${name}: Unknown option '--no-such-option'`);
+      expect(bad.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
 });
