@@ -14,9 +14,16 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { cliArgs } from '../scripts/lib/cli.mjs';
 
-const { values, positionals } = parseArgs({
+const USAGE = `usage: npm run bench:compare -- REV_A REV_B [OPTIONS]   (REV: a git revision, or WORK for the working tree)
+  --scenario sync|chat|patch   (default sync)
+  --rounds N            alternating rounds (default 6)
+  --seconds S           seconds per round (default 3)
+  --agents N            (default 100)
+  --connections N       (default 50)
+  --help                this text`;
+const { values, positionals } = cliArgs('bench:compare', USAGE, {
   allowPositionals: true,
   options: {
     scenario: { type: 'string', default: 'sync' },

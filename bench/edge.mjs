@@ -14,9 +14,14 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { cliArgs } from '../scripts/lib/cli.mjs';
 
-const { values, positionals } = parseArgs({
+const USAGE = `usage: npm run bench:edge -- REV_A REV_B [OPTIONS]   (REV: a git revision, or WORK for the working tree)
+  --scenario chat|sync|get   (default chat)
+  --rounds N            alternating rounds (default 12)
+  --n N                 requests replayed per round (default 400)
+  --help                this text`;
+const { values, positionals } = cliArgs('bench:edge', USAGE, {
   allowPositionals: true,
   options: {
     scenario: { type: 'string', default: 'chat' },

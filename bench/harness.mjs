@@ -49,14 +49,25 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { cliArgs } from '../scripts/lib/cli.mjs';
 import { BENCH_ADMIN_TOKEN, applyMigrations, benchBindings, bundle, cleanUpOnExit, freePort, root, sleep, startGateway, waitFor } from '../scripts/lib/runtime.mjs';
 import { chartSvg } from './chart.mjs';
 import { loadGenerator } from './lib/load.mjs';
 import { helloCeilings, serveBareObject, serveBareProxy } from './lib/servers.mjs';
 import { startProfile, summarise } from './profile.mjs';
 
-const { values } = parseArgs({
+const USAGE = `usage: npm run bench [-- OPTIONS]   (a benchmark: minutes of full load on this machine)
+  --quick               a short run
+  --json FILE           write the results as JSON
+  --only ID,ID          only these scenarios
+  --connections N       concurrent connections (default 50)
+  --duration S          seconds per scenario (default 10; 2 with --quick)
+  --pairs N             paired rounds of the targeted scenarios (default 4; none with --quick)
+  --profile DIR         CPU profiles
+  --ceilings            measure the bare Workers' ceilings (default: on, off with --quick)
+  --disk                keep storage off tmpfs
+  --help                this text   (see docs/BENCHMARKS.md)`;
+const { values } = cliArgs('bench', USAGE, {
   options: {
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },

@@ -5,6 +5,10 @@
 // a loop doing nothing is the floor. Figures move with the VM's speed like everything here: they
 // say which primitives are cheap (a statement) and which are not (a commit, an RPC).
 import { startProbeWorker } from './lib/probe-worker.mjs';
+import { cliArgs } from '../scripts/lib/cli.mjs';
+
+// It takes no options: one given (`--help` included) used to be ignored, and the benchmark ran.
+cliArgs('bench:primitives', 'usage: npm run bench:primitives   (no options; see docs/BENCHMARKS.md)');
 
 const OPERATIONS = {
   loop: 'x++;',

@@ -24,10 +24,15 @@
 // Linux only (it reads /proc). Bounded: at most --objects per ceiling, two minutes of watching.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { cliArgs } from '../scripts/lib/cli.mjs';
 import { startProbeWorker } from './lib/probe-worker.mjs';
 
-const { values } = parseArgs({
+const USAGE = `usage: npm run bench:residency [-- OPTIONS]
+  --objects N           objects to start (default 12000)
+  --batch N             (default 250)
+  --tables N            (default 12)
+  --help                this text`;
+const { values } = cliArgs('bench:residency', USAGE, {
   options: { objects: { type: 'string', default: '12000' }, batch: { type: 'string', default: '250' }, tables: { type: 'string', default: '12' } },
 });
 const ceiling = Number(values.objects);

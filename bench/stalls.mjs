@@ -22,9 +22,18 @@ import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { cliArgs } from '../scripts/lib/cli.mjs';
 
-const { values } = parseArgs({
+const USAGE = `usage: npm run bench:stalls [-- OPTIONS]
+  --rounds N            (default 6)
+  --duration S          seconds per round (default 6)
+  --pause S             seconds between rounds (default 2)
+  --agents N            (default 100)
+  --connections N       (default 50)
+  --control             a plain Worker of similar cost instead of the gateway
+  --yield               one timer wait in front of every request
+  --help                this text`;
+const { values } = cliArgs('bench:stalls', USAGE, {
   options: {
     rounds: { type: 'string', default: '6' },
     duration: { type: 'string', default: '6' },

@@ -15,9 +15,17 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { parseArgs } from 'node:util';
+import { cliArgs } from './lib/cli.mjs';
 
-const { values } = parseArgs({
+const USAGE = `usage: npm run dev [-- OPTIONS]
+  --port N              port on 127.0.0.1 (env PORT; default 8787)
+  --persist-to DIR      local state: D1, KV, Durable Objects (env STATE_DIR; default .wrangler/state)
+  --inspector-port N    wrangler's inspector port (env INSPECTOR_PORT; default: a free port)
+  --var NAME:VALUE      a var for this run, over .dev.vars (repeatable)
+  --quiet               print only errors and the banner
+  --help                this text`;
+
+const { values } = cliArgs('dev', USAGE, {
   options: {
     port: { type: 'string', default: process.env.PORT ?? '8787' },
     'persist-to': { type: 'string', default: process.env.STATE_DIR ?? '.wrangler/state' },
@@ -27,6 +35,12 @@ const { values } = parseArgs({
     var: { type: 'string', multiple: true, default: [] },
   },
 });
+// A --var without its colon names no value: refused here, before wrangler starts without the var meant.
+const badVar = values.var.find((pair) => !/^[A-Za-z_][A-Za-z0-9_]*:/.test(pair));
+if (badVar !== undefined) {
+  console.error(`npm run dev: --var takes NAME:VALUE, not ${JSON.stringify(badVar)}\n${USAGE}`);
+  process.exit(1);
+}
 
 /** A port nothing listens on right now, from the kernel. */
 function freePort() {

@@ -95,6 +95,17 @@ describe('edge router', () => {
     }
   });
 
+  it('points a caller without a key at the routes from /v1 too, where / sends a browser (it answered 401)', async () => {
+    for (const path of ['/v1', '/v1/']) {
+      const v1 = await api(path);
+      expect(v1.status).toBe(404);
+      expect(v1.body.error.message).toBe(`no route for GET ${path}: the API's routes are below /v1 (GET /v1/agents lists your agents); its reference is at /docs, its OpenAPI document at /openapi.json`);
+    }
+    // Only /v1 itself: every path below it still needs a key before it is told anything.
+    expect((await api('/v1/nothing')).status).toBe(401);
+    expect((await api('/v1/agents')).status).toBe(401);
+  });
+
   it('bounds how much of an unknown path its 404 repeats, and says it was cut', async () => {
     const { key } = await newTenant();
     const long = `/v1/${'a'.repeat(5000)}`;

@@ -104,7 +104,10 @@ export function createApp() {
   // whose senders sign bytes that need not be UTF-8 (README, Incoming webhooks): see utf8Body.
   app.use(utf8Body((c) => signedByScheme(c.req.method, c.req.path)));
   const tenantAuth = apiKeyAuth();
-  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) ? next() : tenantAuth(c, next)));
+  // /v1 itself is no route: its 404 points at the routes below it, and is where / sends a browser,
+  // which carries no key (a 401 there told it nothing). Every path below /v1 still needs one.
+  const isV1Root = (path: string) => path === '/v1' || path === '/v1/';
+  app.use('/v1/*', async (c, next) => (c.req.path.startsWith('/v1/admin/') || signedByScheme(c.req.method, c.req.path) || isV1Root(c.req.path) ? next() : tenantAuth(c, next)));
   // After auth: a key's rate limits and budgets (nothing for keys without limits).
   app.use('/v1/*', keyLimits());
   // After auth and limits, as the routes' own 415 for a body that is not JSON: a body every

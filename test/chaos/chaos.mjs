@@ -27,12 +27,20 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
+import { cliArgs } from '../../scripts/lib/cli.mjs';
 import { Webhook } from 'standardwebhooks';
 import { applyMigrations, bundle, freePort, sleep, startGateway } from '../../scripts/lib/runtime.mjs';
 import { startMockUpstream } from '../support/mock-upstream.mjs';
 
-const { values } = parseArgs({
+const USAGE = `usage: npm run test:chaos [-- OPTIONS]   (10,000 executions across 200 agents; see docs/RELIABILITY.md)
+  --short               CI's run: 1,000 executions across 40 agents
+  --executions N
+  --agents N
+  --restarts N
+  --json FILE           write the results as JSON
+  --help                this text`;
+const { values } = cliArgs('test:chaos', USAGE, {
   options: {
     short: { type: 'boolean', default: false },
     executions: { type: 'string' },

@@ -336,4 +336,20 @@ describe('README quickstart, the Node version it names', () => {
       .map(([name, entry]) => `${name} (${entry.engines?.node})`);
     expect(refusing).toEqual([]);
   });
+
+  // Past 20: engines used to be >=20.19.0 and the README said 22.12+ on Node 22, while eslint
+  // (npm run lint) takes ^22.13.0 || >=24 only: npm accepted a Node that a package refuses.
+  it('accepts exactly the Node versions every installed package accepts, and the README names them', () => {
+    const semver = createRequire(import.meta.url)('semver') as { satisfies(version: string, range: string): boolean };
+    const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { engines: { node: string } };
+    const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string }; optional?: boolean }> };
+    const ranges = Object.entries(lock.packages).filter(([name, entry]) => name !== '' && !entry.optional && entry.engines?.node !== undefined).map(([, entry]) => entry.engines?.node ?? '');
+    const probes = ['20.18.0', '20.19.0', '21.7.0', '22.11.0', '22.12.0', '22.13.0', '23.11.0', '24.0.0', '25.0.0'];
+    const byPackages = probes.filter((version) => ranges.every((range) => semver.satisfies(version, range)));
+    expect(probes.filter((version) => semver.satisfies(version, manifest.engines.node))).toEqual(byPackages);
+    expect(lock.packages['']?.engines?.node).toBe(manifest.engines.node);
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const node22 = /\((\d+\.\d+)\+ on Node 22/.exec(readme)?.[1];
+    expect(byPackages.find((version) => version.startsWith('22.'))).toBe(`${node22}.0`);
+  });
 });
