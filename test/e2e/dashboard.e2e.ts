@@ -496,23 +496,15 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
     const page = await context.newPage();
     const storedKey = () => page.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('eag.dashboard.apiKey'));
     const message = () => page.getByTestId('message').textContent();
-    // The API requests on their way: with the clock held, none starts until the test moves it.
-    let inFlight = 0;
-    page.on('request', (request) => { if (request.url().includes('/v1/')) inFlight += 1; });
-    const settled = (request: { url(): string }) => { if (request.url().includes('/v1/')) inFlight -= 1; };
-    page.on('requestfinished', settled);
-    page.on('requestfailed', settled);
-    // An agent refresh is two requests in a row (the list, then each agent's status), with a moment
-    // between them when none is in flight: the page is quiet once every list answered 200 has had
-    // its status read. The key's tenant has one agent and no pools (a pool refresh is one request).
-    let listsAnswered = 0;
-    let statusReads = 0;
-    page.on('response', (response) => {
-      const { pathname } = new URL(response.url());
-      if (pathname === '/v1/agents' && response.request().method() === 'GET' && response.status() === 200) listsAnswered += 1;
-    });
-    page.on('request', (request) => { if (new URL(request.url()).pathname.endsWith('/status')) statusReads += 1; });
-    const quiet = () => inFlight === 0 && statusReads === listsAnswered;
+    // Whether a refresh is on its way, read in the page (the module the page loaded): a refresh
+    // is busy from the moment its timer fires until its tables are drawn. Network events reach the
+    // test later than the page sends: counting them once called the page quiet while a poll the
+    // clock had just fired was still unseen, and that poll's 401 after the revoke below ended
+    // the session before the click it was meant to leave to (a flake in CI).
+    const quiet = () => page.evaluate<boolean>(`(async () => {
+      const { state } = await import('/dashboard/state.js');
+      return state.session !== null && !state.session.agentsBusy && !state.session.poolsBusy;
+    })()`);
     const useKey = async (bearer: string) => {
       await page.getByLabel('API key').fill(bearer);
       await page.getByTestId('key-submit').click();
@@ -581,9 +573,6 @@ describe.skipIf(browserMissing)('dashboard and API reference, end to end in Chro
         await route.fulfill({ status, headers: { 'retry-after': '1' }, contentType: 'application/json', body: JSON.stringify({ error: { code: status === 429 ? 'rate_limited' : 'unavailable', message: 'try again' } }) });
       });
     }
-    // Counted from here: this key's first refresh is done (the tables show), its pool poll may run.
-    listsAnswered = 0;
-    statusReads = 0;
     // The clock moves on until both polls came (one still busy when its time comes is skipped).
     await expect.poll(async () => {
       await page.clock.runFor(1_000);
