@@ -36,6 +36,7 @@ import { keyLimits } from './limits/middleware';
 import { mcp } from './routes/mcp';
 import { a2a, a2aRpc } from './routes/a2a';
 import { withMiddlewareHeaders } from './routes/openapi-headers';
+import { GatewayRouter } from './lib/router';
 
 /** Where the API reference page (GET /docs) loads Scalar's script: public/vendor/scalar/standalone.js. */
 const SCALAR_SCRIPT = '/vendor/scalar/standalone.js';
@@ -70,6 +71,7 @@ export const MAX_HEADER_BYTES = { total: 16 * 1024, each: 8 * 1024 };
  */
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>({
+    router: new GatewayRouter(),
     defaultHook: (result, c) => {
       // A required JSON body that never came reaches its validator as `{}`: Hono reads no body
       // without a JSON Content-Type, and zod-openapi's media-type gate has already answered 415
