@@ -26,7 +26,8 @@ export class DeliverySlots {
 
   async run<T>(target: string, task: () => Promise<T>): Promise<T> {
     // A waiting send that could start has always been started already (see `grant`), so a
-    // newcomer that finds room overtakes no one.
+    // newcomer that finds room overtakes only sends that could not take it: further sends to
+    // targets with some out, where the last slot is kept for a target with none.
     if (this.canStart(target)) this.take(target);
     else await new Promise<void>((resolve) => this.waiting.push({ target, start: resolve }));
     try {
