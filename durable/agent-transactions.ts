@@ -245,6 +245,7 @@ export class AgentTransactions {
     // Aborted already: nothing holds the lock (a tombstone refuses a late prepare), and rewriting
     // the tombstone would drop the mark of an operator's abort.
     if (known) return ok({ aborted: true });
+    if (this.tombstoneMayBeGone(txId, now, beganAt)) return ok({ aborted: true });
     this.storage.transactionSync(() => {
       this.sql.run('DELETE FROM tx_prepared WHERE tx_id = ?', txId);
       this.sql.run("INSERT OR REPLACE INTO tx_outcomes (tx_id, outcome, version, decided_at, heuristic) VALUES (?, 'aborted', NULL, ?, ?)", txId, now, heuristic ? 1 : 0);
@@ -292,6 +293,18 @@ export class AgentTransactions {
     }
     this.sql.run('UPDATE tx_prepared SET inquiries = inquiries + 1, last_inquiry_at = ?, last_error = ? WHERE tx_id = ?', Date.now(), error, row.tx_id);
     return answer;
+  }
+
+  /**
+   * An abort finding neither lock nor tombstone, of a transaction begun more than a tombstone's
+   * day ago: its abort may have been recorded here, event and all, and the tombstone pruned
+   * since (the coordinator retries phase two until it hears an ack, however long this agent
+   * could not be reached). Recorded again, it announced a second `transaction.aborted`; so it is
+   * acknowledged and nothing written. The price: an agent that never locked for it and first
+   * hears of it that late gets no event (its context was never touched).
+   */
+  private tombstoneMayBeGone(txId: string, now: number, beganAt: number | undefined): boolean {
+    return beganAt !== undefined && now - beganAt > OUTCOME_TTL_MS && !this.lockOf(txId);
   }
 
   /** Whether this agent was created after `beganAt`: deleted and created again since a transaction began. */

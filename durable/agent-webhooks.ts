@@ -100,8 +100,11 @@ export class AgentWebhooks {
    * when it ends, would otherwise overwrite the retry's reset, and the resend never happen.
    */
   private readonly resendAfter = new Set<string>();
-  /** Sends out at once, whichever pass they belong to; one target may hold all but one. */
-  private readonly slots = new DeliverySlots(PARALLEL, PARALLEL - 1);
+  /**
+   * Sends out at once, whichever pass they belong to; one target holds at most four, and its
+   * further sends leave a slot free (delivery-slots.ts), so two slow receivers hold up no third.
+   */
+  private readonly slots = new DeliverySlots(PARALLEL, PARALLEL - 2);
   /** Registrations with their parsed event lists; dropped on every change. */
   private hooks: { row: WebhookRow; events: Set<string> }[] | undefined;
   /**
@@ -283,7 +286,8 @@ export class AgentWebhooks {
       // waited for its slowest send, so a receiver that hung for the 10 s timeout held up every
       // delivery behind it, to other receivers too. The slots are the agent's, not the pass's:
       // passes overlap (each change's flush, the alarm), and each used to send six of its own.
-      // One target takes at most five of them, so one receiver's backlog leaves a slot free.
+      // One target takes at most four of them, and further sends to one leave a slot free, so
+      // two receivers' backlogs leave a slot to a third.
       const sends = await Promise.allSettled(due.map((d) => this.slots.run(d.webhook_id, async () => {
         if (await this.send(d)) landed++;
       })));

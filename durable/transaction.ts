@@ -12,6 +12,7 @@ import { aliasAlarm, aliasFor, pointFromId, writeAlias } from './transaction-ali
 import { coordinator } from '../worker/transactions/coordinator';
 import { DECISION_GRACE_MS } from './transaction-grace';
 import { collectVotes, prepareFailed, withTimeout } from './transaction-votes';
+import { ownedFinish, type Run } from './transaction-finish';
 
 /** Phase-two retries back off from 1 s to a minute, and never stop until every ack is in. */
 const PHASE_TWO_MAX_BACKOFF_MS = 60_000;
@@ -61,7 +62,7 @@ export function abortReasonOf(failure: Failure): AbortReason {
 export class TransactionDO extends DurableObject<Env> {
   private readonly log: TransactionLog;
   /** The run in progress in this instance (its decision, then its end); absent after a restart. */
-  private driving: { decided: Promise<void>; done: Promise<void> } | null = null;
+  private driving: Run | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -153,7 +154,10 @@ export class TransactionDO extends DurableObject<Env> {
     if (!tx || tx.id !== txId) return ok({ status: 'aborted' });
     if (tx.status === 'preparing' && Date.now() > tx.deadline_at + DECISION_GRACE_MS) {
       this.log.decide('aborted', { reason: 'timeout', message: 'no decision by the deadline' }, Date.now());
-      void this.finishUp();
+      // Owned, not awaited (durable/transaction-finish.ts); a run in progress finishes it itself.
+      this.driving ??= ownedFinish(this.ctx, this.finishUp(), txId, (run) => {
+        if (this.driving === run) this.driving = null;
+      });
     }
     return ok({ status: this.log.tx()?.status ?? 'aborted' });
   }

@@ -1,5 +1,5 @@
 import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { canonicalJson, sha256Hex } from '../worker/lib/hash';
 import { newId } from '../worker/lib/ids';
 import { createApp } from '../worker/app';
@@ -85,6 +85,39 @@ describe('transactions: crash injection and recovery', () => {
     expect(await runDurableObjectAlarm(agentStub(s.tenantId, s.agents[0] ?? ''))).toBe(true);
     expect(await locksOf(s.tenantId, s.agents[0] ?? '')).toBe(0);
     await eventually(async () => (await api(`/v1/transactions/${s.txId}`, { key: s.key })).body.completed);
+    await expectAllOrNothing(s, 'aborted');
+  });
+
+  it("owns the phase two a participant's inquiry starts: its failure is logged and left to the alarm, never an unhandled rejection", async () => {
+    const s = await setup(2);
+    await coordinatorStub(s.name).begin(s.input);
+    expect((await prepareDirectly(s, 0)).ok).toBe(true);
+    await abortAllDurableObjects(); // no run in memory: the inquiry decides
+    // Past the deadline and its grace, and the participants' table unreadable, so the phase two
+    // the inquiry's decision starts fails.
+    const table = (from: string, to: string) => runInDurableObject(coordinatorStub(s.name), (_i, state) => void state.storage.sql.exec(`ALTER TABLE ${from} RENAME TO ${to}`));
+    await runInDurableObject(coordinatorStub(s.name), (_i, state) => void state.storage.sql.exec('UPDATE tx SET deadline_at = 0'));
+    await table('participants', 'participants_lost');
+    const unhandled: unknown[] = [];
+    const onUnhandled = (event: PromiseRejectionEvent) => {
+      unhandled.push(event.reason);
+      event.preventDefault();
+    };
+    addEventListener('unhandledrejection', onUnhandled);
+    const errors = vi.spyOn(console, 'error');
+    try {
+      // The decision is logged (durable before the answer leaves), and the answer does not wait for phase two.
+      expect(await coordinatorStub(s.name).status(s.txId)).toEqual({ ok: true, value: { status: 'aborted' } });
+      await eventually(async () => errors.mock.calls.some((call) => String(call[0]).includes('transaction finish failed')));
+      await new Promise((resolve) => setTimeout(resolve, 100)); // an unhandled rejection is reported a turn later
+    } finally {
+      removeEventListener('unhandledrejection', onUnhandled);
+      errors.mockRestore();
+      await table('participants_lost', 'participants');
+    }
+    expect(unhandled).toEqual([]);
+    // The alarm, armed since begin, finishes what the failed finish left.
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
     await expectAllOrNothing(s, 'aborted');
   });
 

@@ -347,3 +347,71 @@ describe('transactions: what a deleted agent keeps', () => {
     expect(tx.body).toMatchObject({ status: 'committed', completed: true, versions: { [a]: 2, [b]: 2 } });
   });
 });
+
+describe("transactions: a participant's tombstone and the coordinator's retries", () => {
+  /** The agent's transaction events (type, transactionId), from its storage. */
+  const outcomeEvents = (tenantId: string, agentId: string) =>
+    runInDurableObject(agentStub(tenantId, agentId), (_instance, state: DurableObjectState) =>
+      state.storage.sql.exec<{ type: string; data: string }>("SELECT type, data FROM events WHERE type LIKE 'transaction.%' ORDER BY seq").toArray().map((e) => `${e.type} ${(JSON.parse(e.data) as { transactionId: string }).transactionId}`),
+    );
+
+  /**
+   * Moves the agent's creation and outcome tombstones back by `ms` (it was created before the
+   * transaction began, however far back that is moved) and runs its retention, as its alarm does.
+   */
+  const ageAgent = (tenantId: string, agentId: string, ms: number) =>
+    runInDurableObject(agentStub(tenantId, agentId), (instance, state: DurableObjectState) => {
+      state.storage.sql.exec('UPDATE agent SET created_at = created_at - ?', ms);
+      state.storage.sql.exec('UPDATE tx_outcomes SET decided_at = decided_at - ?', ms);
+      (instance as unknown as { prune(now: number): void }).prune(Date.now());
+    });
+
+  const tombstones = (tenantId: string, agentId: string) =>
+    runInDurableObject(agentStub(tenantId, agentId), (_instance, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM tx_outcomes').one().n);
+
+  it('records transaction.aborted once on each participant when the abort comes again after its tombstone was pruned', async () => {
+    const s = await twoAgents();
+    // The first agent's guard fails: it votes no, holding no lock; the second votes yes.
+    const input = { ...s.input, operations: [{ ...s.input.operations[0], operation: { increment: { balance: -500 }, min: { balance: 0 } } }, s.input.operations[1]] };
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(input);
+    await coordinator.prepareAll();
+    expect(await coordinator.decide()).toBe('aborted');
+    expect(await coordinator.phaseTwo()).toBe(true);
+    const once = s.agents.map(() => [`transaction.aborted ${s.txId}`]);
+    expect(await Promise.all(s.agents.map((a) => outcomeEvents(s.tenantId, a)))).toEqual(once);
+
+    // Both acknowledgements were lost, and the participants could not be reached for more than a
+    // day (the coordinator retries until every ack is in): their tombstones are pruned meanwhile.
+    await inCoordinator(s.name, (state) => {
+      state.storage.sql.exec('UPDATE participants SET acked = 0');
+      state.storage.sql.exec('UPDATE tx SET completed_at = NULL');
+    });
+    await age(s.name, 2 * TRANSACTION_RETENTION_MS);
+    for (const a of s.agents) await ageAgent(s.tenantId, a, 3 * TRANSACTION_RETENTION_MS);
+    await abortAllDurableObjects(); // the agents read their rows again
+    expect(await Promise.all(s.agents.map((a) => tombstones(s.tenantId, a)))).toEqual([0, 0]);
+
+    // The abort comes again: acknowledged, and announced no second time.
+    expect(await runDurableObjectAlarm(coordinatorStub(s.name))).toBe(true);
+    expect(await stateOf(s.name)).toMatchObject({ status: 'aborted', acked: [1, 1] });
+    expect(await Promise.all(s.agents.map((a) => outcomeEvents(s.tenantId, a)))).toEqual(once);
+    expect(await s.balances()).toEqual([100, 100]);
+    expect([await locksOf(s.tenantId, s.agents[0] ?? ''), await locksOf(s.tenantId, s.agents[1] ?? '')]).toEqual([0, 0]);
+  });
+
+  it('still records the abort, once, on a participant that holds the lock however late the abort comes', async () => {
+    const s = await twoAgents();
+    const coordinator = coordinatorStub(s.name);
+    await coordinator.begin(s.input);
+    await coordinator.prepareAll();
+    // Decided abort (a participant's inquiry past the deadline would), both still locked, begun two days ago.
+    await inCoordinator(s.name, (state) => void state.storage.sql.exec("UPDATE tx SET status = 'aborted', reason = 'timeout', decided_at = ?", Date.now()));
+    await age(s.name, 2 * TRANSACTION_RETENTION_MS);
+    for (const a of s.agents) await ageAgent(s.tenantId, a, 3 * TRANSACTION_RETENTION_MS);
+    await abortAllDurableObjects();
+    expect(await coordinatorStub(s.name).phaseTwo()).toBe(true);
+    expect(await Promise.all(s.agents.map((a) => outcomeEvents(s.tenantId, a)))).toEqual(s.agents.map(() => [`transaction.aborted ${s.txId}`]));
+    expect([await locksOf(s.tenantId, s.agents[0] ?? ''), await locksOf(s.tenantId, s.agents[1] ?? '')]).toEqual([0, 0]);
+  });
+});

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { pickTarget, peakEwma, smoothWeighted, startAtRandom, type BalancedTarget, type RoundRobins, type TargetState } from '../../worker/pools/balancer';
+import { pickTarget, peakEwma, smoothWeighted, START_WINDOW, startAtRandom, type BalancedTarget, type RoundRobins, type TargetState } from '../../worker/pools/balancer';
 import { CircuitBreaker, DEFAULT_BREAKER } from '../../worker/pools/circuit-breaker';
 import { PoolRuntime, type Lease } from '../../worker/pools/runtime';
 import type { StoredPool } from '../../worker/schemas/pool';
@@ -81,6 +81,55 @@ describe('weighted round robin (smooth)', () => {
       expect(writes).toBeLessThanOrEqual(32 * 33);
       const next = Array.from({ length: 32 }, () => smoothWeighted(many, wrr)?.id);
       expect(new Set(next).size).toBe(32);
+    });
+
+    /** A Map that counts its writes: the work a start takes. */
+    const countingMap = () =>
+      new (class extends Map<string, number> {
+        writes = 0;
+        override set(key: string, value: number) {
+          this.writes++;
+          return super.set(key, value);
+        }
+      })();
+
+    it('is found within a bounded number of picks whatever the weights: 32 targets of weights with no common factor start in O(targets)', () => {
+      // 1000, 999, … 969: no common factor, a cycle of 31,504 picks. Walking a random part of it
+      // took up to a million writes (some 30 ms of CPU) for each new set of targets picked among.
+      const coprime = Array.from({ length: 32 }, (_, i) => ({ id: `t${i}`, weight: 1000 - i, priority: 0 }));
+      for (const r of [0, 0.5, 0.999]) {
+        const wrr = countingMap();
+        startAtRandom(coprime, wrr, () => r);
+        expect(wrr.writes, `start at ${r}`).toBeLessThanOrEqual(START_WINDOW * 33);
+      }
+    });
+
+    it('starts a long cycle at a point whose first pick goes to each target by its weight, and splits every whole cycle after it exactly', () => {
+      const ts4 = [{ id: 'a', weight: 7, priority: 0 }, { id: 'b', weight: 5, priority: 0 }, { id: 'c', weight: 3, priority: 0 }, { id: 'd', weight: 1000, priority: 0 }];
+      const total = 1015; // a cycle longer than the window a start is drawn from
+      const firsts: Record<string, number> = {};
+      const draws = START_WINDOW * 4;
+      for (let i = 0; i < draws; i++) {
+        const wrr = new Map<string, number>();
+        startAtRandom(ts4, wrr, () => (i + 0.5) / draws);
+        const id = smoothWeighted(ts4, wrr)?.id as string;
+        firsts[id] = (firsts[id] ?? 0) + 1;
+      }
+      // Smooth weighted round robin keeps every target within about one pick of its share at
+      // every point of the cycle, so a start drawn from its first START_WINDOW picks gives each
+      // target the first pick within a pick in START_WINDOW of its share.
+      for (const t of ts4) expect(Math.abs((firsts[t.id] ?? 0) / draws - t.weight / total), t.id).toBeLessThanOrEqual(1 / START_WINDOW);
+      expect(firsts.a).toBeGreaterThan(0);
+      for (const r of [0, 0.37, 0.999]) {
+        const wrr = new Map<string, number>();
+        startAtRandom(ts4, wrr, () => r);
+        const counts: Record<string, number> = {};
+        for (let i = 0; i < 2 * total; i++) {
+          const id = smoothWeighted(ts4, wrr)?.id as string;
+          counts[id] = (counts[id] ?? 0) + 1;
+        }
+        expect(counts, `start at ${r}`).toEqual({ a: 14, b: 10, c: 6, d: 2000 });
+      }
     });
 
     it("is a point of the cycle of the targets a pick chooses among: a tier's 1:1 primaries alternate from the first pick, whatever the standby's weight or a region", () => {
