@@ -215,6 +215,53 @@ describe('tenants and keys (admin API)', () => {
     expect((await api('/v1/admin/keys/key_unknown', { method: 'DELETE', key: ADMIN() })).status).toBe(404);
   });
 
+  // A PATCH of a revoked key answered 200 and recorded a key.update: the operator was told the
+  // key now had its new name and limits, for a key that no request can use any more.
+  it('refuses to rename a revoked key or give it limits: 409 conflict, nothing written, nothing recorded', async () => {
+    const { tenantId, keyId } = await newTenant();
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    for (const body of [{ name: 'after' }, { limits: { perSecond: 5 } }, { name: null, limits: null }]) {
+      const res = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body });
+      expect(res.status, JSON.stringify(body)).toBe(409);
+      expect(res.body.error).toMatchObject({ code: 'conflict', message: expect.stringContaining('revoked'), details: { keyId, revokedAt: expect.any(String) } });
+      expect(res.headers.get('retry-after')).toBeNull();
+    }
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data[0]).toMatchObject({ id: keyId, name: null, limits: null, revokedAt: expect.any(String) });
+    const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+    expect(audit.body.data).toEqual([]);
+  });
+
+  // The same with the revoke landing between the PATCH's read of the key and its write.
+  it('refuses a key PATCH whose key was revoked after the PATCH read it', async () => {
+    const { tenantId, keyId } = await newTenant();
+    let revoked = false;
+    const revokingFirst = <T extends D1Database | D1DatabaseSession>(db: T): T => new Proxy(db, {
+      get(target, prop) {
+        if (prop === 'withSession') return (constraint?: string) => revokingFirst(env.DB.withSession(constraint));
+        if (prop === 'batch') {
+          return async (statements: D1PreparedStatement[]) => {
+            if (!revoked) {
+              revoked = true;
+              await target.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+            }
+            return target.batch(statements);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const res = await createApp().request(`/v1/admin/keys/${keyId}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'late' }) }, { ...env, DB: revokingFirst(env.DB) }, createExecutionContext());
+    expect(revoked).toBe(true);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: { code: string; details: unknown } }).error).toMatchObject({ code: 'conflict', details: { keyId, revokedAt: expect.any(String) } });
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data[0]).toMatchObject({ id: keyId, name: null });
+    const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+    expect(audit.body.data).toEqual([]);
+  });
+
   // A /v1 request reads D1 in a session that may start at a read replica: the key lookup read
   // there, so a replica that had not yet seen the revocation answered the key valid, and the
   // lookup cached that for 60 s in KV and 30 s here, where it had just been revoked.

@@ -153,13 +153,15 @@ export async function getKeyRow(env: Env, keyId: string): Promise<(KeyRow & { ha
 /**
  * Writes a key's name and limits (with its audit entry, in one batch) if they are still what
  * `key` holds, and drops the cached lookups here, so the new limits apply at once where they
- * were changed. Null when another change landed since `key` was read: a PATCH merges into the
- * limits it read, and writing over that change would lose it (the audit log recording both).
+ * were changed. Null when another change landed since `key` was read (a revocation included): a
+ * PATCH merges into the limits it read, and writing over that change would lose it (the audit
+ * log recording both).
  */
 export async function updateKey(env: Env, key: KeyRow & { hash: string }, change: { name: string | null; limits: KeyLimits | null }, audit: AuditEntry): Promise<KeyRow | null> {
   const limits = change.limits && Object.keys(change.limits).length > 0 ? JSON.stringify(change.limits) : null;
   const [write] = await env.DB.batch([
-    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ? AND name IS ? AND limits IS ?').bind(change.name, limits, key.id, key.name, key.limits),
+    // Not a revoked key: one revoked since it was read is read again, and the PATCH refused.
+    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ? AND name IS ? AND limits IS ? AND revoked_at IS NULL').bind(change.name, limits, key.id, key.name, key.limits),
     auditStatement(env.DB, audit),
   ]);
   if (!write || write.meta.changes === 0) return null;

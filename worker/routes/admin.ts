@@ -199,7 +199,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "Change a key's name or limits (limits: JSON Merge Patch; null removes them). At once where changed, everywhere within 90 s",
       security,
       request: { params: KeyParams, ...jsonBody(UpdateKeyBody) },
-      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: errorResponse('conflict: the key kept changing under concurrent updates; retry'), ...adminErrors },
+      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: errorResponse('conflict: the key is revoked (details.revokedAt), or it kept changing under concurrent updates (retry)'), ...adminErrors },
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');
@@ -208,6 +208,8 @@ export const admin = new OpenAPIHono<AppEnv>()
       for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
         const key = await getKeyRow(c.env, keyId);
         if (!key) throw new ApiError('not_found', `key ${keyId} not found`);
+        // A revoked key serves no request again: a new name or limits would only mislead (the PATCH answered 200).
+        if (key.revoked_at !== null) throw new ApiError('conflict', `key ${keyId} is revoked: a revoked key cannot be renamed or given limits (create a new key)`, { keyId, revokedAt: iso(key.revoked_at) });
         const limits = patchedLimits(parseLimits(key.limits), body.limits);
         const name = body.name === undefined ? key.name : body.name;
         const updated = await updateKey(c.env, key, { name, limits }, auditEntry(c, 'key.update', keyId, { tenantId: key.tenant_id, details: { ...(body.name !== undefined && { name }), ...(body.limits !== undefined && { limits }) } }));
