@@ -1,6 +1,6 @@
 import { OpenAPIHono, createRoute, type z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { ApiError } from '../errors';
+import { ApiError, invalidRequest } from '../errors';
 import { auditEntry, auditStatement } from '../audit/log';
 import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
 import { forgetKeyLimits } from '../hooks/store';
@@ -9,6 +9,7 @@ import { atPrimary } from '../lib/d1-primary';
 import { scopedCursors } from '../lib/scoped-cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
+import { zodIssues, type Issue } from '../lib/validation-issues';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { iso } from '../lib/time';
 import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyListQuery, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
@@ -49,8 +50,8 @@ const PATCH_ATTEMPTS = 5;
 interface TenantRow { id: string; name: string | null; created_at: number }
 const tenant = (r: TenantRow): z.infer<typeof Tenant> => ({ id: r.id, name: r.name, createdAt: iso(r.created_at) });
 
-function refuseLimits(details: { path: string[]; message: string; code: string }[]): never {
-  throw new ApiError('invalid_request', details.map((d) => `${d.path.join('.')}: ${d.message}`).join('; '), details);
+function refuseLimits(details: Issue[], total = details.length): never {
+  throw invalidRequest(details, total);
 }
 
 /** A new key's limits: none for an empty object, refused when they would enforce nothing. */
@@ -69,7 +70,7 @@ function patchedLimits(current: KeyLimits | null, patch: unknown): KeyLimits | n
   if (patch === null) return null;
   if (patch === undefined) return current;
   const parsed = KeyLimits.safeParse(mergePatch(current ?? {}, patch));
-  if (!parsed.success) refuseLimits(parsed.error.issues.map((i) => ({ path: ['limits', ...i.path.map(String)], message: i.message, code: i.code })));
+  if (!parsed.success) refuseLimits(zodIssues(parsed.error).map((i) => ({ ...i, path: ['limits', ...i.path] })), parsed.error.issues.length);
   if (Object.keys(parsed.data).length === 0) return null;
   const idle = idleLimits(parsed.data);
   if (idle.length > 0) refuseLimits(idle);
