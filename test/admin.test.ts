@@ -1,4 +1,4 @@
-import { createExecutionContext, env } from 'cloudflare:test';
+import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { sha256Hex } from '../worker/lib/hash';
@@ -326,6 +326,28 @@ describe('tenants and keys (admin API)', () => {
     await (await before).text();
     expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
     expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).toBeNull();
+  });
+
+  // The same race across locations: the revoke ran elsewhere (D1 and KV changed, nothing in this
+  // isolate), and the lookup here that had read the key valid just before wrote it back to KV
+  // after the revoke's delete, where every isolate found it for 60 s more, then each kept it
+  // 30 s: past the 90 s promised. The write-back is checked against D1 once it is in KV.
+  it('drops a key it wrote back to KV after a revoke elsewhere had emptied KV', async () => {
+    const { key, keyId } = await newTenant();
+    const kvKey = `apikey:v2:${await sha256Hex(key)}`;
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const ctx = createExecutionContext();
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, ctx);
+    await lookup.wasRead;
+    // Another location's revoke: D1, then KV; this isolate hears nothing of it.
+    await env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+    await env.CACHE.delete(kvKey);
+    lookup.open();
+    expect((await before).status).toBe(200); // it came before the revoke
+    await waitOnExecutionContext(ctx);
+    expect(await env.CACHE.get(kvKey)).toBeNull();
+    expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
   });
 
   // The same race with a PATCH: the limits read before it were cached after it, 30 s here and 60 s in KV.

@@ -51,14 +51,17 @@ export async function generateKey(): Promise<NewKey> {
   return { id: newId('key'), key, prefix: key.slice(0, 12), hash: await sha256Hex(key) };
 }
 
+/** Runs work past the answer (the request's `waitUntil`); absent, the work is awaited. */
+export type Defer = (work: Promise<unknown>) => void;
+
 /**
  * Finds the tenant of an API key: isolate cache, then KV, then D1 (the source of truth).
  * Unknown and revoked keys are not cached, so a new key works at once.
  */
-export async function lookupKey(env: Env, key: string): Promise<Principal | null> {
+export async function lookupKey(env: Env, key: string, defer?: Defer): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
-  const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null && !overtaken.has(found));
+  const principal = await isolateCache.get(hash, () => lookupStored(env, hash, defer), (found) => found !== null && !overtaken.has(found));
   // Found revoked here (by a revoke, or a stream's check of D1): refused at once, not admitted
   // from the caches for their 30 s, or KV's 60 s (a cut stream's reconnect would get a new one).
   if (principal && rememberedKeyStatus(principal.keyId) === false) {
@@ -78,7 +81,7 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
  * caches the change had emptied: a key revoked in this isolate is not found, whatever the
  * read said, and what a change overtook answers its own request only, cached nowhere.
  */
-async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
+async function lookupStored(env: Env, hash: string, defer?: Defer): Promise<Principal | null> {
   const mark = changes.mark();
   const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
   if (cached) {
@@ -99,8 +102,32 @@ async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
     // Changed here while this read: what it put back may predate the change (or it may not; drop it either way).
     overtaken.add(principal);
     await dropCached(env.CACHE, kvKey(hash), 'api key');
+  } else if (defer) {
+    defer(confirmWriteBack(env, hash, principal.keyId));
+  } else {
+    await confirmWriteBack(env, hash, principal.keyId);
   }
   return principal;
+}
+
+/**
+ * A revoke in another location, landing between this lookup's D1 read and its KV write, has
+ * already deleted the KV entry this write then puts back: every isolate would find the key
+ * valid there for 60 s more, and keep it 30 s after that, past the 90 s a revoke promises. So
+ * once the entry is in KV, D1 is read again (off the answer's path): a revoke that the write
+ * could have overtaken is now there to see, and the entry goes, the key known revoked here.
+ * A D1 that cannot answer leaves the entry to its TTL, as a failed KV delete does.
+ */
+async function confirmWriteBack(env: Env, hash: string, keyId: string): Promise<void> {
+  try {
+    const live = await atPrimary(env.DB).prepare('SELECT 1 AS live FROM api_keys WHERE hash = ? AND revoked_at IS NULL').bind(hash).first();
+    if (live) return;
+    keyRevokedHere(keyId);
+    isolateCache.delete(hash);
+    await dropCached(env.CACHE, kvKey(hash), 'api key');
+  } catch (error) {
+    console.warn(JSON.stringify({ level: 'warn', msg: 'API key write-back check failed; the KV entry expires by its TTL', error: String(error) }));
+  }
 }
 
 /** Stored limits, or null for none (or for a row that no longer parses: never a 500 on auth). */
