@@ -350,6 +350,26 @@ describe('tenants and keys (admin API)', () => {
     expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
   });
 
+  // And with a PATCH of the limits elsewhere: the old limits were written back for as long.
+  it('drops limits it wrote back to KV after a PATCH elsewhere had changed them', async () => {
+    const { key, keyId } = await newTenant();
+    const kvKey = `apikey:v2:${await sha256Hex(key)}`;
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const ctx = createExecutionContext();
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, ctx);
+    await lookup.wasRead;
+    await env.DB.prepare('UPDATE api_keys SET limits = ? WHERE id = ?').bind(JSON.stringify({ perMinute: 7 }), keyId).run();
+    await env.CACHE.delete(kvKey);
+    lookup.open();
+    expect((await before).status).toBe(200);
+    await waitOnExecutionContext(ctx);
+    expect(await env.CACHE.get(kvKey)).toBeNull();
+    const after = await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    expect(after.status).toBe(200);
+    expect(after.headers.get('ratelimit-limit')).toBe('7');
+  });
+
   // The same race with a PATCH: the limits read before it were cached after it, 30 s here and 60 s in KV.
   it('does not cache the limits a lookup read just before a PATCH changed them here', async () => {
     const { key, keyId } = await newTenant();

@@ -103,26 +103,27 @@ async function lookupStored(env: Env, hash: string, defer?: Defer): Promise<Prin
     overtaken.add(principal);
     await dropCached(env.CACHE, kvKey(hash), 'api key');
   } else if (defer) {
-    defer(confirmWriteBack(env, hash, principal.keyId));
+    defer(confirmWriteBack(env, hash, principal.keyId, row.limits));
   } else {
-    await confirmWriteBack(env, hash, principal.keyId);
+    await confirmWriteBack(env, hash, principal.keyId, row.limits);
   }
   return principal;
 }
 
 /**
- * A revoke in another location, landing between this lookup's D1 read and its KV write, has
- * already deleted the KV entry this write then puts back: every isolate would find the key
- * valid there for 60 s more, and keep it 30 s after that, past the 90 s a revoke promises. So
- * once the entry is in KV, D1 is read again (off the answer's path): a revoke that the write
- * could have overtaken is now there to see, and the entry goes, the key known revoked here.
- * A D1 that cannot answer leaves the entry to its TTL, as a failed KV delete does.
+ * A revoke (or a PATCH of the limits) in another location, landing between this lookup's D1
+ * read and its KV write, has already deleted the KV entry this write then puts back: every
+ * isolate would find the key valid (or its old limits) there for 60 s more, and keep it 30 s
+ * after that, past the 90 s a change promises. So once the entry is in KV, D1 is read again
+ * (off the answer's path): a change that the write could have overtaken is now there to see,
+ * and the entry goes (a revoked key known revoked here). A D1 that cannot answer leaves the
+ * entry to its TTL, as a failed KV delete does.
  */
-async function confirmWriteBack(env: Env, hash: string, keyId: string): Promise<void> {
+async function confirmWriteBack(env: Env, hash: string, keyId: string, limits: string | null): Promise<void> {
   try {
-    const live = await atPrimary(env.DB).prepare('SELECT 1 AS live FROM api_keys WHERE hash = ? AND revoked_at IS NULL').bind(hash).first();
-    if (live) return;
-    keyRevokedHere(keyId);
+    const current = await atPrimary(env.DB).prepare('SELECT limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL').bind(hash).first<{ limits: string | null }>();
+    if (current && current.limits === limits) return;
+    if (!current) keyRevokedHere(keyId);
     isolateCache.delete(hash);
     await dropCached(env.CACHE, kvKey(hash), 'api key');
   } catch (error) {
