@@ -97,15 +97,16 @@ async function lookupStored(env: Env, hash: string, defer?: Defer): Promise<Prin
   if (!row || rememberedKeyStatus(row.id) === false) return null;
   const limits = parseLimits(row.limits);
   const principal: Principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
-  await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
+  const written = await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).then(() => true, () => false);
   if (changes.changedSince(hash, mark)) {
     // Changed here while this read: what it put back may predate the change (or it may not; drop it either way).
     overtaken.add(principal);
     await dropCached(env.CACHE, kvKey(hash), 'api key');
-  } else if (defer) {
-    defer(confirmWriteBack(env, hash, principal.keyId, row.limits));
-  } else {
-    await confirmWriteBack(env, hash, principal.keyId, row.limits);
+  } else if (written) {
+    // Only what was put back is checked: no second D1 read per lookup while KV refuses writes.
+    const check = confirmWriteBack(env, hash, principal.keyId, row.limits);
+    if (defer) defer(check);
+    else await check;
   }
   return principal;
 }
