@@ -22,6 +22,12 @@ export function outboxBackoffMs(attempts: number, random = Math.random): number 
 export interface ProjectionRow {
   tenant_id: string;
   agent_id: string;
+  /**
+   * When that agent was created: its registry row's `created_at`, which tells it from an agent
+   * created under the id after it was deleted. Absent from an object of an earlier release
+   * (objects and projectors run side by side during a deploy): its rows land as they did.
+   */
+  agent_created_at?: number;
   key: string;
   kind: OutboxRow['kind'];
   rev: number;
@@ -46,39 +52,47 @@ const UPSERT_EXECUTION = `ON CONFLICT (tenant_id, agent_id, id) DO UPDATE SET st
  * How rows land in D1. Rows carry a revision and D1 keeps the highest, so a late or repeated
  * delivery never rolls a record back. Agent rows only ever update the registry row that
  * creation wrote (never re-create a deleted agent), and execution rows land only while their
- * agent is registered.
+ * agent is registered: that agent, by its creation time. A deleted agent's last rows can land
+ * after the DELETE answered and a create made the id's next agent (a flush that outlived its
+ * 30 s, or one begun while the deletion settled): they wrote the old name and state over the
+ * new agent's claim (revision 0) and put the old executions in its list.
  */
 
 /** The columns an agent row sets, from its snapshot, in the order of `agentSetStatement`'s values. */
-type AgentColumns = [tenantId: string, agentId: string, name: string | null, state: string, snapshot: string, rev: number];
+type AgentColumns = [tenantId: string, agentId: string, name: string | null, state: string, snapshot: string, rev: number, createdAt: number | null];
 
 function agentColumns(row: ProjectionRow): AgentColumns {
   const { agent } = JSON.parse(row.payload) as AgentSnapshot;
-  return [row.tenant_id, row.agent_id, agent.name ?? null, agent.state, row.payload, row.rev];
+  return [row.tenant_id, row.agent_id, agent.name ?? null, agent.state, row.payload, row.rev, row.agent_created_at ?? null];
 }
 
-function agentStatement(db: D1Database, [tenantId, agentId, name, state, snapshot, rev]: AgentColumns, now: number): D1PreparedStatement {
+function agentStatement(db: D1Database, [tenantId, agentId, name, state, snapshot, rev, createdAt]: AgentColumns, now: number): D1PreparedStatement {
   return db
-    .prepare('UPDATE agents SET name = ?, state = ?, snapshot = ?, rev = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND rev < ?')
-    .bind(name, state, snapshot, rev, now, tenantId, agentId, rev);
+    .prepare('UPDATE agents SET name = ?, state = ?, snapshot = ?, rev = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND rev < ? AND (?9 IS NULL OR created_at = ?9)')
+    .bind(name, state, snapshot, rev, now, tenantId, agentId, rev, createdAt);
 }
 
-/** The columns an execution row sets, from its record, in the order of the INSERTs below. */
-type ExecutionColumns = [tenantId: string, agentId: string, id: string, status: string, intent: string, record: string, rev: number, createdAt: number];
+/**
+ * The columns an execution row sets, from its record, in the order of the INSERTs below, and
+ * then its agent's creation time, which only matches the registry row.
+ */
+type ExecutionColumns = [tenantId: string, agentId: string, id: string, status: string, intent: string, record: string, rev: number, createdAt: number, agentCreatedAt: number | null];
 
 function executionColumns(row: ProjectionRow): ExecutionColumns {
   const execution = JSON.parse(row.payload) as Execution;
-  return [row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt)];
+  return [row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt), row.agent_created_at ?? null];
 }
 
 function executionStatement(db: D1Database, columns: ExecutionColumns, now: number): D1PreparedStatement {
+  const [tenantId, agentId, id, status, intent, record, rev, createdAt, agentCreatedAt] = columns;
   return db
     .prepare(
       `INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
-       SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = ? AND id = ?)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+       WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = ?1 AND id = ?2 AND (?10 IS NULL OR created_at = ?10))
        ${UPSERT_EXECUTION}`,
     )
-    .bind(...columns, now, columns[0], columns[1]);
+    .bind(tenantId, agentId, id, status, intent, record, rev, createdAt, now, agentCreatedAt);
 }
 
 /**
@@ -139,7 +153,8 @@ function agentSetStatement(db: D1Database, values: readonly string[], now: numbe
     .prepare(
       `UPDATE agents SET name = r.value ->> 2, state = r.value ->> 3, snapshot = r.value ->> 4, rev = r.value ->> 5, updated_at = ?2
        FROM json_each(?1) AS r
-       WHERE agents.tenant_id = r.value ->> 0 AND agents.id = r.value ->> 1 AND agents.rev < r.value ->> 5`,
+       WHERE agents.tenant_id = r.value ->> 0 AND agents.id = r.value ->> 1 AND agents.rev < r.value ->> 5
+         AND (r.value ->> 6 IS NULL OR agents.created_at = r.value ->> 6)`,
     )
     .bind(`[${values.join(',')}]`, now);
 }
@@ -151,7 +166,8 @@ function executionSetStatement(db: D1Database, values: readonly string[], now: n
       `INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
        SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6, r.value ->> 7, ?2
        FROM json_each(?1) AS r
-       WHERE EXISTS (SELECT 1 FROM agents AS a WHERE a.tenant_id = r.value ->> 0 AND a.id = r.value ->> 1)
+       WHERE EXISTS (SELECT 1 FROM agents AS a WHERE a.tenant_id = r.value ->> 0 AND a.id = r.value ->> 1
+         AND (r.value ->> 8 IS NULL OR a.created_at = r.value ->> 8))
        ${UPSERT_EXECUTION}`,
     )
     .bind(`[${values.join(',')}]`, now);
@@ -190,6 +206,10 @@ export interface Drained {
  * row refused, so a refusal loses nothing and the alarm retries it.
  */
 export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, { pending, timeoutMs = HANDOVER_TIMEOUT_MS }: { pending?: OutboxRow; timeoutMs?: number } = {}): Promise<Drained> {
+  // The rows are the agent's that holds the object now, read with it (a flush's next drain may
+  // come after a deletion and a new create): named by its creation time, they land only in its registry row.
+  const owner = store.agentRow();
+  if (!owner) return { more: false, held: false };
   const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
   const superseded = pending && due.find((row) => row.key === pending.key);
   const candidates = pending ? [pending, ...due.filter((row) => row !== superseded)] : due;
@@ -202,7 +222,7 @@ export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenan
     const unanswered = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`the projection stage did not answer within ${timeoutMs} ms`)), timeoutMs);
     });
-    outcome = await Promise.race([sink.write(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload }))), unanswered]);
+    outcome = await Promise.race([sink.write(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, agent_created_at: owner.created_at, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload }))), unanswered]);
   } catch (error) {
     outcome = { failed: rows.map((row) => ({ key: row.key, rev: row.rev, error: String(error) })) };
   } finally {

@@ -1,4 +1,4 @@
-import { createExecutionContext, env } from 'cloudflare:test';
+import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import { sha256Hex } from '../worker/lib/hash';
@@ -215,6 +215,53 @@ describe('tenants and keys (admin API)', () => {
     expect((await api('/v1/admin/keys/key_unknown', { method: 'DELETE', key: ADMIN() })).status).toBe(404);
   });
 
+  // A PATCH of a revoked key answered 200 and recorded a key.update: the operator was told the
+  // key now had its new name and limits, for a key that no request can use any more.
+  it('refuses to rename a revoked key or give it limits: 409 conflict, nothing written, nothing recorded', async () => {
+    const { tenantId, keyId } = await newTenant();
+    expect((await api(`/v1/admin/keys/${keyId}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    for (const body of [{ name: 'after' }, { limits: { perSecond: 5 } }, { name: null, limits: null }]) {
+      const res = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body });
+      expect(res.status, JSON.stringify(body)).toBe(409);
+      expect(res.body.error).toMatchObject({ code: 'conflict', message: expect.stringContaining('revoked'), details: { keyId, revokedAt: expect.any(String) } });
+      expect(res.headers.get('retry-after')).toBeNull();
+    }
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data[0]).toMatchObject({ id: keyId, name: null, limits: null, revokedAt: expect.any(String) });
+    const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+    expect(audit.body.data).toEqual([]);
+  });
+
+  // The same with the revoke landing between the PATCH's read of the key and its write.
+  it('refuses a key PATCH whose key was revoked after the PATCH read it', async () => {
+    const { tenantId, keyId } = await newTenant();
+    let revoked = false;
+    const revokingFirst = <T extends D1Database | D1DatabaseSession>(db: T): T => new Proxy(db, {
+      get(target, prop) {
+        if (prop === 'withSession') return (constraint?: string) => revokingFirst(env.DB.withSession(constraint));
+        if (prop === 'batch') {
+          return async (statements: D1PreparedStatement[]) => {
+            if (!revoked) {
+              revoked = true;
+              await target.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+            }
+            return target.batch(statements);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const res = await createApp().request(`/v1/admin/keys/${keyId}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN()}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'late' }) }, { ...env, DB: revokingFirst(env.DB) }, createExecutionContext());
+    expect(revoked).toBe(true);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: { code: string; details: unknown } }).error).toMatchObject({ code: 'conflict', details: { keyId, revokedAt: expect.any(String) } });
+    const keys = await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN() });
+    expect(keys.body.data[0]).toMatchObject({ id: keyId, name: null });
+    const audit = await api(`/v1/admin/audit?tenant=${tenantId}&action=key.update`, { key: ADMIN() });
+    expect(audit.body.data).toEqual([]);
+  });
+
   // A /v1 request reads D1 in a session that may start at a read replica: the key lookup read
   // there, so a replica that had not yet seen the revocation answered the key valid, and the
   // lookup cached that for 60 s in KV and 30 s here, where it had just been revoked.
@@ -279,6 +326,48 @@ describe('tenants and keys (admin API)', () => {
     await (await before).text();
     expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
     expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).toBeNull();
+  });
+
+  // The same race across locations: the revoke ran elsewhere (D1 and KV changed, nothing in this
+  // isolate), and the lookup here that had read the key valid just before wrote it back to KV
+  // after the revoke's delete, where every isolate found it for 60 s more, then each kept it
+  // 30 s: past the 90 s promised. The write-back is checked against D1 once it is in KV.
+  it('drops a key it wrote back to KV after a revoke elsewhere had emptied KV', async () => {
+    const { key, keyId } = await newTenant();
+    const kvKey = `apikey:v2:${await sha256Hex(key)}`;
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const ctx = createExecutionContext();
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, ctx);
+    await lookup.wasRead;
+    // Another location's revoke: D1, then KV; this isolate hears nothing of it.
+    await env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+    await env.CACHE.delete(kvKey);
+    lookup.open();
+    expect((await before).status).toBe(200); // it came before the revoke
+    await waitOnExecutionContext(ctx);
+    expect(await env.CACHE.get(kvKey)).toBeNull();
+    expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
+  });
+
+  // And with a PATCH of the limits elsewhere: the old limits were written back for as long.
+  it('drops limits it wrote back to KV after a PATCH elsewhere had changed them', async () => {
+    const { key, keyId } = await newTenant();
+    const kvKey = `apikey:v2:${await sha256Hex(key)}`;
+    const lookup = heldLookup();
+    const asKey = { headers: { authorization: `Bearer ${key}` } };
+    const ctx = createExecutionContext();
+    const before = lookup.app.request('/v1/agents', asKey, lookup.env, ctx);
+    await lookup.wasRead;
+    await env.DB.prepare('UPDATE api_keys SET limits = ? WHERE id = ?').bind(JSON.stringify({ perMinute: 7 }), keyId).run();
+    await env.CACHE.delete(kvKey);
+    lookup.open();
+    expect((await before).status).toBe(200);
+    await waitOnExecutionContext(ctx);
+    expect(await env.CACHE.get(kvKey)).toBeNull();
+    const after = await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    expect(after.status).toBe(200);
+    expect(after.headers.get('ratelimit-limit')).toBe('7');
   });
 
   // The same race with a PATCH: the limits read before it were cached after it, 30 s here and 60 s in KV.

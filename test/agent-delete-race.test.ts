@@ -1,6 +1,8 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
+import type { ProjectionRow, ProjectionSink } from '../durable/outbox';
+import { projectorFor } from '../durable/projector';
 import type { Env } from '../worker/env';
 import { api, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 import { limitedKey } from './support/limits';
@@ -472,5 +474,64 @@ describe("an A2A request whose push URL check outlasts the agent's whole DELETE"
       return res.body.inFlight === 0 && res.body.budget;
     });
     expect(usage).toMatchObject({ requests: 0, tokens: 0, reservedTokens: 0 });
+  });
+});
+
+/**
+ * Takes the rows the agent's flushes hand to the projection stage, answering as a stage that
+ * did not answer in time (the rows stay in the outbox), until `stop()`: from then on its
+ * flushes reach the stage again. `rows` are the rows exactly as handed over.
+ */
+async function takenFlushes(tenantId: string, id: string): Promise<{ rows: ProjectionRow[]; stop: () => void }> {
+  const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+  const rows: ProjectionRow[] = [];
+  let taking = true;
+  await runInDurableObject(stub, (instance) => {
+    const background = (instance as unknown as { background: { projection: (tenant: string, config: unknown) => ProjectionSink } }).background;
+    const real = background.projection;
+    background.projection = (tenant, config) => {
+      const sink = real(tenant, config);
+      return {
+        write: (handed) => {
+          if (!taking) return sink.write(handed);
+          rows.push(...handed);
+          return Promise.reject(new Error('the projection stage did not answer within 30000 ms'));
+        },
+      };
+    };
+  });
+  return { rows, stop: () => (taking = false) };
+}
+
+// A flush hands its rows to the projection stage, which writes them to D1 with whatever else
+// arrives (durable/projector.ts): when D1 is slow past the flush's 30 s, or a flush begins while
+// the deletion settles, the rows can land after the DELETE has answered 204 and a create has
+// made the id's next agent. Agent rows only updated a row with a lower revision (the new
+// agent's claim is at 0) and execution rows needed only a row for the id: the new agent was
+// listed with the old one's name and state, and the old one's executions in its list.
+describe("a deleted agent's last flush landing after its id was created again", () => {
+  it("writes nothing of the old agent into the new one's registry row or execution list", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { name: 'first' });
+    const flushes = await takenFlushes(tenantId, id);
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'before-delete' } });
+    expect(run.status).toBe(200);
+    await eventually(async () => flushes.rows.some((row) => row.kind === 'execution' && JSON.parse(row.payload).status === 'succeeded') && flushes.rows.some((row) => row.kind === 'agent'));
+    flushes.stop();
+    expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
+    expect((await api('/v1/agents', { key, body: { id, name: 'second' } })).status).toBe(201);
+
+    // The old agent's rows land now, through the stage as any flush's do.
+    expect(await projectorFor(env, tenantId, id).write(flushes.rows)).toEqual({ failed: [] });
+    expect(await registryRow(tenantId, id)).toMatchObject({ name: 'second' });
+    const listed = await api('/v1/agents', { key });
+    expect(listed.body.data.map((agent: { id: string; name: string | null }) => [agent.id, agent.name])).toEqual([[id, 'second']]);
+    const executions = await env.DB.prepare('SELECT id FROM executions WHERE tenant_id = ? AND agent_id = ?').bind(tenantId, id).all();
+    expect(executions.results).toEqual([]);
+    expect((await api(`/v1/agents/${id}/executions`, { key })).body.data).toEqual([]);
+
+    // The new agent's own rows still land.
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'after-create' } })).status).toBe(200);
+    await eventually(async () => (await api(`/v1/agents/${id}/executions`, { key })).body.data.length === 1);
   });
 });

@@ -2,7 +2,7 @@ import { createExecutionContext, env, runInDurableObject } from 'cloudflare:test
 import { describe, expect, it } from 'vitest';
 import { MAX_TURN_CHARS } from '../durable/agent-store';
 import { createApp } from '../worker/app';
-import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { ADMIN, api, mockUrl, newAgent, newTenant } from './support/api';
 import { agentWith, contextOf } from './support/transactions';
 
 const nested = (depth: number): unknown => {
@@ -93,6 +93,58 @@ describe('input limits', () => {
       expect(turn.content.length).toBeLessThanOrEqual(MAX_TURN_CHARS);
       expect(turn.content).toMatch(/… \[truncated \d+ characters\]$/);
     }
+  });
+});
+
+/** An object of `count` members no schema knows, besides `known`. */
+const unknownKeys = (count: number, known: Record<string, unknown> = {}): Record<string, unknown> => {
+  const body: Record<string, unknown> = { ...known };
+  for (let i = 0; i < count; i++) body[`k${i}`] = 1;
+  return body;
+};
+
+/** Bytes of an answer as sent: what a client has to read. */
+const answerBytes = (body: unknown): number => new TextEncoder().encode(JSON.stringify(body)).length;
+
+// A 400 named every unknown key twice (in `message` and in `details[].message`): 60,000 of
+// them, a 769 KB body, were answered with 1.9 MB, and every issue of a body failing many ways
+// was listed, each twice.
+describe('the size of a validation error', () => {
+  it('names at most a few unknown keys and says how many more, on every route that checks a body', async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const refusals = [
+      await api('/v1/agents', { key, body: unknownKeys(60_000) }),
+      await api(`/v1/admin/tenants/${tenantId}/keys`, { key: ADMIN(), body: unknownKeys(60_000, { name: 'x' }) }),
+      await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { limits: unknownKeys(60_000) } }),
+    ];
+    for (const res of refusals) {
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(answerBytes(res.body)).toBeLessThan(8_192);
+      expect(res.body.error.message).toMatch(/Unrecognized keys: "k0", "k1", .*and 59990 more/);
+      expect(res.body.error.details).toHaveLength(1);
+      expect(res.body.error.details[0]).toMatchObject({ code: 'unrecognized_keys', message: expect.stringContaining('and 59990 more') });
+    }
+    expect(refusals[2]?.body.error).toMatchObject({ param: 'limits', details: [{ path: ['limits'] }] });
+  });
+
+  it('cuts an unknown key of any length short', async () => {
+    const { key } = await newTenant();
+    const res = await api('/v1/agents', { key, body: { ['k'.repeat(700_000)]: 1 } });
+    expect(res.status).toBe(400);
+    expect(answerBytes(res.body)).toBeLessThan(8_192);
+    expect(res.body.error.message).toMatch(/^Unrecognized key: "k{64}…"$/);
+  });
+
+  it('lists at most 20 issues and says how many more there were', async () => {
+    const { key } = await newTenant();
+    const agents = Array.from({ length: 100 }, (_, i) => ({ id: `bad-${i}`, concurrency: 0, name: '' }));
+    const res = await api('/v1/agents/batch', { key, body: { agents } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toHaveLength(20);
+    expect(res.body.error.details[0]).toMatchObject({ path: ['agents', '0', expect.any(String)] });
+    expect(res.body.error.message).toMatch(/; and 180 more issues$/);
+    expect(answerBytes(res.body)).toBeLessThan(16_384);
   });
 });
 

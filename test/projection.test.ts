@@ -159,6 +159,30 @@ describe('the projection stage', () => {
     expect(await inD1(tenantId, 'ex_bad')).toBeNull();
   });
 
+  // A deleted agent's last rows could land after a create had made the id's next agent.
+  it('lands the rows of an agent only in the registry row of that agent, by its creation time, small rows and large ones alike', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { name: 'current' });
+    const { created_at: createdAt } = (await env.DB.prepare('SELECT created_at FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ created_at: number }>())!;
+    const large = 'x'.repeat(700_000);
+    const rows = (agentCreatedAt: number, name: string, rev: number): ProjectionRow[] => [
+      { ...snapshotRow(tenantId, id, name, 'idle', rev), agent_created_at: agentCreatedAt },
+      { ...executionRow(tenantId, id, `ex_small_${agentCreatedAt}`, 'succeeded', rev), agent_created_at: agentCreatedAt },
+      { ...executionRow(tenantId, id, `ex_large_${agentCreatedAt}`, 'succeeded', rev), payload: JSON.stringify({ id: `ex_large_${agentCreatedAt}`, agentId: id, intent: 'projected', status: 'succeeded', createdAt: new Date().toISOString(), output: large }), agent_created_at: agentCreatedAt },
+    ];
+    const named = () => env.DB.prepare('SELECT name FROM agents WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ name: string }>();
+    const executions = async () => (await env.DB.prepare('SELECT id FROM executions WHERE tenant_id = ? AND agent_id = ? ORDER BY id').bind(tenantId, id).all<{ id: string }>()).results.map((r) => r.id);
+    // An agent created earlier under the id, its snapshot alone too large to share a statement.
+    const earlier = rows(createdAt - 1, 'earlier', 5);
+    expect(await projector().write([{ ...earlier[0]!, payload: JSON.stringify({ agent: { id, name: 'earlier', state: 'idle', pad: large }, contextVersion: 5 }) }, ...earlier.slice(1)])).toEqual({ failed: [] });
+    expect(await projector().write(earlier)).toEqual({ failed: [] });
+    expect(await named()).toEqual({ name: 'current' });
+    expect(await executions()).toEqual([]);
+    expect(await projector().write(rows(createdAt, 'renamed', 6))).toEqual({ failed: [] });
+    expect(await named()).toEqual({ name: 'renamed' });
+    expect(await executions()).toEqual([`ex_large_${createdAt}`, `ex_small_${createdAt}`]);
+  });
+
   it('sends an agent to the same shard every time', () => {
     const first = projectorFor(env, 'tenant-1', 'agent-1').id.toString();
     expect(projectorFor(env, 'tenant-1', 'agent-1').id.toString()).toBe(first);

@@ -1,5 +1,6 @@
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
+import { boundedIssues, issuesMessage, zodIssues, type Issue } from './lib/validation-issues';
 
 /**
  * Every error the API can answer with, and its HTTP status. The codes are public API:
@@ -81,10 +82,18 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Issues found in a request as the one `invalid_request` error, each with its path: at most
+ * `MAX_ISSUES` of them, each cut to size, the message saying how many of `total` were left out.
+ */
+export function invalidRequest(issues: readonly Issue[], total = issues.length): ApiError {
+  const shown = boundedIssues(issues);
+  return new ApiError('invalid_request', issuesMessage(shown, Math.max(total, issues.length)), shown);
+}
+
 /** A failed validation as the one `invalid_request` error, each issue with its path. */
 export function validationError(error: ZodError): ApiError {
-  const details = error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: issue.code }));
-  return new ApiError('invalid_request', details.map((d) => (d.path.length ? `${d.path.join('.')}: ${d.message}` : d.message)).join('; '), details);
+  return invalidRequest(zodIssues(error), error.issues.length);
 }
 
 /**

@@ -51,14 +51,17 @@ export async function generateKey(): Promise<NewKey> {
   return { id: newId('key'), key, prefix: key.slice(0, 12), hash: await sha256Hex(key) };
 }
 
+/** Runs work past the answer (the request's `waitUntil`); absent, the work is awaited. */
+export type Defer = (work: Promise<unknown>) => void;
+
 /**
  * Finds the tenant of an API key: isolate cache, then KV, then D1 (the source of truth).
  * Unknown and revoked keys are not cached, so a new key works at once.
  */
-export async function lookupKey(env: Env, key: string): Promise<Principal | null> {
+export async function lookupKey(env: Env, key: string, defer?: Defer): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
-  const principal = await isolateCache.get(hash, () => lookupStored(env, hash), (found) => found !== null && !overtaken.has(found));
+  const principal = await isolateCache.get(hash, () => lookupStored(env, hash, defer), (found) => found !== null && !overtaken.has(found));
   // Found revoked here (by a revoke, or a stream's check of D1): refused at once, not admitted
   // from the caches for their 30 s, or KV's 60 s (a cut stream's reconnect would get a new one).
   if (principal && rememberedKeyStatus(principal.keyId) === false) {
@@ -78,7 +81,7 @@ export async function lookupKey(env: Env, key: string): Promise<Principal | null
  * caches the change had emptied: a key revoked in this isolate is not found, whatever the
  * read said, and what a change overtook answers its own request only, cached nowhere.
  */
-async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
+async function lookupStored(env: Env, hash: string, defer?: Defer): Promise<Principal | null> {
   const mark = changes.mark();
   const cached = await env.CACHE.get<Principal>(kvKey(hash), 'json').catch(() => null);
   if (cached) {
@@ -94,13 +97,39 @@ async function lookupStored(env: Env, hash: string): Promise<Principal | null> {
   if (!row || rememberedKeyStatus(row.id) === false) return null;
   const limits = parseLimits(row.limits);
   const principal: Principal = { tenantId: row.tenant_id, keyId: row.id, ...(limits && { limits }) };
-  await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).catch(() => undefined);
+  const written = await env.CACHE.put(kvKey(hash), JSON.stringify(principal), { expirationTtl: KEY_KV_TTL_S }).then(() => true, () => false);
   if (changes.changedSince(hash, mark)) {
     // Changed here while this read: what it put back may predate the change (or it may not; drop it either way).
     overtaken.add(principal);
     await dropCached(env.CACHE, kvKey(hash), 'api key');
+  } else if (written) {
+    // Only what was put back is checked: no second D1 read per lookup while KV refuses writes.
+    const check = confirmWriteBack(env, hash, principal.keyId, row.limits);
+    if (defer) defer(check);
+    else await check;
   }
   return principal;
+}
+
+/**
+ * A revoke (or a PATCH of the limits) in another location, landing between this lookup's D1
+ * read and its KV write, has already deleted the KV entry this write then puts back: every
+ * isolate would find the key valid (or its old limits) there for 60 s more, and keep it 30 s
+ * after that, past the 90 s a change promises. So once the entry is in KV, D1 is read again
+ * (off the answer's path): a change that the write could have overtaken is now there to see,
+ * and the entry goes (a revoked key known revoked here). A D1 that cannot answer leaves the
+ * entry to its TTL, as a failed KV delete does.
+ */
+async function confirmWriteBack(env: Env, hash: string, keyId: string, limits: string | null): Promise<void> {
+  try {
+    const current = await atPrimary(env.DB).prepare('SELECT limits FROM api_keys WHERE hash = ? AND revoked_at IS NULL').bind(hash).first<{ limits: string | null }>();
+    if (current && current.limits === limits) return;
+    if (!current) keyRevokedHere(keyId);
+    isolateCache.delete(hash);
+    await dropCached(env.CACHE, kvKey(hash), 'api key');
+  } catch (error) {
+    console.warn(JSON.stringify({ level: 'warn', msg: 'API key write-back check failed; the KV entry expires by its TTL', error: String(error) }));
+  }
 }
 
 /** Stored limits, or null for none (or for a row that no longer parses: never a 500 on auth). */
@@ -153,13 +182,15 @@ export async function getKeyRow(env: Env, keyId: string): Promise<(KeyRow & { ha
 /**
  * Writes a key's name and limits (with its audit entry, in one batch) if they are still what
  * `key` holds, and drops the cached lookups here, so the new limits apply at once where they
- * were changed. Null when another change landed since `key` was read: a PATCH merges into the
- * limits it read, and writing over that change would lose it (the audit log recording both).
+ * were changed. Null when another change landed since `key` was read (a revocation included): a
+ * PATCH merges into the limits it read, and writing over that change would lose it (the audit
+ * log recording both).
  */
 export async function updateKey(env: Env, key: KeyRow & { hash: string }, change: { name: string | null; limits: KeyLimits | null }, audit: AuditEntry): Promise<KeyRow | null> {
   const limits = change.limits && Object.keys(change.limits).length > 0 ? JSON.stringify(change.limits) : null;
   const [write] = await env.DB.batch([
-    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ? AND name IS ? AND limits IS ?').bind(change.name, limits, key.id, key.name, key.limits),
+    // Not a revoked key: one revoked since it was read is read again, and the PATCH refused.
+    env.DB.prepare('UPDATE api_keys SET name = ?, limits = ? WHERE id = ? AND name IS ? AND limits IS ? AND revoked_at IS NULL').bind(change.name, limits, key.id, key.name, key.limits),
     auditStatement(env.DB, audit),
   ]);
   if (!write || write.meta.changes === 0) return null;

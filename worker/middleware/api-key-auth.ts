@@ -1,7 +1,7 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 import { ApiError } from '../errors';
-import { KEY_PREFIX, lookupKey } from '../auth/api-keys';
+import { KEY_PREFIX, lookupKey, type Defer } from '../auth/api-keys';
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
@@ -12,6 +12,16 @@ export function bearerToken(header: string | undefined): string {
     throw new ApiError('unauthorized', 'missing or malformed Authorization header (expected "Bearer <key>")', undefined, { 'www-authenticate': 'Bearer' });
   }
   return token;
+}
+
+/** The request's `waitUntil`, or none where the app runs without an execution context (tests). */
+function deferrer(c: Context<AppEnv>): Defer | undefined {
+  try {
+    const ctx = c.executionCtx;
+    return (work) => ctx.waitUntil(work);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -26,7 +36,7 @@ export function apiKeyAuth(): MiddlewareHandler<AppEnv> {
       // Most often the operator token sent to a tenant route: say what a key looks like.
       throw new ApiError('unauthorized', `not an API key: API keys start with ${KEY_PREFIX} (the operator token ADMIN_TOKEN is for /v1/admin routes only)`, undefined, { 'www-authenticate': 'Bearer' });
     }
-    const principal = await lookupKey(c.env, token);
+    const principal = await lookupKey(c.env, token, deferrer(c));
     if (!principal) throw new ApiError('unauthorized', 'invalid or revoked API key', undefined, { 'www-authenticate': 'Bearer' });
     c.set('principal', principal);
     await next();

@@ -1,5 +1,5 @@
 import { auditStatement, type AuditEntry } from '../audit/log';
-import { ApiError } from '../errors';
+import { ApiError, invalidRequest } from '../errors';
 import type { Env } from '../env';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
@@ -53,7 +53,7 @@ function keepMaskedCredentials(targets: PutPoolBody['targets'], previous: Stored
     if (old?.apiKey !== undefined && samePlace && masked(old) === mask) kept.set(t.id, old);
     else issues.push(maskedCredentialIssue(['targets', String(i), 'apiKey'], t.apiKey, `pool ${name}, for target ${t.id} at this URL,`));
   });
-  if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
+  if (issues.length > 0) throw invalidRequest(issues);
   return kept;
 }
 

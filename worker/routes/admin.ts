@@ -1,6 +1,6 @@
 import { OpenAPIHono, createRoute, type z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { ApiError } from '../errors';
+import { ApiError, invalidRequest } from '../errors';
 import { auditEntry, auditStatement } from '../audit/log';
 import { generateKey, getKeyRow, parseLimits, revokeKey, updateKey, type KeyRow } from '../auth/api-keys';
 import { forgetKeyLimits } from '../hooks/store';
@@ -9,6 +9,7 @@ import { atPrimary } from '../lib/d1-primary';
 import { scopedCursors } from '../lib/scoped-cursor';
 import { newId } from '../lib/ids';
 import { mergePatch } from '../lib/json-merge-patch';
+import { zodIssues, type Issue } from '../lib/validation-issues';
 import { requireTenant, tenantLookup } from '../lib/tenant-lookup';
 import { iso } from '../lib/time';
 import { CreateKeyBody, CreateTenantBody, CreatedKey, KeyListQuery, KeyParams, KeySummary, Tenant, TenantListQuery, TenantParams, UpdateKeyBody } from '../schemas/admin';
@@ -49,8 +50,8 @@ const PATCH_ATTEMPTS = 5;
 interface TenantRow { id: string; name: string | null; created_at: number }
 const tenant = (r: TenantRow): z.infer<typeof Tenant> => ({ id: r.id, name: r.name, createdAt: iso(r.created_at) });
 
-function refuseLimits(details: { path: string[]; message: string; code: string }[]): never {
-  throw new ApiError('invalid_request', details.map((d) => `${d.path.join('.')}: ${d.message}`).join('; '), details);
+function refuseLimits(details: Issue[], total = details.length): never {
+  throw invalidRequest(details, total);
 }
 
 /** A new key's limits: none for an empty object, refused when they would enforce nothing. */
@@ -69,7 +70,7 @@ function patchedLimits(current: KeyLimits | null, patch: unknown): KeyLimits | n
   if (patch === null) return null;
   if (patch === undefined) return current;
   const parsed = KeyLimits.safeParse(mergePatch(current ?? {}, patch));
-  if (!parsed.success) refuseLimits(parsed.error.issues.map((i) => ({ path: ['limits', ...i.path.map(String)], message: i.message, code: i.code })));
+  if (!parsed.success) refuseLimits(zodIssues(parsed.error).map((i) => ({ ...i, path: ['limits', ...i.path] })), parsed.error.issues.length);
   if (Object.keys(parsed.data).length === 0) return null;
   const idle = idleLimits(parsed.data);
   if (idle.length > 0) refuseLimits(idle);
@@ -199,7 +200,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "Change a key's name or limits (limits: JSON Merge Patch; null removes them). At once where changed, everywhere within 90 s",
       security,
       request: { params: KeyParams, ...jsonBody(UpdateKeyBody) },
-      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: errorResponse('conflict: the key kept changing under concurrent updates; retry'), ...adminErrors },
+      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: errorResponse('conflict: the key is revoked (details.revokedAt), or it kept changing under concurrent updates (retry)'), ...adminErrors },
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');
@@ -208,6 +209,8 @@ export const admin = new OpenAPIHono<AppEnv>()
       for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
         const key = await getKeyRow(c.env, keyId);
         if (!key) throw new ApiError('not_found', `key ${keyId} not found`);
+        // A revoked key serves no request again: a new name or limits would only mislead (the PATCH answered 200).
+        if (key.revoked_at !== null) throw new ApiError('conflict', `key ${keyId} is revoked: a revoked key cannot be renamed or given limits (create a new key)`, { keyId, revokedAt: iso(key.revoked_at) });
         const limits = patchedLimits(parseLimits(key.limits), body.limits);
         const name = body.name === undefined ? key.name : body.name;
         const updated = await updateKey(c.env, key, { name, limits }, auditEntry(c, 'key.update', keyId, { tenantId: key.tenant_id, details: { ...(body.name !== undefined && { name }), ...(body.limits !== undefined && { limits }) } }));

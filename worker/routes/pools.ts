@@ -1,6 +1,6 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../env';
-import { ApiError } from '../errors';
+import { ApiError, invalidRequest } from '../errors';
 import { auditEntry } from '../audit/log';
 import { decodePoolCursor, encodePoolCursor } from '../lib/config-cursors';
 import { iso } from '../lib/time';
@@ -32,7 +32,7 @@ async function checkTargets(body: PutPoolBody, policy: OutboundPolicy): Promise<
     if (!check || check.ok || check.unverified || !target) return [];
     return [{ path: ['targets', String(i), target.kind === 'agent-http' ? 'url' : 'baseUrl'], message: check.reason, code: 'outbound_refused' }];
   });
-  if (issues.length > 0) throw new ApiError('invalid_request', issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), issues);
+  if (issues.length > 0) throw invalidRequest(issues);
   refuseUnverified(checks);
 }
 
