@@ -13,7 +13,8 @@ import { pushConfigProblem } from './a2a-push-limits';
 import { pushBodies, pushContentType } from './a2a-push-wire';
 import type { PushChange } from './a2a-push-audit';
 import { paramsShapeProblem } from './a2a-params-shape';
-import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError } from './a2a-internal';
+import { TurnClaims } from './a2a-turn-claims';
+import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError, type TurnMark } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -71,6 +72,7 @@ export class A2AServer {
   private readonly executor: GatewayExecutor;
   private readonly buses = new DefaultExecutionEventBusManager();
   private readonly watchers = new Map<string, Set<() => void>>();
+  private readonly claims = new TurnClaims();
   private handlers: { key: string; v1: JsonRpcTransportHandler; legacy: LegacyJsonRpcTransportHandler } | undefined;
 
   constructor(
@@ -90,12 +92,21 @@ export class A2AServer {
   }
 
   async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
+    const turn = SENDS.has((request.body as Record<string, unknown>).method) ? { started: false } : undefined;
+    try {
+      return await this.served(config, request, turn);
+    } finally {
+      // Answered (a stream: its first event sent), the request's turn has started or never will.
+      if (turn) this.claims.release(turn);
+    }
+  }
+
+  private async served(config: AgentConfig, request: A2ARequest, turn: TurnMark | undefined): Promise<A2AReply> {
     this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
     const body = withoutTenant(request.body as Record<string, unknown>);
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
-    const turn = SENDS.has(body.method) ? { started: false } : undefined;
     const pushChanges: PushChange[] = [];
     const context = callContext(request.version, logged, request.charge, turn, pushChanges);
     const changes = () => (pushChanges.length > 0 ? { pushChanges: [...pushChanges] } : {});
@@ -222,7 +233,7 @@ export class A2AServer {
     const card = agentCard(config, origin);
     const key = JSON.stringify(card);
     if (this.handlers?.key === key) return this.handlers;
-    const handler = new GatewayRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql));
+    const handler = new GatewayRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql), this.claims);
     this.handlers = { key, v1: new JsonRpcTransportHandler(handler), legacy: new LegacyJsonRpcTransportHandler(handler) };
     return this.handlers;
   }
