@@ -109,6 +109,51 @@ describe('A2A follow-ups sent together to a task asking for input', () => {
   });
 });
 
+describe('A2A push notifications that cannot be queued', () => {
+  it('never fail the execution: it ends as its upstream answered, and the push is recorded as a failed delivery', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?delayMs=800') } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    type Queue = (target: string, type: string, payload: string, now: number, failure?: string) => void;
+    type Hooks = { queueDelivery: Queue; restore?: Queue };
+    const hooksOf = (instance: unknown) => (instance as { a2aServer: { hooks: Hooks } }).a2aServer.hooks;
+    const sent = await call(key, id, 'SendMessage', { ...message({}), configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/a2a-push'), token: `tok-${uniqueId()}` } } });
+    const taskId: string = sent.body.result.task.id;
+    // While the turn runs, queueing its push throws (no upstream answer is known to make building
+    // or storing one throw any more: this stands for one that would). A push is queued as the
+    // execution's change is recorded, in its transaction, so the throw used to undo the finish:
+    // the outcome was not written, the execution left running to the watchdog.
+    await runInDurableObject(stub, (instance) => {
+      const hooks = hooksOf(instance);
+      const queue = hooks.queueDelivery;
+      hooks.restore = queue;
+      hooks.queueDelivery = (target, type, payload, now, failure) => {
+        if (failure === undefined && target.startsWith(`a2a:${taskId}:`)) throw new Error('injected: string or blob too big');
+        queue(target, type, payload, now, failure);
+      };
+    });
+    try {
+      const execution = await eventually(async () => {
+        const res = await api(`/v1/agents/${id}/executions/${taskId}`, { key });
+        return ['succeeded', 'failed'].includes(res.body.status) && res.body;
+      }, 15_000);
+      expect(execution.status).toBe('succeeded');
+      expect(execution.error ?? null).toBeNull();
+      expect(execution.output).toBeTruthy();
+    } finally {
+      await runInDurableObject(stub, (instance) => {
+        const hooks = hooksOf(instance);
+        if (hooks.restore) hooks.queueDelivery = hooks.restore;
+      });
+    }
+    const deliveries = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql.exec('SELECT event_type, status, last_error FROM deliveries WHERE webhook_id LIKE ? ORDER BY created_at', `a2a:${taskId}:%`).toArray());
+    expect(deliveries).toContainEqual({ event_type: 'a2a.task.TASK_STATE_COMPLETED', status: 'dead', last_error: expect.stringContaining('the push notification could not be built (Error: injected: string or blob too big)') });
+    const task = (await call(key, id, 'GetTask', { id: taskId })).body.result;
+    expect(task.status.state).toBe('TASK_STATE_COMPLETED');
+  });
+});
+
 describe('A2A tasks are bounded in stored size', () => {
   it('refuses a follow-up that would grow the task\'s stored record past 1 MiB with -32004, storing nothing; the task stays readable and cancelable', async () => {
     const { key } = await newTenant();
