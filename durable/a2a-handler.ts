@@ -29,7 +29,8 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
  *   exceed the bounds of an execution, or its push config is one the task cannot take (a
  *   refused URL, one too many), or (-32004) when a follow-up would grow its task's stored
- *   record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history;
+ *   record past its bound (a2a-limits.ts), or while another message is being taken as its
+ *   next turn (the check claims the turn in the same step: a2a-turn-claims.ts), before the SDK stores a follow-up's history;
  *   and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
