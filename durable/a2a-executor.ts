@@ -8,6 +8,7 @@ import { agentMessage, textPart } from './a2a-parts';
 import type { AgentStore } from './agent-store';
 import { pausedNoteId } from './a2a-legacy';
 import { agentDeleted, chargeOf, guarded, turnStarted } from './a2a-internal';
+import { waitingCancelMessage } from './a2a-cancel-status';
 import type { TokenCharge } from './agent-rpc';
 
 /** Deadline of one A2A turn: A2A tasks may run long, and clients need not wait (returnImmediately). */
@@ -103,7 +104,7 @@ export class GatewayExecutor implements AgentExecutor {
     // under its status message id. A task waiting for input has no execution left to stop.
     const message = running
       ? agentMessage(`${running.id}-status`, taskId, record.contextId, [textPart(`${CANCELLED_ERROR.code}: ${CANCELLED_ERROR.message}`)])
-      : agentMessage(newId('msg'), taskId, record.contextId, [textPart(CANCELLED_ERROR.message)]);
+      : waitingCancelMessage(taskId, record.contextId);
     // Saving this status (the SDK's result manager does) cancels the execution: see A2AStore.save.
     bus.publish(AgentEvent.statusUpdate({
       taskId, contextId: record.contextId, metadata: undefined,

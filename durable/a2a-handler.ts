@@ -12,7 +12,8 @@ import { turnInput } from './a2a-executor';
 import { idProblem, recordProblem, sizeProblem } from './a2a-limits';
 import type { A2AStore } from './a2a-store';
 import { TERMINAL_TASK_STATES } from './a2a-view';
-import { guardedTaskStore } from './a2a-internal';
+import { guardedTaskStore, turnOf } from './a2a-internal';
+import type { TurnClaims } from './a2a-turn-claims';
 
 type ContextFactory = (request: { message?: Message; configuration?: { taskPushNotificationConfig?: TaskPushNotificationConfig; acceptedOutputModes?: string[] } }, context: ServerCallContext) => Promise<RequestContext>;
 type EventMapper = (event: AgentExecutionEvent, context: ServerCallContext) => Promise<StreamResponse>;
@@ -28,7 +29,8 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * - `_createRequestContext`: an incoming message is refused (-32602) when its ids or its size
  *   exceed the bounds of an execution, or its push config is one the task cannot take (a
  *   refused URL, one too many), or (-32004) when a follow-up would grow its task's stored
- *   record past its bound (a2a-limits.ts), before the SDK stores a follow-up's history;
+ *   record past its bound (a2a-limits.ts), or while another message is being taken as its
+ *   next turn (the check claims the turn in the same step: a2a-turn-claims.ts), before the SDK stores a follow-up's history;
  *   and new tasks get gateway execution ids (`ex_<ulid>`, time-ordered, which D1's
  *   execution lists sort and page by) instead of random UUIDs: the task IS the execution.
  * - `_mapEventToStreamResponse`: a stream's task event shows the task as the executor
@@ -46,7 +48,7 @@ const noPushSender: PushNotificationSender = { send: async () => undefined };
  * into the task's FAILED status, and that message must not quote SQL.
  */
 export class GatewayRequestHandler extends DefaultRequestHandler {
-  constructor(card: AgentCard, private readonly tasks: A2AStore, executor: AgentExecutor, buses: ExecutionEventBusManager, pushes: PushNotificationStore) {
+  constructor(card: AgentCard, private readonly tasks: A2AStore, executor: AgentExecutor, buses: ExecutionEventBusManager, pushes: PushNotificationStore, private readonly claims: TurnClaims) {
     super(card, guardedTaskStore(tasks), executor, buses, pushes, noPushSender, undefined, undefined, { keepBusAliveStates: [] });
     const self = this as unknown as { _createRequestContext: ContextFactory; _mapEventToStreamResponse: EventMapper };
     if (typeof self._createRequestContext !== 'function' || typeof self._mapEventToStreamResponse !== 'function') {
@@ -56,7 +58,7 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     self._createRequestContext = async (request, context) => {
       const incoming = request.message;
       const taskId = incoming?.taskId ? undefined : newId('ex');
-      if (incoming) this.checkMessage(incoming, taskId, request.configuration?.acceptedOutputModes);
+      if (incoming) this.checkMessage(incoming, taskId, request.configuration?.acceptedOutputModes, context);
       const push = request.configuration?.taskPushNotificationConfig;
       // Under the id its task will have: the check names it if the agent is deleted meanwhile.
       if (push && incoming) await this.tasks.checkConfig(taskId ?? incoming.taskId, push);
@@ -119,7 +121,7 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
    * SDK fills in later is counted at the length of the UUID it makes, so the estimate is
    * within a few hundred bytes of what is stored.
    */
-  private checkMessage(message: Message, newTaskId: string | undefined, acceptedOutputModes: readonly string[] | undefined): void {
+  private checkMessage(message: Message, newTaskId: string | undefined, acceptedOutputModes: readonly string[] | undefined, context: ServerCallContext): void {
     const ids = idProblem(message);
     if (ids) throw new RequestMalformedError(ids);
     const turn = newTaskId ? 1 : this.tasks.nextTurn(message.taskId);
@@ -142,5 +144,10 @@ export class GatewayRequestHandler extends DefaultRequestHandler {
     }
     const full = recordProblem(task, message);
     if (full) throw new UnsupportedOperationError(full);
+    // In the same step as the state's check: another message taken meanwhile holds the turn (a2a-turn-claims.ts).
+    const owner = turnOf(context);
+    if (owner && !this.claims.claim(task.id, owner)) {
+      throw new UnsupportedOperationError(`Task ${task.id} is taking another message as its next turn; send this message once the task asks for input again, follow the turn with SubscribeToTask, or cancel it`);
+    }
   }
 }

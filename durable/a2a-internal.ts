@@ -57,9 +57,12 @@ export function callContext(version: A2AVersion, logged: InternalErrorContext, c
 
 /** Marks the request's turn started: its execution is in, and the request counts as work even if its agent is then deleted. */
 export function turnStarted(context: ServerCallContext | undefined): void {
-  const turn = context?.state.get(TURN) as TurnMark | undefined;
+  const turn = turnOf(context);
   if (turn) turn.started = true;
 }
+
+/** The request's turn mark (a send's), or undefined. */
+export const turnOf = (context: ServerCallContext | undefined): TurnMark | undefined => context?.state.get(TURN) as TurnMark | undefined;
 
 /** The token reservation the request's turn holds (a key with a token budget), or undefined. */
 export const chargeOf = (context: ServerCallContext | undefined): TokenCharge | undefined => context?.state.get(CHARGE) as TokenCharge | undefined;

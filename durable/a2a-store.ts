@@ -9,7 +9,7 @@ import type { AgentStore } from './agent-store';
 import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, type TaskRecord } from './a2a-view';
 import { storableTask } from './a2a-large';
 import { boundedPage } from './a2a-list-page';
-import { asExecutionCancel } from './a2a-cancel-status';
+import { asExecutionCancel, asWaitingCancel } from './a2a-cancel-status';
 import { agentDeleted } from './a2a-internal';
 import type { Sql } from './sql';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
@@ -148,6 +148,7 @@ export class A2AStore implements TaskStore {
     const executionId = row?.execution_id ?? task.id;
     const cancelled = task.status?.state === TaskState.TASK_STATE_CANCELED ? this.store.execution(executionId) : undefined;
     if (cancelled && !TERMINAL.has(cancelled.status)) asExecutionCancel(task, executionId);
+    else if (cancelled && INTERRUPTED_TASK_STATES.has(stateOf(cancelled))) asWaitingCancel(task);
     const stored = storableTask(task, this.agentId(), (id) => this.store.execution(id));
     if (stored.task !== task) {
       // The SDK answers a blocking send with the task it saved: it shows what is stored.

@@ -1,4 +1,4 @@
-import { AgentCard, TaskState, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
+import { AgentCard, formatSSEErrorEvent, formatSSEEvent } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { DefaultExecutionEventBusManager, JsonRpcTransportHandler } from '@a2a-js/sdk/server';
@@ -10,10 +10,12 @@ import { A2A_TURN_TIMEOUT_MS, GatewayExecutor, type ExecutorHost, type TurnInput
 import { GatewayRequestHandler } from './a2a-handler';
 import { withLegacyBlocking, withLegacyConfigId, withLegacyFinal } from './a2a-legacy';
 import { pushConfigProblem } from './a2a-push-limits';
-import { pushBodies, pushContentType } from './a2a-push-wire';
+import { pushContentType } from './a2a-push-wire';
+import { queuePushes, type QueueDelivery } from './a2a-pushes';
 import type { PushChange } from './a2a-push-audit';
 import { paramsShapeProblem } from './a2a-params-shape';
-import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError } from './a2a-internal';
+import { TurnClaims } from './a2a-turn-claims';
+import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError, type TurnMark } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
@@ -51,14 +53,13 @@ export interface A2ARequest {
   charge?: TokenCharge;
 }
 
-/** Webhook id of the deliveries of a task's push notifications (they share the webhook machinery). */
-export const pushDeliveryTarget = (taskId: string, configId: string): string => `a2a:${taskId}:${configId}`;
+export { pushDeliveryTarget } from './a2a-pushes';
 
 export interface A2AHooks extends A2AStoreHooks {
   /** Runs `insert` (a turn's execution and its link) in one transaction with the change's records, then starts it. */
   startTurn(executionId: string, insert: (now: number) => void, charge?: TokenCharge): void;
-  /** Queues one delivery in the webhook machinery (inside the caller's transaction). */
-  queueDelivery(target: string, eventType: string, payload: string, now: number): void;
+  /** Queues one delivery in the webhook machinery (inside the caller's transaction); with `failure`, one failed for good. */
+  queueDelivery: QueueDelivery;
 }
 
 /**
@@ -71,6 +72,7 @@ export class A2AServer {
   private readonly executor: GatewayExecutor;
   private readonly buses = new DefaultExecutionEventBusManager();
   private readonly watchers = new Map<string, Set<() => void>>();
+  private readonly claims = new TurnClaims();
   private handlers: { key: string; v1: JsonRpcTransportHandler; legacy: LegacyJsonRpcTransportHandler } | undefined;
 
   constructor(
@@ -90,12 +92,21 @@ export class A2AServer {
   }
 
   async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
+    const turn = SENDS.has((request.body as Record<string, unknown>).method) ? { started: false } : undefined;
+    try {
+      return await this.served(config, request, turn);
+    } finally {
+      // Answered (a stream: its first event sent), the request's turn has started or never will.
+      if (turn) this.claims.release(turn);
+    }
+  }
+
+  private async served(config: AgentConfig, request: A2ARequest, turn: TurnMark | undefined): Promise<A2AReply> {
     this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
     const body = withoutTenant(request.body as Record<string, unknown>);
     const requestId = (body.id as string | number | null | undefined) ?? null;
     const logged = { requestId: request.requestId, method: body.method };
-    const turn = SENDS.has(body.method) ? { started: false } : undefined;
     const pushChanges: PushChange[] = [];
     const context = callContext(request.version, logged, request.charge, turn, pushChanges);
     const changes = () => (pushChanges.length > 0 ? { pushChanges: [...pushChanges] } : {});
@@ -162,17 +173,7 @@ export class A2AServer {
   executionChanged(executionId: string, now: number): void {
     const listeners = this.watchers.get(executionId);
     if (listeners) queueMicrotask(() => { for (const listener of [...listeners]) listener(); });
-    if (!this.tasks.hasPushConfigs()) return;
-    const taskId = this.tasks.taskIdOf(executionId);
-    const configs = this.tasks.pushConfigs(taskId);
-    if (configs.length === 0) return;
-    const record = this.tasks.record(taskId);
-    // Only the task's current turn speaks for it.
-    if (!record || record.execution?.id !== executionId) return;
-    const task = this.tasks.view(taskId);
-    if (!task) return;
-    const body = pushBodies(task);
-    for (const { config, wire } of configs) this.hooks.queueDelivery(pushDeliveryTarget(taskId, config.id), `a2a.task.${TaskState[task.status?.state ?? 0]}`, body(wire), now);
+    queuePushes(this.tasks, this.hooks.queueDelivery, executionId, now);
   }
 
   /**
@@ -222,7 +223,7 @@ export class A2AServer {
     const card = agentCard(config, origin);
     const key = JSON.stringify(card);
     if (this.handlers?.key === key) return this.handlers;
-    const handler = new GatewayRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql));
+    const handler = new GatewayRequestHandler(AgentCard.fromJSON(card), this.tasks, this.executor, this.buses, pushStore(this.tasks, this.sql), this.claims);
     this.handlers = { key, v1: new JsonRpcTransportHandler(handler), legacy: new LegacyJsonRpcTransportHandler(handler) };
     return this.handlers;
   }

@@ -131,12 +131,12 @@ export class AgentWebhooks {
     private readonly schedule: readonly number[] = RETRY_SCHEDULE_MS,
   ) {}
 
-  /** Queues one delivery to a target that is not a webhook registration (same transaction as its event). */
-  queue(target: string, eventType: string, payload: string, now: number): void {
+  /** Queues one delivery to a target that is not a webhook registration (same transaction as its event); with `failure`, recorded dead with that error. */
+  queue(target: string, eventType: string, payload: string, now: number, failure?: string): void {
     this.schema.ensure('webhooks');
     this.sql.run(
-      "INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-      newId('msg'), target, eventType, payload, now, now,
+      'INSERT INTO deliveries (id, webhook_id, event_type, payload, status, attempts, next_at, created_at, last_error) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)',
+      newId('msg'), target, eventType, payload, failure === undefined ? 'pending' : 'dead', failure === undefined ? now : null, now, failure?.slice(0, 500) ?? null,
     );
   }
 

@@ -74,7 +74,7 @@ export class AgentDO extends DurableObject<Env> {
         this.runner.pump({ queued: true });
         this.background.afterChange();
       },
-      queueDelivery: (target, type, payload, now) => this.webhooks.queue(target, type, payload, now),
+      queueDelivery: (target, type, payload, now, failure) => this.webhooks.queue(target, type, payload, now, failure),
     });
     this.background = new BackgroundWork(ctx.storage, (tenant, config) => projectorFor(env, tenant, config.id, config.jurisdiction), this.store, this.webhooks, (now) => this.prune(now), () => this.view(), this.charges);
     this.changes = new ExecutionChanges(this.store, this.events, this.webhooks, this.a2aServer, () => this.background.snapshotStale(), this.charges);

@@ -1,4 +1,5 @@
-import { env, SELF } from 'cloudflare:test';
+import { env, runInDurableObject, SELF } from 'cloudflare:test';
+import { parseAllowCidrs } from '../worker/upstream/outbound-guard';
 import { describe, expect, it } from 'vitest';
 import { PAUSED_NOTE } from '../durable/a2a-executor';
 import { ListTasksRequest, SendMessageRequest, type StreamResponse, type Task } from '@a2a-js/sdk';
@@ -62,6 +63,94 @@ describe('A2A follow-ups to a task whose turn still runs', () => {
     const next = (await call(key, id, 'SendMessage', message({ taskId: first.id }))).body.result.task;
     expect(next.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
     expect(next.status.message.messageId).not.toBe(asking.status.message.messageId);
+  });
+});
+
+describe('A2A follow-ups sent together to a task asking for input', () => {
+  it('takes one as the next turn and refuses the other -32004: each answer is its own turn\'s, never the other\'s', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { concurrency: 4, upstream: { kind: 'agent-http', url: mockUrl('/agent?answerBytes=100&a2aState=input-required&delayMs=300') } });
+    // As in production, a push URL's host is resolved before the message is taken (the test
+    // binding allows private upstreams, which skips that): the request awaits the resolver there.
+    const host = `${uniqueId('push')}.example.com`;
+    await fetch(`${env.MOCK_UPSTREAM_URL}/dns?name=${host}`, { method: 'POST', body: JSON.stringify({ A: ['127.0.0.1'] }) });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    await runInDurableObject(stub, (instance) => {
+      const hooks = (instance as unknown as { a2aServer: { tasks: { hooks: { outboundPolicy: () => unknown } } } }).a2aServer.tasks.hooks;
+      hooks.outboundPolicy = () => ({ allowPrivate: false, resolverUrl: `${env.MOCK_UPSTREAM_URL}/dns-query`, allowCidrs: parseAllowCidrs('127.0.0.0/8') });
+    });
+    const pushUrl = `https://${host}/a2a-push`;
+    const first = (await call(key, id, 'SendMessage', message({}))).body.result.task;
+    expect(first.status.state).toBe('TASK_STATE_INPUT_REQUIRED');
+    const followUp = (text: string) => call(key, id, 'SendMessage', {
+      message: { messageId: `m-${uniqueId('msg')}`, role: 'ROLE_USER', parts: [{ text }], taskId: first.id },
+      configuration: { taskPushNotificationConfig: { url: pushUrl, token: `tok-${uniqueId()}` } },
+    });
+    const answers = await Promise.all([followUp('one'), followUp('two')]);
+    // Nothing listens at the push URL: its configs go, so its deliveries stop being retried.
+    const configs = (await call(key, id, 'ListTaskPushNotificationConfigs', { taskId: first.id })).body.result.configs as { id: string }[];
+    for (const config of configs) await call(key, id, 'DeleteTaskPushNotificationConfig', { taskId: first.id, id: config.id });
+    const taken = answers.filter((a) => a.body.result);
+    const refused = answers.filter((a) => a.body.error);
+    // Both used to be taken: the second shared the first's event bus and was answered with its turn.
+    expect(refused.map((a) => a.body.error)).toEqual([expect.objectContaining({ code: -32004, message: expect.stringContaining(`Task ${first.id}`) })]);
+    expect(taken).toHaveLength(1);
+    const task = (await call(key, id, 'GetTask', { id: first.id })).body.result;
+    // The refused message is stored nowhere: the history holds the first message and the taken one.
+    expect(task.history.filter((m: { role: string }) => m.role === 'ROLE_USER').map((m: { parts: { text: string }[] }) => m.parts[0]?.text)).toEqual(['hello', taken[0]?.body.result.task.history.at(-2)?.parts[0]?.text ?? 'taken']);
+    const turns = await eventually(async () => {
+      const list = (await api(`/v1/agents/${id}/executions`, { key })).body.data as { status: string }[];
+      return list.every((e) => e.status === 'succeeded') && list;
+    });
+    expect(turns).toHaveLength(2);
+    // Once the taken turn has ended, the next message is taken.
+    const next = (await call(key, id, 'SendMessage', message({ taskId: first.id }))).body;
+    expect(next.error).toBeUndefined();
+  });
+});
+
+describe('A2A push notifications that cannot be queued', () => {
+  it('never fail the execution: it ends as its upstream answered, and the push is recorded as a failed delivery', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent?delayMs=800') } });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    type Queue = (target: string, type: string, payload: string, now: number, failure?: string) => void;
+    type Hooks = { queueDelivery: Queue; restore?: Queue };
+    const hooksOf = (instance: unknown) => (instance as { a2aServer: { hooks: Hooks } }).a2aServer.hooks;
+    const sent = await call(key, id, 'SendMessage', { ...message({}), configuration: { returnImmediately: true, taskPushNotificationConfig: { url: mockUrl('/a2a-push'), token: `tok-${uniqueId()}` } } });
+    const taskId: string = sent.body.result.task.id;
+    // While the turn runs, queueing its push throws (no upstream answer is known to make building
+    // or storing one throw any more: this stands for one that would). A push is queued as the
+    // execution's change is recorded, in its transaction, so the throw used to undo the finish:
+    // the outcome was not written, the execution left running to the watchdog.
+    await runInDurableObject(stub, (instance) => {
+      const hooks = hooksOf(instance);
+      const queue = hooks.queueDelivery;
+      hooks.restore = queue;
+      hooks.queueDelivery = (target, type, payload, now, failure) => {
+        if (failure === undefined && target.startsWith(`a2a:${taskId}:`)) throw new Error('injected: string or blob too big');
+        queue(target, type, payload, now, failure);
+      };
+    });
+    try {
+      const execution = await eventually(async () => {
+        const res = await api(`/v1/agents/${id}/executions/${taskId}`, { key });
+        return ['succeeded', 'failed'].includes(res.body.status) && res.body;
+      }, 15_000);
+      expect(execution.status).toBe('succeeded');
+      expect(execution.error ?? null).toBeNull();
+      expect(execution.output).toBeTruthy();
+    } finally {
+      await runInDurableObject(stub, (instance) => {
+        const hooks = hooksOf(instance);
+        if (hooks.restore) hooks.queueDelivery = hooks.restore;
+      });
+    }
+    const deliveries = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql.exec('SELECT event_type, status, last_error FROM deliveries WHERE webhook_id LIKE ? ORDER BY created_at', `a2a:${taskId}:%`).toArray());
+    expect(deliveries).toContainEqual({ event_type: 'a2a.task.TASK_STATE_COMPLETED', status: 'dead', last_error: expect.stringContaining('the push notification could not be built (Error: injected: string or blob too big)') });
+    const task = (await call(key, id, 'GetTask', { id: taskId })).body.result;
+    expect(task.status.state).toBe('TASK_STATE_COMPLETED');
   });
 });
 

@@ -203,6 +203,26 @@ describe('A2A tasks are gateway executions', () => {
     }
   });
 
+  it('a CancelTask of a task asking for input shows the gateway\'s cancel, as every other cancel does, and no SDK text', async () => {
+    // The SDK cancelled it itself: "Task cancellation requested by user." under a random message id.
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: CONFORMANCE });
+    for (const prefix of ['tck-input-required', 'tck-auth-required']) {
+      const asking = (await rpc(key, id, 'SendMessage', { message: { messageId: `${prefix}-${uniqueId()}`, role: 'ROLE_USER', parts: [{ text: 'hi' }] } })).body.result.task;
+      expect(asking.status.state).toMatch(/_REQUIRED$/);
+      const answer = (await rpc(key, id, 'CancelTask', { id: asking.id })).body.result;
+      const task = (await rpc(key, id, 'GetTask', { id: asking.id })).body.result;
+      expect(answer).toEqual(task);
+      expect(task.status.state, prefix).toBe('TASK_STATE_CANCELED');
+      expect(task.status.message, prefix).toMatchObject({ messageId: `${asking.id}-cancel`, role: 'ROLE_AGENT', parts: [{ text: 'cancelled: cancelled by request' }] });
+      expect(task.history.at(-1), prefix).toEqual(task.status.message);
+      expect(JSON.stringify(task.history), prefix).not.toContain('Task cancellation requested by user.');
+      // Still so after a restart of the object: the status is the stored one.
+      const listed = (await rpc(key, id, 'ListTasks', { status: 'TASK_STATE_CANCELED' })).body.result.tasks.find((t: { id: string }) => t.id === asking.id);
+      expect(listed?.status.message, prefix).toEqual(task.status.message);
+    }
+  });
+
   it('on a paused agent a blocking SendMessage answers the submitted task, which runs once resumed', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
