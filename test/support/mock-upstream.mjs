@@ -19,7 +19,7 @@
 // echoStreamOptions (of a stream: see streamChat), echoEscaped (the credential that
 // echoAuthorization and echoAuthorizationInStream name spelt with JSON escapes: see escapedSpelling), rejectStreamOptions (a chat with
 // stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
-// OpenAI-compatible servers send), holdOpen (a stream, or a `body`, is written whole and its
+// OpenAI-compatible servers send), holdOpen (a stream, or a `body` (in `pieceBytes` pieces too; each `@PAD@` in it `pad` x's), is written whole and its
 // connection then held open until the client closes it, as a keep-alive server may)}. `failTimes` counts attempts per Idempotency-Key, so a
 // retried call can succeed. The chaos faults are independent chances per request: `errorRate`
 // (503, or a dropped connection with `reset`), `resetRate` (a dropped connection), `spikeRate`
@@ -174,7 +174,14 @@ export async function startMockUpstream(options = {}) {
     if (mock.status) return send(res, Number(mock.status), { error: 'injected status', ...(mock.statusBytes && { padding: 'p'.repeat(Number(mock.statusBytes)) }) }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
     if (mock.body !== undefined) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
-      return mock.holdOpen ? res.write(String(mock.body)) : res.end(String(mock.body));
+      // `pieceBytes`: in pieces a millisecond apart, as for a stream.
+      // `pad: n`: each `@PAD@` in it is n x's (a long event, which a URL could not hold).
+      const bytes = Buffer.from(String(mock.body).replaceAll('@PAD@', 'x'.repeat(Number(mock.pad ?? 0))));
+      for (let at = 0, size = Number(mock.pieceBytes) || bytes.length; at < bytes.length; at += size) {
+        res.write(bytes.subarray(at, at + size));
+        if (at + size < bytes.length) await sleep(1);
+      }
+      return mock.holdOpen ? undefined : res.end();
     }
     if (mock.cutBody) {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -329,7 +336,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus', 'pad']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

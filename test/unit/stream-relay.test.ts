@@ -55,6 +55,34 @@ describe('relayStream and the usage of a stream', () => {
     }
   });
 
+  it('relays no part of an event longer than 8 KiB that the upstream broke off, with a budget or without: every event the client reads parses', async () => {
+    const long = chunk('x'.repeat(40_000));
+    for (const usage of [undefined, { report: () => undefined, strip: true, unreported: () => undefined }]) {
+      const { reader, first } = upstream([chunk('a'), long.slice(0, 9_000), long.slice(9_000, 30_000)]);
+      const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options(usage ? { usage } : {})))));
+      const events = text.split('\n\n').filter(Boolean);
+      for (const event of events) expect(() => JSON.parse(event.slice('data: '.length)), event.slice(0, 60)).not.toThrow();
+      expect(events).toHaveLength(2);
+      expect(events[1]).toMatch(/"code":"stream_interrupted"/);
+    }
+  });
+
+  it('relays an event of most of a MiB whole, however it is split; one past a MiB ends the stream with an error event instead, the upstream aborted', async () => {
+    const big = chunk('y'.repeat(1_000_000));
+    const pieces = (text: string) => Array.from({ length: Math.ceil(text.length / 4_096) }, (_, i) => text.slice(i * 4_096, (i + 1) * 4_096));
+    const whole = upstream([chunk('a'), ...pieces(big), 'data: [DONE]\n\n']);
+    expect(new TextDecoder().decode(concat(await readAll(relayStream(whole.first, whole.reader, options()))))).toBe(`${chunk('a')}${big}data: [DONE]\n\n`);
+
+    const aborted: Error[] = [];
+    const huge = upstream([chunk('a'), ...pieces(chunk('z'.repeat(1_100_000))), 'data: [DONE]\n\n']);
+    const text = new TextDecoder().decode(concat(await readAll(relayStream(huge.first, huge.reader, options({ abort: (reason) => aborted.push(reason) })))));
+    const events = text.split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(2);
+    expect(events[0]).toBe(chunk('a').trim());
+    expect(JSON.parse(events[1]!.slice('data: '.length)).error.code).toBe('event_too_large');
+    expect(aborted).toHaveLength(1);
+  });
+
   it('hands on a whole stream unchanged however it is split: CRLF and CR line endings, comments, event: lines', async () => {
     const body = `: keep-alive\r\n\r\nevent: message\r\n${chunk('a').replace('\n\n', '\r\n\r\n')}${chunk('b').replace('\n\n', '\r\r')}id: 7\n${chunk('c')}data: [DONE]\r\n\r\n`;
     for (let cut = 1; cut < body.length; cut += 3) {

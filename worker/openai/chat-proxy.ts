@@ -7,11 +7,13 @@ import { cutBodyNote, ERROR_BODY_WAIT_MS, maskedBodyText, readErrorBody } from '
 import { MAX_REPLY_BYTES, readBounded, redirectFailure, retryableStatus, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, outboundFailure, type OutboundPolicy } from '../upstream/outbound-guard';
+import { withoutCredential } from '../lib/masked-credential';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
+import { readFirstEvent, type FirstEvent } from './first-event';
 import { relayStream, type StreamEnd } from './stream-relay';
 
 const DEFAULT_FIRST_BYTE_MS = 30_000;
@@ -229,8 +231,19 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw abortReason(signal, error);
     }
     if (first.done) throw new UpstreamError('invalid_response', 'upstream stream ended before its first chunk', true);
+    let head: FirstEvent;
+    try {
+      head = await readFirstEvent(first.value, reader);
+    } catch (error) {
+      throw abortReason(signal, error);
+    }
+    if (head.error && !callersError(head.error.status)) {
+      void reader.cancel().catch(() => {});
+      const message = withoutCredential(head.error.message, target.apiKey);
+      throw new UpstreamError('http', `upstream stream began with an error event: ${message}`, true, head.error.status);
+    }
     clearTimeout(firstByteTimer);
-    const stream = relayStream(first.value, reader, {
+    const stream = relayStream(head.bytes, reader, {
       idleMs: timeouts.idleMs,
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
@@ -254,6 +267,12 @@ function askedUsage(body: ChatCompletionRequest): Record<string, unknown> | unde
   if (options === undefined || options === null) return { include_usage: true };
   return typeof options === 'object' && options !== null && !Array.isArray(options) ? { ...options, include_usage: true } : undefined;
 }
+
+/**
+ * Whether an error event's status is the caller's (a 4xx other than 408 and 429): relayed as it
+ * came, as such a status is, since every target would refuse the request the same way.
+ */
+const callersError = (status: number | undefined): boolean => status !== undefined && status >= 400 && status < 500 && !retryableStatus(status);
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 const SSE_TYPE = /^text\/event-stream\b/i;

@@ -1,0 +1,70 @@
+import { concatBytes } from '../lib/bytes';
+import { sseEventData } from '../lib/sse-event';
+
+/**
+ * Most bytes read ahead for a stream's first event. A first event is a role chunk or an error
+ * of a few hundred bytes; a stream whose first event is longer is relayed without the look.
+ */
+const MAX_FIRST_EVENT = 64 * 1024;
+/** Two line endings in a row: the end of an event (a CR followed by a LF is one ending). */
+const BLANK_LINE = /(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)/;
+/** Longest message of a target's error event repeated in the gateway's own error. */
+const MAX_MESSAGE = 500;
+
+/** An error event a target began its stream with: its message, and the HTTP status its code names, if any. */
+export interface StreamError {
+  message: string;
+  status?: number;
+}
+
+export interface FirstEvent {
+  /** Every byte read so far, the first chunk's included: the relay starts with them. */
+  bytes: Uint8Array;
+  /** The first event was an error event. */
+  error?: StreamError;
+}
+
+/**
+ * Reads a stream on from its first chunk until its first event has ended (or the stream has,
+ * or MAX_FIRST_EVENT bytes came without it), and says whether that event was an error event.
+ * Nothing has reached the client yet, so a target whose stream starts with an error (vLLM and
+ * LiteLLM answer a failure that way, with a 200) can still be failed over like a 5xx. A read
+ * that throws is the caller's to judge, as the first chunk's is.
+ */
+export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDefaultReader<Uint8Array>): Promise<FirstEvent> {
+  const decoder = new TextDecoder();
+  const chunks = [first];
+  let size = first.byteLength;
+  let text = decoder.decode(first, { stream: true });
+  let end = text.search(BLANK_LINE);
+  while (end < 0 && size <= MAX_FIRST_EVENT) {
+    const next = await reader.read();
+    if (next.done) break;
+    chunks.push(next.value);
+    size += next.value.byteLength;
+    text += decoder.decode(next.value, { stream: true });
+    end = text.search(BLANK_LINE);
+  }
+  const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
+  // Over the bound without an end, it is relayed as any long event is; ended with the stream, it is judged whole.
+  if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
+  const error = streamError(end < 0 ? text : text.slice(0, end));
+  return error ? { bytes, error } : { bytes };
+}
+
+/**
+ * The error of an event whose data is JSON with an `error` member that is a message or an
+ * object (`null` is none, as the official client reads it); its status from the error's
+ * `code` (or `status`) when that is an HTTP status, as vLLM (400) and LiteLLM ("429") write it.
+ */
+function streamError(event: string): StreamError | undefined {
+  const data = sseEventData(event);
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
+  const error: unknown = (data as { error?: unknown }).error;
+  if (typeof error === 'string') return { message: error.slice(0, MAX_MESSAGE) };
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { message, code, status } = error as { message?: unknown; code?: unknown; status?: unknown };
+  const text = typeof message === 'string' ? message : JSON.stringify(error);
+  const named = [code, status].map((value) => (typeof value === 'number' || typeof value === 'string' ? String(value) : '')).find((value) => /^[1-5]\d\d$/.test(value));
+  return { message: text.slice(0, MAX_MESSAGE), ...(named !== undefined && { status: Number(named) }) };
+}
