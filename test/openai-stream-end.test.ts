@@ -188,6 +188,10 @@ describe("a target's error event", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('x-gateway-attempts')).toBe('1');
     expect(text).toContain('prompt is too long');
+    // Nor a failure of the target, as a 4xx status is none: five such streams leave its circuit closed.
+    for (let i = 0; i < 5; i++) expect(await streamOf(caller, {}, key), `stream ${i}`).toContain('prompt is too long');
+    const pool = await api('/v1/pools/sse', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('closed');
   });
 
   it("whose error member is not the JSON's first is a failure of its target too: five such streams open its circuit", async () => {

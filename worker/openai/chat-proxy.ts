@@ -249,6 +249,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
       credential: target.apiKey,
+      ...(head.error && { callersError: true }),
       ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined, ...(streamUsage.unreported && { unreported: streamUsage.unreported }) } }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };

@@ -34,6 +34,11 @@ export interface RelayOptions {
   usage?: { report: (usage: ChatUsage) => void; strip: boolean; unreported?: (completionChars: number) => void };
   /** The target's credential, masked wherever its events name it (an error event may). */
   credential?: string;
+  /**
+   * The stream began with an error event whose code is the caller's (a 4xx other than 408 and
+   * 429): its end is no failure of the target, as such a status is none.
+   */
+  callersError?: boolean;
 }
 
 /**
@@ -153,7 +158,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     if (framer.overflowed) return tooLarge(controller);
     if (tail) controller.enqueue(tail);
     // A target's error event before its [DONE] is its answer failing, for its breaker too.
-    end(done.errored ? 'failed' : 'finished');
+    end(done.errored && !options.callersError ? 'failed' : 'finished');
     controller.close();
     void reader.cancel().catch(() => undefined);
   }
