@@ -6,7 +6,8 @@
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
-// `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
+// `status` answer padded to about that many bytes), modelsStatus (GET /models answers it, a chat
+// as usual: a server without a model listing), getChatStatus (see below), body, contentType (of `body`), stallBody
 // (headers, then silence; with `stallStatus` that status, not 200; with echoAuthorization, its
 // error cut inside the credential), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
@@ -95,11 +96,14 @@ export async function startMockUpstream(options = {}) {
     if (url.searchParams.has('target') && down.has(url.searchParams.get('target'))) return req.socket.destroy();
     if (req.method === 'GET' && url.pathname.endsWith('/models')) {
       if (url.searchParams.has('delayMs')) await sleep(Math.min(Number(url.searchParams.get('delayMs')), 120_000));
-      const failStatus = url.searchParams.get('failStatus') ?? url.searchParams.get('status');
+      const failStatus = url.searchParams.get('modelsStatus') ?? url.searchParams.get('failStatus') ?? url.searchParams.get('status');
       const location = url.searchParams.get('location');
       return failStatus ? send(res, Number(failStatus), { error: 'injected' }, location ? { location } : {}) : send(res, 200, { object: 'list', data: [{ id: 'mock-model', object: 'model' }] });
     }
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
+    // `getChatStatus`: a GET of the chat route answers that status (a FastAPI server, as vLLM and
+    // LiteLLM are, answers 405 to a method its POST-only route does not take); else 404.
+    if (req.method === 'GET' && url.pathname.endsWith('/chat/completions') && url.searchParams.has('getChatStatus')) return send(res, Number(url.searchParams.get('getChatStatus')), { detail: 'Method Not Allowed' });
     if (req.method !== 'POST') {
       const failStatus = url.searchParams.get('failStatus');
       return failStatus ? send(res, Number(failStatus), { error: 'injected' }) : send(res, 404, { error: 'not found' });
