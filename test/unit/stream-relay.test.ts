@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatUsage } from '../../worker/limits/usage';
+import { EventFramer } from '../../worker/openai/sse-frame';
 import { relayStream, type RelayOptions } from '../../worker/openai/stream-relay';
 
 const encoder = new TextEncoder();
@@ -123,6 +124,52 @@ describe('relayStream and the usage of a stream', () => {
     await client.read();
     await client.cancel('gone');
     expect(counts).toEqual([]);
+  });
+});
+
+describe('EventFramer', () => {
+  /**
+   * Where the last event of `text` ends, read the plain way: line endings one at a time (CRLF
+   * one of them), an event ending at the second in a row; the stream starts at a line's start.
+   */
+  const lastBoundary = (text: string): number => {
+    let endings = 1;
+    let boundary = 0;
+    for (let i = 0; i < text.length; i++) {
+      const char = text[i];
+      if (char !== '\n' && char !== '\r') {
+        endings = 0;
+        continue;
+      }
+      if (char === '\r' && text[i + 1] === '\n') i++;
+      if (++endings >= 2) boundary = i + 1;
+    }
+    return boundary;
+  };
+
+  it('hands on exactly the events that have ended, however random streams of any line endings are cut', () => {
+    let state = 0x2545f491;
+    const random = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+    for (let round = 0; round < 400; round++) {
+      const seed = state;
+      const parts: string[] = [];
+      for (let n = Math.floor(random() * 8); n >= 0; n--) parts.push(pick(['data: {"a":1}', 'data: x', ': ping', 'event: m', 'id: 7', '', 'é✓']), pick(['\n', '\r', '\r\n', '\n\n', '\r\n\r\n', '\r\r', '\n\r\n']));
+      const text = parts.join('');
+      const cuts = Array.from({ length: Math.floor(random() * 6) }, () => Math.floor(random() * (text.length + 1))).sort((a, b) => a - b);
+      const framer = new EventFramer();
+      let out = '';
+      let from = 0;
+      for (const cut of [...cuts, text.length]) {
+        out += [...framer.push(encoder.encode(text.slice(from, cut)))].map((b) => String.fromCharCode(b)).join('');
+        from = cut;
+        // Bytes as latin1 characters: the boundary of the text so far, in bytes.
+        const sofar = [...encoder.encode(text.slice(0, cut))].map((b) => String.fromCharCode(b)).join('');
+        expect(out.length, `seed ${seed}, cuts ${cuts.join(',')}: ${JSON.stringify(text)}`).toBe(lastBoundary(sofar));
+      }
+      const rest = [...framer.flush()].map((b) => String.fromCharCode(b)).join('');
+      expect(new TextDecoder().decode(Uint8Array.from([...out + rest].map((c) => c.charCodeAt(0)))), `seed ${seed}`).toBe(text);
+    }
   });
 });
 

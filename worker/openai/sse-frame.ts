@@ -21,6 +21,15 @@ export const MAX_EVENT_BYTES = 1024 * 1024;
  * A chunk that ends an event (a server flushes each event) passes as it came, uncopied; the
  * parts of a long event are kept as they came and joined once, when it ends.
  */
+const isLineEnd = (byte: number | undefined): boolean => byte === LF || byte === CR;
+
+/** Line endings in `chunk` from `start` to `end`, all of them line-end bytes: a CRLF is one. */
+function endingsIn(chunk: Uint8Array, start: number, end: number): number {
+  let count = 0;
+  for (let i = start; i < end; i++, count++) if (chunk[i] === CR && i + 1 < end && chunk[i + 1] === LF) i++;
+  return count;
+}
+
 export class EventFramer {
   private held: Uint8Array[] = [];
   private size = 0;
@@ -34,22 +43,7 @@ export class EventFramer {
   /** What of `chunk` (after what was held) may go to the client now. */
   push(chunk: Uint8Array): Uint8Array {
     if (this.overflowed) return NONE;
-    let boundary = -1;
-    for (let i = 0; i < chunk.byteLength; i++) {
-      const byte = chunk[i];
-      if (byte !== LF && byte !== CR) {
-        this.endings = 0;
-        this.lastCR = false;
-        continue;
-      }
-      if (byte === LF && this.lastCR) {
-        this.lastCR = false; // the second half of a CRLF
-        continue;
-      }
-      this.lastCR = byte === CR;
-      // A line ending right after another one is the blank line that ends an event.
-      if (++this.endings >= 2) boundary = i + 1;
-    }
+    const boundary = this.lastBoundary(chunk);
     if (boundary < 0) {
       this.hold(chunk);
       return NONE;
@@ -61,6 +55,46 @@ export class EventFramer {
     // Copied: the rest of the chunk is all that is kept of it.
     if (boundary < chunk.byteLength) this.hold(chunk.slice(boundary));
     return whole;
+  }
+
+  /**
+   * Where the last event that ends in `chunk` ends (after its blank line), or -1; keeps the
+   * line endings at its end for the next chunk. Every relayed chunk comes through here, so it
+   * does not look at each byte in JavaScript: native searches find the runs of line endings
+   * from the chunk's end back, and a chunk that ends an event (the usual case) is settled by
+   * its last run. Each search starts below the run just read, where the one before stopped.
+   */
+  private lastBoundary(chunk: Uint8Array): number {
+    const length = chunk.byteLength;
+    if (length === 0) return -1;
+    // A LF that completes a CRLF begun by the last chunk is part of that line ending.
+    const skip = this.lastCR && chunk[0] === LF ? 1 : 0;
+    const before = this.endings;
+    let boundary = -1;
+    let endings = length === skip ? before : 0;
+    let lf = chunk.lastIndexOf(LF);
+    let cr = chunk.lastIndexOf(CR);
+    for (;;) {
+      const runEnd = Math.max(lf, cr);
+      if (runEnd < skip) break;
+      let runStart = runEnd;
+      while (runStart > skip && isLineEnd(chunk[runStart - 1])) runStart--;
+      // Line endings in a row up to the run's end, those the chunk began with included.
+      const count = endingsIn(chunk, runStart, runEnd + 1) + (runStart === skip ? before : 0);
+      if (runEnd === length - 1) endings = count;
+      if (count >= 2) {
+        boundary = runEnd + 1;
+        break;
+      }
+      if (runStart === 0) break;
+      if (lf >= runStart) lf = chunk.lastIndexOf(LF, runStart - 1);
+      if (cr >= runStart) cr = chunk.lastIndexOf(CR, runStart - 1);
+    }
+    // The blank line ended on the last chunk's CR: its LF belongs with that event.
+    if (boundary < 0 && skip === 1 && before >= 2) boundary = 1;
+    this.endings = endings;
+    this.lastCR = chunk[length - 1] === CR;
+    return boundary;
   }
 
   /** The held bytes: the stream ended as it should (its [DONE]), so they go on as they came. */
