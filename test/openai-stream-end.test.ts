@@ -165,6 +165,22 @@ describe("a target's error event", () => {
     expect(again.text).not.toContain('overloaded');
   });
 
+  it('is judged once its data line has ended: a target that holds back the blank line after it is failed over at once, not at the first-byte timeout', async () => {
+    const { key } = await newTenant();
+    const id = `held${Date.now()}`;
+    const failing = { ...sseTarget(`${id}a`, `data: {"error":{"message":"the engine is overloaded"}}\n`, '&holdOpen=1'), priority: 0 };
+    const started = Date.now();
+    const { res, text } = await chatStream(key, 'heldfirst', { targets: [failing, { ...chatTarget(`${id}b`), priority: 1 }], timeouts: { firstByteMs: 5_000, totalMs: 20_000 } });
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+    expect(text).not.toContain('overloaded');
+    // A first event whose blank line is held back but is no error is relayed as before, at once.
+    const quiet = Date.now();
+    const held = await streamOf(sseTarget(`${id}c`, `${chunk('hello')}data: [DONE]\n`, '&holdOpen=1'), { timeouts: { idleMs: 300, firstByteMs: 5_000, totalMs: 20_000 } }, key);
+    expect(held).toMatch(/hello.*data: \[DONE\]\n\n$/s);
+    expect(Date.now() - quiet).toBeLessThan(3_000);
+  });
+
   it('as the first event of every target: 502 upstream_failed naming the error, every attempt counted', async () => {
     const { key } = await newTenant();
     const id = `all${Date.now()}`;
@@ -178,6 +194,15 @@ describe("a target's error event", () => {
     const error = JSON.parse(text).error;
     expect(error.code).toBe('upstream_failed');
     expect(error.message).toContain('the engine is overloaded');
+
+    // The target's credential, named in its error, is masked in the gateway's.
+    const secret = 'sk-first-event-secret-9f3e';
+    const named = { ...sseTarget(`${id}k`, `${errorEvent(`Incorrect API key provided: ${secret}`)}data: [DONE]\n\n`), apiKey: secret };
+    const masked = await chatStream(key, 'keyerr', { targets: [named], retry: { attempts: 1 } });
+    expect(masked.res.status).toBe(502);
+    expect(masked.res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(masked.text).toContain('Incorrect API key provided: …9f3e');
+    expect(masked.text).not.toContain(secret);
   });
 
   it("with a 4xx code as the first event is the caller's: relayed as it came, not failed over", async () => {

@@ -8,6 +8,8 @@ import { sseEventData } from '../lib/sse-event';
 const MAX_FIRST_EVENT = 64 * 1024;
 /** Two line endings in a row: the end of an event (a CR followed by a LF is one ending). */
 const BLANK_LINE = /(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)/;
+/** A whole `data:` line: what an error event says is on it (JSON escapes line breaks). */
+const DATA_LINE = /(?:^|[\r\n])data:[^\r\n]*[\r\n]/;
 /** Longest message of a target's error event repeated in the gateway's own error. */
 const MAX_MESSAGE = 500;
 
@@ -25,8 +27,9 @@ export interface FirstEvent {
 }
 
 /**
- * Reads a stream on from its first chunk until its first event has ended (or the stream has,
- * or MAX_FIRST_EVENT bytes came without it), and says whether that event was an error event.
+ * Reads a stream on from its first chunk until its first event can be judged (`judgedAt`; or
+ * the stream has ended, or MAX_FIRST_EVENT bytes came first), and says whether that event was
+ * an error event.
  * Nothing has reached the client yet, so a target whose stream starts with an error (vLLM and
  * LiteLLM answer a failure that way, with a 200) can still be failed over like a 5xx. A read
  * that throws is the caller's to judge, as the first chunk's is.
@@ -36,20 +39,33 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
   const chunks = [first];
   let size = first.byteLength;
   let text = decoder.decode(first, { stream: true });
-  let end = text.search(BLANK_LINE);
+  let end = judgedAt(text);
   while (end < 0 && size <= MAX_FIRST_EVENT) {
     const next = await reader.read();
     if (next.done) break;
     chunks.push(next.value);
     size += next.value.byteLength;
     text += decoder.decode(next.value, { stream: true });
-    end = text.search(BLANK_LINE);
+    end = judgedAt(text);
   }
   const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
   // Over the bound without an end, it is relayed as any long event is; ended with the stream, it is judged whole.
   if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
   const error = streamError(end < 0 ? text : text.slice(0, end));
   return error ? { bytes, error } : { bytes };
+}
+
+/**
+ * Where the first event of `text` can be judged: its end, or the end of its first data line,
+ * whichever comes first. A server that holds back the blank line (until its next event) is
+ * not waited for to the first-byte limit; an event of several data lines is then judged by
+ * its first, which is no JSON alone, and relayed.
+ */
+function judgedAt(text: string): number {
+  const blank = text.search(BLANK_LINE);
+  const data = DATA_LINE.exec(text);
+  const line = data ? data.index + data[0].length : -1;
+  return blank < 0 ? line : line < 0 ? blank : Math.min(blank, line);
 }
 
 /**
