@@ -20,7 +20,7 @@ const DEFAULT_FIRST_BYTE_MS = 30_000;
 const DEFAULT_IDLE_MS = 30_000;
 /**
  * A lease ends this long after the call's deadline at the latest: by then the relay has ended
- * any stream that is still read, so one still open belongs to a client that went away.
+ * every stream that is still read, so one still open belongs to a client that went away.
  */
 const LEASE_GRACE_MS = 1_000;
 

@@ -13,7 +13,7 @@ const DATA_LINE = /(?:^|[\r\n])data:[^\r\n]*[\r\n]/;
 /** Longest message of a target's error event repeated in the gateway's own error. */
 const MAX_MESSAGE = 500;
 
-/** An error event a target began its stream with: its message, and the HTTP status its code names, if any. */
+/** An error event a target began its stream with: its message, and the HTTP status its code names, when it names one. */
 export interface StreamError {
   message: string;
   status?: number;
@@ -49,7 +49,7 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
     end = judgedAt(text);
   }
   const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
-  // Over the bound without an end, it is relayed as any long event is; ended with the stream, it is judged whole.
+  // Over the bound without an end, it is relayed as every long event is; ended with the stream, it is judged whole.
   if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
   const error = streamError(end < 0 ? text : text.slice(0, end));
   return error ? { bytes, error } : { bytes };
