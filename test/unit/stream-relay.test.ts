@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatUsage } from '../../worker/limits/usage';
+import { readFirstEvent } from '../../worker/openai/first-event';
 import { EventFramer } from '../../worker/openai/sse-frame';
 import { relayStream, type RelayOptions } from '../../worker/openai/stream-relay';
 
@@ -124,6 +125,42 @@ describe('relayStream and the usage of a stream', () => {
     await client.read();
     await client.cancel('gone');
     expect(counts).toEqual([]);
+  });
+});
+
+describe('readFirstEvent', () => {
+  /** The first event of `text` sent in pieces of `size` bytes, as the proxy reads it. */
+  const firstOf = (text: string, size: number) => {
+    const pieces = Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.slice(i * size, (i + 1) * size));
+    const { reader, first } = upstream(pieces, true);
+    return readFirstEvent(first, reader);
+  };
+
+  it('finds an error event however it is cut and whatever its line endings, its status from its code, and reads no further than it must', async () => {
+    for (const eol of ['\n', '\r\n', '\r']) {
+      const text = `event: error${eol}data: {"id":"x","error":{"message":"overloaded","code":"503"}}${eol}${eol}data: [DONE]${eol}${eol}`;
+      for (const size of [1, 2, 5, 64]) {
+        const head = await firstOf(text, size);
+        expect(head.error, `${JSON.stringify(eol)} in pieces of ${size}`).toEqual({ message: 'overloaded', status: 503 });
+        // Judged at the end of its data line: [DONE] not waited for.
+        expect(new TextDecoder().decode(head.bytes).includes('[DONE]'), `${JSON.stringify(eol)} in pieces of ${size}`).toBe(size === 64);
+      }
+    }
+    expect((await firstOf('data: {"error":"overloaded"}\n\n', 3)).error).toEqual({ message: 'overloaded' });
+  });
+
+  it('finds none in a chunk, a comment, `"error": null`, or an error that is not the first event', async () => {
+    for (const text of [chunk('hi') + 'data: {"error":"x"}\n\n', ': ping\n\ndata: {"error":"x"}\n\n', 'data: {"error":null,"choices":[]}\n\n', '\r\ndata: {"error":"x"}\n\n']) {
+      expect((await firstOf(text, 4)).error, JSON.stringify(text)).toBeUndefined();
+    }
+  });
+
+  it('gives up looking past 64 KiB, in time linear in what came, a byte at a time too', async () => {
+    const started = Date.now();
+    const head = await firstOf(`data: {"choices":[{"delta":{"content":"${'x'.repeat(70_000)}"}}]}\n\n`, 1);
+    expect(head.error).toBeUndefined();
+    expect(head.bytes.byteLength).toBe(64 * 1024 + 1);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });
 

@@ -6,10 +6,8 @@ import { sseEventData } from '../lib/sse-event';
  * of a few hundred bytes; a stream whose first event is longer is relayed without the look.
  */
 const MAX_FIRST_EVENT = 64 * 1024;
-/** Two line endings in a row: the end of an event (a CR followed by a LF is one ending). */
-const BLANK_LINE = /(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)/;
-/** A whole `data:` line: what an error event says is on it (JSON escapes line breaks). */
-const DATA_LINE = /(?:^|[\r\n])data:[^\r\n]*[\r\n]/;
+/** A line ending's first character, looked for from `lastIndex` on. */
+const LINE_END = /[\r\n]/g;
 /** Longest message of a target's error event repeated in the gateway's own error. */
 const MAX_MESSAGE = 500;
 
@@ -38,15 +36,16 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
   const decoder = new TextDecoder();
   const chunks = [first];
   let size = first.byteLength;
+  const lines = new FirstLines();
   let text = decoder.decode(first, { stream: true });
-  let end = judgedAt(text);
+  let end = lines.judgedAt(text);
   while (end < 0 && size <= MAX_FIRST_EVENT) {
     const next = await reader.read();
     if (next.done) break;
     chunks.push(next.value);
     size += next.value.byteLength;
     text += decoder.decode(next.value, { stream: true });
-    end = judgedAt(text);
+    end = lines.judgedAt(text);
   }
   const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
   // Over the bound without an end, it is relayed as every long event is; ended with the stream, it is judged whole.
@@ -56,16 +55,30 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
 }
 
 /**
- * Where the first event of `text` can be judged: its end, or the end of its first data line,
- * whichever comes first. A server that holds back the blank line (until its next event) is
- * not waited for to the first-byte limit; an event of several data lines is then judged by
- * its first, which is no JSON alone, and relayed.
+ * Where the first event of a stream's text can be judged: its end (the blank line), or the end
+ * of its first data line, whichever comes first. A server that holds back the blank line
+ * (until its next event) is not waited for to the first-byte limit; an event of several data
+ * lines is then judged by its first, which is no JSON alone, and relayed. Each line is looked
+ * at once, however the text arrives (a target that sends a byte at a time included).
  */
-function judgedAt(text: string): number {
-  const blank = text.search(BLANK_LINE);
-  const data = DATA_LINE.exec(text);
-  const line = data ? data.index + data[0].length : -1;
-  return blank < 0 ? line : line < 0 ? blank : Math.min(blank, line);
+class FirstLines {
+  /** Where the line not yet ended starts. */
+  private lineStart = 0;
+
+  /** Where in `text` (the text so far: the last call's, and more) the first event can be judged, or -1. */
+  judgedAt(text: string): number {
+    for (;;) {
+      LINE_END.lastIndex = this.lineStart;
+      const at = LINE_END.exec(text)?.index ?? -1;
+      if (at < 0) return -1;
+      // A line ending right after the last one: the blank line that ends the event.
+      if (at === this.lineStart) return at;
+      if (text.startsWith('data:', this.lineStart)) return at + 1;
+      // A CR that ends the text may be the first half of a CRLF: the LF after it is no blank line.
+      if (text[at] === '\r' && at === text.length - 1) return -1;
+      this.lineStart = at + (text[at] === '\r' && text[at + 1] === '\n' ? 2 : 1);
+    }
+  }
 }
 
 /**
