@@ -1,3 +1,4 @@
+import { withoutCredential } from '../lib/masked-credential';
 import type { LeaseOutcome, PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
@@ -7,7 +8,6 @@ import { cutBodyNote, ERROR_BODY_WAIT_MS, maskedBodyText, readErrorBody } from '
 import { MAX_REPLY_BYTES, readBounded, redirectFailure, retryableStatus, retryAfterMs } from '../upstream/http-attempt';
 import { backoffMs, retryAfterWait } from '../upstream/invoke';
 import { checkOutboundUrl, outboundFailure, type OutboundPolicy } from '../upstream/outbound-guard';
-import { withoutCredential } from '../lib/masked-credential';
 import { healthOutcome, poolTargetName, retryAfterOf } from '../upstream/pool';
 import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
