@@ -129,6 +129,124 @@ describe('the end of a relayed stream', () => {
   });
 });
 
+/** An error event as vLLM or LiteLLM send one, `extra` members before its `error`. */
+const errorEvent = (message: string, extra: Record<string, unknown> = {}, code: unknown = null) =>
+  `data: ${JSON.stringify({ ...extra, error: { message, type: 'server_error', code } })}\n\n`;
+
+/** A chat of pool `name` (put first), streamed: the response, its body read. */
+async function chatStream(key: string, name: string, pool: Record<string, unknown>): Promise<{ res: Response; text: string }> {
+  const put = await api(`/v1/pools/${name}`, { method: 'PUT', key, body: pool });
+  expect([200, 201]).toContain(put.status);
+  const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: name, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  return { res, text: await res.text() };
+}
+
+describe("a target's error event", () => {
+  it('as the first event of its stream (nothing relayed yet) fails over to the next target, as a 5xx before the first byte does, the headers counting both attempts', async () => {
+    const { key } = await newTenant();
+    const id = `first${Date.now()}`;
+    const failing = { ...sseTarget(`${id}a`, `${errorEvent('the engine is overloaded')}data: [DONE]\n\n`), priority: 0 };
+    const standby = { ...chatTarget(`${id}b`), priority: 1 };
+    const { res, text } = await chatStream(key, 'firsterr', { targets: [failing, standby] });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+    expect(res.headers.get('x-gateway-upstream')).toBe(`firsterr/${id}b`);
+    expect(text).toContain('"id":"chatcmpl-stream-');
+    expect(text).not.toContain('overloaded');
+    expect(text).toMatch(/data: \[DONE\]\n\n$/);
+    // Split across chunks, and not the first member of its JSON: the same.
+    const split = { ...sseTarget(`${id}c`, `${errorEvent('the engine is overloaded', { id: 'x', object: 'chat.completion.chunk' })}data: [DONE]\n\n`, '&pieceBytes=7'), priority: 0 };
+    const again = await chatStream(key, 'firsterr2', { targets: [split, standby] });
+    expect(again.res.headers.get('x-gateway-attempts')).toBe('2');
+    expect(again.text).not.toContain('overloaded');
+  });
+
+  it('is judged once its data line has ended: a target that holds back the blank line after it is failed over at once, not at the first-byte timeout', async () => {
+    const { key } = await newTenant();
+    const id = `held${Date.now()}`;
+    const failing = { ...sseTarget(`${id}a`, `data: {"error":{"message":"the engine is overloaded"}}\n`, '&holdOpen=1'), priority: 0 };
+    const started = Date.now();
+    const { res, text } = await chatStream(key, 'heldfirst', { targets: [failing, { ...chatTarget(`${id}b`), priority: 1 }], timeouts: { firstByteMs: 5_000, totalMs: 20_000 } });
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(res.headers.get('x-gateway-attempts')).toBe('2');
+    expect(text).not.toContain('overloaded');
+    // A first event whose blank line is held back but is no error is relayed as before, at once.
+    const quiet = Date.now();
+    const held = await streamOf(sseTarget(`${id}c`, `${chunk('hello')}data: [DONE]\n`, '&holdOpen=1'), { timeouts: { idleMs: 300, firstByteMs: 5_000, totalMs: 20_000 } }, key);
+    expect(held).toMatch(/hello.*data: \[DONE\]\n\n$/s);
+    expect(Date.now() - quiet).toBeLessThan(3_000);
+  });
+
+  it('as the first event of every target: 502 upstream_failed naming the error, every attempt counted', async () => {
+    const { key } = await newTenant();
+    const id = `all${Date.now()}`;
+    const body = `${errorEvent('the engine is overloaded')}data: [DONE]\n\n`;
+    const { res, text } = await chatStream(key, 'allerr', { targets: [sseTarget(`${id}a`, body), sseTarget(`${id}b`, body)] });
+    expect(res.status).toBe(502);
+    // Each attempt a call to a target: the third goes back to one of the two.
+    const counts = (await (await fetch(`${env.MOCK_UPSTREAM_URL}/counts`)).json()) as Record<string, number>;
+    expect(res.headers.get('x-gateway-attempts')).toBe('3');
+    expect((counts[`${id}a`] ?? 0) + (counts[`${id}b`] ?? 0)).toBe(3);
+    const error = JSON.parse(text).error;
+    expect(error.code).toBe('upstream_failed');
+    expect(error.message).toContain('the engine is overloaded');
+
+    // The target's credential, named in its error, is masked in the gateway's.
+    const secret = 'sk-first-event-secret-9f3e';
+    const named = { ...sseTarget(`${id}k`, `${errorEvent(`Incorrect API key provided: ${secret}`)}data: [DONE]\n\n`), apiKey: secret };
+    const masked = await chatStream(key, 'keyerr', { targets: [named], retry: { attempts: 1 } });
+    expect(masked.res.status).toBe(502);
+    expect(masked.res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(masked.text).toContain('Incorrect API key provided: …9f3e');
+    expect(masked.text).not.toContain(secret);
+  });
+
+  it("with a 4xx code as the first event is the caller's: relayed as it came, not failed over", async () => {
+    const { key } = await newTenant();
+    const id = `bad${Date.now()}`;
+    const caller = { ...sseTarget(`${id}a`, `${errorEvent('prompt is too long', {}, 400)}data: [DONE]\n\n`), priority: 0 };
+    const { res, text } = await chatStream(key, 'callererr', { targets: [caller, { ...chatTarget(`${id}b`), priority: 1 }] });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(text).toContain('prompt is too long');
+    // Nor a failure of the target, as a 4xx status is none: five such streams leave its circuit closed.
+    for (let i = 0; i < 5; i++) expect(await streamOf(caller, {}, key), `stream ${i}`).toContain('prompt is too long');
+    const pool = await api('/v1/pools/sse', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('closed');
+  });
+
+  it("whose error member is not the JSON's first is a failure of its target too: five such streams open its circuit", async () => {
+    const { key } = await newTenant();
+    const target = sseTarget(`late${Date.now()}`, `${chunk('partial answer')}data: {"id":"x", "object":"chat.completion.chunk",  "error" : {"message":"the model crashed"}}\n\ndata: [DONE]\n\n`);
+    for (let i = 0; i < 5; i++) expect(await streamOf(target, {}, key), `stream ${i}`).toContain('the model crashed');
+    const pool = await api('/v1/pools/sse', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('open');
+  });
+});
+
+describe('an event longer than 8 KiB', () => {
+  /** A target sending `body`, each `@PAD@` in it `pad` x's (the mock's `pad`: a URL cannot hold the event). */
+  const padded = (body: string, pad: number) => sseTarget(`pad${Date.now()}`, body, `&pad=${pad}`);
+
+  it('that the target breaks off is not relayed in part: every event the client reads parses, the last the error', async () => {
+    const long = chunk('@PAD@');
+    const text = await streamOf(padded(chunk('hello') + long.slice(0, -10), 20_000));
+    const frames = text.split('\n\n').filter(Boolean);
+    for (const frame of frames) expect(() => JSON.parse(frame.replace(/^data: /, '')), frame.slice(0, 80)).not.toThrow();
+    expect(frames).toHaveLength(2);
+    expect(JSON.parse(frames[1]!.slice('data: '.length)).error.code).toBe('stream_interrupted');
+  });
+
+  it('that ends is relayed whole, in order', async () => {
+    const text = await streamOf(padded(`${chunk('hello')}${chunk('@PAD@')}data: [DONE]\n\n`, 20_000));
+    expect(text).toBe(`${chunk('hello')}${chunk('x'.repeat(20_000))}data: [DONE]\n\n`);
+  });
+});
+
 /** `text` through a stream's masker for `credential`, cut into chunks at `cuts` (ascending byte offsets), joined again as the client reads it. */
 function maskedInChunks(credential: string, text: string, cuts: number[]): string {
   const masker = CredentialMasker.for(credential);

@@ -49,6 +49,30 @@ describe('active health checks (cron)', () => {
     expect(pool.body.targets.map((t: { health: { probe: { ok: boolean } } }) => t.health.probe.ok)).toEqual([true, false]);
   });
 
+  it("takes an openai-chat server without GET /models (404 or 405) for up when its chat route is there (a GET of it 405 or 2xx), and down when that is 404 too, or either 5xx", async () => {
+    const { key } = await newTenant();
+    const tag = `nolist${Date.now()}`;
+    const targets = [
+      chatTarget(`${tag}-a`, 'modelsStatus=404,getChatStatus=405'),
+      chatTarget(`${tag}-b`, 'modelsStatus=405,getChatStatus=200'),
+      chatTarget(`${tag}-c`, 'modelsStatus=404'),
+      chatTarget(`${tag}-d`, 'modelsStatus=503,getChatStatus=405'),
+      chatTarget(`${tag}-e`, 'modelsStatus=404,getChatStatus=502'),
+      chatTarget(`${tag}-f`, 'modelsStatus=401,getChatStatus=405'),
+    ];
+    await api('/v1/pools/nolist', { method: 'PUT', key, body: { targets } });
+    await runCron();
+    const pool = await api('/v1/pools/nolist', { key });
+    const probes = pool.body.targets.map((t: { health: { probe: { ok: boolean; error?: string } } }) => t.health.probe);
+    expect(probes.map((p: { ok: boolean }) => p.ok)).toEqual([true, true, false, false, false, false]);
+    expect(probes[2].error).toBe('HTTP 404 (GET /models), HTTP 404 (GET /chat/completions)');
+    expect(probes[3].error).toBe('HTTP 503');
+    // Up, it takes chats as any target does.
+    const chat = await api('/v1/chat/completions', { method: 'POST', key, body: { model: 'nolist', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(chat.status).toBe(200);
+    expect([`nolist/${tag}-a`, `nolist/${tag}-b`]).toContain(chat.headers.get('x-gateway-upstream'));
+  });
+
   it('probes the targets of a run several at a time across pools, never more at once than a run may open', async () => {
     await parkOtherPools();
     const { key, tenantId } = await newTenant();

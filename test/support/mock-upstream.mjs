@@ -6,7 +6,8 @@
 // message: {delayMs, hang, reset, failTimes, failStatus, errorRate, status, retryAfter (a
 // Retry-After header, in seconds, on the failures and `status` answers), location (sent with
 // `status`: a redirect; also on GET /models, as are `failStatus` and `delayMs`), statusBytes (a
-// `status` answer padded to about that many bytes), body, contentType (of `body`), stallBody
+// `status` answer padded to about that many bytes), modelsStatus (GET /models answers it, a chat
+// as usual: a server without a model listing), getChatStatus (see below), body, contentType (of `body`), stallBody
 // (headers, then silence; with `stallStatus` that status, not 200; with echoAuthorization, its
 // error cut inside the credential), cutBody (a 200's headers and the start of its body, then a dropped
 // connection), contextPatch, chunkDelayMs, cutAfter, resetRate, spikeRate, spikeMs,
@@ -19,7 +20,7 @@
 // echoStreamOptions (of a stream: see streamChat), echoEscaped (the credential that
 // echoAuthorization and echoAuthorizationInStream name spelt with JSON escapes: see escapedSpelling), rejectStreamOptions (a chat with
 // stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
-// OpenAI-compatible servers send), holdOpen (a stream, or a `body`, is written whole and its
+// OpenAI-compatible servers send), holdOpen (a stream, or a `body` (in `pieceBytes` pieces too; each `@PAD@` in it `pad` x's), is written whole and its
 // connection then held open until the client closes it, as a keep-alive server may)}. `failTimes` counts attempts per Idempotency-Key, so a
 // retried call can succeed. The chaos faults are independent chances per request: `errorRate`
 // (503, or a dropped connection with `reset`), `resetRate` (a dropped connection), `spikeRate`
@@ -95,11 +96,14 @@ export async function startMockUpstream(options = {}) {
     if (url.searchParams.has('target') && down.has(url.searchParams.get('target'))) return req.socket.destroy();
     if (req.method === 'GET' && url.pathname.endsWith('/models')) {
       if (url.searchParams.has('delayMs')) await sleep(Math.min(Number(url.searchParams.get('delayMs')), 120_000));
-      const failStatus = url.searchParams.get('failStatus') ?? url.searchParams.get('status');
+      const failStatus = url.searchParams.get('modelsStatus') ?? url.searchParams.get('failStatus') ?? url.searchParams.get('status');
       const location = url.searchParams.get('location');
       return failStatus ? send(res, Number(failStatus), { error: 'injected' }, location ? { location } : {}) : send(res, 200, { object: 'list', data: [{ id: 'mock-model', object: 'model' }] });
     }
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true });
+    // `getChatStatus`: a GET of the chat route answers that status (a FastAPI server, as vLLM and
+    // LiteLLM are, answers 405 to a method its POST-only route does not take); else 404.
+    if (req.method === 'GET' && url.pathname.endsWith('/chat/completions') && url.searchParams.has('getChatStatus')) return send(res, Number(url.searchParams.get('getChatStatus')), { detail: 'Method Not Allowed' });
     if (req.method !== 'POST') {
       const failStatus = url.searchParams.get('failStatus');
       return failStatus ? send(res, Number(failStatus), { error: 'injected' }) : send(res, 404, { error: 'not found' });
@@ -174,7 +178,14 @@ export async function startMockUpstream(options = {}) {
     if (mock.status) return send(res, Number(mock.status), { error: 'injected status', ...(mock.statusBytes && { padding: 'p'.repeat(Number(mock.statusBytes)) }) }, { ...retryAfter, ...(mock.location ? { location: mock.location } : {}) });
     if (mock.body !== undefined) {
       res.writeHead(200, { 'content-type': mock.contentType ?? 'application/json' });
-      return mock.holdOpen ? res.write(String(mock.body)) : res.end(String(mock.body));
+      // `pieceBytes`: in pieces a millisecond apart, as for a stream.
+      // `pad: n`: each `@PAD@` in it is n x's (a long event, which a URL could not hold).
+      const bytes = Buffer.from(String(mock.body).replaceAll('@PAD@', 'x'.repeat(Number(mock.pad ?? 0))));
+      for (let at = 0, size = Number(mock.pieceBytes) || bytes.length; at < bytes.length; at += size) {
+        res.write(bytes.subarray(at, at + size));
+        if (at + size < bytes.length) await sleep(1);
+      }
+      return mock.holdOpen ? undefined : res.end();
     }
     if (mock.cutBody) {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -329,7 +340,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus', 'pad']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

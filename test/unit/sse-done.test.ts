@@ -40,6 +40,18 @@ describe('DoneLine and error events', () => {
     expect(errored('data:{"error":"overloaded"}\r\n\r\ndata: [DONE]\r\n\r\n')).toBe(true);
   });
 
+  it('sees an error member that is not the first of its JSON, split anywhere, whatever the spaces', () => {
+    const stream = 'data: {"choices":[]}\n\ndata: {"id":"x", "object":"chat.completion.chunk",\t"error" :\n{"message":"x"}}\n\ndata: [DONE]\n\n'.replace(':\n{', ': {');
+    for (let at = 1; at < stream.length; at++) expect(errored(stream.slice(0, at), stream.slice(at)), `cut at ${at}`).toBe(true);
+    expect(errored(`data: {"id":"x","choices":[{"delta":{"content":"${'y'.repeat(5_000)}"}}],"error":"overloaded"}\n\ndata: [DONE]\n\n`)).toBe(true);
+  });
+
+  it('takes no error from an "error" that is not a member of the JSON itself, or is null', () => {
+    expect(errored('data: {"choices":[{"delta":{"content":"error"},"finish_reason":"error"}]}\n\ndata: [DONE]\n\n')).toBe(false);
+    expect(errored('data: {"choices":[{"delta":{"error":{"message":"nested"}}}]}\n\ndata: [DONE]\n\n')).toBe(false);
+    expect(errored('data: {"id":"x","error":null}\n\ndata: [DONE]\n\n')).toBe(false);
+  });
+
   it('takes no error from `"error": null`, text that names one, or anything after [DONE]', () => {
     expect(errored('data: {"error": null, "choices":[]}\n\ndata: [DONE]\n\n')).toBe(false);
     expect(errored('data: {"content":"data: {\\"error\\": {}}"}\n\ndata: [DONE]\n\n')).toBe(false);

@@ -31,8 +31,8 @@ function strip(bytes: Uint8Array, size: number) {
 }
 
 describe('UsageStripper', () => {
-  it('removes the usage chunk and nothing else, however the stream is split', () => {
-    for (const eol of ['\n', '\r\n']) {
+  it('removes the usage chunk and nothing else, however the stream is split, whatever its line endings', () => {
+    for (const eol of ['\n', '\r\n', '\r']) {
       const { before, usage, after } = openaiStream(eol);
       const input = encoder.encode(before + usage + after);
       const expected = encoder.encode(before + after);

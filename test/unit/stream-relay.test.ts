@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatUsage } from '../../worker/limits/usage';
+import { readFirstEvent } from '../../worker/openai/first-event';
+import { EventFramer } from '../../worker/openai/sse-frame';
 import { relayStream, type RelayOptions } from '../../worker/openai/stream-relay';
 
 const encoder = new TextEncoder();
@@ -55,6 +57,34 @@ describe('relayStream and the usage of a stream', () => {
     }
   });
 
+  it('relays no part of an event longer than 8 KiB that the upstream broke off, with a budget or without: every event the client reads parses', async () => {
+    const long = chunk('x'.repeat(40_000));
+    for (const usage of [undefined, { report: () => undefined, strip: true, unreported: () => undefined }]) {
+      const { reader, first } = upstream([chunk('a'), long.slice(0, 9_000), long.slice(9_000, 30_000)]);
+      const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options(usage ? { usage } : {})))));
+      const events = text.split('\n\n').filter(Boolean);
+      for (const event of events) expect(() => JSON.parse(event.slice('data: '.length)), event.slice(0, 60)).not.toThrow();
+      expect(events).toHaveLength(2);
+      expect(events[1]).toMatch(/"code":"stream_interrupted"/);
+    }
+  });
+
+  it('relays an event of most of a MiB whole, however it is split; one past a MiB ends the stream with an error event instead, the upstream aborted', async () => {
+    const big = chunk('y'.repeat(1_000_000));
+    const pieces = (text: string) => Array.from({ length: Math.ceil(text.length / 4_096) }, (_, i) => text.slice(i * 4_096, (i + 1) * 4_096));
+    const whole = upstream([chunk('a'), ...pieces(big), 'data: [DONE]\n\n']);
+    expect(new TextDecoder().decode(concat(await readAll(relayStream(whole.first, whole.reader, options()))))).toBe(`${chunk('a')}${big}data: [DONE]\n\n`);
+
+    const aborted: Error[] = [];
+    const huge = upstream([chunk('a'), ...pieces(chunk('z'.repeat(1_100_000))), 'data: [DONE]\n\n']);
+    const text = new TextDecoder().decode(concat(await readAll(relayStream(huge.first, huge.reader, options({ abort: (reason) => aborted.push(reason) })))));
+    const events = text.split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(2);
+    expect(events[0]).toBe(chunk('a').trim());
+    expect(JSON.parse(events[1]!.slice('data: '.length)).error.code).toBe('event_too_large');
+    expect(aborted).toHaveLength(1);
+  });
+
   it('hands on a whole stream unchanged however it is split: CRLF and CR line endings, comments, event: lines', async () => {
     const body = `: keep-alive\r\n\r\nevent: message\r\n${chunk('a').replace('\n\n', '\r\n\r\n')}${chunk('b').replace('\n\n', '\r\r')}id: 7\n${chunk('c')}data: [DONE]\r\n\r\n`;
     for (let cut = 1; cut < body.length; cut += 3) {
@@ -95,6 +125,88 @@ describe('relayStream and the usage of a stream', () => {
     await client.read();
     await client.cancel('gone');
     expect(counts).toEqual([]);
+  });
+});
+
+describe('readFirstEvent', () => {
+  /** The first event of `text` sent in pieces of `size` bytes, as the proxy reads it. */
+  const firstOf = (text: string, size: number) => {
+    const pieces = Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.slice(i * size, (i + 1) * size));
+    const { reader, first } = upstream(pieces, true);
+    return readFirstEvent(first, reader);
+  };
+
+  it('finds an error event however it is cut and whatever its line endings, its status from its code, and reads no further than it must', async () => {
+    for (const eol of ['\n', '\r\n', '\r']) {
+      const text = `event: error${eol}data: {"id":"x","error":{"message":"overloaded","code":"503"}}${eol}${eol}data: [DONE]${eol}${eol}`;
+      for (const size of [1, 2, 5, 64]) {
+        const head = await firstOf(text, size);
+        expect(head.error, `${JSON.stringify(eol)} in pieces of ${size}`).toEqual({ message: 'overloaded', status: 503 });
+        // Judged at the end of its data line: [DONE] not waited for.
+        expect(new TextDecoder().decode(head.bytes).includes('[DONE]'), `${JSON.stringify(eol)} in pieces of ${size}`).toBe(size === 64);
+      }
+    }
+    expect((await firstOf('data: {"error":"overloaded"}\n\n', 3)).error).toEqual({ message: 'overloaded' });
+  });
+
+  it('finds none in a chunk, a comment, `"error": null`, or an error that is not the first event', async () => {
+    for (const text of [chunk('hi') + 'data: {"error":"x"}\n\n', ': ping\n\ndata: {"error":"x"}\n\n', 'data: {"error":null,"choices":[]}\n\n', '\r\ndata: {"error":"x"}\n\n']) {
+      expect((await firstOf(text, 4)).error, JSON.stringify(text)).toBeUndefined();
+    }
+  });
+
+  it('gives up looking past 64 KiB, in time linear in what came, a byte at a time too', async () => {
+    const started = Date.now();
+    const head = await firstOf(`data: {"choices":[{"delta":{"content":"${'x'.repeat(70_000)}"}}]}\n\n`, 1);
+    expect(head.error).toBeUndefined();
+    expect(head.bytes.byteLength).toBe(64 * 1024 + 1);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe('EventFramer', () => {
+  /**
+   * Where the last event of `text` ends, read the plain way: line endings one at a time (CRLF
+   * one of them), an event ending at the second in a row; the stream starts at a line's start.
+   */
+  const lastBoundary = (text: string): number => {
+    let endings = 1;
+    let boundary = 0;
+    for (let i = 0; i < text.length; i++) {
+      const char = text[i];
+      if (char !== '\n' && char !== '\r') {
+        endings = 0;
+        continue;
+      }
+      if (char === '\r' && text[i + 1] === '\n') i++;
+      if (++endings >= 2) boundary = i + 1;
+    }
+    return boundary;
+  };
+
+  it('hands on exactly the events that have ended, however random streams of any line endings are cut', () => {
+    let state = 0x2545f491;
+    const random = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+    for (let round = 0; round < 400; round++) {
+      const seed = state;
+      const parts: string[] = [];
+      for (let n = Math.floor(random() * 8); n >= 0; n--) parts.push(pick(['data: {"a":1}', 'data: x', ': ping', 'event: m', 'id: 7', '', 'é✓']), pick(['\n', '\r', '\r\n', '\n\n', '\r\n\r\n', '\r\r', '\n\r\n']));
+      const text = parts.join('');
+      const cuts = Array.from({ length: Math.floor(random() * 6) }, () => Math.floor(random() * (text.length + 1))).sort((a, b) => a - b);
+      const framer = new EventFramer();
+      let out = '';
+      let from = 0;
+      for (const cut of [...cuts, text.length]) {
+        out += [...framer.push(encoder.encode(text.slice(from, cut)))].map((b) => String.fromCharCode(b)).join('');
+        from = cut;
+        // Bytes as latin1 characters: the boundary of the text so far, in bytes.
+        const sofar = [...encoder.encode(text.slice(0, cut))].map((b) => String.fromCharCode(b)).join('');
+        expect(out.length, `seed ${seed}, cuts ${cuts.join(',')}: ${JSON.stringify(text)}`).toBe(lastBoundary(sofar));
+      }
+      const rest = [...framer.flush()].map((b) => String.fromCharCode(b)).join('');
+      expect(new TextDecoder().decode(Uint8Array.from([...out + rest].map((c) => c.charCodeAt(0)))), `seed ${seed}`).toBe(text);
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import { withoutCredential } from '../lib/masked-credential';
 import type { LeaseOutcome, PoolRuntime, PoolTarget } from '../pools/runtime';
 import { contentText, type ChatCompletionRequest } from '../schemas/openai';
 import { DEFAULT_POOL_TOTAL_MS } from '../schemas/pool';
@@ -12,13 +13,14 @@ import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
+import { readFirstEvent, type FirstEvent } from './first-event';
 import { relayStream, type StreamEnd } from './stream-relay';
 
 const DEFAULT_FIRST_BYTE_MS = 30_000;
 const DEFAULT_IDLE_MS = 30_000;
 /**
  * A lease ends this long after the call's deadline at the latest: by then the relay has ended
- * any stream that is still read, so one still open belongs to a client that went away.
+ * every stream that is still read, so one still open belongs to a client that went away.
  */
 const LEASE_GRACE_MS = 1_000;
 
@@ -229,13 +231,25 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       throw abortReason(signal, error);
     }
     if (first.done) throw new UpstreamError('invalid_response', 'upstream stream ended before its first chunk', true);
+    let head: FirstEvent;
+    try {
+      head = await readFirstEvent(first.value, reader);
+    } catch (error) {
+      throw abortReason(signal, error);
+    }
+    if (head.error && !callersError(head.error.status)) {
+      void reader.cancel().catch(() => {});
+      const message = withoutCredential(head.error.message, target.apiKey);
+      throw new UpstreamError('http', `upstream stream began with an error event: ${message}`, true, head.error.status);
+    }
     clearTimeout(firstByteTimer);
-    const stream = relayStream(first.value, reader, {
+    const stream = relayStream(head.bytes, reader, {
       idleMs: timeouts.idleMs,
       deadlineAt: timeouts.deadlineAt,
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
       credential: target.apiKey,
+      ...(head.error && { callersError: true }),
       ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined, ...(streamUsage.unreported && { unreported: streamUsage.unreported }) } }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
@@ -254,6 +268,12 @@ function askedUsage(body: ChatCompletionRequest): Record<string, unknown> | unde
   if (options === undefined || options === null) return { include_usage: true };
   return typeof options === 'object' && options !== null && !Array.isArray(options) ? { ...options, include_usage: true } : undefined;
 }
+
+/**
+ * Whether an error event's status is the caller's (a 4xx other than 408 and 429): relayed as it
+ * came, as such a status is, since every target would refuse the request the same way.
+ */
+const callersError = (status: number | undefined): boolean => status !== undefined && status >= 400 && status < 500 && !retryableStatus(status);
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 const SSE_TYPE = /^text\/event-stream\b/i;

@@ -7,16 +7,41 @@
 const DONE_LINE = /^data: ?\[DONE\]/;
 /**
  * An error event's data line, as OpenAI-compatible servers (vLLM, LiteLLM, OpenAI) send one
- * when they fail mid-stream, often followed by `[DONE]`: JSON whose first member is an `error`
- * object or message (`"error": null` is none, as the official client reads it).
+ * when they fail mid-stream, often followed by `[DONE]`: JSON with an `error` member that is an
+ * object or a message (`"error": null` is none, as the official client reads it). Where the
+ * member is the first (the usual case) its line start says so; elsewhere in the object (after
+ * an `id`, say) the line is parsed, but only a line that holds `"error"` at all, a few in a
+ * stream: answer text spells its quotes escaped, so it never does.
  */
-const ERROR_LINE = /^data: ?\{\s*"error"\s*:\s*[{"]/;
-/** Longest line start worth keeping: `data: {"error":`, with some spaces, and a little. */
-const KEPT = 32;
+const ERROR_FIRST = /^data: ?\{\s*"error"\s*:\s*[{"]/;
+const ERROR_NAME = '"error"';
+/**
+ * Longest line kept whole to be parsed for an error member that is not its JSON's first. An
+ * error event is a few hundred bytes; a longer line that holds `"error"` is judged by its start.
+ */
+const MAX_LINE = 64 * 1024;
+
+/** Whether `line` (a whole line of the stream, or its start when it was longer than MAX_LINE) is an error event's data. */
+export function isErrorLine(line: string, whole: boolean): boolean {
+  if (!line.startsWith('data:') || !line.includes(ERROR_NAME)) return false;
+  if (ERROR_FIRST.test(line)) return true;
+  if (!whole) return false;
+  let data: unknown;
+  try {
+    data = JSON.parse(line.slice(line.startsWith('data: ') ? 6 : 5));
+  } catch {
+    return false;
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false;
+  const error: unknown = (data as { error?: unknown }).error;
+  return typeof error === 'string' || (typeof error === 'object' && error !== null);
+}
 
 export class DoneLine {
-  /** The start of the line not yet ended (at most KEPT characters). */
+  /** The line not yet ended (at most MAX_LINE characters). */
   private line = '';
+  /** The line not yet ended was longer than MAX_LINE: `line` is its start. */
+  private cut = false;
   /** The text so far ended on a CR, so a LF that starts the next text ends the same line. */
   private endedOnCR = false;
   /** Whether a `[DONE]` line has been seen. */
@@ -37,21 +62,33 @@ export class DoneLine {
     const lines = rest.split(/\r\n|\r|\n/);
     const last = lines.length - 1;
     for (let i = 0; i < last; i++) {
-      const line = this.line + (lines[i] ?? '').slice(0, KEPT);
+      const part = lines[i] ?? '';
+      const line = this.line ? this.keep(part) : part;
+      const whole = !this.cut && line.length <= MAX_LINE;
       this.line = '';
+      this.cut = false;
       if (this.seen && line === '') {
         this.complete = true;
         return;
       }
       if (DONE_LINE.test(line)) this.seen = true;
-      else if (!this.seen && ERROR_LINE.test(line)) this.errored = true;
+      else if (!this.seen && !this.errored && isErrorLine(line, whole)) this.errored = true;
     }
-    if (this.line.length < KEPT) this.line += (lines[last] ?? '').slice(0, KEPT - this.line.length);
+    this.line = this.keep(lines[last] ?? '');
   }
 
   /** The stream has ended: a last line without its line break counts too. */
   end(): boolean {
     if (!this.seen && DONE_LINE.test(this.line)) this.seen = true;
     return this.seen;
+  }
+
+  /** The line not yet ended with `part` after it, up to MAX_LINE characters (`cut` past them). */
+  private keep(part: string): string {
+    const room = MAX_LINE - this.line.length;
+    if (part.length > room) this.cut = true;
+    // Past the bound only the start matters, and it is kept already.
+    if (room <= 0) return this.line;
+    return this.line + (part.length > room ? part.slice(0, room) : part);
   }
 }

@@ -78,13 +78,18 @@ export class UsageStripper {
     let eventStart = carried;
     let lineStart = carried;
     this.endedOnCR = false;
-    for (let i = carried; i < bytes.byteLength; i++) {
+    // From one line ending to the next by native searches (each kept until passed): the bytes
+    // between them are never looked at in JavaScript.
+    let lf = bytes.indexOf(LF, carried);
+    let cr = bytes.indexOf(CR, carried);
+    const nextEnding = () => (lf < 0 || (cr >= 0 && cr < lf) ? cr : lf);
+    for (let i = nextEnding(); i >= 0; i = nextEnding()) {
       const byte = bytes[i];
-      if (byte !== LF && byte !== CR) continue;
       const end = byte === CR && bytes[i + 1] === LF ? i + 2 : i + 1; // CRLF is one line ending
+      if (lf >= 0 && lf < end) lf = bytes.indexOf(LF, end);
+      if (cr >= 0 && cr < end) cr = bytes.indexOf(CR, end);
       const empty = i === lineStart;
       lineStart = end;
-      i = end - 1;
       if (!empty) continue;
       const usage = this.inspect(bytes.subarray(eventStart, end));
       if (usage) {

@@ -2,7 +2,7 @@ import type { ChatUsage } from '../limits/usage';
 import { sseEvent } from './completions';
 import { CredentialMasker } from './sse-credential';
 import { DoneLine } from './sse-done';
-import { EventFramer } from './sse-frame';
+import { EventFramer, MAX_EVENT_BYTES } from './sse-frame';
 import { UsageStripper } from './sse-usage';
 
 export type StreamEnd = 'finished' | 'failed' | 'cancelled';
@@ -34,6 +34,11 @@ export interface RelayOptions {
   usage?: { report: (usage: ChatUsage) => void; strip: boolean; unreported?: (completionChars: number) => void };
   /** The target's credential, masked wherever its events name it (an error event may). */
   credential?: string;
+  /**
+   * The stream began with an error event whose code is the caller's (a 4xx other than 408 and
+   * 429): its end is no failure of the target, as such a status is none.
+   */
+  callersError?: boolean;
 }
 
 /**
@@ -80,7 +85,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       // Not once the client went away (`ended` by cancel): a read it interrupted ends here too.
       if (!ended && !stripper.sawUsage) options.usage?.unreported?.(stripper.completionChars);
     }
-    const last = whole ? framer.flush() : framer.drop();
+    if (!whole) return framer.drop();
+    const last = framer.flush();
     if (last.byteLength) controller.enqueue(last);
   };
   const end = (how: StreamEnd) => {
@@ -92,7 +98,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   return new ReadableStream<Uint8Array>({
     start(controller) {
       send(controller, first);
-      if (done.complete) finish(controller); // the whole stream came in its first chunk
+      if (framer.overflowed) tooLarge(controller);
+      else if (done.complete) finish(controller); // the whole stream came in its first chunk
     },
     async pull(controller) {
       // A pull must enqueue something or end the stream, or the client's read waits forever:
@@ -122,17 +129,16 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
         return true;
       }
       if (next.done) {
-        if (done.end()) {
-          flush(controller, true);
-          end(done.errored ? 'failed' : 'finished');
-          controller.close();
-        } else {
-          fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
-        }
+        if (done.end()) finish(controller);
+        else fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
         return true;
       }
       done.push(decoder.decode(next.value, { stream: true }));
       const sent = send(controller, next.value);
+      if (framer.overflowed) {
+        tooLarge(controller);
+        return true;
+      }
       // A server may hold the connection open after [DONE] (keep-alive): the client would wait
       // for the idle timeout, get an error event after a whole answer, and the target be judged failed.
       if (done.complete) finish(controller);
@@ -148,11 +154,19 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   /** Ends a stream whose [DONE] event has come, with `tail` if it needs one, without waiting for the upstream to close it. */
   function finish(controller: ReadableStreamDefaultController<Uint8Array>, tail?: Uint8Array) {
     flush(controller, true);
+    // What the masker held back, joined to the last event, took it past the bound.
+    if (framer.overflowed) return tooLarge(controller);
     if (tail) controller.enqueue(tail);
     // A target's error event before its [DONE] is its answer failing, for its breaker too.
-    end(done.errored ? 'failed' : 'finished');
+    end(done.errored && !options.callersError ? 'failed' : 'finished');
     controller.close();
     void reader.cancel().catch(() => undefined);
+  }
+
+  /** Ends the stream at an event too long to hold whole, none of it relayed; the target is asked no more. */
+  function tooLarge(controller: ReadableStreamDefaultController<Uint8Array>) {
+    options.abort(new Error('upstream event too large'));
+    fail(controller, 'event_too_large', `the upstream sent an event longer than ${MAX_EVENT_BYTES} bytes, which is not relayed`);
   }
 
   function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {

@@ -16,8 +16,9 @@ export const PROBES_AT_ONCE = 5;
 const HEALTH_KV_TTL_S = 10 * 60;
 
 /**
- * One active health check: openai-chat targets answer `GET <baseUrl>/models` with 2xx;
- * agent-http targets answer their URL with anything below 500 but a redirect; builtin is always up.
+ * One active health check: openai-chat targets answer `GET <baseUrl>/models` with 2xx (or, a
+ * server with no model listing, see `chatRouteAnswers`); agent-http targets answer their URL
+ * with anything below 500 but a redirect; builtin is always up.
  * Null, no verdict, when the DNS resolver could not check the URL's host now: its outage marked
  * every probed target down, sending a pool's traffic to its standbys until the next run.
  */
@@ -31,15 +32,39 @@ export async function probeTarget(target: PoolTarget, policy: OutboundPolicy): P
   try {
     const headers: Record<string, string> = { 'user-agent': 'edge-agent-gateway health probe' };
     if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
-    const response = await fetch(url, { method: 'GET', headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'manual' });
+    // One timeout for the probe, the chat route's look included.
+    const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
+    const response = await fetch(url, { method: 'GET', headers, signal, redirect: 'manual' });
     await response.body?.cancel();
     // A redirect is not followed (the guard checked this URL only), so calls to it would fail.
     const redirected = response.status >= 300 && response.status < 400;
+    if (target.kind === 'openai-chat' && NO_LISTING.has(response.status)) {
+      const chat = await chatRouteAnswers(target.baseUrl ?? '', headers, signal);
+      const latencyMs = Date.now() - started;
+      return chat.ok ? { ok: true, checkedAt, latencyMs } : { ok: false, checkedAt, latencyMs, error: `HTTP ${response.status} (GET /models), ${chat.error}` };
+    }
     const ok = target.kind === 'openai-chat' ? response.ok : response.status < 500 && !redirected;
     return ok ? { ok, checkedAt, latencyMs: Date.now() - started } : { ok, checkedAt, latencyMs: Date.now() - started, error: `HTTP ${response.status}` };
   } catch (error) {
     return { ok: false, checkedAt, latencyMs: null, error: error instanceof Error ? error.message : String(error) };
   }
+}
+
+/** What `GET /models` answers on a server that serves chats but lists no models. */
+const NO_LISTING = new Set([404, 405]);
+
+/**
+ * Whether the chat route of a server without a model listing is there: a GET of it, which no
+ * server answers by generating, is 405 where a POST-only route exists (FastAPI's answer, as
+ * vLLM and LiteLLM give it) or 2xx (OpenAI lists stored completions there). A 404 is a base
+ * URL with no chat route either (a wrong path): down, as a 5xx is. Nothing is generated, so
+ * the look costs the target nothing; it is taken only when `/models` answered 404 or 405.
+ */
+async function chatRouteAnswers(baseUrl: string, headers: Record<string, string>, signal: AbortSignal): Promise<{ ok: true } | { ok: false; error: string }> {
+  const url = endpointUrl(baseUrl, '/chat/completions');
+  const response = await fetch(url, { method: 'GET', headers, signal, redirect: 'manual' });
+  await response.body?.cancel();
+  return response.status === 405 || response.ok ? { ok: true } : { ok: false, error: `HTTP ${response.status} (GET /chat/completions)` };
 }
 
 interface PoolProbes {

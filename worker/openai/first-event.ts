@@ -1,0 +1,99 @@
+import { concatBytes } from '../lib/bytes';
+import { sseEventData } from '../lib/sse-event';
+
+/**
+ * Most bytes read ahead for a stream's first event. A first event is a role chunk or an error
+ * of a few hundred bytes; a stream whose first event is longer is relayed without the look.
+ */
+const MAX_FIRST_EVENT = 64 * 1024;
+/** A line ending's first character, looked for from `lastIndex` on. */
+const LINE_END = /[\r\n]/g;
+/** Longest message of a target's error event repeated in the gateway's own error. */
+const MAX_MESSAGE = 500;
+
+/** An error event a target began its stream with: its message, and the HTTP status its code names, when it names one. */
+export interface StreamError {
+  message: string;
+  status?: number;
+}
+
+export interface FirstEvent {
+  /** Every byte read so far, the first chunk's included: the relay starts with them. */
+  bytes: Uint8Array;
+  /** The first event was an error event. */
+  error?: StreamError;
+}
+
+/**
+ * Reads a stream on from its first chunk until its first event can be judged (`judgedAt`; or
+ * the stream has ended, or MAX_FIRST_EVENT bytes came first), and says whether that event was
+ * an error event.
+ * Nothing has reached the client yet, so a target whose stream starts with an error (vLLM and
+ * LiteLLM answer a failure that way, with a 200) can still be failed over like a 5xx. A read
+ * that throws is the caller's to judge, as the first chunk's is.
+ */
+export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDefaultReader<Uint8Array>): Promise<FirstEvent> {
+  const decoder = new TextDecoder();
+  const chunks = [first];
+  let size = first.byteLength;
+  const lines = new FirstLines();
+  let text = decoder.decode(first, { stream: true });
+  let end = lines.judgedAt(text);
+  while (end < 0 && size <= MAX_FIRST_EVENT) {
+    const next = await reader.read();
+    if (next.done) break;
+    chunks.push(next.value);
+    size += next.value.byteLength;
+    text += decoder.decode(next.value, { stream: true });
+    end = lines.judgedAt(text);
+  }
+  const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
+  // Over the bound without an end, it is relayed as every long event is; ended with the stream, it is judged whole.
+  if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
+  const error = streamError(end < 0 ? text : text.slice(0, end));
+  return error ? { bytes, error } : { bytes };
+}
+
+/**
+ * Where the first event of a stream's text can be judged: its end (the blank line), or the end
+ * of its first data line, whichever comes first. A server that holds back the blank line
+ * (until its next event) is not waited for to the first-byte limit; an event of several data
+ * lines is then judged by its first, which is no JSON alone, and relayed. Each line is looked
+ * at once, however the text arrives (a target that sends a byte at a time included).
+ */
+class FirstLines {
+  /** Where the line not yet ended starts. */
+  private lineStart = 0;
+
+  /** Where in `text` (the text so far: the last call's, and more) the first event can be judged, or -1. */
+  judgedAt(text: string): number {
+    for (;;) {
+      LINE_END.lastIndex = this.lineStart;
+      const at = LINE_END.exec(text)?.index ?? -1;
+      if (at < 0) return -1;
+      // A line ending right after the last one: the blank line that ends the event.
+      if (at === this.lineStart) return at;
+      if (text.startsWith('data:', this.lineStart)) return at + 1;
+      // A CR that ends the text may be the first half of a CRLF: the LF after it is no blank line.
+      if (text[at] === '\r' && at === text.length - 1) return -1;
+      this.lineStart = at + (text[at] === '\r' && text[at + 1] === '\n' ? 2 : 1);
+    }
+  }
+}
+
+/**
+ * The error of an event whose data is JSON with an `error` member that is a message or an
+ * object (`null` is none, as the official client reads it); its status from the error's
+ * `code` (or `status`) when that is an HTTP status, as vLLM (400) and LiteLLM ("429") write it.
+ */
+function streamError(event: string): StreamError | undefined {
+  const data = sseEventData(event);
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
+  const error: unknown = (data as { error?: unknown }).error;
+  if (typeof error === 'string') return { message: error.slice(0, MAX_MESSAGE) };
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { message, code, status } = error as { message?: unknown; code?: unknown; status?: unknown };
+  const text = typeof message === 'string' ? message : JSON.stringify(error);
+  const named = [code, status].map((value) => (typeof value === 'number' || typeof value === 'string' ? String(value) : '')).find((value) => /^[1-5]\d\d$/.test(value));
+  return { message: text.slice(0, MAX_MESSAGE), ...(named !== undefined && { status: Number(named) }) };
+}
