@@ -183,6 +183,34 @@ describe('the projection stage', () => {
     expect(await executions()).toEqual([`ex_large_${createdAt}`, `ex_small_${createdAt}`]);
   });
 
+  // A D1 outage refuses every statement alike: trying each hand-over, then each row, on its own
+  // only multiplied the calls on a database that could not answer (50 rows: 52 calls a flush).
+  it('answers every row of a group refused for a transient reason (D1 unreachable) at once, without trying them one by one', async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b] = [await newAgent(key), await newAgent(key)];
+    const stub = projector();
+    const batches = await runInDurableObject(stub, (instance) => {
+      const calls = { n: 0 };
+      const down = new Proxy(env.DB, {
+        get: (target, prop) => {
+          if (prop === 'batch') return () => { calls.n++; return Promise.reject(new Error('D1_ERROR: Network connection lost.')); };
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      Object.defineProperty(instance, 'env', { value: { ...env, DB: down } });
+      return calls;
+    });
+    const rowsOf = (agent: string, tag: string) => Array.from({ length: 10 }, (_, i) => executionRow(tenantId, agent, `ex_down_${tag}_${i}`, 'succeeded', 1));
+    const [forA, forB] = await Promise.all([stub.write(rowsOf(a, 'a')), stub.write(rowsOf(b, 'b'))]);
+    for (const outcome of [forA, forB]) {
+      expect(outcome?.failed).toHaveLength(10);
+      expect(outcome?.failed.every((f) => /Network connection lost/.test(f.error))).toBe(true);
+    }
+    const calls = await runInDurableObject(stub, () => batches.n);
+    expect(calls).toBe(1);
+  });
+
   it('sends an agent to the same shard every time', () => {
     const first = projectorFor(env, 'tenant-1', 'agent-1').id.toString();
     expect(projectorFor(env, 'tenant-1', 'agent-1').id.toString()).toBe(first);
