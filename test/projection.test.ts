@@ -253,7 +253,7 @@ describe("an agent's flush into the projection stage", () => {
       const store = (instance as unknown as { store: AgentStore }).store;
       const row = executionRow(tenantId, id, 'ex_unanswered', 'running', 1);
       store.enqueueJson(row.key, row.kind, row.rev, row.payload, Date.now());
-      expect(await drainOutbox(silent, store, tenantId, id, { timeoutMs: 50 })).toEqual({ more: false, held: true });
+      expect(await drainOutbox(silent, store, tenantId, id, { timeoutMs: 50 })).toEqual({ more: false, held: true, landed: false, outage: true });
       return state.storage.sql.exec<{ attempts: number; last_error: string }>("SELECT attempts, last_error FROM outbox WHERE key = 'execution:ex_unanswered'").toArray()[0];
     });
     expect(kept).toMatchObject({ attempts: 1, last_error: 'Error: the projection stage did not answer within 50 ms' });
@@ -270,7 +270,7 @@ describe("an agent's flush into the projection stage", () => {
       const pending = { ...snapshotRow(tenantId, id, 'newer', 'idle', 2), attempts: 0, next_at: Date.now() };
       const stage = projector();
       const recording: ProjectionSink = { write: (rows) => { handedOver.push([...rows]); return stage.write(rows); } };
-      expect(await drainOutbox(recording, store, tenantId, id, { pending })).toEqual({ more: false, held: false });
+      expect(await drainOutbox(recording, store, tenantId, id, { pending })).toEqual({ more: false, held: false, landed: true, outage: false });
       return state.storage.sql.exec('SELECT key FROM outbox').toArray();
     });
     // One hand-over with the newer snapshot only; the older one went with it.
@@ -299,7 +299,7 @@ describe("an agent's flush into the projection stage", () => {
     const kept = await runInDurableObject(agentStub(tenantId, id), async (instance, state) => {
       const store = (instance as unknown as { store: AgentStore }).store;
       const pending = { ...snapshotRow(tenantId, id, 'refused', 'idle', 7), attempts: 0, next_at: Date.now() };
-      expect(await drainOutbox(unreachable, store, tenantId, id, { pending })).toEqual({ more: false, held: true });
+      expect(await drainOutbox(unreachable, store, tenantId, id, { pending })).toEqual({ more: false, held: true, landed: false, outage: true });
       return state.storage.sql.exec<{ kind: string; rev: number; payload: string; next_at: number }>("SELECT kind, rev, payload, next_at FROM outbox WHERE key = 'agent'").toArray();
     });
     expect(kept).toHaveLength(1);
