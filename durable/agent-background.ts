@@ -54,6 +54,8 @@ export class BackgroundWork {
   private retainedAt: number | undefined;
   /** Whether the last flush left rows in the outbox for a retry (or failed): the alarm must know. */
   private heldBack = true;
+  /** A flush here had rows refused by an outage (D1 or the projection stage unreachable), not since followed by one that landed. */
+  private outage = false;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -183,6 +185,14 @@ export class BackgroundWork {
             const drained = await drainOutbox(sink, this.store, row.tenant_id, config.id, { pending });
             pending = undefined;
             held ||= drained.held;
+            if (drained.outage) this.outage = true;
+            else if (this.outage && drained.landed && !drained.held) {
+              // D1 answers again: what it refused meanwhile goes now, not at the end of its
+              // backoff (up to 5 minutes, which the lists would lag by).
+              this.outage = false;
+              this.store.outboxDueNow(Date.now());
+              continue;
+            }
             if (!drained.more) break;
           }
         } catch (error) {

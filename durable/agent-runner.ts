@@ -252,6 +252,12 @@ export class ExecutionRunner {
         this.finish(id, { ok: false, attempts: execution.attempts, cancelled: false, error: { code: 'upstream_failed', message: 'attempts exhausted across restarts' } });
         return;
       }
+      // Before the upstream is resolved (a pool read may wait on D1 for seconds): a restart then
+      // left the accepted run to the 30 s watchdog, as late as its default deadline.
+      if (config.upstream.kind !== 'builtin') {
+        this.remote.add(id);
+        this.hooks.waiting();
+      }
       const { upstream, maxAttempts, totalMs } = await resolveUpstream(config.upstream, {
         env: this.env,
         tenantId: row.tenant_id, deadlineAt: execution.deadline_at,
@@ -260,10 +266,6 @@ export class ExecutionRunner {
       });
       // Cancelled (or the agent deleted) while the pool loaded: both abort this controller.
       if (controller.signal.aborted) return;
-      if (config.upstream.kind !== 'builtin') {
-        this.remote.add(id);
-        this.hooks.waiting();
-      }
       const outcome = await invokeUpstream(
         upstream,
         runRequest(this.store, {

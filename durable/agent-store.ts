@@ -344,9 +344,9 @@ export class AgentStore {
 
   // --- outbox ---
 
-  enqueue(key: string, kind: OutboxRow['kind'], rev: number, payload: unknown, now: number): void {
-    this.enqueueJson(key, kind, rev, JSON.stringify(payload), now);
-  }
+  enqueue(key: string, kind: OutboxRow['kind'], rev: number, payload: unknown, now: number): void { this.enqueueJson(key, kind, rev, JSON.stringify(payload), now); }
+  /** Every row backing off is due now: D1 answers again after an outage that refused them. */
+  outboxDueNow(now: number): void { this.sql.run('UPDATE outbox SET next_at = ? WHERE next_at > ?', now, now); }
 
   /** `enqueue` with the payload already serialised. */
   enqueueJson(key: string, kind: OutboxRow['kind'], rev: number, payload: string, now: number): void {

@@ -1,4 +1,5 @@
 import type { Agent } from '../worker/schemas/agent';
+import { isTransientStorageMessage } from '../worker/lib/storage-errors';
 import type { Execution } from '../worker/schemas/execution';
 import type { OutboxRow } from './agent-rows';
 import type { AgentStore } from './agent-store';
@@ -193,6 +194,10 @@ export const HANDOVER_TIMEOUT_MS = 30_000;
 export interface Drained {
   more: boolean;
   held: boolean;
+  /** Rows landed in D1: it answers. */
+  landed: boolean;
+  /** Every row held was refused by an outage (D1 or the stage unreachable, overloaded, reset), not for itself. */
+  outage: boolean;
 }
 
 /**
@@ -209,14 +214,15 @@ export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenan
   // The rows are the agent's that holds the object now, read with it (a flush's next drain may
   // come after a deletion and a new create): named by its creation time, they land only in its registry row.
   const owner = store.agentRow();
-  if (!owner) return { more: false, held: false };
+  if (!owner) return { more: false, held: false, landed: false, outage: false };
   const due = store.dueOutbox(Date.now(), OUTBOX_BATCH);
   const superseded = pending && due.find((row) => row.key === pending.key);
   const candidates = pending ? [pending, ...due.filter((row) => row !== superseded)] : due;
   let chars = 0;
   const rows = candidates.filter((row, i) => (chars += row.payload.length) <= MAX_HANDOVER_CHARS || i === 0);
-  if (rows.length === 0) return { more: false, held: false };
+  if (rows.length === 0) return { more: false, held: false, landed: false, outage: false };
   let outcome: ProjectionOutcome;
+  let unreached = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const unanswered = new Promise<never>((_, reject) => {
@@ -224,6 +230,7 @@ export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenan
     });
     outcome = await Promise.race([sink.write(rows.map((row) => ({ tenant_id: tenantId, agent_id: agentId, agent_created_at: owner.created_at, key: row.key, kind: row.kind, rev: row.rev, payload: row.payload }))), unanswered]);
   } catch (error) {
+    unreached = true;
     outcome = { failed: rows.map((row) => ({ key: row.key, rev: row.rev, error: String(error) })) };
   } finally {
     clearTimeout(timer);
@@ -239,5 +246,6 @@ export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenan
   }
   if (pending && refused.has(pending.key)) store.enqueueJson(pending.key, pending.kind, pending.rev, pending.payload, Date.now() + outboxBackoffMs(0));
   const more = refused.size < rows.length && (due.length === OUTBOX_BATCH || rows.length < candidates.length);
-  return { more, held: refused.size > 0 };
+  const outage = refused.size > 0 && (unreached || outcome.failed.every((f) => isTransientStorageMessage(f.error)));
+  return { more, held: refused.size > 0, landed: refused.size < rows.length, outage };
 }

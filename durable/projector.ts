@@ -1,6 +1,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
 import { inJurisdiction } from '../worker/agents/registry';
+import { isTransientStorageError } from '../worker/lib/storage-errors';
 import type { Jurisdiction } from '../worker/schemas/agent';
 import { d1Statements, MAX_HANDOVER_CHARS, type ProjectionOutcome, type ProjectionRow } from './outbox';
 
@@ -93,35 +94,47 @@ export class ProjectorDO extends DurableObject<Env> {
    * One D1 batch (atomic) for the whole group. If D1 refuses it, each hand-over is tried on its
    * own, and a refused one row by row, so one poison row holds back nothing but itself.
    */
+  // A refusal of the platform's (D1 unreachable, overloaded, reset) is no poison row: every
+  // statement would meet it alike, so the rows are answered refused at once and the agents
+  // retry them with their backoff. Splitting cost a database that could not answer one call per
+  // hand-over and one per row on top of the group's.
   private async writeGroup(group: readonly Waiting[]): Promise<void> {
     const now = Date.now();
-    if (group.length > 1 && (await this.batchError(group.flatMap((w) => w.rows), now)) === null) {
-      for (const w of group) w.done({ failed: [] });
-      return;
+    if (group.length > 1) {
+      const error = await this.batchError(group.flatMap((w) => w.rows), now);
+      if (error === null || error.transient) {
+        for (const w of group) w.done({ failed: error === null ? [] : refusedAll(w.rows, error.message) });
+        return;
+      }
     }
     for (const w of group) w.done({ failed: await this.writeAlone(w.rows, now) });
   }
 
-  /** One hand-over's rows in one batch, or if D1 refuses that, row by row; returns the rows it refused. */
+  /** One hand-over's rows in one batch, or if D1 refuses that (not for a transient reason), row by row; returns the rows it refused. */
   private async writeAlone(rows: readonly ProjectionRow[], now: number): Promise<ProjectionOutcome['failed']> {
     const error = await this.batchError(rows, now);
     if (error === null) return [];
-    if (rows.length === 1) return rows.map((row) => ({ key: row.key, rev: row.rev, error }));
+    if (rows.length === 1 || error.transient) return refusedAll(rows, error.message);
     const failed: ProjectionOutcome['failed'] = [];
     for (const row of rows) {
       const rowError = await this.batchError([row], now);
-      if (rowError !== null) failed.push({ key: row.key, rev: row.rev, error: rowError });
+      if (rowError !== null) failed.push({ key: row.key, rev: row.rev, error: rowError.message });
     }
     return failed;
   }
 
-  /** Why D1 refused `rows` as one batch, or null if it took them. */
-  private async batchError(rows: readonly ProjectionRow[], now: number): Promise<string | null> {
+  /** Why D1 refused `rows` as one batch (and whether that was the platform's transient failure), or null if it took them. */
+  private async batchError(rows: readonly ProjectionRow[], now: number): Promise<{ message: string; transient: boolean } | null> {
     try {
       await this.env.DB.batch(d1Statements(this.env.DB, rows, now));
       return null;
     } catch (error) {
-      return String(error);
+      return { message: String(error), transient: isTransientStorageError(error) };
     }
   }
+}
+
+/** Every row of `rows` refused with one error. */
+function refusedAll(rows: readonly ProjectionRow[], error: string): ProjectionOutcome['failed'] {
+  return rows.map((row) => ({ key: row.key, rev: row.rev, error }));
 }

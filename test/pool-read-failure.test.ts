@@ -1,6 +1,6 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { api, mockUrl, newAgent, newTenant } from './support/api';
+import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 
 const LOST = 'D1_ERROR: Network connection lost.';
 
@@ -110,5 +110,24 @@ describe("an agent's pool read that D1 fails transiently", () => {
     // D1 back: the next execution runs.
     const again = await api(`/v1/agents/${t.id}/executions`, { key: t.key, body: { intent: 'x' } });
     expect(again.body).toMatchObject({ status: 'succeeded', upstream: 'pool down/a' });
+  });
+});
+
+describe('an accepted execution whose pool is still being read when its object restarts', () => {
+  // The alarm is what starts a new instance when no request comes: at the 30 s it was armed for,
+  // the resumed run met its default 30 s deadline and failed upstream_timeout, never called.
+  it('has the alarm within 5 s from its acceptance, not only once the pool is read', async () => {
+    const t = await agentOnUncachedPool('slow-read');
+    const reads = await failPoolReads(t.stub, t.tenantId, 3); // read again after 50, 250 and 1,000 ms
+    try {
+      const accepted = await api(`/v1/agents/${t.id}/executions`, { key: t.key, body: { intent: 'x', mode: 'async' } });
+      expect(accepted.status).toBe(202);
+      const during = await runInDurableObject(t.stub, async (_instance, state) => ({ alarm: await state.storage.getAlarm(), now: Date.now() }));
+      expect(reads.refused()).toBeLessThan(3); // still reading the pool
+      expect((during.alarm ?? Infinity) - during.now).toBeLessThanOrEqual(5_000);
+      await eventually(async () => (await api(`/v1/agents/${t.id}/executions/${accepted.body.id}`, { key: t.key })).body.status === 'succeeded');
+    } finally {
+      reads.restore();
+    }
   });
 });

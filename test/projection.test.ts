@@ -183,6 +183,34 @@ describe('the projection stage', () => {
     expect(await executions()).toEqual([`ex_large_${createdAt}`, `ex_small_${createdAt}`]);
   });
 
+  // A D1 outage refuses every statement alike: trying each hand-over, then each row, on its own
+  // only multiplied the calls on a database that could not answer (50 rows: 52 calls a flush).
+  it('answers every row of a group refused for a transient reason (D1 unreachable) at once, without trying them one by one', async () => {
+    const { key, tenantId } = await newTenant();
+    const [a, b] = [await newAgent(key), await newAgent(key)];
+    const stub = projector();
+    const batches = await runInDurableObject(stub, (instance) => {
+      const calls = { n: 0 };
+      const down = new Proxy(env.DB, {
+        get: (target, prop) => {
+          if (prop === 'batch') return () => { calls.n++; return Promise.reject(new Error('D1_ERROR: Network connection lost.')); };
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      Object.defineProperty(instance, 'env', { value: { ...env, DB: down } });
+      return calls;
+    });
+    const rowsOf = (agent: string, tag: string) => Array.from({ length: 10 }, (_, i) => executionRow(tenantId, agent, `ex_down_${tag}_${i}`, 'succeeded', 1));
+    const [forA, forB] = await Promise.all([stub.write(rowsOf(a, 'a')), stub.write(rowsOf(b, 'b'))]);
+    for (const outcome of [forA, forB]) {
+      expect(outcome?.failed).toHaveLength(10);
+      expect(outcome?.failed.every((f) => /Network connection lost/.test(f.error))).toBe(true);
+    }
+    const calls = await runInDurableObject(stub, () => batches.n);
+    expect(calls).toBe(1);
+  });
+
   it('sends an agent to the same shard every time', () => {
     const first = projectorFor(env, 'tenant-1', 'agent-1').id.toString();
     expect(projectorFor(env, 'tenant-1', 'agent-1').id.toString()).toBe(first);
@@ -225,7 +253,7 @@ describe("an agent's flush into the projection stage", () => {
       const store = (instance as unknown as { store: AgentStore }).store;
       const row = executionRow(tenantId, id, 'ex_unanswered', 'running', 1);
       store.enqueueJson(row.key, row.kind, row.rev, row.payload, Date.now());
-      expect(await drainOutbox(silent, store, tenantId, id, { timeoutMs: 50 })).toEqual({ more: false, held: true });
+      expect(await drainOutbox(silent, store, tenantId, id, { timeoutMs: 50 })).toEqual({ more: false, held: true, landed: false, outage: true });
       return state.storage.sql.exec<{ attempts: number; last_error: string }>("SELECT attempts, last_error FROM outbox WHERE key = 'execution:ex_unanswered'").toArray()[0];
     });
     expect(kept).toMatchObject({ attempts: 1, last_error: 'Error: the projection stage did not answer within 50 ms' });
@@ -242,7 +270,7 @@ describe("an agent's flush into the projection stage", () => {
       const pending = { ...snapshotRow(tenantId, id, 'newer', 'idle', 2), attempts: 0, next_at: Date.now() };
       const stage = projector();
       const recording: ProjectionSink = { write: (rows) => { handedOver.push([...rows]); return stage.write(rows); } };
-      expect(await drainOutbox(recording, store, tenantId, id, { pending })).toEqual({ more: false, held: false });
+      expect(await drainOutbox(recording, store, tenantId, id, { pending })).toEqual({ more: false, held: false, landed: true, outage: false });
       return state.storage.sql.exec('SELECT key FROM outbox').toArray();
     });
     // One hand-over with the newer snapshot only; the older one went with it.
@@ -271,7 +299,7 @@ describe("an agent's flush into the projection stage", () => {
     const kept = await runInDurableObject(agentStub(tenantId, id), async (instance, state) => {
       const store = (instance as unknown as { store: AgentStore }).store;
       const pending = { ...snapshotRow(tenantId, id, 'refused', 'idle', 7), attempts: 0, next_at: Date.now() };
-      expect(await drainOutbox(unreachable, store, tenantId, id, { pending })).toEqual({ more: false, held: true });
+      expect(await drainOutbox(unreachable, store, tenantId, id, { pending })).toEqual({ more: false, held: true, landed: false, outage: true });
       return state.storage.sql.exec<{ kind: string; rev: number; payload: string; next_at: number }>("SELECT kind, rev, payload, next_at FROM outbox WHERE key = 'agent'").toArray();
     });
     expect(kept).toHaveLength(1);

@@ -2,6 +2,8 @@ import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject 
 import { describe, expect, it } from 'vitest';
 import { interceptAgentSql } from './support/agent-sql';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { projectorFor } from '../durable/projector';
+import type { Env } from '../worker/env';
 
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
 
@@ -98,6 +100,43 @@ describe('recovery and the outbox', () => {
       await runDurableObjectAlarm(stubOf(tenantId, id));
       return env.DB.prepare('SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, exec.body.id).first();
     }, 15_000, 200);
+  });
+
+  it('sends the rows D1 refused while it could not answer as soon as it answers again, not at the end of their backoff', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const shard = projectorFor(env, tenantId, id);
+    // D1 unreachable from the agent's projection stage, as in an outage.
+    const restore = await runInDurableObject(shard, (instance) => {
+      const own = (instance as unknown as { env: Env }).env;
+      const down = new Proxy(own.DB, {
+        get: (target, prop) => {
+          if (prop === 'batch') return () => Promise.reject(new Error('D1_ERROR: Network connection lost.'));
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      Object.defineProperty(instance, 'env', { value: { ...own, DB: down }, configurable: true, writable: true });
+      return () => Object.defineProperty(instance, 'env', { value: own, configurable: true, writable: true });
+    });
+    let firstId = '';
+    try {
+      const first = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'during the outage' } });
+      expect(first.status).toBe(200);
+      firstId = first.body.id;
+      await eventually(() => runInDurableObject(stubOf(tenantId, id), (_instance, state) =>
+        state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox WHERE key = ? AND attempts > 0', `execution:${firstId}`).one().n > 0));
+      // A long outage: the row has backed off for minutes by the time D1 answers.
+      await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+        state.storage.sql.exec('UPDATE outbox SET attempts = 9, next_at = ?', Date.now() + 5 * 60_000);
+      });
+    } finally {
+      await runInDurableObject(shard, () => restore());
+    }
+    // D1 answers again: the agent's next change lands, and the row it refused goes with it.
+    expect((await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'after the outage' } })).status).toBe(200);
+    await eventually(() => env.DB.prepare('SELECT 1 AS one FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, firstId).first(), 5_000, 100);
+    expect(await outboxSize(tenantId, id)).toBe(0);
   });
 
   it('writes an outcome again when storage refused it for a moment, instead of failing an execution whose upstream answered', async () => {

@@ -16,7 +16,12 @@ const TRANSIENT_STORAGE =
 
 /** Whether an error thrown by D1 or an object's storage is a transient failure of the platform. */
 export function isTransientStorageError(error: unknown): boolean {
-  return error instanceof Error && TRANSIENT_STORAGE.test(error.message);
+  return error instanceof Error && isTransientStorageMessage(error.message);
+}
+
+/** `isTransientStorageError` for an error known only by its text (a refusal passed on as a string). */
+export function isTransientStorageMessage(text: string): boolean {
+  return TRANSIENT_STORAGE.test(text);
 }
 
 /** What the runtime attaches to an error thrown by a Durable Object stub. */
