@@ -128,6 +128,22 @@ describe('executions: sync', () => {
     expect(res.body.error.details.execution.error.code).toBe('upstream_failed');
   });
 
+  it('says an agent-http 2xx without a body is one (a 204), not that its body is no JSON', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { status: 204 } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'upstream_failed', status: 204, retryable: false, message: 'upstream reply is not JSON: its 204 has no body' } });
+  });
+
+  it('shows what an agent-http 200 without "output" said instead', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const res = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: { mock: { body: JSON.stringify({ error: { message: 'model overloaded' } }) } } } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.details.execution.error).toMatchObject({ code: 'upstream_failed', retryable: false, message: 'upstream reply has no "output": {"error":{"message":"model overloaded"}}' });
+  });
+
   it('answers 504 upstream_timeout when the deadline passes', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: mockUpstream() });

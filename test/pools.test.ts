@@ -451,6 +451,17 @@ describe('agents on pools', () => {
     expect(requests.map((r) => r.headers.authorization)).toEqual(['Bearer sk-agent-http-5678']);
   });
 
+  it("masks an agent-http target's credential where its reply without \"output\" is shown", async () => {
+    const { key } = await newTenant();
+    const secret = 'sk-agent-http-echoed-9012';
+    const echo = encodeURIComponent(JSON.stringify({ error: `bad key ${secret}` }));
+    await api('/v1/pools/echoed', { method: 'PUT', key, body: { targets: [target('echoed', { apiKey: secret, url: mockUrl(`/agent?target=echoed&body=${echo}`) })] } });
+    const id = await newAgent(key, { upstream: { kind: 'pool', pool: 'echoed' } });
+    const run = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x' } });
+    expect(run.status).toBe(502);
+    expect(run.body.error.details.execution.error.message).toBe('upstream reply has no "output": {"error":"bad key …9012"}');
+  });
+
   it('fails over to the next target and records which one served', async () => {
     const { key } = await newTenant();
     const tag = `f${Date.now()}`;

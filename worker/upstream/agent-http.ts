@@ -1,4 +1,5 @@
 import { MAX_JSON_DEPTH, NON_FINITE, jsonShapeProblem } from '../lib/json-limits';
+import { withoutCredential } from '../lib/masked-credential';
 import { MAX_CONTEXT_KEY_CHARS } from '../schemas/agent';
 import { MAX_OUTPUT_DEPTH } from '../schemas/execution';
 import { postJson } from './http-attempt';
@@ -52,7 +53,8 @@ export function agentHttpUpstream(url: string, timeoutMs?: number, apiKey?: stri
       if (apiKey) headers.authorization = `Bearer ${apiKey}`;
       const reply = await postJson(url, body, headers, signal, { credential: apiKey });
       if (!isRecord(reply) || !('output' in reply)) {
-        throw new UpstreamError('invalid_response', 'upstream reply has no "output"', false);
+        // What came instead (a back end's `{"error": …}` in a 200), as a 4xx's body is shown: masked, then cut.
+        throw new UpstreamError('invalid_response', `upstream reply has no "output": ${withoutCredential(JSON.stringify(reply), apiKey).slice(0, 200)}`, false);
       }
       // One walk for both: a number beyond a double's range (1e400) was stored as null.
       const shape = jsonShapeProblem(reply.output, MAX_OUTPUT_DEPTH, NON_FINITE);

@@ -94,6 +94,8 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
     throw failure;
   }
   if (read === null) throw new UpstreamError('invalid_response', `upstream reply exceeds ${MAX_REPLY_BYTES} bytes`, false, response.status);
+  // A 204 (or an empty 200) sent nothing to parse: "not JSON" alone sent its author looking for a malformed body.
+  if (read === '') throw new UpstreamError('invalid_response', `upstream reply is not JSON: its ${response.status} has no body`, retryUnparsed, response.status);
   try {
     return JSON.parse(read) as unknown;
   } catch {
