@@ -156,4 +156,39 @@ describe('GET /v1/stats', () => {
     expect(res.body.executions).toEqual({ succeeded: 20_000 });
     expect(res.body.latencyMs).toEqual({ p50: 1000, p99: 1000, samples: 20_000 });
   });
+
+  it("reads only the window's executions by index, not every execution the tenant ever had", async () => {
+    const { key, tenantId } = await newTenant();
+    const queries: { sql: string; params: unknown[] }[] = [];
+    const app = createApp();
+    // The route's own statements (in the request's D1 session), recorded as it binds them, then
+    // planned against the same database.
+    const recorded = <T extends object>(target: T): T =>
+      new Proxy(target, {
+        get(inner, name) {
+          const value = Reflect.get(inner, name, inner) as unknown;
+          if (name === 'withSession') return (...args: unknown[]) => recorded((value as (...a: unknown[]) => object).apply(inner, args));
+          if (name !== 'prepare') return typeof value === 'function' ? value.bind(inner) : value;
+          return (sql: string) => {
+            const statement = (value as (q: string) => D1PreparedStatement).call(inner, sql);
+            const bind = statement.bind.bind(statement);
+            return Object.assign(statement, {
+              bind: (...params: unknown[]) => {
+                if (/FROM executions/.test(sql)) queries.push({ sql, params });
+                return bind(...params);
+              },
+            });
+          };
+        },
+      });
+    const recording = recorded(env.DB);
+    const res = await app.request('/v1/stats?windowMinutes=5', { headers: { authorization: `Bearer ${key}` } }, { ...env, DB: recording });
+    expect(res.status).toBe(200);
+    expect(queries).toHaveLength(3);
+    for (const { sql, params } of queries) {
+      expect(params[0]).toBe(tenantId);
+      const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`).bind(...params).all<{ detail: string }>();
+      expect(results.map((r) => r.detail).join('\n'), sql).toMatch(/SEARCH executions USING INDEX executions_by_tenant_update \(tenant_id=\? AND updated_at>\?\)/);
+    }
+  });
 });
