@@ -53,6 +53,21 @@ describe('IsolateCache', () => {
     expect(await cache.get('k', async () => 'mine')).toBe('mine');
   });
 
+  it('gives a value past its time to a caller whose source cannot answer, for a while, counting its age from its load', async () => {
+    const cache = expired('old');
+    expect(cache.stale('k', TTL + 5_000, 1_000)).toBe('old');
+    // Served as fresh for the retry interval, so one request a second asks the source, not every one.
+    let loads = 0;
+    expect(await cache.get('k', async () => { loads++; return 'new'; })).toBe('old');
+    expect(loads).toBe(0);
+    vi.setSystemTime(Date.now() + 1_001);
+    await expect(cache.get('k', () => Promise.reject(new Error('down')))).rejects.toThrow('down');
+    // Its age runs from when it was loaded, however often it was served since.
+    vi.setSystemTime(Date.now() + 4_000);
+    expect(cache.stale('k', TTL + 5_000, 1_000)).toBeUndefined();
+    expect(cache.stale('missing', TTL + 5_000, 1_000)).toBeUndefined();
+  });
+
   it('drops a cached value that a lookup no longer keeps (a key revoked since)', async () => {
     const cache = expired<string | null>('valid');
     const keep = (v: string | null) => v !== null;

@@ -8,6 +8,7 @@ import { sha256Hex } from '../lib/hash';
 import { ChangeLog } from '../lib/change-log';
 import { IsolateCache } from '../lib/isolate-cache';
 import { dropCached } from '../lib/kv-cache';
+import { isTransientStorageError } from '../lib/storage-errors';
 import { keyRevokedHere, rememberedKeyStatus } from './key-status';
 
 export const KEY_PREFIX = 'eag_';
@@ -18,6 +19,16 @@ export const KEY_PREFIX = 'eag_';
 export const KEY_ISOLATE_TTL_MS = 30_000;
 /** …plus this long where KV still serves the cached lookup (KV's minimum TTL). */
 export const KEY_KV_TTL_S = 60;
+/**
+ * While D1 cannot answer (and KV has no entry), a key this isolate found valid at most this
+ * long ago is still admitted: every route that runs an agent needs no D1 once its caches are
+ * warm, and a D1 outage longer than the caches' 90 s otherwise turned every keyed request away
+ * with 503. A revoke needs D1 too, so none lands meanwhile; one made in the 30 s before the
+ * outage may go unseen here until D1 answers again or this runs out.
+ */
+export const KEY_STALE_IF_ERROR_MS = 15 * 60_000;
+/** How often, while D1 cannot answer, one request per key tries it again. */
+const KEY_STALE_RETRY_MS = 5_000;
 
 // v2: the cached principal carries the key's limits (v1 entries lacked them).
 const kvKey = (hash: string) => `apikey:v2:${hash}`;
@@ -61,7 +72,12 @@ export type Defer = (work: Promise<unknown>) => void;
 export async function lookupKey(env: Env, key: string, defer?: Defer): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
   const hash = hashes.get(key) ?? (await sha256Hex(key));
-  const principal = await isolateCache.get(hash, () => lookupStored(env, hash, defer), (found) => found !== null && !overtaken.has(found));
+  let principal: Principal | null;
+  try {
+    principal = await isolateCache.get(hash, () => lookupStored(env, hash, defer), (found) => found !== null && !overtaken.has(found));
+  } catch (error) {
+    principal = admittedBefore(hash, error);
+  }
   // Found revoked here (by a revoke, or a stream's check of D1): refused at once, not admitted
   // from the caches for their 30 s, or KV's 60 s (a cut stream's reconnect would get a new one).
   if (principal && rememberedKeyStatus(principal.keyId) === false) {
@@ -73,6 +89,23 @@ export async function lookupKey(env: Env, key: string, defer?: Defer): Promise<P
     hashes.set(key, hash);
   }
   return principal;
+}
+
+let staleWarnedAt = 0;
+
+/**
+ * A lookup that failed: the key as this isolate last found it, if D1 could not answer now and
+ * that was at most KEY_STALE_IF_ERROR_MS ago; else the failure, as before (503 for an outage).
+ */
+function admittedBefore(hash: string, error: unknown): Principal {
+  const stale = isTransientStorageError(error) ? isolateCache.stale(hash, KEY_STALE_IF_ERROR_MS, KEY_STALE_RETRY_MS) : undefined;
+  if (!stale) throw error;
+  // One line per KEY_STALE_RETRY_MS while it lasts, not one per request.
+  if (Date.now() - staleWarnedAt >= KEY_STALE_RETRY_MS) {
+    staleWarnedAt = Date.now();
+    console.warn(JSON.stringify({ level: 'warn', msg: 'D1 cannot answer a key lookup: keys this isolate found valid recently are admitted meanwhile', error: String(error) }));
+  }
+  return stale;
 }
 
 /**

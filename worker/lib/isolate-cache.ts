@@ -12,7 +12,7 @@
  * refresh instead.
  */
 export class IsolateCache<T> {
-  private readonly entries = new Map<string, { value: T; expires: number }>();
+  private readonly entries = new Map<string, { value: T; expires: number; loadedAt: number }>();
   /** Keys being refreshed, with when the refresh started. */
   private readonly refreshing = new Map<string, number>();
 
@@ -49,7 +49,22 @@ export class IsolateCache<T> {
 
   set(key: string, value: T): void {
     if (this.entries.size >= this.max) this.entries.clear();
-    this.entries.set(key, { value, expires: Date.now() + this.ttlMs });
+    const now = Date.now();
+    this.entries.set(key, { value, expires: now + this.ttlMs, loadedAt: now });
+  }
+
+  /**
+   * The value of `key` past its time, if it was loaded at most `maxAgeMs` ago: for a caller whose
+   * refresh failed because the source cannot answer now. It is then served for `retryInMs`
+   * before a request tries the source again, so an outage costs the source one try per key per
+   * `retryInMs`, not one per request; its age still counts from when it was loaded.
+   */
+  stale(key: string, maxAgeMs: number, retryInMs: number): T | undefined {
+    const cached = this.entries.get(key);
+    const now = Date.now();
+    if (!cached || now - cached.loadedAt > maxAgeMs) return undefined;
+    cached.expires = now + retryInMs;
+    return cached.value;
   }
 
   delete(key: string): void {
