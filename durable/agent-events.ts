@@ -334,7 +334,8 @@ export class AgentEvents {
       for (const event of events) {
         const message = JSON.stringify(event);
         server.send(message);
-        sent += message.length;
+        // Bytes, as the bound says: counted in UTF-16 units, text beyond ASCII sent up to three times as much.
+        sent += encoder.encode(message).byteLength;
         last = event.seq;
       }
       if (done) return;

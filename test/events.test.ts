@@ -2,6 +2,8 @@ import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { frameReader, openSocket, type Frame } from './support/sse';
+import { replayPage } from '../durable/event-replay';
+import { Sql } from '../durable/sql';
 
 
 /** Reads frames until `enough` holds, the stream ends, or `timeoutMs` passes (then the caller's expectations fail). */
@@ -206,6 +208,19 @@ describe('event stream', () => {
     expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 43 }, (_, i) => i + 1));
   });
 
+  it('reads a replay in pages of at most 256 KiB of UTF-8, not of characters', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // 96 Ki characters of '€' (288 KiB of UTF-8) each: a page holds one of them, not two (576 KiB).
+    const data = JSON.stringify({ filler: '€'.repeat(96 * 1024) });
+    const pages = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      for (let i = 0; i < 3; i++) state.storage.sql.exec("INSERT INTO events (type, data, created_at) VALUES ('test.filler', ?, 0)", data);
+      const sql = new Sql(state.storage.sql);
+      return [replayPage(sql, 0), replayPage(sql, 2)].map((page) => ({ seqs: page.events.map((e) => e.seq), done: page.done }));
+    });
+    expect(pages).toEqual([{ seqs: [1], done: false }, { seqs: [3], done: true }]);
+  });
+
   it('tells a client whose replay fell behind the trimming what it missed (gap), then goes on', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
@@ -401,6 +416,25 @@ describe('event stream over a WebSocket', () => {
     }
     expect(connections).toBe(3);
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
+  it('bounds a replay in UTF-8 bytes, not characters: events of text beyond ASCII send no more than 4 MiB before behind', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // 40 events of 96 Ki characters of '€', three bytes each: 288 KiB of UTF-8 apiece, 11 MiB in all.
+    const data = JSON.stringify({ filler: '€'.repeat(96 * 1024) });
+    await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      for (let i = 0; i < 40; i++) state.storage.sql.exec("INSERT INTO events (type, data, created_at) VALUES ('test.filler', ?, 0)", data);
+    });
+    const socket = await openSocket(key, id, 0);
+    // Counted as characters, the whole log (11 MiB) went out at once, with no behind notice.
+    await Promise.race([socket.closed, eventually(async () => socket.messages.length >= 40)]);
+    const behind = socket.messages.at(-1);
+    expect(behind?.type).toBe('behind');
+    expect((await socket.closed).code).toBe(1000);
+    const bytes = socket.messages.slice(0, -1).reduce((sum, m) => sum + new TextEncoder().encode(JSON.stringify(m)).byteLength, 0);
+    expect(behind.data.backlogBytes).toBe(bytes);
+    expect(bytes).toBeLessThanOrEqual(4 * 1024 * 1024 + 300 * 1024); // the bound, and the page that crossed it
   });
 
   it('answers a request that is not an upgrade with 426 upgrade_required, as documented', async () => {
