@@ -284,6 +284,40 @@ describe('a client gone without its stream being cancelled', () => {
     await gone.cancel().catch(() => undefined); // ended by the object already
   });
 
+  it('keeps the stream of a client that reads, though slower than its events come: it took something within the minute', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    type Sub = { backlog(): number; beat(now: number): void };
+    const subscribers = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]);
+    const reader = (await open(key, id)).body!.getReader();
+    await reader.read();
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one', input: { mock: { outputBytes: 1_000_000 } } } });
+    await eventually(async () => (await subscribers()).some((s) => s.backlog() > 256 * 1024), 5_000, 20);
+    const before = (await subscribers())[0]?.backlog() ?? 0;
+    // The first heartbeat, 15 s on.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 15_000);
+    });
+    // It reads on, a chunk at a time, until some of what waited was taken; never all of it.
+    await eventually(async () => {
+      await reader.read();
+      const now = (await subscribers())[0]?.backlog() ?? 0;
+      return now < before && now > 0;
+    }, 5_000, 0);
+    // A minute after the frames first waited: the client never caught up, but it took frames.
+    // It used to be taken for gone (it had not emptied its queue for a minute) and broken off.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 61_000);
+    });
+    expect(await subscribers()).toHaveLength(1);
+    // Taking nothing for the minute after that, it is let go.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 122_000);
+    });
+    expect(await subscribers()).toHaveLength(0);
+    await reader.cancel().catch(() => undefined);
+  });
+
   it('lets go of the frames of a stream ended behind once its client has taken nothing of them for a minute', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
