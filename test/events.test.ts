@@ -241,6 +241,22 @@ describe('event stream', () => {
     expect(frames.slice(gap + 1).map((f) => f.id)).toEqual(Array.from({ length: 10 }, (_, i) => i + 31));
   });
 
+  it('answers HEAD with the stream\'s headers without subscribing anything in the object', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    for (let i = 0; i < 3; i++) {
+      const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    }
+    // Each HEAD used to open a stream in the object that nobody would read, fed every event
+    // until the heartbeat found it stalled a minute or more later.
+    const subscribers = await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => (instance as { events: { subscribers: Set<unknown> } }).events.subscribers.size);
+    expect(subscribers).toBe(0);
+    const missing = await SELF.fetch('https://gateway.test/v1/agents/no-such-agent/events', { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
+    expect(missing.status).toBe(404);
+  });
+
   it('ends an open stream when its agent is deleted', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
