@@ -135,7 +135,9 @@ export class AgentEvents {
 
   private send(events: AgentEvent[], sockets: WebSocket[]): void {
     for (const event of events) {
-      for (const subscriber of this.subscribers) subscriber.push(event);
+      // One frame for every stream: what a stalled stream holds is then the same bytes as the others'.
+      const frame = this.subscribers.size > 0 ? sseFrame(event) : undefined;
+      if (frame) for (const subscriber of this.subscribers) subscriber.push(event, frame);
       const message = sockets.length > 0 ? JSON.stringify(event) : '';
       for (const socket of sockets) {
         try {
@@ -253,11 +255,11 @@ export class AgentEvents {
         };
         subscriber = {
           ...(keyId && { keyId }),
-          push: (event) => {
+          push: (event, frame) => {
             if (closed || ending || replaying || event.seq <= last) return;
             last = event.seq;
             try {
-              progress.enqueue(controller, sseFrame(event));
+              progress.enqueue(controller, frame);
             } catch {
               cleanup();
               return;

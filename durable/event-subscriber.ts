@@ -8,7 +8,8 @@ import type { AgentEvent } from '../worker/schemas/webhook';
 export interface Subscriber {
   /** The API key the stream was opened with (none: not checked). */
   keyId?: string;
-  push(event: AgentEvent): void;
+  /** `frame`: the event as SSE, encoded once for every stream it goes to. */
+  push(event: AgentEvent, frame: Uint8Array): void;
   /** Bytes of frames waiting for the client to read them. */
   backlog(): number;
   end(): void;

@@ -378,6 +378,29 @@ describe('a client gone without its stream being cancelled', () => {
     expect(resumed.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
   });
 
+  it("holds one copy of an event's frame for all of an agent's streams, not one per stream", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    type Events = { stream(lastEventId: number | null): ReadableStream<Uint8Array> };
+    // Two streams no client reads: what each holds waits in the object's memory. Encoded once
+    // per stream, a 1 MB output held by a hundred stalled streams took 100 MB at once (before
+    // the 16 MiB bound could let any go), past the isolate's 128 MB that other agents share.
+    const readers = await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      const events = (instance as { events: Events }).events;
+      return [events.stream(null).getReader(), events.stream(null).getReader()].map((reader) => {
+        void reader.read(); // `: connected`
+        return reader;
+      });
+    });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+    const same = await runInDurableObject(stubOf(tenantId, id), async () => {
+      const [a, b] = await Promise.all(readers.map((reader) => reader.read()));
+      readers.forEach((reader) => void reader.cancel());
+      return a?.value !== undefined && a.value === b?.value;
+    });
+    expect(same).toBe(true);
+  });
+
   it('keeps a stream ended behind for a client that reads it: it gets every frame and the behind notice', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
