@@ -3,7 +3,7 @@ import { iso } from '../worker/lib/time';
 import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from '../worker/auth/key-status';
 import type { Sql } from './sql';
 import { AfterCommit } from './event-commit';
-import { encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
+import { deletedFrame, encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
 import { carrySeqMark, highestSeqEver } from './event-seq-mark';
 import { shedBacklog, type Subscriber } from './event-subscriber';
 import { replayPage } from './event-replay';
@@ -268,7 +268,7 @@ export class AgentEvents {
             if (backlog > STREAM_BACKLOG_BYTES) end(noticeFrame({ type: 'behind', data: { lastEventId: last, backlogBytes: backlog } }));
           },
           backlog: () => waitingBytes(controller),
-          end: () => end(),
+          end,
           revoked: () => end(revokedFrame),
           drop: () => drop(new Error("the agent's streams hold too much unread")),
           beat: (now) => {
@@ -365,9 +365,9 @@ export class AgentEvents {
     carrySeqMark(this.sql, lastSeq);
   }
 
-  /** Ends every open stream and socket. */
+  /** Ends every open stream (after a `deleted` notice) and socket. */
   private closeAll(reason: string): void {
-    for (const subscriber of [...this.subscribers]) subscriber.end();
+    for (const subscriber of [...this.subscribers]) subscriber.end(deletedFrame);
     for (const socket of this.ctx.getWebSockets('events')) {
       try {
         socket.close(1000, reason);

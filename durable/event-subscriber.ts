@@ -12,7 +12,8 @@ export interface Subscriber {
   push(event: AgentEvent, frame: Uint8Array): void;
   /** Bytes of frames waiting for the client to read them. */
   backlog(): number;
-  end(): void;
+  /** Ends the stream once its client has taken what waits, `frame` last (a notice). */
+  end(frame?: Uint8Array): void;
   /** Ends the stream because its key was revoked, telling the client so. */
   revoked(): void;
   /** A heartbeat at `now`; ends the stream when its client has taken nothing for STREAM_STALL_MS. */

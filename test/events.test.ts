@@ -257,7 +257,7 @@ describe('event stream', () => {
     expect(missing.status).toBe(404);
   });
 
-  it('ends an open stream when its agent is deleted', async () => {
+  it('ends an open stream when its agent is deleted, with a last deleted notice', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
     const res = await open(key, id);
@@ -265,8 +265,12 @@ describe('event stream', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
     const started = Date.now();
-    expect((await reading).ended).toBe(true);
+    const { frames, ended } = await reading;
+    expect(ended).toBe(true);
     expect(Date.now() - started).toBeLessThan(4_000);
+    // Said so in a last frame without an id, as a revoked key's stream is: ended silently, it
+    // looked like any break, and an EventSource's reconnect learns nothing from its 404.
+    expect(frames.at(-1)).toEqual({ event: 'deleted', data: { code: 'not_found', message: 'the agent was deleted' } });
   });
 });
 

@@ -32,7 +32,7 @@ export const events = router()
       summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
       security,
       request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
-      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), `gap` / `reset` notices (without) on a resume, and a last `behind` notice when a client that stopped reading falls 4 MiB behind (reconnect with Last-Event-ID)', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), `gap` / `reset` notices (without) on a resume, a last `behind` notice when a client that stopped reading falls 4 MiB behind (reconnect with Last-Event-ID), and a last `deleted` notice when the agent is deleted', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
