@@ -3,10 +3,11 @@ import { iso } from '../worker/lib/time';
 import { admittedKey, rememberedKeyStatus, revokedKeys, STREAM_KEY_HEADER } from '../worker/auth/key-status';
 import type { Sql } from './sql';
 import { AfterCommit } from './event-commit';
-import { encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
+import { deletedFrame, encoder, noticeFrame, revokedFrame, sseFrame, type StreamNotice } from './event-frames';
 import { carrySeqMark, highestSeqEver } from './event-seq-mark';
 import { shedBacklog, type Subscriber } from './event-subscriber';
 import { replayPage } from './event-replay';
+import { StreamProgress, waitingBytes } from './event-progress';
 
 /** Events kept for resuming streams; older ones are trimmed. */
 export const EVENT_RETENTION = 1_000;
@@ -134,7 +135,9 @@ export class AgentEvents {
 
   private send(events: AgentEvent[], sockets: WebSocket[]): void {
     for (const event of events) {
-      for (const subscriber of this.subscribers) subscriber.push(event);
+      // One frame for every stream: what a stalled stream holds is then the same bytes as the others'.
+      const frame = this.subscribers.size > 0 ? sseFrame(event) : undefined;
+      if (frame) for (const subscriber of this.subscribers) subscriber.push(event, frame);
       const message = sockets.length > 0 ? JSON.stringify(event) : '';
       for (const socket of sockets) {
         try {
@@ -209,12 +212,13 @@ export class AgentEvents {
     /** The newest seq this stream has carried (or, before it carried one, resumes after). */
     let last = start.after;
     let replaying = lastEventId !== null;
-    /** When the client last took every frame waiting for it (the stream asked for more). */
-    let drainedAt = Date.now();
+    /** When the client was last seen taking frames: it emptied its queue (the stream asked for more), or a heartbeat found it had read some. */
+    let tookAt = Date.now();
+    const progress = new StreamProgress();
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
-        controller.enqueue(encoder.encode(': connected\nretry: 2000\n\n'));
-        for (const notice of start.notices) controller.enqueue(noticeFrame(notice));
+        progress.enqueue(controller, encoder.encode(': connected\nretry: 2000\n\n'));
+        for (const notice of start.notices) progress.enqueue(controller, noticeFrame(notice));
         if (keyId) admittedKey(keyId);
         finish = () => {
           cleanup();
@@ -239,41 +243,43 @@ export class AgentEvents {
         const end = (frame?: Uint8Array) => {
           if (closed || ending) return;
           try {
-            if (frame) controller.enqueue(frame);
+            if (frame) progress.enqueue(controller, frame);
           } catch {
             /* the client already went */
           }
           // Closed once its client has taken what waits for it (`pull`), the heartbeat watching
           // meanwhile: closed at once, the runtime kept those frames (up to 4 MiB) for a client
           // that neither read nor went, for as long as the object lived.
-          if (-(controller.desiredSize ?? 0) > 0) ending = true;
+          if (waitingBytes(controller) > 0) ending = true;
           else finish();
         };
         subscriber = {
           ...(keyId && { keyId }),
-          push: (event) => {
+          push: (event, frame) => {
             if (closed || ending || replaying || event.seq <= last) return;
             last = event.seq;
             try {
-              controller.enqueue(sseFrame(event));
+              progress.enqueue(controller, frame);
             } catch {
               cleanup();
               return;
             }
-            const backlog = -(controller.desiredSize ?? 0);
+            const backlog = waitingBytes(controller);
             if (backlog > STREAM_BACKLOG_BYTES) end(noticeFrame({ type: 'behind', data: { lastEventId: last, backlogBytes: backlog } }));
           },
-          backlog: () => -(controller.desiredSize ?? 0),
-          end: () => end(),
+          backlog: () => waitingBytes(controller),
+          end,
           revoked: () => end(revokedFrame),
           drop: () => drop(new Error("the agent's streams hold too much unread")),
           beat: (now) => {
-            const waiting = -(controller.desiredSize ?? 0);
+            const waiting = waitingBytes(controller);
+            // Reading, if slower than its events come: not gone.
+            if (progress.tookSinceLastAsked(controller)) tookAt = now;
             try {
               // Gone or stuck: dropped (below).
-              if (waiting > 0 && now - drainedAt > STREAM_STALL_MS) throw new Error('the client took nothing for a minute');
+              if (waiting > 0 && now - tookAt > STREAM_STALL_MS) throw new Error('the client took nothing for a minute');
               if (ending) return;
-              controller.enqueue(encoder.encode(': heartbeat\n\n'));
+              progress.enqueue(controller, encoder.encode(': heartbeat\n\n'));
             } catch (error) {
               drop(error);
               return;
@@ -286,7 +292,7 @@ export class AgentEvents {
         heartbeat = setInterval(() => subscriber?.beat(Date.now()), HEARTBEAT_MS);
       },
       pull: async (controller) => {
-        drainedAt = Date.now();
+        tookAt = Date.now();
         if (ending) finish();
         if (!replaying || closed) return;
         // A replay read slowly is checked against its key as live events are.
@@ -297,9 +303,9 @@ export class AgentEvents {
         }
         // Trimmed while the client read (its replay fell 1,000 events behind the log).
         const gap = this.gapAfter(last);
-        if (gap) controller.enqueue(noticeFrame(gap));
+        if (gap) progress.enqueue(controller, noticeFrame(gap));
         const { events, done } = replayPage(this.sql, last);
-        for (const event of events) controller.enqueue(sseFrame(event));
+        for (const event of events) progress.enqueue(controller, sseFrame(event));
         last = events.at(-1)?.seq ?? gap?.data.missedTo ?? last;
         // Caught up: live events above `last` come from push, in the same turn as this read.
         if (done) replaying = false;
@@ -334,7 +340,8 @@ export class AgentEvents {
       for (const event of events) {
         const message = JSON.stringify(event);
         server.send(message);
-        sent += message.length;
+        // Bytes, as the bound says: counted in UTF-16 units, text beyond ASCII sent up to three times as much.
+        sent += encoder.encode(message).byteLength;
         last = event.seq;
       }
       if (done) return;
@@ -358,9 +365,9 @@ export class AgentEvents {
     carrySeqMark(this.sql, lastSeq);
   }
 
-  /** Ends every open stream and socket. */
+  /** Ends every open stream (after a `deleted` notice) and socket. */
   private closeAll(reason: string): void {
-    for (const subscriber of [...this.subscribers]) subscriber.end();
+    for (const subscriber of [...this.subscribers]) subscriber.end(deletedFrame);
     for (const socket of this.ctx.getWebSockets('events')) {
       try {
         socket.close(1000, reason);

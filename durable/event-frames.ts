@@ -23,3 +23,6 @@ export const noticeFrame = (notice: StreamNotice) => encoder.encode(`event: ${no
 
 /** The last frame of a stream whose key was revoked: no `id`, and the client's reconnect gets 401. */
 export const revokedFrame = encoder.encode(`event: unauthorized\ndata: ${JSON.stringify({ code: 'unauthorized', message: "this stream's API key was revoked" })}\n\n`);
+
+/** The last frame of a stream whose agent was deleted: no `id`, and the client's reconnect gets 404. */
+export const deletedFrame = encoder.encode(`event: deleted\ndata: ${JSON.stringify({ code: 'not_found', message: 'the agent was deleted' })}\n\n`);

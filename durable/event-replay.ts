@@ -4,7 +4,10 @@ import type { Sql } from './sql';
 
 /** A replay is read from the log in pages of at most this many events… */
 const REPLAY_PAGE_EVENTS = 64;
-/** …and this many bytes of their data (a page holds one event at least, whatever its size). */
+/**
+ * …and this many bytes of their data (a page holds one event at least, whatever its size): UTF-8
+ * bytes, since `length()` of TEXT counts characters, up to a third of them for text beyond ASCII.
+ */
 const REPLAY_PAGE_BYTES = 256 * 1024;
 
 /**
@@ -12,7 +15,7 @@ const REPLAY_PAGE_BYTES = 256 * 1024;
  * data (at least one); `done` when none is left after them.
  */
 export function replayPage(sql: Sql, after: number): { events: AgentEvent[]; done: boolean } {
-  const sizes = sql.all<{ seq: number; bytes: number }>('SELECT seq, length(data) AS bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?', after, REPLAY_PAGE_EVENTS);
+  const sizes = sql.all<{ seq: number; bytes: number }>('SELECT seq, length(CAST(data AS BLOB)) AS bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?', after, REPLAY_PAGE_EVENTS);
   let upTo = after;
   let bytes = 0;
   for (const row of sizes) {

@@ -8,10 +8,12 @@ import type { AgentEvent } from '../worker/schemas/webhook';
 export interface Subscriber {
   /** The API key the stream was opened with (none: not checked). */
   keyId?: string;
-  push(event: AgentEvent): void;
+  /** `frame`: the event as SSE, encoded once for every stream it goes to. */
+  push(event: AgentEvent, frame: Uint8Array): void;
   /** Bytes of frames waiting for the client to read them. */
   backlog(): number;
-  end(): void;
+  /** Ends the stream once its client has taken what waits, `frame` last (a notice). */
+  end(frame?: Uint8Array): void;
   /** Ends the stream because its key was revoked, telling the client so. */
   revoked(): void;
   /** A heartbeat at `now`; ends the stream when its client has taken nothing for STREAM_STALL_MS. */

@@ -2,6 +2,8 @@ import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
 import { frameReader, openSocket, type Frame } from './support/sse';
+import { replayPage } from '../durable/event-replay';
+import { Sql } from '../durable/sql';
 
 
 /** Reads frames until `enough` holds, the stream ends, or `timeoutMs` passes (then the caller's expectations fail). */
@@ -206,6 +208,19 @@ describe('event stream', () => {
     expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 43 }, (_, i) => i + 1));
   });
 
+  it('reads a replay in pages of at most 256 KiB of UTF-8, not of characters', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // 96 Ki characters of '€' (288 KiB of UTF-8) each: a page holds one of them, not two (576 KiB).
+    const data = JSON.stringify({ filler: '€'.repeat(96 * 1024) });
+    const pages = await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      for (let i = 0; i < 3; i++) state.storage.sql.exec("INSERT INTO events (type, data, created_at) VALUES ('test.filler', ?, 0)", data);
+      const sql = new Sql(state.storage.sql);
+      return [replayPage(sql, 0), replayPage(sql, 2)].map((page) => ({ seqs: page.events.map((e) => e.seq), done: page.done }));
+    });
+    expect(pages).toEqual([{ seqs: [1], done: false }, { seqs: [3], done: true }]);
+  });
+
   it('tells a client whose replay fell behind the trimming what it missed (gap), then goes on', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
@@ -226,7 +241,23 @@ describe('event stream', () => {
     expect(frames.slice(gap + 1).map((f) => f.id)).toEqual(Array.from({ length: 10 }, (_, i) => i + 31));
   });
 
-  it('ends an open stream when its agent is deleted', async () => {
+  it('answers HEAD with the stream\'s headers without subscribing anything in the object', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    for (let i = 0; i < 3; i++) {
+      const res = await SELF.fetch(`https://gateway.test/v1/agents/${id}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    }
+    // Each HEAD used to open a stream in the object that nobody would read, fed every event
+    // until the heartbeat found it stalled a minute or more later.
+    const subscribers = await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => (instance as { events: { subscribers: Set<unknown> } }).events.subscribers.size);
+    expect(subscribers).toBe(0);
+    const missing = await SELF.fetch('https://gateway.test/v1/agents/no-such-agent/events', { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
+    expect(missing.status).toBe(404);
+  });
+
+  it('ends an open stream when its agent is deleted, with a last deleted notice', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
     const res = await open(key, id);
@@ -234,8 +265,12 @@ describe('event stream', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect((await api(`/v1/agents/${id}`, { key, method: 'DELETE' })).status).toBe(204);
     const started = Date.now();
-    expect((await reading).ended).toBe(true);
+    const { frames, ended } = await reading;
+    expect(ended).toBe(true);
     expect(Date.now() - started).toBeLessThan(4_000);
+    // Said so in a last frame without an id, as a revoked key's stream is: ended silently, it
+    // looked like any break, and an EventSource's reconnect learns nothing from its 404.
+    expect(frames.at(-1)).toEqual({ event: 'deleted', data: { code: 'not_found', message: 'the agent was deleted' } });
   });
 });
 
@@ -267,6 +302,40 @@ describe('a client gone without its stream being cancelled', () => {
     expect(after.frames.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6]);
     await live.cancel();
     await gone.cancel().catch(() => undefined); // ended by the object already
+  });
+
+  it('keeps the stream of a client that reads, though slower than its events come: it took something within the minute', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: { kind: 'agent-http', url: mockUrl('/agent') } });
+    type Sub = { backlog(): number; beat(now: number): void };
+    const subscribers = () => runInDurableObject(stubOf(tenantId, id), (instance: unknown) => [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]);
+    const reader = (await open(key, id)).body!.getReader();
+    await reader.read();
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one', input: { mock: { outputBytes: 1_000_000 } } } });
+    await eventually(async () => (await subscribers()).some((s) => s.backlog() > 256 * 1024), 5_000, 20);
+    const before = (await subscribers())[0]?.backlog() ?? 0;
+    // The first heartbeat, 15 s on.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 15_000);
+    });
+    // It reads on, a chunk at a time, until some of what waited was taken; never all of it.
+    await eventually(async () => {
+      await reader.read();
+      const now = (await subscribers())[0]?.backlog() ?? 0;
+      return now < before && now > 0;
+    }, 5_000, 0);
+    // A minute after the frames first waited: the client never caught up, but it took frames.
+    // It used to be taken for gone (it had not emptied its queue for a minute) and broken off.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 61_000);
+    });
+    expect(await subscribers()).toHaveLength(1);
+    // Taking nothing for the minute after that, it is let go.
+    await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      for (const s of [...(instance as { events: { subscribers: Set<Sub> } }).events.subscribers]) s.beat(Date.now() + 122_000);
+    });
+    expect(await subscribers()).toHaveLength(0);
+    await reader.cancel().catch(() => undefined);
   });
 
   it('lets go of the frames of a stream ended behind once its client has taken nothing of them for a minute', async () => {
@@ -311,6 +380,29 @@ describe('a client gone without its stream being cancelled', () => {
     expect(cut.filter((r) => r.ended)).toHaveLength(6 - held.length);
     const resumed = await readEvents(await open(key, id, 0), 12);
     expect(resumed.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+  });
+
+  it("holds one copy of an event's frame for all of an agent's streams, not one per stream", async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    type Events = { stream(lastEventId: number | null): ReadableStream<Uint8Array> };
+    // Two streams no client reads: what each holds waits in the object's memory. Encoded once
+    // per stream, a 1 MB output held by a hundred stalled streams took 100 MB at once (before
+    // the 16 MiB bound could let any go), past the isolate's 128 MB that other agents share.
+    const readers = await runInDurableObject(stubOf(tenantId, id), (instance: unknown) => {
+      const events = (instance as { events: Events }).events;
+      return [events.stream(null).getReader(), events.stream(null).getReader()].map((reader) => {
+        void reader.read(); // `: connected`
+        return reader;
+      });
+    });
+    await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'one' } });
+    const same = await runInDurableObject(stubOf(tenantId, id), async () => {
+      const [a, b] = await Promise.all(readers.map((reader) => reader.read()));
+      readers.forEach((reader) => void reader.cancel());
+      return a?.value !== undefined && a.value === b?.value;
+    });
+    expect(same).toBe(true);
   });
 
   it('keeps a stream ended behind for a client that reads it: it gets every frame and the behind notice', async () => {
@@ -401,6 +493,25 @@ describe('event stream over a WebSocket', () => {
     }
     expect(connections).toBe(3);
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
+  it('bounds a replay in UTF-8 bytes, not characters: events of text beyond ASCII send no more than 4 MiB before behind', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    // 40 events of 96 Ki characters of '€', three bytes each: 288 KiB of UTF-8 apiece, 11 MiB in all.
+    const data = JSON.stringify({ filler: '€'.repeat(96 * 1024) });
+    await runInDurableObject(stubOf(tenantId, id), (_instance, state) => {
+      for (let i = 0; i < 40; i++) state.storage.sql.exec("INSERT INTO events (type, data, created_at) VALUES ('test.filler', ?, 0)", data);
+    });
+    const socket = await openSocket(key, id, 0);
+    // Counted as characters, the whole log (11 MiB) went out at once, with no behind notice.
+    await Promise.race([socket.closed, eventually(async () => socket.messages.length >= 40)]);
+    const behind = socket.messages.at(-1);
+    expect(behind?.type).toBe('behind');
+    expect((await socket.closed).code).toBe(1000);
+    const bytes = socket.messages.slice(0, -1).reduce((sum, m) => sum + new TextEncoder().encode(JSON.stringify(m)).byteLength, 0);
+    expect(behind.data.backlogBytes).toBe(bytes);
+    expect(bytes).toBeLessThanOrEqual(4 * 1024 * 1024 + 300 * 1024); // the bound, and the page that crossed it
   });
 
   it('answers a request that is not an upgrade with 426 upgrade_required, as documented', async () => {

@@ -35,6 +35,21 @@ describe('incoming webhooks', () => {
     expect(exec).toMatchObject({ intent: 'on.standard', input: { hook, scheme: 'standard', deliveryId: 'msg_1', payload: { type: 'order.created', data: { order: 42 } } } });
   });
 
+  it('answers a signed delivery to a hook whose agent was deleted 404 not_found, as README says, starting nothing; a wrong signature stays 401', async () => {
+    const { key } = await newTenant();
+    const agentId = await newAgent(key);
+    const hook = await hookFor(key, agentId, 'standard', STANDARD_SECRET);
+    const body = JSON.stringify({ n: 1 });
+    expect((await post(hook, body, standardHeaders('msg_before', body))).status).toBe(202);
+    expect((await api(`/v1/agents/${agentId}`, { key, method: 'DELETE' })).status).toBe(204);
+    for (const id of ['msg_before', 'msg_after']) {
+      const res = await post(hook, body, standardHeaders(id, body));
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: unknown }).error).toMatchObject({ code: 'not_found', message: 'the agent of this hook no longer exists' });
+    }
+    expect((await post(hook, body, standardHeaders('msg_bad', body, new Date(), `whsec_${btoa('another secret, 24 bytes or more')}`))).status).toBe(401);
+  });
+
   it('passes a correctly signed non-JSON Standard Webhooks body on as text, and still refuses a wrong signature', async () => {
     const { key } = await newTenant();
     const agentId = await newAgent(key);

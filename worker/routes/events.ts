@@ -21,6 +21,8 @@ const ResumeQuery = z.object({ lastEventId: LastEventId.optional().openapi({ des
 const lastId = (header: string | undefined, query: string | undefined): number | null =>
   header ? Number(header) : query ? Number(query) : null;
 
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
+
 export const events = router()
   .openapi(
     createRoute({
@@ -30,12 +32,18 @@ export const events = router()
       summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
       security,
       request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
-      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), `gap` / `reset` notices (without) on a resume, and a last `behind` notice when a client that stopped reading falls 4 MiB behind (reconnect with Last-Event-ID)', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), `gap` / `reset` notices (without) on a resume, a last `behind` notice when a client that stopped reading falls 4 MiB behind (reconnect with Last-Event-ID), and a last `deleted` notice when the agent is deleted', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
+      // HEAD (answered by this GET route) sends no body: a stream opened for it would stay
+      // subscribed in the object, fed every event, until its heartbeat found it stalled.
+      if (c.req.method === 'HEAD') {
+        await requireAgent(c.env, c.get('principal').tenantId, id);
+        return new Response(null, { headers: SSE_HEADERS });
+      }
       const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId));
-      return new Response(stream, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } });
+      return new Response(stream, { headers: SSE_HEADERS });
     },
   )
   .openapi(
