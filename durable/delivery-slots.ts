@@ -1,6 +1,6 @@
 /**
  * The agent's delivery senders: at most `limit` sends out at once, and at most `perTarget` of
- * them to one target (a webhook, or an A2A push config). A target's first send takes any free
+ * them to one target (a webhook, or an A2A push config). A target's first send takes a free
  * slot; a further one to a target that has one out takes a slot only if one stays free after
  * it, for a target with none out. A freed slot goes to the waiting send whose target has the
  * fewest out, the longest waiting among equals.

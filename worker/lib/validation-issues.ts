@@ -37,7 +37,7 @@ export function zodIssues(error: ZodError): Issue[] {
   }));
 }
 
-/** The first `MAX_ISSUES` issues, each cut to size (its path's segments too: a key may be any length). */
+/** The first `MAX_ISSUES` issues, each cut to size (its path's segments too: a key has no length limit). */
 export function boundedIssues(issues: readonly Issue[]): Issue[] {
   return issues.slice(0, MAX_ISSUES).map((issue) => ({
     path: issue.path.map((segment) => clip(segment, MAX_NAME_CHARS)),
