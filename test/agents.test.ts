@@ -186,6 +186,23 @@ describe('agents API', () => {
     expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { a2a: { skills: [skill('one'), { ...skill('two'), id: 'orders' }] } } })).status).toBe(200);
   });
 
+  it('refuses an agent or A2A skill name with a control character (NUL, ESC, a line break, C1): 400 invalid_request at that field', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { name: 'clean' });
+    for (const name of ['a\u0000b', '\u001b[31mred', 'two\nlines', 'c1\u009b']) {
+      const created = await api('/v1/agents', { key, body: { name } });
+      expect(created.status, JSON.stringify(name)).toBe(400);
+      expect(created.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+      const patched = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name } });
+      expect(patched.status, JSON.stringify(name)).toBe(400);
+      expect(patched.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+      const skill = await api('/v1/agents', { key, body: { a2a: { skills: [{ id: 'faq', name, description: 'answers' }] } } });
+      expect(skill.status, JSON.stringify(name)).toBe(400);
+      expect(skill.body.error).toMatchObject({ code: 'invalid_request', param: 'a2a.skills.0.name' });
+    }
+    expect((await api(`/v1/agents/${id}`, { key })).body.name).toBe('clean');
+  });
+
   it('updates name, concurrency and pause state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
