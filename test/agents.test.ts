@@ -279,7 +279,8 @@ describe('agents API', () => {
     // once (its isolate has 128 MB), as an execution page of large outputs was.
     const { key } = await newTenant();
     const c = '\u0001';
-    const skill = (i: number) => ({ id: `s${i}`, name: c.repeat(200), description: c.repeat(2000), tags: Array.from({ length: 16 }, () => c.repeat(64)), examples: Array.from({ length: 8 }, () => c.repeat(500)) });
+    // A name has no control characters: a quote, escaped too, is the largest it can be.
+    const skill = (i: number) => ({ id: `s${i}`, name: '"'.repeat(200), description: c.repeat(2000), tags: Array.from({ length: 16 }, () => c.repeat(64)), examples: Array.from({ length: 8 }, () => c.repeat(500)) });
     const big = { instructions: c.repeat(32_000), metadata: Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, c.repeat(1024)])), a2a: { description: c.repeat(2000), skills: Array.from({ length: 14 }, (_, i) => skill(i)) } };
     const ids = ['big-a', 'big-b', 'big-c', 'big-d', 'big-e', 'big-f'];
     for (const id of ids) expect((await api('/v1/agents', { key, body: { id, ...big } })).status).toBe(201);
