@@ -76,7 +76,7 @@ class FirstLines {
       LINE_END.lastIndex = this.lineStart;
       const at = LINE_END.exec(text)?.index ?? -1;
       if (at < 0) return -1;
-      if (at !== this.lineStart && text.startsWith('data:', this.lineStart)) return at + 1;
+      if (text.startsWith('data:', this.lineStart)) return at + 1;
       // A CR that ends the text may be the first half of a CRLF: the LF after it is no blank line.
       if (text[at] === '\r' && at === text.length - 1) return -1;
       const blank = at === this.lineStart;
