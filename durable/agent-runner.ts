@@ -13,11 +13,11 @@ import type { HistoryEntry, InvokeOutcome } from '../worker/upstream/types';
 import type { AgentRow, ExecutionRow } from './agent-rows';
 import type { AgentStore } from './agent-store';
 import { runRequest } from './run-request';
+import { runFault } from './run-fault';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
-export { MAX_CONTEXT_BYTES };
-export { MAX_OUTPUT_BYTES };
+export { MAX_CONTEXT_BYTES, MAX_OUTPUT_BYTES };
 /** Waits before writing an outcome again after storage refused it (its transaction rolled back). */
 const FINISH_RETRY_MS = [50, 250, 1_000];
 
@@ -284,7 +284,7 @@ export class ExecutionRunner {
       await this.finishRetrying(id, outcome, execution);
     } catch (error) {
       try {
-        this.finish(id, { ok: false, attempts: 0, cancelled: false, error: { code: 'internal_error', message: error instanceof Error ? error.message : String(error) } });
+        this.finish(id, { ok: false, attempts: 0, cancelled: false, error: runFault(id, error) });
       } catch (unwritten) {
         // The row stays `running`: the watchdog alarm runs it again later.
         this.outcomeUnwritten = true;

@@ -111,6 +111,25 @@ describe('tenants and keys (admin API)', () => {
     }
   });
 
+  it('refuses a tenant or key name with a control character (NUL, ESC, a line break, C1): 400 invalid_request at name, nothing written', async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'names' } });
+    const keyId = (await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: 'ci' } })).body.id as string;
+    for (const name of ['a\u0000b', '\u001b[31mred', 'two\nlines', 'tab\there', 'del\u007f', 'c1\u0085']) {
+      const made = await api('/v1/admin/tenants', { key: ADMIN(), body: { name } });
+      expect(made.status, JSON.stringify(name)).toBe(400);
+      expect(made.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+      const key = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name } });
+      expect(key.status, JSON.stringify(name)).toBe(400);
+      expect(key.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+      const renamed = await api(`/v1/admin/keys/${keyId}`, { method: 'PATCH', key: ADMIN(), body: { name } });
+      expect(renamed.status, JSON.stringify(name)).toBe(400);
+      expect(renamed.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+    }
+    const keys = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN() });
+    expect(keys.body.data.map((k: { name: string }) => k.name)).toEqual(['ci']);
+    expect((await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'Ünïcode – ok 🚀' } })).status).toBe(201);
+  });
+
   it('shows a new key once, stores only its hash, and lists keys without secrets', async () => {
     const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'keys' } });
     const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: { name: 'ci' } });

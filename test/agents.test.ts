@@ -186,6 +186,23 @@ describe('agents API', () => {
     expect((await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { a2a: { skills: [skill('one'), { ...skill('two'), id: 'orders' }] } } })).status).toBe(200);
   });
 
+  it('refuses an agent or A2A skill name with a control character (NUL, ESC, a line break, C1): 400 invalid_request at that field', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key, { name: 'clean' });
+    for (const name of ['a\u0000b', '\u001b[31mred', 'two\nlines', 'c1\u009b']) {
+      const created = await api('/v1/agents', { key, body: { name } });
+      expect(created.status, JSON.stringify(name)).toBe(400);
+      expect(created.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+      const patched = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { name } });
+      expect(patched.status, JSON.stringify(name)).toBe(400);
+      expect(patched.body.error).toMatchObject({ code: 'invalid_request', param: 'name' });
+      const skill = await api('/v1/agents', { key, body: { a2a: { skills: [{ id: 'faq', name, description: 'answers' }] } } });
+      expect(skill.status, JSON.stringify(name)).toBe(400);
+      expect(skill.body.error).toMatchObject({ code: 'invalid_request', param: 'a2a.skills.0.name' });
+    }
+    expect((await api(`/v1/agents/${id}`, { key })).body.name).toBe('clean');
+  });
+
   it('updates name, concurrency and pause state', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key);
@@ -262,7 +279,8 @@ describe('agents API', () => {
     // once (its isolate has 128 MB), as an execution page of large outputs was.
     const { key } = await newTenant();
     const c = '\u0001';
-    const skill = (i: number) => ({ id: `s${i}`, name: c.repeat(200), description: c.repeat(2000), tags: Array.from({ length: 16 }, () => c.repeat(64)), examples: Array.from({ length: 8 }, () => c.repeat(500)) });
+    // A name has no control characters: a quote, escaped too, is the largest it can be.
+    const skill = (i: number) => ({ id: `s${i}`, name: '"'.repeat(200), description: c.repeat(2000), tags: Array.from({ length: 16 }, () => c.repeat(64)), examples: Array.from({ length: 8 }, () => c.repeat(500)) });
     const big = { instructions: c.repeat(32_000), metadata: Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, c.repeat(1024)])), a2a: { description: c.repeat(2000), skills: Array.from({ length: 14 }, (_, i) => skill(i)) } };
     const ids = ['big-a', 'big-b', 'big-c', 'big-d', 'big-e', 'big-f'];
     for (const id of ids) expect((await api('/v1/agents', { key, body: { id, ...big } })).status).toBe(201);

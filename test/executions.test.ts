@@ -1,6 +1,7 @@
 import { env, runInDurableObject } from 'cloudflare:test';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { api, eventually, mockUrl, newAgent, newTenant } from './support/api';
+import { interceptAgentSql } from './support/agent-sql';
 
 const mockUpstream = () => ({ kind: 'agent-http', url: mockUrl() });
 
@@ -454,5 +455,37 @@ describe("executions: an upstream's fields and its reply", () => {
     const patched = await api(`/v1/agents/${id}`, { method: 'PATCH', key, body: { upstream: { ...http, apiKey: 'sk-secret-abcd1234' } } });
     expect(patched.status).toBe(400);
     expect((await api(`/v1/agents/${id}`, { key })).body.upstream).toEqual({ kind: 'builtin' });
+  });
+});
+
+describe('executions: a fault of the gateway inside a run', () => {
+  it('fails the execution internal_error with a generic message, and logs the fault with the execution id: never echoed', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key, { upstream: mockUpstream() });
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const detail = 'database disk image is malformed: page 7 of /var/secret/do.sqlite';
+    // The upstream answered, but storage fails the outcome's write with an error that is not transient.
+    await runInDurableObject(stub, (instance) => {
+      interceptAgentSql(instance, (query, params, real) => {
+        if (query.startsWith('UPDATE executions SET status = ?') && params[0] === 'succeeded') throw new Error(detail);
+        return real.exec(query, ...params);
+      });
+    });
+    const lines: string[] = [];
+    const errors = vi.spyOn(console, 'error').mockImplementation((line: unknown) => { lines.push(String(line)); });
+    try {
+      const exec = await api(`/v1/agents/${id}/executions`, { key, body: { intent: 'x', input: {}, mode: 'async' } });
+      expect(exec.status).toBe(202);
+      await eventually(async () => (await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key })).body.status === 'failed');
+      const failed = await api(`/v1/agents/${id}/executions/${exec.body.id}`, { key });
+      expect(failed.body.error.code).toBe('internal_error');
+      expect(failed.body.error.message).not.toContain('malformed');
+      expect(failed.body.error.message).toMatch(/logged/);
+      const logged = lines.map((line) => { try { return JSON.parse(line) as Record<string, unknown>; } catch { return {}; } })
+        .find((entry) => entry.executionId === exec.body.id && String(entry.error).includes(detail));
+      expect(logged).toMatchObject({ level: 'error' });
+    } finally {
+      errors.mockRestore();
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { createExecutionContext, env, SELF } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { createApp } from '../worker/app';
-import { api, BASE, newAgent, newTenant } from './support/api';
+import { ADMIN, api, BASE, newAgent, newTenant } from './support/api';
 
 
 /**
@@ -321,5 +321,22 @@ describe('edge router', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ level: 'warn', status: 200, slow: true, path: `/v1/agents/${id}/executions` });
     expect(lines[0]?.latencyMs).toBeGreaterThanOrEqual(1_000);
+  });
+});
+
+describe('query parameters', () => {
+  it('says a repeated query parameter was given more than once, on every list route: 400 invalid_request at that param, not "received NaN"', async () => {
+    const { key, tenantId } = await newTenant();
+    const agent = await newAgent(key);
+    const tenantLists = ['/v1/agents', `/v1/agents/${agent}/executions`, `/v1/agents/${agent}/deliveries`, '/v1/pools', '/v1/hooks', '/v1/audit'];
+    const adminLists = ['/v1/admin/tenants', `/v1/admin/tenants/${tenantId}/keys`, `/v1/admin/tenants/${tenantId}/hooks`, '/v1/admin/audit'];
+    for (const [path, auth] of [...tenantLists.map((p) => [p, key]), ...adminLists.map((p) => [p, ADMIN()])] as const) {
+      for (const [query, param] of [['limit=5&limit=6', 'limit'], ['limit=5&limit=5', 'limit'], ['cursor=a&cursor=b', 'cursor']] as const) {
+        const res = await api(`${path}?${query}`, { key: auth });
+        expect(res.status, `${path}?${query}`).toBe(400);
+        expect(res.body.error, `${path}?${query}`).toMatchObject({ code: 'invalid_request', param });
+        expect(res.body.error.message, `${path}?${query}`).toContain(`${param}: given more than once`);
+      }
+    }
   });
 });

@@ -181,6 +181,24 @@ describe("a target's error event", () => {
     expect(Date.now() - quiet).toBeLessThan(3_000);
   });
 
+  it('after comment-only events (": ping", as keep-alives) is still the first event: failed over, the comments read ahead within the same 64 KiB', async () => {
+    const { key } = await newTenant();
+    const id = `ping${Date.now()}`;
+    const standby = { ...chatTarget(`${id}b`), priority: 1 };
+    for (const [n, lead] of [[1, ': ping\n\n'], [2, ':\r\n\r\n: keep-alive\n: again\n\n'], [3, ': ping\r\r']] as const) {
+      const failing = { ...sseTarget(`${id}a${n}`, `${lead}${errorEvent('the engine is overloaded')}data: [DONE]\n\n`, '&pieceBytes=5'), priority: 0 };
+      const { res, text } = await chatStream(key, `pingerr${n}`, { targets: [failing, standby] });
+      expect(res.status, JSON.stringify(lead)).toBe(200);
+      expect(res.headers.get('x-gateway-attempts'), JSON.stringify(lead)).toBe('2');
+      expect(text).not.toContain('overloaded');
+      expect(text).toMatch(/data: \[DONE\]\n\n$/);
+    }
+    // Comments then a chunk: relayed as they came, the comment included.
+    const fine = await chatStream(key, 'pingok', { targets: [sseTarget(`${id}c`, `: ping\n\n${chunk('hello')}data: [DONE]\n\n`)] });
+    expect(fine.res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(fine.text).toMatch(/^: ping\n\n.*hello.*data: \[DONE\]\n\n$/s);
+  });
+
   it('as the first event of every target: 502 upstream_failed naming the error, every attempt counted', async () => {
     const { key } = await newTenant();
     const id = `all${Date.now()}`;

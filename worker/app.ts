@@ -3,7 +3,8 @@ import type { Context } from 'hono';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { AppEnv } from './env';
 import type { ClientApp } from './client-type';
-import { ApiError, missingBodyError, validationError } from './errors';
+import { ApiError, invalidRequest, missingBodyError, validationError } from './errors';
+import { queryIssues } from './lib/repeated-query';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
 import { requestLog } from './middleware/request-log';
@@ -79,6 +80,7 @@ export function createApp() {
       // all optional (POST /v1/agents created an agent from nothing). An optional body never
       // gets here without a Content-Type: zod-openapi skips its validator.
       if (result.target === 'json' && c.req.header('content-type') === undefined) throw missingBodyError();
+      if (!result.success && result.target === 'query') throw invalidRequest(queryIssues(result.error, c.req.queries()), result.error.issues.length);
       if (!result.success) throw validationError(result.error);
     },
   });

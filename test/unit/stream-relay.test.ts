@@ -149,10 +149,22 @@ describe('readFirstEvent', () => {
     expect((await firstOf('data: {"error":"overloaded"}\n\n', 3)).error).toEqual({ message: 'overloaded' });
   });
 
-  it('finds none in a chunk, a comment, `"error": null`, or an error that is not the first event', async () => {
-    for (const text of [chunk('hi') + 'data: {"error":"x"}\n\n', ': ping\n\ndata: {"error":"x"}\n\n', 'data: {"error":null,"choices":[]}\n\n', '\r\ndata: {"error":"x"}\n\n']) {
+  it('finds none in a chunk, `"error": null`, or an error that is not the first event', async () => {
+    for (const text of [chunk('hi') + 'data: {"error":"x"}\n\n', ': ping\n\n' + chunk('hi') + 'data: {"error":"x"}\n\n', 'data: {"error":null,"choices":[]}\n\n']) {
       expect((await firstOf(text, 4)).error, JSON.stringify(text)).toBeUndefined();
     }
+  });
+
+  it('reads past events without a data line (comments, bare fields, blank lines): the error after them is the first event, within the same 64 KiB', async () => {
+    for (const text of [': ping\n\ndata: {"error":"x"}\n\n', '\r\ndata: {"error":"x"}\n\n', ':\r\n\r\nevent: ping\nid: 1\n\n: a\n: b\r\rdata: {"error":"x"}\n\n']) {
+      for (const size of [1, 4, 64]) {
+        expect((await firstOf(text, size)).error, `${JSON.stringify(text)} in pieces of ${size}`).toEqual({ message: 'x' });
+      }
+    }
+    // Comments beyond the bound: relayed without a look, the error after them unjudged.
+    const long = await firstOf(`${': keep-alive\n\n'.repeat(6_000)}data: {"error":"x"}\n\n`, 1_000);
+    expect(long.error).toBeUndefined();
+    expect(long.bytes.byteLength).toBeLessThanOrEqual(64 * 1024 + 1_000);
   });
 
   it('gives up looking past 64 KiB, in time linear in what came, a byte at a time too', async () => {

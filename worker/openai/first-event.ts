@@ -26,8 +26,8 @@ export interface FirstEvent {
 
 /**
  * Reads a stream on from its first chunk until its first event can be judged (`judgedAt`; or
- * the stream has ended, or MAX_FIRST_EVENT bytes came first), and says whether that event was
- * an error event.
+ * the stream has ended, or MAX_FIRST_EVENT bytes came first, the events without data before it
+ * counted), and says whether that event was an error event.
  * Nothing has reached the client yet, so a target whose stream starts with an error (vLLM and
  * LiteLLM answer a failure that way, with a 200) can still be failed over like a 5xx. A read
  * that throws is the caller's to judge, as the first chunk's is.
@@ -50,20 +50,25 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
   const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
   // Over the bound without an end, it is relayed as every long event is; ended with the stream, it is judged whole.
   if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
-  const error = streamError(end < 0 ? text : text.slice(0, end));
+  const error = streamError(text.slice(lines.eventStart, end < 0 ? text.length : end));
   return error ? { bytes, error } : { bytes };
 }
 
 /**
- * Where the first event of a stream's text can be judged: its end (the blank line), or the end
- * of its first data line, whichever comes first. A server that holds back the blank line
- * (until its next event) is not waited for to the first-byte limit; an event of several data
- * lines is then judged by its first, which is no JSON alone, and relayed. Each line is looked
- * at once, however the text arrives (a target that sends a byte at a time included).
+ * Where the first event of a stream's text can be judged: the end of its first data line. A
+ * server that holds back the blank line (until its next event) is not waited for to the
+ * first-byte limit; an event of several data lines is then judged by its first, which is no
+ * JSON alone, and relayed. An event without a data line (comments only, such as a `: ping`
+ * keep-alive, or only `event:`/`id:`/`retry:` fields) is no event a client is given (the SSE
+ * spec dispatches none): it is read past, so an error event after it is still the first
+ * (a stream that began with a comment used to be relayed whatever came next). Each line is
+ * looked at once, however the text arrives (a target that sends a byte at a time included).
  */
 class FirstLines {
   /** Where the line not yet ended starts. */
   private lineStart = 0;
+  /** Where the event being read starts: after the events without data read past. */
+  eventStart = 0;
 
   /** Where in `text` (the text so far: the last call's, and more) the first event can be judged, or -1. */
   judgedAt(text: string): number {
@@ -71,12 +76,13 @@ class FirstLines {
       LINE_END.lastIndex = this.lineStart;
       const at = LINE_END.exec(text)?.index ?? -1;
       if (at < 0) return -1;
-      // A line ending right after the last one: the blank line that ends the event.
-      if (at === this.lineStart) return at;
       if (text.startsWith('data:', this.lineStart)) return at + 1;
       // A CR that ends the text may be the first half of a CRLF: the LF after it is no blank line.
       if (text[at] === '\r' && at === text.length - 1) return -1;
+      const blank = at === this.lineStart;
       this.lineStart = at + (text[at] === '\r' && text[at + 1] === '\n' ? 2 : 1);
+      // A blank line ends an event that had no data line (one with a data line was judged at it).
+      if (blank) this.eventStart = this.lineStart;
     }
   }
 }

@@ -1,21 +1,22 @@
 import { z } from '@hono/zod-openapi';
+import { DisplayName } from './display-name';
 import { KeyLimits, KeyLimitsOrNull, KeyLimitsPatch } from './limits';
 
 export const CreateTenantBody = z
-  .object({ name: z.string().min(1).max(200).optional(), id: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional() })
+  .object({ name: DisplayName.optional(), id: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/).optional() })
   .strict()
   .openapi('CreateTenant');
 
 export const Tenant = z.object({ id: z.string(), name: z.string().nullable(), createdAt: z.iso.datetime() }).openapi('Tenant');
 
 export const CreateKeyBody = z
-  .object({ name: z.string().min(1).max(200).optional(), limits: KeyLimits.optional() })
+  .object({ name: DisplayName.optional(), limits: KeyLimits.optional() })
   .strict()
   .openapi('CreateKey');
 
 export const UpdateKeyBody = z
   .object({
-    name: z.string().min(1).max(200).nullable().optional(),
+    name: DisplayName.nullable().optional(),
     limits: KeyLimitsPatch.nullable().optional().openapi({ description: 'JSON Merge Patch of the limits; null removes them all. The limits it leaves are checked as at creation: a budget needs requests or tokens, shards needs perSecond or perMinute' }),
   })
   .strict()

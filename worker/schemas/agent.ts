@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { UpstreamCredential } from './credential';
+import { DisplayName } from './display-name';
 import { AgentId, ErrorBody, HttpUrl, Metadata, boundedJson } from './common';
 
 /** Durable Object location hints (best effort, honoured when an object is first created). */
@@ -49,12 +50,12 @@ export type UpstreamConfig = z.infer<typeof UpstreamConfig>;
 export const AgentState = z.enum(['idle', 'running', 'paused']);
 export type AgentState = z.infer<typeof AgentState>;
 
-const Name = z.string().min(1).max(200);
+const Name = DisplayName;
 
 export const A2ASkill = z
   .object({
     id: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/),
-    name: z.string().min(1).max(200),
+    name: DisplayName,
     description: z.string().min(1).max(2_000),
     tags: z.array(z.string().min(1).max(64)).max(16).default([]),
     examples: z.array(z.string().min(1).max(500)).max(8).optional(),
