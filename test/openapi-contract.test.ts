@@ -242,6 +242,23 @@ describe('the OpenAPI document against the answers', () => {
     expectContract('POST', '/v1/hooks/{id}', answer, 500);
   });
 
+  // The error handler answers any fault it does not recognise 500 internal_error, on every
+  // route past the app's middleware (authentication included): /mcp, /a2a and an incoming hook
+  // used to leave it out of their documents, so a generated client had no type for it.
+  it('declares the 500 internal_error on every operation a route handler answers', () => {
+    // Answered by middleware alone: the health check reads nothing, the preflight only headers.
+    const middlewareOnly = new Set(['get /healthz', 'options /mcp']);
+    const missing: string[] = [];
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (middlewareOnly.has(`${method} ${path}`)) continue;
+        const declared = operation.responses['500']?.content?.['application/json']?.schema?.$ref;
+        if (declared !== '#/components/schemas/Error') missing.push(`${method} ${path}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
   it("declares the 409 conflict of a revoked key's PATCH, with its details", async () => {
     const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
     const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: {} });
