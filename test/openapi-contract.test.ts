@@ -268,6 +268,25 @@ describe('the OpenAPI document against the answers', () => {
     expect(res.body.error.details).toEqual({ keyId: created.body.id, revokedAt: expect.any(String) });
   });
 
+  // The 409 of a PATCH whose compare-and-set kept missing says when to retry; the document
+  // declared no header on it, so a client generated from it dropped Retry-After.
+  it("declares the Retry-After of a key's PATCH that kept meeting concurrent changes", async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: {} });
+    const id = created.body.id as string;
+    // Every write of this key changes nothing, as when another PATCH lands between each read and write.
+    const trigger = `busy_${id.replace(/\W/g, '_')}`;
+    await env.DB.prepare(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON api_keys WHEN OLD.id = '${id}' BEGIN SELECT RAISE(IGNORE); END`).run();
+    try {
+      const res = await api(`/v1/admin/keys/${id}`, { method: 'PATCH', key: ADMIN(), body: { name: 'renamed' } });
+      expectContract('PATCH', '/v1/admin/keys/{keyId}', res, 409);
+      expect(res.body.error.message).toMatch(/kept changing/);
+      expect(res.headers.get('retry-after')).toBe('1');
+    } finally {
+      await env.DB.prepare(`DROP TRIGGER ${trigger}`).run();
+    }
+  });
+
   it('declares the 502 of a stream whose first event is an error on every target', async () => {
     const { key } = await newTenant();
     const id = `fe${Date.now()}`;
