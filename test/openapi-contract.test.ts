@@ -246,7 +246,7 @@ describe('the OpenAPI document against the answers', () => {
   // route past the app's middleware (authentication included): /mcp, /a2a and an incoming hook
   // used to leave it out of their documents, so a generated client had no type for it.
   it('declares the 500 internal_error on every operation a route handler answers', () => {
-    // Answered by middleware alone: the health check reads nothing, the preflight only headers.
+    // Nothing there can fault: the health check reads nothing, middleware answers the preflight from its headers.
     const middlewareOnly = new Set(['get /healthz', 'options /mcp']);
     const missing: string[] = [];
     for (const [path, operations] of Object.entries(doc.paths)) {
