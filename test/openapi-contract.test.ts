@@ -1,7 +1,9 @@
-import { SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../worker/errors';
+import { sealSecret } from '../worker/pools/secrets';
 import { ADMIN, BASE, api, chatTarget, newAgent, newTenant, type ApiResponse } from './support/api';
+import { STANDARD_SECRET, post, standardHeaders } from './support/hooks';
 import { accepts, type Schema } from './support/json-schema';
 import { buildWorld, fillPath, paramFor } from './support/world';
 
@@ -221,6 +223,79 @@ describe('the OpenAPI document against the answers', () => {
     const hit = await ask();
     expectContract('POST', '/v1/chat/completions', hit, 200);
     expect(hit.headers.get('x-gateway-cache')).toBe('HIT');
+  });
+
+  // A hook whose secret UPSTREAM_ENCRYPTION_KEY cannot open is a 500 naming it (hooks.test.ts);
+  // the operation declared every other status but that one.
+  it("declares the 500 of a delivery to a hook whose secret the gateway's key cannot open", async () => {
+    const { key, tenantId, keyId } = await newTenant();
+    const agentId = await newAgent(key);
+    const id = `hook-contract-${crypto.randomUUID().slice(0, 8)}`;
+    // Not the test key (vitest.config.mts: 32 bytes of 7).
+    const otherKey = btoa(String.fromCharCode(...new Uint8Array(32).fill(9)));
+    await env.DB.prepare('INSERT INTO hooks (id, tenant_id, agent_id, intent, scheme, secret, created_at, updated_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .bind(id, tenantId, agentId, 'on.standard', 'standard', await sealSecret(otherKey, STANDARD_SECRET, `hook/${id}`), Date.now(), Date.now(), keyId)
+      .run();
+    const body = JSON.stringify({ type: 'x' });
+    const res = await post(id, body, standardHeaders('m-contract', body));
+    const answer = { status: res.status, headers: res.headers, body: await res.json() };
+    expectContract('POST', '/v1/hooks/{id}', answer, 500);
+  });
+
+  // The error handler answers any fault it does not recognise 500 internal_error, on every
+  // route past the app's middleware (authentication included): /mcp, /a2a and an incoming hook
+  // used to leave it out of their documents, so a generated client had no type for it.
+  it('declares the 500 internal_error on every operation a route handler answers', () => {
+    // Nothing there can fault: the health check reads nothing, middleware answers the preflight from its headers.
+    const middlewareOnly = new Set(['get /healthz', 'options /mcp']);
+    const missing: string[] = [];
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (middlewareOnly.has(`${method} ${path}`)) continue;
+        const declared = operation.responses['500']?.content?.['application/json']?.schema?.$ref;
+        if (declared !== '#/components/schemas/Error') missing.push(`${method} ${path}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it("declares the 409 conflict of a revoked key's PATCH, with its details", async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: {} });
+    expect((await api(`/v1/admin/keys/${created.body.id}`, { method: 'DELETE', key: ADMIN() })).status).toBe(204);
+    const res = await api(`/v1/admin/keys/${created.body.id}`, { method: 'PATCH', key: ADMIN(), body: { name: 'renamed' } });
+    expectContract('PATCH', '/v1/admin/keys/{keyId}', res, 409);
+    expect(res.body.error.details).toEqual({ keyId: created.body.id, revokedAt: expect.any(String) });
+  });
+
+  // The 409 of a PATCH whose compare-and-set kept missing says when to retry; the document
+  // declared no header on it, so a client generated from it dropped Retry-After.
+  it("declares the Retry-After of a key's PATCH that kept meeting concurrent changes", async () => {
+    const tenant = await api('/v1/admin/tenants', { key: ADMIN(), body: { name: 'contract' } });
+    const created = await api(`/v1/admin/tenants/${tenant.body.id}/keys`, { key: ADMIN(), body: {} });
+    const id = created.body.id as string;
+    // Every write of this key changes nothing, as when another PATCH lands between each read and write.
+    const trigger = `busy_${id.replace(/\W/g, '_')}`;
+    await env.DB.prepare(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON api_keys WHEN OLD.id = '${id}' BEGIN SELECT RAISE(IGNORE); END`).run();
+    try {
+      const res = await api(`/v1/admin/keys/${id}`, { method: 'PATCH', key: ADMIN(), body: { name: 'renamed' } });
+      expectContract('PATCH', '/v1/admin/keys/{keyId}', res, 409);
+      expect(res.body.error.message).toMatch(/kept changing/);
+      expect(res.headers.get('retry-after')).toBe('1');
+    } finally {
+      await env.DB.prepare(`DROP TRIGGER ${trigger}`).run();
+    }
+  });
+
+  it('declares the 502 of a stream whose first event is an error on every target', async () => {
+    const { key } = await newTenant();
+    const id = `fe${Date.now()}`;
+    const event = `data: ${JSON.stringify({ error: { message: 'the engine is overloaded', type: 'server_error' } })}\n\ndata: [DONE]\n\n`;
+    const target = { id, kind: 'openai-chat', baseUrl: `${env.MOCK_UPSTREAM_URL}/v1?target=${id}&contentType=${encodeURIComponent('text/event-stream')}&body=${encodeURIComponent(event)}`, model: 'm' };
+    expect((await api('/v1/pools/firsterr', { method: 'PUT', key, body: { retry: { attempts: 1 }, targets: [target] } })).status).toBe(201);
+    const res = await api('/v1/chat/completions', { key, body: { model: 'firsterr', stream: true, messages: [{ role: 'user', content: 'x' }] } });
+    expectContract('POST', '/v1/chat/completions', res, 502);
+    expect(res.body.error.code).toBe('upstream_failed');
   });
 
   it('answers the admin routes within the document, with the operator token', async () => {

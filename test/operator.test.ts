@@ -30,7 +30,7 @@ describe('OpenAPI document and docs page', () => {
     expect(Object.keys(post.requestBody.content)).toEqual(['application/json', 'text/plain']);
     const headers = post.parameters.filter((p: { in: string }) => p.in === 'header').map((p: { name: string }) => p.name);
     expect(headers).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature', 'x-github-delivery', 'x-github-event', 'x-hub-signature-256', 'stripe-signature']);
-    expect(Object.keys(post.responses).sort()).toEqual(['200', '202', '400', '401', '404', '405', '413', '415', '429', '431', '503']);
+    expect(Object.keys(post.responses).sort()).toEqual(['200', '202', '400', '401', '404', '405', '413', '415', '429', '431', '500', '503']);
     expect(post.responses['503'].headers['Retry-After']).toBeDefined();
   });
 

@@ -159,6 +159,7 @@ export const a2a = new OpenAPIHono<AppEnv>()
         404: errorResponse('not_found'),
         429: limitedResponse("rate_limited: with a key, its rate windows (RateLimit-* headers too); without one, the limit per client address (default 120 a minute per IPv4 address or IPv6 /64; Retry-After: 60, no RateLimit-* headers)"),
         ...everyRouteErrors,
+        500: errorResponse('internal_error: a fault of the gateway'),
         503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 refused for now (Retry-After)"),
       },
     }),
@@ -292,6 +293,7 @@ const rpcRoute = (path: string) =>
       413: errorResponse('payload_too_large: body over 1 MiB'),
       429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets"),
       ...everyRouteErrors,
+      500: errorResponse('internal_error: a fault of the gateway before the JSON-RPC exchange (the key or agent lookup), in the error envelope'),
       503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
     },
   });

@@ -200,7 +200,7 @@ export const admin = new OpenAPIHono<AppEnv>()
       summary: "Change a key's name or limits (limits: JSON Merge Patch; null removes them). At once where changed, everywhere within 90 s",
       security,
       request: { params: KeyParams, ...jsonBody(UpdateKeyBody) },
-      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: errorResponse('conflict: the key is revoked (details.revokedAt), or it kept changing under concurrent updates (retry)'), ...adminErrors },
+      responses: { 200: json(KeySummary, 'the key'), 404: errorResponse('not_found: no such key'), 409: { ...errorResponse('conflict: the key is revoked (details.keyId, details.revokedAt; nothing is written: create a new key), or it kept changing under concurrent updates (nothing of this PATCH applied; retry after Retry-After)'), headers: { 'Retry-After': { schema: { type: 'integer' as const }, description: 'the key kept changing: seconds to wait before retrying (none on a revoked key, which a retry cannot change)' } } }, ...adminErrors },
     }),
     async (c) => {
       const { keyId } = c.req.valid('param');

@@ -131,6 +131,7 @@ export const hooks = new OpenAPIHono<AppEnv>()
         415: errorResponse('unsupported_media_type: the body has a Content-Encoding, or its Content-Type names a charset other than UTF-8 (answered before the signature is checked)'),
         429: limitedResponse("rate_limited or budget_exhausted: the limits of the API key that registered the hook (a delivery counts as an execution of that key; while its budget is used up, a repeated delivery id is still answered 200)"),
         ...everyRouteErrors,
+        500: errorResponse("internal_error: a fault of the gateway, or the hook's stored secret cannot be opened with UPSTREAM_ENCRYPTION_KEY (changed or unset since the hook was put; the message names the hook): nothing starts, the sender retries"),
         503: commonErrors[503],
       },
     }),

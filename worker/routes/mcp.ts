@@ -87,6 +87,7 @@ router.openAPIRegistry.registerPath({
     415: error('unsupported_media_type: Content-Type is not application/json, or names a charset other than UTF-8, or the body has a Content-Encoding'),
     429: limitedResponse("rate_limited (or budget_exhausted, when the budget is used up too): the key's rate windows or concurrency cap refused the whole request (never a body of one notifications/cancelled, alone or a batch of one, which they neither count nor refuse; a batch of several is counted as every other batch is). A budget refusing execute_intent alone is that tool's error budget_exhausted (details.retryAfter) in a 200"),
     431: everyRouteErrors[431],
+    500: error('internal_error: a fault of the gateway outside the JSON-RPC exchange (the key lookup, say), in the error envelope'),
     503: unavailableResponse('unavailable: the limiter of a key with a budget, or D1, refused for now (Retry-After)'),
   },
 });

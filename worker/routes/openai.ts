@@ -114,7 +114,7 @@ export const openai = router()
       security,
       request: { headers: CacheHeaders, ...jsonBody(ChatCompletionRequest) },
       responses: {
-        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream', headers: CompletionHeaders },
+        200: { content: { 'application/json': { schema: ChatCompletion }, 'text/event-stream': { schema: z.string() } }, description: 'the completion, or its stream (chat.completion.chunk events, then `data: [DONE]`; a stream that fails after its first event ends instead with `data: {"error":{"message","type":"upstream_error","code"}}`, code stream_interrupted, upstream_timeout or event_too_large)', headers: CompletionHeaders },
         409: { ...errorResponse('through an agent: execution_cancelled (cancelled while it ran), agent_paused, or agent_locked (a transaction held the context its answer patched; with Retry-After)'), headers: GatewayHeaders.partial().extend({ 'Retry-After': LockedRetryAfter }) },
         422: errorResponse('through an agent: idempotency_key_reused (same Idempotency-Key, another chat)'),
         502: { ...errorResponse('upstream_failed: every attempt failed'), headers: FailedHeaders },

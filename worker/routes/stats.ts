@@ -8,8 +8,19 @@ const Stats = z
   .object({
     windowMinutes: z.number().int(),
     executions: z.record(z.string(), z.number().int()).openapi({ description: 'executions by status, finished or changed in the window' }),
-    latencyMs: z.object({ p50: z.number().nullable(), p99: z.number().nullable(), samples: z.number().int() }),
-    upstreams: z.array(z.object({ upstream: z.string(), total: z.number().int(), failed: z.number().int(), errorRate: z.number() })),
+    latencyMs: z
+      .object({ p50: z.number().nullable(), p99: z.number().nullable(), samples: z.number().int().openapi({ description: 'the executions the percentiles are over' }) })
+      .openapi({ description: 'over the executions of the window that succeeded, or failed after they started (not cancelled ones, nor ones whose deadline passed while queued); null when there were none' }),
+    upstreams: z
+      .array(
+        z.object({
+          upstream: z.string().openapi({ description: 'the execution\'s `upstream` (its last attempt\'s, such as `builtin`), or `none` for one that never reached an upstream (its deadline passed while queued)' }),
+          total: z.number().int(),
+          failed: z.number().int(),
+          errorRate: z.number().openapi({ description: 'failed / total, to 3 decimals' }),
+        }),
+      )
+      .openapi({ description: 'per upstream, over the executions of the window that succeeded or failed; the 100 with the most, most first' }),
   })
   .openapi('Stats');
 

@@ -51,7 +51,9 @@ export const ErrorBody = z
         description: "the error's kind as OpenAI's clients read it (APIError.type), from the status: invalid_request_error (400, 405, 412, 413, 415, 422, 426, 431), authentication_error (401), permission_error (403), not_found_error (404), conflict_error (409), rate_limit_error (429), server_error (5xx)",
       }),
       param: z.string().nullable().openapi({ example: 'messages', description: "the field a validation failure is about (APIError.param): the first `details[].path` joined with '.'; else null" }),
-      details: z.unknown().optional(),
+      details: z.unknown().optional().openapi({
+        description: "present only when the error has any: for a body, parameter, query or header that failed validation (invalid_request), its issues, [{path, message, code}], the first 20 (the message then ends `; and N more issues` when there were more); else, as a rule, an object such as {executionId} or {keyId, revokedAt}",
+      }),
     }),
   })
   .openapi('Error');
