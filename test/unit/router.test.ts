@@ -59,6 +59,13 @@ describe('the gateway router', () => {
     expect((app.router as GatewayRouter<unknown>).usesRegExp).toBe(true);
   });
 
+  it('refuses a route added after the first match, as Hono\'s routers do', () => {
+    const gateway = new GatewayRouter<Handler>();
+    gateway.add('GET', '/a', named('a'));
+    expect(matched(gateway, 'GET', '/a')).toEqual(['a()']);
+    expect(() => gateway.add('GET', '/b', named('b'))).toThrow(/already built/);
+  });
+
   it('answers from the trie alone when the regular expressions cannot hold the routes', () => {
     const gateway = new GatewayRouter<Handler>();
     const trie = new TrieRouter<Handler>();

@@ -1,4 +1,4 @@
-import { UnsupportedPathError, type Result, type Router } from 'hono/router';
+import { MESSAGE_MATCHER_IS_ALREADY_BUILT, UnsupportedPathError, type Result, type Router } from 'hono/router';
 import { RegExpRouter } from 'hono/router/reg-exp-router';
 import { TrieRouter } from 'hono/router/trie-router';
 
@@ -27,6 +27,8 @@ export class GatewayRouter<T> implements Router<T> {
   private trieTails: string[] = [];
 
   add(method: string, path: string, handler: T): void {
+    // As Hono's routers: a route added after the first match would be missing from the regular expressions.
+    if (this.regExp !== undefined) throw new Error(MESSAGE_MATCHER_IS_ALREADY_BUILT);
     this.routes.push([method, path, handler]);
     this.trie.add(method, path, handler);
   }
