@@ -347,11 +347,11 @@ describe('tenants and keys (admin API)', () => {
     expect(await env.CACHE.get(`apikey:v2:${await sha256Hex(key)}`)).toBeNull();
   });
 
-  // The same race across locations: the revoke ran elsewhere (D1 and KV changed, nothing in this
-  // isolate), and the lookup here that had read the key valid just before wrote it back to KV
-  // after the revoke's delete, where every isolate found it for 60 s more, then each kept it
-  // 30 s: past the 90 s promised. The write-back is checked against D1 once it is in KV.
-  it('drops a key it wrote back to KV after a revoke elsewhere had emptied KV', async () => {
+  /**
+   * A lookup here reads the key, then another location changes it (D1, then KV's entry deleted;
+   * this isolate hears nothing), then the lookup writes what it read back to KV and answers.
+   */
+  async function writeBackAfterChangeElsewhere(change: (keyId: string) => Promise<unknown>) {
     const { key, keyId } = await newTenant();
     const kvKey = `apikey:v2:${await sha256Hex(key)}`;
     const lookup = heldLookup();
@@ -359,32 +359,29 @@ describe('tenants and keys (admin API)', () => {
     const ctx = createExecutionContext();
     const before = lookup.app.request('/v1/agents', asKey, lookup.env, ctx);
     await lookup.wasRead;
-    // Another location's revoke: D1, then KV; this isolate hears nothing of it.
-    await env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run();
+    await change(keyId);
     await env.CACHE.delete(kvKey);
     lookup.open();
-    expect((await before).status).toBe(200); // it came before the revoke
+    expect((await before).status).toBe(200); // it came before the change
     await waitOnExecutionContext(ctx);
+    return { kvKey, next: () => lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext()) };
+  }
+
+  // The same race across locations: the lookup here that had read the key valid just before a
+  // revoke elsewhere wrote it back to KV after the revoke's delete, where every isolate found it
+  // for 60 s more, then each kept it 30 s: past the 90 s promised. The write-back is checked
+  // against D1 once it is in KV.
+  it('drops a key it wrote back to KV after a revoke elsewhere had emptied KV', async () => {
+    const { kvKey, next } = await writeBackAfterChangeElsewhere((keyId) => env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').bind(Date.now(), keyId).run());
     expect(await env.CACHE.get(kvKey)).toBeNull();
-    expect((await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext())).status).toBe(401);
+    expect((await next()).status).toBe(401);
   });
 
   // And with a PATCH of the limits elsewhere: the old limits were written back for as long.
   it('drops limits it wrote back to KV after a PATCH elsewhere had changed them', async () => {
-    const { key, keyId } = await newTenant();
-    const kvKey = `apikey:v2:${await sha256Hex(key)}`;
-    const lookup = heldLookup();
-    const asKey = { headers: { authorization: `Bearer ${key}` } };
-    const ctx = createExecutionContext();
-    const before = lookup.app.request('/v1/agents', asKey, lookup.env, ctx);
-    await lookup.wasRead;
-    await env.DB.prepare('UPDATE api_keys SET limits = ? WHERE id = ?').bind(JSON.stringify({ perMinute: 7 }), keyId).run();
-    await env.CACHE.delete(kvKey);
-    lookup.open();
-    expect((await before).status).toBe(200);
-    await waitOnExecutionContext(ctx);
+    const { kvKey, next } = await writeBackAfterChangeElsewhere((keyId) => env.DB.prepare('UPDATE api_keys SET limits = ? WHERE id = ?').bind(JSON.stringify({ perMinute: 7 }), keyId).run());
     expect(await env.CACHE.get(kvKey)).toBeNull();
-    const after = await lookup.app.request('/v1/agents', asKey, lookup.env, createExecutionContext());
+    const after = await next();
     expect(after.status).toBe(200);
     expect(after.headers.get('ratelimit-limit')).toBe('7');
   });
