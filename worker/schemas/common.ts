@@ -52,7 +52,7 @@ export const ErrorBody = z
       }),
       param: z.string().nullable().openapi({ example: 'messages', description: "the field a validation failure is about (APIError.param): the first `details[].path` joined with '.'; else null" }),
       details: z.unknown().optional().openapi({
-        description: "present only when the error has any: for a body, parameter, query or header that failed validation (invalid_request), its issues, [{path, message, code}], the first 20 (the message then ends `; and N more issues` when there were more); else, as a rule, an object such as {executionId} or {keyId, revokedAt}",
+        description: "present only when the error has details: for a body, parameter, query or header that failed validation (invalid_request), its issues, [{path, message, code}], the first 20 (the message then ends `; and N more issues` when there were more); else, as a rule, an object such as {executionId} or {keyId, revokedAt}",
       }),
     }),
   })
