@@ -1,5 +1,6 @@
 import { concatBytes } from '../lib/bytes';
 import { sseEventData } from '../lib/sse-event';
+import { ERROR_NAME, errorMember } from './sse-done';
 
 /**
  * Most bytes read ahead for a stream's first event. A first event is a role chunk or an error
@@ -93,11 +94,11 @@ class FirstLines {
  * `code` (or `status`) when that is an HTTP status, as vLLM (400) and LiteLLM ("429") write it.
  */
 function streamError(event: string): StreamError | undefined {
-  const data = sseEventData(event);
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
-  const error: unknown = (data as { error?: unknown }).error;
+  // A first event is most often a role chunk: parsed only when it could be an error.
+  if (!event.includes(ERROR_NAME)) return undefined;
+  const error = errorMember(sseEventData(event));
+  if (error === undefined) return undefined;
   if (typeof error === 'string') return { message: error.slice(0, MAX_MESSAGE) };
-  if (typeof error !== 'object' || error === null) return undefined;
   const { message, code, status } = error as { message?: unknown; code?: unknown; status?: unknown };
   const text = typeof message === 'string' ? message : JSON.stringify(error);
   const named = [code, status].map((value) => (typeof value === 'number' || typeof value === 'string' ? String(value) : '')).find((value) => /^[1-5]\d\d$/.test(value));

@@ -14,7 +14,8 @@ const DONE_LINE = /^data: ?\[DONE\]/;
  * stream: answer text spells its quotes escaped, so it never does.
  */
 const ERROR_FIRST = /^data: ?\{\s*"error"\s*:\s*[{"]/;
-const ERROR_NAME = '"error"';
+/** Text every error event's data holds (answer text spells its quotes escaped). */
+export const ERROR_NAME = '"error"';
 /**
  * Longest line kept whole to be parsed for an error member that is not its JSON's first. An
  * error event is a few hundred bytes; a longer line that holds `"error"` is judged by its start.
@@ -32,9 +33,17 @@ export function isErrorLine(line: string, whole: boolean): boolean {
   } catch {
     return false;
   }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false;
+  return errorMember(data) !== undefined;
+}
+
+/**
+ * The `error` member of an event's parsed data when it names an error: a message or an object
+ * (`null` is none, as the official client reads it).
+ */
+export function errorMember(data: unknown): string | object | undefined {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
   const error: unknown = (data as { error?: unknown }).error;
-  return typeof error === 'string' || (typeof error === 'object' && error !== null);
+  return typeof error === 'string' || (typeof error === 'object' && error !== null) ? error : undefined;
 }
 
 export class DoneLine {
