@@ -58,3 +58,45 @@ export async function textOrStream(response: Response, maxBytes: number): Promis
     }),
   };
 }
+
+/** First buffer of a bounded native read: larger than most answers, so one read is the whole. */
+const FIRST_READ_BYTES = 16 * 1024;
+
+/**
+ * `body` read to its end: its bytes, or null as soon as they exceed `maxBytes` (the rest left
+ * unread, the stream cancelled). A byte stream (every fetched body) is read with the runtime's
+ * `readAtLeast`, which fills a buffer natively: one turn of the loop per buffer, not per network
+ * chunk, which is what a chunked answer read with `read()` cost (9 % of a proxied completion's
+ * CPU). A stream that is not a byte stream is read chunk by chunk.
+ */
+export async function readBodyUpTo(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<Uint8Array | null> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = body.getReader({ mode: 'byob' });
+  } catch {
+    const chunked = body.getReader();
+    const whole = await readUpTo(chunked, maxBytes);
+    if (!whole) await chunked.cancel();
+    return whole;
+  }
+  let buffer = new Uint8Array(Math.min(FIRST_READ_BYTES, maxBytes + 1));
+  let size = 0;
+  for (;;) {
+    if (size === buffer.byteLength) {
+      if (size > maxBytes) {
+        await reader.cancel();
+        return null;
+      }
+      const larger = new Uint8Array(Math.min(size * 4, maxBytes + 1));
+      larger.set(buffer);
+      buffer = larger;
+    }
+    const { done, value } = await reader.readAtLeast(buffer.byteLength - size, buffer.subarray(size));
+    // The buffer handed in is detached (its length reads 0); what came back views the same memory.
+    if (value) {
+      buffer = new Uint8Array(value.buffer);
+      size += value.byteLength;
+    }
+    if (done) return buffer.subarray(0, size);
+  }
+}

@@ -1,4 +1,4 @@
-import { readUpTo } from '../lib/bytes';
+import { readBodyUpTo } from '../lib/bytes';
 import { cutBodyNote, ERROR_BODY_WAIT_MS, maskedBodyText, readErrorBody } from './error-body';
 import { UpstreamError } from './types';
 
@@ -47,13 +47,8 @@ export async function readBounded(response: Response, maxBytes: number): Promise
   // loop per chunk. Not so when chunked, or with a content coding: the runtime decompresses, and the length is
   // the compressed one (a 20 KB gzip Content-Length gave 20 MB of text), so that is counted.
   if (length !== null && !response.headers.has('transfer-encoding') && isIdentity(response.headers.get('content-encoding'))) return response.text();
-  const reader = response.body.getReader();
-  const bytes = await readUpTo(reader, maxBytes);
-  if (!bytes) {
-    await reader.cancel();
-    return null;
-  }
-  return UTF8.decode(bytes);
+  const bytes = await readBodyUpTo(response.body, maxBytes);
+  return bytes && UTF8.decode(bytes);
 }
 
 const isIdentity = (coding: string | null): boolean => coding === null || coding.trim().toLowerCase() === 'identity' || coding.trim() === '';
