@@ -1,10 +1,11 @@
 import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { d1Statements, type ProjectionRow } from '../durable/outbox';
 import { executionRetention } from '../worker/agents/execution-retention-policy';
 import { pruneExecutions, RETENTION_QUERY } from '../worker/agents/execution-retention';
 import type { Env } from '../worker/env';
 import worker from '../worker/index';
-import { api, eventually, newAgent, newTenant } from './support/api';
+import { api, eventually, newAgent, newTenant, uniqueId } from './support/api';
 
 // D1 keeps a finished execution's row for D1_EXECUTION_RETENTION_DAYS (default 90; 0 keeps every
 // one) after it last changed there: the cron deletes older ones in bounded batches, never a
@@ -120,5 +121,49 @@ describe('D1 execution retention: the cron', () => {
     // The agent itself still keeps its newest 1,000 finished executions, this one among them.
     expect((await api(`/v1/agents/${agentId}/executions/${aged}`, { key })).status).toBe(200);
     expect((await api(`/v1/agents/${agentId}/executions/${running}/cancel`, { key, method: 'POST' })).status).toBe(200);
+  });
+});
+
+describe('D1 execution retention: late deliveries', () => {
+  const finishedRow = (tenantId: string, agentId: string, id: string, status: string, finishedAt: number, rev: number): ProjectionRow => {
+    const at = new Date(finishedAt).toISOString();
+    const payload = JSON.stringify({ id, agentId, intent: 'late', status, createdAt: at, ...(status === 'running' ? {} : { finishedAt: at }) });
+    return { tenant_id: tenantId, agent_id: agentId, key: `execution:${id}`, kind: 'execution', rev, payload };
+  };
+  const inD1 = (tenantId: string, id: string) =>
+    env.DB.prepare('SELECT status, rev FROM executions WHERE tenant_id = ? AND id = ?').bind(tenantId, id).first<{ status: string; rev: number }>();
+  const projector = () => env.PROJECTOR.get(env.PROJECTOR.idFromName(uniqueId('retention-projector')));
+
+  it('never inserts again a finished execution older than the cutoff (answered as landed), but still ends one D1 shows running', async () => {
+    const { key, tenantId } = await newTenant();
+    const agentId = await newAgent(key);
+    const longAgo = Date.now() - 100 * DAY;
+    // D1 still shows this one running: its late end must land, or it would show running forever.
+    await env.DB.batch([insert(tenantId, agentId, 'ex-unended', 'running', longAgo)]);
+    const rows = [
+      finishedRow(tenantId, agentId, 'ex-pruned', 'succeeded', longAgo, 3),
+      finishedRow(tenantId, agentId, 'ex-unended', 'failed', longAgo, 3),
+      finishedRow(tenantId, agentId, 'ex-recent', 'succeeded', Date.now() - DAY, 3),
+    ];
+
+    // As a set (one statement for the hand-over) and alone (each row its own statement).
+    expect(await projector().write(rows)).toEqual({ failed: [] });
+    // Larger than a set may hold, so it goes as a statement of its own.
+    const big = finishedRow(tenantId, agentId, 'ex-pruned-alone', 'cancelled', longAgo, 2);
+    const alone = { ...big, payload: JSON.stringify({ ...(JSON.parse(big.payload) as object), output: 'x'.repeat(700_000) }) };
+    expect(await projector().write([alone])).toEqual({ failed: [] });
+
+    expect(await inD1(tenantId, 'ex-pruned')).toBeNull();
+    expect(await inD1(tenantId, 'ex-pruned-alone')).toBeNull();
+    expect(await inD1(tenantId, 'ex-unended')).toEqual({ status: 'failed', rev: 3 });
+    expect(await inD1(tenantId, 'ex-recent')).toEqual({ status: 'succeeded', rev: 3 });
+  });
+
+  it('inserts them as before while D1 keeps every execution', async () => {
+    const { key, tenantId } = await newTenant();
+    const agentId = await newAgent(key);
+    const row = finishedRow(tenantId, agentId, 'ex-kept', 'succeeded', Date.now() - 5_000 * DAY, 1);
+    await env.DB.batch(d1Statements(env.DB, [row], Date.now(), null));
+    expect(await inD1(tenantId, 'ex-kept')).toEqual({ status: 'succeeded', rev: 1 });
   });
 });
