@@ -1,6 +1,6 @@
 import type { Agent } from '../worker/schemas/agent';
 import { isTransientStorageMessage } from '../worker/lib/storage-errors';
-import type { Execution } from '../worker/schemas/execution';
+import { TERMINAL, type Execution } from '../worker/schemas/execution';
 import type { OutboxRow } from './agent-rows';
 import type { AgentStore } from './agent-store';
 
@@ -74,26 +74,41 @@ function agentStatement(db: D1Database, [tenantId, agentId, name, state, snapsho
 }
 
 /**
- * The columns an execution row sets, from its record, in the order of the INSERTs below, and
- * then its agent's creation time, which only matches the registry row.
+ * The columns an execution row sets, from its record, in the order of the INSERTs below, then
+ * its agent's creation time, which only matches the registry row, and when it finished (null
+ * while it has not), which D1's retention judges it by.
  */
-type ExecutionColumns = [tenantId: string, agentId: string, id: string, status: string, intent: string, record: string, rev: number, createdAt: number, agentCreatedAt: number | null];
+type ExecutionColumns = [tenantId: string, agentId: string, id: string, status: string, intent: string, record: string, rev: number, createdAt: number, agentCreatedAt: number | null, finishedAt: number | null];
 
 function executionColumns(row: ProjectionRow): ExecutionColumns {
   const execution = JSON.parse(row.payload) as Execution;
-  return [row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt), row.agent_created_at ?? null];
+  const finishedAt = TERMINAL.has(execution.status) ? Date.parse(execution.finishedAt ?? execution.createdAt) : null;
+  return [row.tenant_id, row.agent_id, execution.id, execution.status, execution.intent, row.payload, row.rev, Date.parse(execution.createdAt), row.agent_created_at ?? null, Number.isNaN(finishedAt) ? null : finishedAt];
 }
 
-function executionStatement(db: D1Database, columns: ExecutionColumns, now: number): D1PreparedStatement {
-  const [tenantId, agentId, id, status, intent, record, rev, createdAt, agentCreatedAt] = columns;
+/*
+ * D1's retention (worker/agents/execution-retention.ts) deletes finished rows last changed
+ * before its cutoff. A delivery of such an execution arriving after that (an outbox row that
+ * waited out D1's refusals, a hand-over answered too late and sent again) would insert it anew,
+ * stamped with this moment: back in its agent's list, counted by /v1/stats as finished now, and
+ * kept for the whole retention again. So a finished execution older than the cutoff only updates
+ * a row D1 still has (a late end of one D1 shows queued or running, which retention never
+ * deletes) and never inserts one; dropped, it is answered as landed, since retention would have
+ * deleted it. `keepSince` is null while D1 keeps every execution.
+ */
+const RETAINED = (finishedAt: string, keepSince: string, existing: string) => `(${keepSince} IS NULL OR ${finishedAt} IS NULL OR ${finishedAt} >= ${keepSince} OR EXISTS (${existing}))`;
+
+function executionStatement(db: D1Database, columns: ExecutionColumns, now: number, keepSince: number | null): D1PreparedStatement {
+  const [tenantId, agentId, id, status, intent, record, rev, createdAt, agentCreatedAt, finishedAt] = columns;
   return db
     .prepare(
       `INSERT INTO executions (tenant_id, agent_id, id, status, intent, record, rev, created_at, updated_at)
        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
        WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = ?1 AND id = ?2 AND (?10 IS NULL OR created_at = ?10))
+         AND ${RETAINED('?11', '?12', 'SELECT 1 FROM executions WHERE tenant_id = ?1 AND agent_id = ?2 AND id = ?3')}
        ${UPSERT_EXECUTION}`,
     )
-    .bind(tenantId, agentId, id, status, intent, record, rev, createdAt, now, agentCreatedAt);
+    .bind(tenantId, agentId, id, status, intent, record, rev, createdAt, now, agentCreatedAt, finishedAt, keepSince);
 }
 
 /**
@@ -107,9 +122,10 @@ const MAX_SET_CHARS = 600_000;
  * of a set in one, over `json_each` of one bound value (D1 binds at most 100 parameters). One
  * statement per row cost D1 about as much per row as the row's own write (BENCHMARKS.md,
  * eleventh pass), and with one execution per flush, as at 1,000 agents on the bench, the
- * agents' snapshots were half of a group's rows (thirteenth pass).
+ * agents' snapshots were half of a group's rows (thirteenth pass). `keepSince`: D1's retention
+ * cutoff (null: it keeps every execution).
  */
-export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now: number): D1PreparedStatement[] {
+export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now: number, keepSince: number | null = null): D1PreparedStatement[] {
   // One snapshot per agent, its newest: an UPDATE … FROM meeting an agent twice would apply an
   // arbitrary one of the two, and the older one changes nothing in D1 anyway.
   const snapshots = new Map<string, ProjectionRow>();
@@ -121,7 +137,7 @@ export function d1Statements(db: D1Database, rows: readonly ProjectionRow[], now
   }
   return [
     ...inSets([...snapshots.values()].map(agentColumns), (columns) => agentStatement(db, columns, now), (values) => agentSetStatement(db, values, now)),
-    ...inSets(rows.filter((row) => row.kind === 'execution').map(executionColumns), (columns) => executionStatement(db, columns, now), (values) => executionSetStatement(db, values, now)),
+    ...inSets(rows.filter((row) => row.kind === 'execution').map(executionColumns), (columns) => executionStatement(db, columns, now, keepSince), (values) => executionSetStatement(db, values, now, keepSince)),
   ];
 }
 
@@ -160,7 +176,7 @@ function agentSetStatement(db: D1Database, values: readonly string[], now: numbe
     .bind(`[${values.join(',')}]`, now);
 }
 
-function executionSetStatement(db: D1Database, values: readonly string[], now: number): D1PreparedStatement {
+function executionSetStatement(db: D1Database, values: readonly string[], now: number, keepSince: number | null): D1PreparedStatement {
   // The WHERE also keeps SQLite from reading ON CONFLICT as a join's ON.
   return db
     .prepare(
@@ -169,9 +185,10 @@ function executionSetStatement(db: D1Database, values: readonly string[], now: n
        FROM json_each(?1) AS r
        WHERE EXISTS (SELECT 1 FROM agents AS a WHERE a.tenant_id = r.value ->> 0 AND a.id = r.value ->> 1
          AND (r.value ->> 8 IS NULL OR a.created_at = r.value ->> 8))
+         AND ${RETAINED('r.value ->> 9', '?3', 'SELECT 1 FROM executions AS e WHERE e.tenant_id = r.value ->> 0 AND e.agent_id = r.value ->> 1 AND e.id = r.value ->> 2')}
        ${UPSERT_EXECUTION}`,
     )
-    .bind(`[${values.join(',')}]`, now);
+    .bind(`[${values.join(',')}]`, now, keepSince);
 }
 
 /**

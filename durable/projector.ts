@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
+import { executionRetentionCutoff } from '../worker/agents/execution-retention-policy';
 import { inJurisdiction } from '../worker/agents/registry';
 import { isTransientStorageError } from '../worker/lib/storage-errors';
 import type { Jurisdiction } from '../worker/schemas/agent';
@@ -126,7 +127,7 @@ export class ProjectorDO extends DurableObject<Env> {
   /** Why D1 refused `rows` as one batch (and whether that was the platform's transient failure), or null if it took them. */
   private async batchError(rows: readonly ProjectionRow[], now: number): Promise<{ message: string; transient: boolean } | null> {
     try {
-      await this.env.DB.batch(d1Statements(this.env.DB, rows, now));
+      await this.env.DB.batch(d1Statements(this.env.DB, rows, now, executionRetentionCutoff(this.env, now)));
       return null;
     } catch (error) {
       return { message: String(error), transient: isTransientStorageError(error) };

@@ -46,6 +46,8 @@ export interface Env {
   MAX_POOLS_PER_TENANT?: string;
   /** Comma-separated CIDRs the outbound guard permits although private (e.g. an operator's VPC). */
   OUTBOUND_ALLOW_CIDRS?: string;
+  /** Days D1 keeps a finished execution's row (default 90; 0 keeps every one): worker/agents/execution-retention.ts. */
+  D1_EXECUTION_RETENTION_DAYS?: string;
 }
 
 /** The authenticated caller of a /v1 route. */

@@ -1,4 +1,5 @@
 import { createApp } from './app';
+import { pruneExecutions } from './agents/execution-retention';
 import type { Env } from './env';
 import { probeAllPools } from './pools/probe';
 import { sweepTransactions } from './transactions/sweep';
@@ -23,11 +24,13 @@ function logged(msg: string, work: Promise<object | null>): Promise<void> {
 export default {
   fetch: app.fetch,
   /**
-   * Cron (see wrangler.toml `[triggers]`): active health checks of every pool target, and the
-   * sweep of transaction coordinators that outlived their retention.
+   * Cron (see wrangler.toml `[triggers]`): active health checks of every pool target, the
+   * sweep of transaction coordinators that outlived their retention, and D1's retention of
+   * finished executions (`D1_EXECUTION_RETENTION_DAYS`).
    */
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(logged('pool probes', probeAllPools(env)));
     ctx.waitUntil(logged('transaction sweep', sweepTransactions(env).then((summary) => (summary.looked > 0 ? summary : null))));
+    ctx.waitUntil(logged('execution retention', pruneExecutions(env).then((summary) => (summary && summary.deleted > 0 ? summary : null))));
   },
 } satisfies ExportedHandler<Env>;

@@ -43,8 +43,9 @@ export async function staleExecution(env: Env, tenantId: string, agentId: string
 
 /**
  * A finished execution its agent no longer keeps (it keeps the newest 1,000 finished, and those a
- * kept idempotency key names) while D1 keeps every one, so the list shows it: a finished record
- * no longer changes, so D1's is exact, not stale. Null when D1 has no finished record of it.
+ * kept idempotency key names) while D1 keeps it for its retention (`D1_EXECUTION_RETENTION_DAYS`),
+ * so the list shows it: a finished record no longer changes, so D1's is exact, not stale. Null
+ * when D1 has no finished record of it (past that retention too).
  */
 export async function prunedExecution(env: Env, tenantId: string, agentId: string, executionId: string): Promise<Execution | null> {
   const row = await env.DB.prepare("SELECT record FROM executions WHERE tenant_id = ? AND agent_id = ? AND id = ? AND status IN ('succeeded', 'failed', 'cancelled')")
