@@ -224,8 +224,8 @@ export interface Drained {
  *
  * `pending` is a row not in the table (the agent's snapshot, built at the flush): it goes
  * first, and a durable row of its key, an older revision left by an earlier refusal, is
- * removed once it has landed instead. If it is refused it is written to the outbox like any
- * row refused, so a refusal loses nothing and the alarm retries it.
+ * removed once it has landed instead. If it is refused it is written to the outbox as every
+ * refused row is, so a refusal loses nothing and the alarm retries it.
  */
 export async function drainOutbox(sink: ProjectionSink, store: AgentStore, tenantId: string, agentId: string, { pending, timeoutMs = HANDOVER_TIMEOUT_MS }: { pending?: OutboxRow; timeoutMs?: number } = {}): Promise<Drained> {
   // The rows are the agent's that holds the object now, read with it (a flush's next drain may
