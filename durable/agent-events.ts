@@ -154,6 +154,9 @@ export class AgentEvents {
     return this.sql.one<{ seq: number | null }>('SELECT min(seq) AS seq FROM events')?.seq ?? null;
   }
 
+  /** SSE streams and event sockets open now: what the agent's cap counts (durable/stream-slots.ts). */
+  openStreams = (): number => this.subscribers.size + this.ctx.getWebSockets('events').length;
+
   lastSeq(): number {
     return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;
   }
@@ -384,9 +387,6 @@ export class AgentEvents {
     this.acceptSocket(pair[1], Number.isFinite(lastEventId) ? lastEventId : null, request.headers.get(STREAM_KEY_HEADER) ?? undefined);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
-
-  /** A client's message other than `ping` (the runtime answers that one, see the constructor): ignored. */
-  socketMessage(_socket: WebSocket, _message: string | ArrayBuffer): void {}
 
   /** A client's close: completes the closing handshake (1005/1006 cannot be sent back). */
   socketClose(socket: WebSocket, code: number): void {

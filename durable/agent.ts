@@ -13,6 +13,7 @@ import { unversioned, updateConfig, type VersionedAgent } from './agent-config';
 import { AgentStore } from './agent-store';
 import { ExecutionRunner, MAX_CONTEXT_BYTES } from './agent-runner';
 import { AgentEvents } from './agent-events';
+import { streamRefusal, streamsPerAgent } from './stream-slots';
 import { AgentWebhooks, retrySchedule } from './agent-webhooks';
 import type { CreateWebhookBody, Delivery, Webhook } from '../worker/schemas/webhook';
 import { AgentTransactions, type PrepareInput } from './agent-transactions';
@@ -298,20 +299,24 @@ export class AgentDO extends DurableObject<Env> {
     return this.tx.liveRow() ? this.changed(this.webhooks.retry(id, Date.now())) : this.notFound();
   }
 
-  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked. */
+  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked; refused past the agent's cap. */
   async subscribe(lastEventId: number | null, keyId?: string): Promise<Result<ReadableStream<Uint8Array>>> {
-    return this.store.agentRow() ? ok(this.events.stream(lastEventId, keyId)) : this.notFound();
+    if (!this.store.agentRow()) return this.notFound();
+    return this.streamRefusal() ?? ok(this.events.stream(lastEventId, keyId));
   }
 
   /** WebSocket upgrades only (RPC cannot carry a socket), authenticated by the Worker; the socket hibernates between events. */
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket' || !this.store.agentRow()) return new Response('not found', { status: 404 });
-    return this.events.upgrade(request);
+    const refused = this.streamRefusal();
+    return refused ? Response.json(refused, { status: 429 }) : this.events.upgrade(request);
   }
 
-  override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    this.events.socketMessage(socket, message);
-  }
+  /** Counted and refused in this one turn with the stream's opening, so the cap is exact (durable/stream-slots.ts). */
+  private streamRefusal = () => streamRefusal(this.events.openStreams(), streamsPerAgent(this.env));
+
+  // A client's message other than `ping` (the runtime answers that one, see AgentEvents): ignored.
+  override async webSocketMessage(_socket: WebSocket, _message: string | ArrayBuffer): Promise<void> {}
 
   override async webSocketClose(socket: WebSocket, code: number): Promise<void> {
     this.events.socketClose(socket, code);

@@ -28,6 +28,7 @@ export const ERROR_STATUS = {
   upgrade_required: 426,
   rate_limited: 429,
   budget_exhausted: 429,
+  too_many_streams: 429,
   upstream_failed: 502,
   agent_unavailable: 503,
   unavailable: 503,

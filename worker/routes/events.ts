@@ -4,7 +4,7 @@ import { ApiError } from '../errors';
 import { agentStub, requireAgent } from '../agents/registry';
 import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
-import { commonErrors, errorResponse, security, streamHeaders } from './openapi';
+import { commonErrors, errorResponse, limitedResponse, security, streamHeaders } from './openapi';
 import { router } from './router';
 
 /**
@@ -23,6 +23,14 @@ const lastId = (header: string | undefined, query: string | undefined): number |
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
+/** The object's refusal of one more stream (durable/stream-slots.ts), as it answers an upgrade. */
+const StreamRefusal = z.object({ ok: z.literal(false), code: z.literal('too_many_streams'), message: z.string(), details: z.object({ retryAfter: z.number() }).loose() });
+
+/** A stream refused past the agent's cap: its code, besides the key's own limits. */
+const tooManyStreams = limitedResponse(
+  'too_many_streams: the agent holds its most event streams open, SSE and WebSocket together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: "streams.perAgent", max, open, retryAfter}); close one or retry after Retry-After. rate_limited / budget_exhausted: the key\'s limits',
+);
+
 export const events = router()
   .openapi(
     createRoute({
@@ -32,7 +40,7 @@ export const events = router()
       summary: "Live server-sent events of the agent's executions, resumable with Last-Event-ID",
       security,
       request: { params: AgentIdParams, headers: Resume, query: ResumeQuery },
-      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), `gap` / `reset` notices (without) on a resume, a last `behind` notice when a client that stopped reading falls 4 MiB behind (reconnect with Last-Event-ID), and a last `deleted` notice when the agent is deleted', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors },
+      responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'the event stream: lifecycle events (with `id`), `gap` / `reset` notices (without) on a resume, a last `behind` notice when a client that stopped reading falls 4 MiB behind (reconnect with Last-Event-ID), and a last `deleted` notice when the agent is deleted', headers: streamHeaders }, 404: errorResponse('not_found'), ...commonErrors, 429: tooManyStreams },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
@@ -60,6 +68,7 @@ export const events = router()
         // No Upgrade header documented: the runtime drops it from any answer but a 101.
         426: errorResponse('upgrade_required: not a WebSocket upgrade (send Upgrade: websocket)'),
         ...commonErrors,
+        429: tooManyStreams,
       },
     }),
     async (c) => {
@@ -76,6 +85,8 @@ export const events = router()
       // The object has no agent (deleted while this isolate still routes to it): its bare 404
       // becomes the error envelope every route answers, as the SSE stream's does.
       if (res.status === 404) throw new ApiError('not_found', `agent ${id} not found`);
+      // Its refusal of one more stream, in the envelope with Retry-After as the SSE route's is.
+      if (res.status === 429) throw ApiError.from(StreamRefusal.parse(await res.json()));
       return res;
     },
   );

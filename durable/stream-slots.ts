@@ -1,0 +1,34 @@
+import type { Env } from '../worker/env';
+import { fail, type Failure } from '../worker/errors';
+
+/**
+ * The cap on an agent's open event streams, SSE and WebSocket together (README, "Webhooks and
+ * events"). Their bytes were bounded (4 MiB each, 16 MiB for all), their number was not: one key
+ * could open thousands, each a subscriber in the object's memory and a connection of the
+ * isolate. The object counts what it holds (`AgentEvents.openStreams`), as the one writer of
+ * it, so the count is exact and comes back as each stream ends, however it ends.
+ */
+
+/** Streams one agent holds open unless the operator sets `MAX_STREAMS_PER_AGENT`. */
+export const DEFAULT_STREAMS_PER_AGENT = 32;
+/** The highest value an operator can set: past it, the byte bounds alone would have to hold. */
+const MOST_STREAMS_PER_AGENT = 10_000;
+
+/**
+ * Seconds a refused client is told to wait: a slot comes back when a stream ends, and one whose
+ * client went without a word is found at a heartbeat (every 15 s), after a minute of silence.
+ */
+export const STREAM_RETRY_AFTER_S = 15;
+
+/** The agent's cap: `MAX_STREAMS_PER_AGENT` when it is a whole number from 1 to 10,000, else the default. */
+export function streamsPerAgent(env: Pick<Env, 'MAX_STREAMS_PER_AGENT'>): number {
+  const set = Number(env.MAX_STREAMS_PER_AGENT);
+  return Number.isInteger(set) && set > 0 && set <= MOST_STREAMS_PER_AGENT ? set : DEFAULT_STREAMS_PER_AGENT;
+}
+
+/** 429 `too_many_streams` when `open` streams already fill the cap `max`; null when one more fits. */
+export function streamRefusal(open: number, max: number): Failure | null {
+  if (open < max) return null;
+  const message = `this agent has ${open} event streams open, the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
+  return fail('too_many_streams', message, { limit: 'streams.perAgent', max, open, retryAfter: STREAM_RETRY_AFTER_S });
+}
