@@ -237,6 +237,45 @@ describe("a target's error event", () => {
     expect(pool.body.targets[0].health.circuit).toBe('closed');
   });
 
+  it("later in the stream, after content, with a 4xx code or an invalid_request_error type is the caller's: relayed as it came, five such streams leave its circuit closed", async () => {
+    const callers = `data: ${JSON.stringify({ error: { message: 'maximum context length exceeded', type: 'invalid_request_error', code: 'context_length_exceeded' } })}\n\n`;
+    for (const [name, body] of [
+      ['code 400, then [DONE]', `${chunk('partial answer')}${errorEvent('prompt is too long', {}, 400)}data: [DONE]\n\n`],
+      ['not the first member, in pieces', `${chunk('partial answer')}${errorEvent('prompt is too long', { id: 'x' }, '422')}data: [DONE]\n\n`],
+      ['invalid_request_error, then [DONE]', `${chunk('partial answer')}${callers}data: [DONE]\n\n`],
+      // As OpenAI ends a stream on an error: closed after it, no [DONE]. The client still learns it was cut.
+      ['invalid_request_error, then closed', `${chunk('partial answer')}${callers}`],
+    ] as const) {
+      const { key } = await newTenant();
+      const target = sseTarget(`later${Date.now()}`, body, name.includes('pieces') ? '&pieceBytes=9' : '');
+      for (let i = 0; i < 5; i++) {
+        const text = await streamOf(target, {}, key);
+        expect(text, `${name}: stream ${i}`).toContain('partial answer');
+        expect(text, `${name}: stream ${i}`).toMatch(/prompt is too long|maximum context length/);
+        if (name.endsWith('closed')) expect(text, name).toContain('stream_interrupted');
+      }
+      const pool = await api('/v1/pools/sse', { key });
+      expect(pool.body.targets[0].health.circuit, name).toBe('closed');
+    }
+    // A 5xx code, a 429 or none at all, later in the stream, still counts against the target.
+    for (const code of [500, 429, null]) {
+      const { key } = await newTenant();
+      const target = sseTarget(`later5${Date.now()}`, `${chunk('partial answer')}${errorEvent('the model crashed', {}, code)}data: [DONE]\n\n`);
+      for (let i = 0; i < 5; i++) expect(await streamOf(target, {}, key)).toContain('the model crashed');
+      const pool = await api('/v1/pools/sse', { key });
+      expect(pool.body.targets[0].health.circuit, String(code)).toBe('open');
+    }
+  });
+
+  it("as the first event, with an invalid_request_error type and no status, is the caller's too: relayed, not failed over", async () => {
+    const { key } = await newTenant();
+    const id = `badtype${Date.now()}`;
+    const body = `data: ${JSON.stringify({ error: { message: 'maximum context length exceeded', type: 'invalid_request_error', code: 'context_length_exceeded' } })}\n\ndata: [DONE]\n\n`;
+    const { res, text } = await chatStream(key, 'callertype', { targets: [{ ...sseTarget(`${id}a`, body), priority: 0 }, { ...chatTarget(`${id}b`), priority: 1 }] });
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(text).toContain('maximum context length exceeded');
+  });
+
   it("whose error member is not the JSON's first is a failure of its target too: five such streams open its circuit", async () => {
     const { key } = await newTenant();
     const target = sseTarget(`late${Date.now()}`, `${chunk('partial answer')}data: {"id":"x", "object":"chat.completion.chunk",  "error" : {"message":"the model crashed"}}\n\ndata: [DONE]\n\n`);

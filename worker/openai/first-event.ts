@@ -1,6 +1,7 @@
 import { concatBytes } from '../lib/bytes';
 import { sseEventData } from '../lib/sse-event';
 import { ERROR_NAME, errorMember } from './sse-done';
+import { errorStatus } from './stream-error';
 
 /**
  * Most bytes read ahead for a stream's first event. A first event is a role chunk or an error
@@ -90,8 +91,8 @@ class FirstLines {
 
 /**
  * The error of an event whose data is JSON with an `error` member that is a message or an
- * object (`null` is none, as the official client reads it); its status from the error's
- * `code` (or `status`) when that is an HTTP status, as vLLM (400) and LiteLLM ("429") write it.
+ * object (`null` is none, as the official client reads it); its status as `errorStatus` reads
+ * it, the rule an error event later in the stream is judged by too.
  */
 function streamError(event: string): StreamError | undefined {
   // A first event is most often a role chunk: parsed only when it could be an error.
@@ -99,8 +100,8 @@ function streamError(event: string): StreamError | undefined {
   const error = errorMember(sseEventData(event));
   if (error === undefined) return undefined;
   if (typeof error === 'string') return { message: error.slice(0, MAX_MESSAGE) };
-  const { message, code, status } = error as { message?: unknown; code?: unknown; status?: unknown };
+  const { message } = error as { message?: unknown };
   const text = typeof message === 'string' ? message : JSON.stringify(error);
-  const named = [code, status].map((value) => (typeof value === 'number' || typeof value === 'string' ? String(value) : '')).find((value) => /^[1-5]\d\d$/.test(value));
-  return { message: text.slice(0, MAX_MESSAGE), ...(named !== undefined && { status: Number(named) }) };
+  const status = errorStatus(error);
+  return { message: text.slice(0, MAX_MESSAGE), ...(status !== undefined && { status }) };
 }
