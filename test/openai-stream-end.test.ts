@@ -199,6 +199,34 @@ describe("a target's error event", () => {
     expect(fine.text).toMatch(/^: ping\n\n.*hello.*data: \[DONE\]\n\n$/s);
   });
 
+  it('never comes when a target sends more than 64 KiB of keep-alive comments first: failed over before anything was sent, and a failure of that target', async () => {
+    const { key } = await newTenant();
+    const id = `pings${Date.now()}`;
+    const standby = { ...chatTarget(`${id}b`), priority: 1 };
+    for (const [n, faults] of [[1, 'pingBytes=70000'], [2, 'pingBytes=70000,pieceBytes=3000']] as const) {
+      const { res, text } = await chatStream(key, `pings${n}`, { targets: [{ ...chatTarget(`${id}a${n}`, faults), priority: 0 }, standby] });
+      expect(res.status, faults).toBe(200);
+      expect(res.headers.get('x-gateway-attempts'), faults).toBe('2');
+      expect(res.headers.get('x-gateway-upstream'), faults).toBe(`pings${n}/${id}b`);
+      // Not one keep-alive of the first target reached the client.
+      expect(text.startsWith('data: '), faults).toBe(true);
+      expect(text, faults).not.toContain(': ping');
+      expect(text, faults).toMatch(/data: \[DONE\]\n\n$/);
+    }
+    // Within the bound, its keep-alives and its answer are relayed as they came.
+    const fine = await chatStream(key, 'pingsok', { targets: [{ ...chatTarget(`${id}c`, 'pingBytes=60000'), priority: 0 }, standby] });
+    expect(fine.res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(fine.text).toMatch(/^: ping\n\n.*"content":"mock".*data: \[DONE\]\n\n$/s);
+    // The only target: the answer is 502 saying why, and five such chats open its circuit.
+    for (let i = 0; i < 5; i++) {
+      const alone = await chatStream(key, 'pingsall', { targets: [chatTarget(`${id}d`, 'pingBytes=70000')], retry: { attempts: 1 } });
+      expect(alone.res.status, `chat ${i}`).toBe(502);
+      expect(JSON.parse(alone.text).error.message, `chat ${i}`).toContain('without an event');
+    }
+    const pool = await api('/v1/pools/pingsall', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('open');
+  });
+
   it('as the first event of every target: 502 upstream_failed naming the error, every attempt counted', async () => {
     const { key } = await newTenant();
     const id = `all${Date.now()}`;

@@ -17,7 +17,7 @@
 // bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
-// echoStreamOptions (of a stream: see streamChat), echoEscaped (the credential that
+// echoStreamOptions and pingBytes (of a stream: see streamChat), echoEscaped (the credential that
 // echoAuthorization and echoAuthorizationInStream name spelt with JSON escapes: see escapedSpelling), rejectStreamOptions (a chat with
 // stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
 // OpenAI-compatible servers send), holdOpen (a stream, or a `body` (in `pieceBytes` pieces too; each `@PAD@` in it `pad` x's), is written whole and its
@@ -266,6 +266,7 @@ export async function startMockUpstream(options = {}) {
 // chunks. `echoStreamOptions` ends the reply with the request's stream_options as JSON.
 // `echoAuthorizationInStream` sends, after the first word, an error event naming the request's
 // credential whole (as a proxy that refuses it mid-stream may) and ends without [DONE].
+// `pingBytes: n` sends about n bytes of `: ping` keep-alive comments before the first event.
 async function streamChat(res, body, mock, attempt, token) {
   const last = String(body?.messages?.at(-1)?.content ?? '').split('\nmock:')[0];
   const echo = mock.echoStreamOptions ? ` stream_options=${JSON.stringify(body?.stream_options ?? null)}` : '';
@@ -277,6 +278,7 @@ async function streamChat(res, body, mock, attempt, token) {
   const write = (text) => (mock.pieceBytes ? (held += text) : res.write(text));
   // As OpenAI does when asked: `usage: null` on every chunk but the usage chunk.
   const send = (payload) => write(`data: ${JSON.stringify(asked && !('usage' in payload) ? { ...payload, usage: null } : payload)}\n\n`);
+  if (mock.pingBytes) write(': ping\n\n'.repeat(Math.ceil(Number(mock.pingBytes) / 8)));
   send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
   for (let i = 0; i < words.length; i++) {
     if (mock.cutAfter !== undefined && i >= Number(mock.cutAfter)) {
@@ -340,7 +342,7 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus', 'pad']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus', 'pad', 'pingBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
   for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));

@@ -161,10 +161,33 @@ describe('readFirstEvent', () => {
         expect((await firstOf(text, size)).error, `${JSON.stringify(text)} in pieces of ${size}`).toEqual({ message: 'x' });
       }
     }
-    // Comments beyond the bound: relayed without a look, the error after them unjudged.
-    const long = await firstOf(`${': keep-alive\n\n'.repeat(6_000)}data: {"error":"x"}\n\n`, 1_000);
+  });
+
+  it('says no event came when 64 KiB pass without a data line beginning (keep-alives, a long comment, bare fields), and reads no further', async () => {
+    for (const [name, lead] of [
+      ['keep-alives', ': keep-alive\n\n'.repeat(6_000)],
+      ['one long comment', `: ${'p'.repeat(70_000)}\n\n`],
+      ['bare fields, CR line endings', 'event: ping\rid: 1\r\r'.repeat(4_000)],
+    ] as const) {
+      for (const size of [1_000, 4_096]) {
+        const head = await firstOf(`${lead}data: {"error":"x"}\n\n${chunk('hi')}`, size);
+        expect(head.noEvent, `${name} in pieces of ${size}`).toBe(true);
+        expect(head.error, name).toBeUndefined();
+        expect(head.bytes.byteLength, name).toBeLessThanOrEqual(64 * 1024 + size);
+      }
+    }
+    // Just within the bound the event is still judged; a data line that begins at the bound, cut
+    // after `da`, is read on to its end; one begun and longer than the bound is relayed as it came.
+    const within = ': ping\n\n'.repeat(Math.floor((64 * 1024 - 30) / 8));
+    expect(await firstOf(`${within}data: {"error":"x"}\n\n`, 1_000)).toMatchObject({ error: { message: 'x' } });
+    const edge = `${': ping\n\n'.repeat(8_192)}da`;
+    expect(new TextEncoder().encode(edge).byteLength).toBe(64 * 1024 + 2);
+    const cut = await firstOf(`${edge}ta: {"error":"x"}\n\n`, 64 * 1024 + 2);
+    expect(cut).toMatchObject({ error: { message: 'x' } });
+    expect(cut.noEvent).toBeUndefined();
+    const long = await firstOf(`: ping\n\ndata: {"choices":[{"delta":{"content":"${'x'.repeat(70_000)}"}}]}\n\n`, 1_000);
+    expect(long.noEvent).toBeUndefined();
     expect(long.error).toBeUndefined();
-    expect(long.bytes.byteLength).toBeLessThanOrEqual(64 * 1024 + 1_000);
   });
 
   it('gives up looking past 64 KiB, in time linear in what came, a byte at a time too', async () => {

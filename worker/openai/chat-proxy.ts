@@ -13,7 +13,7 @@ import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
-import { readFirstEvent, type FirstEvent } from './first-event';
+import { MAX_FIRST_EVENT, readFirstEvent, type FirstEvent } from './first-event';
 import { callersStatus } from './stream-error';
 import { relayStream, type StreamEnd } from './stream-relay';
 
@@ -237,6 +237,11 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       head = await readFirstEvent(first.value, reader);
     } catch (error) {
       throw abortReason(signal, error);
+    }
+    // Keep-alives alone past the bound: the target sent no answer, and nothing reached the client yet.
+    if (head.noEvent) {
+      void reader.cancel().catch(() => {});
+      throw new UpstreamError('invalid_response', `upstream sent ${MAX_FIRST_EVENT} bytes of its stream without an event`, true);
     }
     if (head.error && !callersStatus(head.error.status)) {
       void reader.cancel().catch(() => {});

@@ -6,8 +6,11 @@ import { errorStatus } from './stream-error';
 /**
  * Most bytes read ahead for a stream's first event. A first event is a role chunk or an error
  * of a few hundred bytes; a stream whose first event is longer is relayed without the look.
+ * Its data line must start within them: past them with none, the stream is no answer.
  */
-const MAX_FIRST_EVENT = 64 * 1024;
+export const MAX_FIRST_EVENT = 64 * 1024;
+/** The field a data line starts with. */
+const DATA = 'data:';
 /** A line ending's first character, looked for from `lastIndex` on. */
 const LINE_END = /[\r\n]/g;
 /** Longest message of a target's error event repeated in the gateway's own error. */
@@ -24,12 +27,18 @@ export interface FirstEvent {
   bytes: Uint8Array;
   /** The first event was an error event. */
   error?: StreamError;
+  /**
+   * MAX_FIRST_EVENT bytes came and no data line began in them (comments, such as `: ping`
+   * keep-alives, or bare fields only): no event was sent, so nothing is to be relayed.
+   */
+  noEvent?: true;
 }
 
 /**
  * Reads a stream on from its first chunk until its first event can be judged (`judgedAt`; or
  * the stream has ended, or MAX_FIRST_EVENT bytes came first, the events without data before it
- * counted), and says whether that event was an error event.
+ * counted), and says whether that event was an error event, or whether no data line began
+ * within those bytes (`noEvent`).
  * Nothing has reached the client yet, so a target whose stream starts with an error (vLLM and
  * LiteLLM answer a failure that way, with a 200) can still be failed over like a 5xx. A read
  * that throws is the caller's to judge, as the first chunk's is.
@@ -41,7 +50,8 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
   const lines = new FirstLines();
   let text = decoder.decode(first, { stream: true });
   let end = lines.judgedAt(text);
-  while (end < 0 && size <= MAX_FIRST_EVENT) {
+  // Past the bound, a line that may still become a data line (`da`, or none begun) is read on to tell.
+  while (end < 0 && (size <= MAX_FIRST_EVENT || lines.mayStartData(text))) {
     const next = await reader.read();
     if (next.done) break;
     chunks.push(next.value);
@@ -50,8 +60,11 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
     end = lines.judgedAt(text);
   }
   const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
-  // Over the bound without an end, it is relayed as every long event is; ended with the stream, it is judged whole.
-  if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
+  // Over the bound without an end: a data line begun is relayed as every long event is; none
+  // begun is no event within the bound, as a first event that never comes within the first-byte
+  // limit is none (a target that sends keep-alives alone, endlessly, used to be relayed as they came).
+  if (end < 0 && size > MAX_FIRST_EVENT) return lines.inData(text) ? { bytes } : { bytes, noEvent: true };
+  // Ended with the stream, it is judged whole.
   const error = streamError(text.slice(lines.eventStart, end < 0 ? text.length : end));
   return error ? { bytes, error } : { bytes };
 }
@@ -72,13 +85,23 @@ class FirstLines {
   /** Where the event being read starts: after the events without data read past. */
   eventStart = 0;
 
+  /** Whether the line not yet ended in `text` (as `judgedAt` left it) is a data line. */
+  inData(text: string): boolean {
+    return text.startsWith(DATA, this.lineStart);
+  }
+
+  /** Whether the line not yet ended in `text` is too short to say whether it is a data line. */
+  mayStartData(text: string): boolean {
+    return text.length - this.lineStart < DATA.length && DATA.startsWith(text.slice(this.lineStart));
+  }
+
   /** Where in `text` (the text so far: the last call's, and more) the first event can be judged, or -1. */
   judgedAt(text: string): number {
     for (;;) {
       LINE_END.lastIndex = this.lineStart;
       const at = LINE_END.exec(text)?.index ?? -1;
       if (at < 0) return -1;
-      if (text.startsWith('data:', this.lineStart)) return at + 1;
+      if (text.startsWith(DATA, this.lineStart)) return at + 1;
       // A CR that ends the text may be the first half of a CRLF: the LF after it is no blank line.
       if (text[at] === '\r' && at === text.length - 1) return -1;
       const blank = at === this.lineStart;
