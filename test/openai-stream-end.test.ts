@@ -483,7 +483,7 @@ describe("a target's credential spelt another way: escaped twice, percent-encode
     }
   });
 
-  it('is masked in an event stream the same way, base64 aside, wherever the chunks are cut', () => {
+  it('is masked by the stream masker the same way, wherever the chunks are cut (base64 is masked in whole events: see the relay)', () => {
     const text = spellings.filter(([name]) => !name.startsWith('base64')).map(([, body]) => `data: ${body}\n\n`).join('');
     const expected = withoutCredential(text, secret);
     for (const step of [1, 2, 3, 5, 7, 64]) expect(maskedInChunks(secret, text, everyStep(text, step)), `every ${step}`).toBe(expected);

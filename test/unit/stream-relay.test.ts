@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatUsage } from '../../worker/limits/usage';
+import { withoutCredential } from '../../worker/lib/masked-credential';
 import { readFirstEvent } from '../../worker/openai/first-event';
 import { EventFramer } from '../../worker/openai/sse-frame';
 import { relayStream, type RelayOptions } from '../../worker/openai/stream-relay';
@@ -125,6 +126,56 @@ describe('relayStream and the usage of a stream', () => {
     await client.read();
     await client.cancel('gone');
     expect(counts).toEqual([]);
+  });
+});
+
+describe("relayStream and a target's credential spelt in base64", () => {
+  const secret = 'sk-ab/cd+secret-9f3e';
+  const bytesOf = (text: string) => encoder.encode(text);
+  const base64 = (text: string, urlSafe = false) => {
+    const encoded = btoa(String.fromCharCode(...bytesOf(text)));
+    return urlSafe ? encoded.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '') : encoded;
+  };
+  /** Error events echoing the credential in base64: a Basic credential (`user:key`), the key alone, each alignment, both alphabets. */
+  const echoes = [
+    `Basic ${base64(`user:${secret}`)}`,
+    base64(secret),
+    base64(`x${secret}`, true),
+    `token=${base64(`xx${secret}!`)}&again=${base64(`xx${secret}!`, true)}`,
+  ];
+  const stream = `${chunk('hello')}${echoes.map((echo) => `data: ${JSON.stringify({ error: { message: `Invalid credentials: ${echo}`, type: 'server_error' } })}\n\n`).join('')}data: [DONE]\n\n`;
+  /** What is left of each base64 token once decoded (a mask's characters are no base64). */
+  const decodedTokens = (text: string): string =>
+    [...text.matchAll(/[A-Za-z0-9+/_-]{12,}={0,2}/g)].map(([token]) => {
+      const standard = token.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '');
+      // Padded back (a lone character past a whole group holds no byte).
+      const whole = standard.length % 4 === 1 ? standard.slice(0, -1) : standard;
+      return atob(whole.padEnd(Math.ceil(whole.length / 4) * 4, '='));
+    }).join('\n');
+
+  it('masks it in every event as withoutCredential masks it, however the network cut the events, a byte at a time too', async () => {
+    expect(decodedTokens(stream)).toContain(secret);
+    const expected = withoutCredential(stream, secret);
+    expect(expected).not.toBe(stream);
+    expect(decodedTokens(expected)).not.toContain(secret);
+    const length = bytesOf(stream).byteLength;
+    for (const step of [1, 2, 3, 5, 7, 64, length]) {
+      const pieces = Array.from({ length: Math.ceil(stream.length / step) }, (_, i) => stream.slice(i * step, (i + 1) * step));
+      for (const usage of [undefined, { report: () => undefined, strip: true, unreported: () => undefined }]) {
+        const { reader, first } = upstream(pieces);
+        const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options({ credential: secret, ...(usage && { usage }) })))));
+        expect(text, `in pieces of ${step}`).toBe(expected);
+      }
+    }
+  });
+
+  it('masks it in the last event of a stream held open after [DONE], and leaves other base64 as sent', async () => {
+    const other = base64('user:another-key-entirely');
+    const { reader, first } = upstream([chunk(other), `data: {"error":"${base64(secret)}"}\n\ndata: [DONE]\n\n`], true);
+    const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options({ credential: secret })))));
+    expect(text).toContain(other);
+    expect(decodedTokens(text)).not.toContain(secret);
+    expect(text).toMatch(/data: \[DONE\]\n\n$/);
   });
 });
 

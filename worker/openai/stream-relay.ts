@@ -56,7 +56,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   const out = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array): boolean => {
     const whole = framer.push(bytes);
     if (whole.byteLength === 0) return false;
-    controller.enqueue(whole);
+    controller.enqueue(masker ? masker.events(whole) : whole);
     return true;
   };
   /** Whether anything went to the client. */
@@ -84,7 +84,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     }
     if (!whole) return framer.drop();
     const last = framer.flush();
-    if (last.byteLength) controller.enqueue(last);
+    if (last.byteLength) controller.enqueue(masker ? masker.events(last) : last);
   };
   const end = (how: StreamEnd) => {
     if (ended) return;
