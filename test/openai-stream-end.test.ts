@@ -199,6 +199,34 @@ describe("a target's error event", () => {
     expect(fine.text).toMatch(/^: ping\n\n.*hello.*data: \[DONE\]\n\n$/s);
   });
 
+  it('never comes when a target sends more than 64 KiB of keep-alive comments first: failed over before anything was sent, and a failure of that target', async () => {
+    const { key } = await newTenant();
+    const id = `pings${Date.now()}`;
+    const standby = { ...chatTarget(`${id}b`), priority: 1 };
+    for (const [n, faults] of [[1, 'pingBytes=70000'], [2, 'pingBytes=70000,pieceBytes=3000']] as const) {
+      const { res, text } = await chatStream(key, `pings${n}`, { targets: [{ ...chatTarget(`${id}a${n}`, faults), priority: 0 }, standby] });
+      expect(res.status, faults).toBe(200);
+      expect(res.headers.get('x-gateway-attempts'), faults).toBe('2');
+      expect(res.headers.get('x-gateway-upstream'), faults).toBe(`pings${n}/${id}b`);
+      // Not one keep-alive of the first target reached the client.
+      expect(text.startsWith('data: '), faults).toBe(true);
+      expect(text, faults).not.toContain(': ping');
+      expect(text, faults).toMatch(/data: \[DONE\]\n\n$/);
+    }
+    // Within the bound, its keep-alives and its answer are relayed as they came.
+    const fine = await chatStream(key, 'pingsok', { targets: [{ ...chatTarget(`${id}c`, 'pingBytes=60000'), priority: 0 }, standby] });
+    expect(fine.res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(fine.text).toMatch(/^: ping\n\n.*"content":"mock".*data: \[DONE\]\n\n$/s);
+    // The only target: the answer is 502 saying why, and five such chats open its circuit.
+    for (let i = 0; i < 5; i++) {
+      const alone = await chatStream(key, 'pingsall', { targets: [chatTarget(`${id}d`, 'pingBytes=70000')], retry: { attempts: 1 } });
+      expect(alone.res.status, `chat ${i}`).toBe(502);
+      expect(JSON.parse(alone.text).error.message, `chat ${i}`).toContain('without an event');
+    }
+    const pool = await api('/v1/pools/pingsall', { key });
+    expect(pool.body.targets[0].health.circuit).toBe('open');
+  });
+
   it('as the first event of every target: 502 upstream_failed naming the error, every attempt counted', async () => {
     const { key } = await newTenant();
     const id = `all${Date.now()}`;
@@ -235,6 +263,45 @@ describe("a target's error event", () => {
     for (let i = 0; i < 5; i++) expect(await streamOf(caller, {}, key), `stream ${i}`).toContain('prompt is too long');
     const pool = await api('/v1/pools/sse', { key });
     expect(pool.body.targets[0].health.circuit).toBe('closed');
+  });
+
+  it("later in the stream, after content, with a 4xx code or an invalid_request_error type is the caller's: relayed as it came, five such streams leave its circuit closed", async () => {
+    const callers = `data: ${JSON.stringify({ error: { message: 'maximum context length exceeded', type: 'invalid_request_error', code: 'context_length_exceeded' } })}\n\n`;
+    for (const [name, body] of [
+      ['code 400, then [DONE]', `${chunk('partial answer')}${errorEvent('prompt is too long', {}, 400)}data: [DONE]\n\n`],
+      ['not the first member, in pieces', `${chunk('partial answer')}${errorEvent('prompt is too long', { id: 'x' }, '422')}data: [DONE]\n\n`],
+      ['invalid_request_error, then [DONE]', `${chunk('partial answer')}${callers}data: [DONE]\n\n`],
+      // As OpenAI ends a stream on an error: closed after it, no [DONE]. The client still learns it was cut.
+      ['invalid_request_error, then closed', `${chunk('partial answer')}${callers}`],
+    ] as const) {
+      const { key } = await newTenant();
+      const target = sseTarget(`later${Date.now()}`, body, name.includes('pieces') ? '&pieceBytes=9' : '');
+      for (let i = 0; i < 5; i++) {
+        const text = await streamOf(target, {}, key);
+        expect(text, `${name}: stream ${i}`).toContain('partial answer');
+        expect(text, `${name}: stream ${i}`).toMatch(/prompt is too long|maximum context length/);
+        if (name.endsWith('closed')) expect(text, name).toContain('stream_interrupted');
+      }
+      const pool = await api('/v1/pools/sse', { key });
+      expect(pool.body.targets[0].health.circuit, name).toBe('closed');
+    }
+    // A 5xx code, a 429 or none at all, later in the stream, still counts against the target.
+    for (const code of [500, 429, null]) {
+      const { key } = await newTenant();
+      const target = sseTarget(`later5${Date.now()}`, `${chunk('partial answer')}${errorEvent('the model crashed', {}, code)}data: [DONE]\n\n`);
+      for (let i = 0; i < 5; i++) expect(await streamOf(target, {}, key)).toContain('the model crashed');
+      const pool = await api('/v1/pools/sse', { key });
+      expect(pool.body.targets[0].health.circuit, String(code)).toBe('open');
+    }
+  });
+
+  it("as the first event, with an invalid_request_error type and no status, is the caller's too: relayed, not failed over", async () => {
+    const { key } = await newTenant();
+    const id = `badtype${Date.now()}`;
+    const body = `data: ${JSON.stringify({ error: { message: 'maximum context length exceeded', type: 'invalid_request_error', code: 'context_length_exceeded' } })}\n\ndata: [DONE]\n\n`;
+    const { res, text } = await chatStream(key, 'callertype', { targets: [{ ...sseTarget(`${id}a`, body), priority: 0 }, { ...chatTarget(`${id}b`), priority: 1 }] });
+    expect(res.headers.get('x-gateway-attempts')).toBe('1');
+    expect(text).toContain('maximum context length exceeded');
   });
 
   it("whose error member is not the JSON's first is a failure of its target too: five such streams open its circuit", async () => {
@@ -416,7 +483,7 @@ describe("a target's credential spelt another way: escaped twice, percent-encode
     }
   });
 
-  it('is masked in an event stream the same way, base64 aside, wherever the chunks are cut', () => {
+  it('is masked by the stream masker the same way, wherever the chunks are cut (base64 is masked in whole events: see the relay)', () => {
     const text = spellings.filter(([name]) => !name.startsWith('base64')).map(([, body]) => `data: ${body}\n\n`).join('');
     const expected = withoutCredential(text, secret);
     for (const step of [1, 2, 3, 5, 7, 64]) expect(maskedInChunks(secret, text, everyStep(text, step)), `every ${step}`).toBe(expected);

@@ -692,6 +692,30 @@ describe("a target's error that names its credential", () => {
     }
   });
 
+  it('a streamed chat relays an error event without the credential echoed in base64 (a Basic credential, the key alone), split across chunks too', async () => {
+    const { key } = await newTenant();
+    const spellings = [Buffer.from(`user:${secret}`).toString('base64'), Buffer.from(secret).toString('base64url')];
+    /** What is left of each base64 token once decoded (the mask's characters are no base64). */
+    const decoded = (text: string) => [...text.matchAll(/[A-Za-z0-9+/_-]{12,}/g)].map(([token]) => Buffer.from(token, 'base64').toString('latin1')).join('\n');
+    for (const faults of ['echoAuthorizationInStream=1,echoBase64=1', 'echoAuthorizationInStream=1,echoBase64=1,pieceBytes=1', 'echoAuthorizationInStream=1,echoBase64=1,pieceBytes=7']) {
+      const pool = uniqueId('pool');
+      expect((await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), faults, { apiKey: secret })] } })).status, faults).toBe(201);
+      const res = await SELF.fetch(`${BASE}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: pool, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(res.status, faults).toBe(200);
+      const text = await res.text();
+      expect(text, faults).toContain('Invalid credentials: Basic ');
+      expect(text, faults).toContain(`…${secret.slice(-4)}`);
+      for (const spelling of spellings) expect(text, faults).not.toContain(spelling);
+      expect(decoded(text), faults).not.toContain(secret);
+      // Every event still parses.
+      for (const [, data] of text.matchAll(/^data: (\{.*\})$/gm)) expect(() => JSON.parse(data ?? ''), faults).not.toThrow();
+    }
+  });
+
   it('a streamed answer that only repeats part of the credential is relayed as sent', async () => {
     const { key } = await newTenant();
     const pool = uniqueId('pool');

@@ -17,7 +17,7 @@
 // bytes), answerBytes (an output {answer} of about
 // that many bytes of JSON, its answer JSON text, which escaping makes larger in a task; with
 // `a2a: {state: a2aState}` when `a2aState` is set), ignoreStreamOptions, pieceBytes,
-// echoStreamOptions (of a stream: see streamChat), echoEscaped (the credential that
+// echoStreamOptions and pingBytes (of a stream: see streamChat), echoEscaped (the credential that
 // echoAuthorization and echoAuthorizationInStream name spelt with JSON escapes: see escapedSpelling), rejectStreamOptions (a chat with
 // stream_options is answered 400), omitUsage (a chat answer without its `usage`, as some
 // OpenAI-compatible servers send), holdOpen (a stream, or a `body` (in `pieceBytes` pieces too; each `@PAD@` in it `pad` x's), is written whole and its
@@ -265,7 +265,9 @@ export async function startMockUpstream(options = {}) {
 // whole stream in n-byte pieces a millisecond apart, so events arrive split across network
 // chunks. `echoStreamOptions` ends the reply with the request's stream_options as JSON.
 // `echoAuthorizationInStream` sends, after the first word, an error event naming the request's
-// credential whole (as a proxy that refuses it mid-stream may) and ends without [DONE].
+// credential whole (as a proxy that refuses it mid-stream may) and ends without [DONE]; with
+// `echoBase64`, in base64 instead: a Basic credential (`user:<key>`) and the key alone, URL-safe.
+// `pingBytes: n` sends about n bytes of `: ping` keep-alive comments before the first event.
 async function streamChat(res, body, mock, attempt, token) {
   const last = String(body?.messages?.at(-1)?.content ?? '').split('\nmock:')[0];
   const echo = mock.echoStreamOptions ? ` stream_options=${JSON.stringify(body?.stream_options ?? null)}` : '';
@@ -277,6 +279,7 @@ async function streamChat(res, body, mock, attempt, token) {
   const write = (text) => (mock.pieceBytes ? (held += text) : res.write(text));
   // As OpenAI does when asked: `usage: null` on every chunk but the usage chunk.
   const send = (payload) => write(`data: ${JSON.stringify(asked && !('usage' in payload) ? { ...payload, usage: null } : payload)}\n\n`);
+  if (mock.pingBytes) write(': ping\n\n'.repeat(Math.ceil(Number(mock.pingBytes) / 8)));
   send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
   for (let i = 0; i < words.length; i++) {
     if (mock.cutAfter !== undefined && i >= Number(mock.cutAfter)) {
@@ -286,7 +289,8 @@ async function streamChat(res, body, mock, attempt, token) {
     if (mock.chunkDelayMs) await sleep(Number(mock.chunkDelayMs));
     send({ ...base, choices: [{ index: 0, delta: { content: (i ? ' ' : '') + words[i] }, finish_reason: null }] });
     if (mock.echoAuthorizationInStream) {
-      if (mock.echoEscaped) write(`data: {"error":{"message":"Incorrect API key provided: ${escapedSpelling(token)}; again: ${escapedSpelling(token, 1)}","type":"invalid_request_error"}}\n\n`);
+      if (mock.echoBase64) write(`data: ${JSON.stringify({ error: { message: `Invalid credentials: Basic ${Buffer.from(`user:${token}`).toString('base64')}; token ${Buffer.from(token).toString('base64url')}`, type: 'server_error' } })}\n\n`);
+      else if (mock.echoEscaped) write(`data: {"error":{"message":"Incorrect API key provided: ${escapedSpelling(token)}; again: ${escapedSpelling(token, 1)}","type":"invalid_request_error"}}\n\n`);
       else write(`data: ${JSON.stringify({ error: { message: `Incorrect API key provided: ${token}; again: ${token}`, type: 'invalid_request_error' } })}\n\n`);
       break;
     }
@@ -340,8 +344,8 @@ function usageFor(body) {
 
 function queryMock(params) {
   const mock = {};
-  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus', 'pad']) if (params.has(name)) mock[name] = Number(params.get(name));
-  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
+  for (const name of ['delayMs', 'failTimes', 'failStatus', 'status', 'retryAfter', 'chunkDelayMs', 'cutAfter', 'errorRate', 'resetRate', 'spikeRate', 'spikeMs', 'outputBytes', 'chunkedOutputBytes', 'gzipOutputBytes', 'answerBytes', 'completionBytes', 'pieceBytes', 'statusBytes', 'stallStatus', 'pad', 'pingBytes']) if (params.has(name)) mock[name] = Number(params.get(name));
+  for (const name of ['hang', 'reset', 'stallBody', 'cutBody', 'ignoreStreamOptions', 'echoStreamOptions', 'rejectStreamOptions', 'omitUsage', 'holdOpen', 'echoAuthorization', 'echoAuthorizationInStream', 'echoEscaped', 'echoBase64']) if (params.has(name)) mock[name] = params.get(name) !== 'false';
   for (const name of ['body', 'contentType', 'location', 'a2aState']) if (params.has(name)) mock[name] = params.get(name);
   if (params.has('contextPatch')) mock.contextPatch = JSON.parse(params.get('contextPatch'));
   return mock;

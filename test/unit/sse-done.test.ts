@@ -58,3 +58,36 @@ describe('DoneLine and error events', () => {
     expect(errored('data: [DONE]\n', 'data: {"error":{}}\n\n')).toBe(false);
   });
 });
+
+describe("DoneLine and the caller's error events", () => {
+  const judged = (...parts: string[]) => {
+    const done = new DoneLine();
+    for (const part of parts) done.push(part);
+    done.end();
+    return { errored: done.errored, callersError: done.callersError };
+  };
+  const event = (error: unknown, extra: Record<string, unknown> = {}) => `data: ${JSON.stringify({ ...extra, error })}\n\n`;
+  const answer = 'data: {"choices":[{"delta":{"content":"partial"}}]}\n\n';
+
+  it("takes an error event later in the stream whose code or status is a 4xx (not 408 or 429), or whose type is invalid_request_error, for the caller's, however it is cut", () => {
+    for (const error of [
+      { message: 'prompt is too long', code: 400 },
+      { message: 'no such model', code: '404' },
+      { message: 'bad', status: 422 },
+      { message: 'context_length_exceeded', type: 'invalid_request_error', code: 'context_length_exceeded' },
+    ]) {
+      for (const stream of [`${answer}${event(error)}data: [DONE]\n\n`, `${answer}${event(error, { id: 'x' })}data: [DONE]\n\n`]) {
+        for (let at = 1; at < stream.length; at += 7) expect(judged(stream.slice(0, at), stream.slice(at)), `${stream} cut at ${at}`).toEqual({ errored: false, callersError: true });
+      }
+    }
+  });
+
+  it("takes a 5xx, 408, 429 or no status at all for the target's, and the target's after the caller's too", () => {
+    for (const error of ['overloaded', { message: 'x' }, { message: 'x', code: 500 }, { message: 'x', code: 'internal_error', type: 'server_error' }, { message: 'x', code: 429 }, { message: 'x', code: '408', type: 'invalid_request_error' }]) {
+      expect(judged(`${answer}${event(error)}data: [DONE]\n\n`).errored, JSON.stringify(error)).toBe(true);
+    }
+    expect(judged(`${answer}${event({ message: 'x', code: 400 })}${event({ message: 'y', code: 503 })}data: [DONE]\n\n`)).toEqual({ errored: true, callersError: true });
+    // A line too long to parse, its error first: its status unknown, the target's.
+    expect(judged(`data: {"error":{"code":400,"message":"${'x'.repeat(70_000)}"}}\n\ndata: [DONE]\n\n`)).toEqual({ errored: true, callersError: false });
+  });
+});

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatUsage } from '../../worker/limits/usage';
+import { withoutCredential } from '../../worker/lib/masked-credential';
 import { readFirstEvent } from '../../worker/openai/first-event';
 import { EventFramer } from '../../worker/openai/sse-frame';
 import { relayStream, type RelayOptions } from '../../worker/openai/stream-relay';
@@ -128,6 +129,56 @@ describe('relayStream and the usage of a stream', () => {
   });
 });
 
+describe("relayStream and a target's credential spelt in base64", () => {
+  const secret = 'sk-ab/cd+secret-9f3e';
+  const bytesOf = (text: string) => encoder.encode(text);
+  const base64 = (text: string, urlSafe = false) => {
+    const encoded = btoa(String.fromCharCode(...bytesOf(text)));
+    return urlSafe ? encoded.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '') : encoded;
+  };
+  /** Error events echoing the credential in base64: a Basic credential (`user:key`), the key alone, each alignment, both alphabets. */
+  const echoes = [
+    `Basic ${base64(`user:${secret}`)}`,
+    base64(secret),
+    base64(`x${secret}`, true),
+    `token=${base64(`xx${secret}!`)}&again=${base64(`xx${secret}!`, true)}`,
+  ];
+  const stream = `${chunk('hello')}${echoes.map((echo) => `data: ${JSON.stringify({ error: { message: `Invalid credentials: ${echo}`, type: 'server_error' } })}\n\n`).join('')}data: [DONE]\n\n`;
+  /** What is left of each base64 token once decoded (a mask's characters are no base64). */
+  const decodedTokens = (text: string): string =>
+    [...text.matchAll(/[A-Za-z0-9+/_-]{12,}={0,2}/g)].map(([token]) => {
+      const standard = token.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '');
+      // Padded back (a lone character past a whole group holds no byte).
+      const whole = standard.length % 4 === 1 ? standard.slice(0, -1) : standard;
+      return atob(whole.padEnd(Math.ceil(whole.length / 4) * 4, '='));
+    }).join('\n');
+
+  it('masks it in every event as withoutCredential masks it, however the network cut the events, a byte at a time too', async () => {
+    expect(decodedTokens(stream)).toContain(secret);
+    const expected = withoutCredential(stream, secret);
+    expect(expected).not.toBe(stream);
+    expect(decodedTokens(expected)).not.toContain(secret);
+    const length = bytesOf(stream).byteLength;
+    for (const step of [1, 2, 3, 5, 7, 64, length]) {
+      const pieces = Array.from({ length: Math.ceil(stream.length / step) }, (_, i) => stream.slice(i * step, (i + 1) * step));
+      for (const usage of [undefined, { report: () => undefined, strip: true, unreported: () => undefined }]) {
+        const { reader, first } = upstream(pieces);
+        const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options({ credential: secret, ...(usage && { usage }) })))));
+        expect(text, `in pieces of ${step}`).toBe(expected);
+      }
+    }
+  });
+
+  it('masks it in the last event of a stream held open after [DONE], and leaves other base64 as sent', async () => {
+    const other = base64('user:another-key-entirely');
+    const { reader, first } = upstream([chunk(other), `data: {"error":"${base64(secret)}"}\n\ndata: [DONE]\n\n`], true);
+    const text = new TextDecoder().decode(concat(await readAll(relayStream(first, reader, options({ credential: secret })))));
+    expect(text).toContain(other);
+    expect(decodedTokens(text)).not.toContain(secret);
+    expect(text).toMatch(/data: \[DONE\]\n\n$/);
+  });
+});
+
 describe('readFirstEvent', () => {
   /** The first event of `text` sent in pieces of `size` bytes, as the proxy reads it. */
   const firstOf = (text: string, size: number) => {
@@ -161,10 +212,33 @@ describe('readFirstEvent', () => {
         expect((await firstOf(text, size)).error, `${JSON.stringify(text)} in pieces of ${size}`).toEqual({ message: 'x' });
       }
     }
-    // Comments beyond the bound: relayed without a look, the error after them unjudged.
-    const long = await firstOf(`${': keep-alive\n\n'.repeat(6_000)}data: {"error":"x"}\n\n`, 1_000);
+  });
+
+  it('says no event came when 64 KiB pass without a data line beginning (keep-alives, a long comment, bare fields), and reads no further', async () => {
+    for (const [name, lead] of [
+      ['keep-alives', ': keep-alive\n\n'.repeat(6_000)],
+      ['one long comment', `: ${'p'.repeat(70_000)}\n\n`],
+      ['bare fields, CR line endings', 'event: ping\rid: 1\r\r'.repeat(4_000)],
+    ] as const) {
+      for (const size of [1_000, 4_096]) {
+        const head = await firstOf(`${lead}data: {"error":"x"}\n\n${chunk('hi')}`, size);
+        expect(head.noEvent, `${name} in pieces of ${size}`).toBe(true);
+        expect(head.error, name).toBeUndefined();
+        expect(head.bytes.byteLength, name).toBeLessThanOrEqual(64 * 1024 + size);
+      }
+    }
+    // Just within the bound the event is still judged; a data line that begins at the bound, cut
+    // after `da`, is read on to its end; one begun and longer than the bound is relayed as it came.
+    const within = ': ping\n\n'.repeat(Math.floor((64 * 1024 - 30) / 8));
+    expect(await firstOf(`${within}data: {"error":"x"}\n\n`, 1_000)).toMatchObject({ error: { message: 'x' } });
+    const edge = `${': ping\n\n'.repeat(8_192)}da`;
+    expect(new TextEncoder().encode(edge).byteLength).toBe(64 * 1024 + 2);
+    const cut = await firstOf(`${edge}ta: {"error":"x"}\n\n`, 64 * 1024 + 2);
+    expect(cut).toMatchObject({ error: { message: 'x' } });
+    expect(cut.noEvent).toBeUndefined();
+    const long = await firstOf(`: ping\n\ndata: {"choices":[{"delta":{"content":"${'x'.repeat(70_000)}"}}]}\n\n`, 1_000);
+    expect(long.noEvent).toBeUndefined();
     expect(long.error).toBeUndefined();
-    expect(long.bytes.byteLength).toBeLessThanOrEqual(64 * 1024 + 1_000);
   });
 
   it('gives up looking past 64 KiB, in time linear in what came, a byte at a time too', async () => {

@@ -42,9 +42,7 @@ export const REDACTED_FROM_LENGTH = 8;
  * relayed chat answer) that otherwise never show it. Spelt with JSON escapes too (`sk-ab\/cd`,
  * `\u0073k-…`, escaped twice), which a JSON error parses back into the credential itself, or
  * percent-encoded, or in base64 (see `base64Spellings`). An event stream's masker
- * (`CredentialMasker`) finds all but the base64 ones: looking for six more runs of letters in
- * every chunk of every answer would cost each streamed chat far more than the rare error it
- * could find them in.
+ * (`CredentialMasker`) finds them all, the base64 ones in whole events (see its `events`).
  */
 export function withoutCredential(text: string, credential: string | undefined): string {
   if (!credential || credential.length < REDACTED_FROM_LENGTH) return text;
@@ -67,8 +65,8 @@ export function escapedCredentialScanner(credential: string): EscapedCredentialS
   return new EscapedCredentialScanner(encoder.encode(credential), encoder.encode(jsonMask(credential)));
 }
 
-/** The mask escaped as a JSON string's content: what replaces a spelling found inside one. */
-const jsonMask = (credential: string): string => JSON.stringify(credentialMask(credential)).slice(1, -1);
+/** The mask escaped as a JSON string's content: what replaces a spelling found inside one (a base64 one too). */
+export const jsonMask = (credential: string): string => JSON.stringify(credentialMask(credential)).slice(1, -1);
 
 /**
  * The masked form a written value is, spelt as views show it (`…ABCD`), or undefined when the

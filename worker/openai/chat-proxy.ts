@@ -13,7 +13,8 @@ import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
-import { readFirstEvent, type FirstEvent } from './first-event';
+import { MAX_FIRST_EVENT, readFirstEvent, type FirstEvent } from './first-event';
+import { callersStatus } from './stream-error';
 import { relayStream, type StreamEnd } from './stream-relay';
 
 const DEFAULT_FIRST_BYTE_MS = 30_000;
@@ -237,7 +238,12 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     } catch (error) {
       throw abortReason(signal, error);
     }
-    if (head.error && !callersError(head.error.status)) {
+    // Keep-alives alone past the bound: the target sent no answer, and nothing reached the client yet.
+    if (head.noEvent) {
+      void reader.cancel().catch(() => {});
+      throw new UpstreamError('invalid_response', `upstream sent ${MAX_FIRST_EVENT} bytes of its stream without an event`, true);
+    }
+    if (head.error && !callersStatus(head.error.status)) {
       void reader.cancel().catch(() => {});
       const message = withoutCredential(head.error.message, target.apiKey);
       throw new UpstreamError('http', `upstream stream began with an error event: ${message}`, true, head.error.status);
@@ -249,7 +255,6 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
       abort: (reason) => controller.abort(reason),
       onEnd: onStreamEnd,
       credential: target.apiKey,
-      ...(head.error && { callersError: true }),
       ...(streamUsage && { usage: { report: streamUsage.report, strip: usageOptions !== undefined, ...(streamUsage.unreported && { unreported: streamUsage.unreported }) } }),
     });
     return { response: new Response(stream, { status: 200, headers: SSE_HEADERS }), streaming: true };
@@ -268,12 +273,6 @@ function askedUsage(body: ChatCompletionRequest): Record<string, unknown> | unde
   if (options === undefined || options === null) return { include_usage: true };
   return typeof options === 'object' && options !== null && !Array.isArray(options) ? { ...options, include_usage: true } : undefined;
 }
-
-/**
- * Whether an error event's status is the caller's (a 4xx other than 408 and 429): relayed as it
- * came, as such a status is, since every target would refuse the request the same way.
- */
-const callersError = (status: number | undefined): boolean => status !== undefined && status >= 400 && status < 500 && !retryableStatus(status);
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 const SSE_TYPE = /^text\/event-stream\b/i;

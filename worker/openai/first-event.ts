@@ -1,12 +1,16 @@
 import { concatBytes } from '../lib/bytes';
 import { sseEventData } from '../lib/sse-event';
 import { ERROR_NAME, errorMember } from './sse-done';
+import { errorStatus } from './stream-error';
 
 /**
  * Most bytes read ahead for a stream's first event. A first event is a role chunk or an error
  * of a few hundred bytes; a stream whose first event is longer is relayed without the look.
+ * Its data line must start within them: past them with none, the stream is no answer.
  */
-const MAX_FIRST_EVENT = 64 * 1024;
+export const MAX_FIRST_EVENT = 64 * 1024;
+/** The field a data line starts with. */
+const DATA = 'data:';
 /** A line ending's first character, looked for from `lastIndex` on. */
 const LINE_END = /[\r\n]/g;
 /** Longest message of a target's error event repeated in the gateway's own error. */
@@ -23,12 +27,18 @@ export interface FirstEvent {
   bytes: Uint8Array;
   /** The first event was an error event. */
   error?: StreamError;
+  /**
+   * MAX_FIRST_EVENT bytes came and no data line began in them (comments, such as `: ping`
+   * keep-alives, or bare fields only): no event was sent, so nothing is to be relayed.
+   */
+  noEvent?: true;
 }
 
 /**
  * Reads a stream on from its first chunk until its first event can be judged (`judgedAt`; or
  * the stream has ended, or MAX_FIRST_EVENT bytes came first, the events without data before it
- * counted), and says whether that event was an error event.
+ * counted), and says whether that event was an error event, or whether no data line began
+ * within those bytes (`noEvent`).
  * Nothing has reached the client yet, so a target whose stream starts with an error (vLLM and
  * LiteLLM answer a failure that way, with a 200) can still be failed over like a 5xx. A read
  * that throws is the caller's to judge, as the first chunk's is.
@@ -40,7 +50,8 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
   const lines = new FirstLines();
   let text = decoder.decode(first, { stream: true });
   let end = lines.judgedAt(text);
-  while (end < 0 && size <= MAX_FIRST_EVENT) {
+  // Past the bound, a line that may still become a data line (`da`, or none begun) is read on to tell.
+  while (end < 0 && (size <= MAX_FIRST_EVENT || lines.mayStartData(text))) {
     const next = await reader.read();
     if (next.done) break;
     chunks.push(next.value);
@@ -49,8 +60,11 @@ export async function readFirstEvent(first: Uint8Array, reader: ReadableStreamDe
     end = lines.judgedAt(text);
   }
   const bytes = chunks.length === 1 ? first : concatBytes(chunks, size);
-  // Over the bound without an end, it is relayed as every long event is; ended with the stream, it is judged whole.
-  if (end < 0 && size > MAX_FIRST_EVENT) return { bytes };
+  // Over the bound without an end: a data line begun is relayed as every long event is; none
+  // begun is no event within the bound, as a first event that never comes within the first-byte
+  // limit is none (a target that sends keep-alives alone, endlessly, used to be relayed as they came).
+  if (end < 0 && size > MAX_FIRST_EVENT) return lines.inData(text) ? { bytes } : { bytes, noEvent: true };
+  // Ended with the stream, it is judged whole.
   const error = streamError(text.slice(lines.eventStart, end < 0 ? text.length : end));
   return error ? { bytes, error } : { bytes };
 }
@@ -71,13 +85,23 @@ class FirstLines {
   /** Where the event being read starts: after the events without data read past. */
   eventStart = 0;
 
+  /** Whether the line not yet ended in `text` (as `judgedAt` left it) is a data line. */
+  inData(text: string): boolean {
+    return text.startsWith(DATA, this.lineStart);
+  }
+
+  /** Whether the line not yet ended in `text` is too short to say whether it is a data line. */
+  mayStartData(text: string): boolean {
+    return text.length - this.lineStart < DATA.length && DATA.startsWith(text.slice(this.lineStart));
+  }
+
   /** Where in `text` (the text so far: the last call's, and more) the first event can be judged, or -1. */
   judgedAt(text: string): number {
     for (;;) {
       LINE_END.lastIndex = this.lineStart;
       const at = LINE_END.exec(text)?.index ?? -1;
       if (at < 0) return -1;
-      if (text.startsWith('data:', this.lineStart)) return at + 1;
+      if (text.startsWith(DATA, this.lineStart)) return at + 1;
       // A CR that ends the text may be the first half of a CRLF: the LF after it is no blank line.
       if (text[at] === '\r' && at === text.length - 1) return -1;
       const blank = at === this.lineStart;
@@ -90,8 +114,8 @@ class FirstLines {
 
 /**
  * The error of an event whose data is JSON with an `error` member that is a message or an
- * object (`null` is none, as the official client reads it); its status from the error's
- * `code` (or `status`) when that is an HTTP status, as vLLM (400) and LiteLLM ("429") write it.
+ * object (`null` is none, as the official client reads it); its status as `errorStatus` reads
+ * it, the rule an error event later in the stream is judged by too.
  */
 function streamError(event: string): StreamError | undefined {
   // A first event is most often a role chunk: parsed only when it could be an error.
@@ -99,8 +123,8 @@ function streamError(event: string): StreamError | undefined {
   const error = errorMember(sseEventData(event));
   if (error === undefined) return undefined;
   if (typeof error === 'string') return { message: error.slice(0, MAX_MESSAGE) };
-  const { message, code, status } = error as { message?: unknown; code?: unknown; status?: unknown };
+  const { message } = error as { message?: unknown };
   const text = typeof message === 'string' ? message : JSON.stringify(error);
-  const named = [code, status].map((value) => (typeof value === 'number' || typeof value === 'string' ? String(value) : '')).find((value) => /^[1-5]\d\d$/.test(value));
-  return { message: text.slice(0, MAX_MESSAGE), ...(named !== undefined && { status: Number(named) }) };
+  const status = errorStatus(error);
+  return { message: text.slice(0, MAX_MESSAGE), ...(status !== undefined && { status }) };
 }

@@ -1,3 +1,5 @@
+import { callersStatus, errorStatus } from './stream-error';
+
 /**
  * `[DONE]` as an event stream's own line, the chat completions stream's end. Only a line that
  * starts with it counts: the same text inside a JSON event (an answer that explains streaming)
@@ -11,7 +13,8 @@ const DONE_LINE = /^data: ?\[DONE\]/;
  * object or a message (`"error": null` is none, as the official client reads it). Where the
  * member is the first (the usual case) its line start says so; elsewhere in the object (after
  * an `id`, say) the line is parsed, but only a line that holds `"error"` at all, a few in a
- * stream: answer text spells its quotes escaped, so it never does.
+ * stream: answer text spells its quotes escaped, so it never does. Either is parsed for the
+ * status it names, which says whose error it is (`callersStatus`).
  */
 const ERROR_FIRST = /^data: ?\{\s*"error"\s*:\s*[{"]/;
 /** Text every error event's data holds (answer text spells its quotes escaped). */
@@ -22,18 +25,22 @@ export const ERROR_NAME = '"error"';
  */
 const MAX_LINE = 64 * 1024;
 
-/** Whether `line` (a whole line of the stream, or its start when it was longer than MAX_LINE) is an error event's data. */
-export function isErrorLine(line: string, whole: boolean): boolean {
-  if (!line.startsWith('data:') || !line.includes(ERROR_NAME)) return false;
-  if (ERROR_FIRST.test(line)) return true;
-  if (!whole) return false;
+/**
+ * The error an error event's data line names (see `errorMember`), or `true` for a line that
+ * starts as one but cannot be read whole (longer than MAX_LINE, or no JSON): its status is
+ * then unknown. Undefined for every other line.
+ */
+export function lineError(line: string, whole: boolean): string | object | true | undefined {
+  if (!line.startsWith('data:') || !line.includes(ERROR_NAME)) return undefined;
+  const first = ERROR_FIRST.test(line) || undefined;
+  if (!whole) return first;
   let data: unknown;
   try {
     data = JSON.parse(line.slice(line.startsWith('data: ') ? 6 : 5));
   } catch {
-    return false;
+    return first;
   }
-  return errorMember(data) !== undefined;
+  return errorMember(data) ?? first;
 }
 
 /**
@@ -55,8 +62,13 @@ export class DoneLine {
   private endedOnCR = false;
   /** Whether a `[DONE]` line has been seen. */
   seen = false;
-  /** Whether an error event came before it: the stream ended, but its answer failed. */
+  /**
+   * Whether an error event of the target's came before it: the stream ended, but its answer
+   * failed. One whose status is the caller's (`callersStatus`) is none, as a 4xx answer is none.
+   */
   errored = false;
+  /** Whether an error event whose status is the caller's came before it (and `errored` may follow). */
+  callersError = false;
   /**
    * Whether the `[DONE]` event has ended too (the blank line after it): nothing the stream may
    * still send is part of the answer, so it is complete whether or not the server closes it.
@@ -81,7 +93,7 @@ export class DoneLine {
         return;
       }
       if (DONE_LINE.test(line)) this.seen = true;
-      else if (!this.seen && !this.errored && isErrorLine(line, whole)) this.errored = true;
+      else if (!this.seen && !this.errored) this.judge(line, whole);
     }
     this.line = this.keep(lines[last] ?? '');
   }
@@ -90,6 +102,14 @@ export class DoneLine {
   end(): boolean {
     if (!this.seen && DONE_LINE.test(this.line)) this.seen = true;
     return this.seen;
+  }
+
+  /** Notes the error event `line` is, if it is one: the caller's (a 4xx status it names) or the target's. */
+  private judge(line: string, whole: boolean): void {
+    const error = lineError(line, whole);
+    if (error === undefined) return;
+    if (error !== true && callersStatus(errorStatus(error))) this.callersError = true;
+    else this.errored = true;
   }
 
   /** The line not yet ended with `part` after it, up to MAX_LINE characters (`cut` past them). */

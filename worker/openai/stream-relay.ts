@@ -19,8 +19,10 @@ export interface RelayOptions {
   abort: (reason: Error) => void;
   /**
    * Called once when the relay ends: `finished` (the upstream's `[DONE]` event), `failed`
-   * (it broke, stalled, ended without `[DONE]`, or sent an error event before it), or `cancelled` (the client stopped reading
-   * first, so how the upstream would have ended is unknown).
+   * (it broke, stalled, ended without `[DONE]`, or sent an error event of its own before it), or `cancelled` (the client stopped reading
+   * first, so how the upstream would have ended is unknown). An error event whose status is
+   * the caller's (a 4xx other than 408 and 429, wherever it comes) is no failure of the target:
+   * a stream that ends after one, with `[DONE]` or closed without it, is `finished`.
    */
   onEnd?: (end: StreamEnd) => void;
   /**
@@ -34,11 +36,6 @@ export interface RelayOptions {
   usage?: { report: (usage: ChatUsage) => void; strip: boolean; unreported?: (completionChars: number) => void };
   /** The target's credential, masked wherever its events name it (an error event may). */
   credential?: string;
-  /**
-   * The stream began with an error event whose code is the caller's (a 4xx other than 408 and
-   * 429): its end is no failure of the target, as such a status is none.
-   */
-  callersError?: boolean;
 }
 
 /**
@@ -59,7 +56,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
   const out = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array): boolean => {
     const whole = framer.push(bytes);
     if (whole.byteLength === 0) return false;
-    controller.enqueue(whole);
+    controller.enqueue(masker ? masker.events(whole) : whole);
     return true;
   };
   /** Whether anything went to the client. */
@@ -87,7 +84,7 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     }
     if (!whole) return framer.drop();
     const last = framer.flush();
-    if (last.byteLength) controller.enqueue(last);
+    if (last.byteLength) controller.enqueue(masker ? masker.events(last) : last);
   };
   const end = (how: StreamEnd) => {
     if (ended) return;
@@ -130,7 +127,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
       }
       if (next.done) {
         if (done.end()) finish(controller);
-        else fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete');
+        // A target may close its stream after the caller's error instead of sending [DONE] (OpenAI does).
+        else fail(controller, 'stream_interrupted', 'the upstream ended the stream before it was complete', done.callersError && !done.errored ? 'finished' : 'failed');
         return true;
       }
       done.push(decoder.decode(next.value, { stream: true }));
@@ -157,8 +155,8 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     // What the masker held back, joined to the last event, took it past the bound.
     if (framer.overflowed) return tooLarge(controller);
     if (tail) controller.enqueue(tail);
-    // A target's error event before its [DONE] is its answer failing, for its breaker too.
-    end(done.errored && !options.callersError ? 'failed' : 'finished');
+    // A target's error event before its [DONE] is its answer failing, for its breaker too; the caller's is not.
+    end(done.errored ? 'failed' : 'finished');
     controller.close();
     void reader.cancel().catch(() => undefined);
   }
@@ -169,9 +167,9 @@ export function relayStream(first: Uint8Array, reader: ReadableStreamDefaultRead
     fail(controller, 'event_too_large', `the upstream sent an event longer than ${MAX_EVENT_BYTES} bytes, which is not relayed`);
   }
 
-  function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) {
+  function fail(controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string, how: StreamEnd = 'failed') {
     flush(controller, false);
-    end('failed');
+    end(how);
     controller.enqueue(sseEvent({ error: { message, type: 'upstream_error', code } }));
     controller.close();
     void reader.cancel().catch(() => undefined);
