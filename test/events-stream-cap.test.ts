@@ -134,10 +134,13 @@ describe("the cap on an agent's open event streams", () => {
 });
 
 describe('MAX_STREAMS_PER_AGENT', () => {
-  it('sets the cap when a whole number from 1 to 10,000, else the default 32 holds', () => {
+  it('sets the cap when a whole number from 1 to 10,000 written in digits, else the default 32 holds', () => {
     expect(streamsPerAgent({})).toBe(32);
     expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: '4' })).toBe(4);
     expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: '10000' })).toBe(10_000);
+    expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: ' 8 ' })).toBe(8);
     for (const bad of ['0', '-1', '2.5', 'many', '', '10001']) expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: bad })).toBe(32);
+    // Digits only, as D1_EXECUTION_RETENTION_DAYS: Number() read these as 16, 1000 and 3.
+    for (const bad of ['0x10', '1e3', '0b11', '1_0', '+5']) expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: bad }), bad).toBe(32);
   });
 });
