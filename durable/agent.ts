@@ -299,10 +299,10 @@ export class AgentDO extends DurableObject<Env> {
     return this.tx.liveRow() ? this.changed(this.webhooks.retry(id, Date.now())) : this.notFound();
   }
 
-  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked; refused past the agent's cap. */
-  async subscribe(lastEventId: number | null, keyId?: string): Promise<Result<ReadableStream<Uint8Array>>> {
+  /** Server-sent events of the agent's lifecycle events, resuming after `lastEventId`; ended if `keyId` is revoked; refused past the agent's cap. `head`: a HEAD's answer, null, opening nothing. */
+  async subscribe(lastEventId: number | null, keyId?: string, head = false): Promise<Result<ReadableStream<Uint8Array> | null>> {
     if (!this.store.agentRow()) return this.notFound();
-    return this.streamRefusal() ?? ok(this.events.stream(lastEventId, keyId));
+    return this.streamRefusal() ?? ok(head ? null : this.events.stream(lastEventId, keyId));
   }
 
   /** WebSocket upgrades only (RPC cannot carry a socket), authenticated by the Worker; the socket hibernates between events. */

@@ -7,6 +7,7 @@ import { frameReader, openSocket, type Frame } from './support/sse';
 const CAP = DEFAULT_STREAMS_PER_AGENT;
 
 const openSse = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}` } });
+const headSse = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
 const openWs = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
 
@@ -67,6 +68,24 @@ describe("the cap on an agent's open event streams", () => {
     await expectRoom(key, id);
     for (const s of streams) await s.cancel();
     sockets[1]?.socket.close(1000, 'done');
+  });
+
+  it('answers a HEAD as its GET would: 429 with Retry-After once the agent is full, 200 while a stream fits, and a HEAD takes no slot', async () => {
+    const { key } = await newTenant();
+    const id = await newAgent(key);
+    const streams = await fill(key, id, CAP - 1);
+    for (let i = 0; i < 3; i++) {
+      const head = await headSse(key, id);
+      expect(head.status).toBe(200);
+      expect(head.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    }
+    // The HEADs opened nothing: the last slot is still there for a stream.
+    streams.push(await readingStream(key, id));
+    const head = await headSse(key, id);
+    expect(head.status).toBe(429);
+    expect(head.headers.get('retry-after')).toBe(String(STREAM_RETRY_AFTER_S));
+    await expectFull(key, id);
+    for (const s of streams) await s.cancel();
   });
 
   it('gives a slot back when a client goes: the heartbeat that finds it took nothing for a minute ends its stream', async () => {
@@ -134,10 +153,13 @@ describe("the cap on an agent's open event streams", () => {
 });
 
 describe('MAX_STREAMS_PER_AGENT', () => {
-  it('sets the cap when a whole number from 1 to 10,000, else the default 32 holds', () => {
+  it('sets the cap when a whole number from 1 to 10,000 written in digits, else the default 32 holds', () => {
     expect(streamsPerAgent({})).toBe(32);
     expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: '4' })).toBe(4);
     expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: '10000' })).toBe(10_000);
+    expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: ' 8 ' })).toBe(8);
     for (const bad of ['0', '-1', '2.5', 'many', '', '10001']) expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: bad })).toBe(32);
+    // Digits only, as D1_EXECUTION_RETENTION_DAYS: Number() read these as 16, 1000 and 3.
+    for (const bad of ['0x10', '1e3', '0b11', '1_0', '+5']) expect(streamsPerAgent({ MAX_STREAMS_PER_AGENT: bad }), bad).toBe(32);
   });
 });

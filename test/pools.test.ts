@@ -692,6 +692,20 @@ describe("a target's error that names its credential", () => {
     }
   });
 
+  it("a streamed chat whose first event is an error naming the credential across the message's 500-character cut shows none of it", async () => {
+    const { key } = await newTenant();
+    const pool = uniqueId('pool');
+    expect((await api(`/v1/pools/${pool}`, { method: 'PUT', key, body: { targets: [chatTarget(uniqueId('echo'), 'ok', { apiKey: secret })] } })).status).toBe(201);
+    // The cut falls inside the credential: it used to be cut first, and a part is no credential to mask.
+    const event = `data: ${JSON.stringify({ error: { message: `${'x'.repeat(480)} key ${secret} refused`, type: 'server_error' } })}\n\n`;
+    const mock = JSON.stringify({ body: event, contentType: 'text/event-stream' });
+    const res = await api('/v1/chat/completions', { key, body: { model: pool, stream: true, messages: [{ role: 'user', content: `hi\nmock:${mock}` }] } });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('upstream_failed');
+    expect(res.body.error.message).toContain('upstream stream began with an error event: xxx');
+    expect(JSON.stringify(res.body)).not.toContain(secret.slice(0, 12));
+  });
+
   it('a streamed chat relays an error event without the credential echoed in base64 (a Basic credential, the key alone), split across chunks too', async () => {
     const { key } = await newTenant();
     const spellings = [Buffer.from(`user:${secret}`).toString('base64'), Buffer.from(secret).toString('base64url')];

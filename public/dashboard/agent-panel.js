@@ -4,7 +4,7 @@ import { agentPath, api, unauthorized } from './api.js';
 import { $, cell, say, setText, syncRows } from './dom.js';
 import { ms, summary, time } from './format.js';
 import { state } from './state.js';
-import { follow } from './stream.js';
+import { downText, follow } from './stream.js';
 
 const MAX_EXECUTIONS = 100;
 /** How far behind the agent D1's list may be (it follows about a second behind), with room. */
@@ -148,7 +148,7 @@ function watch(target) {
     onEvent: (type, data) => onEvent(target, type, data),
     onDown(offline, pause) {
       streamState.dataset.live = 'false';
-      setText(streamState, pause ? `${pause.status === 429 ? 'rate limited' : 'unavailable'} (${pause.status}): paused ${pause.seconds} s, then reconnecting…` : offline ? 'offline, reconnecting…' : 'reconnecting…');
+      setText(streamState, downText(offline, pause));
     },
     onUnauthorized: unauthorized,
     // Deleting an agent ends its stream; the reconnect's 404 says it is gone for good.

@@ -42,13 +42,20 @@ function wait(ms, signal, wakeable) {
   });
 }
 
+/** What the stream's state says while it is down: `pause` as onDown has it. */
+export function downText(offline, pause) {
+  if (!pause) return offline ? 'offline, reconnecting…' : 'reconnecting…';
+  const why = pause.status !== 429 ? 'unavailable' : pause.code === 'too_many_streams' ? 'too many streams open on this agent' : 'rate limited';
+  return `${why} (${pause.status}): paused ${pause.seconds} s, then reconnecting…`;
+}
+
 /**
  * Follows the stream at `path` until `signal` aborts, resuming with Last-Event-ID after a drop
  * so no event is missed. A 401 or 404 ends it (the key was refused; the stream's owner is gone).
  * A 429 or 503 with Retry-After holds the next attempt back that long (at most MAX_PAUSE_S).
  * handlers: onLive(fromNow) on each connection (fromNow: there was no id to resume from, so the
  * stream starts from now and nothing before it is replayed), onEvent(type, data), onDown(offline, pause)
- * (pause: { status, seconds } while a Retry-After holds it back, else null),
+ * (pause: { status, seconds, code } while a Retry-After holds it back, code the error's, else null),
  * onUnauthorized(reason, key), onGone().
  */
 export async function follow(path, signal, handlers) {
@@ -76,7 +83,11 @@ export async function follow(path, signal, handlers) {
       if (res.status === 404) return handlers.onGone();
       // Coming back sooner than asked is refused again, and spends limits the key's traffic needs.
       const seconds = res.status === 429 || res.status === 503 ? retryAfterSeconds(res.headers.get('retry-after')) : null;
-      if (seconds !== null) pause = { status: res.status, seconds: Math.min(seconds, MAX_PAUSE_S) };
+      if (seconds !== null) {
+        // The code tells the agent's cap on streams (too_many_streams) from the key's own limits.
+        const code = (await res.json().catch(() => null))?.error?.code;
+        pause = { status: res.status, seconds: Math.min(seconds, MAX_PAUSE_S), ...(typeof code === 'string' && { code }) };
+      }
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       handlers.onLive(lastEventId === null);
       failures = 0;

@@ -13,7 +13,7 @@ import { ResumeTimes } from '../upstream/resume-times';
 import { UpstreamError } from '../upstream/types';
 import { estimatedUsage, wantsStreamUsage, type ChatUsage } from '../limits/usage';
 import { SSE_HEADERS, completion, completionStream, heldToCap, isChatCompletion } from './completions';
-import { MAX_FIRST_EVENT, readFirstEvent, type FirstEvent } from './first-event';
+import { MAX_ERROR_MESSAGE, MAX_FIRST_EVENT, readFirstEvent, type FirstEvent } from './first-event';
 import { callersStatus } from './stream-error';
 import { relayStream, type StreamEnd } from './stream-relay';
 
@@ -245,7 +245,7 @@ async function attemptChat(target: PoolTarget, options: ChatProxyOptions, timeou
     }
     if (head.error && !callersStatus(head.error.status)) {
       void reader.cancel().catch(() => {});
-      const message = withoutCredential(head.error.message, target.apiKey);
+      const message = withoutCredential(head.error.message, target.apiKey).slice(0, MAX_ERROR_MESSAGE);
       throw new UpstreamError('http', `upstream stream began with an error event: ${message}`, true, head.error.status);
     }
     clearTimeout(firstByteTimer);

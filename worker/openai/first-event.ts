@@ -13,8 +13,12 @@ export const MAX_FIRST_EVENT = 64 * 1024;
 const DATA = 'data:';
 /** A line ending's first character, looked for from `lastIndex` on. */
 const LINE_END = /[\r\n]/g;
-/** Longest message of a target's error event repeated in the gateway's own error. */
-const MAX_MESSAGE = 500;
+/**
+ * Longest message of a target's error event repeated in the gateway's own error: cut once the
+ * target's credential is masked in it (chat-proxy), since a credential cut first is no longer
+ * found, and what the cut left of it was shown.
+ */
+export const MAX_ERROR_MESSAGE = 500;
 
 /** An error event a target began its stream with: its message, and the HTTP status its code names, when it names one. */
 export interface StreamError {
@@ -122,9 +126,10 @@ function streamError(event: string): StreamError | undefined {
   if (!event.includes(ERROR_NAME)) return undefined;
   const error = errorMember(sseEventData(event));
   if (error === undefined) return undefined;
-  if (typeof error === 'string') return { message: error.slice(0, MAX_MESSAGE) };
+  // Whole (the event's size bounds it): cut to MAX_ERROR_MESSAGE once its credential is masked.
+  if (typeof error === 'string') return { message: error };
   const { message } = error as { message?: unknown };
   const text = typeof message === 'string' ? message : JSON.stringify(error);
   const status = errorStatus(error);
-  return { message: text.slice(0, MAX_MESSAGE), ...(status !== undefined && { status }) };
+  return { message: text, ...(status !== undefined && { status }) };
 }

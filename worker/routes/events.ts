@@ -45,12 +45,10 @@ export const events = router()
     async (c) => {
       const { id } = c.req.valid('param');
       // HEAD (answered by this GET route) sends no body: a stream opened for it would stay
-      // subscribed in the object, fed every event, until its heartbeat found it stalled.
-      if (c.req.method === 'HEAD') {
-        await requireAgent(c.env, c.get('principal').tenantId, id);
-        return new Response(null, { headers: SSE_HEADERS });
-      }
-      const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId));
+      // subscribed in the object, fed every event, until its heartbeat found it stalled. The
+      // object still answers it, so it is refused as its GET would be once the agent is full.
+      const head = c.req.method === 'HEAD';
+      const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId, head));
       return new Response(stream, { headers: SSE_HEADERS });
     },
   )
