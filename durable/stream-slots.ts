@@ -1,6 +1,6 @@
-import { z } from 'zod';
 import type { Env } from '../worker/env';
 import { fail, type Failure } from '../worker/errors';
+import { wholeNumberSetting } from '../worker/lib/whole-number-setting';
 
 /**
  * The cap on an agent's open event streams, SSE and WebSocket together (README, "Webhooks and
@@ -21,16 +21,9 @@ const MOST_STREAMS_PER_AGENT = 10_000;
  */
 export const STREAM_RETRY_AFTER_S = 15;
 
-/**
- * Digits only, as `D1_EXECUTION_RETENTION_DAYS` is read: `Number()` took "0x10" as 16, "1e3" as
- * 1000 and "0b11" as 3, a cap other than the one the operator meant to write.
- */
-const StreamsSetting = z.string().trim().regex(/^\d{1,5}$/).transform(Number).pipe(z.number().int().min(1).max(MOST_STREAMS_PER_AGENT));
-
 /** The agent's cap: `MAX_STREAMS_PER_AGENT` when it is a whole number from 1 to 10,000 in digits, else the default. */
 export function streamsPerAgent(env: Pick<Env, 'MAX_STREAMS_PER_AGENT'>): number {
-  const parsed = StreamsSetting.safeParse(env.MAX_STREAMS_PER_AGENT);
-  return parsed.success ? parsed.data : DEFAULT_STREAMS_PER_AGENT;
+  return wholeNumberSetting(env.MAX_STREAMS_PER_AGENT, 1, MOST_STREAMS_PER_AGENT) ?? DEFAULT_STREAMS_PER_AGENT;
 }
 
 /** 429 `too_many_streams` when `open` streams already fill the cap `max`; null when one more fits. */

@@ -100,7 +100,7 @@ export class CredentialMasker {
     const parts: Uint8Array[] = [];
     let size = 0;
     let from = 0;
-    for (let at = this.find(bytes, from); at !== -1; at = this.find(bytes, from)) {
+    for (let at = indexOfBytes(bytes, this.key, from); at !== -1; at = indexOfBytes(bytes, this.key, from)) {
       parts.push(bytes.subarray(from, at), this.mask);
       size += at - from + this.mask.byteLength;
       from = at + this.key.byteLength;
@@ -110,15 +110,6 @@ export class CredentialMasker {
     if (parts.length === 0) return hold === bytes.byteLength ? bytes : bytes.subarray(0, hold);
     parts.push(bytes.subarray(from, hold));
     return concatBytes(parts, size + hold - from);
-  }
-
-  /** Where the credential is whole in `bytes` from `from`, or -1. */
-  private find(bytes: Uint8Array, from: number): number {
-    const last = bytes.byteLength - this.key.byteLength;
-    for (let at = bytes.indexOf(this.first, from); at !== -1 && at <= last; at = bytes.indexOf(this.first, at + 1)) {
-      if (this.startsAt(bytes, at, this.key.byteLength)) return at;
-    }
-    return -1;
   }
 
   /** Where the longest end of `bytes` (after `from`) that begins the credential starts; their length when none does. */

@@ -8,6 +8,7 @@ import { maskedCredentialIssue, maskedForm, maskShowing, SHOWN_FROM_LENGTH } fro
 import { POOL_PAGE_MAX, type PoolView, type PutPoolBody, type StoredPool } from '../schemas/pool';
 import { countTenantPools, PROBE_RUN } from './probe-schedule';
 import { openSecret, sealedLength, sealSecret } from './secrets';
+import { wholeNumberSetting } from '../lib/whole-number-setting';
 
 /**
  * A stored target: the credential sealed, with its last four characters for display when it is
@@ -119,10 +120,7 @@ const INSERT_WITHIN_LIMIT = `INSERT INTO pools (tenant_id, name, config, created
 /** Pools a tenant may hold unless the operator sets `MAX_POOLS_PER_TENANT`. */
 export const DEFAULT_POOL_LIMIT = 1_000;
 
-const poolLimit = (env: Env): number => {
-  const set = Number(env.MAX_POOLS_PER_TENANT);
-  return Number.isInteger(set) && set > 0 ? set : DEFAULT_POOL_LIMIT;
-};
+const poolLimit = (env: Env): number => wholeNumberSetting(env.MAX_POOLS_PER_TENANT, 1, Number.MAX_SAFE_INTEGER) ?? DEFAULT_POOL_LIMIT;
 
 /** A tenant's pool as stored (credentials sealed): isolate cache, then KV, then D1. */
 export async function getPool(env: Env, tenantId: string, name: string): Promise<StoredPool | null> {
