@@ -154,8 +154,8 @@ export class AgentEvents {
     return this.sql.one<{ seq: number | null }>('SELECT min(seq) AS seq FROM events')?.seq ?? null;
   }
 
-  /** SSE streams and event sockets open now: what the agent's cap counts (durable/stream-slots.ts). */
-  openStreams = (): number => this.subscribers.size + this.ctx.getWebSockets('events').length;
+  /** SSE streams and event sockets open now: what the agent's cap counts (durable/stream-slots.ts); of `keyId` alone, what the key's leases are checked against (durable/key-stream-leases.ts). */
+  openStreams = (keyId?: string): number => keyId === undefined ? this.subscribers.size + this.ctx.getWebSockets('events').length : [...this.subscribers].filter((s) => s.keyId === keyId).length + this.ctx.getWebSockets('events').filter((w) => socketKey(w) === keyId).length;
 
   lastSeq(): number {
     return this.sql.one<{ seq: number | null }>('SELECT max(seq) AS seq FROM events')?.seq ?? 0;

@@ -314,6 +314,8 @@ export class AgentDO extends DurableObject<Env> {
 
   /** Counted and refused in this one turn with the stream's opening, so the cap is exact (durable/stream-slots.ts). */
   private streamRefusal = () => streamRefusal(this.events.openStreams(), streamsPerAgent(this.env));
+  /** Event streams of `keyId` open here (SSE and sockets): its limiter asks, to find leases whose stream ended (durable/key-stream-leases.ts). */
+  async eventStreamsOf(keyId: string): Promise<number> { return this.events.openStreams(keyId); }
 
   // A client's message other than `ping` (the runtime answers that one, see AgentEvents): ignored.
   override async webSocketMessage(_socket: WebSocket, _message: string | ArrayBuffer): Promise<void> {}

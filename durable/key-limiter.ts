@@ -1,12 +1,13 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env';
-import { answerWithin } from '../worker/lib/answer-within';
 import type { KeyLimits, KeyUsage } from '../worker/schemas/limits';
 import { runMigrations } from './agent-schema';
 import { CHARGES_ASK_MIGRATION, CHARGES_MIGRATION, LimiterCharges, type RaiseAnswer } from './key-limiter-charges';
 import { MCP_CALLS_MIGRATION, McpCalls, type McpCall, type McpCancelMatch } from './key-limiter-calls';
 import { budgetPeriod, gcra, rescaleTat, tightest, type PolicyState } from './key-limiter-policy';
 import { Sql } from './sql';
+import { askAgent, askStreams } from './limiter-asks';
+import { STREAM_LEASES_MIGRATION, StreamLeases, type StreamLeaseAnswer, type StreamLeaseRequest } from './key-stream-leases';
 import { rpcMethodMissing } from '../worker/lib/rpc-missing';
 
 /** A concurrency slot or token reservation not released within this is given back (a crashed isolate). */
@@ -93,6 +94,7 @@ const MIGRATIONS: readonly string[] = [
   CHARGES_MIGRATION,
   CHARGES_ASK_MIGRATION,
   MCP_CALLS_MIGRATION,
+  STREAM_LEASES_MIGRATION,
 ];
 
 interface BudgetRow extends Record<string, string | number> {
@@ -113,6 +115,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
   private readonly sql: Sql;
   private readonly charges: LimiterCharges;
   private readonly mcpCalls: McpCalls;
+  private readonly streams: StreamLeases;
   /** Theoretical arrival time per rate window ('s', 'm'), with the limit it was computed for. */
   private readonly tat = new Map<string, { tat: number; limit: number }>();
 
@@ -121,6 +124,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
     this.sql = new Sql(ctx.storage.sql);
     this.charges = new LimiterCharges(this.sql, ctx.storage);
     this.mcpCalls = new McpCalls(this.sql);
+    this.streams = new StreamLeases(this.sql, ctx.storage, (agent, keyId) => askStreams(env, agent, keyId));
     void ctx.blockConcurrencyWhile(async () => runMigrations(this.sql, ctx.storage, MIGRATIONS));
   }
 
@@ -329,6 +333,10 @@ export class KeyLimiterDO extends DurableObject<Env> {
     return this.ctx.storage.transactionSync(() => this.mcpCalls.cancel(scope, requestId, Date.now()));
   }
 
+  /** The key's event stream leases across agents (durable/key-stream-leases.ts): taken before a stream opens, given back when its agent refused it. */
+  takeStreamLease(request: StreamLeaseRequest): Promise<StreamLeaseAnswer> { return this.streams.take(request, Date.now()); }
+  releaseStreamLease(leaseId: string): void { this.streams.release(leaseId); }
+
   /** What the key has used in the current period, and its requests in flight. */
   usage(limits: KeyLimits): Omit<KeyUsage, 'limits'> {
     const now = Date.now();
@@ -388,12 +396,4 @@ export class KeyLimiterDO extends DurableObject<Env> {
     const used = tokens === null ? lease.reserved : Math.max(0, Math.ceil(tokens));
     this.sql.run('UPDATE budget SET reserved = max(0, reserved - ?), tokens = tokens + ?, requests = max(0, requests - ?) WHERE period = ?', lease.reserved, used, refused ? 1 : 0, lease.period);
   }
-}
-
-/** How long the limiter waits for an agent's answer. */
-const ASK_TIMEOUT_MS = 10_000;
-
-/** Whether agent object `agent` holds execution reservation `chargeId`. */
-function askAgent(env: Env, agent: string, chargeId: string): Promise<boolean> {
-  return answerWithin(env.AGENTS.get(env.AGENTS.idFromString(agent)).holdsCharge(chargeId), ASK_TIMEOUT_MS, 'the agent');
 }

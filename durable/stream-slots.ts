@@ -26,9 +26,26 @@ export function streamsPerAgent(env: Pick<Env, 'MAX_STREAMS_PER_AGENT'>): number
   return wholeNumberSetting(env.MAX_STREAMS_PER_AGENT, 1, MOST_STREAMS_PER_AGENT) ?? DEFAULT_STREAMS_PER_AGENT;
 }
 
+/** Streams one API key holds open across agents unless the operator sets `MAX_STREAMS_PER_KEY` (durable/key-stream-leases.ts). */
+export const DEFAULT_STREAMS_PER_KEY = 64;
+/** The highest per-key value an operator can set. */
+const MOST_STREAMS_PER_KEY = 100_000;
+
+/** The key's cap: `MAX_STREAMS_PER_KEY` when it is a whole number from 1 to 100,000 in digits, else the default. */
+export function streamsPerKey(env: Pick<Env, 'MAX_STREAMS_PER_KEY'>): number {
+  return wholeNumberSetting(env.MAX_STREAMS_PER_KEY, 1, MOST_STREAMS_PER_KEY) ?? DEFAULT_STREAMS_PER_KEY;
+}
+
 /** 429 `too_many_streams` when `open` streams already fill the cap `max`; null when one more fits. */
 export function streamRefusal(open: number, max: number): Failure | null {
   if (open < max) return null;
   const message = `this agent has ${open} event streams open, the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
   return fail('too_many_streams', message, { limit: 'streams.perAgent', max, open, retryAfter: STREAM_RETRY_AFTER_S });
+}
+
+/** 429 `too_many_streams` when the key's `open` streams, across its agents, already fill its cap `max`. */
+export function keyStreamRefusal(open: number, max: number): Failure | null {
+  if (open < max) return null;
+  const message = `this API key has ${open} event streams open across its agents, the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
+  return fail('too_many_streams', message, { limit: 'streams.perKey', max, open, retryAfter: STREAM_RETRY_AFTER_S });
 }

@@ -10,6 +10,9 @@ const openSse = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}
 const headSse = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
 const openWs = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
+/** Has every stream lease of the key due its check, as 15 s later: those of streams that ended go at the next. */
+const leasesDue = (keyId: string) =>
+  runInDurableObject(env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`)), (_i, state) => void state.storage.sql.exec('UPDATE stream_leases SET expires_at = 0'));
 
 /** An open SSE stream whose client reads on in the background until it ends (`ended`) or is cancelled. */
 async function readingStream(key: string, id: string) {
@@ -124,7 +127,7 @@ describe("the cap on an agent's open event streams", () => {
   });
 
   it('gives the slots back when the agent is deleted: the agent created again under its id has all of them', async () => {
-    const { key } = await newTenant();
+    const { key, keyId } = await newTenant();
     const id = await newAgent(key);
     const streams = await fill(key, id, CAP);
     await expectFull(key, id);
@@ -133,12 +136,14 @@ describe("the cap on an agent's open event streams", () => {
     expect(ends.every((e: { ended: boolean; frames: Frame[] }) => e.ended && e.frames.at(-1)?.event === 'deleted')).toBe(true);
     await newAgent(key, { id });
     const again = await fill(key, id, CAP);
+    // The key's leases of the ended streams go at their check (durable/key-stream-leases.ts).
+    await leasesDue(keyId);
     await expectFull(key, id);
     for (const s of again) await s.cancel();
   });
 
   it('gives the slots back when the object is reset (a crash or a code update)', async () => {
-    const { key, tenantId } = await newTenant();
+    const { key, keyId, tenantId } = await newTenant();
     const id = await newAgent(key);
     const socket = await openSocket(key, id);
     const streams = await fill(key, id, CAP - 1);
@@ -147,6 +152,7 @@ describe("the cap on an agent's open event streams", () => {
     await Promise.all(streams.map((s) => s.ended));
     await socket.closed;
     const again = await fill(key, id, CAP);
+    await leasesDue(keyId);
     await expectFull(key, id);
     for (const s of again) await s.cancel();
   });

@@ -1,7 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { STREAM_KEY_HEADER } from '../auth/key-status';
 import { ApiError } from '../errors';
-import { agentStub, requireAgent } from '../agents/registry';
+import { agentObjectId, agentStub, requireAgent } from '../agents/registry';
+import { takeStreamLease } from '../limits/stream-leases';
 import { AgentIdParams } from '../schemas/common';
 import { onAgent } from './executions';
 import { commonErrors, errorResponse, limitedResponse, security, streamHeaders } from './openapi';
@@ -26,9 +27,9 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 /** The object's refusal of one more stream (durable/stream-slots.ts), as it answers an upgrade. */
 const StreamRefusal = z.object({ ok: z.literal(false), code: z.literal('too_many_streams'), message: z.string(), details: z.object({ retryAfter: z.number() }).loose() });
 
-/** A stream refused past the agent's cap: its code, besides the key's own limits. */
+/** A stream refused past the agent's cap or the key's: its code, besides the key's own limits. */
 const tooManyStreams = limitedResponse(
-  'too_many_streams: the agent holds its most event streams open, SSE and WebSocket together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: "streams.perAgent", max, open, retryAfter}); close one or retry after Retry-After. rate_limited / budget_exhausted: the key\'s limits',
+  'too_many_streams: the agent holds its most event streams open, SSE and WebSocket together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: "streams.perAgent", max, open, retryAfter}), or the API key holds its most across its agents (64 unless the operator sets MAX_STREAMS_PER_KEY; details {limit: "streams.perKey", max, open, retryAfter}); close one or retry after Retry-After. rate_limited / budget_exhausted: the key\'s limits',
 );
 
 export const events = router()
@@ -48,7 +49,16 @@ export const events = router()
       // subscribed in the object, fed every event, until its heartbeat found it stalled. The
       // object still answers it, so it is refused as its GET would be once the agent is full.
       const head = c.req.method === 'HEAD';
-      const stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId, head));
+      const { tenantId } = c.get('principal');
+      // The key's lease first (its cap across agents), given back at once if the agent refuses.
+      const release = await takeStreamLease(c, agentObjectId(c.env, tenantId, id, await requireAgent(c.env, tenantId, id)), head);
+      let stream: ReadableStream<Uint8Array> | null;
+      try {
+        stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId, head));
+      } catch (error) {
+        release();
+        throw error;
+      }
       return new Response(stream, { headers: SSE_HEADERS });
     },
   )
@@ -78,8 +88,17 @@ export const events = router()
       const since = c.req.valid('query').lastEventId;
       if (since) url.searchParams.set('lastEventId', since);
       const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
-      // The socket's key travels with it, so the object can end it once the key is revoked.
-      const res = await stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } }));
+      // The key's lease first, as for SSE.
+      const release = await takeStreamLease(c, agentObjectId(c.env, tenantId, id, route));
+      let res: Response;
+      try {
+        // The socket's key travels with it, so the object can end it once the key is revoked.
+        res = await stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } }));
+      } catch (error) {
+        release();
+        throw error;
+      }
+      if (res.status !== 101) release();
       // The object has no agent (deleted while this isolate still routes to it): its bare 404
       // becomes the error envelope every route answers, as the SSE stream's does.
       if (res.status === 404) throw new ApiError('not_found', `agent ${id} not found`);
