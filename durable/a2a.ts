@@ -15,23 +15,18 @@ import { queuePushes, type QueueDelivery } from './a2a-pushes';
 import type { PushChange } from './a2a-push-audit';
 import { paramsShapeProblem } from './a2a-params-shape';
 import { TurnClaims } from './a2a-turn-claims';
+import { A2AStreamSlots, type StreamSlot } from './a2a-stream-slots';
+import { a2aStream } from './a2a-stream';
 import { agentDeleted, callContext, deletedBeforeTurn, SENDS, shownAnswer, shownError, type TurnMark } from './a2a-internal';
 import type { TokenCharge } from './agent-rpc';
 import type { AgentStore } from './agent-store';
 import type { DeferredSchema } from './agent-schema';
 import type { Sql } from './sql';
 
-/** A JSON-RPC answer, or an SSE stream of them (SendStreamingMessage, SubscribeToTask). */
-/**
- * A stream sends an SSE comment after this long without an event, as the event stream does:
- * a turn may run 5 minutes between its WORKING and its end, and proxies that close idle
- * connections (60 s is a common default) would cut the client off. A setting, not a
- * constant, so that the tests can wait less.
- */
-export const A2A_STREAMS = { heartbeatMs: 15_000 };
-const HEARTBEAT_FRAME = new TextEncoder().encode(': heartbeat\n\n');
+export { A2A_STREAMS } from './a2a-stream';
 
 /**
+ * A JSON-RPC answer, or an SSE stream of them (SendStreamingMessage, SubscribeToTask).
  * `noTurn`: the answer is a send's -32001 for its agent deleted, and the send started no turn
  * (`deletedBeforeTurn`): the edge gives the key's budget back, as for every refusal, where the
  * same answer to a send whose turn had started counts.
@@ -69,6 +64,8 @@ export interface A2AHooks extends A2AStoreHooks {
  */
 export class A2AServer {
   readonly tasks: A2AStore;
+  /** The streams this object holds open for A2A clients: slots of the agent's stream cap. */
+  readonly streams = new A2AStreamSlots();
   private readonly executor: GatewayExecutor;
   private readonly buses = new DefaultExecutionEventBusManager();
   private readonly watchers = new Map<string, Set<() => void>>();
@@ -91,17 +88,18 @@ export class A2AServer {
     this.executor = new GatewayExecutor(host);
   }
 
-  async handle(config: AgentConfig, request: A2ARequest): Promise<A2AReply> {
+  /** `slot`: the stream cap's slot a streaming method took (a2a-stream-slots.ts), given back when its stream ends. */
+  async handle(config: AgentConfig, request: A2ARequest, slot?: StreamSlot): Promise<A2AReply> {
     const turn = SENDS.has((request.body as Record<string, unknown>).method) ? { started: false } : undefined;
     try {
-      return await this.served(config, request, turn);
+      return await this.served(config, request, turn, slot);
     } finally {
       // Answered (a stream: its first event sent), the request's turn has started or never will.
       if (turn) this.claims.release(turn);
     }
   }
 
-  private async served(config: AgentConfig, request: A2ARequest, turn: TurnMark | undefined): Promise<A2AReply> {
+  private async served(config: AgentConfig, request: A2ARequest, turn: TurnMark | undefined, slot: StreamSlot | undefined): Promise<A2AReply> {
     this.tasks.ready();
     const { v1, legacy } = this.handlersFor(config, request.origin);
     const body = withoutTenant(request.body as Record<string, unknown>);
@@ -128,41 +126,8 @@ export class A2AServer {
     }
     const encoder = new TextEncoder();
     const encode = request.version === '0.3' ? (event: unknown) => encoder.encode(formatSSEEvent(withLegacyFinal(event))) : (event: unknown) => encoder.encode(formatSSEEvent(event));
-    let heartbeat: ReturnType<typeof setInterval> | undefined;
-    let quiet = true;
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (first.done) return controller.close();
-        controller.enqueue(encode(first.value));
-        // Frames are enqueued whole, so a comment never lands inside an event.
-        heartbeat = setInterval(() => {
-          if (!quiet) return void (quiet = true);
-          try {
-            controller.enqueue(HEARTBEAT_FRAME);
-          } catch {
-            clearInterval(heartbeat);
-          }
-        }, A2A_STREAMS.heartbeatMs);
-      },
-      async pull(controller) {
-        try {
-          const next = await iterator.next();
-          quiet = false;
-          if (next.done) {
-            clearInterval(heartbeat);
-            controller.close();
-          } else controller.enqueue(encode(next.value));
-        } catch (error) {
-          clearInterval(heartbeat);
-          controller.enqueue(encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) })));
-          controller.close();
-        }
-      },
-      async cancel() {
-        clearInterval(heartbeat);
-        await iterator.return?.(undefined);
-      },
-    });
+    const errorFrame = (error: unknown) => encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: requestId, error: mapError(error) }));
+    const stream = a2aStream({ first, iterator, encode, errorFrame }, slot);
     return { kind: 'stream', stream, ...changes() };
   }
 

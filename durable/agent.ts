@@ -28,6 +28,7 @@ import { A2AServer, type A2AReply, type A2ARequest } from './a2a';
 import { AgentCharges } from './agent-charges';
 import { keyReused, priorExecution, recordKeys } from './execution-keys';
 import { withSendCharge } from './a2a-charge';
+import { withStreamSlot } from './a2a-stream-slots';
 import { AgentDeletion, type Deleted } from './agent-deletion';
 
 /**
@@ -236,11 +237,11 @@ export class AgentDO extends DurableObject<Env> {
     return ok(this.store.executionView(id));
   }
 
-  // --- Agent2Agent (durable/a2a.ts): one JSON-RPC request, the caller authenticated and A2A-Version checked by the edge ---
+  // --- Agent2Agent (durable/a2a.ts): one JSON-RPC request, the caller authenticated and A2A-Version checked by the edge; a stream takes a slot of the stream cap before a send is charged (durable/a2a-stream-slots.ts) ---
 
   async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
     const row = this.tx.liveRow();
-    return row ? withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted), () => this.tx.liveRow()?.created_at === row.created_at) : this.notFound();
+    return row ? withStreamSlot(this.a2aServer.streams, request.body, this.streamRefusal, (slot) => withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted, slot), () => this.tx.liveRow()?.created_at === row.created_at)) : this.notFound();
   }
 
   async status(): Promise<Result<AgentStatus>> {
@@ -312,17 +313,15 @@ export class AgentDO extends DurableObject<Env> {
     return refused ? Response.json(refused, { status: 429 }) : this.events.upgrade(request);
   }
 
-  /** Counted and refused in this one turn with the stream's opening, so the cap is exact (durable/stream-slots.ts). */
-  private streamRefusal = () => streamRefusal(this.events.openStreams(), streamsPerAgent(this.env));
+  /** Counted and refused in this one turn with the stream's opening, so the cap is exact (durable/stream-slots.ts); A2A streams share it. */
+  private streamRefusal = () => streamRefusal(this.events.openStreams() + this.a2aServer.streams.open(), streamsPerAgent(this.env));
   /** Event streams of `keyId` open here (SSE and sockets): its limiter asks, to find leases whose stream ended (durable/key-stream-leases.ts). */
   async eventStreamsOf(keyId: string): Promise<number> { return this.events.openStreams(keyId); }
 
   // A client's message other than `ping` (the runtime answers that one, see AgentEvents): ignored.
   override async webSocketMessage(_socket: WebSocket, _message: string | ArrayBuffer): Promise<void> {}
 
-  override async webSocketClose(socket: WebSocket, code: number): Promise<void> {
-    this.events.socketClose(socket, code);
-  }
+  override async webSocketClose(socket: WebSocket, code: number): Promise<void> { this.events.socketClose(socket, code); }
 
   // --- two-phase commit participant (durable/agent-transactions.ts); an operator's read and resolve of its lock (durable/transaction-heuristics.ts) ---
 

@@ -3,11 +3,12 @@ import { fail, type Failure } from '../worker/errors';
 import { wholeNumberSetting } from '../worker/lib/whole-number-setting';
 
 /**
- * The cap on an agent's open event streams, SSE and WebSocket together (README, "Webhooks and
- * events"). Their bytes were bounded (4 MiB each, 16 MiB for all), their number was not: one key
- * could open thousands, each a subscriber in the object's memory and a connection of the
- * isolate. The object counts what it holds (`AgentEvents.openStreams`), as the one writer of
- * it, so the count is exact and comes back as each stream ends, however it ends.
+ * The cap on an agent's open streams: its event streams, SSE and WebSocket, and its A2A streams
+ * together (README, "Webhooks and events"; durable/a2a-stream-slots.ts). Their bytes were
+ * bounded (4 MiB each, 16 MiB for all), their number was not: one key could open thousands,
+ * each held in the object's memory and a connection of the isolate. The object counts what it
+ * holds (`AgentEvents.openStreams`, `A2AServer.streams`), as the one writer of it, so the count
+ * is exact and comes back as each stream ends, however it ends.
  */
 
 /** Streams one agent holds open unless the operator sets `MAX_STREAMS_PER_AGENT`. */
@@ -39,7 +40,7 @@ export function streamsPerKey(env: Pick<Env, 'MAX_STREAMS_PER_KEY'>): number {
 /** 429 `too_many_streams` when `open` streams already fill the cap `max`; null when one more fits. */
 export function streamRefusal(open: number, max: number): Failure | null {
   if (open < max) return null;
-  const message = `this agent has ${open} event streams open, the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
+  const message = `this agent has ${open} streams open (event and A2A streams together), the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
   return fail('too_many_streams', message, { limit: 'streams.perAgent', max, open, retryAfter: STREAM_RETRY_AFTER_S });
 }
 

@@ -291,7 +291,7 @@ const rpcRoute = (path: string) =>
       401: unauthorizedResponse(),
       404: errorResponse('not_found: no such agent for this tenant'),
       413: errorResponse('payload_too_large: body over 1 MiB'),
-      429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets"),
+      429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets. too_many_streams (SendStreamingMessage, SubscribeToTask and their v0.3 names): the agent holds its most streams open, its event streams and A2A streams together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: \"streams.perAgent\", max, open, retryAfter}; Retry-After: 15); nothing was started or charged"),
       ...everyRouteErrors,
       500: errorResponse('internal_error: a fault of the gateway before the JSON-RPC exchange (the key or agent lookup), in the error envelope'),
       503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
