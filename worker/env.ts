@@ -44,7 +44,7 @@ export interface Env {
   DNS_RESOLVER_URL?: string;
   /** Pools each tenant may hold (default 1000): a PUT of a new pool beyond it is 409 `pool_limit_reached`. */
   MAX_POOLS_PER_TENANT?: string;
-  /** Event streams (SSE and WebSocket together) each agent holds open (default 32, at most 10,000): one more is 429 `too_many_streams`. */
+  /** Streams each agent holds open, event streams (SSE and WebSocket) and A2A streams together (default 32, at most 10,000): one more is 429 `too_many_streams`. */
   MAX_STREAMS_PER_AGENT?: string;
   /** Event streams (SSE and WebSocket together) one API key holds open across agents (default 64, at most 100,000): one more is 429 `too_many_streams`. */
   MAX_STREAMS_PER_KEY?: string;

@@ -29,7 +29,7 @@ const StreamRefusal = z.object({ ok: z.literal(false), code: z.literal('too_many
 
 /** A stream refused past the agent's cap or the key's: its code, besides the key's own limits. */
 const tooManyStreams = limitedResponse(
-  'too_many_streams: the agent holds its most event streams open, SSE and WebSocket together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: "streams.perAgent", max, open, retryAfter}), or the API key holds its most across its agents (64 unless the operator sets MAX_STREAMS_PER_KEY; details {limit: "streams.perKey", max, open, retryAfter}); close one or retry after Retry-After. rate_limited / budget_exhausted: the key\'s limits',
+  'too_many_streams: the agent holds its most streams open, event streams (SSE and WebSocket) and A2A streams together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: "streams.perAgent", max, open, retryAfter}), or the API key holds its most across its agents (64 unless the operator sets MAX_STREAMS_PER_KEY; details {limit: "streams.perKey", max, open, retryAfter}); close one or retry after Retry-After. rate_limited / budget_exhausted: the key\'s limits',
 );
 
 export const events = router()
