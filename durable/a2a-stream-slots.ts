@@ -18,20 +18,31 @@ export interface StreamSlot {
   release(): void;
 }
 
-/** The A2A streams the agent's object holds open now (in its memory: an object reset ends them and their count). */
+/**
+ * The A2A streams the agent's object holds open now (in its memory: an object reset ends them and
+ * their count), in all and by the API key that opened them: a key's limiter asks how many of its
+ * streams are still open to check its leases (durable/key-stream-leases.ts).
+ */
 export class A2AStreamSlots {
   private held = 0;
+  private readonly byKey = new Map<string, number>();
 
-  open = (): number => this.held;
+  /** Streams open now; of `keyId` only, when given. */
+  open = (keyId?: string): number => (keyId === undefined ? this.held : (this.byKey.get(keyId) ?? 0));
 
-  take(): StreamSlot {
+  take(keyId?: string): StreamSlot {
     this.held++;
+    if (keyId !== undefined) this.byKey.set(keyId, (this.byKey.get(keyId) ?? 0) + 1);
     let holding = true;
     return {
       release: () => {
         if (!holding) return;
         holding = false;
         this.held--;
+        if (keyId === undefined) return;
+        const left = (this.byKey.get(keyId) ?? 1) - 1;
+        if (left > 0) this.byKey.set(keyId, left);
+        else this.byKey.delete(keyId);
       },
     };
   }
@@ -47,14 +58,14 @@ export class A2AStreamSlots {
  */
 export async function withStreamSlot<T extends { kind: 'json' | 'stream' }>(
   slots: A2AStreamSlots,
-  body: unknown,
+  request: { body: unknown; keyId?: string },
   refusal: () => Failure | null,
   serve: (slot?: StreamSlot) => Promise<Result<T>>,
 ): Promise<Result<T>> {
-  if (!opensStream(body)) return serve();
+  if (!opensStream(request.body)) return serve();
   const refused = refusal();
   if (refused) return refused;
-  const slot = slots.take();
+  const slot = slots.take(request.keyId);
   try {
     const reply = await serve(slot);
     if (!reply.ok || reply.value.kind !== 'stream') slot.release();

@@ -46,6 +46,8 @@ export interface A2ARequest {
   requestId?: string;
   /** The key's token reservation for the turn a send starts (a key with a token budget). */
   charge?: TokenCharge;
+  /** The calling key, which a stream's slot is counted for (its cap across agents). Absent from an edge of an earlier release. */
+  keyId?: string;
 }
 
 export { pushDeliveryTarget } from './a2a-pushes';

@@ -241,7 +241,7 @@ export class AgentDO extends DurableObject<Env> {
 
   async a2a(request: A2ARequest): Promise<Result<A2AReply>> {
     const row = this.tx.liveRow();
-    return row ? withStreamSlot(this.a2aServer.streams, request.body, this.streamRefusal, (slot) => withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted, slot), () => this.tx.liveRow()?.created_at === row.created_at)) : this.notFound();
+    return row ? withStreamSlot(this.a2aServer.streams, request, this.streamRefusal, (slot) => withSendCharge(this.charges, this.store.config(row), this.store, request, (config, fitted) => this.a2aServer.handle(config, fitted, slot), () => this.tx.liveRow()?.created_at === row.created_at)) : this.notFound();
   }
 
   async status(): Promise<Result<AgentStatus>> {
@@ -315,8 +315,8 @@ export class AgentDO extends DurableObject<Env> {
 
   /** Counted and refused in this one turn with the stream's opening, so the cap is exact (durable/stream-slots.ts); A2A streams share it. */
   private streamRefusal = () => streamRefusal(this.events.openStreams() + this.a2aServer.streams.open(), streamsPerAgent(this.env));
-  /** Event streams of `keyId` open here (SSE and sockets): its limiter asks, to find leases whose stream ended (durable/key-stream-leases.ts). */
-  async eventStreamsOf(keyId: string): Promise<number> { return this.events.openStreams(keyId); }
+  /** Streams of `keyId` open here (SSE, sockets, A2A): its limiter asks, to find leases whose stream ended (durable/key-stream-leases.ts). */
+  async eventStreamsOf(keyId: string): Promise<number> { return this.events.openStreams(keyId) + this.a2aServer.streams.open(keyId); }
 
   // A client's message other than `ping` (the runtime answers that one, see AgentEvents): ignored.
   override async webSocketMessage(_socket: WebSocket, _message: string | ArrayBuffer): Promise<void> {}

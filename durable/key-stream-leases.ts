@@ -4,7 +4,7 @@ import { keyStreamRefusal } from './stream-slots';
 import type { Sql } from './sql';
 
 /**
- * The cap on one API key's open event streams across agents, held in the key's limiter object
+ * The cap on one API key's open streams (event and A2A) across agents, held in the key's limiter object
  * as leases (README, "How many streams"; docs/ARCHITECTURE.md, "Decision: a key's event streams
  * are capped across agents by leases in its limiter object"). The agents each count only their
  * own streams, so the key's count lives here. A lease names the agent object holding its
@@ -41,7 +41,7 @@ export interface StreamLeaseRequest {
 
 export type StreamLeaseAnswer = { ok: true; leaseId: string | null } | Failure;
 
-/** How many event streams of `keyId` agent object `agent` holds open now. */
+/** How many streams of `keyId` (event and A2A) agent object `agent` holds open now. */
 export type StreamCount = (agent: string, keyId: string) => Promise<number>;
 
 export class StreamLeases {

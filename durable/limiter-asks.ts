@@ -11,7 +11,7 @@ export function askAgent(env: Env, agent: string, chargeId: string): Promise<boo
   return answerWithin(agentObject(env, agent).holdsCharge(chargeId), ASK_TIMEOUT_MS, 'the agent');
 }
 
-/** How many event streams of `keyId` agent object `agent` holds open (durable/key-stream-leases.ts). */
+/** How many streams of `keyId` (event and A2A) agent object `agent` holds open (durable/key-stream-leases.ts). */
 export function askStreams(env: Env, agent: string, keyId: string): Promise<number> {
   return answerWithin(agentObject(env, agent).eventStreamsOf(keyId), ASK_TIMEOUT_MS, 'the agent');
 }

@@ -1,4 +1,4 @@
-import { SELF } from 'cloudflare:test';
+import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { SendMessageRequest } from '@a2a-js/sdk';
 import { describe, expect, it } from 'vitest';
 import { A2A_STREAMS } from '../durable/a2a-stream';
@@ -19,6 +19,9 @@ const post = (key: string, id: string, method: string, params: unknown) => SELF.
   headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
   body: JSON.stringify({ jsonrpc: '2.0', id: 'st', method, params }),
 });
+/** Has every stream lease of the key due its check (durable/key-stream-leases.ts), as 15 s later. */
+const leasesDue = (keyId: string) =>
+  runInDurableObject(env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`)), (_i, state) => void state.storage.sql.exec('UPDATE stream_leases SET expires_at = 0'));
 const rpc = (key: string, id: string, method: string, params: unknown) => api(`/a2a/${id}/`, { key, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 1, method, params } });
 
 /** An open A2A stream whose client reads it to its end in the background; `first` is its first event's data. */
@@ -126,7 +129,7 @@ describe("A2A streams take slots of the agent's stream cap", () => {
   }, 60_000);
 
   it('gives the slots back when the agent is deleted: one created again under its id has every slot', async () => {
-    const { key } = await newTenant();
+    const { key, keyId } = await newTenant();
     const id = await newAgent(key, { upstream: SLOW });
     const events = await eventStreams(key, id, CAP - 2);
     const send = await a2aStream(key, id, 'SendStreamingMessage', message());
@@ -136,6 +139,8 @@ describe("A2A streams take slots of the agent's stream cap", () => {
     for (const s of [send, follower]) expect(await s.ended).toBe(true);
     for (const s of events) expect((await s.ended).ended).toBe(true);
     await newAgent(key, { id, upstream: SLOW });
+    // The key's leases on the deleted agent's streams go at their check, up to 15 s on: had now.
+    await leasesDue(keyId);
     const again = await eventStreams(key, id, CAP);
     await expectRefused(await post(key, id, 'SendStreamingMessage', message()));
     for (const s of again) await s.cancel();

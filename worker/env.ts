@@ -46,7 +46,7 @@ export interface Env {
   MAX_POOLS_PER_TENANT?: string;
   /** Streams each agent holds open, event streams (SSE and WebSocket) and A2A streams together (default 32, at most 10,000): one more is 429 `too_many_streams`. */
   MAX_STREAMS_PER_AGENT?: string;
-  /** Event streams (SSE and WebSocket together) one API key holds open across agents (default 64, at most 100,000): one more is 429 `too_many_streams`. */
+  /** Streams one API key holds open across agents, event streams (SSE and WebSocket) and A2A streams together (default 64, at most 100,000): one more is 429 `too_many_streams`. */
   MAX_STREAMS_PER_KEY?: string;
   /** Comma-separated CIDRs the outbound guard permits although private (e.g. an operator's VPC). */
   OUTBOUND_ALLOW_CIDRS?: string;

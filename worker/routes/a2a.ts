@@ -12,6 +12,8 @@ import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { agentObjectId, callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { withChargeDoubt } from '../limits/charge-doubt';
+import { takeStreamLease } from '../limits/stream-leases';
+import { opensStream } from '../../durable/a2a-stream-slots';
 import { noteWork, startedWork } from '../limits/work';
 import { agentCard } from '../a2a/card';
 import { cardCaller } from '../a2a/card-caller';
@@ -252,19 +254,27 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const charge = c.get('tokenCharge');
+  const { keyId } = c.get('principal');
+  // A stream takes the key's lease first (its cap across agents, as an event stream does), given
+  // back at once when no stream comes of the call; an open one's lease is checked against the
+  // agent's count of the key's streams.
+  const release = opensStream(request) ? await takeStreamLease(c, agentObjectId(c.env, tenantId, agentId, route)) : undefined;
   const call = withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
-    callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), ...(charge && { charge }) })));
+    callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), keyId, ...(charge && { charge }) })));
   // A blocking send's answer comes once its turn ended: a key revoked before then is answered
   // 401 as the request would be now (the turn runs on, and a send counts).
-  const reply = unwrap(await answerWhileKeyValid(c.env.DB, c.get('principal').keyId, call).catch((error: unknown) => {
+  const answered = await answerWhileKeyValid(c.env.DB, keyId, call).catch((error: unknown) => {
+    release?.();
     if (A2A_SENDS.has(envelope.data.method) && startedWork(error)) noteWork(c, 'started');
     throw error;
-  }));
+  });
+  if (!answered.ok || answered.value.kind !== 'stream') release?.();
+  const reply = unwrap(answered);
   await auditPushChanges(c, agentId, reply.pushChanges);
   if (reply.kind === 'stream') {
     // Cut off, once its key is revoked, with a last JSON-RPC error event (as the SDK ends a stream that fails).
     const lastFrame = () => encoder.encode(formatSSEErrorEvent({ jsonrpc: '2.0', id: envelope.data.id ?? null, error: REVOKED_RPC_ERROR }));
-    return new Response(keyBoundStream(reply.stream, { db: c.env.DB, keyId: c.get('principal').keyId, lastFrame }), { headers: SSE_HEADERS });
+    return new Response(keyBoundStream(reply.stream, { db: c.env.DB, keyId, lastFrame }), { headers: SSE_HEADERS });
   }
   // Its agent deleted before the send's turn started: no work, whatever the error's code says of others.
   if (reply.noTurn) noteWork(c, 'refused');
@@ -291,7 +301,7 @@ const rpcRoute = (path: string) =>
       401: unauthorizedResponse(),
       404: errorResponse('not_found: no such agent for this tenant'),
       413: errorResponse('payload_too_large: body over 1 MiB'),
-      429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets. too_many_streams (SendStreamingMessage, SubscribeToTask and their v0.3 names): the agent holds its most streams open, its event streams and A2A streams together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: \"streams.perAgent\", max, open, retryAfter}; Retry-After: 15); nothing was started or charged"),
+      429: limitedResponse("rate_limited or budget_exhausted: the key's limits; sends count against budgets. too_many_streams (SendStreamingMessage, SubscribeToTask and their v0.3 names): the agent holds its most streams open, its event streams and A2A streams together (32 unless the operator sets MAX_STREAMS_PER_AGENT; details {limit: \"streams.perAgent\", max, open, retryAfter}), or the API key holds its most across its agents (64 unless the operator sets MAX_STREAMS_PER_KEY; details {limit: \"streams.perKey\", ...}); Retry-After: 15; nothing was started or charged"),
       ...everyRouteErrors,
       500: errorResponse('internal_error: a fault of the gateway before the JSON-RPC exchange (the key or agent lookup), in the error envelope'),
       503: unavailableResponse("agent_unavailable: the agent's object could not be reached; unavailable: D1 or the key's budget limiter refused for now (Retry-After)"),
