@@ -333,7 +333,7 @@ export class KeyLimiterDO extends DurableObject<Env> {
     return this.ctx.storage.transactionSync(() => this.mcpCalls.cancel(scope, requestId, Date.now()));
   }
 
-  /** The key's event stream leases across agents (durable/key-stream-leases.ts): taken before a stream opens, given back when its agent refused it. */
+  /** The key's stream leases across agents, event and A2A streams (durable/key-stream-leases.ts): taken before a stream opens, given back when its agent refused it. */
   takeStreamLease(request: StreamLeaseRequest): Promise<StreamLeaseAnswer> { return this.streams.take(request, Date.now()); }
   releaseStreamLease(leaseId: string): void { this.streams.release(leaseId); }
 

@@ -47,6 +47,6 @@ export function streamRefusal(open: number, max: number): Failure | null {
 /** 429 `too_many_streams` when the key's `open` streams, across its agents, already fill its cap `max`. */
 export function keyStreamRefusal(open: number, max: number): Failure | null {
   if (open < max) return null;
-  const message = `this API key has ${open} event streams open across its agents, the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
+  const message = `this API key has ${open} streams open across its agents (event and A2A streams together), the most it may hold (${max}): close one, or retry after ${STREAM_RETRY_AFTER_S} s`;
   return fail('too_many_streams', message, { limit: 'streams.perKey', max, open, retryAfter: STREAM_RETRY_AFTER_S });
 }
