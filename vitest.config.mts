@@ -4,6 +4,19 @@ import { defineConfig } from 'vitest/config';
 
 const migrations = await readD1Migrations(path.join(import.meta.dirname, 'migrations'));
 
+/**
+ * Unit tests of pure logic (parsing, arithmetic, choice), which touch no binding and no runtime
+ * API that workerd and Node do differently (fetch, streams, crypto digests): they run in Node.
+ * In workerd each test file starts its own runtime and loads the Worker's modules anew, about
+ * 5 s of setup for tests that take milliseconds. A unit test of fetch, streams or crypto stays
+ * in the workers project, which runs it in the runtime that serves the code.
+ */
+const NODE_UNIT_TESTS = [
+  'a2a-large', 'abort', 'agent-transactions', 'balancer', 'builtin', 'card-limit', 'change-log', 'client-gone',
+  'config-rpc', 'cursor', 'ids', 'json-limits', 'json-merge-patch', 'key-limiter-policy', 'mcp-guard',
+  'outbound-guard', 'placement', 'router', 'sse-done', 'time', 'webhook-schedule', 'whole-number-setting',
+].map((name) => `test/unit/${name}.test.ts`);
+
 export default defineConfig({
   test: {
     projects: [
@@ -29,7 +42,7 @@ export default defineConfig({
         test: {
           name: 'workers',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/e2e/**'],
+          exclude: ['test/e2e/**', ...NODE_UNIT_TESTS],
           globalSetup: ['./test/support/global-setup.ts'],
           setupFiles: ['./test/support/apply-migrations.ts'],
           testTimeout: 20_000,
@@ -41,6 +54,9 @@ export default defineConfig({
           // share one, but this pool version stalls with it (it ran 9 files in 8 minutes).
           maxWorkers: 3,
         },
+      },
+      {
+        test: { name: 'unit', include: NODE_UNIT_TESTS, environment: 'node' },
       },
       {
         // End-to-end: the README's quickstart, driven over HTTP against `npm run dev`.
