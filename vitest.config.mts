@@ -56,7 +56,8 @@ export default defineConfig({
         },
       },
       {
-        test: { name: 'unit', include: NODE_UNIT_TESTS, environment: 'node' },
+        // The workers project's maxWorkers: vitest runs projects side by side only when they agree on it.
+        test: { name: 'unit', include: NODE_UNIT_TESTS, environment: 'node', maxWorkers: 3 },
       },
       {
         // End-to-end: the README's quickstart, driven over HTTP against `npm run dev`.

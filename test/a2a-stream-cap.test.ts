@@ -1,12 +1,12 @@
-import { env, runInDurableObject, SELF } from 'cloudflare:test';
+import { SELF } from 'cloudflare:test';
 import { SendMessageRequest } from '@a2a-js/sdk';
 import { describe, expect, it } from 'vitest';
 import { A2A_STREAMS } from '../durable/a2a-stream';
-import { DEFAULT_STREAMS_PER_AGENT, STREAM_RETRY_AFTER_S } from '../durable/stream-slots';
+import { DEFAULT_STREAMS_PER_AGENT } from '../durable/stream-slots';
 import { api, BASE, eventually, mockUrl, newAgent, newTenant, uniqueId } from './support/api';
 import { a2aClient } from './support/a2a';
 import { limitedKey } from './support/limits';
-import { frameReader, type Frame } from './support/sse';
+import { expectStreamRefused, fill, leasesDue } from './support/streams';
 
 const CAP = DEFAULT_STREAMS_PER_AGENT;
 /** A turn that holds its stream open until it is cancelled (the mock answers after a minute). */
@@ -19,9 +19,6 @@ const post = (key: string, id: string, method: string, params: unknown) => SELF.
   headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'a2a-version': '1.0' },
   body: JSON.stringify({ jsonrpc: '2.0', id: 'st', method, params }),
 });
-/** Has every stream lease of the key due its check (durable/key-stream-leases.ts), as 15 s later. */
-const leasesDue = (keyId: string) =>
-  runInDurableObject(env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`)), (_i, state) => void state.storage.sql.exec('UPDATE stream_leases SET expires_at = 0'));
 const rpc = (key: string, id: string, method: string, params: unknown) => api(`/a2a/${id}/`, { key, headers: { 'a2a-version': '1.0' }, body: { jsonrpc: '2.0', id: 1, method, params } });
 
 /** An open A2A stream whose client reads it to its end in the background; `first` is its first event's data. */
@@ -45,30 +42,8 @@ async function a2aStream(key: string, id: string, method: string, params: unknow
   return { first, ended, cancel: () => reader.cancel().catch(() => undefined) };
 }
 
-/** An open SSE stream of the agent's events, read in the background. */
-async function eventStream(key: string, id: string) {
-  const res = await SELF.fetch(`${BASE}/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}` } });
-  expect(res.status).toBe(200);
-  const reader = frameReader(res);
-  const ended = reader.until(() => false, 120_000).catch(() => ({ frames: [] as Frame[], ended: true }));
-  return { ended, cancel: reader.cancel };
-}
-
-async function eventStreams(key: string, id: string, count: number) {
-  const streams: Awaited<ReturnType<typeof eventStream>>[] = [];
-  for (let i = 0; i < count; i++) streams.push(await eventStream(key, id));
-  return streams;
-}
-
 /** The refusal of one more stream, with `open` streams counted: 429 too_many_streams in the error envelope, as the events route answers it. */
-async function expectRefused(res: Response, open = CAP) {
-  expect(res.status).toBe(429);
-  expect(res.headers.get('retry-after')).toBe(String(STREAM_RETRY_AFTER_S));
-  const body = (await res.json()) as { error: { code: string; type: string; details: unknown } };
-  expect(body.error.code).toBe('too_many_streams');
-  expect(body.error.type).toBe('rate_limit_error');
-  expect(body.error.details).toEqual({ limit: 'streams.perAgent', max: CAP, open, retryAfter: STREAM_RETRY_AFTER_S });
-}
+const expectRefused = (res: Response, open = CAP) => expectStreamRefused(res, 'streams.perAgent', CAP, open);
 
 /** One more stream fits again (a slot came back): a HEAD of the events, which answers as its GET would and takes no slot. */
 async function expectRoom(key: string, id: string, timeoutMs = 8_000) {
@@ -79,7 +54,7 @@ describe("A2A streams take slots of the agent's stream cap", () => {
   it('refuses the 33rd stream across event streams, SendStreamingMessage and SubscribeToTask, whichever face asks', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: SLOW, concurrency: 4 });
-    const events = await eventStreams(key, id, CAP / 2);
+    const events = await fill(key, id, CAP / 2, 120_000);
     const send = await a2aStream(key, id, 'SendStreamingMessage', message());
     const taskId = send.first.result.task.id;
     const subscribers = [];
@@ -101,7 +76,7 @@ describe("A2A streams take slots of the agent's stream cap", () => {
   it('gives the slot back when an A2A stream ends with its turn, and when its client closes it', async () => {
     const { key } = await newTenant();
     const id = await newAgent(key, { upstream: CONFORMANCE });
-    const events = await eventStreams(key, id, CAP - 1);
+    const events = await fill(key, id, CAP - 1, 120_000);
     // About a second's turn: its stream holds the last slot meanwhile.
     const send = await a2aStream(key, id, 'SendStreamingMessage', message(`tck-long-running-${uniqueId()}`));
     await expectRefused(await SELF.fetch(`${BASE}/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}` } }));
@@ -131,7 +106,7 @@ describe("A2A streams take slots of the agent's stream cap", () => {
   it('gives the slots back when the agent is deleted: one created again under its id has every slot', async () => {
     const { key, keyId } = await newTenant();
     const id = await newAgent(key, { upstream: SLOW });
-    const events = await eventStreams(key, id, CAP - 2);
+    const events = await fill(key, id, CAP - 2, 120_000);
     const send = await a2aStream(key, id, 'SendStreamingMessage', message());
     const follower = await a2aStream(key, id, 'SubscribeToTask', { id: send.first.result.task.id });
     await expectRefused(await post(key, id, 'SubscribeToTask', { id: send.first.result.task.id }));
@@ -141,7 +116,7 @@ describe("A2A streams take slots of the agent's stream cap", () => {
     await newAgent(key, { id, upstream: SLOW });
     // The key's leases on the deleted agent's streams go at their check, up to 15 s on: had now.
     await leasesDue(keyId);
-    const again = await eventStreams(key, id, CAP);
+    const again = await fill(key, id, CAP, 120_000);
     await expectRefused(await post(key, id, 'SendStreamingMessage', message()));
     for (const s of again) await s.cancel();
   });
@@ -149,7 +124,7 @@ describe("A2A streams take slots of the agent's stream cap", () => {
   it('a refused SendStreamingMessage starts no task: no execution, nothing counted against the key', async () => {
     const { key, otherKey } = await limitedKey({ budget: { requests: 10, period: 'day' } });
     const id = await newAgent(otherKey);
-    const events = await eventStreams(otherKey, id, CAP);
+    const events = await fill(otherKey, id, CAP, 120_000);
     for (const method of ['SendStreamingMessage', 'message/stream']) {
       const params = method === 'message/stream' ? { message: { kind: 'message', messageId: uniqueId(), role: 'user', parts: [{ kind: 'text', text: 'hi' }] } } : message();
       const res = await SELF.fetch(`${BASE}/a2a/${id}/`, {

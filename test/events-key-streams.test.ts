@@ -2,44 +2,14 @@ import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_STREAMS_PER_AGENT, DEFAULT_STREAMS_PER_KEY, STREAM_RETRY_AFTER_S, streamsPerKey } from '../durable/stream-slots';
 import { ADMIN, api, BASE, eventually, newAgent, newTenant } from './support/api';
-import { frameReader, openSocket, type Frame } from './support/sse';
+import { openSocket } from './support/sse';
+import { expectStreamRefused, fill, leasesDue, leasesOf, openSse } from './support/streams';
 
 const PER_AGENT = DEFAULT_STREAMS_PER_AGENT;
 const PER_KEY = DEFAULT_STREAMS_PER_KEY;
 
-const openSse = (key: string, id: string, method = 'GET') => SELF.fetch(`${BASE}/v1/agents/${id}/events`, { method, headers: { authorization: `Bearer ${key}` } });
 const openWs = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
 const limiterOf = (keyId: string) => env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`));
-/** The key's stream leases as its limiter holds them. */
-const leasesOf = (keyId: string) =>
-  runInDurableObject(limiterOf(keyId), (_i, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM stream_leases').one().n);
-
-/** Has every lease of the key due its check, as 15 s later. */
-const leasesDue = (keyId: string) => runInDurableObject(limiterOf(keyId), (_i, state) => void state.storage.sql.exec('UPDATE stream_leases SET expires_at = 0'));
-
-/** An open SSE stream whose client reads on in the background until it ends (`ended`) or is cancelled. */
-async function readingStream(key: string, id: string) {
-  const res = await openSse(key, id);
-  expect(res.status).toBe(200);
-  const reader = frameReader(res);
-  const ended = reader.until(() => false, 60_000).catch(() => ({ frames: [] as Frame[], ended: true, cancelled: true }));
-  return { ended, cancel: reader.cancel };
-}
-
-async function fill(key: string, id: string, count: number) {
-  const streams: Awaited<ReturnType<typeof readingStream>>[] = [];
-  for (let i = 0; i < count; i++) streams.push(await readingStream(key, id));
-  return streams;
-}
-
-/** The refusal of one more stream: 429 too_many_streams with Retry-After and `details` naming `limit`. */
-async function expectRefused(res: Response, limit: string, max: number, open = max) {
-  expect(res.status).toBe(429);
-  expect(res.headers.get('retry-after')).toBe(String(STREAM_RETRY_AFTER_S));
-  const body = (await res.json()) as { error: { code: string; details: unknown } };
-  expect(body.error.code).toBe('too_many_streams');
-  expect(body.error.details).toEqual({ limit, max, open, retryAfter: STREAM_RETRY_AFTER_S });
-}
 
 describe("the cap on one API key's event streams across agents", () => {
   it('refuses the 65th stream of a key across agents (SSE, WebSocket and HEAD) with streams.perKey; an agent\'s own refusal takes no slot; another key is unaffected; slots come back when streams or a socket end', async () => {
@@ -47,13 +17,13 @@ describe("the cap on one API key's event streams across agents", () => {
     const [a, b, c] = [await newAgent(key), await newAgent(key), await newAgent(key)];
     const onA = await fill(key, a, PER_AGENT);
     // The agent's own cap refuses these after the key's lease was taken: given back at once.
-    await expectRefused(await openSse(key, a), 'streams.perAgent', PER_AGENT);
-    await expectRefused(await openWs(key, a), 'streams.perAgent', PER_AGENT);
+    await expectStreamRefused(await openSse(key, a), 'streams.perAgent', PER_AGENT);
+    await expectStreamRefused(await openWs(key, a), 'streams.perAgent', PER_AGENT);
     const sockets = [await openSocket(key, b), await openSocket(key, b)];
     const onB = await fill(key, b, PER_KEY - PER_AGENT - sockets.length);
     expect(await leasesOf(keyId)).toBe(PER_KEY);
-    await expectRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
-    await expectRefused(await openWs(key, c), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openWs(key, c), 'streams.perKey', PER_KEY);
     const head = await openSse(key, c, 'HEAD');
     expect(head.status).toBe(429);
     expect(head.headers.get('retry-after')).toBe(String(STREAM_RETRY_AFTER_S));
@@ -68,11 +38,11 @@ describe("the cap on one API key's event streams across agents", () => {
     // due a check (15 s on) and the key is at its cap: agent a, asked, holds none of them.
     expect((await api(`/v1/agents/${a}`, { key, method: 'DELETE' })).status).toBe(204);
     await Promise.all(onA.map((s) => s.ended));
-    await expectRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
     await leasesDue(keyId);
     // On a fourth agent: the other key's stream on c, its client gone unseen, holds c's slot.
     const back = await fill(key, await newAgent(key), PER_AGENT);
-    await expectRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
 
     // A closed socket's slot comes back the same way; the streams still open keep theirs.
     sockets[0]?.socket.close(1000, 'done');
@@ -84,7 +54,7 @@ describe("the cap on one API key's event streams across agents", () => {
       return null;
     }, 8_000, 100);
     // The socket still open keeps its slot: exactly one came back.
-    await expectRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openSse(key, c), 'streams.perKey', PER_KEY);
 
     await last.body?.cancel();
     for (const s of [...onB, ...back]) await s.cancel();
@@ -97,12 +67,12 @@ describe("the cap on one API key's event streams across agents", () => {
     const agent = env.AGENTS.idFromName(`${tenantId}/${id}`).toString();
     for (let i = 0; i < PER_KEY; i++) expect((await limiterOf(keyId).takeStreamLease({ keyId, max: PER_KEY, agent })).ok).toBe(true);
     // Younger than a check, the leases stand: their streams may be opening.
-    await expectRefused(await openSse(key, id), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openSse(key, id), 'streams.perKey', PER_KEY);
     await runInDurableObject(limiterOf(keyId), (_i, state) => void state.storage.sql.exec('UPDATE stream_leases SET expires_at = ? WHERE rowid = (SELECT min(rowid) FROM stream_leases)', Date.now() - 1));
     const res = await openSse(key, id);
     expect(res.status).toBe(200);
     // Exactly the one due lease went: the stream just opened holds the slot it freed.
-    await expectRefused(await openSse(key, id), 'streams.perKey', PER_KEY);
+    await expectStreamRefused(await openSse(key, id), 'streams.perKey', PER_KEY);
     await res.body?.cancel();
   });
 

@@ -2,45 +2,17 @@ import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_STREAMS_PER_AGENT, STREAM_RETRY_AFTER_S, streamsPerAgent } from '../durable/stream-slots';
 import { ADMIN, api, BASE, eventually, newAgent, newTenant } from './support/api';
-import { frameReader, openSocket, type Frame } from './support/sse';
+import { openSocket, type Frame } from './support/sse';
+import { expectStreamRefused, fill, leasesDue, openSse, readingStream } from './support/streams';
 
 const CAP = DEFAULT_STREAMS_PER_AGENT;
 
-const openSse = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events`, { headers: { authorization: `Bearer ${key}` } });
 const headSse = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${key}` } });
 const openWs = (key: string, id: string) => SELF.fetch(`${BASE}/v1/agents/${id}/events/ws`, { headers: { authorization: `Bearer ${key}`, upgrade: 'websocket' } });
 const stubOf = (tenantId: string, agentId: string) => env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${agentId}`));
-/** Has every stream lease of the key due its check, as 15 s later: those of streams that ended go at the next. */
-const leasesDue = (keyId: string) =>
-  runInDurableObject(env.KEY_LIMITS.get(env.KEY_LIMITS.idFromName(`key:${keyId}`)), (_i, state) => void state.storage.sql.exec('UPDATE stream_leases SET expires_at = 0'));
-
-/** An open SSE stream whose client reads on in the background until it ends (`ended`) or is cancelled. */
-async function readingStream(key: string, id: string) {
-  const res = await openSse(key, id);
-  expect(res.status).toBe(200);
-  const reader = frameReader(res);
-  // Rejected when the test cancels it, while a read is still pending.
-  const ended = reader.until(() => false, 60_000).catch(() => ({ frames: [] as Frame[], ended: true, cancelled: true }));
-  return { ended, cancel: reader.cancel };
-}
-
-/** Opens `count` reading SSE streams on the agent, one after another. */
-async function fill(key: string, id: string, count: number) {
-  const streams: Awaited<ReturnType<typeof readingStream>>[] = [];
-  for (let i = 0; i < count; i++) streams.push(await readingStream(key, id));
-  return streams;
-}
-
 /** The agent refuses one more stream, over either transport, with the documented 429. */
 async function expectFull(key: string, id: string, open = CAP) {
-  for (const res of [await openSse(key, id), await openWs(key, id)]) {
-    expect(res.status).toBe(429);
-    expect(res.headers.get('retry-after')).toBe(String(STREAM_RETRY_AFTER_S));
-    const body = (await res.json()) as { error: { code: string; type: string; details: unknown } };
-    expect(body.error.code).toBe('too_many_streams');
-    expect(body.error.type).toBe('rate_limit_error');
-    expect(body.error.details).toEqual({ limit: 'streams.perAgent', max: CAP, open, retryAfter: STREAM_RETRY_AFTER_S });
-  }
+  for (const res of [await openSse(key, id), await openWs(key, id)]) await expectStreamRefused(res, 'streams.perAgent', CAP, open);
 }
 
 /** One more stream is admitted again (a slot came back), then given up. */
