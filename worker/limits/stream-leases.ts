@@ -7,14 +7,29 @@ import { rpcMethodMissing } from '../lib/rpc-missing';
 import { limiter, limiterName } from './limiter';
 
 /**
- * Takes a lease on one more event stream of the request's key (durable/key-stream-leases.ts)
- * before agent object `agent` opens it, or throws 429 `too_many_streams` (`streams.perKey`).
- * Returns what gives the lease back, for when the agent does not open the stream after all;
- * once it is open, its agent's count is what keeps or frees the lease. `check`: a HEAD, which
- * only hears whether one more fits and takes nothing. A limiter of a release without stream
- * leases (a gradual deployment) caps nothing, as that release did.
+ * Opens a stream of the request's key on agent object `agent` (`open`) under a lease on one more
+ * of the key's streams (durable/key-stream-leases.ts), or throws 429 `too_many_streams`
+ * (`streams.perKey`) without opening it. The lease is given back when `open` throws or its
+ * answer is no open stream (`opened` false: the agent's own cap, a deleted agent, an error
+ * before the first event); once a stream is open, its agent's count is what keeps or frees the
+ * lease. `check`: a HEAD, which only hears whether one more fits and takes nothing. A limiter of
+ * a release without stream leases (a gradual deployment) caps nothing, as that release did.
  */
-export async function takeStreamLease(c: Context<AppEnv>, agent: string, check = false): Promise<() => void> {
+export async function underStreamLease<T>(c: Context<AppEnv>, agent: string, open: () => Promise<T>, opened: (answer: T) => boolean = () => true, check = false): Promise<T> {
+  const release = await takeStreamLease(c, agent, check);
+  let answer: T;
+  try {
+    answer = await open();
+  } catch (error) {
+    release();
+    throw error;
+  }
+  if (!opened(answer)) release();
+  return answer;
+}
+
+/** Takes the lease `underStreamLease` opens under; returns what gives it back. */
+async function takeStreamLease(c: Context<AppEnv>, agent: string, check: boolean): Promise<() => void> {
   const { keyId } = c.get('principal');
   const stub = limiter(c.env, limiterName(keyId));
   let answer: StreamLeaseAnswer;

@@ -12,7 +12,7 @@ import { unreadableRequestBody } from '../middleware/utf8-body';
 import { jsonRpcStartsWork, keyLimits } from '../limits/middleware';
 import { agentObjectId, callAgent, requireAgent, type AgentRoute } from '../agents/registry';
 import { withChargeDoubt } from '../limits/charge-doubt';
-import { takeStreamLease } from '../limits/stream-leases';
+import { underStreamLease } from '../limits/stream-leases';
 import { opensStream } from '../../durable/a2a-stream-slots';
 import { noteWork, startedWork } from '../limits/work';
 import { agentCard } from '../a2a/card';
@@ -255,21 +255,17 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const charge = c.get('tokenCharge');
   const { keyId } = c.get('principal');
-  // A stream takes the key's lease first (its cap across agents, as an event stream does), given
-  // back at once when no stream comes of the call; an open one's lease is checked against the
-  // agent's count of the key's streams.
-  const release = opensStream(request) ? await takeStreamLease(c, agentObjectId(c.env, tenantId, agentId, route)) : undefined;
   const call = withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
     callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), keyId, ...(charge && { charge }) })));
   // A blocking send's answer comes once its turn ended: a key revoked before then is answered
   // 401 as the request would be now (the turn runs on, and a send counts).
-  const answered = await answerWhileKeyValid(c.env.DB, keyId, call).catch((error: unknown) => {
-    release?.();
+  const answer = () => answerWhileKeyValid(c.env.DB, keyId, call).catch((error: unknown) => {
     if (A2A_SENDS.has(envelope.data.method) && startedWork(error)) noteWork(c, 'started');
     throw error;
   });
-  if (!answered.ok || answered.value.kind !== 'stream') release?.();
-  const reply = unwrap(answered);
+  // A stream opens under the key's lease (its cap across agents, as an event stream does), given
+  // back at once when no stream comes of the call.
+  const reply = unwrap(await (opensStream(request) ? underStreamLease(c, agentObjectId(c.env, tenantId, agentId, route), answer, (answered) => answered.ok && answered.value.kind === 'stream') : answer()));
   await auditPushChanges(c, agentId, reply.pushChanges);
   if (reply.kind === 'stream') {
     // Cut off, once its key is revoked, with a last JSON-RPC error event (as the SDK ends a stream that fails).

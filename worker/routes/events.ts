@@ -1,10 +1,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { STREAM_KEY_HEADER } from '../auth/key-status';
-import { ApiError } from '../errors';
-import { agentObjectId, agentStub, requireAgent } from '../agents/registry';
-import { takeStreamLease } from '../limits/stream-leases';
+import { ApiError, unwrap } from '../errors';
+import { agentObjectId, agentStub, callAgent, requireAgent } from '../agents/registry';
+import { underStreamLease } from '../limits/stream-leases';
 import { AgentIdParams } from '../schemas/common';
-import { onAgent } from './executions';
 import { commonErrors, errorResponse, limitedResponse, security, streamHeaders } from './openapi';
 import { router } from './router';
 
@@ -49,16 +48,11 @@ export const events = router()
       // subscribed in the object, fed every event, until its heartbeat found it stalled. The
       // object still answers it, so it is refused as its GET would be once the agent is full.
       const head = c.req.method === 'HEAD';
-      const { tenantId } = c.get('principal');
-      // The key's lease first (its cap across agents), given back at once if the agent refuses.
-      const release = await takeStreamLease(c, agentObjectId(c.env, tenantId, id, await requireAgent(c.env, tenantId, id)), head);
-      let stream: ReadableStream<Uint8Array> | null;
-      try {
-        stream = await onAgent(c, id, (stub) => stub.subscribe(lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId), c.get('principal').keyId, head));
-      } catch (error) {
-        release();
-        throw error;
-      }
+      const { tenantId, keyId } = c.get('principal');
+      const route = await requireAgent(c.env, tenantId, id);
+      const since = lastId(c.req.valid('header')['last-event-id'], c.req.valid('query').lastEventId);
+      // Under the key's lease (its cap across agents), given back at once if the agent refuses.
+      const stream = await underStreamLease(c, agentObjectId(c.env, tenantId, id, route), async () => unwrap(await callAgent(c.env, tenantId, id, route, (stub) => stub.subscribe(since, keyId, head))), undefined, head);
       return new Response(stream, { headers: SSE_HEADERS });
     },
   )
@@ -88,17 +82,8 @@ export const events = router()
       const since = c.req.valid('query').lastEventId;
       if (since) url.searchParams.set('lastEventId', since);
       const stub = agentStub(c.env, tenantId, id, route) as unknown as { fetch(request: Request): Promise<Response> };
-      // The key's lease first, as for SSE.
-      const release = await takeStreamLease(c, agentObjectId(c.env, tenantId, id, route));
-      let res: Response;
-      try {
-        // The socket's key travels with it, so the object can end it once the key is revoked.
-        res = await stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } }));
-      } catch (error) {
-        release();
-        throw error;
-      }
-      if (res.status !== 101) release();
+      // Under the key's lease, as for SSE. The socket's key travels with it, so the object can end it once the key is revoked.
+      const res = await underStreamLease(c, agentObjectId(c.env, tenantId, id, route), () => stub.fetch(new Request(url, { headers: { upgrade: 'websocket', [STREAM_KEY_HEADER]: keyId } })), (answer) => answer.status === 101);
       // The object has no agent (deleted while this isolate still routes to it): its bare 404
       // becomes the error envelope every route answers, as the SSE stream's does.
       if (res.status === 404) throw new ApiError('not_found', `agent ${id} not found`);
