@@ -13,7 +13,7 @@ const migrations = await readD1Migrations(path.join(import.meta.dirname, 'migrat
  */
 const NODE_UNIT_TESTS = [
   'a2a-large', 'abort', 'agent-transactions', 'balancer', 'builtin', 'card-limit', 'change-log', 'client-gone',
-  'config-rpc', 'cursor', 'ids', 'json-limits', 'json-merge-patch', 'key-limiter-policy', 'mcp-guard',
+  'config-rpc', 'cursor', 'dev-vars', 'ids', 'json-limits', 'json-merge-patch', 'key-limiter-policy', 'mcp-guard',
   'outbound-guard', 'placement', 'router', 'sse-done', 'time', 'webhook-schedule', 'whole-number-setting',
 ].map((name) => `test/unit/${name}.test.ts`);
 
@@ -45,7 +45,9 @@ export default defineConfig({
           exclude: ['test/e2e/**', ...NODE_UNIT_TESTS],
           globalSetup: ['./test/support/global-setup.ts'],
           setupFiles: ['./test/support/apply-migrations.ts'],
-          testTimeout: 20_000,
+          // A guard against a hang, not a clock: under CI's load (three files at a time on two cores)
+          // a test of a few seconds alone has taken 18–21 s.
+          testTimeout: 30_000,
           // Vitest runs one file at a time on a 2-core machine (its default is the cores less
           // one), while most of a file's time is waiting on workerd, timers and the mock
           // upstream: two at a time took the project from about 570 s to 375 s here, and with
@@ -65,8 +67,10 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.e2e.ts'],
           environment: 'node',
-          // One dev server at a time: each file starts `npm run dev`, which creates .dev.vars
-          // (and its demo key) on first start; in parallel two servers could race on it.
+          // One dev server at a time, after the other projects' files (vitest runs a project of
+          // one worker alone, at the end). Run beside them, the whole suite took as long (654 s
+          // against 661 s: the two cores are busy either way), and a starved dev server closed a
+          // connection mid-request. `npm run dev` makes .dev.vars whole or not at all regardless.
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,

@@ -12,10 +12,10 @@
 // when the Worker has static assets; wrangler's --test-scheduled serves GET /__scheduled,
 // which runs the scheduled handler (the pool health probes) once.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { cliArgs } from './lib/cli.mjs';
+import { devVars } from './lib/dev-vars.mjs';
 
 const USAGE = `usage: npm run dev [-- OPTIONS]
   --port N              port on 127.0.0.1 (env PORT; default 8787)
@@ -77,33 +77,6 @@ const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
 const wranglerBin = 'node_modules/.bin/wrangler';
 const DATABASE = 'edge-agent-gateway';
 const DEMO_TENANT = 'demo';
-
-function devVars() {
-  if (!existsSync('.dev.vars')) {
-    copyFileSync('.dev.vars.example', '.dev.vars');
-    const filled = readFileSync('.dev.vars', 'utf8')
-      .replace(/^ADMIN_TOKEN=generate$/m, `ADMIN_TOKEN=adm_${randomBytes(24).toString('base64url')}`)
-      .replace(/^DEMO_API_KEY=generate$/m, `DEMO_API_KEY=eag_${randomBytes(32).toString('base64url')}`)
-      .replace(/^UPSTREAM_ENCRYPTION_KEY=generate$/m, `UPSTREAM_ENCRYPTION_KEY=${randomBytes(32).toString('base64')}`);
-    writeFileSync('.dev.vars', filled);
-    console.log('created .dev.vars with a random ADMIN_TOKEN and DEMO_API_KEY');
-  }
-  // .dev.vars made before a newer secret was added gets that secret appended.
-  const current = readFileSync('.dev.vars', 'utf8');
-  if (!/^UPSTREAM_ENCRYPTION_KEY=/m.test(current)) {
-    writeFileSync('.dev.vars', `${current.trimEnd()}\nUPSTREAM_ENCRYPTION_KEY=${randomBytes(32).toString('base64')}\n`);
-  }
-  const withKey = readFileSync('.dev.vars', 'utf8');
-  if (!/^ENABLE_CONFORMANCE_UPSTREAM=/m.test(withKey)) {
-    writeFileSync('.dev.vars', `${withKey.trimEnd()}\nENABLE_CONFORMANCE_UPSTREAM=true\n`);
-  }
-  return Object.fromEntries(
-    readFileSync('.dev.vars', 'utf8')
-      .split('\n')
-      .filter((line) => /^[A-Z_]+=/.test(line))
-      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1).trim()]),
-  );
-}
 
 function wrangler(args) {
   const result = spawnSync(wranglerBin, args, { env, encoding: 'utf8' });

@@ -380,7 +380,7 @@ describe('a client gone without its stream being cancelled', () => {
     expect(cut.filter((r) => r.ended)).toHaveLength(6 - held.length);
     const resumed = await readEvents(await open(key, id, 0), 12);
     expect(resumed.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
-  });
+  }, 45_000); // 4 MB of frames to six streams: about 10 s alone, up to 21 s under CI's load
 
   it("holds one copy of an event's frame for all of an agent's streams, not one per stream", async () => {
     const { key, tenantId } = await newTenant();
