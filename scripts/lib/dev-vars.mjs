@@ -18,7 +18,14 @@ function writeWhole(file, content, { replace }) {
     if (replace) renameSync(temporary, file);
     else linkSync(temporary, file);
   } catch (error) {
-    if (error.code !== 'EEXIST') throw error;
+    if (error.code === 'EEXIST') return;
+    if (replace) throw error;
+    // A file system without hard links: an exclusive create keeps the file there, if one is.
+    try {
+      writeFileSync(file, content, { flag: 'wx' });
+    } catch (fallback) {
+      if (fallback.code !== 'EEXIST') throw fallback;
+    }
   } finally {
     rmSync(temporary, { force: true });
   }
