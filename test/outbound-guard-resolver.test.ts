@@ -177,7 +177,7 @@ describe('outbound guard: a resolver outage on the A2A face', () => {
     expect(jsonRpcError('1.0', refused)).toMatchObject({ code: -32602, message: expect.stringMatching(/push notification URL refused.*NXDOMAIN/) });
   });
 
-  it('tells the client so through the endpoint (a set config, one given with a send, both versions): the message says to retry, where it used to be the generic internal error', async () => {
+  it('tells the client so through the endpoint (a set config, one given with a send or a streaming send, both versions): the message says to retry, where it used to be the generic internal error', async () => {
     const { key, tenantId } = await newTenant();
     const id = await newAgent(key);
     const rpc = (method: string, params: unknown, version = '1.0') =>
@@ -201,6 +201,7 @@ describe('outbound guard: a resolver outage on the A2A face', () => {
       const answers = [
         await rpc('CreateTaskPushNotificationConfig', { taskId: task.id, id: 'c1', url }),
         await rpc('SendMessage', { message: { ...message, messageId: `m-${uniqueId('msg')}` }, configuration: { taskPushNotificationConfig: { url } } }),
+        await rpc('SendStreamingMessage', { message: { ...message, messageId: `m-${uniqueId('msg')}` }, configuration: { taskPushNotificationConfig: { url } } }),
         await rpc('tasks/pushNotificationConfig/set', { taskId: task.id, pushNotificationConfig: { id: 'c2', url } }, ''),
       ];
       for (const answer of answers) expect(answer.body.error, JSON.stringify(answer.body)).toMatchObject({ code: -32603, message: retry });
