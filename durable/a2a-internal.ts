@@ -71,6 +71,16 @@ function loggedOf(context: ServerCallContext | undefined): InternalErrorContext 
   return (context?.state.get(LOGGED) as InternalErrorContext | undefined) ?? { method: undefined };
 }
 
+/**
+ * The one -32603 written for the client, not caused by a fault: the DNS resolver could not
+ * check a push URL's host right now, which the client mends by retrying (docs/A2A.md, Errors).
+ * Its message names the host and the resolver's answer, as the REST 503 for a webhook does,
+ * so it is shown as it is, not replaced by the generic message (which hid the advice to retry).
+ */
+const PUSH_URL_UNCHECKED = 'push notification URL cannot be checked right now (';
+
+export const pushUrlUnchecked = (reason: string): A2AError => new A2AError(`${PUSH_URL_UNCHECKED}${reason}); retry later`);
+
 /** The message a client sees for an internal error of request `requestId`. */
 export function internalErrorMessage(requestId: string | undefined): string {
   const id = requestId ? ` (request ${requestId})` : '';
@@ -133,7 +143,7 @@ export function guardedTaskStore(store: TaskStore): TaskStore {
 
 /** `error` as the client sees it: a -32603 with the generic message, its cause logged once; any other as it is. */
 export function shownError<E extends RpcError>(error: E, cause: unknown, context: InternalErrorContext): E {
-  if (error.code !== INTERNAL_ERROR_CODE) return error;
+  if (error.code !== INTERNAL_ERROR_CODE || error.message.startsWith(PUSH_URL_UNCHECKED)) return error;
   const message = internalErrorMessage(context.requestId);
   // The generic message already: made by internalError, which logged the cause.
   if (error.message !== message) logCause(cause ?? error.message, context);

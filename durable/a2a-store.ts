@@ -1,5 +1,5 @@
 import { TaskState, type ListTasksRequest, type ListTasksResponse, type Task, type TaskPushNotificationConfig } from '@a2a-js/sdk';
-import { A2AError, RequestMalformedError } from '@a2a-js/sdk/errors';
+import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import type { PushNotificationStore, TaskStore } from '@a2a-js/sdk/server';
 import { TERMINAL } from '../worker/schemas/execution';
 import { sha256Hex } from '../worker/lib/hash';
@@ -10,7 +10,7 @@ import { decodeTask, encodeTask, INTERRUPTED_TASK_STATES, stateOf, taskView, typ
 import { storableTask } from './a2a-large';
 import { boundedPage } from './a2a-list-page';
 import { asExecutionCancel, asWaitingCancel } from './a2a-cancel-status';
-import { agentDeleted } from './a2a-internal';
+import { agentDeleted, pushUrlUnchecked } from './a2a-internal';
 import type { Sql } from './sql';
 import type { A2AVersion } from '../worker/a2a/rpc-error';
 import { readPushConfig, storedPushConfig } from './a2a-push-wire';
@@ -237,7 +237,7 @@ export class A2AStore implements TaskStore {
     // The check resolves the URL's host: the agent may have been deleted meanwhile, its tables with it.
     if (!this.hooks.live()) throw agentDeleted(taskId);
     // The resolver's outage says nothing of the URL: not the -32602 of a config to correct.
-    if (!check.ok && check.unverified) throw new A2AError(`push notification URL cannot be checked right now (${check.reason}); retry later`);
+    if (!check.ok && check.unverified) throw pushUrlUnchecked(check.reason);
     if (!check.ok) throw new RequestMalformedError(`push notification URL refused: ${check.reason}`);
     const others = this.sql.one<{ n: number }>('SELECT count(*) AS n FROM a2a_push_configs WHERE task_id = ? AND id != ?', taskId, config.id)?.n ?? 0;
     if (others >= MAX_PUSH_CONFIGS) throw new RequestMalformedError(`at most ${MAX_PUSH_CONFIGS} push notification configs per task`);

@@ -1,4 +1,4 @@
-import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from 'cloudflare:test';
+import { createExecutionContext, createScheduledController, env, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../worker/app';
 import worker from '../worker/index';
@@ -9,7 +9,7 @@ import { invokeUpstream } from '../worker/upstream/invoke';
 import { resolveUpstream } from '../worker/upstream/resolve';
 import { A2AStore } from '../durable/a2a-store';
 import { jsonRpcError } from '../worker/a2a/rpc-error';
-import { newTenant, uniqueId } from './support/api';
+import { api, newAgent, newTenant, uniqueId } from './support/api';
 
 /**
  * The outbound guard when the DNS resolver, not the name, is the trouble: an outage of the
@@ -175,5 +175,40 @@ describe('outbound guard: a resolver outage on the A2A face', () => {
     const gone = hostName(); // NXDOMAIN: a config to correct
     const refused = await store.checkConfig('task', { id: 'c', url: `https://${gone}/push` }).then(() => null, (e: unknown) => e);
     expect(jsonRpcError('1.0', refused)).toMatchObject({ code: -32602, message: expect.stringMatching(/push notification URL refused.*NXDOMAIN/) });
+  });
+
+  it('tells the client so through the endpoint (a set config, one given with a send or a streaming send, both versions): the message says to retry, where it used to be the generic internal error', async () => {
+    const { key, tenantId } = await newTenant();
+    const id = await newAgent(key);
+    const rpc = (method: string, params: unknown, version = '1.0') =>
+      api(`/a2a/${id}/`, { key, body: { jsonrpc: '2.0', id: 1, method, params }, headers: version ? { 'a2a-version': version } : {} });
+    const message = { messageId: `m-${uniqueId('msg')}`, role: 'ROLE_USER', parts: [{ text: 'hello' }] };
+    const task = (await rpc('SendMessage', { message })).body.result.task;
+    const host = hostName();
+    await setDns(host, { httpStatus: 503 });
+    // The agent's object checks push URLs under its own env: the guard on there, as in production.
+    const stub = env.AGENTS.get(env.AGENTS.idFromName(`${tenantId}/${id}`));
+    const guarded = { ALLOW_PRIVATE_UPSTREAMS: undefined, DNS_RESOLVER_URL: resolver };
+    const saved = await runInDurableObject(stub, (instance) => {
+      const objectEnv = (instance as unknown as { env: Record<string, unknown> }).env;
+      const before = { ALLOW_PRIVATE_UPSTREAMS: objectEnv.ALLOW_PRIVATE_UPSTREAMS, DNS_RESOLVER_URL: objectEnv.DNS_RESOLVER_URL };
+      Object.assign(objectEnv, guarded);
+      return before;
+    });
+    try {
+      const url = `https://${host}/push`;
+      const retry = expect.stringMatching(/^push notification URL cannot be checked right now \(.*\); retry later$/);
+      const answers = [
+        await rpc('CreateTaskPushNotificationConfig', { taskId: task.id, id: 'c1', url }),
+        await rpc('SendMessage', { message: { ...message, messageId: `m-${uniqueId('msg')}` }, configuration: { taskPushNotificationConfig: { url } } }),
+        await rpc('SendStreamingMessage', { message: { ...message, messageId: `m-${uniqueId('msg')}` }, configuration: { taskPushNotificationConfig: { url } } }),
+        await rpc('tasks/pushNotificationConfig/set', { taskId: task.id, pushNotificationConfig: { id: 'c2', url } }, ''),
+      ];
+      for (const answer of answers) expect(answer.body.error, JSON.stringify(answer.body)).toMatchObject({ code: -32603, message: retry });
+    } finally {
+      await runInDurableObject(stub, (instance) => { Object.assign((instance as unknown as { env: Record<string, unknown> }).env, saved); });
+    }
+    // Nothing was stored.
+    expect((await rpc('ListTaskPushNotificationConfigs', { taskId: task.id })).body.result.configs ?? []).toEqual([]);
   });
 });
