@@ -7,7 +7,7 @@ import { ApiError, invalidRequest, missingBodyError, validationError } from './e
 import { queryIssues } from './lib/repeated-query';
 import { adminAuth } from './middleware/admin-auth';
 import { d1Session } from './middleware/d1-session';
-import { requestLog } from './middleware/request-log';
+import { logAgentParams, requestLog } from './middleware/request-log';
 import { requestIds, setResponseHeader } from './middleware/response-headers';
 import { headerLimits } from './middleware/header-limits';
 import { mcpCors } from './middleware/mcp-cors';
@@ -74,6 +74,7 @@ export function createApp() {
   const app = new OpenAPIHono<AppEnv>({
     router: new GatewayRouter(),
     defaultHook: (result, c) => {
+      if (result.success && result.target === 'param') logAgentParams(c, result.data as Record<string, unknown>);
       // A required JSON body that never came reaches its validator as `{}`: Hono reads no body
       // without a JSON Content-Type, and zod-openapi's media-type gate has already answered 415
       // for a body sent with another or none. `{}` would pass every schema whose members are

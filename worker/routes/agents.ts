@@ -43,6 +43,7 @@ export const agents = new OpenAPIHono<AppEnv>()
     }),
     async (c) => {
       const agent = await createAgent(c, c.req.valid('json'));
+      c.get('log').agent = agent.id;
       return c.json(agent, 201, { location: `/v1/agents/${agent.id}` });
     },
   )
