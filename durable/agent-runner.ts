@@ -14,6 +14,7 @@ import type { AgentRow, ExecutionRow } from './agent-rows';
 import type { AgentStore } from './agent-store';
 import { runRequest } from './run-request';
 import { runFault } from './run-fault';
+import { logFinished } from './execution-log';
 
 /** Upper bound on upstream attempts for one execution, across restarts of the object. */
 export const MAX_TOTAL_ATTEMPTS = 5;
@@ -99,9 +100,7 @@ export class ExecutionRunner {
   }
 
   /** Aborts the upstream call of a running execution (its state was written by the caller). */
-  abort(id: string): void {
-    this.inflight.get(id)?.abort();
-  }
+  abort(id: string): void { this.inflight.get(id)?.abort(); }
 
   /**
    * Aborts everything in flight and releases every waiter as for a deleted agent (the agent is
@@ -320,6 +319,8 @@ export class ExecutionRunner {
       this.hooks.changed(id, now, finished);
     });
     for (const after of committed) after();
+    // No request waits for it (async, a hook's, A2A's): no request's log line names its outcome.
+    if (finished && !this.waiters.has(id)) logFinished(this.env, this.store, finished);
     this.notify(id, finished);
   }
 
@@ -395,5 +396,4 @@ export class ExecutionRunner {
     this.waiters.delete(id);
     for (const resolve of waiting) resolve(execution);
   }
-
 }
