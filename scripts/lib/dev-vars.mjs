@@ -1,7 +1,8 @@
 // .dev.vars for `npm run dev`: made on first start with random secrets, completed after an
-// upgrade that added one. Two first starts at the same moment (the end-to-end tests run side by
-// side in CI's fresh clone) must end with one file that both read: the second used to read the
-// first's half-written copy of the example, or write its own key over the one the first printed.
+// upgrade that added one. Two first starts at the same moment (two terminals, or tests that
+// start dev servers side by side in a fresh clone) must end with one file that both read: the
+// second used to read the first's half-written copy of the example, or write its own key over
+// the one the first printed.
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
-// `npm run dev` makes .dev.vars on its first start (scripts/lib/dev-vars.mjs). The end-to-end
-// tests start several dev servers side by side in CI's fresh clone: each first start must end
-// with the one file every start reads, or a server prints a demo key the file no longer holds.
+// `npm run dev` makes .dev.vars on its first start (scripts/lib/dev-vars.mjs). Two first starts
+// at once (two terminals, or dev servers started side by side in a fresh clone) must end with the
+// one file every start reads, or a server prints a demo key the file no longer holds.
 
 const root = path.resolve(import.meta.dirname, '../..');
 const module = path.join(root, 'scripts/lib/dev-vars.mjs');
