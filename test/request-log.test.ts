@@ -61,6 +61,14 @@ describe('request log lines name the agent and execution they are about', () => 
     for (const line of lines.slice(0, 6)) expect(line).not.toHaveProperty('execution');
   });
 
+  it('names the agent of an A2A call with the same field, beside its method', async () => {
+    const { key } = await newTenant();
+    const agent = await newAgent(key);
+    const lines = await logLines(key, [['POST', `/a2a/${agent}/`, { jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} }]]);
+    expect(lines).toEqual([expect.objectContaining({ status: 200, agent, a2aMethod: 'ListTasks' })]);
+    expect(lines[0]).not.toHaveProperty('agentId');
+  });
+
   it('names a created agent, and nothing on routes about other resources', async () => {
     const { key } = await newTenant();
     const lines = await logLines(key, [

@@ -206,6 +206,7 @@ function notification(c: Context<AppEnv>): Response {
 async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   const { tenantId } = c.get('principal');
   const route: AgentRoute = await requireAgent(c.env, tenantId, agentId);
+  c.get('log').agent = agentId; // as on /v1/agents/:id's routes, whatever the call's answer
   const unsupported = unsupportedBody(c);
   if (unsupported) {
     // As the SDK's JSON-RPC server answers it: -32005 in a 200, in the version's shape (1.0's
@@ -250,7 +251,6 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   if (params && jsonDepth(params, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH) {
     return rpcAnswer(c, rpcError(envelope.data.id, jsonRpcError(version, new RequestMalformedError(`params are nested deeper than ${MAX_PARAMS_DEPTH} levels (a message at most ${MAX_JSON_DEPTH})`))));
   }
-  c.get('log').agentId = agentId;
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const charge = c.get('tokenCharge');
