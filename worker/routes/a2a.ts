@@ -204,7 +204,7 @@ function notification(c: Context<AppEnv>): Response {
  * JSON-RPC: HTTP 200 with `error`, the A2A codes and ErrorInfo from the SDK.
  */
 async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
-  const { tenantId } = c.get('principal');
+  const { tenantId, keyId } = c.get('principal');
   const route: AgentRoute = await requireAgent(c.env, tenantId, agentId);
   c.get('log').agent = agentId; // as on /v1/agents/:id's routes, whatever the call's answer
   const unsupported = unsupportedBody(c);
@@ -254,7 +254,6 @@ async function jsonRpc(c: Context<AppEnv>, agentId: string): Promise<Response> {
   // JSON-RPC lets a call leave out `params`; the SDK wants an object (ListTasks has no required member).
   const request = params === undefined ? { ...envelope.data, params: {} } : envelope.data;
   const charge = c.get('tokenCharge');
-  const { keyId } = c.get('principal');
   const call = withChargeDoubt(c.env, charge, () => agentObjectId(c.env, tenantId, agentId, route), () =>
     callAgent(c.env, tenantId, agentId, route, (stub) => stub.a2a({ body: request, version, origin: new URL(c.req.url).origin, requestId: c.get('requestId'), keyId, ...(charge && { charge }) })));
   // A blocking send's answer comes once its turn ended: a key revoked before then is answered
